@@ -1,0 +1,171 @@
+/**
+ * A bounded receive buffer for transport authors. The transport pushes decoded
+ * messages in as they arrive; when the buffer passes its high-water mark the
+ * push answers `false` and the transport stops reading from its source until
+ * `onResume` is called, so a slow consumer back-pressures the sender instead
+ * of growing memory. Consumers take messages one at a time or all that are
+ * buffered. The end of input is either graceful (`end`) or an error (`fail`);
+ * both are delivered after every message already buffered.
+ *
+ * @since 0.1.0
+ */
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as IpcError from "./IpcError.ts"
+
+/** Limits of an inbox: it asks its source to pause above either of them. */
+export interface InboxOptions {
+  /** Buffered messages above which the source is paused (default 4096). */
+  readonly maxMessages?: number | undefined
+  /** Buffered bytes above which the source is paused (default 8 MiB). */
+  readonly maxBytes?: number | undefined
+  /** Called when a paused source may read again. */
+  readonly onResume?: (() => void) | undefined
+}
+
+interface Waiter {
+  readonly one: boolean
+  readonly resume: (result: Effect.Effect<never, IpcError.IpcError | Cause.Done> | Effect.Effect<unknown>) => void
+}
+
+/** A bounded, back-pressuring buffer of received messages. */
+export interface Inbox {
+  /** Adds a message; `false` means the source should pause until `onResume`. */
+  readonly push: (message: Uint8Array) => boolean
+  /** Ends input gracefully after the buffered messages. */
+  readonly end: () => void
+  /** Ends input with an error after the buffered messages. */
+  readonly fail: (error: IpcError.IpcError) => void
+  /** Ends input now, dropping buffered messages; takers fail with `error`. */
+  readonly shutdown: (error: IpcError.IpcError) => void
+  /** True once `end`, `fail` or `shutdown` was called. */
+  readonly isDone: () => boolean
+  /** True while the source is asked to pause. */
+  readonly isPaused: () => boolean
+  /** Takes every buffered message (at least one), or fails with `Cause.Done` at a graceful end. */
+  readonly pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>
+  /** Takes one message; a graceful end fails with reason `Closed`. */
+  readonly take: Effect.Effect<Uint8Array, IpcError.IpcError>
+}
+
+const closedError = IpcError.make("Closed", "the channel was closed by its peer")
+
+/** Makes an inbox. */
+export const make = (options: InboxOptions = {}): Inbox => {
+  const maxMessages = options.maxMessages ?? 4096
+  const maxBytes = options.maxBytes ?? 8 * 1024 * 1024
+  let items: Array<Uint8Array> = []
+  let head = 0
+  let bytes = 0
+  let paused = false
+  let done = false
+  let error: IpcError.IpcError | undefined
+  const waiters: Array<Waiter> = []
+
+  const available = () => items.length - head
+
+  const takeBuffered = (): NonEmptyReadonlyArray<Uint8Array> => {
+    const out = (head === 0 ? items : items.slice(head)) as unknown as NonEmptyReadonlyArray<Uint8Array>
+    items = []
+    head = 0
+    bytes = 0
+    resumeIfBelow()
+    return out
+  }
+
+  const takeOne = (): Uint8Array => {
+    const item = items[head]!
+    items[head] = undefined as unknown as Uint8Array
+    head++
+    bytes -= item.byteLength
+    if (head === items.length) {
+      items = []
+      head = 0
+    } else if (head > 1024 && head * 2 > items.length) {
+      items = items.slice(head)
+      head = 0
+    }
+    resumeIfBelow()
+    return item
+  }
+
+  const resumeIfBelow = () => {
+    if (paused && available() <= maxMessages >> 1 && bytes <= maxBytes >> 1) {
+      paused = false
+      options.onResume?.()
+    }
+  }
+
+  const terminal = (): Effect.Effect<never, IpcError.IpcError | Cause.Done> =>
+    error === undefined ? Effect.fail(Cause.Done()) : Effect.fail(error)
+
+  const wake = () => {
+    while (waiters.length > 0 && (available() > 0 || done)) {
+      const waiter = waiters.shift()!
+      if (available() > 0) {
+        waiter.resume(Effect.succeed(waiter.one ? takeOne() : takeBuffered()))
+      } else {
+        waiter.resume(waiter.one ? Effect.fail(error ?? closedError) : terminal())
+      }
+    }
+  }
+
+  const wait = <A, E>(one: boolean) =>
+    Effect.callback<A, E>((resume) => {
+      const waiter: Waiter = { one, resume: resume as Waiter["resume"] }
+      waiters.push(waiter)
+      return Effect.sync(() => {
+        const i = waiters.indexOf(waiter)
+        if (i >= 0) waiters.splice(i, 1)
+      })
+    })
+
+  const pullWaiting = wait<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>(false)
+  const pull: Inbox["pull"] = Effect.suspend(() => {
+    if (available() > 0) return Effect.succeed(takeBuffered())
+    if (done) return terminal()
+    return pullWaiting
+  })
+
+  const takeWaiting = wait<Uint8Array, IpcError.IpcError>(true)
+  const take: Inbox["take"] = Effect.suspend(() => {
+    if (available() > 0) return Effect.succeed(takeOne())
+    if (done) return Effect.fail(error ?? closedError)
+    return takeWaiting
+  })
+
+  return {
+    push(message) {
+      if (done) return false
+      items.push(message)
+      bytes += message.byteLength
+      if (waiters.length > 0) wake()
+      if (available() >= maxMessages || bytes >= maxBytes) paused = true
+      return !paused
+    },
+    end() {
+      if (done) return
+      done = true
+      wake()
+    },
+    fail(e) {
+      if (done) return
+      done = true
+      error = e
+      wake()
+    },
+    shutdown(e) {
+      items = []
+      head = 0
+      bytes = 0
+      if (!done || error === undefined) error = e
+      done = true
+      wake()
+    },
+    isDone: () => done,
+    isPaused: () => paused,
+    pull,
+    take
+  }
+}

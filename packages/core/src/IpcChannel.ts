@@ -1,0 +1,153 @@
+/**
+ * `IpcChannel`: a message-oriented, bidirectional connection between two
+ * processes. One `send` is one message on the other side, whole and in order;
+ * incoming messages are pulled with back-pressure (a consumer that stops
+ * reading stops the sender once the buffers are full). A `TypedChannel` views a
+ * channel through a Schema: send `A`, receive `A`, with decoding failures as
+ * typed errors.
+ *
+ * (Named `IpcChannel` so that it sits beside effect's own `Channel` module
+ * in a user's imports.)
+ *
+ * @since 0.1.0
+ */
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as Inbox from "./Inbox.ts"
+import * as IpcError from "./IpcError.ts"
+
+/** Runtime marker of an `IpcChannel`. */
+export const TypeId = "~@effect-ipc/core/IpcChannel"
+
+/** What a transport knows of the process at the other end. */
+export interface PeerInfo {
+  /** Process id, where the transport can tell (Unix socket credentials, child pid). */
+  readonly pid?: number | undefined
+  /** User id of the peer process, where known. */
+  readonly uid?: number | undefined
+  /** Group id of the peer process, where known. */
+  readonly gid?: number | undefined
+  /** A human-readable description of the peer's endpoint. */
+  readonly description?: string | undefined
+}
+
+/** A message-oriented, ordered, back-pressured connection to one peer. */
+export interface IpcChannel {
+  readonly [TypeId]: typeof TypeId
+  /** The address this channel was dialled at or accepted on. */
+  readonly address: string
+  /** What is known of the peer process. */
+  readonly peer: PeerInfo
+  /** Sends one message; waits while the outgoing buffers are full. */
+  readonly send: (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
+  /** Receives the next message; fails with reason `Closed` once the peer has closed. */
+  readonly receive: Effect.Effect<Uint8Array, IpcError.IpcError>
+  /** Receives every buffered message (at least one); fails with reason `Closed` once the peer has closed. */
+  readonly receiveAll: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError>
+  /** The incoming messages; ends when the peer closes, fails when the link is lost. */
+  readonly messages: Stream.Stream<Uint8Array, IpcError.IpcError>
+  /** Closes the channel (the peer sees a graceful end); idempotent. */
+  readonly close: Effect.Effect<void>
+  /** Completes when the channel is closed, by either side or by failure. */
+  readonly closed: Effect.Effect<void>
+}
+
+/** The `IpcChannel` service: the channel a program talks over. */
+export const IpcChannel: Context.Service<IpcChannel, IpcChannel> = Context.Service<IpcChannel>(
+  "@effect-ipc/core/IpcChannel"
+)
+
+/** True for an `IpcChannel`. */
+export const isIpcChannel = (u: unknown): u is IpcChannel => Predicate.hasProperty(u, TypeId)
+
+/** Builds an `IpcChannel` from a transport's send, inbox and close (for transport authors). */
+export const make = (options: {
+  readonly address: string
+  readonly peer?: PeerInfo | undefined
+  readonly inbox: Inbox.Inbox
+  readonly send: (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
+  readonly close: Effect.Effect<void>
+  readonly closed: Effect.Effect<void>
+}): IpcChannel => ({
+  [TypeId]: TypeId,
+  address: options.address,
+  peer: options.peer ?? {},
+  send: options.send,
+  receive: options.inbox.take,
+  receiveAll: Effect.catchTag(
+    options.inbox.pull,
+    "Done",
+    () => Effect.fail(IpcError.make("Closed", "the channel was closed by its peer", options.address))
+  ),
+  messages: Stream.fromPull(Effect.succeed(options.inbox.pull)),
+  close: options.close,
+  closed: options.closed
+})
+
+/** Sends every message of `messages` in order. */
+export const sendAll = (
+  channel: IpcChannel,
+  messages: Iterable<Uint8Array>
+): Effect.Effect<void, IpcError.IpcError> => Effect.forEach(messages, channel.send, { discard: true })
+
+/** A channel seen through a Schema: values of `A` in, values of `A` out. */
+export interface TypedChannel<A> {
+  /** The underlying byte channel. */
+  readonly channel: IpcChannel
+  /** Encodes and sends one value; an encoding failure is reason `Encode`. */
+  readonly send: (value: A) => Effect.Effect<void, IpcError.IpcError>
+  /** Receives and decodes one value; a message that does not decode is reason `Decode`. */
+  readonly receive: Effect.Effect<A, IpcError.IpcError>
+  /** The decoded incoming values; the first undecodable message fails the stream with reason `Decode`. */
+  readonly messages: Stream.Stream<A, IpcError.IpcError>
+}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * Views a channel through `schema`, as JSON text on the wire (binary fields are
+ * base64, through `Schema.toCodecJson`).
+ */
+export const typed = <S extends Schema.Top & { readonly DecodingServices: never; readonly EncodingServices: never }>(
+  channel: IpcChannel,
+  schema: S
+): TypedChannel<S["Type"]> => {
+  const codec = Schema.fromJsonString(Schema.toCodecJson(schema))
+  const encode = Schema.encodeEffect(codec)
+  const decode = Schema.decodeUnknownEffect(codec)
+  const decodeMessage = (bytes: Uint8Array): Effect.Effect<S["Type"], IpcError.IpcError> =>
+    Effect.suspend(() => {
+      let text: string
+      try {
+        text = textDecoder.decode(bytes)
+      } catch (cause) {
+        return Effect.fail(
+          new IpcError.IpcError({
+            reason: "Decode",
+            detail: "message is not UTF-8 text",
+            address: channel.address,
+            cause
+          })
+        )
+      }
+      return Effect.mapError(decode(text), (cause) =>
+        new IpcError.IpcError({ reason: "Decode", detail: cause.message, address: channel.address, cause }))
+    })
+  return {
+    channel,
+    send: (value) =>
+      encode(value).pipe(
+        Effect.mapError((cause) =>
+          new IpcError.IpcError({ reason: "Encode", detail: cause.message, address: channel.address, cause })
+        ),
+        Effect.flatMap((text) => channel.send(textEncoder.encode(text)))
+      ),
+    receive: Effect.flatMap(channel.receive, decodeMessage),
+    messages: Stream.mapEffect(channel.messages, decodeMessage)
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The one error type of effect-ipc. Every failure a transport, channel or codec
+ * can report is an `IpcError` whose `reason` says what went wrong; `errno` and
+ * `cause` keep the operating system's word. It is a Schema class, so it can be
+ * sent over the wire (RPC error channels) and decoded on the other side.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/** Every reason an IPC operation can fail, as a closed set of literals. */
+export const IpcErrorReason = Schema.Literals([
+  "InvalidAddress",
+  "UnsupportedScheme",
+  "UnsupportedPlatform",
+  "Open",
+  "Read",
+  "Write",
+  "Closed",
+  "ConnectionLost",
+  "Timeout",
+  "FrameTooLarge",
+  "Protocol",
+  "Decode",
+  "Encode",
+  "PermissionDenied",
+  "AddressInUse",
+  "NotFound",
+  "AlreadyExists",
+  "NameTooLong",
+  "NoSpace",
+  "Full",
+  "PeerRejected",
+  "LibraryMissing",
+  "Unknown"
+])
+
+/** Every reason an IPC operation can fail. */
+export type IpcErrorReason = typeof IpcErrorReason.Type
+
+/** The error of every effect-ipc operation; match on `reason`. */
+export class IpcError extends Schema.TaggedError<IpcError>("@effect-ipc/core/IpcError")("IpcError", {
+  reason: IpcErrorReason,
+  detail: Schema.String,
+  address: Schema.optional(Schema.String),
+  errno: Schema.optional(Schema.String),
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    const where = this.address === undefined ? "" : ` (${this.address})`
+    const code = this.errno === undefined ? "" : ` [${this.errno}]`
+    return `${this.reason}: ${this.detail}${where}${code}`
+  }
+}
+
+/** True for an `IpcError`, whatever its reason. */
+export const isIpcError = (u: unknown): u is IpcError => u instanceof IpcError
+
+const errnoReasons: Record<string, IpcErrorReason> = {
+  EADDRINUSE: "AddressInUse",
+  ENOENT: "NotFound",
+  ECONNREFUSED: "NotFound",
+  EACCES: "PermissionDenied",
+  EPERM: "PermissionDenied",
+  EEXIST: "AlreadyExists",
+  ENAMETOOLONG: "NameTooLong",
+  ENOSPC: "NoSpace",
+  EDQUOT: "NoSpace",
+  EFBIG: "NoSpace",
+  ECONNRESET: "ConnectionLost",
+  EPIPE: "ConnectionLost",
+  ETIMEDOUT: "Timeout",
+  ENOTSUP: "UnsupportedPlatform",
+  EOPNOTSUPP: "UnsupportedPlatform"
+}
+
+/** The errno code (`"ENOENT"`) of a Node system error, if it has one. */
+export const errnoOf = (cause: unknown): string | undefined => {
+  if (typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string") {
+    return cause.code
+  }
+  return undefined
+}
+
+/**
+ * Builds an `IpcError` from a system error: its errno picks the reason
+ * (`EADDRINUSE` -> `AddressInUse`, ...), `fallback` is used otherwise.
+ */
+export const fromSystemError = (
+  cause: unknown,
+  fallback: IpcErrorReason,
+  detail: string,
+  address?: string
+): IpcError => {
+  const errno = errnoOf(cause)
+  const reason = (errno !== undefined ? errnoReasons[errno] : undefined) ?? fallback
+  const message = cause instanceof Error ? cause.message : String(cause)
+  return new IpcError({
+    reason,
+    detail: `${detail}: ${message}`,
+    ...(address === undefined ? {} : { address }),
+    ...(errno === undefined ? {} : { errno }),
+    cause
+  })
+}
+
+/** Shorthand for `new IpcError({ reason, detail, address })`. */
+export const make = (reason: IpcErrorReason, detail: string, address?: string): IpcError =>
+  new IpcError({ reason, detail, ...(address === undefined ? {} : { address }) })

@@ -1,0 +1,25 @@
+/**
+ * Retry, reconnect and heartbeat policies shared by every transport, as
+ * Effect `Schedule`s and durations. Transports and the RPC layers take these
+ * as defaults; users pass their own where they need other numbers.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Schedule from "effect/Schedule"
+
+/** Reconnect backoff: 20 ms doubling, never more than 1 s apart, with jitter; forever. */
+export const reconnect: Schedule.Schedule<unknown> = Schedule.min([
+  Schedule.exponential("20 millis", 2),
+  Schedule.spaced("1 second")
+]).pipe(Schedule.jittered)
+
+/** Retry backoff for one operation: 10 ms doubling with jitter, at most `times` retries (default 5). */
+export const retry = (times = 5): Schedule.Schedule<unknown> =>
+  Schedule.exponential("10 millis", 2).pipe(Schedule.jittered, Schedule.upTo({ times }))
+
+/** Default heartbeat: ping every 5 s of silence, give the peer up after 15 s without a frame. */
+export const heartbeat: { readonly interval: Duration.Duration; readonly timeout: Duration.Duration } = {
+  interval: Duration.seconds(5),
+  timeout: Duration.seconds(15)
+}

@@ -1,0 +1,128 @@
+/**
+ * Choosing a transport by configuration. Each transport package exports a
+ * `TransportDescriptor` (its name for `IPC_TRANSPORT`, the schemes it serves,
+ * how to build it, and a default address for a service name). An application
+ * lists the descriptors it ships with and provides `layerConfig(descriptors)`:
+ * switching transport is then a matter of `IPC_TRANSPORT` / `IPC_ADDRESS`,
+ * with no change to code.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Address from "./Address.ts"
+import * as IpcError from "./IpcError.ts"
+import * as Memory from "./Memory.ts"
+import * as Transport from "./Transport.ts"
+
+/** What a transport package tells the registry about itself. */
+export interface TransportDescriptor {
+  /** The name used in `IPC_TRANSPORT` (`memory`, `pipe`, `file`, `shm`, `nng`). */
+  readonly name: string
+  /** The address schemes it serves; the first is its default. */
+  readonly schemes: ReadonlyArray<string>
+  /** Builds the transport (scoped: it may hold resources such as a GC fiber). */
+  readonly make: Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope>
+  /** The default address of a service called `service` on this transport. */
+  readonly defaultAddress: (service: string) => string
+}
+
+/** The descriptor of the in-process `memory://` transport. */
+export const memory: TransportDescriptor = {
+  name: "memory",
+  schemes: ["memory"],
+  make: Effect.sync(() => Memory.make()),
+  defaultAddress: (service) => `memory://${service}`
+}
+
+/** The address the configured program serves or dials. */
+export class IpcAddress extends Context.Service<IpcAddress, string>()("@effect-ipc/core/IpcAddress") {}
+
+/** The transport and address chosen by `resolve`. */
+export interface Selection {
+  readonly descriptor: TransportDescriptor
+  readonly address: string
+}
+
+/**
+ * Picks a descriptor and address from a transport name and an address, either
+ * of which may be absent: the name wins, else the address's scheme, else the
+ * first descriptor. The address defaults to the descriptor's address for
+ * `service`, and must use one of the chosen transport's schemes.
+ */
+export const resolve = (
+  descriptors: ReadonlyArray<TransportDescriptor>,
+  options: { readonly transport?: string | undefined; readonly address?: string | undefined; readonly service: string }
+): Effect.Effect<Selection, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const names = descriptors.map((d) => d.name).join(", ")
+    let descriptor: TransportDescriptor | undefined
+    if (options.transport !== undefined) {
+      descriptor = descriptors.find((d) => d.name === options.transport)
+      if (descriptor === undefined) {
+        return yield* IpcError.make("UnsupportedScheme", `unknown transport "${options.transport}" (have ${names})`)
+      }
+    } else if (options.address !== undefined) {
+      const parsed = yield* Address.parse(options.address)
+      descriptor = descriptors.find((d) => d.schemes.includes(parsed.scheme))
+      if (descriptor === undefined) {
+        return yield* IpcError.make(
+          "UnsupportedScheme",
+          `no transport serves ${parsed.scheme}:// (have ${names})`,
+          options.address
+        )
+      }
+    } else {
+      descriptor = descriptors[0]
+      if (descriptor === undefined) return yield* IpcError.make("UnsupportedScheme", "no transports are registered")
+    }
+    const address = options.address ?? descriptor.defaultAddress(options.service)
+    yield* Address.parseFor(address, descriptor.schemes)
+    return { descriptor, address }
+  })
+
+/** `IPC_TRANSPORT` (optional): the transport's name. */
+export const transportConfig: Config.Config<string | undefined> = Config.String("IPC_TRANSPORT").pipe(
+  Config.withDefault(undefined)
+)
+/** `IPC_ADDRESS` (optional): the address to serve or dial. */
+export const addressConfig: Config.Config<string | undefined> = Config.String("IPC_ADDRESS").pipe(
+  Config.withDefault(undefined)
+)
+
+/**
+ * Provides `Transport` and `IpcAddress` from `IPC_TRANSPORT` / `IPC_ADDRESS`.
+ * The transport serves every scheme of every descriptor (so a program can
+ * still dial other addresses), and `IpcAddress` is the configured one.
+ */
+export const layerConfig = (
+  descriptors: ReadonlyArray<TransportDescriptor>,
+  options: { readonly service?: string | undefined } = {}
+): Layer.Layer<Transport.Transport | IpcAddress, IpcError.IpcError | Config.ConfigError> =>
+  Layer.effectContext(
+    Effect.gen(function*() {
+      const transport = yield* transportConfig
+      const address = yield* addressConfig
+      const selection = yield* resolve(descriptors, { transport, address, service: options.service ?? "effect-ipc" })
+      const chosen = yield* selection.descriptor.make
+      const others: Array<Transport.TransportShape> = []
+      for (const d of descriptors) if (d !== selection.descriptor) others.push(yield* lazy(d))
+      return Context.make(Transport.Transport, Transport.route([chosen, ...others])).pipe(
+        Context.add(IpcAddress, selection.address)
+      )
+    })
+  )
+
+// Transports that were not chosen are built on first use, so that (say) a
+// missing libnng does not stop a program that runs over Unix sockets.
+const lazy = (descriptor: TransportDescriptor): Effect.Effect<Transport.TransportShape, never, Scope.Scope> =>
+  Effect.flatMap(Effect.scope, (scope) => Effect.cached(Scope.provide(descriptor.make, scope))).pipe(
+    Effect.map((get) => ({
+      schemes: descriptor.schemes,
+      listen: (address) => Effect.flatMap(get, (t) => t.listen(address)),
+      dial: (address) => Effect.flatMap(get, (t) => t.dial(address))
+    }))
+  )

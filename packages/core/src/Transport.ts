@@ -1,0 +1,138 @@
+/**
+ * `Transport`: what listens and dials. `listen(address)` yields incoming
+ * channels (a server with many clients), `dial(address)` yields one channel.
+ * Every OS resource is scoped: closing the scope closes it, on success,
+ * failure and interruption alike. A transport serves a set of address schemes;
+ * `route` combines transports into one that picks by scheme.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Address from "./Address.ts"
+import * as IpcChannel from "./IpcChannel.ts"
+import * as IpcError from "./IpcError.ts"
+
+/** A listening endpoint: the channels that peers open to it. */
+export interface Listener {
+  /** The address actually bound (a transport may resolve `pipe://name` to a path). */
+  readonly address: string
+  /** Waits for the next incoming channel; fails with reason `Closed` once the listener is closed. */
+  readonly accept: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError>
+  /** The incoming channels, in the order they arrived. */
+  readonly connections: Stream.Stream<IpcChannel.IpcChannel, IpcError.IpcError>
+}
+
+/** The operations of a transport. */
+export interface TransportShape {
+  /** The address schemes this transport serves (`unix`, `pipe`, ...). */
+  readonly schemes: ReadonlyArray<string>
+  /** Listens at `address`; the listener and every channel it accepted close with the scope. */
+  readonly listen: (address: string) => Effect.Effect<Listener, IpcError.IpcError, Scope.Scope>
+  /** Opens one channel to `address`; it closes with the scope. */
+  readonly dial: (address: string) => Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>
+}
+
+/** The `Transport` service. */
+export class Transport extends Context.Service<Transport, TransportShape>()("@effect-ipc/core/Transport") {}
+
+/** Combines transports into one that dispatches each address by its scheme. */
+export const route = (transports: ReadonlyArray<TransportShape>): TransportShape => {
+  const bySchemes = new Map<string, TransportShape>()
+  for (const transport of transports) {
+    for (const scheme of transport.schemes) if (!bySchemes.has(scheme)) bySchemes.set(scheme, transport)
+  }
+  const schemes = [...bySchemes.keys()]
+  const pick = (address: string) =>
+    Effect.flatMap(Address.parse(address), (parsed) => {
+      const transport = bySchemes.get(parsed.scheme)
+      return transport === undefined
+        ? Effect.fail(
+          IpcError.make(
+            "UnsupportedScheme",
+            `no transport here serves ${parsed.scheme}:// (have ${schemes.join(", ")})`,
+            address
+          )
+        )
+        : Effect.succeed(transport)
+    })
+  return {
+    schemes,
+    listen: (address) => Effect.flatMap(pick(address), (t) => t.listen(address)),
+    dial: (address) => Effect.flatMap(pick(address), (t) => t.dial(address))
+  }
+}
+
+/** Listens at `address` with the current `Transport`. */
+export const listen = (address: string): Effect.Effect<Listener, IpcError.IpcError, Transport | Scope.Scope> =>
+  Transport.use((t) => t.listen(address))
+
+/** Dials `address` with the current `Transport`. */
+export const dial = (
+  address: string
+): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Transport | Scope.Scope> =>
+  Transport.use((t) => t.dial(address))
+
+/** A layer providing the `IpcChannel` service, dialled at `address` and closed with the layer. */
+export const layerChannel = (address: string): Layer.Layer<IpcChannel.IpcChannel, IpcError.IpcError, Transport> =>
+  Layer.effect(IpcChannel.IpcChannel, dial(address))
+
+/**
+ * Serves every channel that arrives at `listener` with `handler`, each in its
+ * own fiber; the channel is closed when its handler ends. A failing handler
+ * is logged and ends only its own connection. Runs until interrupted.
+ */
+export const serve = <E, R>(
+  listener: Listener,
+  handler: (channel: IpcChannel.IpcChannel) => Effect.Effect<unknown, E, R>
+): Effect.Effect<never, IpcError.IpcError, R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const fibers = yield* FiberSet.make<unknown, never>()
+    while (true) {
+      const channel = yield* listener.accept
+      yield* FiberSet.run(
+        fibers,
+        handler(channel).pipe(
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("connection handler failed", cause)
+          ),
+          Effect.ensuring(channel.close)
+        )
+      )
+    }
+  })
+
+/** Tools for transport authors: the accept queue of a listener. */
+export interface Acceptor {
+  /** The listener handed to users. */
+  readonly listener: Listener
+  /** Offers an accepted channel to the listener's users. */
+  readonly offer: (channel: IpcChannel.IpcChannel) => void
+  /** Ends the listener; pending and later accepts fail with reason `Closed`. */
+  readonly end: () => void
+}
+
+/** Makes the accept side of a listener (for transport authors). */
+export const makeAcceptor = (address: string): Effect.Effect<Acceptor> =>
+  Effect.map(Queue.unbounded<IpcChannel.IpcChannel, Cause.Done>(), (queue) => {
+    const closedError = IpcError.make("Closed", "the listener is closed", address)
+    return {
+      listener: {
+        address,
+        accept: Effect.catchTag(Queue.take(queue), "Done", () => Effect.fail(closedError)),
+        connections: Stream.fromQueue(queue)
+      },
+      offer: (channel) => {
+        Queue.offerUnsafe(queue, channel)
+      },
+      end: () => {
+        Queue.endUnsafe(queue)
+      }
+    }
+  })

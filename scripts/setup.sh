@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything effect-ipc needs on a Debian-like machine, idempotently:
+#  - OS packages: libnng1 (transport-nng), nng-utils (nngcat, for interop tests),
+#    socat and python3 (wire-format interop tests);
+#  - npm dependencies, which include Node 24 itself (the `node` package), so a
+#    machine with an older Node (20) needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pkg in libnng1 nng-utils socat python3; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "setup: installing OS packages: ${missing[*]}"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: please install ${missing[*]} with your package manager" >&2
+  fi
+fi
+
+if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
+  || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm dependencies (with Node 24 from the npm registry)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: build, type-check, lint, format check, then every test.
+# Ends with one plain line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+failed_steps=0
+step() {
+  local name=$1; shift
+  echo "== $name"
+  if ! "$@"; then
+    echo "!! $name failed"
+    failed_steps=$((failed_steps + 1))
+  fi
+}
+step "build (tsc -b)" tsc -b
+step "type-check sources and tests" tsc -p tsconfig.check.json
+step "lint (oxlint)" oxlint --deny-warnings packages bench scripts
+step "format (dprint check)" dprint check
+rm -f .vitest-report.json
+echo "== tests (vitest)"
+vitest run --reporter=default --reporter=json --outputJsonFile=.vitest-report.json "$@"
+vitest_status=$?
+node scripts/summary.mjs .vitest-report.json "$failed_steps" "$vitest_status"
