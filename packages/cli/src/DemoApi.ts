@@ -37,7 +37,7 @@ export const DemoHandlers = DemoApi.toLayer(Effect.sync(() => {
     Greet: ({ name }) => Effect.succeed(`Hello, ${name}! (from pid ${process.pid})`),
     Add: ({ a, b }) => Effect.succeed(a + b),
     Divide: ({ a, b }) => b === 0 ? Effect.fail(new DivisionByZero({ dividend: a })) : Effect.succeed(a / b),
-    Countdown: ({ from }) => Stream.range(0, from).pipe(Stream.map((i) => from - i)),
+    Countdown: ({ from }) => Stream.range(0, from - 1).pipe(Stream.map((i) => from - i)),
     Echo: ({ data }) => Effect.succeed(data),
     Record: ({ note }) => Effect.sync(() => void notes.push(note)),
     Notes: () => Effect.sync(() => [...notes])

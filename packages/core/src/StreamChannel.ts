@@ -190,7 +190,7 @@ export const make = (
         Effect.flatMap(() => afterWait)
       )
 
-    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
+    const sendNow = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
       if (failure !== undefined) return Effect.fail(failure)
       if (closing) return Effect.fail(closedErr)
       if (message.byteLength > maxFrameSize) {
@@ -207,6 +207,8 @@ export const make = (
       Latch.closeUnsafe(writableLatch)
       return waitWritable
     }
+    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+      Effect.suspend(() => sendNow(message))
 
     // ---- reading ------------------------------------------------------
     const decoder = new Framing.Decoder(maxFrameSize)

@@ -1,0 +1,323 @@
+/**
+ * The transports under test, each behind one small interface: open its
+ * connections for one payload size, then run ping-pong round trips and
+ * one-way (or concurrent-call) runs on demand, so that `run.ts` can let them
+ * take turns.
+ *
+ * - raw `node:net` over a Unix socket with `shared.ts`' framing: one
+ *   `socket.write` per message, waiting for `drain` when it says so;
+ * - an effect-ipc `IpcChannel` over `UnixSocket.make()` or `Memory.make()`:
+ *   `channel.send` per message, `channel.receive` for echoes;
+ * - typed RPC: DemoApi `Echo`/`Add` calls through one `RpcClient`.
+ */
+import { type IpcChannel, type IpcError, IpcRpc, Memory } from "@effect-ipc/core"
+import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
+import { DemoApi } from "effect-ipc/DemoApi"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as RpcClient from "effect/rpc/RpcClient"
+import * as Scope from "effect/Scope"
+import * as Net from "node:net"
+import { KiB, type OneWayRun, type Row } from "./report.ts"
+import { decodeCounts, echo, END, rawFrame, RawReader, sink } from "./shared.ts"
+
+/** One transport at one payload size, ready to measure. */
+export interface Contender {
+  readonly row: Row
+  /** False for calls without a payload (RPC `Add`). */
+  readonly countBytes: boolean
+  /** `n` timed round trips after `warmup` untimed ones; the samples are in ms. */
+  readonly pingPong: (n: number, warmup: number) => Promise<Float64Array>
+  /** Sends (or calls) for `seconds`, then reports what the receiver counted. */
+  readonly oneWay: (seconds: number) => Promise<OneWayRun>
+  readonly close: () => Promise<void>
+}
+
+/** A deterministic payload of `size` bytes. */
+export const makePayload = (size: number): Uint8Array => {
+  const payload = new Uint8Array(size)
+  for (let i = 0; i < size; i++) payload[i] = (i * 31 + 7) & 0xff
+  return payload
+}
+
+/** How many sends go between two looks at the clock. */
+const clockEvery = (size: number): number => size >= 64 * KiB ? 1 : 256
+
+// ---- raw node:net baseline ----------------------------------------------------------
+
+const connectRaw = (path: string): Promise<Net.Socket> =>
+  new Promise<Net.Socket>((resolve, reject) => {
+    const socket = Net.createConnection({ path })
+    socket.once("error", reject)
+    socket.once("connect", () => {
+      socket.off("error", reject)
+      resolve(socket)
+    })
+  })
+
+const rawPingPong = (socket: Net.Socket, payload: Uint8Array, n: number, warmup: number): Promise<Float64Array> =>
+  new Promise<Float64Array>((resolve, reject) => {
+    const samples = new Float64Array(n)
+    const reader = new RawReader()
+    let i = -warmup
+    let t0 = 0
+    let badLength = 0
+    const send = () => {
+      t0 = performance.now()
+      socket.write(rawFrame(payload))
+    }
+    const onMessage = (message: Buffer) => {
+      const t = performance.now()
+      if (message.byteLength !== payload.byteLength) badLength++
+      if (i >= 0) samples[i] = t - t0
+      i++
+      if (i < n) return send()
+      socket.off("data", onData)
+      socket.off("error", reject)
+      if (badLength > 0) reject(new Error(`${badLength} echoes had the wrong length`))
+      else resolve(samples)
+    }
+    const onData = (chunk: Buffer) => reader.push(chunk, onMessage)
+    socket.on("data", onData)
+    socket.once("error", reject)
+    send()
+  })
+
+const rawOneWay = (socket: Net.Socket, payload: Uint8Array, seconds: number): Promise<OneWayRun> =>
+  new Promise<OneWayRun>((resolve, reject) => {
+    const reader = new RawReader()
+    const every = clockEvery(payload.byteLength)
+    const start = performance.now()
+    const deadline = start + seconds * 1000
+    let sent = 0
+    const onData = (chunk: Buffer) =>
+      reader.push(chunk, (message) => {
+        const elapsed = (performance.now() - start) / 1000
+        socket.off("data", onData)
+        socket.off("error", reject)
+        const counts = decodeCounts(message)
+        resolve({ sent, received: counts.messages, bytes: counts.bytes, seconds: elapsed })
+      })
+    socket.on("data", onData)
+    socket.once("error", reject)
+    const pump = () => {
+      while (true) {
+        if (sent % every === 0 && performance.now() >= deadline) {
+          socket.write(rawFrame(END))
+          return
+        }
+        sent++
+        if (!socket.write(rawFrame(payload))) {
+          socket.once("drain", pump)
+          return
+        }
+      }
+    }
+    pump()
+  })
+
+/** Raw `node:net` to the `raw-echo` and `raw-sink` peers at these socket paths. */
+export const openRaw = async (row: Row, echoPath: string, sinkPath: string): Promise<Contender> => {
+  const payload = makePayload(row.size)
+  const echoSocket = await connectRaw(echoPath)
+  const sinkSocket = await connectRaw(sinkPath).catch((error: unknown) => {
+    echoSocket.destroy()
+    throw error
+  })
+  return {
+    row,
+    countBytes: true,
+    pingPong: (n, warmup) => rawPingPong(echoSocket, payload, n, warmup),
+    oneWay: (seconds) => rawOneWay(sinkSocket, payload, seconds),
+    close: async () => {
+      echoSocket.destroy()
+      sinkSocket.destroy()
+    }
+  }
+}
+
+// ---- effect-ipc channels ------------------------------------------------------------------
+
+const channelPingPong = (
+  channel: IpcChannel.IpcChannel,
+  payload: Uint8Array,
+  n: number,
+  warmup: number
+): Effect.Effect<Float64Array, IpcError.IpcError | Error> =>
+  Effect.gen(function*() {
+    let badLength = 0
+    for (let i = 0; i < warmup; i++) {
+      yield* channel.send(payload)
+      yield* channel.receive
+    }
+    const samples = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now()
+      yield* channel.send(payload)
+      const reply = yield* channel.receive
+      samples[i] = performance.now() - t0
+      if (reply.byteLength !== payload.byteLength) badLength++
+    }
+    if (badLength > 0) return yield* Effect.fail(new Error(`${badLength} echoes had the wrong length`))
+    return samples
+  })
+
+const channelOneWay = (
+  channel: IpcChannel.IpcChannel,
+  payload: Uint8Array,
+  seconds: number
+): Effect.Effect<OneWayRun, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const every = clockEvery(payload.byteLength)
+    const start = performance.now()
+    const deadline = start + seconds * 1000
+    let sent = 0
+    while (sent % every !== 0 || performance.now() < deadline) {
+      yield* channel.send(payload)
+      sent++
+    }
+    yield* channel.send(END)
+    const reply = yield* channel.receive
+    const elapsed = (performance.now() - start) / 1000
+    const counts = decodeCounts(reply)
+    return { sent, received: counts.messages, bytes: counts.bytes, seconds: elapsed }
+  })
+
+interface EchoAndSink {
+  readonly echo: IpcChannel.IpcChannel
+  readonly sink: IpcChannel.IpcChannel
+}
+
+/** Opens channels in a scope of their own, closed by the contender's `close`. */
+const openChannels = async (
+  row: Row,
+  open: Effect.Effect<EchoAndSink, IpcError.IpcError, Scope.Scope>
+): Promise<Contender> => {
+  const payload = makePayload(row.size)
+  const scope = Scope.makeUnsafe()
+  const channels = await Effect.runPromise(Scope.provide(scope)(open)).catch(async (error: unknown) => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw error
+  })
+  return {
+    row,
+    countBytes: true,
+    pingPong: (n, warmup) => Effect.runPromise(channelPingPong(channels.echo, payload, n, warmup)),
+    oneWay: (seconds) => Effect.runPromise(channelOneWay(channels.sink, payload, seconds)),
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+/** Effect-ipc channels over Unix sockets to the `ipc-echo` and `ipc-sink` peers. */
+export const openUnix = (row: Row, echoAddress: string, sinkAddress: string): Promise<Contender> => {
+  const transport = UnixSocket.make()
+  return openChannels(row, Effect.all({ echo: transport.dial(echoAddress), sink: transport.dial(sinkAddress) }))
+}
+
+let memoryNames = 0
+
+/** Effect-ipc channels over `memory://`, with the echo and sink fibers in this process. */
+export const openMemory = (row: Row): Promise<Contender> => {
+  const transport = Memory.make()
+  const base = `memory://effect-ipc-bench-${process.pid}-${memoryNames++}`
+  const serve = (
+    address: string,
+    handler: (channel: IpcChannel.IpcChannel) => Effect.Effect<void, IpcError.IpcError>
+  ) =>
+    Effect.gen(function*() {
+      const listener = yield* transport.listen(address)
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      yield* Effect.forkScoped(handler(server))
+      return client
+    })
+  return openChannels(row, Effect.all({ echo: serve(`${base}-echo`, echo), sink: serve(`${base}-sink`, sink) }))
+}
+
+// ---- typed RPC ------------------------------------------------------------------------
+
+const makeClient = RpcClient.make(DemoApi)
+
+/** A DemoApi client. */
+export type DemoClient = Effect.Success<typeof makeClient>
+
+/** Connects a DemoApi client to the `rpc` peer; `close` disconnects it. */
+export const connectRpc = async (
+  address: string
+): Promise<{ readonly client: DemoClient; readonly close: () => Promise<void> }> => {
+  const scope = Scope.makeUnsafe()
+  const layer = IpcRpc.layerClientProtocol(address).pipe(
+    Layer.provide(IpcRpc.layerSerialization),
+    Layer.provide(UnixSocket.layer())
+  )
+  const client = await Effect.runPromise(
+    Scope.provide(scope)(Effect.flatMap(Layer.build(layer), (context) => Effect.provideContext(makeClient, context)))
+  )
+  return { client, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
+
+/** Sequential calls; the samples are in ms. */
+const callRtt = <E>(call: Effect.Effect<unknown, E>, n: number, warmup: number): Effect.Effect<Float64Array, E> =>
+  Effect.gen(function*() {
+    for (let i = 0; i < warmup; i++) yield* call
+    const samples = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now()
+      yield* call
+      samples[i] = performance.now() - t0
+    }
+    return samples
+  })
+
+/** `concurrency` callers, each calling in a loop for `seconds`. */
+const callThroughput = <E>(
+  call: Effect.Effect<unknown, E>,
+  concurrency: number,
+  seconds: number,
+  size: number
+): Effect.Effect<OneWayRun, E> =>
+  Effect.gen(function*() {
+    let calls = 0
+    const start = performance.now()
+    const deadline = start + seconds * 1000
+    yield* Effect.forEach(
+      Array.from({ length: concurrency }, (_, i) => i),
+      () =>
+        Effect.gen(function*() {
+          while (performance.now() < deadline) {
+            yield* call
+            calls++
+          }
+        }),
+      { concurrency: "unbounded", discard: true }
+    )
+    return { sent: calls, received: calls, bytes: calls * size, seconds: (performance.now() - start) / 1000 }
+  })
+
+/** RPC `Echo` of a payload of the row's size (or `Add` of two numbers), with `concurrency` callers for calls/s. */
+export const rpcContender = (
+  row: Row,
+  client: DemoClient,
+  procedure: "Echo" | "Add",
+  concurrency: number
+): Contender => {
+  const size = row.size
+  const data = makePayload(size)
+  const call: Effect.Effect<void, unknown> = procedure === "Echo"
+    ? Effect.flatMap(client.Echo({ data }), (back) =>
+      back.byteLength === size
+        ? Effect.void
+        : Effect.sync(() => void row.warnings.push(`an echo came back with ${back.byteLength} bytes`)))
+    : Effect.flatMap(
+      client.Add({ a: 20, b: 22 }),
+      (sum) => sum === 42 ? Effect.void : Effect.sync(() => void row.warnings.push(`Add answered ${sum}`))
+    )
+  return {
+    row,
+    countBytes: procedure === "Echo",
+    pingPong: (n, warmup) => Effect.runPromise(callRtt(call, n, warmup)),
+    oneWay: (seconds) => Effect.runPromise(callThroughput(call, concurrency, seconds, size)),
+    close: () => Promise.resolve()
+  }
+}

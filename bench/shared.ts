@@ -1,0 +1,141 @@
+/**
+ * What the benchmark driver (`run.ts`) and its child-process peer (`peer.ts`)
+ * agree on: the peer modes, the raw baseline's framing (a 4-byte big-endian
+ * length and the payload), the end-of-run marker (an empty message), the
+ * sink's reply (message and byte counts), and the echo and sink handlers for
+ * effect-ipc channels.
+ */
+import type { IpcChannel, IpcError } from "@effect-ipc/core"
+import * as Effect from "effect/Effect"
+
+/** What a peer process does: echo each message back, or count them (a sink); `rpc` serves the DemoApi. */
+export const peerModes = ["raw-echo", "raw-sink", "ipc-echo", "ipc-sink", "rpc"] as const
+
+/** A peer mode. */
+export type PeerMode = typeof peerModes[number]
+
+/** True for a known peer mode. */
+export const isPeerMode = (s: string | undefined): s is PeerMode => peerModes.some((m) => m === s)
+
+/** The line a peer prints on stdout once it is listening. */
+export const READY = "ready"
+
+/** The message that ends a one-way run: the sink answers it with its counts. */
+export const END: Uint8Array = new Uint8Array(0)
+
+/** Messages and payload bytes a sink received before the end marker. */
+export interface Counts {
+  readonly messages: number
+  readonly bytes: number
+}
+
+/** Encodes a sink's counts as a 16-byte message. */
+export const encodeCounts = (counts: Counts): Uint8Array => {
+  const out = new Uint8Array(16)
+  const view = new DataView(out.buffer)
+  view.setFloat64(0, counts.messages)
+  view.setFloat64(8, counts.bytes)
+  return out
+}
+
+/** Decodes a sink's reply. */
+export const decodeCounts = (message: Uint8Array): Counts => {
+  const view = new DataView(message.buffer, message.byteOffset, message.byteLength)
+  return { messages: view.getFloat64(0), bytes: view.getFloat64(8) }
+}
+
+// ---- the raw baseline's framing ---------------------------------------------
+
+/** Size of the raw baseline's frame header. */
+export const RAW_HEADER_SIZE = 4
+
+/** One raw frame: a fresh buffer holding the 4-byte length and a copy of the payload. */
+export const rawFrame = (payload: Uint8Array): Buffer => {
+  const frame = Buffer.allocUnsafe(RAW_HEADER_SIZE + payload.byteLength)
+  frame.writeUInt32BE(payload.byteLength, 0)
+  frame.set(payload, RAW_HEADER_SIZE)
+  return frame
+}
+
+/**
+ * A minimal decoder of raw frames: whole frames inside a chunk are handed out
+ * as views of it; a frame spread over chunks is assembled once, in a buffer of
+ * its final size.
+ */
+export class RawReader {
+  private rest: Buffer | undefined = undefined
+  private body: Buffer | undefined = undefined
+  private bodyFill = 0
+
+  /** Decodes `input`, calling `onMessage` once per whole message. */
+  push(input: Buffer, onMessage: (message: Buffer) => void): void {
+    let chunk = input
+    if (this.rest !== undefined) {
+      chunk = Buffer.concat([this.rest, input])
+      this.rest = undefined
+    }
+    let offset = 0
+    const end = chunk.byteLength
+    while (offset < end) {
+      const body = this.body
+      if (body !== undefined) {
+        const take = Math.min(body.byteLength - this.bodyFill, end - offset)
+        chunk.copy(body, this.bodyFill, offset, offset + take)
+        this.bodyFill += take
+        offset += take
+        if (this.bodyFill === body.byteLength) {
+          this.body = undefined
+          onMessage(body)
+        }
+        continue
+      }
+      if (end - offset < RAW_HEADER_SIZE) {
+        this.rest = Buffer.from(chunk.subarray(offset))
+        return
+      }
+      const length = chunk.readUInt32BE(offset)
+      offset += RAW_HEADER_SIZE
+      if (end - offset >= length) {
+        onMessage(chunk.subarray(offset, offset + length))
+        offset += length
+      } else {
+        this.body = Buffer.allocUnsafe(length)
+        this.bodyFill = 0
+      }
+    }
+  }
+}
+
+// ---- effect-ipc handlers ----------------------------------------------------
+
+const untilClosed = (effect: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.catch(effect, (error) => error.reason === "Closed" ? Effect.void : Effect.fail(error))
+
+/** Sends every message back, until the peer closes. */
+export const echo = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
+  untilClosed(Effect.gen(function*() {
+    while (true) {
+      const batch = yield* channel.receiveAll
+      for (const message of batch) yield* channel.send(message)
+    }
+  }))
+
+/** Counts messages until each end marker, answers it with the counts, until the peer closes. */
+export const sink = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
+  untilClosed(Effect.gen(function*() {
+    let messages = 0
+    let bytes = 0
+    while (true) {
+      const batch = yield* channel.receiveAll
+      for (const message of batch) {
+        if (message.byteLength === 0) {
+          yield* channel.send(encodeCounts({ messages, bytes }))
+          messages = 0
+          bytes = 0
+        } else {
+          messages++
+          bytes += message.byteLength
+        }
+      }
+    }
+  }))

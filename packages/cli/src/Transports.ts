@@ -1,0 +1,35 @@
+/**
+ * The transports that the command line, the demo and the benchmarks ship
+ * with, in one list. An address's scheme picks among them (`unix:///tmp/x.sock`
+ * is the pipe transport, `memory://name` the in-process one).
+ *
+ * @since 0.1.0
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Registry from "@effect-ipc/core/Registry"
+import type * as Transport from "@effect-ipc/core/Transport"
+import * as Pipe from "@effect-ipc/transport-pipe"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+/** Every transport descriptor this package ships with; the first is the default. */
+export const descriptors: ReadonlyArray<Registry.TransportDescriptor> = [Pipe.descriptor, Registry.memory]
+
+const configFailed = (cause: unknown): IpcError.IpcError =>
+  new IpcError.IpcError({
+    reason: "InvalidAddress",
+    detail: `bad IPC_TRANSPORT / IPC_ADDRESS configuration: ${cause instanceof Error ? cause.message : String(cause)}`,
+    cause
+  })
+
+/** `Transport` and `IpcAddress` chosen by `IPC_TRANSPORT` / `IPC_ADDRESS` among `descriptors`. */
+export const layer: Layer.Layer<Transport.Transport | Registry.IpcAddress, IpcError.IpcError> = Registry.layerConfig(
+  descriptors
+).pipe(Layer.catchTag("ConfigError", (error) => Layer.effectContext(Effect.fail(configFailed(error)))))
+
+/** `Transport` and `IpcAddress` for an explicit `address`: its scheme picks the transport (the environment is ignored). */
+export const layerAt = (
+  address: string
+): Layer.Layer<Transport.Transport | Registry.IpcAddress, IpcError.IpcError> =>
+  layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IPC_ADDRESS: address }))))

@@ -1,0 +1,129 @@
+/**
+ * The demo: the `DemoApi` service in one process, a client in another, over
+ * the transport named by `IPC_TRANSPORT` (default: Unix sockets) at
+ * `IPC_ADDRESS` (default: a fresh address for this run). The client prints
+ * each call and its result: plain calls, a typed error, a streamed response,
+ * fire-and-forget calls and a burst of concurrent calls.
+ *
+ *   npm run demo
+ *   IPC_TRANSPORT=memory npm run demo      (in-process: memory:// cannot cross processes)
+ *
+ * @since 0.1.0
+ */
+import * as Registry from "@effect-ipc/core/Registry"
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as RpcClient from "effect/rpc/RpcClient"
+import * as RpcServer from "effect/rpc/RpcServer"
+import * as Stream from "effect/Stream"
+import * as ChildProcess from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { DemoApi, DemoHandlers } from "./DemoApi.ts"
+import * as Transports from "./Transports.ts"
+
+const serverLayer = (address: string) =>
+  RpcServer.layer(DemoApi).pipe(
+    Layer.provide(DemoHandlers),
+    Layer.provide(IpcRpc.layerServerProtocol(address)),
+    Layer.provide(IpcRpc.layerSerialization)
+  )
+
+const clientProtocol = (address: string) =>
+  IpcRpc.layerClientProtocol(address).pipe(Layer.provide(IpcRpc.layerSerialization))
+
+/** Serves the demo at the configured address and says `ready` on stdout. */
+const serve = Effect.gen(function*() {
+  const address = yield* Registry.IpcAddress
+  yield* Layer.launch(serverLayer(address).pipe(Layer.tap(() => Effect.sync(() => process.stdout.write("ready\n")))))
+})
+
+/** Starts `demo.ts --serve` as a child process and waits until it listens. */
+const spawnServer = (env: NodeJS.ProcessEnv) =>
+  Effect.acquireRelease(
+    Effect.callback<ChildProcess.ChildProcess, Error>((resume) => {
+      const child = ChildProcess.spawn(
+        process.execPath,
+        [...process.execArgv, fileURLToPath(import.meta.url), "--serve"],
+        { env, stdio: ["ignore", "pipe", "inherit"] }
+      )
+      child.stdout!.once("data", () => resume(Effect.succeed(child)))
+      child.once("exit", (code) => resume(Effect.fail(new Error(`the demo server exited with code ${code}`))))
+      return Effect.sync(() => void child.kill())
+    }).pipe(Effect.timeout("30 seconds")),
+    (child) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        child.kill()
+      })
+  )
+
+const show = (call: string, result: unknown) =>
+  Console.log(`  ${call.padEnd(34)} -> ${typeof result === "string" ? result : JSON.stringify(result)}`)
+
+/** The client's part: every kind of call, printed. */
+const callAll = Effect.gen(function*() {
+  const client = yield* RpcClient.make(DemoApi)
+  yield* show(`Greet({ name: "Maya" })`, yield* client.Greet({ name: "Maya" }))
+  yield* show(`Add({ a: 2, b: 40 })`, yield* client.Add({ a: 2, b: 40 }))
+  yield* show(`Divide({ a: 1, b: 4 })`, yield* client.Divide({ a: 1, b: 4 }))
+  const error = yield* Effect.flip(client.Divide({ a: 1, b: 0 }))
+  yield* show(`Divide({ a: 1, b: 0 })`, `typed error ${error._tag} ${JSON.stringify(error)}`)
+  const countdown = yield* Stream.runCollect(client.Countdown({ from: 5 }))
+  yield* show(`Countdown({ from: 5 })  (stream)`, countdown)
+  for (const note of ["saved scene", "exported mesh", "closed file"]) {
+    yield* client.Record({ note }, { discard: true })
+  }
+  yield* show(`Record × 3  (fire-and-forget)`, "sent")
+  yield* show(`Notes()`, yield* client.Notes())
+  const started = Date.now()
+  const sums = yield* Effect.forEach(
+    Array.from({ length: 1000 }, (_, i) => i),
+    (i) => client.Add({ a: i, b: 1 }),
+    { concurrency: "unbounded" }
+  )
+  yield* show(
+    `Add × 1000  (concurrent)`,
+    `${sums.length} results, sum ${sums.reduce((a, b) => a + b, 0)}, ${Date.now() - started} ms`
+  )
+})
+
+const main = Effect.gen(function*() {
+  const transport = process.env["IPC_TRANSPORT"]
+  const selection = yield* Registry.resolve(Transports.descriptors, {
+    transport,
+    address: process.env["IPC_ADDRESS"],
+    service: `demo-${process.pid}`
+  })
+  const { address, descriptor } = selection
+  const env = { ...process.env, IPC_TRANSPORT: descriptor.name, IPC_ADDRESS: address }
+  const configured = Transports.layerAt(address)
+  if (descriptor.name === "memory") {
+    yield* Console.log(`effect-ipc demo over ${address} (in-process: memory:// does not cross processes)`)
+    yield* Effect.gen(function*() {
+      yield* Layer.build(serverLayer(address))
+      yield* callAll.pipe(Effect.provide(clientProtocol(address)))
+    }).pipe(Effect.scoped, Effect.provide(configured))
+  } else {
+    const child = yield* spawnServer(env)
+    yield* Console.log(`effect-ipc demo: server pid ${child.pid}, client pid ${process.pid}, over ${address}`)
+    yield* callAll.pipe(Effect.provide(clientProtocol(address)), Effect.provide(configured))
+  }
+  yield* Console.log("demo finished: every call above crossed the transport")
+}).pipe(Effect.scoped)
+
+const program = process.argv.includes("--serve") ? serve.pipe(Effect.provide(Transports.layer)) : main
+
+NodeRuntime.runMain(
+  program.pipe(
+    Effect.catch((error) =>
+      Effect.andThen(
+        Console.error(`demo failed: ${error.message}`),
+        Effect.sync(() => void (process.exitCode = 1))
+      )
+    )
+  )
+)

@@ -1,0 +1,199 @@
+/**
+ * The `effect-ipc` command line, run as real child processes over Unix sockets.
+ */
+import { assert, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../../..", import.meta.url))
+const node = Path.join(root, "node_modules", ".bin", "node")
+const bin = Path.join(root, "packages", "cli", "src", "bin.ts")
+
+let socketCounter = 0
+/** A fresh socket address under the temp directory, removed when the test's scope closes. */
+const socketAddress: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => {
+    const path = Path.join(Os.tmpdir(), `effect-ipc-cli-${process.pid}-${++socketCounter}.sock`)
+    Fs.rmSync(path, { force: true })
+    return path
+  }),
+  (path) => Effect.sync(() => Fs.rmSync(path, { force: true }))
+).pipe(Effect.map((path) => `unix://${path}`))
+
+interface Cli {
+  /** Everything written to stdout so far. */
+  readonly stdout: () => string
+  /** Everything written to stderr so far. */
+  readonly stderr: () => string
+  /** The exit code, once the process has exited and its output is read (128 + n for signal n). */
+  readonly exit: Effect.Effect<number>
+  /** Waits until stderr contains `text` (the CLI says "listening on ..." there when ready). */
+  readonly ready: (text: string) => Effect.Effect<void>
+}
+
+/** Starts `effect-ipc ...args`; the process is killed (SIGTERM, then SIGKILL) when the scope closes. */
+const cli = (...args: ReadonlyArray<string>): Effect.Effect<Cli, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = ChildProcess.spawn(
+        node,
+        ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", bin, ...args],
+        { cwd: root, stdio: ["ignore", "pipe", "pipe"] }
+      )
+      let stdout = ""
+      let stderr = ""
+      let code: number | undefined
+      const waiters: Array<(code: number) => void> = []
+      child.stdout.setEncoding("utf8").on("data", (chunk: string) => void (stdout += chunk))
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+      child.on("error", (error) => void (stderr += `spawn failed: ${error.message}`))
+      child.on("close", (exitCode, signal) => {
+        code = exitCode ?? 128 + (signal === null ? 0 : Os.constants.signals[signal])
+        for (const waiter of waiters.splice(0)) waiter(code)
+      })
+      const exit = Effect.callback<number>((resume) => {
+        if (code !== undefined) return resume(Effect.succeed(code))
+        const waiter = (c: number) => resume(Effect.succeed(c))
+        waiters.push(waiter)
+        return Effect.sync(() => {
+          const i = waiters.indexOf(waiter)
+          if (i >= 0) waiters.splice(i, 1)
+        })
+      })
+      const ready = (text: string): Effect.Effect<void> =>
+        Effect.gen(function*() {
+          while (!stderr.includes(text)) {
+            if (code !== undefined) return yield* Effect.die(`exited (${code}) before "${text}": ${stderr}`)
+            yield* Effect.sleep("20 millis")
+          }
+        }).pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.seconds(20),
+            orElse: () => Effect.die(`timed out waiting for "${text}"; stderr: ${stderr}`)
+          })
+        )
+      return { child, handle: { stdout: () => stdout, stderr: () => stderr, exit, ready } }
+    }),
+    ({ child, handle }) =>
+      Effect.gen(function*() {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        child.kill("SIGTERM")
+        yield* handle.exit.pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.seconds(5),
+            orElse: () => Effect.sync(() => child.kill("SIGKILL"))
+          })
+        )
+      })
+  ).pipe(Effect.map(({ handle }) => handle))
+
+/** Runs `effect-ipc ...args` to completion (failing the test after 20 s). */
+const run = (...args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const proc = yield* cli(...args)
+    const code = yield* proc.exit.pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.seconds(20),
+        orElse: () => Effect.die(`effect-ipc ${args.join(" ")} did not exit; stderr: ${proc.stderr()}`)
+      })
+    )
+    return { code, stdout: proc.stdout(), stderr: proc.stderr() }
+  })
+
+/** The error lines of a failed run (leaving out anything Node itself prints). */
+const errorLines = (stderr: string): ReadonlyArray<string> =>
+  stderr.split("\n").filter((line) => line.startsWith("effect-ipc:"))
+
+it.live("listen --count 2 prints two sends in order, then exits", () =>
+  Effect.gen(function*() {
+    const address = yield* socketAddress
+    const listener = yield* cli("listen", address, "--count", "2")
+    yield* listener.ready("listening on")
+    const first = yield* run("send", address, "hello world")
+    assert.strictEqual(first.code, 0, first.stderr)
+    const second = yield* run("send", address, "second message")
+    assert.strictEqual(second.code, 0, second.stderr)
+    assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+    assert.strictEqual(listener.stdout(), "hello world\nsecond message\n")
+  }))
+
+it.live("echo sends each message back to its sender", () =>
+  Effect.gen(function*() {
+    const address = yield* socketAddress
+    const echo = yield* cli("echo", address, "--count", "1")
+    yield* echo.ready("echoing on")
+    const sent = yield* run("send", address, "ping?", "--replies", "1")
+    assert.strictEqual(sent.code, 0, sent.stderr)
+    assert.strictEqual(sent.stdout, "ping?\n")
+    assert.strictEqual(yield* echo.exit, 0, echo.stderr())
+  }))
+
+it.live("--format hex reads and prints hexadecimal bytes", () =>
+  Effect.gen(function*() {
+    const address = yield* socketAddress
+    const listener = yield* cli("--format", "hex", "listen", address, "--count", "2")
+    yield* listener.ready("listening on")
+    const binary = yield* run("send", address, "00ff10", "--format", "hex")
+    assert.strictEqual(binary.code, 0, binary.stderr)
+    const text = yield* run("send", address, "hi")
+    assert.strictEqual(text.code, 0, text.stderr)
+    assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+    assert.strictEqual(listener.stdout(), "00ff10\n6869\n")
+
+    const bad = yield* run("send", address, "abc", "--format", "hex")
+    assert.strictEqual(bad.code, 1)
+    assert.match(bad.stderr, /hexadecimal/)
+  }))
+
+it.live("serve + call: results, streams and typed errors", () =>
+  Effect.gen(function*() {
+    const address = yield* socketAddress
+    const server = yield* cli("serve", address)
+    yield* server.ready("serving DemoApi")
+
+    const add = yield* run("call", address, "Add", `{"a":1,"b":2}`)
+    assert.strictEqual(add.code, 0, add.stderr)
+    assert.strictEqual(add.stdout, "3\n")
+
+    const countdown = yield* run("call", address, "Countdown", `{"from":2}`)
+    assert.strictEqual(countdown.code, 0, countdown.stderr)
+    assert.deepStrictEqual(countdown.stdout.split("\n").slice(0, 2), ["2", "1"])
+
+    const divide = yield* run("call", address, "Divide", `{"a":1,"b":0}`)
+    assert.strictEqual(divide.code, 1)
+    assert.strictEqual(divide.stdout, "")
+    const lines = errorLines(divide.stderr)
+    assert.strictEqual(lines.length, 1, divide.stderr)
+    assert.match(lines[0]!, /DivisionByZero/)
+
+    const unknown = yield* run("call", address, "Nope", "{}")
+    assert.strictEqual(unknown.code, 1)
+    assert.match(unknown.stderr, /unknown method "Nope"/)
+  }))
+
+it.live("a bad address fails with exit code 1 and one clear line", () =>
+  Effect.gen(function*() {
+    const scheme = yield* run("send", "nope://somewhere", "hi")
+    assert.strictEqual(scheme.code, 1)
+    assert.deepStrictEqual(errorLines(scheme.stderr).length, 1, scheme.stderr)
+    assert.match(scheme.stderr, /UnsupportedScheme: no transport serves nope:\/\//)
+
+    const malformed = yield* run("listen", "not-an-address")
+    assert.strictEqual(malformed.code, 1)
+    assert.match(malformed.stderr, /InvalidAddress/)
+
+    const missing = `unix://${Path.join(Os.tmpdir(), `effect-ipc-cli-${process.pid}-missing.sock`)}`
+    const absent = yield* run("send", missing, "hi")
+    assert.strictEqual(absent.code, 1)
+    assert.match(absent.stderr, /NotFound/)
+
+    const call = yield* run("call", missing, "Add", `{"a":1,"b":2}`)
+    assert.strictEqual(call.code, 1)
+    assert.match(call.stderr, /NotFound/)
+  }))

@@ -1,0 +1,47 @@
+import * as Framing from "@effect-ipc/core/Framing"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Conformance from "@effect-ipc/core/testing/Conformance"
+import * as Pipe from "@effect-ipc/transport-pipe"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-unix-"))
+let n = 0
+
+const rawConnect = (address: string) =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Socket, IpcError.IpcError>((resume) => {
+      const socket = Net.createConnection({ path: new URL(address).pathname })
+      socket.once("connect", () => resume(Effect.succeed(socket)))
+      socket.once("error", (cause) => resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "raw connect"))))
+    }),
+    (socket) => Effect.sync(() => socket.destroy())
+  ).pipe(
+    Effect.map((socket): Conformance.RawConnection => {
+      socket.on("error", () => {})
+      socket.resume()
+      return {
+        write: (bytes) => Effect.sync(() => void socket.write(bytes)),
+        dropped: Effect.callback<void>((resume) => {
+          if (socket.closed) return resume(Effect.void)
+          socket.once("close", () => resume(Effect.void))
+        })
+      }
+    })
+  )
+
+Conformance.suite({
+  name: "unix://",
+  descriptor: Pipe.descriptor,
+  peer: { module: "@effect-ipc/transport-pipe", export: "descriptor" },
+  address: () => `unix://${dir}/s${n++}.sock`,
+  raw: rawConnect,
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  residue: (address) => {
+    const path = new URL(address).pathname
+    return Fs.existsSync(path) ? [path] : []
+  }
+})
