@@ -121,7 +121,7 @@ NodeRuntime.runMain(
   program.pipe(
     Effect.catch((error) =>
       Effect.andThen(
-        Console.error(`demo failed: ${error.message}`),
+        Console.error(`demo failed: ${error instanceof Error ? error.message : String(error)}`),
         Effect.sync(() => void (process.exitCode = 1))
       )
     )
