@@ -10,8 +10,8 @@
  *
  * @since 0.1.0
  */
-import * as Registry from "@effect-ipc/core/Registry"
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
+import * as Registry from "@effect-ipc/core/Registry"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"

@@ -207,8 +207,7 @@ export const make = (
       Latch.closeUnsafe(writableLatch)
       return waitWritable
     }
-    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-      Effect.suspend(() => sendNow(message))
+    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => Effect.suspend(() => sendNow(message))
 
     // ---- reading ------------------------------------------------------
     const decoder = new Framing.Decoder(maxFrameSize)

@@ -112,7 +112,11 @@ const pattern = (size: number, seed: number): Uint8Array => {
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
-  a.byteLength === b.byteLength && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0
+  a.byteLength === b.byteLength &&
+  Buffer.compare(
+      Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+      Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+    ) === 0
 
 const numbered = (i: number): Uint8Array => {
   const out = new Uint8Array(8)
@@ -177,7 +181,9 @@ export const suite = (subject: Subject): void => {
           const server = yield* listener.accept
           yield* Effect.forkScoped(Effect.forever(Effect.flatMap(server.receive, server.send)))
         }
-        yield* Effect.forkScoped(Effect.forEach(Array.from({ length: total }, (_, i) => i), (i) => client.send(numbered(i)), { discard: true }))
+        yield* Effect.forkScoped(
+          Effect.forEach(Array.from({ length: total }, (_, i) => i), (i) => client.send(numbered(i)), { discard: true })
+        )
         let expected = 0
         while (expected < total) {
           const batch = yield* client.receiveAll
@@ -214,28 +220,34 @@ export const suite = (subject: Subject): void => {
         }
       }).pipe(Effect.scoped), 60_000)
 
-    it.live("back-pressures a sender whose receiver does not read, then delivers everything", () =>
-      Effect.gen(function*() {
-        const transport = yield* transportOf(subject)
-        const address = subject.address()
-        const listener = yield* transport.listen(address)
-        const client = yield* transport.dial(address)
-        const server = yield* listener.accept
-        const message = new Uint8Array(64 * 1024)
-        let sent = 0
-        const sender = yield* Effect.forkScoped(Effect.forever(Effect.andThen(client.send(message), Effect.sync(() => sent++))))
-        // the sender stalls: buffers are bounded, far below 1 GiB
-        yield* Effect.sleep("300 millis")
-        const stalledAt = sent
-        yield* Effect.sleep("200 millis")
-        assert.strictEqual(sent, stalledAt, "the sender kept going while nobody read")
-        assert.isBelow(sent * message.byteLength, 256 * 1024 * 1024)
-        // reading resumes the flow
-        let received = 0
-        while (received < stalledAt + 10) received += (yield* server.receiveAll).length
-        yield* eventually(() => sent >= stalledAt + 10, "2 seconds", "the sender resumes")
-        yield* Fiber.interrupt(sender)
-      }).pipe(Effect.scoped), 30_000)
+    it.live(
+      "back-pressures a sender whose receiver does not read, then delivers everything",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const address = subject.address()
+          const listener = yield* transport.listen(address)
+          const client = yield* transport.dial(address)
+          const server = yield* listener.accept
+          const message = new Uint8Array(64 * 1024)
+          let sent = 0
+          const sender = yield* Effect.forkScoped(
+            Effect.forever(Effect.andThen(client.send(message), Effect.sync(() => sent++)))
+          )
+          // the sender stalls: buffers are bounded, far below 1 GiB
+          yield* Effect.sleep("300 millis")
+          const stalledAt = sent
+          yield* Effect.sleep("200 millis")
+          assert.strictEqual(sent, stalledAt, "the sender kept going while nobody read")
+          assert.isBelow(sent * message.byteLength, 256 * 1024 * 1024)
+          // reading resumes the flow
+          let received = 0
+          while (received < stalledAt + 10) received += (yield* server.receiveAll).length
+          yield* eventually(() => sent >= stalledAt + 10, "2 seconds", "the sender resumes")
+          yield* Fiber.interrupt(sender)
+        }).pipe(Effect.scoped),
+      30_000
+    )
 
     it.live("serves 1000 concurrent RPC calls, typed errors and streams", () =>
       Effect.gen(function*() {
@@ -257,66 +269,82 @@ export const suite = (subject: Subject): void => {
         assert.deepStrictEqual(streamed, Array.from({ length: 500 }, (_, i) => i + 1))
       }).pipe(Effect.scoped), 60_000)
 
-    it.live("reports the end of input: graceful close ends the stream, the reader sees Closed", () =>
-      Effect.gen(function*() {
-        const transport = yield* transportOf(subject)
-        const address = subject.address()
-        const listener = yield* transport.listen(address)
-        const client = yield* transport.dial(address)
-        const server = yield* listener.accept
-        for (let i = 0; i < 10; i++) yield* client.send(numbered(i))
-        yield* client.close
-        const all = yield* Stream.runCollect(server.messages)
-        assert.deepStrictEqual(all.map(numberOf), Array.from({ length: 10 }, (_, i) => i))
-        const error = yield* Effect.flip(server.receive)
-        assert.strictEqual(error.reason, "Closed")
-        const sendAfterClose = yield* Effect.flip(client.send(numbered(0)))
-        assert.strictEqual(sendAfterClose.reason, "Closed")
-      }).pipe(Effect.scoped), 30_000)
+    it.live(
+      "reports the end of input: graceful close ends the stream, the reader sees Closed",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const address = subject.address()
+          const listener = yield* transport.listen(address)
+          const client = yield* transport.dial(address)
+          const server = yield* listener.accept
+          for (let i = 0; i < 10; i++) yield* client.send(numbered(i))
+          yield* client.close
+          const all = yield* Stream.runCollect(server.messages)
+          assert.deepStrictEqual(all.map(numberOf), Array.from({ length: 10 }, (_, i) => i))
+          const error = yield* Effect.flip(server.receive)
+          assert.strictEqual(error.reason, "Closed")
+          const sendAfterClose = yield* Effect.flip(client.send(numbered(0)))
+          assert.strictEqual(sendAfterClose.reason, "Closed")
+        }).pipe(Effect.scoped),
+      30_000
+    )
 
-    it.live("fails with typed errors: nothing at the address, address in use, malformed address", () =>
-      Effect.gen(function*() {
-        const transport = yield* transportOf(subject)
-        const address = subject.address()
-        const notFound = yield* Effect.flip(transport.dial(address))
-        assert.strictEqual(notFound.reason, "NotFound")
-        yield* transport.listen(address)
-        const inUse = yield* Effect.flip(transport.listen(address))
-        assert.strictEqual(inUse.reason, "AddressInUse")
-        const malformed = yield* Effect.flip(transport.dial("no scheme here"))
-        assert.strictEqual(malformed.reason, "InvalidAddress")
-      }).pipe(Effect.scoped), 30_000)
+    it.live(
+      "fails with typed errors: nothing at the address, address in use, malformed address",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const address = subject.address()
+          const notFound = yield* Effect.flip(transport.dial(address))
+          assert.strictEqual(notFound.reason, "NotFound")
+          yield* transport.listen(address)
+          const inUse = yield* Effect.flip(transport.listen(address))
+          assert.strictEqual(inUse.reason, "AddressInUse")
+          const malformed = yield* Effect.flip(transport.dial("no scheme here"))
+          assert.strictEqual(malformed.reason, "InvalidAddress")
+        }).pipe(Effect.scoped),
+      30_000
+    )
 
-    it.live("rejects a message over the frame limit with FrameTooLarge and keeps the channel", () =>
-      Effect.gen(function*() {
-        const transport = yield* transportOf(subject)
-        const address = subject.address()
-        const listener = yield* transport.listen(address)
-        const client = yield* transport.dial(address)
-        const server = yield* listener.accept
-        const tooLarge = yield* Effect.flip(client.send(new Uint8Array(subject.maxFrameSize + 1)))
-        assert.strictEqual(tooLarge.reason, "FrameTooLarge")
-        yield* client.send(numbered(7))
-        assert.strictEqual(numberOf(yield* server.receive), 7)
-      }).pipe(Effect.scoped), 30_000)
+    it.live(
+      "rejects a message over the frame limit with FrameTooLarge and keeps the channel",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const address = subject.address()
+          const listener = yield* transport.listen(address)
+          const client = yield* transport.dial(address)
+          const server = yield* listener.accept
+          const tooLarge = yield* Effect.flip(client.send(new Uint8Array(subject.maxFrameSize + 1)))
+          assert.strictEqual(tooLarge.reason, "FrameTooLarge")
+          yield* client.send(numbered(7))
+          assert.strictEqual(numberOf(yield* server.receive), 7)
+        }).pipe(Effect.scoped),
+      30_000
+    )
 
-    it.live("decodes through a Schema: values in, values out, bad input is a Decode error", () =>
-      Effect.gen(function*() {
-        const transport = yield* transportOf(subject)
-        const address = subject.address()
-        const listener = yield* transport.listen(address)
-        const client = yield* transport.dial(address)
-        const server = yield* listener.accept
-        const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number, tag: Schema.Uint8Array })
-        const typedClient = IpcChannel.typed(client, Point)
-        const typedServer = IpcChannel.typed(server, Point)
-        yield* typedClient.send({ x: 1, y: 2, tag: new Uint8Array([9, 8]) })
-        const point = yield* typedServer.receive
-        assert.deepStrictEqual({ ...point, tag: [...point.tag] }, { x: 1, y: 2, tag: [9, 8] })
-        yield* client.send(new TextEncoder().encode(`{"x":"not a number"}`))
-        const error = yield* Effect.flip(typedServer.receive)
-        assert.strictEqual(error.reason, "Decode")
-      }).pipe(Effect.scoped), 30_000)
+    it.live(
+      "decodes through a Schema: values in, values out, bad input is a Decode error",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const address = subject.address()
+          const listener = yield* transport.listen(address)
+          const client = yield* transport.dial(address)
+          const server = yield* listener.accept
+          const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number, tag: Schema.Uint8Array })
+          const typedClient = IpcChannel.typed(client, Point)
+          const typedServer = IpcChannel.typed(server, Point)
+          yield* typedClient.send({ x: 1, y: 2, tag: new Uint8Array([9, 8]) })
+          const point = yield* typedServer.receive
+          assert.deepStrictEqual({ ...point, tag: [...point.tag] }, { x: 1, y: 2, tag: [9, 8] })
+          yield* client.send(new TextEncoder().encode(`{"x":"not a number"}`))
+          const error = yield* Effect.flip(typedServer.receive)
+          assert.strictEqual(error.reason, "Decode")
+        }).pipe(Effect.scoped),
+      30_000
+    )
 
     it.live("releases every OS resource when the scope closes", () =>
       Effect.gen(function*() {
@@ -367,37 +395,49 @@ export const suite = (subject: Subject): void => {
 
     if (subject.raw !== undefined) {
       const raw = subject.raw
-      it.live("drops a connection that sends garbage or an oversized frame, and keeps serving others", () =>
-        Effect.gen(function*() {
-          const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const listener = yield* transport.listen(address)
-          const errors: Array<IpcError.IpcError> = []
-          yield* Effect.forkScoped(Transport.serve(listener, (channel) =>
-            Effect.forever(Effect.flatMap(channel.receive, channel.send)).pipe(
-              Effect.tapError((error) => Effect.sync(() => errors.push(error)))
-            )))
-          const good = yield* transport.dial(address)
-          const garbage = yield* raw(address)
-          yield* garbage.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"))
-          yield* garbage.dropped.pipe(Effect.timeout("1 second"))
-          const oversized = yield* raw(address)
-          const header = new Uint8Array(6)
-          header[0] = 1
-          new DataView(header.buffer).setUint32(2, 0xffff_fff0)
-          yield* oversized.write(header)
-          yield* oversized.dropped.pipe(Effect.timeout("1 second"))
-          const huge = yield* raw(address)
-          // a length prefix of 2^63 (as 8 bytes) is garbage to a 6-byte header too
-          yield* huge.write(new Uint8Array([0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]))
-          yield* huge.dropped.pipe(Effect.timeout("1 second"))
-          yield* eventually(() => errors.length >= 3, "1 second", "three connection errors")
-          assert.deepStrictEqual(errors.map((e) => e.reason).sort(), ["FrameTooLarge", "Protocol", "Protocol"])
-          for (let i = 0; i < 100; i++) {
-            yield* good.send(numbered(i))
-            assert.strictEqual(numberOf(yield* good.receive), i)
-          }
-        }).pipe(Effect.scoped), 30_000)
+      it.live(
+        "drops a connection that sends garbage or an oversized frame, and keeps serving others",
+        () =>
+          Effect.gen(function*() {
+            const transport = yield* transportOf(subject)
+            const address = subject.address()
+            const listener = yield* transport.listen(address)
+            const errors: Array<IpcError.IpcError> = []
+            yield* Effect.forkScoped(Transport.serve(listener, (channel) =>
+              Effect.forever(Effect.flatMap(channel.receive, channel.send)).pipe(
+                Effect.tapError((error) => Effect.sync(() => errors.push(error)))
+              )))
+            const good = yield* transport.dial(address)
+            const garbage = yield* raw(address)
+            yield* garbage.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"))
+            yield* garbage.dropped.pipe(Effect.timeout("1 second"))
+            const oversized = yield* raw(address)
+            const header = new Uint8Array(6)
+            header[0] = 1
+            new DataView(header.buffer).setUint32(2, 0xffff_fff0)
+            yield* oversized.write(header)
+            yield* oversized.dropped.pipe(Effect.timeout("1 second"))
+            const huge = yield* raw(address)
+            // a length prefix of 2^63 (as 8 bytes) is garbage to a 6-byte header too
+            yield* huge.write(new Uint8Array([0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]))
+            yield* huge.dropped.pipe(Effect.timeout("1 second"))
+            yield* eventually(
+              () =>
+                errors.length >= 3,
+              "1 second",
+              "three connection errors"
+            )
+            assert.deepStrictEqual(
+              errors.map((e) => e.reason).sort(),
+              ["FrameTooLarge", "Protocol", "Protocol"]
+            )
+            for (let i = 0; i < 100; i++) {
+              yield* good.send(numbered(i))
+              assert.strictEqual(numberOf(yield* good.receive), i)
+            }
+          }).pipe(Effect.scoped),
+        30_000
+      )
 
       it.live("reports a frame cut off by a disconnect as ConnectionLost", () =>
         Effect.gen(function*() {
@@ -438,45 +478,53 @@ export const suite = (subject: Subject): void => {
           assert.isBelow(elapsed, 1000, `noticed after ${elapsed} ms`)
         }).pipe(Effect.scoped), 30_000)
 
-      it.live("reports a server process killed under a waiting client as a typed error within 1 s", () =>
-        Effect.gen(function*() {
-          const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const child = yield* spawnPeer(subject, "echo-server", address)
-          const client = yield* transport.dial(address)
-          yield* client.send(numbered(1))
-          assert.strictEqual(numberOf(yield* client.receive), 1)
-          const waiting = yield* Effect.forkScoped(Effect.flip(client.receive))
-          yield* Effect.sleep("50 millis")
-          const killedAt = Date.now()
-          child.kill("SIGKILL")
-          const error = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))
-          assert.strictEqual(error.reason, "ConnectionLost")
-          assert.isBelow(Date.now() - killedAt, 1000)
-        }).pipe(Effect.scoped), 30_000)
+      it.live(
+        "reports a server process killed under a waiting client as a typed error within 1 s",
+        () =>
+          Effect.gen(function*() {
+            const transport = yield* transportOf(subject)
+            const address = subject.address()
+            const child = yield* spawnPeer(subject, "echo-server", address)
+            const client = yield* transport.dial(address)
+            yield* client.send(numbered(1))
+            assert.strictEqual(numberOf(yield* client.receive), 1)
+            const waiting = yield* Effect.forkScoped(Effect.flip(client.receive))
+            yield* Effect.sleep("50 millis")
+            const killedAt = Date.now()
+            child.kill("SIGKILL")
+            const error = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))
+            assert.strictEqual(error.reason, "ConnectionLost")
+            assert.isBelow(Date.now() - killedAt, 1000)
+          }).pipe(Effect.scoped),
+        30_000
+      )
 
-      it.live("reconnects RPC after a server restart; an in-flight call fails typed and is not replayed", () =>
-        Effect.gen(function*() {
-          const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const first = yield* spawnPeer(subject, "rpc-server", address)
-          const client = yield* rpcClient(address, transport)
-          assert.strictEqual(yield* client.Echo({ n: 1 }), 1)
-          const inFlight = yield* Effect.forkScoped(Effect.flip(client.Sleep({ millis: 60_000 })))
-          yield* Effect.sleep("100 millis")
-          yield* kill(first)
-          const lost = yield* Fiber.join(inFlight).pipe(Effect.timeout("5 seconds"))
-          assert.strictEqual(lost._tag, "RpcClientError")
-          yield* spawnPeer(subject, "rpc-server", address)
-          // later calls succeed once the client has redialled
-          const echoed = yield* client.Echo({ n: 2 }).pipe(
-            Effect.retry(Schedule.spaced("50 millis")),
-            Effect.timeout("10 seconds")
-          )
-          assert.strictEqual(echoed, 2)
-          // the new server never saw the Sleep that was in flight: one Echo only
-          assert.strictEqual(yield* client.Calls(), 1)
-        }).pipe(Effect.scoped), 60_000)
+      it.live(
+        "reconnects RPC after a server restart; an in-flight call fails typed and is not replayed",
+        () =>
+          Effect.gen(function*() {
+            const transport = yield* transportOf(subject)
+            const address = subject.address()
+            const first = yield* spawnPeer(subject, "rpc-server", address)
+            const client = yield* rpcClient(address, transport)
+            assert.strictEqual(yield* client.Echo({ n: 1 }), 1)
+            const inFlight = yield* Effect.forkScoped(Effect.flip(client.Sleep({ millis: 60_000 })))
+            yield* Effect.sleep("100 millis")
+            yield* kill(first)
+            const lost = yield* Fiber.join(inFlight).pipe(Effect.timeout("5 seconds"))
+            assert.strictEqual(lost._tag, "RpcClientError")
+            yield* spawnPeer(subject, "rpc-server", address)
+            // later calls succeed once the client has redialled
+            const echoed = yield* client.Echo({ n: 2 }).pipe(
+              Effect.retry(Schedule.spaced("50 millis")),
+              Effect.timeout("10 seconds")
+            )
+            assert.strictEqual(echoed, 2)
+            // the new server never saw the Sleep that was in flight: one Echo only
+            assert.strictEqual(yield* client.Calls(), 1)
+          }).pipe(Effect.scoped),
+        60_000
+      )
     }
   })
 }

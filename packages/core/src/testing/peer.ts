@@ -36,8 +36,10 @@ const program = Effect.gen(function*() {
     case "echo-server": {
       const listener = yield* transport.listen(address!)
       yield* ready
-      return yield* Transport.serve(listener, (channel) =>
-        Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+      return yield* Transport.serve(
+        listener,
+        (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send))
+      )
     }
     case "rpc-server": {
       return yield* Layer.launch(

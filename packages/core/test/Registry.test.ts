@@ -1,0 +1,58 @@
+import { Registry, Transport } from "@effect-ipc/core"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+const other: Registry.TransportDescriptor = {
+  ...Registry.memory,
+  name: "other",
+  schemes: ["other"],
+  defaultAddress: (service) => `other://${service}`
+}
+const descriptors = [Registry.memory, other]
+
+const withEnv = (env: Record<string, string>) =>
+  Registry.layerConfig(descriptors, { service: "svc" }).pipe(
+    Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
+  )
+
+describe("Registry", () => {
+  it.effect("picks by IPC_TRANSPORT, then by the address's scheme, then the first", () =>
+    Effect.gen(function*() {
+      const byName = yield* Registry.resolve(descriptors, { transport: "other", service: "svc" })
+      assert.deepStrictEqual([byName.descriptor.name, byName.address], ["other", "other://svc"])
+      const byScheme = yield* Registry.resolve(descriptors, { address: "other://x", service: "svc" })
+      assert.strictEqual(byScheme.descriptor.name, "other")
+      const byDefault = yield* Registry.resolve(descriptors, { service: "svc" })
+      assert.deepStrictEqual([byDefault.descriptor.name, byDefault.address], ["memory", "memory://svc"])
+    }))
+
+  it.effect("fails with typed errors for an unknown transport or a mismatched address", () =>
+    Effect.gen(function*() {
+      const unknown = yield* Effect.flip(Registry.resolve(descriptors, { transport: "carrier-pigeon", service: "s" }))
+      assert.strictEqual(unknown.reason, "UnsupportedScheme")
+      assert.include(unknown.detail, "memory, other")
+      const mismatch = yield* Effect.flip(
+        Registry.resolve(descriptors, { transport: "memory", address: "other://x", service: "s" })
+      )
+      assert.strictEqual(mismatch.reason, "UnsupportedScheme")
+    }))
+
+  it.live("layerConfig reads IPC_TRANSPORT / IPC_ADDRESS and provides a working transport", () =>
+    Effect.gen(function*() {
+      const address = yield* Registry.IpcAddress
+      assert.strictEqual(address, "memory://from-config")
+      const listener = yield* Transport.listen(address)
+      const client = yield* Transport.dial(address)
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array([42]))
+      assert.deepStrictEqual([...(yield* server.receive)], [42])
+    }).pipe(Effect.scoped, Effect.provide(withEnv({ IPC_TRANSPORT: "memory", IPC_ADDRESS: "memory://from-config" }))))
+
+  it.effect("layerConfig fails to build on a bad configuration", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Layer.build(withEnv({ IPC_TRANSPORT: "nope" })))
+      assert.strictEqual(error._tag, "IpcError")
+    }).pipe(Effect.scoped))
+})
