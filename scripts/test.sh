@@ -19,6 +19,6 @@ step "lint (oxlint)" oxlint --deny-warnings packages bench scripts
 step "format (dprint check)" dprint check
 rm -f .vitest-report.json
 echo "== tests (vitest)"
-vitest run --reporter=default --reporter=json --outputJsonFile=.vitest-report.json "$@"
+vitest run --reporter=default --reporter=json --outputFile.json=.vitest-report.json "$@"
 vitest_status=$?
 node scripts/summary.mjs .vitest-report.json "$failed_steps" "$vitest_status"

@@ -428,7 +428,7 @@ export const suite = (subject: Subject): void => {
               "three connection errors"
             )
             assert.deepStrictEqual(
-              errors.map((e) => e.reason).sort(),
+              errors.map((e) => e.reason).toSorted(),
               ["FrameTooLarge", "Protocol", "Protocol"]
             )
             for (let i = 0; i < 100; i++) {
@@ -444,15 +444,13 @@ export const suite = (subject: Subject): void => {
           const transport = yield* transportOf(subject)
           const address = subject.address()
           const listener = yield* transport.listen(address)
-          const conn = yield* Effect.scoped(Effect.gen(function*() {
+          yield* Effect.scoped(Effect.gen(function*() {
             const conn = yield* raw(address)
             const frame = new Uint8Array(6 + 4)
             frame[0] = 1
             new DataView(frame.buffer).setUint32(2, 100)
             yield* conn.write(frame)
-            return conn
           }))
-          void conn
           const server = yield* listener.accept
           const error = yield* Effect.flip(server.receive)
           assert.strictEqual(error.reason, "ConnectionLost")
