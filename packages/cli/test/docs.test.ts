@@ -6,7 +6,11 @@ import * as Path from "node:path"
 const root = Path.resolve(import.meta.dirname, "../../..")
 
 const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  ChildProcess.spawnSync(process.execPath, ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", ...args], {
+  ChildProcess.spawnSync(process.execPath, [
+    "--conditions=@effect-ipc/source",
+    "--disable-warning=ExperimentalWarning",
+    ...args
+  ], {
     cwd: root,
     env: { ...process.env, ...env },
     encoding: "utf8",
@@ -21,11 +25,13 @@ const firstTsBlock = (readme: string) => {
 }
 
 describe("documentation", () => {
-  for (const [readme, expected] of [
-    ["README.md", "42"],
-    ["packages/core/README.md", "{ x: 1, y: 2 }"],
-    ["packages/transport-pipe/README.md", "hello"]
-  ] as const) {
+  for (
+    const [readme, expected] of [
+      ["README.md", "42"],
+      ["packages/core/README.md", "{ x: 1, y: 2 }"],
+      ["packages/transport-pipe/README.md", "hello"]
+    ] as const
+  ) {
     it(`the example in ${readme} runs and prints ${expected}`, () => {
       const file = Path.join(root, "packages/cli", `.example-${readme.replace(/\W/g, "-")}.ts`)
       Fs.writeFileSync(file, firstTsBlock(readme))
