@@ -1,11 +1,21 @@
 /**
- * Unix domain socket transport: `unix:///absolute/path.sock` and, on Linux,
- * abstract sockets `unix:@name`. Messages travel in the effect-ipc frame
- * format (see `@effect-ipc/core/Framing` and this package's README).
+ * Unix domain socket transport, secure by default: `unix:///absolute/path.sock`,
+ * Linux abstract sockets `unix:@name`, and the portable `pipe://name` (a
+ * socket in this user's private runtime directory; a named pipe on Windows).
+ *
+ * - The socket file is bound inside a fresh 0700 directory, given its mode
+ *   (0600 by default) and only then linked to its public path, so there is no
+ *   moment at which another user could connect. Linking is exclusive: two
+ *   servers racing for one path cannot both win.
+ * - A stale socket file (its server is dead: connecting is refused) is
+ *   replaced; a live server's socket is never taken (`AddressInUse`).
+ * - Every connection's peer credentials (pid, uid, gid) are read with
+ *   SO_PEERCRED / getpeereid and put on the channel. By default a peer running
+ *   as another user is refused; `authorize` decides otherwise.
+ * - Messages travel in the effect-ipc frame format (see the README).
  *
  * @since 0.1.0
  */
-import * as Address from "@effect-ipc/core/Address"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
@@ -14,48 +24,46 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Path from "node:path"
+import * as Libc from "./internal/libc.ts"
+import * as SocketPath from "./SocketPath.ts"
 
 /** Options of the Unix socket transport. */
-export interface UnixSocketOptions extends StreamChannel.StreamChannelOptions {}
-
-/** Longest socket path the platform accepts, in bytes (without the final NUL). */
-export const maxPathBytes: number = process.platform === "linux" ? 107 : 103
-
-/** Where a `unix:` address points: a file-system path or a Linux abstract name. */
-export interface SocketPath {
-  /** The path handed to the OS (`\0name` for an abstract socket). */
-  readonly path: string
-  /** True for a Linux abstract socket (no file). */
-  readonly abstract: boolean
+export interface UnixSocketOptions extends StreamChannel.StreamChannelOptions {
+  /** Permission bits of the socket file (default 0o600: this user only). */
+  readonly mode?: number | undefined
+  /**
+   * Decides whether a connecting peer is served (default: only peers running
+   * as this process's user). A refused peer's connection is closed at once.
+   */
+  readonly authorize?: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
 }
 
-/** Reads a `unix:` address: `unix:///abs/path` or `unix:@name`, checking the platform's length limit. */
-export const socketPath = (raw: string): Effect.Effect<SocketPath, IpcError.IpcError> =>
-  Effect.gen(function*() {
-    const address = yield* Address.parseFor(raw, ["unix"])
-    if (address.rest.startsWith("@")) {
-      if (process.platform !== "linux") {
-        return yield* IpcError.make("UnsupportedPlatform", "abstract sockets (unix:@name) exist only on Linux", raw)
-      }
-      const path = `\0${address.rest.slice(1)}`
-      yield* checkLength(path, raw)
-      return { path, abstract: true }
-    }
-    const path = yield* Address.path(address)
-    yield* checkLength(path, raw)
-    return { path, abstract: false }
-  })
+/** Longest socket path the platform accepts, in bytes (without the final NUL). */
+export const maxPathBytes: number = SocketPath.maxPathBytes
 
-const checkLength = (path: string, raw: string) =>
-  Buffer.byteLength(path) > maxPathBytes
-    ? Effect.fail(
-      IpcError.make(
-        "NameTooLong",
-        `socket path is ${Buffer.byteLength(path)} bytes; ${process.platform} allows at most ${maxPathBytes}`,
-        raw
-      )
+const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid === process.getuid?.()
+
+const fdOf = (socket: Net.Socket): number | undefined => {
+  const handle: unknown = Reflect.get(socket, "_handle")
+  if (typeof handle === "object" && handle !== null && "fd" in handle) {
+    const fd = handle.fd
+    if (typeof fd === "number" && fd >= 0) return fd
+  }
+  return undefined
+}
+
+/** The peer of a connected socket, as far as the OS tells. */
+const peerOf = (socket: Net.Socket, raw: string): Effect.Effect<IpcChannel.PeerInfo> => {
+  const fd = fdOf(socket)
+  if (fd === undefined || process.platform === "win32") return Effect.succeed({ description: raw })
+  return Libc.peerCredentials(fd, raw).pipe(
+    Effect.map((cred): IpcChannel.PeerInfo => ({ pid: cred.pid, uid: cred.uid, gid: cred.gid, description: raw })),
+    Effect.catch((error) =>
+      Effect.as(Effect.logWarning("cannot read peer credentials", error), { description: raw } as IpcChannel.PeerInfo)
     )
-    : Effect.void
+  )
+}
 
 const connect = (path: string, raw: string): Effect.Effect<Net.Socket, IpcError.IpcError> =>
   Effect.callback<Net.Socket, IpcError.IpcError>((resume) => {
@@ -82,7 +90,7 @@ const isLive = (path: string, raw: string): Effect.Effect<boolean> =>
     Effect.catch((error) => Effect.succeed(error.reason !== "NotFound"))
   )
 
-const bind = (server: Net.Server, path: string, raw: string): Effect.Effect<void, IpcError.IpcError> =>
+const listenAt = (server: Net.Server, path: string, raw: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.callback<void, IpcError.IpcError>((resume) => {
     const onError = (cause: Error) => resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot listen", raw)))
     server.once("error", onError)
@@ -92,67 +100,96 @@ const bind = (server: Net.Server, path: string, raw: string): Effect.Effect<void
     })
   })
 
-/** Makes the Unix socket transport. */
-export const make = (options: UnixSocketOptions = {}): Transport.TransportShape => ({
-  schemes: ["unix"],
-  listen: (raw) =>
-    Effect.gen(function*() {
-      const { path, abstract } = yield* socketPath(raw)
-      const server = Net.createServer()
-      const acceptor = yield* Transport.makeAcceptor(raw)
-      const open = new Set<IpcChannel.IpcChannel>()
-      let inode: number | undefined
-      yield* Effect.addFinalizer(() =>
-        Effect.gen(function*() {
-          server.close()
-          acceptor.end()
-          yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
-          // remove our socket file, and only ours (a successor may have replaced it)
-          if (inode !== undefined) {
-            try {
-              if (Fs.statSync(path).ino === inode) Fs.unlinkSync(path)
-            } catch {
-              // already gone
-            }
-          }
-        })
-      )
-      server.on("connection", (socket) => {
-        void Effect.runFork(
-          StreamChannel.make({ readable: socket, writable: socket }, raw, { description: raw }, options).pipe(
-            Effect.tap((channel) =>
-              Effect.sync(() => {
-                open.add(channel)
-                acceptor.offer(channel)
-              })
-            ),
-            Effect.flatMap((channel) => Effect.andThen(channel.closed, Effect.sync(() => open.delete(channel))))
-          )
+const trySync = <A>(f: () => A, reason: IpcError.IpcErrorReason, detail: string, raw: string) =>
+  Effect.try({ try: f, catch: (cause) => IpcError.fromSystemError(cause, reason, detail, raw) })
+
+/**
+ * Binds a socket file at `path` with `mode`, with no window in which other
+ * users could connect: bind in a private directory, chmod, link into place.
+ * Returns the inode of the socket (to remove only our own file later).
+ */
+const bindFile = (server: Net.Server, path: string, mode: number, raw: string): Effect.Effect<number, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(Path.dirname(path), ".eipc-")), "Open", "cannot bind", raw)
+    const staging = Path.join(dir, "s")
+    return yield* Effect.gen(function*() {
+      yield* listenAt(server, staging, raw)
+      yield* trySync(() => Fs.chmodSync(staging, mode), "Open", "cannot set the socket's mode", raw)
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const linked = yield* trySync(() => Fs.linkSync(staging, path), "Open", "cannot bind", raw).pipe(
+          Effect.as(true),
+          Effect.catch((error) => error.reason === "AlreadyExists" ? Effect.succeed(false) : Effect.fail(error))
         )
-      })
-      yield* bind(server, path, raw).pipe(
-        Effect.catch((error) =>
+        if (linked) return Fs.statSync(path).ino
+        if (yield* isLive(path, raw)) {
+          return yield* IpcError.make("AddressInUse", "a live server is listening on this socket", raw)
+        }
+        // a dead server's file: replace it
+        yield* trySync(() => Fs.rmSync(path, { force: true }), "Open", "cannot remove the stale socket", raw)
+      }
+      return yield* IpcError.make("AddressInUse", "another server keeps taking this path", raw)
+    }).pipe(Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))))
+  })
+
+/** Makes the Unix socket transport (`unix://`, `pipe://`). */
+export const make = (options: UnixSocketOptions = {}): Transport.TransportShape => {
+  const mode = options.mode ?? 0o600
+  const authorize = options.authorize ?? sameUser
+  return {
+    schemes: ["unix", "pipe"],
+    listen: (raw) =>
+      Effect.gen(function*() {
+        const { path, kind } = yield* SocketPath.resolve(raw)
+        const server = Net.createServer({ pauseOnConnect: true })
+        const acceptor = yield* Transport.makeAcceptor(raw)
+        const open = new Set<IpcChannel.IpcChannel>()
+        let inode: number | undefined
+        yield* Effect.addFinalizer(() =>
           Effect.gen(function*() {
-            if (error.reason !== "AddressInUse" || abstract) return yield* error
-            // a socket file is there: steal it only from a dead server
-            if (yield* isLive(path, raw)) {
-              return yield* IpcError.make("AddressInUse", "a live server is listening on this socket", raw)
+            server.close()
+            acceptor.end()
+            yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
+            // remove our socket file, and only ours (a successor may have replaced it)
+            if (inode !== undefined) {
+              try {
+                if (Fs.statSync(path).ino === inode) Fs.unlinkSync(path)
+              } catch {
+                // already gone
+              }
             }
-            yield* Effect.sync(() => Fs.rmSync(path, { force: true }))
-            yield* bind(server, path, raw)
           })
         )
-      )
-      if (!abstract) inode = Fs.statSync(path).ino
-      return acceptor.listener
-    }),
-  dial: (raw) =>
-    Effect.gen(function*() {
-      const { path } = yield* socketPath(raw)
-      const socket = yield* connect(path, raw)
-      return yield* StreamChannel.makeScoped({ readable: socket, writable: socket }, raw, { description: raw }, options)
-    })
-})
+        const accept = (socket: Net.Socket) =>
+          Effect.gen(function*() {
+            socket.on("error", () => {}) // reported through the channel once it exists
+            const peer = yield* peerOf(socket, raw)
+            if (kind !== "windows-pipe" && !authorize(peer)) {
+              socket.destroy()
+              return yield* Effect.logWarning(
+                IpcError.make("PeerRejected", `refused a peer running as uid ${peer.uid} (pid ${peer.pid})`, raw)
+              )
+            }
+            const channel = yield* StreamChannel.make({ readable: socket, writable: socket }, raw, peer, options)
+            socket.resume()
+            open.add(channel)
+            acceptor.offer(channel)
+            yield* channel.closed
+            open.delete(channel)
+          })
+        server.on("connection", (socket) => void Effect.runFork(accept(socket)))
+        if (kind === "file") inode = yield* bindFile(server, path, mode, raw)
+        else yield* listenAt(server, path, raw)
+        return acceptor.listener
+      }),
+    dial: (raw) =>
+      Effect.gen(function*() {
+        const { path } = yield* SocketPath.resolve(raw)
+        const socket = yield* connect(path, raw)
+        const peer = yield* peerOf(socket, raw)
+        return yield* StreamChannel.makeScoped({ readable: socket, writable: socket }, raw, peer, options)
+      })
+  }
+}
 
 /** The Unix socket transport as the `Transport` service. */
 export const layer = (options?: UnixSocketOptions): Layer.Layer<Transport.Transport> =>

@@ -5,20 +5,17 @@
  */
 import * as Registry from "@effect-ipc/core/Registry"
 import * as Effect from "effect/Effect"
-import * as Os from "node:os"
-import * as Path from "node:path"
 import * as UnixSocket from "./UnixSocket.ts"
 
-/** Unix domain sockets (`unix:///path`, `unix:@name`). */
+/** Where `unix:` and `pipe:` addresses live. */
+export * as SocketPath from "./SocketPath.ts"
+/** Unix domain sockets (`unix:///path`, `unix:@name`, `pipe://name`). */
 export * as UnixSocket from "./UnixSocket.ts"
 
-/** The directory for this user's sockets: `$XDG_RUNTIME_DIR`, else the temp directory. */
-export const runtimeDir = (): string => process.env["XDG_RUNTIME_DIR"] ?? Os.tmpdir()
-
-/** The `pipe` transport for `IPC_TRANSPORT=pipe`: Unix sockets, with a per-service default path. */
+/** The `pipe` transport for `IPC_TRANSPORT=pipe`; a service's default address is `pipe://effect-ipc-<service>`. */
 export const descriptor: Registry.TransportDescriptor = {
   name: "pipe",
-  schemes: ["unix"],
+  schemes: ["unix", "pipe"],
   make: Effect.sync(() => UnixSocket.make()),
-  defaultAddress: (service) => `unix://${Path.join(runtimeDir(), `effect-ipc-${service}.sock`)}`
+  defaultAddress: (service) => `pipe://effect-ipc-${service}`
 }

@@ -1,4 +1,4 @@
-import { UnixSocket } from "@effect-ipc/transport-pipe"
+import { SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
@@ -40,7 +40,7 @@ describe("UnixSocket", () => {
 
   it.effect("names the platform limit for a path that is too long", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(UnixSocket.socketPath(`unix:///tmp/${"x".repeat(200)}.sock`))
+      const error = yield* Effect.flip(SocketPath.resolve(`unix:///tmp/${"x".repeat(200)}.sock`))
       assert.strictEqual(error.reason, "NameTooLong")
       assert.include(error.detail, String(UnixSocket.maxPathBytes))
     }))

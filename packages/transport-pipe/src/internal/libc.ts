@@ -1,0 +1,107 @@
+/**
+ * The only module of this package that makes native calls: libc through
+ * koffi, loaded on first use. Each function is declared once with a typed
+ * signature and wrapped so that callers get values or `IpcError`s, never
+ * exceptions.
+ *
+ * @internal
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+import koffi from "koffi"
+
+/** Credentials of the process at the other end of a Unix socket. */
+export interface PeerCredentials {
+  readonly pid: number | undefined
+  readonly uid: number
+  readonly gid: number
+}
+
+interface Bindings {
+  readonly peerCredentials: (fd: number) => PeerCredentials | number
+  readonly mkfifo: (path: string, mode: number) => number
+  readonly errno: () => number
+}
+
+const SOL_SOCKET = 1
+const SO_PEERCRED = 17
+const SOL_LOCAL = 0
+const LOCAL_PEERPID = 2
+
+let bindings: Bindings | IpcError.IpcError | undefined
+
+const load = (): Bindings | IpcError.IpcError => {
+  if (bindings !== undefined) return bindings
+  try {
+    if (process.platform === "linux") {
+      const libc = koffi.load("libc.so.6")
+      const Ucred = koffi.struct("effect_ipc_ucred", { pid: "int32", uid: "uint32", gid: "uint32" })
+      const getsockopt = libc.func("int getsockopt(int fd, int level, int name, _Out_ effect_ipc_ucred *value, _Inout_ uint32_t *length)")
+      const mkfifo = libc.func("int mkfifo(const char *path, uint32_t mode)")
+      void Ucred
+      bindings = {
+        peerCredentials: (fd) => {
+          const value = { pid: 0, uid: 0, gid: 0 }
+          const length = [12]
+          const rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, value, length) as number
+          return rc === 0 ? value : koffi.errno()
+        },
+        mkfifo: (path, mode) => (mkfifo(path, mode) as number) === 0 ? 0 : koffi.errno(),
+        errno: () => koffi.errno()
+      }
+    } else if (process.platform === "darwin") {
+      const libc = koffi.load("libSystem.B.dylib")
+      const getpeereid = libc.func("int getpeereid(int fd, _Out_ uint32_t *uid, _Out_ uint32_t *gid)")
+      const getsockoptInt = libc.func("int getsockopt(int fd, int level, int name, _Out_ int32_t *value, _Inout_ uint32_t *length)")
+      const mkfifo = libc.func("int mkfifo(const char *path, uint16_t mode)")
+      bindings = {
+        peerCredentials: (fd) => {
+          const uid = [0]
+          const gid = [0]
+          if ((getpeereid(fd, uid, gid) as number) !== 0) return koffi.errno()
+          const pid = [0]
+          const rc = getsockoptInt(fd, SOL_LOCAL, LOCAL_PEERPID, pid, [4]) as number
+          return { pid: rc === 0 ? pid[0] : undefined, uid: uid[0]!, gid: gid[0]! }
+        },
+        mkfifo: (path, mode) => (mkfifo(path, mode) as number) === 0 ? 0 : koffi.errno(),
+        errno: () => koffi.errno()
+      }
+    } else {
+      bindings = IpcError.make("UnsupportedPlatform", `no libc bindings for ${process.platform}`)
+    }
+  } catch (cause) {
+    bindings = new IpcError.IpcError({ reason: "LibraryMissing", detail: `cannot load libc: ${String(cause)}`, cause })
+  }
+  return bindings
+}
+
+const errnoName = (errno: number): string =>
+  Object.entries(koffi.os.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`
+
+const systemError = (errno: number, fallback: IpcError.IpcErrorReason, detail: string, address?: string) =>
+  IpcError.fromSystemError(
+    Object.assign(new Error(`${detail}: ${errnoName(errno)}`), { code: errnoName(errno) }),
+    fallback,
+    detail,
+    address
+  )
+
+/** Reads the peer's pid, uid and gid of a connected Unix socket (SO_PEERCRED / getpeereid). */
+export const peerCredentials = (fd: number, address?: string): Effect.Effect<PeerCredentials, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const b = load()
+    if (b instanceof IpcError.IpcError) return Effect.fail(b)
+    const result = b.peerCredentials(fd)
+    return typeof result === "number"
+      ? Effect.fail(systemError(result, "Unknown", "cannot read the peer's credentials", address))
+      : Effect.succeed(result)
+  })
+
+/** Creates a FIFO at `path` with `mode` (mkfifo). */
+export const mkfifo = (path: string, mode: number, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const b = load()
+    if (b instanceof IpcError.IpcError) return Effect.fail(b)
+    const errno = b.mkfifo(path, mode)
+    return errno === 0 ? Effect.void : Effect.fail(systemError(errno, "Open", `cannot create the FIFO ${path}`, address))
+  })
