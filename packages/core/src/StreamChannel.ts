@@ -44,6 +44,8 @@ export interface StreamChannelOptions {
   readonly highWaterMark?: number | undefined
   /** How long a `send` may wait for the peer to read before the peer is dropped (default: no limit). */
   readonly writeTimeout?: Duration.Input | undefined
+  /** How long a frame may take to arrive once it has started, before the peer is dropped (default 30 s). */
+  readonly frameTimeout?: Duration.Input | undefined
   /** Incoming messages buffered before reading pauses (default 4096). */
   readonly maxBufferedMessages?: number | undefined
   /** Incoming bytes buffered before reading pauses (default 8 MiB). */
@@ -81,7 +83,8 @@ export const make = (
     const maxFrameSize = options.maxFrameSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
     const highWaterMark = Math.max(options.highWaterMark ?? 4 * 1024 * 1024, writable.writableHighWaterMark)
     const writeTimeout = options.writeTimeout
-    const linger = Duration.toMillis(options.lingerTimeout ?? "2 seconds")
+    const linger = Duration.toMillis(Duration.fromInputUnsafe(options.lingerTimeout ?? "2 seconds"))
+    const frameTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.frameTimeout ?? "30 seconds"))
     const closedErr = IpcError.make("Closed", "the channel is closed", address)
 
     let failure: IpcError.IpcError | undefined
@@ -212,6 +215,11 @@ export const make = (
     // ---- reading ------------------------------------------------------
     const decoder = new Framing.Decoder(maxFrameSize)
     const onFrame: Framing.FrameHandler = (kind, payload) => {
+      framesSeen++
+      if (frameTimer !== undefined) {
+        clearTimeout(frameTimer)
+        frameTimer = undefined
+      }
       switch (kind) {
         case Framing.Kind.data:
           if (!inbox.push(payload)) readable.pause()
@@ -226,10 +234,26 @@ export const make = (
           break
       }
     }
+    // a frame that has started must finish within frameTimeout (a 1-byte-per-second peer is dropped)
+    let frameTimer: ReturnType<typeof setTimeout> | undefined
+    let framesSeen = 0
+    const onFrameTimeout = (frameAtStart: number) => () => {
+      frameTimer = undefined
+      if (decoder.inFrame && framesSeen === frameAtStart) {
+        fail(IpcError.make("Timeout", `a frame took longer than ${frameTimeout} ms to arrive`, address))
+      }
+    }
     const onData = (chunk: Buffer) => {
       lastReceived = Date.now()
       const error = decoder.push(chunk, onFrame)
-      if (error !== undefined) fail(new IpcError.IpcError({ ...error, address }))
+      if (error !== undefined) return fail(new IpcError.IpcError({ ...error, address }))
+      if (!decoder.inFrame) {
+        if (frameTimer !== undefined) clearTimeout(frameTimer)
+        frameTimer = undefined
+      } else if (frameTimer === undefined) {
+        frameTimer = setTimeout(onFrameTimeout(framesSeen), frameTimeout)
+        frameTimer.unref()
+      }
     }
     const onEnd = () => {
       if (decoder.inFrame) {
@@ -258,6 +282,7 @@ export const make = (
       if (finished) return
       finished = true
       readable.off("data", onData)
+      if (frameTimer !== undefined) clearTimeout(frameTimer)
       if (heartbeatFiber !== undefined) void Effect.runFork(Fiber.interrupt(heartbeatFiber))
       readable.destroy()
       if (writable !== (readable as unknown)) writable.destroy()

@@ -86,7 +86,8 @@ export const layerChannel = (address: string): Layer.Layer<IpcChannel.IpcChannel
 /**
  * Serves every channel that arrives at `listener` with `handler`, each in its
  * own fiber; the channel is closed when its handler ends. A failing handler
- * is logged and ends only its own connection. Runs until interrupted.
+ * ends only its own connection (a peer's close silently, a lost peer logged at
+ * debug level, anything else logged as a warning). Runs until interrupted.
  */
 export const serve = <E, R>(
   listener: Listener,
@@ -99,9 +100,15 @@ export const serve = <E, R>(
       yield* FiberSet.run(
         fibers,
         handler(channel).pipe(
-          Effect.catchCause((cause) =>
-            Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("connection handler failed", cause)
-          ),
+          Effect.catchCause((cause) => {
+            if (Cause.hasInterruptsOnly(cause)) return Effect.void
+            const error = Cause.squash(cause)
+            // a peer closing is the normal end of a connection; a lost peer is routine for a server
+            if (IpcError.isIpcError(error)) {
+              return error.reason === "Closed" ? Effect.void : Effect.logDebug("connection ended", error)
+            }
+            return Effect.logWarning("connection handler failed", cause)
+          }),
           Effect.ensuring(channel.close)
         )
       )
