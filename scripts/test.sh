@@ -13,6 +13,7 @@ step() {
     failed_steps=$((failed_steps + 1))
   fi
 }
+ulimit -n 20000 2>/dev/null || true
 step "build (tsc -b)" tsc -b
 step "type-check sources and tests" tsc -p tsconfig.check.json
 step "lint (oxlint)" oxlint --deny-warnings packages bench scripts

@@ -18,6 +18,7 @@
  */
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Policy from "@effect-ipc/core/Policy"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Effect from "effect/Effect"
@@ -80,6 +81,12 @@ const connect = (path: string, raw: string): Effect.Effect<Net.Socket, IpcError.
     return Effect.sync(() => socket.destroy())
   })
 
+/** Connects, retrying briefly while the server's accept backlog is full (EAGAIN). */
+const connectRetrying = (path: string, raw: string): Effect.Effect<Net.Socket, IpcError.IpcError> =>
+  connect(path, raw).pipe(
+    Effect.retry({ schedule: Policy.retry(8), while: (error) => error.errno === "EAGAIN" })
+  )
+
 /** True when something accepts connections at `path`; false when the socket file is stale. */
 const isLive = (path: string, raw: string): Effect.Effect<boolean> =>
   connect(path, raw).pipe(
@@ -94,7 +101,7 @@ const listenAt = (server: Net.Server, path: string, raw: string): Effect.Effect<
   Effect.callback<void, IpcError.IpcError>((resume) => {
     const onError = (cause: Error) => resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot listen", raw)))
     server.once("error", onError)
-    server.listen({ path }, () => {
+    server.listen({ path, backlog: 4096 }, () => {
       server.off("error", onError)
       resume(Effect.void)
     })
@@ -184,7 +191,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
     dial: (raw) =>
       Effect.gen(function*() {
         const { path } = yield* SocketPath.resolve(raw)
-        const socket = yield* connect(path, raw)
+        const socket = yield* connectRetrying(path, raw)
         const peer = yield* peerOf(socket, raw)
         return yield* StreamChannel.makeScoped({ readable: socket, writable: socket }, raw, peer, options)
       })
