@@ -19,8 +19,9 @@ import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as Scope from "effect/Scope"
 import * as Net from "node:net"
+import { echo, sink } from "./handlers.ts"
 import { KiB, type OneWayRun, type Row } from "./report.ts"
-import { decodeCounts, echo, END, rawFrame, RawReader, sink } from "./shared.ts"
+import { decodeCounts, END, rawFrame, RawReader } from "./shared.ts"
 
 /** One transport at one payload size, ready to measure. */
 export interface Contender {
@@ -97,7 +98,7 @@ const rawOneWay = (socket: Net.Socket, payload: Uint8Array, seconds: number): Pr
         socket.off("data", onData)
         socket.off("error", reject)
         const counts = decodeCounts(message)
-        resolve({ sent, received: counts.messages, bytes: counts.bytes, seconds: elapsed })
+        resolve({ sent, received: counts.messages, bytes: counts.bytes, seconds: elapsed, batches: counts.batches })
       })
     socket.on("data", onData)
     socket.once("error", reject)
@@ -181,7 +182,7 @@ const channelOneWay = (
     const reply = yield* channel.receive
     const elapsed = (performance.now() - start) / 1000
     const counts = decodeCounts(reply)
-    return { sent, received: counts.messages, bytes: counts.bytes, seconds: elapsed }
+    return { sent, received: counts.messages, bytes: counts.bytes, seconds: elapsed, batches: counts.batches }
   })
 
 interface EchoAndSink {

@@ -19,6 +19,8 @@ export interface Rtt {
   readonly mean: number
   readonly min: number
   readonly max: number
+  /** p50 of each round, in order (a spread here is noise from the machine). */
+  readonly roundP50s?: ReadonlyArray<number> | undefined
 }
 
 /** One-way (for RPC: completed calls) throughput over all rounds. */
@@ -30,6 +32,8 @@ export interface Throughput {
   readonly mbPerSec: number
   /** msgs/s of each round, in order. */
   readonly rounds: ReadonlyArray<number>
+  /** Messages per batch at the receiver (per `receiveAll`; raw: per `data` chunk), where known. */
+  readonly messagesPerBatch?: number | undefined
 }
 
 /** One transport at one payload size. */
@@ -49,6 +53,8 @@ export interface OneWayRun {
   readonly received: number
   readonly bytes: number
   readonly seconds: number
+  /** How many batches (`receiveAll` results, raw `data` chunks) the receiver got them in, where known. */
+  readonly batches?: number | undefined
 }
 
 export const sizeLabel = (size: number): string =>
@@ -78,7 +84,9 @@ export const throughputStats = (
 ): Throughput => {
   let messages = 0
   let seconds = 0
+  let batches = 0
   for (const run of runs) {
+    batches += run.batches ?? Number.NaN
     if (run.received !== run.sent) row.warnings.push(`sent ${run.sent} messages, the receiver counted ${run.received}`)
     if (countBytes && run.bytes !== run.received * row.size) {
       row.warnings.push(`the receiver counted ${run.bytes} bytes, expected ${run.received * row.size}`)
@@ -92,7 +100,8 @@ export const throughputStats = (
     seconds,
     msgsPerSec,
     mbPerSec: countBytes ? (msgsPerSec * row.size) / 1e6 : Number.NaN,
-    rounds: runs.map((r) => r.received / r.seconds)
+    rounds: runs.map((r) => r.received / r.seconds),
+    messagesPerBatch: Number.isNaN(batches) ? undefined : messages / batches
   }
 }
 
@@ -126,6 +135,7 @@ const p50Ratio = (rows: ReadonlyArray<Row>, size: number, key: RowKey, against: 
 }
 
 const times = (n: number) => `${n.toFixed(2)}x`
+const timesExact = (n: number) => `${n.toFixed(3)}x`
 
 const targets: ReadonlyArray<Target> = [
   {
@@ -135,7 +145,7 @@ const targets: ReadonlyArray<Target> = [
     limit: 1.2,
     atMost: true,
     measure: (rows) => p50Ratio(rows, 64, "unix", "raw"),
-    format: times
+    format: timesExact
   },
   {
     label: "Channel ≥ 1M msgs/s one-way at 64 B",
@@ -144,7 +154,7 @@ const targets: ReadonlyArray<Target> = [
     limit: 1e6,
     atMost: false,
     measure: (rows) => findRow(rows, 64, "unix")?.throughput?.msgsPerSec,
-    format: (n) => `${(n / 1e6).toFixed(2)}M msgs/s`
+    format: (n) => `${(n / 1e6).toFixed(3)}M msgs/s`
   },
   {
     label: "Channel ≥ 1.4 GB/s one-way at 1 MiB",
@@ -162,7 +172,7 @@ const targets: ReadonlyArray<Target> = [
     limit: 2,
     atMost: true,
     measure: (rows) => p50Ratio(rows, 64, "rpc-add", "unix"),
-    format: times
+    format: timesExact
   },
   ...[64, 4 * KiB, MiB].map((size): Target => ({
     label: `RPC Echo p50 RTT ≤ 2x Channel p50 RTT (${sizeLabel(size)})`,
@@ -171,7 +181,7 @@ const targets: ReadonlyArray<Target> = [
     limit: 2,
     atMost: true,
     measure: (rows) => p50Ratio(rows, size, "rpc-echo", "unix"),
-    format: times
+    format: timesExact
   }))
 ]
 
@@ -250,6 +260,17 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
     for (const e of row.errors) notes.push(`- ${row.transport}: error: ${e}`)
     for (const w of new Set(row.warnings)) notes.push(`- ${row.transport}: warning: ${w}`)
   }
+  const batching = rows
+    .filter((r) => r.size === size && r.throughput?.messagesPerBatch !== undefined)
+    .map((r) => `${r.key} ${r.throughput!.messagesPerBatch!.toFixed(1)}`)
+  if (batching.length > 0) {
+    lines.push(
+      "",
+      `Messages per receiver batch, one-way (raw: per \`data\` chunk; effect-ipc: per \`receiveAll\`): ${
+        batching.join(", ")
+      }.`
+    )
+  }
   if (notes.length > 0) lines.push("", ...notes)
   return lines.join("\n")
 }
@@ -259,6 +280,7 @@ export interface RunInfo {
   readonly sizes: ReadonlyArray<number>
   readonly seconds: number
   readonly rounds: number
+  readonly rttRounds: number
   readonly config: Record<string, unknown>
   readonly loadBefore: ReadonlyArray<number>
   readonly loadAfter: ReadonlyArray<number>
@@ -284,8 +306,9 @@ export const render = (
     "",
     `RTT: ping-pong, one message in flight, the echo peer in a child process (memory:// in-process). ` +
     `msgs/s: one-way, one send per message, counted by the receiving peer; RPC: completed calls/s with ` +
-    `concurrent callers. MB/s = payload bytes / 1e6 per second. Transports take turns: ${info.rounds} ` +
-    `rounds of each measurement (${info.seconds} s of one-way traffic per transport and size in all).`,
+    `concurrent callers. MB/s = payload bytes / 1e6 per second. Transports take turns, in rotating order: ` +
+    `${info.rttRounds} rounds of round trips and ${info.rounds} of one-way traffic (${info.seconds} s per transport ` +
+    `and size in all); the machine's load average is shown above because neighbours skew latencies.`,
     "",
     ...info.sizes.flatMap((size) => [table(rows, size), ""]),
     "### Targets",

@@ -14,7 +14,8 @@
  * assertions; the exit code is 1 only when a measurement could not be made.
  *
  * Options: `--seconds=N` (one-way traffic per transport and size, default 3),
- * `--rounds=N` (default 3), `--scale=F` (multiplies round-trip counts),
+ * `--rounds=N` (one-way rounds, default 3), `--rtt-rounds=N` (round-trip
+ * rounds, default 10), `--scale=F` (multiplies round-trip counts),
  * `--only=raw,unix,memory,rpc`, `--sizes=64,4096,1048576`. Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them.
  */
@@ -63,6 +64,7 @@ const argValue = (name: string): string | undefined => {
 
 const seconds = Number(argValue("seconds") ?? "3")
 const rounds = Math.max(1, Math.round(Number(argValue("rounds") ?? "3")))
+const rttRounds = Math.max(1, Math.round(Number(argValue("rtt-rounds") ?? "10")))
 const scale = Number(argValue("scale") ?? "1")
 const sections = new Set<Section>(
   (argValue("only")?.split(",") ?? allSections).filter((s): s is Section => allSections.some((a) => a === s))
@@ -93,7 +95,7 @@ const withTimeout = <A>(promise: Promise<A>, label: string): Promise<A> =>
       () => reject(new Error(`${label}: no result after ${STEP_TIMEOUT_MS} ms`)),
       STEP_TIMEOUT_MS
     )
-    promise.then(
+    void promise.then(
       (a) => {
         clearTimeout(timer)
         resolve(a)
@@ -261,11 +263,11 @@ const measureSize = async (
       await e.contender.oneWay(WARMUP_SECONDS)
     })
   }
-  for (let r = 0; r < rounds; r++) {
-    progress(`${sizeLabel(size)}: round trips, round ${r + 1}/${rounds}`)
+  progress(`${sizeLabel(size)}: round trips, ${rttRounds} rounds`)
+  for (let r = 0; r < rttRounds; r++) {
     for (const e of rotate(entries, r)) {
       await step(e, "round trips", async () => {
-        e.samples.push(await e.contender.pingPong(Math.ceil(e.rttCount / rounds), 0))
+        e.samples.push(await e.contender.pingPong(Math.ceil(e.rttCount / rttRounds), 0))
       })
     }
   }
@@ -279,7 +281,12 @@ const measureSize = async (
   }
   for (const e of entries) {
     const row = e.contender.row
-    if (e.samples.length > 0) row.rtt = rttStats(concat(e.samples))
+    if (e.samples.length > 0) {
+      row.rtt = {
+        ...rttStats(concat(e.samples)),
+        roundP50s: e.samples.map((s) => rttStats(s).p50)
+      }
+    }
     if (e.runs.length > 0) row.throughput = throughputStats(row, e.runs, e.contender.countBytes)
     await e.contender.close().catch((error: unknown) => row.warnings.push(`close: ${describe(error)}`))
   }
@@ -321,9 +328,11 @@ const main = async (): Promise<number> => {
     sizes,
     seconds,
     rounds,
+    rttRounds,
     config: {
       seconds,
       rounds,
+      rttRounds,
       scale,
       sections: [...sections],
       sizes,

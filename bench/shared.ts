@@ -1,12 +1,10 @@
 /**
  * What the benchmark driver (`run.ts`) and its child-process peer (`peer.ts`)
  * agree on: the peer modes, the raw baseline's framing (a 4-byte big-endian
- * length and the payload), the end-of-run marker (an empty message), the
- * sink's reply (message and byte counts), and the echo and sink handlers for
- * effect-ipc channels.
+ * length and the payload), the end-of-run marker (an empty message) and the
+ * sink's reply (its counts). Plain Node only, so that the raw peer does not
+ * load effect.
  */
-import type { IpcChannel, IpcError } from "@effect-ipc/core"
-import * as Effect from "effect/Effect"
 
 /** What a peer process does: echo each message back, or count them (a sink); `rpc` serves the DemoApi. */
 export const peerModes = ["raw-echo", "raw-sink", "ipc-echo", "ipc-sink", "rpc"] as const
@@ -23,25 +21,31 @@ export const READY = "ready"
 /** The message that ends a one-way run: the sink answers it with its counts. */
 export const END: Uint8Array = new Uint8Array(0)
 
-/** Messages and payload bytes a sink received before the end marker. */
+/**
+ * What a sink received before the end marker: messages, payload bytes, and
+ * batches (how many `receiveAll` results, or for the raw sink `data` chunks,
+ * carried them).
+ */
 export interface Counts {
   readonly messages: number
   readonly bytes: number
+  readonly batches: number
 }
 
-/** Encodes a sink's counts as a 16-byte message. */
+/** Encodes a sink's counts as a 24-byte message. */
 export const encodeCounts = (counts: Counts): Uint8Array => {
-  const out = new Uint8Array(16)
+  const out = new Uint8Array(24)
   const view = new DataView(out.buffer)
   view.setFloat64(0, counts.messages)
   view.setFloat64(8, counts.bytes)
+  view.setFloat64(16, counts.batches)
   return out
 }
 
 /** Decodes a sink's reply. */
 export const decodeCounts = (message: Uint8Array): Counts => {
   const view = new DataView(message.buffer, message.byteOffset, message.byteLength)
-  return { messages: view.getFloat64(0), bytes: view.getFloat64(8) }
+  return { messages: view.getFloat64(0), bytes: view.getFloat64(8), batches: view.getFloat64(16) }
 }
 
 // ---- the raw baseline's framing ---------------------------------------------
@@ -105,37 +109,3 @@ export class RawReader {
     }
   }
 }
-
-// ---- effect-ipc handlers ----------------------------------------------------
-
-const untilClosed = (effect: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.catch(effect, (error) => error.reason === "Closed" ? Effect.void : Effect.fail(error))
-
-/** Sends every message back, until the peer closes. */
-export const echo = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
-  untilClosed(Effect.gen(function*() {
-    while (true) {
-      const batch = yield* channel.receiveAll
-      for (const message of batch) yield* channel.send(message)
-    }
-  }))
-
-/** Counts messages until each end marker, answers it with the counts, until the peer closes. */
-export const sink = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
-  untilClosed(Effect.gen(function*() {
-    let messages = 0
-    let bytes = 0
-    while (true) {
-      const batch = yield* channel.receiveAll
-      for (const message of batch) {
-        if (message.byteLength === 0) {
-          yield* channel.send(encodeCounts({ messages, bytes }))
-          messages = 0
-          bytes = 0
-        } else {
-          messages++
-          bytes += message.byteLength
-        }
-      }
-    }
-  }))

@@ -115,9 +115,19 @@ const trySync = <A>(f: () => A, reason: IpcError.IpcErrorReason, detail: string,
  * users could connect: bind in a private directory, chmod, link into place.
  * Returns the inode of the socket (to remove only our own file later).
  */
-const bindFile = (server: Net.Server, path: string, mode: number, raw: string): Effect.Effect<number, IpcError.IpcError> =>
+const bindFile = (
+  server: Net.Server,
+  path: string,
+  mode: number,
+  raw: string
+): Effect.Effect<number, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(Path.dirname(path), ".eipc-")), "Open", "cannot bind", raw)
+    const dir = yield* trySync(
+      () => Fs.mkdtempSync(Path.join(Path.dirname(path), ".eipc-")),
+      "Open",
+      "cannot bind",
+      raw
+    )
     const staging = Path.join(dir, "s")
     return yield* Effect.gen(function*() {
       yield* listenAt(server, staging, raw)

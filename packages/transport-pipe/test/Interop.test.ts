@@ -29,7 +29,14 @@ describe("wire-format interop", () => {
       const peers = yield* echoServer(`unix://${path}`)
       const result = yield* run("python3", [pythonPeer, path, "hello", "", "ünïcödé", "x".repeat(100_000)])
       assert.strictEqual(result.status, 0, result.stderr)
-      assert.deepStrictEqual(result.stdout.toString().split("\n"), ["hello", "", "ünïcödé", "x".repeat(100_000), "closed", ""])
+      assert.deepStrictEqual(result.stdout.toString().split("\n"), [
+        "hello",
+        "",
+        "ünïcödé",
+        "x".repeat(100_000),
+        "closed",
+        ""
+      ])
       assert.strictEqual(peers.length, 1)
       assert.strictEqual(peers[0]!.uid, process.getuid!())
       assert.notStrictEqual(peers[0]!.pid, process.pid)

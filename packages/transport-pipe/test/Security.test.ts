@@ -16,7 +16,9 @@ const isRoot = process.getuid?.() === 0
 const echo = (transport: Transport.TransportShape, address: string) =>
   Effect.gen(function*() {
     const listener = yield* transport.listen(address)
-    yield* Effect.forkScoped(Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send))))
+    yield* Effect.forkScoped(
+      Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+    )
   })
 
 /** Runs the Python peer as another user. */

@@ -46,8 +46,22 @@ export interface Subject {
   readonly descriptor: Registry.TransportDescriptor
   /** A fresh address for one test. */
   readonly address: () => string
-  /** Where a child process finds the descriptor (module specifier and export name); absent for in-process transports. */
-  readonly peer?: { readonly module: string; readonly export: string } | undefined
+  /**
+   * Where a child process finds the descriptor (module specifier and export
+   * name); absent for in-process transports. `via: "spawn"` (default): the
+   * suite starts the peer and it listens or dials at an address; `via:
+   * "child"`: dialling `child:<command line>` starts the peer, which serves
+   * its parent (child-process pipes).
+   */
+  readonly peer?: {
+    readonly module: string
+    readonly export: string
+    readonly via?: "spawn" | "child" | undefined
+  } | undefined
+  /** False when both ends cannot live in the test process (child pipes): in-process cases are not registered. */
+  readonly inProcess?: boolean | undefined
+  /** True when a listener serves one peer at a time (FIFOs). */
+  readonly singlePeer?: boolean | undefined
   /** Opens a raw byte connection to `address` (byte-stream transports). */
   readonly raw?: ((address: string) => Effect.Effect<RawConnection, IpcError.IpcError, Scope.Scope>) | undefined
   /** The largest frame the transport accepts by default. */
@@ -58,28 +72,33 @@ export interface Subject {
 
 const peerScript = fileURLToPath(new URL("./peer.ts", import.meta.url))
 
+type Role = "echo-server" | "rpc-server" | "streamer"
+
+const peerArgs = (subject: Subject, role: Role, address: string): Array<string> => [
+  "--conditions=@effect-ipc/source",
+  "--disable-warning=ExperimentalWarning",
+  peerScript,
+  subject.peer!.module,
+  subject.peer!.export,
+  role,
+  address
+]
+
+/** The `child:` address whose dialling starts the suite's peer in `role`, serving its parent. */
+const childAddress = (subject: Subject, role: Role): string =>
+  `child:${encodeURIComponent(JSON.stringify([process.execPath, ...peerArgs(subject, role, "child:parent")]))}`
+
 /** Spawns the suite's peer in a child process; it is killed when the scope closes. */
 export const spawnPeer = (
   subject: Subject,
-  role: "echo-server" | "rpc-server" | "streamer",
+  role: Role,
   address: string
 ): Effect.Effect<ChildProcess.ChildProcess, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.callback<ChildProcess.ChildProcess, Error>((resume) => {
-      const peer = subject.peer!
-      const child = ChildProcess.spawn(
-        process.execPath,
-        [
-          "--conditions=@effect-ipc/source",
-          "--disable-warning=ExperimentalWarning",
-          peerScript,
-          peer.module,
-          peer.export,
-          role,
-          address
-        ],
-        { stdio: ["ignore", "pipe", "inherit"] }
-      )
+      const child = ChildProcess.spawn(process.execPath, peerArgs(subject, role, address), {
+        stdio: ["ignore", "pipe", "inherit"]
+      })
       let out = ""
       const onData = (chunk: Buffer) => {
         out += chunk.toString()
@@ -150,6 +169,57 @@ const rpcClient = (address: string, transport: Transport.TransportShape) =>
     return yield* RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))
   })
 
+/** Our end of a connection to a peer process, and a way to kill that process. */
+interface CrossPeer {
+  readonly channel: IpcChannel.IpcChannel
+  readonly kill: Effect.Effect<void>
+}
+
+const killPid = (pid: number | undefined): Effect.Effect<void> =>
+  pid === undefined
+    ? Effect.die(new Error("the channel does not know its peer's pid"))
+    : Effect.sync(() => void process.kill(pid, "SIGKILL"))
+
+/** Starts a peer process in `role` and connects to it (an echo server, or a streamer sending to us). */
+const crossPeer = (
+  subject: Subject,
+  transport: Transport.TransportShape,
+  role: "echo-server" | "streamer"
+): Effect.Effect<CrossPeer, Error | IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (subject.peer?.via === "child") {
+      const channel = yield* transport.dial(childAddress(subject, role))
+      return { channel, kill: killPid(channel.peer.pid) }
+    }
+    const address = subject.address()
+    if (role === "echo-server") {
+      const child = yield* spawnPeer(subject, role, address)
+      return { channel: yield* transport.dial(address), kill: kill(child) }
+    }
+    const listener = yield* transport.listen(address)
+    const child = yield* spawnPeer(subject, role, address)
+    return { channel: yield* listener.accept, kill: kill(child) }
+  })
+
+/** Starts a peer process serving `ConformanceApi` and returns the address to call it at. */
+const rpcPeer = (subject: Subject): Effect.Effect<string, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (subject.peer?.via === "child") return childAddress(subject, "rpc-server")
+    const address = subject.address()
+    yield* spawnPeer(subject, "rpc-server", address)
+    return address
+  })
+
+/** An in-process echo pair: a client and the echoing server end. */
+const echoPair = (transport: Transport.TransportShape, address: string) =>
+  Effect.gen(function*() {
+    const listener = yield* transport.listen(address)
+    const client = yield* transport.dial(address)
+    const server = yield* listener.accept
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(server.receive, server.send)))
+    return client
+  })
+
 /** Waits until `check` holds, polling every 20 ms, failing after `within`. */
 const eventually = (check: () => boolean, within: Duration.Input, what: string): Effect.Effect<void, Error> =>
   Effect.gen(function*() {
@@ -163,6 +233,9 @@ const eventually = (check: () => boolean, within: Duration.Input, what: string):
 /** Registers the whole conformance suite for `subject`. */
 export const suite = (subject: Subject): void => {
   const crossProcess = subject.peer !== undefined
+  const spawned = crossProcess && subject.peer?.via !== "child"
+  // a case of in-process behaviour, registered only where both ends can live in this process
+  const local = subject.inProcess === false ? () => undefined : it.live
 
   describe(`conformance: ${subject.name}`, () => {
     it.live("delivers 100k messages in order, none lost, one send = one receive", () =>
@@ -170,17 +243,10 @@ export const suite = (subject: Subject): void => {
         const transport = yield* transportOf(subject)
         const address = subject.address()
         const total = 100_000
-        let client: IpcChannel.IpcChannel
-        if (crossProcess) {
-          // through a child echo server: both directions cross a process boundary
-          yield* spawnPeer(subject, "echo-server", address)
-          client = yield* transport.dial(address)
-        } else {
-          const listener = yield* transport.listen(address)
-          client = yield* transport.dial(address)
-          const server = yield* listener.accept
-          yield* Effect.forkScoped(Effect.forever(Effect.flatMap(server.receive, server.send)))
-        }
+        // through an echo server in another process where there is one: both directions cross it
+        const client = crossProcess
+          ? (yield* crossPeer(subject, transport, "echo-server")).channel
+          : yield* echoPair(transport, address)
         yield* Effect.forkScoped(
           Effect.forEach(Array.from({ length: total }, (_, i) => i), (i) => client.send(numbered(i)), { discard: true })
         )
@@ -200,16 +266,10 @@ export const suite = (subject: Subject): void => {
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
-        let client: IpcChannel.IpcChannel
-        if (crossProcess) {
-          yield* spawnPeer(subject, "echo-server", address)
-          client = yield* transport.dial(address)
-        } else {
-          const listener = yield* transport.listen(address)
-          client = yield* transport.dial(address)
-          const server = yield* listener.accept
-          yield* Effect.forkScoped(Effect.forever(Effect.flatMap(server.receive, server.send)))
-        }
+        // through an echo server in another process where there is one: both directions cross it
+        const client = crossProcess
+          ? (yield* crossPeer(subject, transport, "echo-server")).channel
+          : yield* echoPair(transport, address)
         const sizes = [0, 1, 64 * 1024, 16 * 1024 * 1024, 1, 0]
         for (const [i, size] of sizes.entries()) {
           const sent = pattern(size, i)
@@ -220,7 +280,7 @@ export const suite = (subject: Subject): void => {
         }
       }).pipe(Effect.scoped), 60_000)
 
-    it.live(
+    local(
       "back-pressures a sender whose receiver does not read, then delivers everything",
       () =>
         Effect.gen(function*() {
@@ -253,9 +313,10 @@ export const suite = (subject: Subject): void => {
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
-        if (crossProcess) yield* spawnPeer(subject, "rpc-server", address)
+        let target = address
+        if (crossProcess) target = yield* rpcPeer(subject)
         else yield* Layer.build(rpcServer(address, transport))
-        const client = yield* rpcClient(address, transport)
+        const client = yield* rpcClient(target, transport)
         const results = yield* Effect.forEach(
           Array.from({ length: 1000 }, (_, i) => i),
           (n) => client.Echo({ n }),
@@ -269,7 +330,7 @@ export const suite = (subject: Subject): void => {
         assert.deepStrictEqual(streamed, Array.from({ length: 500 }, (_, i) => i + 1))
       }).pipe(Effect.scoped), 60_000)
 
-    it.live(
+    local(
       "reports the end of input: graceful close ends the stream, the reader sees Closed",
       () =>
         Effect.gen(function*() {
@@ -290,7 +351,7 @@ export const suite = (subject: Subject): void => {
       30_000
     )
 
-    it.live(
+    local(
       "fails with typed errors: nothing at the address, address in use, malformed address",
       () =>
         Effect.gen(function*() {
@@ -307,7 +368,7 @@ export const suite = (subject: Subject): void => {
       30_000
     )
 
-    it.live(
+    local(
       "rejects a message over the frame limit with FrameTooLarge and keeps the channel",
       () =>
         Effect.gen(function*() {
@@ -324,7 +385,7 @@ export const suite = (subject: Subject): void => {
       30_000
     )
 
-    it.live(
+    local(
       "decodes through a Schema: values in, values out, bad input is a Decode error",
       () =>
         Effect.gen(function*() {
@@ -346,7 +407,7 @@ export const suite = (subject: Subject): void => {
       30_000
     )
 
-    it.live("releases every OS resource when the scope closes", () =>
+    local("releases every OS resource when the scope closes", () =>
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
@@ -358,6 +419,7 @@ export const suite = (subject: Subject): void => {
             const server = yield* listener.accept
             yield* client.send(numbered(i))
             assert.strictEqual(numberOf(yield* server.receive), i)
+            if (subject.singlePeer) yield* client.close
           }
           if (subject.residue !== undefined) {
             assert.isAbove(subject.residue(address).length, 0, "the transport shows its files while open")
@@ -369,7 +431,7 @@ export const suite = (subject: Subject): void => {
         yield* Effect.scoped(transport.listen(address))
       }).pipe(Effect.scoped), 30_000)
 
-    it.live("releases resources when the scope is interrupted or fails", () =>
+    local("releases resources when the scope is interrupted or fails", () =>
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
@@ -458,18 +520,31 @@ export const suite = (subject: Subject): void => {
     }
 
     if (crossProcess) {
+      it.live(
+        "closing the scope ends the connection to a peer process and releases its descriptors",
+        () =>
+          Effect.gen(function*() {
+            const transport = yield* transportOf(subject)
+            const before = openFds()
+            yield* Effect.scoped(Effect.gen(function*() {
+              const { channel } = yield* crossPeer(subject, transport, "echo-server")
+              yield* channel.send(numbered(3))
+              assert.strictEqual(numberOf(yield* channel.receive), 3)
+            }))
+            yield* eventually(() => openFds() <= before, "3 seconds", `file descriptors back to ${before}`)
+          }),
+        30_000
+      )
+
       it.live("reports a peer process killed mid-stream as a typed error within 1 s", () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const listener = yield* transport.listen(address)
-          const child = yield* spawnPeer(subject, "streamer", address)
-          const server = yield* listener.accept
+          const peer = yield* crossPeer(subject, transport, "streamer")
           let received = 0
-          while (received < 1000) received += (yield* server.receiveAll).length
+          while (received < 1000) received += (yield* peer.channel.receiveAll).length
           const killedAt = Date.now()
-          child.kill("SIGKILL")
-          const error = yield* server.receiveAll.pipe(Effect.forever, Effect.flip, Effect.timeout("5 seconds"))
+          yield* peer.kill
+          const error = yield* peer.channel.receiveAll.pipe(Effect.forever, Effect.flip, Effect.timeout("5 seconds"))
           const elapsed = Date.now() - killedAt
           assert.instanceOf(error, IpcError.IpcError)
           assert.strictEqual(error.reason, "ConnectionLost")
@@ -477,26 +552,26 @@ export const suite = (subject: Subject): void => {
         }).pipe(Effect.scoped), 30_000)
 
       it.live(
-        "reports a server process killed under a waiting client as a typed error within 1 s",
+        "reports a peer process killed under a waiting reader as a typed error within 1 s",
         () =>
           Effect.gen(function*() {
             const transport = yield* transportOf(subject)
-            const address = subject.address()
-            const child = yield* spawnPeer(subject, "echo-server", address)
-            const client = yield* transport.dial(address)
-            yield* client.send(numbered(1))
-            assert.strictEqual(numberOf(yield* client.receive), 1)
-            const waiting = yield* Effect.forkScoped(Effect.flip(client.receive))
+            const peer = yield* crossPeer(subject, transport, "echo-server")
+            yield* peer.channel.send(numbered(1))
+            assert.strictEqual(numberOf(yield* peer.channel.receive), 1)
+            const waiting = yield* Effect.forkScoped(Effect.flip(peer.channel.receive))
             yield* Effect.sleep("50 millis")
             const killedAt = Date.now()
-            child.kill("SIGKILL")
+            yield* peer.kill
             const error = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))
             assert.strictEqual(error.reason, "ConnectionLost")
             assert.isBelow(Date.now() - killedAt, 1000)
           }).pipe(Effect.scoped),
         30_000
       )
+    }
 
+    if (spawned) {
       it.live(
         "reconnects RPC after a server restart; an in-flight call fails typed and is not replayed",
         () =>

@@ -53,7 +53,10 @@ const program = Effect.gen(function*() {
       )
     }
     case "streamer": {
-      const channel = yield* transport.dial(address!)
+      // a child-process peer streams to its parent; any other dials the test's listener
+      const channel = address === "child:parent"
+        ? yield* Effect.flatMap(transport.listen(address), (listener) => listener.accept)
+        : yield* transport.dial(address!)
       yield* ready
       const message = new Uint8Array(1024)
       let i = 0

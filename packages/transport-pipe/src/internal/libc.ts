@@ -36,7 +36,9 @@ const load = (): Bindings | IpcError.IpcError => {
     if (process.platform === "linux") {
       const libc = koffi.load("libc.so.6")
       const Ucred = koffi.struct("effect_ipc_ucred", { pid: "int32", uid: "uint32", gid: "uint32" })
-      const getsockopt = libc.func("int getsockopt(int fd, int level, int name, _Out_ effect_ipc_ucred *value, _Inout_ uint32_t *length)")
+      const getsockopt = libc.func(
+        "int getsockopt(int fd, int level, int name, _Out_ effect_ipc_ucred *value, _Inout_ uint32_t *length)"
+      )
       const mkfifo = libc.func("int mkfifo(const char *path, uint32_t mode)")
       void Ucred
       bindings = {
@@ -52,7 +54,9 @@ const load = (): Bindings | IpcError.IpcError => {
     } else if (process.platform === "darwin") {
       const libc = koffi.load("libSystem.B.dylib")
       const getpeereid = libc.func("int getpeereid(int fd, _Out_ uint32_t *uid, _Out_ uint32_t *gid)")
-      const getsockoptInt = libc.func("int getsockopt(int fd, int level, int name, _Out_ int32_t *value, _Inout_ uint32_t *length)")
+      const getsockoptInt = libc.func(
+        "int getsockopt(int fd, int level, int name, _Out_ int32_t *value, _Inout_ uint32_t *length)"
+      )
       const mkfifo = libc.func("int mkfifo(const char *path, uint16_t mode)")
       bindings = {
         peerCredentials: (fd) => {
@@ -103,5 +107,7 @@ export const mkfifo = (path: string, mode: number, address?: string): Effect.Eff
     const b = load()
     if (b instanceof IpcError.IpcError) return Effect.fail(b)
     const errno = b.mkfifo(path, mode)
-    return errno === 0 ? Effect.void : Effect.fail(systemError(errno, "Open", `cannot create the FIFO ${path}`, address))
+    return errno === 0
+      ? Effect.void
+      : Effect.fail(systemError(errno, "Open", `cannot create the FIFO ${path}`, address))
   })

@@ -2,14 +2,17 @@ import * as Framing from "@effect-ipc/core/Framing"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Conformance from "@effect-ipc/core/testing/Conformance"
 import * as Pipe from "@effect-ipc/transport-pipe"
+import { afterAll } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
-const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-unix-"))
+const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-conf-"))
+afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
 let n = 0
+const peer = { module: "@effect-ipc/transport-pipe", export: "descriptor" }
 
 const rawConnect = (address: string) =>
   Effect.acquireRelease(
@@ -33,15 +36,45 @@ const rawConnect = (address: string) =>
     })
   )
 
+const existing = (...paths: ReadonlyArray<string>) => paths.filter((path) => Fs.existsSync(path))
+
 Conformance.suite({
   name: "unix://",
   descriptor: Pipe.descriptor,
-  peer: { module: "@effect-ipc/transport-pipe", export: "descriptor" },
+  peer,
   address: () => `unix://${dir}/s${n++}.sock`,
   raw: rawConnect,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  residue: (address) => existing(new URL(address).pathname)
+})
+
+Conformance.suite({
+  name: "pipe://",
+  descriptor: Pipe.descriptor,
+  peer,
+  address: () => `pipe://conformance-${process.pid}-${n++}`,
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  residue: (address) => existing(Effect.runSync(Pipe.SocketPath.resolve(address)).path)
+})
+
+Conformance.suite({
+  name: "fifo://",
+  descriptor: Pipe.descriptor,
+  peer,
+  address: () => `fifo://${dir}/f${n++}`,
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  singlePeer: true,
   residue: (address) => {
-    const path = new URL(address).pathname
-    return Fs.existsSync(path) ? [path] : []
+    const base = new URL(address).pathname
+    return existing(`${base}.in`, `${base}.out`, `${base}.lock`, `${base}.lock.server`)
   }
+})
+
+Conformance.suite({
+  name: "child-process pipes",
+  descriptor: Pipe.descriptor,
+  peer: { ...peer, via: "child" },
+  inProcess: false,
+  address: () => "child:parent",
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
 })

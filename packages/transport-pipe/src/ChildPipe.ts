@@ -1,0 +1,168 @@
+/**
+ * Anonymous pipes to child processes. `spawn` starts any executable with a
+ * channel to it, on an extra descriptor (fd 3, a socket pair: the default) or
+ * on its stdin/stdout; the child learns which from `EFFECT_IPC_FD` (`3` or
+ * `stdio`) and, when it is a Node program, calls `fromParent` to get its end.
+ * A child in another language reads and writes effect-ipc frames on that
+ * descriptor (see the README).
+ *
+ * Closing the parent's scope closes the channel and ends the child (SIGTERM,
+ * then SIGKILL after `killTimeout`); a child that exits or dies is
+ * `ConnectionLost` on the parent's channel, never a hang.
+ *
+ * As a transport (`child:`), `dial("child:<command line as JSON array>")`
+ * spawns and `listen("child:parent")` (in the child) yields its parent.
+ *
+ * @since 0.1.0
+ */
+import * as Address from "@effect-ipc/core/Address"
+import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as StreamChannel from "@effect-ipc/core/StreamChannel"
+import * as Transport from "@effect-ipc/core/Transport"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as NodeChild from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+
+/** The environment variable that tells a child where its channel is: `3` or `stdio`. */
+export const ENV = "EFFECT_IPC_FD"
+
+/** Options of `spawn`. */
+export interface SpawnOptions extends StreamChannel.StreamChannelOptions {
+  /** Arguments of the command. */
+  readonly args?: ReadonlyArray<string> | undefined
+  /** Extra environment variables (the parent's environment is inherited). */
+  readonly env?: Record<string, string> | undefined
+  /** Working directory of the child. */
+  readonly cwd?: string | undefined
+  /** Where the channel is: an extra descriptor, fd 3 (default), or the child's stdin/stdout. */
+  readonly via?: "fd" | "stdio" | undefined
+  /** How long the child has to exit after SIGTERM before SIGKILL (default 2 s). */
+  readonly killTimeout?: Duration.Input | undefined
+}
+
+/** How a child process ended. */
+export interface ExitStatus {
+  readonly code: number | null
+  readonly signal: string | null
+}
+
+/** A running child process and the channel to it. */
+export interface Child {
+  /** The channel to the child. */
+  readonly channel: IpcChannel.IpcChannel
+  /** The child's process id. */
+  readonly pid: number
+  /** Completes when the child has exited. */
+  readonly exit: Effect.Effect<ExitStatus>
+}
+
+const exitedOf = (child: NodeChild.ChildProcess): ExitStatus | undefined =>
+  child.exitCode !== null || child.signalCode !== null ? { code: child.exitCode, signal: child.signalCode } : undefined
+
+/** Spawns `command` with a channel to it; the child ends with the scope. */
+export const spawn = (
+  command: string,
+  options: SpawnOptions = {}
+): Effect.Effect<Child, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const via = options.via ?? "fd"
+    const address = `child:${JSON.stringify([command, ...(options.args ?? [])])}`
+    const exited = Deferred.makeUnsafe<ExitStatus>()
+    const child = yield* Effect.acquireRelease(
+      Effect.callback<NodeChild.ChildProcess, IpcError.IpcError>((resume) => {
+        const child = NodeChild.spawn(command, [...(options.args ?? [])], {
+          cwd: options.cwd,
+          env: { ...process.env, ...options.env, [ENV]: via === "fd" ? "3" : "stdio" },
+          stdio: via === "fd" ? ["inherit", "inherit", "inherit", "pipe"] : ["pipe", "pipe", "inherit"]
+        })
+        child.once("exit", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ code, signal })))
+        child.once("error", (cause) =>
+          resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot start", address))))
+        child.once("spawn", () =>
+          resume(Effect.succeed(child)))
+      }),
+      (child) =>
+        Effect.gen(function*() {
+          if (exitedOf(child) !== undefined) return
+          child.kill("SIGTERM")
+          yield* Deferred.await(exited).pipe(
+            Effect.timeoutOrElse({
+              duration: options.killTimeout ?? "2 seconds",
+              orElse: () => Effect.andThen(Effect.sync(() => child.kill("SIGKILL")), Deferred.await(exited))
+            })
+          )
+        })
+    )
+    const streams: StreamChannel.StreamPair = via === "fd"
+      ? { readable: child.stdio[3] as Net.Socket, writable: child.stdio[3] as Net.Socket }
+      : { readable: child.stdout!, writable: child.stdin! }
+    const channel = yield* StreamChannel.makeScoped(streams, address, { pid: child.pid, description: address }, options)
+    return { channel, pid: child.pid!, exit: Deferred.await(exited) }
+  })
+
+/** In a child started by `spawn`: the channel to the parent, closed with the scope. */
+export const fromParent = (
+  options: StreamChannel.StreamChannelOptions = {}
+): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const where = process.env[ENV]
+    const address = "child:parent"
+    const peer = { pid: process.ppid, description: "parent process" }
+    const streams = yield* Effect.try({
+      try: (): StreamChannel.StreamPair => {
+        if (where === "3") {
+          const socket = new Net.Socket({ fd: 3, readable: true, writable: true })
+          return { readable: socket, writable: socket }
+        }
+        if (where === "stdio") {
+          if (!Fs.fstatSync(0).isFIFO() || !Fs.fstatSync(1).isFIFO()) throw new Error("stdin and stdout are not pipes")
+          return {
+            readable: new Net.Socket({ fd: 0, readable: true, writable: false }),
+            writable: new Net.Socket({ fd: 1, readable: false, writable: true })
+          }
+        }
+        throw new Error(`${ENV} is not set: this process was not started by ChildPipe.spawn`)
+      },
+      catch: (cause) => IpcError.fromSystemError(cause, "NotFound", "no channel to a parent", address)
+    })
+    return yield* StreamChannel.makeScoped(streams, address, peer, options)
+  })
+
+const CommandLine = Schema.fromJsonString(Schema.NonEmptyArray(Schema.String))
+
+/** Makes the `child:` transport: `dial` spawns a command line, `listen("child:parent")` yields the parent. */
+export const make = (options: StreamChannel.StreamChannelOptions = {}): Transport.TransportShape => ({
+  schemes: ["child"],
+  listen: (raw) =>
+    Effect.gen(function*() {
+      const address = yield* Address.parseFor(raw, ["child"])
+      if (address.rest !== "parent") {
+        return yield* IpcError.make("InvalidAddress", "a child listens only at child:parent", raw)
+      }
+      const acceptor = yield* Transport.makeAcceptor(raw)
+      acceptor.offer(yield* fromParent(options))
+      return acceptor.listener
+    }),
+  dial: (raw) =>
+    Effect.gen(function*() {
+      const address = yield* Address.parseFor(raw, ["child"])
+      const [command, ...args] = yield* Schema.decodeUnknownEffect(CommandLine)(decodeURIComponent(address.rest)).pipe(
+        Effect.mapError((cause) =>
+          IpcError.make("InvalidAddress", `child:<JSON array of command and arguments>: ${cause.message}`, raw)
+        )
+      )
+      const child = yield* spawn(command, { ...options, args })
+      return child.channel
+    })
+})
+
+/** The `child:` transport as the `Transport` service. */
+export const layer = (options?: StreamChannel.StreamChannelOptions): Layer.Layer<Transport.Transport> =>
+  Layer.succeed(Transport.Transport, make(options))
