@@ -77,7 +77,7 @@ export const spawn = (
     const exited = Deferred.makeUnsafe<ExitStatus>()
     const child = yield* Effect.acquireRelease(
       Effect.callback<NodeChild.ChildProcess, IpcError.IpcError>((resume) => {
-        const child = NodeChild.spawn(command, [...(options.args ?? [])], {
+        const process_ = NodeChild.spawn(command, [...(options.args ?? [])], {
           cwd: options.cwd,
           env: { ...process.env, ...options.env, [ENV]: via === "fd" ? "3" : "stdio" },
           stdio: via === "fd" ? ["inherit", "inherit", "inherit", "pipe"] : ["pipe", "pipe", "inherit"]
@@ -88,14 +88,14 @@ export const spawn = (
         child.once("spawn", () =>
           resume(Effect.succeed(child)))
       }),
-      (child) =>
+      (started) =>
         Effect.gen(function*() {
-          if (exitedOf(child) !== undefined) return
-          child.kill("SIGTERM")
+          if (exitedOf(started) !== undefined) return
+          started.kill("SIGTERM")
           yield* Deferred.await(exited).pipe(
             Effect.timeoutOrElse({
               duration: options.killTimeout ?? "2 seconds",
-              orElse: () => Effect.andThen(Effect.sync(() => child.kill("SIGKILL")), Deferred.await(exited))
+              orElse: () => Effect.andThen(Effect.sync(() => started.kill("SIGKILL")), Deferred.await(exited))
             })
           )
         })

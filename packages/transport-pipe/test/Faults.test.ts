@@ -78,7 +78,7 @@ describe("Unix socket faults", () => {
       const address = fresh()
       const errors = yield* echoServer(transport, address)
       const slow = yield* rawClient(address)
-      const frame = [1, 0, 0, 0, 0, 50, ...new Array<number>(50).fill(7)]
+      const frame = [1, 0, 0, 0, 0, 50, ...Array.from({ length: 50 }, () => 7)]
       let sent = 0
       while (errors.length === 0 && sent < frame.length) {
         slow.write(Uint8Array.of(frame[sent++]!))

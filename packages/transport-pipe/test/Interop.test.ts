@@ -47,10 +47,10 @@ describe("wire-format interop", () => {
       const path = Path.join(dir, "socat.sock")
       yield* echoServer(`unix://${path}`)
       const frames = Buffer.from([
-        ...[1, 0, 0, 0, 0, 2, 0x68, 0x69], // data "hi"
-        ...[1, 0, 0, 0, 0, 0], // data ""
-        ...[1, 1, 0, 0, 0, 0] // close
-      ])
+        [1, 0, 0, 0, 0, 2, 0x68, 0x69], // data "hi"
+        [1, 0, 0, 0, 0, 0], // data ""
+        [1, 1, 0, 0, 0, 0] // close
+      ].flat())
       const result = yield* run("socat", ["-t", "5", "-", `UNIX-CONNECT:${path}`], { input: frames })
       assert.strictEqual(result.status, 0, result.stderr)
       assert.deepStrictEqual([...result.stdout], [1, 0, 0, 0, 0, 2, 0x68, 0x69, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0])
