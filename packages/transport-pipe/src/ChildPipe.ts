@@ -77,16 +77,16 @@ export const spawn = (
     const exited = Deferred.makeUnsafe<ExitStatus>()
     const child = yield* Effect.acquireRelease(
       Effect.callback<NodeChild.ChildProcess, IpcError.IpcError>((resume) => {
-        const process_ = NodeChild.spawn(command, [...(options.args ?? [])], {
+        const spawned = NodeChild.spawn(command, [...(options.args ?? [])], {
           cwd: options.cwd,
           env: { ...process.env, ...options.env, [ENV]: via === "fd" ? "3" : "stdio" },
           stdio: via === "fd" ? ["inherit", "inherit", "inherit", "pipe"] : ["pipe", "pipe", "inherit"]
         })
-        child.once("exit", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ code, signal })))
-        child.once("error", (cause) =>
+        spawned.once("exit", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ code, signal })))
+        spawned.once("error", (cause) =>
           resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot start", address))))
-        child.once("spawn", () =>
-          resume(Effect.succeed(child)))
+        spawned.once("spawn", () =>
+          resume(Effect.succeed(spawned)))
       }),
       (started) =>
         Effect.gen(function*() {
