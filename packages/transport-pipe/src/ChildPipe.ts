@@ -122,7 +122,11 @@ export const fromParent = (
           return { readable: socket, writable: socket }
         }
         if (where === "stdio") {
-          if (!Fs.fstatSync(0).isFIFO() || !Fs.fstatSync(1).isFIFO()) throw new Error("stdin and stdout are not pipes")
+          const isPipe = (fd: number) => {
+            const stat = Fs.fstatSync(fd)
+            return stat.isFIFO() || stat.isSocket()
+          }
+          if (!isPipe(0) || !isPipe(1)) throw new Error("stdin and stdout are not pipes")
           return {
             readable: new Net.Socket({ fd: 0, readable: true, writable: false }),
             writable: new Net.Socket({ fd: 1, readable: false, writable: true })

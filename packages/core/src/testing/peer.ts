@@ -13,6 +13,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as IpcRpc from "../IpcRpc.ts"
 import type * as Registry from "../Registry.ts"
@@ -21,7 +22,8 @@ import { ConformanceApi, ConformanceHandlers } from "./ConformanceApi.ts"
 
 const [moduleName, exportName, role, address] = process.argv.slice(2)
 
-const ready = Effect.sync(() => process.stdout.write("ready\n"))
+// a child-process peer may be talking over its stdout: it says nothing else there
+const ready = address === "child:parent" ? Effect.void : Effect.sync(() => process.stdout.write("ready\n"))
 
 const loadDescriptor = Effect.tryPromise({
   try: () => import(moduleName!) as Promise<Record<string, Registry.TransportDescriptor>>,
@@ -70,4 +72,4 @@ const program = Effect.gen(function*() {
   }
 })
 
-NodeRuntime.runMain(Effect.scoped(program))
+NodeRuntime.runMain(Effect.scoped(program).pipe(Effect.provideService(Logger.LogToStderr, true)))

@@ -1,0 +1,83 @@
+import { ChildPipe } from "@effect-ipc/transport-pipe"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Path from "node:path"
+import { pythonPeer } from "./helpers.ts"
+
+const text = (s: string) => new TextEncoder().encode(s)
+const peerTs = Path.resolve(import.meta.dirname, "../../core/src/testing/peer.ts")
+const nodeArgs = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning"]
+
+describe("ChildPipe", () => {
+  it.live("talks to a child in another language on fd 3 (Python, from the README)", () =>
+    Effect.gen(function*() {
+      const child = yield* ChildPipe.spawn("python3", { args: [pythonPeer, "--echo-fd", "3"] })
+      for (const message of ["one", "", "three"]) {
+        yield* child.channel.send(text(message))
+        assert.strictEqual(new TextDecoder().decode(yield* child.channel.receive), message)
+      }
+      assert.strictEqual(child.channel.peer.pid, child.pid)
+      yield* child.channel.close
+      // the Python peer answers our close frame and exits cleanly
+      assert.deepStrictEqual(yield* child.exit, { code: 0, signal: null })
+    }).pipe(Effect.scoped))
+
+  it.live("runs the channel over the child's stdin/stdout when asked", () =>
+    Effect.gen(function*() {
+      const child = yield* ChildPipe.spawn(process.execPath, {
+        args: [...nodeArgs, peerTs, "@effect-ipc/transport-pipe", "descriptor", "echo-server", "child:parent"],
+        via: "stdio"
+      })
+      yield* child.channel.send(text("over stdio"))
+      assert.strictEqual(new TextDecoder().decode(yield* child.channel.receive), "over stdio")
+    }).pipe(Effect.scoped))
+
+  it.live("reports a child that exits as ConnectionLost, and its exit code", () =>
+    Effect.gen(function*() {
+      const child = yield* ChildPipe.spawn(process.execPath, { args: ["-e", "setTimeout(() => process.exit(3), 100)"] })
+      const error = yield* Effect.flip(child.channel.receive)
+      assert.strictEqual(error.reason, "ConnectionLost")
+      assert.deepStrictEqual(yield* child.exit, { code: 3, signal: null })
+    }).pipe(Effect.scoped))
+
+  it.live("ends the child when the parent's scope closes", () =>
+    Effect.gen(function*() {
+      const { exit, pid } = yield* Effect.scoped(
+        ChildPipe.spawn(process.execPath, { args: ["-e", "setInterval(() => {}, 1000)"] })
+      )
+      const status = yield* exit
+      assert.strictEqual(status.signal, "SIGTERM")
+      assert.throws(() => process.kill(pid, 0))
+    }))
+
+  it.live("kills a child that ignores SIGTERM after the kill timeout", () =>
+    Effect.gen(function*() {
+      const { exit } = yield* Effect.scoped(Effect.gen(function*() {
+        const child = yield* ChildPipe.spawn(process.execPath, {
+          args: [
+            "-e",
+            // ignore SIGTERM, then say so with one empty data frame on fd 3
+            "process.on('SIGTERM', () => {}); require('fs').writeSync(3, Buffer.from([1, 0, 0, 0, 0, 0])); setInterval(() => {}, 1000)"
+          ],
+          killTimeout: "200 millis"
+        })
+        yield* child.channel.receive
+        return child
+      }))
+      assert.strictEqual((yield* exit).signal, "SIGKILL")
+    }))
+
+  it.live("fails with typed errors: a missing executable, no parent channel", () =>
+    Effect.gen(function*() {
+      const missing = yield* Effect.exit(Effect.scoped(ChildPipe.spawn("/nonexistent/program")))
+      assert.isTrue(Exit.isFailure(missing))
+      const error = yield* Effect.flip(Effect.scoped(ChildPipe.spawn("/nonexistent/program")))
+      assert.strictEqual(error.reason, "NotFound")
+      const saved = process.env[ChildPipe.ENV]
+      delete process.env[ChildPipe.ENV]
+      const orphan = yield* Effect.flip(Effect.scoped(ChildPipe.fromParent()))
+      if (saved !== undefined) process.env[ChildPipe.ENV] = saved
+      assert.strictEqual(orphan.reason, "NotFound")
+    }))
+})
