@@ -129,7 +129,8 @@ export class Decoder {
         onFrame(kind as Kind, chunk.subarray(offset, offset + length))
         offset += length
       } else {
-        this.body = new Uint8Array(length)
+        // every byte is overwritten before the frame is delivered: no need to zero it
+        this.body = Buffer.allocUnsafe(length)
         this.bodyFill = 0
         this.bodyKind = kind as Kind
       }

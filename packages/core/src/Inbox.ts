@@ -111,6 +111,12 @@ export const make = (options: InboxOptions = {}): Inbox => {
     }
   }
 
+  let wakeScheduled = false
+  const scheduledWake = () => {
+    wakeScheduled = false
+    wake()
+  }
+
   const wait = <A, E>(one: boolean) =>
     Effect.callback<A, E>((resume) => {
       const waiter: Waiter = { one, resume: resume as Waiter["resume"] }
@@ -140,7 +146,11 @@ export const make = (options: InboxOptions = {}): Inbox => {
       if (done) return false
       items.push(message)
       bytes += message.byteLength
-      if (waiters.length > 0) wake()
+      // wake once per burst: a chunk that decodes into many messages resumes its reader once
+      if (waiters.length > 0 && !wakeScheduled) {
+        wakeScheduled = true
+        queueMicrotask(scheduledWake)
+      }
       if (available() >= maxMessages || bytes >= maxBytes) paused = true
       return !paused
     },
