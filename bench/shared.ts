@@ -6,11 +6,31 @@
  * load effect.
  */
 
-/** What a peer process does: echo each message back, or count them (a sink); `rpc` serves the DemoApi. */
-export const peerModes = ["raw-echo", "raw-sink", "ipc-echo", "ipc-sink", "rpc"] as const
+/**
+ * What a peer process does: echo each message back, or count them (a sink); `rpc` serves the DemoApi.
+ * `raw-*` listen on a Unix socket path, `ipc-*` at a `unix://` address, `fifo-*` at a `fifo://` one;
+ * `child-*` are spawned by the driver itself with `ChildPipe.spawn` and serve their parent on fd 3.
+ */
+export const peerModes = [
+  "raw-echo",
+  "raw-sink",
+  "ipc-echo",
+  "ipc-sink",
+  "fifo-echo",
+  "fifo-sink",
+  "child-echo",
+  "child-sink",
+  "rpc"
+] as const
 
 /** A peer mode. */
 export type PeerMode = typeof peerModes[number]
+
+/** The peer modes that serve their parent over `ChildPipe` (no address, no `ready` line, no stdin). */
+export type ChildPeerMode = "child-echo" | "child-sink"
+
+/** True for a mode spawned with `ChildPipe.spawn`. */
+export const isChildPeerMode = (mode: PeerMode): mode is ChildPeerMode => mode === "child-echo" || mode === "child-sink"
 
 /** True for a known peer mode. */
 export const isPeerMode = (s: string | undefined): s is PeerMode => peerModes.some((m) => m === s)

@@ -146,8 +146,17 @@ export const layerServerProtocol = (
     })
   )
 
-/** The serialization used by default: JSON, one RPC message per channel message. */
-export const layerSerialization: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization.layerJson
+/**
+ * The default serialization: effect's schema-driven binary format, one RPC
+ * message per channel message. Binary fields travel as bytes (no base64), and
+ * the size limit is the transport's own frame limit.
+ */
+export const layerSerialization: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization.layerSchemaBinary({
+  maxFrameSize: "unbounded"
+})
+
+/** JSON serialization, one RPC message per channel message: slower, but readable by any peer. */
+export const layerSerializationJson: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization.layerJson
 
 /**
  * Retries a call that is safe to repeat when the link dropped under it
