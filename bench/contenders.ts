@@ -6,11 +6,14 @@
  *
  * - raw `node:net` over a Unix socket with `shared.ts`' framing: one
  *   `socket.write` per message, waiting for `drain` when it says so;
- * - an effect-ipc `IpcChannel` over `UnixSocket.make()` or `Memory.make()`:
+ * - an effect-ipc `IpcChannel` over `UnixSocket.make()`, `Memory.make()`, a
+ *   FIFO pair (`fifo://`, dialled through the router `Pipe.make()`) or a
+ *   child-process pipe (`ChildPipe.spawn`, the peers being our children):
  *   `channel.send` per message, `channel.receive` for echoes;
  * - typed RPC: DemoApi `Echo`/`Add` calls through one `RpcClient`.
  */
 import { type IpcChannel, type IpcError, IpcRpc, Memory } from "@effect-ipc/core"
+import * as Pipe from "@effect-ipc/transport-pipe"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import { DemoApi } from "effect-ipc/DemoApi"
 import * as Effect from "effect/Effect"
@@ -214,6 +217,23 @@ const openChannels = async (
 export const openUnix = (row: Row, echoAddress: string, sinkAddress: string): Promise<Contender> => {
   const transport = UnixSocket.make()
   return openChannels(row, Effect.all({ echo: transport.dial(echoAddress), sink: transport.dial(sinkAddress) }))
+}
+
+/** Effect-ipc channels over FIFO pairs to the `fifo-echo` and `fifo-sink` peers, dialled with `Pipe.make()`. */
+export const openFifo = (row: Row, echoAddress: string, sinkAddress: string): Promise<Contender> => {
+  const transport = Pipe.make()
+  return openChannels(row, Effect.all({ echo: transport.dial(echoAddress), sink: transport.dial(sinkAddress) }))
+}
+
+/**
+ * Effect-ipc channels over child-process pipes (fd 3 socket pairs): spawns
+ * `command` twice, with `args` and then `child-echo` or `child-sink`; the
+ * children end with the contender's scope.
+ */
+export const openChild = (row: Row, command: string, args: ReadonlyArray<string>): Promise<Contender> => {
+  const spawn = (mode: "child-echo" | "child-sink") =>
+    Effect.map(Pipe.ChildPipe.spawn(command, { args: [...args, mode] }), (child) => child.channel)
+  return openChannels(row, Effect.all({ echo: spawn("child-echo"), sink: spawn("child-sink") }, { concurrency: 2 }))
 }
 
 let memoryNames = 0

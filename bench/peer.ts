@@ -1,16 +1,30 @@
 /**
  * The benchmark's peer process: `peer.ts <mode> <address>`. It listens at
- * `address` (a socket path for the `raw-*` modes, a `unix://` address for the
- * others), prints `ready` on stdout, serves every connection, and exits when
- * its stdin closes (so that a `--cpu-prof` profile gets written).
+ * `address` (a socket path for the `raw-*` modes, a `unix://` address for
+ * `ipc-*` and `rpc`, a `fifo://` one for `fifo-*`), prints `ready` on stdout,
+ * serves every connection, and exits when its stdin closes (so that a
+ * `--cpu-prof` profile gets written).
  *
  * - `raw-echo` / `raw-sink`: plain `node:net` with the baseline's framing
  *   (effect is not even loaded);
- * - `ipc-echo` / `ipc-sink` / `rpc`: see `peer-ipc.ts`.
+ * - `ipc-echo` / `ipc-sink` / `fifo-echo` / `fifo-sink` / `rpc`: see `peer-ipc.ts`;
+ * - `child-echo` / `child-sink` (`peer.ts <mode>`, no address): spawned by the
+ *   driver with `ChildPipe.spawn`; they serve the parent on the channel it
+ *   gave them (fd 3), print nothing, leave stdin alone (it is the driver's),
+ *   and exit when that channel closes or on SIGTERM.
  */
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import { encodeCounts, isPeerMode, type PeerMode, rawFrame, RawReader, READY } from "./shared.ts"
+import {
+  type ChildPeerMode,
+  encodeCounts,
+  isChildPeerMode,
+  isPeerMode,
+  type PeerMode,
+  rawFrame,
+  RawReader,
+  READY
+} from "./shared.ts"
 
 const ready = (): void => {
   process.stdout.write(`${READY}\n`)
@@ -48,13 +62,15 @@ const serveRaw = (mode: "raw-echo" | "raw-sink", path: string): void => {
   process.on("exit", () => Fs.rmSync(path, { force: true }))
 }
 
-const run = async (mode: PeerMode, address: string): Promise<void> => {
+const run = async (mode: Exclude<PeerMode, ChildPeerMode>, address: string): Promise<void> => {
   switch (mode) {
     case "raw-echo":
     case "raw-sink":
       return serveRaw(mode, address)
     case "ipc-echo":
     case "ipc-sink":
+    case "fifo-echo":
+    case "fifo-sink":
     case "rpc": {
       const { serve } = await import("./peer-ipc.ts")
       return serve(mode, address, ready)
@@ -62,15 +78,30 @@ const run = async (mode: PeerMode, address: string): Promise<void> => {
   }
 }
 
+/** A child peer: serves its parent, then exits (quietly, unless serving failed). */
+const runChild = async (mode: ChildPeerMode): Promise<void> => {
+  // the parent's scope ends us with SIGTERM; exit normally so that a `--cpu-prof` profile gets written
+  process.once("SIGTERM", () => process.exit(0))
+  const { serveParent } = await import("./peer-ipc.ts")
+  await serveParent(mode)
+  process.exit(0)
+}
+
 const [mode, address] = process.argv.slice(2)
-if (!isPeerMode(mode) || address === undefined) {
-  console.error("usage: peer.ts <raw-echo|raw-sink|ipc-echo|ipc-sink|rpc> <address>")
+if (!isPeerMode(mode) || (address === undefined && !isChildPeerMode(mode))) {
+  console.error(`usage: peer.ts <${["raw", "ipc", "fifo"].map((k) => `${k}-echo|${k}-sink`).join("|")}|rpc> <address>`)
+  console.error("       peer.ts <child-echo|child-sink> (spawned with ChildPipe.spawn)")
   process.exit(2)
 }
-// the driver ends us by closing our stdin
-process.stdin.on("end", () => process.exit(0))
-process.stdin.resume()
-void run(mode, address).catch((error: unknown) => {
+const failed = (error: unknown): void => {
   console.error(`peer ${mode} failed:`, error)
   process.exit(1)
-})
+}
+if (isChildPeerMode(mode)) {
+  void runChild(mode).catch(failed)
+} else {
+  // the driver ends us by closing our stdin
+  process.stdin.on("end", () => process.exit(0))
+  process.stdin.resume()
+  void run(mode, address!).catch(failed)
+}

@@ -9,7 +9,7 @@ export const KiB = 1024
 export const MiB = 1024 * KiB
 
 /** Which measurement a row holds. */
-export type RowKey = "raw" | "unix" | "memory" | "rpc-add" | "rpc-echo"
+export type RowKey = "raw" | "unix" | "memory" | "fifo" | "child" | "rpc-add" | "rpc-echo"
 
 /** Round-trip statistics in microseconds. */
 export interface Rtt {
@@ -137,6 +137,9 @@ const p50Ratio = (rows: ReadonlyArray<Row>, size: number, key: RowKey, against: 
 const times = (n: number) => `${n.toFixed(2)}x`
 const timesExact = (n: number) => `${n.toFixed(3)}x`
 
+/** The FIFO and child-pipe rows, held to the same targets. */
+const pipeTransports = [["fifo", "FIFO"], ["child", "child pipe"]] as const
+
 const targets: ReadonlyArray<Target> = [
   {
     label: "Channel p50 RTT at 64 B ≤ 1.2x raw net",
@@ -165,6 +168,24 @@ const targets: ReadonlyArray<Target> = [
     measure: (rows) => findRow(rows, MiB, "unix")?.throughput?.mbPerSec,
     format: (n) => `${(n / 1000).toFixed(2)} GB/s`
   },
+  ...pipeTransports.map(([key, name]): Target => ({
+    label: `${name} p50 RTT at 64 B ≤ 1.2x raw net`,
+    size: 64,
+    key,
+    limit: 1.2,
+    atMost: true,
+    measure: (rows) => p50Ratio(rows, 64, key, "raw"),
+    format: timesExact
+  })),
+  ...pipeTransports.map(([key, name]): Target => ({
+    label: `${name} ≥ 1 GB/s at 1 MiB`,
+    size: MiB,
+    key,
+    limit: 1000,
+    atMost: false,
+    measure: (rows) => findRow(rows, MiB, key)?.throughput?.mbPerSec,
+    format: (n) => `${(n / 1000).toFixed(2)} GB/s`
+  })),
   {
     label: "RPC Add p50 RTT ≤ 2x Channel p50 RTT (64 B)",
     size: 64,

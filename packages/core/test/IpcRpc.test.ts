@@ -30,10 +30,12 @@ const serveAndCall = (serialization: Layer.Layer<RpcSerialization.RpcSerializati
   })
 
 describe("IpcRpc", () => {
-  for (const [name, serialization] of [
-    ["binary (default)", IpcRpc.layerSerialization],
-    ["JSON", IpcRpc.layerSerializationJson]
-  ] as const) {
+  for (
+    const [name, serialization] of [
+      ["binary (default)", IpcRpc.layerSerialization],
+      ["JSON", IpcRpc.layerSerializationJson]
+    ] as const
+  ) {
     it.live(`carries calls, typed errors and streams with ${name} serialization`, () =>
       Effect.gen(function*() {
         const client = yield* serveAndCall(serialization)

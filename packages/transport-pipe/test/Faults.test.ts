@@ -1,7 +1,7 @@
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
 import { UnixSocket } from "@effect-ipc/transport-pipe"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
@@ -10,6 +10,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-faults-"))
+afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
 let n = 0
 const fresh = () => `unix://${Path.join(dir, `f${n++}.sock`)}`
 const openFds = () => Fs.readdirSync("/proc/self/fd").length

@@ -1,6 +1,6 @@
 import * as Transport from "@effect-ipc/core/Transport"
 import { UnixSocket } from "@effect-ipc/transport-pipe"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -8,6 +8,7 @@ import * as Path from "node:path"
 import { pythonPeer, run } from "./helpers.ts"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-interop-"))
+afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
 const transport = UnixSocket.make()
 
 /** An echo server that records who connected. */

@@ -1,6 +1,6 @@
 import * as Transport from "@effect-ipc/core/Transport"
 import { SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -9,6 +9,7 @@ import { pythonPeer, run } from "./helpers.ts"
 
 // a directory other users may enter, so that only the socket's own mode protects it
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-sec-"))
+afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
 Fs.chmodSync(dir, 0o755)
 const nobody = 65534
 const isRoot = process.getuid?.() === 0

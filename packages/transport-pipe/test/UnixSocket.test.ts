@@ -1,5 +1,5 @@
 import { SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -7,6 +7,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-unix-t-"))
+afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
 const transport = UnixSocket.make()
 
 describe("UnixSocket", () => {
