@@ -123,7 +123,7 @@ export class Decoder {
         length = ((h[2]! << 24) >>> 0) + (h[3]! << 16) + (h[4]! << 8) + h[5]!
       }
       if (length > this.maxFrameSize) {
-        return IpcError.make("FrameTooLarge", `frame of ${length} bytes exceeds the limit of ${this.maxFrameSize}`)
+        return IpcError.frameTooLarge(length, this.maxFrameSize)
       }
       if (end - offset >= length) {
         onFrame(kind as Kind, chunk.subarray(offset, offset + length))

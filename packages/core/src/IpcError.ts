@@ -107,3 +107,7 @@ export const fromSystemError = (
 /** Shorthand for `new IpcError({ reason, detail, address })`. */
 export const make = (reason: IpcErrorReason, detail: string, address?: string): IpcError =>
   new IpcError({ reason, detail, ...(address === undefined ? {} : { address }) })
+
+/** The `FrameTooLarge` error for a message of `size` bytes over `limit`. */
+export const frameTooLarge = (size: number, limit: number, address?: string): IpcError =>
+  make("FrameTooLarge", `message of ${size} bytes exceeds the limit of ${limit}`, address)

@@ -54,13 +54,7 @@ const connectEnds = (
     Effect.suspend(() => {
       if (isClosed()) return Effect.fail(closedError)
       if (message.byteLength > maxMessageSize) {
-        return Effect.fail(
-          IpcError.make(
-            "FrameTooLarge",
-            `message of ${message.byteLength} bytes exceeds the limit of ${maxMessageSize}`,
-            address
-          )
-        )
+        return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
       }
       if (peer.inbox.push(message.slice())) return Effect.void
       Latch.closeUnsafe(peer.writable)

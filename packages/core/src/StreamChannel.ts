@@ -197,13 +197,7 @@ export const make = (
       if (failure !== undefined) return Effect.fail(failure)
       if (closing) return Effect.fail(closedErr)
       if (message.byteLength > maxFrameSize) {
-        return Effect.fail(
-          IpcError.make(
-            "FrameTooLarge",
-            `message of ${message.byteLength} bytes exceeds the limit of ${maxFrameSize}`,
-            address
-          )
-        )
+        return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxFrameSize, address))
       }
       enqueue(Framing.Kind.data, message)
       if (pendingBytes() <= highWaterMark) return Effect.void

@@ -210,12 +210,19 @@ const rpcPeer = (subject: Subject): Effect.Effect<string, Error, Scope.Scope> =>
     return address
   })
 
-/** An in-process echo pair: a client and the echoing server end. */
-const echoPair = (transport: Transport.TransportShape, address: string) =>
+/** An in-process pair: a listener, a client dialled to it and the server end it accepted. */
+const connected = (transport: Transport.TransportShape, address: string) =>
   Effect.gen(function*() {
     const listener = yield* transport.listen(address)
     const client = yield* transport.dial(address)
     const server = yield* listener.accept
+    return { listener, client, server }
+  })
+
+/** An in-process echo pair: a client and the echoing server end. */
+const echoPair = (transport: Transport.TransportShape, address: string) =>
+  Effect.gen(function*() {
+    const { client, server } = yield* connected(transport, address)
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(server.receive, server.send)))
     return client
   })
@@ -286,9 +293,7 @@ export const suite = (subject: Subject): void => {
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
           const address = subject.address()
-          const listener = yield* transport.listen(address)
-          const client = yield* transport.dial(address)
-          const server = yield* listener.accept
+          const { client, server } = yield* connected(transport, address)
           const message = new Uint8Array(64 * 1024)
           let sent = 0
           const sender = yield* Effect.forkScoped(
@@ -336,9 +341,7 @@ export const suite = (subject: Subject): void => {
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
           const address = subject.address()
-          const listener = yield* transport.listen(address)
-          const client = yield* transport.dial(address)
-          const server = yield* listener.accept
+          const { client, server } = yield* connected(transport, address)
           for (let i = 0; i < 10; i++) yield* client.send(numbered(i))
           yield* client.close
           const all = yield* Stream.runCollect(server.messages)
@@ -374,9 +377,7 @@ export const suite = (subject: Subject): void => {
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
           const address = subject.address()
-          const listener = yield* transport.listen(address)
-          const client = yield* transport.dial(address)
-          const server = yield* listener.accept
+          const { client, server } = yield* connected(transport, address)
           const tooLarge = yield* Effect.flip(client.send(new Uint8Array(subject.maxFrameSize + 1)))
           assert.strictEqual(tooLarge.reason, "FrameTooLarge")
           yield* client.send(numbered(7))
@@ -391,9 +392,7 @@ export const suite = (subject: Subject): void => {
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
           const address = subject.address()
-          const listener = yield* transport.listen(address)
-          const client = yield* transport.dial(address)
-          const server = yield* listener.accept
+          const { client, server } = yield* connected(transport, address)
           const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number, tag: Schema.Uint8Array })
           const typedClient = IpcChannel.typed(client, Point)
           const typedServer = IpcChannel.typed(server, Point)
