@@ -2,10 +2,13 @@
  * The effect-ipc benchmark (`npm run bench`). For 64 B, 4 KiB and 1 MiB
  * payloads it measures ping-pong round trips (p50/p99) and one-way throughput
  * (one send per message) of raw `node:net` over a Unix socket (the baseline),
- * an effect-ipc `IpcChannel` over `unix://` and over `memory://`, and typed
+ * an effect-ipc `IpcChannel` over `unix://`, over `memory://`, over a FIFO
+ * pair (`fifo://`) and over a child-process pipe (`ChildPipe`), and typed
  * RPC (`IpcRpc`, DemoApi `Add`/`Echo`) over `unix://`. Every cross-process
  * peer (echo server, sink, RPC server) is a child process running
- * `bench/peer.ts`; `memory://` is in-process by nature.
+ * `bench/peer.ts`: started once for the whole run, except the child-pipe
+ * peers, which the contender spawns itself (`ChildPipe.spawn`) for each
+ * payload size; `memory://` is in-process by nature.
  *
  * The transports take turns (several rounds of each measurement, in rotating
  * order) so that a noisy neighbour or a frequency change hits them alike.
@@ -16,7 +19,7 @@
  * Options: `--seconds=N` (one-way traffic per transport and size, default 3),
  * `--rounds=N` (one-way rounds, default 3), `--rtt-rounds=N` (round-trip
  * rounds, default 10), `--scale=F` (multiplies round-trip counts),
- * `--only=raw,unix,memory,rpc`, `--sizes=64,4096,1048576`. Node flags such as
+ * `--only=raw,unix,memory,fifo,child,rpc`, `--sizes=64,4096,1048576`. Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them.
  */
 import * as ChildProcess from "node:child_process"
@@ -27,6 +30,8 @@ import {
   connectRpc,
   type Contender,
   type DemoClient,
+  openChild,
+  openFifo,
   openMemory,
   openRaw,
   openUnix,
@@ -43,7 +48,10 @@ import {
   sizeLabel,
   throughputStats
 } from "./report.ts"
-import { type PeerMode, READY } from "./shared.ts"
+import { type ChildPeerMode, type PeerMode, READY } from "./shared.ts"
+
+/** The peer modes that `startPeer` runs (the child-pipe peers are the contender's own children). */
+type ServerPeerMode = Exclude<PeerMode, ChildPeerMode>
 
 // ---- configuration ------------------------------------------------------------
 
@@ -54,8 +62,8 @@ const plans: Record<number, { readonly rtt: number; readonly rpcRtt: number; rea
   [MiB]: { rtt: 300, rpcRtt: 45, warmup: 20 }
 }
 
-type Section = "raw" | "unix" | "memory" | "rpc"
-const allSections: ReadonlyArray<Section> = ["raw", "unix", "memory", "rpc"]
+type Section = "raw" | "unix" | "memory" | "fifo" | "child" | "rpc"
+const allSections: ReadonlyArray<Section> = ["raw", "unix", "memory", "fifo", "child", "rpc"]
 
 const argValue = (name: string): string | undefined => {
   const prefix = `--${name}=`
@@ -124,9 +132,24 @@ const peerExecArgv = (): Array<string> => {
   return args
 }
 
-const startPeer = (mode: PeerMode): Promise<Peer> => {
-  const path = Path.join(socketDir, `${mode}.sock`)
-  const address = mode.startsWith("raw") ? path : `unix://${path}`
+/** A socket path for `raw-*`, `unix://` for `ipc-*` and `rpc`, `fifo://` (the listener makes its FIFOs) for `fifo-*`. */
+const peerAddress = (mode: ServerPeerMode): string => {
+  switch (mode) {
+    case "raw-echo":
+    case "raw-sink":
+      return Path.join(socketDir, `${mode}.sock`)
+    case "fifo-echo":
+    case "fifo-sink":
+      return `fifo://${Path.join(socketDir, mode)}`
+    case "ipc-echo":
+    case "ipc-sink":
+    case "rpc":
+      return `unix://${Path.join(socketDir, `${mode}.sock`)}`
+  }
+}
+
+const startPeer = (mode: ServerPeerMode): Promise<Peer> => {
+  const address = peerAddress(mode)
   const child = ChildProcess.spawn(process.execPath, [...peerExecArgv(), peerScript, mode, address], {
     stdio: ["pipe", "pipe", "inherit"]
   })
@@ -212,7 +235,7 @@ const rotate = <A>(items: ReadonlyArray<A>, by: number): ReadonlyArray<A> => {
 
 const measureSize = async (
   size: number,
-  peers: ReadonlyMap<PeerMode, Peer>,
+  peers: ReadonlyMap<ServerPeerMode, Peer>,
   rpc: DemoClient | undefined
 ): Promise<void> => {
   const plan = plans[size]!
@@ -233,7 +256,7 @@ const measureSize = async (
       progress(`  ${row.transport} connect failed: ${describe(error)}`)
     }
   }
-  const peer = (mode: PeerMode) => peers.get(mode)?.address ?? ""
+  const peer = (mode: ServerPeerMode) => peers.get(mode)?.address ?? ""
   if (sections.has("raw")) {
     const row = newRow(size, "raw", "raw node:net unix socket (baseline)")
     await add(row, () => openRaw(row, peer("raw-echo"), peer("raw-sink")))
@@ -245,6 +268,14 @@ const measureSize = async (
   if (sections.has("memory")) {
     const row = newRow(size, "memory", "effect-ipc Channel memory:// (in-process)")
     await add(row, () => openMemory(row))
+  }
+  if (sections.has("fifo")) {
+    const row = newRow(size, "fifo", "effect-ipc Channel fifo:// (FIFO pair)")
+    await add(row, () => openFifo(row, peer("fifo-echo"), peer("fifo-sink")))
+  }
+  if (sections.has("child")) {
+    const row = newRow(size, "child", "effect-ipc Channel child pipe (ChildPipe, fd 3)")
+    await add(row, () => openChild(row, process.execPath, [...peerExecArgv(), peerScript]))
   }
   if (rpc !== undefined) {
     const label = (name: string) => `RPC ${name} unix:// (${rpcConcurrency(size)} concurrent for calls/s)`
@@ -297,13 +328,14 @@ const measureSize = async (
 const main = async (): Promise<number> => {
   const started = performance.now()
   const loadBefore = Os.loadavg()
-  const modes: Array<PeerMode> = [
+  const modes: Array<ServerPeerMode> = [
     ...(sections.has("raw") ? (["raw-echo", "raw-sink"] as const) : []),
     ...(sections.has("unix") ? (["ipc-echo", "ipc-sink"] as const) : []),
+    ...(sections.has("fifo") ? (["fifo-echo", "fifo-sink"] as const) : []),
     ...(sections.has("rpc") ? (["rpc"] as const) : [])
   ]
   progress(`starting peers: ${modes.join(", ")}`)
-  const peers = new Map<PeerMode, Peer>()
+  const peers = new Map<ServerPeerMode, Peer>()
   const launched = await Promise.allSettled(modes.map(async (m) => [m, await startPeer(m)] as const))
   for (const s of launched) {
     if (s.status === "fulfilled") peers.set(s.value[0], s.value[1])
