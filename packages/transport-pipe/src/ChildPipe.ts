@@ -6,8 +6,9 @@
  * A child in another language reads and writes effect-ipc frames on that
  * descriptor (see the README).
  *
- * Closing the parent's scope closes the channel and ends the child (SIGTERM,
- * then SIGKILL after `killTimeout`); a child that exits or dies is
+ * Closing the parent's scope closes the channel (the child sees a graceful
+ * end) and gives the child `exitTimeout` to exit by itself, then ends it
+ * (SIGTERM, then SIGKILL after `killTimeout`); a child that exits or dies is
  * `ConnectionLost` on the parent's channel, never a hang.
  *
  * As a transport (`child:`), `dial("child:<command line as JSON array>")`
@@ -43,6 +44,8 @@ export interface SpawnOptions extends StreamChannel.StreamChannelOptions {
   readonly cwd?: string | undefined
   /** Where the channel is: an extra descriptor, fd 3 (default), or the child's stdin/stdout. */
   readonly via?: "fd" | "stdio" | undefined
+  /** How long the child has to exit by itself once its channel is closed, before SIGTERM (default 1 s). */
+  readonly exitTimeout?: Duration.Input | undefined
   /** How long the child has to exit after SIGTERM before SIGKILL (default 2 s). */
   readonly killTimeout?: Duration.Input | undefined
 }
@@ -91,12 +94,18 @@ export const spawn = (
       (started) =>
         Effect.gen(function*() {
           if (exitedOf(started) !== undefined) return
-          started.kill("SIGTERM")
-          yield* Deferred.await(exited).pipe(
-            Effect.timeoutOrElse({
-              duration: options.killTimeout ?? "2 seconds",
-              orElse: () => Effect.andThen(Effect.sync(() => started.kill("SIGKILL")), Deferred.await(exited))
-            })
+          const escalate = (signal: NodeJS.Signals, after: Duration.Input, then: Effect.Effect<unknown>) =>
+            Deferred.await(exited).pipe(
+              Effect.timeoutOrElse({
+                duration: after,
+                orElse: () => Effect.andThen(Effect.sync(() => started.kill(signal)), then)
+              })
+            )
+          // the channel is closed first (its finalizer runs before this one): let the child act on it
+          yield* escalate(
+            "SIGTERM",
+            options.exitTimeout ?? "1 second",
+            escalate("SIGKILL", options.killTimeout ?? "2 seconds", Deferred.await(exited))
           )
         })
     )

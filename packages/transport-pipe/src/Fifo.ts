@@ -26,6 +26,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Policy from "@effect-ipc/core/Policy"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -37,6 +38,10 @@ import * as Libc from "./internal/libc.ts"
 export interface FifoOptions extends StreamChannel.StreamChannelOptions {
   /** Permission bits of the FIFOs (default 0o600). */
   readonly mode?: number | undefined
+  /** Kernel buffer of each FIFO, in bytes (default 1 MiB, capped by the system's pipe-max-size). */
+  readonly pipeSize?: number | undefined
+  /** How long a client that claimed the pair has to send its first frame (default 2 s). */
+  readonly helloTimeout?: Duration.Input | undefined
 }
 
 /** The files of a `fifo:` address. */
@@ -173,6 +178,10 @@ const firstBytes = (socket: Net.Socket): Effect.Effect<boolean> =>
 /** Makes the FIFO transport. */
 export const make = (options: FifoOptions = {}): Transport.TransportShape => {
   const mode = options.mode ?? 0o600
+  const pipeSize = options.pipeSize ?? 1024 * 1024
+  const helloTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.helloTimeout ?? "2 seconds"))
+  // a 64 KiB default pipe makes a 1 MiB message cost 16 wake-ups each way
+  const sized = (fd: number) => Effect.as(Libc.setPipeSize(fd, pipeSize), fd)
   return {
     schemes: ["fifo"],
     listen: (raw) =>
@@ -192,15 +201,26 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         let current: IpcChannel.IpcChannel | undefined
         yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(acceptor.end), current?.close ?? Effect.void))
         // one conversation at a time: wait for a client's first frame, serve it, open afresh
-        const openReader = Effect.map(openFd(files.toServer, O_RDONLY, raw), (fd) => {
+        const openReader = Effect.map(Effect.flatMap(openFd(files.toServer, O_RDONLY, raw), sized), (fd) => {
           const socket = pipeSocket(fd, true)
           Fs.writeFileSync(files.ready, String(process.pid), { mode: 0o600 })
           return socket
         })
+        // a client that claimed the pair but never spoke (it died, or hangs) must not keep it
+        // forever: after helloTimeout the reader is reopened and the pair offered again
+        const claimedButSilent = Effect.gen(function*() {
+          let claimedAt: number | undefined
+          while (true) {
+            yield* Effect.sleep("100 millis")
+            if (Fs.existsSync(files.ready)) claimedAt = undefined
+            else if (claimedAt === undefined) claimedAt = Date.now()
+            else if (Date.now() - claimedAt > helloTimeout) return false
+          }
+        })
         const conversation = (input: Net.Socket) =>
           Effect.gen(function*() {
-            if (!(yield* firstBytes(input))) return input.destroy()
-            const output = yield* openFd(files.toClient, O_WRONLY, raw).pipe(
+            if (!(yield* Effect.raceFirst(firstBytes(input), claimedButSilent))) return input.destroy()
+            const output = yield* Effect.flatMap(openFd(files.toClient, O_WRONLY, raw), sized).pipe(
               Effect.tapError(() => Effect.sync(() => input.destroy()))
             )
             const channel = yield* StreamChannel.make(

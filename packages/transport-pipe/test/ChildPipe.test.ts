@@ -41,10 +41,16 @@ describe("ChildPipe", () => {
       assert.deepStrictEqual(yield* child.exit, { code: 3, signal: null })
     }).pipe(Effect.scoped))
 
-  it.live("ends the child when the parent's scope closes", () =>
+  it.live("lets a child that exits on its channel's close do so, without a signal", () =>
+    Effect.gen(function*() {
+      const { exit } = yield* Effect.scoped(ChildPipe.spawn("python3", { args: [pythonPeer, "--echo-fd", "3"] }))
+      assert.deepStrictEqual(yield* exit, { code: 0, signal: null })
+    }))
+
+  it.live("ends a child that ignores its channel when the parent's scope closes", () =>
     Effect.gen(function*() {
       const { exit, pid } = yield* Effect.scoped(
-        ChildPipe.spawn(process.execPath, { args: ["-e", "setInterval(() => {}, 1000)"] })
+        ChildPipe.spawn(process.execPath, { args: ["-e", "setInterval(() => {}, 1000)"], exitTimeout: "100 millis" })
       )
       const status = yield* exit
       assert.strictEqual(status.signal, "SIGTERM")
@@ -60,6 +66,7 @@ describe("ChildPipe", () => {
             // ignore SIGTERM, then say so with one empty data frame on fd 3
             "process.on('SIGTERM', () => {}); require('fs').writeSync(3, Buffer.from([1, 0, 0, 0, 0, 0])); setInterval(() => {}, 1000)"
           ],
+          exitTimeout: "100 millis",
           killTimeout: "200 millis"
         })
         yield* child.channel.receive

@@ -20,8 +20,11 @@ export interface PeerCredentials {
 interface Bindings {
   readonly peerCredentials: (fd: number) => PeerCredentials | number
   readonly mkfifo: (path: string, mode: number) => number
-  readonly errno: () => number
+  /** Sets a pipe's capacity (Linux F_SETPIPE_SZ); returns the new size, or -errno. */
+  readonly setPipeSize: (fd: number, size: number) => number
 }
+
+const F_SETPIPE_SZ = 1031
 
 const SOL_SOCKET = 1
 const SO_PEERCRED = 17
@@ -40,6 +43,7 @@ const load = (): Bindings | IpcError.IpcError => {
         "int getsockopt(int fd, int level, int name, _Out_ effect_ipc_ucred *value, _Inout_ uint32_t *length)"
       )
       const mkfifo = libc.func("int mkfifo(const char *path, uint32_t mode)")
+      const fcntl = libc.func("int fcntl(int fd, int cmd, ...)")
       void Ucred
       bindings = {
         peerCredentials: (fd) => {
@@ -49,7 +53,10 @@ const load = (): Bindings | IpcError.IpcError => {
           return rc === 0 ? value : koffi.errno()
         },
         mkfifo: (path, mode) => (mkfifo(path, mode) as number) === 0 ? 0 : koffi.errno(),
-        errno: () => koffi.errno()
+        setPipeSize: (fd, size) => {
+          const rc = fcntl(fd, F_SETPIPE_SZ, "int", size) as number
+          return rc >= 0 ? rc : -koffi.errno()
+        }
       }
     } else if (process.platform === "darwin") {
       const libc = koffi.load("libSystem.B.dylib")
@@ -68,7 +75,8 @@ const load = (): Bindings | IpcError.IpcError => {
           return { pid: rc === 0 ? pid[0] : undefined, uid: uid[0]!, gid: gid[0]! }
         },
         mkfifo: (path, mode) => (mkfifo(path, mode) as number) === 0 ? 0 : koffi.errno(),
-        errno: () => koffi.errno()
+        // macOS pipes size themselves
+        setPipeSize: () => 0
       }
     } else {
       bindings = IpcError.make("UnsupportedPlatform", `no libc bindings for ${process.platform}`)
@@ -110,4 +118,17 @@ export const mkfifo = (path: string, mode: number, address?: string): Effect.Eff
     return errno === 0
       ? Effect.void
       : Effect.fail(systemError(errno, "Open", `cannot create the FIFO ${path}`, address))
+  })
+
+/**
+ * Enlarges a pipe's kernel buffer to `size` bytes (Linux; capped by
+ * /proc/sys/fs/pipe-max-size). A large pipe lets a big message cross with
+ * few wake-ups. Returns the size obtained; failure is not an error (the
+ * default size still works), so it answers 0 then.
+ */
+export const setPipeSize = (fd: number, size: number): Effect.Effect<number> =>
+  Effect.sync(() => {
+    const b = load()
+    if (b instanceof IpcError.IpcError) return 0
+    return Math.max(0, b.setPipeSize(fd, size))
   })

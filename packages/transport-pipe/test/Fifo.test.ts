@@ -1,0 +1,63 @@
+import { Fifo } from "@effect-ipc/transport-pipe"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-"))
+afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
+
+describe("Fifo", () => {
+  it.live("creates the FIFOs with mode 0600 and removes every file on close", () =>
+    Effect.gen(function*() {
+      const address = `fifo://${dir}/modes`
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Fifo.make().listen(address)
+        for (const suffix of [".in", ".out"]) {
+          const stat = Fs.statSync(`${dir}/modes${suffix}`)
+          assert.isTrue(stat.isFIFO())
+          assert.strictEqual(stat.mode & 0o777, 0o600)
+        }
+      }))
+      assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("modes")), [])
+    }))
+
+  it.live("serves one peer at a time: a second client gets AddressInUse until the first leaves", () =>
+    Effect.gen(function*() {
+      const transport = Fifo.make()
+      const address = `fifo://${dir}/single`
+      const listener = yield* transport.listen(address)
+      const first = yield* transport.dial(address)
+      yield* listener.accept
+      const busy = yield* Effect.flip(Effect.scoped(transport.dial(address)))
+      assert.strictEqual(busy.reason, "AddressInUse")
+      yield* first.close
+      const second = yield* transport.dial(address)
+      const server = yield* listener.accept
+      yield* second.send(new Uint8Array([2]))
+      assert.deepStrictEqual([...(yield* server.receive)], [2])
+    }).pipe(Effect.scoped))
+
+  it.live("recovers the pair from a client that claimed it and vanished before speaking", () =>
+    Effect.gen(function*() {
+      const transport = Fifo.make({ helloTimeout: "300 millis" })
+      const address = `fifo://${dir}/vanished`
+      const listener = yield* transport.listen(address)
+      // a client that won the claim and died at once: the ready token is gone, nobody speaks
+      Fs.rmSync(`${dir}/vanished.ready`)
+      yield* Effect.sleep("700 millis")
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array([7]))
+      assert.deepStrictEqual([...(yield* server.receive)], [7])
+    }).pipe(Effect.scoped))
+
+  it.live("does not take over a pair whose server is alive", () =>
+    Effect.gen(function*() {
+      const address = `fifo://${dir}/owned`
+      yield* Fifo.make().listen(address)
+      const error = yield* Effect.flip(Effect.scoped(Fifo.make().listen(address)))
+      assert.strictEqual(error.reason, "AddressInUse")
+    }).pipe(Effect.scoped))
+})
