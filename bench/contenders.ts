@@ -194,9 +194,9 @@ interface EchoAndSink {
 }
 
 /** Opens channels in a scope of their own, closed by the contender's `close`. */
-const openChannels = async (
+export const openChannels = async (
   row: Row,
-  open: Effect.Effect<EchoAndSink, IpcError.IpcError, Scope.Scope>
+  open: Effect.Effect<EchoAndSink, IpcError.IpcError | Error, Scope.Scope>
 ): Promise<Contender> => {
   const payload = makePayload(row.size)
   const scope = Scope.makeUnsafe()

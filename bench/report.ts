@@ -9,7 +9,20 @@ export const KiB = 1024
 export const MiB = 1024 * KiB
 
 /** Which measurement a row holds. */
-export type RowKey = "raw" | "unix" | "memory" | "fifo" | "child" | "rpc-add" | "rpc-echo"
+export type RowKey =
+  | "raw"
+  | "unix"
+  | "memory"
+  | "fifo"
+  | "file"
+  | "child"
+  | "shm"
+  | "shm-spin"
+  | "shm-view"
+  | "nng"
+  | "nng-c"
+  | "rpc-add"
+  | "rpc-echo"
 
 /** Round-trip statistics in microseconds. */
 export interface Rtt {
@@ -186,6 +199,89 @@ const targets: ReadonlyArray<Target> = [
     measure: (rows) => findRow(rows, MiB, key)?.throughput?.mbPerSec,
     format: (n) => `${(n / 1000).toFixed(2)} GB/s`
   })),
+  {
+    label: "file:// p50 RTT at 64 B ≤ 500 µs (a round trip: two deliveries)",
+    size: 64,
+    key: "file",
+    limit: 500,
+    atMost: true,
+    measure: (rows) => findRow(rows, 64, "file")?.rtt?.p50,
+    format: (n) => `${n.toFixed(0)} µs`
+  },
+  {
+    label: "file:// ≥ 50k msgs/s one-way at 64 B",
+    size: 64,
+    key: "file",
+    limit: 50_000,
+    atMost: false,
+    measure: (rows) => findRow(rows, 64, "file")?.throughput?.msgsPerSec,
+    format: (n) => `${(n / 1000).toFixed(1)}k msgs/s`
+  },
+  // shm:// (issue 5): a C shared-memory ring here does ~0.5 µs spinning, ~10 µs with a futex
+  {
+    label: "shm:// spin p50 RTT at 64 B ≤ 2 µs",
+    size: 64,
+    key: "shm-spin",
+    limit: 2,
+    atMost: true,
+    measure: (rows) => findRow(rows, 64, "shm-spin")?.rtt?.p50,
+    format: (n) => `${n.toFixed(2)} µs`
+  },
+  {
+    label: "shm:// blocking p50 RTT at 64 B ≤ 20 µs",
+    size: 64,
+    key: "shm",
+    limit: 20,
+    atMost: true,
+    measure: (rows) => findRow(rows, 64, "shm")?.rtt?.p50,
+    format: (n) => `${n.toFixed(2)} µs`
+  },
+  {
+    label: "shm:// ≥ 3M msgs/s one-way at 64 B",
+    size: 64,
+    key: "shm",
+    limit: 3e6,
+    atMost: false,
+    measure: (rows) => findRow(rows, 64, "shm")?.throughput?.msgsPerSec,
+    format: (n) => `${(n / 1e6).toFixed(3)}M msgs/s`
+  },
+  ...(["shm", "shm-view"] as const).map((key): Target => ({
+    label: `shm:// ≥ 5 GB/s one-way at 1 MiB (${key === "shm" ? "receive: a copy" : "receiveView: in place"})`,
+    size: MiB,
+    key,
+    limit: 5000,
+    atMost: false,
+    measure: (rows) => findRow(rows, MiB, key)?.throughput?.mbPerSec,
+    format: (n) => `${(n / 1000).toFixed(2)} GB/s`
+  })),
+  // nng (issue 6): held against the same ping-pong written in C on the same libnng (bench/nng.c)
+  {
+    label: "nng Channel p50 RTT at 64 B ≤ 1.3x C on the same libnng",
+    size: 64,
+    key: "nng",
+    limit: 1.3,
+    atMost: true,
+    measure: (rows) => p50Ratio(rows, 64, "nng", "nng-c"),
+    format: timesExact
+  },
+  {
+    label: "nng Channel ≥ 100k msgs/s one-way at 64 B",
+    size: 64,
+    key: "nng",
+    limit: 100_000,
+    atMost: false,
+    measure: (rows) => findRow(rows, 64, "nng")?.throughput?.msgsPerSec,
+    format: (n) => `${(n / 1000).toFixed(1)}k msgs/s`
+  },
+  {
+    label: "nng Channel ≥ 1.5 GB/s one-way at 1 MiB",
+    size: MiB,
+    key: "nng",
+    limit: 1500,
+    atMost: false,
+    measure: (rows) => findRow(rows, MiB, "nng")?.throughput?.mbPerSec,
+    format: (n) => `${(n / 1000).toFixed(2)} GB/s`
+  },
   {
     label: "RPC Add p50 RTT ≤ 2x Channel p50 RTT (64 B)",
     size: 64,

@@ -19,7 +19,7 @@
  * Options: `--seconds=N` (one-way traffic per transport and size, default 3),
  * `--rounds=N` (one-way rounds, default 3), `--rtt-rounds=N` (round-trip
  * rounds, default 10), `--scale=F` (multiplies round-trip counts),
- * `--only=raw,unix,memory,fifo,child,rpc`, `--sizes=64,4096,1048576`. Node flags such as
+ * `--only=raw,unix,memory,fifo,child,shm,file,nng,rpc`, `--sizes=64,4096,1048576`. Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them.
  */
 import * as ChildProcess from "node:child_process"
@@ -37,6 +37,8 @@ import {
   openUnix,
   rpcContender
 } from "./contenders.ts"
+import { openFile } from "./file.ts"
+import { openNng, openNngC } from "./nng.ts"
 import {
   KiB,
   MiB,
@@ -49,6 +51,7 @@ import {
   throughputStats
 } from "./report.ts"
 import { type ChildPeerMode, type PeerMode, READY } from "./shared.ts"
+import { openShm, shmModes } from "./shm.ts"
 
 /** The peer modes that `startPeer` runs (the child-pipe peers are the contender's own children). */
 type ServerPeerMode = Exclude<PeerMode, ChildPeerMode>
@@ -62,8 +65,8 @@ const plans: Record<number, { readonly rtt: number; readonly rpcRtt: number; rea
   [MiB]: { rtt: 300, rpcRtt: 45, warmup: 20 }
 }
 
-type Section = "raw" | "unix" | "memory" | "fifo" | "child" | "rpc"
-const allSections: ReadonlyArray<Section> = ["raw", "unix", "memory", "fifo", "child", "rpc"]
+type Section = "raw" | "unix" | "memory" | "fifo" | "child" | "shm" | "file" | "nng" | "rpc"
+const allSections: ReadonlyArray<Section> = ["raw", "unix", "memory", "fifo", "child", "shm", "file", "nng", "rpc"]
 
 const argValue = (name: string): string | undefined => {
   const prefix = `--${name}=`
@@ -272,6 +275,22 @@ const measureSize = async (
   if (sections.has("fifo")) {
     const row = newRow(size, "fifo", "effect-ipc Channel fifo:// (FIFO pair)")
     await add(row, () => openFifo(row, peer("fifo-echo"), peer("fifo-sink")))
+  }
+  if (sections.has("shm")) {
+    for (const mode of shmModes.filter((m) => m.key !== "shm-view" || size === MiB)) {
+      const row = newRow(size, mode.key, mode.label)
+      await add(row, () => openShm(row, mode))
+    }
+  }
+  if (sections.has("file")) {
+    const row = newRow(size, "file", "effect-ipc Channel file:// (two logs in a directory)")
+    await add(row, () => openFile(row))
+  }
+  if (sections.has("nng")) {
+    const row = newRow(size, "nng", "effect-ipc Channel nng+ipc:// (nng pair1 through koffi)")
+    await add(row, () => openNng(row))
+    const c = newRow(size, "nng-c", "the same in C on the same libnng (pair1, ipc://)")
+    await add(c, () => openNngC(c))
   }
   if (sections.has("child")) {
     const row = newRow(size, "child", "effect-ipc Channel child pipe (ChildPipe, fd 3)")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything effect-ipc needs on a Debian-like machine, idempotently:
 #  - OS packages: libnng1 (transport-nng), nng-utils (nngcat, for interop tests),
+#    iproute2 (`ip netns`, for the two-namespace test of transport-nng), gcc and
+#    libc6-dev (the C contender of the nng benchmark),
 #    socat and python3 (wire-format interop tests);
 #  - npm dependencies, which include Node 24 itself (the `node` package), so a
 #    machine with an older Node (20) needs nothing else.
@@ -8,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libnng1 nng-utils socat python3; do
+for pkg in libnng1 nng-utils iproute2 gcc libc6-dev socat python3; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -8,13 +8,22 @@
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Registry from "@effect-ipc/core/Registry"
 import type * as Transport from "@effect-ipc/core/Transport"
+import * as File from "@effect-ipc/transport-file"
+import * as Nng from "@effect-ipc/transport-nng"
 import * as Pipe from "@effect-ipc/transport-pipe"
+import * as Shm from "@effect-ipc/transport-shm"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
 /** Every transport descriptor this package ships with; the first is the default. */
-export const descriptors: ReadonlyArray<Registry.TransportDescriptor> = [Pipe.descriptor, Registry.memory]
+export const descriptors: ReadonlyArray<Registry.TransportDescriptor> = [
+  Pipe.descriptor,
+  Registry.memory,
+  Shm.descriptor,
+  File.descriptor,
+  Nng.descriptor
+]
 
 const configFailed = (cause: unknown): IpcError.IpcError =>
   new IpcError.IpcError({

@@ -29,6 +29,9 @@ import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as Stream from "effect/Stream"
+import * as File from "./commands/file.ts"
+import * as Nng from "./commands/nng.ts"
+import * as Shm from "./commands/shm.ts"
 import { DemoApi, DemoHandlers } from "./DemoApi.ts"
 import * as Format from "./Format.ts"
 import * as Transports from "./Transports.ts"
@@ -305,7 +308,9 @@ const call = Command.make(
 
 // --- main ----------------------------------------------------------------------------
 
-const cli = root.pipe(Command.withSubcommands([listen, send, echo, call, serve]))
+const cli = root.pipe(
+  Command.withSubcommands([listen, send, echo, call, serve, Shm.command, File.command, Nng.make(root)])
+)
 
 Command.run(cli, { version: "0.1.0" }).pipe(
   Effect.catchIf(

@@ -29,7 +29,10 @@ describe("documentation", () => {
     const [readme, expected] of [
       ["README.md", "42"],
       ["packages/core/README.md", "{ x: 1, y: 2 }"],
-      ["packages/transport-pipe/README.md", "hello"]
+      ["packages/transport-pipe/README.md", "hello"],
+      ["packages/transport-shm/README.md", "1048576 bytes in place"],
+      ["packages/transport-file/README.md", "hello, later"],
+      ["packages/transport-nng/README.md", "weather.oslo 3C"]
     ] as const
   ) {
     it(`the example in ${readme} runs and prints ${expected}`, () => {
@@ -47,7 +50,11 @@ describe("documentation", () => {
 })
 
 describe("demo", () => {
-  for (const env of [{}, { IPC_TRANSPORT: "pipe" }, { IPC_TRANSPORT: "memory" }]) {
+  for (
+    const env of [{}, { IPC_TRANSPORT: "pipe" }, { IPC_TRANSPORT: "memory" }, { IPC_TRANSPORT: "shm" }, {
+      IPC_TRANSPORT: "file"
+    }, { IPC_TRANSPORT: "nng" }]
+  ) {
     it(`runs every kind of call with ${JSON.stringify(env)}`, () => {
       const result = run(["packages/cli/src/demo.ts"], env)
       assert.strictEqual(result.status, 0, result.stderr)

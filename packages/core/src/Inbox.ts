@@ -43,6 +43,8 @@ export interface Inbox {
   readonly isDone: () => boolean
   /** True while the source is asked to pause. */
   readonly isPaused: () => boolean
+  /** Messages buffered now (a transport that reads on demand looks here before waiting). */
+  readonly size: () => number
   /** Takes every buffered message (at least one), or fails with `Cause.Done` at a graceful end. */
   readonly pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>
   /** Takes one message; a graceful end fails with reason `Closed`. */
@@ -175,6 +177,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
     },
     isDone: () => done,
     isPaused: () => paused,
+    size: available,
     pull,
     take
   }

@@ -15,7 +15,9 @@ describe("Inbox", () => {
       assert.isTrue(inbox.push(m(3)))
       assert.isFalse(inbox.push(m(4)))
       assert.isTrue(inbox.isPaused())
+      assert.strictEqual(inbox.size(), 4)
       yield* inbox.take
+      assert.strictEqual(inbox.size(), 3)
       assert.strictEqual(resumed, 0)
       yield* inbox.take
       assert.strictEqual(resumed, 1)

@@ -1,6 +1,44 @@
 /**
- * @effect-ipc/transport-file: planned (see the issue tracker); it has no exports yet.
+ * @effect-ipc/transport-file: lossless, crash-safe channels over a shared
+ * directory, and ipckit's FileChannel format for talking to ipckit peers.
  *
  * @since 0.1.0
  */
-export const planned = true
+import * as Registry from "@effect-ipc/core/Registry"
+import * as Effect from "effect/Effect"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as FileTransport from "./FileTransport.ts"
+import * as Libc from "./internal/libc.ts"
+
+/** The seed's two fixed roles over append-only logs: `backend(dir)`, `frontend(dir)`. */
+export * as FileChannel from "./FileChannel.ts"
+/** The `file://` transport: `listen` / `dial` on a directory, and `?role=` addresses. */
+export * as FileTransport from "./FileTransport.ts"
+/** Reading a channel or listener directory's state, and following its messages (the CLI's `inspect` and `tail`). */
+export * as Inspect from "./Inspect.ts"
+/** ipckit's `FileChannel` files and lock protocol, for talking to ipckit peers. */
+export * as Ipckit from "./Ipckit.ts"
+/** The append-only, crash-safe log behind every channel. */
+export * as Log from "./Log.ts"
+/** The on-disk format of a log, for other languages. */
+export * as LogFormat from "./LogFormat.ts"
+/** The seed's request / response / event messages, over a file channel or ipckit's files. */
+export * as Messages from "./Messages.ts"
+
+/** Makes the file transport (`file://`). */
+export const make = FileTransport.make
+
+/**
+ * The `file` transport for `IPC_TRANSPORT=file`; a service's default address
+ * is `file://<tmp>/effect-ipc-<uid>/<service>` (a directory).
+ */
+export const descriptor: Registry.TransportDescriptor = {
+  name: "file",
+  schemes: ["file"],
+  make: Effect.suspend(() => {
+    const unavailable = Libc.available()
+    return unavailable === undefined ? Effect.succeed(FileTransport.make()) : Effect.fail(unavailable)
+  }),
+  defaultAddress: (service) => `file://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}`, service)}`
+}

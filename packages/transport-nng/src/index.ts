@@ -1,6 +1,59 @@
 /**
- * @effect-ipc/transport-nng: planned (see the issue tracker); it has no exports yet.
+ * @effect-ipc/transport-nng: nng (nanomsg-next-gen) through koffi. The
+ * effect-ipc transport over nng's pair protocol (`nng+ipc://`, `nng+tcp://`,
+ * `nng+inproc://`, `nng+ws://`, `nng+abstract://`), and typed APIs for nng's
+ * messaging patterns: req/rep (with a growing, balancing client pool and
+ * typed RPC), pub/sub, push/pull and pair, interoperable with any nng peer.
  *
  * @since 0.1.0
  */
-export const planned = true
+import type * as IpcError from "@effect-ipc/core/IpcError"
+import type * as Registry from "@effect-ipc/core/Registry"
+import * as Effect from "effect/Effect"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Nng from "./internal/nng.ts"
+import * as NngAddressModule from "./NngAddress.ts"
+import * as NngTransport from "./NngTransport.ts"
+
+/** Where a pattern socket listens and dials, and its options. */
+export * as Endpoints from "./Endpoints.ts"
+/** nng addresses (`nng+tcp://host:port`, ...). */
+export * as NngAddress from "./NngAddress.ts"
+/** nng's error codes and the `IpcError` reasons they map to. */
+export * as NngError from "./NngError.ts"
+/** Typed RPC (`effect/rpc`) over request/reply. */
+export * as NngRpc from "./NngRpc.ts"
+/** The effect-ipc transport (`IpcChannel`s) over nng. */
+export * as NngTransport from "./NngTransport.ts"
+/** openclaw-ipc's JSON messages, served and spoken over request/reply. */
+export * as OpenClaw from "./OpenClaw.ts"
+/** nng's pair pattern, unframed. */
+export * as Pair from "./Pair.ts"
+/** nng's pipeline pattern (push/pull). */
+export * as Pipeline from "./Pipeline.ts"
+/** nng's publish/subscribe pattern, with topic prefixes. */
+export * as PubSub from "./PubSub.ts"
+/** The replying side of request/reply. */
+export * as Rep from "./Rep.ts"
+/** The requesting side of request/reply: a growing, balancing pool. */
+export * as Req from "./Req.ts"
+
+/** The version of the libnng this process loaded; fails with `LibraryMissing` when there is none. */
+export const libraryVersion: Effect.Effect<string, IpcError.IpcError> = Effect.map(
+  Nng.library,
+  (nng) => nng.version
+)
+
+/**
+ * The `nng` transport for `IPC_TRANSPORT=nng`; a service's default address is
+ * an ipc socket in the temporary directory, `nng+ipc:///tmp/effect-ipc-<uid>-<service>.ipc`.
+ * Building it loads libnng (failing with `LibraryMissing` when it is absent).
+ */
+export const descriptor: Registry.TransportDescriptor = {
+  name: "nng",
+  schemes: NngAddressModule.schemes,
+  make: Effect.as(Nng.warmUp, NngTransport.make()),
+  defaultAddress: (service) =>
+    `nng+ipc://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}-${service}.ipc`)}`
+}

@@ -131,10 +131,6 @@ export const fromParent = (
           return { readable: socket, writable: socket }
         }
         if (where === "stdio") {
-          const isPipe = (fd: number) => {
-            const stat = Fs.fstatSync(fd)
-            return stat.isFIFO() || stat.isSocket()
-          }
           if (!isPipe(0) || !isPipe(1)) throw new Error("stdin and stdout are not pipes")
           return {
             readable: new Net.Socket({ fd: 0, readable: true, writable: false }),
@@ -147,6 +143,11 @@ export const fromParent = (
     })
     return yield* StreamChannel.makeScoped(streams, address, peer, options)
   })
+
+const isPipe = (fd: number): boolean => {
+  const stat = Fs.fstatSync(fd)
+  return stat.isFIFO() || stat.isSocket()
+}
 
 const CommandLine = Schema.fromJsonString(Schema.NonEmptyArray(Schema.String))
 

@@ -10,7 +10,15 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-conf-"))
-afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
+afterAll(() => {
+  Fs.rmSync(dir, { recursive: true, force: true })
+  // peers killed with SIGKILL leave their pipe:// socket files behind (a listener replaces such
+  // stale files); sweep this run's from the runtime directory
+  const runtime = Effect.runSync(Pipe.SocketPath.runtimeDir())
+  for (const file of Fs.readdirSync(runtime)) {
+    if (file.startsWith(`conformance-${process.pid}-`)) Fs.rmSync(Path.join(runtime, file), { force: true })
+  }
+})
 let n = 0
 const peer = { module: "@effect-ipc/transport-pipe", export: "descriptor" }
 

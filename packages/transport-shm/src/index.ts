@@ -1,6 +1,33 @@
 /**
- * @effect-ipc/transport-shm: planned (see the issue tracker); it has no exports yet.
+ * @effect-ipc/transport-shm: shared-memory channels (`shm://name`), named
+ * segments and ref-counted resource links, through koffi.
  *
  * @since 0.1.0
  */
-export const planned = true
+import type * as Registry from "@effect-ipc/core/Registry"
+import * as Effect from "effect/Effect"
+import * as SegmentGc from "./SegmentGc.ts"
+import * as ShmTransport from "./ShmTransport.ts"
+
+/** Reference-counted segments for large payloads handed between processes by name. */
+export * as ResourceLink from "./ResourceLink.ts"
+/** Named POSIX shared-memory segments as scoped resources. */
+export * as Segment from "./Segment.ts"
+/** Listing segments and removing orphans, once or on a schedule. */
+export * as SegmentGc from "./SegmentGc.ts"
+/** The `shm://` channel, with in-place reads of large messages. */
+export * as ShmChannel from "./ShmChannel.ts"
+/** The `shm://name` transport: listen and dial. */
+export * as ShmTransport from "./ShmTransport.ts"
+
+/**
+ * The `shm` transport for `IPC_TRANSPORT=shm`: `shm://name` channels, and an
+ * orphan collector (`SegmentGc.run`) for as long as the transport lives; a
+ * service's default address is `shm://effect-ipc-<service>`.
+ */
+export const descriptor: Registry.TransportDescriptor = {
+  name: "shm",
+  schemes: ["shm"],
+  make: Effect.as(SegmentGc.run(), ShmTransport.make()),
+  defaultAddress: (service) => `shm://effect-ipc-${service}`
+}

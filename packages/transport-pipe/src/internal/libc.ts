@@ -8,7 +8,13 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
-import koffi from "koffi"
+import { createRequire } from "node:module"
+
+// koffi's native module is loaded on first use, so that a machine without it
+// gets a typed LibraryMissing from the calls that need it, not a failed import
+type Koffi = typeof import("koffi")
+let koffiModule: Koffi | undefined
+const koffiNative = (): Koffi => (koffiModule ??= createRequire(import.meta.url)("koffi") as Koffi)
 
 /** Credentials of the process at the other end of a Unix socket. */
 export interface PeerCredentials {
@@ -36,6 +42,7 @@ let bindings: Bindings | IpcError.IpcError | undefined
 const load = (): Bindings | IpcError.IpcError => {
   if (bindings !== undefined) return bindings
   try {
+    const koffi = koffiNative()
     if (process.platform === "linux") {
       const libc = koffi.load("libc.so.6")
       const Ucred = koffi.struct("effect_ipc_ucred", { pid: "int32", uid: "uint32", gid: "uint32" })
@@ -88,7 +95,7 @@ const load = (): Bindings | IpcError.IpcError => {
 }
 
 const errnoName = (errno: number): string =>
-  Object.entries(koffi.os.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`
+  Object.entries(koffiNative().os.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`
 
 const systemError = (errno: number, fallback: IpcError.IpcErrorReason, detail: string, address?: string) =>
   IpcError.fromSystemError(

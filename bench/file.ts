@@ -1,0 +1,100 @@
+/**
+ * The file-channel contender of the benchmark: an effect-ipc `IpcChannel`
+ * over `file://` (`@effect-ipc/transport-file`: two append-only logs per
+ * connection in a directory, woken by inotify), measured by the same harness
+ * and in the same run as the raw Unix-socket baseline.
+ *
+ * Each contender starts its own echo and sink peers in child processes
+ * (`file.ts peer <echo|sink> <address>`) listening on directories under a
+ * fresh temporary directory, which is removed when the contender closes.
+ */
+import { Transport } from "@effect-ipc/core"
+import * as File from "@effect-ipc/transport-file"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import type { Readable, Writable } from "node:stream"
+import { fileURLToPath } from "node:url"
+import { type Contender, openChannels } from "./contenders.ts"
+import { echo, sink } from "./handlers.ts"
+import type { Row } from "./report.ts"
+import { READY } from "./shared.ts"
+
+const script = fileURLToPath(import.meta.url)
+
+type Peer = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
+
+/** Starts `file.ts peer ROLE ADDRESS` and waits until it listens; it ends when the scope closes. */
+const startPeer = (role: "echo" | "sink", address: string): Effect.Effect<void, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<Peer, Error>((resume) => {
+      const child: Peer = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", role, address], {
+        stdio: ["pipe", "pipe", "inherit"]
+      })
+      let out = ""
+      child.stdout.setEncoding("utf8").on("data", (text: string) => {
+        out += text
+        if (out.includes(`${READY}\n`)) resume(Effect.succeed(child))
+      })
+      child.once("exit", (code) => resume(Effect.fail(new Error(`file peer ${role} exited (${code})`))))
+      return Effect.sync(() => child.kill("SIGKILL"))
+    }),
+    (child) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
+        child.once("exit", () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+        child.stdin.end()
+      })
+  ).pipe(Effect.asVoid)
+
+/** The file contender: fresh echo and sink peers on directories of their own, and our channels to them. */
+export const openFile = (row: Row): Promise<Contender> => {
+  const transport = File.FileTransport.make()
+  return openChannels(
+    row,
+    Effect.gen(function*() {
+      const root = yield* Effect.acquireRelease(
+        Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bench-file-"))),
+        (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const echoAddress = `file://${root}/echo`
+      const sinkAddress = `file://${root}/sink`
+      yield* Effect.all([startPeer("echo", echoAddress), startPeer("sink", sinkAddress)], { concurrency: 2 })
+      return yield* Effect.all({ echo: transport.dial(echoAddress), sink: transport.dial(sinkAddress) })
+    })
+  )
+}
+
+// ---- the peer process ------------------------------------------------------------------
+
+const runPeer = (role: string, address: string) =>
+  Effect.gen(function*() {
+    const listener = yield* File.FileTransport.make().listen(address)
+    process.stdout.write(`${READY}\n`)
+    yield* Transport.serve(listener, role === "echo" ? echo : sink)
+  }).pipe(Effect.scoped)
+
+if (process.argv[1] === script && process.argv[2] === "peer") {
+  const [role, address] = process.argv.slice(3)
+  const peer = Effect.runFork(runPeer(role!, address!))
+  // the contender ends us by closing our stdin: close the listener (its files go with it), then exit
+  process.stdin.on("end", () => {
+    Effect.runPromise(Fiber.interrupt(peer)).finally(() => process.exit(0))
+  })
+  process.stdin.resume()
+  peer.addObserver((exit) => {
+    if (exit._tag === "Failure" && !Cause.hasInterruptsOnly(exit.cause)) {
+      console.error(`file peer ${role} failed:`, exit.cause)
+      process.exit(1)
+    }
+  })
+}

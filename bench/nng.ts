@@ -1,0 +1,186 @@
+/**
+ * The nng contenders of the benchmark, measured by the same harness and in
+ * the same run as the raw Unix socket baseline:
+ *
+ * - `nng`: an effect-ipc `IpcChannel` over `nng+ipc://` (`NngTransport`:
+ *   nng's pair protocol and ipc transport through koffi, driven by libuv),
+ *   to echo and sink peers in child processes (`nng.ts peer echo|sink ADDRESS`);
+ * - `nng-c`: the same ping-pong and one-way runs written in C against the same
+ *   libnng (`bench/nng.c`: pair1 over ipc, blocking `nng_send` / `nng_recv`),
+ *   compiled here with gcc (no nng headers needed: it declares the few
+ *   prototypes and links against libnng.so.1). Its round trips and one-way
+ *   runs are C programs of their own, started for each measurement; the
+ *   echo and sink are C servers started once.
+ *
+ * The report holds the channel's p50 round trip against C's, its msgs/s at
+ * 64 B and GB/s at 1 MiB against the targets, and every row against the raw
+ * baseline.
+ */
+import { type IpcChannel, type IpcError, Transport } from "@effect-ipc/core"
+import { NngTransport } from "@effect-ipc/transport-nng"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import type { Readable, Writable } from "node:stream"
+import { fileURLToPath } from "node:url"
+import { type Contender, openChannels } from "./contenders.ts"
+import { echo, sink } from "./handlers.ts"
+import type { OneWayRun, Row } from "./report.ts"
+import { READY } from "./shared.ts"
+
+const script = fileURLToPath(import.meta.url)
+const cSource = Path.join(import.meta.dirname, "nng.c")
+let contenders = 0
+
+type Peer = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
+
+/** A fresh directory for one contender's ipc sockets, removed when the scope closes. */
+const socketDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bench-nng-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Starts a server process and waits until it says `ready`; it ends (stdin closed, then SIGKILL) with the scope. */
+const startServer = (
+  command: string,
+  args: ReadonlyArray<string>,
+  what: string
+): Effect.Effect<void, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<Peer, Error>((resume) => {
+      const child: Peer = ChildProcess.spawn(command, args, { stdio: ["pipe", "pipe", "inherit"] })
+      let out = ""
+      child.stdout.setEncoding("utf8").on("data", (text: string) => {
+        out += text
+        if (out.includes(`${READY}\n`)) resume(Effect.succeed(child))
+      })
+      child.once("error", (error) => resume(Effect.fail(new Error(`${what}: ${error.message}`))))
+      child.once("exit", (code) => resume(Effect.fail(new Error(`${what} exited (${code})`))))
+      return Effect.sync(() => child.kill("SIGKILL"))
+    }),
+    (child) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        const timer = setTimeout(() => child.kill("SIGKILL"), 2000)
+        child.once("exit", () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+        child.stdin.end()
+      })
+  ).pipe(Effect.asVoid)
+
+// ---- the effect-ipc channel over nng ----------------------------------------------------
+
+/** The nng contender: fresh echo and sink peers, and our channels to them over `nng+ipc://`. */
+export const openNng = (row: Row): Promise<Contender> => {
+  const transport = NngTransport.make()
+  return openChannels(
+    row,
+    Effect.gen(function*() {
+      const dir = yield* socketDir
+      const address = (role: string) => `nng+ipc://${Path.join(dir, `${role}.ipc`)}`
+      yield* Effect.all([
+        startServer(process.execPath, [...process.execArgv, script, "peer", "echo", address("echo")], "nng echo peer"),
+        startServer(process.execPath, [...process.execArgv, script, "peer", "sink", address("sink")], "nng sink peer")
+      ], { concurrency: 2 })
+      return yield* Effect.all({ echo: transport.dial(address("echo")), sink: transport.dial(address("sink")) })
+    })
+  )
+}
+
+// ---- the same in C -----------------------------------------------------------------------
+
+/** Compiles `nng.c` into `dir` (once per contender); fails with gcc's own words. */
+const compile = (dir: string): Effect.Effect<string, Error> =>
+  Effect.callback<string, Error>((resume) => {
+    const binary = Path.join(dir, "nng-bench")
+    ChildProcess.execFile(
+      "gcc",
+      ["-O2", "-o", binary, cSource, "-l:libnng.so.1"],
+      (error, _stdout, stderr) =>
+        resume(
+          error === null
+            ? Effect.succeed(binary)
+            : Effect.fail(
+              new Error(`cannot build the C contender (gcc and libnng1 are needed): ${stderr || error.message}`)
+            )
+        )
+    )
+  })
+
+/** Runs the C program to completion and returns what it printed. */
+const runC = (binary: string, args: ReadonlyArray<string>): Promise<string> =>
+  new Promise((resolve, reject) => {
+    ChildProcess.execFile(binary, args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error === null) resolve(stdout)
+      else reject(new Error(`nng-bench ${args[0]}: ${stderr || error.message}`))
+    })
+  })
+
+/** The C contender: the echo and sink as C servers, each measurement a C client. */
+export const openNngC = async (row: Row): Promise<Contender> => {
+  const scope = Scope.makeUnsafe()
+  const setup = Effect.gen(function*() {
+    const dir = yield* socketDir
+    const binary = yield* compile(dir)
+    const url = (role: string) => `ipc://${Path.join(dir, `${role}-${contenders++}.ipc`)}`
+    const echoUrl = url("echo")
+    const sinkUrl = url("sink")
+    yield* Effect.all([
+      startServer(binary, ["echo", echoUrl], "C echo"),
+      startServer(binary, ["sink", sinkUrl], "C sink")
+    ], { concurrency: 2 })
+    return { binary, echoUrl, sinkUrl }
+  })
+  const { binary, echoUrl, sinkUrl } = await Effect.runPromise(Scope.provide(scope)(setup)).catch(
+    async (error: unknown) => {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      throw error
+    }
+  )
+  return {
+    row,
+    countBytes: true,
+    pingPong: async (n, warmup) => {
+      const out = await runC(binary, ["pingpong", echoUrl, String(row.size), String(n), String(warmup)])
+      const lines = out.trim().split("\n")
+      const samples = new Float64Array(n)
+      for (let i = 0; i < n; i++) samples[i] = Number(lines[i]) / 1e6
+      return samples
+    },
+    oneWay: async (seconds): Promise<OneWayRun> => {
+      const out = await runC(binary, ["oneway", sinkUrl, String(row.size), String(seconds)])
+      const [sent, received, bytes, elapsed] = out.trim().split(" ").map(Number)
+      return { sent: sent!, received: received!, bytes: bytes!, seconds: elapsed! }
+    },
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
+// ---- the effect-ipc peer process ------------------------------------------------------------
+
+const runPeer = (role: string, address: string) =>
+  Effect.gen(function*() {
+    const listener = yield* NngTransport.make().listen(address)
+    process.stdout.write(`${READY}\n`)
+    const handler: (channel: IpcChannel.IpcChannel) => Effect.Effect<void, IpcError.IpcError> = role === "echo"
+      ? echo
+      : sink
+    yield* Transport.serve(listener, handler)
+  }).pipe(Effect.scoped)
+
+if (process.argv[1] === script && process.argv[2] === "peer") {
+  const [role, address] = process.argv.slice(3)
+  // the contender ends us by closing our stdin
+  process.stdin.on("end", () => process.exit(0))
+  process.stdin.resume()
+  Effect.runPromise(runPeer(role!, address!)).catch((error: unknown) => {
+    console.error(`nng peer ${role} failed:`, error)
+    process.exit(1)
+  })
+}

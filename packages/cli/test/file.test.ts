@@ -1,0 +1,139 @@
+/**
+ * `effect-ipc file tail | inspect` as real child processes, on directories
+ * written by the file transport (a channel, a listener's connections) and by
+ * ipckit's format.
+ */
+import { FileChannel, FileTransport, Ipckit } from "@effect-ipc/transport-file"
+import { afterAll, assert, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../../..", import.meta.url))
+const node = Path.join(root, "node_modules", ".bin", "node")
+const bin = Path.join(root, "packages", "cli", "src", "bin.ts")
+const flags = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning"]
+const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-file-"))
+afterAll(() => Fs.rmSync(tmp, { recursive: true, force: true }))
+let n = 0
+const fresh = () => Path.join(tmp, `d${n++}`)
+const bytes = (s: string) => new TextEncoder().encode(s)
+
+/** Runs `effect-ipc ...args` to completion. */
+const run = (...args: ReadonlyArray<string>) =>
+  Effect.callback<{ status: number | null; stdout: string; stderr: string }>((resume) => {
+    const child = ChildProcess.spawn(node, [...flags, bin, ...args], { cwd: root })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))
+    child.stderr.setEncoding("utf8").on("data", (t: string) => void (stderr += t))
+    child.on("close", (status) => resume(Effect.succeed({ status, stdout, stderr })))
+    return Effect.sync(() => void child.kill("SIGKILL"))
+  }).pipe(Effect.timeout("30 seconds"), Effect.orDie)
+
+/** Starts `effect-ipc file tail ...args` and waits until it follows; its output so far, and its end. */
+const tail = (...args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.callback<{ child: ChildProcess.ChildProcess; stdout: () => string; done: Promise<number | null> }>(
+      (resume) => {
+        const child = ChildProcess.spawn(node, [...flags, bin, "file", "tail", ...args], { cwd: root })
+        let stdout = ""
+        child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))
+        const done = new Promise<number | null>((ok) => child.on("close", ok))
+        child.stderr.setEncoding("utf8").on("data", (t: string) => {
+          if (t.includes("following")) resume(Effect.succeed({ child, stdout: () => stdout, done }))
+        })
+      }
+    ),
+    ({ child }) => Effect.sync(() => void child.kill("SIGKILL"))
+  )
+
+it.live(
+  "file tail prints each message written to a channel as it arrives, and exits after --count",
+  () =>
+    Effect.gen(function*() {
+      const dir = fresh()
+      const backend = yield* FileChannel.backend(dir)
+      yield* backend.send(bytes("before the tail started"))
+      const t = yield* tail(dir, "-n", "3")
+      yield* backend.send(bytes("first"))
+      const frontend = yield* FileChannel.frontend(dir)
+      yield* frontend.send(bytes("a reply"))
+      yield* backend.send(bytes("second"))
+      const code = yield* Effect.promise(() => t.done)
+      assert.strictEqual(code, 0)
+      const lines = t.stdout().trim().split("\n")
+      assert.deepStrictEqual(lines.map((l) => l.replace(/@\d+/, "")).toSorted(), [
+        "backend_to_frontend first",
+        "backend_to_frontend second",
+        "frontend_to_backend a reply"
+      ])
+      // tail consumed nothing: the frontend still gets every message
+      assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "before the tail started")
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+it.live("file tail follows a listener's connections, and ipckit files (--from-start)", () =>
+  Effect.gen(function*() {
+    const dir = fresh()
+    const transport = FileTransport.make()
+    const listener = yield* transport.listen(`file://${dir}`)
+    const t = yield* tail(dir, "-n", "2")
+    const client = yield* transport.dial(`file://${dir}`)
+    const server = yield* listener.accept
+    yield* client.send(bytes("ping"))
+    yield* server.send(yield* server.receive)
+    assert.strictEqual(yield* Effect.promise(() => t.done), 0)
+    assert.match(
+      t.stdout(),
+      /^connections\/[^/]+\/frontend_to_backend@\d+ ping\nconnections\/[^/]+\/backend_to_frontend@\d+ ping\n$/
+    )
+
+    const ipckit = fresh()
+    yield* Effect.scoped(Effect.flatMap(Ipckit.backend(ipckit), (c) => c.sendEvent("ready", { n: 1 })))
+    const shown = yield* run("file", "tail", ipckit, "--from-start", "-n", "1")
+    assert.strictEqual(shown.status, 0, shown.stderr)
+    assert.match(
+      shown.stdout,
+      /^backend_to_frontend\.json@0 \{"id":"[^"]+","timestamp":\d+,"type":"event","method":"ready","payload":\{"n":1\}\}\n$/
+    )
+  }).pipe(Effect.scoped), 60_000)
+
+it.live(
+  "file inspect shows ends, streams, readers and lag; --verify finds a corrupt record; --json parses",
+  () =>
+    Effect.gen(function*() {
+      const dir = fresh()
+      const backend = yield* FileChannel.backend(dir)
+      for (let i = 0; i < 3; i++) yield* backend.send(bytes(`m${i}`))
+      const shown = yield* run("file", "inspect", dir)
+      assert.strictEqual(shown.status, 0, shown.stderr)
+      assert.match(shown.stdout, new RegExp(`backend\\s+open, pid ${process.pid}`))
+      assert.match(shown.stdout, /frontend\s+closed/)
+      assert.match(shown.stdout, /reader frontend: offset 16, 42 B unread, idle/)
+
+      const json = yield* run("file", "inspect", dir, "--json")
+      const report = JSON.parse(json.stdout) as {
+        _tag: string
+        channel: { streams: Array<{ readers: Array<{ lag: number }> }> }
+      }
+      assert.strictEqual(report._tag, "Channel")
+      assert.strictEqual(report.channel.streams[0]!.readers[0]!.lag, 42)
+
+      const segment = Path.join(dir, "backend_to_frontend", "0000000000000000.seg")
+      const file = Fs.readFileSync(segment)
+      file[file.indexOf("m1")] = "M".charCodeAt(0)
+      Fs.writeFileSync(segment, file)
+      const verified = yield* run("file", "inspect", dir, "--verify")
+      assert.match(verified.stdout, /BAD backend_to_frontend: corrupt record at offset 30 \(checksum mismatch\)/)
+
+      const missing = yield* run("file", "inspect", Path.join(tmp, "nothing-here"))
+      assert.strictEqual(missing.status, 1)
+      assert.match(missing.stderr, /NotFound/)
+    }).pipe(Effect.scoped),
+  60_000
+)

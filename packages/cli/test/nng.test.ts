@@ -1,0 +1,218 @@
+/**
+ * `effect-ipc nng <protocol>` and the nng transport through the other
+ * commands, as real processes; `nngcat` (nng's own tool) is the other end
+ * where it shows that the wire is nng's.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../../..", import.meta.url))
+const bin = Path.join(root, "packages", "cli", "src", "bin.ts")
+
+interface Proc {
+  readonly stdout: () => string
+  readonly stderr: () => string
+  readonly exit: Effect.Effect<number>
+  readonly ready: (text: string) => Effect.Effect<void>
+}
+
+/** Starts a command; killed (by its pid) when the scope closes. */
+const start = (command: string, args: ReadonlyArray<string>): Effect.Effect<Proc, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = ChildProcess.spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+      let stdout = ""
+      let stderr = ""
+      let code: number | undefined
+      const waiters: Array<(code: number) => void> = []
+      child.stdout.setEncoding("utf8").on("data", (chunk: string) => void (stdout += chunk))
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+      child.on("close", (exitCode) => {
+        code = exitCode ?? 128
+        for (const waiter of waiters.splice(0)) waiter(code)
+      })
+      const exit = Effect.callback<number>((resume) => {
+        if (code !== undefined) return resume(Effect.succeed(code))
+        waiters.push((c) => resume(Effect.succeed(c)))
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: Duration.seconds(20),
+          orElse: () => Effect.die(`${command} ${args.join(" ")} did not exit; stderr: ${stderr}`)
+        })
+      )
+      const ready = (text: string): Effect.Effect<void> =>
+        Effect.gen(function*() {
+          while (!stderr.includes(text)) {
+            if (code !== undefined) return yield* Effect.die(`exited (${code}) before "${text}": ${stderr}`)
+            yield* Effect.sleep("20 millis")
+          }
+        }).pipe(Effect.timeoutOrElse({ duration: Duration.seconds(20), orElse: () => Effect.die(`no "${text}"`) }))
+      return { child, proc: { stdout: () => stdout, stderr: () => stderr, exit, ready } }
+    }),
+    ({ child }) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+          process.kill(child.pid, "SIGKILL")
+        }
+      })
+  ).pipe(Effect.map(({ proc }) => proc))
+
+const cli = (...args: ReadonlyArray<string>) =>
+  start(process.execPath, ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", bin, ...args])
+
+const freePort = (): number =>
+  Number(ChildProcess.execFileSync(process.execPath, [
+    "-e",
+    "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close()})"
+  ], { encoding: "utf8" }))
+
+const tcp = () => `tcp://127.0.0.1:${freePort()}`
+
+describe("effect-ipc nng", () => {
+  it.live("req and rep, with the transport options", () =>
+    Effect.gen(function*() {
+      const address = tcp()
+      const rep = yield* cli("nng", "rep", "--listen", address, "--data", "pong", "--count", "2", "--recv-buffer", "4")
+      yield* rep.ready("replying on")
+      const req = yield* cli(
+        "nng",
+        "req",
+        "--dial",
+        address,
+        "--data",
+        "ping",
+        "--count",
+        "2",
+        "--reconnect-min",
+        "10",
+        "--reconnect-max",
+        "100",
+        "--send-buffer",
+        "2",
+        "--max-message-size",
+        "1024"
+      )
+      assert.strictEqual(yield* req.exit, 0, req.stderr())
+      assert.strictEqual(req.stdout(), "pong\npong\n")
+      assert.strictEqual(yield* rep.exit, 0, rep.stderr())
+      assert.strictEqual(rep.stdout(), "ping\nping\n")
+    }).pipe(Effect.scoped))
+
+  it.live("pub and sub with a topic; nngcat subscribes too", () =>
+    Effect.gen(function*() {
+      const address = tcp()
+      // the publisher waits a second for its subscribers, then publishes for a second
+      const pub = yield* cli(
+        "nng",
+        "pub",
+        "--listen",
+        address,
+        "--topic",
+        "weather.",
+        "--data",
+        "oslo",
+        "--delay",
+        "1000",
+        "--count",
+        "40",
+        "--interval",
+        "25"
+      )
+      yield* pub.ready("publishing on")
+      const weather = yield* cli("nng", "sub", "--dial", address, "--subscribe", "weather.", "--count", "2")
+      const sports = yield* cli("nng", "sub", "--dial", address, "--subscribe", "sports.")
+      const peer = yield* start("stdbuf", [
+        "-oL",
+        "nngcat",
+        "--sub",
+        "--dial",
+        address,
+        "--subscribe",
+        "weather.",
+        "--quoted",
+        "--count",
+        "1"
+      ])
+      assert.strictEqual(yield* weather.exit, 0, weather.stderr())
+      assert.strictEqual(weather.stdout(), "weather.oslo\nweather.oslo\n")
+      yield* peer.exit
+      assert.strictEqual(peer.stdout(), `"weather.oslo"\n`, peer.stderr())
+      assert.strictEqual(yield* pub.exit, 0, pub.stderr())
+      assert.strictEqual(sports.stdout(), "", "the sports subscriber got nothing")
+    }).pipe(Effect.scoped))
+
+  it.live("push and pull, in hex; a message over --max-message-size is refused by the puller", () =>
+    Effect.gen(function*() {
+      const address = tcp()
+      const pull = yield* cli(
+        "--format",
+        "hex",
+        "nng",
+        "pull",
+        "--listen",
+        address,
+        "--count",
+        "2",
+        "--max-message-size",
+        "4"
+      )
+      yield* pull.ready("pulling on")
+      // nng drops the connection of a peer that sends more than the limit, and the pusher redials
+      yield* cli("nng", "push", "--dial", address, "--data", "too long for four bytes")
+      const small = yield* cli("--format", "hex", "nng", "push", "--dial", address, "--data", "6869", "--count", "2")
+      assert.strictEqual(yield* small.exit, 0, small.stderr())
+      assert.strictEqual(yield* pull.exit, 0, pull.stderr())
+      assert.strictEqual(pull.stdout(), "6869\n6869\n")
+    }).pipe(Effect.scoped))
+
+  it.live("pair, against nngcat --pair1", () =>
+    Effect.gen(function*() {
+      const address = tcp()
+      const pair = yield* cli("nng", "pair", "--listen", address, "--data", "hello nngcat", "--count", "1")
+      yield* pair.ready("paired on")
+      // nngcat sends its --data once, then prints what it receives until it is killed
+      const peer = yield* start("stdbuf", [
+        "-oL",
+        "nngcat",
+        "--pair1",
+        "--dial",
+        address,
+        "--data",
+        "hello effect-ipc",
+        "--quoted"
+      ])
+      assert.strictEqual(yield* pair.exit, 0, pair.stderr())
+      assert.strictEqual(pair.stdout(), "hello effect-ipc\n")
+      yield* Effect.gen(function*() {
+        while (!peer.stdout().includes("\n")) yield* Effect.sleep("20 millis")
+      }).pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(peer.stdout(), `"hello nngcat"\n`)
+    }).pipe(Effect.scoped))
+
+  it.live("listen, send and call reach the nng transport by the address's scheme", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-nng-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+      const address = `nng+ipc://${dir}/cli.ipc`
+      const listener = yield* cli("listen", address, "--count", "1")
+      yield* listener.ready("listening on")
+      const sent = yield* cli("send", address, "over nng")
+      assert.strictEqual(yield* sent.exit, 0, sent.stderr())
+      assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+      assert.strictEqual(listener.stdout(), "over nng\n")
+      const rpc = `nng+tcp://127.0.0.1:${freePort()}`
+      const server = yield* cli("serve", rpc)
+      yield* server.ready("serving DemoApi")
+      const call = yield* cli("call", rpc, "Add", `{"a":2,"b":40}`)
+      assert.strictEqual(yield* call.exit, 0, call.stderr())
+      assert.strictEqual(call.stdout(), "42\n")
+      assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing left in the directory")
+    }).pipe(Effect.scoped))
+})

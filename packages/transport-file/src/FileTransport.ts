@@ -1,0 +1,329 @@
+/**
+ * The `file://` transport: channels between processes that share nothing
+ * but a directory.
+ *
+ * - `file:///path/to/dir`: `listen` makes the directory a listener's (it
+ *   holds `listener.lock`; a second listener gets `AddressInUse`), and every
+ *   `dial` opens a connection: a fresh channel directory under
+ *   `connections/`, built aside and renamed into place, which the listener
+ *   notices (inotify) and accepts. Each connection is two logs (`Log`), so
+ *   it is lossless, back-pressured and crash-safe; it is removed once both
+ *   ends have closed or died. Dialling a directory without a live listener
+ *   is `NotFound`.
+ * - `file:///path/to/dir?role=backend` / `?role=frontend`: the seed's fixed
+ *   roles (`FileChannel`): `dial` opens that end of the channel directory;
+ *   `listen` yields it as its one connection, and opens it again for the
+ *   next session once it is closed. Messages wait for a side that is not
+ *   running, and a restarted side resumes from its cursor.
+ *
+ * @since 0.1.0
+ */
+import * as Address from "@effect-ipc/core/Address"
+import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Transport from "@effect-ipc/core/Transport"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as FileChannel from "./FileChannel.ts"
+import * as Endpoint from "./internal/endpoint.ts"
+import * as Layout from "./internal/layout.ts"
+import * as Lock from "./internal/lock.ts"
+import * as Sys from "./internal/sys.ts"
+import * as Wake from "./internal/wake.ts"
+import * as Log from "./Log.ts"
+
+/** Options of the file transport: those of every channel it opens. */
+export interface FileTransportOptions extends FileChannel.FileChannelOptions {}
+
+/** A parsed `file://` address. */
+export interface FileAddress {
+  /** The directory. */
+  readonly dir: string
+  /** The fixed role, for `?role=backend|frontend` addresses. */
+  readonly role: FileChannel.Role | undefined
+}
+
+/** Parses `file:///abs/dir` and `file:///abs/dir?role=backend|frontend`. */
+export const parse = (raw: string): Effect.Effect<FileAddress, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const address = yield* Address.parseFor(raw, ["file"])
+    const [location, query] = address.rest.split("?", 2) as [string, string | undefined]
+    const dir = yield* Address.path({ ...address, rest: location })
+    let role: FileChannel.Role | undefined
+    if (query !== undefined) {
+      const params = new URLSearchParams(query)
+      for (const key of params.keys()) {
+        if (key !== "role") return yield* IpcError.make("InvalidAddress", `unknown parameter "${key}"`, raw)
+      }
+      const value = params.get("role")
+      if (value !== "backend" && value !== "frontend") {
+        return yield* IpcError.make("InvalidAddress", "role must be backend or frontend", raw)
+      }
+      role = value
+    }
+    return { dir: Path.resolve(dir.length > 1 ? dir.replace(/\/+$/, "") : dir), role }
+  })
+
+interface ConnectionInfo {
+  readonly listener: string
+  readonly pid: number
+  readonly created: number
+}
+
+const readInfo = (path: string): ConnectionInfo | undefined => {
+  try {
+    const value = JSON.parse(Fs.readFileSync(path, "utf8")) as Partial<ConnectionInfo>
+    return typeof value.listener === "string" ? value as ConnectionInfo : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Makes the file transport. */
+export const make = (options: FileTransportOptions = {}): Transport.TransportShape => {
+  const fileMode = options.fileMode ?? Log.defaults.fileMode
+  const dirMode = options.dirMode ?? Log.defaults.dirMode
+
+  const listenDir = (raw: string, dir: string) =>
+    Effect.gen(function*() {
+      const paths = Layout.listenerPaths(dir)
+      const created = Layout.ensureDir(dir, dirMode, raw)
+      if (Sys.failed(created)) return yield* created
+      const marker = Layout.readMarker(dir)
+      if (marker !== undefined && marker.kind !== "listener") {
+        return yield* IpcError.make("AddressInUse", `${dir} is a channel directory, not a listener's`, raw)
+      }
+      const incarnation = Sys.randomId()
+      const lock = Lock.tryTake(paths.lock, fileMode, `${process.pid} ${incarnation}`, raw)
+      if (Sys.failed(lock)) return yield* lock
+      if (lock === "busy") {
+        const owner = Lock.owner(paths.lock)
+        return yield* IpcError.make(
+          "AddressInUse",
+          `a listener${owner === undefined ? "" : ` (pid ${owner.pid})`} already serves this directory`,
+          raw
+        )
+      }
+      const ownsDirectory = created || marker?.ownsDirectory === true
+      const setup = Sys.attempt(
+        () => {
+          Fs.mkdirSync(paths.connections, { recursive: true, mode: dirMode })
+        },
+        "Open",
+        "cannot create the connections directory",
+        raw
+      )
+      const markerError = Sys.failed(setup)
+        ? setup
+        : Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "listener", ownsDirectory }, fileMode)
+      if (markerError !== undefined) {
+        Lock.release(lock)
+        return yield* markerError
+      }
+
+      const acceptor = yield* Transport.makeAcceptor(raw)
+      const accepted = new Set<IpcChannel.IpcChannel>()
+      const seen = new Set<string>()
+      let stopped = false
+
+      const accept = (id: string) =>
+        Effect.gen(function*() {
+          const connDir = paths.connection(id)
+          const info = readInfo(paths.info(id))
+          if (info === undefined || info.listener !== incarnation) {
+            // a connection to an earlier listener: its dialer has been told, or is dead
+            Endpoint.removeIfAbandoned(connDir)
+            return
+          }
+          const endpoint = yield* Endpoint.open({
+            address: raw,
+            dir: connDir,
+            role: "backend",
+            peerStatus: () => {
+              const state = Lock.probe(Endpoint.channelPaths(connDir).lock("frontend"))
+              return Sys.failed(state) ? state : state === "held" ? "present" : "absent"
+            },
+            onReleased: () => Endpoint.removeIfAbandoned(connDir)
+          }, options)
+          if (stopped) return yield* endpoint.channel.close
+          accepted.add(endpoint.channel)
+          yield* Effect.forkDetach(
+            Effect.andThen(endpoint.channel.closed, Effect.sync(() => accepted.delete(endpoint.channel)))
+          )
+          acceptor.offer(endpoint.channel)
+        }).pipe(Effect.catch((error) => Effect.logDebug(`could not accept connection ${id}`, error)))
+
+      const scan = () => {
+        if (stopped) return
+        let names: Array<string>
+        try {
+          names = Fs.readdirSync(paths.connections)
+        } catch {
+          return
+        }
+        for (const id of names) {
+          if (id.startsWith(".") || seen.has(id)) continue
+          seen.add(id)
+          void Effect.runFork(accept(id))
+        }
+      }
+
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          stopped = true
+          acceptor.end()
+          for (const channel of Array.from(accepted)) yield* channel.close
+          // what is left: connections whose dialers are gone (or still open, in other processes)
+          let names: Array<string> = []
+          try {
+            names = Fs.readdirSync(paths.connections)
+          } catch {
+            names = []
+          }
+          for (const id of names) {
+            if (id.endsWith(".tmp")) continue
+            Endpoint.removeIfAbandoned(paths.connection(id))
+          }
+          Lock.release(lock, true)
+          yield* Effect.sync(() => {
+            try {
+              Fs.rmdirSync(paths.connections)
+              if (ownsDirectory) {
+                Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true })
+                Fs.rmdirSync(dir)
+              }
+            } catch {
+              // dialers still connected: their connections outlive us; the next listener tidies up
+            }
+          })
+        })
+      )
+      yield* Wake.watch(paths.connections, scan, options)
+      // a safety net for missed notifications
+      const timer = setInterval(scan, 250)
+      timer.unref()
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
+      scan()
+      return acceptor.listener
+    })
+
+  const listenRole = (raw: string, dir: string, role: FileChannel.Role) =>
+    Effect.gen(function*() {
+      const acceptor = yield* Transport.makeAcceptor(raw)
+      yield* Effect.addFinalizer(() => Effect.sync(acceptor.end))
+      const scope = yield* Effect.scope
+      // one session at a time: the next opens once its user has closed the previous one
+      const session = Effect.gen(function*() {
+        const endpoint = yield* FileChannel.openEndpoint(dir, role, options, raw).pipe(Scope.provide(scope))
+        const done = Deferred.makeUnsafe<void>()
+        acceptor.offer({
+          ...endpoint.channel,
+          close: Effect.ensuring(endpoint.channel.close, Deferred.succeed(done, undefined))
+        })
+        return Deferred.await(done)
+      })
+      // the first session opens now, so that errors (AddressInUse, PermissionDenied) surface from listen
+      const first = yield* session
+      yield* Effect.forkScoped(
+        Effect.andThen(first, Effect.forever(Effect.flatten(session))).pipe(
+          Effect.catch((error) => Effect.logWarning(`${raw}: cannot open the next session`, error))
+        )
+      )
+      return acceptor.listener
+    })
+
+  const dialDir = (raw: string, dir: string) =>
+    Effect.gen(function*() {
+      const paths = Layout.listenerPaths(dir)
+      const state = Lock.probe(paths.lock)
+      if (Sys.failed(state)) return yield* state
+      if (state !== "held") return yield* IpcError.make("NotFound", "no listener serves this directory", raw)
+      const listener = Lock.owner(paths.lock)
+      if (listener === undefined) return yield* IpcError.make("NotFound", "no listener serves this directory", raw)
+      const id = `${Date.now().toString(36)}-${Sys.randomId()}`
+      const tmp = Path.join(paths.connections, `.${id}.tmp`)
+      const connDir = paths.connection(id)
+      const channelPaths = Endpoint.channelPaths(tmp)
+      // build the connection aside, with our end's lock taken, and publish it with one rename
+      const cleanup = () => Fs.rmSync(tmp, { recursive: true, force: true })
+      const made = Sys.attempt(() => Fs.mkdirSync(tmp, { mode: dirMode }), "Open", "cannot create a connection", raw)
+      if (Sys.failed(made)) return yield* made
+      for (const role of ["backend", "frontend"] as const) {
+        const error = Log.create(channelPaths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode })
+        if (error !== undefined) {
+          cleanup()
+          return yield* error
+        }
+      }
+      const info: ConnectionInfo = { listener: listener.token, pid: process.pid, created: Date.now() }
+      const written = Sys.attempt(
+        () => Fs.writeFileSync(Path.join(tmp, "connection.json"), JSON.stringify(info), { mode: fileMode }),
+        "Open",
+        "cannot create a connection",
+        raw
+      )
+      if (Sys.failed(written)) {
+        cleanup()
+        return yield* written
+      }
+      const held = Lock.tryTake(channelPaths.lock("frontend"), fileMode, `${process.pid} ${id}`, raw)
+      if (Sys.failed(held) || held === "busy") {
+        cleanup()
+        return yield* (held === "busy" ? IpcError.make("AddressInUse", "connection lock busy", raw) : held)
+      }
+      const renamed = Sys.attempt(() => Fs.renameSync(tmp, connDir), "Open", "cannot publish the connection", raw)
+      if (Sys.failed(renamed)) {
+        Lock.release(held)
+        cleanup()
+        return yield* renamed
+      }
+      let backendSeen = false
+      const opened = yield* Effect.acquireRelease(
+        Endpoint.open({
+          address: raw,
+          dir: connDir,
+          role: "frontend",
+          heldLock: held,
+          peerStatus: () => {
+            const backend = Lock.probe(Endpoint.channelPaths(connDir).lock("backend"))
+            if (Sys.failed(backend)) return backend
+            if (backend === "held") {
+              backendSeen = true
+              return "present"
+            }
+            if (backendSeen) return "absent"
+            // not accepted yet: fine while the same listener is alive
+            const listening = Lock.probe(paths.lock)
+            return listening === "held" && Lock.owner(paths.lock)?.token === listener.token ? "pending" : "absent"
+          },
+          onReleased: () => Endpoint.removeIfAbandoned(connDir)
+        }, options).pipe(
+          Effect.tapError(() => Effect.sync(() => Fs.rmSync(connDir, { recursive: true, force: true })))
+        ),
+        (endpoint) => endpoint.channel.close
+      )
+      return opened.channel
+    })
+
+  return {
+    schemes: ["file"],
+    listen: (raw) =>
+      Effect.flatMap(
+        parse(raw),
+        ({ dir, role }) => role === undefined ? listenDir(raw, dir) : listenRole(raw, dir, role)
+      ),
+    dial: (raw) =>
+      Effect.flatMap(
+        parse(raw),
+        ({ dir, role }) => role === undefined ? dialDir(raw, dir) : FileChannel.open(dir, role, options, raw)
+      )
+  }
+}
+
+/** The file transport as the `Transport` service. */
+export const layer = (options?: FileTransportOptions): Layer.Layer<Transport.Transport> =>
+  Layer.succeed(Transport.Transport, make(options))

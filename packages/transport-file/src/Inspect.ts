@@ -1,0 +1,413 @@
+/**
+ * Looking into a directory without disturbing it: `describe` reports what a
+ * channel, listener, ipckit or bare stream directory holds (its ends and
+ * who holds them, each stream's segments, size and writer, each reader's
+ * cursor and lag); `tail` follows the messages written to it from now on
+ * (or from the oldest held). Neither registers a reader, takes a lock for
+ * more than a probe, or moves a cursor: inspecting never holds space back
+ * nor makes anything look read. Used by `effect-ipc file inspect|tail`.
+ *
+ * @since 0.1.0
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Endpoint from "./internal/endpoint.ts"
+import * as JsonArray from "./internal/jsonArray.ts"
+import * as Layout from "./internal/layout.ts"
+import * as Lock from "./internal/lock.ts"
+import * as Sys from "./internal/sys.ts"
+import * as Wake from "./internal/wake.ts"
+import * as Ipckit from "./Ipckit.ts"
+import * as Log from "./Log.ts"
+import * as LogFormat from "./LogFormat.ts"
+
+/** Who holds one end (role) of a channel. */
+export interface End {
+  readonly role: Endpoint.Role
+  /** True while a process has this end open. */
+  readonly open: boolean
+  /** The pid that holds (or last held) it. */
+  readonly pid: number | undefined
+}
+
+/** A channel directory: its two ends and two streams. */
+export interface ChannelReport {
+  readonly dir: string
+  readonly ends: ReadonlyArray<End>
+  readonly streams: ReadonlyArray<Log.Stats>
+}
+
+/** What a directory holds. */
+export type Report =
+  | { readonly _tag: "Channel"; readonly channel: ChannelReport }
+  | {
+    readonly _tag: "Listener"
+    readonly dir: string
+    readonly listening: boolean
+    readonly pid: number | undefined
+    readonly connections: ReadonlyArray<ChannelReport & { readonly id: string; readonly dialer: number | undefined }>
+  }
+  | {
+    readonly _tag: "Ipckit"
+    readonly dir: string
+    readonly created: number | undefined
+    readonly files: ReadonlyArray<{
+      readonly name: string
+      readonly bytes: number
+      /** Messages in the file, or why it cannot be read. */
+      readonly messages: number | string
+      /** The holder of its `.lock`, if one exists. */
+      readonly lock: { readonly pid: number | undefined; readonly alive: boolean } | undefined
+    }>
+    readonly cursors: ReadonlyArray<{ readonly reader: string; readonly id: string; readonly timestamp: number }>
+  }
+  | { readonly _tag: "Stream"; readonly stream: Log.Stats }
+
+const isStream = (dir: string) => Sys.exists(Path.join(dir, "writer.lock")) && Sys.exists(Path.join(dir, "readers"))
+
+const channelReport = (dir: string): ChannelReport | IpcError.IpcError => {
+  const paths = Endpoint.channelPaths(dir)
+  const ends: Array<End> = []
+  for (const role of ["backend", "frontend"] as const) {
+    const state = Lock.probe(paths.lock(role))
+    ends.push({ role, open: state === "held", pid: Lock.owner(paths.lock(role))?.pid })
+  }
+  const streams: Array<Log.Stats> = []
+  for (const role of ["backend", "frontend"] as const) {
+    if (!isStream(paths.stream(role))) continue
+    const stats = Log.stats(paths.stream(role))
+    if (Sys.failed(stats)) return stats
+    streams.push(stats)
+  }
+  return { dir, ends, streams }
+}
+
+/** Reports what `dir` holds; `NotFound` when it is none of the known kinds. */
+export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> =>
+  Effect.suspend((): Effect.Effect<Report, IpcError.IpcError> => {
+    if (!Sys.exists(dir)) return Effect.fail(IpcError.make("NotFound", "no such directory", dir))
+    const marker = Layout.readMarker(dir)
+    if (marker?.kind === "listener") {
+      const paths = Layout.listenerPaths(dir)
+      const connections: Array<ChannelReport & { id: string; dialer: number | undefined }> = []
+      let ids: Array<string> = []
+      try {
+        ids = Fs.readdirSync(paths.connections).filter((id) => !id.startsWith("."))
+      } catch {
+        ids = []
+      }
+      for (const id of ids.toSorted()) {
+        const report = channelReport(paths.connection(id))
+        if (Sys.failed(report)) continue
+        let dialer: number | undefined
+        try {
+          dialer = (JSON.parse(Fs.readFileSync(paths.info(id), "utf8")) as { pid?: number }).pid
+        } catch {
+          dialer = undefined
+        }
+        connections.push({ ...report, id, dialer })
+      }
+      return Effect.succeed({
+        _tag: "Listener",
+        dir,
+        listening: Lock.probe(paths.lock) === "held",
+        pid: Lock.owner(paths.lock)?.pid,
+        connections
+      })
+    }
+    if (marker?.kind === "channel" || isStream(Endpoint.channelPaths(dir).stream("backend"))) {
+      const report = channelReport(dir)
+      return Sys.failed(report) ? Effect.fail(report) : Effect.succeed({ _tag: "Channel", channel: report })
+    }
+    const ipckit = Ipckit.paths(dir)
+    if (Sys.exists(ipckit.messages("backend")) || Sys.exists(ipckit.info)) {
+      let created: number | undefined
+      try {
+        created = (JSON.parse(Fs.readFileSync(ipckit.info, "utf8")) as { created?: number }).created
+      } catch {
+        created = undefined
+      }
+      const files = (["backend", "frontend"] as const).map((from) => {
+        const path = ipckit.messages(from)
+        let bytes = 0
+        let messages: number | string
+        try {
+          const text = Fs.readFileSync(path, "utf8")
+          bytes = Buffer.byteLength(text)
+          JSON.parse(text.trim().length === 0 ? "[]" : text)
+          const items = JsonArray.elements(text)
+          messages = Array.isArray(items) ? items.length : (items as JsonArray.NotAnArray).why
+        } catch (cause) {
+          messages = cause instanceof Error ? cause.message : String(cause)
+        }
+        let lock: { pid: number | undefined; alive: boolean } | undefined
+        try {
+          const text = Fs.readFileSync(ipckit.lock(from), "utf8").trim()
+          const pid = /^\d+$/.test(text) ? Number(text) : undefined
+          lock = { pid, alive: pid !== undefined && Sys.isAlive(pid) }
+        } catch {
+          lock = undefined
+        }
+        return { name: Path.basename(path), bytes, messages, lock }
+      })
+      const cursors: Array<{ reader: string; id: string; timestamp: number }> = []
+      for (const reader of ["backend", "frontend"] as const) {
+        try {
+          const value = JSON.parse(Fs.readFileSync(ipckit.cursor(reader), "utf8")) as { id: string; timestamp: number }
+          cursors.push({ reader, id: value.id, timestamp: value.timestamp })
+        } catch {
+          // no cursor kept for this side
+        }
+      }
+      return Effect.succeed({ _tag: "Ipckit", dir, created, files, cursors })
+    }
+    if (isStream(dir)) {
+      const stats = Log.stats(dir)
+      return Sys.failed(stats) ? Effect.fail(stats) : Effect.succeed({ _tag: "Stream", stream: stats })
+    }
+    return Effect.fail(
+      IpcError.make("NotFound", "not an effect-ipc channel, listener or stream directory, nor an ipckit one", dir)
+    )
+  })
+
+const bytes = (n: number): string =>
+  n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`
+
+const renderChannel = (report: ChannelReport, indent: string): Array<string> => {
+  const lines: Array<string> = []
+  for (const end of report.ends) {
+    const who = end.pid === undefined ? "" : end.open ? `, pid ${end.pid}` : ` (last pid ${end.pid})`
+    lines.push(`${indent}${end.role.padEnd(9)} ${end.open ? "open" : "closed"}${who}`)
+  }
+  for (const stream of report.streams) {
+    const writer = stream.writer === undefined
+      ? "no writer state"
+      : `writer pid ${stream.writer.pid}${stream.writer.active ? " (appending)" : ""}${
+        stream.writer.clean || stream.writer.active ? "" : " (died mid-append: the next writer repairs the tail)"
+      }`
+    lines.push(
+      `${indent}${Path.basename(stream.dir)}: ${stream.segments.length} segment(s), ${
+        bytes(stream.bytes)
+      }, end ${stream.end}, ${writer}`
+    )
+    for (const r of stream.readers) {
+      lines.push(
+        `${indent}  reader ${r.name}: offset ${r.offset}, ${r.lag === 0 ? "up to date" : `${bytes(r.lag)} unread`}${
+          r.active ? `, reading (pid ${r.pid})` : ", idle"
+        }`
+      )
+    }
+  }
+  return lines
+}
+
+/** A report as lines of text for a terminal. */
+export const render = (report: Report): string => {
+  switch (report._tag) {
+    case "Channel":
+      return [`channel ${report.channel.dir}`, ...renderChannel(report.channel, "  ")].join("\n")
+    case "Listener":
+      return [
+        `listener ${report.dir}: ${
+          report.listening ? `listening, pid ${report.pid}` : "nobody listening"
+        }, ${report.connections.length} connection(s)`,
+        ...report.connections.flatMap((c) => [
+          `  connection ${c.id}${c.dialer === undefined ? "" : ` (dialled by pid ${c.dialer})`}`,
+          ...renderChannel(c, "    ")
+        ])
+      ].join("\n")
+    case "Ipckit":
+      return [
+        `ipckit channel ${report.dir}${
+          report.created === undefined ? "" : `, created ${new Date(report.created).toISOString()}`
+        }`,
+        ...report.files.map((f) =>
+          `  ${f.name}: ${
+            typeof f.messages === "number" ? `${f.messages} message(s)` : `unreadable (${f.messages})`
+          }, ${bytes(f.bytes)}${
+            f.lock === undefined
+              ? ""
+              : `, locked by ${f.lock.pid === undefined ? "an unknown writer" : `pid ${f.lock.pid}`}${
+                f.lock.alive ? "" : " (dead: stale lock)"
+              }`
+          }`
+        ),
+        ...report.cursors.map((c) => `  ${c.reader} has read up to ${c.id} (${new Date(c.timestamp).toISOString()})`)
+      ].join("\n")
+    case "Stream":
+      return [
+        `stream ${report.stream.dir}`,
+        ...renderChannel({ dir: report.stream.dir, ends: [], streams: [report.stream] }, "  ")
+      ]
+        .join("\n")
+  }
+}
+
+/** One record seen by `tail`. */
+export interface Seen {
+  /** Where it was written, relative to the directory (`backend_to_frontend`, `connections/<id>/...`). */
+  readonly source: string
+  /** Its offset in the stream (for ipckit files: its index in the array). */
+  readonly offset: number
+  /** `data`, or `close` when a writer closed its end. */
+  readonly kind: "data" | "close"
+  readonly payload: Uint8Array
+}
+
+const textEncoder = new TextEncoder()
+
+/**
+ * Follows every stream in `dir` (a channel, a listener and each connection
+ * as it appears, a bare stream, or ipckit's files) and emits each record
+ * written from now on (`from: "start"`: from the oldest held). Runs until
+ * interrupted; it only reads.
+ */
+export const tail = (
+  dir: string,
+  options: {
+    readonly from?: "start" | "end" | undefined
+    /** Runs once every stream is being followed (records written after it are seen). */
+    readonly onReady?: Effect.Effect<void> | undefined
+  } & Wake.WatchOptions = {}
+) =>
+  Stream.callback<Seen, IpcError.IpcError>((queue) =>
+    Effect.gen(function*() {
+      const report = yield* describe(dir)
+      const from = options.from ?? "end"
+      const scope = yield* Effect.scope
+      const followed = new Set<string>()
+
+      const follow = (streamDir: string, start: "start" | "end") =>
+        Effect.gen(function*() {
+          if (followed.has(streamDir)) return
+          followed.add(streamDir)
+          const source = Path.relative(dir, streamDir) || Path.basename(streamDir)
+          const reader = yield* Log.openReader(streamDir, { from: start })
+          let largePending = false
+          const pump = (): void => {
+            if (largePending) return
+            while (true) {
+              const result = reader.poll(1024 * 1024)
+              if (Sys.failed(result)) return void Queue.failCauseUnsafe(queue, Cause.fail(result))
+              for (const e of result.entries) {
+                Queue.offerUnsafe(queue, {
+                  source,
+                  offset: e.end - LogFormat.RECORD_HEADER - e.payload.byteLength,
+                  kind: e.kind === LogFormat.Kind.close ? "close" : "data",
+                  payload: e.payload.slice()
+                })
+              }
+              if (result._tag === "Idle") return
+              if (result._tag === "Corrupt") {
+                Queue.offerUnsafe(queue, {
+                  source,
+                  offset: reader.position(),
+                  kind: "data",
+                  payload: textEncoder.encode(`(corrupt record: ${result.error.detail})`)
+                })
+                const skipped = reader.skipCorrupt()
+                if (Sys.failed(skipped)) return
+              }
+              if (result._tag === "Large") {
+                largePending = true
+                return reader.readLarge((entry) => {
+                  largePending = false
+                  if (entry !== undefined && !Sys.failed(entry)) {
+                    Queue.offerUnsafe(queue, {
+                      source,
+                      offset: entry.end - LogFormat.RECORD_HEADER - entry.payload.byteLength,
+                      kind: entry.kind === LogFormat.Kind.close ? "close" : "data",
+                      payload: entry.payload
+                    })
+                  }
+                  pump()
+                })
+              }
+            }
+          }
+          yield* Wake.watch(streamDir, pump, options)
+          pump()
+        }).pipe(
+          Scope.provide(scope),
+          // a connection that vanished while we looked: nothing to follow
+          Effect.catch((error) => error.reason === "NotFound" ? Effect.void : Effect.fail(error))
+        )
+
+      const followChannel = (channelDir: string, start: "start" | "end") =>
+        Effect.forEach(
+          ["backend", "frontend"] as const,
+          (role) => follow(Endpoint.channelPaths(channelDir).stream(role), start),
+          { discard: true }
+        )
+
+      switch (report._tag) {
+        case "Channel":
+          yield* followChannel(dir, from)
+          break
+        case "Stream":
+          yield* follow(dir, from)
+          break
+        case "Listener": {
+          const paths = Layout.listenerPaths(dir)
+          const scan = (start: "start" | "end") =>
+            Effect.gen(function*() {
+              let ids: Array<string> = []
+              try {
+                ids = Fs.readdirSync(paths.connections).filter((id) => !id.startsWith("."))
+              } catch {
+                ids = []
+              }
+              for (const id of ids) yield* followChannel(paths.connection(id), start)
+            })
+          yield* scan(from)
+          // connections made later are followed from their start
+          yield* Wake.watch(paths.connections, () => void Effect.runFork(scan("start")), options)
+          break
+        }
+        case "Ipckit": {
+          const ipckit = Ipckit.paths(dir)
+          const seen = new Map<string, Set<string>>()
+          const look = (skipExisting: boolean) => {
+            for (const role of ["backend", "frontend"] as const) {
+              const path = ipckit.messages(role)
+              const name = Path.basename(path)
+              let items: ReadonlyArray<string> = []
+              try {
+                const text = Fs.readFileSync(path, "utf8")
+                JSON.parse(text.trim().length === 0 ? "[]" : text)
+                const parsed = JsonArray.elements(text)
+                if (!Array.isArray(parsed)) continue
+                items = parsed
+              } catch {
+                continue
+              }
+              const known = seen.get(name) ?? new Set<string>()
+              seen.set(name, known)
+              items.forEach((item, index) => {
+                if (known.has(item)) return
+                known.add(item)
+                if (!skipExisting) {
+                  Queue.offerUnsafe(queue, {
+                    source: name,
+                    offset: index,
+                    kind: "data",
+                    payload: textEncoder.encode(item)
+                  })
+                }
+              })
+            }
+          }
+          look(from === "end")
+          yield* Wake.watch(dir, () => look(false), options)
+          break
+        }
+      }
+      if (options.onReady !== undefined) yield* options.onReady
+    })
+  )

@@ -1,0 +1,481 @@
+/**
+ * ipckit's `FileChannel`, file for file, so that an existing ipckit backend
+ * (Rust or Python) or a JavaScript frontend reading its files can talk to an
+ * effect-ipc process:
+ *
+ * ```text
+ * {dir}/
+ *   backend_to_frontend.json   the backend writes, the frontend reads (a JSON array of messages)
+ *   frontend_to_backend.json   the frontend writes, the backend reads
+ *   backend_to_frontend.lock   held while a writer rewrites the file (its pid and a newline)
+ *   frontend_to_backend.lock
+ *   .channel_info              {"created": ms, "protocol": "file-ipc", "version": "1.0"}
+ * ```
+ *
+ * Writing follows ipckit exactly: create the `.lock` file exclusively with
+ * the pid, read the array, append, keep the last 100 messages, write
+ * `<name>.tmp` (serde's pretty format) and rename it over the file, remove
+ * the lock. Messages are `Messages.Message` (ipckit's `FileMessage`).
+ *
+ * Where ipckit is careless, this side is not: it never breaks a lock whose
+ * holder is alive (ipckit breaks any lock older than 5 s; here a lock is
+ * taken over only when its pid is dead, or when it is empty and older than
+ * 5 s), never overwrites a file it could not parse, keeps other writers'
+ * elements byte for byte, never drops what arrives while it waits for a
+ * response, delivers each message once (by id, not by timestamp) and keeps
+ * its read position in `.effect-ipc-<role>.cursor` so a restart resumes.
+ *
+ * **The seed's limits still apply in this mode**: each file keeps only the
+ * last `keep` (100) messages, so a reader that falls further behind loses
+ * messages (this side logs a warning when it sees that it did); every send
+ * rewrites the whole file; processes sharing the directory must share a pid
+ * namespace (lock liveness is judged by pid); there is no way to tell that
+ * the other side has died. Use `FileChannel` (the native logs) where both
+ * sides are effect-ipc.
+ *
+ * @since 0.1.0
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as JsonArray from "./internal/jsonArray.ts"
+import * as Lock from "./internal/lock.ts"
+import * as Sys from "./internal/sys.ts"
+import * as Wake from "./internal/wake.ts"
+import * as Log from "./Log.ts"
+import * as Messages from "./Messages.ts"
+
+/** A role: `backend` or `frontend`. */
+export type Role = "backend" | "frontend"
+
+/** Options of the ipckit mode. */
+export interface IpckitOptions extends Wake.WatchOptions {
+  /** Messages kept in a file (ipckit: 100). */
+  readonly keep?: number | undefined
+  /** How long a send waits for a live writer's lock before failing with `Timeout` (default 5 s). */
+  readonly lockTimeout?: Duration.Input | undefined
+  /** Age after which an empty lock file (its writer died before writing its pid) is stale (default 5 s). */
+  readonly staleAge?: Duration.Input | undefined
+  /** Keep the read position across restarts in `.effect-ipc-<role>.cursor` (default true). */
+  readonly durableCursor?: boolean | undefined
+  /** Permission bits of new files (default 0o600; a rewritten file keeps its own). */
+  readonly fileMode?: number | undefined
+  /** Permission bits of the directory if it is created (default 0o700). */
+  readonly dirMode?: number | undefined
+}
+
+/** ipckit's limit on the messages a file keeps. */
+export const KEEP = 100
+
+const streamOf = (from: Role) => from === "backend" ? "backend_to_frontend" : "frontend_to_backend"
+
+/** The files of an ipckit channel directory. */
+export const paths = (dir: string) => {
+  const file = (from: Role, ext: string) => Path.join(dir, `${streamOf(from)}.${ext}`)
+  return {
+    dir,
+    info: Path.join(dir, ".channel_info"),
+    messages: (from: Role) => file(from, "json"),
+    lock: (from: Role) => file(from, "lock"),
+    tmp: (from: Role) => file(from, "tmp"),
+    cursor: (reader: Role) => Path.join(dir, `.effect-ipc-${reader}.cursor`),
+    breaker: Path.join(dir, ".effect-ipc-breaker.lock")
+  }
+}
+
+/** The `.channel_info` text ipckit writes (serde_json, keys sorted, pretty). */
+export const channelInfo = (created: number): string =>
+  `{\n  "created": ${created},\n  "protocol": "file-ipc",\n  "version": "1.0"\n}`
+
+const other = (role: Role): Role => role === "backend" ? "frontend" : "backend"
+
+const systemError = (cause: unknown, detail: string, address: string) =>
+  IpcError.fromSystemError(cause, "Open", detail, address)
+
+/**
+ * Prepares `dir` as `FileChannel::new` does: creates the directory, the
+ * `.channel_info` and both message files (`[]`) if they are missing.
+ */
+export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.try({
+    try: () => {
+      const p = paths(dir)
+      Fs.mkdirSync(dir, { recursive: true, mode: options.dirMode ?? Log.defaults.dirMode })
+      const mode = options.fileMode ?? Log.defaults.fileMode
+      const create = (path: string, text: string) => {
+        try {
+          Fs.writeFileSync(path, text, { mode, flag: "wx" })
+        } catch (cause) {
+          if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+        }
+      }
+      create(p.info, channelInfo(Date.now()))
+      create(p.messages("backend"), "[]")
+      create(p.messages("frontend"), "[]")
+    },
+    catch: (cause) => systemError(cause, "cannot prepare the ipckit channel directory", dir)
+  })
+
+// ---- ipckit's lock file --------------------------------------------------------------------
+
+interface LockSeen {
+  readonly text: string
+  readonly pid: number | undefined
+  readonly ino: number
+  readonly ageMs: number
+}
+
+const look = (path: string): LockSeen | undefined => {
+  try {
+    const stat = Fs.statSync(path)
+    const text = Fs.readFileSync(path, "utf8")
+    const pid = /^\s*(\d+)\s*$/.exec(text)?.[1]
+    return { text, pid: pid === undefined ? undefined : Number(pid), ino: stat.ino, ageMs: Date.now() - stat.mtimeMs }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Removes a lock file judged stale, if it is still the one judged: breakers
+ * among effect-ipc processes take turns (a kernel lock on a side file), so
+ * two of them can never both remove a lock and then both take one.
+ */
+const breakStale = (lockPath: string, breaker: string, seen: LockSeen): boolean => {
+  const held = Lock.tryTake(breaker, 0o600, `${process.pid} breaker`)
+  if (Sys.failed(held) || held === "busy") return false
+  try {
+    const again = look(lockPath)
+    if (again === undefined || again.ino !== seen.ino || again.text !== seen.text) return false
+    Fs.rmSync(lockPath, { force: true })
+    return true
+  } catch {
+    return false
+  } finally {
+    Lock.release(held, true)
+  }
+}
+
+/** Why one try at ipckit's lock did not take it: someone holds it (retry), or something else failed. */
+class Held {
+  readonly seen: LockSeen | undefined
+  constructor(seen: LockSeen | undefined) {
+    this.seen = seen
+  }
+}
+
+/** Takes ipckit's lock on `from`'s file: create it exclusively and write our pid, as ipckit does. */
+const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effect<void, IpcError.IpcError> => {
+  const p = paths(dir)
+  const path = p.lock(from)
+  const timeout = Duration.fromInputUnsafe(options.lockTimeout ?? "5 seconds")
+  const staleAge = Duration.toMillis(Duration.fromInputUnsafe(options.staleAge ?? "5 seconds"))
+  let last: LockSeen | undefined
+  const attempt = Effect.suspend((): Effect.Effect<void, IpcError.IpcError | Held> => {
+    let fd: number | undefined
+    try {
+      fd = Fs.openSync(path, "wx", options.fileMode ?? Log.defaults.fileMode)
+      Fs.writeSync(fd, `${process.pid}\n`)
+      Fs.closeSync(fd)
+      return Effect.void
+    } catch (cause) {
+      Sys.closeQuietly(fd)
+      if (IpcError.errnoOf(cause) !== "EEXIST") return Effect.fail(systemError(cause, "cannot take the lock", dir))
+    }
+    const seen = look(path)
+    last = seen ?? last
+    if (seen === undefined) return Effect.fail(new Held(seen)) // released meanwhile: try again
+    const dead = seen.pid !== undefined ? !Sys.isAlive(seen.pid) : seen.ageMs > staleAge
+    if (dead && breakStale(path, p.breaker, seen)) {
+      return Effect.andThen(
+        Effect.logWarning(
+          seen.pid !== undefined
+            ? `removed ${Path.basename(path)}: its holder (pid ${seen.pid}) is dead`
+            : `removed ${Path.basename(path)}: empty for ${Math.round(seen.ageMs)} ms (its writer died)`
+        ),
+        Effect.fail(new Held(seen))
+      )
+    }
+    return Effect.fail(new Held(seen))
+  })
+  return attempt.pipe(
+    // ipckit retries every 10 ms
+    Effect.retry({ schedule: Schedule.spaced("10 millis"), while: (error) => error instanceof Held }),
+    Effect.catchIf((error): error is Held => error instanceof Held, () => Effect.never),
+    Effect.timeoutOrElse({
+      duration: timeout,
+      orElse: () =>
+        Effect.fail(
+          IpcError.make(
+            "Timeout",
+            `${Path.basename(path)} is held by ${
+              last?.pid !== undefined ? `live process ${last.pid}` : "a writer"
+            } for over ${Duration.format(timeout)} (a live holder's lock is never broken)`,
+            dir
+          )
+        )
+    })
+  )
+}
+
+const releaseLock = (dir: string, from: Role) =>
+  Effect.sync(() => {
+    const path = paths(dir).lock(from)
+    // only our own: if someone broke it (ipckit does after 5 s), the lock is theirs now
+    if (look(path)?.pid === process.pid) Fs.rmSync(path, { force: true })
+  })
+
+// ---- writing --------------------------------------------------------------------------------
+
+const readText = (path: string, address: string) =>
+  Effect.tryPromise({
+    try: () => Fs.promises.readFile(path, "utf8"),
+    catch: (cause) => cause
+  }).pipe(
+    Effect.catch((cause) =>
+      IpcError.errnoOf(cause) === "ENOENT"
+        ? Effect.succeed("")
+        : Effect.fail(systemError(cause, `cannot read ${Path.basename(path)}`, address))
+    )
+  )
+
+const notArray = (path: string, why: string, address: string) =>
+  IpcError.make("Decode", `${Path.basename(path)} is not a JSON array of messages: ${why}`, address)
+
+/** The elements of a message file, or why it cannot be read as one. */
+const parseFile = (text: string, path: string, address: string): ReadonlyArray<string> | IpcError.IpcError => {
+  if (text.trim().length > 0) {
+    try {
+      JSON.parse(text)
+    } catch (cause) {
+      return notArray(path, cause instanceof Error ? cause.message : String(cause), address)
+    }
+  }
+  const items = JsonArray.elements(text)
+  return Array.isArray(items) ? items : notArray(path, (items as JsonArray.NotAnArray).why, address)
+}
+
+/** Appends `message` to `from`'s file under ipckit's lock, keeping the last `keep` messages. */
+const append = (dir: string, from: Role, message: Messages.Message, options: IpckitOptions) =>
+  Effect.gen(function*() {
+    const json = Messages.toJson(message)
+    if (IpcError.isIpcError(json)) return yield* json
+    const p = paths(dir)
+    const file = p.messages(from)
+    const keep = Math.max(1, options.keep ?? KEEP)
+    yield* takeLock(dir, from, options)
+    yield* Effect.gen(function*() {
+      const text = yield* readText(file, dir)
+      const items = parseFile(text, file, dir)
+      // a file we cannot read is never overwritten: its messages would be lost
+      if (IpcError.isIpcError(items)) return yield* items
+      const all = [...items, JsonArray.prettyElement(json)]
+      const kept = all.length > keep ? all.slice(all.length - keep) : all
+      let mode = options.fileMode ?? Log.defaults.fileMode
+      try {
+        mode = Fs.statSync(file).mode & 0o777
+      } catch {
+        // a new file
+      }
+      yield* Effect.tryPromise({
+        try: async () => {
+          await Fs.promises.rm(p.tmp(from), { force: true })
+          await Fs.promises.writeFile(p.tmp(from), JsonArray.render(kept), { mode, flag: "wx" })
+          await Fs.promises.rename(p.tmp(from), file)
+        },
+        catch: (cause) => IpcError.fromSystemError(cause, "Write", `cannot write ${Path.basename(file)}`, dir)
+      })
+    }).pipe(Effect.ensuring(releaseLock(dir, from)))
+  })
+
+// ---- reading --------------------------------------------------------------------------------
+
+interface Position {
+  readonly id: string
+  readonly timestamp: number
+}
+
+const readCursor = (path: string): Position | undefined => {
+  try {
+    const value = JSON.parse(Fs.readFileSync(path, "utf8")) as Partial<Position>
+    return typeof value.id === "string" && typeof value.timestamp === "number"
+      ? { id: value.id, timestamp: value.timestamp }
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const writeCursor = (path: string, position: Position, mode: number): void => {
+  const tmp = `${path}.${Sys.randomId()}.tmp`
+  try {
+    Fs.writeFileSync(tmp, JSON.stringify(position), { mode })
+    Fs.renameSync(tmp, path)
+  } finally {
+    Fs.rmSync(tmp, { force: true })
+  }
+}
+
+const keyOf = (value: unknown): string =>
+  typeof value === "object" && value !== null && "id" in value && typeof value.id === "string"
+    ? value.id
+    : `raw:${JSON.stringify(value)}`
+
+/**
+ * Opens the `role` end of the ipckit channel in `dir` (preparing the
+ * directory as ipckit does) as a `Messages.MessageChannel`.
+ */
+export const open = (
+  dir: string,
+  role: Role,
+  options: IpckitOptions = {}
+): Effect.Effect<Messages.MessageChannel, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* initialize(dir, options)
+    const p = paths(dir)
+    const inboxPath = p.messages(other(role))
+    const cursorPath = p.cursor(role)
+    const durable = options.durableCursor !== false
+    const keep = Math.max(1, options.keep ?? KEEP)
+    const fileMode = options.fileMode ?? Log.defaults.fileMode
+
+    // the last message handed to the router (read position) and the tokens' positions
+    let last: Position | undefined = durable ? readCursor(cursorPath) : undefined
+    const delivered = new Set<string>()
+    const positions = new Map<number, Position>()
+    let token = 0
+    let lastBadText: string | undefined
+
+    const wakers: Array<() => void> = []
+    const wake = () => {
+      for (const w of wakers.splice(0)) w()
+    }
+    yield* Wake.watch(dir, wake, options)
+    const waitChange = Effect.callback<void>((resume) => {
+      const w = () => {
+        clearTimeout(timer)
+        resume(Effect.void)
+      }
+      // a safety net for missed notifications
+      const timer = setTimeout(w, Math.max(Wake.pollMillis(options), 250))
+      wakers.push(w)
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        const i = wakers.indexOf(w)
+        if (i >= 0) wakers.splice(i, 1)
+      })
+    })
+
+    const read = Effect.gen(function*() {
+      const text = yield* readText(inboxPath, dir)
+      if (text.trim().length === 0) return []
+      let values: unknown
+      try {
+        values = JSON.parse(text)
+      } catch (cause) {
+        values = cause instanceof Error ? cause : new Error(String(cause))
+      }
+      if (!Array.isArray(values)) {
+        if (text === lastBadText) return []
+        // a writer that does not rename may be half-way: look again shortly before reporting
+        yield* Effect.sleep("50 millis")
+        if ((yield* readText(inboxPath, dir)) !== text) return []
+        lastBadText = text
+        const why = values instanceof Error ? values.message : `it holds a JSON ${typeof values}`
+        return [notArray(inboxPath, why, dir)]
+      }
+      lastBadText = undefined
+      let fresh: Array<unknown>
+      if (last === undefined) {
+        fresh = values
+      } else {
+        const at = values.findLastIndex((v) => keyOf(v) === last!.id)
+        if (at >= 0) {
+          fresh = values.slice(at + 1)
+        } else {
+          // our position was trimmed away (or the file cleared): what is newer than it
+          const position = last
+          fresh = values.filter((v) => {
+            const ts = typeof v === "object" && v !== null && "timestamp" in v ? v.timestamp : undefined
+            return typeof ts !== "number" || ts > position.timestamp ||
+              (ts === position.timestamp && keyOf(v) !== position.id)
+          })
+          if (values.length >= keep && fresh.length === values.length) {
+            yield* Effect.logWarning(
+              `${
+                Path.basename(inboxPath)
+              } was trimmed past this reader: messages may have been lost (ipckit keeps only the last ${keep})`
+            )
+          }
+        }
+      }
+      const out: Array<Messages.Message | IpcError.IpcError> = []
+      for (const value of fresh) {
+        const key = keyOf(value)
+        if (delivered.has(key)) continue
+        delivered.add(key)
+        const message = Messages.fromJson(value, dir)
+        out.push(message)
+        if (!IpcError.isIpcError(message)) last = { id: message.id, timestamp: message.timestamp }
+      }
+      // remember only what the file still holds
+      if (delivered.size > 4 * keep) {
+        const present = new Set(values.map(keyOf))
+        for (const key of delivered) if (!present.has(key)) delivered.delete(key)
+      }
+      return out
+    })
+
+    const pull: Messages.Source["pull"] = Effect.gen(function*() {
+      while (true) {
+        const items = yield* read
+        if (items.length > 0) {
+          return items.map((item) => {
+            const t = ++token
+            if (!IpcError.isIpcError(item)) positions.set(t, { id: item.id, timestamp: item.timestamp })
+            return { item, token: t }
+          }) as unknown as NonEmptyReadonlyArray<{ item: Messages.Message | IpcError.IpcError; token: number }>
+        }
+        yield* waitChange
+      }
+    })
+
+    const commit = (t: number) => {
+      let position: Position | undefined
+      for (const [k, v] of positions) {
+        if (k > t) break
+        position = v
+        positions.delete(k)
+      }
+      if (position !== undefined && durable) {
+        try {
+          writeCursor(cursorPath, position, fileMode)
+        } catch (cause) {
+          void Effect.runFork(Effect.logWarning("cannot save the read position", cause))
+        }
+      }
+    }
+
+    return yield* Messages.make({
+      send: (message) => append(dir, role, message, options),
+      pull,
+      commit
+    })
+  })
+
+/** Opens the backend end of the ipckit channel in `dir` (see `open`). */
+export const backend = (
+  dir: string,
+  options?: IpckitOptions
+): Effect.Effect<Messages.MessageChannel, IpcError.IpcError, Scope.Scope> => open(dir, "backend", options)
+
+/** Opens the frontend end of the ipckit channel in `dir` (see `open`). */
+export const frontend = (
+  dir: string,
+  options?: IpckitOptions
+): Effect.Effect<Messages.MessageChannel, IpcError.IpcError, Scope.Scope> => open(dir, "frontend", options)

@@ -1,0 +1,485 @@
+/**
+ * One end of a file channel: a directory holding two log streams
+ * (`backend_to_frontend`, `frontend_to_backend`) and a lock file per role.
+ * An endpoint holds its role's lock for as long as it is open (so the other
+ * side can tell it is alive), appends to its outgoing stream and reads its
+ * incoming stream as reader `<role>`, committing its cursor as messages are
+ * taken.
+ *
+ * Wake-ups come from `fs.watch` on the incoming stream; a slow timer
+ * (`livenessInterval`, 250 ms by default) checks the peer's lock and reads
+ * anything a missed notification left behind. A peer that disappears
+ * without its close record is `ConnectionLost`, after every whole record it
+ * wrote has been delivered; a torn last record (the peer died mid-write) is
+ * never delivered.
+ *
+ * @internal
+ */
+import * as Inbox from "@effect-ipc/core/Inbox"
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Log from "../Log.ts"
+import * as LogFormat from "../LogFormat.ts"
+import * as Lock from "./lock.ts"
+import * as Sys from "./sys.ts"
+import * as Wake from "./wake.ts"
+
+/** The two fixed roles of a channel directory (ipckit's naming). */
+export type Role = "backend" | "frontend"
+
+/** The other role. */
+export const peerOf = (role: Role): Role => role === "backend" ? "frontend" : "backend"
+
+/** The stream a role writes to. */
+export const outgoing = (role: Role): string => role === "backend" ? "backend_to_frontend" : "frontend_to_backend"
+
+/** The paths of a channel directory. */
+export const channelPaths = (dir: string) => ({
+  dir,
+  lock: (role: Role) => Path.join(dir, `${role}.lock`),
+  stream: (from: Role) => Path.join(dir, outgoing(from))
+})
+
+/** Options of a channel endpoint. */
+export interface EndpointOptions extends Log.LogOptions {
+  /** Largest message `send` accepts (default 32 MiB, or what fits in a smaller `maxBytes`). */
+  readonly maxMessageSize?: number | undefined
+  /** Received messages buffered in memory before reading pauses (default 4096). */
+  readonly maxBufferedMessages?: number | undefined
+  /** Received bytes buffered in memory before reading pauses (default 8 MiB). */
+  readonly maxBufferedBytes?: number | undefined
+  /** How often the peer's liveness is checked (default 250 ms). */
+  readonly livenessInterval?: Duration.Input | undefined
+  /** A corrupt record: fail the channel with `Decode` (default), or log it and skip to the next valid record. */
+  readonly onCorrupt?: "fail" | "skip" | undefined
+  /**
+   * Fixed roles only: when the other side's process dies without closing,
+   * fail with `ConnectionLost` (default) or wait for it to come back.
+   */
+  readonly peerLoss?: "fail" | "wait" | undefined
+}
+
+/** Default largest message. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024
+
+/** What the endpoint knows of its peer right now. */
+export type PeerStatus = "present" | "pending" | "absent"
+
+/** What opening an endpoint needs. */
+export interface EndpointSpec {
+  readonly address: string
+  readonly dir: string
+  readonly role: Role
+  /** Where the peer stands: `present` (its lock is held), `pending` (not there yet, may come), `absent` (gone). */
+  readonly peerStatus: (seenBefore: boolean) => PeerStatus | IpcError.IpcError
+  /** Called once the endpoint has let go of everything (connection clean-up). */
+  readonly onReleased?: (() => void) | undefined
+  /** How long to retry taking the role's lock while a prober holds it (default 200 ms). */
+  readonly lockRetry?: Duration.Input | undefined
+  /** The role's lock, when the caller took it already (a dialer takes it before publishing the connection). */
+  readonly heldLock?: Lock.HeldLock | undefined
+  /**
+   * A durable channel (the fixed roles) outlives its peer's sessions: the
+   * peer's close record says it left cleanly, and the channel waits for its
+   * next session instead of ending. Otherwise (connections) the peer's close
+   * ends the channel, as a socket's would.
+   */
+  readonly durable?: boolean | undefined
+}
+
+/** A received record that has not been committed yet. */
+export interface Delivery {
+  readonly payload: Uint8Array
+  /** The offset to commit once this message is handled. */
+  readonly end: number
+}
+
+/** An open endpoint. */
+export interface Endpoint {
+  /** The channel; its receives commit the cursor as they take messages. */
+  readonly channel: IpcChannel.IpcChannel
+  /** Takes every buffered message with its offset, without committing (for `commit` by hand). */
+  readonly pullDeliveries: Effect.Effect<NonEmptyReadonlyArray<Delivery>, IpcError.IpcError | Cause.Done>
+  /** Commits the cursor up to `end` (monotonic). */
+  readonly commit: (end: number) => void
+}
+
+/** Takes the role's lock; a prober (a peer checking our liveness) holds it for microseconds, so retry briefly. */
+const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.HeldLock, IpcError.IpcError> => {
+  const path = channelPaths(spec.dir).lock(spec.role)
+  const attempt = Effect.suspend(() => {
+    const taken = Lock.tryTake(path, mode, `${process.pid} ${Sys.randomId()}`, spec.address)
+    if (Sys.failed(taken)) return Effect.fail(taken)
+    if (taken !== "busy") return Effect.succeed(taken)
+    const owner = Lock.owner(path)
+    return Effect.fail(
+      IpcError.make(
+        "AddressInUse",
+        `the ${spec.role} end of this channel is open in another process${
+          owner === undefined ? "" : ` (pid ${owner.pid})`
+        }`,
+        spec.address
+      )
+    )
+  })
+  return Effect.retry(attempt, {
+    schedule: Schedule.spaced("5 millis").pipe(Schedule.upTo({ duration: spec.lockRetry ?? "200 millis" })),
+    while: (error) => error.reason === "AddressInUse"
+  })
+}
+
+/** Opens an endpoint of the channel directory in `spec` (its streams must exist). Not scoped: close it. */
+export const open = (
+  spec: EndpointSpec,
+  options: EndpointOptions = {}
+): Effect.Effect<Endpoint, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const address = spec.address
+    const maxBytes = options.maxBytes ?? Log.defaults.maxBytes
+    const room = maxBytes - 2 * LogFormat.RECORD_HEADER - 2 * LogFormat.SEGMENT_HEADER
+    const maxMessageSize = options.maxMessageSize ?? Math.min(DEFAULT_MAX_MESSAGE_SIZE, room)
+    if (maxMessageSize > room) {
+      return yield* IpcError.make(
+        "InvalidAddress",
+        `maxMessageSize (${maxMessageSize}) must leave room in maxBytes (${maxBytes})`,
+        address
+      )
+    }
+    const livenessMs = Duration.toMillis(Duration.fromInputUnsafe(options.livenessInterval ?? "250 millis"))
+    const paths = channelPaths(spec.dir)
+    const role = spec.role
+    const peerRole = peerOf(role)
+
+    // the lock, the writer and the watcher live in `scope`, closed when the endpoint lets go; the
+    // reader lives in `readerScope`, closed by `close`, so buffered messages still commit as taken
+    const scope = yield* Scope.make()
+    const readerScope = yield* Scope.make()
+    const openAll = Effect.gen(function*() {
+      const roleLock = spec.heldLock ?? (yield* takeRoleLock(spec, options.fileMode ?? Log.defaults.fileMode))
+      yield* Scope.addFinalizer(scope, Effect.sync(() => Lock.release(roleLock)))
+      const writer = yield* Log.openWriter(paths.stream(role), options).pipe(Scope.provide(scope))
+      const reader = yield* Log.openReader(paths.stream(peerRole), { name: role, from: "start", ...options }).pipe(
+        Scope.provide(readerScope)
+      )
+      return { writer, reader }
+    })
+    const opened = yield* Effect.exit(openAll)
+    if (Exit.isFailure(opened)) {
+      yield* Scope.close(readerScope, opened)
+      yield* Scope.close(scope, opened)
+      return yield* Effect.failCause(opened.cause)
+    }
+    const { writer, reader } = opened.value
+
+    const closedErr = IpcError.make("Closed", "the channel is closed", address)
+    const closed = Deferred.makeUnsafe<void>()
+    // fails when sends must stop (loss or close): aborts an append waiting for room or for the lock
+    const abort = Deferred.makeUnsafe<never, IpcError.IpcError>()
+    let failure: IpcError.IpcError | undefined
+    let closing = false
+    let released = false
+    let peerSeen = false
+    let peerPid: number | undefined
+    let paused = false
+    let largePending = false
+    let pumpScheduled = false
+    // offsets of the messages in the inbox, in order, for commits
+    let ends: Array<number> = []
+    let endsHead = 0
+    let closeEnd: number | undefined
+    // the end of the last message handed out and not committed yet (see `hand`)
+    let handed: number | undefined
+
+    const inbox = Inbox.make({
+      maxMessages: options.maxBufferedMessages,
+      maxBytes: options.maxBufferedBytes,
+      onResume: () => {
+        paused = false
+        pump()
+      }
+    })
+
+    const readPeerPid = () => {
+      if (peerPid === undefined) peerPid = Lock.owner(paths.lock(peerRole))?.pid
+    }
+
+    // ---- reading --------------------------------------------------------------------------
+    const deliver = (entries: ReadonlyArray<Log.Entry>): void => {
+      for (const entry of entries) {
+        if (entry.kind === LogFormat.Kind.close && spec.durable) {
+          // the peer left cleanly: not a loss; wait for its next session
+          peerSeen = false
+          peerPid = undefined
+          if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
+          continue
+        }
+        if (entry.kind === LogFormat.Kind.close) {
+          closeEnd = entry.end
+          inbox.end()
+          if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
+          // the peer is done: answer with our own close, keep what it sent for the reader
+          finishLocal()
+          return
+        }
+        ends.push(entry.end)
+        if (!inbox.push(entry.payload)) paused = true
+      }
+    }
+
+    const corrupt = (error: IpcError.IpcError): boolean => {
+      if (options.onCorrupt === "skip") {
+        const skipped = reader.skipCorrupt()
+        if (Sys.failed(skipped)) {
+          fail(skipped)
+          return false
+        }
+        Effect.runFork(Effect.logWarning(`skipped ${skipped} bytes of a corrupt record`, error.detail))
+        return true
+      }
+      fail(error)
+      return false
+    }
+
+    function pump(): void {
+      if (released || largePending || paused || inbox.isDone()) return
+      let budget = 4 * 1024 * 1024
+      while (true) {
+        const result = reader.poll(Math.min(budget, 1024 * 1024))
+        if (Sys.failed(result)) return fail(result)
+        deliver(result.entries)
+        if (inbox.isDone() || released) return
+        for (const e of result.entries) budget -= e.payload.byteLength + LogFormat.RECORD_HEADER
+        switch (result._tag) {
+          case "Idle":
+            return
+          case "Corrupt":
+            if (!corrupt(result.error)) return
+            break
+          case "Large":
+            largePending = true
+            return reader.readLarge((entry) => {
+              largePending = false
+              if (released) return
+              if (Sys.failed(entry)) return fail(entry)
+              if (entry !== undefined) deliver([entry])
+              pump()
+            })
+          case "More":
+            break
+        }
+        if (paused) return
+        if (budget <= 0) {
+          // a long backlog: let the event loop breathe between slices
+          if (!pumpScheduled) {
+            pumpScheduled = true
+            setImmediate(() => {
+              pumpScheduled = false
+              pump()
+            })
+          }
+          return
+        }
+      }
+    }
+
+    // ---- liveness ---------------------------------------------------------------------------
+    const tick = () => {
+      pump()
+      if (released || closing || inbox.isDone()) return
+      const status = spec.peerStatus(peerSeen)
+      if (Sys.failed(status)) return
+      if (status === "present") {
+        peerSeen = true
+        readPeerPid()
+        return
+      }
+      if (status === "pending") return
+      // gone: deliver every whole record it wrote before saying so
+      if (paused || largePending) return
+      pump()
+      if (paused || largePending || inbox.isDone() || released) return
+      // its close record was among them: it left cleanly (a durable channel waits for it)
+      if (spec.durable && !peerSeen) return
+      if (spec.durable && options.peerLoss === "wait") {
+        peerSeen = false
+        peerPid = undefined
+        return
+      }
+      const torn = reader.pendingBytes()
+      fail(
+        IpcError.make(
+          "ConnectionLost",
+          torn > 0
+            ? `the peer died in the middle of a write (a torn record of ${torn} bytes was discarded)`
+            : "the peer process is gone without closing the channel",
+          address
+        )
+      )
+    }
+
+    // ---- lifecycle --------------------------------------------------------------------------
+    let timer: ReturnType<typeof setInterval> | undefined
+    const release = (): void => {
+      if (released) return
+      released = true
+      if (timer !== undefined) clearInterval(timer)
+      Deferred.doneUnsafe(abort, Effect.fail(failure ?? closedErr))
+      // the reader's cursor stays open until `close`: messages still buffered commit as they are taken
+      void Effect.runFork(
+        Scope.close(scope, Exit.void).pipe(
+          Effect.andThen(Effect.sync(() => {
+            spec.onReleased?.()
+            Deferred.doneUnsafe(closed, Effect.void)
+          }))
+        )
+      )
+    }
+
+    function fail(error: IpcError.IpcError): void {
+      if (failure !== undefined || closing) return
+      failure = error
+      inbox.fail(error)
+      release()
+    }
+
+    /** Our side's goodbye: a close record, then let go of everything. */
+    const goodbye: Effect.Effect<void> = Effect.suspend(() =>
+      writer.append(new Uint8Array(0), { kind: LogFormat.Kind.close }).pipe(
+        Effect.timeout("2 seconds"),
+        Effect.catch((error) => Effect.logDebug("could not write the close record", error)),
+        Effect.ensuring(Effect.sync(release))
+      )
+    )
+
+    function finishLocal(): void {
+      if (closing || failure !== undefined) return
+      closing = true
+      void Effect.runFork(goodbye)
+    }
+
+    const close: Effect.Effect<void> = Effect.suspend(() => {
+      const wasClosing = closing || failure !== undefined
+      closing = true
+      commitHanded()
+      inbox.shutdown(closedErr)
+      return (wasClosing ? Effect.sync(release) : goodbye).pipe(
+        Effect.andThen(Deferred.await(closed)),
+        Effect.ensuring(Scope.close(readerScope, Exit.void))
+      )
+    })
+
+    // ---- sending ------------------------------------------------------------------------------
+    const abortWait = Deferred.await(abort)
+    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+      Effect.suspend(() => {
+        if (failure !== undefined) return Effect.fail(failure)
+        if (closing) return Effect.fail(closedErr)
+        if (message.byteLength > maxMessageSize) {
+          return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
+        }
+        return writer.append(message, { abort: abortWait })
+      })
+
+    // ---- commits ------------------------------------------------------------------------------
+    const consumed = (n: number): Array<number> => {
+      const taken = ends.slice(endsHead, endsHead + n)
+      endsHead += n
+      if (endsHead === ends.length) {
+        ends = []
+        endsHead = 0
+      } else if (endsHead > 4096 && endsHead * 2 > ends.length) {
+        ends = ends.slice(endsHead)
+        endsHead = 0
+      }
+      return taken
+    }
+    // a message counts as handled once its taker asks for the next one, or closes the channel:
+    // a process killed while handling a message gets it again (at least once), and a clean
+    // restart neither repeats nor skips
+    const commit = (end: number): void => {
+      const error = reader.commit(end)
+      if (error !== undefined) void Effect.runFork(Effect.logWarning("cannot commit the cursor", error))
+      // past the close record once everything before it is handled
+      if (closeEnd !== undefined && endsHead === ends.length && end >= closeEnd - LogFormat.RECORD_HEADER) {
+        reader.commit(closeEnd)
+      }
+    }
+    const commitHanded = () => {
+      if (handed === undefined) return
+      const end = handed
+      handed = undefined
+      commit(end)
+    }
+    const hand = (n: number) => {
+      const taken = consumed(n)
+      handed = taken[taken.length - 1]
+    }
+
+    const tracked: Inbox.Inbox = {
+      ...inbox,
+      take: Effect.suspend(() => {
+        commitHanded()
+        return Effect.tap(inbox.take, () => Effect.sync(() => hand(1)))
+      }),
+      pull: Effect.suspend(() => {
+        commitHanded()
+        return Effect.tap(inbox.pull, (batch) => Effect.sync(() => hand(batch.length)))
+      })
+    }
+    const pullDeliveries: Endpoint["pullDeliveries"] = Effect.map(inbox.pull, (batch) => {
+      const offsets = consumed(batch.length)
+      return batch.map((payload, i) => ({ payload, end: offsets[i]! })) as unknown as NonEmptyReadonlyArray<Delivery>
+    })
+
+    // ---- start ------------------------------------------------------------------------------
+    const status = spec.peerStatus(false)
+    if (status === "present") {
+      peerSeen = true
+      readPeerPid()
+    }
+    yield* Wake.watch(paths.stream(peerRole), pump, options).pipe(Scope.provide(scope))
+    timer = setInterval(tick, livenessMs)
+    timer.unref()
+    for (const repair of writer.takeRepairs()) yield* Effect.logWarning(repair)
+    pump()
+
+    const channel = IpcChannel.make({
+      address,
+      peer: {
+        get pid() {
+          readPeerPid()
+          return peerPid
+        },
+        description: `${peerRole} of ${spec.dir}`
+      },
+      inbox: tracked,
+      send,
+      close,
+      closed: Deferred.await(closed)
+    })
+    return { channel, pullDeliveries, commit }
+  })
+
+/** Removes a channel directory whose two ends are both gone. */
+export const removeIfAbandoned = (dir: string): void => {
+  const paths = channelPaths(dir)
+  for (const role of ["backend", "frontend"] as const) {
+    const state = Lock.probe(paths.lock(role))
+    if (state === "held" || Sys.failed(state)) return
+  }
+  try {
+    Fs.rmSync(dir, { recursive: true, force: true })
+  } catch {
+    // someone else removed it, or it is in use again
+  }
+}

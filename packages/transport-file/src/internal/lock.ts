@@ -1,0 +1,111 @@
+/**
+ * Lock files held with `flock(2)`: the kernel releases them when their holder
+ * dies, so a dead holder's lock is free at once and a live holder's lock is
+ * never taken. A held lock file also records its holder (`pid token`) for
+ * humans and for `inspect`. Taking a lock checks afterwards that the path
+ * still names the locked file, so a lock file unlinked by its previous owner
+ * can never be "held" by two processes.
+ *
+ * @internal
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Fs from "node:fs"
+import * as Libc from "./libc.ts"
+import * as Sys from "./sys.ts"
+
+/** A lock this process holds. */
+export interface HeldLock {
+  readonly path: string
+  readonly fd: number
+}
+
+/** Takes the lock at `path` (creating the file with `mode`) if nobody holds it; `"busy"` otherwise. */
+export const tryTake = (
+  path: string,
+  mode: number,
+  owner: string,
+  address?: string
+): HeldLock | "busy" | IpcError.IpcError => {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const fd = Sys.attempt(
+      () => Fs.openSync(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT, mode),
+      "Open",
+      `cannot open the lock file ${path}`,
+      address
+    )
+    if (Sys.failed(fd)) return fd
+    const taken = Libc.tryLock(fd, "exclusive")
+    if (taken !== true) {
+      Sys.closeQuietly(fd)
+      return taken === false ? "busy" : taken
+    }
+    // the file may have been unlinked (and replaced) between our open and our lock
+    let same = false
+    try {
+      same = Fs.fstatSync(fd).ino === Fs.statSync(path).ino
+    } catch {
+      same = false
+    }
+    if (!same) {
+      Sys.closeQuietly(fd)
+      continue
+    }
+    const written = Sys.attempt(
+      () => {
+        Fs.ftruncateSync(fd, 0)
+        Fs.writeSync(fd, `${owner}\n`, 0)
+      },
+      "Write",
+      `cannot write the lock file ${path}`,
+      address
+    )
+    if (Sys.failed(written)) {
+      Sys.closeQuietly(fd)
+      return written
+    }
+    return { path, fd }
+  }
+  return "busy"
+}
+
+/** Releases a held lock; with `remove`, unlinks the file first (only safe where takers re-check, as `tryTake` does). */
+export const release = (lock: HeldLock, remove = false): void => {
+  if (remove) {
+    try {
+      Fs.rmSync(lock.path, { force: true })
+    } catch {
+      // already gone
+    }
+  }
+  Sys.closeQuietly(lock.fd)
+}
+
+/** Whether someone holds the lock at `path`: `"held"`, `"free"` (nobody: its holder is gone) or `"missing"`. */
+export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcError => {
+  let fd: number
+  try {
+    fd = Fs.openSync(path, Fs.constants.O_RDONLY)
+  } catch (cause) {
+    return IpcError.errnoOf(cause) === "ENOENT"
+      ? "missing"
+      : IpcError.fromSystemError(cause, "Open", `cannot open the lock file ${path}`)
+  }
+  try {
+    const free = Libc.tryLock(fd, "shared")
+    if (Sys.failed(free)) return free
+    return free ? "free" : "held"
+  } finally {
+    Sys.closeQuietly(fd)
+  }
+}
+
+/** The owner text a lock file holds (`pid token`), if readable. */
+export const owner = (path: string): { readonly pid: number; readonly token: string } | undefined => {
+  try {
+    const [pid, token] = Fs.readFileSync(path, "utf8").trim().split(/\s+/)
+    const n = Number(pid)
+    return Number.isInteger(n) && n > 0 ? { pid: n, token: token ?? "" } : undefined
+  } catch {
+    return undefined
+  }
+}

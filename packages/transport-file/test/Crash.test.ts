@@ -1,0 +1,238 @@
+/**
+ * Crash safety and concurrency across real processes: writers killed with
+ * SIGKILL in the middle of a write, several writer processes on one stream,
+ * a lock held by a live process (never broken) or a dead one (free at once),
+ * and readers killed or restarted (their cursors survive).
+ */
+import { FileChannel, Log } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import { record } from "./fixtures/records.ts"
+import { fresh, node, run, tempRoot } from "./helpers.ts"
+
+const root = tempRoot("crash")
+const text = new TextDecoder()
+
+const newStream = () =>
+  Effect.suspend(() => {
+    const dir = fresh(root, "s")
+    const error = Log.create(dir, { readers: ["r"] })
+    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
+  })
+
+/** Every whole record available now, in order (async reads for large ones), committed as read. */
+const readAll = (reader: Log.Reader) =>
+  Effect.gen(function*() {
+    const out: Array<Uint8Array> = []
+    while (true) {
+      const poll = reader.poll(8 << 20)
+      if (poll instanceof Error) return yield* poll
+      for (const entry of poll.entries) {
+        out.push(entry.payload)
+        reader.commit(entry.end)
+      }
+      if (poll._tag === "Corrupt") return yield* poll.error
+      if (poll._tag === "Idle") return out
+      if (poll._tag === "Large") {
+        const entry = yield* Effect.callback<Log.Entry | undefined, Error>((resume) =>
+          reader.readLarge((result) => resume(result instanceof Error ? Effect.fail(result) : Effect.succeed(result)))
+        )
+        if (entry === undefined) return out
+        out.push(entry.payload)
+        reader.commit(entry.end)
+      }
+    }
+  })
+
+/** Parses a `record(tag, i, size)` payload and checks its pattern: `[tag, i]`. */
+const parse = (payload: Uint8Array): [string, number] => {
+  const head = text.decode(payload.subarray(0, 64)).split(":")
+  const tag = head[0]!
+  const i = Number(head[1])
+  const expected = record(tag, i, payload.byteLength)
+  assert.isTrue(Buffer.compare(Buffer.from(expected), Buffer.from(payload)) === 0, `record ${tag}:${i} is intact`)
+  return [tag, i]
+}
+
+/** The indices per tag, in the order they were read. */
+const byTag = (payloads: ReadonlyArray<Uint8Array>): Map<string, Array<number>> => {
+  const out = new Map<string, Array<number>>()
+  for (const p of payloads) {
+    const [tag, i] = parse(p)
+    out.set(tag, [...(out.get(tag) ?? []), i])
+  }
+  return out
+}
+
+const upTo = (n: number) => Array.from({ length: n }, (_, i) => i)
+
+/** The message numbers in lines `<prefix> m<n>`. */
+const got = (lines: ReadonlyArray<string>, prefix: string) =>
+  lines.filter((l) => l.startsWith(prefix)).map((l) => Number(l.slice(prefix.length + 2)))
+
+describe("crashes and concurrent processes", () => {
+  it.live(
+    "a writer killed mid-write leaves nothing torn visible; the next writer process repairs and goes on",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* newStream()
+        const first = yield* run(node(["write", dir, "5", "100", "before"]))
+        assert.strictEqual(first.code, 0, first.stderr)
+        const torn = yield* node(["torn", dir])
+        yield* torn.waitFor((l) => l === "torn")
+        const reader = yield* Log.openReader(dir, { name: "r" })
+        assert.deepStrictEqual(byTag(yield* readAll(reader)).get("before"), upTo(5))
+        assert.isAbove(reader.pendingBytes(), 0, "half a record is on disk")
+        // the torn writer is alive and holds the lock: nobody breaks it
+        let finished = false
+        const waiting = yield* Effect.forkChild(
+          run(node(["write", dir, "3", "100", "after"])).pipe(Effect.tap(() => Effect.sync(() => (finished = true))))
+        )
+        yield* Effect.sleep("300 millis")
+        assert.isFalse(finished, "a live holder's lock was broken")
+        yield* torn.signal("SIGKILL")
+        const after = yield* Fiber.join(waiting)
+        assert.strictEqual(after.code, 0, after.stderr)
+        const rest = byTag(yield* readAll(reader))
+        assert.deepStrictEqual([...rest.keys()], ["after"], "the torn record is never delivered")
+        assert.deepStrictEqual(rest.get("after"), upTo(3))
+        assert.strictEqual((yield* Log.verify(dir)).records, 8)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "writers killed at random moments in 4 MiB writes: every record read is whole, in order, none missing",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* newStream()
+        const printed = new Map<string, number>()
+        for (const [round, after] of [[0, 1], [1, 3], [2, 2], [3, 5]] as const) {
+          const tag = `w${round}`
+          const writer = yield* node(["write-forever", dir, String(4 * 1024 * 1024), tag])
+          yield* writer.waitFor((l) => l === `appended ${after}`)
+          // somewhere inside the next write
+          yield* Effect.sleep(`${Math.floor(Math.random() * 8)} millis`)
+          yield* writer.signal("SIGKILL")
+          yield* writer.exit
+          printed.set(
+            tag,
+            Math.max(...writer.lines().filter((l) => l.startsWith("appended")).map((l) => Number(l.slice(9))))
+          )
+        }
+        const reader = yield* Log.openReader(dir, { name: "r" })
+        const tags = byTag(yield* readAll(reader))
+        assert.deepStrictEqual([...tags.keys()], ["w0", "w1", "w2", "w3"])
+        for (const [tag, indices] of tags) {
+          const last = printed.get(tag)!
+          // every append that said so is there, in order; the one in flight may or may not be
+          assert.deepStrictEqual(indices.slice(0, last + 1), upTo(last + 1), tag)
+          assert.isAtMost(indices.length, last + 2, tag)
+          assert.deepStrictEqual(indices, upTo(indices.length), tag)
+        }
+        // the last writer died mid-write too: its torn tail is reported, then cut by the next writer
+        const torn = yield* Effect.result(Log.verify(dir))
+        if (torn._tag === "Failure") assert.match(torn.failure.detail, /truncated last record/)
+        const last = yield* run(node(["write", dir, "1", "10", "w4"]))
+        assert.strictEqual(last.code, 0, last.stderr)
+        assert.deepStrictEqual(byTag(yield* readAll(reader)).get("w4"), [0])
+        yield* Log.verify(dir)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "six writer processes on one stream interleave whole records; each one's order holds",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* newStream()
+        const plans = [
+          ["a", 3000, 100],
+          ["b", 3000, 100],
+          ["c", 3000, 40],
+          ["d", 3000, 1000],
+          ["e", 20, 300 * 1024],
+          ["f", 20, 300 * 1024]
+        ] as const
+        const results = yield* Effect.forEach(
+          plans,
+          ([tag, count, size]) => run(node(["write", dir, String(count), String(size), tag])),
+          { concurrency: "unbounded" }
+        )
+        for (const r of results) assert.strictEqual(r.code, 0, r.stderr)
+        const reader = yield* Log.openReader(dir, { name: "r" })
+        const payloads = yield* readAll(reader)
+        const tags = byTag(payloads)
+        for (const [tag, count] of plans) assert.deepStrictEqual(tags.get(tag), upTo(count), tag)
+        // they really ran at the same time: the writers' records are interleaved
+        const order = payloads.map((p) => text.decode(p.subarray(0, 1)))
+        let switches = 0
+        for (let i = 1; i < order.length; i++) if (order[i] !== order[i - 1]) switches++
+        assert.isAbove(switches, 6)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "a lock held by a live process is never broken (Timeout); once it is killed, the next append goes through",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* newStream()
+        const holder = yield* node(["hold", dir])
+        yield* holder.waitFor((l) => l === "holding")
+        const writer = yield* Log.openWriter(dir, { lockTimeout: "400 millis" })
+        const busy = yield* Effect.flip(writer.append(new TextEncoder().encode("x")))
+        assert.strictEqual(busy.reason, "Timeout")
+        // frozen, but alive: still never broken, however old the lock
+        yield* holder.signal("SIGSTOP")
+        const frozen = yield* Effect.flip(writer.append(new TextEncoder().encode("x")))
+        assert.strictEqual(frozen.reason, "Timeout")
+        yield* holder.signal("SIGKILL")
+        yield* holder.exit
+        yield* writer.append(new TextEncoder().encode("through"))
+        const reader = yield* Log.openReader(dir, { name: "r" })
+        assert.deepStrictEqual((yield* readAll(reader)).map((p) => text.decode(p)), ["through"])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a reader process restarted resumes from its cursor: exactly after a clean close, at least once after a kill",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "c")
+        const sendAll = (from: number, to: number) =>
+          Effect.scoped(Effect.gen(function*() {
+            const backend = yield* FileChannel.backend(dir)
+            for (let i = from; i < to; i++) yield* backend.send(new TextEncoder().encode(`m${i}`))
+          }))
+        yield* sendAll(0, 30)
+
+        const first = yield* run(node(["read", dir, "frontend", "7"]))
+        assert.strictEqual(first.code, 0, first.stderr)
+        const second = yield* run(node(["read", dir, "frontend", "7"]))
+        assert.deepStrictEqual([...got(first.lines, "got"), ...got(second.lines, "got")], upTo(14))
+
+        // killed in the middle of handling m17: m17 comes again after the restart, nothing is skipped
+        const stuck = yield* node(["handle", dir, "frontend", "m17"])
+        yield* stuck.waitFor((l) => l === "handled m17")
+        yield* stuck.signal("SIGKILL")
+        yield* stuck.exit
+        assert.deepStrictEqual(got(stuck.lines(), "handled"), [14, 15, 16, 17])
+
+        // killed while waiting for more (m29 handled, the next one asked for): nothing comes again
+        const idle = yield* node(["handle", dir, "frontend"])
+        yield* idle.waitFor((l) => l === "handled m29")
+        yield* Effect.sleep("100 millis")
+        yield* idle.signal("SIGKILL")
+        yield* idle.exit
+        assert.deepStrictEqual(got(idle.lines(), "handled"), upTo(30).slice(17))
+
+        yield* sendAll(30, 35)
+        const last = yield* run(node(["read", dir, "frontend", "5"]))
+        assert.deepStrictEqual(got(last.lines, "got"), [30, 31, 32, 33, 34])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

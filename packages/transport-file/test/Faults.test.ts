@@ -1,0 +1,183 @@
+/**
+ * Bad input and faults, each a typed error with no valid message lost:
+ * a truncated last record, a corrupted checksum, an ipckit file that is not
+ * a JSON array, a directory that is not writable, and a full disk
+ * (simulated by the size cap).
+ *
+ * Tests run as root, and root ignores permission bits; so the "not
+ * writable" cases run the opening process as user 65534 (nobody) against
+ * directories owned by root with mode 0755 (readable, not writable, for
+ * nobody). A read-only bind mount would need mount privileges that a test
+ * machine may not grant; a second user is what a real deployment has.
+ */
+import { FileChannel, Ipckit, Log } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { fresh, node, run, tempRoot } from "./helpers.ts"
+
+const root = tempRoot("faults")
+const text = new TextDecoder()
+const bytes = (s: string) => new TextEncoder().encode(s)
+const segmentOf = (dir: string, from: FileChannel.Role) =>
+  Log.paths(Path.join(dir, FileChannel.streamOf(from))).segment(0)
+
+/** Runs the fixture as user 65534 (nobody) and reads the outcome it prints. */
+const asNobody = (args: ReadonlyArray<string>) =>
+  Effect.map(run(node(args, { uid: 65534 })), (r) => {
+    assert.strictEqual(r.code, 0, r.stderr)
+    return JSON.parse(r.lines[0]!) as { reason?: string }
+  })
+
+/** Sends `messages` as the backend of `dir` in a session of its own. */
+const sendAll = (dir: string, messages: ReadonlyArray<string>, options?: FileChannel.FileChannelOptions) =>
+  Effect.scoped(Effect.gen(function*() {
+    const backend = yield* FileChannel.backend(dir, options)
+    for (const m of messages) yield* backend.send(bytes(m))
+  }))
+
+describe("bad input and faults", () => {
+  it.live(
+    "a truncated last record: never delivered, verify says Decode, the next writer cuts it and goes on",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* sendAll(dir, ["one", "two", "three, cut short"])
+        const segment = segmentOf(dir, "backend")
+        // cut into the last data record (the close record after it goes too)
+        Fs.truncateSync(segment, Fs.statSync(segment).size - 12 - 6)
+        const frontend = yield* FileChannel.frontend(dir)
+        assert.strictEqual(text.decode(yield* frontend.receive), "one")
+        assert.strictEqual(text.decode(yield* frontend.receive), "two")
+        const error = yield* Effect.flip(Log.verify(Path.dirname(segment)))
+        assert.strictEqual(error.reason, "Decode")
+        assert.match(error.detail, /truncated last record/)
+        yield* sendAll(dir, ["four"])
+        assert.strictEqual(text.decode(yield* frontend.receive), "four")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a corrupted checksum: Decode after the valid records before it; with onCorrupt: skip, the ones after it arrive",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* sendAll(dir, ["alpha", "bravo", "charlie"])
+        const segment = segmentOf(dir, "backend")
+        const file = Fs.readFileSync(segment)
+        file[file.indexOf("bravo")] = "B".charCodeAt(0)
+        Fs.writeFileSync(segment, file)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const frontend = yield* FileChannel.frontend(dir)
+          assert.strictEqual(text.decode(yield* frontend.receive), "alpha")
+          const error = yield* Effect.flip(frontend.receive)
+          assert.strictEqual(error.reason, "Decode")
+          assert.match(error.detail, /corrupt record at offset \d+ .*checksum/)
+        }))
+        const frontend = yield* FileChannel.frontend(dir, { onCorrupt: "skip" })
+        assert.strictEqual(text.decode(yield* frontend.receive), "charlie")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "an ipckit file that is not a JSON array: receive fails with Decode, send will not overwrite it, nothing is lost",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir)
+        const frontend = yield* Ipckit.frontend(dir)
+        yield* backend.sendEvent("first", {})
+        assert.strictEqual((yield* frontend.receive).method, "first")
+        const file = Ipckit.paths(dir).messages("backend")
+        const good = Fs.readFileSync(file, "utf8")
+        for (const bad of [`{"not": "an array"}`, `[{"id": "cut off`]) {
+          Fs.writeFileSync(file, bad)
+          const error = yield* Effect.flip(frontend.receive)
+          assert.strictEqual(error.reason, "Decode")
+          assert.match(error.detail, /not a JSON array/)
+          const refused = yield* Effect.flip(backend.sendEvent("second", {}))
+          assert.strictEqual(refused.reason, "Decode")
+          assert.strictEqual(Fs.readFileSync(file, "utf8"), bad, "the unreadable file is left alone")
+        }
+        // once the file is an array again, everything valid arrives
+        Fs.writeFileSync(file, good)
+        yield* backend.sendEvent("second", {})
+        assert.strictEqual((yield* frontend.receive).method, "second")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a directory that is not writable (for user 65534): PermissionDenied, and what is there stays whole",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* sendAll(dir, ["kept 1", "kept 2"])
+        const ipckitDir = fresh(root)
+        yield* Effect.scoped(Effect.flatMap(Ipckit.backend(ipckitDir), (c) => c.sendEvent("kept", {})))
+        const listenDir = fresh(root)
+        Fs.mkdirSync(listenDir)
+        // readable by everyone, writable by root only
+        Fs.chmodSync(root, 0o755)
+        for (const d of [dir, ipckitDir, listenDir]) {
+          const walk = (p: string): void => {
+            Fs.chmodSync(p, Fs.statSync(p).isDirectory() ? 0o755 : 0o644)
+            if (Fs.statSync(p).isDirectory()) { for (const n of Fs.readdirSync(p)) walk(Path.join(p, n)) }
+          }
+          walk(d)
+        }
+        assert.strictEqual((yield* asNobody(["open", dir, "frontend"])).reason, "PermissionDenied")
+        assert.strictEqual((yield* asNobody(["listen", `file://${listenDir}/server`])).reason, "PermissionDenied")
+        assert.strictEqual((yield* asNobody(["ipckit-send", ipckitDir])).reason, "PermissionDenied")
+        // nothing was lost or left half-made
+        const frontend = yield* FileChannel.frontend(dir)
+        assert.strictEqual(text.decode(yield* frontend.receive), "kept 1")
+        assert.strictEqual(text.decode(yield* frontend.receive), "kept 2")
+        assert.deepStrictEqual(Fs.readdirSync(listenDir), [])
+        const events = JSON.parse(Fs.readFileSync(Ipckit.paths(ipckitDir).messages("backend"), "utf8")) as Array<
+          unknown
+        >
+        assert.strictEqual(events.length, 1)
+        assert.isFalse(Fs.existsSync(Ipckit.paths(ipckitDir).lock("backend")))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a full disk (the size cap): Full to the writer, every accepted message delivered, room once read",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const options = { maxBytes: 256 * 1024, segmentBytes: 16 * 1024, whenFull: "fail" } as const
+        const backend = yield* FileChannel.backend(dir, options)
+        let accepted = 0
+        const error = yield* Effect.flip(
+          Effect.forever(
+            Effect.suspend(() =>
+              Effect.andThen(backend.send(bytes(`${accepted} ${"z".repeat(4000)}`)), Effect.sync(() => accepted++))
+            )
+          )
+        )
+        assert.strictEqual(error.reason, "Full")
+        assert.isAbove(accepted, 40)
+        const reader = yield* run(node(["read", dir, "frontend", String(accepted)]))
+        assert.strictEqual(reader.code, 0, reader.stderr)
+        const got = reader.lines.filter((l) => l.startsWith("got ")).map((l) => Number(l.slice(4).split(" ")[0]))
+        assert.deepStrictEqual(got, Array.from({ length: accepted }, (_, i) => i))
+        // read, and reclaimed: the writer has room again
+        yield* backend.send(bytes("room again"))
+        // and a waiting writer (whenFull: wait) gives up with Full after its fullTimeout
+        const waiting = yield* FileChannel.frontend(fresh(root), {
+          ...options,
+          whenFull: "wait",
+          fullTimeout: "300 millis"
+        })
+        const timedOut = yield* Effect.flip(Effect.forever(waiting.send(bytes("w".repeat(4000)))))
+        assert.strictEqual(timedOut.reason, "Full")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

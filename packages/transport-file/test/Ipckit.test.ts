@@ -1,0 +1,207 @@
+/**
+ * ipckit compatibility, against a line-for-line Python port of ipckit's
+ * FileChannel (`fixtures/ipckit_file_channel.py`) running as a real peer:
+ * the exact file format, both directions of requests and events, the
+ * lock-file protocol (a live holder is never broken, a dead one is), the
+ * seed's 100-message limit, and restarts. (A file that is not an array is in
+ * `Faults.test.ts`.)
+ */
+import { Ipckit, Messages } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { fresh, python, run, spawn, tempRoot } from "./helpers.ts"
+
+const root = tempRoot("ipckit")
+
+/** What serde's to_string_pretty makes of a file's JSON (the Python port writes the same). */
+const serdePretty = (path: string): string =>
+  ChildProcess.execFileSync("python3", [
+    "-c",
+    "import json,sys; sys.stdout.write(json.dumps(json.load(open(sys.argv[1])), indent=2, ensure_ascii=False))",
+    path
+  ], { encoding: "utf8" })
+
+const elementsOf = (path: string): Array<Messages.Message> => JSON.parse(Fs.readFileSync(path, "utf8"))
+
+describe("ipckit compatibility", () => {
+  it.effect("writes the files exactly as ipckit does: pretty JSON in FileMessage's field order, .channel_info", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root)
+      const backend = yield* Ipckit.backend(dir)
+      const id = yield* backend.sendRequest("getData", { key: "user_info", list: [1, 2.5, "ü"], empty: {} })
+      yield* backend.sendEvent("status_update", { status: "ready" })
+      yield* backend.sendResponse(id, { nested: { deep: [true, null] } })
+      yield* backend.sendError(id, "no such thing")
+      const file = Ipckit.paths(dir).messages("backend")
+      assert.strictEqual(Fs.readFileSync(file, "utf8"), serdePretty(file))
+      const [request, event, response, error] = elementsOf(file)
+      assert.deepStrictEqual(Object.keys(request!), ["id", "timestamp", "type", "method", "payload"])
+      assert.deepStrictEqual(Object.keys(event!), ["id", "timestamp", "type", "method", "payload"])
+      assert.deepStrictEqual(Object.keys(response!), ["id", "timestamp", "type", "reply_to", "payload"])
+      assert.deepStrictEqual(Object.keys(error!), ["id", "timestamp", "type", "reply_to", "payload", "error"])
+      assert.strictEqual(error!.payload, null)
+      const info = Fs.readFileSync(Ipckit.paths(dir).info, "utf8")
+      assert.match(info, /^\{\n {2}"created": \d+,\n {2}"protocol": "file-ipc",\n {2}"version": "1\.0"\n\}$/)
+      assert.strictEqual(Fs.readFileSync(Ipckit.paths(dir).messages("frontend"), "utf8"), "[]")
+      assert.isFalse(Fs.existsSync(Ipckit.paths(dir).lock("backend")), "the lock is removed after each send")
+    }).pipe(Effect.scoped))
+
+  it.live(
+    "an ipckit backend answers our frontend's requests; its events and error responses come through",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* python([dir, "backend", "serve"])
+        yield* backend.waitFor((l) => l.includes("ready"))
+        const frontend = yield* Ipckit.frontend(dir)
+        const sum = yield* frontend.request("add", { a: 2, b: 40 }, "10 seconds")
+        assert.deepStrictEqual(sum.payload, { sum: 42 })
+        const unknown = yield* frontend.request("nope", {}, "10 seconds")
+        assert.strictEqual(unknown.error, "unknown method: nope")
+        // its own events, written by a second ipckit process on the same file (the lock serialises them)
+        const events = yield* run(python([dir, "backend", "events", "3"]))
+        assert.strictEqual(events.code, 0, events.stderr)
+        for (let i = 0; i < 3; i++) assert.deepStrictEqual((yield* frontend.receive).payload, { n: i })
+        yield* frontend.sendEvent("shutdown", {})
+        assert.strictEqual(yield* backend.exit, 0)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "an ipckit frontend calls our backend; waiting for a response never drops what arrives meanwhile",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir)
+        // an ipckit frontend sends events, then a request, and waits for the answer
+        const events = yield* run(python([dir, "frontend", "events", "5"]))
+        assert.strictEqual(events.code, 0, events.stderr)
+        const caller = yield* python([dir, "frontend", "call", "add", `{"a": 20, "b": 22}`])
+        // our side asks the frontend something too, and waits: the five events and the request stay queued
+        const ours = yield* backend.sendRequest("ping", {})
+        const waiting = yield* Effect.flip(backend.waitResponse(ours, "300 millis"))
+        assert.strictEqual(waiting.reason, "Timeout")
+        for (let i = 0; i < 5; i++) {
+          const event = yield* backend.receive
+          assert.strictEqual(event.method, "tick")
+          assert.deepStrictEqual(event.payload, { n: i })
+        }
+        const request = yield* backend.receive
+        assert.strictEqual(request.method, "add")
+        const { a, b } = request.payload as { a: number; b: number }
+        yield* backend.sendResponse(request.id, { sum: a + b })
+        const answer = yield* caller.waitFor((l) => l.startsWith("{"))
+        assert.strictEqual(yield* caller.exit, 0)
+        assert.deepStrictEqual(JSON.parse(answer).payload, { sum: 42 })
+        assert.strictEqual(JSON.parse(answer).reply_to, request.id)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a lock held by a live process is never broken, however old; a dead holder's (or an empty old one) is",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "500 millis" })
+        const lock = Ipckit.paths(dir).lock("backend")
+        const holder = yield* python([dir, "backend", "hold-lock", "backend_to_frontend"])
+        yield* holder.waitFor((l) => l.includes("holding"))
+        // ipckit would remove a lock older than 5 s; its holder is alive, so we do not
+        const hourAgo = new Date(Date.now() - 3600_000)
+        Fs.utimesSync(lock, hourAgo, hourAgo)
+        const busy = yield* Effect.flip(backend.sendEvent("blocked", {}))
+        assert.strictEqual(busy.reason, "Timeout")
+        assert.match(busy.detail, new RegExp(`live process ${holder.pid}`))
+        assert.strictEqual(Fs.readFileSync(lock, "utf8"), `${holder.pid}\n`)
+        assert.deepStrictEqual(elementsOf(Ipckit.paths(dir).messages("backend")), [])
+
+        yield* holder.signal("SIGKILL")
+        yield* holder.exit
+        // the holder is dead: its lock is taken over
+        yield* backend.sendEvent("after a dead holder", {})
+        assert.isFalse(Fs.existsSync(lock))
+
+        // an empty lock file (its writer died between creating and writing it): stale once old
+        Fs.writeFileSync(lock, "")
+        Fs.utimesSync(lock, hourAgo, hourAgo)
+        yield* backend.sendEvent("after an empty lock", {})
+        assert.deepStrictEqual(
+          elementsOf(Ipckit.paths(dir).messages("backend")).map((m) => m.method),
+          ["after a dead holder", "after an empty lock"]
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "ipckit and effect-ipc writers on one file take turns under the lock; each one's messages stay in order",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir)
+        const theirs = yield* python([dir, "backend", "events", "40"])
+        for (let i = 0; i < 40; i++) yield* backend.sendEvent("ours", { n: i })
+        assert.strictEqual(yield* theirs.exit, 0)
+        const all = elementsOf(Ipckit.paths(dir).messages("backend"))
+        assert.strictEqual(all.length, 80)
+        for (const method of ["ours", "tick"]) {
+          const ns = all.filter((m) => m.method === method).map((m) => (m.payload as { n: number }).n)
+          assert.deepStrictEqual(ns, Array.from({ length: 40 }, (_, i) => i), method)
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.effect("the seed's limit applies: a file keeps its last 100 messages", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root)
+      const backend = yield* Ipckit.backend(dir)
+      for (let i = 0; i < 150; i++) yield* backend.sendEvent("e", { n: i })
+      const kept = elementsOf(Ipckit.paths(dir).messages("backend")).map((m) => (m.payload as { n: number }).n)
+      assert.deepStrictEqual(kept, Array.from({ length: 100 }, (_, i) => i + 50))
+      const frontend = yield* Ipckit.frontend(dir)
+      assert.deepStrictEqual((yield* frontend.receive).payload, { n: 50 })
+    }).pipe(Effect.scoped))
+
+  it.live(
+    "keeps other writers' messages byte for byte, and its read position across a restart",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        const file = Ipckit.paths(dir).messages("backend")
+        // a message as a Python writer wrote it: a float that reads back as an integer, a 64-bit integer
+        const written = yield* run(spawn("python3", [
+          "-c",
+          `import json; open(${
+            JSON.stringify(file)
+          }, "w").write(json.dumps([{"id": "p1", "timestamp": 1, "type": "event", "method": "py", "payload": {"f": 1.0, "big": 12345678901234567890}}], indent=2))`
+        ]))
+        assert.strictEqual(written.code, 0, written.stderr)
+        const original = Fs.readFileSync(file, "utf8")
+        const element = original.slice(original.indexOf("{"), original.lastIndexOf("}") + 1)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const backend = yield* Ipckit.backend(dir)
+          for (let i = 0; i < 4; i++) yield* backend.sendEvent("ts", { n: i })
+        }))
+        assert.include(Fs.readFileSync(file, "utf8"), element)
+        // a frontend reads three, then restarts: it goes on with the rest, none again
+        yield* Effect.scoped(Effect.gen(function*() {
+          const frontend = yield* Ipckit.frontend(dir)
+          assert.strictEqual((yield* frontend.receive).method, "py")
+          assert.deepStrictEqual((yield* frontend.receive).payload, { n: 0 })
+          assert.deepStrictEqual((yield* frontend.receive).payload, { n: 1 })
+        }))
+        const again = yield* Ipckit.frontend(dir)
+        assert.deepStrictEqual((yield* again.receive).payload, { n: 2 })
+        assert.deepStrictEqual((yield* again.receive).payload, { n: 3 })
+        assert.isTrue(Fs.existsSync(Path.join(dir, ".effect-ipc-frontend.cursor")))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

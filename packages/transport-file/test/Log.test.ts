@@ -1,0 +1,282 @@
+/**
+ * The log in one process: order across segments, durable cursors, space
+ * reclaimed once every reader is past it, the size cap, and bad input on
+ * disk (a corrupted checksum, a truncated last record, a torn write left by
+ * a dead writer, a torn cursor), each a typed error with nothing valid lost.
+ */
+import { Log, LogFormat } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Fs from "node:fs"
+import { fresh, tempRoot } from "./helpers.ts"
+
+const root = tempRoot("log")
+const text = new TextDecoder()
+const bytes = (s: string) => new TextEncoder().encode(s)
+
+/** Reads every whole record available now up to a large one (committing each), as text. */
+const drain = (reader: Log.Reader, options: { readonly commit?: boolean } = {}) =>
+  Effect.gen(function*() {
+    const out: Array<string> = []
+    while (true) {
+      const poll = reader.poll(1 << 20)
+      if (poll instanceof Error) return yield* poll
+      for (const entry of poll.entries) {
+        out.push(text.decode(entry.payload))
+        if (options.commit !== false) reader.commit(entry.end)
+      }
+      if (poll._tag === "Corrupt") return yield* poll.error
+      // a large record is read asynchronously (readLarge): stop before it
+      if (poll._tag === "Idle" || poll._tag === "Large") return out
+    }
+  })
+
+const newStream = (readers: ReadonlyArray<string> = ["r"]) =>
+  Effect.suspend(() => {
+    const dir = fresh(root, "s")
+    const error = Log.create(dir, { readers })
+    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
+  })
+
+const appendAll = (writer: Log.Writer, messages: ReadonlyArray<string>) =>
+  Effect.forEach(messages, (m) => writer.append(bytes(m)), { discard: true })
+
+const range = (n: number, prefix = "m") => Array.from({ length: n }, (_, i) => `${prefix}${i}`)
+
+describe("Log", () => {
+  it.effect("keeps records in order across segments and reclaims each once every reader is past it", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream(["a", "b"])
+      const writer = yield* Log.openWriter(dir, { segmentBytes: 1024 })
+      yield* appendAll(writer, range(1000))
+      const segmentsBefore = Log.segments(dir) as ReadonlyArray<number>
+      assert.isAbove(segmentsBefore.length, 5)
+
+      const a = yield* Log.openReader(dir, { name: "a" })
+      assert.deepStrictEqual(yield* drain(a), range(1000))
+      // b has read nothing: every segment is still needed
+      Log.reclaim(dir)
+      assert.deepStrictEqual(Log.segments(dir), segmentsBefore)
+
+      const b = yield* Log.openReader(dir, { name: "b" })
+      assert.deepStrictEqual(yield* drain(b), range(1000))
+      Log.reclaim(dir)
+      assert.deepStrictEqual(Log.segments(dir), [segmentsBefore[segmentsBefore.length - 1]])
+      // and the stream goes on
+      yield* appendAll(writer, ["after"])
+      assert.deepStrictEqual(yield* drain(a), ["after"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a reader resumes from its durable cursor: no gaps, no duplicates", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir, { segmentBytes: 2048 })
+      yield* appendAll(writer, range(300))
+      const seen: Array<string> = []
+      // five sessions, each reading a part and closing
+      for (let session = 0; session < 5; session++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const reader = yield* Log.openReader(dir, { name: "r" })
+          for (let taken = 0; taken < 60;) {
+            const poll = reader.poll(1 << 20)
+            if (poll instanceof Error) return yield* poll
+            for (const entry of poll.entries) {
+              if (taken === 60) break
+              seen.push(text.decode(entry.payload))
+              reader.commit(entry.end)
+              taken++
+            }
+          }
+        }))
+      }
+      assert.deepStrictEqual(seen, range(300))
+    }).pipe(Effect.scoped))
+
+  it.effect("one process at a time per reader name; an observer keeps no cursor and holds no space", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      yield* Log.openReader(dir, { name: "r" })
+      const second = yield* Effect.flip(Log.openReader(dir, { name: "r" }))
+      assert.strictEqual(second.reason, "AddressInUse")
+
+      const writer = yield* Log.openWriter(dir, { segmentBytes: 1024 })
+      yield* appendAll(writer, range(10, "early"))
+      const observer = yield* Log.openReader(dir, { from: "start" })
+      assert.deepStrictEqual(yield* drain(observer), range(10, "early"))
+      assert.deepStrictEqual(Log.cursors(dir).map((c) => c.name), ["r"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a full stream fails an append with Full (whenFull: fail), loses nothing, and takes more once read", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir, { maxBytes: 64 * 1024, segmentBytes: 8 * 1024, whenFull: "fail" })
+      const message = "x".repeat(1000)
+      let accepted = 0
+      let error: unknown
+      while (error === undefined) {
+        const exit = yield* Effect.exit(writer.append(bytes(`${accepted} ${message}`)))
+        if (Exit.isFailure(exit)) error = exit.cause
+        else accepted++
+      }
+      const full = yield* Effect.flip(writer.append(bytes(`again ${message}`)))
+      assert.strictEqual(full.reason, "Full")
+      assert.match(full.detail, /readers are behind/)
+      // the cap holds: about 64 KiB of 1 KiB messages, no more
+      assert.isAbove(accepted, 50)
+      assert.isAtMost(accepted * 1012, 64 * 1024)
+      // every accepted message is there, in order
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      const got = yield* drain(reader)
+      assert.deepStrictEqual(got.map((m) => Number(m.split(" ")[0])), Array.from({ length: accepted }, (_, i) => i))
+      // read and reclaimed: there is room again
+      yield* writer.append(bytes("room again"))
+      assert.deepStrictEqual(yield* drain(reader), ["room again"])
+    }).pipe(Effect.scoped))
+
+  it.live("a full stream makes an append wait (whenFull: wait) until a reader reads; fullTimeout ends with Full", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir, { maxBytes: 32 * 1024, segmentBytes: 4 * 1024 })
+      const message = bytes("y".repeat(1000))
+      let accepted = 0
+      const fiber = yield* Effect.forkChild(
+        Effect.forever(Effect.andThen(writer.append(message), Effect.sync(() => accepted++)))
+      )
+      yield* Effect.sleep("300 millis")
+      const stalledAt = accepted
+      assert.isAbove(stalledAt, 10)
+      assert.isAtMost(stalledAt * 1012, 32 * 1024)
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      yield* drain(reader)
+      Log.reclaim(dir)
+      // the waiting append goes on by itself once readers make room
+      for (let i = 0; i < 100 && accepted <= stalledAt; i++) yield* Effect.sleep("20 millis")
+      assert.isAbove(accepted, stalledAt)
+      yield* Fiber.interrupt(fiber)
+
+      const bounded = yield* Log.openWriter(dir, {
+        maxBytes: 32 * 1024,
+        segmentBytes: 4 * 1024,
+        fullTimeout: "200 millis"
+      })
+      const error = yield* Effect.flip(Effect.forever(bounded.append(message)))
+      assert.strictEqual(error.reason, "Full")
+    }).pipe(Effect.scoped))
+
+  it.effect("a corrupted checksum: the records before it arrive, then a Decode error; skipping goes on after it", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir)
+      yield* appendAll(writer, ["one", "two", "three", "four"])
+      // flip a payload byte of "two"
+      const segment = Log.paths(dir).segment(0)
+      const file = Fs.readFileSync(segment)
+      const at = file.indexOf("two")
+      file[at] = "T".charCodeAt(0)
+      Fs.writeFileSync(segment, file)
+
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      const delivered: Array<string> = []
+      const poll = reader.poll(1 << 20)
+      if (poll instanceof Error) return yield* poll
+      for (const entry of poll.entries) delivered.push(text.decode(entry.payload))
+      assert.strictEqual(poll._tag, "Corrupt")
+      assert.deepStrictEqual(delivered, ["one"])
+      if (poll._tag === "Corrupt") {
+        assert.strictEqual(poll.error.reason, "Decode")
+        assert.match(poll.error.detail, /checksum/)
+      }
+      const verified = yield* Effect.flip(Log.verify(dir))
+      assert.strictEqual(verified.reason, "Decode")
+      // nothing valid is lost: the records after the corrupt one are still there
+      assert.isAbove(reader.skipCorrupt() as number, 0)
+      assert.deepStrictEqual(yield* drain(reader), ["three", "four"])
+    }).pipe(Effect.scoped))
+
+  it.effect("a truncated last record is never delivered; verify says so; the next writer cuts it and goes on", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* Log.openWriter(dir)
+        yield* appendAll(writer, ["one", "two", "three-is-long-enough"])
+      }))
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      const segment = Log.paths(dir).segment(0)
+      Fs.truncateSync(segment, Fs.statSync(segment).size - 5)
+
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      assert.deepStrictEqual(yield* drain(reader), ["one", "two"])
+      const error = yield* Effect.flip(Log.verify(dir))
+      assert.strictEqual(error.reason, "Decode")
+      assert.match(error.detail, /truncated last record/)
+
+      const writer = yield* Log.openWriter(dir)
+      yield* writer.append(bytes("four"))
+      assert.match(writer.takeRepairs().join(), /torn record/)
+      assert.deepStrictEqual(yield* drain(reader), ["four"])
+      assert.strictEqual((yield* Log.verify(dir)).records, 3)
+    }).pipe(Effect.scoped))
+
+  it.effect("a writer that died mid-append (dirty state, half a record) is repaired by the next one", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir)
+      yield* appendAll(writer, ["a", "b"])
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      // what a kill -9 in the middle of a write leaves: a dirty state and a partial record
+      const p = Log.paths(dir)
+      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
+      Fs.writeFileSync(p.writerLock, LogFormat.encodeWriterState({ ...state, clean: false, pid: 999_999 }))
+      const half = LogFormat.encodeRecord(LogFormat.Kind.data, bytes("a partial record that never finished"))
+      Fs.appendFileSync(p.segment(0), half.subarray(0, 20))
+
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      assert.deepStrictEqual(yield* drain(reader), ["a", "b"])
+      assert.strictEqual(reader.pendingBytes(), 20)
+      const next = yield* Log.openWriter(dir)
+      yield* next.append(bytes("c"))
+      assert.deepStrictEqual(yield* drain(reader), ["c"])
+      assert.strictEqual((yield* Log.verify(dir)).records, 3)
+    }).pipe(Effect.scoped))
+
+  it.live("durability: fsync waits for the disk and reads back the same (large records too)", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir, { durability: "fsync", segmentBytes: 64 * 1024 })
+      yield* appendAll(writer, range(20))
+      yield* writer.append(new Uint8Array(300 * 1024).fill(7))
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      const small = yield* drain(reader)
+      assert.deepStrictEqual(small, range(20))
+      const large = yield* Effect.callback<Log.Entry | undefined, Error>((resume) =>
+        reader.readLarge((r) => resume(r instanceof Error ? Effect.fail(r) : Effect.succeed(r)))
+      )
+      assert.strictEqual(large?.payload.byteLength, 300 * 1024)
+    }).pipe(Effect.scoped))
+
+  it.effect("a torn cursor write falls back to the other slot", () =>
+    Effect.sync(() => {
+      const file = new Uint8Array(LogFormat.CURSOR_SIZE)
+      file.set(LogFormat.encodeCursorSlot(100, 1), 16)
+      file.set(LogFormat.encodeCursorSlot(200, 2), 0)
+      assert.deepStrictEqual(LogFormat.decodeCursor(file), { offset: 200, seq: 2 })
+      // slot 0 half-written: its checksum fails, slot 1 holds
+      file[3] = 0xff
+      assert.deepStrictEqual(LogFormat.decodeCursor(file), { offset: 100, seq: 1 })
+    }))
+
+  it.effect("creating a stream is atomic and idempotent; files 0600, directories 0700", () =>
+    Effect.sync(() => {
+      const dir = fresh(root, "perm")
+      const results = Array.from({ length: 5 }, () => Log.create(dir, { readers: ["x", "y"] }))
+      assert.deepStrictEqual(results, Array(5).fill(undefined))
+      assert.strictEqual(Fs.statSync(dir).mode & 0o777, 0o700)
+      assert.strictEqual(Fs.statSync(Log.paths(dir).readers).mode & 0o777, 0o700)
+      for (const file of [Log.paths(dir).segment(0), Log.paths(dir).writerLock, Log.paths(dir).cursor("x")]) {
+        assert.strictEqual(Fs.statSync(file).mode & 0o777, 0o600, file)
+      }
+      assert.deepStrictEqual(Fs.readdirSync(Log.paths(dir).readers).toSorted(), ["x.cursor", "y.cursor"])
+    }))
+})

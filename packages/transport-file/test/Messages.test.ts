@@ -1,0 +1,112 @@
+/**
+ * The seed's request / response / event messages over a native file
+ * channel, across processes: typed requests and error responses, events,
+ * waiting for a response without dropping anything, invalid records, and
+ * resuming after a restart.
+ */
+import { FileChannel, Messages } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { fresh, node, tempRoot } from "./helpers.ts"
+
+const root = tempRoot("messages")
+
+describe("Messages", () => {
+  it.live(
+    "requests get responses (or error responses) from another process; events arrive",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const server = yield* node(["messages-serve", dir, "backend"])
+        yield* server.waitFor((l) => l === "open")
+        const frontend = yield* Messages.open(dir, "frontend")
+        const sum = yield* frontend.request("add", { a: 2, b: 40 }, "5 seconds")
+        assert.strictEqual(sum.type, "response")
+        assert.deepStrictEqual(sum.payload, { sum: 42 })
+        const unknown = yield* frontend.request("divide", { a: 1, b: 0 }, "5 seconds")
+        assert.strictEqual(unknown.error, "unknown method divide")
+        assert.isNull(unknown.payload)
+        yield* frontend.sendEvent("saved", { file: "scene.ma" })
+        yield* server.waitFor((l) => l === `event saved {"file":"scene.ma"}`)
+        // many at once, answered by id
+        const sums = yield* Effect.forEach(
+          Array.from({ length: 50 }, (_, i) => i),
+          (i) =>
+            Effect.map(
+              frontend.request("add", { a: i, b: 1 }, "10 seconds"),
+              (m) => (m.payload as { sum: number }).sum
+            ),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(
+          sums,
+          Array.from({ length: 50 }, (_, i) => i + 1)
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "waiting for a response keeps every other message, in order; an early response is found too",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Messages.open(dir, "backend")
+        const frontend = yield* Messages.open(dir, "frontend")
+        const id = yield* frontend.sendRequest("work", {})
+        const request = yield* backend.receive
+        assert.strictEqual(request.id, id)
+        yield* backend.sendEvent("progress", 1)
+        yield* backend.sendEvent("progress", 2)
+        yield* backend.sendResponse(id, "done")
+        yield* backend.sendEvent("progress", 3)
+        assert.strictEqual((yield* frontend.waitResponse(id, "5 seconds")).payload, "done")
+        const events = [yield* frontend.receive, yield* frontend.receive, yield* frontend.receive]
+        assert.deepStrictEqual(events.map((m) => m.payload), [1, 2, 3])
+        // a response that came before anyone waited for it
+        const early = yield* frontend.sendRequest("quick", {})
+        yield* backend.sendResponse((yield* backend.receive).id, "fast")
+        yield* Effect.sleep("50 millis")
+        assert.strictEqual((yield* frontend.waitResponse(early, "5 seconds")).payload, "fast")
+        const timeout = yield* Effect.flip(frontend.waitResponse("no-such-request", "50 millis"))
+        assert.strictEqual(timeout.reason, "Timeout")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a record that is not a message fails that one receive with Decode; the next message arrives",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const raw = yield* FileChannel.backend(dir)
+        yield* raw.send(new TextEncoder().encode("not json"))
+        yield* raw.send(new TextEncoder().encode(`{"id":"x","timestamp":1,"type":"nonsense","payload":null}`))
+        yield* raw.send(Messages.encode(Messages.event("fine", { ok: true })) as Uint8Array)
+        const frontend = yield* Messages.open(dir, "frontend")
+        const first = yield* Effect.flip(frontend.receive)
+        assert.strictEqual(first.reason, "Decode")
+        const second = yield* Effect.flip(frontend.receive)
+        assert.strictEqual(second.reason, "Decode")
+        assert.strictEqual((yield* frontend.receive).method, "fine")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live("a restarted side resumes after what it was handed: no gaps, no repeats", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const backend = yield* Messages.open(dir, "backend")
+        for (let i = 0; i < 6; i++) yield* backend.sendEvent("n", i)
+      }))
+      yield* Effect.scoped(Effect.gen(function*() {
+        const frontend = yield* Messages.open(dir, "frontend")
+        assert.strictEqual((yield* frontend.receive).payload, 0)
+        assert.strictEqual((yield* frontend.receive).payload, 1)
+        assert.strictEqual((yield* frontend.receive).payload, 2)
+      }))
+      const again = yield* Messages.open(dir, "frontend")
+      for (let i = 3; i < 6; i++) assert.strictEqual((yield* again.receive).payload, i)
+    }).pipe(Effect.scoped), 30_000)
+})

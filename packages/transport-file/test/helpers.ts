@@ -1,0 +1,154 @@
+/**
+ * Test helpers: a temporary root per test file (removed afterwards, and
+ * checked to be gone), and child processes (Node fixtures, the Python ipckit
+ * port) whose output lines a test can wait for.
+ */
+import { afterAll, assert } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+/** A fresh temporary directory for this test file; removed (and checked gone) after its tests. */
+export const tempRoot = (prefix: string): string => {
+  const root = Fs.mkdtempSync(Path.join(Os.tmpdir(), `effect-ipc-file-${prefix}-`))
+  afterAll(() => {
+    Fs.rmSync(root, { recursive: true, force: true })
+    assert.isFalse(Fs.existsSync(root), "the test left files behind")
+  })
+  return root
+}
+
+let counter = 0
+/** A path under `root` that does not exist yet. */
+export const fresh = (root: string, name = "d"): string => Path.join(root, `${name}${counter++}`)
+
+/** The Node fixture script (`fixtures/child.ts`). */
+export const childScript = Path.join(import.meta.dirname, "fixtures", "child.ts")
+/** The Python port of ipckit's FileChannel. */
+export const ipckitScript = Path.join(import.meta.dirname, "fixtures", "ipckit_file_channel.py")
+
+/** A running child process. */
+export interface Child {
+  readonly pid: number
+  /** Every line printed on stdout so far. */
+  readonly lines: () => ReadonlyArray<string>
+  /** Waits for a stdout line matching `test` (fails after 20 s or if the child exits first). */
+  readonly waitFor: (test: (line: string) => boolean, what?: string) => Effect.Effect<string>
+  /** Waits for the child to exit; its code, or 128 + signal number. */
+  readonly exit: Effect.Effect<number>
+  /** Sends `signal` to the child. */
+  readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
+  /** What it printed on stderr. */
+  readonly stderr: () => string
+}
+
+/** Starts `command` with `args`; it is killed (SIGKILL) when the scope closes. */
+export const spawn = (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: { readonly uid?: number; readonly env?: Record<string, string> } = {}
+): Effect.Effect<Child, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = ChildProcess.spawn(command, args, {
+        stdio: ["ignore", "pipe", "pipe"],
+        ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
+        env: { ...process.env, ...options.env }
+      })
+      const lines: Array<string> = []
+      let partial = ""
+      let stderr = ""
+      let code: number | undefined
+      const listeners = new Set<() => void>()
+      const notify = () => {
+        for (const l of listeners) l()
+      }
+      child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+        partial += chunk
+        const parts = partial.split("\n")
+        partial = parts.pop()!
+        lines.push(...parts)
+        notify()
+      })
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+      child.on("close", (exitCode, signal) => {
+        code = exitCode ?? 128 + (signal === null ? 0 : Os.constants.signals[signal])
+        notify()
+      })
+      const waitFor = (test: (line: string) => boolean, what = "a line") =>
+        Effect.callback<string>((resume) => {
+          const check = () => {
+            const found = lines.find(test)
+            if (found !== undefined) {
+              listeners.delete(check)
+              resume(Effect.succeed(found))
+            } else if (code !== undefined) {
+              listeners.delete(check)
+              resume(Effect.die(new Error(`child exited (${code}) before ${what}; stderr: ${stderr}`)))
+            }
+          }
+          listeners.add(check)
+          check()
+          return Effect.sync(() => listeners.delete(check))
+        }).pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.seconds(20),
+            orElse: () =>
+              Effect.die(new Error(`timed out waiting for ${what}; stdout: ${lines.join("|")}; stderr: ${stderr}`))
+          })
+        )
+      const exit = Effect.callback<number>((resume) => {
+        const check = () => {
+          if (code !== undefined) {
+            listeners.delete(check)
+            resume(Effect.succeed(code))
+          }
+        }
+        listeners.add(check)
+        check()
+        return Effect.sync(() => listeners.delete(check))
+      })
+      return {
+        child,
+        handle: {
+          pid: child.pid!,
+          lines: () => lines,
+          waitFor,
+          exit,
+          signal: (signal: NodeJS.Signals) => Effect.sync(() => void child.kill(signal)),
+          stderr: () => stderr
+        } satisfies Child
+      }
+    }),
+    ({ child, handle }) =>
+      Effect.gen(function*() {
+        if (child.exitCode !== null || child.signalCode !== null) return
+        child.kill("SIGKILL")
+        yield* handle.exit
+      })
+  ).pipe(Effect.map(({ handle }) => handle))
+
+/** Starts the Node fixture (`fixtures/child.ts`) with `args`. */
+export const node = (args: ReadonlyArray<string>, options?: { readonly uid?: number }) =>
+  spawn(
+    process.execPath,
+    ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript, ...args],
+    options
+  )
+
+/** Starts the Python ipckit port with `args`. */
+export const python = (args: ReadonlyArray<string>) => spawn("python3", [ipckitScript, ...args])
+
+/** Runs a child to completion (killed if the fiber is interrupted); its exit code and output lines. */
+export const run = (child: Effect.Effect<Child, never, Scope.Scope>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const c = yield* child
+    const code = yield* c.exit.pipe(
+      Effect.timeoutOrElse({ duration: Duration.seconds(30), orElse: () => Effect.die(new Error("child hung")) })
+    )
+    return { code, lines: c.lines(), stderr: c.stderr() }
+  }))

@@ -1,0 +1,102 @@
+/**
+ * nng addresses. effect-ipc names them `nng+ipc:///path`, `nng+tcp://host:port`,
+ * `nng+inproc://name`, `nng+ws://host:port/path` and, on Linux,
+ * `nng+abstract://name`, so that the scheme picks this transport; the part after
+ * `nng+` is nng's own URL. The messaging-pattern APIs (`Req`, `Pub`, ...) take
+ * nng's plain URLs too (`tcp://127.0.0.1:5555`, as `nngcat` writes them).
+ *
+ * @since 0.1.0
+ */
+import * as Address from "@effect-ipc/core/Address"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+
+/** nng's transports that this package speaks. */
+export type NngTransport = "ipc" | "tcp" | "inproc" | "ws" | "abstract"
+
+/** The schemes of the effect-ipc transport (`nng+ipc`, ...). */
+export const schemes: ReadonlyArray<string> = ["nng+ipc", "nng+tcp", "nng+inproc", "nng+ws", "nng+abstract"]
+
+const transports: ReadonlyArray<NngTransport> = ["ipc", "tcp", "inproc", "ws", "abstract"]
+
+/** A parsed nng address. */
+export interface NngAddress {
+  /** The address as written. */
+  readonly raw: string
+  /** Which nng transport carries it. */
+  readonly transport: NngTransport
+  /** nng's URL for it (`tcp://127.0.0.1:5555`). */
+  readonly url: string
+  /** For `tcp` and `ws`: the host as written (`127.0.0.1`, `[::1]`, `*` or empty for every interface). */
+  readonly host: string | undefined
+  /** For `tcp` and `ws`: the port (0: any free port, chosen when listening). */
+  readonly port: number | undefined
+  /** For `ipc`: the socket file's path; for `ws`: the HTTP path; for `inproc` and `abstract`: the name. */
+  readonly path: string
+}
+
+const isTransport = (name: string): name is NngTransport => transports.some((t) => t === name)
+
+const hostPort = /^(\[[^\]]*\]|[^:/]*)(?::(\d+))?(\/.*)?$/
+
+/**
+ * Parses `nng+tcp://host:port` (or, with `plain`, nng's own `tcp://host:port`),
+ * failing with `InvalidAddress` or `UnsupportedScheme`.
+ */
+export const parse = (raw: string, options: { readonly plain?: boolean } = {}): Effect.Effect<
+  NngAddress,
+  IpcError.IpcError
+> =>
+  Effect.flatMap(Address.parse(raw), (address): Effect.Effect<NngAddress, IpcError.IpcError> => {
+    const name = address.scheme.startsWith("nng+")
+      ? address.scheme.slice(4)
+      : options.plain === true
+      ? address.scheme
+      : ""
+    if (!isTransport(name)) {
+      return Effect.fail(
+        IpcError.make(
+          "UnsupportedScheme",
+          `nng addresses are ${
+            (options.plain === true ? [...schemes, ...transports] : schemes).map((s) => `${s}://`).join(", ")
+          }`,
+          raw
+        )
+      )
+    }
+    if (!address.hierarchical) {
+      return Effect.fail(IpcError.make("InvalidAddress", `expected ${address.scheme}://...`, raw))
+    }
+    const url = `${name}://${address.rest}`
+    switch (name) {
+      case "ipc":
+        return address.rest.startsWith("/")
+          ? Effect.succeed({ raw, transport: name, url, host: undefined, port: undefined, path: address.rest })
+          : Effect.fail(IpcError.make("InvalidAddress", "expected an absolute path, e.g. nng+ipc:///tmp/app.ipc", raw))
+      case "inproc":
+      case "abstract":
+        return Effect.succeed({ raw, transport: name, url, host: undefined, port: undefined, path: address.rest })
+      case "tcp":
+      case "ws": {
+        const match = hostPort.exec(address.rest)
+        const port = match?.[2] === undefined ? undefined : Number(match[2])
+        if (match === null || port === undefined || port > 65535 || (name === "tcp" && match[3] !== undefined)) {
+          return Effect.fail(
+            IpcError.make(
+              "InvalidAddress",
+              `expected ${address.scheme}://host:port${name === "ws" ? "/path" : ""}`,
+              raw
+            )
+          )
+        }
+        return Effect.succeed({ raw, transport: name, url, host: match[1]!, port, path: match[3] ?? "" })
+      }
+    }
+  })
+
+/** The same address with another port (tcp and ws), written in the scheme of `address.raw`. */
+export const withPort = (address: NngAddress, port: number): string =>
+  address.raw.replace(/^([^:]+:\/\/(?:\[[^\]]*\]|[^:/]*)):\d+/, `$1:${port}`)
+
+/** The raw address with its scheme's `nng+` kept, for a `url` that nng reports. */
+export const fromUrl = (address: NngAddress, url: string): string => address.raw.startsWith("nng+") ? `nng+${url}` : url

@@ -1,0 +1,213 @@
+/**
+ * The requesting side of nng's request/reply pattern, as a pool of nng req0
+ * sockets. Each socket has its own connections (its own dialers) and carries
+ * one request at a time; the pool starts with `pool.min` sockets, opens
+ * another whenever a request finds them all busy, up to `pool.max`, and hands
+ * each request to the idle socket that has served the fewest, so the load
+ * spreads evenly over the connections (and, when several addresses are
+ * dialled, over the servers: nng balances each socket's requests over its
+ * connected peers).
+ *
+ * Links are nng's: dialers connect in the background and reconnect with
+ * nng's backoff (`reconnect.min` doubling up to `reconnect.max`). nng's own
+ * resending of requests is turned off (`req:resend-time` infinite), so a
+ * request is never replayed behind the caller's back: a request in flight
+ * when its connection drops fails with reason `ConnectionLost` (it may or may
+ * not have been handled), and one without a reply in `timeout` fails with
+ * `Timeout`; only a request marked `idempotent` is then tried again, with the
+ * `retry` schedule (core's `Policy.retry` by default).
+ *
+ * @since 0.1.0
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Policy from "@effect-ipc/core/Policy"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import type * as Endpoints from "./Endpoints.ts"
+import * as Opening from "./internal/endpoints.ts"
+import * as Nng from "./internal/nng.ts"
+import type * as Socket from "./internal/socket.ts"
+import * as Ticker from "./internal/ticker.ts"
+import * as NngError from "./NngError.ts"
+
+/** Options of a requester. */
+export interface RequesterOptions extends Endpoints.EndpointsOptions {
+  /** Sockets in the pool: `min` open at once, more while all are busy, up to `max` (default 1 and 8). */
+  readonly pool?: { readonly min?: number | undefined; readonly max?: number | undefined } | undefined
+  /** How long one attempt may take, waiting for a connection included (default 30 s). */
+  readonly timeout?: Duration.Input | undefined
+  /** How idempotent requests are retried after a lost connection or a timeout (default `Policy.retry(5)`). */
+  readonly retry?: Schedule.Schedule<unknown> | undefined
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+  /** Safe to repeat: retried (with the requester's `retry` schedule) after a lost connection or a timeout. */
+  readonly idempotent?: boolean | undefined
+  /** How long one attempt may take (default: the requester's `timeout`). */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/** A pool of request sockets. */
+export interface RequesterShape {
+  /** Sends a request and waits for its reply. */
+  readonly request: (body: Uint8Array, options?: RequestOptions) => Effect.Effect<Uint8Array, IpcError.IpcError>
+  /** How many sockets the pool has opened. */
+  readonly size: Effect.Effect<number>
+  /** How many requests each socket of the pool has carried, in the order they were opened. */
+  readonly load: Effect.Effect<ReadonlyArray<number>>
+}
+
+/** The `Requester` service. */
+export class Requester extends Context.Service<Requester, RequesterShape>()("@effect-ipc/transport-nng/Requester") {}
+
+const list = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> =>
+  value === undefined ? [] : typeof value === "string" ? [value] : value
+
+interface Member {
+  readonly socket: Socket.Socket
+  served: number
+  busy: boolean
+}
+
+/** Waits until the reply is there, or the connection it was sent on is gone. */
+const awaitReply = (socket: Socket.Socket): Effect.Effect<Uint8Array, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const received = socket.tryReceive()
+    if (typeof received !== "number") return Effect.succeed(received.body)
+    if (received !== Nng.EAGAIN) {
+      return Effect.fail(
+        received === NngError.Code.ECONNRESET
+          ? socket.error(
+            received,
+            "the connection dropped with the request in flight (it may or may not have been handled)"
+          )
+          : socket.error(received, "no reply")
+      )
+    }
+    // nng raises recv-fd for a reply, but not for a dropped connection: look again on every tick too
+    return Effect.andThen(
+      Effect.callback<void>((resume) => {
+        const wake = () => {
+          stopReadable()
+          stopTicks()
+          resume(Effect.void)
+        }
+        const stopReadable = socket.onReadable(wake)
+        const stopTicks = Ticker.every(wake)
+        return Effect.sync(() => {
+          stopReadable()
+          stopTicks()
+        })
+      }),
+      awaitReply(socket)
+    )
+  })
+
+/** Makes a requester; its sockets close with the scope. */
+export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const min = Math.max(1, options.pool?.min ?? 1)
+    const max = Math.max(min, options.pool?.max ?? 8)
+    const timeout = Duration.fromInputUnsafe(options.timeout ?? "30 seconds")
+    const retry = options.retry ?? Policy.retry(5)
+    const scope = yield* Effect.scope
+    const members: Array<Member> = []
+    const waiters: Array<() => void> = []
+    let opening = 0
+
+    const openMember = Effect.gen(function*() {
+      const { socket } = yield* Opening.open("req", options)
+      // never resend: a request is replayed only when the caller said it is idempotent
+      yield* socket.setOption("req:resend-time", { ms: Nng.INFINITE })
+      const member: Member = { socket, served: 0, busy: false }
+      members.push(member)
+      return member
+    }).pipe(Scope.provide(scope))
+
+    for (let i = 0; i < min; i++) yield* openMember
+
+    const release = (member: Member) =>
+      Effect.sync(() => {
+        member.busy = false
+        // every waiter looks again: whoever is first takes the socket, the others wait on
+        for (const wake of waiters.splice(0)) wake()
+      })
+
+    /** An idle socket (the least used), a new one while the pool may grow, or the first to come free. */
+    const acquire: Effect.Effect<Member, IpcError.IpcError> = Effect.suspend(() => {
+      let best: Member | undefined
+      for (const member of members) {
+        if (!member.busy && (best === undefined || member.served < best.served)) best = member
+      }
+      if (best !== undefined) {
+        best.busy = true
+        return Effect.succeed(best)
+      }
+      if (members.length + opening < max) {
+        opening++
+        return openMember.pipe(
+          Effect.tap((member) => Effect.sync(() => void (member.busy = true))),
+          Effect.ensuring(Effect.sync(() => void opening--))
+        )
+      }
+      return Effect.andThen(
+        Effect.callback<void>((resume) => {
+          const wake = () => resume(Effect.void)
+          waiters.push(wake)
+          return Effect.sync(() => {
+            const i = waiters.indexOf(wake)
+            if (i >= 0) waiters.splice(i, 1)
+          })
+        }),
+        acquire
+      )
+    })
+
+    const where = [...list(options.dial), ...list(options.listen)].join(", ")
+    const exchange = (member: Member, body: Uint8Array) =>
+      Effect.gen(function*() {
+        member.served++
+        yield* member.socket.send(body)
+        return yield* awaitReply(member.socket)
+      })
+
+    /** One try: a socket (waiting for one if need be), the request, its reply, all within `limit`. */
+    const attempt = (body: Uint8Array, limit: Duration.Duration) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          restore(acquire),
+          (member) => restore(exchange(member, body)).pipe(Effect.ensuring(release(member)))
+        )
+      ).pipe(
+        Effect.timeoutOrElse({
+          duration: limit,
+          orElse: () => Effect.fail(IpcError.make("Timeout", `no reply within ${Duration.format(limit)}`, where))
+        })
+      )
+
+    const request = (body: Uint8Array, requestOptions: RequestOptions = {}) => {
+      const limit = requestOptions.timeout === undefined ? timeout : Duration.fromInputUnsafe(requestOptions.timeout)
+      const once = attempt(body, limit)
+      return requestOptions.idempotent === true
+        ? Effect.retry(once, {
+          schedule: retry,
+          while: (error) => error.reason === "ConnectionLost" || error.reason === "Timeout"
+        })
+        : once
+    }
+
+    return {
+      request,
+      size: Effect.sync(() => members.length),
+      load: Effect.sync(() => members.map((member) => member.served))
+    }
+  })
+
+/** The `Requester` service, closed with the layer. */
+export const layer = (options: RequesterOptions): Layer.Layer<Requester, IpcError.IpcError> =>
+  Layer.effect(Requester, make(options))

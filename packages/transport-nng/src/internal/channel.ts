@@ -1,0 +1,322 @@
+/**
+ * An `IpcChannel` over one connected nng pair socket (one per conversation;
+ * see `NngTransport`). Each nng message's first byte is its kind:
+ *
+ * - `0` data: the rest is one message of the channel;
+ * - `4` batch: several messages, each as a 4-byte big-endian length and its bytes;
+ * - `1` close: the sender ends the conversation (answered with a close);
+ * - `2` hello (client -> server, with the conversation's token) and `3` ready
+ *   (server -> client): the handshake, before the channel exists.
+ *
+ * Sending is coalesced: a message goes to nng at once when nng can take it;
+ * while nng's buffers are full, messages queue (up to `highWaterMark` bytes,
+ * then `send` waits) and go out together, many small messages per nng message,
+ * when nng is ready again.
+ *
+ * nng does not tell a graceful end from a lost peer, and its dialers
+ * reconnect silently; so the channel sends a close to end, and a shared
+ * timer checks that the pipe the handshake came through still exists: when it
+ * is gone (the peer died or the link broke) the channel fails with
+ * `ConnectionLost`, after delivering what had arrived. A message through any
+ * other pipe (a reconnection, which may have lost messages) also ends the
+ * channel with `ConnectionLost`: nothing is ever lost silently.
+ *
+ * @internal
+ */
+import * as Inbox from "@effect-ipc/core/Inbox"
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Nng from "./nng.ts"
+import type * as Socket from "./socket.ts"
+import * as Ticker from "./ticker.ts"
+
+/** The kind byte of each nng message on a channel's socket. */
+export const Kind = { data: 0, close: 1, hello: 2, ready: 3, batch: 4 } as const
+
+/** A one-byte prefix per kind, shared (nng copies it into each message). */
+export const prefix = {
+  data: new Uint8Array([Kind.data]),
+  close: new Uint8Array([Kind.close]),
+  hello: new Uint8Array([Kind.hello]),
+  ready: new Uint8Array([Kind.ready]),
+  batch: new Uint8Array([Kind.batch])
+} as const
+
+const EMPTY = new Uint8Array(0)
+
+/** Most nng messages taken per readiness event, so that one busy channel cannot starve the others. */
+const BURST = 256
+/** Largest batch, in bytes. */
+const BATCH_BYTES = 256 * 1024
+/** Messages at least this large travel alone. */
+const ALONE_BYTES = 64 * 1024
+
+/** Options of a channel. */
+export interface ChannelOptions {
+  readonly address: string
+  /** The pipe the handshake came through: the only one this channel accepts. */
+  readonly pipe: number
+  readonly peer: IpcChannel.PeerInfo
+  readonly maxMessageSize: number
+  /** Bytes queued (beyond what nng holds) above which `send` waits. */
+  readonly highWaterMark: number
+  readonly maxBufferedMessages?: number | undefined
+  readonly maxBufferedBytes?: number | undefined
+  /** How long `close` waits for the peer to acknowledge, in ms. */
+  readonly closeTimeout: number
+}
+
+/** Packs `messages` into one batch body. */
+const packBatch = (messages: ReadonlyArray<Uint8Array>, bytes: number): Uint8Array => {
+  const out = new Uint8Array(bytes)
+  const view = new DataView(out.buffer)
+  let offset = 0
+  for (const message of messages) {
+    view.setUint32(offset, message.byteLength)
+    out.set(message, offset + 4)
+    offset += 4 + message.byteLength
+  }
+  return out
+}
+
+/** The messages of a batch body, or `undefined` when it is malformed. */
+const unpackBatch = (body: Uint8Array): Array<Uint8Array> | undefined => {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
+  const out: Array<Uint8Array> = []
+  let offset = 0
+  while (offset < body.byteLength) {
+    if (offset + 4 > body.byteLength) return undefined
+    const length = view.getUint32(offset)
+    if (offset + 4 + length > body.byteLength) return undefined
+    out.push(body.subarray(offset + 4, offset + 4 + length))
+    offset += 4 + length
+  }
+  return out
+}
+
+/** Makes the channel; it owns `socket` and closes it when the conversation is over. */
+export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel.IpcChannel => {
+  const { address, pipe } = options
+  const closedError = IpcError.make("Closed", "the channel is closed", address)
+  const peerClosedError = IpcError.make("Closed", "the channel was closed by its peer", address)
+  const done = Deferred.makeUnsafe<void>() // closed by either side, or lost
+  const acknowledged = Deferred.makeUnsafe<void>() // the peer's close arrived, or the pipe is gone
+  const pipeGone = Deferred.makeUnsafe<void>() // the connection is over (or the socket released)
+
+  let closing = false // we closed (or are closing)
+  let peerClosed = false // the peer's close arrived
+  let failure: IpcError.IpcError | undefined
+  let stopReading: (() => void) | undefined
+  let stopWatching: (() => void) | undefined
+
+  const inbox = Inbox.make({
+    maxMessages: options.maxBufferedMessages,
+    maxBytes: options.maxBufferedBytes,
+    onResume: () => startReading()
+  })
+
+  // ---- sending -------------------------------------------------------------
+  const queue: Array<Uint8Array> = []
+  let queued = 0
+  let closeQueued = false // a close goes out after everything queued
+  let closeSent = false
+  let stopWritable: (() => void) | undefined
+  const roomWaiters = new Set<() => void>()
+
+  const wakeRoomWaiters = () => {
+    if (queued > options.highWaterMark && failure === undefined && !closing) return
+    for (const wake of Array.from(roomWaiters)) wake()
+  }
+
+  /** Hands queued messages to nng (batched) until it is full, then the close if one is due. */
+  const pump = (): void => {
+    while (queue.length > 0) {
+      let count = 1
+      let bytes = 4 + queue[0]!.byteLength
+      if (queue[0]!.byteLength < ALONE_BYTES) {
+        while (
+          count < queue.length && queue[count]!.byteLength < ALONE_BYTES &&
+          bytes + 4 + queue[count]!.byteLength <= BATCH_BYTES
+        ) {
+          bytes += 4 + queue[count]!.byteLength
+          count++
+        }
+      }
+      const rv = count === 1
+        ? socket.trySend(queue[0]!, prefix.data)
+        : socket.trySend(packBatch(queue.slice(0, count), bytes), prefix.batch)
+      if (rv === Nng.EAGAIN) return watchWritable()
+      if (rv !== 0) return lose(socket.error(rv, "cannot send"))
+      for (let i = 0; i < count; i++) queued -= queue[i]!.byteLength
+      queue.splice(0, count)
+      wakeRoomWaiters()
+    }
+    if (closeQueued && !closeSent) {
+      const rv = socket.trySend(EMPTY, prefix.close)
+      if (rv === Nng.EAGAIN) return watchWritable()
+      closeSent = true
+    }
+    stopWritable?.()
+    stopWritable = undefined
+  }
+
+  const watchWritable = () => {
+    if (stopWritable === undefined && !socket.isClosed()) stopWritable = socket.onWritable(pump)
+  }
+
+  const queueClose = () => {
+    closeQueued = true
+    pump()
+  }
+
+  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+    Effect.suspend(() => {
+      if (closing) return Effect.fail(closedError)
+      if (peerClosed) return Effect.fail(peerClosedError)
+      if (failure !== undefined) return Effect.fail(failure)
+      if (message.byteLength > options.maxMessageSize) {
+        return Effect.fail(IpcError.frameTooLarge(message.byteLength, options.maxMessageSize, address))
+      }
+      if (queue.length === 0) {
+        const rv = socket.trySend(message, prefix.data)
+        if (rv === 0) return Effect.void
+        if (rv !== Nng.EAGAIN) return Effect.fail(socket.error(rv, "cannot send"))
+      }
+      // nng is full: queue (small messages are copied, the caller may reuse its buffer)
+      queue.push(message.byteLength < ALONE_BYTES ? message.slice() : message)
+      queued += message.byteLength
+      watchWritable()
+      if (queued <= options.highWaterMark) return Effect.void
+      return Effect.callback<void, IpcError.IpcError>((resume) => {
+        const wake = () => {
+          roomWaiters.delete(wake)
+          resume(failure !== undefined ? Effect.fail(failure) : closing ? Effect.fail(closedError) : Effect.void)
+        }
+        roomWaiters.add(wake)
+        return Effect.sync(() => void roomWaiters.delete(wake))
+      })
+    })
+
+  // ---- lifecycle -----------------------------------------------------------
+  const release = () => {
+    stopReading?.()
+    stopReading = undefined
+    stopWritable?.()
+    stopWritable = undefined
+    stopWatching?.()
+    stopWatching = undefined
+    for (const deferred of [acknowledged, pipeGone, done]) Deferred.doneUnsafe(deferred, Exit.void)
+    socket.shutdown()
+    wakeRoomWaiters()
+  }
+
+  /** The connection is over: deliver what nng had received, then the error (unless the conversation had ended). */
+  const lose = (error: IpcError.IpcError) => {
+    if (failure !== undefined) return
+    failure = error
+    if (!closing && !peerClosed) {
+      for (let message = socket.tryReceive(); typeof message !== "number"; message = socket.tryReceive()) {
+        if (message.pipe !== pipe) break
+        if (message.kind === Kind.data) inbox.push(message.body)
+        else if (message.kind === Kind.batch) { for (const m of unpackBatch(message.body) ?? []) inbox.push(m) }
+      }
+      inbox.fail(error)
+    }
+    release()
+  }
+
+  const onMessage = (message: Nng.Received): boolean => {
+    if (message.pipe !== pipe) {
+      lose(IpcError.make("ConnectionLost", "the link was re-established: messages may have been lost", address))
+      return false
+    }
+    switch (message.kind) {
+      case Kind.data:
+        // after our close, data is dropped while we wait for the peer's close
+        return closing || peerClosed ? true : inbox.push(message.body)
+      case Kind.batch: {
+        if (closing || peerClosed) return true
+        const messages = unpackBatch(message.body)
+        if (messages === undefined) {
+          lose(IpcError.make("Protocol", "a malformed batch arrived", address))
+          return false
+        }
+        let more = true
+        for (const m of messages) more = inbox.push(m)
+        return more
+      }
+      case Kind.close:
+        if (!peerClosed) {
+          peerClosed = true
+          if (!closing) {
+            inbox.end()
+            queueClose() // the acknowledgement, after anything still queued
+          }
+          Deferred.doneUnsafe(acknowledged, Exit.void)
+          Deferred.doneUnsafe(done, Exit.void)
+        }
+        return !closing
+      default:
+        return true // hello and ready belong to the handshake
+    }
+  }
+
+  const drain = () => {
+    for (let i = 0; i < BURST; i++) {
+      const message = socket.tryReceive()
+      if (typeof message === "number") return
+      if (!onMessage(message)) {
+        // the inbox is full (or the channel is over): wait for `onResume`
+        stopReading?.()
+        stopReading = undefined
+        return
+      }
+    }
+  }
+
+  const startReading = () => {
+    if (stopReading !== undefined || failure !== undefined || socket.isClosed()) return
+    stopReading = socket.onReadable(drain)
+  }
+
+  startReading()
+  stopWatching = Ticker.every(() => {
+    if (!socket.nng.pipeAlive(pipe)) {
+      Deferred.doneUnsafe(pipeGone, Exit.void)
+      lose(IpcError.make("ConnectionLost", "the peer is gone (the process ended or the link broke)", address))
+    }
+  })
+
+  const waitThenRelease = (what: Deferred.Deferred<void>) =>
+    Deferred.await(what).pipe(
+      Effect.timeoutOrElse({ duration: options.closeTimeout, orElse: () => Effect.void }),
+      Effect.andThen(Effect.sync(release)),
+      Effect.andThen(socket.close)
+    )
+
+  const close: Effect.Effect<void> = Effect.suspend(() => {
+    if (closing) return Effect.andThen(Deferred.await(done), socket.close)
+    closing = true
+    inbox.shutdown(closedError)
+    wakeRoomWaiters()
+    if (failure !== undefined) return socket.close
+    // the peer ended first: our acknowledgement is on its way, and the peer closes on receipt
+    if (peerClosed) return waitThenRelease(pipeGone)
+    // say goodbye after what is queued, and wait (briefly) for the peer's close: what we sent is read first
+    queueClose()
+    startReading()
+    return waitThenRelease(acknowledged)
+  })
+
+  return IpcChannel.make({
+    address,
+    peer: options.peer,
+    inbox,
+    send,
+    close,
+    closed: Deferred.await(done)
+  })
+}

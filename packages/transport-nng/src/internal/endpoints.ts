@@ -1,0 +1,109 @@
+/**
+ * Opens a messaging-pattern socket: the socket, its listeners and dialers
+ * (`Endpoints.EndpointsOptions`), all closed with the scope; and reading a
+ * socket into a back-pressuring `Inbox`.
+ *
+ * @internal
+ */
+import * as Framing from "@effect-ipc/core/Framing"
+import * as Inbox from "@effect-ipc/core/Inbox"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as Endpoints from "../Endpoints.ts"
+import * as NngAddress from "../NngAddress.ts"
+import * as NngError from "../NngError.ts"
+import type * as Nng from "./nng.ts"
+import * as Socket from "./socket.ts"
+
+const list = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> =>
+  value === undefined ? [] : typeof value === "string" ? [value] : value
+
+const millis = (value: Duration.Input | undefined, fallback: number) =>
+  value === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(value))
+
+/** A socket with its endpoints. */
+export interface Opened {
+  readonly socket: Socket.Socket
+  readonly bound: Endpoints.Bound
+}
+
+/** Opens a socket of `protocol`, listens and dials as `options` say; everything closes with the scope. */
+export const open = (
+  protocol: Nng.Protocol,
+  options: Endpoints.EndpointsOptions,
+  extra: { readonly kinded?: boolean } = {}
+): Effect.Effect<Opened, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const listen = list(options.listen)
+    const dial = list(options.dial)
+    if (listen.length + dial.length === 0) {
+      return yield* IpcError.make("InvalidAddress", `a ${protocol} socket needs an address to listen at or dial`)
+    }
+    const name = [...listen, ...dial].join(", ")
+    const socket = yield* Socket.make(protocol, {
+      maxMessageSize: options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE,
+      sendBuffer: options.sendBuffer,
+      recvBuffer: options.recvBuffer,
+      ipcPermissions: options.mode ?? 0o600,
+      reconnect: { min: millis(options.reconnect?.min, 20), max: millis(options.reconnect?.max, 1000) },
+      kinded: extra.kinded
+    }, name)
+    const linger = millis(options.linger, 0)
+    // runs before the socket closes (finalizers run in reverse order)
+    if (linger > 0) yield* Effect.addFinalizer(() => Effect.sleep(linger))
+    const listening: Array<string> = []
+    for (const raw of listen) {
+      const address = yield* NngAddress.parse(raw, { plain: true })
+      const bound = yield* socket.listen(address)
+      listening.push(bound.port !== undefined && address.port === 0 ? NngAddress.withPort(address, bound.port) : raw)
+    }
+    for (const raw of dial) yield* socket.dial(yield* NngAddress.parse(raw, { plain: true }))
+    return { socket, bound: { listening, dialing: dial } }
+  })
+
+/**
+ * Reads everything `socket` receives into an inbox, pausing while the inbox
+ * is full. The inbox ends when the socket closes.
+ */
+export const inbox = (
+  socket: Socket.Socket,
+  options: Endpoints.EndpointsOptions
+): Effect.Effect<Inbox.Inbox, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let stop: (() => void) | undefined
+    const start = () => {
+      if (stop === undefined && !socket.isClosed() && !messages.isDone()) stop = socket.onReadable(drain)
+    }
+    const pause = () => {
+      stop?.()
+      stop = undefined
+    }
+    const messages = Inbox.make({
+      maxMessages: options.maxBufferedMessages,
+      maxBytes: options.maxBufferedBytes,
+      onResume: start
+    })
+    const drain = () => {
+      for (let i = 0; i < 256; i++) {
+        const received = socket.tryReceive()
+        if (typeof received === "number") {
+          if (received === NngError.Code.EAGAIN) return
+          pause()
+          if (received === NngError.Code.ECLOSED) messages.end()
+          else messages.fail(socket.error(received, "cannot receive"))
+          return
+        }
+        if (!messages.push(received.body)) return pause()
+      }
+    }
+    start()
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        pause()
+        messages.end()
+      })
+    )
+    return messages
+  })

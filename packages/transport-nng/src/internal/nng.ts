@@ -1,0 +1,577 @@
+/**
+ * The only module of this package that makes native calls: libnng (and the
+ * two libc functions needed around it) through koffi, loaded on first use.
+ * Every function is declared once with a typed signature. Callers get values,
+ * nng error codes (on the hot paths, where an Effect per message would cost
+ * more than the call) or `IpcError`s, never exceptions.
+ *
+ * Nothing here blocks the JS thread for long: sends and receives are
+ * `NNG_FLAG_NONBLOCK`, dialers start with `NNG_FLAG_NONBLOCK`, and the calls
+ * that wait for nng's own threads (`nng_close`, `nng_listener_start`, which
+ * may resolve a host name) run once per socket on the libuv threadpool.
+ * No JS function is ever handed to nng as a callback, so no nng thread ever
+ * waits for the JS thread: closing can never deadlock.
+ *
+ * libnng is pinned in memory (`RTLD_NODELETE`): its threads outlive every JS
+ * reference to it, and unmapping it under them at exit crashes the process.
+ *
+ * @internal
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+import koffi, { type LibraryHandle, type node as KoffiNode } from "koffi"
+import * as NngError from "../NngError.ts"
+
+/** An nng socket, dialer, listener or pipe: nng's handles are `{ id }` structs passed by value. */
+export interface Handle {
+  readonly id: number
+}
+
+/** The protocols this package opens (`raw` variants route replies by header). */
+export type Protocol = "req" | "rep" | "rep-raw" | "pub" | "sub" | "push" | "pull" | "pair"
+
+/** A received message: its body, kind byte, header (raw sockets only) and the pipe it came through. */
+export interface Received {
+  readonly body: Uint8Array
+  readonly kind: number | undefined
+  readonly header: Uint8Array | undefined
+  readonly pipe: number
+}
+
+/** `NNG_FLAG_NONBLOCK`. */
+const NONBLOCK = 2
+/** `NNG_DURATION_INFINITE`. */
+export const INFINITE = -1
+/** nng's error code for "would block". */
+export const EAGAIN = NngError.Code.EAGAIN
+
+type Ptr = bigint
+
+interface Bindings {
+  readonly version: string
+  readonly strerror: (code: number) => string
+  readonly open: Record<Protocol, (out: { id: number }) => number>
+  readonly close: (s: Handle, done: (error: unknown, rv: number) => void) => void
+  readonly socketSetInt: (s: Handle, name: string, value: number) => number
+  readonly socketSetMs: (s: Handle, name: string, value: number) => number
+  readonly socketSetSize: (s: Handle, name: string, value: number) => number
+  readonly socketSetBytes: (s: Handle, name: string, value: Uint8Array, size: number) => number
+  readonly socketGetInt: (s: Handle, name: string, out: Array<number>) => number
+  readonly listenerCreate: (out: { id: number }, s: Handle, url: string) => number
+  readonly listenerSetInt: (l: Handle, name: string, value: number) => number
+  readonly listenerSetSize: (l: Handle, name: string, value: number) => number
+  readonly listenerStart: (l: Handle, flags: number, done: (error: unknown, rv: number) => void) => void
+  readonly listenerGetInt: (l: Handle, name: string, out: Array<number>) => number
+  readonly dialerCreate: (out: { id: number }, s: Handle, url: string) => number
+  readonly dialerSetMs: (d: Handle, name: string, value: number) => number
+  readonly dialerSetSize: (d: Handle, name: string, value: number) => number
+  readonly dialerStart: (d: Handle, flags: number) => number
+  readonly msgAlloc: (out: Array<Ptr | null>, size: number) => number
+  readonly msgAppend: (m: Ptr, data: Uint8Array, size: number) => number
+  readonly msgHeaderAppend: (m: Ptr, data: Uint8Array, size: number) => number
+  readonly msgLen: (m: Ptr) => number
+  readonly msgBody: (m: Ptr) => Ptr
+  readonly msgHeaderLen: (m: Ptr) => number
+  readonly msgHeader: (m: Ptr) => Ptr
+  readonly msgGetPipe: (m: Ptr) => Handle
+  readonly msgFree: (m: Ptr) => void
+  readonly sendmsg: (s: Handle, m: Ptr, flags: number) => number
+  readonly send: (s: Handle, data: Uint8Array, size: number, flags: number) => number
+  readonly recvmsg: (s: Handle, out: Array<Ptr | null>, flags: number) => number
+  readonly pipeSocket: (p: Handle) => Handle
+  readonly pipeGetUint64: (p: Handle, name: string, out: Array<bigint>) => number
+  readonly statsGet: (out: Array<Ptr | null>) => number
+  readonly statsFree: (st: Ptr) => void
+  readonly statChild: (st: Ptr) => Ptr | null
+  readonly statNext: (st: Ptr) => Ptr | null
+  readonly statName: (st: Ptr) => string
+  readonly statType: (st: Ptr) => number
+  readonly statFind: (st: Ptr, name: string) => Ptr | null
+  readonly statValue: (st: Ptr) => number | bigint
+  readonly memcpy: (dst: Uint8Array, src: Ptr, size: number) => unknown
+}
+
+/** Where libnng is looked for: `EFFECT_IPC_LIBNNG` first, then the platform's names. */
+export const libraryNames = (): ReadonlyArray<string> => {
+  const override = process.env["EFFECT_IPC_LIBNNG"]
+  if (override !== undefined && override.length > 0) return [override]
+  return process.platform === "darwin" ? ["libnng.1.dylib", "libnng.dylib"] : ["libnng.so.1", "libnng.so"]
+}
+
+const loadLibc = () => {
+  if (process.platform === "linux") {
+    const libc = koffi.load("libc.so.6")
+    return { libc, RTLD_NOW: 0x2, RTLD_NODELETE: 0x1000 }
+  }
+  if (process.platform === "darwin") {
+    return { libc: koffi.load("libSystem.B.dylib"), RTLD_NOW: 0x2, RTLD_NODELETE: 0x80 }
+  }
+  return undefined
+}
+
+const typeName = (name: string) => `effect_ipc_${name}`
+
+const declare = (libc: LibraryHandle, lib: LibraryHandle, version: string): Bindings => {
+  const handle = (name: string) => {
+    try {
+      return koffi.struct(typeName(name), { id: "uint32_t" })
+    } catch {
+      return koffi.resolve(typeName(name)) // declared by another copy of this module
+    }
+  }
+  for (const name of ["nng_socket", "nng_dialer", "nng_listener", "nng_pipe"]) handle(name)
+  try {
+    koffi.opaque(typeName("nng_msg"))
+  } catch {
+    // declared already
+  }
+  const S = typeName("nng_socket")
+  const D = typeName("nng_dialer")
+  const L = typeName("nng_listener")
+  const P = typeName("nng_pipe")
+  const M = typeName("nng_msg")
+  const open = (name: string) => lib.func(`int ${name}(_Out_ ${S} *s)`) as (out: { id: number }) => number
+  const closeFn = lib.func(`int nng_close(${S} s)`)
+  const listenerStartFn = lib.func(`int nng_listener_start(${L} l, int flags)`)
+  return {
+    version,
+    strerror: lib.func("const char *nng_strerror(int code)") as (code: number) => string,
+    open: {
+      req: open("nng_req0_open"),
+      rep: open("nng_rep0_open"),
+      "rep-raw": open("nng_rep0_open_raw"),
+      pub: open("nng_pub0_open"),
+      sub: open("nng_sub0_open"),
+      push: open("nng_push0_open"),
+      pull: open("nng_pull0_open"),
+      pair: open("nng_pair1_open")
+    },
+    close: (s, done) => closeFn.async(s, done),
+    socketSetInt: lib.func(`int nng_socket_set_int(${S} s, const char *name, int value)`),
+    socketSetMs: lib.func(`int nng_socket_set_ms(${S} s, const char *name, int32_t value)`),
+    socketSetSize: lib.func(`int nng_socket_set_size(${S} s, const char *name, size_t value)`),
+    socketSetBytes: lib.func(`int nng_socket_set(${S} s, const char *name, const void *value, size_t size)`),
+    socketGetInt: lib.func(`int nng_socket_get_int(${S} s, const char *name, _Out_ int *value)`),
+    listenerCreate: lib.func(`int nng_listener_create(_Out_ ${L} *l, ${S} s, const char *url)`),
+    listenerSetInt: lib.func(`int nng_listener_set_int(${L} l, const char *name, int value)`),
+    listenerSetSize: lib.func(`int nng_listener_set_size(${L} l, const char *name, size_t value)`),
+    listenerStart: (l, flags, done) => listenerStartFn.async(l, flags, done),
+    listenerGetInt: lib.func(`int nng_listener_get_int(${L} l, const char *name, _Out_ int *value)`),
+    dialerCreate: lib.func(`int nng_dialer_create(_Out_ ${D} *d, ${S} s, const char *url)`),
+    dialerSetMs: lib.func(`int nng_dialer_set_ms(${D} d, const char *name, int32_t value)`),
+    dialerSetSize: lib.func(`int nng_dialer_set_size(${D} d, const char *name, size_t value)`),
+    dialerStart: lib.func(`int nng_dialer_start(${D} d, int flags)`),
+    msgAlloc: lib.func(`int nng_msg_alloc(_Out_ ${M} **m, size_t size)`),
+    msgAppend: lib.func(`int nng_msg_append(${M} *m, const void *data, size_t size)`),
+    msgHeaderAppend: lib.func(`int nng_msg_header_append(${M} *m, const void *data, size_t size)`),
+    msgLen: lib.func(`size_t nng_msg_len(${M} *m)`),
+    msgBody: lib.func(`void *nng_msg_body(${M} *m)`),
+    msgHeaderLen: lib.func(`size_t nng_msg_header_len(${M} *m)`),
+    msgHeader: lib.func(`void *nng_msg_header(${M} *m)`),
+    msgGetPipe: lib.func(`${P} nng_msg_get_pipe(${M} *m)`),
+    msgFree: lib.func(`void nng_msg_free(${M} *m)`),
+    sendmsg: lib.func(`int nng_sendmsg(${S} s, ${M} *m, int flags)`),
+    send: lib.func(`int nng_send(${S} s, const void *data, size_t size, int flags)`),
+    recvmsg: lib.func(`int nng_recvmsg(${S} s, _Out_ ${M} **m, int flags)`),
+    pipeSocket: lib.func(`${S} nng_pipe_socket(${P} p)`),
+    pipeGetUint64: lib.func(`int nng_pipe_get_uint64(${P} p, const char *name, _Out_ uint64_t *value)`),
+    statsGet: lib.func("int nng_stats_get(_Out_ void **stats)"),
+    statsFree: lib.func("void nng_stats_free(void *stats)"),
+    statChild: lib.func("void *nng_stat_child(void *stat)"),
+    statNext: lib.func("void *nng_stat_next(void *stat)"),
+    statName: lib.func("const char *nng_stat_name(void *stat)"),
+    statType: lib.func("int nng_stat_type(void *stat)"),
+    statFind: lib.func("void *nng_stat_find(void *stats, const char *name)"),
+    statValue: lib.func("uint64_t nng_stat_value(void *stat)"),
+    memcpy: libc.func("void *memcpy(void *dst, const void *src, size_t size)")
+  }
+}
+
+const missing = (detail: string, cause?: unknown) =>
+  new IpcError.IpcError({
+    reason: "LibraryMissing",
+    detail: `${detail} (Debian/Ubuntu: apt-get install libnng1; or set EFFECT_IPC_LIBNNG to its path)`,
+    ...(cause === undefined ? {} : { cause })
+  })
+
+const load = (): Bindings | IpcError.IpcError => {
+  const names = libraryNames()
+  const c = loadLibc()
+  if (c === undefined) return IpcError.make("UnsupportedPlatform", `no libnng bindings for ${process.platform}`)
+  const dlopen = c.libc.func("void *dlopen(const char *file, int mode)") as (file: string, mode: number) => Ptr | null
+  const dlerror = c.libc.func("const char *dlerror()") as () => string | null
+  const errors: Array<string> = []
+  for (const name of names) {
+    // pin the library first: a failure here is the clearest "not installed" message
+    const pinned = dlopen(name, c.RTLD_NOW | c.RTLD_NODELETE)
+    if (pinned === null) {
+      errors.push(dlerror() ?? `cannot load ${name}`)
+      continue
+    }
+    try {
+      const lib = koffi.load(name)
+      const version = (lib.func("const char *nng_version()") as () => string)()
+      return declare(c.libc, lib, version)
+    } catch (cause) {
+      return missing(`${name} is not a usable libnng: ${String(cause)}`, cause)
+    }
+  }
+  return missing(`libnng is not installed: cannot load ${names.join(" or ")}: ${errors.join("; ")}`)
+}
+
+const errnoNames = new Map<number, string>(Object.entries(koffi.os.errno).map(([name, value]) => [value, name]))
+
+const EMPTY = new Uint8Array(0)
+
+/** Messages up to this size are sent with one `nng_send` from a scratch buffer. */
+const SMALL = 4096
+const scratch = new Uint8Array(SMALL)
+
+/** A byte array for `length` bytes about to be copied in: large ones are not zero-filled first. */
+const allocate = (length: number): Uint8Array =>
+  length < 16 * 1024 ? new Uint8Array(length) : new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)
+
+/** libnng, loaded: every operation this package needs. */
+export interface Nng {
+  /** The library's version (`1.5.2`). */
+  readonly version: string
+  /**
+   * Starts nng's process-wide machinery (its threads and poller descriptors,
+   * made on the first socket) by opening and closing a socket, once; so that
+   * what a transport opens later is all released when it closes.
+   */
+  readonly warmUp: Effect.Effect<void>
+  /** The `IpcError` of an nng error code, with nng's own message. */
+  readonly error: (
+    code: number,
+    detail: string,
+    address?: string,
+    reason?: IpcError.IpcErrorReason
+  ) => IpcError.IpcError
+  /** Opens a socket of `protocol`. */
+  readonly open: (protocol: Protocol) => Effect.Effect<Handle, IpcError.IpcError>
+  /** Closes a socket on the libuv threadpool (nng_close waits for nng's threads); `done` runs once it is closed. */
+  readonly close: (s: Handle, done: () => void) => void
+  /** Sets an option of a socket. */
+  readonly setSocketOption: (s: Handle, name: string, value: OptionValue) => Effect.Effect<void, IpcError.IpcError>
+  /** Reads an integer option of a socket (`recv-fd`, `send-fd`, ...). */
+  readonly getSocketInt: (s: Handle, name: string) => Effect.Effect<number, IpcError.IpcError>
+  /** Creates and starts a listener (the start runs on the threadpool: it may resolve a host name). */
+  readonly listen: (
+    s: Handle,
+    url: string,
+    options: EndpointOptions,
+    address: string
+  ) => Effect.Effect<Listening, IpcError.IpcError>
+  /**
+   * Creates a dialer and starts it without waiting (`NNG_FLAG_NONBLOCK`):
+   * nng connects in the background and reconnects whenever the link drops.
+   */
+  readonly dial: (
+    s: Handle,
+    url: string,
+    options: EndpointOptions,
+    address: string
+  ) => Effect.Effect<Handle, IpcError.IpcError>
+  /**
+   * The first error a dialer ran into while connecting, as an nng code, read
+   * from its statistics (`refused`, `timedout`, ... counters); `undefined`
+   * while it has had none, or when the library keeps no statistics.
+   */
+  readonly dialerFailure: (d: Handle) => number | undefined
+  /**
+   * Sends one message without blocking: `prefix` (a kind byte) then `body` as
+   * its body, `header` as its header (raw sockets). Returns 0 or an nng code
+   * (`EAGAIN`: the socket cannot take it now).
+   */
+  readonly trySend: (s: Handle, body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => number
+  /**
+   * Receives one message without blocking. With `kinded`, the first body byte
+   * is the message's kind and the body is the rest. Returns the message or an
+   * nng code (`EAGAIN`: none is waiting).
+   */
+  readonly tryReceive: (s: Handle, kinded: boolean, withHeader: boolean) => Received | number
+  /** True while nng still knows the pipe (it goes once its connection is closed and reaped). */
+  readonly pipeAlive: (pipe: number) => boolean
+  /** What an ipc pipe tells of its peer process; empty for other transports. */
+  readonly pipePeer: (pipe: number) => { pid?: number; uid?: number; gid?: number }
+  /**
+   * Watches one of nng's pollable descriptors (`recv-fd`, `send-fd`) with a
+   * libuv poll handle: `onReady` runs on the JS thread while the descriptor is
+   * readable and the watch is started. A started watch keeps the process alive.
+   */
+  readonly watch: (fd: number, onReady: () => void) => Watch
+}
+
+/**
+ * The started poll handles. A koffi poll handle whose JS object is garbage
+ * collected is closed, and then nothing would wake its waiters: every started
+ * handle is held here until it is stopped.
+ */
+const watching = new Set<KoffiNode.PollHandle>()
+
+/** A libuv poll handle on a descriptor. */
+export interface Watch {
+  readonly start: () => void
+  readonly stop: () => void
+  /** Stops and releases the handle (before the descriptor's socket is closed). */
+  readonly close: () => void
+}
+
+/** A socket option's value, by nng's option type. */
+export type OptionValue =
+  | { readonly int: number }
+  | { readonly ms: number }
+  | { readonly size: number }
+  | { readonly bytes: Uint8Array }
+
+/** Options of an endpoint (listener or dialer), applied before it starts. */
+export interface EndpointOptions {
+  /** `recv-size-max`: largest message accepted from this endpoint's peers (0: no limit). */
+  readonly maxMessageSize?: number | undefined
+  /** `ipc:permissions` of an ipc listener's socket file. */
+  readonly ipcPermissions?: number | undefined
+  /** `reconnect-time-min` of a dialer, in milliseconds. */
+  readonly reconnectMin?: number | undefined
+  /** `reconnect-time-max` of a dialer, in milliseconds (0: always `reconnectMin`). */
+  readonly reconnectMax?: number | undefined
+}
+
+/** A started listener: its handle and, for tcp and ws, the port it bound. */
+export interface Listening {
+  readonly listener: Handle
+  readonly port: number | undefined
+}
+
+/** `NNG_STAT_SCOPE`. */
+const STAT_SCOPE = 0
+
+/** The statistics scope `name` whose id is `id` (a scope's value holds its id in the low 32 bits). */
+const findScope = (b: Bindings, stat: Ptr, name: string, id: number): Ptr | undefined => {
+  if (
+    b.statType(stat) === STAT_SCOPE && b.statName(stat) === name &&
+    Number(BigInt(b.statValue(stat)) & 0xffff_ffffn) === id
+  ) {
+    return stat
+  }
+  for (let child = b.statChild(stat); child !== null; child = b.statNext(child)) {
+    const found = findScope(b, child, name, id)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+const make = (b: Bindings): Nng => {
+  const error: Nng["error"] = (code, detail, address, reason) =>
+    NngError.make(code, detail, {
+      address,
+      reason,
+      message: b.strerror(code),
+      errnoName: (errno) => errnoNames.get(errno) ?? String(errno)
+    })
+  const check = (rv: number, detail: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+    rv === 0 ? Effect.void : Effect.fail(error(rv, detail, address))
+  const msgOut: Array<Ptr | null> = [null]
+  let warm: Promise<void> | undefined
+
+  return {
+    version: b.version,
+    warmUp: Effect.promise(() => {
+      if (warm === undefined) {
+        warm = new Promise<void>((resolve) => {
+          const s = { id: 0 }
+          if (b.open.pair(s) !== 0) return resolve()
+          b.socketGetInt(s, "recv-fd", [0])
+          b.close(s, () => resolve())
+        })
+      }
+      return warm
+    }),
+    error,
+    open: (protocol) =>
+      Effect.suspend(() => {
+        const out = { id: 0 }
+        const rv = b.open[protocol](out)
+        return rv === 0 ? Effect.succeed(out) : Effect.fail(error(rv, `cannot open a ${protocol} socket`))
+      }),
+    close: (s, done) => b.close(s, () => done()),
+    setSocketOption: (s, name, value) =>
+      Effect.suspend(() => {
+        const rv = "int" in value
+          ? b.socketSetInt(s, name, value.int)
+          : "ms" in value
+          ? b.socketSetMs(s, name, value.ms)
+          : "size" in value
+          ? b.socketSetSize(s, name, value.size)
+          : b.socketSetBytes(s, name, value.bytes, value.bytes.byteLength)
+        return check(rv, `cannot set the socket option ${name}`)
+      }),
+    getSocketInt: (s, name) =>
+      Effect.suspend(() => {
+        const out = [0]
+        const rv = b.socketGetInt(s, name, out)
+        return rv === 0 ? Effect.succeed(out[0]!) : Effect.fail(error(rv, `cannot read the socket option ${name}`))
+      }),
+    listen: (s, url, options, address) =>
+      Effect.suspend(() => {
+        const l = { id: 0 }
+        const created = b.listenerCreate(l, s, url)
+        if (created !== 0) return Effect.fail(error(created, "cannot listen", address))
+        if (options.maxMessageSize !== undefined) {
+          const rv = b.listenerSetSize(l, "recv-size-max", options.maxMessageSize)
+          if (rv !== 0) return Effect.fail(error(rv, "cannot set recv-size-max", address))
+        }
+        if (options.ipcPermissions !== undefined) {
+          const rv = b.listenerSetInt(l, "ipc:permissions", options.ipcPermissions)
+          if (rv !== 0) return Effect.fail(error(rv, "cannot set the socket file's permissions", address))
+        }
+        return Effect.callback<Listening, IpcError.IpcError>((resume) => {
+          b.listenerStart(l, 0, (_cause, rv) => {
+            if (rv !== 0) return resume(Effect.fail(error(rv, "cannot listen", address)))
+            const port = [0]
+            const hasPort = b.listenerGetInt(l, "tcp-bound-port", port) === 0
+            resume(Effect.succeed({ listener: l, port: hasPort ? port[0] : undefined }))
+          })
+        })
+      }),
+    dial: (s, url, options, address) =>
+      Effect.suspend(() => {
+        const d = { id: 0 }
+        const created = b.dialerCreate(d, s, url)
+        if (created !== 0) return Effect.fail(error(created, "cannot dial", address))
+        const settings: Array<[string, number | undefined, (d: Handle, n: string, v: number) => number]> = [
+          ["recv-size-max", options.maxMessageSize, b.dialerSetSize],
+          ["reconnect-time-min", options.reconnectMin, b.dialerSetMs],
+          ["reconnect-time-max", options.reconnectMax, b.dialerSetMs]
+        ]
+        for (const [name, value, set] of settings) {
+          if (value === undefined) continue
+          const rv = set(d, name, value)
+          if (rv !== 0) return Effect.fail(error(rv, `cannot set ${name}`, address))
+        }
+        const started = b.dialerStart(d, NONBLOCK)
+        return started === 0 ? Effect.succeed(d) : Effect.fail(error(started, "cannot dial", address))
+      }),
+    dialerFailure: (d) => {
+      const out: Array<Ptr | null> = [null]
+      if (b.statsGet(out) !== 0 || out[0] === null) return undefined
+      const snapshot = out[0]
+      try {
+        // (nng 1.5's nng_stat_find_dialer returns the first dialer's scope, whatever its id)
+        const scope = findScope(b, snapshot, "dialer", d.id)
+        if (scope === undefined) return undefined
+        const count = (name: string) => {
+          const stat = b.statFind(scope, name)
+          return stat === null ? 0n : BigInt(b.statValue(stat))
+        }
+        if (count("refused") > 0n) return NngError.Code.ECONNREFUSED
+        if (count("timedout") > 0n) return NngError.Code.ETIMEDOUT
+        if (count("proto") > 0n || count("reject") > 0n) return NngError.Code.EPROTO
+        if (count("auth") > 0n) return NngError.Code.EPEERAUTH
+        if (count("oom") > 0n) return NngError.Code.ENOMEM
+        if (count("other") > 0n) return NngError.Code.EUNREACHABLE
+        return undefined
+      } finally {
+        b.statsFree(snapshot)
+      }
+    },
+    trySend: (s, body, prefix, header) => {
+      // a small message without a header: one call (nng copies it into a message of its own)
+      if (header === undefined && body.byteLength + (prefix?.byteLength ?? 0) <= SMALL) {
+        let data = body
+        if (prefix !== undefined) {
+          data = scratch.subarray(0, prefix.byteLength + body.byteLength)
+          data.set(prefix, 0)
+          data.set(body, prefix.byteLength)
+        }
+        return b.send(s, data, data.byteLength, NONBLOCK)
+      }
+      let rv = b.msgAlloc(msgOut, 0)
+      if (rv !== 0) return rv
+      const m = msgOut[0]!
+      if (header !== undefined) rv = b.msgHeaderAppend(m, header, header.byteLength)
+      if (rv === 0 && prefix !== undefined) rv = b.msgAppend(m, prefix, prefix.byteLength)
+      if (rv === 0 && body.byteLength > 0) rv = b.msgAppend(m, body, body.byteLength)
+      if (rv === 0) rv = b.sendmsg(s, m, NONBLOCK)
+      // on success nng owns the message; on any failure it is still ours
+      if (rv !== 0) b.msgFree(m)
+      return rv
+    },
+    tryReceive: (s, kinded, withHeader) => {
+      const rv = b.recvmsg(s, msgOut, NONBLOCK)
+      if (rv !== 0) return rv
+      const m = msgOut[0]!
+      const length = b.msgLen(m)
+      const full = length === 0 ? EMPTY : allocate(length)
+      if (length > 0) b.memcpy(full, b.msgBody(m), length)
+      let header: Uint8Array | undefined
+      if (withHeader) {
+        const headerLength = b.msgHeaderLen(m)
+        header = headerLength === 0 ? EMPTY : allocate(headerLength)
+        if (headerLength > 0) b.memcpy(header, b.msgHeader(m), headerLength)
+      }
+      const pipe = b.msgGetPipe(m).id
+      b.msgFree(m)
+      return kinded
+        ? { body: full.subarray(1), kind: length > 0 ? full[0] : undefined, header, pipe }
+        : { body: full, kind: undefined, header, pipe }
+    },
+    watch: (fd, onReady) => {
+      let handle: KoffiNode.PollHandle | undefined
+      let started = false
+      return {
+        start: () => {
+          if (started) return
+          started = true
+          if (handle === undefined) handle = koffi.node.poll(fd, { readable: true }, onReady)
+          else handle.start({ readable: true }, onReady)
+          watching.add(handle)
+        },
+        stop: () => {
+          if (!started) return
+          started = false
+          handle?.stop()
+          if (handle !== undefined) watching.delete(handle)
+        },
+        close: () => {
+          started = false
+          if (handle !== undefined) watching.delete(handle)
+          handle?.close()
+          handle = undefined
+        }
+      }
+    },
+    pipeAlive: (pipe) => b.pipeSocket({ id: pipe }).id !== 0,
+    pipePeer: (pipe) => {
+      const read = (name: string): number | undefined => {
+        const out = [0n]
+        return b.pipeGetUint64({ id: pipe }, name, out) === 0 ? Number(out[0]) : undefined
+      }
+      const pid = read("ipc:peer-pid")
+      const uid = read("ipc:peer-uid")
+      const gid = read("ipc:peer-gid")
+      return {
+        ...(pid === undefined ? {} : { pid }),
+        ...(uid === undefined ? {} : { uid }),
+        ...(gid === undefined ? {} : { gid })
+      }
+    }
+  }
+}
+
+let loaded: Nng | IpcError.IpcError | undefined
+
+/**
+ * libnng, loaded once per process; fails with reason `LibraryMissing`, naming
+ * the library, when it is not installed.
+ */
+export const library: Effect.Effect<Nng, IpcError.IpcError> = Effect.suspend(() => {
+  if (loaded === undefined) {
+    const b = load()
+    loaded = b instanceof IpcError.IpcError ? b : make(b)
+  }
+  return loaded instanceof IpcError.IpcError ? Effect.fail(loaded) : Effect.succeed(loaded)
+})
+
+/** Loads libnng and starts its process-wide machinery (see `Nng.warmUp`). */
+export const warmUp: Effect.Effect<void, IpcError.IpcError> = Effect.flatMap(library, (nng) => nng.warmUp)

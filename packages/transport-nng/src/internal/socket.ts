@@ -1,0 +1,306 @@
+/**
+ * An nng socket driven from the event loop. nng tells through two pollable
+ * descriptors when the socket has a message for us (`recv-fd`) and when it
+ * can take one (`send-fd`); libuv watches them, and every send and receive is
+ * non-blocking. A send that finds the socket full waits (in order with the
+ * other waiting sends) for `send-fd`; a receive that finds nothing waits for
+ * `recv-fd`. No thread waits for anything, and interrupting a waiting fiber
+ * just removes its waiter.
+ *
+ * @internal
+ */
+import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Scope from "effect/Scope"
+import type * as NngAddress from "../NngAddress.ts"
+import * as NngError from "../NngError.ts"
+import * as Nng from "./nng.ts"
+import * as Ticker from "./ticker.ts"
+
+/** Options common to every socket. */
+export interface SocketOptions {
+  /** Largest message accepted from a peer, in bytes (`recv-size-max`; 0: no limit). */
+  readonly maxMessageSize: number
+  /** Messages nng queues for sending before `send` waits (`send-buffer`). */
+  readonly sendBuffer?: number | undefined
+  /** Messages nng queues on receipt before it stops reading from peers (`recv-buffer`). */
+  readonly recvBuffer?: number | undefined
+  /** Dialers' `reconnect-time-min` / `reconnect-time-max`, in milliseconds. */
+  readonly reconnect?: { readonly min: number; readonly max: number } | undefined
+  /** Permission bits of ipc socket files this socket listens on. */
+  readonly ipcPermissions?: number | undefined
+  /** True when every message starts with a kind byte (effect-ipc's channels): `Received.kind` holds it. */
+  readonly kinded?: boolean | undefined
+}
+
+/** An open nng socket. */
+export interface Socket {
+  readonly nng: Nng.Nng
+  readonly handle: Nng.Handle
+  readonly protocol: Nng.Protocol
+  /** True once `close` was called. */
+  readonly isClosed: () => boolean
+  /** Listens at `address`; yields the port bound (tcp, ws). */
+  readonly listen: (address: NngAddress.NngAddress) => Effect.Effect<Nng.Listening, IpcError.IpcError>
+  /** Dials `address` in the background (nng reconnects whenever the link drops). */
+  readonly dial: (address: NngAddress.NngAddress) => Effect.Effect<Nng.Handle, IpcError.IpcError>
+  /** Sends a message, waiting while the socket is full; messages of concurrent senders go out in call order. */
+  readonly send: (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
+  /** Receives one message, waiting for one. */
+  readonly receive: Effect.Effect<Nng.Received, IpcError.IpcError>
+  /** Receives one message if one is waiting: the message, or an nng code (`EAGAIN`). */
+  readonly tryReceive: () => Nng.Received | number
+  /** Calls `listener` whenever messages are waiting, until the returned function is called. */
+  readonly onReadable: (listener: () => void) => () => void
+  /** Calls `listener` whenever the socket can take a message, until the returned function is called. */
+  readonly onWritable: (listener: () => void) => () => void
+  /** Sends without waiting: 0, or an nng code (`EAGAIN`: full; see `onWritable`). */
+  readonly trySend: (body: Uint8Array, prefix?: Uint8Array) => number
+  /** Completes once the socket can take a message (for a pair or req socket: once a peer is connected). */
+  readonly writable: Effect.Effect<void, IpcError.IpcError>
+  /** Sets a socket option. */
+  readonly setOption: (name: string, value: Nng.OptionValue) => Effect.Effect<void, IpcError.IpcError>
+  /** The error for an nng code on this socket. */
+  readonly error: (code: number, detail: string) => IpcError.IpcError
+  /** Starts closing the socket (idempotent); pending waits fail with `Closed`. */
+  readonly shutdown: () => void
+  /** Closes the socket (idempotent) and waits until nng has let it go. */
+  readonly close: Effect.Effect<void>
+}
+
+const canReceive = (p: Nng.Protocol) => p !== "pub" && p !== "push"
+const canSend = (p: Nng.Protocol) => p !== "sub" && p !== "pull"
+
+/** A readiness watch shared by any number of listeners. */
+const readiness = (nng: Nng.Nng, fd: number | undefined) => {
+  const listeners = new Set<() => void>()
+  const watch = fd === undefined ? undefined : nng.watch(fd, () => {
+    for (const listener of Array.from(listeners)) listener()
+  })
+  return {
+    add: (listener: () => void) => {
+      listeners.add(listener)
+      watch?.start()
+      return () => {
+        listeners.delete(listener)
+        if (listeners.size === 0) watch?.stop()
+      }
+    },
+    close: () => {
+      watch?.close()
+      const pending = [...listeners]
+      listeners.clear()
+      // wake the waiters: they find the socket closed
+      for (const listener of pending) listener()
+    }
+  }
+}
+
+interface PendingSend {
+  readonly body: Uint8Array
+  readonly prefix: Uint8Array | undefined
+  readonly header: Uint8Array | undefined
+  readonly resume: (result: Effect.Effect<void, IpcError.IpcError>) => void
+}
+
+/** Opens a socket (not scoped: the caller closes it). */
+export const open = (
+  protocol: Nng.Protocol,
+  options: SocketOptions,
+  address: string
+): Effect.Effect<Socket, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const nng = yield* Nng.library
+    const handle = yield* nng.open(protocol)
+    const setup = Effect.gen(function*() {
+      yield* nng.setSocketOption(handle, "recv-size-max", { size: options.maxMessageSize })
+      if (options.sendBuffer !== undefined && canSend(protocol)) {
+        yield* nng.setSocketOption(handle, "send-buffer", { int: options.sendBuffer })
+      }
+      if (options.recvBuffer !== undefined && canReceive(protocol)) {
+        yield* nng.setSocketOption(handle, "recv-buffer", { int: options.recvBuffer })
+      }
+      const recvFd = canReceive(protocol) ? yield* nng.getSocketInt(handle, "recv-fd") : undefined
+      const sendFd = canSend(protocol) ? yield* nng.getSocketInt(handle, "send-fd") : undefined
+      return { recvFd, sendFd }
+    })
+    const fds = yield* setup.pipe(Effect.tapError(() => Effect.sync(() => nng.close(handle, () => {}))))
+    return makeSocket(nng, handle, protocol, options, address, fds.recvFd, fds.sendFd)
+  })
+
+/** Opens a socket that is closed when the scope closes. */
+export const make = (
+  protocol: Nng.Protocol,
+  options: SocketOptions,
+  address: string
+): Effect.Effect<Socket, IpcError.IpcError, Scope.Scope> =>
+  Effect.acquireRelease(open(protocol, options, address), (socket) => socket.close)
+
+const makeSocket = (
+  nng: Nng.Nng,
+  handle: Nng.Handle,
+  protocol: Nng.Protocol,
+  options: SocketOptions,
+  address: string,
+  recvFd: number | undefined,
+  sendFd: number | undefined
+): Socket => {
+  let closed = false
+  const released = Deferred.makeUnsafe<void>()
+  const readable = readiness(nng, recvFd)
+  const writableFd = readiness(nng, sendFd)
+  const error = (code: number, detail: string) => nng.error(code, detail, address)
+  const closedError = () => nng.error(NngError.Code.ECLOSED, "the socket is closed", address, "Closed")
+
+  // ---- sending: in call order, waiting on send-fd while nng is full ----
+  const pending: Array<PendingSend> = []
+  let stopWritable: (() => void) | undefined
+  const flush = () => {
+    while (pending.length > 0) {
+      const next = pending[0]!
+      if (closed) {
+        pending.shift()
+        next.resume(Effect.fail(closedError()))
+        continue
+      }
+      const rv = nng.trySend(handle, next.body, next.prefix, next.header)
+      if (rv === Nng.EAGAIN) return
+      pending.shift()
+      next.resume(rv === 0 ? Effect.void : Effect.fail(error(rv, "cannot send")))
+    }
+    stopWritable?.()
+    stopWritable = undefined
+  }
+  const send = (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+    Effect.suspend(() => {
+      if (closed) return Effect.fail(closedError())
+      if (pending.length === 0) {
+        const rv = nng.trySend(handle, body, prefix, header)
+        if (rv === 0) return Effect.void
+        if (rv !== Nng.EAGAIN) return Effect.fail(error(rv, "cannot send"))
+      }
+      return Effect.callback<void, IpcError.IpcError>((resume) => {
+        const entry: PendingSend = { body, prefix, header, resume }
+        pending.push(entry)
+        if (stopWritable === undefined) stopWritable = writableFd.add(flush)
+        return Effect.sync(() => {
+          const i = pending.indexOf(entry)
+          if (i >= 0) pending.splice(i, 1)
+          if (pending.length === 0) {
+            stopWritable?.()
+            stopWritable = undefined
+          }
+        })
+      })
+    })
+
+  // ---- receiving ----
+  const kinded = options.kinded === true
+  const withHeader = protocol === "rep-raw"
+  const tryReceive = () => (closed ? NngError.Code.ECLOSED : nng.tryReceive(handle, kinded, withHeader))
+  const waitReadable = Effect.callback<void, IpcError.IpcError>((resume) => {
+    if (closed) return resume(Effect.fail(closedError()))
+    const remove = readable.add(() => {
+      remove()
+      resume(closed ? Effect.fail(closedError()) : Effect.void)
+    })
+    return Effect.sync(remove)
+  })
+  const receive: Effect.Effect<Nng.Received, IpcError.IpcError> = Effect.suspend(() => {
+    const result = tryReceive()
+    if (typeof result !== "number") return Effect.succeed(result)
+    if (result === Nng.EAGAIN) return Effect.andThen(waitReadable, receive)
+    return Effect.fail(result === NngError.Code.ECLOSED ? closedError() : error(result, "cannot receive"))
+  })
+
+  const writable = Effect.callback<void, IpcError.IpcError>((resume) => {
+    if (closed) return resume(Effect.fail(closedError()))
+    const remove = writableFd.add(() => {
+      remove()
+      resume(closed ? Effect.fail(closedError()) : Effect.void)
+    })
+    return Effect.sync(remove)
+  })
+
+  const shutdown = () => {
+    if (closed) return
+    closed = true
+    // the poll handles go first: nng closes the descriptors they watch
+    readable.close()
+    writableFd.close()
+    flush()
+    nng.close(handle, () => Deferred.doneUnsafe(released, Exit.void))
+  }
+
+  return {
+    nng,
+    handle,
+    protocol,
+    isClosed: () => closed,
+    listen: (target) =>
+      nng.listen(
+        handle,
+        target.url,
+        target.transport === "ipc" && options.ipcPermissions !== undefined
+          ? { ipcPermissions: options.ipcPermissions }
+          : {},
+        target.raw
+      ),
+    dial: (target) =>
+      nng.dial(
+        handle,
+        target.url,
+        options.reconnect === undefined
+          ? {}
+          : { reconnectMin: options.reconnect.min, reconnectMax: options.reconnect.max },
+        target.raw
+      ),
+    send,
+    receive,
+    tryReceive,
+    onReadable: (listener) => readable.add(listener),
+    onWritable: (listener) => writableFd.add(listener),
+    trySend: (body, prefix) => (closed ? NngError.Code.ECLOSED : nng.trySend(handle, body, prefix)),
+    writable,
+    setOption: (name, value) => nng.setSocketOption(handle, name, value),
+    error,
+    shutdown,
+    close: Effect.suspend(() => {
+      shutdown()
+      return Deferred.await(released)
+    })
+  }
+}
+
+/**
+ * Waits until a socket's dialer is connected (the socket turns writable),
+ * failing as soon as the dialer reports an error, or after `timeout` ms.
+ */
+export const connected = (
+  socket: Socket,
+  dialer: Nng.Handle,
+  timeout: number,
+  address: string
+): Effect.Effect<void, IpcError.IpcError> => {
+  const failed = Effect.callback<never, IpcError.IpcError>((resume) => {
+    const started = Date.now()
+    const stop = Ticker.every(() => {
+      const code = socket.nng.dialerFailure(dialer)
+      if (code !== undefined) {
+        stop()
+        resume(Effect.fail(socket.nng.error(code, "cannot connect", address)))
+      } else if (Date.now() - started > timeout) {
+        stop()
+        resume(
+          Effect.fail(
+            socket.nng.error(NngError.Code.ETIMEDOUT, `no connection within ${timeout} ms`, address, "Timeout")
+          )
+        )
+      }
+    })
+    return Effect.sync(stop)
+  })
+  return Effect.raceFirst(socket.writable, failed)
+}

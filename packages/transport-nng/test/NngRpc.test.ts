@@ -1,0 +1,106 @@
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
+import { ConformanceApi, Refused } from "@effect-ipc/core/testing/ConformanceApi"
+import { NngRpc } from "@effect-ipc/transport-nng"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as RpcClient from "effect/rpc/RpcClient"
+import * as RpcSerialization from "effect/rpc/RpcSerialization"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import { freePort } from "./fixtures/ports.ts"
+import * as Child from "./fixtures/process.ts"
+
+const client = (options: NngRpc.ClientOptions, serialization = IpcRpc.layerSerialization) =>
+  Effect.gen(function*() {
+    const protocol = yield* Layer.build(NngRpc.layerClientProtocol(options).pipe(Layer.provide(serialization)))
+    return yield* RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))
+  })
+
+const server = (address: string) =>
+  Effect.gen(function*() {
+    const peer = yield* Child.node("peer.ts", ["rpc", address])
+    yield* peer.waitFor((line) => line === "ready")
+    return peer
+  })
+
+describe("NngRpc: effect/rpc over req/rep", () => {
+  it.live(
+    "1000 concurrent calls, typed errors and streams, to a server in another process",
+    () =>
+      Effect.gen(function*() {
+        const address = `tcp://127.0.0.1:${freePort()}`
+        yield* server(address)
+        const rpc = yield* client({ dial: address, pool: { max: 16 } })
+        const results = yield* Effect.forEach(
+          Array.from({ length: 1000 }, (_, i) => i),
+          (n) => rpc.Echo({ n }),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(results, Array.from({ length: 1000 }, (_, i) => i))
+        const error = yield* Effect.flip(rpc.Fail({ why: "no" }))
+        assert.instanceOf(error, Refused)
+        assert.deepStrictEqual(
+          yield* Stream.runCollect(rpc.Range({ n: 100 })),
+          Array.from({ length: 100 }, (_, i) => i + 1)
+        )
+        assert.strictEqual(yield* rpc.Calls(), 1001)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live("a call in flight when the server dies fails typed and is not replayed", () =>
+    Effect.gen(function*() {
+      const address = `tcp://127.0.0.1:${freePort()}`
+      const first = yield* server(address)
+      const rpc = yield* client({ dial: address })
+      assert.strictEqual(yield* rpc.Echo({ n: 1 }), 1)
+      const inFlight = yield* Effect.forkScoped(Effect.flip(rpc.Sleep({ millis: 60_000 })))
+      yield* Effect.sleep("200 millis")
+      yield* first.kill
+      const lost = yield* Fiber.join(inFlight)
+      assert.strictEqual(lost._tag, "RpcClientError")
+      assert.strictEqual(lost.reason._tag, "SocketReadError")
+      const cause = "cause" in lost.reason ? lost.reason.cause : undefined
+      assert.isTrue(IpcError.isIpcError(cause) && cause.reason === "ConnectionLost", String(cause))
+      yield* server(address)
+      // the new server never saw the Sleep
+      assert.strictEqual(yield* rpc.Calls(), 0)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a procedure marked idempotent is retried after the server dies, once", () =>
+    Effect.gen(function*() {
+      const address = `tcp://127.0.0.1:${freePort()}`
+      const first = yield* server(address)
+      const rpc = yield* client({
+        dial: address,
+        idempotent: ["Sleep"],
+        retry: Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: 100 }))
+      })
+      const call = yield* Effect.forkScoped(rpc.Sleep({ millis: 500 }))
+      yield* Effect.sleep("200 millis")
+      yield* first.kill
+      yield* server(address)
+      yield* Fiber.join(call)
+      assert.strictEqual(yield* rpc.Calls(), 1)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("JSON serialization works too", () =>
+    Effect.gen(function*() {
+      const address = `inproc://rpc-json-${Math.random()}`
+      const { ConformanceHandlers } = yield* Effect.promise(() => import("@effect-ipc/core/testing/ConformanceApi"))
+      const { RpcServer } = yield* Effect.promise(() => import("effect/rpc"))
+      yield* Layer.build(
+        RpcServer.layer(ConformanceApi).pipe(
+          Layer.provide(ConformanceHandlers),
+          Layer.provide(NngRpc.layerServerProtocol({ listen: address })),
+          Layer.provide(RpcSerialization.layerJson)
+        )
+      )
+      const rpc = yield* client({ dial: address }, RpcSerialization.layerJson)
+      assert.strictEqual(yield* rpc.Echo({ n: 42 }), 42)
+      assert.deepStrictEqual(yield* Stream.runCollect(rpc.Range({ n: 3 })), [1, 2, 3])
+    }).pipe(Effect.scoped))
+})

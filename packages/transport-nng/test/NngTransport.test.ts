@@ -1,0 +1,166 @@
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as Transport from "@effect-ipc/core/Transport"
+import { NngTransport } from "@effect-ipc/transport-nng"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { freePort } from "./fixtures/ports.ts"
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A fresh directory, removed (and checked empty before) when the scope closes. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+describe("NngTransport", () => {
+  it.live("serves many clients at one address, each in its own conversation", () =>
+    Effect.gen(function*() {
+      const transport = NngTransport.make()
+      const address = `nng+tcp://127.0.0.1:${freePort()}`
+      const listener = yield* transport.listen(address)
+      yield* Effect.forkScoped(Transport.serve(listener, (channel) =>
+        Effect.forever(Effect.flatMap(channel.receive, (m) =>
+          channel.send(encoder.encode(`${channel.peer.description}: ${decoder.decode(m)}`))))))
+      const replies = yield* Effect.forEach(
+        Array.from({ length: 50 }, (_, i) =>
+          i),
+        (i) =>
+          Effect.gen(function*() {
+            const client = yield* transport.dial(address)
+            yield* client.send(encoder.encode(`client ${i}`))
+            return decoder.decode(yield* client.receive)
+          }),
+        { concurrency: 50 }
+      )
+      assert.deepStrictEqual(replies, Array.from({ length: 50 }, (_, i) => `${address}: client ${i}`))
+    }).pipe(Effect.scoped))
+
+  it.live("listening on port 0 reports the port it bound, and clients reach it there", () =>
+    Effect.gen(function*() {
+      const transport = NngTransport.make()
+      const listener = yield* transport.listen("nng+tcp://127.0.0.1:0")
+      assert.match(listener.address, /^nng\+tcp:\/\/127\.0\.0\.1:\d+$/)
+      assert.notStrictEqual(listener.address, "nng+tcp://127.0.0.1:0")
+      const client = yield* transport.dial(listener.address)
+      const server = yield* listener.accept
+      yield* client.send(encoder.encode("found you"))
+      assert.strictEqual(decoder.decode(yield* server.receive), "found you")
+    }).pipe(Effect.scoped))
+
+  it.live("carries channels over WebSocket (nng+ws://)", () =>
+    Effect.gen(function*() {
+      const transport = NngTransport.make()
+      const listener = yield* transport.listen(`nng+ws://127.0.0.1:${freePort()}/effect-ipc`)
+      const clients = yield* Effect.forEach([1, 2, 3], () => transport.dial(listener.address))
+      for (const [i, client] of clients.entries()) {
+        const server = yield* listener.accept
+        yield* client.send(encoder.encode(`ws ${i}`))
+        assert.strictEqual(decoder.decode(yield* server.receive), `ws ${i}`)
+        yield* server.send(encoder.encode(`back ${i}`))
+        assert.strictEqual(decoder.decode(yield* client.receive), `back ${i}`)
+      }
+    }).pipe(Effect.scoped))
+
+  it.live("over ipc: the peer's credentials, a 0600 socket file, and nothing left on disk", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const transport = NngTransport.make()
+      const path = Path.join(dir, "creds.ipc")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* transport.listen(`nng+ipc://${path}`)
+        assert.strictEqual(Fs.statSync(path).mode & 0o777, 0o600)
+        const client = yield* transport.dial(`nng+ipc://${path}`)
+        const server = yield* listener.accept
+        assert.strictEqual(client.peer.pid, process.pid)
+        assert.strictEqual(server.peer.pid, process.pid)
+        assert.strictEqual(server.peer.uid, process.getuid!())
+        // each conversation runs on an abstract socket: nothing else appears on disk
+        assert.deepStrictEqual(Fs.readdirSync(dir), ["creds.ipc"])
+      }))
+      assert.deepStrictEqual(Fs.readdirSync(dir), [], "the listener removed its socket file")
+    }).pipe(Effect.scoped))
+
+  it.live("refuses peers that `authorize` rejects, on both sides", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const address = `nng+ipc://${Path.join(dir, "strict.ipc")}`
+      const strict = NngTransport.make({ authorize: (peer) => peer.uid === 4242, connectTimeout: "1 second" })
+      const open = NngTransport.make({ connectTimeout: "1 second" })
+      // a strict client refuses a server of another user
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* open.listen(address)
+        const refused = yield* Effect.flip(strict.dial(address))
+        assert.strictEqual(refused.reason, "PeerRejected")
+      }))
+      // a strict server refuses a client of another user, and says so
+      yield* strict.listen(address)
+      const refused = yield* Effect.flip(open.dial(address))
+      assert.strictEqual(refused.reason, "PeerRejected")
+      assert.include(refused.detail, `refused a peer running as uid ${process.getuid!()} (pid ${process.pid})`)
+    }).pipe(Effect.scoped))
+
+  it.live("a dial with nothing behind the address is NotFound at once; an unreachable one times out, typed", () =>
+    Effect.gen(function*() {
+      const transport = NngTransport.make({ connectTimeout: "500 millis" })
+      const started = Date.now()
+      const refused = yield* Effect.flip(transport.dial(`nng+tcp://127.0.0.1:${freePort()}`))
+      assert.strictEqual(refused.reason, "NotFound")
+      assert.strictEqual(refused.errno, "NNG_ECONNREFUSED")
+      assert.isBelow(Date.now() - started, 400)
+      // a listener that never answers the rendezvous: a raw TCP server that accepts and stays silent
+      const Net = yield* Effect.promise(() => import("node:net"))
+      const silent = Net.createServer(() => {})
+      yield* Effect.acquireRelease(
+        Effect.callback<void>((resume) => void silent.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.sync(() => silent.close())
+      )
+      const port = (silent.address() as { port: number }).port
+      const timedOut = yield* Effect.flip(transport.dial(`nng+tcp://127.0.0.1:${port}`))
+      assert.strictEqual(timedOut.reason, "Timeout")
+    }).pipe(Effect.scoped))
+
+  it.live("close waits for the peer to read what was sent before it", () =>
+    Effect.gen(function*() {
+      const transport = NngTransport.make()
+      const address = `nng+inproc://close-${Math.random()}`
+      const listener = yield* transport.listen(address)
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      const big = new Uint8Array(1024 * 1024).fill(7)
+      for (let i = 0; i < 20; i++) yield* client.send(big)
+      // the close goes after the data and waits (up to closeTimeout) for the reader to get there
+      const closing = yield* Effect.forkScoped(client.close)
+      yield* Effect.sleep("100 millis")
+      assert.isUndefined(closing.pollUnsafe(), "close waits while the peer has not read")
+      let received = 0
+      while (true) {
+        const batch = yield* Effect.result(server.receiveAll)
+        if (batch._tag === "Failure") {
+          assert.strictEqual(batch.failure.reason, "Closed")
+          break
+        }
+        received += batch.success.length
+      }
+      assert.strictEqual(received, 20)
+      yield* Fiber.join(closing)
+    }).pipe(Effect.scoped))
+
+  it.live("a typed view works end to end", () =>
+    Effect.gen(function*() {
+      const transport = NngTransport.make()
+      const address = `nng+inproc://typed-${Math.random()}`
+      const listener = yield* transport.listen(address)
+      const { Schema } = yield* Effect.promise(() => import("effect"))
+      const Job = Schema.Struct({ id: Schema.Number, name: Schema.String })
+      const client = IpcChannel.typed(yield* transport.dial(address), Job)
+      const server = IpcChannel.typed(yield* listener.accept, Job)
+      yield* client.send({ id: 1, name: "render" })
+      assert.deepStrictEqual(yield* server.receive, { id: 1, name: "render" })
+    }).pipe(Effect.scoped))
+})

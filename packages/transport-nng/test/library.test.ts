@@ -1,0 +1,50 @@
+/**
+ * libnng itself: loaded only when first used, a typed error naming it when
+ * it is missing, and a process that used it always exits cleanly.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as ChildProcess from "node:child_process"
+import { nodeArgs } from "./fixtures/process.ts"
+
+const run = (mode: string, env: Record<string, string> = {}) =>
+  ChildProcess.spawnSync(process.execPath, nodeArgs("library.ts", [mode]), {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 30_000
+  })
+
+describe("libnng", () => {
+  it("is loaded on first use, not when the package is imported", () => {
+    const result = run("lazy")
+    assert.strictEqual(result.status, 0, result.stderr)
+    assert.strictEqual(result.stdout, "before no\nafter yes\n")
+  })
+
+  it("missing, it is a LibraryMissing error that names it and says how to install it", () => {
+    const result = run("load", { EFFECT_IPC_LIBNNG: "libnng-not-installed.so.9" })
+    assert.strictEqual(result.status, 0, result.stderr)
+    const outcome = JSON.parse(result.stdout)
+    assert.strictEqual(outcome.reason, "LibraryMissing")
+    assert.include(outcome.detail, "libnng-not-installed.so.9")
+    assert.include(outcome.detail, "apt-get install libnng1")
+  })
+
+  it("present, the transport builds", () => {
+    const result = run("load")
+    assert.strictEqual(result.status, 0, result.stderr)
+    const outcome = JSON.parse(result.stdout)
+    assert.isTrue(outcome.ok)
+    assert.match(outcome.version, /^1\.\d+\.\d+$/)
+  })
+
+  it("a process that leaves sockets open still exits cleanly (libnng stays mapped under its threads)", () => {
+    for (let i = 0; i < 6; i++) {
+      for (const mode of ["exit", "idle"]) {
+        const result = run(mode)
+        assert.strictEqual(result.signal, null, `${mode} run ${i} died of ${result.signal}`)
+        assert.strictEqual(result.status, 0, result.stderr)
+        assert.strictEqual(result.stdout, "done\n")
+      }
+    }
+  })
+})

@@ -1,0 +1,121 @@
+/**
+ * Named POSIX shared-memory segments (`shm_open`, `ftruncate`, `mmap`) as
+ * scoped resources. `create` takes a name exclusively (mode 0600 by default)
+ * and removes it when its scope closes; `open` maps an existing segment; both
+ * unmap when their scope closes.
+ *
+ * Views never outlive the mapping: `bytes` and every typed array or `Buffer`
+ * made over it are detached when the scope closes (length 0, reads
+ * `undefined`, writes nothing). Reading a view too late gives nothing, never
+ * another segment's data and never a crash; see `README.md` for how.
+ *
+ * Names are `[A-Za-z0-9._-]`, without a slash (the leading `/` of POSIX is
+ * added here), up to `maxNameLength` bytes: 255 on Linux, 30 on macOS. Errors
+ * are `IpcError`s: `AlreadyExists`, `NotFound`, `PermissionDenied`,
+ * `NameTooLong`, `NoSpace`, `InvalidAddress` (a bad name), and
+ * `UnsupportedPlatform` on Windows.
+ *
+ * @since 0.1.0
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Libc from "./internal/libc.ts"
+import * as Segments from "./internal/segments.ts"
+
+/** Longest segment name, in bytes, without the leading slash: 255 on Linux, 30 on macOS. */
+export const maxNameLength: number = process.platform === "darwin" ? 30 : 255
+
+const namePattern = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/
+
+/** Checks a segment name: no slash, only `[A-Za-z0-9._-]`, not starting with a dot, within `maxNameLength`. */
+export const validateName = (name: string, address?: string): Effect.Effect<string, IpcError.IpcError> => {
+  if (name.includes("/")) {
+    return Effect.fail(IpcError.make("InvalidAddress", `segment names have no slashes: "${name}"`, address))
+  }
+  if (Buffer.byteLength(name) > maxNameLength) {
+    return Effect.fail(
+      IpcError.make(
+        "NameTooLong",
+        `segment name is ${Buffer.byteLength(name)} bytes; ${process.platform} allows at most ${maxNameLength}`,
+        address
+      )
+    )
+  }
+  if (!namePattern.test(name)) {
+    return Effect.fail(
+      IpcError.make("InvalidAddress", `a segment name is 1-${maxNameLength} of A-Z a-z 0-9 . _ - : "${name}"`, address)
+    )
+  }
+  return Effect.succeed(name)
+}
+
+/** A mapped segment. */
+export interface Segment {
+  /** The name, without the leading slash. */
+  readonly name: string
+  /** Bytes mapped (the whole segment). */
+  readonly size: number
+  /** True when this scope created the segment (and removes its name on close). */
+  readonly owner: boolean
+  /** The segment's memory; detached (empty) once the scope that mapped it has closed. */
+  readonly bytes: Uint8Array
+  /** True until the scope that mapped it closes. */
+  readonly isMapped: () => boolean
+}
+
+const toSegment = (mapped: Segments.Mapped, owner: boolean): Segment => ({
+  name: mapped.name,
+  size: mapped.mapping.size,
+  owner,
+  bytes: new Uint8Array(mapped.mapping.buffer),
+  isMapped: () => !mapped.mapping.isReleased()
+})
+
+/** Options of `create`. */
+export interface CreateOptions {
+  /** Permission bits (default 0o600: this user only). */
+  readonly mode?: number | undefined
+}
+
+/**
+ * Creates the segment `name` of `size` bytes (zero-filled), failing with
+ * `AlreadyExists` when the name is taken. Its name is removed and its memory
+ * unmapped when the scope closes (other processes that mapped it keep their
+ * mappings).
+ */
+export const create = (
+  name: string,
+  size: number,
+  options: CreateOptions = {}
+): Effect.Effect<Segment, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* validateName(name)
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      return yield* IpcError.make("InvalidAddress", `a segment's size is a positive integer (got ${size})`)
+    }
+    const mapped = yield* Effect.acquireRelease(
+      Segments.createMapped(name, size, { mode: options.mode }),
+      (created) =>
+        Effect.sync(() => created.mapping.release()).pipe(Effect.andThen(Effect.ignore(Libc.shmUnlink(name))))
+    )
+    return toSegment(mapped, true)
+  })
+
+/** Maps the existing segment `name` (`NotFound` when there is none); unmapped when the scope closes. */
+export const open = (name: string): Effect.Effect<Segment, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* validateName(name)
+    const mapped = yield* Effect.acquireRelease(
+      Segments.openMapped(name),
+      (opened) => Effect.sync(() => opened.mapping.release())
+    )
+    return toSegment(mapped, false)
+  })
+
+/** Removes the name `name` (`NotFound` when there is none); processes that mapped it keep their memory. */
+export const unlink = (name: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.andThen(validateName(name), Libc.shmUnlink(name))
+
+/** Every segment visible in `/dev/shm` (Linux), with size, owner uid and modification time. */
+export const list: Effect.Effect<ReadonlyArray<Segments.Listed>, IpcError.IpcError> = Segments.list

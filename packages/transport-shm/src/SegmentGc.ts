@@ -1,0 +1,189 @@
+/**
+ * Finding and removing orphaned segments: `list` shows every segment this
+ * package made (`effect-ipc shm ls`), `collect` removes the orphans once
+ * (`effect-ipc shm gc`), `run` / `layer` do it on a `Schedule` in a fiber.
+ *
+ * An orphan is a resource link whose holders all died (a `kill -9`ed
+ * producer's frames), a link nobody holds past its TTL (or without one), or
+ * a channel segment whose creator died while its name still showed (even one
+ * it died before writing a header into: channel segment names carry the
+ * creator's pid). Each
+ * verdict is taken under the segment's header lock, so a segment a live
+ * process holds is never removed, and two processes collecting at once do
+ * not fight: one removes, the other finds it gone.
+ *
+ * Linux only: other systems do not list their POSIX segments
+ * (`UnsupportedPlatform`).
+ *
+ * @since 0.1.0
+ */
+import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Header from "./internal/header.ts"
+import * as Processes from "./internal/processes.ts"
+import * as Reclaim from "./internal/reclaim.ts"
+import * as Segments from "./internal/segments.ts"
+
+/** One of this package's segments, as `effect-ipc shm ls` shows it. */
+export interface SegmentInfo {
+  readonly name: string
+  /** `link` (ResourceLink), `ring` (a channel ring being set up), `message` (a large channel message in flight). */
+  readonly kind: string
+  /** `initialising`, `ready` or `deleted`. */
+  readonly state: string
+  /** Bytes of the segment, header included. */
+  readonly size: number
+  readonly payloadLength: number
+  readonly refcount: number
+  readonly holders: ReadonlyArray<{ readonly pid: number; readonly count: number; readonly alive: boolean }>
+  readonly creator: { readonly pid: number; readonly alive: boolean }
+  /** Owner uid. */
+  readonly uid: number
+  readonly createdAt: number
+  readonly ageMillis: number
+  /** 0 when it has none. */
+  readonly ttlMillis: number
+  /** Why `collect` would remove it now, if it would. */
+  readonly orphan: string | undefined
+}
+
+/** What `list` found. */
+export interface Listing {
+  readonly segments: ReadonlyArray<SegmentInfo>
+  /** Segments in `/dev/shm` that are not ours, or that this user cannot read. */
+  readonly others: number
+}
+
+const stateNames = ["initialising", "ready", "deleted"]
+
+const alive = (p: Processes.ProcessId): boolean => Processes.liveness(p) !== "dead"
+
+/** Opens a listed segment's header, or `undefined` when it is not one of ours (or not readable). */
+const openHeader = (entry: Segments.Listed) =>
+  Effect.option(Segments.openWithHeader(entry.name, undefined, undefined, { headerOnly: true, retry: false }))
+
+/** Every segment this package made, with its header's fields, in `/dev/shm` order. */
+export const list: Effect.Effect<Listing, IpcError.IpcError> = Effect.gen(function*() {
+  const entries = yield* Segments.list
+  const segments: Array<SegmentInfo> = []
+  let others = 0
+  for (const entry of entries) {
+    const opened = yield* openHeader(entry)
+    if (opened._tag === "None") {
+      others++
+      continue
+    }
+    const { header, mapped } = opened.value
+    const s = Header.snapshot(header)
+    mapped.mapping.release()
+    const now = Date.now()
+    segments.push({
+      name: entry.name,
+      kind: Header.kindName(s.kind),
+      state: stateNames[s.state] ?? `state ${s.state}`,
+      size: mapped.size,
+      payloadLength: s.payloadLength,
+      refcount: s.refcount,
+      holders: s.holders.map((h) => ({ pid: h.pid, count: h.count, alive: alive(h) })),
+      creator: { pid: s.creator.pid, alive: alive(s.creator) },
+      uid: mapped.uid,
+      createdAt: s.createdAt,
+      ageMillis: Math.max(0, now - s.createdAt),
+      ttlMillis: s.ttlMillis,
+      orphan: Reclaim.verdict(s, now)
+    })
+  }
+  return { segments, others }
+})
+
+/** A segment `collect` removed, and why. */
+export interface Removed {
+  readonly name: string
+  readonly kind: string
+  readonly reason: string
+}
+
+/** What one `collect` did. */
+export interface Report {
+  readonly removed: ReadonlyArray<Removed>
+  /** Our segments left in place (held, within their TTL, or their creator alive). */
+  readonly kept: number
+  /** Segments that are not ours or that this user cannot read. */
+  readonly others: number
+}
+
+/** Options of `collect`. */
+export interface CollectOptions {
+  /** Report what would be removed without removing it (nor clearing dead holders). */
+  readonly dryRun?: boolean | undefined
+}
+
+/** Sweeps `/dev/shm` once and removes the orphans (see the module comment for the rules). */
+export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const entries = yield* Segments.list
+    const removed: Array<Removed> = []
+    let kept = 0
+    let others = 0
+    for (const entry of entries) {
+      const opened = yield* openHeader(entry)
+      if (opened._tag === "None") {
+        const blank = Reclaim.blankVerdict(entry, Date.now())
+        if (blank !== undefined && (options.dryRun === true || Reclaim.removeUnlocked(entry.name, entry.ino))) {
+          removed.push({ name: entry.name, kind: entry.name.startsWith("eipc-r-") ? "ring" : "message", reason: blank })
+        } else {
+          others++
+        }
+        continue
+      }
+      const { header, mapped } = opened.value
+      const kind = Header.kindName(Header.snapshot(header).kind)
+      const reason = yield* (options.dryRun === true
+        ? Effect.sync(() => Reclaim.verdict(Header.snapshot(header), Date.now()))
+        : Header.withLock(header, entry.name, () => {
+          const verdict = Reclaim.judge(header, Date.now())
+          return verdict !== undefined && Reclaim.removeLocked(header, entry.name, mapped.ino) ? verdict : undefined
+        })).pipe(
+          Effect.catch((error) => Effect.as(Effect.logDebug(`gc: left ${entry.name}`, error), undefined)),
+          Effect.ensuring(Effect.sync(() => mapped.mapping.release()))
+        )
+      if (reason === undefined) kept++
+      else removed.push({ name: entry.name, kind, reason })
+    }
+    return { removed, kept, others }
+  })
+
+/** Options of the scheduled collector. */
+export interface RunOptions {
+  /** When to sweep after the first sweep at start (default: every 60 s). */
+  readonly schedule?: Schedule.Schedule<unknown> | undefined
+}
+
+/** The default schedule of `run`: every 60 s. */
+export const defaultSchedule: Schedule.Schedule<unknown> = Schedule.spaced("60 seconds")
+
+/**
+ * Sweeps now and then on `schedule`, in a fiber that lives as long as the
+ * scope. Failures (such as `UnsupportedPlatform`) are logged at debug level
+ * and end nothing; each removal is logged at info level.
+ */
+export const run = (options: RunOptions = {}): Effect.Effect<void, never, Scope.Scope> =>
+  collect().pipe(
+    Effect.tap((report) =>
+      Effect.forEach(
+        report.removed,
+        (r) => Effect.logInfo(`shm gc: removed ${r.kind} ${r.name}: ${r.reason}`),
+        { discard: true }
+      )
+    ),
+    Effect.catch((error) => Effect.logDebug("shm gc: sweep failed", error)),
+    Effect.repeat(options.schedule ?? defaultSchedule),
+    Effect.forkScoped,
+    Effect.asVoid
+  )
+
+/** A layer that runs the collector while it is alive. */
+export const layer = (options?: RunOptions): Layer.Layer<never> => Layer.effectDiscard(run(options))

@@ -1,0 +1,536 @@
+/**
+ * The engine of the `shm://` channel (see `ShmChannel` for what it does):
+ * the send path with its ordered waiting senders, the on-demand reader with
+ * its spin and doorbell, pinned records and large-message segments, and the
+ * graceful close.
+ *
+ * @internal
+ */
+import * as Inbox from "@effect-ipc/core/Inbox"
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as ShmChannel from "../ShmChannel.ts"
+import * as Header from "./header.ts"
+import * as Libc from "./libc.ts"
+import * as Processes from "./processes.ts"
+import * as Ring from "./ring.ts"
+import * as Segments from "./segments.ts"
+
+/** The doorbell: "I wrote into your ring, or freed space in mine". */
+export const WAKE: Uint8Array = new Uint8Array([1])
+
+/** Names of the segments that carry single large messages. */
+export const messageSegmentPattern = /^eipc-m-[a-z0-9-]{1,40}$/
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder()
+
+/** What the transport hands over once the two ends have met. */
+export interface Link {
+  readonly address: string
+  readonly peer: IpcChannel.PeerInfo
+  /** Our outbound ring (we created it). */
+  readonly outbound: Libc.Mapping
+  /** The peer's ring, which we read. */
+  readonly inbound: Libc.Mapping
+  /** The socket beside the rings: doorbells, and the peer's death. */
+  readonly control: IpcChannel.IpcChannel
+}
+
+interface PendingSend {
+  readonly kind: Ring.RecordKind
+  readonly payload: Uint8Array
+  readonly resume: (effect: Effect.Effect<void, IpcError.IpcError>) => void
+}
+
+interface Pin {
+  readonly end: number
+  released: boolean
+}
+
+/** A large message not yet taken: copy it (`receive`) or hand it out in place (`receiveView`). */
+type Lease = () => void
+
+/** A message segment we sent, removed once read or when the channel closes. */
+interface SentSegment {
+  readonly name: string
+  end: number | undefined
+}
+
+const behind = (position: number, end: number): boolean => ((end - position) >>> 0) < 0x8000_0000 && position !== end
+
+/**
+ * Builds the channel over `link` in `scope`, the connection's own scope: its
+ * reader fiber runs there, closing the channel closes it, and closing it
+ * closes the channel (releasing both mappings).
+ */
+export const make = (
+  link: Link,
+  scope: Scope.Closeable,
+  options: ShmChannel.ShmChannelOptions = {}
+): Effect.Effect<ShmChannel.ShmChannel> =>
+  Effect.gen(function*() {
+    const { address, control } = link
+    const maxMessageSize = options.maxMessageSize ?? ShmChannel.DEFAULT_MAX_MESSAGE_SIZE
+    const inPlaceThreshold = options.inPlaceThreshold ?? ShmChannel.DEFAULT_IN_PLACE_THRESHOLD
+    const spinMillis = Duration.toMillis(Duration.fromInputUnsafe(options.spin ?? 0))
+    const linger = Duration.toMillis(Duration.fromInputUnsafe(options.lingerTimeout ?? "2 seconds"))
+    const outSnapshot = Header.snapshot(Header.view(link.outbound.buffer))
+    const inSnapshot = Header.snapshot(Header.view(link.inbound.buffer))
+    const outbound = new Ring.Producer(link.outbound.buffer, outSnapshot.payloadLength)
+    const inbound = new Ring.Consumer(link.inbound.buffer, inSnapshot.payloadLength)
+    const inlineMax = Math.min(outbound.maxPayload, maxMessageSize)
+
+    const closedError = IpcError.make("Closed", "the channel is closed", address)
+    const peerClosedError = IpcError.make("Closed", "the peer closed the channel", address)
+    let failure: IpcError.IpcError | undefined
+    let closing = false
+    let finished = false
+    let peerDone: IpcError.IpcError | undefined
+    const closed = Deferred.makeUnsafe<void>()
+
+    const inbox = Inbox.make({
+      maxMessages: options.maxBufferedMessages,
+      maxBytes: options.maxBufferedBytes,
+      onResume: () => wake()
+    })
+
+    // ---- doorbell -----------------------------------------------------------------
+    // The control channel queues the doorbell's frame and writes it in a microtask: until then the
+    // peer has not been woken, and spinning for its answer would only burn the time it needs.
+    let unflushed = false
+    const flushed = () => {
+      unflushed = false
+    }
+    const ring = (): void => {
+      if (finished) return
+      // a failure to send shows up on the control channel's reader
+      Effect.runSyncExit(control.send(WAKE))
+      if (!unflushed) {
+        unflushed = true
+        queueMicrotask(flushed)
+      }
+    }
+    /** Runs `effect` once any doorbell we rang has gone out (a spinner must not hold it back). */
+    const afterDoorbells = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.suspend(() => spinMillis > 0 && unflushed ? Effect.andThen(Effect.yieldNow, effect) : effect)
+
+    // ---- reading ----------------------------------------------------------------------
+    const pins: Array<Pin> = []
+    const leases = new WeakMap<Uint8Array, Lease>()
+    let freed = false
+
+    /** Frees ring space up to `end` now, or once the pinned records before it are released. */
+    const settle = (end: number): void => {
+      if (pins.length === 0) {
+        inbound.release(end)
+        freed = true
+      } else {
+        pins.push({ end, released: true })
+      }
+    }
+
+    const releasePins = (): void => {
+      let end: number | undefined
+      while (pins.length > 0 && pins[0]!.released) end = pins.shift()!.end
+      if (end !== undefined && !finished) {
+        inbound.release(end)
+        if (inbound.takeWriterWaiting()) ring()
+      }
+    }
+
+    const pinned = (record: Ring.RecordRef): Uint8Array => {
+      const sub = link.inbound.subView(record.offset, record.length)
+      const pin: Pin = { end: record.end, released: false }
+      pins.push(pin)
+      const view = new Uint8Array(sub.buffer)
+      leases.set(view, () => {
+        if (pin.released) return
+        pin.released = true
+        sub.release()
+        releasePins()
+      })
+      return view
+    }
+
+    /** Maps a large message's own segment; the name is removed at once (the mapping keeps the memory). */
+    const openMessage = (record: Ring.RecordRef): Uint8Array | IpcError.IpcError => {
+      const name = textDecoder.decode(inbound.payload(record))
+      if (!messageSegmentPattern.test(name)) return IpcError.make("Protocol", "bad message segment name", address)
+      const opened = Effect.runSyncExit(Segments.openMapped(name, { minSize: Header.HEADER_SIZE, address }))
+      if (Exit.isFailure(opened)) {
+        // a dead sender's segments may be collected before we get to them: the message died with it
+        const pid = link.peer.pid
+        const senderDead = peerDone !== undefined ||
+          (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
+        return senderDead
+          ? IpcError.make("ConnectionLost", `the peer died with a large message in flight (${name})`, address)
+          : IpcError.make("Protocol", `a large message's segment ${name} could not be opened`, address)
+      }
+      const mapping = opened.value.mapping
+      Effect.runSyncExit(Effect.ignore(Libc.shmUnlink(name)))
+      const checked = Effect.runSyncExit(
+        Header.validate(Header.view(mapping.buffer), mapping.size, Header.Kind.message, name)
+      )
+      if (Exit.isFailure(checked)) {
+        mapping.release()
+        return IpcError.make("Protocol", `a large message's segment ${name} is not valid`, address)
+      }
+      const view = new Uint8Array(mapping.buffer, Header.HEADER_SIZE, checked.value.payloadLength)
+      leases.set(view, () => mapping.release())
+      return view
+    }
+
+    /**
+     * Moves complete records from the ring into the inbox until it is full or
+     * the ring is empty, then decides whether input has ended.
+     */
+    const pump = (): void => {
+      if (finished || inbox.isDone()) return
+      freed = false
+      while (!inbox.isPaused()) {
+        const record = inbound.next()
+        if (record === undefined) break
+        if (record instanceof IpcError.IpcError) return fail(new IpcError.IpcError({ ...fields(record), address }))
+        if (record.kind === Ring.RecordKind.segment) {
+          const message = openMessage(record)
+          settle(record.end)
+          if (message instanceof IpcError.IpcError) return fail(message)
+          inbox.push(message)
+        } else if (record.length >= inPlaceThreshold) {
+          inbox.push(pinned(record))
+        } else {
+          const copy = Buffer.allocUnsafe(record.length)
+          copy.set(inbound.payload(record))
+          settle(record.end)
+          inbox.push(copy)
+        }
+      }
+      if (freed && inbound.takeWriterWaiting()) ring()
+      if (!inbox.isPaused() && !inbound.hasNext()) {
+        if (inbound.isClosed()) {
+          inbox.end()
+          peerEnded(peerClosedError)
+        } else if (peerDone !== undefined) {
+          inbox.fail(peerDone)
+        }
+      }
+    }
+
+    /**
+     * Busy-waits for input up to `spin`: tightly for the first 20 us (a running
+     * peer answers within a few), then giving the CPU away between looks, so
+     * that on a busy machine the peer gets to run.
+     */
+    const spinRead = (): void => {
+      const start = performance.now()
+      const deadline = start + spinMillis
+      const tight = start + Math.min(spinMillis, 0.02)
+      inbound.disarmReader()
+      for (let now = start; now < deadline; now = performance.now()) {
+        for (let i = 0; i < 64; i++) {
+          if (inbound.hasNext() || inbound.isClosed()) return pump()
+        }
+        if (now > tight) Libc.yieldCpu()
+      }
+    }
+
+    /** Sets the reader-waiting flag, then looks once more (a write published meanwhile is read now). */
+    const arm = (): void => {
+      inbound.armReader()
+      if (inbound.hasNext() || inbound.isClosed()) {
+        inbound.disarmReader()
+        pump()
+      }
+    }
+
+    /** Before a receiver waits: read the ring, spin if asked to, and arm the doorbell if still empty. */
+    const prepare = (): void => {
+      if (inbox.size() > 0 || inbox.isDone() || finished) return
+      pump()
+      if (inbox.size() > 0 || inbox.isDone()) return
+      if (spinMillis > 0) {
+        spinRead()
+        if (inbox.size() > 0 || inbox.isDone()) return
+      }
+      arm()
+    }
+
+    /** A message as `receive` returns it: a large one still in shared memory is copied and released. */
+    const materialize = (message: Uint8Array): Uint8Array => {
+      const lease = leases.get(message)
+      if (lease === undefined) return message
+      leases.delete(message)
+      const copy = Buffer.allocUnsafe(message.byteLength)
+      copy.set(message)
+      lease()
+      return copy
+    }
+
+    const takeRaw = inbox.take
+    const pullRaw = inbox.pull
+    const take: Inbox.Inbox["take"] = afterDoorbells(Effect.suspend(() => {
+      prepare()
+      return Effect.map(takeRaw, materialize)
+    }))
+    const pull: Inbox.Inbox["pull"] = afterDoorbells(Effect.suspend(() => {
+      prepare()
+      return Effect.map(
+        pullRaw,
+        (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>
+      )
+    }))
+    const receiveViewEffect: ShmChannel.ShmChannel["receiveView"] = afterDoorbells(Effect.suspend(() => {
+      prepare()
+      return Effect.flatMap(takeRaw, (message) => {
+        const lease = leases.get(message)
+        if (lease === undefined) return Effect.succeed(message)
+        leases.delete(message)
+        return Effect.as(Effect.addFinalizer(() => Effect.sync(lease)), message)
+      })
+    }))
+
+    // ---- writing ------------------------------------------------------------------------
+    const pending: Array<PendingSend> = []
+    const sentSegments: Array<SentSegment> = []
+
+    const afterWrite = (): void => {
+      if (outbound.takeReaderWaiting()) ring()
+    }
+
+    /** Writes waiting sends in order while they fit; arms the writer flag if some still wait. */
+    const flushPending = (): void => {
+      let wrote = false
+      while (pending.length > 0) {
+        const next = pending[0]!
+        if (!outbound.write(next.kind, next.payload)) break
+        pending.shift()
+        wrote = true
+        noteSegmentEnd(next)
+        next.resume(Effect.void)
+      }
+      if (wrote) afterWrite()
+      if (pending.length > 0) {
+        outbound.armWriter()
+        if (outbound.fits(pending[0]!.payload.byteLength)) {
+          outbound.disarmWriter()
+          flushPending()
+        }
+      }
+    }
+
+    const noteSegmentEnd = (send: PendingSend): void => {
+      if (send.kind !== Ring.RecordKind.segment) return
+      const entry = sentSegments.find((s) => s.end === undefined)
+      if (entry !== undefined) entry.end = outbound.position
+    }
+
+    /** Busy-waits for room in the outbound ring up to `spin`, as `spinRead` waits for input. */
+    const spinWrite = (kind: Ring.RecordKind, payload: Uint8Array): boolean => {
+      const start = performance.now()
+      const deadline = start + spinMillis
+      const tight = start + Math.min(spinMillis, 0.02)
+      for (let now = start; now < deadline; now = performance.now()) {
+        for (let i = 0; i < 64; i++) {
+          if (outbound.fits(payload.byteLength)) return outbound.write(kind, payload)
+        }
+        if (now > tight) Libc.yieldCpu()
+      }
+      return false
+    }
+
+    const sendFailure = (): IpcError.IpcError | undefined =>
+      failure ?? (closing ? closedError : peerDone === undefined ? undefined : peerDone)
+
+    const enqueue = (
+      kind: Ring.RecordKind,
+      payload: Uint8Array,
+      onInterrupt: () => void
+    ): Effect.Effect<void, IpcError.IpcError> => {
+      if (pending.length === 0) {
+        if (outbound.write(kind, payload) || (spinMillis > 0 && !unflushed && spinWrite(kind, payload))) {
+          if (kind === Ring.RecordKind.segment) sentSegments[sentSegments.length - 1]!.end = outbound.position
+          afterWrite()
+          return Effect.void
+        }
+      }
+      return Effect.callback<void, IpcError.IpcError>((resume) => {
+        const entry: PendingSend = { kind, payload, resume }
+        pending.push(entry)
+        flushPending()
+        return Effect.sync(() => {
+          const i = pending.indexOf(entry)
+          if (i >= 0) {
+            pending.splice(i, 1)
+            onInterrupt()
+          }
+        })
+      })
+    }
+
+    /**
+     * Puts a large message in a segment of its own; the ring carries its
+     * name. From its creation the segment is on `sentSegments`, so that
+     * closing the channel removes it if the peer never picks it up.
+     */
+    const sendLarge = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+      Effect.flatMap(
+        Effect.uninterruptible(
+          Effect.map(
+            Segments.createMapped(Segments.freshName("m"), Header.HEADER_SIZE + message.byteLength, { address }),
+            (mapped): SentSegment => {
+              // the header first: from here on a collector can tell whose segment this is
+              const header = Header.view(mapped.mapping.buffer)
+              Header.initialise(header, {
+                kind: Header.Kind.message,
+                ttlMillis: 0,
+                payloadLength: message.byteLength,
+                createdAt: Date.now()
+              })
+              new Uint8Array(mapped.mapping.buffer, Header.HEADER_SIZE, message.byteLength).set(message)
+              Header.publish(header)
+              mapped.mapping.release()
+              // segments the peer has read (it removes their names) are forgotten
+              const readerAt = outbound.readerPosition()
+              while (sentSegments.length > 0) {
+                const first = sentSegments[0]!
+                if (first.end === undefined || behind(readerAt, first.end)) break
+                sentSegments.shift()
+              }
+              const entry: SentSegment = { name: mapped.name, end: undefined }
+              sentSegments.push(entry)
+              return entry
+            }
+          )
+        ),
+        (entry) =>
+          enqueue(Ring.RecordKind.segment, textEncoder.encode(entry.name), () => {
+            sentSegments.splice(sentSegments.indexOf(entry), 1)
+            Effect.runSyncExit(Effect.ignore(Libc.shmUnlink(entry.name)))
+          })
+      )
+
+    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+      Effect.suspend(() => {
+        const error = sendFailure()
+        if (error !== undefined) return Effect.fail(error)
+        if (message.byteLength > maxMessageSize) {
+          return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
+        }
+        if (message.byteLength > inlineMax) return sendLarge(message)
+        return enqueue(Ring.RecordKind.data, message, () => {})
+      })
+
+    // ---- lifecycle -------------------------------------------------------------------------
+    const failPending = (error: IpcError.IpcError): void => {
+      for (const entry of pending.splice(0)) entry.resume(Effect.fail(error))
+    }
+
+    /** The peer is gone (`error`: why); sends fail from now on. */
+    function peerEnded(error: IpcError.IpcError): void {
+      if (peerDone !== undefined) return
+      peerDone = error
+      failPending(error)
+      Deferred.doneUnsafe(closed, Effect.void)
+    }
+
+    function fail(error: IpcError.IpcError): void {
+      if (failure !== undefined || finished) return
+      failure = error
+      inbox.fail(error)
+      failPending(error)
+      Deferred.doneUnsafe(closed, Effect.void)
+      // a protocol error from the peer: drop the link
+      Effect.runFork(control.close)
+    }
+
+    /**
+     * Called on a doorbell, and when the inbox has room again. A doorbell finds
+     * nothing when an earlier read took what it rang for; a receiver may still
+     * be waiting then, so the flag is set again (a spare doorbell costs a
+     * wake-up, a missing one a hang).
+     */
+    function wake(): void {
+      if (finished) return
+      pump()
+      if (inbox.size() === 0 && !inbox.isDone()) arm()
+      if (pending.length > 0) flushPending()
+    }
+
+    const onControlEnd = (error: IpcError.IpcError): void => {
+      if (closing || finished) return
+      peerEnded(
+        error.reason === "Closed" && inbound.isClosed()
+          ? peerClosedError
+          : IpcError.make("ConnectionLost", `the peer is gone: ${error.detail}`, address)
+      )
+      pump()
+    }
+
+    yield* control.receiveAll.pipe(
+      Effect.tap(() => Effect.sync(wake)),
+      Effect.forever,
+      Effect.catch((error) => Effect.sync(() => onControlEnd(error))),
+      Effect.forkIn(scope)
+    )
+
+    /** Removes the names of large messages the peer has not picked up, waiting up to `linger` for it. */
+    const removeSentSegments = Effect.gen(function*() {
+      const deadline = Date.now() + linger
+      while (sentSegments.length > 0 && peerDone === undefined && !finished && Date.now() < deadline) {
+        const last = sentSegments[sentSegments.length - 1]!
+        if (last.end === undefined || !behind(outbound.readerPosition(), last.end)) break
+        yield* Effect.sleep("5 millis")
+      }
+      const readerAt = finished ? undefined : outbound.readerPosition()
+      for (const segment of sentSegments.splice(0)) {
+        if (segment.end === undefined || readerAt === undefined || behind(readerAt, segment.end)) {
+          yield* Effect.ignore(Libc.shmUnlink(segment.name))
+        }
+      }
+    })
+
+    const teardown = Effect.sync(() => {
+      if (finished) return
+      finished = true
+      if (!inbox.isDone()) inbox.shutdown(failure ?? closedError)
+      failPending(closedError)
+      link.outbound.release()
+      link.inbound.release()
+      Deferred.doneUnsafe(closed, Effect.void)
+    })
+
+    /** Ends our side gracefully (the peer reads what we sent, then sees the end) and releases both rings. */
+    const shutdown: Effect.Effect<void> = Effect.suspend(() => {
+      if (closing || finished) return Effect.void
+      closing = true
+      inbox.shutdown(closedError)
+      failPending(closedError)
+      outbound.close()
+      afterWrite()
+      return removeSentSegments.pipe(
+        Effect.andThen(control.close),
+        Effect.ensuring(teardown)
+      )
+    })
+    yield* Scope.addFinalizer(scope, shutdown)
+    const close = Effect.andThen(shutdown, Scope.close(scope, Exit.void))
+
+    const channel = IpcChannel.make({
+      address,
+      peer: link.peer,
+      inbox: { ...inbox, take, pull },
+      send,
+      close,
+      closed: Deferred.await(closed)
+    })
+    return { ...channel, [ShmChannel.TypeId]: ShmChannel.TypeId, receiveView: receiveViewEffect }
+  })
+
+const fields = (error: IpcError.IpcError) => ({ reason: error.reason, detail: error.detail })

@@ -1,0 +1,390 @@
+/**
+ * The only module of this package that makes native calls: `shm_open`,
+ * `shm_unlink`, `mmap`, `munmap` and `sched_yield` through koffi. koffi itself
+ * is required on first use, so a missing native module or libc is a typed
+ * `LibraryMissing` (and Windows an `UnsupportedPlatform`), not a failed
+ * import. Each function is declared once with a typed signature and wrapped
+ * so that callers get values or `IpcError`s, never exceptions. (Sizes and
+ * `ftruncate` go through `node:fs`, which accepts any descriptor.)
+ *
+ * It also owns the life of every mapping, so that no JavaScript view can ever
+ * reach unmapped memory:
+ *
+ * - every view of a mapping is built over one `ArrayBuffer` (or over a
+ *   sub-range `ArrayBuffer` made by `subView`), and `release` detaches them
+ *   all: a detached view has length 0, reads `undefined` and writes nothing;
+ * - `release` does not `munmap`: it replaces the shared pages in place with
+ *   private anonymous ones (`MAP_FIXED`), so the shared memory is given back
+ *   at once while the address range stays valid for native code that may
+ *   still hold a pointer (a pending socket write of a view, say);
+ * - the address range itself is unmapped by a `FinalizationRegistry` once the
+ *   last `ArrayBuffer` over it has been garbage-collected.
+ *
+ * @internal
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+import type KoffiModule from "koffi"
+import * as Fs from "node:fs"
+import { createRequire } from "node:module"
+
+type Koffi = typeof KoffiModule
+
+type Pointer = bigint
+
+interface Bindings {
+  readonly koffi: Koffi
+  readonly shmOpen: (name: string, flags: number, mode: number) => number
+  readonly shmUnlink: (name: string) => number
+  readonly mmap: (
+    addr: Pointer | null,
+    length: number,
+    prot: number,
+    flags: number,
+    fd: number,
+    offset: number
+  ) => Pointer
+  readonly munmap: (addr: Pointer, length: number) => number
+  readonly schedYield: () => number
+  readonly errno: () => number
+  readonly flags: {
+    readonly O_RDWR: number
+    readonly O_CREAT: number
+    readonly O_EXCL: number
+    readonly MAP_SHARED: number
+    readonly MAP_PRIVATE: number
+    readonly MAP_FIXED: number
+    readonly MAP_ANONYMOUS: number
+  }
+}
+
+const PROT_READ = 1
+const PROT_WRITE = 2
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn
+
+let bindings: Bindings | IpcError.IpcError | undefined
+
+/** koffi itself, required on first use: a missing native module is a typed error, not a failed import. */
+const requireKoffi = (): Koffi => createRequire(import.meta.url)("koffi") as Koffi
+
+const load = (): Bindings | IpcError.IpcError => {
+  if (bindings !== undefined) return bindings
+  if (process.platform !== "linux" && process.platform !== "darwin") {
+    bindings = IpcError.make(
+      "UnsupportedPlatform",
+      `POSIX shared memory is not available on ${process.platform} (Linux and macOS only)`
+    )
+    return bindings
+  }
+  try {
+    const koffi = requireKoffi()
+    if (process.platform === "linux") {
+      const libc = koffi.load("libc.so.6")
+      const shmOpen = libc.func("int shm_open(const char *name, int oflag, uint32_t mode)")
+      const shmUnlink = libc.func("int shm_unlink(const char *name)")
+      const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)")
+      const munmap = libc.func("int munmap(void *addr, size_t length)")
+      const schedYield = libc.func("int sched_yield(void)")
+      bindings = {
+        koffi,
+        shmOpen: (name, flags, mode) => shmOpen(name, flags, mode) as number,
+        shmUnlink: (name) => shmUnlink(name) as number,
+        mmap: (addr, length, prot, flags, fd, offset) => mmap(addr, length, prot, flags, fd, offset) as Pointer,
+        munmap: (addr, length) => munmap(addr, length) as number,
+        schedYield: () => schedYield() as number,
+        errno: () => koffi.errno(),
+        flags: {
+          O_RDWR: 2,
+          O_CREAT: 0o100,
+          O_EXCL: 0o200,
+          MAP_SHARED: 1,
+          MAP_PRIVATE: 2,
+          MAP_FIXED: 0x10,
+          MAP_ANONYMOUS: 0x20
+        }
+      }
+    } else {
+      const libc = koffi.load("libSystem.B.dylib")
+      // untested here: shm_open is variadic on macOS (the mode travels as a promoted int)
+      const shmOpen = libc.func("int shm_open(const char *name, int oflag, ...)")
+      const shmUnlink = libc.func("int shm_unlink(const char *name)")
+      const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)")
+      const munmap = libc.func("int munmap(void *addr, size_t length)")
+      const schedYield = libc.func("int sched_yield(void)")
+      bindings = {
+        koffi,
+        shmOpen: (name, flags, mode) => shmOpen(name, flags, "int", mode) as number,
+        shmUnlink: (name) => shmUnlink(name) as number,
+        mmap: (addr, length, prot, flags, fd, offset) => mmap(addr, length, prot, flags, fd, offset) as Pointer,
+        munmap: (addr, length) => munmap(addr, length) as number,
+        schedYield: () => schedYield() as number,
+        errno: () => koffi.errno(),
+        flags: {
+          O_RDWR: 2,
+          O_CREAT: 0x200,
+          O_EXCL: 0x800,
+          MAP_SHARED: 1,
+          MAP_PRIVATE: 2,
+          MAP_FIXED: 0x10,
+          MAP_ANONYMOUS: 0x1000
+        }
+      }
+    }
+  } catch (cause) {
+    bindings = new IpcError.IpcError({
+      reason: "LibraryMissing",
+      detail: `cannot load koffi or libc: ${cause instanceof Error ? cause.message : String(cause)}`,
+      cause
+    })
+  }
+  return bindings
+}
+
+const errnoName = (b: Bindings, errno: number): string =>
+  Object.entries(b.koffi.os.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`
+
+/** An `IpcError` for `errno` (EEXIST -> AlreadyExists, ENOENT -> NotFound, EACCES -> PermissionDenied, ...). */
+const systemError = (
+  b: Bindings,
+  errno: number,
+  fallback: IpcError.IpcErrorReason,
+  detail: string,
+  address?: string
+) =>
+  IpcError.fromSystemError(
+    Object.assign(new Error(errnoName(b, errno)), { code: errnoName(b, errno) }),
+    fallback,
+    detail,
+    address
+  )
+
+const withBindings = <A>(
+  f: (b: Bindings) => Effect.Effect<A, IpcError.IpcError>
+): Effect.Effect<A, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const b = load()
+    return b instanceof IpcError.IpcError ? Effect.fail(b) : f(b)
+  })
+
+/**
+ * Gives the CPU to another runnable thread, if any (`sched_yield`): a spinning
+ * reader lets its peer run on a busy machine instead of burning its time slice.
+ */
+export const yieldCpu = (): void => {
+  const b = load()
+  if (!(b instanceof IpcError.IpcError)) b.schedYield()
+}
+
+/** The bindings, or the reason there are none (for callers that must not fail, such as finalizers). */
+export const available: Effect.Effect<void, IpcError.IpcError> = withBindings(() => Effect.void)
+
+/** How `shmOpen` opens: `create` fails with `AlreadyExists` when the name is taken. */
+export type OpenMode = "create" | "open"
+
+/**
+ * Opens the segment `/name` read-write (`create`: `O_CREAT | O_EXCL`, mode
+ * `mode`); returns its descriptor, which the caller closes with `closeFd`.
+ */
+export const shmOpen = (
+  name: string,
+  how: OpenMode,
+  mode: number,
+  address?: string
+): Effect.Effect<number, IpcError.IpcError> =>
+  withBindings((b) => {
+    const flags = how === "create" ? b.flags.O_RDWR | b.flags.O_CREAT | b.flags.O_EXCL : b.flags.O_RDWR
+    const fd = b.shmOpen(`/${name}`, flags, mode)
+    if (fd >= 0) return Effect.succeed(fd)
+    const errno = b.errno()
+    // glibc answers EINVAL for a name it will not take (a slash inside, or far too long)
+    const fallback = errno === b.koffi.os.errno.EINVAL ? "InvalidAddress" : "Open"
+    return Effect.fail(systemError(b, errno, fallback, `cannot ${how} the segment ${name}`, address))
+  })
+
+/** Removes the name `/name` (the memory lives on while it is mapped). */
+export const shmUnlink = (name: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+  withBindings((b) =>
+    b.shmUnlink(`/${name}`) === 0
+      ? Effect.void
+      : Effect.fail(systemError(b, b.errno(), "Unknown", `cannot unlink the segment ${name}`, address))
+  )
+
+/**
+ * Removes the name `/name` now, for callers inside a header's critical
+ * section; returns the error instead of failing.
+ */
+export const shmUnlinkNow = (name: string): IpcError.IpcError | undefined => {
+  const b = load()
+  if (b instanceof IpcError.IpcError) return b
+  return b.shmUnlink(`/${name}`) === 0
+    ? undefined
+    : systemError(b, b.errno(), "Unknown", `cannot unlink the segment ${name}`)
+}
+
+/** What `fstat` says of a segment's descriptor. */
+export interface FdStat {
+  readonly size: number
+  readonly uid: number
+  readonly mode: number
+  /** Identifies the segment itself (not its name): a segment re-created under the same name has another. */
+  readonly ino: number
+}
+
+/** The size, owner and identity of an open descriptor. */
+export const fdStat = (fd: number, address?: string): Effect.Effect<FdStat, IpcError.IpcError> =>
+  Effect.try({
+    try: () => {
+      const stat = Fs.fstatSync(fd)
+      return { size: stat.size, uid: stat.uid, mode: stat.mode & 0o777, ino: stat.ino }
+    },
+    catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot stat the segment", address)
+  })
+
+/** The identity (`ino`) of the segment that `/name` names now, if any (for callers inside a critical section). */
+export const identityNow = (name: string): number | undefined => {
+  if (process.platform === "linux") {
+    try {
+      return Fs.statSync(`/dev/shm/${name}`).ino
+    } catch {
+      return undefined
+    }
+  }
+  const b = load()
+  if (b instanceof IpcError.IpcError) return undefined
+  const fd = b.shmOpen(`/${name}`, b.flags.O_RDWR, 0)
+  if (fd < 0) return undefined
+  try {
+    return Fs.fstatSync(fd).ino
+  } catch {
+    return undefined
+  } finally {
+    closeFd(fd)
+  }
+}
+
+/** Sets the size of a segment (`ftruncate`); running out of memory is `NoSpace`. */
+export const fdTruncate = (fd: number, size: number, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.try({
+    try: () => Fs.ftruncateSync(fd, size),
+    catch: (cause) => IpcError.fromSystemError(cause, "NoSpace", `cannot size the segment to ${size} bytes`, address)
+  })
+
+/** Closes a descriptor (the mapping made from it stays). */
+export const closeFd = (fd: number): void => {
+  try {
+    Fs.closeSync(fd)
+  } catch {
+    // already closed
+  }
+}
+
+// ---- mappings ---------------------------------------------------------------
+
+/** A shared mapping whose views are detached when it is released (see the module comment). */
+export interface Mapping {
+  /** Length in bytes. */
+  readonly size: number
+  /** The whole mapping; detached (length 0) once released. */
+  readonly buffer: ArrayBuffer
+  /** True once `release` ran. */
+  readonly isReleased: () => boolean
+  /**
+   * A separate buffer over `[offset, offset + length)`, detached by its own
+   * `release` or by the mapping's, whichever comes first.
+   */
+  readonly subView: (offset: number, length: number) => SubView
+  /** Detaches every view and gives the shared pages back; idempotent. */
+  readonly release: () => void
+}
+
+/** A buffer over part of a mapping, released on its own. */
+export interface SubView {
+  readonly buffer: ArrayBuffer
+  readonly release: () => void
+}
+
+/** What the finalization registry unmaps once every buffer over a range is gone. */
+interface Range {
+  readonly addr: Pointer
+  readonly length: number
+}
+
+const keeperKey = Symbol.for("@effect-ipc/transport-shm/mapping")
+
+const unmapper = new FinalizationRegistry<Range>((range) => {
+  const b = load()
+  if (!(b instanceof IpcError.IpcError)) b.munmap(range.addr, range.length)
+})
+
+/** Ties `buffer` to `keeper`: the range stays mapped while any buffer over it is reachable. */
+const keep = (buffer: ArrayBuffer, keeper: object): ArrayBuffer => {
+  Object.defineProperty(buffer, keeperKey, { value: keeper })
+  return buffer
+}
+
+/** `ArrayBuffer` methods of ES2024, which Node 22+ has (the project's `lib` is ES2023). */
+interface Transferable {
+  readonly detached: boolean
+  transfer(newLength?: number): ArrayBuffer
+}
+
+/** Detaches `buffer` (and so every view over it). */
+const detach = (buffer: ArrayBuffer): void => {
+  const b = buffer as unknown as Transferable
+  if (!b.detached) b.transfer(0)
+}
+
+/** Maps `size` bytes of `fd` shared and read-write. */
+export const mapShared = (
+  fd: number,
+  size: number,
+  options: { readonly address?: string | undefined } = {}
+): Effect.Effect<Mapping, IpcError.IpcError> =>
+  withBindings((b) => {
+    const addr = b.mmap(null, size, PROT_READ | PROT_WRITE, b.flags.MAP_SHARED, fd, 0)
+    if (addr === MAP_FAILED) {
+      return Effect.fail(systemError(b, b.errno(), "NoSpace", `cannot map ${size} bytes`, options.address))
+    }
+    const keeper: Range = { addr, length: size }
+    const buffer = keep(b.koffi.view(addr, size), keeper)
+    unmapper.register(keeper, { addr, length: size })
+    let released = false
+    const subViews = new Set<ArrayBuffer>()
+    const mapping: Mapping = {
+      size,
+      buffer,
+      isReleased: () => released,
+      subView: (offset, length) => {
+        if (released) {
+          return { buffer: new ArrayBuffer(0), release: () => {} }
+        }
+        const sub = keep(b.koffi.view(addr + BigInt(offset), length), keeper)
+        subViews.add(sub)
+        return {
+          buffer: sub,
+          release: () => {
+            subViews.delete(sub)
+            detach(sub)
+          }
+        }
+      },
+      release: () => {
+        if (released) return
+        released = true
+        detach(buffer)
+        for (const sub of subViews) detach(sub)
+        subViews.clear()
+        // swap the shared pages for private zero pages at the same address; if that fails the
+        // shared pages stay mapped (still valid memory) until the finalizer unmaps the range
+        b.mmap(
+          addr,
+          size,
+          PROT_READ | PROT_WRITE,
+          b.flags.MAP_PRIVATE | b.flags.MAP_ANONYMOUS | b.flags.MAP_FIXED,
+          -1,
+          0
+        )
+      }
+    }
+    return Effect.succeed(mapping)
+  })

@@ -1,0 +1,82 @@
+/**
+ * Deciding that a segment is an orphan, and removing it, for `ResourceLink`
+ * (last release) and `SegmentGc` (sweeps). Both run under the segment's
+ * header lock, so two processes sweeping at once see each other's decisions:
+ * the first marks the segment deleted and removes its name, the second finds
+ * it deleted (and its name gone, or naming another segment) and leaves it.
+ *
+ * A name is removed only while it still names the segment that was judged
+ * (same inode): a segment re-created under the same name in the meantime is
+ * never touched.
+ *
+ * @internal
+ */
+import * as Header from "./header.ts"
+import * as Libc from "./libc.ts"
+import * as Processes from "./processes.ts"
+import * as Segments from "./segments.ts"
+
+/** Marks the segment deleted and removes `name` if it still names it (call under the lock). */
+export const removeLocked = (h: Header.HeaderView, name: string, ino: number): boolean => {
+  Header.setState(h, Header.State.deleted)
+  if (Libc.identityNow(name) !== ino) return false
+  return Libc.shmUnlinkNow(name) === undefined
+}
+
+/** Why a segment is an orphan, or `undefined` when it is not. */
+export type Verdict = string | undefined
+
+/**
+ * The rules, from a header snapshot:
+ *
+ * - a resource link whose recorded holders are all dead, whatever its TTL
+ *   (a `kill -9`ed producer or consumer);
+ * - a resource link nobody holds, without a TTL or past it;
+ * - a ring or large-message segment whose creator is dead (their names only
+ *   live while a connection is being set up or a message is in flight);
+ * - a segment marked deleted whose name is still there, or one left half
+ *   initialised by a creator that died.
+ *
+ * A holder or creator in another pid namespace counts as alive.
+ */
+export const verdict = (s: Header.Snapshot, now: number): Verdict => {
+  const creatorDead = Processes.liveness(s.creator) === "dead"
+  if (s.state === Header.State.deleted) return "marked deleted"
+  if (s.state === Header.State.initialising) return creatorDead ? "its creator died while setting it up" : undefined
+  if (s.kind !== Header.Kind.link) return creatorDead ? `its creator (pid ${s.creator.pid}) is dead` : undefined
+  if (s.holders.length > 0) {
+    return s.holders.every((h) => Processes.liveness(h) === "dead") ? "every holder is dead" : undefined
+  }
+  if (s.ttlMillis <= 0) return "nobody holds it and it has no TTL"
+  if (now - s.createdAt > s.ttlMillis) return "nobody holds it and its TTL has passed"
+  return undefined
+}
+
+/**
+ * Judges a segment under its lock: the verdict of `verdict`; a link that is
+ * kept has the slots of its dead holders cleared (their references go with
+ * them).
+ */
+export const judge = (h: Header.HeaderView, now: number): Verdict => {
+  const found = verdict(Header.snapshot(h), now)
+  if (found === undefined && Header.snapshot(h).kind === Header.Kind.link) Header.reapDead(h)
+  return found
+}
+
+/**
+ * A channel segment without a valid header: its creator (the pid in its
+ * name) died between creating it and writing the header. Only when that pid
+ * is dead and the segment is over a second old (a live creator writes its
+ * header within microseconds of creating it).
+ */
+export const blankVerdict = (entry: Segments.Listed, now: number): Verdict => {
+  const match = Segments.channelNamePattern.exec(entry.name)
+  if (match === null || now - entry.mtimeMs < 1000) return undefined
+  const pid = Number.parseInt(match[1]!, 36)
+  const dead = Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead"
+  return dead ? `its creator (pid ${pid}) died before writing its header` : undefined
+}
+
+/** Removes `name` if it still names the segment listed as `ino` (a segment without a header has no lock). */
+export const removeUnlocked = (name: string, ino: number): boolean =>
+  Libc.identityNow(name) === ino && Libc.shmUnlinkNow(name) === undefined

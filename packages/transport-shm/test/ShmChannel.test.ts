@@ -1,0 +1,289 @@
+/**
+ * `shm://` channels beyond the conformance suite: many clients, in-place
+ * reads, spinning, bad addresses and handshakes, and a producer killed in
+ * the middle of its writes.
+ */
+import * as Memory from "@effect-ipc/core/Memory"
+import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
+import * as Shm from "@effect-ipc/transport-shm"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Fs from "node:fs"
+import { leftovers, pidMarker, spawnChild, spawnChildWith } from "./helpers.ts"
+
+let n = 0
+const address = () => `shm://channel-test-${process.pid}-${n++}`
+const mine = pidMarker(process.pid)
+
+const pattern = (size: number, seed: number): Uint8Array => {
+  const out = new Uint8Array(size)
+  for (let i = 0; i < size; i += 4096) out[i] = (i / 4096 + seed) & 0xff
+  out[size - 1] = seed & 0xff
+  return out
+}
+
+/** Lines of `/proc/net/unix` for this file's listeners and their connections. */
+const openSockets = () =>
+  Fs.readFileSync("/proc/net/unix", "utf8").split("\n").filter((line) => line.includes(`channel-test-${process.pid}`))
+
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0
+
+describe("shm:// channels", () => {
+  it.live("serves many clients at once, each over its own rings", () =>
+    Effect.gen(function*() {
+      const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024 })
+      const where = address()
+      const listener = yield* transport.listen(where)
+      let accepted = 0
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.flatMap(listener.accept, (server) => {
+          accepted++
+          return Effect.forkScoped(Effect.forever(Effect.flatMap(server.receive, server.send)))
+        }))
+      )
+      const clients = yield* Effect.forEach(
+        Array.from({ length: 40 }, (_, i) => i),
+        () => transport.dial(where),
+        { concurrency: 8 }
+      )
+      while (accepted < clients.length) yield* Effect.sleep("5 millis")
+      // once connected, no segment name is left behind: both ends have mapped both rings
+      assert.deepStrictEqual(leftovers(mine), [])
+      yield* Effect.forEach(clients, (client, i) =>
+        Effect.gen(function*() {
+          for (let k = 0; k < 50; k++) {
+            const message = pattern(1000 + i * 100, i * 1000 + k)
+            yield* client.send(message)
+            assert.isTrue(same(yield* client.receive, message))
+          }
+        }), { concurrency: "unbounded", discard: true })
+      assert.strictEqual(new Set(clients.map((c) => c.peer.pid)).size, 1)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live(
+    "hands large messages out in place; the view holds the ring until its scope closes",
+    () =>
+      Effect.gen(function*() {
+        const transport = Shm.ShmTransport.make({ ringSize: 256 * 1024, inPlaceThreshold: 64 * 1024 })
+        const where = address()
+        const listener = yield* transport.listen(where)
+        const client = yield* transport.dial(where)
+        const server = yield* listener.accept
+        assert.isTrue(Shm.ShmChannel.isShmChannel(server))
+        const shm = server as Shm.ShmChannel.ShmChannel
+        const messages = [pattern(100_000, 1), pattern(100_000, 2), pattern(100_000, 3)]
+        yield* client.send(messages[0]!)
+        yield* client.send(messages[1]!)
+        const views = yield* Effect.scoped(Effect.gen(function*() {
+          const first = yield* shm.receiveView
+          const second = yield* shm.receiveView
+          assert.isTrue(same(first, messages[0]!))
+          assert.isTrue(same(second, messages[1]!))
+          // both records are pinned in the 256 KiB ring: a third does not fit until they are released
+          const third = yield* Effect.forkChild(client.send(messages[2]!), { startImmediately: true })
+          yield* Effect.sleep("100 millis")
+          assert.isUndefined(third.pollUnsafe(), "the sender waits while the views are held")
+          return { first, second, third }
+        }))
+        // released: the views are detached, the sender goes on
+        assert.strictEqual(views.first.byteLength, 0)
+        assert.strictEqual(views.second.byteLength, 0)
+        yield* Fiber.join(views.third).pipe(Effect.timeout("2 seconds"))
+        assert.isTrue(same(yield* server.receive, messages[2]!))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "sends messages larger than half the ring in a segment of their own, readable in place",
+    () =>
+      Effect.gen(function*() {
+        const transport = Shm.ShmTransport.make({ ringSize: 256 * 1024 })
+        const where = address()
+        const listener = yield* transport.listen(where)
+        const client = yield* transport.dial(where)
+        const server = (yield* listener.accept) as Shm.ShmChannel.ShmChannel
+        const big = pattern(5 * 1024 * 1024, 7)
+        yield* client.send(big)
+        const released = yield* Effect.scoped(Effect.gen(function*() {
+          const view = yield* server.receiveView
+          assert.isTrue(same(view, big))
+          // the receiver removed the segment's name as soon as it had it mapped
+          assert.deepStrictEqual(leftovers(mine), [])
+          return view
+        }))
+        assert.strictEqual(released.byteLength, 0)
+        // and plainly: a copy that stays valid
+        yield* client.send(big)
+        const copy = yield* server.receive
+        assert.isTrue(same(copy, big))
+        // the portable form copies on other transports
+        const memory = Memory.make()
+        const memoryListener = yield* memory.listen(`memory://shm-test-${process.pid}`)
+        const memoryClient = yield* memory.dial(`memory://shm-test-${process.pid}`)
+        const memoryServer = yield* memoryListener.accept
+        yield* memoryClient.send(big)
+        const copied = yield* Effect.scoped(Shm.ShmChannel.receiveView(memoryServer))
+        assert.strictEqual(copied.byteLength, big.byteLength)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live("spins for replies when asked to", () =>
+    Effect.gen(function*() {
+      const transport = Shm.ShmTransport.make({ spin: "200 micros" })
+      const where = address()
+      const listener = yield* transport.listen(where)
+      const client = yield* transport.dial(where)
+      const server = yield* listener.accept
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(server.receive, server.send)))
+      for (let i = 0; i < 2000; i++) {
+        const message = new Uint8Array([i & 0xff, i >> 8])
+        yield* client.send(message)
+        assert.isTrue(same(yield* client.receive, message))
+      }
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live(
+    "a producer killed mid-write: whole messages only, then ConnectionLost within 1 s, nothing left behind",
+    () =>
+      Effect.gen(function*() {
+        for (const size of [1024 * 1024, 3 * 1024 * 1024]) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const transport = Shm.ShmTransport.make()
+            const where = address()
+            const listener = yield* transport.listen(where)
+            const producer = yield* spawnChild("flood", where, String(size))
+            const channel = yield* listener.accept
+            let expected = 0
+            while (expected < 20) {
+              const message = yield* channel.receive
+              assert.strictEqual(message.byteLength, size)
+              assert.strictEqual(new DataView(message.buffer, message.byteOffset).getUint32(0), expected)
+              assert.strictEqual(message[size - 1], expected & 0xff, "a whole message")
+              expected++
+            }
+            const killedAt = Date.now()
+            yield* producer.kill
+            while (true) {
+              const result = yield* Effect.result(channel.receive)
+              if (result._tag === "Failure") {
+                assert.strictEqual(result.failure.reason, "ConnectionLost")
+                break
+              }
+              const message = result.success
+              assert.strictEqual(message.byteLength, size)
+              assert.strictEqual(message[size - 1], expected & 0xff, "a whole message")
+              expected++
+            }
+            assert.isBelow(Date.now() - killedAt, 1000)
+            // a large message may have been cut off between making its segment and sending its name,
+            // or even before its header was written (then the collector waits until it is a second old)
+            const deadline = Date.now() + 3000
+            while (leftovers(pidMarker(producer.pid)).length > 0 && Date.now() < deadline) {
+              yield* Shm.SegmentGc.collect()
+              yield* Effect.sleep("100 millis")
+            }
+            assert.deepStrictEqual(leftovers(pidMarker(producer.pid)), [])
+          }))
+        }
+      }),
+    60_000
+  )
+
+  it.live("never loses a wake-up: a reader keeps up with slow, preempted writers", () =>
+    Effect.gen(function*() {
+      // a niced writer on a busy machine makes doorbells and reads cross in every order
+      for (let round = 0; round < 4; round++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const where = address()
+          const listener = yield* Shm.ShmTransport.make().listen(where)
+          yield* spawnChildWith({ nice: true }, "flood", where, "1024")
+          const channel = yield* listener.accept
+          let expected = 0
+          while (expected < 5000) {
+            const batch = yield* channel.receiveAll.pipe(
+              Effect.timeoutOrElse({
+                duration: "5 seconds",
+                orElse: () => Effect.die(new Error(`stalled after ${expected} messages`))
+              })
+            )
+            for (const message of batch) {
+              assert.strictEqual(new DataView(message.buffer, message.byteOffset).getUint32(0), expected)
+              expected++
+            }
+          }
+        }))
+      }
+    }), 60_000)
+
+  it.live("refuses bad addresses with typed errors", () =>
+    Effect.gen(function*() {
+      const transport = Shm.ShmTransport.make()
+      const reasons = yield* Effect.forEach(
+        ["shm://a/b", `shm://${"x".repeat(81)}`, "shm://", "shm://has space", "unix:///tmp/x"],
+        (raw) => Effect.map(Effect.flip(Effect.scoped(transport.dial(raw))), (e) => e.reason)
+      )
+      assert.deepStrictEqual(reasons, [
+        "InvalidAddress",
+        "NameTooLong",
+        "InvalidAddress",
+        "InvalidAddress",
+        "UnsupportedScheme"
+      ])
+    }))
+
+  it.live("drops a client that breaks the handshake, and keeps serving", () =>
+    Effect.gen(function*() {
+      const transport = Shm.ShmTransport.make({ handshakeTimeout: "300 millis" })
+      const where = address()
+      const listener = yield* transport.listen(where)
+      const control = Shm.ShmTransport.controlAddress(where.slice("shm://".length))
+      const sockets = UnixSocket.make()
+      // garbage, a ring name that is no ring, and silence
+      const garbage = yield* sockets.dial(control)
+      yield* garbage.send(new TextEncoder().encode("GET / HTTP/1.1"))
+      const liar = yield* sockets.dial(control)
+      yield* liar.send(new TextEncoder().encode(JSON.stringify({ effectIpcShm: 1, ring: "eipc-r-nope", pid: 1 })))
+      // a segment under a ring's name that holds no ring
+      const forged = yield* Shm.Segment.create(`eipc-r-forged${mine}x`, 8192)
+      forged.bytes.fill(0x5a)
+      const forger = yield* sockets.dial(control)
+      yield* forger.send(new TextEncoder().encode(JSON.stringify({ effectIpcShm: 1, ring: forged.name, pid: 1 })))
+      const silent = yield* sockets.dial(control)
+      for (const peer of [garbage, liar, forger, silent]) {
+        const error = yield* Effect.flip(peer.receiveAll.pipe(Effect.forever)).pipe(Effect.timeout("2 seconds"))
+        assert.include(["Closed", "ConnectionLost"], error.reason)
+      }
+      const client = yield* transport.dial(where)
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array([1, 2, 3]))
+      assert.deepStrictEqual([...(yield* server.receive)], [1, 2, 3])
+      assert.deepStrictEqual(leftovers(mine), [forged.name])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("closing a channel detaches the views it handed out", () =>
+    Effect.gen(function*() {
+      const transport = Shm.ShmTransport.make()
+      const where = address()
+      const listener = yield* transport.listen(where)
+      const client = yield* transport.dial(where)
+      const server = (yield* listener.accept) as Shm.ShmChannel.ShmChannel
+      yield* client.send(pattern(200_000, 4))
+      const view = yield* server.receiveView
+      assert.strictEqual(view.byteLength, 200_000)
+      yield* server.close
+      assert.strictEqual(view.byteLength, 0)
+      assert.strictEqual((yield* Effect.flip(server.receive)).reason, "Closed")
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("leaves nothing in /dev/shm, and no socket open", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(leftovers(mine, `channel-test-${process.pid}`), [])
+      // sockets finish closing on the event loop, once both ends have said goodbye
+      const deadline = Date.now() + 2000
+      while (openSockets().length > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
+      assert.deepStrictEqual(openSockets(), [])
+    }))
+})

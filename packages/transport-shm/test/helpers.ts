@@ -1,0 +1,75 @@
+/** Test helpers: child processes, and what the tests leave in `/dev/shm`. */
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+
+const childScript = Path.join(import.meta.dirname, "fixtures/child.ts")
+
+/** A running child and the words after `ready` on its first line. */
+export interface Child {
+  readonly process: ChildProcess.ChildProcess
+  readonly pid: number
+  readonly said: string
+  /** SIGKILLs the child and waits until it is gone. */
+  readonly kill: Effect.Effect<void>
+  /** Waits for the child to exit on its own. */
+  readonly exited: Effect.Effect<number | null>
+}
+
+const exitOf = (child: ChildProcess.ChildProcess): Effect.Effect<number | null> =>
+  Effect.callback<number | null>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(child.exitCode))
+    child.once("exit", (code) => resume(Effect.succeed(code)))
+  })
+
+const killChild = (child: ChildProcess.ChildProcess): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+    return Effect.asVoid(exitOf(child))
+  })
+
+/** Starts `fixtures/child.ts MODE ...ARGS` and waits for its `ready` line; it is killed when the scope closes. */
+export const spawnChild = (...args: ReadonlyArray<string>): Effect.Effect<Child, Error, Scope.Scope> =>
+  spawnChildWith({}, ...args)
+
+/** `spawnChild` with the lowest CPU priority (`nice: true`): a peer that keeps getting preempted. */
+export const spawnChildWith = (
+  options: { readonly nice?: boolean },
+  ...args: ReadonlyArray<string>
+): Effect.Effect<Child, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<Child, Error>((resume) => {
+      const argv = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript, ...args]
+      const child = options.nice === true
+        ? ChildProcess.spawn("nice", ["-n", "19", process.execPath, ...argv], { stdio: ["ignore", "pipe", "pipe"] })
+        : ChildProcess.spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "pipe"] })
+      let out = ""
+      let err = ""
+      child.stderr!.on("data", (chunk: Buffer) => void (err += chunk.toString()))
+      child.stdout!.on("data", (chunk: Buffer) => {
+        out += chunk.toString()
+        const line = /^ready ?(.*)\n/m.exec(out)
+        if (line !== null) {
+          resume(Effect.succeed({
+            process: child,
+            pid: child.pid!,
+            said: line[1]!,
+            kill: killChild(child),
+            exited: exitOf(child)
+          }))
+        }
+      })
+      child.once("exit", (code) => resume(Effect.fail(new Error(`child ${args[0]} exited early (${code}): ${err}`))))
+      return Effect.sync(() => child.kill("SIGKILL"))
+    }).pipe(Effect.timeout("20 seconds")),
+    (child) => child.kill
+  )
+
+/** Names in `/dev/shm` that contain any of `markers`. */
+export const leftovers = (...markers: ReadonlyArray<string>): ReadonlyArray<string> =>
+  Fs.readdirSync("/dev/shm").filter((name) => markers.some((marker) => name.includes(marker)))
+
+/** The marker in the names of channel segments made by process `pid`. */
+export const pidMarker = (pid: number): string => `-${pid.toString(36)}-`
