@@ -21,10 +21,12 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
+import type { Readable, Writable } from "node:stream"
 import { echo, sink } from "./handlers.ts"
 import { KiB, type OneWayRun, type Row } from "./report.ts"
-import { decodeCounts, END, rawFrame, RawReader } from "./shared.ts"
+import { decodeCounts, END, rawFrame, RawReader, READY } from "./shared.ts"
 
 /** One transport at one payload size, ready to measure. */
 export interface Contender {
@@ -342,3 +344,39 @@ export const rpcContender = (
     close: () => Promise.resolve()
   }
 }
+
+type PeerProcess = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
+
+/**
+ * Starts `node <script> peer ...args` (with our node flags) and waits for its
+ * READY line; the scope's end closes its stdin, which ends it (SIGKILL after 5 s).
+ */
+export const startScriptPeer = (
+  script: string,
+  args: ReadonlyArray<string>,
+  label: string
+): Effect.Effect<void, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<PeerProcess, Error>((resume) => {
+      const child: PeerProcess = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", ...args], {
+        stdio: ["pipe", "pipe", "inherit"]
+      })
+      let out = ""
+      child.stdout.setEncoding("utf8").on("data", (text: string) => {
+        out += text
+        if (out.includes(`${READY}\n`)) resume(Effect.succeed(child))
+      })
+      child.once("exit", (code) => resume(Effect.fail(new Error(`${label} exited (${code})`))))
+      return Effect.sync(() => child.kill("SIGKILL"))
+    }),
+    (child) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
+        child.once("exit", () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+        child.stdin.end()
+      })
+  ).pipe(Effect.asVoid)

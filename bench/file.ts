@@ -14,47 +14,20 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
-import { type Contender, openChannels } from "./contenders.ts"
+import { type Contender, openChannels, startScriptPeer } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { Row } from "./report.ts"
 import { READY } from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 
-type Peer = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
-
 /** Starts `file.ts peer ROLE ADDRESS` and waits until it listens; it ends when the scope closes. */
 const startPeer = (role: "echo" | "sink", address: string): Effect.Effect<void, Error, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.callback<Peer, Error>((resume) => {
-      const child: Peer = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", role, address], {
-        stdio: ["pipe", "pipe", "inherit"]
-      })
-      let out = ""
-      child.stdout.setEncoding("utf8").on("data", (text: string) => {
-        out += text
-        if (out.includes(`${READY}\n`)) resume(Effect.succeed(child))
-      })
-      child.once("exit", (code) => resume(Effect.fail(new Error(`file peer ${role} exited (${code})`))))
-      return Effect.sync(() => child.kill("SIGKILL"))
-    }),
-    (child) =>
-      Effect.callback<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
-        child.once("exit", () => {
-          clearTimeout(timer)
-          resume(Effect.void)
-        })
-        child.stdin.end()
-      })
-  ).pipe(Effect.asVoid)
+  startScriptPeer(script, [role, address], `file peer ${role}`)
 
 /** The file contender: fresh echo and sink peers on directories of their own, and our channels to them. */
 export const openFile = (row: Row): Promise<Contender> => {

@@ -17,10 +17,8 @@ import { type IpcChannel, type IpcError, Transport } from "@effect-ipc/core"
 import * as Shm from "@effect-ipc/transport-shm"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as ChildProcess from "node:child_process"
-import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
-import { type Contender, openChannels } from "./contenders.ts"
+import { type Contender, openChannels, startScriptPeer } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { Row, RowKey } from "./report.ts"
 import { encodeCounts, READY } from "./shared.ts"
@@ -53,40 +51,13 @@ let addresses = 0
 const transportOf = (spinMicros: number) =>
   Shm.ShmTransport.make(spinMicros > 0 ? { spin: `${spinMicros} micros` } : {})
 
-type Peer = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
-
 /** Starts `shm.ts peer ROLE ADDRESS SPIN` and waits until it listens; it ends when the scope closes. */
 const startPeer = (
   role: "echo" | "sink" | "sink-view",
   address: string,
   spinMicros: number
 ): Effect.Effect<void, Error, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.callback<Peer, Error>((resume) => {
-      const child: Peer = ChildProcess.spawn(
-        process.execPath,
-        [...process.execArgv, script, "peer", role, address, String(spinMicros)],
-        { stdio: ["pipe", "pipe", "inherit"] }
-      )
-      let out = ""
-      child.stdout.setEncoding("utf8").on("data", (text: string) => {
-        out += text
-        if (out.includes(`${READY}\n`)) resume(Effect.succeed(child))
-      })
-      child.once("exit", (code) => resume(Effect.fail(new Error(`shm peer ${role} exited (${code})`))))
-      return Effect.sync(() => child.kill("SIGKILL"))
-    }),
-    (child) =>
-      Effect.callback<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
-        child.once("exit", () => {
-          clearTimeout(timer)
-          resume(Effect.void)
-        })
-        child.stdin.end()
-      })
-  ).pipe(Effect.asVoid)
+  startScriptPeer(script, [role, address, String(spinMicros)], `shm peer ${role}`)
 
 /** The shm contender in `mode`: fresh echo and sink peers, and our channels to them. */
 export const openShm = (row: Row, mode: ShmMode): Promise<Contender> => {
