@@ -6,7 +6,7 @@
  */
 import type { IpcChannel, IpcError } from "@effect-ipc/core"
 import * as Effect from "effect/Effect"
-import { encodeCounts } from "./shared.ts"
+import { SinkCounter } from "./shared.ts"
 
 const untilClosed = (effect: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
   Effect.catch(effect, (error) => error.reason === "Closed" ? Effect.void : Effect.fail(error))
@@ -23,22 +23,13 @@ export const echo = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcErr
 /** Counts messages until each end marker, answers it with the counts, until the peer closes. */
 export const sink = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
   untilClosed(Effect.gen(function*() {
-    let messages = 0
-    let bytes = 0
-    let batches = 0
+    const counter = new SinkCounter()
     while (true) {
       const batch = yield* channel.receiveAll
-      batches++
+      counter.batch()
       for (const message of batch) {
-        if (message.byteLength === 0) {
-          yield* channel.send(encodeCounts({ messages, bytes, batches }))
-          messages = 0
-          bytes = 0
-          batches = 0
-        } else {
-          messages++
-          bytes += message.byteLength
-        }
+        const report = counter.count(message.byteLength)
+        if (report !== undefined) yield* channel.send(report)
       }
     }
   }))

@@ -17,13 +17,13 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import {
   type ChildPeerMode,
-  encodeCounts,
   isChildPeerMode,
   isPeerMode,
   type PeerMode,
   rawFrame,
   RawReader,
-  READY
+  READY,
+  SinkCounter
 } from "./shared.ts"
 
 const ready = (): void => {
@@ -34,26 +34,17 @@ const serveRaw = (mode: "raw-echo" | "raw-sink", path: string): void => {
   Fs.rmSync(path, { force: true })
   const server = Net.createServer((socket) => {
     const reader = new RawReader()
-    let messages = 0
-    let bytes = 0
-    let batches = 0
+    const counter = new SinkCounter()
     const onMessage = mode === "raw-echo"
       ? (message: Buffer) => {
         socket.write(rawFrame(message))
       }
       : (message: Buffer) => {
-        if (message.byteLength === 0) {
-          socket.write(rawFrame(encodeCounts({ messages, bytes, batches })))
-          messages = 0
-          bytes = 0
-          batches = 0
-        } else {
-          messages++
-          bytes += message.byteLength
-        }
+        const report = counter.count(message.byteLength)
+        if (report !== undefined) socket.write(rawFrame(report))
       }
     socket.on("data", (chunk: Buffer) => {
-      batches++
+      counter.batch()
       reader.push(chunk, onMessage)
     })
     socket.on("error", () => socket.destroy())

@@ -70,6 +70,36 @@ export const decodeCounts = (message: Uint8Array): Counts => {
 
 // ---- the raw baseline's framing ---------------------------------------------
 
+/**
+ * What every sink keeps: messages and bytes since the last end marker, and
+ * the reads (batches) they came in. `count` answers an end marker with the
+ * encoded counts to send back, and starts over.
+ */
+export class SinkCounter {
+  private messages = 0
+  private bytes = 0
+  private batches = 0
+
+  /** Notes one read from the transport. */
+  batch(): void {
+    this.batches++
+  }
+
+  /** Counts a message of `length` bytes; for the end marker (0 bytes), returns the report. */
+  count(length: number): Uint8Array | undefined {
+    if (length > 0) {
+      this.messages++
+      this.bytes += length
+      return undefined
+    }
+    const report = encodeCounts({ messages: this.messages, bytes: this.bytes, batches: this.batches })
+    this.messages = 0
+    this.bytes = 0
+    this.batches = 0
+    return report
+  }
+}
+
 /** Size of the raw baseline's frame header. */
 export const RAW_HEADER_SIZE = 4
 

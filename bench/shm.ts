@@ -21,7 +21,7 @@ import { fileURLToPath } from "node:url"
 import { type Contender, openChannels, startScriptPeer } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { Row, RowKey } from "./report.ts"
-import { encodeCounts, READY } from "./shared.ts"
+import { READY, SinkCounter } from "./shared.ts"
 
 /** One way of running the shm channel. */
 export interface ShmMode {
@@ -80,21 +80,12 @@ export const openShm = (row: Row, mode: ShmMode): Promise<Contender> => {
 /** A sink that reads every message in place (`receiveView`) and releases it at once. */
 const sinkInPlace = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
   Effect.gen(function*() {
-    let messages = 0
-    let bytes = 0
-    let batches = 0
+    const counter = new SinkCounter()
     while (true) {
       const length = yield* Effect.scoped(Effect.map(Shm.ShmChannel.receiveView(channel), (view) => view.byteLength))
-      batches++
-      if (length === 0) {
-        yield* channel.send(encodeCounts({ messages, bytes, batches }))
-        messages = 0
-        bytes = 0
-        batches = 0
-      } else {
-        messages++
-        bytes += length
-      }
+      counter.batch()
+      const report = counter.count(length)
+      if (report !== undefined) yield* channel.send(report)
     }
   }).pipe(Effect.catch((error) => error.reason === "Closed" ? Effect.void : Effect.fail(error)))
 

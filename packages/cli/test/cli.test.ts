@@ -5,15 +5,10 @@ import { assert, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
-
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const node = Path.join(root, "node_modules", ".bin", "node")
-const bin = Path.join(root, "packages", "cli", "src", "bin.ts")
+import { cli } from "./helpers.ts"
 
 let socketCounter = 0
 /** A fresh socket address under the temp directory, removed when the test's scope closes. */
@@ -25,73 +20,6 @@ const socketAddress: Effect.Effect<string, never, Scope.Scope> = Effect.acquireR
   }),
   (path) => Effect.sync(() => Fs.rmSync(path, { force: true }))
 ).pipe(Effect.map((path) => `unix://${path}`))
-
-interface Cli {
-  /** Everything written to stdout so far. */
-  readonly stdout: () => string
-  /** Everything written to stderr so far. */
-  readonly stderr: () => string
-  /** The exit code, once the process has exited and its output is read (128 + n for signal n). */
-  readonly exit: Effect.Effect<number>
-  /** Waits until stderr contains `text` (the CLI says "listening on ..." there when ready). */
-  readonly ready: (text: string) => Effect.Effect<void>
-}
-
-/** Starts `effect-ipc ...args`; the process is killed (SIGTERM, then SIGKILL) when the scope closes. */
-const cli = (...args: ReadonlyArray<string>): Effect.Effect<Cli, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const child = ChildProcess.spawn(
-        node,
-        ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", bin, ...args],
-        { cwd: root, stdio: ["ignore", "pipe", "pipe"] }
-      )
-      let stdout = ""
-      let stderr = ""
-      let code: number | undefined
-      const waiters: Array<(code: number) => void> = []
-      child.stdout.setEncoding("utf8").on("data", (chunk: string) => void (stdout += chunk))
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
-      child.on("error", (error) => void (stderr += `spawn failed: ${error.message}`))
-      child.on("close", (exitCode, signal) => {
-        code = exitCode ?? 128 + (signal === null ? 0 : Os.constants.signals[signal])
-        for (const waiter of waiters.splice(0)) waiter(code)
-      })
-      const exit = Effect.callback<number>((resume) => {
-        if (code !== undefined) return resume(Effect.succeed(code))
-        const waiter = (c: number) => resume(Effect.succeed(c))
-        waiters.push(waiter)
-        return Effect.sync(() => {
-          const i = waiters.indexOf(waiter)
-          if (i >= 0) waiters.splice(i, 1)
-        })
-      })
-      const ready = (text: string): Effect.Effect<void> =>
-        Effect.gen(function*() {
-          while (!stderr.includes(text)) {
-            if (code !== undefined) return yield* Effect.die(`exited (${code}) before "${text}": ${stderr}`)
-            yield* Effect.sleep("20 millis")
-          }
-        }).pipe(
-          Effect.timeoutOrElse({
-            duration: Duration.seconds(20),
-            orElse: () => Effect.die(`timed out waiting for "${text}"; stderr: ${stderr}`)
-          })
-        )
-      return { child, handle: { stdout: () => stdout, stderr: () => stderr, exit, ready } }
-    }),
-    ({ child, handle }) =>
-      Effect.gen(function*() {
-        if (child.exitCode !== null || child.signalCode !== null) return
-        child.kill("SIGTERM")
-        yield* handle.exit.pipe(
-          Effect.timeoutOrElse({
-            duration: Duration.seconds(5),
-            orElse: () => Effect.sync(() => child.kill("SIGKILL"))
-          })
-        )
-      })
-  ).pipe(Effect.map(({ handle }) => handle))
 
 /** Runs `effect-ipc ...args` to completion (failing the test after 20 s). */
 const run = (...args: ReadonlyArray<string>) =>

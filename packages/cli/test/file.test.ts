@@ -10,12 +10,8 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
+import { bin, flags, node, root } from "./helpers.ts"
 
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const node = Path.join(root, "node_modules", ".bin", "node")
-const bin = Path.join(root, "packages", "cli", "src", "bin.ts")
-const flags = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning"]
 const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-file-"))
 afterAll(() => Fs.rmSync(tmp, { recursive: true, force: true }))
 let n = 0

@@ -4,68 +4,12 @@
  * where it shows that the wire is nng's.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
-
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const bin = Path.join(root, "packages", "cli", "src", "bin.ts")
-
-interface Proc {
-  readonly stdout: () => string
-  readonly stderr: () => string
-  readonly exit: Effect.Effect<number>
-  readonly ready: (text: string) => Effect.Effect<void>
-}
-
-/** Starts a command; killed (by its pid) when the scope closes. */
-const start = (command: string, args: ReadonlyArray<string>): Effect.Effect<Proc, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const child = ChildProcess.spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
-      let stdout = ""
-      let stderr = ""
-      let code: number | undefined
-      const waiters: Array<(code: number) => void> = []
-      child.stdout.setEncoding("utf8").on("data", (chunk: string) => void (stdout += chunk))
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
-      child.on("close", (exitCode) => {
-        code = exitCode ?? 128
-        for (const waiter of waiters.splice(0)) waiter(code)
-      })
-      const exit = Effect.callback<number>((resume) => {
-        if (code !== undefined) return resume(Effect.succeed(code))
-        waiters.push((c) => resume(Effect.succeed(c)))
-      }).pipe(
-        Effect.timeoutOrElse({
-          duration: Duration.seconds(20),
-          orElse: () => Effect.die(`${command} ${args.join(" ")} did not exit; stderr: ${stderr}`)
-        })
-      )
-      const ready = (text: string): Effect.Effect<void> =>
-        Effect.gen(function*() {
-          while (!stderr.includes(text)) {
-            if (code !== undefined) return yield* Effect.die(`exited (${code}) before "${text}": ${stderr}`)
-            yield* Effect.sleep("20 millis")
-          }
-        }).pipe(Effect.timeoutOrElse({ duration: Duration.seconds(20), orElse: () => Effect.die(`no "${text}"`) }))
-      return { child, proc: { stdout: () => stdout, stderr: () => stderr, exit, ready } }
-    }),
-    ({ child }) =>
-      Effect.sync(() => {
-        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-          process.kill(child.pid, "SIGKILL")
-        }
-      })
-  ).pipe(Effect.map(({ proc }) => proc))
-
-const cli = (...args: ReadonlyArray<string>) =>
-  start(process.execPath, ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", bin, ...args])
+import { cli, start } from "./helpers.ts"
 
 const freePort = (): number =>
   Number(ChildProcess.execFileSync(process.execPath, [

@@ -6,13 +6,7 @@ import { assert, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
-
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const node = Path.join(root, "node_modules", ".bin", "node")
-const bin = Path.join(root, "packages", "cli", "src", "bin.ts")
-const flags = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning"]
+import { bin, flags, node, root } from "./helpers.ts"
 
 /** Runs `effect-ipc ...args` to completion. */
 const run = (...args: ReadonlyArray<string>) =>
