@@ -145,10 +145,7 @@ const numbered = (i: number): Uint8Array => {
 const numberOf = (message: Uint8Array): number =>
   new DataView(message.buffer, message.byteOffset, message.byteLength).getUint32(0)
 
-const transportOf = (subject: Subject) =>
-  Effect.gen(function*() {
-    return yield* subject.descriptor.make
-  })
+const transportOf = (subject: Subject) => subject.descriptor.make
 
 const rpcServer = (address: string, transport: Transport.TransportShape) =>
   RpcServer.layer(ConformanceApi).pipe(
