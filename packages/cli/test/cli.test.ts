@@ -125,3 +125,22 @@ it.live("a bad address fails with exit code 1 and one clear line", () =>
     assert.strictEqual(call.code, 1)
     assert.match(call.stderr, /NotFound/)
   }))
+
+it.live("a malformed percent-escape is one InvalidAddress line and exit code 1, not a stack trace", () =>
+  Effect.gen(function*() {
+    const dir = Path.join(Os.tmpdir(), `effect-ipc-cli-${process.pid}-escape`)
+    for (
+      const [command, address] of [
+        ["listen", `unix://${dir}/a%zz.sock`],
+        ["send", `file://${dir}/%E0%A4%A`],
+        ["listen", `fifo://${dir}/%`]
+      ] as const
+    ) {
+      const result = command === "send" ? yield* run(command, address, "hi") : yield* run(command, address)
+      assert.strictEqual(result.code, 1, result.stderr)
+      assert.deepStrictEqual(errorLines(result.stderr).length, 1, result.stderr)
+      assert.match(result.stderr, /InvalidAddress/)
+      assert.notMatch(result.stderr, /URIError|\n\s+at /, result.stderr)
+      assert.isFalse(Fs.existsSync(dir), "nothing was created")
+    }
+  }))

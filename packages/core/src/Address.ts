@@ -23,7 +23,38 @@ export interface Address {
 
 const schemePattern = /^([a-z][a-z0-9+.-]*):(\/\/)?(.*)$/is
 
-/** Parses `scheme://rest`; fails with `InvalidAddress` when there is no scheme or nothing after it. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/** Where `text` has a `%` that does not start a `%XX` escape of UTF-8, described; undefined when it is well formed. */
+const malformedEscape = (text: string): string | undefined => {
+  const bad = /%(?![0-9a-f]{2})/i.exec(text)
+  if (bad !== null) return `"${text.slice(bad.index, bad.index + 3)}" at ${bad.index} is not a %XX escape`
+  const run = /(?:%[0-9a-f]{2})+/gi
+  for (let match = run.exec(text); match !== null; match = run.exec(text)) {
+    const bytes = Uint8Array.from(match[0].match(/[0-9a-f]{2}/gi)!, (hex) => Number.parseInt(hex, 16))
+    try {
+      strictUtf8.decode(bytes)
+    } catch {
+      return `"${match[0]}" at ${match.index} is not UTF-8`
+    }
+  }
+  return undefined
+}
+
+/** Decodes the `%XX` escapes of `text`; fails with `InvalidAddress` on a malformed one. */
+export const decode = (text: string, raw: string = text): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const malformed = malformedEscape(text)
+    return malformed === undefined
+      ? Effect.succeed(decodeURIComponent(text))
+      : Effect.fail(IpcError.make("InvalidAddress", `malformed percent-escape: ${malformed}`, raw))
+  })
+
+/**
+ * Parses `scheme://rest`; fails with `InvalidAddress` when there is no scheme,
+ * nothing after it, or a `%` that is not a `%XX` escape of UTF-8.
+ */
 export const parse = (raw: string): Effect.Effect<Address, IpcError.IpcError> =>
   Effect.suspend(() => {
     const match = schemePattern.exec(raw)
@@ -35,6 +66,10 @@ export const parse = (raw: string): Effect.Effect<Address, IpcError.IpcError> =>
     const rest = match[3] ?? ""
     if (rest.length === 0) {
       return Effect.fail(IpcError.make("InvalidAddress", "the address names no location after its scheme", raw))
+    }
+    const malformed = malformedEscape(rest)
+    if (malformed !== undefined) {
+      return Effect.fail(IpcError.make("InvalidAddress", `malformed percent-escape: ${malformed}`, raw))
     }
     return Effect.succeed({ raw, scheme: match[1]!.toLowerCase(), rest, hierarchical: match[2] !== undefined })
   })
@@ -54,5 +89,26 @@ export const parseFor = (
 /** The file-system path of a `scheme:///abs/path` address; fails unless it is absolute. */
 export const path = (address: Address): Effect.Effect<string, IpcError.IpcError> =>
   address.rest.startsWith("/")
-    ? Effect.succeed(decodeURIComponent(address.rest))
+    ? decode(address.rest, address.raw)
     : Effect.fail(IpcError.make("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", address.raw))
+
+/** Writes an address back as text: `scheme://rest`, or `scheme:rest` when it is not hierarchical. */
+export const format = (address: Omit<Address, "raw">): string =>
+  `${address.scheme}:${address.hierarchical ? "//" : ""}${address.rest}`
+
+/**
+ * The `scheme:///abs/path` address of an absolute file-system path, with `%`,
+ * `?`, `#` and other non-path characters escaped, so `path` gives it back exactly.
+ */
+export const fromPath = (scheme: string, absolutePath: string): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    if (!absolutePath.startsWith("/")) {
+      return Effect.fail(IpcError.make("InvalidAddress", "expected an absolute path", absolutePath))
+    }
+    if (loneSurrogate.test(absolutePath)) {
+      return Effect.fail(
+        IpcError.make("InvalidAddress", "the path is not valid Unicode (a lone surrogate)", absolutePath)
+      )
+    }
+    return Effect.succeed(`${scheme}://${absolutePath.split("/").map(encodeURIComponent).join("/")}`)
+  })

@@ -66,6 +66,7 @@ export class Decoder {
   private body: Uint8Array | undefined = undefined
   private bodyFill = 0
   private bodyKind: Kind = Kind.data
+  private failed: IpcError.IpcError | undefined = undefined
 
   private readonly maxFrameSize: number
 
@@ -78,8 +79,17 @@ export class Decoder {
     return this.headerFill > 0 || this.body !== undefined
   }
 
-  /** Decodes `chunk`, calling `onFrame` per frame; returns an error at the first malformed header. */
+  /**
+   * Decodes `chunk`, calling `onFrame` per frame; returns an error at the first
+   * malformed header. The stream is dead after an error: every later call
+   * returns the same error and delivers nothing.
+   */
   push(chunk: Uint8Array, onFrame: FrameHandler): IpcError.IpcError | undefined {
+    if (this.failed === undefined) this.failed = this.decode(chunk, onFrame)
+    return this.failed
+  }
+
+  private decode(chunk: Uint8Array, onFrame: FrameHandler): IpcError.IpcError | undefined {
     let offset = 0
     const end = chunk.byteLength
     while (offset < end) {

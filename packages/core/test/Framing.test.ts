@@ -1,5 +1,6 @@
-import { Framing } from "@effect-ipc/core"
+import { Framing, IpcError } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
+import fc from "fast-check"
 
 const frames = (decoder: Framing.Decoder, chunks: ReadonlyArray<Uint8Array>) => {
   const out: Array<[number, Array<number>]> = []
@@ -84,5 +85,179 @@ describe("Framing", () => {
     const error = frames(new Framing.Decoder(1024), [new Uint8Array([1, 0, 0xff, 0xff, 0xff, 0xff])])
     if (Array.isArray(error)) assert.fail("expected an error")
     assert.strictEqual(error.reason, "FrameTooLarge")
+  })
+})
+
+const limit = 4096
+
+type Outcome = {
+  readonly frames: Array<[number, Array<number>]>
+  readonly error: string | undefined
+  readonly inFrame: boolean
+}
+
+/** The specification, read straight off the format: the whole stream at once, no state carried between chunks. */
+const reference = (stream: Uint8Array, maxFrameSize: number): Outcome => {
+  const out: Array<[number, Array<number>]> = []
+  let offset = 0
+  while (offset < stream.byteLength) {
+    if (stream[offset] !== Framing.VERSION) return { frames: out, error: "Protocol", inFrame: false }
+    if (offset + 1 < stream.byteLength && stream[offset + 1]! > Framing.Kind.pong) {
+      return { frames: out, error: "Protocol", inFrame: false }
+    }
+    if (stream.byteLength - offset < Framing.HEADER_SIZE) return { frames: out, error: undefined, inFrame: true }
+    const length = new DataView(stream.buffer, stream.byteOffset + offset + 2, 4).getUint32(0)
+    if (length > maxFrameSize) return { frames: out, error: "FrameTooLarge", inFrame: false }
+    const start = offset + Framing.HEADER_SIZE
+    if (stream.byteLength - start < length) return { frames: out, error: undefined, inFrame: true }
+    out.push([stream[offset + 1]!, [...stream.subarray(start, start + length)]])
+    offset = start + length
+  }
+  return { frames: out, error: undefined, inFrame: false }
+}
+
+/** Feeds `stream` to a decoder in chunks cut at `cuts`; stops at the first error, as a channel does. */
+const decode = (stream: Uint8Array, cuts: ReadonlyArray<number>, maxFrameSize: number): Outcome => {
+  const decoder = new Framing.Decoder(maxFrameSize)
+  const out: Array<[number, Array<number>]> = []
+  const points = [...new Set([0, ...cuts.map((c) => c % (stream.byteLength + 1)), stream.byteLength])]
+    .toSorted((a, b) => a - b)
+  for (let i = 1; i < points.length; i++) {
+    // a fresh copy per chunk, scribbled over once pushed: a frame assembled across chunks must not view them
+    const chunk = stream.slice(points[i - 1], points[i])
+    const error = decoder.push(chunk, (kind, payload) => out.push([kind, [...payload]]))
+    chunk.fill(0xee)
+    if (error !== undefined) {
+      assert.instanceOf(error, IpcError.IpcError)
+      // the stream is dead after an error: more input gives the error again and no frame
+      const after = decoder.push(
+        Framing.encode(Framing.Kind.data, new Uint8Array([1])),
+        () => assert.fail("a frame after an error")
+      )
+      assert.strictEqual(after?.reason, error.reason)
+      return { frames: out, error: error.reason, inFrame: false }
+    }
+  }
+  return { frames: out, error: undefined, inFrame: decoder.inFrame }
+}
+
+const encodeAll = (list: ReadonlyArray<{ kind: Framing.Kind; payload: Uint8Array }>) =>
+  concat(list.map(({ kind, payload }) => Framing.encode(kind, payload)))
+
+describe("Framing: fuzz (fast-check, fixed seed)", () => {
+  const runs = { seed: 20261129, numRuns: 1500 }
+
+  const frame = fc.record({
+    kind: fc.constantFrom(
+      Framing.Kind.data,
+      Framing.Kind.data,
+      Framing.Kind.close,
+      Framing.Kind.ping,
+      Framing.Kind.pong
+    ),
+    payload: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ minLength: 500, maxLength: limit }))
+  })
+  const frameLists = fc.array(frame, { maxLength: 12 })
+  const cutPoints = fc.array(fc.nat(), { maxLength: 20 })
+
+  it("gives back exactly the frames encoded, however the stream is split", () => {
+    fc.assert(
+      fc.property(frameLists, cutPoints, (list, cuts) => {
+        const outcome = decode(encodeAll(list), cuts, limit)
+        assert.deepStrictEqual(outcome, {
+          frames: list.map(({ kind, payload }): [number, Array<number>] => [kind, [...payload]]),
+          error: undefined,
+          inFrame: false
+        })
+      }),
+      runs
+    )
+  })
+
+  // damage: a length prefix rewritten, bytes flipped, the stream cut short, garbage inserted
+  const damage = fc.oneof(
+    fc.record({ op: fc.constant("length" as const), frame: fc.nat(), value: fc.nat({ max: 0xffff_ffff }) }),
+    fc.record({ op: fc.constant("length" as const), frame: fc.nat(), value: fc.nat({ max: limit + 64 }) }),
+    fc.record({ op: fc.constant("flip" as const), at: fc.nat(), mask: fc.integer({ min: 1, max: 255 }) }),
+    fc.record({ op: fc.constant("cut" as const), at: fc.nat() }),
+    fc.record({
+      op: fc.constant("insert" as const),
+      at: fc.nat(),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 8 })
+    })
+  )
+
+  const damaged = (
+    list: ReadonlyArray<{ kind: Framing.Kind; payload: Uint8Array }>,
+    hits: ReadonlyArray<typeof damage extends fc.Arbitrary<infer D> ? D : never>
+  ) => {
+    let stream = encodeAll(list)
+    for (const hit of hits) {
+      if (stream.byteLength === 0) break
+      switch (hit.op) {
+        case "length": {
+          // the header of the hit-th frame, counted in the stream as it is now
+          let offset = 0
+          for (let i = 0; i < hit.frame % Math.max(1, list.length) && offset + 6 <= stream.byteLength; i++) {
+            offset += 6 + new DataView(stream.buffer, stream.byteOffset + offset + 2, 4).getUint32(0)
+          }
+          if (offset + 6 <= stream.byteLength) {
+            new DataView(stream.buffer, stream.byteOffset + offset + 2, 4).setUint32(0, hit.value)
+          }
+          break
+        }
+        case "flip":
+          stream[hit.at % stream.byteLength]! ^= hit.mask
+          break
+        case "cut":
+          stream = stream.slice(0, hit.at % stream.byteLength)
+          break
+        case "insert": {
+          const at = hit.at % (stream.byteLength + 1)
+          stream = concat([stream.subarray(0, at), hit.bytes, stream.subarray(at)])
+          break
+        }
+      }
+    }
+    return stream
+  }
+
+  it("on damaged streams gives exactly what the bytes say or a typed error: never a throw, a hang or a wrong frame", () => {
+    fc.assert(
+      fc.property(
+        frameLists,
+        fc.array(damage, { minLength: 1, maxLength: 3 }),
+        cutPoints,
+        fc.constantFrom(limit, 0, Framing.DEFAULT_MAX_FRAME_SIZE),
+        (list, hits, cuts, maxFrameSize) => {
+          const stream = damaged(list, hits)
+          const expected = reference(stream, maxFrameSize)
+          assert.deepStrictEqual(decode(stream, cuts, maxFrameSize), expected)
+          assert.deepStrictEqual(decode(stream, [], maxFrameSize), expected)
+          // every frame delivered is the exact bytes at its place in the stream
+          const delivered = concat(
+            expected.frames.map(([kind, payload]) => Framing.encode(kind as Framing.Kind, Uint8Array.from(payload)))
+          )
+          assert.deepStrictEqual([...delivered], [...stream.subarray(0, delivered.byteLength)])
+        }
+      ),
+      runs
+    )
+  })
+
+  it("arbitrary bytes, any split: the same outcome as the whole stream at once", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 200 }),
+        cutPoints,
+        fc.constantFrom(0, 16, limit),
+        (bytes, cuts, maxFrameSize) => {
+          // a plausible first header makes the decoder go deeper than the version byte
+          const stream = bytes.byteLength > 0 ? Uint8Array.from(bytes, (b, i) => (i === 0 ? 1 : b)) : bytes
+          assert.deepStrictEqual(decode(stream, cuts, maxFrameSize), reference(stream, maxFrameSize))
+        }
+      ),
+      runs
+    )
   })
 })
