@@ -56,9 +56,21 @@ export interface ShmChannelOptions {
   readonly lingerTimeout?: Duration.Input | undefined
 }
 
+/** How a channel has waited so far (counters since it was made). */
+export interface ShmChannelStats {
+  /** Waits for input that spinning ended: the message came while the reader spun. */
+  readonly spinHits: number
+  /** Waits for input that spinning did not end (or no spin): the reader armed its doorbell. */
+  readonly sleeps: number
+  /** Doorbells this side rang to wake the peer. */
+  readonly doorbells: number
+}
+
 /** An `IpcChannel` over shared memory, which can also hand out large messages in place. */
 export interface ShmChannel extends IpcChannel.IpcChannel {
   readonly [TypeId]: typeof TypeId
+  /** How this end has waited so far: did spinning pay off, how many doorbells. */
+  readonly stats: Effect.Effect<ShmChannelStats>
   /**
    * Receives the next message without copying it when it is large (at least
    * `inPlaceThreshold` bytes): the bytes view shared memory and stay valid

@@ -2,24 +2,32 @@
  * The shared-memory transport, `shm://name`. A listener serves many clients;
  * each connection gets its own pair of rings (one segment per direction).
  *
- * The two ends meet over a Unix socket named after the address (Linux: the
- * abstract socket `@effect-ipc-shm.<uid>.<name>`, which leaves no file behind
- * even after `kill -9`; elsewhere `pipe://effect-ipc-shm.<name>` in the
- * user's private runtime directory), through `@effect-ipc/transport-pipe`:
- * peers running as another user are refused on both sides, and each side
- * learns the other's pid from the kernel. The handshake:
+ * The two ends meet over a Unix socket file in this user's private
+ * rendezvous directory (`rendezvousDirectory`: mode 0700, owned by this user,
+ * checked on every listen and dial), through `@effect-ipc/transport-pipe`.
+ * Nobody else can create a name there, so nobody can take an address first
+ * (squat it) or stand in for a listener; other users cannot even connect.
+ * Peer credentials are checked on both sides all the same (`authorize`,
+ * default: this user only), and each side learns the other's pid from the
+ * kernel. The handshake:
  *
- * 1. the client creates its outbound ring (mode 0600) and sends its name;
- * 2. the server maps it (checking magic, version, kind, size and that the
- *    peer created it), creates its own ring and sends that name back;
- * 3. the client maps it, removes its own ring's name (both ends have it
- *    mapped now) and says `ready`; the server removes its ring's name and
- *    says `accepted`: the client's `dial` succeeds only then, so a client is
- *    never connected to a listener that gave up on it.
+ * 1. the client creates its outbound ring and sends its token: on Linux a
+ *    memory file sealed against shrinking and growing (`memfd`), which the
+ *    server opens through `/proc/<client pid>/fd/<fd>`; elsewhere a named
+ *    0600 segment;
+ * 2. the server opens it (checking that it is sealed, owned by this user,
+ *    and holds a ring header: magic, version, kind, size, and that the peer
+ *    created it), creates its own ring and sends that token back;
+ * 3. the client opens it the same way, lets go of its own ring's descriptor
+ *    (or name) and says `ready`; the server does the same and says
+ *    `accepted`: the client's `dial` succeeds only then, so a client is never
+ *    connected to a listener that gave up on it.
  *
- * From then on nothing of the connection is left in `/dev/shm`: the memory
- * lives exactly as long as the two mappings, whatever happens to the
- * processes. The socket stays open as the doorbell and as the peer's pulse.
+ * Nothing of a connection is ever in `/dev/shm` on Linux (elsewhere its
+ * names are removed once both ends have mapped them), and a sealed ring
+ * cannot be cut short under a mapping, so a peer cannot make us fault
+ * (SIGBUS). The memory lives exactly as long as the two mappings, whatever
+ * happens to the processes. The socket stays open as the doorbell and as the peer's pulse.
  *
  * @since 0.1.0
  */
@@ -34,6 +42,10 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import * as Channel from "./internal/channel.ts"
 import * as Header from "./internal/header.ts"
 import * as Libc from "./internal/libc.ts"
@@ -47,13 +59,18 @@ export interface ShmTransportOptions extends ShmChannel.ShmChannelOptions {
   readonly authorize?: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
   /** How long the two ends may take to set a connection up (default 5 s). */
   readonly handshakeTimeout?: Duration.Input | undefined
+  /**
+   * The rendezvous directory, where listeners' sockets live (default: see
+   * `defaultDirectory`). It must be a directory of this user with mode 0700;
+   * it is created so when missing. Both ends must use the same one.
+   */
+  readonly directory?: string | undefined
 }
 
 /** Longest name in `shm://name`. */
 export const maxNameLength = 80
 
 const namePattern = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}$/
-const ringNamePattern = /^eipc-r-[a-z0-9-]{1,40}$/
 
 /** The `name` of `shm://name`. */
 export const nameOf = (raw: string): Effect.Effect<string, IpcError.IpcError> =>
@@ -71,11 +88,98 @@ export const nameOf = (raw: string): Effect.Effect<string, IpcError.IpcError> =>
       : Effect.fail(IpcError.make("InvalidAddress", "an shm:// name is 1-80 of A-Z a-z 0-9 . _ -", raw))
   })
 
-/** Where the two ends of `shm://name` meet: an abstract Unix socket on Linux, a `pipe://` socket elsewhere. */
-export const controlAddress = (name: string): string =>
-  process.platform === "linux"
-    ? `unix:@effect-ipc-shm.${process.getuid?.() ?? 0}.${name}`
-    : `pipe://effect-ipc-shm.${name}`
+const uid = (): number | undefined => process.getuid?.()
+
+/** A directory of this user that nobody else can write: a base for the rendezvous directory. */
+const ownedBase = (dir: string | undefined, privateOnly: boolean): boolean => {
+  if (dir === undefined || dir.length === 0 || !Path.isAbsolute(dir)) return false
+  try {
+    const stat = Fs.lstatSync(dir)
+    return stat.isDirectory() && stat.uid === uid() && (stat.mode & (privateOnly ? 0o077 : 0o022)) === 0
+  } catch {
+    return false
+  }
+}
+
+const homeDirectory = (): string | undefined => {
+  try {
+    // from the password database, not $HOME: every process of the user finds the same one
+    return Os.userInfo().homedir
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The default rendezvous directory: `~/.effect-ipc-shm` when the home
+ * directory (from the password database) is this user's and not writable by
+ * others; else `$XDG_RUNTIME_DIR/effect-ipc-shm` when that is this user's
+ * private directory; else `<tmp>/effect-ipc-shm-<uid>` (which another user
+ * could create first: then `listen` and `dial` fail with `PermissionDenied`
+ * naming its owner; set `directory`).
+ */
+export const defaultDirectory = (): string => {
+  const home = homeDirectory()
+  if (ownedBase(home, false)) return Path.join(home!, ".effect-ipc-shm")
+  const runtime = process.env["XDG_RUNTIME_DIR"]
+  if (ownedBase(runtime, true)) return Path.join(runtime!, "effect-ipc-shm")
+  return Path.join(Os.tmpdir(), `effect-ipc-shm-${uid() ?? "user"}`)
+}
+
+/**
+ * The rendezvous directory (`directory`, or `defaultDirectory()`), created
+ * with mode 0700 when missing. Anything else there — a symbolic link, a
+ * file, a directory of another user or one that others can enter — is
+ * `PermissionDenied`, naming what was found; nothing is changed.
+ */
+export const rendezvousDirectory = (directory?: string, address?: string): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const dir = directory ?? defaultDirectory()
+    const refuse = (why: string) =>
+      Effect.fail(IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${dir} ${why}`, address))
+    if (!Path.isAbsolute(dir)) return refuse("is not an absolute path")
+    try {
+      Fs.mkdirSync(dir, { mode: 0o700 })
+    } catch (cause) {
+      const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
+      if (code !== "EEXIST") {
+        return Effect.fail(IpcError.fromSystemError(cause, "PermissionDenied", `cannot create ${dir}`, address))
+      }
+    }
+    let stat: Fs.Stats
+    try {
+      stat = Fs.lstatSync(dir)
+    } catch (cause) {
+      return Effect.fail(IpcError.fromSystemError(cause, "PermissionDenied", `cannot inspect ${dir}`, address))
+    }
+    if (!stat.isDirectory()) return refuse("is not a directory (a symbolic link or a file is there)")
+    if (stat.uid !== uid()) return refuse(`belongs to uid ${stat.uid}, not to this user (uid ${uid()})`)
+    if ((stat.mode & 0o077) !== 0) {
+      return refuse(`is open to other users (mode ${(stat.mode & 0o777).toString(8)}, expected 700)`)
+    }
+    return Effect.succeed(dir)
+  })
+
+/**
+ * The socket file of `shm://name` in `directory`: `<name>.sock`, or, when that
+ * path would be too long for a socket, `~<hash of the name>.sock`.
+ */
+export const controlPath = (name: string, directory: string = defaultDirectory()): string => {
+  const plain = Path.join(directory, `${name}.sock`)
+  if (Buffer.byteLength(plain) <= UnixSocket.maxPathBytes) return plain
+  return Path.join(directory, `~${Crypto.createHash("sha256").update(name).digest("hex").slice(0, 40)}.sock`)
+}
+
+/** Where the two ends of `shm://name` meet: the `unix://` address of `controlPath` in the checked rendezvous directory. */
+export const controlAddress = (
+  name: string,
+  directory?: string,
+  address?: string
+): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.map(
+    rendezvousDirectory(directory, address),
+    (dir) => `unix://${controlPath(name, dir).split("/").map(encodeURIComponent).join("/")}`
+  )
 
 // ---- handshake messages ------------------------------------------------------------
 
@@ -125,21 +229,19 @@ const receiveMessage = <A>(
 // ---- rings ------------------------------------------------------------------------------
 
 /**
- * Creates an outbound ring segment; it is removed from `/dev/shm` when the
- * scope closes if the handshake did not remove it first, and unmapped then.
+ * Creates an outbound ring segment; when the scope closes it is let go of
+ * (descriptor closed, or name removed) if the handshake did not do it first,
+ * and unmapped.
  */
 const createRing = (
   capacity: number,
   address: string
-): Effect.Effect<Segments.Mapped, IpcError.IpcError, Scope.Scope> =>
+): Effect.Effect<Segments.Outgoing, IpcError.IpcError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.flatMap(
-      Effect.sync(() => Segments.freshName("r")),
-      (name) => Segments.createMapped(name, Header.HEADER_SIZE + capacity, { address })
-    ).pipe(
-      Effect.tap((mapped) =>
+    Segments.createOutgoing("r", Header.HEADER_SIZE + capacity, address).pipe(
+      Effect.tap((ring) =>
         Effect.sync(() => {
-          const header = Header.view(mapped.mapping.buffer)
+          const header = Header.view(ring.mapping.buffer)
           Header.initialise(header, {
             kind: Header.Kind.ring,
             ttlMillis: 0,
@@ -151,31 +253,38 @@ const createRing = (
         })
       )
     ),
-    (ring) => Effect.sync(() => ring.mapping.release()).pipe(Effect.andThen(Effect.ignore(Libc.shmUnlink(ring.name))))
+    (ring) =>
+      Effect.sync(() => {
+        ring.handedOver()
+        ring.mapping.release()
+      })
   )
 
-/** Maps the peer's ring, checking that it is a ring its creator `peer` made. */
+/**
+ * Maps the peer's ring, checking that it is a sealed segment of this user
+ * holding a ring that its creator, the peer, made.
+ */
 const openRing = (
-  name: string,
+  token: string,
   peer: IpcChannel.PeerInfo,
   address: string
 ): Effect.Effect<Libc.Mapping, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    if (!ringNamePattern.test(name)) {
-      return yield* IpcError.make("Protocol", `the peer named an invalid ring segment "${name}"`, address)
-    }
-    const { header, mapped } = yield* Effect.acquireRelease(
-      Segments.openWithHeader(name, Header.Kind.ring, address),
-      (opened) => Effect.sync(() => opened.mapped.mapping.release())
+    const mapped = yield* Effect.acquireRelease(
+      Segments.openIncoming(token, peer.pid, Header.HEADER_SIZE, address),
+      (opened) => Effect.sync(() => opened.mapping.release())
     )
-    const snapshot = Header.snapshot(header)
+    const header = Header.view(mapped.mapping.buffer)
+    const snapshot = yield* Header.validate(header, mapped.size, Header.Kind.ring, token).pipe(
+      Effect.mapError((error) => new IpcError.IpcError({ reason: error.reason, detail: error.detail, address }))
+    )
     if (Ring.capacityOf(header.words, snapshot.payloadLength) === undefined) {
-      return yield* IpcError.make("Protocol", `ring segment ${name} has a bad capacity`, address)
+      return yield* IpcError.make("Protocol", `ring segment ${token} has a bad capacity`, address)
     }
-    if (peer.pid !== undefined && snapshot.creator.pid !== peer.pid) {
+    if (snapshot.creator.pid !== peer.pid) {
       return yield* IpcError.make(
         "Protocol",
-        `ring segment ${name} was made by pid ${snapshot.creator.pid}, not by the peer (pid ${peer.pid})`,
+        `ring segment ${token} was made by pid ${snapshot.creator.pid}, not by the peer (pid ${peer.pid})`,
         address
       )
     }
@@ -184,7 +293,8 @@ const openRing = (
 
 // ---- the transport -------------------------------------------------------------------------
 
-const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid === undefined || peer.uid === process.getuid?.()
+/** The default policy: the peer's uid is known and it is this user's. */
+const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined && peer.uid === uid()
 
 /** Makes the shared-memory transport (`shm://name`). */
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
@@ -209,16 +319,16 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
       const scope = yield* Scope.fork(parent)
       const steps = Effect.gen(function*() {
         let inbound: Libc.Mapping
-        let outbound: Segments.Mapped
+        let outbound: Segments.Outgoing
         if (role === "client") {
           outbound = yield* createRing(capacity, address)
-          yield* sendMessage(control, Hello, { effectIpcShm: 1, ring: outbound.name, pid: process.pid }, address)
+          yield* sendMessage(control, Hello, { effectIpcShm: 1, ring: outbound.token, pid: process.pid }, address)
           const welcome = yield* receiveMessage(control, Welcome, address)
           if (welcome.ring === undefined) {
             return yield* IpcError.make("Protocol", `the listener refused: ${welcome.error ?? "no reason"}`, address)
           }
           inbound = yield* openRing(welcome.ring, control.peer, address)
-          yield* Effect.ignore(Libc.shmUnlink(outbound.name))
+          outbound.handedOver()
           yield* sendMessage(control, Ready, { effectIpcShm: 1, ready: true }, address)
           // connected only once the listener has the connection (it cannot have rung us before)
           yield* receiveMessage(control, Accepted, address)
@@ -226,9 +336,9 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
           const hello = yield* receiveMessage(control, Hello, address)
           inbound = yield* openRing(hello.ring, control.peer, address)
           outbound = yield* createRing(capacity, address)
-          yield* sendMessage(control, Welcome, { effectIpcShm: 1, ring: outbound.name }, address)
+          yield* sendMessage(control, Welcome, { effectIpcShm: 1, ring: outbound.token }, address)
           yield* receiveMessage(control, Ready, address)
-          yield* Effect.ignore(Libc.shmUnlink(outbound.name))
+          outbound.handedOver()
         }
         return yield* Channel.make(
           { address, peer: control.peer, outbound: outbound.mapping, inbound, control },
@@ -268,7 +378,9 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
         const name = yield* nameOf(address)
         yield* Libc.available
         const listenerScope = yield* Effect.scope
-        const controls = yield* sockets.listen(controlAddress(name))
+        const controls = yield* sockets.listen(yield* controlAddress(name, options.directory, address)).pipe(
+          Effect.mapError((error) => new IpcError.IpcError({ reason: error.reason, detail: error.detail, address }))
+        )
         const acceptor = yield* Transport.makeAcceptor(address)
         const open = new Set<ShmChannel.ShmChannel>()
         yield* Effect.addFinalizer(() =>
@@ -299,7 +411,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
       Effect.gen(function*() {
         const name = yield* nameOf(address)
         yield* Libc.available
-        const control = yield* sockets.dial(controlAddress(name)).pipe(
+        const control = yield* sockets.dial(yield* controlAddress(name, options.directory, address)).pipe(
           Effect.mapError((error) =>
             error.reason === "NotFound"
               ? IpcError.make("NotFound", "no listener serves this name", address)

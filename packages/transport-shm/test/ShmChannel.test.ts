@@ -239,7 +239,7 @@ describe("shm:// channels", () => {
       const transport = Shm.ShmTransport.make({ handshakeTimeout: "300 millis" })
       const where = address()
       const listener = yield* transport.listen(where)
-      const control = Shm.ShmTransport.controlAddress(where.slice("shm://".length))
+      const control = yield* Shm.ShmTransport.controlAddress(where.slice("shm://".length))
       const sockets = UnixSocket.make()
       // garbage, a ring name that is no ring, and silence
       const garbage = yield* sockets.dial(control)

@@ -25,9 +25,6 @@ import * as Segments from "./segments.ts"
 /** The doorbell: "I wrote into your ring, or freed space in mine". */
 export const WAKE: Uint8Array = new Uint8Array([1])
 
-/** Names of the segments that carry single large messages. */
-export const messageSegmentPattern = /^eipc-m-[a-z0-9-]{1,40}$/
-
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
@@ -57,9 +54,9 @@ interface Pin {
 /** A large message not yet taken: copy it (`receive`) or hand it out in place (`receiveView`). */
 type Lease = () => void
 
-/** A message segment we sent, removed once read or when the channel closes. */
+/** A message segment we sent, let go of (descriptor closed, or name removed) once read or when the channel closes. */
 interface SentSegment {
-  readonly name: string
+  readonly segment: Segments.Outgoing
   end: number | undefined
 }
 
@@ -108,8 +105,10 @@ export const make = (
     const flushed = () => {
       unflushed = false
     }
+    const stats = { spinHits: 0, sleeps: 0, doorbells: 0 }
     const ring = (): void => {
       if (finished) return
+      stats.doorbells++
       // a failure to send shows up on the control channel's reader
       Effect.runSyncExit(control.send(WAKE))
       if (!unflushed) {
@@ -159,11 +158,15 @@ export const make = (
       return view
     }
 
-    /** Maps a large message's own segment; the name is removed at once (the mapping keeps the memory). */
+    /**
+     * Maps a large message's own segment (checked like a ring: sealed, this
+     * user's, a valid header); its name, where it has one, is removed at once
+     * (the mapping keeps the memory).
+     */
     const openMessage = (record: Ring.RecordRef): Uint8Array | IpcError.IpcError => {
       const name = textDecoder.decode(inbound.payload(record))
-      if (!messageSegmentPattern.test(name)) return IpcError.make("Protocol", "bad message segment name", address)
-      const opened = Effect.runSyncExit(Segments.openMapped(name, { minSize: Header.HEADER_SIZE, address }))
+      if (!Segments.tokenPattern.test(name)) return IpcError.make("Protocol", "bad message segment name", address)
+      const opened = Effect.runSyncExit(Segments.openIncoming(name, link.peer.pid, Header.HEADER_SIZE, address))
       if (Exit.isFailure(opened)) {
         // a dead sender's segments may be collected before we get to them: the message died with it
         const pid = link.peer.pid
@@ -171,10 +174,14 @@ export const make = (
           (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
         return senderDead
           ? IpcError.make("ConnectionLost", `the peer died with a large message in flight (${name})`, address)
-          : IpcError.make("Protocol", `a large message's segment ${name} could not be opened`, address)
+          : IpcError.make(
+            "Protocol",
+            `a large message's segment ${name} could not be opened: ${reasonOf(opened)}`,
+            address
+          )
       }
       const mapping = opened.value.mapping
-      Effect.runSyncExit(Effect.ignore(Libc.shmUnlink(name)))
+      Segments.consumed(name)
       const checked = Effect.runSyncExit(
         Header.validate(Header.view(mapping.buffer), mapping.size, Header.Kind.message, name)
       )
@@ -235,7 +242,10 @@ export const make = (
       inbound.disarmReader()
       for (let now = start; now < deadline; now = performance.now()) {
         for (let i = 0; i < 64; i++) {
-          if (inbound.hasNext() || inbound.isClosed()) return pump()
+          if (inbound.hasNext() || inbound.isClosed()) {
+            stats.spinHits++
+            return pump()
+          }
         }
         if (now > tight) Libc.yieldCpu()
       }
@@ -243,6 +253,7 @@ export const make = (
 
     /** Sets the reader-waiting flag, then looks once more (a write published meanwhile is read now). */
     const arm = (): void => {
+      stats.sleeps++
       inbound.armReader()
       if (inbound.hasNext() || inbound.isClosed()) {
         inbound.disarmReader()
@@ -383,7 +394,7 @@ export const make = (
       Effect.flatMap(
         Effect.uninterruptible(
           Effect.map(
-            Segments.createMapped(Segments.freshName("m"), Header.HEADER_SIZE + message.byteLength, { address }),
+            Segments.createOutgoing("m", Header.HEADER_SIZE + message.byteLength, address),
             (mapped): SentSegment => {
               // the header first: from here on a collector can tell whose segment this is
               const header = Header.view(mapped.mapping.buffer)
@@ -401,18 +412,18 @@ export const make = (
               while (sentSegments.length > 0) {
                 const first = sentSegments[0]!
                 if (first.end === undefined || behind(readerAt, first.end)) break
-                sentSegments.shift()
+                sentSegments.shift()!.segment.handedOver()
               }
-              const entry: SentSegment = { name: mapped.name, end: undefined }
+              const entry: SentSegment = { segment: mapped, end: undefined }
               sentSegments.push(entry)
               return entry
             }
           )
         ),
         (entry) =>
-          enqueue(Ring.RecordKind.segment, textEncoder.encode(entry.name), () => {
+          enqueue(Ring.RecordKind.segment, textEncoder.encode(entry.segment.token), () => {
             sentSegments.splice(sentSegments.indexOf(entry), 1)
-            Effect.runSyncExit(Effect.ignore(Libc.shmUnlink(entry.name)))
+            entry.segment.handedOver()
           })
       )
 
@@ -480,7 +491,7 @@ export const make = (
       Effect.forkIn(scope)
     )
 
-    /** Removes the names of large messages the peer has not picked up, waiting up to `linger` for it. */
+    /** Lets go of the large messages in flight, waiting up to `linger` for the peer to pick them up. */
     const removeSentSegments = Effect.gen(function*() {
       const deadline = Date.now() + linger
       while (sentSegments.length > 0 && peerDone === undefined && !finished && Date.now() < deadline) {
@@ -488,12 +499,7 @@ export const make = (
         if (last.end === undefined || !behind(outbound.readerPosition(), last.end)) break
         yield* Effect.sleep("5 millis")
       }
-      const readerAt = finished ? undefined : outbound.readerPosition()
-      for (const segment of sentSegments.splice(0)) {
-        if (segment.end === undefined || readerAt === undefined || behind(readerAt, segment.end)) {
-          yield* Effect.ignore(Libc.shmUnlink(segment.name))
-        }
-      }
+      for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
     })
 
     const teardown = Effect.sync(() => {
@@ -530,7 +536,17 @@ export const make = (
       close,
       closed: Deferred.await(closed)
     })
-    return { ...channel, [ShmChannel.TypeId]: ShmChannel.TypeId, receiveView: receiveViewEffect }
+    return {
+      ...channel,
+      [ShmChannel.TypeId]: ShmChannel.TypeId,
+      receiveView: receiveViewEffect,
+      stats: Effect.sync(() => ({ ...stats }))
+    }
   })
 
 const fields = (error: IpcError.IpcError) => ({ reason: error.reason, detail: error.detail })
+
+const reasonOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): string => {
+  const found = exit.cause.reasons.find((r) => r._tag === "Fail")
+  return found !== undefined && found._tag === "Fail" ? found.error.detail : "unknown"
+}

@@ -46,6 +46,9 @@ interface Bindings {
   ) => Pointer
   readonly munmap: (addr: Pointer, length: number) => number
   readonly schedYield: () => number
+  /** `memfd_create` and `fcntl` (seals): Linux only. */
+  readonly memfdCreate: ((name: string, flags: number) => number) | undefined
+  readonly fcntl: ((fd: number, cmd: number, arg: number) => number) | undefined
   readonly errno: () => number
   readonly flags: {
     readonly O_RDWR: number
@@ -85,8 +88,12 @@ const load = (): Bindings | IpcError.IpcError => {
       const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)")
       const munmap = libc.func("int munmap(void *addr, size_t length)")
       const schedYield = libc.func("int sched_yield(void)")
+      const memfdCreate = libc.func("int memfd_create(const char *name, unsigned int flags)")
+      const fcntl = libc.func("int fcntl(int fd, int cmd, ...)")
       bindings = {
         koffi,
+        memfdCreate: (name, flags) => memfdCreate(name, flags) as number,
+        fcntl: (fd, cmd, arg) => fcntl(fd, cmd, "int", arg) as number,
         shmOpen: (name, flags, mode) => shmOpen(name, flags, mode) as number,
         shmUnlink: (name) => shmUnlink(name) as number,
         mmap: (addr, length, prot, flags, fd, offset) => mmap(addr, length, prot, flags, fd, offset) as Pointer,
@@ -113,6 +120,8 @@ const load = (): Bindings | IpcError.IpcError => {
       const schedYield = libc.func("int sched_yield(void)")
       bindings = {
         koffi,
+        memfdCreate: undefined,
+        fcntl: undefined,
         shmOpen: (name, flags, mode) => shmOpen(name, flags, "int", mode) as number,
         shmUnlink: (name) => shmUnlink(name) as number,
         mmap: (addr, length, prot, flags, fd, offset) => mmap(addr, length, prot, flags, fd, offset) as Pointer,
@@ -219,6 +228,49 @@ export const shmUnlinkNow = (name: string): IpcError.IpcError | undefined => {
   return b.shmUnlink(`/${name}`) === 0
     ? undefined
     : systemError(b, b.errno(), "Unknown", `cannot unlink the segment ${name}`)
+}
+
+/** Seals of a memfd (`fcntl(F_ADD_SEALS)`): it can never shrink or grow, and no more seals can be added. */
+export const SEALS = { seal: 1, shrink: 2, grow: 4 } as const
+
+const F_ADD_SEALS = 1033
+const F_GET_SEALS = 1034
+const MFD_CLOEXEC = 1
+const MFD_ALLOW_SEALING = 2
+
+/** True where channel segments are sealed memfds (Linux); elsewhere they are named POSIX segments. */
+export const sealedSegments: boolean = process.platform === "linux"
+
+/**
+ * Creates an anonymous memory file of `size` bytes (`memfd_create`), sealed
+ * against shrinking and growing: whoever opens it, nobody can cut off pages
+ * that a mapping of it covers (which would raise SIGBUS in the mapper).
+ * Returns its descriptor, which the caller closes with `closeFd`.
+ */
+export const memfdSealed = (label: string, size: number, address?: string): Effect.Effect<number, IpcError.IpcError> =>
+  withBindings((b) => {
+    if (b.memfdCreate === undefined || b.fcntl === undefined) {
+      return Effect.fail(IpcError.make("UnsupportedPlatform", "memfd_create is Linux only", address))
+    }
+    const fd = b.memfdCreate(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)
+    if (fd < 0) return Effect.fail(systemError(b, b.errno(), "NoSpace", "cannot create a memory file", address))
+    const fcntl = b.fcntl
+    return fdTruncate(fd, size, address).pipe(
+      Effect.flatMap(() =>
+        fcntl(fd, F_ADD_SEALS, SEALS.shrink | SEALS.grow | SEALS.seal) === 0
+          ? Effect.succeed(fd)
+          : Effect.fail(systemError(b, b.errno(), "Unknown", "cannot seal a memory file", address))
+      ),
+      Effect.tapError(() => Effect.sync(() => closeFd(fd)))
+    )
+  })
+
+/** The seals of an open descriptor (0 for a file that cannot be sealed). */
+export const seals = (fd: number): number => {
+  const b = load()
+  if (b instanceof IpcError.IpcError || b.fcntl === undefined) return 0
+  const found = b.fcntl(fd, F_GET_SEALS, 0)
+  return found < 0 ? 0 : found
 }
 
 /** What `fstat` says of a segment's descriptor. */

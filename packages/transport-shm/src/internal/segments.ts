@@ -7,6 +7,7 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Header from "./header.ts"
 import * as Libc from "./libc.ts"
@@ -30,9 +31,26 @@ export const SHM_DIR = "/dev/shm"
 export const channelNamePattern = /^eipc-[rm]-([a-z0-9]{1,8})-[a-z0-9-]{1,30}$/
 
 let counter = 0
-/** A fresh channel segment name for this process: `eipc-<tag>-<pid>-<n>-<random>` (short enough for macOS). */
+/**
+ * A fresh channel segment name for this process: `eipc-<tag>-<pid>-<n>-<random>`
+ * (short enough for macOS; the random part cannot be predicted, so nobody can
+ * create the name first).
+ */
 export const freshName = (tag: "r" | "m"): string =>
-  `eipc-${tag}-${process.pid.toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+  `eipc-${tag}-${process.pid.toString(36)}-${(counter++).toString(36)}-${
+    Crypto.randomBytes(5).readUIntBE(0, 5).toString(36)
+  }`
+
+/** This process's uid (undefined where the OS has none). */
+const myUid = (): number | undefined => process.getuid?.()
+
+/** `PermissionDenied` for a segment that another user owns (it could have been planted under our name). */
+const foreignOwner = (name: string, uid: number, address?: string) =>
+  IpcError.make(
+    "PermissionDenied",
+    `segment ${name} belongs to uid ${uid}, not to this user (uid ${myUid()}): refused, it may have been planted`,
+    address
+  )
 
 /**
  * Creates `/name` exclusively (mode `mode`), sizes it to `size` bytes and maps
@@ -44,7 +62,15 @@ export const createMapped = (
   options: { readonly mode?: number | undefined; readonly address?: string | undefined }
 ): Effect.Effect<Mapped, IpcError.IpcError> =>
   Effect.flatMap(
-    Libc.shmOpen(name, "create", options.mode ?? 0o600, options.address),
+    Libc.shmOpen(name, "create", options.mode ?? 0o600, options.address).pipe(
+      Effect.mapError((error) => {
+        if (error.reason !== "AlreadyExists" || process.platform !== "linux") return error
+        const owner = ownerOf(name)
+        return owner === undefined || owner === myUid()
+          ? error
+          : new IpcError.IpcError({ ...error, detail: `${error.detail} (it belongs to uid ${owner})` })
+      })
+    ),
     (fd) =>
       Libc.fdTruncate(fd, size, options.address).pipe(
         Effect.andThen(Libc.fdStat(fd, options.address)),
@@ -59,10 +85,20 @@ export const createMapped = (
       )
   )
 
+/** The owner of `/dev/shm/name` (Linux), if it exists. */
+const ownerOf = (name: string): number | undefined => {
+  try {
+    return Fs.lstatSync(`${SHM_DIR}/${name}`).uid
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * Opens `/name` and maps it (all of it, or its first `mapLength` bytes);
  * `minSize`: a smaller segment fails with `Protocol`, "truncated", before
- * anything is mapped.
+ * anything is mapped. A segment another user owns is `PermissionDenied`
+ * (checked on the open descriptor, so a name swapped meanwhile changes nothing).
  */
 export const openMapped = (
   name: string,
@@ -75,6 +111,8 @@ export const openMapped = (
   Effect.flatMap(Libc.shmOpen(name, "open", 0, options.address), (fd) =>
     Libc.fdStat(fd, options.address).pipe(
       Effect.flatMap((stat) => {
+        const uid = myUid()
+        if (uid !== undefined && stat.uid !== uid) return Effect.fail(foreignOwner(name, stat.uid, options.address))
         const minSize = Math.max(1, options.minSize ?? 1)
         if (stat.size < minSize) {
           return Effect.fail(
@@ -157,3 +195,132 @@ export const list: Effect.Effect<ReadonlyArray<Listed>, IpcError.IpcError> = Eff
   }
   return out
 })
+
+// ---- channel segments ------------------------------------------------------------
+
+/**
+ * How a channel segment is named to the peer. Linux: `fd:<fd>:<inode>`, a
+ * sealed memory file (`memfd`) that the peer opens through
+ * `/proc/<our pid>/fd/<fd>` (the kernel allows that to our own user only); it
+ * is never in `/dev/shm`. Elsewhere: the name of a POSIX segment, `eipc-r-…` /
+ * `eipc-m-…`.
+ */
+export const tokenPattern: RegExp = Libc.sealedSegments ? /^fd:(\d{1,9}):(\d{1,20})$/ : /^eipc-[rm]-[a-z0-9-]{1,40}$/
+
+/** A channel segment we made for the peer: mapped here, named by `token` until `handedOver`. */
+export interface Outgoing {
+  readonly token: string
+  readonly mapping: Libc.Mapping
+  /** The peer has it mapped (or will never map it): close our descriptor, or remove the name. Idempotent. */
+  readonly handedOver: () => void
+}
+
+/** Creates a channel segment of `size` bytes (sealed memfd on Linux, a 0600 named segment elsewhere). */
+export const createOutgoing = (
+  tag: "r" | "m",
+  size: number,
+  address?: string
+): Effect.Effect<Outgoing, IpcError.IpcError> => {
+  if (!Libc.sealedSegments) {
+    return Effect.map(createMapped(freshName(tag), size, { address }), (mapped): Outgoing => {
+      let done = false
+      return {
+        token: mapped.name,
+        mapping: mapped.mapping,
+        handedOver: () => {
+          if (done) return
+          done = true
+          Libc.shmUnlinkNow(mapped.name)
+        }
+      }
+    })
+  }
+  return Effect.flatMap(Libc.memfdSealed(`eipc-${tag}`, size, address), (fd) =>
+    Libc.fdStat(fd, address).pipe(
+      Effect.flatMap((stat) =>
+        Libc.mapShared(fd, size, { address }).pipe(Effect.map((mapping) => ({ stat, mapping })))
+      ),
+      Effect.map(({ mapping, stat }): Outgoing => {
+        let done = false
+        return {
+          token: `fd:${fd}:${stat.ino}`,
+          mapping,
+          handedOver: () => {
+            if (done) return
+            done = true
+            Libc.closeFd(fd)
+          }
+        }
+      }),
+      Effect.tapError(() => Effect.sync(() => Libc.closeFd(fd)))
+    ))
+}
+
+/** After opening the peer's segment `token`: removes its name where segments have names (not on Linux). */
+export const consumed = (token: string): void => {
+  if (!Libc.sealedSegments) Libc.shmUnlinkNow(token)
+}
+
+/**
+ * Opens and maps the channel segment `token` that the peer (process `peerPid`)
+ * made. Linux: the descriptor must be a sealed memory file (it can never
+ * shrink under our mapping), with the inode the token names, owned by this
+ * user. Elsewhere: a named segment owned by this user. A segment smaller than
+ * `minSize` is `Protocol` ("truncated").
+ */
+export const openIncoming = (
+  token: string,
+  peerPid: number | undefined,
+  minSize: number,
+  address?: string
+): Effect.Effect<Mapped, IpcError.IpcError> => {
+  const match = tokenPattern.exec(token)
+  if (match === null) {
+    return Effect.fail(IpcError.make("Protocol", `the peer named an invalid segment "${token}"`, address))
+  }
+  if (!Libc.sealedSegments) return openMapped(token, { minSize, address })
+  if (peerPid === undefined || peerPid <= 0) {
+    return Effect.fail(IpcError.make("Protocol", "the peer's pid is unknown: cannot open its segments", address))
+  }
+  const path = `/proc/${peerPid}/fd/${match[1]}`
+  return Effect.flatMap(
+    Effect.try({
+      // non-blocking: a descriptor that names a FIFO must not freeze the event loop
+      try: () => Fs.openSync(path, Fs.constants.O_RDWR | Fs.constants.O_NONBLOCK | Fs.constants.O_NOCTTY),
+      catch: (cause) => IpcError.fromSystemError(cause, "NotFound", `cannot open the peer's segment ${token}`, address)
+    }),
+    (fd) =>
+      Effect.try({
+        try: () => Fs.fstatSync(fd),
+        catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot stat the peer's segment", address)
+      }).pipe(
+        Effect.flatMap((stat) => {
+          const uid = myUid()
+          if (!stat.isFile() || String(stat.ino) !== match[2]) {
+            return Effect.fail(IpcError.make("Protocol", `the peer's ${token} is not the segment it named`, address))
+          }
+          if (uid !== undefined && stat.uid !== uid) return Effect.fail(foreignOwner(token, stat.uid, address))
+          const sealed = Libc.seals(fd)
+          if ((sealed & (Libc.SEALS.shrink | Libc.SEALS.grow)) !== (Libc.SEALS.shrink | Libc.SEALS.grow)) {
+            return Effect.fail(
+              IpcError.make("Protocol", `the peer's segment ${token} is not sealed against resizing`, address)
+            )
+          }
+          if (stat.size < minSize) {
+            return Effect.fail(
+              IpcError.make(
+                "Protocol",
+                `segment ${token}: truncated: ${stat.size} bytes, expected at least ${minSize}`,
+                address
+              )
+            )
+          }
+          return Effect.map(
+            Libc.mapShared(fd, stat.size, { address }),
+            (mapping): Mapped => ({ name: token, mapping, uid: stat.uid, size: stat.size, ino: stat.ino })
+          )
+        }),
+        Effect.ensuring(Effect.sync(() => Libc.closeFd(fd)))
+      )
+  )
+}
