@@ -17,6 +17,12 @@
  * Frames are the effect-ipc frame format. When the conversation ends the
  * listener opens `name.in` afresh for the next client.
  *
+ * The listener never removes what it did not make: FIFOs (or a ready token)
+ * left by a dead listener of this user are replaced, anything else at those
+ * paths is `AddressInUse`. The client opens both FIFOs without following
+ * links and checks their owner (fstat) with `authorize` before it sends the
+ * hello: a pair made by another user is `PeerRejected`.
+ *
  * @since 0.1.0
  */
 import * as Address from "@effect-ipc/core/Address"
@@ -32,7 +38,9 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
+import { sameUserOrRoot } from "./UnixSocket.ts"
 
 /** Options of the FIFO transport. */
 export interface FifoOptions extends StreamChannel.StreamChannelOptions {
@@ -42,6 +50,11 @@ export interface FifoOptions extends StreamChannel.StreamChannelOptions {
   readonly pipeSize?: number | undefined
   /** How long a client that claimed the pair has to send its first frame (default 2 s). */
   readonly helloTimeout?: Duration.Input | undefined
+  /**
+   * Decides, on `dial`, whether FIFOs owned by this user (uid/gid of the files)
+   * may be talked to (default: this user or root); refused is `PeerRejected`.
+   */
+  readonly authorize?: ((owner: IpcChannel.PeerInfo) => boolean) | undefined
 }
 
 /** The files of a `fifo:` address. */
@@ -65,11 +78,11 @@ export const paths = (raw: string): Effect.Effect<FifoPaths, IpcError.IpcError> 
     ready: `${base}.ready`
   }))
 
-const { O_NONBLOCK, O_RDONLY, O_WRONLY } = Fs.constants
+const { O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = Fs.constants
 
 const openFd = (path: string, flags: number, raw: string) =>
   Effect.try({
-    try: () => Fs.openSync(path, flags | O_NONBLOCK),
+    try: () => Fs.openSync(path, flags | O_NONBLOCK | O_NOFOLLOW),
     catch: (cause) =>
       IpcError.fromSystemError(
         cause,
@@ -91,14 +104,23 @@ const isAlive = (pid: number): boolean => {
   }
 }
 
-const lockOwner = (path: string): number | undefined => {
-  try {
-    const owner = Number(Fs.readFileSync(path, "utf8").split(":")[0])
-    return Number.isInteger(owner) && owner > 0 && isAlive(owner) ? owner : undefined
-  } catch {
-    return undefined
-  }
+const lockFormat = /^([1-9][0-9]*):[a-z0-9]+$/
+
+/** The pid in a lock file of ours, if it is one (a regular file of this user holding `pid:token`). */
+const lockPid = (lock: ReturnType<typeof Files.readSmall>): number | undefined => {
+  if (lock === undefined || lock.stat.uid !== process.getuid?.()) return undefined
+  const match = lockFormat.exec(lock.text)
+  return match === null ? undefined : Number(match[1])
 }
+
+/** The live listener's pid named by the lock file at `path`, if any. */
+const lockOwner = (path: string): number | undefined => {
+  const pid = lockPid(Files.readSmall(path))
+  return pid !== undefined && isAlive(pid) ? pid : undefined
+}
+
+const inUse = (path: string, what: string) =>
+  Object.assign(new Error(`${path} is ${what}: left untouched`), { code: "EADDRINUSE" })
 
 /**
  * Takes a lock file holding `pid:token`; a lock whose owner is dead is taken
@@ -119,9 +141,17 @@ const takeLock = (
             return
           } catch (cause) {
             if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
-            const owner = lockOwner(path)
-            if (owner !== undefined) throw Object.assign(new Error(`${what} (pid ${owner})`), { code: "EADDRINUSE" })
-            Fs.rmSync(path, { force: true })
+            const found = Files.readSmall(path)
+            const pid = lockPid(found)
+            if (found === undefined || pid === undefined) {
+              const stat = Files.lstatIfAny(path)
+              if (stat === undefined) continue
+              throw inUse(path, `${Files.describe(stat)}, not a lock of this user's`)
+            }
+            if (isAlive(pid)) throw Object.assign(new Error(`${what} (pid ${pid})`), { code: "EADDRINUSE" })
+            // a dead listener's lock: remove that very file
+            const now = Files.lstatIfAny(path)
+            if (now !== undefined && Files.sameFile(now, found.stat)) Fs.unlinkSync(path)
           }
         }
         throw Object.assign(new Error(what), { code: "EADDRINUSE" })
@@ -137,6 +167,38 @@ const takeLock = (
     })
     yield* Effect.addFinalizer(() => release)
   })
+
+/**
+ * Clears `path` for a new file: nothing there, or what a dead listener of this
+ * user left (`expected` says what: a FIFO or the ready token) is removed;
+ * anything else is `AddressInUse`. Call only while holding the pair's lock.
+ */
+const clearLeftover = (path: string, expected: "FIFO" | "regular file", raw: string) =>
+  Effect.try({
+    try: () => {
+      const stat = Files.lstatIfAny(path)
+      if (stat === undefined) return
+      if (Files.kindOf(stat) !== expected || stat.uid !== process.getuid?.()) throw inUse(path, Files.describe(stat))
+      Fs.unlinkSync(path)
+    },
+    catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
+  })
+
+/** Records what we created at `path`, to remove it and only it on close. */
+const identify = (path: string): Files.FileIdentity | undefined => {
+  const stat = Files.lstatIfAny(path)
+  return stat === undefined ? undefined : { dev: stat.dev, ino: stat.ino }
+}
+
+/** Removes `path` if it is still the file we created. */
+const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
+  try {
+    const stat = Files.lstatIfAny(path)
+    if (ours !== undefined && stat !== undefined && Files.sameFile(stat, ours)) Fs.unlinkSync(path)
+  } catch {
+    // gone already
+  }
+}
 
 /** Claims the listener's ready token: true when this caller won the next conversation. */
 const claimReady = (files: FifoPaths): boolean => {
@@ -180,6 +242,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
   const mode = options.mode ?? 0o600
   const pipeSize = options.pipeSize ?? 1024 * 1024
   const helloTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.helloTimeout ?? "2 seconds"))
+  const authorize = options.authorize ?? sameUserOrRoot
   // a 64 KiB default pipe makes a 1 MiB message cost 16 wake-ups each way
   const sized = (fd: number) => Effect.as(Libc.setPipeSize(fd, pipeSize), fd)
   return {
@@ -188,40 +251,74 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
       Effect.gen(function*() {
         const files = yield* paths(raw)
         yield* takeLock(files.lock, raw, "a live server owns this FIFO pair")
+        // look at everything before touching anything
         for (const path of [files.toServer, files.toClient]) {
-          yield* Effect.sync(() => Fs.rmSync(path, { force: true }))
-          yield* Libc.mkfifo(path, mode, raw)
+          yield* Effect.try({
+            try: () => {
+              const stat = Files.lstatIfAny(path)
+              if (stat !== undefined && (!stat.isFIFO() || stat.uid !== process.getuid?.())) {
+                throw inUse(path, Files.describe(stat))
+              }
+            },
+            catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
+          })
         }
+        yield* clearLeftover(files.ready, "regular file", raw)
+        const ours = new Map<string, Files.FileIdentity | undefined>()
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
-            for (const path of [files.toServer, files.toClient, files.ready]) Fs.rmSync(path, { force: true })
+            for (const [path, id] of ours) removeOurs(path, id)
           })
         )
+        for (const path of [files.toServer, files.toClient]) {
+          yield* clearLeftover(path, "FIFO", raw)
+          yield* Libc.mkfifo(path, mode, raw)
+          ours.set(path, identify(path))
+        }
         const acceptor = yield* Transport.makeAcceptor(raw)
         let current: IpcChannel.IpcChannel | undefined
         yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(acceptor.end), current?.close ?? Effect.void))
         // one conversation at a time: wait for a client's first frame, serve it, open afresh
-        const openReader = Effect.map(Effect.flatMap(openFd(files.toServer, O_RDONLY, raw), sized), (fd) => {
-          const socket = pipeSocket(fd, true)
-          Fs.writeFileSync(files.ready, String(process.pid), { mode: 0o600 })
-          return socket
-        })
+        const openReader = Effect.flatMap(Effect.flatMap(openFd(files.toServer, O_RDONLY, raw), sized), (fd) =>
+          Effect.try({
+            try: () => {
+              const socket = pipeSocket(fd, true)
+              // exclusive create: never through a link, never over a file someone planted
+              Fs.writeFileSync(files.ready, String(process.pid), { mode: 0o600, flag: "wx" })
+              ours.set(files.ready, identify(files.ready))
+              return socket
+            },
+            catch: (cause) => {
+              Fs.closeSync(fd)
+              return IpcError.fromSystemError(cause, "Open", "cannot publish the ready token", raw)
+            }
+          }))
         // a client that claimed the pair but never spoke (it died, or hangs) must not keep it
         // forever: after helloTimeout the reader is reopened and the pair offered again
         const claimedButSilent = Effect.gen(function*() {
           let claimedAt: number | undefined
           while (true) {
             yield* Effect.sleep("100 millis")
-            if (Fs.existsSync(files.ready)) claimedAt = undefined
-            else if (claimedAt === undefined) claimedAt = Date.now()
-            else if (Date.now() - claimedAt > helloTimeout) return false
+            if (Fs.existsSync(files.ready)) {
+              claimedAt = undefined
+            } else if (claimedAt === undefined) {
+              claimedAt = Date.now()
+            } else if (Date.now() - claimedAt > helloTimeout) {
+              return false
+            }
           }
         })
         const conversation = (input: Net.Socket) =>
           Effect.gen(function*() {
-            if (!(yield* Effect.raceFirst(firstBytes(input), claimedButSilent))) return input.destroy()
+            if (!(yield* Effect.raceFirst(firstBytes(input), claimedButSilent))) {
+              return input.destroy()
+            }
             const output = yield* Effect.flatMap(openFd(files.toClient, O_WRONLY, raw), sized).pipe(
-              Effect.tapError(() => Effect.sync(() => input.destroy()))
+              Effect.tapError(() =>
+                Effect.sync(() =>
+                  input.destroy()
+                )
+              )
             )
             const channel = yield* StreamChannel.make(
               { readable: input, writable: pipeSocket(output, false) },
@@ -236,9 +333,19 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           }).pipe(Effect.catch((error) => Effect.logDebug("FIFO conversation failed", error)))
         // the first reader is open before listen returns, so a client may dial at once
         let input = yield* openReader
-        yield* Effect.forkScoped(Effect.forever(Effect.suspend(() =>
-          Effect.andThen(conversation(input), Effect.map(openReader, (next) => void (input = next)))
-        )))
+        yield* Effect.forkScoped(
+          Effect.forever(Effect.suspend(() =>
+            Effect.andThen(
+              conversation(input),
+              Effect.map(openReader, (next) => void (input = next))
+            )
+          )).pipe(
+            // the pair cannot be offered again: end the listener rather than leave accept hanging
+            Effect.catch((error) =>
+              Effect.andThen(Effect.logWarning("FIFO listener stopped", error), Effect.sync(acceptor.end))
+            )
+          )
+        )
         return acceptor.listener
       }),
     dial: (raw) =>
@@ -257,10 +364,33 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             ? IpcError.make("NotFound", "no live server at this FIFO pair", raw)
             : IpcError.make("AddressInUse", "the FIFO pair is busy with another peer", raw)
         }
-        const output = pipeSocket(yield* openFd(files.toServer, O_WRONLY, raw), false)
-        const input = yield* openFd(files.toClient, O_RDONLY, raw).pipe(
-          Effect.tapError(() => Effect.sync(() => output.destroy()))
+        // who made the FIFOs? checked on what was opened (no link followed) before the hello
+        const checked = (fd: number, path: string) =>
+          Effect.try({
+            try: () => Fs.fstatSync(fd),
+            catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot inspect ${path}`, raw)
+          }).pipe(
+            Effect.filterOrFail(
+              (stat) => stat.isFIFO() && authorize({ uid: stat.uid, gid: stat.gid, description: raw }),
+              (stat) =>
+                IpcError.make(
+                  "PeerRejected",
+                  `${path} is ${Files.describe(stat)}, which authorize refuses`,
+                  raw
+                )
+            ),
+            Effect.tapError(() => Effect.sync(() => Fs.closeSync(fd))),
+            Effect.as(fd)
+          )
+        const outputFd = yield* Effect.flatMap(
+          openFd(files.toServer, O_WRONLY, raw),
+          (fd) => checked(fd, files.toServer)
         )
+        const output = pipeSocket(outputFd, false)
+        const input = yield* Effect.flatMap(openFd(files.toClient, O_RDONLY, raw), (fd) => checked(fd, files.toClient))
+          .pipe(
+            Effect.tapError(() => Effect.sync(() => output.destroy()))
+          )
         // the hello: a ping, which tells the server to open its writing end
         output.write(Framing.encode(Framing.Kind.ping))
         return yield* StreamChannel.makeScoped(

@@ -7,11 +7,14 @@
  *   (0600 by default) and only then linked to its public path, so there is no
  *   moment at which another user could connect. Linking is exclusive: two
  *   servers racing for one path cannot both win.
- * - A stale socket file (its server is dead: connecting is refused) is
- *   replaced; a live server's socket is never taken (`AddressInUse`).
- * - Every connection's peer credentials (pid, uid, gid) are read with
- *   SO_PEERCRED / getpeereid and put on the channel. By default a peer running
- *   as another user is refused; `authorize` decides otherwise.
+ * - Only a socket file proven stale (a socket, owned by this user, connecting
+ *   is refused) is replaced. Anything else at the path (a regular file, a
+ *   directory, a link, a FIFO, another user's socket, a live socket) is left
+ *   untouched and `listen` fails with `AddressInUse` naming it.
+ * - Both sides read the other's credentials (pid, uid, gid) with SO_PEERCRED /
+ *   getpeereid and put them on the channel. `authorize` (default: the same
+ *   user, or root) decides: the listener closes a refused client's
+ *   connection; `dial` fails with `PeerRejected` before sending a byte.
  * - Messages travel in the effect-ipc frame format (see the README).
  *
  * @since 0.1.0
@@ -22,10 +25,12 @@ import * as Policy from "@effect-ipc/core/Policy"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
 import * as SocketPath from "./SocketPath.ts"
 
@@ -34,8 +39,9 @@ export interface UnixSocketOptions extends StreamChannel.StreamChannelOptions {
   /** Permission bits of the socket file (default 0o600: this user only). */
   readonly mode?: number | undefined
   /**
-   * Decides whether a connecting peer is served (default: only peers running
-   * as this process's user). A refused peer's connection is closed at once.
+   * Decides whether the process at the other end may be talked to, on both
+   * sides (default `sameUserOrRoot`). A listener closes a refused client's
+   * connection at once; `dial` fails with `PeerRejected` before sending anything.
    */
   readonly authorize?: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
 }
@@ -43,7 +49,9 @@ export interface UnixSocketOptions extends StreamChannel.StreamChannelOptions {
 /** Longest socket path the platform accepts, in bytes (without the final NUL). */
 export const maxPathBytes: number = SocketPath.maxPathBytes
 
-const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid === process.getuid?.()
+/** The default `authorize`: a peer running as this process's user, or as root. */
+export const sameUserOrRoot = (peer: IpcChannel.PeerInfo): boolean =>
+  peer.uid !== undefined && (peer.uid === process.getuid?.() || peer.uid === 0)
 
 const fdOf = (socket: Net.Socket): number | undefined => {
   const handle: unknown = Reflect.get(socket, "_handle")
@@ -54,15 +62,15 @@ const fdOf = (socket: Net.Socket): number | undefined => {
   return undefined
 }
 
-/** The peer of a connected socket, as far as the OS tells. */
-const peerOf = (socket: Net.Socket, raw: string): Effect.Effect<IpcChannel.PeerInfo> => {
+/** The credentials of the process at the other end of a connected socket. */
+const credentialsOf = (socket: Net.Socket, raw: string): Effect.Effect<IpcChannel.PeerInfo, IpcError.IpcError> => {
   const fd = fdOf(socket)
-  if (fd === undefined || process.platform === "win32") return Effect.succeed({ description: raw })
-  return Libc.peerCredentials(fd, raw).pipe(
-    Effect.map((cred): IpcChannel.PeerInfo => ({ pid: cred.pid, uid: cred.uid, gid: cred.gid, description: raw })),
-    Effect.catch((error) =>
-      Effect.as(Effect.logWarning("cannot read peer credentials", error), { description: raw } as IpcChannel.PeerInfo)
-    )
+  if (fd === undefined) {
+    return Effect.fail(IpcError.make("PeerRejected", "the socket has no descriptor to read credentials from", raw))
+  }
+  return Effect.map(
+    Libc.peerCredentials(fd, raw),
+    (cred): IpcChannel.PeerInfo => ({ pid: cred.pid, uid: cred.uid, gid: cred.gid, description: raw })
   )
 }
 
@@ -87,16 +95,6 @@ const connectRetrying = (path: string, raw: string): Effect.Effect<Net.Socket, I
     Effect.retry({ schedule: Policy.retry(8), while: (error) => error.errno === "EAGAIN" })
   )
 
-/** True when something accepts connections at `path`; false when the socket file is stale. */
-const isLive = (path: string, raw: string): Effect.Effect<boolean> =>
-  connect(path, raw).pipe(
-    Effect.map((socket) => {
-      socket.destroy()
-      return true
-    }),
-    Effect.catch((error) => Effect.succeed(error.reason !== "NotFound"))
-  )
-
 const listenAt = (server: Net.Server, path: string, raw: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.callback<void, IpcError.IpcError>((resume) => {
     const onError = (cause: Error) => resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot listen", raw)))
@@ -110,48 +108,104 @@ const listenAt = (server: Net.Server, path: string, raw: string): Effect.Effect<
 const trySync = <A>(f: () => A, reason: IpcError.IpcErrorReason, detail: string, raw: string) =>
   Effect.try({ try: f, catch: (cause) => IpcError.fromSystemError(cause, reason, detail, raw) })
 
+/** What is at a socket path: nothing, or a socket proven stale (anything else fails). */
+type Occupant = { readonly _tag: "Absent" } | { readonly _tag: "Stale"; readonly dev: number; readonly ino: number }
+
+const inUse = (path: string, what: string, raw: string) =>
+  IpcError.make("AddressInUse", `${path} is ${what}: left untouched`, raw)
+
+/**
+ * Looks at `path` without touching it. Only a socket owned by this user whose
+ * connections are refused is `Stale`; anything else present is `AddressInUse`
+ * naming its kind and owner.
+ */
+const inspect = (path: string, raw: string): Effect.Effect<Occupant, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const stat = yield* trySync(() => Files.lstatIfAny(path), "Open", `cannot look at ${path}`, raw)
+    if (stat === undefined) return { _tag: "Absent" } as const
+    if (!stat.isSocket() || stat.uid !== process.getuid?.()) return yield* inUse(path, Files.describe(stat), raw)
+    const probe = yield* Effect.result(connect(path, raw))
+    if (probe._tag === "Success") {
+      probe.success.destroy()
+      return yield* inUse(path, `a live server's socket, owned by uid ${stat.uid}`, raw)
+    }
+    if (probe.failure.errno === "ENOENT") return { _tag: "Absent" } as const
+    if (probe.failure.errno !== "ECONNREFUSED") {
+      return yield* inUse(path, `${Files.describe(stat)} that answers ${probe.failure.errno ?? "oddly"}`, raw)
+    }
+    return { _tag: "Stale", dev: stat.dev, ino: stat.ino } as const
+  })
+
+/** Hard-links `from` to `to`: true when linked, false when something is already at `to`. */
+const linkExclusive = (from: string, to: string, raw: string) =>
+  trySync(() => Fs.linkSync(from, to), "Open", "cannot bind", raw).pipe(
+    Effect.as(true),
+    Effect.catch((error) => error.reason === "AlreadyExists" ? Effect.succeed(false) : Effect.fail(error))
+  )
+
 /**
  * Binds a socket file at `path` with `mode`, with no window in which other
  * users could connect: bind in a private directory, chmod, link into place.
- * Returns the inode of the socket (to remove only our own file later).
+ * A stale socket of ours is replaced under a lock on the directory, so that
+ * of many listeners racing to replace it exactly one wins. Returns the
+ * identity of the socket file (to remove only our own file later).
  */
 const bindFile = (
   server: Net.Server,
   path: string,
   mode: number,
   raw: string
-): Effect.Effect<number, IpcError.IpcError> =>
+): Effect.Effect<Files.FileIdentity, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const dir = yield* trySync(
-      () => Fs.mkdtempSync(Path.join(Path.dirname(path), ".eipc-")),
-      "Open",
-      "cannot bind",
-      raw
-    )
+    // refuse before creating anything next to what is there
+    yield* inspect(path, raw)
+    const parent = Path.dirname(path)
+    const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, ".eipc-")), "Open", "cannot bind", raw)
     const staging = Path.join(dir, "s")
+    const bound = (): Files.FileIdentity => {
+      const stat = Fs.lstatSync(path)
+      return { dev: stat.dev, ino: stat.ino }
+    }
     return yield* Effect.gen(function*() {
       yield* listenAt(server, staging, raw)
       yield* trySync(() => Fs.chmodSync(staging, mode), "Open", "cannot set the socket's mode", raw)
       for (let attempt = 0; attempt < 3; attempt++) {
-        const linked = yield* trySync(() => Fs.linkSync(staging, path), "Open", "cannot bind", raw).pipe(
-          Effect.as(true),
-          Effect.catch((error) => error.reason === "AlreadyExists" ? Effect.succeed(false) : Effect.fail(error))
+        if (yield* linkExclusive(staging, path, raw)) return bound()
+        const replaced = yield* Libc.withDirectoryLock(
+          parent,
+          raw,
+          Effect.gen(function*() {
+            const occupant = yield* inspect(path, raw)
+            if (occupant._tag === "Stale") {
+              // unlink only the very file found stale
+              const now = Files.lstatIfAny(path)
+              if (now !== undefined && Files.sameFile(now, occupant)) {
+                yield* trySync(() => Fs.unlinkSync(path), "Open", "cannot remove the stale socket", raw)
+              }
+            }
+            return yield* linkExclusive(staging, path, raw)
+          })
         )
-        if (linked) return Fs.statSync(path).ino
-        if (yield* isLive(path, raw)) {
-          return yield* IpcError.make("AddressInUse", "a live server is listening on this socket", raw)
-        }
-        // a dead server's file: replace it
-        yield* trySync(() => Fs.rmSync(path, { force: true }), "Open", "cannot remove the stale socket", raw)
+        if (replaced) return bound()
       }
-      return yield* IpcError.make("AddressInUse", "another server keeps taking this path", raw)
+      return yield* IpcError.make("AddressInUse", `another server keeps taking ${path}`, raw)
     }).pipe(Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))))
   })
+
+/** Removes the socket file at `path` if it is still the one we bound. */
+const unlinkOurs = (path: string, ours: Files.FileIdentity) => {
+  try {
+    const stat = Fs.lstatSync(path)
+    if (Files.sameFile(stat, ours)) Fs.unlinkSync(path)
+  } catch {
+    // already gone
+  }
+}
 
 /** Makes the Unix socket transport (`unix://`, `pipe://`). */
 export const make = (options: UnixSocketOptions = {}): Transport.TransportShape => {
   const mode = options.mode ?? 0o600
-  const authorize = options.authorize ?? sameUser
+  const authorize = options.authorize ?? sameUserOrRoot
   return {
     schemes: ["unix", "pipe"],
     listen: (raw) =>
@@ -160,26 +214,29 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         const server = Net.createServer({ pauseOnConnect: true })
         const acceptor = yield* Transport.makeAcceptor(raw)
         const open = new Set<IpcChannel.IpcChannel>()
-        let inode: number | undefined
+        let ours: Files.FileIdentity | undefined
         yield* Effect.addFinalizer(() =>
           Effect.gen(function*() {
             server.close()
             acceptor.end()
             yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
             // remove our socket file, and only ours (a successor may have replaced it)
-            if (inode !== undefined) {
-              try {
-                if (Fs.statSync(path).ino === inode) Fs.unlinkSync(path)
-              } catch {
-                // already gone
-              }
-            }
+            if (ours !== undefined) unlinkOurs(path, ours)
           })
         )
+        // each connection is served in a fiber of this listener's scope, with the caller's services
+        const connections = yield* FiberSet.make<void, never>()
+        const runConnection = yield* FiberSet.runtime(connections)<never>()
         const accept = (socket: Net.Socket) =>
           Effect.gen(function*() {
             socket.on("error", () => {}) // reported through the channel once it exists
-            const peer = yield* peerOf(socket, raw)
+            const peer = kind === "windows-pipe"
+              ? { description: raw }
+              : yield* credentialsOf(socket, raw).pipe(
+                Effect.catch((error) =>
+                  Effect.as(Effect.logWarning("cannot read peer credentials", error), { description: raw })
+                )
+              )
             if (kind !== "windows-pipe" && !authorize(peer)) {
               socket.destroy()
               return yield* Effect.logWarning(
@@ -193,16 +250,28 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
             yield* channel.closed
             open.delete(channel)
           })
-        server.on("connection", (socket) => void Effect.runFork(accept(socket)))
-        if (kind === "file") inode = yield* bindFile(server, path, mode, raw)
+        server.on("connection", (socket) => void runConnection(accept(socket)))
+        if (kind === "file") ours = yield* bindFile(server, path, mode, raw)
         else yield* listenAt(server, path, raw)
         return acceptor.listener
       }),
     dial: (raw) =>
       Effect.gen(function*() {
-        const { path } = yield* SocketPath.resolve(raw)
+        const { path, kind } = yield* SocketPath.resolve(raw)
         const socket = yield* connectRetrying(path, raw)
-        const peer = yield* peerOf(socket, raw)
+        // who is the server? checked before a single byte of ours is sent
+        const peer = kind === "windows-pipe" ? { description: raw } : yield* credentialsOf(socket, raw).pipe(
+          Effect.mapError((error) =>
+            IpcError.make("PeerRejected", `cannot read the server's credentials: ${error.detail}`, raw)
+          ),
+          Effect.filterOrFail(authorize, (server) =>
+            IpcError.make(
+              "PeerRejected",
+              `the server runs as uid ${server.uid} (pid ${server.pid}), which authorize refuses`,
+              raw
+            )),
+          Effect.tapError(() => Effect.sync(() => socket.destroy()))
+        )
         return yield* StreamChannel.makeScoped({ readable: socket, writable: socket }, raw, peer, options)
       })
   }

@@ -8,6 +8,8 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 
 // koffi's native module is loaded on first use, so that a machine without it
@@ -28,9 +30,13 @@ interface Bindings {
   readonly mkfifo: (path: string, mode: number) => number
   /** Sets a pipe's capacity (Linux F_SETPIPE_SZ); returns the new size, or -errno. */
   readonly setPipeSize: (fd: number, size: number) => number
+  /** flock(2); returns 0 or the errno. */
+  readonly flock: (fd: number, operation: number) => number
 }
 
 const F_SETPIPE_SZ = 1031
+const LOCK_EX = 2
+const LOCK_NB = 4
 
 const SOL_SOCKET = 1
 const SO_PEERCRED = 17
@@ -51,6 +57,7 @@ const load = (): Bindings | IpcError.IpcError => {
       )
       const mkfifo = libc.func("int mkfifo(const char *path, uint32_t mode)")
       const fcntl = libc.func("int fcntl(int fd, int cmd, ...)")
+      const flock = libc.func("int flock(int fd, int operation)")
       void Ucred
       bindings = {
         peerCredentials: (fd) => {
@@ -59,6 +66,7 @@ const load = (): Bindings | IpcError.IpcError => {
           const rc = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, value, length) as number
           return rc === 0 ? value : koffi.errno()
         },
+        flock: (fd, operation) => (flock(fd, operation) as number) === 0 ? 0 : koffi.errno(),
         mkfifo: (path, mode) => (mkfifo(path, mode) as number) === 0 ? 0 : koffi.errno(),
         setPipeSize: (fd, size) => {
           const rc = fcntl(fd, F_SETPIPE_SZ, "int", size) as number
@@ -72,7 +80,9 @@ const load = (): Bindings | IpcError.IpcError => {
         "int getsockopt(int fd, int level, int name, _Out_ int32_t *value, _Inout_ uint32_t *length)"
       )
       const mkfifo = libc.func("int mkfifo(const char *path, uint16_t mode)")
+      const flock = libc.func("int flock(int fd, int operation)")
       bindings = {
+        flock: (fd, operation) => (flock(fd, operation) as number) === 0 ? 0 : koffi.errno(),
         peerCredentials: (fd) => {
           const uid = [0]
           const gid = [0]
@@ -139,3 +149,36 @@ export const setPipeSize = (fd: number, size: number): Effect.Effect<number> =>
     if (b instanceof IpcError.IpcError) return 0
     return Math.max(0, b.setPipeSize(fd, size))
   })
+
+/**
+ * Takes an exclusive advisory lock (flock) on the directory `dir` for the
+ * duration of `body`; released when `body` ends. The lock is tried without
+ * blocking (the event loop never waits) and retried for a few seconds.
+ */
+export const withDirectoryLock = <A, E, R>(
+  dir: string,
+  raw: string,
+  body: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | IpcError.IpcError, R> =>
+  Effect.acquireUseRelease(
+    Effect.try({
+      try: () => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY),
+      catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot open ${dir} to lock it`, raw)
+    }),
+    (fd) =>
+      Effect.andThen(
+        Effect.suspend(() => {
+          const b = load()
+          if (b instanceof IpcError.IpcError) return Effect.fail(b)
+          const errno = b.flock(fd, LOCK_EX | LOCK_NB)
+          return errno === 0 ? Effect.void : Effect.fail(systemError(errno, "AddressInUse", `cannot lock ${dir}`, raw))
+        }).pipe(
+          Effect.retry({
+            schedule: Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 1000 })),
+            while: (error) => error.errno === "EWOULDBLOCK" || error.errno === "EAGAIN" || error.errno === "EINTR"
+          })
+        ),
+        body
+      ),
+    (fd) => Effect.sync(() => Fs.closeSync(fd))
+  )

@@ -1,0 +1,224 @@
+/**
+ * `listen` never destroys what is at its path: only a socket proven stale (a
+ * socket, owned by this user, connection refused) is replaced; anything else is
+ * `AddressInUse` naming what is there, and is left exactly as it was.
+ */
+import type * as IpcError from "@effect-ipc/core/IpcError"
+import { Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { isRoot, nobody, node, nodeFixture, python, squatter, start, tempDir } from "./helpers.ts"
+
+const transport = UnixSocket.make()
+const fifos = Fifo.make()
+
+/** A snapshot of what is at `path` (no link followed), to prove it was not touched. */
+const snapshot = (path: string) => {
+  const stat = Fs.lstatSync(path)
+  return {
+    ino: stat.ino,
+    mode: stat.mode,
+    uid: stat.uid,
+    mtimeMs: stat.mtimeMs,
+    content: stat.isFile() ? Fs.readFileSync(path, "utf8") : stat.isSymbolicLink() ? Fs.readlinkSync(path) : ""
+  }
+}
+
+/** Asserts the typed refusal: `AddressInUse` whose detail names the kind and owner found. */
+const assertInUse = (error: IpcError.IpcError, kind: string, uid: number) => {
+  assert.strictEqual(error.reason, "AddressInUse", error.message)
+  assert.include(error.detail, kind)
+  assert.include(error.detail, `uid ${uid}`)
+}
+
+/** Leaves a dead server's socket file at `path` (a server killed with SIGKILL). */
+const staleSocket = (path: string) => {
+  const result = ChildProcess.spawnSync(process.execPath, [
+    "-e",
+    `require("net").createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, "SIGKILL"))`
+  ])
+  assert.strictEqual(result.signal, "SIGKILL")
+  assert.isTrue(Fs.lstatSync(path).isSocket(), "the dead server left its socket file")
+}
+
+const me = process.getuid!()
+
+describe("listen leaves what is at its path alone", () => {
+  it.live("a user's regular file (unix://)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-listen-")
+      const path = Path.join(dir, "notes.txt")
+      Fs.writeFileSync(path, "my precious notes\n")
+      const before = snapshot(path)
+      const error = yield* Effect.flip(Effect.scoped(transport.listen(`unix://${path}`)))
+      assertInUse(error, "regular file", me)
+      assert.deepStrictEqual(snapshot(path), before)
+      assert.deepStrictEqual(Fs.readdirSync(dir), ["notes.txt"], "nothing else was created")
+    }).pipe(Effect.scoped))
+
+  it.live("a directory, a FIFO, a symlink (to a file and dangling)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-listen-")
+      const target = Path.join(dir, "target.txt")
+      Fs.writeFileSync(target, "target content")
+      Fs.mkdirSync(Path.join(dir, "d.sock"))
+      ChildProcess.execFileSync("mkfifo", [Path.join(dir, "f.sock")])
+      Fs.symlinkSync(target, Path.join(dir, "l.sock"))
+      Fs.symlinkSync(Path.join(dir, "missing"), Path.join(dir, "dangling.sock"))
+      const cases = [["d.sock", "directory"], ["f.sock", "FIFO"], ["l.sock", "symbolic link"], [
+        "dangling.sock",
+        "symbolic link"
+      ]] as const
+      for (const [name, kind] of cases) {
+        const path = Path.join(dir, name)
+        const before = snapshot(path)
+        const error = yield* Effect.flip(Effect.scoped(transport.listen(`unix://${path}`)))
+        assertInUse(error, kind, me)
+        assert.deepStrictEqual(snapshot(path), before, name)
+      }
+      assert.strictEqual(Fs.readFileSync(target, "utf8"), "target content")
+      assert.isFalse(Fs.existsSync(Path.join(dir, "missing")), "nothing was created through the dangling link")
+      assert.deepStrictEqual(Fs.readdirSync(dir).sort(), [
+        "d.sock",
+        "dangling.sock",
+        "f.sock",
+        "l.sock",
+        "target.txt"
+      ])
+    }).pipe(Effect.scoped))
+
+  it.live("a live socket of ours", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-listen-")
+      const address = `unix://${Path.join(dir, "live.sock")}`
+      yield* transport.listen(address)
+      const error = yield* Effect.flip(Effect.scoped(transport.listen(address)))
+      assertInUse(error, "live", me)
+      const client = yield* transport.dial(address) // the first server still serves
+      yield* client.close
+    }).pipe(Effect.scoped))
+
+  it.live("replaces a stale socket of ours", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-listen-")
+      const path = Path.join(dir, "stale.sock")
+      staleSocket(path)
+      const listener = yield* transport.listen(`unix://${path}`)
+      const client = yield* transport.dial(`unix://${path}`)
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array([1]))
+      assert.deepStrictEqual([...(yield* server.receive)], [1])
+    }).pipe(Effect.scoped))
+
+  it.live("a user's regular file in the pipe:// runtime directory", () =>
+    Effect.gen(function*() {
+      const runtime = yield* tempDir("effect-ipc-xdg-", 0o700)
+      const saved = process.env["XDG_RUNTIME_DIR"]
+      process.env["XDG_RUNTIME_DIR"] = runtime
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
+          else process.env["XDG_RUNTIME_DIR"] = saved
+        })
+      )
+      Fs.mkdirSync(Path.join(runtime, "effect-ipc"), { mode: 0o700 })
+      const path = Path.join(runtime, "effect-ipc", "notes.sock")
+      Fs.writeFileSync(path, "keep me")
+      const before = snapshot(path)
+      const error = yield* Effect.flip(Effect.scoped(transport.listen("pipe://notes")))
+      assertInUse(error, "regular file", me)
+      assert.deepStrictEqual(snapshot(path), before)
+    }).pipe(Effect.scoped))
+
+  it.live("fifo://: a user's files at name.in, name.out, name.lock", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-listen-")
+      for (const suffix of [".in", ".out", ".lock"]) {
+        const base = Path.join(dir, `n${suffix.slice(1)}`)
+        Fs.writeFileSync(`${base}${suffix}`, `data of ${suffix}`)
+        const before = snapshot(`${base}${suffix}`)
+        const error = yield* Effect.flip(Effect.scoped(fifos.listen(`fifo://${base}`)))
+        assert.strictEqual(error.reason, "AddressInUse", `${suffix}: ${error.message}`)
+        assert.include(error.detail, "regular file")
+        assert.deepStrictEqual(snapshot(`${base}${suffix}`), before, suffix)
+        assert.deepStrictEqual(
+          Fs.readdirSync(dir).filter((f) => f.startsWith(`n${suffix.slice(1)}`)),
+          [`n${suffix.slice(1)}${suffix}`],
+          "nothing else was left"
+        )
+      }
+      // a planted symlink at name.in
+      const base = Path.join(dir, "linked")
+      Fs.writeFileSync(Path.join(dir, "victim"), "victim")
+      Fs.symlinkSync(Path.join(dir, "victim"), `${base}.in`)
+      const error = yield* Effect.flip(Effect.scoped(fifos.listen(`fifo://${base}`)))
+      assertInUse(error, "symbolic link", me)
+      assert.strictEqual(Fs.readFileSync(Path.join(dir, "victim"), "utf8"), "victim")
+      assert.isTrue(Fs.lstatSync(`${base}.in`).isSymbolicLink())
+    }).pipe(Effect.scoped))
+
+  it.live.runIf(isRoot)(
+    "a socket of another user, live or stale, in a shared sticky directory",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-listen-", 0o1777)
+        const path = Path.join(dir, "shared.sock")
+        const squat = yield* start(python, [squatter, "unix", path], { uid: nobody })
+        yield* squat.line(/^ready$/)
+        const before = snapshot(path)
+        const live = yield* Effect.flip(Effect.scoped(transport.listen(`unix://${path}`)))
+        assertInUse(live, "socket", nobody)
+        yield* squat.finish // its socket file stays: stale now
+        const stale = yield* Effect.flip(Effect.scoped(transport.listen(`unix://${path}`)))
+        assertInUse(stale, "socket", nobody)
+        assert.deepStrictEqual(snapshot(path), before)
+      }).pipe(Effect.scoped)
+  )
+})
+
+/** Starts `n` listeners in separate processes, releases them at once; returns each one's verdict. */
+const race = (n: number, address: string) =>
+  Effect.gen(function*() {
+    const racers = yield* Effect.forEach(
+      Array.from({ length: n }),
+      () => start(node, [...nodeFixture("listen.ts"), address]),
+      { concurrency: "unbounded" }
+    )
+    yield* Effect.forEach(racers, (r) => r.line(/^armed$/), { concurrency: "unbounded" })
+    yield* Effect.forEach(racers, (r) => r.say("go"))
+    return yield* Effect.forEach(racers, (r) => r.line(/^(won|lost)/), { concurrency: "unbounded" })
+  })
+
+describe("racing listeners", () => {
+  it.live(
+    "N processes listen on one fresh path: exactly one wins, the others get AddressInUse",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-race-")
+        const address = `unix://${Path.join(dir, "race.sock")}`
+        const verdicts = yield* race(4, address)
+        assert.strictEqual(verdicts.filter((v) => v === "won").length, 1, verdicts.join("\n"))
+        for (const v of verdicts.filter((v) => v !== "won")) assert.match(v, /^lost AddressInUse: /)
+        const client = yield* transport.dial(address)
+        yield* client.send(new Uint8Array([3]))
+        assert.deepStrictEqual([...(yield* client.receive)], [3])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live("N processes race to replace one stale socket: exactly one wins", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-race-")
+      const path = Path.join(dir, "stale.sock")
+      staleSocket(path)
+      const verdicts = yield* race(4, `unix://${path}`)
+      assert.strictEqual(verdicts.filter((v) => v === "won").length, 1, verdicts.join("\n"))
+      for (const v of verdicts.filter((v) => v !== "won")) assert.match(v, /^lost AddressInUse: /)
+      const client = yield* transport.dial(`unix://${path}`)
+      yield* client.send(new Uint8Array([4]))
+      assert.deepStrictEqual([...(yield* client.receive)], [4])
+    }).pipe(Effect.scoped), 60_000)
+})
