@@ -51,18 +51,18 @@ it.live("shm ls shows a link and its creator; after a kill -9, gc removes it", (
     assert.match(line!, new RegExp(`^${name}\\s+link\\s+ready\\s+101\\.7 KiB\\s+1\\s+${child.pid}\\s+${child.pid}\\s`))
     assert.match(line!, /1\.0h\s+-$/)
     // a live producer's link is not an orphan
-    const dry = run("shm", "gc", "--dry-run", "--json")
+    const dry = run("shm", "gc", "--dry-run", "--json", "--prefix", name)
     assert.notInclude(dry.stdout, name)
 
     yield* killed(child)
-    const json = JSON.parse(run("shm", "ls", "--json").stdout) as {
+    const json = JSON.parse(run("shm", "ls", "--json", "--prefix", name).stdout) as {
       segments: Array<{ name: string; creator: { alive: boolean }; orphan?: string }>
     }
     const entry = json.segments.find((s) => s.name === name)
     assert.deepStrictEqual([entry?.creator.alive, entry?.orphan], [false, "every holder is dead"])
-    const gc = run("shm", "gc")
+    const gc = run("shm", "gc", "--prefix", name)
     assert.strictEqual(gc.status, 0, gc.stderr)
-    assert.include(gc.stdout, `removed link ${name}: every holder is dead`)
+    assert.strictEqual(gc.stdout, `removed link ${name}: every holder is dead\nremoved 1, kept 0\n`)
     assert.isFalse(Fs.existsSync(`/dev/shm/${name}`))
   }), 60_000)
 

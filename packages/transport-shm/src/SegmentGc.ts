@@ -18,6 +18,7 @@
  * @since 0.1.0
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
@@ -65,39 +66,55 @@ const alive = (p: Processes.ProcessId): boolean => Processes.liveness(p) !== "de
 const openHeader = (entry: Segments.Listed) =>
   Effect.option(Segments.openWithHeader(entry.name, undefined, undefined, { headerOnly: true, retry: false }))
 
-/** Every segment this package made, with its header's fields, in `/dev/shm` order. */
-export const list: Effect.Effect<Listing, IpcError.IpcError> = Effect.gen(function*() {
-  const entries = yield* Segments.list
-  const segments: Array<SegmentInfo> = []
-  let others = 0
-  for (const entry of entries) {
-    const opened = yield* openHeader(entry)
-    if (opened._tag === "None") {
-      others++
-      continue
+/** Which segments `list` and `collect` look at. */
+export interface ScopeOptions {
+  /** Only segments whose names start with this (default: every segment of this user). */
+  readonly prefix?: string | undefined
+}
+
+const entriesIn = (options: ScopeOptions) =>
+  Effect.map(
+    Segments.list,
+    (entries) => options.prefix === undefined ? entries : entries.filter((e) => e.name.startsWith(options.prefix!))
+  )
+
+/** `list`, limited to the names that start with `prefix`. */
+export const listMatching = (options: ScopeOptions = {}): Effect.Effect<Listing, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const entries = yield* entriesIn(options)
+    const segments: Array<SegmentInfo> = []
+    let others = 0
+    for (const entry of entries) {
+      const opened = yield* openHeader(entry)
+      if (opened._tag === "None") {
+        others++
+        continue
+      }
+      const { header, mapped } = opened.value
+      const s = Header.snapshot(header)
+      mapped.mapping.release()
+      const now = Date.now()
+      segments.push({
+        name: entry.name,
+        kind: Header.kindName(s.kind),
+        state: stateNames[s.state] ?? `state ${s.state}`,
+        size: mapped.size,
+        payloadLength: s.payloadLength,
+        refcount: s.refcount,
+        holders: s.holders.map((h) => ({ pid: h.pid, count: h.count, alive: alive(h) })),
+        creator: { pid: s.creator.pid, alive: alive(s.creator) },
+        uid: mapped.uid,
+        createdAt: s.createdAt,
+        ageMillis: Math.max(0, now - s.createdAt),
+        ttlMillis: s.ttlMillis,
+        orphan: Reclaim.verdict(s, now)
+      })
     }
-    const { header, mapped } = opened.value
-    const s = Header.snapshot(header)
-    mapped.mapping.release()
-    const now = Date.now()
-    segments.push({
-      name: entry.name,
-      kind: Header.kindName(s.kind),
-      state: stateNames[s.state] ?? `state ${s.state}`,
-      size: mapped.size,
-      payloadLength: s.payloadLength,
-      refcount: s.refcount,
-      holders: s.holders.map((h) => ({ pid: h.pid, count: h.count, alive: alive(h) })),
-      creator: { pid: s.creator.pid, alive: alive(s.creator) },
-      uid: mapped.uid,
-      createdAt: s.createdAt,
-      ageMillis: Math.max(0, now - s.createdAt),
-      ttlMillis: s.ttlMillis,
-      orphan: Reclaim.verdict(s, now)
-    })
-  }
-  return { segments, others }
-})
+    return { segments, others }
+  })
+
+/** Every segment of this user that this package made, with its header's fields, in `/dev/shm` order. */
+export const list: Effect.Effect<Listing, IpcError.IpcError> = listMatching()
 
 /** A segment `collect` removed, and why. */
 export interface Removed {
@@ -116,15 +133,19 @@ export interface Report {
 }
 
 /** Options of `collect`. */
-export interface CollectOptions {
+export interface CollectOptions extends ScopeOptions {
   /** Report what would be removed without removing it (nor clearing dead holders). */
   readonly dryRun?: boolean | undefined
 }
 
-/** Sweeps `/dev/shm` once and removes the orphans (see the module comment for the rules). */
+/**
+ * Sweeps `/dev/shm` once (the names that start with `prefix`, if given) and
+ * removes the orphans (see the module comment for the rules). Segments of
+ * other users are never touched, even by root.
+ */
 export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const entries = yield* Segments.list
+    const entries = yield* entriesIn(options)
     const removed: Array<Removed> = []
     let kept = 0
     let others = 0
@@ -157,9 +178,11 @@ export const collect = (options: CollectOptions = {}): Effect.Effect<Report, Ipc
   })
 
 /** Options of the scheduled collector. */
-export interface RunOptions {
-  /** When to sweep after the first sweep at start (default: every 60 s). */
+export interface RunOptions extends ScopeOptions {
+  /** When to sweep after the first sweep (default: every 60 s). */
   readonly schedule?: Schedule.Schedule<unknown> | undefined
+  /** How long to wait before the first sweep (default: none, sweep at once). */
+  readonly delay?: Duration.Input | undefined
 }
 
 /** The default schedule of `run`: every 60 s. */
@@ -171,7 +194,7 @@ export const defaultSchedule: Schedule.Schedule<unknown> = Schedule.spaced("60 s
  * and end nothing; each removal is logged at info level.
  */
 export const run = (options: RunOptions = {}): Effect.Effect<void, never, Scope.Scope> =>
-  collect().pipe(
+  collect({ prefix: options.prefix }).pipe(
     Effect.tap((report) =>
       Effect.forEach(
         report.removed,
@@ -181,6 +204,7 @@ export const run = (options: RunOptions = {}): Effect.Effect<void, never, Scope.
     ),
     Effect.catch((error) => Effect.logDebug("shm gc: sweep failed", error)),
     Effect.repeat(options.schedule ?? defaultSchedule),
+    Effect.delay(options.delay ?? Duration.zero),
     Effect.forkScoped,
     Effect.asVoid
   )

@@ -22,12 +22,13 @@ export * as ShmTransport from "./ShmTransport.ts"
 
 /**
  * The `shm` transport for `IPC_TRANSPORT=shm`: `shm://name` channels, and an
- * orphan collector (`SegmentGc.run`) for as long as the transport lives; a
- * service's default address is `shm://effect-ipc-<service>`.
+ * orphan collector (`SegmentGc.run`, every 60 s from 60 s after start) for as
+ * long as the transport lives; a service's default address is
+ * `shm://effect-ipc-<service>`.
  */
 export const descriptor: Registry.TransportDescriptor = {
   name: "shm",
   schemes: ["shm"],
-  make: Effect.as(SegmentGc.run(), ShmTransport.make()),
+  make: Effect.as(SegmentGc.run({ delay: "60 seconds" }), ShmTransport.make()),
   defaultAddress: (service) => `shm://effect-ipc-${service}`
 }

@@ -3,7 +3,7 @@
  * `shm ls` lists them (kind, size, references, holders, creator, age, TTL,
  * and why the collector would remove one); `shm gc` removes the orphans
  * (links whose holders all died or whose TTL has passed, channel segments
- * of dead processes). Both take `--json`; `gc` takes `--dry-run`.
+ * of dead processes). Both take `--json` and `--prefix`; `gc` takes `--dry-run`.
  *
  * @since 0.1.0
  */
@@ -12,10 +12,16 @@ import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 
 const jsonFlag = Flag.Boolean("json").pipe(
   Flag.withDescription("Print JSON instead of a table"),
   Flag.withDefault(false)
+)
+
+const prefixFlag = Flag.String("prefix").pipe(
+  Flag.withDescription("Only segments whose names start with this"),
+  Flag.optional
 )
 
 const bytes = (n: number): string =>
@@ -47,9 +53,9 @@ const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<
 
 const ls = Command.make(
   "ls",
-  { json: jsonFlag },
-  Effect.fn(function*({ json }) {
-    const listing = yield* SegmentGc.list
+  { json: jsonFlag, prefix: prefixFlag },
+  Effect.fn(function*({ json, prefix }) {
+    const listing = yield* SegmentGc.listMatching({ prefix: Option.getOrUndefined(prefix) })
     if (json) return yield* Console.log(JSON.stringify(listing, null, 2))
     if (listing.segments.length === 0) {
       yield* Console.log("no effect-ipc segments")
@@ -78,13 +84,14 @@ const gc = Command.make(
   "gc",
   {
     json: jsonFlag,
+    prefix: prefixFlag,
     dryRun: Flag.Boolean("dry-run").pipe(
       Flag.withDescription("Say what would be removed, remove nothing"),
       Flag.withDefault(false)
     )
   },
-  Effect.fn(function*({ dryRun, json }) {
-    const report = yield* SegmentGc.collect({ dryRun })
+  Effect.fn(function*({ dryRun, json, prefix }) {
+    const report = yield* SegmentGc.collect({ dryRun, prefix: Option.getOrUndefined(prefix) })
     if (json) return yield* Console.log(JSON.stringify(report, null, 2))
     const verb = dryRun ? "would remove" : "removed"
     for (const r of report.removed) yield* Console.log(`${verb} ${r.kind} ${r.name}: ${r.reason}`)

@@ -66,12 +66,12 @@ export const judge = (h: Header.HeaderView, now: number): Verdict => {
 /**
  * A channel segment without a valid header: its creator (the pid in its
  * name) died between creating it and writing the header. Only when that pid
- * is dead and the segment is over a second old (a live creator writes its
- * header within microseconds of creating it).
+ * is dead, the segment is this user's, and it is over a second old (a live
+ * creator writes its header within microseconds of creating it).
  */
 export const blankVerdict = (entry: Segments.Listed, now: number): Verdict => {
   const match = Segments.channelNamePattern.exec(entry.name)
-  if (match === null || now - entry.mtimeMs < 1000) return undefined
+  if (match === null || entry.uid !== process.getuid?.() || now - entry.mtimeMs < 1000) return undefined
   const pid = Number.parseInt(match[1]!, 36)
   const dead = Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead"
   return dead ? `its creator (pid ${pid}) died before writing its header` : undefined

@@ -1,0 +1,309 @@
+/**
+ * `shm://` and resource links against another user (uid 65534, run through
+ * `setpriv`) and against hostile peers of this user: squatted names, peers
+ * of another user on either side, planted segments, forged rings (right
+ * magic, wrong owner, wrong creator, not sealed), and a peer that tries to
+ * shrink the memory we map.
+ */
+import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
+import * as Shm from "@effect-ipc/transport-shm"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Header from "../src/internal/header.ts"
+import * as Ring from "../src/internal/ring.ts"
+import * as Segments from "../src/internal/segments.ts"
+import { leftovers, spawnChild } from "./helpers.ts"
+
+const NOBODY = 65534
+const isRoot = process.getuid?.() === 0
+const attackerScript = Path.join(import.meta.dirname, "fixtures/attacker.py")
+const prefix = `sec-test-${process.pid}`
+let n = 0
+const fresh = () => `${prefix}-${n++}`
+
+/** The attacker's output so far, and a way to wait for a line. */
+interface Attacker {
+  readonly pid: number
+  readonly said: string
+  readonly lines: () => ReadonlyArray<string>
+  readonly waitFor: (line: string) => Effect.Effect<void>
+}
+
+/** Runs `attacker.py MODE ...ARGS` as uid 65534; waits for its `ready` line; killed when the scope closes. */
+const attacker = (...args: ReadonlyArray<string>): Effect.Effect<Attacker, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<{ child: ChildProcess.ChildProcess; peer: Attacker }, Error>((resume) => {
+      const child = ChildProcess.spawn(
+        "setpriv",
+        [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "/usr/bin/python3", attackerScript, ...args],
+        { stdio: ["ignore", "pipe", "pipe"] }
+      )
+      let out = ""
+      let err = ""
+      child.stderr!.on("data", (chunk: Buffer) => void (err += chunk.toString()))
+      const lines = () => out.split("\n").filter((l) => l.length > 0)
+      const waitFor = (line: string) =>
+        Effect.gen(function*() {
+          const deadline = Date.now() + 10_000
+          while (!lines().includes(line) && Date.now() < deadline) yield* Effect.sleep("10 millis")
+          assert.include(lines(), line, `the attacker said: ${out} ${err}`)
+        })
+      child.stdout!.on("data", (chunk: Buffer) => {
+        out += chunk.toString()
+        const ready = /^ready ?(.*)$/m.exec(out)
+        if (ready !== null) {
+          resume(Effect.succeed({ child, peer: { pid: child.pid!, said: ready[1]!, lines, waitFor } }))
+        }
+      })
+      child.once("exit", (code) => resume(Effect.fail(new Error(`attacker ${args[0]} exited (${code}): ${err}`))))
+    }).pipe(Effect.timeout("20 seconds")),
+    ({ child }) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        child.kill("SIGKILL")
+      })
+  ).pipe(Effect.map(({ peer }) => peer))
+
+/** A fresh directory under /tmp, removed when the scope closes; `owner` and `mode` as asked. */
+const tempDir = (owner: number, mode: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "shm-sec-"))
+      Fs.chownSync(dir, owner, owner)
+      Fs.chmodSync(dir, mode)
+      return dir
+    }),
+    (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** The first 4096 bytes of a valid header of `kind` (made by this process), written to a file the attacker can read. */
+const headerFile = (dir: string, kind: Header.Kind, payloadLength: number, capacity?: number) => {
+  const buffer = new ArrayBuffer(Header.HEADER_SIZE)
+  const header = Header.view(buffer)
+  Header.initialise(header, { kind, ttlMillis: 0, payloadLength, createdAt: Date.now() })
+  if (capacity !== undefined) Ring.initialise(header.words, capacity)
+  Header.publish(header)
+  const file = Path.join(dir, `header-${n++}`)
+  Fs.writeFileSync(file, new Uint8Array(buffer), { mode: 0o644 })
+  return file
+}
+
+/** Sends a hand-made hello naming `ring` to the listener of `shm://name`; returns its refusal (or `accepted`). */
+const forgeHello = (name: string, ring: string, directory?: string) =>
+  Effect.gen(function*() {
+    const control = yield* UnixSocket.make().dial(yield* Shm.ShmTransport.controlAddress(name, directory))
+    yield* control.send(new TextEncoder().encode(JSON.stringify({ effectIpcShm: 1, ring, pid: process.pid })))
+    const welcome = JSON.parse(new TextDecoder().decode(yield* control.receive)) as { ring?: string; error?: string }
+    yield* control.close
+    return welcome.error ?? "accepted"
+  })
+
+describe.skipIf(!isRoot)("shm:// against another user", () => {
+  it.live(
+    "a squatter cannot take an shm:// name: listen and dial still work, and no client ever reaches it",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        const uid = process.getuid!()
+        // the old rendezvous (a predictable abstract name), and the fallback directory, taken first by uid 65534
+        const squatter = yield* attacker("squat", `effect-ipc-shm.${uid}.${name}`)
+        const tmpFallback = Path.join(Os.tmpdir(), `effect-ipc-shm-${uid}`)
+        const plantedFallback = !Fs.existsSync(tmpFallback)
+        if (plantedFallback) {
+          Fs.mkdirSync(tmpFallback, { mode: 0o777 })
+          Fs.chownSync(tmpFallback, NOBODY, NOBODY)
+        }
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => plantedFallback && Fs.rmSync(tmpFallback, { recursive: true, force: true }))
+        )
+        const transport = Shm.ShmTransport.make()
+        const listener = yield* transport.listen(`shm://${name}`)
+        const client = yield* transport.dial(`shm://${name}`)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array([1, 2, 3]))
+        assert.deepStrictEqual([...(yield* server.receive)], [1, 2, 3])
+        assert.strictEqual(server.peer.pid, process.pid)
+        // the rendezvous directory is this user's alone
+        const dir = Fs.lstatSync(Shm.ShmTransport.defaultDirectory())
+        assert.deepStrictEqual([dir.uid, dir.mode & 0o777], [uid, 0o700])
+        assert.deepStrictEqual(squatter.lines(), ["ready"], "nobody ever connected to the squatter")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live("a planted rendezvous directory is refused, naming its owner; nothing is changed", () =>
+    Effect.gen(function*() {
+      const planted = yield* tempDir(NOBODY, 0o777)
+      const error = yield* Effect.flip(Shm.ShmTransport.make({ directory: planted }).listen(`shm://${fresh()}`))
+      assert.strictEqual(error.reason, "PermissionDenied")
+      assert.include(error.detail, `belongs to uid ${NOBODY}`)
+      const open = yield* tempDir(process.getuid!(), 0o755)
+      const loose = yield* Effect.flip(Shm.ShmTransport.make({ directory: open }).dial(`shm://${fresh()}`))
+      assert.strictEqual(loose.reason, "PermissionDenied")
+      assert.include(loose.detail, "open to other users (mode 755")
+      assert.strictEqual(Fs.statSync(open).mode & 0o777, 0o755)
+      const link = Path.join(open, "link")
+      Fs.symlinkSync(planted, link)
+      const symlink = yield* Effect.flip(Shm.ShmTransport.make({ directory: link }).dial(`shm://${fresh()}`))
+      assert.include(symlink.detail, "not a directory")
+    }).pipe(Effect.scoped))
+
+  it.live(
+    "dial refuses a listener of another user with PeerRejected before writing a byte",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        const mine = yield* tempDir(process.getuid!(), 0o700)
+        const theirs = yield* tempDir(NOBODY, 0o755)
+        const socket = Path.join(theirs, "s.sock")
+        const impostor = yield* attacker("listen", socket)
+        // a listener of another user where ours would be (as if placed there, or reached through a shared directory)
+        Fs.linkSync(socket, Shm.ShmTransport.controlPath(name, mine))
+        const error = yield* Effect.flip(Shm.ShmTransport.make({ directory: mine }).dial(`shm://${name}`))
+        assert.strictEqual(error.reason, "PeerRejected")
+        assert.include(error.detail, `uid ${NOBODY}`)
+        yield* impostor.waitFor("conn")
+        yield* Effect.sleep("200 millis")
+        assert.notInclude(impostor.lines().join("\n"), "bytes", "not one byte reached the impostor")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live("listen refuses a dialer of another user, and keeps serving its own", () =>
+    Effect.gen(function*() {
+      const name = fresh()
+      const mine = yield* tempDir(process.getuid!(), 0o700)
+      const theirs = yield* tempDir(NOBODY, 0o755)
+      const transport = Shm.ShmTransport.make({ directory: mine })
+      const listener = yield* transport.listen(`shm://${name}`)
+      // let uid 65534 reach our socket (as a mistaken mode or a shared directory would)
+      const reachable = Path.join(theirs, "s.sock")
+      Fs.linkSync(Shm.ShmTransport.controlPath(name, mine), reachable)
+      Fs.chmodSync(reachable, 0o666)
+      const intruder = yield* attacker("dial", reachable)
+      assert.strictEqual(intruder.said, "")
+      yield* intruder.waitFor("closed")
+      // cut off at once: its hello is not even read (a broken pipe), or it reads nothing back
+      const answered = intruder.lines().filter((line) => /^reply [1-9]/.test(line))
+      assert.deepStrictEqual(answered, [], "the listener answered nothing")
+      const client = yield* transport.dial(`shm://${name}`)
+      const server = yield* listener.accept
+      assert.strictEqual(server.peer.pid, process.pid, "the first channel accepted is our own client's")
+      yield* client.send(new Uint8Array([9]))
+      assert.deepStrictEqual([...(yield* server.receive)], [9])
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live(
+    "a segment another user planted under a link's name is refused on its owner, not used",
+    () =>
+      Effect.gen(function*() {
+        const files = yield* tempDir(process.getuid!(), 0o755)
+        const name = fresh()
+        // a well-formed link header: the magic, version and kind are right
+        yield* attacker("segment", name, headerFile(files, Header.Kind.link, 100), String(Header.HEADER_SIZE + 100))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(`/dev/shm/${name}`, { force: true })))
+        const acquired = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))
+        assert.strictEqual(acquired.reason, "PermissionDenied")
+        assert.include(acquired.detail, `belongs to uid ${NOBODY}`)
+        const created = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.create(name, 100)))
+        assert.strictEqual(created.reason, "AlreadyExists")
+        assert.include(created.detail, `belongs to uid ${NOBODY}`)
+        assert.strictEqual((yield* Effect.flip(Shm.ResourceLink.info(name))).reason, "PermissionDenied")
+        // the collector neither lists nor removes another user's segment
+        const report = yield* Shm.SegmentGc.collect({ prefix: name })
+        assert.deepStrictEqual([report.removed, report.kept, report.others], [[], 0, 1])
+        assert.isTrue(Fs.existsSync(`/dev/shm/${name}`))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a ring of another user's making is refused on its owner, though its header is valid",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        const files = yield* tempDir(process.getuid!(), 0o755)
+        yield* Shm.ShmTransport.make().listen(`shm://${name}`)
+        const capacity = 64 * 1024
+        const forger = yield* attacker(
+          "memfd",
+          headerFile(files, Header.Kind.ring, capacity, capacity),
+          String(Header.HEADER_SIZE + capacity)
+        )
+        const [pid, fd, ino] = forger.said.split(" ")
+        // we (the peer) hold the other user's sealed ring, and offer it as ours
+        const held = Fs.openSync(`/proc/${pid}/fd/${fd}`, "r+")
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.closeSync(held)))
+        const refusal = yield* forgeHello(name, `fd:${held}:${ino}`)
+        assert.include(refusal, `belongs to uid ${NOBODY}`)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+})
+
+describe("shm:// against hostile peers of this user", () => {
+  it.live(
+    "a ring whose creator is not the peer is refused by the creator check (magic, owner and seals are right)",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Shm.ShmTransport.make().listen(`shm://${name}`)
+        const capacity = 64 * 1024
+        const ring = yield* Effect.acquireRelease(
+          Segments.createOutgoing("r", Header.HEADER_SIZE + capacity),
+          (r) => Effect.sync(() => (r.handedOver(), r.mapping.release()))
+        )
+        const header = Header.view(ring.mapping.buffer)
+        Header.initialise(header, {
+          kind: Header.Kind.ring,
+          ttlMillis: 0,
+          payloadLength: capacity,
+          createdAt: Date.now()
+        })
+        Ring.initialise(header.words, capacity)
+        Header.publish(header)
+        header.words[4] = process.ppid // the creator's pid: another process
+        const refusal = yield* forgeHello(name, ring.token)
+        assert.include(refusal, `was made by pid ${process.ppid}, not by the peer (pid ${process.pid})`)
+        // the same ring with its true creator is accepted
+        header.words[4] = process.pid
+        assert.strictEqual(yield* forgeHello(name, ring.token), "accepted")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a peer cannot shrink the ring we map (sealed); one that offers an unsealed ring is refused, typed",
+    () =>
+      Effect.gen(function*() {
+        const where = `shm://${fresh()}`
+        const listener = yield* Shm.ShmTransport.make().listen(where)
+        const sealed = yield* spawnChild("shrink", where, "sealed")
+        const channel = yield* listener.accept
+        assert.match(sealed.said, /^shrink: refused \(EPERM\)$/)
+        const got = [yield* channel.receive, yield* channel.receive].map((b) => new TextDecoder().decode(b))
+        assert.deepStrictEqual(got, ["before", "after"])
+        // a named segment cannot be sealed: never mapped, the handshake fails with a reason
+        const unsealed = yield* spawnChild("shrink", where, "named")
+        assert.match(unsealed.said, /^refused: .*is not sealed against resizing/)
+        yield* unsealed.kill
+        yield* sealed.kill
+        // we are alive, and the listener still serves
+        const client = yield* Shm.ShmTransport.make().dial(where)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array([7]))
+        assert.deepStrictEqual([...(yield* server.receive)], [7])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it("leaves nothing in /dev/shm", () => {
+    assert.deepStrictEqual(leftovers(prefix), [])
+  })
+})
