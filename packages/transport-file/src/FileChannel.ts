@@ -54,7 +54,8 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
     const dirMode = options.dirMode ?? Log.defaults.dirMode
     const made = Layout.ensureDir(dir, dirMode, dir)
     if (Sys.failed(made)) return Effect.fail(made)
-    const marker = Layout.readMarker(dir)
+    const marker = Layout.loadMarker(dir)
+    if (Sys.failed(marker)) return Effect.fail(marker)
     if (marker !== undefined && marker.kind !== "channel") {
       return Effect.fail(
         IpcError.make("AddressInUse", `${dir} is a listener directory, not a channel directory`, dir)
@@ -62,7 +63,9 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
     }
     const paths = Endpoint.channelPaths(dir)
     for (const role of ["backend", "frontend"] as const) {
-      const error = Log.create(paths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode })
+      const error = Layout.checkStream(paths.stream(role), dir) ??
+        Log.create(paths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode }) ??
+        Layout.checkStream(paths.stream(role), dir)
       if (error !== undefined) return Effect.fail(error)
     }
     if (marker === undefined) {

@@ -76,7 +76,7 @@ interface ConnectionInfo {
 
 const readInfo = (path: string): ConnectionInfo | undefined => {
   try {
-    const value = JSON.parse(Fs.readFileSync(path, "utf8")) as Partial<ConnectionInfo>
+    const value = JSON.parse(Sys.readFile(path).toString("utf8")) as Partial<ConnectionInfo>
     return typeof value.listener === "string" ? value as ConnectionInfo : undefined
   } catch {
     return undefined
@@ -93,7 +93,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const paths = Layout.listenerPaths(dir)
       const created = Layout.ensureDir(dir, dirMode, raw)
       if (Sys.failed(created)) return yield* created
-      const marker = Layout.readMarker(dir)
+      const marker = Layout.loadMarker(dir)
+      if (Sys.failed(marker)) return yield* marker
       if (marker !== undefined && marker.kind !== "listener") {
         return yield* IpcError.make("AddressInUse", `${dir} is a channel directory, not a listener's`, raw)
       }
@@ -119,7 +120,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       )
       const markerError = Sys.failed(setup)
         ? setup
-        : Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "listener", ownsDirectory }, fileMode)
+        : Layout.checkSubdir(paths.connections, raw) ??
+          Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "listener", ownsDirectory }, fileMode)
       if (markerError !== undefined) {
         Lock.release(lock)
         return yield* markerError
@@ -130,13 +132,26 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const seen = new Set<string>()
       let stopped = false
 
+      /** Removes what is not a connection (nothing but dialers of this user can write here), forgetting it once gone. */
+      const discard = (id: string) => {
+        const connDir = paths.connection(id)
+        try {
+          if (Fs.lstatSync(connDir).isDirectory()) Endpoint.removeIfAbandoned(connDir)
+          else Fs.rmSync(connDir, { force: true })
+        } catch {
+          // gone already
+        }
+        if (!Sys.exists(connDir)) seen.delete(id)
+      }
+
       const accept = (id: string) =>
         Effect.gen(function*() {
           const connDir = paths.connection(id)
-          const info = readInfo(paths.info(id))
+          const unsafe = Layout.checkSubdir(connDir, raw)
+          const info = unsafe === undefined ? readInfo(paths.info(id)) : undefined
           if (info === undefined || info.listener !== incarnation) {
-            // a connection to an earlier listener: its dialer has been told, or is dead
-            Endpoint.removeIfAbandoned(connDir)
+            // garbage, or a connection to an earlier listener: its dialer has been told, or is dead
+            discard(id)
             return
           }
           const endpoint = yield* Endpoint.open({
@@ -152,7 +167,13 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           if (stopped) return yield* endpoint.channel.close
           accepted.add(endpoint.channel)
           yield* Effect.forkDetach(
-            Effect.andThen(endpoint.channel.closed, Effect.sync(() => accepted.delete(endpoint.channel)))
+            Effect.andThen(
+              endpoint.channel.closed,
+              Effect.sync(() => {
+                accepted.delete(endpoint.channel)
+                if (!Sys.exists(connDir)) seen.delete(id)
+              })
+            )
           )
           acceptor.offer(endpoint.channel)
         }).pipe(Effect.catch((error) => Effect.logDebug(`could not accept connection ${id}`, error)))
@@ -239,11 +260,16 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
   const dialDir = (raw: string, dir: string) =>
     Effect.gen(function*() {
       const paths = Layout.listenerPaths(dir)
+      // a listener directory another user controls would be handed our connection
+      const untrusted = Layout.checkDir(dir, raw)
+      if (untrusted !== undefined) return yield* untrusted
       const state = Lock.probe(paths.lock)
       if (Sys.failed(state)) return yield* state
       if (state !== "held") return yield* IpcError.make("NotFound", "no listener serves this directory", raw)
       const listener = Lock.owner(paths.lock)
       if (listener === undefined) return yield* IpcError.make("NotFound", "no listener serves this directory", raw)
+      const connections = Layout.checkSubdir(paths.connections, raw)
+      if (connections !== undefined) return yield* connections
       const id = `${Date.now().toString(36)}-${Sys.randomId()}`
       const tmp = Path.join(paths.connections, `.${id}.tmp`)
       const connDir = paths.connection(id)

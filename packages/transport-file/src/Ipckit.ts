@@ -44,6 +44,7 @@ import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as JsonArray from "./internal/jsonArray.ts"
+import * as Layout from "./internal/layout.ts"
 import * as Lock from "./internal/lock.ts"
 import * as Sys from "./internal/sys.ts"
 import * as Wake from "./internal/wake.ts"
@@ -105,7 +106,8 @@ export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Eff
   Effect.try({
     try: () => {
       const p = paths(dir)
-      Fs.mkdirSync(dir, { recursive: true, mode: options.dirMode ?? Log.defaults.dirMode })
+      const made = Layout.ensureDir(dir, options.dirMode ?? Log.defaults.dirMode, dir)
+      if (Sys.failed(made)) throw made
       const mode = options.fileMode ?? Log.defaults.fileMode
       const create = (path: string, text: string) => {
         try {
@@ -118,7 +120,8 @@ export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Eff
       create(p.messages("backend"), "[]")
       create(p.messages("frontend"), "[]")
     },
-    catch: (cause) => systemError(cause, "cannot prepare the ipckit channel directory", dir)
+    catch: (cause) =>
+      IpcError.isIpcError(cause) ? cause : systemError(cause, "cannot prepare the ipckit channel directory", dir)
   })
 
 // ---- ipckit's lock file --------------------------------------------------------------------
@@ -130,14 +133,19 @@ interface LockSeen {
   readonly ageMs: number
 }
 
-const look = (path: string): LockSeen | undefined => {
+/** The lock file at `path` as it is now: `undefined` when there is none, an error when what is there is refused. */
+const look = (path: string): LockSeen | undefined | IpcError.IpcError => {
+  let fd: number | undefined
   try {
-    const stat = Fs.statSync(path)
-    const text = Fs.readFileSync(path, "utf8")
+    fd = Sys.openFile(path, Fs.constants.O_RDONLY)
+    const stat = Fs.fstatSync(fd)
+    const text = Sys.readAt(fd, Math.min(stat.size, 4096), 0).toString("utf8")
     const pid = /^\s*(\d+)\s*$/.exec(text)?.[1]
     return { text, pid: pid === undefined ? undefined : Number(pid), ino: stat.ino, ageMs: Date.now() - stat.mtimeMs }
-  } catch {
-    return undefined
+  } catch (cause) {
+    return IpcError.errnoOf(cause) === "ENOENT" ? undefined : systemError(cause, "cannot read the lock", path)
+  } finally {
+    Sys.closeQuietly(fd)
   }
 }
 
@@ -151,7 +159,7 @@ const breakStale = (lockPath: string, breaker: string, seen: LockSeen): boolean 
   if (Sys.failed(held) || held === "busy") return false
   try {
     const again = look(lockPath)
-    if (again === undefined || again.ino !== seen.ino || again.text !== seen.text) return false
+    if (again === undefined || Sys.failed(again) || again.ino !== seen.ino || again.text !== seen.text) return false
     Fs.rmSync(lockPath, { force: true })
     return true
   } catch {
@@ -188,6 +196,7 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
       if (IpcError.errnoOf(cause) !== "EEXIST") return Effect.fail(systemError(cause, "cannot take the lock", dir))
     }
     const seen = look(path)
+    if (Sys.failed(seen)) return Effect.fail(seen)
     last = seen ?? last
     if (seen === undefined) return Effect.fail(new Held(seen)) // released meanwhile: try again
     const dead = seen.pid !== undefined ? !Sys.isAlive(seen.pid) : seen.ageMs > staleAge
@@ -227,14 +236,15 @@ const releaseLock = (dir: string, from: Role) =>
   Effect.sync(() => {
     const path = paths(dir).lock(from)
     // only our own: if someone broke it (ipckit does after 5 s), the lock is theirs now
-    if (look(path)?.pid === process.pid) Fs.rmSync(path, { force: true })
+    const seen = look(path)
+    if (!Sys.failed(seen) && seen?.pid === process.pid) Fs.rmSync(path, { force: true })
   })
 
 // ---- writing --------------------------------------------------------------------------------
 
 const readText = (path: string, address: string) =>
   Effect.tryPromise({
-    try: () => Fs.promises.readFile(path, "utf8"),
+    try: () => Sys.readFileAsync(path),
     catch: (cause) => cause
   }).pipe(
     Effect.catch((cause) =>
@@ -278,7 +288,7 @@ const append = (dir: string, from: Role, message: Messages.Message, options: Ipc
       const kept = all.length > keep ? all.slice(all.length - keep) : all
       let mode = options.fileMode ?? Log.defaults.fileMode
       try {
-        mode = Fs.statSync(file).mode & 0o777
+        mode = Fs.lstatSync(file).mode & 0o777
       } catch {
         // a new file
       }
@@ -302,7 +312,7 @@ interface Position {
 
 const readCursor = (path: string): Position | undefined => {
   try {
-    const value = JSON.parse(Fs.readFileSync(path, "utf8")) as Partial<Position>
+    const value = JSON.parse(Sys.readFile(path).toString("utf8")) as Partial<Position>
     return typeof value.id === "string" && typeof value.timestamp === "number"
       ? { id: value.id, timestamp: value.timestamp }
       : undefined
@@ -314,7 +324,7 @@ const readCursor = (path: string): Position | undefined => {
 const writeCursor = (path: string, position: Position, mode: number): void => {
   const tmp = `${path}.${Sys.randomId()}.tmp`
   try {
-    Fs.writeFileSync(tmp, JSON.stringify(position), { mode })
+    Fs.writeFileSync(tmp, JSON.stringify(position), { mode, flag: "wx" })
     Fs.renameSync(tmp, path)
   } finally {
     Fs.rmSync(tmp, { force: true })

@@ -239,7 +239,7 @@ export const unregister = (dir: string, name: string): IpcError.IpcError | undef
 
 const readWriterState = (dir: string): LogFormat.WriterState | undefined | IpcError.IpcError =>
   Sys.attempt(
-    () => LogFormat.decodeWriterState(Fs.readFileSync(paths(dir).writerLock)),
+    () => LogFormat.decodeWriterState(Sys.readFile(paths(dir).writerLock)),
     "Read",
     "cannot read the writer state",
     dir
@@ -257,7 +257,7 @@ export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; rea
   for (const file of names) {
     if (!file.endsWith(".cursor")) continue
     try {
-      const cursor = LogFormat.decodeCursor(Fs.readFileSync(Path.join(paths(dir).readers, file)))
+      const cursor = LogFormat.decodeCursor(Sys.readFile(Path.join(paths(dir).readers, file)))
       if (cursor !== undefined) out.push({ name: file.slice(0, -".cursor".length), offset: cursor.offset })
     } catch {
       // removed meanwhile
@@ -373,7 +373,7 @@ class WriterImpl {
   }
 
   open(): IpcError.IpcError | undefined {
-    const fd = Sys.attempt(() => Fs.openSync(this.p.writerLock, "r+"), "Open", "cannot open the writer lock", this.dir)
+    const fd = Sys.attempt(() => Sys.openFile(this.p.writerLock, Fs.constants.O_RDWR), "Open", "cannot open the writer lock", this.dir)
     if (Sys.failed(fd)) return fd
     this.lockFd = fd
     const bases = segments(this.dir)
@@ -480,7 +480,7 @@ class WriterImpl {
   }
 
   openSegment(base: number): void {
-    const fd = Fs.openSync(this.p.segment(base), "r+")
+    const fd = Sys.openFile(this.p.segment(base), Fs.constants.O_RDWR)
     Sys.closeQuietly(this.segFd >= 0 ? this.segFd : undefined)
     this.segFd = fd
     this.segBase = base
@@ -910,7 +910,7 @@ class ReaderImpl implements Reader {
   openSegment(base: number): IpcError.IpcError | undefined | "missing" {
     let fd: number
     try {
-      fd = Fs.openSync(this.p.segment(base), "r")
+      fd = Sys.openFile(this.p.segment(base), Fs.constants.O_RDONLY)
     } catch (cause) {
       if (IpcError.errnoOf(cause) === "ENOENT") return "missing"
       return IpcError.fromSystemError(cause, "Open", "cannot open a segment", this.dir)
@@ -1112,7 +1112,7 @@ export const openReader = (
         const registered = register(dir, options.name, options.from ?? "start", options)
         if (registered !== undefined) return fail(registered)
         const path = paths(dir).cursor(options.name)
-        const fd = Sys.attempt(() => Fs.openSync(path, "r+"), "Open", `cannot open the cursor of ${options.name}`, dir)
+        const fd = Sys.attempt(() => Sys.openFile(path, Fs.constants.O_RDWR), "Open", `cannot open the cursor of ${options.name}`, dir)
         if (Sys.failed(fd)) return fail(fd)
         reader.cursorFd = fd
         const taken = Libc.tryLock(fd, "exclusive")
@@ -1175,7 +1175,7 @@ export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> 
     for (const [i, base] of bases.entries()) {
       const result = Sys.attempt(
         () => {
-          const fd = Fs.openSync(paths(dir).segment(base), "r")
+          const fd = Sys.openFile(paths(dir).segment(base), Fs.constants.O_RDONLY)
           try {
             const size = Fs.fstatSync(fd).size
             let at = LogFormat.SEGMENT_HEADER
@@ -1268,7 +1268,7 @@ export const stats = (dir: string): Stats | IpcError.IpcError => {
   const readers = cursors(dir).map((c) => {
     let pid = 0
     try {
-      pid = LogFormat.cursorOwner(Fs.readFileSync(p.cursor(c.name)))
+      pid = LogFormat.cursorOwner(Sys.readFile(p.cursor(c.name)))
     } catch {
       pid = 0
     }

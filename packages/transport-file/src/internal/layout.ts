@@ -23,10 +23,18 @@ export interface Marker {
   readonly ownsDirectory?: boolean | undefined
 }
 
-/** The marker of `dir`, if it has one. */
-export const readMarker = (dir: string): Marker | undefined => {
+/** The marker of `dir`: `undefined` when it has none (or not a valid one); an error when what is there is refused. */
+export const loadMarker = (dir: string): Marker | undefined | IpcError.IpcError => {
+  let text: string
   try {
-    const value: unknown = JSON.parse(Fs.readFileSync(Path.join(dir, MARKER), "utf8"))
+    text = Sys.readFile(Path.join(dir, MARKER)).toString("utf8")
+  } catch (cause) {
+    return IpcError.errnoOf(cause) === "ENOENT"
+      ? undefined
+      : IpcError.fromSystemError(cause, "Open", "cannot read the directory marker", dir)
+  }
+  try {
+    const value: unknown = JSON.parse(text)
     if (
       typeof value === "object" && value !== null && "format" in value && value.format === "effect-ipc-file" &&
       "kind" in value && (value.kind === "channel" || value.kind === "listener")
@@ -37,6 +45,12 @@ export const readMarker = (dir: string): Marker | undefined => {
   } catch {
     return undefined
   }
+}
+
+/** The marker of `dir`, if it has one (and it can be read). */
+export const readMarker = (dir: string): Marker | undefined => {
+  const marker = loadMarker(dir)
+  return Sys.failed(marker) ? undefined : marker
 }
 
 /** Writes the marker of `dir` (atomically: written aside, renamed into place). */
@@ -59,31 +73,170 @@ export const writeMarker = (dir: string, marker: Marker, mode: number): IpcError
   return Sys.failed(result) ? result : undefined
 }
 
-/** Creates `dir` (and missing parents) with `mode`; true when this call created it. */
+const STICKY = 0o1000
+
+const isMissing = (cause: unknown) => {
+  const code = IpcError.errnoOf(cause)
+  return code === "ENOENT" || code === "ENOTDIR"
+}
+
+/** Why `stat` (of the channel directory itself when `last`, else of a directory above it) is not trusted. */
+const distrust = (path: string, stat: Fs.Stats, last: boolean): Error | undefined => {
+  if (!Sys.trustedOwner(stat.uid)) {
+    return Sys.refusal(`${path} is owned by uid ${stat.uid}, not by this user or root`, Sys.HINT_OWNER)
+  }
+  const others = stat.mode & 0o022
+  if (others === 0) return undefined
+  const who = (others & 0o002) !== 0 ? "every user" : "its group"
+  if (last) {
+    return Sys.refusal(
+      `${path} is writable by ${who}: not a safe place for a channel`,
+      `chmod go-w ${path}, or use a directory only you can write`
+    )
+  }
+  if ((stat.mode & STICKY) !== 0) return undefined // like /tmp: others cannot rename or remove what is ours
+  return Sys.refusal(
+    `${path} is writable by ${who} without the sticky bit: others could replace the channel directory in it`,
+    `chmod go-w ${path} (or +t), or use a directory only you can write`
+  )
+}
+
+/**
+ * Checks every component of the absolute path `dir` that exists: a symbolic
+ * link must belong to this user or root, a directory above `dir` must belong
+ * to this user or root and be writable by nobody else (unless it has the
+ * sticky bit, like /tmp), and `dir` itself must belong to this user or root
+ * and be writable by nobody else. Throws a refusal; `"missing"` when a
+ * component does not exist (yet).
+ */
+const checkPath = (dir: string): "missing" | undefined => {
+  const parts = dir.split(Path.sep).filter((p) => p.length > 0)
+  for (let i = 0; i <= parts.length; i++) {
+    const path = Path.join(Path.sep, ...parts.slice(0, i))
+    let stat: Fs.Stats
+    try {
+      stat = Fs.lstatSync(path)
+    } catch (cause) {
+      if (isMissing(cause)) return "missing"
+      throw cause
+    }
+    if (stat.isSymbolicLink()) {
+      if (!Sys.trustedOwner(stat.uid)) {
+        throw Sys.refusal(`${path} is a symbolic link owned by uid ${stat.uid}`, Sys.HINT_OWNER)
+      }
+      continue // where it leads is checked on the real path
+    }
+    if (!stat.isDirectory()) {
+      throw Object.assign(new Error(`${path} is not a directory`), { code: "ENOTDIR" })
+    }
+    const wrong = distrust(path, stat, i === parts.length)
+    if (wrong !== undefined) throw wrong
+  }
+  return undefined
+}
+
+/** Checks `dir` (absolute) as written and as it resolves (through links); throws a refusal. */
+const checkTrusted = (dir: string): "missing" | undefined => {
+  const missing = checkPath(dir)
+  // the real path: through the links the walk above allowed
+  let existing = dir
+  if (missing !== undefined) {
+    while (!Sys.exists(existing) && Path.dirname(existing) !== existing) existing = Path.dirname(existing)
+  }
+  let real: string
+  try {
+    real = Fs.realpathSync(existing)
+  } catch (cause) {
+    if (isMissing(cause)) return "missing"
+    throw cause
+  }
+  if (real !== existing) {
+    const parts = real.split(Path.sep).filter((p) => p.length > 0)
+    for (let i = 0; i <= parts.length; i++) {
+      const path = Path.join(Path.sep, ...parts.slice(0, i))
+      const wrong = distrust(path, Fs.lstatSync(path), missing === undefined && i === parts.length)
+      if (wrong !== undefined) throw wrong
+    }
+  }
+  return missing
+}
+
+/**
+ * Creates `dir` (and missing parents) with `mode`, or checks the one there:
+ * only a directory that this user (or root) owns and that no other user can
+ * write, under directories no other user can tamper with, is used
+ * (`PermissionDenied`, with a hint, otherwise). True when this call created it.
+ */
 export const ensureDir = (dir: string, mode: number, address?: string): boolean | IpcError.IpcError =>
   Sys.attempt(
     () => {
-      if (Sys.exists(dir)) {
-        if (!Fs.statSync(dir).isDirectory()) {
-          throw Object.assign(new Error(`${dir} is not a directory`), { code: "ENOTDIR" })
+      const abs = Path.resolve(dir)
+      let created = false
+      if (checkTrusted(abs) === "missing") {
+        created = Fs.mkdirSync(abs, { recursive: true, mode }) !== undefined
+        // whatever is there now (someone may have been quicker) is checked like a directory found there
+        if (checkTrusted(abs) === "missing") {
+          throw Object.assign(new Error(`${abs} vanished while being created`), { code: "ENOENT" })
         }
-        // anyone could replace our files in a directory that anyone may write to
-        if ((Fs.statSync(dir).mode & 0o002) !== 0) {
-          throw Object.assign(new Error(`${dir} is writable by every user: not a safe place for a channel`), {
-            code: "EACCES"
-          })
-        }
-        // fail now, with the reason, when we cannot create files in it
-        Fs.accessSync(dir, Fs.constants.W_OK | Fs.constants.X_OK)
-        return false
       }
-      Fs.mkdirSync(dir, { recursive: true, mode })
-      return true
+      // fail now, with the reason, when we cannot create files in it
+      try {
+        Fs.accessSync(abs, Fs.constants.W_OK | Fs.constants.X_OK)
+      } catch (cause) {
+        if (IpcError.errnoOf(cause) !== "EACCES") throw cause
+        throw Sys.refusal(`${abs} is not writable by this user`, "use a directory that you own")
+      }
+      return created
     },
     "Open",
     `cannot use the directory ${dir}`,
     address
   )
+
+/** Checks an existing channel or listener directory as `ensureDir` does, creating nothing (`NotFound` if missing). */
+export const checkDir = (dir: string, address?: string): IpcError.IpcError | undefined => {
+  const result = Sys.attempt(
+    () => {
+      if (checkTrusted(Path.resolve(dir)) === "missing") {
+        throw Object.assign(new Error(`${dir} does not exist`), { code: "ENOENT" })
+      }
+    },
+    "Open",
+    `cannot use the directory ${dir}`,
+    address
+  )
+  return Sys.failed(result) ? result : undefined
+}
+
+/**
+ * Checks a directory inside a checked one (a stream, `readers/`,
+ * `connections/`, a connection): a real directory, not a link, owned by
+ * this user or root and writable by nobody else.
+ */
+export const checkSubdir = (path: string, address?: string): IpcError.IpcError | undefined => {
+  const result = Sys.attempt(
+    () => {
+      const stat = Fs.lstatSync(path)
+      if (stat.isSymbolicLink()) {
+        throw Sys.refusal(`${path} is a symbolic link`, "remove it: a channel never follows links inside itself")
+      }
+      if (!stat.isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: "ENOTDIR" })
+      const wrong = distrust(path, stat, true)
+      if (wrong !== undefined) throw wrong
+    },
+    "Open",
+    `cannot use the directory ${path}`,
+    address
+  )
+  return Sys.failed(result) ? result : undefined
+}
+
+/** Checks a log's stream directory and its `readers/`, where they exist (see `checkSubdir`). */
+export const checkStream = (stream: string, address?: string): IpcError.IpcError | undefined => {
+  if (!Sys.exists(stream)) return undefined
+  const readers = Path.join(stream, "readers")
+  return checkSubdir(stream, address) ?? (Sys.exists(readers) ? checkSubdir(readers, address) : undefined)
+}
 
 /** The paths of a listener directory. */
 export const listenerPaths = (dir: string) => ({

@@ -4,7 +4,9 @@
  * never taken. A held lock file also records its holder (`pid token`) for
  * humans and for `inspect`. Taking a lock checks afterwards that the path
  * still names the locked file, so a lock file unlinked by its previous owner
- * can never be "held" by two processes.
+ * can never be "held" by two processes. Lock files are opened as every file
+ * of a channel is (`Sys.openFile`): never through a link, never blocking on
+ * a FIFO, only a regular file of this user or root.
  *
  * @internal
  */
@@ -28,7 +30,7 @@ export const tryTake = (
 ): HeldLock | "busy" | IpcError.IpcError => {
   for (let attempt = 0; attempt < 5; attempt++) {
     const fd = Sys.attempt(
-      () => Fs.openSync(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT, mode),
+      () => Sys.openFile(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT, mode),
       "Open",
       `cannot open the lock file ${path}`,
       address
@@ -42,7 +44,7 @@ export const tryTake = (
     // the file may have been unlinked (and replaced) between our open and our lock
     let same = false
     try {
-      same = Fs.fstatSync(fd).ino === Fs.statSync(path).ino
+      same = Fs.fstatSync(fd).ino === Fs.lstatSync(path).ino
     } catch {
       same = false
     }
@@ -84,7 +86,7 @@ export const release = (lock: HeldLock, remove = false): void => {
 export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcError => {
   let fd: number
   try {
-    fd = Fs.openSync(path, Fs.constants.O_RDONLY)
+    fd = Sys.openFile(path, Fs.constants.O_RDONLY)
   } catch (cause) {
     return IpcError.errnoOf(cause) === "ENOENT"
       ? "missing"
@@ -102,7 +104,7 @@ export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcE
 /** The owner text a lock file holds (`pid token`), if readable. */
 export const owner = (path: string): { readonly pid: number; readonly token: string } | undefined => {
   try {
-    const [pid, token] = Fs.readFileSync(path, "utf8").trim().split(/\s+/)
+    const [pid, token] = Sys.readFile(path).toString("utf8").trim().split(/\s+/)
     const n = Number(pid)
     return Number.isInteger(n) && n > 0 ? { pid: n, token: token ?? "" } : undefined
   } catch {

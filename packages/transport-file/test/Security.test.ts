@@ -1,0 +1,323 @@
+/**
+ * `file://` against a hostile user and a careless one (issue 9, defect 4).
+ *
+ * The attacker is a real second user: shell commands run as uid 65534 with
+ * `setpriv`, in a shared sticky directory (like /tmp) or a directory it
+ * owns. It plants symlinks where a channel directory will be, pre-creates
+ * channel and listener directories (a fake listener that holds the lock),
+ * and the tests chown good channel directories to it. Every open, listen,
+ * dial and ipckit open must refuse with `PermissionDenied` (and a hint),
+ * touching nothing in what the attacker controls.
+ *
+ * A process of the same user that plants a FIFO, a symlink or a directory
+ * where the channel expects a file must get a typed refusal too, never a
+ * frozen event loop: those cases run the victim in a child process, so an
+ * open that blocks shows as a child that never answers.
+ */
+import type * as IpcError from "@effect-ipc/core/IpcError"
+import { FileChannel, FileTransport, Ipckit, Log } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import type * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { fresh, tempRoot } from "./helpers.ts"
+
+const NOBODY = 65534
+const root = tempRoot("security")
+// the attacker must be able to reach the shared directories
+Fs.chmodSync(root, 0o755)
+/** A shared directory like /tmp: everyone may create entries, only their owner may remove them. */
+const sticky = Path.join(root, "sticky")
+Fs.mkdirSync(sticky)
+Fs.chmodSync(sticky, 0o1777)
+
+/** Runs a shell script as user 65534 (nobody), in `cwd`. */
+const asAttacker = (script: string, cwd = sticky): string => {
+  const result = ChildProcess.spawnSync(
+    "setpriv",
+    [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "sh", "-c", `umask 000; ${script}`],
+    { cwd, encoding: "utf8" }
+  )
+  assert.strictEqual(result.status, 0, `attacker script failed: ${result.stderr}`)
+  return result.stdout
+}
+
+const victimScript = Path.join(import.meta.dirname, "fixtures", "victim.ts")
+
+type Outcome = { readonly reason?: string; readonly detail?: string } | "hung"
+
+/**
+ * Runs the victim (`fixtures/victim.ts`) on `operations` in a child process;
+ * an operation that has not answered within 20 s (and every one after it) is "hung".
+ */
+const victim = (operations: ReadonlyArray<ReadonlyArray<string>>): ReadonlyArray<Outcome> => {
+  const result = ChildProcess.spawnSync(
+    process.execPath,
+    [
+      "--conditions=@effect-ipc/source",
+      "--disable-warning=ExperimentalWarning",
+      victimScript,
+      JSON.stringify(operations)
+    ],
+    { encoding: "utf8", timeout: 20_000, killSignal: "SIGKILL" }
+  )
+  if (result.signal !== "SIGKILL") assert.strictEqual(result.status, 0, result.stderr)
+  const lines = result.stdout.split("\n").filter((l) => l.length > 0)
+  return operations.map((_, i) => lines[i] === undefined ? "hung" : JSON.parse(lines[i]!) as Outcome)
+}
+
+/** Runs `effect` in a scope of its own: success or the typed error. */
+const attempt = <A>(effect: Effect.Effect<A, IpcError.IpcError, Scope.Scope>) =>
+  Effect.result(Effect.scoped(Effect.asVoid(effect)))
+
+/** Asserts a refusal: `PermissionDenied` with a one-line hint. */
+const assertRefused = (
+  result: Result.Result<void, IpcError.IpcError> | Outcome,
+  what: string
+) => {
+  assert.notStrictEqual(result, "hung", `${what}: blocked (a planted FIFO froze the event loop)`)
+  const failure = typeof result === "object" && "_tag" in result
+    ? (result._tag === "Failure" ? result.failure : undefined)
+    : result === "hung"
+    ? undefined
+    : result
+  assert.isDefined(failure, `${what}: accepted`)
+  assert.isDefined(failure!.reason, `${what}: accepted`)
+  assert.strictEqual(failure!.reason, "PermissionDenied", `${what}: ${failure!.detail}`)
+  assert.match(failure!.detail!, /hint: /, `${what}: no hint in "${failure!.detail}"`)
+  assert.notInclude(failure!.detail!, "\n", `${what}: the hint is one line`)
+}
+
+/** Every way a user opens a directory: each must be refused. */
+const allRefused = (dir: string) =>
+  Effect.gen(function*() {
+    assertRefused(yield* attempt(FileChannel.open(dir, "backend")), `FileChannel.open ${dir}`)
+    assertRefused(yield* attempt(FileTransport.make().listen(`file://${dir}`)), `listen ${dir}`)
+    assertRefused(
+      yield* attempt(FileTransport.make().listen(`file://${dir}?role=frontend`)),
+      `listen ?role=frontend ${dir}`
+    )
+    assertRefused(
+      yield* attempt(Effect.flatMap(Ipckit.backend(dir), (c) => c.sendEvent("secret", {}))),
+      `Ipckit.backend ${dir}`
+    )
+  })
+
+const counter = { n: 0 }
+const name = (prefix: string) => `${prefix}${counter.n++}`
+
+describe("file:// against another user", () => {
+  it.live(
+    "a symlink another user planted where the channel directory goes is never followed",
+    () =>
+      Effect.gen(function*() {
+        const target = name("target")
+        const link = name("chan")
+        // the attacker's own directory, readable by them: where they want our messages to land
+        asAttacker(`mkdir -m 755 ${target} && ln -s ${sticky}/${target} ${link}`)
+        yield* allRefused(Path.join(sticky, link))
+        assert.deepStrictEqual(Fs.readdirSync(Path.join(sticky, target)), [], "nothing was created in its target")
+        // a link one level up (the channel directory would be created inside the target)
+        assertRefused(
+          yield* attempt(FileChannel.open(Path.join(sticky, link, "inner"), "backend")),
+          "a channel under the planted link"
+        )
+        assert.deepStrictEqual(Fs.readdirSync(Path.join(sticky, target)), [], "nothing was created in its target")
+      }),
+    60_000
+  )
+
+  it.live(
+    "a channel directory another user owns is refused: made by them, or chowned to them",
+    () =>
+      Effect.gen(function*() {
+        const theirs = name("theirs")
+        asAttacker(`mkdir -m 755 ${theirs}`)
+        yield* allRefused(Path.join(sticky, theirs))
+        assert.deepStrictEqual(Fs.readdirSync(Path.join(sticky, theirs)), [], "nothing was created in it")
+
+        // a good channel and a good listener directory of ours, handed over to the other user
+        const dir = fresh(root, "mine")
+        yield* Effect.scoped(Effect.flatMap(FileChannel.backend(dir), (c) => c.send(new TextEncoder().encode("kept"))))
+        const before = Fs.readdirSync(dir).toSorted()
+        Fs.chownSync(dir, NOBODY, NOBODY)
+        assertRefused(yield* attempt(FileChannel.open(dir, "frontend")), "a channel chowned to another user")
+        assert.deepStrictEqual(Fs.readdirSync(dir).toSorted(), before, "nothing was touched")
+        // one level down: a stream directory chowned to them
+        Fs.chownSync(dir, 0, 0)
+        Fs.chownSync(Path.join(dir, "backend_to_frontend"), NOBODY, NOBODY)
+        assertRefused(yield* attempt(FileChannel.open(dir, "frontend")), "a stream directory chowned to another user")
+        Fs.chownSync(Path.join(dir, "backend_to_frontend"), 0, 0)
+        const frontend = yield* FileChannel.frontend(dir)
+        assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "kept")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "dial refuses a listener directory another user controls (it would hand them the connection)",
+    () =>
+      Effect.gen(function*() {
+        const fake = name("fake")
+        // a fake listener: their directory, a connections/ anyone may write, and the lock held by them
+        const holder = ChildProcess.spawn(
+          "setpriv",
+          [
+            `--reuid=${NOBODY}`,
+            `--regid=${NOBODY}`,
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            [
+              "import fcntl, os, sys",
+              "os.umask(0)",
+              `d = ${JSON.stringify(Path.join(sticky, fake))}`,
+              "os.makedirs(d + '/connections', 0o777)",
+              "f = open(d + '/listener.lock', 'w')",
+              "fcntl.flock(f, fcntl.LOCK_EX)",
+              "f.write('%d token\\n' % os.getpid()); f.flush()",
+              "print('ready', flush=True)",
+              "sys.stdin.read()"
+            ].join("\n")
+          ],
+          { stdio: ["pipe", "pipe", "inherit"] }
+        )
+        yield* Effect.addFinalizer(() => Effect.sync(() => holder.kill("SIGKILL")))
+        yield* Effect.callback<void>((resume) => {
+          holder.stdout.once("data", () => resume(Effect.void))
+        }).pipe(Effect.timeout("20 seconds"), Effect.orDie)
+        const dir = Path.join(sticky, fake)
+        assertRefused(yield* attempt(FileTransport.make().dial(`file://${dir}`)), "dial a listener of another user")
+        assert.deepStrictEqual(Fs.readdirSync(Path.join(dir, "connections")), [], "no connection was handed to them")
+        // and through a link they planted to it
+        const link = name("link")
+        asAttacker(`ln -s ${dir} ${link}`)
+        assertRefused(yield* attempt(FileTransport.make().dial(`file://${sticky}/${link}`)), "dial through a link")
+        assert.deepStrictEqual(Fs.readdirSync(Path.join(dir, "connections")), [], "no connection was handed to them")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a directory others may write is refused: world- or group-writable, or inside a non-sticky shared one",
+    () =>
+      Effect.gen(function*() {
+        for (const mode of [0o777, 0o770, 0o730]) {
+          const dir = fresh(root, `mode${mode.toString(8)}-`)
+          Fs.mkdirSync(dir)
+          Fs.chmodSync(dir, mode)
+          Fs.chownSync(dir, 0, NOBODY)
+          yield* allRefused(dir)
+          assert.deepStrictEqual(Fs.readdirSync(dir), [], `nothing was created in a ${mode.toString(8)} directory`)
+        }
+        // our own private directory, but inside one that others may write and that has no sticky bit:
+        // they could rename ours away and put theirs in its place
+        const open = fresh(root, "open")
+        Fs.mkdirSync(open)
+        Fs.chmodSync(open, 0o777)
+        const inside = Path.join(open, "chan")
+        Fs.mkdirSync(inside, { mode: 0o700 })
+        yield* allRefused(inside)
+        // the same directory in a sticky shared one (like /tmp) is fine
+        const ok = Path.join(sticky, name("ok"))
+        const backend = yield* FileChannel.backend(ok)
+        const frontend = yield* FileChannel.frontend(ok)
+        yield* backend.send(new TextEncoder().encode("fine"))
+        assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "fine")
+        assert.strictEqual(Fs.statSync(ok).mode & 0o777, 0o700)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+/** Puts a FIFO at `path` (whatever was there goes). */
+const mkfifo = (path: string) => {
+  Fs.rmSync(path, { recursive: true, force: true })
+  ChildProcess.execFileSync("mkfifo", ["-m", "600", path])
+}
+
+/** The paths of the backend's stream of the channel `dir`. */
+const stream = (dir: string) => Log.paths(Path.join(dir, FileChannel.streamOf("backend")))
+
+describe("file:// against a careless process of the same user", () => {
+  it.live(
+    "a FIFO, symlink or directory where a channel file goes: PermissionDenied, never a blocked open",
+    () =>
+      Effect.gen(function*() {
+        const precious = Path.join(root, "precious.txt")
+        Fs.writeFileSync(precious, "precious")
+        const channel = () =>
+          Effect.gen(function*() {
+            const dir = fresh(root, "chan")
+            yield* Effect.scoped(Effect.asVoid(FileChannel.backend(dir)))
+            return dir
+          })
+        const cases: Array<{ readonly what: string; readonly operation: ReadonlyArray<string> }> = []
+
+        let dir = yield* channel()
+        mkfifo(stream(dir).segment(0))
+        cases.push({ what: "a FIFO as a segment", operation: ["open", dir, "frontend"] })
+        dir = yield* channel()
+        mkfifo(stream(dir).cursor("frontend"))
+        cases.push({ what: "a FIFO as a cursor", operation: ["open", dir, "frontend"] })
+        dir = yield* channel()
+        mkfifo(stream(dir).writerLock)
+        cases.push({ what: "a FIFO as the writer lock", operation: ["open", dir, "backend"] })
+        dir = yield* channel()
+        mkfifo(Path.join(dir, ".effect-ipc"))
+        cases.push({ what: "a FIFO as the marker", operation: ["open", dir, "frontend"] })
+        dir = yield* channel()
+        Fs.symlinkSync(precious, Path.join(dir, "frontend.lock"))
+        cases.push({ what: "a symlink as a role lock", operation: ["open", dir, "frontend"] })
+        dir = yield* channel()
+        Fs.rmSync(stream(dir).segment(0))
+        Fs.mkdirSync(stream(dir).segment(0))
+        cases.push({ what: "a directory as a segment", operation: ["open", dir, "frontend"] })
+        dir = yield* channel()
+        const elsewhere = fresh(root, "elsewhere")
+        Fs.renameSync(stream(dir).readers, elsewhere)
+        Fs.symlinkSync(elsewhere, stream(dir).readers)
+        const elsewhereBefore = Fs.readdirSync(elsewhere).toSorted()
+        cases.push({ what: "a symlink as the readers directory", operation: ["open", dir, "frontend"] })
+
+        // listener directories
+        const listener = fresh(root, "listener")
+        Fs.mkdirSync(listener, { mode: 0o700 })
+        mkfifo(Path.join(listener, "listener.lock"))
+        cases.push({ what: "a FIFO as the listener lock (listen)", operation: ["listen", `file://${listener}`] })
+        cases.push({ what: "a FIFO as the listener lock (dial)", operation: ["dial", `file://${listener}`] })
+        const linked = fresh(root, "listener")
+        Fs.mkdirSync(linked, { mode: 0o700 })
+        Fs.symlinkSync(precious, Path.join(linked, "listener.lock"))
+        cases.push({ what: "a symlink as the listener lock", operation: ["listen", `file://${linked}`] })
+
+        // ipckit's files
+        const fifoInbox = fresh(root, "ipckit")
+        yield* Effect.scoped(Effect.asVoid(Ipckit.backend(fifoInbox)))
+        mkfifo(Ipckit.paths(fifoInbox).messages("frontend"))
+        cases.push({ what: "a FIFO as ipckit's inbox", operation: ["ipckit-read", fifoInbox, "backend"] })
+        const fifoLock = fresh(root, "ipckit")
+        yield* Effect.scoped(Effect.asVoid(Ipckit.backend(fifoLock)))
+        mkfifo(Ipckit.paths(fifoLock).lock("backend"))
+        cases.push({ what: "a FIFO as ipckit's lock", operation: ["ipckit", fifoLock, "backend"] })
+        const linkInbox = fresh(root, "ipckit")
+        yield* Effect.scoped(Effect.asVoid(Ipckit.backend(linkInbox)))
+        Fs.rmSync(Ipckit.paths(linkInbox).messages("frontend"))
+        Fs.symlinkSync(precious, Ipckit.paths(linkInbox).messages("frontend"))
+        cases.push({ what: "a symlink as ipckit's inbox", operation: ["ipckit-read", linkInbox, "backend"] })
+
+        const outcomes = victim(cases.map((c) => c.operation))
+        cases.forEach((c, i) => assertRefused(outcomes[i]!, c.what))
+        assert.strictEqual(Fs.readFileSync(precious, "utf8"), "precious", "the links' target is untouched")
+        assert.deepStrictEqual(
+          Fs.readdirSync(elsewhere).toSorted(),
+          elsewhereBefore,
+          "nothing was made through the link"
+        )
+      }),
+    120_000
+  )
+})
