@@ -9,20 +9,45 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import { leftovers, pidMarker, spawnChild } from "./helpers.ts"
+import * as Processes from "../src/internal/processes.ts"
+import { leftovers, pidMarker, spawnChild, spawnChildWith } from "./helpers.ts"
 
 const prefix = `link-test-${process.pid}`
 let n = 0
 const fresh = () => `${prefix}-${n++}`
 const exists = (name: string) => Fs.existsSync(`/dev/shm/${name}`)
 
-/** Collects until `name` is gone (other test files may be collecting too: either of us may remove it). */
-const collectedAway = (name: string) =>
-  Effect.gen(function*() {
-    const report = yield* Shm.SegmentGc.collect()
-    return { report, gone: !exists(name) }
-  })
+/** One collection scoped to `name` (other test files' collectors never look at it). */
+const collectOnly = (name: string) => Shm.SegmentGc.collect({ prefix: name })
+
+/** The raw words of a link's header, to write holder slots as other processes would. */
+const headerWords = (name: string) =>
+  Effect.map(Shm.Segment.open(name), (segment) => new Int32Array(segment.bytes.buffer, 0, 1024))
+
+/** Writes holder slot `slot` (pid, start tag, pid-namespace tag, count) and adds its count to the refcount. */
+const writeSlot = (words: Int32Array, slot: number, holder: Processes.ProcessId, count = 1) => {
+  const at = 16 + slot * 4
+  words[at + 1] = holder.start
+  words[at + 2] = holder.ns
+  words[at + 3] = count
+  Atomics.store(words, at, holder.pid)
+  Atomics.add(words, 3, count)
+}
+
+/** `count` live `sleep` processes, killed when the scope closes. */
+const sleepers = (count: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => Array.from({ length: count }, () => ChildProcess.spawn("sleep", ["120"], { stdio: "ignore" }))),
+    (children) =>
+      Effect.forEach(children, (child) =>
+        Effect.callback<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          child.once("exit", () => resume(Effect.void))
+          child.kill("SIGKILL")
+        }), { discard: true })
+  )
 
 /** Acquiring `name` fails with `Protocol`, saying `detail`. */
 const expectProtocol = (name: string, detail: string) =>
@@ -96,13 +121,15 @@ describe("ResourceLink", () => {
       // a late consumer still finds it
       const late = yield* Effect.scoped(Effect.map(Shm.ResourceLink.acquire(name), (link) => link.payload[0]))
       assert.strictEqual(late, 9)
-      assert.isTrue((yield* collectedAway(name)).report.kept >= 1)
+      const early = yield* collectOnly(name)
+      assert.deepStrictEqual([early.removed, early.kept], [[], 1])
       assert.isTrue(exists(name), "kept within its TTL")
       yield* Effect.sleep("1600 millis")
-      // (another test file's collector may already have taken it)
-      const listed = (yield* Shm.SegmentGc.list).segments.find((s) => s.name === name)
-      if (listed !== undefined) assert.strictEqual(listed.orphan, "nobody holds it and its TTL has passed")
-      assert.isTrue((yield* collectedAway(name)).gone)
+      const listed = (yield* Shm.SegmentGc.listMatching({ prefix: name })).segments
+      assert.deepStrictEqual(listed.map((s) => [s.name, s.orphan]), [[name, "nobody holds it and its TTL has passed"]])
+      const late2 = yield* collectOnly(name)
+      assert.deepStrictEqual(late2.removed, [{ name, kind: "link", reason: "nobody holds it and its TTL has passed" }])
+      assert.isFalse(exists(name))
     }))
 
   it.live("reclaims the link of a kill -9'd producer, even within its TTL", () =>
@@ -113,13 +140,12 @@ describe("ResourceLink", () => {
       assert.strictEqual(info.refcount, 1)
       assert.strictEqual(info.creator.pid, producer.pid)
       // the collector leaves a live producer's link alone
-      yield* Shm.SegmentGc.collect()
+      assert.deepStrictEqual((yield* collectOnly(name)).removed, [])
       assert.isTrue(exists(name))
       yield* producer.kill
-      const { report, gone } = yield* collectedAway(name)
-      assert.isTrue(gone)
-      const mine = report.removed.find((r) => r.name === name)
-      if (mine !== undefined) assert.strictEqual(mine.reason, "every holder is dead")
+      const report = yield* collectOnly(name)
+      assert.deepStrictEqual(report.removed, [{ name, kind: "link", reason: "every holder is dead" }])
+      assert.isFalse(exists(name))
     }))
 
   it.live("a consumer killed while holding a reference: its reference is reclaimed, the producer's link stays", () =>
@@ -139,8 +165,15 @@ describe("ResourceLink", () => {
           ].toSorted()
         )
         yield* consumer.kill
-        // (another test file's collector may be quicker than ours: either clears the dead slot)
-        yield* Shm.SegmentGc.collect()
+        assert.deepStrictEqual(
+          (yield* link.info).holders.map((h) => [h.pid, h.alive]).toSorted(),
+          [
+            [consumer.pid, false],
+            [process.pid, true]
+          ].toSorted()
+        )
+        const report = yield* collectOnly(name)
+        assert.deepStrictEqual([report.removed, report.kept], [[], 1])
         assert.isTrue(exists(name), "a live process holds it")
         const after = yield* link.info
         assert.strictEqual(after.refcount, 1)
@@ -154,7 +187,7 @@ describe("ResourceLink", () => {
     Effect.gen(function*() {
       const name = fresh()
       const producer = yield* spawnChild("create", name, "1000", "3600000")
-      yield* Shm.SegmentGc.run({ schedule: Schedule.spaced("50 millis") })
+      yield* Shm.SegmentGc.run({ schedule: Schedule.spaced("50 millis"), prefix: name })
       yield* Effect.sleep("200 millis")
       assert.isTrue(exists(name), "kept while its producer lives")
       yield* producer.kill
@@ -177,14 +210,16 @@ describe("ResourceLink", () => {
           }
           const message = yield* spawnChild("message")
           yield* message.kill
-          const [a, b] = yield* Effect.all([spawnChild("gc", "3"), spawnChild("gc", "3")], { concurrency: 2 })
+          const scope = [`${prefix}-`, `eipc-m${pidMarker(message.pid)}`]
+          const [a, b] = yield* Effect.all([spawnChild("gc", "3", ...scope), spawnChild("gc", "3", ...scope)], {
+            concurrency: 2
+          })
           const removedA: Array<string> = JSON.parse(a.said)
           const removedB: Array<string> = JSON.parse(b.said)
           const ours = [...orphans, message.said]
-          const removed = [...removedA, ...removedB].filter((name) => ours.includes(name))
           for (const name of ours) assert.isFalse(exists(name), `${name} is gone`)
-          // no orphan was reported removed twice; others (other test files' collectors) may have taken some
-          assert.strictEqual(new Set(removed).size, removed.length)
+          // between them they removed every orphan, each exactly once, and nothing else
+          assert.deepStrictEqual([...removedA, ...removedB].toSorted(), ours.toSorted())
           assert.isTrue(exists(held))
           assert.strictEqual((yield* link.info).refcount, 1)
         }))
@@ -197,14 +232,13 @@ describe("ResourceLink", () => {
       const child = yield* spawnChild("blank")
       const name = child.said
       yield* child.kill
-      const early = yield* Shm.SegmentGc.collect({ dryRun: true })
-      assert.isUndefined(early.removed.find((r) => r.name === name), "too young to judge")
+      const early = yield* Shm.SegmentGc.collect({ dryRun: true, prefix: name })
+      assert.deepStrictEqual(early.removed, [], "too young to judge")
       yield* Effect.sleep("1100 millis")
-      const dry = yield* Shm.SegmentGc.collect({ dryRun: true })
-      const verdict = dry.removed.find((r) => r.name === name)
-      // another file's collector may have been quicker
-      if (verdict !== undefined) assert.include(verdict.reason, "died before writing its header")
-      yield* Shm.SegmentGc.collect()
+      const dry = yield* Shm.SegmentGc.collect({ dryRun: true, prefix: name })
+      assert.deepStrictEqual(dry.removed.map((r) => r.name), [name])
+      assert.include(dry.removed[0]!.reason, "died before writing its header")
+      assert.deepStrictEqual((yield* collectOnly(name)).removed.map((r) => r.name), [name])
       assert.isFalse(exists(name))
     }))
 
@@ -238,7 +272,7 @@ describe("ResourceLink", () => {
         yield* expectProtocol(cut.name, "truncated")
 
         // the collector lists none of the broken ones as ours (the ring is a well-formed header)
-        const listing = yield* Shm.SegmentGc.list
+        const listing = yield* Shm.SegmentGc.listMatching({ prefix })
         for (const s of [junk, future, short, cut]) {
           assert.isUndefined(listing.segments.find((x) => x.name === s.name))
         }
@@ -268,7 +302,7 @@ describe("ResourceLink", () => {
       const name = fresh()
       yield* Effect.scoped(Effect.gen(function*() {
         yield* Shm.ResourceLink.create(name, 5000, { ttl: "1 hour" })
-        const entry = (yield* Shm.SegmentGc.list).segments.find((s) => s.name === name)
+        const entry = (yield* Shm.SegmentGc.listMatching({ prefix: name })).segments.find((s) => s.name === name)
         assert.isDefined(entry)
         assert.strictEqual(entry!.kind, "link")
         assert.strictEqual(entry!.state, "ready")
@@ -284,6 +318,139 @@ describe("ResourceLink", () => {
       yield* Shm.ResourceLink.remove(name)
       assert.isFalse(exists(name))
     }))
+
+  it.live(
+    "takes over the lock of a holder that died inside its critical section, and repairs the count",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const link = yield* Shm.ResourceLink.create(name, 64)
+          // a process takes the header lock, bumps the refcount half-way through an update, and is killed
+          const locker = yield* spawnChild("lock", name)
+          const blocked = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))
+          assert.strictEqual(blocked.reason, "Timeout", "a live holder's lock is respected")
+          yield* locker.kill
+          const info = yield* Effect.scoped(Effect.flatMap(Shm.ResourceLink.acquire(name), (held) => held.info))
+          // the dead process's lock was taken over and the count recomputed from the slots (not 1 + 5 + 1)
+          assert.strictEqual(info.refcount, 2)
+          assert.strictEqual((yield* link.info).refcount, 1)
+        }))
+        assert.isFalse(exists(name))
+      }),
+    30_000
+  )
+
+  it.live("a recycled pid (same pid, another start time) is a dead holder; the process that has the pid is not", () =>
+    Effect.gen(function*() {
+      const name = fresh()
+      const link = yield* Shm.ResourceLink.create(name, 64)
+      const [sleeper] = yield* sleepers(1)
+      const pid = sleeper!.pid!
+      const ns = Processes.current().ns
+      const words = yield* headerWords(name)
+      writeSlot(words, 5, { pid, start: Processes.startTag(pid) + 1, ns })
+      writeSlot(words, 6, { pid, start: Processes.startTag(pid), ns })
+      const before = yield* link.info
+      assert.deepStrictEqual(before.holders.map((h) => [h.pid, h.alive]), [
+        [process.pid, true],
+        [pid, false],
+        [pid, true]
+      ])
+      const report = yield* collectOnly(name)
+      assert.deepStrictEqual([report.removed, report.kept], [[], 1])
+      const after = yield* link.info
+      assert.deepStrictEqual(after.holders.map((h) => [h.pid, h.alive]), [[process.pid, true], [pid, true]])
+      assert.strictEqual(after.refcount, 2)
+      writeSlot(words, 6, { pid: 0, start: 0, ns: 0 }, -1) // let the live sleeper's slot go again
+    }).pipe(Effect.scoped))
+
+  it.live(
+    "a holder in another pid namespace counts as alive: the collector keeps its link",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Effect.scoped(Effect.map(Shm.ResourceLink.create(name, 64, { ttl: "1 millis" }), (link) => {
+          link.payload[0] = 5
+        }))
+        const child = yield* spawnChildWith(
+          { wrap: ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] },
+          "acquire",
+          name
+        )
+        assert.strictEqual(child.said, "1")
+        const info = yield* Shm.ResourceLink.info(name)
+        // its pid means something else here: it cannot be judged from this namespace
+        assert.strictEqual(info.holders.length, 1)
+        assert.isTrue(info.holders[0]!.alive)
+        assert.notStrictEqual(info.holders[0]!.pid, child.pid)
+        const report = yield* collectOnly(name)
+        assert.deepStrictEqual([report.removed, report.kept], [[], 1])
+        assert.isTrue(exists(name))
+        yield* child.kill
+        // still unknowable from here after it died: kept until removed by name
+        assert.deepStrictEqual((yield* collectOnly(name)).removed, [])
+        yield* Shm.ResourceLink.remove(name)
+        assert.isFalse(exists(name))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a 65th process gets Full while 64 live processes hold a link; a dead holder's slot is reused",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        const link = yield* Shm.ResourceLink.create(name, 64)
+        const others = yield* sleepers(63)
+        const words = yield* headerWords(name)
+        const ns = Processes.current().ns
+        others.forEach((child, i) =>
+          writeSlot(words, i + 1, { pid: child.pid!, start: Processes.startTag(child.pid!), ns })
+        )
+        assert.strictEqual((yield* link.info).refcount, 64)
+        const refused = yield* spawnChild("try-acquire", name)
+        assert.strictEqual(refused.said, `Full: resource link ${name} has 64 holders already`)
+        yield* refused.kill
+        // one holder dies: its slot goes to the next process
+        others[10]!.kill("SIGKILL")
+        yield* Effect.callback<void>((resume) => {
+          if (others[10]!.exitCode !== null || others[10]!.signalCode !== null) return resume(Effect.void)
+          others[10]!.once("exit", () => resume(Effect.void))
+        })
+        const held = yield* spawnChild("try-acquire", name)
+        assert.strictEqual(held.said, "held")
+        const info = yield* link.info
+        assert.strictEqual(info.refcount, 64)
+        assert.isTrue(info.holders.some((h) => h.pid === held.pid))
+        yield* held.kill
+        for (let i = 1; i < 64; i++) Atomics.store(words, 16 + i * 4, 0) // let the sleepers' slots go
+        Atomics.store(words, 3, 1)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live("a name re-created after removal: the old holders never touch the new link", () =>
+    Effect.gen(function*() {
+      const name = fresh()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const old = yield* Shm.ResourceLink.create(name, 64)
+        old.payload[0] = 1
+        yield* Shm.ResourceLink.remove(name)
+        assert.isFalse(exists(name))
+        assert.strictEqual((yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))).reason, "NotFound")
+        // a new link under the same name, made by another process, held by nobody here
+        const producer = yield* spawnChild("create", name, "64", "3600000")
+        assert.strictEqual((yield* Shm.ResourceLink.info(name)).creator.pid, producer.pid)
+        // the old holder still reads its own memory
+        assert.strictEqual(old.payload[0], 1)
+      }))
+      // dropping the last reference to the old link left the new one alone
+      assert.isTrue(exists(name))
+      const payload = yield* Effect.scoped(Effect.map(Shm.ResourceLink.acquire(name), (link) => link.payload[0]))
+      assert.strictEqual(payload, 0xab)
+      yield* Shm.ResourceLink.remove(name)
+    }).pipe(Effect.scoped), 30_000)
 
   it("leaves nothing in /dev/shm", () => {
     assert.deepStrictEqual(leftovers(prefix, pidMarker(process.pid)), [])

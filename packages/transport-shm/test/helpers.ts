@@ -34,16 +34,22 @@ const killChild = (child: ChildProcess.ChildProcess): Effect.Effect<void> =>
 export const spawnChild = (...args: ReadonlyArray<string>): Effect.Effect<Child, Error, Scope.Scope> =>
   spawnChildWith({}, ...args)
 
-/** `spawnChild` with the lowest CPU priority (`nice: true`): a peer that keeps getting preempted. */
+/**
+ * `spawnChild` with the lowest CPU priority (`nice: true`: a peer that keeps
+ * getting preempted), or run through a command (`wrap`, e.g. `unshare ...`).
+ */
 export const spawnChildWith = (
-  options: { readonly nice?: boolean },
+  options: { readonly nice?: boolean; readonly wrap?: ReadonlyArray<string> },
   ...args: ReadonlyArray<string>
 ): Effect.Effect<Child, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.callback<Child, Error>((resume) => {
       const argv = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript, ...args]
-      const child = options.nice === true
-        ? ChildProcess.spawn("nice", ["-n", "19", process.execPath, ...argv], { stdio: ["ignore", "pipe", "pipe"] })
+      const wrap = options.nice === true ? ["nice", "-n", "19"] : options.wrap ?? []
+      const child = wrap.length > 0
+        ? ChildProcess.spawn(wrap[0]!, [...wrap.slice(1), process.execPath, ...argv], {
+          stdio: ["ignore", "pipe", "pipe"]
+        })
         : ChildProcess.spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "pipe"] })
       let out = ""
       let err = ""
