@@ -81,7 +81,7 @@ describe("listen leaves what is at its path alone", () => {
       }
       assert.strictEqual(Fs.readFileSync(target, "utf8"), "target content")
       assert.isFalse(Fs.existsSync(Path.join(dir, "missing")), "nothing was created through the dangling link")
-      assert.deepStrictEqual(Fs.readdirSync(dir).sort(), [
+      assert.deepStrictEqual(Fs.readdirSync(dir).toSorted(), [
         "d.sock",
         "dangling.sock",
         "f.sock",
@@ -201,7 +201,7 @@ describe("racing listeners", () => {
         const address = `unix://${Path.join(dir, "race.sock")}`
         const verdicts = yield* race(4, address)
         assert.strictEqual(verdicts.filter((v) => v === "won").length, 1, verdicts.join("\n"))
-        for (const v of verdicts.filter((v) => v !== "won")) assert.match(v, /^lost AddressInUse: /)
+        for (const lost of verdicts.filter((v) => v !== "won")) assert.match(lost, /^lost AddressInUse: /)
         const client = yield* transport.dial(address)
         yield* client.send(new Uint8Array([3]))
         assert.deepStrictEqual([...(yield* client.receive)], [3])
@@ -216,7 +216,7 @@ describe("racing listeners", () => {
       staleSocket(path)
       const verdicts = yield* race(4, `unix://${path}`)
       assert.strictEqual(verdicts.filter((v) => v === "won").length, 1, verdicts.join("\n"))
-      for (const v of verdicts.filter((v) => v !== "won")) assert.match(v, /^lost AddressInUse: /)
+      for (const lost of verdicts.filter((v) => v !== "won")) assert.match(lost, /^lost AddressInUse: /)
       const client = yield* transport.dial(`unix://${path}`)
       yield* client.send(new Uint8Array([4]))
       assert.deepStrictEqual([...(yield* client.receive)], [4])

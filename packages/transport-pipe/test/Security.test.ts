@@ -1,34 +1,58 @@
+/**
+ * The security model of the README, tried as another user (uid 65534 via
+ * setpriv; CI runs as root). Every refusal is asserted by its exact typed
+ * reason or errno, never by matching any "Permission denied" text.
+ */
 import * as Transport from "@effect-ipc/core/Transport"
-import { SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
-import { afterAll, assert, describe, it } from "@effect/vitest"
+import { ChildPipe, Fifo, SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { pythonPeer, run } from "./helpers.ts"
+import { isRoot, nobody, node, nodeFixture, python, pythonPeer, run, squatter, start, tempDir } from "./helpers.ts"
 
-// a directory other users may enter, so that only the socket's own mode protects it
-const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-sec-"))
-afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
-Fs.chmodSync(dir, 0o755)
-const nobody = 65534
-const isRoot = process.getuid?.() === 0
-
+/** An echo server at `address`; returns how many channels it was handed. */
 const echo = (transport: Transport.TransportShape, address: string) =>
   Effect.gen(function*() {
     const listener = yield* transport.listen(address)
+    const accepted = { count: 0 }
     yield* Effect.forkScoped(
-      Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+      Transport.serve(listener, (channel) => {
+        accepted.count++
+        return Effect.forever(Effect.flatMap(channel.receive, channel.send))
+      })
     )
+    return accepted
   })
 
-/** Runs the Python peer as another user. */
-const pythonAs = (uid: number, args: ReadonlyArray<string>) =>
-  Effect.map(run("python3", [pythonPeer, ...args], { uid }), (r) => ({ ...r, stdout: r.stdout.toString() }))
+/** Runs the squatter's one-shot mode as `uid`; returns its single output line. */
+const probeAs = (uid: number, mode: "probe" | "open", target: string) =>
+  Effect.map(run(python, [squatter, mode, target], { uid }), (r) => {
+    assert.strictEqual(r.status, 0, r.stderr)
+    return r.stdout.toString().trim()
+  })
 
-describe("Unix socket security", () => {
+/** Points `pipe://` at a fresh runtime directory for the test's scope. */
+const privateRuntime = Effect.gen(function*() {
+  const xdg = yield* tempDir("effect-ipc-xdg-", 0o700)
+  const saved = process.env["XDG_RUNTIME_DIR"]
+  process.env["XDG_RUNTIME_DIR"] = xdg
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
+      else process.env["XDG_RUNTIME_DIR"] = saved
+    })
+  )
+  return xdg
+})
+
+let n = 0
+const unique = (what: string) => `effect-ipc-${what}-${process.pid}-${n++}`
+
+describe("Unix socket security: same user", () => {
   it.live("creates the socket file with mode 0600, or the mode asked for", () =>
     Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sec-")
       const a = Path.join(dir, "mode-a.sock")
       const b = Path.join(dir, "mode-b.sock")
       yield* UnixSocket.make().listen(`unix://${a}`)
@@ -41,6 +65,7 @@ describe("Unix socket security", () => {
 
   it.live("puts each side's pid, uid and gid on the channel", () =>
     Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sec-")
       const transport = UnixSocket.make()
       const address = `unix://${Path.join(dir, "cred.sock")}`
       const listener = yield* transport.listen(address)
@@ -53,9 +78,10 @@ describe("Unix socket security", () => {
       }
     }).pipe(Effect.scoped))
 
-  it.live("puts pipe://name sockets in a private runtime directory", () =>
+  it.live("puts pipe://name sockets in a private runtime directory; refuses a bad name", () =>
     Effect.gen(function*() {
-      const name = `sec-${process.pid}`
+      yield* privateRuntime
+      const name = unique("pipe")
       const { path } = yield* SocketPath.resolve(`pipe://${name}`)
       const transport = UnixSocket.make()
       yield* echo(transport, `pipe://${name}`)
@@ -69,36 +95,166 @@ describe("Unix socket security", () => {
       assert.strictEqual(bad.reason, "InvalidAddress")
     }).pipe(Effect.scoped))
 
-  // switching to another uid needs root, which CI has
-  it.live.runIf(isRoot)("another user cannot connect to a 0600 socket", () =>
+  it.live("the default authorize admits this user and root, nobody else", () =>
+    Effect.sync(() => {
+      assert.isTrue(UnixSocket.sameUserOrRoot({ uid: process.getuid!() }))
+      assert.isTrue(UnixSocket.sameUserOrRoot({ uid: 0 }))
+      assert.isFalse(UnixSocket.sameUserOrRoot({ uid: 4242 }))
+      assert.isFalse(UnixSocket.sameUserOrRoot({}), "unknown credentials are refused")
+    }))
+})
+
+describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", () => {
+  it.live("cannot connect to a 0600 socket file: EACCES", () =>
     Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sec-")
       const path = Path.join(dir, "private.sock")
-      yield* echo(UnixSocket.make(), `unix://${path}`)
-      const result = yield* pythonAs(nobody, [path, "hi"])
-      assert.notStrictEqual(result.status, 0)
-      assert.include(result.stderr, "Permission denied")
+      const accepted = yield* echo(UnixSocket.make(), `unix://${path}`)
+      assert.strictEqual(yield* probeAs(nobody, "probe", path), "connect-error EACCES")
+      assert.strictEqual(accepted.count, 0)
     }).pipe(Effect.scoped))
 
-  it.live.runIf(isRoot)("refuses a peer running as another user and keeps serving", () =>
+  it.live("is refused on an abstract socket (no file mode) by its credentials; the server keeps serving", () =>
     Effect.gen(function*() {
-      // an abstract socket has no file mode: only the credential check stands in the way
-      const address = `unix:@effect-ipc-sec-${process.pid}`
+      const name = unique("abstract")
       const transport = UnixSocket.make()
-      yield* echo(transport, address)
-      const refused = yield* pythonAs(nobody, [`@effect-ipc-sec-${process.pid}`, "hi"])
-      assert.notStrictEqual(refused.status, 0)
-      assert.match(refused.stderr, /stream ended|Broken pipe|Connection reset/)
-      const client = yield* transport.dial(address)
+      const accepted = yield* echo(transport, `unix:@${name}`)
+      assert.oneOf(yield* probeAs(nobody, "probe", `@${name}`), ["eof", "reset"])
+      assert.strictEqual(accepted.count, 0, "the refused peer never became a channel")
+      const client = yield* transport.dial(`unix:@${name}`)
       yield* client.send(new Uint8Array([1]))
       assert.deepStrictEqual([...(yield* client.receive)], [1])
     }).pipe(Effect.scoped))
 
-  it.live.runIf(isRoot)("serves another user when authorize says so", () =>
+  it.live("is served when authorize says so", () =>
     Effect.gen(function*() {
-      const name = `effect-ipc-auth-${process.pid}`
+      const name = unique("auth")
       yield* echo(UnixSocket.make({ authorize: (peer) => peer.uid === nobody }), `unix:@${name}`)
-      const result = yield* pythonAs(nobody, [`@${name}`, "hi"])
+      const result = yield* run(python, [pythonPeer, `@${name}`, "hi"], { uid: nobody })
       assert.strictEqual(result.status, 0, result.stderr)
-      assert.strictEqual(result.stdout, "hi\nclosed\n")
+      assert.strictEqual(result.stdout.toString(), "hi\nclosed\n")
+    }).pipe(Effect.scoped))
+
+  it.live("cannot open a FIFO pair's 0600 FIFOs: EACCES", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sec-", 0o755)
+      const base = Path.join(dir, "pair")
+      yield* Fifo.make().listen(`fifo://${base}`)
+      assert.strictEqual(yield* probeAs(nobody, "open", `${base}.in`), "open-error EACCES")
+    }).pipe(Effect.scoped))
+
+  it.live("squatting an abstract name first makes listen fail typed (AddressInUse), nothing else", () =>
+    Effect.gen(function*() {
+      const name = unique("squat")
+      const squat = yield* start(python, [squatter, "unix", `@${name}`], { uid: nobody })
+      yield* squat.line(/^ready$/)
+      const error = yield* Effect.flip(Effect.scoped(UnixSocket.make().listen(`unix:@${name}`)))
+      assert.strictEqual(error.reason, "AddressInUse")
+    }).pipe(Effect.scoped))
+
+  it.live("a runtime directory made by another user is refused for pipe:// (PermissionDenied)", () =>
+    Effect.gen(function*() {
+      const shared = yield* tempDir("effect-ipc-xdg-", 0o1777)
+      const saved = process.env["XDG_RUNTIME_DIR"]
+      process.env["XDG_RUNTIME_DIR"] = shared
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
+          else process.env["XDG_RUNTIME_DIR"] = saved
+        })
+      )
+      const made = yield* run("mkdir", ["-m", "0700", Path.join(shared, "effect-ipc")], { uid: nobody })
+      assert.strictEqual(made.status, 0, made.stderr)
+      const transport = UnixSocket.make()
+      const attempts = [Effect.asVoid(transport.listen("pipe://x")), Effect.asVoid(transport.dial("pipe://x"))]
+      for (const attempt of attempts) {
+        const error = yield* Effect.flip(Effect.scoped(attempt))
+        assert.strictEqual(error.reason, "PermissionDenied")
+        assert.include(error.detail, "is not a private directory of this user")
+      }
+    }).pipe(Effect.scoped))
+})
+
+describe.runIf(isRoot)("dial, against a server of another user (uid 65534)", () => {
+  /** Dials `address` (served by the squatter `squat`); asserts PeerRejected and that it got 0 bytes. */
+  const refusedAndSilent = (
+    address: string,
+    squat: Effect.Success<ReturnType<typeof start>>,
+    dial: Transport.TransportShape["dial"] = UnixSocket.make().dial
+  ) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(dial(address)))
+      assert.strictEqual(error.reason, "PeerRejected", error.message)
+      assert.include(error.detail, `uid ${nobody}`)
+      const lines = yield* squat.finish
+      assert.strictEqual(lines.at(-1), "bytes 0", "the squatter received nothing")
+    })
+
+  it.live("an abstract name taken first (unix:@name): PeerRejected before any byte", () =>
+    Effect.gen(function*() {
+      const name = unique("taken")
+      const squat = yield* start(python, [squatter, "unix", `@${name}`], { uid: nobody })
+      yield* squat.line(/^ready$/)
+      yield* refusedAndSilent(`unix:@${name}`, squat)
+      assert.include(squat.lines, "accepted", "the connection itself was made")
+    }).pipe(Effect.scoped))
+
+  it.live("a socket in a shared sticky directory (unix:///path): PeerRejected before any byte", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sticky-", 0o1777)
+      const path = Path.join(dir, "service.sock")
+      const squat = yield* start(python, [squatter, "unix", path], { uid: nobody })
+      yield* squat.line(/^ready$/)
+      yield* refusedAndSilent(`unix://${path}`, squat)
+    }).pipe(Effect.scoped))
+
+  it.live("a socket planted in the pipe:// runtime directory: PeerRejected before any byte", () =>
+    Effect.gen(function*() {
+      const xdg = yield* privateRuntime
+      const runtime = Effect.runSync(SocketPath.runtimeDir())
+      assert.strictEqual(Path.dirname(runtime), xdg)
+      const dir = yield* tempDir("effect-ipc-sticky-", 0o1777)
+      const squat = yield* start(python, [squatter, "unix", Path.join(dir, "p.sock")], { uid: nobody })
+      yield* squat.line(/^ready$/)
+      Fs.renameSync(Path.join(dir, "p.sock"), Path.join(runtime, "planted.sock"))
+      yield* refusedAndSilent("pipe://planted", squat)
+    }).pipe(Effect.scoped))
+
+  it.live("a FIFO pair made by another user (fifo://): PeerRejected before the hello", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sticky-", 0o1777)
+      const base = Path.join(dir, "pair")
+      const squat = yield* start(python, [squatter, "fifo", base], { uid: nobody })
+      yield* squat.line(/^ready$/)
+      yield* refusedAndSilent(`fifo://${base}`, squat, Fifo.make().dial)
+    }).pipe(Effect.scoped))
+
+  it.live(
+    "the other way round: a client of uid 65534 dials a root server (allowed: root), not another user's",
+    () =>
+      Effect.gen(function*() {
+        const mine = unique("root-server")
+        yield* echo(UnixSocket.make({ authorize: (peer) => peer.uid === nobody }), `unix:@${mine}`)
+        const ok = yield* run(node, [...nodeFixture("dial.ts"), `unix:@${mine}`], { uid: nobody })
+        assert.strictEqual(ok.stdout.toString(), "ok hi\n", ok.stderr)
+        // a server of a third user (65533) is refused by the same default policy
+        const theirs = unique("third")
+        const squat = yield* start(python, [squatter, "unix", `@${theirs}`], { uid: 65533 })
+        yield* squat.line(/^ready$/)
+        const refused = yield* run(node, [...nodeFixture("dial.ts"), `unix:@${theirs}`], { uid: nobody })
+        assert.match(refused.stdout.toString(), /^error PeerRejected: the server runs as uid 65533 /, refused.stderr)
+        assert.strictEqual((yield* squat.finish).at(-1), "bytes 0")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+describe.runIf(isRoot)("child pipes, against another user (uid 65534)", () => {
+  it.live("the channel has no name to connect to, and the child's descriptor is closed to others: EACCES", () =>
+    Effect.gen(function*() {
+      const child = yield* ChildPipe.spawn(python, { args: [pythonPeer, "--echo-fd", "3"] })
+      assert.strictEqual(yield* probeAs(nobody, "open", `/proc/${child.pid}/fd/3`), "open-error EACCES")
+      yield* child.channel.send(new Uint8Array([8]))
+      assert.deepStrictEqual([...(yield* child.channel.receive)], [8])
     }).pipe(Effect.scoped))
 })

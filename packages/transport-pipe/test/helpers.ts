@@ -86,7 +86,7 @@ export const start = (
     const [cmd, argv] = asUser(options.uid, command, args)
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => ChildProcess.spawn(cmd, argv, { stdio: ["pipe", "pipe", "pipe"] })),
-      (child) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
+      (c) => Effect.sync(() => void (c.exitCode === null && c.signalCode === null && c.kill("SIGKILL")))
     )
     const lines: Array<string> = []
     const watchers = new Set<() => void>()
