@@ -175,21 +175,21 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
     }).pipe(Effect.scoped))
 })
 
-describe.runIf(isRoot)("dial, against a server of another user (uid 65534)", () => {
-  /** Dials `address` (served by the squatter `squat`); asserts PeerRejected and that it got 0 bytes. */
-  const refusedAndSilent = (
-    address: string,
-    squat: Effect.Success<ReturnType<typeof start>>,
-    dial: Transport.TransportShape["dial"] = UnixSocket.make().dial
-  ) =>
-    Effect.gen(function*() {
-      const error = yield* Effect.flip(Effect.scoped(dial(address)))
-      assert.strictEqual(error.reason, "PeerRejected", error.message)
-      assert.include(error.detail, `uid ${nobody}`)
-      const lines = yield* squat.finish
-      assert.strictEqual(lines.at(-1), "bytes 0", "the squatter received nothing")
-    })
+/** Dials `address` (served by the squatter `squat`); asserts PeerRejected and that it got 0 bytes. */
+const refusedAndSilent = (
+  address: string,
+  squat: Effect.Success<ReturnType<typeof start>>,
+  dial: Transport.TransportShape["dial"] = UnixSocket.make().dial
+) =>
+  Effect.gen(function*() {
+    const error = yield* Effect.flip(Effect.scoped(dial(address)))
+    assert.strictEqual(error.reason, "PeerRejected", error.message)
+    assert.include(error.detail, `uid ${nobody}`)
+    const lines = yield* squat.finish
+    assert.strictEqual(lines.at(-1), "bytes 0", "the squatter received nothing")
+  })
 
+describe.runIf(isRoot)("dial, against a server of another user (uid 65534)", () => {
   it.live("an abstract name taken first (unix:@name): PeerRejected before any byte", () =>
     Effect.gen(function*() {
       const name = unique("taken")
