@@ -259,12 +259,12 @@ const notArray = (path: string, why: string, address: string) =>
 
 /** The elements of a message file, or why it cannot be read as one. */
 const parseFile = (text: string, path: string, address: string): ReadonlyArray<string> | IpcError.IpcError => {
-  if (text.trim().length > 0) {
-    try {
-      JSON.parse(text)
-    } catch (cause) {
-      return notArray(path, cause instanceof Error ? cause.message : String(cause), address)
-    }
+  // blank (by Unicode's idea of white space, as ipckit's `trim` and our reader judge it): no messages yet
+  if (text.trim().length === 0) return []
+  try {
+    JSON.parse(text)
+  } catch (cause) {
+    return notArray(path, cause instanceof Error ? cause.message : String(cause), address)
   }
   const items = JsonArray.elements(text)
   return Array.isArray(items) ? items : notArray(path, (items as JsonArray.NotAnArray).why, address)
@@ -275,6 +275,11 @@ const append = (dir: string, from: Role, message: Messages.Message, options: Ipc
   Effect.gen(function*() {
     const json = Messages.toJson(message)
     if (IpcError.isIpcError(json)) return yield* json
+    // written as serde_json writes it; refused if ipckit's serde_json could not read it back
+    const element = JsonArray.prettyElement(json, true)
+    if (typeof element !== "string") {
+      return yield* IpcError.make("Encode", `ipckit could not read this message back: ${element.why}`, dir)
+    }
     const p = paths(dir)
     const file = p.messages(from)
     const keep = Math.max(1, options.keep ?? KEEP)
@@ -284,7 +289,7 @@ const append = (dir: string, from: Role, message: Messages.Message, options: Ipc
       const items = parseFile(text, file, dir)
       // a file we cannot read is never overwritten: its messages would be lost
       if (IpcError.isIpcError(items)) return yield* items
-      const all = [...items, JsonArray.prettyElement(json)]
+      const all = [...items, element]
       const kept = all.length > keep ? all.slice(all.length - keep) : all
       let mode = options.fileMode ?? Log.defaults.fileMode
       try {

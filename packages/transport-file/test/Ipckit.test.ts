@@ -6,21 +6,33 @@
  * seed's 100-message limit, and restarts. (A file that is not an array is in
  * `Faults.test.ts`.)
  */
+import * as IpcError from "@effect-ipc/core/IpcError"
 import { Ipckit, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as JsonArray from "../src/internal/jsonArray.ts"
 import { fresh, python, run, spawn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("ipckit")
 
-/** What serde's to_string_pretty makes of a file's JSON (the Python port writes the same). */
+/**
+ * What serde's to_string_pretty makes of a file's messages: FileMessage's
+ * fields in order, the payload (a serde_json `Value`) with its keys sorted.
+ * (`IpckitRust.test.ts` checks the same against the real serde_json.)
+ */
 const serdePretty = (path: string): string =>
   ChildProcess.execFileSync("python3", [
     "-c",
-    "import json,sys; sys.stdout.write(json.dumps(json.load(open(sys.argv[1])), indent=2, ensure_ascii=False))",
+    [
+      "import json,sys",
+      "ms = json.load(open(sys.argv[1]))",
+      "for m in ms: m['payload'] = json.loads(json.dumps(m['payload'], sort_keys=True))",
+      "sys.stdout.write(json.dumps(ms, indent=2, ensure_ascii=False))"
+    ].join("\n"),
     path
   ], { encoding: "utf8" })
 
@@ -203,5 +215,178 @@ describe("ipckit compatibility", () => {
         assert.isTrue(Fs.existsSync(Path.join(dir, ".effect-ipc-frontend.cursor")))
       }).pipe(Effect.scoped),
     60_000
+  )
+
+  it.effect("a value serde_json cannot read back is refused with Encode, and the file is left as it was", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root)
+      const backend = yield* Ipckit.backend(dir)
+      yield* backend.sendEvent("before", { n: 1 })
+      const file = Ipckit.paths(dir).messages("backend")
+      const before = Fs.readFileSync(file, "utf8")
+      const refused: ReadonlyArray<readonly [string, Effect.Effect<unknown, IpcError.IpcError>]> = [
+        ["a lone high surrogate in the payload", backend.sendEvent("e", { s: "abc\ud800" })],
+        ["a lone low surrogate in a key", backend.sendEvent("e", { deep: [{ "\udc00": 1 }] })],
+        ["a lone surrogate in the method", backend.sendEvent("bad\ud800", {})],
+        ["a lone surrogate in an error", backend.sendError("id", "oops \udfff")],
+        ["a reversed pair", backend.sendEvent("e", ["\ude00\ud83d"])],
+        ["NaN", backend.sendEvent("e", { n: Number.NaN })],
+        ["Infinity", backend.sendEvent("e", [Number.POSITIVE_INFINITY])]
+      ]
+      for (const [what, send] of refused) {
+        const error = yield* Effect.flip(send)
+        assert.strictEqual(error.reason, "Encode", `${what}: ${error.message}`)
+      }
+      assert.strictEqual(Fs.readFileSync(file, "utf8"), before, "nothing was written")
+      // a well-formed pair is fine
+      yield* backend.sendEvent("pair", { s: "\ud83d\ude00" })
+      assert.deepStrictEqual(elementsOf(file).at(-1)!.payload, { s: "\ud83d\ude00" })
+    }).pipe(Effect.scoped))
+})
+
+/** The key ipckit mode dedups a file's elements by (as the reader does): the id, or the element itself. */
+const keyOf = (value: unknown): string =>
+  typeof value === "object" && value !== null && "id" in value && typeof value.id === "string"
+    ? value.id
+    : `raw:${JSON.stringify(value)}`
+
+const message = fc.record({
+  id: fc.uuid(),
+  timestamp: fc.nat(),
+  type: fc.constantFrom("request", "response", "event"),
+  method: fc.option(fc.string(), { nil: undefined }),
+  payload: fc.jsonValue({ maxDepth: 3 }),
+  error: fc.option(fc.string(), { nil: undefined })
+}, { requiredKeys: ["id", "timestamp", "type", "payload"] })
+
+/** A message file, whole or damaged: cut short, a byte changed, garbage inserted, or left alone. */
+const damagedFile = fc.tuple(
+  fc.array(message, { maxLength: 8 }),
+  fc.constantFrom<"pretty" | "compact">("pretty", "compact"),
+  fc.oneof(
+    fc.constant({ _tag: "none" } as const),
+    fc.record({ _tag: fc.constant("cut" as const), at: fc.nat() }),
+    fc.record({ _tag: fc.constant("change" as const), at: fc.nat(), to: fc.string({ minLength: 1, maxLength: 1 }) }),
+    fc.record({ _tag: fc.constant("insert" as const), at: fc.nat(), text: fc.string({ maxLength: 8 }) })
+  )
+).map(([messages, layout, damage]) => {
+  const text = layout === "pretty" ? JSON.stringify(messages, null, 2) : JSON.stringify(messages)
+  const at = "at" in damage ? damage.at % (text.length + 1) : 0
+  switch (damage._tag) {
+    case "none":
+      return text
+    case "cut":
+      return text.slice(0, at)
+    case "change":
+      return text.slice(0, at) + damage.to + text.slice(at + 1)
+    case "insert":
+      return text.slice(0, at) + damage.text + text.slice(at)
+  }
+})
+
+/** What the reader must deliver for `text`: each new element as a message or a Decode error, or one Decode error. */
+const expected = (text: string): ReadonlyArray<Messages.Message | "Decode"> => {
+  if (text.trim().length === 0) return []
+  let values: unknown
+  try {
+    values = JSON.parse(text)
+  } catch {
+    return ["Decode"]
+  }
+  if (!Array.isArray(values)) return ["Decode"]
+  const seen = new Set<string>()
+  const out: Array<Messages.Message | "Decode"> = []
+  for (const value of values) {
+    if (seen.has(keyOf(value))) continue
+    seen.add(keyOf(value))
+    const decoded = Messages.fromJson(value)
+    out.push(IpcError.isIpcError(decoded) ? "Decode" : decoded)
+  }
+  return out
+}
+
+describe("ipckit's JSON files, fuzzed (fast-check, fixed seed)", () => {
+  it("finds every element of any JSON array, however it is laid out, and keeps each byte for byte", () => {
+    fc.assert(
+      fc.property(fc.array(fc.jsonValue(), { maxLength: 6 }), fc.nat(2), (values, layout) => {
+        const text = layout === 0
+          ? JSON.stringify(values)
+          : layout === 1
+          ? JSON.stringify(values, null, 2)
+          : JsonArray.render(values.map((v) => JsonArray.prettyElement(v) as string))
+        const parsed = JSON.parse(text) as Array<unknown>
+        const items = JsonArray.elements(text)
+        assert.isTrue(Array.isArray(items))
+        assert.strictEqual((items as ReadonlyArray<string>).length, parsed.length)
+        ;(items as ReadonlyArray<string>).forEach((item, i) => {
+          assert.deepStrictEqual(JSON.parse(item), parsed[i])
+          assert.include(text, item)
+        })
+      }),
+      { seed: 9009, numRuns: 300 }
+    )
+  })
+
+  it("writes any JSON value so that it reads back exactly (-0 included)", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const text = JsonArray.prettyElement(value)
+        assert.isString(text)
+        assert.deepStrictEqual(JSON.parse(text as string), value)
+      }),
+      { seed: 9009, numRuns: 500 }
+    )
+  })
+
+  it.live(
+    "a damaged message file: the reader gives the exact messages or typed errors, the writer never overwrites it",
+    () =>
+      Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(damagedFile, (text) =>
+            Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+              const dir = fresh(root, "fuzz")
+              Fs.mkdirSync(dir, { mode: 0o700 })
+              const file = Ipckit.paths(dir).messages("backend")
+              Fs.writeFileSync(file, text)
+              const frontend = yield* Ipckit.frontend(dir, { durableCursor: false })
+              for (const want of expected(text)) {
+                const got = yield* Effect.result(frontend.receive).pipe(
+                  Effect.timeoutOrElse({
+                    duration: "10 seconds",
+                    orElse: () => Effect.die(new Error(`hung on ${text}`))
+                  })
+                )
+                if (want === "Decode") {
+                  assert.strictEqual(got._tag, "Failure", text)
+                  if (got._tag === "Failure") assert.strictEqual(got.failure.reason, "Decode", text)
+                } else {
+                  assert.strictEqual(got._tag, "Success", text)
+                  if (got._tag === "Success") assert.deepStrictEqual(got.success, want, text)
+                }
+              }
+              // the writer: appends to a readable file keeping every element, never touches another
+              const backend = yield* Ipckit.backend(dir)
+              const sent = yield* Effect.result(backend.sendEvent("after", { n: 1 }))
+              const before = JsonArray.elements(text)
+              let readable = text.trim().length === 0
+              try {
+                readable ||= Array.isArray(JSON.parse(text))
+              } catch {
+                readable = false
+              }
+              if (readable) {
+                assert.strictEqual(sent._tag, "Success", text)
+                const after = JsonArray.elements(Fs.readFileSync(file, "utf8")) as ReadonlyArray<string>
+                assert.deepStrictEqual(after.slice(0, -1), Array.isArray(before) ? before : [], text)
+              } else {
+                assert.strictEqual(sent._tag === "Failure" ? sent.failure.reason : "sent", "Decode", text)
+                assert.strictEqual(Fs.readFileSync(file, "utf8"), text, "a file it cannot read is never overwritten")
+              }
+            })))),
+          { seed: 9009, numRuns: 60 }
+        )
+      ),
+    120_000
   )
 })
