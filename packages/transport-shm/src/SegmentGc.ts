@@ -2,6 +2,8 @@
  * Finding and removing orphaned segments: `list` shows every segment this
  * package made (`effect-ipc shm ls`), `collect` removes the orphans once
  * (`effect-ipc shm gc`), `run` / `layer` do it on a `Schedule` in a fiber.
+ * `collect` also removes the socket files that `shm://` listeners killed
+ * with `kill -9` left in the rendezvous directory.
  *
  * An orphan is a resource link whose holders all died (a `kill -9`ed
  * producer's frames), a link nobody holds past its TTL (or without one), or
@@ -26,6 +28,7 @@ import type * as Scope from "effect/Scope"
 import * as Header from "./internal/header.ts"
 import * as Processes from "./internal/processes.ts"
 import * as Reclaim from "./internal/reclaim.ts"
+import * as Rendezvous from "./internal/rendezvous.ts"
 import * as Segments from "./internal/segments.ts"
 
 /** One of this package's segments, as `effect-ipc shm ls` shows it. */
@@ -116,7 +119,7 @@ export const listMatching = (options: ScopeOptions = {}): Effect.Effect<Listing,
 /** Every segment of this user that this package made, with its header's fields, in `/dev/shm` order. */
 export const list: Effect.Effect<Listing, IpcError.IpcError> = listMatching()
 
-/** A segment `collect` removed, and why. */
+/** A segment (or a dead listener's socket file, kind `socket`) `collect` removed, and why. */
 export interface Removed {
   readonly name: string
   readonly kind: string
@@ -173,6 +176,12 @@ export const collect = (options: CollectOptions = {}): Effect.Effect<Report, Ipc
         )
       if (reason === undefined) kept++
       else removed.push({ name: entry.name, kind, reason })
+    }
+    // the socket files of `shm://` listeners that died without closing (kill -9)
+    for (const stale of yield* Rendezvous.staleSockets(options.prefix)) {
+      if (options.dryRun === true || Rendezvous.removeStale(stale)) {
+        removed.push({ name: stale.file, kind: "socket", reason: "its shm:// listener is gone" })
+      }
     }
     return { removed, kept, others }
   })

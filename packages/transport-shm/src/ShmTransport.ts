@@ -43,12 +43,11 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Channel from "./internal/channel.ts"
 import * as Header from "./internal/header.ts"
 import * as Libc from "./internal/libc.ts"
+import * as Rendezvous from "./internal/rendezvous.ts"
 import * as Ring from "./internal/ring.ts"
 import * as Segments from "./internal/segments.ts"
 import * as ShmChannel from "./ShmChannel.ts"
@@ -90,26 +89,6 @@ export const nameOf = (raw: string): Effect.Effect<string, IpcError.IpcError> =>
 
 const uid = (): number | undefined => process.getuid?.()
 
-/** A directory of this user that nobody else can write: a base for the rendezvous directory. */
-const ownedBase = (dir: string | undefined, privateOnly: boolean): boolean => {
-  if (dir === undefined || dir.length === 0 || !Path.isAbsolute(dir)) return false
-  try {
-    const stat = Fs.lstatSync(dir)
-    return stat.isDirectory() && stat.uid === uid() && (stat.mode & (privateOnly ? 0o077 : 0o022)) === 0
-  } catch {
-    return false
-  }
-}
-
-const homeDirectory = (): string | undefined => {
-  try {
-    // from the password database, not $HOME: every process of the user finds the same one
-    return Os.userInfo().homedir
-  } catch {
-    return undefined
-  }
-}
-
 /**
  * The default rendezvous directory: `~/.effect-ipc-shm` when the home
  * directory (from the password database) is this user's and not writable by
@@ -118,13 +97,7 @@ const homeDirectory = (): string | undefined => {
  * could create first: then `listen` and `dial` fail with `PermissionDenied`
  * naming its owner; set `directory`).
  */
-export const defaultDirectory = (): string => {
-  const home = homeDirectory()
-  if (ownedBase(home, false)) return Path.join(home!, ".effect-ipc-shm")
-  const runtime = process.env["XDG_RUNTIME_DIR"]
-  if (ownedBase(runtime, true)) return Path.join(runtime!, "effect-ipc-shm")
-  return Path.join(Os.tmpdir(), `effect-ipc-shm-${uid() ?? "user"}`)
-}
+export const defaultDirectory: () => string = Rendezvous.defaultDirectory
 
 /**
  * The rendezvous directory (`directory`, or `defaultDirectory()`), created
@@ -132,33 +105,8 @@ export const defaultDirectory = (): string => {
  * file, a directory of another user or one that others can enter — is
  * `PermissionDenied`, naming what was found; nothing is changed.
  */
-export const rendezvousDirectory = (directory?: string, address?: string): Effect.Effect<string, IpcError.IpcError> =>
-  Effect.suspend(() => {
-    const dir = directory ?? defaultDirectory()
-    const refuse = (why: string) =>
-      Effect.fail(IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${dir} ${why}`, address))
-    if (!Path.isAbsolute(dir)) return refuse("is not an absolute path")
-    try {
-      Fs.mkdirSync(dir, { mode: 0o700 })
-    } catch (cause) {
-      const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
-      if (code !== "EEXIST") {
-        return Effect.fail(IpcError.fromSystemError(cause, "PermissionDenied", `cannot create ${dir}`, address))
-      }
-    }
-    let stat: Fs.Stats
-    try {
-      stat = Fs.lstatSync(dir)
-    } catch (cause) {
-      return Effect.fail(IpcError.fromSystemError(cause, "PermissionDenied", `cannot inspect ${dir}`, address))
-    }
-    if (!stat.isDirectory()) return refuse("is not a directory (a symbolic link or a file is there)")
-    if (stat.uid !== uid()) return refuse(`belongs to uid ${stat.uid}, not to this user (uid ${uid()})`)
-    if ((stat.mode & 0o077) !== 0) {
-      return refuse(`is open to other users (mode ${(stat.mode & 0o777).toString(8)}, expected 700)`)
-    }
-    return Effect.succeed(dir)
-  })
+export const rendezvousDirectory: (directory?: string, address?: string) => Effect.Effect<string, IpcError.IpcError> =
+  Rendezvous.directory
 
 /**
  * The socket file of `shm://name` in `directory`: `<name>.sock`, or, when that

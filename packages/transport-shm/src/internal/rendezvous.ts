@@ -1,0 +1,152 @@
+/**
+ * The rendezvous directory of `shm://` listeners: a directory of this user,
+ * mode 0700, where each listener's socket file lives (see `ShmTransport`),
+ * and the sweep of socket files whose listener died (`SegmentGc`). No
+ * native calls, no `@effect-ipc/transport-pipe`: `SegmentGc` uses it too.
+ *
+ * @internal
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const uid = (): number | undefined => process.getuid?.()
+
+/** A directory of this user that nobody else can write: a base for the rendezvous directory. */
+const ownedBase = (dir: string | undefined, privateOnly: boolean): boolean => {
+  if (dir === undefined || dir.length === 0 || !Path.isAbsolute(dir)) return false
+  try {
+    const stat = Fs.lstatSync(dir)
+    return stat.isDirectory() && stat.uid === uid() && (stat.mode & (privateOnly ? 0o077 : 0o022)) === 0
+  } catch {
+    return false
+  }
+}
+
+const homeDirectory = (): string | undefined => {
+  try {
+    // from the password database, not $HOME: every process of the user finds the same one
+    return Os.userInfo().homedir
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The default rendezvous directory: `~/.effect-ipc-shm` when the home
+ * directory (from the password database) is this user's and not writable by
+ * others; else `$XDG_RUNTIME_DIR/effect-ipc-shm` when that is this user's
+ * private directory; else `<tmp>/effect-ipc-shm-<uid>` (which another user
+ * could create first: then `listen` and `dial` fail with `PermissionDenied`
+ * naming its owner; set `directory`).
+ */
+export const defaultDirectory = (): string => {
+  const home = homeDirectory()
+  if (ownedBase(home, false)) return Path.join(home!, ".effect-ipc-shm")
+  const runtime = process.env["XDG_RUNTIME_DIR"]
+  if (ownedBase(runtime, true)) return Path.join(runtime!, "effect-ipc-shm")
+  return Path.join(Os.tmpdir(), `effect-ipc-shm-${uid() ?? "user"}`)
+}
+
+/**
+ * The rendezvous directory (`directory`, or `defaultDirectory()`), created
+ * with mode 0700 when missing. Anything else there — a symbolic link, a
+ * file, a directory of another user or one that others can enter — is
+ * `PermissionDenied`, naming what was found; nothing is changed.
+ */
+export const directory = (override?: string, address?: string): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const dir = override ?? defaultDirectory()
+    const refuse = (why: string) =>
+      Effect.fail(IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${dir} ${why}`, address))
+    if (!Path.isAbsolute(dir)) return refuse("is not an absolute path")
+    try {
+      Fs.mkdirSync(dir, { mode: 0o700 })
+    } catch (cause) {
+      const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
+      if (code !== "EEXIST") {
+        return Effect.fail(IpcError.fromSystemError(cause, "PermissionDenied", `cannot create ${dir}`, address))
+      }
+    }
+    let stat: Fs.Stats
+    try {
+      stat = Fs.lstatSync(dir)
+    } catch (cause) {
+      return Effect.fail(IpcError.fromSystemError(cause, "PermissionDenied", `cannot inspect ${dir}`, address))
+    }
+    if (!stat.isDirectory()) return refuse("is not a directory (a symbolic link or a file is there)")
+    if (stat.uid !== uid()) return refuse(`belongs to uid ${stat.uid}, not to this user (uid ${uid()})`)
+    if ((stat.mode & 0o077) !== 0) {
+      return refuse(`is open to other users (mode ${(stat.mode & 0o777).toString(8)}, expected 700)`)
+    }
+    return Effect.succeed(dir)
+  })
+
+/** A socket file in the rendezvous directory whose listener is gone. */
+export interface Stale {
+  readonly file: string
+  readonly path: string
+  readonly ino: number
+}
+
+/** `live`: something accepts on `path`; `dead`: connecting is refused; `unknown`: anything else. */
+const probe = (path: string): Effect.Effect<"live" | "dead" | "unknown"> =>
+  Effect.callback<"live" | "dead" | "unknown">((resume) => {
+    const socket = Net.createConnection({ path })
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.succeed("live"))
+    })
+    socket.once("error", (cause: Error & { code?: string }) => {
+      socket.destroy()
+      resume(Effect.succeed(cause.code === "ECONNREFUSED" ? "dead" : "unknown"))
+    })
+    return Effect.sync(() => socket.destroy())
+  }).pipe(Effect.timeoutOrElse({ duration: "1 second", orElse: () => Effect.succeed("unknown" as const) }))
+
+/**
+ * The socket files in the default rendezvous directory (those for names that
+ * start with `prefix`, if given) that belong to this user and whose listener
+ * is gone (connecting is refused): a listener killed with `kill -9` leaves
+ * its file behind. Nothing when the directory is missing or not private.
+ */
+export const staleSockets = (prefix?: string): Effect.Effect<ReadonlyArray<Stale>> =>
+  Effect.gen(function*() {
+    const dir = defaultDirectory()
+    let files: Array<string>
+    try {
+      const stat = Fs.lstatSync(dir)
+      if (!stat.isDirectory() || stat.uid !== uid() || (stat.mode & 0o077) !== 0) return []
+      files = Fs.readdirSync(dir)
+    } catch {
+      return []
+    }
+    const stale: Array<Stale> = []
+    for (const file of files) {
+      if (!file.endsWith(".sock") || (prefix !== undefined && !file.startsWith(prefix))) continue
+      const path = Path.join(dir, file)
+      let stat: Fs.Stats
+      try {
+        stat = Fs.lstatSync(path)
+      } catch {
+        continue
+      }
+      if (!stat.isSocket() || stat.uid !== uid()) continue
+      if ((yield* probe(path)) === "dead") stale.push({ file, path, ino: stat.ino })
+    }
+    return stale
+  })
+
+/** Removes a stale socket file if it is still the one that was judged (same inode); true when removed. */
+export const removeStale = (stale: Stale): boolean => {
+  try {
+    if (Fs.lstatSync(stale.path).ino !== stale.ino) return false
+    Fs.unlinkSync(stale.path)
+    return true
+  } catch {
+    return false
+  }
+}
