@@ -22,6 +22,7 @@ export const IpcErrorReason = Schema.Literals([
   "FrameTooLarge",
   "Protocol",
   "Decode",
+  "Corrupt",
   "Encode",
   "PermissionDenied",
   "AddressInUse",

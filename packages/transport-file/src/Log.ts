@@ -293,30 +293,81 @@ export const reclaim = (dir: string): number => {
 
 type Scan =
   | { readonly _tag: "Record"; readonly kind: LogFormat.Kind; readonly length: number }
-  | { readonly _tag: "Incomplete" }
+  /** Nothing at `at`: the end of the file. */
+  | { readonly _tag: "End" }
+  /** A prefix of a record that reaches the end of the file (a write in progress, or torn). */
+  | { readonly _tag: "Incomplete"; readonly length: number | undefined }
   | { readonly _tag: "Invalid"; readonly why: string }
+
+/** Checks a header prefix of fewer than 12 bytes: could it be the start of a record? */
+const plausiblePrefix = (head: Uint8Array): string | undefined => {
+  if (head.byteLength > 0 && head[0] !== LogFormat.MARKER) return `bad marker byte 0x${head[0]!.toString(16)}`
+  if (head.byteLength > 1 && head[1] !== LogFormat.VERSION) return `unknown record version ${head[1]}`
+  if (head.byteLength > 2 && head[2]! > LogFormat.Kind.endOfSegment) return `unknown record kind ${head[2]}`
+  return undefined
+}
 
 /** Validates the record at file position `at` of `fd` (file size `size`), reading its payload in chunks. */
 const scanRecord = (fd: number, at: number, size: number): Scan => {
-  if (at + LogFormat.RECORD_HEADER > size) return { _tag: "Incomplete" }
-  const head = Sys.readAt(fd, LogFormat.RECORD_HEADER, at)
-  if (head.byteLength < LogFormat.RECORD_HEADER) return { _tag: "Incomplete" }
-  if (head[0] === 0) return { _tag: "Incomplete" }
+  if (at >= size) return { _tag: "End" }
+  const head = Sys.readAt(fd, Math.min(LogFormat.RECORD_HEADER, size - at), at)
+  if (head.byteLength < LogFormat.RECORD_HEADER) {
+    const why = plausiblePrefix(head)
+    return why === undefined ? { _tag: "Incomplete", length: undefined } : { _tag: "Invalid", why }
+  }
   const header = LogFormat.readRecordHeader(head, 0)
   if (header._tag === "Invalid") return header
-  if (at + LogFormat.RECORD_HEADER + header.length > size) return { _tag: "Incomplete" }
+  if (at + LogFormat.RECORD_HEADER + header.length > size) return { _tag: "Incomplete", length: header.length }
   let crc = Zlib.crc32(head.subarray(0, 8))
   let done = 0
   while (done < header.length) {
     const n = Math.min(READ_CHUNK * 4, header.length - done)
     const chunk = Sys.readAt(fd, n, at + LogFormat.RECORD_HEADER + done)
-    if (chunk.byteLength < n) return { _tag: "Incomplete" }
+    if (chunk.byteLength < n) return { _tag: "Incomplete", length: header.length }
     crc = Zlib.crc32(chunk, crc)
     done += n
   }
   return crc === header.crc
     ? { _tag: "Record", kind: header.kind, length: header.length }
     : { _tag: "Invalid", why: "checksum mismatch" }
+}
+
+/** The `Corrupt` error for damage at logical `offset` of segment `base` of the stream `dir`. */
+export const corruptAt = (dir: string, base: number, offset: number, why: string): IpcError.IpcError =>
+  IpcError.make(
+    "Corrupt",
+    `corrupt record at offset ${offset} (${why}) in segment ${LogFormat.segmentName(base)} of ${Path.basename(dir)}`,
+    dir
+  )
+
+/**
+ * The committed end of the segment at `base` according to the writer state
+ * `state`: every record before it was appended whole by a writer (and
+ * acknowledged), so a record there that is not whole is damage, never a torn
+ * write. `Infinity` when the writer has moved past the segment (all of it,
+ * up to its end-of-segment record, is committed).
+ */
+const committedEndOf = (state: LogFormat.WriterState | undefined, base: number): number =>
+  state === undefined || state.segment < base
+    ? base + LogFormat.SEGMENT_HEADER
+    : state.segment > base
+    ? Infinity
+    : state.end
+
+/**
+ * A torn tail is a prefix of one record reaching the end of the file. When a
+ * complete, valid record starts inside what the header at `at` claims (its
+ * length was damaged, not torn), returns where.
+ */
+const recordInside = (fd: number, at: number, size: number): number | undefined => {
+  for (let from = at + 1; from + LogFormat.RECORD_HEADER <= size; from += READ_CHUNK) {
+    const chunk = Sys.readAt(fd, Math.min(READ_CHUNK + LogFormat.RECORD_HEADER, size - from), from)
+    for (let i = 0; i < Math.min(READ_CHUNK, chunk.byteLength); i++) {
+      if (chunk[i] !== LogFormat.MARKER) continue
+      if (scanRecord(fd, from + i, size)._tag === "Record") return from + i
+    }
+  }
+  return undefined
 }
 
 // ---- writing --------------------------------------------------------------------------------
@@ -332,6 +383,15 @@ export interface Writer {
   ) => Effect.Effect<void, IpcError.IpcError>
   /** Repairs made when this writer took over from one that died (for logging). */
   readonly takeRepairs: () => ReadonlyArray<string>
+}
+
+/** Like `Sys.attempt`, but an `IpcError` thrown by `f` is kept as it is. */
+const attemptTyped = <A>(f: () => A, fallback: IpcError.IpcErrorReason, detail: string, address: string) => {
+  try {
+    return f()
+  } catch (cause) {
+    return IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, fallback, detail, address)
+  }
 }
 
 type Attempt =
@@ -373,7 +433,12 @@ class WriterImpl {
   }
 
   open(): IpcError.IpcError | undefined {
-    const fd = Sys.attempt(() => Sys.openFile(this.p.writerLock, Fs.constants.O_RDWR), "Open", "cannot open the writer lock", this.dir)
+    const fd = Sys.attempt(
+      () => Sys.openFile(this.p.writerLock, Fs.constants.O_RDWR),
+      "Open",
+      "cannot open the writer lock",
+      this.dir
+    )
     if (Sys.failed(fd)) return fd
     this.lockFd = fd
     const bases = segments(this.dir)
@@ -399,17 +464,20 @@ class WriterImpl {
     }
     this.held = true
     this.heldSince = performance.now()
-    const result = Sys.attempt(
+    const result = attemptTyped(
       () => {
         const state = LogFormat.decodeWriterState(Sys.readAt(this.lockFd, LogFormat.WRITER_STATE_SIZE, 0))
-        if (state === undefined || !state.clean) {
-          this.recover(state)
-        } else {
-          if (state.segment !== this.segBase) this.openSegment(state.segment)
-          // a clean state must match the file; anything else (a file cut short by hand, a copy) is checked
-          if (Fs.fstatSync(this.segFd).size === state.end - state.segment) this.end = state.end
-          else this.recover(state)
+        if (state === undefined) {
+          throw IpcError.make(
+            "Corrupt",
+            "the writer state (writer.lock) is unreadable: the committed end is unknown",
+            this.dir
+          )
         }
+        if (state.segment !== this.segBase) this.openSegment(state.segment)
+        const size = Fs.fstatSync(this.segFd).size
+        if (!state.clean || size !== state.end - state.segment) this.recover(state, size)
+        else this.end = state.end
         this.writeState(false)
       },
       "Write",
@@ -417,7 +485,8 @@ class WriterImpl {
       this.dir
     )
     if (Sys.failed(result)) {
-      this.releaseNow()
+      // the recorded state stays as it was: it is the only record of what was committed
+      this.releaseNow(false)
       return result
     }
     this.scheduleRelease()
@@ -464,14 +533,14 @@ class WriterImpl {
     })
   }
 
-  releaseNow(): void {
+  releaseNow(writeState = true): void {
     if (!this.held) return
     if (this.releaseTimer !== undefined) {
       clearImmediate(this.releaseTimer)
       this.releaseTimer = undefined
     }
     try {
-      this.writeState(true)
+      if (writeState) this.writeState(true)
     } catch {
       // the state stays dirty: the next writer re-validates the tail, which is harmless
     }
@@ -480,67 +549,95 @@ class WriterImpl {
   }
 
   openSegment(base: number): void {
-    const fd = Sys.openFile(this.p.segment(base), Fs.constants.O_RDWR)
+    let fd: number
+    try {
+      fd = Sys.openFile(this.p.segment(base), Fs.constants.O_RDWR)
+    } catch (cause) {
+      if (IpcError.errnoOf(cause) !== "ENOENT") throw cause
+      throw corruptAt(this.dir, base, base, "the segment the writer state names is missing")
+    }
     Sys.closeQuietly(this.segFd >= 0 ? this.segFd : undefined)
     this.segFd = fd
     this.segBase = base
   }
 
-  /** Re-validates the tail after a writer died mid-append, and cuts off what is torn. */
-  recover(state: LogFormat.WriterState | undefined): void {
+  /**
+   * Takes over from a writer that died appending (a dirty state), or a file
+   * that does not end where a clean state says. Everything before the
+   * recorded end is committed and is never cut: if it is not all there, the
+   * stream is `Corrupt`. Past it, whole records (the dead writer's last
+   * burst) are kept; only a torn tail, a prefix of one record reaching the
+   * end of the file, is cut. Anything else there is `Corrupt` too.
+   */
+  recover(state: LogFormat.WriterState, size: number): void {
     const bases = segments(this.dir)
     if (Sys.failed(bases)) throw bases
-    if (bases.length === 0) throw IpcError.make("Protocol", "the stream has no segments", this.dir)
-    let base = state !== undefined && bases.includes(state.segment) ? state.segment : bases[bases.length - 1]!
-    this.openSegment(base)
-    // scan from the last end known good, or from the segment's start if the file is shorter than that
-    let pos = state !== undefined && state.segment === base &&
-        state.end - base <= Fs.fstatSync(this.segFd).size
-      ? Math.max(state.end, base + LogFormat.SEGMENT_HEADER)
-      : base + LogFormat.SEGMENT_HEADER
+    let base = state.segment
+    if (size < state.end - base) {
+      throw corruptAt(
+        this.dir,
+        base,
+        base + size,
+        `committed records are missing: the segment ends at offset ${
+          base + size
+        }, the writer state records ${state.end}`
+      )
+    }
+    let at = Math.max(state.end - base, LogFormat.SEGMENT_HEADER)
+    let fileSize = size
     while (true) {
-      const size = Fs.fstatSync(this.segFd).size
-      if (size < LogFormat.SEGMENT_HEADER) {
-        Fs.writeSync(this.segFd, LogFormat.encodeSegmentHeader(base), 0, LogFormat.SEGMENT_HEADER, 0)
-      }
-      let at = pos - base
-      let next: number | undefined
-      while (true) {
-        const scan = scanRecord(this.segFd, at, size)
-        if (scan._tag !== "Record") break
+      const scan = scanRecord(this.segFd, at, fileSize)
+      if (scan._tag === "Record") {
         at += LogFormat.RECORD_HEADER + scan.length
-        if (scan.kind === LogFormat.Kind.endOfSegment) {
-          next = base + at
-          break
-        }
-      }
-      if (next !== undefined) {
+        if (scan.kind !== LogFormat.Kind.endOfSegment) continue
+        const next = base + at
         if (!Sys.exists(this.p.segment(next))) {
           writeNewFile(this.p.segment(next), LogFormat.encodeSegmentHeader(next), this.fileMode)
           this.repairs.push(`created segment ${LogFormat.segmentName(next)} that a dead writer announced`)
         }
+        this.openSegment(next)
         base = next
-        pos = next + LogFormat.SEGMENT_HEADER
-        this.openSegment(base)
+        at = LogFormat.SEGMENT_HEADER
+        fileSize = Fs.fstatSync(this.segFd).size
         continue
       }
-      const fileSize = Math.max(size, LogFormat.SEGMENT_HEADER)
-      if (at < fileSize) {
-        Fs.ftruncateSync(this.segFd, at)
-        this.repairs.push(
-          `cut ${fileSize - at} bytes of a torn record at offset ${base + at} (a writer died in the middle of a write)`
-        )
-      }
-      // anything after this segment was never linked into the chain
-      for (const other of bases) {
-        if (other > base) {
-          Fs.rmSync(this.p.segment(other), { force: true })
-          this.repairs.push(`removed segment ${LogFormat.segmentName(other)} left by a dead writer`)
+      if (scan._tag === "Invalid") throw corruptAt(this.dir, base, base + at, scan.why)
+      if (scan._tag === "Incomplete") {
+        const inside = scan.length === undefined ? undefined : recordInside(this.segFd, at, fileSize)
+        if (inside !== undefined) {
+          throw corruptAt(this.dir, base, base + at, `its length runs over a whole record at offset ${base + inside}`)
         }
       }
-      this.end = base + at
-      return
+      break
     }
+    // a segment after the end of the chain: only the empty one a rotation creates before it links it
+    const unlinked: Array<number> = []
+    for (const other of bases) {
+      if (other <= base) continue
+      const empty = other === base + at + LogFormat.RECORD_HEADER &&
+        Fs.statSync(this.p.segment(other)).size <= LogFormat.SEGMENT_HEADER
+      if (!empty) {
+        throw corruptAt(
+          this.dir,
+          base,
+          base + at,
+          `segment ${LogFormat.segmentName(other)} follows a segment that has no end-of-segment record`
+        )
+      }
+      unlinked.push(other)
+    }
+    // checked: now cut what is provably the dead writer's own unfinished work
+    if (at < fileSize) {
+      Fs.ftruncateSync(this.segFd, at)
+      this.repairs.push(
+        `cut ${fileSize - at} bytes of a torn record at offset ${base + at} (a writer died in the middle of a write)`
+      )
+    }
+    for (const other of unlinked) {
+      Fs.rmSync(this.p.segment(other), { force: true })
+      this.repairs.push(`removed the empty segment ${LogFormat.segmentName(other)} a dead writer had not linked yet`)
+    }
+    this.end = base + at
   }
 
   /** True when `size` more bytes fit under `maxBytes`, after reclaiming what readers are past. */
@@ -553,12 +650,18 @@ class WriterImpl {
     return room()
   }
 
+  /** Starts the next segment: its file first, then the end-of-segment record that links it (a reader never waits for it). */
   rotate(): void {
     const eos = LogFormat.encodeRecord(LogFormat.Kind.endOfSegment)
-    Sys.writeAllAt(this.segFd, [eos], this.end - this.segBase)
-    this.end += eos.byteLength
-    const next = this.end
+    const next = this.end + eos.byteLength
     writeNewFile(this.p.segment(next), LogFormat.encodeSegmentHeader(next), this.fileMode)
+    try {
+      Sys.writeAllAt(this.segFd, [eos], this.end - this.segBase)
+    } catch (cause) {
+      Fs.ftruncateSync(this.segFd, this.end - this.segBase)
+      Fs.rmSync(this.p.segment(next), { force: true })
+      throw cause
+    }
     this.openSegment(next)
     this.end = next + LogFormat.SEGMENT_HEADER
   }
@@ -878,6 +981,7 @@ class ReaderImpl implements Reader {
   committedOffset = 0
   closed = false
   reading = false
+  stateFd: number | undefined = undefined
   readonly dir: string
   readonly name: string | undefined
 
@@ -920,9 +1024,9 @@ class ReaderImpl implements Reader {
       Sys.closeQuietly(fd)
       return header
     }
-    if (header.byteLength === LogFormat.SEGMENT_HEADER && LogFormat.decodeSegmentHeader(header) !== base) {
+    if (LogFormat.decodeSegmentHeader(header) !== base) {
       Sys.closeQuietly(fd)
-      return IpcError.make("Decode", `segment ${LogFormat.segmentName(base)} has a bad header`, this.dir)
+      return corruptAt(this.dir, base, base, "the segment header is damaged")
     }
     Sys.closeQuietly(this.segFd >= 0 ? this.segFd : undefined)
     this.segFd = fd
@@ -937,7 +1041,12 @@ class ReaderImpl implements Reader {
       const size = Sys.attempt(() => Fs.fstatSync(this.segFd).size, "Read", "cannot stat a segment", this.dir)
       if (Sys.failed(size)) return size
       const available = this.segBase + size - this.pos
-      if (available < LogFormat.RECORD_HEADER) return { _tag: "Idle", entries }
+      if (available < LogFormat.RECORD_HEADER) {
+        const head = available > 0 ? Sys.readAt(this.segFd, available, this.pos - this.segBase) : new Uint8Array(0)
+        const why = plausiblePrefix(head)
+        if (why !== undefined) return { _tag: "Corrupt", entries, error: this.corrupt(why) }
+        return this.stuck(entries, size, available > 0 ? "a record cut short" : "committed records are missing")
+      }
       const n = Math.min(available, READ_CHUNK)
       const chunk = Sys.attempt(
         () => Sys.readAt(this.segFd, n, this.pos - this.segBase),
@@ -948,11 +1057,10 @@ class ReaderImpl implements Reader {
       if (Sys.failed(chunk)) return chunk
       let at = 0
       while (at + LogFormat.RECORD_HEADER <= chunk.byteLength) {
-        if (chunk[at] === 0) return { _tag: "Idle", entries }
         const header = LogFormat.readRecordHeader(chunk, at)
         if (header._tag === "Invalid") return { _tag: "Corrupt", entries, error: this.corrupt(header.why) }
         const total = LogFormat.RECORD_HEADER + header.length
-        if (total > available - at) return { _tag: "Idle", entries }
+        if (total > available - at) return this.stuck(entries, size, "a record cut short, or its length damaged")
         if (at + total > chunk.byteLength) {
           // whole in the file, not in this chunk: read it from its start (large ones asynchronously)
           if (total > READ_CHUNK) return { _tag: "Large", entries }
@@ -963,19 +1071,9 @@ class ReaderImpl implements Reader {
         }
         const end = this.pos + total
         if (header.kind === LogFormat.Kind.endOfSegment) {
-          let next = end
-          let moved = this.openSegment(next)
-          if (moved === "missing") {
-            // not created yet (the writer is rotating), or reclaimed under an observer: skip to what is held
-            const bases = segments(this.dir)
-            const later = Sys.failed(bases) ? undefined : bases.find((b) => b > end)
-            if (later === undefined) return { _tag: "Idle", entries }
-            next = later
-            moved = this.openSegment(next)
-            if (moved === "missing") return { _tag: "Idle", entries }
-          }
-          if (moved !== undefined) return moved
-          this.pos = next + LogFormat.SEGMENT_HEADER
+          const moved = this.follow(end)
+          if (moved === "wait") return { _tag: "Idle", entries }
+          if (moved !== undefined) return { _tag: "Corrupt", entries, error: moved }
           break
         }
         entries.push({
@@ -993,12 +1091,78 @@ class ReaderImpl implements Reader {
     return { _tag: "Idle", entries }
   }
 
+  /** The writer state now (`undefined` if unreadable). */
+  writerState(): LogFormat.WriterState | undefined {
+    try {
+      if (this.stateFd === undefined) this.stateFd = Sys.openFile(this.p.writerLock, Fs.constants.O_RDONLY)
+      return LogFormat.decodeWriterState(Sys.readAt(this.stateFd, LogFormat.WRITER_STATE_SIZE, 0))
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * The reader is at a record that is not all there (or at the end of the
+   * file, `size` bytes when it looked). Past the committed end that is a write
+   * in progress or a dead writer's torn tail: wait. Before it, committed
+   * records were cut or damaged: `Corrupt`, never a wait (the writer state is
+   * read before the file is looked at again, so a record completed meanwhile
+   * is read, not reported).
+   */
+  stuck(entries: Array<Entry>, size: number, why: string): Poll {
+    const committed = committedEndOf(this.writerState(), this.segBase)
+    let now: number
+    try {
+      now = Fs.fstatSync(this.segFd).size
+    } catch {
+      return { _tag: "Idle", entries }
+    }
+    if (now !== size) return { _tag: "More", entries }
+    if (this.pos < committed) {
+      const detail = why === "committed records are missing" && Number.isFinite(committed)
+        ? `${why}: the segment ends here, the writer recorded offset ${committed}`
+        : why === "committed records are missing"
+        ? `${why}: the segment ends without its end-of-segment record`
+        : why
+      return { _tag: "Corrupt", entries, error: this.corrupt(detail) }
+    }
+    return { _tag: "Idle", entries }
+  }
+
+  /** Moves to the segment that starts at `next` (after an end-of-segment record). */
+  follow(next: number): IpcError.IpcError | undefined | "wait" {
+    const moved = this.openSegment(next)
+    if (moved === undefined) {
+      this.pos = next + LogFormat.SEGMENT_HEADER
+      return undefined
+    }
+    if (moved !== "missing") return moved
+    const bases = segments(this.dir)
+    const later = Sys.failed(bases) ? undefined : bases.find((b) => b > next)
+    if (this.name === undefined) {
+      // an observer holds no space back: what it had not read may be reclaimed; go on with what is held
+      if (later === undefined) return "wait"
+      const skipped = this.openSegment(later)
+      if (skipped === "missing") return "wait"
+      if (skipped !== undefined) return skipped
+      this.pos = later + LogFormat.SEGMENT_HEADER
+      return undefined
+    }
+    // a writer creates a segment before it links it, and a named reader's next segment is never reclaimed
+    const state = this.writerState()
+    if (later !== undefined || (state !== undefined && state.segment >= next)) {
+      return corruptAt(this.dir, this.segBase, next, `segment ${LogFormat.segmentName(next)} is missing`)
+    }
+    // a stream written before segments were created ahead of their link: the writer is creating it
+    return "wait"
+  }
+
   corrupt(why: string): IpcError.IpcError {
     return IpcError.make(
-      "Decode",
-      `corrupt record at offset ${this.pos} of ${
+      "Corrupt",
+      `corrupt record at offset ${this.pos} (${why}) in segment ${LogFormat.segmentName(this.segBase)} of ${
         Path.basename(this.dir)
-      } (${why}); the records before it were delivered`,
+      }; the records before it were delivered`,
       this.dir
     )
   }
@@ -1080,8 +1244,10 @@ class ReaderImpl implements Reader {
   finishClose(): void {
     Sys.closeQuietly(this.segFd >= 0 ? this.segFd : undefined)
     Sys.closeQuietly(this.cursorFd)
+    Sys.closeQuietly(this.stateFd)
     this.segFd = -1
     this.cursorFd = undefined
+    this.stateFd = undefined
   }
 }
 
@@ -1112,7 +1278,12 @@ export const openReader = (
         const registered = register(dir, options.name, options.from ?? "start", options)
         if (registered !== undefined) return fail(registered)
         const path = paths(dir).cursor(options.name)
-        const fd = Sys.attempt(() => Sys.openFile(path, Fs.constants.O_RDWR), "Open", `cannot open the cursor of ${options.name}`, dir)
+        const fd = Sys.attempt(
+          () => Sys.openFile(path, Fs.constants.O_RDWR),
+          "Open",
+          `cannot open the cursor of ${options.name}`,
+          dir
+        )
         if (Sys.failed(fd)) return fail(fd)
         reader.cursorFd = fd
         const taken = Libc.tryLock(fd, "exclusive")
@@ -1157,54 +1328,74 @@ export interface Verified {
   readonly records: number
   /** Offset after the last valid record. */
   readonly end: number
+  /** Bytes of an unfinished record past the committed end: a write in progress, or a dead writer's torn tail (the next writer cuts it). */
+  readonly torn: number
 }
 
 /**
- * Reads every record still held and checks it (length, checksum, segment
- * chain). Fails with reason `Decode` at the first corrupt record, and with
- * reason `Decode` too for a truncated last record (a writer died mid-write,
- * or the file was cut: the next writer cuts it off); the detail says which
- * offset, and every record before it is whole.
+ * Reads every record still held and checks it (header, length, checksum,
+ * segment chain) against the committed end the writer state records. Fails
+ * with reason `Corrupt`, naming the segment and the offset, at the first
+ * damaged record or where committed records are missing; every record
+ * before it is whole. An unfinished record past the committed end is not
+ * damage: it is counted in `torn`.
  */
 export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> =>
   Effect.suspend(() => {
+    // the state first: what it records as committed was in the files before it was written
+    const state = readWriterState(dir)
+    if (Sys.failed(state)) return Effect.fail(state)
     const bases = segments(dir)
     if (Sys.failed(bases)) return Effect.fail(bases)
     let records = 0
     let end = 0
+    let torn = 0
     for (const [i, base] of bases.entries()) {
-      const result = Sys.attempt(
-        () => {
+      const result = attemptTyped(
+        (): IpcError.IpcError | "last" | undefined => {
           const fd = Sys.openFile(paths(dir).segment(base), Fs.constants.O_RDONLY)
           try {
             const size = Fs.fstatSync(fd).size
+            if (LogFormat.decodeSegmentHeader(Sys.readAt(fd, LogFormat.SEGMENT_HEADER, 0)) !== base) {
+              return corruptAt(dir, base, base, "the segment header is damaged")
+            }
+            const committed = committedEndOf(state, base)
             let at = LogFormat.SEGMENT_HEADER
             end = base + at
-            while (at < size) {
+            while (true) {
               const scan = scanRecord(fd, at, size)
-              if (scan._tag === "Incomplete") {
-                return IpcError.make(
-                  "Decode",
-                  `truncated last record at offset ${base + at}: ${
-                    size - at
-                  } bytes of a record that was never finished; ${records} whole records before it`,
-                  dir
-                )
-              }
-              if (scan._tag === "Invalid") {
-                return IpcError.make("Decode", `corrupt record at offset ${base + at} (${scan.why})`, dir)
+              if (scan._tag === "Invalid") return corruptAt(dir, base, base + at, scan.why)
+              if (scan._tag === "End" || scan._tag === "Incomplete") {
+                if (base + at < committed) {
+                  return corruptAt(
+                    dir,
+                    base,
+                    base + at,
+                    scan._tag === "End"
+                      ? "committed records are missing: the segment ends here"
+                      : "a committed record is cut short, or its length damaged"
+                  )
+                }
+                torn = size - at
+                return i + 1 < bases.length
+                  ? corruptAt(
+                    dir,
+                    base,
+                    base + at,
+                    `segment ${LogFormat.segmentName(bases[i + 1]!)} follows a segment with no end-of-segment record`
+                  )
+                  : "last"
               }
               records += scan.kind === LogFormat.Kind.endOfSegment ? 0 : 1
               at += LogFormat.RECORD_HEADER + scan.length
               end = base + at
               if (scan.kind === LogFormat.Kind.endOfSegment) {
                 if (bases[i + 1] !== base + at) {
-                  return IpcError.make("Decode", `segment ${LogFormat.segmentName(base + at)} is missing`, dir)
+                  return corruptAt(dir, base, base + at, `segment ${LogFormat.segmentName(base + at)} is missing`)
                 }
-                break
+                return undefined
               }
             }
-            return undefined
           } finally {
             Sys.closeQuietly(fd)
           }
@@ -1213,9 +1404,10 @@ export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> 
         "cannot verify the stream",
         dir
       )
+      if (result === "last") break
       if (result !== undefined) return Effect.fail(result)
     }
-    return Effect.succeed({ records, end })
+    return Effect.succeed({ records, end, torn })
   })
 
 /** A summary of a stream, for `inspect`. */

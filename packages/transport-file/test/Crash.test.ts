@@ -132,8 +132,7 @@ describe("crashes and concurrent processes", () => {
           assert.deepStrictEqual(indices, upTo(indices.length), tag)
         }
         // the last writer died mid-write too: its torn tail is reported, then cut by the next writer
-        const torn = yield* Effect.result(Log.verify(dir))
-        if (torn._tag === "Failure") assert.match(torn.failure.detail, /truncated last record/)
+        yield* Log.verify(dir)
         const last = yield* run(node(["write", dir, "1", "10", "w4"]))
         assert.strictEqual(last.code, 0, last.stderr)
         assert.deepStrictEqual(byTag(yield* readAll(reader)).get("w4"), [0])

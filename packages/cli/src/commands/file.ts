@@ -3,8 +3,8 @@
  * `file tail DIR` prints each message written to a channel, listener or
  * ipckit directory as it arrives (from now on, or `--from-start`);
  * `file inspect DIR` shows who holds each end, each stream's segments and
- * size, and each reader's cursor and lag (`--verify` checks every record,
- * `--json` prints the report as JSON). Neither moves a cursor or holds
+ * size, and each reader's cursor and lag (`--verify` checks every record
+ * and exits non-zero on damage, `--json` prints the report as JSON). Neither moves a cursor or holds
  * space back.
  *
  * @since 0.1.0
@@ -100,17 +100,29 @@ const inspect = Command.make(
           (r) => ({
             stream: s.dir,
             ok: r._tag === "Success",
-            detail: r._tag === "Success" ? `${r.success.records} records, all whole` : r.failure.detail
+            detail: r._tag === "Success"
+              ? `${r.success.records} records, all whole${
+                r.success.torn > 0 ? `; ${r.success.torn} bytes of an unfinished record after them` : ""
+              }`
+              : r.failure.detail,
+            error: r._tag === "Failure" ? r.failure : undefined
           })
         ))
       : []
-    if (json) return yield* Console.log(JSON.stringify({ ...report, ...(verify ? { verify: checks } : {}) }, null, 2))
-    yield* Console.log(Inspect.render(report))
-    for (const check of checks) {
-      yield* Console.log(
-        `${check.ok ? "ok" : "BAD"} ${Path.relative(Path.resolve(dir), check.stream)}: ${check.detail}`
-      )
+    const bad = checks.find((c) => c.error !== undefined)?.error
+    if (json) {
+      const shown = checks.map(({ detail, ok, stream }) => ({ stream, ok, detail }))
+      yield* Console.log(JSON.stringify({ ...report, ...(verify ? { verify: shown } : {}) }, null, 2))
+    } else {
+      yield* Console.log(Inspect.render(report))
+      for (const check of checks) {
+        yield* Console.log(
+          `${check.ok ? "ok" : "BAD"} ${Path.relative(Path.resolve(dir), check.stream)}: ${check.detail}`
+        )
+      }
     }
+    // damage found: a non-zero exit status
+    if (bad !== undefined) return yield* bad
   })
 ).pipe(Command.withDescription("Show DIR's ends, streams, sizes, readers and cursors (--verify checks every record)"))
 

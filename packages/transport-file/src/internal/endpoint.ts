@@ -60,7 +60,7 @@ export interface EndpointOptions extends Log.LogOptions {
   readonly maxBufferedBytes?: number | undefined
   /** How often the peer's liveness is checked (default 250 ms). */
   readonly livenessInterval?: Duration.Input | undefined
-  /** A corrupt record: fail the channel with `Decode` (default), or log it and skip to the next valid record. */
+  /** A corrupt record: fail the channel with `Corrupt` (default), or log it and skip to the next valid record. */
   readonly onCorrupt?: "fail" | "skip" | undefined
   /**
    * Fixed roles only: when the other side's process dies without closing,
