@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: build, type-check, lint, format check, then every test.
-# Ends with one plain line "N passed, N failed".
+# Ends with one plain line "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"

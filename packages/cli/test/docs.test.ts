@@ -1,17 +1,18 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 
 const root = Path.resolve(import.meta.dirname, "../../..")
 
-const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}, cwd: string = root) =>
   ChildProcess.spawnSync(process.execPath, [
     "--conditions=@effect-ipc/source",
     "--disable-warning=ExperimentalWarning",
     ...args
   ], {
-    cwd: root,
+    cwd,
     env: { ...process.env, ...env },
     encoding: "utf8",
     timeout: 60_000
@@ -24,26 +25,55 @@ const firstTsBlock = (readme: string) => {
   return match![1]!
 }
 
+let run_ = 0
+
+/**
+ * Each example runs from its own temp directory (linked to the repository's
+ * node_modules so its imports resolve), with every fixed name it uses
+ * replaced by one of this run: parallel runs and other tests never meet.
+ */
+const examples: ReadonlyArray<{
+  readonly readme: string
+  readonly expected: string
+  readonly rename?: (dir: string, unique: string) => ReadonlyArray<readonly [string, string]>
+  readonly env?: (dir: string) => Record<string, string>
+}> = [
+  // the default address would be pipe://effect-ipc-calc, shared by every run
+  { readme: "README.md", expected: "42", env: (dir) => ({ IPC_ADDRESS: `unix://${dir}/calc.sock` }) },
+  { readme: "packages/core/README.md", expected: "{ x: 1, y: 2 }" },
+  {
+    readme: "packages/transport-pipe/README.md",
+    expected: "hello",
+    rename: (dir) => [["unix:///tmp/example.sock", `unix://${dir}/example.sock`]]
+  },
+  {
+    readme: "packages/transport-shm/README.md",
+    expected: "1048576 bytes in place",
+    rename: (_, unique) => [["shm://example", `shm://${unique}`], [`"example-frame"`, `"${unique}-frame"`]]
+  },
+  { readme: "packages/transport-file/README.md", expected: "hello, later" },
+  { readme: "packages/transport-nng/README.md", expected: "weather.oslo 3C" }
+]
+
 describe("documentation", () => {
-  for (
-    const [readme, expected] of [
-      ["README.md", "42"],
-      ["packages/core/README.md", "{ x: 1, y: 2 }"],
-      ["packages/transport-pipe/README.md", "hello"],
-      ["packages/transport-shm/README.md", "1048576 bytes in place"],
-      ["packages/transport-file/README.md", "hello, later"],
-      ["packages/transport-nng/README.md", "weather.oslo 3C"]
-    ] as const
-  ) {
+  for (const { env, expected, readme, rename } of examples) {
     it(`the example in ${readme} runs and prints ${expected}`, () => {
-      const file = Path.join(root, "packages/cli", `.example-${readme.replace(/\W/g, "-")}.ts`)
-      Fs.writeFileSync(file, firstTsBlock(readme))
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-example-"))
+      const unique = `example-${process.pid}-${++run_}`
       try {
-        const result = run([file])
+        Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(dir, "node_modules"))
+        let source = firstTsBlock(readme)
+        for (const [from, to] of rename?.(dir, unique) ?? []) {
+          assert.include(source, from, `${readme}'s example still uses ${from}`)
+          source = source.replaceAll(from, to)
+        }
+        const file = Path.join(dir, "example.ts")
+        Fs.writeFileSync(file, source)
+        const result = run([file], env?.(dir) ?? {}, dir)
         assert.strictEqual(result.status, 0, result.stderr)
         assert.include(result.stdout, expected)
       } finally {
-        Fs.rmSync(file, { force: true })
+        Fs.rmSync(dir, { recursive: true, force: true })
       }
     })
   }
