@@ -227,6 +227,14 @@ export class Consumer extends RingSide {
    */
   next(): RecordRef | IpcError.IpcError | undefined {
     while (this.hasNext()) {
+      // the producer's tail is never behind what we read, nor more than the capacity ahead of what we released
+      const ahead = (this.tail - this.released) >>> 0
+      if (ahead > this.capacity || ahead < ((this.read - this.released) >>> 0)) {
+        return IpcError.make(
+          "Protocol",
+          `bad ring tail ${this.tail >>> 0} (head ${this.released}, capacity ${this.capacity})`
+        )
+      }
       const offset = this.read & this.mask
       const available = (this.tail - this.read) >>> 0
       const length = this.data[offset >> 2]!

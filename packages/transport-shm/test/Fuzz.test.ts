@@ -1,0 +1,117 @@
+/**
+ * Damaged headers and rings, as a broken or hostile peer could leave them:
+ * property-based (fast-check, fixed seed, bounded runs). Every run ends in a
+ * typed `Protocol` error or well-formed data: never an exception, never a
+ * record outside the ring, never a hang.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import fc from "fast-check"
+import * as Header from "../src/internal/header.ts"
+import * as Ring from "../src/internal/ring.ts"
+
+const SEED = 0x5eed_0015
+const RUNS = 300
+
+/** A byte at an offset, to overwrite. */
+const damage = (limit: number) =>
+  fc.array(fc.tuple(fc.integer({ min: 0, max: limit - 1 }), fc.integer({ min: 0, max: 255 })), {
+    minLength: 1,
+    maxLength: 24
+  })
+
+const validHeader = (kind: Header.Kind, payloadLength: number, capacity?: number): ArrayBuffer => {
+  const buffer = new ArrayBuffer(Header.HEADER_SIZE)
+  const header = Header.view(buffer)
+  Header.initialise(header, { kind, ttlMillis: 0, payloadLength, createdAt: 1_700_000_000_000 })
+  if (capacity !== undefined) Ring.initialise(header.words, capacity)
+  Header.publish(header)
+  return buffer
+}
+
+describe("fuzz", () => {
+  it("a damaged segment header is a Protocol error or a consistent header, never an exception", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(Header.Kind.link, Header.Kind.ring, Header.Kind.message),
+        // the first 64 bytes hold every field that is checked; the rest is slots and the kind area
+        fc.oneof(damage(64), damage(Header.HEADER_SIZE)),
+        fc.integer({ min: 0, max: 1 << 20 }),
+        (kind, hits, size) => {
+          const buffer = validHeader(kind, 4096, kind === Header.Kind.ring ? 4096 : undefined)
+          const bytes = new Uint8Array(buffer)
+          for (const [offset, value] of hits) bytes[offset] = value
+          const exit = Effect.runSyncExit(Header.validate(Header.view(buffer), size, kind, "fuzzed"))
+          if (Exit.isFailure(exit)) {
+            const error = exit.cause.reasons.find((r) => r._tag === "Fail")
+            assert.isDefined(error, "a typed failure, not a defect")
+            assert.strictEqual(error!._tag === "Fail" && error!.error.reason, "Protocol")
+            return
+          }
+          const s = exit.value
+          assert.strictEqual(s.magic, Header.MAGIC)
+          assert.strictEqual(s.kind, kind)
+          assert.isTrue(Number.isSafeInteger(s.payloadLength) && s.payloadLength >= 0)
+          assert.isAtMost(Header.HEADER_SIZE + s.payloadLength, size)
+          if (kind === Header.Kind.ring) {
+            const capacity = Ring.capacityOf(Header.view(buffer).words, s.payloadLength)
+            if (capacity !== undefined) {
+              assert.isTrue(capacity >= Ring.MIN_CAPACITY && (capacity & (capacity - 1)) === 0)
+            }
+          }
+        }
+      ),
+      { seed: SEED, numRuns: RUNS }
+    )
+  })
+
+  it("a damaged ring yields whole records inside the ring or a Protocol error, and ends", () => {
+    const capacity = 4096
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 900 }), { minLength: 1, maxLength: 12 }),
+        damage(capacity),
+        fc.option(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), { nil: undefined }),
+        fc.integer({ min: 0, max: 3 }),
+        (sizes, hits, tail, hold) => {
+          const buffer = new ArrayBuffer(Header.HEADER_SIZE + capacity)
+          const words = new Int32Array(buffer, 0, Header.HEADER_SIZE / 4)
+          Ring.initialise(words, capacity)
+          const producer = new Ring.Producer(buffer, capacity)
+          const consumer = new Ring.Consumer(buffer, capacity)
+          // some records written and read, so that later ones wrap
+          for (const size of sizes) {
+            if (!producer.write(Ring.RecordKind.data, new Uint8Array(size).fill(size & 0xff))) break
+          }
+          for (let r = consumer.next(); r !== undefined && !(r instanceof Error); r = consumer.next()) {
+            consumer.release(r.end)
+          }
+          for (const size of sizes) {
+            if (!producer.write(Ring.RecordKind.data, new Uint8Array(size).fill(size & 0xff))) break
+          }
+          // the peer scribbles over the data area, and perhaps over its tail
+          const data = new Uint8Array(buffer, Header.HEADER_SIZE, capacity)
+          for (const [offset, value] of hits) data[offset] = value
+          if (tail !== undefined) Atomics.store(words, (Header.KIND_AREA + 64) / 4, tail)
+          let steps = 0
+          for (;;) {
+            assert.isBelow(++steps, 2 * capacity, "the reader ends")
+            const record = consumer.next()
+            if (record === undefined) break
+            if (record instanceof Error) {
+              assert.strictEqual(record.reason, "Protocol")
+              break
+            }
+            assert.isAtLeast(record.offset, Header.HEADER_SIZE + Ring.RECORD_HEADER)
+            assert.isAtMost(record.offset + record.length, Header.HEADER_SIZE + capacity)
+            assert.include([Ring.RecordKind.data, Ring.RecordKind.segment], record.kind)
+            // held records (views handed out) are released later: reads run ahead of releases
+            if (hold === 0 || steps % hold !== 0) consumer.release(record.end)
+          }
+        }
+      ),
+      { seed: SEED, numRuns: RUNS }
+    )
+  })
+})
