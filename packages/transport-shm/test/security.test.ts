@@ -303,6 +303,30 @@ describe("shm:// against hostile peers of this user", () => {
     60_000
   )
 
+  it.live(
+    "a large message's side segment is checked before it is read: not sealed or truncated is Protocol",
+    () =>
+      Effect.gen(function*() {
+        const where = `shm://${fresh()}`
+        const listener = yield* Shm.ShmTransport.make().listen(where)
+        // well-formed: read whole (so the refusals below are for the reasons they name)
+        const valid = yield* spawnChild("side", where, "valid")
+        const channel = yield* listener.accept
+        const message = yield* channel.receive
+        assert.deepStrictEqual([message.byteLength, message[0], message[999]], [1000, 0x42, 0x42])
+        yield* valid.kill
+        for (const [how, detail] of [["unsealed", "is not sealed against resizing"], ["truncated", "truncated"]]) {
+          const peer = yield* spawnChild("side", where, how!)
+          const hostile = yield* listener.accept
+          const error = yield* Effect.flip(hostile.receive)
+          assert.strictEqual(error.reason, "Protocol", error.message)
+          assert.include(error.detail, detail!)
+          yield* peer.kill
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it("leaves nothing in /dev/shm", () => {
     assert.deepStrictEqual(leftovers(prefix), [])
   })

@@ -187,7 +187,7 @@ export const make = (
       )
       if (Exit.isFailure(checked)) {
         mapping.release()
-        return IpcError.make("Protocol", `a large message's segment ${name} is not valid`, address)
+        return IpcError.make("Protocol", `a large message's segment is not valid: ${reasonOf(checked)}`, address)
       }
       const view = new Uint8Array(mapping.buffer, Header.HEADER_SIZE, checked.value.payloadLength)
       leases.set(view, () => mapping.release())
