@@ -71,8 +71,12 @@ const kindOf = (c: string): string =>
 export const render = (items: ReadonlyArray<string>): string =>
   items.length === 0 ? "[]" : `[\n${items.map((item) => `  ${item}`).join(",\n")}\n]`
 
-/** Nesting that serde_json reads (its recursion limit is 128, counting the file's array and the message). */
-export const MAX_DEPTH = 120
+/**
+ * The deepest nesting serde_json reads back: its recursion limit of 128
+ * counts the file's array and the message object, so a payload may nest 125
+ * levels (measured against the real serde_json in `IpckitRust.test.ts`).
+ */
+export const MAX_DEPTH = 127
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
