@@ -1,0 +1,248 @@
+/**
+ * What the durability claims rest on, proven on real processes and a real
+ * file system (issue 15):
+ *
+ * - `durability: "fsync"` syncs: fdatasync calls on the segment are counted
+ *   under `strace`; the default makes none.
+ * - A writer killed inside a large write, every time: `prlimit --fsize`
+ *   makes the kernel stop its `pwritev` part way through a record (a short
+ *   write, at a byte the test chooses), and `strace` injects SIGKILL when the
+ *   writer goes on with the rest. The torn record is on disk; readers never
+ *   see it, and the next writer cuts it and goes on.
+ * - A real full disk: a 256 KiB tmpfs. Appends fail with `NoSpace`
+ *   (`ENOSPC`), nothing committed is lost, a reader never sees a torn record,
+ *   and the writer goes on once space is freed.
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import { Log, LogFormat } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { record } from "./fixtures/records.ts"
+import { childScript, fresh, run, spawn, tempRoot } from "./helpers.ts"
+
+const root = tempRoot("durability")
+const text = new TextDecoder()
+const strace = "/usr/bin/strace"
+const nodeArgs = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript]
+
+const newStream = () =>
+  Effect.suspend(() => {
+    const dir = fresh(root, "s")
+    const error = Log.create(dir, { readers: ["r"] })
+    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
+  })
+
+/** Every whole record available now, in order (large ones too), committed as read; fails on damage. */
+const readAll = (reader: Log.Reader) =>
+  Effect.gen(function*() {
+    const out: Array<Uint8Array> = []
+    while (true) {
+      const poll = reader.poll(8 << 20)
+      if (IpcError.isIpcError(poll)) return yield* poll
+      for (const entry of poll.entries) {
+        out.push(entry.payload)
+        reader.commit(entry.end)
+      }
+      if (poll._tag === "Corrupt") return yield* poll.error
+      if (poll._tag === "Idle") return out
+      if (poll._tag === "Large") {
+        const entry = yield* Effect.callback<Log.Entry | undefined, IpcError.IpcError>((resume) =>
+          reader.readLarge((result) =>
+            resume(IpcError.isIpcError(result) ? Effect.fail(result) : Effect.succeed(result))
+          )
+        )
+        if (entry === undefined) return out
+        out.push(entry.payload)
+        reader.commit(entry.end)
+      }
+    }
+  })
+
+/** `tag:i` of each payload, each checked byte for byte against what `record` makes. */
+const names = (payloads: ReadonlyArray<Uint8Array>) =>
+  payloads.map((p) => {
+    const [tag, i] = text.decode(p.subarray(0, 40)).split(":") as [string, string]
+    assert.isTrue(Buffer.from(record(tag, Number(i), p.byteLength)).equals(Buffer.from(p)), `${tag}:${i} is intact`)
+    return `${tag}:${i}`
+  })
+
+const seq = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag}:${i}`)
+
+/** The fsync / fdatasync calls on segment files in an strace log (`-y` prints each descriptor's path). */
+const segmentSyncs = (log: string) =>
+  Fs.readFileSync(log, "utf8").split("\n").filter((l) => /\b(fsync|fdatasync)\(\d+<[^>]*\.seg>\)\s+=\s+0/.test(l))
+    .length
+
+describe("durability, proven", () => {
+  it.live(
+    "durability: fsync makes an fdatasync per append (counted under strace); the default makes none",
+    () =>
+      Effect.gen(function*() {
+        const syncs = (records: number, size: number, durability: ReadonlyArray<string>) =>
+          Effect.gen(function*() {
+            const dir = yield* newStream()
+            const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+            const child = yield* run(spawn(strace, [
+              "-f",
+              "-qq",
+              "-y",
+              "-o",
+              log,
+              "-e",
+              "trace=fsync,fdatasync",
+              process.execPath,
+              ...nodeArgs,
+              "write",
+              dir,
+              String(records),
+              String(size),
+              "t",
+              ...durability
+            ]))
+            assert.strictEqual(child.code, 0, child.stderr)
+            const reader = yield* Log.openReader(dir, { name: "r" })
+            assert.deepStrictEqual(names(yield* readAll(reader)), seq("t", records))
+            const n = segmentSyncs(log)
+            Fs.rmSync(log)
+            return n
+          }).pipe(Effect.scoped)
+        // small records (written synchronously) and large ones (through the threadpool)
+        assert.isAtLeast(yield* syncs(40, 100, ["fsync"]), 40)
+        assert.isAtLeast(yield* syncs(3, 300 * 1024, ["fsync"]), 3)
+        assert.strictEqual(yield* syncs(40, 100, []), 0)
+        assert.strictEqual(yield* syncs(3, 300 * 1024, ["os"]), 0)
+      }),
+    120_000
+  )
+
+  for (
+    const [whole, partial] of [
+      [0, 5], // inside the first record's header
+      [1, 12], // right after a header: no payload byte yet
+      [2, 500_000], // in the middle of the payload
+      [3, 1024 * 1024 + 11] // one byte short of the end
+    ] as const
+  ) {
+    it.live(
+      `a writer killed inside a 1 MiB write (after ${whole} whole records, ${partial} bytes into the next): torn on disk, never delivered, cut by the next writer`,
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* newStream()
+          const size = 1024 * 1024
+          const recordBytes = LogFormat.RECORD_HEADER + size
+          const segment = Log.paths(dir).segment(0)
+          const limit = LogFormat.SEGMENT_HEADER + whole * recordBytes + partial
+          const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+          // the kernel stops the record's pwritev at `limit` (RLIMIT_FSIZE: a short write, no signal since Node
+          // ignores SIGXFSZ); strace kills the writer as it enters the write of the rest, on that segment only
+          const writer = yield* run(spawn(strace, [
+            "-f",
+            "-qq",
+            "-o",
+            log,
+            "-P",
+            segment,
+            "-e",
+            "trace=pwrite64,pwritev",
+            "-e",
+            "inject=pwrite64:signal=SIGKILL",
+            "prlimit",
+            `--fsize=${limit}:${limit}`,
+            process.execPath,
+            ...nodeArgs,
+            "write-forever",
+            dir,
+            String(size),
+            "w"
+          ]))
+          const trace = Fs.readFileSync(log, "utf8")
+          Fs.rmSync(log)
+          assert.strictEqual(writer.code, 128 + 9, `killed by SIGKILL; ${writer.stderr}; ${trace}`)
+          assert.match(trace, new RegExp(`pwritev\\(.*\\) = ${partial}\\n`), "the record's write stopped part way")
+          // the torn state was produced: acknowledged records whole, then part of the next one
+          const acked = writer.lines.filter((l) => l.startsWith("appended")).length
+          assert.strictEqual(acked, whole, "the torn record was never acknowledged")
+          assert.strictEqual(Fs.statSync(segment).size, limit, "the file ends inside a record")
+          const state = LogFormat.decodeWriterState(Fs.readFileSync(Log.paths(dir).writerLock))!
+          assert.isFalse(state.clean, "the dead writer left its state dirty")
+
+          // ... and handled: a reader gets exactly the acknowledged records; verify calls the rest torn
+          const reader = yield* Log.openReader(dir, { name: "r" })
+          assert.deepStrictEqual(names(yield* readAll(reader)), seq("w", whole))
+          assert.strictEqual(reader.pendingBytes(), partial)
+          const verified = yield* Log.verify(dir)
+          assert.deepStrictEqual([verified.records, verified.torn], [whole, partial])
+
+          // the next writer process cuts the torn tail and goes on; nothing lost, nothing repeated
+          const next = yield* run(spawn(process.execPath, [...nodeArgs, "write", dir, "2", String(size), "after"]))
+          assert.strictEqual(next.code, 0, next.stderr)
+          assert.deepStrictEqual(names(yield* readAll(reader)), seq("after", 2))
+          const after = yield* Log.verify(dir)
+          assert.deepStrictEqual([after.records, after.torn], [whole + 2, 0])
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  }
+
+  for (
+    const [what, mountSize, segmentBytes, recordSize] of [
+      ["small records, segments rotating", "256k", 16 * 1024, 3000],
+      ["large records (threadpool writes)", "1m", 4 * 1024 * 1024, 300 * 1024]
+    ] as const
+  ) {
+    it.live(
+      `a real full disk (${mountSize} tmpfs, ${what}): NoSpace with ENOSPC, nothing lost, goes on once freed`,
+      () =>
+        Effect.gen(function*() {
+          const mount = fresh(root, "tmpfs")
+          Fs.mkdirSync(mount, { mode: 0o700 })
+          yield* Effect.acquireRelease(
+            Effect.sync(() =>
+              ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", `size=${mountSize},mode=0700`, "tmpfs", mount])
+            ),
+            () => Effect.sync(() => ChildProcess.execFileSync("umount", [mount]))
+          )
+          // room to free later
+          const filler = Path.join(mount, "filler")
+          Fs.writeFileSync(filler, new Uint8Array(recordSize + 64 * 1024))
+          const dir = Path.join(mount, "s")
+          const created = Log.create(dir, { readers: ["r"] })
+          if (created !== undefined) return yield* created
+          const writer = yield* Log.openWriter(dir, { segmentBytes, whenFull: "fail" })
+          const reader = yield* Log.openReader(dir, { name: "r" })
+          const delivered: Array<string> = []
+          let acked = 0
+          let error: IpcError.IpcError | undefined
+          while (error === undefined && acked < 10_000) {
+            const result = yield* Effect.result(writer.append(record("d", acked, recordSize)))
+            if (result._tag === "Failure") error = result.failure
+            else acked++
+            // a reader between appends sees whole records only (readAll checks every byte)
+            delivered.push(...names(yield* readAll(reader)))
+          }
+          assert.isDefined(error)
+          assert.strictEqual(error!.reason, "NoSpace", error!.message)
+          assert.strictEqual(error!.errno, "ENOSPC")
+          assert.isAbove(acked, 0)
+          // nothing committed was lost, nothing torn is left
+          delivered.push(...names(yield* readAll(reader)))
+          assert.deepStrictEqual(delivered, seq("d", acked))
+          assert.strictEqual(reader.pendingBytes(), 0)
+          const verified = yield* Log.verify(dir)
+          assert.deepStrictEqual([verified.records, verified.torn], [acked, 0])
+          // still full: the same typed error, still nothing torn
+          const again = yield* Effect.flip(writer.append(record("d", acked, recordSize)))
+          assert.strictEqual(again.reason, "NoSpace")
+          // space freed: the same writer goes on
+          Fs.rmSync(filler)
+          yield* writer.append(record("d", acked, recordSize))
+          assert.deepStrictEqual(names(yield* readAll(reader)), [`d:${acked}`])
+          assert.strictEqual((yield* Log.verify(dir)).records, acked + 1)
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  }
+})
