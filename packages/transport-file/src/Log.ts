@@ -14,6 +14,10 @@
  *   reader delivers only whole, valid records; a writer killed mid-write
  *   leaves a dirty writer state, and the next writer cuts the torn tail off
  *   before appending.
+ * - **Damage** is never a gap: the writer state records the committed end; a
+ *   record before it that is not whole and valid stops readers with reason
+ *   `Corrupt` (segment and offset), and a writer never cuts committed
+ *   records (its append fails with `Corrupt` instead).
  * - **Cursors** are per reader name and survive restarts; a reader commits
  *   after each delivery, so a restarted reader neither skips nor repeats.
  * - **Space** is reclaimed segment by segment once every registered reader

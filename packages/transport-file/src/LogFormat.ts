@@ -33,16 +33,22 @@
  *
  * A record is visible only when all of it is there and its checksum holds;
  * a torn tail (a writer killed mid-write) is therefore never delivered, and
- * the next writer cuts it off. An end-of-segment record says the stream goes
+ * the next writer cuts it off. A record before the committed end (below)
+ * that is not whole and valid is damage, never a torn tail. An end-of-segment record says the stream goes
  * on in the segment whose base is the offset right after it.
  *
  * The writer state (`writer.lock`, 32 bytes) is rewritten by each writer
  * when it takes and releases the lock: `"EIPCWLK1"`, state (u8: 0 clean,
  * 1 dirty = a writer is appending or died appending), 3 reserved bytes, the
  * current segment's base (u64), the end offset (u64), the holder's pid
- * (u32). A dirty state found by the next holder means its predecessor died:
- * it re-validates the records past the last clean end and truncates the
- * first invalid one. Byte 32 is set to 1 by a writer waiting for the lock;
+ * (u32). The end offset is the committed end: every record before it was
+ * written whole (and acknowledged) before the state was written. A dirty
+ * state found by the next holder means its predecessor died: it keeps the
+ * whole records past the end, and cuts only a torn tail, a prefix of one
+ * record reaching the end of the file; committed records that are missing,
+ * or anything else invalid, are a `Corrupt` error and nothing is cut. A
+ * writer creates the next segment's file before it writes the end-of-segment
+ * record that links it. Byte 32 is set to 1 by a writer waiting for the lock;
  * a holder in a long burst clears it and lets go for a moment.
  *
  * A cursor file holds two 16-byte slots, written alternately, so that a torn

@@ -76,39 +76,41 @@ const segmentSyncs = (log: string) =>
   Fs.readFileSync(log, "utf8").split("\n").filter((l) => /\b(fsync|fdatasync)\(\d+<[^>]*\.seg>\)\s+=\s+0/.test(l))
     .length
 
+/** Runs a writer process under strace appending `records` of `size` bytes; the syncs it made on segments. */
+const syncs = (records: number, size: number, durability: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const dir = yield* newStream()
+    const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+    const child = yield* run(spawn(strace, [
+      "-f",
+      "-qq",
+      "-y",
+      "-o",
+      log,
+      "-e",
+      "trace=fsync,fdatasync",
+      process.execPath,
+      ...nodeArgs,
+      "write",
+      dir,
+      String(records),
+      String(size),
+      "t",
+      ...durability
+    ]))
+    assert.strictEqual(child.code, 0, child.stderr)
+    const reader = yield* Log.openReader(dir, { name: "r" })
+    assert.deepStrictEqual(names(yield* readAll(reader)), seq("t", records))
+    const n = segmentSyncs(log)
+    Fs.rmSync(log)
+    return n
+  }).pipe(Effect.scoped)
+
 describe("durability, proven", () => {
   it.live(
     "durability: fsync makes an fdatasync per append (counted under strace); the default makes none",
     () =>
       Effect.gen(function*() {
-        const syncs = (records: number, size: number, durability: ReadonlyArray<string>) =>
-          Effect.gen(function*() {
-            const dir = yield* newStream()
-            const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
-            const child = yield* run(spawn(strace, [
-              "-f",
-              "-qq",
-              "-y",
-              "-o",
-              log,
-              "-e",
-              "trace=fsync,fdatasync",
-              process.execPath,
-              ...nodeArgs,
-              "write",
-              dir,
-              String(records),
-              String(size),
-              "t",
-              ...durability
-            ]))
-            assert.strictEqual(child.code, 0, child.stderr)
-            const reader = yield* Log.openReader(dir, { name: "r" })
-            assert.deepStrictEqual(names(yield* readAll(reader)), seq("t", records))
-            const n = segmentSyncs(log)
-            Fs.rmSync(log)
-            return n
-          }).pipe(Effect.scoped)
         // small records (written synchronously) and large ones (through the threadpool)
         assert.isAtLeast(yield* syncs(40, 100, ["fsync"]), 40)
         assert.isAtLeast(yield* syncs(3, 300 * 1024, ["fsync"]), 3)
