@@ -136,8 +136,16 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const discard = (id: string) => {
         const connDir = paths.connection(id)
         try {
-          if (Fs.lstatSync(connDir).isDirectory()) Endpoint.removeIfAbandoned(connDir)
-          else Fs.rmSync(connDir, { force: true })
+          if (Fs.lstatSync(connDir).isDirectory()) {
+            // abandoned unless a live end holds a lock (a lock file we refuse to open is nobody's)
+            const held = (["backend", "frontend"] as const).some((role) => {
+              const state = Lock.probe(Endpoint.channelPaths(connDir).lock(role))
+              return state === "held" || (Sys.failed(state) && state.reason !== "PermissionDenied")
+            })
+            if (!held) Fs.rmSync(connDir, { recursive: true, force: true })
+          } else {
+            Fs.rmSync(connDir, { force: true })
+          }
         } catch {
           // gone already
         }

@@ -1,0 +1,149 @@
+/**
+ * A flood against a `file://` listener: while a well-behaved client talks
+ * to it, a process of the same user fills `connections/` with garbage
+ * (files, FIFOs, symlinks, empty directories, directories whose
+ * `connection.json` is a FIFO, a link or junk, connections to a listener
+ * that is gone, lock files that are links), and another user (uid 65534)
+ * tries to do the same and floods the shared directory around it.
+ *
+ * The listener must serve the client throughout, remove every piece of
+ * garbage, and end with its file descriptors and memory back near where
+ * they started; closing it leaves nothing behind.
+ */
+import * as Transport from "@effect-ipc/core/Transport"
+import { FileTransport } from "@effect-ipc/transport-file"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { tempRoot } from "./helpers.ts"
+
+const NOBODY = 65534
+const root = tempRoot("flood")
+Fs.chmodSync(root, 0o755)
+const shared = Path.join(root, "shared")
+Fs.mkdirSync(shared)
+Fs.chmodSync(shared, 0o1777)
+
+const openFds = () => Fs.readdirSync("/proc/self/fd").length
+const rssMiB = () => process.memoryUsage().rss / (1024 * 1024)
+
+/** Garbage of every kind in `connections` (count: how many of each), by a process of the same user. */
+const garbage = (connections: string, count: number) =>
+  [
+    "import json, os, sys",
+    `c = ${JSON.stringify(connections)}`,
+    `n = ${count}`,
+    "for i in range(n):",
+    "    open(f'{c}/file{i}', 'w').write('junk')",
+    "    os.mkfifo(f'{c}/fifo{i}')",
+    "    os.symlink('/etc/passwd', f'{c}/link{i}')",
+    "    os.mkdir(f'{c}/empty{i}')",
+    "    os.mkdir(f'{c}/fifoinfo{i}'); os.mkfifo(f'{c}/fifoinfo{i}/connection.json')",
+    "    os.mkdir(f'{c}/linkinfo{i}'); os.symlink('/etc/passwd', f'{c}/linkinfo{i}/connection.json')",
+    "    os.mkdir(f'{c}/junkinfo{i}'); open(f'{c}/junkinfo{i}/connection.json', 'w').write('{not json')",
+    "    os.mkdir(f'{c}/stale{i}')",
+    "    open(f'{c}/stale{i}/connection.json', 'w').write(json.dumps({'listener': 'gone', 'pid': 1, 'created': 0}))",
+    "    os.mkdir(f'{c}/lock{i}'); os.symlink('/etc/passwd', f'{c}/lock{i}/backend.lock')",
+    "print('done', flush=True)"
+  ].join("\n")
+
+/** What the other user tries: the same garbage in our connections/ (refused), and a flood of the shared directory. */
+const attacker = (connections: string, count: number) =>
+  [
+    "import os",
+    `c = ${JSON.stringify(connections)}`,
+    `s = ${JSON.stringify(shared)}`,
+    "refused = 0",
+    `for i in range(${count}):`,
+    "    try:",
+    "        os.mkdir(f'{c}/theirs{i}')",
+    "    except PermissionError:",
+    "        refused += 1",
+    "    os.mkdir(f'{s}/d{i}')",
+    "    open(f'{s}/f{i}', 'w').write('x')",
+    "print(f'refused {refused}', flush=True)"
+  ].join("\n")
+
+const runScript = (args: ReadonlyArray<string>) =>
+  Effect.callback<string>((resume) => {
+    const child = ChildProcess.execFile(args[0]!, args.slice(1), (error, stdout, stderr) => {
+      resume(error === null ? Effect.succeed(stdout.trim()) : Effect.die(new Error(`${error.message}: ${stderr}`)))
+    })
+    return Effect.sync(() => void child.kill("SIGKILL"))
+  })
+
+describe("file:// listener under a flood", () => {
+  it.live(
+    "serves a well-behaved client during a garbage flood, removes the garbage, fds and memory come back",
+    () =>
+      Effect.gen(function*() {
+        const dir = Path.join(shared, "listener")
+        const address = `file://${dir}`
+        const transport = FileTransport.make()
+        const bytes = new TextEncoder()
+        const text = new TextDecoder()
+        const roundTrips = (n: number, tag: string) =>
+          Effect.scoped(Effect.gen(function*() {
+            const client = yield* transport.dial(address)
+            for (let i = 0; i < n; i++) {
+              yield* client.send(bytes.encode(`${tag}${i}`))
+              const answer = yield* client.receive.pipe(
+                Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.die(new Error("not served")) })
+              )
+              assert.strictEqual(text.decode(answer), `${tag}${i}`)
+            }
+          }))
+        const connections = Path.join(dir, "connections")
+
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* transport.listen(address)
+          yield* Effect.forkScoped(
+            Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+          )
+          // warm up, then the baseline
+          yield* roundTrips(20, "warm")
+          const fds = openFds()
+          const rss = rssMiB()
+
+          const flood = yield* Effect.forkChild(
+            Effect.all([
+              runScript(["/usr/bin/python3", "-c", garbage(connections, 300)]),
+              runScript([
+                "setpriv",
+                `--reuid=${NOBODY}`,
+                `--regid=${NOBODY}`,
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                attacker(connections, 300)
+              ])
+            ], { concurrency: "unbounded" })
+          )
+          // served while the flood runs
+          let during = 0
+          while (flood.pollUnsafe() === undefined) {
+            yield* roundTrips(5, `during${during}-`)
+            during++
+          }
+          const [ours, theirs] = yield* Fiber.join(flood)
+          assert.strictEqual(ours, "done")
+          assert.strictEqual(theirs, "refused 300", "the other user cannot write in connections/")
+          assert.isAtLeast(during, 1)
+          yield* roundTrips(20, "after")
+
+          // every piece of garbage goes (the listener scans every 250 ms besides inotify)
+          for (let i = 0; i < 600 && Fs.readdirSync(connections).length > 0; i++) yield* Effect.sleep("50 millis")
+          assert.deepStrictEqual(Fs.readdirSync(connections), [], "garbage left in connections/")
+          assert.isAtMost(openFds(), fds + 2, "file descriptors back to the baseline")
+          assert.isBelow(rssMiB() - rss, 64, "memory back near the baseline")
+        }))
+        // the listener created the directory: closing it leaves nothing behind
+        assert.isFalse(Fs.existsSync(dir), "the listener's directory is removed")
+        assert.strictEqual(Fs.readFileSync("/etc/passwd", "utf8").length > 0, true)
+      }),
+    180_000
+  )
+})
