@@ -17,6 +17,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import { Log, LogFormat } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -216,6 +217,15 @@ describe("durability, proven", () => {
           const writer = yield* Log.openWriter(dir, { segmentBytes, whenFull: "fail" })
           const reader = yield* Log.openReader(dir, { name: "r" })
           const delivered: Array<string> = []
+          // an observer polling every event-loop turn, also while large writes run in the threadpool
+          const observer = yield* Log.openReader(dir, { from: "start" })
+          const observed: Array<string> = []
+          const watching = yield* Effect.forkChild(Effect.forever(
+            Effect.andThen(
+              Effect.map(readAll(observer), (payloads) => void observed.push(...names(payloads))),
+              Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+            )
+          ))
           let acked = 0
           let error: IpcError.IpcError | undefined
           while (error === undefined && acked < 10_000) {
@@ -233,6 +243,9 @@ describe("durability, proven", () => {
           delivered.push(...names(yield* readAll(reader)))
           assert.deepStrictEqual(delivered, seq("d", acked))
           assert.strictEqual(reader.pendingBytes(), 0)
+          yield* Fiber.interrupt(watching)
+          observed.push(...names(yield* readAll(observer)))
+          assert.deepStrictEqual(observed, seq("d", acked), "the observer saw whole records only, each once")
           const verified = yield* Log.verify(dir)
           assert.deepStrictEqual([verified.records, verified.torn], [acked, 0])
           // still full: the same typed error, still nothing torn
