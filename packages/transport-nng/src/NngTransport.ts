@@ -25,14 +25,17 @@ import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import * as Channel from "./internal/channel.ts"
+import type * as Nng from "./internal/nng.ts"
 import * as Socket from "./internal/socket.ts"
 import * as NngAddress from "./NngAddress.ts"
 
@@ -54,6 +57,15 @@ export interface NngTransportOptions {
   readonly connectTimeout?: Duration.Input | undefined
   /** How long `close` waits for the peer to acknowledge (default 2 s). */
   readonly closeTimeout?: Duration.Input | undefined
+  /**
+   * Conversations a listener holds open for clients that asked for one and
+   * have not completed the handshake yet (default 64). Beyond, a client is
+   * told the listener is busy and asks again (with backoff, within its
+   * `connectTimeout`); nothing is allocated for it.
+   */
+  readonly maxPendingHandshakes?: number | undefined
+  /** How long a listener waits for a client to come to its conversation (default 5 s). */
+  readonly handshakeTimeout?: Duration.Input | undefined
   /** Permission bits of ipc socket files (default 0o600: this user only). */
   readonly mode?: number | undefined
   /**
@@ -67,13 +79,19 @@ export interface NngTransportOptions {
 const Hello = Schema.Struct({ v: Schema.Literal(1) })
 const Welcome = Schema.Union([
   Schema.Struct({ v: Schema.Literal(1), url: Schema.String, token: Schema.String }),
-  Schema.Struct({ v: Schema.Literal(1), refused: Schema.String })
+  Schema.Struct({ v: Schema.Literal(1), refused: Schema.String }),
+  // the listener has `maxPendingHandshakes` under way: ask again shortly
+  Schema.Struct({ v: Schema.Literal(1), busy: Schema.Literal(true) })
 ])
 const WelcomeJson = Schema.fromJsonString(Welcome)
 const decodeWelcome = Schema.decodeUnknownEffect(WelcomeJson)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const helloBytes = encoder.encode(JSON.stringify(Hello.make({ v: 1 })))
+
+/** True when a rendezvous request is exactly the hello; anything else is dropped unanswered. */
+const isHello = (body: Uint8Array): boolean =>
+  body.byteLength === helloBytes.byteLength && body.every((byte, i) => byte === helloBytes[i])
 
 const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid === undefined || peer.uid === process.getuid?.()
 
@@ -113,11 +131,22 @@ const peerOf = (socket: Socket.Socket, pipe: number, address: string): IpcChanne
 const refuse = (peer: IpcChannel.PeerInfo, address: string) =>
   IpcError.make("PeerRejected", `refused a peer running as uid ${peer.uid} (pid ${peer.pid ?? "unknown"})`, address)
 
+/** The listener was busy, or the conversation it offered was gone when the client came to it: ask again. */
+class Vanished extends Data.TaggedError("Vanished")<{ readonly error: IpcError.IpcError }> {}
+
+/** Milliseconds left until `deadline` (at least 1). */
+const remainingUntil = (deadline: number) => Math.max(1, deadline - Date.now())
+
+/** How long a client first waits for the listener's answer before it asks again (then twice as long, ...). */
+const ASK_AGAIN_MS = 5000
+
 /** Makes the nng transport. */
 export const make = (options: NngTransportOptions = {}): Transport.TransportShape => {
   const maxMessageSize = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
   const connectTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.connectTimeout ?? "10 seconds"))
   const closeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.closeTimeout ?? "2 seconds"))
+  const handshakeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout ?? "5 seconds"))
+  const maxPending = Math.max(1, options.maxPendingHandshakes ?? 64)
   const authorize = options.authorize ?? sameUser
   const sendBuffer = options.sendBuffer ?? 16
   const pairOptions: Socket.SocketOptions = {
@@ -156,6 +185,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const acceptor = yield* Transport.makeAcceptor(address)
       const open = new Set<IpcChannel.IpcChannel>()
       const handshakes = yield* FiberSet.make<void, never>()
+      /** Conversations waiting for their clients. */
+      let pending = 0
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           acceptor.end()
@@ -164,38 +195,28 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         })
       )
 
-      /** One conversation: open its pair socket, answer the client, wait for its hello. */
-      const converse = (request: { readonly header: Uint8Array | undefined; readonly pipe: number }) =>
+      /** Answers a rendezvous request without waiting: a client that does not read its answers loses them. */
+      const answer = (request: Nng.Received, body: object) =>
+        lobby.trySend(encoder.encode(JSON.stringify({ v: 1, ...body })), undefined, request.header) === 0
+
+      /** The handshake of one conversation: open its pair socket, answer the client, wait for its hello. */
+      const handshake = (request: Nng.Received) =>
         Effect.gen(function*() {
-          const peer = peerOf(lobby, request.pipe, address)
-          if (hasCredentials(lobbyAddress) && !authorize(peer)) {
-            const refusal = refuse(peer, address)
-            yield* lobby.send(
-              encoder.encode(JSON.stringify({ v: 1, refused: refusal.detail })),
-              undefined,
-              request.header
-            )
-            return yield* Effect.logWarning(refusal)
-          }
           const token = Crypto.randomBytes(16).toString("hex")
           const conversation = yield* NngAddress.parse(
             conversationUrl(lobbyAddress, bound.port, Crypto.randomBytes(12).toString("hex")),
             { plain: true }
           )
           const socket = yield* Socket.open("pair", pairOptions, address)
-          const accepted = yield* Effect.gen(function*() {
+          return yield* Effect.gen(function*() {
             const listening = yield* socket.listen(conversation)
             const url = listening.port === undefined
               ? conversation.url
               : NngAddress.withPort(conversation, listening.port)
-            yield* lobby.send(encoder.encode(JSON.stringify({ v: 1, url, token })), undefined, request.header)
-            const hello = yield* socket.receive.pipe(
-              Effect.timeoutOrElse({
-                duration: connectTimeout,
-                orElse: () =>
-                  Effect.fail(IpcError.make("Timeout", "the client did not come to its conversation", address))
-              })
-            )
+            if (!answer(request, { url, token })) {
+              return yield* IpcError.make("Timeout", "the client does not read its answers", address)
+            }
+            const hello = yield* socket.receive
             if (hello.kind !== Channel.Kind.hello || decoder.decode(hello.body) !== token) {
               return yield* IpcError.make("PeerRejected", "a peer came to a conversation without its token", address)
             }
@@ -207,38 +228,75 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             yield* afterHandshake(socket)
             return Channel.make(socket, channelOptions(address, hello.pipe, conversationPeer))
           }).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : socket.close))
+        })
+
+      /** One conversation: its handshake (bounded in time), then the channel until it closes. */
+      const converse = (request: Nng.Received) =>
+        Effect.gen(function*() {
+          pending++
+          const accepted = yield* handshake(request).pipe(
+            Effect.timeoutOrElse({
+              duration: handshakeTimeout,
+              orElse: () =>
+                Effect.fail(IpcError.make("Timeout", "the client did not come to its conversation", address))
+            }),
+            Effect.ensuring(Effect.sync(() => void pending--))
+          )
           open.add(accepted)
           acceptor.offer(accepted)
           yield* accepted.closed
           open.delete(accepted)
         }).pipe(Effect.catch((error) => Effect.logDebug("a conversation did not start", error)))
 
+      /** A rendezvous request: validated (and, over ipc, its sender checked) before anything is allocated. */
+      const onRequest = (request: Nng.Received) =>
+        Effect.gen(function*() {
+          if (!isHello(request.body)) return
+          const peer = peerOf(lobby, request.pipe, address)
+          if (hasCredentials(lobbyAddress) && !authorize(peer)) {
+            const refusal = refuse(peer, address)
+            answer(request, { refused: refusal.detail })
+            return yield* Effect.logWarning(refusal)
+          }
+          // at most `maxPending` conversations wait for their clients: the others are asked to come back
+          if (pending >= maxPending) return void answer(request, { busy: true })
+          yield* FiberSet.run(handshakes, converse(request))
+        })
+
       yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.flatMap(lobby.receive, (request) => FiberSet.run(handshakes, converse(request)))
-        ).pipe(
+        Effect.forever(Effect.flatMap(lobby.receive, onRequest)).pipe(
           Effect.catch((error) => error.reason === "Closed" ? Effect.void : Effect.logWarning("rendezvous", error))
         )
       )
       return acceptor.listener
     })
 
-  const dial = (raw: string) =>
+  /** One try at a conversation: the rendezvous, then the conversation's handshake. */
+  const attempt = (raw: string, deadline: number, askAgain: number) =>
     Effect.gen(function*() {
       const lobbyAddress = yield* NngAddress.parse(raw)
-      const deadline = Date.now() + connectTimeout
-      const remaining = () => Math.max(1, deadline - Date.now())
       const timedOut = (what: string) => () =>
         Effect.fail(IpcError.make("Timeout", `${what} within ${connectTimeout} ms`, raw))
 
       // 1. the rendezvous: ask for a conversation
       const welcome = yield* Effect.scoped(Effect.gen(function*() {
-        const lobby = yield* Socket.make("req", { maxMessageSize: 4096 }, raw)
+        // closed in the background: the conversation does not wait for it
+        const lobby = yield* Effect.acquireRelease(
+          Socket.open("req", { maxMessageSize: 4096 }, raw),
+          (socket) => Effect.sync(socket.shutdown)
+        )
         const dialer = yield* lobby.dial(lobbyAddress)
-        yield* Socket.connected(lobby, dialer, remaining(), raw)
+        yield* Socket.connected(lobby, dialer, remainingUntil(deadline), raw)
         yield* lobby.send(helloBytes)
+        // a listener drops what it cannot answer at once: after a silence, ask again
         const reply = yield* lobby.receive.pipe(
-          Effect.timeoutOrElse({ duration: remaining(), orElse: timedOut("no answer from the listener") })
+          Effect.timeoutOrElse({
+            duration: Math.min(remainingUntil(deadline), askAgain),
+            orElse: (): Effect.Effect<never, IpcError.IpcError | Vanished> =>
+              remainingUntil(deadline) > 1
+                ? Effect.fail(new Vanished({ error: IpcError.make("Timeout", "no answer from the listener", raw) }))
+                : timedOut("no answer from the listener")()
+          })
         )
         const server = peerOf(lobby, reply.pipe, raw)
         if (hasCredentials(lobbyAddress) && !authorize(server)) return yield* refuse(server, raw)
@@ -253,27 +311,58 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           )
         )
         if ("refused" in answer) return yield* IpcError.make("PeerRejected", `the listener ${answer.refused}`, raw)
+        if ("busy" in answer) {
+          return yield* new Vanished({
+            error: IpcError.make("Full", "the listener has too many handshakes under way", raw)
+          })
+        }
         return answer
       }))
-      const conversation = yield* NngAddress.parse(welcome.url, { plain: true })
 
       // 2. the conversation's own pair socket
+      const conversation = yield* NngAddress.parse(welcome.url, { plain: true })
       const socket = yield* Socket.open("pair", pairOptions, raw)
-      const channel = yield* Effect.gen(function*() {
+      return yield* Effect.gen(function*() {
         const dialer = yield* socket.dial(
           yield* NngAddress.parse(clientUrl(lobbyAddress, conversation), { plain: true })
         )
-        yield* Socket.connected(socket, dialer, remaining(), raw)
+        yield* Socket.connected(socket, dialer, remainingUntil(deadline), raw)
         yield* socket.send(encoder.encode(welcome.token), Channel.prefix.hello)
         const ready = yield* socket.receive.pipe(
-          Effect.timeoutOrElse({ duration: remaining(), orElse: timedOut("no handshake from the listener") })
+          Effect.timeoutOrElse({
+            duration: remainingUntil(deadline),
+            orElse: timedOut("no handshake from the listener")
+          })
         )
         if (ready.kind !== Channel.Kind.ready) {
           return yield* IpcError.make("Protocol", "the listener did not complete the handshake", raw)
         }
         yield* afterHandshake(socket)
         return Channel.make(socket, channelOptions(raw, ready.pipe, peerOf(socket, ready.pipe, raw)))
-      }).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : socket.close))
+      }).pipe(
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : socket.close),
+        // the conversation was gone before we got there (it timed out on the listener's side): ask again
+        Effect.mapError((error) =>
+          error.reason === "NotFound" || error.reason === "ConnectionLost" || error.reason === "Closed"
+            ? new Vanished({ error })
+            : error
+        )
+      )
+    })
+
+  const dial = (raw: string) =>
+    Effect.gen(function*() {
+      const deadline = Date.now() + connectTimeout
+      let askAgain = ASK_AGAIN_MS / 2
+      const channel = yield* Effect.suspend(() => attempt(raw, deadline, askAgain *= 2)).pipe(
+        Effect.retry({
+          while: (error) => error instanceof Vanished && Date.now() < deadline,
+          schedule: Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("1 second")]).pipe(
+            Schedule.jittered
+          )
+        }),
+        Effect.mapError((error) => error instanceof Vanished ? error.error : error)
+      )
       yield* Effect.addFinalizer(() => channel.close)
       return channel
     })

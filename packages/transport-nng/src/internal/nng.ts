@@ -7,8 +7,10 @@
  *
  * Nothing here blocks the JS thread for long: sends and receives are
  * `NNG_FLAG_NONBLOCK`, dialers start with `NNG_FLAG_NONBLOCK`, and the calls
- * that wait for nng's own threads (`nng_close`, `nng_listener_start`, which
- * may resolve a host name) run once per socket on the libuv threadpool.
+ * that may wait for nng's own threads for long (`nng_close`, and
+ * `nng_listener_start` when it resolves a host name) run once per socket on
+ * the libuv threadpool, at most `MAX_ASYNC_CALLS` at once (koffi throws past
+ * 256 in a process).
  * No JS function is ever handed to nng as a callback, so no nng thread ever
  * waits for the JS thread: closing can never deadlock.
  *
@@ -20,6 +22,7 @@
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 import koffi, { type LibraryHandle, type node as KoffiNode } from "koffi"
+import * as Net from "node:net"
 import * as NngError from "../NngError.ts"
 
 /** An nng socket, dialer, listener or pipe: nng's handles are `{ id }` structs passed by value. */
@@ -51,7 +54,7 @@ interface Bindings {
   readonly version: string
   readonly strerror: (code: number) => string
   readonly open: Record<Protocol, (out: { id: number }) => number>
-  readonly close: (s: Handle, done: (error: unknown, rv: number) => void) => void
+  readonly close: (s: Handle, done: (rv: number) => void) => void
   readonly socketSetInt: (s: Handle, name: string, value: number) => number
   readonly socketSetMs: (s: Handle, name: string, value: number) => number
   readonly socketSetSize: (s: Handle, name: string, value: number) => number
@@ -60,7 +63,8 @@ interface Bindings {
   readonly listenerCreate: (out: { id: number }, s: Handle, url: string) => number
   readonly listenerSetInt: (l: Handle, name: string, value: number) => number
   readonly listenerSetSize: (l: Handle, name: string, value: number) => number
-  readonly listenerStart: (l: Handle, flags: number, done: (error: unknown, rv: number) => void) => void
+  readonly listenerStart: (l: Handle, flags: number, done: (rv: number) => void) => void
+  readonly listenerStartNow: (l: Handle, flags: number) => number
   readonly listenerGetInt: (l: Handle, name: string, out: Array<number>) => number
   readonly dialerCreate: (out: { id: number }, s: Handle, url: string) => number
   readonly dialerSetMs: (d: Handle, name: string, value: number) => number
@@ -89,6 +93,71 @@ interface Bindings {
   readonly statFind: (st: Ptr, name: string) => Ptr | null
   readonly statValue: (st: Ptr) => number | bigint
   readonly memcpy: (dst: Uint8Array, src: Ptr, size: number) => unknown
+}
+
+/**
+ * Native calls this module runs on the libuv threadpool at once, at most.
+ * koffi runs at most 256 asynchronous calls per process (shared with every
+ * other library in it) and throws beyond; calls past this bound wait their turn.
+ */
+export const MAX_ASYNC_CALLS = 32
+
+let asyncRunning = 0
+const asyncWaiting: Array<() => void> = []
+
+const nextAsync = () => {
+  while (asyncRunning < MAX_ASYNC_CALLS && asyncWaiting.length > 0) asyncWaiting.shift()!()
+}
+
+/**
+ * Runs `start` (which begins one asynchronous koffi call and calls `finish`
+ * with its result) when fewer than `MAX_ASYNC_CALLS` are running; `done` gets
+ * the result; an `urgent` call (a listener start, which someone waits for)
+ * goes before the waiting closes. When koffi is at its own limit all the same
+ * (other libraries' calls), the call is tried again once one of ours ends, or
+ * after 10 ms.
+ */
+const throttled = (
+  start: (finish: (rv: number) => void) => void,
+  done: (rv: number) => void,
+  urgent = false
+): void => {
+  const go = () => {
+    asyncRunning++
+    let finished = false
+    try {
+      start((rv) => {
+        if (finished) return
+        finished = true
+        asyncRunning--
+        nextAsync()
+        done(rv)
+      })
+    } catch (cause) {
+      // the call never started
+      finished = true
+      asyncRunning--
+      if (!String(cause).includes("Too many asynchronous calls")) return done(NngError.Code.EINTERNAL)
+      // koffi is at its limit with other libraries' calls: wait for one of ours, or a moment
+      asyncWaiting.unshift(go)
+      if (asyncRunning === 0) setTimeout(nextAsync, 10)
+    }
+  }
+  if (asyncRunning < MAX_ASYNC_CALLS) go()
+  else if (urgent) asyncWaiting.unshift(go)
+  else asyncWaiting.push(go)
+}
+
+/** The callback of an asynchronous koffi call: its result, or `EINTERNAL` when koffi reports an error. */
+const onThreadpool = (done: (rv: number) => void) => (error: unknown, rv: number) =>
+  done(error === null || error === undefined ? rv : NngError.Code.EINTERNAL)
+
+/** True when starting a listener at `url` resolves a host name (tcp or ws with a host that is not an IP address). */
+const resolves = (url: string): boolean => {
+  const match = /^(?:tcp[46]?|ws|wss|tls\+tcp[46]?):\/\/(\[[^\]]*\]|[^:/]*)/.exec(url)
+  if (match === null) return false
+  const host = match[1]!.replace(/^\[|\]$/g, "")
+  return host !== "" && host !== "*" && Net.isIP(host) === 0
 }
 
 /** Where libnng is looked for: `EFFECT_IPC_LIBNNG` first, then the platform's names. */
@@ -146,7 +215,7 @@ const declare = (libc: LibraryHandle, lib: LibraryHandle, version: string): Bind
       pull: open("nng_pull0_open"),
       pair: open("nng_pair1_open")
     },
-    close: (s, done) => closeFn.async(s, done),
+    close: (s, done) => throttled((finish) => closeFn.async(s, onThreadpool(finish)), done),
     socketSetInt: lib.func(`int nng_socket_set_int(${S} s, const char *name, int value)`),
     socketSetMs: lib.func(`int nng_socket_set_ms(${S} s, const char *name, int32_t value)`),
     socketSetSize: lib.func(`int nng_socket_set_size(${S} s, const char *name, size_t value)`),
@@ -155,7 +224,9 @@ const declare = (libc: LibraryHandle, lib: LibraryHandle, version: string): Bind
     listenerCreate: lib.func(`int nng_listener_create(_Out_ ${L} *l, ${S} s, const char *url)`),
     listenerSetInt: lib.func(`int nng_listener_set_int(${L} l, const char *name, int value)`),
     listenerSetSize: lib.func(`int nng_listener_set_size(${L} l, const char *name, size_t value)`),
-    listenerStart: (l, flags, done) => listenerStartFn.async(l, flags, done),
+    listenerStart: (l, flags, done) =>
+      throttled((finish) => listenerStartFn.async(l, flags, onThreadpool(finish)), done, true),
+    listenerStartNow: listenerStartFn,
     listenerGetInt: lib.func(`int nng_listener_get_int(${L} l, const char *name, _Out_ int *value)`),
     dialerCreate: lib.func(`int nng_dialer_create(_Out_ ${D} *d, ${S} s, const char *url)`),
     dialerSetMs: lib.func(`int nng_dialer_set_ms(${D} d, const char *name, int32_t value)`),
@@ -256,7 +327,10 @@ export interface Nng {
   readonly setSocketOption: (s: Handle, name: string, value: OptionValue) => Effect.Effect<void, IpcError.IpcError>
   /** Reads an integer option of a socket (`recv-fd`, `send-fd`, ...). */
   readonly getSocketInt: (s: Handle, name: string) => Effect.Effect<number, IpcError.IpcError>
-  /** Creates and starts a listener (the start runs on the threadpool: it may resolve a host name). */
+  /**
+   * Creates and starts a listener; the start runs on the threadpool when the
+   * address has a host name to resolve (which may take long), at once otherwise.
+   */
   readonly listen: (
     s: Handle,
     url: string,
@@ -425,13 +499,16 @@ const make = (b: Bindings): Nng => {
           const rv = b.listenerSetInt(l, "ipc:permissions", options.ipcPermissions)
           if (rv !== 0) return Effect.fail(error(rv, "cannot set the socket file's permissions", address))
         }
+        const started = (rv: number): Effect.Effect<Listening, IpcError.IpcError> => {
+          if (rv !== 0) return Effect.fail(error(rv, "cannot listen", address))
+          const port = [0]
+          const hasPort = b.listenerGetInt(l, "tcp-bound-port", port) === 0
+          return Effect.succeed({ listener: l, port: hasPort ? port[0] : undefined })
+        }
+        // only a host name needs resolving, which may take long: anything else starts at once
+        if (!resolves(url)) return started(b.listenerStartNow(l, 0))
         return Effect.callback<Listening, IpcError.IpcError>((resume) => {
-          b.listenerStart(l, 0, (_cause, rv) => {
-            if (rv !== 0) return resume(Effect.fail(error(rv, "cannot listen", address)))
-            const port = [0]
-            const hasPort = b.listenerGetInt(l, "tcp-bound-port", port) === 0
-            resume(Effect.succeed({ listener: l, port: hasPort ? port[0] : undefined }))
-          })
+          b.listenerStart(l, 0, (rv) => resume(started(rv)))
         })
       }),
     dial: (s, url, options, address) =>

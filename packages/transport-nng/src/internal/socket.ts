@@ -56,8 +56,8 @@ export interface Socket {
   readonly onReadable: (listener: () => void) => () => void
   /** Calls `listener` whenever the socket can take a message, until the returned function is called. */
   readonly onWritable: (listener: () => void) => () => void
-  /** Sends without waiting: 0, or an nng code (`EAGAIN`: full; see `onWritable`). */
-  readonly trySend: (body: Uint8Array, prefix?: Uint8Array) => number
+  /** Sends without waiting (`header`: raw sockets): 0, or an nng code (`EAGAIN`: full; see `onWritable`). */
+  readonly trySend: (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => number
   /** Completes once the socket can take a message (for a pair or req socket: once a peer is connected). */
   readonly writable: Effect.Effect<void, IpcError.IpcError>
   /** Sets a socket option. */
@@ -262,7 +262,7 @@ const makeSocket = (
     tryReceive,
     onReadable: (listener) => readable.add(listener),
     onWritable: (listener) => writableFd.add(listener),
-    trySend: (body, prefix) => (closed ? NngError.Code.ECLOSED : nng.trySend(handle, body, prefix)),
+    trySend: (body, prefix, header) => (closed ? NngError.Code.ECLOSED : nng.trySend(handle, body, prefix, header)),
     writable,
     setOption: (name, value) => nng.setSocketOption(handle, name, value),
     error,
