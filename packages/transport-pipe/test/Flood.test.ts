@@ -1,0 +1,109 @@
+/**
+ * Floods of the unix and fifo listeners (silent connections, half-open
+ * handshakes, garbage frames, half headers) from another process: a
+ * well-behaved client's round trips succeed during the flood, and the
+ * listener's descriptors and memory come back to their baseline after it.
+ */
+import * as Transport from "@effect-ipc/core/Transport"
+import { Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import * as Path from "node:path"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
+import { openFds, python, rss, start, tempDir, waitFor } from "./helpers.ts"
+
+const flood = Path.join(import.meta.dirname, "fixtures/flood.py")
+
+V8.setFlagsFromString("--expose-gc")
+const gc = Vm.runInNewContext("gc") as () => void
+
+/** Memory may grow this much over a flood (young-generation growth included); a leak would go past it. */
+const RSS_BOUND = 96 * 1024 * 1024
+
+const echo = (transport: Transport.TransportShape, address: string) =>
+  Effect.gen(function*() {
+    const listener = yield* transport.listen(address)
+    yield* Effect.forkScoped(
+      Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+    )
+  })
+
+const message = (i: number) => new TextEncoder().encode(`round trip ${i}`)
+
+describe("floods", () => {
+  it.live(
+    "unix://: 450 hostile connections; a good client is served throughout; fds and RSS come back",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-flood-")
+        const path = Path.join(dir, "flood.sock")
+        const transport = UnixSocket.make({ frameTimeout: "1 second" })
+        yield* echo(transport, `unix://${path}`)
+        const good = yield* transport.dial(`unix://${path}`)
+        yield* good.send(message(-1))
+        yield* good.receive
+        gc()
+        const baseline = { fds: openFds(), rss: rss() }
+
+        const attacker = yield* start(python, [flood, "unix", path, "150"])
+        yield* attacker.line(/^flooding$/)
+        let peak = openFds()
+        for (let i = 0; i < 200; i++) {
+          yield* good.send(message(i))
+          assert.deepStrictEqual(yield* good.receive, message(i))
+          peak = Math.max(peak, openFds())
+        }
+        yield* waitFor(() => (peak = Math.max(peak, openFds())) - baseline.fds >= 100, 15_000)
+        assert.isAtLeast(peak - baseline.fds, 100, "the flood reached the listener")
+        yield* attacker.finish
+
+        assert.isTrue(yield* waitFor(() => openFds() <= baseline.fds, 15_000), `fds ${openFds()} > ${baseline.fds}`)
+        gc()
+        assert.isBelow(rss() - baseline.rss, RSS_BOUND)
+        yield* good.send(message(999))
+        assert.deepStrictEqual(yield* good.receive, message(999))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "fifo://: claims, garbage, half headers and silent claims; a good client still gets its turns",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-flood-")
+        const base = Path.join(dir, "pair")
+        const address = `fifo://${base}`
+        const transport = Fifo.make({ helloTimeout: "300 millis", frameTimeout: "1 second" })
+        yield* echo(transport, address)
+        // the pair is busy (AddressInUse) or between peers (NotFound) while the flood holds it: try again
+        const conversation = (i: number) =>
+          Effect.scoped(Effect.gen(function*() {
+            const channel = yield* transport.dial(address)
+            yield* channel.send(message(i))
+            assert.deepStrictEqual(yield* channel.receive, message(i))
+            yield* channel.close
+          })).pipe(
+            Effect.retry({
+              schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 1000 })),
+              while: (error) => error.reason === "AddressInUse" || error.reason === "NotFound"
+            })
+          )
+        yield* conversation(-1)
+        gc()
+        const baseline = { fds: openFds(), rss: rss() }
+
+        const attacker = yield* start(python, [flood, "fifo", base, "150"])
+        for (let i = 0; i < 10; i++) yield* conversation(i)
+        yield* attacker.line(/^done \d+$/)
+        assert.isAbove(Number(attacker.lines.at(-1)!.split(" ")[1]), 0, "the flood claimed the pair")
+
+        yield* conversation(999)
+        assert.isTrue(yield* waitFor(() => openFds() <= baseline.fds, 15_000), `fds ${openFds()} > ${baseline.fds}`)
+        gc()
+        assert.isBelow(rss() - baseline.rss, RSS_BOUND)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
