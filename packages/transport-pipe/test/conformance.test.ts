@@ -22,14 +22,18 @@ afterAll(() => {
 let n = 0
 const peer = { module: "@effect-ipc/transport-pipe", export: "descriptor" }
 
+/** A raw socket connection to a `unix://` or `pipe://` listener. */
 const rawConnect = (address: string) =>
   Effect.acquireRelease(
-    Effect.callback<Net.Socket, IpcError.IpcError>((resume) => {
-      const socket = Net.createConnection({ path: new URL(address).pathname })
-      socket.once("connect", () => resume(Effect.succeed(socket)))
-      socket.once("error", (cause) => resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "raw connect"))))
-    }),
-    (socket) => Effect.sync(() => socket.destroy())
+    Effect.flatMap(Pipe.SocketPath.resolve(address), ({ path }) =>
+      Effect.callback<Net.Socket, IpcError.IpcError>((resume) => {
+        const socket = Net.createConnection({ path })
+        socket.once("connect", () =>
+          resume(Effect.succeed(socket)))
+        socket.once("error", (cause) => resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "raw connect"))))
+      })),
+    (socket) =>
+      Effect.sync(() => socket.destroy())
   ).pipe(
     Effect.map((socket): Conformance.RawConnection => {
       socket.on("error", () => {})
@@ -43,6 +47,49 @@ const rawConnect = (address: string) =>
       }
     })
   )
+
+/** Polls `check` every 20 ms until it holds (a guard of 10 s against a hang). */
+const until = (check: () => boolean, what: string) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 10_000
+    while (!check()) {
+      if (Date.now() > deadline) return yield* IpcError.make("Timeout", `timed out waiting: ${what}`)
+      yield* Effect.sleep("20 millis")
+    }
+  })
+
+/** Opens `path` non-blocking as a socket, destroyed with the scope. */
+const openPipe = (path: string, readable: boolean) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const flags = (readable ? Fs.constants.O_RDONLY : Fs.constants.O_WRONLY) | Fs.constants.O_NONBLOCK
+      const pipe = new Net.Socket({ fd: Fs.openSync(path, flags), readable, writable: !readable })
+      pipe.on("error", () => {})
+      if (readable) pipe.resume()
+      return pipe
+    }),
+    (pipe) => Effect.sync(() => pipe.destroy())
+  )
+
+/**
+ * A raw writer on a `fifo://` pair: claims the pair as a client does (renames
+ * the ready token away, opens both FIFOs) and writes bytes straight into
+ * `name.in`; the listener has dropped it when it offers the pair again (the
+ * ready token is back).
+ */
+const rawFifo = (address: string) =>
+  Effect.gen(function*() {
+    const files = yield* Pipe.Fifo.paths(address)
+    yield* until(() => Fs.existsSync(files.ready), "the FIFO pair is offered")
+    Fs.renameSync(files.ready, `${files.ready}.raw`)
+    Fs.rmSync(`${files.ready}.raw`)
+    const toServer = yield* openPipe(files.toServer, false)
+    yield* openPipe(files.toClient, true)
+    return {
+      write: (bytes) => Effect.sync(() => void toServer.write(bytes)),
+      dropped: Effect.orDie(until(() => Fs.existsSync(files.ready), "the pair is offered again"))
+    } satisfies Conformance.RawConnection
+  })
 
 const existing = (...paths: ReadonlyArray<string>) => paths.filter((path) => Fs.existsSync(path))
 
@@ -61,6 +108,7 @@ Conformance.suite({
   descriptor: Pipe.descriptor,
   peer,
   address: () => `pipe://conformance-${process.pid}-${n++}`,
+  raw: rawConnect,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
   residue: (address) => existing(Effect.runSync(Pipe.SocketPath.resolve(address)).path)
 })
@@ -70,6 +118,7 @@ Conformance.suite({
   descriptor: Pipe.descriptor,
   peer,
   address: () => `fifo://${dir}/f${n++}`,
+  raw: rawFifo,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
   singlePeer: true,
   residue: (address) => {

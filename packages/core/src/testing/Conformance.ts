@@ -7,9 +7,16 @@
  * bad frames cost only the offending connection. Cross-process cases run the
  * peer in a real child process (`peer.ts`).
  *
+ * Every case is registered for every transport. A case that needs a
+ * `Capability` the transport lacks is registered as skipped, its title ending
+ * `— not applicable: <capability> (<why>)`, so the run shows and counts it.
+ * Where both ends cannot live in the test process (child-process pipes), the
+ * cases run against the suite's peer in the child instead.
+ *
  * @since 0.1.0
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -23,6 +30,8 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as IpcChannel from "../IpcChannel.ts"
 import * as IpcError from "../IpcError.ts"
@@ -37,6 +46,15 @@ export interface RawConnection {
   /** Completes when the listener has dropped this connection. */
   readonly dropped: Effect.Effect<void>
 }
+
+/**
+ * What a transport may lack. `peer-process`: a peer in another process (not
+ * `memory://`, `nng+inproc://`); `raw-stream`: a byte stream the suite can
+ * write bad frames on (`raw`, or child-process pipes); `shared-address`: one
+ * address that clients meet at and a second listener collides with (not
+ * child-process pipes).
+ */
+export type Capability = "peer-process" | "raw-stream" | "shared-address"
 
 /** A transport under test. */
 export interface Subject {
@@ -58,7 +76,10 @@ export interface Subject {
     readonly export: string
     readonly via?: "spawn" | "child" | undefined
   } | undefined
-  /** False when both ends cannot live in the test process (child pipes): in-process cases are not registered. */
+  /**
+   * False when both ends cannot live in the test process (child pipes): the
+   * cases then run against the suite's peer in a child process.
+   */
   readonly inProcess?: boolean | undefined
   /** True when a listener serves one peer at a time (FIFOs). */
   readonly singlePeer?: boolean | undefined
@@ -68,25 +89,34 @@ export interface Subject {
   readonly maxFrameSize: number
   /** Paths the transport leaves in the file system for `address` while in use (all must be gone after close). */
   readonly residue?: ((address: string) => ReadonlyArray<string>) | undefined
+  /** Why the transport lacks a capability, shown in the titles of the cases it skips. */
+  readonly notApplicable?: Partial<Record<Capability, string>> | undefined
 }
 
 const peerScript = fileURLToPath(new URL("./peer.ts", import.meta.url))
+const rawPeerScript = fileURLToPath(new URL("./rawPeer.ts", import.meta.url))
 
-type Role = "echo-server" | "rpc-server" | "streamer"
+type Role = "echo-server" | "rpc-server" | "streamer" | "sink" | "closer"
 
-const peerArgs = (subject: Subject, role: Role, address: string): Array<string> => [
+const peerArgs = (
+  subject: Subject,
+  role: Role,
+  address: string,
+  extra: ReadonlyArray<string> = []
+): Array<string> => [
   "--conditions=@effect-ipc/source",
   "--disable-warning=ExperimentalWarning",
   peerScript,
   subject.peer!.module,
   subject.peer!.export,
   role,
-  address
+  address,
+  ...extra
 ]
 
 /** The `child:` address whose dialling starts the suite's peer in `role`, serving its parent. */
-const childAddress = (subject: Subject, role: Role): string =>
-  `child:${encodeURIComponent(JSON.stringify([process.execPath, ...peerArgs(subject, role, "child:parent")]))}`
+const childAddress = (subject: Subject, role: Role, extra: ReadonlyArray<string> = []): string =>
+  `child:${encodeURIComponent(JSON.stringify([process.execPath, ...peerArgs(subject, role, "child:parent", extra)]))}`
 
 /** Spawns the suite's peer in a child process; it is killed when the scope closes. */
 export const spawnPeer = (
@@ -124,6 +154,26 @@ export const kill = (child: ChildProcess.ChildProcess): Effect.Effect<void> =>
 
 const openFds = (): number => Fs.readdirSync("/proc/self/fd").length
 
+/** True once no process has id `pid` (our children are reaped by Node). */
+const gone = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch {
+    return true
+  }
+}
+
+/** The ids of the processes whose command line contains `tag`. */
+const pidsTagged = (tag: string): ReadonlyArray<number> =>
+  Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      return Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(tag) ? [Number(entry)] : []
+    } catch {
+      return []
+    }
+  })
+
 const pattern = (size: number, seed: number): Uint8Array => {
   const out = new Uint8Array(size)
   for (let i = 0; i < size; i++) out[i] = (i * 31 + seed) & 0xff
@@ -144,6 +194,30 @@ const numbered = (i: number): Uint8Array => {
 }
 const numberOf = (message: Uint8Array): number =>
   new DataView(message.buffer, message.byteOffset, message.byteLength).getUint32(0)
+
+const hex = (bytes: ReadonlyArray<number> | Uint8Array): string => Buffer.from(bytes).toString("hex")
+
+/** A frame header declaring `length` bytes of data. */
+const header = (length: number): Uint8Array => {
+  const out = new Uint8Array(6)
+  out[0] = 1
+  new DataView(out.buffer).setUint32(2, length)
+  return out
+}
+
+/** What the raw cases write: garbage, an oversized length, an 8-byte length prefix of 2^63; and a frame cut short. */
+const badInput: ReadonlyArray<Uint8Array> = [
+  new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"),
+  header(0xffff_fff0),
+  new Uint8Array([0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3])
+]
+const cutFrame = new Uint8Array([...header(100), 1, 2, 3, 4])
+
+/** A peer in a child process that writes `bytes` raw on its pipe; `hold`: it waits to be dropped. */
+const rawChild = (transport: Transport.TransportShape, bytes: Uint8Array, hold: boolean) =>
+  transport.dial(
+    `child:${encodeURIComponent(JSON.stringify([process.execPath, rawPeerScript, hex(bytes), hold ? "hold" : "cut"]))}`
+  )
 
 const transportOf = (subject: Subject) => subject.descriptor.make
 
@@ -170,6 +244,8 @@ const rpcClient = (address: string, transport: Transport.TransportShape) =>
 interface CrossPeer {
   readonly channel: IpcChannel.IpcChannel
   readonly kill: Effect.Effect<void>
+  /** The peer's process id. */
+  readonly pid: number | undefined
 }
 
 const killPid = (pid: number | undefined): Effect.Effect<void> =>
@@ -177,25 +253,25 @@ const killPid = (pid: number | undefined): Effect.Effect<void> =>
     ? Effect.die(new Error("the channel does not know its peer's pid"))
     : Effect.sync(() => void process.kill(pid, "SIGKILL"))
 
-/** Starts a peer process in `role` and connects to it (an echo server, or a streamer sending to us). */
+/** Starts a peer process in `role` and connects to it (an echo server; the others send to us). */
 const crossPeer = (
   subject: Subject,
   transport: Transport.TransportShape,
-  role: "echo-server" | "streamer"
+  role: "echo-server" | "streamer" | "sink" | "closer"
 ): Effect.Effect<CrossPeer, Error | IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     if (subject.peer?.via === "child") {
       const channel = yield* transport.dial(childAddress(subject, role))
-      return { channel, kill: killPid(channel.peer.pid) }
+      return { channel, kill: killPid(channel.peer.pid), pid: channel.peer.pid }
     }
     const address = subject.address()
     if (role === "echo-server") {
       const child = yield* spawnPeer(subject, role, address)
-      return { channel: yield* transport.dial(address), kill: kill(child) }
+      return { channel: yield* transport.dial(address), kill: kill(child), pid: child.pid }
     }
     const listener = yield* transport.listen(address)
     const child = yield* spawnPeer(subject, role, address)
-    return { channel: yield* listener.accept, kill: kill(child) }
+    return { channel: yield* listener.accept, kill: kill(child), pid: child.pid }
   })
 
 /** Starts a peer process serving `ConformanceApi` and returns the address to call it at. */
@@ -224,7 +300,7 @@ const echoPair = (transport: Transport.TransportShape, address: string) =>
     return client
   })
 
-/** Waits until `check` holds, polling every 20 ms, failing after `within`. */
+/** Waits until `check` holds, polling every 20 ms, failing after `within` (a guard against hangs, not a figure). */
 const eventually = (check: () => boolean, within: Duration.Input, what: string): Effect.Effect<void, Error> =>
   Effect.gen(function*() {
     const deadline = Date.now() + Duration.toMillis(Duration.fromInputUnsafe(within))
@@ -234,12 +310,56 @@ const eventually = (check: () => boolean, within: Duration.Input, what: string):
     }
   })
 
+/**
+ * Waits until `count` stops moving (unchanged for 300 ms) and returns it,
+ * failing after 20 s: a stall can only be seen as the absence of progress.
+ */
+const stalls = (count: () => number, what: string): Effect.Effect<number, Error> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    let last = count()
+    let since = Date.now()
+    while (Date.now() - since < 300) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out waiting: ${what}`))
+      yield* Effect.sleep("50 millis")
+      if (count() !== last) {
+        last = count()
+        since = Date.now()
+      }
+    }
+    return last
+  })
+
+const defaultWhy: Record<Capability, string> = {
+  "peer-process": "an in-process transport has no peer process",
+  "raw-stream": "no raw byte stream to write bad frames on",
+  "shared-address": "no address that two listeners could share"
+}
+
 /** Registers the whole conformance suite for `subject`. */
 export const suite = (subject: Subject): void => {
   const crossProcess = subject.peer !== undefined
-  const spawned = crossProcess && subject.peer?.via !== "child"
-  // a case of in-process behaviour, registered only where both ends can live in this process
-  const local = subject.inProcess === false ? () => undefined : it.live
+  // child-process pipes: each dial starts its own child, which serves only its parent
+  const viaChild = subject.peer?.via === "child"
+  if (subject.inProcess === false && !viaChild) {
+    throw new Error(`${subject.name}: a transport that is not in-process needs peer.via "child"`)
+  }
+  const capabilities: Record<Capability, boolean> = {
+    "peer-process": crossProcess,
+    "raw-stream": subject.raw !== undefined || viaChild,
+    "shared-address": !viaChild
+  }
+  /** A case that needs `capability`: run, or registered as skipped with the reason in its title. */
+  const needs = (capability: Capability) =>
+  (
+    title: string,
+    body: () => Effect.Effect<unknown, unknown, Scope.Scope>,
+    timeout: number
+  ): void => {
+    if (capabilities[capability]) return void it.live(title, body, timeout)
+    const why = subject.notApplicable?.[capability] ?? defaultWhy[capability]
+    it.skip(`${title} — not applicable: ${capability} (${why})`, () => {})
+  }
 
   describe(`conformance: ${subject.name}`, () => {
     it.live("delivers 100k messages in order, none lost, one send = one receive", () =>
@@ -284,31 +404,48 @@ export const suite = (subject: Subject): void => {
         }
       }).pipe(Effect.scoped), 60_000)
 
-    local(
+    it.live(
       "back-pressures a sender whose receiver does not read, then delivers everything",
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const { client, server } = yield* connected(transport, address)
           const message = new Uint8Array(64 * 1024)
           let sent = 0
+          let client: IpcChannel.IpcChannel
+          let read: (atLeast: number) => Effect.Effect<void, IpcError.IpcError | Error>
+          if (viaChild) {
+            // the child reads nothing until SIGUSR1, then acknowledges each message with the count so far
+            const peer = yield* crossPeer(subject, transport, "sink")
+            client = peer.channel
+            // the child says when its signal handler is in place
+            assert.strictEqual(numberOf(yield* client.receive), 0)
+            read = (atLeast) =>
+              Effect.gen(function*() {
+                yield* Effect.sync(() => process.kill(peer.pid!, "SIGUSR1"))
+                let acknowledged = 0
+                while (acknowledged < atLeast) acknowledged = numberOf((yield* client.receiveAll).at(-1)!)
+              })
+          } else {
+            const pair = yield* connected(transport, subject.address())
+            client = pair.client
+            read = (atLeast) =>
+              Effect.gen(function*() {
+                let received = 0
+                while (received < atLeast) received += (yield* pair.server.receiveAll).length
+              })
+          }
           const sender = yield* Effect.forkScoped(
             Effect.forever(Effect.andThen(client.send(message), Effect.sync(() => sent++)))
           )
-          // the sender stalls: buffers are bounded, far below 1 GiB
-          yield* Effect.sleep("300 millis")
-          const stalledAt = sent
-          yield* Effect.sleep("200 millis")
-          assert.strictEqual(sent, stalledAt, "the sender kept going while nobody read")
-          assert.isBelow(sent * message.byteLength, 256 * 1024 * 1024)
+          // the sender stalls: buffers are bounded, far below 256 MiB
+          const stalledAt = yield* stalls(() => sent, "the sender stalls while nobody reads")
+          assert.isBelow(stalledAt * message.byteLength, 256 * 1024 * 1024)
           // reading resumes the flow
-          let received = 0
-          while (received < stalledAt + 10) received += (yield* server.receiveAll).length
-          yield* eventually(() => sent >= stalledAt + 10, "2 seconds", "the sender resumes")
+          yield* read(stalledAt + 10)
+          yield* eventually(() => sent >= stalledAt + 10, "20 seconds", "the sender resumes")
           yield* Fiber.interrupt(sender)
         }).pipe(Effect.scoped),
-      30_000
+      60_000
     )
 
     it.live("serves 1000 concurrent RPC calls, typed errors and streams", () =>
@@ -332,64 +469,107 @@ export const suite = (subject: Subject): void => {
         assert.deepStrictEqual(streamed, Array.from({ length: 500 }, (_, i) => i + 1))
       }).pipe(Effect.scoped), 60_000)
 
-    local(
+    it.live(
       "reports the end of input: graceful close ends the stream, the reader sees Closed",
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const { client, server } = yield* connected(transport, address)
-          for (let i = 0; i < 10; i++) yield* client.send(numbered(i))
-          yield* client.close
-          const all = yield* Stream.runCollect(server.messages)
+          let sender: IpcChannel.IpcChannel
+          let reader: IpcChannel.IpcChannel
+          if (viaChild) {
+            // the child sends 0..9 and closes; we read, then close our end
+            reader = (yield* crossPeer(subject, transport, "closer")).channel
+            sender = reader
+          } else {
+            const { client, server } = yield* connected(transport, subject.address())
+            for (let i = 0; i < 10; i++) yield* client.send(numbered(i))
+            yield* client.close
+            sender = client
+            reader = server
+          }
+          const all = yield* Stream.runCollect(reader.messages)
           assert.deepStrictEqual(all.map(numberOf), Array.from({ length: 10 }, (_, i) => i))
-          const error = yield* Effect.flip(server.receive)
+          const error = yield* Effect.flip(reader.receive)
           assert.strictEqual(error.reason, "Closed")
-          const sendAfterClose = yield* Effect.flip(client.send(numbered(0)))
+          yield* sender.close
+          const sendAfterClose = yield* Effect.flip(sender.send(numbered(0)))
           assert.strictEqual(sendAfterClose.reason, "Closed")
         }).pipe(Effect.scoped),
-      30_000
+      60_000
     )
 
-    local(
-      "fails with typed errors: nothing at the address, address in use, malformed address",
+    it.live(
+      "fails with typed errors: nothing at the address, a malformed address or percent-escape",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const nothing = viaChild
+            ? `child:${encodeURIComponent(JSON.stringify([Path.join(Os.tmpdir(), "effect-ipc-no-such-command")]))}`
+            : subject.address()
+          const notFound = yield* Effect.flip(transport.dial(nothing))
+          assert.strictEqual(notFound.reason, "NotFound", notFound.message)
+          const malformed = yield* Effect.flip(transport.dial("no scheme here"))
+          assert.strictEqual(malformed.reason, "InvalidAddress")
+          for (const bad of [`${nothing}%zz`, `${nothing}%E0%A4%A`]) {
+            const errors = [yield* Effect.flip(transport.dial(bad)), yield* Effect.flip(transport.listen(bad))]
+            for (const error of errors) assert.strictEqual(error.reason, "InvalidAddress", `${bad}: ${error.message}`)
+          }
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    needs("shared-address")(
+      "a second listener at an address in use fails with AddressInUse",
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
           const address = subject.address()
-          const notFound = yield* Effect.flip(transport.dial(address))
-          assert.strictEqual(notFound.reason, "NotFound")
           yield* transport.listen(address)
           const inUse = yield* Effect.flip(transport.listen(address))
           assert.strictEqual(inUse.reason, "AddressInUse")
-          const malformed = yield* Effect.flip(transport.dial("no scheme here"))
-          assert.strictEqual(malformed.reason, "InvalidAddress")
         }).pipe(Effect.scoped),
-      30_000
+      60_000
     )
 
-    local(
+    it.live(
       "rejects a message over the frame limit with FrameTooLarge and keeps the channel",
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const { client, server } = yield* connected(transport, address)
+          let client: IpcChannel.IpcChannel
+          let server: IpcChannel.IpcChannel
+          if (viaChild) {
+            // through the echoing child: what we send comes back
+            client = (yield* crossPeer(subject, transport, "echo-server")).channel
+            server = client
+          } else {
+            const pair = yield* connected(transport, subject.address())
+            client = pair.client
+            server = pair.server
+          }
           const tooLarge = yield* Effect.flip(client.send(new Uint8Array(subject.maxFrameSize + 1)))
           assert.strictEqual(tooLarge.reason, "FrameTooLarge")
           yield* client.send(numbered(7))
           assert.strictEqual(numberOf(yield* server.receive), 7)
         }).pipe(Effect.scoped),
-      30_000
+      60_000
     )
 
-    local(
+    it.live(
       "decodes through a Schema: values in, values out, bad input is a Decode error",
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          const address = subject.address()
-          const { client, server } = yield* connected(transport, address)
+          let client: IpcChannel.IpcChannel
+          let server: IpcChannel.IpcChannel
+          if (viaChild) {
+            client = (yield* crossPeer(subject, transport, "echo-server")).channel
+            server = client
+          } else {
+            const pair = yield* connected(transport, subject.address())
+            client = pair.client
+            server = pair.server
+          }
           const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number, tag: Schema.Uint8Array })
           const typedClient = IpcChannel.typed(client, Point)
           const typedServer = IpcChannel.typed(server, Point)
@@ -400,15 +580,25 @@ export const suite = (subject: Subject): void => {
           const error = yield* Effect.flip(typedServer.receive)
           assert.strictEqual(error.reason, "Decode")
         }).pipe(Effect.scoped),
-      30_000
+      60_000
     )
 
-    local("releases every OS resource when the scope closes", () =>
+    it.live("releases every OS resource when the scope closes", () =>
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
         const before = openFds()
+        const pids: Array<number> = []
         yield* Effect.scoped(Effect.gen(function*() {
+          if (viaChild) {
+            for (let i = 0; i < 5; i++) {
+              const peer = yield* crossPeer(subject, transport, "echo-server")
+              pids.push(peer.pid!)
+              yield* peer.channel.send(numbered(i))
+              assert.strictEqual(numberOf(yield* peer.channel.receive), i)
+            }
+            return
+          }
           const listener = yield* transport.listen(address)
           for (let i = 0; i < 10; i++) {
             const client = yield* transport.dial(address)
@@ -421,179 +611,210 @@ export const suite = (subject: Subject): void => {
             assert.isAbove(subject.residue(address).length, 0, "the transport shows its files while open")
           }
         }))
-        yield* eventually(() => openFds() <= before, "2 seconds", `file descriptors back to ${before}`)
+        yield* eventually(() => openFds() <= before, "20 seconds", `file descriptors back to ${before}`)
+        yield* eventually(() => pids.every(gone), "20 seconds", `child processes ${pids.join(", ")} gone`)
         if (subject.residue !== undefined) assert.deepStrictEqual(subject.residue(address), [])
         // and the address can be used again at once
-        yield* Effect.scoped(transport.listen(address))
-      }).pipe(Effect.scoped), 30_000)
+        if (!viaChild) yield* Effect.scoped(transport.listen(address))
+      }).pipe(Effect.scoped), 60_000)
 
-    local("releases resources when the scope is interrupted or fails", () =>
+    it.live("releases resources when the scope is interrupted or fails", () =>
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
         const before = openFds()
-        const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+        const pids: Array<number> = []
+        const open = Effect.gen(function*() {
+          if (viaChild) {
+            pids.push((yield* crossPeer(subject, transport, "echo-server")).pid!)
+            return
+          }
           const listener = yield* transport.listen(address)
           yield* transport.dial(address)
           yield* listener.accept
-          return yield* Effect.fail("boom")
-        })))
+        })
+        const exit = yield* Effect.exit(Effect.scoped(Effect.andThen(open, Effect.fail("boom"))))
         assert.isTrue(Exit.isFailure(exit))
-        const fiber = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
-          const listener = yield* transport.listen(address)
-          yield* transport.dial(address)
-          yield* listener.accept
-          return yield* Effect.never
-        })))
-        yield* Effect.sleep("100 millis")
+        const opened = yield* Deferred.make<void>()
+        const fiber = yield* Effect.forkChild(
+          Effect.scoped(Effect.andThen(open, Effect.andThen(Deferred.succeed(opened, undefined), Effect.never)))
+        )
+        yield* Deferred.await(opened)
         yield* Fiber.interrupt(fiber)
-        yield* eventually(() => openFds() <= before, "2 seconds", `file descriptors back to ${before}`)
+        yield* eventually(() => openFds() <= before, "20 seconds", `file descriptors back to ${before}`)
+        yield* eventually(() => pids.every(gone), "20 seconds", `child processes ${pids.join(", ")} gone`)
         if (subject.residue !== undefined) assert.deepStrictEqual(subject.residue(address), [])
-      }).pipe(Effect.scoped), 30_000)
+      }).pipe(Effect.scoped), 60_000)
 
-    if (subject.raw !== undefined) {
-      const raw = subject.raw
-      it.live(
-        "drops a connection that sends garbage or an oversized frame, and keeps serving others",
-        () =>
-          Effect.gen(function*() {
-            const transport = yield* transportOf(subject)
-            const address = subject.address()
-            const listener = yield* transport.listen(address)
-            const errors: Array<IpcError.IpcError> = []
-            yield* Effect.forkScoped(Transport.serve(listener, (channel) =>
-              Effect.forever(Effect.flatMap(channel.receive, channel.send)).pipe(
-                Effect.tapError((error) => Effect.sync(() => errors.push(error)))
-              )))
-            const good = yield* transport.dial(address)
-            const garbage = yield* raw(address)
-            yield* garbage.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"))
-            yield* garbage.dropped.pipe(Effect.timeout("1 second"))
-            const oversized = yield* raw(address)
-            const header = new Uint8Array(6)
-            header[0] = 1
-            new DataView(header.buffer).setUint32(2, 0xffff_fff0)
-            yield* oversized.write(header)
-            yield* oversized.dropped.pipe(Effect.timeout("1 second"))
-            const huge = yield* raw(address)
-            // a length prefix of 2^63 (as 8 bytes) is garbage to a 6-byte header too
-            yield* huge.write(new Uint8Array([0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]))
-            yield* huge.dropped.pipe(Effect.timeout("1 second"))
-            yield* eventually(
-              () =>
-                errors.length >= 3,
-              "1 second",
-              "three connection errors"
-            )
-            assert.deepStrictEqual(
-              errors.map((e) => e.reason).toSorted(),
-              ["FrameTooLarge", "Protocol", "Protocol"]
-            )
-            for (let i = 0; i < 100; i++) {
-              yield* good.send(numbered(i))
-              assert.strictEqual(numberOf(yield* good.receive), i)
-            }
-          }).pipe(Effect.scoped),
-        30_000
-      )
-
-      it.live("reports a frame cut off by a disconnect as ConnectionLost", () =>
+    needs("raw-stream")(
+      "drops a connection that sends garbage or an oversized frame, and keeps serving others",
+      () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
+          const reasons: Array<string> = []
+          let good: IpcChannel.IpcChannel
+          if (viaChild) {
+            // each bad peer is a child writing raw bytes on its pipe; the parent drops it, the child then exits
+            good = (yield* crossPeer(subject, transport, "echo-server")).channel
+            for (const bytes of badInput) {
+              const bad = yield* rawChild(transport, bytes, true)
+              const error = yield* Effect.flip(bad.receive).pipe(Effect.timeout("20 seconds"))
+              reasons.push(error.reason)
+              yield* eventually(() => gone(bad.peer.pid!), "20 seconds", "the dropped child exits")
+            }
+          } else {
+            const raw = subject.raw!
+            const address = subject.address()
+            const listener = yield* transport.listen(address)
+            yield* Effect.forkScoped(Transport.serve(listener, (channel) =>
+              Effect.forever(Effect.flatMap(channel.receive, channel.send)).pipe(
+                Effect.tapError((error) => Effect.sync(() => reasons.push(error.reason)))
+              )))
+            // a listener of one peer at a time serves the good client after the bad ones
+            const dialGood = transport.dial(address)
+            const early = subject.singlePeer ? undefined : yield* dialGood
+            for (const bytes of badInput) {
+              const bad = yield* raw(address)
+              yield* bad.write(bytes)
+              yield* bad.dropped.pipe(Effect.timeout("20 seconds"))
+            }
+            yield* eventually(
+              () =>
+                reasons.length >= 3,
+              "20 seconds",
+              "three connection errors"
+            )
+            good = early ?? (yield* dialGood)
+          }
+          assert.deepStrictEqual(reasons.toSorted(), ["FrameTooLarge", "Protocol", "Protocol"])
+          for (let i = 0; i < 100; i++) {
+            yield* good.send(numbered(i))
+            assert.strictEqual(numberOf(yield* good.receive), i)
+          }
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    needs("raw-stream")("reports a frame cut off by a disconnect as ConnectionLost", () =>
+      Effect.gen(function*() {
+        const transport = yield* transportOf(subject)
+        let server: IpcChannel.IpcChannel
+        if (viaChild) {
+          server = yield* rawChild(transport, cutFrame, false)
+        } else {
           const address = subject.address()
           const listener = yield* transport.listen(address)
+          // the writer goes away mid-frame once the listener has taken its connection
+          const hangUp = yield* Deferred.make<void>()
+          const writer = yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
+            const conn = yield* subject.raw!(address)
+            yield* conn.write(cutFrame)
+            yield* Deferred.await(hangUp)
+          })))
+          server = yield* listener.accept
+          yield* Deferred.succeed(hangUp, undefined)
+          yield* Fiber.join(writer)
+        }
+        const error = yield* Effect.flip(server.receive).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(error.reason, "ConnectionLost")
+      }).pipe(Effect.scoped), 60_000)
+
+    needs("peer-process")(
+      "closing the scope ends the connection to a peer process and releases its descriptors",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const before = openFds()
           yield* Effect.scoped(Effect.gen(function*() {
-            const conn = yield* raw(address)
-            const frame = new Uint8Array(6 + 4)
-            frame[0] = 1
-            new DataView(frame.buffer).setUint32(2, 100)
-            yield* conn.write(frame)
+            const { channel } = yield* crossPeer(subject, transport, "echo-server")
+            yield* channel.send(numbered(3))
+            assert.strictEqual(numberOf(yield* channel.receive), 3)
           }))
-          const server = yield* listener.accept
-          const error = yield* Effect.flip(server.receive)
-          assert.strictEqual(error.reason, "ConnectionLost")
-        }).pipe(Effect.scoped), 30_000)
-    }
+          yield* eventually(() => openFds() <= before, "20 seconds", `file descriptors back to ${before}`)
+        }),
+      60_000
+    )
 
-    if (crossProcess) {
-      it.live(
-        "closing the scope ends the connection to a peer process and releases its descriptors",
-        () =>
-          Effect.gen(function*() {
-            const transport = yield* transportOf(subject)
-            const before = openFds()
-            yield* Effect.scoped(Effect.gen(function*() {
-              const { channel } = yield* crossPeer(subject, transport, "echo-server")
-              yield* channel.send(numbered(3))
-              assert.strictEqual(numberOf(yield* channel.receive), 3)
-            }))
-            yield* eventually(() => openFds() <= before, "3 seconds", `file descriptors back to ${before}`)
-          }),
-        30_000
-      )
-
-      it.live("reports a peer process killed mid-stream as a typed error within 1 s", () =>
+    // how fast a lost peer is noticed is a figure for the bench; here a generous bound only guards against a hang
+    needs("peer-process")(
+      "reports a peer process killed mid-stream as ConnectionLost, not a hang",
+      () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
           const peer = yield* crossPeer(subject, transport, "streamer")
           let received = 0
           while (received < 1000) received += (yield* peer.channel.receiveAll).length
-          const killedAt = Date.now()
           yield* peer.kill
-          const error = yield* peer.channel.receiveAll.pipe(Effect.forever, Effect.flip, Effect.timeout("5 seconds"))
-          const elapsed = Date.now() - killedAt
+          const error = yield* peer.channel.receiveAll.pipe(Effect.forever, Effect.flip, Effect.timeout("15 seconds"))
           assert.instanceOf(error, IpcError.IpcError)
           assert.strictEqual(error.reason, "ConnectionLost")
-          assert.isBelow(elapsed, 1000, `noticed after ${elapsed} ms`)
-        }).pipe(Effect.scoped), 30_000)
+        }).pipe(Effect.scoped),
+      60_000
+    )
 
-      it.live(
-        "reports a peer process killed under a waiting reader as a typed error within 1 s",
-        () =>
-          Effect.gen(function*() {
-            const transport = yield* transportOf(subject)
-            const peer = yield* crossPeer(subject, transport, "echo-server")
-            yield* peer.channel.send(numbered(1))
-            assert.strictEqual(numberOf(yield* peer.channel.receive), 1)
-            const waiting = yield* Effect.forkScoped(Effect.flip(peer.channel.receive))
-            yield* Effect.sleep("50 millis")
-            const killedAt = Date.now()
-            yield* peer.kill
-            const error = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))
-            assert.strictEqual(error.reason, "ConnectionLost")
-            assert.isBelow(Date.now() - killedAt, 1000)
-          }).pipe(Effect.scoped),
-        30_000
-      )
-    }
+    needs("peer-process")(
+      "reports a peer process killed under a waiting reader as ConnectionLost, not a hang",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const peer = yield* crossPeer(subject, transport, "echo-server")
+          yield* peer.channel.send(numbered(1))
+          assert.strictEqual(numberOf(yield* peer.channel.receive), 1)
+          // started at once: the reader is waiting before the peer dies
+          const waiting = yield* Effect.forkScoped(Effect.flip(peer.channel.receive), { startImmediately: true })
+          yield* peer.kill
+          const error = yield* Fiber.join(waiting).pipe(Effect.timeout("15 seconds"))
+          assert.strictEqual(error.reason, "ConnectionLost")
+        }).pipe(Effect.scoped),
+      60_000
+    )
 
-    if (spawned) {
-      it.live(
-        "reconnects RPC after a server restart; an in-flight call fails typed and is not replayed",
-        () =>
-          Effect.gen(function*() {
-            const transport = yield* transportOf(subject)
-            const address = subject.address()
+    needs("peer-process")(
+      "reconnects RPC after a server restart; an in-flight call fails typed and is not replayed",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          let address: string
+          let stop: Effect.Effect<void, Error>
+          let restart: Effect.Effect<void, Error, Scope.Scope>
+          if (viaChild) {
+            // each dial starts a child; the client redials by itself, which starts a fresh one
+            const tag = `conformance-rpc-${process.pid}-${Date.now()}`
+            address = childAddress(subject, "rpc-server", [tag])
+            stop = Effect.gen(function*() {
+              const pids = pidsTagged(tag)
+              assert.strictEqual(pids.length, 1, `one rpc-server child (${pids.join(", ")})`)
+              process.kill(pids[0]!, "SIGKILL")
+              yield* eventually(() => gone(pids[0]!), "20 seconds", "the killed child is gone")
+            })
+            restart = Effect.void
+          } else {
+            address = subject.address()
             const first = yield* spawnPeer(subject, "rpc-server", address)
-            const client = yield* rpcClient(address, transport)
-            assert.strictEqual(yield* client.Echo({ n: 1 }), 1)
-            const inFlight = yield* Effect.forkScoped(Effect.flip(client.Sleep({ millis: 60_000 })))
-            yield* Effect.sleep("100 millis")
-            yield* kill(first)
-            const lost = yield* Fiber.join(inFlight).pipe(Effect.timeout("5 seconds"))
-            assert.strictEqual(lost._tag, "RpcClientError")
-            yield* spawnPeer(subject, "rpc-server", address)
-            // later calls succeed once the client has redialled
-            const echoed = yield* client.Echo({ n: 2 }).pipe(
-              Effect.retry(Schedule.spaced("50 millis")),
-              Effect.timeout("10 seconds")
-            )
-            assert.strictEqual(echoed, 2)
-            // the new server never saw the Sleep that was in flight: one Echo only
-            assert.strictEqual(yield* client.Calls(), 1)
-          }).pipe(Effect.scoped),
-        60_000
-      )
-    }
+            stop = kill(first)
+            restart = Effect.asVoid(spawnPeer(subject, "rpc-server", address))
+          }
+          const client = yield* rpcClient(address, transport)
+          assert.strictEqual(yield* client.Echo({ n: 1 }), 1)
+          const inFlight = yield* Effect.forkScoped(Effect.flip(client.Sleep({ millis: 60_000 })))
+          // the server has the Sleep once it has counted two calls
+          yield* Effect.gen(function*() {
+            while ((yield* client.Calls()) < 2) yield* Effect.sleep("20 millis")
+          }).pipe(Effect.timeout("20 seconds"))
+          yield* stop
+          const lost = yield* Fiber.join(inFlight).pipe(Effect.timeout("15 seconds"))
+          assert.strictEqual(lost._tag, "RpcClientError")
+          yield* restart
+          // later calls succeed once the client has redialled
+          const echoed = yield* client.Echo({ n: 2 }).pipe(
+            Effect.retry(Schedule.spaced("50 millis")),
+            Effect.timeout("15 seconds")
+          )
+          assert.strictEqual(echoed, 2)
+          // the new server never saw the Sleep that was in flight: one Echo only
+          assert.strictEqual(yield* client.Calls(), 1)
+        }).pipe(Effect.scoped),
+      60_000
+    )
   })
 }
