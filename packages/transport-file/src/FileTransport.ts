@@ -155,7 +155,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const accept = (id: string) =>
         Effect.gen(function*() {
           const connDir = paths.connection(id)
-          const unsafe = Layout.checkSubdir(connDir, raw)
+          const streams = Endpoint.channelPaths(connDir)
+          const unsafe = Layout.checkSubdir(connDir, raw) ?? Layout.checkStream(streams.stream("backend"), raw) ??
+            Layout.checkStream(streams.stream("frontend"), raw)
           const info = unsafe === undefined ? readInfo(paths.info(id)) : undefined
           if (info === undefined || info.listener !== incarnation) {
             // garbage, or a connection to an earlier listener: its dialer has been told, or is dead
