@@ -34,6 +34,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
 import * as Channel from "./internal/channel.ts"
 import type * as Nng from "./internal/nng.ts"
 import * as Socket from "./internal/socket.ts"
@@ -133,6 +134,28 @@ const refuse = (peer: IpcChannel.PeerInfo, address: string) =>
 
 /** The listener was busy, or the conversation it offered was gone when the client came to it: ask again. */
 class Vanished extends Data.TaggedError("Vanished")<{ readonly error: IpcError.IpcError }> {}
+
+/**
+ * nng reports a socket file this user may not connect to as unreachable:
+ * say `PermissionDenied` when that is what the file's mode says.
+ */
+const unreachable = (address: NngAddress.NngAddress, error: IpcError.IpcError): IpcError.IpcError => {
+  if (error.reason !== "NotFound") return error
+  try {
+    Fs.accessSync(address.path, Fs.constants.W_OK)
+    return error
+  } catch (cause) {
+    return (cause as NodeJS.ErrnoException).code === "EACCES"
+      ? new IpcError.IpcError({
+        reason: "PermissionDenied",
+        detail: `this user may not connect to the socket file ${address.path} (its mode or owner forbids it)`,
+        address: address.raw,
+        errno: "EACCES",
+        cause
+      })
+      : error
+  }
+}
 
 /** Milliseconds left until `deadline` (at least 1). */
 const remainingUntil = (deadline: number) => Math.max(1, deadline - Date.now())
@@ -286,7 +309,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           (socket) => Effect.sync(socket.shutdown)
         )
         const dialer = yield* lobby.dial(lobbyAddress)
-        yield* Socket.connected(lobby, dialer, remainingUntil(deadline), raw)
+        yield* Socket.connected(lobby, dialer, remainingUntil(deadline), raw).pipe(
+          Effect.mapError((error) => lobbyAddress.transport === "ipc" ? unreachable(lobbyAddress, error) : error)
+        )
         yield* lobby.send(helloBytes)
         // a listener drops what it cannot answer at once: after a silence, ask again
         const reply = yield* lobby.receive.pipe(
@@ -337,8 +362,10 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         if (ready.kind !== Channel.Kind.ready) {
           return yield* IpcError.make("Protocol", "the listener did not complete the handshake", raw)
         }
+        const server = peerOf(socket, ready.pipe, raw)
+        if (hasCredentials(lobbyAddress) && !authorize(server)) return yield* refuse(server, raw)
         yield* afterHandshake(socket)
-        return Channel.make(socket, channelOptions(raw, ready.pipe, peerOf(socket, ready.pipe, raw)))
+        return Channel.make(socket, channelOptions(raw, ready.pipe, server))
       }).pipe(
         Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : socket.close),
         // the conversation was gone before we got there (it timed out on the listener's side): ask again

@@ -1,0 +1,77 @@
+/**
+ * A peer running as another user, in another process (`setpriv` to uid
+ * 65534), over `nng+ipc://`: refused on both sides with a typed
+ * `PeerRejected`, from the credentials the kernel gives (SO_PEERCRED), before
+ * any conversation is opened for it. Needs root (to switch users) and setpriv.
+ */
+import { NngTransport } from "@effect-ipc/transport-nng"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Child from "./fixtures/process.ts"
+
+const NOBODY = 65534
+const canSwitch = process.getuid?.() === 0 && ChildProcess.spawnSync("setpriv", ["--version"]).status === 0
+
+/** Runs `peer.ts` as uid 65534. */
+const asNobody = (args: ReadonlyArray<string>) =>
+  Child.spawn("setpriv", [
+    `--reuid=${NOBODY}`,
+    `--regid=${NOBODY}`,
+    "--clear-groups",
+    process.execPath,
+    ...Child.nodeArgs("peer.ts", args)
+  ])
+
+/** A directory under /tmp that uid 65534 can use, removed with the scope. */
+const sharedDir = (owner: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-users-"))
+      Fs.chmodSync(dir, 0o755)
+      Fs.chownSync(dir, owner, owner)
+      return dir
+    }),
+    (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+describe.skipIf(!canSwitch)("a peer running as another user (nng+ipc://)", () => {
+  it.live("our listener refuses its dial: PeerRejected for it, no conversation for us", () =>
+    Effect.gen(function*() {
+      const dir = yield* sharedDir(0)
+      const address = `nng+ipc://${Path.join(dir, "ours.ipc")}`
+      // a socket file others may connect to: only the credential check stands in the way
+      const listener = yield* NngTransport.make({ mode: 0o666 }).listen(address)
+      // a client that would talk to anyone: only our listener's check can refuse it
+      const other = yield* asNobody(["dial", address, "any"])
+      const line = yield* other.waitFor((l) => l.startsWith("error ") || l === "dialed")
+      assert.match(line, new RegExp(`^error PeerRejected the listener refused a peer running as uid ${NOBODY} `))
+      assert.strictEqual(yield* other.exited, 0)
+      // nothing was accepted
+      assert.isTrue(Option.isNone(yield* Effect.timeoutOption(listener.accept, "300 millis")))
+    }).pipe(Effect.scoped))
+
+  it.live("with the default mode (0600) it cannot even connect, typed", () =>
+    Effect.gen(function*() {
+      const dir = yield* sharedDir(0)
+      const address = `nng+ipc://${Path.join(dir, "private.ipc")}`
+      yield* NngTransport.make().listen(address)
+      const other = yield* asNobody(["dial", address])
+      const line = yield* other.waitFor((l) => l.startsWith("error ") || l === "dialed")
+      assert.match(line, /^error PermissionDenied /)
+    }).pipe(Effect.scoped))
+
+  it.live("our dial refuses its listener: PeerRejected before anything is sent", () =>
+    Effect.gen(function*() {
+      const dir = yield* sharedDir(NOBODY)
+      const server = yield* asNobody(["channels", `nng+ipc://${Path.join(dir, "theirs.ipc")}`])
+      const address = (yield* server.waitFor((l) => l.startsWith("ready "))).slice("ready ".length)
+      const refused = yield* Effect.flip(NngTransport.make().dial(address))
+      assert.strictEqual(refused.reason, "PeerRejected")
+      assert.include(refused.detail, `refused a peer running as uid ${NOBODY}`)
+    }).pipe(Effect.scoped))
+})
