@@ -91,7 +91,7 @@ describe("shm:// channels", () => {
         // released: the views are detached, the sender goes on
         assert.strictEqual(views.first.byteLength, 0)
         assert.strictEqual(views.second.byteLength, 0)
-        yield* Fiber.join(views.third).pipe(Effect.timeout("2 seconds"))
+        yield* Fiber.join(views.third).pipe(Effect.timeout("10 seconds"))
         assert.isTrue(same(yield* server.receive, messages[2]!))
       }).pipe(Effect.scoped),
     30_000
@@ -271,7 +271,7 @@ describe("shm:// channels", () => {
       yield* forger.send(new TextEncoder().encode(JSON.stringify({ effectIpcShm: 1, ring: token, pid: 1 })))
       const silent = yield* sockets.dial(control)
       for (const peer of [garbage, liar, forger, silent]) {
-        const error = yield* Effect.flip(peer.receiveAll.pipe(Effect.forever)).pipe(Effect.timeout("2 seconds"))
+        const error = yield* Effect.flip(peer.receiveAll.pipe(Effect.forever)).pipe(Effect.timeout("10 seconds"))
         assert.include(["Closed", "ConnectionLost"], error.reason)
       }
       const client = yield* transport.dial(where)
@@ -300,7 +300,7 @@ describe("shm:// channels", () => {
     Effect.gen(function*() {
       assert.deepStrictEqual(leftovers(mine, `channel-test-${process.pid}`), [])
       // sockets finish closing on the event loop, once both ends have said goodbye
-      const deadline = Date.now() + 2000
+      const deadline = Date.now() + 10_000
       while (openSockets().length > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
       assert.deepStrictEqual(openSockets(), [])
       // closed listeners removed their socket files from the rendezvous directory; the echo children

@@ -1,8 +1,13 @@
 import * as Conformance from "@effect-ipc/core/testing/Conformance"
 import * as Shm from "@effect-ipc/transport-shm"
+import { afterAll } from "@effect/vitest"
+import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 
 let n = 0
+
+// peers killed with kill -9 leave their listeners' socket files in the rendezvous directory
+afterAll(() => Effect.runPromise(Effect.ignore(Shm.SegmentGc.collect({ prefix: `conformance-${process.pid}-` }))))
 
 /** While open, a listener shows as its socket file in the rendezvous directory; every segment of this process is in `/dev/shm`. */
 const residue = (address: string): ReadonlyArray<string> => {
