@@ -43,7 +43,14 @@ describe("ChildPipe", () => {
 
   it.live("lets a child that exits on its channel's close do so, without a signal", () =>
     Effect.gen(function*() {
-      const { exit } = yield* Effect.scoped(ChildPipe.spawn("python3", { args: [pythonPeer, "--echo-fd", "3"] }))
+      // a generous exit timeout: only a hang guard, so a slow machine does not turn this into a SIGTERM
+      const { exit } = yield* Effect.scoped(
+        ChildPipe.spawn("python3", {
+          args: [pythonPeer, "--echo-fd", "3"],
+          exitTimeout: "20 seconds",
+          lingerTimeout: "20 seconds"
+        })
+      )
       assert.deepStrictEqual(yield* exit, { code: 0, signal: null })
     }))
 

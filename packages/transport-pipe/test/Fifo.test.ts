@@ -4,6 +4,7 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { waitFor } from "./helpers.ts"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
@@ -46,7 +47,8 @@ describe("Fifo", () => {
       const listener = yield* transport.listen(address)
       // a client that won the claim and died at once: the ready token is gone, nobody speaks
       Fs.rmSync(`${dir}/vanished.ready`)
-      yield* Effect.sleep("700 millis")
+      // the listener offers the pair again (a new ready token) once the hello timeout has passed
+      assert.isTrue(yield* waitFor(() => Fs.existsSync(`${dir}/vanished.ready`), 20_000), "the pair was offered again")
       const client = yield* transport.dial(address)
       const server = yield* listener.accept
       yield* client.send(new Uint8Array([7]))
