@@ -284,6 +284,13 @@ const damagedFile = fc.tuple(
   }
 })
 
+/** Any contents: a damaged message file, arbitrary JSON, or arbitrary text. */
+const anyFile = fc.oneof(
+  { weight: 3, arbitrary: damagedFile },
+  { weight: 1, arbitrary: fc.json() },
+  { weight: 1, arbitrary: fc.string({ unit: "binary", maxLength: 64 }) }
+)
+
 /** What the reader must deliver for `text`: each new element as a message or a Decode error, or one Decode error. */
 const expected = (text: string): ReadonlyArray<Messages.Message | "Decode"> => {
   if (text.trim().length === 0) return []
@@ -343,7 +350,7 @@ describe("ipckit's JSON files, fuzzed (fast-check, fixed seed)", () => {
     () =>
       Effect.promise(() =>
         fc.assert(
-          fc.asyncProperty(damagedFile, (text) =>
+          fc.asyncProperty(anyFile, (text) =>
             Effect.runPromise(Effect.scoped(Effect.gen(function*() {
               const dir = fresh(root, "fuzz")
               Fs.mkdirSync(dir, { mode: 0o700 })
@@ -384,7 +391,7 @@ describe("ipckit's JSON files, fuzzed (fast-check, fixed seed)", () => {
                 assert.strictEqual(Fs.readFileSync(file, "utf8"), text, "a file it cannot read is never overwritten")
               }
             })))),
-          { seed: 9009, numRuns: 60 }
+          { seed: 9009, numRuns: 80 }
         )
       ),
     120_000
