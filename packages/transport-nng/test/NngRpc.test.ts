@@ -10,7 +10,7 @@ import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import { freePort } from "./fixtures/ports.ts"
+import { unusedPort } from "./fixtures/ports.ts"
 import * as Child from "./fixtures/process.ts"
 
 const client = (options: NngRpc.ClientOptions, serialization = IpcRpc.layerSerialization) =>
@@ -19,6 +19,7 @@ const client = (options: NngRpc.ClientOptions, serialization = IpcRpc.layerSeria
     return yield* RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))
   })
 
+/** An RPC server process at `address`. */
 const server = (address: string) =>
   Effect.gen(function*() {
     const peer = yield* Child.node("peer.ts", ["rpc", address])
@@ -26,13 +27,18 @@ const server = (address: string) =>
     return peer
   })
 
+/** An RPC server process at a free TCP port (another if the port was taken meanwhile). */
+const serverAnywhere = Child.server("rpc", () => `tcp://127.0.0.1:${unusedPort()}`)
+
+/** The calls of `procedure` a server process has started. */
+const started = (peer: Child.Child, procedure: string) => peer.lines.filter((line) => line === `call ${procedure}`)
+
 describe("NngRpc: effect/rpc over req/rep", () => {
   it.live(
     "1000 concurrent calls, typed errors and streams, to a server in another process",
     () =>
       Effect.gen(function*() {
-        const address = `tcp://127.0.0.1:${freePort()}`
-        yield* server(address)
+        const { address } = yield* serverAnywhere
         const rpc = yield* client({ dial: address, pool: { max: 16 } })
         const results = yield* Effect.forEach(
           Array.from({ length: 1000 }, (_, i) => i),
@@ -53,12 +59,12 @@ describe("NngRpc: effect/rpc over req/rep", () => {
 
   it.live("a call in flight when the server dies fails typed and is not replayed", () =>
     Effect.gen(function*() {
-      const address = `tcp://127.0.0.1:${freePort()}`
-      const first = yield* server(address)
+      const { address, child: first } = yield* serverAnywhere
       const rpc = yield* client({ dial: address })
       assert.strictEqual(yield* rpc.Echo({ n: 1 }), 1)
       const inFlight = yield* Effect.forkScoped(Effect.flip(rpc.Sleep({ millis: 60_000 })))
-      yield* Effect.sleep("200 millis")
+      // killed once the call is being handled
+      yield* first.waitFor((line) => line === "call Sleep")
       yield* first.kill
       const lost = yield* Fiber.join(inFlight)
       assert.strictEqual(lost._tag, "RpcClientError")
@@ -70,22 +76,28 @@ describe("NngRpc: effect/rpc over req/rep", () => {
       assert.strictEqual(yield* rpc.Calls(), 0)
     }).pipe(Effect.scoped), 60_000)
 
-  it.live("a procedure marked idempotent is retried after the server dies, once", () =>
-    Effect.gen(function*() {
-      const address = `tcp://127.0.0.1:${freePort()}`
-      const first = yield* server(address)
-      const rpc = yield* client({
-        dial: address,
-        idempotent: ["Sleep"],
-        retry: Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: 100 }))
-      })
-      const call = yield* Effect.forkScoped(rpc.Sleep({ millis: 500 }))
-      yield* Effect.sleep("200 millis")
-      yield* first.kill
-      yield* server(address)
-      yield* Fiber.join(call)
-      assert.strictEqual(yield* rpc.Calls(), 1)
-    }).pipe(Effect.scoped), 60_000)
+  it.live(
+    "a procedure marked idempotent is retried after the server dies: one attempt on each server",
+    () =>
+      Effect.gen(function*() {
+        const { address, child: first } = yield* serverAnywhere
+        const rpc = yield* client({
+          dial: address,
+          idempotent: ["Sleep"],
+          retry: Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: 100 }))
+        })
+        const call = yield* Effect.forkScoped(rpc.Sleep({ millis: 500 }))
+        // the first attempt reached the first server, which dies handling it
+        yield* first.waitFor((line) => line === "call Sleep")
+        yield* first.kill
+        const second = yield* server(address)
+        // the call completes only through a second attempt, on the second server
+        yield* Fiber.join(call)
+        assert.deepStrictEqual(started(first, "Sleep"), ["call Sleep"])
+        assert.deepStrictEqual(started(second, "Sleep"), ["call Sleep"])
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.live("JSON serialization works too", () =>
     Effect.gen(function*() {
