@@ -213,6 +213,10 @@ describe("file:// against another user", () => {
           yield* allRefused(dir)
           assert.deepStrictEqual(Fs.readdirSync(dir), [], `nothing was created in a ${mode.toString(8)} directory`)
         }
+        // nor made so on request
+        const asked = fresh(root, "asked")
+        assertRefused(yield* attempt(FileChannel.open(asked, "backend", { dirMode: 0o770 })), "dirMode 770")
+        assert.isFalse(Fs.existsSync(asked), "nothing was created")
         // our own private directory, but inside one that others may write and that has no sticky bit:
         // they could rename ours away and put theirs in its place
         const open = fresh(root, "open")

@@ -171,6 +171,12 @@ export const ensureDir = (dir: string, mode: number, address?: string): boolean 
   Sys.attempt(
     () => {
       const abs = Path.resolve(dir)
+      if ((mode & 0o022) !== 0) {
+        throw Sys.refusal(
+          `dirMode ${mode.toString(8)} lets other users write the channel directory`,
+          "use a dirMode without group or other write bits (the default is 700)"
+        )
+      }
       let created = false
       if (checkTrusted(abs) === "missing") {
         created = Fs.mkdirSync(abs, { recursive: true, mode }) !== undefined
