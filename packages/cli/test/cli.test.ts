@@ -103,6 +103,10 @@ it.live("serve + call: results, streams and typed errors", () =>
     const unknown = yield* run("call", address, "Nope", "{}")
     assert.strictEqual(unknown.code, 1)
     assert.match(unknown.stderr, /unknown method "Nope"/)
+
+    // a server asked to stop (SIGTERM) is interrupted: 130, as for Ctrl-C, and says nothing more
+    assert.strictEqual(yield* server.stop, 130, server.stderr())
+    assert.deepStrictEqual(errorLines(server.stderr()), [`effect-ipc: serving DemoApi on ${address}`])
   }))
 
 it.live("a bad address fails with exit code 1 and one clear line", () =>

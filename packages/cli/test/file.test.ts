@@ -125,6 +125,7 @@ it.live(
       file[file.indexOf("m1")] = "M".charCodeAt(0)
       Fs.writeFileSync(segment, file)
       const verified = yield* run("file", "inspect", dir, "--verify")
+      assert.strictEqual(verified.status, 1, "damage found: a non-zero exit status")
       assert.match(verified.stdout, /BAD backend_to_frontend: corrupt record at offset 30 \(checksum mismatch\)/)
 
       const missing = yield* run("file", "inspect", Path.join(tmp, "nothing-here"))

@@ -26,6 +26,8 @@ export interface Proc {
   readonly exit: Effect.Effect<number>
   /** Waits until stderr contains `text` (the CLI says "listening on ..." there when ready). */
   readonly ready: (text: string) => Effect.Effect<void>
+  /** Asks the process to stop (SIGTERM) and returns its exit code, as `exit` does. */
+  readonly stop: Effect.Effect<number>
 }
 
 /** Starts `command`; the process is killed (SIGTERM, then SIGKILL) when the scope closes. */
@@ -65,7 +67,8 @@ export const start = (command: string, args: ReadonlyArray<string>): Effect.Effe
             orElse: () => Effect.die(`timed out waiting for "${text}"; stderr: ${stderr}`)
           })
         )
-      return { child, handle: { stdout: () => stdout, stderr: () => stderr, exit, ready } }
+      const stop = Effect.andThen(Effect.sync(() => child.kill("SIGTERM")), exit)
+      return { child, handle: { stdout: () => stdout, stderr: () => stderr, exit, ready, stop } }
     }),
     ({ child, handle }) =>
       Effect.gen(function*() {

@@ -86,7 +86,7 @@ describe("effect-ipc nng", () => {
       ])
       assert.strictEqual(yield* weather.exit, 0, weather.stderr())
       assert.strictEqual(weather.stdout(), "weather.oslo\nweather.oslo\n")
-      yield* peer.exit
+      assert.strictEqual(yield* peer.exit, 0, peer.stderr())
       assert.strictEqual(peer.stdout(), `"weather.oslo"\n`, peer.stderr())
       assert.strictEqual(yield* pub.exit, 0, pub.stderr())
       assert.strictEqual(sports.stdout(), "", "the sports subscriber got nothing")
@@ -109,11 +109,13 @@ describe("effect-ipc nng", () => {
       )
       yield* pull.ready("pulling on")
       // nng drops the connection of a peer that sends more than the limit, and the pusher redials
-      yield* cli("nng", "push", "--dial", address, "--data", "too long for four bytes")
+      const tooLong = yield* cli("nng", "push", "--dial", address, "--data", "too long for four bytes")
       const small = yield* cli("--format", "hex", "nng", "push", "--dial", address, "--data", "6869", "--count", "2")
       assert.strictEqual(yield* small.exit, 0, small.stderr())
       assert.strictEqual(yield* pull.exit, 0, pull.stderr())
       assert.strictEqual(pull.stdout(), "6869\n6869\n")
+      // the pusher hands its message to nng and is done: the refusal is the puller's
+      assert.strictEqual(yield* tooLong.exit, 0, tooLong.stderr())
     }).pipe(Effect.scoped))
 
   it.live("pair, against nngcat --pair1", () =>

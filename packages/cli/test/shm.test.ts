@@ -52,10 +52,13 @@ it.live("shm ls shows a link and its creator; after a kill -9, gc removes it", (
     assert.match(line!, /1\.0h\s+-$/)
     // a live producer's link is not an orphan
     const dry = run("shm", "gc", "--dry-run", "--json", "--prefix", name)
+    assert.strictEqual(dry.status, 0, dry.stderr)
     assert.notInclude(dry.stdout, name)
 
     yield* killed(child)
-    const json = JSON.parse(run("shm", "ls", "--json", "--prefix", name).stdout) as {
+    const listedJson = run("shm", "ls", "--json", "--prefix", name)
+    assert.strictEqual(listedJson.status, 0, listedJson.stderr)
+    const json = JSON.parse(listedJson.stdout) as {
       segments: Array<{ name: string; creator: { alive: boolean }; orphan?: string }>
     }
     const entry = json.segments.find((s) => s.name === name)
