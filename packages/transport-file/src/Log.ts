@@ -1045,6 +1045,16 @@ class ReaderImpl implements Reader {
       const size = Sys.attempt(() => Fs.fstatSync(this.segFd).size, "Read", "cannot stat a segment", this.dir)
       if (Sys.failed(size)) return size
       const available = this.segBase + size - this.pos
+      // only a torn write is ever cut, and no reader gets past one: a file shorter than what was read is damage
+      if (available < 0) {
+        return {
+          _tag: "Corrupt",
+          entries,
+          error: this.corrupt(
+            `records this reader had already read are missing: the segment ends at ${this.segBase + size}`
+          )
+        }
+      }
       if (available < LogFormat.RECORD_HEADER) {
         const head = available > 0 ? Sys.readAt(this.segFd, available, this.pos - this.segBase) : new Uint8Array(0)
         const why = plausiblePrefix(head)

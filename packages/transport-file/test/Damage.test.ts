@@ -135,6 +135,23 @@ describe("damage to committed records (issue 9)", () => {
       assert.deepStrictEqual((yield* readFresh(dir)).got, range(1, 10))
     }).pipe(Effect.scoped))
 
+  it.effect("a file cut below a reader's committed cursor: Corrupt, not an endless wait", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* Log.openWriter(dir)
+        for (let i = 1; i <= 20; i++) yield* writer.append(bytes(`m${i}`))
+      }))
+      yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
+      const segment = Log.paths(dir).segment(0)
+      const records = recordsOf(segment)
+      Fs.truncateSync(segment, records[10]!.at)
+      const read = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
+      assert.deepStrictEqual(read.got, [])
+      assert.notStrictEqual(read.stop, "idle")
+      if (read.stop !== "idle") assert.strictEqual(read.stop.reason, "Corrupt")
+    }).pipe(Effect.scoped))
+
   for (
     const [what, damage] of [
       ["a length byte made larger than the file", (file: Buffer, at: number) => void (file[at + 4] = 0x7f)],
