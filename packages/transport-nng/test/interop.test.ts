@@ -1,18 +1,22 @@
 /**
  * Interop with nng itself: `nngcat` (Debian `nng-utils`) as the peer of our
- * sockets in every role, and openclaw-ipc's JSON messages.
+ * sockets in every role, and openclaw-ipc's JSON messages, hand-typed through
+ * nngcat and spoken by a peer written against libnng (`fixtures/openclaw_peer.py`).
  */
 import { OpenClaw, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { freePort } from "./fixtures/ports.ts"
+import * as Path from "node:path"
+import { unusedPort } from "./fixtures/ports.ts"
 import * as Child from "./fixtures/process.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const text = (bytes: Uint8Array) => decoder.decode(bytes)
-const tcp = () => `tcp://127.0.0.1:${freePort()}`
+// where nngcat listens (it cannot tell the port it bound); where we listen, it is port 0
+const tcp = () => `tcp://127.0.0.1:${unusedPort()}`
+const anyPort = "tcp://127.0.0.1:0"
 // line-buffered, so that what it prints arrives at once; `--quoted` prints each message as a
 // C string on its own line, which (for ASCII) is a JSON string
 const nngcat = (...args: ReadonlyArray<string>) => Child.spawn("stdbuf", ["-oL", "nngcat", ...args])
@@ -21,8 +25,8 @@ const printed = (line: string): string => JSON.parse(line)
 describe("interop with nngcat", () => {
   it.live("nngcat --req calls our Rep", () =>
     Effect.gen(function*() {
-      const address = tcp()
-      yield* Rep.serve({ listen: address }, (body) => Effect.succeed(encoder.encode(`re: ${text(body)}`)))
+      const bound = yield* Rep.serve({ listen: anyPort }, (body) => Effect.succeed(encoder.encode(`re: ${text(body)}`)))
+      const address = bound.listening[0]!
       const peer = yield* nngcat("--req", "--dial", address, "--data", "hello from nngcat", "--quoted")
       assert.strictEqual(printed(yield* peer.waitFor((line) => line.length > 0)), "re: hello from nngcat")
     }).pipe(Effect.scoped))
@@ -39,8 +43,8 @@ describe("interop with nngcat", () => {
 
   it.live("nngcat --pub publishes to our Sub, filtered by topic", () =>
     Effect.gen(function*() {
-      const address = tcp()
-      const weather = yield* PubSub.subscriber({ listen: address, topics: ["weather."] })
+      const weather = yield* PubSub.subscriber({ listen: anyPort, topics: ["weather."] })
+      const address = weather.bound.listening[0]!
       const got: Array<string> = []
       yield* Effect.forkScoped(Stream.runForEach(weather.messages, (m) => Effect.sync(() => void got.push(text(m)))))
       // two publishers, one per topic; each waits 1 s for the connection, then sends 10 messages
@@ -57,8 +61,8 @@ describe("interop with nngcat", () => {
 
   it.live("our Pub publishes to nngcat --sub, which gets only its topic", () =>
     Effect.gen(function*() {
-      const address = tcp()
-      const publisher = yield* PubSub.publisher({ listen: address })
+      const publisher = yield* PubSub.publisher({ listen: anyPort })
+      const address = publisher.bound.listening[0]!
       const peer = yield* nngcat("--sub", "--dial", address, "--subscribe", "weather.", "--quoted", "--count", "3")
       let done = false
       yield* Effect.forkScoped(Effect.andThen(peer.exited, Effect.sync(() => void (done = true))))
@@ -73,8 +77,8 @@ describe("interop with nngcat", () => {
 
   it.live("nngcat --push feeds our Pull", () =>
     Effect.gen(function*() {
-      const address = tcp()
-      const puller = yield* Pipeline.puller({ listen: address })
+      const puller = yield* Pipeline.puller({ listen: anyPort })
+      const address = puller.bound.listening[0]!
       yield* nngcat("--push", "--dial", address, "--data", "job", "--count", "20")
       const got = yield* Stream.runCollect(Stream.take(puller.messages, 20))
       assert.deepStrictEqual(got.map(text), Array.from({ length: 20 }, () => "job"))
@@ -99,13 +103,13 @@ describe("openclaw-ipc messages", () => {
 
   it.live("serves an openclaw gateway's requests and events", () =>
     Effect.gen(function*() {
-      const address = tcp()
       const events: Array<string> = []
-      yield* OpenClaw.serve({ listen: address }, {
+      const bound = yield* OpenClaw.serve({ listen: anyPort }, {
         request: (method, params) =>
           method === "scene.open" ? Effect.succeed({ opened: params }) : Effect.fail(`no method ${method}`),
         event: (eventType, data) => Effect.sync(() => void events.push(`${eventType} ${JSON.stringify(data)}`))
       })
+      const address = bound.listening[0]!
       const call = (json: string) =>
         Effect.gen(function*() {
           const peer = yield* nngcat("--req", "--dial", address, "--data", json, "--quoted")
@@ -150,6 +154,60 @@ describe("openclaw-ipc messages", () => {
         payload: { type: "request", method: "plugin.list", params: { verbose: true } }
       })
       assert.match(received.id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    }).pipe(Effect.scoped))
+
+  // a peer written against libnng itself (Python ctypes on libnng.so.1), speaking openclaw-ipc's envelope
+  const libnngPeer = (...args: ReadonlyArray<string>) =>
+    Child.spawn("python3", [Path.join(import.meta.dirname, "fixtures", "openclaw_peer.py"), ...args])
+
+  it.live("a libnng openclaw server answers our client: results, errors and event acknowledgements", () =>
+    Effect.gen(function*() {
+      const peer = yield* libnngPeer("server", "tcp://127.0.0.1:0", "3")
+      const address = (yield* peer.waitFor((line) => line.startsWith("ready "))).slice("ready ".length)
+      const client = yield* OpenClaw.client({ dial: address })
+      assert.deepStrictEqual(yield* client.call("scene.open", { path: "/tmp/a.hip" }), {
+        echo: { path: "/tmp/a.hip" },
+        method: "scene.open"
+      })
+      const error = yield* Effect.flip(client.call("fail", null))
+      assert.instanceOf(error, OpenClaw.OpenClawError)
+      assert.strictEqual((error as OpenClaw.OpenClawError).error, "the method failed")
+      yield* client.emit("saved", { frames: 24 })
+      yield* peer.waitFor(() => peer.lines.length === 4)
+      // what the peer received is openclaw's envelope, as serde would decode it
+      const received = peer.lines.slice(1).map((line) => JSON.parse(line))
+      assert.deepStrictEqual(received.map((m) => m.payload), [
+        { type: "request", method: "scene.open", params: { path: "/tmp/a.hip" } },
+        { type: "request", method: "fail", params: null },
+        { type: "event", event_type: "saved", data: { frames: 24 } }
+      ])
+      for (const message of received) assert.match(message.id, /^[0-9a-f-]{36}$/)
+    }).pipe(Effect.scoped))
+
+  it.live("a libnng openclaw client calls our server, and reads our answer as serde writes it", () =>
+    Effect.gen(function*() {
+      const bound = yield* OpenClaw.serve({ listen: anyPort }, {
+        request: (method, params) =>
+          method === "plugin.list" ? Effect.succeed({ plugins: ["a", "b"], params }) : Effect.fail("no such method")
+      })
+      const address = bound.listening[0]!
+      const ok = yield* libnngPeer("client", address, "plugin.list", `{"verbose":true}`)
+      yield* ok.exited
+      const [sent, answer] = ok.lines
+      const id = JSON.parse(sent!).id
+      // byte for byte what serde_json::to_vec(&IpcMessage::success(id, ...)) writes
+      assert.strictEqual(
+        answer,
+        `{"id":"${id}","payload":{"type":"response","success":true,"result":{"plugins":["a","b"],"params":{"verbose":true}},"error":null}}`
+      )
+      const refused = yield* libnngPeer("client", address, "nope", "null")
+      yield* refused.exited
+      assert.deepStrictEqual(JSON.parse(refused.lines[1]!).payload, {
+        type: "response",
+        success: false,
+        result: null,
+        error: "no such method"
+      })
     }).pipe(Effect.scoped))
 
   it.live("an openclaw call between our client and server: results, errors and events", () =>
