@@ -54,16 +54,21 @@ export const encode = (kind: Kind, payload: Uint8Array = new Uint8Array(0)): Uin
 /** Receives each decoded frame; data payloads may view the input chunk (no copy). */
 export type FrameHandler = (kind: Kind, payload: Uint8Array) => void
 
+// first buffer of a frame spread over several chunks: its length declares more than has arrived
+const INITIAL_BODY = 64 * 1024
+
 /**
  * An incremental frame decoder: feed it chunks as they arrive, in any sizes,
  * and it calls back once per whole frame. Frames inside one chunk are not
- * copied; a frame spread over several chunks is assembled once, in a buffer
- * allocated at its final size.
+ * copied; a frame spread over several chunks is assembled in a buffer that
+ * grows with the bytes received (at most twice them), never to a length
+ * the peer declared but did not send.
  */
 export class Decoder {
   private header = new Uint8Array(HEADER_SIZE)
   private headerFill = 0
   private body: Uint8Array | undefined = undefined
+  private bodyLength = 0
   private bodyFill = 0
   private bodyKind: Kind = Kind.data
   private failed: IpcError.IpcError | undefined = undefined
@@ -94,12 +99,13 @@ export class Decoder {
     const end = chunk.byteLength
     while (offset < end) {
       if (this.body !== undefined) {
-        const want = this.body.byteLength - this.bodyFill
+        const want = this.bodyLength - this.bodyFill
         const take = Math.min(want, end - offset)
+        if (this.bodyFill + take > this.body.byteLength) this.grow(this.bodyFill + take)
         this.body.set(chunk.subarray(offset, offset + take), this.bodyFill)
         this.bodyFill += take
         offset += take
-        if (this.bodyFill === this.body.byteLength) {
+        if (this.bodyFill === this.bodyLength) {
           const body = this.body
           this.body = undefined
           this.bodyFill = 0
@@ -139,13 +145,23 @@ export class Decoder {
         onFrame(kind as Kind, chunk.subarray(offset, offset + length))
         offset += length
       } else {
-        // every byte is overwritten before the frame is delivered: no need to zero it
-        this.body = Buffer.allocUnsafe(length)
+        // memory for what has arrived, not for what the peer declares: the buffer grows (doubling)
+        // as the bytes come, up to the frame's length; every byte is written before delivery, so
+        // it need not be zeroed
+        this.body = Buffer.allocUnsafe(Math.min(length, Math.max(INITIAL_BODY, 2 * (end - offset))))
+        this.bodyLength = length
         this.bodyFill = 0
         this.bodyKind = kind as Kind
       }
     }
     return undefined
+  }
+
+  /** Grows the partial frame's buffer to hold at least `needed` bytes (doubling, at most its length). */
+  private grow(needed: number): void {
+    const grown = Buffer.allocUnsafe(Math.min(this.bodyLength, Math.max(needed, 2 * this.body!.byteLength)))
+    grown.set(this.body!.subarray(0, this.bodyFill))
+    this.body = grown
   }
 
   private check(version: number, kind: number): IpcError.IpcError | undefined {

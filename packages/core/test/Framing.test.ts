@@ -261,3 +261,39 @@ describe("Framing: fuzz (fast-check, fixed seed)", () => {
     )
   })
 })
+
+/** A data frame header declaring `length` bytes. */
+const header = (length: number) => {
+  const out = new Uint8Array(Framing.HEADER_SIZE)
+  Framing.writeHeader(out, 0, Framing.Kind.data, length)
+  return out
+}
+
+describe("Framing: a hostile length prefix", () => {
+  it("costs memory for the bytes that arrived, not for the length a peer declares", () => {
+    const before = process.memoryUsage().arrayBuffers
+    // 64 connections each declaring a frame of almost 256 MiB and sending 10 bytes of it
+    const decoders = Array.from({ length: 64 }, () => new Framing.Decoder())
+    const start = concat([header(Framing.DEFAULT_MAX_FRAME_SIZE - 1), new Uint8Array(10)])
+    for (const decoder of decoders) {
+      assert.isUndefined(decoder.push(start.slice(), () => assert.fail("no frame yet")))
+      assert.isTrue(decoder.inFrame)
+    }
+    const grown = process.memoryUsage().arrayBuffers - before
+    assert.isBelow(grown, 64 * 1024 * 1024, `${grown} bytes held for 640 bytes received`)
+  })
+
+  it("still assembles a large frame sent in small pieces", () => {
+    const payload = Uint8Array.from({ length: 3 * 1024 * 1024 + 17 }, (_, i) => (i * 13) & 0xff)
+    const stream = Framing.encode(Framing.Kind.data, payload)
+    const decoder = new Framing.Decoder()
+    const got: Array<Uint8Array> = []
+    for (let offset = 0; offset < stream.byteLength; offset += 65_536) {
+      const chunk = stream.slice(offset, offset + 65_536)
+      assert.isUndefined(decoder.push(chunk, (_, p) => got.push(p)))
+      chunk.fill(0)
+    }
+    assert.strictEqual(got.length, 1)
+    assert.strictEqual(Buffer.compare(Buffer.from(got[0]!), Buffer.from(payload)), 0)
+  })
+})
