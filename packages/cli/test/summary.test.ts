@@ -30,6 +30,8 @@ const closing = (args: ReadonlyArray<string>, cwd: string) => {
   return { line: result.stdout.trim().split("\n").at(-1), status: result.status }
 }
 
+const output = (args: ReadonlyArray<string>, cwd: string) => run(process.execPath, [summary, ...args], cwd).stdout
+
 describe("scripts/summary.mjs", () => {
   it("counts passed, failed and skipped, and fails the run when a suite cannot load", () => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-summary-"))
@@ -40,6 +42,11 @@ describe("scripts/summary.mjs", () => {
       const good = report(dir, "good", passing)
       assert.strictEqual(good.status, 0)
       assert.deepStrictEqual(closing([good.out, "0", "0"], dir), { line: "1 passed, 0 failed, 1 skipped", status: 0 })
+      // what was skipped is listed by title before the closing line
+      assert.strictEqual(
+        output([good.out, "0", "0"], dir),
+        "skipped:\n  a case — not applicable: raw-stream (why)\n1 passed, 0 failed, 1 skipped\n"
+      )
 
       const broken = report(dir, "broken", { ...passing, "broken.test.ts": `throw new Error("cannot load")\n` })
       assert.notStrictEqual(broken.status, 0)
