@@ -346,12 +346,15 @@ interface Case {
   readonly damage: Damage
   /** Dirty: the last writer died; the writer state's end is at this data record (the rest is its last burst). */
   readonly diedAfter: number | undefined
+  /** The writer that wrote the records stays open and appends after the damage (else a new one). */
+  readonly live: boolean
 }
 
 const caseArb: fc.Arbitrary<Case> = fc.record({
   sizes: fc.array(fc.nat(100), { minLength: 1, maxLength: 24 }),
   damage: damageArb,
-  diedAfter: fc.option(fc.nat(24), { nil: undefined })
+  diedAfter: fc.option(fc.nat(24), { nil: undefined }),
+  live: fc.boolean()
 })
 
 /** Applies `damage` to the stream `dir` laid out as `records`; the first data record it touches. */
@@ -396,10 +399,9 @@ const runCase = (input: Case) =>
   Effect.gen(function*() {
     const dir = yield* newStream()
     const payloads = input.sizes.map((n, i) => `m${i}:${"x".repeat(n)}`)
-    yield* Effect.scoped(Effect.gen(function*() {
-      const writer = yield* Log.openWriter(dir, { segmentBytes: 300 })
-      for (const p of payloads) yield* writer.append(bytes(p))
-    }))
+    // closed with the run's scope
+    const first = yield* Log.openWriter(dir, { segmentBytes: 300 })
+    for (const p of payloads) yield* first.append(bytes(p))
     yield* nextTurn
     let records = layout(dir)
     // the data records the writer state says are committed
@@ -422,21 +424,24 @@ const runCase = (input: Case) =>
     )
 
     // a reader: exactly a prefix; it stops idle only when nothing committed is missing, else Corrupt
-    const first = yield* bounded(readFresh(dir), "the reader")
-    assertPrefix(first.got, payloads, "reader")
-    if (first.stop === "idle") {
-      assert.isAtLeast(first.got.length, Math.min(touched, committedCount), "idle only past the committed records")
-      if (input.diedAfter === undefined) assert.strictEqual(first.got.length, payloads.length, "idle only when whole")
+    const read = yield* bounded(readFresh(dir), "the reader")
+    assertPrefix(read.got, payloads, "reader")
+    if (read.stop === "idle") {
+      assert.isAtLeast(read.got.length, Math.min(touched, committedCount), "idle only past the committed records")
+      if (input.diedAfter === undefined) assert.strictEqual(read.got.length, payloads.length, "idle only when whole")
     } else {
-      assert.strictEqual(first.stop.reason, "Corrupt", first.stop.message)
-      assert.match(first.stop.detail, /offset \d+ .* in segment [0-9a-f]{16}\.seg/)
+      assert.strictEqual(read.stop.reason, "Corrupt", read.stop.message)
+      assert.match(read.stop.detail, /offset \d+ .* in segment [0-9a-f]{16}\.seg/)
     }
 
-    // a new writer: appends after everything that is there, or refuses with Corrupt and changes nothing
+    // the live writer, or a new one: appends after everything that is there, or refuses with Corrupt and
+    // changes nothing
     const appended = yield* bounded(
-      Effect.scoped(
-        Effect.flatMap(Log.openWriter(dir, { segmentBytes: 300 }), (w) => Effect.exit(w.append(bytes("new"))))
-      ),
+      input.live
+        ? Effect.exit(first.append(bytes("new")))
+        : Effect.scoped(
+          Effect.flatMap(Log.openWriter(dir, { segmentBytes: 300 }), (w) => Effect.exit(w.append(bytes("new"))))
+        ),
       "the writer"
     )
     yield* nextTurn
@@ -485,9 +490,19 @@ describe("property: damaged logs end with exact data or Corrupt (fast-check, fix
       const records = sizes.length + 3 // data records and end-of-segment records (segmentBytes 300)
       for (let record = 0; record < records; record++) {
         for (let offset = 0; offset < LogFormat.RECORD_HEADER + 2; offset++) {
-          yield* runCase({ sizes, damage: { _tag: "Truncate", record, offset }, diedAfter: undefined })
-          yield* runCase({ sizes, damage: { _tag: "Flip", record, byte: offset, xor: 0x80 }, diedAfter: undefined })
-          yield* runCase({ sizes, damage: { _tag: "Flip", record, byte: offset, xor: 0x01 }, diedAfter: 4 })
+          yield* runCase({ sizes, damage: { _tag: "Truncate", record, offset }, diedAfter: undefined, live: true })
+          yield* runCase({
+            sizes,
+            damage: { _tag: "Flip", record, byte: offset, xor: 0x80 },
+            diedAfter: undefined,
+            live: true
+          })
+          yield* runCase({
+            sizes,
+            damage: { _tag: "Flip", record, byte: offset, xor: 0x01 },
+            diedAfter: 4,
+            live: false
+          })
         }
       }
     }), 120_000)
