@@ -16,7 +16,7 @@ import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fresh, tempRoot } from "./helpers.ts"
+import { fresh, node, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("damage")
 const text = new TextDecoder()
@@ -116,6 +116,38 @@ describe("damage to committed records (issue 9)", () => {
       assert.strictEqual(verified.reason, "Corrupt")
       assert.include(verified.detail, `offset ${records[149]!.at}`)
     }).pipe(Effect.scoped))
+
+  it.live(
+    "across processes: a live writer process's committed records cut; it refuses to go on, readers get Corrupt",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "c")
+        const backend = yield* FileChannel.backend(dir)
+        const echo = yield* node(["echo", dir, "frontend"])
+        yield* echo.waitFor((l) => l === "open")
+        for (let i = 1; i <= 300; i++) yield* backend.send(bytes(`m${i}`))
+        for (let i = 1; i <= 300; i++) assert.strictEqual(text.decode(yield* backend.receive), `m${i}`)
+        // the echo process is alive and idle; its stream loses the middle of m150
+        const stream = Path.join(dir, "frontend_to_backend")
+        const segment = Path.join(stream, LogFormat.segmentName(0))
+        const records = recordsOf(segment)
+        Fs.truncateSync(segment, records[149]!.at + 7)
+        for (let i = 301; i <= 350; i++) yield* backend.send(bytes(`m${i}`))
+        // its next append finds committed records missing: it fails (and exits) instead of cutting them
+        const code = yield* echo.exit.pipe(Effect.timeout("20 seconds"))
+        assert.notStrictEqual(code, 0)
+        assert.match(echo.stderr(), /Corrupt/)
+        assert.strictEqual(Fs.statSync(segment).size, records[149]!.at + 7, "nothing was cut, nothing appended")
+        // a later reader: 1..149, then Corrupt; never 301..350
+        const read = yield* readFresh(stream)
+        assert.deepStrictEqual(read.got, range(1, 149))
+        assertCorrupt(read.stop, 0, records[149]!.at)
+        // and the backend, which had read past the cut, is told too
+        const lost = yield* Effect.flip(backend.receive).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(lost.reason, "Corrupt")
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.effect("a segment cut at a record boundary (committed records lost): Corrupt, and the writer refuses", () =>
     Effect.gen(function*() {
