@@ -18,9 +18,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Latch from "effect/Latch"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { Readable, Writable } from "node:stream"
 import * as Framing from "./Framing.ts"
@@ -93,7 +91,7 @@ export const make = (
     let peerSaidClose = false
     let lastReceived = Date.now()
     let lastSent = Date.now()
-    let heartbeatFiber: Fiber.Fiber<unknown> | undefined
+    let heartbeatTimer: ReturnType<typeof setInterval> | undefined
     const closed = Deferred.makeUnsafe<void>()
     const writableLatch = Latch.makeUnsafe(true)
 
@@ -257,7 +255,7 @@ export const make = (
         // the peer is done: answer its close frame with ours, keeping what it sent for the reader
         if (!closing) {
           closing = true
-          void Effect.runFork(endWriting)
+          endWritingNow(() => {})
         }
       } else {
         fail(IpcError.make("ConnectionLost", "the peer ended the stream without closing the channel", address))
@@ -277,7 +275,7 @@ export const make = (
       finished = true
       readable.off("data", onData)
       if (frameTimer !== undefined) clearTimeout(frameTimer)
-      if (heartbeatFiber !== undefined) void Effect.runFork(Fiber.interrupt(heartbeatFiber))
+      if (heartbeatTimer !== undefined) clearInterval(heartbeatTimer)
       readable.destroy()
       if (writable !== (readable as unknown)) writable.destroy()
       Latch.openUnsafe(writableLatch)
@@ -292,13 +290,14 @@ export const make = (
       teardown()
     }
 
-    // sends our close frame, ends the writing side, and lets the streams go once the peer has it
-    const endWriting: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    // sends our close frame, ends the writing side, and lets the streams go once the peer has it;
+    // `done` runs once the writing side has ended (or after `linger`); returns a cancel
+    function endWritingNow(done: () => void): () => void {
       enqueue(Framing.Kind.close, EMPTY)
       flush()
       const timer = setTimeout(() => {
         teardown()
-        resume(Effect.void)
+        done()
       }, linger)
       writable.end(() => {
         clearTimeout(timer)
@@ -310,9 +309,13 @@ export const make = (
         } else {
           teardown()
         }
-        resume(Effect.void)
+        done()
       })
-      return Effect.sync(() => clearTimeout(timer))
+      return () => clearTimeout(timer)
+    }
+    const endWriting: Effect.Effect<void> = Effect.callback<void>((resume) => {
+      const cancel = endWritingNow(() => resume(Effect.void))
+      return Effect.sync(cancel)
     })
 
     const close: Effect.Effect<void> = Effect.suspend(() => {
@@ -339,16 +342,15 @@ export const make = (
     if (options.heartbeat !== undefined) {
       const interval = Duration.toMillis(Duration.fromInputUnsafe(options.heartbeat.interval))
       const timeout = Duration.toMillis(Duration.fromInputUnsafe(options.heartbeat.timeout))
-      heartbeatFiber = Effect.runFork(
-        Effect.sync(() => {
-          const now = Date.now()
-          if (now - lastReceived > timeout) {
-            fail(IpcError.make("Timeout", `no word from the peer for ${timeout} ms`, address))
-          } else if (now - lastSent >= interval && !closing) {
-            enqueue(Framing.Kind.ping, EMPTY)
-          }
-        }).pipe(Effect.repeat({ schedule: Schedule.spaced(interval), while: () => !finished }))
-      )
+      // a plain timer, cleared by teardown: no fiber outside the user's runtime
+      heartbeatTimer = setInterval(() => {
+        const now = Date.now()
+        if (now - lastReceived > timeout) {
+          fail(IpcError.make("Timeout", `no word from the peer for ${timeout} ms`, address))
+        } else if (now - lastSent >= interval && !closing) {
+          enqueue(Framing.Kind.ping, EMPTY)
+        }
+      }, interval)
     }
 
     return IpcChannel.make({ address, peer, inbox, send, close, closed: Deferred.await(closed) })
