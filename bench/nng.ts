@@ -20,6 +20,7 @@ import { type IpcChannel, type IpcError, Transport } from "@effect-ipc/core"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -167,12 +168,75 @@ export const openNngC = async (row: Row): Promise<Contender> => {
 const runPeer = (role: string, address: string) =>
   Effect.gen(function*() {
     const listener = yield* NngTransport.make().listen(address)
-    process.stdout.write(`${READY}\n`)
+    // the address bound (a port 0 made real), then ready
+    process.stdout.write(`at ${listener.address}\n${READY}\n`)
     const handler: (channel: IpcChannel.IpcChannel) => Effect.Effect<void, IpcError.IpcError> = role === "echo"
       ? echo
       : sink
     yield* Transport.serve(listener, handler)
   }).pipe(Effect.scoped)
+
+// ---- how soon a killed peer is noticed ------------------------------------------------------
+
+/** Starts an echo peer at `address`; resolves with it and the address it bound once it is ready. */
+const spawnPeer = (address: string): Promise<{ readonly child: Peer; readonly address: string }> =>
+  new Promise((resolve, reject) => {
+    const child: Peer = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", "echo", address], {
+      stdio: ["pipe", "pipe", "inherit"]
+    })
+    let out = ""
+    child.stdout.setEncoding("utf8").on("data", (text: string) => {
+      out += text
+      const bound = /^at (.*)$/m.exec(out)
+      if (out.includes(`${READY}\n`) && bound !== null) resolve({ child, address: bound[1]! })
+    })
+    child.once("exit", (code) => reject(new Error(`nng echo peer exited (${code})`)))
+  })
+
+/**
+ * The README's figure, measured: a channel to a peer process, the peer
+ * SIGKILLed, and the time until the channel's `receive` fails with
+ * `ConnectionLost`; `rounds` times per address kind, printed as percentiles.
+ */
+const lostPeer = async (rounds: number) => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bench-nng-lost-"))
+  const transport = NngTransport.make()
+  try {
+    for (const kind of ["ipc", "tcp"] as const) {
+      const samples: Array<number> = []
+      for (let i = 0; i < rounds; i++) {
+        const address = kind === "ipc" ? `nng+ipc://${Path.join(dir, `lost-${i}.ipc`)}` : "nng+tcp://127.0.0.1:0"
+        const ms = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const peer = yield* Effect.promise(() => spawnPeer(address))
+          const channel = yield* transport.dial(peer.address)
+          yield* channel.send(new Uint8Array([1]))
+          yield* channel.receive
+          const waiting = yield* Effect.forkChild(Effect.flip(channel.receive))
+          const killedAt = performance.now()
+          peer.child.kill("SIGKILL")
+          const error = yield* Fiber.join(waiting)
+          if (error.reason !== "ConnectionLost") return yield* Effect.die(error)
+          return performance.now() - killedAt
+        })))
+        samples.push(ms)
+      }
+      samples.sort((a, b) => a - b)
+      const at = (q: number) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]!.toFixed(1)
+      console.log(
+        `nng+${kind}: a killed peer noticed in p50 ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms (${rounds} rounds)`
+      )
+    }
+  } finally {
+    Fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[1] === script && process.argv[2] === "lost-peer") {
+  lostPeer(Number(process.argv[3] ?? 30)).catch((error: unknown) => {
+    console.error("lost-peer failed:", error)
+    process.exit(1)
+  })
+}
 
 if (process.argv[1] === script && process.argv[2] === "peer") {
   const [role, address] = process.argv.slice(3)

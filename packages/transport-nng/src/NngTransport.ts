@@ -71,8 +71,8 @@ export interface NngTransportOptions {
   readonly mode?: number | undefined
   /**
    * Decides whether an ipc peer (server or client) is accepted, from its
-   * credentials (default: only processes of this user). Other transports
-   * carry no credentials and are not checked.
+   * credentials (default: processes of this user or root). tcp and ws carry
+   * no credentials: there `authorize` is not consulted.
    */
   readonly authorize?: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
 }
@@ -94,7 +94,9 @@ const helloBytes = encoder.encode(JSON.stringify(Hello.make({ v: 1 })))
 const isHello = (body: Uint8Array): boolean =>
   body.byteLength === helloBytes.byteLength && body.every((byte, i) => byte === helloBytes[i])
 
-const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid === undefined || peer.uid === process.getuid?.()
+/** The default `authorize`: a peer of this user or root (a peer without credentials, over tcp or ws, is not checked). */
+const sameUserOrRoot = (peer: IpcChannel.PeerInfo): boolean =>
+  peer.uid === undefined || peer.uid === 0 || peer.uid === process.getuid?.()
 
 const hasCredentials = (address: NngAddress.NngAddress) =>
   address.transport === "ipc" || address.transport === "abstract"
@@ -170,7 +172,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   const closeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.closeTimeout ?? "2 seconds"))
   const handshakeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout ?? "5 seconds"))
   const maxPending = Math.max(1, options.maxPendingHandshakes ?? 64)
-  const authorize = options.authorize ?? sameUser
+  const authorize = options.authorize ?? sameUserOrRoot
   const sendBuffer = options.sendBuffer ?? 16
   const pairOptions: Socket.SocketOptions = {
     // one byte more for the kind
