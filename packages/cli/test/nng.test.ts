@@ -9,7 +9,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { cli, start } from "./helpers.ts"
+import { cli, type Proc, start } from "./helpers.ts"
 
 const freePort = (): number =>
   Number(ChildProcess.execFileSync(process.execPath, [
@@ -17,14 +17,21 @@ const freePort = (): number =>
     "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{process.stdout.write(String(s.address().port));s.close()})"
   ], { encoding: "utf8" }))
 
-const tcp = () => `tcp://127.0.0.1:${freePort()}`
+// a listening CLI binds port 0 and says where: a port picked beforehand may be taken meanwhile
+const anyPort = "tcp://127.0.0.1:0"
+
+/** Waits for `proc` to say "<verb> on <address>" and returns the address (the port bound). */
+const boundAt = (proc: Proc, verb: string) =>
+  Effect.gen(function*() {
+    yield* proc.ready(`${verb} on`)
+    return new RegExp(`${verb} on (\\S+)`).exec(proc.stderr())![1]!
+  })
 
 describe("effect-ipc nng", () => {
   it.live("req and rep, with the transport options", () =>
     Effect.gen(function*() {
-      const address = tcp()
-      const rep = yield* cli("nng", "rep", "--listen", address, "--data", "pong", "--count", "2", "--recv-buffer", "4")
-      yield* rep.ready("replying on")
+      const rep = yield* cli("nng", "rep", "--listen", anyPort, "--data", "pong", "--count", "2", "--recv-buffer", "4")
+      const address = yield* boundAt(rep, "replying")
       const req = yield* cli(
         "nng",
         "req",
@@ -51,13 +58,13 @@ describe("effect-ipc nng", () => {
 
   it.live("pub and sub with a topic; nngcat subscribes too", () =>
     Effect.gen(function*() {
-      const address = tcp()
-      // the publisher waits a second for its subscribers, then publishes for a second
+      // the publisher waits a second for its subscribers, then publishes for 15 s (subscribers that
+      // start late on a busy machine still hear it; each exits once it has what it waits for)
       const pub = yield* cli(
         "nng",
         "pub",
         "--listen",
-        address,
+        anyPort,
         "--topic",
         "weather.",
         "--data",
@@ -65,11 +72,11 @@ describe("effect-ipc nng", () => {
         "--delay",
         "1000",
         "--count",
-        "40",
+        "600",
         "--interval",
         "25"
       )
-      yield* pub.ready("publishing on")
+      const address = yield* boundAt(pub, "publishing")
       const weather = yield* cli("nng", "sub", "--dial", address, "--subscribe", "weather.", "--count", "2")
       const sports = yield* cli("nng", "sub", "--dial", address, "--subscribe", "sports.")
       const peer = yield* start("stdbuf", [
@@ -94,20 +101,19 @@ describe("effect-ipc nng", () => {
 
   it.live("push and pull, in hex; a message over --max-message-size is refused by the puller", () =>
     Effect.gen(function*() {
-      const address = tcp()
       const pull = yield* cli(
         "--format",
         "hex",
         "nng",
         "pull",
         "--listen",
-        address,
+        anyPort,
         "--count",
         "2",
         "--max-message-size",
         "4"
       )
-      yield* pull.ready("pulling on")
+      const address = yield* boundAt(pull, "pulling")
       // nng drops the connection of a peer that sends more than the limit, and the pusher redials
       const tooLong = yield* cli("nng", "push", "--dial", address, "--data", "too long for four bytes")
       const small = yield* cli("--format", "hex", "nng", "push", "--dial", address, "--data", "6869", "--count", "2")
@@ -120,9 +126,8 @@ describe("effect-ipc nng", () => {
 
   it.live("pair, against nngcat --pair1", () =>
     Effect.gen(function*() {
-      const address = tcp()
-      const pair = yield* cli("nng", "pair", "--listen", address, "--data", "hello nngcat", "--count", "1")
-      yield* pair.ready("paired on")
+      const pair = yield* cli("nng", "pair", "--listen", anyPort, "--data", "hello nngcat", "--count", "1")
+      const address = yield* boundAt(pair, "paired")
       // nngcat sends its --data once, then prints what it receives until it is killed
       const peer = yield* start("stdbuf", [
         "-oL",
@@ -153,6 +158,7 @@ describe("effect-ipc nng", () => {
       assert.strictEqual(yield* sent.exit, 0, sent.stderr())
       assert.strictEqual(yield* listener.exit, 0, listener.stderr())
       assert.strictEqual(listener.stdout(), "over nng\n")
+      // `serve` reports the address it was given, not a port bound: it needs one picked beforehand
       const rpc = `nng+tcp://127.0.0.1:${freePort()}`
       const server = yield* cli("serve", rpc)
       yield* server.ready("serving DemoApi")
