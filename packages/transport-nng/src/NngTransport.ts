@@ -15,9 +15,17 @@
  * Both sides then speak the channel format of `internal/channel.ts` (a kind
  * byte before each message).
  *
+ * A listener allocates nothing for a rendezvous request that is not exactly
+ * the hello, keeps at most `maxPendingHandshakes` conversations waiting for
+ * their clients (each for at most `handshakeTimeout`) and answers the others
+ * "busy" (the client asks again with backoff, within its `connectTimeout`):
+ * a flood cannot take its descriptors.
+ *
  * Over ipc, peers are checked like Unix sockets: the socket file is created
  * with mode 0600 (nng sets the mode before it listens), and a peer running as
- * another user is refused on both sides unless `authorize` says otherwise.
+ * another user (neither this user nor root) is refused on both sides unless
+ * `authorize` says otherwise. tcp and ws carry no credentials: anyone who
+ * reaches the port can open a conversation (see SECURITY.md).
  *
  * @since 0.1.0
  */
