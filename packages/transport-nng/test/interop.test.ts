@@ -22,6 +22,10 @@ const anyPort = "tcp://127.0.0.1:0"
 const nngcat = (...args: ReadonlyArray<string>) => Child.spawn("stdbuf", ["-oL", "nngcat", ...args])
 const printed = (line: string): string => JSON.parse(line)
 
+// a peer written against libnng itself (Python ctypes on libnng.so.1), speaking openclaw-ipc's envelope
+const libnngPeer = (...args: ReadonlyArray<string>) =>
+  Child.spawn("python3", [Path.join(import.meta.dirname, "fixtures", "openclaw_peer.py"), ...args])
+
 describe("interop with nngcat", () => {
   it.live("nngcat --req calls our Rep", () =>
     Effect.gen(function*() {
@@ -158,10 +162,6 @@ describe("openclaw-ipc messages", () => {
       })
       assert.match(received.id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
     }).pipe(Effect.scoped))
-
-  // a peer written against libnng itself (Python ctypes on libnng.so.1), speaking openclaw-ipc's envelope
-  const libnngPeer = (...args: ReadonlyArray<string>) =>
-    Child.spawn("python3", [Path.join(import.meta.dirname, "fixtures", "openclaw_peer.py"), ...args])
 
   it.live("a libnng openclaw server answers our client: results, errors and event acknowledgements", () =>
     Effect.gen(function*() {
