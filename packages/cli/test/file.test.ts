@@ -10,7 +10,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { bin, flags, node, root } from "./helpers.ts"
+import { bin, cli, flags, node, root } from "./helpers.ts"
 
 const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-file-"))
 afterAll(() => Fs.rmSync(tmp, { recursive: true, force: true }))
@@ -30,20 +30,49 @@ const run = (...args: ReadonlyArray<string>) =>
     return Effect.sync(() => void child.kill("SIGKILL"))
   }).pipe(Effect.timeout("30 seconds"), Effect.orDie)
 
+/** A running `effect-ipc file tail`. */
+interface Tail {
+  readonly child: ChildProcess.ChildProcess
+  /** Its output so far. */
+  readonly stdout: () => string
+  /** Waits until its output matches `pattern` (a signal, not a sleep). */
+  readonly printed: (pattern: RegExp) => Effect.Effect<void>
+  /** Its exit status. */
+  readonly done: Promise<number | null>
+}
+
 /** Starts `effect-ipc file tail ...args` and waits until it follows; its output so far, and its end. */
 const tail = (...args: ReadonlyArray<string>) =>
   Effect.acquireRelease(
-    Effect.callback<{ child: ChildProcess.ChildProcess; stdout: () => string; done: Promise<number | null> }>(
-      (resume) => {
-        const child = ChildProcess.spawn(node, [...flags, bin, "file", "tail", ...args], { cwd: root })
-        let stdout = ""
-        child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))
-        const done = new Promise<number | null>((ok) => child.on("close", ok))
-        child.stderr.setEncoding("utf8").on("data", (t: string) => {
-          if (t.includes("following")) resume(Effect.succeed({ child, stdout: () => stdout, done }))
-        })
-      }
-    ),
+    Effect.callback<Tail>((resume) => {
+      const child = ChildProcess.spawn(node, [...flags, bin, "file", "tail", ...args], { cwd: root })
+      let stdout = ""
+      const waiters = new Set<() => void>()
+      child.stdout.setEncoding("utf8").on("data", (t: string) => {
+        stdout += t
+        for (const waiter of waiters) waiter()
+      })
+      const done = new Promise<number | null>((ok) => child.on("close", ok))
+      const printed = (pattern: RegExp) =>
+        Effect.callback<void>((resumeWait) => {
+          const waiter = () => {
+            if (!pattern.test(stdout)) return
+            waiters.delete(waiter)
+            resumeWait(Effect.void)
+          }
+          waiters.add(waiter)
+          waiter()
+          return Effect.sync(() => void waiters.delete(waiter))
+        }).pipe(
+          Effect.timeoutOrElse({
+            duration: "45 seconds",
+            orElse: () => Effect.die(`tail never printed ${pattern}; it printed: ${stdout}`)
+          })
+        )
+      child.stderr.setEncoding("utf8").on("data", (t: string) => {
+        if (t.includes("following")) resume(Effect.succeed({ child, stdout: () => stdout, printed, done }))
+      })
+    }),
     ({ child }) => Effect.sync(() => void child.kill("SIGKILL"))
   )
 
@@ -82,6 +111,10 @@ it.live("file tail follows a listener's connections, and ipckit files (--from-st
     const client = yield* transport.dial(`file://${dir}`)
     const server = yield* listener.accept
     yield* client.send(bytes("ping"))
+    // Streams are followed independently, so lines of two streams come in the order tail finds them: a
+    // connection it notices late is read from its start, backend_to_frontend first. Order is promised only
+    // within a stream; the reply is written once tail has printed the request, so the order below is fixed.
+    yield* t.printed(/frontend_to_backend@\d+ ping\n/)
     yield* server.send(yield* server.receive)
     assert.strictEqual(yield* Effect.promise(() => t.done), 0)
     assert.match(
@@ -113,6 +146,7 @@ it.live(
       assert.match(shown.stdout, /reader frontend: offset 16, 42 B unread, idle/)
 
       const json = yield* run("file", "inspect", dir, "--json")
+      assert.strictEqual(json.status, 0, json.stderr)
       const report = JSON.parse(json.stdout) as {
         _tag: string
         channel: { streams: Array<{ readers: Array<{ lag: number }> }> }
@@ -133,4 +167,88 @@ it.live(
       assert.match(missing.stderr, /NotFound/)
     }).pipe(Effect.scoped),
   60_000
+)
+
+/** Runs `effect-ipc ...args` (via the helpers' `cli`); dies if it has not exited within a generous bound (a hang). */
+const exits = (...args: ReadonlyArray<string>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const proc = yield* cli(...args)
+    const status = yield* proc.exit.pipe(
+      Effect.timeoutOrElse({
+        duration: "45 seconds",
+        orElse: () => Effect.die(`effect-ipc ${args.join(" ")} hung; stderr: ${proc.stderr()}`)
+      })
+    )
+    return { status, stdout: proc.stdout(), stderr: proc.stderr() }
+  }))
+
+/** Asserts a refusal: a non-zero exit with one line on stderr naming PermissionDenied and `what`. */
+const assertRefused = (result: { status: number; stdout: string; stderr: string }, what: RegExp) => {
+  assert.strictEqual(result.status, 1, `exit status; stdout: ${result.stdout}; stderr: ${result.stderr}`)
+  const lines = result.stderr.trim().split("\n")
+  assert.strictEqual(lines.length, 1, result.stderr)
+  assert.match(lines[0]!, /^effect-ipc: PermissionDenied: /)
+  assert.match(lines[0]!, what)
+}
+
+it.live(
+  "file inspect and tail refuse a FIFO planted where a segment or an ipckit file is expected (PermissionDenied, no hang)",
+  () =>
+    Effect.gen(function*() {
+      const dir = fresh()
+      yield* Effect.scoped(Effect.flatMap(FileChannel.backend(dir), (c) => c.send(bytes("m0"))))
+      const segment = Path.join(dir, "backend_to_frontend", "0000000000000000.seg")
+      Fs.rmSync(segment)
+      ChildProcess.execFileSync("mkfifo", ["-m", "600", segment])
+      assertRefused(yield* exits("file", "inspect", dir), /0000000000000000\.seg is not a regular file/)
+      assertRefused(yield* exits("file", "inspect", dir, "--verify"), /not a regular file/)
+      assertRefused(yield* exits("file", "tail", dir, "--from-start", "-n", "1"), /not a regular file/)
+
+      const ipckit = fresh()
+      yield* Effect.scoped(Effect.flatMap(Ipckit.backend(ipckit), (c) => c.sendEvent("ready", { n: 1 })))
+      const messages = Path.join(ipckit, "backend_to_frontend.json")
+      Fs.rmSync(messages)
+      ChildProcess.execFileSync("mkfifo", ["-m", "600", messages])
+      assertRefused(yield* exits("file", "inspect", ipckit), /backend_to_frontend\.json is not a regular file/)
+      assertRefused(yield* exits("file", "tail", ipckit, "--from-start", "-n", "1"), /not a regular file/)
+    }),
+  120_000
+)
+
+/** Runs `cmd` as uid 65534 (another user, no groups). */
+const attacker = (...cmd: ReadonlyArray<string>) =>
+  ChildProcess.execFileSync("setpriv", [
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    ...cmd
+  ])
+
+it.live(
+  "file inspect and tail refuse a symbolic link planted by another user (uid 65534) in a shared directory",
+  () =>
+    Effect.gen(function*() {
+      // a shared sticky directory (like /tmp) that uid 65534 can reach and write
+      const base = fresh()
+      Fs.mkdirSync(base, { mode: 0o755 })
+      Fs.chmodSync(tmp, 0o755)
+      const shared = Path.join(base, "shared")
+      Fs.mkdirSync(shared)
+      Fs.chmodSync(shared, 0o1777)
+      // the attacker's own directory, dressed as an ipckit channel, and a link to it where ours is expected
+      const theirs = Path.join(shared, "theirs")
+      attacker("mkdir", "-m", "755", theirs)
+      attacker("sh", "-c", `echo '[]' > ${Path.join(theirs, "backend_to_frontend.json")}`)
+      const planted = Path.join(shared, "app-ipc")
+      attacker("ln", "-s", theirs, planted)
+      assert.strictEqual(Fs.lstatSync(planted).uid, 65534)
+      assertRefused(yield* exits("file", "inspect", planted), /symbolic link owned by uid 65534/)
+      assertRefused(
+        yield* exits("file", "tail", planted, "--from-start", "-n", "1"),
+        /symbolic link owned by uid 65534/
+      )
+      // nothing in the attacker's directory was touched
+      assert.deepStrictEqual(Fs.readdirSync(theirs), ["backend_to_frontend.json"])
+    }),
+  120_000
 )

@@ -5,7 +5,10 @@
  * cursor and lag); `tail` follows the messages written to it from now on
  * (or from the oldest held). Neither registers a reader, takes a lock for
  * more than a probe, or moves a cursor: inspecting never holds space back
- * nor makes anything look read. Used by `effect-ipc file inspect|tail`.
+ * nor makes anything look read. Like the channels themselves, they trust
+ * only directories and files of this user or root, never follow a planted
+ * link, and never block on a planted FIFO: anything else is refused with a
+ * typed `PermissionDenied` and a hint. Used by `effect-ipc file inspect|tail`.
  *
  * @since 0.1.0
  */
@@ -71,15 +74,92 @@ export type Report =
 
 const isStream = (dir: string) => Sys.exists(Path.join(dir, "writer.lock")) && Sys.exists(Path.join(dir, "readers"))
 
+/** The names in `dir` (none when it is gone). */
+const list = (dir: string): ReadonlyArray<string> | IpcError.IpcError => {
+  const names = Sys.attempt(() => Fs.readdirSync(dir), "Read", `cannot list ${dir}`, dir)
+  return Sys.failed(names) && names.reason === "NotFound" ? [] : names
+}
+
+/** Opens (and closes) each file of `names` in `dir` as a channel does (`Sys.openFile`): refused unless a regular file of this user or root. */
+const checkFiles = (dir: string, names: ReadonlyArray<string>): IpcError.IpcError | undefined => {
+  for (const name of names) {
+    const path = Path.join(dir, name)
+    const opened = Sys.attempt(
+      () => Sys.closeQuietly(Sys.openFile(path, Fs.constants.O_RDONLY)),
+      "Open",
+      `cannot open ${path}`,
+      dir
+    )
+    if (Sys.failed(opened) && opened.reason !== "NotFound") return opened
+  }
+  return undefined
+}
+
+/** Checks a stream directory, its `readers/` and every file in them (segments, writer lock, cursors). */
+const checkStream = (stream: string): IpcError.IpcError | undefined => {
+  const unsafe = Layout.checkStream(stream)
+  if (unsafe !== undefined || !Sys.exists(stream)) return unsafe
+  const names = list(stream)
+  if (Sys.failed(names)) return names
+  const readers = Path.join(stream, "readers")
+  const cursors = list(readers)
+  if (Sys.failed(cursors)) return cursors
+  return checkFiles(stream, names.filter((name) => name !== "readers")) ?? checkFiles(readers, cursors)
+}
+
+/** Reads a small file of a channel (`Sys.readFile`); `undefined` when it is missing or unreadable, an error when refused. */
+const readSmall = (path: string): string | undefined | IpcError.IpcError => {
+  const read = Sys.attempt(() => Sys.readFile(path).toString("utf8"), "Read", `cannot read ${path}`)
+  if (!Sys.failed(read)) return read
+  return read.reason === "PermissionDenied" ? read : undefined
+}
+
+/** Parses JSON text, `undefined` when it is not JSON. */
+const parseJson = (text: string | undefined): unknown => {
+  if (text === undefined) return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/** A number field of a parsed JSON object. */
+const numberField = (value: unknown, field: string): number | undefined => {
+  if (typeof value !== "object" || value === null || !(field in value)) return undefined
+  const n: unknown = (value as Record<string, unknown>)[field]
+  return typeof n === "number" ? n : undefined
+}
+
+/** The ids of a listener's connections, once `connections/` is checked (none while it does not exist). */
+const connectionIds = (connections: string): ReadonlyArray<string> | IpcError.IpcError => {
+  if (!Sys.exists(connections)) return []
+  const unsafe = Layout.checkSubdir(connections, connections)
+  if (unsafe !== undefined) return unsafe.reason === "NotFound" ? [] : unsafe
+  const ids = list(connections)
+  return Sys.failed(ids) ? ids : ids.filter((id) => !id.startsWith("."))
+}
+
+/** Checks a connection's directory: `undefined` when it vanished while we looked. */
+const checkConnection = (connection: string): IpcError.IpcError | "gone" | undefined => {
+  const unsafe = Layout.checkSubdir(connection, connection)
+  return unsafe?.reason === "NotFound" ? "gone" : unsafe
+}
+
 const channelReport = (dir: string): ChannelReport | IpcError.IpcError => {
   const paths = Endpoint.channelPaths(dir)
+  const unsafe = checkFiles(dir, [paths.lock("backend"), paths.lock("frontend")].map((p) => Path.basename(p)))
+  if (unsafe !== undefined) return unsafe
   const ends: Array<End> = []
   for (const role of ["backend", "frontend"] as const) {
     const state = Lock.probe(paths.lock(role))
+    if (Sys.failed(state)) return state
     ends.push({ role, open: state === "held", pid: Lock.owner(paths.lock(role))?.pid })
   }
   const streams: Array<Log.Stats> = []
   for (const role of ["backend", "frontend"] as const) {
+    const refused = checkStream(paths.stream(role))
+    if (refused !== undefined) return refused
     if (!isStream(paths.stream(role))) continue
     const stats = Log.stats(paths.stream(role))
     if (Sys.failed(stats)) return stats
@@ -92,26 +172,25 @@ const channelReport = (dir: string): ChannelReport | IpcError.IpcError => {
 export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.suspend((): Effect.Effect<Report, IpcError.IpcError> => {
     if (!Sys.exists(dir)) return Effect.fail(IpcError.make("NotFound", "no such directory", dir))
-    const marker = Layout.readMarker(dir)
+    const untrusted = Layout.checkDir(dir, dir)
+    if (untrusted !== undefined) return Effect.fail(untrusted)
+    const marker = Layout.loadMarker(dir)
+    if (Sys.failed(marker)) return Effect.fail(marker)
     if (marker?.kind === "listener") {
       const paths = Layout.listenerPaths(dir)
       const connections: Array<ChannelReport & { id: string; dialer: number | undefined }> = []
-      let ids: Array<string> = []
-      try {
-        ids = Fs.readdirSync(paths.connections).filter((id) => !id.startsWith("."))
-      } catch {
-        ids = []
-      }
+      const ids = connectionIds(paths.connections)
+      if (Sys.failed(ids)) return Effect.fail(ids)
       for (const id of ids.toSorted()) {
+        const unsafe = checkConnection(paths.connection(id))
+        if (unsafe === "gone") continue
+        if (unsafe !== undefined) return Effect.fail(unsafe)
         const report = channelReport(paths.connection(id))
-        if (Sys.failed(report)) continue
-        let dialer: number | undefined
-        try {
-          dialer = (JSON.parse(Fs.readFileSync(paths.info(id), "utf8")) as { pid?: number }).pid
-        } catch {
-          dialer = undefined
-        }
-        connections.push({ ...report, id, dialer })
+        if (Sys.failed(report) && report.reason === "NotFound") continue
+        if (Sys.failed(report)) return Effect.fail(report)
+        const info = readSmall(paths.info(id))
+        if (Sys.failed(info)) return Effect.fail(info)
+        connections.push({ ...report, id, dialer: numberField(parseJson(info), "pid") })
       }
       return Effect.succeed({
         _tag: "Listener",
@@ -127,47 +206,49 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
     }
     const ipckit = Ipckit.paths(dir)
     if (Sys.exists(ipckit.messages("backend")) || Sys.exists(ipckit.info)) {
-      let created: number | undefined
-      try {
-        created = (JSON.parse(Fs.readFileSync(ipckit.info, "utf8")) as { created?: number }).created
-      } catch {
-        created = undefined
-      }
-      const files = (["backend", "frontend"] as const).map((from) => {
+      const info = readSmall(ipckit.info)
+      if (Sys.failed(info)) return Effect.fail(info)
+      const files: Array<Extract<Report, { _tag: "Ipckit" }>["files"][number]> = []
+      for (const from of ["backend", "frontend"] as const) {
         const path = ipckit.messages(from)
+        const read = Sys.attempt(() => Sys.readFile(path).toString("utf8"), "Read", `cannot read ${path}`)
+        if (Sys.failed(read) && read.reason === "PermissionDenied") return Effect.fail(read)
         let bytes = 0
         let messages: number | string
-        try {
-          const text = Fs.readFileSync(path, "utf8")
-          bytes = Buffer.byteLength(text)
-          JSON.parse(text.trim().length === 0 ? "[]" : text)
-          const items = JsonArray.elements(text)
-          messages = Array.isArray(items) ? items.length : (items as JsonArray.NotAnArray).why
-        } catch (cause) {
-          messages = cause instanceof Error ? cause.message : String(cause)
+        if (Sys.failed(read)) {
+          messages = read.detail
+        } else {
+          bytes = Buffer.byteLength(read)
+          try {
+            JSON.parse(read.trim().length === 0 ? "[]" : read)
+            const items = JsonArray.elements(read)
+            messages = Array.isArray(items) ? items.length : (items as JsonArray.NotAnArray).why
+          } catch (cause) {
+            messages = cause instanceof Error ? cause.message : String(cause)
+          }
         }
-        let lock: { pid: number | undefined; alive: boolean } | undefined
-        try {
-          const text = Fs.readFileSync(ipckit.lock(from), "utf8").trim()
-          const pid = /^\d+$/.test(text) ? Number(text) : undefined
-          lock = { pid, alive: pid !== undefined && Sys.isAlive(pid) }
-        } catch {
-          lock = undefined
-        }
-        return { name: Path.basename(path), bytes, messages, lock }
-      })
+        const holder = readSmall(ipckit.lock(from))
+        if (Sys.failed(holder)) return Effect.fail(holder)
+        const text = holder?.trim()
+        const pid = text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined
+        const lock = text === undefined ? undefined : { pid, alive: pid !== undefined && Sys.isAlive(pid) }
+        files.push({ name: Path.basename(path), bytes, messages, lock })
+      }
       const cursors: Array<{ reader: string; id: string; timestamp: number }> = []
       for (const reader of ["backend", "frontend"] as const) {
-        try {
-          const value = JSON.parse(Fs.readFileSync(ipckit.cursor(reader), "utf8")) as { id: string; timestamp: number }
-          cursors.push({ reader, id: value.id, timestamp: value.timestamp })
-        } catch {
-          // no cursor kept for this side
-        }
+        const text = readSmall(ipckit.cursor(reader))
+        if (Sys.failed(text)) return Effect.fail(text)
+        const value = parseJson(text)
+        const timestamp = numberField(value, "timestamp")
+        const id = typeof value === "object" && value !== null && "id" in value ? value.id : undefined
+        // no cursor kept for this side when absent or unreadable
+        if (typeof id === "string" && timestamp !== undefined) cursors.push({ reader, id, timestamp })
       }
-      return Effect.succeed({ _tag: "Ipckit", dir, created, files, cursors })
+      return Effect.succeed({ _tag: "Ipckit", dir, created: numberField(parseJson(info), "created"), files, cursors })
     }
     if (isStream(dir)) {
+      const refused = checkStream(dir)
+      if (refused !== undefined) return Effect.fail(refused)
       const stats = Log.stats(dir)
       return Sys.failed(stats) ? Effect.fail(stats) : Effect.succeed({ _tag: "Stream", stream: stats })
     }
@@ -288,6 +369,8 @@ export const tail = (
           if (followed.has(streamDir)) return
           followed.add(streamDir)
           const source = Path.relative(dir, streamDir) || Path.basename(streamDir)
+          const unsafe = checkStream(streamDir)
+          if (unsafe !== undefined) return yield* unsafe
           const reader = yield* Log.openReader(streamDir, { from: start })
           let largePending = false
           const pump = (): void => {
@@ -357,29 +440,39 @@ export const tail = (
           const paths = Layout.listenerPaths(dir)
           const scan = (start: "start" | "end") =>
             Effect.gen(function*() {
-              let ids: Array<string> = []
-              try {
-                ids = Fs.readdirSync(paths.connections).filter((id) => !id.startsWith("."))
-              } catch {
-                ids = []
+              const ids = connectionIds(paths.connections)
+              if (Sys.failed(ids)) return yield* ids
+              for (const id of ids) {
+                const unsafe = checkConnection(paths.connection(id))
+                if (unsafe === "gone") continue
+                if (unsafe !== undefined) return yield* unsafe
+                yield* followChannel(paths.connection(id), start)
               }
-              for (const id of ids) yield* followChannel(paths.connection(id), start)
             })
           yield* scan(from)
-          // connections made later are followed from their start
-          yield* Wake.watch(paths.connections, () => void Effect.runFork(scan("start")), options)
+          // connections made later are followed from their start: each change asks for a scan
+          const changes = yield* Queue.unbounded<void>()
+          yield* Effect.forkIn(
+            Effect.forever(Effect.andThen(Queue.take(changes), scan("start"))).pipe(
+              Effect.catchCause((cause) => Effect.sync(() => void Queue.failCauseUnsafe(queue, cause)))
+            ),
+            scope
+          )
+          yield* Wake.watch(paths.connections, () => void Queue.offerUnsafe(changes, undefined), options)
           break
         }
         case "Ipckit": {
           const ipckit = Ipckit.paths(dir)
           const seen = new Map<string, Set<string>>()
-          const look = (skipExisting: boolean) => {
+          const look = (skipExisting: boolean): IpcError.IpcError | undefined => {
             for (const role of ["backend", "frontend"] as const) {
               const path = ipckit.messages(role)
               const name = Path.basename(path)
+              const text = readSmall(path)
+              if (Sys.failed(text)) return text
               let items: ReadonlyArray<string> = []
               try {
-                const text = Fs.readFileSync(path, "utf8")
+                if (text === undefined) continue
                 JSON.parse(text.trim().length === 0 ? "[]" : text)
                 const parsed = JsonArray.elements(text)
                 if (!Array.isArray(parsed)) continue
@@ -402,9 +495,14 @@ export const tail = (
                 }
               })
             }
+            return undefined
           }
-          look(from === "end")
-          yield* Wake.watch(dir, () => look(false), options)
+          const refused = look(from === "end")
+          if (refused !== undefined) return yield* refused
+          yield* Wake.watch(dir, () => {
+            const error = look(false)
+            if (error !== undefined) Queue.failCauseUnsafe(queue, Cause.fail(error))
+          }, options)
           break
         }
       }
