@@ -189,15 +189,7 @@ const createRing = (
     Segments.createOutgoing("r", Header.HEADER_SIZE + capacity, address).pipe(
       Effect.tap((ring) =>
         Effect.sync(() => {
-          const header = Header.view(ring.mapping.buffer)
-          Header.initialise(header, {
-            kind: Header.Kind.ring,
-            ttlMillis: 0,
-            payloadLength: capacity,
-            createdAt: Date.now()
-          })
-          Ring.initialise(header.words, capacity)
-          Header.publish(header)
+          Ring.initialiseSegment(ring.mapping.buffer, capacity)
         })
       )
     ),

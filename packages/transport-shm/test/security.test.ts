@@ -259,15 +259,7 @@ describe("shm:// against hostile peers of this user", () => {
           Segments.createOutgoing("r", Header.HEADER_SIZE + capacity),
           (r) => Effect.sync(() => (r.handedOver(), r.mapping.release()))
         )
-        const header = Header.view(ring.mapping.buffer)
-        Header.initialise(header, {
-          kind: Header.Kind.ring,
-          ttlMillis: 0,
-          payloadLength: capacity,
-          createdAt: Date.now()
-        })
-        Ring.initialise(header.words, capacity)
-        Header.publish(header)
+        const header = Ring.initialiseSegment(ring.mapping.buffer, capacity)
         header.words[4] = process.ppid // the creator's pid: another process
         const refusal = yield* forgeHello(name, ring.token)
         assert.include(refusal, `was made by pid ${process.ppid}, not by the peer (pid ${process.pid})`)

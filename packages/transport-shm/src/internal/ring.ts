@@ -68,6 +68,15 @@ export const initialise = (words: Int32Array, capacity: number): void => {
   words[W_CAPACITY] = capacity
 }
 
+/** Lays out a fresh ring segment (header, then an empty ring of `capacity` bytes) and publishes it. */
+export const initialiseSegment = (buffer: ArrayBuffer, capacity: number): Header.HeaderView => {
+  const header = Header.view(buffer)
+  Header.initialise(header, { kind: Header.Kind.ring, ttlMillis: 0, payloadLength: capacity, createdAt: Date.now() })
+  initialise(header.words, capacity)
+  Header.publish(header)
+  return header
+}
+
 /** The capacity recorded in a ring segment's header, checked against the segment's size. */
 export const capacityOf = (words: Int32Array, payloadLength: number): number | undefined => {
   const capacity = words[W_CAPACITY]! >>> 0
