@@ -143,12 +143,23 @@ export const node = (args: ReadonlyArray<string>, options?: { readonly uid?: num
 /** Starts the Python ipckit port with `args`. */
 export const python = (args: ReadonlyArray<string>) => spawn("python3", [ipckitScript, ...args])
 
-/** Runs a child to completion (killed if the fiber is interrupted); its exit code and output lines. */
-export const run = (child: Effect.Effect<Child, never, Scope.Scope>) =>
+/**
+ * Runs a child to completion (killed if the fiber is interrupted); its exit code and output lines.
+ * `within` (default 30 s) only guards against a hang: give work that a loaded machine may stretch a generous one.
+ */
+export const run = (
+  child: Effect.Effect<Child, never, Scope.Scope>,
+  options: { readonly within?: Duration.Input | undefined } = {}
+) =>
   Effect.scoped(Effect.gen(function*() {
     const c = yield* child
+    const within = options.within ?? Duration.seconds(30)
     const code = yield* c.exit.pipe(
-      Effect.timeoutOrElse({ duration: Duration.seconds(30), orElse: () => Effect.die(new Error("child hung")) })
+      Effect.timeoutOrElse({
+        duration: within,
+        orElse: () =>
+          Effect.die(new Error(`child hung: not done within ${Duration.format(Duration.fromInputUnsafe(within))}`))
+      })
     )
     return { code, lines: c.lines(), stderr: c.stderr() }
   }))
