@@ -204,6 +204,20 @@ it.live(
       assertRefused(yield* exits("file", "inspect", dir, "--verify"), /not a regular file/)
       assertRefused(yield* exits("file", "tail", dir, "--from-start", "-n", "1"), /not a regular file/)
 
+      // the same in a listener's connection: refused, not skipped
+      const listener = fresh()
+      const transport = FileTransport.make()
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* transport.listen(`file://${listener}`)
+        const client = yield* transport.dial(`file://${listener}`)
+        yield* client.send(bytes("ping"))
+        const id = Fs.readdirSync(Path.join(listener, "connections")).find((name) => !name.startsWith("."))!
+        const planted = Path.join(listener, "connections", id, "frontend_to_backend", "0000000000000000.seg")
+        Fs.rmSync(planted)
+        ChildProcess.execFileSync("mkfifo", ["-m", "600", planted])
+        assertRefused(yield* exits("file", "inspect", listener), /0000000000000000\.seg is not a regular file/)
+      }))
+
       const ipckit = fresh()
       yield* Effect.scoped(Effect.flatMap(Ipckit.backend(ipckit), (c) => c.sendEvent("ready", { n: 1 })))
       const messages = Path.join(ipckit, "backend_to_frontend.json")
