@@ -140,7 +140,7 @@ const connectionIds = (connections: string): ReadonlyArray<string> | IpcError.Ip
   return Sys.failed(ids) ? ids : ids.filter((id) => !id.startsWith("."))
 }
 
-/** Checks a connection's directory: `undefined` when it vanished while we looked. */
+/** Checks a connection's directory (`checkSubdir`): `"gone"` when it vanished while we looked. */
 const checkConnection = (connection: string): IpcError.IpcError | "gone" | undefined => {
   const unsafe = Layout.checkSubdir(connection, connection)
   return unsafe?.reason === "NotFound" ? "gone" : unsafe

@@ -5,7 +5,8 @@
  * `file inspect DIR` shows who holds each end, each stream's segments and
  * size, and each reader's cursor and lag (`--verify` checks every record
  * and exits non-zero on damage, `--json` prints the report as JSON). Neither moves a cursor or holds
- * space back.
+ * space back, and both trust what a channel trusts: a directory or file another user controls, a
+ * planted link or a FIFO where a file is expected is refused (`PermissionDenied`, exit status 1).
  *
  * @since 0.1.0
  */
