@@ -12,41 +12,12 @@ import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { record } from "./fixtures/records.ts"
-import { fresh, node, run, tempRoot } from "./helpers.ts"
+import { fresh, newStream as streamIn, node, readAll, run, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("crash")
 const text = new TextDecoder()
 
-const newStream = () =>
-  Effect.suspend(() => {
-    const dir = fresh(root, "s")
-    const error = Log.create(dir, { readers: ["r"] })
-    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
-  })
-
-/** Every whole record available now, in order (async reads for large ones), committed as read. */
-const readAll = (reader: Log.Reader) =>
-  Effect.gen(function*() {
-    const out: Array<Uint8Array> = []
-    while (true) {
-      const poll = reader.poll(8 << 20)
-      if (poll instanceof Error) return yield* poll
-      for (const entry of poll.entries) {
-        out.push(entry.payload)
-        reader.commit(entry.end)
-      }
-      if (poll._tag === "Corrupt") return yield* poll.error
-      if (poll._tag === "Idle") return out
-      if (poll._tag === "Large") {
-        const entry = yield* Effect.callback<Log.Entry | undefined, Error>((resume) =>
-          reader.readLarge((result) => resume(result instanceof Error ? Effect.fail(result) : Effect.succeed(result)))
-        )
-        if (entry === undefined) return out
-        out.push(entry.payload)
-        reader.commit(entry.end)
-      }
-    }
-  })
+const newStream = () => streamIn(root)
 
 /** Parses a `record(tag, i, size)` payload and checks its pattern: `[tag, i]`. */
 const parse = (payload: Uint8Array): [string, number] => {

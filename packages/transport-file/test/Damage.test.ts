@@ -16,18 +16,13 @@ import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fresh, node, tempRoot } from "./helpers.ts"
+import { fresh, newStream as streamIn, node, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("damage")
 const text = new TextDecoder()
 const bytes = (s: string) => new TextEncoder().encode(s)
 
-const newStream = () =>
-  Effect.suspend(() => {
-    const dir = fresh(root, "s")
-    const error = Log.create(dir, { readers: ["r"] })
-    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
-  })
+const newStream = () => streamIn(root)
 
 /** Lets the writer release its lock (it keeps it for the rest of the event-loop turn). */
 const nextTurn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))

@@ -22,45 +22,14 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { record } from "./fixtures/records.ts"
-import { childScript, fresh, run, spawn, tempRoot } from "./helpers.ts"
+import { childScript, fresh, newStream as streamIn, readAll, run, spawn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("durability")
 const text = new TextDecoder()
 const strace = "/usr/bin/strace"
 const nodeArgs = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript]
 
-const newStream = () =>
-  Effect.suspend(() => {
-    const dir = fresh(root, "s")
-    const error = Log.create(dir, { readers: ["r"] })
-    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
-  })
-
-/** Every whole record available now, in order (large ones too), committed as read; fails on damage. */
-const readAll = (reader: Log.Reader) =>
-  Effect.gen(function*() {
-    const out: Array<Uint8Array> = []
-    while (true) {
-      const poll = reader.poll(8 << 20)
-      if (IpcError.isIpcError(poll)) return yield* poll
-      for (const entry of poll.entries) {
-        out.push(entry.payload)
-        reader.commit(entry.end)
-      }
-      if (poll._tag === "Corrupt") return yield* poll.error
-      if (poll._tag === "Idle") return out
-      if (poll._tag === "Large") {
-        const entry = yield* Effect.callback<Log.Entry | undefined, IpcError.IpcError>((resume) =>
-          reader.readLarge((result) =>
-            resume(IpcError.isIpcError(result) ? Effect.fail(result) : Effect.succeed(result))
-          )
-        )
-        if (entry === undefined) return out
-        out.push(entry.payload)
-        reader.commit(entry.end)
-      }
-    }
-  })
+const newStream = () => streamIn(root)
 
 /** `tag:i` of each payload, each checked byte for byte against what `record` makes. */
 const names = (payloads: ReadonlyArray<Uint8Array>) =>

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
-import { fresh, tempRoot } from "./helpers.ts"
+import { fresh, newStream as streamIn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("log")
 const text = new TextDecoder()
@@ -33,12 +33,7 @@ const drain = (reader: Log.Reader, options: { readonly commit?: boolean } = {}) 
     }
   })
 
-const newStream = (readers: ReadonlyArray<string> = ["r"]) =>
-  Effect.suspend(() => {
-    const dir = fresh(root, "s")
-    const error = Log.create(dir, { readers })
-    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
-  })
+const newStream = (readers?: ReadonlyArray<string>) => streamIn(root, readers)
 
 const appendAll = (writer: Log.Writer, messages: ReadonlyArray<string>) =>
   Effect.forEach(messages, (m) => writer.append(bytes(m)), { discard: true })

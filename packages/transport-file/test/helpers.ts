@@ -3,6 +3,7 @@
  * checked to be gone), and child processes (Node fixtures, the Python ipckit
  * port) whose output lines a test can wait for.
  */
+import * as IpcError from "@effect-ipc/core/IpcError"
 import { afterAll, assert } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -11,6 +12,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Log from "../src/Log.ts"
 
 /** A fresh temporary directory for this test file; removed (and checked gone) after its tests. */
 export const tempRoot = (prefix: string): string => {
@@ -25,6 +27,40 @@ export const tempRoot = (prefix: string): string => {
 let counter = 0
 /** A path under `root` that does not exist yet. */
 export const fresh = (root: string, name = "d"): string => Path.join(root, `${name}${counter++}`)
+
+/** A fresh log stream under `root` with the given readers (default: one named "r"). */
+export const newStream = (root: string, readers: ReadonlyArray<string> = ["r"]) =>
+  Effect.suspend(() => {
+    const dir = fresh(root, "s")
+    const error = Log.create(dir, { readers })
+    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
+  })
+
+/** Every whole record available now, in order (large ones too), committed as read; fails on damage. */
+export const readAll = (reader: Log.Reader) =>
+  Effect.gen(function*() {
+    const out: Array<Uint8Array> = []
+    while (true) {
+      const poll = reader.poll(8 << 20)
+      if (IpcError.isIpcError(poll)) return yield* poll
+      for (const entry of poll.entries) {
+        out.push(entry.payload)
+        reader.commit(entry.end)
+      }
+      if (poll._tag === "Corrupt") return yield* poll.error
+      if (poll._tag === "Idle") return out
+      if (poll._tag === "Large") {
+        const entry = yield* Effect.callback<Log.Entry | undefined, IpcError.IpcError>((resume) =>
+          reader.readLarge((result) =>
+            resume(IpcError.isIpcError(result) ? Effect.fail(result) : Effect.succeed(result))
+          )
+        )
+        if (entry === undefined) return out
+        out.push(entry.payload)
+        reader.commit(entry.end)
+      }
+    }
+  })
 
 /** The Node fixture script (`fixtures/child.ts`). */
 export const childScript = Path.join(import.meta.dirname, "fixtures", "child.ts")
