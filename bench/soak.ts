@@ -67,8 +67,8 @@ const show = (label: string, s: Sample) =>
       `  young gen ${mib(s.young, 6)} MiB  fds ${s.fds}`
   )
 
-/** Runs `step(i)` `total` times, printing `samples` samples; returns the first and last samples. */
-const phase = <E>(label: string, total: number, step: (i: number) => Effect.Effect<void, E>) =>
+/** Runs `step(i)` `total` times, printing `samples` samples (counting `unit` per step) and a summary. */
+const phase = <E>(label: string, total: number, step: (i: number) => Effect.Effect<void, E>, unit = 1) =>
   Effect.gen(function*() {
     const every = Math.max(1, Math.floor(total / samples))
     const first = sample(0)
@@ -77,11 +77,11 @@ const phase = <E>(label: string, total: number, step: (i: number) => Effect.Effe
     for (let i = 0; i < total; i++) {
       yield* step(i)
       if ((i + 1) % every === 0 || i + 1 === total) {
-        last = sample(i + 1)
+        last = sample((i + 1) * unit)
         show(label, last)
       }
     }
-    const perUnit = total === 0 ? 0 : (last.rss - first.rss) / total
+    const perUnit = total === 0 ? 0 : (last.rss - first.rss) / (total * unit)
     console.log(
       `${label.padEnd(22)} summary: rss ${((last.rss - first.rss) / MiB).toFixed(1)} MiB` +
         ` (${perUnit.toFixed(1)} B per unit), fds ${last.fds - first.fds >= 0 ? "+" : ""}${last.fds - first.fds}`
@@ -98,7 +98,7 @@ const stream = (channel: IpcChannel.IpcChannel, total: number, label: string) =>
       for (let i = 0; i < window; i++) yield* channel.send(payload)
       let got = 0
       while (got < window) got += (yield* channel.receiveAll).length
-    }))
+    }), window)
 }
 
 /** One connect, round trip, close. */

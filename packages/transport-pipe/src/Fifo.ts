@@ -279,17 +279,23 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         let current: IpcChannel.IpcChannel | undefined
         yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(acceptor.end), current?.close ?? Effect.void))
         // one conversation at a time: wait for a client's first frame, serve it, open afresh
+        // publishes the ready token: exclusive create (never through a link, never over a planted
+        // file); a token of ours still there (a writer came and went without claiming) stays
+        const publishReady = () => {
+          const present = Files.lstatIfAny(files.ready)
+          const mine = ours.get(files.ready)
+          if (present !== undefined && mine !== undefined && Files.sameFile(present, mine)) return
+          Fs.writeFileSync(files.ready, String(process.pid), { mode: 0o600, flag: "wx" })
+          ours.set(files.ready, identify(files.ready))
+        }
         const openReader = Effect.flatMap(Effect.flatMap(openFd(files.toServer, O_RDONLY, raw), sized), (fd) =>
           Effect.try({
             try: () => {
-              const socket = pipeSocket(fd, true)
-              // exclusive create: never through a link, never over a file someone planted
-              Fs.writeFileSync(files.ready, String(process.pid), { mode: 0o600, flag: "wx" })
-              ours.set(files.ready, identify(files.ready))
-              return socket
+              publishReady()
+              return pipeSocket(fd, true)
             },
             catch: (cause) => {
-              Fs.closeSync(fd)
+              Fs.closeSync(fd) // not yet owned by a socket
               return IpcError.fromSystemError(cause, "Open", "cannot publish the ready token", raw)
             }
           }))
