@@ -21,10 +21,12 @@
  * "busy" (the client asks again with backoff, within its `connectTimeout`):
  * a flood cannot take its descriptors.
  *
- * Over ipc, peers are checked like Unix sockets: the socket file is created
- * with mode 0600 (nng sets the mode before it listens), and a peer running as
- * another user (neither this user nor root) is refused on both sides unless
- * `authorize` says otherwise. tcp and ws carry no credentials: anyone who
+ * Over ipc, `listen` takes its path only when nothing is there or a stale
+ * socket of this user is (transport-pipe's rule): anything else is
+ * `AddressInUse` and left untouched. The socket file is created with mode 0600
+ * (nng sets the mode before it listens), and a peer running as another user
+ * (neither this user nor root), or whose credentials cannot be read, is
+ * refused on both sides unless `authorize` says otherwise. tcp and ws carry no credentials: anyone who
  * reaches the port can open a conversation (see SECURITY.md).
  *
  * @since 0.1.0
@@ -33,6 +35,7 @@ import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -102,9 +105,11 @@ const helloBytes = encoder.encode(JSON.stringify(Hello.make({ v: 1 })))
 const isHello = (body: Uint8Array): boolean =>
   body.byteLength === helloBytes.byteLength && body.every((byte, i) => byte === helloBytes[i])
 
-/** The default `authorize`: a peer of this user or root (a peer without credentials, over tcp or ws, is not checked). */
-const sameUserOrRoot = (peer: IpcChannel.PeerInfo): boolean =>
-  peer.uid === undefined || peer.uid === 0 || peer.uid === process.getuid?.()
+/**
+ * The default `authorize` (consulted over ipc and abstract only): a peer of
+ * this user or root; a peer whose credentials could not be read is refused.
+ */
+export const sameUserOrRoot: (peer: IpcChannel.PeerInfo) => boolean = UnixSocket.sameUserOrRoot
 
 const hasCredentials = (address: NngAddress.NngAddress) =>
   address.transport === "ipc" || address.transport === "abstract"
@@ -211,7 +216,11 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         maxMessageSize: 4096,
         ipcPermissions: options.mode ?? 0o600
       }, raw)
-      const bound = yield* lobby.listen(lobbyAddress)
+      // libnng removes whatever refuses a connect at an ipc path (a regular file too): take the path
+      // only when it is absent or a stale socket of ours, as transport-pipe does
+      const bound = yield* lobbyAddress.transport === "ipc"
+        ? UnixSocket.withFreePath(lobbyAddress.path, raw, lobby.listen(lobbyAddress))
+        : lobby.listen(lobbyAddress)
       const address = bound.port !== undefined && lobbyAddress.port === 0
         ? NngAddress.withPort(lobbyAddress, bound.port)
         : raw

@@ -202,6 +202,35 @@ const unlinkOurs = (path: string, ours: Files.FileIdentity) => {
   }
 }
 
+/**
+ * Runs `bind` (a listener that binds `path` itself, e.g. libnng) once `path`
+ * is free by this module's rule: absent, or a stale socket of ours that is
+ * removed here; anything else fails `AddressInUse` naming its kind and owner.
+ * Holds the same lock as `listen` while checking, removing and binding.
+ */
+export const withFreePath = <A, E, R>(
+  path: string,
+  raw: string,
+  bind: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | IpcError.IpcError, R> =>
+  Effect.andThen(
+    inspect(path, raw),
+    Libc.withDirectoryLock(
+      Path.dirname(path),
+      raw,
+      Effect.gen(function*() {
+        const occupant = yield* inspect(path, raw)
+        if (occupant._tag === "Stale") {
+          const now = Files.lstatIfAny(path)
+          if (now !== undefined && Files.sameFile(now, occupant)) {
+            yield* trySync(() => Fs.unlinkSync(path), "Open", "cannot remove the stale socket", raw)
+          }
+        }
+        return yield* bind
+      })
+    )
+  )
+
 /** Makes the Unix socket transport (`unix://`, `pipe://`). */
 export const make = (options: UnixSocketOptions = {}): Transport.TransportShape => {
   const mode = options.mode ?? 0o600
