@@ -83,6 +83,24 @@ const readInfo = (path: string): ConnectionInfo | undefined => {
   }
 }
 
+/**
+ * Marks the unmarked directory `dir` as a listener's if it is empty; else
+ * `AddressInUse` naming what is there (nothing in it is touched).
+ */
+const adopt = (dir: string, raw: string, marker: Layout.Marker, fileMode: number): IpcError.IpcError | undefined => {
+  const names = Sys.attempt(() => Fs.readdirSync(dir), "Open", `cannot list ${dir}`, raw)
+  if (Sys.failed(names)) return names
+  if (names.length > 0) {
+    const shown = names.toSorted().slice(0, 5).join(", ") + (names.length > 5 ? `, ... (${names.length} entries)` : "")
+    return IpcError.make(
+      "AddressInUse",
+      `${dir} is not a listener's directory and not empty (it holds ${shown}): listen on an empty or new directory`,
+      raw
+    )
+  }
+  return Layout.writeMarker(dir, marker, fileMode)
+}
+
 /** Makes the file transport. */
 export const make = (options: FileTransportOptions = {}): Transport.TransportShape => {
   const fileMode = options.fileMode ?? Log.defaults.fileMode
@@ -98,6 +116,17 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       if (marker !== undefined && marker.kind !== "listener") {
         return yield* IpcError.make("AddressInUse", `${dir} is a channel directory, not a listener's`, raw)
       }
+      const ownsDirectory = created || marker?.ownsDirectory === true
+      if (marker === undefined) {
+        // a directory this package did not mark is the user's: used only while empty, and marked before anything else
+        const unmarked = adopt(
+          dir,
+          raw,
+          { format: "effect-ipc-file", version: 1, kind: "listener", ownsDirectory },
+          fileMode
+        )
+        if (unmarked !== undefined) return yield* unmarked
+      }
       const incarnation = Sys.randomId()
       const lock = Lock.tryTake(paths.lock, fileMode, `${process.pid} ${incarnation}`, raw)
       if (Sys.failed(lock)) return yield* lock
@@ -109,22 +138,30 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           raw
         )
       }
-      const ownsDirectory = created || marker?.ownsDirectory === true
       const setup = Sys.attempt(
         () => {
-          Fs.mkdirSync(paths.connections, { recursive: true, mode: dirMode })
+          try {
+            // exclusive in a directory just adopted: one made meanwhile is not ours
+            Fs.mkdirSync(paths.connections, { mode: dirMode })
+          } catch (cause) {
+            if (marker === undefined || IpcError.errnoOf(cause) !== "EEXIST") throw cause
+          }
         },
         "Open",
         "cannot create the connections directory",
         raw
       )
-      const markerError = Sys.failed(setup)
-        ? setup
-        : Layout.checkSubdir(paths.connections, raw) ??
-          Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "listener", ownsDirectory }, fileMode)
-      if (markerError !== undefined) {
-        Lock.release(lock)
-        return yield* markerError
+      const setupError = Sys.failed(setup)
+        ? (setup.reason === "AlreadyExists"
+          ? IpcError.make("AddressInUse", `${paths.connections} appeared while the listener was starting`, raw)
+          : setup)
+        : Layout.checkSubdir(paths.connections, raw)
+      if (setupError !== undefined) {
+        if (marker === undefined) {
+          Sys.attempt(() => Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
+        }
+        Lock.release(lock, marker === undefined)
+        return yield* setupError
       }
 
       const acceptor = yield* Transport.makeAcceptor(raw)
@@ -142,7 +179,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
               const state = Lock.probe(Endpoint.channelPaths(connDir).lock(role))
               return state === "held" || (Sys.failed(state) && state.reason !== "PermissionDenied")
             })
-            if (!held) Fs.rmSync(connDir, { recursive: true, force: true })
+            if (!held) {
+              Fs.rmSync(connDir, { recursive: true, force: true })
+            }
           } else {
             Fs.rmSync(connDir, { force: true })
           }
@@ -219,17 +258,19 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             if (id.endsWith(".tmp")) continue
             Endpoint.removeIfAbandoned(paths.connection(id))
           }
-          Lock.release(lock, true)
           yield* Effect.sync(() => {
+            let empty = false
             try {
               Fs.rmdirSync(paths.connections)
-              if (ownsDirectory) {
-                Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true })
-                Fs.rmdirSync(dir)
-              }
+              empty = true
             } catch {
-              // dialers still connected: their connections outlive us; the next listener tidies up
+              // dialers still connected: their connections outlive us (and the marker with them); the next listener tidies up
             }
+            // once nothing is left, the directory goes back to what it was: gone if we made it, else empty
+            Sys.attempt(() => empty && Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
+            Lock.release(lock, true)
+            // fails, harmlessly, if a new listener has taken the directory meanwhile
+            Sys.attempt(() => empty && ownsDirectory && Fs.rmdirSync(dir), "Write", "")
           })
         })
       )

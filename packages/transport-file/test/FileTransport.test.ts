@@ -8,6 +8,8 @@ import { Registry } from "@effect-ipc/core"
 import * as File from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fresh, node, tempRoot } from "./helpers.ts"
@@ -26,6 +28,13 @@ const modes = (dir: string): Array<[string, number]> => {
   walk(dir)
   return out
 }
+
+/** Every entry under `dir` with a file's content or "dir", sorted. */
+const snapshot = (dir: string): Array<[string, string]> =>
+  Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).toSorted().map((name) => {
+    const path = Path.join(dir, name)
+    return [name, Fs.lstatSync(path).isDirectory() ? "dir" : Fs.readFileSync(path, "utf8")]
+  })
 
 describe("file:// transport", () => {
   it.live(
@@ -109,4 +118,81 @@ describe("file:// transport", () => {
       const bad = yield* Effect.flip(File.FileTransport.parse("file:///tmp/x?role=middle"))
       assert.strictEqual(bad.reason, "InvalidAddress")
     }))
+})
+
+describe("file:// listen on a directory it did not make (review item 1)", () => {
+  it.live(
+    "a user's directory with a connections/ folder: AddressInUse naming what is there, every file kept",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "proj")
+        Fs.mkdirSync(Path.join(dir, "connections", "photos"), { recursive: true, mode: 0o755 })
+        Fs.chmodSync(dir, 0o755)
+        Fs.writeFileSync(Path.join(dir, "connections", "photos", "cat.txt"), "meow")
+        Fs.writeFileSync(Path.join(dir, "connections", "todo.txt"), "buy milk")
+        const before = snapshot(dir)
+        const error = yield* Effect.flip(Effect.scoped(File.make().listen(`file://${dir}`)))
+        assert.strictEqual(error.reason, "AddressInUse")
+        assert.include(error.detail, "connections")
+        assert.deepStrictEqual(snapshot(dir), before, "every file as it was")
+        // a directory holding a file of the user is refused the same way
+        const other = fresh(root, "notes")
+        Fs.mkdirSync(other)
+        Fs.writeFileSync(Path.join(other, "listener.lock"), "mine")
+        const refused = yield* Effect.flip(Effect.scoped(File.make().listen(`file://${other}`)))
+        assert.strictEqual(refused.reason, "AddressInUse")
+        assert.include(refused.detail, "listener.lock")
+        assert.strictEqual(Fs.readFileSync(Path.join(other, "listener.lock"), "utf8"), "mine")
+        assert.deepStrictEqual(Fs.readdirSync(other), ["listener.lock"])
+      }),
+    30_000
+  )
+
+  it.live(
+    "an empty directory of the user is served, and left empty (not removed) once the listener closes",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "empty")
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        const transport = File.make()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* transport.listen(`file://${dir}`)
+          const client = yield* transport.dial(`file://${dir}`)
+          const server = yield* listener.accept
+          yield* client.send(bytes("hi"))
+          assert.strictEqual(text.decode(yield* server.receive), "hi")
+        }))
+        assert.deepStrictEqual(Fs.readdirSync(dir), [], "the user's directory is left as it was")
+      }),
+    30_000
+  )
+
+  it.live(
+    "a listener restarted on its own directory serves again and removes what in connections/ is not a connection",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "own")
+        const address = `file://${dir}`
+        const transport = File.make()
+        // a client still connected when the first listener closes keeps the directory (and its marker)
+        const first = yield* Scope.make()
+        const previous = yield* transport.listen(address).pipe(Scope.provide(first))
+        const client = yield* transport.dial(address)
+        yield* previous.accept
+        yield* Scope.close(first, Exit.void)
+        assert.isTrue(Fs.existsSync(Path.join(dir, ".effect-ipc")))
+        Fs.writeFileSync(Path.join(dir, "connections", "junk"), "garbage of our protocol")
+        const listener = yield* transport.listen(address)
+        const fresh1 = yield* transport.dial(address)
+        const server = yield* listener.accept
+        yield* fresh1.send(bytes("again"))
+        assert.strictEqual(text.decode(yield* server.receive), "again")
+        for (let i = 0; i < 100 && Fs.existsSync(Path.join(dir, "connections", "junk")); i++) {
+          yield* Effect.sleep("50 millis")
+        }
+        assert.isFalse(Fs.existsSync(Path.join(dir, "connections", "junk")), "the junk is removed")
+        yield* client.close
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })
