@@ -136,10 +136,29 @@ export const openEndpoint = (
 
 /**
  * Deletes the channel directory `dir` and everything in it, unsent or unread
- * messages included. Fails with `AddressInUse` while either end is open.
+ * messages included. Only a directory marked as a channel that passes the
+ * directory checks goes: otherwise `NotFound` (missing, or not a channel),
+ * `AddressInUse` (a listener's) or `PermissionDenied`, and nothing is
+ * touched. Fails with `AddressInUse` while either end is open.
  */
 export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
+    const unsafe = Layout.checkDir(dir, dir)
+    if (unsafe !== undefined) return Effect.fail(unsafe)
+    const marker = Layout.loadMarker(dir)
+    if (Sys.failed(marker)) return Effect.fail(marker)
+    if (marker?.kind === "listener") {
+      return Effect.fail(IpcError.make("AddressInUse", `${dir} is a listener directory: nothing removed`, dir))
+    }
+    if (marker?.kind !== "channel") {
+      return Effect.fail(
+        IpcError.make(
+          "NotFound",
+          `${dir} is not a channel directory (no ${Layout.MARKER} marker): nothing removed`,
+          dir
+        )
+      )
+    }
     const paths = Endpoint.channelPaths(dir)
     for (const role of ["backend", "frontend"] as const) {
       const state = Lock.probe(paths.lock(role))

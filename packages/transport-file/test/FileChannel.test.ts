@@ -22,6 +22,13 @@ const text = new TextDecoder()
 const bytes = (s: string) => new TextEncoder().encode(s)
 const got = (lines: ReadonlyArray<string>) => lines.filter((l) => l.startsWith("got ")).map((l) => l.slice(4))
 
+/** Every entry under `dir` with a file's content or "dir", sorted. */
+const tree = (dir: string) =>
+  Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).toSorted().map((name) => {
+    const path = Path.join(dir, name)
+    return [name, Fs.lstatSync(path).isDirectory() ? "dir" : Fs.readFileSync(path, "utf8")]
+  })
+
 describe("FileChannel (fixed roles)", () => {
   it.live(
     "keeps what the backend sends for a frontend process that starts later, and carries the replies back",
@@ -188,4 +195,43 @@ describe("FileChannel (fixed roles)", () => {
       yield* frontend.send(bytes("back"))
       assert.strictEqual(text.decode(yield* backend.receive), "back")
     }).pipe(Effect.scoped), 60_000)
+})
+
+describe("FileChannel.remove (review item 12)", () => {
+  it.effect("refuses, typed and touching nothing, a directory that is not a channel or fails the directory checks", () =>
+    Effect.gen(function*() {
+      // a user's directory (no marker)
+      const user = fresh(root, "user")
+      Fs.mkdirSync(Path.join(user, "photos"), { recursive: true, mode: 0o700 })
+      Fs.writeFileSync(Path.join(user, "photos", "cat.txt"), "meow")
+      Fs.writeFileSync(Path.join(user, "backend.lock"), "not a lock of ours")
+      const before = tree(user)
+      const notChannel = yield* Effect.flip(FileChannel.remove(user))
+      assert.strictEqual(notChannel.reason, "NotFound")
+      assert.include(notChannel.detail, "not a channel directory")
+      assert.deepStrictEqual(tree(user), before)
+      // a listener's directory
+      const listening = fresh(root, "listening")
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* FileTransport.make().listen(`file://${listening}`)
+        const listenerDir = yield* Effect.flip(FileChannel.remove(listening))
+        assert.strictEqual(listenerDir.reason, "AddressInUse")
+        assert.isTrue(Fs.existsSync(Path.join(listening, "listener.lock")))
+      }))
+      // a channel directory others may write: refused by the directory checks
+      const open = fresh(root, "open")
+      yield* FileChannel.create(open)
+      Fs.chmodSync(open, 0o777)
+      const entries = tree(open)
+      const unsafe = yield* Effect.flip(FileChannel.remove(open))
+      assert.strictEqual(unsafe.reason, "PermissionDenied")
+      assert.deepStrictEqual(tree(open), entries)
+      Fs.chmodSync(open, 0o700)
+      // a missing directory
+      const missing = yield* Effect.flip(FileChannel.remove(fresh(root, "missing")))
+      assert.strictEqual(missing.reason, "NotFound")
+      // a closed channel goes
+      yield* FileChannel.remove(open)
+      assert.isFalse(Fs.existsSync(open))
+    }))
 })
