@@ -14,7 +14,7 @@
  * frozen event loop: those cases run the victim in a child process, so an
  * open that blocks shows as a child that never answers.
  */
-import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcError from "@effect-ipc/core/IpcError"
 import { FileChannel, FileTransport, Ipckit, Log } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -23,6 +23,7 @@ import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Layout from "../src/internal/layout.ts"
 import { fresh, tempRoot } from "./helpers.ts"
 
 const NOBODY = 65534
@@ -237,6 +238,59 @@ describe("file:// against another user", () => {
   )
 })
 
+describe("file:// creating a directory while another user races it (review, layout.ts)", () => {
+  it.live(
+    "a symlink swapped in while the directory is being created: nothing is ever created where it points",
+    () =>
+      Effect.gen(function*() {
+        const target = name("racetarget")
+        const link = name("racelink")
+        asAttacker(`mkdir -m 777 ${target}`)
+        // the other user makes the link come and go as fast as it can
+        const flicker = ChildProcess.spawn("setpriv", [
+          `--reuid=${NOBODY}`,
+          `--regid=${NOBODY}`,
+          "--clear-groups",
+          "/usr/bin/python3",
+          "-c",
+          [
+            "import os",
+            `t, l = ${JSON.stringify(Path.join(sticky, target))}, ${JSON.stringify(Path.join(sticky, link))}`,
+            "print('go', flush=True)",
+            "while True:",
+            "    try:",
+            "        os.symlink(t, l); os.unlink(l)",
+            "    except OSError:",
+            "        pass"
+          ].join("\n")
+        ], { stdio: ["ignore", "pipe", "inherit"] })
+        yield* Effect.addFinalizer(() => Effect.sync(() => void flicker.kill("SIGKILL")))
+        yield* Effect.callback<void>((resume) => void flicker.stdout.once("data", () => resume(Effect.void)))
+        const dir = Path.join(sticky, link, "inner")
+        const started = Date.now()
+        let created = 0
+        let refused = 0
+        for (let i = 0; i < 5_000 && Date.now() - started < 3_000; i++) {
+          const result = Layout.ensureDir(dir, 0o700)
+          if (result === true) {
+            created++
+            Fs.rmSync(Path.join(sticky, link), { recursive: true, force: true })
+          } else if (IpcError.isIpcError(result)) {
+            refused++
+            assert.strictEqual(result.reason, "PermissionDenied", result.detail)
+          }
+          assert.deepStrictEqual(
+            Fs.readdirSync(Path.join(sticky, target)),
+            [],
+            `created in the link's target (try ${i})`
+          )
+        }
+        assert.isAbove(created + refused, 0)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
 /** Puts a FIFO at `path` (whatever was there goes). */
 const mkfifo = (path: string) => {
   Fs.rmSync(path, { recursive: true, force: true })
@@ -287,14 +341,17 @@ describe("file:// against a careless process of the same user", () => {
         const elsewhereBefore = Fs.readdirSync(elsewhere).toSorted()
         cases.push({ what: "a symlink as the readers directory", operation: ["open", dir, "frontend"] })
 
-        // listener directories
+        // listener directories (marked as a listener's: an unmarked one that is not empty is AddressInUse)
+        const listenerMarker = JSON.stringify({ format: "effect-ipc-file", version: 1, kind: "listener" })
         const listener = fresh(root, "listener")
         Fs.mkdirSync(listener, { mode: 0o700 })
+        Fs.writeFileSync(Path.join(listener, ".effect-ipc"), listenerMarker, { mode: 0o600 })
         mkfifo(Path.join(listener, "listener.lock"))
         cases.push({ what: "a FIFO as the listener lock (listen)", operation: ["listen", `file://${listener}`] })
         cases.push({ what: "a FIFO as the listener lock (dial)", operation: ["dial", `file://${listener}`] })
         const linked = fresh(root, "listener")
         Fs.mkdirSync(linked, { mode: 0o700 })
+        Fs.writeFileSync(Path.join(linked, ".effect-ipc"), listenerMarker, { mode: 0o600 })
         Fs.symlinkSync(precious, Path.join(linked, "listener.lock"))
         cases.push({ what: "a symlink as the listener lock", operation: ["listen", `file://${linked}`] })
 

@@ -120,19 +120,59 @@ const checkPath = (dir: string): "missing" | undefined => {
       if (isMissing(cause)) return "missing"
       throw cause
     }
-    if (stat.isSymbolicLink()) {
-      if (!Sys.trustedOwner(stat.uid)) {
-        throw Sys.refusal(`${path} is a symbolic link owned by uid ${stat.uid}`, Sys.HINT_OWNER)
-      }
-      continue // where it leads is checked on the real path
-    }
-    if (!stat.isDirectory()) {
-      throw Object.assign(new Error(`${path} is not a directory`), { code: "ENOTDIR" })
-    }
-    const wrong = distrust(path, stat, i === parts.length)
-    if (wrong !== undefined) throw wrong
+    checkComponent(path, stat, i === parts.length)
   }
   return undefined
+}
+
+/** Checks one component of a path (see `checkPath`); throws a refusal. */
+const checkComponent = (path: string, stat: Fs.Stats, last: boolean): void => {
+  if (stat.isSymbolicLink()) {
+    if (!Sys.trustedOwner(stat.uid)) {
+      throw Sys.refusal(`${path} is a symbolic link owned by uid ${stat.uid}`, Sys.HINT_OWNER)
+    }
+    return // where it leads is checked on the real path
+  }
+  if (!stat.isDirectory()) {
+    throw Object.assign(new Error(`${path} is not a directory`), { code: "ENOTDIR" })
+  }
+  const wrong = distrust(path, stat, last)
+  if (wrong !== undefined) throw wrong
+}
+
+/**
+ * Creates the missing components of the absolute path `dir` one at a time
+ * with `mode`, never following a link: each component (made here, or found
+ * there because someone was quicker) is checked before the next is made in
+ * it. True when the last component was made here.
+ */
+const makePath = (dir: string, mode: number): boolean => {
+  const parts = dir.split(Path.sep).filter((p) => p.length > 0)
+  let created = false
+  for (let i = 0; i <= parts.length; i++) {
+    const path = Path.join(Path.sep, ...parts.slice(0, i))
+    let stat: Fs.Stats | undefined
+    // what was there when mkdir said EEXIST may be gone again: a few tries, then someone is playing with it
+    for (let attempt = 0; stat === undefined; attempt++) {
+      if (attempt === 100) {
+        throw Sys.refusal(`${path} keeps appearing and vanishing`, "use a directory only you can write")
+      }
+      created = false
+      try {
+        Fs.mkdirSync(path, { mode })
+        created = true
+      } catch (cause) {
+        if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+      }
+      try {
+        stat = Fs.lstatSync(path)
+      } catch (cause) {
+        if (!isMissing(cause)) throw cause
+      }
+    }
+    checkComponent(path, stat, i === parts.length)
+  }
+  return created
 }
 
 /** Checks `dir` (absolute) as written and as it resolves (through links); throws a refusal. */
@@ -179,8 +219,8 @@ export const ensureDir = (dir: string, mode: number, address?: string): boolean 
       }
       let created = false
       if (checkTrusted(abs) === "missing") {
-        created = Fs.mkdirSync(abs, { recursive: true, mode }) !== undefined
-        // whatever is there now (someone may have been quicker) is checked like a directory found there
+        created = makePath(abs, mode)
+        // the whole path again, through the links allowed on the way
         if (checkTrusted(abs) === "missing") {
           throw Object.assign(new Error(`${abs} vanished while being created`), { code: "ENOENT" })
         }
