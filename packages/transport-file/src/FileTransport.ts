@@ -2,8 +2,10 @@
  * The `file://` transport: channels between processes that share nothing
  * but a directory.
  *
- * - `file:///path/to/dir`: `listen` makes the directory a listener's (it
- *   holds `listener.lock`; a second listener gets `AddressInUse`), and every
+ * - `file:///path/to/dir`: `listen` makes a new or empty directory (or one an
+ *   earlier listener marked) a listener's; any other directory is
+ *   `AddressInUse` and left untouched. It holds `listener.lock` (a second
+ *   listener gets `AddressInUse`), and every
  *   `dial` opens a connection: a fresh channel directory under
  *   `connections/`, built aside and renamed into place, which the listener
  *   notices (inotify) and accepts. Each connection is two logs (`Log`), so
