@@ -40,6 +40,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
+import * as PathLock from "./internal/pathLock.ts"
 import { sameUserOrRoot } from "./UnixSocket.ts"
 
 /** Options of the FIFO transport. */
@@ -122,73 +123,112 @@ const lockOwner = (path: string): number | undefined => {
 const inUse = (path: string, what: string) =>
   Object.assign(new Error(`${path} is ${what}: left untouched`), { code: "EADDRINUSE" })
 
+/** The lock we hold: our token, and the token of the dead listener we took over (if any). */
+interface Held {
+  readonly token: string
+  readonly tookOver: string | undefined
+}
+
 /**
  * Takes a lock file holding `pid:token`; a lock whose owner is dead is taken
- * over, a live one is `AddressInUse`. It is released when the scope closes.
+ * over, a live one is `AddressInUse`. The takeover is judged and done under
+ * this user's lock for the path (so of many listeners exactly one takes it
+ * over) and removes only the very file read (same device, inode and text).
+ * It is released when the scope closes.
  */
 const takeLock = (
   path: string,
   raw: string,
   what: string
-): Effect.Effect<void, IpcError.IpcError, Scope.Scope> =>
+): Effect.Effect<Held, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     const token = `${process.pid}:${Math.random().toString(36).slice(2)}`
-    yield* Effect.try({
-      try: () => {
-        for (let attempt = 0; attempt < 2; attempt++) {
-          try {
-            Fs.writeFileSync(path, token, { flag: "wx", mode: 0o600 })
-            return
-          } catch (cause) {
-            if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
-            const found = Files.readSmall(path)
-            const pid = lockPid(found)
-            if (found === undefined || pid === undefined) {
-              const stat = Files.lstatIfAny(path)
-              if (stat === undefined) continue
-              throw inUse(path, `${Files.describe(stat)}, not a lock of this user's`)
-            }
-            if (isAlive(pid)) throw Object.assign(new Error(`${what} (pid ${pid})`), { code: "EADDRINUSE" })
-            // a dead listener's lock: remove that very file
-            const now = Files.lstatIfAny(path)
-            if (now !== undefined && Files.sameFile(now, found.stat)) Fs.unlinkSync(path)
-          }
-        }
-        throw Object.assign(new Error(what), { code: "EADDRINUSE" })
-      },
-      catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot take the lock", raw)
-    })
-    const release = Effect.sync(() => {
+    const attempt = (): "taken" | "exists" => {
       try {
-        if (Fs.readFileSync(path, "utf8") === token) Fs.rmSync(path, { force: true })
-      } catch {
-        // gone already
+        Fs.writeFileSync(path, token, { flag: "wx", mode: 0o600 })
+        return "taken"
+      } catch (cause) {
+        if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+        return "exists"
       }
-    })
-    yield* Effect.addFinalizer(() => release)
+    }
+    const fail = (cause: unknown) => IpcError.fromSystemError(cause, "Open", "cannot take the lock", raw)
+    if ((yield* Effect.try({ try: attempt, catch: fail })) === "taken") return yield* holding(path, token, undefined)
+    const tookOver = yield* PathLock.withPathLock(
+      path,
+      raw,
+      Effect.try({
+        try: () => {
+          const found = Files.readSmall(path)
+          if (found === undefined) {
+            const stat = Files.lstatIfAny(path)
+            if (stat !== undefined) throw inUse(path, `${Files.describe(stat)}, not a lock of this user's`)
+          } else {
+            const pid = lockPid(found)
+            if (pid === undefined) throw inUse(path, `${Files.describe(found.stat)}, not a lock of this user's`)
+            if (isAlive(pid)) throw Object.assign(new Error(`${what} (pid ${pid})`), { code: "EADDRINUSE" })
+            // a dead listener's lock: remove that very file (same file, same text)
+            const now = Files.readSmall(path)
+            if (now === undefined || !Files.sameFile(now.stat, found.stat) || now.text !== found.text) {
+              throw Object.assign(new Error(what), { code: "EADDRINUSE" })
+            }
+            Fs.unlinkSync(path)
+          }
+          if (attempt() !== "taken") throw Object.assign(new Error(what), { code: "EADDRINUSE" })
+          return found?.text
+        },
+        catch: fail
+      })
+    )
+    return yield* holding(path, token, tookOver)
   })
+
+/** Releases the lock at `path` when the scope closes, if it still holds our token. */
+const holding = (path: string, token: string, tookOver: string | undefined) =>
+  Effect.as(
+    Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        const found = Files.readSmall(path)
+        if (found?.text === token) removeOurs(path, found.stat)
+      })
+    ),
+    { token, tookOver }
+  )
 
 /**
  * Clears `path` for a new file: nothing there, or what a dead listener of this
- * user left (`expected` says what: a FIFO or the ready token) is removed;
- * anything else is `AddressInUse`. Call only while holding the pair's lock.
+ * user left (`expected` says what: a FIFO, or the ready token holding the text
+ * `token` of the dead listener's lock we took over) is removed; anything else
+ * is `AddressInUse`. Call only while holding the pair's lock.
  */
-const clearLeftover = (path: string, expected: "FIFO" | "regular file", raw: string) =>
+const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: string, token?: string) =>
   Effect.try({
     try: () => {
       const stat = Files.lstatIfAny(path)
       if (stat === undefined) return
-      if (Files.kindOf(stat) !== expected || stat.uid !== process.getuid?.()) throw inUse(path, Files.describe(stat))
-      Fs.unlinkSync(path)
+      if (stat.uid !== process.getuid?.()) throw inUse(path, Files.describe(stat))
+      if (expected === "FIFO") {
+        if (!stat.isFIFO()) throw inUse(path, Files.describe(stat))
+        return removeOurs(path, stat)
+      }
+      const found = Files.readSmall(path)
+      if (found === undefined || token === undefined || found.text !== token || !Files.sameFile(found.stat, stat)) {
+        throw inUse(path, `${Files.describe(stat)}, not the ready token of the dead listener`)
+      }
+      removeOurs(path, found.stat)
     },
     catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
   })
 
 /** Records what we created at `path`, to remove it and only it on close. */
-const identify = (path: string): Files.FileIdentity | undefined => {
-  const stat = Files.lstatIfAny(path)
-  return stat === undefined ? undefined : { dev: stat.dev, ino: stat.ino }
-}
+const identify = (path: string, raw: string): Effect.Effect<Files.FileIdentity | undefined, IpcError.IpcError> =>
+  Effect.try({
+    try: () => {
+      const stat = Files.lstatIfAny(path)
+      return stat === undefined ? undefined : { dev: stat.dev, ino: stat.ino }
+    },
+    catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot look at ${path}`, raw)
+  })
 
 /** Removes `path` if it is still the file we created. */
 const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
@@ -250,7 +290,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
     listen: (raw) =>
       Effect.gen(function*() {
         const files = yield* paths(raw)
-        yield* takeLock(files.lock, raw, "a live server owns this FIFO pair")
+        const held = yield* takeLock(files.lock, raw, "a live server owns this FIFO pair")
         // look at everything before touching anything
         for (const path of [files.toServer, files.toClient]) {
           yield* Effect.try({
@@ -263,7 +303,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
           })
         }
-        yield* clearLeftover(files.ready, "regular file", raw)
+        yield* clearLeftover(files.ready, "ready token", raw, held.tookOver)
         const ours = new Map<string, Files.FileIdentity | undefined>()
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
@@ -273,7 +313,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         for (const path of [files.toServer, files.toClient]) {
           yield* clearLeftover(path, "FIFO", raw)
           yield* Libc.mkfifo(path, mode, raw)
-          ours.set(path, identify(path))
+          ours.set(path, yield* identify(path, raw))
         }
         const acceptor = yield* Transport.makeAcceptor(raw)
         let current: IpcChannel.IpcChannel | undefined
@@ -285,8 +325,10 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           const present = Files.lstatIfAny(files.ready)
           const mine = ours.get(files.ready)
           if (present !== undefined && mine !== undefined && Files.sameFile(present, mine)) return
-          Fs.writeFileSync(files.ready, String(process.pid), { mode: 0o600, flag: "wx" })
-          ours.set(files.ready, identify(files.ready))
+          // the lock's token: a successor can tell our leftover token from a user's file
+          Fs.writeFileSync(files.ready, held.token, { mode: 0o600, flag: "wx" })
+          const made = Files.lstatIfAny(files.ready)
+          ours.set(files.ready, made === undefined ? undefined : { dev: made.dev, ino: made.ino })
         }
         const openReader = Effect.flatMap(Effect.flatMap(openFd(files.toServer, O_RDONLY, raw), sized), (fd) =>
           Effect.try({

@@ -32,6 +32,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
+import * as PathLock from "./internal/pathLock.ts"
 import * as SocketPath from "./SocketPath.ts"
 
 /** Options of the Unix socket transport. */
@@ -146,8 +147,8 @@ const linkExclusive = (from: string, to: string, raw: string) =>
 /**
  * Binds a socket file at `path` with `mode`, with no window in which other
  * users could connect: bind in a private directory, chmod, link into place.
- * A stale socket of ours is replaced under a lock on the directory, so that
- * of many listeners racing to replace it exactly one wins. Returns the
+ * A stale socket of ours is replaced under this user's lock for the path (see
+ * `PathLock`), so that of many listeners racing to replace it exactly one wins. Returns the
  * identity of the socket file (to remove only our own file later).
  */
 const bindFile = (
@@ -162,35 +163,55 @@ const bindFile = (
     const parent = Path.dirname(path)
     const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, ".eipc-")), "Open", "cannot bind", raw)
     const staging = Path.join(dir, "s")
-    const bound = (): Files.FileIdentity => {
-      const stat = Fs.lstatSync(path)
-      return { dev: stat.dev, ino: stat.ino }
-    }
+    const bound = trySync(
+      (): Files.FileIdentity => {
+        const stat = Fs.lstatSync(path)
+        return { dev: stat.dev, ino: stat.ino }
+      },
+      "Open",
+      `cannot look at ${path}`,
+      raw
+    )
     return yield* Effect.gen(function*() {
       yield* listenAt(server, staging, raw)
       yield* trySync(() => Fs.chmodSync(staging, mode), "Open", "cannot set the socket's mode", raw)
       for (let attempt = 0; attempt < 3; attempt++) {
-        if (yield* linkExclusive(staging, path, raw)) return bound()
-        const replaced = yield* Libc.withDirectoryLock(
-          parent,
+        if (yield* linkExclusive(staging, path, raw)) return yield* bound
+        const replaced = yield* PathLock.withPathLock(
+          path,
           raw,
-          Effect.gen(function*() {
-            const occupant = yield* inspect(path, raw)
-            if (occupant._tag === "Stale") {
-              // unlink only the very file found stale
-              const now = Files.lstatIfAny(path)
-              if (now !== undefined && Files.sameFile(now, occupant)) {
-                yield* trySync(() => Fs.unlinkSync(path), "Open", "cannot remove the stale socket", raw)
-              }
-            }
-            return yield* linkExclusive(staging, path, raw)
-          })
+          Effect.andThen(removeStaleLocked(path, raw), linkExclusive(staging, path, raw))
         )
-        if (replaced) return bound()
+        if (replaced) return yield* bound
       }
       return yield* IpcError.make("AddressInUse", `another server keeps taking ${path}`, raw)
     }).pipe(Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))))
   })
+
+/**
+ * Removes the socket at `path` if it is proven stale now (inspected again,
+ * the very file unlinked); true when removed. Anything else there but a
+ * stale socket fails as `inspect` does. Call only holding the path's lock.
+ */
+const removeStaleLocked = (path: string, raw: string): Effect.Effect<boolean, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const occupant = yield* inspect(path, raw)
+    if (occupant._tag !== "Stale") return false
+    // unlink only the very file found stale
+    const now = yield* trySync(() => Files.lstatIfAny(path), "Open", `cannot look at ${path}`, raw)
+    if (now === undefined || !Files.sameFile(now, occupant)) return false
+    yield* trySync(() => Fs.unlinkSync(path), "Open", "cannot remove the stale socket", raw)
+    return true
+  })
+
+/**
+ * Removes the socket file at `path` if it is a stale socket of this user's
+ * (connecting is refused), judged again under the lock `listen` takes; true
+ * when removed. A live socket or anything else there fails `AddressInUse`,
+ * untouched; nothing there is false.
+ */
+export const removeStale = (path: string, raw: string = `unix://${path}`): Effect.Effect<boolean, IpcError.IpcError> =>
+  PathLock.withPathLock(path, raw, removeStaleLocked(path, raw))
 
 /** Removes the socket file at `path` if it is still the one we bound. */
 const unlinkOurs = (path: string, ours: Files.FileIdentity) => {
@@ -215,20 +236,7 @@ export const withFreePath = <A, E, R>(
 ): Effect.Effect<A, E | IpcError.IpcError, R> =>
   Effect.andThen(
     inspect(path, raw),
-    Libc.withDirectoryLock(
-      Path.dirname(path),
-      raw,
-      Effect.gen(function*() {
-        const occupant = yield* inspect(path, raw)
-        if (occupant._tag === "Stale") {
-          const now = Files.lstatIfAny(path)
-          if (now !== undefined && Files.sameFile(now, occupant)) {
-            yield* trySync(() => Fs.unlinkSync(path), "Open", "cannot remove the stale socket", raw)
-          }
-        }
-        return yield* bind
-      })
-    )
+    PathLock.withPathLock(path, raw, Effect.andThen(removeStaleLocked(path, raw), bind))
   )
 
 /** Makes the Unix socket transport (`unix://`, `pipe://`). */

@@ -46,6 +46,16 @@ const staleSocket = (path: string) => {
 
 const me = process.getuid!()
 
+/** Python: takes flock(LOCK_EX) on argv[1], prints "locked", holds it until stdin ends. */
+const holdLock = "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n" +
+  "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()"
+
+/** The pid of a process that has exited (for a dead listener's lock). */
+const deadPid = (): number => {
+  const result = ChildProcess.spawnSync(process.execPath, ["-e", "console.log(process.pid)"])
+  return Number(result.stdout.toString().trim())
+}
+
 describe("listen leaves what is at its path alone", () => {
   it.live("a user's regular file (unix://)", () =>
     Effect.gen(function*() {
@@ -133,10 +143,10 @@ describe("listen leaves what is at its path alone", () => {
       assert.deepStrictEqual(snapshot(path), before)
     }).pipe(Effect.scoped))
 
-  it.live("fifo://: a user's files at name.in, name.out, name.lock", () =>
+  it.live("fifo://: a user's files at name.in, name.out, name.lock, name.ready", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("effect-ipc-listen-")
-      for (const suffix of [".in", ".out", ".lock"]) {
+      for (const suffix of [".in", ".out", ".lock", ".ready"]) {
         const base = Path.join(dir, `n${suffix.slice(1)}`)
         Fs.writeFileSync(`${base}${suffix}`, `data of ${suffix}`)
         const before = snapshot(`${base}${suffix}`)
@@ -158,6 +168,32 @@ describe("listen leaves what is at its path alone", () => {
       assertInUse(error, "symbolic link", me)
       assert.strictEqual(Fs.readFileSync(Path.join(dir, "victim"), "utf8"), "victim")
       assert.isTrue(Fs.lstatSync(`${base}.in`).isSymbolicLink())
+    }).pipe(Effect.scoped))
+
+  it.live("fifo://: a dead listener's lock and ready token are replaced; a ready token not its own is not", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-listen-")
+      const base = Path.join(dir, "n")
+      const token = `${deadPid()}:dead1`
+      Fs.writeFileSync(`${base}.lock`, token)
+      Fs.writeFileSync(`${base}.ready`, "99999999:someone-else")
+      const before = snapshot(`${base}.ready`)
+      const error = yield* Effect.flip(Effect.scoped(fifos.listen(`fifo://${base}`)))
+      assertInUse(error, "regular file", me)
+      assert.deepStrictEqual(snapshot(`${base}.ready`), before)
+      Fs.rmSync(`${base}.ready`)
+      // the ready token a dead listener left: it holds its lock's text
+      const other = Path.join(dir, "m")
+      const left = `${deadPid()}:dead2`
+      Fs.writeFileSync(`${other}.lock`, left)
+      Fs.writeFileSync(`${other}.ready`, left)
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* fifos.listen(`fifo://${other}`)
+        const lock = Fs.readFileSync(`${other}.lock`, "utf8")
+        assert.notStrictEqual(lock, left)
+        assert.strictEqual(Fs.readFileSync(`${other}.ready`, "utf8"), lock)
+      }))
+      assert.deepStrictEqual(Fs.readdirSync(dir), [], "all of it removed on close")
     }).pipe(Effect.scoped))
 
   it.live.runIf(isRoot)(
@@ -205,6 +241,47 @@ describe("racing listeners", () => {
         const client = yield* transport.dial(address)
         yield* client.send(new Uint8Array([3]))
         assert.deepStrictEqual([...(yield* client.receive)], [3])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "fifo://: N processes race to take over one dead listener's lock: exactly one wins",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-race-")
+        for (let round = 0; round < 2; round++) {
+          const base = Path.join(dir, `pair${round}`)
+          const token = `${deadPid()}:dead${round}`
+          Fs.writeFileSync(`${base}.lock`, token)
+          Fs.writeFileSync(`${base}.ready`, token)
+          yield* Effect.scoped(Effect.gen(function*() {
+            const verdicts = yield* race(4, `fifo://${base}`)
+            assert.strictEqual(verdicts.filter((v) => v === "won").length, 1, verdicts.join("\n"))
+            for (const lost of verdicts.filter((v) => v !== "won")) assert.match(lost, /^lost AddressInUse: /)
+            const client = yield* fifos.dial(`fifo://${base}`)
+            yield* client.send(new Uint8Array([5]))
+            assert.deepStrictEqual([...(yield* client.receive)], [5])
+          }))
+        }
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live.runIf(isRoot)(
+    "another user holding a lock on the shared directory forever does not stop us replacing our stale socket",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-sticky-", 0o1777)
+        const path = Path.join(dir, "app.sock")
+        staleSocket(path)
+        const holder = yield* start(python, ["-c", holdLock, dir], { uid: nobody })
+        yield* holder.line(/^locked$/)
+        const listener = yield* transport.listen(`unix://${path}`)
+        const client = yield* transport.dial(`unix://${path}`)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array([6]))
+        assert.deepStrictEqual([...(yield* server.receive)], [6])
       }).pipe(Effect.scoped),
     60_000
   )

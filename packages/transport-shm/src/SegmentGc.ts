@@ -179,7 +179,7 @@ export const collect = (options: CollectOptions = {}): Effect.Effect<Report, Ipc
     }
     // the socket files of `shm://` listeners that died without closing (kill -9)
     for (const stale of yield* Rendezvous.staleSockets(options.prefix)) {
-      if (options.dryRun === true || Rendezvous.removeStale(stale)) {
+      if (options.dryRun === true || (yield* Rendezvous.removeStale(stale))) {
         removed.push({ name: stale.file, kind: "socket", reason: "its shm:// listener is gone" })
       }
     }

@@ -151,19 +151,20 @@ export const setPipeSize = (fd: number, size: number): Effect.Effect<number> =>
   })
 
 /**
- * Takes an exclusive advisory lock (flock) on the directory `dir` for the
- * duration of `body`; released when `body` ends. The lock is tried without
- * blocking (the event loop never waits) and retried for a few seconds.
+ * Takes an exclusive advisory lock (flock) on the file `lockFile` (created
+ * mode 0600 if missing, never through a link) for the duration of `body`;
+ * released when `body` ends. The lock is tried without blocking (the event
+ * loop never waits) and retried for a few seconds.
  */
-export const withDirectoryLock = <A, E, R>(
-  dir: string,
+export const withLockFile = <A, E, R>(
+  lockFile: string,
   raw: string,
   body: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | IpcError.IpcError, R> =>
   Effect.acquireUseRelease(
     Effect.try({
-      try: () => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY),
-      catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot open ${dir} to lock it`, raw)
+      try: () => Fs.openSync(lockFile, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_NOFOLLOW, 0o600),
+      catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot open the lock file ${lockFile}`, raw)
     }),
     (fd) =>
       Effect.andThen(
@@ -171,7 +172,9 @@ export const withDirectoryLock = <A, E, R>(
           const b = load()
           if (b instanceof IpcError.IpcError) return Effect.fail(b)
           const errno = b.flock(fd, LOCK_EX | LOCK_NB)
-          return errno === 0 ? Effect.void : Effect.fail(systemError(errno, "AddressInUse", `cannot lock ${dir}`, raw))
+          return errno === 0
+            ? Effect.void
+            : Effect.fail(systemError(errno, "AddressInUse", `cannot lock ${lockFile}`, raw))
         }).pipe(
           Effect.retry({
             schedule: Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 1000 })),

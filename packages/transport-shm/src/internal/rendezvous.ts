@@ -1,12 +1,14 @@
 /**
  * The rendezvous directory of `shm://` listeners: a directory of this user,
  * mode 0700, where each listener's socket file lives (see `ShmTransport`),
- * and the sweep of socket files whose listener died (`SegmentGc`). No
- * native calls, no `@effect-ipc/transport-pipe`: `SegmentGc` uses it too.
+ * and the sweep of socket files whose listener died (`SegmentGc`), which
+ * removes them through `@effect-ipc/transport-pipe` under the lock a
+ * listener takes to bind the same path.
  *
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -89,7 +91,6 @@ export const directory = (override?: string, address?: string): Effect.Effect<st
 export interface Stale {
   readonly file: string
   readonly path: string
-  readonly ino: number
 }
 
 /** `live`: something accepts on `path`; `dead`: connecting is refused; `unknown`: anything else. */
@@ -135,18 +136,17 @@ export const staleSockets = (prefix?: string): Effect.Effect<ReadonlyArray<Stale
         continue
       }
       if (!stat.isSocket() || stat.uid !== uid()) continue
-      if ((yield* probe(path)) === "dead") stale.push({ file, path, ino: stat.ino })
+      if ((yield* probe(path)) === "dead") stale.push({ file, path })
     }
     return stale
   })
 
-/** Removes a stale socket file if it is still the one that was judged (same inode); true when removed. */
-export const removeStale = (stale: Stale): boolean => {
-  try {
-    if (Fs.lstatSync(stale.path).ino !== stale.ino) return false
-    Fs.unlinkSync(stale.path)
-    return true
-  } catch {
-    return false
-  }
-}
+/**
+ * Removes a stale socket file: judged again, and unlinked, under the lock a
+ * listener takes to bind that path (`UnixSocket.removeStale`: a listener that
+ * took the path since is live, and its file is kept); true when removed.
+ */
+export const removeStale = (stale: Stale): Effect.Effect<boolean> =>
+  UnixSocket.removeStale(stale.path).pipe(
+    Effect.catch((error) => Effect.as(Effect.logDebug(`gc: left ${stale.file}`, error), false))
+  )
