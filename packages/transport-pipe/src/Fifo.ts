@@ -34,6 +34,7 @@ import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -430,22 +431,27 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             Effect.tapError(() => Effect.sync(() => Fs.closeSync(fd))),
             Effect.as(fd)
           )
-        const outputFd = yield* Effect.flatMap(
-          openFd(files.toServer, O_WRONLY, raw),
-          (fd) => checked(fd, files.toServer)
-        )
-        const output = pipeSocket(outputFd, false)
-        const input = yield* Effect.flatMap(openFd(files.toClient, O_RDONLY, raw), (fd) => checked(fd, files.toClient))
-          .pipe(
-            Effect.tapError(() => Effect.sync(() => output.destroy()))
-          )
-        // the hello: a ping, which tells the server to open its writing end
-        output.write(Framing.encode(Framing.Kind.ping))
-        return yield* StreamChannel.makeScoped(
-          { readable: pipeSocket(input, true), writable: output },
-          raw,
-          { description: raw },
-          options
+        const opened = (path: string, flags: number) =>
+          Effect.flatMap(openFd(path, flags, raw), (fd) => checked(fd, path))
+        // the opens do not wait; from the first open until the channel owns the
+        // descriptors, any failure or interruption closes them
+        return yield* Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function*() {
+            const output = pipeSocket(yield* opened(files.toServer, O_WRONLY), false)
+            const inputFd = yield* opened(files.toClient, O_RDONLY).pipe(
+              Effect.tapError(() => Effect.sync(() => output.destroy()))
+            )
+            const input = pipeSocket(inputFd, true)
+            // the hello: a ping, which tells the server to open its writing end
+            output.write(Framing.encode(Framing.Kind.ping))
+            return yield* restore(
+              StreamChannel.makeScoped({ readable: input, writable: output }, raw, { description: raw }, options)
+            ).pipe(
+              Effect.onExit((exit) =>
+                Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => (input.destroy(), output.destroy()))
+              )
+            )
+          })
         )
       })
   }

@@ -25,6 +25,7 @@ import * as Policy from "@effect-ipc/core/Policy"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Fs from "node:fs"
@@ -295,21 +296,27 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
     dial: (raw) =>
       Effect.gen(function*() {
         const { path, kind } = yield* SocketPath.resolve(raw)
-        const socket = yield* connectRetrying(path, raw)
-        // who is the server? checked before a single byte of ours is sent
-        const peer = kind === "windows-pipe" ? { description: raw } : yield* credentialsOf(socket, raw).pipe(
-          Effect.mapError((error) =>
-            IpcError.make("PeerRejected", `cannot read the server's credentials: ${error.detail}`, raw)
-          ),
-          Effect.filterOrFail(authorize, (server) =>
-            IpcError.make(
-              "PeerRejected",
-              `the server runs as uid ${server.uid} (pid ${server.pid}), which authorize refuses`,
-              raw
-            )),
-          Effect.tapError(() => Effect.sync(() => socket.destroy()))
+        // the socket is destroyed on any failure or interruption until the channel owns it
+        return yield* Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(restore(connectRetrying(path, raw)), (socket) =>
+            restore(Effect.gen(function*() {
+              // who is the server? checked before a single byte of ours is sent
+              const peer = kind === "windows-pipe" ? { description: raw } : yield* credentialsOf(socket, raw).pipe(
+                Effect.mapError((error) =>
+                  IpcError.make("PeerRejected", `cannot read the server's credentials: ${error.detail}`, raw)
+                ),
+                Effect.filterOrFail(authorize, (server) =>
+                  IpcError.make(
+                    "PeerRejected",
+                    `the server runs as uid ${server.uid} (pid ${server.pid}), which authorize refuses`,
+                    raw
+                  ))
+              )
+              return yield* StreamChannel.makeScoped({ readable: socket, writable: socket }, raw, peer, options)
+            })).pipe(
+              Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => socket.destroy()))
+            ))
         )
-        return yield* StreamChannel.makeScoped({ readable: socket, writable: socket }, raw, peer, options)
       })
   }
 }
