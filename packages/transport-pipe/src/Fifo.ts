@@ -17,9 +17,10 @@
  * Frames are the effect-ipc frame format. When the conversation ends the
  * listener opens `name.in` afresh for the next client.
  *
- * The listener never removes what it did not make: FIFOs (or a ready token)
- * left by a dead listener of this user are replaced, anything else at those
- * paths is `AddressInUse`. The client opens both FIFOs without following
+ * The listener never removes what it did not make: FIFOs of this user, a
+ * lock naming a dead pid and a ready token holding that lock's text (what a
+ * dead listener left) are replaced, anything else at those paths is
+ * `AddressInUse`. The client opens both FIFOs without following
  * links and checks their owner (fstat) with `authorize` before it sends the
  * hello: a pair made by another user is `PeerRejected`.
  *

@@ -197,6 +197,22 @@ describe("listen leaves what is at its path alone", () => {
     }).pipe(Effect.scoped))
 
   it.live.runIf(isRoot)(
+    "where it may not look (EACCES): a typed PermissionDenied, not a defect",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-listen-", 0o700)
+        for (const address of [`unix://${Path.join(dir, "x.sock")}`, `fifo://${Path.join(dir, "x")}`]) {
+          const racer = yield* start(node, [...nodeFixture("listen.ts"), address], { uid: nobody })
+          yield* racer.line(/^armed$/)
+          yield* racer.say("go")
+          assert.match(yield* racer.line(/^(won|lost)/), /^lost PermissionDenied: .*EACCES/, address)
+        }
+        assert.deepStrictEqual(Fs.readdirSync(dir), [])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live.runIf(isRoot)(
     "a socket of another user, live or stale, in a shared sticky directory",
     () =>
       Effect.gen(function*() {
