@@ -9,8 +9,8 @@
  * a pair socket of its own. The listener's address is a small rendezvous
  * (nng's req/rep): a client asks it for a conversation, the listener opens a
  * pair socket at a fresh address (a free port on the same host for tcp, a
- * fresh path under the same port for ws, a random abstract name for ipc on
- * Linux, a random suffix for inproc) and answers with it and a one-time
+ * fresh path under the same port for ws, a random name in a private 0700
+ * directory beside the lobby for ipc, a random suffix for inproc) and answers with it and a one-time
  * token; the client dials that address, presents the token and gets `ready`.
  * Both sides then speak the channel format of `internal/channel.ts` (a kind
  * byte before each message).
@@ -46,6 +46,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as Channel from "./internal/channel.ts"
 import type * as Nng from "./internal/nng.ts"
 import * as Socket from "./internal/socket.ts"
@@ -114,11 +115,19 @@ export const sameUserOrRoot: (peer: IpcChannel.PeerInfo) => boolean = UnixSocket
 const hasCredentials = (address: NngAddress.NngAddress) =>
   address.transport === "ipc" || address.transport === "abstract"
 
-/** Where the listener at `lobby` opens the pair socket of one conversation. */
-const conversationUrl = (lobby: NngAddress.NngAddress, port: number | undefined, name: string): string => {
+/**
+ * Where the listener at `lobby` opens the pair socket of one conversation;
+ * over ipc, in `privateDir` (see `conversationDir`).
+ */
+const conversationUrl = (
+  lobby: NngAddress.NngAddress,
+  port: number | undefined,
+  name: string,
+  privateDir: string | undefined
+): string => {
   switch (lobby.transport) {
     case "ipc":
-      return process.platform === "linux" ? `abstract://effect-ipc-${name}` : `ipc://${lobby.path}.${name}`
+      return `ipc://${Path.join(privateDir ?? Path.dirname(lobby.path), name)}`
     case "abstract":
       return `abstract://${lobby.path}.${name}`
     case "inproc":
@@ -129,6 +138,25 @@ const conversationUrl = (lobby: NngAddress.NngAddress, port: number | undefined,
       return `ws://${lobby.host}:${port ?? lobby.port}${lobby.path.replace(/\/$/, "")}/${name}`
   }
 }
+
+/**
+ * The directory, beside an ipc lobby, of its conversations' socket files:
+ * made by `mkdtemp` (0700), searchable by the group or others only when
+ * `mode` lets them connect. Abstract names would be listed in the
+ * world-readable /proc/net/unix for anyone to connect to first.
+ */
+const conversationDir = (lobby: NngAddress.NngAddress, mode: number, raw: string) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const dir = Fs.mkdtempSync(Path.join(Path.dirname(lobby.path), ".eipc-"))
+        Fs.chmodSync(dir, 0o700 | (mode & 0o060 ? 0o010 : 0) | (mode & 0o006 ? 0o001 : 0))
+        return dir
+      },
+      catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot make the conversations' directory", raw)
+    }),
+    (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  )
 
 /** The address a client dials for a conversation: the listener's url, on the host the client used. */
 const clientUrl = (
@@ -224,6 +252,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const address = bound.port !== undefined && lobbyAddress.port === 0
         ? NngAddress.withPort(lobbyAddress, bound.port)
         : raw
+      const privateDir = lobbyAddress.transport === "ipc"
+        ? yield* conversationDir(lobbyAddress, options.mode ?? 0o600, raw)
+        : undefined
       const acceptor = yield* Transport.makeAcceptor(address)
       const open = new Set<IpcChannel.IpcChannel>()
       const handshakes = yield* FiberSet.make<void, never>()
@@ -246,7 +277,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         Effect.gen(function*() {
           const token = Crypto.randomBytes(16).toString("hex")
           const conversation = yield* NngAddress.parse(
-            conversationUrl(lobbyAddress, bound.port, Crypto.randomBytes(12).toString("hex")),
+            conversationUrl(lobbyAddress, bound.port, Crypto.randomBytes(12).toString("hex"), privateDir),
             { plain: true }
           )
           const socket = yield* Socket.open("pair", pairOptions, address)
@@ -258,10 +289,15 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             if (!answer(request, { url, token })) {
               return yield* IpcError.make("Timeout", "the client does not read its answers", address)
             }
-            const hello = yield* socket.receive
-            if (hello.kind !== Channel.Kind.hello || decoder.decode(hello.body) !== token) {
-              return yield* IpcError.make("PeerRejected", "a peer came to a conversation without its token", address)
-            }
+            // a peer without the token (a wrong client, or another process that connected first):
+            // close only its connection and keep waiting, within `handshakeTimeout`
+            const hello = yield* Effect.repeat(socket.receive, {
+              until: (message) => {
+                const right = message.kind === Channel.Kind.hello && decoder.decode(message.body) === token
+                if (!right) socket.nng.closePipe(message.pipe)
+                return right
+              }
+            })
             const conversationPeer = peerOf(socket, hello.pipe, address)
             if (hasCredentials(lobbyAddress) && !authorize(conversationPeer)) {
               return yield* refuse(conversationPeer, address)

@@ -82,8 +82,13 @@ describe("NngTransport", () => {
         assert.strictEqual(client.peer.pid, process.pid)
         assert.strictEqual(server.peer.pid, process.pid)
         assert.strictEqual(server.peer.uid, process.getuid!())
-        // each conversation runs on an abstract socket: nothing else appears on disk
-        assert.deepStrictEqual(Fs.readdirSync(dir), ["creds.ipc"])
+        // conversations run on sockets in a private (0700) directory beside the lobby
+        const entries = Fs.readdirSync(dir).sort()
+        assert.strictEqual(entries.length, 2)
+        assert.strictEqual(entries[1], "creds.ipc")
+        const conversations = Path.join(dir, entries[0]!)
+        assert.strictEqual(Fs.lstatSync(conversations).mode & 0o777, 0o700)
+        assert.strictEqual(Fs.readdirSync(conversations).length, 1)
       }))
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "the listener removed its socket file")
     }).pipe(Effect.scoped))

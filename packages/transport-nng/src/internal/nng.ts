@@ -83,6 +83,7 @@ interface Bindings {
   readonly send: (s: Handle, data: Uint8Array, size: number, flags: number) => number
   readonly recvmsg: (s: Handle, out: Array<Ptr | null>, flags: number) => number
   readonly pipeSocket: (p: Handle) => Handle
+  readonly pipeClose: (p: Handle) => number
   readonly pipeGetUint64: (p: Handle, name: string, out: Array<bigint>) => number
   readonly statsGet: (out: Array<Ptr | null>) => number
   readonly statsFree: (st: Ptr) => void
@@ -245,6 +246,7 @@ const declare = (libc: LibraryHandle, lib: LibraryHandle, version: string): Bind
     send: lib.func(`int nng_send(${S} s, const void *data, size_t size, int flags)`),
     recvmsg: lib.func(`int nng_recvmsg(${S} s, _Out_ ${M} **m, int flags)`),
     pipeSocket: lib.func(`${S} nng_pipe_socket(${P} p)`),
+    pipeClose: lib.func(`int nng_pipe_close(${P} p)`),
     pipeGetUint64: lib.func(`int nng_pipe_get_uint64(${P} p, const char *name, _Out_ uint64_t *value)`),
     statsGet: lib.func("int nng_stats_get(_Out_ void **stats)"),
     statsFree: lib.func("void nng_stats_free(void *stats)"),
@@ -367,6 +369,8 @@ export interface Nng {
   readonly tryReceive: (s: Handle, kinded: boolean, withHeader: boolean) => Received | number
   /** True while nng still knows the pipe (it goes once its connection is closed and reaped). */
   readonly pipeAlive: (pipe: number) => boolean
+  /** Closes one pipe (one peer's connection), leaving its socket open. */
+  readonly closePipe: (pipe: number) => void
   /** What an ipc pipe tells of its peer process; empty for other transports. */
   readonly pipePeer: (pipe: number) => { pid?: number; uid?: number; gid?: number }
   /**
@@ -619,6 +623,7 @@ const make = (b: Bindings): Nng => {
       }
     },
     pipeAlive: (pipe) => b.pipeSocket({ id: pipe }).id !== 0,
+    closePipe: (pipe) => void b.pipeClose({ id: pipe }),
     pipePeer: (pipe) => {
       const read = (name: string): number | undefined => {
         const out = [0n]

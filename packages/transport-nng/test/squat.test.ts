@@ -1,0 +1,81 @@
+/**
+ * Another user who reads /proc/net/unix sees every conversation an nng+ipc://
+ * listener opens; it must not be able to take a conversation before the real
+ * client does. The squatter (`fixtures/squat.py`, uid 65534) connects first to
+ * each new conversation and holds nng's pair slot; every real dial still gets
+ * its channel. Needs root (to switch users), setpriv and python3.
+ */
+import { NngTransport } from "@effect-ipc/transport-nng"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Child from "./fixtures/process.ts"
+
+const NOBODY = 65534
+const canSwitch = process.getuid?.() === 0 && ChildProcess.spawnSync("setpriv", ["--version"]).status === 0
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A directory under /tmp that uid 65534 can look into, removed with the scope. */
+const sharedDir = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-squat-"))
+    Fs.chmodSync(dir, 0o755)
+    return dir
+  }),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+describe.skipIf(!canSwitch)("a squatter of conversations (another user, nng+ipc://)", () => {
+  it.live(
+    "connecting first to each conversation does not keep the real client from its channel",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* sharedDir
+        const address = `nng+ipc://${Path.join(dir, "lobby.ipc")}`
+        const transport = NngTransport.make({ connectTimeout: "4 seconds", handshakeTimeout: "2 seconds" })
+        const listener = yield* transport.listen(address)
+        const squatter = yield* Child.spawn("setpriv", [
+          `--reuid=${NOBODY}`,
+          `--regid=${NOBODY}`,
+          "--clear-groups",
+          // the system's python (a user-level install may not be reachable by uid 65534)
+          "/usr/bin/python3",
+          Path.join(import.meta.dirname, "fixtures", "squat.py"),
+          dir
+        ])
+        yield* squatter.waitFor((l) => l === "watching")
+        for (let i = 0; i < 8; i++) {
+          const client = yield* transport.dial(address)
+          const server = yield* listener.accept
+          yield* client.send(encoder.encode(`hello ${i}`))
+          assert.strictEqual(decoder.decode(yield* server.receive), `hello ${i}`)
+        }
+        // the squatter did see conversations and try them (it cannot have held one)
+        const tried = yield* squatter.waitFor((l) => l.startsWith("tried "))
+        assert.match(tried, / EACCES$/)
+        squatter.process.stdin?.end()
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+describe("a wrong token on a conversation (nng+abstract://)", () => {
+  it.live(
+    "closes only that connection: the client with the token still gets its channel",
+    () =>
+      Effect.gen(function*() {
+        const name = `effect-ipc-test-${process.pid}-${Date.now()}`
+        const listener = yield* NngTransport.make({ handshakeTimeout: "10 seconds" }).listen(`nng+abstract://${name}`)
+        const client = yield* Child.spawn("python3", [Path.join(import.meta.dirname, "fixtures", "wrongpipe.py"), name])
+        const line = yield* client.waitFor((l) => l !== "wrong closed")
+        assert.strictEqual(line, "ready")
+        const channel = yield* listener.accept
+        assert.strictEqual(channel.peer.uid, process.getuid?.())
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
