@@ -4,10 +4,11 @@
  * `AddressInUse` naming what is there, and is left exactly as it was.
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
-import { Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
+import { Fifo, SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { isRoot, nobody, node, nodeFixture, python, squatter, start, tempDir } from "./helpers.ts"
@@ -298,6 +299,9 @@ describe("racing listeners", () => {
         const server = yield* listener.accept
         yield* client.send(new Uint8Array([6]))
         assert.deepStrictEqual([...(yield* server.receive)], [6])
+        // our lock file for that path is in our runtime directory, and gone once released
+        const key = Crypto.createHash("sha256").update(path).digest("hex").slice(0, 32)
+        assert.isFalse(Fs.existsSync(Path.join(yield* SocketPath.runtimeDir(), `.lock-${key}`)))
       }).pipe(Effect.scoped),
     60_000
   )

@@ -153,35 +153,60 @@ export const setPipeSize = (fd: number, size: number): Effect.Effect<number> =>
 /**
  * Takes an exclusive advisory lock (flock) on the file `lockFile` (created
  * mode 0600 if missing, never through a link) for the duration of `body`;
- * released when `body` ends. The lock is tried without blocking (the event
- * loop never waits) and retried for a few seconds.
+ * the holder removes the file before releasing it, and a lock taken on a file
+ * already removed is dropped and tried again, so lock files do not pile up.
+ * The lock is tried without blocking (the event loop never waits) and
+ * retried for a few seconds.
  */
 export const withLockFile = <A, E, R>(
   lockFile: string,
   raw: string,
   body: Effect.Effect<A, E, R>
-): Effect.Effect<A, E | IpcError.IpcError, R> =>
-  Effect.acquireUseRelease(
-    Effect.try({
-      try: () => Fs.openSync(lockFile, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_NOFOLLOW, 0o600),
-      catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot open the lock file ${lockFile}`, raw)
-    }),
+): Effect.Effect<A, E | IpcError.IpcError, R> => {
+  const busy = (detail: string) =>
+    IpcError.fromSystemError(Object.assign(new Error(detail), { code: "EAGAIN" }), "AddressInUse", detail, raw)
+  const lockOnce = Effect.suspend((): Effect.Effect<number, IpcError.IpcError> => {
+    const b = load()
+    if (b instanceof IpcError.IpcError) return Effect.fail(b)
+    let fd: number
+    try {
+      fd = Fs.openSync(lockFile, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_NOFOLLOW, 0o600)
+    } catch (cause) {
+      return Effect.fail(IpcError.fromSystemError(cause, "Open", `cannot open the lock file ${lockFile}`, raw))
+    }
+    const errno = b.flock(fd, LOCK_EX | LOCK_NB)
+    if (errno !== 0) {
+      Fs.closeSync(fd)
+      return Effect.fail(systemError(errno, "AddressInUse", `cannot lock ${lockFile}`, raw))
+    }
+    let current = false
+    try {
+      const held = Fs.fstatSync(fd)
+      const named = Fs.lstatSync(lockFile)
+      current = held.dev === named.dev && held.ino === named.ino
+    } catch {
+      // removed by its last holder: try again
+    }
+    if (current) return Effect.succeed(fd)
+    Fs.closeSync(fd)
+    return Effect.fail(busy(`${lockFile} was released while we locked it`))
+  })
+  return Effect.acquireUseRelease(
+    lockOnce.pipe(
+      Effect.retry({
+        schedule: Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 1000 })),
+        while: (error) => error.errno === "EWOULDBLOCK" || error.errno === "EAGAIN" || error.errno === "EINTR"
+      })
+    ),
+    () => body,
     (fd) =>
-      Effect.andThen(
-        Effect.suspend(() => {
-          const b = load()
-          if (b instanceof IpcError.IpcError) return Effect.fail(b)
-          const errno = b.flock(fd, LOCK_EX | LOCK_NB)
-          return errno === 0
-            ? Effect.void
-            : Effect.fail(systemError(errno, "AddressInUse", `cannot lock ${lockFile}`, raw))
-        }).pipe(
-          Effect.retry({
-            schedule: Schedule.spaced("5 millis").pipe(Schedule.upTo({ times: 1000 })),
-            while: (error) => error.errno === "EWOULDBLOCK" || error.errno === "EAGAIN" || error.errno === "EINTR"
-          })
-        ),
-        body
-      ),
-    (fd) => Effect.sync(() => Fs.closeSync(fd))
+      Effect.sync(() => {
+        try {
+          Fs.unlinkSync(lockFile)
+        } catch {
+          // gone already
+        }
+        Fs.closeSync(fd)
+      })
   )
+}
