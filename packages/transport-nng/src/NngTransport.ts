@@ -46,6 +46,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Channel from "./internal/channel.ts"
 import type * as Nng from "./internal/nng.ts"
@@ -139,8 +140,12 @@ const conversationUrl = (
   }
 }
 
+/** Bytes of a conversation's socket path beyond its directory's: "/.eipc-XXXXXX/" and 24 hex digits. */
+const CONVERSATION_PATH_BYTES = 14 + 24
+
 /**
- * The directory, beside an ipc lobby, of its conversations' socket files:
+ * The directory, beside an ipc lobby, of its conversations' socket files
+ * (in the temporary directory when a path beside it would be too long):
  * made by `mkdtemp` (0700), searchable by the group or others only when
  * `mode` lets them connect. Abstract names would be listed in the
  * world-readable /proc/net/unix for anyone to connect to first.
@@ -149,7 +154,11 @@ const conversationDir = (lobby: NngAddress.NngAddress, mode: number, raw: string
   Effect.acquireRelease(
     Effect.try({
       try: () => {
-        const dir = Fs.mkdtempSync(Path.join(Path.dirname(lobby.path), ".eipc-"))
+        const beside = Path.dirname(lobby.path)
+        const parent = Buffer.byteLength(beside) + CONVERSATION_PATH_BYTES <= UnixSocket.maxPathBytes
+          ? beside
+          : Os.tmpdir()
+        const dir = Fs.mkdtempSync(Path.join(parent, ".eipc-"))
         Fs.chmodSync(dir, 0o700 | (mode & 0o060 ? 0o010 : 0) | (mode & 0o006 ? 0o001 : 0))
         return dir
       },

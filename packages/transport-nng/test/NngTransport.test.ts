@@ -93,6 +93,20 @@ describe("NngTransport", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "the listener removed its socket file")
     }).pipe(Effect.scoped))
 
+  it.live("a socket path near the length limit still serves conversations", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const deep = Path.join(dir, "d".repeat(Math.max(1, 100 - dir.length - 12)))
+      Fs.mkdirSync(deep)
+      const address = `nng+ipc://${Path.join(deep, "lobby.ipc")}`
+      const transport = NngTransport.make()
+      const listener = yield* transport.listen(address)
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      yield* client.send(encoder.encode("long"))
+      assert.strictEqual(decoder.decode(yield* server.receive), "long")
+    }).pipe(Effect.scoped))
+
   it.live("refuses peers that `authorize` rejects, on both sides", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
