@@ -86,7 +86,7 @@ describe("nng+tcp:// listener under a flood", () => {
             fresh.push(yield* roundTrip(channel, `fresh ${i}`))
           }))
         }
-        const holding = yield* attacker.waitFor((line) => line.startsWith("holding "), 60_000)
+        const holding = yield* attacker.waitFor((line) => line.startsWith("holding "), 120_000)
         const [, welcomes, busy] = holding.split(" ")
         const during = yield* stats(server)
         peak = { fds: Math.max(peak.fds, during.fds), rss: Math.max(peak.rss, during.rss) }
@@ -118,6 +118,6 @@ describe("nng+tcp:// listener under a flood", () => {
         assert.isAtMost(after.rss, baseline.rss + 64 * MiB, report)
         console.log(`flood: ${report}`)
       }).pipe(Effect.scoped),
-    120_000
+    240_000
   )
 })
