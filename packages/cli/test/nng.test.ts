@@ -114,14 +114,15 @@ describe("effect-ipc nng", () => {
         "4"
       )
       const address = yield* boundAt(pull, "pulling")
-      // nng drops the connection of a peer that sends more than the limit, and the pusher redials
+      // nng drops the connection of a peer that sends more than the limit. The pusher hands its
+      // message to nng and is done (the refusal is the puller's); it goes first, while the puller is
+      // still there to take it: a pusher with no puller waits for one
       const tooLong = yield* cli("nng", "push", "--dial", address, "--data", "too long for four bytes")
+      assert.strictEqual(yield* tooLong.exit, 0, tooLong.stderr())
       const small = yield* cli("--format", "hex", "nng", "push", "--dial", address, "--data", "6869", "--count", "2")
       assert.strictEqual(yield* small.exit, 0, small.stderr())
       assert.strictEqual(yield* pull.exit, 0, pull.stderr())
       assert.strictEqual(pull.stdout(), "6869\n6869\n")
-      // the pusher hands its message to nng and is done: the refusal is the puller's
-      assert.strictEqual(yield* tooLong.exit, 0, tooLong.stderr())
     }).pipe(Effect.scoped))
 
   it.live("pair, against nngcat --pair1", () =>

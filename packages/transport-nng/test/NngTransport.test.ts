@@ -83,7 +83,7 @@ describe("NngTransport", () => {
         assert.strictEqual(server.peer.pid, process.pid)
         assert.strictEqual(server.peer.uid, process.getuid!())
         // conversations run on sockets in a private (0700) directory beside the lobby
-        const entries = Fs.readdirSync(dir).sort()
+        const entries = Fs.readdirSync(dir).toSorted()
         assert.strictEqual(entries.length, 2)
         assert.strictEqual(entries[1], "creds.ipc")
         const conversations = Path.join(dir, entries[0]!)
