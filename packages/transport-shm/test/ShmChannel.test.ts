@@ -304,9 +304,12 @@ describe("shm:// channels", () => {
       while (openSockets().length > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
       assert.deepStrictEqual(openSockets(), [])
       // closed listeners removed their socket files from the rendezvous directory; the echo children
-      // were killed (kill -9 leaves a listener's file behind): the collector removes those
+      // were killed (kill -9 leaves a listener's file behind, unless the child was still starting or
+      // had already closed its listener): the collector removes those, and only sockets
       const swept = yield* Shm.SegmentGc.collect({ prefix: `channel-test-${process.pid}-` })
-      assert.deepStrictEqual(swept.removed.map((r) => r.kind), ["socket", "socket"])
+      const kinds = swept.removed.map((r) => r.kind)
+      assert.isAtMost(kinds.length, 2, JSON.stringify(kinds))
+      assert.isTrue(kinds.every((kind) => kind === "socket"), JSON.stringify(kinds))
       const files = Fs.readdirSync(Shm.ShmTransport.defaultDirectory())
       assert.deepStrictEqual(files.filter((f) => f.includes(`channel-test-${process.pid}-`)), [])
     }))
