@@ -19,7 +19,9 @@
  * the hello, keeps at most `maxPendingHandshakes` conversations waiting for
  * their clients (each for at most `handshakeTimeout`) and answers the others
  * "busy" (the client asks again with backoff, within its `connectTimeout`):
- * a flood cannot take its descriptors.
+ * a flood cannot take its descriptors. One rendezvous connection holds at
+ * most one of those conversations: hellos it sends while its conversation
+ * waits are dropped, so a few connections cannot take every place.
  *
  * Over ipc, `listen` takes its path only when nothing is there or a stale
  * socket of this user is (transport-pipe's rule): anything else is
@@ -212,6 +214,9 @@ const unreachable = (address: NngAddress.NngAddress, error: IpcError.IpcError): 
 /** Milliseconds left until `deadline` (at least 1). */
 const remainingUntil = (deadline: number) => Math.max(1, deadline - Date.now())
 
+/** Answers the rendezvous socket may hold before nng's thread hands them to their connections. */
+const LOBBY_SEND_BUFFER = 1024
+
 /** How long a client first waits for the listener's answer before it asks again (then twice as long, ...). */
 const ASK_AGAIN_MS = 5000
 
@@ -251,6 +256,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const lobbyAddress = yield* NngAddress.parse(raw)
       const lobby = yield* Socket.make("rep-raw", {
         maxMessageSize: 4096,
+        // answers wait here for nng's thread to hand them to their connections: without room, an answer
+        // sent while it is busy (under load, often) would be dropped and its client would wait to ask again
+        sendBuffer: LOBBY_SEND_BUFFER,
         ipcPermissions: options.mode ?? 0o600
       }, raw)
       // libnng removes whatever refuses a connect at an ipc path (a regular file too): take the path
@@ -269,6 +277,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const handshakes = yield* FiberSet.make<void, never>()
       /** Conversations waiting for their clients. */
       let pending = 0
+      /** The rendezvous connections (nng pipes) whose conversation waits for them. */
+      const waiting = new Set<number>()
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           acceptor.end()
@@ -321,13 +331,17 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const converse = (request: Nng.Received) =>
         Effect.gen(function*() {
           pending++
+          waiting.add(request.pipe)
           const accepted = yield* handshake(request).pipe(
             Effect.timeoutOrElse({
               duration: handshakeTimeout,
               orElse: () =>
                 Effect.fail(IpcError.make("Timeout", "the client did not come to its conversation", address))
             }),
-            Effect.ensuring(Effect.sync(() => void pending--))
+            Effect.ensuring(Effect.sync(() => {
+              pending--
+              waiting.delete(request.pipe)
+            }))
           )
           open.add(accepted)
           acceptor.offer(accepted)
@@ -338,7 +352,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       /** A rendezvous request: validated (and, over ipc, its sender checked) before anything is allocated. */
       const onRequest = (request: Nng.Received) =>
         Effect.gen(function*() {
-          if (!isHello(request.body)) return
+          // not the hello, or a hello from a connection whose conversation already waits for it
+          if (!isHello(request.body) || waiting.has(request.pipe)) return
           const peer = peerOf(lobby, request.pipe, address)
           if (hasCredentials(lobbyAddress) && !authorize(peer)) {
             const refusal = refuse(peer, address)
