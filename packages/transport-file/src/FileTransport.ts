@@ -26,6 +26,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -33,6 +34,7 @@ import * as Path from "node:path"
 import * as FileChannel from "./FileChannel.ts"
 import * as Endpoint from "./internal/endpoint.ts"
 import * as Layout from "./internal/layout.ts"
+import * as Libc from "./internal/libc.ts"
 import * as Lock from "./internal/lock.ts"
 import * as Sys from "./internal/sys.ts"
 import * as Wake from "./internal/wake.ts"
@@ -217,7 +219,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           }, options)
           if (stopped) return yield* endpoint.channel.close
           accepted.add(endpoint.channel)
-          yield* Effect.forkDetach(
+          background(
             Effect.andThen(
               endpoint.channel.closed,
               Effect.sync(() => {
@@ -227,7 +229,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             )
           )
           acceptor.offer(endpoint.channel)
-        }).pipe(Effect.catch((error) => Effect.logDebug(`could not accept connection ${id}`, error)))
+        }).pipe(
+          Effect.catch((error) => Effect.logDebug(`could not accept connection ${id}`, error)),
+          // an endpoint half open when the listener closes would keep its lock: let it finish, then close it
+          Effect.uninterruptible
+        )
 
       const scan = () => {
         if (stopped) return
@@ -240,7 +246,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         for (const id of names) {
           if (id.startsWith(".") || seen.has(id)) continue
           seen.add(id)
-          void Effect.runFork(accept(id))
+          background(accept(id))
         }
       }
 
@@ -276,6 +282,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           })
         })
       )
+      // accepts (started by the watcher and the timer) run with the services of whoever listens, and
+      // are done or interrupted before the finalizer above closes what they accepted
+      const background = yield* FiberSet.makeRuntime<never>()
       yield* Wake.watch(paths.connections, scan, options)
       // a safety net for missed notifications
       const timer = setInterval(scan, 250)
@@ -403,6 +412,18 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
   }
 }
 
-/** The file transport as the `Transport` service. */
-export const layer = (options?: FileTransportOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, make(options))
+/**
+ * Builds the file transport once this platform is known to have file locks
+ * (`flock`): otherwise `UnsupportedPlatform` or `LibraryMissing` now, not at
+ * the first `listen` or `dial`. `layer` and the registry's `descriptor` both
+ * build the transport with this.
+ */
+export const build = (options?: FileTransportOptions): Effect.Effect<Transport.TransportShape, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const unavailable = Libc.available()
+    return unavailable === undefined ? Effect.succeed(make(options)) : Effect.fail(unavailable)
+  })
+
+/** The file transport as the `Transport` service (see `build`). */
+export const layer = (options?: FileTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
+  Layer.effect(Transport.Transport, build(options))

@@ -39,6 +39,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -358,6 +359,8 @@ export const open = (
     const durable = options.durableCursor !== false
     const keep = Math.max(1, options.keep ?? KEEP)
     const fileMode = options.fileMode ?? Log.defaults.fileMode
+    // warnings from `commit` (a plain callback) run with the caller's services, in this scope
+    const background = yield* FiberSet.makeRuntime<never>()
 
     // the last message handed to the router (read position) and the tokens' positions
     let last: Position | undefined = durable ? readCursor(cursorPath) : undefined
@@ -471,7 +474,7 @@ export const open = (
         try {
           writeCursor(cursorPath, position, fileMode)
         } catch (cause) {
-          void Effect.runFork(Effect.logWarning("cannot save the read position", cause))
+          background(Effect.logWarning("cannot save the read position", cause))
         }
       }
     }

@@ -5,11 +5,9 @@
  * @since 0.1.0
  */
 import * as Registry from "@effect-ipc/core/Registry"
-import * as Effect from "effect/Effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as FileTransport from "./FileTransport.ts"
-import * as Libc from "./internal/libc.ts"
 
 /** The seed's two fixed roles over append-only logs: `backend(dir)`, `frontend(dir)`. */
 export * as FileChannel from "./FileChannel.ts"
@@ -36,9 +34,6 @@ export const make = FileTransport.make
 export const descriptor: Registry.TransportDescriptor = {
   name: "file",
   schemes: ["file"],
-  make: Effect.suspend(() => {
-    const unavailable = Libc.available()
-    return unavailable === undefined ? Effect.succeed(FileTransport.make()) : Effect.fail(unavailable)
-  }),
+  make: FileTransport.build(),
   defaultAddress: (service) => `file://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}`, service)}`
 }

@@ -12,7 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fresh, node, tempRoot } from "./helpers.ts"
+import { fresh, node, run, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("transport")
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -118,6 +118,24 @@ describe("file:// transport", () => {
       const bad = yield* Effect.flip(File.FileTransport.parse("file:///tmp/x?role=middle"))
       assert.strictEqual(bad.reason, "InvalidAddress")
     }))
+
+  it.live(
+    "FileTransport.layer and the descriptor build it the same way: both refuse a platform without flock",
+    () =>
+      Effect.gen(function*() {
+        // the child pretends to run on aix, where this package finds no flock
+        const result = yield* run(node(["no-flock"]))
+        assert.strictEqual(result.code, 0, result.stderr)
+        const [layer, descriptor] = result.lines.map((line) => JSON.parse(line) as { reason?: string })
+        assert.strictEqual(descriptor?.reason, "UnsupportedPlatform")
+        assert.strictEqual(
+          layer?.reason,
+          "UnsupportedPlatform",
+          "FileTransport.layer checks what the descriptor checks"
+        )
+      }),
+    30_000
+  )
 })
 
 describe("file:// listen on a directory it did not make (review item 1)", () => {

@@ -24,6 +24,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
@@ -180,6 +181,10 @@ export const open = (
       return yield* Effect.failCause(opened.cause)
     }
     const { writer, reader } = opened.value
+    // work started by the event loop (watcher, timers) runs here, with the services of whoever
+    // opened the endpoint (their logger, tracer); `close` interrupts what is left
+    const tasks = yield* Scope.make()
+    const background = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(tasks))
 
     const closedErr = IpcError.make("Closed", "the channel is closed", address)
     const closed = Deferred.makeUnsafe<void>()
@@ -243,7 +248,7 @@ export const open = (
           fail(skipped)
           return false
         }
-        Effect.runFork(Effect.logWarning(`skipped ${skipped} bytes of a corrupt record`, error.detail))
+        background(Effect.logWarning(`skipped ${skipped} bytes of a corrupt record`, error.detail))
         return true
       }
       fail(error)
@@ -335,7 +340,7 @@ export const open = (
       if (timer !== undefined) clearInterval(timer)
       Deferred.doneUnsafe(abort, Effect.fail(failure ?? closedErr))
       // the reader's cursor stays open until `close`: messages still buffered commit as they are taken
-      void Effect.runFork(
+      background(
         Scope.close(scope, Exit.void).pipe(
           Effect.andThen(Effect.sync(() => {
             spec.onReleased?.()
@@ -364,7 +369,7 @@ export const open = (
     function finishLocal(): void {
       if (closing || failure !== undefined) return
       closing = true
-      void Effect.runFork(goodbye)
+      background(goodbye)
     }
 
     const close: Effect.Effect<void> = Effect.suspend(() => {
@@ -374,7 +379,7 @@ export const open = (
       inbox.shutdown(closedErr)
       return (wasClosing ? Effect.sync(release) : goodbye).pipe(
         Effect.andThen(Deferred.await(closed)),
-        Effect.ensuring(Scope.close(readerScope, Exit.void))
+        Effect.ensuring(Effect.andThen(Scope.close(readerScope, Exit.void), Scope.close(tasks, Exit.void)))
       )
     })
 
@@ -408,7 +413,7 @@ export const open = (
     // restart neither repeats nor skips
     const commit = (end: number): void => {
       const error = reader.commit(end)
-      if (error !== undefined) void Effect.runFork(Effect.logWarning("cannot commit the cursor", error))
+      if (error !== undefined) background(Effect.logWarning("cannot commit the cursor", error))
       // past the close record once everything before it is handled
       if (closeEnd !== undefined && endsHead === ends.length && end >= closeEnd - LogFormat.RECORD_HEADER) {
         reader.commit(closeEnd)
