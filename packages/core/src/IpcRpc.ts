@@ -1,18 +1,25 @@
 /**
  * Typed RPC over any effect-ipc transport, built on `effect/rpc`. Define an
- * `RpcGroup` once; serve it with `layerServer(address)` and call it with
- * `layerClient(address)`, over whichever `Transport` is provided. Requests,
+ * `RpcGroup` once; serve it with `layerServer` and call it with `layerClient`
+ * at the configured address (`Registry.layerConfig`: `IPC_TRANSPORT` /
+ * `IPC_ADDRESS`), or at an address of your choice with
+ * `layerServerProtocol(address)` / `layerClientProtocol(address)`. Requests,
  * typed errors, streamed responses, fire-and-forget calls, interruption and
  * pings are effect's own; this module only carries its frames.
  *
  * The client reconnects with `Policy.reconnect`. A request in flight when the
  * link drops fails with an `RpcClientError`: it is never replayed silently.
  * Mark an operation safe to repeat by wrapping the call in `retryIdempotent`.
+ * A client that cannot reach its server logs a warning naming the address and
+ * the reason at once; calls wait for the server up to `connectTimeout`
+ * (default 10 s, `IPC_CONNECT_TIMEOUT`), then fail with an `RpcClientError`
+ * whose message names the address and the reason.
  *
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import type * as Duration from "effect/Duration"
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
@@ -28,6 +35,7 @@ import * as SocketServer from "effect/socket/SocketServer"
 import type * as IpcChannel from "./IpcChannel.ts"
 import type * as IpcError from "./IpcError.ts"
 import * as Policy from "./Policy.ts"
+import * as Registry from "./Registry.ts"
 import * as Transport from "./Transport.ts"
 
 const textEncoder = new TextEncoder()
@@ -38,21 +46,104 @@ const readError = (error: IpcError.IpcError): Socket.SocketError =>
     : new Socket.SocketError({ reason: new Socket.SocketReadError({ cause: error }) })
 
 /**
+ * Gives a socket error the message a user should see (effect types it as a
+ * fixed text); the `IpcError` stays its `cause`.
+ */
+const withMessage = <E extends Socket.SocketOpenError | Socket.SocketReadError>(error: E, message: string): E =>
+  Object.defineProperty(error, "message", { value: message, enumerable: false, configurable: true })
+
+/** The server could not be reached yet: the client keeps trying, and calls keep waiting. */
+const unreachable = (address: string, cause: IpcError.IpcError) =>
+  withMessage(
+    new Socket.SocketOpenError({ kind: "Unknown", cause }),
+    `waiting for a server at ${address}: ${cause.message}`
+  )
+
+/**
+ * The server could not be reached within `connectTimeout`, or never can be
+ * (a bad address, a refused peer): the calls waiting fail with this reason.
+ */
+const gone = (address: string, cause: IpcError.IpcError, waited: number | undefined) =>
+  withMessage(
+    new Socket.SocketReadError({ cause }),
+    waited === undefined
+      ? `cannot reach a server at ${address}: ${cause.message}`
+      : `no server at ${address} after ${Math.round(waited)} ms: ${cause.message}`
+  )
+
+/** Dial failures that waiting cannot mend: calls fail at once. */
+const permanent: ReadonlySet<IpcError.IpcErrorReason> = new Set([
+  "InvalidAddress",
+  "UnsupportedScheme",
+  "UnsupportedPlatform",
+  "PermissionDenied",
+  "PeerRejected",
+  "NameTooLong",
+  "LibraryMissing"
+])
+
+/** Options of `toSocket`. */
+export interface SocketOptions {
+  /** The address `open` dials, for messages (default: `"the server"`). */
+  readonly address?: string | undefined
+  /** How long calls wait for an unreachable server before they fail (default: for ever). */
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+/**
  * An effect `Socket` over effect-ipc channels. Each time the socket is read
  * (on the first connect and on every reconnect), `open` opens a fresh channel
  * in the reader's scope; writes go to the channel of the current connection
- * and wait while there is none.
+ * and wait while there is none. A failed open is logged once as a warning
+ * (then at debug level until a channel opens) and reported as a transient
+ * `SocketOpenError` (the client waits), or as a `SocketReadError` once
+ * `connectTimeout` has passed or when the failure is permanent (a bad
+ * address, a refused peer), which fails the calls waiting; both name the
+ * address and the reason in their message and keep the `IpcError` as cause.
  */
-export const toSocket = (open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>): Socket.Socket => {
+export const toSocket = (
+  open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
+  options: SocketOptions = {}
+): Socket.Socket => {
   let current: IpcChannel.IpcChannel | undefined
   const connected = Latch.makeUnsafe(false)
+  const address = options.address ?? "the server"
+  const connectTimeout = options.connectTimeout === undefined
+    ? Infinity
+    : Duration.toMillis(Duration.fromInputUnsafe(options.connectTimeout))
+  /** When the current run of failed opens began. */
+  let failingSince: number | undefined
+
+  const opened = open.pipe(
+    Effect.catch((error) =>
+      Effect.gen(function*() {
+        const now = Date.now()
+        if (failingSince === undefined) {
+          failingSince = now
+          yield* Effect.logWarning(`waiting for a server at ${address}: ${error.message}`)
+        } else {
+          yield* Effect.logDebug(`still waiting for a server at ${address}: ${error.message}`)
+        }
+        const waited = now - failingSince
+        if (permanent.has(error.reason)) {
+          return yield* new Socket.SocketError({ reason: gone(address, error, undefined) })
+        }
+        if (waited >= connectTimeout) {
+          return yield* new Socket.SocketError({ reason: gone(address, error, waited) })
+        }
+        return yield* new Socket.SocketError({ reason: unreachable(address, error) })
+      })
+    ),
+    Effect.tap(() =>
+      failingSince === undefined ? Effect.void : Effect.suspend(() => {
+        failingSince = undefined
+        return Effect.logInfo(`connected to ${address}`)
+      })
+    )
+  )
 
   const reader: Socket.Socket["reader"] = Effect.gen(function*() {
-    const channel = yield* open.pipe(
-      Effect.mapError((cause) =>
-        new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })
-      )
-    )
+    const channel = yield* opened
     current = channel
     Latch.openUnsafe(connected)
     yield* Effect.addFinalizer(() =>
@@ -105,8 +196,14 @@ export const toSocketServer = (listener: Transport.Listener): SocketServer.Socke
     )
 })
 
-/** Client options: ping cadence and reconnect schedule. */
+/** Client options: ping cadence, reconnect schedule and how long calls wait for a server. */
 export interface ClientOptions {
+  /**
+   * How long calls wait for a server that cannot be reached before they fail
+   * with an `RpcClientError` naming the address and the reason (default 10 s;
+   * the client keeps trying, and later calls wait again).
+   */
+  readonly connectTimeout?: Duration.Input | undefined
   /** How often the client pings the server (default 5 s). */
   readonly pingInterval?: Duration.Input | undefined
   /** Silence after which the connection is dropped (default: the ping interval). */
@@ -123,7 +220,10 @@ export const layerClientProtocol = (
   Layer.effect(RpcClient.Protocol)(
     Effect.gen(function*() {
       const transport = yield* Transport.Transport
-      const socket = toSocket(transport.dial(address))
+      const socket = toSocket(transport.dial(address), {
+        address,
+        connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
+      })
       return yield* RpcClient.makeProtocolSocket({
         retryTransientErrors: true,
         retryPolicy: options.reconnect ?? Policy.reconnect,
@@ -145,6 +245,41 @@ export const layerServerProtocol = (
       )
     })
   )
+
+/** How long calls wait for an unreachable server by default. */
+const DEFAULT_CONNECT_TIMEOUT = Duration.seconds(10)
+
+/** `IPC_CONNECT_TIMEOUT` (optional): how long calls wait for an unreachable server (`"10 seconds"`). */
+export const connectTimeoutConfig: Config.Config<Duration.Duration> = Config.Duration("IPC_CONNECT_TIMEOUT").pipe(
+  Config.withDefault(DEFAULT_CONNECT_TIMEOUT)
+)
+
+/**
+ * The RPC server protocol at the configured address (`Registry.IpcAddress`,
+ * provided by `Registry.layerConfig` from `IPC_TRANSPORT` / `IPC_ADDRESS`).
+ */
+export const layerServer: Layer.Layer<
+  RpcServer.Protocol,
+  IpcError.IpcError,
+  Transport.Transport | Registry.IpcAddress | RpcSerialization.RpcSerialization
+> = Layer.unwrap(Effect.map(Registry.IpcAddress, layerServerProtocol))
+
+/**
+ * The RPC client protocol dialling the configured address
+ * (`Registry.IpcAddress`); `connectTimeout` defaults to `IPC_CONNECT_TIMEOUT`.
+ */
+export const layerClient = (
+  options: ClientOptions = {}
+): Layer.Layer<
+  RpcClient.Protocol,
+  Config.ConfigError,
+  Transport.Transport | Registry.IpcAddress | RpcSerialization.RpcSerialization
+> =>
+  Layer.unwrap(Effect.gen(function*() {
+    const address = yield* Registry.IpcAddress
+    const connectTimeout = options.connectTimeout ?? (yield* connectTimeoutConfig)
+    return layerClientProtocol(address, { ...options, connectTimeout })
+  }))
 
 /**
  * The default serialization: effect's schema-driven binary format, one RPC

@@ -113,7 +113,11 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
         const parsed = yield* Address.parseFor(address, ["memory"])
         const accept = listeners.get(parsed.rest)
         if (accept === undefined) {
-          return yield* IpcError.make("NotFound", "no listener serves this name", address)
+          return yield* IpcError.make(
+            "NotFound",
+            "no listener serves this name in this process (memory:// does not reach other processes)",
+            address
+          )
         }
         const client = makeEnd(maxBuffered)
         const channel = connectEnds(address, client, accept(client), "memory server", maxMessageSize)

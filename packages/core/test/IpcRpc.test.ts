@@ -1,12 +1,17 @@
-import { IpcRpc, Memory, Transport } from "@effect-ipc/core"
+import { IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
 import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/core/testing/ConformanceApi"
 import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as RpcClient from "effect/rpc/RpcClient"
 import { RpcClientDefect, RpcClientError } from "effect/rpc/RpcClientError"
 import type * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 
 let n = 0
@@ -74,4 +79,121 @@ describe("IpcRpc", () => {
       yield* Effect.flip(IpcRpc.retryIdempotent(refusing))
       assert.strictEqual(refusals, 1)
     }))
+})
+
+/** A logger that keeps every line (level and message) it is given. */
+const collector = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    lines.push(`${logLevel} ${Array.isArray(message) ? message.map(String).join(" ") : String(message)}`)
+  })
+  /** Waits (bounded) until a line matching `pattern` has been logged. */
+  const waitFor = (pattern: RegExp) =>
+    Effect.suspend(() =>
+      lines.some((line) => pattern.test(line))
+        ? Effect.void
+        : Effect.fail(`no line matches ${pattern}: ${JSON.stringify(lines)}`)
+    ).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))))
+  return { lines, logger, waitFor }
+}
+
+const collectorOf = collector()
+
+describe("a client whose server is not there", () => {
+  /** A client of `address` (over memory://, served by `transport`) with `options`. */
+  const clientOf = (transport: Transport.TransportShape, address: string, options: IpcRpc.ClientOptions) =>
+    Layer.build(
+      IpcRpc.layerClientProtocol(address, options).pipe(
+        Layer.provide(IpcRpc.layerSerialization),
+        Layer.provide(Layer.succeed(Transport.Transport, transport))
+      )
+    ).pipe(Effect.flatMap((protocol) => RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))))
+
+  it.live("says so at once, names the address and the reason, and fails calls after connectTimeout", () =>
+    Effect.gen(function*() {
+      const log = collectorOf
+      const address = `memory://nobody-${n++}`
+      const client = yield* clientOf(Memory.make(), address, { connectTimeout: "1500 millis" })
+      const call = yield* Effect.forkScoped(Effect.flip(client.Echo({ n: 1 })))
+      // the warning comes while the call still waits
+      yield* log.waitFor(new RegExp(`Warn.*waiting for a server at ${address}: NotFound.*in this process`))
+      assert.isUndefined(call.pollUnsafe())
+      const error = yield* Fiber.join(call)
+      assert.instanceOf(error, RpcClientError)
+      assert.match(error.message, new RegExp(`no server at ${address} after \\d+ ms: NotFound`), error.message)
+      // the IpcError stays reachable as the cause
+      const cause = (error.reason as { readonly cause?: unknown }).cause
+      assert.isTrue(IpcError.isIpcError(cause))
+      assert.strictEqual((cause as IpcError.IpcError).reason, "NotFound")
+    }).pipe(Effect.scoped, Effect.provide(Logger.layer([collectorOf.logger]))))
+
+  it.live("waits for a server that comes within connectTimeout, and says when it is connected", () =>
+    Effect.gen(function*() {
+      const address = `memory://later-${n++}`
+      const transport = Memory.make()
+      const client = yield* clientOf(transport, address, { connectTimeout: "20 seconds" })
+      const call = yield* Effect.forkScoped(client.Echo({ n: 7 }))
+      yield* collectorOf.waitFor(new RegExp(`waiting for a server at ${address}`))
+      yield* Layer.build(
+        RpcServer.layer(ConformanceApi).pipe(
+          Layer.provide(ConformanceHandlers),
+          Layer.provide(IpcRpc.layerServerProtocol(address)),
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provide(Layer.succeed(Transport.Transport, transport))
+        )
+      )
+      assert.strictEqual(yield* Fiber.join(call), 7)
+      yield* collectorOf.waitFor(new RegExp(`Info.*connected to ${address}`))
+    }).pipe(Effect.scoped, Effect.provide(Logger.layer([collectorOf.logger]))))
+
+  it.live("fails at once when waiting cannot help (an address no transport serves)", () =>
+    Effect.gen(function*() {
+      const client = yield* clientOf(Memory.make(), "carrier-pigeon://loft", { connectTimeout: "1 hour" })
+      const error = yield* Effect.flip(client.Echo({ n: 1 }))
+      assert.match(error.message, /cannot reach a server at carrier-pigeon:\/\/loft: UnsupportedScheme/, error.message)
+    }).pipe(Effect.scoped))
+})
+
+describe("layerServer / layerClient", () => {
+  /** Builds `layer` with `env` as the configuration (the process's environment in a real program). */
+  const withEnv = <A, E, R>(layer: Layer.Layer<A, E, R>, env: Record<string, string>) =>
+    Layer.build(layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))))
+
+  it.live("serve and call at the address IPC_TRANSPORT / IPC_ADDRESS choose, with IPC_CONNECT_TIMEOUT", () =>
+    Effect.gen(function*() {
+      const address = `memory://configured-${n++}`
+      const server = RpcServer.layer(ConformanceApi).pipe(
+        Layer.provide(ConformanceHandlers),
+        Layer.provide(IpcRpc.layerServer)
+      )
+      const context = yield* withEnv(
+        Layer.mergeAll(server, IpcRpc.layerClient()).pipe(
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provideMerge(Registry.layerConfig([Registry.memory]))
+        ),
+        { IPC_ADDRESS: address }
+      )
+      const client = yield* RpcClient.make(ConformanceApi).pipe(Effect.provide(context))
+      assert.strictEqual(yield* client.Echo({ n: 42 }), 42)
+      assert.strictEqual(Context.get(context, Registry.IpcAddress), address)
+
+      // a client of a configured address nobody serves gives up after IPC_CONNECT_TIMEOUT
+      const lonely = yield* withEnv(
+        IpcRpc.layerClient().pipe(
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provide(Registry.layerConfig([Registry.memory]))
+        ),
+        { IPC_ADDRESS: "memory://nobody", IPC_CONNECT_TIMEOUT: "300 millis" }
+      )
+      const error = yield* Effect.flip(
+        RpcClient.make(ConformanceApi).pipe(
+          Effect.flatMap((c) => c.Echo({ n: 1 })),
+          Effect.provide(lonely)
+        )
+      )
+      const waited = Number(/no server at memory:\/\/nobody after (\d+) ms/.exec(error.message)?.[1])
+      // it gave up after IPC_CONNECT_TIMEOUT (300 ms), not after the default 10 s
+      assert.isAtLeast(waited, 300, error.message)
+      assert.isBelow(waited, 10_000, error.message)
+    }).pipe(Effect.scoped))
 })
