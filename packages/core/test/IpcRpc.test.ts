@@ -99,16 +99,20 @@ const collector = () => {
 
 const collectorOf = collector()
 
-describe("a client whose server is not there", () => {
-  /** A client of `address` (over memory://, served by `transport`) with `options`. */
-  const clientOf = (transport: Transport.TransportShape, address: string, options: IpcRpc.ClientOptions) =>
-    Layer.build(
-      IpcRpc.layerClientProtocol(address, options).pipe(
-        Layer.provide(IpcRpc.layerSerialization),
-        Layer.provide(Layer.succeed(Transport.Transport, transport))
-      )
-    ).pipe(Effect.flatMap((protocol) => RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))))
+/** A client of `address` (over memory://, served by `transport`) with `options`. */
+const clientOf = (transport: Transport.TransportShape, address: string, options: IpcRpc.ClientOptions) =>
+  Layer.build(
+    IpcRpc.layerClientProtocol(address, options).pipe(
+      Layer.provide(IpcRpc.layerSerialization),
+      Layer.provide(Layer.succeed(Transport.Transport, transport))
+    )
+  ).pipe(Effect.flatMap((protocol) => RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))))
 
+/** Builds `layer` with `env` as the configuration (the process's environment in a real program). */
+const withEnv = <A, E, R>(layer: Layer.Layer<A, E, R>, env: Record<string, string>) =>
+  Layer.build(layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))))
+
+describe("a client whose server is not there", () => {
   it.live("says so at once, names the address and the reason, and fails calls after connectTimeout", () =>
     Effect.gen(function*() {
       const log = collectorOf
@@ -155,10 +159,6 @@ describe("a client whose server is not there", () => {
 })
 
 describe("layerServer / layerClient", () => {
-  /** Builds `layer` with `env` as the configuration (the process's environment in a real program). */
-  const withEnv = <A, E, R>(layer: Layer.Layer<A, E, R>, env: Record<string, string>) =>
-    Layer.build(layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))))
-
   it.live("serve and call at the address IPC_TRANSPORT / IPC_ADDRESS choose, with IPC_CONNECT_TIMEOUT", () =>
     Effect.gen(function*() {
       const address = `memory://configured-${n++}`
