@@ -16,7 +16,7 @@ step() {
 ulimit -n 20000 2>/dev/null || true
 step "build (tsc -b)" tsc -b
 step "type-check sources and tests" tsc -p tsconfig.check.json
-step "lint (oxlint)" oxlint --deny-warnings packages bench scripts
+step "lint (oxlint)" oxlint --deny-warnings packages bench examples scripts
 step "format (dprint check)" dprint check
 rm -f .vitest-report.json
 echo "== tests (vitest)"
