@@ -98,6 +98,23 @@ export const make = (
       onResume: () => wake()
     })
 
+    // ---- the worker ---------------------------------------------------------------------
+    // What the synchronous engine below asks for and only an Effect can do (ring the doorbell, open
+    // a large message's segment, drop the link) runs in one fiber forked into the connection's
+    // scope: it has the user's services, and it ends with the channel. It parks between tasks;
+    // `kick` resumes it, which runs it on the caller's stack as far as it goes without waiting.
+    let parked: ((effect: Effect.Effect<void>) => void) | undefined
+    let doorbellDue = false
+    /** A large message's record, taken from the ring; its segment is opened by the worker, which then reads on. */
+    let segmentDue: Ring.RecordRef | undefined
+    let dropDue = false
+    const kick = (): void => {
+      const resume = parked
+      if (resume === undefined) return
+      parked = undefined
+      resume(Effect.void)
+    }
+
     // ---- doorbell -----------------------------------------------------------------
     // The control channel queues the doorbell's frame and writes it in a microtask: until then the
     // peer has not been woken, and spinning for its answer would only burn the time it needs.
@@ -109,8 +126,8 @@ export const make = (
     const ring = (): void => {
       if (finished) return
       stats.doorbells++
-      // a failure to send shows up on the control channel's reader
-      Effect.runSyncExit(control.send(WAKE))
+      doorbellDue = true
+      kick()
       if (!unflushed) {
         unflushed = true
         queueMicrotask(flushed)
@@ -163,53 +180,73 @@ export const make = (
      * user's, a valid header); its name, where it has one, is removed at once
      * (the mapping keeps the memory).
      */
-    const openMessage = (record: Ring.RecordRef): Uint8Array | IpcError.IpcError => {
-      const name = textDecoder.decode(inbound.payload(record))
-      if (!Segments.tokenPattern.test(name)) return IpcError.make("Protocol", "bad message segment name", address)
-      const opened = Effect.runSyncExit(Segments.openIncoming(name, link.peer.pid, Header.HEADER_SIZE, address))
-      if (Exit.isFailure(opened)) {
-        // a dead sender's segments may be collected before we get to them: the message died with it
-        const pid = link.peer.pid
-        const senderDead = peerDone !== undefined ||
-          (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
-        return senderDead
-          ? IpcError.make("ConnectionLost", `the peer died with a large message in flight (${name})`, address)
-          : IpcError.make(
+    const openMessage = (record: Ring.RecordRef): Effect.Effect<Uint8Array, IpcError.IpcError> =>
+      Effect.gen(function*() {
+        const name = textDecoder.decode(inbound.payload(record))
+        if (!Segments.tokenPattern.test(name)) {
+          return yield* IpcError.make("Protocol", "bad message segment name", address)
+        }
+        const opened = yield* Effect.exit(Segments.openIncoming(name, link.peer.pid, Header.HEADER_SIZE, address))
+        if (Exit.isFailure(opened)) {
+          // a dead sender's segments may be collected before we get to them: the message died with it
+          const pid = link.peer.pid
+          const senderDead = peerDone !== undefined ||
+            (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
+          return yield* senderDead
+            ? IpcError.make("ConnectionLost", `the peer died with a large message in flight (${name})`, address)
+            : IpcError.make(
+              "Protocol",
+              `a large message's segment ${name} could not be opened: ${reasonOf(opened)}`,
+              address
+            )
+        }
+        const mapping = opened.value.mapping
+        Segments.consumed(name)
+        const checked = yield* Effect.exit(
+          Header.validate(Header.view(mapping.buffer), mapping.size, Header.Kind.message, name)
+        )
+        if (Exit.isFailure(checked)) {
+          mapping.release()
+          return yield* IpcError.make(
             "Protocol",
-            `a large message's segment ${name} could not be opened: ${reasonOf(opened)}`,
+            `a large message's segment is not valid: ${reasonOf(checked)}`,
             address
           )
-      }
-      const mapping = opened.value.mapping
-      Segments.consumed(name)
-      const checked = Effect.runSyncExit(
-        Header.validate(Header.view(mapping.buffer), mapping.size, Header.Kind.message, name)
-      )
-      if (Exit.isFailure(checked)) {
-        mapping.release()
-        return IpcError.make("Protocol", `a large message's segment is not valid: ${reasonOf(checked)}`, address)
-      }
-      const view = new Uint8Array(mapping.buffer, Header.HEADER_SIZE, checked.value.payloadLength)
-      leases.set(view, () => mapping.release())
-      return view
-    }
+        }
+        const view = new Uint8Array(mapping.buffer, Header.HEADER_SIZE, checked.value.payloadLength)
+        leases.set(view, () => mapping.release())
+        return view
+      })
+
+    /** The worker's part of `pump`: opens the segment of `segmentDue`, delivers it, and reads on. */
+    const takeSegment = (record: Ring.RecordRef): Effect.Effect<void> =>
+      Effect.map(Effect.result(openMessage(record)), (message) => {
+        segmentDue = undefined
+        if (finished) {
+          if (message._tag === "Success") leases.get(message.success)?.()
+          return
+        }
+        settle(record.end)
+        if (freed && inbound.takeWriterWaiting()) ring()
+        if (message._tag === "Failure") return fail(message.failure)
+        inbox.push(message.success)
+        wake()
+      })
 
     /**
      * Moves complete records from the ring into the inbox until it is full or
      * the ring is empty, then decides whether input has ended.
      */
     const pump = (): void => {
-      if (finished || inbox.isDone()) return
+      if (finished || inbox.isDone() || segmentDue !== undefined) return
       freed = false
       while (!inbox.isPaused()) {
         const record = inbound.next()
         if (record === undefined) break
         if (record instanceof IpcError.IpcError) return fail(new IpcError.IpcError({ ...fields(record), address }))
         if (record.kind === Ring.RecordKind.segment) {
-          const message = openMessage(record)
-          settle(record.end)
-          if (message instanceof IpcError.IpcError) return fail(message)
-          inbox.push(message)
+          segmentDue = record
+          break
         } else if (record.length >= inPlaceThreshold) {
           inbox.push(pinned(record))
         } else {
@@ -220,6 +257,7 @@ export const make = (
         }
       }
       if (freed && inbound.takeWriterWaiting()) ring()
+      if (segmentDue !== undefined) return kick()
       if (!inbox.isPaused() && !inbound.hasNext()) {
         if (inbound.isClosed()) {
           inbox.end()
@@ -265,10 +303,10 @@ export const make = (
     const prepare = (): void => {
       if (inbox.size() > 0 || inbox.isDone() || finished) return
       pump()
-      if (inbox.size() > 0 || inbox.isDone()) return
+      if (inbox.size() > 0 || inbox.isDone() || segmentDue !== undefined) return
       if (spinMillis > 0) {
         spinRead()
-        if (inbox.size() > 0 || inbox.isDone()) return
+        if (inbox.size() > 0 || inbox.isDone() || segmentDue !== undefined) return
       }
       arm()
     }
@@ -458,7 +496,8 @@ export const make = (
       failPending(error)
       Deferred.doneUnsafe(closed, Effect.void)
       // a protocol error from the peer: drop the link
-      Effect.runFork(control.close)
+      dropDue = true
+      kick()
     }
 
     /**
@@ -483,6 +522,27 @@ export const make = (
       )
       pump()
     }
+
+    const task: Effect.Effect<void> = Effect.suspend(() => {
+      if (dropDue) {
+        dropDue = false
+        return control.close
+      }
+      if (finished) return park
+      if (doorbellDue) {
+        doorbellDue = false
+        // a failure to send shows up on the control channel's reader
+        return Effect.ignore(control.send(WAKE))
+      }
+      return segmentDue === undefined ? park : takeSegment(segmentDue)
+    })
+    const park = Effect.callback<void>((resume) => {
+      parked = resume
+      return Effect.sync(() => {
+        parked = undefined
+      })
+    })
+    yield* Effect.forever(task, { disableYield: true }).pipe(Effect.forkIn(scope, { startImmediately: true }))
 
     yield* control.receiveAll.pipe(
       Effect.tap(() => Effect.sync(wake)),
