@@ -50,6 +50,7 @@ import * as Libc from "./internal/libc.ts"
 import * as Rendezvous from "./internal/rendezvous.ts"
 import * as Ring from "./internal/ring.ts"
 import * as Segments from "./internal/segments.ts"
+import * as SegmentGc from "./SegmentGc.ts"
 import * as ShmChannel from "./ShmChannel.ts"
 
 /** Options of the shared-memory transport. */
@@ -64,7 +65,16 @@ export interface ShmTransportOptions extends ShmChannel.ShmChannelOptions {
    * it is created so when missing. Both ends must use the same one.
    */
   readonly directory?: string | undefined
+  /**
+   * The orphan collector (`SegmentGc.run`) that `makeScoped` and `layer` run
+   * for as long as the transport lives: its options (default
+   * `defaultCollector`), or `false` for none. `make` runs none.
+   */
+  readonly collector?: SegmentGc.RunOptions | false | undefined
 }
+
+/** The collector of `makeScoped` and `layer` unless told otherwise: every 60 s from 60 s after start, over all of this user's segments. */
+export const defaultCollector: SegmentGc.RunOptions = { delay: "60 seconds", schedule: SegmentGc.defaultSchedule }
 
 /** Longest name in `shm://name`. */
 export const maxNameLength = 80
@@ -236,7 +246,7 @@ const openRing = (
 /** The default policy: the peer's uid is known and it is this user's. */
 const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined && peer.uid === uid()
 
-/** Makes the shared-memory transport (`shm://name`). */
+/** Makes the shared-memory transport (`shm://name`), bare: nothing runs beside it (see `makeScoped`). */
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
   const authorize = options.authorize ?? sameUser
   const capacity = Ring.capacityFor(options.ringSize ?? ShmChannel.DEFAULT_RING_SIZE)
@@ -371,6 +381,26 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
   }
 }
 
-/** The shared-memory transport as the `Transport` service. */
+/**
+ * Makes the shared-memory transport with the orphan collector (`collector`)
+ * running beside it for as long as the scope lives. `layer` and the registry's
+ * `descriptor` are both built by it.
+ */
+export const makeScoped = (
+  options: ShmTransportOptions = {}
+): Effect.Effect<Transport.TransportShape, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const collector = options.collector
+    if (collector !== false) {
+      yield* SegmentGc.run({
+        prefix: collector?.prefix,
+        delay: collector?.delay ?? defaultCollector.delay,
+        schedule: collector?.schedule ?? defaultCollector.schedule
+      })
+    }
+    return make(options)
+  })
+
+/** The shared-memory transport as the `Transport` service (`makeScoped`: with the orphan collector). */
 export const layer = (options?: ShmTransportOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, make(options))
+  Layer.effect(Transport.Transport, makeScoped(options))

@@ -5,8 +5,6 @@
  * @since 0.1.0
  */
 import type * as Registry from "@effect-ipc/core/Registry"
-import * as Effect from "effect/Effect"
-import * as SegmentGc from "./SegmentGc.ts"
 import * as ShmTransport from "./ShmTransport.ts"
 
 /** Reference-counted segments for large payloads handed between processes by name. */
@@ -21,14 +19,14 @@ export * as ShmChannel from "./ShmChannel.ts"
 export * as ShmTransport from "./ShmTransport.ts"
 
 /**
- * The `shm` transport for `IPC_TRANSPORT=shm`: `shm://name` channels, and an
- * orphan collector (`SegmentGc.run`, every 60 s from 60 s after start) for as
- * long as the transport lives; a service's default address is
- * `shm://effect-ipc-<service>`.
+ * The `shm` transport for `IPC_TRANSPORT=shm`, as `ShmTransport.layer()` builds
+ * it (`ShmTransport.makeScoped`): `shm://name` channels, and an orphan
+ * collector (`SegmentGc.run`, every 60 s from 60 s after start) for as long as
+ * the transport lives; a service's default address is `shm://effect-ipc-<service>`.
  */
 export const descriptor: Registry.TransportDescriptor = {
   name: "shm",
   schemes: ["shm"],
-  make: Effect.as(SegmentGc.run({ delay: "60 seconds" }), ShmTransport.make()),
+  make: ShmTransport.makeScoped(),
   defaultAddress: (service) => `shm://effect-ipc-${service}`
 }
