@@ -62,17 +62,22 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
       )
     }
     const paths = Endpoint.channelPaths(dir)
-    for (const role of ["backend", "frontend"] as const) {
-      const error = Layout.checkStream(paths.stream(role), dir) ??
-        Log.create(paths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode }) ??
-        Layout.checkStream(paths.stream(role), dir)
-      if (error !== undefined) return Effect.fail(error)
-    }
-    if (marker === undefined) {
-      const error = Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "channel" }, fileMode)
-      if (error !== undefined) return Effect.fail(error)
-    }
-    return Effect.void
+    const check = (role: Role) =>
+      Effect.suspend(() => {
+        const unsafe = Layout.checkStream(paths.stream(role), dir)
+        return unsafe === undefined ? Effect.void : Effect.fail(unsafe)
+      })
+    return Effect.gen(function*() {
+      for (const role of ["backend", "frontend"] as const) {
+        yield* check(role)
+        yield* Log.create(paths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode })
+        yield* check(role)
+      }
+      if (marker === undefined) {
+        const error = Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "channel" }, fileMode)
+        if (error !== undefined) return yield* error
+      }
+    })
   })
 
 /** Where a role's peer stands: present while its lock is held; once seen and gone, absent. */
@@ -94,15 +99,7 @@ export const open = (
   options: FileChannelOptions = {},
   address = `file://${dir}?role=${role}`
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
-  Effect.andThen(
-    create(dir, options),
-    Effect.acquireRelease(
-      Effect.map(Endpoint.open({ address, dir, role, peerStatus: rolePeer(dir, role), durable: true }, options), (e) =>
-        e.channel),
-      (channel) =>
-        channel.close
-    )
-  )
+  Effect.map(openEndpoint(dir, role, options, address), (endpoint) => endpoint.channel)
 
 /** Opens the backend end of the channel in `dir` (see `open`). */
 export const backend = (

@@ -341,11 +341,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const made = Sys.attempt(() => Fs.mkdirSync(tmp, { mode: dirMode }), "Open", "cannot create a connection", raw)
       if (Sys.failed(made)) return yield* made
       for (const role of ["backend", "frontend"] as const) {
-        const error = Log.create(channelPaths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode })
-        if (error !== undefined) {
-          cleanup()
-          return yield* error
-        }
+        yield* Log.create(channelPaths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode }).pipe(
+          Effect.tapError(() => Effect.sync(cleanup))
+        )
       }
       const info: ConnectionInfo = { listener: listener.token, pid: process.pid, created: Date.now() }
       const written = Sys.attempt(

@@ -25,6 +25,7 @@ import * as JsonArray from "./internal/jsonArray.ts"
 import * as Layout from "./internal/layout.ts"
 import * as Lock from "./internal/lock.ts"
 import * as Sys from "./internal/sys.ts"
+import * as Verify from "./internal/verify.ts"
 import * as Wake from "./internal/wake.ts"
 import * as Ipckit from "./Ipckit.ts"
 import * as Log from "./Log.ts"
@@ -161,7 +162,7 @@ const channelReport = (dir: string): ChannelReport | IpcError.IpcError => {
     const refused = checkStream(paths.stream(role))
     if (refused !== undefined) return refused
     if (!isStream(paths.stream(role))) continue
-    const stats = Log.stats(paths.stream(role))
+    const stats = Verify.stats(paths.stream(role))
     if (Sys.failed(stats)) return stats
     streams.push(stats)
   }
@@ -249,8 +250,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
     if (isStream(dir)) {
       const refused = checkStream(dir)
       if (refused !== undefined) return Effect.fail(refused)
-      const stats = Log.stats(dir)
-      return Sys.failed(stats) ? Effect.fail(stats) : Effect.succeed({ _tag: "Stream", stream: stats })
+      return Effect.map(Log.stats(dir), (stream) => ({ _tag: "Stream", stream }))
     }
     return Effect.fail(
       IpcError.make("NotFound", "not an effect-ipc channel, listener or stream directory, nor an ipckit one", dir)

@@ -333,11 +333,14 @@ interface Placed {
   readonly index: number | undefined
 }
 
+/** The segments of the stream `dir` (for the synchronous helpers below). */
+const segmentsOf = (dir: string): ReadonlyArray<number> => Effect.runSync(Log.segments(dir))
+
 /** Every record of the stream `dir`, following the segment chain. */
 const layout = (dir: string): Array<Placed> => {
   const out: Array<Placed> = []
   let index = 0
-  for (const base of Log.segments(dir) as ReadonlyArray<number>) {
+  for (const base of segmentsOf(dir)) {
     const file = Fs.readFileSync(Log.paths(dir).segment(base))
     for (let at = LogFormat.SEGMENT_HEADER; at + LogFormat.RECORD_HEADER <= file.byteLength;) {
       const size = LogFormat.RECORD_HEADER + file.readUInt32BE(at + 4)
@@ -388,7 +391,7 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
 const applyDamage = (dir: string, records: ReadonlyArray<Placed>, damage: Damage): number => {
   const dataCount = records.filter((r) => r.index !== undefined).length
   if (damage._tag === "SegmentHeader") {
-    const bases = Log.segments(dir) as ReadonlyArray<number>
+    const bases = segmentsOf(dir)
     const base = bases[damage.byte % bases.length]!
     const path = Log.paths(dir).segment(base)
     const file = Fs.readFileSync(path)
@@ -447,7 +450,7 @@ const runCase = (input: Case) =>
     records = layout(dir)
     const touched = applyDamage(dir, records, input.damage)
     const before = new Map(
-      (Log.segments(dir) as ReadonlyArray<number>).map((b) => [b, Fs.readFileSync(Log.paths(dir).segment(b))])
+      segmentsOf(dir).map((b) => [b, Fs.readFileSync(Log.paths(dir).segment(b))])
     )
 
     // a reader: exactly a prefix; it stops idle only when nothing committed is missing, else Corrupt

@@ -181,8 +181,7 @@ describe("durability, proven", () => {
           const filler = Path.join(mount, "filler")
           Fs.writeFileSync(filler, new Uint8Array(recordSize + 64 * 1024))
           const dir = Path.join(mount, "s")
-          const created = Log.create(dir, { readers: ["r"] })
-          if (created !== undefined) return yield* created
+          yield* Log.create(dir, { readers: ["r"] })
           const writer = yield* Log.openWriter(dir, { segmentBytes, whenFull: "fail" })
           const reader = yield* Log.openReader(dir, { name: "r" })
           const delivered: Array<string> = []

@@ -155,7 +155,7 @@ describe("FileChannel (fixed roles)", () => {
       const message = new Uint8Array(10_000)
       const full = yield* Effect.flip(Effect.forever(Effect.andThen(backend.send(message), Effect.sync(() => sent++))))
       assert.strictEqual(full.reason, "Full")
-      const stats = Log.stats(Path.join(dir, "backend_to_frontend")) as Log.Stats
+      const stats = yield* Log.stats(Path.join(dir, "backend_to_frontend"))
       assert.isAtMost(stats.bytes, 1024 * 1024)
       assert.isAtLeast(sent * 10_012, 1024 * 1024 - 2 * 64 * 1024)
       const walk = (p: string): Array<string> =>

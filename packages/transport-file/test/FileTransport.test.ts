@@ -127,12 +127,9 @@ describe("file:// transport", () => {
         const result = yield* run(node(["no-flock"]))
         assert.strictEqual(result.code, 0, result.stderr)
         const [layer, descriptor] = result.lines.map((line) => JSON.parse(line) as { reason?: string })
-        assert.strictEqual(descriptor?.reason, "UnsupportedPlatform")
-        assert.strictEqual(
-          layer?.reason,
-          "UnsupportedPlatform",
-          "FileTransport.layer checks what the descriptor checks"
-        )
+        // UnsupportedPlatform, or LibraryMissing when the native loader itself finds nothing for aix
+        assert.oneOf(descriptor?.reason, ["UnsupportedPlatform", "LibraryMissing"])
+        assert.strictEqual(layer?.reason, descriptor?.reason, "FileTransport.layer checks what the descriptor checks")
       }),
     30_000
   )

@@ -32,8 +32,7 @@ export const fresh = (root: string, name = "d"): string => Path.join(root, `${na
 export const newStream = (root: string, readers: ReadonlyArray<string> = ["r"]) =>
   Effect.suspend(() => {
     const dir = fresh(root, "s")
-    const error = Log.create(dir, { readers })
-    return error === undefined ? Effect.succeed(dir) : Effect.fail(error)
+    return Effect.as(Log.create(dir, { readers }), dir)
   })
 
 /** Every whole record available now, in order (large ones too), committed as read; fails on damage. */

@@ -1,0 +1,267 @@
+/**
+ * The files of a log stream directory (format in `LogFormat`): its options
+ * and their defaults, its paths, its segments, its readers' cursors and the
+ * writer state; creating a stream, registering readers, reclaiming segments.
+ * Synchronous, for the writer and the reader, which run on the event loop;
+ * `Log` offers the public ones as Effects.
+ *
+ * @internal
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as LogFormat from "../LogFormat.ts"
+import * as Sys from "./sys.ts"
+import type * as Wake from "./wake.ts"
+
+/** Options of a log stream. */
+export interface LogOptions extends Wake.WatchOptions {
+  /** Most bytes the stream may hold on disk (default 64 MiB). */
+  readonly maxBytes?: number | undefined
+  /** Size after which the writer starts a new segment (default 4 MiB). */
+  readonly segmentBytes?: number | undefined
+  /** What an append does when the stream is full: wait for readers (default) or fail with `Full`. */
+  readonly whenFull?: "wait" | "fail" | undefined
+  /** With `whenFull: "wait"`: how long to wait for room before failing with `Full` (default: no limit). */
+  readonly fullTimeout?: Duration.Input | undefined
+  /** How long to wait for another writer's lock before failing with `Timeout` (default 10 s). */
+  readonly lockTimeout?: Duration.Input | undefined
+  /** `os` (default): a record survives the writer's crash; `fsync`: also a power loss (fdatasync per append). */
+  readonly durability?: "os" | "fsync" | undefined
+  /** Permission bits of new files (default 0o600). */
+  readonly fileMode?: number | undefined
+  /** Permission bits of new directories (default 0o700). */
+  readonly dirMode?: number | undefined
+}
+
+/** The defaults of `LogOptions`. */
+export const defaults = {
+  maxBytes: 64 * 1024 * 1024,
+  segmentBytes: 4 * 1024 * 1024,
+  fileMode: 0o600,
+  dirMode: 0o700
+} as const
+
+/** The permission bits of new files under `options`. */
+export const fileModeOf = (options: LogOptions) => options.fileMode ?? defaults.fileMode
+/** The permission bits of new directories under `options`. */
+export const dirModeOf = (options: LogOptions) => options.dirMode ?? defaults.dirMode
+
+/** The paths of a stream directory. */
+export const paths = (dir: string) => ({
+  dir,
+  writerLock: Path.join(dir, "writer.lock"),
+  readers: Path.join(dir, "readers"),
+  cursor: (name: string) => Path.join(dir, "readers", `${name}.cursor`),
+  segment: (base: number) => Path.join(dir, LogFormat.segmentName(base))
+})
+
+/** The base offsets of a stream's segments, oldest first. */
+export const segments = (dir: string): ReadonlyArray<number> | IpcError.IpcError => {
+  const names = Sys.attempt(() => Fs.readdirSync(dir), "Read", `cannot list the stream ${dir}`)
+  if (Sys.failed(names)) return names
+  const bases: Array<number> = []
+  for (const name of names) {
+    const base = LogFormat.parseSegmentName(name)
+    if (base !== undefined) bases.push(base)
+  }
+  return bases.toSorted((a, b) => a - b)
+}
+
+/** Writes a new file at `path`, whole or not at all (written aside, then renamed into place). */
+export const writeNewFile = (path: string, bytes: Uint8Array, mode: number): void => {
+  const tmp = `${path}.${Sys.randomId()}.tmp`
+  try {
+    Fs.writeFileSync(tmp, bytes, { mode, flag: "wx" })
+    Fs.renameSync(tmp, path)
+  } finally {
+    Fs.rmSync(tmp, { force: true })
+  }
+}
+
+/** Creates a cursor for `name` at `offset` unless one exists (never overwrites). */
+const createCursor = (dir: string, name: string, offset: number, mode: number): void => {
+  const p = paths(dir)
+  const tmp = `${p.cursor(name)}.${Sys.randomId()}.tmp`
+  const bytes = new Uint8Array(LogFormat.CURSOR_SIZE)
+  bytes.set(LogFormat.encodeCursorSlot(offset, 0), 0)
+  try {
+    Fs.writeFileSync(tmp, bytes, { mode, flag: "wx" })
+    try {
+      Fs.linkSync(tmp, p.cursor(name))
+    } catch (cause) {
+      if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+    }
+  } finally {
+    Fs.rmSync(tmp, { force: true })
+  }
+}
+
+/**
+ * Creates the stream directory `dir` if it does not exist, atomically (it is
+ * built aside and renamed into place), and registers `readers` (each starts
+ * at the oldest record still held). Safe to race: one creator wins, the
+ * others use its stream.
+ */
+export const create = (
+  dir: string,
+  options: { readonly readers?: ReadonlyArray<string> | undefined } & Pick<LogOptions, "fileMode" | "dirMode"> = {}
+): IpcError.IpcError | undefined => {
+  const fileMode = fileModeOf(options)
+  const dirMode = dirModeOf(options)
+  const readers = options.readers ?? []
+  for (const name of readers) {
+    if (!LogFormat.isReaderName(name)) return IpcError.make("InvalidAddress", `bad reader name "${name}"`, dir)
+  }
+  const made = Sys.attempt(
+    () => {
+      if (Sys.exists(dir)) return
+      const tmp = `${dir}.${Sys.randomId()}.tmp`
+      try {
+        Fs.mkdirSync(tmp, { mode: dirMode })
+        Fs.mkdirSync(Path.join(tmp, "readers"), { mode: dirMode })
+        const first = LogFormat.SEGMENT_HEADER
+        Fs.writeFileSync(Path.join(tmp, LogFormat.segmentName(0)), LogFormat.encodeSegmentHeader(0), {
+          mode: fileMode,
+          flag: "wx"
+        })
+        Fs.writeFileSync(
+          Path.join(tmp, "writer.lock"),
+          LogFormat.encodeWriterState({ clean: true, segment: 0, end: first, pid: process.pid }),
+          { mode: fileMode, flag: "wx" }
+        )
+        for (const name of readers) createCursor(tmp, name, first, fileMode)
+        try {
+          Fs.renameSync(tmp, dir)
+        } catch (cause) {
+          const code = IpcError.errnoOf(cause)
+          // another process created it first: use theirs
+          if (code !== "EEXIST" && code !== "ENOTEMPTY") throw cause
+        }
+      } finally {
+        Fs.rmSync(tmp, { recursive: true, force: true })
+      }
+    },
+    "Open",
+    `cannot create the stream ${dir}`
+  )
+  if (Sys.failed(made)) return made
+  for (const name of readers) {
+    const error = register(dir, name, "start", options)
+    if (error !== undefined) return error
+  }
+  return undefined
+}
+
+/** The offset of the first record still held (where a reader registered at the `start` begins). */
+export const startOffset = (dir: string): number | IpcError.IpcError => {
+  const bases = segments(dir)
+  if (Sys.failed(bases)) return bases
+  const oldest = bases[0]
+  return oldest === undefined
+    ? IpcError.make("NotFound", "the stream has no segments", dir)
+    : oldest + LogFormat.SEGMENT_HEADER
+}
+
+/** The end offset the writer state records (where a reader registered at the `end` begins). */
+export const endOffset = (dir: string): number | IpcError.IpcError => {
+  const state = readWriterState(dir)
+  if (Sys.failed(state)) return state
+  return state?.end ?? startOffset(dir)
+}
+
+/** Registers reader `name` at the `start` (oldest record held) or the `end` of `dir`, unless it exists. */
+export const register = (
+  dir: string,
+  name: string,
+  from: "start" | "end",
+  options: Pick<LogOptions, "fileMode"> = {}
+): IpcError.IpcError | undefined => {
+  if (!LogFormat.isReaderName(name)) return IpcError.make("InvalidAddress", `bad reader name "${name}"`, dir)
+  if (Sys.exists(paths(dir).cursor(name))) return undefined
+  const offset = from === "start" ? startOffset(dir) : endOffset(dir)
+  if (Sys.failed(offset)) return offset
+  return Sys.attempt(
+    () => createCursor(dir, name, offset, fileModeOf(options)),
+    "Open",
+    `cannot register reader ${name}`,
+    dir
+  ) as IpcError.IpcError | undefined
+}
+
+/** Removes reader `name`: its cursor no longer holds space back. */
+export const unregister = (dir: string, name: string): IpcError.IpcError | undefined =>
+  Sys.attempt(
+    () => void Fs.rmSync(paths(dir).cursor(name), { force: true }),
+    "Write",
+    `cannot remove reader ${name}`,
+    dir
+  ) as IpcError.IpcError | undefined
+
+/** The writer state in `writer.lock` (`undefined` when it is not a valid one). */
+export const readWriterState = (dir: string): LogFormat.WriterState | undefined | IpcError.IpcError =>
+  Sys.attempt(
+    () => LogFormat.decodeWriterState(Sys.readFile(paths(dir).writerLock)),
+    "Read",
+    "cannot read the writer state",
+    dir
+  )
+
+/** The registered readers of `dir` and their committed offsets. */
+export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; readonly offset: number }> => {
+  const out: Array<{ name: string; offset: number }> = []
+  let names: Array<string>
+  try {
+    names = Fs.readdirSync(paths(dir).readers)
+  } catch {
+    return out
+  }
+  for (const file of names) {
+    if (!file.endsWith(".cursor")) continue
+    try {
+      const cursor = LogFormat.decodeCursor(Sys.readFile(Path.join(paths(dir).readers, file)))
+      if (cursor !== undefined) out.push({ name: file.slice(0, -".cursor".length), offset: cursor.offset })
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return out
+}
+
+/**
+ * Deletes the segments every registered reader is past (never the last one).
+ * With no registered reader nothing is deleted. Returns the bytes freed.
+ */
+export const reclaim = (dir: string): number => {
+  const bases = segments(dir)
+  if (Sys.failed(bases) || bases.length < 2) return 0
+  const offsets = cursors(dir).map((c) => c.offset)
+  if (offsets.length === 0) return 0
+  const min = Math.min(...offsets)
+  let freed = 0
+  for (let i = 0; i + 1 < bases.length; i++) {
+    if (bases[i + 1]! > min) break
+    try {
+      Fs.rmSync(paths(dir).segment(bases[i]!), { force: true })
+      freed += bases[i + 1]! - bases[i]!
+    } catch {
+      break
+    }
+  }
+  return freed
+}
+
+/** Like `Sys.attempt`, but an `IpcError` thrown by `f` is kept as it is. */
+export const attemptTyped = <A>(f: () => A, fallback: IpcError.IpcErrorReason, detail: string, address: string) => {
+  try {
+    return f()
+  } catch (cause) {
+    return IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, fallback, detail, address)
+  }
+}
+
+/** The value of a synchronous result, or its error, as an Effect. */
+export const lift = <A>(result: A | IpcError.IpcError): Effect.Effect<A, IpcError.IpcError> =>
+  Sys.failed(result) ? Effect.fail(result) : Effect.succeed(result as A)
