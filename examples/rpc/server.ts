@@ -9,6 +9,7 @@ import * as File from "@effect-ipc/transport-file"
 import * as Nng from "@effect-ipc/transport-nng"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import * as Shm from "@effect-ipc/transport-shm"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Layer, Stream } from "effect"
 import { RpcServer } from "effect/rpc"
 import { Api, Overdrawn } from "./api.ts"
@@ -32,6 +33,7 @@ const Server = RpcServer.layer(Api).pipe(
   }))
 )
 
+// Ctrl-C (SIGINT) or SIGTERM interrupts the server: its socket, files or segments are removed
 Layer.launch(Server.pipe(Layer.tap(() => Effect.sync(() => console.log("ready"))))).pipe(
-  Effect.runFork
+  NodeRuntime.runMain
 )
