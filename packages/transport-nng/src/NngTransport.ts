@@ -46,12 +46,13 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Channel from "./internal/channel.ts"
-import type * as Nng from "./internal/nng.ts"
+import * as Nng from "./internal/nng.ts"
 import * as Socket from "./internal/socket.ts"
 import * as NngAddress from "./NngAddress.ts"
 
@@ -220,7 +221,7 @@ const LOBBY_SEND_BUFFER = 1024
 /** How long a client first waits for the listener's answer before it asks again (then twice as long, ...). */
 const ASK_AGAIN_MS = 5000
 
-/** Makes the nng transport. */
+/** Makes the nng transport, bare: libnng is loaded on first use (see `makeScoped`). */
 export const make = (options: NngTransportOptions = {}): Transport.TransportShape => {
   const maxMessageSize = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
   const connectTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.connectTimeout ?? "10 seconds"))
@@ -476,6 +477,17 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   return { schemes: NngAddress.schemes, listen, dial }
 }
 
-/** The nng transport as the `Transport` service. */
-export const layer = (options?: NngTransportOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, make(options))
+/**
+ * Makes the nng transport ready to use: loads libnng (failing with
+ * `LibraryMissing` when it is absent) and starts nng's process-wide machinery
+ * first (`warmUp`), so that what the transport opens later is all released
+ * when it closes. `layer` and the registry's `descriptor` are both built by it.
+ */
+export const makeScoped = (
+  options: NngTransportOptions = {}
+): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
+  Effect.map(Nng.warmUp, () => make(options))
+
+/** The nng transport as the `Transport` service (`makeScoped`: libnng loaded and warmed up). */
+export const layer = (options?: NngTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
+  Layer.effect(Transport.Transport, makeScoped(options))

@@ -46,14 +46,15 @@ export const libraryVersion: Effect.Effect<string, IpcError.IpcError> = Effect.m
 )
 
 /**
- * The `nng` transport for `IPC_TRANSPORT=nng`; a service's default address is
- * an ipc socket in the temporary directory, `nng+ipc:///tmp/effect-ipc-<uid>-<service>.ipc`.
+ * The `nng` transport for `IPC_TRANSPORT=nng`, as `NngTransport.layer()` builds
+ * it (`NngTransport.makeScoped`); a service's default address is an ipc socket
+ * in the temporary directory, `nng+ipc:///tmp/effect-ipc-<uid>-<service>.ipc`.
  * Building it loads libnng (failing with `LibraryMissing` when it is absent).
  */
 export const descriptor: Registry.TransportDescriptor = {
   name: "nng",
   schemes: NngAddressModule.schemes,
-  make: Effect.as(Nng.warmUp, NngTransport.make()),
+  make: NngTransport.makeScoped(),
   defaultAddress: (service) =>
     `nng+ipc://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}-${service}.ipc`)}`
 }

@@ -6,35 +6,38 @@ import { assert, describe, it } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
 import { nodeArgs } from "./fixtures/process.ts"
 
-const run = (mode: string, env: Record<string, string> = {}) =>
-  ChildProcess.spawnSync(process.execPath, nodeArgs("library.ts", [mode]), {
+const run = (mode: string, env: Record<string, string> = {}, via: "descriptor" | "layer" = "descriptor") =>
+  ChildProcess.spawnSync(process.execPath, nodeArgs("library.ts", [mode, via]), {
     encoding: "utf8",
     env: { ...process.env, ...env },
     timeout: 30_000
   })
 
 describe("libnng", () => {
-  it("is loaded on first use, not when the package is imported", () => {
-    const result = run("lazy")
-    assert.strictEqual(result.status, 0, result.stderr)
-    assert.strictEqual(result.stdout, "before no\nafter yes\n")
-  })
+  // the registry's descriptor and `NngTransport.layer` build the transport alike (`NngTransport.makeScoped`)
+  describe.each(["descriptor", "layer"] as const)("building the transport through its %s", (via) => {
+    it("loads libnng and starts nng's threads (the warm-up); importing the package loads nothing", () => {
+      const result = run("lazy", {}, via)
+      assert.strictEqual(result.status, 0, result.stderr)
+      assert.strictEqual(result.stdout, "before no\nafter yes\nthreads yes\n")
+    })
 
-  it("missing, it is a LibraryMissing error that names it and says how to install it", () => {
-    const result = run("load", { EFFECT_IPC_LIBNNG: "libnng-not-installed.so.9" })
-    assert.strictEqual(result.status, 0, result.stderr)
-    const outcome = JSON.parse(result.stdout)
-    assert.strictEqual(outcome.reason, "LibraryMissing")
-    assert.include(outcome.detail, "libnng-not-installed.so.9")
-    assert.include(outcome.detail, "apt-get install libnng1")
-  })
+    it("with libnng missing, fails with a LibraryMissing error that names it and says how to install it", () => {
+      const result = run("load", { EFFECT_IPC_LIBNNG: "libnng-not-installed.so.9" }, via)
+      assert.strictEqual(result.status, 0, result.stderr)
+      const outcome = JSON.parse(result.stdout)
+      assert.strictEqual(outcome.reason, "LibraryMissing")
+      assert.include(outcome.detail, "libnng-not-installed.so.9")
+      assert.include(outcome.detail, "apt-get install libnng1")
+    })
 
-  it("present, the transport builds", () => {
-    const result = run("load")
-    assert.strictEqual(result.status, 0, result.stderr)
-    const outcome = JSON.parse(result.stdout)
-    assert.isTrue(outcome.ok)
-    assert.match(outcome.version, /^1\.\d+\.\d+$/)
+    it("with libnng present, succeeds", () => {
+      const result = run("load", {}, via)
+      assert.strictEqual(result.status, 0, result.stderr)
+      const outcome = JSON.parse(result.stdout)
+      assert.isTrue(outcome.ok)
+      assert.match(outcome.version, /^1\.\d+\.\d+$/)
+    })
   })
 
   it("a process that leaves sockets open still exits cleanly (libnng stays mapped under its threads)", () => {
