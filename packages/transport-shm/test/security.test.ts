@@ -17,7 +17,7 @@ import * as Path from "node:path"
 import * as Header from "../src/internal/header.ts"
 import * as Ring from "../src/internal/ring.ts"
 import * as Segments from "../src/internal/segments.ts"
-import { leftovers, spawnChild } from "./helpers.ts"
+import { type Child, leftovers, spawnChild } from "./helpers.ts"
 
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
@@ -69,6 +69,30 @@ const attacker = (...args: ReadonlyArray<string>): Effect.Effect<Attacker, Error
         child.kill("SIGKILL")
       })
   ).pipe(Effect.map(({ peer }) => peer))
+
+/** Watches `child`'s output for `text` from now on; the Effect returned waits until it was printed (20 s at most). */
+const printed = (child: Child, text: string): Effect.Effect<Effect.Effect<void, Error>> =>
+  Effect.sync(() => {
+    let out = ""
+    let wake: (() => void) | undefined
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString()
+      if (out.includes(text)) {
+        child.process.stdout!.off("data", onData)
+        wake?.()
+      }
+    }
+    child.process.stdout!.on("data", onData)
+    return Effect.callback<void>((resume) => {
+      if (out.includes(text)) return resume(Effect.void)
+      wake = () => resume(Effect.void)
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: "20 seconds",
+        orElse: () => Effect.fail(new Error(`the child did not print "${text}" (printed: ${out})`))
+      })
+    )
+  })
 
 /** A fresh directory under /tmp, removed when the scope closes; `owner` and `mode` as asked. */
 const tempDir = (owner: number, mode: number) =>
@@ -309,10 +333,13 @@ describe("shm:// against hostile peers of this user", () => {
         yield* valid.kill
         for (const [how, detail] of [["unsealed", "is not sealed against resizing"], ["truncated", "truncated"]]) {
           const peer = yield* spawnChild("side", where, how!)
+          const dropped = yield* printed(peer, "dropped")
           const hostile = yield* listener.accept
           const error = yield* Effect.flip(hostile.receive)
           assert.strictEqual(error.reason, "Protocol", error.message)
           assert.include(error.detail, detail!)
+          // and the link is dropped (by the channel's own fiber, in this scope), though the channel is not closed
+          yield* dropped
           yield* peer.kill
         }
       }).pipe(Effect.scoped),
