@@ -75,6 +75,10 @@ const errnoReasons: Record<string, IpcErrorReason> = {
   EOPNOTSUPP: "UnsupportedPlatform"
 }
 
+/** The reason an errno code (`"ENOENT"` -> `NotFound`) stands for; `fallback` for codes without one. */
+export const errnoReason = (errno: string | undefined, fallback: IpcErrorReason): IpcErrorReason =>
+  (errno !== undefined ? errnoReasons[errno] : undefined) ?? fallback
+
 /** The errno code (`"ENOENT"`) of a Node system error, if it has one. */
 export const errnoOf = (cause: unknown): string | undefined => {
   if (typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string") {
@@ -94,7 +98,7 @@ export const fromSystemError = (
   address?: string
 ): IpcError => {
   const errno = errnoOf(cause)
-  const reason = (errno !== undefined ? errnoReasons[errno] : undefined) ?? fallback
+  const reason = errnoReason(errno, fallback)
   const message = cause instanceof Error ? cause.message : String(cause)
   return new IpcError({
     reason,
@@ -104,6 +108,24 @@ export const fromSystemError = (
     cause
   })
 }
+
+/**
+ * Builds an `IpcError` from an errno code a native call reported (`"EEXIST"`,
+ * see `Native.errnoError` for errno numbers): the code picks the reason as in
+ * `fromSystemError`, `fallback` is used otherwise.
+ */
+export const fromErrno = (
+  errno: string,
+  fallback: IpcErrorReason,
+  detail: string,
+  address?: string
+): IpcError =>
+  new IpcError({
+    reason: errnoReason(errno, fallback),
+    detail: `${detail}: ${errno}`,
+    ...(address === undefined ? {} : { address }),
+    errno
+  })
 
 /** Shorthand for `new IpcError({ reason, detail, address })`. */
 export const make = (reason: IpcErrorReason, detail: string, address?: string): IpcError =>

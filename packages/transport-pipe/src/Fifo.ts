@@ -18,8 +18,9 @@
  * listener opens `name.in` afresh for the next client.
  *
  * The listener never removes what it did not make: FIFOs of this user, a
- * lock naming a dead pid and a ready token holding that lock's text (what a
- * dead listener left) are replaced, anything else at those paths is
+ * lock naming a dead process (by pid, start time and pid namespace, so that a
+ * pid since reused does not keep it) and a ready token holding that lock's
+ * text (what a dead listener left) are replaced, anything else at those paths is
  * `AddressInUse`. The client opens both FIFOs without following
  * links and checks their owner (fstat) with `authorize` before it sends the
  * hello: a pair made by another user is `PeerRejected`.
@@ -31,6 +32,7 @@ import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Policy from "@effect-ipc/core/Policy"
+import * as Process from "@effect-ipc/core/Process"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Duration from "effect/Duration"
@@ -98,32 +100,28 @@ const openFd = (path: string, flags: number, raw: string) =>
 
 const pipeSocket = (fd: number, readable: boolean) => new Net.Socket({ fd, readable, writable: !readable })
 
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (cause) {
-    return IpcError.errnoOf(cause) === "EPERM"
-  }
-}
+const lockFormat = /^([^:]+):[a-z0-9]+$/
 
-const lockFormat = /^([1-9][0-9]*):[a-z0-9]+$/
-
-/** The pid in a lock file of ours, if it is one (a regular file of this user holding `pid:token`). */
-const lockPid = (lock: ReturnType<typeof Files.readSmall>): number | undefined => {
+/**
+ * The listener named in a lock file of ours, if it is one: a regular file of
+ * this user holding `identity:token` (`Process.encode`: pid, start time and
+ * pid namespace), or `pid:token` as older versions wrote it.
+ */
+const lockHolder = (lock: ReturnType<typeof Files.readSmall>): Process.Identity | undefined => {
   if (lock === undefined || lock.stat.uid !== process.getuid?.()) return undefined
   const match = lockFormat.exec(lock.text)
-  return match === null ? undefined : Number(match[1])
+  return match === null ? undefined : Process.decode(match[1]!)
 }
 
-/** The live listener's pid named by the lock file at `path`, if any. */
-const lockOwner = (path: string): number | undefined => {
-  const pid = lockPid(Files.readSmall(path))
-  return pid !== undefined && isAlive(pid) ? pid : undefined
+/** The live listener named by the lock file at `path`, if any (a pid since reused by another process is not). */
+const lockOwner = (path: string): Process.Identity | undefined => {
+  const holder = lockHolder(Files.readSmall(path))
+  return holder !== undefined && Process.isAlive(holder) ? holder : undefined
 }
 
-const inUse = (path: string, what: string) =>
-  Object.assign(new Error(`${path} is ${what}: left untouched`), { code: "EADDRINUSE" })
+/** `AddressInUse`, for what is at `path` and is left alone. */
+const inUse = (path: string, what: string, raw: string) =>
+  IpcError.make("AddressInUse", `${path} is ${what}: left untouched`, raw)
 
 /** The lock we hold: our token, and the token of the dead listener we took over (if any). */
 interface Held {
@@ -132,10 +130,11 @@ interface Held {
 }
 
 /**
- * Takes a lock file holding `pid:token`; a lock whose owner is dead is taken
- * over, a live one is `AddressInUse`. The takeover is judged and done under
- * this user's lock for the path (so of many listeners exactly one takes it
- * over) and removes only the very file read (same device, inode and text).
+ * Takes a lock file holding `identity:token`; a lock whose owner is dead is taken
+ * over, a live one is `AddressInUse`. It is taken, and a takeover judged and
+ * done, under this user's lock for the path (so of many listeners exactly one
+ * gets it), and a takeover removes only the very file read (same device,
+ * inode and text).
  * It is released when the scope closes.
  */
 const takeLock = (
@@ -144,7 +143,7 @@ const takeLock = (
   what: string
 ): Effect.Effect<Held, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    const token = `${process.pid}:${Math.random().toString(36).slice(2)}`
+    const token = `${Process.encode(Process.self())}:${Math.random().toString(36).slice(2)}`
     const attempt = (): "taken" | "exists" => {
       try {
         Fs.writeFileSync(path, token, { flag: "wx", mode: 0o600 })
@@ -154,29 +153,34 @@ const takeLock = (
         return "exists"
       }
     }
-    const fail = (cause: unknown) => IpcError.fromSystemError(cause, "Open", "cannot take the lock", raw)
-    if ((yield* Effect.try({ try: attempt, catch: fail })) === "taken") return yield* holding(path, token, undefined)
+    const fail = (cause: unknown) =>
+      IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, "Open", "cannot take the lock", raw)
+    // every attempt, not only a takeover, runs under the path lock: a fresh create in the
+    // moment between a takeover's unlink and its create would leave both without the pair
     const tookOver = yield* PathLock.withPathLock(
       path,
       raw,
       Effect.try({
         try: () => {
+          if (attempt() === "taken") return undefined
           const found = Files.readSmall(path)
           if (found === undefined) {
             const stat = Files.lstatIfAny(path)
-            if (stat !== undefined) throw inUse(path, `${Files.describe(stat)}, not a lock of this user's`)
+            if (stat !== undefined) throw inUse(path, `${Files.describe(stat)}, not a lock of this user's`, raw)
           } else {
-            const pid = lockPid(found)
-            if (pid === undefined) throw inUse(path, `${Files.describe(found.stat)}, not a lock of this user's`)
-            if (isAlive(pid)) throw Object.assign(new Error(`${what} (pid ${pid})`), { code: "EADDRINUSE" })
+            const holder = lockHolder(found)
+            if (holder === undefined) {
+              throw inUse(path, `${Files.describe(found.stat)}, not a lock of this user's`, raw)
+            }
+            if (Process.isAlive(holder)) throw IpcError.make("AddressInUse", `${what} (pid ${holder.pid})`, raw)
             // a dead listener's lock: remove that very file (same file, same text)
             const now = Files.readSmall(path)
             if (now === undefined || !Files.sameFile(now.stat, found.stat) || now.text !== found.text) {
-              throw Object.assign(new Error(what), { code: "EADDRINUSE" })
+              throw IpcError.make("AddressInUse", what, raw)
             }
             Fs.unlinkSync(path)
           }
-          if (attempt() !== "taken") throw Object.assign(new Error(what), { code: "EADDRINUSE" })
+          if (attempt() !== "taken") throw IpcError.make("AddressInUse", what, raw)
           return found?.text
         },
         catch: fail
@@ -208,18 +212,19 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
     try: () => {
       const stat = Files.lstatIfAny(path)
       if (stat === undefined) return
-      if (stat.uid !== process.getuid?.()) throw inUse(path, Files.describe(stat))
+      if (stat.uid !== process.getuid?.()) throw inUse(path, Files.describe(stat), raw)
       if (expected === "FIFO") {
-        if (!stat.isFIFO()) throw inUse(path, Files.describe(stat))
+        if (!stat.isFIFO()) throw inUse(path, Files.describe(stat), raw)
         return removeOurs(path, stat)
       }
       const found = Files.readSmall(path)
       if (found === undefined || token === undefined || found.text !== token || !Files.sameFile(found.stat, stat)) {
-        throw inUse(path, `${Files.describe(stat)}, not the ready token of the dead listener`)
+        throw inUse(path, `${Files.describe(stat)}, not the ready token of the dead listener`, raw)
       }
       removeOurs(path, found.stat)
     },
-    catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
+    catch: (cause) =>
+      IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
   })
 
 /** Records what we created at `path`, to remove it and only it on close. */
@@ -299,10 +304,13 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             try: () => {
               const stat = Files.lstatIfAny(path)
               if (stat !== undefined && (!stat.isFIFO() || stat.uid !== process.getuid?.())) {
-                throw inUse(path, Files.describe(stat))
+                throw inUse(path, Files.describe(stat), raw)
               }
             },
-            catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
+            catch: (cause) =>
+              IpcError.isIpcError(cause)
+                ? cause
+                : IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
           })
         }
         yield* clearLeftover(files.ready, "ready token", raw, held.tookOver)

@@ -1,6 +1,8 @@
+import * as Process from "@effect-ipc/core/Process"
 import { Fifo } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -62,4 +64,32 @@ describe("Fifo", () => {
       const error = yield* Effect.flip(Effect.scoped(Fifo.make().listen(address)))
       assert.strictEqual(error.reason, "AddressInUse")
     }).pipe(Effect.scoped))
+
+  it.live.runIf(process.platform === "linux")(
+    "a lock whose pid now belongs to another process (another start time) is a dead listener's: taken over",
+    () =>
+      Effect.gen(function*() {
+        // the sleeper has the recorded pid, but it is not the process that wrote the lock
+        const sleeper = yield* Effect.acquireRelease(
+          Effect.sync(() => ChildProcess.spawn("sleep", ["300"], { stdio: "ignore" })),
+          (child) => Effect.sync(() => child.kill("SIGKILL"))
+        )
+        const live = Process.identify(sleeper.pid!)!
+        const transport = Fifo.make()
+        const recycled = `${dir}/recycled`
+        Fs.writeFileSync(`${recycled}.lock`, `${Process.encode({ ...live, startTime: live.startTime + 1 })}:dead`)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* transport.listen(`fifo://${recycled}`)
+          assert.match(Fs.readFileSync(`${recycled}.lock`, "utf8"), new RegExp(`^${Process.encode(Process.self())}:`))
+        }))
+        // the same pid with its own start time, or a bare pid (an older lock), is a live listener's
+        for (const [name, owner] of [["started", Process.encode(live)], ["bare", String(live.pid)]] as const) {
+          Fs.writeFileSync(`${dir}/${name}.lock`, `${owner}:alive`)
+          const error = yield* Effect.flip(Effect.scoped(transport.listen(`fifo://${dir}/${name}`)))
+          assert.strictEqual(error.reason, "AddressInUse", name)
+          assert.include(error.detail, `pid ${live.pid}`)
+          Fs.rmSync(`${dir}/${name}.lock`)
+        }
+      }).pipe(Effect.scoped)
+  )
 })

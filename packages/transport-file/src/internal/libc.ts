@@ -12,7 +12,8 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
-import koffi from "koffi"
+import * as Native from "@effect-ipc/core/Native"
+import type KoffiModule from "koffi"
 
 const LOCK_SH = 1
 const LOCK_EX = 2
@@ -22,56 +23,25 @@ const LOCK_UN = 8
 interface Bindings {
   readonly flock: (fd: number, operation: number) => number
   readonly errno: () => number
-  readonly wouldBlock: ReadonlySet<number>
 }
 
-let bindings: Bindings | IpcError.IpcError | undefined
-
-const libraryName = (): string | undefined =>
-  process.platform === "linux"
-    ? "libc.so.6"
-    : process.platform === "darwin"
-    ? "libSystem.B.dylib"
-    : process.platform === "freebsd"
-    ? "libc.so.7"
-    : undefined
-
-const load = (): Bindings | IpcError.IpcError => {
-  if (bindings !== undefined) return bindings
-  const name = libraryName()
-  if (name === undefined) {
-    bindings = IpcError.make("UnsupportedPlatform", `file locks (flock) are not available on ${process.platform}`)
-    return bindings
-  }
-  try {
-    const libc = koffi.load(name)
-    const flock = libc.func("int flock(int fd, int operation)") as (fd: number, operation: number) => number
-    const codes = koffi.os.errno as Record<string, number>
-    bindings = {
-      flock,
-      errno: () => koffi.errno(),
-      wouldBlock: new Set([codes["EWOULDBLOCK"], codes["EAGAIN"]].filter((n): n is number => n !== undefined))
+// koffi is required on first use (see Native), never by importing this package
+const load = Native.loader<typeof KoffiModule>(import.meta.url).bindings(
+  `cannot load ${Native.libcName() ?? "libc"} for flock`,
+  (koffi): Bindings | IpcError.IpcError => {
+    const name = Native.libcName()
+    if (name === undefined) {
+      return IpcError.make("UnsupportedPlatform", `file locks (flock) are not available on ${process.platform}`)
     }
-  } catch (cause) {
-    bindings = new IpcError.IpcError({
-      reason: "LibraryMissing",
-      detail: `cannot load ${name} for flock: ${cause instanceof Error ? cause.message : String(cause)}`,
-      cause
-    })
+    const flock = koffi.load(name).func("int flock(int fd, int operation)") as (fd: number, operation: number) => number
+    return { flock, errno: () => koffi.errno() }
   }
-  return bindings
-}
+)
 
-const errnoName = (errno: number): string =>
-  Object.entries(koffi.os.errno as Record<string, number>).find(([, value]) => value === errno)?.[0] ??
-    `errno ${errno}`
+/** EWOULDBLOCK or EAGAIN (the same number almost everywhere): another open file description holds the lock. */
+const wouldBlock = new Set([Native.errnoNumber("EWOULDBLOCK"), Native.errnoNumber("EAGAIN")])
 
-const failure = (errno: number, detail: string): IpcError.IpcError =>
-  IpcError.fromSystemError(
-    Object.assign(new Error(errnoName(errno)), { code: errnoName(errno) }),
-    "Unknown",
-    detail
-  )
+const failure = (errno: number, detail: string): IpcError.IpcError => Native.errnoError(errno, "Unknown", detail)
 
 /** Checks that flock can be loaded here; the error says why not (`LibraryMissing`, `UnsupportedPlatform`). */
 export const available = (): IpcError.IpcError | undefined => {
@@ -88,7 +58,7 @@ export const tryLock = (fd: number, mode: "exclusive" | "shared"): boolean | Ipc
   if (b instanceof IpcError.IpcError) return b
   if (b.flock(fd, (mode === "exclusive" ? LOCK_EX : LOCK_SH) | LOCK_NB) === 0) return true
   const errno = b.errno()
-  return b.wouldBlock.has(errno) ? false : failure(errno, "flock failed")
+  return wouldBlock.has(errno) ? false : failure(errno, "flock failed")
 }
 
 /** Releases the lock of `fd` (closing the descriptor does too). */

@@ -8,6 +8,7 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Process from "@effect-ipc/core/Process"
 import * as Fs from "node:fs"
 
 /** Runs `f`, turning a thrown system error into an `IpcError` with `fallback` as its reason. */
@@ -177,16 +178,13 @@ export const exists = (path: string): boolean => {
   }
 }
 
-/** Whether a process with `pid` exists (EPERM: it exists, owned by someone else). */
-export const isAlive = (pid: number): boolean => {
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (cause) {
-    return IpcError.errnoOf(cause) === "EPERM"
-  }
-}
+/**
+ * Whether the process that wrote a record holding only its pid (ipckit's lock
+ * file) may still run: a process has the pid (EPERM: one of another user's),
+ * and, when `recordedAt` (the record's mtime, ms since the epoch) is given, it
+ * started before then; one that started later only inherited the pid.
+ */
+export const isAlive = (pid: number, recordedAt?: number): boolean => Process.isAlive(Process.fromPid(pid), recordedAt)
 
 /** A random identifier: 16 hex digits. */
 export const randomId = (): string => {

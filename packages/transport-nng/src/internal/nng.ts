@@ -20,8 +20,9 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Native from "@effect-ipc/core/Native"
 import * as Effect from "effect/Effect"
-import koffi, { type LibraryHandle, type node as KoffiNode } from "koffi"
+import type { default as KoffiModule, LibraryHandle, node as KoffiNode } from "koffi"
 import * as Net from "node:net"
 import * as NngError from "../NngError.ts"
 
@@ -168,7 +169,9 @@ export const libraryNames = (): ReadonlyArray<string> => {
   return process.platform === "darwin" ? ["libnng.1.dylib", "libnng.dylib"] : ["libnng.so.1", "libnng.so"]
 }
 
-const loadLibc = () => {
+type Koffi = typeof KoffiModule
+
+const loadLibc = (koffi: Koffi) => {
   if (process.platform === "linux") {
     const libc = koffi.load("libc.so.6")
     return { libc, RTLD_NOW: 0x2, RTLD_NODELETE: 0x1000 }
@@ -181,7 +184,7 @@ const loadLibc = () => {
 
 const typeName = (name: string) => `effect_ipc_${name}`
 
-const declare = (libc: LibraryHandle, lib: LibraryHandle, version: string): Bindings => {
+const declare = (koffi: Koffi, libc: LibraryHandle, lib: LibraryHandle, version: string): Bindings => {
   const handle = (name: string) => {
     try {
       return koffi.struct(typeName(name), { id: "uint32_t" })
@@ -267,9 +270,9 @@ const missing = (detail: string, cause?: unknown) =>
     ...(cause === undefined ? {} : { cause })
   })
 
-const load = (): Bindings | IpcError.IpcError => {
+const load = (koffi: Koffi): Bindings | IpcError.IpcError => {
   const names = libraryNames()
-  const c = loadLibc()
+  const c = loadLibc(koffi)
   if (c === undefined) return IpcError.make("UnsupportedPlatform", `no libnng bindings for ${process.platform}`)
   const dlopen = c.libc.func("void *dlopen(const char *file, int mode)") as (file: string, mode: number) => Ptr | null
   const dlerror = c.libc.func("const char *dlerror()") as () => string | null
@@ -284,15 +287,13 @@ const load = (): Bindings | IpcError.IpcError => {
     try {
       const lib = koffi.load(name)
       const version = (lib.func("const char *nng_version()") as () => string)()
-      return declare(c.libc, lib, version)
+      return declare(koffi, c.libc, lib, version)
     } catch (cause) {
       return missing(`${name} is not a usable libnng: ${String(cause)}`, cause)
     }
   }
   return missing(`libnng is not installed: cannot load ${names.join(" or ")}: ${errors.join("; ")}`)
 }
-
-const errnoNames = new Map<number, string>(Object.entries(koffi.os.errno).map(([name, value]) => [value, name]))
 
 const EMPTY = new Uint8Array(0)
 
@@ -439,13 +440,13 @@ const findScope = (b: Bindings, stat: Ptr, name: string, id: number): Ptr | unde
   return undefined
 }
 
-const make = (b: Bindings): Nng => {
+const make = (koffi: Koffi, b: Bindings): Nng => {
   const error: Nng["error"] = (code, detail, address, reason) =>
     NngError.make(code, detail, {
       address,
       reason,
       message: b.strerror(code),
-      errnoName: (errno) => errnoNames.get(errno) ?? String(errno)
+      errnoName: Native.errnoName
     })
   const check = (rv: number, detail: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
     rv === 0 ? Effect.void : Effect.fail(error(rv, detail, address))
@@ -641,18 +642,19 @@ const make = (b: Bindings): Nng => {
   }
 }
 
-let loaded: Nng | IpcError.IpcError | undefined
+/** koffi and libnng, loaded on first use (see Native), never by importing this package. */
+const loaded = Native.loader<Koffi>(import.meta.url).bindings("cannot load libnng", (koffi) => {
+  const b = load(koffi)
+  return b instanceof IpcError.IpcError ? b : make(koffi, b)
+})
 
 /**
  * libnng, loaded once per process; fails with reason `LibraryMissing`, naming
  * the library, when it is not installed.
  */
 export const library: Effect.Effect<Nng, IpcError.IpcError> = Effect.suspend(() => {
-  if (loaded === undefined) {
-    const b = load()
-    loaded = b instanceof IpcError.IpcError ? b : make(b)
-  }
-  return loaded instanceof IpcError.IpcError ? Effect.fail(loaded) : Effect.succeed(loaded)
+  const nng = loaded()
+  return nng instanceof IpcError.IpcError ? Effect.fail(nng) : Effect.succeed(nng)
 })
 
 /** Loads libnng and starts its process-wide machinery (see `Nng.warmUp`). */

@@ -7,16 +7,11 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Native from "@effect-ipc/core/Native"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import type KoffiModule from "koffi"
 import * as Fs from "node:fs"
-import { createRequire } from "node:module"
-
-// koffi's native module is loaded on first use, so that a machine without it
-// gets a typed LibraryMissing from the calls that need it, not a failed import
-type Koffi = typeof import("koffi")
-let koffiModule: Koffi | undefined
-const koffiNative = (): Koffi => (koffiModule ??= createRequire(import.meta.url)("koffi") as Koffi)
 
 /** Credentials of the process at the other end of a Unix socket. */
 export interface PeerCredentials {
@@ -43,12 +38,11 @@ const SO_PEERCRED = 17
 const SOL_LOCAL = 0
 const LOCAL_PEERPID = 2
 
-let bindings: Bindings | IpcError.IpcError | undefined
-
-const load = (): Bindings | IpcError.IpcError => {
-  if (bindings !== undefined) return bindings
-  try {
-    const koffi = koffiNative()
+// koffi's native module is loaded on first use (see Native): a machine without it
+// gets a typed LibraryMissing from the calls that need it, not a failed import
+const load = Native.loader<typeof KoffiModule>(import.meta.url).bindings(
+  "cannot load libc",
+  (koffi): Bindings | IpcError.IpcError => {
     if (process.platform === "linux") {
       const libc = koffi.load("libc.so.6")
       const Ucred = koffi.struct("effect_ipc_ucred", { pid: "int32", uid: "uint32", gid: "uint32" })
@@ -59,7 +53,7 @@ const load = (): Bindings | IpcError.IpcError => {
       const fcntl = libc.func("int fcntl(int fd, int cmd, ...)")
       const flock = libc.func("int flock(int fd, int operation)")
       void Ucred
-      bindings = {
+      return {
         peerCredentials: (fd) => {
           const value = { pid: 0, uid: 0, gid: 0 }
           const length = [12]
@@ -73,7 +67,8 @@ const load = (): Bindings | IpcError.IpcError => {
           return rc >= 0 ? rc : -koffi.errno()
         }
       }
-    } else if (process.platform === "darwin") {
+    }
+    if (process.platform === "darwin") {
       const libc = koffi.load("libSystem.B.dylib")
       const getpeereid = libc.func("int getpeereid(int fd, _Out_ uint32_t *uid, _Out_ uint32_t *gid)")
       const getsockoptInt = libc.func(
@@ -81,7 +76,7 @@ const load = (): Bindings | IpcError.IpcError => {
       )
       const mkfifo = libc.func("int mkfifo(const char *path, uint16_t mode)")
       const flock = libc.func("int flock(int fd, int operation)")
-      bindings = {
+      return {
         flock: (fd, operation) => (flock(fd, operation) as number) === 0 ? 0 : koffi.errno(),
         peerCredentials: (fd) => {
           const uid = [0]
@@ -95,25 +90,10 @@ const load = (): Bindings | IpcError.IpcError => {
         // macOS pipes size themselves
         setPipeSize: () => 0
       }
-    } else {
-      bindings = IpcError.make("UnsupportedPlatform", `no libc bindings for ${process.platform}`)
     }
-  } catch (cause) {
-    bindings = new IpcError.IpcError({ reason: "LibraryMissing", detail: `cannot load libc: ${String(cause)}`, cause })
+    return IpcError.make("UnsupportedPlatform", `no libc bindings for ${process.platform}`)
   }
-  return bindings
-}
-
-const errnoName = (errno: number): string =>
-  Object.entries(koffiNative().os.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`
-
-const systemError = (errno: number, fallback: IpcError.IpcErrorReason, detail: string, address?: string) =>
-  IpcError.fromSystemError(
-    Object.assign(new Error(`${detail}: ${errnoName(errno)}`), { code: errnoName(errno) }),
-    fallback,
-    detail,
-    address
-  )
+)
 
 /** Reads the peer's pid, uid and gid of a connected Unix socket (SO_PEERCRED / getpeereid). */
 export const peerCredentials = (fd: number, address?: string): Effect.Effect<PeerCredentials, IpcError.IpcError> =>
@@ -122,7 +102,7 @@ export const peerCredentials = (fd: number, address?: string): Effect.Effect<Pee
     if (b instanceof IpcError.IpcError) return Effect.fail(b)
     const result = b.peerCredentials(fd)
     return typeof result === "number"
-      ? Effect.fail(systemError(result, "Unknown", "cannot read the peer's credentials", address))
+      ? Effect.fail(Native.errnoError(result, "Unknown", "cannot read the peer's credentials", address))
       : Effect.succeed(result)
   })
 
@@ -134,7 +114,7 @@ export const mkfifo = (path: string, mode: number, address?: string): Effect.Eff
     const errno = b.mkfifo(path, mode)
     return errno === 0
       ? Effect.void
-      : Effect.fail(systemError(errno, "Open", `cannot create the FIFO ${path}`, address))
+      : Effect.fail(Native.errnoError(errno, "Open", `cannot create the FIFO ${path}`, address))
   })
 
 /**
@@ -163,8 +143,7 @@ export const withLockFile = <A, E, R>(
   raw: string,
   body: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | IpcError.IpcError, R> => {
-  const busy = (detail: string) =>
-    IpcError.fromSystemError(Object.assign(new Error(detail), { code: "EAGAIN" }), "AddressInUse", detail, raw)
+  const busy = (detail: string) => IpcError.fromErrno("EAGAIN", "AddressInUse", detail, raw)
   const lockOnce = Effect.suspend((): Effect.Effect<number, IpcError.IpcError> => {
     const b = load()
     if (b instanceof IpcError.IpcError) return Effect.fail(b)
@@ -177,7 +156,7 @@ export const withLockFile = <A, E, R>(
     const errno = b.flock(fd, LOCK_EX | LOCK_NB)
     if (errno !== 0) {
       Fs.closeSync(fd)
-      return Effect.fail(systemError(errno, "AddressInUse", `cannot lock ${lockFile}`, raw))
+      return Effect.fail(Native.errnoError(errno, "AddressInUse", `cannot lock ${lockFile}`, raw))
     }
     let current = false
     try {

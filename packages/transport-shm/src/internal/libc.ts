@@ -23,10 +23,10 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Native from "@effect-ipc/core/Native"
 import * as Effect from "effect/Effect"
 import type KoffiModule from "koffi"
 import * as Fs from "node:fs"
-import { createRequire } from "node:module"
 
 type Koffi = typeof KoffiModule
 
@@ -65,107 +65,57 @@ const PROT_READ = 1
 const PROT_WRITE = 2
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn
 
-let bindings: Bindings | IpcError.IpcError | undefined
+const unsupported = () =>
+  IpcError.make(
+    "UnsupportedPlatform",
+    `POSIX shared memory is not available on ${process.platform} (Linux and macOS only)`
+  )
 
-/** koffi itself, required on first use: a missing native module is a typed error, not a failed import. */
-const requireKoffi = (): Koffi => createRequire(import.meta.url)("koffi") as Koffi
-
-const load = (): Bindings | IpcError.IpcError => {
-  if (bindings !== undefined) return bindings
-  if (process.platform !== "linux" && process.platform !== "darwin") {
-    bindings = IpcError.make(
-      "UnsupportedPlatform",
-      `POSIX shared memory is not available on ${process.platform} (Linux and macOS only)`
-    )
-    return bindings
-  }
-  try {
-    const koffi = requireKoffi()
-    if (process.platform === "linux") {
-      const libc = koffi.load("libc.so.6")
-      const shmOpen = libc.func("int shm_open(const char *name, int oflag, uint32_t mode)")
-      const shmUnlink = libc.func("int shm_unlink(const char *name)")
-      const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)")
-      const munmap = libc.func("int munmap(void *addr, size_t length)")
-      const schedYield = libc.func("int sched_yield(void)")
-      const memfdCreate = libc.func("int memfd_create(const char *name, unsigned int flags)")
-      const fcntl = libc.func("int fcntl(int fd, int cmd, ...)")
-      bindings = {
-        koffi,
-        memfdCreate: (name, flags) => memfdCreate(name, flags) as number,
-        fcntl: (fd, cmd, arg) => fcntl(fd, cmd, "int", arg) as number,
-        shmOpen: (name, flags, mode) => shmOpen(name, flags, mode) as number,
-        shmUnlink: (name) => shmUnlink(name) as number,
-        mmap: (addr, length, prot, flags, fd, offset) => mmap(addr, length, prot, flags, fd, offset) as Pointer,
-        munmap: (addr, length) => munmap(addr, length) as number,
-        schedYield: () => schedYield() as number,
-        errno: () => koffi.errno(),
-        flags: {
-          O_RDWR: 2,
-          O_CREAT: 0o100,
-          O_EXCL: 0o200,
-          MAP_SHARED: 1,
-          MAP_PRIVATE: 2,
-          MAP_FIXED: 0x10,
-          MAP_ANONYMOUS: 0x20
-        }
-      }
-    } else {
-      const libc = koffi.load("libSystem.B.dylib")
-      // untested here: shm_open is variadic on macOS (the mode travels as a promoted int)
-      const shmOpen = libc.func("int shm_open(const char *name, int oflag, ...)")
-      const shmUnlink = libc.func("int shm_unlink(const char *name)")
-      const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)")
-      const munmap = libc.func("int munmap(void *addr, size_t length)")
-      const schedYield = libc.func("int sched_yield(void)")
-      bindings = {
-        koffi,
-        memfdCreate: undefined,
-        fcntl: undefined,
-        shmOpen: (name, flags, mode) => shmOpen(name, flags, "int", mode) as number,
-        shmUnlink: (name) => shmUnlink(name) as number,
-        mmap: (addr, length, prot, flags, fd, offset) => mmap(addr, length, prot, flags, fd, offset) as Pointer,
-        munmap: (addr, length) => munmap(addr, length) as number,
-        schedYield: () => schedYield() as number,
-        errno: () => koffi.errno(),
-        flags: {
-          O_RDWR: 2,
-          O_CREAT: 0x200,
-          O_EXCL: 0x800,
-          MAP_SHARED: 1,
-          MAP_PRIVATE: 2,
-          MAP_FIXED: 0x10,
-          MAP_ANONYMOUS: 0x1000
-        }
-      }
+/** koffi and libc, loaded on first use (see Native): a missing native module is a typed error, not a failed import. */
+const bindingsOnce = Native.loader<Koffi>(import.meta.url).bindings("cannot load libc", (koffi): Bindings => {
+  // load() asks only on Linux and macOS
+  const linux = process.platform === "linux"
+  const libc = koffi.load(linux ? "libc.so.6" : "libSystem.B.dylib")
+  // untested here: shm_open is variadic on macOS (the mode travels as a promoted int)
+  const shmOpen = linux
+    ? libc.func("int shm_open(const char *name, int oflag, uint32_t mode)")
+    : libc.func("int shm_open(const char *name, int oflag, ...)")
+  const shmUnlink = libc.func("int shm_unlink(const char *name)")
+  const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)")
+  const munmap = libc.func("int munmap(void *addr, size_t length)")
+  const schedYield = libc.func("int sched_yield(void)")
+  const memfdCreate = linux ? libc.func("int memfd_create(const char *name, unsigned int flags)") : undefined
+  const fcntl = linux ? libc.func("int fcntl(int fd, int cmd, ...)") : undefined
+  return {
+    koffi,
+    memfdCreate: memfdCreate && ((name, flags) => memfdCreate(name, flags) as number),
+    fcntl: fcntl && ((fd, cmd, arg) => fcntl(fd, cmd, "int", arg) as number),
+    shmOpen: linux
+      ? (name, flags, mode) => shmOpen(name, flags, mode) as number
+      : (name, flags, mode) => shmOpen(name, flags, "int", mode) as number,
+    shmUnlink: (name) => shmUnlink(name) as number,
+    mmap: (addr, length, prot, flags, fd, offset) => mmap(addr, length, prot, flags, fd, offset) as Pointer,
+    munmap: (addr, length) => munmap(addr, length) as number,
+    schedYield: () => schedYield() as number,
+    errno: () => koffi.errno(),
+    // Linux's values, then macOS's where they differ
+    flags: {
+      O_RDWR: 2,
+      O_CREAT: linux ? 0o100 : 0x200,
+      O_EXCL: linux ? 0o200 : 0x800,
+      MAP_SHARED: 1,
+      MAP_PRIVATE: 2,
+      MAP_FIXED: 0x10,
+      MAP_ANONYMOUS: linux ? 0x20 : 0x1000
     }
-  } catch (cause) {
-    bindings = new IpcError.IpcError({
-      reason: "LibraryMissing",
-      detail: `cannot load koffi or libc: ${cause instanceof Error ? cause.message : String(cause)}`,
-      cause
-    })
   }
-  return bindings
-}
+})
 
-const errnoName = (b: Bindings, errno: number): string =>
-  Object.entries(b.koffi.os.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`
+const load = (): Bindings | IpcError.IpcError =>
+  process.platform === "linux" || process.platform === "darwin" ? bindingsOnce() : unsupported()
 
 /** An `IpcError` for `errno` (EEXIST -> AlreadyExists, ENOENT -> NotFound, EACCES -> PermissionDenied, ...). */
-const systemError = (
-  b: Bindings,
-  errno: number,
-  fallback: IpcError.IpcErrorReason,
-  detail: string,
-  address?: string
-) =>
-  IpcError.fromSystemError(
-    Object.assign(new Error(errnoName(b, errno)), { code: errnoName(b, errno) }),
-    fallback,
-    detail,
-    address
-  )
+const systemError = Native.errnoError
 
 const withBindings = <A>(
   f: (b: Bindings) => Effect.Effect<A, IpcError.IpcError>
@@ -206,8 +156,8 @@ export const shmOpen = (
     if (fd >= 0) return Effect.succeed(fd)
     const errno = b.errno()
     // glibc answers EINVAL for a name it will not take (a slash inside, or far too long)
-    const fallback = errno === b.koffi.os.errno.EINVAL ? "InvalidAddress" : "Open"
-    return Effect.fail(systemError(b, errno, fallback, `cannot ${how} the segment ${name}`, address))
+    const fallback = Native.errnoName(errno) === "EINVAL" ? "InvalidAddress" : "Open"
+    return Effect.fail(systemError(errno, fallback, `cannot ${how} the segment ${name}`, address))
   })
 
 /** Removes the name `/name` (the memory lives on while it is mapped). */
@@ -215,7 +165,7 @@ export const shmUnlink = (name: string, address?: string): Effect.Effect<void, I
   withBindings((b) =>
     b.shmUnlink(`/${name}`) === 0
       ? Effect.void
-      : Effect.fail(systemError(b, b.errno(), "Unknown", `cannot unlink the segment ${name}`, address))
+      : Effect.fail(systemError(b.errno(), "Unknown", `cannot unlink the segment ${name}`, address))
   )
 
 /**
@@ -227,7 +177,7 @@ export const shmUnlinkNow = (name: string): IpcError.IpcError | undefined => {
   if (b instanceof IpcError.IpcError) return b
   return b.shmUnlink(`/${name}`) === 0
     ? undefined
-    : systemError(b, b.errno(), "Unknown", `cannot unlink the segment ${name}`)
+    : systemError(b.errno(), "Unknown", `cannot unlink the segment ${name}`)
 }
 
 /** Seals of a memfd (`fcntl(F_ADD_SEALS)`): it can never shrink or grow, and no more seals can be added. */
@@ -253,13 +203,13 @@ export const memfdSealed = (label: string, size: number, address?: string): Effe
       return Effect.fail(IpcError.make("UnsupportedPlatform", "memfd_create is Linux only", address))
     }
     const fd = b.memfdCreate(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)
-    if (fd < 0) return Effect.fail(systemError(b, b.errno(), "NoSpace", "cannot create a memory file", address))
+    if (fd < 0) return Effect.fail(systemError(b.errno(), "NoSpace", "cannot create a memory file", address))
     const fcntl = b.fcntl
     return fdTruncate(fd, size, address).pipe(
       Effect.flatMap(() =>
         fcntl(fd, F_ADD_SEALS, SEALS.shrink | SEALS.grow | SEALS.seal) === 0
           ? Effect.succeed(fd)
-          : Effect.fail(systemError(b, b.errno(), "Unknown", "cannot seal a memory file", address))
+          : Effect.fail(systemError(b.errno(), "Unknown", "cannot seal a memory file", address))
       ),
       Effect.tapError(() => Effect.sync(() => closeFd(fd)))
     )
@@ -395,7 +345,7 @@ export const mapShared = (
   withBindings((b) => {
     const addr = b.mmap(null, size, PROT_READ | PROT_WRITE, b.flags.MAP_SHARED, fd, 0)
     if (addr === MAP_FAILED) {
-      return Effect.fail(systemError(b, b.errno(), "NoSpace", `cannot map ${size} bytes`, options.address))
+      return Effect.fail(systemError(b.errno(), "NoSpace", `cannot map ${size} bytes`, options.address))
     }
     const keeper: Range = { addr, length: size }
     const buffer = keep(b.koffi.view(addr, size), keeper)

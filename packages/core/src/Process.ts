@@ -1,0 +1,167 @@
+/**
+ * Who is alive, safely across pid reuse. A process is recorded as an
+ * `Identity`: its pid, its start time and its pid namespace. A pid alone is
+ * not enough: once its process dies the kernel hands the number to the next
+ * process, and `kill(pid, 0)` then answers for a stranger. The start time
+ * (Linux: field 22 of `/proc/<pid>/stat`) tells the recorded process from
+ * whoever holds its pid now; the namespace (`/proc/self/ns/pid`) keeps a
+ * process of another pid namespace (a container sharing a directory or
+ * `/dev/shm`) from being judged by a pid that means something else here.
+ *
+ * Both are small positive integers ("tags", 31 bits, fit for a 32-bit word
+ * of a shared header), or 0 where they are unknown: on a system without
+ * procfs (macOS), or in a record written by an older version that kept only
+ * the pid. A record without a start time falls back to `kill(pid, 0)`; if it
+ * says when it was written (`recordedAt`, e.g. the file's mtime), a process
+ * that started later than that is not its writer either.
+ *
+ * Every read is of procfs, which is memory-backed: nothing here waits on a
+ * disk, and nothing throws.
+ *
+ * @since 0.1.0
+ */
+import * as Fs from "node:fs"
+
+/** A process as recorded by whoever must later ask whether it still runs. */
+export interface Identity {
+  readonly pid: number
+  /** The process's start time as a tag (clock ticks since boot, reduced to 31 bits, plus 1); 0 when unknown. */
+  readonly startTime: number
+  /** The pid namespace as a tag (the inode of `/proc/self/ns/pid`, reduced to 31 bits, plus 1); 0 when unknown. */
+  readonly pidNamespace: number
+}
+
+/** What can be said of a recorded process from here: a process of another pid namespace is `unknown`. */
+export type Liveness = "alive" | "dead" | "unknown"
+
+const hasProc = process.platform === "linux"
+
+/** Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on every Linux that Node runs on). */
+const USER_HZ = 100
+
+/** Reduces a counter to a non-zero 31-bit tag (0 stays for "unknown"). */
+const tag = (n: number): number => (n % 0x7fff_ffff) + 1
+
+/** The fields of `/proc/<pid>/stat` after the command name (which may hold spaces and parentheses). */
+const statFields = (pid: number): ReadonlyArray<string> | undefined => {
+  if (!hasProc) return undefined
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  } catch {
+    return undefined
+  }
+}
+
+/** Field 22 of `/proc/<pid>/stat`: when `pid` started, in clock ticks since boot. */
+const startTicks = (pid: number): number | undefined => {
+  const ticks = Number(statFields(pid)?.[19])
+  return Number.isFinite(ticks) ? ticks : undefined
+}
+
+/** The start time tag of `pid` (see `Identity.startTime`), 0 where unknown (no procfs, no such process). */
+export const startTime = (pid: number): number => {
+  const ticks = startTicks(pid)
+  return ticks === undefined ? 0 : tag(ticks)
+}
+
+const namespaceTag = (): number => {
+  if (!hasProc) return 0
+  try {
+    const inode = Number(/\[(\d+)\]/.exec(Fs.readlinkSync("/proc/self/ns/pid"))?.[1])
+    return Number.isFinite(inode) ? tag(inode) : 0
+  } catch {
+    return 0
+  }
+}
+
+let me: Identity | undefined
+
+/** This process. */
+export const self = (): Identity => {
+  if (me === undefined || me.pid !== process.pid) {
+    me = { pid: process.pid, startTime: startTime(process.pid), pidNamespace: namespaceTag() }
+  }
+  return me
+}
+
+/** `kill(pid, 0)`: true when a process has the pid (EPERM: one of another user's). */
+const exists = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (cause) {
+    return typeof cause === "object" && cause !== null && "code" in cause && cause.code === "EPERM"
+  }
+}
+
+/** The identity of the process that has `pid` now, in this process's namespace; undefined when there is none. */
+export const identify = (pid: number): Identity | undefined => {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
+  if (pid === process.pid) return self()
+  if (!exists(pid)) return undefined
+  return { pid, startTime: startTime(pid), pidNamespace: self().pidNamespace }
+}
+
+/** When `pid` started, in milliseconds since the epoch (to 10 ms, as the system clock says now). */
+const startedAt = (pid: number): number | undefined => {
+  const ticks = startTicks(pid)
+  if (ticks === undefined) return undefined
+  try {
+    const uptime = Number(Fs.readFileSync("/proc/uptime", "latin1").split(" ")[0])
+    return Number.isFinite(uptime) ? Date.now() - uptime * 1000 + (ticks * 1000) / USER_HZ : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** How far `startedAt` may be off (uptime and ticks are read at 10 ms, the clock may be slewed). */
+const CLOCK_SLACK_MS = 1000
+
+/**
+ * Whether the recorded process still runs: `dead` when no process has its
+ * pid, or the one that has it started at another time (a recycled pid);
+ * `unknown` for a process of another pid namespace (callers treat it as
+ * alive). A record without a start time is judged by the pid alone, unless
+ * `recordedAt` (milliseconds since the epoch) says when its writer was alive:
+ * a process that started after that is not the writer.
+ */
+export const liveness = (recorded: Identity, recordedAt?: number): Liveness => {
+  if (!Number.isInteger(recorded.pid) || recorded.pid <= 0) return "dead"
+  const here = self()
+  if (recorded.pidNamespace !== 0 && here.pidNamespace !== 0 && recorded.pidNamespace !== here.pidNamespace) {
+    return "unknown"
+  }
+  if (recorded.pid === here.pid) {
+    return recorded.startTime === 0 || here.startTime === 0 || recorded.startTime === here.startTime ? "alive" : "dead"
+  }
+  if (!exists(recorded.pid)) return "dead"
+  if (recorded.startTime !== 0) {
+    const now = startTime(recorded.pid)
+    // unreadable (procfs mounted hidepid, or the process just exited): the pid is all we know
+    return now === 0 || now === recorded.startTime ? "alive" : "dead"
+  }
+  if (recordedAt !== undefined) {
+    const started = startedAt(recorded.pid)
+    if (started !== undefined && started > recordedAt + CLOCK_SLACK_MS) return "dead"
+  }
+  return "alive"
+}
+
+/** True unless the recorded process is known to be dead (see `liveness`). */
+export const isAlive = (recorded: Identity, recordedAt?: number): boolean => liveness(recorded, recordedAt) !== "dead"
+
+/** An identity that only knows a pid (an old record): judged by `kill(pid, 0)` and, if given, `recordedAt`. */
+export const fromPid = (pid: number): Identity => ({ pid, startTime: 0, pidNamespace: 0 })
+
+/** The text form of an identity for records in files: `pid@startTime.pidNamespace`. */
+export const encode = (identity: Identity): string => `${identity.pid}@${identity.startTime}.${identity.pidNamespace}`
+
+const encoded = /^([1-9][0-9]{0,9})(?:@([0-9]{1,10})\.([0-9]{1,10}))?$/
+
+/** Reads `encode`'s text, or a bare pid (an older record: start time and namespace unknown). */
+export const decode = (text: string): Identity | undefined => {
+  const match = encoded.exec(text)
+  if (match === null) return undefined
+  return { pid: Number(match[1]), startTime: Number(match[2] ?? 0), pidNamespace: Number(match[3] ?? 0) }
+}
