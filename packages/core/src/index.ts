@@ -20,9 +20,15 @@ export * as Transport from "./Transport.ts"
 export * as Framing from "./Framing.ts"
 /** Typed RPC (`effect/rpc`) over any transport. */
 export * as IpcRpc from "./IpcRpc.ts"
+/** Metrics and spans of every transport. */
+export * as Observability from "./Observability.ts"
 /** Retry, reconnect and heartbeat policies. */
 export * as Policy from "./Policy.ts"
 /** Channels over Node byte streams, for transport authors. */
 export * as StreamChannel from "./StreamChannel.ts"
 /** Transport choice by configuration (`IPC_TRANSPORT` / `IPC_ADDRESS`). */
 export * as Registry from "./Registry.ts"
+/** Lazy loading of koffi and native libraries for transport authors; errno names. */
+export * as Native from "./Native.ts"
+/** Process identities that survive pid reuse (start time, pid namespace). */
+export * as Process from "./Process.ts"

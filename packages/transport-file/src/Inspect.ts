@@ -115,6 +115,15 @@ const readSmall = (path: string): string | undefined | IpcError.IpcError => {
   return read.reason === "PermissionDenied" ? read : undefined
 }
 
+/** When a file was last written (ms since the epoch), `undefined` when it cannot be read. */
+const modifiedAt = (path: string): number | undefined => {
+  try {
+    return Fs.statSync(path).mtimeMs
+  } catch {
+    return undefined
+  }
+}
+
 /** Parses JSON text, `undefined` when it is not JSON. */
 const parseJson = (text: string | undefined): unknown => {
   if (text === undefined) return undefined
@@ -232,7 +241,8 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
         if (Sys.failed(holder)) return Effect.fail(holder)
         const text = holder?.trim()
         const pid = text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined
-        const lock = text === undefined ? undefined : { pid, alive: pid !== undefined && Sys.isAlive(pid) }
+        const writtenAt = text === undefined ? undefined : modifiedAt(ipckit.lock(from))
+        const lock = text === undefined ? undefined : { pid, alive: pid !== undefined && Sys.isAlive(pid, writtenAt) }
         files.push({ name: Path.basename(path), bytes, messages, lock })
       }
       const cursors: Array<{ reader: string; id: string; timestamp: number }> = []

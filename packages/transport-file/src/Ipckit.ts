@@ -82,9 +82,13 @@ export const paths = (dir: string) => {
   return {
     dir,
     info: Path.join(dir, ".channel_info"),
+    /** The JSON message file `from` writes. */
     messages: (from: Role) => file(from, "json"),
+    /** The lock guarding that message file. */
     lock: (from: Role) => file(from, "lock"),
+    /** The temporary file `from` writes before renaming it over the message file. */
     tmp: (from: Role) => file(from, "tmp"),
+    /** Where `reader` keeps its read position. */
     cursor: (reader: Role) => Path.join(dir, `.effect-ipc-${reader}.cursor`),
     breaker: Path.join(dir, ".effect-ipc-breaker.lock")
   }
@@ -200,7 +204,8 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
     if (Sys.failed(seen)) return Effect.fail(seen)
     last = seen ?? last
     if (seen === undefined) return Effect.fail(new Held(seen)) // released meanwhile: try again
-    const dead = seen.pid !== undefined ? !Sys.isAlive(seen.pid) : seen.ageMs > staleAge
+    // a process that started after the lock was written is not its writer (a recycled pid)
+    const dead = seen.pid !== undefined ? !Sys.isAlive(seen.pid, Date.now() - seen.ageMs) : seen.ageMs > staleAge
     if (dead && breakStale(path, p.breaker, seen)) {
       return Effect.andThen(
         Effect.logWarning(

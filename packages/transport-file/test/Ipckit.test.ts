@@ -115,7 +115,7 @@ describe("ipckit compatibility", () => {
   )
 
   it.live(
-    "a lock held by a live process is never broken, however old; a dead holder's (or an empty old one) is",
+    "a lock held by a live process is never broken, however old; a dead holder's, a recycled pid's (or an empty old one) is",
     () =>
       Effect.gen(function*() {
         const dir = fresh(root)
@@ -124,13 +124,20 @@ describe("ipckit compatibility", () => {
         const holder = yield* python([dir, "backend", "hold-lock", "backend_to_frontend"])
         yield* holder.waitFor((l) => l.includes("holding"))
         // ipckit would remove a lock older than 5 s; its holder is alive, so we do not
+        yield* Effect.sleep("5500 millis")
         const hourAgo = new Date(Date.now() - 3600_000)
-        Fs.utimesSync(lock, hourAgo, hourAgo)
         const busy = yield* Effect.flip(backend.sendEvent("blocked", {}))
         assert.strictEqual(busy.reason, "Timeout")
         assert.match(busy.detail, new RegExp(`live process ${holder.pid}`))
         assert.strictEqual(Fs.readFileSync(lock, "utf8"), `${holder.pid}\n`)
         assert.deepStrictEqual(elementsOf(Ipckit.paths(dir).messages("backend")), [])
+
+        // a lock naming a live process that started after the lock was written: the pid was
+        // recycled, its writer is gone, the lock is taken over
+        Fs.utimesSync(lock, hourAgo, hourAgo)
+        yield* backend.sendEvent("after a recycled pid", {})
+        assert.isFalse(Fs.existsSync(lock))
+        Fs.writeFileSync(lock, `${holder.pid}\n`)
 
         yield* holder.signal("SIGKILL")
         yield* holder.exit
@@ -144,7 +151,7 @@ describe("ipckit compatibility", () => {
         yield* backend.sendEvent("after an empty lock", {})
         assert.deepStrictEqual(
           elementsOf(Ipckit.paths(dir).messages("backend")).map((m) => m.method),
-          ["after a dead holder", "after an empty lock"]
+          ["after a recycled pid", "after a dead holder", "after an empty lock"]
         )
       }).pipe(Effect.scoped),
     60_000

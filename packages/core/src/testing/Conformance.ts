@@ -42,6 +42,7 @@ import { ConformanceApi, ConformanceHandlers, Refused } from "./ConformanceApi.t
 
 /** A raw byte connection to a listener, for feeding it malformed input. */
 export interface RawConnection {
+  /** Writes raw bytes to the listener, bypassing the frame format. */
   readonly write: (bytes: Uint8Array) => Effect.Effect<void>
   /** Completes when the listener has dropped this connection. */
   readonly dropped: Effect.Effect<void>

@@ -330,10 +330,16 @@ interface Transferable {
   transfer(newLength?: number): ArrayBuffer
 }
 
-/** Detaches `buffer` (and so every view over it). */
+/**
+ * Detaches `buffer` (and so every view over it) where the runtime can: Node
+ * 20 has no `transfer` (and copies a koffi view rather than detach it), so
+ * there a released view keeps its length and reads the private zero pages
+ * `release` puts in place of the shared ones: still no crash, and nothing of
+ * the segment.
+ */
 const detach = (buffer: ArrayBuffer): void => {
   const b = buffer as unknown as Transferable
-  if (!b.detached) b.transfer(0)
+  if (!b.detached && typeof b.transfer === "function") b.transfer(0)
 }
 
 /** Maps `size` bytes of `fd` shared and read-write. */
