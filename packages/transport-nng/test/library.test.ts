@@ -49,5 +49,7 @@ describe("libnng", () => {
         assert.strictEqual(result.stdout, "done\n")
       }
     }
-  })
+    // twelve processes one after another (each bounded by its own 30 s): several seconds each on a
+    // loaded machine
+  }, 400_000)
 })
