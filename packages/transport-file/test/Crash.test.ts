@@ -120,11 +120,22 @@ describe("crashes and concurrent processes", () => {
           ["e", 20, 300 * 1024],
           ["f", 20, 300 * 1024]
         ] as const
+        // every writer opens the stream, then waits at a barrier until all six are open: on a loaded
+        // machine their start-ups (seconds each) would otherwise spread them out one after another
+        const barrier = Path.join(dir, "..", `start-${Path.basename(dir)}`)
+        const open = () => plans.every(([tag]) => Fs.existsSync(`${barrier}.${tag}`))
+        yield* Effect.forkChild(Effect.gen(function*() {
+          while (!open()) yield* Effect.sleep("20 millis")
+          Fs.writeFileSync(barrier, "")
+        }))
         // about 5 s on an idle 2-core machine, ten times that under a load average of 20: the bound guards
         // against a hang (a writer stuck on the lock), not against slowness
         const results = yield* Effect.forEach(
           plans,
-          ([tag, count, size]) => run(node(["write", dir, String(count), String(size), tag]), { within: "4 minutes" }),
+          ([tag, count, size]) =>
+            run(node(["write", dir, String(count), String(size), tag], { env: { START_BARRIER: barrier } }), {
+              within: "4 minutes"
+            }),
           { concurrency: "unbounded" }
         )
         for (const r of results) assert.strictEqual(r.code, 0, r.stderr)

@@ -168,7 +168,10 @@ export const spawn = (
   ).pipe(Effect.map(({ handle }) => handle))
 
 /** Starts the Node fixture (`fixtures/child.ts`) with `args`. */
-export const node = (args: ReadonlyArray<string>, options?: { readonly uid?: number }) =>
+export const node = (
+  args: ReadonlyArray<string>,
+  options?: { readonly uid?: number; readonly env?: Record<string, string> }
+) =>
   spawn(
     process.execPath,
     ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript, ...args],
