@@ -28,6 +28,20 @@ export interface TransportDescriptor {
   readonly make: Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope>
   /** The default address of a service called `service` on this transport. */
   readonly defaultAddress: (service: string) => string
+  /**
+   * What each scheme cannot do, by scheme, with the reason: no `peer-process` (in-process only), no `raw-stream`
+   * (no byte stream to write bad frames on), no `shared-address` (no second listener can collide), no `multi-peer`
+   * (a listener serves one peer at a time), no `in-process` (both ends cannot live in one process). Read by the
+   * conformance suite (`@effect-ipc/testing`) to skip or adapt its cases.
+   */
+  readonly lacks?:
+    | Readonly<
+      Record<
+        string,
+        Partial<Record<"peer-process" | "raw-stream" | "shared-address" | "multi-peer" | "in-process", string>>
+      >
+    >
+    | undefined
 }
 
 /** The descriptor of the in-process `memory://` transport. */
@@ -35,7 +49,13 @@ export const memory: TransportDescriptor = {
   name: "memory",
   schemes: ["memory"],
   make: Effect.sync(() => Memory.make()),
-  defaultAddress: (service) => `memory://${service}`
+  defaultAddress: (service) => `memory://${service}`,
+  lacks: {
+    memory: {
+      "peer-process": "memory:// lives inside one process",
+      "raw-stream": "memory:// hands over messages, not bytes"
+    }
+  }
 }
 
 /** The address the configured program serves or dials. */
