@@ -1,17 +1,18 @@
 /**
  * How the command line reads the data it sends and prints the messages it
- * receives: `text` (UTF-8), `json` (validated JSON, one line per message) or
- * `hex` (the bytes as hexadecimal digits).
+ * receives: `text` (UTF-8), `json` (validated JSON, one line per message),
+ * `hex` (the bytes as hexadecimal digits) or `raw` (the bytes unchanged: read
+ * whole, written with no separator).
  *
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 
-/** The names of the formats, for `--format`. */
-export const formats = ["text", "json", "hex"] as const
+/** The names of the formats, for `--format`, `--in` and `--out`. */
+export const formats = ["text", "json", "hex", "raw"] as const
 
-/** A data format: `text`, `json` or `hex`. */
+/** A data format: `text`, `json`, `hex` or `raw`. */
 export type Format = typeof formats[number]
 
 const textEncoder = new TextEncoder()
@@ -63,6 +64,7 @@ export const readJson = (text: string, what: string): Effect.Effect<unknown, Ipc
 export const encode = (format: Format, data: string): Effect.Effect<Uint8Array, IpcError.IpcError> => {
   switch (format) {
     case "text":
+    case "raw":
       return Effect.succeed(textEncoder.encode(data))
     case "json":
       return Effect.map(readJson(data, "DATA"), (value) => textEncoder.encode(JSON.stringify(value)))
@@ -75,6 +77,7 @@ export const encode = (format: Format, data: string): Effect.Effect<Uint8Array, 
 export const decode = (format: Format, bytes: Uint8Array): Effect.Effect<string, IpcError.IpcError> => {
   switch (format) {
     case "text":
+    case "raw":
       return Effect.succeed(textDecoder.decode(bytes))
     case "hex":
       return Effect.succeed(toHex(bytes))
@@ -89,12 +92,50 @@ export const decode = (format: Format, bytes: Uint8Array): Effect.Effect<string,
   }
 }
 
+/** Turns the bytes of an input (a file, stdin) into the bytes of one message, read as `format`. */
+export const encodeBytes = (format: Format, input: Uint8Array): Effect.Effect<Uint8Array, IpcError.IpcError> =>
+  format === "raw" || format === "text" ? Effect.succeed(input) : encode(format, textDecoder.decode(input))
+
+/**
+ * A received message as the fields of a JSON event: `data` and its
+ * `encoding`. `text` gives `utf8` (or `base64` when the bytes are not UTF-8),
+ * `hex` gives `hex`, `json` gives the parsed value (`json`, or `base64` when
+ * it is not JSON) and `raw` gives `base64`.
+ */
+export const toJsonData = (
+  format: Format,
+  bytes: Uint8Array
+): { readonly data: unknown; readonly encoding: "utf8" | "base64" | "hex" | "json" } => {
+  const base64 = { data: Buffer.from(bytes).toString("base64"), encoding: "base64" } as const
+  switch (format) {
+    case "hex":
+      return { data: toHex(bytes), encoding: "hex" }
+    case "raw":
+      return base64
+    case "text":
+    case "json": {
+      let text: string
+      try {
+        text = strictDecoder.decode(bytes)
+      } catch {
+        return base64
+      }
+      if (format === "text") return { data: text, encoding: "utf8" }
+      try {
+        return { data: JSON.parse(text) as unknown, encoding: "json" }
+      } catch {
+        return base64
+      }
+    }
+  }
+}
+
 /** Renders a decoded value (an RPC result) as one line: text as is, bytes by the format, the rest as JSON. */
 export const show = (format: Format, value: unknown): string => {
   if (value instanceof Uint8Array) {
     return format === "hex"
       ? toHex(value)
-      : format === "json"
+      : format === "json" || format === "raw"
       ? JSON.stringify(Buffer.from(value).toString("base64"))
       : textDecoder.decode(value)
   }

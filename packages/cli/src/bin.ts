@@ -18,40 +18,28 @@ import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
-import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
+import type * as RpcGroup from "effect/rpc/RpcGroup"
 import * as RpcServer from "effect/rpc/RpcServer"
-import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Url from "node:url"
 import * as File from "./commands/file.ts"
 import * as Nng from "./commands/nng.ts"
 import * as Shm from "./commands/shm.ts"
 import { DemoApi, DemoHandlers } from "./DemoApi.ts"
 import * as Format from "./Format.ts"
+import * as Output from "./Output.ts"
 import * as Transports from "./Transports.ts"
-
-/** A failure that has already been printed: exit code 1, nothing more to log. */
-class Reported extends Data.TaggedError("Reported")<{}> {
-  override readonly [Runtime.errorReported] = false
-}
-
-const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
-
-const report = (message: string): Effect.Effect<void> => Console.error(`effect-ipc: ${oneLine(message)}`)
-
-// --- flags and arguments -----------------------------------------------------
-
-const formatFlag = Flag.Literals("format", Format.formats).pipe(
-  Flag.withAlias("f"),
-  Flag.withDescription("How DATA is read and messages are printed: text (UTF-8), json or hex"),
-  Flag.withDefault("text")
-)
 
 const addressArg = Argument.String("address").pipe(
   Argument.withDescription("Where to listen or dial: unix:///tmp/app.sock, unix:@name, memory://name")
@@ -64,15 +52,11 @@ const countFlag = Flag.Int("count").pipe(
   Flag.optional
 )
 
-const root = Command.make("effect-ipc").pipe(
-  Command.withSharedFlags({ format: formatFlag }),
-  Command.withDescription("Send, receive, echo and call over effect-ipc transports")
-)
-
 // --- helpers -------------------------------------------------------------------
 
 /** Prints a transport's failure of one connection and carries on with the others. */
 const dropOnFailure = <A>(
+  s: Output.Settings,
   channel: IpcChannel.IpcChannel,
   messages: Stream.Stream<A, IpcError.IpcError>
 ): Stream.Stream<A> =>
@@ -81,7 +65,7 @@ const dropOnFailure = <A>(
       // `Closed` means this side closed the channel (a peer's close ends the stream cleanly)
       error.reason === "Closed"
         ? Stream.empty
-        : Stream.fromEffect(report(`connection dropped: ${error.message}`)).pipe(Stream.drain)
+        : Stream.fromEffect(Output.problem(s, error, "connection dropped")).pipe(Stream.drain)
     ),
     Stream.ensuring(channel.close)
   )
@@ -96,111 +80,213 @@ const withTransport = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ) => Effect.provide(effect, Transports.layerAt(where))
 
+/** Says where a command is ready (stderr; with `--json` also a `ready` event on stdout). */
+const ready = (s: Output.Settings, what: string, address: string): Effect.Effect<void> =>
+  Effect.andThen(
+    Output.status(`${what} on ${address}`),
+    s.json ? Output.event({ event: "ready", command: what, address }) : Effect.void
+  )
+
 // --- listen ------------------------------------------------------------------------
 
 const listen = Command.make(
   "listen",
   { address: addressArg, count: countFlag },
-  Effect.fn(function*({ address, count }) {
-    const { format } = yield* root
-    yield* withTransport(
-      address,
-      Effect.gen(function*() {
-        const listener = yield* Transport.listen(address)
-        yield* report(`listening on ${listener.address}`)
-        yield* listener.connections.pipe(
-          Stream.flatMap((channel) => dropOnFailure(channel, channel.messages), { concurrency: "unbounded" }),
-          upTo(count),
-          Stream.runForEach((message) =>
-            Format.decode(format, message).pipe(
-              Effect.flatMap(Console.log),
-              Effect.catch((error) => report(`unreadable message: ${error.message}`))
-            )
+  ({ address, count }) =>
+    Output.guard((s) =>
+      withTransport(
+        address,
+        Effect.gen(function*() {
+          const listener = yield* Transport.listen(address)
+          yield* ready(s, "listening", listener.address)
+          yield* listener.connections.pipe(
+            Stream.flatMap((channel) => dropOnFailure(s, channel, channel.messages), { concurrency: "unbounded" }),
+            upTo(count),
+            Stream.runForEach((message) => Output.message(s, message, { address: listener.address }))
           )
-        )
-      }).pipe(Effect.scoped)
+        }).pipe(Effect.scoped)
+      )
     )
-  })
 ).pipe(Command.withDescription("Listen at ADDRESS and print every message from every client, one per line"))
 
 // --- send --------------------------------------------------------------------------
+
+/** The lines of an input (a final newline ends the last line; `\r\n` counts as one). */
+const linesOf = (input: Uint8Array): ReadonlyArray<Uint8Array> => {
+  const lines: Array<Uint8Array> = []
+  let from = 0
+  for (let i = 0; i < input.length; i++) {
+    if (input[i] !== 0x0a) continue
+    lines.push(input.subarray(from, i > from && input[i - 1] === 0x0d ? i - 1 : i))
+    from = i + 1
+  }
+  if (from < input.length) lines.push(input.subarray(from))
+  return lines
+}
+
+/** The messages to send: DATA, or each line of `--file` (the whole of it with `--raw` or `--in raw`). */
+const messagesOf = (
+  s: Output.Settings,
+  data: Option.Option<string>,
+  file: Option.Option<string>,
+  raw: boolean
+): Effect.Effect<ReadonlyArray<Uint8Array>, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    if (Option.isSome(data) && Option.isSome(file)) {
+      return yield* IpcError.make("Encode", "give DATA or --file, not both")
+    }
+    if (Option.isSome(data)) return [yield* Format.encode(s.input, data.value)]
+    if (Option.isNone(file)) {
+      return yield* IpcError.make("Encode", "nothing to send: give DATA, or --file PATH (- for stdin)")
+    }
+    const input = yield* Output.readInput(file.value)
+    const parts = raw || s.input === "raw" ? [input] : linesOf(input)
+    return yield* Effect.forEach(parts, (part) => Format.encodeBytes(s.input, part))
+  })
 
 const send = Command.make(
   "send",
   {
     address: addressArg,
-    data: Argument.String("data").pipe(Argument.withDescription("The message, read according to --format")),
+    data: Argument.String("data").pipe(
+      Argument.withDescription("The message, read according to --in (or --format)"),
+      Argument.optional
+    ),
+    file: Flag.String("file").pipe(
+      Flag.withDescription("Send each line of this file as a message instead (- for stdin)"),
+      Flag.optional
+    ),
+    raw: Flag.Boolean("raw").pipe(
+      Flag.withDescription("With --file: send the whole input as one message, not one per line"),
+      Flag.withDefault(false)
+    ),
     replies: Flag.Int("replies").pipe(
       Flag.withAlias("r"),
       Flag.withDescription("After sending, print this many replies"),
       Flag.withDefault(0)
     )
   },
-  Effect.fn(function*({ address, data, replies }) {
-    const { format } = yield* root
-    const message = yield* Format.encode(format, data)
-    yield* withTransport(
-      address,
+  ({ address, data, file, raw, replies }) =>
+    Output.guard((s) =>
       Effect.gen(function*() {
-        const channel = yield* Transport.dial(address)
-        yield* channel.send(message)
-        for (let i = 0; i < replies; i++) {
-          const reply = yield* channel.receive
-          yield* Console.log(yield* Format.decode(format, reply))
-        }
-        yield* channel.close
-      }).pipe(Effect.scoped)
+        const messages = yield* messagesOf(s, data, file, raw)
+        yield* withTransport(
+          address,
+          Effect.gen(function*() {
+            const channel = yield* Transport.dial(address)
+            for (const message of messages) {
+              yield* channel.send(message)
+              if (s.json) yield* Output.event({ event: "sent", address, bytes: message.length })
+            }
+            for (let i = 0; i < replies; i++) {
+              yield* Output.message(s, yield* channel.receive, { address })
+            }
+            yield* channel.close
+          }).pipe(Effect.scoped)
+        )
+      })
     )
-  })
-).pipe(Command.withDescription("Dial ADDRESS, send DATA as one message, and close"))
+).pipe(Command.withDescription("Dial ADDRESS, send DATA (or each line of --file) as messages, and close"))
 
 // --- echo --------------------------------------------------------------------------
 
 const echo = Command.make(
   "echo",
   { address: addressArg, count: countFlag },
-  Effect.fn(function*({ address, count }) {
-    yield* withTransport(
-      address,
-      Effect.gen(function*() {
-        const listener = yield* Transport.listen(address)
-        yield* report(`echoing on ${listener.address}`)
-        yield* listener.connections.pipe(
-          Stream.flatMap(
-            (channel) => dropOnFailure(channel, Stream.mapEffect(channel.messages, channel.send)),
-            { concurrency: "unbounded" }
-          ),
-          upTo(count),
-          Stream.runDrain
-        )
-      }).pipe(Effect.scoped)
+  ({ address, count }) =>
+    Output.guard((s) =>
+      withTransport(
+        address,
+        Effect.gen(function*() {
+          const listener = yield* Transport.listen(address)
+          yield* ready(s, "echoing", listener.address)
+          yield* listener.connections.pipe(
+            Stream.flatMap(
+              (channel) => dropOnFailure(s, channel, Stream.mapEffect(channel.messages, channel.send)),
+              { concurrency: "unbounded" }
+            ),
+            upTo(count),
+            Stream.runDrain
+          )
+        }).pipe(Effect.scoped)
+      )
     )
-  })
 ).pipe(Command.withDescription("Listen at ADDRESS and send every message back to the client that sent it"))
 
 // --- serve -------------------------------------------------------------------------
 
+const serializationFlag = Flag.Literals("serialization", ["binary", "json"]).pipe(
+  Flag.withDescription("How RPC messages are encoded: binary (effect's schema binary, the default) or json"),
+  Flag.withDefault("binary")
+)
+
+const serializationLayer = (name: "binary" | "json") =>
+  name === "json" ? IpcRpc.layerSerializationJson : IpcRpc.layerSerialization
+
 const serve = Command.make(
   "serve",
-  { address: addressArg },
-  Effect.fn(function*({ address }) {
-    const server = RpcServer.layer(DemoApi).pipe(
-      Layer.provide(DemoHandlers),
-      Layer.provide(IpcRpc.layerServerProtocol(address)),
-      Layer.provide(IpcRpc.layerSerialization),
-      Layer.provide(Transports.layerAt(address))
-    )
-    yield* Layer.build(server).pipe(
-      Effect.andThen(report(`serving DemoApi on ${address}`)),
-      Effect.andThen(Effect.never),
-      Effect.scoped
-    )
-  })
+  { address: addressArg, serialization: serializationFlag },
+  ({ address, serialization }) =>
+    Output.guard((s) => {
+      const server = RpcServer.layer(DemoApi).pipe(
+        Layer.provide(DemoHandlers),
+        Layer.provide(IpcRpc.layerServerProtocol(address)),
+        Layer.provide(serializationLayer(serialization)),
+        Layer.provide(Transports.layerAt(address))
+      )
+      return Layer.build(server).pipe(
+        Effect.andThen(ready(s, "serving DemoApi", address)),
+        Effect.andThen(Effect.never),
+        Effect.scoped
+      )
+    })
 ).pipe(Command.withDescription("Serve the demo RPC service (DemoApi) at ADDRESS until interrupted"))
 
 // --- call --------------------------------------------------------------------------
 
-const methods = [...DemoApi.requests.keys()]
+/** A group of procedures, the demo's or one loaded with `--module`. */
+type Group = RpcGroup.RpcGroup<Rpc.AnyWithProps>
+
+const demoGroup = DemoApi as unknown as Group
+const demoMethods = [...DemoApi.requests.keys()]
+
+/** An RpcGroup by its shape (effect 4.1 declares a type id for groups but does not set it on them). */
+const isGroup = (u: unknown): u is Group =>
+  (typeof u === "object" || typeof u === "function") && u !== null && "requests" in u &&
+  u.requests instanceof Map && "toLayer" in u && typeof u.toLayer === "function" && "merge" in u
+
+/** Loads the RpcGroup `name` exported by the module at `path` (without a name: its only RpcGroup export). */
+const loadGroup = (path: string, name: Option.Option<string>): Effect.Effect<Group, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const where = Path.resolve(path)
+    if (!Fs.existsSync(where)) return yield* IpcError.make("NotFound", `no module at ${path}`)
+    const module = yield* Effect.tryPromise({
+      try: (): Promise<Record<string, unknown>> => import(Url.pathToFileURL(where).href),
+      catch: (cause) =>
+        IpcError.make(
+          "Decode",
+          `cannot load module ${path}: ${
+            (cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)).split("\n")[0]
+          }`
+        )
+    })
+    const groups = Object.keys(module).filter((key) => isGroup(module[key]))
+    if (Option.isSome(name)) {
+      const group = module[name.value]
+      if (isGroup(group)) return group
+      return yield* IpcError.make(
+        "NotFound",
+        `module ${path} exports no RpcGroup named ${name.value} (it exports ${groups.join(", ") || "none"})`
+      )
+    }
+    if (groups.length === 1) return module[groups[0]!] as Group
+    return yield* IpcError.make(
+      "NotFound",
+      groups.length === 0
+        ? `module ${path} exports no RpcGroup`
+        : `module ${path} exports several RpcGroups (${groups.join(", ")}): choose one with --group`
+    )
+  })
 
 /** The `IpcError` somewhere in an error's chain of causes, if there is one. */
 const findIpcError = (error: unknown): IpcError.IpcError | undefined => {
@@ -213,24 +299,6 @@ const findIpcError = (error: unknown): IpcError.IpcError | undefined => {
   return undefined
 }
 
-/** Why a call failed: a lost link (`RpcClientError`) becomes its `IpcError`; a typed error is printed as itself. */
-const callFailed =
-  (method: string, target: string) => (error: unknown): Effect.Effect<never, IpcError.IpcError | Reported> => {
-    if (IpcError.isIpcError(error)) return Effect.fail(error)
-    if (typeof error === "object" && error !== null && "_tag" in error && error._tag === "RpcClientError") {
-      const cause = findIpcError(error)
-      return Effect.fail(
-        cause ??
-          IpcError.make(
-            "ConnectionLost",
-            `${method}: ${error instanceof Error ? error.message : String(error)}`,
-            target
-          )
-      )
-    }
-    return report(`${method} failed: ${showError(error)}`).pipe(Effect.andThen(Effect.fail(new Reported())))
-  }
-
 /** A typed error as one line: its tag and its fields as JSON. */
 const showError = (error: unknown): string => {
   if (typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string") {
@@ -240,83 +308,153 @@ const showError = (error: unknown): string => {
   return error instanceof Error ? error.message : String(error)
 }
 
+/** Why a call failed: a lost link (`RpcClientError`) becomes its `IpcError`; a typed error is printed as itself. */
+const callFailed = (s: Output.Settings, method: string, target: string) =>
+(
+  error: unknown
+): Effect.Effect<never, IpcError.IpcError | Output.Reported> => {
+  if (IpcError.isIpcError(error)) return Effect.fail(error)
+  if (typeof error === "object" && error !== null && "_tag" in error && error._tag === "RpcClientError") {
+    const cause = findIpcError(error)
+    const text = error instanceof Error ? error.message : String(error)
+    // a server on the other serialization sends what this side cannot decode
+    const hint = /decod/i.test(text) ? "; does the server use the other --serialization (binary or json)?" : ""
+    return Effect.fail(cause ?? IpcError.make("ConnectionLost", `${method}: ${text}${hint}`, target))
+  }
+  const tag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"
+    ? error._tag
+    : "Failed"
+  const printed = s.json
+    ? Output.event({ event: "error", reason: tag, detail: `${method} failed: ${showError(error)}`, error })
+    : Output.status(`${method} failed: ${showError(error)}`)
+  return Effect.andThen(printed, Effect.fail(new Output.Reported()))
+}
+
 const call = Command.make(
   "call",
   {
     address: addressArg,
-    method: Argument.String("method").pipe(Argument.withDescription(`The procedure: ${methods.join(", ")}`)),
+    method: Argument.String("method").pipe(
+      Argument.withDescription(`The procedure (of the demo: ${demoMethods.join(", ")}; or of --module's group)`)
+    ),
     payload: Argument.String("json").pipe(
       Argument.withDescription("The payload as JSON (binary fields are base64); none for a procedure without one"),
       Argument.optional
     ),
+    module: Flag.String("module").pipe(
+      Flag.withDescription("Call the RpcGroup that this module exports (a .ts or .js path) instead of the demo's"),
+      Flag.optional
+    ),
+    group: Flag.String("group").pipe(
+      Flag.withDescription("The name of the RpcGroup export in --module (default: its only RpcGroup export)"),
+      Flag.optional
+    ),
+    serialization: serializationFlag,
     timeout: Flag.Int("timeout").pipe(
       Flag.withDescription("Give up after this many seconds without a result"),
       Flag.filter((n) => n > 0, (n) => `--timeout must be at least 1 (got ${n})`),
       Flag.withDefault(10)
     )
   },
-  Effect.fn(function*({ address, method, payload, timeout }) {
-    const { format } = yield* root
-    const rpc = DemoApi.requests.get(method)
-    if (rpc === undefined) {
-      return yield* IpcError.make("NotFound", `unknown method "${method}" (have ${methods.join(", ")})`)
-    }
-    const json = Option.isSome(payload)
-      ? yield* Format.readJson(payload.value, "the payload")
-      : SchemaAST.isVoid(rpc.payloadSchema.ast)
-      ? null
-      : {}
-    const input = yield* Schema.decodeUnknownEffect(Schema.toCodecJson(rpc.payloadSchema))(json).pipe(
-      Effect.mapError((cause) =>
-        new IpcError.IpcError({
-          reason: "Encode",
-          detail: `bad payload for ${method}: ${oneLine(cause.message)}`,
-          cause
-        })
-      )
-    )
-    const failed = callFailed(method, address)
-    const program = Effect.gen(function*() {
-      const client = yield* RpcClient.make(DemoApi, { flatten: true })
-      const result = client(rpc._tag, input)
-      if (Stream.isStream(result)) {
-        yield* Stream.runForEach(result, (value) => Console.log(Format.show(format, value)))
-      } else {
-        const value = yield* result
-        if (value !== undefined) yield* Console.log(Format.show(format, value))
-      }
-    }).pipe(
-      Effect.catch(failed),
-      Effect.timeoutOrElse({
-        duration: Duration.seconds(timeout),
-        orElse: () => Effect.fail(IpcError.make("Timeout", `no answer to ${method} within ${timeout} s`, address))
-      }),
-      Effect.scoped
-    )
-    yield* program.pipe(
-      Effect.provide(
-        IpcRpc.layerClientProtocol(address, { reconnect: Policy.retry(3) }).pipe(
-          Layer.provide(IpcRpc.layerSerialization),
-          Layer.provide(Transports.layerAt(address))
+  ({ address, group, method, module, payload, serialization, timeout }) =>
+    Output.guard((s) =>
+      Effect.gen(function*() {
+        if (Option.isNone(module) && Option.isSome(group)) {
+          return yield* IpcError.make("NotFound", "--group names an export of --module: give --module PATH too")
+        }
+        const api = Option.isSome(module) ? yield* loadGroup(module.value, group) : demoGroup
+        const rpc = api.requests.get(method)
+        if (rpc === undefined) {
+          const known = [...api.requests.keys()]
+          return yield* IpcError.make("NotFound", `unknown method "${method}" (have ${known.join(", ")})`)
+        }
+        const json = Option.isSome(payload)
+          ? yield* Format.readJson(payload.value, "the payload")
+          : SchemaAST.isVoid(rpc.payloadSchema.ast)
+          ? null
+          : {}
+        // nor a payload schema that needs services to decode
+        const decode = Schema.decodeUnknownEffect(Schema.toCodecJson(rpc.payloadSchema)) as (
+          value: unknown
+        ) => Effect.Effect<unknown, Schema.SchemaError>
+        const input = yield* decode(json).pipe(
+          Effect.mapError((cause) =>
+            IpcError.make("Encode", `bad payload for ${method}: ${cause.message.replace(/\s*\n\s*/g, " ").trim()}`)
+          )
         )
-      )
+        // a success schema of a group loaded at run time needs no services to encode (its type cannot say so)
+        const toJson = Schema.encodeUnknownEffect(Schema.toCodecJson(rpc.successSchema)) as (
+          value: unknown
+        ) => Effect.Effect<unknown, Schema.SchemaError>
+        const print = (value: unknown): Effect.Effect<void> =>
+          s.json
+            ? toJson(value).pipe(
+              Effect.orElseSucceed(() => value),
+              Effect.flatMap((encoded) => Output.event({ event: "result", method, value: encoded ?? null }))
+            )
+            : value === undefined
+            ? Effect.void
+            : typeof value === "object" && value !== null && !(value instanceof Uint8Array)
+            // a structure as its schema's JSON (its fields in the schema's order, whatever the serialization)
+            ? toJson(value).pipe(
+              Effect.orElseSucceed(() => value),
+              Effect.flatMap((encoded) => Console.log(Format.show(s.output, encoded)))
+            )
+            : Console.log(Format.show(s.output, value))
+        const program = Effect.gen(function*() {
+          // a group loaded at run time declares no client middleware the type system can see
+          const client = yield* (RpcClient.make(api, { flatten: true }) as unknown as Effect.Effect<
+            (tag: string, payload: unknown) => unknown,
+            never,
+            RpcClient.Protocol | Scope.Scope
+          >)
+          const result = client(rpc._tag, input)
+          if (Stream.isStream(result)) {
+            yield* Stream.runForEach(result as Stream.Stream<unknown, unknown>, print)
+          } else {
+            yield* Effect.flatMap(result as Effect.Effect<unknown, unknown>, print)
+          }
+        }).pipe(
+          Effect.catch(callFailed(s, method, address)),
+          Effect.timeoutOrElse({
+            duration: Duration.seconds(timeout),
+            orElse: () => Effect.fail(IpcError.make("Timeout", `no answer to ${method} within ${timeout} s`, address))
+          }),
+          Effect.scoped
+        )
+        yield* program.pipe(
+          Effect.provide(
+            IpcRpc.layerClientProtocol(address, { reconnect: Policy.retry(3) }).pipe(
+              Layer.provide(serializationLayer(serialization)),
+              Layer.provide(Transports.layerAt(address))
+            )
+          )
+        )
+      })
     )
-  })
 ).pipe(
-  Command.withDescription("Call METHOD of the demo RPC service at ADDRESS with a JSON payload and print the result")
+  Command.withDescription(
+    "Call METHOD at ADDRESS with a JSON payload and print the result (the demo service, or --module's RpcGroup)"
+  )
 )
 
 // --- main ----------------------------------------------------------------------------
 
-const cli = root.pipe(
-  Command.withSubcommands([listen, send, echo, call, serve, Shm.command, File.command, Nng.make(root)])
+const cli = Output.root.pipe(
+  Command.withSubcommands([
+    listen,
+    send,
+    echo,
+    call,
+    serve,
+    Shm.command,
+    File.command,
+    Nng.make(Output.settings)
+  ])
 )
 
+// every command prints its own failures (Output.guard): what reaches here is a usage error effect's CLI printed
 Command.run(cli, { version: "0.1.0" }).pipe(
-  Effect.catchIf(
-    IpcError.isIpcError,
-    (error) => report(error.message).pipe(Effect.andThen(Effect.fail(new Reported())))
-  ),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain
 )

@@ -86,3 +86,34 @@ export const start = (command: string, args: ReadonlyArray<string>): Effect.Effe
 /** Starts `effect-ipc ...args`. */
 export const cli = (...args: ReadonlyArray<string>): Effect.Effect<Proc, never, Scope.Scope> =>
   start(node, [...flags, bin, ...args])
+
+/** What a finished run of the CLI printed, and its exit code. */
+export interface Ran {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs `effect-ipc ...args` to completion, with `input` on its stdin (none: stdin closed at once). */
+export const runCli = (args: ReadonlyArray<string>, input?: string | Uint8Array): Effect.Effect<Ran> =>
+  Effect.callback<Ran>((resume) => {
+    const child = ChildProcess.spawn(node, [...flags, bin, ...args], { cwd: root, stdio: ["pipe", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))
+    child.stderr.setEncoding("utf8").on("data", (t: string) => void (stderr += t))
+    child.on("error", (error) => void (stderr += `spawn failed: ${error.message}`))
+    child.on("close", (code, signal) =>
+      resume(Effect.succeed({
+        code: code ?? 128 + (signal === null ? 0 : Os.constants.signals[signal]),
+        stdout,
+        stderr
+      })))
+    child.stdin.end(input)
+    return Effect.sync(() => void child.kill("SIGKILL"))
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.seconds(45),
+      orElse: () => Effect.die(`effect-ipc ${args.join(" ")} did not exit`)
+    })
+  )

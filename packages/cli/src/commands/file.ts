@@ -4,7 +4,10 @@
  * ipckit directory as it arrives (from now on, or `--from-start`);
  * `file inspect DIR` shows who holds each end, each stream's segments and
  * size, and each reader's cursor and lag (`--verify` checks every record
- * and exits non-zero on damage, `--json` prints the report as JSON). Neither moves a cursor or holds
+ * and exits non-zero on damage, showing its progress on stderr when that is a
+ * terminal or with `--progress`; `--json` prints the report as one JSON
+ * event). `tail -n N` counts messages only: a writer's close record is shown
+ * but not counted. Neither moves a cursor or holds
  * space back, and both trust what a channel trusts: a directory or file another user controls, a
  * planted link or a FIFO where a file is expected is refused (`PermissionDenied`, exit status 1).
  *
@@ -21,6 +24,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as Format from "../Format.ts"
+import * as Output from "../Output.ts"
 
 const dirArg = Argument.String("dir").pipe(
   Argument.withDescription("A channel directory, a listener's directory (file:///dir), or an ipckit channel directory")
@@ -43,6 +47,19 @@ const line = (format: Format.Format, seen: Inspect.Seen): Effect.Effect<string> 
   )
 }
 
+/** One record as a JSON event: a `message` (its source, offset and data) or a `close`. */
+const jsonEvent = (format: Format.Format, seen: Inspect.Seen): Effect.Effect<void> => {
+  const where = { source: seen.source, offset: seen.offset }
+  if (seen.kind === "close") return Output.event({ event: "close", ...where })
+  return Output.event({ event: "message", ...where, ...Format.toJsonData(format, seen.payload) })
+}
+
+/** Ends `stream` after its `n`th data record (close records pass, uncounted). */
+const messagesUpTo = (n: number) => <E, R>(stream: Stream.Stream<Inspect.Seen, E, R>) => {
+  let messages = 0
+  return Stream.takeUntil(stream, (seen) => seen.kind === "data" && ++messages >= n)
+}
+
 const tail = Command.make(
   "tail",
   {
@@ -51,81 +68,128 @@ const tail = Command.make(
       Flag.withDescription("Begin with the oldest message still held, not with the next one written"),
       Flag.withDefault(false)
     ),
-    format: Flag.Literals("format", Format.formats).pipe(
-      Flag.withAlias("f"),
-      Flag.withDescription("How payloads are printed: text (UTF-8), json or hex"),
-      Flag.withDefault("text")
-    ),
     count: Flag.Int("count").pipe(
       Flag.withAlias("n"),
-      Flag.withDescription("Exit after this many messages"),
+      Flag.withDescription("Exit after this many messages (a writer's close record is shown, not counted)"),
       Flag.filter((n) => n > 0, (n) => `--count must be at least 1 (got ${n})`),
       Flag.optional
     )
   },
-  Effect.fn(function*({ count, dir, format, fromStart }) {
-    const where = Path.resolve(dir)
-    const seen = Inspect.tail(where, {
-      from: fromStart ? "start" : "end",
-      onReady: Console.error(`effect-ipc: following ${where}`)
-    })
-    yield* (Option.isSome(count) ? Stream.take(seen, count.value) : seen).pipe(
-      Stream.runForEach((s) => Effect.flatMap(line(format, s), Console.log))
+  ({ count, dir, fromStart }) =>
+    Output.guard((s) =>
+      Effect.suspend(() => {
+        const where = Path.resolve(dir)
+        const seen = Inspect.tail(where, {
+          from: fromStart ? "start" : "end",
+          onReady: Effect.andThen(
+            Console.error(`effect-ipc: following ${where}`),
+            s.json ? Output.event({ event: "ready", command: "following", address: where }) : Effect.void
+          )
+        })
+        return (Option.isSome(count) ? messagesUpTo(count.value)(seen) : seen).pipe(
+          Stream.runForEach((r) => s.json ? jsonEvent(s.output, r) : Effect.flatMap(line(s.output, r), Console.log))
+        )
+      })
     )
-  })
 ).pipe(Command.withDescription("Print each message written to DIR as it arrives (nothing is consumed)"))
+
+const bytes = (n: number): string =>
+  n >= 1024 * 1024 * 1024
+    ? `${(n / 1024 / 1024 / 1024).toFixed(1)} GiB`
+    : n >= 1024 * 1024
+    ? `${(n / 1024 / 1024).toFixed(1)} MiB`
+    : n >= 1024
+    ? `${(n / 1024).toFixed(1)} KiB`
+    : `${n} B`
+
+/**
+ * Shows how far `--verify` is, on stderr: on a terminal one line rewritten in
+ * place, otherwise (`--progress` into a pipe or file) one line per step.
+ * Steps are streams: `Log.verify` checks a stream in one synchronous call.
+ */
+const progressTo = (streams: ReadonlyArray<Log.Stats>, base: string) => {
+  const total = streams.reduce((sum, s) => sum + s.bytes, 0)
+  const tty = process.stderr.isTTY === true
+  const show = (text: string, last: boolean) =>
+    tty
+      ? Effect.sync(() => void process.stderr.write(`\r\x1b[2Keffect-ipc: ${text}${last ? "\n" : ""}`))
+      : Console.error(`effect-ipc: ${text}`)
+  let done = 0
+  return {
+    before: (i: number) =>
+      show(
+        `verifying stream ${i + 1}/${streams.length} ${Path.relative(base, streams[i]!.dir) || "."} (${
+          bytes(done)
+        } of ${bytes(total)} checked)`,
+        false
+      ),
+    after: (i: number) => Effect.sync(() => void (done += streams[i]!.bytes)),
+    end: Effect.suspend(() => show(`verified ${streams.length} streams, ${bytes(total)}`, true))
+  }
+}
 
 const inspect = Command.make(
   "inspect",
   {
     dir: dirArg,
-    json: Flag.Boolean("json").pipe(Flag.withDescription("Print the report as JSON"), Flag.withDefault(false)),
     verify: Flag.Boolean("verify").pipe(
       Flag.withDescription("Also read and check every record held (lengths, checksums, segment chain)"),
       Flag.withDefault(false)
+    ),
+    progress: Flag.Boolean("progress").pipe(
+      Flag.withDescription("Show --verify's progress on stderr even when it is not a terminal"),
+      Flag.withDefault(false)
     )
   },
-  Effect.fn(function*({ dir, json, verify }) {
-    const report = yield* Inspect.describe(Path.resolve(dir))
-    const streams: ReadonlyArray<Log.Stats> = report._tag === "Channel"
-      ? report.channel.streams
-      : report._tag === "Listener"
-      ? report.connections.flatMap((c) => c.streams)
-      : report._tag === "Stream"
-      ? [report.stream]
-      : []
-    const checks = verify
-      ? yield* Effect.forEach(streams, (s) =>
-        Effect.map(
-          Effect.result(Log.verify(s.dir)),
-          (r) => ({
-            stream: s.dir,
-            ok: r._tag === "Success",
-            detail: r._tag === "Success"
-              ? `${r.success.records} records, all whole${
-                r.success.torn > 0 ? `; ${r.success.torn} bytes of an unfinished record after them` : ""
-              }`
-              : r.failure.detail,
-            error: r._tag === "Failure" ? r.failure : undefined
-          })
-        ))
-      : []
-    const bad = checks.find((c) => c.error !== undefined)?.error
-    if (json) {
-      const shown = checks.map(({ detail, ok, stream }) => ({ stream, ok, detail }))
-      yield* Console.log(JSON.stringify({ ...report, ...(verify ? { verify: shown } : {}) }, null, 2))
-    } else {
-      yield* Console.log(Inspect.render(report))
-      for (const check of checks) {
-        yield* Console.log(
-          `${check.ok ? "ok" : "BAD"} ${Path.relative(Path.resolve(dir), check.stream)}: ${check.detail}`
-        )
-      }
-    }
-    // damage found: a non-zero exit status
-    if (bad !== undefined) return yield* bad
-  })
+  ({ dir, progress, verify }) => Output.guard((s) => inspectDir(dir, s.json, verify, progress))
 ).pipe(Command.withDescription("Show DIR's ends, streams, sizes, readers and cursors (--verify checks every record)"))
+
+const inspectDir = Effect.fn(function*(dir: string, json: boolean, verify: boolean, progress: boolean) {
+  const report = yield* Inspect.describe(Path.resolve(dir))
+  const streams: ReadonlyArray<Log.Stats> = report._tag === "Channel"
+    ? report.channel.streams
+    : report._tag === "Listener"
+    ? report.connections.flatMap((c) => c.streams)
+    : report._tag === "Stream"
+    ? [report.stream]
+    : []
+  const shown = progress || process.stderr.isTTY === true ? progressTo(streams, Path.resolve(dir)) : undefined
+  const checks = verify
+    ? yield* Effect.forEach(streams, (s, i) =>
+      Effect.map(
+        Effect.result(
+          shown === undefined
+            ? Log.verify(s.dir)
+            : Effect.andThen(shown.before(i), Log.verify(s.dir)).pipe(Effect.ensuring(shown.after(i)))
+        ),
+        (r) => ({
+          stream: s.dir,
+          ok: r._tag === "Success",
+          detail: r._tag === "Success"
+            ? `${r.success.records} records, all whole${
+              r.success.torn > 0 ? `; ${r.success.torn} bytes of an unfinished record after them` : ""
+            }`
+            : r.failure.detail,
+          error: r._tag === "Failure" ? r.failure : undefined
+        })
+      ))
+    : []
+  if (verify && shown !== undefined) yield* shown.end
+  const bad = checks.find((c) => c.error !== undefined)?.error
+  if (json) {
+    const verified = checks.map(({ detail, ok, stream }) => ({ stream, ok, detail }))
+    yield* Output.event({ event: "inspect", ...report, ...(verify ? { verify: verified } : {}) })
+  } else {
+    yield* Console.log(Inspect.render(report))
+    for (const check of checks) {
+      yield* Console.log(
+        `${check.ok ? "ok" : "BAD"} ${Path.relative(Path.resolve(dir), check.stream)}: ${check.detail}`
+      )
+    }
+  }
+  // damage found: a non-zero exit status
+  if (bad !== undefined) return yield* bad
+})
 
 /** The `file` command: `tail` and `inspect`. */
 export const command = Command.make("file").pipe(

@@ -3,7 +3,8 @@
  * `shm ls` lists them (kind, size, references, holders, creator, age, TTL,
  * and why the collector would remove one); `shm gc` removes the orphans
  * (links whose holders all died or whose TTL has passed, channel segments
- * of dead processes). Both take `--json` and `--prefix`; `gc` takes `--dry-run`.
+ * of dead processes). Both take `--prefix`, and the root's `--json` (one JSON
+ * object on one line); `gc` takes `--dry-run`.
  *
  * @since 0.1.0
  */
@@ -13,11 +14,7 @@ import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-
-const jsonFlag = Flag.Boolean("json").pipe(
-  Flag.withDescription("Print JSON instead of a table"),
-  Flag.withDefault(false)
-)
+import * as Output from "../Output.ts"
 
 const prefixFlag = Flag.String("prefix").pipe(
   Flag.withDescription("Only segments whose names start with this"),
@@ -53,51 +50,54 @@ const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<
 
 const ls = Command.make(
   "ls",
-  { json: jsonFlag, prefix: prefixFlag },
-  Effect.fn(function*({ json, prefix }) {
-    const listing = yield* SegmentGc.listMatching({ prefix: Option.getOrUndefined(prefix) })
-    if (json) return yield* Console.log(JSON.stringify(listing, null, 2))
-    if (listing.segments.length === 0) {
-      yield* Console.log("no effect-ipc segments")
-    } else {
-      yield* Console.log(table(
-        ["NAME", "KIND", "STATE", "SIZE", "REFS", "HOLDERS", "CREATOR", "AGE", "TTL", "ORPHAN"],
-        listing.segments.map((s) => [
-          s.name,
-          s.kind,
-          s.state,
-          bytes(s.size),
-          String(s.refcount),
-          s.holders.map((h) => `${pid(h)}${h.count > 1 ? ` x${h.count}` : ""}`).join(", ") || "-",
-          pid(s.creator),
-          duration(s.ageMillis),
-          s.ttlMillis > 0 ? duration(s.ttlMillis) : "-",
-          s.orphan ?? "-"
-        ])
-      ))
-    }
-    if (listing.others > 0) yield* Console.log(`(${listing.others} other segments in /dev/shm are not effect-ipc's)`)
-  })
+  { prefix: prefixFlag },
+  ({ prefix }) => Output.guard((s) => list(s.json, prefix))
 ).pipe(Command.withDescription("List effect-ipc's shared-memory segments: size, references, holders, creator, age"))
+
+const list = Effect.fn(function*(json: boolean, prefix: Option.Option<string>) {
+  const listing = yield* SegmentGc.listMatching({ prefix: Option.getOrUndefined(prefix) })
+  if (json) return yield* Output.event({ event: "segments", ...listing })
+  if (listing.segments.length === 0) {
+    yield* Console.log("no effect-ipc segments")
+  } else {
+    yield* Console.log(table(
+      ["NAME", "KIND", "STATE", "SIZE", "REFS", "HOLDERS", "CREATOR", "AGE", "TTL", "ORPHAN"],
+      listing.segments.map((s) => [
+        s.name,
+        s.kind,
+        s.state,
+        bytes(s.size),
+        String(s.refcount),
+        s.holders.map((h) => `${pid(h)}${h.count > 1 ? ` x${h.count}` : ""}`).join(", ") || "-",
+        pid(s.creator),
+        duration(s.ageMillis),
+        s.ttlMillis > 0 ? duration(s.ttlMillis) : "-",
+        s.orphan ?? "-"
+      ])
+    ))
+  }
+  if (listing.others > 0) yield* Console.log(`(${listing.others} other segments in /dev/shm are not effect-ipc's)`)
+})
 
 const gc = Command.make(
   "gc",
   {
-    json: jsonFlag,
     prefix: prefixFlag,
     dryRun: Flag.Boolean("dry-run").pipe(
       Flag.withDescription("Say what would be removed, remove nothing"),
       Flag.withDefault(false)
     )
   },
-  Effect.fn(function*({ dryRun, json, prefix }) {
-    const report = yield* SegmentGc.collect({ dryRun, prefix: Option.getOrUndefined(prefix) })
-    if (json) return yield* Console.log(JSON.stringify(report, null, 2))
-    const verb = dryRun ? "would remove" : "removed"
-    for (const r of report.removed) yield* Console.log(`${verb} ${r.kind} ${r.name}: ${r.reason}`)
-    yield* Console.log(`${verb} ${report.removed.length}, kept ${report.kept}`)
-  })
+  ({ dryRun, prefix }) => Output.guard((s) => collect(s.json, dryRun, prefix))
 ).pipe(Command.withDescription("Remove orphaned segments (dead holders, TTL passed, dead channel creators)"))
+
+const collect = Effect.fn(function*(json: boolean, dryRun: boolean, prefix: Option.Option<string>) {
+  const report = yield* SegmentGc.collect({ dryRun, prefix: Option.getOrUndefined(prefix) })
+  if (json) return yield* Output.event({ event: "gc", dryRun, ...report })
+  const verb = dryRun ? "would remove" : "removed"
+  for (const r of report.removed) yield* Console.log(`${verb} ${r.kind} ${r.name}: ${r.reason}`)
+  yield* Console.log(`${verb} ${report.removed.length}, kept ${report.kept}`)
+})
 
 /** `effect-ipc shm ls | gc`. */
 export const command = Command.make("shm").pipe(

@@ -1,0 +1,331 @@
+/**
+ * The command line's habits from nngcat and socat, as real child processes
+ * over real sockets and directories: input and output formats apart, `--json`
+ * events (errors too), data from a file or stdin, `call` of a user's own
+ * RpcGroup served by a separate server process, errors that name what the
+ * user gave (no temporary names, no stack), the `nng+` hint, `file tail -n`
+ * counting messages only, and `file inspect --verify`'s progress.
+ */
+import { FileChannel } from "@effect-ipc/transport-file"
+import { afterAll, assert, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { cli, flags, node, root, runCli, start } from "./helpers.ts"
+
+const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-habits-"))
+afterAll(() => Fs.rmSync(tmp, { recursive: true, force: true }))
+let n = 0
+/** A fresh Unix socket address in the test's directory. */
+const socket = () => `unix://${Path.join(tmp, `s${n++}.sock`)}`
+const bytes = (s: string) => new TextEncoder().encode(s)
+
+const fixtures = Path.join(root, "packages", "cli", "test", "fixtures")
+const api = Path.join(fixtures, "inventory-api.ts")
+/** The same module as a user types it: a path relative to where the CLI runs (the repository's root). */
+const apiRelative = Path.relative(root, api)
+
+it.live(
+  "--in and --out read what is sent and print what arrives in different formats; --out raw writes bytes",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const listener = yield* cli("--out", "hex", "listen", address, "--count", "2")
+      yield* listener.ready("listening on")
+      const json = yield* runCli(["send", address, `{ "a": [1, 2] }`, "--in", "json"])
+      assert.deepStrictEqual(json, { code: 0, stdout: "", stderr: "" })
+      const hex = yield* runCli(["--in", "hex", "send", address, "de ad be ef"])
+      assert.deepStrictEqual(hex, { code: 0, stdout: "", stderr: "" })
+      assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+      // {"a":[1,2]} sent compact, printed as hex; the hex input sent as its four bytes
+      assert.strictEqual(listener.stdout(), "7b2261223a5b312c325d7d\ndeadbeef\n")
+
+      const rawAddress = socket()
+      const raw = yield* cli("listen", rawAddress, "--count", "2", "--out", "raw")
+      yield* raw.ready("listening on")
+      assert.strictEqual((yield* runCli(["send", rawAddress, "ab"])).code, 0)
+      assert.strictEqual((yield* runCli(["send", rawAddress, "cd"])).code, 0)
+      assert.strictEqual(yield* raw.exit, 0, raw.stderr())
+      assert.strictEqual(raw.stdout(), "abcd", "raw: the bytes, nothing between them")
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+it.live(
+  "--json: listen prints ready and message events, send prints sent events, errors are error events",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const listener = yield* cli("listen", address, "--count", "2", "--json")
+      yield* listener.ready("listening on")
+      const text = yield* runCli(["--json", "send", address, "héllo"])
+      assert.deepStrictEqual(text, {
+        code: 0,
+        stdout: `{"event":"sent","address":"${address}","bytes":6}\n`,
+        stderr: ""
+      })
+      const binary = yield* runCli(["send", address, "ff00", "--in", "hex"])
+      assert.strictEqual(binary.code, 0, binary.stderr)
+      assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+      assert.deepStrictEqual(listener.stdout().split("\n"), [
+        `{"event":"ready","command":"listening","address":"${address}"}`,
+        `{"event":"message","address":"${address}","data":"héllo","encoding":"utf8"}`,
+        `{"event":"message","address":"${address}","data":"/wA=","encoding":"base64"}`,
+        ""
+      ])
+
+      const missing = `unix://${tmp}/no-such-dir/x.sock`
+      const failed = yield* runCli(["send", missing, "hi", "--json"])
+      assert.deepStrictEqual(failed, {
+        code: 1,
+        stdout:
+          `{"event":"error","reason":"NotFound","detail":"cannot connect ${missing}: directory ${tmp}/no-such-dir does not exist","address":"${missing}"}\n`,
+        stderr: ""
+      })
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+it.live(
+  "send --file sends one message per line; --raw and stdin (-) send the whole input as one",
+  () =>
+    Effect.gen(function*() {
+      const file = Path.join(tmp, "lines.txt")
+      Fs.writeFileSync(file, "one\ntwo\r\n\nfour\n")
+      const address = socket()
+      const listener = yield* cli("listen", address, "--count", "6", "--json")
+      yield* listener.ready("listening on")
+      const lines = yield* runCli(["send", address, "--file", file])
+      assert.deepStrictEqual(lines, { code: 0, stdout: "", stderr: "" })
+      const whole = yield* runCli(["send", address, "--file", "-", "--raw"], "a\nb\n")
+      assert.deepStrictEqual(whole, { code: 0, stdout: "", stderr: "" })
+      const hexLines = yield* runCli(["send", address, "--file", "-", "--in", "hex"], "6869\n0a\n")
+      assert.deepStrictEqual(hexLines, { code: 0, stdout: "", stderr: "" })
+      assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+      const data = listener.stdout().trim().split("\n").slice(1).map((line) =>
+        (JSON.parse(line) as { data: string }).data
+      )
+      assert.deepStrictEqual(data, ["one", "two", "", "four", "a\nb\n", "hi"])
+
+      const nothing = yield* runCli(["send", address])
+      assert.deepStrictEqual(nothing, {
+        code: 1,
+        stdout: "",
+        stderr: "effect-ipc: Encode: nothing to send: give DATA, or --file PATH (- for stdin)\n"
+      })
+      const absent = yield* runCli(["send", address, "--file", Path.join(tmp, "absent.txt")])
+      assert.deepStrictEqual(absent, {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: NotFound: cannot read ${Path.join(tmp, "absent.txt")}: no such file or directory\n`
+      })
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+/** Starts the fixture server of `Inventory` at `address` over `serialization`. */
+const inventoryServer = (address: string, serialization: "binary" | "json") =>
+  Effect.gen(function*() {
+    const server = yield* start(node, [...flags, Path.join(fixtures, "inventory-server.ts"), address, serialization])
+    yield* server.ready(`serving Inventory on ${address}`)
+    return server
+  })
+
+it.live(
+  "call --module calls a user's own RpcGroup served by another process (binary and --serialization json)",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      yield* inventoryServer(address, "binary")
+      const lookup = yield* runCli(["call", address, "Lookup", `{"item":"apples"}`, "--module", apiRelative])
+      assert.deepStrictEqual(lookup, { code: 0, stdout: `{"item":"apples","count":3}\n`, stderr: "" })
+      const take = yield* runCli(["call", address, "Take", `{"item":"apples","count":2}`, "--module", api])
+      assert.deepStrictEqual(take, { code: 0, stdout: "1\n", stderr: "" })
+      const short = yield* runCli(["call", address, "Take", `{"item":"apples","count":5}`, "--module", api])
+      assert.deepStrictEqual(short, {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: Take failed: OutOfStock {"item":"apples","left":1}\n`
+      })
+      const shortJson = yield* runCli([
+        "call",
+        address,
+        "Take",
+        `{"item":"apples","count":5}`,
+        "--module",
+        api,
+        "--json"
+      ])
+      assert.deepStrictEqual(shortJson, {
+        code: 1,
+        stdout:
+          `{"event":"error","reason":"OutOfStock","detail":"Take failed: OutOfStock {\\"item\\":\\"apples\\",\\"left\\":1}","error":{"_tag":"OutOfStock","item":"apples","left":1}}\n`,
+        stderr: ""
+      })
+      const restocks = yield* runCli([
+        "call",
+        address,
+        "Restocks",
+        `{"item":"pears"}`,
+        "--module",
+        api,
+        "--group",
+        "Inventory",
+        "--json"
+      ])
+      assert.deepStrictEqual(restocks, {
+        code: 0,
+        stdout: `{"event":"result","method":"Restocks","value":"pears: monday"}\n` +
+          `{"event":"result","method":"Restocks","value":"pears: thursday"}\n`,
+        stderr: ""
+      })
+      const demo = yield* runCli(["call", address, "Add", `{"a":1,"b":2}`, "--module", api])
+      assert.deepStrictEqual(demo, {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: NotFound: unknown method "Add" (have Lookup, Take, Restocks)\n`
+      })
+      const named = yield* runCli(["call", address, "Lookup", "{}", "--module", api, "--group", "Api"])
+      assert.deepStrictEqual(named, {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: NotFound: module ${api} exports no RpcGroup named Api (it exports Inventory)\n`
+      })
+
+      const jsonAddress = socket()
+      yield* inventoryServer(jsonAddress, "json")
+      const overJson = yield* runCli([
+        "call",
+        jsonAddress,
+        "Lookup",
+        `{"item":"pears"}`,
+        "--module",
+        api,
+        "--serialization",
+        "json"
+      ])
+      assert.deepStrictEqual(overJson, { code: 0, stdout: `{"item":"pears","count":0}\n`, stderr: "" })
+    }).pipe(Effect.scoped),
+  90_000
+)
+
+it.live(
+  "errors name what the user gave and why: no temporary names, no system call wording, no stack",
+  () =>
+    Effect.gen(function*() {
+      const address = `unix://${tmp}/no-such-dir/a.sock`
+      const listen = yield* runCli(["listen", address])
+      assert.deepStrictEqual(listen, {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: NotFound: cannot bind ${address}: directory ${tmp}/no-such-dir does not exist\n`
+      })
+      assert.isFalse(Fs.existsSync(Path.join(tmp, "no-such-dir")))
+      const listenJson = yield* runCli(["--json", "listen", address])
+      assert.deepStrictEqual(listenJson, {
+        code: 1,
+        stdout:
+          `{"event":"error","reason":"NotFound","detail":"cannot bind ${address}: directory ${tmp}/no-such-dir does not exist","address":"${address}"}\n`,
+        stderr: ""
+      })
+      const absent = socket()
+      const send = yield* runCli(["send", absent, "hi"])
+      assert.deepStrictEqual(send, {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: NotFound: cannot connect ${absent}: no such file or directory\n`
+      })
+    }),
+  60_000
+)
+
+it.live(
+  "an nng URL without our prefix (tcp://, ipc://, ws://) gets a hint naming the nng+ address",
+  () =>
+    Effect.gen(function*() {
+      for (const url of ["tcp://127.0.0.1:5555", "ipc:///tmp/x.ipc", "ws://127.0.0.1:5556/path"]) {
+        const scheme = url.slice(0, url.indexOf(":"))
+        const sent = yield* runCli(["send", url, "hi"])
+        assert.deepStrictEqual(sent, {
+          code: 1,
+          stdout: "",
+          stderr:
+            `effect-ipc: UnsupportedScheme: no transport serves ${scheme}:// (have pipe, memory, shm, file, nng) (${url}); for nng, write nng+${url}\n`
+        })
+      }
+      const json = yield* runCli(["--json", "listen", "tcp://127.0.0.1:5555"])
+      assert.strictEqual(json.code, 1)
+      assert.strictEqual(json.stderr, "")
+      const event = JSON.parse(json.stdout) as { event: string; reason: string; detail: string }
+      assert.deepStrictEqual([event.event, event.reason], ["error", "UnsupportedScheme"])
+      assert.match(event.detail, /; for nng, write nng\+tcp:\/\/127\.0\.0\.1:5555$/)
+    }),
+  60_000
+)
+
+it.live(
+  "file tail -n N counts messages only: a writer's close record is printed but not counted",
+  () =>
+    Effect.gen(function*() {
+      const dir = Path.join(tmp, "tail-close")
+      // a writer sends one message and closes (a close record); a second writer sends one more
+      yield* Effect.scoped(Effect.flatMap(FileChannel.backend(dir), (c) => c.send(bytes("first"))))
+      yield* Effect.scoped(Effect.flatMap(FileChannel.backend(dir), (c) => c.send(bytes("second"))))
+      const shown = yield* runCli(["file", "tail", dir, "--from-start", "-n", "2"])
+      assert.strictEqual(shown.code, 0, shown.stderr)
+      assert.deepStrictEqual(shown.stdout.split("\n").map((line) => line.replace(/@\d+/, "")), [
+        "backend_to_frontend first",
+        "backend_to_frontend (closed by its writer)",
+        "backend_to_frontend second",
+        ""
+      ])
+      const json = yield* runCli(["file", "tail", dir, "--from-start", "-n", "2", "--json"])
+      assert.strictEqual(json.code, 0, json.stderr)
+      assert.deepStrictEqual(
+        json.stdout.trim().split("\n").map((line) => {
+          const { offset: _, ...rest } = JSON.parse(line) as Record<string, unknown>
+          return rest
+        }),
+        [
+          { event: "ready", command: "following", address: dir },
+          { event: "message", source: "backend_to_frontend", data: "first", encoding: "utf8" },
+          { event: "close", source: "backend_to_frontend" },
+          { event: "message", source: "backend_to_frontend", data: "second", encoding: "utf8" }
+        ]
+      )
+    }),
+  60_000
+)
+
+it.live(
+  "file inspect --verify shows progress on stderr with --progress, and nothing without it (not a terminal)",
+  () =>
+    Effect.gen(function*() {
+      const dir = Path.join(tmp, "verify-progress")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const backend = yield* FileChannel.backend(dir)
+        const frontend = yield* FileChannel.frontend(dir)
+        yield* backend.send(bytes("to the frontend"))
+        yield* frontend.send(bytes("to the backend"))
+      }))
+      const quiet = yield* runCli(["file", "inspect", dir, "--verify"])
+      assert.strictEqual(quiet.code, 0, quiet.stderr)
+      assert.strictEqual(quiet.stderr, "")
+      const shown = yield* runCli(["file", "inspect", dir, "--verify", "--progress"])
+      assert.strictEqual(shown.code, 0, shown.stderr)
+      assert.strictEqual(shown.stdout, quiet.stdout, "the report is the same")
+      const lines = shown.stderr.split("\n")
+      assert.strictEqual(lines.length, 4, shown.stderr)
+      assert.match(lines[0]!, /^effect-ipc: verifying stream 1\/2 (backend|frontend)_to_\w+ \(0 B of \d+ B checked\)$/)
+      assert.match(
+        lines[1]!,
+        /^effect-ipc: verifying stream 2\/2 (backend|frontend)_to_\w+ \(\d+ B of \d+ B checked\)$/
+      )
+      assert.match(lines[2]!, /^effect-ipc: verified 2 streams, \d+ B$/)
+      assert.strictEqual(lines[3], "")
+      const total = /verified 2 streams, (\d+) B/.exec(lines[2]!)![1]
+      assert.match(lines[0]!, new RegExp(`of ${total} B checked`))
+    }),
+  60_000
+)
