@@ -1,5 +1,5 @@
 import { IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
-import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/core/testing/ConformanceApi"
+import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"

@@ -1,5 +1,5 @@
 import * as Registry from "@effect-ipc/core/Registry"
-import * as Conformance from "@effect-ipc/core/testing/Conformance"
+import * as Conformance from "@effect-ipc/testing/Conformance"
 
 let n = 0
 
@@ -7,6 +7,5 @@ Conformance.suite({
   name: "memory://",
   descriptor: Registry.memory,
   address: () => `memory://conformance-${process.pid}-${n++}`,
-  maxFrameSize: 256 * 1024 * 1024,
-  notApplicable: { "raw-stream": "memory:// hands over messages, not bytes" }
+  maxFrameSize: 256 * 1024 * 1024
 })

@@ -35,5 +35,7 @@ export const descriptor: Registry.TransportDescriptor = {
   name: "file",
   schemes: ["file"],
   make: FileTransport.build(),
-  defaultAddress: (service) => `file://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}`, service)}`
+  defaultAddress: (service) =>
+    `file://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}`, service)}`,
+  lacks: { file: { "raw-stream": "a log of checksummed records, not a byte stream" } }
 }

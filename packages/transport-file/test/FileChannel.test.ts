@@ -5,7 +5,7 @@
  * polling fallback.
  */
 import { IpcRpc, Transport } from "@effect-ipc/core"
-import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/core/testing/ConformanceApi"
+import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { FileChannel, FileTransport, Log } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"

@@ -1,4 +1,4 @@
-import * as Conformance from "@effect-ipc/core/testing/Conformance"
+import * as Conformance from "@effect-ipc/testing/Conformance"
 import * as File from "@effect-ipc/transport-file"
 import { afterAll } from "@effect/vitest"
 import * as Fs from "node:fs"
@@ -15,8 +15,5 @@ Conformance.suite({
   peer: { module: "@effect-ipc/transport-file", export: "descriptor" },
   address: () => `file://${root}/d${n++}`,
   maxFrameSize: 32 * 1024 * 1024,
-  notApplicable: {
-    "raw-stream": "a log of checksummed records, not a byte stream: damaged records are Damage.test.ts's"
-  },
   residue: (address) => [new URL(address).pathname].filter((path) => Fs.existsSync(path))
 })

@@ -56,5 +56,10 @@ export const descriptor: Registry.TransportDescriptor = {
   schemes: NngAddressModule.schemes,
   make: NngTransport.makeScoped(),
   defaultAddress: (service) =>
-    `nng+ipc://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}-${service}.ipc`)}`
+    `nng+ipc://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}-${service}.ipc`)}`,
+  // nng frames and checks its own connections (the SP protocol): raw bytes never reach the transport
+  lacks: Object.fromEntries(NngAddressModule.schemes.map((scheme) => [scheme, {
+    "raw-stream": "nng's SP protocol frames its connections",
+    ...(scheme === "nng+inproc" ? { "peer-process": "nng+inproc:// lives inside one process" } : {})
+  }]))
 }

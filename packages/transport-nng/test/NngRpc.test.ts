@@ -1,6 +1,6 @@
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
-import { ConformanceApi, Refused } from "@effect-ipc/core/testing/ConformanceApi"
+import { ConformanceApi, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { NngRpc } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -102,7 +102,7 @@ describe("NngRpc: effect/rpc over req/rep", () => {
   it.live("JSON serialization works too", () =>
     Effect.gen(function*() {
       const address = `inproc://rpc-json-${Math.random()}`
-      const { ConformanceHandlers } = yield* Effect.promise(() => import("@effect-ipc/core/testing/ConformanceApi"))
+      const { ConformanceHandlers } = yield* Effect.promise(() => import("@effect-ipc/testing/ConformanceApi"))
       const { RpcServer } = yield* Effect.promise(() => import("effect/rpc"))
       yield* Layer.build(
         RpcServer.layer(ConformanceApi).pipe(

@@ -1,5 +1,5 @@
 import * as Framing from "@effect-ipc/core/Framing"
-import * as Conformance from "@effect-ipc/core/testing/Conformance"
+import * as Conformance from "@effect-ipc/testing/Conformance"
 import * as Nng from "@effect-ipc/transport-nng"
 import { afterAll } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
@@ -37,44 +37,43 @@ const suitePort = (): number => {
   }
   return unusedPort()
 }
+// raw-stream cases: not applicable (the descriptor says why); garbage floods are flood.test.ts's
 const peer = { module: "@effect-ipc/transport-nng", export: "descriptor" }
-// nng frames and checks its own connections (the SP protocol): raw bytes never reach the transport
-const notApplicable = { "raw-stream": "nng's SP protocol frames its connections; garbage floods are flood.test.ts's" }
 
 const existing = (...paths: ReadonlyArray<string>) => paths.filter((path) => Fs.existsSync(path))
 
 Conformance.suite({
   name: "nng+ipc://",
   descriptor: Nng.descriptor,
+  scheme: "nng+ipc",
   peer,
   address: () => `nng+ipc://${dir}/s${n++}.ipc`,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
-  notApplicable,
   residue: (address) => existing(address.slice("nng+ipc://".length))
 })
 
 Conformance.suite({
   name: "nng+tcp://",
   descriptor: Nng.descriptor,
+  scheme: "nng+tcp",
   peer,
   address: () => `nng+tcp://127.0.0.1:${suitePort()}`,
-  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
-  notApplicable
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
 })
 
 Conformance.suite({
   name: "nng+ws://",
   descriptor: Nng.descriptor,
+  scheme: "nng+ws",
   peer,
   address: () => `nng+ws://127.0.0.1:${suitePort()}/conformance`,
-  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
-  notApplicable
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
 })
 
 Conformance.suite({
   name: "nng+inproc://",
   descriptor: Nng.descriptor,
+  scheme: "nng+inproc",
   address: () => `nng+inproc://conformance-${n++}`,
-  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
-  notApplicable: { ...notApplicable, "peer-process": "nng+inproc:// lives inside one process" }
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
 })

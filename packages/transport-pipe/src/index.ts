@@ -30,5 +30,12 @@ export const descriptor: Registry.TransportDescriptor = {
   name: "pipe",
   schemes: ["unix", "pipe", "fifo", "child"],
   make: Effect.sync(make),
-  defaultAddress: (service) => `pipe://effect-ipc-${service}`
+  defaultAddress: (service) => `pipe://effect-ipc-${service}`,
+  lacks: {
+    fifo: { "multi-peer": "a FIFO pair serves one peer at a time" },
+    child: {
+      "in-process": "a child-process pipe joins a parent and the child it starts",
+      "shared-address": "each dial starts its own child: there is no address a second listener could take"
+    }
+  }
 }

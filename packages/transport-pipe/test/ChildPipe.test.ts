@@ -6,7 +6,7 @@ import * as Path from "node:path"
 import { pythonPeer } from "./helpers.ts"
 
 const text = (s: string) => new TextEncoder().encode(s)
-const peerTs = Path.resolve(import.meta.dirname, "../../core/src/testing/peer.ts")
+const peerTs = Path.resolve(import.meta.dirname, "../../testing/src/peer.ts")
 const nodeArgs = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning"]
 
 describe("ChildPipe", () => {

@@ -1,6 +1,6 @@
 import * as Framing from "@effect-ipc/core/Framing"
 import * as IpcError from "@effect-ipc/core/IpcError"
-import * as Conformance from "@effect-ipc/core/testing/Conformance"
+import * as Conformance from "@effect-ipc/testing/Conformance"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import { afterAll } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -96,6 +96,7 @@ const existing = (...paths: ReadonlyArray<string>) => paths.filter((path) => Fs.
 Conformance.suite({
   name: "unix://",
   descriptor: Pipe.descriptor,
+  scheme: "unix",
   peer,
   address: () => `unix://${dir}/s${n++}.sock`,
   raw: rawConnect,
@@ -106,6 +107,7 @@ Conformance.suite({
 Conformance.suite({
   name: "pipe://",
   descriptor: Pipe.descriptor,
+  scheme: "pipe",
   peer,
   address: () => `pipe://conformance-${process.pid}-${n++}`,
   raw: rawConnect,
@@ -116,11 +118,11 @@ Conformance.suite({
 Conformance.suite({
   name: "fifo://",
   descriptor: Pipe.descriptor,
+  scheme: "fifo",
   peer,
   address: () => `fifo://${dir}/f${n++}`,
   raw: rawFifo,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
-  singlePeer: true,
   residue: (address) => {
     const base = new URL(address).pathname
     return existing(`${base}.in`, `${base}.out`, `${base}.lock`, `${base}.lock.server`)
@@ -130,8 +132,8 @@ Conformance.suite({
 Conformance.suite({
   name: "child-process pipes",
   descriptor: Pipe.descriptor,
-  peer: { ...peer, via: "child" },
-  inProcess: false,
+  scheme: "child",
+  peer,
   address: () => "child:parent",
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
 })

@@ -28,5 +28,6 @@ export const descriptor: Registry.TransportDescriptor = {
   name: "shm",
   schemes: ["shm"],
   make: ShmTransport.makeScoped(),
-  defaultAddress: (service) => `shm://effect-ipc-${service}`
+  defaultAddress: (service) => `shm://effect-ipc-${service}`,
+  lacks: { shm: { "raw-stream": "messages in a shared ring, not a byte stream" } }
 }

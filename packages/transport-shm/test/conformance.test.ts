@@ -1,4 +1,4 @@
-import * as Conformance from "@effect-ipc/core/testing/Conformance"
+import * as Conformance from "@effect-ipc/testing/Conformance"
 import * as Shm from "@effect-ipc/transport-shm"
 import { afterAll } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -23,8 +23,5 @@ Conformance.suite({
   peer: { module: "@effect-ipc/transport-shm", export: "descriptor" },
   address: () => `shm://conformance-${process.pid}-${n++}`,
   maxFrameSize: Shm.ShmChannel.DEFAULT_MAX_MESSAGE_SIZE,
-  notApplicable: {
-    "raw-stream": "messages in a shared ring, not a byte stream: forged and damaged rings are the shm tests'"
-  },
   residue
 })

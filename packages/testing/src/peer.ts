@@ -1,9 +1,10 @@
 /**
  * The child-process peer of the conformance suite. Usage:
  *
- *   node peer.ts MODULE EXPORT ROLE ADDRESS [TAG]
+ *   node peer.js MODULE EXPORT ROLE ADDRESS [TAG]
  *
- * `MODULE`'s export `EXPORT` is a `TransportDescriptor`; ROLE is one of
+ * `MODULE` (a package name, an absolute path or a `file:` URL)'s export
+ * `EXPORT` is a `TransportDescriptor`; ROLE is one of
  * `echo-server` (echo every message), `rpc-server` (serve `ConformanceApi`),
  * `streamer` (dial and send numbered messages until killed), `sink` (send 0
  * once armed, read nothing until SIGUSR1, then acknowledge every message with
@@ -14,16 +15,18 @@
  *
  * @since 0.1.0
  */
+import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
+import type * as Registry from "@effect-ipc/core/Registry"
+import * as Transport from "@effect-ipc/core/Transport"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as RpcServer from "effect/rpc/RpcServer"
-import type * as IpcChannel from "../IpcChannel.ts"
-import * as IpcRpc from "../IpcRpc.ts"
-import type * as Registry from "../Registry.ts"
-import * as Transport from "../Transport.ts"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
 import { ConformanceApi, ConformanceHandlers } from "./ConformanceApi.ts"
 
 const [moduleName, exportName, role, address] = process.argv.slice(2)
@@ -33,7 +36,11 @@ const parent = address === "child:parent"
 const ready = parent ? Effect.void : Effect.sync(() => process.stdout.write("ready\n"))
 
 const loadDescriptor = Effect.tryPromise({
-  try: () => import(moduleName!) as Promise<Record<string, Registry.TransportDescriptor>>,
+  // an absolute path is imported as a file URL; a package name resolves from this script's node_modules
+  try: () =>
+    import(Path.isAbsolute(moduleName!) ? pathToFileURL(moduleName!).href : moduleName!) as Promise<
+      Record<string, Registry.TransportDescriptor>
+    >,
   catch: (cause) => new Error(`cannot load ${moduleName}: ${String(cause)}`)
 }).pipe(Effect.map((mod) => mod[exportName!]!))
 

@@ -5,16 +5,24 @@
  * back-pressure, 1000 concurrent RPC calls, a peer killed mid-stream, scoped
  * clean-up of OS resources, RPC reconnect after a server restart, and that
  * bad frames cost only the offending connection. Cross-process cases run the
- * peer in a real child process (`peer.ts`).
+ * peer in a real child process (`peer.ts` from the sources, `peer.js` from the
+ * build, beside this module).
  *
- * Every case is registered for every transport. A case that needs a
- * `Capability` the transport lacks is registered as skipped, its title ending
- * `— not applicable: <capability> (<why>)`, so the run shows and counts it.
- * Where both ends cannot live in the test process (child-process pipes), the
- * cases run against the suite's peer in the child instead.
+ * Every case is registered for every transport. What a scheme lacks is the
+ * transport's to say, in its descriptor (`TransportDescriptor.lacks`). A case
+ * that needs a `Capability` the scheme lacks is registered as skipped, its
+ * title ending `— not applicable: <capability> (<why>)`, so the run shows and
+ * counts it. Where both ends cannot live in the test process (no `in-process`:
+ * child-process pipes), the cases run against the suite's peer in the child
+ * instead.
  *
  * @since 0.1.0
  */
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
+import type * as Registry from "@effect-ipc/core/Registry"
+import * as Transport from "@effect-ipc/core/Transport"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -33,11 +41,6 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as IpcChannel from "../IpcChannel.ts"
-import * as IpcError from "../IpcError.ts"
-import * as IpcRpc from "../IpcRpc.ts"
-import type * as Registry from "../Registry.ts"
-import * as Transport from "../Transport.ts"
 import { ConformanceApi, ConformanceHandlers, Refused } from "./ConformanceApi.ts"
 
 /** A raw byte connection to a listener, for feeding it malformed input. */
@@ -49,53 +52,60 @@ export interface RawConnection {
 }
 
 /**
- * What a transport may lack. `peer-process`: a peer in another process (not
- * `memory://`, `nng+inproc://`); `raw-stream`: a byte stream the suite can
- * write bad frames on (`raw`, or child-process pipes); `shared-address`: one
- * address that clients meet at and a second listener collides with (not
- * child-process pipes).
+ * What a scheme may lack, as its descriptor's `lacks` lists it. `peer-process`:
+ * a peer in another process (not `memory://`, `nng+inproc://`); `raw-stream`: a
+ * byte stream the suite can write bad frames on (`raw`, or child-process
+ * pipes); `shared-address`: one address that clients meet at and a second
+ * listener collides with (not child-process pipes); `multi-peer`: a listener
+ * that serves several peers at once (not FIFOs); `in-process`: both ends in the
+ * test process (not child-process pipes, whose cases then run against the
+ * suite's peer in a child).
  */
-export type Capability = "peer-process" | "raw-stream" | "shared-address"
+export type Capability = keyof NonNullable<NonNullable<Registry.TransportDescriptor["lacks"]>[string]>
 
 /** A transport under test. */
 export interface Subject {
   /** Name shown in the test titles. */
   readonly name: string
-  /** The transport, as its package describes it to the registry. */
+  /**
+   * The transport, as its package describes it to the registry; its `lacks`
+   * says which cases apply to `scheme`.
+   */
   readonly descriptor: Registry.TransportDescriptor
+  /** The scheme under test (default: the descriptor's first). */
+  readonly scheme?: string | undefined
   /** A fresh address for one test. */
   readonly address: () => string
   /**
-   * Where a child process finds the descriptor (module specifier and export
-   * name); absent for in-process transports. `via: "spawn"` (default): the
-   * suite starts the peer and it listens or dials at an address; `via:
-   * "child"`: dialling `child:<command line>` starts the peer, which serves
-   * its parent (child-process pipes).
+   * Where a child process finds the descriptor: a module specifier the peer
+   * script can import (a package name, an absolute path or a `file:` URL) and
+   * the name of its export. Needed unless the scheme lacks `peer-process`. The
+   * suite starts the peer and it listens or dials at an address; where the
+   * scheme lacks `in-process`, dialling `child:<command line>` starts the
+   * peer, which serves its parent (child-process pipes).
    */
   readonly peer?: {
     readonly module: string
     readonly export: string
-    readonly via?: "spawn" | "child" | undefined
   } | undefined
-  /**
-   * False when both ends cannot live in the test process (child pipes): the
-   * cases then run against the suite's peer in a child process.
-   */
-  readonly inProcess?: boolean | undefined
-  /** True when a listener serves one peer at a time (FIFOs). */
-  readonly singlePeer?: boolean | undefined
-  /** Opens a raw byte connection to `address` (byte-stream transports). */
+  /** Opens a raw byte connection to `address` (byte-stream transports: needed unless the scheme lacks `raw-stream`). */
   readonly raw?: ((address: string) => Effect.Effect<RawConnection, IpcError.IpcError, Scope.Scope>) | undefined
   /** The largest frame the transport accepts by default. */
   readonly maxFrameSize: number
   /** Paths the transport leaves in the file system for `address` while in use (all must be gone after close). */
   readonly residue?: ((address: string) => ReadonlyArray<string>) | undefined
-  /** Why the transport lacks a capability, shown in the titles of the cases it skips. */
-  readonly notApplicable?: Partial<Record<Capability, string>> | undefined
 }
 
-const peerScript = fileURLToPath(new URL("./peer.ts", import.meta.url))
-const rawPeerScript = fileURLToPath(new URL("./rawPeer.ts", import.meta.url))
+// this module runs from the sources (`.ts`, with the workspace's source condition) or from the build (`.js`,
+// plain Node): its peer scripts sit beside it with the same extension
+const fromSource = import.meta.url.endsWith(".ts")
+const extension = fromSource ? ".ts" : ".js"
+const peerScript = fileURLToPath(new URL(`./peer${extension}`, import.meta.url))
+const rawPeerScript = fileURLToPath(new URL(`./rawPeer${extension}`, import.meta.url))
+const nodeFlags: ReadonlyArray<string> = [
+  ...(fromSource ? ["--conditions=@effect-ipc/source"] : []),
+  "--disable-warning=ExperimentalWarning"
+]
 
 type Role = "echo-server" | "rpc-server" | "streamer" | "sink" | "closer"
 
@@ -105,8 +115,7 @@ const peerArgs = (
   address: string,
   extra: ReadonlyArray<string> = []
 ): Array<string> => [
-  "--conditions=@effect-ipc/source",
-  "--disable-warning=ExperimentalWarning",
+  ...nodeFlags,
   peerScript,
   subject.peer!.module,
   subject.peer!.export,
@@ -153,7 +162,22 @@ export const kill = (child: ChildProcess.ChildProcess): Effect.Effect<void> =>
     child.kill("SIGKILL")
   })
 
-const openFds = (): number => Fs.readdirSync("/proc/self/fd").length
+/** Where this process's open descriptors are listed: Linux, then macOS and the BSDs; none elsewhere. */
+const fdDirectory = ["/proc/self/fd", "/dev/fd"].find((dir) => {
+  try {
+    return Fs.readdirSync(dir).length > 0
+  } catch {
+    return false
+  }
+})
+
+/** The number of open descriptors (0 where they cannot be listed: the cases say so in their titles). */
+const openFds = (): number => fdDirectory === undefined ? 0 : Fs.readdirSync(fdDirectory).length
+
+/** Appended to the titles of the cases that count descriptors, where they cannot be counted. */
+const fdsNotCounted = fdDirectory === undefined
+  ? " (descriptors not counted: neither /proc/self/fd nor /dev/fd lists them here)"
+  : ""
 
 /** True once no process has id `pid` (our children are reaped by Node). */
 const gone = (pid: number): boolean => {
@@ -165,15 +189,24 @@ const gone = (pid: number): boolean => {
   }
 }
 
-/** The ids of the processes whose command line contains `tag`. */
-const pidsTagged = (tag: string): ReadonlyArray<number> =>
-  Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+/** The ids of the processes whose command line has the argument `tag` (from /proc, else from `ps`). */
+const pidsTagged = (tag: string): ReadonlyArray<number> => {
+  if (!Fs.existsSync("/proc/self/cmdline")) {
+    return ChildProcess.execFileSync("ps", ["-A", "-o", "pid=,args="], { encoding: "utf8" }).split("\n").flatMap(
+      (line) => {
+        const [pid, ...args] = line.trim().split(/\s+/)
+        return args.includes(tag) ? [Number(pid)] : []
+      }
+    )
+  }
+  return Fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
     try {
       return Fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(tag) ? [Number(entry)] : []
     } catch {
       return []
     }
   })
+}
 
 const pattern = (size: number, seed: number): Uint8Array => {
   const out = new Uint8Array(size)
@@ -217,10 +250,21 @@ const cutFrame = new Uint8Array([...header(100), 1, 2, 3, 4])
 /** A peer in a child process that writes `bytes` raw on its pipe; `hold`: it waits to be dropped. */
 const rawChild = (transport: Transport.TransportShape, bytes: Uint8Array, hold: boolean) =>
   transport.dial(
-    `child:${encodeURIComponent(JSON.stringify([process.execPath, rawPeerScript, hex(bytes), hold ? "hold" : "cut"]))}`
+    `child:${
+      encodeURIComponent(
+        JSON.stringify([process.execPath, ...nodeFlags, rawPeerScript, hex(bytes), hold ? "hold" : "cut"])
+      )
+    }`
   )
 
 const transportOf = (subject: Subject) => subject.descriptor.make
+
+/** The scheme under test. */
+const schemeOf = (subject: Subject): string => subject.scheme ?? subject.descriptor.schemes[0] ?? ""
+
+/** What the scheme under test lacks, with the reasons, as its descriptor says. */
+const lacks = (subject: Subject): Partial<Record<Capability, string>> =>
+  subject.descriptor.lacks?.[schemeOf(subject)] ?? {}
 
 const rpcServer = (address: string, transport: Transport.TransportShape) =>
   RpcServer.layer(ConformanceApi).pipe(
@@ -261,7 +305,7 @@ const crossPeer = (
   role: "echo-server" | "streamer" | "sink" | "closer"
 ): Effect.Effect<CrossPeer, Error | IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    if (subject.peer?.via === "child") {
+    if (lacks(subject)["in-process"] !== undefined) {
       const channel = yield* transport.dial(childAddress(subject, role))
       return { channel, kill: killPid(channel.peer.pid), pid: channel.peer.pid }
     }
@@ -278,7 +322,7 @@ const crossPeer = (
 /** Starts a peer process serving `ConformanceApi` and returns the address to call it at. */
 const rpcPeer = (subject: Subject): Effect.Effect<string, Error, Scope.Scope> =>
   Effect.gen(function*() {
-    if (subject.peer?.via === "child") return childAddress(subject, "rpc-server")
+    if (lacks(subject)["in-process"] !== undefined) return childAddress(subject, "rpc-server")
     const address = subject.address()
     yield* spawnPeer(subject, "rpc-server", address)
     return address
@@ -331,24 +375,41 @@ const stalls = (count: () => number, what: string): Effect.Effect<number, Error>
     return last
   })
 
-const defaultWhy: Record<Capability, string> = {
-  "peer-process": "an in-process transport has no peer process",
-  "raw-stream": "no raw byte stream to write bad frames on",
-  "shared-address": "no address that two listeners could share"
-}
-
-/** Registers the whole conformance suite for `subject`. */
-export const suite = (subject: Subject): void => {
-  const crossProcess = subject.peer !== undefined
-  // child-process pipes: each dial starts its own child, which serves only its parent
-  const viaChild = subject.peer?.via === "child"
-  if (subject.inProcess === false && !viaChild) {
-    throw new Error(`${subject.name}: a transport that is not in-process needs peer.via "child"`)
+/**
+ * Registers the whole conformance suite for `subject`. Throws (at
+ * registration) when the subject cannot run a case its descriptor does not
+ * mark as lacking: no `peer` for a scheme with peer processes, no `raw` for a
+ * byte stream.
+ */
+export const suite = (given: Subject): void => {
+  const scheme = schemeOf(given)
+  if (!given.descriptor.schemes.includes(scheme)) {
+    throw new Error(`${given.name}: the descriptor "${given.descriptor.name}" does not serve ${scheme}://`)
   }
-  const capabilities: Record<Capability, boolean> = {
-    "peer-process": crossProcess,
-    "raw-stream": subject.raw !== undefined || viaChild,
-    "shared-address": !viaChild
+  // the cases that run are chosen by the scheme: an address of another scheme would run the wrong ones
+  const subject: Subject = {
+    ...given,
+    address: () => {
+      const address = given.address()
+      if (address.startsWith(`${scheme}:`)) return address
+      throw new Error(`${given.name}: the address ${address} is not a ${scheme}: address (set the subject's scheme)`)
+    }
+  }
+  const lacking = lacks(subject)
+  // child-process pipes: each dial starts its own child, which serves only its parent
+  const viaChild = lacking["in-process"] !== undefined
+  const crossProcess = lacking["peer-process"] === undefined
+  const singlePeer = lacking["multi-peer"] !== undefined
+  const where = `the descriptor "${subject.descriptor.name}" (lacks.${scheme})`
+  if (crossProcess && subject.peer === undefined) {
+    throw new Error(
+      `${subject.name}: give the subject a peer (module and export) for the peer-process cases, or list "peer-process" in ${where}`
+    )
+  }
+  if (lacking["raw-stream"] === undefined && subject.raw === undefined && !viaChild) {
+    throw new Error(
+      `${subject.name}: give the subject raw (a raw byte connection) for the raw-stream cases, or list "raw-stream" in ${where}`
+    )
   }
   /** A case that needs `capability`: run, or registered as skipped with the reason in its title. */
   const needs = (capability: Capability) =>
@@ -357,8 +418,8 @@ export const suite = (subject: Subject): void => {
     body: () => Effect.Effect<unknown, unknown, Scope.Scope>,
     timeout: number
   ): void => {
-    if (capabilities[capability]) return void it.live(title, body, timeout)
-    const why = subject.notApplicable?.[capability] ?? defaultWhy[capability]
+    const why = lacking[capability]
+    if (why === undefined) return void it.live(title, body, timeout)
     it.skip(`${title} — not applicable: ${capability} (${why})`, () => {})
   }
 
@@ -585,7 +646,7 @@ export const suite = (subject: Subject): void => {
       60_000
     )
 
-    it.live("releases every OS resource when the scope closes", () =>
+    it.live(`releases every OS resource when the scope closes${fdsNotCounted}`, () =>
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
@@ -607,7 +668,7 @@ export const suite = (subject: Subject): void => {
             const server = yield* listener.accept
             yield* client.send(numbered(i))
             assert.strictEqual(numberOf(yield* server.receive), i)
-            if (subject.singlePeer) yield* client.close
+            if (singlePeer) yield* client.close
           }
           if (subject.residue !== undefined) {
             assert.isAbove(subject.residue(address).length, 0, "the transport shows its files while open")
@@ -620,7 +681,7 @@ export const suite = (subject: Subject): void => {
         if (!viaChild) yield* Effect.scoped(transport.listen(address))
       }).pipe(Effect.scoped), 60_000)
 
-    it.live("releases resources when the scope is interrupted or fails", () =>
+    it.live(`releases resources when the scope is interrupted or fails${fdsNotCounted}`, () =>
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
@@ -674,7 +735,7 @@ export const suite = (subject: Subject): void => {
               )))
             // a listener of one peer at a time serves the good client after the bad ones
             const dialGood = transport.dial(address)
-            const early = subject.singlePeer ? undefined : yield* dialGood
+            const early = singlePeer ? undefined : yield* dialGood
             for (const bytes of badInput) {
               const bad = yield* raw(address)
               yield* bad.write(bytes)
@@ -722,7 +783,7 @@ export const suite = (subject: Subject): void => {
       }).pipe(Effect.scoped), 60_000)
 
     needs("peer-process")(
-      "closing the scope ends the connection to a peer process and releases its descriptors",
+      `closing the scope ends the connection to a peer process and releases its descriptors${fdsNotCounted}`,
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
