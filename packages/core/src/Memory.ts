@@ -127,6 +127,6 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
   }
 }
 
-/** The memory transport as the `Transport` service. */
+/** The memory transport as the `Transport` service (instrumented: see `Transport.instrument`). */
 export const layer = (options?: MemoryOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, make(options))
+  Layer.succeed(Transport.Transport, Transport.instrument(make(options)))

@@ -127,7 +127,7 @@ export const layerConfig = (
       const transport = yield* transportConfig
       const address = yield* addressConfig
       const selection = yield* resolve(descriptors, { transport, address, service: options.service ?? "effect-ipc" })
-      const chosen = yield* selection.descriptor.make
+      const chosen = Transport.instrument(yield* selection.descriptor.make)
       const others: Array<Transport.TransportShape> = []
       for (const d of descriptors) if (d !== selection.descriptor) others.push(yield* lazy(d))
       return Context.make(Transport.Transport, Transport.route([chosen, ...others])).pipe(
@@ -139,10 +139,16 @@ export const layerConfig = (
 // Transports that were not chosen are built on first use, so that (say) a
 // missing libnng does not stop a program that runs over Unix sockets.
 const lazy = (descriptor: TransportDescriptor): Effect.Effect<Transport.TransportShape, never, Scope.Scope> =>
-  Effect.flatMap(Effect.scope, (scope) => Effect.cached(Scope.provide(descriptor.make, scope))).pipe(
-    Effect.map((get) => ({
-      schemes: descriptor.schemes,
-      listen: (address) => Effect.flatMap(get, (t) => t.listen(address)),
-      dial: (address) => Effect.flatMap(get, (t) => t.dial(address))
-    }))
+  Effect.flatMap(
+    Effect.scope,
+    (scope) => Effect.cached(Effect.map(Scope.provide(descriptor.make, scope), Transport.instrument))
+  ).pipe(
+    Effect.map((get) =>
+      // the transport it builds is instrumented, so this front is not instrumented again
+      Transport.markInstrumented({
+        schemes: descriptor.schemes,
+        listen: (address) => Effect.flatMap(get, (t) => t.listen(address)),
+        dial: (address) => Effect.flatMap(get, (t) => t.dial(address))
+      })
+    )
   )

@@ -18,6 +18,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
+import * as Observability from "./Observability.ts"
 
 /** A listening endpoint: the channels that peers open to it. */
 export interface Listener {
@@ -42,11 +43,93 @@ export interface TransportShape {
 /** The `Transport` service. */
 export class Transport extends Context.Service<Transport, TransportShape>()("@effect-ipc/core/Transport") {}
 
-/** Combines transports into one that dispatches each address by its scheme. */
+// transports whose operations are already instrumented, and the instrumented form of others
+const instrumented = new WeakSet<TransportShape>()
+const instrumentedOf = new WeakMap<TransportShape, TransportShape>()
+
+/** Marks `shape` as instrumented already (its operations count and trace themselves). */
+export const markInstrumented = (shape: TransportShape): TransportShape => {
+  instrumented.add(shape)
+  return shape
+}
+
+// an accepted channel, counted with the accepting fiber's services and traced as effect-ipc.accept
+const accepted = (channel: IpcChannel.IpcChannel) =>
+  Effect.contextWith((context: Context.Context<never>) =>
+    Effect.succeed(Observability.instrumentChannel(channel, "accepted", context))
+  ).pipe(
+    Effect.withSpan(Observability.SpanNames.accept, {
+      kind: "server",
+      attributes: Observability.channelAttributes(channel)
+    })
+  )
+
+const instrumentListener = (listener: Listener): Listener => ({
+  address: listener.address,
+  accept: Effect.flatMap(listener.accept, accepted),
+  connections: Stream.mapEffect(listener.connections, accepted)
+})
+
+const observeFailure = (address: string) => (error: IpcError.IpcError) => Observability.recordError(address, error)
+
+/**
+ * Adds effect-ipc's metrics and spans (see `Observability`) to a transport:
+ * spans for listen, dial, accept and close; connections, messages, bytes, send
+ * waits and errors counted per scheme. Idempotent: an instrumented transport
+ * is returned as it is. `route` and `Registry.layerConfig` apply it.
+ */
+export const instrument = (transport: TransportShape): TransportShape => {
+  if (instrumented.has(transport)) return transport
+  const known = instrumentedOf.get(transport)
+  if (known !== undefined) return known
+  const shape: TransportShape = {
+    schemes: transport.schemes,
+    listen: (address) =>
+      transport.listen(address).pipe(
+        Effect.tap((listener) => Effect.annotateCurrentSpan("bound", listener.address)),
+        Effect.tapError(observeFailure(address)),
+        Effect.map(instrumentListener),
+        Effect.withSpan(Observability.SpanNames.listen, {
+          attributes: { address, scheme: Observability.schemeOf(address) }
+        })
+      ),
+    dial: (address) =>
+      transport.dial(address).pipe(
+        Effect.tapError(observeFailure(address)),
+        Effect.flatMap((channel) =>
+          Effect.contextWith((context: Context.Context<never>) => {
+            const observed = Observability.instrumentChannel(channel, "dialled", context)
+            const peer = Observability.channelAttributes(channel)
+            return Effect.as(
+              Effect.andThen(
+                Effect.annotateCurrentSpan(peer),
+                // closing the dialling scope closes (and traces closing) the observed channel first
+                Effect.addFinalizer(() => observed.close)
+              ),
+              observed
+            )
+          })
+        ),
+        Effect.withSpan(Observability.SpanNames.dial, {
+          kind: "client",
+          attributes: { address, scheme: Observability.schemeOf(address) }
+        })
+      )
+  }
+  instrumented.add(shape)
+  instrumentedOf.set(transport, shape)
+  return shape
+}
+
+/**
+ * Combines transports into one that dispatches each address by its scheme.
+ * Each transport is instrumented (see `instrument`).
+ */
 export const route = (transports: ReadonlyArray<TransportShape>): TransportShape => {
   const bySchemes = new Map<string, TransportShape>()
   for (const transport of transports) {
-    for (const scheme of transport.schemes) if (!bySchemes.has(scheme)) bySchemes.set(scheme, transport)
+    const observed = instrument(transport)
+    for (const scheme of transport.schemes) if (!bySchemes.has(scheme)) bySchemes.set(scheme, observed)
   }
   const schemes = [...bySchemes.keys()]
   const pick = (address: string) =>
@@ -62,11 +145,11 @@ export const route = (transports: ReadonlyArray<TransportShape>): TransportShape
         )
         : Effect.succeed(transport)
     })
-  return {
+  return markInstrumented({
     schemes,
     listen: (address) => Effect.flatMap(pick(address), (t) => t.listen(address)),
     dial: (address) => Effect.flatMap(pick(address), (t) => t.dial(address))
-  }
+  })
 }
 
 /** Listens at `address` with the current `Transport`. */

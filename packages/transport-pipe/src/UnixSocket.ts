@@ -21,6 +21,7 @@
  */
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
 import * as Policy from "@effect-ipc/core/Policy"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
@@ -268,7 +269,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         const accept = (socket: Net.Socket) =>
           Effect.gen(function*() {
             socket.on("error", () => {}) // reported through the channel once it exists
-            const peer = kind === "windows-pipe"
+            const peer: IpcChannel.PeerInfo = kind === "windows-pipe"
               ? { description: raw }
               : yield* credentialsOf(socket, raw).pipe(
                 Effect.catch((error) =>
@@ -276,10 +277,12 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
                 )
               )
             if (kind !== "windows-pipe" && !authorize(peer)) {
-              socket.destroy()
-              return yield* Effect.logWarning(
+              // counted and logged (with the caller's services) before the peer can see the refusal
+              yield* Observability.refused(
+                raw,
                 IpcError.make("PeerRejected", `refused a peer running as uid ${peer.uid} (pid ${peer.pid})`, raw)
               )
+              return socket.destroy()
             }
             const channel = yield* StreamChannel.make({ readable: socket, writable: socket }, raw, peer, options)
             socket.resume()
@@ -321,6 +324,6 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
   }
 }
 
-/** The Unix socket transport as the `Transport` service. */
+/** The Unix socket transport as the `Transport` service (instrumented: see `Transport.instrument`). */
 export const layer = (options?: UnixSocketOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, make(options))
+  Layer.succeed(Transport.Transport, Transport.instrument(make(options)))

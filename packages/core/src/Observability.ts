@@ -1,0 +1,284 @@
+/**
+ * Metrics and spans of effect-ipc, for every transport alike. They are added
+ * in one place, `Transport.instrument`, which `Transport.route` and
+ * `Registry.layerConfig` apply; a transport only reports what the core cannot
+ * see (a connection its listener refused) with `refused`.
+ *
+ * Every metric carries the attribute `transport` (the address scheme: `unix`,
+ * `memory`, ...): connections dialled, accepted and refused; messages and
+ * bytes in and out; the time a `send` waited (milliseconds); errors by
+ * `reason`. Spans: `effect-ipc.listen`, `effect-ipc.dial`,
+ * `effect-ipc.accept`, `effect-ipc.close` with the attributes `address`,
+ * `scheme` and, where the transport knows them, `peer.pid` / `peer.uid`.
+ *
+ * Counting a message costs a counter update and no fiber: the metrics of a
+ * channel are looked up once, when it is dialled or accepted, with the
+ * services of the fiber that dialled or accepted it.
+ *
+ * @since 0.1.0
+ */
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as Predicate from "effect/Predicate"
+import * as Stream from "effect/Stream"
+import * as IpcChannel from "./IpcChannel.ts"
+import * as IpcError from "./IpcError.ts"
+
+/** The names of the metrics (each with the attribute `transport`; errors also with `reason`). */
+export const MetricNames = {
+  /** Counter: channels opened by `dial`. */
+  dialled: "effect_ipc_connections_dialled",
+  /** Counter: channels handed over by a listener (`accept` / `connections`). */
+  accepted: "effect_ipc_connections_accepted",
+  /** Counter: connections refused (`PeerRejected` on dial, or dropped by a listener's policy). */
+  refused: "effect_ipc_connections_refused",
+  /** Counter: messages received. */
+  messagesIn: "effect_ipc_messages_in",
+  /** Counter: messages sent. */
+  messagesOut: "effect_ipc_messages_out",
+  /** Counter: payload bytes received. */
+  bytesIn: "effect_ipc_bytes_in",
+  /** Counter: payload bytes sent. */
+  bytesOut: "effect_ipc_bytes_out",
+  /** Histogram (milliseconds): how long each `send` took to be accepted by the transport. */
+  sendWait: "effect_ipc_send_wait_ms",
+  /** Counter: failed operations, with the attribute `reason` (the `IpcError` reason). */
+  errors: "effect_ipc_errors"
+} as const
+
+/** The names of the spans. */
+export const SpanNames = {
+  listen: "effect-ipc.listen",
+  dial: "effect-ipc.dial",
+  accept: "effect-ipc.accept",
+  close: "effect-ipc.close"
+} as const
+
+/** The metrics of one transport scheme. */
+interface SchemeMetrics {
+  readonly scheme: string
+  readonly dialled: Metric.Counter<number>
+  readonly accepted: Metric.Counter<number>
+  readonly refused: Metric.Counter<number>
+  readonly messagesIn: Metric.Counter<number>
+  readonly messagesOut: Metric.Counter<number>
+  readonly bytesIn: Metric.Counter<number>
+  readonly bytesOut: Metric.Counter<number>
+  readonly sendWait: Metric.Histogram<number>
+  readonly errors: Map<string, Metric.Counter<number>>
+}
+
+const sendWaitBoundaries = Metric.exponentialBoundaries({ start: 0.01, factor: 4, count: 12 })
+
+const byScheme = new Map<string, SchemeMetrics>()
+
+/** The scheme of an address (`unix` for `unix:///x` and `unix:@x`), without parsing the rest. */
+export const schemeOf = (address: string): string => {
+  const colon = address.indexOf(":")
+  return colon > 0 ? address.slice(0, colon) : "unknown"
+}
+
+const metricsOf = (scheme: string): SchemeMetrics => {
+  let metrics = byScheme.get(scheme)
+  if (metrics === undefined) {
+    const attributes = { transport: scheme }
+    const counter = (name: string, description: string) =>
+      Metric.counter(name, { description, attributes, incremental: true })
+    metrics = {
+      scheme,
+      dialled: counter(MetricNames.dialled, "channels opened by dial"),
+      accepted: counter(MetricNames.accepted, "channels accepted by a listener"),
+      refused: counter(MetricNames.refused, "connections refused by policy"),
+      messagesIn: counter(MetricNames.messagesIn, "messages received"),
+      messagesOut: counter(MetricNames.messagesOut, "messages sent"),
+      bytesIn: counter(MetricNames.bytesIn, "payload bytes received"),
+      bytesOut: counter(MetricNames.bytesOut, "payload bytes sent"),
+      sendWait: Metric.histogram(MetricNames.sendWait, {
+        description: "time a send waited for the transport (milliseconds)",
+        attributes,
+        boundaries: sendWaitBoundaries
+      }),
+      errors: new Map()
+    }
+    byScheme.set(scheme, metrics)
+  }
+  return metrics
+}
+
+/** The reason of an `IpcError` as a string (tagged reasons by their tag). */
+const reasonOf = (error: IpcError.IpcError): string => {
+  const reason: unknown = error.reason
+  if (typeof reason === "string") return reason
+  if (Predicate.hasProperty(reason, "_tag") && typeof reason._tag === "string") return reason._tag
+  return "Unknown"
+}
+
+const errorCounter = (metrics: SchemeMetrics, reason: string): Metric.Counter<number> => {
+  let counter = metrics.errors.get(reason)
+  if (counter === undefined) {
+    counter = Metric.counter(MetricNames.errors, {
+      description: "failed operations by reason",
+      attributes: { transport: metrics.scheme, reason },
+      incremental: true
+    })
+    metrics.errors.set(reason, counter)
+  }
+  return counter
+}
+
+const countError = (metrics: SchemeMetrics, error: unknown, context: Context.Context<never>): void => {
+  if (!IpcError.isIpcError(error)) return
+  const reason = reasonOf(error)
+  errorCounter(metrics, reason).updateUnsafe(1, context)
+  if (reason === "PeerRejected") metrics.refused.updateUnsafe(1, context)
+}
+
+/** Counts a failed operation at `address` (errors by reason; `PeerRejected` is also a refusal). */
+export const recordError = (address: string, error: IpcError.IpcError): Effect.Effect<void> =>
+  Effect.contextWith((context: Context.Context<never>) => {
+    countError(metricsOf(schemeOf(address)), error, context)
+    return Effect.void
+  })
+
+/**
+ * For transport authors: a listener refused or dropped a connection by its
+ * policy (`error`, usually reason `PeerRejected`). Counts it and logs it as a
+ * warning, with the services of the calling fiber.
+ */
+export const refused = (address: string, error: IpcError.IpcError): Effect.Effect<void> =>
+  Effect.andThen(recordError(address, error), Effect.logWarning("refused a connection", error))
+
+/** The span attributes of a channel: address, scheme, and the peer's pid / uid where known. */
+export const channelAttributes = (channel: IpcChannel.IpcChannel): Record<string, unknown> => {
+  const attributes: Record<string, unknown> = { address: channel.address, scheme: schemeOf(channel.address) }
+  if (channel.peer.pid !== undefined) attributes["peer.pid"] = channel.peer.pid
+  if (channel.peer.uid !== undefined) attributes["peer.uid"] = channel.peer.uid
+  return attributes
+}
+
+const INSTRUMENTED = "~@effect-ipc/core/Observability/instrumented"
+
+/** True for a channel made by `instrumentChannel`. */
+const isInstrumented = (channel: IpcChannel.IpcChannel): boolean => Predicate.hasProperty(channel, INSTRUMENTED)
+
+/** One send in `SEND_WAIT_SAMPLE` is timed for `effect_ipc_send_wait_ms` (the first of each channel, then every 64th). */
+export const SEND_WAIT_SAMPLE = 64
+
+/**
+ * Counts messages, bytes, send waits and errors of `channel` into the metrics
+ * of its scheme, and traces its `close` as `effect-ipc.close` (once). Metric
+ * updates go to the `MetricRegistry` of `context` (the dialling or accepting
+ * fiber's). `origin` says whether it was dialled or accepted, and is counted.
+ *
+ * Cheap on the hot path: a message adds to plain per-channel totals, which
+ * are added to the metrics once per burst (in a microtask), not per message;
+ * one send in `SEND_WAIT_SAMPLE` is timed.
+ */
+export const instrumentChannel = (
+  channel: IpcChannel.IpcChannel,
+  origin: "dialled" | "accepted",
+  context: Context.Context<never>
+): IpcChannel.IpcChannel => {
+  if (isInstrumented(channel)) return channel
+  const metrics = metricsOf(schemeOf(channel.address))
+  metrics[origin].updateUnsafe(1, context)
+
+  // totals not yet added to the metrics, added at the end of the burst
+  let messagesOut = 0
+  let bytesOut = 0
+  let messagesIn = 0
+  let bytesIn = 0
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    if (messagesOut > 0) {
+      metrics.messagesOut.updateUnsafe(messagesOut, context)
+      metrics.bytesOut.updateUnsafe(bytesOut, context)
+      messagesOut = 0
+      bytesOut = 0
+    }
+    if (messagesIn > 0) {
+      metrics.messagesIn.updateUnsafe(messagesIn, context)
+      metrics.bytesIn.updateUnsafe(bytesIn, context)
+      messagesIn = 0
+      bytesIn = 0
+    }
+  }
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true
+      queueMicrotask(flush)
+    }
+  }
+
+  // one error is counted once, however often the channel reports it again
+  let lastError: unknown
+  const onError = (error: unknown) => {
+    if (error !== lastError) {
+      lastError = error
+      countError(metrics, error, context)
+    }
+  }
+  const observeError = (error: unknown) => Effect.sync(() => onError(error))
+  const failed = (error: IpcError.IpcError) => {
+    onError(error)
+    return Effect.fail(error)
+  }
+  const received = (message: Uint8Array) => {
+    messagesIn++
+    bytesIn += message.byteLength
+    schedule()
+    return message
+  }
+  const receivedAll = (messages: NonEmptyReadonlyArray<Uint8Array>) => {
+    for (let i = 0; i < messages.length; i++) bytesIn += messages[i]!.byteLength
+    messagesIn += messages.length
+    schedule()
+    return messages
+  }
+
+  // counted when `send` is called, with no effect of its own around it; one send in
+  // SEND_WAIT_SAMPLE is run inside a timer, which also sees (and counts) its failure
+  let sends = 0
+  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
+    messagesOut++
+    bytesOut += message.byteLength
+    schedule()
+    if (sends++ % SEND_WAIT_SAMPLE !== 0) return channel.send(message)
+    return Effect.suspend(() => {
+      const start = performance.now()
+      return Effect.matchEffect(channel.send(message), {
+        onFailure: failed,
+        onSuccess: () => {
+          metrics.sendWait.updateUnsafe(performance.now() - start, context)
+          return Effect.void
+        }
+      })
+    })
+  }
+
+  let closeTraced = false
+  const close = Effect.suspend(() => {
+    if (closeTraced) return channel.close
+    closeTraced = true
+    return Effect.withSpan(channel.close, SpanNames.close, { attributes: channelAttributes(channel) })
+  })
+  const instrumented: IpcChannel.IpcChannel & { readonly [INSTRUMENTED]: true } = {
+    [IpcChannel.TypeId]: IpcChannel.TypeId,
+    [INSTRUMENTED]: true,
+    address: channel.address,
+    peer: channel.peer,
+    send,
+    receive: Effect.map(Effect.tapError(channel.receive, observeError), received),
+    receiveAll: Effect.map(Effect.tapError(channel.receiveAll, observeError), receivedAll),
+    messages: Stream.transformPull(
+      channel.messages,
+      (pull) => Effect.succeed(Effect.map(Effect.tapError(pull, observeError), receivedAll))
+    ),
+    close,
+    closed: channel.closed
+  }
+  return instrumented
+}

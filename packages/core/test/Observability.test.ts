@@ -1,0 +1,251 @@
+import { IpcError, IpcRpc, Memory, Observability, Registry, Transport } from "@effect-ipc/core"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Rpc from "effect/rpc/Rpc"
+import * as RpcClient from "effect/rpc/RpcClient"
+import * as RpcGroup from "effect/rpc/RpcGroup"
+import * as RpcServer from "effect/rpc/RpcServer"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
+
+let counterOfNames = 0
+
+/** A one-procedure RPC group for the trace tests. */
+class EchoApi extends RpcGroup.make(Rpc.make("Echo", { payload: { value: Schema.Number }, success: Schema.Number })) {}
+const EchoHandlers = EchoApi.toLayer({ Echo: ({ value }) => Effect.succeed(value) })
+const fresh = (name: string) => `memory://observability-${name}-${process.pid}-${counterOfNames++}`
+
+/** A tracer that keeps every span it makes. */
+const recordingTracer = () => {
+  const spans: Array<Tracer.NativeSpan> = []
+  const tracer = Tracer.make({
+    span(options) {
+      const span = new Tracer.NativeSpan(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { spans, tracer }
+}
+
+/** Runs `effect` with its own metric registry and a recording tracer. */
+const observed = <A, E, R>(
+  f: (spans: ReadonlyArray<Tracer.NativeSpan>) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => {
+  const { spans, tracer } = recordingTracer()
+  return f(spans).pipe(Effect.withTracer(tracer), Effect.provideService(Metric.MetricRegistry, new Map()))
+}
+
+/** The metrics once the counts of the current burst are published (they are, in a microtask). */
+const settled = Effect.andThen(Effect.promise(() => Promise.resolve()), Metric.snapshot)
+
+/** The value of counter `name` with `attributes` in the current registry (0 when never updated). */
+const counter = (name: string, attributes: Record<string, string>) =>
+  Effect.map(settled, (snapshots) => {
+    let total = 0
+    for (const s of snapshots) {
+      if (s.id !== name || s.type !== "Counter") continue
+      const attrs: Record<string, unknown> = { ...s.attributes }
+      if (Object.entries(attributes).every(([k, v]) => attrs[k] === v)) total += Number(s.state.count)
+    }
+    return total
+  })
+
+const histogramCount = (name: string, attributes: Record<string, string>) =>
+  Effect.map(settled, (snapshots) => {
+    let total = 0
+    for (const s of snapshots) {
+      if (s.id !== name || s.type !== "Histogram") continue
+      const attrs: Record<string, unknown> = { ...s.attributes }
+      if (Object.entries(attributes).every(([k, v]) => attrs[k] === v)) total += s.state.count
+    }
+    return total
+  })
+
+const bytes = (size: number, fill: number) => new Uint8Array(size).fill(fill)
+const memory = { transport: "memory" }
+const named = (spans: ReadonlyArray<Tracer.NativeSpan>, name: string) => spans.filter((s) => s.name === name)
+
+describe("Observability", () => {
+  it.effect("counts connections, messages and bytes of a known exchange", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const address = fresh("counts")
+        const listener = yield* transport.listen(address)
+        const client = yield* transport.dial(address)
+        const server = yield* listener.accept
+        for (let i = 0; i < 3; i++) yield* client.send(bytes(10, i))
+        yield* server.receive
+        const rest = yield* Effect.all([server.receive, server.receive])
+        assert.strictEqual(rest.length, 2)
+        for (let i = 0; i < 2; i++) yield* server.send(bytes(5, i))
+        const back = yield* Stream.runCollect(Stream.take(client.messages, 2))
+        assert.strictEqual(back.length, 2)
+
+        assert.strictEqual(yield* counter(Observability.MetricNames.dialled, memory), 1)
+        assert.strictEqual(yield* counter(Observability.MetricNames.accepted, memory), 1)
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesOut, memory), 5)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 40)
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesIn, memory), 5)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesIn, memory), 40)
+        // one send in SEND_WAIT_SAMPLE is timed, starting with each channel's first
+        assert.strictEqual(yield* histogramCount(Observability.MetricNames.sendWait, memory), 2)
+        assert.strictEqual(yield* counter(Observability.MetricNames.refused, memory), 0)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("counts a batch received with receiveAll", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const address = fresh("batch")
+        const listener = yield* transport.listen(address)
+        const client = yield* transport.dial(address)
+        const server = yield* listener.accept
+        for (let i = 0; i < 3; i++) yield* client.send(bytes(10, i))
+        let received = 0
+        while (received < 3) received += (yield* server.receiveAll).length
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesIn, memory), 3)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesIn, memory), 30)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("counts errors by reason, once each, and a refusal", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const address = fresh("errors")
+        const notFound = yield* Effect.flip(transport.dial(address))
+        assert.strictEqual(notFound.reason, "NotFound")
+        yield* transport.listen(address)
+        const taken = yield* Effect.flip(transport.listen(address))
+        assert.strictEqual(taken.reason, "AddressInUse")
+        const client = yield* transport.dial(address)
+        const tooLarge = yield* Effect.flip(
+          Transport.instrument(Memory.make({ maxMessageSize: 4 })).dial(address).pipe(
+            Effect.flatMap((small) => small.send(bytes(5, 0)))
+          )
+        )
+        assert.strictEqual(tooLarge.reason, "FrameTooLarge")
+        yield* client.close
+        // the same error seen twice is counted once
+        const closed1 = yield* Effect.flip(client.receive)
+        const closed2 = yield* Effect.flip(client.receive)
+        assert.strictEqual(closed1.reason, "Closed")
+        assert.strictEqual(closed2, closed1)
+        // a transport that refuses the peer it dialled
+        const refusing: Transport.TransportShape = {
+          schemes: ["memory"],
+          listen: (a) => Effect.fail(IpcError.make("Closed", "unused", a)),
+          dial: (a) => Effect.fail(IpcError.make("PeerRejected", "the server runs as someone else", a))
+        }
+        yield* Effect.flip(Transport.instrument(refusing).dial(address))
+
+        const reason = (r: string) => counter(Observability.MetricNames.errors, { transport: "memory", reason: r })
+        assert.strictEqual(yield* reason("NotFound"), 1)
+        assert.strictEqual(yield* reason("AddressInUse"), 1)
+        assert.strictEqual(yield* reason("FrameTooLarge"), 1)
+        assert.strictEqual(yield* reason("Closed"), 1)
+        assert.strictEqual(yield* reason("PeerRejected"), 1)
+        assert.strictEqual(yield* counter(Observability.MetricNames.refused, memory), 1)
+        // a listener's refusal, as a transport reports it
+        yield* Observability.refused(address, IpcError.make("PeerRejected", "uid 65534 refused", address))
+        assert.strictEqual(yield* counter(Observability.MetricNames.refused, memory), 2)
+        assert.strictEqual(yield* reason("PeerRejected"), 2)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("traces listen, dial, accept and close with address and scheme", () =>
+    observed((spans) =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const address = fresh("spans")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* transport.listen(address)
+          yield* transport.dial(address) // closed with this scope
+          const server = yield* listener.accept
+          yield* server.close
+          yield* server.close // traced once
+        }))
+        const [listen] = named(spans, Observability.SpanNames.listen)
+        const [dial] = named(spans, Observability.SpanNames.dial)
+        const [accept] = named(spans, Observability.SpanNames.accept)
+        const closes = named(spans, Observability.SpanNames.close)
+        assert.isDefined(listen)
+        assert.isDefined(dial)
+        assert.isDefined(accept)
+        assert.strictEqual(closes.length, 2) // the accepted channel's, and the dialled one's at scope close
+        for (const span of [listen!, dial!, accept!, ...closes]) {
+          assert.strictEqual(span.attributes.get("address"), address)
+          assert.strictEqual(span.attributes.get("scheme"), "memory")
+          assert.strictEqual(span.status._tag, "Ended")
+        }
+        assert.strictEqual(dial!.kind, "client")
+        assert.strictEqual(accept!.kind, "server")
+      })
+    ))
+
+  it.effect("instruments once: route, instrument and the registry do not count twice", () =>
+    observed((spans) =>
+      Effect.gen(function*() {
+        const inner = Memory.make()
+        const transport = Transport.route([Transport.instrument(Transport.instrument(inner))])
+        assert.strictEqual(Transport.instrument(transport), transport)
+        const address = fresh("once")
+        const listener = yield* transport.listen(address)
+        const client = yield* transport.dial(address)
+        yield* listener.accept
+        yield* client.send(bytes(7, 1))
+        assert.strictEqual(yield* counter(Observability.MetricNames.dialled, memory), 1)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 7)
+        // through Registry.layerConfig
+        const viaConfig = yield* Transport.dial(address).pipe(
+          Effect.provide(
+            Registry.layerConfig([Registry.memory]).pipe(
+              Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IPC_ADDRESS: address })))
+            )
+          )
+        )
+        yield* viaConfig.send(bytes(3, 1))
+        assert.strictEqual(yield* counter(Observability.MetricNames.dialled, memory), 2)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 10)
+        assert.strictEqual(named(spans, Observability.SpanNames.dial).length, 2)
+        assert.strictEqual(named(spans, Observability.SpanNames.listen).length, 1)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.live("an RPC server span continues the client's trace over memory://", () =>
+    observed((spans) =>
+      Effect.gen(function*() {
+        const address = fresh("rpc")
+        const transport = Memory.layer()
+        yield* Layer.build(
+          RpcServer.layer(EchoApi).pipe(
+            Layer.provide(EchoHandlers),
+            Layer.provide(IpcRpc.layerServerProtocol(address)),
+            Layer.provide(IpcRpc.layerSerialization),
+            Layer.provide(transport)
+          )
+        )
+        const protocol = yield* Layer.build(
+          IpcRpc.layerClientProtocol(address).pipe(Layer.provide(IpcRpc.layerSerialization), Layer.provide(transport))
+        )
+        const client = yield* RpcClient.make(EchoApi).pipe(Effect.provide(protocol))
+        assert.strictEqual(yield* client.Echo({ value: 7 }), 7)
+        const clientSpan = spans.find((s) => s.kind === "client" && s.name.endsWith("Echo"))
+        const serverSpan = spans.find((s) => s.kind === "server" && s.name.endsWith("Echo"))
+        assert.isDefined(clientSpan)
+        assert.isDefined(serverSpan)
+        assert.strictEqual(serverSpan!.traceId, clientSpan!.traceId)
+        assert.strictEqual(
+          serverSpan!.parent._tag === "Some" ? serverSpan!.parent.value.spanId : "",
+          clientSpan!.spanId
+        )
+      }).pipe(Effect.scoped)
+    ))
+})
