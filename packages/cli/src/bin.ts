@@ -15,6 +15,7 @@ import * as Transport from "@effect-ipc/core/Transport"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Argument from "effect/cli/Argument"
+import * as CliOutput from "effect/cli/CliOutput"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
@@ -453,8 +454,28 @@ const cli = Output.root.pipe(
   ])
 )
 
-// every command prints its own failures (Output.guard): what reaches here is a usage error effect's CLI printed
+/** `--json` among the arguments (before a `--`): for a usage error, which comes before the flags are parsed. */
+const jsonAsked = (() => {
+  const args = process.argv.slice(2)
+  const end = args.indexOf("--")
+  return (end === -1 ? args : args.slice(0, end)).includes("--json")
+})()
+
+/** With `--json`, a usage error is an `error` event per problem on stdout (reason `Usage`), not help text. */
+const presenter = CliOutput.layerPresenter({
+  present: (event) =>
+    jsonAsked && event._tag === "InvalidInvocation"
+      ? Effect.forEach(
+        event.errors,
+        (error) => Output.event({ event: "error", reason: "Usage", detail: error.message.replace(/\s*\n\s*/g, " ") }),
+        { discard: true }
+      )
+      : CliOutput.defaultPresenter.present(event)
+})
+
+// every command prints its own failures (Output.guard): what reaches here is a usage error, presented above
 Command.run(cli, { version: "0.1.0" }).pipe(
+  Effect.provide(presenter),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain
 )

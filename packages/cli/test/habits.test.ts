@@ -9,10 +9,11 @@
 import { FileChannel } from "@effect-ipc/transport-file"
 import { afterAll, assert, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { cli, flags, node, root, runCli, start } from "./helpers.ts"
+import { bin, cli, flags, node, root, runCli, start } from "./helpers.ts"
 
 const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-habits-"))
 afterAll(() => Fs.rmSync(tmp, { recursive: true, force: true }))
@@ -326,6 +327,82 @@ it.live(
       assert.strictEqual(lines[3], "")
       const total = /verified 2 streams, (\d+) B/.exec(lines[2]!)![1]
       assert.match(lines[0]!, new RegExp(`of ${total} B checked`))
+    }),
+  60_000
+)
+
+it.live(
+  "file inspect --verify on a terminal (a pty from script(1)) rewrites one progress line in place",
+  () =>
+    Effect.gen(function*() {
+      const dir = Path.join(tmp, "verify-tty")
+      yield* Effect.scoped(Effect.flatMap(FileChannel.backend(dir), (c) => c.send(bytes("on a terminal"))))
+      const command = [node, ...flags, bin, "file", "inspect", dir, "--verify"].map((a) => `'${a}'`).join(" ")
+      const tty = yield* Effect.callback<{ code: number | null; output: string }>((resume) => {
+        const child = ChildProcess.spawn("script", ["-qec", command, "/dev/null"], { cwd: root })
+        let output = ""
+        child.stdout.setEncoding("utf8").on("data", (t: string) => void (output += t))
+        child.on("close", (code) => resume(Effect.succeed({ code, output })))
+        return Effect.sync(() => void child.kill("SIGKILL"))
+      }).pipe(Effect.timeout("45 seconds"), Effect.orDie)
+      assert.strictEqual(tty.code, 0, tty.output)
+      // each step clears the line (\r, ESC [2K) and writes over it; the last one ends it (a channel has two streams)
+      assert.match(
+        tty.output,
+        new RegExp(
+          "^\\r\\x1b\\[2Keffect-ipc: verifying stream 1/2 backend_to_frontend \\(0 B of (\\d+) B checked\\)" +
+            "\\r\\x1b\\[2Keffect-ipc: verifying stream 2/2 frontend_to_backend \\(\\d+ B of \\1 B checked\\)" +
+            "\\r\\x1b\\[2Keffect-ipc: verified 2 streams, \\1 B\\r\\n"
+        )
+      )
+      assert.match(tty.output, /\r\nok backend_to_frontend: \d+ records, all whole\r\n/)
+    }),
+  60_000
+)
+
+it.live("nng push --file (stdin, or a file read as --in hex) to nng pull --json", () =>
+  Effect.gen(function*() {
+    const url = `ipc://${Path.join(tmp, "push.ipc")}`
+    const pull = yield* cli("nng", "pull", "--listen", url, "--count", "2", "--json")
+    yield* pull.ready("pulling on")
+    const fromStdin = yield* runCli(["nng", "push", "--dial", url, "--file", "-"], "two\nlines\n")
+    assert.deepStrictEqual(fromStdin, { code: 0, stdout: "", stderr: `effect-ipc: pushing on ${url}\n` })
+    const file = Path.join(tmp, "bytes.hex")
+    Fs.writeFileSync(file, "ff 00\n01\n")
+    const fromFile = yield* runCli(["nng", "push", "--dial", url, "--file", file, "--in", "hex"])
+    assert.strictEqual(fromFile.code, 0, fromFile.stderr)
+    assert.strictEqual(yield* pull.exit, 0, pull.stderr())
+    assert.deepStrictEqual(pull.stdout().split("\n"), [
+      `{"event":"ready","command":"pulling","address":"${url}"}`,
+      `{"event":"message","address":"${url}","data":"two\\nlines\\n","encoding":"utf8"}`,
+      `{"event":"message","address":"${url}","data":"/wAB","encoding":"base64"}`,
+      ""
+    ])
+    const nothing = yield* runCli(["nng", "push", "--dial", url, "--json"])
+    assert.deepStrictEqual(nothing, {
+      code: 1,
+      stdout:
+        `{"event":"error","reason":"Encode","detail":"nothing to send: give --data, or --file PATH (- for stdin)"}\n`,
+      stderr: ""
+    })
+  }).pipe(Effect.scoped), 60_000)
+
+it.live(
+  "--json: a usage error is an error event on stdout (reason Usage), not help text",
+  () =>
+    Effect.gen(function*() {
+      const missing = yield* runCli(["--json", "send"])
+      assert.deepStrictEqual(missing, {
+        code: 1,
+        stdout: `{"event":"error","reason":"Usage","detail":"Missing required argument: address"}\n`,
+        stderr: ""
+      })
+      const unknown = yield* runCli(["send", "--json", socket(), "hi", "--bogus"])
+      assert.deepStrictEqual(unknown, {
+        code: 1,
+        stdout: `{"event":"error","reason":"Usage","detail":"Unrecognized flag: --bogus in command effect-ipc send"}\n`,
+        stderr: ""
+      })
     }),
   60_000
 )
