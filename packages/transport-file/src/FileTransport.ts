@@ -413,13 +413,14 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
 /**
  * Builds the file transport once this platform is known to have file locks
  * (`flock`): otherwise `UnsupportedPlatform` or `LibraryMissing` now, not at
- * the first `listen` or `dial`. `layer` and the registry's `descriptor` both
- * build the transport with this.
+ * the first `listen` or `dial`; instrumented (`Transport.instrument`: metrics
+ * and spans). `layer` and the registry's `descriptor` both build the
+ * transport with this.
  */
 export const build = (options?: FileTransportOptions): Effect.Effect<Transport.TransportShape, IpcError.IpcError> =>
   Effect.suspend(() => {
     const unavailable = Libc.available()
-    return unavailable === undefined ? Effect.succeed(make(options)) : Effect.fail(unavailable)
+    return unavailable === undefined ? Effect.succeed(Transport.instrument(make(options))) : Effect.fail(unavailable)
   })
 
 /** The file transport as the `Transport` service (see `build`). */

@@ -481,12 +481,13 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
  * Makes the nng transport ready to use: loads libnng (failing with
  * `LibraryMissing` when it is absent) and starts nng's process-wide machinery
  * first (`warmUp`), so that what the transport opens later is all released
- * when it closes. `layer` and the registry's `descriptor` are both built by it.
+ * when it closes; instrumented (`Transport.instrument`: metrics and spans).
+ * `layer` and the registry's `descriptor` are both built by it.
  */
 export const makeScoped = (
   options: NngTransportOptions = {}
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
-  Effect.map(Nng.warmUp, () => make(options))
+  Effect.map(Nng.warmUp, () => Transport.instrument(make(options)))
 
 /** The nng transport as the `Transport` service (`makeScoped`: libnng loaded and warmed up). */
 export const layer = (options?: NngTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>

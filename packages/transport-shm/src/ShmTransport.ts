@@ -383,7 +383,8 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
 
 /**
  * Makes the shared-memory transport with the orphan collector (`collector`)
- * running beside it for as long as the scope lives. `layer` and the registry's
+ * running beside it for as long as the scope lives, instrumented
+ * (`Transport.instrument`: metrics and spans). `layer` and the registry's
  * `descriptor` are both built by it.
  */
 export const makeScoped = (
@@ -398,7 +399,7 @@ export const makeScoped = (
         schedule: collector?.schedule ?? defaultCollector.schedule
       })
     }
-    return make(options)
+    return Transport.instrument(make(options))
   })
 
 /** The shared-memory transport as the `Transport` service (`makeScoped`: with the orphan collector). */
