@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 /**
- * `effect-ipc`: the command line, in the spirit of `nngcat`. Listen and print
- * what arrives, send one message, echo, and call or serve the demo RPC service,
- * over any transport the address's scheme picks (`unix:///tmp/x.sock`, ...).
- * A failure is one line on stderr and exit code 1.
+ * `effect-ipc`: the command line, in the spirit of `nngcat` and `socat`. Listen
+ * and print what arrives, send DATA or each line of a file or stdin, echo, serve
+ * the demo RPC service, and call it or a user's own RpcGroup (`--module`), over
+ * any transport the address's scheme picks (`unix:///tmp/x.sock`, ...). Data is
+ * read as `--in` and printed as `--out` (both default to `--format`); `--json`
+ * prints JSON events, one per line. A failure is one line (with `--json` an
+ * `error` event) naming the address and the reason, and exit code 1.
  *
  * @since 0.1.0
  */
