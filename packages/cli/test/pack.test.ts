@@ -27,7 +27,8 @@ const run = (command: string, args: ReadonlyArray<string>, options: ChildProcess
   } catch (cause) {
     const error = cause as { stdout?: string; stderr?: string; message: string }
     throw new Error(
-      `${command} ${args.join(" ")} failed: ${error.message}\n${error.stdout ?? ""}\n${error.stderr ?? ""}`
+      `${command} ${args.join(" ")} failed: ${error.message}\n${error.stdout ?? ""}\n${error.stderr ?? ""}`,
+      { cause }
     )
   }
 }
