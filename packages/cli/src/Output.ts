@@ -207,14 +207,14 @@ export const detailOf = (error: IpcError.IpcError): string => {
   const hint = error.address === undefined ? undefined : nngHint(error.address)
   const where = error.address === undefined ? "" : reason === undefined ? ` (${error.address})` : ` ${error.address}`
   const because = reason === undefined ? "" : `: ${reason}`
-  const nng = error.reason === "UnsupportedScheme" && hint !== undefined
+  const nng = error.reason._tag === "UnsupportedScheme" && hint !== undefined
     ? `; for nng, write ${hint}`
     : ""
   return `${detail}${where}${because}${nng}`
 }
 
 /** A failure as one line: its reason and `detailOf`. */
-export const describe = (error: IpcError.IpcError): string => `${error.reason}: ${detailOf(error)}`
+export const describe = (error: IpcError.IpcError): string => `${error.reason._tag}: ${detailOf(error)}`
 
 /**
  * Prints a failure that the command carries on after: an `error` event with
@@ -225,7 +225,7 @@ export const problem = (s: Settings, error: IpcError.IpcError, context?: string)
   return s.json
     ? event({
       event: "error",
-      reason: error.reason,
+      reason: error.reason._tag,
       detail: context === undefined ? detailOf(error) : `${context}: ${detailOf(error)}`,
       ...(error.address === undefined ? {} : { address: error.address })
     })

@@ -67,7 +67,7 @@ const dropOnFailure = <A>(
   messages.pipe(
     Stream.catch((error) =>
       // `Closed` means this side closed the channel (a peer's close ends the stream cleanly)
-      error.reason === "Closed"
+      error.reason._tag === "Closed"
         ? Stream.empty
         : Stream.fromEffect(Output.problem(s, error, "connection dropped")).pipe(Stream.drain)
     ),

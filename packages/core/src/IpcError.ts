@@ -8,8 +8,7 @@
  */
 import * as Schema from "effect/Schema"
 
-/** Every reason an IPC operation can fail, as a closed set of literals. */
-export const IpcErrorReason = Schema.Literals([
+const reasonTags = [
   "InvalidAddress",
   "UnsupportedScheme",
   "UnsupportedPlatform",
@@ -34,23 +33,64 @@ export const IpcErrorReason = Schema.Literals([
   "PeerRejected",
   "LibraryMissing",
   "Unknown"
-])
+] as const
 
-/** Every reason an IPC operation can fail. */
+/** Every reason an IPC operation can fail, by name: a closed set of literals. */
+export const IpcErrorReason = Schema.Literals(reasonTags)
+
+/** The name of a reason an IPC operation can fail (`"NotFound"`, ...). */
 export type IpcErrorReason = typeof IpcErrorReason.Type
 
-/** The error of every effect-ipc operation; match on `reason`. */
+/**
+ * A reason as a tagged value (`{ _tag: "NotFound" }`), as effect's own
+ * errors carry theirs: `Effect.catchReason("IpcError", "NotFound", f)` and
+ * `Effect.catchReasons("IpcError", { NotFound: f, ... })` catch by it.
+ */
+export type Reason<Tag extends IpcErrorReason = IpcErrorReason> = { readonly [K in Tag]: { readonly _tag: K } }[Tag]
+
+/** The schema of `Reason`: one tagged struct per reason. */
+export const Reason: Schema.Codec<Reason> = Schema.Union(
+  reasonTags.map((tag) => Schema.TaggedStruct(tag, {}))
+) as unknown as Schema.Codec<Reason>
+
+/** The reason named `tag`, as a tagged value. */
+export const toReason = <Tag extends IpcErrorReason>(tag: Tag): Reason<Tag> => ({ _tag: tag }) as Reason<Tag>
+
+/** What `new IpcError(...)` takes: the reason by name or as a tagged value. */
+export interface IpcErrorProps {
+  readonly reason: IpcErrorReason | Reason
+  readonly detail: string
+  readonly address?: string | undefined
+  readonly errno?: string | undefined
+  readonly cause?: unknown
+}
+
+/**
+ * The error of every effect-ipc operation. Catch it by reason with
+ * `Effect.catchReason("IpcError", "NotFound", ...)`, or match on
+ * `error.reason._tag`.
+ */
 export class IpcError extends Schema.TaggedError<IpcError>("@effect-ipc/core/IpcError")("IpcError", {
-  reason: IpcErrorReason,
+  reason: Reason,
   detail: Schema.String,
   address: Schema.optional(Schema.String),
   errno: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect())
 }) {
+  constructor(props: IpcErrorProps) {
+    const { address, cause, errno, ...rest } = props
+    super({
+      ...rest,
+      reason: typeof props.reason === "string" ? toReason(props.reason) : props.reason,
+      ...(address === undefined ? {} : { address }),
+      ...(errno === undefined ? {} : { errno }),
+      ...(cause === undefined ? {} : { cause })
+    })
+  }
   override get message(): string {
     const where = this.address === undefined ? "" : ` (${this.address})`
     const code = this.errno === undefined ? "" : ` [${this.errno}]`
-    return `${this.reason}: ${this.detail}${where}${code}`
+    return `${this.reason._tag}: ${this.detail}${where}${code}`
   }
 }
 
@@ -128,7 +168,7 @@ export const fromErrno = (
   })
 
 /** Shorthand for `new IpcError({ reason, detail, address })`. */
-export const make = (reason: IpcErrorReason, detail: string, address?: string): IpcError =>
+export const make = (reason: IpcErrorReason | Reason, detail: string, address?: string): IpcError =>
   new IpcError({ reason, detail, ...(address === undefined ? {} : { address }) })
 
 /** The `FrameTooLarge` error for a message of `size` bytes over `limit`. */

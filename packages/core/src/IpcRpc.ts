@@ -41,7 +41,7 @@ import * as Transport from "./Transport.ts"
 const textEncoder = new TextEncoder()
 
 const readError = (error: IpcError.IpcError): Socket.SocketError =>
-  error.reason === "Closed"
+  error.reason._tag === "Closed"
     ? new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000, closeReason: error.detail }) })
     : new Socket.SocketError({ reason: new Socket.SocketReadError({ cause: error }) })
 
@@ -125,7 +125,7 @@ export const toSocket = (
           yield* Effect.logDebug(`still waiting for a server at ${address}: ${error.message}`)
         }
         const waited = now - failingSince
-        if (permanent.has(error.reason)) {
+        if (permanent.has(error.reason._tag)) {
           return yield* new Socket.SocketError({ reason: gone(address, error, undefined) })
         }
         if (waited >= connectTimeout) {

@@ -188,7 +188,7 @@ export const serve = <E, R>(
             const error = Cause.squash(cause)
             // a peer closing is the normal end of a connection; a lost peer is routine for a server
             if (IpcError.isIpcError(error)) {
-              return error.reason === "Closed" ? Effect.void : Effect.logDebug("connection ended", error)
+              return error.reason._tag === "Closed" ? Effect.void : Effect.logDebug("connection ended", error)
             }
             return Effect.logWarning("connection handler failed", cause)
           }),

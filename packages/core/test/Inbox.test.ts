@@ -30,7 +30,7 @@ describe("Inbox", () => {
       ended.push(m(1))
       ended.end()
       assert.deepStrictEqual([...(yield* ended.take)], [1])
-      assert.strictEqual((yield* Effect.flip(ended.take)).reason, "Closed")
+      assert.strictEqual((yield* Effect.flip(ended.take)).reason._tag, "Closed")
 
       const failed = Inbox.make()
       failed.push(m(1))
@@ -38,7 +38,7 @@ describe("Inbox", () => {
       failed.fail(IpcError.make("ConnectionLost", "gone"))
       assert.strictEqual((yield* failed.pull).length, 2)
       const error = yield* Effect.flip(failed.pull)
-      assert.strictEqual(error._tag === "IpcError" ? error.reason : "Done", "ConnectionLost")
+      assert.strictEqual(error._tag === "IpcError" ? error.reason._tag : "Done", "ConnectionLost")
     }))
 
   it.effect("wakes waiting takers in order, one message each", () =>

@@ -61,7 +61,7 @@ describe("IpcRpc", () => {
           IpcRpc.layerServerProtocol(address).pipe(Layer.provide(IpcRpc.layerSerialization), Layer.provide(transport))
         )
       )
-      assert.strictEqual(error.reason, "AddressInUse")
+      assert.strictEqual(error.reason._tag, "AddressInUse")
     }).pipe(Effect.scoped))
 
   it.live("retryIdempotent retries transport failures only, not the procedure's typed errors", () =>
@@ -128,7 +128,7 @@ describe("a client whose server is not there", () => {
       // the IpcError stays reachable as the cause
       const cause = (error.reason as { readonly cause?: unknown }).cause
       assert.isTrue(IpcError.isIpcError(cause))
-      assert.strictEqual((cause as IpcError.IpcError).reason, "NotFound")
+      assert.strictEqual((cause as IpcError.IpcError).reason._tag, "NotFound")
     }).pipe(Effect.scoped, Effect.provide(Logger.layer([collectorOf.logger]))))
 
   it.live("waits for a server that comes within connectTimeout, and says when it is connected", () =>

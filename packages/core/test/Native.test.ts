@@ -42,7 +42,7 @@ describe("Native", () => {
     const bindings = loader.bindings("cannot bind", () => ++builds)
     for (const outcome of [loader.module(), bindings(), bindings()]) {
       assert.isTrue(IpcError.isIpcError(outcome))
-      assert.strictEqual((outcome as IpcError.IpcError).reason, "LibraryMissing")
+      assert.strictEqual((outcome as IpcError.IpcError).reason._tag, "LibraryMissing")
       assert.include((outcome as IpcError.IpcError).detail, "effect-ipc-no-such-module")
     }
     assert.strictEqual(builds, 0)
@@ -59,7 +59,7 @@ describe("Native", () => {
     })
     const first = bad()
     assert.isTrue(IpcError.isIpcError(first))
-    assert.strictEqual((first as IpcError.IpcError).reason, "LibraryMissing")
+    assert.strictEqual((first as IpcError.IpcError).reason._tag, "LibraryMissing")
     assert.include((first as IpcError.IpcError).detail, "cannot load libnothing.so: libnothing.so")
     assert.strictEqual(bad(), first)
     assert.strictEqual(builds, 2)
@@ -71,7 +71,7 @@ describe("Native", () => {
     assert.strictEqual(Native.errnoName(Native.errnoNumber("EWOULDBLOCK")!), "EAGAIN")
     assert.strictEqual(Native.errnoName(99_999), "errno 99999")
     const error = Native.errnoError(eexist, "Open", "cannot create x", "shm://x")
-    assert.deepStrictEqual([error.reason, error.errno, error.address], ["AlreadyExists", "EEXIST", "shm://x"])
-    assert.strictEqual(Native.errnoError(Native.errnoNumber("EIO")!, "Write", "cannot write").reason, "Write")
+    assert.deepStrictEqual([error.reason._tag, error.errno, error.address], ["AlreadyExists", "EEXIST", "shm://x"])
+    assert.strictEqual(Native.errnoError(Native.errnoNumber("EIO")!, "Write", "cannot write").reason._tag, "Write")
   })
 })

@@ -121,22 +121,22 @@ describe("Observability", () => {
         const transport = Transport.instrument(Memory.make())
         const address = fresh("errors")
         const notFound = yield* Effect.flip(transport.dial(address))
-        assert.strictEqual(notFound.reason, "NotFound")
+        assert.strictEqual(notFound.reason._tag, "NotFound")
         yield* transport.listen(address)
         const taken = yield* Effect.flip(transport.listen(address))
-        assert.strictEqual(taken.reason, "AddressInUse")
+        assert.strictEqual(taken.reason._tag, "AddressInUse")
         const client = yield* transport.dial(address)
         const tooLarge = yield* Effect.flip(
           Transport.instrument(Memory.make({ maxMessageSize: 4 })).dial(address).pipe(
             Effect.flatMap((small) => small.send(bytes(5, 0)))
           )
         )
-        assert.strictEqual(tooLarge.reason, "FrameTooLarge")
+        assert.strictEqual(tooLarge.reason._tag, "FrameTooLarge")
         yield* client.close
         // the same error seen twice is counted once
         const closed1 = yield* Effect.flip(client.receive)
         const closed2 = yield* Effect.flip(client.receive)
-        assert.strictEqual(closed1.reason, "Closed")
+        assert.strictEqual(closed1.reason._tag, "Closed")
         assert.strictEqual(closed2, closed1)
         // a transport that refuses the peer it dialled
         const refusing: Transport.TransportShape = {

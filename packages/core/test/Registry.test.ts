@@ -31,12 +31,12 @@ describe("Registry", () => {
   it.effect("fails with typed errors for an unknown transport or a mismatched address", () =>
     Effect.gen(function*() {
       const unknown = yield* Effect.flip(Registry.resolve(descriptors, { transport: "carrier-pigeon", service: "s" }))
-      assert.strictEqual(unknown.reason, "UnsupportedScheme")
+      assert.strictEqual(unknown.reason._tag, "UnsupportedScheme")
       assert.include(unknown.detail, "memory, other")
       const mismatch = yield* Effect.flip(
         Registry.resolve(descriptors, { transport: "memory", address: "other://x", service: "s" })
       )
-      assert.strictEqual(mismatch.reason, "UnsupportedScheme")
+      assert.strictEqual(mismatch.reason._tag, "UnsupportedScheme")
     }))
 
   it.live("layerConfig reads IPC_TRANSPORT / IPC_ADDRESS and provides a working transport", () =>

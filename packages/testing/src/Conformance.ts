@@ -553,10 +553,10 @@ export const suite = (given: Subject): void => {
           const all = yield* Stream.runCollect(reader.messages)
           assert.deepStrictEqual(all.map(numberOf), Array.from({ length: 10 }, (_, i) => i))
           const error = yield* Effect.flip(reader.receive)
-          assert.strictEqual(error.reason, "Closed")
+          assert.strictEqual(error.reason._tag, "Closed")
           yield* sender.close
           const sendAfterClose = yield* Effect.flip(sender.send(numbered(0)))
-          assert.strictEqual(sendAfterClose.reason, "Closed")
+          assert.strictEqual(sendAfterClose.reason._tag, "Closed")
         }).pipe(Effect.scoped),
       60_000
     )
@@ -570,12 +570,14 @@ export const suite = (given: Subject): void => {
             ? `child:${encodeURIComponent(JSON.stringify([Path.join(Os.tmpdir(), "effect-ipc-no-such-command")]))}`
             : subject.address()
           const notFound = yield* Effect.flip(transport.dial(nothing))
-          assert.strictEqual(notFound.reason, "NotFound", notFound.message)
+          assert.strictEqual(notFound.reason._tag, "NotFound", notFound.message)
           const malformed = yield* Effect.flip(transport.dial("no scheme here"))
-          assert.strictEqual(malformed.reason, "InvalidAddress")
+          assert.strictEqual(malformed.reason._tag, "InvalidAddress")
           for (const bad of [`${nothing}%zz`, `${nothing}%E0%A4%A`]) {
             const errors = [yield* Effect.flip(transport.dial(bad)), yield* Effect.flip(transport.listen(bad))]
-            for (const error of errors) assert.strictEqual(error.reason, "InvalidAddress", `${bad}: ${error.message}`)
+            for (const error of errors) {
+              assert.strictEqual(error.reason._tag, "InvalidAddress", `${bad}: ${error.message}`)
+            }
           }
         }).pipe(Effect.scoped),
       60_000
@@ -589,7 +591,7 @@ export const suite = (given: Subject): void => {
           const address = subject.address()
           yield* transport.listen(address)
           const inUse = yield* Effect.flip(transport.listen(address))
-          assert.strictEqual(inUse.reason, "AddressInUse")
+          assert.strictEqual(inUse.reason._tag, "AddressInUse")
         }).pipe(Effect.scoped),
       60_000
     )
@@ -611,7 +613,7 @@ export const suite = (given: Subject): void => {
             server = pair.server
           }
           const tooLarge = yield* Effect.flip(client.send(new Uint8Array(subject.maxFrameSize + 1)))
-          assert.strictEqual(tooLarge.reason, "FrameTooLarge")
+          assert.strictEqual(tooLarge.reason._tag, "FrameTooLarge")
           yield* client.send(numbered(7))
           assert.strictEqual(numberOf(yield* server.receive), 7)
         }).pipe(Effect.scoped),
@@ -641,7 +643,7 @@ export const suite = (given: Subject): void => {
           assert.deepStrictEqual({ ...point, tag: [...point.tag] }, { x: 1, y: 2, tag: [9, 8] })
           yield* client.send(new TextEncoder().encode(`{"x":"not a number"}`))
           const error = yield* Effect.flip(typedServer.receive)
-          assert.strictEqual(error.reason, "Decode")
+          assert.strictEqual(error.reason._tag, "Decode")
         }).pipe(Effect.scoped),
       60_000
     )
@@ -722,7 +724,7 @@ export const suite = (given: Subject): void => {
             for (const bytes of badInput) {
               const bad = yield* rawChild(transport, bytes, true)
               const error = yield* Effect.flip(bad.receive).pipe(Effect.timeout("20 seconds"))
-              reasons.push(error.reason)
+              reasons.push(error.reason._tag)
               yield* eventually(() => gone(bad.peer.pid!), "20 seconds", "the dropped child exits")
             }
           } else {
@@ -731,7 +733,7 @@ export const suite = (given: Subject): void => {
             const listener = yield* transport.listen(address)
             yield* Effect.forkScoped(Transport.serve(listener, (channel) =>
               Effect.forever(Effect.flatMap(channel.receive, channel.send)).pipe(
-                Effect.tapError((error) => Effect.sync(() => reasons.push(error.reason)))
+                Effect.tapError((error) => Effect.sync(() => reasons.push(error.reason._tag)))
               )))
             // a listener of one peer at a time serves the good client after the bad ones
             const dialGood = transport.dial(address)
@@ -779,7 +781,7 @@ export const suite = (given: Subject): void => {
           yield* Fiber.join(writer)
         }
         const error = yield* Effect.flip(server.receive).pipe(Effect.timeout("20 seconds"))
-        assert.strictEqual(error.reason, "ConnectionLost")
+        assert.strictEqual(error.reason._tag, "ConnectionLost")
       }).pipe(Effect.scoped), 60_000)
 
     needs("peer-process")(
@@ -810,7 +812,7 @@ export const suite = (given: Subject): void => {
           yield* peer.kill
           const error = yield* peer.channel.receiveAll.pipe(Effect.forever, Effect.flip, Effect.timeout("15 seconds"))
           assert.instanceOf(error, IpcError.IpcError)
-          assert.strictEqual(error.reason, "ConnectionLost")
+          assert.strictEqual(error.reason._tag, "ConnectionLost")
         }).pipe(Effect.scoped),
       60_000
     )
@@ -827,7 +829,7 @@ export const suite = (given: Subject): void => {
           const waiting = yield* Effect.forkScoped(Effect.flip(peer.channel.receive), { startImmediately: true })
           yield* peer.kill
           const error = yield* Fiber.join(waiting).pipe(Effect.timeout("15 seconds"))
-          assert.strictEqual(error.reason, "ConnectionLost")
+          assert.strictEqual(error.reason._tag, "ConnectionLost")
         }).pipe(Effect.scoped),
       60_000
     )

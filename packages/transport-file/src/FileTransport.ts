@@ -156,7 +156,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         raw
       )
       const setupError = Sys.failed(setup)
-        ? (setup.reason === "AlreadyExists"
+        ? (setup.reason._tag === "AlreadyExists"
           ? IpcError.make("AddressInUse", `${paths.connections} appeared while the listener was starting`, raw)
           : setup)
         : Layout.checkSubdir(paths.connections, raw)
@@ -181,7 +181,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             // abandoned unless a live end holds a lock (a lock file we refuse to open is nobody's)
             const held = (["backend", "frontend"] as const).some((role) => {
               const state = Lock.probe(Endpoint.channelPaths(connDir).lock(role))
-              return state === "held" || (Sys.failed(state) && state.reason !== "PermissionDenied")
+              return state === "held" || (Sys.failed(state) && state.reason._tag !== "PermissionDenied")
             })
             if (!held) {
               Fs.rmSync(connDir, { recursive: true, force: true })

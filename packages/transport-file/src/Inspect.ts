@@ -78,7 +78,7 @@ const isStream = (dir: string) => Sys.exists(Path.join(dir, "writer.lock")) && S
 /** The names in `dir` (none when it is gone). */
 const list = (dir: string): ReadonlyArray<string> | IpcError.IpcError => {
   const names = Sys.attempt(() => Fs.readdirSync(dir), "Read", `cannot list ${dir}`, dir)
-  return Sys.failed(names) && names.reason === "NotFound" ? [] : names
+  return Sys.failed(names) && names.reason._tag === "NotFound" ? [] : names
 }
 
 /** Opens (and closes) each file of `names` in `dir` as a channel does (`Sys.openFile`): refused unless a regular file of this user or root. */
@@ -91,7 +91,7 @@ const checkFiles = (dir: string, names: ReadonlyArray<string>): IpcError.IpcErro
       `cannot open ${path}`,
       dir
     )
-    if (Sys.failed(opened) && opened.reason !== "NotFound") return opened
+    if (Sys.failed(opened) && opened.reason._tag !== "NotFound") return opened
   }
   return undefined
 }
@@ -112,7 +112,7 @@ const checkStream = (stream: string): IpcError.IpcError | undefined => {
 const readSmall = (path: string): string | undefined | IpcError.IpcError => {
   const read = Sys.attempt(() => Sys.readFile(path).toString("utf8"), "Read", `cannot read ${path}`)
   if (!Sys.failed(read)) return read
-  return read.reason === "PermissionDenied" ? read : undefined
+  return read.reason._tag === "PermissionDenied" ? read : undefined
 }
 
 /** When a file was last written (ms since the epoch), `undefined` when it cannot be read. */
@@ -145,7 +145,7 @@ const numberField = (value: unknown, field: string): number | undefined => {
 const connectionIds = (connections: string): ReadonlyArray<string> | IpcError.IpcError => {
   if (!Sys.exists(connections)) return []
   const unsafe = Layout.checkSubdir(connections, connections)
-  if (unsafe !== undefined) return unsafe.reason === "NotFound" ? [] : unsafe
+  if (unsafe !== undefined) return unsafe.reason._tag === "NotFound" ? [] : unsafe
   const ids = list(connections)
   return Sys.failed(ids) ? ids : ids.filter((id) => !id.startsWith("."))
 }
@@ -153,7 +153,7 @@ const connectionIds = (connections: string): ReadonlyArray<string> | IpcError.Ip
 /** Checks a connection's directory (`checkSubdir`): `"gone"` when it vanished while we looked. */
 const checkConnection = (connection: string): IpcError.IpcError | "gone" | undefined => {
   const unsafe = Layout.checkSubdir(connection, connection)
-  return unsafe?.reason === "NotFound" ? "gone" : unsafe
+  return unsafe?.reason._tag === "NotFound" ? "gone" : unsafe
 }
 
 const channelReport = (dir: string): ChannelReport | IpcError.IpcError => {
@@ -196,7 +196,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
         if (unsafe === "gone") continue
         if (unsafe !== undefined) return Effect.fail(unsafe)
         const report = channelReport(paths.connection(id))
-        if (Sys.failed(report) && report.reason === "NotFound") continue
+        if (Sys.failed(report) && report.reason._tag === "NotFound") continue
         if (Sys.failed(report)) return Effect.fail(report)
         const info = readSmall(paths.info(id))
         if (Sys.failed(info)) return Effect.fail(info)
@@ -222,7 +222,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
       for (const from of ["backend", "frontend"] as const) {
         const path = ipckit.messages(from)
         const read = Sys.attempt(() => Sys.readFile(path).toString("utf8"), "Read", `cannot read ${path}`)
-        if (Sys.failed(read) && read.reason === "PermissionDenied") return Effect.fail(read)
+        if (Sys.failed(read) && read.reason._tag === "PermissionDenied") return Effect.fail(read)
         let bytes = 0
         let messages: number | string
         if (Sys.failed(read)) {
@@ -429,7 +429,7 @@ export const tail = (
         }).pipe(
           Scope.provide(scope),
           // a connection that vanished while we looked: nothing to follow
-          Effect.catch((error) => error.reason === "NotFound" ? Effect.void : Effect.fail(error))
+          Effect.catch((error) => error.reason._tag === "NotFound" ? Effect.void : Effect.fail(error))
         )
 
       const followChannel = (channelDir: string, start: "start" | "end") =>

@@ -344,7 +344,7 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
         Effect.catch(
           receive,
           (error): Effect.Effect<never, IpcError.IpcError | Cause.Done> =>
-            error.reason === "Closed" ? Effect.fail(Cause.Done()) : Effect.fail(error)
+            error.reason._tag === "Closed" ? Effect.fail(Cause.Done()) : Effect.fail(error)
         )
       )
     }

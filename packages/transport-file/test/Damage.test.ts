@@ -82,7 +82,7 @@ const recordsOf = (segment: string): Array<{ at: number; end: number }> => {
 const assertCorrupt = (stop: Drained["stop"], segment: number, offset: number) => {
   assert.notStrictEqual(stop, "idle", "the reader stopped at the damage with an error")
   if (stop === "idle") return
-  assert.strictEqual(stop.reason, "Corrupt", stop.message)
+  assert.strictEqual(stop.reason._tag, "Corrupt", stop.message)
   assert.include(stop.detail, `segment ${LogFormat.segmentName(segment)}`)
   assert.include(stop.detail, `offset ${offset}`)
 }
@@ -100,15 +100,15 @@ describe("damage to committed records (issue 9)", () => {
       Fs.truncateSync(segment, cutAt)
       // the live writer must not take the committed records for its own torn tail
       const refused = yield* Effect.flip(writer.append(bytes("m301")))
-      assert.strictEqual(refused.reason, "Corrupt", refused.message)
+      assert.strictEqual(refused.reason._tag, "Corrupt", refused.message)
       assert.strictEqual(Fs.statSync(segment).size, cutAt, "recovery cut nothing")
       const again = yield* Effect.flip(writer.append(bytes("m302")))
-      assert.strictEqual(again.reason, "Corrupt")
+      assert.strictEqual(again.reason._tag, "Corrupt")
       const read = yield* readFresh(dir)
       assert.deepStrictEqual(read.got, range(1, 149))
       assertCorrupt(read.stop, 0, records[149]!.at)
       const verified = yield* Effect.flip(Log.verify(dir))
-      assert.strictEqual(verified.reason, "Corrupt")
+      assert.strictEqual(verified.reason._tag, "Corrupt")
       assert.include(verified.detail, `offset ${records[149]!.at}`)
     }).pipe(Effect.scoped))
 
@@ -139,7 +139,7 @@ describe("damage to committed records (issue 9)", () => {
         assertCorrupt(read.stop, 0, records[149]!.at)
         // and the backend, which had read past the cut, is told too
         const lost = yield* Effect.flip(backend.receive).pipe(Effect.timeout("20 seconds"))
-        assert.strictEqual(lost.reason, "Corrupt")
+        assert.strictEqual(lost.reason._tag, "Corrupt")
       }).pipe(Effect.scoped),
     60_000
   )
@@ -158,7 +158,7 @@ describe("damage to committed records (issue 9)", () => {
       assert.deepStrictEqual(read.got, range(1, 10))
       assertCorrupt(read.stop, 0, records[10]!.at)
       const writer = yield* Log.openWriter(dir)
-      assert.strictEqual((yield* Effect.flip(writer.append(bytes("m21")))).reason, "Corrupt")
+      assert.strictEqual((yield* Effect.flip(writer.append(bytes("m21")))).reason._tag, "Corrupt")
       assert.deepStrictEqual((yield* readFresh(dir)).got, range(1, 10))
     }).pipe(Effect.scoped))
 
@@ -176,7 +176,7 @@ describe("damage to committed records (issue 9)", () => {
       const read = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
       assert.deepStrictEqual(read.got, [])
       assert.notStrictEqual(read.stop, "idle")
-      if (read.stop !== "idle") assert.strictEqual(read.stop.reason, "Corrupt")
+      if (read.stop !== "idle") assert.strictEqual(read.stop.reason._tag, "Corrupt")
     }).pipe(Effect.scoped))
 
   for (
@@ -203,7 +203,7 @@ describe("damage to committed records (issue 9)", () => {
         assert.deepStrictEqual(read.got, range(1, 20))
         assertCorrupt(read.stop, 0, records[20]!.at)
         const verified = yield* Effect.flip(Log.verify(dir))
-        assert.strictEqual(verified.reason, "Corrupt")
+        assert.strictEqual(verified.reason._tag, "Corrupt")
         assert.include(verified.detail, `segment ${LogFormat.segmentName(0)}`)
         assert.include(verified.detail, `offset ${records[20]!.at}`)
       }).pipe(Effect.scoped))
@@ -226,7 +226,7 @@ describe("damage to committed records (issue 9)", () => {
         const frontend = yield* FileChannel.frontend(dir)
         for (let i = 1; i <= 5; i++) assert.strictEqual(text.decode(yield* frontend.receive), `m${i}`)
         const error = yield* Effect.flip(frontend.receive).pipe(Effect.timeout("10 seconds"))
-        assert.strictEqual(error.reason, "Corrupt")
+        assert.strictEqual(error.reason._tag, "Corrupt")
         assert.include(error.detail, `offset ${records[5]!.at}`)
       }).pipe(Effect.scoped),
     30_000
@@ -276,7 +276,7 @@ describe("damage to committed records (issue 9)", () => {
       Fs.appendFileSync(p.segment(0), LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m7")))
       const size = Fs.statSync(p.segment(0)).size
       const writer = yield* Log.openWriter(dir)
-      assert.strictEqual((yield* Effect.flip(writer.append(bytes("m8")))).reason, "Corrupt")
+      assert.strictEqual((yield* Effect.flip(writer.append(bytes("m8")))).reason._tag, "Corrupt")
       assert.strictEqual(Fs.statSync(p.segment(0)).size, size, "nothing was cut")
     }).pipe(Effect.scoped))
 
@@ -460,7 +460,7 @@ const runCase = (input: Case) =>
       assert.isAtLeast(read.got.length, Math.min(touched, committedCount), "idle only past the committed records")
       if (input.diedAfter === undefined) assert.strictEqual(read.got.length, payloads.length, "idle only when whole")
     } else {
-      assert.strictEqual(read.stop.reason, "Corrupt", read.stop.message)
+      assert.strictEqual(read.stop.reason._tag, "Corrupt", read.stop.message)
       assert.match(read.stop.detail, /offset \d+ .* in segment [0-9a-f]{16}\.seg/)
     }
 
@@ -478,7 +478,7 @@ const runCase = (input: Case) =>
     if (appended._tag === "Failure") {
       const error = appended.cause.reasons.find((r) => r._tag === "Fail")
       assert.isDefined(error, String(appended.cause))
-      if (error?._tag === "Fail") assert.strictEqual(error.error.reason, "Corrupt", error.error.message)
+      if (error?._tag === "Fail") assert.strictEqual(error.error.reason._tag, "Corrupt", error.error.message)
       for (const [b, bytesBefore] of before) {
         assert.isTrue(bytesBefore.equals(Fs.readFileSync(Log.paths(dir).segment(b))), "a refusing writer cut nothing")
       }
@@ -493,7 +493,7 @@ const runCase = (input: Case) =>
       if (input.diedAfter === undefined) assert.strictEqual(kept.length, payloads.length)
       assert.isAtLeast(kept.length, committedCount)
     } else if (second.stop !== "idle") {
-      assert.strictEqual(second.stop.reason, "Corrupt", second.stop.message)
+      assert.strictEqual(second.stop.reason._tag, "Corrupt", second.stop.message)
     }
   }).pipe(Effect.scoped)
 

@@ -204,7 +204,7 @@ describe("durability, proven", () => {
             delivered.push(...names(yield* readAll(reader)))
           }
           assert.isDefined(error)
-          assert.strictEqual(error!.reason, "NoSpace", error!.message)
+          assert.strictEqual(error!.reason._tag, "NoSpace", error!.message)
           assert.strictEqual(error!.errno, "ENOSPC")
           assert.isAbove(acked, 0)
           // nothing committed was lost, nothing torn is left
@@ -218,7 +218,7 @@ describe("durability, proven", () => {
           assert.deepStrictEqual([verified.records, verified.torn], [acked, 0])
           // still full: the same typed error, still nothing torn
           const again = yield* Effect.flip(writer.append(record("d", acked, recordSize)))
-          assert.strictEqual(again.reason, "NoSpace")
+          assert.strictEqual(again.reason._tag, "NoSpace")
           // space freed: the same writer goes on
           Fs.rmSync(filler)
           yield* writer.append(record("d", acked, recordSize))

@@ -52,13 +52,13 @@ describe("bad input and faults", () => {
         assert.strictEqual(text.decode(yield* frontend.receive), "one")
         assert.strictEqual(text.decode(yield* frontend.receive), "two")
         const lost = yield* Effect.flip(frontend.receive)
-        assert.strictEqual(lost.reason, "Corrupt")
+        assert.strictEqual(lost.reason._tag, "Corrupt")
         const error = yield* Effect.flip(Log.verify(Path.dirname(segment)))
-        assert.strictEqual(error.reason, "Corrupt")
+        assert.strictEqual(error.reason._tag, "Corrupt")
         assert.match(error.detail, /committed record is cut short/)
         // the backend's next session refuses to append after committed data it cannot find
         const refused = yield* Effect.flip(sendAll(dir, ["four"]))
-        assert.strictEqual(refused.reason, "Corrupt")
+        assert.strictEqual(refused.reason._tag, "Corrupt")
         assert.strictEqual(Fs.statSync(segment).size, cut)
       }).pipe(Effect.scoped),
     30_000
@@ -78,7 +78,7 @@ describe("bad input and faults", () => {
           const frontend = yield* FileChannel.frontend(dir)
           assert.strictEqual(text.decode(yield* frontend.receive), "alpha")
           const error = yield* Effect.flip(frontend.receive)
-          assert.strictEqual(error.reason, "Corrupt")
+          assert.strictEqual(error.reason._tag, "Corrupt")
           assert.match(error.detail, /corrupt record at offset \d+ .*checksum/)
         }))
         const frontend = yield* FileChannel.frontend(dir, { onCorrupt: "skip" })
@@ -101,10 +101,10 @@ describe("bad input and faults", () => {
         for (const bad of [`{"not": "an array"}`, `[{"id": "cut off`]) {
           Fs.writeFileSync(file, bad)
           const error = yield* Effect.flip(frontend.receive)
-          assert.strictEqual(error.reason, "Decode")
+          assert.strictEqual(error.reason._tag, "Decode")
           assert.match(error.detail, /not a JSON array/)
           const refused = yield* Effect.flip(backend.sendEvent("second", {}))
-          assert.strictEqual(refused.reason, "Decode")
+          assert.strictEqual(refused.reason._tag, "Decode")
           assert.strictEqual(Fs.readFileSync(file, "utf8"), bad, "the unreadable file is left alone")
         }
         // once the file is an array again, everything valid arrives
@@ -166,7 +166,7 @@ describe("bad input and faults", () => {
             )
           )
         )
-        assert.strictEqual(error.reason, "Full")
+        assert.strictEqual(error.reason._tag, "Full")
         assert.isAbove(accepted, 40)
         const reader = yield* run(node(["read", dir, "frontend", String(accepted)]))
         assert.strictEqual(reader.code, 0, reader.stderr)
@@ -181,7 +181,7 @@ describe("bad input and faults", () => {
           fullTimeout: "300 millis"
         })
         const timedOut = yield* Effect.flip(Effect.forever(waiting.send(bytes("w".repeat(4000)))))
-        assert.strictEqual(timedOut.reason, "Full")
+        assert.strictEqual(timedOut.reason._tag, "Full")
       }).pipe(Effect.scoped),
     60_000
   )

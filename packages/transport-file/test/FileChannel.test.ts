@@ -80,7 +80,7 @@ describe("FileChannel (fixed roles)", () => {
           yield* frontend.signal("SIGKILL")
           if (peerLoss === "fail") {
             const error = yield* Effect.flip(backend.receive).pipe(Effect.timeout("5 seconds"))
-            assert.strictEqual(error.reason, "ConnectionLost")
+            assert.strictEqual(error.reason._tag, "ConnectionLost")
             // the README's "within a second" is 250 ms liveness checks; only a generous bound here
             assert.isBelow(Date.now() - killedAt, 5000)
           } else {
@@ -154,7 +154,7 @@ describe("FileChannel (fixed roles)", () => {
       let sent = 0
       const message = new Uint8Array(10_000)
       const full = yield* Effect.flip(Effect.forever(Effect.andThen(backend.send(message), Effect.sync(() => sent++))))
-      assert.strictEqual(full.reason, "Full")
+      assert.strictEqual(full.reason._tag, "Full")
       const stats = yield* Log.stats(Path.join(dir, "backend_to_frontend"))
       assert.isAtMost(stats.bytes, 1024 * 1024)
       assert.isAtLeast(sent * 10_012, 1024 * 1024 - 2 * 64 * 1024)
@@ -207,7 +207,7 @@ describe("FileChannel.remove (review item 12)", () => {
       Fs.writeFileSync(Path.join(user, "backend.lock"), "not a lock of ours")
       const before = tree(user)
       const notChannel = yield* Effect.flip(FileChannel.remove(user))
-      assert.strictEqual(notChannel.reason, "NotFound")
+      assert.strictEqual(notChannel.reason._tag, "NotFound")
       assert.include(notChannel.detail, "not a channel directory")
       assert.deepStrictEqual(tree(user), before)
       // a listener's directory
@@ -215,7 +215,7 @@ describe("FileChannel.remove (review item 12)", () => {
       yield* Effect.scoped(Effect.gen(function*() {
         yield* FileTransport.make().listen(`file://${listening}`)
         const listenerDir = yield* Effect.flip(FileChannel.remove(listening))
-        assert.strictEqual(listenerDir.reason, "AddressInUse")
+        assert.strictEqual(listenerDir.reason._tag, "AddressInUse")
         assert.isTrue(Fs.existsSync(Path.join(listening, "listener.lock")))
       }))
       // a channel directory others may write: refused by the directory checks
@@ -224,12 +224,12 @@ describe("FileChannel.remove (review item 12)", () => {
       Fs.chmodSync(open, 0o777)
       const entries = tree(open)
       const unsafe = yield* Effect.flip(FileChannel.remove(open))
-      assert.strictEqual(unsafe.reason, "PermissionDenied")
+      assert.strictEqual(unsafe.reason._tag, "PermissionDenied")
       assert.deepStrictEqual(tree(open), entries)
       Fs.chmodSync(open, 0o700)
       // a missing directory
       const missing = yield* Effect.flip(FileChannel.remove(fresh(root, "missing")))
-      assert.strictEqual(missing.reason, "NotFound")
+      assert.strictEqual(missing.reason._tag, "NotFound")
       // a closed channel goes
       yield* FileChannel.remove(open)
       assert.isFalse(Fs.existsSync(open))

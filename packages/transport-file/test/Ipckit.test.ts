@@ -96,7 +96,7 @@ describe("ipckit compatibility", () => {
         // our side asks the frontend something too, and waits: the five events and the request stay queued
         const ours = yield* backend.sendRequest("ping", {})
         const waiting = yield* Effect.flip(backend.waitResponse(ours, "300 millis"))
-        assert.strictEqual(waiting.reason, "Timeout")
+        assert.strictEqual(waiting.reason._tag, "Timeout")
         for (let i = 0; i < 5; i++) {
           const event = yield* backend.receive
           assert.strictEqual(event.method, "tick")
@@ -127,7 +127,7 @@ describe("ipckit compatibility", () => {
         yield* Effect.sleep("5500 millis")
         const hourAgo = new Date(Date.now() - 3600_000)
         const busy = yield* Effect.flip(backend.sendEvent("blocked", {}))
-        assert.strictEqual(busy.reason, "Timeout")
+        assert.strictEqual(busy.reason._tag, "Timeout")
         assert.match(busy.detail, new RegExp(`live process ${holder.pid}`))
         assert.strictEqual(Fs.readFileSync(lock, "utf8"), `${holder.pid}\n`)
         assert.deepStrictEqual(elementsOf(Ipckit.paths(dir).messages("backend")), [])
@@ -242,7 +242,7 @@ describe("ipckit compatibility", () => {
       ]
       for (const [what, send] of refused) {
         const error = yield* Effect.flip(send)
-        assert.strictEqual(error.reason, "Encode", `${what}: ${error.message}`)
+        assert.strictEqual(error.reason._tag, "Encode", `${what}: ${error.message}`)
       }
       assert.strictEqual(Fs.readFileSync(file, "utf8"), before, "nothing was written")
       // a well-formed pair is fine
@@ -373,7 +373,7 @@ describe("ipckit's JSON files, fuzzed (fast-check, fixed seed)", () => {
                 )
                 if (want === "Decode") {
                   assert.strictEqual(got._tag, "Failure", text)
-                  if (got._tag === "Failure") assert.strictEqual(got.failure.reason, "Decode", text)
+                  if (got._tag === "Failure") assert.strictEqual(got.failure.reason._tag, "Decode", text)
                 } else {
                   assert.strictEqual(got._tag, "Success", text)
                   if (got._tag === "Success") assert.deepStrictEqual(got.success, want, text)
@@ -394,7 +394,7 @@ describe("ipckit's JSON files, fuzzed (fast-check, fixed seed)", () => {
                 const after = JsonArray.elements(Fs.readFileSync(file, "utf8")) as ReadonlyArray<string>
                 assert.deepStrictEqual(after.slice(0, -1), Array.isArray(before) ? before : [], text)
               } else {
-                assert.strictEqual(sent._tag === "Failure" ? sent.failure.reason : "sent", "Decode", text)
+                assert.strictEqual(sent._tag === "Failure" ? sent.failure.reason._tag : "sent", "Decode", text)
                 assert.strictEqual(Fs.readFileSync(file, "utf8"), text, "a file it cannot read is never overwritten")
               }
             })))),

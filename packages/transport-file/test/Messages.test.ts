@@ -69,7 +69,7 @@ describe("Messages", () => {
         yield* Effect.sleep("50 millis")
         assert.strictEqual((yield* frontend.waitResponse(early, "5 seconds")).payload, "fast")
         const timeout = yield* Effect.flip(frontend.waitResponse("no-such-request", "50 millis"))
-        assert.strictEqual(timeout.reason, "Timeout")
+        assert.strictEqual(timeout.reason._tag, "Timeout")
       }).pipe(Effect.scoped),
     30_000
   )
@@ -85,9 +85,9 @@ describe("Messages", () => {
         yield* raw.send(Messages.encode(Messages.event("fine", { ok: true })) as Uint8Array)
         const frontend = yield* Messages.open(dir, "frontend")
         const first = yield* Effect.flip(frontend.receive)
-        assert.strictEqual(first.reason, "Decode")
+        assert.strictEqual(first.reason._tag, "Decode")
         const second = yield* Effect.flip(frontend.receive)
-        assert.strictEqual(second.reason, "Decode")
+        assert.strictEqual(second.reason._tag, "Decode")
         assert.strictEqual((yield* frontend.receive).method, "fine")
       }).pipe(Effect.scoped),
     30_000

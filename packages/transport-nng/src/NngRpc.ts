@@ -147,7 +147,9 @@ export const makeServerProtocol = (
         }
         yield* Effect.forkScoped(
           Effect.forever(Effect.flatMap(replier.receive, (request) => FiberSet.run(running, exchange(request)))).pipe(
-            Effect.catch((error) => error.reason === "Closed" ? Effect.void : Effect.logWarning("RPC server", error))
+            Effect.catch((error) =>
+              error.reason._tag === "Closed" ? Effect.void : Effect.logWarning("RPC server", error)
+            )
           )
         )
         return {

@@ -195,7 +195,7 @@ class Vanished extends Data.TaggedError("Vanished")<{ readonly error: IpcError.I
  * say `PermissionDenied` when that is what the file's mode says.
  */
 const unreachable = (address: NngAddress.NngAddress, error: IpcError.IpcError): IpcError.IpcError => {
-  if (error.reason !== "NotFound") return error
+  if (error.reason._tag !== "NotFound") return error
   try {
     Fs.accessSync(address.path, Fs.constants.W_OK)
     return error
@@ -368,7 +368,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 
       yield* Effect.forkScoped(
         Effect.forever(Effect.flatMap(lobby.receive, onRequest)).pipe(
-          Effect.catch((error) => error.reason === "Closed" ? Effect.void : Effect.logWarning("rendezvous", error))
+          Effect.catch((error) => error.reason._tag === "Closed" ? Effect.void : Effect.logWarning("rendezvous", error))
         )
       )
       return acceptor.listener
@@ -450,7 +450,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : socket.close),
         // the conversation was gone before we got there (it timed out on the listener's side): ask again
         Effect.mapError((error) =>
-          error.reason === "NotFound" || error.reason === "ConnectionLost" || error.reason === "Closed"
+          error.reason._tag === "NotFound" || error.reason._tag === "ConnectionLost" || error.reason._tag === "Closed"
             ? new Vanished({ error })
             : error
         )

@@ -98,7 +98,7 @@ export const serve = <E, R>(
     const replier = yield* make(options)
     yield* Effect.forkScoped(
       run(replier, handler, options).pipe(
-        Effect.catch((error) => error.reason === "Closed" ? Effect.void : Effect.logWarning("Rep.serve", error))
+        Effect.catch((error) => error.reason._tag === "Closed" ? Effect.void : Effect.logWarning("Rep.serve", error))
       )
     )
     return replier.bound

@@ -196,7 +196,7 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
       return requestOptions.idempotent === true
         ? Effect.retry(once, {
           schedule: retry,
-          while: (error) => error.reason === "ConnectionLost" || error.reason === "Timeout"
+          while: (error) => error.reason._tag === "ConnectionLost" || error.reason._tag === "Timeout"
         })
         : once
     }

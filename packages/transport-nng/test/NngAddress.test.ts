@@ -28,7 +28,7 @@ describe("NngAddress", () => {
         "nng+tcp://127.0.0.1:99999",
         "nng+ipc://relative/path",
         "no scheme"
-      ], (raw) => Effect.map(Effect.flip(NngAddress.parse(raw)), (e) => e.reason))
+      ], (raw) => Effect.map(Effect.flip(NngAddress.parse(raw)), (e) => e.reason._tag))
       assert.deepStrictEqual(reasons, [
         "UnsupportedScheme",
         "UnsupportedScheme",
@@ -59,7 +59,7 @@ describe("NngError", () => {
     ]
     for (const [code, reason, name] of cases) {
       const error = NngError.make(code, "what failed", { address: "nng+tcp://h:1" })
-      assert.strictEqual(error.reason, reason, name)
+      assert.strictEqual(error.reason._tag, reason, name)
       assert.strictEqual(error.errno, name)
       assert.strictEqual(error.address, "nng+tcp://h:1")
     }

@@ -70,7 +70,7 @@ describe("NngRpc: effect/rpc over req/rep", () => {
       assert.strictEqual(lost._tag, "RpcClientError")
       assert.strictEqual(lost.reason._tag, "SocketReadError")
       const cause = "cause" in lost.reason ? lost.reason.cause : undefined
-      assert.isTrue(IpcError.isIpcError(cause) && cause.reason === "ConnectionLost", String(cause))
+      assert.isTrue(IpcError.isIpcError(cause) && cause.reason._tag === "ConnectionLost", String(cause))
       yield* server(address)
       // the new server never saw the Sleep
       assert.strictEqual(yield* rpc.Calls(), 0)

@@ -28,7 +28,7 @@ const tempDir = Effect.acquireRelease(
 const refusedAt = (path: string, kind: string) =>
   Effect.gen(function*() {
     const error = yield* Effect.flip(NngTransport.make().listen(`nng+ipc://${path}`))
-    assert.strictEqual(error.reason, "AddressInUse")
+    assert.strictEqual(error.reason._tag, "AddressInUse")
     assert.include(error.detail, `${kind} owned by uid ${process.getuid?.()}`)
   })
 
@@ -73,7 +73,7 @@ describe("nng+ipc:// listen leaves what is at its path alone", () => {
         (s) => Effect.callback<void>((resume) => void s.close(() => resume(Effect.void)))
       )
       const error = yield* Effect.flip(NngTransport.make().listen(`nng+ipc://${path}`))
-      assert.strictEqual(error.reason, "AddressInUse")
+      assert.strictEqual(error.reason._tag, "AddressInUse")
       assert.include(error.detail, "live")
       assert.isTrue(server.listening)
       assert.isTrue(Fs.lstatSync(path).isSocket())

@@ -52,7 +52,7 @@ describe("nng under load", () => {
                 return "ok"
               }).pipe(
                 // a typed failure is an outcome; a defect (an exception from koffi) fails the test at once
-                Effect.catch((error) => Effect.succeed(error.reason))
+                Effect.catch((error) => Effect.succeed(error.reason._tag))
               ),
             { concurrency: "unbounded" }
           )

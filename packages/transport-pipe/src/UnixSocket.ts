@@ -143,7 +143,7 @@ const inspect = (path: string, raw: string): Effect.Effect<Occupant, IpcError.Ip
 const linkExclusive = (from: string, to: string, raw: string) =>
   trySync(() => Fs.linkSync(from, to), "Open", "cannot bind", raw).pipe(
     Effect.as(true),
-    Effect.catch((error) => error.reason === "AlreadyExists" ? Effect.succeed(false) : Effect.fail(error))
+    Effect.catch((error) => error.reason._tag === "AlreadyExists" ? Effect.succeed(false) : Effect.fail(error))
   )
 
 /**

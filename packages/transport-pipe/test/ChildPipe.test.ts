@@ -37,7 +37,7 @@ describe("ChildPipe", () => {
     Effect.gen(function*() {
       const child = yield* ChildPipe.spawn(process.execPath, { args: ["-e", "setTimeout(() => process.exit(3), 100)"] })
       const error = yield* Effect.flip(child.channel.receive)
-      assert.strictEqual(error.reason, "ConnectionLost")
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
       assert.deepStrictEqual(yield* child.exit, { code: 3, signal: null })
     }).pipe(Effect.scoped))
 
@@ -87,11 +87,11 @@ describe("ChildPipe", () => {
       const missing = yield* Effect.exit(Effect.scoped(ChildPipe.spawn("/nonexistent/program")))
       assert.isTrue(Exit.isFailure(missing))
       const error = yield* Effect.flip(Effect.scoped(ChildPipe.spawn("/nonexistent/program")))
-      assert.strictEqual(error.reason, "NotFound")
+      assert.strictEqual(error.reason._tag, "NotFound")
       const saved = process.env[ChildPipe.ENV]
       delete process.env[ChildPipe.ENV]
       const orphan = yield* Effect.flip(Effect.scoped(ChildPipe.fromParent()))
       if (saved !== undefined) process.env[ChildPipe.ENV] = saved
-      assert.strictEqual(orphan.reason, "NotFound")
+      assert.strictEqual(orphan.reason._tag, "NotFound")
     }))
 })

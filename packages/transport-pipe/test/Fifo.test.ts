@@ -34,7 +34,7 @@ describe("Fifo", () => {
       const first = yield* transport.dial(address)
       yield* listener.accept
       const busy = yield* Effect.flip(Effect.scoped(transport.dial(address)))
-      assert.strictEqual(busy.reason, "AddressInUse")
+      assert.strictEqual(busy.reason._tag, "AddressInUse")
       yield* first.close
       const second = yield* transport.dial(address)
       const server = yield* listener.accept
@@ -62,7 +62,7 @@ describe("Fifo", () => {
       const address = `fifo://${dir}/owned`
       yield* Fifo.make().listen(address)
       const error = yield* Effect.flip(Effect.scoped(Fifo.make().listen(address)))
-      assert.strictEqual(error.reason, "AddressInUse")
+      assert.strictEqual(error.reason._tag, "AddressInUse")
     }).pipe(Effect.scoped))
 
   it.live.runIf(process.platform === "linux")(
@@ -86,7 +86,7 @@ describe("Fifo", () => {
         for (const [name, owner] of [["started", Process.encode(live)], ["bare", String(live.pid)]] as const) {
           Fs.writeFileSync(`${dir}/${name}.lock`, `${owner}:alive`)
           const error = yield* Effect.flip(Effect.scoped(transport.listen(`fifo://${dir}/${name}`)))
-          assert.strictEqual(error.reason, "AddressInUse", name)
+          assert.strictEqual(error.reason._tag, "AddressInUse", name)
           assert.include(error.detail, `pid ${live.pid}`)
           Fs.rmSync(`${dir}/${name}.lock`)
         }

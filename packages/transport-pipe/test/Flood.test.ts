@@ -87,7 +87,7 @@ describe("floods", () => {
           })).pipe(
             Effect.retry({
               schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 1000 })),
-              while: (error) => error.reason === "AddressInUse" || error.reason === "NotFound"
+              while: (error) => error.reason._tag === "AddressInUse" || error.reason._tag === "NotFound"
             })
           )
         yield* conversation(-1)

@@ -30,7 +30,7 @@ const snapshot = (path: string) => {
 
 /** Asserts the typed refusal: `AddressInUse` whose detail names the kind and owner found. */
 const assertInUse = (error: IpcError.IpcError, kind: string, uid: number) => {
-  assert.strictEqual(error.reason, "AddressInUse", error.message)
+  assert.strictEqual(error.reason._tag, "AddressInUse", error.message)
   assert.include(error.detail, kind)
   assert.include(error.detail, `uid ${uid}`)
 }
@@ -152,7 +152,7 @@ describe("listen leaves what is at its path alone", () => {
         Fs.writeFileSync(`${base}${suffix}`, `data of ${suffix}`)
         const before = snapshot(`${base}${suffix}`)
         const error = yield* Effect.flip(Effect.scoped(fifos.listen(`fifo://${base}`)))
-        assert.strictEqual(error.reason, "AddressInUse", `${suffix}: ${error.message}`)
+        assert.strictEqual(error.reason._tag, "AddressInUse", `${suffix}: ${error.message}`)
         assert.include(error.detail, "regular file")
         assert.deepStrictEqual(snapshot(`${base}${suffix}`), before, suffix)
         assert.deepStrictEqual(

@@ -179,7 +179,7 @@ describe("Observability over transport-pipe", () => {
       assert.isDefined(warning)
       assert.strictEqual(warning!.level, "Warn")
       const error = warning!.values[1]
-      assert.isTrue(IpcError.isIpcError(error) && error.reason === "PeerRejected", String(error))
+      assert.isTrue(IpcError.isIpcError(error) && error.reason._tag === "PeerRejected", String(error))
       assert.include(String(error), `refused a peer running as uid ${nobody}`)
     }).pipe(
       Effect.scoped,
@@ -199,7 +199,7 @@ describe("Observability over transport-pipe", () => {
           Effect.provideService(Metric.MetricRegistry, registry)
         )
       )
-      assert.strictEqual(error.reason, "PeerRejected")
+      assert.strictEqual(error.reason._tag, "PeerRejected")
       assert.strictEqual(yield* counter(registry, Observability.MetricNames.refused, unix), 1)
       assert.strictEqual(yield* counter(registry, Observability.MetricNames.dialled, unix), 0)
     }).pipe(Effect.scoped))
@@ -248,7 +248,7 @@ describe("Observability over transport-pipe", () => {
       assert.isDefined(dropped)
       assert.strictEqual(dropped!.level, "Debug")
       const reason = dropped!.values[1]
-      assert.isTrue(IpcError.isIpcError(reason) && reason.reason === "Protocol", String(reason))
+      assert.isTrue(IpcError.isIpcError(reason) && reason.reason._tag === "Protocol", String(reason))
       assert.include(String(reason), "bad frame version byte 0xff")
       assert.strictEqual(
         yield* counter(registry, Observability.MetricNames.errors, { transport: "unix", reason: "Protocol" }),

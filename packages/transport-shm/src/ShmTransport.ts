@@ -363,7 +363,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
         yield* Libc.available
         const control = yield* sockets.dial(yield* controlAddress(name, options.directory, address)).pipe(
           Effect.mapError((error) =>
-            error.reason === "NotFound"
+            error.reason._tag === "NotFound"
               ? IpcError.make("NotFound", "no listener serves this name", address)
               : new IpcError.IpcError({ reason: error.reason, detail: error.detail, address })
           )

@@ -46,7 +46,7 @@ describe("fuzz", () => {
           if (Exit.isFailure(exit)) {
             const error = exit.cause.reasons.find((r) => r._tag === "Fail")
             assert.isDefined(error, "a typed failure, not a defect")
-            assert.strictEqual(error!._tag === "Fail" && error!.error.reason, "Protocol")
+            assert.strictEqual(error!._tag === "Fail" && error!.error.reason._tag, "Protocol")
             return
           }
           const s = exit.value
@@ -100,7 +100,7 @@ describe("fuzz", () => {
             const record = consumer.next()
             if (record === undefined) break
             if (record instanceof Error) {
-              assert.strictEqual(record.reason, "Protocol")
+              assert.strictEqual(record.reason._tag, "Protocol")
               break
             }
             assert.isAtLeast(record.offset, Header.HEADER_SIZE + Ring.RECORD_HEADER)

@@ -53,7 +53,7 @@ const sleepers = (count: number) =>
 const expectProtocol = (name: string, detail: string) =>
   Effect.gen(function*() {
     const error = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))
-    assert.strictEqual(error.reason, "Protocol", error.message)
+    assert.strictEqual(error.reason._tag, "Protocol", error.message)
     assert.include(error.detail, detail)
   })
 
@@ -80,7 +80,7 @@ describe("ResourceLink", () => {
       }))
       assert.isFalse(exists(name))
       const gone = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))
-      assert.strictEqual(gone.reason, "NotFound")
+      assert.strictEqual(gone.reason._tag, "NotFound")
     }))
 
   it.live("detaches the payload view when the holding scope closes", () =>
@@ -281,17 +281,17 @@ describe("ResourceLink", () => {
   it.live("rejects bad names and existing names", () =>
     Effect.gen(function*() {
       assert.strictEqual(
-        (yield* Effect.flip(Effect.scoped(Shm.ResourceLink.create("a/b", 1)))).reason,
+        (yield* Effect.flip(Effect.scoped(Shm.ResourceLink.create("a/b", 1)))).reason._tag,
         "InvalidAddress"
       )
       assert.strictEqual(
-        (yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire("n".repeat(300))))).reason,
+        (yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire("n".repeat(300))))).reason._tag,
         "NameTooLong"
       )
       const name = fresh()
       yield* Effect.scoped(Effect.gen(function*() {
         yield* Shm.ResourceLink.create(name, 1)
-        assert.strictEqual((yield* Effect.flip(Shm.ResourceLink.create(name, 1))).reason, "AlreadyExists")
+        assert.strictEqual((yield* Effect.flip(Shm.ResourceLink.create(name, 1))).reason._tag, "AlreadyExists")
       }))
     }))
 
@@ -327,7 +327,7 @@ describe("ResourceLink", () => {
           // a process takes the header lock, bumps the refcount half-way through an update, and is killed
           const locker = yield* spawnChild("lock", name)
           const blocked = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))
-          assert.strictEqual(blocked.reason, "Timeout", "a live holder's lock is respected")
+          assert.strictEqual(blocked.reason._tag, "Timeout", "a live holder's lock is respected")
           yield* locker.kill
           const info = yield* Effect.scoped(Effect.flatMap(Shm.ResourceLink.acquire(name), (held) => held.info))
           // the dead process's lock was taken over and the count recomputed from the slots (not 1 + 5 + 1)
@@ -436,7 +436,7 @@ describe("ResourceLink", () => {
         old.payload[0] = 1
         yield* Shm.ResourceLink.remove(name)
         assert.isFalse(exists(name))
-        assert.strictEqual((yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))).reason, "NotFound")
+        assert.strictEqual((yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))).reason._tag, "NotFound")
         // a new link under the same name, made by another process, held by nobody here
         const producer = yield* spawnChild("create", name, "64", "3600000")
         assert.strictEqual((yield* Shm.ResourceLink.info(name)).creator.pid, producer.pid)

@@ -3,6 +3,7 @@
  * pads, back-pressure, in-order release, and records a broken or hostile
  * peer could write.
  */
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import { assert, describe, it } from "@effect/vitest"
 import * as Header from "../src/internal/header.ts"
 import * as Ring from "../src/internal/ring.ts"
@@ -75,7 +76,7 @@ describe("ring", () => {
       data[1] = kind
       const record = consumer.next()
       assert.instanceOf(record, Error, `length ${length} kind ${kind}`)
-      assert.strictEqual((record as { reason: string }).reason, "Protocol")
+      assert.strictEqual((record as IpcError.IpcError).reason._tag, "Protocol")
     }
   })
 

@@ -165,11 +165,11 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
     Effect.gen(function*() {
       const planted = yield* tempDir(NOBODY, 0o777)
       const error = yield* Effect.flip(Shm.ShmTransport.make({ directory: planted }).listen(`shm://${fresh()}`))
-      assert.strictEqual(error.reason, "PermissionDenied")
+      assert.strictEqual(error.reason._tag, "PermissionDenied")
       assert.include(error.detail, `belongs to uid ${NOBODY}`)
       const open = yield* tempDir(process.getuid!(), 0o755)
       const loose = yield* Effect.flip(Shm.ShmTransport.make({ directory: open }).dial(`shm://${fresh()}`))
-      assert.strictEqual(loose.reason, "PermissionDenied")
+      assert.strictEqual(loose.reason._tag, "PermissionDenied")
       assert.include(loose.detail, "open to other users (mode 755")
       assert.strictEqual(Fs.statSync(open).mode & 0o777, 0o755)
       const link = Path.join(open, "link")
@@ -190,7 +190,7 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
         // a listener of another user where ours would be (as if placed there, or reached through a shared directory)
         Fs.linkSync(socket, Shm.ShmTransport.controlPath(name, mine))
         const error = yield* Effect.flip(Shm.ShmTransport.make({ directory: mine }).dial(`shm://${name}`))
-        assert.strictEqual(error.reason, "PeerRejected")
+        assert.strictEqual(error.reason._tag, "PeerRejected")
         assert.include(error.detail, `uid ${NOBODY}`)
         yield* impostor.waitFor("conn")
         yield* Effect.sleep("200 millis")
@@ -233,12 +233,12 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
         yield* attacker("segment", name, headerFile(files, Header.Kind.link, 100), String(Header.HEADER_SIZE + 100))
         yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(`/dev/shm/${name}`, { force: true })))
         const acquired = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))
-        assert.strictEqual(acquired.reason, "PermissionDenied")
+        assert.strictEqual(acquired.reason._tag, "PermissionDenied")
         assert.include(acquired.detail, `belongs to uid ${NOBODY}`)
         const created = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.create(name, 100)))
-        assert.strictEqual(created.reason, "AlreadyExists")
+        assert.strictEqual(created.reason._tag, "AlreadyExists")
         assert.include(created.detail, `belongs to uid ${NOBODY}`)
-        assert.strictEqual((yield* Effect.flip(Shm.ResourceLink.info(name))).reason, "PermissionDenied")
+        assert.strictEqual((yield* Effect.flip(Shm.ResourceLink.info(name))).reason._tag, "PermissionDenied")
         // the collector neither lists nor removes another user's segment
         const report = yield* Shm.SegmentGc.collect({ prefix: name })
         assert.deepStrictEqual([report.removed, report.kept, report.others], [[], 0, 1])
@@ -336,7 +336,7 @@ describe("shm:// against hostile peers of this user", () => {
           const dropped = yield* printed(peer, "dropped")
           const hostile = yield* listener.accept
           const error = yield* Effect.flip(hostile.receive)
-          assert.strictEqual(error.reason, "Protocol", error.message)
+          assert.strictEqual(error.reason._tag, "Protocol", error.message)
           assert.include(error.detail, detail!)
           // and the link is dropped (by the channel's own fiber, in this scope), though the channel is not closed
           yield* dropped

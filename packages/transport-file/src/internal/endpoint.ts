@@ -135,7 +135,7 @@ const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.Held
   })
   return Effect.retry(attempt, {
     schedule: Schedule.spaced("5 millis").pipe(Schedule.upTo({ duration: spec.lockRetry ?? "200 millis" })),
-    while: (error) => error.reason === "AddressInUse"
+    while: (error) => error.reason._tag === "AddressInUse"
   })
 }
 

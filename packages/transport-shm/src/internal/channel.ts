@@ -516,7 +516,7 @@ export const make = (
     const onControlEnd = (error: IpcError.IpcError): void => {
       if (closing || finished) return
       peerEnded(
-        error.reason === "Closed" && inbound.isClosed()
+        error.reason._tag === "Closed" && inbound.isClosed()
           ? peerClosedError
           : IpcError.make("ConnectionLost", `the peer is gone: ${error.detail}`, address)
       )
@@ -604,7 +604,7 @@ export const make = (
     }
   })
 
-const fields = (error: IpcError.IpcError) => ({ reason: error.reason, detail: error.detail })
+const fields = (error: IpcError.IpcError) => ({ reason: error.reason._tag, detail: error.detail })
 
 const reasonOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): string => {
   const found = exit.cause.reasons.find((r) => r._tag === "Fail")

@@ -64,7 +64,7 @@ export const createMapped = (
   Effect.flatMap(
     Libc.shmOpen(name, "create", options.mode ?? 0o600, options.address).pipe(
       Effect.mapError((error) => {
-        if (error.reason !== "AlreadyExists" || process.platform !== "linux") return error
+        if (error.reason._tag !== "AlreadyExists" || process.platform !== "linux") return error
         const owner = ownerOf(name)
         return owner === undefined || owner === myUid()
           ? error
