@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import { SinkCounter } from "./shared.ts"
 
 const untilClosed = (effect: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.catch(effect, (error) => error.reason === "Closed" ? Effect.void : Effect.fail(error))
+  Effect.catch(effect, (error) => error.reason._tag === "Closed" ? Effect.void : Effect.fail(error))
 
 /** Sends every message back, until the peer closes. */
 export const echo = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>

@@ -215,7 +215,7 @@ const lostPeer = async (rounds: number) => {
           const killedAt = performance.now()
           peer.child.kill("SIGKILL")
           const error = yield* Fiber.join(waiting)
-          if (error.reason !== "ConnectionLost") return yield* Effect.die(error)
+          if (error.reason._tag !== "ConnectionLost") return yield* Effect.die(error)
           return performance.now() - killedAt
         })))
         samples.push(ms)

@@ -51,7 +51,7 @@ export const serve = (mode: ChannelPeerMode | "rpc", address: string, ready: () 
 export const serveParent = (mode: ChildPeerMode): Promise<void> =>
   Effect.runPromise(
     Effect.flatMap(Pipe.ChildPipe.fromParent(), mode === "child-echo" ? echo : sink).pipe(
-      Effect.catchIf((error) => error.reason === "ConnectionLost", () => Effect.void),
+      Effect.catchIf((error) => error.reason._tag === "ConnectionLost", () => Effect.void),
       Effect.scoped
     )
   )

@@ -87,7 +87,7 @@ const sinkInPlace = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcErr
       const report = counter.count(length)
       if (report !== undefined) yield* channel.send(report)
     }
-  }).pipe(Effect.catch((error) => error.reason === "Closed" ? Effect.void : Effect.fail(error)))
+  }).pipe(Effect.catch((error) => error.reason._tag === "Closed" ? Effect.void : Effect.fail(error)))
 
 const runPeer = (role: string, address: string, spinMicros: number) =>
   Effect.gen(function*() {
