@@ -7,7 +7,7 @@ import { Observability, Transport } from "@effect-ipc/core"
 import { FileTransport } from "@effect-ipc/transport-file"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { UnixSocket } from "@effect-ipc/transport-pipe"
-import { ShmTransport } from "@effect-ipc/transport-shm"
+import { ShmChannel, ShmTransport } from "@effect-ipc/transport-shm"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -59,4 +59,25 @@ describe("each transport's layer is instrumented", () => {
       )
     }, 60_000)
   }
+
+  it.live(
+    "ShmTransport.layer: an instrumented channel still reads a large message in place",
+    () =>
+      Effect.gen(function*() {
+        const address = `shm://eipc-layers-view-${process.pid}`
+        const listener = yield* Transport.listen(address)
+        const client = yield* Transport.dial(address)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array(1024 * 1024).fill(7))
+        let seen: Uint8Array | undefined
+        const length = yield* Effect.scoped(Effect.map(ShmChannel.receiveView(server), (view) => {
+          seen = view
+          return view.byteLength
+        }))
+        assert.strictEqual(length, 1024 * 1024)
+        // in place: the view is detached once its scope closed (a copy would keep its bytes)
+        assert.strictEqual(seen!.byteLength, 0)
+      }).pipe(Effect.scoped, Effect.provide(ShmTransport.layer({ collector: false }))),
+    60_000
+  )
 })

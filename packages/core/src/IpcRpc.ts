@@ -13,7 +13,8 @@
  * A client that cannot reach its server logs a warning naming the address and
  * the reason at once; calls wait for the server up to `connectTimeout`
  * (default 10 s, `IPC_CONNECT_TIMEOUT`), then fail with an `RpcClientError`
- * whose message names the address and the reason.
+ * whose message names the address and the reason; until the client reaches
+ * the server again (it keeps trying), later calls fail at once.
  *
  * @since 0.1.0
  */
@@ -200,8 +201,9 @@ export const toSocketServer = (listener: Transport.Listener): SocketServer.Socke
 export interface ClientOptions {
   /**
    * How long calls wait for a server that cannot be reached before they fail
-   * with an `RpcClientError` naming the address and the reason (default 10 s;
-   * the client keeps trying, and later calls wait again).
+   * with an `RpcClientError` naming the address and the reason (default 10 s).
+   * The client keeps trying (about once a second); until it reaches the
+   * server again, later calls fail at once with that error.
    */
   readonly connectTimeout?: Duration.Input | undefined
   /** How often the client pings the server (default 5 s). */

@@ -74,13 +74,21 @@ const sendWaitBoundaries = Metric.exponentialBoundaries({ start: 0.01, factor: 4
 
 const byScheme = new Map<string, SchemeMetrics>()
 
-/** The scheme of an address (`unix` for `unix:///x` and `unix:@x`), without parsing the rest. */
+/**
+ * The scheme of an address (`unix` for `unix:///x` and `unix:@x`), without
+ * parsing the rest; `unknown` when it has none or is not a plain scheme name.
+ */
 export const schemeOf = (address: string): string => {
   const colon = address.indexOf(":")
-  return colon > 0 ? address.slice(0, colon) : "unknown"
+  const scheme = colon > 0 ? address.slice(0, colon) : ""
+  return /^[a-z][a-z0-9+.-]{0,31}$/.test(scheme) ? scheme : "unknown"
 }
 
-const metricsOf = (scheme: string): SchemeMetrics => {
+/** Metric series are kept per scheme: past this many schemes (addresses from untrusted input), `other`. */
+const MAX_SCHEMES = 64
+
+const metricsOf = (named: string): SchemeMetrics => {
+  const scheme = byScheme.has(named) || byScheme.size < MAX_SCHEMES ? named : "other"
   let metrics = byScheme.get(scheme)
   if (metrics === undefined) {
     const attributes = { transport: scheme }
@@ -265,7 +273,9 @@ export const instrumentChannel = (
     closeTraced = true
     return Effect.withSpan(channel.close, SpanNames.close, { attributes: channelAttributes(channel) })
   })
+  // the transport's own fields stay (shm's `receiveView` reads a large message in place: not counted)
   const instrumented: IpcChannel.IpcChannel & { readonly [INSTRUMENTED]: true } = {
+    ...channel,
     [IpcChannel.TypeId]: IpcChannel.TypeId,
     [INSTRUMENTED]: true,
     address: channel.address,

@@ -204,8 +204,12 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
     if (Sys.failed(seen)) return Effect.fail(seen)
     last = seen ?? last
     if (seen === undefined) return Effect.fail(new Held(seen)) // released meanwhile: try again
-    // a process that started after the lock was written is not its writer (a recycled pid)
-    const dead = seen.pid !== undefined ? !Sys.isAlive(seen.pid, Date.now() - seen.ageMs) : seen.ageMs > staleAge
+    // a process that started after the lock was written is not its writer (a recycled pid); judged by the
+    // lock file's mtime only once the lock is older than `staleAge`: real holds last milliseconds, and a young
+    // lock with a "late" holder is likelier a clock apart (a network filesystem, a VM) than a recycled pid
+    const dead = seen.pid !== undefined
+      ? !Sys.isAlive(seen.pid, seen.ageMs > staleAge ? Date.now() - seen.ageMs : undefined)
+      : seen.ageMs > staleAge
     if (dead && breakStale(path, p.breaker, seen)) {
       return Effect.andThen(
         Effect.logWarning(

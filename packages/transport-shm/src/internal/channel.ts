@@ -542,7 +542,16 @@ export const make = (
         parked = undefined
       })
     })
-    yield* Effect.forever(task, { disableYield: true }).pipe(Effect.forkIn(scope, { startImmediately: true }))
+    yield* Effect.forever(task, { disableYield: true }).pipe(
+      // a defect would end the worker and with it every doorbell: fail the channel instead of stalling it
+      Effect.catchDefect((defect) =>
+        Effect.andThen(
+          Effect.sync(() => fail(IpcError.make("Unknown", `the channel's worker stopped: ${String(defect)}`, address))),
+          control.close
+        )
+      ),
+      Effect.forkIn(scope, { startImmediately: true })
+    )
 
     yield* control.receiveAll.pipe(
       Effect.tap(() => Effect.sync(wake)),
