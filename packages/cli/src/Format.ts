@@ -146,3 +146,13 @@ export const show = (format: Format, value: unknown): string => {
   return JSON.stringify(value, (_key, v: unknown) => v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v) ??
     String(value)
 }
+
+/** A byte count for people: `512 B`, `1.5 KiB`, `12.0 MiB`, `2.1 GiB`. */
+export const bytes = (n: number): string =>
+  n >= 1024 * 1024 * 1024
+    ? `${(n / 1024 / 1024 / 1024).toFixed(1)} GiB`
+    : n >= 1024 * 1024
+    ? `${(n / 1024 / 1024).toFixed(1)} MiB`
+    : n >= 1024
+    ? `${(n / 1024).toFixed(1)} KiB`
+    : `${n} B`

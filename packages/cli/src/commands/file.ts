@@ -93,15 +93,6 @@ const tail = Command.make(
     )
 ).pipe(Command.withDescription("Print each message written to DIR as it arrives (nothing is consumed)"))
 
-const bytes = (n: number): string =>
-  n >= 1024 * 1024 * 1024
-    ? `${(n / 1024 / 1024 / 1024).toFixed(1)} GiB`
-    : n >= 1024 * 1024
-    ? `${(n / 1024 / 1024).toFixed(1)} MiB`
-    : n >= 1024
-    ? `${(n / 1024).toFixed(1)} KiB`
-    : `${n} B`
-
 /**
  * Shows how far `--verify` is, on stderr: on a terminal one line rewritten in
  * place, otherwise (`--progress` into a pipe or file) one line per step.
@@ -119,12 +110,12 @@ const progressTo = (streams: ReadonlyArray<Log.Stats>, base: string) => {
     before: (i: number) =>
       show(
         `verifying stream ${i + 1}/${streams.length} ${Path.relative(base, streams[i]!.dir) || "."} (${
-          bytes(done)
-        } of ${bytes(total)} checked)`,
+          Format.bytes(done)
+        } of ${Format.bytes(total)} checked)`,
         false
       ),
     after: (i: number) => Effect.sync(() => void (done += streams[i]!.bytes)),
-    end: Effect.suspend(() => show(`verified ${streams.length} streams, ${bytes(total)}`, true))
+    end: Effect.suspend(() => show(`verified ${streams.length} streams, ${Format.bytes(total)}`, true))
   }
 }
 

@@ -14,21 +14,13 @@ import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Format from "../Format.ts"
 import * as Output from "../Output.ts"
 
 const prefixFlag = Flag.String("prefix").pipe(
   Flag.withDescription("Only segments whose names start with this"),
   Flag.optional
 )
-
-const bytes = (n: number): string =>
-  n >= 1024 * 1024 * 1024
-    ? `${(n / 1024 / 1024 / 1024).toFixed(1)} GiB`
-    : n >= 1024 * 1024
-    ? `${(n / 1024 / 1024).toFixed(1)} MiB`
-    : n >= 1024
-    ? `${(n / 1024).toFixed(1)} KiB`
-    : `${n} B`
 
 const duration = (ms: number): string =>
   ms >= 86_400_000
@@ -66,7 +58,7 @@ const list = Effect.fn(function*(json: boolean, prefix: Option.Option<string>) {
         s.name,
         s.kind,
         s.state,
-        bytes(s.size),
+        Format.bytes(s.size),
         String(s.refcount),
         s.holders.map((h) => `${pid(h)}${h.count > 1 ? ` x${h.count}` : ""}`).join(", ") || "-",
         pid(s.creator),
