@@ -15,9 +15,10 @@
  *
  * @since 0.1.0
  */
-import { createRequire } from "node:module"
-import * as Os from "node:os"
 import * as IpcError from "./IpcError.ts"
+
+// Node's built-ins are looked up when first used, not imported: core also bundles and loads in a browser page
+const os = () => process.getBuiltinModule("node:os")
 
 /** koffi, or whatever module `loader` was asked for, typed by the caller: `Native.loader<typeof KoffiModule>(import.meta.url)`. */
 export interface Loader<K> {
@@ -61,7 +62,7 @@ const once = <A>(f: () => A | IpcError.IpcError, onThrow: (cause: unknown) => Ip
  */
 export const loader = <K>(from: string | URL, name = "koffi"): Loader<K> => {
   const module = once<K>(
-    () => createRequire(from)(name) as K,
+    () => process.getBuiltinModule("node:module").createRequire(from)(name) as K,
     (cause) => libraryMissing(`cannot load ${name}`, cause)
   )
   return {
@@ -85,17 +86,23 @@ export const libcName = (): string | undefined =>
     : undefined
 
 /** Errno numbers of this platform by name, the first name of each number kept (EAGAIN before EWOULDBLOCK). */
-const errnoNames = new Map<number, string>()
-for (const [name, value] of Object.entries(Os.constants.errno)) {
-  if (!errnoNames.has(value)) errnoNames.set(value, name)
+let errnoNames: Map<number, string> | undefined
+const errnoTable = (): Map<number, string> => {
+  if (errnoNames === undefined) {
+    errnoNames = new Map()
+    for (const [name, value] of Object.entries(os().constants.errno)) {
+      if (!errnoNames.has(value)) errnoNames.set(value, name)
+    }
+  }
+  return errnoNames
 }
 
 /** The name of an errno number (`11` -> `"EAGAIN"` on Linux), or `"errno 11"` when it has none here. */
-export const errnoName = (errno: number): string => errnoNames.get(errno) ?? `errno ${errno}`
+export const errnoName = (errno: number): string => errnoTable().get(errno) ?? `errno ${errno}`
 
 /** The errno number of a name on this platform (`"EINVAL"` -> 22 on Linux). */
 export const errnoNumber = (name: string): number | undefined =>
-  (Os.constants.errno as Readonly<Record<string, number>>)[name]
+  (os().constants.errno as Readonly<Record<string, number>>)[name]
 
 /**
  * The `IpcError` of an errno number a native call left: named, and mapped to

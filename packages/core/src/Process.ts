@@ -20,7 +20,13 @@
  *
  * @since 0.1.0
  */
-import * as Fs from "node:fs"
+
+// node:fs is looked up when first used, not imported: core also bundles and loads in a browser page
+const Fs = {
+  readFileSync: (path: string, encoding: "latin1"): string =>
+    process.getBuiltinModule("node:fs").readFileSync(path, encoding),
+  readlinkSync: (path: string): string => process.getBuiltinModule("node:fs").readlinkSync(path)
+}
 
 /** A process as recorded by whoever must later ask whether it still runs. */
 export interface Identity {
@@ -34,7 +40,7 @@ export interface Identity {
 /** What can be said of a recorded process from here: a process of another pid namespace is `unknown`. */
 export type Liveness = "alive" | "dead" | "unknown"
 
-const hasProc = process.platform === "linux"
+const hasProc = globalThis.process?.platform === "linux"
 
 /** Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on every Linux that Node runs on). */
 const USER_HZ = 100

@@ -1,0 +1,109 @@
+/**
+ * `ws://host:port/path` addresses. The port is required (a local daemon picks
+ * one), the path defaults to `/`, and `?token=...` may carry the server's
+ * secret: the client moves it into the handshake's subprotocol list and never
+ * puts it on the request line, and every address shown in an error or on a
+ * channel has it removed (`redacted`). Runs in the browser (no `node:` imports).
+ *
+ * @since 0.1.0
+ */
+import * as Address from "@effect-ipc/core/Address"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+
+/** The schemes of this transport. */
+export const schemes: ReadonlyArray<string> = ["ws"]
+
+/** A parsed `ws://` address. */
+export interface WsAddress {
+  /** The address as written, with any token removed (safe to show). */
+  readonly redacted: string
+  /** The host as written (`127.0.0.1`, `localhost`, `[::1]`, ...), lower case. */
+  readonly host: string
+  /** The host to bind or connect to: brackets removed, `localhost` as `127.0.0.1`. */
+  readonly bindHost: string
+  /** The TCP port. */
+  readonly port: number
+  /** The path, starting with `/`. */
+  readonly path: string
+  /** The token of `?token=...`, if the address carries one. */
+  readonly token: string | undefined
+  /** True when the host is a loopback address (`127.0.0.0/8`, `::1`, `localhost`). */
+  readonly loopback: boolean
+  /** The URL the client opens: `ws://host:port/path`, without the token. */
+  readonly url: string
+}
+
+/** What a token may be made of: the characters of an HTTP token that base64url uses, and `.` `~`. */
+const tokenPattern = /^[A-Za-z0-9._~-]{1,512}$/
+
+/** True when `token` can travel in a `Sec-WebSocket-Protocol` header. */
+export const isValidToken = (token: string): boolean => tokenPattern.test(token)
+
+/** True for `localhost`, an IPv4 address in 127.0.0.0/8 and `::1` (brackets allowed). */
+export const isLoopbackHost = (host: string): boolean => {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1")
+  if (h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1") return true
+  const v4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h)
+  return v4 !== null && v4.slice(1).every((part) => Number(part) <= 255)
+}
+
+/** Removes `token=...` from the query of `raw`, so the address can be shown. */
+export const redact = (raw: string): string =>
+  raw.replace(/([?&])token=[^&#]*(&?)/g, (_, lead: string, trail: string) => trail === "" ? "" : lead)
+    .replace(/[?&]$/, "")
+
+/** Parses a `ws://host:port/path[?token=...]` address. */
+export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const shown = redact(raw)
+    const parsed = yield* Address.parseFor(raw, schemes).pipe(
+      Effect.mapError((error) => IpcError.make(error.reason, error.detail, shown))
+    )
+    if (!parsed.hierarchical) {
+      return yield* IpcError.make("InvalidAddress", "a WebSocket address is ws://host:port/path", shown)
+    }
+    let url: URL
+    try {
+      url = new URL(`ws://${parsed.rest}`)
+    } catch {
+      return yield* IpcError.make("InvalidAddress", "a WebSocket address is ws://host:port/path", shown)
+    }
+    if (url.port === "") {
+      return yield* IpcError.make("InvalidAddress", "a ws:// address needs a port, e.g. ws://127.0.0.1:8765/app", shown)
+    }
+    if (url.username !== "" || url.password !== "") {
+      return yield* IpcError.make("InvalidAddress", "a ws:// address carries no user or password", shown)
+    }
+    if (url.hash !== "") {
+      return yield* IpcError.make("InvalidAddress", "a ws:// address has no #fragment", shown)
+    }
+    const token = url.searchParams.get("token") ?? undefined
+    if (token !== undefined && !isValidToken(token)) {
+      return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
+    }
+    const others = [...url.searchParams.keys()].filter((key) => key !== "token")
+    if (others.length > 0) {
+      return yield* IpcError.make("InvalidAddress", `unknown query parameter ${others[0]} (only token)`, shown)
+    }
+    // the path as the server will see it on the request line (percent-escapes kept as written)
+    const path = url.pathname === "" ? "/" : url.pathname
+    const host = url.hostname.toLowerCase()
+    const bare = host.replace(/^\[(.*)\]$/, "$1")
+    return {
+      redacted: shown,
+      host,
+      bindHost: bare === "localhost" ? "127.0.0.1" : bare,
+      port: Number(url.port),
+      path,
+      token,
+      loopback: isLoopbackHost(host),
+      url: `ws://${host}:${url.port}${path}`
+    }
+  })
+
+/** Writes an address back: `ws://host:port/path`, with `?token=...` when `token` is given. */
+export const format = (
+  address: { readonly host: string; readonly port: number; readonly path: string },
+  token?: string
+): string => `ws://${address.host}:${address.port}${address.path}${token === undefined ? "" : `?token=${token}`}`

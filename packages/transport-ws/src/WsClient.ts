@@ -1,0 +1,162 @@
+/**
+ * The `ws://` client, on the global `WebSocket` (a browser's, or Node's own
+ * since Node 22): it runs in a page as well as in Node, and imports nothing
+ * from `node:`. The token (see `WsServer`) is taken from the options or from
+ * the address's `?token=...`, and is sent in the handshake's subprotocol list,
+ * never in the URL. A server that refuses this client (wrong or missing
+ * token, an origin or host it does not allow) fails `dial` with
+ * `PeerRejected`; nothing listening fails it with `NotFound`.
+ *
+ * A browser's `WebSocket` cannot pause reading: messages a slow consumer has
+ * not taken yet are buffered in memory (sending is back-pressured, through
+ * `bufferedAmount`).
+ *
+ * @since 0.1.0
+ */
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Transport from "@effect-ipc/core/Transport"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Link from "./internal/link.ts"
+import * as WsAddress from "./WsAddress.ts"
+import * as WsProtocol from "./WsProtocol.ts"
+
+/** Options of the client. */
+export interface WsClientOptions extends Link.LinkOptions {
+  /** The server's token; when absent, the address's `?token=...`, then `tokenLookup`. */
+  readonly token?: string | undefined
+  /** Finds the token of an address that carries none (Node: `WsTransport` reads the server's token file). */
+  readonly tokenLookup?: ((address: WsAddress.WsAddress) => string | undefined) | undefined
+  /**
+   * Extra handshake headers, Node only (a browser sets `Origin` itself and
+   * takes no headers); tests use it to pose as a page of another origin.
+   */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+}
+
+const textEncoder = new TextEncoder()
+
+const toBytes = (data: unknown): Uint8Array =>
+  typeof data === "string"
+    ? textEncoder.encode(data)
+    : data instanceof ArrayBuffer
+    ? new Uint8Array(data)
+    : ArrayBuffer.isView(data)
+    ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+    : new Uint8Array(0)
+
+const socketOf = (ws: WebSocket): Link.Socket => ({
+  bufferedAmount: () => ws.bufferedAmount,
+  send: (data) => ws.send(data),
+  // a browser-API socket may only close with 1000 or 3000-4999
+  close: (code, reason) =>
+    ws.close(code === WsProtocol.CloseCode.tooBig ? WsProtocol.CloseCode.clientTooBig : code, reason),
+  terminate: () => ws.close()
+})
+
+const open = (
+  address: WsAddress.WsAddress,
+  token: string | undefined,
+  options: WsClientOptions
+): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError> =>
+  Effect.callback<IpcChannel.IpcChannel, IpcError.IpcError>((resumeOnce) => {
+    let settled = false
+    const resume = (result: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError>) => {
+      if (settled) return
+      settled = true
+      resumeOnce(result)
+    }
+    const shown = address.redacted
+    const protocols = WsProtocol.offer(token)
+    let ws: WebSocket
+    try {
+      ws = options.headers === undefined
+        ? new WebSocket(address.url, protocols)
+        : new WebSocket(address.url, { protocols, headers: { ...options.headers } })
+    } catch (cause) {
+      return resume(
+        Effect.fail(new IpcError.IpcError({ reason: "InvalidAddress", detail: String(cause), address: shown, cause }))
+      )
+    }
+    ws.binaryType = "arraybuffer"
+    let link: Link.Link | undefined
+    let refused = false
+    ws.addEventListener("open", () => {
+      if (ws.protocol === WsProtocol.refusedSubprotocol) {
+        // the server closes at once, with a code saying why
+        refused = true
+        return
+      }
+      if (ws.protocol !== WsProtocol.subprotocol) {
+        ws.close(WsProtocol.CloseCode.normal, "")
+        return resume(
+          Effect.fail(
+            IpcError.make("Protocol", `the server does not speak ${WsProtocol.subprotocol} (it chose none)`, shown)
+          )
+        )
+      }
+      link = Link.make(socketOf(ws), shown, { description: shown }, options)
+      resume(Effect.succeed(link.channel))
+    })
+    ws.addEventListener("message", (event) => link?.message(toBytes(event.data)))
+    // an error event carries nothing: the close event that follows says what is known
+    ws.addEventListener("close", (event) => {
+      if (link !== undefined) return link.closed(event.code, event.reason)
+      if (refused) {
+        const said = event.reason === "" ? "" : `: ${event.reason}`
+        return resume(
+          Effect.fail(
+            IpcError.make("PeerRejected", `the server refused this client (close ${event.code}${said})`, shown)
+          )
+        )
+      }
+      resume(Effect.fail(IpcError.make("NotFound", "no effect-ipc WebSocket server answered", shown)))
+    })
+    return Effect.sync(() => {
+      if (link === undefined) ws.close()
+    })
+  })
+
+/**
+ * Opens a channel to `address` (`ws://host:port/path[?token=...]`); the
+ * channel closes with the scope. Fails with `NotFound` when nothing answers,
+ * `PeerRejected` when the server refuses this client.
+ */
+export const dial = (
+  address: string,
+  options: WsClientOptions = {}
+): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const parsed = yield* WsAddress.parse(address)
+    const token = options.token ?? parsed.token ?? options.tokenLookup?.(parsed)
+    if (token !== undefined && !WsAddress.isValidToken(token)) {
+      return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", parsed.redacted)
+    }
+    if (typeof WebSocket === "undefined") {
+      return yield* IpcError.make("UnsupportedPlatform", "there is no global WebSocket here (Node 22+ has one)")
+    }
+    return yield* Effect.acquireRelease(open(parsed, token, options), (channel) => channel.close)
+  })
+
+/**
+ * The client as a transport: `dial` only (a page cannot listen; in Node,
+ * `WsTransport.make` also listens).
+ */
+export const make = (options: WsClientOptions = {}): Transport.TransportShape => ({
+  schemes: WsAddress.schemes,
+  listen: (address) =>
+    Effect.fail(
+      IpcError.make(
+        "UnsupportedPlatform",
+        "the ws:// client cannot listen: use WsTransport (Node) for a server",
+        WsAddress.redact(address)
+      )
+    ),
+  dial: (address) => dial(address, options)
+})
+
+/** The client as the `Transport` service (instrumented: see `Transport.instrument`), e.g. in a page. */
+export const layer = (options?: WsClientOptions): Layer.Layer<Transport.Transport> =>
+  Layer.succeed(Transport.Transport, Transport.instrument(make(options)))

@@ -1,0 +1,364 @@
+/**
+ * The `ws://` listener (Node, on the `ws` library), safe by default for a
+ * local daemon that a browser page talks to:
+ *
+ * - it binds loopback addresses only (`127.0.0.1`, `localhost`, `[::1]`);
+ *   any other host fails `listen` with `PermissionDenied` unless
+ *   `allowRemote` is set;
+ * - a request's `Host` must name a loopback host (or one of `allowedHosts`),
+ *   which defeats DNS rebinding;
+ * - a request with an `Origin` (a browser page) is served only when that
+ *   origin is in `allowedOrigins` (none by default); a request without one is
+ *   a non-browser client and passes this check;
+ * - every client must present the server's secret token (32 random bytes,
+ *   or `token`): in the subprotocol `effect-ipc.token.<token>` (browsers and
+ *   the `WsClient`) or as `Authorization: Bearer <token>`. The token is
+ *   written to a 0600 file (`TokenFile`) for local clients of the same user;
+ *   `WsListener.url` carries it for the user to hand to a page. It is never
+ *   logged.
+ *
+ * A refused client is counted and logged (`Observability.refused`), and gets
+ * close code 4401 (token) or 4403 (origin, host), or HTTP 401 / 403 if it did
+ * not offer `effect-ipc.refused` (see `WsProtocol`); the listener goes on
+ * serving others. A connection that has not completed its handshake within
+ * `handshakeTimeout` is dropped; messages over `maxMessageSize` end the
+ * connection that sent them (close 1009, `FrameTooLarge` on that channel).
+ *
+ * @since 0.1.0
+ */
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
+import * as Transport from "@effect-ipc/core/Transport"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import * as Http from "node:http"
+import type * as Net from "node:net"
+import type { Duplex } from "node:stream"
+import { WebSocketServer } from "ws"
+import type { RawData, WebSocket as NodeWebSocket } from "ws"
+import * as Link from "./internal/link.ts"
+import * as TokenFile from "./TokenFile.ts"
+import * as WsAddress from "./WsAddress.ts"
+import * as WsProtocol from "./WsProtocol.ts"
+
+/** Options of the listener. */
+export interface WsServerOptions extends Link.LinkOptions {
+  /**
+   * The page origins allowed to connect (`"http://127.0.0.1:5173"`), or a
+   * predicate. Default: none (requests without `Origin`, from non-browser
+   * clients, are not affected).
+   */
+  readonly allowedOrigins?: ReadonlyArray<string> | ((origin: string) => boolean) | undefined
+  /** Host names a request's `Host` may name besides the loopback ones (default: none). */
+  readonly allowedHosts?: ReadonlyArray<string> | undefined
+  /** Allows listening on a host that is not a loopback address (default false). */
+  readonly allowRemote?: boolean | undefined
+  /** The token clients must present; default: the address's `?token=...`, else 32 fresh random bytes. */
+  readonly token?: string | undefined
+  /** Where to write the token (mode 0600); `false`: nowhere. Default: `TokenFile.pathOf(address)`. */
+  readonly tokenFile?: string | false | undefined
+  /** How long a connection may take to complete its WebSocket handshake (default 10 s). */
+  readonly handshakeTimeout?: Duration.Input | undefined
+}
+
+/** A `ws://` listener: a `Transport.Listener` with its token. */
+export interface WsListener extends Transport.Listener {
+  /** The token clients must present. Keep it out of logs. */
+  readonly token: string
+  /** The file the token was written to, if any. */
+  readonly tokenFile: string | undefined
+  /** The address with `?token=...`: what a client needs, to hand to it (not to log). */
+  readonly url: string
+}
+
+const digest = (text: string): Buffer => Crypto.createHash("sha256").update(text).digest()
+
+/** Compares tokens in constant time (of their digests). */
+const sameToken = (given: string | undefined, expected: Buffer): boolean =>
+  given !== undefined && Crypto.timingSafeEqual(digest(given), expected)
+
+const protocolsOf = (header: string | undefined): Array<string> =>
+  header === undefined ? [] : header.split(",").map((p) => p.trim()).filter((p) => p.length > 0)
+
+const tokenOf = (req: Http.IncomingMessage, offered: ReadonlyArray<string>): string | undefined => {
+  const fromProtocol = offered.find((p) => p.startsWith(WsProtocol.tokenPrefix))
+  if (fromProtocol !== undefined) return fromProtocol.slice(WsProtocol.tokenPrefix.length)
+  const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "")
+  return bearer?.[1]
+}
+
+/** The host name of a `Host` header (`[::1]:8080` -> `[::1]`), lower case. */
+const hostNameOf = (host: string): string => {
+  const h = host.toLowerCase()
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1)
+  const colon = h.lastIndexOf(":")
+  return colon >= 0 ? h.slice(0, colon) : h
+}
+
+const normalOrigin = (origin: string): string => origin.trim().toLowerCase().replace(/\/+$/, "")
+
+interface Refusal {
+  readonly code: number
+  readonly status: number
+  /** What the client is told (no secrets). */
+  readonly text: string
+  /** What the server logs. */
+  readonly detail: string
+}
+
+const reject = (socket: Duplex, status: number, text: string) => {
+  socket.end(
+    `HTTP/1.1 ${status} ${Http.STATUS_CODES[status] ?? ""}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+      `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`
+  )
+  setTimeout(() => socket.destroy(), 1000).unref()
+}
+
+const errorReason = (error: Error): IpcError.IpcErrorReason => {
+  const code = IpcError.errnoOf(error)
+  if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return "FrameTooLarge"
+  if (code !== undefined && code.startsWith("WS_ERR_")) return "Protocol"
+  return IpcError.errnoReason(code, "ConnectionLost")
+}
+
+const bytesOf = (data: RawData): Uint8Array =>
+  Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
+
+const socketOf = (ws: NodeWebSocket): Link.Socket => ({
+  bufferedAmount: () => ws.bufferedAmount,
+  send: (data) => ws.send(data, { binary: true }),
+  close: (code, reason) => ws.close(code, reason),
+  terminate: () => ws.terminate(),
+  pause: () => ws.pause(),
+  resume: () => ws.resume()
+})
+
+const listenAt = (server: Http.Server, host: string, port: number, shown: string) =>
+  Effect.callback<void, IpcError.IpcError>((resume) => {
+    const onError = (cause: Error) =>
+      resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot listen", shown)))
+    server.once("error", onError)
+    server.listen({ host, port, backlog: 1024 }, () => {
+      server.off("error", onError)
+      resume(Effect.void)
+    })
+  })
+
+/**
+ * Listens at `address` (`ws://host:port/path`); the listener, its token
+ * file and every channel it accepted close with the scope.
+ */
+export const listen = (
+  address: string,
+  options: WsServerOptions = {}
+): Effect.Effect<WsListener, IpcError.IpcError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const asked = yield* WsAddress.parse(address)
+    // the address shown: with the port actually bound, once bound (`ws://127.0.0.1:0/x` picks a free port)
+    let parsed = asked
+    let shown = asked.redacted
+    if (!parsed.loopback && options.allowRemote !== true) {
+      return yield* IpcError.make(
+        "PermissionDenied",
+        `${parsed.host} is not a loopback address: a ws:// listener serves this machine only unless allowRemote is set`,
+        shown
+      )
+    }
+    const token = options.token ?? parsed.token ?? TokenFile.generate()
+    if (!WsAddress.isValidToken(token)) {
+      return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
+    }
+    const expected = digest(token)
+    const handshakeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout ?? "10 seconds"))
+    const allowed = options.allowedOrigins
+    const originAllowed = typeof allowed === "function"
+      ? allowed
+      : ((list: ReadonlySet<string>) => (origin: string) => list.has(normalOrigin(origin)))(
+        new Set((allowed ?? []).map(normalOrigin))
+      )
+    const extraHosts = new Set((options.allowedHosts ?? []).map((h) => h.toLowerCase()))
+    const hostAllowed = (host: string | undefined): boolean => {
+      if (host === undefined) return false
+      const name = hostNameOf(host)
+      if (extraHosts.has(name) || WsAddress.isLoopbackHost(name)) return true
+      // a server told to serve other hosts, without a list of names: any
+      return !parsed.loopback && options.allowedHosts === undefined
+    }
+
+    const refusalOf = (req: Http.IncomingMessage, offered: ReadonlyArray<string>): Refusal | undefined => {
+      const peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`
+      if (!hostAllowed(req.headers.host)) {
+        return {
+          code: WsProtocol.CloseCode.originRefused,
+          status: 403,
+          text: "host not allowed",
+          detail: `refused ${peer}: Host ${JSON.stringify(req.headers.host ?? "")} is not allowed`
+        }
+      }
+      const origin = req.headers.origin
+      if (origin !== undefined && !originAllowed(origin)) {
+        return {
+          code: WsProtocol.CloseCode.originRefused,
+          status: 403,
+          text: "origin not allowed",
+          detail: `refused ${peer}: origin ${JSON.stringify(origin)} is not allowed`
+        }
+      }
+      const given = tokenOf(req, offered)
+      if (!sameToken(given, expected)) {
+        return {
+          code: WsProtocol.CloseCode.tokenRefused,
+          status: 401,
+          text: "token missing or wrong",
+          detail: `refused ${peer}${origin === undefined ? "" : ` (origin ${origin})`}: token ${
+            given === undefined ? "missing" : "wrong"
+          }`
+        }
+      }
+      return undefined
+    }
+
+    const server = Http.createServer({
+      headersTimeout: handshakeTimeout,
+      requestTimeout: handshakeTimeout,
+      connectionsCheckingInterval: Math.max(100, Math.min(handshakeTimeout, 1000))
+    }, (_req, res) => {
+      res.writeHead(426, { Connection: "close", "Content-Type": "text/plain" })
+      res.end("this is an effect-ipc WebSocket endpoint")
+    })
+    // the decision of each upgrade request, read by handleProtocols
+    const chosen = new WeakMap<Http.IncomingMessage, string | false>()
+    const wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: options.maxMessageSize ?? Link.DEFAULT_MAX_MESSAGE_SIZE,
+      handleProtocols: (_protocols, req) => chosen.get(req) ?? false
+    })
+    const acceptor = yield* Transport.makeAcceptor(shown)
+    const sockets = new Set<Duplex>()
+    const open = new Set<IpcChannel.IpcChannel>()
+    let tokenFile: string | undefined
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        acceptor.end()
+        const closed = Effect.callback<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          server.closeAllConnections()
+        })
+        yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
+        for (const socket of sockets) socket.destroy()
+        yield* closed.pipe(Effect.timeout("5 seconds"), Effect.ignore)
+        wss.close()
+        if (tokenFile !== undefined) TokenFile.removeIfOurs(tokenFile, token)
+      })
+    )
+
+    // each connection is served in a fiber of this listener's scope, with the caller's services
+    const connections = yield* FiberSet.make<void, never>()
+    const runConnection = yield* FiberSet.runtime(connections)<never>()
+
+    const track = (socket: Duplex) => {
+      sockets.add(socket)
+      socket.once("close", () => sockets.delete(socket))
+    }
+    server.on("connection", (socket: Net.Socket) => {
+      track(socket)
+      socket.on("error", () => {})
+      // a connection that has not upgraded in time is dropped (headersTimeout only checks now and then)
+      const timer = setTimeout(() => {
+        if (!upgraded.has(socket)) socket.destroy()
+      }, handshakeTimeout)
+      timer.unref()
+      socket.once("close", () => clearTimeout(timer))
+    })
+    const upgraded = new WeakSet<Duplex>()
+
+    const upgrade = (req: Http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      Effect.gen(function*() {
+        socket.on("error", () => {})
+        if ((req.url ?? "/").split("?")[0] !== parsed.path) return reject(socket, 404, "no endpoint at this path")
+        const offered = protocolsOf(req.headers["sec-websocket-protocol"])
+        const refusal = refusalOf(req, offered)
+        if (refusal !== undefined) {
+          // counted and logged (with the caller's services); the token is never in the detail
+          yield* Observability.refused(shown, IpcError.make("PeerRejected", refusal.detail, shown))
+          if (!offered.includes(WsProtocol.refusedSubprotocol)) return reject(socket, refusal.status, refusal.text)
+          chosen.set(req, WsProtocol.refusedSubprotocol)
+          upgraded.add(socket)
+          return wss.handleUpgrade(req, socket, head, (refused) => {
+            refused.on("error", () => {})
+            refused.close(refusal.code, refusal.text)
+            setTimeout(() => refused.terminate(), 2000).unref()
+          })
+        }
+        chosen.set(req, offered.includes(WsProtocol.subprotocol) ? WsProtocol.subprotocol : false)
+        upgraded.add(socket)
+        const ws = yield* Effect.callback<NodeWebSocket | undefined>((resume) => {
+          // a handshake ws rejects (bad key or version) ends the socket without calling back
+          const onClose = () => resume(Effect.succeed(undefined))
+          socket.once("close", onClose)
+          wss.handleUpgrade(req, socket, head, (accepted) => {
+            socket.off("close", onClose)
+            resume(Effect.succeed(accepted))
+          })
+        })
+        if (ws === undefined) return
+        const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
+        const origin = req.headers.origin
+        const peer: IpcChannel.PeerInfo = {
+          description: `${remote}${origin === undefined ? "" : ` (origin ${origin})`}`
+        }
+        const link = Link.make(socketOf(ws), shown, peer, options)
+        ws.on("message", (data) => link.message(bytesOf(data)))
+        ws.on("error", (error) =>
+          link.error(
+            new IpcError.IpcError({
+              reason: errorReason(error),
+              detail: error.message,
+              address: shown,
+              cause: error,
+              errno: IpcError.errnoOf(error)
+            })
+          ))
+        ws.on("close", (code, reason) => link.closed(code, reason.toString()))
+        open.add(link.channel)
+        acceptor.offer(link.channel)
+        yield* link.channel.closed
+        open.delete(link.channel)
+      })
+    server.on("upgrade", (req: Http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      track(socket)
+      void runConnection(upgrade(req, socket, head))
+    })
+    server.on("clientError", (_error, socket: Duplex) => socket.destroy())
+    server.on("error", () => {})
+
+    yield* listenAt(server, parsed.bindHost, parsed.port, shown)
+    const bound = server.address()
+    if (parsed.port === 0 && bound !== null && typeof bound === "object") {
+      parsed = { ...parsed, port: bound.port, url: WsAddress.format({ ...parsed, port: bound.port }) }
+      shown = WsAddress.format(parsed)
+      parsed = { ...parsed, redacted: shown }
+    }
+    if (options.tokenFile !== false) {
+      const file = options.tokenFile ?? (yield* TokenFile.pathOf(parsed))
+      yield* TokenFile.write(file, token)
+      tokenFile = file
+    }
+    yield* Effect.logDebug(
+      `ws:// listening at ${shown}${tokenFile === undefined ? "" : `; its token is in ${tokenFile}`}`
+    )
+    return {
+      ...acceptor.listener,
+      address: shown,
+      token,
+      tokenFile,
+      url: WsAddress.format(parsed, token)
+    }
+  })
