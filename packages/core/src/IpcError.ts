@@ -32,6 +32,7 @@ const reasonTags = [
   "Full",
   "PeerRejected",
   "LibraryMissing",
+  "InvalidOption",
   "Unknown"
 ] as const
 

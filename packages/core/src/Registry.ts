@@ -4,7 +4,9 @@
  * how to build it, and a default address for a service name). An application
  * lists the descriptors it ships with and provides `layerConfig(descriptors)`:
  * switching transport is then a matter of `IPC_TRANSPORT` / `IPC_ADDRESS`,
- * with no change to code.
+ * with no change to code, and the chosen transport's options are set by
+ * `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` (see `TransportOptions`), decoded with
+ * the schema its descriptor declares (`options`).
  *
  * @since 0.1.0
  */
@@ -17,6 +19,7 @@ import * as Address from "./Address.ts"
 import * as IpcError from "./IpcError.ts"
 import * as Memory from "./Memory.ts"
 import * as Transport from "./Transport.ts"
+import * as TransportOptions from "./TransportOptions.ts"
 
 /** What a transport package tells the registry about itself. */
 export interface TransportDescriptor {
@@ -42,6 +45,12 @@ export interface TransportDescriptor {
       >
     >
     | undefined
+  /**
+   * The options its `make` accepts from configuration (`IPC_OPTIONS`,
+   * `IPC_OPTIONS_<NAME>`), declared with `TransportOptions.declare`; without
+   * it, setting any option fails with reason `InvalidOption`.
+   */
+  readonly options?: TransportOptions.Declaration | undefined
 }
 
 /** The descriptor of the in-process `memory://` transport. */
@@ -55,7 +64,11 @@ export const memory: TransportDescriptor = {
       "peer-process": "memory:// lives inside one process",
       "raw-stream": "memory:// hands over messages, not bytes"
     }
-  }
+  },
+  options: TransportOptions.declare<Memory.MemoryOptions>()(
+    { maxMessageSize: TransportOptions.Bytes, maxBufferedMessages: TransportOptions.Count },
+    (options) => Effect.sync(() => Memory.make(options))
+  )
 }
 
 /** The address the configured program serves or dials. */
@@ -116,7 +129,10 @@ export const addressConfig: Config.Config<string | undefined> = Config.String("I
 /**
  * Provides `Transport` and `IpcAddress` from `IPC_TRANSPORT` / `IPC_ADDRESS`.
  * The transport serves every scheme of every descriptor (so a program can
- * still dial other addresses), and `IpcAddress` is the configured one.
+ * still dial other addresses), and `IpcAddress` is the configured one. The
+ * chosen transport is built with the options `IPC_OPTIONS` /
+ * `IPC_OPTIONS_<NAME>` set (the others with their defaults); a bad option
+ * fails the build with reason `InvalidOption`.
  */
 export const layerConfig = (
   descriptors: ReadonlyArray<TransportDescriptor>,
@@ -127,7 +143,10 @@ export const layerConfig = (
       const transport = yield* transportConfig
       const address = yield* addressConfig
       const selection = yield* resolve(descriptors, { transport, address, service: options.service ?? "effect-ipc" })
-      const chosen = Transport.instrument(yield* selection.descriptor.make)
+      const { descriptor } = selection
+      const chosen = Transport.instrument(
+        yield* TransportOptions.make(descriptor.name, descriptor.options, descriptor.make)
+      )
       const others: Array<Transport.TransportShape> = []
       for (const d of descriptors) if (d !== selection.descriptor) others.push(yield* lazy(d))
       return Context.make(Transport.Transport, Transport.route([chosen, ...others])).pipe(

@@ -28,6 +28,8 @@ export * as Policy from "./Policy.ts"
 export * as StreamChannel from "./StreamChannel.ts"
 /** Transport choice by configuration (`IPC_TRANSPORT` / `IPC_ADDRESS`). */
 export * as Registry from "./Registry.ts"
+/** Transport options from configuration (`IPC_OPTIONS`, `IPC_OPTIONS_<NAME>`), declared per transport. */
+export * as TransportOptions from "./TransportOptions.ts"
 /** Lazy loading of koffi and native libraries for transport authors; errno names. */
 export * as Native from "./Native.ts"
 /** Process identities that survive pid reuse (start time, pid namespace). */

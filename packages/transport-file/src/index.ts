@@ -4,7 +4,8 @@
  *
  * @since 0.1.0
  */
-import * as Registry from "@effect-ipc/core/Registry"
+import type * as Registry from "@effect-ipc/core/Registry"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as FileTransport from "./FileTransport.ts"
@@ -28,6 +29,29 @@ export * as Messages from "./Messages.ts"
 export const make = FileTransport.make
 
 /**
+ * The options `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` may set for `IPC_TRANSPORT=file`:
+ * those of `FileTransport.FileTransportOptions` (each channel's and its logs').
+ */
+export const options: TransportOptions.Declaration = TransportOptions.declare<FileTransport.FileTransportOptions>()({
+  maxMessageSize: TransportOptions.Bytes,
+  maxBufferedMessages: TransportOptions.Count,
+  maxBufferedBytes: TransportOptions.Bytes,
+  livenessInterval: TransportOptions.Duration,
+  onCorrupt: TransportOptions.Choice(["fail", "skip"]),
+  peerLoss: TransportOptions.Choice(["fail", "wait"]),
+  maxBytes: TransportOptions.Bytes,
+  segmentBytes: TransportOptions.Bytes,
+  whenFull: TransportOptions.Choice(["wait", "fail"]),
+  fullTimeout: TransportOptions.Duration,
+  lockTimeout: TransportOptions.Duration,
+  durability: TransportOptions.Choice(["os", "fsync"]),
+  fileMode: TransportOptions.Mode,
+  dirMode: TransportOptions.Mode,
+  watch: TransportOptions.Choice(["auto", "poll"]),
+  pollInterval: TransportOptions.Duration
+}, (chosen) => FileTransport.build(chosen))
+
+/**
  * The `file` transport for `IPC_TRANSPORT=file`; a service's default address
  * is `file://<tmp>/effect-ipc-<uid>/<service>` (a directory).
  */
@@ -35,6 +59,7 @@ export const descriptor: Registry.TransportDescriptor = {
   name: "file",
   schemes: ["file"],
   make: FileTransport.build(),
+  options,
   defaultAddress: (service) =>
     `file://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}`, service)}`,
   lacks: { file: { "raw-stream": "a log of checksummed records, not a byte stream" } }

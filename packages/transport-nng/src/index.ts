@@ -9,6 +9,7 @@
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import type * as Registry from "@effect-ipc/core/Registry"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -46,6 +47,24 @@ export const libraryVersion: Effect.Effect<string, IpcError.IpcError> = Effect.m
 )
 
 /**
+ * The options `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` may set for `IPC_TRANSPORT=nng`:
+ * those of `NngTransport.NngTransportOptions` (`authorize` is code, not configuration).
+ */
+export const options: TransportOptions.Declaration = TransportOptions.declare<NngTransport.NngTransportOptions>()({
+  maxMessageSize: TransportOptions.Bytes,
+  sendBuffer: TransportOptions.Count,
+  highWaterMark: TransportOptions.Bytes,
+  recvBuffer: TransportOptions.Count,
+  maxBufferedMessages: TransportOptions.Count,
+  maxBufferedBytes: TransportOptions.Bytes,
+  connectTimeout: TransportOptions.Duration,
+  closeTimeout: TransportOptions.Duration,
+  maxPendingHandshakes: TransportOptions.Count,
+  handshakeTimeout: TransportOptions.Duration,
+  mode: TransportOptions.Mode
+}, (chosen) => NngTransport.makeScoped(chosen))
+
+/**
  * The `nng` transport for `IPC_TRANSPORT=nng`, as `NngTransport.layer()` builds
  * it (`NngTransport.makeScoped`); a service's default address is an ipc socket
  * in the temporary directory, `nng+ipc:///tmp/effect-ipc-<uid>-<service>.ipc`.
@@ -55,6 +74,7 @@ export const descriptor: Registry.TransportDescriptor = {
   name: "nng",
   schemes: NngAddressModule.schemes,
   make: NngTransport.makeScoped(),
+  options,
   defaultAddress: (service) =>
     `nng+ipc://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}-${service}.ipc`)}`,
   // nng frames and checks its own connections (the SP protocol): raw bytes never reach the transport

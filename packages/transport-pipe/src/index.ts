@@ -5,6 +5,7 @@
  */
 import * as Registry from "@effect-ipc/core/Registry"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import * as ChildPipe from "./ChildPipe.ts"
 import * as Fifo from "./Fifo.ts"
@@ -19,8 +20,35 @@ export * as SocketPath from "./SocketPath.ts"
 /** Unix domain sockets (`unix:///path`, `unix:@name`, `pipe://name`). */
 export * as UnixSocket from "./UnixSocket.ts"
 
+/**
+ * The options of every transport of this package at once: those of a stream
+ * channel (each scheme), `mode` (`unix:`, `pipe:`, `fifo:`), `pipeSize` and
+ * `helloTimeout` (`fifo:`), and `maxMessageSize`, the name every effect-ipc
+ * transport gives its message limit (here the same as `maxFrameSize`).
+ */
+export interface PipeOptions extends UnixSocket.UnixSocketOptions, Fifo.FifoOptions {
+  /** Largest message sent or accepted: `maxFrameSize` under the name the other transports use. */
+  readonly maxMessageSize?: number | undefined
+}
+
 /** Every transport of this package, routed by scheme: `unix:`, `pipe:`, `fifo:`, `child:`. */
-export const make = (): Transport.TransportShape => Transport.route([UnixSocket.make(), Fifo.make(), ChildPipe.make()])
+export const make = (options: PipeOptions = {}): Transport.TransportShape => {
+  const { maxMessageSize, ...rest } = options
+  const all = { ...rest, maxFrameSize: rest.maxFrameSize ?? maxMessageSize }
+  return Transport.route([UnixSocket.make(all), Fifo.make(all), ChildPipe.make(all)])
+}
+
+/**
+ * The options `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` may set for `IPC_TRANSPORT=pipe`
+ * (see `PipeOptions`; `authorize` is code, not configuration).
+ */
+export const options: TransportOptions.Declaration = TransportOptions.declare<PipeOptions>()({
+  ...TransportOptions.streamChannelFields,
+  maxMessageSize: TransportOptions.Bytes,
+  mode: TransportOptions.Mode,
+  pipeSize: TransportOptions.Bytes,
+  helloTimeout: TransportOptions.Duration
+}, (chosen) => Effect.sync(() => make(chosen)))
 
 /**
  * The `pipe` transport for `IPC_TRANSPORT=pipe` (Unix sockets, named pipes, FIFOs,
@@ -29,7 +57,8 @@ export const make = (): Transport.TransportShape => Transport.route([UnixSocket.
 export const descriptor: Registry.TransportDescriptor = {
   name: "pipe",
   schemes: ["unix", "pipe", "fifo", "child"],
-  make: Effect.sync(make),
+  make: Effect.sync(() => make()),
+  options,
   defaultAddress: (service) => `pipe://effect-ipc-${service}`,
   lacks: {
     fifo: { "multi-peer": "a FIFO pair serves one peer at a time" },

@@ -73,6 +73,12 @@ export interface ShmTransportOptions extends ShmChannel.ShmChannelOptions {
   readonly collector?: SegmentGc.RunOptions | false | undefined
 }
 
+/** `ShmTransportOptions` as configuration sets them (`IPC_OPTIONS`): `collector` on (default) or off. */
+export interface ShmConfigOptions extends Omit<ShmTransportOptions, "collector"> {
+  /** `false`: no orphan collector; `true` (default): `defaultCollector`. */
+  readonly collector?: boolean | undefined
+}
+
 /** The collector of `makeScoped` and `layer` unless told otherwise: every 60 s from 60 s after start, over all of this user's segments. */
 export const defaultCollector: SegmentGc.RunOptions = { delay: "60 seconds", schedule: SegmentGc.defaultSchedule }
 

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import type * as Registry from "@effect-ipc/core/Registry"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as ShmTransport from "./ShmTransport.ts"
 
 /** Reference-counted segments for large payloads handed between processes by name. */
@@ -19,6 +20,24 @@ export * as ShmChannel from "./ShmChannel.ts"
 export * as ShmTransport from "./ShmTransport.ts"
 
 /**
+ * The options `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` may set for `IPC_TRANSPORT=shm`:
+ * those of `ShmTransport.ShmTransportOptions`, with `collector` a flag (`false`:
+ * no orphan collector); `authorize` is code, not configuration.
+ */
+export const options: TransportOptions.Declaration = TransportOptions.declare<ShmTransport.ShmConfigOptions>()({
+  ringSize: TransportOptions.Bytes,
+  spin: TransportOptions.Duration,
+  maxMessageSize: TransportOptions.Bytes,
+  inPlaceThreshold: TransportOptions.Bytes,
+  maxBufferedMessages: TransportOptions.Count,
+  maxBufferedBytes: TransportOptions.Bytes,
+  lingerTimeout: TransportOptions.Duration,
+  handshakeTimeout: TransportOptions.Duration,
+  directory: TransportOptions.Text,
+  collector: TransportOptions.Flag
+}, ({ collector, ...rest }) => ShmTransport.makeScoped(collector === false ? { ...rest, collector: false } : rest))
+
+/**
  * The `shm` transport for `IPC_TRANSPORT=shm`, as `ShmTransport.layer()` builds
  * it (`ShmTransport.makeScoped`): `shm://name` channels, and an orphan
  * collector (`SegmentGc.run`, every 60 s from 60 s after start) for as long as
@@ -28,6 +47,7 @@ export const descriptor: Registry.TransportDescriptor = {
   name: "shm",
   schemes: ["shm"],
   make: ShmTransport.makeScoped(),
+  options,
   defaultAddress: (service) => `shm://effect-ipc-${service}`,
   lacks: { shm: { "raw-stream": "messages in a shared ring, not a byte stream" } }
 }

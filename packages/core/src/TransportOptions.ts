@@ -1,0 +1,409 @@
+/**
+ * Transport options from configuration. Each transport's descriptor
+ * (`Registry.TransportDescriptor.options`) declares the options its `make`
+ * accepts as a schema, built from the kinds below (`Bytes`, `Count`,
+ * `Duration`, `Mode`, `Flag`, `Choice`, `Text`); `Registry.layerConfig`
+ * reads them for the chosen transport from the current `ConfigProvider`:
+ *
+ * - `IPC_OPTIONS`: a JSON object (`{"maxMessageSize": "64 KiB"}`), or, from a
+ *   structured provider (`ConfigProvider.fromUnknown`), an object;
+ * - `IPC_OPTIONS_<NAME>`: one option, its name in CONSTANT_CASE
+ *   (`IPC_OPTIONS_MAX_MESSAGE_SIZE=65536`, `IPC_OPTIONS_HEARTBEAT_INTERVAL=1 second`);
+ *   it wins over the same option in `IPC_OPTIONS`.
+ *
+ * Nothing is ignored: an option the transport does not have, a value of the
+ * wrong kind or `IPC_OPTIONS` that is not a JSON object fails the layer's
+ * build with an `IpcError` of reason `InvalidOption` naming the transport,
+ * the option and where it was set.
+ *
+ * @since 0.1.0
+ */
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration_ from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
+import * as SchemaGetter from "effect/SchemaGetter"
+import * as SchemaIssue from "effect/SchemaIssue"
+import type * as Scope from "effect/Scope"
+import * as IpcError from "./IpcError.ts"
+import type * as Transport from "./Transport.ts"
+
+/** The variable (and, from a structured provider, the key) holding the options as one JSON object. */
+export const OPTIONS = "IPC_OPTIONS"
+
+const show = (u: unknown): string => {
+  try {
+    return JSON.stringify(u) ?? String(u)
+  } catch {
+    return String(u)
+  }
+}
+
+/** A schema decoding configuration values (JSON values, or the strings of an environment) with `parse`. */
+const kind = <A>(
+  expected: string,
+  parse: (input: unknown) => A | undefined
+): Schema.Codec<A, unknown> =>
+  Schema.Unknown.pipe(Schema.decodeTo(Schema.Any as Schema.Codec<A>, {
+    decode: SchemaGetter.transformEffect((input: unknown) => {
+      const value = parse(input)
+      return value === undefined
+        ? Effect.fail(new SchemaIssue.InvalidValue({ message: `expected ${expected}, got ${show(input)}` }, input))
+        : Effect.succeed(value)
+    }),
+    encode: SchemaGetter.transform((value: A): unknown => value)
+  }))
+
+const units: Record<string, number> = { "": 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 }
+const sizePattern = /^\s*(\d+)\s*(b|kib|mib|gib)?\s*$/i
+
+/** A size in bytes: a whole number, or a string such as `"65536"`, `"64 KiB"`, `"4 MiB"`, `"1 GiB"`. */
+export const Bytes: Schema.Codec<number, unknown> = kind(
+  `a size in bytes (65536, "64 KiB", "4 MiB")`,
+  (input) => {
+    if (typeof input === "number") return Number.isSafeInteger(input) && input >= 0 ? input : undefined
+    if (typeof input !== "string") return undefined
+    const match = sizePattern.exec(input)
+    if (match === null) return undefined
+    const value = Number(match[1]) * units[(match[2] ?? "").toLowerCase()]!
+    return Number.isSafeInteger(value) ? value : undefined
+  }
+)
+
+/** A count of at least 1: a whole number, or its digits as a string. */
+export const Count: Schema.Codec<number, unknown> = kind("a whole number of at least 1", (input) => {
+  const value = typeof input === "string" && /^\s*\d+\s*$/.test(input) ? Number(input) : input
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 1 ? value : undefined
+})
+
+/** A duration: milliseconds as a number, or a string such as `"250 millis"`, `"5 seconds"`, `"1 minute"`. */
+export const Duration: Schema.Codec<Duration_.Duration, unknown> = kind(
+  `a duration (milliseconds, or "250 millis", "5 seconds")`,
+  (input) => {
+    if (typeof input === "number") return input >= 0 && Number.isFinite(input) ? Duration_.millis(input) : undefined
+    if (typeof input !== "string") return undefined
+    const trimmed = input.trim()
+    if (/^\d+(\.\d+)?$/.test(trimmed)) return Duration_.millis(Number(trimmed))
+    const parsed = Duration_.fromInput(trimmed as Duration_.Input)
+    return parsed._tag === "Some" ? parsed.value : undefined
+  }
+)
+
+/** Permission bits: an octal string (`"0600"`, `"0o660"`, `"600"`) or a number (`384`). */
+export const Mode: Schema.Codec<number, unknown> = kind(`permission bits ("0600", "0o660")`, (input) => {
+  const value = typeof input === "number"
+    ? input
+    : typeof input === "string" && /^\s*(0o?)?[0-7]{1,4}\s*$/i.test(input)
+    ? Number.parseInt(input.trim().replace(/^0o/i, ""), 8)
+    : undefined
+  return value !== undefined && Number.isInteger(value) && value >= 0 && value <= 0o7777 ? value : undefined
+})
+
+/** A yes or no: `true` / `false`, as JSON or as a string. */
+export const Flag: Schema.Codec<boolean, unknown> = kind("true or false", (input) => {
+  if (typeof input === "boolean") return input
+  if (input === "true") return true
+  if (input === "false") return false
+  return undefined
+})
+
+/** One of a few words (`"os"` or `"fsync"`). */
+export const Choice = <const L extends ReadonlyArray<string>>(choices: L): Schema.Codec<L[number], unknown> =>
+  kind(
+    `one of ${choices.map((c) => `"${c}"`).join(", ")}`,
+    (input) => typeof input === "string" && choices.includes(input) ? input as L[number] : undefined
+  )
+
+/** Any non-empty string (a directory, ...). */
+export const Text: Schema.Codec<string, unknown> = kind(
+  "a non-empty string",
+  (input) => typeof input === "string" && input.length > 0 ? input : undefined
+)
+
+/** The heartbeat of a stream channel: `{"interval": "1 second", "timeout": "3 seconds"}`. */
+export const Heartbeat = Schema.Struct({ interval: Duration, timeout: Duration })
+
+/** The options of a stream channel (`StreamChannel.StreamChannelOptions`), shared by the byte-stream transports. */
+export const streamChannelFields = {
+  maxFrameSize: Bytes,
+  highWaterMark: Bytes,
+  writeTimeout: Duration,
+  frameTimeout: Duration,
+  maxBufferedMessages: Count,
+  maxBufferedBytes: Bytes,
+  heartbeat: Heartbeat,
+  lingerTimeout: Duration
+} as const
+
+/** The option schemas of an options type `O`: for each option a schema decoding to its type. */
+export type Fields<O> = {
+  readonly [K in keyof O]?: Schema.Codec<Exclude<O[K], undefined>, unknown>
+}
+
+/** An option as configuration names it: its path (`["heartbeat", "interval"]`) and its variable. */
+export interface OptionName {
+  /** The path in `IPC_OPTIONS` (one key, or two for a nested option). */
+  readonly path: ReadonlyArray<string>
+  /** The variable that sets it alone (`IPC_OPTIONS_HEARTBEAT_INTERVAL`). */
+  readonly variable: string
+}
+
+/** What a descriptor declares: the options schema and how to build the transport with decoded options. */
+export interface Declaration {
+  /** The options, a struct of optional fields. */
+  readonly schema: Schema.Codec<Readonly<Record<string, unknown>>, unknown>
+  /** Every option's name in configuration, nested options by their leaves. */
+  readonly names: ReadonlyArray<OptionName>
+  /** Builds the transport with decoded options. */
+  readonly make: (
+    options: Readonly<Record<string, unknown>>
+  ) => Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope>
+}
+
+/** `maxMessageSize` -> `MAX_MESSAGE_SIZE`. */
+export const constantCase = (name: string): string =>
+  name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/([A-Z])([A-Z][a-z])/g, "$1_$2").toUpperCase()
+
+/** The variable that sets the option at `path` alone. */
+export const variableOf = (path: ReadonlyArray<string>): string => [OPTIONS, ...path.map(constantCase)].join("_")
+
+const isStruct = (schema: unknown): schema is Schema.Struct<Schema.Struct.Fields> =>
+  Schema.isSchema(schema) && "fields" in schema && typeof schema.fields === "object" && schema.fields !== null
+
+/**
+ * Declares the options a transport's `make` accepts (type `O`): one schema
+ * per option, of the kinds of this module. Only options of `O` can be named,
+ * each decoding to its type.
+ */
+export const declare = <O extends object>() =>
+(
+  fields: Fields<O>,
+  make: (options: O) => Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope>
+): Declaration => {
+  const entries = Object.entries(fields as Record<string, Schema.Codec<unknown, unknown>>)
+  const names: Array<OptionName> = []
+  for (const [key, schema] of entries) {
+    if (isStruct(schema)) {
+      for (const inner of Object.keys(schema.fields)) {
+        names.push({ path: [key, inner], variable: variableOf([key, inner]) })
+      }
+    } else {
+      names.push({ path: [key], variable: variableOf([key]) })
+    }
+  }
+  const schema = Schema.Struct(Object.fromEntries(entries.map(([key, s]) => [key, Schema.optionalKey(s)])))
+  return {
+    schema: schema as unknown as Schema.Codec<Readonly<Record<string, unknown>>, unknown>,
+    names,
+    // the schema decodes each option of O to its type (Fields<O>)
+    make: (options) => make(options as O)
+  }
+}
+
+/** Options as found in configuration, before decoding, and where each was set. */
+interface Found {
+  readonly value: Record<string, unknown>
+  /** Where each option (by dotted path) was set: `IPC_OPTIONS` or its own variable. */
+  readonly source: Map<string, string>
+}
+
+const invalid = (transport: string, detail: string): IpcError.IpcError =>
+  IpcError.make("InvalidOption", `transport "${transport}": ${detail}`)
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** A provider's node at `path` as a plain value: strings at the leaves, objects and arrays above. */
+const plain = (
+  provider: ConfigProvider.ConfigProvider,
+  path: ReadonlyArray<string | number>,
+  node: ConfigProvider.Node
+): Effect.Effect<unknown, ConfigProvider.SourceError> =>
+  Effect.gen(function*() {
+    switch (node._tag) {
+      case "Value":
+        return node.value
+      case "Record": {
+        const out: Record<string, unknown> = {}
+        for (const key of node.keys) {
+          const child = yield* provider.load([...path, key])
+          if (child !== undefined) out[key] = yield* plain(provider, [...path, key], child)
+        }
+        return out
+      }
+      case "Array": {
+        const out: Array<unknown> = []
+        for (let i = 0; i < node.length; i++) {
+          const child = yield* provider.load([...path, i])
+          out.push(child === undefined ? undefined : yield* plain(provider, [...path, i], child))
+        }
+        return out
+      }
+    }
+  })
+
+/** The variables under `IPC_OPTIONS_` an environment-style provider holds (it splits names on `_`). */
+const variables = (
+  provider: ConfigProvider.ConfigProvider,
+  path: ReadonlyArray<string>,
+  node: ConfigProvider.Node,
+  out: Array<string>
+): Effect.Effect<void, ConfigProvider.SourceError> =>
+  Effect.gen(function*() {
+    if (node._tag === "Value") return void out.push(path.join("_"))
+    if (node._tag === "Record" && node.value !== undefined && path.length > 2) out.push(path.join("_"))
+    const keys = node._tag === "Record" ? [...node.keys] : node._tag === "Array" ? [...Array(node.length).keys()] : []
+    for (const key of keys) {
+      const child = yield* provider.load([...path, String(key)])
+      if (child !== undefined) yield* variables(provider, [...path, String(key)], child, out)
+    }
+  })
+
+const sourceError = (transport: string) => (error: ConfigProvider.SourceError) =>
+  invalid(transport, `cannot read ${OPTIONS}: ${error.message}`)
+
+/** Reads `IPC_OPTIONS` and `IPC_OPTIONS_<NAME>` from the current `ConfigProvider`, undecoded. */
+const find = (transport: string, declaration: Declaration | undefined): Effect.Effect<Found, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const provider = yield* ConfigProvider.ConfigProvider
+    const value: Record<string, unknown> = {}
+    const source = new Map<string, string>()
+    const known = declaration?.names ?? []
+    const have = () =>
+      known.length === 0
+        ? "it declares no options"
+        : `its options: ${[...new Set(known.map((n) => n.path[0]))].join(", ")}`
+
+    const whole = yield* provider.load([OPTIONS])
+    if (whole !== undefined) {
+      const raw = yield* plain(provider, [OPTIONS], whole)
+      let parsed: unknown = raw
+      if (typeof raw === "string") {
+        try {
+          parsed = JSON.parse(raw)
+        } catch (cause) {
+          return yield* invalid(
+            transport,
+            `${OPTIONS} is not JSON (${
+              cause instanceof Error ? cause.message : String(cause)
+            }): write a JSON object, e.g. {"maxMessageSize": "1 MiB"}`
+          )
+        }
+      }
+      if (!isRecord(parsed)) {
+        return yield* invalid(transport, `${OPTIONS} must be a JSON object of options, not ${show(parsed)}`)
+      }
+      for (const [key, option] of Object.entries(parsed)) {
+        const entry = known.filter((n) => n.path[0] === key)
+        if (entry.length === 0) {
+          return yield* invalid(transport, `"${key}" (in ${OPTIONS}) is not an option of this transport (${have()})`)
+        }
+        if (entry.length > 1 || entry[0]!.path.length > 1) {
+          // a nested option: its own keys must be known too
+          if (isRecord(option)) {
+            for (const inner of Object.keys(option)) {
+              if (!entry.some((n) => n.path[1] === inner)) {
+                return yield* invalid(
+                  transport,
+                  `"${key}.${inner}" (in ${OPTIONS}) is not an option of this transport (${key} has ${
+                    entry.map((n) => n.path[1]).join(", ")
+                  })`
+                )
+              }
+              source.set(`${key}.${inner}`, `${OPTIONS}.${key}.${inner}`)
+            }
+          }
+        }
+        source.set(key, `${OPTIONS}.${key}`)
+        value[key] = option
+      }
+    }
+
+    // one variable per option, winning over IPC_OPTIONS
+    for (const name of known) {
+      const node = yield* provider.load([name.variable])
+      if (node === undefined || node._tag !== "Value") continue
+      const [key, inner] = name.path as [string, string | undefined]
+      if (inner === undefined) {
+        value[key] = node.value
+        source.set(key, name.variable)
+      } else {
+        const nested = isRecord(value[key]) ? { ...value[key] } : {}
+        nested[inner] = node.value
+        value[key] = nested
+        source.set(`${key}.${inner}`, name.variable)
+        if (!source.has(key) || source.get(key)!.startsWith(OPTIONS + ".")) source.set(key, name.variable)
+      }
+    }
+
+    // an IPC_OPTIONS_<NAME> variable that names no option is a mistake, not something to skip
+    const [first, second] = OPTIONS.split("_") as [string, string]
+    const tree = yield* provider.load([first, second])
+    if (tree !== undefined) {
+      const found: Array<string> = []
+      yield* variables(provider, [first, second], tree, found)
+      const allowed = new Set(known.map((n) => n.variable))
+      for (const variable of found) {
+        if (variable !== OPTIONS && !allowed.has(variable)) {
+          return yield* invalid(transport, `${variable} is not an option of this transport (${have()})`)
+        }
+      }
+    }
+    return { value, source }
+  }).pipe(Effect.catchTag("SourceError", (error) => Effect.fail(sourceError(transport)(error))))
+
+/** The option paths of a schema issue's message (`at ["heartbeat"]["interval"]` -> `heartbeat.interval`). */
+const pathOf = (message: string): string | undefined => {
+  const at = /\n\s*at ((?:\["[^"]*"\])+)/.exec(message)
+  if (at === null) return undefined
+  return [...at[1]!.matchAll(/\["([^"]*)"\]/g)].map((m) => m[1]).join(".")
+}
+
+/**
+ * The options that configuration sets for `transport`, decoded with its
+ * declaration's schema; `undefined` when none are set. Fails with reason
+ * `InvalidOption` (naming the transport, the option and where it was set)
+ * on an unknown option, a value of the wrong kind or a malformed `IPC_OPTIONS`.
+ */
+export const read = (
+  transport: string,
+  declaration: Declaration | undefined
+): Effect.Effect<Readonly<Record<string, unknown>> | undefined, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const found = yield* find(transport, declaration)
+    const keys = Object.keys(found.value)
+    if (keys.length === 0) return undefined
+    if (declaration === undefined) return yield* invalid(transport, `it declares no options (${keys.join(", ")} set)`)
+    const problems: Array<string> = []
+    const decoded: Record<string, unknown> = {}
+    for (const key of keys) {
+      const exit = Schema.decodeUnknownExit(declaration.schema)({ [key]: found.value[key] })
+      if (Exit.isSuccess(exit)) {
+        decoded[key] = exit.value[key]
+        continue
+      }
+      const error = exit.cause.reasons.find((r) => r._tag === "Fail")
+      const message = error !== undefined && Schema.isSchemaError(error.error)
+        ? error.error.message
+        : String(exit.cause)
+      const path = pathOf(message) ?? key
+      const where = found.source.get(path) ?? found.source.get(key) ?? OPTIONS
+      problems.push(`option ${path} (${where}): ${message.split("\n")[0]}`)
+    }
+    if (problems.length > 0) return yield* invalid(transport, problems.join("; "))
+    return decoded
+  })
+
+/**
+ * Builds a transport from its declaration with the options configuration
+ * sets, or with `fallback` (the descriptor's `make`) when none are set.
+ */
+export const make = (
+  transport: string,
+  declaration: Declaration | undefined,
+  fallback: Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope>
+): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
+  Effect.flatMap(
+    read(transport, declaration),
+    (options) => options === undefined || declaration === undefined ? fallback : declaration.make(options)
+  )

@@ -1,0 +1,188 @@
+/**
+ * Transport options from configuration: `IPC_OPTIONS` (JSON, or an object
+ * from a structured provider) and `IPC_OPTIONS_<NAME>` reach the chosen
+ * transport through `Registry.layerConfig`, decoded with the schema its
+ * descriptor declares; anything unknown or malformed fails the layer's build
+ * with reason `InvalidOption`, naming the transport, the option and where it
+ * was set.
+ */
+import { IpcError, Registry, Transport, TransportOptions } from "@effect-ipc/core"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+let n = 0
+const fresh = () => `memory://options-${n++}`
+
+const withProvider = (provider: ConfigProvider.ConfigProvider, descriptors = [Registry.memory]) =>
+  Registry.layerConfig(descriptors, { service: "svc" }).pipe(Layer.provide(ConfigProvider.layer(provider)))
+
+const env = (vars: Record<string, string>) => ConfigProvider.fromEnv({ env: { IPC_ADDRESS: fresh(), ...vars } })
+
+/** Sends `size` bytes over the configured transport: the reason it failed with, or `ok`. */
+const sendOf = (size: number) =>
+  Effect.gen(function*() {
+    const address = yield* Registry.IpcAddress
+    yield* Transport.listen(address)
+    const client = yield* Transport.dial(address)
+    return yield* client.send(new Uint8Array(size)).pipe(
+      Effect.as("ok"),
+      Effect.catch((error) => Effect.succeed(error.reason._tag))
+    )
+  }).pipe(Effect.scoped)
+
+/** The detail of the `InvalidOption` error a layer fails to build with. */
+const buildError = <A, E extends { readonly _tag: string }>(layer: Layer.Layer<A, E>) =>
+  Effect.gen(function*() {
+    const error = yield* Effect.flip(Layer.build(layer))
+    if (!IpcError.isIpcError(error)) return assert.fail(`expected an IpcError, got ${error._tag}`)
+    assert.strictEqual(error.reason._tag, "InvalidOption", error.detail)
+    return error.detail
+  }).pipe(Effect.scoped)
+
+describe("transport options from configuration", () => {
+  it.live("IPC_OPTIONS_MAX_MESSAGE_SIZE from the environment limits memory:// messages", () =>
+    Effect.gen(function*() {
+      const layer = withProvider(env({ IPC_OPTIONS_MAX_MESSAGE_SIZE: "16" }))
+      assert.strictEqual(yield* Effect.provide(sendOf(16), layer), "ok")
+      assert.strictEqual(yield* Effect.provide(sendOf(17), layer), "FrameTooLarge")
+      // without the variable, the default limit (256 MiB) lets it through
+      assert.strictEqual(yield* Effect.provide(sendOf(17), withProvider(env({}))), "ok")
+    }))
+
+  it.live("IPC_OPTIONS as a JSON string, as an object from a structured provider; a variable wins over it", () =>
+    Effect.gen(function*() {
+      const json = withProvider(env({ IPC_OPTIONS: `{"maxMessageSize": "1 KiB"}` }))
+      assert.strictEqual(yield* Effect.provide(sendOf(1024), json), "ok")
+      assert.strictEqual(yield* Effect.provide(sendOf(1025), json), "FrameTooLarge")
+
+      const structured = withProvider(
+        ConfigProvider.fromUnknown({ IPC_ADDRESS: fresh(), IPC_OPTIONS: { maxMessageSize: 8 } })
+      )
+      assert.strictEqual(yield* Effect.provide(sendOf(9), structured), "FrameTooLarge")
+
+      const both = withProvider(
+        env({ IPC_OPTIONS: `{"maxMessageSize": 8, "maxBufferedMessages": 2}`, IPC_OPTIONS_MAX_MESSAGE_SIZE: "100" })
+      )
+      assert.strictEqual(yield* Effect.provide(sendOf(100), both), "ok")
+      assert.strictEqual(yield* Effect.provide(sendOf(101), both), "FrameTooLarge")
+    }))
+
+  it.effect("an unknown option fails the build, naming it and the transport", () =>
+    Effect.gen(function*() {
+      const inJson = yield* buildError(withProvider(env({ IPC_OPTIONS: `{"ringSize": 4096}` })))
+      assert.include(inJson, `transport "memory"`)
+      assert.include(inJson, `"ringSize" (in IPC_OPTIONS) is not an option`)
+      assert.include(inJson, "maxMessageSize, maxBufferedMessages")
+
+      const variable = yield* buildError(withProvider(env({ IPC_OPTIONS_MAX_MESAGE_SIZE: "10" })))
+      assert.include(variable, `transport "memory"`)
+      assert.include(variable, "IPC_OPTIONS_MAX_MESAGE_SIZE is not an option")
+
+      const structured = yield* buildError(
+        withProvider(ConfigProvider.fromUnknown({ IPC_OPTIONS: { maxMessageSize: 8, nope: 1 } }))
+      )
+      assert.include(structured, `"nope" (in IPC_OPTIONS) is not an option`)
+    }))
+
+  it.effect("a value of the wrong kind fails the build, naming the option, where it was set and what was expected", () =>
+    Effect.gen(function*() {
+      const variable = yield* buildError(withProvider(env({ IPC_OPTIONS_MAX_MESSAGE_SIZE: "big" })))
+      assert.strictEqual(
+        variable,
+        `transport "memory": option maxMessageSize (IPC_OPTIONS_MAX_MESSAGE_SIZE): expected a size in bytes (65536, "64 KiB", "4 MiB"), got "big"`
+      )
+      const json = yield* buildError(withProvider(env({ IPC_OPTIONS: `{"maxBufferedMessages": 0}` })))
+      assert.strictEqual(
+        json,
+        `transport "memory": option maxBufferedMessages (IPC_OPTIONS.maxBufferedMessages): expected a whole number of at least 1, got 0`
+      )
+    }))
+
+  it.effect("IPC_OPTIONS that is not a JSON object fails the build", () =>
+    Effect.gen(function*() {
+      const notJson = yield* buildError(withProvider(env({ IPC_OPTIONS: "maxMessageSize=10" })))
+      assert.include(notJson, "IPC_OPTIONS is not JSON")
+      const array = yield* buildError(withProvider(env({ IPC_OPTIONS: "[1]" })))
+      assert.include(array, "IPC_OPTIONS must be a JSON object")
+    }))
+
+  it.effect("a transport that declares no options refuses any", () =>
+    Effect.gen(function*() {
+      const { options: _, ...bare } = Registry.memory
+      const detail = yield* buildError(withProvider(env({ IPC_OPTIONS_MAX_MESSAGE_SIZE: "10" }), [bare]))
+      assert.strictEqual(
+        detail,
+        `transport "memory": IPC_OPTIONS_MAX_MESSAGE_SIZE is not an option of this transport (it declares no options)`
+      )
+      const json = yield* buildError(withProvider(env({ IPC_OPTIONS: `{"maxMessageSize": 10}` }), [bare]))
+      assert.include(
+        json,
+        `"maxMessageSize" (in IPC_OPTIONS) is not an option of this transport (it declares no options)`
+      )
+    }))
+
+  it.effect("the kinds: sizes with units, durations, permission bits, flags, choices; nested options", () =>
+    Effect.gen(function*() {
+      interface Opts {
+        readonly size?: number
+        readonly wait?: Duration.Input
+        readonly mode?: number
+        readonly on?: boolean
+        readonly how?: "os" | "fsync"
+        readonly heartbeat?: { readonly interval: Duration.Input; readonly timeout: Duration.Input }
+      }
+      const declaration = TransportOptions.declare<Opts>()({
+        size: TransportOptions.Bytes,
+        wait: TransportOptions.Duration,
+        mode: TransportOptions.Mode,
+        on: TransportOptions.Flag,
+        how: TransportOptions.Choice(["os", "fsync"]),
+        heartbeat: TransportOptions.Heartbeat
+      }, () => Effect.die("not built"))
+      const read = (vars: Record<string, string>) =>
+        TransportOptions.read("t", declaration).pipe(
+          Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: vars }))
+        )
+      const got = yield* read({
+        IPC_OPTIONS_SIZE: "4 MiB",
+        IPC_OPTIONS_WAIT: "5 seconds",
+        IPC_OPTIONS_MODE: "0640",
+        IPC_OPTIONS_ON: "false",
+        IPC_OPTIONS_HOW: "fsync",
+        IPC_OPTIONS_HEARTBEAT_INTERVAL: "250",
+        IPC_OPTIONS_HEARTBEAT_TIMEOUT: "1 second"
+      })
+      assert.deepStrictEqual(got, {
+        size: 4 * 1024 * 1024,
+        wait: Duration.seconds(5),
+        mode: 0o640,
+        on: false,
+        how: "fsync",
+        heartbeat: { interval: Duration.millis(250), timeout: Duration.seconds(1) }
+      })
+      const json = yield* read({
+        IPC_OPTIONS:
+          `{"size": "64 KiB", "wait": 250, "mode": 384, "on": true, "heartbeat": {"interval": 100, "timeout": "2 seconds"}}`
+      })
+      assert.deepStrictEqual(json, {
+        size: 65536,
+        wait: Duration.millis(250),
+        mode: 0o600,
+        on: true,
+        heartbeat: { interval: Duration.millis(100), timeout: Duration.seconds(2) }
+      })
+      assert.isUndefined(yield* read({}))
+
+      const problems = (yield* Effect.flip(read({ IPC_OPTIONS_HOW: "sometimes", IPC_OPTIONS_MODE: "0999" }))).detail
+      assert.include(problems, `option mode (IPC_OPTIONS_MODE): expected permission bits ("0600", "0o660"), got "0999"`)
+      assert.include(problems, `option how (IPC_OPTIONS_HOW): expected one of "os", "fsync", got "sometimes"`)
+      const nested = (yield* Effect.flip(read({ IPC_OPTIONS: `{"heartbeat": {"interval": 100, "timeot": 5}}` })))
+        .detail
+      assert.include(nested, `"heartbeat.timeot" (in IPC_OPTIONS) is not an option`)
+      const inner = (yield* Effect.flip(read({ IPC_OPTIONS_HEARTBEAT_INTERVAL: "soon" }))).detail
+      assert.include(inner, "option heartbeat.interval (IPC_OPTIONS_HEARTBEAT_INTERVAL): expected a duration")
+    }))
+})

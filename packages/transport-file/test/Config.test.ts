@@ -1,0 +1,72 @@
+/**
+ * `IPC_TRANSPORT=file` options from configuration (`IPC_OPTIONS`,
+ * `IPC_OPTIONS_<NAME>`): they reach every channel the transport opens, and a
+ * bad one fails the layer's build with reason `InvalidOption`.
+ */
+import { Registry, Transport } from "@effect-ipc/core"
+import * as File from "@effect-ipc/transport-file"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-file-config-"))
+afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
+
+const configured = (env: Record<string, string>) =>
+  Registry.layerConfig([File.descriptor]).pipe(
+    Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { IPC_TRANSPORT: "file", ...env } })))
+  )
+
+describe("file options from configuration", () => {
+  it.live(
+    "IPC_OPTIONS_MAX_MESSAGE_SIZE limits messages; IPC_OPTIONS_FILE_MODE sets the logs' file mode",
+    () =>
+      Effect.gen(function*() {
+        const address = `file://${dir}/limited`
+        yield* Effect.gen(function*() {
+          const listener = yield* Transport.listen(address)
+          const client = yield* Transport.dial(address)
+          const server = yield* listener.accept
+          yield* client.send(new Uint8Array(1000))
+          assert.strictEqual((yield* server.receive).byteLength, 1000)
+          const error = yield* Effect.flip(client.send(new Uint8Array(1001)))
+          assert.strictEqual(error.reason._tag, "FrameTooLarge")
+          // every file the channel made carries the configured mode
+          const files = Fs.readdirSync(`${dir}/limited`, { recursive: true, withFileTypes: true })
+            .filter((entry) => entry.isFile())
+          assert.isAbove(files.length, 0)
+          for (const file of files) {
+            assert.strictEqual(Fs.statSync(Path.join(file.parentPath, file.name)).mode & 0o777, 0o640, file.name)
+          }
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(configured({
+            IPC_ADDRESS: address,
+            IPC_OPTIONS: `{"maxMessageSize": 1000}`,
+            IPC_OPTIONS_FILE_MODE: "0640"
+          }))
+        )
+      }),
+    60_000
+  )
+
+  it.effect("a bad option fails the build with InvalidOption naming it and the transport", () =>
+    Effect.gen(function*() {
+      const wrong = yield* Effect.flip(
+        Layer.build(configured({ IPC_ADDRESS: `file://${dir}/bad`, IPC_OPTIONS_DURABILITY: "always" }))
+      )
+      assert.strictEqual(wrong._tag, "IpcError")
+      if (wrong._tag !== "IpcError") return
+      assert.strictEqual(wrong.reason._tag, "InvalidOption")
+      assert.strictEqual(
+        wrong.detail,
+        `transport "file": option durability (IPC_OPTIONS_DURABILITY): expected one of "os", "fsync", got "always"`
+      )
+      const unknown = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS_RING_SIZE: "1024" })))
+      assert.include(unknown.message, `InvalidOption: transport "file": IPC_OPTIONS_RING_SIZE is not an option`)
+    }).pipe(Effect.scoped))
+})

@@ -1,0 +1,51 @@
+/**
+ * `IPC_TRANSPORT=shm` options from configuration (`IPC_OPTIONS`,
+ * `IPC_OPTIONS_<NAME>`): they reach every channel the transport opens, and a
+ * bad one fails the layer's build with reason `InvalidOption`.
+ */
+import { Registry, Transport } from "@effect-ipc/core"
+import * as Shm from "@effect-ipc/transport-shm"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+
+const configured = (env: Record<string, string>) =>
+  Registry.layerConfig([Shm.descriptor]).pipe(
+    Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { IPC_TRANSPORT: "shm", ...env } })))
+  )
+
+describe("shm options from configuration", () => {
+  it.live("IPC_OPTIONS_MAX_MESSAGE_SIZE limits messages", () =>
+    Effect.gen(function*() {
+      const address = yield* Registry.IpcAddress
+      const listener = yield* Transport.listen(address)
+      const client = yield* Transport.dial(address)
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array(4096))
+      assert.strictEqual((yield* server.receive).byteLength, 4096)
+      const error = yield* Effect.flip(client.send(new Uint8Array(4097)))
+      assert.strictEqual(error.reason._tag, "FrameTooLarge")
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(configured({
+        IPC_ADDRESS: `shm://eipc-config-${process.pid}`,
+        IPC_OPTIONS_MAX_MESSAGE_SIZE: "4 KiB",
+        IPC_OPTIONS_COLLECTOR: "false"
+      }))
+    ), 60_000)
+
+  it.effect("a bad option fails the build with InvalidOption naming it and the transport", () =>
+    Effect.gen(function*() {
+      const wrong = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS: `{"ringSize": -1}` })))
+      assert.strictEqual(wrong._tag, "IpcError")
+      if (wrong._tag !== "IpcError") return
+      assert.strictEqual(wrong.reason._tag, "InvalidOption")
+      assert.strictEqual(
+        wrong.detail,
+        `transport "shm": option ringSize (IPC_OPTIONS.ringSize): expected a size in bytes (65536, "64 KiB", "4 MiB"), got -1`
+      )
+      const unknown = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS_MODE: "0600" })))
+      assert.include(unknown.message, `InvalidOption: transport "shm": IPC_OPTIONS_MODE is not an option`)
+    }).pipe(Effect.scoped))
+})
