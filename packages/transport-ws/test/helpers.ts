@@ -38,7 +38,7 @@ export const sweepTokenFiles = (): void => {
 /** The number of open descriptors of this process. */
 export const openFds = (): number => Fs.readdirSync("/proc/self/fd").length
 
-/** A raw TCP connection to `port` on loopback, destroyed with the scope. */
+/** A raw TCP connection to `port` on loopback, destroyed with the scope; what it receives is read (and dropped unless `collect`ed), so it sees the server's end. */
 export const rawConnect = (to: number) =>
   Effect.acquireRelease(
     Effect.callback<Net.Socket, Error>((resume) => {
@@ -47,7 +47,12 @@ export const rawConnect = (to: number) =>
       socket.once("error", (cause) => resume(Effect.fail(cause)))
     }),
     (socket) => Effect.sync(() => socket.destroy())
-  ).pipe(Effect.tap((socket) => Effect.sync(() => socket.on("error", () => {}))))
+  ).pipe(Effect.tap((socket) =>
+    Effect.sync(() => {
+      socket.on("error", () => {})
+      socket.resume()
+    })
+  ))
 
 /** Completes when `socket` is closed by the other end (or was already). */
 export const closedBy = (socket: Net.Socket): Effect.Effect<void> =>

@@ -1,0 +1,247 @@
+/**
+ * Safe by default: loopback only, the token (missing, wrong, from the token
+ * file, never logged), page origins, the Host header (DNS rebinding), and the
+ * token file's permissions. Each refusal is typed on the client, counted and
+ * logged on the server, which goes on serving others.
+ */
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as Transport from "@effect-ipc/core/Transport"
+import * as Ws from "@effect-ipc/transport-ws"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
+import * as References from "effect/References"
+import * as Schema from "effect/Schema"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { closedBy, collect, freshAddress, freshPort, handshake, rawConnect, sweepTokenFiles } from "./helpers.ts"
+
+afterAll(sweepTokenFiles)
+
+const numbered = (i: number): Uint8Array => new Uint8Array([i])
+const Numbered = Schema.Struct({ n: Schema.Number })
+
+/** An echo server at `address` with `options`; returns its listener. */
+const echoServer = (address: string, options: Ws.WsServer.WsServerOptions = {}) =>
+  Effect.gen(function*() {
+    const listener = yield* Ws.WsServer.listen(address, options)
+    yield* Effect.forkScoped(
+      Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+    )
+    return listener
+  })
+
+/** One round trip over a fresh client channel. */
+const roundTrip = (address: string, options: Ws.WsClient.WsClientOptions = {}) =>
+  Effect.scoped(Effect.gen(function*() {
+    const channel = yield* Ws.WsClient.dial(address, options)
+    yield* channel.send(numbered(42))
+    return (yield* channel.receive)[0]
+  }))
+
+/** Logs and counters of the fiber that listens. */
+const observed = () => {
+  const logs: Array<string> = []
+  const logger = Logger.make(({ message }) => {
+    const values = Array.isArray(message) ? message : [message]
+    logs.push(values.map((v) => (typeof v === "string" ? v : v instanceof Error ? v.message : String(v))).join(" "))
+  })
+  const registry = new Map() as Metric.MetricRegistry
+  const layer = Layer.mergeAll(
+    Logger.layer([logger]),
+    Layer.succeed(References.MinimumLogLevel, "Debug"),
+    Layer.succeed(Metric.MetricRegistry, registry)
+  )
+  const refusals = Effect.andThen(Effect.promise(() => Promise.resolve()), Metric.snapshot).pipe(
+    Effect.provideService(Metric.MetricRegistry, registry),
+    Effect.map((snapshots) =>
+      snapshots.filter((s) => s.id === "effect_ipc_connections_refused" && s.type === "Counter")
+        .reduce((total, s) => total + Number((s.state as { count: number }).count), 0)
+    )
+  )
+  return { logs, layer, refusals }
+}
+
+describe("ws:// security", () => {
+  it.live("listens on loopback only unless allowRemote is set", () =>
+    Effect.gen(function*() {
+      const remote = `ws://0.0.0.0:${freshPort()}/x`
+      const refused = yield* Effect.flip(Ws.WsServer.listen(remote))
+      assert.strictEqual(refused.reason._tag, "PermissionDenied")
+      assert.include(refused.message, "not a loopback address")
+      // told otherwise, it listens there
+      const listener = yield* Ws.WsServer.listen(remote, { allowRemote: true, tokenFile: false })
+      assert.strictEqual(listener.address, remote)
+      // localhost binds loopback, not whatever the name resolves to
+      const local = yield* Ws.WsServer.listen(`ws://localhost:${freshPort()}/x`, { tokenFile: false })
+      assert.match(local.address, /^ws:\/\/localhost:\d+\/x$/)
+    }).pipe(Effect.scoped))
+
+  it.live("refuses a missing or wrong token with PeerRejected, logs it without the token, serves others", () =>
+    Effect.gen(function*() {
+      const { layer, logs, refusals } = observed()
+      const address = freshAddress("token")
+      const listener = yield* echoServer(address, { tokenFile: false }).pipe(Effect.provide(layer))
+      // no token anywhere (the lookup finds none), then a wrong one
+      const missing = yield* Effect.flip(roundTrip(address, { tokenLookup: () => undefined }))
+      assert.strictEqual(missing.reason._tag, "PeerRejected")
+      assert.include(missing.message, "close 4401")
+      const wrong = yield* Effect.flip(roundTrip(address, { token: "not-the-token" }))
+      assert.strictEqual(wrong.reason._tag, "PeerRejected")
+      assert.include(wrong.message, "token missing or wrong")
+      // the right one, given as an option or in the address: served
+      assert.strictEqual(yield* roundTrip(address, { token: listener.token }), 42)
+      assert.strictEqual(yield* roundTrip(listener.url), 42)
+      assert.strictEqual(yield* refusals, 2)
+      const refusedLogs = logs.filter((line) => line.includes("refused"))
+      assert.strictEqual(refusedLogs.length, 2, logs.join("\n"))
+      assert.isTrue(refusedLogs.some((line) => line.includes("token missing")), refusedLogs.join("\n"))
+      assert.isTrue(refusedLogs.some((line) => line.includes("token wrong")), refusedLogs.join("\n"))
+      assert.isFalse(logs.some((line) => line.includes(listener.token)), "the token is never logged")
+    }).pipe(Effect.scoped))
+
+  it.live("keeps the token out of channel addresses and errors", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("redact")
+      const listener = yield* echoServer(`${address}?token=s3cret-token`, { tokenFile: false })
+      assert.strictEqual(listener.token, "s3cret-token")
+      assert.strictEqual(listener.address, address)
+      const channel = yield* Ws.WsClient.dial(`${address}?token=s3cret-token`)
+      assert.strictEqual(channel.address, address)
+      const error = yield* Effect.flip(Ws.WsClient.dial(`${address}?token=wrong-token`))
+      assert.notInclude(error.message, "wrong-token")
+      const nothing = yield* Effect.flip(Ws.WsClient.dial(`ws://127.0.0.1:${freshPort()}/x?token=s3cret-token`))
+      assert.strictEqual(nothing.reason._tag, "NotFound")
+      assert.notInclude(nothing.message, "s3cret")
+    }).pipe(Effect.scoped))
+
+  it.live("refuses a page of a foreign origin; allows listed origins and clients without Origin", () =>
+    Effect.gen(function*() {
+      const { layer, refusals } = observed()
+      const address = freshAddress("origin")
+      const listener = yield* echoServer(address, {
+        tokenFile: false,
+        allowedOrigins: ["http://127.0.0.1:5173"]
+      }).pipe(Effect.provide(layer))
+      const token = listener.token
+      const foreign = yield* Effect.flip(roundTrip(address, { token, headers: { origin: "https://evil.example" } }))
+      assert.strictEqual(foreign.reason._tag, "PeerRejected")
+      assert.include(foreign.message, "close 4403")
+      assert.include(foreign.message, "origin not allowed")
+      // "null" (a file:// page, a sandboxed frame) is foreign too unless listed
+      const nullOrigin = yield* Effect.flip(roundTrip(address, { token, headers: { origin: "null" } }))
+      assert.strictEqual(nullOrigin.reason._tag, "PeerRejected")
+      assert.strictEqual(yield* roundTrip(address, { token, headers: { origin: "http://127.0.0.1:5173" } }), 42)
+      assert.strictEqual(yield* roundTrip(address, { token }), 42)
+      assert.strictEqual(yield* refusals, 2)
+    }).pipe(Effect.scoped))
+
+  it.live("with no allowedOrigins, every page is refused", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("no-origins")
+      const listener = yield* echoServer(address, { tokenFile: false })
+      const page = yield* Effect.flip(
+        roundTrip(address, { token: listener.token, headers: { origin: `http://127.0.0.1:${freshPort()}` } })
+      )
+      assert.strictEqual(page.reason._tag, "PeerRejected")
+    }).pipe(Effect.scoped))
+
+  it.live("answers a plain client (no effect-ipc.refused offered) with HTTP 401 / 403 / 404; a foreign Host is 403", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const listener = yield* echoServer(`ws://127.0.0.1:${port}/rpc`, { tokenFile: false })
+      const ask = (path: string, headers: Record<string, string>) =>
+        Effect.scoped(Effect.gen(function*() {
+          const socket = yield* rawConnect(port)
+          const reply = collect(socket)
+          socket.write(handshake(path, port, headers))
+          yield* closedBy(socket).pipe(Effect.timeout("10 seconds"))
+          return reply.text().split("\r\n")[0]
+        }))
+      assert.strictEqual(yield* ask("/rpc", {}), "HTTP/1.1 401 Unauthorized")
+      assert.strictEqual(
+        yield* ask("/rpc", { Authorization: `Bearer ${listener.token}`, Origin: "https://evil.example" }),
+        "HTTP/1.1 403 Forbidden"
+      )
+      assert.strictEqual(
+        yield* ask("/elsewhere", { Authorization: `Bearer ${listener.token}` }),
+        "HTTP/1.1 404 Not Found"
+      )
+      // DNS rebinding: a page of evil.example resolved to 127.0.0.1 sends Host: evil.example (and its own Origin)
+      const rebound = yield* Effect.scoped(Effect.gen(function*() {
+        const socket = yield* rawConnect(port)
+        const reply = collect(socket)
+        socket.write(
+          handshake("/rpc", port, { Authorization: `Bearer ${listener.token}` }).replace(
+            `Host: 127.0.0.1:${port}`,
+            `Host: evil.example:${port}`
+          )
+        )
+        yield* closedBy(socket).pipe(Effect.timeout("10 seconds"))
+        return reply.text().split("\r\n")[0]
+      }))
+      assert.strictEqual(rebound, "HTTP/1.1 403 Forbidden")
+      // a bearer token is accepted from a non-browser client
+      const bearer = yield* roundTrip(`ws://127.0.0.1:${port}/rpc`, {
+        tokenLookup: () => undefined,
+        headers: { authorization: `Bearer ${listener.token}` }
+      })
+      assert.strictEqual(bearer, 42)
+    }).pipe(Effect.scoped))
+
+  it.live("writes the token to a 0600 file in a 0700 directory, which local clients read; removed on close", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("file")
+      let file = ""
+      yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* echoServer(address)
+        file = listener.tokenFile!
+        assert.strictEqual(Fs.statSync(file).mode & 0o777, 0o600)
+        assert.strictEqual(Fs.statSync(Path.dirname(file)).mode & 0o777, 0o700)
+        assert.strictEqual(Fs.readFileSync(file, "utf8").trim(), listener.token)
+        // the Node transport's client finds it
+        const transport = Ws.WsTransport.make()
+        const channel = yield* transport.dial(address)
+        yield* channel.send(numbered(7))
+        assert.strictEqual((yield* channel.receive)[0], 7)
+        // a file others can read is not trusted
+        Fs.chmodSync(file, 0o644)
+        assert.isUndefined(Ws.TokenFile.readIfPrivate(file))
+        Fs.chmodSync(file, 0o600)
+      }))
+      assert.isFalse(Fs.existsSync(file), "the token file is removed with the listener")
+    }).pipe(Effect.scoped))
+
+  it.live("another user can read neither the token file nor, so, call the server", () =>
+    Effect.gen(function*() {
+      if (process.getuid?.() !== 0) return
+      const listener = yield* echoServer(freshAddress("other-user"))
+      const read = ChildProcess.spawnSync(
+        "setpriv",
+        ["--reuid=65534", "--regid=65534", "--clear-groups", "cat", listener.tokenFile!],
+        { encoding: "utf8" }
+      )
+      assert.notStrictEqual(read.status, 0)
+      assert.include(read.stderr, "Permission denied")
+      assert.notInclude(read.stdout, listener.token)
+    }).pipe(Effect.scoped))
+
+  it.live("the descriptor's transport dials with the token file: IPC_TRANSPORT=ws works between processes", () =>
+    Effect.gen(function*() {
+      // (the conformance suite runs peers in child processes through the descriptor; here, in one process)
+      const transport = yield* Ws.descriptor.make
+      const address = freshAddress("descriptor")
+      const listener = yield* transport.listen(address)
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      yield* client.send(numbered(9))
+      assert.strictEqual((yield* server.receive)[0], 9)
+      assert.match(Ws.descriptor.defaultAddress("demo"), /^ws:\/\/127\.0\.0\.1:17\d\d\d\/demo$/)
+      const typed = IpcChannel.typed(client, Numbered)
+      yield* typed.send({ n: 1 })
+      assert.deepStrictEqual(yield* IpcChannel.typed(server, Numbered).receive, { n: 1 })
+    }).pipe(Effect.scoped))
+})
