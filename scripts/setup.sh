@@ -5,14 +5,15 @@
 #    libc6-dev (the C contender of the nng benchmark),
 #    socat and python3 (wire-format interop tests), strace (the file
 #    transport's fsync and mid-write kill tests), rustc, cargo and the serde /
-#    serde_json crates (ipckit's own FileChannel as a test peer);
+#    serde_json crates (ipckit's own FileChannel as a test peer), chromium
+#    (the ws:// transport's browser test, driven by playwright-core);
 #  - npm dependencies, which include Node 24 itself (the `node` package), so a
 #    machine with an older Node (20) needs nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libnng1 nng-utils iproute2 gcc libc6-dev socat python3 strace rustc cargo librust-serde-dev librust-serde-json-dev; do
+for pkg in libnng1 nng-utils iproute2 gcc libc6-dev socat python3 strace rustc cargo librust-serde-dev librust-serde-json-dev chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

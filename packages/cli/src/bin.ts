@@ -29,7 +29,6 @@ import * as Option from "effect/Option"
 import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
 import type * as RpcGroup from "effect/rpc/RpcGroup"
-import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import type * as Scope from "effect/Scope"
@@ -224,18 +223,22 @@ const serializationFlag = Flag.Literals("serialization", ["binary", "json"]).pip
   Flag.withDefault("binary")
 )
 
-const serializationLayer = (name: "binary" | "json") =>
-  name === "json" ? IpcRpc.layerSerializationJson : IpcRpc.layerSerialization
+const servedFlag = Flag.Literals("serialization", ["both", "binary", "json"]).pipe(
+  Flag.withDescription(
+    "Which clients to serve: both (the default: each connection's hello picks), binary (effect's schema binary) or json"
+  ),
+  Flag.withDefault("both")
+)
 
 const serve = Command.make(
   "serve",
-  { address: addressArg, serialization: serializationFlag },
+  { address: addressArg, serialization: servedFlag },
   ({ address, serialization }) =>
     Output.guard((s) => {
-      const server = RpcServer.layer(DemoApi).pipe(
+      const server = IpcRpc.layerServerGroup(DemoApi, address, {
+        serializations: serialization === "both" ? ["binary", "json"] : [serialization]
+      }).pipe(
         Layer.provide(DemoHandlers),
-        Layer.provide(IpcRpc.layerServerProtocol(address)),
-        Layer.provide(serializationLayer(serialization)),
         Layer.provide(Transports.layerAt(address))
       )
       return Layer.build(server).pipe(
@@ -420,6 +423,13 @@ const call = Command.make(
           }
         }).pipe(
           Effect.catch(callFailed(s, method, address)),
+          // a server that does not speak this serialization answers the hello with a defect naming the ones it does
+          Effect.catchDefect((defect) => {
+            const text = defect instanceof Error ? defect.message : String(defect)
+            return /RPC server speaks/.test(text)
+              ? Effect.fail(IpcError.make("Protocol", `${method}: ${text}: give --serialization to match`, address))
+              : Effect.die(defect)
+          }),
           Effect.timeoutOrElse({
             duration: Duration.seconds(timeout),
             orElse: () => Effect.fail(IpcError.make("Timeout", `no answer to ${method} within ${timeout} s`, address))
@@ -429,7 +439,7 @@ const call = Command.make(
         yield* program.pipe(
           Effect.provide(
             IpcRpc.layerClientProtocol(address, { reconnect: Policy.retry(3) }).pipe(
-              Layer.provide(serializationLayer(serialization)),
+              Layer.provide(IpcRpc.layerSerializationFor(serialization)),
               Layer.provide(Transports.layerAt(address))
             )
           )

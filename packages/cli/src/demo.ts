@@ -6,7 +6,11 @@
  * fire-and-forget calls and a burst of concurrent calls.
  *
  *   npm run demo
+ *   npm run demo -- --serialization json   (the client speaks JSON; the server serves both)
  *   IPC_TRANSPORT=memory npm run demo      (in-process: memory:// cannot cross processes)
+ *
+ * `demo.ts --serve` only serves (binary and JSON clients; `--serialization X`
+ * serves only X), saying `ready` on stdout once it listens.
  *
  * @since 0.1.0
  */
@@ -17,22 +21,25 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
-import * as RpcServer from "effect/rpc/RpcServer"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { DemoApi, DemoHandlers } from "./DemoApi.ts"
 import * as Transports from "./Transports.ts"
 
+/** The `--serialization` given on the command line (`binary` or `json`), if any. */
+const serializationArg = ((): IpcRpc.SerializationName | undefined => {
+  const value = process.argv[process.argv.indexOf("--serialization") + 1]
+  return process.argv.includes("--serialization") && (value === "binary" || value === "json") ? value : undefined
+})()
+
 const serverLayer = (address: string) =>
-  RpcServer.layer(DemoApi).pipe(
-    Layer.provide(DemoHandlers),
-    Layer.provide(IpcRpc.layerServerProtocol(address)),
-    Layer.provide(IpcRpc.layerSerialization)
-  )
+  IpcRpc.layerServerGroup(DemoApi, address, {
+    serializations: serializationArg === undefined ? ["binary", "json"] : [serializationArg]
+  }).pipe(Layer.provide(DemoHandlers))
 
 const clientProtocol = (address: string) =>
-  IpcRpc.layerClientProtocol(address).pipe(Layer.provide(IpcRpc.layerSerialization))
+  IpcRpc.layerClientProtocol(address).pipe(Layer.provide(IpcRpc.layerSerializationFor(serializationArg ?? "binary")))
 
 /** Serves the demo at the configured address and says `ready` on stdout. */
 const serve = Effect.gen(function*() {
@@ -109,13 +116,21 @@ const main = Effect.gen(function*() {
     }).pipe(Effect.scoped, Effect.provide(configured))
   } else {
     const child = yield* spawnServer(env)
-    yield* Console.log(`effect-ipc demo: server pid ${child.pid}, client pid ${process.pid}, over ${address}`)
+    yield* Console.log(
+      `effect-ipc demo: server pid ${child.pid}, client pid ${process.pid}, over ${address} (${
+        serializationArg ?? "binary"
+      } serialization)`
+    )
     yield* callAll.pipe(Effect.provide(clientProtocol(address)), Effect.provide(configured))
   }
   yield* Console.log("demo finished: every call above crossed the transport")
 }).pipe(Effect.scoped)
 
-const program = process.argv.includes("--serve") ? serve.pipe(Effect.provide(Transports.layer)) : main
+const program = process.argv.includes("--serialization") && serializationArg === undefined
+  ? Effect.fail(new Error("--serialization takes binary or json"))
+  : process.argv.includes("--serve")
+  ? serve.pipe(Effect.provide(Transports.layer))
+  : main
 
 NodeRuntime.runMain(
   program.pipe(

@@ -7,6 +7,12 @@
  * typed errors, streamed responses, fire-and-forget calls, interruption and
  * pings are effect's own; this module only carries its frames.
  *
+ * Each connection opens with a hello naming the client's serialization
+ * (`effect-rpc:binary` or `effect-rpc:json`, see `hello`), so one server
+ * serves Node clients (binary) and any-language clients (JSON) at one
+ * address (`layerServerGroup`); the messages as they travel are specified in
+ * the repository's `docs/wire.md`.
+ *
  * The client reconnects with `Policy.reconnect`. A request in flight when the
  * link drops fails with an `RpcClientError`: it is never replayed silently.
  * Mark an operation safe to repeat by wrapping the call in `retryIdempotent`.
@@ -20,16 +26,20 @@
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Config from "effect/Config"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
+import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
 import type { RpcClientError } from "effect/rpc/RpcClientError"
+import type * as RpcGroup from "effect/rpc/RpcGroup"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
@@ -222,7 +232,9 @@ export const layerClientProtocol = (
   Layer.effect(RpcClient.Protocol)(
     Effect.gen(function*() {
       const transport = yield* Transport.Transport
-      const socket = toSocket(transport.dial(address), {
+      const greeting = hello(serializationName(yield* RpcSerialization.RpcSerialization))
+      // every connection (and every reconnection) opens with the hello naming this client's serialization
+      const socket = toSocket(Effect.tap(transport.dial(address), (channel) => channel.send(greeting)), {
         address,
         connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
       })
@@ -235,18 +247,71 @@ export const layerClientProtocol = (
     })
   )
 
-/** The RPC server protocol over the current `Transport`, listening at `address`; fails if it cannot listen. */
+/**
+ * The RPC server protocol over the current `Transport`, listening at
+ * `address`, for clients of the provided serialization; fails if it cannot
+ * listen. A client whose hello names another serialization gets a `Defect`
+ * reply in its own serialization (where known) and a warning is logged. To
+ * serve binary and JSON clients at one address, use `layerServerGroup`.
+ */
 export const layerServerProtocol = (
   address: string
 ): Layer.Layer<RpcServer.Protocol, IpcError.IpcError, Transport.Transport | RpcSerialization.RpcSerialization> =>
   Layer.effect(RpcServer.Protocol)(
     Effect.gen(function*() {
+      const serialization = yield* RpcSerialization.RpcSerialization
       const listener = yield* Transport.listen(address)
-      return yield* RpcServer.makeProtocolSocketServer.pipe(
-        Effect.provideService(SocketServer.SocketServer, toSocketServer(listener))
+      const route = makeRoute(serializationName(serialization))
+      const protocol = yield* RpcServer.makeProtocolSocketServer.pipe(
+        Effect.provideService(SocketServer.SocketServer, slotServer(listener.address, route.handler))
       )
+      yield* Effect.forkScoped(Transport.serve(listener, negotiate([route])))
+      return protocol
     })
   )
+
+/** Options of `layerServerGroup`. */
+export interface GroupServerOptions {
+  /** The serializations served (default both: `["binary", "json"]`). */
+  readonly serializations?: ReadonlyArray<SerializationName> | undefined
+  /** How many requests of one client run at once (effect's default: unbounded). */
+  readonly concurrency?: number | "unbounded" | undefined
+}
+
+/**
+ * Serves `group` at `address` to binary and JSON clients alike: each
+ * connection's hello (see `hello`) picks its serialization, and one server per
+ * serialization runs the same handlers. A client asking for a serialization
+ * not in `serializations` gets a `Defect` reply in its own serialization and a
+ * warning is logged.
+ */
+export const layerServerGroup = <Rpcs extends Rpc.Any>(
+  group: RpcGroup.RpcGroup<Rpcs>,
+  address: string,
+  options: GroupServerOptions = {}
+): Layer.Layer<
+  never,
+  IpcError.IpcError,
+  Transport.Transport | Rpc.ToHandler<Rpcs> | Rpc.Middleware<Rpcs> | Rpc.ServicesServer<Rpcs>
+> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const listener = yield* Transport.listen(address)
+    const routes: Array<Route> = []
+    for (const name of options.serializations ?? ["binary", "json"]) {
+      const route = makeRoute(name)
+      const protocol = yield* RpcServer.makeProtocolSocketServer.pipe(
+        Effect.provideService(SocketServer.SocketServer, slotServer(listener.address, route.handler)),
+        Effect.provide(layerSerializationFor(name))
+      )
+      yield* Effect.forkScoped(
+        RpcServer.make(group, { concurrency: options.concurrency }).pipe(
+          Effect.provideService(RpcServer.Protocol, protocol)
+        )
+      )
+      routes.push(route)
+    }
+    yield* Effect.forkScoped(Transport.serve(listener, negotiate(routes)))
+  }))
 
 /** How long calls wait for an unreachable server by default. */
 const DEFAULT_CONNECT_TIMEOUT = Duration.seconds(10)
@@ -294,6 +359,133 @@ export const layerSerialization: Layer.Layer<RpcSerialization.RpcSerialization> 
 
 /** JSON serialization, one RPC message per channel message: slower, but readable by any peer. */
 export const layerSerializationJson: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization.layerJson
+
+// ---- serialization negotiation ------------------------------------------------
+
+/** The serializations a client can name in its hello: effect's schema binary, or JSON. */
+export type SerializationName = "binary" | "json"
+
+/** What every hello starts with; the serialization's name follows (`effect-rpc:json`). */
+export const HELLO_PREFIX = "effect-rpc:"
+
+/** The hello naming serialization `name`: the first message a client sends on each connection. */
+export const hello = (name: string): Uint8Array => textEncoder.encode(`${HELLO_PREFIX}${name}`)
+
+const BINARY_CONTENT_TYPE = "application/vnd.effect.rpc+schema-binary"
+
+/** The name a hello gives `serialization`: `binary`, `json`, or its content type for any other. */
+export const serializationName = (serialization: RpcSerialization.RpcSerialization["Service"]): string =>
+  serialization === RpcSerialization.json
+    ? "json"
+    : serialization.contentType === BINARY_CONTENT_TYPE
+    ? "binary"
+    : serialization.contentType
+
+/** The serialization layer of a name: `binary` (`layerSerialization`) or `json` (`layerSerializationJson`). */
+export const layerSerializationFor = (name: SerializationName): Layer.Layer<RpcSerialization.RpcSerialization> =>
+  name === "json" ? layerSerializationJson : layerSerialization
+
+/** How a served serialization's connections reach its RPC server: the handler effect's socket server runs. */
+type SocketHandler = (socket: Socket.Socket) => Effect.Effect<unknown, unknown>
+
+interface Route {
+  readonly name: string
+  readonly handler: Deferred.Deferred<SocketHandler>
+}
+
+const makeRoute = (name: string): Route => ({ name, handler: Deferred.makeUnsafe<SocketHandler>() })
+
+/** A socket server whose `run` only hands its handler over: `negotiate` feeds it the connections of its route. */
+const slotServer = (address: string, slot: Deferred.Deferred<SocketHandler>): SocketServer.SocketServer["Service"] => ({
+  address: NetAddress.unixPathAddress(address),
+  // effect's socket protocol runs a handler that needs no services (`Effect.scoped(onSocket(socket))`)
+  run: (handler) => Effect.andThen(Deferred.succeed(slot, handler as unknown as SocketHandler), Effect.never)
+})
+
+const strictText = new TextDecoder("utf-8", { fatal: true })
+
+const asText = (bytes: Uint8Array): string | undefined => {
+  try {
+    return strictText.decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+
+const isJsonText = (text: string): boolean => {
+  const start = text.trimStart()[0]
+  if (start !== "{" && start !== "[") return false
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * What a connection's first message asks for: the name in a hello, or for a
+ * client that sent none (effect-ipc 0.1, or a hand-written one) `json` when
+ * that message is JSON text and `binary` otherwise; the message is then kept
+ * for the server (schema-binary messages are never UTF-8 text).
+ */
+const readHello = (first: Uint8Array): { readonly name: string; readonly first: Uint8Array | undefined } => {
+  const text = asText(first)
+  if (text !== undefined && text.startsWith(HELLO_PREFIX)) {
+    return { name: text.slice(HELLO_PREFIX.length), first: undefined }
+  }
+  return { name: text !== undefined && isJsonText(text) ? "json" : "binary", first }
+}
+
+/** A channel that delivers `first` before what it receives. */
+const withFirst = (channel: IpcChannel.IpcChannel, first: Uint8Array): IpcChannel.IpcChannel => {
+  let pending: Uint8Array | undefined = first
+  return {
+    ...channel,
+    receiveAll: Effect.suspend(() => {
+      if (pending === undefined) return channel.receiveAll
+      const message = pending
+      pending = undefined
+      return Effect.succeed([message] as const)
+    })
+  }
+}
+
+/** A `Defect` message in serialization `name` (binary or JSON), for a client this server cannot serve. */
+const defectReply = (name: string, message: string): Effect.Effect<Uint8Array | undefined> =>
+  name !== "binary" && name !== "json"
+    ? Effect.succeed(undefined)
+    : Effect.gen(function*() {
+      const serialization = yield* RpcSerialization.RpcSerialization
+      const defect = Schema.encodeSync(serialization.codecFor(Schema.Defect()))(message)
+      const encoded = serialization.makeUnsafe().encode({ _tag: "Defect", defect })
+      return typeof encoded === "string" ? textEncoder.encode(encoded) : encoded
+    }).pipe(Effect.provide(layerSerializationFor(name)))
+
+/** Turns away a client whose serialization is not served: a `Defect` reply it can read, a warning, a close. */
+const refuse = (channel: IpcChannel.IpcChannel, name: string, routes: ReadonlyArray<Route>) =>
+  Effect.gen(function*() {
+    const served = routes.map((route) => route.name).join(" and ")
+    const who = channel.peer.pid === undefined ? channel.address : `${channel.address} (pid ${channel.peer.pid})`
+    const detail = `this RPC server speaks ${served} serialization, not ${JSON.stringify(name)}`
+    yield* Effect.logWarning(`refused an RPC client at ${who}: ${detail}`)
+    const reply = yield* defectReply(name, detail)
+    if (reply !== undefined) yield* Effect.ignore(channel.send(reply))
+    yield* channel.close
+  })
+
+/** Serves one accepted channel: reads its hello, then hands it to the RPC server of that serialization. */
+const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChannel): Effect.Effect<unknown, unknown> =>
+  Effect.gen(function*() {
+    const { first, name } = readHello(yield* channel.receive)
+    const route = routes.find((candidate) => candidate.name === name)
+    if (route === undefined) return yield* refuse(channel, name, routes)
+    const handler = yield* Deferred.await(route.handler)
+    const socket = toSocket(Effect.succeed(first === undefined ? channel : withFirst(channel, first)), {
+      address: channel.address
+    })
+    return yield* handler(socket)
+  })
 
 /**
  * Retries a call that is safe to repeat when the link dropped under it

@@ -197,3 +197,99 @@ describe("layerServer / layerClient", () => {
       assert.isBelow(waited, 10_000, error.message)
     }).pipe(Effect.scoped))
 })
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const jsonRequest = (id: string, tag: string, payload: unknown) =>
+  encoder.encode(JSON.stringify({ _tag: "Request", id, tag, payload, headers: [] }))
+
+/** Serves ConformanceApi at a fresh memory address with `server`; returns the transport and the address. */
+const serving = (server: (address: string) => Layer.Layer<never, IpcError.IpcError, Transport.Transport>) =>
+  Effect.gen(function*() {
+    const address = `memory://negotiate-${n++}`
+    const transport = Memory.make()
+    yield* Layer.build(server(address).pipe(Layer.provide(Layer.succeed(Transport.Transport, transport))))
+    return { address, transport }
+  })
+
+const group = (address: string) =>
+  IpcRpc.layerServerGroup(ConformanceApi, address).pipe(Layer.provide(ConformanceHandlers))
+const binaryOnly = (address: string) =>
+  RpcServer.layer(ConformanceApi).pipe(
+    Layer.provide(ConformanceHandlers),
+    Layer.provide(IpcRpc.layerServerProtocol(address)),
+    Layer.provide(IpcRpc.layerSerialization)
+  )
+
+describe("serialization negotiation (the hello)", () => {
+  it.live("layerServerGroup serves binary and JSON clients at one address, with the same handlers", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const binary = yield* clientOf(transport, address, {})
+      const json = yield* Layer.build(
+        IpcRpc.layerClientProtocol(address).pipe(
+          Layer.provide(IpcRpc.layerSerializationJson),
+          Layer.provide(Layer.succeed(Transport.Transport, transport))
+        )
+      ).pipe(Effect.flatMap((protocol) => RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))))
+      assert.strictEqual(yield* binary.Echo({ n: 1 }), 1)
+      assert.strictEqual(yield* json.Echo({ n: 2 }), 2)
+      assert.instanceOf(yield* Effect.flip(json.Fail({ why: "typed" })), Refused)
+      assert.deepStrictEqual(yield* Stream.runCollect(json.Range({ n: 3 })), [1, 2, 3])
+      // one set of handlers: each side sees the other's calls
+      assert.strictEqual(yield* binary.Calls(), 3)
+    }).pipe(Effect.scoped))
+
+  it.live("a JSON client speaking raw frames: a hello, then effect's JSON messages", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("json"))
+      yield* channel.send(jsonRequest("1", "Echo", { n: 41 }))
+      assert.deepStrictEqual(JSON.parse(decoder.decode(yield* channel.receive)), {
+        _tag: "Exit",
+        requestId: "1",
+        exit: { _tag: "Success", value: 41 }
+      })
+    }).pipe(Effect.scoped))
+
+  it.live("a JSON client without a hello is served as JSON", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(jsonRequest("7", "Echo", { n: 5 }))
+      const reply = JSON.parse(decoder.decode(yield* channel.receive))
+      assert.deepStrictEqual(reply.exit, { _tag: "Success", value: 5 })
+    }).pipe(Effect.scoped))
+
+  for (const hello of [true, false]) {
+    it.live(
+      `a binary-only server answers a JSON client (${
+        hello ? "with" : "without"
+      } a hello) with a JSON Defect and logs why`,
+      () =>
+        Effect.gen(function*() {
+          const { address, transport } = yield* serving(binaryOnly)
+          const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+          if (hello) yield* channel.send(IpcRpc.hello("json"))
+          yield* channel.send(jsonRequest("1", "Echo", { n: 41 }))
+          const reply = JSON.parse(decoder.decode(yield* channel.receive))
+          assert.strictEqual(reply._tag, "Defect")
+          assert.match(reply.defect, /speaks binary serialization, not "json"/)
+          yield* collectorOf.waitFor(/Warn.*refused an RPC client at memory:.*not "json"/)
+        }).pipe(Effect.scoped, Effect.provide(Logger.layer([collectorOf.logger])))
+    )
+  }
+
+  it.live("a binary client of a JSON-only server fails its call with a defect naming the serializations", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving((at) =>
+        IpcRpc.layerServerGroup(ConformanceApi, at, { serializations: ["json"] }).pipe(
+          Layer.provide(ConformanceHandlers)
+        )
+      )
+      const binary = yield* clientOf(transport, address, {})
+      const exit = yield* Effect.exit(binary.Echo({ n: 1 }))
+      assert.match(String(exit), /speaks json serialization, not \\"binary\\"|speaks json serialization, not "binary"/)
+    }).pipe(Effect.scoped))
+})

@@ -1,0 +1,516 @@
+"""Byte channels over ``unix://`` and ``pipe://`` sockets (and any pair of
+byte streams), speaking the effect-ipc frame format: one message per data
+frame, a close handshake (a close frame, then the end of the writing side),
+ping/pong heartbeats, and typed errors for a lost peer.
+
+A ``Channel`` runs one reader thread: it answers pings at once and queues
+data for ``receive``. ``send`` may be called from any thread."""
+import errno
+import logging
+import os
+import socket
+import stat
+import struct
+import tempfile
+import threading
+import time
+
+try:
+    import queue
+except ImportError:  # pragma: no cover
+    import Queue as queue
+
+from . import address as addresses
+from . import framing
+from .errors import Closed, IpcError
+
+log = logging.getLogger("effect_ipc")
+
+_END = object()
+_READ_SIZE = 64 * 1024
+
+
+class PeerInfo(object):
+    """What is known of the process at the other end (pid, uid, gid; None when unknown)."""
+
+    def __init__(self, pid=None, uid=None, gid=None, description=None):
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.description = description
+
+    def __repr__(self):
+        return "PeerInfo(pid=%r, uid=%r, gid=%r)" % (self.pid, self.uid, self.gid)
+
+
+def same_user_or_root(peer):
+    """The default ``authorize``: the peer runs as this user, or as root."""
+    return peer.uid is not None and (peer.uid == os.getuid() or peer.uid == 0)
+
+
+def peer_credentials(sock):
+    """The credentials of a connected Unix socket's peer (``SO_PEERCRED`` on
+    Linux, ``getpeereid`` elsewhere); a ``PeerInfo`` with ``uid`` None when
+    they cannot be read."""
+    if hasattr(socket, "SO_PEERCRED"):
+        try:
+            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            return PeerInfo(pid, uid, gid)
+        except OSError:
+            return PeerInfo()
+    try:  # BSD, macOS
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        uid, gid = ctypes.c_uint32(), ctypes.c_uint32()
+        if libc.getpeereid(sock.fileno(), ctypes.byref(uid), ctypes.byref(gid)) == 0:
+            return PeerInfo(None, uid.value, gid.value)
+    except Exception:  # noqa: BLE001 - no way to read them: the caller refuses the peer
+        pass
+    return PeerInfo()
+
+
+class Heartbeat(object):
+    """Heartbeat settings in seconds: ping when nothing was sent for
+    ``interval``, fail the channel (``Timeout``) when nothing arrived for ``timeout``."""
+
+    def __init__(self, interval, timeout):
+        self.interval = interval
+        self.timeout = timeout
+
+
+class Channel(object):
+    """A message channel over a byte stream. ``read(n)`` returns up to ``n``
+    bytes (b"" at the end), ``write(data)`` writes all of ``data``,
+    ``end_write()`` ends the writing side, ``release()`` frees the stream.
+    Use ``Channel.over_socket`` for a connected socket."""
+
+    def __init__(self, read, write, end_write, release, address, peer=None,
+                 max_frame_size=framing.DEFAULT_MAX_FRAME_SIZE, heartbeat=None, linger=2.0):
+        self.address = address
+        self.peer = peer or PeerInfo()
+        self._read = read
+        self._write = write
+        self._end_write = end_write
+        self._release = release
+        self._max_frame_size = max_frame_size
+        self._linger = linger
+        self._inbox = queue.Queue()
+        self._write_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._failure = None
+        self._closing = False
+        self._finished = False
+        self._write_ended = False
+        self._peer_said_close = False
+        self._last_received = time.time()
+        self._last_sent = time.time()
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read_loop, name="effect-ipc reader %s" % address)
+        self._reader.daemon = True
+        self._reader.start()
+        self._heartbeat = heartbeat
+        if heartbeat is not None:
+            beat = threading.Thread(target=self._beat_loop, name="effect-ipc heartbeat %s" % address)
+            beat.daemon = True
+            beat.start()
+
+    @classmethod
+    def over_socket(cls, sock, address, peer=None, **options):
+        """A channel over a connected stream socket; the channel owns it."""
+        def read(n):
+            return sock.recv(n)
+
+        def end_write():
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        def release():
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+        return cls(read, sock.sendall, end_write, release, address, peer, **options)
+
+    # ---- sending -----------------------------------------------------------
+    def _send_frame(self, kind, payload=b""):
+        data = framing.encode(kind, payload)
+        with self._write_lock:
+            if self._write_ended:
+                raise Closed("the channel is closed", self.address)
+            try:
+                self._write(data)
+            except (OSError, ValueError) as error:
+                failure = IpcError("ConnectionLost", "write failed: %s" % error, self.address)
+                self._fail(failure)
+                raise failure
+            self._last_sent = time.time()
+
+    def send(self, message):
+        """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost."""
+        if self._failure is not None:
+            raise self._failure
+        if self._closing:
+            raise Closed("the channel is closed", self.address)
+        if len(message) > self._max_frame_size:
+            raise IpcError("FrameTooLarge", "a message of %d bytes is over the limit of %d"
+                           % (len(message), self._max_frame_size), self.address)
+        self._send_frame(framing.DATA, message)
+
+    # ---- receiving ---------------------------------------------------------
+    def receive(self, timeout=None):
+        """The next message (bytes). Raises ``Closed`` once the peer has closed
+        (or this side did), ``IpcError`` when the link was lost, and
+        ``IpcError`` with reason ``Timeout`` after ``timeout`` seconds."""
+        try:
+            item = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise IpcError("Timeout", "no message within %s s" % timeout, self.address)
+        if item is _END or isinstance(item, IpcError):
+            self._inbox.put(item)  # every later receive ends the same way
+            if item is _END:
+                raise Closed("the channel was closed by its peer", self.address)
+            raise item
+        return item
+
+    def __iter__(self):
+        """The incoming messages until the peer closes; a lost link raises."""
+        while True:
+            try:
+                yield self.receive()
+            except Closed:
+                return
+
+    def _read_loop(self):
+        decoder = framing.Decoder(self._max_frame_size)
+        try:
+            while True:
+                try:
+                    chunk = self._read(_READ_SIZE)
+                except (OSError, ValueError) as error:
+                    if self._closing:
+                        self._end_inbox()
+                    else:
+                        self._fail(IpcError("ConnectionLost", "the connection failed: %s" % error, self.address))
+                    return
+                if not chunk:
+                    self._on_end(decoder)
+                    return
+                self._last_received = time.time()
+                try:
+                    frames = decoder.feed(chunk)
+                except IpcError as error:
+                    self._fail(IpcError(error.reason, error.detail, self.address))
+                    return
+                for kind, payload in frames:
+                    if kind == framing.DATA:
+                        self._inbox.put(payload)
+                    elif kind == framing.CLOSE:
+                        self._peer_said_close = True
+                    elif kind == framing.PING:
+                        if not self._closing:
+                            try:
+                                self._send_frame(framing.PONG, payload)
+                            except IpcError:
+                                pass
+        finally:
+            self._teardown()
+
+    def _on_end(self, decoder):
+        if decoder.in_frame:
+            self._fail(IpcError("ConnectionLost", "the stream ended in the middle of a frame", self.address))
+        elif self._peer_said_close or self._closing:
+            self._end_inbox()
+            if not self._closing:
+                # the peer is done: answer its close frame with ours
+                self._closing = True
+                self._end_writing()
+        else:
+            self._fail(IpcError("ConnectionLost", "the peer ended the stream without closing the channel",
+                                self.address))
+
+    def _end_inbox(self):
+        self._inbox.put(_END)
+
+    def _fail(self, error):
+        with self._state_lock:
+            if self._failure is not None or self._finished:
+                return
+            self._failure = error
+        self._inbox.put(error)
+        self._teardown()
+
+    def _teardown(self):
+        with self._state_lock:
+            if self._finished:
+                return
+            self._finished = True
+        with self._write_lock:
+            self._write_ended = True
+        try:
+            self._release()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self._done.set()
+
+    def _end_writing(self):
+        try:
+            self._send_frame(framing.CLOSE)
+        except IpcError:
+            pass
+        with self._write_lock:
+            self._write_ended = True
+            try:
+                self._end_write()
+            except Exception:  # noqa: BLE001 - the peer is gone already
+                pass
+
+    # ---- closing -----------------------------------------------------------
+    def close(self):
+        """Closes the channel: sends a close frame, ends the writing side and
+        waits (at most ``linger`` seconds) for the peer to answer. Idempotent."""
+        with self._state_lock:
+            if self._closing or self._finished:
+                already = True
+            else:
+                already = False
+                self._closing = True
+        if already:
+            self._done.wait(self._linger)
+            return
+        self._end_writing()
+        if not self._done.wait(self._linger):
+            self._teardown()
+        # receive after our close: Closed
+        self._inbox.put(Closed("the channel is closed", self.address))
+
+    @property
+    def closed(self):
+        """True once the channel is closed or lost."""
+        return self._done.is_set()
+
+    def wait_closed(self, timeout=None):
+        """Waits until the channel is closed (by either side) or lost; True if it is."""
+        return self._done.wait(timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- heartbeats --------------------------------------------------------
+    def _beat_loop(self):
+        interval, timeout = self._heartbeat.interval, self._heartbeat.timeout
+        while not self._done.wait(interval):
+            now = time.time()
+            if now - self._last_received > timeout:
+                self._fail(IpcError("Timeout", "no word from the peer for %d ms" % int(timeout * 1000),
+                                    self.address))
+                return
+            if now - self._last_sent >= interval and not self._closing:
+                try:
+                    self._send_frame(framing.PING)
+                except IpcError:
+                    return
+
+
+def connect(address, authorize=same_user_or_root, timeout=None, **options):
+    """Dials a ``unix://`` or ``pipe://`` address. The server's credentials go
+    to ``authorize`` before a byte is sent (``PeerRejected`` if refused or
+    unreadable). Options: ``max_frame_size``, ``heartbeat``, ``linger``."""
+    where = addresses.resolve(address)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(where.path)
+        sock.settimeout(None)
+    except OSError as error:
+        sock.close()
+        raise _connect_error(error, address)
+    peer = peer_credentials(sock)
+    if not authorize(peer):
+        sock.close()
+        raise IpcError("PeerRejected", "the server (uid %s) is not allowed by authorize" % peer.uid, address)
+    peer.description = address
+    return Channel.over_socket(sock, address, peer, **options)
+
+
+def _connect_error(error, address):
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOENT, errno.ECONNREFUSED):
+        return IpcError("NotFound", "cannot connect: %s" % os.strerror(code).lower(), address)
+    if code in (errno.EACCES, errno.EPERM):
+        return IpcError("PermissionDenied", "cannot connect: %s" % os.strerror(code).lower(), address)
+    if isinstance(error, socket.timeout):
+        return IpcError("Timeout", "cannot connect: timed out", address)
+    return IpcError("Open", "cannot connect: %s" % error, address)
+
+
+class Listener(object):
+    """A listening socket at a ``unix://`` or ``pipe://`` address, bound the
+    safe way (see ``listen``). ``accept`` yields channels; ``close`` removes
+    the socket file (only its own)."""
+
+    def __init__(self, sock, address, path, identity, authorize, options):
+        self.address = address
+        self._sock = sock
+        self._path = path
+        self._identity = identity
+        self._authorize = authorize
+        self._options = options
+        self._closed = False
+
+    def accept(self, timeout=None):
+        """Waits for the next client admitted by ``authorize`` and returns its
+        channel (a refused client's connection is closed and logged)."""
+        while True:
+            try:
+                self._sock.settimeout(timeout)
+                conn, _ = self._sock.accept()
+            except socket.timeout:
+                raise IpcError("Timeout", "no client within %s s" % timeout, self.address)
+            except OSError as error:
+                if self._closed:
+                    raise Closed("the listener is closed", self.address)
+                raise IpcError("Accept", "accept failed: %s" % error, self.address)
+            conn.settimeout(None)
+            peer = peer_credentials(conn)
+            if not self._authorize(peer):
+                log.warning("PeerRejected: refused a client (pid %s, uid %s) at %s", peer.pid, peer.uid, self.address)
+                conn.close()
+                continue
+            peer.description = self.address
+            return Channel.over_socket(conn, self.address, peer, **self._options)
+
+    def serve(self, handler):
+        """Serves every client in a thread of its own: ``handler(channel)``;
+        the channel is closed when the handler returns. Runs until ``close``."""
+        while True:
+            try:
+                channel = self.accept()
+            except Closed:
+                return
+
+            def run(ch=channel):
+                try:
+                    handler(ch)
+                except Closed:
+                    pass
+                except Exception:  # noqa: BLE001 - one connection's failure ends only that connection
+                    log.warning("connection handler failed", exc_info=True)
+                finally:
+                    ch.close()
+
+            thread = threading.Thread(target=run, name="effect-ipc connection")
+            thread.daemon = True
+            thread.start()
+
+    def close(self):
+        """Stops listening and removes the socket file if it is still this listener's."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        if self._identity is not None:
+            try:
+                st = os.lstat(self._path)
+                if (st.st_dev, st.st_ino) == self._identity:
+                    os.unlink(self._path)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _describe(st):
+    kinds = [(stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+             (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO")]
+    kind = next((name for test, name in kinds if test(st.st_mode)), "something")
+    return "%s owned by uid %d" % (kind, st.st_uid)
+
+
+def _clear_stale(path, address):
+    """Removes a dead server's socket of this user at ``path``; anything else there is ``AddressInUse``."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError as error:
+            if error.errno == errno.ECONNREFUSED:
+                os.unlink(path)
+                return
+        finally:
+            probe.close()
+        raise IpcError("AddressInUse", "a live server listens there", address)
+    raise IpcError("AddressInUse", "something is already there: %s" % _describe(st), address)
+
+
+def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **options):
+    """Listens at a ``unix://`` or ``pipe://`` address. Nothing at the path is
+    removed unless it is this user's socket whose connections are refused (a
+    dead server's); the socket is bound in a fresh 0700 directory, given
+    ``mode`` and only then linked to its public path, so no other user can
+    connect in between. Clients' credentials go to ``authorize``."""
+    where = addresses.resolve(address)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if where.kind == "abstract":
+        try:
+            sock.bind(where.path)
+        except OSError as error:
+            sock.close()
+            raise IpcError("AddressInUse", "cannot bind: %s" % error, address)
+        sock.listen(backlog)
+        return Listener(sock, address, where.path, None, authorize, options)
+    path = where.path
+    directory = os.path.dirname(path) or "/"
+    if not os.path.isdir(directory):
+        sock.close()
+        raise IpcError("NotFound", "cannot bind: directory %s does not exist" % directory, address)
+    try:
+        _clear_stale(path, address)
+    except Exception:
+        sock.close()
+        raise
+    private = tempfile.mkdtemp(prefix=".e", dir=directory)
+    temporary = os.path.join(private, "s")
+    try:
+        if len(temporary.encode("utf-8")) > addresses.MAX_PATH_BYTES:
+            raise IpcError("NameTooLong", "no room for a private directory beside the socket", address)
+        sock.bind(temporary)
+        os.chmod(temporary, mode)
+        sock.listen(backlog)
+        try:
+            os.link(temporary, path)
+        except OSError as error:
+            if error.errno == errno.EEXIST:
+                raise IpcError("AddressInUse", "another server took the path first", address)
+            raise IpcError("Open", "cannot bind: %s" % error, address)
+    except Exception:
+        sock.close()
+        raise
+    finally:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        os.rmdir(private)
+    st = os.lstat(path)
+    return Listener(sock, address, path, (st.st_dev, st.st_ino), authorize, options)

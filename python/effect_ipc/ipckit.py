@@ -1,0 +1,218 @@
+"""ipckit's ``FileChannel`` files, spoken carefully (the Node side's
+``Ipckit`` mode): ``backend_to_frontend.json`` and ``frontend_to_backend.json``
+(JSON arrays, pretty-printed as serde_json writes them), ``.channel_info``,
+and ipckit's lock protocol (create ``<stream>.lock`` exclusively with the pid
+and a newline, read the array, append, keep the last 100, write
+``<stream>.tmp`` and rename it over, remove the lock).
+
+Unlike ipckit: a lock whose holder is alive is never broken (only a dead
+pid's, or an empty lock older than ``stale_age``); a file that is not a JSON
+array is never overwritten (``IpcError`` ``Decode``); each message is
+delivered once, by id, in order; waiting for a response keeps the other
+messages queued. ipckit's limits remain: a reader more than ``keep``
+messages behind loses messages, and the read position is kept in memory."""
+import errno
+import json
+import os
+import time
+import uuid
+
+from .errors import IpcError
+
+KEEP = 100
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+def _pretty(value):
+    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def message(msg_type, method=None, payload=None, reply_to=None, error=None):
+    """A ``FileMessage``: fields in ipckit's order, absent ones left out."""
+    out = {"id": str(uuid.uuid4()), "timestamp": _now_ms(), "type": msg_type}
+    if reply_to is not None:
+        out["reply_to"] = reply_to
+    if method is not None:
+        out["method"] = method
+    out["payload"] = payload
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno == errno.EPERM
+    return True
+
+
+class IpckitChannel(object):
+    """One end (``role`` ``backend`` or ``frontend``) of an ipckit file channel in ``directory``."""
+
+    def __init__(self, directory, role, keep=KEEP, stale_age=5.0, lock_timeout=10.0, poll_interval=0.02):
+        if role not in ("backend", "frontend"):
+            raise IpcError("InvalidAddress", "the role is backend or frontend", directory)
+        self.directory = directory
+        self.role = role
+        self.keep = keep
+        self.stale_age = stale_age
+        self.lock_timeout = lock_timeout
+        self.poll_interval = poll_interval
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o700)
+        b2f = os.path.join(directory, "backend_to_frontend.json")
+        f2b = os.path.join(directory, "frontend_to_backend.json")
+        self.outbox, self.inbox = (b2f, f2b) if role == "backend" else (f2b, b2f)
+        info = os.path.join(directory, ".channel_info")
+        if not os.path.exists(info):
+            self._write_new(info, _pretty({"created": _now_ms(), "protocol": "file-ipc", "version": "1.0"}))
+        for path in (self.outbox, self.inbox):
+            if not os.path.exists(path):
+                self._write_new(path, "[]")
+        self._delivered = set()
+        self._queue = []
+
+    @staticmethod
+    def _write_new(path, text):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as error:
+            if error.errno == errno.EEXIST:
+                return
+            raise
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
+    def _read(self, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = f.read()
+        except IOError as error:
+            if error.errno == errno.ENOENT:
+                return []
+            raise
+        if content.strip() == "":
+            return []
+        try:
+            value = json.loads(content)
+        except ValueError as error:
+            raise IpcError("Decode", "%s is not JSON: %s" % (os.path.basename(path), error), self.directory)
+        if not isinstance(value, list):
+            raise IpcError("Decode", "%s is not a JSON array" % os.path.basename(path), self.directory)
+        return value
+
+    def _lock(self, path):
+        deadline = time.time() + self.lock_timeout
+        while True:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                os.write(fd, ("%d\n" % os.getpid()).encode())
+                os.close(fd)
+                return
+            except OSError as error:
+                if error.errno != errno.EEXIST:
+                    raise
+            self._maybe_break(path)
+            if time.time() > deadline:
+                raise IpcError("Timeout", "the lock %s stayed held" % os.path.basename(path), self.directory)
+            time.sleep(0.01)
+
+    def _maybe_break(self, path):
+        """Removes a lock whose holder is dead (or an empty one older than ``stale_age``); never a live one."""
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            age = time.time() - os.stat(path).st_mtime
+        except (IOError, OSError):
+            return
+        stale = (not _alive(int(text))) if text.isdigit() else age > self.stale_age
+        if not stale:
+            return
+        aside = "%s.%s.stale" % (path, uuid.uuid4().hex[:8])
+        try:
+            os.rename(path, aside)
+        except OSError:
+            return
+        with open(aside) as f:
+            again = f.read().strip()
+        if again == text:
+            os.unlink(aside)
+        elif not os.path.exists(path):
+            os.rename(aside, path)  # another holder's fresh lock was moved: put it back
+        else:
+            os.unlink(aside)
+
+    def send(self, msg):
+        """Appends a message (see ``message``) to this side's file under ipckit's lock."""
+        lock = os.path.splitext(self.outbox)[0] + ".lock"
+        self._lock(lock)
+        try:
+            messages = self._read(self.outbox)
+            messages.append(msg)
+            if len(messages) > self.keep:
+                messages = messages[len(messages) - self.keep:]
+            tmp = os.path.splitext(self.outbox)[0] + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(_pretty(messages))
+            os.rename(tmp, self.outbox)
+        finally:
+            os.unlink(lock)
+        return msg
+
+    def send_request(self, method, payload=None):
+        """Sends a request; returns its id."""
+        return self.send(message("request", method=method, payload=payload))["id"]
+
+    def send_response(self, reply_to, payload=None):
+        """Answers request ``reply_to``."""
+        self.send(message("response", reply_to=reply_to, payload=payload))
+
+    def send_error(self, reply_to, error):
+        """Answers request ``reply_to`` with an error text."""
+        self.send(message("response", reply_to=reply_to, error=error))
+
+    def send_event(self, method, payload=None):
+        """Sends an event."""
+        self.send(message("event", method=method, payload=payload))
+
+    def _poll(self):
+        values = [v for v in self._read(self.inbox) if isinstance(v, dict) and isinstance(v.get("id"), str)]
+        ids = set(v["id"] for v in values)
+        for value in values:
+            if value["id"] not in self._delivered:
+                self._delivered.add(value["id"])
+                self._queue.append(value)
+        self._delivered &= ids | set(m["id"] for m in self._queue)
+
+    def receive(self, timeout=None):
+        """The next message from the other side, each once, in order; ``Timeout`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            if not self._queue:
+                self._poll()
+            if self._queue:
+                return self._queue.pop(0)
+            if deadline is not None and time.time() >= deadline:
+                raise IpcError("Timeout", "no message within %s s" % timeout, self.directory)
+            time.sleep(self.poll_interval)
+
+    def wait_response(self, request_id, timeout=10.0):
+        """The response to ``request_id``; other messages stay queued for ``receive``."""
+        deadline = time.time() + timeout
+        while True:
+            self._poll()
+            for i, msg in enumerate(self._queue):
+                if msg.get("type") == "response" and msg.get("reply_to") == request_id:
+                    return self._queue.pop(i)
+            if time.time() >= deadline:
+                raise IpcError("Timeout", "no response within %s s" % timeout, self.directory)
+            time.sleep(self.poll_interval)
+
+    def request(self, method, payload=None, timeout=10.0):
+        """Sends a request and waits for its response message."""
+        return self.wait_response(self.send_request(method, payload), timeout)

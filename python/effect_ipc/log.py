@@ -1,0 +1,633 @@
+"""The ``file://`` log format (the Node side's ``LogFormat.ts``): a stream
+directory of segments holding CRC-checked records, a writer state in
+``writer.lock`` and one durable cursor per named reader. ``LogWriter``
+appends under the stream's ``flock`` and takes over from a writer that died
+(cutting only its torn tail); ``LogReader`` delivers whole, valid records
+only, from its cursor, and reports damage as ``IpcError`` reason ``Corrupt``,
+never as a gap. Unix only (``fcntl``)."""
+import binascii
+import errno
+import fcntl
+import os
+import re
+import stat
+import struct
+import time
+import uuid
+
+from .errors import Closed, IpcError
+
+RECORD_HEADER = 12
+SEGMENT_HEADER = 16
+MARKER = 0xEF
+VERSION = 0x01
+SEGMENT_MAGIC = b"EIPCSEG1"
+WRITER_MAGIC = b"EIPCWLK1"
+WRITER_STATE_SIZE = 32
+CURSOR_SIZE = 36
+DATA, CLOSE, END_OF_SEGMENT = 0, 1, 2
+DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+_ROTATION_ROOM = RECORD_HEADER + SEGMENT_HEADER
+_READER_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
+_SEGMENT_NAME = re.compile(r"^[0-9a-f]{16}\.seg$")
+
+
+def crc32(data, value=0):
+    """CRC-32 (IEEE, as zlib's)."""
+    return binascii.crc32(data, value) & 0xFFFFFFFF
+
+
+def segment_name(base):
+    """The file name of the segment with base offset ``base``."""
+    return "%016x.seg" % base
+
+
+def encode_record(kind, payload=b""):
+    """A whole record: marker, version, kind, reserved, length, CRC-32 of the first 8 bytes and the payload."""
+    head = struct.pack(">BBBBI", MARKER, VERSION, kind, 0, len(payload))
+    return head + struct.pack(">I", crc32(payload, crc32(head))) + bytes(payload)
+
+
+def encode_segment_header(base):
+    """A segment header: ``EIPCSEG1`` and the base offset (u64)."""
+    return SEGMENT_MAGIC + struct.pack(">Q", base)
+
+
+class WriterState(object):
+    """The writer state of ``writer.lock``: ``clean`` (False: a writer is
+    appending or died appending), the current segment's base, the committed
+    end offset and the last holder's pid."""
+
+    def __init__(self, clean, segment, end, pid):
+        self.clean, self.segment, self.end, self.pid = clean, segment, end, pid
+
+    def encode(self):
+        """The 32 bytes of this state."""
+        return WRITER_MAGIC + struct.pack(">B3xQQI", 0 if self.clean else 1, self.segment, self.end, self.pid)
+
+    @staticmethod
+    def decode(data):
+        """The state in ``data``, or None when it holds none."""
+        if len(data) < WRITER_STATE_SIZE or data[:8] != WRITER_MAGIC:
+            return None
+        dirty, segment, end, pid = struct.unpack(">B3xQQI", data[8:32])
+        return WriterState(dirty == 0, segment, end, pid)
+
+
+def encode_cursor_slot(offset, seq):
+    """One cursor slot: offset (u64), sequence (u32), CRC-32 of those 12 bytes."""
+    body = struct.pack(">QI", offset, seq & 0xFFFFFFFF)
+    return body + struct.pack(">I", crc32(body))
+
+
+def decode_cursor(data):
+    """``(offset, seq)`` of the valid slot with the higher sequence, or None."""
+    best = None
+    for at in (0, 16):
+        slot = data[at:at + 16]
+        if len(slot) < 16 or crc32(slot[:12]) != struct.unpack(">I", slot[12:16])[0]:
+            continue
+        offset, seq = struct.unpack(">QI", slot[:12])
+        if best is None or ((seq - best[1]) & 0xFFFFFFFF) < 0x80000000:
+            best = (offset, seq)
+    return best
+
+
+def _corrupt(directory, base, offset, why):
+    return IpcError("Corrupt", "corrupt record at offset %d (%s) in segment %s of %s"
+                    % (offset, why, segment_name(base), os.path.basename(directory)), directory)
+
+
+def _open_file(path, flags, directory):
+    """Opens a file of the stream without following links or blocking on a FIFO; it must be this user's regular file."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            raise IpcError("NotFound", "%s does not exist" % os.path.basename(path), directory)
+        if error.errno in (errno.ELOOP, errno.EACCES, errno.EPERM):
+            raise IpcError("PermissionDenied", "cannot open %s: %s" % (os.path.basename(path), error), directory)
+        raise IpcError("Open", "cannot open %s: %s" % (os.path.basename(path), error), directory)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.getuid(), 0):
+        os.close(fd)
+        raise IpcError("PermissionDenied", "%s is not a regular file of this user" % os.path.basename(path), directory)
+    return fd
+
+
+def _read_at(fd, size, offset):
+    out = b""
+    while len(out) < size:
+        chunk = os.pread(fd, size - len(out), offset + len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _write_at(fd, data, offset):
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def segments(directory):
+    """The base offsets of a stream's segments, oldest first."""
+    return sorted(int(name[:16], 16) for name in os.listdir(directory) if _SEGMENT_NAME.match(name))
+
+
+def _write_new_file(path, data, mode):
+    tmp = "%s.%s.tmp" % (path, uuid.uuid4().hex[:12])
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        _write_at(fd, data, 0)
+    finally:
+        os.close(fd)
+    try:
+        os.rename(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _scan(fd, at, size):
+    """The record at file position ``at``: ("record", kind, length), ("end",), ("incomplete", length|None) or ("invalid", why)."""
+    if at >= size:
+        return ("end",)
+    head = _read_at(fd, min(RECORD_HEADER, size - at), at)
+    if len(head) < RECORD_HEADER:
+        why = _implausible(head)
+        return ("invalid", why) if why else ("incomplete", None)
+    why = _implausible(head)
+    if why:
+        return ("invalid", why)
+    length, crc = struct.unpack(">II", head[4:12])
+    if at + RECORD_HEADER + length > size:
+        return ("incomplete", length)
+    payload = _read_at(fd, length, at + RECORD_HEADER)
+    if len(payload) < length:
+        return ("incomplete", length)
+    if crc32(payload, crc32(head[:8])) != crc:
+        return ("invalid", "checksum mismatch")
+    return ("record", head[2], length, payload)
+
+
+def _implausible(head):
+    if len(head) > 0 and head[0] != MARKER:
+        return "bad marker byte 0x%x" % head[0]
+    if len(head) > 1 and head[1] != VERSION:
+        return "unknown record version %d" % head[1]
+    if len(head) > 2 and head[2] > END_OF_SEGMENT:
+        return "unknown record kind %d" % head[2]
+    return None
+
+
+def create(directory, readers=(), file_mode=0o600, dir_mode=0o700):
+    """Creates the stream ``directory`` unless it exists (built aside, then
+    renamed into place) and registers ``readers`` at its start."""
+    for name in readers:
+        if not _READER_NAME.match(name):
+            raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
+    if not os.path.exists(directory):
+        tmp = "%s.%s.tmp" % (directory, uuid.uuid4().hex[:12])
+        os.mkdir(tmp, dir_mode)
+        try:
+            os.mkdir(os.path.join(tmp, "readers"), dir_mode)
+            with open(os.path.join(tmp, segment_name(0)), "xb") as f:
+                f.write(encode_segment_header(0))
+            with open(os.path.join(tmp, "writer.lock"), "xb") as f:
+                f.write(WriterState(True, 0, SEGMENT_HEADER, os.getpid()).encode())
+            for path in (os.path.join(tmp, segment_name(0)), os.path.join(tmp, "writer.lock")):
+                os.chmod(path, file_mode)
+            try:
+                os.rename(tmp, directory)
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        finally:
+            if os.path.exists(tmp):
+                import shutil
+                shutil.rmtree(tmp, ignore_errors=True)
+    for name in readers:
+        register(directory, name, "start", file_mode)
+
+
+def register(directory, name, start="start", file_mode=0o600):
+    """Registers reader ``name`` at the ``start`` (oldest record held) or ``end`` of the stream, unless it exists."""
+    if not _READER_NAME.match(name):
+        raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
+    path = os.path.join(directory, "readers", name + ".cursor")
+    if os.path.exists(path):
+        return
+    bases = segments(directory)
+    if not bases:
+        raise IpcError("NotFound", "the stream has no segments", directory)
+    offset = bases[0] + SEGMENT_HEADER
+    if start == "end":
+        with open(os.path.join(directory, "writer.lock"), "rb") as f:
+            state = WriterState.decode(f.read(WRITER_STATE_SIZE))
+        if state is not None:
+            offset = state.end
+    data = encode_cursor_slot(offset, 0) + b"\0" * (CURSOR_SIZE - 16)
+    tmp = "%s.%s.tmp" % (path, uuid.uuid4().hex[:12])
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, file_mode)
+    try:
+        _write_at(fd, data, 0)
+        os.close(fd)
+        try:
+            os.link(tmp, path)  # never overwrites a cursor another process made meanwhile
+        except OSError as error:
+            if error.errno != errno.EEXIST:
+                raise
+    finally:
+        os.unlink(tmp)
+
+
+def _cursor_offsets(directory):
+    out = []
+    folder = os.path.join(directory, "readers")
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if name.endswith(".cursor"):
+            try:
+                with open(os.path.join(folder, name), "rb") as f:
+                    cursor = decode_cursor(f.read(CURSOR_SIZE))
+            except OSError:
+                continue
+            if cursor is not None:
+                out.append(cursor[0])
+    return out
+
+
+def reclaim(directory):
+    """Deletes the segments every registered reader is past (never the last one); returns the bytes freed."""
+    bases = segments(directory)
+    offsets = _cursor_offsets(directory)
+    if len(bases) < 2 or not offsets:
+        return 0
+    low, freed = min(offsets), 0
+    for i in range(len(bases) - 1):
+        if bases[i + 1] > low:
+            break
+        os.unlink(os.path.join(directory, segment_name(bases[i])))
+        freed += bases[i + 1] - bases[i]
+    return freed
+
+
+class LogWriter(object):
+    """The writing end of a stream (which must exist: see ``create``). Each
+    ``append`` takes the stream's writer lock (``flock``), takes over from a
+    writer that died (its torn tail is cut; committed records are never cut:
+    ``Corrupt`` instead), writes one record and releases the lock with a
+    clean state. ``durability="fsync"`` also waits for the disk. An append
+    that would pass ``max_bytes`` (after reclaiming what readers are past)
+    raises ``IpcError`` reason ``Full``: nothing is dropped."""
+
+    def __init__(self, directory, segment_bytes=DEFAULT_SEGMENT_BYTES, max_bytes=DEFAULT_MAX_BYTES,
+                 durability="os", lock_timeout=10.0, file_mode=0o600):
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.durability = durability
+        self.lock_timeout = lock_timeout
+        self.file_mode = file_mode
+        self.repairs = []
+        self._lock_fd = _open_file(os.path.join(directory, "writer.lock"), os.O_RDWR, directory)
+        self._seg_fd = -1
+        self._seg_base = -1
+        self._end = 0
+        self._closed = False
+
+    def _lock(self):
+        deadline = time.time() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    raise
+            try:
+                os.pwrite(self._lock_fd, b"\1", WRITER_STATE_SIZE)  # tell the holder a writer waits
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise IpcError("Timeout", "the writer lock was held for more than %s s" % self.lock_timeout,
+                               self.directory)
+            time.sleep(0.002)
+
+    def _open_segment(self, base):
+        try:
+            fd = _open_file(os.path.join(self.directory, segment_name(base)), os.O_RDWR, self.directory)
+        except IpcError as error:
+            if error.reason == "NotFound":
+                raise _corrupt(self.directory, base, base, "the segment the writer state names is missing")
+            raise
+        if self._seg_fd >= 0:
+            os.close(self._seg_fd)
+        self._seg_fd, self._seg_base = fd, base
+
+    def _write_state(self, clean):
+        _write_at(self._lock_fd, WriterState(clean, self._seg_base, self._end, os.getpid()).encode(), 0)
+
+    def _take_over(self):
+        state = WriterState.decode(_read_at(self._lock_fd, WRITER_STATE_SIZE, 0))
+        if state is None:
+            raise IpcError("Corrupt", "the writer state (writer.lock) is unreadable: the committed end is unknown",
+                           self.directory)
+        if state.segment != self._seg_base:
+            self._open_segment(state.segment)
+        size = os.fstat(self._seg_fd).st_size
+        if not state.clean or size != state.end - state.segment:
+            self._recover(state, size)
+        else:
+            self._end = state.end
+        self._write_state(False)
+
+    def _recover(self, state, size):
+        """After a writer died: keep whole records past the committed end, cut only a torn tail."""
+        bases = segments(self.directory)
+        base = state.segment
+        if size < state.end - base:
+            raise _corrupt(self.directory, base, base + size,
+                           "committed records are missing: the segment ends at offset %d, the writer state records %d"
+                           % (base + size, state.end))
+        at = max(state.end - base, SEGMENT_HEADER)
+        file_size = size
+        while True:
+            scan = _scan(self._seg_fd, at, file_size)
+            if scan[0] == "record":
+                at += RECORD_HEADER + scan[2]
+                if scan[1] != END_OF_SEGMENT:
+                    continue
+                following = base + at
+                path = os.path.join(self.directory, segment_name(following))
+                if not os.path.exists(path):
+                    _write_new_file(path, encode_segment_header(following), self.file_mode)
+                    self.repairs.append("created segment %s that a dead writer announced" % segment_name(following))
+                self._open_segment(following)
+                base, at = following, SEGMENT_HEADER
+                file_size = os.fstat(self._seg_fd).st_size
+                continue
+            if scan[0] == "invalid":
+                raise _corrupt(self.directory, base, base + at, scan[1])
+            if scan[0] == "incomplete" and scan[1] is not None:
+                inside = self._record_inside(at, file_size)
+                if inside is not None:
+                    raise _corrupt(self.directory, base, base + at,
+                                   "its length runs over a whole record at offset %d" % (base + inside))
+            break
+        unlinked = []
+        for other in bases:
+            if other <= base:
+                continue
+            path = os.path.join(self.directory, segment_name(other))
+            if other != base + at + RECORD_HEADER or os.stat(path).st_size > SEGMENT_HEADER:
+                raise _corrupt(self.directory, base, base + at,
+                               "segment %s follows a segment that has no end-of-segment record" % segment_name(other))
+            unlinked.append(path)
+        if at < file_size:
+            os.ftruncate(self._seg_fd, at)
+            self.repairs.append("cut %d bytes of a torn record at offset %d (a writer died in the middle of a write)"
+                                % (file_size - at, base + at))
+        for path in unlinked:
+            os.unlink(path)
+            self.repairs.append("removed the empty segment %s a dead writer had not linked yet"
+                                % os.path.basename(path))
+        self._end = base + at
+
+    def _record_inside(self, at, size):
+        data = _read_at(self._seg_fd, size - at, at)
+        for i in range(1, len(data) - RECORD_HEADER + 1):
+            if data[i] == MARKER and _scan(self._seg_fd, at + i, size)[0] == "record":
+                return at + i
+        return None
+
+    def _rotate(self):
+        eos = encode_record(END_OF_SEGMENT)
+        following = self._end + len(eos)
+        path = os.path.join(self.directory, segment_name(following))
+        _write_new_file(path, encode_segment_header(following), self.file_mode)
+        try:
+            _write_at(self._seg_fd, eos, self._end - self._seg_base)
+        except OSError:
+            os.ftruncate(self._seg_fd, self._end - self._seg_base)
+            os.unlink(path)
+            raise
+        self._open_segment(following)
+        self._end = following + SEGMENT_HEADER
+
+    def _fits(self, size):
+        bases = segments(self.directory)
+        oldest = bases[0] if bases else 0
+        if self._end + size + _ROTATION_ROOM - oldest <= self.max_bytes:
+            return True
+        reclaim(self.directory)
+        bases = segments(self.directory)
+        oldest = bases[0] if bases else 0
+        return self._end + size + _ROTATION_ROOM - oldest <= self.max_bytes
+
+    def append(self, payload, kind=DATA):
+        """Appends one record (bytes); returns once it is in the file (on disk with ``fsync``)."""
+        self.append_many([payload], kind)
+
+    def append_many(self, payloads, kind=DATA):
+        """Appends several records under one lock, in order."""
+        if self._closed:
+            raise Closed("the writer is closed", self.directory)
+        self._lock()
+        clean = False
+        try:
+            self._take_over()
+            for payload in payloads:
+                record = encode_record(kind, payload)
+                if kind != CLOSE and not self._fits(len(record)):
+                    raise IpcError("Full", "the stream holds %d bytes, its limit: readers are behind"
+                                   % self.max_bytes, self.directory)
+                start = self._end
+                if start - self._seg_base >= self.segment_bytes and start > self._seg_base + SEGMENT_HEADER:
+                    self._rotate()
+                at = self._end
+                try:
+                    _write_at(self._seg_fd, record, at - self._seg_base)
+                except OSError as error:
+                    os.ftruncate(self._seg_fd, at - self._seg_base)  # the log stays whole
+                    reason = "NoSpace" if error.errno == errno.ENOSPC else "Write"
+                    raise IpcError(reason, "cannot append to the stream: %s" % error, self.directory)
+                self._end = at + len(record)
+            if self.durability == "fsync":
+                os.fdatasync(self._seg_fd) if hasattr(os, "fdatasync") else os.fsync(self._seg_fd)
+            clean = True
+        finally:
+            try:
+                if clean:
+                    self._write_state(True)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self, goodbye=False):
+        """Closes the writer; with ``goodbye`` it first appends a close record (the writer said goodbye)."""
+        if self._closed:
+            return
+        if goodbye:
+            self.append(b"", CLOSE)
+        self._closed = True
+        for fd in (self._seg_fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Entry(object):
+    """One record read: ``kind`` (DATA or CLOSE), ``payload`` and ``offset`` (the offset right after it)."""
+
+    def __init__(self, kind, payload, offset):
+        self.kind, self.payload, self.offset = kind, payload, offset
+
+    def __repr__(self):
+        return "Entry(kind=%d, payload=%r, offset=%d)" % (self.kind, self.payload, self.offset)
+
+
+class LogReader(object):
+    """Reader ``name`` of a stream, from its durable cursor (registered at
+    ``start`` if new). One process at a time per name (``AddressInUse``).
+    A record counts as handled when the next one is asked for or the reader
+    closes: a restarted reader neither skips nor repeats (a reader killed
+    while handling a record gets it again). Damage is ``Corrupt``."""
+
+    def __init__(self, directory, name, start="start", poll_interval=0.01, file_mode=0o600):
+        self.directory = directory
+        self.name = name
+        self.poll_interval = poll_interval
+        register(directory, name, start, file_mode)
+        path = os.path.join(directory, "readers", name + ".cursor")
+        self._cursor_fd = _open_file(path, os.O_RDWR, directory)
+        try:
+            fcntl.flock(self._cursor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = struct.unpack(">I", _read_at(self._cursor_fd, CURSOR_SIZE, 0)[32:36] or b"\0\0\0\0")[0]
+            os.close(self._cursor_fd)
+            raise IpcError("AddressInUse", "reader %s is in use by another process%s"
+                           % (name, " (pid %d)" % owner if owner else ""), directory)
+        cursor = decode_cursor(_read_at(self._cursor_fd, CURSOR_SIZE, 0))
+        if cursor is None:
+            os.close(self._cursor_fd)
+            raise IpcError("Decode", "the cursor of reader %s is unreadable" % name, directory)
+        os.pwrite(self._cursor_fd, struct.pack(">I", os.getpid()), 32)
+        self._committed, self._seq = cursor
+        self._pending = None
+        self._seg_fd = -1
+        self._seg_base = -1
+        self._pos = 0
+        self._closed = False
+        self._seek(self._committed)
+
+    def _seek(self, offset):
+        bases = [b for b in segments(self.directory) if b <= offset]
+        if not bases:
+            raise _corrupt(self.directory, offset, offset, "no segment holds the cursor's offset")
+        self._open_segment(bases[-1])
+        self._pos = offset - self._seg_base
+
+    def _open_segment(self, base):
+        fd = _open_file(os.path.join(self.directory, segment_name(base)), os.O_RDONLY, self.directory)
+        if _read_at(fd, SEGMENT_HEADER, 0) != encode_segment_header(base):
+            os.close(fd)
+            raise _corrupt(self.directory, base, base, "the segment header is damaged")
+        if self._seg_fd >= 0:
+            os.close(self._seg_fd)
+        self._seg_fd, self._seg_base, self._pos = fd, base, SEGMENT_HEADER
+
+    def _committed_end(self):
+        try:
+            with open(os.path.join(self.directory, "writer.lock"), "rb") as f:
+                state = WriterState.decode(f.read(WRITER_STATE_SIZE))
+        except OSError:
+            state = None
+        if state is None or state.segment < self._seg_base:
+            return self._seg_base + SEGMENT_HEADER
+        return float("inf") if state.segment > self._seg_base else state.end
+
+    def _next(self):
+        """The next record, or None when there is none yet (the end, or a write in progress past the committed end)."""
+        while True:
+            committed = self._committed_end()  # read before the file's size: what it says is in the file
+            size = os.fstat(self._seg_fd).st_size
+            offset = self._seg_base + self._pos
+            scan = _scan(self._seg_fd, self._pos, size)
+            if scan[0] == "invalid":
+                raise _corrupt(self.directory, self._seg_base, offset, scan[1])
+            if scan[0] in ("end", "incomplete"):
+                if offset < committed:
+                    why = "a record cut short" if scan[0] == "incomplete" else "committed records are missing"
+                    raise _corrupt(self.directory, self._seg_base, offset, why)
+                return None
+            kind, length, payload = scan[1], scan[2], scan[3]
+            self._pos += RECORD_HEADER + length
+            if kind == END_OF_SEGMENT:
+                following = self._seg_base + self._pos
+                try:
+                    self._open_segment(following)
+                except IpcError as error:
+                    if error.reason == "NotFound":
+                        raise _corrupt(self.directory, self._seg_base, following,
+                                       "segment %s is missing" % segment_name(following))
+                    raise
+                continue
+            return Entry(kind, payload, self._seg_base + self._pos)
+
+    def commit(self, offset):
+        """Records that everything before ``offset`` is handled (alternating cursor slots)."""
+        if offset <= self._committed:
+            return
+        self._committed = offset
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        os.pwrite(self._cursor_fd, encode_cursor_slot(offset, self._seq), (self._seq & 1) * 16)
+
+    def read(self, timeout=None):
+        """The next record (an ``Entry``, data or close), waiting up to
+        ``timeout`` seconds (None: for ever); ``IpcError`` ``Timeout`` after it."""
+        if self._closed:
+            raise Closed("the reader is closed", self.directory)
+        if self._pending is not None:
+            self.commit(self._pending)
+            self._pending = None
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            entry = self._next()
+            if entry is not None:
+                self._pending = entry.offset
+                return entry
+            if deadline is not None and time.time() >= deadline:
+                raise IpcError("Timeout", "no record within %s s" % timeout, self.directory)
+            time.sleep(self.poll_interval)
+
+    def receive(self, timeout=None):
+        """The next data record's payload (close records are passed over)."""
+        while True:
+            entry = self.read(timeout)
+            if entry.kind == DATA:
+                return entry.payload
+
+    def close(self):
+        """Commits what was handled and releases the reader name."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pending is not None:
+            self.commit(self._pending)
+        for fd in (self._seg_fd, self._cursor_fd):
+            if fd >= 0:
+                os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

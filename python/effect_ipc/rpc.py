@@ -1,0 +1,494 @@
+"""Typed RPC with effect/rpc's JSON messages over effect-ipc channels: a
+client for a Node ``RpcGroup`` server and a server of Python handlers for a
+Node ``RpcClient``. The messages, one per data frame, are specified in the
+repository's ``docs/wire.md``; this module was written from it.
+
+Client::
+
+    with RpcClient.connect("unix:///tmp/demo.sock") as client:
+        client.call("Add", {"a": 1, "b": 2})            # 3
+        try:
+            client.call("Divide", {"a": 1, "b": 0})
+        except RpcFailure as failure:
+            failure.error                               # {"_tag": "DivisionByZero", "dividend": 1}
+        list(client.stream("Countdown", {"from": 3}))   # [3, 2, 1]
+
+Server::
+
+    server = RpcServer({"Add": lambda p: p["a"] + p["b"]})
+    server.serve(listen("unix:///tmp/py.sock"))
+"""
+import inspect
+import itertools
+import json
+import logging
+import threading
+
+try:
+    import queue
+except ImportError:  # pragma: no cover
+    import Queue as queue
+
+from . import channel as channels
+from .errors import Closed, IpcError
+
+log = logging.getLogger("effect_ipc.rpc")
+
+HELLO_PREFIX = "effect-rpc:"
+HELLO_JSON = (HELLO_PREFIX + "json").encode("ascii")
+
+
+def _encode(message):
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+class RpcError(Exception):
+    """A call that did not succeed (see the subclasses)."""
+
+
+class RpcFailure(RpcError):
+    """The procedure failed with a typed error: ``error`` is the tagged value
+    (``{"_tag": "DivisionByZero", "dividend": 1}``), ``tag`` its ``_tag``.
+    Raise it in a server handler to fail a call with ``error``."""
+
+    def __init__(self, error):
+        self.error = error
+        self.tag = error.get("_tag") if isinstance(error, dict) else None
+        RpcError.__init__(self, "%s %s" % (self.tag, json.dumps(error)) if self.tag else json.dumps(error))
+
+
+class RpcDefect(RpcError):
+    """The server died handling the call, or could not serve this client
+    (``defect`` as it was sent: often a string or ``{"name", "message"}``)."""
+
+    def __init__(self, defect):
+        self.defect = defect
+        text = defect.get("message", defect) if isinstance(defect, dict) else defect
+        RpcError.__init__(self, "defect: %s" % (text,))
+
+
+class RpcInterrupted(RpcError):
+    """The call was cancelled (by this client, or interrupted on the server)."""
+
+    def __init__(self, detail="the call was interrupted"):
+        RpcError.__init__(self, detail)
+
+
+def exit_result(exit):
+    """The value of an encoded ``Exit``, or the ``RpcError`` it stands for raised."""
+    if exit.get("_tag") == "Success":
+        return exit.get("value")
+    cause = exit.get("cause") or []
+    for tag in ("Fail", "Die"):
+        for reason in cause:
+            if reason.get("_tag") == tag:
+                raise RpcFailure(reason.get("error")) if tag == "Fail" else RpcDefect(reason.get("defect"))
+    raise RpcInterrupted()
+
+
+# ---- client -----------------------------------------------------------------------
+
+
+class _Pending(object):
+    def __init__(self, request_id, stream):
+        self.id = request_id
+        self.stream = stream
+        self.items = queue.Queue()
+        self.done = False
+
+
+class Call(object):
+    """A call in flight (``RpcClient.start``): ``result`` waits for it, ``cancel`` interrupts it."""
+
+    def __init__(self, client, pending):
+        self._client = client
+        self._pending = pending
+        self._outcome = None
+
+    @property
+    def id(self):
+        """The request id."""
+        return self._pending.id
+
+    def result(self, timeout=None):
+        """The call's value; raises ``RpcFailure``, ``RpcDefect``, ``RpcInterrupted``, or ``IpcError`` (link lost, ``Timeout``)."""
+        if self._outcome is None:
+            try:
+                kind, value = self._pending.items.get(timeout=timeout)
+            except queue.Empty:
+                raise IpcError("Timeout", "no answer within %s s" % timeout, self._client.address)
+            self._outcome = (kind, value)
+        kind, value = self._outcome
+        if kind == "exit":
+            return exit_result(value)
+        raise value
+
+    def cancel(self):
+        """Interrupts the call: the server stops it, ``result`` raises ``RpcInterrupted``."""
+        self._client._interrupt(self._pending)
+
+
+class StreamCall(object):
+    """A streamed response (``RpcClient.stream``): iterate over its values;
+    each batch is acknowledged, so the server sends no further than this
+    client reads. ``cancel`` (or leaving a ``with`` block) interrupts it."""
+
+    def __init__(self, client, pending, timeout):
+        self._client = client
+        self._pending = pending
+        self._timeout = timeout
+        self._finished = False
+
+    def __iter__(self):
+        try:
+            while not self._finished:
+                try:
+                    kind, value = self._pending.items.get(timeout=self._timeout)
+                except queue.Empty:
+                    raise IpcError("Timeout", "no element within %s s" % self._timeout, self._client.address)
+                if kind == "chunk":
+                    for item in value:
+                        yield item
+                    self._client._send({"_tag": "Ack", "requestId": self._pending.id})
+                elif kind == "exit":
+                    self._finished = True
+                    exit_result(value)
+                else:
+                    self._finished = True
+                    raise value
+        except GeneratorExit:
+            self.cancel()
+            raise
+
+    def cancel(self):
+        """Interrupts the stream (nothing happens once it has ended)."""
+        if not self._finished:
+            self._finished = True
+            self._client._interrupt(self._pending)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cancel()
+
+
+class RpcClient(object):
+    """An RPC client over a channel, speaking JSON (it sends the hello
+    ``effect-rpc:json`` first). Thread-safe: calls may run concurrently."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.address = channel.address
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._pongs = queue.Queue()
+        self._failure = None
+        channel.send(HELLO_JSON)
+        self._reader = threading.Thread(target=self._read_loop, name="effect-ipc rpc client")
+        self._reader.daemon = True
+        self._reader.start()
+
+    @classmethod
+    def connect(cls, address, **options):
+        """Dials ``address`` (``unix://`` or ``pipe://``) and returns a client; options go to ``channel.connect``."""
+        return cls(channels.connect(address, **options))
+
+    def _send(self, message):
+        try:
+            self.channel.send(_encode(message))
+        except IpcError:
+            pass  # the reader reports the lost link to every call
+
+    def _request(self, tag, payload, stream, discard=False, headers=()):
+        if self._failure is not None:
+            raise self._failure
+        request_id = str(next(self._ids))
+        pending = _Pending(request_id, stream)
+        # a procedure without payload takes null
+        message = {"_tag": "Request", "id": request_id, "tag": tag, "payload": payload,
+                   "headers": [list(h) for h in headers]}
+        if discard:
+            message["discard"] = True
+        else:
+            with self._lock:
+                self._pending[request_id] = pending
+        self.channel.send(_encode(message))
+        return pending
+
+    def start(self, tag, payload=None, headers=()):
+        """Sends a request and returns its ``Call`` at once."""
+        return Call(self, self._request(tag, payload, False, headers=headers))
+
+    def call(self, tag, payload=None, timeout=None, headers=()):
+        """Calls procedure ``tag`` with ``payload`` (JSON-able, as its schema
+        encodes it) and returns its value. A typed error raises
+        ``RpcFailure``; after ``timeout`` seconds the call is cancelled and
+        ``IpcError`` (``Timeout``) raised."""
+        call = self.start(tag, payload, headers)
+        try:
+            return call.result(timeout)
+        except IpcError as error:
+            if error.reason == "Timeout":
+                call.cancel()
+            raise
+
+    def stream(self, tag, payload=None, timeout=None, headers=()):
+        """Calls a streaming procedure; returns a ``StreamCall`` to iterate."""
+        return StreamCall(self, self._request(tag, payload, True, headers=headers), timeout)
+
+    def send(self, tag, payload=None, headers=()):
+        """Fire-and-forget (effect's ``discard``): the request is sent and nothing waited for."""
+        self._request(tag, payload, False, discard=True, headers=headers)
+
+    def ping(self, timeout=5.0):
+        """Sends a ``Ping`` and waits for the ``Pong``; raises ``IpcError`` (``Timeout``) without one."""
+        self._send({"_tag": "Ping"})
+        try:
+            self._pongs.get(timeout=timeout)
+        except queue.Empty:
+            raise IpcError("Timeout", "no pong within %s s" % timeout, self.address)
+
+    def _interrupt(self, pending):
+        with self._lock:
+            known = self._pending.pop(pending.id, None)
+        if known is not None:
+            self._send({"_tag": "Interrupt", "requestId": pending.id})
+            pending.items.put(("error", RpcInterrupted("the call was cancelled")))
+
+    def _read_loop(self):
+        try:
+            for data in self.channel:
+                try:
+                    message = json.loads(data.decode("utf-8"))
+                except ValueError:
+                    log.warning("undecodable message from %s: %r", self.address, data[:100])
+                    continue
+                self._dispatch(message)
+            error = Closed("the server closed the connection", self.address)
+        except IpcError as lost:
+            error = lost
+        self._failure = error
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for entry in pending:
+            entry.items.put(("error", error))
+
+    def _dispatch(self, message):
+        tag = message.get("_tag")
+        if tag == "Chunk":
+            with self._lock:
+                pending = self._pending.get(message.get("requestId"))
+            if pending is not None:
+                pending.items.put(("chunk", message.get("values") or []))
+        elif tag == "Exit":
+            with self._lock:
+                pending = self._pending.pop(message.get("requestId"), None)
+            if pending is not None:
+                pending.items.put(("exit", message.get("exit") or {}))
+        elif tag == "Defect":
+            defect = RpcDefect(message.get("defect"))
+            with self._lock:
+                pending, self._pending = list(self._pending.values()), {}
+            for entry in pending:
+                entry.items.put(("error", defect))
+            if not pending:
+                log.warning("the server at %s sent a defect: %s", self.address, defect)
+        elif tag == "Pong":
+            self._pongs.put(True)
+
+    def close(self):
+        """Closes the connection; calls still waiting raise ``Closed``."""
+        self.channel.close()
+        self._reader.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- server -----------------------------------------------------------------------
+
+
+class Stream(object):
+    """Marks a handler's result as a streamed response (any iterable); a
+    generator is one already."""
+
+    def __init__(self, iterable, batch=1):
+        self.iterable = iterable
+        self.batch = batch
+
+
+class _Context(object):
+    def __init__(self, request_id, tag, headers):
+        self.request_id = request_id
+        self.tag = tag
+        self.headers = headers
+        self.cancelled = threading.Event()
+        self.acked = threading.Semaphore(0)
+        self.finished = False
+
+
+_current = threading.local()
+
+
+def current():
+    """In a server handler: the call being served (``tag``, ``headers``,
+    ``request_id``, and ``cancelled``, an Event set when the client interrupts)."""
+    return getattr(_current, "context", None)
+
+
+def _defect_of(error):
+    return {"name": type(error).__name__, "message": str(error)}
+
+
+class RpcServer(object):
+    """Serves Python handlers to effect/rpc clients over JSON. ``handlers``
+    maps each procedure's tag to ``handler(payload)``, which returns the
+    value (JSON-able, as the success schema encodes it), returns a generator
+    or ``Stream`` for a streaming procedure, or raises ``RpcFailure(error)``
+    for a typed error; any other exception is a defect. A handler for a
+    procedure without payload gets None."""
+
+    def __init__(self, handlers):
+        self.handlers = dict(handlers)
+
+    def serve(self, listener):
+        """Serves every client of ``listener`` until it is closed (each in a thread)."""
+        listener.serve(self.serve_channel)
+
+    def serve_channel(self, channel):
+        """Serves one client connection until it closes."""
+        _Connection(self, channel).run()
+
+
+class _Connection(object):
+    def __init__(self, server, channel):
+        self.server = server
+        self.channel = channel
+        self.lock = threading.Lock()
+        self.calls = {}
+        self.first = True
+
+    def send(self, message):
+        try:
+            self.channel.send(_encode(message))
+        except IpcError:
+            pass
+
+    def run(self):
+        for data in self.channel:
+            if self.first:
+                self.first = False
+                if data.startswith(HELLO_PREFIX.encode("ascii")):
+                    name = data[len(HELLO_PREFIX):].decode("utf-8", "replace")
+                    if name != "json":
+                        detail = 'this RPC server speaks json serialization, not "%s"' % name
+                        log.warning("refused an RPC client at %s: %s", self.channel.address, detail)
+                        return
+                    continue
+            try:
+                message = json.loads(data.decode("utf-8"))
+            except ValueError as error:
+                log.warning("refused an RPC client at %s: not JSON (%s)", self.channel.address, error)
+                self.send({"_tag": "Defect", "defect": "this RPC server speaks json serialization: %s" % error})
+                return
+            self.dispatch(message)
+        with self.lock:
+            calls, self.calls = list(self.calls.values()), {}
+        for context in calls:
+            context.cancelled.set()
+            context.acked.release()
+
+    def dispatch(self, message):
+        tag = message.get("_tag")
+        if tag == "Request":
+            self.start(message)
+        elif tag == "Ack":
+            with self.lock:
+                context = self.calls.get(message.get("requestId"))
+            if context is not None:
+                context.acked.release()
+        elif tag == "Interrupt":
+            with self.lock:
+                context = self.calls.pop(message.get("requestId"), None)
+            if context is not None:
+                context.cancelled.set()
+                context.acked.release()
+                self.finish(context, {"_tag": "Failure", "cause": [{"_tag": "Interrupt", "fiberId": None}]})
+        elif tag == "Ping":
+            self.send({"_tag": "Pong"})
+
+    def finish(self, context, exit):
+        if context.finished:
+            return
+        context.finished = True
+        self.send({"_tag": "Exit", "requestId": context.request_id, "exit": exit})
+
+    def start(self, request):
+        request_id, tag = request.get("id"), request.get("tag")
+        context = _Context(request_id, tag, request.get("headers") or [])
+        discard = request.get("discard") is True
+        handler = self.server.handlers.get(tag)
+        if handler is None:
+            self.finish(context, {"_tag": "Failure", "cause": [{"_tag": "Die",
+                                                               "defect": "Unknown request tag: %s" % tag}]})
+            return
+        if discard:
+            # acknowledged as the handler starts; nothing more is sent for it
+            self.finish(context, {"_tag": "Success", "value": None})
+        else:
+            with self.lock:
+                self.calls[request_id] = context
+        thread = threading.Thread(target=self.run_call, args=(context, handler, request.get("payload")))
+        thread.daemon = True
+        thread.start()
+
+    def run_call(self, context, handler, payload):
+        _current.context = context
+        try:
+            result = handler(payload)
+            if inspect.isgenerator(result) or isinstance(result, Stream):
+                self.stream(context, result)
+                exit = {"_tag": "Success", "value": None}
+            else:
+                exit = {"_tag": "Success", "value": result}
+        except RpcFailure as failure:
+            exit = {"_tag": "Failure", "cause": [{"_tag": "Fail", "error": failure.error}]}
+        except Exception as error:  # noqa: BLE001 - a defect goes to the client, as effect's servers do
+            log.warning("handler of %s failed", context.tag, exc_info=True)
+            exit = {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": _defect_of(error)}]}
+        finally:
+            _current.context = None
+        with self.lock:
+            self.calls.pop(context.request_id, None)
+        if not context.cancelled.is_set():
+            self.finish(context, exit)
+
+    def stream(self, context, result):
+        batch = result.batch if isinstance(result, Stream) else 1
+        iterable = result.iterable if isinstance(result, Stream) else result
+        values = []
+        try:
+            for value in iterable:
+                values.append(value)
+                if len(values) >= batch:
+                    self.chunk(context, values)
+                    values = []
+                if context.cancelled.is_set():
+                    return
+            if values:
+                self.chunk(context, values)
+        finally:
+            if inspect.isgenerator(iterable):
+                iterable.close()
+
+    def chunk(self, context, values):
+        if context.cancelled.is_set():
+            return
+        self.send({"_tag": "Chunk", "requestId": context.request_id, "values": values})
+        # the client acknowledges each chunk: wait for it (or for an interrupt / the end of the connection)
+        context.acked.acquire()

@@ -1,0 +1,194 @@
+"""Frames, channels, listeners and heartbeats, Python to Python."""
+import os
+import socket
+import stat
+import threading
+import time
+import unittest
+
+from helpers import TempDirCase
+
+from effect_ipc import Closed, Heartbeat, IpcError, address, connect, framing, listen
+
+
+class Framing(unittest.TestCase):
+    def test_hi_is_the_documented_bytes(self):
+        self.assertEqual(framing.encode(framing.DATA, b"hi").hex(), "0100000000026869")
+
+    def test_frames_split_and_merged_in_any_way(self):
+        stream = framing.encode(0, b"one") + framing.encode(2, b"") + framing.encode(0, b"x" * 1000)
+        for size in (1, 5, 6, 7, 100, len(stream)):
+            decoder = framing.Decoder()
+            frames = []
+            for i in range(0, len(stream), size):
+                frames.extend(decoder.feed(stream[i:i + size]))
+            self.assertEqual(frames, [(0, b"one"), (2, b""), (0, b"x" * 1000)])
+            self.assertFalse(decoder.in_frame)
+
+    def test_bad_version_kind_and_length_are_protocol_errors(self):
+        for data, reason in ((b"\x02\x00", "Protocol"), (b"\x01\x09", "Protocol"),
+                             (framing.header(0, 11), "FrameTooLarge")):
+            with self.assertRaises(IpcError) as caught:
+                framing.Decoder(max_frame_size=10).feed(data)
+            self.assertEqual(caught.exception.reason, reason)
+
+
+class Channels(TempDirCase):
+    def serve_one(self, where, handler, **options):
+        listener = listen(where, **options)
+        self.addCleanup(listener.close)
+
+        def run():
+            channel = listener.accept(10)
+            try:
+                handler(channel)
+            finally:
+                channel.close()
+
+        thread = threading.Thread(target=run)
+        thread.daemon = True
+        thread.start()
+        return listener, thread
+
+    def test_echo_close_handshake_and_socket_file(self):
+        where = self.address()
+
+        def echo(channel):
+            for message in channel:
+                channel.send(message)
+
+        listener, thread = self.serve_one(where, echo)
+        path = where[len("unix://"):]
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        client = connect(where)
+        self.assertEqual(client.peer.uid, os.getuid())
+        for message in (b"hello", b"", b"z" * 300000):
+            client.send(message)
+            self.assertEqual(client.receive(10), message)
+        client.close()
+        thread.join(10)
+        with self.assertRaises(Closed):
+            client.receive(1)
+        listener.close()
+        self.assertFalse(os.path.exists(path))
+
+    def test_peer_close_is_a_graceful_end_and_a_lost_peer_is_connection_lost(self):
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(where[len("unix://"):])
+        server = listener.accept(10)
+        raw.sendall(framing.encode(framing.DATA, b"last") + framing.encode(framing.CLOSE))
+        raw.shutdown(socket.SHUT_WR)
+        self.assertEqual(server.receive(5), b"last")
+        with self.assertRaises(Closed):
+            server.receive(5)
+        # it answered our close with its own
+        data = b""
+        while True:
+            chunk = raw.recv(100)
+            if not chunk:
+                break
+            data += chunk
+        self.assertEqual(data, framing.encode(framing.CLOSE))
+        raw.close()
+
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(where[len("unix://"):])
+        server = listener.accept(10)
+        raw.close()  # no close frame
+        with self.assertRaises(IpcError) as caught:
+            server.receive(5)
+        self.assertEqual(caught.exception.reason, "ConnectionLost")
+
+    def test_pings_are_answered_and_a_silent_peer_times_out(self):
+        where = self.address()
+        listener = listen(where, heartbeat=Heartbeat(0.05, 0.3))
+        self.addCleanup(listener.close)
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(where[len("unix://"):])
+        server = listener.accept(10)
+        raw.sendall(framing.encode(framing.PING, b"abc"))
+        decoder = framing.Decoder()
+        frames = []
+        while (framing.PONG, b"abc") not in frames:
+            frames.extend(decoder.feed(raw.recv(100)))
+        self.assertIn((framing.PING, b""), frames + decoder.feed(raw.recv(100)))  # it pings while idle
+        with self.assertRaises(IpcError) as caught:
+            server.receive(5)  # raw never answers: dropped after 0.3 s
+        self.assertEqual(caught.exception.reason, "Timeout")
+        raw.close()
+
+    def test_a_bad_frame_drops_the_connection(self):
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(where[len("unix://"):])
+        server = listener.accept(10)
+        raw.sendall(b"GET / HTTP/1.1\r\n")
+        with self.assertRaises(IpcError) as caught:
+            server.receive(5)
+        self.assertEqual(caught.exception.reason, "Protocol")
+        self.assertEqual(raw.recv(10), b"")
+        raw.close()
+
+    def test_listen_leaves_what_is_not_a_stale_socket_of_ours(self):
+        path = os.path.join(self.dir, "taken.sock")
+        with open(path, "w") as f:
+            f.write("mine")
+        with self.assertRaises(IpcError) as caught:
+            listen("unix://" + path)
+        self.assertEqual(caught.exception.reason, "AddressInUse")
+        self.assertIn("regular file", caught.exception.detail)
+        with open(path) as f:
+            self.assertEqual(f.read(), "mine")
+        # a dead server's socket is replaced
+        stale = os.path.join(self.dir, "stale.sock")
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(stale)
+        dead.close()
+        listen("unix://" + stale).close()
+        # a live one is not
+        live = listen("unix://" + stale)
+        self.addCleanup(live.close)
+        with self.assertRaises(IpcError) as caught:
+            listen("unix://" + stale)
+        self.assertEqual(caught.exception.reason, "AddressInUse")
+
+    def test_refused_credentials(self):
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        with self.assertRaises(IpcError) as caught:
+            connect(where, authorize=lambda peer: False)
+        self.assertEqual(caught.exception.reason, "PeerRejected")
+
+    def test_pipe_addresses_live_in_the_private_runtime_directory(self):
+        old = os.environ.get("XDG_RUNTIME_DIR")
+        os.environ["XDG_RUNTIME_DIR"] = self.dir
+        try:
+            where = address.resolve("pipe://py-test")
+            self.assertEqual(where.path, os.path.join(self.dir, "effect-ipc", "py-test.sock"))
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.dir, "effect-ipc")).st_mode), 0o700)
+            listener, thread = self.serve_one("pipe://py-test", lambda ch: ch.send(ch.receive(5)))
+            client = connect("pipe://py-test")
+            client.send(b"via pipe://")
+            self.assertEqual(client.receive(5), b"via pipe://")
+            client.close()
+            with self.assertRaises(IpcError) as caught:
+                address.resolve("pipe://bad/name")
+            self.assertEqual(caught.exception.reason, "InvalidAddress")
+            with self.assertRaises(IpcError) as caught:
+                address.resolve("unix:///" + "x" * 200)
+            self.assertEqual(caught.exception.reason, "NameTooLong")
+        finally:
+            if old is None:
+                del os.environ["XDG_RUNTIME_DIR"]
+            else:
+                os.environ["XDG_RUNTIME_DIR"] = old
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,111 @@
+"""RPC, Python client to Python server, over a real socket."""
+import threading
+import time
+import unittest
+
+from helpers import TempDirCase
+
+from effect_ipc import IpcError, RpcClient, RpcDefect, RpcFailure, RpcInterrupted, RpcServer, Stream, listen, rpc
+
+
+class Rpc(TempDirCase):
+    def setUp(self):
+        TempDirCase.setUp(self)
+        self.notes = []
+        self.stopped = threading.Event()
+
+        def divide(p):
+            if p["b"] == 0:
+                raise RpcFailure({"_tag": "DivisionByZero", "dividend": p["a"]})
+            return p["a"] / p["b"]
+
+        def forever(p):
+            i = 0
+            try:
+                while True:
+                    i += 1
+                    yield i
+            finally:  # an interrupted stream's generator is closed
+                self.stopped.set()
+
+        def slow(p):
+            rpc.current().cancelled.wait(10)
+            self.stopped.set()
+
+        server = RpcServer({
+            "Add": lambda p: p["a"] + p["b"],
+            "Divide": divide,
+            "Countdown": lambda p: Stream(range(p["from"], 0, -1), batch=2),
+            "Forever": forever,
+            "Slow": slow,
+            "Record": lambda p: self.notes.append(p["note"]),
+            "Notes": lambda p: list(self.notes),
+            "Boom": lambda p: 1 / 0,
+        })
+        self.listener = listen(self.address())
+        self.addCleanup(self.listener.close)
+        thread = threading.Thread(target=server.serve, args=(self.listener,))
+        thread.daemon = True
+        thread.start()
+        self.client = RpcClient.connect(self.address())
+        self.addCleanup(self.client.close)
+
+    def test_calls_typed_errors_and_defects(self):
+        self.assertEqual(self.client.call("Add", {"a": 2, "b": 40}, timeout=5), 42)
+        with self.assertRaises(RpcFailure) as caught:
+            self.client.call("Divide", {"a": 1, "b": 0}, timeout=5)
+        self.assertEqual(caught.exception.error, {"_tag": "DivisionByZero", "dividend": 1})
+        self.assertEqual(caught.exception.tag, "DivisionByZero")
+        with self.assertRaises(RpcDefect) as caught:
+            self.client.call("Boom", None, timeout=5)
+        self.assertEqual(caught.exception.defect["name"], "ZeroDivisionError")
+        with self.assertRaises(RpcDefect) as caught:
+            self.client.call("Nope", None, timeout=5)
+        self.assertEqual(caught.exception.defect, "Unknown request tag: Nope")
+
+    def test_concurrent_calls(self):
+        calls = [self.client.start("Add", {"a": i, "b": 1}) for i in range(100)]
+        self.assertEqual([c.result(10) for c in calls], [i + 1 for i in range(100)])
+
+    def test_streams_are_acknowledged_and_cancellable(self):
+        self.assertEqual(list(self.client.stream("Countdown", {"from": 5}, timeout=5)), [5, 4, 3, 2, 1])
+        stream = self.client.stream("Forever", None, timeout=5)
+        taken = []
+        for value in stream:
+            taken.append(value)
+            if len(taken) == 3:
+                break  # leaving the loop interrupts the stream
+        self.assertEqual(taken, [1, 2, 3])
+        self.assertTrue(self.stopped.wait(5))
+        self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
+
+    def test_cancel_and_fire_and_forget(self):
+        call = self.client.start("Slow")
+        time.sleep(0.1)
+        call.cancel()
+        with self.assertRaises(RpcInterrupted):
+            call.result(5)
+        self.assertTrue(self.stopped.wait(5))
+        for note in ("a", "b"):
+            self.client.send("Record", {"note": note})
+        deadline = time.time() + 5
+        while self.client.call("Notes", timeout=5) != ["a", "b"] and time.time() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.client.call("Notes", timeout=5), ["a", "b"])
+        self.client.ping(5)
+
+    def test_a_timeout_cancels_the_call(self):
+        with self.assertRaises(IpcError) as caught:
+            self.client.call("Slow", None, timeout=0.2)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertTrue(self.stopped.wait(5))
+
+    def test_a_lost_server_fails_calls_in_flight(self):
+        call = self.client.start("Slow")
+        self.client.channel.close()
+        with self.assertRaises(IpcError):
+            call.result(5)
+
+
+if __name__ == "__main__":
+    unittest.main()
