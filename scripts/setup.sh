@@ -3,7 +3,8 @@
 #  - OS packages: libnng1 (transport-nng), nng-utils (nngcat, for interop tests),
 #    iproute2 (`ip netns`, for the two-namespace test of transport-nng), gcc and
 #    libc6-dev (the C contender of the nng benchmark),
-#    socat and python3 (wire-format interop tests), strace (the file
+#    socat, python3, python3-pip and python3-venv (wire-format interop tests,
+#    the Python package and its `pip install` test), strace (the file
 #    transport's fsync and mid-write kill tests), rustc, cargo and the serde /
 #    serde_json crates (ipckit's own FileChannel as a test peer), chromium
 #    (the ws:// transport's browser test, driven by playwright-core);
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libnng1 nng-utils iproute2 gcc libc6-dev socat python3 strace rustc cargo librust-serde-dev librust-serde-json-dev chromium; do
+for pkg in libnng1 nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
