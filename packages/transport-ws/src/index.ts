@@ -6,7 +6,11 @@
  * @since 0.1.0
  */
 import type * as Registry from "@effect-ipc/core/Registry"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as SchemaGetter from "effect/SchemaGetter"
+import * as SchemaIssue from "effect/SchemaIssue"
 import * as WsTransport from "./WsTransport.ts"
 
 /** Where a server keeps its token for local clients (Node). */
@@ -29,11 +33,77 @@ export const defaultPort = (service: string): number => {
   return 17000 + (hash % 1000)
 }
 
-/** Makes a descriptor for `IPC_TRANSPORT=ws` with these options (see `descriptor`). */
-export const makeDescriptor = (options: WsTransport.WsTransportOptions = {}): Registry.TransportDescriptor => ({
+/**
+ * The options configuration may set (`IPC_OPTIONS`, `IPC_OPTIONS_<NAME>`):
+ * those of `WsTransport.WsTransportOptions` that are data (origins and hosts
+ * as lists; no predicates, lookups or headers).
+ */
+export interface WsConfigOptions
+  extends
+    Omit<WsTransport.WsTransportOptions, "allowedOrigins" | "allowedHosts" | "tokenFile" | "tokenLookup" | "headers">
+{
+  /** Page origins allowed to connect. */
+  readonly allowedOrigins?: ReadonlyArray<string> | undefined
+  /** Host names a request's `Host` may name besides the loopback ones. */
+  readonly allowedHosts?: ReadonlyArray<string> | undefined
+  /** Where the listener writes its token. */
+  readonly tokenFile?: string | undefined
+}
+
+/** A list of strings: a JSON array, or one string of comma-separated items (`"http://a:1,http://b:2"`). */
+const List: Schema.Codec<ReadonlyArray<string>, unknown> = Schema.Unknown.pipe(
+  Schema.decodeTo(Schema.Any as Schema.Codec<ReadonlyArray<string>>, {
+    decode: SchemaGetter.transformEffect((input: unknown) => {
+      const items = typeof input === "string"
+        ? input.split(",").map((item) => item.trim()).filter((item) => item.length > 0)
+        : Array.isArray(input) && input.every((item) => typeof item === "string")
+        ? input
+        : undefined
+      return items === undefined
+        ? Effect.fail(
+          new SchemaIssue.InvalidValue({
+            message: `expected a list of strings (a JSON array, or comma-separated), got ${JSON.stringify(input)}`
+          }, input)
+        )
+        : Effect.succeed(items)
+    }),
+    encode: SchemaGetter.transform((value: ReadonlyArray<string>): unknown => value)
+  })
+)
+
+const fields: TransportOptions.Fields<WsConfigOptions> = {
+  maxMessageSize: TransportOptions.Bytes,
+  highWaterMark: TransportOptions.Bytes,
+  maxBufferedMessages: TransportOptions.Count,
+  maxBufferedBytes: TransportOptions.Bytes,
+  lingerTimeout: TransportOptions.Duration,
+  handshakeTimeout: TransportOptions.Duration,
+  allowRemote: TransportOptions.Flag,
+  allowedOrigins: List,
+  allowedHosts: List,
+  token: TransportOptions.Text,
+  tokenFile: TransportOptions.Text
+}
+
+/** The options configuration may set, over `given` (what the program set in code). */
+const declaration = (given: WsTransport.WsTransportOptions): TransportOptions.Declaration =>
+  TransportOptions.declare<WsConfigOptions>()(
+    fields,
+    (chosen) => Effect.sync(() => WsTransport.make({ ...given, ...chosen }))
+  )
+
+/** The options `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` may set for `IPC_TRANSPORT=ws` (see `WsConfigOptions`). */
+export const options: TransportOptions.Declaration = declaration({})
+
+/**
+ * Makes a descriptor for `IPC_TRANSPORT=ws` with these options (see
+ * `descriptor`); options set by configuration win over them.
+ */
+export const makeDescriptor = (given: WsTransport.WsTransportOptions = {}): Registry.TransportDescriptor => ({
   name: "ws",
   schemes: ["ws"],
-  make: Effect.sync(() => WsTransport.make(options)),
+  make: Effect.sync(() => WsTransport.make(given)),
+  options: declaration(given),
   defaultAddress: (service) => `ws://127.0.0.1:${defaultPort(service)}/${encodeURIComponent(service)}`,
   lacks: {
     ws: {

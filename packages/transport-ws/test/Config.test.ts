@@ -1,0 +1,75 @@
+/**
+ * `IPC_TRANSPORT=ws` / `IPC_ADDRESS=ws://...` select this transport among the
+ * others, and `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` reach it (page origins, the
+ * message limit); a bad option fails the build with reason `InvalidOption`.
+ */
+import { Registry, Transport } from "@effect-ipc/core"
+import * as Pipe from "@effect-ipc/transport-pipe"
+import * as Ws from "@effect-ipc/transport-ws"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { freshAddress, sweepTokenFiles } from "./helpers.ts"
+
+afterAll(sweepTokenFiles)
+
+const configured = (env: Record<string, string>) =>
+  Registry.layerConfig([Pipe.descriptor, Registry.memory, Ws.descriptor]).pipe(
+    Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))
+  )
+
+describe("ws options from configuration", () => {
+  it.live(
+    "IPC_ADDRESS=ws://... picks the ws transport; IPC_OPTIONS sets origins and the message limit",
+    () =>
+      Effect.gen(function*() {
+        const address = freshAddress("config")
+        yield* Effect.gen(function*() {
+          assert.strictEqual(yield* Registry.IpcAddress, address)
+          const listener = yield* Transport.listen(address)
+          yield* Effect.forkScoped(Transport.serve(listener, (c) => Effect.forever(Effect.flatMap(c.receive, c.send))))
+          // the configured transport's client finds the token in the listener's token file
+          const client = yield* Transport.dial(address)
+          yield* client.send(new Uint8Array(1000))
+          assert.strictEqual((yield* client.receive).byteLength, 1000)
+          const tooLarge = yield* Effect.flip(client.send(new Uint8Array(1001)))
+          assert.strictEqual(tooLarge.reason._tag, "FrameTooLarge")
+          // a listed page origin passes, another does not
+          const token = Ws.TokenFile.lookup(yield* Ws.WsAddress.parse(address))
+          const listed = yield* Ws.WsClient.dial(address, { token, headers: { origin: "http://127.0.0.1:5173" } })
+          yield* listed.send(new Uint8Array([1]))
+          assert.deepStrictEqual([...(yield* listed.receive)], [1])
+          const other = yield* Effect.flip(
+            Ws.WsClient.dial(address, { token, headers: { origin: "http://a.example" } })
+          )
+          assert.strictEqual(other.reason._tag, "PeerRejected")
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(configured({
+            IPC_ADDRESS: address,
+            IPC_OPTIONS: `{"maxMessageSize": 1000}`,
+            IPC_OPTIONS_ALLOWED_ORIGINS: "http://127.0.0.1:5173, http://localhost:5173"
+          }))
+        )
+      }),
+    60_000
+  )
+
+  it.live("IPC_TRANSPORT=ws uses the default address of the service", () =>
+    Effect.gen(function*() {
+      const address = yield* Registry.IpcAddress.pipe(Effect.provide(configured({ IPC_TRANSPORT: "ws" })))
+      assert.strictEqual(address, `ws://127.0.0.1:${Ws.defaultPort("effect-ipc")}/effect-ipc`)
+    }))
+
+  it.effect("a bad option fails the build with InvalidOption", () =>
+    Effect.gen(function*() {
+      const wrong = yield* Effect.flip(
+        Layer.build(configured({ IPC_TRANSPORT: "ws", IPC_OPTIONS_ALLOW_REMOTE: "maybe" }))
+      )
+      assert.strictEqual(wrong._tag, "IpcError")
+      assert.include(wrong.message, "IPC_OPTIONS_ALLOW_REMOTE")
+      const unknown = yield* Effect.flip(Layer.build(configured({ IPC_TRANSPORT: "ws", IPC_OPTIONS_MODE: "0600" })))
+      assert.include(unknown.message, "InvalidOption")
+    }).pipe(Effect.scoped))
+})
