@@ -437,18 +437,33 @@ const readHello = (first: Uint8Array): { readonly name: string; readonly first: 
   return { name: text !== undefined && isJsonText(text) ? "json" : "binary", first }
 }
 
-/** A channel that delivers `first` before what it receives. */
-const withFirst = (channel: IpcChannel.IpcChannel, first: Uint8Array): IpcChannel.IpcChannel => {
+const isHello = (message: Uint8Array): boolean => {
+  if (message.byteLength > 64 || message.byteLength < HELLO_PREFIX.length) return false
+  const text = asText(message)
+  return text !== undefined && text.startsWith(HELLO_PREFIX)
+}
+
+/**
+ * The channel as the RPC server reads it: `first` (if kept) comes first, and
+ * later hellos are dropped. Over a channel that outlives its client (the
+ * durable `file://` roles) a restarted client says hello again mid-stream; a
+ * hello is never a message of either serialization (binary messages are not
+ * UTF-8 text, JSON ones not `effect-rpc:...`), so dropping it is safe.
+ */
+const rpcView = (channel: IpcChannel.IpcChannel, first: Uint8Array | undefined): IpcChannel.IpcChannel => {
   let pending: Uint8Array | undefined = first
-  return {
-    ...channel,
-    receiveAll: Effect.suspend(() => {
-      if (pending === undefined) return channel.receiveAll
+  const receiveAll: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError> = Effect.suspend(() => {
+    if (pending !== undefined) {
       const message = pending
       pending = undefined
       return Effect.succeed([message] as const)
+    }
+    return Effect.flatMap(channel.receiveAll, (batch) => {
+      const kept = batch.some(isHello) ? batch.filter((message) => !isHello(message)) : batch
+      return kept.length === 0 ? receiveAll : Effect.succeed(kept as unknown as NonEmptyReadonlyArray<Uint8Array>)
     })
-  }
+  })
+  return { ...channel, receiveAll }
 }
 
 /** A `Defect` message in serialization `name` (binary or JSON), for a client this server cannot serve. */
@@ -481,7 +496,7 @@ const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChan
     const route = routes.find((candidate) => candidate.name === name)
     if (route === undefined) return yield* refuse(channel, name, routes)
     const handler = yield* Deferred.await(route.handler)
-    const socket = toSocket(Effect.succeed(first === undefined ? channel : withFirst(channel, first)), {
+    const socket = toSocket(Effect.succeed(rpcView(channel, first)), {
       address: channel.address
     })
     return yield* handler(socket)

@@ -253,6 +253,22 @@ describe("serialization negotiation (the hello)", () => {
       })
     }).pipe(Effect.scoped))
 
+  it.live("a hello again mid-stream (a client restarted over a channel that outlived it) is passed over", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("json"))
+      yield* channel.send(jsonRequest("1", "Echo", { n: 1 }))
+      yield* channel.send(IpcRpc.hello("json"))
+      yield* channel.send(jsonRequest("2", "Echo", { n: 2 }))
+      const replies = [yield* channel.receive, yield* channel.receive].map((r) => JSON.parse(decoder.decode(r)))
+      assert.deepStrictEqual(replies.map((r) => [r._tag, r.requestId, r.exit?.value]), [["Exit", "1", 1], [
+        "Exit",
+        "2",
+        2
+      ]])
+    }).pipe(Effect.scoped))
+
   it.live("a JSON client without a hello is served as JSON", () =>
     Effect.gen(function*() {
       const { address, transport } = yield* serving(group)
