@@ -37,8 +37,25 @@ export const layer: Layer.Layer<Transport.Transport | Registry.IpcAddress, IpcEr
   descriptors
 ).pipe(Layer.catchTag("ConfigError", (error) => Layer.effectContext(Effect.fail(configFailed(error)))))
 
-/** `Transport` and `IpcAddress` for an explicit `address`: its scheme picks the transport (the environment is ignored). */
+/** True for the paths of the transport's options: `IPC_OPTIONS`, `IPC_OPTIONS_<NAME>` (as the env provider splits them too). */
+const isOptionsPath = (path: ConfigProvider.Path): boolean => {
+  const [first, second] = path
+  return (typeof first === "string" && (first === "IPC_OPTIONS" || first.startsWith("IPC_OPTIONS_"))) ||
+    (first === "IPC" && second === "OPTIONS")
+}
+
+/**
+ * `Transport` and `IpcAddress` for an explicit `address`: its scheme picks the
+ * transport (`IPC_TRANSPORT` and `IPC_ADDRESS` are ignored), built with the
+ * options that `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` set (a bad one fails with
+ * reason `InvalidOption`).
+ */
 export const layerAt = (
   address: string
 ): Layer.Layer<Transport.Transport | Registry.IpcAddress, IpcError.IpcError> =>
-  layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IPC_ADDRESS: address }))))
+  Layer.unwrap(Effect.gen(function*() {
+    const current = yield* ConfigProvider.ConfigProvider
+    const options = ConfigProvider.make((path) => isOptionsPath(path) ? current.load(path) : Effect.undefined)
+    const provider = ConfigProvider.orElse(ConfigProvider.fromUnknown({ IPC_ADDRESS: address }), options)
+    return layer.pipe(Layer.provide(ConfigProvider.layer(provider)))
+  }))

@@ -2,7 +2,8 @@
 /**
  * `effect-ipc`: the command line, in the spirit of `nngcat` and `socat`. Listen
  * and print what arrives, send DATA or each line of a file or stdin, echo, serve
- * the demo RPC service, and call it or a user's own RpcGroup (`--module`), over
+ * the demo RPC service or a user's own RpcGroup (`serve --module`), call either
+ * (`call --module`), over
  * any transport the address's scheme picks (`unix:///tmp/x.sock`, ...). Data is
  * read as `--in` and printed as `--out` (both default to `--format`); `--json`
  * prints JSON events, one per line. A failure is one line (with `--json` an
@@ -28,14 +29,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
-import type * as RpcGroup from "effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Fs from "node:fs"
-import * as Path from "node:path"
-import * as Url from "node:url"
 import * as File from "./commands/file.ts"
 import * as Nng from "./commands/nng.ts"
 import * as Shm from "./commands/shm.ts"
@@ -43,6 +40,7 @@ import { DemoApi, DemoHandlers } from "./DemoApi.ts"
 import * as Format from "./Format.ts"
 import * as Output from "./Output.ts"
 import * as Transports from "./Transports.ts"
+import * as UserModule from "./UserModule.ts"
 
 const addressArg = Argument.String("address").pipe(
   Argument.withDescription("Where to listen or dial: unix:///tmp/app.sock, unix:@name, memory://name")
@@ -230,70 +228,80 @@ const servedFlag = Flag.Literals("serialization", ["both", "binary", "json"]).pi
   Flag.withDefault("both")
 )
 
+const moduleFlag = Flag.String("module").pipe(
+  Flag.withDescription("Serve the RpcGroup that this module exports, with the layer of handlers it exports beside it"),
+  Flag.optional
+)
+const groupFlag = Flag.String("group").pipe(
+  Flag.withDescription("The name of the RpcGroup export in --module (default: its only RpcGroup export)"),
+  Flag.optional
+)
+const handlersFlag = Flag.String("handlers").pipe(
+  Flag.withDescription("The name of the layer of handlers in --module (default: its only Layer export)"),
+  Flag.optional
+)
+
+/** What `serve` serves: the demo service, or the group and handlers of `--module`. */
+const servedOf = (
+  module: Option.Option<string>,
+  group: Option.Option<string>,
+  handlers: Option.Option<string>
+): Effect.Effect<
+  { readonly name: string; readonly group: UserModule.Group; readonly handlers: Layer.Layer<never> },
+  IpcError.IpcError,
+  Scope.Scope
+> => {
+  if (Option.isSome(module)) {
+    return Effect.map(UserModule.loadServed(module.value, group, handlers), (served) => ({
+      name: served.name,
+      group: served.group,
+      handlers: Layer.succeedContext(served.handlers)
+    }))
+  }
+  if (Option.isSome(group) || Option.isSome(handlers)) {
+    return Effect.fail(
+      IpcError.make("NotFound", "--group and --handlers name exports of --module: give --module PATH too")
+    )
+  }
+  // the demo's handlers, as a module's: the group's type is known only at run time there
+  return Effect.succeed({ name: "DemoApi", group: demoGroup, handlers: DemoHandlers as Layer.Layer<never> })
+}
+
 const serve = Command.make(
   "serve",
-  { address: addressArg, serialization: servedFlag },
-  ({ address, serialization }) =>
-    Output.guard((s) => {
-      const server = IpcRpc.layerServerGroup(DemoApi, address, {
-        serializations: serialization === "both" ? ["binary", "json"] : [serialization]
-      }).pipe(
-        Layer.provide(DemoHandlers),
-        Layer.provide(Transports.layerAt(address))
-      )
-      return Layer.build(server).pipe(
-        Effect.andThen(ready(s, "serving DemoApi", address)),
-        Effect.andThen(Effect.never),
-        Effect.scoped
-      )
-    })
-).pipe(Command.withDescription("Serve the demo RPC service (DemoApi) at ADDRESS until interrupted"))
+  {
+    address: addressArg,
+    serialization: servedFlag,
+    module: moduleFlag,
+    group: groupFlag,
+    handlers: handlersFlag
+  },
+  ({ address, group, handlers, module, serialization }) =>
+    Output.guard((s) =>
+      Effect.gen(function*() {
+        const served = yield* servedOf(module, group, handlers)
+        // a group loaded at run time: its handlers' types are known only at run time (checked by loadServed)
+        const server = IpcRpc.layerServerGroup(served.group, address, {
+          serializations: serialization === "both" ? ["binary", "json"] : [serialization]
+        }).pipe(
+          Layer.provide(served.handlers as Layer.Layer<Rpc.ToHandler<Rpc.AnyWithProps>>),
+          Layer.provide(Transports.layerAt(address))
+        )
+        yield* Layer.build(server)
+        yield* ready(s, `serving ${served.name}`, address)
+        return yield* Effect.never
+      }).pipe(Effect.scoped)
+    )
+).pipe(
+  Command.withDescription(
+    "Serve the demo RPC service (DemoApi), or --module's RpcGroup with its handlers, at ADDRESS until interrupted"
+  )
+)
 
 // --- call --------------------------------------------------------------------------
 
-/** A group of procedures, the demo's or one loaded with `--module`. */
-type Group = RpcGroup.RpcGroup<Rpc.AnyWithProps>
-
-const demoGroup = DemoApi as unknown as Group
+const demoGroup = DemoApi as unknown as UserModule.Group
 const demoMethods = [...DemoApi.requests.keys()]
-
-/** An RpcGroup by its shape (effect 4.1 declares a type id for groups but does not set it on them). */
-const isGroup = (u: unknown): u is Group =>
-  (typeof u === "object" || typeof u === "function") && u !== null && "requests" in u &&
-  u.requests instanceof Map && "toLayer" in u && typeof u.toLayer === "function" && "merge" in u
-
-/** Loads the RpcGroup `name` exported by the module at `path` (without a name: its only RpcGroup export). */
-const loadGroup = (path: string, name: Option.Option<string>): Effect.Effect<Group, IpcError.IpcError> =>
-  Effect.gen(function*() {
-    const where = Path.resolve(path)
-    if (!Fs.existsSync(where)) return yield* IpcError.make("NotFound", `no module at ${path}`)
-    const module = yield* Effect.tryPromise({
-      try: (): Promise<Record<string, unknown>> => import(Url.pathToFileURL(where).href),
-      catch: (cause) =>
-        IpcError.make(
-          "Decode",
-          `cannot load module ${path}: ${
-            (cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)).split("\n")[0]
-          }`
-        )
-    })
-    const groups = Object.keys(module).filter((key) => isGroup(module[key]))
-    if (Option.isSome(name)) {
-      const group = module[name.value]
-      if (isGroup(group)) return group
-      return yield* IpcError.make(
-        "NotFound",
-        `module ${path} exports no RpcGroup named ${name.value} (it exports ${groups.join(", ") || "none"})`
-      )
-    }
-    if (groups.length === 1) return module[groups[0]!] as Group
-    return yield* IpcError.make(
-      "NotFound",
-      groups.length === 0
-        ? `module ${path} exports no RpcGroup`
-        : `module ${path} exports several RpcGroups (${groups.join(", ")}): choose one with --group`
-    )
-  })
 
 /** The `IpcError` somewhere in an error's chain of causes, if there is one. */
 const findIpcError = (error: unknown): IpcError.IpcError | undefined => {
@@ -369,7 +377,7 @@ const call = Command.make(
         if (Option.isNone(module) && Option.isSome(group)) {
           return yield* IpcError.make("NotFound", "--group names an export of --module: give --module PATH too")
         }
-        const api = Option.isSome(module) ? yield* loadGroup(module.value, group) : demoGroup
+        const api = Option.isSome(module) ? yield* UserModule.loadGroup(module.value, group) : demoGroup
         const rpc = api.requests.get(method)
         if (rpc === undefined) {
           const known = [...api.requests.keys()]

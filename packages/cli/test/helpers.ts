@@ -94,10 +94,21 @@ export interface Ran {
   readonly stderr: string
 }
 
-/** Runs `effect-ipc ...args` to completion, with `input` on its stdin (none: stdin closed at once). */
-export const runCli = (args: ReadonlyArray<string>, input?: string | Uint8Array): Effect.Effect<Ran> =>
+/**
+ * Runs `effect-ipc ...args` to completion, with `input` on its stdin (none:
+ * stdin closed at once) and `env` added to this process's environment.
+ */
+export const runCli = (
+  args: ReadonlyArray<string>,
+  input?: string | Uint8Array,
+  env: Readonly<Record<string, string>> = {}
+): Effect.Effect<Ran> =>
   Effect.callback<Ran>((resume) => {
-    const child = ChildProcess.spawn(node, [...flags, bin, ...args], { cwd: root, stdio: ["pipe", "pipe", "pipe"] })
+    const child = ChildProcess.spawn(node, [...flags, bin, ...args], {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ["pipe", "pipe", "pipe"]
+    })
     let stdout = ""
     let stderr = ""
     child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))

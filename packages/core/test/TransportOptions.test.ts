@@ -6,7 +6,7 @@
  * with reason `InvalidOption`, naming the transport, the option and where it
  * was set.
  */
-import { IpcError, Registry, Transport, TransportOptions } from "@effect-ipc/core"
+import { IpcError, Memory, Registry, Transport, TransportOptions } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -124,6 +124,39 @@ describe("transport options from configuration", () => {
       )
     }))
 
+  it.live("only the chosen transport is built with the options; the others a program may dial keep their defaults", () =>
+    Effect.gen(function*() {
+      const built: Array<string> = []
+      const probe = (name: string): Registry.TransportDescriptor => ({
+        name,
+        schemes: [name],
+        defaultAddress: (service) => `${name}://${service}`,
+        make: Effect.sync(() => {
+          built.push(`${name} with defaults`)
+          return { ...Memory.make(), schemes: [name] }
+        }),
+        options: TransportOptions.declare<Memory.MemoryOptions>()(
+          { maxMessageSize: TransportOptions.Bytes },
+          (options) =>
+            Effect.sync(() => {
+              built.push(`${name} with ${JSON.stringify(options)}`)
+              return { ...Memory.make(options), schemes: [name] }
+            })
+        )
+      })
+      yield* Effect.gen(function*() {
+        // a dial of the other scheme builds the other transport (its dial then fails: no listener)
+        yield* Effect.flip(Transport.dial("second://x"))
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(withProvider(
+          ConfigProvider.fromEnv({ env: { IPC_TRANSPORT: "first", IPC_OPTIONS_MAX_MESSAGE_SIZE: "16" } }),
+          [probe("first"), probe("second")]
+        ))
+      )
+      assert.deepStrictEqual(built, [`first with {"maxMessageSize":16}`, "second with defaults"])
+    }))
+
   it.effect("the kinds: sizes with units, durations, permission bits, flags, choices; nested options", () =>
     Effect.gen(function*() {
       interface Opts {
@@ -132,6 +165,8 @@ describe("transport options from configuration", () => {
         readonly mode?: number
         readonly on?: boolean
         readonly how?: "os" | "fsync"
+        readonly dir?: string
+        readonly count?: number
         readonly heartbeat?: { readonly interval: Duration.Input; readonly timeout: Duration.Input }
       }
       const declaration = TransportOptions.declare<Opts>()({
@@ -140,6 +175,8 @@ describe("transport options from configuration", () => {
         mode: TransportOptions.Mode,
         on: TransportOptions.Flag,
         how: TransportOptions.Choice(["os", "fsync"]),
+        dir: TransportOptions.Text,
+        count: TransportOptions.Count,
         heartbeat: TransportOptions.Heartbeat
       }, () => Effect.die("not built"))
       const read = (vars: Record<string, string>) =>
@@ -152,6 +189,8 @@ describe("transport options from configuration", () => {
         IPC_OPTIONS_MODE: "0640",
         IPC_OPTIONS_ON: "false",
         IPC_OPTIONS_HOW: "fsync",
+        IPC_OPTIONS_DIR: "/run/app",
+        IPC_OPTIONS_COUNT: "12",
         IPC_OPTIONS_HEARTBEAT_INTERVAL: "250",
         IPC_OPTIONS_HEARTBEAT_TIMEOUT: "1 second"
       })
@@ -161,6 +200,8 @@ describe("transport options from configuration", () => {
         mode: 0o640,
         on: false,
         how: "fsync",
+        dir: "/run/app",
+        count: 12,
         heartbeat: { interval: Duration.millis(250), timeout: Duration.seconds(1) }
       })
       const json = yield* read({
@@ -177,6 +218,9 @@ describe("transport options from configuration", () => {
       assert.isUndefined(yield* read({}))
 
       const problems = (yield* Effect.flip(read({ IPC_OPTIONS_HOW: "sometimes", IPC_OPTIONS_MODE: "0999" }))).detail
+      const empty = (yield* Effect.flip(read({ IPC_OPTIONS: `{"dir": "", "count": 1.5}` }))).detail
+      assert.include(empty, `option dir (IPC_OPTIONS.dir): expected a non-empty string, got ""`)
+      assert.include(empty, `option count (IPC_OPTIONS.count): expected a whole number of at least 1, got 1.5`)
       assert.include(problems, `option mode (IPC_OPTIONS_MODE): expected permission bits ("0600", "0o660"), got "0999"`)
       assert.include(problems, `option how (IPC_OPTIONS_HOW): expected one of "os", "fsync", got "sometimes"`)
       const nested = (yield* Effect.flip(read({ IPC_OPTIONS: `{"heartbeat": {"interval": 100, "timeot": 5}}` })))
