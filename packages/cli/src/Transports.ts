@@ -12,6 +12,7 @@ import * as File from "@effect-ipc/transport-file"
 import * as Nng from "@effect-ipc/transport-nng"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import * as Shm from "@effect-ipc/transport-shm"
+import * as Ws from "@effect-ipc/transport-ws"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -22,7 +23,8 @@ export const descriptors: ReadonlyArray<Registry.TransportDescriptor> = [
   Registry.memory,
   Shm.descriptor,
   File.descriptor,
-  Nng.descriptor
+  Nng.descriptor,
+  Ws.descriptor
 ]
 
 const configFailed = (cause: unknown): IpcError.IpcError =>

@@ -242,19 +242,26 @@ it.live(
 )
 
 it.live(
-  "an nng URL without our prefix (tcp://, ipc://, ws://) gets a hint naming the nng+ address",
+  "an nng URL without our prefix (tcp://, ipc://) gets a hint naming the nng+ address; ws:// is the ws transport",
   () =>
     Effect.gen(function*() {
-      for (const url of ["tcp://127.0.0.1:5555", "ipc:///tmp/x.ipc", "ws://127.0.0.1:5556/path"]) {
+      for (const url of ["tcp://127.0.0.1:5555", "ipc:///tmp/x.ipc"]) {
         const scheme = url.slice(0, url.indexOf(":"))
         const sent = yield* runCli(["send", url, "hi"])
         assert.deepStrictEqual(sent, {
           code: 1,
           stdout: "",
           stderr:
-            `effect-ipc: UnsupportedScheme: no transport serves ${scheme}:// (have pipe, memory, shm, file, nng) (${url}); for nng, write nng+${url}\n`
+            `effect-ipc: UnsupportedScheme: no transport serves ${scheme}:// (have pipe, memory, shm, file, nng, ws) (${url}); for nng, write nng+${url}\n`
         })
       }
+      // ws:// is served by @effect-ipc/transport-ws: nothing listening there is NotFound
+      const ws = yield* runCli(["send", "ws://127.0.0.1:5556/path", "hi"])
+      assert.deepStrictEqual(ws, {
+        code: 1,
+        stdout: "",
+        stderr: "effect-ipc: NotFound: no effect-ipc WebSocket server answered (ws://127.0.0.1:5556/path)\n"
+      })
       const json = yield* runCli(["--json", "listen", "tcp://127.0.0.1:5555"])
       assert.strictEqual(json.code, 1)
       assert.strictEqual(json.stderr, "")
