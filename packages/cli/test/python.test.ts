@@ -11,6 +11,7 @@ import { Log } from "@effect-ipc/transport-file"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as Stream from "effect/Stream"
@@ -224,6 +225,45 @@ describe("python/effect_ipc", () => {
         )
       }).pipe(Effect.scoped),
     120_000
+  )
+
+  it.live(
+    "byte channels with Node both ways: echo, heartbeats over an idle second, the close handshake",
+    () =>
+      Effect.gen(function*() {
+        const heartbeat = { interval: "50 millis", timeout: "500 millis" } as const
+        const transport = Pipe.UnixSocket.make({ heartbeat })
+        // Python dials a Node listener
+        const address = socket()
+        const listener = yield* transport.listen(address)
+        const dialer = yield* Effect.forkScoped(runPython([Path.join(fixtures, "channel_peer.py"), "dial", address]))
+        const server = yield* listener.accept
+        const seen = yield* server.messages.pipe(
+          Stream.tap((message) => server.send(new TextEncoder().encode(`pong: ${new TextDecoder().decode(message)}`))),
+          Stream.map((message) => new TextDecoder().decode(message)),
+          Stream.runCollect
+        )
+        // the stream ended cleanly: Python closed with a close frame (a lost peer would fail it)
+        assert.deepStrictEqual(seen, ["ping 1", "ping 2", "ping 3", "still here"])
+        const ran = yield* Fiber.join(dialer)
+        assert.strictEqual(ran.code, 0, ran.stderr)
+        assert.strictEqual(ran.stdout, "pong: ping 1\npong: ping 2\npong: ping 3\npong: still here\nclosed\n")
+
+        // Node dials a Python listener at a pipe:// address
+        const name = `py-channel-${process.pid}-${n++}`
+        const peer = yield* start(python, [Path.join(fixtures, "channel_peer.py"), "serve", `pipe://${name}`])
+        yield* peer.ready("ready")
+        const client = yield* transport.dial(`pipe://${name}`)
+        yield* client.send(new TextEncoder().encode("hello python"))
+        assert.strictEqual(new TextDecoder().decode(yield* client.receive), "HELLO PYTHON")
+        yield* Effect.sleep("1 second") // idle: heartbeats keep both sides
+        yield* client.send(new TextEncoder().encode("again"))
+        assert.strictEqual(new TextDecoder().decode(yield* client.receive), "AGAIN")
+        yield* client.close
+        assert.strictEqual(yield* peer.exit, 0)
+        assert.strictEqual(peer.stdout(), "client closed\n")
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   for (const via of ["fd", "stdio"] as const) {
