@@ -6,13 +6,11 @@
  *
  * @since 0.1.0
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as Address from "./Address.ts"
-import * as Inbox from "./Inbox.ts"
-import * as IpcChannel from "./IpcChannel.ts"
+import * as ChannelEngine from "./ChannelEngine.ts"
+import type * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 import * as Transport from "./Transport.ts"
 
@@ -26,62 +24,54 @@ export interface MemoryOptions {
 
 const listeners = new Map<string, (client: MemoryEnd) => MemoryEnd>()
 
+/** One end of a memory channel: its sink, once its engine has started, and whether its inbox is full. */
 interface MemoryEnd {
-  readonly inbox: Inbox.Inbox
-  readonly writable: Latch.Latch
-  readonly closed: Deferred.Deferred<void>
+  sink: ChannelEngine.Sink | undefined
+  full: boolean
 }
 
-const makeEnd = (maxBufferedMessages: number): MemoryEnd => {
-  const writable = Latch.makeUnsafe(true)
-  return {
-    inbox: Inbox.make({ maxMessages: maxBufferedMessages, onResume: () => Latch.openUnsafe(writable) }),
-    writable,
-    closed: Deferred.makeUnsafe<void>()
-  }
-}
-
+// the link of one end: a send is a push into the peer's inbox (a copy: the caller may reuse its
+// buffer); the sender waits while the peer's inbox is full; the goodbye reaches the peer at once
 const connectEnds = (
   address: string,
   self: MemoryEnd,
   peer: MemoryEnd,
   description: string,
-  maxMessageSize: number
+  options: MemoryOptions
 ): IpcChannel.IpcChannel => {
-  const closedError = IpcError.make("Closed", "the channel is closed", address)
-  const isClosed = () => Deferred.isDoneUnsafe(self.closed) || Deferred.isDoneUnsafe(peer.closed)
-  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-    Effect.suspend(() => {
-      if (isClosed()) return Effect.fail(closedError)
-      if (message.byteLength > maxMessageSize) {
-        return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
-      }
-      if (peer.inbox.push(message.slice())) return Effect.void
-      Latch.closeUnsafe(peer.writable)
-      return Effect.flatMap(peer.writable.await, () => (isClosed() ? Effect.fail(closedError) : Effect.void))
-    })
-  const close = Effect.sync(() => {
-    if (Deferred.isDoneUnsafe(self.closed)) return
-    Deferred.doneUnsafe(self.closed, Effect.void)
-    self.inbox.shutdown(closedError)
-    peer.inbox.end()
-    Latch.openUnsafe(peer.writable)
-    Latch.openUnsafe(self.writable)
-  })
-  return IpcChannel.make({
+  return ChannelEngine.make({
     address,
     peer: { pid: process.pid, description },
-    inbox: self.inbox,
-    send,
-    close,
-    closed: Effect.raceFirst(Deferred.await(self.closed), Deferred.await(peer.closed))
-  })
+    maxMessageSize: options.maxMessageSize ?? 256 * 1024 * 1024,
+    maxBufferedMessages: options.maxBufferedMessages ?? 4096,
+    highWaterMark: 0
+  }, (sink) => {
+    self.sink = sink
+    return {
+      write: (message) => {
+        if (!peer.sink!.message(message.slice())) peer.full = true
+      },
+      pending: () => peer.full ? 1 : 0,
+      // our inbox has room: the peer's waiting senders go on
+      resume: () => {
+        self.full = false
+        peer.sink?.writable()
+      },
+      goodbye: (sent) => {
+        peer.sink?.peerClosed()
+        sent()
+        sink.closed()
+      },
+      destroy: () => {
+        self.full = false
+        peer.sink?.writable()
+      }
+    }
+  }).channel
 }
 
 /** Makes the memory transport. */
 export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
-  const maxMessageSize = options.maxMessageSize ?? 256 * 1024 * 1024
-  const maxBuffered = options.maxBufferedMessages ?? 4096
   return {
     schemes: ["memory"],
     listen: (address) =>
@@ -93,8 +83,8 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
         const acceptor = yield* Transport.makeAcceptor(address)
         const accepted = new Set<IpcChannel.IpcChannel>()
         listeners.set(parsed.rest, (client) => {
-          const server = makeEnd(maxBuffered)
-          const channel = connectEnds(address, server, client, "memory client", maxMessageSize)
+          const server: MemoryEnd = { sink: undefined, full: false }
+          const channel = connectEnds(address, server, client, "memory client", options)
           accepted.add(channel)
           acceptor.offer(channel)
           return server
@@ -119,8 +109,8 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
             address
           )
         }
-        const client = makeEnd(maxBuffered)
-        const channel = connectEnds(address, client, accept(client), "memory server", maxMessageSize)
+        const client: MemoryEnd = { sink: undefined, full: false }
+        const channel = connectEnds(address, client, accept(client), "memory server", options)
         yield* Effect.addFinalizer(() => channel.close)
         return channel
       })

@@ -24,6 +24,8 @@ export * as IpcRpc from "./IpcRpc.ts"
 export * as Observability from "./Observability.ts"
 /** Retry, reconnect and heartbeat policies. */
 export * as Policy from "./Policy.ts"
+/** The channel engine every transport runs on: a transport supplies a link. */
+export * as ChannelEngine from "./ChannelEngine.ts"
 /** Channels over Node byte streams, for transport authors. */
 export * as StreamChannel from "./StreamChannel.ts"
 /** Transport choice by configuration (`IPC_TRANSPORT` / `IPC_ADDRESS`). */

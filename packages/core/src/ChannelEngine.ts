@@ -1,0 +1,370 @@
+/**
+ * The channel engine: the one implementation of an `IpcChannel`'s contract,
+ * which every transport runs on. A transport supplies a `Link` (a few
+ * synchronous operations on its medium: queue a message, flush the burst,
+ * say how much is still queued, resume reading, ping, say goodbye, destroy);
+ * the engine owns everything else, the way nng's core owns a pipe's life
+ * while a transport supplies send, receive, close and stop:
+ *
+ * - the lifecycle: open, closing (we said goodbye), peer closed (it said
+ *   goodbye), failed, finished; the `closed` signal completes once, at the end;
+ * - the inbox, and pausing the link while it is full;
+ * - send checks (closed, failed, `FrameTooLarge`), in that order;
+ * - send back-pressure: `send` waits while the link holds more than
+ *   `highWaterMark` bytes, and drops the peer after `writeTimeout`;
+ * - one flush per burst: messages sent in one turn of the event loop go to
+ *   the link's `flush` together, in a microtask;
+ * - graceful close: the goodbye goes out after everything queued, `close`
+ *   waits for it up to `lingerTimeout`, the link is destroyed once the peer
+ *   is gone too (or after another `lingerTimeout`);
+ * - heartbeats: pings while nothing was sent, `Timeout` after a silent peer;
+ * - pending senders fail (with the failure, or `Closed`) as soon as the
+ *   channel fails or closes; what had arrived is still delivered before a
+ *   failure.
+ *
+ * The engine runs no fiber: timers are plain, cleared when the channel ends.
+ *
+ * @since 0.1.0
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Latch from "effect/Latch"
+import * as Inbox from "./Inbox.ts"
+import * as IpcChannel from "./IpcChannel.ts"
+import * as IpcError from "./IpcError.ts"
+
+/** Heartbeat settings: ping when idle, drop the peer when nothing arrives for `timeout`. */
+export interface Heartbeat {
+  /** How often to check, and to ping when nothing was sent. */
+  readonly interval: Duration.Input
+  /** Silence from the peer after which the channel fails with reason `Timeout`. */
+  readonly timeout: Duration.Input
+}
+
+/**
+ * What the engine offers a link: where incoming messages and the link's
+ * events go. Every method may be called at any time, also after the end
+ * (late calls are ignored).
+ */
+export interface Sink {
+  /** Delivers one received message; `false` means: stop reading until `Link.resume`. */
+  readonly message: (message: Uint8Array) => boolean
+  /** The peer showed a sign of life (any bytes, a pong): resets the heartbeat's silence. */
+  readonly heard: () => void
+  /** The link holds less now (the medium drained): waiting senders may go on. */
+  readonly writable: () => void
+  /** The link queued something itself (a pong) and wants a `flush` at the end of this burst. */
+  readonly flushSoon: () => void
+  /** The peer's goodbye arrived after all its messages: input ends gracefully, and the engine answers. */
+  readonly peerClosed: () => void
+  /** The link is broken (`error` says why): the channel fails after delivering what had arrived. */
+  readonly lost: (error: IpcError.IpcError) => void
+  /** The link is down after the goodbyes (nothing more will come): the channel finishes. */
+  readonly closed: () => void
+  /** Fails once sends must stop (the channel failed or closed): for a link whose `write` is an Effect. */
+  readonly aborted: Effect.Effect<never, IpcError.IpcError>
+  /** True once the channel is closing, failed or finished: nothing new should be started. */
+  readonly isEnding: () => boolean
+}
+
+/**
+ * A transport's part of a channel: synchronous operations on its medium.
+ * `write` gets each message as `send` is called (copy what the caller may
+ * reuse); `flush` (if present) runs once per burst, in a microtask.
+ */
+export interface Link {
+  /**
+   * Queues (or writes) one message. A medium that writes asynchronously
+   * (an append to a file) returns an Effect that completes once the message
+   * is written; `send` waits for it, and it should fail with `Sink.aborted`.
+   */
+  readonly write: (message: Uint8Array) => void | Effect.Effect<void, IpcError.IpcError>
+  /** Writes out everything queued since the last flush (one syscall where the medium allows). */
+  readonly flush?: (() => void) | undefined
+  /** Bytes written to the link that the medium has not taken yet (compared with `highWaterMark`). */
+  readonly pending: () => number
+  /** The inbox has room again: read on (after `Sink.message` answered `false`). */
+  readonly resume: () => void
+  /** Queues a ping (heartbeats); its answer reaches `Sink.heard`. */
+  readonly ping?: (() => void) | undefined
+  /** Runs before a receiver waits on an empty inbox (a link that reads on demand fills it here). */
+  readonly beforeReceive?: (() => void) | undefined
+  /** Queues our goodbye after everything queued; calls `sent` once it has left (`Sink.closed` when all is over). */
+  readonly goodbye: (sent: () => void) => void
+  /** Lets go of the medium at once (called exactly once, at the end). */
+  readonly destroy: () => void
+}
+
+/** Options of a channel engine. */
+export interface EngineOptions {
+  /** The address the channel was dialled at or accepted on. */
+  readonly address: string
+  /** What is known of the peer process. */
+  readonly peer?: IpcChannel.PeerInfo | undefined
+  /** Largest message `send` accepts (default 256 MiB). */
+  readonly maxMessageSize?: number | undefined
+  /** Bytes the link may hold (see `Link.pending`) before `send` waits (default 4 MiB). */
+  readonly highWaterMark?: number | undefined
+  /** How long a `send` may wait for the peer to read before the peer is dropped (default: no limit). */
+  readonly writeTimeout?: Duration.Input | undefined
+  /** Incoming messages buffered before the link is paused (default 4096). */
+  readonly maxBufferedMessages?: number | undefined
+  /** Incoming bytes buffered before the link is paused (default 8 MiB). */
+  readonly maxBufferedBytes?: number | undefined
+  /** Heartbeats (off by default); the link must implement `ping`. */
+  readonly heartbeat?: Heartbeat | undefined
+  /** How long `close` waits for the goodbye to leave, and then for the peer's (default 2 s). */
+  readonly lingerTimeout?: Duration.Input | undefined
+}
+
+/** A running engine: the channel, and its parts for transports that build on them. */
+export interface Engine {
+  /** The channel users see. */
+  readonly channel: IpcChannel.IpcChannel
+  /** The inbox (with `Link.beforeReceive` applied), for a transport that decorates receiving. */
+  readonly inbox: Inbox.Inbox
+  /** Fails the channel with `error` (as `Sink.lost`). */
+  readonly fail: (error: IpcError.IpcError) => void
+}
+
+const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+
+/**
+ * Runs a channel over the link that `open` starts. `open` gets the sink at
+ * once and may deliver to it before it returns. Not scoped: the caller
+ * closes the channel.
+ */
+export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine => {
+  const address = options.address
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+  const highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024
+  const writeTimeout = options.writeTimeout
+  const linger = millis(options.lingerTimeout ?? "2 seconds")
+  const closedErr = IpcError.make("Closed", "the channel is closed", address)
+  const peerClosedErr = IpcError.make("Closed", "the channel was closed by its peer", address)
+
+  let failure: IpcError.IpcError | undefined
+  let closing = false // our goodbye is queued (we closed, or answered the peer's)
+  let peerClosed = false
+  let peerFirst = false // the peer said goodbye before we did (sends fail as closed by the peer)
+  let finished = false
+  let flushScheduled = false
+  let heard = 0
+  let flushes = 0
+  let heartbeatTimer: ReturnType<typeof setInterval> | undefined
+  let lingerTimer: ReturnType<typeof setTimeout> | undefined
+  const closed = Deferred.makeUnsafe<void>()
+  // completes once our goodbye has left (or could not): what `close` waits for
+  const said = Deferred.makeUnsafe<void>()
+  // fails once sends must stop; made on first use (only links whose writes are Effects use it)
+  let abort: Deferred.Deferred<never, IpcError.IpcError> | undefined
+  const writableLatch = Latch.makeUnsafe(true)
+  // set once `open` returns (a link that fails inside `open` is destroyed as it returns)
+  let link: Link | undefined
+
+  const inbox = Inbox.make({
+    maxMessages: options.maxBufferedMessages,
+    maxBytes: options.maxBufferedBytes,
+    onResume: () => {
+      if (!finished) link?.resume()
+    }
+  })
+
+  const sendError = (): IpcError.IpcError | undefined =>
+    failure ?? (peerFirst ? peerClosedErr : closing ? closedErr : undefined)
+
+  // ---- lifecycle ----------------------------------------------------------
+  const finish = (): void => {
+    if (finished) return
+    finished = true
+    if (heartbeatTimer !== undefined) clearInterval(heartbeatTimer)
+    if (lingerTimer !== undefined) clearTimeout(lingerTimer)
+    // the medium goes first: whoever wakes up below sees a channel that has let go of it
+    link?.destroy()
+    // a failure keeps what had arrived for the reader; a close drops what nobody read
+    if (failure !== undefined) inbox.fail(failure)
+    else if (!inbox.isDone()) inbox.shutdown(closedErr)
+    Latch.openUnsafe(writableLatch)
+    if (abort !== undefined) Deferred.doneUnsafe(abort, Effect.fail(failure ?? closedErr))
+    Deferred.doneUnsafe(said, Effect.void)
+    Deferred.doneUnsafe(closed, Effect.void)
+  }
+
+  const fail = (error: IpcError.IpcError): void => {
+    if (failure !== undefined || finished) return
+    failure = error
+    finish()
+  }
+
+  const abortSenders = (): void => {
+    Latch.openUnsafe(writableLatch)
+    if (abort !== undefined) Deferred.doneUnsafe(abort, Effect.fail(sendError() ?? closedErr))
+  }
+
+  /** Queues our goodbye; `said` completes once it left, the link goes once the peer is gone too. */
+  const sayGoodbye = (): void => {
+    closing = true
+    abortSenders()
+    lingerTimer = setTimeout(finish, linger)
+    link!.goodbye(() => {
+      Deferred.doneUnsafe(said, Effect.void)
+      if (finished) return
+      // the goodbye left: now wait (briefly, without holding the process) for the peer's end
+      clearTimeout(lingerTimer)
+      lingerTimer = setTimeout(finish, linger)
+      lingerTimer.unref()
+    })
+  }
+
+  const close: Effect.Effect<void> = Effect.suspend(() => {
+    if (!closing && !finished) {
+      inbox.shutdown(closedErr)
+      sayGoodbye()
+    } else if (!inbox.isDone()) {
+      inbox.shutdown(closedErr)
+    }
+    return Deferred.await(said)
+  })
+
+  // ---- sending ------------------------------------------------------------
+  const flush = (): void => {
+    flushScheduled = false
+    if (finished) return
+    flushes++
+    link!.flush!()
+    if (link!.pending() <= highWaterMark) Latch.openUnsafe(writableLatch)
+  }
+  const flushSoon = (): void => {
+    if (!flushScheduled && link?.flush !== undefined) {
+      flushScheduled = true
+      queueMicrotask(flush)
+    }
+  }
+
+  const afterWait = Effect.suspend(() => {
+    const error = sendError()
+    return error === undefined ? Effect.void : Effect.fail(error)
+  })
+  const waitWritable: Effect.Effect<void, IpcError.IpcError> = writeTimeout === undefined
+    ? Effect.flatMap(writableLatch.await, () => afterWait)
+    : writableLatch.await.pipe(
+      Effect.timeoutOrElse({
+        duration: writeTimeout,
+        orElse: () =>
+          Effect.suspend(() => {
+            const error = IpcError.make(
+              "Timeout",
+              `the peer did not read for ${Duration.format(Duration.fromInputUnsafe(writeTimeout))}: dropped`,
+              address
+            )
+            fail(error)
+            return Effect.fail(error)
+          })
+      }),
+      Effect.flatMap(() => afterWait)
+    )
+
+  const sendNow = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
+    const error = sendError()
+    if (error !== undefined) return Effect.fail(error)
+    if (message.byteLength > maxMessageSize) {
+      return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
+    }
+    const written = link!.write(message)
+    if (written !== undefined) return written
+    flushSoon()
+    if (link!.pending() <= highWaterMark) return Effect.void
+    Latch.closeUnsafe(writableLatch)
+    return waitWritable
+  }
+  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => Effect.suspend(() => sendNow(message))
+
+  // ---- the sink -----------------------------------------------------------
+  const sink: Sink = {
+    message: inbox.push,
+    heard: () => {
+      heard++
+    },
+    writable: () => {
+      if (link !== undefined && link.pending() <= highWaterMark) Latch.openUnsafe(writableLatch)
+    },
+    flushSoon,
+    peerClosed: () => {
+      if (peerClosed || finished) return
+      peerClosed = true
+      inbox.end()
+      if (!closing) {
+        peerFirst = true
+        sayGoodbye() // the answer, after anything still queued
+      } else {
+        abortSenders()
+      }
+    },
+    lost: fail,
+    closed: () => {
+      if (finished) return
+      if (!closing && !peerClosed && failure === undefined) {
+        return fail(IpcError.make("ConnectionLost", "the link closed without a goodbye", address))
+      }
+      finish()
+    },
+    get aborted() {
+      if (abort === undefined) {
+        abort = Deferred.makeUnsafe<never, IpcError.IpcError>()
+        if (finished || closing || peerClosed) Deferred.doneUnsafe(abort, Effect.fail(sendError() ?? closedErr))
+      }
+      return Deferred.await(abort)
+    },
+    isEnding: () => closing || finished || failure !== undefined
+  }
+
+  const opened = open(sink)
+  link = opened
+  if (finished) opened.destroy()
+
+  if (options.heartbeat !== undefined && opened.ping !== undefined && !finished) {
+    const ping = opened.ping
+    const interval = millis(options.heartbeat.interval)
+    const timeout = millis(options.heartbeat.timeout)
+    let heardBefore = heard
+    let flushesBefore = flushes
+    let lastHeard = Date.now()
+    // a plain timer, cleared when the channel ends: no fiber outside the user's runtime
+    heartbeatTimer = setInterval(() => {
+      const now = Date.now()
+      if (heard !== heardBefore) {
+        heardBefore = heard
+        lastHeard = now
+      } else if (now - lastHeard > timeout) {
+        return fail(IpcError.make("Timeout", `no word from the peer for ${timeout} ms`, address))
+      }
+      if (flushes === flushesBefore && !closing) {
+        ping()
+        flushSoon()
+      }
+      flushesBefore = flushes
+    }, interval)
+  }
+
+  const before = opened.beforeReceive
+  const receiving: Inbox.Inbox = before === undefined ? inbox : {
+    ...inbox,
+    take: Effect.andThen(Effect.sync(before), inbox.take),
+    pull: Effect.andThen(Effect.sync(before), inbox.pull)
+  }
+
+  return {
+    channel: IpcChannel.make({
+      address,
+      peer: options.peer,
+      inbox: receiving,
+      send,
+      close,
+      closed: Deferred.await(closed)
+    }),
+    inbox: receiving,
+    fail
+  }
+}

@@ -1,0 +1,254 @@
+import { ChannelEngine, IpcError } from "@effect-ipc/core"
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
+
+const m = (n: number) => new Uint8Array([n])
+
+/** A link over nothing: it records what the engine asks of it, and the test plays the medium. */
+const testLink = (options: { readonly answerGoodbye?: boolean; readonly ping?: boolean } = {}) => {
+  const state = {
+    written: [] as Array<number>,
+    flushes: [] as Array<number>,
+    pending: 0,
+    resumes: 0,
+    pings: 0,
+    goodbyes: 0,
+    destroys: 0,
+    sink: undefined as unknown as ChannelEngine.Sink
+  }
+  const open = (sink: ChannelEngine.Sink): ChannelEngine.Link => {
+    state.sink = sink
+    return {
+      write: (message) => {
+        state.written.push(message[0]!)
+        state.pending += message.byteLength
+      },
+      flush: () => {
+        state.flushes.push(state.written.length)
+      },
+      pending: () => state.pending,
+      resume: () => {
+        state.resumes++
+      },
+      ...(options.ping === true ? { ping: () => void state.pings++ } : {}),
+      goodbye: (sent) => {
+        state.goodbyes++
+        if (options.answerGoodbye !== false) {
+          sent()
+          sink.closed()
+        }
+      },
+      destroy: () => {
+        state.destroys++
+      }
+    }
+  }
+  return { state, open }
+}
+
+const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.map(Effect.yieldNow, () => fiber.pollUnsafe() !== undefined)
+
+describe("ChannelEngine", () => {
+  it.live("a burst of sends reaches the link in order and is flushed once, after the burst", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      yield* channel.send(m(1))
+      yield* channel.send(m(2))
+      yield* channel.send(m(3))
+      assert.deepStrictEqual(state.written, [1, 2, 3])
+      assert.deepStrictEqual(state.flushes, [])
+      yield* Effect.yieldNow
+      yield* Effect.promise(() => Promise.resolve())
+      assert.deepStrictEqual(state.flushes, [3])
+    }))
+
+  it.live("rejects a message over the limit with FrameTooLarge and stays open", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxMessageSize: 4 }, open)
+      const error = yield* Effect.flip(channel.send(new Uint8Array(5)))
+      assert.strictEqual(error.reason._tag, "FrameTooLarge")
+      yield* channel.send(m(7))
+      assert.deepStrictEqual(state.written, [7])
+    }))
+
+  it.live("close: one goodbye, sends fail Closed, the link is destroyed once, closed completes", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      state.sink.message(m(1))
+      yield* channel.close
+      yield* channel.close
+      assert.strictEqual(state.goodbyes, 1)
+      assert.strictEqual(state.destroys, 1)
+      yield* channel.closed
+      assert.strictEqual((yield* Effect.flip(channel.send(m(2)))).reason._tag, "Closed")
+      // our own close drops what was not read
+      assert.strictEqual((yield* Effect.flip(channel.receive)).reason._tag, "Closed")
+      // late calls from the link are ignored
+      state.sink.lost(IpcError.make("ConnectionLost", "late"))
+      state.sink.closed()
+      assert.strictEqual(state.destroys, 1)
+    }))
+
+  it.live("the peer's goodbye: what it sent is read first, then Closed; the engine answers once", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      state.sink.message(m(1))
+      state.sink.message(m(2))
+      state.sink.peerClosed()
+      state.sink.peerClosed()
+      assert.strictEqual(state.goodbyes, 1)
+      const all = yield* Stream.runCollect(channel.messages)
+      assert.deepStrictEqual(all.map((b) => b[0]), [1, 2])
+      assert.strictEqual((yield* Effect.flip(channel.receive)).reason._tag, "Closed")
+      assert.strictEqual((yield* Effect.flip(channel.send(m(3)))).reason._tag, "Closed")
+      yield* channel.closed
+      assert.strictEqual(state.destroys, 1)
+    }))
+
+  it.live("a lost link: what arrived is delivered, then the error; sends fail with it", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      state.sink.message(m(1))
+      state.sink.lost(IpcError.make("ConnectionLost", "gone"))
+      assert.deepStrictEqual([...(yield* channel.receive)], [1])
+      assert.strictEqual((yield* Effect.flip(channel.receive)).reason._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(channel.send(m(2)))).reason._tag, "ConnectionLost")
+      yield* channel.closed
+      assert.strictEqual(state.destroys, 1)
+      yield* channel.close
+      assert.strictEqual(state.goodbyes, 0)
+    }))
+
+  it.live("a link that closes without any goodbye is a lost peer", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      state.sink.closed()
+      assert.strictEqual((yield* Effect.flip(channel.receive)).reason._tag, "ConnectionLost")
+    }))
+
+  it.live("back-pressure: send waits above the high-water mark and goes on once the link drains", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", highWaterMark: 2 }, open)
+      yield* channel.send(m(1))
+      yield* channel.send(m(2))
+      const third = yield* Effect.forkChild(channel.send(m(3)), { startImmediately: true })
+      assert.isFalse(yield* isDone(third))
+      // the medium has not taken anything yet: still waiting
+      state.sink.writable()
+      assert.isFalse(yield* isDone(third))
+      state.pending = 0
+      state.sink.writable()
+      yield* Fiber.join(third)
+      assert.deepStrictEqual(state.written, [1, 2, 3])
+    }))
+
+  it.live("pending senders fail with Closed when the channel closes, and with the failure when it fails", () =>
+    Effect.gen(function*() {
+      for (const end of ["close", "lost"] as const) {
+        // the goodbye stays unanswered: the waiting sender must not wait for the end of the linger
+        const { open, state } = testLink({ answerGoodbye: false })
+        const { channel } = ChannelEngine.make(
+          { address: "test://a", highWaterMark: 0, lingerTimeout: "1 minute" },
+          open
+        )
+        const waiting = yield* Effect.forkChild(channel.send(m(1)), { startImmediately: true })
+        assert.isFalse(yield* isDone(waiting))
+        if (end === "close") yield* Effect.forkChild(channel.close, { startImmediately: true })
+        else state.sink.lost(IpcError.make("ConnectionLost", "gone"))
+        const error = yield* Effect.flip(Fiber.join(waiting))
+        assert.strictEqual(error.reason._tag, end === "close" ? "Closed" : "ConnectionLost")
+      }
+    }))
+
+  it.live("a send waiting longer than writeTimeout drops the peer with Timeout", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make(
+        { address: "test://a", highWaterMark: 0, writeTimeout: "50 millis" },
+        open
+      )
+      const error = yield* Effect.flip(channel.send(m(1)))
+      assert.strictEqual(error.reason._tag, "Timeout")
+      assert.strictEqual((yield* Effect.flip(channel.receive)).reason._tag, "Timeout")
+      yield* channel.closed
+      assert.strictEqual(state.destroys, 1)
+    }))
+
+  it.live("close gives up on a goodbye that never leaves after lingerTimeout, and lets go of the link", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink({ answerGoodbye: false })
+      const { channel } = ChannelEngine.make({ address: "test://a", lingerTimeout: "50 millis" }, open)
+      yield* Effect.all([channel.close, channel.close], { concurrency: "unbounded" })
+      assert.strictEqual(state.goodbyes, 1)
+      assert.strictEqual(state.destroys, 1)
+      yield* channel.closed
+    }))
+
+  it.live("heartbeats: pings while idle, fails with Timeout when the peer stays silent", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink({ ping: true })
+      const { channel } = ChannelEngine.make(
+        { address: "test://a", heartbeat: { interval: "10 millis", timeout: "60 millis" } },
+        open
+      )
+      // a peer that answers keeps the channel
+      const answering = yield* Effect.forkChild(
+        Effect.forever(Effect.andThen(Effect.sleep("5 millis"), Effect.sync(() => state.sink.heard())))
+      )
+      yield* Effect.sleep("200 millis")
+      assert.isFalse(yield* isDone(yield* Effect.forkChild(channel.closed, { startImmediately: true })))
+      assert.isAbove(state.pings, 0)
+      yield* Fiber.interrupt(answering)
+      const error = yield* Effect.flip(channel.receive)
+      assert.strictEqual(error.reason._tag, "Timeout")
+      assert.strictEqual(state.destroys, 1)
+    }))
+
+  it.live("a link whose writes are Effects: send waits for the write; closing aborts it with Closed", () =>
+    Effect.gen(function*() {
+      let sink: ChannelEngine.Sink | undefined
+      const written = yield* Deferred.make<void>()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, (s) => {
+        sink = s
+        return {
+          write: (message) =>
+            message[0] === 1 ? Deferred.succeed(written, undefined) : Effect.andThen(s.aborted, Effect.void),
+          pending: () => 0,
+          resume: () => {},
+          goodbye: (sent) => {
+            sent()
+            s.closed()
+          },
+          destroy: () => {}
+        }
+      })
+      assert.isDefined(sink)
+      yield* channel.send(m(1))
+      assert.isTrue(yield* Deferred.isDone(written))
+      const stuck = yield* Effect.forkChild(channel.send(m(2)), { startImmediately: true })
+      assert.isFalse(yield* isDone(stuck))
+      yield* channel.close
+      assert.strictEqual((yield* Effect.flip(Fiber.join(stuck))).reason._tag, "Closed")
+    }))
+
+  it.live("the inbox pauses the link when full and resumes it once drained", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBufferedMessages: 2 }, open)
+      assert.isTrue(state.sink.message(m(1)))
+      assert.isFalse(state.sink.message(m(2)))
+      assert.strictEqual(state.resumes, 0)
+      yield* channel.receiveAll
+      assert.strictEqual(state.resumes, 1)
+    }))
+})
