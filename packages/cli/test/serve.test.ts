@@ -22,6 +22,7 @@ const fixtures = Path.join(root, "packages", "cli", "test", "fixtures")
 const service = Path.relative(root, Path.join(fixtures, "inventory-service.ts"))
 const api = Path.relative(root, Path.join(fixtures, "inventory-api.ts"))
 const partial = Path.relative(root, Path.join(fixtures, "inventory-partial.ts"))
+const needs = Path.relative(root, Path.join(fixtures, "inventory-needs.ts"))
 
 it.live(
   "serve --module serves a user's RpcGroup with its handlers; call --module in other processes gets typed results, a typed error and a stream",
@@ -91,6 +92,14 @@ it.live(
         stderr:
           `effect-ipc: NotFound: the layer SmallHandlers of module ${partial} does not handle Take, Restocks of Inventory\n`
       })
+      const needsService = yield* runCli(["serve", socket(), "--module", needs])
+      assert.strictEqual(needsService.code, 1)
+      assert.match(
+        needsService.stderr,
+        new RegExp(
+          `^effect-ipc: NotFound: cannot build the handlers InventoryHandlers of module ${needs}: .*fixtures/Warehouse.* \\(serve --module provides no services: the layer must provide what its handlers need\\)\n$`
+        )
+      )
       const badHandlers = yield* runCli(["serve", socket(), "--module", service, "--handlers", "Nope", "--json"])
       assert.deepStrictEqual(badHandlers, {
         code: 1,
