@@ -7,7 +7,7 @@
  * the README's script; the package's own unittest suite; `pip install`.
  */
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
-import { Log } from "@effect-ipc/transport-file"
+import { Ipckit, Log } from "@effect-ipc/transport-file"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -361,6 +361,27 @@ describe("python/effect_ipc", () => {
         yield* only.server.ready(`refused an RPC client`)
       }).pipe(Effect.scoped),
     120_000
+  )
+
+  it.live(
+    "ipckit files: a Python frontend asks a Node Ipckit backend and gets its answer, then an event",
+    () =>
+      Effect.gen(function*() {
+        const dir = Path.join(tmp, `ipckit-${n++}`)
+        const backend = yield* Ipckit.backend(dir)
+        const frontend = yield* Effect.forkScoped(runPython([Path.join(fixtures, "ipckit_peer.py"), dir]))
+        const request = yield* backend.receive
+        assert.strictEqual(request.type, "request")
+        assert.strictEqual(request.method, "add")
+        const { a, b } = request.payload as { readonly a: number; readonly b: number }
+        yield* backend.sendResponse(request.id, { sum: a + b })
+        const event = yield* backend.receive
+        assert.deepStrictEqual([event.type, event.method, event.payload], ["event", "bye", { from: "python" }])
+        const ran = yield* Fiber.join(frontend)
+        assert.strictEqual(ran.code, 0, ran.stderr)
+        assert.strictEqual(ran.stdout, `{"sum": 5}\n`)
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live(
