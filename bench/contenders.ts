@@ -10,45 +10,34 @@
  *   FIFO pair (`fifo://`, dialled through the router `Pipe.make()`) or a
  *   child-process pipe (`ChildPipe.spawn`, the peers being our children):
  *   `channel.send` per message, `channel.receive` for echoes;
- * - typed RPC: DemoApi `Echo`/`Add` calls through one `RpcClient`.
+ * - typed RPC: DemoApi `Echo`/`Add` calls through one `RpcClient` of a stack in `rpc.ts`;
+ * - zeromq (`zmq.ts`), shm (`shm.ts`), nng (`nng.ts`), file (`file.ts`) in modules of their own.
  */
-import { type IpcChannel, type IpcError, IpcRpc, Memory } from "@effect-ipc/core"
+import { type IpcChannel, type IpcError, Memory } from "@effect-ipc/core"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
-import { DemoApi } from "effect-ipc/DemoApi"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
-import * as RpcClient from "effect/rpc/RpcClient"
 import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import type { Readable, Writable } from "node:stream"
 import { echo, sink } from "./handlers.ts"
-import { KiB, type OneWayRun, type Row } from "./report.ts"
-import { decodeCounts, END, rawFrame, RawReader, READY } from "./shared.ts"
+import type { OneWayRun, Row } from "./report.ts"
+import type { DemoClient } from "./rpc.ts"
+import { clockEvery, decodeCounts, END, makePayload, rawFrame, RawReader, READY } from "./shared.ts"
 
 /** One transport at one payload size, ready to measure. */
 export interface Contender {
   readonly row: Row
   /** False for calls without a payload (RPC `Add`). */
   readonly countBytes: boolean
-  /** `n` timed round trips after `warmup` untimed ones; the samples are in ms. */
-  readonly pingPong: (n: number, warmup: number) => Promise<Float64Array>
+  /** `n` timed round trips after `warmup` untimed ones; the samples are in ms (absent: no round trips, memcpy). */
+  readonly pingPong?: ((n: number, warmup: number) => Promise<Float64Array>) | undefined
   /** Sends (or calls) for `seconds`, then reports what the receiver counted. */
   readonly oneWay: (seconds: number) => Promise<OneWayRun>
   readonly close: () => Promise<void>
 }
-
-/** A deterministic payload of `size` bytes. */
-export const makePayload = (size: number): Uint8Array => {
-  const payload = new Uint8Array(size)
-  for (let i = 0; i < size; i++) payload[i] = (i * 31 + 7) & 0xff
-  return payload
-}
-
-/** How many sends go between two looks at the clock. */
-const clockEvery = (size: number): number => size >= 64 * KiB ? 1 : 256
 
 // ---- raw node:net baseline ----------------------------------------------------------
 
@@ -140,6 +129,35 @@ export const openRaw = async (row: Row, echoPath: string, sinkPath: string): Pro
       echoSocket.destroy()
       sinkSocket.destroy()
     }
+  }
+}
+
+// ---- memcpy, the reference for copies ----------------------------------------------------
+
+/**
+ * A copy of the row's size from one buffer into another in this process
+ * (`Uint8Array.prototype.set`, a memcpy underneath), repeated for `seconds`:
+ * what `shm://`'s `receive` is held against, measured under the same load.
+ */
+export const openMemcpy = async (row: Row): Promise<Contender> => {
+  const source = makePayload(row.size)
+  const target = new Uint8Array(row.size)
+  return {
+    row,
+    countBytes: true,
+    oneWay: async (seconds) => {
+      const start = performance.now()
+      const deadline = start + seconds * 1000
+      let copies = 0
+      while (performance.now() < deadline) {
+        for (let i = 0; i < 16; i++) target.set(source)
+        copies += 16
+      }
+      if (target[row.size - 1] !== source[row.size - 1]) throw new Error("the copy differs")
+      const elapsed = (performance.now() - start) / 1000
+      return { sent: copies, received: copies, bytes: copies * row.size, seconds: elapsed }
+    },
+    close: () => Promise.resolve()
   }
 }
 
@@ -259,26 +277,6 @@ export const openMemory = (row: Row): Promise<Contender> => {
 }
 
 // ---- typed RPC ------------------------------------------------------------------------
-
-const makeClient = RpcClient.make(DemoApi)
-
-/** A DemoApi client. */
-export type DemoClient = Effect.Success<typeof makeClient>
-
-/** Connects a DemoApi client to the `rpc` peer; `close` disconnects it. */
-export const connectRpc = async (
-  address: string
-): Promise<{ readonly client: DemoClient; readonly close: () => Promise<void> }> => {
-  const scope = Scope.makeUnsafe()
-  const layer = IpcRpc.layerClientProtocol(address).pipe(
-    Layer.provide(IpcRpc.layerSerialization),
-    Layer.provide(UnixSocket.layer())
-  )
-  const client = await Effect.runPromise(
-    Scope.provide(scope)(Effect.flatMap(Layer.build(layer), (context) => Effect.provideContext(makeClient, context)))
-  )
-  return { client, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
-}
 
 /** Sequential calls; the samples are in ms. */
 const callRtt = <E>(call: Effect.Effect<unknown, E>, n: number, warmup: number): Effect.Effect<Float64Array, E> =>

@@ -114,13 +114,18 @@ const compile = (dir: string): Effect.Effect<string, Error> =>
     )
   })
 
+/** The C clients running now: a contender that closes (a step given up on) kills its own. */
+const running = new Set<ChildProcess.ChildProcess>()
+
 /** Runs the C program to completion and returns what it printed. */
 const runC = (binary: string, args: ReadonlyArray<string>): Promise<string> =>
   new Promise((resolve, reject) => {
-    ChildProcess.execFile(binary, args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    const child = ChildProcess.execFile(binary, args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      running.delete(child)
       if (error === null) resolve(stdout)
       else reject(new Error(`nng-bench ${args[0]}: ${stderr || error.message}`))
     })
+    running.add(child)
   })
 
 /** The C contender: the echo and sink as C servers, each measurement a C client. */
@@ -159,7 +164,11 @@ export const openNngC = async (row: Row): Promise<Contender> => {
       const [sent, received, bytes, elapsed] = out.trim().split(" ").map(Number)
       return { sent: sent!, received: received!, bytes: bytes!, seconds: elapsed! }
     },
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+    close: () => {
+      // a client still running belongs to a step the driver gave up on: it would wait for ever on a closed server
+      for (const child of running) child.kill("SIGKILL")
+      return Effect.runPromise(Scope.close(scope, Exit.void))
+    }
   }
 }
 

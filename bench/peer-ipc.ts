@@ -3,16 +3,12 @@
  * only for them, so that the raw peer runs without effect): `ipc-*` and
  * `fifo-*` serve channels at their `unix://` or `fifo://` address through the
  * package's router `Pipe.make()`; `child-*` serve the parent that spawned
- * them with `ChildPipe.spawn` (`ChildPipe.fromParent`); `rpc` serves the
- * DemoApi with `IpcRpc` over Unix sockets.
+ * them with `ChildPipe.spawn` (`ChildPipe.fromParent`); the RPC peers are
+ * in `rpc.ts`.
  */
-import { IpcRpc, Transport } from "@effect-ipc/core"
+import { Transport } from "@effect-ipc/core"
 import * as Pipe from "@effect-ipc/transport-pipe"
-import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
-import { DemoApi, DemoHandlers } from "effect-ipc/DemoApi"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as RpcServer from "effect/rpc/RpcServer"
 import { echo, sink } from "./handlers.ts"
 import type { ChildPeerMode } from "./shared.ts"
 
@@ -26,23 +22,9 @@ const serveChannels = (mode: ChannelPeerMode, address: string, ready: () => void
     yield* Transport.serve(listener, mode === "ipc-echo" || mode === "fifo-echo" ? echo : sink)
   }).pipe(Effect.scoped)
 
-const serveRpc = (address: string, ready: () => void) =>
-  Effect.gen(function*() {
-    yield* Layer.build(
-      RpcServer.layer(DemoApi).pipe(
-        Layer.provide(DemoHandlers),
-        Layer.provide(IpcRpc.layerServerProtocol(address)),
-        Layer.provide(IpcRpc.layerSerialization),
-        Layer.provide(UnixSocket.layer())
-      )
-    )
-    ready()
-    yield* Effect.never
-  }).pipe(Effect.scoped)
-
 /** Serves `mode` at `address`, calling `ready` once listening; settles only if serving fails. */
-export const serve = (mode: ChannelPeerMode | "rpc", address: string, ready: () => void): Promise<void> =>
-  Effect.runPromise(mode === "rpc" ? serveRpc(address, ready) : serveChannels(mode, address, ready))
+export const serve = (mode: ChannelPeerMode, address: string, ready: () => void): Promise<void> =>
+  Effect.runPromise(serveChannels(mode, address, ready))
 
 /**
  * Serves the parent process over the channel `ChildPipe.spawn` gave us, until

@@ -1,13 +1,15 @@
 /**
  * The benchmark's peer process: `peer.ts <mode> <address>`. It listens at
- * `address` (a socket path for the `raw-*` modes, a `unix://` address for
- * `ipc-*` and `rpc`, a `fifo://` one for `fifo-*`), prints `ready` on stdout,
+ * `address` (a socket path for the `raw-*` and `rpc-effect-*` modes, a
+ * `unix://` address for `ipc-*` and `rpc-ipc-*`, a `fifo://` one for
+ * `fifo-*`), prints `ready` on stdout,
  * serves every connection, and exits when its stdin closes (so that a
  * `--cpu-prof` profile gets written).
  *
  * - `raw-echo` / `raw-sink`: plain `node:net` with the baseline's framing
  *   (effect is not even loaded);
- * - `ipc-echo` / `ipc-sink` / `fifo-echo` / `fifo-sink` / `rpc`: see `peer-ipc.ts`;
+ * - `ipc-echo` / `ipc-sink` / `fifo-echo` / `fifo-sink`: see `peer-ipc.ts`;
+ * - `rpc-<stack>`: the DemoApi served by one RPC stack, see `rpc.ts`;
  * - `child-echo` / `child-sink` (`peer.ts <mode>`, no address): spawned by the
  *   driver with `ChildPipe.spawn`; they serve the parent on the channel it
  *   gave them (fd 3), print nothing, leave stdin alone (it is the driver's),
@@ -23,7 +25,8 @@ import {
   rawFrame,
   RawReader,
   READY,
-  SinkCounter
+  SinkCounter,
+  stackOfPeerMode
 } from "./shared.ts"
 
 const ready = (): void => {
@@ -54,6 +57,11 @@ const serveRaw = (mode: "raw-echo" | "raw-sink", path: string): void => {
 }
 
 const run = async (mode: Exclude<PeerMode, ChildPeerMode>, address: string): Promise<void> => {
+  const stack = stackOfPeerMode(mode)
+  if (stack !== undefined) {
+    const { serveStack } = await import("./rpc.ts")
+    return serveStack(stack, address, ready)
+  }
   switch (mode) {
     case "raw-echo":
     case "raw-sink":
@@ -61,8 +69,7 @@ const run = async (mode: Exclude<PeerMode, ChildPeerMode>, address: string): Pro
     case "ipc-echo":
     case "ipc-sink":
     case "fifo-echo":
-    case "fifo-sink":
-    case "rpc": {
+    case "fifo-sink": {
       const { serve } = await import("./peer-ipc.ts")
       return serve(mode, address, ready)
     }
@@ -80,7 +87,9 @@ const runChild = async (mode: ChildPeerMode): Promise<void> => {
 
 const [mode, address] = process.argv.slice(2)
 if (!isPeerMode(mode) || (address === undefined && !isChildPeerMode(mode))) {
-  console.error(`usage: peer.ts <${["raw", "ipc", "fifo"].map((k) => `${k}-echo|${k}-sink`).join("|")}|rpc> <address>`)
+  console.error(
+    `usage: peer.ts <${["raw", "ipc", "fifo"].map((k) => `${k}-echo|${k}-sink`).join("|")}|rpc-<stack>> <address>`
+  )
   console.error("       peer.ts <child-echo|child-sink> (spawned with ChildPipe.spawn)")
   process.exit(2)
 }

@@ -4,9 +4,19 @@
  * tables and JSON document that `run.ts` prints and writes.
  */
 import * as Os from "node:os"
+import { type RpcStack, rpcStacks } from "./shared.ts"
 
 export const KiB = 1024
 export const MiB = 1024 * KiB
+
+/** An RPC procedure of the DemoApi the bench calls. */
+export type RpcProcedure = "add" | "echo"
+
+/** The row of `procedure` called through `stack`. */
+export type RpcRowKey = `rpc-${RpcProcedure}-${RpcStack}`
+
+/** The row key of `procedure` called through `stack`. */
+export const rpcRowKey = (procedure: RpcProcedure, stack: RpcStack): RpcRowKey => `rpc-${procedure}-${stack}`
 
 /** Which measurement a row holds. */
 export type RowKey =
@@ -21,8 +31,9 @@ export type RowKey =
   | "shm-view"
   | "nng"
   | "nng-c"
-  | "rpc-add"
-  | "rpc-echo"
+  | "zmq"
+  | "memcpy"
+  | RpcRowKey
 
 /** Round-trip statistics in microseconds. */
 export interface Rtt {
@@ -121,6 +132,8 @@ export const throughputStats = (
 // ---- targets ------------------------------------------------------------------
 
 interface Target {
+  /** Issue 12's (performance) or one of an earlier issue that issue 12 did not replace. */
+  readonly group: "issue 12" | "earlier"
   readonly label: string
   readonly size: number
   readonly key: RowKey
@@ -132,6 +145,7 @@ interface Target {
 
 /** The outcome of one target. */
 export interface TargetResult {
+  readonly group: "issue 12" | "earlier"
   readonly label: string
   readonly limit: number
   readonly measured: number | undefined
@@ -147,24 +161,169 @@ const p50Ratio = (rows: ReadonlyArray<Row>, size: number, key: RowKey, against: 
   return a === undefined || b === undefined ? undefined : a / b
 }
 
+/** Messages (RPC: calls) per second of `key` over those of `against`. */
+const rateRatio = (rows: ReadonlyArray<Row>, size: number, key: RowKey, against: RowKey): number | undefined => {
+  const a = findRow(rows, size, key)?.throughput?.msgsPerSec
+  const b = findRow(rows, size, against)?.throughput?.msgsPerSec
+  return a === undefined || b === undefined ? undefined : a / b
+}
+
 const times = (n: number) => `${n.toFixed(2)}x`
 const timesExact = (n: number) => `${n.toFixed(3)}x`
 
 /** The FIFO and child-pipe rows, held to the same targets. */
 const pipeTransports = [["fifo", "FIFO"], ["child", "child pipe"]] as const
 
-const targets: ReadonlyArray<Target> = [
+/** The Channels held against zeromq (issue 12). */
+const channelsVsZmq = [
+  ["unix", "unix://"],
+  ["fifo", "fifo://"],
+  ["child", "child pipe"],
+  ["shm", "shm:// (blocking)"],
+  ["nng", "nng+ipc://"]
+] as const
+
+/** The stacks whose calls the RPC targets compare: ours against effect's own, binary and JSON. */
+const rpcPairs = [
+  { ours: "ipc-binary", theirs: "effect-binary", name: "IpcRpc (SchemaBinary) vs effect RPC over NodeSocket" },
+  { ours: "ipc-json", theirs: "effect-ndjson", name: "IpcRpc JSON vs effect RPC NDJSON" }
+] as const
+
+/** The targets of issue 12 (performance), in its order; all ratios measured in one run. */
+const issue12: ReadonlyArray<Omit<Target, "group">> = [
   {
-    label: "Channel p50 RTT at 64 B ≤ 1.2x raw net",
+    label: "unix:// Channel p50 RTT at 64 B ≤ 1.10x raw node:net",
     size: 64,
     key: "unix",
-    limit: 1.2,
+    limit: 1.1,
     atMost: true,
     measure: (rows) => p50Ratio(rows, 64, "unix", "raw"),
     format: timesExact
   },
+  ...pipeTransports.map(([key, name]) => ({
+    label: `${name} p50 RTT at 64 B ≤ 1.10x raw node:net`,
+    size: 64,
+    key,
+    limit: 1.1,
+    atMost: true,
+    measure: (rows: ReadonlyArray<Row>) => p50Ratio(rows, 64, key, "raw"),
+    format: timesExact
+  })),
   {
-    label: "Channel ≥ 1M msgs/s one-way at 64 B",
+    label: "shm:// blocking p50 RTT at 64 B ≤ 0.5x raw node:net",
+    size: 64,
+    key: "shm",
+    limit: 0.5,
+    atMost: true,
+    measure: (rows) => p50Ratio(rows, 64, "shm", "raw"),
+    format: timesExact
+  },
+  {
+    label: "shm:// spin p50 RTT at 64 B ≤ 2 µs",
+    size: 64,
+    key: "shm-spin",
+    limit: 2,
+    atMost: true,
+    measure: (rows) => findRow(rows, 64, "shm-spin")?.rtt?.p50,
+    format: (n) => `${n.toFixed(2)} µs`
+  },
+  {
+    label: "shm:// one-way msgs/s at 64 B ≥ 2x unix:// Channel",
+    size: 64,
+    key: "shm",
+    limit: 2,
+    atMost: false,
+    measure: (rows) => rateRatio(rows, 64, "shm", "unix"),
+    format: timesExact
+  },
+  {
+    label: "shm:// receive (a copy) at 1 MiB ≥ 0.25x memcpy of 1 MiB (same run)",
+    size: MiB,
+    key: "shm",
+    limit: 0.25,
+    atMost: false,
+    measure: (rows) => rateRatio(rows, MiB, "shm", "memcpy"),
+    format: timesExact
+  },
+  {
+    label: "nng Channel p50 RTT at 64 B ≤ 1.3x C on the same libnng",
+    size: 64,
+    key: "nng",
+    limit: 1.3,
+    atMost: true,
+    measure: (rows) => p50Ratio(rows, 64, "nng", "nng-c"),
+    format: timesExact
+  },
+  {
+    label: "nng Channel one-way at 1 MiB ≥ 0.8x C on the same libnng",
+    size: MiB,
+    key: "nng",
+    limit: 0.8,
+    atMost: false,
+    measure: (rows) => rateRatio(rows, MiB, "nng", "nng-c"),
+    format: timesExact
+  },
+  {
+    label: "RPC Echo p50 RTT at 1 MiB ≤ 2x unix:// Channel",
+    size: MiB,
+    key: rpcRowKey("echo", "ipc-binary"),
+    limit: 2,
+    atMost: true,
+    measure: (rows) => p50Ratio(rows, MiB, rpcRowKey("echo", "ipc-binary"), "unix"),
+    format: timesExact
+  },
+  ...rpcPairs.flatMap(({ name, ours, theirs }) => {
+    const key = rpcRowKey("echo", ours)
+    const against = rpcRowKey("echo", theirs)
+    // SchemaBinary must beat effect's own by 1.2x; JSON must reach parity
+    const rate = ours === "ipc-binary" ? 1.2 : 1
+    return [
+      {
+        label: `${name}: calls/s (Echo 64 B, 64 concurrent) ≥ ${rate.toFixed(1)}x`,
+        size: 64,
+        key,
+        limit: rate,
+        atMost: false,
+        measure: (rows: ReadonlyArray<Row>) => rateRatio(rows, 64, key, against),
+        format: timesExact
+      },
+      {
+        label: `${name}: p50 RTT (Echo 64 B) ≤ 1.0x`,
+        size: 64,
+        key,
+        limit: 1,
+        atMost: true,
+        measure: (rows: ReadonlyArray<Row>) => p50Ratio(rows, 64, key, against),
+        format: timesExact
+      }
+    ]
+  }),
+  ...channelsVsZmq.flatMap(([key, name]) => [
+    {
+      label: `${name} Channel p50 RTT at 64 B ≤ 1.0x zeromq (ipc://)`,
+      size: 64,
+      key,
+      limit: 1,
+      atMost: true,
+      measure: (rows: ReadonlyArray<Row>) => p50Ratio(rows, 64, key, "zmq"),
+      format: timesExact
+    },
+    {
+      label: `${name} Channel one-way msgs/s at 64 B ≥ 1.0x zeromq (ipc://)`,
+      size: 64,
+      key,
+      limit: 1,
+      atMost: false,
+      measure: (rows: ReadonlyArray<Row>) => rateRatio(rows, 64, key, "zmq"),
+      format: timesExact
+    }
+  ])
+]
+
+/** Targets of earlier issues that issue 12 did not replace (absolute rates, and RPC against the Channel). */
+const earlier: ReadonlyArray<Omit<Target, "group">> = [
+  {
+    label: "unix:// Channel ≥ 1M msgs/s one-way at 64 B",
     size: 64,
     key: "unix",
     limit: 1e6,
@@ -173,7 +332,7 @@ const targets: ReadonlyArray<Target> = [
     format: (n) => `${(n / 1e6).toFixed(3)}M msgs/s`
   },
   {
-    label: "Channel ≥ 1.4 GB/s one-way at 1 MiB",
+    label: "unix:// Channel ≥ 1.4 GB/s one-way at 1 MiB",
     size: MiB,
     key: "unix",
     limit: 1400,
@@ -181,16 +340,7 @@ const targets: ReadonlyArray<Target> = [
     measure: (rows) => findRow(rows, MiB, "unix")?.throughput?.mbPerSec,
     format: (n) => `${(n / 1000).toFixed(2)} GB/s`
   },
-  ...pipeTransports.map(([key, name]): Target => ({
-    label: `${name} p50 RTT at 64 B ≤ 1.2x raw net`,
-    size: 64,
-    key,
-    limit: 1.2,
-    atMost: true,
-    measure: (rows) => p50Ratio(rows, 64, key, "raw"),
-    format: timesExact
-  })),
-  ...pipeTransports.map(([key, name]): Target => ({
+  ...pipeTransports.map(([key, name]): Omit<Target, "group"> => ({
     label: `${name} ≥ 1 GB/s at 1 MiB`,
     size: MiB,
     key,
@@ -219,15 +369,6 @@ const targets: ReadonlyArray<Target> = [
   },
   // shm:// (issue 5): a C shared-memory ring here does ~0.5 µs spinning, ~10 µs with a futex
   {
-    label: "shm:// spin p50 RTT at 64 B ≤ 2 µs",
-    size: 64,
-    key: "shm-spin",
-    limit: 2,
-    atMost: true,
-    measure: (rows) => findRow(rows, 64, "shm-spin")?.rtt?.p50,
-    format: (n) => `${n.toFixed(2)} µs`
-  },
-  {
     label: "shm:// blocking p50 RTT at 64 B ≤ 20 µs",
     size: 64,
     key: "shm",
@@ -245,7 +386,7 @@ const targets: ReadonlyArray<Target> = [
     measure: (rows) => findRow(rows, 64, "shm")?.throughput?.msgsPerSec,
     format: (n) => `${(n / 1e6).toFixed(3)}M msgs/s`
   },
-  ...(["shm", "shm-view"] as const).map((key): Target => ({
+  ...(["shm", "shm-view"] as const).map((key): Omit<Target, "group"> => ({
     label: `shm:// ≥ 5 GB/s one-way at 1 MiB (${key === "shm" ? "receive: a copy" : "receiveView: in place"})`,
     size: MiB,
     key,
@@ -254,16 +395,6 @@ const targets: ReadonlyArray<Target> = [
     measure: (rows) => findRow(rows, MiB, key)?.throughput?.mbPerSec,
     format: (n) => `${(n / 1000).toFixed(2)} GB/s`
   })),
-  // nng (issue 6): held against the same ping-pong written in C on the same libnng (bench/nng.c)
-  {
-    label: "nng Channel p50 RTT at 64 B ≤ 1.3x C on the same libnng",
-    size: 64,
-    key: "nng",
-    limit: 1.3,
-    atMost: true,
-    measure: (rows) => p50Ratio(rows, 64, "nng", "nng-c"),
-    format: timesExact
-  },
   {
     label: "nng Channel ≥ 100k msgs/s one-way at 64 B",
     size: 64,
@@ -283,23 +414,28 @@ const targets: ReadonlyArray<Target> = [
     format: (n) => `${(n / 1000).toFixed(2)} GB/s`
   },
   {
-    label: "RPC Add p50 RTT ≤ 2x Channel p50 RTT (64 B)",
+    label: "RPC Add p50 RTT ≤ 2x unix:// Channel p50 RTT (64 B)",
     size: 64,
-    key: "rpc-add",
+    key: rpcRowKey("add", "ipc-binary"),
     limit: 2,
     atMost: true,
-    measure: (rows) => p50Ratio(rows, 64, "rpc-add", "unix"),
+    measure: (rows) => p50Ratio(rows, 64, rpcRowKey("add", "ipc-binary"), "unix"),
     format: timesExact
   },
-  ...[64, 4 * KiB, MiB].map((size): Target => ({
-    label: `RPC Echo p50 RTT ≤ 2x Channel p50 RTT (${sizeLabel(size)})`,
+  ...[64, 4 * KiB].map((size): Omit<Target, "group"> => ({
+    label: `RPC Echo p50 RTT ≤ 2x unix:// Channel p50 RTT (${sizeLabel(size)})`,
     size,
-    key: "rpc-echo",
+    key: rpcRowKey("echo", "ipc-binary"),
     limit: 2,
     atMost: true,
-    measure: (rows) => p50Ratio(rows, size, "rpc-echo", "unix"),
+    measure: (rows) => p50Ratio(rows, size, rpcRowKey("echo", "ipc-binary"), "unix"),
     format: timesExact
   }))
+]
+
+const targets: ReadonlyArray<Target> = [
+  ...issue12.map((t): Target => ({ ...t, group: "issue 12" })),
+  ...earlier.map((t): Target => ({ ...t, group: "earlier" }))
 ]
 
 const evaluate = (rows: ReadonlyArray<Row>, target: Target): TargetResult => {
@@ -309,7 +445,7 @@ const evaluate = (rows: ReadonlyArray<Row>, target: Target): TargetResult => {
     : target.atMost
     ? measured <= target.limit
     : measured >= target.limit
-  return { label: target.label, limit: target.limit, measured, met }
+  return { group: target.group, label: target.label, limit: target.limit, measured, met }
 }
 
 const mark = (met: boolean | undefined): string => met === undefined ? "n/a" : met ? "✓ met" : "✗ missed"
@@ -325,46 +461,73 @@ const fmtRate = (n: number | undefined): string =>
 const fmtMB = (n: number | undefined): string =>
   n === undefined || Number.isNaN(n) ? "–" : n < 100 ? n.toFixed(2) : Math.round(n).toLocaleString("en-US")
 
-const isRpc = (key: RowKey) => key === "rpc-add" || key === "rpc-echo"
-
-/** RTT p50 and msgs/s over the baseline's, or for RPC its p50 over the Channel's. */
-const ratios = (rows: ReadonlyArray<Row>, row: Row) => {
-  if (isRpc(row.key)) return { rpcP50VsChannel: p50Ratio(rows, row.size, row.key, "unix") }
-  const base = findRow(rows, row.size, "raw")
-  return {
-    rttP50: row.rtt !== undefined && base?.rtt !== undefined ? row.rtt.p50 / base.rtt.p50 : undefined,
-    msgsPerSec: row.throughput !== undefined && base?.throughput !== undefined
-      ? row.throughput.msgsPerSec / base.throughput.msgsPerSec
-      : undefined
+/** The stack and procedure of an RPC row, or undefined for a channel row. */
+const rpcOf = (key: RowKey): { readonly procedure: RpcProcedure; readonly stack: RpcStack } | undefined => {
+  for (const stack of rpcStacks) {
+    for (const procedure of ["add", "echo"] as const) {
+      if (key === rpcRowKey(procedure, stack)) return { procedure, stack }
+    }
   }
+  return undefined
 }
+
+/** Effect's own stack that one of ours is compared with. */
+const counterpart = (stack: RpcStack): RpcStack | undefined =>
+  stack === "ipc-binary" ? "effect-binary" : stack === "ipc-json" ? "effect-ndjson" : undefined
+
+/**
+ * A row's ratios: a channel's p50 RTT and msgs/s over the raw baseline's and
+ * zeromq's; an RPC row's p50 over the unix:// Channel's and, for ours, p50
+ * and calls/s over effect's own with the matching serialization.
+ */
+const ratios = (rows: ReadonlyArray<Row>, row: Row) => {
+  const rpc = rpcOf(row.key)
+  if (rpc !== undefined) {
+    const theirs = counterpart(rpc.stack)
+    const against = theirs === undefined ? undefined : rpcRowKey(rpc.procedure, theirs)
+    return {
+      rpcP50VsChannel: p50Ratio(rows, row.size, row.key, "unix"),
+      p50VsEffect: against === undefined ? undefined : p50Ratio(rows, row.size, row.key, against),
+      callsVsEffect: against === undefined ? undefined : rateRatio(rows, row.size, row.key, against)
+    }
+  }
+  if (row.key === "memcpy") return {}
+  const vs = (against: RowKey) =>
+    row.key === against ? undefined : {
+      rttP50: p50Ratio(rows, row.size, row.key, against),
+      msgsPerSec: rateRatio(rows, row.size, row.key, against)
+    }
+  return { raw: vs("raw"), zmq: vs("zmq") }
+}
+
+const ratioPart = (name: string, n: number | undefined, against: string): string | undefined =>
+  n === undefined ? undefined : `${name} ${times(n)} ${against}`
 
 const ratioCell = (rows: ReadonlyArray<Row>, row: Row): string => {
   const r = ratios(rows, row)
-  const parts = [
-    r.rpcP50VsChannel === undefined ? undefined : `p50 ${times(r.rpcP50VsChannel)} Channel`,
-    r.rttP50 === undefined ? undefined : `RTT ${times(r.rttP50)}`,
-    r.msgsPerSec === undefined ? undefined : `msgs/s ${times(r.msgsPerSec)}`
-  ].filter((p) => p !== undefined)
-  return parts.length === 0 ? "–" : parts.join(", ")
+  const part = ratioPart
+  const parts = "rpcP50VsChannel" in r
+    ? [
+      part("p50", r.rpcP50VsChannel, "Channel"),
+      part("p50", r.p50VsEffect, "effect"),
+      part("calls/s", r.callsVsEffect, "effect")
+    ]
+    : [
+      part("RTT", r.raw?.rttP50, "raw"),
+      part("msgs/s", r.raw?.msgsPerSec, "raw"),
+      part("RTT", r.zmq?.rttP50, "zmq"),
+      part("msgs/s", r.zmq?.msgsPerSec, "zmq")
+    ]
+  const shown = parts.filter((p) => p !== undefined)
+  return shown.length === 0 ? "–" : shown.join(", ")
 }
-
-const targetCell = (rows: ReadonlyArray<Row>, row: Row): string =>
-  targets
-    .filter((t) => t.size === row.size && t.key === row.key)
-    .map((t) => {
-      const r = evaluate(rows, t)
-      const limit = `${t.atMost ? "≤" : "≥"} ${t.format(t.limit)}`
-      return `${limit}: ${r.measured === undefined ? "n/a" : t.format(r.measured)} ${mark(r.met)}`
-    })
-    .join("; ")
 
 const table = (rows: ReadonlyArray<Row>, size: number): string => {
   const lines = [
     `### ${sizeLabel(size)} payload`,
     "",
-    "| transport | p50 RTT µs | p99 RTT µs | msgs/s | MB/s | ratio to baseline | target |",
-    "| --- | ---: | ---: | ---: | ---: | --- | --- |"
+    "| transport | p50 RTT µs | p99 RTT µs | msgs/s | MB/s | ratios |",
+    "| --- | ---: | ---: | ---: | ---: | --- |"
   ]
   const notes: Array<string> = []
   for (const row of rows.filter((r) => r.size === size)) {
@@ -372,7 +535,7 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
     lines.push(
       `| ${row.transport}${failed} | ${fmtUs(row.rtt?.p50)} | ${fmtUs(row.rtt?.p99)} | ${
         fmtRate(row.throughput?.msgsPerSec)
-      } | ${fmtMB(row.throughput?.mbPerSec)} | ${ratioCell(rows, row)} | ${targetCell(rows, row)} |`
+      } | ${fmtMB(row.throughput?.mbPerSec)} | ${ratioCell(rows, row)} |`
     )
     for (const e of row.errors) notes.push(`- ${row.transport}: error: ${e}`)
     for (const w of new Set(row.warnings)) notes.push(`- ${row.transport}: warning: ${w}`)
@@ -392,6 +555,30 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
   return lines.join("\n")
 }
 
+/** A Markdown table of target outcomes under `title`, with a count of those met. */
+const targetTable = (title: string, results: ReadonlyArray<TargetResult>): string => {
+  const met = results.filter((r) => r.met === true).length
+  const known = results.filter((r) => r.met !== undefined).length
+  return [
+    title,
+    "",
+    `${met} of ${known} measured targets met${
+      known < results.length ? ` (${results.length - known} not measured in this run)` : ""
+    }.`,
+    "",
+    "| target | measured | |",
+    "| --- | ---: | --- |",
+    ...results.map((r) => {
+      const t = targets.find((x) => x.label === r.label)!
+      return `| ${r.label} | ${r.measured === undefined ? "n/a" : t.format(r.measured)} | ${mark(r.met)} |`
+    })
+  ].join("\n")
+}
+
+/** The outcome of every target the run's sizes cover (for the progress line and the exit summary). */
+export const evaluateTargets = (rows: ReadonlyArray<Row>, sizes: ReadonlyArray<number>): ReadonlyArray<TargetResult> =>
+  targets.filter((t) => sizes.includes(t.size)).map((t) => evaluate(rows, t))
+
 /** How the run was set up, for the report's header and the JSON document. */
 export interface RunInfo {
   readonly sizes: ReadonlyArray<number>
@@ -399,6 +586,10 @@ export interface RunInfo {
   readonly rounds: number
   readonly rttRounds: number
   readonly config: Record<string, unknown>
+  /** When each phase ran, in µs of the monotonic clock (for `profile.ts --window`). */
+  readonly windows: ReadonlyArray<
+    { readonly size: number; readonly phase: string; readonly startUs: number; readonly endUs: number }
+  >
   readonly loadBefore: ReadonlyArray<number>
   readonly loadAfter: ReadonlyArray<number>
   readonly elapsedSeconds: number
@@ -412,7 +603,7 @@ export const render = (
   info: RunInfo
 ): { readonly markdown: string; readonly json: string } => {
   const cpus = Os.cpus()
-  const targetResults = targets.filter((t) => info.sizes.includes(t.size)).map((t) => evaluate(rows, t))
+  const targetResults = evaluateTargets(rows, info.sizes)
   const date = new Date().toISOString()
   const markdown = [
     "## effect-ipc benchmark",
@@ -423,19 +614,16 @@ export const render = (
     "",
     `RTT: ping-pong, one message in flight, the echo peer in a child process (memory:// in-process). ` +
     `msgs/s: one-way, one send per message, counted by the receiving peer; RPC: completed calls/s with ` +
-    `concurrent callers. MB/s = payload bytes / 1e6 per second. Transports take turns, in rotating order: ` +
+    `concurrent callers. MB/s = payload bytes / 1e6 per second. Ratios: a channel's p50 RTT and msgs/s over ` +
+    `raw node:net's and zeromq's; an RPC row's p50 over the unix:// Channel's and, for IpcRpc, p50 and calls/s ` +
+    `over effect's own RPC with the matching serialization. Transports take turns, in rotating order: ` +
     `${info.rttRounds} rounds of round trips and ${info.rounds} of one-way traffic (${info.seconds} s per transport ` +
     `and size in all); the machine's load average is shown above because neighbours skew latencies.`,
     "",
     ...info.sizes.flatMap((size) => [table(rows, size), ""]),
-    "### Targets",
+    targetTable("### Targets of issue 12 (performance)", targetResults.filter((r) => r.group === "issue 12")),
     "",
-    "| target | measured | |",
-    "| --- | ---: | --- |",
-    ...targetResults.map((r) => {
-      const t = targets.find((x) => x.label === r.label)!
-      return `| ${r.label} | ${r.measured === undefined ? "n/a" : t.format(r.measured)} | ${mark(r.met)} |`
-    }),
+    targetTable("### Targets of earlier issues", targetResults.filter((r) => r.group === "earlier")),
     ""
   ].join("\n")
   const json = JSON.stringify(
@@ -447,6 +635,7 @@ export const render = (
       loadAverage: { before: info.loadBefore, after: info.loadAfter },
       elapsedSeconds: info.elapsedSeconds,
       config: info.config,
+      windows: info.windows,
       units: { rtt: "µs", msgsPerSec: "messages (RPC: calls) per second", mbPerSec: "payload bytes / 1e6 per second" },
       results: rows.map((row) => ({ ...row, ratios: ratios(rows, row) })),
       targets: targetResults

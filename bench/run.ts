@@ -2,36 +2,44 @@
  * The effect-ipc benchmark (`npm run bench`). For 64 B, 4 KiB and 1 MiB
  * payloads it measures ping-pong round trips (p50/p99) and one-way throughput
  * (one send per message) of raw `node:net` over a Unix socket (the baseline),
- * an effect-ipc `IpcChannel` over `unix://`, over `memory://`, over a FIFO
- * pair (`fifo://`) and over a child-process pipe (`ChildPipe`), and typed
- * RPC (`IpcRpc`, DemoApi `Add`/`Echo`) over `unix://`. Every cross-process
- * peer (echo server, sink, RPC server) is a child process running
- * `bench/peer.ts`: started once for the whole run, except the child-pipe
- * peers, which the contender spawns itself (`ChildPipe.spawn`) for each
- * payload size; `memory://` is in-process by nature.
+ * an effect-ipc `IpcChannel` over `unix://`, `memory://`, a FIFO pair
+ * (`fifo://`), a child-process pipe (`ChildPipe`), `shm://`, `file://` and
+ * `nng+ipc://` (beside the same program in C on the same libnng), zeromq
+ * (npm `zeromq` 6, a Pair socket over `ipc://`: the message library a Node
+ * user would pick), and typed RPC (DemoApi `Add`/`Echo`): effect-ipc's
+ * `IpcRpc` over `unix://` beside effect's own RPC over a Node Unix socket
+ * (`RpcClient.layerProtocolSocket` + `NodeSocket`), each with SchemaBinary
+ * and with JSON (effect's own: NDJSON) serialization. At 1 MiB it also times
+ * a plain memory copy in this process, the reference for `shm://`'s `receive`.
+ * Every cross-process peer runs in a child process (`peer.ts`, or the
+ * contender's own module); `memory://` is in-process by nature.
  *
  * The transports take turns (several rounds of each measurement, in rotating
  * order) so that a noisy neighbour or a frequency change hits them alike.
- * Results are printed as Markdown tables with the targets beside them, and
- * written to `bench/results/latest.{json,md}`. Benchmarks are not tests: no
- * assertions; the exit code is 1 only when a measurement could not be made.
+ * stderr shows what is running and how far the run is (`progress.ts`); the
+ * report (Markdown tables of the numbers, the ratios between them, and every
+ * target with met/missed) goes to stdout and to `bench/results/latest.{json,md}`.
+ * Benchmarks are not tests: no assertions; the exit code is 1 only when a
+ * measurement could not be made.
  *
  * Options: `--seconds=N` (one-way traffic per transport and size, default 3),
  * `--rounds=N` (one-way rounds, default 3), `--rtt-rounds=N` (round-trip
  * rounds, default 10), `--scale=F` (multiplies round-trip counts),
- * `--only=raw,unix,memory,fifo,child,shm,file,nng,rpc`, `--sizes=64,4096,1048576`. Node flags such as
- * `--cpu-prof` go before the script; the peers inherit them.
+ * `--only=raw,unix,memory,fifo,child,shm,file,nng,zmq,rpc`,
+ * `--stacks=ipc-binary,ipc-json,effect-binary,effect-ndjson` (the RPC stacks),
+ * `--shm=shm,shm-spin,shm-view` (the shm modes), `--nng=nng,nng-c`, `--sizes=64,4096,1048576`,
+ * `--phases=rtt,oneway`. Node flags such as
+ * `--cpu-prof` go before the script; the peers inherit them (see README.md).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import {
-  connectRpc,
   type Contender,
-  type DemoClient,
   openChild,
   openFifo,
+  openMemcpy,
   openMemory,
   openRaw,
   openUnix,
@@ -39,19 +47,32 @@ import {
 } from "./contenders.ts"
 import { openFile } from "./file.ts"
 import { openNng, openNngC } from "./nng.ts"
+import { Progress } from "./progress.ts"
 import {
+  evaluateTargets,
   KiB,
   MiB,
   type OneWayRun,
   render,
   type Row,
   type RowKey,
+  rpcRowKey,
   rttStats,
   sizeLabel,
   throughputStats
 } from "./report.ts"
-import { type ChildPeerMode, type PeerMode, READY } from "./shared.ts"
+import { connectStack, type DemoClient, stackAddress, stackLabel } from "./rpc.ts"
+import {
+  type ChildPeerMode,
+  type PeerMode,
+  READY,
+  rpcPeerMode,
+  type RpcStack,
+  rpcStacks,
+  stackOfPeerMode
+} from "./shared.ts"
 import { openShm, shmModes } from "./shm.ts"
+import { openZmq } from "./zmq.ts"
 
 /** The peer modes that `startPeer` runs (the child-pipe peers are the contender's own children). */
 type ServerPeerMode = Exclude<PeerMode, ChildPeerMode>
@@ -65,8 +86,20 @@ const plans: Record<number, { readonly rtt: number; readonly rpcRtt: number; rea
   [MiB]: { rtt: 300, rpcRtt: 45, warmup: 20 }
 }
 
-type Section = "raw" | "unix" | "memory" | "fifo" | "child" | "shm" | "file" | "nng" | "rpc"
-const allSections: ReadonlyArray<Section> = ["raw", "unix", "memory", "fifo", "child", "shm", "file", "nng", "rpc"]
+type Section = "raw" | "unix" | "memory" | "fifo" | "child" | "shm" | "file" | "nng" | "zmq" | "rpc"
+const allSections: ReadonlyArray<Section> = [
+  "raw",
+  "unix",
+  "memory",
+  "fifo",
+  "child",
+  "shm",
+  "file",
+  "nng",
+  "zmq",
+  "rpc"
+]
+type Phase = "rtt" | "oneway"
 
 const argValue = (name: string): string | undefined => {
   const prefix = `--${name}=`
@@ -81,6 +114,24 @@ const sections = new Set<Section>(
   (argValue("only")?.split(",") ?? allSections).filter((s): s is Section => allSections.some((a) => a === s))
 )
 const sizes = (argValue("sizes")?.split(",").map(Number) ?? [64, 4 * KiB, MiB]).filter((n) => plans[n] !== undefined)
+const stacks = (argValue("stacks")?.split(",") ?? rpcStacks).filter((s): s is RpcStack =>
+  rpcStacks.some((k) => k === s)
+)
+const shmKeys = new Set(argValue("shm")?.split(",") ?? shmModes.map((m) => m.key))
+const nngKeys = new Set(argValue("nng")?.split(",") ?? ["nng", "nng-c"])
+const phases = new Set<Phase>(
+  (argValue("phases")?.split(",") ?? ["rtt", "oneway"]).filter((p): p is Phase => p === "rtt" || p === "oneway")
+)
+
+/** The RPC rows at a payload size: every stack at 64 B (Add and Echo), ours with SchemaBinary at every size (Echo). */
+const rpcRows = (size: number): ReadonlyArray<{ readonly stack: RpcStack; readonly procedure: "add" | "echo" }> =>
+  stacks.flatMap((stack) =>
+    size === 64
+      ? [{ stack, procedure: "add" as const }, { stack, procedure: "echo" as const }]
+      : stack === "ipc-binary"
+      ? [{ stack, procedure: "echo" as const }]
+      : []
+  )
 
 /** Concurrent callers in the RPC calls/s runs. */
 const rpcConcurrency = (size: number): number => size >= MiB ? 8 : 64
@@ -96,9 +147,8 @@ const scaled = (n: number): number => Math.max(10, Math.round(n * scale))
 const describe = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : JSON.stringify(error)
 
-const progress = (text: string): void => {
-  process.stderr.write(`${text}\n`)
-}
+const display = new Progress()
+const progress = (text: string): void => display.note(text)
 
 const withTimeout = <A>(promise: Promise<A>, label: string): Promise<A> =>
   new Promise<A>((resolve, reject) => {
@@ -135,8 +185,13 @@ const peerExecArgv = (): Array<string> => {
   return args
 }
 
-/** A socket path for `raw-*`, `unix://` for `ipc-*` and `rpc`, `fifo://` (the listener makes its FIFOs) for `fifo-*`. */
+/**
+ * A socket path for `raw-*` and `rpc-effect-*`, `unix://` for `ipc-*` and `rpc-ipc-*`, `fifo://` (the listener
+ * makes its FIFOs) for `fifo-*`.
+ */
 const peerAddress = (mode: ServerPeerMode): string => {
+  const stack = stackOfPeerMode(mode)
+  if (stack !== undefined) return stackAddress(stack, Path.join(socketDir, `${mode}.sock`))
   switch (mode) {
     case "raw-echo":
     case "raw-sink":
@@ -146,9 +201,9 @@ const peerAddress = (mode: ServerPeerMode): string => {
       return `fifo://${Path.join(socketDir, mode)}`
     case "ipc-echo":
     case "ipc-sink":
-    case "rpc":
       return `unix://${Path.join(socketDir, `${mode}.sock`)}`
   }
+  return Path.join(socketDir, `${mode}.sock`)
 }
 
 const startPeer = (mode: ServerPeerMode): Promise<Peer> => {
@@ -236,20 +291,92 @@ const rotate = <A>(items: ReadonlyArray<A>, by: number): ReadonlyArray<A> => {
   return [...items.slice(k), ...items.slice(0, k)]
 }
 
-const measureSize = async (
+/** A contender to open at one payload size: its row, and how to open it. */
+interface Spec {
+  readonly row: Row
+  readonly open: () => Promise<Contender>
+  /** RPC: fewer round trips (a call costs more than a message). */
+  readonly rpc: boolean
+}
+
+/** The contenders at `size`, in report order (rows are made now, opened later). */
+const specsAt = (
   size: number,
   peers: ReadonlyMap<ServerPeerMode, Peer>,
-  rpc: DemoClient | undefined
-): Promise<void> => {
+  clients: ReadonlyMap<RpcStack, DemoClient>
+): ReadonlyArray<Spec> => {
+  const specs: Array<Spec> = []
+  const add = (key: RowKey, transport: string, open: (row: Row) => Promise<Contender>, rpc = false) => {
+    const row = newRow(size, key, transport)
+    specs.push({ row, open: () => open(row), rpc })
+  }
+  const peer = (mode: ServerPeerMode) => peers.get(mode)?.address ?? ""
+  if (sections.has("raw")) {
+    add("raw", "raw node:net unix socket (baseline)", (row) => openRaw(row, peer("raw-echo"), peer("raw-sink")))
+  }
+  if (sections.has("unix")) {
+    add("unix", "effect-ipc Channel unix://", (row) => openUnix(row, peer("ipc-echo"), peer("ipc-sink")))
+  }
+  if (sections.has("memory")) add("memory", "effect-ipc Channel memory:// (in-process)", openMemory)
+  if (sections.has("fifo")) {
+    add("fifo", "effect-ipc Channel fifo:// (FIFO pair)", (row) => openFifo(row, peer("fifo-echo"), peer("fifo-sink")))
+  }
+  if (sections.has("child")) {
+    add(
+      "child",
+      "effect-ipc Channel child pipe (ChildPipe, fd 3)",
+      (row) => openChild(row, process.execPath, [...peerExecArgv(), peerScript])
+    )
+  }
+  if (sections.has("shm")) {
+    for (const mode of shmModes.filter((m) => shmKeys.has(m.key) && (m.key !== "shm-view" || size === MiB))) {
+      add(mode.key, mode.label, (row) => openShm(row, mode))
+    }
+    if (size === MiB) add("memcpy", "memcpy in this process (Uint8Array.set, 1 MiB)", openMemcpy)
+  }
+  if (sections.has("file")) add("file", "effect-ipc Channel file:// (two logs in a directory)", openFile)
+  if (sections.has("nng")) {
+    if (nngKeys.has("nng")) add("nng", "effect-ipc Channel nng+ipc:// (nng pair1 through koffi)", openNng)
+    if (nngKeys.has("nng-c")) add("nng-c", "the same in C on the same libnng (pair1, ipc://)", openNngC)
+  }
+  if (sections.has("zmq")) add("zmq", "zeromq 6 Pair over ipc:// (npm zeromq)", openZmq)
+  for (const { stack, procedure } of rpcRows(size)) {
+    const client = clients.get(stack)
+    if (client === undefined) continue
+    const name = procedure === "add" ? "Add" : "Echo"
+    add(
+      rpcRowKey(procedure, stack),
+      `RPC ${name}: ${stackLabel(stack)} (${rpcConcurrency(size)} concurrent for calls/s)`,
+      async (row) => rpcContender(row, client, name, rpcConcurrency(size)),
+      true
+    )
+  }
+  return specs
+}
+
+/** When each phase ran, in µs of the monotonic clock that `--cpu-prof` profiles use (see `profile.ts --window`). */
+const windows: Array<
+  { readonly size: number; readonly phase: Phase; readonly startUs: number; readonly endUs: number }
+> = []
+
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n)
+
+/** Steps of one contender at one size: a warm-up, the round-trip rounds and the one-way rounds. */
+const stepsPerContender = (): number => 1 + (phases.has("rtt") ? rttRounds : 0) + (phases.has("oneway") ? rounds : 0)
+
+const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<void> => {
   const plan = plans[size]!
+  const label = sizeLabel(size)
   const entries: Array<Entry> = []
-  const add = async (row: Row, open: () => Promise<Contender>, rpcCounts = false) => {
+  for (const spec of specs) {
+    const row = spec.row
+    display.begin(`${label} · connect · ${row.transport}`)
     try {
-      const contender = await withTimeout(open(), `${row.transport} connect`)
+      const contender = await withTimeout(spec.open(), `${row.transport} connect`)
       entries.push({
         contender,
-        rttCount: scaled(rpcCounts ? plan.rpcRtt : plan.rtt),
-        warmup: scaled(rpcCounts ? Math.ceil(plan.rpcRtt / 10) : plan.warmup),
+        rttCount: scaled(spec.rpc ? plan.rpcRtt : plan.rtt),
+        warmup: scaled(spec.rpc ? Math.ceil(plan.rpcRtt / 10) : plan.warmup),
         samples: [],
         runs: [],
         failed: false
@@ -257,77 +384,60 @@ const measureSize = async (
     } catch (error) {
       row.errors.push(`connect: ${describe(error)}`)
       progress(`  ${row.transport} connect failed: ${describe(error)}`)
+      // its steps will not run
+      for (let i = 0; i < stepsPerContender(); i++) display.end()
     }
-  }
-  const peer = (mode: ServerPeerMode) => peers.get(mode)?.address ?? ""
-  if (sections.has("raw")) {
-    const row = newRow(size, "raw", "raw node:net unix socket (baseline)")
-    await add(row, () => openRaw(row, peer("raw-echo"), peer("raw-sink")))
-  }
-  if (sections.has("unix")) {
-    const row = newRow(size, "unix", "effect-ipc Channel unix://")
-    await add(row, () => openUnix(row, peer("ipc-echo"), peer("ipc-sink")))
-  }
-  if (sections.has("memory")) {
-    const row = newRow(size, "memory", "effect-ipc Channel memory:// (in-process)")
-    await add(row, () => openMemory(row))
-  }
-  if (sections.has("fifo")) {
-    const row = newRow(size, "fifo", "effect-ipc Channel fifo:// (FIFO pair)")
-    await add(row, () => openFifo(row, peer("fifo-echo"), peer("fifo-sink")))
-  }
-  if (sections.has("shm")) {
-    for (const mode of shmModes.filter((m) => m.key !== "shm-view" || size === MiB)) {
-      const row = newRow(size, mode.key, mode.label)
-      await add(row, () => openShm(row, mode))
-    }
-  }
-  if (sections.has("file")) {
-    const row = newRow(size, "file", "effect-ipc Channel file:// (two logs in a directory)")
-    await add(row, () => openFile(row))
-  }
-  if (sections.has("nng")) {
-    const row = newRow(size, "nng", "effect-ipc Channel nng+ipc:// (nng pair1 through koffi)")
-    await add(row, () => openNng(row))
-    const c = newRow(size, "nng-c", "the same in C on the same libnng (pair1, ipc://)")
-    await add(c, () => openNngC(c))
-  }
-  if (sections.has("child")) {
-    const row = newRow(size, "child", "effect-ipc Channel child pipe (ChildPipe, fd 3)")
-    await add(row, () => openChild(row, process.execPath, [...peerExecArgv(), peerScript]))
-  }
-  if (rpc !== undefined) {
-    const label = (name: string) => `RPC ${name} unix:// (${rpcConcurrency(size)} concurrent for calls/s)`
-    if (size === 64) {
-      const row = newRow(size, "rpc-add", label("Add"))
-      await add(row, async () => rpcContender(row, rpc, "Add", rpcConcurrency(size)), true)
-    }
-    const row = newRow(size, "rpc-echo", label("Echo"))
-    await add(row, async () => rpcContender(row, rpc, "Echo", rpcConcurrency(size)), true)
   }
 
-  progress(`${sizeLabel(size)}: warm-up`)
   for (const e of entries) {
+    const text = `${label} · warm-up · ${e.contender.row.transport}`
+    display.begin(text, text)
     await step(e, "warm-up", async () => {
-      await e.contender.pingPong(0, e.warmup)
-      await e.contender.oneWay(WARMUP_SECONDS)
+      if (e.contender.pingPong !== undefined) await e.contender.pingPong(0, e.warmup)
+      if (phases.has("oneway")) await e.contender.oneWay(WARMUP_SECONDS)
     })
+    display.end()
   }
-  progress(`${sizeLabel(size)}: round trips, ${rttRounds} rounds`)
-  for (let r = 0; r < rttRounds; r++) {
-    for (const e of rotate(entries, r)) {
-      await step(e, "round trips", async () => {
-        e.samples.push(await e.contender.pingPong(Math.ceil(e.rttCount / rttRounds), 0))
-      })
+  if (phases.has("rtt")) {
+    const startUs = monotonicUs()
+    for (let r = 0; r < rttRounds; r++) {
+      let first = true
+      for (const e of rotate(entries, r)) {
+        const round = `${label} · round trips ${r + 1}/${rttRounds}`
+        display.begin(
+          `${round} · ${e.contender.row.transport}`,
+          first ? `${round} (${entries.length} contenders)` : undefined
+        )
+        first = false
+        const pingPong = e.contender.pingPong
+        if (pingPong !== undefined) {
+          await step(e, "round trips", async () => {
+            e.samples.push(await pingPong(Math.ceil(e.rttCount / rttRounds), 0))
+          })
+        }
+        display.end()
+      }
     }
+    windows.push({ size, phase: "rtt", startUs, endUs: monotonicUs() })
   }
-  for (let r = 0; r < rounds; r++) {
-    progress(`${sizeLabel(size)}: one-way, round ${r + 1}/${rounds}`)
-    for (const e of rotate(entries, r)) {
-      await step(e, "one-way", async () => {
-        e.runs.push(await e.contender.oneWay(seconds / rounds))
-      })
+  if (phases.has("oneway")) {
+    const startUs = monotonicUs()
+    for (let r = 0; r < rounds; r++) {
+      let first = true
+      for (const e of rotate(entries, r)) {
+        const round = `${label} · one-way ${r + 1}/${rounds}`
+        display.begin(
+          `${round} · ${e.contender.row.transport}`,
+          first ? `${round} (${entries.length} contenders)` : undefined
+        )
+        first = false
+        await step(e, "one-way", async () => {
+          e.runs.push(await e.contender.oneWay(seconds / rounds))
+        })
+        display.end()
+      }
     }
+    windows.push({ size, phase: "oneway", startUs, endUs: monotonicUs() })
   }
   for (const e of entries) {
     const row = e.contender.row
@@ -347,11 +457,14 @@ const measureSize = async (
 const main = async (): Promise<number> => {
   const started = performance.now()
   const loadBefore = Os.loadavg()
+  const rpcModes = sections.has("rpc")
+    ? [...new Set(sizes.flatMap((size) => rpcRows(size).map((r) => rpcPeerMode(r.stack))))]
+    : []
   const modes: Array<ServerPeerMode> = [
     ...(sections.has("raw") ? (["raw-echo", "raw-sink"] as const) : []),
     ...(sections.has("unix") ? (["ipc-echo", "ipc-sink"] as const) : []),
     ...(sections.has("fifo") ? (["fifo-echo", "fifo-sink"] as const) : []),
-    ...(sections.has("rpc") ? (["rpc"] as const) : [])
+    ...rpcModes
   ]
   progress(`starting peers: ${modes.join(", ")}`)
   const peers = new Map<ServerPeerMode, Peer>()
@@ -360,17 +473,28 @@ const main = async (): Promise<number> => {
     if (s.status === "fulfilled") peers.set(s.value[0], s.value[1])
     else progress(`a peer did not start: ${describe(s.reason)}`)
   }
-  let rpc: { readonly client: DemoClient; readonly close: () => Promise<void> } | undefined
+  const connections = new Map<RpcStack, { readonly client: DemoClient; readonly close: () => Promise<void> }>()
+  let rpcFailed = false
   try {
-    if (sections.has("rpc") && peers.has("rpc")) {
-      rpc = await withTimeout(connectRpc(peers.get("rpc")!.address), "RPC connect").catch((error: unknown) => {
-        progress(`RPC client failed: ${describe(error)}`)
-        return undefined
-      })
+    for (const mode of rpcModes) {
+      const stack = stackOfPeerMode(mode)
+      const peer = peers.get(mode)
+      if (stack === undefined || peer === undefined) continue
+      await withTimeout(connectStack(stack, peer.address), `RPC connect (${stack})`).then(
+        (connection) => void connections.set(stack, connection),
+        (error: unknown) => {
+          rpcFailed = true
+          progress(`RPC client ${stack} failed: ${describe(error)}`)
+        }
+      )
     }
-    for (const size of sizes) await measureSize(size, peers, rpc?.client)
+    const clients = new Map([...connections].map(([stack, c]) => [stack, c.client] as const))
+    const specs = sizes.map((size) => [size, specsAt(size, peers, clients)] as const)
+    display.plan(specs.reduce((n, [, s]) => n + s.length, 0) * stepsPerContender())
+    for (const [size, s] of specs) await measureSize(size, s)
   } finally {
-    await rpc?.close().catch(() => undefined)
+    display.finish()
+    await Promise.all([...connections.values()].map((c) => c.close().catch(() => undefined)))
     await Promise.all([...peers.values()].map((p) => p.stop()))
     Fs.rmSync(socketDir, { recursive: true, force: true })
   }
@@ -386,10 +510,13 @@ const main = async (): Promise<number> => {
       rttRounds,
       scale,
       sections: [...sections],
+      stacks,
+      phases: [...phases],
       sizes,
       plans,
       rpcConcurrency: sizes.map(rpcConcurrency)
     },
+    windows,
     loadBefore,
     loadAfter: Os.loadavg(),
     elapsedSeconds: (performance.now() - started) / 1000
@@ -399,8 +526,14 @@ const main = async (): Promise<number> => {
   Fs.mkdirSync(dir, { recursive: true })
   Fs.writeFileSync(Path.join(dir, "latest.md"), markdown)
   Fs.writeFileSync(Path.join(dir, "latest.json"), json)
-  progress(`wrote bench/results/latest.{json,md} (${((performance.now() - started) / 1000).toFixed(1)} s)`)
-  const missing = modes.some((m) => !peers.has(m)) || (sections.has("rpc") && rpc === undefined)
+  const outcome = evaluateTargets(rows, sizes).filter((t) => t.group === "issue 12")
+  progress(
+    `issue 12 targets: ${outcome.filter((t) => t.met === true).length} met, ` +
+      `${outcome.filter((t) => t.met === false).length} missed, ${
+        outcome.filter((t) => t.met === undefined).length
+      } not measured; wrote bench/results/latest.{json,md} (${((performance.now() - started) / 1000).toFixed(1)} s)`
+  )
+  const missing = modes.some((m) => !peers.has(m)) || rpcFailed
   return missing || rows.some((r) => r.errors.length > 0) ? 1 : 0
 }
 

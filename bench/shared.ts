@@ -7,9 +7,20 @@
  */
 
 /**
- * What a peer process does: echo each message back, or count them (a sink); `rpc` serves the DemoApi.
- * `raw-*` listen on a Unix socket path, `ipc-*` at a `unix://` address, `fifo-*` at a `fifo://` one;
- * `child-*` are spawned by the driver itself with `ChildPipe.spawn` and serve their parent on fd 3.
+ * The typed-RPC stacks (see `rpc.ts`): effect-ipc's `IpcRpc` over `unix://`
+ * and effect's own RPC over a Node Unix socket, each with SchemaBinary and
+ * with JSON (effect's own: NDJSON) serialization.
+ */
+export const rpcStacks = ["ipc-binary", "ipc-json", "effect-binary", "effect-ndjson"] as const
+
+/** One RPC stack. */
+export type RpcStack = typeof rpcStacks[number]
+
+/**
+ * What a peer process does: echo each message back, or count them (a sink); `rpc-*` serve the DemoApi
+ * with one RPC stack. `raw-*` and `rpc-effect-*` listen on a Unix socket path, `ipc-*` and `rpc-ipc-*` at
+ * a `unix://` address, `fifo-*` at a `fifo://` one; `child-*` are spawned by the driver itself with
+ * `ChildPipe.spawn` and serve their parent on fd 3.
  */
 export const peerModes = [
   "raw-echo",
@@ -20,7 +31,7 @@ export const peerModes = [
   "fifo-sink",
   "child-echo",
   "child-sink",
-  "rpc"
+  ...rpcStacks.map((stack) => `rpc-${stack}` as const)
 ] as const
 
 /** A peer mode. */
@@ -32,11 +43,28 @@ export type ChildPeerMode = "child-echo" | "child-sink"
 /** True for a mode spawned with `ChildPipe.spawn`. */
 export const isChildPeerMode = (mode: PeerMode): mode is ChildPeerMode => mode === "child-echo" || mode === "child-sink"
 
+/** The peer mode that serves the DemoApi with `stack`. */
+export const rpcPeerMode = (stack: RpcStack): `rpc-${RpcStack}` => `rpc-${stack}`
+
+/** The stack of an `rpc-*` peer mode. */
+export const stackOfPeerMode = (mode: PeerMode): RpcStack | undefined =>
+  rpcStacks.find((stack) => mode === `rpc-${stack}`)
+
 /** True for a known peer mode. */
 export const isPeerMode = (s: string | undefined): s is PeerMode => peerModes.some((m) => m === s)
 
 /** The line a peer prints on stdout once it is listening. */
 export const READY = "ready"
+
+/** A deterministic payload of `size` bytes. */
+export const makePayload = (size: number): Uint8Array => {
+  const payload = new Uint8Array(size)
+  for (let i = 0; i < size; i++) payload[i] = (i * 31 + 7) & 0xff
+  return payload
+}
+
+/** How many sends go between two looks at the clock in a one-way run. */
+export const clockEvery = (size: number): number => size >= 64 * 1024 ? 1 : 256
 
 /** The message that ends a one-way run: the sink answers it with its counts. */
 export const END: Uint8Array = new Uint8Array(0)

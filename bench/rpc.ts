@@ -1,0 +1,115 @@
+/**
+ * The typed-RPC stacks of the benchmark, each serving and calling the same
+ * DemoApi (`Add`, `Echo`) from a peer process:
+ *
+ * - `ipc`: effect-ipc `IpcRpc` over `unix://` (`UnixSocket.layer()`), with
+ *   effect's SchemaBinary serialization (`IpcRpc.layerSerialization`) or JSON
+ *   (`IpcRpc.layerSerializationJson`, one JSON document per channel message);
+ * - `effect`: effect's own RPC over a Node Unix socket, the way an Effect user
+ *   writes it without effect-ipc: `RpcServer.layerProtocolSocketServer` over
+ *   `NodeSocketServer.layer({ path })`, `RpcClient.layerProtocolSocket()` over
+ *   `NodeSocket.layerNet({ path })`, with the same SchemaBinary serialization
+ *   or effect's NDJSON (`RpcSerialization.layerNdjson`, JSON framed by
+ *   newlines on the byte stream).
+ *
+ * `serveStack` runs in the peer process (`peer.ts`), `connectStack` in the driver.
+ */
+import { IpcRpc } from "@effect-ipc/core"
+import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import { DemoApi, DemoHandlers } from "effect-ipc/DemoApi"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as RpcClient from "effect/rpc/RpcClient"
+import * as RpcSerialization from "effect/rpc/RpcSerialization"
+import * as RpcServer from "effect/rpc/RpcServer"
+import * as Scope from "effect/Scope"
+import type { RpcStack } from "./shared.ts"
+
+/** How a stack is named in the report. */
+export const stackLabel = (stack: RpcStack): string => {
+  switch (stack) {
+    case "ipc-binary":
+      return "effect-ipc IpcRpc unix:// (SchemaBinary)"
+    case "ipc-json":
+      return "effect-ipc IpcRpc unix:// (JSON)"
+    case "effect-binary":
+      return "effect RPC over NodeSocket (SchemaBinary)"
+    case "effect-ndjson":
+      return "effect RPC over NodeSocket (NDJSON)"
+  }
+}
+
+/** The address a stack's peer listens at: `unix://PATH` for effect-ipc, a plain socket path for effect's own. */
+export const stackAddress = (stack: RpcStack, path: string): string =>
+  stack.startsWith("ipc-") ? `unix://${path}` : path
+
+const serialization = (stack: RpcStack): Layer.Layer<RpcSerialization.RpcSerialization> => {
+  switch (stack) {
+    case "ipc-binary":
+    case "effect-binary":
+      // the same layer: SchemaBinary, no frame limit
+      return IpcRpc.layerSerialization
+    case "ipc-json":
+      return IpcRpc.layerSerializationJson
+    case "effect-ndjson":
+      return RpcSerialization.layerNdjson
+  }
+}
+
+const serverProtocol = (
+  stack: RpcStack,
+  address: string
+): Layer.Layer<RpcServer.Protocol, unknown, RpcSerialization.RpcSerialization> =>
+  stack.startsWith("ipc-")
+    ? IpcRpc.layerServerProtocol(address).pipe(Layer.provide(UnixSocket.layer()))
+    : RpcServer.layerProtocolSocketServer.pipe(Layer.provide(NodeSocketServer.layer({ path: address })))
+
+const clientProtocol = (
+  stack: RpcStack,
+  address: string
+): Layer.Layer<RpcClient.Protocol, unknown, RpcSerialization.RpcSerialization> =>
+  stack.startsWith("ipc-")
+    ? IpcRpc.layerClientProtocol(address).pipe(Layer.provide(UnixSocket.layer()))
+    : RpcClient.layerProtocolSocket({ retryTransientErrors: true }).pipe(
+      Layer.provide(NodeSocket.layerNet({ path: address }))
+    )
+
+/** Serves the DemoApi with `stack` at `address`, calling `ready` once listening; settles only if serving fails. */
+export const serveStack = (stack: RpcStack, address: string, ready: () => void): Promise<void> =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      yield* Layer.build(
+        RpcServer.layer(DemoApi).pipe(
+          Layer.provide(DemoHandlers),
+          Layer.provide(serverProtocol(stack, address)),
+          Layer.provide(serialization(stack))
+        )
+      )
+      ready()
+      return yield* Effect.never
+    }).pipe(Effect.scoped)
+  )
+
+const makeClient = RpcClient.make(DemoApi)
+
+/** A DemoApi client. */
+export type DemoClient = Effect.Success<typeof makeClient>
+
+/** Connects a DemoApi client with `stack` to the peer at `address`; `close` disconnects it. */
+export const connectStack = async (
+  stack: RpcStack,
+  address: string
+): Promise<{ readonly client: DemoClient; readonly close: () => Promise<void> }> => {
+  const scope = Scope.makeUnsafe()
+  const layer = clientProtocol(stack, address).pipe(Layer.provide(serialization(stack)))
+  const client = await Effect.runPromise(
+    Scope.provide(scope)(Effect.flatMap(Layer.build(layer), (context) => Effect.provideContext(makeClient, context)))
+  ).catch(async (error: unknown) => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw error
+  })
+  return { client, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
