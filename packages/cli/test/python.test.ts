@@ -266,6 +266,36 @@ describe("python/effect_ipc", () => {
     60_000
   )
 
+  it.live.skipIf(process.getuid?.() !== 0)(
+    "credentials across users: each side refuses a peer of another user (Python as uid 65534, Python as root)",
+    () =>
+      Effect.gen(function*() {
+        const asNobody = [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          python,
+          Path.join(fixtures, "other_user.py")
+        ]
+        // an abstract name: no file permissions stand in the way, only the credential checks
+        const address = `unix:@effect-ipc-py-users-${process.pid}-${n++}`
+        const server = yield* start("setpriv", [...asNobody, "serve", address])
+        yield* server.ready("ready")
+        const dial = yield* runPython([Path.join(fixtures, "other_user.py"), "dial", address])
+        assert.strictEqual(dial.stdout, "PeerRejected\n", dial.stderr)
+
+        const rootAddress = `unix:@effect-ipc-py-users-${process.pid}-${n++}`
+        const rootServer = yield* start(python, [Path.join(fixtures, "other_user.py"), "serve", rootAddress])
+        yield* rootServer.ready("ready")
+        const nobody = yield* start("setpriv", [...asNobody, "dial", rootAddress])
+        yield* nobody.exit
+        yield* rootServer.ready("WARNING PeerRejected: refused a client (pid")
+        assert.strictEqual(yield* rootServer.exit, 0)
+        assert.strictEqual(rootServer.stdout(), "Timeout\n")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   for (const via of ["fd", "stdio"] as const) {
     it.live(
       `a Python ChildPipe child over ${via === "fd" ? "fd 3" : "stdin/stdout"}: from_parent() in one call`,
