@@ -14,7 +14,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 
 const root = Path.resolve(import.meta.dirname, "../../..")
-const packages = ["core", "transport-pipe", "transport-file", "transport-shm", "transport-nng", "cli"]
+const packages = ["core", "transport-pipe", "transport-file", "transport-shm", "transport-nng", "transport-ws", "cli"]
 /** The first stable effect 4 (below it are betas and release candidates, whose APIs differed). */
 const LOWEST = "4.0.0"
 const work = Fs.mkdtempSync(Path.join(Os.tmpdir(), "eipc-pack-"))

@@ -75,9 +75,15 @@ describe("ws:// security", () => {
       // told otherwise, it listens there
       const listener = yield* Ws.WsServer.listen(remote, { allowRemote: true, tokenFile: false })
       assert.strictEqual(listener.address, remote)
-      // localhost binds loopback, not whatever the name resolves to
-      const local = yield* Ws.WsServer.listen(`ws://localhost:${freshPort()}/x`, { tokenFile: false })
-      assert.match(local.address, /^ws:\/\/localhost:\d+\/x$/)
+      // localhost binds 127.0.0.1, not whatever the name resolves to; any 127.x.y.z and [::1] are loopback too
+      const localPort = freshPort()
+      const local = yield* echoServer(`ws://localhost:${localPort}/x`, { tokenFile: false })
+      assert.strictEqual(local.address, `ws://localhost:${localPort}/x`)
+      assert.strictEqual(yield* roundTrip(`ws://127.0.0.1:${localPort}/x`, { token: local.token }), 42)
+      for (const host of ["127.0.0.2", "[::1]"]) {
+        const other = yield* echoServer(`ws://${host}:${freshPort()}/x`, { tokenFile: false })
+        assert.strictEqual(yield* roundTrip(other.address, { token: other.token }), 42)
+      }
     }).pipe(Effect.scoped))
 
   it.live("refuses a missing or wrong token with PeerRejected, logs it without the token, serves others", () =>
@@ -137,6 +143,10 @@ describe("ws:// security", () => {
       assert.strictEqual(yield* roundTrip(address, { token, headers: { origin: "http://127.0.0.1:5173" } }), 42)
       assert.strictEqual(yield* roundTrip(address, { token }), 42)
       assert.strictEqual(yield* refusals, 2)
+      // "null" passes only when listed
+      const withNull = freshAddress("null-origin")
+      const listed = yield* echoServer(withNull, { tokenFile: false, allowedOrigins: ["null"] })
+      assert.strictEqual(yield* roundTrip(withNull, { token: listed.token, headers: { origin: "null" } }), 42)
     }).pipe(Effect.scoped))
 
   it.live("with no allowedOrigins, every page is refused", () =>

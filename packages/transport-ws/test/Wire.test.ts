@@ -1,0 +1,79 @@
+/**
+ * The README's wire section: a text message is its UTF-8 bytes, a close 1001
+ * (a page going away) is a graceful end, a client's own message limit closes
+ * with 4009 (FrameTooLarge on both sides), another path on the port is
+ * NotFound, and the listener's channels close gracefully with its scope.
+ */
+import * as Ws from "@effect-ipc/transport-ws"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { collect, frame, freshPort, handshake, rawConnect, sweepTokenFiles } from "./helpers.ts"
+
+afterAll(sweepTokenFiles)
+
+/** Polls `check` every 20 ms until it holds (a guard of 20 s against a hang). */
+const until = (check: () => boolean, what: string) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    while (!check()) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out waiting: ${what}`))
+      yield* Effect.sleep("20 millis")
+    }
+  })
+
+describe("ws:// wire", () => {
+  it.live("a text message arrives as its UTF-8 bytes; close 1001 ends the input gracefully", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const listener = yield* Ws.WsServer.listen(`ws://127.0.0.1:${port}/w`, { tokenFile: false })
+      const socket = yield* rawConnect(port)
+      const reply = collect(socket)
+      socket.write(handshake("/w", port, { Authorization: `Bearer ${listener.token}` }))
+      yield* until(() => reply.text().includes("\r\n\r\n"), "the handshake")
+      const server = yield* listener.accept
+      socket.write(frame(1, new TextEncoder().encode("héllo")))
+      socket.write(frame(2, new Uint8Array([1, 2, 3])))
+      // close 1001: going away (a page unloading)
+      socket.write(frame(8, new Uint8Array([0x03, 0xe9])))
+      const all = yield* Stream.runCollect(server.messages)
+      assert.deepStrictEqual(all.map((m) => [...m]), [[...new TextEncoder().encode("héllo")], [1, 2, 3]])
+      assert.strictEqual((yield* Effect.flip(server.receive)).reason._tag, "Closed")
+    }).pipe(Effect.scoped))
+
+  it.live("a message over the client's limit: FrameTooLarge on both sides (close 4009)", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const address = `ws://127.0.0.1:${port}/w`
+      const listener = yield* Ws.WsServer.listen(address, { tokenFile: false })
+      const client = yield* Ws.WsClient.dial(address, { token: listener.token, maxMessageSize: 1024 })
+      const server = yield* listener.accept
+      yield* server.send(new Uint8Array(1025))
+      assert.strictEqual((yield* Effect.flip(client.receive)).reason._tag, "FrameTooLarge")
+      const seen = yield* Effect.flip(server.receive).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(seen.reason._tag, "FrameTooLarge")
+      assert.include(seen.message, "4009")
+    }).pipe(Effect.scoped))
+
+  it.live("another path on the port is NotFound; closing the listener closes its channels gracefully", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const address = `ws://127.0.0.1:${port}/w`
+      // the client lives in the test's scope, the listener in an inner one
+      const outer = yield* Effect.scope
+      const channel = yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* Ws.WsServer.listen(address, { tokenFile: false })
+        const wrong = yield* Effect.flip(
+          Ws.WsClient.dial(`ws://127.0.0.1:${port}/elsewhere`, { token: listener.token })
+        )
+        assert.strictEqual(wrong.reason._tag, "NotFound")
+        const dialled = yield* Ws.WsClient.dial(address, { token: listener.token }).pipe(Scope.provide(outer))
+        yield* listener.accept
+        return dialled
+      }))
+      // the listener closed its end with 1000: the client's reader sees the end, not an error
+      const error = yield* Effect.flip(channel.receive).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(error.reason._tag, "Closed")
+    }).pipe(Effect.scoped))
+})
