@@ -80,6 +80,24 @@ class Log(TempDirCase):
         self.assertEqual(caught.exception.reason, "Corrupt")
         self.assertEqual(os.path.getsize(segment), second + 5)  # nothing was cut
 
+    def test_a_full_stream_refuses_an_append_and_drops_nothing(self):
+        path = self.stream()
+        writer = log.LogWriter(path, segment_bytes=64, max_bytes=200)
+        written = 0
+        with self.assertRaises(IpcError) as caught:
+            for i in range(100):
+                writer.append(b"record %02d" % i)
+                written += 1
+        self.assertEqual(caught.exception.reason, "Full")
+        reader = log.LogReader(path, "r")
+        got = [reader.receive(1) for _ in range(written)]
+        self.assertEqual(got, [b"record %02d" % i for i in range(written)])
+        reader.close()  # the reader is past every record: the next append reclaims and fits
+        writer.append(b"after room was made")
+        writer.close()
+        with log.LogReader(path, "r") as again:
+            self.assertEqual(again.receive(1), b"after room was made")
+
     def test_cursor_slots(self):
         data = log.encode_cursor_slot(100, 1) + log.encode_cursor_slot(200, 2)
         self.assertEqual(log.decode_cursor(data), (200, 2))

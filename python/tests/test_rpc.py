@@ -67,6 +67,19 @@ class Rpc(TempDirCase):
         calls = [self.client.start("Add", {"a": i, "b": 1}) for i in range(100)]
         self.assertEqual([c.result(10) for c in calls], [i + 1 for i in range(100)])
 
+    def test_calls_from_several_threads_at_once(self):
+        results = {}
+
+        def worker(k):
+            results[k] = [self.client.call("Add", {"a": k, "b": i}, timeout=10) for i in range(20)]
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(results, dict((k, [k + i for i in range(20)]) for k in range(8)))
+
     def test_streams_are_acknowledged_and_cancellable(self):
         self.assertEqual(list(self.client.stream("Countdown", {"from": 5}, timeout=5)), [5, 4, 3, 2, 1])
         stream = self.client.stream("Forever", None, timeout=5)

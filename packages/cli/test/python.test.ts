@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
+import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -317,6 +318,21 @@ describe("python/effect_ipc", () => {
       60_000
     )
   }
+
+  it.live("a Python ChildPipe child serving RPC to its Node parent over its channel", () =>
+    Effect.gen(function*() {
+      const child = yield* Pipe.ChildPipe.spawn(python, { args: [Path.join(fixtures, "child_rpc.py")] })
+      const socket = IpcRpc.toSocket(Effect.tap(Effect.succeed(child.channel), (ch) => ch.send(IpcRpc.hello("json"))))
+      const protocol = yield* RpcClient.makeProtocolSocket().pipe(
+        Effect.provideService(Socket.Socket, socket),
+        Effect.provide(IpcRpc.layerSerializationJson)
+      )
+      const client = yield* RpcClient.make(DemoApi).pipe(Effect.provideService(RpcClient.Protocol, protocol))
+      assert.strictEqual(yield* client.Add({ a: 40, b: 2 }), 42)
+      const error = yield* Effect.flip(client.Divide({ a: 3, b: 0 }))
+      assert.instanceOf(error, DivisionByZero)
+      assert.strictEqual(error.dividend, 3)
+    }).pipe(Effect.scoped), 60_000)
 
   it.live(
     "file:// logs: Python reads what Node wrote, Node reads what Python wrote (across segments)",

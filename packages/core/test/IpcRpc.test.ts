@@ -12,6 +12,7 @@ import { RpcClientDefect, RpcClientError } from "effect/rpc/RpcClientError"
 import type * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
+import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 
 let n = 0
@@ -267,6 +268,22 @@ describe("serialization negotiation (the hello)", () => {
         "2",
         2
       ]])
+    }).pipe(Effect.scoped))
+
+  it.live("a binary client without a hello (effect-ipc 0.1) is served as binary", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      // effect's own socket protocol over our channels: it sends no hello
+      const socket = IpcRpc.toSocket(
+        Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      )
+      const protocol = yield* RpcClient.makeProtocolSocket().pipe(
+        Effect.provideService(Socket.Socket, socket),
+        Effect.provide(IpcRpc.layerSerialization)
+      )
+      const client = yield* RpcClient.make(ConformanceApi).pipe(Effect.provideService(RpcClient.Protocol, protocol))
+      assert.strictEqual(yield* client.Echo({ n: 9 }), 9)
+      assert.deepStrictEqual(yield* Stream.runCollect(client.Range({ n: 2 })), [1, 2])
     }).pipe(Effect.scoped))
 
   it.live("a JSON client without a hello is served as JSON", () =>
