@@ -128,9 +128,13 @@ const errorReason = (error: Error): IpcError.IpcErrorReason => {
 const bytesOf = (data: RawData): Uint8Array =>
   Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
 
+/** Messages up to this size are copied before `ws` queues them (it keeps a reference until written). */
+const COPY_LIMIT = 64 * 1024
+
 const socketOf = (ws: NodeWebSocket): Link.Socket => ({
   bufferedAmount: () => ws.bufferedAmount,
-  send: (data) => ws.send(data, { binary: true }),
+  // a small message may view a buffer its sender reuses at once (effect's binary encoder does): copy it
+  send: (data) => ws.send(data.byteLength <= COPY_LIMIT ? Buffer.from(data) : data, { binary: true }),
   close: (code, reason) => ws.close(code, reason),
   terminate: () => ws.terminate(),
   pause: () => ws.pause(),

@@ -7,6 +7,7 @@
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { collect, frame, freshPort, handshake, rawConnect, sweepTokenFiles } from "./helpers.ts"
@@ -76,4 +77,35 @@ describe("ws:// wire", () => {
       const error = yield* Effect.flip(channel.receive).pipe(Effect.timeout("20 seconds"))
       assert.strictEqual(error.reason._tag, "Closed")
     }).pipe(Effect.scoped))
+
+  it.live(
+    "a small message is the sender's bytes at send time, even if the sender reuses its buffer at once",
+    () =>
+      Effect.gen(function*() {
+        const port = freshPort()
+        const address = `ws://127.0.0.1:${port}/w`
+        const listener = yield* Ws.WsServer.listen(address, { tokenFile: false })
+        const client = yield* Ws.WsClient.dial(address, { token: listener.token })
+        const server = yield* listener.accept
+        const total = 20_000
+        // the client starts reading late: the server's socket backs up while it sends
+        const reader = yield* Effect.forkScoped(Effect.gen(function*() {
+          yield* Effect.sleep("300 millis")
+          const wrong: Array<number> = []
+          for (let i = 0; i < total; i++) {
+            const message = yield* client.receive
+            if (message.byteLength !== 4096 || message.some((byte) => byte !== (i & 0xff))) wrong.push(i)
+          }
+          return wrong
+        }))
+        // one buffer, refilled for each message (as effect's binary encoder reuses its arena)
+        const buffer = new Uint8Array(4096)
+        for (let i = 0; i < total; i++) {
+          buffer.fill(i & 0xff)
+          yield* server.send(buffer)
+        }
+        assert.deepStrictEqual((yield* Fiber.join(reader)).slice(0, 10), [])
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })
