@@ -23,12 +23,10 @@
  *
  * @internal
  */
-import * as Inbox from "@effect-ipc/core/Inbox"
-import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
+import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Nng from "./nng.ts"
 import type * as Socket from "./socket.ts"
 import * as Ticker from "./ticker.ts"
@@ -97,42 +95,45 @@ const unpackBatch = (body: Uint8Array): Array<Uint8Array> | undefined => {
   return out
 }
 
-/** Makes the channel; it owns `socket` and closes it when the conversation is over. */
+/**
+ * Makes the channel; it owns `socket` and closes it when the conversation is
+ * over. The lifecycle (checks, back-pressure, goodbye, failure) is core's
+ * `ChannelEngine`; this is the link: nng messages, batches while nng is full,
+ * and the pipe watch.
+ */
 export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel.IpcChannel => {
   const { address, pipe } = options
-  const closedError = IpcError.make("Closed", "the channel is closed", address)
-  const peerClosedError = IpcError.make("Closed", "the channel was closed by its peer", address)
-  const done = Deferred.makeUnsafe<void>() // closed by either side, or lost
-  const acknowledged = Deferred.makeUnsafe<void>() // the peer's close arrived, or the pipe is gone
-  const pipeGone = Deferred.makeUnsafe<void>() // the connection is over (or the socket released)
+  const engine = ChannelEngine.make({
+    address,
+    peer: options.peer,
+    maxMessageSize: options.maxMessageSize,
+    highWaterMark: options.highWaterMark,
+    maxBufferedMessages: options.maxBufferedMessages,
+    maxBufferedBytes: options.maxBufferedBytes,
+    lingerTimeout: options.closeTimeout
+  }, (sink) => link(socket, pipe, address, sink))
+  // closing also waits until nng has let the socket go
+  return { ...engine.channel, close: Effect.andThen(engine.channel.close, socket.close) }
+}
 
-  let closing = false // we closed (or are closing)
+const link = (socket: Socket.Socket, pipe: number, address: string, sink: ChannelEngine.Sink): ChannelEngine.Link => {
+  let ending = false // our goodbye is queued
   let peerClosed = false // the peer's close arrived
-  let failure: IpcError.IpcError | undefined
+  let acknowledged: (() => void) | undefined // our goodbye is out: waiting for the peer's close
+  let destroyed = false
   let stopReading: (() => void) | undefined
   let stopWatching: (() => void) | undefined
-
-  const inbox = Inbox.make({
-    maxMessages: options.maxBufferedMessages,
-    maxBytes: options.maxBufferedBytes,
-    onResume: () => startReading()
-  })
 
   // ---- sending -------------------------------------------------------------
   const queue: Array<Uint8Array> = []
   let queued = 0
   let closeQueued = false // a close goes out after everything queued
-  let closeSent = false
+  let closeSent: (() => void) | undefined // called once the close went out
   let stopWritable: (() => void) | undefined
-  const roomWaiters = new Set<() => void>()
-
-  const wakeRoomWaiters = () => {
-    if (queued > options.highWaterMark && failure === undefined && !closing) return
-    for (const wake of Array.from(roomWaiters)) wake()
-  }
 
   /** Hands queued messages to nng (batched) until it is full, then the close if one is due. */
   const pump = (): void => {
+    let progress = false
     while (queue.length > 0) {
       let count = 1
       let bytes = 4 + queue[0]!.byteLength
@@ -148,16 +149,20 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
       const rv = count === 1
         ? socket.trySend(queue[0]!, prefix.data)
         : socket.trySend(packBatch(queue.slice(0, count), bytes), prefix.batch)
-      if (rv === Nng.EAGAIN) return watchWritable()
+      if (rv === Nng.EAGAIN) break
       if (rv !== 0) return lose(socket.error(rv, "cannot send"))
       for (let i = 0; i < count; i++) queued -= queue[i]!.byteLength
       queue.splice(0, count)
-      wakeRoomWaiters()
+      progress = true
     }
-    if (closeQueued && !closeSent) {
+    if (progress) sink.writable()
+    if (queue.length > 0) return watchWritable()
+    if (closeQueued && closeSent !== undefined) {
       const rv = socket.trySend(EMPTY, prefix.close)
       if (rv === Nng.EAGAIN) return watchWritable()
-      closeSent = true
+      const sent = closeSent
+      closeSent = undefined
+      sent()
     }
     stopWritable?.()
     stopWritable = undefined
@@ -167,65 +172,18 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
     if (stopWritable === undefined && !socket.isClosed()) stopWritable = socket.onWritable(pump)
   }
 
-  const queueClose = () => {
-    closeQueued = true
-    pump()
-  }
-
-  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-    Effect.suspend(() => {
-      if (closing) return Effect.fail(closedError)
-      if (peerClosed) return Effect.fail(peerClosedError)
-      if (failure !== undefined) return Effect.fail(failure)
-      if (message.byteLength > options.maxMessageSize) {
-        return Effect.fail(IpcError.frameTooLarge(message.byteLength, options.maxMessageSize, address))
-      }
-      if (queue.length === 0) {
-        const rv = socket.trySend(message, prefix.data)
-        if (rv === 0) return Effect.void
-        if (rv !== Nng.EAGAIN) return Effect.fail(socket.error(rv, "cannot send"))
-      }
-      // nng is full: queue (small messages are copied, the caller may reuse its buffer)
-      queue.push(message.byteLength < ALONE_BYTES ? message.slice() : message)
-      queued += message.byteLength
-      watchWritable()
-      if (queued <= options.highWaterMark) return Effect.void
-      return Effect.callback<void, IpcError.IpcError>((resume) => {
-        const wake = () => {
-          roomWaiters.delete(wake)
-          resume(failure !== undefined ? Effect.fail(failure) : closing ? Effect.fail(closedError) : Effect.void)
-        }
-        roomWaiters.add(wake)
-        return Effect.sync(() => void roomWaiters.delete(wake))
-      })
-    })
-
-  // ---- lifecycle -----------------------------------------------------------
-  const release = () => {
-    stopReading?.()
-    stopReading = undefined
-    stopWritable?.()
-    stopWritable = undefined
-    stopWatching?.()
-    stopWatching = undefined
-    for (const deferred of [acknowledged, pipeGone, done]) Deferred.doneUnsafe(deferred, Exit.void)
-    socket.shutdown()
-    wakeRoomWaiters()
-  }
-
+  // ---- receiving -----------------------------------------------------------
   /** The connection is over: deliver what nng had received, then the error (unless the conversation had ended). */
   const lose = (error: IpcError.IpcError) => {
-    if (failure !== undefined) return
-    failure = error
-    if (!closing && !peerClosed) {
+    if (destroyed) return
+    if (!ending && !peerClosed) {
       for (let message = socket.tryReceive(); typeof message !== "number"; message = socket.tryReceive()) {
         if (message.pipe !== pipe) break
-        if (message.kind === Kind.data) inbox.push(message.body)
-        else if (message.kind === Kind.batch) { for (const m of unpackBatch(message.body) ?? []) inbox.push(m) }
+        if (message.kind === Kind.data) sink.message(message.body)
+        else if (message.kind === Kind.batch) { for (const m of unpackBatch(message.body) ?? []) sink.message(m) }
       }
-      inbox.fail(error)
     }
-    release()
+    sink.lost(error)
   }
 
   const onMessage = (message: Nng.Received): boolean => {
@@ -236,29 +194,28 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
     switch (message.kind) {
       case Kind.data:
         // after our close, data is dropped while we wait for the peer's close
-        return closing || peerClosed ? true : inbox.push(message.body)
+        return ending || peerClosed ? true : sink.message(message.body)
       case Kind.batch: {
-        if (closing || peerClosed) return true
+        if (ending || peerClosed) return true
         const messages = unpackBatch(message.body)
         if (messages === undefined) {
           lose(IpcError.make("Protocol", "a malformed batch arrived", address))
           return false
         }
         let more = true
-        for (const m of messages) more = inbox.push(m)
+        for (const m of messages) more = sink.message(m)
         return more
       }
       case Kind.close:
         if (!peerClosed) {
           peerClosed = true
-          if (!closing) {
-            inbox.end()
-            queueClose() // the acknowledgement, after anything still queued
-          }
-          Deferred.doneUnsafe(acknowledged, Exit.void)
-          Deferred.doneUnsafe(done, Exit.void)
+          // the engine ends the input and answers (after anything still queued), unless we closed first
+          sink.peerClosed()
+          const ack = acknowledged
+          acknowledged = undefined
+          ack?.()
         }
-        return !closing
+        return !ending
       default:
         return true // hello and ready belong to the handshake
     }
@@ -269,7 +226,7 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
       const message = socket.tryReceive()
       if (typeof message === "number") return
       if (!onMessage(message)) {
-        // the inbox is full (or the channel is over): wait for `onResume`
+        // the inbox is full (or the channel is over): wait for `resume`
         stopReading?.()
         stopReading = undefined
         return
@@ -278,45 +235,58 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
   }
 
   const startReading = () => {
-    if (stopReading !== undefined || failure !== undefined || socket.isClosed()) return
+    if (stopReading !== undefined || destroyed || socket.isClosed()) return
     stopReading = socket.onReadable(drain)
   }
 
   startReading()
   stopWatching = Ticker.every(() => {
-    if (!socket.nng.pipeAlive(pipe)) {
-      Deferred.doneUnsafe(pipeGone, Exit.void)
-      lose(IpcError.make("ConnectionLost", "the peer is gone (the process ended or the link broke)", address))
+    if (socket.nng.pipeAlive(pipe)) return
+    // the peer closes on receipt of our answer: its pipe going is the end of a graceful close
+    if (peerClosed) sink.closed()
+    else lose(IpcError.make("ConnectionLost", "the peer is gone (the process ended or the link broke)", address))
+  })
+
+  return {
+    write: (message) => {
+      if (queue.length === 0) {
+        const rv = socket.trySend(message, prefix.data)
+        if (rv === 0) return
+        if (rv !== Nng.EAGAIN) return Effect.fail(socket.error(rv, "cannot send"))
+      }
+      // nng is full: queue (small messages are copied, the caller may reuse its buffer)
+      queue.push(message.byteLength < ALONE_BYTES ? message.slice() : message)
+      queued += message.byteLength
+      watchWritable()
+    },
+    pending: () => queued,
+    resume: startReading,
+    goodbye: (sent) => {
+      ending = true
+      if (peerClosed) {
+        // our answer: once it is out, the peer closes its socket on receipt (the pipe watch sees it go)
+        closeSent = sent
+      } else {
+        // say goodbye after what is queued, and wait for the peer's close: what we sent is read first
+        closeSent = () => {}
+        acknowledged = () => {
+          sent()
+          sink.closed()
+        }
+        startReading()
+      }
+      closeQueued = true
+      pump()
+    },
+    destroy: () => {
+      destroyed = true
+      stopReading?.()
+      stopReading = undefined
+      stopWritable?.()
+      stopWritable = undefined
+      stopWatching?.()
+      stopWatching = undefined
+      socket.shutdown()
     }
-  })
-
-  const waitThenRelease = (what: Deferred.Deferred<void>) =>
-    Deferred.await(what).pipe(
-      Effect.timeoutOrElse({ duration: options.closeTimeout, orElse: () => Effect.void }),
-      Effect.andThen(Effect.sync(release)),
-      Effect.andThen(socket.close)
-    )
-
-  const close: Effect.Effect<void> = Effect.suspend(() => {
-    if (closing) return Effect.andThen(Deferred.await(done), socket.close)
-    closing = true
-    inbox.shutdown(closedError)
-    wakeRoomWaiters()
-    if (failure !== undefined) return socket.close
-    // the peer ended first: our acknowledgement is on its way, and the peer closes on receipt
-    if (peerClosed) return waitThenRelease(pipeGone)
-    // say goodbye after what is queued, and wait (briefly) for the peer's close: what we sent is read first
-    queueClose()
-    startReading()
-    return waitThenRelease(acknowledged)
-  })
-
-  return IpcChannel.make({
-    address,
-    peer: options.peer,
-    inbox,
-    send,
-    close,
-    closed: Deferred.await(done)
-  })
+  }
 }
