@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Esbuild from "esbuild"
 import * as Path from "node:path"
+import { chromium } from "playwright-core"
 
 const bundle = (contents: string) =>
   Esbuild.build({
@@ -37,6 +38,28 @@ describe("browser bundle", () => {
     assert.deepStrictEqual(errors, [])
     assert.isTrue(inputs.some((input) => input.endsWith("transport-ws/src/WsClient.ts")), inputs.join("\n"))
     assert.deepStrictEqual(inputs.filter((input) => input.startsWith("node:")), [])
+  }, 60_000)
+
+  it("the bundle loads in headless Chromium: core's index and the client evaluate without Node", async () => {
+    const result = await bundle(`
+      import * as Core from "@effect-ipc/core"
+      import * as WsClient from "@effect-ipc/transport-ws/WsClient"
+      import * as Effect from "effect/Effect"
+      const parsed = Effect.runSync(Effect.result(Core.Address.parse("ws://127.0.0.1:1/x")))
+      globalThis.loaded = [Object.keys(Core).length > 10, typeof WsClient.dial, parsed._tag].join(" ")
+    `)
+    const browser = await chromium.launch({ executablePath: process.env["CHROMIUM"] ?? "/usr/bin/chromium" })
+    try {
+      const page = await browser.newPage()
+      const errors: Array<string> = []
+      page.on("pageerror", (error) => errors.push(error.message))
+      await page.addScriptTag({ content: result.outputFiles[0]!.text, type: "module" })
+      await page.waitForFunction(() => "loaded" in globalThis, undefined, { timeout: 30_000 })
+      assert.deepStrictEqual(errors, [])
+      assert.strictEqual(await page.evaluate(() => (globalThis as { loaded?: string }).loaded), "true function Success")
+    } finally {
+      await browser.close()
+    }
   }, 60_000)
 
   it("the check fails on a node: import (the Node side does not bundle for the browser)", async () => {
