@@ -2,12 +2,14 @@
 parameters, no subscripted builtins (list[int]) outside annotations."""
 import ast
 import os
+import sys
 import unittest
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "effect_ipc")
 BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "type"}
 
 
+@unittest.skipIf(sys.version_info < (3, 9), "older Pythons import the package themselves (its tests ran on them)")
 class Python37(unittest.TestCase):
     def test_every_module_parses_as_python_3_7(self):
         names = sorted(n for n in os.listdir(ROOT) if n.endswith(".py"))

@@ -83,6 +83,31 @@ describe("python/effect_ipc", () => {
       assert.match(ran.stderr, /\nOK\n/)
     }), 180_000)
 
+  // Python 3.7, the oldest the package supports, where this machine has one (pyenv here; not on a fresh Debian)
+  const pyenvs = Path.join(process.env["PYENV_ROOT"] ?? Path.join(Os.homedir(), ".pyenv"), "versions")
+  const python37 = [
+    "python3.7",
+    ...(Fs.existsSync(pyenvs) ? Fs.readdirSync(pyenvs).filter((v) => v.startsWith("3.7.")) : []).map((v) =>
+      Path.join(pyenvs, v, "bin", "python3.7")
+    )
+  ].find((candidate) => ChildProcess.spawnSync(candidate, ["--version"], { encoding: "utf8" }).status === 0)
+  it.live.skipIf(python37 === undefined)("its unittest suite passes on Python 3.7 too", () =>
+    Effect.gen(function*() {
+      const ran = yield* Effect.sync(() =>
+        ChildProcess.spawnSync(
+          python37!,
+          ["-m", "unittest", "discover", "-s", "python/tests", "-t", "python/tests"],
+          {
+            cwd: root,
+            encoding: "utf8",
+            timeout: 120_000
+          }
+        )
+      )
+      assert.strictEqual(ran.status, 0, ran.stderr)
+      assert.match(ran.stderr, /\nOK \(skipped=2\)\n/)
+    }), 180_000)
+
   it.live(
     "pip install ./python works offline in a fresh virtual environment (nothing downloaded)",
     () =>
