@@ -347,9 +347,11 @@ describe("python/effect_ipc", () => {
   it.live("a Python ChildPipe child serving RPC to its Node parent over its channel", () =>
     Effect.gen(function*() {
       const child = yield* Pipe.ChildPipe.spawn(python, { args: [Path.join(fixtures, "child_rpc.py")] })
-      const socket = IpcRpc.toSocket(Effect.tap(Effect.succeed(child.channel), (ch) => ch.send(IpcRpc.hello("json"))))
+      const overChild = IpcRpc.toSocket(
+        Effect.tap(Effect.succeed(child.channel), (ch) => ch.send(IpcRpc.hello("json")))
+      )
       const protocol = yield* RpcClient.makeProtocolSocket().pipe(
-        Effect.provideService(Socket.Socket, socket),
+        Effect.provideService(Socket.Socket, overChild),
         Effect.provide(IpcRpc.layerSerializationJson)
       )
       const client = yield* RpcClient.make(DemoApi).pipe(Effect.provideService(RpcClient.Protocol, protocol))
