@@ -104,7 +104,7 @@ class Channels(TempDirCase):
 
     def test_pings_are_answered_and_a_silent_peer_times_out(self):
         where = self.address()
-        listener = listen(where, heartbeat=Heartbeat(0.05, 0.3))
+        listener = listen(where, heartbeat=Heartbeat(0.05, 1.0))
         self.addCleanup(listener.close)
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         raw.connect(where[len("unix://"):])
@@ -116,7 +116,7 @@ class Channels(TempDirCase):
             frames.extend(decoder.feed(raw.recv(100)))
         self.assertIn((framing.PING, b""), frames + decoder.feed(raw.recv(100)))  # it pings while idle
         with self.assertRaises(IpcError) as caught:
-            server.receive(5)  # raw never answers: dropped after 0.3 s
+            server.receive(10)  # raw never answers: dropped after 1 s
         self.assertEqual(caught.exception.reason, "Timeout")
         raw.close()
 

@@ -254,10 +254,10 @@ describe("python/effect_ipc", () => {
   )
 
   it.live(
-    "byte channels with Node both ways: echo, heartbeats over an idle second, the close handshake",
+    "byte channels with Node both ways: echo, heartbeats over idle seconds, the close handshake",
     () =>
       Effect.gen(function*() {
-        const heartbeat = { interval: "50 millis", timeout: "500 millis" } as const
+        const heartbeat = { interval: "100 millis", timeout: "2 seconds" } as const
         const transport = Pipe.UnixSocket.make({ heartbeat })
         // Python dials a Node listener
         const address = socket()
@@ -282,7 +282,7 @@ describe("python/effect_ipc", () => {
         const client = yield* transport.dial(`pipe://${name}`)
         yield* client.send(new TextEncoder().encode("hello python"))
         assert.strictEqual(new TextDecoder().decode(yield* client.receive), "HELLO PYTHON")
-        yield* Effect.sleep("1 second") // idle: heartbeats keep both sides
+        yield* Effect.sleep("3 seconds") // idle past the heartbeat timeout: heartbeats keep both sides
         yield* client.send(new TextEncoder().encode("again"))
         assert.strictEqual(new TextDecoder().decode(yield* client.receive), "AGAIN")
         yield* client.close
@@ -315,9 +315,9 @@ describe("python/effect_ipc", () => {
         yield* rootServer.ready("ready")
         const nobody = yield* start("setpriv", [...asNobody, "dial", rootAddress])
         yield* nobody.exit
+        // the server's side of the same connection: refused, logged, not accepted (it keeps listening)
         yield* rootServer.ready("WARNING PeerRejected: refused a client (pid")
-        assert.strictEqual(yield* rootServer.exit, 0)
-        assert.strictEqual(rootServer.stdout(), "Timeout\n")
+        assert.strictEqual(rootServer.stdout(), "")
       }).pipe(Effect.scoped),
     60_000
   )
