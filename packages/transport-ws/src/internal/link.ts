@@ -1,17 +1,17 @@
 /**
- * The channel engine over one open WebSocket, on either side: the `ws`
- * library's socket on the server, the global `WebSocket` (Node's undici or a
- * browser's) on the client. One message is one binary WebSocket message.
- * Sending waits while `bufferedAmount` is over the high-water mark; reading
- * pauses the socket when the inbox is full, where the socket can pause (the
- * server's; a browser `WebSocket` cannot). No `node:` imports: it runs in the
- * browser.
+ * One open WebSocket as a link of core's channel engine (`ChannelEngine`),
+ * on either side: the `ws` library's socket on the server, the global
+ * `WebSocket` (Node's undici or a browser's) on the client. One message is one
+ * binary WebSocket message; the goodbye is close code 1000. The engine waits
+ * while `bufferedAmount` is over the high-water mark (a browser `WebSocket`
+ * has no drain event: it is polled while anything is queued) and pauses the
+ * socket when the inbox is full, where the socket can pause (the server's; a
+ * browser `WebSocket` cannot). No `node:` imports: it runs in the browser.
  */
-import * as Inbox from "@effect-ipc/core/Inbox"
-import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
+import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
-import * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as WsProtocol from "../WsProtocol.ts"
 
@@ -80,122 +80,89 @@ export const make = (
   options: LinkOptions = {}
 ): Link => {
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
-  const highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024
-  const linger = Duration.toMillis(Duration.fromInputUnsafe(options.lingerTimeout ?? "2 seconds"))
-  const closedErr = IpcError.make("Closed", "the channel is closed", address)
-
-  let failure: IpcError.IpcError | undefined
-  let closing = false
-  let finished = false
-  let lingerTimer: ReturnType<typeof setTimeout> | undefined
-  const done = Deferred.makeUnsafe<void>()
-
-  const inbox = Inbox.make({
-    maxMessages: options.maxBufferedMessages,
-    maxBytes: options.maxBufferedBytes,
-    onResume: () => {
-      if (!finished) socket.resume?.()
-    }
-  })
-
-  const finish = () => {
-    if (finished) return
-    finished = true
-    if (lingerTimer !== undefined) clearTimeout(lingerTimer)
-    if (!inbox.isDone()) inbox.shutdown(failure ?? closedErr)
-    Deferred.doneUnsafe(done, Effect.void)
-  }
-
-  const fail = (error: IpcError.IpcError, terminate: boolean) => {
-    if (failure !== undefined || finished) return
-    failure = error
-    inbox.fail(error)
-    if (terminate) socket.terminate()
-    finish()
-  }
-
-  const waitWritable = Effect.callback<void, IpcError.IpcError>((resume) => {
-    let delay = 1
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const check = () => {
-      if (failure !== undefined) return resume(Effect.fail(failure))
-      if (closing || finished) return resume(Effect.fail(closedErr))
-      if (socket.bufferedAmount() <= highWaterMark) return resume(Effect.void)
-      // no drain event on a browser WebSocket: poll, backing off to 16 ms
+  let sink: ChannelEngine.Sink | undefined
+  let saidGoodbye = false
+  // no drain event on a browser WebSocket: while anything is queued, look again (backing off to 16 ms)
+  let poll: ReturnType<typeof setTimeout> | undefined
+  let delay = 1
+  const check = () => {
+    poll = undefined
+    sink?.writable()
+    if (socket.bufferedAmount() > 0 && sink?.isEnding() === false) {
       delay = Math.min(delay * 2, 16)
-      timer = setTimeout(check, delay)
+      poll = setTimeout(check, delay)
+    } else {
+      delay = 1
     }
-    timer = setTimeout(check, delay)
-    return Effect.sync(() => clearTimeout(timer))
-  })
-
-  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-    Effect.suspend(() => {
-      if (failure !== undefined) return Effect.fail(failure)
-      if (closing || finished) return Effect.fail(closedErr)
-      if (message.byteLength > maxMessageSize) {
-        return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
-      }
-      try {
-        socket.send(message)
-      } catch (cause) {
-        const error = new IpcError.IpcError({
-          reason: "Write",
-          detail: `send failed: ${String(cause)}`,
-          address,
-          cause
-        })
-        fail(error, true)
-        return Effect.fail(error)
-      }
-      return socket.bufferedAmount() <= highWaterMark ? Effect.void : waitWritable
-    })
-
-  const close: Effect.Effect<void> = Effect.suspend(() => {
-    if (finished) return Effect.void
-    if (!closing) {
-      closing = true
-      inbox.shutdown(closedErr)
-      try {
-        socket.close(WsProtocol.CloseCode.normal, "")
-      } catch {
+  }
+  const engine = ChannelEngine.make({
+    address,
+    peer,
+    maxMessageSize,
+    highWaterMark: options.highWaterMark,
+    maxBufferedMessages: options.maxBufferedMessages,
+    maxBufferedBytes: options.maxBufferedBytes,
+    lingerTimeout: options.lingerTimeout
+  }, (given) => {
+    sink = given
+    return {
+      write: (message) => {
+        try {
+          socket.send(message)
+        } catch (cause) {
+          const error = new IpcError.IpcError({
+            reason: "Write",
+            detail: `send failed: ${String(cause)}`,
+            address,
+            cause
+          })
+          given.lost(error)
+          return Effect.fail(error)
+        }
+        if (poll === undefined && socket.bufferedAmount() > 0) poll = setTimeout(check, delay)
+      },
+      pending: socket.bufferedAmount,
+      resume: () => socket.resume?.(),
+      goodbye: (sent) => {
+        saidGoodbye = true
+        try {
+          socket.close(WsProtocol.CloseCode.normal, "")
+        } catch {
+          // already closed
+        }
+        sent()
+      },
+      destroy: () => {
+        if (poll !== undefined) clearTimeout(poll)
         socket.terminate()
-        finish()
-        return Effect.void
       }
-      // the peer answers our close frame; one that does not is dropped after `linger`
-      lingerTimer = setTimeout(() => {
-        socket.terminate()
-        finish()
-      }, linger)
     }
-    return Deferred.await(done)
   })
-
+  const lost = (error: IpcError.IpcError) => sink?.lost(error)
   return {
-    channel: IpcChannel.make({ address, peer, inbox, send, close, closed: Deferred.await(done) }),
+    channel: engine.channel,
     message: (data) => {
-      if (finished || closing) return
+      if (sink === undefined || sink.isEnding()) return
+      sink.heard()
       if (data.byteLength > maxMessageSize) {
         // a client socket has no receive limit of its own: refuse the message and the peer
-        fail(IpcError.frameTooLarge(data.byteLength, maxMessageSize, address), false)
         socket.close(WsProtocol.CloseCode.tooBig, "message too big")
+        lost(IpcError.frameTooLarge(data.byteLength, maxMessageSize, address))
         return
       }
-      if (!inbox.push(data)) socket.pause?.()
+      if (!sink.message(data)) socket.pause?.()
     },
-    error: (error) => fail(error, false),
+    error: lost,
     closed: (code, reason) => {
-      if (finished) return
+      if (sink === undefined) return
       const why = WsProtocol.reasonOfClose(code)
-      if (why === undefined || (closing && code === WsProtocol.CloseCode.abnormal)) {
+      if (why === undefined || (saidGoodbye && code === WsProtocol.CloseCode.abnormal)) {
         // a graceful end: the reader gets every message sent before it
-        inbox.end()
-        closing = true
-        finish()
+        sink.peerClosed()
       } else {
-        fail(IpcError.make(why, closeDetail(code, reason), address), false)
+        lost(IpcError.make(why, closeDetail(code, reason), address))
       }
+      sink.closed()
     }
   }
 }
