@@ -14,14 +14,11 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
-import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Contender, openChannels, startScriptPeer } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { Row } from "./report.ts"
-import { READY } from "./shared.ts"
+import { makeTempDir, READY, removeTempDir } from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 
@@ -36,8 +33,8 @@ export const openFile = (row: Row): Promise<Contender> => {
     row,
     Effect.gen(function*() {
       const root = yield* Effect.acquireRelease(
-        Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bench-file-"))),
-        (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+        Effect.sync(() => makeTempDir("effect-ipc-bench-file-")),
+        (dir) => Effect.sync(() => removeTempDir(dir))
       )
       const echoAddress = `file://${root}/echo`
       const sinkAddress = `file://${root}/sink`

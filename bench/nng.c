@@ -10,13 +10,19 @@
  *   nng-bench pingpong URL SIZE N WARM  N timed round trips (after WARM untimed), one per line, in ns
  *   nng-bench oneway URL SIZE SECONDS   send for SECONDS, then print "sent received bytes seconds"
  *
- * Servers print "ready" once they listen.
+ * Servers print "ready" once they listen, and end with the process that
+ * started them (on Linux: PR_SET_PDEATHSIG), so that a driver killed in the
+ * middle of a run leaves none behind.
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 typedef struct { uint32_t id; } nng_socket;
 typedef struct { uint32_t id; } nng_listener;
@@ -55,6 +61,9 @@ static nng_socket open_socket(void) {
 }
 
 static nng_socket serve(const char *url) {
+#ifdef __linux__
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
 	nng_socket s = open_socket();
 	check(nng_listen(s, url, NULL, 0), "listen");
 	printf("ready\n");

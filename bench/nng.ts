@@ -31,7 +31,7 @@ import { fileURLToPath } from "node:url"
 import { type Contender, openChannels } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { OneWayRun, Row } from "./report.ts"
-import { READY } from "./shared.ts"
+import { makeTempDir, READY, removeTempDir } from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 const cSource = Path.join(import.meta.dirname, "nng.c")
@@ -41,8 +41,8 @@ type Peer = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
 
 /** A fresh directory for one contender's ipc sockets, removed when the scope closes. */
 const socketDir = Effect.acquireRelease(
-  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bench-nng-"))),
-  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  Effect.sync(() => makeTempDir("effect-ipc-bench-nng-")),
+  (dir) => Effect.sync(() => removeTempDir(dir))
 )
 
 /** Starts a server process and waits until it says `ready`; it ends (stdin closed, then SIGKILL) with the scope. */

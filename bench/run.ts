@@ -64,8 +64,10 @@ import {
 import { connectStack, type DemoClient, stackAddress, stackLabel } from "./rpc.ts"
 import {
   type ChildPeerMode,
+  makeTempDir,
   type PeerMode,
   READY,
+  removeTempDir,
   rpcPeerMode,
   type RpcStack,
   rpcStacks,
@@ -176,7 +178,15 @@ interface Peer {
 }
 
 const peerScript = Path.join(import.meta.dirname, "peer.ts")
-const socketDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bench-"))
+const socketDir = makeTempDir("effect-ipc-bench-")
+
+// interrupted: exit, so that the temporary directories go (`makeTempDir`) and the peers, their stdin closed, end too
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    display.finish()
+    process.exit(130)
+  })
+}
 
 /** The peers run with our node flags (the source condition, and any `--cpu-prof`). */
 const peerExecArgv = (): Array<string> => {
@@ -496,7 +506,7 @@ const main = async (): Promise<number> => {
     display.finish()
     await Promise.all([...connections.values()].map((c) => c.close().catch(() => undefined)))
     await Promise.all([...peers.values()].map((p) => p.stop()))
-    Fs.rmSync(socketDir, { recursive: true, force: true })
+    removeTempDir(socketDir)
   }
 
   const { markdown, json } = render(rows, {

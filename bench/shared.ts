@@ -6,6 +6,35 @@
  * load effect.
  */
 
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+// ---- temporary directories ----------------------------------------------------
+
+const madeDirs = new Set<string>()
+
+/**
+ * A fresh directory under the system's temporary directory, removed by
+ * `removeTempDir`, or when this process exits (`process.exit`, the end of the
+ * run, or the driver's SIGINT/SIGTERM handler) if still there.
+ */
+export const makeTempDir = (prefix: string): string => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), prefix))
+  madeDirs.add(dir)
+  return dir
+}
+
+/** Removes a directory made by `makeTempDir`, with its contents. */
+export const removeTempDir = (dir: string): void => {
+  Fs.rmSync(dir, { recursive: true, force: true })
+  madeDirs.delete(dir)
+}
+
+process.on("exit", () => {
+  for (const dir of madeDirs) Fs.rmSync(dir, { recursive: true, force: true })
+})
+
 /**
  * The typed-RPC stacks (see `rpc.ts`): effect-ipc's `IpcRpc` over `unix://`
  * and effect's own RPC over a Node Unix socket, each with SchemaBinary and

@@ -10,15 +10,13 @@
  * report can hold each Channel's round trip and one-way rate against it.
  */
 import * as ChildProcess from "node:child_process"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import * as Zmq from "zeromq"
 import type { Contender } from "./contenders.ts"
 import type { OneWayRun, Row } from "./report.ts"
-import { clockEvery, decodeCounts, END, makePayload, READY, SinkCounter } from "./shared.ts"
+import { clockEvery, decodeCounts, END, makePayload, makeTempDir, READY, removeTempDir, SinkCounter } from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 let contenders = 0
@@ -64,14 +62,14 @@ const connect = (url: string): Zmq.Pair => {
 
 /** The zeromq contender: echo and sink peers in child processes, a Pair socket to each. */
 export const openZmq = async (row: Row): Promise<Contender> => {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bench-zmq-"))
+  const dir = makeTempDir("effect-ipc-bench-zmq-")
   const id = contenders++
   const echoUrl = `ipc://${Path.join(dir, `echo-${id}.ipc`)}`
   const sinkUrl = `ipc://${Path.join(dir, `sink-${id}.ipc`)}`
   const servers = await Promise.allSettled([startServer("echo", echoUrl), startServer("sink", sinkUrl)])
   const stopAll = async () => {
     await Promise.all(servers.map((s) => s.status === "fulfilled" ? s.value.stop() : undefined))
-    Fs.rmSync(dir, { recursive: true, force: true })
+    removeTempDir(dir)
   }
   const failed = servers.find((s) => s.status === "rejected")
   if (failed !== undefined) {
