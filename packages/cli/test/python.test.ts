@@ -9,7 +9,7 @@
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import { Ipckit, Log } from "@effect-ipc/transport-file"
 import * as Pipe from "@effect-ipc/transport-pipe"
-import { afterAll, assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -32,7 +32,11 @@ const fixtures = Path.join(import.meta.dirname, "fixtures", "python")
 process.env["PYTHONPATH"] = packageDir
 process.env["PYTHONDONTWRITEBYTECODE"] = "1"
 
-const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "py-"))
+// made before the first test and removed after the last (not at import: a run that skips every test leaves nothing)
+let tmp = ""
+beforeAll(() => {
+  tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "py-"))
+})
 let n = 0
 const socket = () => `unix://${tmp}/s${n++}.sock`
 
