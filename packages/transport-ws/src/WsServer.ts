@@ -255,7 +255,11 @@ export const listen = (
           server.close(() => resume(Effect.void))
           server.closeAllConnections()
         })
-        yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
+        // each channel says goodbye (close 1000) and ends once its peer answers (or after its linger)
+        yield* Effect.forEach(open, (channel) => Effect.andThen(channel.close, channel.closed), {
+          concurrency: "unbounded",
+          discard: true
+        }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
         for (const socket of sockets) socket.destroy()
         yield* closed.pipe(Effect.timeout("5 seconds"), Effect.ignore)
         wss.close()

@@ -108,4 +108,28 @@ describe("ws:// wire", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  it.live("closing the listener delivers what its channels sent before the goodbye", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const address = `ws://127.0.0.1:${port}/w`
+      const outer = yield* Effect.scope
+      const total = 256
+      const client = yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* Ws.WsServer.listen(address, { tokenFile: false })
+        const dialled = yield* Ws.WsClient.dial(address, { token: listener.token }).pipe(Scope.provide(outer))
+        const server = yield* listener.accept
+        // 16 MiB queued toward the client as the listener closes
+        for (let i = 0; i < total; i++) yield* server.send(new Uint8Array(64 * 1024).fill(i & 0xff))
+        return dialled
+      }))
+      let received = 0
+      const error = yield* Effect.flip(Effect.forever(Effect.flatMap(client.receive, (message) =>
+        Effect.sync(() => {
+          assert.strictEqual(message[0], received & 0xff)
+          received++
+        }))))
+      assert.strictEqual(received, total)
+      assert.strictEqual(error.reason._tag, "Closed")
+    }).pipe(Effect.scoped), 60_000)
 })
