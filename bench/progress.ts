@@ -2,9 +2,9 @@
  * What the benchmark shows on stderr while it runs, so that a user sees what
  * it is measuring and how far it is. On a terminal: one live line, rewritten
  * in place (`[ 37%] 64 B · round trips 3/10 · effect-ipc Channel unix:// · 0:41`),
- * its clock ticking. Otherwise (CI logs, a pipe; or `CI` set): one line per
- * contender as it starts its warm-up at each payload size, then one line per
- * round of round trips or one-way traffic. Notes (a failure, a peer that did
+ * its clock ticking. Otherwise (CI logs, a pipe; or `CI` set): a line when
+ * the contenders of a payload size start, one per contender as it starts its
+ * warm-up, then one per round of round trips or one-way traffic. Notes (a failure, a peer that did
  * not start) always get a line of their own. The report itself goes to
  * stdout, so `npm run bench > report.md` keeps only the report.
  */

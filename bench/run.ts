@@ -378,9 +378,12 @@ const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<vo
   const plan = plans[size]!
   const label = sizeLabel(size)
   const entries: Array<Entry> = []
+  let first = true
   for (const spec of specs) {
     const row = spec.row
-    display.begin(`${label} · connect · ${row.transport}`)
+    const logged = first ? `${label} · starting ${specs.length} contenders (their peers, then a connection)` : undefined
+    first = false
+    display.begin(`${label} · connect · ${row.transport}`, logged)
     try {
       const contender = await withTimeout(spec.open(), `${row.transport} connect`)
       entries.push({
