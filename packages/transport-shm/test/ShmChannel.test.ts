@@ -296,6 +296,29 @@ describe("shm:// channels", () => {
       assert.strictEqual((yield* Effect.flip(server.receive)).reason._tag, "Closed")
     }).pipe(Effect.scoped), 30_000)
 
+  it.live("views held when the peer closes stay valid until their scope closes", () =>
+    Effect.gen(function*() {
+      const transport = Shm.ShmTransport.make({ ringSize: 1024 * 1024 })
+      const where = address()
+      const listener = yield* transport.listen(where)
+      const client = yield* transport.dial(where)
+      const server = (yield* listener.accept) as Shm.ShmChannel.ShmChannel
+      const messages = [pattern(100_000, 5), pattern(100_000, 6)]
+      for (const message of messages) yield* client.send(message)
+      yield* client.close
+      const views = yield* Effect.scoped(Effect.gen(function*() {
+        const first = yield* server.receiveView
+        const second = yield* server.receiveView
+        // the peer's goodbye ends the input after its messages, and the channel is over
+        assert.strictEqual((yield* Effect.flip(server.receive)).reason._tag, "Closed")
+        yield* server.closed.pipe(Effect.timeout("10 seconds"))
+        assert.isTrue(same(first, messages[0]!))
+        assert.isTrue(same(second, messages[1]!))
+        return [first, second]
+      }))
+      assert.deepStrictEqual(views.map((view) => view.byteLength), [0, 0])
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("leaves nothing in /dev/shm, and no socket open", () =>
     Effect.gen(function*() {
       assert.deepStrictEqual(leftovers(mine, `channel-test-${process.pid}`), [])

@@ -1,16 +1,17 @@
 /**
- * The engine of the `shm://` channel (see `ShmChannel` for what it does):
- * the send path with its ordered waiting senders, the on-demand reader with
- * its spin and doorbell, pinned records and large-message segments, and the
- * graceful close.
+ * The link of the `shm://` channel (see `ShmChannel` for what it does): the
+ * lifecycle, send checks and back-pressure are core's `ChannelEngine`; this
+ * is the medium: the outbound ring with its ordered waiting records, the
+ * on-demand reader with its spin and doorbell, pinned records and
+ * large-message segments, and the goodbye (our ring closed).
  *
  * @internal
  */
-import * as Inbox from "@effect-ipc/core/Inbox"
+import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
+import type * as Inbox from "@effect-ipc/core/Inbox"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -28,6 +29,9 @@ export const WAKE: Uint8Array = new Uint8Array([1])
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
+/** Messages below this size are copied when they must wait for room (the caller may reuse its buffer). */
+const COPY_BELOW = 64 * 1024
+
 /** What the transport hands over once the two ends have met. */
 export interface Link {
   readonly address: string
@@ -40,10 +44,14 @@ export interface Link {
   readonly control: IpcChannel.IpcChannel
 }
 
-interface PendingSend {
+/** A record waiting for room in the outbound ring. */
+interface Waiting {
   readonly kind: Ring.RecordKind
   readonly payload: Uint8Array
-  readonly resume: (effect: Effect.Effect<void, IpcError.IpcError>) => void
+  /** A large message's segment, whose record this is. */
+  readonly segment: SentSegment | undefined
+  /** The large message's sender, waiting for its record to be written. */
+  done: ((effect: Effect.Effect<void, IpcError.IpcError>) => void) | undefined
 }
 
 interface Pin {
@@ -64,7 +72,7 @@ const behind = (position: number, end: number): boolean => ((end - position) >>>
 
 /**
  * Builds the channel over `link` in `scope`, the connection's own scope: its
- * reader fiber runs there, closing the channel closes it, and closing it
+ * worker fiber runs there, closing the channel closes it, and closing it
  * closes the channel (releasing both mappings).
  */
 export const make = (
@@ -83,30 +91,26 @@ export const make = (
     const outbound = new Ring.Producer(link.outbound.buffer, outSnapshot.payloadLength)
     const inbound = new Ring.Consumer(link.inbound.buffer, inSnapshot.payloadLength)
     const inlineMax = Math.min(outbound.maxPayload, maxMessageSize)
-
-    const closedError = IpcError.make("Closed", "the channel is closed", address)
     const peerClosedError = IpcError.make("Closed", "the peer closed the channel", address)
-    let failure: IpcError.IpcError | undefined
-    let closing = false
-    let finished = false
-    let peerDone: IpcError.IpcError | undefined
-    const closed = Deferred.makeUnsafe<void>()
 
-    const inbox = Inbox.make({
-      maxMessages: options.maxBufferedMessages,
-      maxBytes: options.maxBufferedBytes,
-      onResume: () => wake()
-    })
+    // set as `ChannelEngine.make` opens the link (before anything below runs)
+    let sink: ChannelEngine.Sink = undefined as unknown as ChannelEngine.Sink
+    let inbox: Inbox.Inbox = undefined as unknown as Inbox.Inbox
+    let destroyed = false // the engine let go of the link: the rings are not touched again
+    let peerGone = false // the peer closed its ring and its socket: we read on, sends fail
+    let lostDue: IpcError.IpcError | undefined // the socket broke: the ring is drained, then the link is lost
 
     // ---- the worker ---------------------------------------------------------------------
-    // What the synchronous engine below asks for and only an Effect can do (ring the doorbell, open
-    // a large message's segment, drop the link) runs in one fiber forked into the connection's
-    // scope: it has the user's services, and it ends with the channel. It parks between tasks;
-    // `kick` resumes it, which runs it on the caller's stack as far as it goes without waiting.
+    // What the synchronous link below asks for and only an Effect can do (ring the doorbell, open
+    // a large message's segment, say goodbye, drop the socket) runs in one fiber forked into the
+    // connection's scope: it has the user's services, and it ends with the channel. It parks between
+    // tasks; `kick` resumes it, which runs it on the caller's stack as far as it goes without waiting.
     let parked: ((effect: Effect.Effect<void>) => void) | undefined
     let doorbellDue = false
     /** A large message's record, taken from the ring; its segment is opened by the worker, which then reads on. */
     let segmentDue: Ring.RecordRef | undefined
+    /** Our ring is closed: the worker lets go of our segments and the socket, then calls this. */
+    let farewellDue: (() => void) | undefined
     let dropDue = false
     const kick = (): void => {
       const resume = parked
@@ -124,7 +128,7 @@ export const make = (
     }
     const stats = { spinHits: 0, sleeps: 0, doorbells: 0 }
     const ring = (): void => {
-      if (finished) return
+      if (destroyed) return
       stats.doorbells++
       doorbellDue = true
       kick()
@@ -155,7 +159,10 @@ export const make = (
     const releasePins = (): void => {
       let end: number | undefined
       while (pins.length > 0 && pins[0]!.released) end = pins.shift()!.end
-      if (end !== undefined && !finished) {
+      if (destroyed) {
+        // the link is gone: the peer's ring stayed mapped only for the records still pinned
+        if (pins.length === 0) link.inbound.release()
+      } else if (end !== undefined) {
         inbound.release(end)
         if (inbound.takeWriterWaiting()) ring()
       }
@@ -190,7 +197,7 @@ export const make = (
         if (Exit.isFailure(opened)) {
           // a dead sender's segments may be collected before we get to them: the message died with it
           const pid = link.peer.pid
-          const senderDead = peerDone !== undefined ||
+          const senderDead = peerGone || lostDue !== undefined ||
             (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
           return yield* senderDead
             ? IpcError.make("ConnectionLost", `the peer died with a large message in flight (${name})`, address)
@@ -222,15 +229,16 @@ export const make = (
     const takeSegment = (record: Ring.RecordRef): Effect.Effect<void> =>
       Effect.map(Effect.result(openMessage(record)), (message) => {
         segmentDue = undefined
-        if (finished) {
+        if (destroyed) {
           if (message._tag === "Success") leases.get(message.success)?.()
           return
         }
         settle(record.end)
         if (freed && inbound.takeWriterWaiting()) ring()
-        if (message._tag === "Failure") return fail(message.failure)
-        inbox.push(message.success)
-        wake()
+        if (message._tag === "Failure") return sink.lost(lostDue ?? message.failure)
+        sink.message(message.success)
+        if (lostDue !== undefined) drain()
+        else wake()
       })
 
     /**
@@ -238,34 +246,57 @@ export const make = (
      * the ring is empty, then decides whether input has ended.
      */
     const pump = (): void => {
-      if (finished || inbox.isDone() || segmentDue !== undefined) return
+      if (destroyed || inbox.isPaused() || inbox.isDone() || segmentDue !== undefined || lostDue !== undefined) return
       freed = false
-      while (!inbox.isPaused()) {
+      // read before looking for records: a producer closes its ring after its last write
+      let closed = inbound.isClosed()
+      while (true) {
         const record = inbound.next()
         if (record === undefined) break
-        if (record instanceof IpcError.IpcError) return fail(new IpcError.IpcError({ ...fields(record), address }))
+        if (record instanceof IpcError.IpcError) return sink.lost(new IpcError.IpcError({ ...fields(record), address }))
         if (record.kind === Ring.RecordKind.segment) {
           segmentDue = record
           break
-        } else if (record.length >= inPlaceThreshold) {
-          inbox.push(pinned(record))
+        }
+        let message: Uint8Array
+        if (record.length >= inPlaceThreshold) {
+          message = pinned(record)
         } else {
-          const copy = Buffer.allocUnsafe(record.length)
-          copy.set(inbound.payload(record))
+          message = Buffer.allocUnsafe(record.length)
+          message.set(inbound.payload(record))
           settle(record.end)
-          inbox.push(copy)
+        }
+        if (!sink.message(message)) {
+          // the inbox is full: read on once it resumes us
+          closed = false
+          break
         }
       }
       if (freed && inbound.takeWriterWaiting()) ring()
       if (segmentDue !== undefined) return kick()
-      if (!inbox.isPaused() && !inbound.hasNext()) {
-        if (inbound.isClosed()) {
-          inbox.end()
-          peerEnded(peerClosedError)
-        } else if (peerDone !== undefined) {
-          inbox.fail(peerDone)
+      if (closed && !inbound.hasNext()) sink.peerClosed()
+    }
+
+    /**
+     * The socket broke: delivers every complete record left in the ring
+     * (copied, since the rings are released as the link goes), opening the
+     * segments of large ones, then reports the loss.
+     */
+    const drain = (): void => {
+      if (destroyed || segmentDue !== undefined) return
+      while (true) {
+        const record = inbound.next()
+        if (record === undefined) break
+        if (record instanceof IpcError.IpcError) break
+        if (record.kind === Ring.RecordKind.segment) {
+          segmentDue = record
+          return kick()
         }
+        const copy = Buffer.allocUnsafe(record.length)
+        copy.set(inbound.payload(record))
+        sink.message(copy)
       }
+      sink.lost(lostDue!)
     }
 
     /**
@@ -299,85 +330,72 @@ export const make = (
       }
     }
 
+    const idle = (): boolean => inbox.size() === 0 && !inbox.isDone() && segmentDue === undefined
+
     /** Before a receiver waits: read the ring, spin if asked to, and arm the doorbell if still empty. */
     const prepare = (): void => {
-      if (inbox.size() > 0 || inbox.isDone() || finished) return
+      if (destroyed || lostDue !== undefined || !idle()) return
       pump()
-      if (inbox.size() > 0 || inbox.isDone() || segmentDue !== undefined) return
+      if (!idle()) return
       if (spinMillis > 0) {
         spinRead()
-        if (inbox.size() > 0 || inbox.isDone() || segmentDue !== undefined) return
+        if (!idle()) return
       }
       arm()
     }
 
-    /** A message as `receive` returns it: a large one still in shared memory is copied and released. */
-    const materialize = (message: Uint8Array): Uint8Array => {
-      const lease = leases.get(message)
-      if (lease === undefined) return message
-      leases.delete(message)
-      const copy = Buffer.allocUnsafe(message.byteLength)
-      copy.set(message)
-      lease()
-      return copy
+    /**
+     * Called on a doorbell, and when the inbox has room again. A doorbell finds
+     * nothing when an earlier read took what it rang for; a receiver may still
+     * be waiting then, so the flag is set again (a spare doorbell costs a
+     * wake-up, a missing one a hang).
+     */
+    function wake(): void {
+      if (destroyed || lostDue !== undefined) return
+      pump()
+      if (inbox.size() === 0 && !inbox.isDone()) arm()
+      if (waiting.length > 0) flushWaiting()
     }
 
-    const takeRaw = inbox.take
-    const pullRaw = inbox.pull
-    const take: Inbox.Inbox["take"] = afterDoorbells(Effect.suspend(() => {
-      prepare()
-      return Effect.map(takeRaw, materialize)
-    }))
-    const pull: Inbox.Inbox["pull"] = afterDoorbells(Effect.suspend(() => {
-      prepare()
-      return Effect.map(
-        pullRaw,
-        (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>
-      )
-    }))
-    const receiveViewEffect: ShmChannel.ShmChannel["receiveView"] = afterDoorbells(Effect.suspend(() => {
-      prepare()
-      return Effect.flatMap(takeRaw, (message) => {
-        const lease = leases.get(message)
-        if (lease === undefined) return Effect.succeed(message)
-        leases.delete(message)
-        return Effect.as(Effect.addFinalizer(() => Effect.sync(lease)), message)
-      })
-    }))
-
     // ---- writing ------------------------------------------------------------------------
-    const pending: Array<PendingSend> = []
+    const waiting: Array<Waiting> = []
+    let waitingBytes = 0
     const sentSegments: Array<SentSegment> = []
 
     const afterWrite = (): void => {
       if (outbound.takeReaderWaiting()) ring()
     }
 
-    /** Writes waiting sends in order while they fit; arms the writer flag if some still wait. */
-    const flushPending = (): void => {
+    /** Writes waiting records in order while they fit; arms the writer flag if some still wait. */
+    const flushWaiting = (): void => {
       let wrote = false
-      while (pending.length > 0) {
-        const next = pending[0]!
+      while (waiting.length > 0) {
+        const next = waiting[0]!
         if (!outbound.write(next.kind, next.payload)) break
-        pending.shift()
+        waiting.shift()
+        waitingBytes -= next.payload.byteLength
         wrote = true
-        noteSegmentEnd(next)
-        next.resume(Effect.void)
+        if (next.segment !== undefined) next.segment.end = outbound.position
+        const done = next.done
+        next.done = undefined
+        done?.(Effect.void)
       }
-      if (wrote) afterWrite()
-      if (pending.length > 0) {
+      if (waiting.length > 0) {
         outbound.armWriter()
-        if (outbound.fits(pending[0]!.payload.byteLength)) {
+        if (outbound.fits(waiting[0]!.payload.byteLength)) {
           outbound.disarmWriter()
-          flushPending()
+          return flushWaiting()
         }
+      } else if (farewellDue !== undefined) {
+        // the goodbye, after everything that waited: the worker takes it from here
+        outbound.close()
+        afterWrite()
+        kick()
       }
-    }
-
-    const noteSegmentEnd = (send: PendingSend): void => {
-      if (send.kind !== Ring.RecordKind.segment) return
-      const entry = sentSegments.find((s) => s.end === undefined)
-      if (entry !== undefined) entry.end = outbound.position
+      if (wrote) {
+        afterWrite()
+        sink.writable()
+      }
     }
 
     /** Busy-waits for room in the outbound ring up to `spin`, as `spinRead` waits for input. */
@@ -394,39 +412,27 @@ export const make = (
       return false
     }
 
-    const sendFailure = (): IpcError.IpcError | undefined =>
-      failure ?? (closing ? closedError : peerDone === undefined ? undefined : peerDone)
-
-    const enqueue = (
-      kind: Ring.RecordKind,
-      payload: Uint8Array,
-      onInterrupt: () => void
-    ): Effect.Effect<void, IpcError.IpcError> => {
-      if (pending.length === 0) {
-        if (outbound.write(kind, payload) || (spinMillis > 0 && !unflushed && spinWrite(kind, payload))) {
-          if (kind === Ring.RecordKind.segment) sentSegments[sentSegments.length - 1]!.end = outbound.position
-          afterWrite()
-          return Effect.void
-        }
+    /** Writes a record now if nothing waits before it and it fits (after spinning, if asked to). */
+    const writeNow = (kind: Ring.RecordKind, payload: Uint8Array): boolean => {
+      if (waiting.length > 0) return false
+      if (outbound.write(kind, payload) || (spinMillis > 0 && !unflushed && spinWrite(kind, payload))) {
+        afterWrite()
+        return true
       }
-      return Effect.callback<void, IpcError.IpcError>((resume) => {
-        const entry: PendingSend = { kind, payload, resume }
-        pending.push(entry)
-        flushPending()
-        return Effect.sync(() => {
-          const i = pending.indexOf(entry)
-          if (i >= 0) {
-            pending.splice(i, 1)
-            onInterrupt()
-          }
-        })
-      })
+      return false
+    }
+
+    const wait = (record: Waiting): void => {
+      waiting.push(record)
+      waitingBytes += record.payload.byteLength
+      flushWaiting()
     }
 
     /**
      * Puts a large message in a segment of its own; the ring carries its
      * name. From its creation the segment is on `sentSegments`, so that
-     * closing the channel removes it if the peer never picks it up.
+     * closing the channel removes it if the peer never picks it up. The send
+     * waits until the name is in the ring.
      */
     const sendLarge = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
       Effect.flatMap(
@@ -445,6 +451,11 @@ export const make = (
               new Uint8Array(mapped.mapping.buffer, Header.HEADER_SIZE, message.byteLength).set(message)
               Header.publish(header)
               mapped.mapping.release()
+              const entry: SentSegment = { segment: mapped, end: undefined }
+              if (destroyed) {
+                mapped.handedOver()
+                return entry
+              }
               // segments the peer has read (it removes their names) are forgotten
               const readerAt = outbound.readerPosition()
               while (sentSegments.length > 0) {
@@ -452,88 +463,154 @@ export const make = (
                 if (first.end === undefined || behind(readerAt, first.end)) break
                 sentSegments.shift()!.segment.handedOver()
               }
-              const entry: SentSegment = { segment: mapped, end: undefined }
               sentSegments.push(entry)
               return entry
             }
           )
         ),
-        (entry) =>
-          enqueue(Ring.RecordKind.segment, textEncoder.encode(entry.segment.token), () => {
-            sentSegments.splice(sentSegments.indexOf(entry), 1)
-            entry.segment.handedOver()
+        (entry) => {
+          if (destroyed || sink.isEnding()) return sink.aborted
+          const name = textEncoder.encode(entry.segment.token)
+          if (writeNow(Ring.RecordKind.segment, name)) {
+            entry.end = outbound.position
+            return Effect.void
+          }
+          return Effect.callback<void, IpcError.IpcError>((resume) => {
+            // an interrupted send leaves its record to be written (the segment goes when the channel does)
+            wait({ kind: Ring.RecordKind.segment, payload: name, segment: entry, done: resume })
           })
+        }
       )
 
-    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-      Effect.suspend(() => {
-        const error = sendFailure()
-        if (error !== undefined) return Effect.fail(error)
-        if (message.byteLength > maxMessageSize) {
-          return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
-        }
-        if (message.byteLength > inlineMax) return sendLarge(message)
-        return enqueue(Ring.RecordKind.data, message, () => {})
-      })
-
-    // ---- lifecycle -------------------------------------------------------------------------
-    const failPending = (error: IpcError.IpcError): void => {
-      for (const entry of pending.splice(0)) entry.resume(Effect.fail(error))
+    /** Fails large messages' senders still waiting for room (their records stay, before the goodbye). */
+    const abortWaiting = (): void => {
+      for (const record of waiting) {
+        const done = record.done
+        record.done = undefined
+        done?.(sink.aborted)
+      }
     }
 
-    /** The peer is gone (`error`: why); sends fail from now on. */
-    function peerEnded(error: IpcError.IpcError): void {
-      if (peerDone !== undefined) return
-      peerDone = error
-      failPending(error)
-      Deferred.doneUnsafe(closed, Effect.void)
-    }
+    // ---- goodbye ----------------------------------------------------------------------------
+    /** Lets go of the large messages in flight, waiting up to `linger` for the peer to pick them up. */
+    const removeSentSegments = Effect.gen(function*() {
+      const deadline = Date.now() + linger
+      while (sentSegments.length > 0 && !peerGone && !destroyed && Date.now() < deadline) {
+        const last = sentSegments[sentSegments.length - 1]!
+        if (last.end === undefined || !behind(outbound.readerPosition(), last.end)) break
+        yield* Effect.sleep("5 millis")
+      }
+      for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
+    })
 
-    function fail(error: IpcError.IpcError): void {
-      if (failure !== undefined || finished) return
-      failure = error
-      inbox.fail(error)
-      failPending(error)
-      Deferred.doneUnsafe(closed, Effect.void)
-      // a protocol error from the peer: drop the link
-      dropDue = true
-      kick()
-    }
+    /** Our ring is closed (and the doorbell rung): let go of the segments and the socket, then the link is down. */
+    const farewell = (sent: () => void): Effect.Effect<void> =>
+      removeSentSegments.pipe(
+        Effect.andThen(control.close),
+        Effect.andThen(Effect.sync(() => {
+          // the engine finishes (and destroys the link) before `close` hears that our goodbye left
+          sink.closed()
+          sent()
+        }))
+      )
 
     /**
-     * Called on a doorbell, and when the inbox has room again. A doorbell finds
-     * nothing when an earlier read took what it rang for; a receiver may still
-     * be waiting then, so the flag is set again (a spare doorbell costs a
-     * wake-up, a missing one a hang).
+     * A peer that closed its ring before ours reads no more (its inbox was
+     * shut): the records still waiting are dropped and our goodbye goes now.
      */
-    function wake(): void {
-      if (finished) return
-      pump()
-      if (inbox.size() === 0 && !inbox.isDone()) arm()
-      if (pending.length > 0) flushPending()
+    const dropWaiting = (): void => {
+      if (waiting.length === 0 || !inbound.isClosed()) return
+      abortWaiting()
+      waiting.length = 0
+      waitingBytes = 0
+      outbound.disarmWriter()
     }
 
     const onControlEnd = (error: IpcError.IpcError): void => {
-      if (closing || finished) return
-      peerEnded(
-        error.reason._tag === "Closed" && inbound.isClosed()
-          ? peerClosedError
-          : IpcError.make("ConnectionLost", `the peer is gone: ${error.detail}`, address)
-      )
-      pump()
+      if (destroyed) return
+      if (farewellDue !== undefined && waiting.length > 0) {
+        dropWaiting()
+        if (waiting.length === 0) flushWaiting()
+        return
+      }
+      if (farewellDue !== undefined || sink.isEnding()) return
+      if (error.reason._tag === "Closed" && inbound.isClosed()) {
+        // the peer closed: what it wrote is read on demand, and its end ends our input
+        peerGone = true
+        return pump()
+      }
+      lostDue = IpcError.make("ConnectionLost", `the peer is gone: ${error.detail}`, address)
+      drain()
     }
 
+    const engine = ChannelEngine.make({
+      address,
+      peer: link.peer,
+      maxMessageSize,
+      // the ring is the buffer: a send that does not fit waits for room
+      highWaterMark: 0,
+      maxBufferedMessages: options.maxBufferedMessages,
+      maxBufferedBytes: options.maxBufferedBytes,
+      lingerTimeout: options.lingerTimeout
+    }, (given) => {
+      sink = given
+      return {
+        write: (message) => {
+          if (peerGone) return Effect.fail(peerClosedError)
+          if (message.byteLength > inlineMax) return sendLarge(message)
+          if (writeNow(Ring.RecordKind.data, message)) return
+          wait({
+            kind: Ring.RecordKind.data,
+            payload: message.byteLength < COPY_BELOW ? message.slice() : message,
+            segment: undefined,
+            done: undefined
+          })
+        },
+        pending: () => waitingBytes,
+        resume: wake,
+        beforeReceive: prepare,
+        goodbye: (sent) => {
+          abortWaiting()
+          dropWaiting()
+          farewellDue = sent
+          // after everything waiting: the ring closes once they are written
+          if (waiting.length === 0) {
+            outbound.close()
+            afterWrite()
+            kick()
+          }
+        },
+        destroy: () => {
+          destroyed = true
+          abortWaiting()
+          for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
+          link.outbound.release()
+          // views of the peer's ring still held (handed out, or in the inbox) stay valid until they
+          // are released, or `close` (or the scope's end) detaches them
+          if (pins.every((pin) => pin.released)) link.inbound.release()
+          dropDue = true
+          kick()
+        }
+      }
+    })
+    inbox = engine.inbox
+
     const task: Effect.Effect<void> = Effect.suspend(() => {
+      if (doorbellDue) {
+        doorbellDue = false
+        // a failure to send shows up on the control channel's reader
+        if (!destroyed) return Effect.ignore(control.send(WAKE))
+      }
+      if (farewellDue !== undefined && waiting.length === 0 && !destroyed) {
+        const sent = farewellDue
+        farewellDue = undefined
+        return farewell(sent)
+      }
       if (dropDue) {
         dropDue = false
         return control.close
       }
-      if (finished) return park
-      if (doorbellDue) {
-        doorbellDue = false
-        // a failure to send shows up on the control channel's reader
-        return Effect.ignore(control.send(WAKE))
-      }
+      if (destroyed) return park
       return segmentDue === undefined ? park : takeSegment(segmentDue)
     })
     const park = Effect.callback<void>((resume) => {
@@ -546,7 +623,9 @@ export const make = (
       // a defect would end the worker and with it every doorbell: fail the channel instead of stalling it
       Effect.catchDefect((defect) =>
         Effect.andThen(
-          Effect.sync(() => fail(IpcError.make("Unknown", `the channel's worker stopped: ${String(defect)}`, address))),
+          Effect.sync(() =>
+            engine.fail(IpcError.make("Unknown", `the channel's worker stopped: ${String(defect)}`, address))
+          ),
           control.close
         )
       ),
@@ -560,55 +639,51 @@ export const make = (
       Effect.forkIn(scope)
     )
 
-    /** Lets go of the large messages in flight, waiting up to `linger` for the peer to pick them up. */
-    const removeSentSegments = Effect.gen(function*() {
-      const deadline = Date.now() + linger
-      while (sentSegments.length > 0 && peerDone === undefined && !finished && Date.now() < deadline) {
-        const last = sentSegments[sentSegments.length - 1]!
-        if (last.end === undefined || !behind(outbound.readerPosition(), last.end)) break
-        yield* Effect.sleep("5 millis")
-      }
-      for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
-    })
-
-    const teardown = Effect.sync(() => {
-      if (finished) return
-      finished = true
-      if (!inbox.isDone()) inbox.shutdown(failure ?? closedError)
-      failPending(closedError)
+    const releaseMappings = Effect.sync(() => {
       link.outbound.release()
       link.inbound.release()
-      Deferred.doneUnsafe(closed, Effect.void)
     })
+    // the scope's end closes the channel (first), then lets go of the rings still mapped
+    yield* Scope.addFinalizer(scope, releaseMappings)
+    yield* Scope.addFinalizer(scope, engine.channel.close)
+    const close = engine.channel.close.pipe(
+      Effect.andThen(releaseMappings),
+      Effect.andThen(Scope.close(scope, Exit.void))
+    )
 
-    /** Ends our side gracefully (the peer reads what we sent, then sees the end) and releases both rings. */
-    const shutdown: Effect.Effect<void> = Effect.suspend(() => {
-      if (closing || finished) return Effect.void
-      closing = true
-      inbox.shutdown(closedError)
-      failPending(closedError)
-      outbound.close()
-      afterWrite()
-      return removeSentSegments.pipe(
-        Effect.andThen(control.close),
-        Effect.ensuring(teardown)
-      )
-    })
-    yield* Scope.addFinalizer(scope, shutdown)
-    const close = Effect.andThen(shutdown, Scope.close(scope, Exit.void))
+    /** A message as `receive` returns it: a large one still in shared memory is copied and released. */
+    const materialize = (message: Uint8Array): Uint8Array => {
+      const lease = leases.get(message)
+      if (lease === undefined) return message
+      leases.delete(message)
+      const copy = Buffer.allocUnsafe(message.byteLength)
+      copy.set(message)
+      lease()
+      return copy
+    }
+    const take: Inbox.Inbox["take"] = afterDoorbells(Effect.map(inbox.take, materialize))
+    const pull: Inbox.Inbox["pull"] = afterDoorbells(
+      Effect.map(inbox.pull, (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>)
+    )
+    const receiveView: ShmChannel.ShmChannel["receiveView"] = afterDoorbells(Effect.flatMap(inbox.take, (message) => {
+      const lease = leases.get(message)
+      if (lease === undefined) return Effect.succeed(message)
+      leases.delete(message)
+      return Effect.as(Effect.addFinalizer(() => Effect.sync(lease)), message)
+    }))
 
     const channel = IpcChannel.make({
       address,
       peer: link.peer,
       inbox: { ...inbox, take, pull },
-      send,
+      send: engine.channel.send,
       close,
-      closed: Deferred.await(closed)
+      closed: engine.channel.closed
     })
     return {
       ...channel,
       [ShmChannel.TypeId]: ShmChannel.TypeId,
-      receiveView: receiveViewEffect,
+      receiveView,
       stats: Effect.sync(() => ({ ...stats }))
     }
   })
