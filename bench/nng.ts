@@ -96,13 +96,21 @@ export const openNng = (row: Row): Promise<Contender> => {
 
 // ---- the same in C -----------------------------------------------------------------------
 
+/** How the C contender links the libnng our channels load: `EFFECT_IPC_LIBNNG` (path and rpath), else the system's. */
+const linkLibnng = (): Array<string> => {
+  const library = process.env["EFFECT_IPC_LIBNNG"]
+  return library !== undefined && library.includes("/")
+    ? [library, `-Wl,-rpath,${Path.dirname(library)}`]
+    : ["-l:libnng.so.1"]
+}
+
 /** Compiles `nng.c` into `dir` (once per contender); fails with gcc's own words. */
 const compile = (dir: string): Effect.Effect<string, Error> =>
   Effect.callback<string, Error>((resume) => {
     const binary = Path.join(dir, "nng-bench")
     ChildProcess.execFile(
       "gcc",
-      ["-O2", "-o", binary, cSource, "-l:libnng.so.1"],
+      ["-O2", "-o", binary, cSource, ...linkLibnng()],
       (error, _stdout, stderr) =>
         resume(
           error === null

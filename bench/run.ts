@@ -378,11 +378,13 @@ const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<vo
   const plan = plans[size]!
   const label = sizeLabel(size)
   const entries: Array<Entry> = []
-  let first = true
+  let firstSpec = true
   for (const spec of specs) {
     const row = spec.row
-    const logged = first ? `${label} · starting ${specs.length} contenders (their peers, then a connection)` : undefined
-    first = false
+    const logged = firstSpec
+      ? `${label} · starting ${specs.length} contenders (their peers, then a connection)`
+      : undefined
+    firstSpec = false
     display.begin(`${label} · connect · ${row.transport}`, logged)
     try {
       const contender = await withTimeout(spec.open(), `${row.transport} connect`)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything effect-ipc needs on a Debian-like machine, idempotently:
-#  - OS packages: libnng1 (transport-nng), nng-utils (nngcat, for interop tests),
+#  - OS packages: libnng1 (transport-nng), cmake, make and libmbedtls-dev (to build
+#    libnng 1.11 from vendor/ where the system's is older than 1.6: scripts/libnng.sh), nng-utils (nngcat, for interop tests),
 #    iproute2 (`ip netns`, for the two-namespace test of transport-nng), gcc and
 #    libc6-dev (the C contender of the nng benchmark),
 #    socat, python3, python3-pip and python3-venv (wire-format interop tests,
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libnng1 nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium; do
+for pkg in libnng1 cmake make libmbedtls-dev nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -34,3 +35,5 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
   echo "setup: installing npm dependencies (with Node 24 from the npm registry)"
   npm install --no-audit --no-fund --loglevel=error
 fi
+
+bash scripts/libnng.sh

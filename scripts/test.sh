@@ -4,6 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
+source scripts/libnng-env.sh
 failed_steps=0
 step() {
   local name=$1; shift

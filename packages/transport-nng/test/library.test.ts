@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import { nodeArgs } from "./fixtures/process.ts"
 
 const run = (mode: string, env: Record<string, string> = {}, via: "descriptor" | "layer" = "descriptor") =>
@@ -38,6 +39,34 @@ describe("libnng", () => {
       assert.isTrue(outcome.ok)
       assert.match(outcome.version, /^1\.\d+\.\d+$/)
     })
+  })
+
+  // Debian 12's libnng 1.5.2 can abort the process in nng_close (vendor/README.md): a user on it is
+  // told once, through their own Logger; the library the project's scripts build (1.11) draws no warning
+  it("a libnng older than 1.6 draws one warning naming its version and the way out; 1.6 and later none", () => {
+    const libraries = ["/usr/lib/x86_64-linux-gnu/libnng.so.1", process.env["EFFECT_IPC_LIBNNG"]].filter(
+      (path): path is string => path !== undefined && Fs.existsSync(path)
+    )
+    const versions = new Set<string>()
+    for (const library of libraries) {
+      const result = run("warn", { EFFECT_IPC_LIBNNG: library })
+      assert.strictEqual(result.status, 0, result.stderr)
+      const { version, warnings } = JSON.parse(result.stdout) as { version: string; warnings: Array<string> }
+      versions.add(version)
+      const [major, minor] = version.split(".").map(Number)
+      if (major === 1 && (minor ?? 0) < 6) {
+        assert.strictEqual(warnings.length, 1, JSON.stringify(warnings))
+        assert.include(warnings[0], `libnng ${version} is older than 1.6`)
+        assert.include(warnings[0], "EFFECT_IPC_LIBNNG")
+      } else {
+        assert.deepStrictEqual(warnings, [])
+      }
+    }
+    // on a machine set up by scripts/setup.sh both cases run: the system's old library and the built one
+    const system = ChildProcess.spawnSync("dpkg-query", ["-W", "-f=${Version}", "libnng1"], { encoding: "utf8" })
+    if (system.status === 0 && /^1\.[0-5]\./.test(system.stdout)) {
+      assert.strictEqual(versions.size, 2, `versions seen: ${[...versions].join(", ")}`)
+    }
   })
 
   it("a process that leaves sockets open still exits cleanly (libnng stays mapped under its threads)", () => {

@@ -654,8 +654,26 @@ const loaded = Native.loader<Koffi>(import.meta.url).bindings("cannot load libnn
  */
 export const library: Effect.Effect<Nng, IpcError.IpcError> = Effect.suspend(() => {
   const nng = loaded()
-  return nng instanceof IpcError.IpcError ? Effect.fail(nng) : Effect.succeed(nng)
+  if (nng instanceof IpcError.IpcError) return Effect.fail(nng)
+  if (warnedOld || !isOlderThan16(nng.version)) return Effect.succeed(nng)
+  warnedOld = true
+  return Effect.as(Effect.logWarning(oldLibraryWarning(nng.version)), nng)
 })
+
+/** Whether the old-library warning was logged (once per process, as the library is loaded once). */
+let warnedOld = false
+
+/** True for libnng versions before 1.6 (`1.5.2`), whose `nng_close` can abort the process. */
+export const isOlderThan16 = (version: string): boolean => {
+  const [major = 0, minor = 0] = version.split(".").map((part) => Number.parseInt(part, 10))
+  return major < 1 || (major === 1 && minor < 6)
+}
+
+/** The warning logged once when the loaded libnng is older than 1.6. */
+export const oldLibraryWarning = (version: string): string =>
+  `libnng ${version} is older than 1.6: its nng_close can abort the process when a connection ` +
+  `drops while a socket closes (nanomsg/nng#1658); install libnng 1.6 or later, ` +
+  `or set EFFECT_IPC_LIBNNG to one`
 
 /** Loads libnng and starts its process-wide machinery (see `Nng.warmUp`). */
 export const warmUp: Effect.Effect<void, IpcError.IpcError> = Effect.flatMap(library, (nng) => nng.warmUp)
