@@ -6,6 +6,7 @@ ping/pong heartbeats, and typed errors for a lost peer.
 A ``Channel`` runs one reader thread: it answers pings at once and queues
 data for ``receive``. ``send`` may be called from any thread."""
 import errno
+import hashlib
 import logging
 import os
 import socket
@@ -14,6 +15,11 @@ import struct
 import tempfile
 import threading
 import time
+
+try:
+    import fcntl
+except ImportError:  # Windows: no unix:// sockets here (pipe:// there is not implemented)
+    fcntl = None
 
 try:
     import queue
@@ -443,24 +449,84 @@ def _describe(st):
     return "%s owned by uid %d" % (kind, st.st_uid)
 
 
-def _clear_stale(path, address):
-    """Removes a dead server's socket of this user at ``path``; anything else there is ``AddressInUse``."""
+def _occupant(path, address):
+    """What is at ``path``: None when nothing, the ``lstat`` of this user's dead
+    server's socket (connecting is refused); anything else is ``AddressInUse``."""
     try:
         st = os.lstat(path)
     except OSError:
-        return
+        return None
     if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(path)
         except OSError as error:
             if error.errno == errno.ECONNREFUSED:
-                os.unlink(path)
-                return
+                return st
         finally:
             probe.close()
         raise IpcError("AddressInUse", "a live server listens there", address)
     raise IpcError("AddressInUse", "something is already there: %s" % _describe(st), address)
+
+
+def _lock_path(path, address):
+    """Takes this user's lock for ``path``: the same lock file Node's listeners
+    take (``.lock-`` + sha256 of the absolute path, in the private runtime
+    directory), so Python and Node servers replacing one dead socket never
+    remove each other's fresh one. Returns the descriptor to close."""
+    key = hashlib.sha256(os.path.abspath(path).encode("utf-8")).hexdigest()[:32]
+    lock = os.path.join(addresses.runtime_dir(address), ".lock-" + key)
+    deadline = time.time() + 10
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
+                raise IpcError("AddressInUse", "cannot lock %s: %s" % (lock, error), address)
+            time.sleep(0.01)
+            continue
+        held, named = os.fstat(fd), None
+        try:
+            named = os.lstat(lock)
+        except OSError:
+            pass
+        if named is not None and (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+            return fd
+        os.close(fd)  # the lock file was replaced while we waited: lock the current one
+
+
+def _link_replacing_stale(temporary, path, address):
+    """Links ``temporary`` at ``path``; a dead server's socket there is removed
+    first under the path's lock (only that very file); anything else there is
+    ``AddressInUse``."""
+    for _ in range(3):
+        try:
+            os.link(temporary, path)
+            return
+        except OSError as error:
+            if error.errno != errno.EEXIST:
+                raise IpcError("Open", "cannot bind: %s" % error, address)
+        fd = _lock_path(path, address)
+        try:
+            stale = _occupant(path, address)
+            if stale is not None:
+                try:
+                    now = os.lstat(path)
+                except OSError:
+                    now = None
+                if now is not None and (now.st_dev, now.st_ino) == (stale.st_dev, stale.st_ino):
+                    os.unlink(path)
+            try:
+                os.link(temporary, path)
+                return
+            except OSError as error:
+                if error.errno != errno.EEXIST:
+                    raise IpcError("Open", "cannot bind: %s" % error, address)
+        finally:
+            os.close(fd)
+    raise IpcError("AddressInUse", "another server keeps taking the path", address)
 
 
 def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **options):
@@ -485,7 +551,7 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
         sock.close()
         raise IpcError("NotFound", "cannot bind: directory %s does not exist" % directory, address)
     try:
-        _clear_stale(path, address)
+        _occupant(path, address)  # refuse before creating anything next to what is there
     except Exception:
         sock.close()
         raise
@@ -497,12 +563,7 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
         sock.bind(temporary)
         os.chmod(temporary, mode)
         sock.listen(backlog)
-        try:
-            os.link(temporary, path)
-        except OSError as error:
-            if error.errno == errno.EEXIST:
-                raise IpcError("AddressInUse", "another server took the path first", address)
-            raise IpcError("Open", "cannot bind: %s" % error, address)
+        _link_replacing_stale(temporary, path, address)
     except Exception:
         sock.close()
         raise

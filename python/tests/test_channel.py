@@ -1,6 +1,8 @@
 """Frames, channels, listeners and heartbeats, Python to Python."""
 import os
 import socket
+import fcntl
+import hashlib
 import stat
 import threading
 import time
@@ -156,6 +158,35 @@ class Channels(TempDirCase):
         with self.assertRaises(IpcError) as caught:
             listen("unix://" + stale)
         self.assertEqual(caught.exception.reason, "AddressInUse")
+
+    def test_replacing_a_dead_socket_waits_for_the_paths_lock_shared_with_node(self):
+        # the lock Node's listeners take for a path (transport-pipe's pathLock: ".lock-" + the first 32
+        # hex digits of sha256(absolute path), in the private runtime directory); held by another
+        # listener, the dead socket is left alone until it is released, so no two listeners replacing
+        # one dead socket remove each other's fresh one
+        os.environ["XDG_RUNTIME_DIR"] = self.dir
+        self.addCleanup(os.environ.pop, "XDG_RUNTIME_DIR", None)
+        stale = os.path.join(self.dir, "locked.sock")
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(stale)
+        dead.close()
+        before = os.lstat(stale).st_ino
+        key = hashlib.sha256(os.path.abspath(stale).encode("utf-8")).hexdigest()[:32]
+        lock = os.open(os.path.join(address.runtime_dir(), ".lock-" + key), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        outcome = []
+        racer = threading.Thread(target=lambda: outcome.append(listen("unix://" + stale)))
+        racer.start()
+        racer.join(0.5)
+        self.assertTrue(racer.is_alive(), "listen went on while the path's lock was held")
+        self.assertEqual(os.lstat(stale).st_ino, before, "the dead socket was replaced under another's lock")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+        racer.join(15)
+        self.assertEqual(len(outcome), 1)
+        self.addCleanup(outcome[0].close)
+        self.assertNotEqual(os.lstat(stale).st_ino, before)
+        connect("unix://" + stale).close()
 
     def test_refused_credentials(self):
         where = self.address()
