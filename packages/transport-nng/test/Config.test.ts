@@ -65,6 +65,34 @@ describe("nng options from configuration", () => {
     60_000
   )
 
+  it.live(
+    "a peer allowed larger messages cannot get one past maxMessageSize: alone or in a batch, FrameTooLarge",
+    () =>
+      Effect.gen(function*() {
+        // nng's own receive limit admits a whole batch (256 KiB), so the channel holds each message to
+        // maxMessageSize itself; what came before the oversized message is delivered, nothing after
+        for (const [name, sends] of [["alone", [10, 1001, 10]], ["batch", [10, 10, 1001, 10]]] as const) {
+          const small = Nng.NngTransport.make({ maxMessageSize: 1000, recvBuffer: 1 })
+          const large = Nng.NngTransport.make({ maxMessageSize: 100_000, sendBuffer: 1 })
+          const address = `nng+ipc://${dir}/over-${name}.ipc`
+          yield* Effect.scoped(Effect.gen(function*() {
+            const listener = yield* small.listen(address)
+            const client = yield* large.dial(address)
+            const server = yield* listener.accept
+            // "batch": sent in one burst, they queue behind nng's one-message buffer and go out together
+            yield* Effect.forEach(sends, (size) => client.send(new Uint8Array(size).fill(7)), { discard: true })
+            const received: Array<number> = []
+            const error = yield* Effect.flip(
+              Effect.forever(Effect.map(server.receive, (m) => received.push(m.byteLength)))
+            )
+            assert.strictEqual(error.reason._tag, "FrameTooLarge", `${name}: ${error.message}`)
+            assert.deepStrictEqual(received, sends.slice(0, sends.indexOf(1001)), name)
+          }))
+        }
+      }),
+    60_000
+  )
+
   it.effect("a bad option fails the build with InvalidOption naming it and the transport", () =>
     Effect.gen(function*() {
       const wrong = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS_CONNECT_TIMEOUT: "soon" })))

@@ -111,12 +111,18 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
     maxBufferedMessages: options.maxBufferedMessages,
     maxBufferedBytes: options.maxBufferedBytes,
     lingerTimeout: options.closeTimeout
-  }, (sink) => link(socket, pipe, address, sink))
+  }, (sink) => link(socket, pipe, address, options.maxMessageSize, sink))
   // closing also waits until nng has let the socket go
   return { ...engine.channel, close: Effect.andThen(engine.channel.close, socket.close) }
 }
 
-const link = (socket: Socket.Socket, pipe: number, address: string, sink: ChannelEngine.Sink): ChannelEngine.Link => {
+const link = (
+  socket: Socket.Socket,
+  pipe: number,
+  address: string,
+  maxMessageSize: number,
+  sink: ChannelEngine.Sink
+): ChannelEngine.Link => {
   let ending = false // our goodbye is queued
   let peerClosed = false // the peer's close arrived
   let acknowledged: (() => void) | undefined // our goodbye is out: waiting for the peer's close
@@ -186,6 +192,12 @@ const link = (socket: Socket.Socket, pipe: number, address: string, sink: Channe
     sink.lost(error)
   }
 
+  /** The peer sent a message over our limit: the link fails there (what came before it was delivered, nothing after). */
+  const tooLarge = (size: number): false => {
+    if (!destroyed) sink.lost(IpcError.frameTooLarge(size, maxMessageSize, address))
+    return false
+  }
+
   const onMessage = (message: Nng.Received): boolean => {
     if (message.pipe !== pipe) {
       lose(IpcError.make("ConnectionLost", "the link was re-established: messages may have been lost", address))
@@ -194,7 +206,10 @@ const link = (socket: Socket.Socket, pipe: number, address: string, sink: Channe
     switch (message.kind) {
       case Kind.data:
         // after our close, data is dropped while we wait for the peer's close
-        return ending || peerClosed ? true : sink.message(message.body)
+        if (ending || peerClosed) return true
+        // nng's own limit admits a whole batch: a single message is held to ours here
+        if (message.body.byteLength > maxMessageSize) return tooLarge(message.body.byteLength)
+        return sink.message(message.body)
       case Kind.batch: {
         if (ending || peerClosed) return true
         const messages = unpackBatch(message.body)
@@ -202,6 +217,7 @@ const link = (socket: Socket.Socket, pipe: number, address: string, sink: Channe
           lose(IpcError.make("Protocol", "a malformed batch arrived", address))
           return false
         }
+        for (const m of messages) if (m.byteLength > maxMessageSize) return tooLarge(m.byteLength)
         let more = true
         for (const m of messages) more = sink.message(m)
         return more
