@@ -13,9 +13,13 @@
  * wrote has been delivered; a torn last record (the peer died mid-write) is
  * never delivered.
  *
+ * The channel's lifecycle (send checks, goodbye, failure, the inbox) is
+ * core's `ChannelEngine`; an endpoint is its link, and keeps the commits.
+ *
  * @internal
  */
-import * as Inbox from "@effect-ipc/core/Inbox"
+import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
+import type * as Inbox from "@effect-ipc/core/Inbox"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import type { NonEmptyReadonlyArray } from "effect/Array"
@@ -24,6 +28,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -69,6 +74,8 @@ export interface EndpointOptions extends Log.LogOptions {
    */
   readonly peerLoss?: "fail" | "wait" | undefined
 }
+
+const EMPTY = new Uint8Array(0)
 
 /** Default largest message. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024
@@ -186,13 +193,14 @@ export const open = (
     const tasks = yield* Scope.make()
     const background = yield* FiberSet.makeRuntime<never>().pipe(Scope.provide(tasks))
 
-    const closedErr = IpcError.make("Closed", "the channel is closed", address)
-    const closed = Deferred.makeUnsafe<void>()
-    // fails when sends must stop (loss or close): aborts an append waiting for room or for the lock
-    const abort = Deferred.makeUnsafe<never, IpcError.IpcError>()
-    let failure: IpcError.IpcError | undefined
-    let closing = false
-    let released = false
+    // the lifecycle (send checks, goodbye, failure, the inbox) is core's `ChannelEngine`; this is
+    // the link: appends, the pump with its cursor bookkeeping, the close record and liveness
+    let sink!: ChannelEngine.Sink
+    // completes once the endpoint has let go of its lock, writer and watcher
+    const released = Deferred.makeUnsafe<void>()
+    let releasing = false
+    let closing = false // our close record is on its way (or the endpoint let go)
+    let goodbyeFiber: Fiber.Fiber<void> | undefined
     let peerSeen = false
     let peerPid: number | undefined
     let paused = false
@@ -205,17 +213,20 @@ export const open = (
     // the end of the last message handed out and not committed yet (see `hand`)
     let handed: number | undefined
 
-    const inbox = Inbox.make({
-      maxMessages: options.maxBufferedMessages,
-      maxBytes: options.maxBufferedBytes,
-      onResume: () => {
-        paused = false
-        pump()
-      }
-    })
-
     const readPeerPid = () => {
       if (peerPid === undefined) peerPid = Lock.owner(paths.lock(peerRole))?.pid
+    }
+    const peer: IpcChannel.PeerInfo = {
+      get pid() {
+        readPeerPid()
+        return peerPid
+      },
+      description: `${peerRole} of ${spec.dir}`
+    }
+
+    // a failure after our goodbye is not one: the close record is on its way
+    const fail = (error: IpcError.IpcError): void => {
+      if (!closing) sink.lost(error)
     }
 
     // ---- reading --------------------------------------------------------------------------
@@ -230,14 +241,13 @@ export const open = (
         }
         if (entry.kind === LogFormat.Kind.close) {
           closeEnd = entry.end
-          inbox.end()
           if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
-          // the peer is done: answer with our own close, keep what it sent for the reader
-          finishLocal()
+          // the peer is done: the engine ends the input (keeping what it sent for the reader) and answers
+          sink.peerClosed()
           return
         }
         ends.push(entry.end)
-        if (!inbox.push(entry.payload)) paused = true
+        if (!sink.message(entry.payload)) paused = true
       }
     }
 
@@ -255,14 +265,17 @@ export const open = (
       return false
     }
 
+    // true once nothing more is read: the input ended, or the endpoint let go
+    const stopped = () => releasing || closeEnd !== undefined || sink.isEnding()
+
     function pump(): void {
-      if (released || largePending || paused || inbox.isDone()) return
+      if (stopped() || largePending || paused) return
       let budget = 4 * 1024 * 1024
       while (true) {
         const result = reader.poll(Math.min(budget, 1024 * 1024))
         if (Sys.failed(result)) return fail(result)
         deliver(result.entries)
-        if (inbox.isDone() || released) return
+        if (stopped()) return
         for (const e of result.entries) budget -= e.payload.byteLength + LogFormat.RECORD_HEADER
         switch (result._tag) {
           case "Idle":
@@ -274,7 +287,7 @@ export const open = (
             largePending = true
             return reader.readLarge((entry) => {
               largePending = false
-              if (released) return
+              if (releasing) return
               if (Sys.failed(entry)) return fail(entry)
               if (entry !== undefined) deliver([entry])
               pump()
@@ -300,7 +313,7 @@ export const open = (
     // ---- liveness ---------------------------------------------------------------------------
     const tick = () => {
       pump()
-      if (released || closing || inbox.isDone()) return
+      if (stopped()) return
       const status = spec.peerStatus(peerSeen)
       if (Sys.failed(status)) return
       if (status === "present") {
@@ -312,7 +325,7 @@ export const open = (
       // gone: deliver every whole record it wrote before saying so
       if (paused || largePending) return
       pump()
-      if (paused || largePending || inbox.isDone() || released) return
+      if (paused || largePending || stopped()) return
       // its close record was among them: it left cleanly (a durable channel waits for it)
       if (spec.durable && !peerSeen) return
       if (spec.durable && options.peerLoss === "wait") {
@@ -332,68 +345,78 @@ export const open = (
       )
     }
 
-    // ---- lifecycle --------------------------------------------------------------------------
+    // ---- letting go -------------------------------------------------------------------------
     let timer: ReturnType<typeof setInterval> | undefined
+    // the reader's cursor stays open until `close`: messages still buffered commit as they are taken
     const release = (): void => {
-      if (released) return
-      released = true
+      if (releasing) return
+      releasing = true
+      closing = true
       if (timer !== undefined) clearInterval(timer)
-      Deferred.doneUnsafe(abort, Effect.fail(failure ?? closedErr))
-      // the reader's cursor stays open until `close`: messages still buffered commit as they are taken
+      // a close record still waiting (the engine's linger ran out) is given up
+      const unsaid = goodbyeFiber
+      goodbyeFiber = undefined
       background(
-        Scope.close(scope, Exit.void).pipe(
+        (unsaid === undefined ? Effect.void : Fiber.interrupt(unsaid)).pipe(
+          Effect.andThen(Scope.close(scope, Exit.void)),
           Effect.andThen(Effect.sync(() => {
             spec.onReleased?.()
-            Deferred.doneUnsafe(closed, Effect.void)
+            Deferred.doneUnsafe(released, Effect.void)
+            sink.closed()
           }))
         )
       )
     }
 
-    function fail(error: IpcError.IpcError): void {
-      if (failure !== undefined || closing) return
-      failure = error
-      inbox.fail(error)
-      release()
+    const link: ChannelEngine.Link = {
+      write: (message) => {
+        const aborted = sink.aborted
+        return writer.append(message, { abort: aborted })
+      },
+      pending: () => 0,
+      resume: () => {
+        paused = false
+        pump()
+      },
+      // our side's goodbye: a close record, then let go of everything
+      goodbye: (sent) => {
+        if (closing) return
+        closing = true
+        goodbyeFiber = background(
+          writer.append(EMPTY, { kind: LogFormat.Kind.close }).pipe(
+            Effect.catch((error) => Effect.logDebug("could not write the close record", error)),
+            Effect.andThen(Effect.sync(() => {
+              goodbyeFiber = undefined
+              sent()
+              release()
+            }))
+          )
+        )
+      },
+      destroy: release
     }
 
-    /** Our side's goodbye: a close record, then let go of everything. */
-    const goodbye: Effect.Effect<void> = Effect.suspend(() =>
-      writer.append(new Uint8Array(0), { kind: LogFormat.Kind.close }).pipe(
-        Effect.timeout("2 seconds"),
-        Effect.catch((error) => Effect.logDebug("could not write the close record", error)),
-        Effect.ensuring(Effect.sync(release))
-      )
-    )
+    const engine = ChannelEngine.make({
+      address,
+      peer,
+      maxMessageSize,
+      maxBufferedMessages: options.maxBufferedMessages,
+      maxBufferedBytes: options.maxBufferedBytes
+    }, (given) => {
+      sink = given
+      return link
+    })
 
-    function finishLocal(): void {
-      if (closing || failure !== undefined) return
-      closing = true
-      background(goodbye)
-    }
-
+    const closedErr = IpcError.make("Closed", "the channel is closed", address)
     const close: Effect.Effect<void> = Effect.suspend(() => {
-      const wasClosing = closing || failure !== undefined
-      closing = true
       commitHanded()
-      inbox.shutdown(closedErr)
-      return (wasClosing ? Effect.sync(release) : goodbye).pipe(
-        Effect.andThen(Deferred.await(closed)),
+      // what nobody took is dropped (and not committed), even after the peer's close or a failure
+      engine.inbox.shutdown(closedErr)
+      return engine.channel.close.pipe(
+        Effect.andThen(Deferred.await(released)),
         Effect.ensuring(Effect.andThen(Scope.close(readerScope, Exit.void), Scope.close(tasks, Exit.void)))
       )
     })
-
-    // ---- sending ------------------------------------------------------------------------------
-    const abortWait = Deferred.await(abort)
-    const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-      Effect.suspend(() => {
-        if (failure !== undefined) return Effect.fail(failure)
-        if (closing) return Effect.fail(closedErr)
-        if (message.byteLength > maxMessageSize) {
-          return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
-        }
-        return writer.append(message, { abort: abortWait })
-      })
 
     // ---- commits ------------------------------------------------------------------------------
     const consumed = (n: number): Array<number> => {
@@ -430,6 +453,7 @@ export const open = (
       handed = taken[taken.length - 1]
     }
 
+    const inbox = engine.inbox
     const tracked: Inbox.Inbox = {
       ...inbox,
       take: Effect.suspend(() => {
@@ -447,12 +471,14 @@ export const open = (
     })
 
     // ---- start ------------------------------------------------------------------------------
-    const status = spec.peerStatus(false)
-    if (status === "present") {
+    if (spec.peerStatus(false) === "present") {
       peerSeen = true
       readPeerPid()
     }
-    yield* Wake.watch(paths.stream(peerRole), pump, options).pipe(Scope.provide(scope))
+    yield* Wake.watch(paths.stream(peerRole), pump, options).pipe(
+      Scope.provide(scope),
+      Effect.tapError((error) => Effect.andThen(Effect.sync(() => engine.fail(error)), close))
+    )
     timer = setInterval(tick, livenessMs)
     timer.unref()
     for (const repair of writer.takeRepairs()) yield* Effect.logWarning(repair)
@@ -460,17 +486,12 @@ export const open = (
 
     const channel = IpcChannel.make({
       address,
-      peer: {
-        get pid() {
-          readPeerPid()
-          return peerPid
-        },
-        description: `${peerRole} of ${spec.dir}`
-      },
+      peer,
       inbox: tracked,
-      send,
+      send: engine.channel.send,
       close,
-      closed: Deferred.await(closed)
+      // the engine has finished, and the endpoint has let go of everything
+      closed: Effect.andThen(engine.channel.closed, Deferred.await(released))
     })
     return { channel, pullDeliveries, commit }
   })
