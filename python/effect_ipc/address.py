@@ -2,8 +2,13 @@
 side (``SocketPath.ts``): ``unix:///abs/path.sock`` is a socket file,
 ``unix:@name`` a Linux abstract socket, ``pipe://name`` a socket named
 ``name.sock`` in this user's private runtime directory
-(``$XDG_RUNTIME_DIR/effect-ipc``, else a 0700 ``<tmp>/effect-ipc-<uid>``)."""
+(``$XDG_RUNTIME_DIR/effect-ipc``, else a 0700 ``effect-ipc-<uid>`` under the
+temp directory on Linux, under ``/tmp`` on macOS, whose ``$TMPDIR`` is too long
+for its 104-byte socket paths). The rules are functions of (platform, env, uid,
+tmpdir) (``resolve_on``, ``runtime_dir_for``), so any platform's can be checked
+on any machine."""
 import os
+import posixpath
 import re
 import stat
 import sys
@@ -15,7 +20,14 @@ except ImportError:  # pragma: no cover
 
 from .errors import IpcError
 
-MAX_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
+
+def max_path_bytes_for(platform):
+    """Longest socket path on ``platform`` (``sys.platform``), in bytes without the
+    final NUL: 107 on Linux (``sun_path`` holds 108), 103 elsewhere (macOS: 104)."""
+    return 107 if platform.startswith("linux") else 103
+
+
+MAX_PATH_BYTES = max_path_bytes_for(sys.platform)
 _PIPE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(//)?(.*)$", re.S)
 
@@ -41,14 +53,25 @@ def _tmpdir():
     return "/tmp"
 
 
+def runtime_dir_for(platform, env, uid, tmpdir):
+    """Where ``pipe://`` sockets live on that host, computed without touching the
+    file system: ``$XDG_RUNTIME_DIR/effect-ipc`` when set, else
+    ``/tmp/effect-ipc-<uid>`` on macOS and ``<tmpdir>/effect-ipc-<uid>`` elsewhere."""
+    base = env.get("XDG_RUNTIME_DIR")
+    if base:
+        return posixpath.join(base, "effect-ipc")
+    tmp = "/tmp" if platform == "darwin" else tmpdir
+    return posixpath.join(tmp, "effect-ipc-%s" % ("user" if uid is None else uid))
+
+
+def _this_host():
+    return sys.platform, os.environ, os.getuid(), _tmpdir()
+
+
 def runtime_dir(raw=None):
     """This user's private directory for ``pipe://`` sockets, created 0700;
     one another user owns or others can enter is refused (``PermissionDenied``)."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if base:
-        directory = os.path.join(base, "effect-ipc")
-    else:
-        directory = os.path.join(_tmpdir(), "effect-ipc-%d" % os.getuid())
+    directory = runtime_dir_for(*_this_host())
     try:
         os.makedirs(directory, 0o700)
     except OSError:
@@ -62,17 +85,20 @@ def runtime_dir(raw=None):
     return directory
 
 
-def _check_length(path, raw):
+def _check_length(path, raw, platform=sys.platform):
     size = len(path.encode("utf-8"))
-    if size > MAX_PATH_BYTES:
+    limit = max_path_bytes_for(platform)
+    if size > limit:
         raise IpcError(
-            "NameTooLong", "socket path is %d bytes; %s allows at most %d" % (size, sys.platform, MAX_PATH_BYTES), raw
+            "NameTooLong",
+            "socket path is %d bytes; %s allows at most %d (%d with the final NUL)" % (size, platform, limit, limit + 1),
+            raw,
         )
 
 
-def resolve(raw):
-    """Resolves a ``unix:`` or ``pipe:`` address; raises ``IpcError``
-    (``InvalidAddress``, ``UnsupportedScheme``, ``NameTooLong``, ...)."""
+def resolve_on(raw, platform, env, uid, tmpdir):
+    """Resolves a ``unix:`` or ``pipe:`` address as it would be on that host,
+    checking its length limit; creates nothing."""
     match = _SCHEME.match(raw)
     if match is None or not match.group(3):
         raise IpcError("InvalidAddress", "an address is scheme://location, e.g. unix:///tmp/app.sock", raw)
@@ -80,19 +106,29 @@ def resolve(raw):
     if scheme == "pipe":
         if not _PIPE_NAME.match(rest):
             raise IpcError("InvalidAddress", "a pipe name is 1-200 of A-Z a-z 0-9 . _ -", raw)
-        path = os.path.join(runtime_dir(raw), rest + ".sock")
-        _check_length(path, raw)
+        path = posixpath.join(runtime_dir_for(platform, env, uid, tmpdir), rest + ".sock")
+        _check_length(path, raw, platform)
         return SocketPath(path, "file")
     if scheme != "unix":
         raise IpcError("UnsupportedScheme", "this library serves unix:// and pipe://", raw)
     if rest.startswith("@"):
-        if not sys.platform.startswith("linux"):
+        if not platform.startswith("linux"):
             raise IpcError("UnsupportedPlatform", "abstract sockets (unix:@name) exist only on Linux", raw)
         path = "\0" + rest[1:]
-        _check_length(path, raw)
+        _check_length(path, raw, platform)
         return SocketPath(path, "abstract")
     if not rest.startswith("/"):
         raise IpcError("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", raw)
     path = unquote(rest)
-    _check_length(path, raw)
+    _check_length(path, raw, platform)
     return SocketPath(path, "file")
+
+
+def resolve(raw):
+    """Resolves a ``unix:`` or ``pipe:`` address on this machine; raises ``IpcError``
+    (``InvalidAddress``, ``UnsupportedScheme``, ``NameTooLong``, ...). A ``pipe:``
+    address's runtime directory is created (and checked) here."""
+    resolved = resolve_on(raw, *_this_host())
+    if resolved.kind == "file" and raw[:5].lower() == "pipe:":
+        runtime_dir(raw)
+    return resolved

@@ -2,8 +2,11 @@
  * Where `unix:` and `pipe:` addresses live in the file system. `unix:///path`
  * is a path, `unix:@name` a Linux abstract socket; `pipe://name` is the
  * portable form: a socket in this user's private runtime directory on Unix
- * (`$XDG_RUNTIME_DIR`, else a 0700 directory under the temp directory) and
- * `\\.\pipe\name` on Windows.
+ * (`$XDG_RUNTIME_DIR/effect-ipc`, else a 0700 `effect-ipc-<uid>` directory:
+ * under the temp directory on Linux, under `/tmp` on macOS, whose `$TMPDIR`
+ * is too long for its 104-byte socket paths) and `\\.\pipe\name` on Windows.
+ * The rules are pure functions of a {@link Host}, so any platform's can be
+ * checked on any machine (`resolveOn`, `runtimeDirOn`).
  *
  * @since 0.1.0
  */
@@ -14,8 +17,34 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
-/** Longest socket path the platform accepts, in bytes (without the final NUL). */
-export const maxPathBytes: number = process.platform === "linux" ? 107 : 103
+/** What the path rules depend on: the platform, the environment, the user id and the temp directory. */
+export interface Host {
+  /** `process.platform` of the machine the rules are for (`linux`, `darwin`, `win32`, ...). */
+  readonly platform: string
+  /** Its environment (only `XDG_RUNTIME_DIR` is read). */
+  readonly env: Readonly<Record<string, string | undefined>>
+  /** The user id (`process.getuid()`), undefined where there is none. */
+  readonly uid: number | undefined
+  /** Its temp directory, as `os.tmpdir()` gives it. */
+  readonly tmpdir: string
+}
+
+/** This process's host: its platform, environment, user id and temp directory. */
+export const currentHost = (): Host => ({
+  platform: process.platform,
+  env: process.env,
+  uid: process.getuid?.(),
+  tmpdir: Os.tmpdir()
+})
+
+/**
+ * Longest socket path a platform accepts, in bytes without the final NUL:
+ * 107 on Linux (`sun_path` holds 108), 103 elsewhere (macOS and the BSDs: 104).
+ */
+export const maxPathBytesOn = (platform: string): number => platform === "linux" ? 107 : 103
+
+/** Longest socket path this platform accepts, in bytes (without the final NUL). */
+export const maxPathBytes: number = maxPathBytesOn(process.platform)
 
 /** A resolved socket endpoint. */
 export interface SocketPath {
@@ -27,32 +56,39 @@ export interface SocketPath {
 
 const pipeName = /^[A-Za-z0-9._-]{1,200}$/
 
-const checkLength = (path: string, raw: string) =>
-  Buffer.byteLength(path) > maxPathBytes
+const checkLength = (path: string, raw: string, platform: string) => {
+  const bytes = Buffer.byteLength(path)
+  const max = maxPathBytesOn(platform)
+  return bytes > max
     ? Effect.fail(
       IpcError.make(
         "NameTooLong",
-        `socket path is ${Buffer.byteLength(path)} bytes; ${process.platform} allows at most ${maxPathBytes}`,
+        `socket path is ${bytes} bytes; ${platform} allows at most ${max} (${max + 1} with the final NUL)`,
         raw
       )
     )
     : Effect.void
+}
 
 /**
- * This user's private directory for `pipe://` sockets: `$XDG_RUNTIME_DIR/effect-ipc`
- * or `<tmp>/effect-ipc-<uid>`, created with mode 0700. An existing directory
- * that another user owns, or that others can enter, is refused.
+ * Where a host's `pipe://` sockets live, computed without touching the file
+ * system: `$XDG_RUNTIME_DIR/effect-ipc` when that is set; else
+ * `/tmp/effect-ipc-<uid>` on macOS (its `$TMPDIR`, `/var/folders/.../T`, would
+ * leave little of the 104 bytes for names) and `<tmpdir>/effect-ipc-<uid>` elsewhere.
  */
-export const runtimeDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> =>
+export const runtimeDirOn = (host: Host): string => {
+  const base = host.env["XDG_RUNTIME_DIR"]
+  if (base !== undefined && base.length > 0) return Path.posix.join(base, "effect-ipc")
+  const tmp = host.platform === "darwin" ? "/tmp" : host.tmpdir
+  return Path.posix.join(tmp, `effect-ipc-${host.uid ?? "user"}`)
+}
+
+/** Creates `dir` with mode 0700 if missing and refuses it unless it is a directory of `uid` that others cannot enter. */
+const ensurePrivateDir = (dir: string, uid: number | undefined, raw?: string) =>
   Effect.try({
     try: () => {
-      const base = process.env["XDG_RUNTIME_DIR"]
-      const dir = base !== undefined && base.length > 0
-        ? Path.join(base, "effect-ipc")
-        : Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}`)
       Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
       const stat = Fs.lstatSync(dir)
-      const uid = process.getuid?.()
       if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
         throw Object.assign(new Error(`${dir} is not a private directory of this user`), { code: "EACCES" })
       }
@@ -61,28 +97,57 @@ export const runtimeDir = (raw?: string): Effect.Effect<string, IpcError.IpcErro
     catch: (cause) => IpcError.fromSystemError(cause, "PermissionDenied", "no private runtime directory", raw)
   })
 
-/** Resolves a `unix:` or `pipe:` address to the endpoint the OS sees, checking the length limit. */
-export const resolve = (raw: string): Effect.Effect<SocketPath, IpcError.IpcError> =>
+/**
+ * This user's private directory for `pipe://` sockets (see `runtimeDirOn`),
+ * created with mode 0700. An existing directory that another user owns, or
+ * that others can enter, is refused.
+ */
+export const runtimeDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const host = currentHost()
+    return ensurePrivateDir(runtimeDirOn(host), host.uid, raw)
+  })
+
+const locate = (address: Address.Address, raw: string, host: Host): Effect.Effect<SocketPath, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const address = yield* Address.parseFor(raw, ["unix", "pipe"])
     if (address.scheme === "pipe") {
       if (!pipeName.test(address.rest)) {
         return yield* IpcError.make("InvalidAddress", "a pipe name is 1-200 of A-Z a-z 0-9 . _ -", raw)
       }
-      if (process.platform === "win32") return { path: `\\\\.\\pipe\\${address.rest}`, kind: "windows-pipe" as const }
-      const path = Path.join(yield* runtimeDir(raw), `${address.rest}.sock`)
-      yield* checkLength(path, raw)
+      if (host.platform === "win32") return { path: `\\\\.\\pipe\\${address.rest}`, kind: "windows-pipe" as const }
+      const path = Path.posix.join(runtimeDirOn(host), `${address.rest}.sock`)
+      yield* checkLength(path, raw, host.platform)
       return { path, kind: "file" as const }
     }
     if (address.rest.startsWith("@")) {
-      if (process.platform !== "linux") {
+      if (host.platform !== "linux") {
         return yield* IpcError.make("UnsupportedPlatform", "abstract sockets (unix:@name) exist only on Linux", raw)
       }
       const path = `\0${address.rest.slice(1)}`
-      yield* checkLength(path, raw)
+      yield* checkLength(path, raw, host.platform)
       return { path, kind: "abstract" as const }
     }
     const path = yield* Address.path(address)
-    yield* checkLength(path, raw)
+    yield* checkLength(path, raw, host.platform)
     return { path, kind: "file" as const }
+  })
+
+/**
+ * Resolves a `unix:` or `pipe:` address as it would be on `host`, checking
+ * that platform's length limit; creates nothing (`resolve` is this on the
+ * current host, plus the runtime directory).
+ */
+export const resolveOn = (raw: string, host: Host): Effect.Effect<SocketPath, IpcError.IpcError> =>
+  Effect.flatMap(Address.parseFor(raw, ["unix", "pipe"]), (address) => locate(address, raw, host))
+
+/** Resolves a `unix:` or `pipe:` address to the endpoint the OS sees, checking the length limit. */
+export const resolve = (raw: string): Effect.Effect<SocketPath, IpcError.IpcError> =>
+  Effect.gen(function*() {
+    const address = yield* Address.parseFor(raw, ["unix", "pipe"])
+    const host = currentHost()
+    const endpoint = yield* locate(address, raw, host)
+    if (address.scheme === "pipe" && endpoint.kind === "file") {
+      yield* ensurePrivateDir(runtimeDirOn(host), host.uid, raw)
+    }
+    return endpoint
   })
