@@ -3,7 +3,8 @@
  * `Pair`) listens and dials, and the nng options it runs with. A socket may
  * listen and dial any number of addresses at once, as nng sockets do; each
  * address is an nng URL (`tcp://127.0.0.1:5555`, `ipc:///tmp/x.ipc`,
- * `inproc://name`, `ws://host:port/path`, `abstract://name`) or the same
+ * `inproc://name`, `ws://host:port/path`, `abstract://name`, and over TLS
+ * `tls+tcp://host:port` and `wss://host:port/path`, configured by `tls`) or the same
  * with effect-ipc's `nng+` prefix.
  *
  * Dialers connect in the background and reconnect whenever the link drops,
@@ -14,6 +15,7 @@
  * @since 0.1.0
  */
 import type * as Duration from "effect/Duration"
+import type * as NngTls from "./NngTls.ts"
 
 /** Where a pattern socket listens and dials, and its options. */
 export interface EndpointsOptions {
@@ -44,6 +46,8 @@ export interface EndpointsOptions {
    * 0, `nngcat` waits 200 ms).
    */
   readonly linger?: Duration.Input | undefined
+  /** Certificates and verification of the `tls+tcp` and `wss` addresses (see `NngTls`). */
+  readonly tls?: NngTls.TlsOptions | undefined
 }
 
 /** The addresses a socket ended up at: those it listens on (with the ports bound) and those it dials. */

@@ -1,6 +1,7 @@
 /**
  * nng addresses. effect-ipc names them `nng+ipc:///path`, `nng+tcp://host:port`,
- * `nng+inproc://name`, `nng+ws://host:port/path` and, on Linux,
+ * `nng+inproc://name`, `nng+ws://host:port/path`, over TLS `nng+tls+tcp://host:port`
+ * and `nng+wss://host:port/path`, and, on Linux,
  * `nng+abstract://name`, so that the scheme picks this transport; the part after
  * `nng+` is nng's own URL. The messaging-pattern APIs (`Req`, `Pub`, ...) take
  * nng's plain URLs too (`tcp://127.0.0.1:5555`, as `nngcat` writes them).
@@ -12,12 +13,30 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 
 /** nng's transports that this package speaks. */
-export type NngTransport = "ipc" | "tcp" | "inproc" | "ws" | "abstract"
+export type NngTransport = "ipc" | "tcp" | "inproc" | "ws" | "abstract" | "tls+tcp" | "wss"
 
 /** The schemes of the effect-ipc transport (`nng+ipc`, ...). */
-export const schemes: ReadonlyArray<string> = ["nng+ipc", "nng+tcp", "nng+inproc", "nng+ws", "nng+abstract"]
+export const schemes: ReadonlyArray<string> = [
+  "nng+ipc",
+  "nng+tcp",
+  "nng+inproc",
+  "nng+ws",
+  "nng+abstract",
+  "nng+tls+tcp",
+  "nng+wss"
+]
 
-const transports: ReadonlyArray<NngTransport> = ["ipc", "tcp", "inproc", "ws", "abstract"]
+const transports: ReadonlyArray<NngTransport> = ["ipc", "tcp", "inproc", "ws", "abstract", "tls+tcp", "wss"]
+
+/** True for the transports that run over TLS (`tls+tcp`, `wss`). */
+export const isTls = (transport: NngTransport): boolean => transport === "tls+tcp" || transport === "wss"
+
+/** True for the transports over TCP, with a host and a port (`tcp`, `ws`, `tls+tcp`, `wss`). */
+export const isNetwork = (transport: NngTransport): boolean =>
+  transport === "tcp" || transport === "ws" || transport === "tls+tcp" || transport === "wss"
+
+/** True for the transports whose addresses have an HTTP path (`ws`, `wss`). */
+const isWeb = (transport: NngTransport): boolean => transport === "ws" || transport === "wss"
 
 /** A parsed nng address. */
 export interface NngAddress {
@@ -27,11 +46,11 @@ export interface NngAddress {
   readonly transport: NngTransport
   /** nng's URL for it (`tcp://127.0.0.1:5555`). */
   readonly url: string
-  /** For `tcp` and `ws`: the host as written (`127.0.0.1`, `[::1]`, `*` or empty for every interface). */
+  /** For `tcp`, `ws`, `tls+tcp`, `wss`: the host as written (`127.0.0.1`, `[::1]`, `*` or empty for every interface). */
   readonly host: string | undefined
-  /** For `tcp` and `ws`: the port (0: any free port, chosen when listening). */
+  /** For `tcp`, `ws`, `tls+tcp`, `wss`: the port (0: any free port, chosen when listening). */
   readonly port: number | undefined
-  /** For `ipc`: the socket file's path; for `ws`: the HTTP path; for `inproc` and `abstract`: the name. */
+  /** For `ipc`: the socket file's path; for `ws`, `wss`: the HTTP path; for `inproc` and `abstract`: the name. */
   readonly path: string
 }
 
@@ -77,14 +96,16 @@ export const parse = (raw: string, options: { readonly plain?: boolean } = {}): 
       case "abstract":
         return Effect.succeed({ raw, transport: name, url, host: undefined, port: undefined, path: address.rest })
       case "tcp":
-      case "ws": {
+      case "ws":
+      case "tls+tcp":
+      case "wss": {
         const match = hostPort.exec(address.rest)
         const port = match?.[2] === undefined ? undefined : Number(match[2])
-        if (match === null || port === undefined || port > 65535 || (name === "tcp" && match[3] !== undefined)) {
+        if (match === null || port === undefined || port > 65535 || (!isWeb(name) && match[3] !== undefined)) {
           return Effect.fail(
             IpcError.make(
               "InvalidAddress",
-              `expected ${address.scheme}://host:port${name === "ws" ? "/path" : ""}`,
+              `expected ${address.scheme}://host:port${isWeb(name) ? "/path" : ""}`,
               raw
             )
           )
@@ -94,7 +115,7 @@ export const parse = (raw: string, options: { readonly plain?: boolean } = {}): 
     }
   })
 
-/** The same address with another port (tcp and ws), written in the scheme of `address.raw`. */
+/** The same address with another port (tcp, ws, tls+tcp, wss), written in the scheme of `address.raw`. */
 export const withPort = (address: NngAddress, port: number): string =>
   address.raw.replace(/^([^:]+:\/\/(?:\[[^\]]*\]|[^:/]*)):\d+/, `$1:${port}`)
 

@@ -1,6 +1,7 @@
 /**
  * The effect-ipc transport over nng: `listen` / `dial` at `nng+ipc://`,
  * `nng+tcp://`, `nng+inproc://`, `nng+ws://` or `nng+abstract://` addresses,
+ * or over TLS at `nng+tls+tcp://` and `nng+wss://` (`tls`: see `NngTls`),
  * yielding `IpcChannel`s with the semantics of every effect-ipc transport
  * (whole messages in order, back-pressure, graceful close vs. lost peer,
  * typed errors), so typed RPC (`IpcRpc`) and the conformance suite run over it.
@@ -29,7 +30,9 @@
  * (nng sets the mode before it listens), and a peer running as another user
  * (neither this user nor root), or whose credentials cannot be read, is
  * refused on both sides unless `authorize` says otherwise. tcp and ws carry no credentials: anyone who
- * reaches the port can open a conversation (see SECURITY.md).
+ * reaches the port can open a conversation (see SECURITY.md). Over tls+tcp and wss the rendezvous and
+ * every conversation run over TLS with the same `tls` options: with a `caFile` on the listener, only
+ * clients holding a certificate of that CA get past the handshake (mutual authentication).
  *
  * @since 0.1.0
  */
@@ -49,12 +52,14 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Channel from "./internal/channel.ts"
 import * as Nng from "./internal/nng.ts"
 import * as Socket from "./internal/socket.ts"
 import * as NngAddress from "./NngAddress.ts"
+import type * as NngTls from "./NngTls.ts"
 
 /** Options of the nng transport. */
 export interface NngTransportOptions {
@@ -91,6 +96,13 @@ export interface NngTransportOptions {
    * no credentials: there `authorize` is not consulted.
    */
   readonly authorize?: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
+  /**
+   * Certificates for `nng+tls+tcp://` and `nng+wss://` (see `NngTls`): a
+   * listener needs `certFile` (and, to require client certificates, `caFile`);
+   * a dialer needs `caFile` to trust the server (and `certFile` when the
+   * server requires client certificates).
+   */
+  readonly tls?: NngTls.TlsOptions | undefined
 }
 
 const Hello = Schema.Struct({ v: Schema.Literal(1) })
@@ -137,9 +149,11 @@ const conversationUrl = (
     case "inproc":
       return `inproc://${lobby.path}#${name}`
     case "tcp":
-      return `tcp://${lobby.host}:0`
+    case "tls+tcp":
+      return `${lobby.transport}://${lobby.host}:0`
     case "ws":
-      return `ws://${lobby.host}:${port ?? lobby.port}${lobby.path.replace(/\/$/, "")}/${name}`
+    case "wss":
+      return `${lobby.transport}://${lobby.host}:${port ?? lobby.port}${lobby.path.replace(/\/$/, "")}/${name}`
   }
 }
 
@@ -175,7 +189,7 @@ const clientUrl = (
   lobby: NngAddress.NngAddress,
   welcome: NngAddress.NngAddress
 ): string =>
-  welcome.transport === "tcp" || welcome.transport === "ws"
+  NngAddress.isNetwork(welcome.transport)
     ? `${welcome.transport}://${lobby.host}:${welcome.port}${welcome.path}`
     : welcome.url
 
@@ -212,6 +226,43 @@ const unreachable = (address: NngAddress.NngAddress, error: IpcError.IpcError): 
   }
 }
 
+/** True when a plain TCP connection to the host and port of `address` opens within `timeout` ms. */
+const tcpReachable = (address: NngAddress.NngAddress, timeout: number) =>
+  Effect.callback<boolean>((resume) => {
+    const socket = Net.connect({ host: address.host?.replace(/^\[|\]$/g, "") ?? "", port: address.port ?? 0 })
+    const done = (reachable: boolean) => {
+      socket.destroy()
+      resume(Effect.succeed(reachable))
+    }
+    socket.setTimeout(timeout, () => done(false))
+    socket.once("connect", () => done(true))
+    socket.once("error", () => done(false))
+    return Effect.sync(() => void socket.destroy())
+  })
+
+/**
+ * A TLS dial that nng counts as neither refused nor timed out nor an
+ * authentication failure: a server that refuses a client's certificate (or
+ * its lack of one) closes the connection mid-handshake, which nng's dialer
+ * counts with unreachable hosts. When a plain TCP connection to the same port
+ * opens, it was the handshake: `PeerRejected`.
+ */
+const tlsRefusal = (address: NngAddress.NngAddress, timeout: number) => (error: IpcError.IpcError) =>
+  NngAddress.isTls(address.transport) && error.errno === "NNG_EUNREACHABLE"
+    ? Effect.flatMap(tcpReachable(address, timeout), (reachable) =>
+      Effect.fail(
+        reachable
+          ? new IpcError.IpcError({
+            reason: "PeerRejected",
+            detail: "the server closed the connection during the TLS handshake: it requires a client " +
+              "certificate signed by a CA it trusts (tls.certFile), and this client has none or another",
+            address: address.raw,
+            cause: error
+          })
+          : error
+      ))
+    : Effect.fail(error)
+
 /** Milliseconds left until `deadline` (at least 1). */
 const remainingUntil = (deadline: number) => Math.max(1, deadline - Date.now())
 
@@ -243,7 +294,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     ipcPermissions: options.mode ?? 0o600,
     kinded: true,
     // a conversation never reconnects: a new pipe would hide lost messages
-    reconnect: { min: 3_600_000, max: 3_600_000 }
+    reconnect: { min: 3_600_000, max: 3_600_000 },
+    tls: options.tls
   }
   // no send buffer until the handshake is done: until then "writable" means "a peer is connected"
   const afterHandshake = (socket: Socket.Socket) => socket.setOption("send-buffer", { int: sendBuffer })
@@ -266,7 +318,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         // answers wait here for nng's thread to hand them to their connections: without room, an answer
         // sent while it is busy (under load, often) would be dropped and its client would wait to ask again
         sendBuffer: LOBBY_SEND_BUFFER,
-        ipcPermissions: options.mode ?? 0o600
+        ipcPermissions: options.mode ?? 0o600,
+        tls: options.tls
       }, raw)
       // libnng removes whatever refuses a connect at an ipc path (a regular file too): take the path
       // only when it is absent or a stale socket of ours, as transport-pipe does
@@ -391,12 +444,13 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const welcome = yield* Effect.scoped(Effect.gen(function*() {
         // closed in the background: the conversation does not wait for it
         const lobby = yield* Effect.acquireRelease(
-          Socket.open("req", { maxMessageSize: 4096 }, raw),
+          Socket.open("req", { maxMessageSize: 4096, tls: options.tls }, raw),
           (socket) => Effect.sync(socket.shutdown)
         )
         const dialer = yield* lobby.dial(lobbyAddress)
         yield* Socket.connected(lobby, dialer, remainingUntil(deadline), raw).pipe(
-          Effect.mapError((error) => lobbyAddress.transport === "ipc" ? unreachable(lobbyAddress, error) : error)
+          Effect.mapError((error) => lobbyAddress.transport === "ipc" ? unreachable(lobbyAddress, error) : error),
+          Effect.catch(tlsRefusal(lobbyAddress, remainingUntil(deadline)))
         )
         yield* lobby.send(helloBytes)
         // a listener drops what it cannot answer at once: after a silence, ask again
@@ -432,6 +486,14 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 
       // 2. the conversation's own pair socket
       const conversation = yield* NngAddress.parse(welcome.url, { plain: true })
+      // a conversation runs over what the rendezvous ran over: no way down from TLS to clear text
+      if (NngAddress.isTls(lobbyAddress.transport) && conversation.transport !== lobbyAddress.transport) {
+        return yield* IpcError.make(
+          "Protocol",
+          `the listener offered a conversation over ${conversation.transport}`,
+          raw
+        )
+      }
       const socket = yield* Socket.open("pair", pairOptions, raw)
       return yield* Effect.gen(function*() {
         const dialer = yield* socket.dial(

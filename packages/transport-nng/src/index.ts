@@ -1,7 +1,8 @@
 /**
  * @effect-ipc/transport-nng: nng (nanomsg-next-gen) through koffi. The
  * effect-ipc transport over nng's pair protocol (`nng+ipc://`, `nng+tcp://`,
- * `nng+inproc://`, `nng+ws://`, `nng+abstract://`), and typed APIs for nng's
+ * `nng+inproc://`, `nng+ws://`, `nng+abstract://`, over TLS `nng+tls+tcp://`
+ * and `nng+wss://`), and typed APIs for nng's
  * messaging patterns: req/rep (with a growing, balancing client pool and
  * typed RPC), pub/sub, push/pull and pair, interoperable with any nng peer.
  *
@@ -11,6 +12,7 @@ import type * as IpcError from "@effect-ipc/core/IpcError"
 import type * as Registry from "@effect-ipc/core/Registry"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Nng from "./internal/nng.ts"
@@ -23,6 +25,8 @@ export * as Endpoints from "./Endpoints.ts"
 export * as NngAddress from "./NngAddress.ts"
 /** nng's error codes and the `IpcError` reasons they map to. */
 export * as NngError from "./NngError.ts"
+/** TLS options of `nng+tls+tcp://` and `nng+wss://` endpoints. */
+export * as NngTls from "./NngTls.ts"
 /** Typed RPC (`effect/rpc`) over request/reply. */
 export * as NngRpc from "./NngRpc.ts"
 /** The effect-ipc transport (`IpcChannel`s) over nng. */
@@ -61,7 +65,14 @@ export const options: TransportOptions.Declaration = TransportOptions.declare<Nn
   closeTimeout: TransportOptions.Duration,
   maxPendingHandshakes: TransportOptions.Count,
   handshakeTimeout: TransportOptions.Duration,
-  mode: TransportOptions.Mode
+  mode: TransportOptions.Mode,
+  tls: Schema.Struct({
+    certFile: Schema.optionalKey(TransportOptions.Text),
+    keyFile: Schema.optionalKey(TransportOptions.Text),
+    caFile: Schema.optionalKey(TransportOptions.Text),
+    authMode: Schema.optionalKey(TransportOptions.Choice(["none", "optional", "required"])),
+    serverName: Schema.optionalKey(TransportOptions.Text)
+  })
 }, (chosen) => NngTransport.makeScoped(chosen))
 
 /**

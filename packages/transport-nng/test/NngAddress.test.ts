@@ -17,6 +17,15 @@ describe("NngAddress", () => {
       assert.deepInclude(plain, { transport: "inproc", url: "inproc://jobs", path: "jobs" })
       assert.strictEqual(NngAddress.withPort(tcp, 41000), "nng+tcp://127.0.0.1:41000")
       assert.strictEqual(NngAddress.withPort(v6, 41000), "nng+tcp://[::1]:41000")
+      // over TLS
+      const tls = yield* NngAddress.parse("nng+tls+tcp://127.0.0.1:0")
+      assert.deepInclude(tls, { transport: "tls+tcp", url: "tls+tcp://127.0.0.1:0", host: "127.0.0.1", port: 0 })
+      assert.strictEqual(NngAddress.withPort(tls, 41000), "nng+tls+tcp://127.0.0.1:41000")
+      const wss = yield* NngAddress.parse("nng+wss://example.org:443/rpc")
+      assert.deepInclude(wss, { transport: "wss", url: "wss://example.org:443/rpc", port: 443, path: "/rpc" })
+      const plainTls = yield* NngAddress.parse("tls+tcp://[::1]:5555", { plain: true })
+      assert.deepInclude(plainTls, { transport: "tls+tcp", host: "[::1]", port: 5555 })
+      assert.isTrue(NngAddress.isTls("wss") && NngAddress.isTls("tls+tcp") && !NngAddress.isTls("tcp"))
     }))
 
   it.effect("refuses what nng would not take, with typed reasons", () =>
@@ -27,11 +36,13 @@ describe("NngAddress", () => {
         "nng+tcp://127.0.0.1",
         "nng+tcp://127.0.0.1:99999",
         "nng+ipc://relative/path",
+        "nng+tls+tcp://127.0.0.1:5555/path", // tcp has no path
         "no scheme"
       ], (raw) => Effect.map(Effect.flip(NngAddress.parse(raw)), (e) => e.reason._tag))
       assert.deepStrictEqual(reasons, [
         "UnsupportedScheme",
         "UnsupportedScheme",
+        "InvalidAddress",
         "InvalidAddress",
         "InvalidAddress",
         "InvalidAddress",

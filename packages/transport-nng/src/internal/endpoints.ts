@@ -48,7 +48,8 @@ export const open = (
       recvBuffer: options.recvBuffer,
       ipcPermissions: options.mode ?? 0o600,
       reconnect: { min: millis(options.reconnect?.min, 20), max: millis(options.reconnect?.max, 1000) },
-      kinded: extra.kinded
+      kinded: extra.kinded,
+      tls: options.tls
     }, name)
     const linger = millis(options.linger, 0)
     // runs before the socket closes (finalizers run in reverse order)

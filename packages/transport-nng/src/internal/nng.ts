@@ -51,6 +51,17 @@ export const EAGAIN = NngError.Code.EAGAIN
 
 type Ptr = bigint
 
+interface TlsBindings {
+  readonly dialerSetPtr: (d: Handle, name: string, value: Ptr) => number
+  readonly listenerSetPtr: (l: Handle, name: string, value: Ptr) => number
+  readonly configAlloc: (out: Array<Ptr | null>, mode: number) => number
+  readonly configFree: (cfg: Ptr) => void
+  readonly configOwnCert: (cfg: Ptr, cert: string, key: string, pass: string | null) => number
+  readonly configCaChain: (cfg: Ptr, chain: string, crl: string | null) => number
+  readonly configAuthMode: (cfg: Ptr, mode: number) => number
+  readonly configServerName: (cfg: Ptr, name: string) => number
+}
+
 interface Bindings {
   readonly version: string
   readonly strerror: (code: number) => string
@@ -71,6 +82,8 @@ interface Bindings {
   readonly dialerSetMs: (d: Handle, name: string, value: number) => number
   readonly dialerSetSize: (d: Handle, name: string, value: number) => number
   readonly dialerStart: (d: Handle, flags: number) => number
+  /** nng's TLS configuration calls; absent from a libnng that does not export them. */
+  readonly tls: TlsBindings | undefined
   readonly msgAlloc: (out: Array<Ptr | null>, size: number) => number
   readonly msgAppend: (m: Ptr, data: Uint8Array, size: number) => number
   readonly msgHeaderAppend: (m: Ptr, data: Uint8Array, size: number) => number
@@ -236,6 +249,7 @@ const declare = (koffi: Koffi, libc: LibraryHandle, lib: LibraryHandle, version:
     dialerSetMs: lib.func(`int nng_dialer_set_ms(${D} d, const char *name, int32_t value)`),
     dialerSetSize: lib.func(`int nng_dialer_set_size(${D} d, const char *name, size_t value)`),
     dialerStart: lib.func(`int nng_dialer_start(${D} d, int flags)`),
+    tls: declareTls(lib, D, L),
     msgAlloc: lib.func(`int nng_msg_alloc(_Out_ ${M} **m, size_t size)`),
     msgAppend: lib.func(`int nng_msg_append(${M} *m, const void *data, size_t size)`),
     msgHeaderAppend: lib.func(`int nng_msg_header_append(${M} *m, const void *data, size_t size)`),
@@ -260,6 +274,26 @@ const declare = (koffi: Koffi, libc: LibraryHandle, lib: LibraryHandle, version:
     statFind: lib.func("void *nng_stat_find(void *stats, const char *name)"),
     statValue: lib.func("uint64_t nng_stat_value(void *stat)"),
     memcpy: libc.func("void *memcpy(void *dst, const void *src, size_t size)")
+  }
+}
+
+/** nng's TLS configuration calls, or `undefined` when the library does not export them. */
+const declareTls = (lib: LibraryHandle, D: string, L: string): TlsBindings | undefined => {
+  try {
+    return {
+      dialerSetPtr: lib.func(`int nng_dialer_set_ptr(${D} d, const char *name, void *value)`),
+      listenerSetPtr: lib.func(`int nng_listener_set_ptr(${L} l, const char *name, void *value)`),
+      configAlloc: lib.func("int nng_tls_config_alloc(_Out_ void **cfg, int mode)"),
+      configFree: lib.func("void nng_tls_config_free(void *cfg)"),
+      configOwnCert: lib.func(
+        "int nng_tls_config_own_cert(void *cfg, const char *cert, const char *key, const char *pass)"
+      ),
+      configCaChain: lib.func("int nng_tls_config_ca_chain(void *cfg, const char *chain, const char *crl)"),
+      configAuthMode: lib.func("int nng_tls_config_auth_mode(void *cfg, int mode)"),
+      configServerName: lib.func("int nng_tls_config_server_name(void *cfg, const char *name)")
+    }
+  } catch {
+    return undefined
   }
 }
 
@@ -414,7 +448,26 @@ export interface EndpointOptions {
   readonly reconnectMin?: number | undefined
   /** `reconnect-time-max` of a dialer, in milliseconds (0: always `reconnectMin`). */
   readonly reconnectMax?: number | undefined
+  /** The TLS configuration of a `tls+tcp` or `wss` endpoint (`tls-config`). */
+  readonly tls?: TlsSettings | undefined
 }
+
+/** What a TLS endpoint is configured with: PEM text, read from files by the caller. */
+export interface TlsSettings {
+  /** This endpoint's certificate (chain), PEM. */
+  readonly cert?: string | undefined
+  /** The private key of `cert`, PEM (unencrypted). */
+  readonly key?: string | undefined
+  /** The certificates peers are verified against, PEM. */
+  readonly ca?: string | undefined
+  /** `NNG_TLS_AUTH_MODE_NONE` (0), `_OPTIONAL` (1) or `_REQUIRED` (2). */
+  readonly authMode: 0 | 1 | 2
+  /** A dialer's name for the server, matched against its certificate (and sent as SNI). */
+  readonly serverName?: string | undefined
+}
+
+/** `NNG_TLS_MODE_CLIENT` and `NNG_TLS_MODE_SERVER`. */
+const TLS_MODE = { client: 0, server: 1 } as const
 
 /** A started listener: its handle and, for tcp and ws, the port it bound. */
 export interface Listening {
@@ -452,6 +505,50 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
     rv === 0 ? Effect.void : Effect.fail(error(rv, detail, address))
   const msgOut: Array<Ptr | null> = [null]
   let warm: Promise<void> | undefined
+
+  /** A TLS configuration nng refused: the options are wrong (`InvalidOption`), unless this libnng has no TLS. */
+  const tlsError = (rv: number, what: string, address: string) =>
+    error(rv, what, address, rv === NngError.Code.ENOTSUP ? "UnsupportedScheme" : "InvalidOption")
+
+  /**
+   * Builds an nng TLS configuration from `tls` and hands it to an endpoint
+   * with `set` (which takes a hold of its own); ours is dropped either way.
+   * Returns 0 or the first nng code with what failed.
+   */
+  const configureTls = (
+    tls: TlsSettings,
+    side: keyof typeof TLS_MODE,
+    set: (t: TlsBindings, cfg: Ptr) => number
+  ): { readonly rv: number; readonly what: string } => {
+    const t = b.tls
+    if (t === undefined) return { rv: NngError.Code.ENOTSUP, what: "this libnng has no TLS" }
+    const out: Array<Ptr | null> = [null]
+    const allocated = t.configAlloc(out, TLS_MODE[side])
+    if (allocated !== 0 || out[0] === null) return { rv: allocated || NngError.Code.ENOMEM, what: "cannot set up TLS" }
+    const cfg = out[0]
+    try {
+      const steps: Array<[string, () => number]> = [
+        [
+          "cannot use the TLS certificate and key",
+          () => tls.cert === undefined ? 0 : t.configOwnCert(cfg, tls.cert, tls.key ?? tls.cert, null)
+        ],
+        ["cannot use the TLS CA certificates", () => tls.ca === undefined ? 0 : t.configCaChain(cfg, tls.ca, null)],
+        [
+          "cannot set the TLS server name",
+          () => tls.serverName === undefined ? 0 : t.configServerName(cfg, tls.serverName)
+        ],
+        ["cannot set the TLS authentication mode", () => t.configAuthMode(cfg, tls.authMode)],
+        ["cannot set up TLS", () => set(t, cfg)]
+      ]
+      for (const [what, step] of steps) {
+        const rv = step()
+        if (rv !== 0) return { rv, what }
+      }
+      return { rv: 0, what: "" }
+    } finally {
+      t.configFree(cfg)
+    }
+  }
 
   return {
     version: b.version,
@@ -504,6 +601,10 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
           const rv = b.listenerSetInt(l, "ipc:permissions", options.ipcPermissions)
           if (rv !== 0) return Effect.fail(error(rv, "cannot set the socket file's permissions", address))
         }
+        if (options.tls !== undefined) {
+          const { rv, what } = configureTls(options.tls, "server", (t, cfg) => t.listenerSetPtr(l, "tls-config", cfg))
+          if (rv !== 0) return Effect.fail(tlsError(rv, what, address))
+        }
         const started = (rv: number): Effect.Effect<Listening, IpcError.IpcError> => {
           if (rv !== 0) return Effect.fail(error(rv, "cannot listen", address))
           const port = [0]
@@ -530,6 +631,10 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
           if (value === undefined) continue
           const rv = set(d, name, value)
           if (rv !== 0) return Effect.fail(error(rv, `cannot set ${name}`, address))
+        }
+        if (options.tls !== undefined) {
+          const { rv, what } = configureTls(options.tls, "client", (t, cfg) => t.dialerSetPtr(d, "tls-config", cfg))
+          if (rv !== 0) return Effect.fail(tlsError(rv, what, address))
         }
         const started = b.dialerStart(d, NONBLOCK)
         return started === 0 ? Effect.succeed(d) : Effect.fail(error(started, "cannot dial", address))

@@ -14,10 +14,12 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
-import type * as NngAddress from "../NngAddress.ts"
+import * as NngAddress from "../NngAddress.ts"
 import * as NngError from "../NngError.ts"
+import type * as NngTls from "../NngTls.ts"
 import * as Nng from "./nng.ts"
 import * as Ticker from "./ticker.ts"
+import * as Tls from "./tls.ts"
 
 /** Options common to every socket. */
 export interface SocketOptions {
@@ -33,6 +35,8 @@ export interface SocketOptions {
   readonly ipcPermissions?: number | undefined
   /** True when every message starts with a kind byte (effect-ipc's channels): `Received.kind` holds it. */
   readonly kinded?: boolean | undefined
+  /** TLS of the `tls+tcp` and `wss` endpoints this socket listens and dials at. */
+  readonly tls?: NngTls.TlsOptions | undefined
 }
 
 /** An open nng socket. */
@@ -224,6 +228,10 @@ const makeSocket = (
     return Effect.sync(remove)
   })
 
+  /** The TLS settings of an endpoint at `target`: none unless it is `tls+tcp` or `wss`. */
+  const tlsOf = (side: "listen" | "dial", target: NngAddress.NngAddress) =>
+    NngAddress.isTls(target.transport) ? Tls.settings(options.tls, side, target) : Effect.succeed(undefined)
+
   const shutdown = () => {
     if (closed) return
     closed = true
@@ -240,23 +248,31 @@ const makeSocket = (
     protocol,
     isClosed: () => closed,
     listen: (target) =>
-      nng.listen(
-        handle,
-        target.url,
-        target.transport === "ipc" && options.ipcPermissions !== undefined
-          ? { ipcPermissions: options.ipcPermissions }
-          : {},
-        target.raw
-      ),
+      Effect.flatMap(tlsOf("listen", target), (tls) =>
+        nng.listen(
+          handle,
+          target.url,
+          {
+            ...(target.transport === "ipc" && options.ipcPermissions !== undefined
+              ? { ipcPermissions: options.ipcPermissions }
+              : {}),
+            tls
+          },
+          target.raw
+        )),
     dial: (target) =>
-      nng.dial(
-        handle,
-        target.url,
-        options.reconnect === undefined
-          ? {}
-          : { reconnectMin: options.reconnect.min, reconnectMax: options.reconnect.max },
-        target.raw
-      ),
+      Effect.flatMap(tlsOf("dial", target), (tls) =>
+        nng.dial(
+          handle,
+          target.url,
+          {
+            ...(options.reconnect === undefined
+              ? {}
+              : { reconnectMin: options.reconnect.min, reconnectMax: options.reconnect.max }),
+            tls
+          },
+          target.raw
+        )),
     send,
     receive,
     tryReceive,
