@@ -3,6 +3,8 @@
  * `pipe://name`, `fifo:///dir/base`, `file:///dir`, `shm://name`,
  * `nng+ipc:///tmp/x.ipc`, `nng+tcp://host:port`, `memory://name`.
  * The scheme picks the transport; the rest is the transport's to read.
+ * An address may carry a secret (`ws://...?token=...`): what core shows of
+ * an address (spans, logs, error messages) goes through `redact` first.
  *
  * @since 0.1.0
  */
@@ -48,7 +50,7 @@ export const decode = (text: string, raw: string = text): Effect.Effect<string, 
     const malformed = malformedEscape(text)
     return malformed === undefined
       ? Effect.succeed(decodeURIComponent(text))
-      : Effect.fail(IpcError.make("InvalidAddress", `malformed percent-escape: ${malformed}`, raw))
+      : Effect.fail(IpcError.make("InvalidAddress", `malformed percent-escape: ${malformed}`, redact(raw)))
   })
 
 /**
@@ -60,16 +62,16 @@ export const parse = (raw: string): Effect.Effect<Address, IpcError.IpcError> =>
     const match = schemePattern.exec(raw)
     if (match === null) {
       return Effect.fail(
-        IpcError.make("InvalidAddress", "an address is scheme://location, e.g. unix:///tmp/app.sock", raw)
+        IpcError.make("InvalidAddress", "an address is scheme://location, e.g. unix:///tmp/app.sock", redact(raw))
       )
     }
     const rest = match[3] ?? ""
     if (rest.length === 0) {
-      return Effect.fail(IpcError.make("InvalidAddress", "the address names no location after its scheme", raw))
+      return Effect.fail(IpcError.make("InvalidAddress", "the address names no location after its scheme", redact(raw)))
     }
     const malformed = malformedEscape(rest)
     if (malformed !== undefined) {
-      return Effect.fail(IpcError.make("InvalidAddress", `malformed percent-escape: ${malformed}`, raw))
+      return Effect.fail(IpcError.make("InvalidAddress", `malformed percent-escape: ${malformed}`, redact(raw)))
     }
     return Effect.succeed({ raw, scheme: match[1]!.toLowerCase(), rest, hierarchical: match[2] !== undefined })
   })
@@ -83,14 +85,20 @@ export const parseFor = (
     schemes.includes(address.scheme)
       ? Effect.succeed(address)
       : Effect.fail(
-        IpcError.make("UnsupportedScheme", `this transport serves ${schemes.map((s) => `${s}://`).join(", ")}`, raw)
+        IpcError.make(
+          "UnsupportedScheme",
+          `this transport serves ${schemes.map((s) => `${s}://`).join(", ")}`,
+          redact(raw)
+        )
       ))
 
 /** The file-system path of a `scheme:///abs/path` address; fails unless it is absolute. */
 export const path = (address: Address): Effect.Effect<string, IpcError.IpcError> =>
   address.rest.startsWith("/")
     ? decode(address.rest, address.raw)
-    : Effect.fail(IpcError.make("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", address.raw))
+    : Effect.fail(
+      IpcError.make("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", redact(address.raw))
+    )
 
 /** Writes an address back as text: `scheme://rest`, or `scheme:rest` when it is not hierarchical. */
 export const format = (address: Omit<Address, "raw">): string =>
@@ -112,3 +120,71 @@ export const fromPath = (scheme: string, absolutePath: string): Effect.Effect<st
     }
     return Effect.succeed(`${scheme}://${absolutePath.split("/").map(encodeURIComponent).join("/")}`)
   })
+
+/** The query parameter names that carry a secret (compared after decoding, in lower case). */
+const secretKeys: ReadonlySet<string> = new Set(["token"])
+
+/** The name of one `key=value` item of a query, decoded as `URLSearchParams` decodes it. */
+const queryKey = (item: string): string => {
+  const equals = item.indexOf("=")
+  const key = (equals < 0 ? item : item.slice(0, equals)).replace(/\+/g, " ")
+  // URLSearchParams leaves a malformed escape as it is: decode what decodes, keep the rest
+  return key.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+    try {
+      return decodeURIComponent(run)
+    } catch {
+      return run
+    }
+  }).trim().toLowerCase()
+}
+
+/**
+ * The address as it may be shown (in spans, metrics, logs and errors): every
+ * `token` query parameter removed (however its name is escaped, however often
+ * it appears) and the password of a `scheme://user:password@host` removed.
+ * An address without a secret is returned as it is.
+ */
+export const redact = (raw: string): string => {
+  let shown = raw
+  const question = shown.indexOf("?")
+  if (question >= 0) {
+    const hash = shown.indexOf("#", question)
+    const end = hash < 0 ? shown.length : hash
+    const items = shown.slice(question + 1, end).split("&")
+    const kept = items.filter((item) => !secretKeys.has(queryKey(item)))
+    if (kept.length !== items.length) {
+      const query = kept.filter((item) => item.length > 0).join("&")
+      shown = `${shown.slice(0, question)}${query.length > 0 ? `?${query}` : ""}${shown.slice(end)}`
+    }
+  }
+  // scheme://user:password@host...: the authority ends at the first / ? or #
+  const authority = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)/i.exec(shown)
+  if (authority !== null) {
+    const at = authority[2]!.lastIndexOf("@")
+    const colon = at < 0 ? -1 : authority[2]!.indexOf(":")
+    if (colon >= 0 && colon < at) {
+      shown = `${authority[1]}${authority[2]!.slice(0, colon)}${authority[2]!.slice(at)}${
+        shown.slice(authority[0].length)
+      }`
+    }
+  }
+  return shown
+}
+
+/**
+ * `error` as it may be shown: its `address` redacted, and `address` (the one
+ * dialled or listened at) replaced by its redacted form in its detail.
+ */
+export const redactError = (error: IpcError.IpcError, address?: string): IpcError.IpcError => {
+  const own = error.address === undefined ? undefined : redact(error.address)
+  const given = address === undefined ? undefined : redact(address)
+  const detail = address === undefined || given === address ? error.detail : error.detail.split(address).join(given)
+  if (own === error.address && detail === error.detail) return error
+  return new IpcError.IpcError({
+    reason: error.reason,
+    detail,
+    address: own,
+    errno: error.errno,
+    cause: error.cause
+  })
+}

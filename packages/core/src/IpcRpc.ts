@@ -43,6 +43,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
+import * as Address from "./Address.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import type * as IpcError from "./IpcError.ts"
 import * as Policy from "./Policy.ts"
@@ -95,7 +96,7 @@ const permanent: ReadonlySet<IpcError.IpcErrorReason> = new Set([
 
 /** Options of `toSocket`. */
 export interface SocketOptions {
-  /** The address `open` dials, for messages (default: `"the server"`). */
+  /** The address `open` dials, for messages, shown without its secrets (default: `"the server"`). */
   readonly address?: string | undefined
   /** How long calls wait for an unreachable server before they fail (default: for ever). */
   readonly connectTimeout?: Duration.Input | undefined
@@ -118,7 +119,9 @@ export const toSocket = (
 ): Socket.Socket => {
   let current: IpcChannel.IpcChannel | undefined
   const connected = Latch.makeUnsafe(false)
-  const address = options.address ?? "the server"
+  // an address may carry a secret (`?token=...`): only its redacted form is shown
+  const dialled = options.address
+  const address = dialled === undefined ? "the server" : Address.redact(dialled)
   const connectTimeout = options.connectTimeout === undefined
     ? Infinity
     : Duration.toMillis(Duration.fromInputUnsafe(options.connectTimeout))
@@ -126,8 +129,9 @@ export const toSocket = (
   let failingSince: number | undefined
 
   const opened = open.pipe(
-    Effect.catch((error) =>
+    Effect.catch((raw) =>
       Effect.gen(function*() {
+        const error = Address.redactError(raw, dialled)
         const now = Date.now()
         if (failingSince === undefined) {
           failingSince = now
@@ -481,7 +485,8 @@ const defectReply = (name: string, message: string): Effect.Effect<Uint8Array | 
 const refuse = (channel: IpcChannel.IpcChannel, name: string, routes: ReadonlyArray<Route>) =>
   Effect.gen(function*() {
     const served = routes.map((route) => route.name).join(" and ")
-    const who = channel.peer.pid === undefined ? channel.address : `${channel.address} (pid ${channel.peer.pid})`
+    const where = Address.redact(channel.address)
+    const who = channel.peer.pid === undefined ? where : `${where} (pid ${channel.peer.pid})`
     const detail = `this RPC server speaks ${served} serialization, not ${JSON.stringify(name)}`
     yield* Effect.logWarning(`refused an RPC client at ${who}: ${detail}`)
     const reply = yield* defectReply(name, detail)

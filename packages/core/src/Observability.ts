@@ -23,6 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
+import * as Address from "./Address.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 
@@ -160,7 +161,10 @@ export const refused = (address: string, error: IpcError.IpcError): Effect.Effec
 
 /** The span attributes of a channel: address, scheme, and the peer's pid / uid where known. */
 export const channelAttributes = (channel: IpcChannel.IpcChannel): Record<string, unknown> => {
-  const attributes: Record<string, unknown> = { address: channel.address, scheme: schemeOf(channel.address) }
+  const attributes: Record<string, unknown> = {
+    address: Address.redact(channel.address),
+    scheme: schemeOf(channel.address)
+  }
   if (channel.peer.pid !== undefined) attributes["peer.pid"] = channel.peer.pid
   if (channel.peer.uid !== undefined) attributes["peer.uid"] = channel.peer.uid
   return attributes

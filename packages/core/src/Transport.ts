@@ -72,11 +72,15 @@ const instrumentListener = (listener: Listener): Listener => ({
 
 const observeFailure = (address: string) => (error: IpcError.IpcError) => Observability.recordError(address, error)
 
+/** An operation's error with any secret of `address` removed (`Address.redactError`). */
+const redacted = (address: string) => (error: IpcError.IpcError) => Address.redactError(error, address)
+
 /**
  * Adds effect-ipc's metrics and spans (see `Observability`) to a transport:
  * spans for listen, dial, accept and close; connections, messages, bytes, send
  * waits and errors counted per scheme. Idempotent: an instrumented transport
- * is returned as it is. `route` and `Registry.layerConfig` apply it.
+ * is returned as it is. `route` and `Registry.layerConfig` apply it. Spans
+ * and errors show the address without its secrets (`Address.redact`).
  */
 export const instrument = (transport: TransportShape): TransportShape => {
   if (instrumented.has(transport)) return transport
@@ -86,16 +90,18 @@ export const instrument = (transport: TransportShape): TransportShape => {
     schemes: transport.schemes,
     listen: (address) =>
       transport.listen(address).pipe(
-        Effect.tap((listener) => Effect.annotateCurrentSpan("bound", listener.address)),
+        Effect.tap((listener) => Effect.annotateCurrentSpan("bound", Address.redact(listener.address))),
         Effect.tapError(observeFailure(address)),
+        Effect.mapError(redacted(address)),
         Effect.map(instrumentListener),
         Effect.withSpan(Observability.SpanNames.listen, {
-          attributes: { address, scheme: Observability.schemeOf(address) }
+          attributes: { address: Address.redact(address), scheme: Observability.schemeOf(address) }
         })
       ),
     dial: (address) =>
       transport.dial(address).pipe(
         Effect.tapError(observeFailure(address)),
+        Effect.mapError(redacted(address)),
         Effect.flatMap((channel) =>
           Effect.contextWith((context: Context.Context<never>) => {
             const observed = Observability.instrumentChannel(channel, "dialled", context)
@@ -112,7 +118,7 @@ export const instrument = (transport: TransportShape): TransportShape => {
         ),
         Effect.withSpan(Observability.SpanNames.dial, {
           kind: "client",
-          attributes: { address, scheme: Observability.schemeOf(address) }
+          attributes: { address: Address.redact(address), scheme: Observability.schemeOf(address) }
         })
       )
   }
@@ -140,7 +146,7 @@ export const route = (transports: ReadonlyArray<TransportShape>): TransportShape
           IpcError.make(
             "UnsupportedScheme",
             `no transport here serves ${parsed.scheme}:// (have ${schemes.join(", ")})`,
-            address
+            Address.redact(address)
           )
         )
         : Effect.succeed(transport)
