@@ -16,7 +16,7 @@ export const schemes: ReadonlyArray<string> = ["ws"]
 
 /** A parsed `ws://` address. */
 export interface WsAddress {
-  /** The address as written, with any token removed (safe to show). */
+  /** The address as parsed, `ws://host:port/path`, without its token (safe to show). */
   readonly redacted: string
   /** The host as written (`127.0.0.1`, `localhost`, `[::1]`, ...), lower case. */
   readonly host: string
@@ -48,14 +48,16 @@ export const isLoopbackHost = (host: string): boolean => {
   return v4 !== null && v4.slice(1).every((part) => Number(part) <= 255)
 }
 
-/** Removes `token=...` from the query of `raw`, so the address can be shown. */
-export const redact = (raw: string): string =>
-  raw.replace(/([?&])token=[^&#]*(&?)/g, (_, lead: string, trail: string) => trail === "" ? "" : lead)
-    .replace(/[?&]$/, "")
+/**
+ * Removes every `token` query parameter (however its name is escaped) from
+ * `raw`, so the address can be shown (core's `Address.redact`).
+ */
+export const redact = (raw: string): string => Address.redact(raw)
 
 /** Parses a `ws://host:port/path[?token=...]` address. */
 export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> =>
   Effect.gen(function*() {
+    // until it is parsed, the address as written without anything that could name a token
     const shown = redact(raw)
     const parsed = yield* Address.parseFor(raw, schemes).pipe(
       Effect.mapError((error) => IpcError.make(error.reason, error.detail, shown))
@@ -78,6 +80,9 @@ export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> 
     if (url.hash !== "") {
       return yield* IpcError.make("InvalidAddress", "a ws:// address has no #fragment", shown)
     }
+    if (url.searchParams.getAll("token").length > 1) {
+      return yield* IpcError.make("InvalidAddress", "a ws:// address carries one token, not several", shown)
+    }
     const token = url.searchParams.get("token") ?? undefined
     if (token !== undefined && !isValidToken(token)) {
       return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
@@ -91,7 +96,8 @@ export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> 
     const host = url.hostname.toLowerCase()
     const bare = host.replace(/^\[(.*)\]$/, "$1")
     return {
-      redacted: shown,
+      // the shown form is built from what was parsed: nothing the parser read as the token can stay in it
+      redacted: format({ host, port: Number(url.port), path }),
       host,
       bindHost: bare === "localhost" ? "127.0.0.1" : bare,
       port: Number(url.port),

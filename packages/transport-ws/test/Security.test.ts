@@ -124,6 +124,28 @@ describe("ws:// security", () => {
       assert.notInclude(nothing.message, "s3cret")
     }).pipe(Effect.scoped))
 
+  it.effect("shows an address as parsed: an escaped token name is removed, a repeated token refused", () =>
+    Effect.gen(function*() {
+      // %74 is "t": the parser takes this as the token, so the shown form must not carry it
+      const escaped = yield* Ws.WsAddress.parse("ws://127.0.0.1:8765/app?%74oken=SECRETxESC")
+      assert.strictEqual(escaped.token, "SECRETxESC")
+      assert.strictEqual(escaped.redacted, "ws://127.0.0.1:8765/app")
+      assert.strictEqual(Ws.WsAddress.redact("ws://127.0.0.1:8765/app?%74oken=SECRETxESC"), "ws://127.0.0.1:8765/app")
+      // two tokens: which one is meant is ambiguous, so neither is used, and neither is shown
+      const twice = yield* Effect.flip(Ws.WsAddress.parse("ws://127.0.0.1:8765/app?token=SECRETxA&token=SECRETxB"))
+      assert.strictEqual(twice.reason._tag, "InvalidAddress")
+      assert.notInclude(twice.message, "SECRETx")
+      assert.notInclude(Ws.WsAddress.redact("ws://127.0.0.1:8765/app?token=SECRETxA&token=SECRETxB"), "SECRETx")
+      const escapedTwice = yield* Effect.flip(
+        Ws.WsAddress.parse("ws://127.0.0.1:8765/app?token=SECRETxA&t%6Fken=SECRETxB")
+      )
+      assert.strictEqual(escapedTwice.reason._tag, "InvalidAddress")
+      assert.notInclude(escapedTwice.message, "SECRETx")
+      // an address refused for another reason does not show its token either
+      const bad = yield* Effect.flip(Ws.WsAddress.parse("ws://127.0.0.1/app?%74oken=SECRETxESC"))
+      assert.notInclude(bad.message, "SECRETx")
+    }))
+
   it.live("refuses a page of a foreign origin; allows listed origins and clients without Origin", () =>
     Effect.gen(function*() {
       const { layer, refusals } = observed()
