@@ -416,9 +416,34 @@ const asText = (bytes: Uint8Array): string | undefined => {
   }
 }
 
-const isJsonText = (text: string): boolean => {
-  const start = text.trimStart()[0]
-  if (start !== "{" && start !== "[") return false
+/** A hello is at most this many bytes (`effect-rpc:` and a name). */
+const MAX_HELLO = 64
+
+/** Only a first message up to this size, starting with `{` or `[`, is parsed to tell JSON from binary. */
+const MAX_SNIFFED = 64 * 1024
+
+/** What of a client's serialization name is shown in logs and replies. */
+const MAX_SHOWN_NAME = 32
+
+const helloPrefix = textEncoder.encode(HELLO_PREFIX)
+
+/** True when `bytes` begins with `effect-rpc:` (compared as bytes: nothing is decoded). */
+const startsWithPrefix = (bytes: Uint8Array): boolean => {
+  if (bytes.byteLength < helloPrefix.byteLength) return false
+  for (let i = 0; i < helloPrefix.byteLength; i++) if (bytes[i] !== helloPrefix[i]) return false
+  return true
+}
+
+/** True for a small message that is JSON text (an object or array): only such a one is parsed. */
+const isJsonMessage = (bytes: Uint8Array): boolean => {
+  if (bytes.byteLength > MAX_SNIFFED) return false
+  let i = 0
+  while (i < bytes.byteLength && (bytes[i] === 0x20 || bytes[i] === 0x09 || bytes[i] === 0x0a || bytes[i] === 0x0d)) {
+    i++
+  }
+  if (bytes[i] !== 0x7b && bytes[i] !== 0x5b) return false
+  const text = asText(bytes)
+  if (text === undefined) return false
   try {
     JSON.parse(text)
     return true
@@ -427,24 +452,48 @@ const isJsonText = (text: string): boolean => {
   }
 }
 
+/** A client's serialization name as logs and replies show it: JSON-quoted, cut to 32 characters. */
+const shownName = (name: string): string =>
+  name.length > MAX_SHOWN_NAME
+    ? `${JSON.stringify(name.slice(0, MAX_SHOWN_NAME))} (cut from ${name.length} characters)`
+    : JSON.stringify(name)
+
+/** A first message that is no hello a server could serve: what it asked, as shown. */
+interface BadHello {
+  readonly name: undefined
+  readonly first: undefined
+  readonly shown: string
+}
+
+/** A first message that names, or implies, a serialization. */
+interface Hello {
+  readonly name: string
+  readonly first: Uint8Array | undefined
+}
+
 /**
- * What a connection's first message asks for: the name in a hello, or for a
- * client that sent none (effect-ipc 0.1, or a hand-written one) `json` when
- * that message is JSON text and `binary` otherwise; the message is then kept
- * for the server (schema-binary messages are never UTF-8 text).
+ * What a connection's first message asks for: the name in a hello (at most
+ * 64 bytes; a longer message starting `effect-rpc:` is a bad hello, never
+ * decoded), or for a client that sent none (effect-ipc 0.1, or a hand-written
+ * one) `json` when that message is small JSON text (an object or array of up
+ * to 64 KiB) and `binary` otherwise; the message is then kept for the server
+ * (schema-binary messages are never UTF-8 text).
  */
-const readHello = (first: Uint8Array): { readonly name: string; readonly first: Uint8Array | undefined } => {
-  const text = asText(first)
-  if (text !== undefined && text.startsWith(HELLO_PREFIX)) {
+const readHello = (first: Uint8Array): Hello | BadHello => {
+  if (startsWithPrefix(first)) {
+    if (first.byteLength > MAX_HELLO) {
+      return { name: undefined, first: undefined, shown: `a hello of ${first.byteLength} bytes (at most ${MAX_HELLO})` }
+    }
+    const text = asText(first)
+    if (text === undefined) return { name: undefined, first: undefined, shown: "a hello that is not UTF-8 text" }
     return { name: text.slice(HELLO_PREFIX.length), first: undefined }
   }
-  return { name: text !== undefined && isJsonText(text) ? "json" : "binary", first }
+  return { name: isJsonMessage(first) ? "json" : "binary", first }
 }
 
 const isHello = (message: Uint8Array): boolean => {
-  if (message.byteLength > 64 || message.byteLength < HELLO_PREFIX.length) return false
-  const text = asText(message)
-  return text !== undefined && text.startsWith(HELLO_PREFIX)
+  if (message.byteLength > MAX_HELLO || !startsWithPrefix(message)) return false
+  return asText(message) !== undefined
 }
 
 /**
@@ -482,12 +531,15 @@ const defectReply = (name: string, message: string): Effect.Effect<Uint8Array | 
     }).pipe(Effect.provide(layerSerializationFor(name)))
 
 /** Turns away a client whose serialization is not served: a `Defect` reply it can read, a warning, a close. */
-const refuse = (channel: IpcChannel.IpcChannel, name: string, routes: ReadonlyArray<Route>) =>
+const refuse = (channel: IpcChannel.IpcChannel, asked: Hello | BadHello, routes: ReadonlyArray<Route>) =>
   Effect.gen(function*() {
     const served = routes.map((route) => route.name).join(" and ")
     const where = Address.redact(channel.address)
     const who = channel.peer.pid === undefined ? where : `${where} (pid ${channel.peer.pid})`
-    const detail = `this RPC server speaks ${served} serialization, not ${JSON.stringify(name)}`
+    const name = asked.name ?? ""
+    const detail = `this RPC server speaks ${served} serialization, not ${
+      asked.name === undefined ? asked.shown : shownName(asked.name)
+    }`
     yield* Effect.logWarning(`refused an RPC client at ${who}: ${detail}`)
     const reply = yield* defectReply(name, detail)
     if (reply !== undefined) yield* Effect.ignore(channel.send(reply))
@@ -497,11 +549,11 @@ const refuse = (channel: IpcChannel.IpcChannel, name: string, routes: ReadonlyAr
 /** Serves one accepted channel: reads its hello, then hands it to the RPC server of that serialization. */
 const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChannel): Effect.Effect<unknown, unknown> =>
   Effect.gen(function*() {
-    const { first, name } = readHello(yield* channel.receive)
-    const route = routes.find((candidate) => candidate.name === name)
-    if (route === undefined) return yield* refuse(channel, name, routes)
+    const asked = readHello(yield* channel.receive)
+    const route = routes.find((candidate) => candidate.name === asked.name)
+    if (route === undefined) return yield* refuse(channel, asked, routes)
     const handler = yield* Deferred.await(route.handler)
-    const socket = toSocket(Effect.succeed(rpcView(channel, first)), {
+    const socket = toSocket(Effect.succeed(rpcView(channel, asked.first)), {
       address: channel.address
     })
     return yield* handler(socket)
