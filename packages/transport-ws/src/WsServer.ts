@@ -4,7 +4,7 @@
  *
  * - it binds loopback addresses only (`127.0.0.1`, `localhost`, `[::1]`);
  *   any other host fails `listen` with `PermissionDenied` unless
- *   `allowRemote` is set;
+ *   `allowRemote` is set (with `allowedHosts`, else `InvalidOption`);
  * - a request's `Host` must name a loopback host (or one of `allowedHosts`),
  *   which defeats DNS rebinding;
  * - a request with an `Origin` (a browser page) is served only when that
@@ -55,7 +55,7 @@ export interface WsServerOptions extends Link.LinkOptions {
   readonly allowedOrigins?: ReadonlyArray<string> | ((origin: string) => boolean) | undefined
   /** Host names a request's `Host` may name besides the loopback ones (default: none). */
   readonly allowedHosts?: ReadonlyArray<string> | undefined
-  /** Allows listening on a host that is not a loopback address (default false). */
+  /** Allows listening on a host that is not a loopback address (default false); needs `allowedHosts`. */
   readonly allowRemote?: boolean | undefined
   /** The token clients must present; default: the address's `?token=...`, else 32 fresh random bytes. */
   readonly token?: string | undefined
@@ -91,12 +91,15 @@ const tokenOf = (req: Http.IncomingMessage, offered: ReadonlyArray<string>): str
   return bearer?.[1]
 }
 
-/** The host name of a `Host` header (`[::1]:8080` -> `[::1]`), lower case. */
-const hostNameOf = (host: string): string => {
-  const h = host.toLowerCase()
-  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1)
-  const colon = h.lastIndexOf(":")
-  return colon >= 0 ? h.slice(0, colon) : h
+/**
+ * The host name of a `Host` header (`[::1]:8080` -> `[::1]`), lower case:
+ * `[address]` or a name, alone or followed by `:port`; anything else
+ * (`[::1].evil.example`, `[::1]evil:80`) is `undefined`, which no check passes.
+ */
+const hostNameOf = (host: string): string | undefined => {
+  const h = host.trim().toLowerCase()
+  const match = /^(\[[0-9a-f:.]+\]|[^[\]:]+)(?::\d{1,5})?$/.exec(h)
+  return match === null ? undefined : match[1]
 }
 
 const normalOrigin = (origin: string): string => origin.trim().toLowerCase().replace(/\/+$/, "")
@@ -172,6 +175,13 @@ export const listen = (
         shown
       )
     }
+    if (options.allowRemote === true && options.allowedHosts === undefined) {
+      return yield* IpcError.make(
+        "InvalidOption",
+        "allowRemote needs allowedHosts: the Host names this listener serves (the DNS rebinding check)",
+        shown
+      )
+    }
     const token = options.token ?? parsed.token ?? TokenFile.generate()
     if (!WsAddress.isValidToken(token)) {
       return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
@@ -186,11 +196,8 @@ export const listen = (
       )
     const extraHosts = new Set((options.allowedHosts ?? []).map((h) => h.toLowerCase()))
     const hostAllowed = (host: string | undefined): boolean => {
-      if (host === undefined) return false
-      const name = hostNameOf(host)
-      if (extraHosts.has(name) || WsAddress.isLoopbackHost(name)) return true
-      // a server told to serve other hosts, without a list of names: any
-      return !parsed.loopback && options.allowedHosts === undefined
+      const name = host === undefined ? undefined : hostNameOf(host)
+      return name !== undefined && (extraHosts.has(name) || WsAddress.isLoopbackHost(name))
     }
 
     const refusalOf = (req: Http.IncomingMessage, offered: ReadonlyArray<string>): Refusal | undefined => {

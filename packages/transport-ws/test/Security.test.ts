@@ -73,7 +73,7 @@ describe("ws:// security", () => {
       assert.strictEqual(refused.reason._tag, "PermissionDenied")
       assert.include(refused.message, "not a loopback address")
       // told otherwise, it listens there
-      const listener = yield* Ws.WsServer.listen(remote, { allowRemote: true, tokenFile: false })
+      const listener = yield* Ws.WsServer.listen(remote, { allowRemote: true, allowedHosts: [], tokenFile: false })
       assert.strictEqual(listener.address, remote)
       // localhost binds 127.0.0.1, not whatever the name resolves to; any 127.x.y.z and [::1] are loopback too
       const localPort = freshPort()
