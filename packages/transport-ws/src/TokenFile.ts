@@ -2,8 +2,12 @@
  * Where a `ws://` server keeps its token for local clients, as Jupyter does:
  * one file per address, mode 0600, in this user's private runtime directory
  * (`$XDG_RUNTIME_DIR/effect-ipc`, else `<tmp>/effect-ipc-<uid>`, mode 0700).
- * A client in Node run by the same user finds the token there; other users
- * cannot read it. The server removes its file when it closes. Node only.
+ * When that directory is not this user's private one (another user created
+ * `<tmp>/effect-ipc-<uid>` first), it is refused and the file goes to
+ * `~/.cache/effect-ipc` (mode 0700) instead, with a warning naming the
+ * refused directory; a client looks in both. A client in Node run by the same
+ * user finds the token there; other users cannot read it. The server removes
+ * its file when it closes. Node only.
  *
  * @since 0.1.0
  */
@@ -20,30 +24,69 @@ export const generate = (): string => Crypto.randomBytes(32).toString("base64url
 
 const uid = (): number | undefined => process.getuid?.()
 
-const privateDirectory = (): string => {
+/** The runtime directory: `$XDG_RUNTIME_DIR/effect-ipc`, else `<tmp>/effect-ipc-<uid>`. */
+const runtimeDirectory = (): string => {
   const base = process.env["XDG_RUNTIME_DIR"]
-  const dir = base !== undefined && base.length > 0
+  return base !== undefined && base.length > 0
     ? Path.join(base, "effect-ipc")
     : Path.join(Os.tmpdir(), `effect-ipc-${uid() ?? "user"}`)
-  Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-  const stat = Fs.lstatSync(dir)
+}
+
+/** The fallback under this user's home: `~/.cache/effect-ipc`. */
+const homeDirectory = (): string => Path.join(Os.homedir(), ".cache", "effect-ipc")
+
+/** True when `stat` is a directory of this user that no one else may enter. */
+const isPrivateDirectory = (stat: Fs.Stats): boolean => {
   const me = uid()
-  if (!stat.isDirectory() || (me !== undefined && stat.uid !== me) || (stat.mode & 0o077) !== 0) {
+  return stat.isDirectory() && (me === undefined || stat.uid === me) && (stat.mode & 0o077) === 0
+}
+
+/** Creates `dir` (mode 0700) if missing; throws EACCES unless it is private to this user. */
+const ensurePrivate = (dir: string): string => {
+  Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  if (!isPrivateDirectory(Fs.lstatSync(dir))) {
     throw Object.assign(new Error(`${dir} is not a private directory of this user`), { code: "EACCES" })
   }
   return dir
 }
 
+/** This user's private directory, and the directory refused on the way to it (if any). */
+const privateDirectory = (): { readonly dir: string; readonly refused: string | undefined } => {
+  const first = runtimeDirectory()
+  try {
+    return { dir: ensurePrivate(first), refused: undefined }
+  } catch (cause) {
+    // another user may have created it first (<tmp> is shared by all): fall back to the home directory
+    try {
+      return { dir: ensurePrivate(homeDirectory()), refused: first }
+    } catch {
+      throw cause
+    }
+  }
+}
+
 /**
  * This user's private directory for token files: `$XDG_RUNTIME_DIR/effect-ipc`
  * or `<tmp>/effect-ipc-<uid>`, created with mode 0700. An existing directory
- * that another user owns, or that others can enter, is refused (`PermissionDenied`).
+ * that another user owns, or that others can enter, is refused: then
+ * `~/.cache/effect-ipc` (mode 0700) is used, with a warning naming the refused
+ * directory; `PermissionDenied` when neither is private.
  */
 export const directory = (): Effect.Effect<string, IpcError.IpcError> =>
   Effect.try({
     try: privateDirectory,
     catch: (cause) => IpcError.fromSystemError(cause, "PermissionDenied", "no private runtime directory")
-  })
+  }).pipe(
+    Effect.tap(({ refused }) =>
+      refused === undefined
+        ? Effect.void
+        : Effect.logWarning(
+          `${refused} is not a private directory of this user (another user may have created it): ` +
+            `token files go to ${homeDirectory()}`
+        )
+    ),
+    Effect.map(({ dir }) => dir)
+  )
 
 const escape = (text: string): string => text.replace(/[^A-Za-z0-9._-]/g, (c) => `~${c.charCodeAt(0).toString(16)}`)
 
@@ -91,15 +134,24 @@ export const readIfPrivate = (file: string): string | undefined => {
   }
 }
 
-/** Finds the token of `address` in this user's runtime directory (the client's default `tokenLookup`). */
+/**
+ * Finds the token of `address` in this user's token directories, the runtime
+ * one then `~/.cache/effect-ipc`, reading only private ones (the client's
+ * default `tokenLookup`).
+ */
 export const lookup = (address: WsAddress.WsAddress): string | undefined => {
-  let dir: string
-  try {
-    dir = privateDirectory()
-  } catch {
-    return undefined
+  for (const dir of [runtimeDirectory(), homeDirectory()]) {
+    let stat: Fs.Stats
+    try {
+      stat = Fs.lstatSync(dir)
+    } catch {
+      continue
+    }
+    if (!isPrivateDirectory(stat)) continue
+    const token = readIfPrivate(pathIn(dir, address))
+    if (token !== undefined) return token
   }
-  return readIfPrivate(pathIn(dir, address))
+  return undefined
 }
 
 /** Removes `file` if it still holds `token` (a successor's file is left alone). */
