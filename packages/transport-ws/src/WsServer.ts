@@ -17,7 +17,9 @@
  *   `WsListener.url` carries it for the user to hand to a page. It is never
  *   logged.
  *
- * A refused client is counted and logged (`Observability.refused`), and gets
+ * A refused client is counted (`effect_ipc_connections_refused`, every one)
+ * and logged as a warning (the first 10 of each minute one by one, then one
+ * line a minute saying how many more were refused), and gets
  * close code 4401 (token) or 4403 (origin, host), or HTTP 401 / 403 if it did
  * not offer `effect-ipc.refused` (see `WsProtocol`); the listener goes on
  * serving others. A connection that has not completed its handshake within
@@ -101,6 +103,9 @@ const hostNameOf = (host: string): string | undefined => {
   const match = /^(\[[0-9a-f:.]+\]|[^[\]:]+)(?::\d{1,5})?$/.exec(h)
   return match === null ? undefined : match[1]
 }
+
+/** How many refusals a minute are logged one by one; further ones are summed up in one line a minute. */
+const LOGGED_REFUSALS_PER_MINUTE = 10
 
 const normalOrigin = (origin: string): string => origin.trim().toLowerCase().replace(/\/+$/, "")
 
@@ -274,6 +279,42 @@ export const listen = (
       })
     )
 
+    // refusals are all counted, but only the first of each minute are logged one by one (a flood
+    // would otherwise write a warning per connection): the rest are summed up once a minute
+    let loggedThisMinute = 0
+    let unlogged = 0
+    const logUnlogged = Effect.suspend(() => {
+      const count = unlogged
+      unlogged = 0
+      return count === 0
+        ? Effect.void
+        : Effect.logWarning(`${count} more refused in the last minute at ${shown} (not logged one by one)`)
+    })
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.andThen(
+          Effect.sleep(Duration.minutes(1)),
+          Effect.suspend(() => {
+            loggedThisMinute = 0
+            return logUnlogged
+          })
+        )
+      )
+    )
+    yield* Effect.addFinalizer(() => logUnlogged)
+    const noteRefusal = (error: IpcError.IpcError) =>
+      Effect.andThen(
+        Observability.recordError(shown, error),
+        Effect.suspend(() => {
+          if (loggedThisMinute < LOGGED_REFUSALS_PER_MINUTE) {
+            loggedThisMinute++
+            return Effect.logWarning("refused a connection", error)
+          }
+          unlogged++
+          return Effect.void
+        })
+      )
+
     // each connection is served in a fiber of this listener's scope, with the caller's services
     const connections = yield* FiberSet.make<void, never>()
     const runConnection = yield* FiberSet.runtime(connections)<never>()
@@ -302,7 +343,7 @@ export const listen = (
         const refusal = refusalOf(req, offered)
         if (refusal !== undefined) {
           // counted and logged (with the caller's services); the token is never in the detail
-          yield* Observability.refused(shown, IpcError.make("PeerRejected", refusal.detail, shown))
+          yield* noteRefusal(IpcError.make("PeerRejected", refusal.detail, shown))
           if (!offered.includes(WsProtocol.refusedSubprotocol)) return reject(socket, refusal.status, refusal.text)
           chosen.set(req, WsProtocol.refusedSubprotocol)
           upgraded.add(socket)
