@@ -1,12 +1,18 @@
 /**
  * The `ws://` transport for Node: `listen` is `WsServer.listen`, `dial` is
  * `WsClient.dial`, which finds a local server's token in its token file
- * (`TokenFile`) when neither the options nor the address carry one.
+ * (`TokenFile`) when neither the options nor the address carry one. Before it
+ * sends a token from the token file to a loopback port, it checks (Linux:
+ * `/proc/net/tcp`, see `internal/owner.ts`) that the port's listener is this
+ * user's, and fails with `PeerRejected` otherwise: a stale token file (its
+ * server died) does not hand the token to another user now on that port.
  *
  * @since 0.1.0
  */
 import * as Transport from "@effect-ipc/core/Transport"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ListenerOwner from "./internal/owner.ts"
 import * as TokenFile from "./TokenFile.ts"
 import * as WsAddress from "./WsAddress.ts"
 import * as WsClient from "./WsClient.ts"
@@ -21,10 +27,21 @@ export type WsServerOptions = WsServer.WsServerOptions
 /** Makes the `ws://` transport (listen and dial). */
 export const make = (options: WsTransportOptions = {}): Transport.TransportShape => {
   const clientOptions: WsClient.WsClientOptions = { ...options, tokenLookup: options.tokenLookup ?? TokenFile.lookup }
+  const dial = (address: string) =>
+    Effect.gen(function*() {
+      const parsed = yield* WsAddress.parse(address)
+      // a token given, or a lookup of the user's own: used as it is
+      if (options.token !== undefined || parsed.token !== undefined || options.tokenLookup !== undefined) {
+        return yield* WsClient.dial(address, clientOptions)
+      }
+      const token = TokenFile.lookup(parsed)
+      if (token !== undefined && parsed.loopback) yield* ListenerOwner.checkOwn(parsed.port, parsed.redacted)
+      return yield* WsClient.dial(address, { ...clientOptions, token })
+    })
   return {
     schemes: WsAddress.schemes,
     listen: (address) => WsServer.listen(address, options),
-    dial: (address) => WsClient.dial(address, clientOptions)
+    dial
   }
 }
 
