@@ -6,8 +6,9 @@
  * `<tmp>/effect-ipc-<uid>` first), it is refused and the file goes to
  * `~/.cache/effect-ipc` (mode 0700) instead, with a warning naming the
  * refused directory; a client looks in both. A client in Node run by the same
- * user finds the token there; other users cannot read it. The server removes
- * its file when it closes. Node only.
+ * user finds the token there; other users cannot read it. The file also
+ * records the server's pid: a file whose server no longer runs is ignored.
+ * The server removes its file when it closes. Node only.
  *
  * @since 0.1.0
  */
@@ -98,13 +99,16 @@ export const pathIn = (dir: string, address: WsAddress.WsAddress): string =>
 export const pathOf = (address: WsAddress.WsAddress): Effect.Effect<string, IpcError.IpcError> =>
   Effect.map(directory(), (dir) => pathIn(dir, address))
 
-/** Writes `token` to `file` with mode 0600, atomically (a reader sees the old file or the new one). */
+/**
+ * Writes `token` and this process's pid to `file` (two lines) with mode 0600,
+ * atomically (a reader sees the old file or the new one).
+ */
 export const write = (file: string, token: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.try({
     try: () => {
       const staging = `${file}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
       try {
-        Fs.writeFileSync(staging, `${token}\n`, { mode: 0o600, flag: "wx" })
+        Fs.writeFileSync(staging, `${token}\n${process.pid}\n`, { mode: 0o600, flag: "wx" })
         Fs.renameSync(staging, file)
       } finally {
         Fs.rmSync(staging, { force: true })
@@ -113,9 +117,20 @@ export const write = (file: string, token: string): Effect.Effect<void, IpcError
     catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot write the token file ${file}`)
   })
 
+/** False when `pid` names no running process (a token file its killed server left behind). */
+const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (cause) {
+    return IpcError.errnoOf(cause) !== "ESRCH"
+  }
+}
+
 /**
- * The token in `file`, if the file is there, is this user's and no one else
- * can read it (mode 0600 or stricter); `undefined` otherwise.
+ * The token in `file`, if the file is there, is this user's, no one else can
+ * read it (mode 0600 or stricter) and the server whose pid it records still
+ * runs; `undefined` otherwise.
  */
 export const readIfPrivate = (file: string): string | undefined => {
   try {
@@ -124,7 +139,8 @@ export const readIfPrivate = (file: string): string | undefined => {
       const stat = Fs.fstatSync(fd)
       const me = uid()
       if (!stat.isFile() || (me !== undefined && stat.uid !== me) || (stat.mode & 0o077) !== 0) return undefined
-      const token = Fs.readFileSync(fd, "utf8").trim()
+      const [token = "", pid] = Fs.readFileSync(fd, "utf8").split("\n").map((line) => line.trim())
+      if (pid !== undefined && /^\d+$/.test(pid) && !isRunning(Number(pid))) return undefined
       return token.length > 0 ? token : undefined
     } finally {
       Fs.closeSync(fd)

@@ -233,7 +233,7 @@ describe("ws:// security", () => {
         file = listener.tokenFile!
         assert.strictEqual(Fs.statSync(file).mode & 0o777, 0o600)
         assert.strictEqual(Fs.statSync(Path.dirname(file)).mode & 0o777, 0o700)
-        assert.strictEqual(Fs.readFileSync(file, "utf8").trim(), listener.token)
+        assert.strictEqual(Fs.readFileSync(file, "utf8").split("\n")[0], listener.token)
         // the Node transport's client finds it
         const transport = Ws.WsTransport.make()
         const channel = yield* transport.dial(address)

@@ -50,3 +50,22 @@ describe.runIf(process.getuid?.() === 0 && Fs.existsSync("/proc/net/tcp"))("a po
       assert.notInclude(out, "stale-token")
     }).pipe(Effect.scoped))
 })
+
+describe("a token file its server left behind", () => {
+  it.live("records the server's pid; a file whose pid is dead is ignored by the client", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("stale")
+      const file = tokenFileOf(address)
+      yield* Ws.TokenFile.write(file, "live-token")
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(file, { force: true })))
+      assert.deepStrictEqual(Fs.readFileSync(file, "utf8").split("\n"), ["live-token", String(process.pid), ""])
+      const parsed = yield* Ws.WsAddress.parse(address)
+      assert.strictEqual(Ws.TokenFile.lookup(parsed), "live-token")
+      // the same file, as a server that has since died left it
+      const dead = ChildProcess.spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], {
+        encoding: "utf8"
+      })
+      Fs.writeFileSync(file, `stale-token\n${dead.stdout}\n`, { mode: 0o600 })
+      assert.isUndefined(Ws.TokenFile.lookup(parsed))
+    }).pipe(Effect.scoped))
+})
