@@ -38,7 +38,7 @@ describe.runIf(process.getuid?.() === 0 && Fs.existsSync("/proc/net/tcp"))("a po
             { stdio: ["ignore", "pipe", "inherit"] }
           )
         ),
-        (child) => Effect.sync(() => child.kill("SIGKILL"))
+        (squat) => Effect.sync(() => squat.kill("SIGKILL"))
       )
       child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()))
       yield* Effect.suspend(() => out.includes("listening") ? Effect.void : Effect.fail("not yet")).pipe(
