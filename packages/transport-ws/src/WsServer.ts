@@ -23,8 +23,13 @@
  * close code 4401 (token) or 4403 (origin, host), or HTTP 401 / 403 if it did
  * not offer `effect-ipc.refused` (see `WsProtocol`); the listener goes on
  * serving others. A connection that has not completed its handshake within
- * `handshakeTimeout` is dropped; messages over `maxMessageSize` end the
- * connection that sent them (close 1009, `FrameTooLarge` on that channel).
+ * `handshakeTimeout` is dropped, and at most `maxPendingHandshakes` wait at
+ * once: when another connection arrives, the one that has waited longest is
+ * dropped (counted and logged as refused), so a flood of connections that
+ * never finish their handshake holds a bounded number of descriptors and
+ * cannot keep a well-behaved client (which finishes in a round trip) out.
+ * Messages over `maxMessageSize` end the connection that sent them (close
+ * 1009, `FrameTooLarge` on that channel).
  *
  * @since 0.1.0
  */
@@ -65,6 +70,8 @@ export interface WsServerOptions extends Link.LinkOptions {
   readonly tokenFile?: string | false | undefined
   /** How long a connection may take to complete its WebSocket handshake (default 10 s). */
   readonly handshakeTimeout?: Duration.Input | undefined
+  /** Connections waiting to complete their handshake at once; past it the oldest is dropped (default 64). */
+  readonly maxPendingHandshakes?: number | undefined
 }
 
 /** A `ws://` listener: a `Transport.Listener` with its token. */
@@ -103,6 +110,9 @@ const hostNameOf = (host: string): string | undefined => {
   const match = /^(\[[0-9a-f:.]+\]|[^[\]:]+)(?::\d{1,5})?$/.exec(h)
   return match === null ? undefined : match[1]
 }
+
+/** Connections waiting to complete their handshake at once, by default. */
+const DEFAULT_MAX_PENDING_HANDSHAKES = 64
 
 /** How many refusals a minute are logged one by one; further ones are summed up in one line a minute. */
 const LOGGED_REFUSALS_PER_MINUTE = 10
@@ -192,6 +202,14 @@ export const listen = (
       return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
     }
     const expected = digest(token)
+    const maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES
+    if (!Number.isSafeInteger(maxPending) || maxPending < 1) {
+      return yield* IpcError.make(
+        "InvalidOption",
+        `maxPendingHandshakes must be a positive whole number, got ${String(maxPending)}`,
+        shown
+      )
+    }
     const handshakeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout ?? "10 seconds"))
     const allowed = options.allowedOrigins
     const originAllowed = typeof allowed === "function"
@@ -323,9 +341,23 @@ export const listen = (
       sockets.add(socket)
       socket.once("close", () => sockets.delete(socket))
     }
+    // connections not yet a channel (the handshake to come, or a refusal being said), oldest first
+    const pending = new Map<Duplex, string>()
     server.on("connection", (socket: Net.Socket) => {
       track(socket)
       socket.on("error", () => {})
+      // over the cap, the connection that has waited longest goes: a flood holds at most maxPending
+      // descriptors, and a client that completes its handshake in a round trip still gets through
+      const oldest = pending.size >= maxPending ? pending.entries().next().value : undefined
+      if (oldest !== undefined) {
+        const [dropped, peer] = oldest
+        pending.delete(dropped)
+        dropped.destroy()
+        const detail = `dropped ${peer}: the oldest of ${maxPending} pending handshakes (maxPendingHandshakes)`
+        void runConnection(noteRefusal(IpcError.make("PeerRejected", detail, shown)))
+      }
+      pending.set(socket, `${socket.remoteAddress}:${socket.remotePort}`)
+      socket.once("close", () => pending.delete(socket))
       // a connection that has not upgraded in time is dropped (headersTimeout only checks now and then)
       const timer = setTimeout(() => {
         if (!upgraded.has(socket)) socket.destroy()
@@ -365,6 +397,7 @@ export const listen = (
           })
         })
         if (ws === undefined) return
+        pending.delete(socket)
         const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
         const origin = req.headers.origin
         const peer: IpcChannel.PeerInfo = {

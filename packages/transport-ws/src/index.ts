@@ -78,6 +78,7 @@ const fields: TransportOptions.Fields<WsConfigOptions> = {
   maxBufferedBytes: TransportOptions.Bytes,
   lingerTimeout: TransportOptions.Duration,
   handshakeTimeout: TransportOptions.Duration,
+  maxPendingHandshakes: TransportOptions.Count,
   allowRemote: TransportOptions.Flag,
   allowedOrigins: List,
   allowedHosts: List,

@@ -1,0 +1,124 @@
+/**
+ * Pending handshakes are capped: a flood of connections that never finish
+ * (or are slow to finish) their WebSocket upgrade holds at most
+ * `maxPendingHandshakes` descriptors of the listener's process (the oldest
+ * pending ones are dropped as new ones come), so it cannot run the listener
+ * out of descriptors; a well-behaved client is served during the flood, and
+ * the descriptors come back once it is over.
+ */
+import * as Ws from "@effect-ipc/transport-ws"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import type * as Net from "node:net"
+import * as Path from "node:path"
+import { closedBy, freshPort, rawConnect } from "./helpers.ts"
+
+const root = Path.resolve(import.meta.dirname, "../../..")
+
+/** Polls `check` every 20 ms until it holds (a guard of 30 s against a hang, not a figure). */
+const until = (check: () => boolean, what: () => string) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 30_000
+    while (!check()) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out waiting: ${what()}`))
+      yield* Effect.sleep("20 millis")
+    }
+  })
+
+const fdsOf = (pid: number): number => Fs.readdirSync(`/proc/${pid}/fd`).length
+
+/** The echo server in its own process, with at most `maxFds` descriptors (`ulimit -n`); its pid and token. */
+const serverProcess = (address: string, maxFds: number) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        ChildProcess.spawn(
+          "bash",
+          [
+            "-c",
+            `ulimit -n ${maxFds} && exec bash scripts/node.sh "$@"`,
+            "server",
+            "packages/transport-ws/test/fixtures/echo-server.ts",
+            address,
+            "60000"
+          ],
+          { cwd: root, stdio: ["pipe", "pipe", "inherit"] }
+        )
+      ),
+      (server) =>
+        Effect.callback<void>((resume) => {
+          if (server.exitCode !== null || server.signalCode !== null) return resume(Effect.void)
+          server.once("exit", () => resume(Effect.void))
+          server.stdin!.end()
+          setTimeout(() => server.kill("SIGKILL"), 10_000).unref()
+        })
+    )
+    let out = ""
+    child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()))
+    yield* until(() => /ready \S+\n/.test(out) || child.exitCode !== null, () => `the server to start (${out})`)
+    const token = /ready (\S+)\n/.exec(out)?.[1]
+    assert.isDefined(token, `the server did not start: ${out}`)
+    return { pid: child.pid!, token: token! }
+  })
+
+describe("ws:// pending handshakes", () => {
+  it.live(
+    "a flood of 400 unfinished handshakes holds at most maxPendingHandshakes descriptors; a good client is served; fds come back",
+    () =>
+      Effect.gen(function*() {
+        const port = freshPort()
+        const address = `ws://127.0.0.1:${port}/pending`
+        // 256 descriptors: without a cap, 400 pending connections run the listener out of them
+        const server = yield* serverProcess(address, 256)
+        const echo = (i: number) =>
+          Effect.scoped(Effect.gen(function*() {
+            const channel = yield* Ws.WsClient.dial(address, { token: server.token })
+            yield* channel.send(new Uint8Array([i]))
+            assert.strictEqual((yield* channel.receive)[0], i)
+          }))
+        yield* echo(1)
+        const baseline = fdsOf(server.pid)
+        const sockets: Array<Net.Socket> = []
+        yield* Effect.scoped(Effect.gen(function*() {
+          for (let i = 0; i < 400; i++) {
+            const socket = yield* rawConnect(port)
+            sockets.push(socket)
+            // silent ones, and ones sending their request slowly (half of its headers, never the end)
+            if (i % 2 === 1) socket.write(`GET /pending HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n`)
+          }
+          // the server has seen them all: it holds at most 64 of them, and has dropped the others
+          yield* until(
+            () => sockets.filter((s) => s.closed).length >= 400 - 64,
+            () => `the server to drop all but 64 (dropped ${sockets.filter((s) => s.closed).length})`
+          )
+          const during = fdsOf(server.pid)
+          // a well-behaved client, while the flood's newest 64 are still pending
+          yield* echo(2)
+          const stillOpen = sockets.filter((s) => !s.closed).length
+          console.log(`pending flood: ${baseline} fds before, ${during} during (${stillOpen} of 400 still open)`)
+          assert.isAtMost(during, baseline + 64 + 2, `${during} descriptors during the flood`)
+        }))
+        // the flood ends: back to the baseline, and still serving
+        yield* until(
+          () => fdsOf(server.pid) <= baseline,
+          () => `descriptors back to ${baseline} (${fdsOf(server.pid)})`
+        )
+        yield* echo(3)
+        yield* Effect.forEach(sockets, closedBy, { discard: true })
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.effect("maxPendingHandshakes must be a positive whole number: InvalidOption", () =>
+    Effect.gen(function*() {
+      for (const bad of [0, -1, 1.5, Number.NaN]) {
+        const error = yield* Effect.flip(
+          Ws.WsServer.listen(`ws://127.0.0.1:${freshPort()}/pending`, { tokenFile: false, maxPendingHandshakes: bad })
+        )
+        assert.strictEqual(error.reason._tag, "InvalidOption", String(bad))
+        assert.include(error.message, "maxPendingHandshakes")
+      }
+    }).pipe(Effect.scoped))
+})
