@@ -48,6 +48,7 @@ import type { Duplex } from "node:stream"
 import { WebSocketServer } from "ws"
 import type { RawData, WebSocket as NodeWebSocket } from "ws"
 import * as Link from "./internal/link.ts"
+import * as Strength from "./internal/strength.ts"
 import * as TokenFile from "./TokenFile.ts"
 import * as WsAddress from "./WsAddress.ts"
 import * as WsProtocol from "./WsProtocol.ts"
@@ -64,8 +65,14 @@ export interface WsServerOptions extends Link.LinkOptions {
   readonly allowedHosts?: ReadonlyArray<string> | undefined
   /** Allows listening on a host that is not a loopback address (default false); needs `allowedHosts`. */
   readonly allowRemote?: boolean | undefined
-  /** The token clients must present; default: the address's `?token=...`, else 32 fresh random bytes. */
+  /**
+   * The token clients must present; default: the address's `?token=...`, else
+   * 32 fresh random bytes. A given one must carry 128 bits (estimated from its
+   * length and characters), else `listen` fails with `InvalidOption`.
+   */
   readonly token?: string | undefined
+  /** Accepts a given `token` (or the address's) weaker than 128 bits (default false). */
+  readonly allowWeakToken?: boolean | undefined
   /** Where to write the token (mode 0600); `false`: nowhere. Default: `TokenFile.pathOf(address)`. */
   readonly tokenFile?: string | false | undefined
   /** How long a connection may take to complete its WebSocket handshake (default 10 s). */
@@ -197,9 +204,20 @@ export const listen = (
         shown
       )
     }
-    const token = options.token ?? parsed.token ?? TokenFile.generate()
+    const given = options.token ?? parsed.token
+    const token = given ?? TokenFile.generate()
     if (!WsAddress.isValidToken(token)) {
       return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
+    }
+    const weakness = given === undefined || options.allowWeakToken === true ? undefined : Strength.weakness(given)
+    if (weakness !== undefined) {
+      return yield* IpcError.make(
+        "InvalidOption",
+        `the token given ${
+          options.token === undefined ? "in the address" : "in the options"
+        } is weak: ${weakness}; leave it out for a fresh one (TokenFile.generate()), or set allowWeakToken`,
+        shown
+      )
     }
     const expected = digest(token)
     const maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES

@@ -83,6 +83,7 @@ const fields: TransportOptions.Fields<WsConfigOptions> = {
   allowedOrigins: List,
   allowedHosts: List,
   token: TransportOptions.Text,
+  allowWeakToken: TransportOptions.Flag,
   tokenFile: TransportOptions.Text
 }
 

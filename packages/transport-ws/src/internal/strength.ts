@@ -1,0 +1,42 @@
+/**
+ * How strong a token the user gave is: its bits are estimated as its length
+ * times the bits of the smallest usual alphabet that holds all its characters
+ * (digits, hex, one case of letters, letters and digits, base64url, every
+ * token character), and it must use a few distinct characters. A random
+ * token of 16 bytes or more passes in hex or base64url; a short one, a
+ * word, a pattern or digits alone do not. An estimate only: a long phrase of
+ * mixed words can pass.
+ */
+
+/** The bits a token must carry, as 16 random bytes do. */
+export const REQUIRED_BITS = 128
+
+/** Distinct characters a token must use (a random token of 22 or more has many more). */
+const MIN_DISTINCT = 8
+
+const alphabets: ReadonlyArray<readonly [name: string, pattern: RegExp, size: number]> = [
+  ["0-9", /^[0-9]*$/, 10],
+  ["0-9 a-f", /^[0-9a-f]*$/, 16],
+  ["0-9 A-F", /^[0-9A-F]*$/, 16],
+  ["a-z", /^[a-z]*$/, 26],
+  ["A-Z", /^[A-Z]*$/, 26],
+  ["0-9 a-z", /^[0-9a-z]*$/, 36],
+  ["0-9 A-Z", /^[0-9A-Z]*$/, 36],
+  ["A-Z a-z", /^[A-Za-z]*$/, 52],
+  ["A-Z a-z 0-9", /^[A-Za-z0-9]*$/, 62],
+  ["A-Z a-z 0-9 _ -", /^[A-Za-z0-9_-]*$/, 64],
+  ["A-Z a-z 0-9 . _ ~ -", /^[A-Za-z0-9._~-]*$/, 66]
+]
+
+/** Why `token` is weak (without showing it), or `undefined` when it is strong enough. */
+export const weakness = (token: string): string | undefined => {
+  const distinct = new Set(token).size
+  if (distinct < MIN_DISTINCT) {
+    return `it uses ${distinct} distinct character${distinct === 1 ? "" : "s"} (at least ${MIN_DISTINCT} are needed)`
+  }
+  const [name, , size] = alphabets.find(([, pattern]) => pattern.test(token)) ?? alphabets[alphabets.length - 1]!
+  const bits = Math.floor(token.length * Math.log2(size))
+  return bits >= REQUIRED_BITS
+    ? undefined
+    : `${token.length} characters of ${name} carry at most ${bits} bits (at least ${REQUIRED_BITS} are needed)`
+}

@@ -1,0 +1,71 @@
+/**
+ * A token the user gives (`token`, or the address's `?token=`) must be as
+ * strong as a generated one (128 bits or more, estimated from its length and
+ * the characters it uses): a short or low-entropy one fails `listen` with
+ * `InvalidOption` saying why (never showing the token), unless
+ * `allowWeakToken` is set.
+ */
+import * as Transport from "@effect-ipc/core/Transport"
+import * as Ws from "@effect-ipc/transport-ws"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Crypto from "node:crypto"
+import { freshAddress, sweepTokenFiles } from "./helpers.ts"
+
+afterAll(sweepTokenFiles)
+
+const weak: ReadonlyArray<readonly [string, string, string]> = [
+  // [the token, what it is, what the error must name]
+  ["s3cret-token", "short", "12 characters"],
+  ["a".repeat(64), "one character repeated", "1 distinct character"],
+  ["ab".repeat(40), "a pattern", "2 distinct characters"],
+  ["0123456789".repeat(3), "30 digits", "of 0-9"],
+  [Crypto.randomBytes(12).toString("hex"), "12 random bytes in hex", "of 0-9 a-f"],
+  ["correcthorsebatterystaple", "lowercase words", "of a-z"]
+]
+
+const strong: ReadonlyArray<readonly [string, string]> = [
+  [Ws.TokenFile.generate(), "a generated token"],
+  [Crypto.randomBytes(16).toString("base64url"), "16 random bytes in base64url"],
+  [Crypto.randomBytes(16).toString("hex"), "16 random bytes in hex"],
+  [Crypto.randomUUID() + Crypto.randomUUID(), "two UUIDs"]
+]
+
+describe("a token the user gives", () => {
+  it.effect("a weak one fails listen with InvalidOption naming why, in the options or the address", () =>
+    Effect.gen(function*() {
+      for (const [token, what, why] of weak) {
+        for (const where of ["option", "address"] as const) {
+          const address = freshAddress("weak")
+          const error = yield* Effect.flip(
+            where === "option"
+              ? Ws.WsServer.listen(address, { tokenFile: false, token })
+              : Ws.WsServer.listen(`${address}?token=${token}`, { tokenFile: false })
+          )
+          assert.strictEqual(error.reason._tag, "InvalidOption", `${what} (${where}): ${error.message}`)
+          assert.include(error.message, why, `${what} (${where})`)
+          assert.include(error.message, "allowWeakToken", `${what} (${where})`)
+          assert.notInclude(error.message, token, `${what} (${where}): the token is not shown`)
+        }
+      }
+    }).pipe(Effect.scoped))
+
+  it.live("a strong one is served; a weak one with allowWeakToken is served", () =>
+    Effect.gen(function*() {
+      const tokens = [
+        ...strong.map(([token]) => [token, false] as const),
+        ...weak.map(([token]) => [token, true] as const)
+      ]
+      for (const [token, allowWeakToken] of tokens) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const address = freshAddress("strong")
+          const listener = yield* Ws.WsServer.listen(address, { tokenFile: false, token, allowWeakToken })
+          assert.strictEqual(listener.token, token)
+          yield* Effect.forkScoped(Transport.serve(listener, (c) => Effect.forever(Effect.flatMap(c.receive, c.send))))
+          const channel = yield* Ws.WsClient.dial(address, { token })
+          yield* channel.send(new Uint8Array([7]))
+          assert.strictEqual((yield* channel.receive)[0], 7, token)
+        }))
+      }
+    }))
+})
