@@ -27,6 +27,7 @@ export * as ShmTransport from "./ShmTransport.ts"
 export const options: TransportOptions.Declaration = TransportOptions.declare<ShmTransport.ShmConfigOptions>()({
   ringSize: TransportOptions.Bytes,
   spin: TransportOptions.Duration,
+  poll: TransportOptions.Duration,
   maxMessageSize: TransportOptions.Bytes,
   inPlaceThreshold: TransportOptions.Bytes,
   maxBufferedMessages: TransportOptions.Count,

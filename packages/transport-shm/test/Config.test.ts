@@ -35,6 +35,35 @@ describe("shm options from configuration", () => {
       }))
     ), 60_000)
 
+  it.live(
+    "IPC_OPTIONS_POLL sets how long a receiver polls before it sleeps (0: at once)",
+    () =>
+      Effect.gen(function*() {
+        const address = yield* Registry.IpcAddress
+        const listener = yield* Transport.listen(address)
+        const client = yield* Transport.dial(address)
+        const server = yield* listener.accept
+        yield* Effect.forkChild(Effect.forever(Effect.flatMap(server.receive, server.send)))
+        for (let i = 0; i < 20; i++) {
+          yield* client.send(new Uint8Array([i]))
+          yield* client.receive
+        }
+        assert.isTrue(Shm.ShmChannel.isShmChannel(client))
+        if (!Shm.ShmChannel.isShmChannel(client)) return
+        const stats = yield* client.stats
+        assert.strictEqual(stats.pollHits, 0, JSON.stringify(stats))
+        assert.isAtLeast(stats.sleeps, 20, JSON.stringify(stats))
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(configured({
+          IPC_ADDRESS: `shm://eipc-config-poll-${process.pid}`,
+          IPC_OPTIONS_POLL: "0 millis",
+          IPC_OPTIONS_COLLECTOR: "false"
+        }))
+      ),
+    60_000
+  )
+
   it.effect("a bad option fails the build with InvalidOption naming it and the transport", () =>
     Effect.gen(function*() {
       const wrong = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS: `{"ringSize": -1}` })))

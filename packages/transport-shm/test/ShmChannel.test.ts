@@ -148,19 +148,68 @@ describe("shm:// channels", () => {
         const spinning = yield* client.stats
         // on a busy machine some waits outlast the spin; most do not
         assert.isAbove(spinning.spinHits, 0, JSON.stringify(spinning))
-        // the same exchange without spin: every wait sleeps on the doorbell
+        // the same exchange without spin or poll: every wait sleeps on the doorbell
         const where2 = address()
         yield* spawnChild("echo", where2, "0 millis")
-        const sleeper = (yield* Shm.ShmTransport.make().dial(where2)) as Shm.ShmChannel.ShmChannel
+        const sleeper = (yield* Shm.ShmTransport.make({ poll: 0 }).dial(where2)) as Shm.ShmChannel.ShmChannel
         for (let i = 0; i < 50; i++) {
           yield* sleeper.send(new Uint8Array([i]))
           yield* sleeper.receive
         }
         const blocking = yield* sleeper.stats
         assert.strictEqual(blocking.spinHits, 0)
+        assert.strictEqual(blocking.pollHits, 0)
         assert.isAtLeast(blocking.sleeps, 50)
       }).pipe(Effect.scoped),
     60_000
+  )
+
+  it.live(
+    "polls for replies by default: replies arrive while polling, without doorbells",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        yield* spawnChild("echo", where, "0 millis")
+        const client = (yield* Shm.ShmTransport.make().dial(where)) as Shm.ShmChannel.ShmChannel
+        for (let i = 0; i < 500; i++) {
+          const message = new Uint8Array([i & 0xff, i >> 8])
+          yield* client.send(message)
+          assert.isTrue(same(yield* client.receive, message))
+        }
+        const stats = yield* client.stats
+        assert.strictEqual(stats.spinHits, 0)
+        // on a busy machine some waits outlast the window (and then sleep); some do not
+        assert.isAbove(stats.pollHits, 0, JSON.stringify(stats))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "never loses a wake-up between polling and sleeping: both ends stop polling and are rung awake",
+    () =>
+      Effect.gen(function*() {
+        // every other reply comes after the client's poll window, every other request after the echo's:
+        // each end keeps falling asleep, and only the other's doorbell wakes it
+        const where = address()
+        yield* spawnChild("echo", where, "0 millis", "2 millis")
+        const client = (yield* Shm.ShmTransport.make().dial(where)) as Shm.ShmChannel.ShmChannel
+        for (let i = 0; i < 400; i++) {
+          if (i % 2 === 0) yield* Effect.sleep("2 millis")
+          const message = new Uint8Array([i & 0xff, i >> 8])
+          yield* client.send(message)
+          const reply = yield* client.receive.pipe(
+            Effect.timeoutOrElse({
+              duration: "5 seconds",
+              orElse: () => Effect.die(new Error(`no reply to message ${i}: a lost wake-up`))
+            })
+          )
+          assert.isTrue(same(reply, message))
+        }
+        const stats = yield* client.stats
+        assert.isAbove(stats.sleeps, 0, JSON.stringify(stats))
+        assert.isAbove(stats.doorbells, 0, JSON.stringify(stats))
+      }).pipe(Effect.scoped),
+    120_000
   )
 
   it.live(
@@ -331,7 +380,7 @@ describe("shm:// channels", () => {
       // had already closed its listener): the collector removes those, and only sockets
       const swept = yield* Shm.SegmentGc.collect({ prefix: `channel-test-${process.pid}-` })
       const kinds = swept.removed.map((r) => r.kind)
-      assert.isAtMost(kinds.length, 2, JSON.stringify(kinds))
+      assert.isAtMost(kinds.length, 4, JSON.stringify(kinds)) // the four echo children
       assert.isTrue(kinds.every((kind) => kind === "socket"), JSON.stringify(kinds))
       const files = Fs.readdirSync(Shm.ShmTransport.defaultDirectory())
       assert.deepStrictEqual(files.filter((f) => f.includes(`channel-test-${process.pid}-`)), [])

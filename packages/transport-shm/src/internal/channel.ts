@@ -85,6 +85,7 @@ export const make = (
     const maxMessageSize = options.maxMessageSize ?? ShmChannel.DEFAULT_MAX_MESSAGE_SIZE
     const inPlaceThreshold = options.inPlaceThreshold ?? ShmChannel.DEFAULT_IN_PLACE_THRESHOLD
     const spinMillis = Duration.toMillis(Duration.fromInputUnsafe(options.spin ?? 0))
+    const pollMillis = Duration.toMillis(Duration.fromInputUnsafe(options.poll ?? ShmChannel.DEFAULT_POLL))
     const linger = Duration.toMillis(Duration.fromInputUnsafe(options.lingerTimeout ?? "2 seconds"))
     const outSnapshot = Header.snapshot(Header.view(link.outbound.buffer))
     const inSnapshot = Header.snapshot(Header.view(link.inbound.buffer))
@@ -126,7 +127,7 @@ export const make = (
     const flushed = () => {
       unflushed = false
     }
-    const stats = { spinHits: 0, sleeps: 0, doorbells: 0 }
+    const stats = { spinHits: 0, pollHits: 0, sleeps: 0, doorbells: 0 }
     const ring = (): void => {
       if (destroyed) return
       stats.doorbells++
@@ -332,7 +333,46 @@ export const make = (
 
     const idle = (): boolean => inbox.size() === 0 && !inbox.isDone() && segmentDue === undefined
 
-    /** Before a receiver waits: read the ring, spin if asked to, and arm the doorbell if still empty. */
+    // ---- polling ------------------------------------------------------------------------
+    // A receiver with nothing to read looks at the ring once per turn of the event loop (which runs
+    // on meanwhile) until `poll` has passed since it last asked, and only then arms the doorbell:
+    // a reply that comes within the window costs no system call on either side (the writer rings
+    // only an armed reader), and an idle channel stops costing CPU once the window is over.
+    // The window adapts: a wait that polling ended, or that the doorbell ended soon after the
+    // window, widens it (up to `poll`); a longer wait (a slow peer, or one that gets no CPU on a
+    // busy machine, where polling would only take the CPU from it) narrows it, down to none.
+    let window = pollMillis
+    let pollUntil = 0
+    let waitStart = 0
+    let polling = false
+    let armedAfterPoll = false
+    const pollTurn = (): void => {
+      polling = false
+      if (destroyed || lostDue !== undefined || !idle()) return
+      if (inbound.hasNext() || inbound.isClosed()) {
+        stats.pollHits++
+        window = Math.min(pollMillis, window * 2)
+        pump()
+        if (!idle()) return
+      }
+      if (performance.now() < pollUntil) {
+        polling = true
+        Libc.yieldCpu()
+        setImmediate(pollTurn)
+      } else {
+        armedAfterPoll = true
+        arm()
+      }
+    }
+    /** A doorbell found input: had polling a little longer been worth it? */
+    const doorbellAnswered = (): void => {
+      armedAfterPoll = false
+      const waited = performance.now() - waitStart
+      window = waited < pollMillis ? Math.min(pollMillis, Math.max(window, waited * 2, 0.02)) : window / 2
+      if (window < 0.005) window = 0
+    }
+
+    /** Before a receiver waits: read the ring, spin and poll if asked to, and arm the doorbell if still empty. */
     const prepare = (): void => {
       if (destroyed || lostDue !== undefined || !idle()) return
       pump()
@@ -340,6 +380,17 @@ export const make = (
       if (spinMillis > 0) {
         spinRead()
         if (!idle()) return
+      }
+      if (pollMillis > 0) {
+        waitStart = performance.now()
+        armedAfterPoll = window === 0
+        if (window === 0) return arm()
+        pollUntil = waitStart + window
+        if (!polling) {
+          polling = true
+          setImmediate(pollTurn)
+        }
+        return
       }
       arm()
     }
@@ -352,8 +403,10 @@ export const make = (
      */
     function wake(): void {
       if (destroyed || lostDue !== undefined) return
+      if (armedAfterPoll && (inbound.hasNext() || inbound.isClosed())) doorbellAnswered()
       pump()
-      if (inbox.size() === 0 && !inbox.isDone()) arm()
+      // a polling reader arms once its window is over
+      if (inbox.size() === 0 && !inbox.isDone() && !polling) arm()
       if (waiting.length > 0) flushWaiting()
     }
 
@@ -543,56 +596,51 @@ export const make = (
       drain()
     }
 
-    const engine = ChannelEngine.make({
-      address,
-      peer: link.peer,
-      maxMessageSize,
-      // the ring is the buffer: a send that does not fit waits for room
-      highWaterMark: 0,
-      maxBufferedMessages: options.maxBufferedMessages,
-      maxBufferedBytes: options.maxBufferedBytes,
-      lingerTimeout: options.lingerTimeout
-    }, (given) => {
-      sink = given
-      return {
-        write: (message) => {
-          if (peerGone) return Effect.fail(peerClosedError)
-          if (message.byteLength > inlineMax) return sendLarge(message)
-          if (writeNow(Ring.RecordKind.data, message)) return
-          wait({
-            kind: Ring.RecordKind.data,
-            payload: message.byteLength < COPY_BELOW ? message.slice() : message,
-            segment: undefined,
-            done: undefined
-          })
-        },
-        pending: () => waitingBytes,
-        resume: wake,
-        beforeReceive: prepare,
-        goodbye: (sent) => {
-          abortWaiting()
-          dropWaiting()
-          farewellDue = sent
-          // after everything waiting: the ring closes once they are written
-          if (waiting.length === 0) {
-            outbound.close()
-            afterWrite()
+    // the ring is the buffer: a send that does not fit waits for room
+    const engine = ChannelEngine.make(
+      { ...options, address, peer: link.peer, maxMessageSize, highWaterMark: 0 },
+      (given) => {
+        sink = given
+        return {
+          write: (message) => {
+            if (peerGone) return Effect.fail(peerClosedError)
+            if (message.byteLength > inlineMax) return sendLarge(message)
+            if (writeNow(Ring.RecordKind.data, message)) return
+            wait({
+              kind: Ring.RecordKind.data,
+              payload: message.byteLength < COPY_BELOW ? message.slice() : message,
+              segment: undefined,
+              done: undefined
+            })
+          },
+          pending: () => waitingBytes,
+          resume: wake,
+          beforeReceive: prepare,
+          goodbye: (sent) => {
+            abortWaiting()
+            dropWaiting()
+            farewellDue = sent
+            // after everything waiting: the ring closes once they are written
+            if (waiting.length === 0) {
+              outbound.close()
+              afterWrite()
+              kick()
+            }
+          },
+          destroy: () => {
+            destroyed = true
+            abortWaiting()
+            for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
+            link.outbound.release()
+            // views of the peer's ring still held (handed out, or in the inbox) stay valid until they
+            // are released, or `close` (or the scope's end) detaches them
+            if (pins.every((pin) => pin.released)) link.inbound.release()
+            dropDue = true
             kick()
           }
-        },
-        destroy: () => {
-          destroyed = true
-          abortWaiting()
-          for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
-          link.outbound.release()
-          // views of the peer's ring still held (handed out, or in the inbox) stay valid until they
-          // are released, or `close` (or the scope's end) detaches them
-          if (pins.every((pin) => pin.released)) link.inbound.release()
-          dropDue = true
-          kick()
         }
       }
-    })
+    )
     inbox = engine.inbox
 
     const task: Effect.Effect<void> = Effect.suspend(() => {
