@@ -18,6 +18,7 @@
  *
  * @since 0.1.0
  */
+import * as Bytes from "./internal/bytes.ts"
 import * as IpcError from "./IpcError.ts"
 
 /** The version byte of every frame. */
@@ -57,31 +58,49 @@ export type FrameHandler = (kind: Kind, payload: Uint8Array) => void
 // first buffer of a frame spread over several chunks: its length declares more than has arrived
 const INITIAL_BODY = 64 * 1024
 
+/** Options of a `Decoder`. */
+export interface DecoderOptions {
+  /**
+   * The caller hands each chunk over with `push` and never writes into it
+   * again (Node's stream chunks: every read is a fresh buffer). A frame spread
+   * over several chunks is then kept as views of them and copied once, into a
+   * buffer of its exact length, when its last byte arrives. Without it
+   * (default) the decoder copies what it keeps before `push` returns.
+   */
+  readonly chunksHandedOver?: boolean | undefined
+}
+
 /**
  * An incremental frame decoder: feed it chunks as they arrive, in any sizes,
  * and it calls back once per whole frame. Frames inside one chunk are not
- * copied; a frame spread over several chunks is assembled in a buffer that
- * grows with the bytes received (at most twice them), never to a length
- * the peer declared but did not send.
+ * copied; a frame spread over several chunks is assembled in a buffer of its
+ * own (a caller may reuse a chunk once `push` returns, unless it handed the
+ * chunks over, see `DecoderOptions`). Memory held for a partial frame follows
+ * the bytes received (at most twice them), never the length the peer
+ * declared but did not send.
  */
 export class Decoder {
   private header = new Uint8Array(HEADER_SIZE)
   private headerFill = 0
   private body: Uint8Array | undefined = undefined
+  // chunks handed over: the partial frame's pieces, views of the chunks (body is then unused)
+  private pieces: Array<Uint8Array> | undefined = undefined
   private bodyLength = 0
   private bodyFill = 0
   private bodyKind: Kind = Kind.data
   private failed: IpcError.IpcError | undefined = undefined
 
   private readonly maxFrameSize: number
+  private readonly handedOver: boolean
 
-  constructor(maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE) {
+  constructor(maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE, options: DecoderOptions = {}) {
     this.maxFrameSize = maxFrameSize
+    this.handedOver = options.chunksHandedOver === true
   }
 
   /** True when a frame has started but not finished (the stream was cut mid-frame if it ends now). */
   get inFrame(): boolean {
-    return this.headerFill > 0 || this.body !== undefined
+    return this.headerFill > 0 || this.body !== undefined || this.pieces !== undefined
   }
 
   /**
@@ -98,6 +117,25 @@ export class Decoder {
     let offset = 0
     const end = chunk.byteLength
     while (offset < end) {
+      if (this.pieces !== undefined) {
+        const take = Math.min(this.bodyLength - this.bodyFill, end - offset)
+        this.pieces.push(chunk.subarray(offset, offset + take))
+        this.bodyFill += take
+        offset += take
+        if (this.bodyFill === this.bodyLength) {
+          // one copy, into memory of the frame's exact length (not zeroed: every byte is written)
+          const body = Bytes.uninitialized(this.bodyLength)
+          let at = 0
+          for (const piece of this.pieces) {
+            body.set(piece, at)
+            at += piece.byteLength
+          }
+          this.pieces = undefined
+          this.bodyFill = 0
+          onFrame(this.bodyKind, body)
+        }
+        continue
+      }
       if (this.body !== undefined) {
         const want = this.bodyLength - this.bodyFill
         const take = Math.min(want, end - offset)
@@ -144,11 +182,17 @@ export class Decoder {
       if (end - offset >= length) {
         onFrame(kind as Kind, chunk.subarray(offset, offset + length))
         offset += length
+      } else if (this.handedOver) {
+        // views of the chunks as they come (memory for what has arrived), one copy at the end
+        this.pieces = []
+        this.bodyLength = length
+        this.bodyFill = 0
+        this.bodyKind = kind as Kind
       } else {
         // memory for what has arrived, not for what the peer declares: the buffer grows (doubling)
         // as the bytes come, up to the frame's length; every byte is written before delivery, so
         // it need not be zeroed
-        this.body = Buffer.allocUnsafe(Math.min(length, Math.max(INITIAL_BODY, 2 * (end - offset))))
+        this.body = Bytes.uninitialized(Math.min(length, Math.max(INITIAL_BODY, 2 * (end - offset))))
         this.bodyLength = length
         this.bodyFill = 0
         this.bodyKind = kind as Kind
@@ -159,7 +203,7 @@ export class Decoder {
 
   /** Grows the partial frame's buffer to hold at least `needed` bytes (doubling, at most its length). */
   private grow(needed: number): void {
-    const grown = Buffer.allocUnsafe(Math.min(this.bodyLength, Math.max(needed, 2 * this.body!.byteLength)))
+    const grown = Bytes.uninitialized(Math.min(this.bodyLength, Math.max(needed, 2 * this.body!.byteLength)))
     grown.set(this.body!.subarray(0, this.bodyFill))
     this.body = grown
   }

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Address from "./Address.ts"
 import * as ChannelEngine from "./ChannelEngine.ts"
+import { copyOf } from "./internal/bytes.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 import * as Transport from "./Transport.ts"
@@ -23,23 +24,6 @@ export interface MemoryOptions {
 }
 
 const listeners = new Map<string, (client: MemoryEnd) => MemoryEnd>()
-
-// Node's Buffer where there is one (core also loads in browsers, which have none)
-const NodeBuffer: typeof Buffer | undefined = (globalThis as { Buffer?: typeof Buffer }).Buffer
-
-/**
- * A copy of `message` that the receiver owns (the sender may reuse its buffer).
- * `slice()` zero-fills new memory and then copies over it; from 4 KiB on the
- * copy goes into memory that is not zeroed first (every byte is written):
- * about twice the one-way rate at 64 KiB and 1 MiB, no gain below (see
- * bench/README.md, "Engine changes").
- */
-const copyOf = (message: Uint8Array): Uint8Array => {
-  if (message.byteLength < 4096 || NodeBuffer === undefined) return message.slice()
-  const copy = NodeBuffer.allocUnsafeSlow(message.byteLength)
-  copy.set(message)
-  return copy
-}
 
 /** One end of a memory channel: its sink, once its engine has started, and whether its inbox is full. */
 interface MemoryEnd {

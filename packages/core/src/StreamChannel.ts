@@ -4,8 +4,8 @@
  * byte-stream transport uses:
  *
  * - writes are coalesced: messages sent in one burst go out in one syscall
- *   (small messages are copied into 64 KiB batches, large ones are written
- *   from the caller's buffer without a copy);
+ *   (small messages are copied into 64 KiB batches, large ones into buffers
+ *   reused once written: the caller may reuse its buffer once `send` returns);
  * - `send` waits while more than `highWaterMark` bytes are queued, and can
  *   drop the peer after `writeTimeout`;
  * - reading pauses when the inbox is full, so a slow consumer slows the sender;
@@ -57,7 +57,8 @@ const BATCH_SIZE = 64 * 1024
 const COPY_LIMIT = 8 * 1024
 const EMPTY = new Uint8Array(0)
 
-const toBuffer = (u: Uint8Array): Buffer => Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+// written large messages' buffers kept for reuse, per channel
+const SPARE_LIMIT = 4 * 1024 * 1024
 
 // the link of a channel over `streams` (see `ChannelEngine`): frames written into 64 KiB batches,
 // one write (corked) per burst; incoming chunks decoded in place; a close frame as the goodbye
@@ -80,11 +81,37 @@ const link = (
   let batchStart = 0
   let batchFill = 0
   let out: Array<Buffer> = []
+  // per entry of `out`: the spare buffer it was copied into, recycled once the stream has written it
+  let owners: Array<Buffer | undefined> = []
   let queued = 0
+
+  // large messages are copied too (a caller may reuse its buffer once `send` returns, and the stream
+  // writes later), into buffers that are used again once written: a copy into memory already mapped
+  // costs a tenth of a fresh allocation at 1 MiB (see bench/README.md, "1 MiB messages")
+  const spares: Array<Buffer> = []
+  let spareBytes = 0
+  const spareFor = (size: number): Buffer => {
+    for (let i = 0; i < spares.length; i++) {
+      const spare = spares[i]!
+      if (spare.byteLength >= size && spare.byteLength <= 2 * size) {
+        spares.splice(i, 1)
+        spareBytes -= spare.byteLength
+        return spare
+      }
+    }
+    return Buffer.allocUnsafeSlow(size)
+  }
+  const recycle = (spare: Buffer) => () => {
+    if (!destroyed && spareBytes + spare.byteLength <= SPARE_LIMIT) {
+      spares.push(spare)
+      spareBytes += spare.byteLength
+    }
+  }
 
   const seal = () => {
     if (batchFill > batchStart) {
       out.push(batch.subarray(batchStart, batchFill))
+      owners.push(undefined)
       batchStart = batchFill
     }
   }
@@ -104,9 +131,11 @@ const link = (
       batchFill += total
     } else {
       seal()
-      const header = Buffer.allocUnsafe(Framing.HEADER_SIZE)
-      Framing.writeHeader(header, 0, kind, length)
-      out.push(header, toBuffer(payload))
+      const spare = spareFor(total)
+      Framing.writeHeader(spare, 0, kind, length)
+      spare.set(payload, Framing.HEADER_SIZE)
+      out.push(spare.subarray(0, total))
+      owners.push(spare)
     }
     queued += total
   }
@@ -115,14 +144,20 @@ const link = (
     seal()
     if (out.length === 0 || destroyed) return
     const chunks = out
+    const chunkOwners = owners
     out = []
+    owners = []
     queued = 0
     try {
       if (chunks.length === 1) {
-        writable.write(chunks[0])
+        const owner = chunkOwners[0]
+        writable.write(chunks[0], owner === undefined ? undefined : recycle(owner))
       } else {
         writable.cork()
-        for (const chunk of chunks) writable.write(chunk)
+        for (let i = 0; i < chunks.length; i++) {
+          const owner = chunkOwners[i]
+          writable.write(chunks[i], owner === undefined ? undefined : recycle(owner))
+        }
         writable.uncork()
       }
     } catch (cause) {
@@ -131,7 +166,9 @@ const link = (
   }
 
   // ---- reading ------------------------------------------------------
-  const decoder = new Framing.Decoder(maxFrameSize)
+  // a Node stream hands each chunk over (every read is a fresh buffer): a frame spread over chunks is
+  // copied once, when complete
+  const decoder = new Framing.Decoder(maxFrameSize, { chunksHandedOver: true })
   const onFrame: Framing.FrameHandler = (kind, payload) => {
     framesSeen++
     if (frameTimer !== undefined) {

@@ -116,17 +116,27 @@ const reference = (stream: Uint8Array, maxFrameSize: number): Outcome => {
   return { frames: out, error: undefined, inFrame: false }
 }
 
-/** Feeds `stream` to a decoder in chunks cut at `cuts`; stops at the first error, as a channel does. */
-const decode = (stream: Uint8Array, cuts: ReadonlyArray<number>, maxFrameSize: number): Outcome => {
-  const decoder = new Framing.Decoder(maxFrameSize)
-  const out: Array<[number, Array<number>]> = []
+/**
+ * Feeds `stream` to a decoder in chunks cut at `cuts`; stops at the first error, as a channel does.
+ * Chunks lent (the default) are scribbled over once pushed; chunks handed over are left alone, and the
+ * frames are read only at the end: a frame must stay intact while later chunks are decoded.
+ */
+const decode = (
+  stream: Uint8Array,
+  cuts: ReadonlyArray<number>,
+  maxFrameSize: number,
+  chunksHandedOver = false
+): Outcome => {
+  const decoder = new Framing.Decoder(maxFrameSize, { chunksHandedOver })
+  const got: Array<[number, Uint8Array | Array<number>]> = []
+  const read = () => got.map(([kind, payload]): [number, Array<number>] => [kind, [...payload]])
   const points = [...new Set([0, ...cuts.map((c) => c % (stream.byteLength + 1)), stream.byteLength])]
     .toSorted((a, b) => a - b)
   for (let i = 1; i < points.length; i++) {
     // a fresh copy per chunk, scribbled over once pushed: a frame assembled across chunks must not view them
     const chunk = stream.slice(points[i - 1], points[i])
-    const error = decoder.push(chunk, (kind, payload) => out.push([kind, [...payload]]))
-    chunk.fill(0xee)
+    const error = decoder.push(chunk, (kind, payload) => got.push([kind, chunksHandedOver ? payload : [...payload]]))
+    if (!chunksHandedOver) chunk.fill(0xee)
     if (error !== undefined) {
       assert.instanceOf(error, IpcError.IpcError)
       // the stream is dead after an error: more input gives the error again and no frame
@@ -135,10 +145,10 @@ const decode = (stream: Uint8Array, cuts: ReadonlyArray<number>, maxFrameSize: n
         () => assert.fail("a frame after an error")
       )
       assert.strictEqual(after?.reason._tag, error.reason._tag)
-      return { frames: out, error: error.reason._tag, inFrame: false }
+      return { frames: read(), error: error.reason._tag, inFrame: false }
     }
   }
-  return { frames: out, error: undefined, inFrame: decoder.inFrame }
+  return { frames: read(), error: undefined, inFrame: decoder.inFrame }
 }
 
 const encodeAll = (list: ReadonlyArray<{ kind: Framing.Kind; payload: Uint8Array }>) =>
@@ -163,12 +173,13 @@ describe("Framing: fuzz (fast-check, fixed seed)", () => {
   it("gives back exactly the frames encoded, however the stream is split", () => {
     fc.assert(
       fc.property(frameLists, cutPoints, (list, cuts) => {
-        const outcome = decode(encodeAll(list), cuts, limit)
-        assert.deepStrictEqual(outcome, {
+        const expected = {
           frames: list.map(({ kind, payload }): [number, Array<number>] => [kind, [...payload]]),
           error: undefined,
           inFrame: false
-        })
+        }
+        assert.deepStrictEqual(decode(encodeAll(list), cuts, limit), expected)
+        assert.deepStrictEqual(decode(encodeAll(list), cuts, limit, true), expected)
       }),
       runs
     )
@@ -233,6 +244,7 @@ describe("Framing: fuzz (fast-check, fixed seed)", () => {
           const stream = damaged(list, hits)
           const expected = reference(stream, maxFrameSize)
           assert.deepStrictEqual(decode(stream, cuts, maxFrameSize), expected)
+          assert.deepStrictEqual(decode(stream, cuts, maxFrameSize, true), expected)
           assert.deepStrictEqual(decode(stream, [], maxFrameSize), expected)
           // every frame delivered is the exact bytes at its place in the stream
           const delivered = concat(
@@ -255,6 +267,7 @@ describe("Framing: fuzz (fast-check, fixed seed)", () => {
           // a plausible first header makes the decoder go deeper than the version byte
           const stream = bytes.byteLength > 0 ? Uint8Array.from(bytes, (b, i) => (i === 0 ? 1 : b)) : bytes
           assert.deepStrictEqual(decode(stream, cuts, maxFrameSize), reference(stream, maxFrameSize))
+          assert.deepStrictEqual(decode(stream, cuts, maxFrameSize, true), reference(stream, maxFrameSize))
         }
       ),
       runs
@@ -294,6 +307,30 @@ describe("Framing: a hostile length prefix", () => {
       chunk.fill(0)
     }
     assert.strictEqual(got.length, 1)
+    assert.strictEqual(Buffer.compare(Buffer.from(got[0]!), Buffer.from(payload)), 0)
+  })
+
+  it("with chunks handed over, holds views of what arrived and copies a large frame once, into its own memory", () => {
+    const payload = Uint8Array.from({ length: 3 * 1024 * 1024 + 17 }, (_, i) => (i * 13) & 0xff)
+    const stream = Framing.encode(Framing.Kind.data, payload)
+    const before = process.memoryUsage().arrayBuffers
+    const decoder = new Framing.Decoder(Framing.DEFAULT_MAX_FRAME_SIZE, { chunksHandedOver: true })
+    const chunks: Array<Uint8Array> = []
+    const got: Array<Uint8Array> = []
+    for (let offset = 0; offset < stream.byteLength; offset += 65_536) {
+      const chunk = stream.slice(offset, offset + 65_536)
+      chunks.push(chunk)
+      assert.isUndefined(decoder.push(chunk, (_, p) => got.push(p)))
+      if (got.length === 0) {
+        // nothing copied yet: what is held is the chunks themselves
+        const held = process.memoryUsage().arrayBuffers - before
+        assert.isBelow(held, stream.byteLength + 1024 * 1024, `${held} bytes held`)
+      }
+    }
+    assert.strictEqual(got.length, 1)
+    // the frame is its own: the chunks it came in may go on to be reused
+    for (const chunk of chunks) chunk.fill(0)
+    assert.strictEqual(got[0]!.byteLength, payload.byteLength)
     assert.strictEqual(Buffer.compare(Buffer.from(got[0]!), Buffer.from(payload)), 0)
   })
 })

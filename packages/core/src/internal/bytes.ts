@@ -1,0 +1,30 @@
+/**
+ * Fresh byte buffers for messages: memory that is not zero-filled first where
+ * every byte is written anyway.
+ *
+ * On the machines measured (bench/README.md, "1 MiB messages") a fresh 1 MiB
+ * `slice()` or `new Uint8Array(n)` costs hundreds of page faults, while
+ * `Buffer.allocUnsafeSlow(n)` and a copy into it cost about a tenth of that;
+ * below 4 KiB it makes no difference, and a small `Buffer.allocUnsafe` comes
+ * from Node's shared pool.
+ */
+
+// Node's Buffer where there is one (core also loads in browsers, which have none)
+const NodeBuffer: typeof Buffer | undefined = (globalThis as { Buffer?: typeof Buffer }).Buffer
+
+/** From this size on, fresh buffers come from `allocUnsafeSlow` (below, from Node's pool or `new Uint8Array`). */
+export const LARGE = 4096
+
+/** A buffer of `length` bytes whose contents are undefined: the caller writes every byte before anyone reads it. */
+export const uninitialized = (length: number): Uint8Array => {
+  if (NodeBuffer === undefined) return new Uint8Array(length)
+  return length < LARGE ? NodeBuffer.allocUnsafe(length) : NodeBuffer.allocUnsafeSlow(length)
+}
+
+/** A copy of `message` that the caller owns (whoever gave `message` may reuse it). */
+export const copyOf = (message: Uint8Array): Uint8Array => {
+  if (message.byteLength < LARGE || NodeBuffer === undefined) return message.slice()
+  const copy = NodeBuffer.allocUnsafeSlow(message.byteLength)
+  copy.set(message)
+  return copy
+}
