@@ -29,6 +29,9 @@ export const WAKE: Uint8Array = new Uint8Array([1])
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
+/** How long one turn of polling looks (yielding the CPU between looks) before it lets the event loop run (ms). */
+const POLL_TURN = 0.003
+
 /** Messages below this size are copied when they must wait for room (the caller may reuse its buffer). */
 const COPY_BELOW = 64 * 1024
 
@@ -349,11 +352,17 @@ export const make = (
     const pollTurn = (): void => {
       polling = false
       if (destroyed || lostDue !== undefined || !idle()) return
-      if (inbound.hasNext() || inbound.isClosed()) {
-        stats.pollHits++
-        window = Math.min(pollMillis, window * 2)
-        pump()
-        if (!idle()) return
+      const now = performance.now()
+      const turnEnd = Math.min(pollUntil, now + POLL_TURN)
+      for (let at = now; true; at = performance.now()) {
+        if (inbound.hasNext() || inbound.isClosed()) {
+          stats.pollHits++
+          window = Math.min(pollMillis, window * 2)
+          pump()
+          if (!idle()) return
+        }
+        if (at >= turnEnd) break
+        Libc.yieldCpu()
       }
       if (performance.now() < pollUntil) {
         polling = true
