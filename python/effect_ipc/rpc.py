@@ -18,6 +18,7 @@ Server::
     server = RpcServer({"Add": lambda p: p["a"] + p["b"]})
     server.serve(listen("unix:///tmp/py.sock"))
 """
+import collections
 import inspect
 import itertools
 import json
@@ -345,16 +346,65 @@ def _defect_of(error):
     return {"name": type(error).__name__, "message": str(error)}
 
 
+DEFAULT_MAX_WORKERS = 32
+
+
+class _Workers(object):
+    """At most ``size`` daemon threads, started as work arrives, that run the
+    queued calls in order; a call waits in the queue while all are busy."""
+
+    def __init__(self, size):
+        self.size = size
+        self.lock = threading.Lock()
+        self.queue = collections.deque()
+        self.threads = 0
+        self.idle = 0
+        self.ready = threading.Condition(self.lock)
+
+    def submit(self, work):
+        with self.lock:
+            self.queue.append(work)
+            if self.idle > 0:
+                self.ready.notify()
+                return
+            if self.threads >= self.size:
+                return
+            self.threads += 1
+        thread = threading.Thread(target=self.loop, name="effect-ipc rpc worker")
+        thread.daemon = True
+        thread.start()
+
+    def loop(self):
+        while True:
+            with self.lock:
+                while not self.queue:
+                    self.idle += 1
+                    self.ready.wait()
+                    self.idle -= 1
+                work = self.queue.popleft()
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - a worker outlives what it runs
+                log.warning("an RPC worker's call failed", exc_info=True)
+
+
 class RpcServer(object):
     """Serves Python handlers to effect/rpc clients over JSON. ``handlers``
     maps each procedure's tag to ``handler(payload)``, which returns the
     value (JSON-able, as the success schema encodes it), returns a generator
     or ``Stream`` for a streaming procedure, or raises ``RpcFailure(error)``
     for a typed error; any other exception is a defect. A handler for a
-    procedure without payload gets None."""
+    procedure without payload gets None. Handlers run on at most
+    ``max_workers`` threads (default 32) shared by every client; further
+    requests wait in a queue, in order (a handler that waits for another
+    request to run can deadlock when all workers wait so). A request
+    interrupted while it waits never runs."""
 
-    def __init__(self, handlers):
+    def __init__(self, handlers, max_workers=DEFAULT_MAX_WORKERS):
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError("max_workers must be a positive whole number, got %r" % (max_workers,))
         self.handlers = dict(handlers)
+        self.workers = _Workers(max_workers)
 
     def serve(self, listener):
         """Serves every client of ``listener`` until it is closed (each in a thread)."""
@@ -443,11 +493,12 @@ class _Connection(object):
         else:
             with self.lock:
                 self.calls[request_id] = context
-        thread = threading.Thread(target=self.run_call, args=(context, handler, request.get("payload")))
-        thread.daemon = True
-        thread.start()
+        payload = request.get("payload")
+        self.server.workers.submit(lambda: self.run_call(context, handler, payload))
 
     def run_call(self, context, handler, payload):
+        if context.cancelled.is_set():
+            return  # interrupted (or its connection gone) while it waited for a worker
         _current.context = context
         try:
             result = handler(payload)

@@ -120,5 +120,75 @@ class Rpc(TempDirCase):
             call.result(5)
 
 
+class BoundedWorkers(TempDirCase):
+    """A flood of slow requests runs on at most ``max_workers`` threads; the rest wait their turn."""
+
+    def serve(self, server):
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=server.serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        return client
+
+    def test_a_flood_of_slow_requests_keeps_the_threads_bounded_and_all_complete(self):
+        lock = threading.Lock()
+        seen = {"running": 0, "most_running": 0, "most_threads": 0}
+
+        def slow(p):
+            with lock:
+                seen["running"] += 1
+                seen["most_running"] = max(seen["most_running"], seen["running"])
+                seen["most_threads"] = max(seen["most_threads"], threading.active_count())
+            time.sleep(0.02)  # slow, so that the requests pile up (nothing is timed)
+            with lock:
+                seen["running"] -= 1
+            return p["i"] * 2
+
+        client = self.serve(RpcServer({"Slow": slow}, max_workers=4))
+        client.ping(5)
+        before = threading.active_count()
+        calls = [client.start("Slow", {"i": i}) for i in range(200)]
+        self.assertEqual([c.result(60) for c in calls], [i * 2 for i in range(200)])
+        self.assertLessEqual(seen["most_running"], 4)
+        self.assertLessEqual(seen["most_threads"], before + 4)
+        # a second flood reuses the same workers
+        calls = [client.start("Slow", {"i": i}) for i in range(50)]
+        self.assertEqual([c.result(60) for c in calls], [i * 2 for i in range(50)])
+        self.assertLessEqual(threading.active_count(), before + 4)
+
+    def test_a_queued_request_interrupted_before_it_starts_never_runs(self):
+        started = []
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+
+        def hold(p):
+            started.append(p["i"])
+            gate.wait(30)
+            return p["i"]
+
+        client = self.serve(RpcServer({"Hold": hold}, max_workers=1))
+        first = client.start("Hold", {"i": 1})
+        queued = client.start("Hold", {"i": 2})
+        deadline = time.time() + 10
+        while started != [1] and time.time() < deadline:
+            time.sleep(0.01)
+        queued.cancel()
+        with self.assertRaises(RpcInterrupted):
+            queued.result(5)
+        client.ping(5)  # answered after the server has read the interrupt (one connection, in order)
+        gate.set()
+        self.assertEqual(first.result(5), 1)
+        self.assertEqual(client.call("Hold", {"i": 3}, timeout=5), 3)
+        self.assertEqual(started, [1, 3])
+
+    def test_max_workers_must_be_a_positive_whole_number(self):
+        for bad in (0, -1, 1.5, "4", True):
+            with self.assertRaises(ValueError):
+                RpcServer({}, max_workers=bad)
+
+
 if __name__ == "__main__":
     unittest.main()
