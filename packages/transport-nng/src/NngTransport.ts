@@ -272,8 +272,6 @@ const LOBBY_SEND_BUFFER = 1024
 /** How long a client first waits for the listener's answer before it asks again (then twice as long, ...). */
 const ASK_AGAIN_MS = 5000
 
-/** The largest batch of small messages a channel sends as one nng message (`BATCH_BYTES` of internal/channel.ts). */
-const BATCH_LIMIT = 256 * 1024
 /** The header nng's pair v1 protocol puts before each message (a hop count), counted by `recv-size-max`. */
 const PAIR1_HEADER = 4
 
@@ -289,7 +287,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   const pairOptions: Socket.SocketOptions = {
     // what nng may receive: the largest message or batch (internal/channel.ts batches up to 256 KiB of
     // small messages), one byte more for the kind, and the 4-byte header of nng's pair v1 protocol
-    maxMessageSize: Math.max(maxMessageSize, BATCH_LIMIT) + 1 + PAIR1_HEADER,
+    maxMessageSize: Math.max(maxMessageSize, Channel.BATCH_BYTES) + 1 + PAIR1_HEADER,
     recvBuffer: options.recvBuffer ?? 16,
     ipcPermissions: options.mode ?? 0o600,
     kinded: true,

@@ -47,10 +47,22 @@ const EMPTY = new Uint8Array(0)
 
 /** Most nng messages taken per readiness event, so that one busy channel cannot starve the others. */
 const BURST = 256
-/** Largest batch, in bytes. */
-const BATCH_BYTES = 256 * 1024
+/** Largest batch of small messages sent as one nng message, in bytes (what a receiver must admit). */
+export const BATCH_BYTES = 256 * 1024
 /** Messages at least this large travel alone. */
 const ALONE_BYTES = 64 * 1024
+
+/**
+ * A copy of `message` for the send queue; from 4 KiB on into memory that is
+ * not zero-filled first (a fresh `slice()` of 1 MiB costs hundreds of page
+ * faults on the machines measured, see bench/README.md).
+ */
+const own = (message: Uint8Array): Uint8Array => {
+  if (message.byteLength < 4096) return message.slice()
+  const copy = Buffer.allocUnsafeSlow(message.byteLength)
+  copy.set(message)
+  return copy
+}
 
 /** Options of a channel. */
 export interface ChannelOptions {
@@ -270,8 +282,8 @@ const link = (
         if (rv === 0) return
         if (rv !== Nng.EAGAIN) return Effect.fail(socket.error(rv, "cannot send"))
       }
-      // nng is full: queue (small messages are copied, the caller may reuse its buffer)
-      queue.push(message.byteLength < ALONE_BYTES ? message.slice() : message)
+      // nng is full: queue a copy (the caller may reuse its buffer once `send` returns)
+      queue.push(own(message))
       queued += message.byteLength
       watchWritable()
     },
