@@ -138,14 +138,21 @@ def segments(directory):
     return sorted(int(name[:16], 16) for name in os.listdir(directory) if _SEGMENT_NAME.match(name))
 
 
+def _write_error(error, what, directory):
+    """An ``OSError`` of a write as ``IpcError``: ``NoSpace`` for a full disk (or quota), else ``Write``."""
+    reason = "NoSpace" if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else "Write"
+    return IpcError(reason, "%s: %s" % (what, error), directory)
+
+
 def _write_new_file(path, data, mode):
+    """Writes ``data`` to a new file beside ``path`` and renames it into place; on failure nothing is left."""
     tmp = "%s.%s.tmp" % (path, uuid.uuid4().hex[:12])
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        _write_at(fd, data, 0)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            _write_at(fd, data, 0)
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
     finally:
         if os.path.lexists(tmp):
@@ -232,17 +239,22 @@ def register(directory, name, start="start", file_mode=0o600):
             offset = state.end
     data = encode_cursor_slot(offset, 0) + b"\0" * (CURSOR_SIZE - 16)
     tmp = "%s.%s.tmp" % (path, uuid.uuid4().hex[:12])
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, file_mode)
     try:
-        _write_at(fd, data, 0)
-        os.close(fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, file_mode)
         try:
-            os.link(tmp, path)  # never overwrites a cursor another process made meanwhile
-        except OSError as error:
-            if error.errno != errno.EEXIST:
-                raise
-    finally:
-        os.unlink(tmp)
+            try:
+                _write_at(fd, data, 0)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # never overwrites a cursor another process made meanwhile
+            except OSError as error:
+                if error.errno != errno.EEXIST:
+                    raise
+        finally:
+            os.unlink(tmp)
+    except OSError as error:
+        raise _write_error(error, "cannot register reader %s" % name, directory)
 
 
 def _cursor_offsets(directory):
@@ -282,7 +294,10 @@ class LogWriter(object):
     ``Corrupt`` instead), writes one record and releases the lock with a
     clean state. ``durability="fsync"`` also waits for the disk. An append
     that would pass ``max_bytes`` (after reclaiming what readers are past)
-    raises ``IpcError`` reason ``Full``: nothing is dropped."""
+    raises ``IpcError`` reason ``Full``: nothing is dropped. On a full disk
+    an append (also one that starts a new segment) raises ``IpcError`` reason
+    ``NoSpace``, leaves nothing torn for readers, and the next append, once
+    there is space, goes on."""
 
     def __init__(self, directory, segment_bytes=DEFAULT_SEGMENT_BYTES, max_bytes=DEFAULT_MAX_BYTES,
                  durability="os", lock_timeout=10.0, file_mode=0o600):
@@ -408,13 +423,16 @@ class LogWriter(object):
         eos = encode_record(END_OF_SEGMENT)
         following = self._end + len(eos)
         path = os.path.join(self.directory, segment_name(following))
-        _write_new_file(path, encode_segment_header(following), self.file_mode)
+        try:
+            _write_new_file(path, encode_segment_header(following), self.file_mode)
+        except OSError as error:
+            raise _write_error(error, "cannot start segment %s" % segment_name(following), self.directory)
         try:
             _write_at(self._seg_fd, eos, self._end - self._seg_base)
-        except OSError:
-            os.ftruncate(self._seg_fd, self._end - self._seg_base)
+        except OSError as error:
+            os.ftruncate(self._seg_fd, self._end - self._seg_base)  # the log stays whole
             os.unlink(path)
-            raise
+            raise _write_error(error, "cannot end segment %s" % segment_name(self._seg_base), self.directory)
         self._open_segment(following)
         self._end = following + SEGMENT_HEADER
 
@@ -453,8 +471,7 @@ class LogWriter(object):
                     _write_at(self._seg_fd, record, at - self._seg_base)
                 except OSError as error:
                     os.ftruncate(self._seg_fd, at - self._seg_base)  # the log stays whole
-                    reason = "NoSpace" if error.errno == errno.ENOSPC else "Write"
-                    raise IpcError(reason, "cannot append to the stream: %s" % error, self.directory)
+                    raise _write_error(error, "cannot append to the stream", self.directory)
                 self._end = at + len(record)
             if self.durability == "fsync":
                 os.fdatasync(self._seg_fd) if hasattr(os, "fdatasync") else os.fsync(self._seg_fd)
