@@ -3,8 +3,9 @@
  * over `shm://` (`@effect-ipc/transport-shm`), measured by the same harness
  * and in the same run as the raw baseline and `unix://`:
  *
- * - `shm`: blocking mode, a receiver with nothing to read sleeps on the
- *   doorbell at once (one socket wake-up per direction when idle);
+ * - `shm`: blocking mode (no spin, the defaults): a receiver with nothing to
+ *   read polls the ring once per event-loop turn for up to 200 µs (adaptive),
+ *   then sleeps on the doorbell (one socket wake-up per direction when idle);
  * - `shm-spin`: the receiver (and a sender facing a full ring) busy-waits up
  *   to 200 µs before it sleeps, on both sides;
  * - `shm-view`: blocking mode, the sink reads large messages in place

@@ -143,7 +143,7 @@ export const make = (
     }
     /** Runs `effect` once any doorbell we rang has gone out (a spinner must not hold it back). */
     const afterDoorbells = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.suspend(() => spinMillis > 0 && unflushed ? Effect.andThen(Effect.yieldNow, effect) : effect)
+      spinMillis === 0 ? effect : Effect.suspend(() => unflushed ? Effect.andThen(Effect.yieldNow, effect) : effect)
 
     // ---- reading ----------------------------------------------------------------------
     const pins: Array<Pin> = []

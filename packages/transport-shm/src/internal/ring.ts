@@ -292,6 +292,7 @@ export class Consumer extends RingSide {
 
   /** Clears the reader-waiting flag. */
   disarmReader(): void {
-    Atomics.store(this.words, W_READER_WAITING, 0)
+    // a store only when set: the writer reads this word after every write
+    if (Atomics.load(this.words, W_READER_WAITING) !== 0) Atomics.store(this.words, W_READER_WAITING, 0)
   }
 }
