@@ -60,6 +60,12 @@ const EMPTY = new Uint8Array(0)
 // written large messages' buffers kept for reuse, per channel
 const SPARE_LIMIT = 4 * 1024 * 1024
 
+// Node's socket class (core also loads in browsers, which have none). A socket (a Unix socket, a pipe)
+// has handed a chunk to the OS when its write calls back, so the chunk may be written into again;
+// another stream (an in-process pair) may still hold it, or have passed it on to its reader
+const NetSocket = (globalThis as { process?: NodeJS.Process }).process?.getBuiltinModule?.("node:net")?.Socket
+const copiesOut = (writable: Writable): boolean => NetSocket !== undefined && writable instanceof NetSocket
+
 // the link of a channel over `streams` (see `ChannelEngine`): frames written into 64 KiB batches,
 // one write (corked) per burst; incoming chunks decoded in place; a close frame as the goodbye
 const link = (
@@ -71,6 +77,7 @@ const link = (
 (sink: ChannelEngine.Sink): ChannelEngine.Link => {
   const { readable, writable } = streams
   const duplex = writable === (readable as unknown)
+  const reuse = copiesOut(writable)
   let ending = false // our close frame is queued
   let destroyed = false
   let peerSaidClose = false
@@ -86,8 +93,8 @@ const link = (
   let queued = 0
 
   // large messages are copied too (a caller may reuse its buffer once `send` returns, and the stream
-  // writes later), into buffers that are used again once written: a copy into memory already mapped
-  // costs a tenth of a fresh allocation at 1 MiB (see bench/README.md, "1 MiB messages")
+  // writes later), over a socket into buffers that are used again once written: a copy into memory
+  // already mapped costs a tenth of a fresh allocation at 1 MiB (see bench/README.md, "1 MiB messages")
   const spares: Array<Buffer> = []
   let spareBytes = 0
   const spareFor = (size: number): Buffer => {
@@ -131,11 +138,11 @@ const link = (
       batchFill += total
     } else {
       seal()
-      const spare = spareFor(total)
+      const spare = reuse ? spareFor(total) : Buffer.allocUnsafeSlow(total)
       Framing.writeHeader(spare, 0, kind, length)
       spare.set(payload, Framing.HEADER_SIZE)
       out.push(spare.subarray(0, total))
-      owners.push(spare)
+      owners.push(reuse ? spare : undefined)
     }
     queued += total
   }
