@@ -7,22 +7,16 @@
  * counting messages only, and `file inspect --verify`'s progress.
  */
 import { FileChannel } from "@effect-ipc/transport-file"
-import { afterAll, assert, it } from "@effect/vitest"
+import { assert, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { bin, cli, flags, node, root, runCli, start } from "./helpers.ts"
+import { bin, cli, fixtures, flags, node, root, runCli, socketDir, start } from "./helpers.ts"
 
-const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-habits-"))
-afterAll(() => Fs.rmSync(tmp, { recursive: true, force: true }))
-let n = 0
-/** A fresh Unix socket address in the test's directory. */
-const socket = () => `unix://${Path.join(tmp, `s${n++}.sock`)}`
+const { dir: tmp, socket } = socketDir("habits")
 const bytes = (s: string) => new TextEncoder().encode(s)
 
-const fixtures = Path.join(root, "packages", "cli", "test", "fixtures")
 const api = Path.join(fixtures, "inventory-api.ts")
 /** The same module as a user types it: a path relative to where the CLI runs (the repository's root). */
 const apiRelative = Path.relative(root, api)

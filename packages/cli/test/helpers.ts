@@ -1,14 +1,30 @@
 /** Test helpers: the CLI and other commands as real child processes. */
+import { afterAll } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 
 /** The repository's root. */
 export const root = fileURLToPath(new URL("../../..", import.meta.url))
+/** The CLI tests' fixtures (user modules, Python peers). */
+export const fixtures = Path.join(root, "packages", "cli", "test", "fixtures")
+
+/**
+ * A private directory for one test file (`<tmp>/effect-ipc-cli-<name>-*`,
+ * removed after its last test) and a maker of fresh `unix://` addresses in it.
+ */
+export const socketDir = (name: string): { readonly dir: string; readonly socket: () => string } => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), `effect-ipc-cli-${name}-`))
+  afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  let n = 0
+  return { dir, socket: () => `unix://${Path.join(dir, `s${n++}.sock`)}` }
+}
+
 /** The project's Node. */
 export const node = process.execPath
 /** The CLI's entry point. */

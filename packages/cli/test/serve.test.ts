@@ -4,20 +4,13 @@
  * typed errors and streams; the errors of a module that cannot be served; and
  * transport options from the environment (`IPC_OPTIONS_<NAME>`) in the CLI.
  */
-import { afterAll, assert, it } from "@effect/vitest"
+import { assert, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
-import { cli, root, runCli } from "./helpers.ts"
+import { cli, fixtures, root, runCli, socketDir } from "./helpers.ts"
 
-const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-serve-"))
-afterAll(() => Fs.rmSync(tmp, { recursive: true, force: true }))
-let n = 0
-/** A fresh Unix socket address in the test's directory. */
-const socket = () => `unix://${Path.join(tmp, `s${n++}.sock`)}`
+const { socket } = socketDir("serve")
 
-const fixtures = Path.join(root, "packages", "cli", "test", "fixtures")
 /** The modules as a user types them: paths relative to where the CLI runs (the repository's root). */
 const service = Path.relative(root, Path.join(fixtures, "inventory-service.ts"))
 const api = Path.relative(root, Path.join(fixtures, "inventory-api.ts"))

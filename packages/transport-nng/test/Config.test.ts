@@ -4,9 +4,9 @@
  * bad one fails the layer's build with reason `InvalidOption`.
  */
 import { Registry, Transport } from "@effect-ipc/core"
+import * as ConfigEnv from "@effect-ipc/testing/ConfigEnv"
 import * as Nng from "@effect-ipc/transport-nng"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Fs from "node:fs"
@@ -16,10 +16,7 @@ import * as Path from "node:path"
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-config-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
 
-const configured = (env: Record<string, string>) =>
-  Registry.layerConfig([Nng.descriptor]).pipe(
-    Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { IPC_TRANSPORT: "nng", ...env } })))
-  )
+const configured = ConfigEnv.layerFrom([Nng.descriptor], { IPC_TRANSPORT: "nng" })
 
 describe("nng options from configuration", () => {
   it.live("IPC_OPTIONS_MAX_MESSAGE_SIZE limits messages", () =>

@@ -4,16 +4,13 @@
  * bad one fails the layer's build with reason `InvalidOption`.
  */
 import { Registry, Transport } from "@effect-ipc/core"
+import * as ConfigEnv from "@effect-ipc/testing/ConfigEnv"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
-const configured = (env: Record<string, string>) =>
-  Registry.layerConfig([Shm.descriptor]).pipe(
-    Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { IPC_TRANSPORT: "shm", ...env } })))
-  )
+const configured = ConfigEnv.layerFrom([Shm.descriptor], { IPC_TRANSPORT: "shm" })
 
 describe("shm options from configuration", () => {
   it.live("IPC_OPTIONS_MAX_MESSAGE_SIZE limits messages", () =>

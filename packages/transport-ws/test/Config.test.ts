@@ -4,20 +4,17 @@
  * message limit); a bad option fails the build with reason `InvalidOption`.
  */
 import { Registry, Transport } from "@effect-ipc/core"
+import * as ConfigEnv from "@effect-ipc/testing/ConfigEnv"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { freshAddress, sweepTokenFiles } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
 
-const configured = (env: Record<string, string>) =>
-  Registry.layerConfig([Pipe.descriptor, Registry.memory, Ws.descriptor]).pipe(
-    Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env })))
-  )
+const configured = ConfigEnv.layerFrom([Pipe.descriptor, Registry.memory, Ws.descriptor])
 
 describe("ws options from configuration", () => {
   it.live(
