@@ -141,9 +141,22 @@ export const make = (
         queueMicrotask(flushed)
       }
     }
-    /** Runs `effect` once any doorbell we rang has gone out (a spinner must not hold it back). */
-    const afterDoorbells = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      spinMillis === 0 ? effect : Effect.suspend(() => unflushed ? Effect.andThen(Effect.yieldNow, effect) : effect)
+    /**
+     * Runs `effect` (a take from the inbox) after `prepare`, once any doorbell we rang has gone out
+     * (a spinner must not hold it back): one wrapper per receive, not one per step.
+     */
+    const receiving = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+      const prepared = Effect.suspend(() => {
+        prepare()
+        return effect
+      })
+      const afterYield = Effect.andThen(Effect.yieldNow, prepared)
+      return spinMillis === 0 ? prepared : Effect.suspend(() => {
+        if (unflushed) return afterYield
+        prepare()
+        return effect
+      })
+    }
 
     // ---- reading ----------------------------------------------------------------------
     const pins: Array<Pin> = []
@@ -624,7 +637,6 @@ export const make = (
           },
           pending: () => waitingBytes,
           resume: wake,
-          beforeReceive: prepare,
           goodbye: (sent) => {
             abortWaiting()
             dropWaiting()
@@ -718,11 +730,11 @@ export const make = (
       lease()
       return copy
     }
-    const take: Inbox.Inbox["take"] = afterDoorbells(Effect.map(inbox.take, materialize))
-    const pull: Inbox.Inbox["pull"] = afterDoorbells(
+    const take: Inbox.Inbox["take"] = receiving(Effect.map(inbox.take, materialize))
+    const pull: Inbox.Inbox["pull"] = receiving(
       Effect.map(inbox.pull, (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>)
     )
-    const receiveView: ShmChannel.ShmChannel["receiveView"] = afterDoorbells(Effect.flatMap(inbox.take, (message) => {
+    const receiveView: ShmChannel.ShmChannel["receiveView"] = receiving(Effect.flatMap(inbox.take, (message) => {
       const lease = leases.get(message)
       if (lease === undefined) return Effect.succeed(message)
       leases.delete(message)
