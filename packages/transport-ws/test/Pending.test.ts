@@ -9,6 +9,9 @@
 import * as Ws from "@effect-ipc/transport-ws"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
@@ -120,5 +123,42 @@ describe("ws:// pending handshakes", () => {
         assert.strictEqual(error.reason._tag, "InvalidOption", String(bad))
         assert.include(error.message, "maxPendingHandshakes")
       }
+    }).pipe(Effect.scoped))
+
+  it.live("the oldest pending connection is the one dropped, counted and warned as a refusal", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => {
+        lines.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+      })
+      const registry = new Map() as Metric.MetricRegistry
+      const services = Layer.mergeAll(Logger.layer([logger]), Layer.succeed(Metric.MetricRegistry, registry))
+      const port = freshPort()
+      yield* Ws.WsServer.listen(`ws://127.0.0.1:${port}/pending`, {
+        tokenFile: false,
+        maxPendingHandshakes: 2,
+        handshakeTimeout: "60 seconds"
+      }).pipe(
+        Effect.provide(services)
+      )
+      const first = yield* rawConnect(port)
+      const second = yield* rawConnect(port)
+      // the kernel hands connections to the listener in the order they came: the first is the oldest
+      const third = yield* rawConnect(port)
+      yield* closedBy(first).pipe(Effect.timeout("20 seconds"))
+      assert.isFalse(second.closed, "the second is still pending")
+      assert.isFalse(third.closed, "the third is still pending")
+      const refusals = yield* Metric.snapshot.pipe(
+        Effect.provideService(Metric.MetricRegistry, registry),
+        Effect.map((snapshots) =>
+          snapshots.filter((s) => s.id === "effect_ipc_connections_refused" && s.type === "Counter")
+            .reduce((total, s) => total + Number((s.state as { count: number }).count), 0)
+        )
+      )
+      assert.strictEqual(refusals, 1)
+      assert.isTrue(
+        lines.some((line) => line.startsWith("refused a connection") && line.includes("maxPendingHandshakes")),
+        lines.join("\n")
+      )
     }).pipe(Effect.scoped))
 })
