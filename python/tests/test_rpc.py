@@ -148,9 +148,12 @@ class BoundedWorkers(TempDirCase):
             return p["i"] * 2
 
         client = self.serve(RpcServer({"Slow": slow}, max_workers=4))
+        other = RpcClient.connect(self.address())  # the workers are shared by every client
+        self.addCleanup(other.close)
         client.ping(5)
+        other.ping(5)
         before = threading.active_count()
-        calls = [client.start("Slow", {"i": i}) for i in range(200)]
+        calls = [(client if i % 2 else other).start("Slow", {"i": i}) for i in range(200)]
         self.assertEqual([c.result(60) for c in calls], [i * 2 for i in range(200)])
         self.assertLessEqual(seen["most_running"], 4)
         self.assertLessEqual(seen["most_threads"], before + 4)
