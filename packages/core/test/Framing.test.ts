@@ -285,8 +285,12 @@ const header = (length: number) => {
 describe("Framing: a hostile length prefix", () => {
   it("costs memory for the bytes that arrived, not for the length a peer declares", () => {
     const before = process.memoryUsage().arrayBuffers
-    // 64 connections each declaring a frame of almost 256 MiB and sending 10 bytes of it
-    const decoders = Array.from({ length: 64 }, () => new Framing.Decoder())
+    // 64 connections each declaring a frame of almost 256 MiB and sending 10 bytes of it (half of them
+    // handing their chunks over)
+    const decoders = Array.from(
+      { length: 64 },
+      (_, i) => new Framing.Decoder(Framing.DEFAULT_MAX_FRAME_SIZE, { chunksHandedOver: i % 2 === 1 })
+    )
     const start = concat([header(Framing.DEFAULT_MAX_FRAME_SIZE - 1), new Uint8Array(10)])
     for (const decoder of decoders) {
       assert.isUndefined(decoder.push(start.slice(), () => assert.fail("no frame yet")))
