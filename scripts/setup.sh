@@ -8,14 +8,15 @@
 #    the Python package and its `pip install` test), strace (the file
 #    transport's fsync and mid-write kill tests), rustc, cargo and the serde /
 #    serde_json crates (ipckit's own FileChannel as a test peer), chromium
-#    (the ws:// transport's browser test, driven by playwright-core);
+#    (the ws:// transport's browser test, driven by playwright-core), wine and wine64 (the
+#    Windows cases of `npm run test:windows`: Node for Windows under Wine, scripts/wine-setup.sh);
 #  - npm dependencies, which include Node 24 itself (the `node` package), so a
 #    machine with an older Node (20) needs nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libnng1 cmake make libmbedtls-dev nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium; do
+for pkg in libnng1 cmake make libmbedtls-dev nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium wine wine64; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -37,3 +38,4 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
 fi
 
 bash scripts/libnng.sh || echo "setup: could not build libnng 1.11 from vendor/ (see above); the system's libnng is used" >&2
+bash scripts/wine-setup.sh || echo "setup: FAILED to set up Node for Windows under Wine (see above): npm run test:windows cannot run" >&2

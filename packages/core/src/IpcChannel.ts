@@ -31,6 +31,8 @@ export interface PeerInfo {
   readonly uid?: number | undefined
   /** Group id of the peer process, where known. */
   readonly gid?: number | undefined
+  /** The peer process's Windows user, as a string SID (`S-1-5-21-...`), where known (named pipes). */
+  readonly user?: string | undefined
   /** A human-readable description of the peer's endpoint. */
   readonly description?: string | undefined
 }

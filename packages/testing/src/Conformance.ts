@@ -94,6 +94,8 @@ export interface Subject {
   readonly maxFrameSize: number
   /** Paths the transport leaves in the file system for `address` while in use (all must be gone after close). */
   readonly residue?: ((address: string) => ReadonlyArray<string>) | undefined
+  /** How long a peer process may take to start (default 20 s; Node for Windows under Wine loads slowly). */
+  readonly peerStartTimeout?: Duration.Input | undefined
 }
 
 // this module runs from the sources (`.ts`, with the workspace's source condition) or from the build (`.js`,
@@ -150,7 +152,7 @@ export const spawnPeer = (
       child.stdout!.on("data", onData)
       child.once("exit", (code, signal) => resume(Effect.fail(new Error(`peer exited early (${code ?? signal})`))))
       return Effect.sync(() => child.kill("SIGKILL"))
-    }).pipe(Effect.timeout("20 seconds")),
+    }).pipe(Effect.timeout(subject.peerStartTimeout ?? "20 seconds")),
     (child) => kill(child)
   )
 

@@ -144,9 +144,12 @@ export const fromParent = (
     return yield* StreamChannel.makeScoped(streams, address, peer, options)
   })
 
+// on Windows a pipe's fstat has no type bits (libuv, under Wine too): anything but a file, a
+// console or a directory is taken for a pipe there
 const isPipe = (fd: number): boolean => {
   const stat = Fs.fstatSync(fd)
-  return stat.isFIFO() || stat.isSocket()
+  return stat.isFIFO() || stat.isSocket() ||
+    (process.platform === "win32" && !stat.isFile() && !stat.isCharacterDevice() && !stat.isDirectory())
 }
 
 const CommandLine = Schema.fromJsonString(Schema.NonEmptyArray(Schema.String))

@@ -1,7 +1,8 @@
 /**
  * Unix domain socket transport, secure by default: `unix:///absolute/path.sock`,
  * Linux abstract sockets `unix:@name`, and the portable `pipe://name` (a
- * socket in this user's private runtime directory; a named pipe on Windows).
+ * socket in this user's private runtime directory; on Windows a named pipe,
+ * served and dialled by `NamedPipe`, whose default `authorize` is `sameUser`).
  *
  * - The socket file is bound inside a fresh 0700 directory, given its mode
  *   (0600 by default) and only then linked to its public path, so there is no
@@ -35,6 +36,7 @@ import * as Path from "node:path"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
 import * as PathLock from "./internal/pathLock.ts"
+import * as NamedPipe from "./NamedPipe.ts"
 import * as SocketPath from "./SocketPath.ts"
 
 /** Options of the Unix socket transport. */
@@ -43,7 +45,7 @@ export interface UnixSocketOptions extends StreamChannel.StreamChannelOptions {
   readonly mode?: number | undefined
   /**
    * Decides whether the process at the other end may be talked to, on both
-   * sides (default `sameUserOrRoot`). A listener closes a refused client's
+   * sides (default `sameUserOrRoot`; on Windows `NamedPipe.sameUser`). A listener closes a refused client's
    * connection at once; `dial` fails with `PeerRejected` before sending anything.
    */
   readonly authorize?: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
@@ -250,6 +252,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
     listen: (raw) =>
       Effect.gen(function*() {
         const { path, kind } = yield* SocketPath.resolve(raw)
+        if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
         const server = Net.createServer({ pauseOnConnect: true })
         const acceptor = yield* Transport.makeAcceptor(raw)
         const open = new Set<IpcChannel.IpcChannel>()
@@ -269,14 +272,12 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         const accept = (socket: Net.Socket) =>
           Effect.gen(function*() {
             socket.on("error", () => {}) // reported through the channel once it exists
-            const peer: IpcChannel.PeerInfo = kind === "windows-pipe"
-              ? { description: raw }
-              : yield* credentialsOf(socket, raw).pipe(
-                Effect.catch((error) =>
-                  Effect.as(Effect.logWarning("cannot read peer credentials", error), { description: raw })
-                )
+            const peer: IpcChannel.PeerInfo = yield* credentialsOf(socket, raw).pipe(
+              Effect.catch((error) =>
+                Effect.as(Effect.logWarning("cannot read peer credentials", error), { description: raw })
               )
-            if (kind !== "windows-pipe" && !authorize(peer)) {
+            )
+            if (!authorize(peer)) {
               // counted and logged (with the caller's services) before the peer can see the refusal
               yield* Observability.refused(
                 raw,
@@ -299,12 +300,13 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
     dial: (raw) =>
       Effect.gen(function*() {
         const { path, kind } = yield* SocketPath.resolve(raw)
+        if (kind === "windows-pipe") return yield* NamedPipe.dial(path, raw, options)
         // the socket is destroyed on any failure or interruption until the channel owns it
         return yield* Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(restore(connectRetrying(path, raw)), (socket) =>
             restore(Effect.gen(function*() {
               // who is the server? checked before a single byte of ours is sent
-              const peer = kind === "windows-pipe" ? { description: raw } : yield* credentialsOf(socket, raw).pipe(
+              const peer = yield* credentialsOf(socket, raw).pipe(
                 Effect.mapError((error) =>
                   IpcError.make("PeerRejected", `cannot read the server's credentials: ${error.detail}`, raw)
                 ),

@@ -15,6 +15,8 @@ import * as UnixSocket from "./UnixSocket.ts"
 export * as ChildPipe from "./ChildPipe.ts"
 /** FIFO pairs (`fifo:///dir/name`). */
 export * as Fifo from "./Fifo.ts"
+/** Windows named pipes (`pipe://name` on Windows), restricted to this user. */
+export * as NamedPipe from "./NamedPipe.ts"
 /** Where `unix:` and `pipe:` addresses live. */
 export * as SocketPath from "./SocketPath.ts"
 /** Unix domain sockets (`unix:///path`, `unix:@name`, `pipe://name`). */
