@@ -57,6 +57,10 @@ export type FrameHandler = (kind: Kind, payload: Uint8Array) => void
 
 // first buffer of a frame spread over several chunks: its length declares more than has arrived
 const INITIAL_BODY = 64 * 1024
+// chunks handed over: past this many views of a partial frame, their average size is checked
+const PIECES_CHECKED = 64
+// ... and below this average the views are copied into a buffer (each view and chunk costs about 200 bytes)
+const MIN_PIECE_AVERAGE = 4096
 
 /** Options of a `Decoder`. */
 export interface DecoderOptions {
@@ -64,7 +68,9 @@ export interface DecoderOptions {
    * The caller hands each chunk over with `push` and never writes into it
    * again (Node's stream chunks: every read is a fresh buffer). A frame spread
    * over several chunks is then kept as views of them and copied once, into a
-   * buffer of its exact length, when its last byte arrives. Without it
+   * buffer of its exact length, when its last byte arrives (chunks averaging
+   * under 4 KiB are copied as they come instead: a view costs more than a
+   * few bytes). Without it
    * (default) the decoder copies what it keeps before `push` returns.
    */
   readonly chunksHandedOver?: boolean | undefined
@@ -133,6 +139,17 @@ export class Decoder {
           this.pieces = undefined
           this.bodyFill = 0
           onFrame(this.bodyKind, body)
+        } else if (this.pieces.length >= PIECES_CHECKED && this.bodyFill < this.pieces.length * MIN_PIECE_AVERAGE) {
+          // small pieces (a peer trickling bytes, a read each): a view costs more than its bytes, so the
+          // frame goes on in a buffer of its own, grown as the bytes come
+          const body = Bytes.uninitialized(Math.min(this.bodyLength, Math.max(INITIAL_BODY, 2 * this.bodyFill)))
+          let at = 0
+          for (const piece of this.pieces) {
+            body.set(piece, at)
+            at += piece.byteLength
+          }
+          this.pieces = undefined
+          this.body = body
         }
         continue
       }

@@ -1,6 +1,10 @@
 import { Framing, IpcError } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import fc from "fast-check"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
+
+V8.setFlagsFromString("--expose-gc")
 
 const frames = (decoder: Framing.Decoder, chunks: ReadonlyArray<Uint8Array>) => {
   const out: Array<[number, Array<number>]> = []
@@ -298,6 +302,34 @@ describe("Framing: a hostile length prefix", () => {
     }
     const grown = process.memoryUsage().arrayBuffers - before
     assert.isBelow(grown, 64 * 1024 * 1024, `${grown} bytes held for 640 bytes received`)
+  })
+
+  it("with chunks handed over, a frame trickled in tiny chunks costs memory for its bytes, not a view per chunk", () => {
+    // a peer that sends a large frame a byte per read: Node hands each read over as its own buffer
+    const gc = Vm.runInNewContext("gc") as () => void
+    const held = () => {
+      gc()
+      const usage = process.memoryUsage()
+      return usage.heapUsed + usage.arrayBuffers
+    }
+    const before = held()
+    const decoder = new Framing.Decoder(Framing.DEFAULT_MAX_FRAME_SIZE, { chunksHandedOver: true })
+    const payload = Uint8Array.from({ length: 300_000 }, (_, i) => (i * 7) & 0xff)
+    assert.isUndefined(decoder.push(header(payload.byteLength), () => assert.fail("no frame yet")))
+    const sent = 100_000
+    for (let i = 0; i < sent; i++) {
+      assert.isUndefined(decoder.push(payload.slice(i, i + 1), () => assert.fail("no frame yet")))
+    }
+    const grown = held() - before
+    assert.isTrue(decoder.inFrame)
+    assert.isBelow(grown, 4 * 1024 * 1024, `${grown} bytes held for ${sent} bytes received`)
+    // the rest in reads of 64 KiB: the frame is whole and right
+    const got: Array<Uint8Array> = []
+    for (let offset = sent; offset < payload.byteLength; offset += 65_536) {
+      assert.isUndefined(decoder.push(payload.slice(offset, offset + 65_536), (_, p) => got.push(p)))
+    }
+    assert.strictEqual(got.length, 1)
+    assert.strictEqual(Buffer.compare(Buffer.from(got[0]!), Buffer.from(payload)), 0)
   })
 
   it("still assembles a large frame sent in small pieces", () => {
