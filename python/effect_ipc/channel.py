@@ -146,6 +146,7 @@ class Channel(object):
     # ---- sending -----------------------------------------------------------
     def _send_frame(self, kind, payload=b""):
         data = framing.encode(kind, payload)
+        failure = None
         with self._write_lock:
             if self._write_ended:
                 raise Closed("the channel is closed", self.address)
@@ -153,9 +154,12 @@ class Channel(object):
                 self._write(data)
             except (OSError, ValueError) as error:
                 failure = IpcError("ConnectionLost", "write failed: %s" % error, self.address)
-                self._fail(failure)
-                raise failure
-            self._last_sent = time.time()
+            else:
+                self._last_sent = time.time()
+        if failure is not None:
+            # failing tears down, which takes the write lock: only once it is released here
+            self._fail(failure)
+            raise failure
 
     def send(self, message):
         """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost."""

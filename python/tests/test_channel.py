@@ -11,6 +11,7 @@ import unittest
 from helpers import TempDirCase
 
 from effect_ipc import Closed, Heartbeat, IpcError, address, connect, framing, listen
+from effect_ipc.channel import Channel
 
 
 class Framing(unittest.TestCase):
@@ -73,6 +74,42 @@ class Channels(TempDirCase):
             client.receive(1)
         listener.close()
         self.assertFalse(os.path.exists(path))
+
+    def test_a_failed_write_is_connection_lost_not_a_hang(self):
+        # the peer is gone before we write (here: a write that fails as on a reset socket); send and
+        # close must raise or return, not wait for ever on their own write lock
+        stop = threading.Event()
+        released = []
+
+        def read(n):
+            stop.wait(10)
+            return b""
+
+        def write(data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        channel = Channel(read, write, lambda: None, lambda: released.append(True), "test://broken", linger=0.5)
+        self.addCleanup(stop.set)
+        outcome = []
+
+        def attempt():
+            try:
+                channel.send(b"hello")
+            except IpcError as error:
+                outcome.append(error.reason)
+            channel.close()
+            outcome.append("closed")
+
+        thread = threading.Thread(target=attempt)
+        thread.daemon = True
+        thread.start()
+        thread.join(5)
+        self.assertFalse(thread.is_alive(), "send or close hung after a failed write")
+        self.assertEqual(outcome, ["ConnectionLost", "closed"])
+        self.assertEqual(released, [True])
+        with self.assertRaises(IpcError) as caught:
+            channel.receive(1)
+        self.assertEqual(caught.exception.reason, "ConnectionLost")
 
     def test_peer_close_is_a_graceful_end_and_a_lost_peer_is_connection_lost(self):
         where = self.address()
