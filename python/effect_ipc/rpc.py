@@ -329,8 +329,12 @@ class _Context(object):
         self.tag = tag
         self.headers = headers
         self.cancelled = threading.Event()
-        self.acked = threading.Semaphore(0)
         self.finished = False
+        # a streaming call: what it iterates, its chunk size, and whether a sent chunk awaits its Ack
+        self.iterable = None
+        self.iterator = None
+        self.batch = 1
+        self.awaiting = False
 
 
 _current = threading.local()
@@ -398,7 +402,8 @@ class RpcServer(object):
     ``max_workers`` threads (default 32) shared by every client; further
     requests wait in a queue, in order (a handler that waits for another
     request to run can deadlock when all workers wait so). A request
-    interrupted while it waits never runs."""
+    interrupted while it waits never runs. A stream gives its worker back
+    while a chunk waits for the client's acknowledgement."""
 
     def __init__(self, handlers, max_workers=DEFAULT_MAX_WORKERS):
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
@@ -451,7 +456,7 @@ class _Connection(object):
             calls, self.calls = list(self.calls.values()), {}
         for context in calls:
             context.cancelled.set()
-            context.acked.release()
+            self.resume(context)
 
     def dispatch(self, message):
         tag = message.get("_tag")
@@ -461,13 +466,13 @@ class _Connection(object):
             with self.lock:
                 context = self.calls.get(message.get("requestId"))
             if context is not None:
-                context.acked.release()
+                self.resume(context)
         elif tag == "Interrupt":
             with self.lock:
                 context = self.calls.pop(message.get("requestId"), None)
             if context is not None:
                 context.cancelled.set()
-                context.acked.release()
+                self.resume(context)
                 self.finish(context, {"_tag": "Failure", "cause": [{"_tag": "Interrupt", "fiberId": None}]})
         elif tag == "Ping":
             self.send({"_tag": "Pong"})
@@ -499,14 +504,27 @@ class _Connection(object):
     def run_call(self, context, handler, payload):
         if context.cancelled.is_set():
             return  # interrupted (or its connection gone) while it waited for a worker
-        _current.context = context
-        try:
+
+        def first():
             result = handler(payload)
             if inspect.isgenerator(result) or isinstance(result, Stream):
-                self.stream(context, result)
-                exit = {"_tag": "Success", "value": None}
-            else:
-                exit = {"_tag": "Success", "value": result}
+                context.batch = result.batch if isinstance(result, Stream) else 1
+                context.iterable = result.iterable if isinstance(result, Stream) else result
+                context.iterator = iter(context.iterable)
+                return self.stream(context)
+            return {"_tag": "Success", "value": result}
+
+        self.step(context, first)
+
+    def step(self, context, work):
+        """Runs ``work`` for ``context`` on this worker, then ends the call with
+        the exit it returns; ``None``: a stream's chunk awaits its Ack (the
+        worker goes back to the pool meanwhile, and the Ack queues the next step)."""
+        _current.context = context
+        try:
+            exit = work()
+            if exit is not None and inspect.isgenerator(context.iterable):
+                context.iterable.close()  # an ended or interrupted stream's generator (its finally runs)
         except RpcFailure as failure:
             exit = {"_tag": "Failure", "cause": [{"_tag": "Fail", "error": failure.error}]}
         except Exception as error:  # noqa: BLE001 - a defect goes to the client, as effect's servers do
@@ -514,32 +532,36 @@ class _Connection(object):
             exit = {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": _defect_of(error)}]}
         finally:
             _current.context = None
+        if exit is None:
+            return
         with self.lock:
             self.calls.pop(context.request_id, None)
         if not context.cancelled.is_set():
             self.finish(context, exit)
 
-    def stream(self, context, result):
-        batch = result.batch if isinstance(result, Stream) else 1
-        iterable = result.iterable if isinstance(result, Stream) else result
+    def stream(self, context):
+        """Sends a streaming call's next chunk and returns None (its Ack resumes
+        the stream), or returns the call's exit once the stream has ended."""
         values = []
-        try:
-            for value in iterable:
+        if not context.cancelled.is_set():
+            for value in context.iterator:
                 values.append(value)
-                if len(values) >= batch:
-                    self.chunk(context, values)
-                    values = []
-                if context.cancelled.is_set():
-                    return
-            if values:
-                self.chunk(context, values)
-        finally:
-            if inspect.isgenerator(iterable):
-                iterable.close()
-
-    def chunk(self, context, values):
-        if context.cancelled.is_set():
-            return
+                if len(values) >= context.batch or context.cancelled.is_set():
+                    break
+        if not values:
+            return {"_tag": "Success", "value": None}
+        with self.lock:
+            # checked under the lock: an interrupt sets cancelled, then resumes what awaits
+            if context.cancelled.is_set():
+                return {"_tag": "Success", "value": None}
+            context.awaiting = True
+        # the client acknowledges each chunk: until then no worker is held (nor after an interrupt)
         self.send({"_tag": "Chunk", "requestId": context.request_id, "values": values})
-        # the client acknowledges each chunk: wait for it (or for an interrupt / the end of the connection)
-        context.acked.acquire()
+        return None
+
+    def resume(self, context):
+        """A stream's chunk was acknowledged, or its call interrupted: its next step is queued."""
+        with self.lock:
+            awaiting, context.awaiting = context.awaiting, False
+        if awaiting:
+            self.server.workers.submit(lambda: self.step(context, lambda: self.stream(context)))

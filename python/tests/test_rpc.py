@@ -187,6 +187,41 @@ class BoundedWorkers(TempDirCase):
         self.assertEqual(client.call("Hold", {"i": 3}, timeout=5), 3)
         self.assertEqual(started, [1, 3])
 
+    def test_streams_a_client_does_not_read_hold_no_worker(self):
+        closed = []
+
+        def forever(p):
+            try:
+                i = 0
+                while True:
+                    i += 1
+                    yield i
+            finally:  # run as the call's (interrupted) handler
+                closed.append(p["k"] if rpc.current().cancelled.is_set() else None)
+
+        server = RpcServer({"Forever": forever, "Add": lambda p: p["a"] + p["b"]}, max_workers=2)
+        idle = self.serve(server)
+        # a client starts more streams than there are workers and never reads them: each waits for its
+        # first chunk's acknowledgement
+        unread = [idle.stream("Forever", {"k": k}, timeout=30) for k in range(4)]
+        idle.ping(5)
+        other = RpcClient.connect(self.address())
+        self.addCleanup(other.close)
+        self.assertEqual(other.call("Add", {"a": 2, "b": 40}, timeout=10), 42)
+        # the unread streams still work once read, and each is closed on interrupt
+        taken = []
+        for value in unread[3]:
+            taken.append(value)
+            if len(taken) == 3:
+                break
+        self.assertEqual(taken, [1, 2, 3])
+        for stream in unread[:3]:
+            stream.cancel()
+        deadline = time.time() + 10
+        while sorted(closed) != [0, 1, 2, 3] and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(sorted(closed), [0, 1, 2, 3])
+
     def test_max_workers_must_be_a_positive_whole_number(self):
         for bad in (0, -1, 1.5, "4", True):
             with self.assertRaises(ValueError):
