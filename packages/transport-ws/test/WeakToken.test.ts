@@ -21,7 +21,15 @@ const weak: ReadonlyArray<readonly [string, string, string]> = [
   ["ab".repeat(40), "a pattern", "2 distinct characters"],
   ["0123456789".repeat(3), "30 digits", "of 0-9"],
   [Crypto.randomBytes(12).toString("hex"), "12 random bytes in hex", "of 0-9 a-f"],
-  ["correcthorsebatterystaple", "lowercase words", "of a-z"]
+  ["correcthorsebatterystaple", "lowercase words", "of a-z"],
+  // long enough for 128 bits were its characters random, but a pattern repeated
+  ["0123456789".repeat(4), "40 digits counting up, again and again", "repeats"],
+  ["abcdefgh".repeat(5), "8 letters repeated", "repeats"],
+  [
+    Crypto.randomBytes(8).toString("hex").repeat(3).slice(0, 40),
+    "8 random bytes in hex, repeated and cut short",
+    "repeats"
+  ]
 ]
 
 const strong: ReadonlyArray<readonly [string, string]> = [

@@ -4,8 +4,9 @@
  * (digits, hex, one case of letters, letters and digits, base64url, every
  * token character), and it must use a few distinct characters. A random
  * token of 16 bytes or more passes in hex or base64url; a short one, a
- * word, a pattern or digits alone do not. An estimate only: a long phrase of
- * mixed words can pass.
+ * word, a pattern or digits alone do not, nor one that repeats its first
+ * characters (only those count). An estimate only: a long phrase of mixed
+ * words can pass.
  */
 
 /** The bits a token must carry, as 16 random bytes do. */
@@ -35,8 +36,20 @@ export const weakness = (token: string): string | undefined => {
     return `it uses ${distinct} distinct character${distinct === 1 ? "" : "s"} (at least ${MIN_DISTINCT} are needed)`
   }
   const [name, , size] = alphabets.find(([, pattern]) => pattern.test(token)) ?? alphabets[alphabets.length - 1]!
-  const bits = Math.floor(token.length * Math.log2(size))
-  return bits >= REQUIRED_BITS
-    ? undefined
-    : `${token.length} characters of ${name} carry at most ${bits} bits (at least ${REQUIRED_BITS} are needed)`
+  // a token that repeats its first characters carries only theirs
+  const period = periodOf(token)
+  const bits = Math.floor(period * Math.log2(size))
+  if (bits >= REQUIRED_BITS) return undefined
+  const carried = `${period} characters of ${name} carry at most ${bits} bits (at least ${REQUIRED_BITS} are needed)`
+  return period < token.length ? `it repeats its first ${period} characters: ${carried}` : carried
+}
+
+/** The length of the shortest prefix that `token` repeats (the last repetition may be cut short). */
+const periodOf = (token: string): number => {
+  for (let period = 1; period < token.length; period++) {
+    let repeats = true
+    for (let i = period; i < token.length && repeats; i++) repeats = token[i] === token[i - period]
+    if (repeats) return period
+  }
+  return token.length
 }
