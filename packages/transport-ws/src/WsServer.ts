@@ -26,8 +26,11 @@
  * `handshakeTimeout` is dropped, and at most `maxPendingHandshakes` wait at
  * once: when another connection arrives, the one that has waited longest is
  * dropped (counted and logged as refused), so a flood of connections that
- * never finish their handshake holds a bounded number of descriptors and
- * cannot keep a well-behaved client (which finishes in a round trip) out.
+ * never finish their handshake holds a bounded number of descriptors. A
+ * client gets through a flood if its request arrives before
+ * `maxPendingHandshakes` newer connections do: a sustained flood of N
+ * connections a second keeps out a client slower than
+ * `maxPendingHandshakes / N` seconds (the pending ones look alike).
  * Messages over `maxMessageSize` end the connection that sent them (close
  * 1009, `FrameTooLarge` on that channel).
  *
@@ -204,12 +207,14 @@ export const listen = (
         shown
       )
     }
-    const given = options.token ?? parsed.token
-    const token = given ?? TokenFile.generate()
+    const userToken = options.token ?? parsed.token
+    const token = userToken ?? TokenFile.generate()
     if (!WsAddress.isValidToken(token)) {
       return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
     }
-    const weakness = given === undefined || options.allowWeakToken === true ? undefined : Strength.weakness(given)
+    const weakness = userToken === undefined || options.allowWeakToken === true
+      ? undefined
+      : Strength.weakness(userToken)
     if (weakness !== undefined) {
       return yield* IpcError.make(
         "InvalidOption",
