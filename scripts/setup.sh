@@ -9,7 +9,7 @@
 #    transport's fsync and mid-write kill tests), rustc, cargo and the serde /
 #    serde_json crates (ipckit's own FileChannel as a test peer), chromium
 #    (the ws:// transport's browser test, driven by playwright-core), wine and wine64 (the
-#    Windows cases of `npm run test:windows`: Node for Windows under Wine, scripts/wine-setup.sh);
+#    Windows cases of the tests: Node for Windows under Wine, scripts/wine-setup.sh);
 #  - npm dependencies, which include Node 24 itself (the `node` package), so a
 #    machine with an older Node (20) needs nothing else.
 set -euo pipefail
@@ -38,4 +38,4 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
 fi
 
 bash scripts/libnng.sh || echo "setup: could not build libnng 1.11 from vendor/ (see above); the system's libnng is used" >&2
-bash scripts/wine-setup.sh || echo "setup: FAILED to set up Node for Windows under Wine (see above): npm run test:windows cannot run" >&2
+bash scripts/wine-setup.sh || echo "setup: FAILED to set up Node for Windows under Wine (see above): the Windows cases of the tests will fail" >&2

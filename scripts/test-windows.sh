@@ -2,7 +2,7 @@
 # The Windows cases (packages/transport-pipe/test/Windows.test.ts): Node 22 for Windows under Wine
 # runs the `pipe://` conformance suite, the named-pipe security cases and the ChildPipe cases; each
 # is reported as its own test. Ends with the plain line "N passed, N failed, N skipped".
-# Not part of `npm test`: see the "Windows" section of packages/transport-pipe/README.md for why.
+# `npm test` runs them too, among the rest; this runs only them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"

@@ -20,6 +20,8 @@ fail() {
   exit 1
 }
 command -v wine >/dev/null || fail "wine is not installed (apt-get install wine wine64)"
+node=node
+[ -x node_modules/.bin/node ] && node=node_modules/.bin/node
 
 # the sha512 of a file, base64, as npm's integrity fields give it
 sha512() { openssl dgst -sha512 -binary "$1" | base64 -w0; }
@@ -46,11 +48,11 @@ if [ ! -f "$WIN_NODE" ]; then
 fi
 
 # koffi's Windows build, as package-lock.json pins it
-read -r koffi_version koffi_integrity < <(node -e '
+read -r koffi_version koffi_integrity < <("$node" -e '
   const lock = require("./package-lock.json").packages["node_modules/@koromix/koffi-win32-x64"]
   console.log(lock.version, lock.integrity.replace(/^sha512-/, ""))')
 koffi_dir=node_modules/@koromix/koffi-win32-x64
-if [ "$(node -p "try { require('./$koffi_dir/package.json').version } catch { '' }")" != "$koffi_version" ]; then
+if [ "$("$node" -p "try { require('./$koffi_dir/package.json').version } catch { '' }")" != "$koffi_version" ]; then
   tarball=$(fetch @koromix/koffi-win32-x64 "$koffi_version" "$koffi_integrity")
   rm -rf "$koffi_dir" && mkdir -p "$koffi_dir"
   tar xzf "$tarball" -C "$koffi_dir" --strip-components=1
