@@ -355,19 +355,25 @@ DEFAULT_MAX_WORKERS = 32
 
 class _Workers(object):
     """At most ``size`` daemon threads, started as work arrives, that run the
-    queued calls in order; a call waits in the queue while all are busy."""
+    queued calls; a call waits in its client's queue while all are busy. The
+    clients with work take turns (one call each), each client's calls run in
+    order: a flood from one client does not hold up another's calls."""
 
     def __init__(self, size):
         self.size = size
         self.lock = threading.Lock()
-        self.queue = collections.deque()
+        # each client's queue of work, in the order the clients take their turns
+        self.queues = collections.OrderedDict()
         self.threads = 0
         self.idle = 0
         self.ready = threading.Condition(self.lock)
 
-    def submit(self, work):
+    def submit(self, work, client=None):
         with self.lock:
-            self.queue.append(work)
+            queue = self.queues.get(client)
+            if queue is None:
+                queue = self.queues[client] = collections.deque()
+            queue.append(work)
             if self.idle > 0:
                 self.ready.notify()
                 return
@@ -381,11 +387,16 @@ class _Workers(object):
     def loop(self):
         while True:
             with self.lock:
-                while not self.queue:
+                while not self.queues:
                     self.idle += 1
                     self.ready.wait()
                     self.idle -= 1
-                work = self.queue.popleft()
+                client, queue = next(iter(self.queues.items()))
+                work = queue.popleft()
+                if queue:
+                    self.queues.move_to_end(client)  # its next call after the other clients' next
+                else:
+                    del self.queues[client]
             try:
                 work()
             except Exception:  # noqa: BLE001 - a worker outlives what it runs
@@ -400,8 +411,9 @@ class RpcServer(object):
     for a typed error; any other exception is a defect. A handler for a
     procedure without payload gets None. Handlers run on at most
     ``max_workers`` threads (default 32) shared by every client; further
-    requests wait in a queue, in order (a handler that waits for another
-    request to run can deadlock when all workers wait so). A request
+    requests wait, each client's in order, the clients taking turns (a
+    handler that waits for another request to run can deadlock when all
+    workers wait so). A request
     interrupted while it waits never runs. A stream gives its worker back
     while a chunk waits for the client's acknowledgement."""
 
@@ -499,7 +511,7 @@ class _Connection(object):
             with self.lock:
                 self.calls[request_id] = context
         payload = request.get("payload")
-        self.server.workers.submit(lambda: self.run_call(context, handler, payload))
+        self.server.workers.submit(lambda: self.run_call(context, handler, payload), self)
 
     def run_call(self, context, handler, payload):
         if context.cancelled.is_set():
@@ -564,4 +576,4 @@ class _Connection(object):
         with self.lock:
             awaiting, context.awaiting = context.awaiting, False
         if awaiting:
-            self.server.workers.submit(lambda: self.step(context, lambda: self.stream(context)))
+            self.server.workers.submit(lambda: self.step(context, lambda: self.stream(context)), self)

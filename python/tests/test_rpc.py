@@ -222,6 +222,30 @@ class BoundedWorkers(TempDirCase):
             time.sleep(0.01)
         self.assertEqual(sorted(closed), [0, 1, 2, 3])
 
+    def test_clients_take_turns_a_flood_from_one_does_not_hold_up_another(self):
+        order = []
+        lock = threading.Lock()
+
+        def slow(p):
+            time.sleep(0.01)  # slow, so that the flood piles up (nothing is timed)
+            with lock:
+                order.append(p["who"])
+            return p["who"]
+
+        flooder = self.serve(RpcServer({"Slow": slow}, max_workers=2))
+        flooder.ping(5)
+        other = RpcClient.connect(self.address())
+        self.addCleanup(other.close)
+        other.ping(5)
+        flood = [flooder.start("Slow", {"who": "flood"}) for _ in range(200)]
+        flooder.ping(5)  # the server has read the whole flood
+        self.assertEqual(other.call("Slow", {"who": "other"}, timeout=30), "other")
+        # the other client's call ran before most of the flood (in order, it would have run last)
+        with lock:
+            ahead = order.index("other")
+        self.assertLess(ahead, 100, "%d of the flood ran before the other client's call" % ahead)
+        self.assertEqual([c.result(60) for c in flood], ["flood"] * 200)
+
     def test_max_workers_must_be_a_positive_whole_number(self):
         for bad in (0, -1, 1.5, "4", True):
             with self.assertRaises(ValueError):
