@@ -367,7 +367,8 @@ export const make = (
       if (destroyed || lostDue !== undefined || !idle()) return
       const now = performance.now()
       const turnEnd = Math.min(pollUntil, now + POLL_TURN)
-      for (let at = now; true; at = performance.now()) {
+      let at = now
+      for (;;) {
         if (inbound.hasNext() || inbound.isClosed()) {
           stats.pollHits++
           window = Math.min(pollMillis, window * 2)
@@ -376,6 +377,7 @@ export const make = (
         }
         if (at >= turnEnd) break
         Libc.yieldCpu()
+        at = performance.now()
       }
       if (performance.now() < pollUntil) {
         polling = true
