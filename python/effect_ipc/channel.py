@@ -477,7 +477,8 @@ def _lock_path(path, address):
     """Takes this user's lock for ``path``: the same lock file Node's listeners
     take (``.lock-`` + sha256 of the absolute path, in the private runtime
     directory), so Python and Node servers replacing one dead socket never
-    remove each other's fresh one. Returns the descriptor to close."""
+    remove each other's fresh one. Returns ``(descriptor, lock file)`` for
+    ``_unlock_path``."""
     key = hashlib.sha256(os.path.abspath(path).encode("utf-8")).hexdigest()[:32]
     lock = os.path.join(addresses.runtime_dir(address), ".lock-" + key)
     deadline = time.time() + 10
@@ -497,8 +498,21 @@ def _lock_path(path, address):
         except OSError:
             pass
         if named is not None and (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
-            return fd
+            return fd, lock
         os.close(fd)  # the lock file was replaced while we waited: lock the current one
+
+
+def _unlock_path(held):
+    """Releases a lock from ``_lock_path``: the holder removes the lock file
+    before it lets go (as Node's listeners do; a waiter that then gets the
+    removed file sees it is no longer the named one and locks afresh), so no
+    lock file is left behind."""
+    fd, lock = held
+    try:
+        os.unlink(lock)
+    except OSError:
+        pass  # gone already
+    os.close(fd)
 
 
 def _link_replacing_stale(temporary, path, address):
@@ -512,7 +526,7 @@ def _link_replacing_stale(temporary, path, address):
         except OSError as error:
             if error.errno != errno.EEXIST:
                 raise IpcError("Open", "cannot bind: %s" % error, address)
-        fd = _lock_path(path, address)
+        held = _lock_path(path, address)
         try:
             stale = _occupant(path, address)
             if stale is not None:
@@ -529,7 +543,7 @@ def _link_replacing_stale(temporary, path, address):
                 if error.errno != errno.EEXIST:
                     raise IpcError("Open", "cannot bind: %s" % error, address)
         finally:
-            os.close(fd)
+            _unlock_path(held)
     raise IpcError("AddressInUse", "another server keeps taking the path", address)
 
 

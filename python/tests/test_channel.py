@@ -224,6 +224,8 @@ class Channels(TempDirCase):
         self.addCleanup(outcome[0].close)
         self.assertNotEqual(os.lstat(stale).st_ino, before)
         connect("unix://" + stale).close()
+        # its last holder removes the lock file, as Node's listeners do: nothing is left behind
+        self.assertEqual([name for name in os.listdir(address.runtime_dir()) if name.startswith(".lock-")], [])
 
     def test_refused_credentials(self):
         where = self.address()
