@@ -36,6 +36,8 @@ const strong: ReadonlyArray<readonly [string, string]> = [
   [Ws.TokenFile.generate(), "a generated token"],
   [Crypto.randomBytes(16).toString("base64url"), "16 random bytes in base64url"],
   [Crypto.randomBytes(16).toString("hex"), "16 random bytes in hex"],
+  // 16 random bytes in base64url that happen to be letters only (about 1 in 100 are): still strong
+  ["qXbTzRkWmLpVnHcJdGfYsE", "16 random bytes in base64url, letters only"],
   [Crypto.randomUUID() + Crypto.randomUUID(), "two UUIDs"]
 ]
 
