@@ -4,9 +4,10 @@
  * stalled nng handshakes, thousands of requests that are not the hello, and
  * thousands of valid hellos on 48 connections whose conversations are never used. The
  * listener (`fixtures/peer.ts channels`, at most 32 pending handshakes of
- * 1 s) must keep its descriptors and memory bounded during the flood and come
- * back to its baseline after, while a well-behaved client keeps being served:
- * round trips on a channel opened before, and new channels dialled during it.
+ * 5 s, the default, so that a loaded machine still fills all 32) must keep its
+ * descriptors and memory bounded during the flood and come back to its
+ * baseline after, while a well-behaved client keeps being served: round trips
+ * on a channel opened before, and new channels dialled during it.
  */
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import { NngTransport } from "@effect-ipc/transport-nng"
@@ -45,7 +46,7 @@ describe("nng+tcp:// listener under a flood", () => {
       Effect.gen(function*() {
         const server = yield* Child.spawn(process.execPath, [
           "--expose-gc",
-          ...Child.nodeArgs("peer.ts", ["channels", "nng+tcp://127.0.0.1:0"])
+          ...Child.nodeArgs("peer.ts", ["channels", "nng+tcp://127.0.0.1:0", "5000"])
         ])
         const address = (yield* server.waitFor((line) => line.startsWith("ready "))).slice("ready ".length)
         const port = address.slice(address.lastIndexOf(":") + 1)
