@@ -113,6 +113,10 @@ class Channel(object):
         self._last_received = time.time()
         self._last_sent = time.time()
         self._done = threading.Event()
+        # back-pressure (set_unread_limit): the reader waits while this many messages are unread
+        self._unread_limit = None
+        self._room = threading.Condition()
+        self._held = False
         self._reader = threading.Thread(target=self._read_loop, name="effect-ipc reader %s" % address)
         self._reader.daemon = True
         self._reader.start()
@@ -173,6 +177,30 @@ class Channel(object):
         self._send_frame(framing.DATA, message)
 
     # ---- receiving ---------------------------------------------------------
+    def set_unread_limit(self, limit):
+        """Stops reading from the stream while ``limit`` received messages wait
+        unread (back-pressure: the peer's writes wait in the socket); None, the
+        default: no limit. Heartbeat silence is not counted meanwhile."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError("the unread limit must be a positive whole number or None, got %r" % (limit,))
+        with self._room:
+            self._unread_limit = limit
+            self._room.notify_all()
+
+    def _wait_for_room(self):
+        with self._room:
+            while (self._unread_limit is not None and self._inbox.qsize() >= self._unread_limit
+                   and not self._closing and not self._finished):
+                self._held = True
+                self._room.wait(0.25)  # woken by receive and close; the timeout only guards a missed wake
+            if self._held:
+                self._held = False
+                self._last_received = time.time()  # the silence was ours: we were not reading
+
+    def _wake_reader(self):
+        with self._room:
+            self._room.notify_all()
+
     def receive(self, timeout=None):
         """The next message (bytes). Raises ``Closed`` once the peer has closed
         (or this side did), ``IpcError`` when the link was lost, and
@@ -186,6 +214,8 @@ class Channel(object):
             if item is _END:
                 raise Closed("the channel was closed by its peer", self.address)
             raise item
+        if self._unread_limit is not None:
+            self._wake_reader()
         return item
 
     def __iter__(self):
@@ -219,6 +249,7 @@ class Channel(object):
                     return
                 for kind, payload in frames:
                     if kind == framing.DATA:
+                        self._wait_for_room()
                         self._inbox.put(payload)
                     elif kind == framing.CLOSE:
                         self._peer_said_close = True
@@ -260,6 +291,7 @@ class Channel(object):
             if self._finished:
                 return
             self._finished = True
+        self._wake_reader()
         with self._write_lock:
             self._write_ended = True
         try:
@@ -290,6 +322,7 @@ class Channel(object):
             else:
                 already = False
                 self._closing = True
+        self._wake_reader()
         if already:
             self._done.wait(self._linger)
             return
@@ -319,7 +352,7 @@ class Channel(object):
         interval, timeout = self._heartbeat.interval, self._heartbeat.timeout
         while not self._done.wait(interval):
             now = time.time()
-            if now - self._last_received > timeout:
+            if now - self._last_received > timeout and not self._held:
                 self._fail(IpcError("Timeout", "no word from the peer for %d ms" % int(timeout * 1000),
                                     self.address))
                 return

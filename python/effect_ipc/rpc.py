@@ -351,6 +351,7 @@ def _defect_of(error):
 
 
 DEFAULT_MAX_WORKERS = 32
+DEFAULT_MAX_QUEUED = 256
 
 
 class _Workers(object):
@@ -415,13 +416,31 @@ class RpcServer(object):
     handler that waits for another request to run can deadlock when all
     workers wait so). A request
     interrupted while it waits never runs. A stream gives its worker back
-    while a chunk waits for the client's acknowledgement."""
+    while a chunk waits for the client's acknowledgement. Answers are sent
+    by a thread of each connection, so a client that does not read holds no
+    worker. Each client has at most ``max_queued`` (default 256) requests
+    waiting for a worker and messages waiting to be sent; past that the
+    server stops reading its connection until they drain (back-pressure
+    through the socket: nothing is dropped)."""
 
-    def __init__(self, handlers, max_workers=DEFAULT_MAX_WORKERS):
+    def __init__(self, handlers, max_workers=DEFAULT_MAX_WORKERS, max_queued=DEFAULT_MAX_QUEUED):
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError("max_workers must be a positive whole number, got %r" % (max_workers,))
+        if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 2:
+            raise ValueError("max_queued must be a whole number of at least 2, got %r" % (max_queued,))
         self.handlers = dict(handlers)
         self.workers = _Workers(max_workers)
+        self.max_queued = max_queued
+        self._connections_lock = threading.Lock()
+        self._connections = []
+
+    def backlogs(self):
+        """Each connection being served: ``(queued, most)``, its requests waiting
+        for a worker plus messages waiting to be sent now, and the most it has
+        had at once (never over ``max_queued``)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        return [connection.backlog_counts() for connection in connections]
 
     def serve(self, listener):
         """Serves every client of ``listener`` until it is closed (each in a thread)."""
@@ -429,7 +448,26 @@ class RpcServer(object):
 
     def serve_channel(self, channel):
         """Serves one client connection until it closes."""
-        _Connection(self, channel).run()
+        connection = _Connection(self, channel)
+        with self._connections_lock:
+            self._connections.append(connection)
+        try:
+            connection.run()
+        finally:
+            with self._connections_lock:
+                self._connections.remove(connection)
+
+
+# the connection whose backlog slot the work running on this thread holds (see _Connection.submit)
+_slot = threading.local()
+
+
+def _cost(message):
+    """How many backlog slots dispatching ``message`` may take (a discarded or
+    interrupted call's exit is sent as its work is queued: 2)."""
+    if message.get("_tag") == "Interrupt" or message.get("discard") is True:
+        return 2
+    return 1
 
 
 class _Connection(object):
@@ -439,14 +477,94 @@ class _Connection(object):
         self.lock = threading.Lock()
         self.calls = {}
         self.first = True
+        # the backlog: work queued for a worker plus messages waiting for the writer thread
+        self.room = threading.Condition()
+        self.backlog = 0
+        self.most = 0
+        self.outbox = collections.deque()
+        self.stopped = False
+
+    def backlog_counts(self):
+        with self.room:
+            return (self.backlog, self.most)
+
+    def _grow(self):
+        self.backlog += 1
+        if self.backlog > self.most:
+            self.most = self.backlog
+
+    def _shrink(self):
+        with self.room:
+            self.backlog -= 1
+            self.room.notify_all()
 
     def send(self, message):
-        try:
-            self.channel.send(_encode(message))
-        except IpcError:
-            pass
+        """Queues ``message`` for the writer thread. Work sending hands its slot
+        over to the message (an answer takes the place of its request)."""
+        data = _encode(message)
+        with self.room:
+            if getattr(_slot, "connection", None) is self:
+                _slot.connection = None
+            else:
+                self._grow()
+            if self.stopped:
+                self.backlog -= 1
+                return
+            self.outbox.append(data)
+            self.room.notify_all()
+
+    def write_loop(self):
+        while True:
+            with self.room:
+                while not self.outbox and not self.stopped:
+                    self.room.wait()
+                if not self.outbox:
+                    return
+                data = self.outbox.popleft()
+            try:
+                self.channel.send(data)
+            except IpcError:
+                pass
+            self._shrink()
+
+    def submit(self, work):
+        """Queues ``work`` on the shared workers; it holds a backlog slot until
+        it sends (the slot passes to its message) or ends."""
+        with self.room:
+            self._grow()
+
+        def run():
+            _slot.connection = self
+            try:
+                work()
+            finally:
+                held = getattr(_slot, "connection", None) is self
+                _slot.connection = None
+                if held:
+                    self._shrink()
+
+        self.server.workers.submit(run, self)
+
+    def wait_for_room(self, cost):
+        """Holds the reading of this connection (the channel reads no further)
+        until dispatching a message of ``cost`` keeps the backlog within bounds."""
+        with self.room:
+            while self.backlog + cost > self.server.max_queued:
+                self.room.wait()
 
     def run(self):
+        self.channel.set_unread_limit(self.server.max_queued)
+        writer = threading.Thread(target=self.write_loop, name="effect-ipc rpc writer %s" % self.channel.address)
+        writer.daemon = True
+        writer.start()
+        try:
+            self.read_loop()
+        finally:
+            with self.room:
+                self.stopped = True
+                self.room.notify_all()
+
+    def read_loop(self):
         for data in self.channel:
             if self.first:
                 self.first = False
@@ -463,6 +581,7 @@ class _Connection(object):
                 log.warning("refused an RPC client at %s: not JSON (%s)", self.channel.address, error)
                 self.send({"_tag": "Defect", "defect": "this RPC server speaks json serialization: %s" % error})
                 return
+            self.wait_for_room(_cost(message) if isinstance(message, dict) else 1)
             self.dispatch(message)
         with self.lock:
             calls, self.calls = list(self.calls.values()), {}
@@ -511,7 +630,7 @@ class _Connection(object):
             with self.lock:
                 self.calls[request_id] = context
         payload = request.get("payload")
-        self.server.workers.submit(lambda: self.run_call(context, handler, payload), self)
+        self.submit(lambda: self.run_call(context, handler, payload))
 
     def run_call(self, context, handler, payload):
         if context.cancelled.is_set():
@@ -576,4 +695,4 @@ class _Connection(object):
         with self.lock:
             awaiting, context.awaiting = context.awaiting, False
         if awaiting:
-            self.server.workers.submit(lambda: self.step(context, lambda: self.stream(context)), self)
+            self.submit(lambda: self.step(context, lambda: self.stream(context)))

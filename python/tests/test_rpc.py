@@ -1,10 +1,14 @@
 """RPC, Python client to Python server, over a real socket."""
+import json
+import os
+import socket
 import threading
 import time
 import unittest
 
 from helpers import TempDirCase
 
+from effect_ipc import framing
 from effect_ipc import IpcError, RpcClient, RpcDefect, RpcFailure, RpcInterrupted, RpcServer, Stream, listen, rpc
 
 
@@ -250,6 +254,67 @@ class BoundedWorkers(TempDirCase):
         for bad in (0, -1, 1.5, "4", True):
             with self.assertRaises(ValueError):
                 RpcServer({}, max_workers=bad)
+
+
+class BoundedQueues(TempDirCase):
+    """A client's requests waiting for a worker (and its answers waiting to be sent) are bounded: past
+    ``max_queued`` the server stops reading that client's connection until they drain."""
+
+    def test_a_client_that_floods_without_reading_is_held_to_its_bound_and_loses_nothing(self):
+        bound, count = 16, 20000
+        server = RpcServer({"Echo": lambda p: p["i"]}, max_workers=1, max_queued=bound)
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=server.serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        # a raw client that sends thousands of requests and reads nothing
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(raw.close)
+        raw.connect(os.path.join(self.dir, "s.sock"))
+        flood = framing.encode(framing.DATA, rpc.HELLO_JSON) + b"".join(
+            framing.encode(framing.DATA, rpc._encode({"_tag": "Request", "id": str(i), "tag": "Echo",
+                                                      "payload": {"i": i}, "headers": []}))
+            for i in range(count))
+        sent = threading.Event()
+
+        def send():
+            raw.sendall(flood)
+            sent.set()
+
+        sender = threading.Thread(target=send)
+        sender.daemon = True
+        sender.start()
+        deadline = time.time() + 30
+        while max([most for _, most in server.backlogs()] or [0]) < bound and time.time() < deadline:
+            time.sleep(0.01)
+        # the only worker is not stuck writing to the flooder: another client is served
+        other = RpcClient.connect(self.address())
+        self.addCleanup(other.close)
+        self.assertEqual([other.call("Echo", {"i": i}, timeout=10) for i in range(20)], list(range(20)))
+        self.assertFalse(sent.is_set())  # the flood is held up in the socket, not read into memory
+        self.assertLessEqual(max(most for _, most in server.backlogs()), bound)
+        # the flooder reads at last: every request is answered, in order
+        raw.settimeout(60)
+        decoder = framing.Decoder()
+        answers = []
+        while len(answers) < count:
+            chunk = raw.recv(65536)
+            self.assertTrue(chunk, "the server ended the connection after %d answers" % len(answers))
+            for kind, payload in decoder.feed(chunk):
+                message = json.loads(payload.decode("utf-8"))
+                self.assertEqual(message["_tag"], "Exit")
+                answers.append((message["requestId"], message["exit"]["value"]))
+        self.assertEqual(answers, [(str(i), i) for i in range(count)])
+        sender.join(10)
+        self.assertTrue(sent.is_set())
+        self.assertLessEqual(max(most for _, most in server.backlogs()), bound)
+        raw.sendall(framing.encode(framing.CLOSE))
+
+    def test_max_queued_must_be_a_whole_number_of_at_least_2(self):
+        for bad in (0, 1, 1.5, "64", True):
+            with self.assertRaises(ValueError):
+                RpcServer({}, max_queued=bad)
 
 
 if __name__ == "__main__":
