@@ -138,10 +138,21 @@ def segments(directory):
     return sorted(int(name[:16], 16) for name in os.listdir(directory) if _SEGMENT_NAME.match(name))
 
 
+_ERRNO_REASONS = {
+    errno.ENOSPC: "NoSpace", getattr(errno, "EDQUOT", errno.ENOSPC): "NoSpace", errno.EFBIG: "NoSpace",
+    errno.ENOENT: "NotFound", errno.EACCES: "PermissionDenied", errno.EPERM: "PermissionDenied",
+    errno.EEXIST: "AlreadyExists", errno.ENAMETOOLONG: "NameTooLong",
+}
+
+
 def _write_error(error, what, directory):
-    """An ``OSError`` of a write as ``IpcError``: ``NoSpace`` for a full disk (or quota), else ``Write``."""
-    reason = "NoSpace" if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else "Write"
-    return IpcError(reason, "%s: %s" % (what, error), directory)
+    """An ``OSError`` of a write as ``IpcError``, its errno picking the reason as
+    on the Node side (``NoSpace`` for a full disk or quota, ...), else ``Write``."""
+    return IpcError(_ERRNO_REASONS.get(error.errno, "Write"), "%s: %s" % (what, error), directory)
+
+
+def _sync(fd):
+    (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(fd)
 
 
 def _write_new_file(path, data, mode):
@@ -198,27 +209,35 @@ def create(directory, readers=(), file_mode=0o600, dir_mode=0o700):
         if not _READER_NAME.match(name):
             raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
     if not os.path.exists(directory):
-        tmp = "%s.%s.tmp" % (directory, uuid.uuid4().hex[:12])
-        os.mkdir(tmp, dir_mode)
         try:
-            os.mkdir(os.path.join(tmp, "readers"), dir_mode)
-            with open(os.path.join(tmp, segment_name(0)), "xb") as f:
-                f.write(encode_segment_header(0))
-            with open(os.path.join(tmp, "writer.lock"), "xb") as f:
-                f.write(WriterState(True, 0, SEGMENT_HEADER, os.getpid()).encode())
-            for path in (os.path.join(tmp, segment_name(0)), os.path.join(tmp, "writer.lock")):
-                os.chmod(path, file_mode)
-            try:
-                os.rename(tmp, directory)
-            except OSError as error:
-                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-        finally:
-            if os.path.exists(tmp):
-                import shutil
-                shutil.rmtree(tmp, ignore_errors=True)
+            _create_aside(directory, file_mode, dir_mode)
+        except OSError as error:
+            raise _write_error(error, "cannot create the stream", directory)
     for name in readers:
         register(directory, name, "start", file_mode)
+
+
+def _create_aside(directory, file_mode, dir_mode):
+    """Builds the stream beside ``directory`` and renames it into place; on failure nothing is left."""
+    tmp = "%s.%s.tmp" % (directory, uuid.uuid4().hex[:12])
+    os.mkdir(tmp, dir_mode)
+    try:
+        os.mkdir(os.path.join(tmp, "readers"), dir_mode)
+        with open(os.path.join(tmp, segment_name(0)), "xb") as f:
+            f.write(encode_segment_header(0))
+        with open(os.path.join(tmp, "writer.lock"), "xb") as f:
+            f.write(WriterState(True, 0, SEGMENT_HEADER, os.getpid()).encode())
+        for path in (os.path.join(tmp, segment_name(0)), os.path.join(tmp, "writer.lock")):
+            os.chmod(path, file_mode)
+        try:
+            os.rename(tmp, directory)
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    finally:
+        if os.path.exists(tmp):
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def register(directory, name, start="start", file_mode=0o600):
@@ -297,7 +316,10 @@ class LogWriter(object):
     raises ``IpcError`` reason ``Full``: nothing is dropped. On a full disk
     an append (also one that starts a new segment) raises ``IpcError`` reason
     ``NoSpace``, leaves nothing torn for readers, and the next append, once
-    there is space, goes on."""
+    there is space, goes on. A failed append (also a failed ``fdatasync``:
+    ``Write``, or ``NoSpace``) leaves no part of itself in the stream (a
+    reader reading meanwhile may have had its records: they are readable
+    once written)."""
 
     def __init__(self, directory, segment_bytes=DEFAULT_SEGMENT_BYTES, max_bytes=DEFAULT_MAX_BYTES,
                  durability="os", lock_timeout=10.0, file_mode=0o600):
@@ -451,37 +473,70 @@ class LogWriter(object):
         self.append_many([payload], kind)
 
     def append_many(self, payloads, kind=DATA):
-        """Appends several records under one lock, in order."""
+        """Appends several records under one lock, in order: all or none (an
+        append that fails cuts what it wrote, segments it started included)."""
         if self._closed:
             raise Closed("the writer is closed", self.directory)
         self._lock()
-        clean = False
+        clean = succeeded = False
         try:
-            self._take_over()
-            for payload in payloads:
-                record = encode_record(kind, payload)
-                if kind != CLOSE and not self._fits(len(record)):
-                    raise IpcError("Full", "the stream holds %d bytes, its limit: readers are behind"
-                                   % self.max_bytes, self.directory)
-                start = self._end
-                if start - self._seg_base >= self.segment_bytes and start > self._seg_base + SEGMENT_HEADER:
-                    self._rotate()
-                at = self._end
+            try:
+                self._take_over()
+            except OSError as error:
+                raise _write_error(error, "cannot take over the stream", self.directory)
+            start_base, start_end = self._seg_base, self._end
+            try:
+                self._append_records(payloads, kind)
+                if self.durability == "fsync":
+                    try:
+                        _sync(self._seg_fd)
+                    except OSError as error:
+                        raise _write_error(error, "cannot flush the stream to disk (fdatasync)", self.directory)
+            except BaseException:
                 try:
-                    _write_at(self._seg_fd, record, at - self._seg_base)
-                except OSError as error:
-                    os.ftruncate(self._seg_fd, at - self._seg_base)  # the log stays whole
-                    raise _write_error(error, "cannot append to the stream", self.directory)
-                self._end = at + len(record)
-            if self.durability == "fsync":
-                os.fdatasync(self._seg_fd) if hasattr(os, "fdatasync") else os.fsync(self._seg_fd)
-            clean = True
+                    self._cut_back(start_base, start_end)
+                except (OSError, IpcError):
+                    pass  # the state stays dirty: the next writer takes over (cutting only a torn tail)
+                else:
+                    clean = True
+                raise
+            clean = succeeded = True
         finally:
             try:
                 if clean:
                     self._write_state(True)
+            except OSError as error:
+                if succeeded:  # else the append's own error goes on (the next writer takes over)
+                    raise _write_error(error, "cannot record the stream's end in writer.lock", self.directory)
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _append_records(self, payloads, kind):
+        for payload in payloads:
+            record = encode_record(kind, payload)
+            if kind != CLOSE and not self._fits(len(record)):
+                raise IpcError("Full", "the stream holds %d bytes, its limit: readers are behind"
+                               % self.max_bytes, self.directory)
+            start = self._end
+            if start - self._seg_base >= self.segment_bytes and start > self._seg_base + SEGMENT_HEADER:
+                self._rotate()
+            at = self._end
+            try:
+                _write_at(self._seg_fd, record, at - self._seg_base)
+            except OSError as error:
+                raise _write_error(error, "cannot append to the stream", self.directory)
+            self._end = at + len(record)
+
+    def _cut_back(self, base, end):
+        """Undoes a failed append: removes the segments it started and cuts its
+        records, so the stream ends where it did (a reader finds no part of it)."""
+        if self._seg_base != base:
+            for other in segments(self.directory):
+                if other > base:
+                    os.unlink(os.path.join(self.directory, segment_name(other)))
+            self._open_segment(base)
+        os.ftruncate(self._seg_fd, end - base)
+        self._end = end
 
     def close(self, goodbye=False):
         """Closes the writer; with ``goodbye`` it first appends a close record (the writer said goodbye)."""

@@ -1,6 +1,8 @@
 """The file:// log: records, cursors, rotation, crash safety and damage."""
+import errno
 import os
 import struct
+import subprocess
 import unittest
 
 from helpers import TempDirCase
@@ -106,6 +108,91 @@ class Log(TempDirCase):
         wrapped = log.encode_cursor_slot(5, 0xFFFFFFFF) + log.encode_cursor_slot(6, 0)
         self.assertEqual(log.decode_cursor(wrapped), (6, 0))
         self.assertEqual(struct.unpack(">Q", log.WriterState(True, 0, 16, 1).encode()[12:20])[0], 0)
+
+
+class FullDisk(TempDirCase):
+    """Appends on a real full filesystem (a small tmpfs) and a failing fdatasync: a typed error, and no
+    record of the failed append left for readers."""
+
+    def small_filesystem(self, size="64k"):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        mount = os.path.join(self.dir, "small")
+        os.mkdir(mount)
+        subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", mount])
+        self.addCleanup(subprocess.call, ["umount", mount])
+        return mount
+
+    def test_an_append_on_a_full_disk_is_no_space_and_leaves_no_part_of_its_batch(self):
+        mount = self.small_filesystem()
+        path = os.path.join(mount, "stream")
+        log.create(path, readers=("r",))
+        ballast = os.path.join(mount, "ballast")
+        with open(ballast, "wb") as f:
+            f.write(b"x" * 16384)
+        writer = log.LogWriter(path, durability="fsync")
+        self.addCleanup(writer.close)
+        batches = 0
+        with self.assertRaises(IpcError) as caught:
+            for batches in range(1000):
+                writer.append_many([b"%03d-%d " % (batches, i) + b"." * 1500 for i in range(3)])
+        self.assertEqual(caught.exception.reason, "NoSpace")
+        self.assertGreater(batches, 0)
+        # a reader gets every record of the batches that succeeded, then nothing: no part of the failed one
+        reader = log.LogReader(path, "r")
+        self.addCleanup(reader.close)
+        got = [reader.receive(1)[:6] for _ in range(3 * batches)]
+        self.assertEqual(got, [b"%03d-%d " % (b, i) for b in range(batches) for i in range(3)])
+        with self.assertRaises(IpcError) as caught:
+            reader.receive(0.2)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        # another stream cannot be made there either: NoSpace, and nothing is left behind
+        with self.assertRaises(IpcError) as caught:
+            log.create(os.path.join(mount, "other"), readers=("r",))
+        self.assertEqual(caught.exception.reason, "NoSpace")
+        self.assertEqual(sorted(os.listdir(mount)), ["ballast", "stream"])
+        # once there is room, the same writer goes on
+        os.unlink(ballast)
+        writer.append(b"after")
+        self.assertEqual(reader.receive(1), b"after")
+
+    def test_a_failing_fdatasync_is_a_typed_error_and_its_records_are_cut(self):
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=("r",))
+        writer = log.LogWriter(path, durability="fsync", segment_bytes=64)
+        self.addCleanup(writer.close)
+        writer.append(b"one")
+        real = os.fdatasync, os.fsync
+
+        def failing(code):
+            def fail(fd):
+                raise OSError(code, os.strerror(code))
+            return fail
+
+        # a mock only for this: no real filesystem fails fdatasync on demand (an I/O error, a full disk
+        # found at writeback)
+        for code, reason in ((errno.EIO, "Write"), (errno.ENOSPC, "NoSpace")):
+            os.fdatasync = os.fsync = failing(code)
+            try:
+                with self.assertRaises(IpcError) as caught:
+                    writer.append_many([b"lost %d" % i for i in range(5)])  # across segments too
+            finally:
+                os.fdatasync, os.fsync = real
+            self.assertEqual(caught.exception.reason, reason)
+        self.assertEqual(len(log.segments(path)), 1)
+        reader = log.LogReader(path, "r")
+        self.addCleanup(reader.close)
+        self.assertEqual(reader.receive(1), b"one")
+        with self.assertRaises(IpcError) as caught:
+            reader.receive(0.2)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        writer.append(b"two")
+        self.assertEqual(reader.receive(1), b"two")
+        other = log.LogWriter(path)  # a new writer finds a clean state: nothing to repair
+        other.append(b"three")
+        other.close()
+        self.assertEqual(other.repairs, [])
+        self.assertEqual(reader.receive(1), b"three")
 
 
 if __name__ == "__main__":
