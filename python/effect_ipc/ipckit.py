@@ -22,6 +22,12 @@ from .errors import IpcError
 KEEP = 100
 
 
+def _os_error(error, what, directory):
+    """An ``OSError`` as ``IpcError``: ``NoSpace`` for a full disk (or quota), as on the Node side, else ``Write``."""
+    full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
+    return IpcError("NoSpace" if error.errno in full else "Write", "%s: %s" % (what, error), directory)
+
+
 def _now_ms():
     return int(time.time() * 1000)
 
@@ -111,12 +117,19 @@ class IpckitChannel(object):
         while True:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                os.write(fd, ("%d\n" % os.getpid()).encode())
-                os.close(fd)
-                return
             except OSError as error:
                 if error.errno != errno.EEXIST:
-                    raise
+                    raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
+            else:
+                try:
+                    try:
+                        os.write(fd, ("%d\n" % os.getpid()).encode())
+                    finally:
+                        os.close(fd)
+                except OSError as error:
+                    os.unlink(path)  # ours: never left without its pid
+                    raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
+                return
             self._maybe_break(path)
             if time.time() > deadline:
                 raise IpcError("Timeout", "the lock %s stayed held" % os.path.basename(path), self.directory)
@@ -157,9 +170,16 @@ class IpckitChannel(object):
             if len(messages) > self.keep:
                 messages = messages[len(messages) - self.keep:]
             tmp = os.path.splitext(self.outbox)[0] + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(_pretty(messages))
-            os.rename(tmp, self.outbox)
+            try:
+                try:
+                    with open(tmp, "w", encoding="utf-8") as f:
+                        f.write(_pretty(messages))
+                    os.rename(tmp, self.outbox)
+                finally:
+                    if os.path.lexists(tmp):
+                        os.unlink(tmp)  # a failed write: the file it would replace stays whole
+            except OSError as error:
+                raise _os_error(error, "cannot write %s" % os.path.basename(self.outbox), self.directory)
         finally:
             os.unlink(lock)
         return msg

@@ -1,4 +1,5 @@
 """ipckit's file channel, spoken carefully."""
+import errno
 import json
 import os
 import subprocess
@@ -69,6 +70,49 @@ class Ipckit(TempDirCase):
         got = [frontend.receive(2)["payload"] for _ in range(80)]
         for k in range(4):
             self.assertEqual([p["i"] for p in got if p["w"] == k], list(range(20)))
+
+
+class FullDisk(TempDirCase):
+    """On a real full filesystem (a small tmpfs) a send is ``NoSpace``, leaves no lock or temporary file,
+    and the messages sent before are intact."""
+
+    def test_a_send_on_a_full_disk_is_no_space_and_leaves_the_files_whole(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a tmpfs needs root")
+        mount = os.path.join(self.dir, "small")
+        os.mkdir(mount)
+        subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", mount])
+        self.addCleanup(subprocess.call, ["umount", mount])
+        folder = os.path.join(mount, "channel")
+        backend = IpckitChannel(folder, "backend")
+        frontend = IpckitChannel(folder, "frontend")
+        for n in range(3):
+            frontend.send_event("tick", {"n": n})
+        ballast = os.open(os.path.join(mount, "ballast"), os.O_WRONLY | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, ballast)
+        size = 0
+        while True:  # every page of the filesystem taken
+            try:
+                size += os.write(ballast, b"x" * 4096)
+            except OSError as error:
+                self.assertEqual(error.errno, errno.ENOSPC)
+                break
+        before = sorted(os.listdir(folder))
+        # no room for the lock; then room for the lock only (the new file fails)
+        for room in (0, 4096):
+            os.ftruncate(ballast, size - room)
+            with self.assertRaises(IpcError) as caught:
+                frontend.send_event("lost", {"room": room})
+            self.assertEqual(caught.exception.reason, "NoSpace")
+            self.assertIn("cannot write" if room else "cannot take the lock", caught.exception.detail)
+            self.assertEqual(sorted(os.listdir(folder)), before)  # no lock or temporary file left
+        self.assertEqual([backend.receive(1)["payload"]["n"] for _ in range(3)], [0, 1, 2])
+        with self.assertRaises(IpcError) as caught:
+            backend.receive(0.2)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        os.ftruncate(ballast, 0)
+        frontend.send_event("after")
+        self.assertEqual(backend.receive(1)["method"], "after")
 
 
 if __name__ == "__main__":
