@@ -563,6 +563,9 @@ class _Connection(object):
             with self.room:
                 self.stopped = True
                 self.room.notify_all()
+            # what is queued (a refusal's Defect) goes out before the channel is closed, unless the peer
+            # does not read: then the close, when it comes, ends the write
+            writer.join(2.0)
 
     def read_loop(self):
         for data in self.channel:

@@ -311,6 +311,28 @@ class BoundedQueues(TempDirCase):
         self.assertLessEqual(max(most for _, most in server.backlogs()), bound)
         raw.sendall(framing.encode(framing.CLOSE))
 
+    def test_a_refusal_is_sent_before_the_connection_closes(self):
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=RpcServer({}).serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(raw.close)
+        raw.connect(os.path.join(self.dir, "s.sock"))
+        raw.settimeout(30)
+        raw.sendall(framing.encode(framing.DATA, rpc.HELLO_JSON) + framing.encode(framing.DATA, b"not json"))
+        decoder, frames = framing.Decoder(), []
+        while True:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            frames.extend(decoder.feed(chunk))
+        messages = [json.loads(payload.decode("utf-8")) for kind, payload in frames if kind == framing.DATA]
+        self.assertEqual([m["_tag"] for m in messages], ["Defect"])
+        self.assertIn("speaks json serialization", messages[0]["defect"])
+        self.assertEqual(frames[-1][0], framing.CLOSE)
+
     def test_max_queued_must_be_a_whole_number_of_at_least_2(self):
         for bad in (0, 1, 1.5, "64", True):
             with self.assertRaises(ValueError):
