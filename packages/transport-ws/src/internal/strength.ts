@@ -45,9 +45,13 @@ export const weakness = (token: string): string | undefined => {
   return period < token.length ? `it repeats its first ${period} characters: ${carried}` : carried
 }
 
-/** The length of the shortest prefix that `token` repeats (the last repetition may be cut short). */
+/**
+ * The length of the shortest prefix that `token` repeats at least twice (the last repetition may be
+ * cut short), or its length: a token that only ends as it begins (a random one of 32 hex
+ * characters does 1 time in 16) repeats nothing.
+ */
 const periodOf = (token: string): number => {
-  for (let period = 1; period < token.length; period++) {
+  for (let period = 1; period * 2 <= token.length; period++) {
     let repeats = true
     for (let i = period; i < token.length && repeats; i++) repeats = token[i] === token[i - period]
     if (repeats) return period
