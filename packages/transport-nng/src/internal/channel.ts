@@ -3,7 +3,9 @@
  * see `NngTransport`). Each nng message's first byte is its kind:
  *
  * - `0` data: the rest is one message of the channel;
- * - `4` batch: several messages, each as a 4-byte big-endian length and its bytes;
+ * - `4` batch: several messages, each as a 4-byte big-endian length and its bytes
+ *   (unpacked only as far as the inbox has room: the rest waits, as the batch's
+ *   bytes, and no other nng message is taken until it is delivered);
  * - `1` close: the sender ends the conversation (answered with a close);
  * - `2` hello (client -> server, with the conversation's token) and `3` ready
  *   (server -> client): the handshake, before the channel exists.
@@ -55,10 +57,11 @@ const ALONE_BYTES = 64 * 1024
 /**
  * A copy of `message` for the send queue; from 4 KiB on into memory that is
  * not zero-filled first (a fresh `slice()` of 1 MiB costs hundreds of page
- * faults on the machines measured, see bench/README.md).
+ * faults on the machines measured, see bench/README.md). Not `slice()` below:
+ * a Node Buffer's `slice` is a view of the caller's memory.
  */
 const own = (message: Uint8Array): Uint8Array => {
-  if (message.byteLength < 4096) return message.slice()
+  if (message.byteLength < 4096) return new Uint8Array(message)
   const copy = Buffer.allocUnsafeSlow(message.byteLength)
   copy.set(message)
   return copy
@@ -92,19 +95,32 @@ const packBatch = (messages: ReadonlyArray<Uint8Array>, bytes: number): Uint8Arr
   return out
 }
 
-/** The messages of a batch body, or `undefined` when it is malformed. */
-const unpackBatch = (body: Uint8Array): Array<Uint8Array> | undefined => {
+/**
+ * Checks a batch body without unpacking it: `-1` when it is malformed, else
+ * the size of its largest message.
+ */
+const checkBatch = (body: Uint8Array): number => {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
-  const out: Array<Uint8Array> = []
+  let largest = 0
   let offset = 0
   while (offset < body.byteLength) {
-    if (offset + 4 > body.byteLength) return undefined
+    if (offset + 4 > body.byteLength) return -1
     const length = view.getUint32(offset)
-    if (offset + 4 + length > body.byteLength) return undefined
-    out.push(body.subarray(offset + 4, offset + 4 + length))
+    if (offset + 4 + length > body.byteLength) return -1
+    if (length > largest) largest = length
     offset += 4 + length
   }
-  return out
+  return largest
+}
+
+/**
+ * A received batch, unpacked one message at a time as the inbox has room:
+ * what waits is the batch's own bytes, never tens of thousands of views.
+ */
+interface Unpacking {
+  readonly body: Uint8Array
+  readonly view: DataView
+  offset: number
 }
 
 /**
@@ -191,16 +207,49 @@ const link = (
   }
 
   // ---- receiving -----------------------------------------------------------
+  // the rest of a batch the inbox had no room for: no more nng message is taken until it is delivered
+  let unpacking: Unpacking | undefined
+
+  /** Starts unpacking a (checked) batch body. */
+  const startBatch = (body: Uint8Array) => {
+    if (body.byteLength > 0) {
+      unpacking = { body, view: new DataView(body.buffer, body.byteOffset, body.byteLength), offset: 0 }
+    }
+  }
+
+  /** The next message of the batch being unpacked. */
+  const nextOfBatch = (batch: Unpacking): Uint8Array => {
+    const length = batch.view.getUint32(batch.offset)
+    const message = batch.body.subarray(batch.offset + 4, batch.offset + 4 + length)
+    batch.offset += 4 + length
+    if (batch.offset >= batch.body.byteLength) unpacking = undefined
+    return message
+  }
+
+  /** Delivers the rest of the batch being unpacked while the inbox has room; `false` once it is full. */
+  const unpack = (): boolean => {
+    while (unpacking !== undefined) {
+      if (!sink.message(nextOfBatch(unpacking))) return false
+    }
+    return true
+  }
+
   /** The connection is over: deliver what nng had received, then the error (unless the conversation had ended). */
   const lose = (error: IpcError.IpcError) => {
     if (destroyed) return
     if (!ending && !peerClosed) {
+      // the rest of the batch first: it came before anything nng still holds
+      while (unpacking !== undefined) sink.message(nextOfBatch(unpacking))
       for (let message = socket.tryReceive(); typeof message !== "number"; message = socket.tryReceive()) {
         if (message.pipe !== pipe) break
         if (message.kind === Kind.data) sink.message(message.body)
-        else if (message.kind === Kind.batch) { for (const m of unpackBatch(message.body) ?? []) sink.message(m) }
+        else if (message.kind === Kind.batch && checkBatch(message.body) >= 0) {
+          startBatch(message.body)
+          while (unpacking !== undefined) sink.message(nextOfBatch(unpacking))
+        }
       }
     }
+    unpacking = undefined
     sink.lost(error)
   }
 
@@ -224,15 +273,15 @@ const link = (
         return sink.message(message.body)
       case Kind.batch: {
         if (ending || peerClosed) return true
-        const messages = unpackBatch(message.body)
-        if (messages === undefined) {
+        const largest = checkBatch(message.body)
+        if (largest < 0) {
           lose(IpcError.make("Protocol", "a malformed batch arrived", address))
           return false
         }
-        for (const m of messages) if (m.byteLength > maxMessageSize) return tooLarge(m.byteLength)
-        let more = true
-        for (const m of messages) more = sink.message(m)
-        return more
+        if (largest > maxMessageSize) return tooLarge(largest)
+        // unpacked as far as the inbox has room: the rest waits for `resume`
+        startBatch(message.body)
+        return unpack()
       }
       case Kind.close:
         if (!peerClosed) {
@@ -250,6 +299,11 @@ const link = (
   }
 
   const drain = () => {
+    if (!unpack()) {
+      stopReading?.()
+      stopReading = undefined
+      return
+    }
     for (let i = 0; i < BURST; i++) {
       const message = socket.tryReceive()
       if (typeof message === "number") return
@@ -262,8 +316,14 @@ const link = (
     }
   }
 
+  /** Reads on: first the rest of a batch (dropped after our close, as data is), then nng's messages. */
   const startReading = () => {
-    if (stopReading !== undefined || destroyed || socket.isClosed()) return
+    if (destroyed || socket.isClosed()) return
+    if (unpacking !== undefined) {
+      if (ending || peerClosed) unpacking = undefined
+      else if (!unpack()) return
+    }
+    if (stopReading !== undefined) return
     stopReading = socket.onReadable(drain)
   }
 
@@ -308,6 +368,7 @@ const link = (
     },
     destroy: () => {
       destroyed = true
+      unpacking = undefined
       stopReading?.()
       stopReading = undefined
       stopWritable?.()
