@@ -2,6 +2,8 @@
  * The conformance suite: one set of tests that every transport runs
  * unchanged, as `Conformance.suite(subject)` in its own test file. It checks
  * ordering and loss over 100k messages, message sizes from 0 B to 16 MiB,
+ * that a message is the sender's bytes at send time (the sender overwrites
+ * its buffer once `send` returns, the receiver writes over what it got),
  * back-pressure, 1000 concurrent RPC calls, a peer killed mid-stream, scoped
  * clean-up of OS resources, RPC reconnect after a server restart, and that
  * bad frames cost only the offending connection. Cross-process cases run the
@@ -230,6 +232,50 @@ const numbered = (i: number): Uint8Array => {
 }
 const numberOf = (message: Uint8Array): number =>
   new DataView(message.buffer, message.byteOffset, message.byteLength).getUint32(0)
+
+/** What the sender writes over its buffer once `send` returns, and the receiver over a message it has received. */
+const overwritten = 0xee
+const scribbled = 0x55
+
+/**
+ * Receives `count` messages (one `receive` each, or `receiveAll` batches), copying each as it arrives and then
+ * scribbling over it: the receiver owns what it receives, so neither the copies nor the scribbles may change.
+ */
+const receiveOwned = (channel: IpcChannel.IpcChannel, count: number, batches: boolean) =>
+  Effect.gen(function*() {
+    const arrived: Array<Uint8Array> = []
+    const held: Array<Uint8Array> = []
+    while (held.length < count) {
+      const batch = batches ? yield* channel.receiveAll : [yield* channel.receive]
+      for (const message of batch) {
+        // a copy whatever the message is (a Node Buffer's `slice` is a view)
+        arrived.push(new Uint8Array(message))
+        message.fill(scribbled)
+        held.push(message)
+      }
+    }
+    return { arrived, held }
+  })
+
+/** Asserts that message `i` arrived as `pattern(sizes[i], seed(i))` and kept the receiver's scribbles since. */
+const assertOwned = (
+  got: { readonly arrived: ReadonlyArray<Uint8Array>; readonly held: ReadonlyArray<Uint8Array> },
+  sizes: ReadonlyArray<number>,
+  seed: (i: number) => number,
+  how: string
+): void => {
+  assert.strictEqual(got.arrived.length, sizes.length, `${how}: the number of messages`)
+  for (const [i, size] of sizes.entries()) {
+    assert.isTrue(
+      sameBytes(got.arrived[i]!, pattern(size, seed(i))),
+      `${how}: message ${i} (${size} B) is not the sender's bytes at send time`
+    )
+    assert.isTrue(
+      got.held[i]!.every((byte) => byte === scribbled),
+      `${how}: message ${i} (${size} B) changed after the receiver had it`
+    )
+  }
+}
 
 const hex = (bytes: ReadonlyArray<number> | Uint8Array): string => Buffer.from(bytes).toString("hex")
 
@@ -468,6 +514,79 @@ export const suite = (given: Subject): void => {
           assert.isTrue(sameBytes(got, sent), `content of the ${size}-byte message`)
         }
       }).pipe(Effect.scoped), 120_000)
+
+    it.live(
+      "a message is the sender's bytes at send time: the sender reuses its buffer once send returns, the receiver owns what it gets",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          let client: IpcChannel.IpcChannel
+          let server: IpcChannel.IpcChannel
+          if (viaChild) {
+            // through the echoing child: both of its ends copy too
+            client = (yield* crossPeer(subject, transport, "echo-server")).channel
+            server = client
+          } else {
+            const pair = yield* connected(transport, subject.address())
+            client = pair.client
+            server = pair.server
+          }
+          const large = Math.min(1024 * 1024 + 17, subject.maxFrameSize)
+          const medium = Math.min(256 * 1024 + 3, subject.maxFrameSize)
+          const sizes = Array.from({ length: 5 }, () => [64, large, 1, medium, 4096, 0, 64, 4096]).flat()
+          // one buffer for every message, as effect's binary encoder reuses its arena; messages are views into it,
+          // every other round of sizes as Node Buffers (whose `slice` is a view, not a copy)
+          const arena = new Uint8Array(sizes.reduce((sum, size) => sum + size + 1, 0))
+          const view = (offset: number, size: number, seed: number): Uint8Array => {
+            const message = Math.floor(seed / 8) % 2 === 0
+              ? arena.subarray(offset, offset + size)
+              : Buffer.from(arena.buffer, arena.byteOffset + offset, size)
+            message.set(pattern(size, seed))
+            return message
+          }
+
+          // send: each message in the same place of the buffer (at offsets 0 to 2), overwritten once send returns;
+          // nobody reads until the sender is through or stalls, so what it overwrites is still on its way
+          let sent = 0
+          const sender = yield* Effect.forkScoped(Effect.forEach(
+            sizes.entries(),
+            ([i, size]) =>
+              Effect.andThen(
+                client.send(view(i % 3, size, i)),
+                Effect.sync(() => {
+                  arena.fill(overwritten)
+                  sent++
+                })
+              ),
+            { discard: true }
+          ))
+          yield* stalls(() => sent, "the sender is through or stalls")
+          const one = yield* receiveOwned(server, sizes.length, false)
+          yield* Fiber.join(sender)
+          assertOwned(one, sizes, (i) => i, "send")
+
+          // sendAll: the messages side by side in the buffer, all overwritten once sendAll returns
+          let offset = 0
+          const batch = sizes.map((size, i) => {
+            const message = view(offset, size, 100 + i)
+            offset += size + 1
+            return message
+          })
+          let counted = 0
+          const counting: IpcChannel.IpcChannel = {
+            ...client,
+            send: (message) => Effect.andThen(client.send(message), Effect.sync(() => counted++))
+          }
+          const all = yield* Effect.forkScoped(
+            Effect.andThen(IpcChannel.sendAll(counting, batch), Effect.sync(() => arena.fill(overwritten)))
+          )
+          yield* stalls(() => counted, "sendAll is through or stalls")
+          const two = yield* receiveOwned(server, sizes.length, true)
+          yield* Fiber.join(all)
+          assertOwned(two, sizes, (i) => 100 + i, "sendAll")
+        }).pipe(Effect.scoped),
+      120_000
+    )
 
     it.live(
       "back-pressures a sender whose receiver does not read, then delivers everything",

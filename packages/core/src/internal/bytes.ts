@@ -21,9 +21,13 @@ export const uninitialized = (length: number): Uint8Array => {
   return length < LARGE ? NodeBuffer.allocUnsafe(length) : NodeBuffer.allocUnsafeSlow(length)
 }
 
-/** A copy of `message` that the caller owns (whoever gave `message` may reuse it). */
+/**
+ * A copy of `message` that the caller owns (whoever gave `message` may reuse
+ * it); `new Uint8Array(message)`, not `slice()`: a Node Buffer's `slice` is a
+ * view of the same memory.
+ */
 export const copyOf = (message: Uint8Array): Uint8Array => {
-  if (message.byteLength < LARGE || NodeBuffer === undefined) return message.slice()
+  if (message.byteLength < LARGE || NodeBuffer === undefined) return new Uint8Array(message)
   const copy = NodeBuffer.allocUnsafeSlow(message.byteLength)
   copy.set(message)
   return copy
