@@ -17,6 +17,7 @@ class Rpc(TempDirCase):
         TempDirCase.setUp(self)
         self.notes = []
         self.stopped = threading.Event()
+        self.began = threading.Event()
 
         def divide(p):
             if p["b"] == 0:
@@ -33,6 +34,7 @@ class Rpc(TempDirCase):
                 self.stopped.set()
 
         def slow(p):
+            self.began.set()
             rpc.current().cancelled.wait(10)
             self.stopped.set()
 
@@ -98,7 +100,8 @@ class Rpc(TempDirCase):
 
     def test_cancel_and_fire_and_forget(self):
         call = self.client.start("Slow")
-        time.sleep(0.1)
+        # the handler runs before the cancel (a cancel that comes first means it never runs at all)
+        self.assertTrue(self.began.wait(10))
         call.cancel()
         with self.assertRaises(RpcInterrupted):
             call.result(5)
@@ -113,7 +116,8 @@ class Rpc(TempDirCase):
 
     def test_a_timeout_cancels_the_call(self):
         with self.assertRaises(IpcError) as caught:
-            self.client.call("Slow", None, timeout=0.2)
+            # long enough for the handler to start on a loaded machine (else it never runs, and nothing stops)
+            self.client.call("Slow", None, timeout=2)
         self.assertEqual(caught.exception.reason, "Timeout")
         self.assertTrue(self.stopped.wait(5))
 

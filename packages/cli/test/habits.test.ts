@@ -202,7 +202,8 @@ it.live(
       ])
       assert.deepStrictEqual(overJson, { code: 0, stdout: `{"item":"pears","count":0}\n`, stderr: "" })
     }).pipe(Effect.scoped),
-  90_000
+  // two servers and nine CLI runs, each loading TypeScript modules: 37 s at load 7
+  240_000
 )
 
 it.live(

@@ -198,10 +198,11 @@ describe("ChannelEngine", () => {
     Effect.gen(function*() {
       const { open, state } = testLink({ ping: true })
       const { channel } = ChannelEngine.make(
-        { address: "test://a", heartbeat: { interval: "10 millis", timeout: "60 millis" } },
+        { address: "test://a", heartbeat: { interval: "10 millis", timeout: "1 second" } },
         open
       )
-      // a peer that answers keeps the channel
+      // a peer that answers keeps the channel (a timeout far above the answers' 5 ms: a worker
+      // descheduled for a while on a loaded machine must not look like a silent peer)
       const answering = yield* Effect.forkChild(
         Effect.forever(Effect.andThen(Effect.sleep("5 millis"), Effect.sync(() => state.sink.heard())))
       )

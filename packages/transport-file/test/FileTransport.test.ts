@@ -86,7 +86,7 @@ describe("file:// transport", () => {
         yield* peer.signal("SIGKILL")
         yield* peer.exit
         for (const channel of [accepted, pending]) {
-          const error = yield* Effect.flip(channel.receive).pipe(Effect.timeout("2 seconds"))
+          const error = yield* Effect.flip(channel.receive).pipe(Effect.timeout("5 seconds"))
           assert.strictEqual(error.reason._tag, "ConnectionLost")
         }
         // the dead listener's directory is taken over; its connections are not accepted by the new one

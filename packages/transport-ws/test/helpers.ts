@@ -11,9 +11,27 @@ import * as WsAddress from "../src/WsAddress.ts"
 let next = 21_000 + Math.floor(Math.random() * 8_000)
 const used: Array<number> = []
 
-/** A port for a fresh listener (tests that need the port before listening). */
+/** The TCP ports something listens on now (`/proc/net/tcp` and `tcp6`, state 0A). */
+const listening = (): ReadonlySet<number> => {
+  const ports = new Set<number>()
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = Fs.existsSync(table) ? Fs.readFileSync(table, "utf8") : ""
+    for (const line of text.split("\n").slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/)
+      if (state === "0A" && local !== undefined) ports.add(parseInt(local.slice(local.lastIndexOf(":") + 1), 16))
+    }
+  }
+  return ports
+}
+
+/**
+ * A port for a fresh listener (tests that need the port before listening): one nothing listens on
+ * (test files running beside this one, and other suites, pick from the same range).
+ */
 export const freshPort = (): number => {
-  next = next >= 29_900 ? 21_000 : next + 1
+  const taken = listening()
+  do next = next >= 29_900 ? 21_000 : next + 1
+  while (taken.has(next))
   used.push(next)
   return next
 }
