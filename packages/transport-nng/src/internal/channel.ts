@@ -56,13 +56,14 @@ const ALONE_BYTES = 64 * 1024
 
 /**
  * A copy of `message` for the send queue; from 4 KiB on into memory that is
- * not zero-filled first (a fresh `slice()` of 1 MiB costs hundreds of page
- * faults on the machines measured, see bench/README.md). Not `slice()` below:
- * a Node Buffer's `slice` is a view of the caller's memory.
+ * not zero-filled first, its pages mapped in one call (see `Nng.fresh`: a
+ * fresh `slice()` of 1 MiB costs hundreds of page faults on the machines
+ * measured, see bench/README.md). Not `slice()` below: a Node Buffer's
+ * `slice` is a view of the caller's memory.
  */
-const own = (message: Uint8Array): Uint8Array => {
+const own = (nng: Nng.Nng, message: Uint8Array): Uint8Array => {
   if (message.byteLength < 4096) return new Uint8Array(message)
-  const copy = Buffer.allocUnsafeSlow(message.byteLength)
+  const copy = nng.fresh(message.byteLength)
   copy.set(message)
   return copy
 }
@@ -343,7 +344,7 @@ const link = (
         if (rv !== Nng.EAGAIN) return Effect.fail(socket.error(rv, "cannot send"))
       }
       // nng is full: queue a copy (the caller may reuse its buffer once `send` returns)
-      queue.push(own(message))
+      queue.push(own(socket.nng, message))
       queued += message.byteLength
       watchWritable()
     },
