@@ -192,7 +192,7 @@ const link = (
         break
       case Framing.Kind.ping:
         if (!ending) {
-          enqueue(Framing.Kind.pong, payload.slice())
+          enqueue(Framing.Kind.pong, new Uint8Array(payload))
           sink.flushSoon()
         }
         break

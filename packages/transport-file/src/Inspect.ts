@@ -393,7 +393,7 @@ export const tail = (
                   source,
                   offset: e.end - LogFormat.RECORD_HEADER - e.payload.byteLength,
                   kind: e.kind === LogFormat.Kind.close ? "close" : "data",
-                  payload: e.payload.slice()
+                  payload: new Uint8Array(e.payload)
                 })
               }
               if (result._tag === "Idle") return

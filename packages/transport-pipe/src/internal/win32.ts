@@ -34,6 +34,7 @@ export const ERROR_NO_DATA = 232
 export const ERROR_PIPE_NOT_CONNECTED = 233
 export const ERROR_PIPE_CONNECTED = 535
 export const ERROR_OPERATION_ABORTED = 995
+const ERROR_IO_INCOMPLETE = 996
 export const ERROR_IO_PENDING = 997
 
 const INVALID_HANDLE_VALUE = -1
@@ -471,7 +472,7 @@ const poll = (b: Bindings, port: Port): void => {
       const entry = port.pending.get(key)
       if (entry === undefined) continue
       port.pending.delete(key)
-      finished.push(() => entry.done(result(b, entry.handle, entry.slot)))
+      finished.push(() => settle(b, entry.handle, entry.slot, entry.done, 0))
     }
     b.koffi.encode(port.removed, "uint32_t", 0)
     for (const finish of finished) finish()
@@ -486,6 +487,20 @@ const arm = (b: Bindings, slot: Slot): void =>
 const result = (b: Bindings, h: Handle, slot: Slot): Outcome => {
   const n = [0]
   return b.GetOverlappedResult(h, slot.overlapped, n, 0) === 0 ? lastError(b) : n[0]!
+}
+
+/**
+ * Hands `done` the result of the operation on `slot`, whose completion has arrived. Wine can queue
+ * the completion before the thread that began the read has copied the data in and written the
+ * OVERLAPPED (it does that when the event loop next waits): until then the result reads
+ * ERROR_IO_INCOMPLETE, and it is read again after a turn of the loop, then each millisecond.
+ */
+const settle = (b: Bindings, h: Handle, slot: Slot, done: (outcome: Outcome) => void, tries: number): void => {
+  const outcome = result(b, h, slot)
+  if (!isError(outcome) || outcome.code !== ERROR_IO_INCOMPLETE) return done(outcome)
+  const again = () => settle(b, h, slot, done, tries + 1)
+  if (tries < 3) setImmediate(again)
+  else setTimeout(again, 1)
 }
 
 /** Hands the outcome of the operation begun on `slot` to `done` once its completion arrives. */

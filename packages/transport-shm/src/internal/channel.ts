@@ -632,7 +632,7 @@ export const make = (
             if (writeNow(Ring.RecordKind.data, message)) return
             wait({
               kind: Ring.RecordKind.data,
-              payload: message.byteLength < COPY_BELOW ? message.slice() : message,
+              payload: message.byteLength < COPY_BELOW ? new Uint8Array(message) : message,
               segment: undefined,
               done: undefined
             })
