@@ -145,8 +145,8 @@ describe("@effect-ipc/testing from its tarball", () => {
       [],
       vitestOutput
     )
-    // mine: 11 run, 6 skipped (peer-process 4, raw-stream 2); child-process pipes: 16 run, 1 skipped (shared-address)
-    assert.strictEqual(report.numPassedTests, 27, vitestOutput)
+    // mine: 12 run, 6 skipped (peer-process 4, raw-stream 2); child-process pipes: 17 run, 1 skipped (shared-address)
+    assert.strictEqual(report.numPassedTests, 29, vitestOutput)
     assert.strictEqual(report.numPendingTests, 7, vitestOutput)
     assert.strictEqual(report.numFailedTests, 0, vitestOutput)
     const skipped = casesOf("mine").filter((c) => c.status !== "passed").map((c) => c.title)
