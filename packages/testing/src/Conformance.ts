@@ -931,7 +931,9 @@ export const suite = (given: Subject): void => {
           let received = 0
           while (received < 1000) received += (yield* peer.channel.receiveAll).length
           yield* peer.kill
-          const error = yield* peer.channel.receiveAll.pipe(Effect.forever, Effect.flip, Effect.timeout("15 seconds"))
+          // what the streamer had sent is read first (over TCP, megabytes in socket buffers: 15 s was
+          // not enough with three suites at once on two cores)
+          const error = yield* peer.channel.receiveAll.pipe(Effect.forever, Effect.flip, Effect.timeout("40 seconds"))
           assert.instanceOf(error, IpcError.IpcError)
           assert.strictEqual(error.reason._tag, "ConnectionLost")
         }).pipe(Effect.scoped),

@@ -110,9 +110,11 @@ describe("Req / Rep", () => {
     () =>
       Effect.gen(function*() {
         const { address, child: first } = yield* Child.server("rep", () => `tcp://127.0.0.1:${unusedPort()}`)
+        // an attempt's timeout far above the second server's start on a loaded machine: a retry that
+        // came from a timed-out attempt (allowed: the request is idempotent) would reach it twice
         const requester = yield* Req.make({
           dial: address,
-          timeout: "2 seconds",
+          timeout: "20 seconds",
           retry: Schedule.spaced("100 millis").pipe(Schedule.upTo({ times: 100 }))
         })
         const call = yield* Effect.forkScoped(requester.request(bytes("sleep 300 again"), { idempotent: true }))
@@ -120,7 +122,7 @@ describe("Req / Rep", () => {
         yield* first.kill
         const second = yield* Child.node("peer.ts", ["rep", address])
         assert.strictEqual(text(yield* Fiber.join(call)), "again")
-        // the second server handled it once
+        // the second server handled it once: the retry after the lost connection
         assert.deepStrictEqual(second.lines.filter((line) => line.startsWith("handled")), ["handled again"])
       }).pipe(Effect.scoped),
     60_000
