@@ -446,6 +446,14 @@ export const suite = (given: Subject): void => {
   const lacking = lacks(subject)
   // child-process pipes: each dial starts its own child, which serves only its parent
   const viaChild = lacking["in-process"] !== undefined
+  /** A channel's two ends: an in-process pair, or (child pipes) the channel to the echoing child as both. */
+  const ends = (transport: Transport.TransportShape) =>
+    viaChild
+      ? Effect.map(
+        crossPeer(subject, transport, "echo-server"),
+        ({ channel }) => ({ client: channel, server: channel })
+      )
+      : connected(transport, subject.address())
   const crossProcess = lacking["peer-process"] === undefined
   const singlePeer = lacking["multi-peer"] !== undefined
   const where = `the descriptor "${subject.descriptor.name}" (lacks.${scheme})`
@@ -520,17 +528,8 @@ export const suite = (given: Subject): void => {
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          let client: IpcChannel.IpcChannel
-          let server: IpcChannel.IpcChannel
-          if (viaChild) {
-            // through the echoing child: both of its ends copy too
-            client = (yield* crossPeer(subject, transport, "echo-server")).channel
-            server = client
-          } else {
-            const pair = yield* connected(transport, subject.address())
-            client = pair.client
-            server = pair.server
-          }
+          // through the echoing child, both of its ends copy too
+          const { client, server } = yield* ends(transport)
           const large = Math.min(1024 * 1024 + 17, subject.maxFrameSize)
           const medium = Math.min(256 * 1024 + 3, subject.maxFrameSize)
           const sizes = Array.from({ length: 5 }, () => [64, large, 1, medium, 4096, 0, 64, 4096]).flat()
@@ -722,17 +721,7 @@ export const suite = (given: Subject): void => {
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          let client: IpcChannel.IpcChannel
-          let server: IpcChannel.IpcChannel
-          if (viaChild) {
-            // through the echoing child: what we send comes back
-            client = (yield* crossPeer(subject, transport, "echo-server")).channel
-            server = client
-          } else {
-            const pair = yield* connected(transport, subject.address())
-            client = pair.client
-            server = pair.server
-          }
+          const { client, server } = yield* ends(transport)
           const tooLarge = yield* Effect.flip(client.send(new Uint8Array(subject.maxFrameSize + 1)))
           assert.strictEqual(tooLarge.reason._tag, "FrameTooLarge")
           yield* client.send(numbered(7))
@@ -746,16 +735,7 @@ export const suite = (given: Subject): void => {
       () =>
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
-          let client: IpcChannel.IpcChannel
-          let server: IpcChannel.IpcChannel
-          if (viaChild) {
-            client = (yield* crossPeer(subject, transport, "echo-server")).channel
-            server = client
-          } else {
-            const pair = yield* connected(transport, subject.address())
-            client = pair.client
-            server = pair.server
-          }
+          const { client, server } = yield* ends(transport)
           const Point = Schema.Struct({ x: Schema.Number, y: Schema.Number, tag: Schema.Uint8Array })
           const typedClient = IpcChannel.typed(client, Point)
           const typedServer = IpcChannel.typed(server, Point)

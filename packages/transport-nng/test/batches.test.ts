@@ -20,15 +20,21 @@ const numbered = (i: number) => {
 }
 const numberOf = (message: Uint8Array) => new DataView(message.buffer, message.byteOffset, 4).getUint32(0)
 
+/** A client and the server end it reached, each with an inbox of `LIMIT` messages. */
+const pair = Effect.gen(function*() {
+  const transport = NngTransport.make({ maxBufferedMessages: LIMIT })
+  const listener = yield* transport.listen("nng+tcp://127.0.0.1:0")
+  const client = yield* transport.dial(listener.address)
+  const server = yield* listener.accept
+  return { client, server }
+})
+
 describe("nng batches", () => {
   it.live(
     "a receiver that does not read holds at most its inbox's bound of a flood of batches; then all arrive, in order",
     () =>
       Effect.gen(function*() {
-        const transport = NngTransport.make({ maxBufferedMessages: LIMIT })
-        const listener = yield* transport.listen("nng+tcp://127.0.0.1:0")
-        const client = yield* transport.dial(listener.address)
-        const server = yield* listener.accept
+        const { client, server } = yield* pair
         // 300,000 messages of 4 bytes: the first fill nng's buffers, the rest go out in batches
         const sender = yield* Effect.forkScoped(
           Effect.gen(function*() {
@@ -67,10 +73,7 @@ describe("nng batches", () => {
     "a receiver that closes while the rest of a batch waits closes gracefully, and the sender sees the close",
     () =>
       Effect.gen(function*() {
-        const transport = NngTransport.make({ maxBufferedMessages: LIMIT })
-        const listener = yield* transport.listen("nng+tcp://127.0.0.1:0")
-        const client = yield* transport.dial(listener.address)
-        const server = yield* listener.accept
+        const { client, server } = yield* pair
         for (let i = 0; i < COUNT; i++) yield* client.send(numbered(i))
         // a batch has begun: the inbox holds its bound and the rest of the batch waits
         let next = 0
