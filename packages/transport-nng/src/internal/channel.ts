@@ -227,6 +227,11 @@ const link = (
     return message
   }
 
+  /** Delivers the rest of the batch being unpacked, past the inbox's bound (the connection is over). */
+  const unpackAll = () => {
+    while (unpacking !== undefined) sink.message(nextOfBatch(unpacking))
+  }
+
   /** Delivers the rest of the batch being unpacked while the inbox has room; `false` once it is full. */
   const unpack = (): boolean => {
     while (unpacking !== undefined) {
@@ -240,13 +245,13 @@ const link = (
     if (destroyed) return
     if (!ending && !peerClosed) {
       // the rest of the batch first: it came before anything nng still holds
-      while (unpacking !== undefined) sink.message(nextOfBatch(unpacking))
+      unpackAll()
       for (let message = socket.tryReceive(); typeof message !== "number"; message = socket.tryReceive()) {
         if (message.pipe !== pipe) break
         if (message.kind === Kind.data) sink.message(message.body)
         else if (message.kind === Kind.batch && checkBatch(message.body) >= 0) {
           startBatch(message.body)
-          while (unpacking !== undefined) sink.message(nextOfBatch(unpacking))
+          unpackAll()
         }
       }
     }
