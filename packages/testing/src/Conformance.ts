@@ -111,7 +111,7 @@ const nodeFlags: ReadonlyArray<string> = [
   "--disable-warning=ExperimentalWarning"
 ]
 
-type Role = "echo-server" | "rpc-server" | "streamer" | "sink" | "closer"
+type Role = "echo-server" | "rpc-server" | "streamer" | "sink" | "closer" | "leaver"
 
 const peerArgs = (
   subject: Subject,
@@ -346,11 +346,22 @@ const killPid = (pid: number | undefined): Effect.Effect<void> =>
     ? Effect.die(new Error("the channel does not know its peer's pid"))
     : Effect.sync(() => void process.kill(pid, "SIGKILL"))
 
+/** Whether process `pid` still runs (a reaped process is gone; signal 0 only checks). */
+const processExists = (pid: number | undefined): boolean => {
+  if (pid === undefined) throw new Error("the channel does not know its peer's pid")
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Starts a peer process in `role` and connects to it (an echo server; the others send to us). */
 const crossPeer = (
   subject: Subject,
   transport: Transport.TransportShape,
-  role: "echo-server" | "streamer" | "sink" | "closer"
+  role: Exclude<Role, "rpc-server">
 ): Effect.Effect<CrossPeer, Error | IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     if (lacks(subject)["in-process"] !== undefined) {
@@ -884,6 +895,23 @@ export const suite = (given: Subject): void => {
         const error = yield* Effect.flip(server.receive).pipe(Effect.timeout("20 seconds"))
         assert.strictEqual(error.reason._tag, "ConnectionLost")
       }).pipe(Effect.scoped), 60_000)
+
+    needs("peer-process")(
+      "a peer process that sends, closes and exits before the reader reads: every message, then Closed",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          // the peer sends 6000 messages (more than the inbox holds), closes and exits; we read only after
+          const { channel, pid } = yield* crossPeer(subject, transport, "leaver")
+          yield* eventually(() => !processExists(pid), "30 seconds", `the peer process ${pid} to exit`)
+          const all = yield* Stream.runCollect(channel.messages)
+          assert.strictEqual(all.length, 6000, "messages read")
+          assert.isTrue(all.every((message, i) => numberOf(message) === i), "in order")
+          const error = yield* Effect.flip(channel.receive)
+          assert.strictEqual(error.reason._tag, "Closed", error.message)
+        }).pipe(Effect.scoped),
+      60_000
+    )
 
     needs("peer-process")(
       `closing the scope ends the connection to a peer process and releases its descriptors${fdsNotCounted}`,

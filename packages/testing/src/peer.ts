@@ -48,6 +48,9 @@ const loadDescriptor = Effect.tryPromise({
 const go = Deferred.makeUnsafe<void>()
 if (role === "sink") process.once("SIGUSR1", () => Deferred.doneUnsafe(go, Effect.void))
 
+/** How many messages the "leaver" sends before it closes and exits (kept in step with the conformance case). */
+const LEAVER_COUNT = 6000
+
 const echo = (c: IpcChannel.IpcChannel) => Effect.forever(Effect.flatMap(c.receive, c.send))
 
 const numbered = (i: number): Uint8Array => {
@@ -104,6 +107,13 @@ const program = Effect.gen(function*() {
     case "closer": {
       const c = yield* connect(true)
       for (let i = 0; i < 10; i++) yield* c.send(numbered(i))
+      return yield* c.close
+    }
+    case "leaver": {
+      // more than a reader's inbox holds (4096 by default): the rest, and the close, wait in the medium
+      const c = yield* connect(true)
+      for (let i = 0; i < LEAVER_COUNT; i++) yield* c.send(numbered(i))
+      // then the program ends, as a user's would: the scope closes and the process exits
       return yield* c.close
     }
     default:

@@ -174,6 +174,25 @@ describe("NngTransport", () => {
       yield* Fiber.join(closing)
     }).pipe(Effect.scoped))
 
+  it.live("a sender that closed and left before the reader got there: everything, then Closed (not ConnectionLost)", () =>
+    Effect.gen(function*() {
+      // the sender waits only 100 ms for the peer's answer, then lets its socket go; the reader's
+      // inbox holds 8 messages, so the rest (and the close) wait in nng while it does not read
+      const transport = NngTransport.make({ closeTimeout: "100 millis", maxBufferedMessages: 8 })
+      const listener = yield* transport.listen("nng+tcp://127.0.0.1:0")
+      const client = yield* transport.dial(listener.address)
+      const server = yield* listener.accept
+      for (let i = 0; i < 50; i++) yield* client.send(new Uint8Array([i]))
+      yield* client.close
+      yield* client.closed
+      // the reader comes back after the sender's connection is gone: its data and its close are here
+      yield* Effect.sleep("500 millis")
+      const received: Array<number> = []
+      const end = yield* Effect.flip(Effect.forever(Effect.map(server.receive, (m) => received.push(m[0]!))))
+      assert.deepStrictEqual(received, Array.from({ length: 50 }, (_, i) => i))
+      assert.strictEqual(end.reason._tag, "Closed")
+    }).pipe(Effect.scoped))
+
   it.live("a typed view works end to end", () =>
     Effect.gen(function*() {
       const transport = NngTransport.make()

@@ -20,9 +20,13 @@ const numbered = (i: number) => {
 }
 const numberOf = (message: Uint8Array) => new DataView(message.buffer, message.byteOffset, 4).getUint32(0)
 
-/** A client and the server end it reached, each with an inbox of `LIMIT` messages. */
+/**
+ * A client and the server end it reached, each with an inbox of `LIMIT`
+ * messages; a close waits for the peer's answer as long as the test runs
+ * (the reader here starts late, and reads slowly on a loaded machine).
+ */
 const pair = Effect.gen(function*() {
-  const transport = NngTransport.make({ maxBufferedMessages: LIMIT })
+  const transport = NngTransport.make({ maxBufferedMessages: LIMIT, closeTimeout: "60 seconds" })
   const listener = yield* transport.listen("nng+tcp://127.0.0.1:0")
   const client = yield* transport.dial(listener.address)
   const server = yield* listener.accept

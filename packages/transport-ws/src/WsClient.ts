@@ -34,7 +34,48 @@ export interface WsClientOptions extends Link.LinkOptions {
    * takes no headers); tests use it to pose as a page of another origin.
    */
   readonly headers?: Readonly<Record<string, string>> | undefined
+  /**
+   * Opens the socket (default: the global `WebSocket`). `WsTransport` in Node
+   * gives the `ws` library's, which can drop a connection at once and pause
+   * reading: the browser API can do neither.
+   */
+  readonly connect?: Connect | undefined
 }
+
+/**
+ * What the client uses of a WebSocket: the browser API, plus `terminate`,
+ * `pause` and `resume` where the implementation has them.
+ */
+export interface ClientSocket {
+  binaryType: string
+  readonly protocol: string
+  readonly bufferedAmount: number
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+  addEventListener(type: "open", listener: () => void): void
+  addEventListener(type: "message", listener: (event: { readonly data: unknown }) => void): void
+  addEventListener(type: "error", listener: (event: { readonly error?: unknown }) => void): void
+  addEventListener(
+    type: "close",
+    listener: (event: { readonly code: number; readonly reason: string }) => void
+  ): void
+  readonly terminate?: (() => void) | undefined
+  readonly pause?: (() => void) | undefined
+  readonly resume?: (() => void) | undefined
+}
+
+/** Opens a socket to `url`, offering `protocols`, with extra handshake `headers` where it can send them. */
+export type Connect = (
+  url: string,
+  protocols: Array<string>,
+  headers: Readonly<Record<string, string>> | undefined
+) => ClientSocket
+
+/** The global `WebSocket` (headers through undici's options form, in Node). */
+const connectGlobal: Connect = (url, protocols, headers) =>
+  headers === undefined
+    ? new WebSocket(url, protocols)
+    : new WebSocket(url, { protocols, headers: { ...headers } } as unknown as Array<string>)
 
 const textEncoder = new TextEncoder()
 
@@ -47,13 +88,16 @@ const toBytes = (data: unknown): Uint8Array =>
     ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
     : new Uint8Array(0)
 
-const socketOf = (ws: WebSocket): Link.Socket => ({
+const socketOf = (ws: ClientSocket): Link.Socket => ({
   bufferedAmount: () => ws.bufferedAmount,
   send: (data) => ws.send(data),
   // a browser-API socket may only close with 1000 or 3000-4999
   close: (code, reason) =>
     ws.close(code === WsProtocol.CloseCode.tooBig ? WsProtocol.CloseCode.clientTooBig : code, reason),
-  terminate: () => ws.close()
+  // a browser's socket can only start the closing handshake (which a peer that does not read never answers)
+  terminate: () => ws.terminate === undefined ? ws.close() : ws.terminate(),
+  pause: ws.pause === undefined ? undefined : () => ws.pause!(),
+  resume: ws.resume === undefined ? undefined : () => ws.resume!()
 })
 
 const open = (
@@ -70,11 +114,9 @@ const open = (
     }
     const shown = address.redacted
     const protocols = WsProtocol.offer(token)
-    let ws: WebSocket
+    let ws: ClientSocket
     try {
-      ws = options.headers === undefined
-        ? new WebSocket(address.url, protocols)
-        : new WebSocket(address.url, { protocols, headers: { ...options.headers } })
+      ws = (options.connect ?? connectGlobal)(address.url, protocols, options.headers)
     } catch (cause) {
       return resume(
         Effect.fail(new IpcError.IpcError({ reason: "InvalidAddress", detail: String(cause), address: shown, cause }))
@@ -101,7 +143,11 @@ const open = (
       resume(Effect.succeed(link.channel))
     })
     ws.addEventListener("message", (event) => link?.message(toBytes(event.data)))
-    // an error event carries nothing: the close event that follows says what is known
+    // a browser's error event carries nothing (the close event that follows says what is known); the
+    // `ws` library's carries the error (a message over the limit: FrameTooLarge), and throws it if unheard
+    ws.addEventListener("error", (event) => {
+      if (link !== undefined && event.error instanceof Error) link.error(Link.socketError(event.error, shown))
+    })
     ws.addEventListener("close", (event) => {
       if (link !== undefined) return link.closed(event.code, event.reason)
       if (refused) {
@@ -115,7 +161,7 @@ const open = (
       resume(Effect.fail(IpcError.make("NotFound", "no effect-ipc WebSocket server answered", shown)))
     })
     return Effect.sync(() => {
-      if (link === undefined) ws.close()
+      if (link === undefined) socketOf(ws).terminate()
     })
   })
 
@@ -134,7 +180,7 @@ export const dial = (
     if (token !== undefined && !WsAddress.isValidToken(token)) {
       return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", parsed.redacted)
     }
-    if (typeof WebSocket === "undefined") {
+    if (options.connect === undefined && typeof WebSocket === "undefined") {
       return yield* IpcError.make("UnsupportedPlatform", "there is no global WebSocket here (Node 22+ has one)")
     }
     return yield* Effect.acquireRelease(open(parsed, token, options), (channel) => channel.close)

@@ -146,13 +146,6 @@ const reject = (socket: Duplex, status: number, text: string) => {
   setTimeout(() => socket.destroy(), 1000).unref()
 }
 
-const errorReason = (error: Error): IpcError.IpcErrorReason => {
-  const code = IpcError.errnoOf(error)
-  if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return "FrameTooLarge"
-  if (code !== undefined && code.startsWith("WS_ERR_")) return "Protocol"
-  return IpcError.errnoReason(code, "ConnectionLost")
-}
-
 const bytesOf = (data: RawData): Uint8Array =>
   Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
 
@@ -428,16 +421,7 @@ export const listen = (
         }
         const link = Link.make(socketOf(ws), shown, peer, options)
         ws.on("message", (data) => link.message(bytesOf(data)))
-        ws.on("error", (error) =>
-          link.error(
-            new IpcError.IpcError({
-              reason: errorReason(error),
-              detail: error.message,
-              address: shown,
-              cause: error,
-              errno: IpcError.errnoOf(error)
-            })
-          ))
+        ws.on("error", (error) => link.error(Link.socketError(error, shown)))
         ws.on("close", (code, reason) => link.closed(code, reason.toString()))
         open.add(link.channel)
         acceptor.offer(link.channel)

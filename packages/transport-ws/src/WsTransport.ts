@@ -12,6 +12,8 @@
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { WebSocket as NodeWebSocket } from "ws"
+import * as Link from "./internal/link.ts"
 import * as ListenerOwner from "./internal/owner.ts"
 import * as TokenFile from "./TokenFile.ts"
 import * as WsAddress from "./WsAddress.ts"
@@ -24,9 +26,27 @@ export interface WsTransportOptions extends WsServerOptions, WsClient.WsClientOp
 /** Re-exported so that one import names every option. */
 export type WsServerOptions = WsServer.WsServerOptions
 
+/**
+ * Node's client socket: the `ws` library's, which drops a connection at once
+ * when `close` gives up on its peer (the global `WebSocket` would wait for a
+ * close frame that a peer that does not read never sends, holding the
+ * process) and pauses reading while the inbox is full. It refuses messages
+ * over `maxMessageSize` itself (close 1009), and offers no compression.
+ */
+const connectNode = (maxMessageSize: number): WsClient.Connect => (url, protocols, headers) =>
+  new NodeWebSocket(url, protocols, {
+    headers: headers === undefined ? undefined : { ...headers },
+    maxPayload: maxMessageSize,
+    perMessageDeflate: false
+  })
+
 /** Makes the `ws://` transport (listen and dial). */
 export const make = (options: WsTransportOptions = {}): Transport.TransportShape => {
-  const clientOptions: WsClient.WsClientOptions = { ...options, tokenLookup: options.tokenLookup ?? TokenFile.lookup }
+  const clientOptions: WsClient.WsClientOptions = {
+    ...options,
+    tokenLookup: options.tokenLookup ?? TokenFile.lookup,
+    connect: options.connect ?? connectNode(options.maxMessageSize ?? Link.DEFAULT_MAX_MESSAGE_SIZE)
+  }
   const dial = (address: string) =>
     Effect.gen(function*() {
       const parsed = yield* WsAddress.parse(address)

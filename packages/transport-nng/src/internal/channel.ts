@@ -240,8 +240,14 @@ const link = (
     return true
   }
 
-  /** The connection is over: deliver what nng had received, then the error (unless the conversation had ended). */
-  const lose = (error: IpcError.IpcError) => {
+  /**
+   * The connection is over: deliver what nng had received, then the error
+   * (unless the conversation had ended). When the peer's pipe is gone and its
+   * close is among what nng held, the peer ended gracefully: it said
+   * everything and left before we read it (its `closeTimeout` ran out), so
+   * the end is a close, not a loss.
+   */
+  const lose = (error: IpcError.IpcError, pipeGone = false) => {
     if (destroyed) return
     if (!ending && !peerClosed) {
       // the rest of the batch first: it came before anything nng still holds
@@ -252,6 +258,10 @@ const link = (
         else if (message.kind === Kind.batch && checkBatch(message.body) >= 0) {
           startBatch(message.body)
           unpackAll()
+        } else if (message.kind === Kind.close && pipeGone) {
+          peerClosed = true
+          sink.peerClosed()
+          return sink.closed()
         }
       }
     }
@@ -338,7 +348,7 @@ const link = (
     if (socket.nng.pipeAlive(pipe)) return
     // the peer closes on receipt of our answer: its pipe going is the end of a graceful close
     if (peerClosed) sink.closed()
-    else lose(IpcError.make("ConnectionLost", "the peer is gone (the process ended or the link broke)", address))
+    else lose(IpcError.make("ConnectionLost", "the peer is gone (the process ended or the link broke)", address), true)
   })
 
   return {

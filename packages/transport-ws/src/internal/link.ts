@@ -42,6 +42,17 @@ export interface LinkOptions {
   readonly lingerTimeout?: Duration.Input | undefined
 }
 
+/** The typed error of a `ws` library socket's error (a message over `maxPayload`, a bad frame, a socket error). */
+export const socketError = (error: Error, address: string): IpcError.IpcError => {
+  const code = IpcError.errnoOf(error)
+  const reason = code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"
+    ? "FrameTooLarge"
+    : code !== undefined && code.startsWith("WS_ERR_")
+    ? "Protocol"
+    : IpcError.errnoReason(code, "ConnectionLost")
+  return new IpcError.IpcError({ reason, detail: error.message, address, cause: error, errno: code })
+}
+
 /** The default largest message: 64 MiB. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 

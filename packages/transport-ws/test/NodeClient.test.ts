@@ -1,0 +1,82 @@
+/**
+ * The Node client (`WsTransport`'s dial, on the `ws` library's socket) keeps
+ * its promises where the browser API cannot: a client that does not read
+ * holds its server back (reading pauses at the inbox's bound, so the server's
+ * `send` waits), and a message over its limit is `FrameTooLarge` on both
+ * sides, as with the browser API's client (`Wire.test.ts`). The other half, a client whose server does not read still
+ * ends (`close` drops the connection after its linger, and the process
+ * exits), is the conformance suite's case of a peer that sends, closes and exits.
+ */
+import * as Ws from "@effect-ipc/transport-ws"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import { freshAddress, sweepTokenFiles } from "./helpers.ts"
+
+afterAll(sweepTokenFiles)
+
+const MiB = 1024 * 1024
+
+/** Waits until `count` is unchanged for 500 ms and returns it (failing after 30 s of steady progress). */
+const stalls = (count: () => number) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 30_000
+    let last = -1
+    while (count() !== last) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`still moving after 30 s: ${count()}`))
+      last = count()
+      yield* Effect.sleep("500 millis")
+    }
+    return last
+  })
+
+describe("ws:// Node client", () => {
+  it.live(
+    "a client that does not read holds its server back: the server's sends wait, nothing is lost",
+    () =>
+      Effect.gen(function*() {
+        // the client's inbox holds 4 MiB; the server's socket queues up to 1 MiB before send waits
+        const transport = Ws.WsTransport.make({
+          tokenFile: false,
+          token: "pressure-token-0123456789",
+          maxBufferedBytes: 4 * MiB,
+          highWaterMark: MiB
+        })
+        const listener = yield* transport.listen(freshAddress("pressure"))
+        const client = yield* transport.dial(listener.address)
+        const server = yield* listener.accept
+        const message = new Uint8Array(MiB)
+        let sent = 0
+        // 1 GiB if nothing holds it back
+        const flood = yield* Effect.forkScoped(Effect.gen(function*() {
+          for (let i = 0; i < 1024; i++) {
+            message[0] = i & 0xff
+            yield* server.send(message)
+            sent++
+          }
+        }))
+        const held = yield* stalls(() => sent)
+        // inbox, kernel buffers and the server's queue: a few tens of MiB, far from 1 GiB
+        assert.isBelow(held, 64, "MiB the server sent to a client that does not read")
+        // then the client reads: everything arrives, in order
+        for (let i = 0; i < 1024; i++) assert.strictEqual((yield* client.receive)[0], i & 0xff)
+        yield* Fiber.join(flood)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live("a message over the client's limit: FrameTooLarge on both sides (close 1009)", () =>
+    Effect.gen(function*() {
+      const token = "limit-token-0123456789abcdef"
+      const listener = yield* Ws.WsTransport.make({ tokenFile: false, token }).listen(freshAddress("limit"))
+      const client = yield* Ws.WsTransport.make({ token, maxMessageSize: 1024 }).dial(listener.address)
+      const server = yield* listener.accept
+      yield* server.send(new Uint8Array(1024))
+      yield* server.send(new Uint8Array(1025))
+      assert.strictEqual((yield* client.receive).byteLength, 1024)
+      assert.strictEqual((yield* Effect.flip(client.receive)).reason._tag, "FrameTooLarge")
+      const seen = yield* Effect.flip(server.receive).pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(seen.reason._tag, "FrameTooLarge")
+      assert.include(seen.message, "1009")
+    }).pipe(Effect.scoped))
+})
