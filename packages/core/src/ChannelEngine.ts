@@ -16,7 +16,9 @@
  *   the link's `flush` together, in a microtask;
  * - graceful close: the goodbye goes out after everything queued, `close`
  *   waits for it up to `lingerTimeout`, the link is destroyed once the peer
- *   is gone too (or after another `lingerTimeout`);
+ *   is gone too (or after another `lingerTimeout`); a `close` that gave up
+ *   with messages still queued logs a warning saying how many bytes the peer
+ *   did not get (it sees `ConnectionLost`);
  * - heartbeats: pings while nothing was sent, `Timeout` after a silent peer;
  * - pending senders fail (with the failure, or `Closed`) as soon as the
  *   channel fails or closes; what had arrived is still delivered before a
@@ -155,6 +157,9 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   let flushes = 0
   let heartbeatTimer: ReturnType<typeof setInterval> | undefined
   let lingerTimer: ReturnType<typeof setTimeout> | undefined
+  // bytes still queued when `close` gave up on its goodbye (then reported once, as a warning)
+  let abandoned: number | undefined
+  let reported = false
   const closed = Deferred.makeUnsafe<void>()
   // completes once our goodbye has left (or could not): what `close` waits for
   const said = Deferred.makeUnsafe<void>()
@@ -207,7 +212,11 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   const sayGoodbye = (): void => {
     closing = true
     abortSenders()
-    lingerTimer = setTimeout(finish, linger)
+    lingerTimer = setTimeout(() => {
+      // the goodbye never left: what is still queued is dropped with the link, and the peer sees ConnectionLost
+      if (!finished && failure === undefined) abandoned = link?.pending() ?? 0
+      finish()
+    }, linger)
     link!.goodbye(() => {
       Deferred.doneUnsafe(said, Effect.void)
       if (finished) return
@@ -218,6 +227,16 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     })
   }
 
+  /** Says once, after a `close` that gave up on its goodbye, what the peer did not get. */
+  const reportAbandoned = Effect.suspend(() => {
+    if (abandoned === undefined || reported) return Effect.void
+    reported = true
+    return Effect.logWarning(
+      `close gave up after ${linger} ms: the peer did not take what was sent (${abandoned} bytes still queued, ` +
+        `and the goodbye); they are dropped, and the peer sees ConnectionLost, not a close`
+    ).pipe(Effect.annotateLogs({ address }))
+  })
+
   const close: Effect.Effect<void> = Effect.suspend(() => {
     if (!closing && !finished) {
       inbox.shutdown(closedErr)
@@ -225,7 +244,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     } else if (!inbox.isDone()) {
       inbox.shutdown(closedErr)
     }
-    return Deferred.await(said)
+    return Effect.andThen(Deferred.await(said), reportAbandoned)
   })
 
   // ---- sending ------------------------------------------------------------

@@ -52,7 +52,7 @@ export interface IpcChannel {
   readonly receiveAll: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError>
   /** The incoming messages; ends when the peer closes, fails when the link is lost. */
   readonly messages: Stream.Stream<Uint8Array, IpcError.IpcError>
-  /** Closes the channel (the peer sees a graceful end); idempotent. */
+  /** Closes the channel after what was sent (the peer sees a graceful end; one that does not read within the linger loses the connection, with a warning logged here); idempotent. */
   readonly close: Effect.Effect<void>
   /** Completes when the channel is closed, by either side or by failure. */
   readonly closed: Effect.Effect<void>

@@ -3,6 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Stream from "effect/Stream"
 
 const m = (n: number) => new Uint8Array([n])
@@ -192,6 +193,28 @@ describe("ChannelEngine", () => {
       assert.strictEqual(state.goodbyes, 1)
       assert.strictEqual(state.destroys, 1)
       yield* channel.closed
+    }))
+
+  it.live("a close that gives up with messages still queued says so in a warning (the peer sees ConnectionLost)", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        lines.push(`${logLevel} ${Array.isArray(message) ? message.map(String).join(" ") : String(message)}`)
+      })
+      const quiet = testLink()
+      const given = ChannelEngine.make({ address: "test://a", lingerTimeout: "50 millis" }, quiet.open)
+      yield* given.channel.close.pipe(Effect.provide(Logger.layer([logger])))
+      assert.deepStrictEqual(lines, [], "a goodbye that left: nothing to say")
+      // the medium takes nothing: 3 bytes and the goodbye stay queued
+      const { open, state } = testLink({ answerGoodbye: false })
+      const { channel } = ChannelEngine.make({ address: "test://b", lingerTimeout: "50 millis" }, open)
+      yield* channel.send(new Uint8Array(3))
+      yield* Effect.all([channel.close, channel.close], { concurrency: "unbounded" }).pipe(
+        Effect.provide(Logger.layer([logger]))
+      )
+      assert.strictEqual(state.destroys, 1)
+      assert.strictEqual(lines.length, 1, lines.join("\n"))
+      assert.match(lines[0]!, /^Warn .*gave up.*3 bytes.*ConnectionLost/)
     }))
 
   it.live("heartbeats: pings while idle, fails with Timeout when the peer stays silent", () =>

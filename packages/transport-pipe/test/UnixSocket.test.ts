@@ -1,6 +1,8 @@
 import { SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -54,5 +56,29 @@ describe("UnixSocket", () => {
       const server = yield* listener.accept
       yield* server.send(new Uint8Array([9, 9]))
       assert.deepStrictEqual([...(yield* client.receive)], [9, 9])
+    }).pipe(Effect.scoped))
+
+  it.live("a close that gives up on a peer that does not read: a warning at the sender, ConnectionLost at the peer", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        lines.push(`${logLevel} ${Array.isArray(message) ? message.map(String).join(" ") : String(message)}`)
+      })
+      const slow = UnixSocket.make({ lingerTimeout: "200 millis", maxBufferedBytes: 1024 * 1024 })
+      const listener = yield* slow.listen(`unix:${Path.join(dir, "linger.sock")}`)
+      const client = yield* slow.dial(listener.address)
+      const server = yield* listener.accept
+      // 32 MiB to a reader that does not read: far more than its inbox and the kernel's buffers hold
+      const sender = yield* Effect.forkScoped(
+        Effect.forEach(Array.from({ length: 32 }), () => client.send(new Uint8Array(1024 * 1024)), { discard: true })
+      )
+      yield* Effect.sleep("500 millis")
+      yield* client.close.pipe(Effect.provide(Logger.layer([logger])))
+      yield* Fiber.await(sender)
+      assert.strictEqual(lines.length, 1, lines.join("\n"))
+      assert.match(lines[0]!, /^Warn close gave up after 200 ms: .* bytes still queued/)
+      // the reader gets what had arrived, then the loss: never a graceful end
+      const end = yield* Effect.flip(Effect.forever(server.receive))
+      assert.strictEqual(end.reason._tag, "ConnectionLost")
     }).pipe(Effect.scoped))
 })

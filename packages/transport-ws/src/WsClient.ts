@@ -47,20 +47,32 @@ export interface WsClientOptions extends Link.LinkOptions {
  * `pause` and `resume` where the implementation has them.
  */
 export interface ClientSocket {
+  /** How binary messages arrive: set to `"arraybuffer"`. */
   binaryType: string
+  /** The subprotocol the server chose. */
   readonly protocol: string
+  /** Bytes queued to send. */
   readonly bufferedAmount: number
+  /** Sends one binary message. */
   send(data: Uint8Array): void
+  /** Starts the closing handshake. */
   close(code?: number, reason?: string): void
+  /** The handshake completed. */
   addEventListener(type: "open", listener: () => void): void
+  /** A message arrived. */
   addEventListener(type: "message", listener: (event: { readonly data: unknown }) => void): void
+  /** An error (a browser's carries nothing; the `ws` library's carries it). */
   addEventListener(type: "error", listener: (event: { readonly error?: unknown }) => void): void
+  /** The connection closed, with the close frame's code and reason. */
   addEventListener(
     type: "close",
     listener: (event: { readonly code: number; readonly reason: string }) => void
   ): void
+  /** Drops the connection at once, where the implementation can. */
   readonly terminate?: (() => void) | undefined
+  /** Stops reading, where the implementation can. */
   readonly pause?: (() => void) | undefined
+  /** Reads again after `pause`. */
   readonly resume?: (() => void) | undefined
 }
 
