@@ -16,6 +16,7 @@
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -40,6 +41,8 @@ export interface WsClientOptions extends Link.LinkOptions {
    * reading: the browser API can do neither.
    */
   readonly connect?: Connect | undefined
+  /** How long the server may take to answer the WebSocket handshake before `dial` fails with `Timeout` (default 10 s). */
+  readonly handshakeTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -180,7 +183,8 @@ const open = (
 /**
  * Opens a channel to `address` (`ws://host:port/path[?token=...]`); the
  * channel closes with the scope. Fails with `NotFound` when nothing answers,
- * `PeerRejected` when the server refuses this client.
+ * `PeerRejected` when the server refuses this client, `Timeout` when it does
+ * not answer the handshake within `handshakeTimeout`.
  */
 export const dial = (
   address: string,
@@ -195,7 +199,23 @@ export const dial = (
     if (options.connect === undefined && typeof WebSocket === "undefined") {
       return yield* IpcError.make("UnsupportedPlatform", "there is no global WebSocket here (Node 22+ has one)")
     }
-    return yield* Effect.acquireRelease(open(parsed, token, options), (channel) => channel.close)
+    const timeout = options.handshakeTimeout ?? "10 seconds"
+    // the handshake may be interrupted (the socket is dropped), or time out: a silent server holds nobody
+    const opening = open(parsed, token, options).pipe(
+      Effect.timeoutOrElse({
+        duration: timeout,
+        orElse: () =>
+          Effect.fail(
+            IpcError.make(
+              "Timeout",
+              `no answer to the WebSocket handshake within ${Duration.format(Duration.fromInputUnsafe(timeout))}`,
+              parsed.redacted
+            )
+          )
+      }),
+      Effect.interruptible
+    )
+    return yield* Effect.acquireRelease(opening, (channel) => channel.close)
   })
 
 /**

@@ -9,8 +9,10 @@
  */
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Net from "node:net"
 import { freshAddress, sweepTokenFiles } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
@@ -28,6 +30,16 @@ const stalls = (count: () => number) =>
       yield* Effect.sleep("500 millis")
     }
     return last
+  })
+
+/** Polls `check` every 20 ms until it holds (a guard of 20 s against a hang). */
+const until = (check: () => boolean) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    while (!check()) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out waiting: ${String(check)}`))
+      yield* Effect.sleep("20 millis")
+    }
   })
 
 describe("ws:// Node client", () => {
@@ -79,4 +91,39 @@ describe("ws:// Node client", () => {
       assert.strictEqual(seen.reason._tag, "FrameTooLarge")
       assert.include(seen.message, "1009")
     }).pipe(Effect.scoped))
+
+  it.live(
+    "a server that accepts and never answers the handshake: dial fails with Timeout, or ends when interrupted",
+    () =>
+      Effect.gen(function*() {
+        let opened = 0
+        let closed = 0
+        const silent = Net.createServer((socket) => {
+          opened++
+          socket.on("close", () => closed++)
+          socket.on("error", () => {})
+          socket.resume()
+        })
+        yield* Effect.acquireRelease(
+          Effect.callback<void>((resume) => void silent.listen(0, "127.0.0.1", () => resume(Effect.void))),
+          () => Effect.sync(() => silent.close())
+        )
+        const address = `ws://127.0.0.1:${(silent.address() as Net.AddressInfo).port}/silent`
+        const token = "silent-token-0123456789abcdef"
+        const dials = [
+          (timeout: Duration.Input) => Ws.WsTransport.make({ token, handshakeTimeout: timeout }).dial(address),
+          (timeout: Duration.Input) => Ws.WsClient.dial(address, { token, handshakeTimeout: timeout })
+        ]
+        for (const dial of dials) {
+          const timedOut = yield* Effect.flip(Effect.scoped(dial("300 millis")))
+          assert.strictEqual(timedOut.reason._tag, "Timeout", timedOut.message)
+          // a long handshake timeout, interrupted by the caller: the dial ends at once
+          const interrupted = yield* Effect.scoped(dial("1 minute")).pipe(Effect.timeout("300 millis"), Effect.flip)
+          assert.strictEqual(interrupted._tag, "TimeoutError")
+        }
+        // every connection the dials opened is closed again (a dial may open more than one)
+        yield* until(() => opened >= 4 && closed === opened)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })
