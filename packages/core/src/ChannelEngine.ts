@@ -17,8 +17,8 @@
  * - graceful close: the goodbye goes out after everything queued, `close`
  *   waits for it up to `lingerTimeout`, the link is destroyed once the peer
  *   is gone too (or after another `lingerTimeout`); a `close` that gave up
- *   with messages still queued logs a warning saying how many bytes the peer
- *   did not get (it sees `ConnectionLost`);
+ *   with messages still queued logs a warning saying how many bytes never
+ *   left (the peer sees `ConnectionLost`);
  * - heartbeats: pings while nothing was sent, `Timeout` after a silent peer;
  * - pending senders fail (with the failure, or `Closed`) as soon as the
  *   channel fails or closes; what had arrived is still delivered before a
@@ -229,11 +229,12 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
 
   /** Says once, after a `close` that gave up on its goodbye, what the peer did not get. */
   const reportAbandoned = Effect.suspend(() => {
-    if (abandoned === undefined || reported) return Effect.void
+    // nothing left queued: the goodbye is with the medium (it may yet arrive), or was never owed
+    if (abandoned === undefined || abandoned === 0 || reported) return Effect.void
     reported = true
     return Effect.logWarning(
-      `close gave up after ${linger} ms: the peer did not take what was sent (${abandoned} bytes still queued, ` +
-        `and the goodbye); they are dropped, and the peer sees ConnectionLost, not a close`
+      `close gave up after ${linger} ms: ${abandoned} bytes sent before it never left (the peer did not read); ` +
+        `they are dropped, and the peer sees ConnectionLost, not a close`
     ).pipe(Effect.annotateLogs({ address }))
   })
 

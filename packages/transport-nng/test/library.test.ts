@@ -42,7 +42,7 @@ describe("libnng", () => {
   })
 
   // Debian 12's libnng 1.5.2 can abort the process in nng_close (vendor/README.md): a user on it is
-  // told once, through their own Logger; the library the project's scripts build (1.11) draws no warning
+  // told once, through their own Logger; the library the project's scripts build (1.12.0) draws no warning
   it("a libnng older than 1.6 draws one warning naming its version and the way out; 1.6 and later none", () => {
     const libraries = ["/usr/lib/x86_64-linux-gnu/libnng.so.1", process.env["EFFECT_IPC_LIBNNG"]].filter(
       (path): path is string => path !== undefined && Fs.existsSync(path)

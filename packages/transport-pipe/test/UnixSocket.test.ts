@@ -76,7 +76,7 @@ describe("UnixSocket", () => {
       yield* client.close.pipe(Effect.provide(Logger.layer([logger])))
       yield* Fiber.await(sender)
       assert.strictEqual(lines.length, 1, lines.join("\n"))
-      assert.match(lines[0]!, /^Warn close gave up after 200 ms: .* bytes still queued/)
+      assert.match(lines[0]!, /^Warn close gave up after 200 ms: [1-9][0-9]* bytes sent before it never left/)
       // the reader gets what had arrived, then the loss: never a graceful end
       const end = yield* Effect.flip(Effect.forever(server.receive))
       assert.strictEqual(end.reason._tag, "ConnectionLost")
