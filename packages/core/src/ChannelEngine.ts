@@ -157,9 +157,8 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   let flushes = 0
   let heartbeatTimer: ReturnType<typeof setInterval> | undefined
   let lingerTimer: ReturnType<typeof setTimeout> | undefined
-  // bytes still queued when `close` gave up on its goodbye (then reported once, as a warning)
+  // bytes still queued when `close` gave up on its goodbye (cleared once reported, as a warning)
   let abandoned: number | undefined
-  let reported = false
   const closed = Deferred.makeUnsafe<void>()
   // completes once our goodbye has left (or could not): what `close` waits for
   const said = Deferred.makeUnsafe<void>()
@@ -229,11 +228,12 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
 
   /** Says once, after a `close` that gave up on its goodbye, what the peer did not get. */
   const reportAbandoned = Effect.suspend(() => {
+    const bytes = abandoned
+    abandoned = undefined
     // nothing left queued: the goodbye is with the medium (it may yet arrive), or was never owed
-    if (abandoned === undefined || abandoned === 0 || reported) return Effect.void
-    reported = true
+    if (bytes === undefined || bytes === 0) return Effect.void
     return Effect.logWarning(
-      `close gave up after ${linger} ms: ${abandoned} bytes sent before it never left (the peer did not read); ` +
+      `close gave up after ${linger} ms: ${bytes} bytes sent before it never left (the peer did not read); ` +
         `they are dropped, and the peer sees ConnectionLost, not a close`
     ).pipe(Effect.annotateLogs({ address }))
   })
