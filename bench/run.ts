@@ -125,12 +125,12 @@ const phases = new Set<Phase>(
   (argValue("phases")?.split(",") ?? ["rtt", "oneway"]).filter((p): p is Phase => p === "rtt" || p === "oneway")
 )
 
-/** The RPC rows at a payload size: every stack at 64 B (Add and Echo), ours with SchemaBinary at every size (Echo). */
+/** The RPC rows at a payload size: every stack at 64 B (Add and Echo); ours and effect's with SchemaBinary at every size (Echo). */
 const rpcRows = (size: number): ReadonlyArray<{ readonly stack: RpcStack; readonly procedure: "add" | "echo" }> =>
   stacks.flatMap((stack) =>
     size === 64
       ? [{ stack, procedure: "add" as const }, { stack, procedure: "echo" as const }]
-      : stack === "ipc-binary"
+      : stack === "ipc-binary" || stack === "effect-binary"
       ? [{ stack, procedure: "echo" as const }]
       : []
   )

@@ -12,8 +12,10 @@
  * - send checks (closed, failed, `FrameTooLarge`), in that order;
  * - send back-pressure: `send` waits while the link holds more than
  *   `highWaterMark` bytes, and drops the peer after `writeTimeout`;
- * - one flush per burst: messages sent in one turn of the event loop go to
- *   the link's `flush` together, in a microtask;
+ * - writes go out at once and in bursts: the first message sent in a turn of
+ *   the event loop is flushed as `send` returns (a reply leaves before the
+ *   sender's other work runs); the rest of that turn's messages go to the
+ *   link's `flush` together, in a microtask;
  * - graceful close: the goodbye goes out after everything queued, `close`
  *   waits for it up to `lingerTimeout`, the link is destroyed once the peer
  *   is gone too (or after another `lingerTimeout`); a `close` that gave up
@@ -73,7 +75,8 @@ export interface Sink {
 /**
  * A transport's part of a channel: synchronous operations on its medium.
  * `write` gets each message as `send` is called (copy what the caller may
- * reuse); `flush` (if present) runs once per burst, in a microtask.
+ * reuse); `flush` (if present) runs after the first message of a burst, and
+ * once more for the rest of the burst, in a microtask.
  */
 export interface Link {
   /**
@@ -262,6 +265,15 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       queueMicrotask(flush)
     }
   }
+  // the first send of a turn writes at once (a reply leaves before the rest of the sender's work runs) and
+  // schedules the burst's flush: whatever else that turn sends goes out together, in the microtask
+  const sent = (): void => {
+    if (flushScheduled || link!.flush === undefined) return
+    flushScheduled = true
+    queueMicrotask(flush)
+    flushes++
+    link!.flush()
+  }
 
   const afterWait = Effect.suspend(() => {
     const error = sendError()
@@ -294,7 +306,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     }
     const written = link!.write(message)
     if (written !== undefined) return written
-    flushSoon()
+    sent()
     if (link!.pending() <= highWaterMark) return Effect.void
     Latch.closeUnsafe(writableLatch)
     return waitWritable

@@ -3,7 +3,8 @@
  * writable pipe), speaking the `Framing` format. This is the engine every
  * byte-stream transport uses:
  *
- * - writes are coalesced: messages sent in one burst go out in one syscall
+ * - writes are coalesced: the first message of a burst goes out at once, the
+ *   rest of the burst in one more syscall
  *   (small messages are copied into 64 KiB batches, large ones into buffers
  *   reused once written: the caller may reuse its buffer once `send` returns);
  * - `send` waits while more than `highWaterMark` bytes are queued, and can
@@ -67,7 +68,7 @@ const NetSocket = (globalThis as { process?: NodeJS.Process }).process?.getBuilt
 const copiesOut = (writable: Writable): boolean => NetSocket !== undefined && writable instanceof NetSocket
 
 // the link of a channel over `streams` (see `ChannelEngine`): frames written into 64 KiB batches,
-// one write (corked) per burst; incoming chunks decoded in place; a close frame as the goodbye
+// one write (corked) per flush; incoming chunks decoded in place; a close frame as the goodbye
 const link = (
   streams: StreamPair,
   address: string,

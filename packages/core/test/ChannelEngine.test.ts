@@ -53,18 +53,27 @@ const testLink = (options: { readonly answerGoodbye?: boolean; readonly ping?: b
 const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.map(Effect.yieldNow, () => fiber.pollUnsafe() !== undefined)
 
 describe("ChannelEngine", () => {
-  it.live("a burst of sends reaches the link in order and is flushed once, after the burst", () =>
+  it.live("a burst of sends reaches the link in order: its first message is flushed at once, the rest together after it", () =>
     Effect.gen(function*() {
       const { open, state } = testLink()
       const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      // the first message goes out as `send` returns (a reply leaves before the sender's other work runs)
       yield* channel.send(m(1))
+      assert.deepStrictEqual(state.flushes, [1])
       yield* channel.send(m(2))
       yield* channel.send(m(3))
       assert.deepStrictEqual(state.written, [1, 2, 3])
-      assert.deepStrictEqual(state.flushes, [])
+      assert.deepStrictEqual(state.flushes, [1])
       yield* Effect.yieldNow
       yield* Effect.promise(() => Promise.resolve())
-      assert.deepStrictEqual(state.flushes, [3])
+      // the rest of the burst: one flush
+      assert.deepStrictEqual(state.flushes, [1, 3])
+      // a later burst starts again with a message that goes at once
+      yield* channel.send(m(4))
+      yield* channel.send(m(5))
+      assert.deepStrictEqual(state.flushes, [1, 3, 4])
+      yield* Effect.promise(() => Promise.resolve())
+      assert.deepStrictEqual(state.flushes, [1, 3, 4, 5])
     }))
 
   it.live("rejects a message over the limit with FrameTooLarge and stays open", () =>
