@@ -15,7 +15,8 @@
  * - writes go out at once and in bursts: the first message sent in a turn of
  *   the event loop is flushed as `send` returns (a reply leaves before the
  *   sender's other work runs); the rest of that turn's messages go to the
- *   link's `flush` together, in a microtask;
+ *   link's `flush` together, in a microtask, and a long burst every
+ *   `maxBurstDelay` as well (the peer starts on it while the rest is made);
  * - graceful close: the goodbye goes out after everything queued, `close`
  *   waits for it up to `lingerTimeout`, the link is destroyed once the peer
  *   is gone too (or after another `lingerTimeout`); a `close` that gave up
@@ -75,8 +76,8 @@ export interface Sink {
 /**
  * A transport's part of a channel: synchronous operations on its medium.
  * `write` gets each message as `send` is called (copy what the caller may
- * reuse); `flush` (if present) runs after the first message of a burst, and
- * once more for the rest of the burst, in a microtask.
+ * reuse); `flush` (if present) runs after the first message of a burst, every
+ * `maxBurstDelay` during a long one, and once more at its end, in a microtask.
  */
 export interface Link {
   /**
@@ -121,6 +122,8 @@ export interface EngineOptions {
   readonly heartbeat?: Heartbeat | undefined
   /** How long `close` waits for the goodbye to leave, and then for the peer's (default 2 s). */
   readonly lingerTimeout?: Duration.Input | undefined
+  /** How long the messages of a long burst of sends wait before they are written out (default 200 µs). */
+  readonly maxBurstDelay?: Duration.Input | undefined
 }
 
 /** A running engine: the channel, and its parts for transports that build on them. */
@@ -147,6 +150,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   const highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024
   const writeTimeout = options.writeTimeout
   const linger = millis(options.lingerTimeout ?? "2 seconds")
+  const maxBurstDelay = millis(options.maxBurstDelay ?? "200 micros")
   const closedErr = IpcError.make("Closed", "the channel is closed", address)
   const peerClosedErr = IpcError.make("Closed", "the channel was closed by its peer", address)
 
@@ -266,11 +270,31 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     }
   }
   // the first send of a turn writes at once (a reply leaves before the rest of the sender's work runs) and
-  // schedules the burst's flush: whatever else that turn sends goes out together, in the microtask
+  // schedules the burst's flush: whatever else that turn sends goes out together, in the microtask. A long
+  // burst (a client answering 64 replies with 64 calls) is written out every `maxBurstDelay` as well, so
+  // that the peer works on its start while the rest is made; that costs at most one more write per
+  // `maxBurstDelay`. The clock is read every 8th send of a burst, from the 8th on (a short burst reads none)
+  let burstSends = 0
+  let burstClock = 0
   const sent = (): void => {
-    if (flushScheduled || link!.flush === undefined) return
+    if (flushScheduled) {
+      if ((++burstSends & 7) === 0) {
+        const now = performance.now()
+        if (burstClock === 0) {
+          burstClock = now
+        } else if (now - burstClock >= maxBurstDelay) {
+          burstClock = now
+          flushes++
+          link!.flush!()
+        }
+      }
+      return
+    }
+    if (link!.flush === undefined) return
     flushScheduled = true
     queueMicrotask(flush)
+    burstSends = 0
+    burstClock = 0
     flushes++
     link!.flush()
   }

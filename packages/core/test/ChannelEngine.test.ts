@@ -76,6 +76,37 @@ describe("ChannelEngine", () => {
       assert.deepStrictEqual(state.flushes, [1, 3, 4, 5])
     }))
 
+  it.live("a long burst is also written out every maxBurstDelay, so the peer starts on it while the rest is made", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "1 millis" }, open)
+      yield* channel.send(m(1))
+      assert.deepStrictEqual(state.flushes, [1])
+      // the burst's clock starts at its 8th send after the first
+      for (let i = 2; i <= 9; i++) yield* channel.send(m(i))
+      assert.deepStrictEqual(state.flushes, [1])
+      // the same turn goes on for longer than maxBurstDelay (no yield to the event loop)
+      const until = performance.now() + 3
+      while (performance.now() < until) {
+        // busy
+      }
+      for (let i = 10; i <= 17; i++) yield* channel.send(m(i))
+      // looked at on the 16th send of the burst: written out then, not at the end of the turn
+      assert.deepStrictEqual(state.flushes, [1, 17])
+      yield* Effect.promise(() => Promise.resolve())
+      assert.deepStrictEqual(state.flushes, [1, 17, 17])
+    }))
+
+  it.live("a burst shorter than maxBurstDelay is written once after its first message", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "10 seconds" }, open)
+      for (let i = 1; i <= 64; i++) yield* channel.send(m(i))
+      assert.deepStrictEqual(state.flushes, [1])
+      yield* Effect.promise(() => Promise.resolve())
+      assert.deepStrictEqual(state.flushes, [1, 64])
+    }))
+
   it.live("rejects a message over the limit with FrameTooLarge and stays open", () =>
     Effect.gen(function*() {
       const { open, state } = testLink()
