@@ -4,9 +4,10 @@
  * byte-stream transport uses:
  *
  * - writes are coalesced: the first message of a burst goes out at once, the
- *   rest of the burst in one more syscall
- *   (small messages are copied into 64 KiB batches, large ones into buffers
- *   reused once written: the caller may reuse its buffer once `send` returns);
+ *   rest of the burst in one more syscall (small messages are copied into a
+ *   64 KiB batch, written into again once a socket has taken it all, large
+ *   ones into buffers reused once written: the caller may reuse its buffer
+ *   once `send` returns);
  * - `send` waits while more than `highWaterMark` bytes are queued, and can
  *   drop the peer after `writeTimeout`;
  * - reading pauses when the inbox is full, so a slow consumer slows the sender;
@@ -169,7 +170,14 @@ const link = (
         writable.uncork()
       }
     } catch (cause) {
-      sink.lost(IpcError.fromSystemError(cause, "Write", "write failed", address))
+      return sink.lost(IpcError.fromSystemError(cause, "Write", "write failed", address))
+    }
+    // a socket that took everything at once (the kernel copied it): the batch is written into again from
+    // its start, so that small messages go on landing in memory already mapped (a fresh 64 KiB batch per
+    // 64 KiB sent cost a page fault per 4 KiB message on a VM: 4 µs of a 40 µs round trip)
+    if (reuse && writable.writableLength === 0) {
+      batchStart = 0
+      batchFill = 0
     }
   }
 
