@@ -67,6 +67,9 @@ const socketPair = Effect.acquireRelease(
     })
 )
 
+/** The `i`th message of the queued-sends test: its length and every byte tell which it is. */
+const nthMessage = (i: number) => new Uint8Array(100 + (i % 50)).fill(i % 251)
+
 describe("StreamChannel over a socket", () => {
   // small messages are copied into a batch that is written into again once the kernel took it all; while
   // the socket cannot take more (the reader does not read), what is queued must stay as it was sent
@@ -79,10 +82,9 @@ describe("StreamChannel over a socket", () => {
           highWaterMark: 64 * 1024 * 1024
         })
         const count = 20_000
-        const message = (i: number) => new Uint8Array(100 + (i % 50)).fill(i % 251)
         accepted.pause()
         for (let i = 0; i < count; i++) {
-          yield* sender.send(message(i))
+          yield* sender.send(nthMessage(i))
           if (i % 37 === 0) yield* Effect.yieldNow
         }
         // the socket's buffers are full and the channel holds the rest
@@ -91,7 +93,7 @@ describe("StreamChannel over a socket", () => {
         const receiver = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://receiver")
         for (let i = 0; i < count; i++) {
           const got = yield* receiver.receive
-          const want = message(i)
+          const want = nthMessage(i)
           assert.strictEqual(got.byteLength, want.byteLength, `message ${i}: length`)
           assert.isTrue(got.every((byte) => byte === want[0]), `message ${i} changed`)
         }
