@@ -256,11 +256,15 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   })
 
   // ---- sending ------------------------------------------------------------
+  /** Writes out what the link holds now. */
+  const flushNow = (): void => {
+    flushes++
+    link!.flush!()
+  }
   const flush = (): void => {
     flushScheduled = false
     if (finished) return
-    flushes++
-    link!.flush!()
+    flushNow()
     if (link!.pending() <= highWaterMark) Latch.openUnsafe(writableLatch)
   }
   const flushSoon = (): void => {
@@ -277,26 +281,21 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   let burstSends = 0
   let burstClock = 0
   const sent = (): void => {
-    if (flushScheduled) {
-      if ((++burstSends & 7) === 0) {
-        const now = performance.now()
-        if (burstClock === 0) {
-          burstClock = now
-        } else if (now - burstClock >= maxBurstDelay) {
-          burstClock = now
-          flushes++
-          link!.flush!()
-        }
-      }
-      return
-    }
     if (link!.flush === undefined) return
-    flushScheduled = true
-    queueMicrotask(flush)
-    burstSends = 0
-    burstClock = 0
-    flushes++
-    link!.flush()
+    if (!flushScheduled) {
+      flushSoon()
+      burstSends = 0
+      burstClock = 0
+      return flushNow()
+    }
+    if ((++burstSends & 7) !== 0) return
+    const now = performance.now()
+    if (burstClock === 0) {
+      burstClock = now
+    } else if (now - burstClock >= maxBurstDelay) {
+      burstClock = now
+      flushNow()
+    }
   }
 
   const afterWait = Effect.suspend(() => {
