@@ -102,14 +102,21 @@ export const make = (options: InboxOptions = {}): Inbox => {
   const terminal = (): Effect.Effect<never, IpcError.IpcError | Cause.Done> =>
     error === undefined ? Effect.fail(Cause.Done()) : Effect.fail(error)
 
+  /** What a taker (of one message, or of all) gets now; `undefined` while it must wait. */
+  const ready = (
+    one: boolean
+  ): Effect.Effect<never, IpcError.IpcError | Cause.Done> | Effect.Effect<unknown> | undefined =>
+    available() > 0
+      ? Effect.succeed(one ? takeOne() : takeBuffered())
+      : done
+      ? one ? Effect.fail(error ?? closedError) : terminal()
+      : undefined
+
   const wake = () => {
-    while (waiters.length > 0 && (available() > 0 || done)) {
-      const waiter = waiters.shift()!
-      if (available() > 0) {
-        waiter.resume(Effect.succeed(waiter.one ? takeOne() : takeBuffered()))
-      } else {
-        waiter.resume(waiter.one ? Effect.fail(error ?? closedError) : terminal())
-      }
+    while (waiters.length > 0) {
+      const now = ready(waiters[0]!.one)
+      if (now === undefined) return
+      waiters.shift()!.resume(now)
     }
   }
 
@@ -119,8 +126,13 @@ export const make = (options: InboxOptions = {}): Inbox => {
     wake()
   }
 
+  // The fiber may yield to the event loop between a take's look at the buffer and its wait (effect
+  // yields every so many steps): a message pushed meanwhile found no waiter to wake. So a waiter
+  // looks again as it registers, where nothing can come between (unless others wait before it).
   const wait = <A, E>(one: boolean) =>
     Effect.callback<A, E>((resume) => {
+      const now = waiters.length === 0 ? ready(one) : undefined
+      if (now !== undefined) return (resume as Waiter["resume"])(now)
       const waiter: Waiter = { one, resume: resume as Waiter["resume"] }
       waiters.push(waiter)
       return Effect.sync(() => {

@@ -2,6 +2,7 @@ import { Inbox, IpcError } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Scheduler from "effect/Scheduler"
 
 const m = (n: number) => new Uint8Array([n])
 
@@ -60,4 +61,40 @@ describe("Inbox", () => {
       assert.strictEqual((yield* Effect.flip(inbox.take)).detail, "closed here")
       assert.isFalse(inbox.push(m(2)))
     }))
+})
+
+/** Resolves after `n` turns of the event loop's check phase (where effect's yields run). */
+const immediates = (n: number): Promise<void> =>
+  n === 0 ? Promise.resolve() : new Promise((resolve) => setImmediate(() => resolve(immediates(n - 1))))
+
+describe("Inbox waiters", () => {
+  // A fiber yields to the event loop every `MaxOpsBeforeYield` steps. A yield that falls between a
+  // take's look at the empty buffer and its wait let a message in with nobody to wake: the taker
+  // then slept with the message buffered. Small budgets put a yield at every step boundary in turn
+  // (from 3: with a budget of 2 a fiber makes no progress at all).
+  it("a message pushed while the taker yields is taken, at every step a yield can fall on", async () => {
+    const stuck: Array<string> = []
+    for (let budget = 3; budget <= 24; budget++) {
+      for (let turns = 0; turns <= 3; turns++) {
+        for (const kind of ["take", "pull"] as const) {
+          const inbox = Inbox.make()
+          const taking: Effect.Effect<unknown, unknown> = kind === "take" ? inbox.take : inbox.pull
+          const fiber = Effect.runFork(
+            Effect.andThen(Effect.yieldNow, taking).pipe(Effect.provideService(Scheduler.MaxOpsBeforeYield, budget))
+          )
+          await immediates(turns)
+          inbox.push(m(7))
+          const result = await Promise.race([
+            Effect.runPromise(Fiber.join(fiber)).then(() => "taken"),
+            new Promise<string>((resolve) => setTimeout(() => resolve("stuck"), 200))
+          ])
+          if (result === "stuck") {
+            stuck.push(`${kind} budget ${budget} turns ${turns}`)
+            await Effect.runPromise(Fiber.interrupt(fiber))
+          }
+        }
+      }
+    }
+    assert.deepStrictEqual(stuck, [])
+  })
 })

@@ -35,6 +35,7 @@ import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
+import * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -514,6 +515,47 @@ export const suite = (given: Subject): void => {
           }
         }
         assert.strictEqual(expected, total)
+      }).pipe(Effect.scoped), 120_000)
+
+    it.live("no message waits unseen, whichever step effect yields to the event loop at", () =>
+      Effect.gen(function*() {
+        // A fiber yields to the event loop every `MaxOpsBeforeYield` steps. A receiver or worker that
+        // looked for work, yielded, and then waited, slept through what arrived meanwhile (one-way
+        // traffic then stopped for good). Small budgets put a yield at every step boundary in turn.
+        const transport = yield* transportOf(subject)
+        const address = subject.address()
+        for (let budget = 3; budget <= 10; budget++) {
+          yield* Effect.gen(function*() {
+            const client = crossProcess
+              ? (yield* crossPeer(subject, transport, "echo-server")).channel
+              : yield* echoPair(transport, address)
+            for (let round = 0; round < 20; round++) {
+              // one in flight, then a burst: every message comes back, within the guard
+              yield* client.send(numbered(round))
+              assert.strictEqual(numberOf(yield* client.receive), round)
+              const burst = 10 + round * 7
+              yield* Effect.forkScoped(
+                Effect.forEach(Array.from({ length: burst }, (_, i) => i), (i) => client.send(numbered(i)), {
+                  discard: true
+                })
+              )
+              let expected = 0
+              while (expected < burst) {
+                for (const message of yield* client.receiveAll) {
+                  assert.strictEqual(numberOf(message), expected, `budget ${budget}, round ${round}`)
+                  expected++
+                }
+              }
+            }
+          }).pipe(
+            Effect.scoped,
+            Effect.timeoutOrElse({
+              duration: "10 seconds",
+              orElse: () => Effect.fail(new Error(`messages stopped with a yield every ${budget} steps`))
+            }),
+            Effect.provideService(Scheduler.MaxOpsBeforeYield, budget)
+          )
+        }
       }).pipe(Effect.scoped), 120_000)
 
     it.live("carries messages of 0 B, 1 B, 64 KiB and 16 MiB whole", () =>

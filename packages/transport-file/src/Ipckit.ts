@@ -379,24 +379,30 @@ export const open = (
     let lastBadText: string | undefined
 
     const wakers: Array<() => void> = []
+    // counts notifications: one that came while the directory was read (or the fiber yielded) is not missed
+    let changes = 0
     const wake = () => {
+      changes++
       for (const w of wakers.splice(0)) w()
     }
     yield* Wake.watch(dir, wake, options)
-    const waitChange = Effect.callback<void>((resume) => {
-      const w = () => {
-        clearTimeout(timer)
-        resume(Effect.void)
-      }
-      // a safety net for missed notifications
-      const timer = setTimeout(w, Math.max(Wake.pollMillis(options), 250))
-      wakers.push(w)
-      return Effect.sync(() => {
-        clearTimeout(timer)
-        const i = wakers.indexOf(w)
-        if (i >= 0) wakers.splice(i, 1)
+    /** Waits for a change after the `seen`th notification (at once if one has come since). */
+    const waitChange = (seen: number) =>
+      Effect.callback<void>((resume) => {
+        if (changes !== seen) return resume(Effect.void)
+        const w = () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        }
+        // a safety net for missed notifications
+        const timer = setTimeout(w, Math.max(Wake.pollMillis(options), 250))
+        wakers.push(w)
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          const i = wakers.indexOf(w)
+          if (i >= 0) wakers.splice(i, 1)
+        })
       })
-    })
 
     const read = Effect.gen(function*() {
       const text = yield* readText(inboxPath, dir)
@@ -460,6 +466,7 @@ export const open = (
 
     const pull: Messages.Source["pull"] = Effect.gen(function*() {
       while (true) {
+        const seen = changes
         const items = yield* read
         if (items.length > 0) {
           return items.map((item) => {
@@ -468,7 +475,7 @@ export const open = (
             return { item, token: t }
           }) as unknown as NonEmptyReadonlyArray<{ item: Messages.Message | IpcError.IpcError; token: number }>
         }
-        yield* waitChange
+        yield* waitChange(seen)
       }
     })
 

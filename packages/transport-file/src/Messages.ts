@@ -255,7 +255,10 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
         ? IpcError.make("Closed", "the channel was closed by its peer")
         : end
 
+    // effect may yield to the event loop between a look at the queue and this wait: what the reader
+    // routed meanwhile found no taker, so the wait looks again as it registers
     const waitChange = Effect.callback<void>((resume) => {
+      if (queue.length > 0 || end !== undefined) return resume(Effect.void)
       const wake = () => resume(Effect.void)
       takers.push(wake)
       return Effect.sync(() => {
@@ -296,6 +299,10 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
         if (queued !== undefined) return Effect.succeed(queued)
         if (end !== undefined) return Effect.fail(closedError())
         return Effect.callback<Message, IpcError.IpcError>((resume) => {
+          // looked at again here: the response (or the end) may have come while the fiber yielded
+          const arrived = takeQueuedResponse(requestId)
+          if (arrived !== undefined) return resume(Effect.succeed(arrived))
+          if (end !== undefined) return resume(Effect.fail(closedError()))
           waiters.set(requestId, (message) => resume(Effect.succeed(message)))
           const onEnd = () => {
             if (end !== undefined && waiters.has(requestId)) {

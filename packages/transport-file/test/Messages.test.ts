@@ -7,6 +7,7 @@
 import { FileChannel, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Scheduler from "effect/Scheduler"
 import { fresh, node, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("messages")
@@ -109,4 +110,36 @@ describe("Messages", () => {
       const again = yield* Messages.open(dir, "frontend")
       for (let i = 3; i < 6; i++) assert.strictEqual((yield* again.receive).payload, i)
     }).pipe(Effect.scoped), 30_000)
+})
+
+describe("Messages under effect's yields", () => {
+  // A fiber yields to the event loop every `MaxOpsBeforeYield` steps. A `receive` or `waitResponse`
+  // that looked at the queue, yielded, and then waited, slept through what the reader queued
+  // meanwhile (until the next message, or a false Timeout). Small budgets put a yield at every step.
+  it.live("receive and waitResponse see what came while they yielded, at every budget", () =>
+    Effect.gen(function*() {
+      for (let budget = 3; budget <= 10; budget++) {
+        yield* Effect.gen(function*() {
+          const dir = fresh(root)
+          const backend = yield* Messages.open(dir, "backend")
+          const frontend = yield* Messages.open(dir, "frontend")
+          for (let i = 0; i < 6; i++) {
+            const id = yield* frontend.sendRequest("work", i)
+            const request = yield* backend.receive
+            assert.strictEqual(request.payload, i)
+            yield* backend.sendEvent("progress", i)
+            yield* backend.sendResponse(id, i * 2)
+            assert.strictEqual((yield* frontend.waitResponse(id, "20 seconds")).payload, i * 2)
+            assert.strictEqual((yield* frontend.receive).payload, i)
+          }
+        }).pipe(
+          Effect.scoped,
+          Effect.timeoutOrElse({
+            duration: "8 seconds",
+            orElse: () => Effect.fail(new Error(`a message went unseen with a yield every ${budget} steps`))
+          }),
+          Effect.provideService(Scheduler.MaxOpsBeforeYield, budget)
+        )
+      }
+    }), 120_000)
 })

@@ -134,9 +134,14 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
     const release = (member: Member) =>
       Effect.sync(() => {
         member.busy = false
-        // every waiter looks again: whoever is first takes the socket, the others wait on
-        for (const wake of waiters.splice(0)) wake()
+        wakeWaiters()
       })
+
+    const wakeWaiters = () => {
+      // every waiter looks again: whoever is first takes the socket, the others wait on
+      for (const wake of waiters.splice(0)) wake()
+    }
+    const mayProceed = () => members.length + opening < max || members.some((member) => !member.busy)
 
     /** An idle socket (the least used), a new one while the pool may grow, or the first to come free. */
     const acquire: Effect.Effect<Member, IpcError.IpcError> = Effect.suspend(() => {
@@ -152,11 +157,17 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
         opening++
         return openMember.pipe(
           Effect.tap((member) => Effect.sync(() => void (member.busy = true))),
-          Effect.ensuring(Effect.sync(() => void opening--))
+          // a socket that could not be opened leaves room for another: the waiters look again
+          Effect.ensuring(Effect.sync(() => {
+            opening--
+            wakeWaiters()
+          }))
         )
       }
       return Effect.andThen(
         Effect.callback<void>((resume) => {
+          // effect may yield between the look above and this wait: a socket freed meanwhile woke nobody
+          if (mayProceed()) return resume(Effect.void)
           const wake = () => resume(Effect.void)
           waiters.push(wake)
           return Effect.sync(() => {

@@ -329,13 +329,14 @@ export const listen = (
         acceptor.end()
         yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
         yield* Effect.forEach(streams, handleClosed, { concurrency: "unbounded", discard: true })
-        if (waiting !== undefined) {
+        yield* Effect.callback<void>((resume) => {
+          // looked at here, not before: the waiting instance may have connected (and, seeing `closed`,
+          // stopped) while the fiber yielded to the event loop
           const instance = waiting
-          yield* Effect.callback<void>((resume) => {
-            stopped = () => resume(Effect.void)
-            Win32.cancel(instance)
-          })
-        }
+          if (instance === undefined) return resume(Effect.void)
+          stopped = () => resume(Effect.void)
+          Win32.cancel(instance)
+        })
       })
     )
     next(first)

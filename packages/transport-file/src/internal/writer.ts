@@ -430,8 +430,18 @@ class WriterImpl {
 }
 
 /** Waits until `register`'s callback is called (or `timeoutMs` passes: `false`). */
-const waitFor = (subscribe: (wake: () => void) => () => void, timeoutMs: number): Effect.Effect<boolean> =>
+/**
+ * Waits for a wake-up through `subscribe`, up to `timeoutMs` (`false` then). `ready` is looked at
+ * first, as the wait registers: effect may yield to the event loop between the caller's look and
+ * this wait, and a wake-up then found nobody to wake.
+ */
+const waitFor = (
+  ready: () => boolean,
+  subscribe: (wake: () => void) => () => void,
+  timeoutMs: number
+): Effect.Effect<boolean> =>
   Effect.callback<boolean>((resume) => {
+    if (ready()) return resume(Effect.succeed(true))
     const timer = setTimeout(() => {
       unsubscribe()
       resume(Effect.succeed(false))
@@ -509,7 +519,7 @@ export const openWriter = (
         if (Sys.failed(result)) return Effect.fail(result)
         if (result === "inflight") {
           return Effect.andThen(
-            waitFor((wake) => {
+            waitFor(() => !impl.inflight || impl.closed, (wake) => {
               impl.idleWaiters.push(wake)
               return removeFrom(impl.idleWaiters, wake)
             }, 60_000),
@@ -562,7 +572,8 @@ export const openWriter = (
           }
           const wait = Effect.andThen(
             watchSpace,
-            waitFor((wake) => {
+            // room shows only in the readers' positions, which `attempt` reads: the timeout bounds the wait
+            waitFor(() => false, (wake) => {
               impl.spaceWaiters.push(wake)
               return removeFrom(impl.spaceWaiters, wake)
             }, Math.min(left, pollSpace))

@@ -186,6 +186,8 @@ const makeSocket = (
         if (rv !== Nng.EAGAIN) return Effect.fail(error(rv, "cannot send"))
       }
       return Effect.callback<void, IpcError.IpcError>((resume) => {
+        // the socket may have closed while the fiber yielded (effect does, every so many steps)
+        if (closed) return resume(Effect.fail(closedError()))
         const entry: PendingSend = { body, prefix, header, resume }
         pending.push(entry)
         if (stopWritable === undefined) stopWritable = writableFd.add(flush)

@@ -116,9 +116,15 @@ export const make = (
     /** Our ring is closed: the worker lets go of our segments and the socket, then calls this. */
     let farewellDue: (() => void) | undefined
     let dropDue = false
+    // a kick while the worker is not parked (busy, or between deciding to park and parking: effect may
+    // yield to the event loop there) is kept for its next park, which then returns at once
+    let kicked = false
     const kick = (): void => {
       const resume = parked
-      if (resume === undefined) return
+      if (resume === undefined) {
+        kicked = true
+        return
+      }
       parked = undefined
       resume(Effect.void)
     }
@@ -685,6 +691,10 @@ export const make = (
       return segmentDue === undefined ? park : takeSegment(segmentDue)
     })
     const park = Effect.callback<void>((resume) => {
+      if (kicked) {
+        kicked = false
+        return resume(Effect.void)
+      }
       parked = resume
       return Effect.sync(() => {
         parked = undefined
