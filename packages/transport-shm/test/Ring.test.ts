@@ -66,6 +66,24 @@ describe("ring", () => {
     assert.isTrue(producer.drained())
   })
 
+  it("records written unpublished stay unseen until publish, then show in order", () => {
+    const { consumer, producer } = makeRing(4096)
+    assert.isTrue(producer.write(Ring.RecordKind.data, message(10, 1), false))
+    assert.isTrue(producer.write(Ring.RecordKind.data, message(20, 2), false))
+    assert.isFalse(consumer.hasNext(), "nothing shows before publish")
+    assert.isUndefined(consumer.next())
+    producer.publish()
+    assert.deepStrictEqual([...consumer.payload(consumer.next() as Ring.RecordRef)], [...message(10, 1)])
+    // a published write publishes the unpublished ones before it too
+    assert.isTrue(producer.write(Ring.RecordKind.data, message(30, 3), false))
+    assert.isTrue(producer.write(Ring.RecordKind.data, message(40, 4)))
+    const lengths: Array<number> = []
+    for (let record = consumer.next(); record !== undefined; record = consumer.next()) {
+      lengths.push((record as Ring.RecordRef).length)
+    }
+    assert.deepStrictEqual(lengths, [20, 30, 40])
+  })
+
   it("reports records a broken peer wrote as Protocol errors", () => {
     for (const [length, kind] of [[-5, 1], [1 << 20, 1], [16, 9], [4000, 1]] as const) {
       const { buffer, consumer, producer } = makeRing(4096)

@@ -12,6 +12,8 @@ export interface Child {
   readonly process: ChildProcess.ChildProcess
   readonly pid: number
   readonly said: string
+  /** Everything the child has printed so far (stdout). */
+  readonly output: () => string
   /** SIGKILLs the child and waits until it is gone. */
   readonly kill: Effect.Effect<void>
   /** Waits for the child to exit on its own. */
@@ -62,6 +64,7 @@ export const spawnChildWith = (
             process: child,
             pid: child.pid!,
             said: line[1]!,
+            output: () => out,
             kill: killChild(child),
             exited: exitOf(child)
           }))

@@ -144,10 +144,11 @@ export class Producer extends RingSide {
   }
 
   /**
-   * Writes one record and publishes it; `false` (nothing written) when it
-   * does not fit now. `payload` is copied into the ring.
+   * Writes one record and publishes it (unless `publish` is false: then it
+   * shows once `publish()` is called); `false` (nothing written) when it does
+   * not fit now. `payload` is copied into the ring.
    */
-  write(kind: RecordKind, payload: Uint8Array): boolean {
+  write(kind: RecordKind, payload: Uint8Array, publish = true): boolean {
     const length = payload.byteLength
     if (!this.fits(length)) return false
     let offset = this.tail & this.mask
@@ -163,8 +164,13 @@ export class Producer extends RingSide {
     this.data[(offset >> 2) + 1] = kind
     if (length > 0) this.bytes.set(payload, offset + RECORD_HEADER)
     this.tail = (this.tail + total) >>> 0
-    Atomics.store(this.words, W_TAIL, this.tail | 0)
+    if (publish) Atomics.store(this.words, W_TAIL, this.tail | 0)
     return true
+  }
+
+  /** Publishes every record written so far (those written with `publish` false). */
+  publish(): void {
+    Atomics.store(this.words, W_TAIL, this.tail | 0)
   }
 
   /** After publishing: true when the reader was asleep (the caller rings its doorbell). */
