@@ -429,7 +429,6 @@ class WriterImpl {
   }
 }
 
-/** Waits until `register`'s callback is called (or `timeoutMs` passes: `false`). */
 /**
  * Waits for a wake-up through `subscribe`, up to `timeoutMs` (`false` then). `ready` is looked at
  * first, as the wait registers: effect may yield to the event loop between the caller's look and

@@ -62,8 +62,13 @@ interface Pin {
   released: boolean
 }
 
-/** A large message not yet taken: copy it (`receive`) or hand it out in place (`receiveView`). */
-type Lease = () => void
+/** A large message not yet taken: copied out (`receive`) or handed out in place (`receiveView`). */
+interface Lease {
+  /** The message as `receiveView` hands it out: a view of its own, which `release` detaches. */
+  readonly inPlace: () => Uint8Array
+  /** Lets go of the message's shared memory. */
+  readonly release: () => void
+}
 
 /** A message segment we sent, let go of (descriptor closed, or name removed) once read or when the channel closes. */
 interface SentSegment {
@@ -192,17 +197,27 @@ export const make = (
     }
 
     const pinned = (record: Ring.RecordRef): Uint8Array => {
-      const sub = link.inbound.subView(record.offset, record.length)
       const pin: Pin = { end: record.end, released: false }
       pins.push(pin)
-      const view = new Uint8Array(sub.buffer)
-      leases.set(view, () => {
-        if (pin.released) return
-        pin.released = true
-        sub.release()
-        releasePins()
+      // The inbox holds a plain view of the ring, which only `materialize` reads (it copies, then
+      // releases); a buffer of the record's own, detached on release, is made only for `receiveView`.
+      // (A buffer per record cost a koffi view, and V8 counts its bytes as new memory: at 1 MiB a
+      // full collection came every 51 messages instead of every 70, and `receive` ran 1.35x slower.)
+      const message = inbound.payload(record)
+      let sub: Libc.SubView | undefined
+      leases.set(message, {
+        inPlace: () => {
+          sub ??= link.inbound.subView(record.offset, record.length)
+          return new Uint8Array(sub.buffer)
+        },
+        release: () => {
+          if (pin.released) return
+          pin.released = true
+          sub?.release()
+          releasePins()
+        }
       })
-      return view
+      return message
     }
 
     /**
@@ -244,7 +259,7 @@ export const make = (
           )
         }
         const view = new Uint8Array(mapping.buffer, Header.HEADER_SIZE, checked.value.payloadLength)
-        leases.set(view, () => mapping.release())
+        leases.set(view, { inPlace: () => view, release: () => mapping.release() })
         return view
       })
 
@@ -253,7 +268,7 @@ export const make = (
       Effect.map(Effect.result(openMessage(record)), (message) => {
         segmentDue = undefined
         if (destroyed) {
-          if (message._tag === "Success") leases.get(message.success)?.()
+          if (message._tag === "Success") leases.get(message.success)?.release()
           return
         }
         settle(record.end)
@@ -762,7 +777,7 @@ export const make = (
       leases.delete(message)
       const copy = Buffer.allocUnsafe(message.byteLength)
       copy.set(message)
-      lease()
+      lease.release()
       return copy
     }
     const take: Inbox.Inbox["take"] = receiving(Effect.map(inbox.take, materialize))
@@ -773,7 +788,7 @@ export const make = (
       const lease = leases.get(message)
       if (lease === undefined) return Effect.succeed(message)
       leases.delete(message)
-      return Effect.as(Effect.addFinalizer(() => Effect.sync(lease)), message)
+      return Effect.as(Effect.addFinalizer(() => Effect.sync(lease.release)), lease.inPlace())
     }))
 
     const channel = IpcChannel.make({
