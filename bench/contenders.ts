@@ -139,9 +139,18 @@ export const openRaw = async (row: Row, echoPath: string, sinkPath: string): Pro
  * (`Uint8Array.prototype.set`, a memcpy underneath), repeated for `seconds`:
  * what `shm://`'s `receive` is held against, measured under the same load.
  */
-export const openMemcpy = async (row: Row): Promise<Contender> => {
+export const openMemcpy = (row: Row): Promise<Contender> => copies(row, "reused")
+
+/**
+ * The same copies, each into a buffer of its own (`Buffer.allocUnsafe`) that
+ * is dropped at once: what a receiver that keeps its messages cannot get under,
+ * fresh memory and the garbage collections it brings included.
+ */
+export const openFreshCopy = (row: Row): Promise<Contender> => copies(row, "fresh")
+
+const copies = async (row: Row, into: "reused" | "fresh"): Promise<Contender> => {
   const source = makePayload(row.size)
-  const target = new Uint8Array(row.size)
+  const reused = new Uint8Array(row.size)
   return {
     row,
     countBytes: true,
@@ -149,11 +158,16 @@ export const openMemcpy = async (row: Row): Promise<Contender> => {
       const start = performance.now()
       const deadline = start + seconds * 1000
       let copies = 0
+      let last = 0
       while (performance.now() < deadline) {
-        for (let i = 0; i < 16; i++) target.set(source)
+        for (let i = 0; i < 16; i++) {
+          const target = into === "reused" ? reused : Buffer.allocUnsafe(row.size)
+          target.set(source)
+          last = target[row.size - 1]!
+        }
         copies += 16
       }
-      if (target[row.size - 1] !== source[row.size - 1]) throw new Error("the copy differs")
+      if (last !== source[row.size - 1]) throw new Error("the copy differs")
       const elapsed = (performance.now() - start) / 1000
       return { sent: copies, received: copies, bytes: copies * row.size, seconds: elapsed }
     },

@@ -33,6 +33,7 @@ export type RowKey =
   | "nng-c"
   | "zmq"
   | "memcpy"
+  | "fresh-copy"
   | RpcRowKey
 
 /** Round-trip statistics in microseconds. */
@@ -491,7 +492,7 @@ const ratios = (rows: ReadonlyArray<Row>, row: Row) => {
       callsVsEffect: against === undefined ? undefined : rateRatio(rows, row.size, row.key, against)
     }
   }
-  if (row.key === "memcpy") return {}
+  if (row.key === "memcpy" || row.key === "fresh-copy") return {}
   const vs = (against: RowKey) =>
     row.key === against ? undefined : {
       rttP50: p50Ratio(rows, row.size, row.key, against),
@@ -548,6 +549,20 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
       "",
       `Messages per receiver batch, one-way (raw: per \`data\` chunk; effect-ipc: per \`receiveAll\`): ${
         batching.join(", ")
+      }.`
+    )
+  }
+  const againstFresh = rows
+    .filter((r) => r.size === size && r.key !== "fresh-copy" && r.key !== "memcpy" && r.throughput !== undefined)
+    .flatMap((r) => {
+      const ratio = rateRatio(rows, size, r.key, "fresh-copy")
+      return ratio === undefined ? [] : [`${r.key} ${ratio.toFixed(2)}x`]
+    })
+  if (againstFresh.length > 0) {
+    lines.push(
+      "",
+      `MB/s against a copy into fresh memory in this process (the floor of a receiver that keeps each message): ${
+        againstFresh.join(", ")
       }.`
     )
   }

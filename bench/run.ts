@@ -39,6 +39,7 @@ import {
   type Contender,
   openChild,
   openFifo,
+  openFreshCopy,
   openMemcpy,
   openMemory,
   openRaw,
@@ -342,7 +343,10 @@ const specsAt = (
     for (const mode of shmModes.filter((m) => shmKeys.has(m.key) && (m.key !== "shm-view" || size === MiB))) {
       add(mode.key, mode.label, (row) => openShm(row, mode))
     }
-    if (size === MiB) add("memcpy", "memcpy in this process (Uint8Array.set, 1 MiB)", openMemcpy)
+    if (size === MiB) {
+      add("memcpy", "memcpy in this process (Uint8Array.set, 1 MiB)", openMemcpy)
+      add("fresh-copy", "a copy into fresh memory in this process (Buffer.allocUnsafe + set, 1 MiB)", openFreshCopy)
+    }
   }
   if (sections.has("file")) add("file", "effect-ipc Channel file:// (two logs in a directory)", openFile)
   if (sections.has("nng")) {
