@@ -56,9 +56,7 @@ const ALONE_BYTES = 64 * 1024
 
 /**
  * A copy of `message` for the send queue; from 4 KiB on into memory that is
- * not zero-filled first, its pages mapped in one call (see `Nng.fresh`: a
- * fresh `slice()` of 1 MiB costs hundreds of page faults on the machines
- * measured, see bench/README.md). Not `slice()` below: a Node Buffer's
+ * not zero-filled first (see `Nng.fresh`). Not `slice()`: a Node Buffer's
  * `slice` is a view of the caller's memory.
  */
 const own = (nng: Nng.Nng, message: Uint8Array): Uint8Array => {
@@ -83,10 +81,14 @@ export interface ChannelOptions {
   readonly closeTimeout: number
 }
 
+/** Where batches are packed: nng copies each into a message of its own at once, so one serves every channel. */
+const batchScratch = new Uint8Array(BATCH_BYTES)
+const batchView = new DataView(batchScratch.buffer)
+
 /** Packs `messages` into one batch body. */
 const packBatch = (messages: ReadonlyArray<Uint8Array>, bytes: number): Uint8Array => {
-  const out = new Uint8Array(bytes)
-  const view = new DataView(out.buffer)
+  const out = batchScratch.subarray(0, bytes)
+  const view = batchView
   let offset = 0
   for (const message of messages) {
     view.setUint32(offset, message.byteLength)
@@ -160,7 +162,10 @@ const link = (
   let stopWatching: (() => void) | undefined
 
   // ---- sending -------------------------------------------------------------
-  const queue: Array<Uint8Array> = []
+  // What waits for nng: a small message as a copy (sent together, many per nng message), a large one
+  // (from ALONE_BYTES) as the nng message it goes as, built once. (Built again at every try, a
+  // 1 MiB message was copied three times, each into fresh memory, by a sender that nng held back.)
+  const queue: Array<Uint8Array | Nng.Built> = []
   let queued = 0
   let closeQueued = false // a close goes out after everything queued
   let closeSent: (() => void) | undefined // called once the close went out
@@ -170,9 +175,14 @@ const link = (
   const pump = (): void => {
     let progress = false
     while (queue.length > 0) {
+      const head = queue[0]!
       let count = 1
-      let bytes = 4 + queue[0]!.byteLength
-      if (queue[0]!.byteLength < ALONE_BYTES) {
+      let rv: number
+      if (head instanceof Nng.Built) {
+        rv = socket.trySendBuilt(head)
+      } else {
+        // the copies below ALONE_BYTES go together (whatever is larger is a built message)
+        let bytes = 4 + head.byteLength
         while (
           count < queue.length && queue[count]!.byteLength < ALONE_BYTES &&
           bytes + 4 + queue[count]!.byteLength <= BATCH_BYTES
@@ -180,10 +190,10 @@ const link = (
           bytes += 4 + queue[count]!.byteLength
           count++
         }
+        rv = count === 1
+          ? socket.trySend(head, prefix.data)
+          : socket.trySend(packBatch(queue.slice(0, count) as Array<Uint8Array>, bytes), prefix.batch)
       }
-      const rv = count === 1
-        ? socket.trySend(queue[0]!, prefix.data)
-        : socket.trySend(packBatch(queue.slice(0, count), bytes), prefix.batch)
       if (rv === Nng.EAGAIN) break
       if (rv !== 0) return lose(socket.error(rv, "cannot send"))
       for (let i = 0; i < count; i++) queued -= queue[i]!.byteLength
@@ -353,13 +363,27 @@ const link = (
 
   return {
     write: (message) => {
-      if (queue.length === 0) {
-        const rv = socket.trySend(message, prefix.data)
-        if (rv === 0) return
-        if (rv !== Nng.EAGAIN) return Effect.fail(socket.error(rv, "cannot send"))
+      if (message.byteLength >= ALONE_BYTES) {
+        const built = socket.nng.build(message, prefix.data)
+        if (typeof built === "number") return Effect.fail(socket.error(built, "cannot send"))
+        if (queue.length === 0) {
+          const rv = socket.trySendBuilt(built)
+          if (rv === 0) return
+          if (rv !== Nng.EAGAIN) {
+            socket.nng.dropBuilt(built)
+            return Effect.fail(socket.error(rv, "cannot send"))
+          }
+        }
+        queue.push(built)
+      } else {
+        if (queue.length === 0) {
+          const rv = socket.trySend(message, prefix.data)
+          if (rv === 0) return
+          if (rv !== Nng.EAGAIN) return Effect.fail(socket.error(rv, "cannot send"))
+        }
+        // nng is full: queue a copy (the caller may reuse its buffer once `send` returns)
+        queue.push(own(socket.nng, message))
       }
-      // nng is full: queue a copy (the caller may reuse its buffer once `send` returns)
-      queue.push(own(socket.nng, message))
       queued += message.byteLength
       watchWritable()
     },
@@ -385,6 +409,9 @@ const link = (
     destroy: () => {
       destroyed = true
       unpacking = undefined
+      // the messages built for nng that it never took are ours to free
+      for (const entry of queue.splice(0)) if (entry instanceof Nng.Built) socket.nng.dropBuilt(entry)
+      queued = 0
       stopReading?.()
       stopReading = undefined
       stopWritable?.()

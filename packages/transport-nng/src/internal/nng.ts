@@ -51,6 +51,18 @@ export const EAGAIN = NngError.Code.EAGAIN
 
 type Ptr = bigint
 
+/** An nng message built by `build` and still ours: sent with `trySendBuilt`, or freed with `dropBuilt`. */
+export class Built {
+  /** The nng message. */
+  readonly message: Ptr
+  /** Its body's length. */
+  readonly byteLength: number
+  constructor(message: Ptr, byteLength: number) {
+    this.message = message
+    this.byteLength = byteLength
+  }
+}
+
 interface TlsBindings {
   readonly dialerSetPtr: (d: Handle, name: string, value: Ptr) => number
   readonly listenerSetPtr: (l: Handle, name: string, value: Ptr) => number
@@ -407,6 +419,16 @@ export interface Nng {
    */
   readonly trySend: (s: Handle, body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => number
   /**
+   * Builds the nng message `trySend` would send (`prefix` then `body`, one
+   * copy), to be sent with `trySendBuilt` however long nng stays full, with no
+   * copy more: the message, or an nng code.
+   */
+  readonly build: (body: Uint8Array, prefix?: Uint8Array) => Built | number
+  /** Sends a built message without blocking: 0 (nng owns it now) or an nng code (`EAGAIN`: still ours). */
+  readonly trySendBuilt: (s: Handle, built: Built) => number
+  /** Frees a built message that nng never took. */
+  readonly dropBuilt: (built: Built) => void
+  /**
    * Receives one message without blocking. With `kinded`, the first body byte
    * is the message's kind and the body is the rest. Returns the message or an
    * nng code (`EAGAIN`: none is waiting).
@@ -532,6 +554,28 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
     const start = (at + PAGE - 1n) & ~(PAGE - 1n)
     const end = (at + BigInt(length)) & ~(PAGE - 1n)
     if (end > start && madvise(start, Number(end - start), MADV_POPULATE_WRITE) !== 0) populating = false
+  }
+  /** An nng message of `prefix` then `body` (one copy, into pages mapped first: see `fresh`), or an nng code. */
+  const buildMessage = (body: Uint8Array, prefix: Uint8Array | undefined, header: Uint8Array | undefined): Ptr | number => {
+    const skip = prefix?.byteLength ?? 0
+    const size = skip + body.byteLength
+    const rv = b.msgAlloc(msgOut, size)
+    if (rv !== 0) return rv
+    const m = msgOut[0]!
+    if (header !== undefined) {
+      const failed = b.msgHeaderAppend(m, header, header.byteLength)
+      if (failed !== 0) {
+        b.msgFree(m)
+        return failed
+      }
+    }
+    if (size > 0) {
+      const at = b.msgBody(m)
+      populate(at, size)
+      if (prefix !== undefined) b.copyIn(at, prefix, skip)
+      if (body.byteLength > 0) b.copyIn(at + BigInt(skip), body, body.byteLength)
+    }
+    return m
   }
   const fresh = (length: number): Uint8Array => {
     const out = allocate(length)
@@ -710,24 +754,19 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
         }
         return b.send(s, data, data.byteLength, NONBLOCK)
       }
-      const skip = prefix?.byteLength ?? 0
-      const size = skip + body.byteLength
-      let rv = b.msgAlloc(msgOut, size)
-      if (rv !== 0) return rv
-      const m = msgOut[0]!
-      if (header !== undefined) rv = b.msgHeaderAppend(m, header, header.byteLength)
-      if (rv === 0 && size > 0) {
-        // one copy, into the message's body with its pages mapped first (see `fresh`)
-        const at = b.msgBody(m)
-        populate(at, size)
-        if (prefix !== undefined) b.copyIn(at, prefix, skip)
-        if (body.byteLength > 0) b.copyIn(at + BigInt(skip), body, body.byteLength)
-      }
-      if (rv === 0) rv = b.sendmsg(s, m, NONBLOCK)
+      const m = buildMessage(body, prefix, header)
+      if (typeof m === "number") return m
+      const rv = b.sendmsg(s, m, NONBLOCK)
       // on success nng owns the message; on any failure it is still ours
       if (rv !== 0) b.msgFree(m)
       return rv
     },
+    build: (body, prefix) => {
+      const m = buildMessage(body, prefix, undefined)
+      return typeof m === "number" ? m : new Built(m, body.byteLength)
+    },
+    trySendBuilt: (s, built) => b.sendmsg(s, built.message, NONBLOCK),
+    dropBuilt: (built) => b.msgFree(built.message),
     tryReceive: (s, kinded, withHeader) => {
       const rv = b.recvmsg(s, msgOut, NONBLOCK)
       if (rv !== 0) return rv

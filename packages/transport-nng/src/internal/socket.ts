@@ -62,6 +62,8 @@ export interface Socket {
   readonly onWritable: (listener: () => void) => () => void
   /** Sends without waiting (`header`: raw sockets): 0, or an nng code (`EAGAIN`: full; see `onWritable`). */
   readonly trySend: (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => number
+  /** Sends a message built with `nng.build` without waiting: 0 (nng owns it), or an nng code (still the caller's). */
+  readonly trySendBuilt: (built: Nng.Built) => number
   /** Completes once the socket can take a message (for a pair or req socket: once a peer is connected). */
   readonly writable: Effect.Effect<void, IpcError.IpcError>
   /** Sets a socket option. */
@@ -281,6 +283,7 @@ const makeSocket = (
     onReadable: (listener) => readable.add(listener),
     onWritable: (listener) => writableFd.add(listener),
     trySend: (body, prefix, header) => (closed ? NngError.Code.ECLOSED : nng.trySend(handle, body, prefix, header)),
+    trySendBuilt: (built) => (closed ? NngError.Code.ECLOSED : nng.trySendBuilt(handle, built)),
     writable,
     setOption: (name, value) => nng.setSocketOption(handle, name, value),
     error,
