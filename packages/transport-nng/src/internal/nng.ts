@@ -556,7 +556,11 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
     if (end > start && madvise(start, Number(end - start), MADV_POPULATE_WRITE) !== 0) populating = false
   }
   /** An nng message of `prefix` then `body` (one copy, into pages mapped first: see `fresh`), or an nng code. */
-  const buildMessage = (body: Uint8Array, prefix: Uint8Array | undefined, header: Uint8Array | undefined): Ptr | number => {
+  const buildMessage = (
+    body: Uint8Array,
+    prefix: Uint8Array | undefined,
+    header: Uint8Array | undefined
+  ): Ptr | number => {
     const skip = prefix?.byteLength ?? 0
     const size = skip + body.byteLength
     const rv = b.msgAlloc(msgOut, size)
