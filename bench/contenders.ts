@@ -139,16 +139,16 @@ export const openRaw = async (row: Row, echoPath: string, sinkPath: string): Pro
  * (`Uint8Array.prototype.set`, a memcpy underneath), repeated for `seconds`:
  * what `shm://`'s `receive` is held against, measured under the same load.
  */
-export const openMemcpy = (row: Row): Promise<Contender> => copies(row, "reused")
+export const openMemcpy = (row: Row): Promise<Contender> => copyContender(row, "reused")
 
 /**
  * The same copies, each into a buffer of its own (`Buffer.allocUnsafe`) that
  * is dropped at once: what a receiver that keeps its messages cannot get under,
  * fresh memory and the garbage collections it brings included.
  */
-export const openFreshCopy = (row: Row): Promise<Contender> => copies(row, "fresh")
+export const openFreshCopy = (row: Row): Promise<Contender> => copyContender(row, "fresh")
 
-const copies = async (row: Row, into: "reused" | "fresh"): Promise<Contender> => {
+const copyContender = async (row: Row, into: "reused" | "fresh"): Promise<Contender> => {
   const source = makePayload(row.size)
   const reused = new Uint8Array(row.size)
   return {

@@ -31,6 +31,7 @@ export type RowKey =
   | "shm-view"
   | "nng"
   | "nng-c"
+  | "nng-node"
   | "zmq"
   | "memcpy"
   | "fresh-copy"
@@ -565,6 +566,18 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
         againstFresh.join(", ")
       }.`
     )
+  }
+  const nodeFloor = [
+    ["p50 RTT", p50Ratio(rows, size, "nng", "nng-node"), p50Ratio(rows, size, "nng-node", "nng-c")],
+    ["msgs/s", rateRatio(rows, size, "nng", "nng-node"), rateRatio(rows, size, "nng-node", "nng-c")]
+  ] as const
+  const floorParts = nodeFloor.flatMap(([what, channel, node]) =>
+    channel === undefined || node === undefined
+      ? []
+      : [`${what}: the Channel ${channel.toFixed(2)}x Node's, Node's ${node.toFixed(2)}x C's`]
+  )
+  if (floorParts.length > 0) {
+    lines.push("", `nng from Node without effect-ipc, the floor under the nng Channel: ${floorParts.join("; ")}.`)
   }
   if (notes.length > 0) lines.push("", ...notes)
   return lines.join("\n")

@@ -27,7 +27,7 @@
  * rounds, default 10), `--scale=F` (multiplies round-trip counts),
  * `--only=raw,unix,memory,fifo,child,shm,file,nng,zmq,rpc`,
  * `--stacks=ipc-binary,ipc-json,effect-binary,effect-ndjson` (the RPC stacks),
- * `--shm=shm,shm-spin,shm-view` (the shm modes), `--nng=nng,nng-c`, `--sizes=64,4096,1048576`,
+ * `--shm=shm,shm-spin,shm-view` (the shm modes), `--nng=nng,nng-c,nng-node`, `--sizes=64,4096,1048576`,
  * `--phases=rtt,oneway`. Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them (see README.md).
  */
@@ -47,6 +47,7 @@ import {
   rpcContender
 } from "./contenders.ts"
 import { openFile } from "./file.ts"
+import { openNngNode } from "./nng-node.ts"
 import { openNng, openNngC } from "./nng.ts"
 import { Progress } from "./progress.ts"
 import {
@@ -121,7 +122,7 @@ const stacks = (argValue("stacks")?.split(",") ?? rpcStacks).filter((s): s is Rp
   rpcStacks.some((k) => k === s)
 )
 const shmKeys = new Set(argValue("shm")?.split(",") ?? shmModes.map((m) => m.key))
-const nngKeys = new Set(argValue("nng")?.split(",") ?? ["nng", "nng-c"])
+const nngKeys = new Set(argValue("nng")?.split(",") ?? ["nng", "nng-c", "nng-node"])
 const phases = new Set<Phase>(
   (argValue("phases")?.split(",") ?? ["rtt", "oneway"]).filter((p): p is Phase => p === "rtt" || p === "oneway")
 )
@@ -352,6 +353,9 @@ const specsAt = (
   if (sections.has("nng")) {
     if (nngKeys.has("nng")) add("nng", "effect-ipc Channel nng+ipc:// (nng pair1 through koffi)", openNng)
     if (nngKeys.has("nng-c")) add("nng-c", "the same in C on the same libnng (pair1, ipc://)", openNngC)
+    if (nngKeys.has("nng-node")) {
+      add("nng-node", "the same from Node without effect-ipc (koffi, pair1, ipc://)", openNngNode)
+    }
   }
   if (sections.has("zmq")) add("zmq", "zeromq 6 Pair over ipc:// (npm zeromq)", openZmq)
   for (const { stack, procedure } of rpcRows(size)) {
