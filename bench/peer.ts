@@ -8,6 +8,8 @@
  *
  * - `raw-echo` / `raw-sink`: plain `node:net` with the baseline's framing
  *   (effect is not even loaded);
+ * - `raw-fiber-echo` / `raw-fiber-sink`: the same, served from effect fibers
+ *   (see `raw-fiber.ts`);
  * - `ipc-echo` / `ipc-sink` / `fifo-echo` / `fifo-sink`: see `peer-ipc.ts`;
  * - `rpc-<stack>`: the DemoApi served by one RPC stack, see `rpc.ts`;
  * - `child-echo` / `child-sink` (`peer.ts <mode>`, no address): spawned by the
@@ -66,6 +68,11 @@ const run = async (mode: Exclude<PeerMode, ChildPeerMode>, address: string): Pro
     case "raw-echo":
     case "raw-sink":
       return serveRaw(mode, address)
+    case "raw-fiber-echo":
+    case "raw-fiber-sink": {
+      const { serve } = await import("./raw-fiber.ts")
+      return serve(mode, address, ready)
+    }
     case "ipc-echo":
     case "ipc-sink":
     case "fifo-echo":

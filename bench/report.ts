@@ -32,6 +32,7 @@ export type RowKey =
   | "nng"
   | "nng-c"
   | "nng-node"
+  | "raw-fiber"
   | "zmq"
   | "memcpy"
   | "fresh-copy"
@@ -565,6 +566,19 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
       `MB/s against a copy into fresh memory in this process (the floor of a receiver that keeps each message): ${
         againstFresh.join(", ")
       }.`
+    )
+  }
+  const fiberFloor = p50Ratio(rows, size, "raw-fiber", "raw")
+  const overFiber = (["unix", "fifo", "child"] as const).flatMap((key) => {
+    const ratio = p50Ratio(rows, size, key, "raw-fiber")
+    return ratio === undefined ? [] : [`${key} ${ratio.toFixed(2)}x`]
+  })
+  if (fiberFloor !== undefined) {
+    lines.push(
+      "",
+      `raw node:net driven by effect fibers, the floor under the stream Channels: p50 RTT ${
+        fiberFloor.toFixed(2)
+      }x raw's${overFiber.length > 0 ? `; the Channels' p50 RTT against it: ${overFiber.join(", ")}` : ""}.`
     )
   }
   const nodeFloor = [

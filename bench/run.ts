@@ -50,6 +50,7 @@ import { openFile } from "./file.ts"
 import { openNngNode } from "./nng-node.ts"
 import { openNng, openNngC } from "./nng.ts"
 import { Progress } from "./progress.ts"
+import { openRawFiber } from "./raw-fiber.ts"
 import {
   evaluateTargets,
   KiB,
@@ -207,6 +208,8 @@ const peerAddress = (mode: ServerPeerMode): string => {
   switch (mode) {
     case "raw-echo":
     case "raw-sink":
+    case "raw-fiber-echo":
+    case "raw-fiber-sink":
       return Path.join(socketDir, `${mode}.sock`)
     case "fifo-echo":
     case "fifo-sink":
@@ -325,6 +328,11 @@ const specsAt = (
   const peer = (mode: ServerPeerMode) => peers.get(mode)?.address ?? ""
   if (sections.has("raw")) {
     add("raw", "raw node:net unix socket (baseline)", (row) => openRaw(row, peer("raw-echo"), peer("raw-sink")))
+    add(
+      "raw-fiber",
+      "raw node:net driven by effect fibers (no channel)",
+      (row) => openRawFiber(row, peer("raw-fiber-echo"), peer("raw-fiber-sink"))
+    )
   }
   if (sections.has("unix")) {
     add("unix", "effect-ipc Channel unix://", (row) => openUnix(row, peer("ipc-echo"), peer("ipc-sink")))
@@ -484,7 +492,7 @@ const main = async (): Promise<number> => {
     ? [...new Set(sizes.flatMap((size) => rpcRows(size).map((r) => rpcPeerMode(r.stack))))]
     : []
   const modes: Array<ServerPeerMode> = [
-    ...(sections.has("raw") ? (["raw-echo", "raw-sink"] as const) : []),
+    ...(sections.has("raw") ? (["raw-echo", "raw-sink", "raw-fiber-echo", "raw-fiber-sink"] as const) : []),
     ...(sections.has("unix") ? (["ipc-echo", "ipc-sink"] as const) : []),
     ...(sections.has("fifo") ? (["fifo-echo", "fifo-sink"] as const) : []),
     ...rpcModes

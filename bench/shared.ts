@@ -54,6 +54,8 @@ export type RpcStack = typeof rpcStacks[number]
 export const peerModes = [
   "raw-echo",
   "raw-sink",
+  "raw-fiber-echo",
+  "raw-fiber-sink",
   "ipc-echo",
   "ipc-sink",
   "fifo-echo",
