@@ -420,10 +420,10 @@ export interface Nng {
   readonly trySend: (s: Handle, body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => number
   /**
    * Builds the nng message `trySend` would send (`prefix` then `body`, one
-   * copy), to be sent with `trySendBuilt` however long nng stays full, with no
+   * copy; `header` as its header), to be sent with `trySendBuilt` however long nng stays full, with no
    * copy more: the message, or an nng code.
    */
-  readonly build: (body: Uint8Array, prefix?: Uint8Array) => Built | number
+  readonly build: (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => Built | number
   /** Sends a built message without blocking: 0 (nng owns it now) or an nng code (`EAGAIN`: still ours). */
   readonly trySendBuilt: (s: Handle, built: Built) => number
   /** Frees a built message that nng never took. */
@@ -765,8 +765,8 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
       if (rv !== 0) b.msgFree(m)
       return rv
     },
-    build: (body, prefix) => {
-      const m = buildMessage(body, prefix, undefined)
+    build: (body, prefix, header) => {
+      const m = buildMessage(body, prefix, header)
       return typeof m === "number" ? m : new Built(m, body.byteLength)
     },
     trySendBuilt: (s, built) => b.sendmsg(s, built.message, NONBLOCK),

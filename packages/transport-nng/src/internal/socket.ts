@@ -108,8 +108,13 @@ interface PendingSend {
   readonly body: Uint8Array
   readonly prefix: Uint8Array | undefined
   readonly header: Uint8Array | undefined
+  /** A large message, built once for nng (freed here unless nng takes it). */
+  built: Nng.Built | undefined
   readonly resume: (result: Effect.Effect<void, IpcError.IpcError>) => void
 }
+
+/** From this size on, a message that must wait for nng waits built, so that each try does not copy it again. */
+const BUILD_FROM = 64 * 1024
 
 /** Opens a socket (not scoped: the caller closes it). */
 export const open = (
@@ -163,17 +168,28 @@ const makeSocket = (
   // ---- sending: in call order, waiting on send-fd while nng is full ----
   const pending: Array<PendingSend> = []
   let stopWritable: (() => void) | undefined
+  /** Frees a waiting send's built message, if nng never took it. */
+  const dropBuilt = (entry: PendingSend) => {
+    if (entry.built !== undefined) nng.dropBuilt(entry.built)
+    entry.built = undefined
+  }
   const flush = () => {
     while (pending.length > 0) {
       const next = pending[0]!
       if (closed) {
         pending.shift()
+        dropBuilt(next)
         next.resume(Effect.fail(closedError()))
         continue
       }
-      const rv = nng.trySend(handle, next.body, next.prefix, next.header)
+      const rv = next.built === undefined
+        ? nng.trySend(handle, next.body, next.prefix, next.header)
+        : nng.trySendBuilt(handle, next.built)
       if (rv === Nng.EAGAIN) return
       pending.shift()
+      // taken (nng owns it now), or refused for good (ours to free)
+      if (rv === 0) next.built = undefined
+      else dropBuilt(next)
       next.resume(rv === 0 ? Effect.void : Effect.fail(error(rv, "cannot send")))
     }
     stopWritable?.()
@@ -182,20 +198,40 @@ const makeSocket = (
   const send = (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
     Effect.suspend(() => {
       if (closed) return Effect.fail(closedError())
-      if (pending.length === 0) {
+      const large = body.byteLength >= BUILD_FROM
+      if (pending.length === 0 && !large) {
         const rv = nng.trySend(handle, body, prefix, header)
         if (rv === 0) return Effect.void
         if (rv !== Nng.EAGAIN) return Effect.fail(error(rv, "cannot send"))
       }
+      // a large message is built in here, where nothing (no yield, no interruption) can come between
+      // its making and its hand-over, to nng or to the waiting entry that frees it
       return Effect.callback<void, IpcError.IpcError>((resume) => {
         // the socket may have closed while the fiber yielded (effect does, every so many steps)
         if (closed) return resume(Effect.fail(closedError()))
-        const entry: PendingSend = { body, prefix, header, resume }
+        let built: Nng.Built | undefined
+        if (large) {
+          const made = nng.build(body, prefix, header)
+          if (typeof made === "number") return resume(Effect.fail(error(made, "cannot send")))
+          if (pending.length === 0) {
+            const rv = nng.trySendBuilt(handle, made)
+            if (rv === 0) return resume(Effect.void)
+            if (rv !== Nng.EAGAIN) {
+              nng.dropBuilt(made)
+              return resume(Effect.fail(error(rv, "cannot send")))
+            }
+          }
+          built = made
+        }
+        const entry: PendingSend = { body, prefix, header, built, resume }
         pending.push(entry)
         if (stopWritable === undefined) stopWritable = writableFd.add(flush)
         return Effect.sync(() => {
           const i = pending.indexOf(entry)
-          if (i >= 0) pending.splice(i, 1)
+          if (i >= 0) {
+            pending.splice(i, 1)
+            dropBuilt(entry)
+          }
           if (pending.length === 0) {
             stopWritable?.()
             stopWritable = undefined
