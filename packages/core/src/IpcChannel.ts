@@ -18,6 +18,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Inbox from "./Inbox.ts"
+import * as Bytes from "./internal/bytes.ts"
 import * as IpcError from "./IpcError.ts"
 
 /** Runtime marker of an `IpcChannel`. */
@@ -108,7 +109,6 @@ export interface TypedChannel<A> {
   readonly messages: Stream.Stream<A, IpcError.IpcError>
 }
 
-const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
 /**
@@ -147,7 +147,7 @@ export const typed = <S extends Schema.Top & { readonly DecodingServices: never;
         Effect.mapError((cause) =>
           new IpcError.IpcError({ reason: "Encode", detail: cause.message, address: channel.address, cause })
         ),
-        Effect.flatMap((text) => channel.send(textEncoder.encode(text)))
+        Effect.flatMap((text) => channel.send(Bytes.utf8(text)))
       ),
     receive: Effect.flatMap(channel.receive, decodeMessage),
     messages: Stream.mapEffect(channel.messages, decodeMessage)

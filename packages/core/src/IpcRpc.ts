@@ -44,13 +44,12 @@ import type * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Address from "./Address.ts"
+import * as Bytes from "./internal/bytes.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import type * as IpcError from "./IpcError.ts"
 import * as Policy from "./Policy.ts"
 import * as Registry from "./Registry.ts"
 import * as Transport from "./Transport.ts"
-
-const textEncoder = new TextEncoder()
 
 const readError = (error: IpcError.IpcError): Socket.SocketError =>
   error.reason._tag === "Closed"
@@ -185,7 +184,7 @@ export const toSocket = (
       if (channel === undefined) return Effect.andThen(connected.await, write(chunk))
       if (Socket.isCloseEvent(chunk)) return channel.close
       return Effect.mapError(
-        channel.send(typeof chunk === "string" ? textEncoder.encode(chunk) : chunk),
+        channel.send(typeof chunk === "string" ? Bytes.utf8(chunk) : chunk),
         (cause) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
       )
     })
@@ -373,7 +372,7 @@ export type SerializationName = "binary" | "json"
 export const HELLO_PREFIX = "effect-rpc:"
 
 /** The hello naming serialization `name`: the first message a client sends on each connection. */
-export const hello = (name: string): Uint8Array => textEncoder.encode(`${HELLO_PREFIX}${name}`)
+export const hello = (name: string): Uint8Array => Bytes.utf8(`${HELLO_PREFIX}${name}`)
 
 const BINARY_CONTENT_TYPE = "application/vnd.effect.rpc+schema-binary"
 
@@ -425,7 +424,7 @@ const MAX_SNIFFED = 64 * 1024
 /** What of a client's serialization name is shown in logs and replies. */
 const MAX_SHOWN_NAME = 32
 
-const helloPrefix = textEncoder.encode(HELLO_PREFIX)
+const helloPrefix = Bytes.utf8(HELLO_PREFIX)
 
 /** True when `bytes` begins with `effect-rpc:` (compared as bytes: nothing is decoded). */
 const startsWithPrefix = (bytes: Uint8Array): boolean => {
@@ -527,7 +526,7 @@ const defectReply = (name: string, message: string): Effect.Effect<Uint8Array | 
       const serialization = yield* RpcSerialization.RpcSerialization
       const defect = Schema.encodeSync(serialization.codecFor(Schema.Defect()))(message)
       const encoded = serialization.makeUnsafe().encode({ _tag: "Defect", defect })
-      return typeof encoded === "string" ? textEncoder.encode(encoded) : encoded
+      return typeof encoded === "string" ? Bytes.utf8(encoded) : encoded
     }).pipe(Effect.provide(layerSerializationFor(name)))
 
 /** Turns away a client whose serialization is not served: a `Defect` reply it can read, a warning, a close. */

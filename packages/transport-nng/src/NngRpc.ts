@@ -39,9 +39,8 @@ import * as Socket from "effect/socket/Socket"
 import * as Rep from "./Rep.ts"
 import * as Req from "./Req.ts"
 
-const encoder = new TextEncoder()
 const toBytes = (encoded: Uint8Array | string | undefined): Uint8Array =>
-  encoded === undefined ? new Uint8Array(0) : typeof encoded === "string" ? encoder.encode(encoded) : encoded
+  encoded === undefined ? new Uint8Array(0) : typeof encoded === "string" ? Buffer.from(encoded, "utf8") : encoded
 
 /** Options of the client protocol. */
 export interface ClientOptions extends Req.RequesterOptions {
