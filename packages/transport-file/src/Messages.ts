@@ -357,12 +357,13 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
     }
   })
 
+const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
 /** Encodes a message as the UTF-8 JSON text of one record. */
 export const encode = (message: Message): Uint8Array | IpcError.IpcError => {
   const json = toJson(message)
-  return IpcError.isIpcError(json) ? json : Buffer.from(JSON.stringify(json), "utf8")
+  return IpcError.isIpcError(json) ? json : textEncoder.encode(JSON.stringify(json))
 }
 
 /** Decodes one record's bytes into a message (`Decode` error if it is not one). */

@@ -15,12 +15,16 @@ const NodeBuffer: typeof Buffer | undefined = (globalThis as { Buffer?: typeof B
 const textEncoder = new TextEncoder()
 
 /**
- * `text` as UTF-8 bytes. In Node through `Buffer.from` (Node's shared pool
- * for short text): `TextEncoder.encode` allocates an `ArrayBuffer` of its
- * own, 560 ns for a 143-character RPC message in Node 24 here against 70 ns.
+ * `text` as UTF-8 bytes, a plain `Uint8Array` (not a Buffer). In Node through
+ * `Buffer.from` (Node's shared pool for short text): `TextEncoder.encode`
+ * allocates an `ArrayBuffer` of its own, 560 ns for a 143-character RPC
+ * message in Node 24 here against 70 ns.
  */
-export const utf8 = (text: string): Uint8Array =>
-  NodeBuffer === undefined ? textEncoder.encode(text) : NodeBuffer.from(text, "utf8")
+export const utf8 = (text: string): Uint8Array => {
+  if (NodeBuffer === undefined) return textEncoder.encode(text)
+  const bytes = NodeBuffer.from(text, "utf8")
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
 
 /** From this size on, fresh buffers come from `allocUnsafeSlow` (below, from Node's pool or `new Uint8Array`). */
 export const LARGE = 4096
