@@ -112,14 +112,23 @@ const rawOneWay = (socket: Net.Socket, payload: Uint8Array, seconds: number): Pr
     pump()
   })
 
-/** Raw `node:net` to the `raw-echo` and `raw-sink` peers at these socket paths. */
-export const openRaw = async (row: Row, echoPath: string, sinkPath: string): Promise<Contender> => {
-  const payload = makePayload(row.size)
+/** Unix socket connections to an echo and a sink peer (the first closed again if the second fails). */
+export const connectRawPair = async (
+  echoPath: string,
+  sinkPath: string
+): Promise<{ readonly echoSocket: Net.Socket; readonly sinkSocket: Net.Socket }> => {
   const echoSocket = await connectRaw(echoPath)
   const sinkSocket = await connectRaw(sinkPath).catch((error: unknown) => {
     echoSocket.destroy()
     throw error
   })
+  return { echoSocket, sinkSocket }
+}
+
+/** Raw `node:net` to the `raw-echo` and `raw-sink` peers at these socket paths. */
+export const openRaw = async (row: Row, echoPath: string, sinkPath: string): Promise<Contender> => {
+  const payload = makePayload(row.size)
+  const { echoSocket, sinkSocket } = await connectRawPair(echoPath, sinkPath)
   return {
     row,
     countBytes: true,

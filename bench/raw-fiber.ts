@@ -12,7 +12,7 @@
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import type { Contender } from "./contenders.ts"
+import { connectRawPair, type Contender } from "./contenders.ts"
 import type { OneWayRun, Row } from "./report.ts"
 import { clockEvery, decodeCounts, END, makePayload, rawFrame, RawReader, SinkCounter } from "./shared.ts"
 
@@ -81,24 +81,10 @@ export const serve = (mode: "raw-fiber-echo" | "raw-fiber-sink", path: string, r
   process.on("exit", () => Fs.rmSync(path, { force: true }))
 }
 
-const connect = (path: string): Promise<Net.Socket> =>
-  new Promise<Net.Socket>((resolve, reject) => {
-    const socket = Net.createConnection({ path })
-    socket.once("error", reject)
-    socket.once("connect", () => {
-      socket.off("error", reject)
-      resolve(socket)
-    })
-  })
-
 /** The floor contender: round trips and one-way runs from fibers, to the `raw-fiber-*` peers. */
 export const openRawFiber = async (row: Row, echoPath: string, sinkPath: string): Promise<Contender> => {
   const payload = makePayload(row.size)
-  const echoSocket = await connect(echoPath)
-  const sinkSocket = await connect(sinkPath).catch((error: unknown) => {
-    echoSocket.destroy()
-    throw error
-  })
+  const { echoSocket, sinkSocket } = await connectRawPair(echoPath, sinkPath)
   const echoes = messagesOf(echoSocket)
   const reports = messagesOf(sinkSocket)
   return {

@@ -364,17 +364,10 @@ const link = (
   return {
     write: (message) => {
       if (message.byteLength >= ALONE_BYTES) {
-        const built = socket.nng.build(message, prefix.data)
-        if (typeof built === "number") return Effect.fail(socket.error(built, "cannot send"))
-        if (queue.length === 0) {
-          const rv = socket.trySendBuilt(built)
-          if (rv === 0) return
-          if (rv !== Nng.EAGAIN) {
-            socket.nng.dropBuilt(built)
-            return Effect.fail(socket.error(rv, "cannot send"))
-          }
-        }
-        queue.push(built)
+        const sent = socket.sendOrBuild(message, prefix.data, queue.length === 0)
+        if (sent === 0) return
+        if (typeof sent === "number") return Effect.fail(socket.error(sent, "cannot send"))
+        queue.push(sent)
       } else {
         if (queue.length === 0) {
           const rv = socket.trySend(message, prefix.data)

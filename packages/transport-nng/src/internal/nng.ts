@@ -420,10 +420,18 @@ export interface Nng {
   readonly trySend: (s: Handle, body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => number
   /**
    * Builds the nng message `trySend` would send (`prefix` then `body`, one
-   * copy; `header` as its header), to be sent with `trySendBuilt` however long nng stays full, with no
-   * copy more: the message, or an nng code.
+   * copy; `header` as its header) and, with `now`, sends it if nng can take
+   * it: 0. Otherwise the message is kept, to be sent with `trySendBuilt`
+   * however long nng stays full, with no copy more: the `Built`. An nng code
+   * when it fails (nothing is kept).
    */
-  readonly build: (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => Built | number
+  readonly sendOrBuild: (
+    s: Handle,
+    body: Uint8Array,
+    prefix: Uint8Array | undefined,
+    header: Uint8Array | undefined,
+    now: boolean
+  ) => Built | number
   /** Sends a built message without blocking: 0 (nng owns it now) or an nng code (`EAGAIN`: still ours). */
   readonly trySendBuilt: (s: Handle, built: Built) => number
   /** Frees a built message that nng never took. */
@@ -765,9 +773,18 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
       if (rv !== 0) b.msgFree(m)
       return rv
     },
-    build: (body, prefix, header) => {
+    sendOrBuild: (s, body, prefix, header, now) => {
       const m = buildMessage(body, prefix, header)
-      return typeof m === "number" ? m : new Built(m, body.byteLength)
+      if (typeof m === "number") return m
+      if (now) {
+        const rv = b.sendmsg(s, m, NONBLOCK)
+        if (rv === 0) return 0
+        if (rv !== EAGAIN) {
+          b.msgFree(m)
+          return rv
+        }
+      }
+      return new Built(m, body.byteLength)
     },
     trySendBuilt: (s, built) => b.sendmsg(s, built.message, NONBLOCK),
     dropBuilt: (built) => b.msgFree(built.message),

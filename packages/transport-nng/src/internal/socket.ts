@@ -62,7 +62,9 @@ export interface Socket {
   readonly onWritable: (listener: () => void) => () => void
   /** Sends without waiting (`header`: raw sockets): 0, or an nng code (`EAGAIN`: full; see `onWritable`). */
   readonly trySend: (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array) => number
-  /** Sends a message built with `nng.build` without waiting: 0 (nng owns it), or an nng code (still the caller's). */
+  /** `nng.sendOrBuild` on this socket: 0 (sent, with `now`), the message kept for `trySendBuilt`, or an nng code. */
+  readonly sendOrBuild: (body: Uint8Array, prefix: Uint8Array | undefined, now: boolean) => Nng.Built | number
+  /** Sends a message kept by `sendOrBuild` without waiting: 0 (nng owns it), or an nng code (still the caller's). */
   readonly trySendBuilt: (built: Nng.Built) => number
   /** Completes once the socket can take a message (for a pair or req socket: once a peer is connected). */
   readonly writable: Effect.Effect<void, IpcError.IpcError>
@@ -211,17 +213,10 @@ const makeSocket = (
         if (closed) return resume(Effect.fail(closedError()))
         let built: Nng.Built | undefined
         if (large) {
-          const made = nng.build(body, prefix, header)
-          if (typeof made === "number") return resume(Effect.fail(error(made, "cannot send")))
-          if (pending.length === 0) {
-            const rv = nng.trySendBuilt(handle, made)
-            if (rv === 0) return resume(Effect.void)
-            if (rv !== Nng.EAGAIN) {
-              nng.dropBuilt(made)
-              return resume(Effect.fail(error(rv, "cannot send")))
-            }
-          }
-          built = made
+          const sent = nng.sendOrBuild(handle, body, prefix, header, pending.length === 0)
+          if (sent === 0) return resume(Effect.void)
+          if (typeof sent === "number") return resume(Effect.fail(error(sent, "cannot send")))
+          built = sent
         }
         const entry: PendingSend = { body, prefix, header, built, resume }
         pending.push(entry)
@@ -319,6 +314,8 @@ const makeSocket = (
     onReadable: (listener) => readable.add(listener),
     onWritable: (listener) => writableFd.add(listener),
     trySend: (body, prefix, header) => (closed ? NngError.Code.ECLOSED : nng.trySend(handle, body, prefix, header)),
+    sendOrBuild: (body, prefix, now) =>
+      closed ? NngError.Code.ECLOSED : nng.sendOrBuild(handle, body, prefix, undefined, now),
     trySendBuilt: (built) => (closed ? NngError.Code.ECLOSED : nng.trySendBuilt(handle, built)),
     writable,
     setOption: (name, value) => nng.setSocketOption(handle, name, value),
