@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything effect-ipc needs on a Debian-like machine, idempotently:
-#  - OS packages: libnng1 (transport-nng), cmake, make and libmbedtls-dev (to build
-#    libnng 1.12.0 from vendor/ where the system's is older than 1.6: scripts/libnng.sh), nng-utils (nngcat, for interop tests),
+#  - OS packages: libnng1 (transport-nng), cmake, make, patch and libmbedtls-dev (to build
+#    libnng 1.12.0 from vendor/ with our fix: scripts/libnng.sh), nng-utils (nngcat, for interop tests),
 #    iproute2 (`ip netns`, for the two-namespace test of transport-nng), gcc and
 #    libc6-dev (the C contender of the nng benchmark),
 #    socat, python3, python3-pip and python3-venv (wire-format interop tests,
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libnng1 cmake make libmbedtls-dev nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium wine wine64; do
+for pkg in libnng1 cmake make patch libmbedtls-dev nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium wine wine64; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -37,5 +37,5 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
   npm install --no-audit --no-fund --loglevel=error
 fi
 
-bash scripts/libnng.sh || echo "setup: could not build libnng 1.12.0 from vendor/ (see above); the system's libnng is used" >&2
+bash scripts/libnng.sh || echo "setup: could not build libnng 1.12.0 from vendor/ (see above); the system's libnng is used, and its nng_close can hang (vendor/README.md)" >&2
 bash scripts/wine-setup.sh || echo "setup: FAILED to set up Node for Windows under Wine (see above): the Windows cases of the tests will fail" >&2
