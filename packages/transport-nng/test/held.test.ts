@@ -4,13 +4,14 @@
  * intact and in order among the small messages queued around them, whatever
  * the sender does with its buffer after `send`, and a channel that ends
  * with some still waiting must free them (they are native memory: nothing
- * else would). The pattern sockets (push here) do the same for a send that
- * waits.
+ * else would), whether it ends by closing or because its peer process was
+ * killed. The pattern sockets (push here) do the same for a send that waits.
  */
 import { NngTransport, Pipeline } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Child from "./fixtures/process.ts"
 
 const MiB = 1024 * 1024
 
@@ -90,6 +91,32 @@ describe("nng large messages held back by a full nng", () => {
         // about 35 MiB a round would stay behind if the waiting messages were not freed (280 MiB in all)
         assert.isBelow(grown, 120, `RSS grew by ${grown.toFixed(0)} MiB over 8 rounds`)
       }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "a peer process killed while they wait: the channel fails with ConnectionLost and frees them",
+    () =>
+      Effect.gen(function*() {
+        const payload = stamp(new Uint8Array(MiB), 9)
+        const round = Effect.scoped(Effect.gen(function*() {
+          const child = yield* Child.node("peer.ts", ["channels", "nng+tcp://127.0.0.1:0"])
+          const address = (yield* child.waitFor((line) => line.startsWith("ready "))).slice("ready ".length)
+          const client = yield* transport.dial(address)
+          // the echo stops reading (SIGSTOP): nng and the socket take a few MiB, the rest waits in the channel
+          process.kill(child.process.pid!, "SIGSTOP")
+          for (let i = 0; i < 40; i++) yield* client.send(payload)
+          yield* child.kill
+          const error = yield* Effect.flip(Effect.forever(client.receive)).pipe(Effect.timeout("20 seconds"))
+          assert.strictEqual(error._tag === "IpcError" ? error.reason._tag : error._tag, "ConnectionLost")
+        }))
+        yield* round
+        const before = process.memoryUsage().rss
+        for (let i = 0; i < 6; i++) yield* round
+        const grown = (process.memoryUsage().rss - before) / MiB
+        // about 35 MiB a round would stay behind if the waiting messages were not freed (210 MiB in all)
+        assert.isBelow(grown, 100, `RSS grew by ${grown.toFixed(0)} MiB over 6 rounds`)
+      }),
     120_000
   )
 })
