@@ -12,7 +12,7 @@ import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { leftovers, pidMarker, spawnChild, spawnChildWith } from "./helpers.ts"
+import { leftovers, pidMarker, spawnChild } from "./helpers.ts"
 
 let n = 0
 const address = () => `shm://channel-test-${process.pid}-${n++}`
@@ -264,7 +264,7 @@ describe("shm:// channels", () => {
         yield* Effect.scoped(Effect.gen(function*() {
           const where = address()
           const listener = yield* Shm.ShmTransport.make().listen(where)
-          yield* spawnChildWith({ nice: true }, "flood", where, "1024")
+          yield* spawnChild("flood", where, "1024", "nice")
           const channel = yield* listener.accept
           let expected = 0
           while (expected < 5000) {

@@ -36,18 +36,15 @@ const killChild = (child: ChildProcess.ChildProcess): Effect.Effect<void> =>
 export const spawnChild = (...args: ReadonlyArray<string>): Effect.Effect<Child, Error, Scope.Scope> =>
   spawnChildWith({}, ...args)
 
-/**
- * `spawnChild` with the lowest CPU priority (`nice: true`: a peer that keeps
- * getting preempted), or run through a command (`wrap`, e.g. `unshare ...`).
- */
+/** `spawnChild` run through a command (`wrap`, e.g. `unshare ...`). */
 export const spawnChildWith = (
-  options: { readonly nice?: boolean; readonly wrap?: ReadonlyArray<string> },
+  options: { readonly wrap?: ReadonlyArray<string> },
   ...args: ReadonlyArray<string>
 ): Effect.Effect<Child, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.callback<Child, Error>((resume) => {
       const argv = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript, ...args]
-      const wrap = options.nice === true ? ["nice", "-n", "19"] : options.wrap ?? []
+      const wrap = options.wrap ?? []
       const child = wrap.length > 0
         ? ChildProcess.spawn(wrap[0]!, [...wrap.slice(1), process.execPath, ...argv], {
           stdio: ["ignore", "pipe", "pipe"]
