@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds libnng 1.12.0 from vendor/nng-1.12.0.tar.gz, with vendor/nng-1.12.0-close.patch, into
-# .cache/libnng-1.12.0-p1/, which the project's scripts then use (scripts/libnng-env.sh). Every
+# .cache/libnng-1.12.0-p2/, which the project's scripts then use (scripts/libnng-env.sh). Every
 # released libnng can hang in nng_close (Debian 12's 1.5.2 can also abort the process there): see
 # vendor/README.md. Idempotent; prints nothing when there is nothing to do.
 # Needs cmake, make, gcc, patch and libmbedtls-dev (scripts/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=1.12.0
-out=.cache/libnng-$version-p1
+out=.cache/libnng-$version-p2
 [ -f "$out/libnng.so.1" ] && exit 0
 echo "setup: building libnng $version from vendor/, patched (vendor/nng-$version-close.patch)"
 echo "50844c38fd0b05210a7da660a1aac8463e098230e2ef224876602b7e3d2421b2  vendor/nng-$version.tar.gz" | sha256sum -c --quiet
