@@ -184,7 +184,7 @@ export const toSocket = (
       if (channel === undefined) return Effect.andThen(connected.await, write(chunk))
       if (Socket.isCloseEvent(chunk)) return channel.close
       return Effect.mapError(
-        channel.send(typeof chunk === "string" ? Bytes.utf8(chunk) : chunk),
+        channel.send(encodedBytes(chunk)),
         (cause) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
       )
     })
@@ -371,6 +371,10 @@ export type SerializationName = "binary" | "json"
 /** What every hello starts with; the serialization's name follows (`effect-rpc:json`). */
 export const HELLO_PREFIX = "effect-rpc:"
 
+/** What an `RpcSerialization` parser encoded, as bytes to send (text as UTF-8, a plain `Uint8Array`). */
+export const encodedBytes = (encoded: Uint8Array | string): Uint8Array =>
+  typeof encoded === "string" ? Bytes.utf8(encoded) : encoded
+
 /** The hello naming serialization `name`: the first message a client sends on each connection. */
 export const hello = (name: string): Uint8Array => Bytes.utf8(`${HELLO_PREFIX}${name}`)
 
@@ -526,7 +530,7 @@ const defectReply = (name: string, message: string): Effect.Effect<Uint8Array | 
       const serialization = yield* RpcSerialization.RpcSerialization
       const defect = Schema.encodeSync(serialization.codecFor(Schema.Defect()))(message)
       const encoded = serialization.makeUnsafe().encode({ _tag: "Defect", defect })
-      return typeof encoded === "string" ? Bytes.utf8(encoded) : encoded
+      return encoded === undefined ? undefined : encodedBytes(encoded)
     }).pipe(Effect.provide(layerSerializationFor(name)))
 
 /** Turns away a client whose serialization is not served: a `Defect` reply it can read, a warning, a close. */

@@ -21,6 +21,7 @@
  * @since 0.1.0
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -40,7 +41,7 @@ import * as Rep from "./Rep.ts"
 import * as Req from "./Req.ts"
 
 const toBytes = (encoded: Uint8Array | string | undefined): Uint8Array =>
-  encoded === undefined ? new Uint8Array(0) : typeof encoded === "string" ? Buffer.from(encoded, "utf8") : encoded
+  encoded === undefined ? new Uint8Array(0) : IpcRpc.encodedBytes(encoded)
 
 /** Options of the client protocol. */
 export interface ClientOptions extends Req.RequesterOptions {
