@@ -55,6 +55,12 @@ export interface Heartbeat {
 export interface Sink {
   /** Delivers one received message; `false` means: stop reading until `Link.resume`. */
   readonly message: (message: Uint8Array) => boolean
+  /**
+   * Runs `deliver`, which calls `message`, and resumes a waiting receiver as
+   * it returns: wrap a read's whole delivery in it. Without it the receiver
+   * resumes in a microtask after the first message.
+   */
+  readonly deliver: <A>(deliver: () => A) => A
   /** The peer showed a sign of life (any bytes, a pong): resets the heartbeat's silence. */
   readonly heard: () => void
   /** The link holds less now (the medium drained): waiting senders may go on. */
@@ -339,6 +345,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   // ---- the sink -----------------------------------------------------------
   const sink: Sink = {
     message: inbox.push,
+    deliver: inbox.deliver,
     heard: () => {
       heard++
     },

@@ -33,6 +33,11 @@ interface Waiter {
 export interface Inbox {
   /** Adds a message; `false` means the source should pause until `onResume`. */
   readonly push: (message: Uint8Array) => boolean
+  /**
+   * Runs `deliver`, which pushes messages, and wakes a waiting taker once, as
+   * it returns. Messages pushed outside it wake their taker in a microtask.
+   */
+  readonly deliver: <A>(deliver: () => A) => A
   /** Ends input gracefully after the buffered messages. */
   readonly end: () => void
   /** Ends input with an error after the buffered messages. */
@@ -125,6 +130,9 @@ export const make = (options: InboxOptions = {}): Inbox => {
     wakeScheduled = false
     wake()
   }
+  // inside `deliver`: pushes leave the wake to its end
+  let delivering = 0
+  let wakeHeld = false
 
   // The fiber may yield to the event loop between a take's look at the buffer and its wait (effect
   // yields every so many steps): a message pushed meanwhile found no waiter to wake. So a waiter
@@ -161,12 +169,28 @@ export const make = (options: InboxOptions = {}): Inbox => {
       items.push(message)
       bytes += message.byteLength
       // wake once per burst: a chunk that decodes into many messages resumes its reader once
-      if (waiters.length > 0 && !wakeScheduled) {
-        wakeScheduled = true
-        queueMicrotask(scheduledWake)
+      if (waiters.length > 0) {
+        if (delivering > 0) {
+          wakeHeld = true
+        } else if (!wakeScheduled) {
+          wakeScheduled = true
+          queueMicrotask(scheduledWake)
+        }
       }
       if (available() >= maxMessages || bytes >= maxBytes) paused = true
       return !paused
+    },
+    deliver(deliver) {
+      delivering++
+      try {
+        return deliver()
+      } finally {
+        // the taker runs now, in the source's callback, as it would have in the microtask after it
+        if (--delivering === 0 && wakeHeld) {
+          wakeHeld = false
+          wake()
+        }
+      }
     },
     end() {
       if (done) return

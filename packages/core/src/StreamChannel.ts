@@ -218,7 +218,7 @@ const link = (
       sink.lost(IpcError.make("Timeout", `a frame took longer than ${frameTimeoutMillis} ms to arrive`, address))
     }
   }
-  const onData = (chunk: Buffer) => {
+  const decode = (chunk: Buffer) => {
     sink.heard()
     const error = decoder.push(chunk, onFrame)
     if (error !== undefined) return sink.lost(new IpcError.IpcError({ ...error, address }))
@@ -230,6 +230,9 @@ const link = (
       frameTimer.unref()
     }
   }
+  // the receiver resumes as the chunk's last frame is decoded, inside this callback (a microtask later cost
+  // 0.7 µs of a 36 µs round trip)
+  const onData = (chunk: Buffer) => sink.deliver(() => decode(chunk))
   const onEnd = () => {
     endSeen = true
     if (decoder.inFrame) {

@@ -67,6 +67,70 @@ describe("Inbox", () => {
 const immediates = (n: number): Promise<void> =>
   n === 0 ? Promise.resolve() : new Promise((resolve) => setImmediate(() => resolve(immediates(n - 1))))
 
+/** A fiber that pulls from `inbox` forever, recording each batch's first bytes. */
+const puller = (inbox: Inbox.Inbox) => {
+  const batches: Array<Array<number>> = []
+  const fiber = Effect.runFork(Effect.gen(function*() {
+    while (true) {
+      const batch = yield* inbox.pull
+      batches.push(batch.map((message) => message[0]!))
+    }
+  }))
+  return { batches, fiber }
+}
+const turn = () => new Promise((resolve) => setTimeout(resolve, 0))
+
+describe("Inbox.deliver", () => {
+  it("resumes a waiting taker once, as it returns, with everything pushed inside it", async () => {
+    const inbox = Inbox.make()
+    const { batches, fiber } = puller(inbox)
+    await turn()
+    inbox.deliver(() => {
+      inbox.push(m(1))
+      inbox.push(m(2))
+      assert.deepStrictEqual(batches, [], "no taker runs inside the delivery")
+    })
+    assert.deepStrictEqual(batches, [[1, 2]], "the taker ran before deliver returned")
+    // outside a delivery a push wakes the taker a microtask later, not inside the push
+    inbox.push(m(3))
+    assert.deepStrictEqual(batches, [[1, 2]])
+    await turn()
+    assert.deepStrictEqual(batches, [[1, 2], [3]])
+    await Effect.runPromise(Fiber.interrupt(fiber))
+  })
+
+  it("wakes at the outermost delivery's end, and still wakes when the delivery throws", async () => {
+    const inbox = Inbox.make()
+    const { batches, fiber } = puller(inbox)
+    await turn()
+    inbox.deliver(() => {
+      inbox.deliver(() => inbox.push(m(1)))
+      assert.deepStrictEqual(batches, [], "an inner delivery leaves the wake to the outer one")
+      inbox.push(m(2))
+    })
+    assert.deepStrictEqual(batches, [[1, 2]])
+    await turn()
+    assert.throws(() =>
+      inbox.deliver(() => {
+        inbox.push(m(3))
+        throw new Error("the source failed")
+      })
+    )
+    assert.deepStrictEqual(batches, [[1, 2], [3]], "a delivery that threw still woke the taker")
+    // and the inbox is not left holding wakes: the next delivery wakes at its end again
+    await turn()
+    inbox.deliver(() => inbox.push(m(4)))
+    assert.deepStrictEqual(batches, [[1, 2], [3], [4]])
+    await Effect.runPromise(Fiber.interrupt(fiber))
+  })
+
+  it("a delivery with no taker waiting keeps the messages for the next take", async () => {
+    const inbox = Inbox.make()
+    assert.strictEqual(inbox.deliver(() => inbox.push(m(1))), true)
+    assert.deepStrictEqual([...(await Effect.runPromise(inbox.pull))].map((message) => message[0]), [1])
+  })
+})
+
 describe("Inbox waiters", () => {
   // A fiber yields to the event loop every `MaxOpsBeforeYield` steps. A yield that falls between a
   // take's look at the empty buffer and its wait let a message in with nobody to wake: the taker

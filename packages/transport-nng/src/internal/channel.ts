@@ -324,7 +324,7 @@ const link = (
     }
   }
 
-  const drain = () => {
+  const drainNow = () => {
     if (!unpack()) {
       stopReading?.()
       stopReading = undefined
@@ -341,6 +341,9 @@ const link = (
       }
     }
   }
+
+  // the receiver resumes once nng has nothing more, inside the poll's callback
+  const drain = () => sink.deliver(drainNow)
 
   /** Reads on: first the rest of a batch (dropped after our close, as data is), then nng's messages. */
   const startReading = () => {

@@ -403,12 +403,14 @@ export const make = (
       if (performance.now() < pollUntil) {
         polling = true
         Libc.yieldCpu()
-        setImmediate(pollTurn)
+        setImmediate(pollTurnDelivering)
       } else {
         armedAfterPoll = true
         arm()
       }
     }
+    // what a turn of polling found reaches a waiting receiver as the turn ends, inside its callback
+    const pollTurnDelivering = (): void => sink.deliver(pollTurn)
     /** A doorbell found input: had polling a little longer been worth it? */
     const doorbellAnswered = (): void => {
       armedAfterPoll = false
@@ -433,7 +435,7 @@ export const make = (
         pollUntil = waitStart + window
         if (!polling) {
           polling = true
-          setImmediate(pollTurn)
+          setImmediate(pollTurnDelivering)
         }
         return
       }
