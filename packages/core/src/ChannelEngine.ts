@@ -100,8 +100,6 @@ export interface Link {
   readonly resume: () => void
   /** Queues a ping (heartbeats); its answer reaches `Sink.heard`. */
   readonly ping?: (() => void) | undefined
-  /** Runs before a receiver waits on an empty inbox (a link that reads on demand fills it here). */
-  readonly beforeReceive?: (() => void) | undefined
   /** Queues our goodbye after everything queued; calls `sent` once it has left (`Sink.closed` when all is over). */
   readonly goodbye: (sent: () => void) => void
   /** Lets go of the medium at once (called exactly once, at the end). */
@@ -136,7 +134,7 @@ export interface EngineOptions {
 export interface Engine {
   /** The channel users see. */
   readonly channel: IpcChannel.IpcChannel
-  /** The inbox (with `Link.beforeReceive` applied), for a transport that decorates receiving. */
+  /** The inbox, for a transport that decorates receiving. */
   readonly inbox: Inbox.Inbox
   /** Fails the channel with `error` (as `Sink.lost`). */
   readonly fail: (error: IpcError.IpcError) => void
@@ -410,23 +408,16 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     }, interval)
   }
 
-  const before = opened.beforeReceive
-  const receiving: Inbox.Inbox = before === undefined ? inbox : {
-    ...inbox,
-    take: Effect.andThen(Effect.sync(before), inbox.take),
-    pull: Effect.andThen(Effect.sync(before), inbox.pull)
-  }
-
   return {
     channel: IpcChannel.make({
       address,
       peer: options.peer,
-      inbox: receiving,
+      inbox,
       send,
       close,
       closed: Deferred.await(closed)
     }),
-    inbox: receiving,
+    inbox,
     fail
   }
 }
