@@ -77,7 +77,6 @@ export const make = (options: InboxOptions = {}): Inbox => {
     items = []
     head = 0
     bytes = 0
-    resumeIfBelow()
     return out
   }
 
@@ -93,10 +92,11 @@ export const make = (options: InboxOptions = {}): Inbox => {
       items = items.slice(head)
       head = 0
     }
-    resumeIfBelow()
     return item
   }
 
+  // Called once a taker holds what it took, never between the take and the hand-over: a source may
+  // push, and end the input, from `onResume` (shm's reads its ring there), which wakes takers itself
   const resumeIfBelow = () => {
     if (paused && available() <= maxMessages >> 1 && bytes <= maxBytes >> 1) {
       paused = false
@@ -122,6 +122,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
       const now = ready(waiters[0]!.one)
       if (now === undefined) return
       waiters.shift()!.resume(now)
+      resumeIfBelow()
     }
   }
 
@@ -140,7 +141,10 @@ export const make = (options: InboxOptions = {}): Inbox => {
   const wait = <A, E>(one: boolean) =>
     Effect.callback<A, E>((resume) => {
       const now = waiters.length === 0 ? ready(one) : undefined
-      if (now !== undefined) return (resume as Waiter["resume"])(now)
+      if (now !== undefined) {
+        ;(resume as Waiter["resume"])(now)
+        return resumeIfBelow()
+      }
       const waiter: Waiter = { one, resume: resume as Waiter["resume"] }
       waiters.push(waiter)
       return Effect.sync(() => {
@@ -151,14 +155,22 @@ export const make = (options: InboxOptions = {}): Inbox => {
 
   const pullWaiting = wait<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>(false)
   const pull: Inbox["pull"] = Effect.suspend(() => {
-    if (available() > 0) return Effect.succeed(takeBuffered())
+    if (available() > 0) {
+      const batch = takeBuffered()
+      resumeIfBelow()
+      return Effect.succeed(batch)
+    }
     if (done) return terminal()
     return pullWaiting
   })
 
   const takeWaiting = wait<Uint8Array, IpcError.IpcError>(true)
   const take: Inbox["take"] = Effect.suspend(() => {
-    if (available() > 0) return Effect.succeed(takeOne())
+    if (available() > 0) {
+      const message = takeOne()
+      resumeIfBelow()
+      return Effect.succeed(message)
+    }
     if (done) return Effect.fail(error ?? closedError)
     return takeWaiting
   })

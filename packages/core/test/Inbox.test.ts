@@ -124,6 +124,40 @@ describe("Inbox.deliver", () => {
     await Effect.runPromise(Fiber.interrupt(fiber))
   })
 
+  // shm's link reads its ring again from `onResume`: it may push the rest and end the input right there,
+  // while the inbox is handing what it took to a waiting taker
+  it("a source that refills and ends from onResume: every message arrives once, in order", async () => {
+    for (const one of [false, true]) {
+      let refilled = false
+      const inbox: Inbox.Inbox = Inbox.make({
+        maxMessages: 4,
+        onResume: () => {
+          if (refilled) return
+          refilled = true
+          inbox.push(m(5))
+          inbox.push(m(6))
+          inbox.end()
+        }
+      })
+      const got: Array<number> = []
+      const taker = Effect.runFork(Effect.gen(function*() {
+        while (true) {
+          const result = yield* Effect.result(one ? Effect.map(inbox.take, (message) => [message]) : inbox.pull)
+          if (result._tag === "Failure") return
+          for (const message of result.success) got.push(message[0]!)
+        }
+      }))
+      await turn()
+      assert.doesNotThrow(() =>
+        inbox.deliver(() => {
+          for (let i = 1; i <= 4; i++) inbox.push(m(i))
+        })
+      )
+      await Effect.runPromise(Fiber.join(taker))
+      assert.deepStrictEqual(got, [1, 2, 3, 4, 5, 6], one ? "take" : "pull")
+    }
+  })
+
   it("a delivery with no taker waiting keeps the messages for the next take", async () => {
     const inbox = Inbox.make()
     assert.strictEqual(inbox.deliver(() => inbox.push(m(1))), true)

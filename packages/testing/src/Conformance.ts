@@ -735,6 +735,49 @@ export const suite = (given: Subject): void => {
     )
 
     it.live(
+      "a receiver that waits while more than its inbox holds arrives with the close gets every message once, in order",
+      () =>
+        Effect.gen(function*() {
+          // the inbox pauses the link when full and resumes it once a taker has what it took; a link that reads
+          // on there (shm's ring, the file's log) may deliver the rest and the close at once (the inbox once
+          // handed a waiting taker the later messages first, lost the earlier ones and threw)
+          const declared = subject.descriptor.options
+          for (const maxBufferedMessages of [2, 3, 4, 6, 8, 9]) {
+            yield* Effect.gen(function*() {
+              const transport = declared === undefined
+                ? yield* transportOf(subject)
+                : yield* declared.make({ maxBufferedMessages })
+              const got: Array<number> = []
+              const readAll = (reader: IpcChannel.IpcChannel) =>
+                Effect.gen(function*() {
+                  while (true) {
+                    const batch = yield* Effect.result(reader.receiveAll)
+                    if (batch._tag === "Failure") return batch.failure
+                    for (const message of batch.success) got.push(numberOf(message))
+                  }
+                })
+              let end: IpcError.IpcError
+              if (viaChild) {
+                // the child sends 0..9 and closes as soon as it is connected
+                end = yield* readAll((yield* crossPeer(subject, transport, "closer")).channel)
+              } else {
+                const { client, server } = yield* connected(transport, subject.address())
+                const reader = yield* Effect.forkScoped(readAll(server))
+                // the reader waits before anything is sent; then everything is sent, and the close, in one go
+                yield* Effect.sleep("30 millis")
+                for (let i = 0; i < 10; i++) yield* client.send(numbered(i))
+                yield* client.close
+                end = yield* Fiber.join(reader)
+              }
+              assert.deepStrictEqual(got, Array.from({ length: 10 }, (_, i) => i), `inbox of ${maxBufferedMessages}`)
+              assert.strictEqual(end.reason._tag, "Closed", `inbox of ${maxBufferedMessages}: ${end.message}`)
+            }).pipe(Effect.scoped)
+          }
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    it.live(
       "fails with typed errors: nothing at the address, a malformed address or percent-escape",
       () =>
         Effect.gen(function*() {

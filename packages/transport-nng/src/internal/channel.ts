@@ -342,7 +342,8 @@ const link = (
     }
   }
 
-  // the receiver resumes once nng has nothing more, inside the poll's callback
+  // a waiting receiver resumes as the drain ends (nng had nothing more, a burst was read or the inbox is full),
+  // inside the poll's callback
   const drain = () => sink.deliver(drainNow)
 
   /** Reads on: first the rest of a batch (dropped after our close, as data is), then nng's messages. */
