@@ -20,7 +20,8 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { rawFrame, RawReader } from "./shared.ts"
+import { messagesOf } from "./raw-fiber.ts"
+import { rawFrame } from "./shared.ts"
 
 const WARMUP = 3000
 const argValue = (name: string): string | undefined =>
@@ -51,29 +52,6 @@ Net.Socket.prototype.emit = function(this: Net.Socket, event: string | symbol, .
   return emit.call(this, event, ...args)
 } as typeof Net.Socket.prototype.emit
 
-// ---- the fiber floor: raw node:net, each end a fiber ------------------------------------------
-
-/** Takes a socket's messages from a fiber: each take resumes it once with all that came. */
-const fiberMessages = (socket: Net.Socket): Effect.Effect<ReadonlyArray<Buffer>> => {
-  const reader = new RawReader()
-  const queue: Array<Buffer> = []
-  let waiter: ((batch: Effect.Effect<ReadonlyArray<Buffer>>) => void) | undefined
-  const wake = () => {
-    const resume = waiter
-    if (resume === undefined || queue.length === 0) return
-    waiter = undefined
-    resume(Effect.succeed(queue.splice(0)))
-  }
-  socket.on("data", (chunk: Buffer) => {
-    reader.push(chunk, (message) => queue.push(message))
-    wake()
-  })
-  return Effect.callback<ReadonlyArray<Buffer>>((resume) => {
-    waiter = resume
-    wake()
-  })
-}
-
 // ---- the echo process -----------------------------------------------------------------------
 
 const ready = (): void => {
@@ -100,10 +78,11 @@ const serveEcho = (kind: "channel" | "fibers", path: string, out: string): void 
     })))
   } else {
     const server = Net.createServer((socket) => {
-      const take = fiberMessages(socket)
+      const { take } = messagesOf(socket)
       void Effect.runPromise(Effect.gen(function*() {
         while (true) {
           const batch = yield* take
+          if (batch.length === 0) return // the socket closed
           stamp("resumed")
           for (const message of batch) socket.write(rawFrame(message))
         }
@@ -154,7 +133,7 @@ const measure = async (kind: "channel" | "fibers", rounds: number): Promise<Reco
     } else {
       const socket = Net.createConnection(path)
       await new Promise((resolve) => socket.once("connect", resolve))
-      const take = fiberMessages(socket)
+      const { take } = messagesOf(socket)
       await Effect.runPromise(Effect.gen(function*() {
         for (let i = 0; i < WARMUP + rounds; i++) {
           if (i === WARMUP) clearStamps()

@@ -17,7 +17,7 @@ import type { OneWayRun, Row } from "./report.ts"
 import { clockEvery, decodeCounts, END, makePayload, rawFrame, RawReader, SinkCounter } from "./shared.ts"
 
 /** The messages of a socket, taken by a fiber: each take resumes it once with all that came. */
-const messagesOf = (socket: Net.Socket) => {
+export const messagesOf = (socket: Net.Socket) => {
   const reader = new RawReader()
   const queue: Array<Buffer> = []
   let ended = false
