@@ -218,8 +218,9 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     if (abort !== undefined) Deferred.doneUnsafe(abort, Effect.fail(sendError() ?? closedErr))
   }
 
-  /** Queues our goodbye; `said` completes once it left, the link goes once the peer is gone too. */
+  /** Queues our goodbye (once); `said` completes once it left, the link goes once the peer is gone too. */
   const sayGoodbye = (): void => {
+    if (closing || finished) return
     closing = true
     abortSenders()
     lingerTimer = setTimeout(() => {
@@ -251,6 +252,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
 
   const close: Effect.Effect<void> = Effect.suspend(() => {
     if (!closing && !finished) {
+      // wakes waiting receivers at once: one that closes on its way out has said goodbye by the time this returns
       inbox.shutdown(closedErr)
       sayGoodbye()
     } else if (!inbox.isDone()) {
@@ -354,13 +356,12 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     peerClosed: () => {
       if (peerClosed || finished) return
       peerClosed = true
+      // sends fail from here on: ending the input wakes the receiver at once, and what it sends in answer would
+      // be accepted and then dropped by a peer that reads no more
+      if (!closing) peerFirst = true
       inbox.end()
-      if (!closing) {
-        peerFirst = true
-        sayGoodbye() // the answer, after anything still queued
-      } else {
-        abortSenders()
-      }
+      if (!closing) sayGoodbye() // the answer, after anything still queued
+      else abortSenders()
     },
     lost: fail,
     closed: () => {

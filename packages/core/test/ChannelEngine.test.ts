@@ -153,6 +153,48 @@ describe("ChannelEngine", () => {
       assert.strictEqual(state.destroys, 1)
     }))
 
+  // closing wakes a waiting receiver at once; a receiver that closes on its way out (Effect.ensuring) closes
+  // inside the first close: still one goodbye, and no linger timer left behind
+  it.live("a close that wakes a receiver which closes too says goodbye once and leaves no timer", () =>
+    Effect.gen(function*() {
+      for (const answerGoodbye of [true, false]) {
+        const { open, state } = testLink({ answerGoodbye })
+        const { channel } = ChannelEngine.make({ address: "test://a", lingerTimeout: "1 hour" }, open)
+        const timersBefore = process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length
+        const receiver = yield* Effect.forkChild(Effect.ensuring(Effect.ignore(channel.receive), channel.close), {
+          startImmediately: true
+        })
+        yield* Effect.forkChild(channel.close, { startImmediately: true })
+        assert.strictEqual(state.goodbyes, 1, `answerGoodbye ${answerGoodbye}`)
+        if (!answerGoodbye) {
+          // the goodbye leaves: both closes return, and the one linger timer goes with them
+          state.sink.closed()
+        }
+        yield* Fiber.join(receiver)
+        yield* channel.closed
+        const timersAfter = process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length
+        assert.isAtMost(timersAfter, timersBefore, `answerGoodbye ${answerGoodbye}: a linger timer was left`)
+      }
+    }))
+
+  // the peer's goodbye ends our input: a receiver woken by it that answers must be told the peer is gone,
+  // not see its message accepted and then dropped by a peer that reads no more
+  it.live("a receiver woken by the peer's goodbye cannot send: Closed, by the peer", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink({ answerGoodbye: false })
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      const answered = yield* Effect.forkChild(
+        Effect.flatMap(Effect.flip(channel.receive), () => Effect.flip(channel.send(m(9)))),
+        { startImmediately: true }
+      )
+      state.sink.peerClosed()
+      const error = yield* Fiber.join(answered)
+      assert.strictEqual(error.reason._tag, "Closed")
+      assert.match(error.message, /by its peer/)
+      assert.deepStrictEqual(state.written, [], "nothing was queued after the peer's goodbye")
+      assert.strictEqual(state.goodbyes, 1)
+    }))
+
   it.live("a lost link: what arrived is delivered, then the error; sends fail with it", () =>
     Effect.gen(function*() {
       const { open, state } = testLink()
