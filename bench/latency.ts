@@ -21,11 +21,10 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { messagesOf } from "./raw-fiber.ts"
-import { rawFrame } from "./shared.ts"
+import { rttStats } from "./report.ts"
+import { argValue, rawFrame } from "./shared.ts"
 
 const WARMUP = 3000
-const argValue = (name: string): string | undefined =>
-  process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
 
 // ---- stamps ---------------------------------------------------------------------------------
 
@@ -94,10 +93,6 @@ const serveEcho = (kind: "channel" | "fibers", path: string, out: string): void 
 
 // ---- the driver -----------------------------------------------------------------------------
 
-const median = (values: Array<number>): number => {
-  const sorted = values.filter(Number.isFinite).toSorted((a, b) => a - b)
-  return sorted[sorted.length >> 1] ?? Number.NaN
-}
 /** The first stamp in `sorted` after `t`. */
 const firstAfter = (sorted: Array<number>, t: number): number => {
   let lo = 0
@@ -151,7 +146,8 @@ const measure = async (kind: "channel" | "fibers", rounds: number): Promise<Reco
     await new Promise((resolve) => echo.once("exit", resolve))
     const peer = JSON.parse(Fs.readFileSync(out, "utf8")) as Stamps
     const segments: Record<string, Array<number>> = {}
-    const add = (name: string, from: number, to: number) => (segments[name] ??= []).push((to - from) / 1000)
+    // in ms, as `rttStats` takes them
+    const add = (name: string, from: number, to: number) => (segments[name] ??= []).push((to - from) / 1e6)
     for (let i = 0; i < driver.start!.length; i++) {
       const start = driver.start![i]!
       const end = driver.end![i]!
@@ -173,7 +169,9 @@ const measure = async (kind: "channel" | "fibers", rounds: number): Promise<Reco
       add("driver: data event to its fiber", back, end)
       add("round trip", start, end)
     }
-    return Object.fromEntries(Object.entries(segments).map(([name, values]) => [name, median(values)]))
+    return Object.fromEntries(
+      Object.entries(segments).map(([name, values]) => [name, rttStats(Float64Array.from(values)).p50])
+    )
   } finally {
     Fs.rmSync(dir, { recursive: true, force: true })
   }

@@ -16,6 +16,7 @@
  */
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import { argValue } from "./shared.ts"
 
 interface CallFrame {
   readonly functionName: string
@@ -36,11 +37,6 @@ interface CpuProfile {
   readonly endTime: number
   readonly samples: ReadonlyArray<number>
   readonly timeDeltas: ReadonlyArray<number>
-}
-
-const argValue = (name: string): string | undefined => {
-  const prefix = `--${name}=`
-  return process.argv.slice(2).find((a) => a.startsWith(prefix))?.slice(prefix.length)
 }
 
 /** The layer a frame belongs to, from its script URL. */

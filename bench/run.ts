@@ -66,6 +66,7 @@ import {
 } from "./report.ts"
 import { connectStack, type DemoClient, stackAddress, stackLabel } from "./rpc.ts"
 import {
+  argValue,
   type ChildPeerMode,
   makeTempDir,
   type PeerMode,
@@ -105,11 +106,6 @@ const allSections: ReadonlyArray<Section> = [
   "rpc"
 ]
 type Phase = "rtt" | "oneway"
-
-const argValue = (name: string): string | undefined => {
-  const prefix = `--${name}=`
-  return process.argv.slice(2).find((a) => a.startsWith(prefix))?.slice(prefix.length)
-}
 
 const seconds = Number(argValue("seconds") ?? "3")
 const rounds = Math.max(1, Math.round(Number(argValue("rounds") ?? "3")))

@@ -10,6 +10,12 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
+/** The value of the command-line option `--name=value`, if given. */
+export const argValue = (name: string): string | undefined => {
+  const prefix = `--${name}=`
+  return process.argv.slice(2).find((a) => a.startsWith(prefix))?.slice(prefix.length)
+}
+
 // ---- temporary directories ----------------------------------------------------
 
 const madeDirs = new Set<string>()

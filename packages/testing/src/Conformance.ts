@@ -749,29 +749,25 @@ export const suite = (given: Subject): void => {
               const transport = declared === undefined
                 ? yield* transportOf(subject)
                 : yield* declared.make({ maxBufferedMessages })
-              const got: Array<number> = []
-              const readAll = (reader: IpcChannel.IpcChannel) =>
-                Effect.gen(function*() {
-                  while (true) {
-                    const batch = yield* Effect.result(reader.receiveAll)
-                    if (batch._tag === "Failure") return batch.failure
-                    for (const message of batch.success) got.push(numberOf(message))
-                  }
-                })
-              let end: IpcError.IpcError
+              let reader: IpcChannel.IpcChannel
+              let all: ReadonlyArray<Uint8Array>
               if (viaChild) {
                 // the child sends 0..9 and closes as soon as it is connected
-                end = yield* readAll((yield* crossPeer(subject, transport, "closer")).channel)
+                reader = (yield* crossPeer(subject, transport, "closer")).channel
+                all = yield* Stream.runCollect(reader.messages)
               } else {
                 const { client, server } = yield* connected(transport, subject.address())
-                const reader = yield* Effect.forkScoped(readAll(server))
+                reader = server
+                const reading = yield* Effect.forkScoped(Stream.runCollect(reader.messages))
                 // the reader waits before anything is sent; then everything is sent, and the close, in one go
                 yield* Effect.sleep("30 millis")
                 for (let i = 0; i < 10; i++) yield* client.send(numbered(i))
                 yield* client.close
-                end = yield* Fiber.join(reader)
+                all = yield* Fiber.join(reading)
               }
+              const got = all.map(numberOf)
               assert.deepStrictEqual(got, Array.from({ length: 10 }, (_, i) => i), `inbox of ${maxBufferedMessages}`)
+              const end = yield* Effect.flip(reader.receive)
               assert.strictEqual(end.reason._tag, "Closed", `inbox of ${maxBufferedMessages}: ${end.message}`)
             }).pipe(Effect.scoped)
           }
