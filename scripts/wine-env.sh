@@ -10,5 +10,7 @@ export WINEDLLOVERRIDES="mscoree,mshtml="
 unset DISPLAY WAYLAND_DISPLAY
 # Node 22 for Windows refuses to start on a system it does not recognise without this
 export NODE_SKIP_PLATFORM_CHECK=1
-# compiled code kept between runs: Node for Windows under Wine takes seconds to load the sources
-export NODE_COMPILE_CACHE="Z:$wine_root/.cache/win/compile-cache"
+# compiled code kept between runs: Node for Windows under Wine takes seconds to load the sources.
+# Given to Node for Windows only (scripts/wine.sh): a Linux node would take the Windows path for a
+# relative one and make a directory `Z:` where it runs (the setup's checks run one in the repository)
+WIN_COMPILE_CACHE="Z:$wine_root/.cache/win/compile-cache"

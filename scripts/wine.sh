@@ -17,4 +17,4 @@ hooks="file:///Z:${wine_root}/packages/transport-pipe/test/windows/hooks.mjs"
 export NODE_OPTIONS="--import=$hooks --conditions=@effect-ipc/source --disable-warning=ExperimentalWarning"
 cleanup() { timeout 30 wineserver -k >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-timeout --kill-after=10 "$limit" wine "$WIN_NODE" "$@"
+NODE_COMPILE_CACHE="$WIN_COMPILE_CACHE" timeout --kill-after=10 "$limit" wine "$WIN_NODE" "$@"

@@ -50,6 +50,28 @@ const wine = (name: string, args: ReadonlyArray<string>, seconds: number) =>
     }
   )
 
+describe("Wine's environment (scripts/wine-env.sh)", () => {
+  it("changes nothing for a Linux node: it writes nothing where it runs (its compile cache is Windows')", () => {
+    const cwd = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-wine-env-"))
+    try {
+      // as scripts/wine-setup.sh does (from the repository's root): source the environment, then run node
+      const ran = ChildProcess.spawnSync(
+        "bash",
+        [
+          "-c",
+          `source ${JSON.stringify(Path.join(root, "scripts/wine-env.sh"))} && "$0" -e "process.exit(0)"`,
+          process.execPath
+        ],
+        { cwd, encoding: "utf8" }
+      )
+      assert.strictEqual(ran.status, 0, ran.stderr)
+      assert.deepStrictEqual(Fs.readdirSync(cwd), [])
+    } finally {
+      Fs.rmSync(cwd, { recursive: true, force: true })
+    }
+  })
+})
+
 const listed = enabled ? await wine("list", ["--list"], 300) : { entries: [], log: "", status: 0 }
 
 describe("Windows (Node 22 for Windows under Wine)", () => {
