@@ -193,7 +193,11 @@ const link = (
     }
     switch (kind) {
       case Framing.Kind.data:
-        if (!sink.message(payload)) readable.pause()
+        if (!sink.message(payload)) {
+          // our consumer is behind: the rest of a frame waits in the stream, and its time is not the peer's
+          paused = true
+          readable.pause()
+        }
         break
       case Framing.Kind.close:
         // the goodbye counts once the stream ends: until then we may still answer what came before it
@@ -209,9 +213,17 @@ const link = (
         break
     }
   }
-  // a frame that has started must finish within frameTimeout (a 1-byte-per-second peer is dropped)
+  // a frame that has started must finish within frameTimeout (a 1-byte-per-second peer is dropped); the
+  // clock runs only while we read: paused by back-pressure, the frame's rest may wait without limit, and
+  // the peer gets a whole frameTimeout again once reading resumes
   let frameTimer: ReturnType<typeof setTimeout> | undefined
   let framesSeen = 0
+  let paused = false
+  const armFrameTimer = () => {
+    if (paused || destroyed || !decoder.inFrame || frameTimer !== undefined) return
+    frameTimer = setTimeout(onFrameTimeout(framesSeen), frameTimeoutMillis)
+    frameTimer.unref()
+  }
   const onFrameTimeout = (frameAtStart: number) => () => {
     frameTimer = undefined
     if (decoder.inFrame && framesSeen === frameAtStart) {
@@ -225,9 +237,8 @@ const link = (
     if (!decoder.inFrame) {
       if (frameTimer !== undefined) clearTimeout(frameTimer)
       frameTimer = undefined
-    } else if (frameTimer === undefined) {
-      frameTimer = setTimeout(onFrameTimeout(framesSeen), frameTimeoutMillis)
-      frameTimer.unref()
+    } else {
+      armFrameTimer()
     }
   }
   // the receiver resumes as the chunk's last frame is decoded, inside this callback (a microtask later cost
@@ -276,7 +287,10 @@ const link = (
     flush,
     pending: () => queued + writable.writableLength,
     resume: () => {
-      if (!destroyed) readable.resume()
+      if (destroyed) return
+      paused = false
+      readable.resume()
+      armFrameTimer()
     },
     ping: () => enqueue(Framing.Kind.ping, EMPTY),
     goodbye: (sent) => {

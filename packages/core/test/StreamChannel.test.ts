@@ -124,6 +124,58 @@ describe("StreamChannel over a socket", () => {
       assert.deepStrictEqual(seen, ["received 1,2,3", "a later data listener"])
     }).pipe(Effect.scoped))
 
+  // reading pauses while the receiver's inbox is full, and a frame may be left half read in the stream: the
+  // time it then waits is the receiver's doing, not the peer's (a healthy sender was dropped as slow-loris)
+  it.live("a frame left half read while the receiver is behind is not timed out; every message arrives", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const sender = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://sender")
+      const receiver = yield* StreamChannel.makeScoped(
+        { readable: accepted, writable: accepted },
+        "test://receiver",
+        {},
+        {
+          frameTimeout: "200 millis",
+          maxBufferedMessages: 2
+        }
+      )
+      // 10 007 B frames: the socket's chunks end inside frames
+      const count = 100
+      yield* Effect.forkScoped(Effect.forEach(
+        Array.from({ length: count }, (_, i) => new Uint8Array(10_007).fill(i)),
+        (message) => sender.send(message),
+        { discard: true }
+      ))
+      yield* Effect.sleep("1 second") // five frame timeouts, reading paused
+      for (let i = 0; i < count; i++) {
+        const got = yield* receiver.receive
+        assert.strictEqual(got.byteLength, 10_007, `message ${i}: length`)
+        assert.isTrue(got.every((byte) => byte === (i & 0xff)), `message ${i} changed`)
+      }
+    }).pipe(Effect.scoped))
+
+  // the clock starts again when reading resumes: a peer that then stops in the middle of a frame is dropped
+  it.live("a peer that stops inside a frame after reading resumed is still dropped (Timeout)", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const receiver = yield* StreamChannel.makeScoped(
+        { readable: accepted, writable: accepted },
+        "test://receiver",
+        {},
+        {
+          frameTimeout: "200 millis",
+          maxBufferedMessages: 2
+        }
+      )
+      const frames = [1, 2, 3].map((n) => Framing.encode(Framing.Kind.data, new Uint8Array(16).fill(n)))
+      const stalled = Framing.encode(Framing.Kind.data, new Uint8Array(64).fill(4)).subarray(0, 40)
+      client.write(Buffer.concat([...frames, stalled]))
+      yield* Effect.sleep("500 millis") // paused (the inbox holds 2): no timeout yet
+      for (const n of [1, 2, 3]) assert.strictEqual((yield* receiver.receive)[0], n)
+      const error = yield* Effect.flip(receiver.receive)
+      assert.strictEqual(error.reason._tag, "Timeout")
+    }).pipe(Effect.scoped))
+
   it.live("over a Unix socket, a sender's buffer rewritten after each send does not change what arrives", () =>
     Effect.gen(function*() {
       const { accepted, client } = yield* socketPair
