@@ -237,6 +237,37 @@ const identify = (path: string, raw: string): Effect.Effect<Files.FileIdentity |
     catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot look at ${path}`, raw)
   })
 
+/**
+ * Gives the FIFO just made at `path` exactly `mode` (mkfifo's is narrowed by
+ * the umask), through a descriptor of the very FIFO made (never through a
+ * link or another file put in its place).
+ */
+const settleMode = (
+  path: string,
+  made: Files.FileIdentity | undefined,
+  mode: number,
+  raw: string
+): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.try({
+    try: () => {
+      // a FIFO opens for reading at once with O_NONBLOCK
+      const fd = Fs.openSync(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW)
+      try {
+        const stat = Fs.fstatSync(fd)
+        if (!stat.isFIFO() || made === undefined || !Files.sameFile(stat, made)) {
+          throw inUse(path, Files.describe(stat), raw)
+        }
+        Fs.fchmodSync(fd, mode)
+      } finally {
+        Fs.closeSync(fd)
+      }
+    },
+    catch: (cause) =>
+      IpcError.isIpcError(cause)
+        ? cause
+        : IpcError.fromSystemError(cause, "Open", `cannot set the mode of ${path}`, raw)
+  })
+
 /** Removes `path` if it is still the file we created. */
 const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
   try {
@@ -323,7 +354,9 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         for (const path of [files.toServer, files.toClient]) {
           yield* clearLeftover(path, "FIFO", raw)
           yield* Libc.mkfifo(path, mode, raw)
-          ours.set(path, yield* identify(path, raw))
+          const made = yield* identify(path, raw)
+          ours.set(path, made)
+          yield* settleMode(path, made, mode, raw)
         }
         const acceptor = yield* Transport.makeAcceptor(raw)
         let current: IpcChannel.IpcChannel | undefined

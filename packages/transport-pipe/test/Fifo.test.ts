@@ -26,6 +26,23 @@ describe("Fifo", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("modes")), [])
     }))
 
+  // mkfifo's mode is narrowed by the umask (022 here gave 0640 for 0660): the FIFOs get the mode asked for
+  it.live("option mode is the FIFOs' exact mode, whatever the umask (0660 and 0666 under umask 022)", () =>
+    Effect.gen(function*() {
+      const before = process.umask(0o022)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.umask(before)))
+      for (const mode of [0o660, 0o666]) {
+        const address = `fifo://${dir}/umask-${mode.toString(8)}`
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Fifo.make({ mode }).listen(address)
+          for (const suffix of [".in", ".out"]) {
+            const stat = Fs.statSync(`${dir}/umask-${mode.toString(8)}${suffix}`)
+            assert.strictEqual((stat.mode & 0o777).toString(8), mode.toString(8), suffix)
+          }
+        }))
+      }
+    }).pipe(Effect.scoped))
+
   it.live("serves one peer at a time: a second client gets AddressInUse until the first leaves", () =>
     Effect.gen(function*() {
       const transport = Fifo.make()
