@@ -84,10 +84,14 @@ export const runtimeDirOn = (host: Host): string => {
 }
 
 /** Creates `dir` with mode 0700 if missing and refuses it unless it is a directory of `uid` that others cannot enter. */
-const ensurePrivateDir = (dir: string, uid: number | undefined, raw?: string) =>
+const ensurePrivateDir = (dir: string, uid: number | undefined, raw?: string, recursive = true) =>
   Effect.try({
     try: () => {
-      Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+      try {
+        Fs.mkdirSync(dir, { recursive, mode: 0o700 })
+      } catch (cause) {
+        if (recursive || (cause as { code?: unknown }).code !== "EEXIST") throw cause
+      }
       const stat = Fs.lstatSync(dir)
       if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
         throw Object.assign(new Error(`${dir} is not a private directory of this user`), { code: "EACCES" })
@@ -107,6 +111,40 @@ export const runtimeDir = (raw?: string): Effect.Effect<string, IpcError.IpcErro
     const host = currentHost()
     return ensurePrivateDir(runtimeDirOn(host), host.uid, raw)
   })
+
+/**
+ * Where this user's path locks live (`fifo://` pairs, replacing a stale
+ * socket): the private runtime directory (see `runtimeDir`); when that is
+ * unusable (another user made `<tmp>/effect-ipc-<uid>` first, and
+ * `XDG_RUNTIME_DIR` is unset), `~/.effect-ipc-locks` (mode 0700) in the home
+ * directory of the password database, when that is this user's and not
+ * writable by others. Every process of the user finds the same directory.
+ */
+export const lockDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.catch(runtimeDir(raw), (error) =>
+    Effect.suspend(() => {
+      const uid = process.getuid?.()
+      let home: string | undefined
+      try {
+        home = Os.userInfo().homedir
+      } catch {
+        home = undefined
+      }
+      if (home === undefined || !Path.isAbsolute(home)) return Effect.fail(error)
+      try {
+        const stat = Fs.lstatSync(home)
+        if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o022) !== 0) {
+          return Effect.fail(error)
+        }
+      } catch {
+        return Effect.fail(error)
+      }
+      // not recursive: the home directory is there already
+      return Effect.mapError(
+        ensurePrivateDir(Path.join(home, ".effect-ipc-locks"), uid, raw, false),
+        (second) => IpcError.make("PermissionDenied", `${error.detail}; and ${second.detail}`, raw)
+      )
+    }))
 
 const locate = (address: Address.Address, raw: string, host: Host): Effect.Effect<SocketPath, IpcError.IpcError> =>
   Effect.gen(function*() {

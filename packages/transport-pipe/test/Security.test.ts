@@ -173,6 +173,41 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
         assert.include(error.detail, "is not a private directory of this user")
       }
     }).pipe(Effect.scoped))
+
+  // fifo:// and the replacement of a stale socket take a lock in a directory only this user can write; with
+  // the runtime directory taken by another user first they fell back to nothing: PermissionDenied everywhere
+  it.live("a runtime directory made by another user does not stop fifo:// or replacing our own stale socket", () =>
+    Effect.gen(function*() {
+      const shared = yield* tempDir("effect-ipc-xdg-", 0o1777)
+      const saved = process.env["XDG_RUNTIME_DIR"]
+      process.env["XDG_RUNTIME_DIR"] = shared
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
+          else process.env["XDG_RUNTIME_DIR"] = saved
+        })
+      )
+      const made = yield* run("mkdir", ["-m", "0700", Path.join(shared, "effect-ipc")], { uid: nobody })
+      assert.strictEqual(made.status, 0, made.stderr)
+      const own = yield* tempDir("effect-ipc-own-", 0o700)
+
+      const fifo = Fifo.make()
+      yield* fifo.listen(`fifo://${own}/pair`)
+      const client = yield* fifo.dial(`fifo://${own}/pair`)
+      yield* client.send(new Uint8Array([7]))
+
+      // a dead server's socket of this user: bound, never listened on, its process gone
+      const stale = Path.join(own, "stale.sock")
+      const bound = yield* run(python, [
+        "-c",
+        `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`
+      ])
+      assert.strictEqual(bound.status, 0, bound.stderr)
+      assert.isTrue(Fs.lstatSync(stale).isSocket())
+      yield* UnixSocket.make().listen(`unix://${stale}`)
+      const dialled = yield* UnixSocket.make().dial(`unix://${stale}`)
+      assert.strictEqual(dialled.address, `unix://${stale}`)
+    }).pipe(Effect.scoped))
 })
 
 /** Dials `address` (served by the squatter `squat`); asserts PeerRejected and that it got 0 bytes. */

@@ -1,6 +1,6 @@
 /**
  * A per-path lock that other users cannot hold: a lock file in this user's
- * private runtime directory (see `SocketPath.runtimeDir`), named by a hash of
+ * private lock directory (see `SocketPath.lockDir`), named by a hash of
  * the path it guards. Locking the directory that holds the path (such as
  * /tmp) would let anyone who can open that directory block us forever.
  *
@@ -19,7 +19,7 @@ export const withPathLock = <A, E, R>(
   raw: string,
   body: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | IpcError.IpcError, R> =>
-  Effect.flatMap(SocketPath.runtimeDir(raw), (dir) => {
+  Effect.flatMap(SocketPath.lockDir(raw), (dir) => {
     const key = Crypto.createHash("sha256").update(Path.resolve(path)).digest("hex").slice(0, 32)
     return Libc.withLockFile(Path.join(dir, `.lock-${key}`), raw, body)
   })
