@@ -85,6 +85,36 @@ def runtime_dir(raw=None):
     return directory
 
 
+def lock_dir(raw=None):
+    """Where this user's path locks live, as Node's listeners find it: the
+    private runtime directory; when another user made that first, ``~/.effect-ipc-locks``
+    (0700) in the home directory of the password database, when that is this
+    user's and not writable by others."""
+    try:
+        return runtime_dir(raw)
+    except IpcError as error:
+        try:
+            import pwd
+            home = pwd.getpwuid(os.getuid()).pw_dir
+            st = os.lstat(home)
+        except (ImportError, KeyError, OSError):
+            raise error
+        if not os.path.isabs(home) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or (st.st_mode & 0o022) != 0:
+            raise error
+        directory = os.path.join(home, ".effect-ipc-locks")
+        try:
+            os.mkdir(directory, 0o700)
+        except OSError:
+            pass
+        try:
+            st = os.lstat(directory)
+        except OSError as second:
+            raise IpcError("PermissionDenied", "%s; and no lock directory: %s" % (error.detail, second), raw)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or (st.st_mode & 0o077) != 0:
+            raise IpcError("PermissionDenied", "%s; and %s is not a private directory of this user" % (error.detail, directory), raw)
+        return directory
+
+
 def _check_length(path, raw, platform=sys.platform):
     size = len(path.encode("utf-8"))
     limit = max_path_bytes_for(platform)

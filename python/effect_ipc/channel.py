@@ -508,12 +508,11 @@ def _occupant(path, address):
 
 def _lock_path(path, address):
     """Takes this user's lock for ``path``: the same lock file Node's listeners
-    take (``.lock-`` + sha256 of the absolute path, in the private runtime
-    directory), so Python and Node servers replacing one dead socket never
+    take (``.lock-`` + sha256 of the absolute path, in ``address.lock_dir``), so Python and Node servers replacing one dead socket never
     remove each other's fresh one. Returns ``(descriptor, lock file)`` for
     ``_unlock_path``."""
     key = hashlib.sha256(os.path.abspath(path).encode("utf-8")).hexdigest()[:32]
-    lock = os.path.join(addresses.runtime_dir(address), ".lock-" + key)
+    lock = os.path.join(addresses.lock_dir(address), ".lock-" + key)
     deadline = time.time() + 10
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)

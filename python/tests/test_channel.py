@@ -227,6 +227,33 @@ class Channels(TempDirCase):
         # its last holder removes the lock file, as Node's listeners do: nothing is left behind
         self.assertEqual([name for name in os.listdir(address.runtime_dir()) if name.startswith(".lock-")], [])
 
+    @unittest.skipUnless(os.getuid() == 0, "needs root to act as another user")
+    def test_a_runtime_directory_another_user_made_first_does_not_stop_replacing_a_dead_socket(self):
+        # the path's lock then lives in ~/.effect-ipc-locks, as Node's (SocketPath.lockDir)
+        os.chmod(self.dir, 0o711)  # the other user reaches the shared directory in it
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        os.environ["XDG_RUNTIME_DIR"] = shared
+        self.addCleanup(os.environ.pop, "XDG_RUNTIME_DIR", None)
+        pid = os.fork()
+        if pid == 0:  # the other user
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                os.mkdir(os.path.join(shared, "effect-ipc"), 0o700)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        self.assertEqual(os.lstat(os.path.join(shared, "effect-ipc")).st_uid, 65534)
+        stale = os.path.join(self.dir, "stale.sock")
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(stale)
+        dead.close()
+        listener = listen("unix://" + stale)
+        self.addCleanup(listener.close)
+        connect("unix://" + stale).close()
+
     def test_refused_credentials(self):
         where = self.address()
         listener = listen(where)
