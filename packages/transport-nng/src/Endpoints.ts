@@ -12,6 +12,11 @@
  * `reconnect.max`, by default the numbers of core's `Policy.reconnect`
  * (20 ms doubling, at most 1 s).
  *
+ * An `ipc://` path is listened on only when it is absent or a stale socket of
+ * this user (removed), as for the transport's `nng+ipc://`: anything else
+ * there (a regular file, a directory, a FIFO, a live socket) is
+ * `AddressInUse` and left untouched.
+ *
  * @since 0.1.0
  */
 import type * as Duration from "effect/Duration"

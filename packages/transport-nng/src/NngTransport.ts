@@ -319,11 +319,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         ipcPermissions: options.mode ?? 0o600,
         tls: options.tls
       }, raw)
-      // libnng removes whatever refuses a connect at an ipc path (a regular file too): take the path
-      // only when it is absent or a stale socket of ours, as transport-pipe does
-      const bound = yield* lobbyAddress.transport === "ipc"
-        ? UnixSocket.withFreePath(lobbyAddress.path, raw, lobby.listen(lobbyAddress))
-        : lobby.listen(lobbyAddress)
+      // over ipc only an absent path or a stale socket of ours is taken (libnng alone would unlink a file)
+      const bound = yield* Socket.listenFree(lobby, lobbyAddress)
       const address = bound.port !== undefined && lobbyAddress.port === 0
         ? NngAddress.withPort(lobbyAddress, bound.port)
         : raw

@@ -57,7 +57,8 @@ export const open = (
     const listening: Array<string> = []
     for (const raw of listen) {
       const address = yield* NngAddress.parse(raw, { plain: true })
-      const bound = yield* socket.listen(address)
+      // over ipc only an absent path or a stale socket of ours is taken (libnng alone would unlink a file)
+      const bound = yield* Socket.listenFree(socket, address)
       listening.push(bound.port !== undefined && address.port === 0 ? NngAddress.withPort(address, bound.port) : raw)
     }
     for (const raw of dial) yield* socket.dial(yield* NngAddress.parse(raw, { plain: true }))

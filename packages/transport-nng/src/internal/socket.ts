@@ -10,6 +10,7 @@
  * @internal
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -327,6 +328,21 @@ const makeSocket = (
     })
   }
 }
+
+/**
+ * Listens at an address a user gave (a transport's rendezvous, a pattern
+ * socket's `listen`). libnng unlinks whatever refuses a connect at an ipc path,
+ * a regular file too; so over ipc the path is taken only when it is free by
+ * transport-pipe's rule (absent, or a stale socket of this user, removed under
+ * its lock), and anything else there is `AddressInUse`, left untouched.
+ */
+export const listenFree = (
+  socket: Socket,
+  address: NngAddress.NngAddress
+): Effect.Effect<Nng.Listening, IpcError.IpcError> =>
+  address.transport === "ipc"
+    ? UnixSocket.withFreePath(address.path, address.raw, socket.listen(address))
+    : socket.listen(address)
 
 /**
  * Waits until a socket's dialer is connected (the socket turns writable),
