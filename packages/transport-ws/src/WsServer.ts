@@ -71,10 +71,11 @@ export interface WsServerOptions extends Link.LinkOptions {
   /**
    * The token clients must present; default: the address's `?token=...`, else
    * 32 fresh random bytes. A given one must carry 128 bits (estimated from its
-   * length and characters), else `listen` fails with `InvalidOption`.
+   * length and characters) and be more than a word or a number (one or two
+   * runs of one kind of character), else `listen` fails with `InvalidOption`.
    */
   readonly token?: string | undefined
-  /** Accepts a given `token` (or the address's) weaker than 128 bits (default false). */
+  /** Accepts a given `token` (or the address's) that is weak as `token` says (default false). */
   readonly allowWeakToken?: boolean | undefined
   /** Where to write the token (mode 0600); `false`: nowhere. Default: `TokenFile.pathOf(address)`. */
   readonly tokenFile?: string | false | undefined

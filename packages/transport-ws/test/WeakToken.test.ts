@@ -33,7 +33,16 @@ const weak: ReadonlyArray<readonly [string, string, string]> = [
     "3f9a61c0d7e2b845".repeat(3).slice(0, 40),
     "8 random bytes in hex, repeated and cut short",
     "repeats"
-  ]
+  ],
+  // long enough for 128 bits by length and alphabet, but a word or a number, whatever its length
+  ["antidisestablishmentarianism", "a long word", "only lowercase letters"],
+  ["pneumonoultramicroscopicsilicovolcanoconiosis", "a longer word", "only lowercase letters"],
+  ["Supercalifragilisticexpialidocious", "a capitalised word", "only a capitalised word"],
+  ["ANTIDISESTABLISHMENTARIANISM", "a word in capitals", "only capital letters"],
+  ["8473920183746502918374650192837465019283", "40 random digits", "only digits"],
+  ["3141592653589793238462643383279502884197", "40 digits of pi", "only digits"],
+  ["Antidisestablishmentarianism1984", "a word and a number", "only a capitalised word then digits"],
+  ["1984antidisestablishmentarianism", "a number and a word", "only digits then lowercase letters"]
 ]
 
 const strong: ReadonlyArray<readonly [string, string]> = [
@@ -45,7 +54,15 @@ const strong: ReadonlyArray<readonly [string, string]> = [
   // 16 random bytes in hex that end as they begin (1 in 16 do): they repeat nothing
   ["c41e9b07d3a85f62e19c0b7a4d38f2ec", "16 random bytes in hex, ending with its first character"],
   ["9f3b27d6e0a4c18b55e2d09f73a6c9f3", "16 random bytes in hex, ending with its first 4 characters"],
-  [Crypto.randomUUID() + Crypto.randomUUID(), "two UUIDs"]
+  [Crypto.randomUUID() + Crypto.randomUUID(), "two UUIDs"],
+  [Crypto.randomBytes(32).toString("base64url"), "32 random bytes in base64url"],
+  [Crypto.randomBytes(32).toString("hex"), "32 random bytes in hex (64 characters)"],
+  // 32 random bytes in base64url that happen to be letters only (1 in 10,000 are): many runs of each case
+  ["kQmZrTbWxHcNvLpJdGsYfAeUiOqXzKwRtPyBnMhVgCj", "32 random bytes in base64url, letters only"],
+  [
+    "3b5d8f0a2c4e6a8c0e2b4d6f8a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c",
+    "32 bytes in hex, alternating digits and letters"
+  ]
 ]
 
 describe("a token the user gives", () => {

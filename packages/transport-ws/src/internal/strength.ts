@@ -1,12 +1,14 @@
 /**
- * How strong a token the user gave is: its bits are estimated as its length
- * times the bits of the smallest usual alphabet that holds all its characters
- * (digits, hex, one case of letters, letters and digits, base64url, every
- * token character), and it must use a few distinct characters. A random
- * token of 16 bytes or more passes in hex or base64url; a short one, a
- * word, a pattern or digits alone do not, nor one that repeats its first
- * characters (only those count). An estimate only: a long phrase of mixed
- * words can pass.
+ * How strong a token the user gave is. It is weak when it uses fewer than 8
+ * distinct characters; when its bits, estimated as its length (of its first
+ * characters only, if it repeats them) times the bits of the smallest usual
+ * alphabet that holds all its characters (digits, hex, one case of letters,
+ * letters and digits, base64url, every token character), fall short of 128;
+ * or, whatever its length, when it is only one or two runs of one kind each
+ * (digits, lowercase letters, capital letters, a capitalised word, other
+ * characters): a number, a word, a word and a number. A random token of 16
+ * bytes or more passes in hex or base64url; a short one, a word, a pattern or
+ * digits alone do not. An estimate only: a long phrase of mixed words can pass.
  */
 
 /** The bits a token must carry, as 16 random bytes do. */
@@ -40,10 +42,33 @@ export const weakness = (token: string): string | undefined => {
   // a token that repeats its first characters carries only theirs
   const period = periodOf(token)
   const bits = Math.floor(period * Math.log2(size))
-  if (bits >= REQUIRED_BITS) return undefined
   const carried = `${period} characters of ${name} carry at most ${bits} bits (at least ${REQUIRED_BITS} are needed)`
-  return period < token.length ? `it repeats its first ${period} characters: ${carried}` : carried
+  if (bits < REQUIRED_BITS) {
+    return period < token.length
+      ? `it repeats its first ${period} characters: ${carried}`
+      : carried
+  }
+  const runs = runsOf(token)
+  return runs.length <= 2
+    ? `it is only ${runs.join(" then ")} (a word or a number is guessed whatever its length)`
+    : undefined
 }
+
+/** One run of characters of one kind: a capital letter followed by lowercase ones is one capitalised word. */
+const RUN = /[0-9]+|[A-Z][a-z]+|[a-z]+|[A-Z]+|[^0-9A-Za-z]+/g
+
+/** The kinds of the runs `token` is made of, in order ("digits", "lowercase letters", ...). */
+const runsOf = (token: string): ReadonlyArray<string> =>
+  Array.from(token.matchAll(RUN), ([run]) =>
+    /^[0-9]/.test(run)
+      ? "digits"
+      : /^[A-Z][a-z]/.test(run)
+      ? "a capitalised word"
+      : /^[a-z]/.test(run)
+      ? "lowercase letters"
+      : /^[A-Z]/.test(run)
+      ? "capital letters"
+      : "other characters")
 
 /**
  * The length of the shortest prefix that `token` repeats at least twice (the last repetition may be
