@@ -8,8 +8,9 @@
  * - `IPC_OPTIONS`: a JSON object (`{"maxMessageSize": "64 KiB"}`), or, from a
  *   structured provider (`ConfigProvider.fromUnknown`), an object;
  * - `IPC_OPTIONS_<NAME>`: one option, its name in CONSTANT_CASE
- *   (`IPC_OPTIONS_MAX_MESSAGE_SIZE=65536`, `IPC_OPTIONS_HEARTBEAT_INTERVAL=1 second`);
- *   it wins over the same option in `IPC_OPTIONS`.
+ *   (`IPC_OPTIONS_MAX_MESSAGE_SIZE=65536`, `IPC_OPTIONS_HEARTBEAT_INTERVAL=1 second`
+ *   with `IPC_OPTIONS_HEARTBEAT_TIMEOUT`: a nested option needs all its fields);
+ *   it wins over the same option in `IPC_OPTIONS`. An empty variable counts as unset.
  *
  * Nothing is ignored: an option the transport does not have, a value of the
  * wrong kind or `IPC_OPTIONS` that is not a JSON object fails the layer's
@@ -387,8 +388,18 @@ export const read = (
         ? error.error.message
         : String(exit.cause)
       const path = pathOf(message) ?? key
-      const where = found.source.get(path) ?? found.source.get(key) ?? OPTIONS
-      problems.push(`option ${path} (${where}): ${message.split("\n")[0]}`)
+      const set = found.source.get(path)
+      if (set === undefined && path !== key && /^Missing key/.test(message)) {
+        // a nested option given in part: name what is missing and where the rest was set
+        const given = found.source.get(key) ?? OPTIONS
+        problems.push(
+          `option ${path} is missing: ${key} needs it too (${key} is set in ${given}; set ${
+            variableOf(path.split("."))
+          } or ${OPTIONS}.${path})`
+        )
+        continue
+      }
+      problems.push(`option ${path} (${set ?? found.source.get(key) ?? OPTIONS}): ${message.split("\n")[0]}`)
     }
     if (problems.length > 0) return yield* invalid(transport, problems.join("; "))
     return decoded

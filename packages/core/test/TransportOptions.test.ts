@@ -228,5 +228,17 @@ describe("transport options from configuration", () => {
       assert.include(nested, `"heartbeat.timeot" (in IPC_OPTIONS) is not an option`)
       const inner = (yield* Effect.flip(read({ IPC_OPTIONS_HEARTBEAT_INTERVAL: "soon" }))).detail
       assert.include(inner, "option heartbeat.interval (IPC_OPTIONS_HEARTBEAT_INTERVAL): expected a duration")
+      // half a nested option: the error names the missing one and where the other was set (it said
+      // "option heartbeat.timeout (IPC_OPTIONS_HEARTBEAT_INTERVAL): Missing key")
+      const half = (yield* Effect.flip(read({ IPC_OPTIONS_HEARTBEAT_INTERVAL: "1 second" }))).detail
+      assert.strictEqual(
+        half,
+        `transport "t": option heartbeat.timeout is missing: heartbeat needs it too (heartbeat is set in IPC_OPTIONS_HEARTBEAT_INTERVAL; set IPC_OPTIONS_HEARTBEAT_TIMEOUT or IPC_OPTIONS.heartbeat.timeout)`
+      )
+      const halfJson = (yield* Effect.flip(read({ IPC_OPTIONS: `{"heartbeat": {"timeout": 100}}` }))).detail
+      assert.include(
+        halfJson,
+        "option heartbeat.interval is missing: heartbeat needs it too (heartbeat is set in IPC_OPTIONS.heartbeat;"
+      )
     }))
 })
