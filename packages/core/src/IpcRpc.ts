@@ -50,6 +50,7 @@ import type * as IpcError from "./IpcError.ts"
 import * as Policy from "./Policy.ts"
 import * as Registry from "./Registry.ts"
 import * as Transport from "./Transport.ts"
+import * as TransportOptions from "./TransportOptions.ts"
 
 const readError = (error: IpcError.IpcError): Socket.SocketError =>
   error.reason._tag === "Closed"
@@ -319,8 +320,17 @@ export const layerServerGroup = <Rpcs extends Rpc.Any>(
 /** How long calls wait for an unreachable server by default. */
 const DEFAULT_CONNECT_TIMEOUT = Duration.seconds(10)
 
-/** `IPC_CONNECT_TIMEOUT` (optional): how long calls wait for an unreachable server (`"10 seconds"`). */
-export const connectTimeoutConfig: Config.Config<Duration.Duration> = Config.Duration("IPC_CONNECT_TIMEOUT").pipe(
+/**
+ * `IPC_CONNECT_TIMEOUT` (optional): how long calls wait for an unreachable
+ * server, as the transport options' durations: `"10 seconds"`, or milliseconds (`5000`).
+ */
+export const connectTimeoutConfig: Config.Config<Duration.Duration> = Config.String("IPC_CONNECT_TIMEOUT").pipe(
+  Config.mapEffect((text) =>
+    Effect.mapError(
+      Schema.decodeUnknownEffect(TransportOptions.Duration)(text),
+      (error) => new Config.ConfigError(error)
+    )
+  ),
   Config.withDefault(DEFAULT_CONNECT_TIMEOUT)
 )
 

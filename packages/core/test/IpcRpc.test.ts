@@ -3,6 +3,7 @@ import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testin
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -197,6 +198,17 @@ describe("layerServer / layerClient", () => {
       assert.isAtLeast(waited, 300, error.message)
       assert.isBelow(waited, 10_000, error.message)
     }).pipe(Effect.scoped))
+
+  // the same forms as the transport options' durations: plain milliseconds too (5000 was refused)
+  it.effect("IPC_CONNECT_TIMEOUT takes milliseconds or a duration; anything else is a ConfigError naming both", () =>
+    Effect.gen(function*() {
+      const read = (env: Record<string, string>) => IpcRpc.connectTimeoutConfig.parse(ConfigProvider.fromEnv({ env }))
+      assert.strictEqual(Duration.toMillis(yield* read({ IPC_CONNECT_TIMEOUT: "5000" })), 5000)
+      assert.strictEqual(Duration.toMillis(yield* read({ IPC_CONNECT_TIMEOUT: "2 seconds" })), 2000)
+      assert.strictEqual(Duration.toMillis(yield* read({})), 10_000)
+      const error = yield* Effect.flip(read({ IPC_CONNECT_TIMEOUT: "soon" }))
+      assert.include(String(error), `expected a duration (milliseconds, or "250 millis", "5 seconds"), got "soon"`)
+    }))
 })
 
 const encoder = new TextEncoder()
