@@ -29,7 +29,7 @@ export const ConformanceHandlers = ConformanceApi.toLayer(Effect.sync(() => {
   return {
     Echo: ({ n }) => count(Effect.succeed(n)),
     Fail: ({ why }) => count(Effect.fail(new Refused({ why }))),
-    Range: ({ n }) => Stream.range(1, n),
+    Range: ({ n }) => Stream.unwrap(count(Effect.sync(() => Stream.range(1, n)))),
     Sleep: ({ millis }) => count(Effect.sleep(millis)),
     Calls: () => Effect.sync(() => calls)
   }
