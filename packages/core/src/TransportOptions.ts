@@ -389,7 +389,7 @@ export const read = (
         : String(exit.cause)
       const path = pathOf(message) ?? key
       const set = found.source.get(path)
-      if (set === undefined && path !== key && /^Missing key/.test(message)) {
+      if (set === undefined && path !== key && message.startsWith("Missing key")) {
         // a nested option given in part: name what is missing and where the rest was set
         const given = found.source.get(key) ?? OPTIONS
         problems.push(

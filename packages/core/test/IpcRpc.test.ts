@@ -160,6 +160,9 @@ describe("a client whose server is not there", () => {
     }).pipe(Effect.scoped))
 })
 
+const readConnectTimeout = (env: Record<string, string>) =>
+  IpcRpc.connectTimeoutConfig.parse(ConfigProvider.fromEnv({ env }))
+
 describe("layerServer / layerClient", () => {
   it.live("serve and call at the address IPC_TRANSPORT / IPC_ADDRESS choose, with IPC_CONNECT_TIMEOUT", () =>
     Effect.gen(function*() {
@@ -202,11 +205,10 @@ describe("layerServer / layerClient", () => {
   // the same forms as the transport options' durations: plain milliseconds too (5000 was refused)
   it.effect("IPC_CONNECT_TIMEOUT takes milliseconds or a duration; anything else is a ConfigError naming both", () =>
     Effect.gen(function*() {
-      const read = (env: Record<string, string>) => IpcRpc.connectTimeoutConfig.parse(ConfigProvider.fromEnv({ env }))
-      assert.strictEqual(Duration.toMillis(yield* read({ IPC_CONNECT_TIMEOUT: "5000" })), 5000)
-      assert.strictEqual(Duration.toMillis(yield* read({ IPC_CONNECT_TIMEOUT: "2 seconds" })), 2000)
-      assert.strictEqual(Duration.toMillis(yield* read({})), 10_000)
-      const error = yield* Effect.flip(read({ IPC_CONNECT_TIMEOUT: "soon" }))
+      assert.strictEqual(Duration.toMillis(yield* readConnectTimeout({ IPC_CONNECT_TIMEOUT: "5000" })), 5000)
+      assert.strictEqual(Duration.toMillis(yield* readConnectTimeout({ IPC_CONNECT_TIMEOUT: "2 seconds" })), 2000)
+      assert.strictEqual(Duration.toMillis(yield* readConnectTimeout({})), 10_000)
+      const error = yield* Effect.flip(readConnectTimeout({ IPC_CONNECT_TIMEOUT: "soon" }))
       assert.include(String(error), `expected a duration (milliseconds, or "250 millis", "5 seconds"), got "soon"`)
     }))
 })
@@ -250,7 +252,7 @@ describe("serialization negotiation (the hello)", () => {
       assert.instanceOf(yield* Effect.flip(json.Fail({ why: "typed" })), Refused)
       assert.deepStrictEqual(yield* Stream.runCollect(json.Range({ n: 3 })), [1, 2, 3])
       // one set of handlers: each side sees the other's calls
-      assert.strictEqual(yield* binary.Calls(), 3)
+      assert.strictEqual(yield* binary.Calls(), 4)
     }).pipe(Effect.scoped))
 
   it.live("a JSON client speaking raw frames: a hello, then effect's JSON messages", () =>
