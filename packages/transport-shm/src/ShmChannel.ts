@@ -6,7 +6,11 @@
  * - `send` copies the message into the outbound ring and publishes it with
  *   one atomic store; when the ring is full it waits (back-pressure), in
  *   order with other waiting sends. A message larger than half the ring goes
- *   into a segment of its own and only its name travels through the ring.
+ *   into a segment of its own and only its name travels through the ring;
+ *   the segments the reader has not opened yet hold at most the ring's
+ *   capacity (or one message), beyond that the sender waits as for a full
+ *   ring. A send interrupted while it waits leaves its message queued: it
+ *   goes in its turn, read then from the caller's buffer if 64 KiB or more.
  * - The inbound ring is read on demand: when a receiver finds nothing
  *   buffered it reads the ring; finding it empty it spins for `spin` (if
  *   set), then sets its "reader waiting" flag and sleeps until the writer
@@ -62,6 +66,11 @@ export interface ShmChannelOptions {
   readonly maxBufferedBytes?: number | undefined
   /** How long `close` waits for the peer to pick up large messages in flight (default 2 s). */
   readonly lingerTimeout?: Duration.Input | undefined
+  /**
+   * How long a `send` may wait for the peer to read (room in the ring, or its
+   * large messages opened) before the channel fails with `Timeout` (default: no limit).
+   */
+  readonly writeTimeout?: Duration.Input | undefined
 }
 
 /** How a channel has waited so far (counters since it was made). */

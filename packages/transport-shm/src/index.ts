@@ -33,6 +33,7 @@ export const options: TransportOptions.Declaration = TransportOptions.declare<Sh
   maxBufferedMessages: TransportOptions.Count,
   maxBufferedBytes: TransportOptions.Bytes,
   lingerTimeout: TransportOptions.Duration,
+  writeTimeout: TransportOptions.Duration,
   handshakeTimeout: TransportOptions.Duration,
   directory: TransportOptions.Text,
   collector: TransportOptions.Flag

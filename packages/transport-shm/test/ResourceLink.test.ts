@@ -1,7 +1,8 @@
 /**
  * Resource links across real processes: reference counts, TTL, release on
- * close / failure / interruption, bad segments, and the orphan collector
- * (killed producers and consumers, two collectors at once).
+ * close / failure / interruption, bad segments, header locks (dead and live
+ * holders, across pid namespaces), and the orphan collector (killed
+ * producers and consumers, two collectors at once).
  */
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
@@ -11,13 +12,21 @@ import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Header from "../src/internal/header.ts"
 import * as Processes from "../src/internal/processes.ts"
+import * as Segments from "../src/internal/segments.ts"
 import { leftovers, pidMarker, spawnChild, spawnChildWith } from "./helpers.ts"
 
 const prefix = `link-test-${process.pid}`
 let n = 0
 const fresh = () => `${prefix}-${n++}`
 const exists = (name: string) => Fs.existsSync(`/dev/shm/${name}`)
+
+/** Runs a child as pid 1 of a pid namespace of its own, which ends with it (root only: the tests run as root). */
+const otherPidNamespace = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+/** Runs a child in a time namespace of its own whose boot time is a day earlier (its start time, as it sees it, shifted). */
+const otherTimeNamespace = ["unshare", "--time", "--fork", "--boottime", "86400", "--kill-child"]
 
 /** One collection scoped to `name` (other test files' collectors never look at it). */
 const collectOnly = (name: string) => Shm.SegmentGc.collect({ prefix: name })
@@ -48,6 +57,14 @@ const sleepers = (count: number) =>
           child.kill("SIGKILL")
         }), { discard: true })
   )
+
+/** Acquiring `name` fails (the link is locked, say): the error; `because` says why it must not succeed. */
+const acquireFails = (name: string, because: string) =>
+  Effect.flatMap(Effect.result(Effect.scoped(Shm.ResourceLink.acquire(name))), (result) =>
+    Effect.sync(() => {
+      if (result._tag === "Success") assert.fail(`acquired ${name}, but ${because}`)
+      return result.failure
+    }))
 
 /** Acquiring `name` fails with `Protocol`, saying `detail`. */
 const expectProtocol = (name: string, detail: string) =>
@@ -340,6 +357,147 @@ describe("ResourceLink", () => {
         }))
         assert.isFalse(exists(name))
       }),
+    30_000
+  )
+
+  it.live(
+    "a process in another pid namespace respects the lock of a live holder here, whose pid means nothing there",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Shm.ResourceLink.create(name, 64)
+          const holder = yield* spawnChild("lock", name)
+          const contender = yield* spawnChildWith({ wrap: otherPidNamespace }, "try-acquire", name)
+          assert.match(contender.said, /^Timeout: /, "it waited instead of taking the lock")
+          assert.include(contender.said, "another pid namespace")
+          yield* contender.kill
+          yield* holder.kill
+          // the dead holder's lock is taken over here, in its own namespace, and the count repaired
+          const info = yield* Effect.scoped(Effect.flatMap(Shm.ResourceLink.acquire(name), (held) => held.info))
+          assert.strictEqual(info.refcount, 2)
+        }))
+        assert.isFalse(exists(name))
+      }),
+    30_000
+  )
+
+  it.live(
+    "a lock left by a process of another pid namespace is never taken over, even once it died: the name is removed by hand",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Effect.scoped(Shm.ResourceLink.create(name, 64, { ttl: "1 hour" }))
+        // pid 1 of a namespace of its own, which dies with it: here pid 1 is init, alive
+        const locker = yield* spawnChildWith({ wrap: otherPidNamespace }, "lock", name)
+        const blocked = yield* acquireFails(name, "its holder lives")
+        assert.strictEqual(blocked.reason._tag, "Timeout", "a live holder's lock is respected")
+        yield* locker.kill
+        // its pid means nothing here, and nothing here scans for it: it counts as alive, and the remedy is named
+        const still = yield* acquireFails(name, "a holder of another pid namespace counts as alive")
+        assert.strictEqual(still.reason._tag, "Timeout")
+        assert.include(still.detail, "another pid namespace")
+        assert.include(still.detail, `Segment.unlink("${name}")`)
+        assert.include(still.detail, `rm /dev/shm/${name}`)
+        yield* Shm.Segment.unlink(name)
+        assert.isFalse(exists(name))
+        // the name is free for a new link
+        yield* Effect.scoped(Shm.ResourceLink.create(name, 64))
+        assert.isFalse(exists(name))
+      }),
+    30_000
+  )
+
+  it.live(
+    "a lock holder in another time namespace (its start time shifted) is judged by its pid: alive while it runs",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Effect.scoped(Shm.ResourceLink.create(name, 64, { ttl: "1 hour" }))
+        // the start time it wrote in the lock word is a day after the one /proc shows here
+        const locker = yield* spawnChildWith({ wrap: otherTimeNamespace }, "lock", name)
+        const blocked = yield* acquireFails(name, "its holder lives (in another time namespace)")
+        assert.strictEqual(blocked.reason._tag, "Timeout", "a live holder's lock is respected")
+        assert.include(blocked.detail, "which counts as alive")
+        yield* locker.kill
+        // once it is gone, its lock is taken over and the count (5 too many) repaired from the slots
+        const info = yield* Effect.scoped(Effect.flatMap(Shm.ResourceLink.acquire(name), (held) => held.info))
+        assert.strictEqual(info.refcount, 1)
+        yield* Shm.ResourceLink.remove(name)
+        assert.isFalse(exists(name))
+      }),
+    30_000
+  )
+
+  it.live(
+    "a holder in another time namespace counts as alive: the collector keeps its link while it runs",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Effect.scoped(Shm.ResourceLink.create(name, 64, { ttl: "1 millis" }))
+        const child = yield* spawnChildWith({ wrap: otherTimeNamespace }, "acquire", name)
+        assert.strictEqual(child.said, "1")
+        const info = yield* Shm.ResourceLink.info(name)
+        assert.deepStrictEqual(info.holders.map((h) => h.alive), [true])
+        const report = yield* collectOnly(name)
+        assert.deepStrictEqual([report.removed, report.kept], [[], 1])
+        assert.strictEqual((yield* Shm.ResourceLink.info(name)).refcount, 1)
+        yield* child.kill
+        // gone (its pid no longer runs): its reference is reclaimed with the link
+        let removed = 0
+        for (let i = 0; i < 100 && removed === 0; i++) {
+          if (i > 0) yield* Effect.sleep("20 millis")
+          removed = (yield* collectOnly(name)).removed.length
+        }
+        assert.strictEqual(removed, 1)
+        assert.isFalse(exists(name))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a lock word naming a recycled pid is taken over; one naming the live process with that pid is not",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Shm.ResourceLink.create(name, 64)
+        const [sleeper] = yield* sleepers(1)
+        const pid = sleeper!.pid!
+        const { header } = yield* Effect.acquireRelease(
+          Segments.openWithHeader(name, Header.Kind.link),
+          (opened) => Effect.sync(() => opened.mapped.mapping.release())
+        )
+        const ns = Processes.current().ns
+        Atomics.store(header.lock, 0, Header.lockWord({ pid, start: Processes.startTag(pid), ns }))
+        const blocked = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.acquire(name)))
+        assert.strictEqual(blocked.reason._tag, "Timeout")
+        assert.include(blocked.detail, `by pid ${pid}, which counts as alive`)
+        Atomics.store(header.lock, 0, Header.lockWord({ pid, start: Processes.startTag(pid) + 1, ns }))
+        const info = yield* Effect.scoped(Effect.flatMap(Shm.ResourceLink.acquire(name), (held) => held.info))
+        assert.strictEqual(info.refcount, 2)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "for a user other than root, another user's process with a recorded pid is a recycled pid: its lock is taken over",
+    () =>
+      Effect.gen(function*() {
+        // the child runs as nobody, the test (whose pid the lock word and a holder slot name, with another start
+        // time) as root: nobody cannot read our /proc/<pid>/ns/time, yet we cannot hold nobody's segments
+        const name = fresh()
+        // the child removes it; if its lock could not be taken over (the failure this guards against), neither can
+        // `remove`: unlink the name
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(`/dev/shm/${name}`, { force: true })))
+        const child = yield* spawnChildWith(
+          { wrap: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] },
+          "recycled-by",
+          name,
+          String(process.pid)
+        )
+        // the lock is taken over, and the holder slot naming us is judged dead (the child's own is alive)
+        assert.strictEqual(child.said, "held [true,false]")
+      }).pipe(Effect.scoped),
     30_000
   )
 

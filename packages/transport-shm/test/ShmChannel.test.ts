@@ -1,7 +1,7 @@
 /**
  * `shm://` channels beyond the conformance suite: many clients, in-place
- * reads, spinning, bad addresses and handshakes, and a producer killed in
- * the middle of its writes.
+ * reads, spinning, back-pressure on large messages, bad addresses and
+ * handshakes, and a producer killed in the middle of its writes.
  */
 import * as Memory from "@effect-ipc/core/Memory"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
@@ -30,6 +30,44 @@ const openSockets = () =>
   Fs.readFileSync("/proc/net/unix", "utf8").split("\n").filter((line) => line.includes(`channel-test-${process.pid}`))
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0
+
+/** How many `sent N` lines a `large` child has printed. */
+const sentCount = (output: string) => output.split("\n").filter((line) => line.startsWith("sent ")).length
+
+/** The memory files (large messages' segments) process `pid` has open. */
+const memfds = (pid: number) =>
+  Fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+    try {
+      return Fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("/memfd:")
+    } catch {
+      return false
+    }
+  }).length
+
+/** Polls `measure` until it has not changed for 500 ms (at most 10 s); its last value. */
+const untilSettled = (measure: () => number) =>
+  Effect.gen(function*() {
+    let last = measure()
+    let since = Date.now()
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline && Date.now() - since < 500) {
+      yield* Effect.sleep("50 millis")
+      const now = measure()
+      if (now !== last) {
+        last = now
+        since = Date.now()
+      }
+    }
+    return last
+  })
+
+/** Polls `output` until `line` matches it (at most 20 s, however loaded the machine); whether it did. */
+const untilSaid = (output: () => string, line: RegExp) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    while (!line.test(output()) && Date.now() < deadline) yield* Effect.sleep("20 millis")
+    return line.test(output())
+  })
 
 describe("shm:// channels", () => {
   it.live("serves many clients at once, each over its own rings", () =>
@@ -255,6 +293,178 @@ describe("shm:// channels", () => {
         }
       }),
     60_000
+  )
+
+  it.live(
+    "a sender of large messages waits for a reader that does not take them: a ring's worth of segments at most",
+    () =>
+      Effect.gen(function*() {
+        // 40 KiB messages over a 64 KiB ring: each in a segment of its own, its name a few bytes in the ring
+        const ringSize = 64 * 1024
+        const size = 40 * 1024
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make({ ringSize, maxBufferedMessages: 1 }).listen(where)
+        const sender = yield* spawnChild("large", where, String(size), "60", String(ringSize))
+        const reader = yield* listener.accept
+        // nobody receives: the sender gets as far as the reader's inbox and one segment in flight, then waits
+        assert.isTrue(yield* untilSaid(sender.output, /^sent 0$/m), `it started sending: ${sender.output()}`)
+        const progress = yield* untilSettled(() => sentCount(sender.output()))
+        assert.isAtMost(progress, 4, sender.output())
+        assert.notInclude(sender.output(), "done")
+        // what it holds meanwhile: the descriptors of the segments the reader has not taken
+        assert.isAtMost(memfds(sender.pid), 2)
+        // reading lets it go on: every message arrives, whole and in order
+        for (let i = 0; i < 60; i++) {
+          const message = yield* reader.receive.pipe(Effect.timeout("10 seconds"))
+          assert.strictEqual(message.byteLength, size)
+          assert.strictEqual(new DataView(message.buffer, message.byteOffset).getUint32(0), i)
+          assert.strictEqual(message[size - 1], i & 0xff)
+        }
+        assert.isTrue(yield* untilSaid(sender.output, /^done$/m), sender.output())
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a sender of large messages that the reader does not take fails with Timeout after writeTimeout",
+    () =>
+      Effect.gen(function*() {
+        const ringSize = 64 * 1024
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make({ ringSize, maxBufferedMessages: 1 }).listen(where)
+        const sender = yield* spawnChild("large", where, String(40 * 1024), "60", String(ringSize), "300 millis")
+        yield* listener.accept
+        assert.isTrue(yield* untilSaid(sender.output, /^sent 0$/m), `it started sending: ${sender.output()}`)
+        yield* untilSaid(sender.output, /^failed /m)
+        assert.match(sender.output(), /failed Timeout: the peer did not read for/, sender.output())
+        assert.isAtMost(sentCount(sender.output()), 4, sender.output())
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "large and small messages keep their order while the large ones wait for the reader",
+    () =>
+      Effect.gen(function*() {
+        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 })
+        const where = address()
+        const listener = yield* transport.listen(where)
+        const client = yield* transport.dial(where)
+        const server = yield* listener.accept
+        const messages = Array.from({ length: 24 }, (_, i) => {
+          const message = pattern(i % 3 === 0 ? 100 : 40 * 1024 + i, i)
+          new DataView(message.buffer).setUint32(0, i)
+          return message
+        })
+        // each send starts (and takes its place) in turn: the first large message goes at once, the second
+        // waits (two would be over the ring's size) until the reader takes the first, and the small one after
+        // it waits behind it, in the same queue
+        const senders = yield* Effect.forEach(
+          messages,
+          (message) => Effect.forkChild(client.send(message), { startImmediately: true })
+        )
+        assert.isDefined(senders[1]!.pollUnsafe(), "the first large message went at once")
+        assert.isUndefined(senders[2]!.pollUnsafe(), "a large message waits behind one the reader has not taken")
+        assert.isUndefined(senders[3]!.pollUnsafe(), "a small message waits behind that large one")
+        yield* Effect.sleep("100 millis")
+        assert.isUndefined(senders[senders.length - 1]!.pollUnsafe(), "the last sender waits")
+        for (const message of messages) {
+          assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), message))
+        }
+        yield* Fiber.joinAll(senders)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a large message left queued by an interrupted send, its buffer shrunk meanwhile, does not block later sends",
+    () =>
+      Effect.gen(function*() {
+        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 })
+        const where = address()
+        const listener = yield* transport.listen(where)
+        const client = yield* transport.dial(where)
+        const server = yield* listener.accept
+        yield* client.send(pattern(100 * 1024, 1))
+        // the second (over 64 KiB: queued by reference) waits for the reader to take the first; its send is
+        // interrupted, and the caller shrinks the (resizable, ES2024) buffer the queued message still is
+        const buffer: ArrayBuffer & { resize: (bytes: number) => void } = Reflect.construct(ArrayBuffer, [
+          100 * 1024,
+          { maxByteLength: 100 * 1024 }
+        ])
+        const second = new Uint8Array(buffer)
+        second.set(pattern(100 * 1024, 2))
+        const sender = yield* Effect.forkChild(client.send(second), { startImmediately: true })
+        assert.isUndefined(sender.pollUnsafe(), "it waits")
+        yield* Fiber.interrupt(sender)
+        buffer.resize(50 * 1024)
+        assert.strictEqual(second.byteLength, 50 * 1024)
+        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100 * 1024, 1)))
+        const received = yield* server.receive.pipe(Effect.timeout("10 seconds"))
+        assert.isTrue(same(received, pattern(100 * 1024, 2).subarray(0, 50 * 1024)), "sent as it was then")
+        // what the link counts as waiting went back to nothing: a later send completes
+        yield* client.send(pattern(100, 3)).pipe(Effect.timeout("5 seconds"))
+        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100, 3)))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a large message left queued by an interrupted send, its buffer detached meanwhile, goes as empty; later sends go on",
+    () =>
+      Effect.gen(function*() {
+        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 })
+        const where = address()
+        const listener = yield* transport.listen(where)
+        const client = yield* transport.dial(where)
+        const server = yield* listener.accept
+        yield* client.send(pattern(100 * 1024, 1))
+        const buffer = new ArrayBuffer(100 * 1024)
+        const second = new Uint8Array(buffer)
+        second.set(pattern(100 * 1024, 2))
+        const sender = yield* Effect.forkChild(client.send(second), { startImmediately: true })
+        assert.isUndefined(sender.pollUnsafe(), "it waits")
+        yield* Fiber.interrupt(sender)
+        // the caller hands its buffer on (a transfer detaches it): the queued message is empty now
+        const moved = structuredClone(buffer, { transfer: [buffer] })
+        assert.strictEqual(second.byteLength, 0)
+        assert.strictEqual(moved.byteLength, 100 * 1024)
+        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100 * 1024, 1)))
+        assert.strictEqual((yield* server.receive.pipe(Effect.timeout("10 seconds"))).byteLength, 0)
+        yield* client.send(pattern(100, 3)).pipe(Effect.timeout("5 seconds"))
+        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100, 3)))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a view held of a message read in place does not hold back the large messages after it",
+    () =>
+      Effect.gen(function*() {
+        // the 4 KiB message is read in place: while its view is held, the ring's head stays before its record,
+        // so the reader's head says nothing of the large messages (40 KiB, one in flight at a time) after it
+        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, inPlaceThreshold: 1024 })
+        const where = address()
+        const listener = yield* transport.listen(where)
+        const client = yield* transport.dial(where)
+        const server = (yield* listener.accept) as Shm.ShmChannel.ShmChannel
+        const first = pattern(4096, 1)
+        const large = [pattern(40 * 1024, 2), pattern(40 * 1024, 3), pattern(40 * 1024, 4)]
+        const senders = yield* Effect.forEach(
+          [first, ...large],
+          (message) => Effect.forkChild(client.send(message), { startImmediately: true })
+        )
+        yield* Effect.scoped(Effect.gen(function*() {
+          const view = yield* server.receiveView
+          assert.isTrue(same(view, first))
+          for (const message of large) {
+            assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("5 seconds")), message))
+          }
+          assert.isTrue(same(view, first), "the view is still valid")
+        }))
+        yield* Fiber.joinAll(senders).pipe(Effect.timeout("5 seconds"))
+      }).pipe(Effect.scoped),
+    30_000
   )
 
   it.live("never loses a wake-up: a reader keeps up with slow, preempted writers", () =>

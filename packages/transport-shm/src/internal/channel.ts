@@ -47,14 +47,20 @@ export interface Link {
   readonly control: IpcChannel.IpcChannel
 }
 
-/** A record waiting for room in the outbound ring. */
+/** A record waiting for room in the outbound ring (a large message: first for its segment to be made). */
 interface Waiting {
-  readonly kind: Ring.RecordKind
-  readonly payload: Uint8Array
-  /** A large message's segment, whose record this is. */
-  readonly segment: SentSegment | undefined
-  /** The large message's sender, waiting for its record to be written. */
-  done: ((effect: Effect.Effect<void, IpcError.IpcError>) => void) | undefined
+  kind: Ring.RecordKind
+  /** The record's payload; for a large message whose segment is not made yet, the message itself. */
+  payload: Uint8Array
+  /** A large message's segment, whose record this is (once made). */
+  segment: SentSegment | undefined
+  /** A large message whose segment waits until `segmentRoom` allows it. */
+  unmade: boolean
+  /**
+   * The bytes it adds to `waitingBytes`, as counted when it was queued (or its segment made): taken
+   * off exactly, as a queued caller's buffer may be detached or shrunk meanwhile.
+   */
+  counted: number
 }
 
 interface Pin {
@@ -70,13 +76,26 @@ interface Lease {
   readonly release: () => void
 }
 
-/** A message segment we sent, let go of (descriptor closed, or name removed) once read or when the channel closes. */
+/**
+ * A message segment we made, let go of (descriptor closed, or name removed) once the reader has
+ * opened it (`Ring.Producer.segmentsTaken`), or when the channel closes.
+ */
 interface SentSegment {
   readonly segment: Segments.Outgoing
-  end: number | undefined
+  /** Its record is in the ring. */
+  written: boolean
+  /** Bytes of the message it holds. */
+  readonly bytes: number
 }
 
-const behind = (position: number, end: number): boolean => ((end - position) >>> 0) < 0x8000_0000 && position !== end
+/**
+ * At most this many large-message segments that the reader has not taken (see `segmentRoom`), which
+ * also bounds their bytes by the ring's capacity unless only one is out. A message is large when it
+ * does not fit in half the ring, so in practice two large messages rarely fit together: beyond the
+ * first, one is in flight at a time, and a stream of large messages alternates between writer and
+ * reader (the next segment is made once the reader has opened the one before) instead of pipelining.
+ */
+const SEGMENTS_IN_FLIGHT = 2
 
 /**
  * Builds the channel over `link` in `scope`, the connection's own scope: its
@@ -272,7 +291,9 @@ export const make = (
           return
         }
         settle(record.end)
-        if (freed && inbound.takeWriterWaiting()) ring()
+        // the writer counts the segments we took, not our head: a pinned record before this one holds the head
+        inbound.tookSegment()
+        if (inbound.takeWriterWaiting()) ring()
         if (message._tag === "Failure") return sink.lost(lostDue ?? message.failure)
         sink.message(message.success)
         if (lostDue !== undefined) drain()
@@ -460,7 +481,68 @@ export const make = (
     // ---- writing ------------------------------------------------------------------------
     const waiting: Array<Waiting> = []
     let waitingBytes = 0
+    /** Large messages' segments the reader has not taken, in the order of their records (written ones first). */
     const sentSegments: Array<SentSegment> = []
+    /** Bytes of the messages in `sentSegments`. */
+    let segmentBytes = 0
+    /** Segments let go of after the reader took them (wrapping, as the reader's count in the ring). */
+    let segmentsForgotten = outbound.segmentsTaken()
+    /** A large message's segment could not be made while it waited: the channel fails with this. */
+    let broken: IpcError.IpcError | undefined
+
+    /**
+     * Lets go of the segments the reader has taken (opened: it has them mapped, or never will), as
+     * it counts them in the ring; never of one whose record is not written (a count beyond those is
+     * the peer's mistake, and only costs it its messages).
+     */
+    const forgetTaken = (): void => {
+      if (sentSegments.length === 0) return
+      let taken = (outbound.segmentsTaken() - segmentsForgotten) >>> 0
+      while (taken > 0 && sentSegments.length > 0 && sentSegments[0]!.written) {
+        const first = sentSegments.shift()!
+        segmentsForgotten = (segmentsForgotten + 1) >>> 0
+        segmentBytes -= first.bytes
+        first.segment.handedOver()
+        taken--
+      }
+    }
+
+    /**
+     * Back-pressure for large messages, whose records are small: a segment of `bytes` may be made now
+     * when, with it, the segments the reader has not taken hold at most the ring's capacity in bytes
+     * (and `SEGMENTS_IN_FLIGHT`), or when none is outstanding (so a message of any size can go).
+     * Taken means opened, whether or not the reader's head has moved past the record (a record
+     * before it that a consumer holds in place keeps the head back).
+     */
+    const segmentRoom = (bytes: number): boolean => {
+      forgetTaken()
+      return sentSegments.length === 0 ||
+        (sentSegments.length < SEGMENTS_IN_FLIGHT && segmentBytes + bytes <= outbound.capacity)
+    }
+
+    /**
+     * Puts a large message in a segment of its own, header first (from then on a collector can tell
+     * whose it is); it is on `sentSegments` from its creation, so that closing the channel lets go of it
+     * if the peer never picks it up.
+     */
+    const makeSegment = (message: Uint8Array): SentSegment | IpcError.IpcError => {
+      const made = Segments.createOutgoingNow("m", Header.HEADER_SIZE + message.byteLength, address)
+      if (made instanceof IpcError.IpcError) return made
+      const header = Header.view(made.mapping.buffer)
+      Header.initialise(header, {
+        kind: Header.Kind.message,
+        ttlMillis: 0,
+        payloadLength: message.byteLength,
+        createdAt: Date.now()
+      })
+      new Uint8Array(made.mapping.buffer, Header.HEADER_SIZE, message.byteLength).set(message)
+      Header.publish(header)
+      made.mapping.release()
+      const entry: SentSegment = { segment: made, written: false, bytes: message.byteLength }
+      sentSegments.push(entry)
+      segmentBytes += entry.bytes
+      return entry
+    }
 
     const afterWrite = (): void => {
       if (outbound.takeReaderWaiting()) ring()
@@ -482,27 +564,55 @@ export const make = (
       afterWrite()
     }
 
-    /** Writes waiting records in order while they fit; arms the writer flag if some still wait. */
+    /**
+     * Writes waiting records in order while they fit, making large messages' segments as
+     * `segmentRoom` allows; arms the writer flag if some still wait (the reader rings once it
+     * frees space in the ring, or has opened a large message).
+     */
     const flushWaiting = (): void => {
+      if (destroyed || broken !== undefined) return
       let wrote = false
       while (waiting.length > 0) {
         const next = waiting[0]!
-        if (!outbound.write(next.kind, next.payload)) break
-        waiting.shift()
-        waitingBytes -= next.payload.byteLength
-        wrote = true
-        if (next.segment !== undefined) next.segment.end = outbound.position
-        const done = next.done
-        next.done = undefined
-        done?.(Effect.void)
-      }
-      if (waiting.length > 0) {
-        outbound.armWriter()
-        if (outbound.fits(waiting[0]!.payload.byteLength)) {
-          outbound.disarmWriter()
-          return flushWaiting()
+        if (next.unmade && next.payload.byteLength <= inlineMax) {
+          // its sender was interrupted and then shrank or detached its buffer: what it holds now fits inline
+          next.unmade = false
+          next.kind = Ring.RecordKind.data
         }
-      } else if (farewellDue !== undefined) {
+        if (next.unmade) {
+          if (!segmentRoom(next.payload.byteLength)) {
+            // the reader has not opened the large messages before it: wait until it counts them taken
+            outbound.armWriter()
+            if (!segmentRoom(next.payload.byteLength)) break
+            outbound.disarmWriter()
+          }
+          const made = makeSegment(next.payload)
+          if (made instanceof IpcError.IpcError) {
+            // its sender waits on the engine with the others: the channel fails (not inside this call,
+            // which may be a send's), and they with it
+            broken = made
+            queueMicrotask(() => sink.lost(made))
+            break
+          }
+          const name = textEncoder.encode(made.segment.token)
+          waitingBytes += name.byteLength - next.counted
+          next.counted = name.byteLength
+          next.payload = name
+          next.segment = made
+          next.unmade = false
+        }
+        if (!outbound.write(next.kind, next.payload)) {
+          outbound.armWriter()
+          if (!outbound.fits(next.payload.byteLength)) break
+          outbound.disarmWriter()
+          continue
+        }
+        waiting.shift()
+        waitingBytes -= next.counted
+        wrote = true
+        if (next.segment !== undefined) next.segment.written = true
+      }
+      if (waiting.length === 0 && farewellDue !== undefined) {
         // the goodbye, after everything that waited: the worker takes it from here
         outbound.close()
         afterWrite()
@@ -542,85 +652,52 @@ export const make = (
       return false
     }
 
-    const wait = (record: Waiting): void => {
-      waiting.push(record)
-      waitingBytes += record.payload.byteLength
+    const wait = (record: Omit<Waiting, "counted">): void => {
+      const counted = record.payload.byteLength
+      waiting.push({ ...record, counted })
+      waitingBytes += counted
       flushWaiting()
     }
 
     /**
-     * Puts a large message in a segment of its own; the ring carries its
-     * name. From its creation the segment is on `sentSegments`, so that
-     * closing the channel removes it if the peer never picks it up. The send
-     * waits until the name is in the ring.
+     * A large message goes into a segment of its own and the ring carries its name. The segment is
+     * made now if nothing waits before it and `segmentRoom` allows (a failure is this send's);
+     * otherwise the message waits in order, and the send with it on the engine (as for a full ring,
+     * within `writeTimeout`), until the reader has opened enough of the large messages before it.
+     * A send interrupted meanwhile leaves the message queued: its segment is made in its turn, from
+     * the caller's buffer (copied when it began to wait only if under `COPY_BELOW`).
      */
-    const sendLarge = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-      Effect.flatMap(
-        Effect.uninterruptible(
-          Effect.map(
-            Segments.createOutgoing("m", Header.HEADER_SIZE + message.byteLength, address),
-            (mapped): SentSegment => {
-              // the header first: from here on a collector can tell whose segment this is
-              const header = Header.view(mapped.mapping.buffer)
-              Header.initialise(header, {
-                kind: Header.Kind.message,
-                ttlMillis: 0,
-                payloadLength: message.byteLength,
-                createdAt: Date.now()
-              })
-              new Uint8Array(mapped.mapping.buffer, Header.HEADER_SIZE, message.byteLength).set(message)
-              Header.publish(header)
-              mapped.mapping.release()
-              const entry: SentSegment = { segment: mapped, end: undefined }
-              if (destroyed) {
-                mapped.handedOver()
-                return entry
-              }
-              // segments the peer has read (it removes their names) are forgotten
-              const readerAt = outbound.readerPosition()
-              while (sentSegments.length > 0) {
-                const first = sentSegments[0]!
-                if (first.end === undefined || behind(readerAt, first.end)) break
-                sentSegments.shift()!.segment.handedOver()
-              }
-              sentSegments.push(entry)
-              return entry
-            }
-          )
-        ),
-        (entry) => {
-          if (destroyed || sink.isEnding()) return sink.aborted
-          const name = textEncoder.encode(entry.segment.token)
-          if (writeNow(Ring.RecordKind.segment, name)) {
-            entry.end = outbound.position
-            return Effect.void
-          }
-          return Effect.callback<void, IpcError.IpcError>((resume) => {
-            // an interrupted send leaves its record to be written (the segment goes when the channel does)
-            wait({ kind: Ring.RecordKind.segment, payload: name, segment: entry, done: resume })
-          })
+    const writeLarge = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> | undefined => {
+      if (waiting.length === 0 && segmentRoom(message.byteLength)) {
+        const made = makeSegment(message)
+        if (made instanceof IpcError.IpcError) return Effect.fail(made)
+        const name = textEncoder.encode(made.segment.token)
+        if (writeNow(Ring.RecordKind.segment, name)) {
+          made.written = true
+          return
         }
-      )
-
-    /** Fails large messages' senders still waiting for room (their records stay, before the goodbye). */
-    const abortWaiting = (): void => {
-      for (const record of waiting) {
-        const done = record.done
-        record.done = undefined
-        done?.(sink.aborted)
+        wait({ kind: Ring.RecordKind.segment, payload: name, segment: made, unmade: false })
+        return
       }
+      wait({
+        kind: Ring.RecordKind.segment,
+        payload: message.byteLength < COPY_BELOW ? new Uint8Array(message) : message,
+        segment: undefined,
+        unmade: true
+      })
     }
 
     // ---- goodbye ----------------------------------------------------------------------------
     /** Lets go of the large messages in flight, waiting up to `linger` for the peer to pick them up. */
     const removeSentSegments = Effect.gen(function*() {
       const deadline = Date.now() + linger
-      while (sentSegments.length > 0 && !peerGone && !destroyed && Date.now() < deadline) {
-        const last = sentSegments[sentSegments.length - 1]!
-        if (last.end === undefined || !behind(outbound.readerPosition(), last.end)) break
+      while (!peerGone && !destroyed && Date.now() < deadline) {
+        forgetTaken()
+        if (sentSegments.length === 0 || !sentSegments[0]!.written) break
         yield* Effect.sleep("5 millis")
       }
       for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
+      segmentBytes = 0
     })
 
     /** Our ring is closed (and the doorbell rung): let go of the segments and the socket, then the link is down. */
@@ -640,7 +717,6 @@ export const make = (
      */
     const dropWaiting = (): void => {
       if (waiting.length === 0 || !inbound.isClosed()) return
-      abortWaiting()
       waiting.length = 0
       waitingBytes = 0
       outbound.disarmWriter()
@@ -671,13 +747,13 @@ export const make = (
         return {
           write: (message) => {
             if (peerGone) return Effect.fail(peerClosedError)
-            if (message.byteLength > inlineMax) return sendLarge(message)
+            if (message.byteLength > inlineMax) return writeLarge(message)
             if (writeNow(Ring.RecordKind.data, message, deferPublish)) return
             wait({
               kind: Ring.RecordKind.data,
               payload: message.byteLength < COPY_BELOW ? new Uint8Array(message) : message,
               segment: undefined,
-              done: undefined
+              unmade: false
             })
           },
           pending: () => waitingBytes,
@@ -686,7 +762,6 @@ export const make = (
           goodbye: (sent) => {
             // the close flag must not show before the last records do (the engine's flush may still be due)
             publish()
-            abortWaiting()
             dropWaiting()
             farewellDue = sent
             // after everything waiting: the ring closes once they are written
@@ -698,8 +773,8 @@ export const make = (
           },
           destroy: () => {
             destroyed = true
-            abortWaiting()
             for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
+            segmentBytes = 0
             link.outbound.release()
             // views of the peer's ring still held (handed out, or in the inbox) stay valid until they
             // are released, or `close` (or the scope's end) detaches them

@@ -7,9 +7,9 @@
  * ```text
  * offset  size    field
  * 0       4       magic 0x43504945 (the bytes "EIPC")
- * 4       2       layout version (1)
+ * 4       2       layout version (2)
  * 6       2       kind: 1 resource link, 2 channel ring, 3 large channel message
- * 8       4       lock: pid of the process inside a critical section, 0 when free
+ * 8       4       reserved, 0 (layout 1 kept a bare pid here as its lock)
  * 12      4       refcount: sum of the holder slots' counts
  * 16      12      creator: pid, start tag, pid-namespace tag
  * 28      4       state: 0 initialising, 1 ready, 2 deleted
@@ -19,12 +19,19 @@
  * 56      4       payload offset (4096)
  * 60      4       holder slot count (64)
  * 64      16 x 64 holder slots: pid, start tag, pid-namespace tag, count
+ * 1088    8       lock (u64): 0 when free, else the process inside a critical section:
+ *                 pid (bits 0-21), start tag cut to 10 bits (22-31), pid-namespace tag (32-63)
  * 2048    2048    kind-specific (a ring's positions and flags)
  * ```
  *
- * Every change to the lock, refcount, state and slots happens under the lock
- * (a compare-and-swap of the pid word); a lock whose holder died is taken
- * over and the refcount recomputed from the slots, which are the truth. The
+ * Every change to the refcount, state and slots happens under the lock (a
+ * 64-bit compare-and-swap of the lock word); a lock whose holder is dead is
+ * taken over and the refcount recomputed from the slots, which are the truth.
+ * A holder is judged only in our pid namespace, where its pid means
+ * something (pid and start, so a recycled pid is not mistaken for it; see
+ * `Processes.lockHolderLiveness`). A holder of another pid namespace is
+ * alive, always: its lock is never taken, and if it died inside its critical
+ * section the name must be removed by hand (the `Timeout` says how). The
  * critical sections are synchronous and a few hundred nanoseconds long.
  *
  * @internal
@@ -35,8 +42,8 @@ import * as Processes from "./processes.ts"
 
 /** "EIPC" read as a little-endian u32. */
 export const MAGIC = 0x43504945
-/** The layout described above. */
-export const VERSION = 1
+/** The layout described above (1: a 32-bit lock holding a bare pid, at offset 8). */
+export const VERSION = 2
 /** Bytes before the payload. */
 export const HEADER_SIZE = 4096
 /** Holder slots in every header. */
@@ -55,7 +62,6 @@ export const State = { initialising: 0, ready: 1, deleted: 2 } as const
 // int32 word indexes
 const W_MAGIC = 0
 const W_KIND = 1
-const W_LOCK = 2
 const W_REFCOUNT = 3
 const W_CREATOR = 4
 const W_STATE = 7
@@ -67,18 +73,51 @@ const B_CREATED = 32
 const B_TTL = 40
 const B_PAYLOAD = 48
 const B_PAYLOAD_OFFSET = 56
+/** Byte offset of the 64-bit lock word. */
+export const B_LOCK = 1088
 
-/** Int32 and DataView access to a header. */
+/** Int32, lock and DataView access to a header. */
 export interface HeaderView {
   readonly words: Int32Array
+  /** The lock word (one u64). */
+  readonly lock: BigUint64Array
   readonly data: DataView
 }
 
 /** Views the first `HEADER_SIZE` bytes of `buffer` as a header. */
 export const view = (buffer: ArrayBuffer): HeaderView => ({
   words: new Int32Array(buffer, 0, HEADER_SIZE / 4),
+  lock: new BigUint64Array(buffer, B_LOCK, 1),
   data: new DataView(buffer, 0, HEADER_SIZE)
 })
+
+/** The pid bits of a lock word: Linux's pids are below 2^22 (`PID_MAX_LIMIT`), macOS's below 100000. */
+const PID_MASK = 0x3f_ffff
+
+/**
+ * The lock word of process `p`: pid, start tag cut to 10 bits and pid-namespace
+ * tag. A pid that does not fit below `PID_MASK` (only Linux's very last one
+ * could) is written as `PID_MASK` with no start: a holder that cannot be
+ * judged, so its lock is never taken over.
+ */
+export const lockWord = (p: Processes.ProcessId): bigint => {
+  const low = p.pid > 0 && p.pid < PID_MASK ? (Processes.shortStart(p.start) << 22 | p.pid) >>> 0 : PID_MASK
+  return BigInt(p.ns >>> 0) << 32n | BigInt(low)
+}
+
+/** The process a (non-zero) lock word names; its `start` is the 10-bit cut (`Processes.shortStart`). */
+export const holderOf = (word: bigint): Processes.ProcessId => ({
+  pid: Number(word & BigInt(PID_MASK)),
+  start: Number(word >> 22n & 0x3ffn),
+  ns: Number(word >> 32n)
+})
+
+let mine: { readonly pid: number; readonly word: bigint } | undefined
+/** This process's lock word. */
+const myLockWord = (): bigint => {
+  if (mine === undefined || mine.pid !== process.pid) mine = { pid: process.pid, word: lockWord(Processes.current()) }
+  return mine.word
+}
 
 /** Fields given when a segment is created. */
 export interface Init {
@@ -95,7 +134,7 @@ export interface Init {
  */
 export const initialise = (h: HeaderView, init: Init): void => {
   const me = Processes.current()
-  Atomics.store(h.words, W_LOCK, me.pid)
+  Atomics.store(h.lock, 0, myLockWord())
   h.data.setFloat64(B_CREATED, init.createdAt, true)
   h.data.setFloat64(B_TTL, init.ttlMillis, true)
   h.data.setFloat64(B_PAYLOAD, init.payloadLength, true)
@@ -111,7 +150,7 @@ export const initialise = (h: HeaderView, init: Init): void => {
 /** Marks a freshly initialised header ready and releases the creator's lock. */
 export const publish = (h: HeaderView): void => {
   Atomics.store(h.words, W_STATE, State.ready)
-  Atomics.store(h.words, W_LOCK, 0)
+  Atomics.store(h.lock, 0, 0n)
 }
 
 /** A snapshot of a header's fields. */
@@ -214,35 +253,51 @@ const repair = (h: HeaderView): void => {
   Atomics.store(h.words, W_REFCOUNT, total)
 }
 
-/** Tries once to take the lock; `true` when taken (after a repair if its holder had died). */
+/**
+ * Tries to take the lock: a few compare-and-swaps, then, if a holder still has
+ * it, takes it over when that holder is dead, repairing the count.
+ */
 const tryLock = (h: HeaderView): boolean => {
-  const me = process.pid
-  const owner = Atomics.compareExchange(h.words, W_LOCK, 0, me)
-  if (owner === 0) return true
-  // our own pid here means a previous process with our pid died in a critical section
-  const dead = owner === me ||
-    Processes.liveness({ pid: owner, start: 0, ns: Processes.current().ns }) === "dead"
-  if (dead && Atomics.compareExchange(h.words, W_LOCK, owner, me) === owner) {
-    repair(h)
-    return true
-  }
-  return false
+  const me = myLockWord()
+  for (let i = 0; i < 64; i++) if (Atomics.compareExchange(h.lock, 0, 0n, me) === 0n) return true
+  const owner = Atomics.load(h.lock, 0)
+  if (owner === 0n) return Atomics.compareExchange(h.lock, 0, 0n, me) === 0n
+  if (unjudgeable(owner) || Processes.lockHolderLiveness(holderOf(owner)) !== "dead") return false
+  if (Atomics.compareExchange(h.lock, 0, owner, me) !== owner) return false
+  repair(h)
+  return true
 }
 
+/** A holder whose pid did not fit its lock word (see `lockWord`). */
+const unjudgeable = (word: bigint): boolean => (word & 0xffff_ffffn) === BigInt(PID_MASK)
+
 const unlock = (h: HeaderView): void => {
-  Atomics.store(h.words, W_LOCK, 0)
+  Atomics.store(h.lock, 0, 0n)
+}
+
+/** Who holds the lock, for an error: its pid, what can be said of it from here, and the remedy. */
+const describeHolder = (h: HeaderView, name: string): string => {
+  const word = Atomics.load(h.lock, 0)
+  if (word === 0n) return "(free now)"
+  const holder = holderOf(word)
+  const remedy = `remove the name (Segment.unlink("${name}"), or rm /dev/shm/${name}): processes that hold the ` +
+    `link keep their memory, and the name is free for a new link`
+  if (unjudgeable(word)) return `by a process that cannot be judged (pid ${holder.pid}); if the lock stays, ${remedy}`
+  if (holder.ns !== Processes.current().ns) {
+    return `by pid ${holder.pid} of another pid namespace, which counts as alive from here; if that process ` +
+      `is gone, ${remedy}`
+  }
+  return `by pid ${holder.pid}, which counts as alive: a process has that pid (the holder, stopped or stuck in ` +
+    `it; or a process that reused its pid and whose start time matches the lock word's 10-bit tag by chance, or ` +
+    `that runs in another time namespace); if the lock stays, ${remedy}`
 }
 
 /**
  * Runs the synchronous `f` under the header lock. Spins briefly, then retries
  * every millisecond (without blocking the event loop) for up to 2 s before
- * failing with `Timeout`.
+ * failing with `Timeout`, which names the holder and the remedy.
  */
 export const withLock = <A>(h: HeaderView, name: string, f: () => A): Effect.Effect<A, IpcError.IpcError> => {
-  const attempt = (): boolean => {
-    for (let i = 0; i < 64; i++) if (tryLock(h)) return true
-    return false
-  }
   const run = (): A => {
     try {
       return f()
@@ -250,17 +305,20 @@ export const withLock = <A>(h: HeaderView, name: string, f: () => A): Effect.Eff
       unlock(h)
     }
   }
-  return Effect.suspend(() => {
-    if (attempt()) return Effect.sync(run)
-    return Effect.gen(function*() {
-      const deadline = Date.now() + 2000
-      while (Date.now() < deadline) {
-        yield* Effect.sleep("1 millis")
-        if (attempt()) return run()
-      }
-      return yield* IpcError.make("Timeout", `segment ${name}: its header lock was held for over 2 s`)
-    })
+  // taking the lock and running `f` are one synchronous step: no other fiber of this process runs between
+  const once = Effect.sync((): { readonly value: A } | undefined => tryLock(h) ? { value: run() } : undefined)
+  const retry = Effect.gen(function*() {
+    const deadline = Date.now() + 2000
+    while (Date.now() < deadline) {
+      yield* Effect.sleep("1 millis")
+      if (tryLock(h)) return run()
+    }
+    return yield* IpcError.make(
+      "Timeout",
+      `segment ${name}: its header lock was held for over 2 s ${describeHolder(h, name)}`
+    )
   })
+  return Effect.flatMap(once, (done) => done === undefined ? retry : Effect.succeed(done.value))
 }
 
 // ---- holders (call under the lock) ----------------------------------------------

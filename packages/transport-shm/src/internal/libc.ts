@@ -125,6 +125,16 @@ const withBindings = <A>(
     return b instanceof IpcError.IpcError ? Effect.fail(b) : f(b)
   })
 
+/** What a synchronous `...Now` function returns: its value, or why there is none. */
+export type Now<A> = A | IpcError.IpcError
+
+/** The Effect of a synchronous `...Now` call: run when the Effect runs, its error a typed failure. */
+export const fromNow = <A>(f: () => Now<A>): Effect.Effect<A, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const result = f()
+    return result instanceof IpcError.IpcError ? Effect.fail(result) : Effect.succeed(result)
+  })
+
 /**
  * Gives the CPU to another runnable thread, if any (`sched_yield`): a spinning
  * reader lets its peer run on a busy machine instead of burning its time slice.
@@ -149,16 +159,20 @@ export const shmOpen = (
   how: OpenMode,
   mode: number,
   address?: string
-): Effect.Effect<number, IpcError.IpcError> =>
-  withBindings((b) => {
-    const flags = how === "create" ? b.flags.O_RDWR | b.flags.O_CREAT | b.flags.O_EXCL : b.flags.O_RDWR
-    const fd = b.shmOpen(`/${name}`, flags, mode)
-    if (fd >= 0) return Effect.succeed(fd)
-    const errno = b.errno()
-    // glibc answers EINVAL for a name it will not take (a slash inside, or far too long)
-    const fallback = Native.errnoName(errno) === "EINVAL" ? "InvalidAddress" : "Open"
-    return Effect.fail(systemError(errno, fallback, `cannot ${how} the segment ${name}`, address))
-  })
+): Effect.Effect<number, IpcError.IpcError> => fromNow(() => shmOpenNow(name, how, mode, address))
+
+/** `shmOpen`, now. */
+export const shmOpenNow = (name: string, how: OpenMode, mode: number, address?: string): Now<number> => {
+  const b = load()
+  if (b instanceof IpcError.IpcError) return b
+  const flags = how === "create" ? b.flags.O_RDWR | b.flags.O_CREAT | b.flags.O_EXCL : b.flags.O_RDWR
+  const fd = b.shmOpen(`/${name}`, flags, mode)
+  if (fd >= 0) return fd
+  const errno = b.errno()
+  // glibc answers EINVAL for a name it will not take (a slash inside, or far too long)
+  const fallback = Native.errnoName(errno) === "EINVAL" ? "InvalidAddress" : "Open"
+  return systemError(errno, fallback, `cannot ${how} the segment ${name}`, address)
+}
 
 /** Removes the name `/name` (the memory lives on while it is mapped). */
 export const shmUnlink = (name: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
@@ -198,22 +212,27 @@ export const sealedSegments: boolean = process.platform === "linux"
  * Returns its descriptor, which the caller closes with `closeFd`.
  */
 export const memfdSealed = (label: string, size: number, address?: string): Effect.Effect<number, IpcError.IpcError> =>
-  withBindings((b) => {
-    if (b.memfdCreate === undefined || b.fcntl === undefined) {
-      return Effect.fail(IpcError.make("UnsupportedPlatform", "memfd_create is Linux only", address))
-    }
-    const fd = b.memfdCreate(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)
-    if (fd < 0) return Effect.fail(systemError(b.errno(), "NoSpace", "cannot create a memory file", address))
-    const fcntl = b.fcntl
-    return fdTruncate(fd, size, address).pipe(
-      Effect.flatMap(() =>
-        fcntl(fd, F_ADD_SEALS, SEALS.shrink | SEALS.grow | SEALS.seal) === 0
-          ? Effect.succeed(fd)
-          : Effect.fail(systemError(b.errno(), "Unknown", "cannot seal a memory file", address))
-      ),
-      Effect.tapError(() => Effect.sync(() => closeFd(fd)))
-    )
-  })
+  fromNow(() => memfdSealedNow(label, size, address))
+
+/** `memfdSealed`, now. */
+export const memfdSealedNow = (label: string, size: number, address?: string): Now<number> => {
+  const b = load()
+  if (b instanceof IpcError.IpcError) return b
+  if (b.memfdCreate === undefined || b.fcntl === undefined) {
+    return IpcError.make("UnsupportedPlatform", "memfd_create is Linux only", address)
+  }
+  const fd = b.memfdCreate(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)
+  if (fd < 0) return systemError(b.errno(), "NoSpace", "cannot create a memory file", address)
+  const sized = fdTruncateNow(fd, size, address)
+  const failed = sized instanceof IpcError.IpcError
+    ? sized
+    : b.fcntl(fd, F_ADD_SEALS, SEALS.shrink | SEALS.grow | SEALS.seal) === 0
+    ? undefined
+    : systemError(b.errno(), "Unknown", "cannot seal a memory file", address)
+  if (failed === undefined) return fd
+  closeFd(fd)
+  return failed
+}
 
 /** The seals of an open descriptor (0 for a file that cannot be sealed). */
 export const seals = (fd: number): number => {
@@ -234,13 +253,17 @@ export interface FdStat {
 
 /** The size, owner and identity of an open descriptor. */
 export const fdStat = (fd: number, address?: string): Effect.Effect<FdStat, IpcError.IpcError> =>
-  Effect.try({
-    try: () => {
-      const stat = Fs.fstatSync(fd)
-      return { size: stat.size, uid: stat.uid, mode: stat.mode & 0o777, ino: stat.ino }
-    },
-    catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot stat the segment", address)
-  })
+  fromNow(() => fdStatNow(fd, address))
+
+/** `fdStat`, now. */
+export const fdStatNow = (fd: number, address?: string): Now<FdStat> => {
+  try {
+    const stat = Fs.fstatSync(fd)
+    return { size: stat.size, uid: stat.uid, mode: stat.mode & 0o777, ino: stat.ino }
+  } catch (cause) {
+    return IpcError.fromSystemError(cause, "Open", "cannot stat the segment", address)
+  }
+}
 
 /** The identity (`ino`) of the segment that `/name` names now, if any (for callers inside a critical section). */
 export const identityNow = (name: string): number | undefined => {
@@ -266,10 +289,16 @@ export const identityNow = (name: string): number | undefined => {
 
 /** Sets the size of a segment (`ftruncate`); running out of memory is `NoSpace`. */
 export const fdTruncate = (fd: number, size: number, address?: string): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.try({
-    try: () => Fs.ftruncateSync(fd, size),
-    catch: (cause) => IpcError.fromSystemError(cause, "NoSpace", `cannot size the segment to ${size} bytes`, address)
-  })
+  fromNow(() => fdTruncateNow(fd, size, address))
+
+/** `fdTruncate`, now. */
+export const fdTruncateNow = (fd: number, size: number, address?: string): Now<void> => {
+  try {
+    Fs.ftruncateSync(fd, size)
+  } catch (cause) {
+    return IpcError.fromSystemError(cause, "NoSpace", `cannot size the segment to ${size} bytes`, address)
+  }
+}
 
 /** Closes a descriptor (the mapping made from it stays). */
 export const closeFd = (fd: number): void => {
@@ -347,52 +376,60 @@ export const mapShared = (
   fd: number,
   size: number,
   options: { readonly address?: string | undefined } = {}
-): Effect.Effect<Mapping, IpcError.IpcError> =>
-  withBindings((b) => {
-    const addr = b.mmap(null, size, PROT_READ | PROT_WRITE, b.flags.MAP_SHARED, fd, 0)
-    if (addr === MAP_FAILED) {
-      return Effect.fail(systemError(b.errno(), "NoSpace", `cannot map ${size} bytes`, options.address))
-    }
-    const keeper: Range = { addr, length: size }
-    const buffer = keep(b.koffi.view(addr, size), keeper)
-    unmapper.register(keeper, { addr, length: size })
-    let released = false
-    const subViews = new Set<ArrayBuffer>()
-    const mapping: Mapping = {
-      size,
-      buffer,
-      isReleased: () => released,
-      subView: (offset, length) => {
-        if (released) {
-          return { buffer: new ArrayBuffer(0), release: () => {} }
-        }
-        const sub = keep(b.koffi.view(addr + BigInt(offset), length), keeper)
-        subViews.add(sub)
-        return {
-          buffer: sub,
-          release: () => {
-            subViews.delete(sub)
-            detach(sub)
-          }
-        }
-      },
-      release: () => {
-        if (released) return
-        released = true
-        detach(buffer)
-        for (const sub of subViews) detach(sub)
-        subViews.clear()
-        // swap the shared pages for private zero pages at the same address; if that fails the
-        // shared pages stay mapped (still valid memory) until the finalizer unmaps the range
-        b.mmap(
-          addr,
-          size,
-          PROT_READ | PROT_WRITE,
-          b.flags.MAP_PRIVATE | b.flags.MAP_ANONYMOUS | b.flags.MAP_FIXED,
-          -1,
-          0
-        )
+): Effect.Effect<Mapping, IpcError.IpcError> => fromNow(() => mapSharedNow(fd, size, options))
+
+/** `mapShared`, now. */
+export const mapSharedNow = (
+  fd: number,
+  size: number,
+  options: { readonly address?: string | undefined } = {}
+): Now<Mapping> => {
+  const b = load()
+  if (b instanceof IpcError.IpcError) return b
+  const addr = b.mmap(null, size, PROT_READ | PROT_WRITE, b.flags.MAP_SHARED, fd, 0)
+  if (addr === MAP_FAILED) {
+    return systemError(b.errno(), "NoSpace", `cannot map ${size} bytes`, options.address)
+  }
+  const keeper: Range = { addr, length: size }
+  const buffer = keep(b.koffi.view(addr, size), keeper)
+  unmapper.register(keeper, { addr, length: size })
+  let released = false
+  const subViews = new Set<ArrayBuffer>()
+  const mapping: Mapping = {
+    size,
+    buffer,
+    isReleased: () => released,
+    subView: (offset, length) => {
+      if (released) {
+        return { buffer: new ArrayBuffer(0), release: () => {} }
       }
+      const sub = keep(b.koffi.view(addr + BigInt(offset), length), keeper)
+      subViews.add(sub)
+      return {
+        buffer: sub,
+        release: () => {
+          subViews.delete(sub)
+          detach(sub)
+        }
+      }
+    },
+    release: () => {
+      if (released) return
+      released = true
+      detach(buffer)
+      for (const sub of subViews) detach(sub)
+      subViews.clear()
+      // swap the shared pages for private zero pages at the same address; if that fails the
+      // shared pages stay mapped (still valid memory) until the finalizer unmaps the range
+      b.mmap(
+        addr,
+        size,
+        PROT_READ | PROT_WRITE,
+        b.flags.MAP_PRIVATE | b.flags.MAP_ANONYMOUS | b.flags.MAP_FIXED,
+        -1,
+        0
+      )
     }
-    return Effect.succeed(mapping)
-  })
+  }
+  return mapping
+}

@@ -15,6 +15,8 @@
  * 2240  reader waiting (1 while the reader sleeps until rung)
  * 2304  writer waiting (1 while the writer sleeps until there is space)
  * 2368  closed   (1 once the producer has sent everything it will send)
+ * 2432  segments taken (u32, wrapping): large messages' segments the reader
+ *       has opened (their records name them), written by the reader
  * 4096  data     (capacity bytes)
  * ```
  *
@@ -47,6 +49,7 @@ const W_HEAD = (Header.KIND_AREA + 128) / 4
 const W_READER_WAITING = (Header.KIND_AREA + 192) / 4
 const W_WRITER_WAITING = (Header.KIND_AREA + 256) / 4
 const W_CLOSED = (Header.KIND_AREA + 320) / 4
+const W_SEGMENTS_TAKEN = (Header.KIND_AREA + 384) / 4
 
 /** Smallest and largest ring capacity. */
 export const MIN_CAPACITY = 4096
@@ -199,10 +202,12 @@ export class Producer extends RingSide {
     return this.tail
   }
 
-  /** The reader's head as of now. */
-  readerPosition(): number {
-    this.head = Atomics.load(this.words, W_HEAD) >>> 0
-    return this.head
+  /**
+   * How many segment records' segments the reader has opened (wrapping u32):
+   * unlike its head, this moves past records still pinned before them.
+   */
+  segmentsTaken(): number {
+    return Atomics.load(this.words, W_SEGMENTS_TAKEN) >>> 0
   }
 }
 
@@ -283,6 +288,14 @@ export class Consumer extends RingSide {
     if (((position - this.released) >>> 0) > this.capacity) return
     this.released = position
     Atomics.store(this.words, W_HEAD, position | 0)
+  }
+
+  /**
+   * Counts one more segment record whose segment the reader has opened (the
+   * writer may let go of it then); the caller then checks `takeWriterWaiting`.
+   */
+  tookSegment(): void {
+    Atomics.add(this.words, W_SEGMENTS_TAKEN, 1)
   }
 
   /** After releasing: true when the writer was waiting for space (the caller rings its doorbell). */

@@ -60,30 +60,35 @@ export const createMapped = (
   name: string,
   size: number,
   options: { readonly mode?: number | undefined; readonly address?: string | undefined }
-): Effect.Effect<Mapped, IpcError.IpcError> =>
-  Effect.flatMap(
-    Libc.shmOpen(name, "create", options.mode ?? 0o600, options.address).pipe(
-      Effect.mapError((error) => {
-        if (error.reason._tag !== "AlreadyExists" || process.platform !== "linux") return error
-        const owner = ownerOf(name)
-        return owner === undefined || owner === myUid()
-          ? error
-          : new IpcError.IpcError({ ...error, detail: `${error.detail} (it belongs to uid ${owner})` })
-      })
-    ),
-    (fd) =>
-      Libc.fdTruncate(fd, size, options.address).pipe(
-        Effect.andThen(Libc.fdStat(fd, options.address)),
-        Effect.flatMap((stat) =>
-          Effect.map(
-            Libc.mapShared(fd, size, { address: options.address }),
-            (mapping): Mapped => ({ name, mapping, uid: stat.uid, size, ino: stat.ino })
-          )
-        ),
-        Effect.ensuring(Effect.sync(() => Libc.closeFd(fd))),
-        Effect.tapError(() => Effect.ignore(Libc.shmUnlink(name)))
-      )
-  )
+): Effect.Effect<Mapped, IpcError.IpcError> => Libc.fromNow(() => createMappedNow(name, size, options))
+
+/** `createMapped`, now. */
+export const createMappedNow = (
+  name: string,
+  size: number,
+  options: { readonly mode?: number | undefined; readonly address?: string | undefined }
+): Libc.Now<Mapped> => {
+  const fd = Libc.shmOpenNow(name, "create", options.mode ?? 0o600, options.address)
+  if (fd instanceof IpcError.IpcError) {
+    if (fd.reason._tag !== "AlreadyExists" || process.platform !== "linux") return fd
+    const owner = ownerOf(name)
+    return owner === undefined || owner === myUid()
+      ? fd
+      : new IpcError.IpcError({ ...fd, detail: `${fd.detail} (it belongs to uid ${owner})` })
+  }
+  const mapped = ((): Libc.Now<Mapped> => {
+    const sized = Libc.fdTruncateNow(fd, size, options.address)
+    if (sized instanceof IpcError.IpcError) return sized
+    const stat = Libc.fdStatNow(fd, options.address)
+    if (stat instanceof IpcError.IpcError) return stat
+    const mapping = Libc.mapSharedNow(fd, size, { address: options.address })
+    if (mapping instanceof IpcError.IpcError) return mapping
+    return { name, mapping, uid: stat.uid, size, ino: stat.ino }
+  })()
+  Libc.closeFd(fd)
+  if (mapped instanceof IpcError.IpcError) Libc.shmUnlinkNow(name)
+  return mapped
+}
 
 /** The owner of `/dev/shm/name` (Linux), if it exists. */
 const ownerOf = (name: string): number | undefined => {
@@ -220,40 +225,46 @@ export const createOutgoing = (
   tag: "r" | "m",
   size: number,
   address?: string
-): Effect.Effect<Outgoing, IpcError.IpcError> => {
+): Effect.Effect<Outgoing, IpcError.IpcError> => Libc.fromNow(() => createOutgoingNow(tag, size, address))
+
+/** `createOutgoing`, now (for a sender that makes a segment inside a synchronous step). */
+export const createOutgoingNow = (tag: "r" | "m", size: number, address?: string): Libc.Now<Outgoing> => {
   if (!Libc.sealedSegments) {
-    return Effect.map(createMapped(freshName(tag), size, { address }), (mapped): Outgoing => {
-      let done = false
-      return {
-        token: mapped.name,
-        mapping: mapped.mapping,
-        handedOver: () => {
-          if (done) return
-          done = true
-          Libc.shmUnlinkNow(mapped.name)
-        }
+    const mapped = createMappedNow(freshName(tag), size, { address })
+    if (mapped instanceof IpcError.IpcError) return mapped
+    let done = false
+    return {
+      token: mapped.name,
+      mapping: mapped.mapping,
+      handedOver: () => {
+        if (done) return
+        done = true
+        Libc.shmUnlinkNow(mapped.name)
       }
-    })
+    }
   }
-  return Effect.flatMap(Libc.memfdSealed(`eipc-${tag}`, size, address), (fd) =>
-    Libc.fdStat(fd, address).pipe(
-      Effect.flatMap((stat) =>
-        Libc.mapShared(fd, size, { address }).pipe(Effect.map((mapping) => ({ stat, mapping })))
-      ),
-      Effect.map(({ mapping, stat }): Outgoing => {
-        let done = false
-        return {
-          token: `fd:${fd}:${stat.ino}`,
-          mapping,
-          handedOver: () => {
-            if (done) return
-            done = true
-            Libc.closeFd(fd)
-          }
-        }
-      }),
-      Effect.tapError(() => Effect.sync(() => Libc.closeFd(fd)))
-    ))
+  const fd = Libc.memfdSealedNow(`eipc-${tag}`, size, address)
+  if (fd instanceof IpcError.IpcError) return fd
+  const stat = Libc.fdStatNow(fd, address)
+  if (stat instanceof IpcError.IpcError) {
+    Libc.closeFd(fd)
+    return stat
+  }
+  const mapping = Libc.mapSharedNow(fd, size, { address })
+  if (mapping instanceof IpcError.IpcError) {
+    Libc.closeFd(fd)
+    return mapping
+  }
+  let done = false
+  return {
+    token: `fd:${fd}:${stat.ino}`,
+    mapping,
+    handedOver: () => {
+      if (done) return
+      done = true
+      Libc.closeFd(fd)
+    }
+  }
 }
 
 /** After opening the peer's segment `token`: removes its name where segments have names (not on Linux). */
