@@ -31,7 +31,7 @@ import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
+import * as ChannelDir from "./internal/channelDir.ts"
 import * as Endpoint from "./internal/endpoint.ts"
 import * as Layout from "./internal/layout.ts"
 import * as Lock from "./internal/lock.ts"
@@ -47,20 +47,24 @@ export interface FileChannelOptions extends Endpoint.EndpointOptions {}
 /** The stream a role writes (`backend_to_frontend` / `frontend_to_backend`). */
 export const streamOf = Endpoint.outgoing
 
-/** Creates the channel directory `dir` if needed (both streams, both readers registered); idempotent. */
+/**
+ * Creates the channel directory `dir` if needed (both streams, both readers
+ * registered); idempotent. An existing directory is used only if it is
+ * marked as a channel or is empty: a listener's directory, or one holding
+ * anything else (your project folder), is `AddressInUse` naming what is
+ * there, and nothing in it is touched.
+ */
 export const create = (dir: string, options: FileChannelOptions = {}): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
+    const invalid = Sys.invalidModes(options, dir)
+    if (invalid !== undefined) return Effect.fail(invalid)
     const fileMode = options.fileMode ?? Log.defaults.fileMode
     const dirMode = options.dirMode ?? Log.defaults.dirMode
     const made = Layout.ensureDir(dir, dirMode, dir)
     if (Sys.failed(made)) return Effect.fail(made)
-    const marker = Layout.loadMarker(dir)
-    if (Sys.failed(marker)) return Effect.fail(marker)
-    if (marker !== undefined && marker.kind !== "channel") {
-      return Effect.fail(
-        IpcError.make("AddressInUse", `${dir} is a listener directory, not a channel directory`, dir)
-      )
-    }
+    // marked before anything else is made in it: nothing of ours is ever in an unmarked directory
+    const refused = ChannelDir.claim(dir, fileMode)
+    if (refused !== undefined) return Effect.fail(refused)
     const paths = Endpoint.channelPaths(dir)
     const check = (role: Role) =>
       Effect.suspend(() => {
@@ -72,10 +76,6 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
         yield* check(role)
         yield* Log.create(paths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode })
         yield* check(role)
-      }
-      if (marker === undefined) {
-        const error = Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "channel" }, fileMode)
-        if (error !== undefined) return yield* error
       }
     })
   })
@@ -132,38 +132,19 @@ export const openEndpoint = (
   )
 
 /**
- * Deletes the channel directory `dir` and everything in it, unsent or unread
- * messages included. Only a directory marked as a channel that passes the
- * directory checks goes: otherwise `NotFound` (missing, or not a channel),
- * `AddressInUse` (a listener's) or `PermissionDenied`, and nothing is
- * touched. Fails with `AddressInUse` while either end is open.
+ * Deletes the channel directory `dir` with the channel's own entries in it,
+ * unsent or unread messages included. Only a directory marked as a channel
+ * that passes the directory checks and holds nothing but the channel's own
+ * files goes: otherwise `NotFound` (missing, or not a channel),
+ * `AddressInUse` (a listener's, one holding other files, named in the
+ * error, or one with an end open), `InvalidAddress` (`dir` is a symbolic
+ * link: name the channel directory itself) or `PermissionDenied`, and
+ * nothing is touched.
+ *
+ * While it runs it holds both role locks, so no end can open meanwhile, and
+ * it first renames the directory aside (`.<name>.<16 hex digits>.removing`,
+ * beside it): from that instant the channel is gone, and a process opening
+ * `dir` makes a new one. A removal interrupted after the rename is finished
+ * by the next `remove` of `dir`.
  */
-export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.suspend(() => {
-    const unsafe = Layout.checkDir(dir, dir)
-    if (unsafe !== undefined) return Effect.fail(unsafe)
-    const marker = Layout.loadMarker(dir)
-    if (Sys.failed(marker)) return Effect.fail(marker)
-    if (marker?.kind === "listener") {
-      return Effect.fail(IpcError.make("AddressInUse", `${dir} is a listener directory: nothing removed`, dir))
-    }
-    if (marker?.kind !== "channel") {
-      return Effect.fail(
-        IpcError.make(
-          "NotFound",
-          `${dir} is not a channel directory (no ${Layout.MARKER} marker): nothing removed`,
-          dir
-        )
-      )
-    }
-    const paths = Endpoint.channelPaths(dir)
-    for (const role of ["backend", "frontend"] as const) {
-      const state = Lock.probe(paths.lock(role))
-      if (Sys.failed(state)) return Effect.fail(state)
-      if (state === "held") {
-        return Effect.fail(IpcError.make("AddressInUse", `the ${role} end of ${dir} is still open`, dir))
-      }
-    }
-    const removed = Sys.attempt(() => Fs.rmSync(dir, { recursive: true, force: true }), "Write", "cannot remove", dir)
-    return Sys.failed(removed) ? Effect.fail(removed) : Effect.void
-  })
+export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> => ChannelDir.remove(dir)

@@ -23,6 +23,7 @@
 import * as Address from "@effect-ipc/core/Address"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Process from "@effect-ipc/core/Process"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -88,6 +89,24 @@ const readInfo = (path: string): ConnectionInfo | undefined => {
 }
 
 /**
+ * How long a connection being built aside (`connections/.ID....tmp`) may sit
+ * unchanged, when its builder cannot be judged (another host, another pid
+ * namespace, or a name that does not say who built it), before a listener
+ * removes it: measured on the listener's own clock from when it first saw
+ * the entry as it is, never from the entry's mtime (another host's clock).
+ */
+const BUILD_BOUND_MS = 30_000
+
+/**
+ * The hidden name a dialer builds connection `id` under: it names the
+ * builder (`Process.encode`: pid, start time, pid namespace) and its host
+ * (`Sys.hostId`), since a pid means something only on its own host.
+ */
+const buildingName = (id: string): string => `.${id}.${Process.encode(Process.self())}.${Sys.hostId()}.tmp`
+
+const BUILDING = /^\.[0-9a-z]+-[0-9a-f]{16}\.([0-9]+@[0-9]+\.[0-9]+)\.([0-9a-f]{16})\.tmp$/
+
+/**
  * Marks the unmarked directory `dir` as a listener's if it is empty; else
  * `AddressInUse` naming what is there (nothing in it is touched).
  */
@@ -95,10 +114,11 @@ const adopt = (dir: string, raw: string, marker: Layout.Marker, fileMode: number
   const names = Sys.attempt(() => Fs.readdirSync(dir), "Open", `cannot list ${dir}`, raw)
   if (Sys.failed(names)) return names
   if (names.length > 0) {
-    const shown = names.toSorted().slice(0, 5).join(", ") + (names.length > 5 ? `, ... (${names.length} entries)` : "")
     return IpcError.make(
       "AddressInUse",
-      `${dir} is not a listener's directory and not empty (it holds ${shown}): listen on an empty or new directory`,
+      `${dir} is not a listener's directory and not empty (it holds ${
+        Layout.listing(names)
+      }): listen on an empty or new directory`,
       raw
     )
   }
@@ -112,6 +132,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
 
   const listenDir = (raw: string, dir: string) =>
     Effect.gen(function*() {
+      const invalid = Sys.invalidModes(options, raw)
+      if (invalid !== undefined) return yield* invalid
       const paths = Layout.listenerPaths(dir)
       const created = Layout.ensureDir(dir, dirMode, raw)
       if (Sys.failed(created)) return yield* created
@@ -146,7 +168,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         () => {
           try {
             // exclusive in a directory just adopted: one made meanwhile is not ours
-            Fs.mkdirSync(paths.connections, { mode: dirMode })
+            Sys.makeDir(paths.connections, dirMode)
           } catch (cause) {
             if (marker === undefined || IpcError.errnoOf(cause) !== "EEXIST") throw cause
           }
@@ -172,6 +194,52 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const accepted = new Set<IpcChannel.IpcChannel>()
       const seen = new Set<string>()
       let stopped = false
+      /** Builds whose builder cannot be judged: how each looked when first seen so, and when (this clock). */
+      const sightings = new Map<string, { readonly looks: string; readonly since: number }>()
+
+      /** Whether the build `name` has changed within `BUILD_BOUND_MS`, as this listener has watched it. */
+      const changedLately = (name: string, stat: Fs.Stats): boolean => {
+        const looks = `${stat.ino}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.nlink}:${stat.size}`
+        const now = performance.now()
+        const sighting = sightings.get(name)
+        if (sighting === undefined || sighting.looks !== looks) {
+          sightings.set(name, { looks, since: now })
+          return true
+        }
+        return now - sighting.since < BUILD_BOUND_MS
+      }
+
+      /**
+       * Whether the hidden entry `name` of `connections/` is a connection a
+       * dialer may still be building: a directory named as a build of this
+       * host whose builder still runs (pid and start time); one whose
+       * builder cannot be judged from here (another host, another pid
+       * namespace, a name that does not say) while it keeps changing, and
+       * until it has sat unchanged for `BUILD_BOUND_MS`. Anything else
+       * hidden is garbage.
+       */
+      const stillBuilding = (name: string): boolean => {
+        if (!name.endsWith(".tmp")) return false
+        let stat: Fs.Stats
+        try {
+          stat = Fs.lstatSync(paths.connection(name))
+        } catch {
+          return false
+        }
+        if (!stat.isDirectory()) return false
+        const match = BUILDING.exec(name)
+        const builder = match === null ? undefined : Process.decode(match[1]!)
+        if (builder === undefined || match?.[2] !== Sys.hostId()) return changedLately(name, stat)
+        // the builder started before its last change to the directory: a later process with its pid is not it
+        switch (Process.liveness(builder, stat.mtimeMs)) {
+          case "alive":
+            return true
+          case "dead":
+            return false
+          case "unknown":
+            return changedLately(name, stat)
+        }
+      }
 
       /** Removes what is not a connection (nothing but dialers of this user can write here), forgetting it once gone. */
       const discard = (id: string) => {
@@ -193,6 +261,13 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           // gone already
         }
         if (!Sys.exists(connDir)) seen.delete(id)
+      }
+
+      /** A hidden entry: a connection still being built is left alone; anything else (a dead dialer's build) goes. */
+      const tidyHidden = (name: string) => {
+        if (stillBuilding(name)) return
+        discard(name)
+        if (!Sys.exists(paths.connection(name))) sightings.delete(name)
       }
 
       const accept = (id: string) =>
@@ -244,9 +319,18 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           return
         }
         for (const id of names) {
-          if (id.startsWith(".") || seen.has(id)) continue
+          if (id.startsWith(".")) {
+            tidyHidden(id)
+            continue
+          }
+          if (seen.has(id)) continue
           seen.add(id)
           background(accept(id))
+        }
+        // published or given up: forget how they looked
+        if (sightings.size > 0) {
+          const present = new Set(names)
+          for (const name of sightings.keys()) if (!present.has(name)) sightings.delete(name)
         }
       }
 
@@ -263,8 +347,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             names = []
           }
           for (const id of names) {
-            if (id.endsWith(".tmp")) continue
-            Endpoint.removeIfAbandoned(paths.connection(id))
+            if (id.startsWith(".")) tidyHidden(id)
+            else Endpoint.removeIfAbandoned(paths.connection(id))
           }
           yield* Effect.sync(() => {
             let empty = false
@@ -321,6 +405,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
 
   const dialDir = (raw: string, dir: string) =>
     Effect.gen(function*() {
+      const invalid = Sys.invalidModes(options, raw)
+      if (invalid !== undefined) return yield* invalid
       const paths = Layout.listenerPaths(dir)
       // a listener directory another user controls would be handed our connection
       const untrusted = Layout.checkDir(dir, raw)
@@ -333,12 +419,13 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const connections = Layout.checkSubdir(paths.connections, raw)
       if (connections !== undefined) return yield* connections
       const id = `${Date.now().toString(36)}-${Sys.randomId()}`
-      const tmp = Path.join(paths.connections, `.${id}.tmp`)
+      // hidden while it is built, and naming its builder: a listener removes it once we are dead
+      const tmp = Path.join(paths.connections, buildingName(id))
       const connDir = paths.connection(id)
       const channelPaths = Endpoint.channelPaths(tmp)
       // build the connection aside, with our end's lock taken, and publish it with one rename
       const cleanup = () => Fs.rmSync(tmp, { recursive: true, force: true })
-      const made = Sys.attempt(() => Fs.mkdirSync(tmp, { mode: dirMode }), "Open", "cannot create a connection", raw)
+      const made = Sys.attempt(() => Sys.makeDir(tmp, dirMode), "Open", "cannot create a connection", raw)
       if (Sys.failed(made)) return yield* made
       for (const role of ["backend", "frontend"] as const) {
         yield* Log.create(channelPaths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode }).pipe(
@@ -347,7 +434,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       }
       const info: ConnectionInfo = { listener: listener.token, pid: process.pid, created: Date.now() }
       const written = Sys.attempt(
-        () => Fs.writeFileSync(Path.join(tmp, "connection.json"), JSON.stringify(info), { mode: fileMode }),
+        () => Sys.createFile(Path.join(tmp, "connection.json"), JSON.stringify(info), fileMode),
         "Open",
         "cannot create a connection",
         raw
@@ -419,6 +506,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
  */
 export const build = (options?: FileTransportOptions): Effect.Effect<Transport.TransportShape, IpcError.IpcError> =>
   Effect.suspend(() => {
+    const invalid = options === undefined ? undefined : Sys.invalidModes(options)
+    if (invalid !== undefined) return Effect.fail(invalid)
     const unavailable = Libc.available()
     return unavailable === undefined ? Effect.succeed(Transport.instrument(make(options))) : Effect.fail(unavailable)
   })

@@ -19,8 +19,9 @@
  *
  * Where ipckit is careless, this side is not: it never breaks a lock whose
  * holder is alive (ipckit breaks any lock older than 5 s; here a lock is
- * taken over only when its pid is dead, or when it is empty and older than
- * 5 s), never overwrites a file it could not parse, keeps other writers'
+ * taken over only when the pid it holds is dead, or when it is empty (zero
+ * bytes) and older than 5 s; one holding anything else is never broken),
+ * never overwrites a file it could not parse, keeps other writers'
  * elements byte for byte, never drops what arrives while it waits for a
  * response, delivers each message once (by id, not by timestamp) and keeps
  * its read position in `.effect-ipc-<role>.cursor` so a restart resumes.
@@ -65,7 +66,7 @@ export interface IpckitOptions extends Wake.WatchOptions {
   readonly staleAge?: Duration.Input | undefined
   /** Keep the read position across restarts in `.effect-ipc-<role>.cursor` (default true). */
   readonly durableCursor?: boolean | undefined
-  /** Permission bits of new files (default 0o600; a rewritten file keeps its own). */
+  /** Permission bits of new files (default 0o600; a rewritten file keeps its own, less group and other write). */
   readonly fileMode?: number | undefined
   /** Permission bits of the directory if it is created (default 0o700). */
   readonly dirMode?: number | undefined
@@ -110,13 +111,15 @@ const systemError = (cause: unknown, detail: string, address: string) =>
 export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Effect<void, IpcError.IpcError> =>
   Effect.try({
     try: () => {
+      const invalid = Sys.invalidModes(options, dir)
+      if (invalid !== undefined) throw invalid
       const p = paths(dir)
       const made = Layout.ensureDir(dir, options.dirMode ?? Log.defaults.dirMode, dir)
       if (Sys.failed(made)) throw made
       const mode = options.fileMode ?? Log.defaults.fileMode
       const create = (path: string, text: string) => {
         try {
-          Fs.writeFileSync(path, text, { mode, flag: "wx" })
+          Sys.createFile(path, text, mode)
         } catch (cause) {
           if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
         }
@@ -138,6 +141,13 @@ interface LockSeen {
   readonly ageMs: number
 }
 
+/** The pid a lock file's text names (ipckit writes the pid and a newline); `undefined` when it names none. */
+const pidOf = (text: string): number | undefined => {
+  const digits = /^\s*(\d{1,10})\s*$/.exec(text)?.[1]
+  const pid = digits === undefined ? undefined : Number(digits)
+  return pid !== undefined && pid >= 1 && pid <= 0x7fff_ffff ? pid : undefined
+}
+
 /** The lock file at `path` as it is now: `undefined` when there is none, an error when what is there is refused. */
 const look = (path: string): LockSeen | undefined | IpcError.IpcError => {
   let fd: number | undefined
@@ -145,8 +155,7 @@ const look = (path: string): LockSeen | undefined | IpcError.IpcError => {
     fd = Sys.openFile(path, Fs.constants.O_RDONLY)
     const stat = Fs.fstatSync(fd)
     const text = Sys.readAt(fd, Math.min(stat.size, 4096), 0).toString("utf8")
-    const pid = /^\s*(\d+)\s*$/.exec(text)?.[1]
-    return { text, pid: pid === undefined ? undefined : Number(pid), ino: stat.ino, ageMs: Date.now() - stat.mtimeMs }
+    return { text, pid: pidOf(text), ino: stat.ino, ageMs: Date.now() - stat.mtimeMs }
   } catch (cause) {
     return IpcError.errnoOf(cause) === "ENOENT" ? undefined : systemError(cause, "cannot read the lock", path)
   } finally {
@@ -156,11 +165,12 @@ const look = (path: string): LockSeen | undefined | IpcError.IpcError => {
 
 /**
  * Removes a lock file judged stale, if it is still the one judged: breakers
- * among effect-ipc processes take turns (a kernel lock on a side file), so
- * two of them can never both remove a lock and then both take one.
+ * among effect-ipc processes take turns (a kernel lock on a side file, made
+ * with `mode` like every file of ours, and removed again), so two of them can
+ * never both remove a lock and then both take one.
  */
-const breakStale = (lockPath: string, breaker: string, seen: LockSeen): boolean => {
-  const held = Lock.tryTake(breaker, 0o600, `${process.pid} breaker`)
+const breakStale = (lockPath: string, breaker: string, seen: LockSeen, mode: number): boolean => {
+  const held = Lock.tryTake(breaker, mode, `${process.pid} breaker`)
   if (Sys.failed(held) || held === "busy") return false
   try {
     const again = look(lockPath)
@@ -171,6 +181,15 @@ const breakStale = (lockPath: string, breaker: string, seen: LockSeen): boolean 
     return false
   } finally {
     Lock.release(held, true)
+  }
+}
+
+/** Unlinks the lock file at `path` that we created (open at `fd`), if the path still names it. */
+const dropCreated = (path: string, fd: number): void => {
+  try {
+    if (Fs.fstatSync(fd).ino === Fs.lstatSync(path).ino) Fs.unlinkSync(path)
+  } catch {
+    // gone already
   }
 }
 
@@ -189,16 +208,27 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
   const timeout = Duration.fromInputUnsafe(options.lockTimeout ?? "5 seconds")
   const staleAge = Duration.toMillis(Duration.fromInputUnsafe(options.staleAge ?? "5 seconds"))
   let last: LockSeen | undefined
+  const mode = options.fileMode ?? Log.defaults.fileMode
   const attempt = Effect.suspend((): Effect.Effect<void, IpcError.IpcError | Held> => {
     let fd: number | undefined
     try {
-      fd = Fs.openSync(path, "wx", options.fileMode ?? Log.defaults.fileMode)
+      fd = Fs.openSync(path, "wx", mode)
+      Sys.exactMode(fd, mode)
       Fs.writeSync(fd, `${process.pid}\n`)
-      Fs.closeSync(fd)
-      return Effect.void
     } catch (cause) {
+      // created but not written (a full disk): an empty lock would keep every writer out for `staleAge`
+      if (fd !== undefined) {
+        dropCreated(path, fd)
+        Sys.closeQuietly(fd)
+      }
+      if (IpcError.isIpcError(cause)) return Effect.fail(cause)
+      if (fd !== undefined || IpcError.errnoOf(cause) !== "EEXIST") {
+        return Effect.fail(systemError(cause, "cannot take the lock", dir))
+      }
+    }
+    if (fd !== undefined) {
       Sys.closeQuietly(fd)
-      if (IpcError.errnoOf(cause) !== "EEXIST") return Effect.fail(systemError(cause, "cannot take the lock", dir))
+      return Effect.void
     }
     const seen = look(path)
     if (Sys.failed(seen)) return Effect.fail(seen)
@@ -206,11 +236,13 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
     if (seen === undefined) return Effect.fail(new Held(seen)) // released meanwhile: try again
     // a process that started after the lock was written is not its writer (a recycled pid); judged by the
     // lock file's mtime only once the lock is older than `staleAge`: real holds last milliseconds, and a young
-    // lock with a "late" holder is likelier a clock apart (a network filesystem, a VM) than a recycled pid
+    // lock with a "late" holder is likelier a clock apart (a network filesystem, a VM) than a recycled pid.
+    // An empty lock is one whose writer died between creating it and writing its pid; a lock holding
+    // anything else was not written by ipckit's protocol, its holder cannot be judged: never broken
     const dead = seen.pid !== undefined
       ? !Sys.isAlive(seen.pid, seen.ageMs > staleAge ? Date.now() - seen.ageMs : undefined)
-      : seen.ageMs > staleAge
-    if (dead && breakStale(path, p.breaker, seen)) {
+      : seen.text.length === 0 && seen.ageMs > staleAge
+    if (dead && breakStale(path, p.breaker, seen, mode)) {
       return Effect.andThen(
         Effect.logWarning(
           seen.pid !== undefined
@@ -232,9 +264,13 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
         Effect.fail(
           IpcError.make(
             "Timeout",
-            `${Path.basename(path)} is held by ${
-              last?.pid !== undefined ? `live process ${last.pid}` : "a writer"
-            } for over ${Duration.format(timeout)} (a live holder's lock is never broken)`,
+            last !== undefined && last.pid === undefined && last.text.length > 0
+              ? `${Path.basename(path)} holds ${JSON.stringify(last.text.slice(0, 40))}, not a pid, for over ${
+                Duration.format(timeout)
+              }: such a lock is never broken (its holder cannot be judged); remove it if nothing uses it`
+              : `${Path.basename(path)} is held by ${
+                last?.pid !== undefined ? `live process ${last.pid}` : "a writer"
+              } for over ${Duration.format(timeout)} (a live holder's lock is never broken)`,
             dir
           )
         )
@@ -303,17 +339,28 @@ const append = (dir: string, from: Role, message: Messages.Message, options: Ipc
       const kept = all.length > keep ? all.slice(all.length - keep) : all
       let mode = options.fileMode ?? Log.defaults.fileMode
       try {
-        mode = Fs.lstatSync(file).mode & 0o777
+        // an ipckit peer's file keeps its mode, but never lets other users write it (ipckit makes files 0666 & ~umask)
+        mode = Fs.lstatSync(file).mode & 0o755
       } catch {
         // a new file
       }
       yield* Effect.tryPromise({
         try: async () => {
           await Fs.promises.rm(p.tmp(from), { force: true })
-          await Fs.promises.writeFile(p.tmp(from), JsonArray.render(kept), { mode, flag: "wx" })
+          const handle = await Fs.promises.open(p.tmp(from), "wx", mode)
+          try {
+            // exactly `mode` (the umask only narrows what `open` makes)
+            Sys.exactMode(handle.fd, mode)
+            await handle.writeFile(JsonArray.render(kept))
+          } finally {
+            await handle.close()
+          }
           await Fs.promises.rename(p.tmp(from), file)
         },
-        catch: (cause) => IpcError.fromSystemError(cause, "Write", `cannot write ${Path.basename(file)}`, dir)
+        catch: (cause) =>
+          IpcError.isIpcError(cause)
+            ? cause
+            : IpcError.fromSystemError(cause, "Write", `cannot write ${Path.basename(file)}`, dir)
       })
     }).pipe(Effect.ensuring(releaseLock(dir, from)))
   })
@@ -339,7 +386,7 @@ const readCursor = (path: string): Position | undefined => {
 const writeCursor = (path: string, position: Position, mode: number): void => {
   const tmp = `${path}.${Sys.randomId()}.tmp`
   try {
-    Fs.writeFileSync(tmp, JSON.stringify(position), { mode, flag: "wx" })
+    Sys.createFile(tmp, JSON.stringify(position), mode)
     Fs.renameSync(tmp, path)
   } finally {
     Fs.rmSync(tmp, { force: true })

@@ -68,5 +68,20 @@ describe("file options from configuration", () => {
       )
       const unknown = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS_RING_SIZE: "1024" })))
       assert.include(unknown.message, `InvalidOption: transport "file": IPC_OPTIONS_RING_SIZE is not an option`)
+      // permission bits that let other users write what the channels make: refused when the layer is built
+      for (
+        const [variable, value, shown] of [
+          ["IPC_OPTIONS_FILE_MODE", "0666", "fileMode 0o666"],
+          ["IPC_OPTIONS_DIR_MODE", "0770", "dirMode 0o770"]
+        ] as const
+      ) {
+        const wide = yield* Effect.flip(
+          Layer.build(configured({ IPC_ADDRESS: `file://${dir}/wide`, [variable]: value }))
+        )
+        assert.strictEqual(wide._tag, "IpcError")
+        if (wide._tag !== "IpcError") return
+        assert.strictEqual(wide.reason._tag, "InvalidOption", wide.message)
+        assert.include(wide.detail, `${shown} lets other users write`)
+      }
     }).pipe(Effect.scoped))
 })

@@ -5,17 +5,19 @@
  * polling fallback.
  */
 import { IpcRpc, Transport } from "@effect-ipc/core"
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testing/ConformanceApi"
-import { FileChannel, FileTransport, Log } from "@effect-ipc/transport-file"
+import { FileChannel, FileTransport, Ipckit, Log, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcServer from "effect/rpc/RpcServer"
+import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fresh, node, run, tempRoot } from "./helpers.ts"
+import { childScript, fresh, node, run, spawn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("channel")
 const text = new TextDecoder()
@@ -233,5 +235,372 @@ describe("FileChannel.remove (review item 12)", () => {
       // a closed channel goes
       yield* FileChannel.remove(open)
       assert.isFalse(Fs.existsSync(open))
+    }))
+})
+
+describe("a user's folder is never taken for a channel (audit: remove deleted a folder the roles had marked)", () => {
+  it.live(
+    "the fixed roles refuse a non-empty directory that is not a channel: AddressInUse naming it and what it holds, every file kept",
+    () =>
+      Effect.gen(function*() {
+        const project = fresh(root, "project")
+        Fs.mkdirSync(Path.join(project, "chapters"), { recursive: true, mode: 0o700 })
+        Fs.writeFileSync(Path.join(project, "thesis.tex"), "years of work")
+        Fs.writeFileSync(Path.join(project, "chapters", "one.tex"), "chapter one")
+        const before = tree(project)
+        const refusals = [
+          yield* Effect.flip(Effect.scoped(FileChannel.backend(project))),
+          yield* Effect.flip(Effect.scoped(FileChannel.frontend(project))),
+          yield* Effect.flip(FileChannel.create(project)),
+          yield* Effect.flip(Effect.scoped(Messages.open(project, "backend"))),
+          yield* Effect.flip(Effect.scoped(FileTransport.make().dial(`file://${project}?role=backend`))),
+          yield* Effect.flip(Effect.scoped(FileTransport.make().listen(`file://${project}?role=frontend`)))
+        ]
+        for (const error of refusals) {
+          assert.strictEqual(error.reason._tag, "AddressInUse")
+          assert.include(error.detail, project)
+          assert.include(error.detail, "chapters, thesis.tex")
+        }
+        // and from another process
+        const other = yield* run(node(["open", project, "frontend"]))
+        assert.strictEqual((JSON.parse(other.lines[0]!) as { reason: string }).reason, "AddressInUse")
+        assert.deepStrictEqual(tree(project), before, "nothing was added, changed or removed")
+        const notChannel = yield* Effect.flip(FileChannel.remove(project))
+        assert.strictEqual(notChannel.reason._tag, "NotFound")
+        assert.deepStrictEqual(tree(project), before)
+        // an empty directory of the user becomes a channel, and remove takes it (it holds only the channel's)
+        const empty = fresh(root, "empty")
+        Fs.mkdirSync(empty, { mode: 0o700 })
+        yield* Effect.scoped(FileChannel.backend(empty))
+        yield* FileChannel.remove(empty)
+        assert.isFalse(Fs.existsSync(empty))
+      }),
+    60_000
+  )
+
+  it.live(
+    "remove deletes only the channel's own entries: a channel directory holding other files is AddressInUse naming them, nothing touched",
+    () =>
+      Effect.gen(function*() {
+        // a folder an older version marked as a channel although it held the user's files
+        const project = fresh(root, "marked")
+        Fs.mkdirSync(project, { mode: 0o700 })
+        Fs.writeFileSync(Path.join(project, "thesis.tex"), "years of work")
+        Fs.writeFileSync(
+          Path.join(project, ".effect-ipc"),
+          `${JSON.stringify({ format: "effect-ipc-file", version: 1, kind: "channel" })}\n`
+        )
+        // both ends used it, in other processes, and closed
+        const sent = yield* run(node(["send", project, "backend", "3", "m"]))
+        assert.deepStrictEqual(sent.lines, ["sent 3"])
+        const read = yield* run(node(["read", project, "frontend", "1"]))
+        assert.deepStrictEqual(got(read.lines), ["m0"])
+        // files of the user in the channel's own folders
+        Fs.writeFileSync(Path.join(project, "backend_to_frontend", "notes.txt"), "mine")
+        Fs.writeFileSync(Path.join(project, "frontend_to_backend", "readers", "todo.cursor.txt"), "mine")
+        const before = tree(project)
+        const refused = yield* Effect.flip(FileChannel.remove(project))
+        assert.strictEqual(refused.reason._tag, "AddressInUse")
+        assert.include(
+          refused.detail,
+          "(backend_to_frontend/notes.txt, frontend_to_backend/readers/todo.cursor.txt, thesis.tex)"
+        )
+        assert.deepStrictEqual(tree(project), before, "nothing was removed")
+        // a link with a cursor's name (not a lock's: those are refused before, on opening) to a file of the user
+        for (
+          const name of ["thesis.tex", "backend_to_frontend/notes.txt", "frontend_to_backend/readers/todo.cursor.txt"]
+        ) {
+          Fs.rmSync(Path.join(project, name))
+        }
+        const victim = Path.join(root, `victim-${Path.basename(project)}.txt`)
+        Fs.writeFileSync(victim, "the user's")
+        const cursorLink = Path.join(project, "frontend_to_backend", "readers", "x.cursor")
+        Fs.symlinkSync(victim, cursorLink)
+        const withLink = tree(project)
+        const link = yield* Effect.flip(FileChannel.remove(project))
+        assert.strictEqual(link.reason._tag, "AddressInUse")
+        assert.include(link.detail, "holds files that are not the channel's (frontend_to_backend/readers/x.cursor)")
+        assert.deepStrictEqual(tree(project), withLink, "nothing was removed")
+        assert.isTrue(Fs.lstatSync(cursorLink).isSymbolicLink())
+        assert.strictEqual(Fs.readFileSync(victim, "utf8"), "the user's", "the link's target is untouched")
+        // once only the channel's own entries are left, it goes
+        Fs.rmSync(cursorLink)
+        yield* FileChannel.remove(project)
+        assert.isFalse(Fs.existsSync(project))
+        assert.strictEqual(Fs.readFileSync(victim, "utf8"), "the user's")
+        Fs.rmSync(victim)
+      }),
+    60_000
+  )
+})
+
+describe("fileMode and dirMode are exact, whatever the umask", () => {
+  it.live(
+    "a process with umask 077 makes every file 0640 and every directory 0750 when asked (channel, listener and connection, ipckit)",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "modes")
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        const maker = yield* node(["exact-modes", dir])
+        yield* maker.waitFor((line) => line === "made")
+        const seen: Array<string> = []
+        const wrong: Array<string> = []
+        for (const name of Fs.readdirSync(dir, { recursive: true, encoding: "utf8" })) {
+          const stat = Fs.lstatSync(Path.join(dir, name))
+          const line = `${name} ${(stat.mode & 0o777).toString(8)}`
+          seen.push(line)
+          if ((stat.mode & 0o777) !== (stat.isDirectory() ? 0o750 : 0o640)) wrong.push(line)
+        }
+        assert.deepStrictEqual(wrong, [], "directories 0750, files 0640")
+        // all three were made, each with its files and directories
+        for (const made of ["channel/backend.lock", "channel/backend_to_frontend/readers", "listener/listener.lock"]) {
+          assert.isTrue(seen.some((line) => line.startsWith(`${made} `)), made)
+        }
+        assert.isTrue(seen.some((line) => /^listener\/connections\/[^/]+\/frontend_to_backend\/0+\.seg /.test(line)))
+        assert.isTrue(seen.some((line) => line.startsWith("ipckit/.effect-ipc-frontend.cursor ")))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+/** The Node fixture (`fixtures/child.ts`) with `args`, run under strace with `options` (strace's own arguments). */
+const traced = (options: ReadonlyArray<string>, args: ReadonlyArray<string>) =>
+  spawn("/usr/bin/strace", [
+    "-f",
+    "-qq",
+    ...options,
+    process.execPath,
+    "--conditions=@effect-ipc/source",
+    "--disable-warning=ExperimentalWarning",
+    childScript,
+    ...args
+  ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
+
+/** The Node fixture with `args`, every `fchmod` it makes failing as strace's `inject` says. */
+const failingChmod = (inject: string, args: ReadonlyArray<string>) =>
+  traced(["-o", "/dev/null", "-e", "trace=fchmod", "-e", `inject=fchmod:${inject}`], args)
+
+/** Entries beside `dir` that a removal of it renamed aside and did not finish. */
+const asides = (dir: string) =>
+  Fs.readdirSync(Path.dirname(dir)).filter((name) => name.startsWith(`.${Path.basename(dir)}.`))
+
+describe("fileMode and dirMode never let other users write (review: fileMode 0o666 made files others could write)", () => {
+  it.effect(
+    "a mode with group or other write bits, or not permission bits, is InvalidOption naming the option and the value, everywhere, and nothing is made",
+    () =>
+      Effect.gen(function*() {
+        // a live listener, and a stream, that exist already (made with the defaults)
+        const listening = fresh(root, "listening")
+        yield* FileTransport.make().listen(`file://${listening}`)
+        const stream = fresh(root, "stream")
+        yield* Log.create(stream, { readers: ["r"] })
+        const streamBefore = tree(stream)
+        for (
+          const [options, shown] of [
+            [{ fileMode: 0o666 }, "fileMode 0o666 lets other users write"],
+            [{ fileMode: 0o620 }, "fileMode 0o620 lets other users write"],
+            [{ fileMode: 0o602 }, "fileMode 0o602 lets other users write"],
+            [{ dirMode: 0o770 }, "dirMode 0o770 lets other users write"],
+            [{ dirMode: 0o757 }, "dirMode 0o757 lets other users write"],
+            [{ fileMode: 0o4600 }, "fileMode 0o4600 is not permission bits"],
+            [{ fileMode: 1.5 }, "fileMode 1.5 is not permission bits"],
+            [{ fileMode: 0o400 }, "fileMode 0o400 does not give this user read and write access"]
+          ] as const
+        ) {
+          const dir = fresh(root, "wide")
+          const fileOnly = "fileMode" in options ? options : undefined
+          const attempts: Array<[string, Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>]> = [
+            ["FileChannel.create", FileChannel.create(dir, options)],
+            ["FileChannel.backend", FileChannel.backend(dir, options)],
+            ["Messages.open", Messages.open(dir, "frontend", options)],
+            ["listen file://", FileTransport.make(options).listen(`file://${dir}`)],
+            ["listen ?role=", FileTransport.make(options).listen(`file://${dir}?role=backend`)],
+            ["dial file://", FileTransport.make(options).dial(`file://${listening}`)],
+            ["dial ?role=", FileTransport.make(options).dial(`file://${dir}?role=frontend`)],
+            ["FileTransport.build", FileTransport.build(options)],
+            ["Ipckit.backend", Ipckit.backend(dir, options)],
+            ["Log.create", Log.create(dir, { readers: ["r"], ...options })]
+          ]
+          if (fileOnly !== undefined) {
+            attempts.push(
+              ["Log.register", Log.register(stream, "r2", "start", fileOnly)],
+              ["Log.openReader", Log.openReader(stream, { name: "r3", ...fileOnly })],
+              ["Log.openWriter", Log.openWriter(stream, fileOnly)]
+            )
+          }
+          for (const [what, attempt] of attempts) {
+            const refused = yield* Effect.flip(Effect.scoped(attempt))
+            assert.strictEqual(refused.reason._tag, "InvalidOption", `${what} ${shown}: ${refused.detail}`)
+            assert.include(refused.detail, shown, what)
+            assert.isFalse(Fs.existsSync(dir), `${what}: nothing was made`)
+          }
+          assert.deepStrictEqual(Fs.readdirSync(Path.join(listening, "connections")), [], "no connection was made")
+          assert.deepStrictEqual(tree(stream), streamBefore, "the stream is untouched")
+        }
+        // what is allowed: group and other may read (and search), never write
+        const allowed = fresh(root, "allowed")
+        yield* Effect.scoped(FileChannel.backend(allowed, { fileMode: 0o644, dirMode: 0o755 }))
+        for (const name of Fs.readdirSync(allowed, { recursive: true, encoding: "utf8" })) {
+          const stat = Fs.lstatSync(Path.join(allowed, name))
+          assert.strictEqual(stat.mode & 0o777, stat.isDirectory() ? 0o755 : 0o644, name)
+        }
+      }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "a file system that refuses chmod (fchmod fails with EPERM): what the umask made, never wider than asked, is kept; another error still fails",
+    () =>
+      Effect.gen(function*() {
+        // with umask 077 and 0640 / 0750 asked, as on vfat or a FUSE mount that rejects chmod
+        const dir = fresh(root, "nochmod")
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        const maker = yield* failingChmod("error=EPERM", ["exact-modes", dir])
+        yield* maker.waitFor((line) => line === "made")
+        const wrong: Array<string> = []
+        let count = 0
+        for (const name of Fs.readdirSync(dir, { recursive: true, encoding: "utf8" })) {
+          const stat = Fs.lstatSync(Path.join(dir, name))
+          count++
+          if ((stat.mode & 0o777) !== (stat.isDirectory() ? 0o700 : 0o600)) {
+            wrong.push(`${name} ${(stat.mode & 0o777).toString(8)}`)
+          }
+        }
+        assert.isAbove(count, 20)
+        assert.deepStrictEqual(wrong, [], "what the umask made: directories 0700, files 0600")
+        // the traced process (strace's child) stays until killed; strace then exits
+        for (const pid of Fs.readFileSync(`/proc/${maker.pid}/task/${maker.pid}/children`, "utf8").trim().split(" ")) {
+          process.kill(Number(pid), "SIGKILL")
+        }
+        yield* maker.exit
+        // any other failure of fchmod is an error, typed
+        const failing = yield* run(failingChmod("error=EIO", ["open", fresh(root, "eio"), "backend"]))
+        const outcome = JSON.parse(failing.lines[0]!) as { reason: string; detail: string }
+        assert.notStrictEqual(outcome.reason, undefined, failing.lines[0])
+        assert.include(outcome.detail, "EIO")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+describe("FileChannel.remove against processes using the channel (review: remove raced an opening process)", () => {
+  it.live(
+    "remove racing a process that opens the channel over and over: never an open end's files, never a directory left that cannot be opened or removed",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "raced")
+        yield* FileChannel.create(dir)
+        const churn = yield* node(["churn", dir, "4"])
+        const outcomes: Record<string, number> = {}
+        while (churn.lines().length === 0) {
+          const result = yield* Effect.result(FileChannel.remove(dir))
+          const outcome = result._tag === "Success" ? "removed" : result.failure.reason._tag
+          outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
+          yield* Effect.sleep("1 millis")
+        }
+        assert.strictEqual(yield* churn.exit, 0, churn.stderr())
+        const report = JSON.parse(churn.lines()[0]!) as {
+          opened: number
+          lost: Array<string>
+          refused: Record<string, number>
+        }
+        // every end that opened found its lock in the directory until it closed: nothing was removed under it
+        assert.deepStrictEqual(report.lost, [], JSON.stringify(report))
+        assert.isAbove(report.opened, 0, JSON.stringify(report))
+        assert.isAbove(outcomes.removed ?? 0, 0, JSON.stringify(outcomes))
+        // a removal fails only as documented: an end open (AddressInUse), not there or not marked yet (NotFound)
+        assert.deepStrictEqual(
+          Object.keys(outcomes).filter((o) => !["removed", "AddressInUse", "NotFound"].includes(o)),
+          [],
+          JSON.stringify(outcomes)
+        )
+        // what is left is a channel that opens and works, and goes
+        if (Fs.existsSync(dir)) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const backend = yield* FileChannel.backend(dir)
+            const frontend = yield* FileChannel.frontend(dir)
+            yield* backend.send(bytes("still a channel"))
+            let last = ""
+            while (last !== "still a channel") last = text.decode(yield* frontend.receive)
+          }))
+          yield* FileChannel.remove(dir)
+        }
+        assert.isFalse(Fs.existsSync(dir))
+        assert.deepStrictEqual(asides(dir), [], "nothing left beside it")
+      }),
+    60_000
+  )
+
+  it.live(
+    "a removal killed half-way is finished by the next remove; meanwhile the path opens as a new, empty channel",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "interrupted")
+        const sent = yield* run(node(["send", dir, "backend", "3", "old"]))
+        assert.deepStrictEqual(sent.lines, ["sent 3"])
+        const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+        // killed at its first rmdir: the channel's files are deleted, its directories not yet
+        const killed = yield* run(traced([
+          "-o",
+          log,
+          "-e",
+          "trace=rename,renameat,renameat2,rmdir",
+          "-e",
+          "inject=rmdir:signal=KILL:when=1"
+        ], ["remove", dir]))
+        assert.strictEqual(killed.code, 128 + 9, killed.stderr)
+        const trace = Fs.readFileSync(log, "utf8")
+        Fs.rmSync(log)
+        assert.match(trace, /rename\("[^"]+", "[^"]+\.removing"\) = 0/)
+        assert.include(trace, "killed by SIGKILL")
+        // the channel vanished at once (renamed aside); what is left of it holds no message for anyone
+        assert.isFalse(Fs.existsSync(dir))
+        assert.strictEqual(asides(dir).length, 1)
+        // a process opening the path now makes a new channel: the old messages are not in it
+        const fresh1 = yield* run(node(["send", dir, "backend", "1", "new"]))
+        assert.deepStrictEqual(fresh1.lines, ["sent 1"])
+        const read = yield* run(node(["read", dir, "frontend", "1"]))
+        assert.deepStrictEqual(got(read.lines), ["new0"])
+        // the next remove takes the new channel and finishes the old removal
+        yield* FileChannel.remove(dir)
+        assert.isFalse(Fs.existsSync(dir))
+        assert.deepStrictEqual(asides(dir), [])
+        // a removal killed after its rename, with nothing at the path: finished by remove too
+        const again = fresh(root, "interrupted")
+        yield* FileChannel.create(again)
+        const killedAgain = yield* run(
+          traced(["-o", "/dev/null", "-e", "trace=rmdir", "-e", "inject=rmdir:signal=KILL:when=1"], ["remove", again])
+        )
+        assert.strictEqual(killedAgain.code, 128 + 9, killedAgain.stderr)
+        assert.strictEqual(asides(again).length, 1)
+        yield* FileChannel.remove(again)
+        assert.deepStrictEqual(asides(again), [])
+        // and then there is nothing left to remove
+        assert.strictEqual((yield* Effect.flip(FileChannel.remove(again))).reason._tag, "NotFound")
+      }),
+    60_000
+  )
+
+  it.effect("remove through a symbolic link to a channel directory: InvalidAddress, nothing touched", () =>
+    Effect.gen(function*() {
+      const real = fresh(root, "real")
+      yield* Effect.scoped(Effect.flatMap(FileChannel.backend(real), (backend) => backend.send(bytes("unread"))))
+      const link = fresh(root, "link")
+      Fs.symlinkSync(real, link)
+      const before = tree(real)
+      for (const path of [link, `${link}/`]) {
+        const refused = yield* Effect.flip(FileChannel.remove(path))
+        assert.strictEqual(refused.reason._tag, "InvalidAddress")
+        assert.include(refused.detail, `is a symbolic link (to ${real})`)
+        assert.deepStrictEqual(tree(real), before, "the channel is untouched")
+        assert.isTrue(Fs.lstatSync(link).isSymbolicLink())
+      }
+      // the unread message is still there for the frontend; by its own path the channel goes
+      yield* Effect.scoped(Effect.gen(function*() {
+        const frontend = yield* FileChannel.frontend(real)
+        assert.strictEqual(text.decode(yield* frontend.receive), "unread")
+      }))
+      yield* FileChannel.remove(real)
+      assert.isFalse(Fs.existsSync(real))
+      Fs.rmSync(link)
     }))
 })

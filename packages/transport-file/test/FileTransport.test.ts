@@ -5,14 +5,18 @@
  * `IPC_TRANSPORT=file`.
  */
 import { Registry } from "@effect-ipc/core"
+import * as Process from "@effect-ipc/core/Process"
 import * as File from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fresh, node, run, tempRoot } from "./helpers.ts"
+import { childScript, fresh, node, run, spawn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("transport")
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -209,5 +213,168 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
         yield* client.close
       }).pipe(Effect.scoped),
     30_000
+  )
+})
+
+/** Waits (up to `within` ms) until `done`, then asserts it. */
+const waitUntil = (what: string, done: () => boolean, within = 10_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + within
+    while (!done() && Date.now() < deadline) yield* Effect.sleep("50 millis")
+    assert.isTrue(done(), what)
+  })
+/** The hidden entries of a connections/ directory. */
+const hidden = (connections: string) => Fs.readdirSync(connections).filter((name) => name.startsWith("."))
+/** This host as the names of connections being built say it: a hash of the kernel's boot id. */
+const hostId = Crypto.createHash("sha256")
+  .update(`boot:${Fs.readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim()}`)
+  .digest("hex")
+  .slice(0, 16)
+/** A connection id as a dialer makes them. */
+const connectionId = () => `${Date.now().toString(36)}-${Math.random().toString(16).slice(2, 10).padEnd(16, "0")}`
+
+describe("file:// connections being built (hidden names in connections/)", () => {
+  const strace = "/usr/bin/strace"
+  const nodeArgs = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript]
+  /** A dialer process whose third rename (publishing its connection) gets `inject` from strace; its strace log. */
+  const dialer = (address: string, inject: string, log: string) =>
+    spawn(strace, [
+      "-f",
+      "-qq",
+      "-o",
+      log,
+      "-e",
+      "trace=rename,renameat,renameat2",
+      "-e",
+      `inject=rename,renameat,renameat2:${inject}:when=3`,
+      process.execPath,
+      ...nodeArgs,
+      "dial",
+      address
+    ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
+  it.live(
+    "a dialer killed before publishing its connection: the listener removes what it built, and closing removes the directory it created",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "killed")
+        const connections = Path.join(dir, "connections")
+        const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* File.make().listen(`file://${dir}`)
+          const killed = yield* run(dialer(`file://${dir}`, "signal=KILL", log), { within: "60 seconds" })
+          assert.strictEqual(killed.code, 128 + 9, killed.stderr)
+          // it died on the rename of its whole connection, built aside under a hidden name naming this host
+          // (strace shows the killed call unfinished, or, since 6.x, returning "?")
+          const trace = Fs.readFileSync(log, "utf8")
+          Fs.rmSync(log)
+          assert.match(
+            trace,
+            /rename\("[^"]*\/connections\/\.[^"/]+\.tmp", "[^"]*\/connections\/[^"/.]+"(?: <unfinished|\) += \?)/
+          )
+          assert.include(trace, `.${hostId}.tmp", `)
+          assert.include(trace, "killed by SIGKILL")
+          yield* waitUntil("the dead dialer's connection is removed", () => Fs.readdirSync(connections).length === 0)
+        }))
+        assert.isFalse(Fs.existsSync(dir), "the listener's directory is removed once it closes")
+      }),
+    90_000
+  )
+
+  it.live(
+    "a dialer paused before publishing its connection is left alone, and its connection is accepted when it goes on",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "paused")
+        const connections = Path.join(dir, "connections")
+        const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+        const listener = yield* File.make().listen(`file://${dir}`)
+        // strace holds the dialer 3 s before the rename that publishes its connection
+        const paused = yield* Effect.forkChild(
+          run(dialer(`file://${dir}`, "delay_enter=3s", log), { within: "80 seconds" })
+        )
+        yield* waitUntil("the dialer builds its connection", () => hidden(connections).length === 1, 60_000)
+        const building = hidden(connections)
+        // the listener sweeps connections/ every 250 ms meanwhile
+        yield* Effect.sleep("1500 millis")
+        assert.deepStrictEqual(hidden(connections), building, "a live dialer's connection is not touched")
+        const server = yield* listener.accept
+        assert.strictEqual(text.decode(yield* server.receive), "hello")
+        yield* server.send(bytes("welcome"))
+        const done = yield* Fiber.join(paused)
+        assert.strictEqual(done.code, 0, done.stderr)
+        assert.deepStrictEqual(done.lines, ["dialed", "got welcome"])
+        assert.match(Fs.readFileSync(log, "utf8"), /connections\/[^"/.]+"\) = 0 \(DELAYED\)/)
+        Fs.rmSync(log)
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.live(
+    "hidden leftovers: this host's dead builder's goes at once, a live one's stays; one whose builder cannot be judged here (another host, or no host in its name) stays until unchanged for 30 s of the listener's clock, whatever its mtime; other hidden entries go at once",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "leftovers")
+        const connections = Path.join(dir, "connections")
+        const build = (name: string, mtimeOffsetMs = 0) => {
+          const path = Path.join(connections, name)
+          Fs.mkdirSync(path, { mode: 0o700 })
+          Fs.writeFileSync(Path.join(path, "connection.json"), "{}")
+          const at = (Date.now() + mtimeOffsetMs) / 1000
+          Fs.utimesSync(path, at, at)
+          return name
+        }
+        const hour = 3600_000
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* File.make().listen(`file://${dir}`)
+          const sleeper = yield* spawn("sleep", ["120"])
+          const alive = Process.identify(sleeper.pid)!
+          // a pid that is dead here: a process that has exited
+          const dead = { pid: ChildProcess.spawnSync("true").pid, startTime: 12345, pidNamespace: alive.pidNamespace }
+          const otherHost = "0123456789abcdef"
+          const live = build(`.${connectionId()}.${Process.encode(alive)}.${hostId}.tmp`, -hour)
+          // the same pid, but a process that started at another time: not the builder
+          const deadHere = build(
+            `.${connectionId()}.${Process.encode({ ...alive, startTime: alive.startTime + 1 })}.${hostId}.tmp`
+          )
+          // another host's dialers: their pids mean nothing here; their clocks may be far off ours
+          const behind = build(`.${connectionId()}.${Process.encode(dead)}.${otherHost}.tmp`, -hour)
+          const ahead = build(`.${connectionId()}.${Process.encode(alive)}.${otherHost}.tmp`, hour)
+          const busy = build(`.${connectionId()}.${Process.encode(dead)}.${otherHost}.tmp`, -hour)
+          // names that do not say which host built them (an older dialer's), one naming a pid dead here
+          const noHost = build(`.${connectionId()}.${Process.encode(dead)}.tmp`, -hour)
+          const anon = build(".lx1ab-anon.tmp", -hour)
+          Fs.writeFileSync(Path.join(connections, ".junk"), "junk")
+          Fs.writeFileSync(Path.join(connections, ".file.tmp"), "not a directory")
+          const planted = Date.now()
+          const undecidable = [behind, ahead, busy, noHost, anon]
+          yield* waitUntil("the dead builder's and the junk go", () => hidden(connections).length === 6)
+          assert.deepStrictEqual(hidden(connections).toSorted(), [live, ...undecidable].toSorted())
+          assert.isFalse(Fs.existsSync(Path.join(connections, deadHere)))
+          // `busy` keeps changing (its dialer is at work); the others sit as they are
+          let n = 0
+          const touching = yield* Effect.forkChild(Effect.forever(Effect.andThen(
+            Effect.sleep("2 seconds"),
+            Effect.sync(() => Fs.writeFileSync(Path.join(connections, busy, `step${n++}`), ""))
+          )))
+          // the listener sweeps every 250 ms meanwhile: nothing undecidable goes before 30 s of its own clock
+          yield* Effect.sleep(`${Math.max(0, planted + 27_000 - Date.now())} millis`)
+          assert.deepStrictEqual(hidden(connections).toSorted(), [live, ...undecidable].toSorted(), "kept < 30 s")
+          yield* waitUntil(
+            "what sat unchanged for 30 s goes",
+            () => hidden(connections).toSorted().join() === [live, busy].toSorted().join(),
+            15_000
+          )
+          assert.isAtLeast(Date.now() - planted, 29_000)
+          yield* Fiber.interrupt(touching)
+          // once its builder dies, a build of this host goes
+          yield* sleeper.signal("SIGKILL")
+          yield* sleeper.exit
+          yield* waitUntil("the live builder's goes once it dies", () => hidden(connections).length === 1)
+          assert.deepStrictEqual(hidden(connections), [busy])
+          Fs.rmSync(Path.join(connections, busy), { recursive: true })
+        }))
+        assert.isFalse(Fs.existsSync(dir), "the listener's directory is removed once it closes")
+      }),
+    90_000
   )
 })

@@ -10,12 +10,13 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import { Ipckit, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as JsonArray from "../src/internal/jsonArray.ts"
-import { fresh, python, run, spawn, tempRoot } from "./helpers.ts"
+import { childScript, fresh, python, run, spawn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("ipckit")
 
@@ -158,6 +159,33 @@ describe("ipckit compatibility", () => {
   )
 
   it.live(
+    "a lock holding anything but a pid (not ipckit's) is never broken, however old: Timeout saying what it holds",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "500 millis" })
+        const lock = Ipckit.paths(dir).lock("backend")
+        const hourAgo = new Date(Date.now() - 3600_000)
+        for (const text of ["held by another tool\n", "0\n", "\n", "12 34\n"]) {
+          Fs.writeFileSync(lock, text)
+          Fs.utimesSync(lock, hourAgo, hourAgo)
+          const refused = yield* Effect.flip(backend.sendEvent("blocked", {}))
+          assert.strictEqual(refused.reason._tag, "Timeout", JSON.stringify(text))
+          assert.include(refused.detail, `holds ${JSON.stringify(text)}, not a pid`)
+          assert.include(refused.detail, "never broken")
+          assert.strictEqual(Fs.readFileSync(lock, "utf8"), text, "the lock is left as it was")
+        }
+        assert.deepStrictEqual(elementsOf(Ipckit.paths(dir).messages("backend")), [])
+        // once whoever put it there removes it, sends go on, and an ipckit peer reads them
+        Fs.rmSync(lock)
+        yield* backend.sendEvent("after", {})
+        const received = yield* run(python([dir, "frontend", "recv"]))
+        assert.include(received.lines.join("\n"), `"method": "after"`)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "ipckit and effect-ipc writers on one file take turns under the lock; each one's messages stay in order",
     () =>
       Effect.gen(function*() {
@@ -249,6 +277,96 @@ describe("ipckit compatibility", () => {
       yield* backend.sendEvent("pair", { s: "\ud83d\ude00" })
       assert.deepStrictEqual(elementsOf(file).at(-1)!.payload, { s: "\ud83d\ude00" })
     }).pipe(Effect.scoped))
+
+  it.live(
+    "a full disk while taking the lock (a 256 KiB tmpfs): NoSpace, and the empty lock it created is removed, so nobody waits on it",
+    () =>
+      Effect.gen(function*() {
+        const mount = fresh(root, "tmpfs")
+        Fs.mkdirSync(mount, { mode: 0o700 })
+        yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", mount])
+          ),
+          // a read in flight when the channel closed keeps a file open a moment longer
+          () =>
+            Effect.try(() => ChildProcess.execFileSync("umount", [mount], { stdio: "ignore" })).pipe(
+              Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "5 seconds" }))),
+              Effect.orDie
+            )
+        )
+        const dir = Path.join(mount, "ipckit")
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "1 second" })
+        const lock = Ipckit.paths(dir).lock("backend")
+        // fill the disk to the last page
+        const filler = Path.join(mount, "filler")
+        const fd = Fs.openSync(filler, "w")
+        try {
+          while (true) Fs.writeSync(fd, new Uint8Array(4096))
+        } catch (cause) {
+          assert.strictEqual(IpcError.errnoOf(cause), "ENOSPC")
+        } finally {
+          Fs.closeSync(fd)
+        }
+        const full = yield* Effect.flip(backend.sendEvent("on a full disk", {}))
+        assert.strictEqual(full.reason._tag, "NoSpace", full.detail)
+        assert.isFalse(Fs.existsSync(lock), "the lock it could not write its pid into is gone")
+        // room again: the next send takes the lock at once (an empty lock would hold it for staleAge, 5 s)
+        Fs.rmSync(filler)
+        yield* backend.sendEvent("after", {})
+        assert.deepStrictEqual(elementsOf(Ipckit.paths(dir).messages("backend")).map((m) => m.method), ["after"])
+        assert.isFalse(Fs.existsSync(lock))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "files are made with fileMode exactly, the breakers' side lock too (seen under strace); an ipckit peer's file others may write is rewritten without group and other write bits",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* Ipckit.initialize(dir)
+        // a lock left by a dead writer: the sender breaks it, taking the breakers' side lock
+        const lock = Ipckit.paths(dir).lock("backend")
+        Fs.writeFileSync(lock, `${ChildProcess.spawnSync("true").pid}\n`)
+        const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+        const sent = yield* run(spawn("/usr/bin/strace", [
+          "-f",
+          "-qq",
+          "-o",
+          log,
+          "-e",
+          "trace=open,openat",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "ipckit-send",
+          dir,
+          "640"
+        ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } }))
+        const trace = Fs.readFileSync(log, "utf8")
+        Fs.rmSync(log)
+        assert.strictEqual(sent.lines.at(-1), `{"ok":true}`, sent.stderr)
+        assert.include(sent.lines.join("\n"), "removed backend_to_frontend.lock: its holder")
+        const created = (name: string) =>
+          Array.from(
+            trace.matchAll(new RegExp(`/${name.replaceAll(".", "\\.")}", [^)]*O_CREAT[^)]*, (0[0-7]+)\\)`, "g"))
+          )
+            .map((match) => match[1])
+        assert.deepStrictEqual(created(".effect-ipc-breaker.lock"), ["0640"], "the breakers' lock")
+        // tried once while the dead writer's lock was there, then taken
+        assert.deepStrictEqual(created("backend_to_frontend.lock"), ["0640", "0640"], "the lock")
+        assert.isFalse(Fs.existsSync(Path.join(dir, ".effect-ipc-breaker.lock")))
+        // ipckit makes its files 0666 less the umask: with umask 0, every user could write them
+        const file = Ipckit.paths(dir).messages("frontend")
+        Fs.chmodSync(file, 0o666)
+        const frontend = yield* Ipckit.frontend(dir)
+        yield* frontend.sendEvent("hello", {})
+        assert.strictEqual(Fs.statSync(file).mode & 0o777, 0o644)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })
 
 /** The key ipckit mode dedups a file's elements by (as the reader does): the id, or the element itself. */

@@ -219,9 +219,11 @@ describe("file:// against another user", () => {
           yield* allRefused(dir)
           assert.deepStrictEqual(Fs.readdirSync(dir), [], `nothing was created in a ${mode.toString(8)} directory`)
         }
-        // nor made so on request
+        // nor made so on request: such a dirMode is refused as an option
         const asked = fresh(root, "asked")
-        assertRefused(yield* attempt(FileChannel.open(asked, "backend", { dirMode: 0o770 })), "dirMode 770")
+        const wide = yield* Effect.flip(Effect.scoped(FileChannel.open(asked, "backend", { dirMode: 0o770 })))
+        assert.strictEqual(wide.reason._tag, "InvalidOption", wide.detail)
+        assert.include(wide.detail, "dirMode 0o770 lets other users write")
         assert.isFalse(Fs.existsSync(asked), "nothing was created")
         // our own private directory, but inside one that others may write and that has no sticky bit:
         // they could rename ours away and put theirs in its place

@@ -14,6 +14,13 @@ import * as Sys from "./sys.ts"
 /** The marker's file name. */
 export const MARKER = ".effect-ipc"
 
+/** True for the name of a marker being written (`.effect-ipc.<16 hex digits>.tmp`, renamed into place). */
+export const isMarkerTmp = (name: string): boolean => /^\.effect-ipc\.[0-9a-f]{16}\.tmp$/.test(name)
+
+/** Up to five of `names`, sorted, for an error saying what a directory holds. */
+export const listing = (names: ReadonlyArray<string>): string =>
+  names.toSorted().slice(0, 5).join(", ") + (names.length > 5 ? `, ... (${names.length} entries)` : "")
+
 /** What a marker says. */
 export interface Marker {
   readonly format: "effect-ipc-file"
@@ -60,7 +67,7 @@ export const writeMarker = (dir: string, marker: Marker, mode: number): IpcError
       const path = Path.join(dir, MARKER)
       const tmp = `${path}.${Sys.randomId()}.tmp`
       try {
-        Fs.writeFileSync(tmp, `${JSON.stringify(marker)}\n`, { mode, flag: "wx" })
+        Sys.createFile(tmp, `${JSON.stringify(marker)}\n`, mode)
         Fs.renameSync(tmp, path)
       } finally {
         Fs.rmSync(tmp, { force: true })
@@ -159,7 +166,7 @@ const makePath = (dir: string, mode: number): boolean => {
       }
       created = false
       try {
-        Fs.mkdirSync(path, { mode })
+        Sys.makeDir(path, mode)
         created = true
       } catch (cause) {
         if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
@@ -211,12 +218,8 @@ export const ensureDir = (dir: string, mode: number, address?: string): boolean 
   Sys.attempt(
     () => {
       const abs = Path.resolve(dir)
-      if ((mode & 0o022) !== 0) {
-        throw Sys.refusal(
-          `dirMode ${mode.toString(8)} lets other users write the channel directory`,
-          "use a dirMode without group or other write bits (the default is 700)"
-        )
-      }
+      const invalid = Sys.invalidMode("dirMode", mode, address)
+      if (invalid !== undefined) throw invalid
       let created = false
       if (checkTrusted(abs) === "missing") {
         created = makePath(abs, mode)
@@ -253,6 +256,14 @@ export const checkDir = (dir: string, address?: string): IpcError.IpcError | und
   )
   return Sys.failed(result) ? result : undefined
 }
+
+/**
+ * Checks the components of `dir` that exist as `checkDir` does, without
+ * requiring `dir` itself: `"missing"` when it (or a directory above it) does
+ * not exist, after the ones above it passed.
+ */
+export const checkPathTo = (dir: string, address?: string): "missing" | IpcError.IpcError | undefined =>
+  Sys.attempt(() => checkTrusted(Path.resolve(dir)), "Open", `cannot use the directory ${dir}`, address)
 
 /**
  * Checks a directory inside a checked one (a stream, `readers/`,

@@ -21,7 +21,26 @@ export interface HeldLock {
   readonly fd: number
 }
 
-/** Takes the lock at `path` (creating the file with `mode`) if nobody holds it; `"busy"` otherwise. */
+/**
+ * Opens the lock file at `path`, creating it with exactly `mode` if it is
+ * missing (an existing one keeps its own mode); `"vanished"` when it was
+ * removed between the two tries.
+ */
+const openOrCreate = (path: string, mode: number): number | "vanished" => {
+  try {
+    return Sys.openFile(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_EXCL, mode)
+  } catch (cause) {
+    if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+  }
+  try {
+    return Sys.openFile(path, Fs.constants.O_RDWR)
+  } catch (cause) {
+    if (IpcError.errnoOf(cause) === "ENOENT") return "vanished"
+    throw cause
+  }
+}
+
+/** Takes the lock at `path` (creating the file with exactly `mode`) if nobody holds it; `"busy"` otherwise. */
 export const tryTake = (
   path: string,
   mode: number,
@@ -30,12 +49,13 @@ export const tryTake = (
 ): HeldLock | "busy" | IpcError.IpcError => {
   for (let attempt = 0; attempt < 5; attempt++) {
     const fd = Sys.attempt(
-      () => Sys.openFile(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT, mode),
+      () => openOrCreate(path, mode),
       "Open",
       `cannot open the lock file ${path}`,
       address
     )
     if (Sys.failed(fd)) return fd
+    if (fd === "vanished") continue
     const taken = Libc.tryLock(fd, "exclusive")
     if (taken !== true) {
       Sys.closeQuietly(fd)

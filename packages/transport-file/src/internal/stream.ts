@@ -74,7 +74,7 @@ export const segments = (dir: string): ReadonlyArray<number> | IpcError.IpcError
 export const writeNewFile = (path: string, bytes: Uint8Array, mode: number): void => {
   const tmp = `${path}.${Sys.randomId()}.tmp`
   try {
-    Fs.writeFileSync(tmp, bytes, { mode, flag: "wx" })
+    Sys.createFile(tmp, bytes, mode)
     Fs.renameSync(tmp, path)
   } finally {
     Fs.rmSync(tmp, { force: true })
@@ -88,7 +88,7 @@ const createCursor = (dir: string, name: string, offset: number, mode: number): 
   const bytes = new Uint8Array(LogFormat.CURSOR_SIZE)
   bytes.set(LogFormat.encodeCursorSlot(offset, 0), 0)
   try {
-    Fs.writeFileSync(tmp, bytes, { mode, flag: "wx" })
+    Sys.createFile(tmp, bytes, mode)
     try {
       Fs.linkSync(tmp, p.cursor(name))
     } catch (cause) {
@@ -109,6 +109,8 @@ export const create = (
   dir: string,
   options: { readonly readers?: ReadonlyArray<string> | undefined } & Pick<LogOptions, "fileMode" | "dirMode"> = {}
 ): IpcError.IpcError | undefined => {
+  const invalid = Sys.invalidModes(options, dir)
+  if (invalid !== undefined) return invalid
   const fileMode = fileModeOf(options)
   const dirMode = dirModeOf(options)
   const readers = options.readers ?? []
@@ -120,17 +122,14 @@ export const create = (
       if (Sys.exists(dir)) return
       const tmp = `${dir}.${Sys.randomId()}.tmp`
       try {
-        Fs.mkdirSync(tmp, { mode: dirMode })
-        Fs.mkdirSync(Path.join(tmp, "readers"), { mode: dirMode })
+        Sys.makeDir(tmp, dirMode)
+        Sys.makeDir(Path.join(tmp, "readers"), dirMode)
         const first = LogFormat.SEGMENT_HEADER
-        Fs.writeFileSync(Path.join(tmp, LogFormat.segmentName(0)), LogFormat.encodeSegmentHeader(0), {
-          mode: fileMode,
-          flag: "wx"
-        })
-        Fs.writeFileSync(
+        Sys.createFile(Path.join(tmp, LogFormat.segmentName(0)), LogFormat.encodeSegmentHeader(0), fileMode)
+        Sys.createFile(
           Path.join(tmp, "writer.lock"),
           LogFormat.encodeWriterState({ clean: true, segment: 0, end: first, pid: process.pid }),
-          { mode: fileMode, flag: "wx" }
+          fileMode
         )
         for (const name of readers) createCursor(tmp, name, first, fileMode)
         try {
@@ -180,6 +179,8 @@ export const register = (
   options: Pick<LogOptions, "fileMode"> = {}
 ): IpcError.IpcError | undefined => {
   if (!LogFormat.isReaderName(name)) return IpcError.make("InvalidAddress", `bad reader name "${name}"`, dir)
+  const invalid = Sys.invalidModes({ fileMode: options.fileMode }, dir)
+  if (invalid !== undefined) return invalid
   if (Sys.exists(paths(dir).cursor(name))) return undefined
   const offset = from === "start" ? startOffset(dir) : endOffset(dir)
   if (Sys.failed(offset)) return offset

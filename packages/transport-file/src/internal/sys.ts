@@ -9,9 +9,14 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 
-/** Runs `f`, turning a thrown system error into an `IpcError` with `fallback` as its reason. */
+/**
+ * Runs `f`, turning a thrown system error into an `IpcError` with `fallback`
+ * as its reason; an `IpcError` thrown by `f` is returned as it is.
+ */
 export const attempt = <A>(
   f: () => A,
   fallback: IpcError.IpcErrorReason,
@@ -21,7 +26,7 @@ export const attempt = <A>(
   try {
     return f()
   } catch (cause) {
-    return IpcError.fromSystemError(cause, fallback, detail, address)
+    return IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, fallback, detail, address)
   }
 }
 
@@ -69,14 +74,64 @@ const checkOpened = (fd: number, path: string): void => {
   if (!trustedOwner(stat.uid)) throw refusal(`${path} is owned by uid ${stat.uid}`, HINT_OWNER)
 }
 
+/** Group and other write bits: never given to anything a channel makes. */
+const OTHERS_WRITE = 0o022
+
+/**
+ * Why `mode` cannot be the `option` (`fileMode` or `dirMode`): not permission
+ * bits (an integer from 0 to 0o777), not letting this user read and write
+ * (and, for directories, search), or letting other users write (group or
+ * other write bits: they could rewrite a stream, a cursor or a lock). An
+ * `InvalidOption` naming the option and the value.
+ */
+export const invalidMode = (
+  option: "fileMode" | "dirMode",
+  mode: number,
+  address?: string
+): IpcError.IpcError | undefined => {
+  const shown = Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode)
+  const own = option === "fileMode" ? 0o600 : 0o700
+  const why = !Number.isInteger(mode) || mode < 0 || mode > 0o777
+    ? "is not permission bits (an integer from 0 to 0o777)"
+    : (mode & OTHERS_WRITE) !== 0
+    ? "lets other users write what the channel makes (group or other write bits are refused)"
+    : (mode & own) !== own
+    ? `does not give this user ${option === "fileMode" ? "read and write" : "read, write and search"} access`
+    : undefined
+  return why === undefined
+    ? undefined
+    : IpcError.make(
+      "InvalidOption",
+      `${option} ${shown} ${why}: use e.g. ${option === "fileMode" ? "0o600 or 0o640" : "0o700 or 0o750"}`,
+      address
+    )
+}
+
+/** Checks the `fileMode` and `dirMode` options where given (see `invalidMode`). */
+export const invalidModes = (
+  options: { readonly fileMode?: number | undefined; readonly dirMode?: number | undefined },
+  address?: string
+): IpcError.IpcError | undefined =>
+  (options.fileMode === undefined ? undefined : invalidMode("fileMode", options.fileMode, address)) ??
+    (options.dirMode === undefined ? undefined : invalidMode("dirMode", options.dirMode, address))
+
+/** Throws `InvalidOption` for a mode with group or other write bits (see `exactMode`). */
+const refuseWide = (mode: number, option: "fileMode" | "dirMode"): void => {
+  if ((mode & OTHERS_WRITE) !== 0) throw invalidMode(option, mode)!
+}
+
+const CREATE_NEW = Fs.constants.O_CREAT | Fs.constants.O_EXCL
+
 /**
  * Opens a file of a channel (`flags` as `Fs.constants`): never through a
  * symbolic link (`O_NOFOLLOW`), never blocking on a FIFO planted where the
  * file was expected (`O_NONBLOCK`, no effect on regular files), and only a
- * regular file that this user or root owns (`fstat` after the open).
+ * regular file that this user or root owns (`fstat` after the open). A file
+ * created here (`O_CREAT | O_EXCL`) gets exactly `mode` (see `exactMode`).
  * Throws a system error (`EACCES` for a refusal, with a hint).
  */
 export const openFile = (path: string, flags: number, mode?: number): number => {
+  if ((flags & CREATE_NEW) === CREATE_NEW && mode !== undefined) refuseWide(mode, "fileMode")
   let fd: number
   try {
     fd = Fs.openSync(path, flags | NO_FOLLOW, mode)
@@ -85,11 +140,63 @@ export const openFile = (path: string, flags: number, mode?: number): number => 
   }
   try {
     checkOpened(fd, path)
+    if ((flags & CREATE_NEW) === CREATE_NEW && mode !== undefined) exactMode(fd, mode)
   } catch (cause) {
     closeQuietly(fd)
     throw cause
   }
   return fd
+}
+
+/**
+ * Gives the file or directory open at `fd`, just created with `mode`, exactly
+ * `mode`. The umask only ever clears bits of what `open` / `mkdir` make, so
+ * until this call it is narrower than asked, never wider. A mode with group
+ * or other write bits is refused (`InvalidOption`, thrown): the options are
+ * checked where they come in, this is the last line. Where the file system
+ * does not let modes be set (vfat, some FUSE and CIFS mounts: `EPERM`,
+ * `ENOTSUP`), what it made is kept if it is no wider than `mode`; a wider
+ * one is an error (thrown).
+ */
+export const exactMode = (fd: number, mode: number, option: "fileMode" | "dirMode" = "fileMode"): void => {
+  refuseWide(mode, option)
+  try {
+    Fs.fchmodSync(fd, mode)
+  } catch (cause) {
+    const code = IpcError.errnoOf(cause)
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw cause
+    if ((Fs.fstatSync(fd).mode & 0o7777 & ~mode) !== 0) throw cause
+  }
+}
+
+/**
+ * Creates the file `path` (it must not exist: never through a link) holding
+ * `data`, with exactly the permission bits `mode` whatever the umask.
+ */
+export const createFile = (path: string, data: Uint8Array | string, mode: number): void => {
+  const fd = openFile(path, Fs.constants.O_WRONLY | CREATE_NEW, mode)
+  try {
+    const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data
+    writeAllAt(fd, [bytes], 0)
+  } finally {
+    closeQuietly(fd)
+  }
+}
+
+/**
+ * Creates the directory `path` (it must not exist) with exactly the
+ * permission bits `mode` whatever the umask: made with `mode` (so narrower
+ * at first, never wider), then opened without following links and set.
+ */
+export const makeDir = (path: string, mode: number): void => {
+  refuseWide(mode, "dirMode")
+  Fs.mkdirSync(path, { mode })
+  const fd = Fs.openSync(path, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY | NO_FOLLOW)
+  try {
+    exactMode(fd, mode, "dirMode")
+  } finally {
+    closeQuietly(fd)
+  }
 }
 
 /** Reads a whole (small) file of a channel, opened as `openFile` does. */
@@ -185,6 +292,29 @@ export const exists = (path: string): boolean => {
  * started before then; one that started later only inherited the pid.
  */
 export const isAlive = (pid: number, recordedAt?: number): boolean => Process.isAlive(Process.fromPid(pid), recordedAt)
+
+let host: string | undefined
+
+/**
+ * This host, as 16 hex digits, for names that others sharing a directory
+ * (another machine on NFS) read: a hash of the kernel's boot id
+ * (`/proc/sys/kernel/random/boot_id`, new at every boot and shared by every
+ * container of one kernel, whose pids are judged by their pid namespace), or
+ * of the host name where there is none (macOS, FreeBSD). A pid and a start
+ * time mean something only on the host, and in the boot, that wrote them.
+ */
+export const hostId = (): string => {
+  if (host === undefined) {
+    let source: string
+    try {
+      source = `boot:${Fs.readFileSync("/proc/sys/kernel/random/boot_id", "latin1").trim()}`
+    } catch {
+      source = `host:${Os.hostname()}`
+    }
+    host = Crypto.createHash("sha256").update(source).digest("hex").slice(0, 16)
+  }
+  return host
+}
 
 /** A random identifier: 16 hex digits. */
 export const randomId = (): string => {

@@ -471,6 +471,8 @@ export const openWriter = (
   Effect.gen(function*() {
     const unavailable = Libc.available()
     if (unavailable !== undefined) return yield* unavailable
+    const invalid = Sys.invalidModes({ fileMode: options.fileMode }, dir)
+    if (invalid !== undefined) return yield* invalid
     const impl = new WriterImpl(dir, options)
     yield* Effect.acquireRelease(
       Effect.suspend(() => {
