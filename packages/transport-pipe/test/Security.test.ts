@@ -49,6 +49,21 @@ const privateRuntime = Effect.gen(function*() {
 let n = 0
 const unique = (what: string) => `effect-ipc-${what}-${process.pid}-${n++}`
 
+/** XDG_RUNTIME_DIR (for the scope) a shared sticky directory where uid 65534 made `effect-ipc` first. */
+const runtimeDirOfNobody = Effect.gen(function*() {
+  const shared = yield* tempDir("effect-ipc-xdg-", 0o1777)
+  const saved = process.env["XDG_RUNTIME_DIR"]
+  process.env["XDG_RUNTIME_DIR"] = shared
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
+      else process.env["XDG_RUNTIME_DIR"] = saved
+    })
+  )
+  const made = yield* run("mkdir", ["-m", "0700", Path.join(shared, "effect-ipc")], { uid: nobody })
+  assert.strictEqual(made.status, 0, made.stderr)
+})
+
 describe("Unix socket security: same user", () => {
   it.live("creates the socket file with mode 0600, or the mode asked for", () =>
     Effect.gen(function*() {
@@ -154,17 +169,7 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
 
   it.live("a runtime directory made by another user is refused for pipe:// (PermissionDenied)", () =>
     Effect.gen(function*() {
-      const shared = yield* tempDir("effect-ipc-xdg-", 0o1777)
-      const saved = process.env["XDG_RUNTIME_DIR"]
-      process.env["XDG_RUNTIME_DIR"] = shared
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
-          else process.env["XDG_RUNTIME_DIR"] = saved
-        })
-      )
-      const made = yield* run("mkdir", ["-m", "0700", Path.join(shared, "effect-ipc")], { uid: nobody })
-      assert.strictEqual(made.status, 0, made.stderr)
+      yield* runtimeDirOfNobody
       const transport = UnixSocket.make()
       const attempts = [Effect.asVoid(transport.listen("pipe://x")), Effect.asVoid(transport.dial("pipe://x"))]
       for (const attempt of attempts) {
@@ -178,17 +183,7 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
   // the runtime directory taken by another user first they fell back to nothing: PermissionDenied everywhere
   it.live("a runtime directory made by another user does not stop fifo:// or replacing our own stale socket", () =>
     Effect.gen(function*() {
-      const shared = yield* tempDir("effect-ipc-xdg-", 0o1777)
-      const saved = process.env["XDG_RUNTIME_DIR"]
-      process.env["XDG_RUNTIME_DIR"] = shared
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
-          else process.env["XDG_RUNTIME_DIR"] = saved
-        })
-      )
-      const made = yield* run("mkdir", ["-m", "0700", Path.join(shared, "effect-ipc")], { uid: nobody })
-      assert.strictEqual(made.status, 0, made.stderr)
+      yield* runtimeDirOfNobody
       const own = yield* tempDir("effect-ipc-own-", 0o700)
 
       const fifo = Fifo.make()

@@ -69,6 +69,32 @@ const untilSaid = (output: () => string, line: RegExp) =>
     return line.test(output())
   })
 
+/**
+ * A 100 KiB message (over half a 64 KiB ring: a segment of its own) whose send waits behind another and is
+ * interrupted; then `change` alters its buffer. It arrives as `expected`, and what the link counted as
+ * waiting goes back to nothing (a later send completes).
+ */
+const queuedThenChanged = (buffer: ArrayBuffer, change: () => void, expected: Uint8Array) =>
+  Effect.gen(function*() {
+    const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 })
+    const where = address()
+    const listener = yield* transport.listen(where)
+    const client = yield* transport.dial(where)
+    const server = yield* listener.accept
+    yield* client.send(pattern(100 * 1024, 1))
+    const queued = new Uint8Array(buffer)
+    queued.set(pattern(100 * 1024, 2))
+    const sender = yield* Effect.forkChild(client.send(queued), { startImmediately: true })
+    assert.isUndefined(sender.pollUnsafe(), "it waits")
+    yield* Fiber.interrupt(sender)
+    change()
+    assert.strictEqual(queued.byteLength, expected.byteLength)
+    assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100 * 1024, 1)))
+    assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), expected), "sent as it was then")
+    yield* client.send(pattern(100, 3)).pipe(Effect.timeout("5 seconds"))
+    assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100, 3)))
+  }).pipe(Effect.scoped)
+
 describe("shm:// channels", () => {
   it.live("serves many clients at once, each over its own rings", () =>
     Effect.gen(function*() {
@@ -378,62 +404,24 @@ describe("shm:// channels", () => {
 
   it.live(
     "a large message left queued by an interrupted send, its buffer shrunk meanwhile, does not block later sends",
-    () =>
-      Effect.gen(function*() {
-        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 })
-        const where = address()
-        const listener = yield* transport.listen(where)
-        const client = yield* transport.dial(where)
-        const server = yield* listener.accept
-        yield* client.send(pattern(100 * 1024, 1))
-        // the second (over 64 KiB: queued by reference) waits for the reader to take the first; its send is
-        // interrupted, and the caller shrinks the (resizable, ES2024) buffer the queued message still is
-        const buffer: ArrayBuffer & { resize: (bytes: number) => void } = Reflect.construct(ArrayBuffer, [
-          100 * 1024,
-          { maxByteLength: 100 * 1024 }
-        ])
-        const second = new Uint8Array(buffer)
-        second.set(pattern(100 * 1024, 2))
-        const sender = yield* Effect.forkChild(client.send(second), { startImmediately: true })
-        assert.isUndefined(sender.pollUnsafe(), "it waits")
-        yield* Fiber.interrupt(sender)
-        buffer.resize(50 * 1024)
-        assert.strictEqual(second.byteLength, 50 * 1024)
-        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100 * 1024, 1)))
-        const received = yield* server.receive.pipe(Effect.timeout("10 seconds"))
-        assert.isTrue(same(received, pattern(100 * 1024, 2).subarray(0, 50 * 1024)), "sent as it was then")
-        // what the link counts as waiting went back to nothing: a later send completes
-        yield* client.send(pattern(100, 3)).pipe(Effect.timeout("5 seconds"))
-        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100, 3)))
-      }).pipe(Effect.scoped),
+    () => {
+      // a resizable (ES2024) buffer, shrunk once the send was interrupted: it goes as it is then
+      const buffer: ArrayBuffer & { resize: (bytes: number) => void } = Reflect.construct(ArrayBuffer, [
+        100 * 1024,
+        { maxByteLength: 100 * 1024 }
+      ])
+      return queuedThenChanged(buffer, () => buffer.resize(50 * 1024), pattern(100 * 1024, 2).subarray(0, 50 * 1024))
+    },
     30_000
   )
 
   it.live(
     "a large message left queued by an interrupted send, its buffer detached meanwhile, goes as empty; later sends go on",
-    () =>
-      Effect.gen(function*() {
-        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 })
-        const where = address()
-        const listener = yield* transport.listen(where)
-        const client = yield* transport.dial(where)
-        const server = yield* listener.accept
-        yield* client.send(pattern(100 * 1024, 1))
-        const buffer = new ArrayBuffer(100 * 1024)
-        const second = new Uint8Array(buffer)
-        second.set(pattern(100 * 1024, 2))
-        const sender = yield* Effect.forkChild(client.send(second), { startImmediately: true })
-        assert.isUndefined(sender.pollUnsafe(), "it waits")
-        yield* Fiber.interrupt(sender)
-        // the caller hands its buffer on (a transfer detaches it): the queued message is empty now
-        const moved = structuredClone(buffer, { transfer: [buffer] })
-        assert.strictEqual(second.byteLength, 0)
-        assert.strictEqual(moved.byteLength, 100 * 1024)
-        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100 * 1024, 1)))
-        assert.strictEqual((yield* server.receive.pipe(Effect.timeout("10 seconds"))).byteLength, 0)
-        yield* client.send(pattern(100, 3)).pipe(Effect.timeout("5 seconds"))
-        assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100, 3)))
-      }).pipe(Effect.scoped),
+    () => {
+      // the caller hands its buffer on (a transfer detaches it): the queued message is empty now
+      const buffer = new ArrayBuffer(100 * 1024)
+      return queuedThenChanged(buffer, () => void structuredClone(buffer, { transfer: [buffer] }), new Uint8Array(0))
+    },
     30_000
   )
 
