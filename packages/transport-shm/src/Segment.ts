@@ -80,9 +80,9 @@ export interface CreateOptions {
 
 /**
  * Creates the segment `name` of `size` bytes (zero-filled), failing with
- * `AlreadyExists` when the name is taken. Its name is removed and its memory
- * unmapped when the scope closes (other processes that mapped it keep their
- * mappings).
+ * `AlreadyExists` when the name is taken. Its name is removed (if it still
+ * names this segment) and its memory unmapped when the scope closes (other
+ * processes that mapped it keep their mappings).
  */
 export const create = (
   name: string,
@@ -97,7 +97,11 @@ export const create = (
     const mapped = yield* Effect.acquireRelease(
       Segments.createMapped(name, size, { mode: options.mode }),
       (created) =>
-        Effect.sync(() => created.mapping.release()).pipe(Effect.andThen(Effect.ignore(Libc.shmUnlink(name))))
+        Effect.sync(() => {
+          created.mapping.release()
+          // only while the name is still ours: one removed and made again since is someone else's
+          if (Libc.identityNow(name) === created.ino) Libc.shmUnlinkNow(name)
+        })
     )
     return toSegment(mapped, true)
   })

@@ -8,6 +8,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -41,6 +42,24 @@ describe("Segment", () => {
       assert.strictEqual(gone.reason._tag, "NotFound")
       assert.strictEqual((yield* Effect.flip(Shm.Segment.unlink(name))).reason._tag, "NotFound")
     }))
+
+  // the name is removed by identity: a segment someone made again under the name meanwhile keeps it
+  it.effect("a scope's close leaves the name alone when it names another segment by then", () =>
+    Effect.gen(function*() {
+      const name = fresh()
+      const outer = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Scope.close(outer, Exit.void))
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Shm.Segment.create(name, 4096)
+        yield* Shm.Segment.unlink(name)
+        // another scope takes the name for a segment of its own, and outlives the first
+        yield* Scope.provide(Shm.Segment.create(name, 8192), outer)
+      }))
+      assert.isTrue(Fs.existsSync(`/dev/shm/${name}`), "the second segment's name stays")
+      assert.strictEqual(Fs.statSync(`/dev/shm/${name}`).size, 8192)
+      yield* Scope.close(outer, Exit.void)
+      assert.isFalse(Fs.existsSync(`/dev/shm/${name}`))
+    }).pipe(Effect.scoped))
 
   it.effect("detaches every view when the scope closes: late reads see nothing, never unmapped memory", () =>
     Effect.gen(function*() {
