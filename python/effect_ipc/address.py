@@ -68,21 +68,26 @@ def _this_host():
     return sys.platform, os.environ, os.getuid(), _tmpdir()
 
 
-def runtime_dir(raw=None):
-    """This user's private directory for ``pipe://`` sockets, created 0700;
-    one another user owns or others can enter is refused (``PermissionDenied``)."""
-    directory = runtime_dir_for(*_this_host())
+def _private_dir(directory, raw, make, what):
+    """``directory``, made 0700 by ``make`` when missing, if it is a directory of
+    this user that others cannot enter; else ``PermissionDenied``."""
     try:
-        os.makedirs(directory, 0o700)
+        make(directory, 0o700)
     except OSError:
         pass
     try:
         st = os.lstat(directory)
     except OSError as error:
-        raise IpcError("PermissionDenied", "no private runtime directory: %s" % error, raw)
+        raise IpcError("PermissionDenied", "no private %s directory: %s" % (what, error), raw)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or (st.st_mode & 0o077) != 0:
         raise IpcError("PermissionDenied", "%s is not a private directory of this user" % directory, raw)
     return directory
+
+
+def runtime_dir(raw=None):
+    """This user's private directory for ``pipe://`` sockets, created 0700;
+    one another user owns or others can enter is refused (``PermissionDenied``)."""
+    return _private_dir(runtime_dir_for(*_this_host()), raw, os.makedirs, "runtime")
 
 
 def lock_dir(raw=None):
@@ -101,18 +106,10 @@ def lock_dir(raw=None):
             raise error
         if not os.path.isabs(home) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or (st.st_mode & 0o022) != 0:
             raise error
-        directory = os.path.join(home, ".effect-ipc-locks")
         try:
-            os.mkdir(directory, 0o700)
-        except OSError:
-            pass
-        try:
-            st = os.lstat(directory)
-        except OSError as second:
-            raise IpcError("PermissionDenied", "%s; and no lock directory: %s" % (error.detail, second), raw)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or (st.st_mode & 0o077) != 0:
-            raise IpcError("PermissionDenied", "%s; and %s is not a private directory of this user" % (error.detail, directory), raw)
-        return directory
+            return _private_dir(os.path.join(home, ".effect-ipc-locks"), raw, os.mkdir, "lock")
+        except IpcError as second:
+            raise IpcError("PermissionDenied", "%s; and %s" % (error.detail, second.detail), raw)
 
 
 def _check_length(path, raw, platform=sys.platform):

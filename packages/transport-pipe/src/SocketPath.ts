@@ -123,28 +123,42 @@ export const runtimeDir = (raw?: string): Effect.Effect<string, IpcError.IpcErro
 export const lockDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> =>
   Effect.catch(runtimeDir(raw), (error) =>
     Effect.suspend(() => {
-      const uid = process.getuid?.()
-      let home: string | undefined
-      try {
-        home = Os.userInfo().homedir
-      } catch {
-        home = undefined
-      }
-      if (home === undefined || !Path.isAbsolute(home)) return Effect.fail(error)
-      try {
-        const stat = Fs.lstatSync(home)
-        if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o022) !== 0) {
-          return Effect.fail(error)
-        }
-      } catch {
-        return Effect.fail(error)
-      }
+      const home = homeDirectory()
+      if (home === undefined || !ownedDirectory(home, false)) return Effect.fail(error)
       // not recursive: the home directory is there already
       return Effect.mapError(
-        ensurePrivateDir(Path.join(home, ".effect-ipc-locks"), uid, raw, false),
+        ensurePrivateDir(Path.join(home, ".effect-ipc-locks"), process.getuid?.(), raw, false),
         (second) => IpcError.make("PermissionDenied", `${error.detail}; and ${second.detail}`, raw)
       )
     }))
+
+/**
+ * This user's home directory, from the password database (not `$HOME`, so
+ * that every process of the user finds the same one); undefined if unknown.
+ */
+export const homeDirectory = (): string | undefined => {
+  try {
+    return Os.userInfo().homedir
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * True when `dir` is an absolute path to a directory (not a link) of this
+ * user that no other user can write (with `privateOnly`, nor enter): a base
+ * for directories of this user's own.
+ */
+export const ownedDirectory = (dir: string | undefined, privateOnly: boolean): boolean => {
+  if (dir === undefined || dir.length === 0 || !Path.isAbsolute(dir)) return false
+  try {
+    const stat = Fs.lstatSync(dir)
+    return stat.isDirectory() && stat.uid === process.getuid?.() &&
+      (stat.mode & (privateOnly ? 0o077 : 0o022)) === 0
+  } catch {
+    return false
+  }
+}
 
 const locate = (address: Address.Address, raw: string, host: Host): Effect.Effect<SocketPath, IpcError.IpcError> =>
   Effect.gen(function*() {

@@ -21,6 +21,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Libc from "./internal/libc.ts"
+import * as Reclaim from "./internal/reclaim.ts"
 import * as Segments from "./internal/segments.ts"
 
 /** Longest segment name, in bytes, without the leading slash: 255 on Linux, 30 on macOS. */
@@ -100,7 +101,7 @@ export const create = (
         Effect.sync(() => {
           created.mapping.release()
           // only while the name is still ours: one removed and made again since is someone else's
-          if (Libc.identityNow(name) === created.ino) Libc.shmUnlinkNow(name)
+          Reclaim.removeUnlocked(name, created.ino)
         })
     )
     return toSegment(mapped, true)

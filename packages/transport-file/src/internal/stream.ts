@@ -254,14 +254,13 @@ export const reclaim = (dir: string): number => {
   return freed
 }
 
-/** Like `Sys.attempt`, but an `IpcError` thrown by `f` is kept as it is. */
-export const attemptTyped = <A>(f: () => A, fallback: IpcError.IpcErrorReason, detail: string, address: string) => {
-  try {
-    return f()
-  } catch (cause) {
-    return IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, fallback, detail, address)
-  }
-}
+/** `Sys.attempt` (an `IpcError` thrown by `f` is kept as it is), with the address required. */
+export const attemptTyped: <A>(
+  f: () => A,
+  fallback: IpcError.IpcErrorReason,
+  detail: string,
+  address: string
+) => A | IpcError.IpcError = Sys.attempt
 
 /** The value of a synchronous result, or its error, as an Effect. */
 export const lift = <A>(result: A | IpcError.IpcError): Effect.Effect<A, IpcError.IpcError> =>

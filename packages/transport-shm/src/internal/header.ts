@@ -93,6 +93,7 @@ export const view = (buffer: ArrayBuffer): HeaderView => ({
 
 /** The pid bits of a lock word: Linux's pids are below 2^22 (`PID_MAX_LIMIT`), macOS's below 100000. */
 const PID_MASK = 0x3f_ffff
+const PID_MASK_BIG = BigInt(PID_MASK)
 
 /**
  * The lock word of process `p`: pid, start tag cut to 10 bits and pid-namespace
@@ -107,7 +108,7 @@ export const lockWord = (p: Processes.ProcessId): bigint => {
 
 /** The process a (non-zero) lock word names; its `start` is the 10-bit cut (`Processes.shortStart`). */
 export const holderOf = (word: bigint): Processes.ProcessId => ({
-  pid: Number(word & BigInt(PID_MASK)),
+  pid: Number(word & PID_MASK_BIG),
   start: Number(word >> 22n & 0x3ffn),
   ns: Number(word >> 32n)
 })
@@ -269,7 +270,7 @@ const tryLock = (h: HeaderView): boolean => {
 }
 
 /** A holder whose pid did not fit its lock word (see `lockWord`). */
-const unjudgeable = (word: bigint): boolean => (word & 0xffff_ffffn) === BigInt(PID_MASK)
+const unjudgeable = (word: bigint): boolean => (word & 0xffff_ffffn) === PID_MASK_BIG
 
 const unlock = (h: HeaderView): void => {
   Atomics.store(h.lock, 0, 0n)

@@ -9,6 +9,7 @@
  *
  * @internal
  */
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
 import * as Fs from "node:fs"
 
@@ -82,8 +83,10 @@ export const lockHolderLiveness = (holder: ProcessId): Liveness => {
   return otherClock(holder.pid) ? "alive" : "dead"
 }
 
-const gone = (cause: unknown): boolean =>
-  typeof cause === "object" && cause !== null && "code" in cause && (cause.code === "ENOENT" || cause.code === "ESRCH")
+const gone = (cause: unknown): boolean => {
+  const errno = IpcError.errnoOf(cause)
+  return errno === "ENOENT" || errno === "ESRCH"
+}
 
 /** `/proc/<pid>/ns/time`; `undefined` when it does not exist (no such process, or no time namespaces). */
 const timeNamespace = (pid: number | "self"): string | undefined | "unreadable" => {

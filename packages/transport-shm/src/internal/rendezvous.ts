@@ -8,6 +8,7 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
@@ -16,26 +17,6 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 
 const uid = (): number | undefined => process.getuid?.()
-
-/** A directory of this user that nobody else can write: a base for the rendezvous directory. */
-const ownedBase = (dir: string | undefined, privateOnly: boolean): boolean => {
-  if (dir === undefined || dir.length === 0 || !Path.isAbsolute(dir)) return false
-  try {
-    const stat = Fs.lstatSync(dir)
-    return stat.isDirectory() && stat.uid === uid() && (stat.mode & (privateOnly ? 0o077 : 0o022)) === 0
-  } catch {
-    return false
-  }
-}
-
-const homeDirectory = (): string | undefined => {
-  try {
-    // from the password database, not $HOME: every process of the user finds the same one
-    return Os.userInfo().homedir
-  } catch {
-    return undefined
-  }
-}
 
 /**
  * The default rendezvous directory: `~/.effect-ipc-shm` when the home
@@ -46,10 +27,10 @@ const homeDirectory = (): string | undefined => {
  * naming its owner; set `directory`).
  */
 export const defaultDirectory = (): string => {
-  const home = homeDirectory()
-  if (ownedBase(home, false)) return Path.join(home!, ".effect-ipc-shm")
+  const home = SocketPath.homeDirectory()
+  if (SocketPath.ownedDirectory(home, false)) return Path.join(home!, ".effect-ipc-shm")
   const runtime = process.env["XDG_RUNTIME_DIR"]
-  if (ownedBase(runtime, true)) return Path.join(runtime!, "effect-ipc-shm")
+  if (SocketPath.ownedDirectory(runtime, true)) return Path.join(runtime!, "effect-ipc-shm")
   return Path.join(Os.tmpdir(), `effect-ipc-shm-${uid() ?? "user"}`)
 }
 
