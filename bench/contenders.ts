@@ -13,7 +13,7 @@
  * - typed RPC: DemoApi `Echo`/`Add` calls through one `RpcClient` of a stack in `rpc.ts`;
  * - zeromq (`zmq.ts`), shm (`shm.ts`), nng (`nng.ts`), file (`file.ts`) in modules of their own.
  */
-import { type IpcChannel, type IpcError, Memory } from "@effect-ipc/core"
+import { IpcChannel, type IpcError, Memory } from "@effect-ipc/core"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Effect from "effect/Effect"
@@ -25,7 +25,7 @@ import type { Readable, Writable } from "node:stream"
 import { echo, sink } from "./handlers.ts"
 import type { OneWayRun, Row } from "./report.ts"
 import type { DemoClient } from "./rpc.ts"
-import { clockEvery, decodeCounts, END, makePayload, rawFrame, RawReader, READY } from "./shared.ts"
+import { clockEvery, decodeCounts, END, makePayload, oneWayBatch, rawFrame, RawReader, READY } from "./shared.ts"
 
 /** One transport at one payload size, ready to measure. */
 export interface Contender {
@@ -220,6 +220,13 @@ const channelOneWay = (
     const start = performance.now()
     const deadline = start + seconds * 1000
     let sent = 0
+    if (oneWayBatch > 1) {
+      const messages = Array.from({ length: oneWayBatch }, () => payload)
+      while (performance.now() < deadline) {
+        yield* IpcChannel.sendAll(channel, messages)
+        sent += oneWayBatch
+      }
+    }
     while (sent % every !== 0 || performance.now() < deadline) {
       yield* channel.send(payload)
       sent++

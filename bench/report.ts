@@ -4,7 +4,7 @@
  * tables and JSON document that `run.ts` prints and writes.
  */
 import * as Os from "node:os"
-import { type RpcStack, rpcStacks } from "./shared.ts"
+import { oneWayBatch, type RpcStack, rpcStacks } from "./shared.ts"
 
 export const KiB = 1024
 export const MiB = 1024 * KiB
@@ -655,7 +655,9 @@ export const render = (
     `${info.elapsedSeconds.toFixed(0)} s.`,
     "",
     `RTT: ping-pong, one message in flight, the echo peer in a child process (memory:// in-process). ` +
-    `msgs/s: one-way, one send per message, counted by the receiving peer; RPC: completed calls/s with ` +
+    `msgs/s: one-way, ${
+      oneWayBatch > 1 ? `effect-ipc channels sending ${oneWayBatch} messages per \`sendAll\`, others` : ""
+    } one send per message, counted by the receiving peer; RPC: completed calls/s with ` +
     `concurrent callers. MB/s = payload bytes / 1e6 per second. Ratios: a channel's p50 RTT and msgs/s over ` +
     `raw node:net's and zeromq's; an RPC row's p50 over the unix:// Channel's and, for IpcRpc, p50 and calls/s ` +
     `over effect's own RPC with the matching serialization. Transports take turns, in rotating order: ` +

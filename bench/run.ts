@@ -28,7 +28,7 @@
  * `--only=raw,unix,memory,fifo,child,shm,file,nng,zmq,rpc`,
  * `--stacks=ipc-binary,ipc-json,effect-binary,effect-ndjson` (the RPC stacks),
  * `--shm=shm,shm-spin,shm-view` (the shm modes), `--nng=nng,nng-c,nng-node`, `--sizes=64,4096,1048576`,
- * `--phases=rtt,oneway`. Node flags such as
+ * `--phases=rtt,oneway`, `--batch=N` (channels send one-way traffic N messages per `sendAll`). Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them (see README.md).
  */
 import * as ChildProcess from "node:child_process"

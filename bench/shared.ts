@@ -16,6 +16,9 @@ export const argValue = (name: string): string | undefined => {
   return process.argv.slice(2).find((a) => a.startsWith(prefix))?.slice(prefix.length)
 }
 
+/** `--batch=N`: channel senders of one-way traffic send N messages per `IpcChannel.sendAll` (default 1: one `send` each). */
+export const oneWayBatch = Math.max(1, Math.round(Number(argValue("batch") ?? "1")))
+
 // ---- temporary directories ----------------------------------------------------
 
 const madeDirs = new Set<string>()

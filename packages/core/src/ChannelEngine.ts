@@ -141,6 +141,8 @@ export interface Engine {
 }
 
 const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+/** Messages of a `sendAll` written between two yields to the event loop. */
+const BATCH_STEP = 2048
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
 /**
@@ -286,13 +288,14 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   // `maxBurstDelay`. The clock is read every 8th send of a burst, from the 8th on (a short burst reads none)
   let burstSends = 0
   let burstClock = 0
-  const sent = (): void => {
+  const sent = (atOnce: boolean): void => {
     if (link!.flush === undefined) return
     if (!flushScheduled) {
       flushSoon()
       burstSends = 0
       burstClock = 0
-      return flushNow()
+      if (atOnce) flushNow()
+      return
     }
     if ((++burstSends & 7) !== 0) return
     const now = performance.now()
@@ -335,12 +338,54 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     }
     const written = link!.write(message)
     if (written !== undefined) return written
-    sent()
+    sent(true)
     if (link!.pending() <= highWaterMark) return Effect.void
     Latch.closeUnsafe(writableLatch)
     return waitWritable
   }
   const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => Effect.suspend(() => sendNow(message))
+
+  // as `send` one by one, without an effect per message: the link takes each message at once while it
+  // has room; a write that completes later, or a full link, is waited for before the rest. A batch that
+  // starts a turn's burst is written out as it ends (or stops), not after its first message. A long batch
+  // lets the event loop run every `BATCH_STEP` messages, as effect's fibers do every so many steps
+  const sendAllFrom = (messages: ReadonlyArray<Uint8Array>, from: number): Effect.Effect<void, IpcError.IpcError> => {
+    let starts = false
+    const writeOut = (): void => {
+      if (starts && !finished) flushNow()
+    }
+    for (let i = from; i < messages.length; i++) {
+      if (i - from === BATCH_STEP) {
+        writeOut()
+        return Effect.andThen(Effect.yieldNow, Effect.suspend(() => sendAllFrom(messages, i)))
+      }
+      const message = messages[i]!
+      const error = sendError() ??
+        (message.byteLength > maxMessageSize
+          ? IpcError.frameTooLarge(message.byteLength, maxMessageSize, address)
+          : undefined)
+      if (error !== undefined) {
+        writeOut()
+        return Effect.fail(error)
+      }
+      const written = link!.write(message)
+      if (written !== undefined) {
+        writeOut()
+        return Effect.andThen(written, Effect.suspend(() => sendAllFrom(messages, i + 1)))
+      }
+      if (!flushScheduled && link!.flush !== undefined) starts = true
+      sent(false)
+      if (link!.pending() > highWaterMark) {
+        writeOut()
+        Latch.closeUnsafe(writableLatch)
+        return Effect.andThen(waitWritable, Effect.suspend(() => sendAllFrom(messages, i + 1)))
+      }
+    }
+    writeOut()
+    return Effect.void
+  }
+  const sendAll = (messages: ReadonlyArray<Uint8Array>): Effect.Effect<void, IpcError.IpcError> =>
+    Effect.suspend(() => sendAllFrom(messages, 0))
 
   // ---- the sink -----------------------------------------------------------
   const sink: Sink = {
@@ -415,6 +460,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       peer: options.peer,
       inbox,
       send,
+      sendAll,
       close,
       closed: Deferred.await(closed)
     }),

@@ -47,6 +47,12 @@ export interface IpcChannel {
   readonly peer: PeerInfo
   /** Sends one message; waits while the outgoing buffers are full. */
   readonly send: (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
+  /**
+   * Sends messages in order as one operation, as `send` would one by one (a
+   * failure leaves those before it sent); absent where a channel has no faster
+   * way. Call `IpcChannel.sendAll`, which falls back to `send`.
+   */
+  readonly sendAll?: ((messages: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IpcError.IpcError>) | undefined
   /** Receives the next message; fails with reason `Closed` once the peer has closed. */
   readonly receive: Effect.Effect<Uint8Array, IpcError.IpcError>
   /** Receives every buffered message (at least one); fails with reason `Closed` once the peer has closed. */
@@ -73,6 +79,7 @@ export const make = (options: {
   readonly peer?: PeerInfo | undefined
   readonly inbox: Inbox.Inbox
   readonly send: (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
+  readonly sendAll?: ((messages: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IpcError.IpcError>) | undefined
   readonly close: Effect.Effect<void>
   readonly closed: Effect.Effect<void>
 }): IpcChannel => ({
@@ -80,6 +87,7 @@ export const make = (options: {
   address: options.address,
   peer: options.peer ?? {},
   send: options.send,
+  sendAll: options.sendAll,
   receive: options.inbox.take,
   receiveAll: Effect.catchTag(
     options.inbox.pull,
@@ -91,11 +99,18 @@ export const make = (options: {
   closed: options.closed
 })
 
-/** Sends every message of `messages` in order. */
+/**
+ * Sends every message of `messages` in order: one operation where the channel
+ * has `sendAll` (every transport built on the channel engine), else one `send`
+ * each. The caller may reuse the buffers once it returns.
+ */
 export const sendAll = (
   channel: IpcChannel,
   messages: Iterable<Uint8Array>
-): Effect.Effect<void, IpcError.IpcError> => Effect.forEach(messages, channel.send, { discard: true })
+): Effect.Effect<void, IpcError.IpcError> =>
+  channel.sendAll !== undefined
+    ? channel.sendAll(Array.isArray(messages) ? messages : Array.from(messages))
+    : Effect.forEach(messages, channel.send, { discard: true })
 
 /** A channel seen through a Schema: values of `A` in, values of `A` out. */
 export interface TypedChannel<A> {

@@ -271,6 +271,15 @@ export const instrumentChannel = (
     })
   }
 
+  // a batch is counted as it is handed over, like `send`'s messages; its failure is counted too
+  const inner = channel.sendAll
+  const sendAll = inner === undefined ? undefined : (messages: ReadonlyArray<Uint8Array>) => {
+    messagesOut += messages.length
+    for (let i = 0; i < messages.length; i++) bytesOut += messages[i]!.byteLength
+    schedule()
+    return Effect.tapError(inner(messages), observeError)
+  }
+
   let closeTraced = false
   const close = Effect.suspend(() => {
     if (closeTraced) return channel.close
@@ -285,6 +294,7 @@ export const instrumentChannel = (
     address: channel.address,
     peer: channel.peer,
     send,
+    sendAll,
     receive: Effect.map(Effect.tapError(channel.receive, observeError), received),
     receiveAll: Effect.map(Effect.tapError(channel.receiveAll, observeError), receivedAll),
     messages: Stream.transformPull(

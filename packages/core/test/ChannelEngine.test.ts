@@ -107,6 +107,67 @@ describe("ChannelEngine", () => {
       assert.deepStrictEqual(state.flushes, [1, 64])
     }))
 
+  it.live("sendAll: a batch that starts a burst is written out once, as it ends; one inside a burst joins it", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "10 seconds" }, open)
+      yield* channel.sendAll!([m(1), m(2), m(3)])
+      assert.deepStrictEqual(state.written, [1, 2, 3])
+      assert.deepStrictEqual(state.flushes, [3])
+      yield* channel.send(m(4))
+      yield* channel.sendAll!([m(5), m(6)])
+      assert.deepStrictEqual(state.flushes, [3])
+      yield* Effect.promise(() => Promise.resolve())
+      assert.deepStrictEqual(state.flushes, [3, 6])
+      yield* channel.sendAll!([])
+      assert.deepStrictEqual(state.written, [1, 2, 3, 4, 5, 6])
+    }))
+
+  it.live("sendAll: a long batch lets the event loop run between its parts", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", highWaterMark: Infinity }, open)
+      let writtenWhenTimerRan: number | undefined
+      setImmediate(() => {
+        writtenWhenTimerRan = state.written.length
+      })
+      yield* channel.sendAll!(Array.from({ length: 10_000 }, (_, i) => m(i & 0xff)))
+      assert.strictEqual(state.written.length, 10_000)
+      assert.isDefined(writtenWhenTimerRan)
+      assert.isBelow(writtenWhenTimerRan!, 10_000)
+    }))
+
+  it.live("sendAll: past the high-water mark it writes out, waits, and goes on once the link drains", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", highWaterMark: 2 }, open)
+      const batch = yield* Effect.forkChild(channel.sendAll!([m(1), m(2), m(3), m(4), m(5)]), {
+        startImmediately: true
+      })
+      assert.isFalse(yield* isDone(batch))
+      // stopped after the message that passed the mark, all of it written out
+      assert.deepStrictEqual(state.written, [1, 2, 3])
+      assert.deepStrictEqual(state.flushes.at(0), 3)
+      state.pending = 0
+      state.sink.writable()
+      yield* Fiber.join(batch)
+      assert.deepStrictEqual(state.written, [1, 2, 3, 4, 5])
+    }))
+
+  it.live("sendAll: a message over the limit fails the batch after those before it; a closed channel sends none", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxMessageSize: 4 }, open)
+      const error = yield* Effect.flip(channel.sendAll!([m(1), new Uint8Array(5), m(2)]))
+      assert.strictEqual(error.reason._tag, "FrameTooLarge")
+      assert.deepStrictEqual(state.written, [1])
+      assert.deepStrictEqual(state.flushes, [1])
+      yield* channel.close
+      const closed = yield* Effect.flip(channel.sendAll!([m(3)]))
+      assert.strictEqual(closed.reason._tag, "Closed")
+      assert.deepStrictEqual(state.written, [1])
+    }))
+
   it.live("rejects a message over the limit with FrameTooLarge and stays open", () =>
     Effect.gen(function*() {
       const { open, state } = testLink()

@@ -7,5 +7,6 @@ Conformance.suite({
   name: "memory://",
   descriptor: Registry.memory,
   address: () => `memory://conformance-${process.pid}-${n++}`,
-  maxFrameSize: 256 * 1024 * 1024
+  maxFrameSize: 256 * 1024 * 1024,
+  sendsBatches: true
 })

@@ -1,4 +1,4 @@
-import { IpcError, IpcRpc, Memory, Observability, Registry, Transport } from "@effect-ipc/core"
+import { IpcChannel, IpcError, IpcRpc, Memory, Observability, Registry, Transport } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -99,7 +99,7 @@ describe("Observability", () => {
       }).pipe(Effect.scoped)
     ))
 
-  it.effect("counts a batch received with receiveAll", () =>
+  it.effect("counts a batch received with receiveAll, and one sent with sendAll", () =>
     observed(() =>
       Effect.gen(function*() {
         const transport = Transport.instrument(Memory.make())
@@ -112,6 +112,13 @@ describe("Observability", () => {
         while (received < 3) received += (yield* server.receiveAll).length
         assert.strictEqual(yield* counter(Observability.MetricNames.messagesIn, memory), 3)
         assert.strictEqual(yield* counter(Observability.MetricNames.bytesIn, memory), 30)
+        // and one sent with sendAll, through the channel's own (counted as it is handed over)
+        assert.isFunction(client.sendAll)
+        yield* IpcChannel.sendAll(client, [bytes(4, 1), bytes(6, 2)])
+        while (received < 5) received += (yield* server.receiveAll).length
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesOut, memory), 5)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 40)
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesIn, memory), 5)
       }).pipe(Effect.scoped)
     ))
 

@@ -97,6 +97,8 @@ export interface Subject {
   readonly maxFrameSize: number
   /** Paths the transport leaves in the file system for `address` while in use (all must be gone after close). */
   readonly residue?: ((address: string) => ReadonlyArray<string>) | undefined
+  /** The transport's channels send a batch as one operation (`IpcChannel.sendAll` finds `channel.sendAll`): asserted. */
+  readonly sendsBatches?: boolean | undefined
   /** How long a peer process may take to start (default 20 s; Node for Windows under Wine loads slowly). */
   readonly peerStartTimeout?: Duration.Input | undefined
 }
@@ -517,6 +519,47 @@ export const suite = (given: Subject): void => {
         assert.strictEqual(expected, total)
       }).pipe(Effect.scoped), 120_000)
 
+    it.live(
+      "sendAll: batches and single sends arrive in order, a batch past every buffer is back-pressured",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const address = subject.address()
+          const client = crossProcess
+            ? (yield* crossPeer(subject, transport, "echo-server")).channel
+            : yield* echoPair(transport, address)
+          if (subject.sendsBatches === true) assert.isFunction(client.sendAll, "the channel has its own sendAll")
+          // batches of 1 to 4000 messages, a single send after each; the last batch holds 16 MiB in 64 KiB messages
+          const big = Math.min(64 * 1024, subject.maxFrameSize)
+          const sizes = [1, 2, 17, 4000, 1, 256]
+          let next = 0
+          const message = (size: number): Uint8Array => {
+            const out = new Uint8Array(size)
+            out.set(numbered(next++))
+            return out
+          }
+          const plan = sizes.map((count, b) =>
+            [Array.from({ length: count }, () => message(b === sizes.length - 1 ? big : 8)), message(8)] as const
+          )
+          const total = next
+          yield* Effect.forkScoped(
+            Effect.forEach(plan, ([batch, single]) =>
+              Effect.andThen(IpcChannel.sendAll(client, batch), client.send(single)), { discard: true })
+          )
+          let expected = 0
+          while (expected < total) {
+            for (const got of yield* client.receiveAll) {
+              assert.strictEqual(numberOf(got), expected)
+              expected++
+            }
+          }
+          assert.strictEqual(expected, total)
+          // an empty batch sends nothing, and is no error
+          yield* IpcChannel.sendAll(client, [])
+        }).pipe(Effect.scoped),
+      120_000
+    )
+
     it.live("no message waits unseen, whichever step effect yields to the event loop at", () =>
       Effect.gen(function*() {
         // A fiber yields to the event loop every `MaxOpsBeforeYield` steps. A receiver or worker that
@@ -626,18 +669,28 @@ export const suite = (given: Subject): void => {
             offset += size + 1
             return message
           })
-          let counted = 0
-          const counting: IpcChannel.IpcChannel = {
-            ...client,
-            send: (message) => Effect.andThen(client.send(message), Effect.sync(() => counted++))
+          // through the channel's own sendAll (counted once it returns), then one send each (its fallback)
+          for (const own of [true, false]) {
+            let counted = 0
+            const count = <A, E>(effect: Effect.Effect<A, E>) => Effect.andThen(effect, Effect.sync(() => counted++))
+            const inner = client.sendAll
+            const counting: IpcChannel.IpcChannel = own
+              ? { ...client, sendAll: inner === undefined ? undefined : (messages) => count(inner(messages)) }
+              : { ...client, sendAll: undefined, send: (message) => count(client.send(message)) }
+            const all = yield* Effect.forkScoped(
+              Effect.andThen(IpcChannel.sendAll(counting, batch), Effect.sync(() => arena.fill(overwritten)))
+            )
+            yield* stalls(() => counted, "sendAll is through or stalls")
+            const two = yield* receiveOwned(server, sizes.length, true)
+            yield* Fiber.join(all)
+            assertOwned(two, sizes, (i) => 100 + i, own ? "the channel's sendAll" : "sendAll by send")
+            // the same buffer again for the next round
+            offset = 0
+            for (const [i, size] of sizes.entries()) {
+              batch[i] = view(offset, size, 100 + i)
+              offset += size + 1
+            }
           }
-          const all = yield* Effect.forkScoped(
-            Effect.andThen(IpcChannel.sendAll(counting, batch), Effect.sync(() => arena.fill(overwritten)))
-          )
-          yield* stalls(() => counted, "sendAll is through or stalls")
-          const two = yield* receiveOwned(server, sizes.length, true)
-          yield* Fiber.join(all)
-          assertOwned(two, sizes, (i) => 100 + i, "sendAll")
         }).pipe(Effect.scoped),
       120_000
     )
@@ -820,6 +873,20 @@ export const suite = (given: Subject): void => {
           assert.strictEqual(tooLarge.reason._tag, "FrameTooLarge")
           yield* client.send(numbered(7))
           assert.strictEqual(numberOf(yield* server.receive), 7)
+          // in a batch: those before it are sent, it and those after it are not
+          const inBatch = yield* Effect.flip(
+            IpcChannel.sendAll(client, [
+              numbered(8),
+              numbered(9),
+              new Uint8Array(subject.maxFrameSize + 1),
+              numbered(10)
+            ])
+          )
+          assert.strictEqual(inBatch.reason._tag, "FrameTooLarge")
+          yield* client.send(numbered(11))
+          const got: Array<number> = []
+          while (got.length < 3) for (const message of yield* server.receiveAll) got.push(numberOf(message))
+          assert.deepStrictEqual(got, [8, 9, 11])
         }).pipe(Effect.scoped),
       60_000
     )

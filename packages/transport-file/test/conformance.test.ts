@@ -15,5 +15,6 @@ Conformance.suite({
   peer: { module: "@effect-ipc/transport-file", export: "descriptor" },
   address: () => `file://${root}/d${n++}`,
   maxFrameSize: 32 * 1024 * 1024,
+  sendsBatches: true,
   residue: (address) => [new URL(address).pathname].filter((path) => Fs.existsSync(path))
 })

@@ -49,6 +49,7 @@ Conformance.suite({
   peer,
   address: () => `nng+ipc://${dir}/s${n++}.ipc`,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true,
   residue: (address) => existing(address.slice("nng+ipc://".length))
 })
 
@@ -58,7 +59,8 @@ Conformance.suite({
   scheme: "nng+tcp",
   peer,
   address: () => `nng+tcp://127.0.0.1:${suitePort()}`,
-  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true
 })
 
 Conformance.suite({
@@ -67,7 +69,8 @@ Conformance.suite({
   scheme: "nng+ws",
   peer,
   address: () => `nng+ws://127.0.0.1:${suitePort()}/conformance`,
-  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true
 })
 
 Conformance.suite({
@@ -75,5 +78,6 @@ Conformance.suite({
   descriptor: Nng.descriptor,
   scheme: "nng+inproc",
   address: () => `nng+inproc://conformance-${n++}`,
-  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true
 })

@@ -101,6 +101,7 @@ Conformance.suite({
   address: () => `unix://${dir}/s${n++}.sock`,
   raw: rawConnect,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true,
   residue: (address) => existing(new URL(address).pathname)
 })
 
@@ -112,6 +113,7 @@ Conformance.suite({
   address: () => `pipe://conformance-${process.pid}-${n++}`,
   raw: rawConnect,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true,
   residue: (address) => existing(Effect.runSync(Pipe.SocketPath.resolve(address)).path)
 })
 
@@ -123,6 +125,7 @@ Conformance.suite({
   address: () => `fifo://${dir}/f${n++}`,
   raw: rawFifo,
   maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true,
   residue: (address) => {
     const base = new URL(address).pathname
     return existing(`${base}.in`, `${base}.out`, `${base}.lock`, `${base}.lock.server`)
@@ -135,5 +138,6 @@ Conformance.suite({
   scheme: "child",
   peer,
   address: () => "child:parent",
-  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE
+  maxFrameSize: Framing.DEFAULT_MAX_FRAME_SIZE,
+  sendsBatches: true
 })

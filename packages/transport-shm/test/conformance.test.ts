@@ -23,5 +23,6 @@ Conformance.suite({
   peer: { module: "@effect-ipc/transport-shm", export: "descriptor" },
   address: () => `shm://conformance-${process.pid}-${n++}`,
   maxFrameSize: Shm.ShmChannel.DEFAULT_MAX_MESSAGE_SIZE,
+  sendsBatches: true,
   residue
 })

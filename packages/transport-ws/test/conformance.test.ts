@@ -13,6 +13,7 @@ Conformance.suite({
   peer: { module: "@effect-ipc/transport-ws", export: "descriptor" },
   address: () => freshAddress("conformance"),
   maxFrameSize: 64 * 1024 * 1024,
+  sendsBatches: true,
   // the listener's token file, while it listens
   residue: (address) => [tokenFileOf(address)].filter((file) => Fs.existsSync(file))
 })
