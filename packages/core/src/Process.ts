@@ -15,17 +15,25 @@
  * says when it was written (`recordedAt`, e.g. the file's mtime), a process
  * that started later than that is not its writer either.
  *
+ * A process in another time namespace (Linux 5.6+: `unshare --time`, a
+ * restored checkpoint) reads its start time on another clock, so from here a
+ * live writer may seem to have started at another time: a running pid whose
+ * start time differs is `unknown`, not `dead`, when that process's time
+ * namespace differs from ours or cannot be read (`seesOtherClock`).
+ *
  * Every read is of procfs, which is memory-backed: nothing here waits on a
  * disk, and nothing throws.
  *
  * @since 0.1.0
  */
+import * as IpcError from "./IpcError.ts"
 
 // node:fs is looked up when first used, not imported: core also bundles and loads in a browser page
 const Fs = {
   readFileSync: (path: string, encoding: "latin1"): string =>
     process.getBuiltinModule("node:fs").readFileSync(path, encoding),
-  readlinkSync: (path: string): string => process.getBuiltinModule("node:fs").readlinkSync(path)
+  readlinkSync: (path: string): string => process.getBuiltinModule("node:fs").readlinkSync(path),
+  ownerOf: (path: string): number => process.getBuiltinModule("node:fs").statSync(path).uid
 }
 
 /** A process as recorded by whoever must later ask whether it still runs. */
@@ -37,7 +45,10 @@ export interface Identity {
   readonly pidNamespace: number
 }
 
-/** What can be said of a recorded process from here: a process of another pid namespace is `unknown`. */
+/**
+ * What can be said of a recorded process from here: a process of another pid
+ * namespace, or a running pid seen through another clock, is `unknown`.
+ */
 export type Liveness = "alive" | "dead" | "unknown"
 
 const hasProc = globalThis.process?.platform === "linux"
@@ -121,12 +132,61 @@ const startedAt = (pid: number): number | undefined => {
   }
 }
 
+/** `/proc/<pid>/ns/time`; `undefined` when it does not exist (no such process, or no time namespaces). */
+const timeNamespace = (pid: number | "self"): string | undefined | "unreadable" => {
+  try {
+    return Fs.readlinkSync(`/proc/${pid}/ns/time`)
+  } catch (cause) {
+    const code = IpcError.errnoOf(cause)
+    return code === "ENOENT" || code === "ESRCH" ? undefined : "unreadable"
+  }
+}
+
+let myClock: { readonly pid: number; readonly ns: string | undefined | "unreadable" } | undefined
+
+/**
+ * Whether running process `pid` is another user's while we are not root (`/proc/<pid>` is owned by
+ * its effective uid). False when it is gone. (A process of ours made non-dumpable shows as root's.)
+ */
+const otherUser = (pid: number): boolean => {
+  const euid = process.geteuid?.()
+  if (euid === undefined || euid === 0) return false
+  try {
+    return Fs.ownerOf(`/proc/${pid}`) !== euid
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Whether running process `pid` may read time on another clock than ours:
+ * `/proc/<pid>/stat` gives start times on the reader's clock, so a process of
+ * another time namespace seems to have started at another time than it
+ * recorded. True when its time namespace differs from ours or cannot be read;
+ * false when it is ours, when it is gone, without time namespaces (no procfs,
+ * Linux before 5.6), and for another user's process unless we are root (its
+ * namespace is never readable to us; records are kept where only their user
+ * writes, so such a process has a dead writer's recycled pid).
+ */
+export const seesOtherClock = (pid: number): boolean => {
+  if (!hasProc) return false
+  if (myClock === undefined || myClock.pid !== process.pid) {
+    myClock = { pid: process.pid, ns: timeNamespace("self") }
+  }
+  if (myClock.ns === undefined) return false
+  if (otherUser(pid)) return false
+  const theirs = timeNamespace(pid)
+  if (theirs === undefined) return false
+  return theirs === "unreadable" || myClock.ns === "unreadable" || theirs !== myClock.ns
+}
+
 /** How far `startedAt` may be off (uptime and ticks are read at 10 ms, the clock may be slewed). */
 const CLOCK_SLACK_MS = 1000
 
 /**
  * Whether the recorded process still runs: `dead` when no process has its
- * pid, or the one that has it started at another time (a recycled pid);
+ * pid, or the one that has it started at another time (a recycled pid)
+ * unless it reads time on another clock (`seesOtherClock`: then `unknown`);
  * `unknown` for a process of another pid namespace (callers treat it as
  * alive). A record without a start time is judged by the pid alone, unless
  * `recordedAt` (milliseconds since the epoch) says when its writer was alive:
@@ -145,7 +205,8 @@ export const liveness = (recorded: Identity, recordedAt?: number): Liveness => {
   if (recorded.startTime !== 0) {
     const now = startTime(recorded.pid)
     // unreadable (procfs mounted hidepid, or the process just exited): the pid is all we know
-    return now === 0 || now === recorded.startTime ? "alive" : "dead"
+    if (now === 0 || now === recorded.startTime) return "alive"
+    return seesOtherClock(recorded.pid) ? "unknown" : "dead"
   }
   if (recordedAt !== undefined) {
     const started = startedAt(recorded.pid)

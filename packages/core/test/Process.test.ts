@@ -6,6 +6,7 @@
 import * as Process from "@effect-ipc/core/Process"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
 
 const sleeper = ChildProcess.spawn("sleep", ["300"], { stdio: "ignore" })
 afterAll(() => void sleeper.kill("SIGKILL"))
@@ -47,6 +48,56 @@ describe.runIf(process.platform === "linux")("Process", () => {
     assert.strictEqual(Process.liveness({ ...found, startTime: 1, pidNamespace: found.pidNamespace + 1 }), "unknown")
     assert.isTrue(Process.isAlive({ ...found, pidNamespace: found.pidNamespace + 1 }))
   })
+
+  // a process of another time namespace reads its start time on its own clock (here: boot a day earlier)
+  it.runIf(Fs.existsSync("/proc/self/ns/time"))(
+    "a live process of another time namespace is not taken for a recycled pid; once gone it is dead",
+    async () => {
+      const child = ChildProcess.spawn(
+        "unshare",
+        [
+          "--time",
+          "--fork",
+          "--boottime",
+          "86400",
+          "--kill-child",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "-e",
+          `import("@effect-ipc/core/Process").then((P) => { console.log(JSON.stringify(P.self())); setInterval(() => {}, 1000) })`
+        ],
+        { stdio: ["ignore", "pipe", "inherit"] }
+      )
+      try {
+        const line = await new Promise<string>((resolve, reject) => {
+          let out = ""
+          child.stdout.on("data", (chunk: Buffer) => {
+            out += chunk.toString()
+            if (out.includes("\n")) resolve(out.split("\n")[0]!)
+          })
+          child.on("exit", (code) => reject(new Error(`the child exited (${code}) before it said who it is`)))
+        })
+        const recorded: Process.Identity = JSON.parse(line)
+        // what it recorded is on its clock: from here the same pid started a day later
+        const seen = Process.identify(recorded.pid)!
+        assert.notStrictEqual(seen.startTime, recorded.startTime)
+        assert.isTrue(Process.seesOtherClock(recorded.pid))
+        assert.strictEqual(Process.liveness(recorded), "unknown")
+        assert.isTrue(Process.isAlive(recorded))
+        // a process of our own clock whose start differs is still a recycled pid
+        assert.isFalse(Process.seesOtherClock(pid))
+        assert.strictEqual(Process.liveness({ ...Process.identify(pid)!, startTime: recorded.startTime }), "dead")
+        child.kill("SIGKILL")
+        await new Promise((resolve) => child.once("exit", resolve))
+        for (let i = 0; i < 100 && Process.identify(recorded.pid) !== undefined; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+        assert.strictEqual(Process.liveness(recorded), "dead")
+      } finally {
+        child.kill("SIGKILL")
+      }
+    }
+  )
 
   it("encodes identities as text and still reads a bare pid", () => {
     const me = Process.self()

@@ -21,9 +21,15 @@
  * lock naming a dead process (by pid, start time and pid namespace, so that a
  * pid since reused does not keep it) and a ready token holding that lock's
  * text (what a dead listener left) are replaced, anything else at those paths is
- * `AddressInUse`. The client opens both FIFOs without following
+ * `AddressInUse`. It opens its FIFOs by path again for every conversation, and
+ * each time checks (fstat) that it opened the very FIFO it made (device,
+ * inode, owner): one swapped in, or anything else put there, stops the
+ * listener with `AddressInUse` (its `accept` fails with it) and is never read
+ * or written. The client opens both FIFOs without following
  * links and checks their owner (fstat) with `authorize` before it sends the
- * hello: a pair made by another user is `PeerRejected`.
+ * hello: a pair made by another user is `PeerRejected`; it claims only a ready
+ * token that is a regular file whose owner `authorize` admits holding a
+ * listener's lock text, and leaves anything else there alone (`AddressInUse`).
  *
  * @since 0.1.0
  */
@@ -40,6 +46,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Files from "./internal/files.ts"
@@ -49,15 +56,16 @@ import { sameUserOrRoot } from "./UnixSocket.ts"
 
 /** Options of the FIFO transport. */
 export interface FifoOptions extends StreamChannel.StreamChannelOptions {
-  /** Permission bits of the FIFOs (default 0o600). */
+  /** Permission bits of the FIFOs (default 0o600); the ready token is readable by those they let in. */
   readonly mode?: number | undefined
   /** Kernel buffer of each FIFO, in bytes (default 1 MiB, capped by the system's pipe-max-size). */
   readonly pipeSize?: number | undefined
   /** How long a client that claimed the pair has to send its first frame (default 2 s). */
   readonly helloTimeout?: Duration.Input | undefined
   /**
-   * Decides, on `dial`, whether FIFOs owned by this user (uid/gid of the files)
-   * may be talked to (default: this user or root); refused is `PeerRejected`.
+   * Decides, on `dial`, whether FIFOs and a ready token owned by this user
+   * (uid/gid of the files) may be talked to (default: this user or root);
+   * refused is `PeerRejected`.
    */
   readonly authorize?: ((owner: IpcChannel.PeerInfo) => boolean) | undefined
 }
@@ -83,7 +91,7 @@ export const paths = (raw: string): Effect.Effect<FifoPaths, IpcError.IpcError> 
     ready: `${base}.ready`
   }))
 
-const { O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = Fs.constants
+const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = Fs.constants
 
 const openFd = (path: string, flags: number, raw: string) =>
   Effect.try({
@@ -107,9 +115,12 @@ const lockFormat = /^([^:]+):[a-z0-9]+$/
  * this user holding `identity:token` (`Process.encode`: pid, start time and
  * pid namespace), or `pid:token` as older versions wrote it.
  */
-const lockHolder = (lock: ReturnType<typeof Files.readSmall>): Process.Identity | undefined => {
-  if (lock === undefined || lock.stat.uid !== process.getuid?.()) return undefined
-  const match = lockFormat.exec(lock.text)
+const lockHolder = (lock: ReturnType<typeof Files.readSmall>): Process.Identity | undefined =>
+  lock === undefined || lock.stat.uid !== process.getuid?.() ? undefined : holderNamed(lock.text)
+
+/** The listener a lock's text (`identity:token`) names, if the text has that form. */
+const holderNamed = (text: string): Process.Identity | undefined => {
+  const match = lockFormat.exec(text)
   return match === null ? undefined : Process.decode(match[1]!)
 }
 
@@ -227,46 +238,83 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
       IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
   })
 
-/** Records what we created at `path`, to remove it and only it on close. */
-const identify = (path: string, raw: string): Effect.Effect<Files.FileIdentity | undefined, IpcError.IpcError> =>
-  Effect.try({
-    try: () => {
-      const stat = Files.lstatIfAny(path)
-      return stat === undefined ? undefined : { dev: stat.dev, ino: stat.ino }
-    },
-    catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot look at ${path}`, raw)
-  })
+/** The owner of the files this process creates. */
+const owner = (): number | undefined => process.geteuid?.()
+
+/** `AddressInUse`: what is at `path` is no longer the FIFO this listener made (`stat`: what is there now). */
+const notOurs = (path: string, raw: string, stat: Fs.Stats | undefined) =>
+  IpcError.make(
+    "AddressInUse",
+    `${path} is no longer the FIFO this listener made: ${
+      stat === undefined ? "it is gone" : `it is now ${Files.describe(stat)}`
+    }; left untouched`,
+    raw
+  )
 
 /**
- * Gives the FIFO just made at `path` exactly `mode` (mkfifo's is narrowed by
- * the umask), through a descriptor of the very FIFO made (never through a
- * link or another file put in its place).
+ * Opens `path` (never through a link, never waiting) and checks, on the
+ * descriptor, that it is the very FIFO this listener made: a FIFO of this
+ * user with the device and inode recorded (`ours`; `"new"`: the FIFO just
+ * made, whose kind and owner alone are checked). Anything else, even a FIFO
+ * swapped in by whoever may write the directory, is closed unread and
+ * unwritten: `notOurs`. Returns the descriptor and what it is.
  */
-const settleMode = (
+const openOurs = (
   path: string,
-  made: Files.FileIdentity | undefined,
-  mode: number,
+  flags: number,
+  ours: Files.FileIdentity | "new",
   raw: string
-): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.try({
-    try: () => {
-      // a FIFO opens for reading at once with O_NONBLOCK
-      const fd = Fs.openSync(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW)
-      try {
-        const stat = Fs.fstatSync(fd)
-        if (!stat.isFIFO() || made === undefined || !Files.sameFile(stat, made)) {
-          throw inUse(path, Files.describe(stat), raw)
+): Effect.Effect<{ readonly fd: number; readonly stat: Fs.Stats }, IpcError.IpcError> =>
+  Effect.flatMap(
+    Effect.catch(openFd(path, flags, raw), (error) =>
+      error.errno === "ENOENT" || error.errno === "ELOOP"
+        ? Effect.fail(notOurs(path, raw, Files.lstatIfAnyQuiet(path)))
+        : Effect.fail(error)),
+    (fd) =>
+      Effect.try({
+        try: () => {
+          const stat = Fs.fstatSync(fd)
+          if (!stat.isFIFO() || stat.uid !== owner() || (ours !== "new" && !Files.sameFile(stat, ours))) {
+            throw notOurs(path, raw, stat)
+          }
+          return { fd, stat }
+        },
+        catch: (cause) => {
+          Fs.closeSync(fd)
+          return IpcError.isIpcError(cause)
+            ? cause
+            : IpcError.fromSystemError(cause, "Open", `cannot inspect ${path}`, raw)
         }
-        Fs.fchmodSync(fd, mode)
-      } finally {
-        Fs.closeSync(fd)
-      }
-    },
-    catch: (cause) =>
-      IpcError.isIpcError(cause)
-        ? cause
-        : IpcError.fromSystemError(cause, "Open", `cannot set the mode of ${path}`, raw)
-  })
+      })
+  )
+
+/**
+ * Makes the FIFO at `path` and takes it as ours: opened without following a
+ * link, it must be a FIFO of this user (one swapped in between mkfifo and the
+ * open is refused), and gets exactly `mode` (mkfifo's is narrowed by the
+ * umask) through that descriptor. Returns its identity, to check every later
+ * open against and to remove it and only it on close.
+ */
+const makeFifo = (path: string, mode: number, raw: string): Effect.Effect<Files.FileIdentity, IpcError.IpcError> =>
+  Libc.mkfifo(path, mode, raw).pipe(
+    // something put there since it was looked at: left alone, like anything found there
+    Effect.catch((error) =>
+      error.errno === "EEXIST"
+        ? Effect.fail(notOurs(path, raw, Files.lstatIfAnyQuiet(path)))
+        : Effect.fail(error)
+    ),
+    // a FIFO opens for reading at once with O_NONBLOCK
+    Effect.andThen(openOurs(path, O_RDONLY, "new", raw)),
+    Effect.flatMap(({ fd, stat }) =>
+      Effect.try({
+        try: () => {
+          Fs.fchmodSync(fd, mode)
+          return { dev: stat.dev, ino: stat.ino }
+        },
+        catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot set the mode of ${path}`, raw)
+      }).pipe(Effect.ensuring(Effect.sync(() => Fs.closeSync(fd))))
+    )
+  )
 
 /** Removes `path` if it is still the file we created. */
 const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
@@ -278,16 +326,56 @@ const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
   }
 }
 
-/** Claims the listener's ready token: true when this caller won the next conversation. */
-const claimReady = (files: FifoPaths): boolean => {
+/** `Files.readSmall`, undefined on any failure. */
+const readQuiet = (path: string): ReturnType<typeof Files.readSmall> => {
   try {
-    const claimed = `${files.ready}.${process.pid}.${Math.random().toString(36).slice(2)}`
+    return Files.readSmall(path)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The listener's ready token, if `found` is one: a regular file whose owner
+ * `admits` holding a lock's text (`identity:token`), as a listener writes it.
+ * Another user's file, or a file a program of this user left there, is not.
+ */
+const isReadyToken = (
+  found: ReturnType<typeof Files.readSmall>,
+  admits: (stat: Fs.Stats) => boolean
+): found is NonNullable<ReturnType<typeof Files.readSmall>> =>
+  found !== undefined && admits(found.stat) && holderNamed(found.text) !== undefined
+
+/**
+ * Claims the listener's ready token (an atomic rename: one client wins); true
+ * when this caller won the next conversation. Only a ready token is claimed
+ * (checked before the rename, and what was renamed checked again); anything
+ * else at `name.ready` is left there.
+ */
+const claimReady = (files: FifoPaths, admits: (stat: Fs.Stats) => boolean): boolean => {
+  if (!isReadyToken(readQuiet(files.ready), admits)) return false
+  const claimed = `${files.ready}.${process.pid}.${Math.random().toString(36).slice(2)}`
+  try {
     Fs.renameSync(files.ready, claimed)
-    Fs.rmSync(claimed, { force: true })
-    return true
   } catch {
     return false
   }
+  if (isReadyToken(readQuiet(claimed), admits)) {
+    try {
+      Fs.unlinkSync(claimed)
+    } catch {
+      // the claim is won all the same
+    }
+    return true
+  }
+  // swapped since it was read: put it back (never over what is there now)
+  try {
+    Fs.linkSync(claimed, files.ready)
+    Fs.unlinkSync(claimed)
+  } catch {
+    // left at the name it was moved to
+  }
+  return false
 }
 
 /** Waits for the first bytes on a freshly opened reading end, and puts them back. */
@@ -345,52 +433,90 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           })
         }
         yield* clearLeftover(files.ready, "ready token", raw, held.tookOver)
-        const ours = new Map<string, Files.FileIdentity | undefined>()
+        // what we made, to check every later open against and to remove on close: the FIFOs and
+        // the current ready token. An inode number is reused once its file is gone (ext4 at once),
+        // so a file is ours only with the owner and kind (FIFOs) or the text (token) we gave it too
+        const ours = new Map<string, Files.FileIdentity>()
+        let token: Files.FileIdentity | undefined
+        const ourToken = () => {
+          const found = readQuiet(files.ready)
+          return found !== undefined && token !== undefined && found.text === held.token &&
+              Files.sameFile(found.stat, token)
+            ? found.stat
+            : undefined
+        }
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
-            for (const [path, id] of ours) removeOurs(path, id)
+            for (const [path, id] of ours) {
+              const stat = Files.lstatIfAnyQuiet(path)
+              if (stat?.isFIFO() && stat.uid === owner()) removeOurs(path, id)
+            }
+            const left = ourToken()
+            if (left !== undefined) removeOurs(files.ready, left)
           })
         )
-        for (const path of [files.toServer, files.toClient]) {
-          yield* clearLeftover(path, "FIFO", raw)
-          yield* Libc.mkfifo(path, mode, raw)
-          const made = yield* identify(path, raw)
-          ours.set(path, made)
-          yield* settleMode(path, made, mode, raw)
-        }
+        const fifoAt = (path: string) =>
+          Effect.andThen(
+            clearLeftover(path, "FIFO", raw),
+            Effect.tap(makeFifo(path, mode, raw), (id) => Effect.sync(() => void ours.set(path, id)))
+          )
+        const toServer = yield* fifoAt(files.toServer)
+        const toClient = yield* fifoAt(files.toClient)
         const acceptor = yield* Transport.makeAcceptor(raw)
         let current: IpcChannel.IpcChannel | undefined
+        // why the listener stopped by itself, if it did: what accept and connections fail with then
+        let stopped: IpcError.IpcError | undefined
         yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(acceptor.end), current?.close ?? Effect.void))
         // one conversation at a time: wait for a client's first frame, serve it, open afresh
         // publishes the ready token: exclusive create (never through a link, never over a planted
-        // file); a token of ours still there (a writer came and went without claiming) stays
+        // file), readable by whoever may open the FIFOs (a client checks it); a token of ours still
+        // there (a writer came and went without claiming) stays
+        const tokenMode = 0o600 | ((mode | (mode << 1)) & 0o044)
+        const isOffered = () => ourToken() !== undefined
         const publishReady = () => {
-          const present = Files.lstatIfAny(files.ready)
-          const mine = ours.get(files.ready)
-          if (present !== undefined && mine !== undefined && Files.sameFile(present, mine)) return
-          // the lock's token: a successor can tell our leftover token from a user's file
-          Fs.writeFileSync(files.ready, held.token, { mode: 0o600, flag: "wx" })
-          const made = Files.lstatIfAny(files.ready)
-          ours.set(files.ready, made === undefined ? undefined : { dev: made.dev, ino: made.ino })
+          if (isOffered()) return
+          let fd: number
+          try {
+            fd = Fs.openSync(files.ready, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK, 0o600)
+          } catch (cause) {
+            const stat = IpcError.errnoOf(cause) === "EEXIST" ? Files.lstatIfAny(files.ready) : undefined
+            throw stat === undefined ? cause : inUse(files.ready, Files.describe(stat), raw)
+          }
+          try {
+            const made = Fs.fstatSync(fd)
+            token = { dev: made.dev, ino: made.ino }
+            Fs.fchmodSync(fd, tokenMode)
+            // the lock's token: a successor can tell our leftover token from a user's file
+            Fs.writeSync(fd, held.token)
+          } finally {
+            Fs.closeSync(fd)
+          }
         }
-        const openReader = Effect.flatMap(Effect.flatMap(openFd(files.toServer, O_RDONLY, raw), sized), (fd) =>
-          Effect.try({
-            try: () => {
-              publishReady()
-              return pipeSocket(fd, true)
-            },
-            catch: (cause) => {
-              Fs.closeSync(fd) // not yet owned by a socket
-              return IpcError.fromSystemError(cause, "Open", "cannot publish the ready token", raw)
-            }
-          }))
+        const openReader = openOurs(files.toServer, O_RDONLY, toServer, raw).pipe(
+          Effect.flatMap(({ fd }) => sized(fd)),
+          Effect.flatMap((fd) =>
+            Effect.try({
+              try: () => {
+                publishReady()
+                return pipeSocket(fd, true)
+              },
+              catch: (cause) => {
+                Fs.closeSync(fd) // not yet owned by a socket
+                return IpcError.isIpcError(cause)
+                  ? cause
+                  : IpcError.fromSystemError(cause, "Open", "cannot publish the ready token", raw)
+              }
+            })
+          )
+        )
         // a client that claimed the pair but never spoke (it died, or hangs) must not keep it
-        // forever: after helloTimeout the reader is reopened and the pair offered again
+        // forever: after helloTimeout the reader is reopened and the pair offered again (a file
+        // someone else put at name.ready does not count as offered)
         const claimedButSilent = Effect.gen(function*() {
           let claimedAt: number | undefined
           while (true) {
             yield* Effect.sleep("100 millis")
-            if (Fs.existsSync(files.ready)) {
+            if (isOffered()) {
               claimedAt = undefined
             } else if (claimedAt === undefined) {
               claimedAt = Date.now()
@@ -404,12 +530,9 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             if (!(yield* Effect.raceFirst(firstBytes(input), claimedButSilent))) {
               return input.destroy()
             }
-            const output = yield* Effect.flatMap(openFd(files.toClient, O_WRONLY, raw), sized).pipe(
-              Effect.tapError(() =>
-                Effect.sync(() =>
-                  input.destroy()
-                )
-              )
+            const output = yield* openOurs(files.toClient, O_WRONLY, toClient, raw).pipe(
+              Effect.flatMap(({ fd }) => sized(fd)),
+              Effect.tapError(() => Effect.sync(() => input.destroy()))
             )
             const channel = yield* StreamChannel.make(
               { readable: input, writable: pipeSocket(output, false) },
@@ -421,7 +544,15 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             acceptor.offer(channel)
             yield* channel.closed
             current = undefined
-          }).pipe(Effect.catch((error) => Effect.logDebug("FIFO conversation failed", error)))
+          }).pipe(
+            // a client that left before its reply end was opened is its own failure; a pair
+            // that is no longer ours (AddressInUse) stops the listener
+            Effect.catch((error) =>
+              error.reason._tag === "AddressInUse"
+                ? Effect.fail(error)
+                : Effect.logDebug("FIFO conversation failed", error)
+            )
+          )
         // the first reader is open before listen returns, so a client may dial at once
         let input = yield* openReader
         yield* Effect.forkScoped(
@@ -433,24 +564,62 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           )).pipe(
             // the pair cannot be offered again: end the listener rather than leave accept hanging
             Effect.catch((error) =>
-              Effect.andThen(Effect.logWarning("FIFO listener stopped", error), Effect.sync(acceptor.end))
+              Effect.andThen(
+                Effect.logWarning("FIFO listener stopped", error),
+                Effect.sync(() => {
+                  stopped = error
+                  acceptor.end()
+                })
+              )
             )
           )
         )
-        return acceptor.listener
+        const listener: Transport.Listener = {
+          address: acceptor.listener.address,
+          accept: Effect.catch(acceptor.listener.accept, (error) => Effect.fail(stopped ?? error)),
+          connections: Stream.concat(
+            acceptor.listener.connections,
+            Stream.suspend(() => stopped === undefined ? Stream.empty : Stream.fail(stopped))
+          )
+        }
+        return listener
       }),
     dial: (raw) =>
       Effect.gen(function*() {
         const files = yield* paths(raw)
         if (!Fs.existsSync(files.toServer)) return yield* IpcError.make("NotFound", "no FIFO pair at this address", raw)
+        // the ready token and the FIFOs must be made by a user authorize admits
+        const admits = (stat: Fs.Stats) => authorize({ uid: stat.uid, gid: stat.gid, description: raw })
         // one peer at a time: wait briefly for the listener to be ready for the next one
-        const claimed = yield* Effect.sync(() => claimReady(files)).pipe(
+        const claimed = yield* Effect.sync(() => claimReady(files, admits)).pipe(
           Effect.flatMap((won) => won ? Effect.void : Effect.fail(false)),
           Effect.retry(Policy.retry(6)),
           Effect.as(true),
           Effect.catch(() => Effect.succeed(false))
         )
         if (!claimed) {
+          // a file at name.ready that is not a listener's token (another user's, or a program's): left alone
+          const present = Files.lstatIfAnyQuiet(files.ready)
+          if (present !== undefined && !admits(present)) {
+            return yield* IpcError.make(
+              "PeerRejected",
+              `${files.ready} is ${Files.describe(present)}, which authorize refuses: left untouched`,
+              raw
+            )
+          }
+          if (present !== undefined) {
+            const found = readQuiet(files.ready)
+            if (found === undefined && present.isFile()) {
+              return yield* IpcError.make(
+                "PermissionDenied",
+                `cannot read the ready token ${files.ready} (${Files.describe(present)})`,
+                raw
+              )
+            }
+            if (!isReadyToken(found, admits)) {
+              return yield* inUse(files.ready, `${Files.describe(present)}, not the listener's ready token`, raw)
+            }
+          }
           return yield* lockOwner(files.lock) === undefined
             ? IpcError.make("NotFound", "no live server at this FIFO pair", raw)
             : IpcError.make("AddressInUse", "the FIFO pair is busy with another peer", raw)
@@ -462,7 +631,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot inspect ${path}`, raw)
           }).pipe(
             Effect.filterOrFail(
-              (stat) => stat.isFIFO() && authorize({ uid: stat.uid, gid: stat.gid, description: raw }),
+              (stat) => stat.isFIFO() && admits(stat),
               (stat) =>
                 IpcError.make(
                   "PeerRejected",

@@ -2,11 +2,12 @@ import * as Process from "@effect-ipc/core/Process"
 import { Fifo } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { waitFor } from "./helpers.ts"
+import { hangGuard, waitFor } from "./helpers.ts"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
@@ -74,6 +75,60 @@ describe("Fifo", () => {
       assert.deepStrictEqual([...(yield* server.receive)], [7])
     }).pipe(Effect.scoped))
 
+  // a client took any file at name.ready for the listener's token: a second client joined the conversation,
+  // its frames mixed into the first one's and it read the replies meant for the first
+  // a client took any file at name.ready for the listener's token: a second client joined the conversation,
+  // its frames mixed into the first one's and it read the replies meant for the first; and as the file
+  // took the inode number of the claimed token (ext4 reuses it at once), the listener took it for its own
+  // token (never offering the pair again) and removed it on close
+  it.live("a file a careless program leaves at name.ready while a peer is connected: no second client, kept", () =>
+    Effect.gen(function*() {
+      const transport = Fifo.make()
+      const base = `${dir}/careless`
+      yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* transport.listen(`fifo://${base}`)
+        const first = yield* transport.dial(`fifo://${base}`)
+        const server = yield* listener.accept
+        Fs.writeFileSync(`${base}.ready`, "touched\n")
+        const error = yield* Effect.flip(Effect.scoped(transport.dial(`fifo://${base}`)))
+        assert.strictEqual(error.reason._tag, "AddressInUse", error.message)
+        assert.include(error.detail, `${base}.ready is a regular file owned by uid ${process.getuid!()}`)
+        assert.strictEqual(Fs.readFileSync(`${base}.ready`, "utf8"), "touched\n", "left untouched")
+        yield* server.send(new Uint8Array([3]))
+        assert.deepStrictEqual([...(yield* first.receive)], [3])
+        // once the first peer leaves, the listener cannot offer the pair again over that file: it stops, typed
+        yield* first.close
+        const stopped = yield* Effect.flip(hangGuard(listener.accept, "accept"))
+        assert.strictEqual(stopped.reason._tag, "AddressInUse", stopped.message)
+        assert.include(stopped.detail, `${base}.ready is a regular file`)
+      }))
+      assert.strictEqual(Fs.readFileSync(`${base}.ready`, "utf8"), "touched\n", "kept when the listener closed")
+    }))
+
+  // the listener opened name.out by path on a hello: a regular file there made a socket of it, which threw
+  // (a defect in its loop) and left accept waiting forever
+  it.live("a regular file put at name.out is never written: accept fails AddressInUse, not a hang", () =>
+    Effect.gen(function*() {
+      const base = `${dir}/replaced`
+      const listener = yield* Fifo.make().listen(`fifo://${base}`)
+      Fs.renameSync(`${base}.out`, `${base}.out.aside`)
+      Fs.writeFileSync(`${base}.out`, "my notes\n")
+      // a hand-made client (ours refuses the file): claim the pair, send the hello
+      Fs.renameSync(`${base}.ready`, `${base}.ready.claimed`)
+      const writer = yield* Effect.acquireRelease(
+        Effect.sync(() => Fs.openSync(`${base}.in`, Fs.constants.O_WRONLY | Fs.constants.O_NONBLOCK)),
+        (fd) => Effect.sync(() => Fs.closeSync(fd))
+      )
+      Fs.writeSync(writer, new Uint8Array([1, 2, 0, 0, 0, 0]))
+      const error = yield* Effect.flip(hangGuard(listener.accept, "accept"))
+      assert.strictEqual(error.reason._tag, "AddressInUse", error.message)
+      assert.include(error.detail, `${base}.out is no longer the FIFO this listener made: it is now a regular file`)
+      // and the stream of connections ends with the same error
+      const streamed = yield* Effect.flip(hangGuard(Stream.runDrain(listener.connections), "connections"))
+      assert.strictEqual(streamed.detail, error.detail)
+      assert.strictEqual(Fs.readFileSync(`${base}.out`, "utf8"), "my notes\n")
+    }).pipe(Effect.scoped))
+
   it.live("does not take over a pair whose server is alive", () =>
     Effect.gen(function*() {
       const address = `fifo://${dir}/owned`
@@ -107,6 +162,48 @@ describe("Fifo", () => {
           assert.include(error.detail, `pid ${live.pid}`)
           Fs.rmSync(`${dir}/${name}.lock`)
         }
+      }).pipe(Effect.scoped)
+  )
+
+  it.live.runIf(Fs.existsSync("/proc/self/ns/time"))(
+    "a lock of a listener in another time namespace (its start time on its own clock) is not taken over",
+    () =>
+      Effect.gen(function*() {
+        // a live process whose clock starts a day earlier: from here its recorded start time differs
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            ChildProcess.spawn(
+              "unshare",
+              [
+                "--time",
+                "--fork",
+                "--boottime",
+                "86400",
+                "--kill-child",
+                process.execPath,
+                "--conditions=@effect-ipc/source",
+                "-e",
+                `import("@effect-ipc/core/Process").then((P) => { console.log(P.encode(P.self())); setInterval(() => {}, 1000) })`
+              ],
+              { stdio: ["ignore", "pipe", "inherit"] }
+            )
+          ),
+          (spawned) => Effect.sync(() => spawned.kill("SIGKILL"))
+        )
+        const line = yield* Effect.callback<string>((resume) => {
+          let out = ""
+          child.stdout.on("data", (chunk: Buffer) => {
+            out += chunk.toString()
+            if (out.includes("\n")) resume(Effect.succeed(out.split("\n")[0]!))
+          })
+        })
+        const recorded = Process.decode(line)!
+        assert.notStrictEqual(Process.identify(recorded.pid)!.startTime, recorded.startTime)
+        Fs.writeFileSync(`${dir}/elsewhen.lock`, `${line}:alive`)
+        const error = yield* Effect.flip(Effect.scoped(Fifo.make().listen(`fifo://${dir}/elsewhen`)))
+        assert.strictEqual(error.reason._tag, "AddressInUse")
+        assert.include(error.detail, `pid ${recorded.pid}`)
+        Fs.rmSync(`${dir}/elsewhen.lock`)
       }).pipe(Effect.scoped)
   )
 })

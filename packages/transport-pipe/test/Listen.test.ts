@@ -11,7 +11,7 @@ import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { isRoot, nobody, node, nodeFixture, python, squatter, start, tempDir } from "./helpers.ts"
+import { isRoot, nobody, node, nodeFixture, python, run, squatter, start, tempDir } from "./helpers.ts"
 
 const transport = UnixSocket.make()
 const fifos = Fifo.make()
@@ -196,6 +196,53 @@ describe("listen leaves what is at its path alone", () => {
       }))
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "all of it removed on close")
     }).pipe(Effect.scoped))
+
+  // opening a FIFO for reading without O_NONBLOCK waits for a writer: a FIFO planted where the lock or the
+  // ready token is read would freeze the event loop (run in child processes, so a hang is a failed line)
+  it.live(
+    "fifo://: a FIFO planted at name.lock or name.ready is AddressInUse at once, for listen and dial",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-listen-")
+        for (const suffix of [".lock", ".ready"]) {
+          const base = Path.join(dir, `planted${suffix.slice(1)}`)
+          ChildProcess.execFileSync("mkfifo", [`${base}${suffix}`])
+          const racer = yield* start(node, [...nodeFixture("listen.ts"), `fifo://${base}`])
+          yield* racer.line(/^armed$/)
+          yield* racer.say("go")
+          assert.match(yield* racer.line(/^(won|lost)/), /^lost AddressInUse: .* is a FIFO owned by uid /, suffix)
+          assert.isTrue(Fs.lstatSync(`${base}${suffix}`).isFIFO(), "left untouched")
+        }
+        // a client finds a FIFO where the ready token should be, next to a pair's FIFOs
+        const base = Path.join(dir, "dialled")
+        for (const suffix of [".in", ".out", ".ready"]) ChildProcess.execFileSync("mkfifo", [`${base}${suffix}`])
+        const dialled = yield* run(node, [...nodeFixture("dial.ts"), `fifo://${base}`])
+        assert.match(
+          dialled.stdout.toString(),
+          /^error AddressInUse: .*\.ready is a FIFO owned by uid /,
+          dialled.stderr
+        )
+        assert.isTrue(Fs.lstatSync(`${base}.ready`).isFIFO(), "left untouched")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live.runIf(isRoot)(
+    "fifo://: another user's FIFOs at name.in and name.out (a shared sticky directory)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-listen-", 0o1777)
+        const base = Path.join(dir, "pair")
+        const squat = yield* start(python, [squatter, "fifo", base], { uid: nobody })
+        yield* squat.line(/^ready$/)
+        Fs.rmSync(`${base}.ready`) // its FIFOs alone are in the way
+        const before = [snapshot(`${base}.in`), snapshot(`${base}.out`)]
+        const error = yield* Effect.flip(Effect.scoped(fifos.listen(`fifo://${base}`)))
+        assertInUse(error, "FIFO", nobody)
+        assert.deepStrictEqual([snapshot(`${base}.in`), snapshot(`${base}.out`)], before)
+        assert.strictEqual((yield* squat.finish).at(-1), "bytes 0")
+      }).pipe(Effect.scoped)
+  )
 
   it.live.runIf(isRoot)(
     "where it may not look (EACCES): a typed PermissionDenied, not a defect",

@@ -7,9 +7,22 @@ import * as Transport from "@effect-ipc/core/Transport"
 import { ChildPipe, Fifo, SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { isRoot, nobody, node, nodeFixture, python, pythonPeer, run, squatter, start, tempDir } from "./helpers.ts"
+import {
+  hangGuard,
+  isRoot,
+  nobody,
+  node,
+  nodeFixture,
+  python,
+  pythonPeer,
+  run,
+  squatter,
+  start,
+  tempDir
+} from "./helpers.ts"
 
 /** An echo server at `address`; returns how many channels it was handed. */
 const echo = (transport: Transport.TransportShape, address: string) =>
@@ -45,6 +58,17 @@ const privateRuntime = Effect.gen(function*() {
   )
   return xdg
 })
+
+/** The descriptors of this process open on a FIFO of uid 65534 (Linux). */
+const foreignFifos = () =>
+  Fs.readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      const stat = Fs.fstatSync(Number(fd))
+      return stat.isFIFO() && stat.uid === nobody
+    } catch {
+      return false
+    }
+  })
 
 let n = 0
 const unique = (what: string) => `effect-ipc-${what}-${process.pid}-${n++}`
@@ -110,6 +134,31 @@ describe("Unix socket security: same user", () => {
       assert.strictEqual(bad.reason._tag, "InvalidAddress")
     }).pipe(Effect.scoped))
 
+  it.live("pipe://: a runtime directory of this user that others may enter (0755), or a link to one: PermissionDenied", () =>
+    Effect.gen(function*() {
+      const xdg = yield* privateRuntime
+      const runtime = Path.join(xdg, "effect-ipc")
+      const elsewhere = yield* tempDir("effect-ipc-private-", 0o700)
+      const cases = [
+        ["0755", () => Fs.mkdirSync(runtime, { mode: 0o755 })],
+        ["a link to a private directory", () => Fs.symlinkSync(elsewhere, runtime)]
+      ] as const
+      for (const [what, make] of cases) {
+        make()
+        Fs.chmodSync(xdg, 0o700)
+        const transport = UnixSocket.make()
+        for (
+          const attempt of [Effect.asVoid(transport.listen("pipe://x")), Effect.asVoid(transport.dial("pipe://x"))]
+        ) {
+          const error = yield* Effect.flip(Effect.scoped(attempt))
+          assert.strictEqual(error.reason._tag, "PermissionDenied", `${what}: ${error.message}`)
+          assert.include(error.detail, "is not a private directory of this user")
+        }
+        Fs.rmSync(runtime, { recursive: true })
+      }
+      assert.deepStrictEqual(Fs.readdirSync(elsewhere), [], "nothing was made through the link")
+    }).pipe(Effect.scoped))
+
   it.live("the default authorize admits this user and root, nobody else", () =>
     Effect.sync(() => {
       assert.isTrue(UnixSocket.sameUserOrRoot({ uid: process.getuid!() }))
@@ -157,6 +206,69 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
       yield* Fifo.make().listen(`fifo://${base}`)
       assert.strictEqual(yield* probeAs(nobody, "open", `${base}.in`), "open-error EACCES")
     }).pipe(Effect.scoped))
+
+  // the listener opens name.in afresh after each conversation, and name.out on each hello, by path: it
+  // opened another user's FIFOs put there (a writable directory), took their hello and wrote to them
+  it.live("fifo://: FIFOs another user swaps in between two conversations are never opened for a peer", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sec-", 0o777)
+      const base = Path.join(dir, "pair")
+      const transport = Fifo.make()
+      const outer = yield* Effect.scope
+      const swap = yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* transport.listen(`fifo://${base}`)
+        const client = yield* transport.dial(`fifo://${base}`)
+        yield* listener.accept
+        // it outlives the listener, to say what it received
+        const swapper = yield* Scope.provide(start(python, [squatter, "swap", base], { uid: nobody }), outer)
+        yield* swapper.line(/^swapped$/)
+        yield* client.close
+        // the pair is no longer the listener's: it stops, typed, rather than serve whoever put it there
+        const error = yield* Effect.flip(hangGuard(listener.accept, "accept"))
+        assert.strictEqual(error.reason._tag, "AddressInUse", error.message)
+        assert.include(error.detail, `${base}.in is no longer the FIFO this listener made`)
+        assert.include(error.detail, `uid ${nobody}`)
+        return swapper
+      }))
+      assert.strictEqual((yield* swap.finish).at(-1), "bytes 0", "nothing was written to the other user's FIFO")
+      for (const suffix of [".in", ".out"]) {
+        assert.strictEqual(Fs.lstatSync(`${base}${suffix}`).uid, nobody, `their ${suffix} is left, the listener closed`)
+      }
+    }).pipe(Effect.scoped))
+
+  // mkfifo, then a look at the path: the FIFO found there (another user's, swapped in between) was taken for ours
+  it.live(
+    "fifo://: another user swapping FIFOs in while listen makes them (a rename and mkfifo loop): listen holds only its own",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-sec-", 0o777)
+        const base = Path.join(dir, "pair")
+        const transport = Fifo.make()
+        const swapper = yield* start(python, [squatter, "swapper", base], { uid: nobody })
+        yield* swapper.line(/^ready$/)
+        const outcomes = new Map<string, number>()
+        for (let round = 0; round < 150; round++) {
+          const result = yield* Effect.result(Effect.scoped(Effect.gen(function*() {
+            yield* transport.listen(`fifo://${base}`)
+            assert.deepStrictEqual(foreignFifos(), [], `round ${round}: the listener holds another user's FIFO`)
+          })))
+          const outcome = result._tag === "Success" ? "listening" : result.failure.reason._tag
+          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1)
+          // what the swapper left where the next listen looks: its FIFOs (ours it moved aside stay)
+          for (const suffix of [".in", ".out"]) {
+            if (Fs.lstatSync(`${base}${suffix}`, { throwIfNoEntry: false })?.uid === nobody) {
+              Fs.rmSync(`${base}${suffix}`, { force: true })
+            }
+          }
+        }
+        const swaps = Number((yield* swapper.finish).at(-1)!.split(" ")[1])
+        assert.isAbove(swaps, 0, "the swapper swapped")
+        for (const outcome of outcomes.keys()) {
+          assert.oneOf(outcome, ["listening", "AddressInUse"], JSON.stringify([...outcomes]))
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.live("squatting an abstract name first makes listen fail typed (AddressInUse), nothing else", () =>
     Effect.gen(function*() {
@@ -259,6 +371,32 @@ describe.runIf(isRoot)("dial, against a server of another user (uid 65534)", () 
       yield* refusedAndSilent(`fifo://${base}`, squat, Fifo.make().dial)
     }).pipe(Effect.scoped))
 
+  // a client took any file at name.ready for the listener's token: while one peer was connected, a token
+  // planted by another user let a second client join the conversation, inject frames and read its replies
+  it.live("a ready token another user plants in a shared sticky directory (fifo://): PeerRejected, no second client joins", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sticky-", 0o1777)
+      const base = Path.join(dir, "pair")
+      const transport = Fifo.make()
+      const listener = yield* transport.listen(`fifo://${base}`)
+      const first = yield* transport.dial(`fifo://${base}`)
+      const server = yield* listener.accept
+      // as the listener writes it: a lock's text (identity:token), but a file of uid 65534
+      const planted = yield* run(python, [
+        "-c",
+        `import os; os.umask(0); open(${JSON.stringify(`${base}.ready`)}, "w").write("${process.pid}:planted")`
+      ], { uid: nobody })
+      assert.strictEqual(planted.status, 0, planted.stderr)
+      const error = yield* Effect.flip(Effect.scoped(transport.dial(`fifo://${base}`)))
+      assert.strictEqual(error.reason._tag, "PeerRejected", error.message)
+      assert.include(error.detail, `${base}.ready is a regular file owned by uid ${nobody}`)
+      assert.strictEqual(Fs.readFileSync(`${base}.ready`, "utf8"), `${process.pid}:planted`, "left untouched")
+      yield* first.send(new Uint8Array([1]))
+      assert.deepStrictEqual([...(yield* server.receive)], [1])
+      yield* server.send(new Uint8Array([2]))
+      assert.deepStrictEqual([...(yield* first.receive)], [2])
+    }).pipe(Effect.scoped))
+
   it.live(
     "the other way round: a client of uid 65534 dials a root server (allowed: root), not another user's",
     () =>
@@ -274,6 +412,22 @@ describe.runIf(isRoot)("dial, against a server of another user (uid 65534)", () 
         const refused = yield* run(node, [...nodeFixture("dial.ts"), `unix:@${theirs}`], { uid: nobody })
         assert.match(refused.stdout.toString(), /^error PeerRejected: the server runs as uid 65533 /, refused.stderr)
         assert.strictEqual((yield* squat.finish).at(-1), "bytes 0")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // a client reads the listener's ready token before claiming it: the token is readable by whoever the
+  // FIFOs' mode lets in (0644 for mode 0666), or such a client could never claim the pair
+  it.live(
+    "fifo://: a client of uid 65534 dials a root listener whose FIFOs have mode 0666 (allowed: root)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-shared-", 0o777)
+        const address = `fifo://${Path.join(dir, "pair")}`
+        yield* echo(Fifo.make({ mode: 0o666 }), address)
+        assert.strictEqual(Fs.statSync(Path.join(dir, "pair.ready")).mode & 0o777, 0o644)
+        const ok = yield* run(node, [...nodeFixture("dial.ts"), address], { uid: nobody })
+        assert.strictEqual(ok.stdout.toString(), "ok hi\n", ok.stderr)
       }).pipe(Effect.scoped),
     60_000
   )

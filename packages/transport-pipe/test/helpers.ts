@@ -161,3 +161,10 @@ export const waitFor = (check: () => boolean, millis: number): Effect.Effect<boo
     while (!check() && Date.now() < deadline) yield* Effect.sleep("10 millis")
     return check()
   })
+
+/** `effect`, or a defect naming `what` if it has not completed within 10 s (a hang guard). */
+export const hangGuard = <A, E, R>(effect: Effect.Effect<A, E, R>, what: string): Effect.Effect<A, E, R> =>
+  Effect.timeoutOrElse(effect, {
+    duration: "10 seconds",
+    orElse: () => Effect.die(new Error(`hang guard: ${what} never completed`))
+  })

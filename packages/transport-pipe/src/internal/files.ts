@@ -36,6 +36,15 @@ export const lstatIfAny = (path: string): Fs.Stats | undefined => {
   }
 }
 
+/** `lstat`, or undefined when nothing is at `path` or it cannot be looked at. */
+export const lstatIfAnyQuiet = (path: string): Fs.Stats | undefined => {
+  try {
+    return Fs.lstatSync(path)
+  } catch {
+    return undefined
+  }
+}
+
 /** "a regular file owned by uid 1000", for what is at a path. */
 export const describe = (stat: Fs.Stats): string => `a ${kindOf(stat)} owned by uid ${stat.uid}`
 
