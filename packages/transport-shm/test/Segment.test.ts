@@ -14,7 +14,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Libc from "../src/internal/libc.ts"
-import { leftovers } from "./helpers.ts"
+import { fdTruncate, leftovers } from "./helpers.ts"
 
 const prefix = `seg-test-${process.pid}`
 let n = 0
@@ -146,7 +146,7 @@ describe("Segment", () => {
       const name = fresh()
       const fd = yield* Libc.shmOpen(name, "create", 0o600)
       try {
-        yield* Libc.fdTruncate(fd, 2 ** 47)
+        yield* fdTruncate(fd, 2 ** 47)
         const noSpace = yield* Effect.flip(Libc.mapShared(fd, 2 ** 47))
         assert.strictEqual(noSpace.reason._tag, "NoSpace")
       } finally {

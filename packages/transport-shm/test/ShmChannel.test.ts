@@ -12,7 +12,7 @@ import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { leftovers, pidMarker, spawnChild } from "./helpers.ts"
+import { leftovers, pidMarker, spawnChild, untilSaid } from "./helpers.ts"
 
 let n = 0
 const address = () => `shm://channel-test-${process.pid}-${n++}`
@@ -59,14 +59,6 @@ const untilSettled = (measure: () => number) =>
       }
     }
     return last
-  })
-
-/** Polls `output` until `line` matches it (at most 20 s, however loaded the machine); whether it did. */
-const untilSaid = (output: () => string, line: RegExp) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 20_000
-    while (!line.test(output()) && Date.now() < deadline) yield* Effect.sleep("20 millis")
-    return line.test(output())
   })
 
 /**

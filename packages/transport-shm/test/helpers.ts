@@ -1,9 +1,11 @@
-/** Test helpers: child processes, and what the tests leave in `/dev/shm`. */
+/** Test helpers: child processes, what the tests leave in `/dev/shm`, and descriptors made by hand. */
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Libc from "../src/internal/libc.ts"
 
 const childScript = Path.join(import.meta.dirname, "fixtures/child.ts")
 
@@ -79,3 +81,35 @@ export const leftovers = (...markers: ReadonlyArray<string>): ReadonlyArray<stri
 
 /** The marker in the names of channel segments made by process `pid`. */
 export const pidMarker = (pid: number): string => `-${pid.toString(36)}-`
+
+/**
+ * A `spawnChildWith` wrap that runs the child in a mount namespace of its own (root only) whose `/dev/shm` is a
+ * tmpfs of `kib` KiB, `full`: filled to the last page by a file named `filler` (the host's `/dev/shm` is untouched).
+ */
+export const smallShm = (kib: number, options: { readonly full?: boolean } = {}): ReadonlyArray<string> => [
+  "unshare",
+  "--mount",
+  "--propagation",
+  "private",
+  "sh",
+  "-c",
+  `mount -t tmpfs -o size=${kib}k tmpfs /dev/shm && { ${
+    options.full === true ? "cat /dev/zero > /dev/shm/filler 2>/dev/null;" : ""
+  } exec "$0" "$@"; }`
+]
+
+/** Polls `output` until `line` matches it (at most 20 s, however loaded the machine); whether it did. */
+export const untilSaid = (output: () => string, line: RegExp): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 20_000
+    while (!line.test(output()) && Date.now() < deadline) yield* Effect.sleep("20 millis")
+    return line.test(output())
+  })
+
+/** A sealed memory file of `size` bytes, its pages not allocated (as a channel's ring): its descriptor. */
+export const memfdSealed = (label: string, size: number): Effect.Effect<number, IpcError.IpcError> =>
+  Libc.fromNow(() => Libc.memfdSealedNow(label, size, false))
+
+/** Sets the size of the segment `fd` (`ftruncate`), as a hostile or half-done creator would. */
+export const fdTruncate = (fd: number, size: number): Effect.Effect<void, IpcError.IpcError> =>
+  Libc.fromNow(() => Libc.fdTruncateNow(fd, size))

@@ -47,21 +47,31 @@ export interface Link {
   readonly control: IpcChannel.IpcChannel
 }
 
-/** A record waiting for room in the outbound ring (a large message: first for its segment to be made). */
+/**
+ * A record waiting for room in the outbound ring (a large message: first for its segment to be made, until
+ * `segmentRoom` allows it; until then it is a `segment` record without `segment`, see `unmade`).
+ */
 interface Waiting {
   kind: Ring.RecordKind
   /** The record's payload; for a large message whose segment is not made yet, the message itself. */
   payload: Uint8Array
   /** A large message's segment, whose record this is (once made). */
   segment: SentSegment | undefined
-  /** A large message whose segment waits until `segmentRoom` allows it. */
-  unmade: boolean
   /**
    * The bytes it adds to `waitingBytes`, as counted when it was queued (or its segment made): taken
    * off exactly, as a queued caller's buffer may be detached or shrunk meanwhile.
    */
   counted: number
 }
+
+/** A large message whose segment is not made yet: its payload is the message itself. */
+const unmade = (record: Waiting): boolean => record.kind === Ring.RecordKind.segment && record.segment === undefined
+
+/**
+ * What a message that must wait for its turn holds: a copy under `COPY_BELOW` bytes (the caller may reuse its
+ * buffer), else the caller's buffer itself, read only when its turn comes.
+ */
+const held = (message: Uint8Array): Uint8Array => message.byteLength < COPY_BELOW ? new Uint8Array(message) : message
 
 interface Pin {
   readonly end: number
@@ -82,6 +92,8 @@ interface Lease {
  */
 interface SentSegment {
   readonly segment: Segments.Outgoing
+  /** Its record's payload: the segment's token, for the reader. */
+  readonly token: Uint8Array
   /** Its record is in the ring. */
   written: boolean
   /** Bytes of the message it holds. */
@@ -483,8 +495,6 @@ export const make = (
     let waitingBytes = 0
     /** Large messages' segments the reader has not taken, in the order of their records (written ones first). */
     const sentSegments: Array<SentSegment> = []
-    /** Bytes of the messages in `sentSegments`. */
-    let segmentBytes = 0
     /** Segments let go of after the reader took them (wrapping, as the reader's count in the ring). */
     let segmentsForgotten = outbound.segmentsTaken()
     /** A large message's segment could not be made while it waited: the channel fails with this. */
@@ -501,7 +511,6 @@ export const make = (
       while (taken > 0 && sentSegments.length > 0 && sentSegments[0]!.written) {
         const first = sentSegments.shift()!
         segmentsForgotten = (segmentsForgotten + 1) >>> 0
-        segmentBytes -= first.bytes
         first.segment.handedOver()
         taken--
       }
@@ -517,7 +526,13 @@ export const make = (
     const segmentRoom = (bytes: number): boolean => {
       forgetTaken()
       return sentSegments.length === 0 ||
-        (sentSegments.length < SEGMENTS_IN_FLIGHT && segmentBytes + bytes <= outbound.capacity)
+        (sentSegments.length < SEGMENTS_IN_FLIGHT &&
+          sentSegments.reduce((sum, sent) => sum + sent.bytes, 0) + bytes <= outbound.capacity)
+    }
+
+    /** Lets go of every segment not taken yet (the channel closes: the reader picks up no more). */
+    const handOverAll = (): void => {
+      for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
     }
 
     /**
@@ -538,14 +553,37 @@ export const make = (
       new Uint8Array(made.mapping.buffer, Header.HEADER_SIZE, message.byteLength).set(message)
       Header.publish(header)
       made.mapping.release()
-      const entry: SentSegment = { segment: made, written: false, bytes: message.byteLength }
+      const entry: SentSegment = {
+        segment: made,
+        token: textEncoder.encode(made.token),
+        written: false,
+        bytes: message.byteLength
+      }
       sentSegments.push(entry)
-      segmentBytes += entry.bytes
       return entry
     }
 
+    /**
+     * The writer is held up until `ready(bytes)`: arms the writer flag (the reader rings once it frees space,
+     * or has opened a large message), then looks once more; false when it is ready after all (disarmed again).
+     */
+    const stillWaits = (ready: (bytes: number) => boolean, bytes: number): boolean => {
+      outbound.armWriter()
+      if (!ready(bytes)) return true
+      outbound.disarmWriter()
+      return false
+    }
+    const fits = (bytes: number): boolean => outbound.fits(bytes)
+
     const afterWrite = (): void => {
       if (outbound.takeReaderWaiting()) ring()
+    }
+
+    /** Sets our ring's "closed" flag after its last record (and rings): the worker says goodbye from there. */
+    const closeRing = (): void => {
+      outbound.close()
+      afterWrite()
+      kick()
     }
 
     // In blocking mode the records a send writes are published (the tail stored) by the engine's
@@ -574,18 +612,13 @@ export const make = (
       let wrote = false
       while (waiting.length > 0) {
         const next = waiting[0]!
-        if (next.unmade && next.payload.byteLength <= inlineMax) {
+        if (unmade(next) && next.payload.byteLength <= inlineMax) {
           // its sender was interrupted and then shrank or detached its buffer: what it holds now fits inline
-          next.unmade = false
           next.kind = Ring.RecordKind.data
         }
-        if (next.unmade) {
-          if (!segmentRoom(next.payload.byteLength)) {
-            // the reader has not opened the large messages before it: wait until it counts them taken
-            outbound.armWriter()
-            if (!segmentRoom(next.payload.byteLength)) break
-            outbound.disarmWriter()
-          }
+        if (unmade(next)) {
+          // the reader has not opened the large messages before it: wait until it counts them taken
+          if (!segmentRoom(next.payload.byteLength) && stillWaits(segmentRoom, next.payload.byteLength)) break
           const made = makeSegment(next.payload)
           if (made instanceof IpcError.IpcError) {
             // its sender waits on the engine with the others: the channel fails (not inside this call,
@@ -594,17 +627,13 @@ export const make = (
             queueMicrotask(() => sink.lost(made))
             break
           }
-          const name = textEncoder.encode(made.segment.token)
-          waitingBytes += name.byteLength - next.counted
-          next.counted = name.byteLength
-          next.payload = name
+          waitingBytes += made.token.byteLength - next.counted
+          next.counted = made.token.byteLength
+          next.payload = made.token
           next.segment = made
-          next.unmade = false
         }
         if (!outbound.write(next.kind, next.payload)) {
-          outbound.armWriter()
-          if (!outbound.fits(next.payload.byteLength)) break
-          outbound.disarmWriter()
+          if (stillWaits(fits, next.payload.byteLength)) break
           continue
         }
         waiting.shift()
@@ -612,12 +641,8 @@ export const make = (
         wrote = true
         if (next.segment !== undefined) next.segment.written = true
       }
-      if (waiting.length === 0 && farewellDue !== undefined) {
-        // the goodbye, after everything that waited: the worker takes it from here
-        outbound.close()
-        afterWrite()
-        kick()
-      }
+      // the goodbye, after everything that waited: the worker takes it from here
+      if (waiting.length === 0 && farewellDue !== undefined) closeRing()
       if (wrote) {
         afterWrite()
         sink.writable()
@@ -671,20 +696,14 @@ export const make = (
       if (waiting.length === 0 && segmentRoom(message.byteLength)) {
         const made = makeSegment(message)
         if (made instanceof IpcError.IpcError) return Effect.fail(made)
-        const name = textEncoder.encode(made.segment.token)
-        if (writeNow(Ring.RecordKind.segment, name)) {
+        if (writeNow(Ring.RecordKind.segment, made.token)) {
           made.written = true
           return
         }
-        wait({ kind: Ring.RecordKind.segment, payload: name, segment: made, unmade: false })
+        wait({ kind: Ring.RecordKind.segment, payload: made.token, segment: made })
         return
       }
-      wait({
-        kind: Ring.RecordKind.segment,
-        payload: message.byteLength < COPY_BELOW ? new Uint8Array(message) : message,
-        segment: undefined,
-        unmade: true
-      })
+      wait({ kind: Ring.RecordKind.segment, payload: held(message), segment: undefined })
     }
 
     // ---- goodbye ----------------------------------------------------------------------------
@@ -696,8 +715,7 @@ export const make = (
         if (sentSegments.length === 0 || !sentSegments[0]!.written) break
         yield* Effect.sleep("5 millis")
       }
-      for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
-      segmentBytes = 0
+      handOverAll()
     })
 
     /** Our ring is closed (and the doorbell rung): let go of the segments and the socket, then the link is down. */
@@ -749,12 +767,7 @@ export const make = (
             if (peerGone) return Effect.fail(peerClosedError)
             if (message.byteLength > inlineMax) return writeLarge(message)
             if (writeNow(Ring.RecordKind.data, message, deferPublish)) return
-            wait({
-              kind: Ring.RecordKind.data,
-              payload: message.byteLength < COPY_BELOW ? new Uint8Array(message) : message,
-              segment: undefined,
-              unmade: false
-            })
+            wait({ kind: Ring.RecordKind.data, payload: held(message), segment: undefined })
           },
           pending: () => waitingBytes,
           ...(deferPublish ? { flush: publish } : {}),
@@ -765,16 +778,11 @@ export const make = (
             dropWaiting()
             farewellDue = sent
             // after everything waiting: the ring closes once they are written
-            if (waiting.length === 0) {
-              outbound.close()
-              afterWrite()
-              kick()
-            }
+            if (waiting.length === 0) closeRing()
           },
           destroy: () => {
             destroyed = true
-            for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
-            segmentBytes = 0
+            handOverAll()
             link.outbound.release()
             // views of the peer's ring still held (handed out, or in the inbox) stay valid until they
             // are released, or `close` (or the scope's end) detaches them
@@ -873,6 +881,7 @@ export const make = (
       peer: link.peer,
       inbox: { ...inbox, take, pull },
       send: engine.channel.send,
+      sendAll: engine.channel.sendAll,
       close,
       closed: engine.channel.closed
     })

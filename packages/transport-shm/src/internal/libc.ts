@@ -1,11 +1,12 @@
 /**
  * The only module of this package that makes native calls: `shm_open`,
- * `shm_unlink`, `mmap`, `munmap` and `sched_yield` through koffi. koffi itself
- * is required on first use, so a missing native module or libc is a typed
- * `LibraryMissing` (and Windows an `UnsupportedPlatform`), not a failed
- * import. Each function is declared once with a typed signature and wrapped
- * so that callers get values or `IpcError`s, never exceptions. (Sizes and
- * `ftruncate` go through `node:fs`, which accepts any descriptor.)
+ * `shm_unlink`, `mmap`, `munmap`, `sched_yield` (and on Linux `memfd_create`,
+ * `fcntl` and `posix_fallocate`) through koffi. koffi itself is required on
+ * first use, so a missing native module or libc is a typed `LibraryMissing`
+ * (and Windows an `UnsupportedPlatform`), not a failed import. Each function
+ * is declared once with a typed signature and wrapped so that callers get
+ * values or `IpcError`s, never exceptions. (Sizes and `ftruncate` go through
+ * `node:fs`, which accepts any descriptor.)
  *
  * It also owns the life of every mapping, so that no JavaScript view can ever
  * reach unmapped memory:
@@ -49,6 +50,8 @@ interface Bindings {
   /** `memfd_create` and `fcntl` (seals): Linux only. */
   readonly memfdCreate: ((name: string, flags: number) => number) | undefined
   readonly fcntl: ((fd: number, cmd: number, arg: number) => number) | undefined
+  /** `posix_fallocate` (Linux): returns the error number itself (0 on success), not through `errno`. */
+  readonly fallocate: ((fd: number, offset: number, length: number) => number) | undefined
   readonly errno: () => number
   readonly flags: {
     readonly O_RDWR: number
@@ -86,10 +89,12 @@ const bindingsOnce = Native.loader<Koffi>(import.meta.url).bindings("cannot load
   const schedYield = libc.func("int sched_yield(void)")
   const memfdCreate = linux ? libc.func("int memfd_create(const char *name, unsigned int flags)") : undefined
   const fcntl = linux ? libc.func("int fcntl(int fd, int cmd, ...)") : undefined
+  const fallocate = linux ? libc.func("int posix_fallocate(int fd, int64_t offset, int64_t len)") : undefined
   return {
     koffi,
     memfdCreate: memfdCreate && ((name, flags) => memfdCreate(name, flags) as number),
     fcntl: fcntl && ((fd, cmd, arg) => fcntl(fd, cmd, "int", arg) as number),
+    fallocate: fallocate && ((fd, offset, length) => fallocate(fd, offset, length) as number),
     shmOpen: linux
       ? (name, flags, mode) => shmOpen(name, flags, mode) as number
       : (name, flags, mode) => shmOpen(name, flags, "int", mode) as number,
@@ -117,14 +122,6 @@ const load = (): Bindings | IpcError.IpcError =>
 /** An `IpcError` for `errno` (EEXIST -> AlreadyExists, ENOENT -> NotFound, EACCES -> PermissionDenied, ...). */
 const systemError = Native.errnoError
 
-const withBindings = <A>(
-  f: (b: Bindings) => Effect.Effect<A, IpcError.IpcError>
-): Effect.Effect<A, IpcError.IpcError> =>
-  Effect.suspend(() => {
-    const b = load()
-    return b instanceof IpcError.IpcError ? Effect.fail(b) : f(b)
-  })
-
 /** What a synchronous `...Now` function returns: its value, or why there is none. */
 export type Now<A> = A | IpcError.IpcError
 
@@ -145,7 +142,10 @@ export const yieldCpu = (): void => {
 }
 
 /** The bindings, or the reason there are none (for callers that must not fail, such as finalizers). */
-export const available: Effect.Effect<void, IpcError.IpcError> = withBindings(() => Effect.void)
+export const available: Effect.Effect<void, IpcError.IpcError> = fromNow((): Now<void> => {
+  const b = load()
+  if (b instanceof IpcError.IpcError) return b
+})
 
 /** How `shmOpen` opens: `create` fails with `AlreadyExists` when the name is taken. */
 export type OpenMode = "create" | "open"
@@ -176,27 +176,25 @@ export const shmOpenNow = (name: string, how: OpenMode, mode: number, address?: 
 
 /** Removes the name `/name` (the memory lives on while it is mapped). */
 export const shmUnlink = (name: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
-  withBindings((b) =>
-    b.shmUnlink(`/${name}`) === 0
-      ? Effect.void
-      : Effect.fail(systemError(b.errno(), "Unknown", `cannot unlink the segment ${name}`, address))
-  )
+  fromNow(() => shmUnlinkNow(name, address))
 
 /**
- * Removes the name `/name` now, for callers inside a header's critical
- * section; returns the error instead of failing.
+ * `shmUnlink`, now (for callers inside a header's critical section): returns
+ * the error instead of failing.
  */
-export const shmUnlinkNow = (name: string): IpcError.IpcError | undefined => {
+export const shmUnlinkNow = (name: string, address?: string): IpcError.IpcError | undefined => {
   const b = load()
   if (b instanceof IpcError.IpcError) return b
   return b.shmUnlink(`/${name}`) === 0
     ? undefined
-    : systemError(b.errno(), "Unknown", `cannot unlink the segment ${name}`)
+    : systemError(b.errno(), "Unknown", `cannot unlink the segment ${name}`, address)
 }
 
 /** Seals of a memfd (`fcntl(F_ADD_SEALS)`): it can never shrink or grow, and no more seals can be added. */
 export const SEALS = { seal: 1, shrink: 2, grow: 4 } as const
 
+/** Linux's (the only system where `posix_fallocate` is bound). */
+const EINTR = 4
 const F_ADD_SEALS = 1033
 const F_GET_SEALS = 1034
 const MFD_CLOEXEC = 1
@@ -208,14 +206,11 @@ export const sealedSegments: boolean = process.platform === "linux"
 /**
  * Creates an anonymous memory file of `size` bytes (`memfd_create`), sealed
  * against shrinking and growing: whoever opens it, nobody can cut off pages
- * that a mapping of it covers (which would raise SIGBUS in the mapper).
- * Returns its descriptor, which the caller closes with `closeFd`.
+ * that a mapping of it covers (which would raise SIGBUS in the mapper);
+ * `reserve`: its pages are allocated now (see `fdSizeNow`). Returns its
+ * descriptor, which the caller closes with `closeFd`.
  */
-export const memfdSealed = (label: string, size: number, address?: string): Effect.Effect<number, IpcError.IpcError> =>
-  fromNow(() => memfdSealedNow(label, size, address))
-
-/** `memfdSealed`, now. */
-export const memfdSealedNow = (label: string, size: number, address?: string): Now<number> => {
+export const memfdSealedNow = (label: string, size: number, reserve: boolean, address?: string): Now<number> => {
   const b = load()
   if (b instanceof IpcError.IpcError) return b
   if (b.memfdCreate === undefined || b.fcntl === undefined) {
@@ -223,7 +218,7 @@ export const memfdSealedNow = (label: string, size: number, address?: string): N
   }
   const fd = b.memfdCreate(label, MFD_CLOEXEC | MFD_ALLOW_SEALING)
   if (fd < 0) return systemError(b.errno(), "NoSpace", "cannot create a memory file", address)
-  const sized = fdTruncateNow(fd, size, address)
+  const sized = fdSizeNow(fd, size, reserve, address)
   const failed = sized instanceof IpcError.IpcError
     ? sized
     : b.fcntl(fd, F_ADD_SEALS, SEALS.shrink | SEALS.grow | SEALS.seal) === 0
@@ -288,16 +283,32 @@ export const identityNow = (name: string): number | undefined => {
 }
 
 /** Sets the size of a segment (`ftruncate`); running out of memory is `NoSpace`. */
-export const fdTruncate = (fd: number, size: number, address?: string): Effect.Effect<void, IpcError.IpcError> =>
-  fromNow(() => fdTruncateNow(fd, size, address))
-
-/** `fdTruncate`, now. */
 export const fdTruncateNow = (fd: number, size: number, address?: string): Now<void> => {
   try {
     Fs.ftruncateSync(fd, size)
   } catch (cause) {
     return IpcError.fromSystemError(cause, "NoSpace", `cannot size the segment to ${size} bytes`, address)
   }
+}
+
+/**
+ * Sizes a new segment to `size` bytes (`ftruncate`); `reserve`: allocates its
+ * pages now (`posix_fallocate`, Linux only; elsewhere nothing more), so that a
+ * tmpfs (`/dev/shm`, or the memory behind a memory file) without room for them
+ * is `NoSpace` here. Otherwise a page is allocated at its first write through
+ * a mapping, and one that a full tmpfs cannot supply kills the process then
+ * (`SIGBUS`).
+ */
+export const fdSizeNow = (fd: number, size: number, reserve: boolean, address?: string): Now<void> => {
+  const sized = fdTruncateNow(fd, size, address)
+  if (sized instanceof IpcError.IpcError || !reserve || size === 0) return sized
+  const b = load()
+  if (b instanceof IpcError.IpcError) return b
+  if (b.fallocate === undefined) return
+  let error = b.fallocate(fd, 0, size)
+  // interrupted by a signal: what it allocated stays, the rest is asked for again
+  while (error === EINTR) error = b.fallocate(fd, 0, size)
+  if (error !== 0) return systemError(error, "NoSpace", `cannot allocate ${size} bytes for the segment`, address)
 }
 
 /** Closes a descriptor (the mapping made from it stays). */

@@ -52,22 +52,30 @@ const foreignOwner = (name: string, uid: number, address?: string) =>
     address
   )
 
+/** Options of `createMapped`. */
+export interface CreateOptions {
+  readonly mode?: number | undefined
+  readonly address?: string | undefined
+  /**
+   * Allocate every page now (default true): no room in `/dev/shm` is `NoSpace` here, not a `SIGBUS` at the
+   * first write of a page; false for a channel ring, whose pages come as they are touched.
+   */
+  readonly reserve?: boolean | undefined
+}
+
 /**
- * Creates `/name` exclusively (mode `mode`), sizes it to `size` bytes and maps
- * it. On any failure after the name was taken, the name is removed again.
+ * Creates `/name` exclusively (mode `mode`), sizes it to `size` bytes (its
+ * pages allocated, unless `reserve` is false) and maps it. On any failure
+ * after the name was taken, the name is removed again.
  */
 export const createMapped = (
   name: string,
   size: number,
-  options: { readonly mode?: number | undefined; readonly address?: string | undefined }
+  options: CreateOptions
 ): Effect.Effect<Mapped, IpcError.IpcError> => Libc.fromNow(() => createMappedNow(name, size, options))
 
 /** `createMapped`, now. */
-export const createMappedNow = (
-  name: string,
-  size: number,
-  options: { readonly mode?: number | undefined; readonly address?: string | undefined }
-): Libc.Now<Mapped> => {
+export const createMappedNow = (name: string, size: number, options: CreateOptions): Libc.Now<Mapped> => {
   const fd = Libc.shmOpenNow(name, "create", options.mode ?? 0o600, options.address)
   if (fd instanceof IpcError.IpcError) {
     if (fd.reason._tag !== "AlreadyExists" || process.platform !== "linux") return fd
@@ -77,7 +85,7 @@ export const createMappedNow = (
       : new IpcError.IpcError({ ...fd, detail: `${fd.detail} (it belongs to uid ${owner})` })
   }
   const mapped = ((): Libc.Now<Mapped> => {
-    const sized = Libc.fdTruncateNow(fd, size, options.address)
+    const sized = Libc.fdSizeNow(fd, size, options.reserve !== false, options.address)
     if (sized instanceof IpcError.IpcError) return sized
     const stat = Libc.fdStatNow(fd, options.address)
     if (stat instanceof IpcError.IpcError) return stat
@@ -220,7 +228,11 @@ export interface Outgoing {
   readonly handedOver: () => void
 }
 
-/** Creates a channel segment of `size` bytes (sealed memfd on Linux, a 0600 named segment elsewhere). */
+/**
+ * Creates a channel segment of `size` bytes (sealed memfd on Linux, a 0600 named segment elsewhere). A large
+ * message's (`m`) pages are allocated now, as it is written whole at once: no memory for them is `NoSpace`
+ * here, not a `SIGBUS` as they are written; a ring's (`r`) come as they are touched.
+ */
 export const createOutgoing = (
   tag: "r" | "m",
   size: number,
@@ -230,7 +242,7 @@ export const createOutgoing = (
 /** `createOutgoing`, now (for a sender that makes a segment inside a synchronous step). */
 export const createOutgoingNow = (tag: "r" | "m", size: number, address?: string): Libc.Now<Outgoing> => {
   if (!Libc.sealedSegments) {
-    const mapped = createMappedNow(freshName(tag), size, { address })
+    const mapped = createMappedNow(freshName(tag), size, { address, reserve: tag === "m" })
     if (mapped instanceof IpcError.IpcError) return mapped
     let done = false
     return {
@@ -243,7 +255,7 @@ export const createOutgoingNow = (tag: "r" | "m", size: number, address?: string
       }
     }
   }
-  const fd = Libc.memfdSealedNow(`eipc-${tag}`, size, address)
+  const fd = Libc.memfdSealedNow(`eipc-${tag}`, size, tag === "m", address)
   if (fd instanceof IpcError.IpcError) return fd
   const stat = Libc.fdStatNow(fd, address)
   if (stat instanceof IpcError.IpcError) {

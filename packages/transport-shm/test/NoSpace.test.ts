@@ -1,0 +1,128 @@
+/**
+ * When memory runs out: a full `/dev/shm` (a tmpfs of a few pages in a mount namespace of the child's own), and
+ * no descriptor left for a large message's segment. Every failure is a typed error where the segment is made,
+ * never a SIGBUS later when its pages are first written; nothing is left behind, and the reader gets the
+ * messages in order up to the failure.
+ */
+import * as Shm from "@effect-ipc/transport-shm"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { leftovers, pidMarker, smallShm, spawnChildWith, untilSaid } from "./helpers.ts"
+
+const isRoot = process.getuid?.() === 0
+
+let n = 0
+const address = () => `shm://nospace-test-${process.pid}-${n++}`
+
+/** The number a `large` or `no-descriptors` child wrote at the start of a message. */
+const numberOf = (message: Uint8Array) => new DataView(message.buffer, message.byteOffset).getUint32(0)
+
+/**
+ * Runs the `reserve` child over a `/dev/shm` of `kib` KiB (`full`: no page free) with a resource link and a plain
+ * segment of each size in `expected`, and checks what came of them: `NoSpace` when made, or every byte written;
+ * nothing left in `/dev/shm` either way.
+ */
+const reserve = (kib: number, full: boolean, expected: ReadonlyArray<readonly [number, "NoSpace" | "ok"]>) =>
+  Effect.gen(function*() {
+    const child = yield* spawnChildWith(
+      { wrap: smallShm(kib, { full }) },
+      "reserve",
+      ...expected.map(([size]) => String(size))
+    )
+    const said = JSON.parse(child.said) as { links: Array<string>; segments: Array<string>; left: Array<string> }
+    expected.forEach(([, outcome], i) => {
+      for (const made of [said.links[i]!, said.segments[i]!]) {
+        if (outcome === "ok") assert.strictEqual(made, "ok", child.said)
+        else assert.match(made, /^NoSpace: /, child.said)
+      }
+    })
+    assert.deepStrictEqual(said.left, [], "nothing left in /dev/shm")
+  }).pipe(Effect.scoped)
+
+describe.skipIf(!isRoot)("a full /dev/shm", () => {
+  it.live(
+    "resource links and segments larger than the room left fail with NoSpace when made, not with SIGBUS when written",
+    // 1 MiB of /dev/shm: 4 MiB does not fit (a sparse file would, until its pages are written), 64 KiB does
+    () => reserve(1024, false, [[4 * 1024 * 1024, "NoSpace"], [64 * 1024, "ok"]]),
+    30_000
+  )
+
+  it.live(
+    "with not one page free, a resource link of a few bytes fails with NoSpace (its header has no room)",
+    () => reserve(256, true, [[100, "NoSpace"]]),
+    30_000
+  )
+
+  it.live(
+    "does not stop shm:// channels: their rings and large messages are memory files, never in /dev/shm",
+    () =>
+      Effect.gen(function*() {
+        const size = 1024 * 1024
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make({ ringSize: 256 * 1024 }).listen(where)
+        // the sender's /dev/shm has no page free; each message is 4x the ring: a segment of its own
+        const sender = yield* spawnChildWith(
+          { wrap: smallShm(256, { full: true }) },
+          "large",
+          where,
+          String(size),
+          "8",
+          String(256 * 1024)
+        )
+        const reader = yield* listener.accept
+        for (let i = 0; i < 8; i++) {
+          const message = yield* reader.receive.pipe(Effect.timeout("10 seconds"))
+          assert.strictEqual(message.byteLength, size)
+          assert.strictEqual(numberOf(message), i)
+          assert.strictEqual(message[size - 1], i & 0xff)
+        }
+        assert.isTrue(yield* untilSaid(sender.output, /^done$/m), sender.output())
+        assert.deepStrictEqual(leftovers(pidMarker(sender.pid)), [])
+      }).pipe(Effect.scoped),
+    30_000
+  )
+})
+
+describe("no descriptor left for a large message's segment", () => {
+  it.live(
+    "one that waited fails the channel with NoSpace after the messages before it; one sent at once fails alone",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 }).listen(where)
+        // a limit the child can exhaust quickly (Node raises the soft limit to the hard one)
+        const sender = yield* spawnChildWith({ wrap: ["prlimit", "--nofile=1024:1024"] }, "no-descriptors", where)
+        const first = yield* listener.accept
+        assert.isTrue(yield* untilSaid(sender.output, /^exhausted \d+$/m), sender.output())
+        const large = Number(/^exhausted (\d+)$/m.exec(sender.output())![1])
+        // reading makes room: the small messages before the large one go, then its segment cannot be made
+        for (let i = 0; i < large; i++) {
+          assert.strictEqual(numberOf(yield* first.receive.pipe(Effect.timeout("10 seconds"))), i)
+        }
+        const lost = yield* Effect.flip(first.receive).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(lost.reason._tag, "ConnectionLost", lost.detail)
+        const second = yield* listener.accept
+        assert.isTrue(yield* untilSaid(sender.output, /^done$/m), sender.output())
+        const said = sender.output()
+        // the sends that waited fail with the channel, even the one whose message went into the ring just before
+        for (let i = 0; i < large; i++) {
+          assert.match(said, new RegExp(`^(sent ${i}|failed ${i} NoSpace: .*)$`, "m"), said)
+        }
+        assert.match(said, new RegExp(`^failed ${large} NoSpace: `, "m"), said)
+        assert.match(said, new RegExp(`^failed ${large + 1} NoSpace: `, "m"), said)
+        // at once: message 11 failed at its send; the others arrive in order
+        const next = Effect.map(second.receive.pipe(Effect.timeout("10 seconds")), numberOf)
+        assert.deepStrictEqual([yield* next, yield* next, yield* next, yield* next], [10, 12, 13, 14])
+        assert.match(said, /^failed 11 NoSpace: /m, said)
+        assert.match(said, /^sent 13$/m, said)
+        assert.deepStrictEqual(leftovers(pidMarker(sender.pid)), [])
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live("leaves no listener behind", () =>
+    Effect.gen(function*() {
+      const swept = yield* Shm.SegmentGc.collect({ prefix: `nospace-test-${process.pid}-` })
+      assert.deepStrictEqual(swept.removed, [])
+    }))
+})
