@@ -63,8 +63,8 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
     const made = Layout.ensureDir(dir, dirMode, dir)
     if (Sys.failed(made)) return Effect.fail(made)
     // marked before anything else is made in it: nothing of ours is ever in an unmarked directory
-    const refused = ChannelDir.claim(dir, fileMode)
-    if (refused !== undefined) return Effect.fail(refused)
+    const claimed = Layout.claim(dir, "channel", fileMode, dir)
+    if (Sys.failed(claimed)) return Effect.fail(claimed)
     const paths = Endpoint.channelPaths(dir)
     const check = (role: Role) =>
       Effect.suspend(() => {
@@ -72,7 +72,7 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
         return unsafe === undefined ? Effect.void : Effect.fail(unsafe)
       })
     return Effect.gen(function*() {
-      for (const role of ["backend", "frontend"] as const) {
+      for (const role of Endpoint.ROLES) {
         yield* check(role)
         yield* Log.create(paths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode })
         yield* check(role)

@@ -104,25 +104,17 @@ const BUILD_BOUND_MS = 30_000
  */
 const buildingName = (id: string): string => `.${id}.${Process.encode(Process.self())}.${Sys.hostId()}.tmp`
 
-const BUILDING = /^\.[0-9a-z]+-[0-9a-f]{16}\.([0-9]+@[0-9]+\.[0-9]+)\.([0-9a-f]{16})\.tmp$/
-
 /**
- * Marks the unmarked directory `dir` as a listener's if it is empty; else
- * `AddressInUse` naming what is there (nothing in it is touched).
+ * The builder and the host that `name` says (see `buildingName`): the
+ * builder as core's `Process.decode` reads it, from a field that holds a
+ * whole identity (`pid@start.ns`: `decode` also reads a bare pid, which no
+ * build's name holds); `undefined` for any other name.
  */
-const adopt = (dir: string, raw: string, marker: Layout.Marker, fileMode: number): IpcError.IpcError | undefined => {
-  const names = Sys.attempt(() => Fs.readdirSync(dir), "Open", `cannot list ${dir}`, raw)
-  if (Sys.failed(names)) return names
-  if (names.length > 0) {
-    return IpcError.make(
-      "AddressInUse",
-      `${dir} is not a listener's directory and not empty (it holds ${
-        Layout.listing(names)
-      }): listen on an empty or new directory`,
-      raw
-    )
-  }
-  return Layout.writeMarker(dir, marker, fileMode)
+const builderOf = (name: string): { readonly builder: Process.Identity; readonly host: string } | undefined => {
+  const match = /^\.[0-9a-z]+-[0-9a-f]{16}\.(.+)\.([0-9a-f]{16})\.tmp$/.exec(name)
+  if (match === null || !match[1]!.includes("@")) return undefined
+  const builder = Process.decode(match[1]!)
+  return builder === undefined ? undefined : { builder, host: match[2]! }
 }
 
 /** Makes the file transport. */
@@ -137,22 +129,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const paths = Layout.listenerPaths(dir)
       const created = Layout.ensureDir(dir, dirMode, raw)
       if (Sys.failed(created)) return yield* created
-      const marker = Layout.loadMarker(dir)
+      // a directory this package did not mark is the user's: used only while empty, and marked before anything
+      // else (then `marker` is undefined)
+      const marker = Layout.claim(dir, "listener", fileMode, raw, created)
       if (Sys.failed(marker)) return yield* marker
-      if (marker !== undefined && marker.kind !== "listener") {
-        return yield* IpcError.make("AddressInUse", `${dir} is a channel directory, not a listener's`, raw)
-      }
       const ownsDirectory = created || marker?.ownsDirectory === true
-      if (marker === undefined) {
-        // a directory this package did not mark is the user's: used only while empty, and marked before anything else
-        const unmarked = adopt(
-          dir,
-          raw,
-          { format: "effect-ipc-file", version: 1, kind: "listener", ownsDirectory },
-          fileMode
-        )
-        if (unmarked !== undefined) return yield* unmarked
-      }
       const incarnation = Sys.randomId()
       const lock = Lock.tryTake(paths.lock, fileMode, `${process.pid} ${incarnation}`, raw)
       if (Sys.failed(lock)) return yield* lock
@@ -227,11 +208,10 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           return false
         }
         if (!stat.isDirectory()) return false
-        const match = BUILDING.exec(name)
-        const builder = match === null ? undefined : Process.decode(match[1]!)
-        if (builder === undefined || match?.[2] !== Sys.hostId()) return changedLately(name, stat)
+        const built = builderOf(name)
+        if (built === undefined || built.host !== Sys.hostId()) return changedLately(name, stat)
         // the builder started before its last change to the directory: a later process with its pid is not it
-        switch (Process.liveness(builder, stat.mtimeMs)) {
+        switch (Process.liveness(built.builder, stat.mtimeMs)) {
           case "alive":
             return true
           case "dead":
@@ -247,7 +227,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         try {
           if (Fs.lstatSync(connDir).isDirectory()) {
             // abandoned unless a live end holds a lock (a lock file we refuse to open is nobody's)
-            const held = (["backend", "frontend"] as const).some((role) => {
+            const held = Endpoint.ROLES.some((role) => {
               const state = Lock.probe(Endpoint.channelPaths(connDir).lock(role))
               return state === "held" || (Sys.failed(state) && state.reason._tag !== "PermissionDenied")
             })
@@ -427,7 +407,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const cleanup = () => Fs.rmSync(tmp, { recursive: true, force: true })
       const made = Sys.attempt(() => Sys.makeDir(tmp, dirMode), "Open", "cannot create a connection", raw)
       if (Sys.failed(made)) return yield* made
-      for (const role of ["backend", "frontend"] as const) {
+      for (const role of Endpoint.ROLES) {
         yield* Log.create(channelPaths.stream(role), { readers: [Endpoint.peerOf(role)], fileMode, dirMode }).pipe(
           Effect.tapError(() => Effect.sync(cleanup))
         )

@@ -184,15 +184,6 @@ const breakStale = (lockPath: string, breaker: string, seen: LockSeen, mode: num
   }
 }
 
-/** Unlinks the lock file at `path` that we created (open at `fd`), if the path still names it. */
-const dropCreated = (path: string, fd: number): void => {
-  try {
-    if (Fs.fstatSync(fd).ino === Fs.lstatSync(path).ino) Fs.unlinkSync(path)
-  } catch {
-    // gone already
-  }
-}
-
 /** Why one try at ipckit's lock did not take it: someone holds it (retry), or something else failed. */
 class Held {
   readonly seen: LockSeen | undefined
@@ -218,7 +209,7 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
     } catch (cause) {
       // created but not written (a full disk): an empty lock would keep every writer out for `staleAge`
       if (fd !== undefined) {
-        dropCreated(path, fd)
+        Sys.unlinkIfStill(path, fd)
         Sys.closeQuietly(fd)
       }
       if (IpcError.isIpcError(cause)) return Effect.fail(cause)
@@ -383,16 +374,6 @@ const readCursor = (path: string): Position | undefined => {
   }
 }
 
-const writeCursor = (path: string, position: Position, mode: number): void => {
-  const tmp = `${path}.${Sys.randomId()}.tmp`
-  try {
-    Sys.createFile(tmp, JSON.stringify(position), mode)
-    Fs.renameSync(tmp, path)
-  } finally {
-    Fs.rmSync(tmp, { force: true })
-  }
-}
-
 const keyOf = (value: unknown): string =>
   typeof value === "object" && value !== null && "id" in value && typeof value.id === "string"
     ? value.id
@@ -535,7 +516,7 @@ export const open = (
       }
       if (position !== undefined && durable) {
         try {
-          writeCursor(cursorPath, position, fileMode)
+          Sys.writeNewFile(cursorPath, JSON.stringify(position), fileMode)
         } catch (cause) {
           background(Effect.logWarning("cannot save the read position", cause))
         }

@@ -2,8 +2,8 @@
  * What belongs to a channel directory (the fixed roles): the marker, the two
  * role locks and the two log streams, with the files a stream holds and the
  * temporary names each is written under before it is renamed into place.
- * Anything else in it is the user's. A directory becomes a channel's only
- * when it is new or empty (`claim`), and `listOwn` tells the channel's own
+ * Anything else in it is the user's (a directory becomes a channel's only
+ * when it is new or empty: `Layout.claim`). `listOwn` tells the channel's own
  * entries from foreign ones, so that removing a channel (`remove`) never
  * touches a file that is not its own.
  *
@@ -24,30 +24,33 @@ import * as Sys from "./sys.ts"
 /** What an entry of a directory must be to be the channel's: a regular file, or a directory holding such entries. */
 type Shape = "file" | { readonly entries: (name: string) => Shape | undefined }
 
-const TMP = "\\.[0-9a-f]{16}\\.tmp"
-const CURSOR = new RegExp(`^(.+)\\.cursor(?:${TMP})?$`)
-const SEGMENT = new RegExp(`^[0-9a-f]{16}\\.seg(?:${TMP})?$`)
+/** `name`, or the name it is written for when it is a temporary one (`Sys.tmpOf`). */
+const written = (name: string): string => Sys.tmpFor(name) ?? name
 
 const readers: Shape = {
   entries: (name) => {
-    const reader = CURSOR.exec(name)?.[1]
+    const reader = Stream.readerOf(written(name))
     return reader !== undefined && LogFormat.isReaderName(reader) ? "file" : undefined
   }
 }
 
 const stream: Shape = {
-  entries: (name) => name === "writer.lock" || SEGMENT.test(name) ? "file" : name === "readers" ? readers : undefined
+  entries: (name) =>
+    name === Stream.WRITER_LOCK || LogFormat.parseSegmentName(written(name)) !== undefined
+      ? "file"
+      : name === Stream.READERS
+      ? readers
+      : undefined
 }
 
-const STREAMS = (["backend", "frontend"] as const).map(Endpoint.outgoing)
-const STREAM = new RegExp(`^(?:${STREAMS.join("|")})(?:${TMP})?$`)
-const LOCKS = (["backend", "frontend"] as const).map((role) => `${role}.lock`)
+const STREAMS: ReadonlyArray<string> = Endpoint.ROLES.map(Endpoint.outgoing)
+const LOCKS: ReadonlyArray<string> = Endpoint.ROLES.map(Endpoint.lockName)
 
 const channel: Shape = {
   entries: (name) =>
-    name === Layout.MARKER || Layout.isMarkerTmp(name) || LOCKS.includes(name)
+    written(name) === Layout.MARKER || LOCKS.includes(name)
       ? "file"
-      : STREAM.test(name)
+      : STREAMS.includes(written(name))
       ? stream
       : undefined
 }
@@ -98,46 +101,7 @@ export const listOwn = (dir: string): Entries | IpcError.IpcError =>
     dir
   )
 
-/**
- * Makes `dir` (which exists and passed the directory checks) a channel
- * directory: one marked as a channel already is used as it is; an unmarked
- * one only if it holds nothing (but perhaps a marker being written by a
- * process creating the same channel), and it is marked before anything else
- * is made in it. A listener's directory, or one holding anything else, is
- * `AddressInUse` naming what is there, and nothing in it is touched.
- */
-export const claim = (dir: string, fileMode: number): IpcError.IpcError | undefined => {
-  const marker = Layout.loadMarker(dir)
-  if (Sys.failed(marker)) return marker
-  const judge = (found: Layout.Marker) =>
-    found.kind === "channel"
-      ? undefined
-      : IpcError.make("AddressInUse", `${dir} is a listener directory, not a channel directory`, dir)
-  if (marker !== undefined) return judge(marker)
-  const names = Sys.attempt(() => Fs.readdirSync(dir), "Open", `cannot list ${dir}`, dir)
-  if (Sys.failed(names)) return names
-  if (names.includes(Layout.MARKER)) {
-    // marked meanwhile by a process creating the same channel (or a file of that name that is not a marker)
-    const again = Layout.loadMarker(dir)
-    if (Sys.failed(again)) return again
-    if (again !== undefined) return judge(again)
-  }
-  const foreign = names.filter((name) => !Layout.isMarkerTmp(name))
-  if (foreign.length > 0) {
-    return IpcError.make(
-      "AddressInUse",
-      `${dir} is not a channel directory and not empty (it holds ${
-        Layout.listing(foreign)
-      }): nothing in it was touched; use an empty or new directory for a channel`,
-      dir
-    )
-  }
-  return Layout.writeMarker(dir, { format: "effect-ipc-file", version: 1, kind: "channel" }, fileMode)
-}
-
 // ---- removing a channel ----------------------------------------------------------------------
-
-const ROLES = ["backend", "frontend"] as const
 
 /** The part of a channel directory's name that the name it is removed under starts with (`NAME_MAX` allowing). */
 const stem = (abs: string): string => `.${Path.basename(abs).slice(0, 200)}.`
@@ -175,30 +139,35 @@ const rmdir = (path: string): boolean => {
 
 /**
  * Deletes `dir`, renamed aside with both role locks held (no end can open in
- * it), and the channel's own entries in it: files, then directories (each
- * after what it holds), the marker last, then `dir`. A system call that
- * looked up the channel's path just before the rename (a process creating or
- * opening the channel) may still add an entry of the channel's: it goes in
- * the next round. Throws; anything that is not the channel's stays, and
- * `dir` with it (`AddressInUse` naming it).
+ * it), and the channel's own entries in it, starting from `entries` (what
+ * `listOwn` found in it): files, then directories (each after what it
+ * holds), the marker last, then `dir`. A system call that looked up the
+ * channel's path just before the rename (a process creating or opening the
+ * channel) may still add an entry of the channel's: `dir` is listed again
+ * and it goes in the next round. Throws; anything that is not the channel's
+ * stays, and `dir` with it (`AddressInUse` naming it).
  */
-const deleteOwn = (dir: string, address: string): void => {
+const deleteOwn = (dir: string, address: string, entries: Entries): void => {
   const marker = Path.join(dir, Layout.MARKER)
+  let own = entries
   for (let round = 0; round < 10; round++) {
-    const entries = listOwn(dir)
-    if (Sys.failed(entries)) throw entries
-    if (entries.foreign.length > 0) {
+    if (round > 0) {
+      const again = listOwn(dir)
+      if (Sys.failed(again)) throw again
+      own = again
+    }
+    if (own.foreign.length > 0) {
       throw IpcError.make(
         "AddressInUse",
         `${
-          Layout.listing(entries.foreign)
+          Layout.listing(own.foreign)
         } appeared while the channel was being removed: it is left there, in ${dir}; move it out and remove again`,
         address
       )
     }
-    for (const file of entries.files) if (file !== marker) unlink(file)
+    for (const file of own.files) if (file !== marker) unlink(file)
     let empty = true
-    for (const sub of entries.dirs) empty = rmdir(sub) && empty
+    for (const sub of own.dirs) empty = rmdir(sub) && empty
     if (!empty) continue
     unlink(marker)
     if (rmdir(dir)) return
@@ -231,12 +200,12 @@ const finishAside = (abs: string): number => {
     const entries = listOwn(path)
     if (Sys.failed(entries) || entries.foreign.length > 0) continue
     const paths = Endpoint.channelPaths(path)
-    const open = ROLES.some((role) => {
+    const open = Endpoint.ROLES.some((role) => {
       const state = Lock.probe(paths.lock(role))
       return Sys.failed(state) || state === "held"
     })
     if (open) continue
-    const deleted = Stream.attemptTyped(() => deleteOwn(path, path), "Write", `cannot remove ${path}`, path)
+    const deleted = Stream.attemptTyped(() => deleteOwn(path, path, entries), "Write", `cannot remove ${path}`, path)
     if (!Sys.failed(deleted)) finished++
   }
   return finished
@@ -254,11 +223,7 @@ interface RoleLock {
  */
 const letGo = (held: ReadonlyArray<RoleLock>): void => {
   for (const { lock, made } of held) {
-    try {
-      if (made && Fs.fstatSync(lock.fd).ino === Fs.lstatSync(lock.path).ino) Fs.unlinkSync(lock.path)
-    } catch {
-      // gone with the directory
-    }
+    if (made) Sys.unlinkIfStill(lock.path, lock.fd)
     Lock.release(lock)
   }
 }
@@ -274,7 +239,7 @@ const takeRoles = (abs: string, address: string): Effect.Effect<ReadonlyArray<Ro
   const attempt = Effect.suspend(() => {
     const held: Array<RoleLock> = []
     const giveBack = () => letGo(held)
-    for (const role of ROLES) {
+    for (const role of Endpoint.ROLES) {
       const path = paths.lock(role)
       const made = !Sys.exists(path)
       const taken = Lock.tryTake(path, Stream.defaults.fileMode, `${process.pid} removing`, address)
@@ -311,9 +276,10 @@ const takeRoles = (abs: string, address: string): Effect.Effect<ReadonlyArray<Ro
 
 /**
  * Removes the channel directory `dir` (see `FileChannel.remove`): checked
- * (not a link, the directory checks, marked as a channel, nothing but the
- * channel's own entries), then, with both role locks held, renamed aside and
- * emptied. Removals of `dir` interrupted earlier are finished too.
+ * once (not a link, the directory checks, marked as a channel, nothing but
+ * the channel's own entries), then, with both role locks held, renamed aside
+ * and emptied of what it holds then. Removals of `dir` interrupted earlier
+ * are finished too.
  */
 export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.gen(function*() {
@@ -337,6 +303,7 @@ export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
         dir
       )
     }
+    // the directory checks of every component, `dir` itself included once it exists
     const path = Layout.checkPathTo(abs, dir)
     if (Sys.failed(path)) return yield* path
     if (path === "missing") {
@@ -344,8 +311,6 @@ export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
       if (finishAside(abs) > 0) return
       return yield* IpcError.make("NotFound", `${dir} does not exist: nothing removed`, dir)
     }
-    const unsafe = Layout.checkDir(abs, dir)
-    if (unsafe !== undefined) return yield* unsafe
     const marker = Layout.loadMarker(abs)
     if (Sys.failed(marker)) return yield* marker
     if (marker?.kind === "listener") {
@@ -366,24 +331,22 @@ export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
         }): nothing removed; move them out of the channel directory first`,
         dir
       )
+    // before the locks, whose files taking them would write
     const before = listOwn(abs)
     if (Sys.failed(before)) return yield* before
     if (before.foreign.length > 0) return yield* foreignIn(before)
     const held = yield* takeRoles(abs, dir)
     const removed = Stream.attemptTyped(
       () => {
-        // what the check saw may have changed before the locks were ours
-        const entries = listOwn(abs)
-        if (Sys.failed(entries)) throw entries
-        if (entries.foreign.length > 0) throw foreignIn(entries)
         // from here the channel is gone from `dir`: an end opening it now makes a new one
         const aside = asideOf(abs)
         Fs.renameSync(abs, aside)
+        // what is deleted is what it holds now: the check above may have changed before the locks were ours
         const inside = listOwn(aside)
         if (Sys.failed(inside)) throw inside
         if (inside.foreign.length > 0) {
-          // put there in the instant between the check and the rename: everything goes back, unless the
-          // path was taken meanwhile (a rename would replace an empty directory there)
+          // put there since the check: everything goes back, unless the path was taken meanwhile (a rename
+          // would replace an empty directory there)
           try {
             if (Sys.exists(abs)) throw new Error("taken")
             Fs.renameSync(aside, abs)
@@ -398,7 +361,7 @@ export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
           }
           throw foreignIn(inside)
         }
-        deleteOwn(aside, dir)
+        deleteOwn(aside, dir, inside)
       },
       "Write",
       `cannot remove the channel directory ${dir}`,

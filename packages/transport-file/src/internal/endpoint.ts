@@ -41,7 +41,10 @@ import * as Sys from "./sys.ts"
 import * as Wake from "./wake.ts"
 
 /** The two fixed roles of a channel directory (ipckit's naming). */
-export type Role = "backend" | "frontend"
+export const ROLES = ["backend", "frontend"] as const
+
+/** A fixed role. */
+export type Role = typeof ROLES[number]
 
 /** The other role. */
 export const peerOf = (role: Role): Role => role === "backend" ? "frontend" : "backend"
@@ -49,10 +52,13 @@ export const peerOf = (role: Role): Role => role === "backend" ? "frontend" : "b
 /** The stream a role writes to. */
 export const outgoing = (role: Role): string => role === "backend" ? "backend_to_frontend" : "frontend_to_backend"
 
+/** The file name of a role's lock, which its end holds while it is open. */
+export const lockName = (role: Role): string => `${role}.lock`
+
 /** The paths of a channel directory. */
 export const channelPaths = (dir: string) => ({
   dir,
-  lock: (role: Role) => Path.join(dir, `${role}.lock`),
+  lock: (role: Role) => Path.join(dir, lockName(role)),
   stream: (from: Role) => Path.join(dir, outgoing(from))
 })
 
@@ -489,6 +495,7 @@ export const open = (
       peer,
       inbox: tracked,
       send: engine.channel.send,
+      sendAll: engine.channel.sendAll,
       close,
       // the engine has finished, and the endpoint has let go of everything
       closed: Effect.andThen(engine.channel.closed, Deferred.await(released))
@@ -499,7 +506,7 @@ export const open = (
 /** Removes a channel directory whose two ends are both gone. */
 export const removeIfAbandoned = (dir: string): void => {
   const paths = channelPaths(dir)
-  for (const role of ["backend", "frontend"] as const) {
+  for (const role of ROLES) {
     const state = Lock.probe(paths.lock(role))
     if (state === "held" || Sys.failed(state)) return
   }

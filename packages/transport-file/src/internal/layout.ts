@@ -14,9 +14,6 @@ import * as Sys from "./sys.ts"
 /** The marker's file name. */
 export const MARKER = ".effect-ipc"
 
-/** True for the name of a marker being written (`.effect-ipc.<16 hex digits>.tmp`, renamed into place). */
-export const isMarkerTmp = (name: string): boolean => /^\.effect-ipc\.[0-9a-f]{16}\.tmp$/.test(name)
-
 /** Up to five of `names`, sorted, for an error saying what a directory holds. */
 export const listing = (names: ReadonlyArray<string>): string =>
   names.toSorted().slice(0, 5).join(", ") + (names.length > 5 ? `, ... (${names.length} entries)` : "")
@@ -63,21 +60,59 @@ export const readMarker = (dir: string): Marker | undefined => {
 /** Writes the marker of `dir` (atomically: written aside, renamed into place). */
 export const writeMarker = (dir: string, marker: Marker, mode: number): IpcError.IpcError | undefined => {
   const result = Sys.attempt(
-    () => {
-      const path = Path.join(dir, MARKER)
-      const tmp = `${path}.${Sys.randomId()}.tmp`
-      try {
-        Sys.createFile(tmp, `${JSON.stringify(marker)}\n`, mode)
-        Fs.renameSync(tmp, path)
-      } finally {
-        Fs.rmSync(tmp, { force: true })
-      }
-    },
+    () => Sys.writeNewFile(Path.join(dir, MARKER), `${JSON.stringify(marker)}\n`, mode),
     "Write",
     "cannot write the directory marker",
     dir
   )
   return Sys.failed(result) ? result : undefined
+}
+
+/**
+ * Makes `dir` (which exists and passed the directory checks) a directory of
+ * `kind`: one marked so already is used as it is (its marker is returned);
+ * an unmarked one only if it holds nothing, and it is marked (`undefined`
+ * is returned) before anything else is made in it. The two ends of a channel
+ * may be creating it at once: the other's marker, being written or written
+ * meanwhile, does not count; a listener's directory is one listener's, and
+ * anything in it does. One marked as the other kind, or holding anything
+ * else, is `AddressInUse` naming what is there, and nothing in it is touched.
+ */
+export const claim = (
+  dir: string,
+  kind: Marker["kind"],
+  fileMode: number,
+  address: string,
+  ownsDirectory?: boolean
+): Marker | undefined | IpcError.IpcError => {
+  const judge = (found: Marker) =>
+    found.kind === kind
+      ? found
+      : IpcError.make("AddressInUse", `${dir} is a ${found.kind} directory, not a ${kind} directory`, address)
+  const marker = loadMarker(dir)
+  if (Sys.failed(marker)) return marker
+  if (marker !== undefined) return judge(marker)
+  const names = Sys.attempt(() => Fs.readdirSync(dir), "Open", `cannot list ${dir}`, address)
+  if (Sys.failed(names)) return names
+  const shared = kind === "channel"
+  if (shared && names.includes(MARKER)) {
+    // marked meanwhile by a process creating the same channel (or a file of that name that is not a marker)
+    const again = loadMarker(dir)
+    if (Sys.failed(again)) return again
+    if (again !== undefined) return judge(again)
+  }
+  // a marker being written is `.effect-ipc.<16 hex digits>.tmp` (`Sys.tmpOf`)
+  const foreign = shared ? names.filter((name) => Sys.tmpFor(name) !== MARKER) : names
+  if (foreign.length > 0) {
+    return IpcError.make(
+      "AddressInUse",
+      `${dir} is not a ${kind} directory and not empty (it holds ${
+        listing(foreign)
+      }): nothing in it was touched; use an empty or new directory for a ${kind}`,
+      address
+    )
+  }
+  return writeMarker(dir, { format: "effect-ipc-file", version: 1, kind, ownsDirectory }, fileMode)
 }
 
 const STICKY = 0o1000
@@ -209,17 +244,16 @@ const checkTrusted = (dir: string): "missing" | undefined => {
 }
 
 /**
- * Creates `dir` (and missing parents) with `mode`, or checks the one there:
- * only a directory that this user (or root) owns and that no other user can
- * write, under directories no other user can tamper with, is used
- * (`PermissionDenied`, with a hint, otherwise). True when this call created it.
+ * Creates `dir` (and missing parents) with `mode` (an option its caller
+ * checked: `Sys.invalidModes`), or checks the one there: only a directory
+ * that this user (or root) owns and that no other user can write, under
+ * directories no other user can tamper with, is used (`PermissionDenied`,
+ * with a hint, otherwise). True when this call created it.
  */
 export const ensureDir = (dir: string, mode: number, address?: string): boolean | IpcError.IpcError =>
   Sys.attempt(
     () => {
       const abs = Path.resolve(dir)
-      const invalid = Sys.invalidMode("dirMode", mode, address)
-      if (invalid !== undefined) throw invalid
       let created = false
       if (checkTrusted(abs) === "missing") {
         created = makePath(abs, mode)

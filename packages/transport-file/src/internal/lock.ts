@@ -62,13 +62,7 @@ export const tryTake = (
       return taken === false ? "busy" : taken
     }
     // the file may have been unlinked (and replaced) between our open and our lock
-    let same = false
-    try {
-      same = Fs.fstatSync(fd).ino === Fs.lstatSync(path).ino
-    } catch {
-      same = false
-    }
-    if (!same) {
+    if (!Sys.stillNames(path, fd)) {
       Sys.closeQuietly(fd)
       continue
     }

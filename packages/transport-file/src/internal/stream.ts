@@ -49,12 +49,21 @@ export const fileModeOf = (options: LogOptions) => options.fileMode ?? defaults.
 /** The permission bits of new directories under `options`. */
 export const dirModeOf = (options: LogOptions) => options.dirMode ?? defaults.dirMode
 
+/** The name of a stream's writer state and lock. */
+export const WRITER_LOCK = "writer.lock"
+/** The name of a stream's directory of reader cursors. */
+export const READERS = "readers"
+
+/** The reader a cursor's file name (`readers/<name>.cursor`) is of; `undefined` for any other name. */
+export const readerOf = (fileName: string): string | undefined =>
+  fileName.endsWith(".cursor") ? fileName.slice(0, -".cursor".length) : undefined
+
 /** The paths of a stream directory. */
 export const paths = (dir: string) => ({
   dir,
-  writerLock: Path.join(dir, "writer.lock"),
-  readers: Path.join(dir, "readers"),
-  cursor: (name: string) => Path.join(dir, "readers", `${name}.cursor`),
+  writerLock: Path.join(dir, WRITER_LOCK),
+  readers: Path.join(dir, READERS),
+  cursor: (name: string) => Path.join(dir, READERS, `${name}.cursor`),
   segment: (base: number) => Path.join(dir, LogFormat.segmentName(base))
 })
 
@@ -70,21 +79,10 @@ export const segments = (dir: string): ReadonlyArray<number> | IpcError.IpcError
   return bases.toSorted((a, b) => a - b)
 }
 
-/** Writes a new file at `path`, whole or not at all (written aside, then renamed into place). */
-export const writeNewFile = (path: string, bytes: Uint8Array, mode: number): void => {
-  const tmp = `${path}.${Sys.randomId()}.tmp`
-  try {
-    Sys.createFile(tmp, bytes, mode)
-    Fs.renameSync(tmp, path)
-  } finally {
-    Fs.rmSync(tmp, { force: true })
-  }
-}
-
 /** Creates a cursor for `name` at `offset` unless one exists (never overwrites). */
 const createCursor = (dir: string, name: string, offset: number, mode: number): void => {
   const p = paths(dir)
-  const tmp = `${p.cursor(name)}.${Sys.randomId()}.tmp`
+  const tmp = Sys.tmpOf(p.cursor(name))
   const bytes = new Uint8Array(LogFormat.CURSOR_SIZE)
   bytes.set(LogFormat.encodeCursorSlot(offset, 0), 0)
   try {
@@ -120,14 +118,15 @@ export const create = (
   const made = Sys.attempt(
     () => {
       if (Sys.exists(dir)) return
-      const tmp = `${dir}.${Sys.randomId()}.tmp`
+      const tmp = Sys.tmpOf(dir)
+      const building = paths(tmp)
       try {
         Sys.makeDir(tmp, dirMode)
-        Sys.makeDir(Path.join(tmp, "readers"), dirMode)
+        Sys.makeDir(building.readers, dirMode)
         const first = LogFormat.SEGMENT_HEADER
-        Sys.createFile(Path.join(tmp, LogFormat.segmentName(0)), LogFormat.encodeSegmentHeader(0), fileMode)
+        Sys.createFile(building.segment(0), LogFormat.encodeSegmentHeader(0), fileMode)
         Sys.createFile(
-          Path.join(tmp, "writer.lock"),
+          building.writerLock,
           LogFormat.encodeWriterState({ clean: true, segment: 0, end: first, pid: process.pid }),
           fileMode
         )
@@ -220,10 +219,11 @@ export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; rea
     return out
   }
   for (const file of names) {
-    if (!file.endsWith(".cursor")) continue
+    const name = readerOf(file)
+    if (name === undefined) continue
     try {
-      const cursor = LogFormat.decodeCursor(Sys.readFile(Path.join(paths(dir).readers, file)))
-      if (cursor !== undefined) out.push({ name: file.slice(0, -".cursor".length), offset: cursor.offset })
+      const cursor = LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name)))
+      if (cursor !== undefined) out.push({ name, offset: cursor.offset })
     } catch {
       // removed meanwhile
     }

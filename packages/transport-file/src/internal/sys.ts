@@ -115,7 +115,7 @@ export const invalidModes = (
   (options.fileMode === undefined ? undefined : invalidMode("fileMode", options.fileMode, address)) ??
     (options.dirMode === undefined ? undefined : invalidMode("dirMode", options.dirMode, address))
 
-/** Throws `InvalidOption` for a mode with group or other write bits (see `exactMode`). */
+/** Throws `InvalidOption` for a mode with group or other write bits, before `openFile` or `makeDir` makes anything. */
 const refuseWide = (mode: number, option: "fileMode" | "dirMode"): void => {
   if ((mode & OTHERS_WRITE) !== 0) throw invalidMode(option, mode)!
 }
@@ -151,15 +151,14 @@ export const openFile = (path: string, flags: number, mode?: number): number => 
 /**
  * Gives the file or directory open at `fd`, just created with `mode`, exactly
  * `mode`. The umask only ever clears bits of what `open` / `mkdir` make, so
- * until this call it is narrower than asked, never wider. A mode with group
- * or other write bits is refused (`InvalidOption`, thrown): the options are
- * checked where they come in, this is the last line. Where the file system
- * does not let modes be set (vfat, some FUSE and CIFS mounts: `EPERM`,
- * `ENOTSUP`), what it made is kept if it is no wider than `mode`; a wider
- * one is an error (thrown).
+ * until this call it is narrower than asked, never wider. `mode` was checked
+ * before the file was made (by `openFile` and `makeDir`; a caller that makes
+ * the file itself passes a checked option, or a mode without group or other
+ * write bits). Where the file system does not let modes be set (vfat, some
+ * FUSE and CIFS mounts: `EPERM`, `ENOTSUP`), what it made is kept if it is
+ * no wider than `mode`; a wider one is an error (thrown).
  */
-export const exactMode = (fd: number, mode: number, option: "fileMode" | "dirMode" = "fileMode"): void => {
-  refuseWide(mode, option)
+export const exactMode = (fd: number, mode: number): void => {
   try {
     Fs.fchmodSync(fd, mode)
   } catch (cause) {
@@ -183,6 +182,25 @@ export const createFile = (path: string, data: Uint8Array | string, mode: number
   }
 }
 
+/** The name `path` is written under before it is renamed into place: `<path>.<16 hex digits>.tmp`. */
+export const tmpOf = (path: string): string => `${path}.${randomId()}.tmp`
+
+const TMP = /\.[0-9a-f]{16}\.tmp$/
+
+/** The name that `name`, a temporary name (`tmpOf`), is written for; `undefined` for any other name. */
+export const tmpFor = (name: string): string | undefined => TMP.test(name) ? name.replace(TMP, "") : undefined
+
+/** Writes a new file at `path`, whole or not at all (written aside, then renamed into place). */
+export const writeNewFile = (path: string, data: Uint8Array | string, mode: number): void => {
+  const tmp = tmpOf(path)
+  try {
+    createFile(tmp, data, mode)
+    Fs.renameSync(tmp, path)
+  } finally {
+    Fs.rmSync(tmp, { force: true })
+  }
+}
+
 /**
  * Creates the directory `path` (it must not exist) with exactly the
  * permission bits `mode` whatever the umask: made with `mode` (so narrower
@@ -193,7 +211,7 @@ export const makeDir = (path: string, mode: number): void => {
   Fs.mkdirSync(path, { mode })
   const fd = Fs.openSync(path, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY | NO_FOLLOW)
   try {
-    exactMode(fd, mode, "dirMode")
+    exactMode(fd, mode)
   } finally {
     closeQuietly(fd)
   }
@@ -272,6 +290,24 @@ export const closeQuietly = (fd: number | undefined): void => {
     Fs.closeSync(fd)
   } catch {
     // already closed
+  }
+}
+
+/** True while `path` names the file open at `fd` (it was not unlinked, or replaced, since). */
+export const stillNames = (path: string, fd: number): boolean => {
+  try {
+    return Fs.fstatSync(fd).ino === Fs.lstatSync(path).ino
+  } catch {
+    return false
+  }
+}
+
+/** Unlinks `path` if it still names the file open at `fd`: never a file someone else made there since. */
+export const unlinkIfStill = (path: string, fd: number): void => {
+  try {
+    if (stillNames(path, fd)) Fs.unlinkSync(path)
+  } catch {
+    // gone already
   }
 }
 

@@ -21,8 +21,7 @@ import {
   paths,
   readWriterState,
   reclaim,
-  segments,
-  writeNewFile
+  segments
 } from "./stream.ts"
 import * as Sys from "./sys.ts"
 import * as Wake from "./wake.ts"
@@ -247,7 +246,7 @@ class WriterImpl {
         if (scan.kind !== LogFormat.Kind.endOfSegment) continue
         const next = base + at
         if (!Sys.exists(this.p.segment(next))) {
-          writeNewFile(this.p.segment(next), LogFormat.encodeSegmentHeader(next), this.fileMode)
+          Sys.writeNewFile(this.p.segment(next), LogFormat.encodeSegmentHeader(next), this.fileMode)
           this.repairs.push(`created segment ${LogFormat.segmentName(next)} that a dead writer announced`)
         }
         this.openSegment(next)
@@ -309,7 +308,7 @@ class WriterImpl {
   rotate(): void {
     const eos = LogFormat.encodeRecord(LogFormat.Kind.endOfSegment)
     const next = this.end + eos.byteLength
-    writeNewFile(this.p.segment(next), LogFormat.encodeSegmentHeader(next), this.fileMode)
+    Sys.writeNewFile(this.p.segment(next), LogFormat.encodeSegmentHeader(next), this.fileMode)
     try {
       Sys.writeAllAt(this.segFd, [eos], this.end - this.segBase)
     } catch (cause) {
