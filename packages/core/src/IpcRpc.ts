@@ -52,10 +52,16 @@ import * as Registry from "./Registry.ts"
 import * as Transport from "./Transport.ts"
 import * as TransportOptions from "./TransportOptions.ts"
 
-const readError = (error: IpcError.IpcError): Socket.SocketError =>
+/** A read's failure: the peer's close, or the connection to the server at `address` lost (named in the message). */
+const readError = (address: string, error: IpcError.IpcError): Socket.SocketError =>
   error.reason._tag === "Closed"
     ? new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000, closeReason: error.detail }) })
-    : new Socket.SocketError({ reason: new Socket.SocketReadError({ cause: error }) })
+    : new Socket.SocketError({
+      reason: withMessage(
+        new Socket.SocketReadError({ cause: error }),
+        `lost the connection to ${address}: ${error.message}`
+      )
+    })
 
 /**
  * Gives a socket error the message a user should see (effect types it as a
@@ -174,7 +180,7 @@ export const toSocket = (
     )
     const pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError> = Effect.mapError(
       channel.receiveAll,
-      readError
+      (error) => readError(address, Address.redactError(error, dialled))
     )
     return { pull, upgrade: Socket.SocketUpgradeError.unsupported }
   })

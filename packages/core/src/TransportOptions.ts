@@ -91,15 +91,21 @@ export const Duration: Schema.Codec<Duration_.Duration, unknown> = kind(
   }
 )
 
-/** Permission bits: an octal string (`"0600"`, `"0o660"`, `"600"`) or a number (`384`). */
-export const Mode: Schema.Codec<number, unknown> = kind(`permission bits ("0600", "0o660")`, (input) => {
-  const value = typeof input === "number"
-    ? input
-    : typeof input === "string" && /^\s*(0o?)?[0-7]{1,4}\s*$/i.test(input)
-    ? Number.parseInt(input.trim().replace(/^0o/i, ""), 8)
-    : undefined
-  return value !== undefined && Number.isInteger(value) && value >= 0 && value <= 0o7777 ? value : undefined
-})
+/**
+ * Permission bits: an octal string (`"0600"`, `"0o660"`, `"600"`) or a number
+ * (`384`, up to `0o777`: a JSON `600` is decimal, 0o1130, and is refused).
+ */
+export const Mode: Schema.Codec<number, unknown> = kind(
+  `permission bits ("0600", "0o660"; a number is decimal and at most 511: 384 is 0o600)`,
+  (input) => {
+    const value = typeof input === "number"
+      ? input <= 0o777 ? input : undefined
+      : typeof input === "string" && /^\s*(0o?)?[0-7]{1,4}\s*$/i.test(input)
+      ? Number.parseInt(input.trim().replace(/^0o/i, ""), 8)
+      : undefined
+    return value !== undefined && Number.isInteger(value) && value >= 0 && value <= 0o7777 ? value : undefined
+  }
+)
 
 /** A yes or no: `true` / `false`, as JSON or as a string. */
 export const Flag: Schema.Codec<boolean, unknown> = kind("true or false", (input) => {

@@ -3,6 +3,7 @@ import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testin
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -151,6 +152,38 @@ describe("a client whose server is not there", () => {
       assert.strictEqual(yield* Fiber.join(call), 7)
       yield* collectorOf.waitFor(new RegExp(`Info.*connected to ${address}`))
     }).pipe(Effect.scoped, Effect.provide(Logger.layer([collectorOf.logger]))))
+
+  it.live("a call in flight when the connection is lost fails naming the address and the reason", () =>
+    Effect.gen(function*() {
+      const address = `memory://lost-${n++}`
+      const memory = Memory.make()
+      // the client's channel, as a lost peer leaves it: its reads fail with ConnectionLost
+      const lost = Deferred.makeUnsafe<never, IpcError.IpcError>()
+      const losing: Transport.TransportShape = {
+        ...memory,
+        dial: (to) =>
+          Effect.map(memory.dial(to), (channel) => ({
+            ...channel,
+            receiveAll: Effect.raceFirst(channel.receiveAll, Deferred.await(lost))
+          }))
+      }
+      yield* Layer.build(
+        RpcServer.layer(ConformanceApi).pipe(
+          Layer.provide(ConformanceHandlers),
+          Layer.provide(IpcRpc.layerServerProtocol(address)),
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provide(Layer.succeed(Transport.Transport, memory))
+        )
+      )
+      const client = yield* clientOf(losing, address, { connectTimeout: "20 seconds" })
+      assert.strictEqual(yield* client.Echo({ n: 1 }), 1)
+      const call = yield* Effect.forkScoped(Effect.flip(client.Sleep({ millis: 60_000 })))
+      yield* Effect.sleep("50 millis")
+      Deferred.doneUnsafe(lost, Effect.fail(IpcError.make("ConnectionLost", "the peer went away", address)))
+      const error = yield* Fiber.join(call)
+      assert.instanceOf(error, RpcClientError)
+      assert.match(error.message, new RegExp(`lost the connection to ${address}: ConnectionLost`), error.message)
+    }).pipe(Effect.scoped))
 
   it.live("fails at once when waiting cannot help (an address no transport serves)", () =>
     Effect.gen(function*() {

@@ -221,7 +221,11 @@ describe("transport options from configuration", () => {
       const empty = (yield* Effect.flip(read({ IPC_OPTIONS: `{"dir": "", "count": 1.5}` }))).detail
       assert.include(empty, `option dir (IPC_OPTIONS.dir): expected a non-empty string, got ""`)
       assert.include(empty, `option count (IPC_OPTIONS.count): expected a whole number of at least 1, got 1.5`)
-      assert.include(problems, `option mode (IPC_OPTIONS_MODE): expected permission bits ("0600", "0o660"), got "0999"`)
+      const mode = `expected permission bits ("0600", "0o660"; a number is decimal and at most 511: 384 is 0o600)`
+      assert.include(problems, `option mode (IPC_OPTIONS_MODE): ${mode}, got "0999"`)
+      // a JSON number is decimal: 600 would be 0o1130 (group-writable, sticky), so a number over 0o777 is refused
+      const decimal = (yield* Effect.flip(read({ IPC_OPTIONS: `{"mode": 600}` }))).detail
+      assert.include(decimal, `option mode (IPC_OPTIONS.mode): ${mode}, got 600`)
       assert.include(problems, `option how (IPC_OPTIONS_HOW): expected one of "os", "fsync", got "sometimes"`)
       const nested = (yield* Effect.flip(read({ IPC_OPTIONS: `{"heartbeat": {"interval": 100, "timeot": 5}}` })))
         .detail
