@@ -24,6 +24,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 
 try:
     import queue
@@ -37,10 +38,82 @@ log = logging.getLogger("effect_ipc.rpc")
 
 HELLO_PREFIX = "effect-rpc:"
 HELLO_JSON = (HELLO_PREFIX + "json").encode("ascii")
+# a hello is at most this many bytes; what a refusal shows of a name is cut to MAX_SHOWN_NAME characters
+MAX_HELLO = 64
+MAX_SHOWN_NAME = 32
+# a first message without a hello is JSON when it is JSON text (an object or array) of at most this size
+MAX_SNIFFED = 64 * 1024
 
 
 def _encode(message):
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _varint(n):
+    """``n`` as an unsigned LEB128 varint."""
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+# effect 4.1's schema-binary envelope of an RPC message (RpcSerialization.layerSchemaBinary): the
+# fingerprint-mode marker, then the 8-byte fingerprint of RpcMessage.EncodedSchema's layout
+_BINARY_ENVELOPE = b"\x21" + bytes(bytearray([0xA7, 0x1F, 0xBF, 0x48, 0x86, 0x12, 0xFF, 0x6B]))
+_BINARY_DEFECT = b"\x02"  # the Defect member's selector
+_BINARY_JSON = b"\x20"  # the (default-mode) envelope of a defect, encoded as JSON text
+
+
+def binary_defect(text):
+    """The message ``{"_tag": "Defect", "defect": text}`` in effect's schema-binary
+    serialization (effect 4.1, as the Node side's ``IpcRpc.layerSerialization``):
+    the only binary message this package writes, to tell a binary client why it
+    is refused. Its bytes follow what Node's encoder writes (a varint frame
+    length, the envelope, the member, the defect's bytes: JSON text); the tests
+    check them against a real Node client."""
+    defect = _BINARY_JSON + json.dumps(text, ensure_ascii=False).encode("utf-8")
+    field = _varint(len(defect)) + defect
+    body = _BINARY_ENVELOPE + _BINARY_DEFECT + _varint(len(field)) + field
+    return _varint(len(body)) + body
+
+
+def _is_json_message(data):
+    """True for a small first message that is JSON text (an object or array): a client without hello speaking JSON."""
+    if len(data) > MAX_SNIFFED or not data.lstrip(b" \t\r\n")[:1] in (b"{", b"["):
+        return False
+    try:
+        json.loads(data.decode("utf-8"))
+    except ValueError:
+        return False
+    return True
+
+
+def read_hello(data):
+    """What a connection's first message asks for, as the Node server reads it
+    (``docs/wire.md``, the hello): ``(name, is_hello, shown)``, ``name`` the
+    serialization (None for a bad hello), ``shown`` how a refusal names it. A
+    first message that is no hello is the first message: ``json`` when it is
+    small JSON text, ``binary`` otherwise."""
+    prefix = HELLO_PREFIX.encode("ascii")
+    if not data.startswith(prefix):
+        name = "json" if _is_json_message(data) else "binary"
+        return name, False, json.dumps(name)
+    if len(data) > MAX_HELLO:
+        return None, True, "a hello of %d bytes (at most %d)" % (len(data), MAX_HELLO)
+    try:
+        name = data[len(prefix):].decode("utf-8")
+    except UnicodeDecodeError:
+        return None, True, "a hello that is not UTF-8 text"
+    if len(name) > MAX_SHOWN_NAME:
+        shown = "%s (cut from %d characters)" % (json.dumps(name[:MAX_SHOWN_NAME], ensure_ascii=False), len(name))
+    else:
+        shown = json.dumps(name, ensure_ascii=False)
+    return name, True, shown
 
 
 class RpcError(Exception):
@@ -105,6 +178,8 @@ class Call(object):
         self._client = client
         self._pending = pending
         self._outcome = None
+        # a streamed procedure's elements so far (None until a Chunk arrives): ``result`` collects them
+        self._values = None
 
     @property
     def id(self):
@@ -112,16 +187,28 @@ class Call(object):
         return self._pending.id
 
     def result(self, timeout=None):
-        """The call's value; raises ``RpcFailure``, ``RpcDefect``, ``RpcInterrupted``, or ``IpcError`` (link lost, ``Timeout``)."""
+        """The call's value; raises ``RpcFailure``, ``RpcDefect``, ``RpcInterrupted``, or ``IpcError`` (link lost, ``Timeout``).
+        A streamed procedure's elements are collected (each chunk acknowledged as it
+        arrives) and returned as a list once the stream ends; ``timeout`` bounds the whole wait."""
         if self._outcome is None:
-            try:
-                kind, value = self._pending.items.get(timeout=timeout)
-            except queue.Empty:
-                raise IpcError("Timeout", "no answer within %s s" % timeout, self._client.address)
-            self._outcome = (kind, value)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    kind, value = self._pending.items.get(timeout=wait)
+                except queue.Empty:
+                    raise IpcError("Timeout", "no answer within %s s" % timeout, self._client.address)
+                if kind != "chunk":
+                    self._outcome = (kind, value)
+                    break
+                if self._values is None:
+                    self._values = []
+                self._values.extend(value)
+                self._client._ack(self._pending)
         kind, value = self._outcome
         if kind == "exit":
-            return exit_result(value)
+            result = exit_result(value)
+            return result if self._values is None else list(self._values)
         raise value
 
     def cancel(self):
@@ -132,7 +219,9 @@ class Call(object):
 class StreamCall(object):
     """A streamed response (``RpcClient.stream``): iterate over its values;
     each batch is acknowledged, so the server sends no further than this
-    client reads. ``cancel`` (or leaving a ``with`` block) interrupts it."""
+    client reads. ``cancel`` (or leaving a ``with`` block) interrupts it.
+    Over a procedure that is not streamed, its value is the one element
+    (none when it is null: a stream's end looks the same on the wire)."""
 
     def __init__(self, client, pending, timeout):
         self._client = client
@@ -150,10 +239,13 @@ class StreamCall(object):
                 if kind == "chunk":
                     for item in value:
                         yield item
-                    self._client._send({"_tag": "Ack", "requestId": self._pending.id})
+                    self._client._ack(self._pending)
                 elif kind == "exit":
                     self._finished = True
-                    exit_result(value)
+                    value = exit_result(value)
+                    if value is not None:
+                        # a procedure that is not streamed: its value is the one element (a stream ends with null)
+                        yield value
                 else:
                     self._finished = True
                     raise value
@@ -226,7 +318,8 @@ class RpcClient(object):
         """Calls procedure ``tag`` with ``payload`` (JSON-able, as its schema
         encodes it) and returns its value. A typed error raises
         ``RpcFailure``; after ``timeout`` seconds the call is cancelled and
-        ``IpcError`` (``Timeout``) raised."""
+        ``IpcError`` (``Timeout``) raised. A streamed procedure's elements are
+        returned as a list once its stream ends (``stream`` reads them as they come)."""
         call = self.start(tag, payload, headers)
         try:
             return call.result(timeout)
@@ -250,6 +343,13 @@ class RpcClient(object):
             self._pongs.get(timeout=timeout)
         except queue.Empty:
             raise IpcError("Timeout", "no pong within %s s" % timeout, self.address)
+
+    def _ack(self, pending):
+        """Acknowledges a chunk of ``pending`` (unless the call has ended or was interrupted)."""
+        with self._lock:
+            known = self._pending.get(pending.id) is pending
+        if known:
+            self._send({"_tag": "Ack", "requestId": pending.id})
 
     def _interrupt(self, pending):
         with self._lock:
@@ -501,7 +601,10 @@ class _Connection(object):
     def send(self, message):
         """Queues ``message`` for the writer thread. Work sending hands its slot
         over to the message (an answer takes the place of its request)."""
-        data = _encode(message)
+        self.send_bytes(_encode(message))
+
+    def send_bytes(self, data):
+        """Queues an encoded message (see ``send``)."""
         with self.room:
             if getattr(_slot, "connection", None) is self:
                 _slot.connection = None
@@ -571,12 +674,11 @@ class _Connection(object):
         for data in self.channel:
             if self.first:
                 self.first = False
-                if data.startswith(HELLO_PREFIX.encode("ascii")):
-                    name = data[len(HELLO_PREFIX):].decode("utf-8", "replace")
-                    if name != "json":
-                        detail = 'this RPC server speaks json serialization, not "%s"' % name
-                        log.warning("refused an RPC client at %s: %s", self.channel.address, detail)
-                        return
+                name, is_hello, shown = read_hello(data)
+                if name != "json":
+                    self.refuse(name, shown)
+                    return
+                if is_hello:
                     continue
             try:
                 message = json.loads(data.decode("utf-8"))
@@ -591,6 +693,15 @@ class _Connection(object):
         for context in calls:
             context.cancelled.set()
             self.resume(context)
+
+    def refuse(self, name, shown):
+        """Turns away a client of another serialization as the Node server does: a
+        ``Defect`` it can read (for a binary client; none for a bad hello or an
+        unknown serialization), a warning, then the close."""
+        detail = "this RPC server speaks json serialization, not %s" % shown
+        log.warning("refused an RPC client at %s: %s", self.channel.address, detail)
+        if name == "binary":
+            self.send_bytes(binary_defect(detail))
 
     def dispatch(self, message):
         tag = message.get("_tag")

@@ -1,8 +1,10 @@
 """The file:// log: records, cursors, rotation, crash safety and damage."""
 import errno
 import os
+import re
 import struct
 import subprocess
+import sys
 import unittest
 
 from helpers import TempDirCase
@@ -193,6 +195,24 @@ class FullDisk(TempDirCase):
         other.close()
         self.assertEqual(other.repairs, [])
         self.assertEqual(reader.receive(1), b"three")
+
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Readme(TempDirCase):
+    def test_the_readmes_log_snippet_runs_as_written(self):
+        with open(os.path.join(PACKAGE, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        snippet = re.search(r"## The file:// log\s+```python\n(.*?)```", readme, re.S).group(1)
+        script = os.path.join(self.dir, "snippet.py")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(snippet)
+        # run in a directory of its own, its temporary files in this test's directory
+        env = dict(os.environ, PYTHONPATH=PACKAGE, TMPDIR=self.dir, PYTHONDONTWRITEBYTECODE="1")
+        ran = subprocess.run([sys.executable, script], cwd=self.dir, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual((ran.returncode, ran.stdout), (0, b"b'job 1'\n"), ran.stderr.decode("utf-8", "replace"))
 
 
 if __name__ == "__main__":

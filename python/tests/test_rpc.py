@@ -38,7 +38,17 @@ class Rpc(TempDirCase):
             rpc.current().cancelled.wait(10)
             self.stopped.set()
 
+        self.ended = threading.Event()
+
+        def three(p):
+            try:
+                for i in (1, 2, 3):
+                    yield i
+            finally:  # a stream that ran to its end is closed too
+                self.ended.set()
+
         server = RpcServer({
+            "Three": three,
             "Add": lambda p: p["a"] + p["b"],
             "Divide": divide,
             "Countdown": lambda p: Stream(range(p["from"], 0, -1), batch=2),
@@ -48,6 +58,7 @@ class Rpc(TempDirCase):
             "Notes": lambda p: list(self.notes),
             "Boom": lambda p: 1 / 0,
         })
+        self.server = server
         self.listener = listen(self.address())
         self.addCleanup(self.listener.close)
         thread = threading.Thread(target=server.serve, args=(self.listener,))
@@ -97,6 +108,49 @@ class Rpc(TempDirCase):
         self.assertEqual(taken, [1, 2, 3])
         self.assertTrue(self.stopped.wait(5))
         self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
+
+    def running_calls(self):
+        """The calls the server is running now, over every connection."""
+        return [tag for connection in self.server._connections for tag in connection.calls]
+
+    def test_call_on_a_streamed_procedure_returns_its_elements_once_the_stream_ends(self):
+        self.assertEqual(self.client.call("Countdown", {"from": 5}, timeout=5), [5, 4, 3, 2, 1])
+        self.assertEqual(self.client.call("Three", None, timeout=5), [1, 2, 3])
+        self.assertTrue(self.ended.wait(5))  # every chunk was acknowledged: the stream ran to its end
+        self.assertEqual(self.running_calls(), [])
+        call = self.client.start("Countdown", {"from": 3})
+        self.assertEqual(call.result(5), [3, 2, 1])
+        self.assertEqual(call.result(5), [3, 2, 1])  # asked again: the same value
+        # an empty stream sends only its end, which reads as a null value (as documented)
+        self.assertIsNone(self.client.call("Countdown", {"from": 0}, timeout=5))
+        self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
+
+    def test_a_streamed_call_whose_timeout_passes_is_interrupted_on_the_server(self):
+        with self.assertRaises(IpcError) as caught:
+            self.client.call("Forever", None, timeout=0.5)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertTrue(self.stopped.wait(5))  # the generator was closed: nothing runs on the server
+        self.client.ping(5)
+        self.assertEqual(self.running_calls(), [])
+        # a started one, cancelled while its elements are collected
+        call = self.client.start("Forever")
+        with self.assertRaises(IpcError):
+            call.result(0.2)
+        call.cancel()
+        with self.assertRaises(RpcInterrupted):
+            call.result(5)
+        self.client.ping(5)
+        self.assertEqual(self.running_calls(), [])
+        self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
+
+    def test_stream_on_a_procedure_that_is_not_streamed_yields_its_value(self):
+        self.assertEqual(list(self.client.stream("Add", {"a": 1, "b": 2}, timeout=5)), [3])
+        self.assertEqual(list(self.client.stream("Notes", None, timeout=5)), [[]])
+        # a null value (a procedure returning nothing) is no element: it reads as an empty stream's end
+        self.assertEqual(list(self.client.stream("Record", {"note": "x"}, timeout=5)), [])
+        with self.assertRaises(RpcFailure):
+            list(self.client.stream("Divide", {"a": 1, "b": 0}, timeout=5))
+        self.assertEqual(self.running_calls(), [])
 
     def test_cancel_and_fire_and_forget(self):
         call = self.client.start("Slow")
@@ -341,6 +395,90 @@ class BoundedQueues(TempDirCase):
         for bad in (0, 1, 1.5, "64", True):
             with self.assertRaises(ValueError):
                 RpcServer({}, max_queued=bad)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NODE = os.path.join(REPO, "node_modules", ".bin", "node")
+CLI = os.path.join(REPO, "packages", "cli", "src", "bin.ts")
+BINARY_REFUSAL = 'this RPC server speaks json serialization, not "binary"'
+
+
+class Refusals(TempDirCase):
+    """A client of another serialization is refused as the Node server refuses it (docs/wire.md, the
+    hello): a binary client gets a ``Defect`` in binary, then the close."""
+
+    def setUp(self):
+        TempDirCase.setUp(self)
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=RpcServer({"Add": lambda p: p["a"] + p["b"]}).serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+
+    def exchange(self, first):
+        """Sends ``first`` as the first frame; returns the frames the server sends until it closes."""
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(raw.close)
+        raw.connect(os.path.join(self.dir, "s.sock"))
+        raw.settimeout(30)
+        raw.sendall(framing.encode(framing.DATA, first))
+        decoder, frames = framing.Decoder(), []
+        while True:
+            chunk = raw.recv(65536)
+            if not chunk:
+                return frames
+            frames.extend(decoder.feed(chunk))
+
+    def test_the_binary_defect_is_what_effects_encoder_writes(self):
+        # written by effect 4.1's RpcSerialization.layerSchemaBinary for {_tag: "Defect", defect}
+        vectors = {
+            "": "0f21a71fbf488612ff6b020403202222",
+            "a": "1021a71fbf488612ff6b02050420226122",
+            "h\u00e9llo": "1521a71fbf488612ff6b020a09202268c3a96c6c6f22",
+            'a"b\\c\nd': "1921a71fbf488612ff6b020e0d2022615c22625c5c635c6e6422",
+            BINARY_REFUSAL: "4821a71fbf488612ff6b023d3c202274686973205250432073657276657220737065616b73206a736f6e"
+                            "2073657269616c697a6174696f6e2c206e6f74205c2262696e6172795c2222",
+        }
+        for text, hex_bytes in vectors.items():
+            self.assertEqual(rpc.binary_defect(text), bytes.fromhex(hex_bytes), text)
+        # past one byte of length: the varints grow (200 and 20000 characters)
+        self.assertEqual(rpc.binary_defect("x" * 200)[:16], bytes.fromhex("d90121a71fbf488612ff6b02cd01cb01"))
+        self.assertEqual(rpc.binary_defect("y" * 20000)[:20], bytes.fromhex("b39c0121a71fbf488612ff6b02a69c01a39c0120"))
+
+    def test_a_binary_client_gets_a_defect_in_binary_then_the_close(self):
+        for first in (b"effect-rpc:binary", b"\x00\x01 a first binary message, no hello"):
+            with self.assertLogs("effect_ipc.rpc", "WARNING") as logged:
+                frames = self.exchange(first)
+            self.assertEqual(frames, [(framing.DATA, rpc.binary_defect(BINARY_REFUSAL)), (framing.CLOSE, b"")])
+            self.assertIn("refused an RPC client at %s: %s" % (self.address(), BINARY_REFUSAL), logged.output[0])
+
+    def test_a_bad_hello_or_an_unknown_serialization_gets_only_the_close(self):
+        cases = [
+            (b"effect-rpc:" + b"j" * 60, "not a hello of 71 bytes (at most 64)"),
+            (b"effect-rpc:msgpack", 'not "msgpack"'),
+            (b"effect-rpc:" + b"m" * 40, 'not "%s" (cut from 40 characters)' % ("m" * 32)),
+            (b"effect-rpc:\xff", "not a hello that is not UTF-8 text"),
+        ]
+        for first, shown in cases:
+            with self.assertLogs("effect_ipc.rpc", "WARNING") as logged:
+                self.assertEqual(self.exchange(first), [(framing.CLOSE, b"")], first)
+            self.assertIn("speaks json serialization, " + shown, logged.output[0])
+
+    @unittest.skipUnless(os.path.exists(NODE) and os.path.exists(CLI), "needs the repository's Node and CLI")
+    def test_the_node_cli_on_binary_is_told_to_give_serialization(self):
+        import subprocess
+        ran = subprocess.run(
+            ["bash", os.path.join(REPO, "scripts", "node.sh"), CLI, "call", self.address(), "Add", '{"a":1,"b":2}',
+             "--serialization", "binary", "--timeout", "10"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(ran.returncode, 1, ran.stderr)
+        self.assertIn(("effect-ipc: Protocol: Add: %s: give --serialization to match" % BINARY_REFUSAL).encode("utf-8"),
+                      ran.stderr)
+        json_ran = subprocess.run(
+            ["bash", os.path.join(REPO, "scripts", "node.sh"), CLI, "call", self.address(), "Add", '{"a":1,"b":2}',
+             "--serialization", "json", "--timeout", "10"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual((json_ran.returncode, json_ran.stdout), (0, b"3\n"), json_ran.stderr)
 
 
 if __name__ == "__main__":
