@@ -143,6 +143,12 @@ export interface Engine {
 const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 /** Messages of a `sendAll` written between two yields to the event loop. */
 const BATCH_STEP = 2048
+/** Lets the process exit while `timer` waits (Node); a browser's timers are plain numbers, with nothing to do. */
+const unref = (timer: unknown): void => {
+  if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") {
+    timer.unref()
+  }
+}
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
 /**
@@ -236,7 +242,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       // the goodbye left: now wait (briefly, without holding the process) for the peer's end
       clearTimeout(lingerTimer)
       lingerTimer = setTimeout(finish, linger)
-      lingerTimer.unref()
+      unref(lingerTimer)
     })
   }
 

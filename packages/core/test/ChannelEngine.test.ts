@@ -168,6 +168,24 @@ describe("ChannelEngine", () => {
       assert.deepStrictEqual(state.written, [1])
     }))
 
+  it.live("close works where timers are plain numbers, as in a browser (no unref)", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      const real = globalThis.setTimeout
+      const numbered = ((f: () => void, ms?: number) => {
+        const timer = real(f, ms)
+        return Number(timer[Symbol.toPrimitive]())
+      }) as unknown as typeof setTimeout
+      globalThis.setTimeout = numbered
+      try {
+        yield* channel.close
+      } finally {
+        globalThis.setTimeout = real
+      }
+      assert.strictEqual(state.goodbyes, 1)
+    }))
+
   it.live("rejects a message over the limit with FrameTooLarge and stays open", () =>
     Effect.gen(function*() {
       const { open, state } = testLink()

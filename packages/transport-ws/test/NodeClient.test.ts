@@ -5,7 +5,8 @@
  * `send` waits), and a message over its limit is `FrameTooLarge` on both
  * sides, as with the browser API's client (`Wire.test.ts`). The other half, a client whose server does not read still
  * ends (`close` drops the connection after its linger, and the process
- * exits), is the conformance suite's case of a peer that sends, closes and exits.
+ * exits), is the conformance suite's case of a peer that sends, closes and
+ * exits, and `Linger.test.ts`'s.
  */
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"

@@ -2,8 +2,12 @@
  * One open WebSocket as a link of core's channel engine (`ChannelEngine`),
  * on either side: the `ws` library's socket on the server, the global
  * `WebSocket` (Node's undici or a browser's) on the client. One message is one
- * binary WebSocket message; the goodbye is close code 1000. The engine waits
- * while `bufferedAmount` is over the high-water mark (a browser `WebSocket`
+ * binary WebSocket message; the goodbye is close code 1000, after everything
+ * queued, and `close` waits for the peer's close frame to answer it (up to
+ * the linger: the peer sends it once it has read everything before it; a
+ * `close` that gives up drops the connection where the socket can, and warns
+ * if `bufferedAmount` still held something). The engine waits while
+ * `bufferedAmount` is over the high-water mark (a browser `WebSocket`
  * has no drain event: it is polled while anything is queued) and pauses the
  * socket when the inbox is full, where the socket can pause (the server's; a
  * browser `WebSocket` cannot). No `node:` imports: it runs in the browser.
@@ -134,14 +138,22 @@ export const make = (
       },
       pending: socket.bufferedAmount,
       resume: () => socket.resume?.(),
-      goodbye: (sent) => {
+      // The close frame goes after everything queued. It has left, and all that came before it has been
+      // read, once the peer's close frame answers it: the socket's close event then finishes the channel,
+      // which ends `close`'s wait. `sent` is never called earlier (the engine's linger bounds the wait):
+      // when `close` returned at once, a process that exited then lost what `bufferedAmount` still held,
+      // and the kernel resets a connection closed with unread input (dropping what it had not sent yet).
+      // If `close` gives up, `pending` says how many bytes never left. A socket whose `close` throws is
+      // closed already: its close event is on its way.
+      goodbye: () => {
         saidGoodbye = true
         try {
           socket.close(WsProtocol.CloseCode.normal, "")
         } catch {
           // already closed
         }
-        sent()
+        // read on, dropping what arrives (`message` ignores it now): the peer's close frame is behind it
+        socket.resume?.()
       },
       destroy: () => {
         if (poll !== undefined) clearTimeout(poll)
