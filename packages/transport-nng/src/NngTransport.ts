@@ -13,6 +13,8 @@
  * fresh path under the same port for ws, a random name in a private 0700
  * directory beside the lobby for ipc, a random suffix for inproc) and answers with it and a one-time
  * token; the client dials that address, presents the token and gets `ready`.
+ * The ipc directory goes when the listener closes; one that a killed listener
+ * left is removed by the next listener at the same path (`internal/conversations.ts`).
  * Both sides then speak the channel format of `internal/channel.ts` (a kind
  * byte before each message).
  *
@@ -40,6 +42,7 @@ import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -53,9 +56,9 @@ import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Channel from "./internal/channel.ts"
+import * as Conversations from "./internal/conversations.ts"
 import * as Nng from "./internal/nng.ts"
 import * as Socket from "./internal/socket.ts"
 import * as NngAddress from "./NngAddress.ts"
@@ -157,31 +160,41 @@ const conversationUrl = (
   }
 }
 
-/** Bytes of a conversation's socket path beyond its directory's: "/.eipc-XXXXXX/" and 24 hex digits. */
-const CONVERSATION_PATH_BYTES = 14 + 24
-
 /**
  * The directory, beside an ipc lobby, of its conversations' socket files
- * (in the temporary directory when a path beside it would be too long):
- * made by `mkdtemp` (0700), searchable by the group or others only when
- * `mode` lets them connect. Abstract names would be listed in the
- * world-readable /proc/net/unix for anyone to connect to first.
+ * (see `internal/conversations.ts`), removed when the listener closes.
+ * Abstract names would be listed in the world-readable /proc/net/unix for
+ * anyone to connect to first.
  */
 const conversationDir = (lobby: NngAddress.NngAddress, mode: number, raw: string) =>
   Effect.acquireRelease(
     Effect.try({
-      try: () => {
-        const beside = Path.dirname(lobby.path)
-        const parent = Buffer.byteLength(beside) + CONVERSATION_PATH_BYTES <= UnixSocket.maxPathBytes
-          ? beside
-          : Os.tmpdir()
-        const dir = Fs.mkdtempSync(Path.join(parent, ".eipc-"))
-        Fs.chmodSync(dir, 0o700 | (mode & 0o060 ? 0o010 : 0) | (mode & 0o006 ? 0o001 : 0))
-        return dir
-      },
+      try: () => Conversations.make(lobby.path, mode),
       catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot make the conversations' directory", raw)
     }),
-    (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+    (dir) => Effect.sync(() => Conversations.remove(dir))
+  )
+
+/** Removes what listeners at `lobby` killed earlier left of their conversations (run under the path's lock). */
+const sweepConversations = (lobby: NngAddress.NngAddress) =>
+  Effect.suspend(() => {
+    const removed = Conversations.sweep(lobby.path)
+    return removed.length === 0
+      ? Effect.void
+      : Effect.logDebug(`removed the conversations' directories of dead listeners: ${removed.join(", ")}`)
+  })
+
+/**
+ * Over ipc, the private runtime directory (transport-pipe's, as `pipe://`
+ * uses it: the default address is there) is made, or checked to be this
+ * user's and private, before a lobby listens in it.
+ */
+const ensureRuntimeDir = (lobby: NngAddress.NngAddress, raw: string) =>
+  Effect.suspend(() =>
+    lobby.transport === "ipc" &&
+      Path.resolve(Path.dirname(lobby.path)) === Path.resolve(SocketPath.runtimeDirOn(SocketPath.currentHost()))
+      ? Effect.asVoid(SocketPath.runtimeDir(raw))
+      : Effect.void
   )
 
 /** The address a client dials for a conversation: the listener's url, on the host the client used. */
@@ -319,8 +332,10 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         ipcPermissions: options.mode ?? 0o600,
         tls: options.tls
       }, raw)
-      // over ipc only an absent path or a stale socket of ours is taken (libnng alone would unlink a file)
-      const bound = yield* Socket.listenFree(lobby, lobbyAddress)
+      yield* ensureRuntimeDir(lobbyAddress, raw)
+      // over ipc only an absent path or a stale socket of ours is taken (libnng alone would unlink a file);
+      // once it is ours, what killed listeners at the path left of their conversations goes
+      const bound = yield* Socket.listenFree(lobby, lobbyAddress, sweepConversations(lobbyAddress))
       const address = bound.port !== undefined && lobbyAddress.port === 0
         ? NngAddress.withPort(lobbyAddress, bound.port)
         : raw
@@ -351,7 +366,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         Effect.gen(function*() {
           const token = Crypto.randomBytes(16).toString("hex")
           const conversation = yield* NngAddress.parse(
-            conversationUrl(lobbyAddress, bound.port, Crypto.randomBytes(12).toString("hex"), privateDir),
+            conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), privateDir),
             { plain: true }
           )
           const socket = yield* Socket.open("pair", pairOptions, address)

@@ -11,9 +11,10 @@
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import type * as Registry from "@effect-ipc/core/Registry"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
+import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import * as Os from "node:os"
+import * as Crypto from "node:crypto"
 import * as Path from "node:path"
 import * as Nng from "./internal/nng.ts"
 import * as NngAddressModule from "./NngAddress.ts"
@@ -76,18 +77,40 @@ export const options: TransportOptions.Declaration = TransportOptions.declare<Nn
 }, (chosen) => NngTransport.makeScoped(chosen))
 
 /**
+ * The socket path of a service's default address: `<service>.ipc` in this
+ * user's private runtime directory, the one `pipe://` uses (transport-pipe's
+ * `SocketPath.runtimeDirOn`: `$XDG_RUNTIME_DIR/effect-ipc`, else a 0700
+ * `effect-ipc-<uid>` in the temporary directory), which `listen` makes or
+ * checks. A name too long for a socket path (107 bytes on Linux) is cut and
+ * told apart by a hash of the whole name.
+ */
+const defaultPath = (service: string): string => {
+  const dir = SocketPath.runtimeDirOn(SocketPath.currentHost())
+  const plain = Path.posix.join(dir, `${service}.ipc`)
+  if (Buffer.byteLength(plain) <= SocketPath.maxPathBytes) return plain
+  const hash = Crypto.createHash("sha256").update(service).digest("hex").slice(0, 16)
+  // "<dir>/<cut>-<hash>.ipc"
+  const room = SocketPath.maxPathBytes - Buffer.byteLength(dir) - 1 - 1 - hash.length - 4
+  let cut = service
+  while (cut.length > 0 && Buffer.byteLength(cut) > room) cut = cut.slice(0, -1)
+  return Path.posix.join(dir, `${cut}-${hash}.ipc`)
+}
+
+/**
  * The `nng` transport for `IPC_TRANSPORT=nng`, as `NngTransport.layer()` builds
  * it (`NngTransport.makeScoped`); a service's default address is an ipc socket
- * in the temporary directory, `nng+ipc:///tmp/effect-ipc-<uid>-<service>.ipc`.
- * Building it loads libnng (failing with `LibraryMissing` when it is absent).
+ * in this user's private runtime directory,
+ * `nng+ipc://$XDG_RUNTIME_DIR/effect-ipc/<service>.ipc` (else
+ * `nng+ipc:///tmp/effect-ipc-<uid>/<service>.ipc`), never in a directory other
+ * users can write. Building it loads libnng (failing with `LibraryMissing`
+ * when it is absent).
  */
 export const descriptor: Registry.TransportDescriptor = {
   name: "nng",
   schemes: NngAddressModule.schemes,
   make: NngTransport.makeScoped(),
   options,
-  defaultAddress: (service) =>
-    `nng+ipc://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}-${service}.ipc`)}`,
+  defaultAddress: (service) => `nng+ipc://${defaultPath(service)}`,
   // nng frames and checks its own connections (the SP protocol): raw bytes never reach the transport
   lacks: Object.fromEntries(NngAddressModule.schemes.map((scheme) => [scheme, {
     "raw-stream": "nng's SP protocol frames its connections",

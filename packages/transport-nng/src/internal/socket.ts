@@ -335,13 +335,15 @@ const makeSocket = (
  * a regular file too; so over ipc the path is taken only when it is free by
  * transport-pipe's rule (absent, or a stale socket of this user, removed under
  * its lock), and anything else there is `AddressInUse`, left untouched.
+ * Over ipc, `afterListen` runs once the socket listens, still under the lock.
  */
 export const listenFree = (
   socket: Socket,
-  address: NngAddress.NngAddress
+  address: NngAddress.NngAddress,
+  afterListen: Effect.Effect<void> = Effect.void
 ): Effect.Effect<Nng.Listening, IpcError.IpcError> =>
   address.transport === "ipc"
-    ? UnixSocket.withFreePath(address.path, address.raw, socket.listen(address))
+    ? UnixSocket.withFreePath(address.path, address.raw, Effect.tap(socket.listen(address), () => afterListen))
     : socket.listen(address)
 
 /**
