@@ -469,6 +469,11 @@ export const suite = (given: Subject): void => {
       )
       : connected(transport, subject.address())
   const crossProcess = lacking["peer-process"] === undefined
+  // a client of an echo server: in another process where there is one (both directions cross it)
+  const echoClient = (transport: Transport.TransportShape, address: string) =>
+    crossProcess
+      ? Effect.map(crossPeer(subject, transport, "echo-server"), ({ channel }) => channel)
+      : echoPair(transport, address)
   const singlePeer = lacking["multi-peer"] !== undefined
   const where = `the descriptor "${subject.descriptor.name}" (lacks.${scheme})`
   if (crossProcess && subject.peer === undefined) {
@@ -500,10 +505,7 @@ export const suite = (given: Subject): void => {
         const address = subject.address()
         const total = 100_000
         // the bound is generous: it guards against a hang on a loaded machine, the bench measures the rate
-        // through an echo server in another process where there is one: both directions cross it
-        const client = crossProcess
-          ? (yield* crossPeer(subject, transport, "echo-server")).channel
-          : yield* echoPair(transport, address)
+        const client = yield* echoClient(transport, address)
         yield* Effect.forkScoped(
           Effect.forEach(Array.from({ length: total }, (_, i) => i), (i) => client.send(numbered(i)), { discard: true })
         )
@@ -525,9 +527,7 @@ export const suite = (given: Subject): void => {
         Effect.gen(function*() {
           const transport = yield* transportOf(subject)
           const address = subject.address()
-          const client = crossProcess
-            ? (yield* crossPeer(subject, transport, "echo-server")).channel
-            : yield* echoPair(transport, address)
+          const client = yield* echoClient(transport, address)
           if (subject.sendsBatches === true) assert.isFunction(client.sendAll, "the channel has its own sendAll")
           // batches of 1 to 4000 messages, a single send after each; the last batch holds 16 MiB in 64 KiB messages
           const big = Math.min(64 * 1024, subject.maxFrameSize)
@@ -569,9 +569,7 @@ export const suite = (given: Subject): void => {
         const address = subject.address()
         for (let budget = 3; budget <= 10; budget++) {
           yield* Effect.gen(function*() {
-            const client = crossProcess
-              ? (yield* crossPeer(subject, transport, "echo-server")).channel
-              : yield* echoPair(transport, address)
+            const client = yield* echoClient(transport, address)
             for (let round = 0; round < 20; round++) {
               // one in flight, then a burst: every message comes back, within the guard
               yield* client.send(numbered(round))
@@ -607,10 +605,7 @@ export const suite = (given: Subject): void => {
       Effect.gen(function*() {
         const transport = yield* transportOf(subject)
         const address = subject.address()
-        // through an echo server in another process where there is one: both directions cross it
-        const client = crossProcess
-          ? (yield* crossPeer(subject, transport, "echo-server")).channel
-          : yield* echoPair(transport, address)
+        const client = yield* echoClient(transport, address)
         const sizes = [0, 1, 64 * 1024, 16 * 1024 * 1024, 1, 0]
         for (const [i, size] of sizes.entries()) {
           const sent = pattern(size, i)
