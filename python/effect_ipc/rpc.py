@@ -189,7 +189,8 @@ class Call(object):
     def result(self, timeout=None):
         """The call's value; raises ``RpcFailure``, ``RpcDefect``, ``RpcInterrupted``, or ``IpcError`` (link lost, ``Timeout``).
         A streamed procedure's elements are collected (each chunk acknowledged as it
-        arrives) and returned as a list once the stream ends; ``timeout`` bounds the whole wait."""
+        arrives) and returned as a list once the stream ends, all held in memory
+        until then (use ``stream`` for a long one); ``timeout`` bounds the whole wait."""
         if self._outcome is None:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:

@@ -346,6 +346,8 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     if (written !== undefined) return written
     sent(true)
     if (link!.pending() <= highWaterMark) return Effect.void
+    // a link that failed as it wrote has ended the channel: nothing would open the latch again
+    if (finished) return afterWait
     Latch.closeUnsafe(writableLatch)
     return waitWritable
   }
@@ -383,6 +385,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       sent(false)
       if (link!.pending() > highWaterMark) {
         writeOut()
+        if (finished) return afterWait
         Latch.closeUnsafe(writableLatch)
         return Effect.andThen(waitWritable, Effect.suspend(() => sendAllFrom(messages, i + 1)))
       }

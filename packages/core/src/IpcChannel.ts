@@ -48,9 +48,10 @@ export interface IpcChannel {
   /** Sends one message; waits while the outgoing buffers are full. */
   readonly send: (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
   /**
-   * Sends messages in order as one operation, as `send` would one by one (a
-   * failure leaves those before it sent); absent where a channel has no faster
-   * way. Call `IpcChannel.sendAll`, which falls back to `send`.
+   * Sends messages in order as one operation, as `send` would one by one;
+   * absent where a channel has no faster way. Call `IpcChannel.sendAll`, which
+   * uses it only together with the `send` it was made for (`make`,
+   * `pairSendAll`): a wrapper that replaces `send` gets one `send` per message.
    */
   readonly sendAll?: ((messages: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IpcError.IpcError>) | undefined
   /** Receives the next message; fails with reason `Closed` once the peer has closed. */
@@ -73,6 +74,22 @@ export const IpcChannel: Context.Service<IpcChannel, IpcChannel> = Context.Servi
 /** True for an `IpcChannel`. */
 export const isIpcChannel = (u: unknown): u is IpcChannel => Predicate.hasProperty(u, TypeId)
 
+/** The `send` each registered `sendAll` sends as, one message at a time. */
+const pairedSend = new WeakMap<object, IpcChannel["send"]>()
+
+/**
+ * Registers `sendAll` as sending what `send` would, one message at a time,
+ * and returns it: `IpcChannel.sendAll` uses a channel's `sendAll` only while
+ * the channel's `send` is this `send` (for channel wrappers that replace both).
+ */
+export const pairSendAll = (
+  send: IpcChannel["send"],
+  sendAll: NonNullable<IpcChannel["sendAll"]>
+): NonNullable<IpcChannel["sendAll"]> => {
+  pairedSend.set(sendAll, send)
+  return sendAll
+}
+
 /** Builds an `IpcChannel` from a transport's send, inbox and close (for transport authors). */
 export const make = (options: {
   readonly address: string
@@ -87,7 +104,7 @@ export const make = (options: {
   address: options.address,
   peer: options.peer ?? {},
   send: options.send,
-  sendAll: options.sendAll,
+  sendAll: options.sendAll === undefined ? undefined : pairSendAll(options.send, options.sendAll),
   receive: options.inbox.take,
   receiveAll: Effect.catchTag(
     options.inbox.pull,
@@ -100,17 +117,23 @@ export const make = (options: {
 })
 
 /**
- * Sends every message of `messages` in order: one operation where the channel
- * has `sendAll` (every transport built on the channel engine), else one `send`
- * each. The caller may reuse the buffers once it returns.
+ * Sends every message of `messages` in order, as one `send` each would: one
+ * operation where the channel has a `sendAll` made for its `send` (every
+ * transport built on the channel engine), else one `send` each. Not atomic:
+ * while it waits (back-pressure), other fibers' sends may come between its
+ * messages; a failure or interruption leaves some first messages sent. The
+ * caller may reuse the buffers once it returns.
  */
 export const sendAll = (
   channel: IpcChannel,
   messages: Iterable<Uint8Array>
 ): Effect.Effect<void, IpcError.IpcError> =>
-  channel.sendAll !== undefined
-    ? channel.sendAll(Array.isArray(messages) ? messages : Array.from(messages))
-    : Effect.forEach(messages, channel.send, { discard: true })
+  Effect.suspend(() => {
+    const all = channel.sendAll
+    return all !== undefined && pairedSend.get(all) === channel.send
+      ? all(Array.isArray(messages) ? messages : Array.from(messages))
+      : Effect.forEach(messages, channel.send, { discard: true })
+  })
 
 /** A channel seen through a Schema: values of `A` in, values of `A` out. */
 export interface TypedChannel<A> {

@@ -271,14 +271,15 @@ export const instrumentChannel = (
     })
   }
 
-  // a batch is counted as it is handed over, like `send`'s messages; its failure is counted too
+  // a batch is counted as it runs, like `send`'s messages; its failure is counted too
   const inner = channel.sendAll
-  const sendAll = inner === undefined ? undefined : (messages: ReadonlyArray<Uint8Array>) => {
-    messagesOut += messages.length
-    for (let i = 0; i < messages.length; i++) bytesOut += messages[i]!.byteLength
-    schedule()
-    return Effect.tapError(inner(messages), observeError)
-  }
+  const sendAll = inner === undefined ? undefined : IpcChannel.pairSendAll(send, (messages) =>
+    Effect.suspend(() => {
+      messagesOut += messages.length
+      for (let i = 0; i < messages.length; i++) bytesOut += messages[i]!.byteLength
+      schedule()
+      return Effect.tapError(inner(messages), observeError)
+    }))
 
   let closeTraced = false
   const close = Effect.suspend(() => {

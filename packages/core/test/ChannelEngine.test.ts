@@ -1,4 +1,4 @@
-import { ChannelEngine, IpcError } from "@effect-ipc/core"
+import { ChannelEngine, IpcChannel, IpcError } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -166,6 +166,54 @@ describe("ChannelEngine", () => {
       const closed = yield* Effect.flip(channel.sendAll!([m(3)]))
       assert.strictEqual(closed.reason._tag, "Closed")
       assert.deepStrictEqual(state.written, [1])
+    }))
+
+  it.live("IpcChannel.sendAll uses a channel's own sendAll only with the send it was made for", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a" }, open)
+      // a wrapper that replaces send (here: prefixes each message) keeps the engine's sendAll from the spread
+      const wrapped: IpcChannel.IpcChannel = {
+        ...channel,
+        send: (message) => channel.send(new Uint8Array([0xee, ...message]))
+      }
+      yield* IpcChannel.sendAll(wrapped, [m(1), m(2)])
+      assert.deepStrictEqual(state.written, [0xee, 0xee])
+      // the engine's own pair, and a wrapper that pairs its own
+      yield* IpcChannel.sendAll(channel, [m(3)])
+      let batches = 0
+      const counting: IpcChannel.IpcChannel = {
+        ...channel,
+        sendAll: IpcChannel.pairSendAll(channel.send, (messages) => {
+          batches++
+          return channel.sendAll!(messages)
+        })
+      }
+      yield* IpcChannel.sendAll(counting, [m(4), m(5)])
+      assert.strictEqual(batches, 1)
+      assert.deepStrictEqual(state.written, [0xee, 0xee, 3, 4, 5])
+    }))
+
+  it.live("a link that fails as it writes: send and sendAll fail with its error, they do not wait", () =>
+    Effect.gen(function*() {
+      for (const batch of [false, true]) {
+        const { open, state } = testLink()
+        const { channel } = ChannelEngine.make({ address: "test://a", highWaterMark: 0 }, (sink) => {
+          const link = open(sink)
+          return {
+            ...link,
+            write: (message) => {
+              link.write(message)
+              sink.lost(IpcError.make("ConnectionLost", "gone while writing"))
+            }
+          }
+        })
+        const error = yield* Effect.flip(
+          (batch ? channel.sendAll!([m(1), m(2)]) : channel.send(m(1))).pipe(Effect.timeout("2 seconds"))
+        )
+        assert.strictEqual(IpcError.isIpcError(error) ? error.reason._tag : String(error), "ConnectionLost")
+        assert.deepStrictEqual(state.written, [1])
+      }
     }))
 
   it.live("close works where timers are plain numbers, as in a browser (no unref)", () =>

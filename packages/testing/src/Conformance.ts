@@ -670,7 +670,12 @@ export const suite = (given: Subject): void => {
             const count = <A, E>(effect: Effect.Effect<A, E>) => Effect.andThen(effect, Effect.sync(() => counted++))
             const inner = client.sendAll
             const counting: IpcChannel.IpcChannel = own
-              ? { ...client, sendAll: inner === undefined ? undefined : (messages) => count(inner(messages)) }
+              ? {
+                ...client,
+                sendAll: inner === undefined
+                  ? undefined
+                  : IpcChannel.pairSendAll(client.send, (messages) => count(inner(messages)))
+              }
               : { ...client, sendAll: undefined, send: (message) => count(client.send(message)) }
             const all = yield* Effect.forkScoped(
               Effect.andThen(IpcChannel.sendAll(counting, batch), Effect.sync(() => arena.fill(overwritten)))
@@ -679,6 +684,8 @@ export const suite = (given: Subject): void => {
             const two = yield* receiveOwned(server, sizes.length, true)
             yield* Fiber.join(all)
             assertOwned(two, sizes, (i) => 100 + i, own ? "the channel's sendAll" : "sendAll by send")
+            // the way it went: the channel's own sendAll once, or one send per message
+            if (!own || inner !== undefined) assert.strictEqual(counted, own ? 1 : sizes.length)
             // the same buffer again for the next round
             offset = 0
             for (const [i, size] of sizes.entries()) {

@@ -116,7 +116,7 @@ const lockFormat = /^([^:]+):[a-z0-9]+$/
  * pid namespace), or `pid:token` as older versions wrote it.
  */
 const lockHolder = (lock: ReturnType<typeof Files.readSmall>): Process.Identity | undefined =>
-  lock === undefined || lock.stat.uid !== process.getuid?.() ? undefined : holderNamed(lock.text)
+  lock === undefined || lock.stat.uid !== owner() ? undefined : holderNamed(lock.text)
 
 /** The listener a lock's text (`identity:token`) names, if the text has that form. */
 const holderNamed = (text: string): Process.Identity | undefined => {
@@ -223,7 +223,7 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
     try: () => {
       const stat = Files.lstatIfAny(path)
       if (stat === undefined) return
-      if (stat.uid !== process.getuid?.()) throw inUse(path, Files.describe(stat), raw)
+      if (stat.uid !== owner()) throw inUse(path, Files.describe(stat), raw)
       if (expected === "FIFO") {
         if (!stat.isFIFO()) throw inUse(path, Files.describe(stat), raw)
         return removeOurs(path, stat)
@@ -422,7 +422,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           yield* Effect.try({
             try: () => {
               const stat = Files.lstatIfAny(path)
-              if (stat !== undefined && (!stat.isFIFO() || stat.uid !== process.getuid?.())) {
+              if (stat !== undefined && (!stat.isFIFO() || stat.uid !== owner())) {
                 throw inUse(path, Files.describe(stat), raw)
               }
             },
