@@ -48,6 +48,13 @@ describe.skipIf(!isRoot)("a full /dev/shm", () => {
   )
 
   it.live(
+    "one larger than a reservation chunk fails with NoSpace partway and gives back the chunks it had",
+    // 100 MiB of /dev/shm: 200 MiB fails in its second 64 MiB chunk; 64 MiB fits after it only if the first was freed
+    () => reserve(100 * 1024, false, [[200 * 1024 * 1024, "NoSpace"], [64 * 1024 * 1024, "ok"]]),
+    30_000
+  )
+
+  it.live(
     "with not one page free, a resource link of a few bytes fails with NoSpace (its header has no room)",
     () => reserve(256, true, [[100, "NoSpace"]]),
     30_000

@@ -193,8 +193,7 @@ export const shmUnlinkNow = (name: string, address?: string): IpcError.IpcError 
 /** Seals of a memfd (`fcntl(F_ADD_SEALS)`): it can never shrink or grow, and no more seals can be added. */
 export const SEALS = { seal: 1, shrink: 2, grow: 4 } as const
 
-/** Linux's (the only system where `posix_fallocate` is bound). */
-const EINTR = 4
+/** Linux's (the only system where `memfd_create` and `fcntl` are bound). */
 const F_ADD_SEALS = 1033
 const F_GET_SEALS = 1034
 const MFD_CLOEXEC = 1
@@ -293,22 +292,91 @@ export const fdTruncateNow = (fd: number, size: number, address?: string): Now<v
 
 /**
  * Sizes a new segment to `size` bytes (`ftruncate`); `reserve`: allocates its
- * pages now (`posix_fallocate`, Linux only; elsewhere nothing more), so that a
- * tmpfs (`/dev/shm`, or the memory behind a memory file) without room for them
- * is `NoSpace` here. Otherwise a page is allocated at its first write through
- * a mapping, and one that a full tmpfs cannot supply kills the process then
- * (`SIGBUS`).
+ * pages now (`posix_fallocate`, Linux only; elsewhere nothing more, see
+ * `reserveNow`), so that a tmpfs (`/dev/shm`, or the memory behind a memory
+ * file) without room for them is `NoSpace` here. Otherwise a page is allocated
+ * at its first write through a mapping, and one that a full tmpfs cannot
+ * supply kills the process then (`SIGBUS`).
  */
 export const fdSizeNow = (fd: number, size: number, reserve: boolean, address?: string): Now<void> => {
   const sized = fdTruncateNow(fd, size, address)
   if (sized instanceof IpcError.IpcError || !reserve || size === 0) return sized
   const b = load()
   if (b instanceof IpcError.IpcError) return b
-  if (b.fallocate === undefined) return
-  let error = b.fallocate(fd, 0, size)
-  // interrupted by a signal: what it allocated stays, the rest is asked for again
-  while (error === EINTR) error = b.fallocate(fd, 0, size)
-  if (error !== 0) return systemError(error, "NoSpace", `cannot allocate ${size} bytes for the segment`, address)
+  const fallocate = b.fallocate
+  if (fallocate === undefined) return
+  return reserveNow((offset, length) => fallocate(fd, offset, length), size, address)
+}
+
+/** The most `reserveNow` asks for in one call (64 MiB, some milliseconds of a tmpfs's time). */
+export const RESERVE_CHUNK = 64 * 1024 * 1024
+
+/** The least `reserveNow` asks for in one call once calls are interrupted (1 MiB). */
+export const RESERVE_MIN_CHUNK = 1024 * 1024
+
+/** How many calls in a row `reserveNow` lets a signal interrupt before it gives up. */
+export const RESERVE_TRIES = 16
+
+/**
+ * What a file system without `fallocate` answers (musl passes the kernel's
+ * EOPNOTSUPP on; an old kernel says ENOSYS, some file systems EINVAL): the
+ * pages cannot be allocated ahead there, and come as they are written.
+ */
+const cannotReserve: ReadonlySet<string> = new Set(["EOPNOTSUPP", "ENOTSUP", "ENOSYS", "EINVAL"])
+
+/**
+ * Allocates bytes `0` to `size` of a file through `allocate` (`posix_fallocate`
+ * of the file at `offset` for `length` bytes: 0, or the error number), at most
+ * `RESERVE_CHUNK` at a time, moving on from where the last call ended.
+ *
+ * A call interrupted by a signal (EINTR) gives back what it had allocated (a
+ * tmpfs undoes the pages that call added; earlier calls keep theirs), so one
+ * call over a large segment might never finish under a steady source of
+ * signals (kernels that stop it for any pending signal): a call is asked again
+ * for half as much (down to `RESERVE_MIN_CHUNK`), and after `RESERVE_TRIES`
+ * interruptions in a row reserving fails (`Unknown`, errno EINTR). No room
+ * (ENOSPC, ENOMEM, EFBIG, EDQUOT) is `NoSpace`; a file system that cannot
+ * reserve (`cannotReserve`) is no error: the rest of the file is left to be
+ * allocated as it is written, as where nothing is reserved. Anything else is
+ * `Unknown` (or the reason its errno stands for, such as `PermissionDenied`).
+ * What the calls before a failure allocated stays until the file is closed
+ * and unlinked, as every caller does then.
+ */
+export const reserveNow = (
+  allocate: (offset: number, length: number) => number,
+  size: number,
+  address?: string
+): Now<void> => {
+  let offset = 0
+  let chunk = RESERVE_CHUNK
+  let interrupted = 0
+  while (offset < size) {
+    const length = Math.min(chunk, size - offset)
+    const error = allocate(offset, length)
+    if (error === 0) {
+      offset += length
+      interrupted = 0
+      continue
+    }
+    const name = Native.errnoName(error)
+    if (cannotReserve.has(name)) return
+    if (name === "EINTR") {
+      interrupted += 1
+      if (interrupted < RESERVE_TRIES) {
+        chunk = Math.max(RESERVE_MIN_CHUNK, chunk / 2)
+        continue
+      }
+      return IpcError.fromErrno(
+        name,
+        "Unknown",
+        `cannot allocate ${size} bytes for the segment: interrupted by signals ${interrupted} times in a row at byte ${offset}`,
+        address
+      )
+    }
+    // ENOSPC, EFBIG and EDQUOT are NoSpace by their errno
+    const fallback = name === "ENOMEM" ? "NoSpace" : "Unknown"
+    return systemError(error, fallback, `cannot allocate ${size} bytes for the segment`, address)
+  }
 }
 
 /** Closes a descriptor (the mapping made from it stays). */
