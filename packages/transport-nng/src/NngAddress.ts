@@ -84,7 +84,17 @@ export const parse = (raw: string, options: { readonly plain?: boolean } = {}): 
       )
     }
     if (!address.hierarchical) {
-      return Effect.fail(IpcError.make("InvalidAddress", `expected ${address.scheme}://...`, raw))
+      return Effect.fail(
+        IpcError.make(
+          "InvalidAddress",
+          address.scheme === "nng+ipc"
+            // what the descriptor's `defaultAddress` gives for a service name it refuses (see index.ts)
+            ? "expected nng+ipc:///path; nng+ipc:<name> is the default address of a service whose name " +
+              "is not 1-200 of A-Z a-z 0-9 . _ - (or is . or ..), where no one can listen or dial"
+            : `expected ${address.scheme}://...`,
+          raw
+        )
+      )
     }
     const url = `${name}://${address.rest}`
     switch (name) {

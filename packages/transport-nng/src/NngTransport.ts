@@ -162,7 +162,10 @@ const conversationUrl = (
 
 /**
  * The directory, beside an ipc lobby, of its conversations' socket files
- * (see `internal/conversations.ts`), removed when the listener closes.
+ * (see `internal/conversations.ts`), removed when the listener closes (if it
+ * is still the one made). Where other users could rename or replace what is
+ * in the lobby's directory (not this user's or root's, or writable by others
+ * and not sticky), listen fails `PermissionDenied` rather than make it there.
  * Abstract names would be listed in the world-readable /proc/net/unix for
  * anyone to connect to first.
  */
@@ -366,7 +369,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         Effect.gen(function*() {
           const token = Crypto.randomBytes(16).toString("hex")
           const conversation = yield* NngAddress.parse(
-            conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), privateDir),
+            conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), privateDir?.path),
             { plain: true }
           )
           const socket = yield* Socket.open("pair", pairOptions, address)

@@ -77,12 +77,22 @@ export const options: TransportOptions.Declaration = TransportOptions.declare<Nn
 }, (chosen) => NngTransport.makeScoped(chosen))
 
 /**
+ * Whether `service` may name a default address: a `pipe://` name (1-200 of
+ * A-Z a-z 0-9 . _ -, transport-pipe's `SocketPath.isPipeName`), and neither
+ * `.` nor `..`; so the socket stays a file of the runtime directory itself
+ * (`..` or a `/` would lead out of it or into a subdirectory).
+ */
+const isServiceName = (service: string): boolean =>
+  SocketPath.isPipeName(service) && service !== "." && service !== ".."
+
+/**
  * The socket path of a service's default address: `<service>.ipc` in this
  * user's private runtime directory, the one `pipe://` uses (transport-pipe's
- * `SocketPath.runtimeDirOn`: `$XDG_RUNTIME_DIR/effect-ipc`, else a 0700
- * `effect-ipc-<uid>` in the temporary directory), which `listen` makes or
- * checks. A name too long for a socket path (107 bytes on Linux) is cut and
- * told apart by a hash of the whole name.
+ * `SocketPath.runtimeDirOn`: `$XDG_RUNTIME_DIR/effect-ipc` when that is this
+ * user's directory closed to others' writes, else a 0700 `effect-ipc-<uid>` in
+ * the temporary directory), which `listen` makes or checks. A name too long
+ * for a socket path (107 bytes on Linux) is cut and told apart by a hash of
+ * the whole name. Only for names `isServiceName` takes.
  */
 const defaultPath = (service: string): string => {
   const dir = SocketPath.runtimeDirOn(SocketPath.currentHost())
@@ -97,20 +107,36 @@ const defaultPath = (service: string): string => {
 }
 
 /**
+ * The default address of a service, for a name `isServiceName` takes:
+ * `nng+ipc://<runtime directory>/<service>.ipc`. For any other name (`""`,
+ * `"../svc"`, `"a/b"`, `"."`, ...) a descriptor's `defaultAddress` cannot
+ * fail (it returns a string), so it returns `nng+ipc:<service>`, which no one
+ * can listen or dial at: the registry's `resolve` refuses it at once
+ * (`InvalidAddress`) when it is empty or holds a `%` that is not an escape,
+ * and `listen` and `dial` refuse it (`InvalidAddress`, naming the rule for
+ * service names) before they touch the file system, as `pipe://` refuses a
+ * bad name.
+ */
+const defaultAddress = (service: string): string =>
+  isServiceName(service) ? `nng+ipc://${defaultPath(service)}` : `nng+ipc:${service}`
+
+/**
  * The `nng` transport for `IPC_TRANSPORT=nng`, as `NngTransport.layer()` builds
  * it (`NngTransport.makeScoped`); a service's default address is an ipc socket
  * in this user's private runtime directory,
  * `nng+ipc://$XDG_RUNTIME_DIR/effect-ipc/<service>.ipc` (else
  * `nng+ipc:///tmp/effect-ipc-<uid>/<service>.ipc`), never in a directory other
- * users can write. Building it loads libnng (failing with `LibraryMissing`
- * when it is absent).
+ * users can write. A service name that `isServiceName` refuses (a `/`, `..`,
+ * ...) gives an address that `listen` and `dial` refuse (`InvalidAddress`,
+ * see `defaultAddress`). Building it loads libnng (failing with
+ * `LibraryMissing` when it is absent).
  */
 export const descriptor: Registry.TransportDescriptor = {
   name: "nng",
   schemes: NngAddressModule.schemes,
   make: NngTransport.makeScoped(),
   options,
-  defaultAddress: (service) => `nng+ipc://${defaultPath(service)}`,
+  defaultAddress,
   // nng frames and checks its own connections (the SP protocol): raw bytes never reach the transport
   lacks: Object.fromEntries(NngAddressModule.schemes.map((scheme) => [scheme, {
     "raw-stream": "nng's SP protocol frames its connections",

@@ -5,6 +5,7 @@
  * temporary directory), never a name in shared /tmp that another user could
  * take first. The squatter runs as uid 65534 (`setpriv`; needs root).
  */
+import * as Registry from "@effect-ipc/core/Registry"
 import * as Nng from "@effect-ipc/transport-nng"
 import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import { assert, describe, it } from "@effect/vitest"
@@ -113,6 +114,51 @@ describe("the default nng address", () => {
       const error = yield* Effect.flip(transport.listen(`nng+ipc://${path}`))
       assert.strictEqual(error.reason._tag, "PermissionDenied")
       assert.deepStrictEqual(Fs.readdirSync(Path.dirname(path)), [])
+    }).pipe(Effect.scoped))
+
+  it.live("with an XDG_RUNTIME_DIR others may write (0777), or another user's, is in <tmp>/effect-ipc-<uid>", () =>
+    Effect.gen(function*() {
+      const xdg = yield* tempDir
+      const cases: Array<readonly [string, () => void]> = [["0777", () => Fs.chmodSync(xdg, 0o777)]]
+      // root can give it to uid 65534 (as `su` without `-` keeps the user's XDG_RUNTIME_DIR)
+      if (process.getuid?.() === 0) cases.push(["uid 65534's", () => Fs.chownSync(xdg, NOBODY, NOBODY)])
+      yield* runtimeDirEnv(xdg)
+      for (const [what, make] of cases) {
+        make()
+        const path = pathOf(Nng.descriptor.defaultAddress(service()))
+        assert.strictEqual(Path.dirname(path), Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.()}`), what)
+        yield* Effect.scoped(servesAt(`nng+ipc://${path}`))
+        isPrivate(Path.dirname(path))
+        assert.deepStrictEqual(Fs.readdirSync(xdg), [], `${what}: nothing was made in it`)
+      }
+    }).pipe(Effect.scoped))
+
+  it.live("a service name that is no pipe:// name, or . or ..: an address listen and dial refuse (InvalidAddress)", () =>
+    Effect.gen(function*() {
+      const xdg = yield* tempDir
+      yield* runtimeDirEnv(xdg)
+      const transport = yield* Nng.descriptor.make
+      for (const name of ["../svc", "a/b", "/abs", ".", "..", "a b", "x".repeat(201), "50%", ""]) {
+        const address = Nng.descriptor.defaultAddress(name)
+        assert.notMatch(address, /^nng\+ipc:\/\//, `${JSON.stringify(name)}: not a path (${address})`)
+        // as a program gets it: the registry refuses it at once, or listen and dial do
+        const selected = yield* Effect.result(Registry.resolve([Nng.descriptor], { service: name }))
+        if (selected._tag === "Failure") {
+          assert.strictEqual(selected.failure.reason._tag, "InvalidAddress", JSON.stringify(name))
+          continue
+        }
+        assert.strictEqual(selected.success.address, address)
+        for (const attempt of [Effect.asVoid(transport.listen(address)), Effect.asVoid(transport.dial(address))]) {
+          const error = yield* Effect.flip(Effect.scoped(attempt))
+          assert.strictEqual(error.reason._tag, "InvalidAddress", `${JSON.stringify(name)}: ${error.message}`)
+          assert.include(error.detail, "default address of a service")
+        }
+      }
+      assert.deepStrictEqual(Fs.readdirSync(xdg), [], "nothing was made, not even the runtime directory")
+      // what the rule lets through, as pipe:// does
+      for (const name of ["svc", "a.b_c-1", "...", "-"]) {
+        assert.strictEqual(pathOf(Nng.descriptor.defaultAddress(name)), Path.join(xdg, "effect-ipc", `${name}.ipc`))
+      }
     }).pipe(Effect.scoped))
 
   it("a service name too long for a socket path is cut to fit, told apart by a hash", () => {

@@ -2,10 +2,12 @@
  * Where `unix:` and `pipe:` addresses live in the file system. `unix:///path`
  * is a path, `unix:@name` a Linux abstract socket; `pipe://name` is the
  * portable form: a socket in this user's private runtime directory on Unix
- * (`$XDG_RUNTIME_DIR/effect-ipc`, else a 0700 `effect-ipc-<uid>` directory:
+ * (`$XDG_RUNTIME_DIR/effect-ipc` when `$XDG_RUNTIME_DIR` is a directory of this
+ * user that no other user can write, else a 0700 `effect-ipc-<uid>` directory:
  * under the temp directory on Linux, under `/tmp` on macOS, whose `$TMPDIR`
  * is too long for its 104-byte socket paths) and `\\.\pipe\name` on Windows.
- * The rules are pure functions of a {@link Host}, so any platform's can be
+ * The rules are pure functions of a {@link Host} (this process's looks at
+ * `$XDG_RUNTIME_DIR` to decide whether to use it), so any platform's can be
  * checked on any machine (`resolveOn`, `runtimeDirOn`).
  *
  * @since 0.1.0
@@ -27,14 +29,40 @@ export interface Host {
   readonly uid: number | undefined
   /** Its temp directory, as `os.tmpdir()` gives it. */
   readonly tmpdir: string
+  /**
+   * Whether `dir`, the value of `XDG_RUNTIME_DIR`, may hold this user's
+   * runtime directory (see `runtimeDirOn`). `currentHost`'s looks at the file
+   * system (`privateBase`); a host described rather than looked at may leave
+   * it out, and its `XDG_RUNTIME_DIR` is then taken as fit.
+   */
+  readonly runtimeBaseFits?: ((dir: string) => boolean) | undefined
 }
 
-/** This process's host: its platform, environment, user id and temp directory. */
+/**
+ * True when `dir` is an absolute path to a directory (not a link) of this
+ * process's effective user that no other user can write (no group or other
+ * write bit, sticky or not): then no one else can rename or replace what is in
+ * it. Looks at the file system; false when `dir` cannot be looked at.
+ */
+export const privateBase = (dir: string): boolean => {
+  if (!Path.isAbsolute(dir)) return false
+  const uid = process.geteuid?.()
+  if (uid === undefined) return false
+  try {
+    const stat = Fs.lstatSync(dir)
+    return stat.isDirectory() && stat.uid === uid && (stat.mode & 0o022) === 0
+  } catch {
+    return false
+  }
+}
+
+/** This process's host: its platform, environment, user id and temp directory, and `privateBase` for `XDG_RUNTIME_DIR`. */
 export const currentHost = (): Host => ({
   platform: process.platform,
   env: process.env,
   uid: process.getuid?.(),
-  tmpdir: Os.tmpdir()
+  tmpdir: Os.tmpdir(),
+  runtimeBaseFits: privateBase
 })
 
 /**
@@ -56,6 +84,9 @@ export interface SocketPath {
 
 const pipeName = /^[A-Za-z0-9._-]{1,200}$/
 
+/** Whether `name` is a `pipe://` name: 1-200 of A-Z a-z 0-9 . _ - (so neither empty nor holding a `/`). */
+export const isPipeName = (name: string): boolean => pipeName.test(name)
+
 const checkLength = (path: string, raw: string, platform: string) => {
   const bytes = Buffer.byteLength(path)
   const max = maxPathBytesOn(platform)
@@ -71,14 +102,20 @@ const checkLength = (path: string, raw: string, platform: string) => {
 }
 
 /**
- * Where a host's `pipe://` sockets live, computed without touching the file
- * system: `$XDG_RUNTIME_DIR/effect-ipc` when that is set; else
- * `/tmp/effect-ipc-<uid>` on macOS (its `$TMPDIR`, `/var/folders/.../T`, would
- * leave little of the 104 bytes for names) and `<tmpdir>/effect-ipc-<uid>` elsewhere.
+ * Where a host's `pipe://` sockets live: `$XDG_RUNTIME_DIR/effect-ipc` when
+ * that is set and the host's `runtimeBaseFits` takes it (for `currentHost`: a
+ * directory of this user that no other user can write, see `privateBase`; so
+ * not, say, the `XDG_RUNTIME_DIR` of another user that `su` without `-` kept);
+ * else, as when it is unset, `/tmp/effect-ipc-<uid>` on macOS (its `$TMPDIR`,
+ * `/var/folders/.../T`, would leave little of the 104 bytes for names) and
+ * `<tmpdir>/effect-ipc-<uid>` elsewhere. Creates nothing; touches the file
+ * system only through `runtimeBaseFits` (a described host without it: not at all).
  */
 export const runtimeDirOn = (host: Host): string => {
   const base = host.env["XDG_RUNTIME_DIR"]
-  if (base !== undefined && base.length > 0) return Path.posix.join(base, "effect-ipc")
+  if (base !== undefined && base.length > 0 && (host.runtimeBaseFits?.(base) ?? true)) {
+    return Path.posix.join(base, "effect-ipc")
+  }
   const tmp = host.platform === "darwin" ? "/tmp" : host.tmpdir
   return Path.posix.join(tmp, `effect-ipc-${host.uid ?? "user"}`)
 }
@@ -116,9 +153,9 @@ export const runtimeDir = (raw?: string): Effect.Effect<string, IpcError.IpcErro
  * Where this user's path locks live (`fifo://` pairs, replacing a stale
  * socket): the private runtime directory (see `runtimeDir`); when that is
  * unusable (another user made `<tmp>/effect-ipc-<uid>` first, and
- * `XDG_RUNTIME_DIR` is unset), `~/.effect-ipc-locks` (mode 0700) in the home
- * directory of the password database, when that is this user's and not
- * writable by others. Every process of the user finds the same directory.
+ * `XDG_RUNTIME_DIR` is unset or not used), `~/.effect-ipc-locks` (mode 0700)
+ * in the home directory of the password database, when that is this user's
+ * and not writable by others. Every process of the user finds the same directory.
  */
 export const lockDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> =>
   Effect.catch(runtimeDir(raw), (error) =>

@@ -73,18 +73,27 @@ const foreignFifos = () =>
 let n = 0
 const unique = (what: string) => `effect-ipc-${what}-${process.pid}-${n++}`
 
-/** XDG_RUNTIME_DIR (for the scope) a shared sticky directory where uid 65534 made `effect-ipc` first. */
+/**
+ * For the scope, XDG_RUNTIME_DIR unset and the temp directory (TMPDIR) a shared sticky directory where uid 65534
+ * made `effect-ipc-<uid>` first: the one place another user can make this user's runtime directory first (an
+ * XDG_RUNTIME_DIR that others may write, or another user's, is not used: SocketPath.test.ts).
+ */
 const runtimeDirOfNobody = Effect.gen(function*() {
-  const shared = yield* tempDir("effect-ipc-xdg-", 0o1777)
-  const saved = process.env["XDG_RUNTIME_DIR"]
-  process.env["XDG_RUNTIME_DIR"] = shared
+  const shared = yield* tempDir("effect-ipc-tmp-", 0o1777)
+  const saved = { xdg: process.env["XDG_RUNTIME_DIR"], tmp: process.env["TMPDIR"] }
+  delete process.env["XDG_RUNTIME_DIR"]
+  process.env["TMPDIR"] = shared
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
-      if (saved === undefined) delete process.env["XDG_RUNTIME_DIR"]
-      else process.env["XDG_RUNTIME_DIR"] = saved
+      if (saved.xdg === undefined) delete process.env["XDG_RUNTIME_DIR"]
+      else process.env["XDG_RUNTIME_DIR"] = saved.xdg
+      if (saved.tmp === undefined) delete process.env["TMPDIR"]
+      else process.env["TMPDIR"] = saved.tmp
     })
   )
-  const made = yield* run("mkdir", ["-m", "0700", Path.join(shared, "effect-ipc")], { uid: nobody })
+  const runtime = Path.join(shared, `effect-ipc-${process.getuid!()}`)
+  assert.strictEqual(SocketPath.runtimeDirOn(SocketPath.currentHost()), runtime)
+  const made = yield* run("mkdir", ["-m", "0700", runtime], { uid: nobody })
   assert.strictEqual(made.status, 0, made.stderr)
 })
 

@@ -3,7 +3,7 @@
  * `sun_path`, a long `$TMPDIR`) run here too; and the Python package, which
  * must find the same `pipe://` sockets, computes the same paths.
  */
-import { SocketPath } from "@effect-ipc/transport-pipe"
+import { SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
@@ -158,5 +158,104 @@ describe("SocketPath on this machine", () => {
     })
     assert.deepStrictEqual(JSON.parse(stdout), expected)
     assert.include(expected, "NameTooLong")
+  })
+})
+
+/** Sets `XDG_RUNTIME_DIR` until the scope closes. */
+const xdgFor = (value: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const before = process.env["XDG_RUNTIME_DIR"]
+      process.env["XDG_RUNTIME_DIR"] = value
+      return before
+    }),
+    (before) =>
+      Effect.sync(() => {
+        if (before === undefined) delete process.env["XDG_RUNTIME_DIR"]
+        else process.env["XDG_RUNTIME_DIR"] = before
+      })
+  )
+
+/** What is in `dir` and below, as relative paths (links not followed). */
+const listing = (dir: string) => Fs.readdirSync(dir, { recursive: true }).map(String).toSorted()
+
+/** The runtime directory as if XDG_RUNTIME_DIR were unset. */
+const fallback = () => Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.()}`)
+
+describe("an XDG_RUNTIME_DIR that is not this user's, or that others may write", () => {
+  const isRoot = process.getuid?.() === 0
+  const scratch = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-sp-xdg-"))
+  afterAll(() => Fs.rmSync(scratch, { recursive: true, force: true }))
+  let n = 0
+
+  /** A fresh directory in `scratch`, with `mode` (and, as root, `owner`). */
+  const directory = (mode: number, owner?: number) => {
+    const dir = Path.join(scratch, `d${n++}`)
+    Fs.mkdirSync(dir)
+    Fs.chmodSync(dir, mode)
+    if (owner !== undefined) Fs.chownSync(dir, owner, owner)
+    return dir
+  }
+
+  /** With XDG_RUNTIME_DIR = `xdg`: pipe://, the runtime directory and the path locks all use the fallback; nothing is made in `xdg`. */
+  const fallsBack = (xdg: string, inside: string = xdg) =>
+    Effect.gen(function*() {
+      yield* xdgFor(xdg)
+      const before = listing(inside)
+      assert.strictEqual(SocketPath.runtimeDirOn(SocketPath.currentHost()), fallback())
+      assert.strictEqual(yield* SocketPath.runtimeDir(), fallback())
+      assert.strictEqual(yield* SocketPath.lockDir(), fallback())
+      const name = `sp-xdg-${process.pid}-${n++}`
+      assert.strictEqual((yield* SocketPath.resolve(`pipe://${name}`)).path, Path.join(fallback(), `${name}.sock`))
+      yield* Effect.scoped(Effect.gen(function*() {
+        const transport = UnixSocket.make()
+        const listener = yield* transport.listen(`pipe://${name}`)
+        const client = yield* transport.dial(`pipe://${name}`)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array([9]))
+        assert.deepStrictEqual([...(yield* server.receive)], [9])
+        assert.isTrue(Fs.lstatSync(Path.join(fallback(), `${name}.sock`)).isSocket())
+      }))
+      assert.deepStrictEqual(listing(inside), before, `nothing was made in ${inside}`)
+    })
+
+  it.live.skipIf(!isRoot)(
+    "owned by uid 65534 (su without -): the fallback <tmp>/effect-ipc-<uid> is used",
+    () => Effect.scoped(fallsBack(directory(0o755, 65534)))
+  )
+
+  it.live("open to all (0777, and 1777 sticky): the fallback is used", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(fallsBack(directory(0o777)))
+      yield* Effect.scoped(fallsBack(directory(0o1777)))
+      yield* Effect.scoped(fallsBack(directory(0o770)))
+    }))
+
+  it.live("a link to a private directory of ours, or a relative path: the fallback is used", () =>
+    Effect.gen(function*() {
+      const target = directory(0o700)
+      const link = Path.join(scratch, `link${n++}`)
+      Fs.symlinkSync(target, link)
+      yield* Effect.scoped(fallsBack(link, target))
+      yield* Effect.scoped(fallsBack(Path.relative(process.cwd(), target), target))
+    }))
+
+  it.live("a private directory of ours (0700, or 0755): used", () =>
+    Effect.gen(function*() {
+      for (const mode of [0o700, 0o755]) {
+        const xdg = directory(mode)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* xdgFor(xdg)
+          assert.strictEqual(yield* SocketPath.runtimeDir(), Path.join(xdg, "effect-ipc"))
+          assert.strictEqual(SocketPath.privateBase(xdg), true)
+        }))
+      }
+    }))
+
+  it("a host described rather than looked at takes its XDG_RUNTIME_DIR as it is", () => {
+    const described = { ...linux, env: { XDG_RUNTIME_DIR: "/run/user/1000" } }
+    assert.strictEqual(SocketPath.runtimeDirOn(described), "/run/user/1000/effect-ipc")
+    const refusing = { ...described, runtimeBaseFits: () => false }
+    assert.strictEqual(SocketPath.runtimeDirOn(refusing), "/tmp/effect-ipc-1000")
   })
 })

@@ -7,7 +7,15 @@
  * process as core's `Process.encode` writes it (pid, start time, pid
  * namespace) and `XXXXXX` `mkdtemp`'s random suffix.
  *
- * The listener removes its directory when it closes. A listener that was
+ * The directory is made only in a parent whose entries no other user can
+ * rename or replace (`entriesStay`: this user's or root's, and writable by no
+ * one else or sticky, as /tmp): else another user could swap what the
+ * listener made for a link or a directory of theirs. Its mode is set through
+ * a descriptor of the directory made (opened without following a link, and
+ * checked to be this user's directory), never by path.
+ *
+ * The listener removes its directory when it closes, only if it is still the
+ * one it made (same device and inode, not a link). A listener that was
  * killed cannot: the next listener at the same path (`sweep`, run under the
  * path's lock) removes the directories of that path whose process is dead,
  * and nothing else.
@@ -52,20 +60,80 @@ const fitsBeside = (lobbyPath: string, prefixBytes: number): boolean =>
 /** The longest prefix any listener makes: ".eipc-", the key, "-", the longest identity `DIRECTORY_NAME` takes, "-". */
 const LONGEST_PREFIX = 6 + 8 + 1 + (10 + 1 + 10 + 1 + 10) + 1
 
+/** A conversations' directory `make` made: its path, and its device and inode, to know it again. */
+export interface Directory {
+  readonly path: string
+  readonly dev: bigint
+  readonly ino: bigint
+}
+
+/** An error as the file system's are, with an errno code (`IpcError.fromSystemError` maps it). */
+const refusal = (message: string, code: string) => Object.assign(new Error(message), { code })
+
 /**
  * Makes the conversations' directory of the lobby at `lobbyPath` (see the
  * module's comment), with mode 0700, searchable by the group or others only
- * when `mode` (the socket files') lets them connect. Throws what `mkdtemp`
- * and `chmod` throw.
+ * when `mode` (the socket files') lets them connect. Throws what `mkdtemp`,
+ * `open`, `fstat` and `fchmod` throw, and EACCES when the parent lets other
+ * users rename or replace its entries (see `entriesStay`) or when what is at
+ * the new path is not this user's directory (replaced meanwhile; it is left
+ * alone).
  */
-export const make = (lobbyPath: string, mode: number): string => {
-  const dir = Fs.mkdtempSync(Path.join(parentOf(lobbyPath), prefixOf(lobbyPath)))
-  Fs.chmodSync(dir, 0o700 | (mode & 0o060 ? 0o010 : 0) | (mode & 0o006 ? 0o001 : 0))
-  return dir
+export const make = (lobbyPath: string, mode: number): Directory => {
+  const uid = process.geteuid?.()
+  const parent = parentOf(lobbyPath)
+  if (uid !== undefined && !entriesStay(parent, uid)) {
+    throw refusal(
+      `${parent} lets other users rename or replace what is in it (it is neither this user's nor root's, ` +
+        "or others may write it and it is not sticky): the conversations' directory cannot be made there",
+      "EACCES"
+    )
+  }
+  const path = Fs.mkdtempSync(Path.join(parent, prefixOf(lobbyPath)))
+  const permissions = 0o700 | (mode & 0o060 ? 0o010 : 0) | (mode & 0o006 ? 0o001 : 0)
+  const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY } = Fs.constants
+  if (O_DIRECTORY === undefined || O_NOFOLLOW === undefined) {
+    // no such flags (Windows): no links for another user to plant either
+    Fs.chmodSync(path, permissions)
+    const stat = Fs.lstatSync(path, { bigint: true })
+    return { path, dev: stat.dev, ino: stat.ino }
+  }
+  // a link planted at the path fails here (ELOOP), anything but a directory too (ENOTDIR)
+  const fd = Fs.openSync(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+  try {
+    const stat = Fs.fstatSync(fd, { bigint: true })
+    if (!stat.isDirectory() || (uid !== undefined && stat.uid !== BigInt(uid))) {
+      throw refusal(`${path} is not the directory this listener made (replaced meanwhile)`, "EACCES")
+    }
+    Fs.fchmodSync(fd, permissions)
+    return { path, dev: stat.dev, ino: stat.ino }
+  } finally {
+    Fs.closeSync(fd)
+  }
 }
 
-/** Removes this listener's own directory and what is in it. */
-export const remove = (dir: string): void => Fs.rmSync(dir, { recursive: true, force: true })
+/**
+ * Removes this listener's own directory and what is in it, if what is at its
+ * path is still that directory (not a link, same device and inode): else
+ * (replaced meanwhile) nothing is touched. Inside it, everything but
+ * directories is unlinked (only this listener writes there: its
+ * conversations' sockets); the directory goes only if that left it empty.
+ * Never throws.
+ */
+export const remove = (dir: Directory): void => {
+  try {
+    const stat = Fs.lstatSync(dir.path, { bigint: true })
+    if (!stat.isDirectory() || stat.dev !== dir.dev || stat.ino !== dir.ino) return
+    for (const entry of Fs.readdirSync(dir.path)) {
+      const path = Path.join(dir.path, entry)
+      const found = lstatIfAny(path)
+      if (found !== undefined && !found.isDirectory()) Fs.unlinkSync(path)
+    }
+    Fs.rmdirSync(dir.path)
+  } catch {
+    // gone meanwhile, or something left in it: left as it is
+  }
+}
 
 /** The sticky bit (`S_ISVTX`): in such a directory only an entry's owner (or the directory's) may rename or remove it. */
 const STICKY = 0o1000
