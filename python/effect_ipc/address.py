@@ -2,11 +2,13 @@
 side (``SocketPath.ts``): ``unix:///abs/path.sock`` is a socket file,
 ``unix:@name`` a Linux abstract socket, ``pipe://name`` a socket named
 ``name.sock`` in this user's private runtime directory
-(``$XDG_RUNTIME_DIR/effect-ipc``, else a 0700 ``effect-ipc-<uid>`` under the
-temp directory on Linux, under ``/tmp`` on macOS, whose ``$TMPDIR`` is too long
-for its 104-byte socket paths). The rules are functions of (platform, env, uid,
-tmpdir) (``resolve_on``, ``runtime_dir_for``), so any platform's can be checked
-on any machine."""
+(``$XDG_RUNTIME_DIR/effect-ipc`` when ``$XDG_RUNTIME_DIR`` is a directory of
+this user that no other user can write, else a 0700 ``effect-ipc-<uid>`` under
+the temp directory on Linux, under ``/tmp`` on macOS, whose ``$TMPDIR`` is too
+long for its 104-byte socket paths). The rules are functions of (platform, env,
+uid, tmpdir) (``resolve_on``, ``runtime_dir_for``; this process's host also
+looks at ``$XDG_RUNTIME_DIR``, ``private_base``), so any platform's can be
+checked on any machine."""
 import os
 import posixpath
 import re
@@ -53,19 +55,39 @@ def _tmpdir():
     return "/tmp"
 
 
-def runtime_dir_for(platform, env, uid, tmpdir):
-    """Where ``pipe://`` sockets live on that host, computed without touching the
-    file system: ``$XDG_RUNTIME_DIR/effect-ipc`` when set, else
-    ``/tmp/effect-ipc-<uid>`` on macOS and ``<tmpdir>/effect-ipc-<uid>`` elsewhere."""
+def private_base(directory):
+    """True when ``directory`` is an absolute path to a directory (not a link) of
+    this process's effective user that no other user can write (no group or
+    other write bit, sticky or not): then no one else can rename or replace what
+    is in it. Looks at the file system; false when it cannot be looked at. As
+    Node's ``SocketPath.privateBase``."""
+    if not os.path.isabs(directory):
+        return False
+    try:
+        st = os.lstat(directory)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and (st.st_mode & 0o022) == 0
+
+
+def runtime_dir_for(platform, env, uid, tmpdir, base_fits=None):
+    """Where ``pipe://`` sockets live on that host: ``$XDG_RUNTIME_DIR/effect-ipc``
+    when that is set and ``base_fits`` takes it (for this process's host:
+    ``private_base``, so not, say, the ``XDG_RUNTIME_DIR`` of another user that
+    ``su`` without ``-`` kept, nor one others may write); else, as when it is
+    unset, ``/tmp/effect-ipc-<uid>`` on macOS and ``<tmpdir>/effect-ipc-<uid>``
+    elsewhere. Creates nothing; touches the file system only through
+    ``base_fits`` (a described host without it: not at all, its
+    ``XDG_RUNTIME_DIR`` is taken as fit). As Node's ``SocketPath.runtimeDirOn``."""
     base = env.get("XDG_RUNTIME_DIR")
-    if base:
+    if base and (base_fits is None or base_fits(base)):
         return posixpath.join(base, "effect-ipc")
     tmp = "/tmp" if platform == "darwin" else tmpdir
     return posixpath.join(tmp, "effect-ipc-%s" % ("user" if uid is None else uid))
 
 
 def _this_host():
-    return sys.platform, os.environ, os.getuid(), _tmpdir()
+    return sys.platform, os.environ, os.getuid(), _tmpdir(), private_base
 
 
 def _private_dir(directory, raw, make, what):
@@ -85,14 +107,16 @@ def _private_dir(directory, raw, make, what):
 
 
 def runtime_dir(raw=None):
-    """This user's private directory for ``pipe://`` sockets, created 0700;
+    """This user's private directory for ``pipe://`` sockets (``runtime_dir_for``
+    this process's host), created 0700;
     one another user owns or others can enter is refused (``PermissionDenied``)."""
     return _private_dir(runtime_dir_for(*_this_host()), raw, os.makedirs, "runtime")
 
 
 def lock_dir(raw=None):
     """Where this user's path locks live, as Node's listeners find it: the
-    private runtime directory; when another user made that first, ``~/.effect-ipc-locks``
+    private runtime directory; when another user made that first
+    (``<tmp>/effect-ipc-<uid>``, with ``XDG_RUNTIME_DIR`` unset or not used), ``~/.effect-ipc-locks``
     (0700) in the home directory of the password database, when that is this
     user's and not writable by others."""
     try:
@@ -123,9 +147,9 @@ def _check_length(path, raw, platform=sys.platform):
         )
 
 
-def resolve_on(raw, platform, env, uid, tmpdir):
-    """Resolves a ``unix:`` or ``pipe:`` address as it would be on that host,
-    checking its length limit; creates nothing."""
+def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
+    """Resolves a ``unix:`` or ``pipe:`` address as it would be on that host
+    (``base_fits``: see ``runtime_dir_for``), checking its length limit; creates nothing."""
     match = _SCHEME.match(raw)
     if match is None or not match.group(3):
         raise IpcError("InvalidAddress", "an address is scheme://location, e.g. unix:///tmp/app.sock", raw)
@@ -133,7 +157,7 @@ def resolve_on(raw, platform, env, uid, tmpdir):
     if scheme == "pipe":
         if not _PIPE_NAME.match(rest):
             raise IpcError("InvalidAddress", "a pipe name is 1-200 of A-Z a-z 0-9 . _ -", raw)
-        path = posixpath.join(runtime_dir_for(platform, env, uid, tmpdir), rest + ".sock")
+        path = posixpath.join(runtime_dir_for(platform, env, uid, tmpdir, base_fits), rest + ".sock")
         _check_length(path, raw, platform)
         return SocketPath(path, "file")
     if scheme != "unix":

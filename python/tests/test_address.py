@@ -1,11 +1,14 @@
 """The socket path rules as functions of (platform, env, uid, tmpdir), so
 macOS's (104-byte sun_path, a long $TMPDIR) run here too; the Node side
 (packages/transport-pipe/test/SocketPath.test.ts) checks that both agree."""
+import os
+import sys
+import threading
 import unittest
 
-import helpers  # noqa: F401 (puts the package on sys.path)
+from helpers import TempDirCase
 
-from effect_ipc import IpcError, address
+from effect_ipc import IpcError, address, connect, listen
 
 MAC_TMPDIR = "/var/folders/zz/zyxvpxvq6csfxvn_n0000000000000/T"
 MAC = ("darwin", {"TMPDIR": MAC_TMPDIR + "/", "HOME": "/Users/someone"}, 501, MAC_TMPDIR)
@@ -44,6 +47,128 @@ class LinuxPaths(unittest.TestCase):
         self.assertEqual(address.runtime_dir_for("linux", {"XDG_RUNTIME_DIR": ""}, 1000, "/var/tmp/x"),
                          "/var/tmp/x/effect-ipc-1000")
         self.assertEqual(address.resolve_on("unix:@app", *LINUX).path, "\0app")
+
+    def test_a_described_host_takes_its_xdg_runtime_dir_as_it_is(self):
+        xdg = ("linux", {"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000, "/tmp")
+        self.assertEqual(address.runtime_dir_for(*xdg), "/run/user/1000/effect-ipc")
+        self.assertEqual(address.runtime_dir_for(*xdg, base_fits=lambda base: False), "/tmp/effect-ipc-1000")
+        self.assertEqual(address.resolve_on("pipe://app", *xdg, base_fits=lambda base: False).path,
+                         "/tmp/effect-ipc-1000/app.sock")
+
+
+def _listing(directory):
+    """What is in ``directory`` and below, as sorted relative paths (links not followed)."""
+    found = []
+    for top, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            found.append(os.path.relpath(os.path.join(top, name), directory))
+    return sorted(found)
+
+
+class AnXdgRuntimeDirNotThisUsers(TempDirCase):
+    """As Node's SocketPath.test.ts ("an XDG_RUNTIME_DIR that is not this user's, or that others
+    may write"): $XDG_RUNTIME_DIR is used only when it is an absolute path to a directory (not a
+    link) of this user that neither the group nor others can write; otherwise pipe://, the runtime
+    directory and the path locks use the fallback <tmp>/effect-ipc-<uid>, as when it is unset, and
+    nothing is made in $XDG_RUNTIME_DIR."""
+
+    def setUp(self):
+        super(AnXdgRuntimeDirNotThisUsers, self).setUp()
+        self.count = 0
+        os.chmod(self.dir, 0o755)  # so that a directory of uid 65534 in it is reachable
+        tmp = os.path.join(self.dir, "tmp")
+        os.mkdir(tmp, 0o700)
+        self.set_env("TMPDIR", tmp)  # the fallback goes here, not in the real temp directory
+        self.fallback = address.runtime_dir_for(sys.platform, {}, os.getuid(), address._tmpdir())
+
+    def set_env(self, name, value):
+        """Sets (None: unsets) the environment variable ``name`` until the test ends."""
+        before = os.environ.get(name)
+
+        def restore():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+        self.addCleanup(restore)
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+    def directory(self, mode, owner=None):
+        """A fresh directory in the test's, with ``mode`` (and, as root, ``owner``)."""
+        self.count += 1
+        made = os.path.join(self.dir, "d%d" % self.count)
+        os.mkdir(made)
+        os.chmod(made, mode)
+        if owner is not None:
+            os.chown(made, owner, owner)
+        return made
+
+    def falls_back(self, xdg, inside=None):
+        inside = xdg if inside is None else inside
+        self.set_env("XDG_RUNTIME_DIR", xdg)
+        before = _listing(inside)
+        self.assertEqual(address.runtime_dir_for(*address._this_host()), self.fallback)
+        self.assertEqual(address.runtime_dir(), self.fallback)
+        self.assertEqual(address.lock_dir(), self.fallback)
+        self.count += 1
+        name = "py-xdg-%d-%d" % (os.getpid(), self.count)
+        self.assertEqual(address.resolve("pipe://" + name).path, os.path.join(self.fallback, name + ".sock"))
+        listener = listen("pipe://" + name)
+        self.addCleanup(listener.close)
+        got = []
+
+        def serve():
+            channel = listener.accept(10)
+            try:
+                got.append(channel.receive(10))
+            finally:
+                channel.close()
+
+        server = threading.Thread(target=serve)
+        server.daemon = True
+        server.start()
+        client = connect("pipe://" + name)
+        client.send(b"\x09")
+        server.join(10)
+        client.close()
+        self.assertEqual(got, [b"\x09"])
+        self.assertEqual(_listing(inside), before, "nothing was made in %s" % inside)
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to give a directory to another user")
+    def test_owned_by_uid_65534_as_su_without_dash_keeps_it(self):
+        self.falls_back(self.directory(0o755, 65534))
+
+    def test_open_to_all_or_the_group(self):
+        for mode in (0o777, 0o1777, 0o770):
+            self.falls_back(self.directory(mode))
+
+    def test_a_link_to_a_private_directory_of_ours_or_a_relative_path(self):
+        target = self.directory(0o700)
+        link = os.path.join(self.dir, "link")
+        os.symlink(target, link)
+        self.falls_back(link, target)
+        relative = os.path.relpath(target)
+        self.assertFalse(os.path.isabs(relative))
+        self.falls_back(relative, target)
+        self.assertEqual([address.private_base(xdg) for xdg in (link, relative, target)], [False, False, True])
+
+    def test_missing(self):
+        parent = self.directory(0o700)
+        missing = os.path.join(parent, "missing")
+        self.falls_back(missing, parent)
+        self.assertFalse(os.path.lexists(missing))
+
+    def test_a_private_directory_of_ours_is_used(self):
+        for mode in (0o700, 0o755):
+            xdg = self.directory(mode)
+            self.set_env("XDG_RUNTIME_DIR", xdg)
+            self.assertEqual(address.runtime_dir(), os.path.join(xdg, "effect-ipc"))
+            self.assertEqual(address.resolve("pipe://app").path, os.path.join(xdg, "effect-ipc", "app.sock"))
+            self.assertTrue(address.private_base(xdg))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,14 @@ class Framing(unittest.TestCase):
             self.assertEqual(caught.exception.reason, reason)
 
 
+def _restore_env(name, value):
+    """Sets the environment variable ``name`` to ``value`` (None: unsets it)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 class Channels(TempDirCase):
     def serve_one(self, where, handler, **options):
         listener = listen(where, **options)
@@ -229,23 +237,36 @@ class Channels(TempDirCase):
 
     @unittest.skipUnless(os.getuid() == 0, "needs root to act as another user")
     def test_a_runtime_directory_another_user_made_first_does_not_stop_replacing_a_dead_socket(self):
-        # the path's lock then lives in ~/.effect-ipc-locks, as Node's (SocketPath.lockDir)
+        # the path's lock then lives in ~/.effect-ipc-locks, as Node's (SocketPath.lockDir). As Node's
+        # Security.test.ts (runtimeDirOfNobody): XDG_RUNTIME_DIR unset and the temp directory (TMPDIR) a
+        # shared sticky directory where uid 65534 made effect-ipc-<uid> first, the one place another user
+        # can make this user's runtime directory first (an XDG_RUNTIME_DIR that others may write, or
+        # another user's, is not used: test_address.py)
         os.chmod(self.dir, 0o711)  # the other user reaches the shared directory in it
         shared = os.path.join(self.dir, "shared")
         os.mkdir(shared)
         os.chmod(shared, 0o1777)
-        os.environ["XDG_RUNTIME_DIR"] = shared
-        self.addCleanup(os.environ.pop, "XDG_RUNTIME_DIR", None)
+        for name, value in (("XDG_RUNTIME_DIR", None), ("TMPDIR", shared)):
+            self.addCleanup(_restore_env, name, os.environ.get(name))
+            _restore_env(name, value)
+        runtime = os.path.join(shared, "effect-ipc-%d" % os.getuid())
+        self.assertEqual(address.runtime_dir_for(*address._this_host()), runtime)
         pid = os.fork()
         if pid == 0:  # the other user
             try:
                 os.setgid(65534)
                 os.setuid(65534)
-                os.mkdir(os.path.join(shared, "effect-ipc"), 0o700)
+                os.mkdir(runtime, 0o700)
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-        self.assertEqual(os.lstat(os.path.join(shared, "effect-ipc")).st_uid, 65534)
+        self.assertEqual(os.lstat(runtime).st_uid, 65534)
+        with self.assertRaises(IpcError) as caught:
+            address.runtime_dir()
+        self.assertEqual(caught.exception.reason, "PermissionDenied")
+        import pwd
+        home = pwd.getpwuid(os.getuid()).pw_dir
+        self.assertEqual(address.lock_dir(), os.path.join(home, ".effect-ipc-locks"))
         stale = os.path.join(self.dir, "stale.sock")
         dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dead.bind(stale)

@@ -1,7 +1,9 @@
 /**
  * Where a `ws://` server keeps its token for local clients, as Jupyter does:
  * one file per address, mode 0600, in this user's private runtime directory
- * (`$XDG_RUNTIME_DIR/effect-ipc`, else `<tmp>/effect-ipc-<uid>`, mode 0700).
+ * (`$XDG_RUNTIME_DIR/effect-ipc` when `$XDG_RUNTIME_DIR` is a directory of this
+ * user that no other user can write, else `<tmp>/effect-ipc-<uid>`, mode 0700:
+ * the rule of `@effect-ipc/transport-pipe`'s `SocketPath`).
  * When that directory is not this user's private one (another user created
  * `<tmp>/effect-ipc-<uid>` first), it is refused and the file goes to
  * `~/.cache/effect-ipc` (mode 0700) instead, with a warning naming the
@@ -25,10 +27,34 @@ export const generate = (): string => Crypto.randomBytes(32).toString("base64url
 
 const uid = (): number | undefined => process.getuid?.()
 
-/** The runtime directory: `$XDG_RUNTIME_DIR/effect-ipc`, else `<tmp>/effect-ipc-<uid>`. */
+/**
+ * True when `dir` is an absolute path to a directory (not a link) of this
+ * process's effective user that no other user can write (no group or other
+ * write bit, sticky or not). The rule of `SocketPath.privateBase` in
+ * `@effect-ipc/transport-pipe`, kept here because this package does not
+ * depend on that one.
+ */
+const privateBase = (dir: string): boolean => {
+  if (!Path.isAbsolute(dir)) return false
+  const euid = process.geteuid?.()
+  if (euid === undefined) return false
+  try {
+    const stat = Fs.lstatSync(dir)
+    return stat.isDirectory() && stat.uid === euid && (stat.mode & 0o022) === 0
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The runtime directory: `$XDG_RUNTIME_DIR/effect-ipc` when `$XDG_RUNTIME_DIR`
+ * is set and a `privateBase` (so not, say, another user's that `su` without
+ * `-` kept, nor one others may write); else, as when it is unset,
+ * `<tmp>/effect-ipc-<uid>`. Creates nothing.
+ */
 const runtimeDirectory = (): string => {
   const base = process.env["XDG_RUNTIME_DIR"]
-  return base !== undefined && base.length > 0
+  return base !== undefined && base.length > 0 && privateBase(base)
     ? Path.join(base, "effect-ipc")
     : Path.join(Os.tmpdir(), `effect-ipc-${uid() ?? "user"}`)
 }
@@ -68,7 +94,8 @@ const privateDirectory = (): { readonly dir: string; readonly refused: string | 
 
 /**
  * This user's private directory for token files: `$XDG_RUNTIME_DIR/effect-ipc`
- * or `<tmp>/effect-ipc-<uid>`, created with mode 0700. An existing directory
+ * (when `$XDG_RUNTIME_DIR` is a directory of this user that no other user can
+ * write) or `<tmp>/effect-ipc-<uid>`, created with mode 0700. An existing directory
  * that another user owns, or that others can enter, is refused: then
  * `~/.cache/effect-ipc` (mode 0700) is used, with a warning naming the refused
  * directory; `PermissionDenied` when neither is private.

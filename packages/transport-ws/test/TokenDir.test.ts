@@ -2,10 +2,14 @@
  * Another user cannot stop a listener by creating its token directory first:
  * `<tmp>/effect-ipc-<uid>` owned by someone else is refused, the token goes to
  * `~/.cache/effect-ipc` with a warning, and a client of the same user finds it.
+ * An `XDG_RUNTIME_DIR` that is not this user's private one (another user's,
+ * one others may write, a link, a relative path) is not used at all: the token
+ * directory is `<tmp>/effect-ipc-<uid>`, as when it is unset (the rule of
+ * transport-pipe's `SocketPath`).
  */
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Ws from "@effect-ipc/transport-ws"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as ChildProcess from "node:child_process"
@@ -70,4 +74,107 @@ describe.runIf(process.getuid?.() === 0)("a token directory squatted by another 
       yield* client.send(new Uint8Array([5]))
       assert.strictEqual((yield* client.receive)[0], 5)
     }).pipe(Effect.scoped))
+})
+
+/** Sets (undefined: unsets) the environment variable `name` until the scope closes. */
+const envFor = (name: string, value: string | undefined) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const before = process.env[name]
+      if (value === undefined) delete process.env[name]
+      else process.env[name] = value
+      return before
+    }),
+    (before) =>
+      Effect.sync(() => {
+        if (before === undefined) delete process.env[name]
+        else process.env[name] = before
+      })
+  )
+
+/** What is in `dir` and below, as relative paths (links not followed). */
+const listing = (dir: string) => Fs.readdirSync(dir, { recursive: true }).map(String).toSorted()
+
+describe("an XDG_RUNTIME_DIR that is not this user's, or that others may write", () => {
+  const isRoot = process.getuid?.() === 0
+  const scratch = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ws-xdg-"))
+  // the fallback goes to a temp directory of this test's (TMPDIR), not the real one
+  const tmp = Path.join(scratch, "tmp")
+  Fs.mkdirSync(tmp, { mode: 0o700 })
+  const fallback = Path.join(tmp, `effect-ipc-${process.getuid?.() ?? "user"}`)
+  Fs.chmodSync(scratch, 0o755) // so that a directory of uid 65534 in it is reachable
+  afterAll(() => Fs.rmSync(scratch, { recursive: true, force: true }))
+  let n = 0
+
+  /** A fresh directory in `scratch`, with `mode` (and, as root, `owner`). */
+  const directory = (mode: number, owner?: number) => {
+    const dir = Path.join(scratch, `d${n++}`)
+    Fs.mkdirSync(dir)
+    Fs.chmodSync(dir, mode)
+    if (owner !== undefined) Fs.chownSync(dir, owner, owner)
+    return dir
+  }
+
+  /**
+   * With XDG_RUNTIME_DIR = `xdg`: the token directory is the fallback (no warning), a listener
+   * writes its token file there and a client finds it; nothing is made in `inside`.
+   */
+  const fallsBack = (xdg: string, inside: string = xdg) =>
+    Effect.gen(function*() {
+      yield* envFor("TMPDIR", tmp)
+      yield* envFor("XDG_RUNTIME_DIR", xdg)
+      const before = listing(inside)
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => {
+        lines.push(Array.isArray(message) ? message.map(String).join(" ") : String(message))
+      })
+      assert.strictEqual(yield* Ws.TokenFile.directory().pipe(Effect.provide(Logger.layer([logger]))), fallback)
+      assert.deepStrictEqual(lines, [])
+      const address = freshAddress("xdg")
+      const listener = yield* Ws.WsServer.listen(address)
+      yield* Effect.forkScoped(
+        Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+      )
+      assert.strictEqual(Path.dirname(listener.tokenFile!), fallback)
+      assert.isDefined(Ws.TokenFile.lookup(yield* Ws.WsAddress.parse(address)))
+      const client = yield* Ws.WsTransport.make().dial(address)
+      yield* client.send(new Uint8Array([9]))
+      assert.strictEqual((yield* client.receive)[0], 9)
+      assert.deepStrictEqual(listing(inside), before, `nothing was made in ${inside}`)
+    })
+
+  it.live.skipIf(!isRoot)(
+    "owned by uid 65534 (su without -): the fallback <tmp>/effect-ipc-<uid> is used",
+    () => Effect.scoped(fallsBack(directory(0o755, 65534)))
+  )
+
+  it.live("open to all (0777, and 1777 sticky) or to the group (0770): the fallback is used", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(fallsBack(directory(0o777)))
+      yield* Effect.scoped(fallsBack(directory(0o1777)))
+      yield* Effect.scoped(fallsBack(directory(0o770)))
+    }))
+
+  it.live("a link to a private directory of ours, a relative path, or none there: the fallback is used", () =>
+    Effect.gen(function*() {
+      const target = directory(0o700)
+      const link = Path.join(scratch, `link${n++}`)
+      Fs.symlinkSync(target, link)
+      yield* Effect.scoped(fallsBack(link, target))
+      yield* Effect.scoped(fallsBack(Path.relative(process.cwd(), target), target))
+      const parent = directory(0o700)
+      yield* Effect.scoped(fallsBack(Path.join(parent, "missing"), parent))
+    }))
+
+  it.live("a private directory of ours (0700, or 0755): used", () =>
+    Effect.gen(function*() {
+      for (const mode of [0o700, 0o755]) {
+        const xdg = directory(mode)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* envFor("TMPDIR", tmp)
+          yield* envFor("XDG_RUNTIME_DIR", xdg)
+          assert.strictEqual(yield* Ws.TokenFile.directory(), Path.join(xdg, "effect-ipc"))
+        }))
+      }
+    }))
 })
