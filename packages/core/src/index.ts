@@ -36,3 +36,5 @@ export * as TransportOptions from "./TransportOptions.ts"
 export * as Native from "./Native.ts"
 /** Process identities that survive pid reuse (start time, pid namespace). */
 export * as Process from "./Process.ts"
+/** Whether `$XDG_RUNTIME_DIR` may hold this user's private runtime files. */
+export * as RuntimeDir from "./RuntimeDir.ts"

@@ -14,6 +14,7 @@
  */
 import * as Address from "@effect-ipc/core/Address"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -42,19 +43,10 @@ export interface Host {
  * True when `dir` is an absolute path to a directory (not a link) of this
  * process's effective user that no other user can write (no group or other
  * write bit, sticky or not): then no one else can rename or replace what is in
- * it. Looks at the file system; false when `dir` cannot be looked at.
+ * it. Looks at the file system; false when `dir` cannot be looked at (core's
+ * `RuntimeDir.privateBase`, which transport-ws's token files use too).
  */
-export const privateBase = (dir: string): boolean => {
-  if (!Path.isAbsolute(dir)) return false
-  const uid = process.geteuid?.()
-  if (uid === undefined) return false
-  try {
-    const stat = Fs.lstatSync(dir)
-    return stat.isDirectory() && stat.uid === uid && (stat.mode & 0o022) === 0
-  } catch {
-    return false
-  }
-}
+export const privateBase: (dir: string) => boolean = RuntimeDir.privateBase
 
 /** This process's host: its platform, environment, user id and temp directory, and `privateBase` for `XDG_RUNTIME_DIR`. */
 export const currentHost = (): Host => ({

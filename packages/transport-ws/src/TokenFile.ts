@@ -15,6 +15,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -28,33 +29,14 @@ export const generate = (): string => Crypto.randomBytes(32).toString("base64url
 const uid = (): number | undefined => process.getuid?.()
 
 /**
- * True when `dir` is an absolute path to a directory (not a link) of this
- * process's effective user that no other user can write (no group or other
- * write bit, sticky or not). The rule of `SocketPath.privateBase` in
- * `@effect-ipc/transport-pipe`, kept here because this package does not
- * depend on that one.
- */
-const privateBase = (dir: string): boolean => {
-  if (!Path.isAbsolute(dir)) return false
-  const euid = process.geteuid?.()
-  if (euid === undefined) return false
-  try {
-    const stat = Fs.lstatSync(dir)
-    return stat.isDirectory() && stat.uid === euid && (stat.mode & 0o022) === 0
-  } catch {
-    return false
-  }
-}
-
-/**
  * The runtime directory: `$XDG_RUNTIME_DIR/effect-ipc` when `$XDG_RUNTIME_DIR`
- * is set and a `privateBase` (so not, say, another user's that `su` without
+ * is set and a `RuntimeDir.privateBase` (so not, say, another user's that `su` without
  * `-` kept, nor one others may write); else, as when it is unset,
  * `<tmp>/effect-ipc-<uid>`. Creates nothing.
  */
 const runtimeDirectory = (): string => {
   const base = process.env["XDG_RUNTIME_DIR"]
-  return base !== undefined && base.length > 0 && privateBase(base)
+  return base !== undefined && base.length > 0 && RuntimeDir.privateBase(base)
     ? Path.join(base, "effect-ipc")
     : Path.join(Os.tmpdir(), `effect-ipc-${uid() ?? "user"}`)
 }
