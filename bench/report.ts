@@ -269,10 +269,10 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
   {
     label: "RPC Echo p50 RTT at 1 MiB ≤ 2x unix:// Channel",
     size: MiB,
-    key: rpcRowKey("echo", "ipc-binary"),
+    key: rpcRowKey("echo", "ipc-packed"),
     limit: 2,
     atMost: true,
-    measure: (rows) => p50Ratio(rows, MiB, rpcRowKey("echo", "ipc-binary"), "unix"),
+    measure: (rows) => p50Ratio(rows, MiB, rpcRowKey("echo", "ipc-packed"), "unix"),
     format: timesExact
   },
   ...rpcPairs.flatMap(({ name, ours, theirs }) => {
@@ -419,19 +419,19 @@ const earlier: ReadonlyArray<Omit<Target, "group">> = [
   {
     label: "RPC Add p50 RTT ≤ 2x unix:// Channel p50 RTT (64 B)",
     size: 64,
-    key: rpcRowKey("add", "ipc-binary"),
+    key: rpcRowKey("add", "ipc-packed"),
     limit: 2,
     atMost: true,
-    measure: (rows) => p50Ratio(rows, 64, rpcRowKey("add", "ipc-binary"), "unix"),
+    measure: (rows) => p50Ratio(rows, 64, rpcRowKey("add", "ipc-packed"), "unix"),
     format: timesExact
   },
   ...[64, 4 * KiB].map((size): Omit<Target, "group"> => ({
     label: `RPC Echo p50 RTT ≤ 2x unix:// Channel p50 RTT (${sizeLabel(size)})`,
     size,
-    key: rpcRowKey("echo", "ipc-binary"),
+    key: rpcRowKey("echo", "ipc-packed"),
     limit: 2,
     atMost: true,
-    measure: (rows) => p50Ratio(rows, size, rpcRowKey("echo", "ipc-binary"), "unix"),
+    measure: (rows) => p50Ratio(rows, size, rpcRowKey("echo", "ipc-packed"), "unix"),
     format: timesExact
   }))
 ]
@@ -476,7 +476,11 @@ const rpcOf = (key: RowKey): { readonly procedure: RpcProcedure; readonly stack:
 
 /** Effect's own stack that one of ours is compared with. */
 const counterpart = (stack: RpcStack): RpcStack | undefined =>
-  stack === "ipc-binary" ? "effect-binary" : stack === "ipc-json" ? "effect-ndjson" : undefined
+  stack === "ipc-packed" || stack === "ipc-binary"
+    ? "effect-binary"
+    : stack === "ipc-json"
+    ? "effect-ndjson"
+    : undefined
 
 /**
  * A row's ratios: a channel's p50 RTT and msgs/s over the raw baseline's and

@@ -3,7 +3,8 @@
  * DemoApi (`Add`, `Echo`) from a peer process:
  *
  * - `ipc`: effect-ipc `IpcRpc` over `unix://` (`UnixSocket.layer()`), with
- *   effect's SchemaBinary serialization (`IpcRpc.layerSerialization`) or JSON
+ *   its default serialization (`packed`, `IpcRpc.layerSerialization`),
+ *   effect's SchemaBinary (`IpcRpc.layerSerializationSchemaBinary`) or JSON
  *   (`IpcRpc.layerSerializationJson`, one JSON document per channel message);
  * - `effect`: effect's own RPC over a Node Unix socket, the way an Effect user
  *   writes it without effect-ipc: `RpcServer.layerProtocolSocketServer` over
@@ -31,6 +32,8 @@ import type { RpcStack } from "./shared.ts"
 /** How a stack is named in the report. */
 export const stackLabel = (stack: RpcStack): string => {
   switch (stack) {
+    case "ipc-packed":
+      return "effect-ipc IpcRpc unix:// (packed, the default)"
     case "ipc-binary":
       return "effect-ipc IpcRpc unix:// (SchemaBinary)"
     case "ipc-json":
@@ -48,10 +51,12 @@ export const stackAddress = (stack: RpcStack, path: string): string =>
 
 const serialization = (stack: RpcStack): Layer.Layer<RpcSerialization.RpcSerialization> => {
   switch (stack) {
+    case "ipc-packed":
+      return IpcRpc.layerSerialization
     case "ipc-binary":
     case "effect-binary":
       // the same layer: SchemaBinary, no frame limit
-      return IpcRpc.layerSerialization
+      return IpcRpc.layerSerializationSchemaBinary
     case "ipc-json":
       return IpcRpc.layerSerializationJson
     case "effect-ndjson":

@@ -46,10 +46,10 @@ process.on("exit", () => {
 
 /**
  * The typed-RPC stacks (see `rpc.ts`): effect-ipc's `IpcRpc` over `unix://`
- * and effect's own RPC over a Node Unix socket, each with SchemaBinary and
- * with JSON (effect's own: NDJSON) serialization.
+ * (its default `packed` serialization, SchemaBinary, JSON) and effect's own RPC
+ * over a Node Unix socket (SchemaBinary, NDJSON).
  */
-export const rpcStacks = ["ipc-binary", "ipc-json", "effect-binary", "effect-ndjson"] as const
+export const rpcStacks = ["ipc-packed", "ipc-binary", "ipc-json", "effect-binary", "effect-ndjson"] as const
 
 /** One RPC stack. */
 export type RpcStack = typeof rpcStacks[number]

@@ -82,6 +82,20 @@ def binary_defect(text):
     return _varint(len(body)) + body
 
 
+def _packed_text(text):
+    data = text.encode("utf-8")
+    return b"\x06" + _varint(len(data)) + data
+
+
+def packed_defect(text):
+    """The message ``{"_tag": "Defect", "defect": text}`` in effect-ipc's packed
+    serialization (the Node side's default, ``IpcRpc.layerSerialization``; its
+    layout is in docs/wire.md, section 7): the only packed message this package
+    writes, to tell a packed client why it is refused."""
+    return (b"\xe1\x08\x02" + _packed_text("_tag")[1:] + _packed_text("Defect")
+            + _packed_text("defect")[1:] + _packed_text(text))
+
+
 def _is_json_message(data):
     """True for a small first message that is JSON text (an object or array): a client without hello speaking JSON."""
     if len(data) > MAX_SNIFFED or not data.lstrip(b" \t\r\n")[:1] in (b"{", b"["):
@@ -697,11 +711,13 @@ class _Connection(object):
 
     def refuse(self, name, shown):
         """Turns away a client of another serialization as the Node server does: a
-        ``Defect`` it can read (for a binary client; none for a bad hello or an
-        unknown serialization), a warning, then the close."""
+        ``Defect`` it can read (for a packed or binary client; none for a bad hello
+        or an unknown serialization), a warning, then the close."""
         detail = "this RPC server speaks json serialization, not %s" % shown
         log.warning("refused an RPC client at %s: %s", self.channel.address, detail)
-        if name == "binary":
+        if name == "packed":
+            self.send_bytes(packed_defect(detail))
+        elif name == "binary":
             self.send_bytes(binary_defect(detail))
 
     def dispatch(self, message):

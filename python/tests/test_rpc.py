@@ -401,6 +401,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 NODE = os.path.join(REPO, "node_modules", ".bin", "node")
 CLI = os.path.join(REPO, "packages", "cli", "src", "bin.ts")
 BINARY_REFUSAL = 'this RPC server speaks json serialization, not "binary"'
+PACKED_REFUSAL = 'this RPC server speaks json serialization, not "packed"'
 
 
 class Refusals(TempDirCase):
@@ -445,6 +446,27 @@ class Refusals(TempDirCase):
         self.assertEqual(rpc.binary_defect("x" * 200)[:16], bytes.fromhex("d90121a71fbf488612ff6b02cd01cb01"))
         self.assertEqual(rpc.binary_defect("y" * 20000)[:20], bytes.fromhex("b39c0121a71fbf488612ff6b02a69c01a39c0120"))
 
+    def test_the_packed_defect_is_what_the_node_encoder_writes(self):
+        # written by effect-ipc's packed serialization (IpcRpc.layerSerialization) for {_tag: "Defect", defect}
+        vectors = {
+            "": "e10802045f7461670606446566656374066465666563740600",
+            "a": "e10802045f746167060644656665637406646566656374060161",
+            "h\u00e9llo": "e10802045f746167060644656665637406646566656374060668c3a96c6c6f",
+            PACKED_REFUSAL: "e10802045f746167060644656665637406646566656374063774686973205250432073657276657220737065616b"
+                            "73206a736f6e2073657269616c697a6174696f6e2c206e6f7420227061636b656422",
+        }
+        for text, hex_bytes in vectors.items():
+            self.assertEqual(rpc.packed_defect(text), bytes.fromhex(hex_bytes), text)
+        # past one byte of length: the varint grows (200 characters)
+        self.assertEqual(rpc.packed_defect("x" * 200)[:27],
+                         bytes.fromhex("e10802045f74616706064465666563740664656665637406c80178"))
+
+    def test_a_packed_client_gets_a_defect_in_packed_then_the_close(self):
+        with self.assertLogs("effect_ipc.rpc", "WARNING") as logged:
+            frames = self.exchange(b"effect-rpc:packed")
+        self.assertEqual(frames, [(framing.DATA, rpc.packed_defect(PACKED_REFUSAL)), (framing.CLOSE, b"")])
+        self.assertIn("refused an RPC client at %s: %s" % (self.address(), PACKED_REFUSAL), logged.output[0])
+
     def test_a_binary_client_gets_a_defect_in_binary_then_the_close(self):
         for first in (b"effect-rpc:binary", b"\x00\x01 a first binary message, no hello"):
             with self.assertLogs("effect_ipc.rpc", "WARNING") as logged:
@@ -479,6 +501,17 @@ class Refusals(TempDirCase):
              "--serialization", "json", "--timeout", "10"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
         self.assertEqual((json_ran.returncode, json_ran.stdout), (0, b"3\n"), json_ran.stderr)
+
+    @unittest.skipUnless(os.path.exists(NODE) and os.path.exists(CLI), "needs the repository's Node and CLI")
+    def test_the_node_cli_on_its_default_packed_is_told_to_give_serialization(self):
+        import subprocess
+        ran = subprocess.run(
+            ["bash", os.path.join(REPO, "scripts", "node.sh"), CLI, "call", self.address(), "Add", '{"a":1,"b":2}',
+             "--timeout", "10"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(ran.returncode, 1, ran.stderr)
+        self.assertIn(("effect-ipc: Protocol: Add: %s: give --serialization to match" % PACKED_REFUSAL).encode("utf-8"),
+                      ran.stderr)
 
 
 if __name__ == "__main__":

@@ -216,16 +216,18 @@ const echo = Command.make(
 
 // --- serve -------------------------------------------------------------------------
 
-const serializationFlag = Flag.Literals("serialization", ["binary", "json"]).pipe(
-  Flag.withDescription("How RPC messages are encoded: binary (effect's schema binary, the default) or json"),
-  Flag.withDefault("binary")
+const serializationFlag = Flag.Literals("serialization", ["packed", "binary", "json"]).pipe(
+  Flag.withDescription(
+    "How RPC messages are encoded: packed (effect-ipc's binary format, the default), binary (effect's schema binary) or json"
+  ),
+  Flag.withDefault("packed")
 )
 
-const servedFlag = Flag.Literals("serialization", ["both", "binary", "json"]).pipe(
+const servedFlag = Flag.Literals("serialization", ["all", "both", "packed", "binary", "json"]).pipe(
   Flag.withDescription(
-    "Which clients to serve: both (the default: each connection's hello picks), binary (effect's schema binary) or json"
+    "Which clients to serve: all (the default: each connection's hello picks; both is an older name for it), packed, binary (effect's schema binary) or json"
   ),
-  Flag.withDefault("both")
+  Flag.withDefault("all")
 )
 
 const moduleFlag = Flag.String("module").pipe(
@@ -282,7 +284,9 @@ const serve = Command.make(
         const served = yield* servedOf(module, group, handlers)
         // a group loaded at run time: its handlers' types are known only at run time (checked by loadServed)
         const server = IpcRpc.layerServerGroup(served.group, address, {
-          serializations: serialization === "both" ? ["binary", "json"] : [serialization]
+          serializations: serialization === "all" || serialization === "both"
+            ? ["packed", "binary", "json"]
+            : [serialization]
         }).pipe(
           Layer.provide(served.handlers as Layer.Layer<Rpc.ToHandler<Rpc.AnyWithProps>>),
           Layer.provide(Transports.layerAt(address))
@@ -333,7 +337,7 @@ const callFailed = (s: Output.Settings, method: string, target: string) =>
     const cause = findIpcError(error)
     const text = error instanceof Error ? error.message : String(error)
     // a server on the other serialization sends what this side cannot decode
-    const hint = /decod/i.test(text) ? "; does the server use the other --serialization (binary or json)?" : ""
+    const hint = /decod/i.test(text) ? "; does the server use another --serialization (packed, binary or json)?" : ""
     return Effect.fail(cause ?? IpcError.make("ConnectionLost", `${method}: ${text}${hint}`, target))
   }
   const tag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"

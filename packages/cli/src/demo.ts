@@ -6,10 +6,10 @@
  * fire-and-forget calls and a burst of concurrent calls.
  *
  *   npm run demo
- *   npm run demo -- --serialization json   (the client speaks JSON; the server serves both)
+ *   npm run demo -- --serialization json   (the client speaks JSON; the server serves all three)
  *   IPC_TRANSPORT=memory npm run demo      (in-process: memory:// cannot cross processes)
  *
- * `demo.ts --serve` only serves (binary and JSON clients; `--serialization X`
+ * `demo.ts --serve` only serves (packed, schema-binary and JSON clients; `--serialization X`
  * serves only X), saying `ready` on stdout once it listens.
  *
  * @since 0.1.0
@@ -27,19 +27,21 @@ import { fileURLToPath } from "node:url"
 import { DemoApi, DemoHandlers } from "./DemoApi.ts"
 import * as Transports from "./Transports.ts"
 
-/** The `--serialization` given on the command line (`binary` or `json`), if any. */
+/** The `--serialization` given on the command line (`packed`, `binary` or `json`), if any. */
 const serializationArg = ((): IpcRpc.SerializationName | undefined => {
   const value = process.argv[process.argv.indexOf("--serialization") + 1]
-  return process.argv.includes("--serialization") && (value === "binary" || value === "json") ? value : undefined
+  return process.argv.includes("--serialization") && (value === "packed" || value === "binary" || value === "json")
+    ? value
+    : undefined
 })()
 
 const serverLayer = (address: string) =>
   IpcRpc.layerServerGroup(DemoApi, address, {
-    serializations: serializationArg === undefined ? ["binary", "json"] : [serializationArg]
+    serializations: serializationArg === undefined ? ["packed", "binary", "json"] : [serializationArg]
   }).pipe(Layer.provide(DemoHandlers))
 
 const clientProtocol = (address: string) =>
-  IpcRpc.layerClientProtocol(address).pipe(Layer.provide(IpcRpc.layerSerializationFor(serializationArg ?? "binary")))
+  IpcRpc.layerClientProtocol(address).pipe(Layer.provide(IpcRpc.layerSerializationFor(serializationArg ?? "packed")))
 
 /** Serves the demo at the configured address and says `ready` on stdout. */
 const serve = Effect.gen(function*() {
@@ -118,7 +120,7 @@ const main = Effect.gen(function*() {
     const child = yield* spawnServer(env)
     yield* Console.log(
       `effect-ipc demo: server pid ${child.pid}, client pid ${process.pid}, over ${address} (${
-        serializationArg ?? "binary"
+        serializationArg ?? "packed"
       } serialization)`
     )
     yield* callAll.pipe(Effect.provide(clientProtocol(address)), Effect.provide(configured))
@@ -127,7 +129,7 @@ const main = Effect.gen(function*() {
 }).pipe(Effect.scoped)
 
 const program = process.argv.includes("--serialization") && serializationArg === undefined
-  ? Effect.fail(new Error("--serialization takes binary or json"))
+  ? Effect.fail(new Error("--serialization takes packed, binary or json"))
   : process.argv.includes("--serve")
   ? serve.pipe(Effect.provide(Transports.layer))
   : main

@@ -120,7 +120,7 @@ it.live(
 )
 
 /** Starts the fixture server of `Inventory` at `address` over `serialization`. */
-const inventoryServer = (address: string, serialization: "binary" | "json") =>
+const inventoryServer = (address: string, serialization: "packed" | "json") =>
   Effect.gen(function*() {
     const server = yield* start(node, [...flags, Path.join(fixtures, "inventory-server.ts"), address, serialization])
     yield* server.ready(`serving Inventory on ${address}`)
@@ -128,11 +128,11 @@ const inventoryServer = (address: string, serialization: "binary" | "json") =>
   })
 
 it.live(
-  "call --module calls a user's own RpcGroup served by another process (binary and --serialization json)",
+  "call --module calls a user's own RpcGroup served by another process (packed and --serialization json)",
   () =>
     Effect.gen(function*() {
       const address = socket()
-      yield* inventoryServer(address, "binary")
+      yield* inventoryServer(address, "packed")
       const lookup = yield* runCli(["call", address, "Lookup", `{"item":"apples"}`, "--module", apiRelative])
       assert.deepStrictEqual(lookup, { code: 0, stdout: `{"item":"apples","count":3}\n`, stderr: "" })
       const take = yield* runCli(["call", address, "Take", `{"item":"apples","count":2}`, "--module", api])

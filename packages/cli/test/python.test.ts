@@ -247,11 +247,11 @@ describe("python/effect_ipc", () => {
         let notes: ReadonlyArray<string> = []
         for (let i = 0; i < 100 && notes.length < 2; i++) notes = yield* client.Notes()
         assert.deepStrictEqual(notes, ["from node", "and again"])
-        // the CLI on its default (binary) serialization: the Python server says why in a log line
-        const binary = yield* cli("call", address, "Add", `{"a":1,"b":2}`, "--timeout", "3")
-        yield* binary.exit
+        // the CLI on its default (packed) serialization: the Python server says why in a log line
+        const packed = yield* cli("call", address, "Add", `{"a":1,"b":2}`, "--timeout", "3")
+        yield* packed.exit
         yield* server.ready(
-          `refused an RPC client at ${address}: this RPC server speaks json serialization, not "binary"`
+          `refused an RPC client at ${address}: this RPC server speaks json serialization, not "packed"`
         )
       }).pipe(Effect.scoped),
     120_000
@@ -417,13 +417,18 @@ describe("python/effect_ipc", () => {
   )
 
   it.live(
-    "serve answers binary and JSON calls at one address; serve --serialization json tells a binary call why not",
+    "serve answers packed, binary and JSON calls at one address; serve --serialization json tells a packed call why not",
     () =>
       Effect.gen(function*() {
         const { address } = yield* demoServer()
-        const binary = yield* runCli(["call", address, "Add", `{"a":1,"b":2}`])
+        const packed = yield* runCli(["call", address, "Add", `{"a":1,"b":2}`])
+        const binary = yield* runCli(["call", address, "Add", `{"a":2,"b":2}`, "--serialization", "binary"])
         const json = yield* runCli(["call", address, "Add", `{"a":3,"b":4}`, "--serialization", "json"])
-        assert.deepStrictEqual([binary, json], [{ code: 0, stdout: "3\n", stderr: "" }, {
+        assert.deepStrictEqual([packed, binary, json], [{ code: 0, stdout: "3\n", stderr: "" }, {
+          code: 0,
+          stdout: "4\n",
+          stderr: ""
+        }, {
           code: 0,
           stdout: "7\n",
           stderr: ""
@@ -433,7 +438,7 @@ describe("python/effect_ipc", () => {
         assert.strictEqual(refused.code, 1)
         assert.strictEqual(
           refused.stderr,
-          `effect-ipc: Protocol: Add: this RPC server speaks json serialization, not "binary": give --serialization to match (${only.address})\n`
+          `effect-ipc: Protocol: Add: this RPC server speaks json serialization, not "packed": give --serialization to match (${only.address})\n`
         )
         yield* only.server.ready(`refused an RPC client`)
       }).pipe(Effect.scoped),

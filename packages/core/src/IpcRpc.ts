@@ -45,6 +45,7 @@ import * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Address from "./Address.ts"
 import * as Bytes from "./internal/bytes.ts"
+import * as Packed from "./internal/packed.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import type * as IpcError from "./IpcError.ts"
 import * as Policy from "./Policy.ts"
@@ -190,10 +191,13 @@ export const toSocket = (
       const channel = current
       if (channel === undefined) return Effect.andThen(connected.await, write(chunk))
       if (Socket.isCloseEvent(chunk)) return channel.close
-      return Effect.mapError(
-        channel.send(encodedBytes(chunk)),
+      const bytes = encodedBytes(chunk)
+      const sent = Effect.mapError(
+        channel.send(bytes),
         (cause) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
       )
+      // the channel is done with a message once `send` returned: a large packed one's memory is used again
+      return bytes.byteLength < Bytes.LARGE ? sent : Effect.ensuring(sent, Effect.sync(() => Packed.release(bytes)))
     })
 
   return Socket.make({
@@ -282,7 +286,7 @@ export const layerServerProtocol = (
 
 /** Options of `layerServerGroup`. */
 export interface GroupServerOptions {
-  /** The serializations served (default both: `["binary", "json"]`). */
+  /** The serializations served (default all three: `["packed", "binary", "json"]`). */
   readonly serializations?: ReadonlyArray<SerializationName> | undefined
   /** How many requests of one client run at once (effect's default: unbounded). */
   readonly concurrency?: number | "unbounded" | undefined
@@ -307,7 +311,7 @@ export const layerServerGroup = <Rpcs extends Rpc.Any>(
   Layer.effectDiscard(Effect.gen(function*() {
     const listener = yield* Transport.listen(address)
     const routes: Array<Route> = []
-    for (const name of options.serializations ?? ["binary", "json"]) {
+    for (const name of options.serializations ?? ["packed", "binary", "json"]) {
       const route = makeRoute(name)
       const protocol = yield* RpcServer.makeProtocolSocketServer.pipe(
         Effect.provideService(SocketServer.SocketServer, slotServer(listener.address, route.handler)),
@@ -367,22 +371,45 @@ export const layerClient = (
     return layerClientProtocol(address, { ...options, connectTimeout })
   }))
 
-/**
- * The default serialization: effect's schema-driven binary format, one RPC
- * message per channel message. Binary fields travel as bytes (no base64), and
- * the size limit is the transport's own frame limit.
- */
-export const layerSerialization: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization.layerSchemaBinary({
-  maxFrameSize: "unbounded"
+const PACKED_CONTENT_TYPE = "application/vnd.effect-ipc.rpc+packed"
+
+/** effect-ipc's own binary serialization (`packed`): values as `Schema.toCodecIso` leaves them, bytes copied once. */
+const packed: RpcSerialization.RpcSerialization["Service"] = RpcSerialization.RpcSerialization.of({
+  contentType: PACKED_CONTENT_TYPE,
+  includesFraming: false,
+  codecFor: Schema.toCodecIso,
+  makeUnsafe: () => ({
+    decode: (data) => Packed.decode(typeof data === "string" ? Bytes.utf8(data) : data),
+    encode: (message) =>
+      Array.isArray(message)
+        ? (message.length === 0 ? undefined : Packed.encodeMany(message))
+        : Packed.encode(message)
+  })
 })
+
+/**
+ * The default serialization (`packed`): effect-ipc's binary format, one RPC
+ * message per channel message. Binary fields travel as bytes, copied once on
+ * the way out and handed over as views of the received message on the way in
+ * (no base64, no arena); the size limit is the transport's own frame limit.
+ * Its layout is in the repository's `docs/wire.md`.
+ */
+export const layerSerialization: Layer.Layer<RpcSerialization.RpcSerialization> = Layer.succeed(
+  RpcSerialization.RpcSerialization,
+  packed
+)
+
+/** effect's own schema-driven binary format (`binary`, `RpcSerialization.layerSchemaBinary`), one RPC message per channel message. */
+export const layerSerializationSchemaBinary: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization
+  .layerSchemaBinary({ maxFrameSize: "unbounded" })
 
 /** JSON serialization, one RPC message per channel message: slower, but readable by any peer. */
 export const layerSerializationJson: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization.layerJson
 
 // ---- serialization negotiation ------------------------------------------------
 
-/** The serializations a client can name in its hello: effect's schema binary, or JSON. */
-export type SerializationName = "binary" | "json"
+/** The serializations a client can name in its hello: effect-ipc's `packed` (the default), effect's schema `binary`, or `json`. */
+export type SerializationName = "packed" | "binary" | "json"
 
 /** What every hello starts with; the serialization's name follows (`effect-rpc:json`). */
 export const HELLO_PREFIX = "effect-rpc:"
@@ -396,17 +423,19 @@ export const hello = (name: string): Uint8Array => Bytes.utf8(`${HELLO_PREFIX}${
 
 const BINARY_CONTENT_TYPE = "application/vnd.effect.rpc+schema-binary"
 
-/** The name a hello gives `serialization`: `binary`, `json`, or its content type for any other. */
+/** The name a hello gives `serialization`: `packed`, `binary`, `json`, or its content type for any other. */
 export const serializationName = (serialization: RpcSerialization.RpcSerialization["Service"]): string =>
   serialization === RpcSerialization.json
     ? "json"
+    : serialization.contentType === PACKED_CONTENT_TYPE
+    ? "packed"
     : serialization.contentType === BINARY_CONTENT_TYPE
     ? "binary"
     : serialization.contentType
 
-/** The serialization layer of a name: `binary` (`layerSerialization`) or `json` (`layerSerializationJson`). */
+/** The serialization layer of a name: `packed` (`layerSerialization`), `binary` (`layerSerializationSchemaBinary`) or `json` (`layerSerializationJson`). */
 export const layerSerializationFor = (name: SerializationName): Layer.Layer<RpcSerialization.RpcSerialization> =>
-  name === "json" ? layerSerializationJson : layerSerialization
+  name === "json" ? layerSerializationJson : name === "binary" ? layerSerializationSchemaBinary : layerSerialization
 
 /** How a served serialization's connections reach its RPC server: the handler effect's socket server runs. */
 type SocketHandler = (socket: Socket.Socket) => Effect.Effect<unknown, unknown>
@@ -538,9 +567,9 @@ const rpcView = (channel: IpcChannel.IpcChannel, first: Uint8Array | undefined):
   return { ...channel, receiveAll }
 }
 
-/** A `Defect` message in serialization `name` (binary or JSON), for a client this server cannot serve. */
+/** A `Defect` message in serialization `name` (packed, binary or JSON), for a client this server cannot serve. */
 const defectReply = (name: string, message: string): Effect.Effect<Uint8Array | undefined> =>
-  name !== "binary" && name !== "json"
+  name !== "packed" && name !== "binary" && name !== "json"
     ? Effect.succeed(undefined)
     : Effect.gen(function*() {
       const serialization = yield* RpcSerialization.RpcSerialization

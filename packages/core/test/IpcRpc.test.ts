@@ -40,7 +40,8 @@ const serveAndCall = (serialization: Layer.Layer<RpcSerialization.RpcSerializati
 describe("IpcRpc", () => {
   for (
     const [name, serialization] of [
-      ["binary (default)", IpcRpc.layerSerialization],
+      ["packed (default)", IpcRpc.layerSerialization],
+      ["effect's schema binary", IpcRpc.layerSerializationSchemaBinary],
       ["JSON", IpcRpc.layerSerializationJson]
     ] as const
   ) {
@@ -262,7 +263,7 @@ const serving = (server: (address: string) => Layer.Layer<never, IpcError.IpcErr
 
 const group = (address: string) =>
   IpcRpc.layerServerGroup(ConformanceApi, address).pipe(Layer.provide(ConformanceHandlers))
-const binaryOnly = (address: string) =>
+const packedOnly = (address: string) =>
   RpcServer.layer(ConformanceApi).pipe(
     Layer.provide(ConformanceHandlers),
     Layer.provide(IpcRpc.layerServerProtocol(address)),
@@ -270,22 +271,27 @@ const binaryOnly = (address: string) =>
   )
 
 describe("serialization negotiation (the hello)", () => {
-  it.live("layerServerGroup serves binary and JSON clients at one address, with the same handlers", () =>
+  it.live("layerServerGroup serves packed, schema-binary and JSON clients at one address, with the same handlers", () =>
     Effect.gen(function*() {
       const { address, transport } = yield* serving(group)
-      const binary = yield* clientOf(transport, address, {})
-      const json = yield* Layer.build(
-        IpcRpc.layerClientProtocol(address).pipe(
-          Layer.provide(IpcRpc.layerSerializationJson),
-          Layer.provide(Layer.succeed(Transport.Transport, transport))
-        )
-      ).pipe(Effect.flatMap((protocol) => RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))))
-      assert.strictEqual(yield* binary.Echo({ n: 1 }), 1)
+      const packed = yield* clientOf(transport, address, {})
+      const clientWith = (serialization: typeof IpcRpc.layerSerializationJson) =>
+        Layer.build(
+          IpcRpc.layerClientProtocol(address).pipe(
+            Layer.provide(serialization),
+            Layer.provide(Layer.succeed(Transport.Transport, transport))
+          )
+        ).pipe(Effect.flatMap((protocol) => RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))))
+      const binary = yield* clientWith(IpcRpc.layerSerializationSchemaBinary)
+      const json = yield* clientWith(IpcRpc.layerSerializationJson)
+      assert.strictEqual(yield* packed.Echo({ n: 1 }), 1)
       assert.strictEqual(yield* json.Echo({ n: 2 }), 2)
+      assert.strictEqual(yield* binary.Echo({ n: 3 }), 3)
       assert.instanceOf(yield* Effect.flip(json.Fail({ why: "typed" })), Refused)
+      assert.instanceOf(yield* Effect.flip(binary.Fail({ why: "typed" })), Refused)
       assert.deepStrictEqual(yield* Stream.runCollect(json.Range({ n: 3 })), [1, 2, 3])
-      // one set of handlers: each side sees the other's calls
-      assert.strictEqual(yield* binary.Calls(), 4)
+      // one set of handlers: each side sees the others' calls
+      assert.strictEqual(yield* packed.Calls(), 6)
     }).pipe(Effect.scoped))
 
   it.live("a JSON client speaking raw frames: a hello, then effect's JSON messages", () =>
@@ -326,7 +332,7 @@ describe("serialization negotiation (the hello)", () => {
       )
       const protocol = yield* RpcClient.makeProtocolSocket().pipe(
         Effect.provideService(Socket.Socket, socket),
-        Effect.provide(IpcRpc.layerSerialization)
+        Effect.provide(IpcRpc.layerSerializationSchemaBinary)
       )
       const client = yield* RpcClient.make(ConformanceApi).pipe(Effect.provideService(RpcClient.Protocol, protocol))
       assert.strictEqual(yield* client.Echo({ n: 9 }), 9)
@@ -344,32 +350,43 @@ describe("serialization negotiation (the hello)", () => {
 
   for (const hello of [true, false]) {
     it.live(
-      `a binary-only server answers a JSON client (${
+      `a packed-only server answers a JSON client (${
         hello ? "with" : "without"
       } a hello) with a JSON Defect and logs why`,
       () =>
         Effect.gen(function*() {
-          const { address, transport } = yield* serving(binaryOnly)
+          const { address, transport } = yield* serving(packedOnly)
           const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
           if (hello) yield* channel.send(IpcRpc.hello("json"))
           yield* channel.send(jsonRequest("1", "Echo", { n: 41 }))
           const reply = JSON.parse(decoder.decode(yield* channel.receive))
           assert.strictEqual(reply._tag, "Defect")
-          assert.match(reply.defect, /speaks binary serialization, not "json"/)
+          assert.match(reply.defect, /speaks packed serialization, not "json"/)
           yield* collectorOf.waitFor(/Warn.*refused an RPC client at memory:.*not "json"/)
         }).pipe(Effect.scoped, Effect.provide(Logger.layer([collectorOf.logger])))
     )
   }
 
-  it.live("a binary client of a JSON-only server fails its call with a defect naming the serializations", () =>
+  it.live("a packed or schema-binary client of a JSON-only server fails its call with a defect naming the serializations", () =>
     Effect.gen(function*() {
       const { address, transport } = yield* serving((at) =>
         IpcRpc.layerServerGroup(ConformanceApi, at, { serializations: ["json"] }).pipe(
           Layer.provide(ConformanceHandlers)
         )
       )
-      const binary = yield* clientOf(transport, address, {})
-      const exit = yield* Effect.exit(binary.Echo({ n: 1 }))
-      assert.match(String(exit), /speaks json serialization, not \\"binary\\"|speaks json serialization, not "binary"/)
+      const packed = yield* clientOf(transport, address, {})
+      const exit = yield* Effect.exit(packed.Echo({ n: 1 }))
+      assert.match(String(exit), /speaks json serialization, not \\"packed\\"|speaks json serialization, not "packed"/)
+      const binary = yield* Layer.build(
+        IpcRpc.layerClientProtocol(address).pipe(
+          Layer.provide(IpcRpc.layerSerializationSchemaBinary),
+          Layer.provide(Layer.succeed(Transport.Transport, transport))
+        )
+      ).pipe(Effect.flatMap((protocol) => RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))))
+      const refused = yield* Effect.exit(binary.Echo({ n: 1 }))
+      assert.match(
+        String(refused),
+        /speaks json serialization, not \\"binary\\"|speaks json serialization, not "binary"/
+      )
     }).pipe(Effect.scoped))
 })

@@ -3,7 +3,7 @@
  * `Rep` socket, the client a `Req` pool, and each call is one nng request
  * whose reply carries every response to it (the exit, and for a streamed
  * procedure its chunks, delivered when the stream ends). Any serialization
- * works; `IpcRpc.layerSerialization` (schema-binary) is the usual one, and
+ * works; `IpcRpc.layerSerialization` (packed, the default) is the usual one, and
  * `RpcSerialization.layerJson` gives a body any JSON-speaking nng peer can read.
  *
  * Reconnects are nng's, and a call is never replayed behind the caller's back:
