@@ -161,6 +161,13 @@ describe("packed (IpcRpc's default serialization)", () => {
     for (let i = 1; i < deep.length - 1; i += 2) deep[i] = 7 // an array of one, 100 000 deep
     assert.throws(() => Packed.decode(deep), TypeError, /nest deeper than 1000 levels/)
     assert.throws(() => Packed.decode(new Uint8Array([0xe1, 1, 1])), TypeError, /1 bytes after its last value/)
+    // a bigint of 10 001 digits: refused on the way out, and on the way in (reading a million takes 0.1 s)
+    const digits = "9".repeat(10_001)
+    assert.throws(() => Packed.encode(BigInt(digits)), TypeError, /more than 10000 digits/)
+    assert.deepStrictEqual(Packed.decode(Packed.encode(-BigInt(digits.slice(1)))), [-BigInt(digits.slice(1))])
+    const text = new TextEncoder().encode(digits)
+    const long = new Uint8Array([0xe1, 10, 0x91, 0x4e, ...text])
+    assert.throws(() => Packed.decode(long), TypeError, /a bigint that is not 1 to 10000 decimal digits/)
   })
 })
 

@@ -41,6 +41,9 @@ const decodeForeign = Schema.decodeSync(Schema.Defect())
 /** How deep values may nest (a cycle is found as nesting past this on the way out). */
 export const MAX_DEPTH = 1000
 
+/** The most digits a bigint may have (reading a million takes a tenth of a second: a peer's cheap way to stall us). */
+export const MAX_BIGINT_DIGITS = 10_000
+
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
@@ -102,6 +105,9 @@ class Writer {
       }
       case "bigint": {
         const length = value.toString().length
+        if (length - (value < 0n ? 1 : 0) > MAX_BIGINT_DIGITS) {
+          throw new TypeError(`IpcRpc's packed serialization: a bigint of more than ${MAX_BIGINT_DIGITS} digits`)
+        }
         return 1 + uvarintSize(length) + length
       }
       case "object": {
@@ -312,6 +318,8 @@ export const encodeMany = (values: ReadonlyArray<unknown>): Uint8Array => {
   return writer.done()
 }
 
+const DIGITS = new RegExp(`^-?[0-9]{1,${MAX_BIGINT_DIGITS}}$`)
+
 const malformed = (what: string): never => {
   throw new TypeError(`not a packed RPC message: ${what}`)
 }
@@ -400,7 +408,7 @@ class Reader {
         return this.text()
       case BIGINT: {
         const digits = this.text()
-        if (!/^-?[0-9]{1,1000000}$/.test(digits)) malformed("a bigint that is not decimal digits")
+        if (!DIGITS.test(digits)) malformed(`a bigint that is not 1 to ${MAX_BIGINT_DIGITS} decimal digits`)
         return BigInt(digits)
       }
       case DATE:
