@@ -8,10 +8,11 @@
  * pings are effect's own; this module only carries its frames.
  *
  * Each connection opens with a hello naming the client's serialization
- * (`effect-rpc:binary` or `effect-rpc:json`, see `hello`), so one server
- * serves Node clients (binary) and any-language clients (JSON) at one
- * address (`layerServerGroup`); the messages as they travel are specified in
- * the repository's `docs/wire.md`.
+ * (`effect-rpc:packed`, the default, `effect-rpc:binary` or `effect-rpc:json`,
+ * see `hello`), so one server serves Node clients (packed or effect's schema
+ * binary) and any-language clients (JSON) at one address
+ * (`layerServerGroup`); the messages as they travel are specified in the
+ * repository's `docs/wire.md`.
  *
  * The client reconnects with `Policy.reconnect`. A request in flight when the
  * link drops fails with an `RpcClientError`: it is never replayed silently.
@@ -196,8 +197,9 @@ export const toSocket = (
         channel.send(bytes),
         (cause) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
       )
-      // the channel is done with a message once `send` returned: a large packed one's memory is used again
-      return bytes.byteLength < Bytes.LARGE ? sent : Effect.ensuring(sent, Effect.sync(() => Packed.release(bytes)))
+      // the channel is done with a message once its `send` succeeded (an interrupted one may still be
+      // waiting to go): a large packed one's memory is used again
+      return bytes.byteLength < Bytes.LARGE ? sent : Effect.tap(sent, () => Effect.sync(() => Packed.release(bytes)))
     })
 
   return Socket.make({

@@ -94,12 +94,16 @@ describe("packed (IpcRpc's default serialization)", () => {
     assert.deepStrictEqual(Packed.decode(Packed.encode("a\ud800b")), ["a\ufffdb"])
   })
 
-  it("hands bytes back as views of the message received: no copy", () => {
+  it("hands bytes of 4 KiB or more back as views of the message received (no copy), smaller ones in memory of their own", () => {
     const data = Uint8Array.from({ length: 100_000 }, (_, i) => i & 0xff)
-    const message = Packed.encode({ data })
-    const [decoded] = Packed.decode(message) as [{ data: Uint8Array }]
+    const id = new Uint8Array([1, 2, 3])
+    const message = Packed.encode({ data, id })
+    const [decoded] = Packed.decode(message) as [{ data: Uint8Array; id: Uint8Array }]
     assert.strictEqual(decoded.data.buffer, message.buffer)
     assert.deepStrictEqual(decoded.data, data)
+    // a small one's buffer is its own: not the message, nor Node's shared pool that a small message may come from
+    assert.strictEqual(decoded.id.buffer.byteLength, 3)
+    assert.deepStrictEqual(decoded.id, id)
   })
 
   it("a key named __proto__ is an own property, not the object's prototype", () => {
@@ -119,6 +123,15 @@ describe("packed (IpcRpc's default serialization)", () => {
     assert.deepStrictEqual(decoded.map, {})
   })
 
+  it("at most 64 values without a tag of their own in a message, both ways (a peer's cheap way to make us build Errors)", () => {
+    const maps = Array.from({ length: 65 }, () => new Map())
+    assert.throws(() => Packed.encode(maps), TypeError, /more than 64 values it has no tag for \(a Map\)/)
+    assert.deepStrictEqual(Packed.decode(Packed.encode(maps.slice(1))), [maps.slice(1).map(() => ({}))])
+    // 65 of tag 12, each an empty object
+    const forged = new Uint8Array([0xe1, 7, 65, ...Array.from({ length: 65 }, () => [12, 8, 0]).flat()])
+    assert.throws(() => Packed.decode(forged), TypeError, /more than 64 values of tag 12/)
+  })
+
   it("refuses a cycle and a value that changes while it is encoded, with a TypeError", () => {
     const cycle: Array<unknown> = []
     cycle.push(cycle)
@@ -130,6 +143,13 @@ describe("packed (IpcRpc's default serialization)", () => {
       }
     }
     assert.throws(() => Packed.encode(shifty), TypeError)
+    let floats = 0
+    const growing = {
+      get n() {
+        return floats++ === 0 ? 1 : 0.5
+      }
+    }
+    assert.throws(() => Packed.encode(growing), TypeError, /changed while it was encoded/)
   })
 
   it("a damaged message is refused with a TypeError, never read past its end or taken for another", () => {

@@ -638,24 +638,30 @@ export const suite = (given: Subject): void => {
           }
 
           // send: each message in the same place of the buffer (at offsets 0 to 2), overwritten once send returns;
-          // nobody reads until the sender is through or stalls, so what it overwrites is still on its way
-          let sent = 0
-          const sender = yield* Effect.forkScoped(Effect.forEach(
-            sizes.entries(),
-            ([i, size]) =>
-              Effect.andThen(
-                client.send(view(i % 3, size, i)),
-                Effect.sync(() => {
-                  arena.fill(overwritten)
-                  sent++
-                })
-              ),
-            { discard: true }
-          ))
-          yield* stalls(() => sent, "the sender is through or stalls")
-          const one = yield* receiveOwned(server, sizes.length, false)
-          yield* Fiber.join(sender)
-          assertOwned(one, sizes, (i) => i, "send")
+          // nobody reads until the sender is through or stalls, so what it overwrites is still on its way.
+          // Both ways where both ends are here: the dialling side's send, then the listening side's
+          const ways = viaChild
+            ? [[client, server, "send"] as const]
+            : [[client, server, "send"] as const, [server, client, "the listening side's send"] as const]
+          for (const [from, to, how] of ways) {
+            let sent = 0
+            const sender = yield* Effect.forkScoped(Effect.forEach(
+              sizes.entries(),
+              ([i, size]) =>
+                Effect.andThen(
+                  from.send(view(i % 3, size, i)),
+                  Effect.sync(() => {
+                    arena.fill(overwritten)
+                    sent++
+                  })
+                ),
+              { discard: true }
+            ))
+            yield* stalls(() => sent, "the sender is through or stalls")
+            const one = yield* receiveOwned(to, sizes.length, false)
+            yield* Fiber.join(sender)
+            assertOwned(one, sizes, (i) => i, how)
+          }
 
           // sendAll: the messages side by side in the buffer, all overwritten once sendAll returns
           let offset = 0

@@ -150,13 +150,10 @@ const reject = (socket: Duplex, status: number, text: string) => {
 const bytesOf = (data: RawData): Uint8Array =>
   Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
 
-/** Messages up to this size are copied before `ws` queues them (it keeps a reference until written). */
-const COPY_LIMIT = 64 * 1024
-
 const socketOf = (ws: NodeWebSocket): Link.Socket => ({
   bufferedAmount: () => ws.bufferedAmount,
-  // a small message may view a buffer its sender reuses at once (effect's binary encoder does): copy it
-  send: (data) => ws.send(data.byteLength <= COPY_LIMIT ? Buffer.from(data) : data, { binary: true }),
+  // `ws` keeps what it is given until it is written, and a sender may reuse its buffer once `send` returned: a copy
+  send: (data) => ws.send(Buffer.from(data), { binary: true }),
   close: (code, reason) => ws.close(code, reason),
   terminate: () => ws.terminate(),
   pause: () => ws.pause(),

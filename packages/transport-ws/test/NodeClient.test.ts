@@ -78,6 +78,41 @@ describe("ws:// Node client", () => {
     120_000
   )
 
+  for (const sender of ["server", "client"] as const) {
+    it.live(
+      `a ${sender}'s large messages are the bytes at send time: it reuses its buffer once send returns while the other side does not read`,
+      () =>
+        Effect.gen(function*() {
+          const transport = Ws.WsTransport.make({ tokenFile: false, token: "reuse-token-0123456789abcdef" })
+          const listener = yield* transport.listen(freshAddress(`reuse-${sender}`))
+          const client = yield* transport.dial(listener.address)
+          const server = yield* listener.accept
+          const [from, to] = sender === "server" ? [server, client] : [client, server]
+          // one buffer for every message, overwritten with the next message's bytes as soon as send returns
+          const buffer = new Uint8Array(MiB)
+          let sent = 0
+          const sending = yield* Effect.forkScoped(Effect.gen(function*() {
+            for (let i = 0; i < 24; i++) {
+              buffer.fill(i + 1)
+              yield* from.send(buffer)
+              sent++
+            }
+            buffer.fill(0xee)
+          }))
+          // the reader starts once the sender is through or stalls: what was overwritten is still on its way
+          yield* stalls(() => sent)
+          for (let i = 0; i < 24; i++) {
+            const message = yield* to.receive
+            assert.strictEqual(message.byteLength, MiB)
+            const wrong = message.findIndex((byte) => byte !== i + 1)
+            assert.strictEqual(wrong, -1, `message ${i} has byte ${message[wrong]} at ${wrong}`)
+          }
+          yield* Fiber.join(sending)
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  }
+
   it.live("a message over the client's limit: FrameTooLarge on both sides (close 1009)", () =>
     Effect.gen(function*() {
       const token = "limit-token-0123456789abcdef"

@@ -4,8 +4,9 @@
  * after `Schema.toCodecIso` (plain objects and arrays, strings, numbers,
  * booleans, `null`, `undefined`, bigints, dates and `Uint8Array`s), written
  * tag by tag into one buffer of the exact size. A `Uint8Array` is copied once,
- * into that buffer, and read back as a view of the received message: no arena,
- * no zero-filled memory, no second copy. The layout is in `docs/wire.md`.
+ * into that buffer, and one of 4 KiB or more is read back as a view of the
+ * received message: no arena, no zero-filled memory, no second copy. The
+ * layout is in `docs/wire.md`.
  *
  * Decoding trusts nothing: every length is checked against the bytes left,
  * nesting is bounded, text must be valid UTF-8, and a message must be read to
@@ -41,6 +42,12 @@ const decodeForeign = Schema.decodeSync(Schema.Defect())
 /** How deep values may nest (a cycle is found as nesting past this on the way out). */
 export const MAX_DEPTH = 1000
 
+/**
+ * The most values without a tag of their own (tag 12) in one message: a defect's Error or two, not a
+ * peer's way to make us build thousands of Errors (each takes a stack trace).
+ */
+export const MAX_FOREIGN = 64
+
 /** The most digits a bigint may have (reading a million takes a tenth of a second: a peer's cheap way to stall us). */
 export const MAX_BIGINT_DIGITS = 10_000
 
@@ -73,6 +80,12 @@ const utf8Length = (text: string): number => {
     }
   }
   return length
+}
+
+const describe = (value: unknown): string => {
+  if (typeof value !== "object" || value === null) return `a ${typeof value}`
+  const name: unknown = Object.getPrototypeOf(value)?.constructor?.name
+  return typeof name === "string" && name !== "" ? `a ${name}` : "an object of a class"
 }
 
 const isPlain = (value: object): boolean => {
@@ -137,8 +150,16 @@ class Writer {
   }
 
   private sizeForeign(value: unknown, depth: number): number {
+    const foreign = this.foreign ??= new Map()
+    if (!foreign.has(value) && foreign.size >= MAX_FOREIGN) {
+      throw new TypeError(
+        `IpcRpc's packed serialization: more than ${MAX_FOREIGN} values it has no tag for (${
+          describe(value)
+        }) in one message`
+      )
+    }
     const converted = encodeForeign(value)
-    ;(this.foreign ??= new Map()).set(value, converted)
+    foreign.set(value, converted)
     return 1 + this.size(converted, depth + 1)
   }
 
@@ -299,11 +320,23 @@ export const release = (message: Uint8Array): void => {
   }
 }
 
+/** Runs the write pass: a value that grew since it was measured (a getter) runs out of room, and is refused so. */
+const writing = (write: () => void): void => {
+  try {
+    write()
+  } catch (error) {
+    if (error instanceof RangeError) {
+      throw new TypeError("IpcRpc's packed serialization: a value changed while it was encoded")
+    }
+    throw error
+  }
+}
+
 /** `value` as one message. Throws a `TypeError` for a cycle or nesting past `MAX_DEPTH`. */
 export const encode = (value: unknown): Uint8Array => {
   const writer = new Writer()
   writer.start(1 + writer.size(value, 0), ONE)
-  writer.value(value)
+  writing(() => writer.value(value))
   return writer.done()
 }
 
@@ -314,7 +347,9 @@ export const encodeMany = (values: ReadonlyArray<unknown>): Uint8Array => {
   for (const value of values) size += writer.size(value, 0)
   writer.start(size, MANY)
   writer.uvarint(values.length)
-  for (const value of values) writer.value(value)
+  writing(() => {
+    for (const value of values) writer.value(value)
+  })
   return writer.done()
 }
 
@@ -335,6 +370,8 @@ const utf8Text = (bytes: Uint8Array): string => {
 /** Reads values out of one received message; `Uint8Array`s come back as views of it. */
 class Reader {
   private view: DataView | undefined
+  /** Values of tag 12 read so far. */
+  private foreign = 0
   pos = 0
   readonly buf: Uint8Array
   constructor(buf: Uint8Array) {
@@ -415,6 +452,7 @@ class Reader {
         return new Date(this.float())
       case FOREIGN: {
         if (depth >= MAX_DEPTH) malformed(`values nest deeper than ${MAX_DEPTH} levels`)
+        if (++this.foreign > MAX_FOREIGN) malformed(`more than ${MAX_FOREIGN} values of tag 12`)
         const encoded = this.value(depth + 1)
         try {
           return decodeForeign(encoded as Schema.Json)
@@ -424,9 +462,12 @@ class Reader {
       }
       case BYTES: {
         const length = this.size()
-        const bytes = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.pos, length)
+        const at = this.pos
         this.pos += length
-        return bytes
+        // a small one gets memory of its own: a view's `buffer` is the whole message (or Node's shared pool)
+        return length < Bytes.LARGE
+          ? new Uint8Array(this.buf.subarray(at, at + length))
+          : new Uint8Array(this.buf.buffer, this.buf.byteOffset + at, length)
       }
       case ARRAY: {
         if (depth >= MAX_DEPTH) malformed(`values nest deeper than ${MAX_DEPTH} levels`)
