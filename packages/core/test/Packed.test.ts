@@ -238,9 +238,12 @@ describe("IpcRpc over packed", () => {
       assert.deepStrictEqual(back, rich)
       // concurrent large calls: each message's memory is used again only once its send returned
       const many = yield* Effect.forEach(
-        Array.from({ length: 24 }, (_, k) => Uint8Array.from({ length: 300_000 + k }, (_, i) => (i * 7 + k) & 0xff)),
+        Array.from({ length: 24 }, (_k, k) => Uint8Array.from({ length: 300_000 + k }, (_i, i) => (i * 7 + k) & 0xff)),
         (data) =>
-          Effect.map(client.Mirror({ rich: new Rich({ ...rich, data }) }), (back) => [data, back.data] as const),
+          Effect.map(
+            client.Mirror({ rich: new Rich({ ...rich, data }) }),
+            (mirrored) => [data, mirrored.data] as const
+          ),
         { concurrency: "unbounded" }
       )
       for (const [sent, got] of many) assert.deepStrictEqual(got, sent)

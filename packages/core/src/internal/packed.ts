@@ -326,7 +326,7 @@ const writing = (write: () => void): void => {
     write()
   } catch (error) {
     if (error instanceof RangeError) {
-      throw new TypeError("IpcRpc's packed serialization: a value changed while it was encoded")
+      throw new TypeError("IpcRpc's packed serialization: a value changed while it was encoded", { cause: error })
     }
     throw error
   }
