@@ -268,7 +268,8 @@ export const layerClientProtocol = (
  * `address`, for clients of the provided serialization; fails if it cannot
  * listen. A client whose hello names another serialization gets a `Defect`
  * reply in its own serialization (where known) and a warning is logged. To
- * serve binary and JSON clients at one address, use `layerServerGroup`.
+ * serve packed, schema-binary and JSON clients at one address, use
+ * `layerServerGroup`.
  */
 export const layerServerProtocol = (
   address: string
@@ -295,7 +296,7 @@ export interface GroupServerOptions {
 }
 
 /**
- * Serves `group` at `address` to binary and JSON clients alike: each
+ * Serves `group` at `address` to packed, schema-binary and JSON clients alike: each
  * connection's hello (see `hello`) picks its serialization, and one server per
  * serialization runs the same handlers. A client asking for a serialization
  * not in `serializations` gets a `Defect` reply in its own serialization and a
@@ -550,8 +551,9 @@ const isHello = (message: Uint8Array): boolean => {
  * The channel as the RPC server reads it: `first` (if kept) comes first, and
  * later hellos are dropped. Over a channel that outlives its client (the
  * durable `file://` roles) a restarted client says hello again mid-stream; a
- * hello is never a message of either serialization (binary messages are not
- * UTF-8 text, JSON ones not `effect-rpc:...`), so dropping it is safe.
+ * hello is never a message of any serialization (packed ones start with the
+ * byte 0xe1 or 0xe2, schema-binary ones are not UTF-8 text, JSON ones not
+ * `effect-rpc:...`), so dropping it is safe.
  */
 const rpcView = (channel: IpcChannel.IpcChannel, first: Uint8Array | undefined): IpcChannel.IpcChannel => {
   let pending: Uint8Array | undefined = first

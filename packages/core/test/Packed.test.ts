@@ -1,7 +1,9 @@
 import { IpcRpc, Memory, Transport } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Rpc from "effect/rpc/Rpc"
@@ -132,6 +134,14 @@ describe("packed (IpcRpc's default serialization)", () => {
     assert.throws(() => Packed.decode(forged), TypeError, /more than 64 values of tag 12/)
   })
 
+  it("counts every occurrence of a value without a tag, as the reader does: the same Error 65 times is refused", () => {
+    const error = new Error("again")
+    assert.throws(() => Packed.encode(Array.from({ length: 65 }, () => error)), TypeError, /more than 64 values/)
+    const sixtyFour = Packed.decode(Packed.encode(Array.from({ length: 64 }, () => error)))[0] as Array<Error>
+    assert.strictEqual(sixtyFour.length, 64)
+    assert.strictEqual(sixtyFour[63]!.message, "again")
+  })
+
   it("refuses a cycle and a value that changes while it is encoded, with a TypeError", () => {
     const cycle: Array<unknown> = []
     cycle.push(cycle)
@@ -150,6 +160,14 @@ describe("packed (IpcRpc's default serialization)", () => {
       }
     }
     assert.throws(() => Packed.encode(growing), TypeError, /changed while it was encoded/)
+    // a string that grows in bytes, not in length, at the message's end (where nothing runs past it): not sent torn
+    let texts = 0
+    const swapping = {
+      get a() {
+        return texts++ === 0 ? "abc" : "\u00e9a\u00e9"
+      }
+    }
+    assert.throws(() => Packed.encode(swapping), TypeError, /changed while it was encoded/)
   })
 
   it("a damaged message is refused with a TypeError, never read past its end or taken for another", () => {
@@ -209,6 +227,63 @@ const handlers = Api.toLayer({
   Crash: ({ why }) => Effect.die(new Error(why))
 })
 
+/** A payload of `n` bytes (the pool tests use sizes no other test does: the pool is the module's). */
+const big = (n: number) => ({ data: new Uint8Array(n).fill(5) })
+
+describe("packed's buffers used again", () => {
+  it("a large message's memory is lent once: used again only after release, and a stale handle gives nothing back", () => {
+    const a = Packed.encode(big(777_777))
+    const b = Packed.encode(big(777_777))
+    assert.notStrictEqual(b.buffer, a.buffer, "not released: not lent again")
+    Packed.release(a)
+    const c = Packed.encode(big(777_777))
+    assert.strictEqual(c.buffer, a.buffer, "released: used again")
+    assert.notStrictEqual(c, a, "as a view of its own")
+    Packed.release(a)
+    const d = Packed.encode(big(777_777))
+    assert.notStrictEqual(d.buffer, c.buffer, "a second release of the old handle did not lend c's memory again")
+    // a buffer that is not one of its messages is left alone
+    const foreign = new Uint8Array(654_321 + 20)
+    Packed.release(foreign)
+    assert.notStrictEqual(Packed.encode(big(654_321)).buffer, foreign.buffer)
+  })
+
+  it.live("IpcRpc's socket gives a message back once its send succeeded: not while it waits, not when interrupted", () =>
+    Effect.gen(function*() {
+      const transport = Memory.make()
+      const address = "memory://packed-release"
+      yield* transport.listen(address)
+      // a channel whose send takes the message only once `go` opens, as a transport that writes later would
+      const go = yield* Deferred.make<void>()
+      const socket = IpcRpc.toSocket(
+        Effect.map(transport.dial(address), (channel) => ({
+          ...channel,
+          send: (message: Uint8Array) => Effect.andThen(Deferred.await(go), channel.send(message))
+        }))
+      )
+      yield* socket.reader
+      const writer = yield* socket.writer
+
+      const interrupted = Packed.encode(big(555_555))
+      const cut = yield* Effect.forkScoped(writer.write(interrupted))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(cut)
+      assert.notStrictEqual(
+        Packed.encode(big(555_555)).buffer,
+        interrupted.buffer,
+        "an interrupted send gives nothing back"
+      )
+
+      const first = Packed.encode(big(444_444))
+      const writing = yield* Effect.forkScoped(writer.write(first))
+      yield* Effect.yieldNow
+      assert.notStrictEqual(Packed.encode(big(444_444)).buffer, first.buffer, "not while its send waits")
+      yield* Deferred.succeed(go, undefined)
+      yield* Fiber.join(writing)
+      assert.strictEqual(Packed.encode(big(444_444)).buffer, first.buffer, "once its send succeeded")
+    }).pipe(Effect.scoped))
+})
+
 describe("IpcRpc over packed", () => {
   it.live("carries dates, bigints, options, bytes and classes both ways; a defect comes back an Error", () =>
     Effect.gen(function*() {
@@ -236,7 +311,7 @@ describe("IpcRpc over packed", () => {
       const back = yield* client.Mirror({ rich })
       assert.instanceOf(back, Rich)
       assert.deepStrictEqual(back, rich)
-      // concurrent large calls: each message's memory is used again only once its send returned
+      // concurrent large calls, each message's memory used again (the pool's reuse rules: the tests above)
       const many = yield* Effect.forEach(
         Array.from({ length: 24 }, (_k, k) => Uint8Array.from({ length: 300_000 + k }, (_i, i) => (i * 7 + k) & 0xff)),
         (data) =>

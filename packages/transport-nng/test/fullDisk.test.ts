@@ -5,6 +5,7 @@
  * behind (the socket file it made is removed). The directory is a tmpfs with
  * 1 or 2 inodes (its root takes one), in a mount namespace of the child's own.
  */
+import * as Tmpfs from "@effect-ipc/testing/Tmpfs"
 import { assert, describe, it } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -15,20 +16,12 @@ import * as Child from "./fixtures/process.ts"
 const listenIn = (inodes: number) => {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "nng-full-"))
   try {
-    const ran = ChildProcess.spawnSync(
-      "unshare",
-      [
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        `mount -t tmpfs -o nr_inodes=${inodes},mode=0700 tmpfs "${dir}" && exec "$0" "$@"`,
-        process.execPath,
-        ...Child.nodeArgs("full-disk.ts", [dir])
-      ],
-      { encoding: "utf8", timeout: 60_000 }
-    )
+    const [command, ...args] = [
+      ...Tmpfs.at(dir, { inodes, mode: "0700" }),
+      process.execPath,
+      ...Child.nodeArgs("full-disk.ts", [dir])
+    ]
+    const ran = ChildProcess.spawnSync(command!, args, { encoding: "utf8", timeout: 60_000 })
     assert.strictEqual(ran.status, 0, ran.stderr)
     return JSON.parse(ran.stdout.trim().split("\n").at(-1)!) as { outcome: string; left: Array<string> }
   } finally {

@@ -1,5 +1,6 @@
 /** Test helpers: child processes, what the tests leave in `/dev/shm`, and descriptors made by hand. */
 import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as Tmpfs from "@effect-ipc/testing/Tmpfs"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
@@ -86,17 +87,8 @@ export const pidMarker = (pid: number): string => `-${pid.toString(36)}-`
  * A `spawnChildWith` wrap that runs the child in a mount namespace of its own (root only) whose `/dev/shm` is a
  * tmpfs of `kib` KiB, `full`: filled to the last page by a file named `filler` (the host's `/dev/shm` is untouched).
  */
-export const smallShm = (kib: number, options: { readonly full?: boolean } = {}): ReadonlyArray<string> => [
-  "unshare",
-  "--mount",
-  "--propagation",
-  "private",
-  "sh",
-  "-c",
-  `mount -t tmpfs -o size=${kib}k tmpfs /dev/shm && { ${
-    options.full === true ? "cat /dev/zero > /dev/shm/filler 2>/dev/null;" : ""
-  } exec "$0" "$@"; }`
-]
+export const smallShm = (kib: number, options: { readonly full?: boolean } = {}): ReadonlyArray<string> =>
+  Tmpfs.at("/dev/shm", { size: `${kib}k`, full: options.full })
 
 /** Polls `output` until `line` matches it (at most 20 s, however loaded the machine); whether it did. */
 export const untilSaid = (output: () => string, line: RegExp): Effect.Effect<boolean> =>

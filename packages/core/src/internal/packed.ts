@@ -48,7 +48,7 @@ export const MAX_DEPTH = 1000
  */
 export const MAX_FOREIGN = 64
 
-/** The most digits a bigint may have (reading a million takes a tenth of a second: a peer's cheap way to stall us). */
+/** The most digits a bigint may have (reading one of a million digits took a tenth of a second). */
 export const MAX_BIGINT_DIGITS = 10_000
 
 const textEncoder = new TextEncoder()
@@ -103,6 +103,7 @@ class Writer {
   pos = 0
   private view: DataView | undefined
   private foreign: Map<unknown, unknown> | undefined
+  private foreignCount = 0
 
   /** The bytes `value` takes. */
   size(value: unknown, depth: number): number {
@@ -150,15 +151,16 @@ class Writer {
   }
 
   private sizeForeign(value: unknown, depth: number): number {
-    const foreign = this.foreign ??= new Map()
-    if (!foreign.has(value) && foreign.size >= MAX_FOREIGN) {
+    // every occurrence counts, as the reader counts them (the same Error twice is two values of tag 12)
+    if (++this.foreignCount > MAX_FOREIGN) {
       throw new TypeError(
         `IpcRpc's packed serialization: more than ${MAX_FOREIGN} values it has no tag for (${
           describe(value)
         }) in one message`
       )
     }
-    const converted = encodeForeign(value)
+    const foreign = this.foreign ??= new Map()
+    const converted = foreign.has(value) ? foreign.get(value) : encodeForeign(value)
     foreign.set(value, converted)
     return 1 + this.size(converted, depth + 1)
   }
@@ -181,6 +183,8 @@ class Writer {
   text(text: string): void {
     const length = utf8Length(text)
     this.uvarint(length)
+    // a string longer than when it was measured (a getter) would be cut short: refused, never sent torn
+    if (this.pos + length > this.buf.length) throw changedWhileEncoded()
     if (length === text.length) {
       // ASCII: one byte per code unit
       const buf = this.buf
@@ -188,7 +192,9 @@ class Writer {
       for (let i = 0; i < text.length; i++) buf[pos++] = text.charCodeAt(i)
       this.pos = pos
     } else {
-      this.pos += textEncoder.encodeInto(text, this.buf.subarray(this.pos, this.pos + length)).written
+      const written = textEncoder.encodeInto(text, this.buf.subarray(this.pos, this.pos + length)).written
+      if (written !== length) throw changedWhileEncoded()
+      this.pos += written
     }
   }
 
@@ -264,14 +270,15 @@ class Writer {
 
   /** The message written; a value that changed between measuring and writing is refused, not sent torn. */
   done(): Uint8Array {
-    if (this.pos !== this.buf.length) {
-      throw new TypeError("IpcRpc's packed serialization: a value changed while it was encoded")
-    }
+    if (this.pos !== this.buf.length) throw changedWhileEncoded()
     return this.buf
   }
 }
 
 const EMPTY = new Uint8Array(0)
+
+const changedWhileEncoded = (cause?: unknown): TypeError =>
+  new TypeError("IpcRpc's packed serialization: a value changed while it was encoded", { cause })
 
 // ---- buffers used again -------------------------------------------------
 // A large message is written into memory already mapped when there is some: a copy into a fresh 1 MiB
@@ -300,7 +307,8 @@ const take = (size: number): Uint8Array => {
     }
   }
   spare ??= Bytes.uninitialized(size)
-  const message = spare.byteLength === size ? spare : spare.subarray(0, size)
+  // a view of its own each time it is lent: a stale handle of an earlier message is never this one
+  const message = spare.subarray(0, size)
   lent.set(message, spare)
   return message
 }
@@ -325,9 +333,7 @@ const writing = (write: () => void): void => {
   try {
     write()
   } catch (error) {
-    if (error instanceof RangeError) {
-      throw new TypeError("IpcRpc's packed serialization: a value changed while it was encoded", { cause: error })
-    }
+    if (error instanceof RangeError) throw changedWhileEncoded(error)
     throw error
   }
 }

@@ -1,0 +1,46 @@
+/**
+ * A small file system for a child process: the command line that runs a
+ * command in a mount namespace of its own with a tmpfs at a directory, of a
+ * few pages or inodes, filled up first if asked. For tests of what a
+ * transport does when there is no room (`NoSpace`, nothing left behind).
+ * Needs root (as CI runs); the mount goes with the namespace.
+ *
+ * @since 0.1.0
+ */
+
+/** The tmpfs: its size (`"4k"`), its number of inodes (the root takes one), its mode, and whether it starts full. */
+export interface TmpfsOptions {
+  /** `size=` of the tmpfs, as mount takes it (`"4k"`, `"1024k"`). */
+  readonly size?: string | undefined
+  /** `nr_inodes=` of the tmpfs: how many files and directories it holds, its root included. */
+  readonly inodes?: number | undefined
+  /** `mode=` of its root (`"0700"` for a private runtime directory). */
+  readonly mode?: string | undefined
+  /** Fill every page with a file named `filler` before the command runs. */
+  readonly full?: boolean | undefined
+}
+
+/**
+ * The words to put before a command (`[...at(dir, options), command, ...args]`)
+ * to run it with a tmpfs of `options` at `dir`, in a mount namespace of its own.
+ */
+export const at = (dir: string, options: TmpfsOptions): ReadonlyArray<string> => {
+  const settings = [
+    options.size === undefined ? undefined : `size=${options.size}`,
+    options.inodes === undefined ? undefined : `nr_inodes=${options.inodes}`,
+    options.mode === undefined ? undefined : `mode=${options.mode}`
+  ].filter((setting) => setting !== undefined)
+  const where = JSON.stringify(dir)
+  const fill = options.full === true ? `cat /dev/zero > ${where}/filler 2>/dev/null;` : ""
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `mount -t tmpfs${
+      settings.length === 0 ? "" : ` -o ${settings.join(",")}`
+    } tmpfs ${where} && { ${fill} exec "$0" "$@"; }`
+  ]
+}
