@@ -3,7 +3,7 @@
  * `IPC_OPTIONS_<NAME>`): they reach every channel the transport opens, and a
  * bad one fails the layer's build with reason `InvalidOption`.
  */
-import { Registry, Transport } from "@effect-ipc/core"
+import { IpcChannel, Registry, Transport } from "@effect-ipc/core"
 import * as ConfigEnv from "@effect-ipc/testing/ConfigEnv"
 import * as Nng from "@effect-ipc/transport-nng"
 import { afterAll, assert, describe, it } from "@effect/vitest"
@@ -68,7 +68,13 @@ describe("nng options from configuration", () => {
       Effect.gen(function*() {
         // nng's own receive limit admits a whole batch (256 KiB), so the channel holds each message to
         // maxMessageSize itself; what came before the oversized message is delivered, nothing after
-        for (const [name, sends] of [["alone", [10, 1001, 10]], ["batch", [10, 10, 1001, 10]]] as const) {
+        for (
+          const [name, sends] of [["alone", [10, 1001, 10]], ["batch", [
+            ...Array.from({ length: 200 }, () => 10),
+            1001,
+            10
+          ]]] as const
+        ) {
           const small = Nng.NngTransport.make({ maxMessageSize: 1000, recvBuffer: 1 })
           const large = Nng.NngTransport.make({ maxMessageSize: 100_000, sendBuffer: 1 })
           const address = `nng+ipc://${dir}/over-${name}.ipc`
@@ -76,8 +82,12 @@ describe("nng options from configuration", () => {
             const listener = yield* small.listen(address)
             const client = yield* large.dial(address)
             const server = yield* listener.accept
-            // "batch": sent in one burst, they queue behind nng's one-message buffer and go out together
-            yield* Effect.forEach(sends, (size) => client.send(new Uint8Array(size).fill(7)), { discard: true })
+            // "batch": sent as one batch, they queue behind nng's one-message buffer and go out together, the
+            // oversized one in a batch behind many small ones (which the old code dropped with it)
+            const messages = sends.map((size) => new Uint8Array(size).fill(7))
+            yield* name === "batch"
+              ? IpcChannel.sendAll(client, messages)
+              : Effect.forEach(messages, client.send, { discard: true })
             const received: Array<number> = []
             const error = yield* Effect.flip(
               Effect.forever(Effect.map(server.receive, (m) => received.push(m.byteLength)))

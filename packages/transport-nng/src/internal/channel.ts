@@ -304,7 +304,16 @@ const link = (
           lose(IpcError.make("Protocol", "a malformed batch arrived", address))
           return false
         }
-        if (largest > maxMessageSize) return tooLarge(largest)
+        if (largest > maxMessageSize) {
+          // the messages before the first one over our limit are delivered (past the inbox's bound: the
+          // link ends here), nothing from it on
+          startBatch(message.body)
+          while (unpacking !== undefined && unpacking.view.getUint32(unpacking.offset) <= maxMessageSize) {
+            sink.message(nextOfBatch(unpacking))
+          }
+          unpacking = undefined
+          return tooLarge(largest)
+        }
         // unpacked as far as the inbox has room: the rest waits for `resume`
         startBatch(message.body)
         return unpack()
