@@ -23,6 +23,7 @@ import type * as Scope from "effect/Scope"
 import type { Readable, Writable } from "node:stream"
 import * as ChannelEngine from "./ChannelEngine.ts"
 import * as Framing from "./Framing.ts"
+import * as Bytes from "./internal/bytes.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 
@@ -89,32 +90,17 @@ const link = (
   let batch = Buffer.allocUnsafe(BATCH_SIZE)
   let batchStart = 0
   let batchFill = 0
-  let out: Array<Buffer> = []
+  let out: Array<Uint8Array> = []
   // per entry of `out`: the spare buffer it was copied into, recycled once the stream has written it
-  let owners: Array<Buffer | undefined> = []
+  let owners: Array<Uint8Array | undefined> = []
   let queued = 0
 
   // large messages are copied too (a caller may reuse its buffer once `send` returns, and the stream
   // writes later), over a socket into buffers that are used again once written: a copy into memory
   // already mapped costs a tenth of a fresh allocation at 1 MiB (see bench/README.md, "1 MiB messages")
-  const spares: Array<Buffer> = []
-  let spareBytes = 0
-  const spareFor = (size: number): Buffer => {
-    for (let i = 0; i < spares.length; i++) {
-      const spare = spares[i]!
-      if (spare.byteLength >= size && spare.byteLength <= 2 * size) {
-        spares.splice(i, 1)
-        spareBytes -= spare.byteLength
-        return spare
-      }
-    }
-    return Buffer.allocUnsafeSlow(size)
-  }
-  const recycle = (spare: Buffer) => () => {
-    if (!destroyed && spareBytes + spare.byteLength <= SPARE_LIMIT) {
-      spares.push(spare)
-      spareBytes += spare.byteLength
-    }
+  const spares = new Bytes.Spares(SPARE_LIMIT)
+  const recycle = (spare: Uint8Array) => () => {
+    if (!destroyed) spares.give(spare)
   }
 
   const seal = () => {
@@ -140,7 +126,7 @@ const link = (
       batchFill += total
     } else {
       seal()
-      const spare = reuse ? spareFor(total) : Buffer.allocUnsafeSlow(total)
+      const spare = reuse ? spares.take(total) : Buffer.allocUnsafeSlow(total)
       Framing.writeHeader(spare, 0, kind, length)
       spare.set(payload, Framing.HEADER_SIZE)
       out.push(spare.subarray(0, total))

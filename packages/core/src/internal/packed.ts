@@ -289,24 +289,13 @@ const changedWhileEncoded = (cause?: unknown): TypeError =>
 /** The bytes of idle buffers kept at most. */
 const SPARE_LIMIT = 8 * 1024 * 1024
 
-const spares: Array<Uint8Array> = []
-let spareBytes = 0
+const spares = new Bytes.Spares(SPARE_LIMIT)
 /** The buffer each message handed out was cut from. */
 const lent = new WeakMap<Uint8Array, Uint8Array>()
 
 const take = (size: number): Uint8Array => {
   if (size < Bytes.LARGE) return Bytes.uninitialized(size)
-  let spare: Uint8Array | undefined
-  for (let i = 0; i < spares.length; i++) {
-    const candidate = spares[i]!
-    if (candidate.byteLength >= size && candidate.byteLength <= 2 * size) {
-      spare = candidate
-      spares.splice(i, 1)
-      spareBytes -= candidate.byteLength
-      break
-    }
-  }
-  spare ??= Bytes.uninitialized(size)
+  const spare = spares.take(size)
   // a view of its own each time it is lent: a stale handle of an earlier message is never this one
   const message = spare.subarray(0, size)
   lent.set(message, spare)
@@ -322,10 +311,7 @@ export const release = (message: Uint8Array): void => {
   const spare = lent.get(message)
   if (spare === undefined) return
   lent.delete(message)
-  if (spareBytes + spare.byteLength <= SPARE_LIMIT) {
-    spares.push(spare)
-    spareBytes += spare.byteLength
-  }
+  spares.give(spare)
 }
 
 /** Runs the write pass: a value that grew since it was measured (a getter) runs out of room, and is refused so. */
