@@ -6,7 +6,7 @@ side (``SocketPath.ts``): ``unix:///abs/path.sock`` is a socket file,
 this user that no other user can write, else a 0700 ``effect-ipc-<uid>`` under
 the temp directory on Linux, under ``/tmp`` on macOS, whose ``$TMPDIR`` is too
 long for its 104-byte socket paths). The rules are functions of (platform, env,
-uid, tmpdir) (``resolve_on``, ``runtime_dir_for``; this process's host also
+effective uid, tmpdir) (``resolve_on``, ``runtime_dir_for``; this process's host also
 looks at ``$XDG_RUNTIME_DIR``, ``private_base``), so any platform's can be
 checked on any machine."""
 import os
@@ -47,7 +47,10 @@ class SocketPath(object):
 
 
 def _tmpdir():
-    # as Node's os.tmpdir(): $TMPDIR (then $TMP, $TEMP) without a trailing slash, else /tmp
+    # as Node's os.tmpdir(): $TMPDIR (then $TMP, $TEMP) without a trailing slash, else /tmp; like
+    # Node, not from the environment in a process whose effective ids are not its real ones
+    if hasattr(os, "geteuid") and (os.getuid() != os.geteuid() or os.getgid() != os.getegid()):
+        return "/tmp"
     for name in ("TMPDIR", "TMP", "TEMP"):
         value = os.environ.get(name)
         if value:
@@ -87,7 +90,7 @@ def runtime_dir_for(platform, env, uid, tmpdir, base_fits=None):
 
 
 def _this_host():
-    return sys.platform, os.environ, os.getuid(), _tmpdir(), private_base
+    return sys.platform, os.environ, os.geteuid(), _tmpdir(), private_base
 
 
 def _private_dir(directory, raw, make, what):
@@ -101,7 +104,7 @@ def _private_dir(directory, raw, make, what):
         st = os.lstat(directory)
     except OSError as error:
         raise IpcError("PermissionDenied", "no private %s directory: %s" % (what, error), raw)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or (st.st_mode & 0o077) != 0:
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or (st.st_mode & 0o077) != 0:
         raise IpcError("PermissionDenied", "%s is not a private directory of this user" % directory, raw)
     return directory
 
@@ -124,11 +127,11 @@ def lock_dir(raw=None):
     except IpcError as error:
         try:
             import pwd
-            home = pwd.getpwuid(os.getuid()).pw_dir
+            home = pwd.getpwuid(os.geteuid()).pw_dir
             st = os.lstat(home)
         except (ImportError, KeyError, OSError):
             raise error
-        if not os.path.isabs(home) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or (st.st_mode & 0o022) != 0:
+        if not os.path.isabs(home) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or (st.st_mode & 0o022) != 0:
             raise error
         try:
             return _private_dir(os.path.join(home, ".effect-ipc-locks"), raw, os.mkdir, "lock")

@@ -51,7 +51,7 @@ class PeerInfo(object):
 
 def same_user_or_root(peer):
     """The default ``authorize``: the peer runs as this user, or as root."""
-    return peer.uid is not None and (peer.uid == os.getuid() or peer.uid == 0)
+    return peer.uid is not None and (peer.uid == os.geteuid() or peer.uid == 0)
 
 
 def peer_credentials(sock):
@@ -493,7 +493,7 @@ def _occupant(path, address):
         st = os.lstat(path)
     except OSError:
         return None
-    if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid():
+    if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(path)

@@ -110,7 +110,7 @@ def _open_file(path, flags, directory):
             raise IpcError("PermissionDenied", "cannot open %s: %s" % (os.path.basename(path), error), directory)
         raise IpcError("Open", "cannot open %s: %s" % (os.path.basename(path), error), directory)
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.getuid(), 0):
+    if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.geteuid(), 0):
         os.close(fd)
         raise IpcError("PermissionDenied", "%s is not a regular file of this user" % os.path.basename(path), directory)
     return fd

@@ -3,6 +3,7 @@ import os
 import socket
 import fcntl
 import hashlib
+import json
 import stat
 import threading
 import time
@@ -274,6 +275,55 @@ class Channels(TempDirCase):
         listener = listen("unix://" + stale)
         self.addCleanup(listener.close)
         connect("unix://" + stale).close()
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to give up its effective ids")
+    def test_a_process_that_dropped_its_effective_uid_uses_its_own_runtime_directory(self):
+        # as Node's Security.test.ts (effective user): a daemon started as root that gives up its
+        # privileges with seteuid keeps real uid 0; what it creates is its effective user's, and a peer's
+        # credentials carry that user too. The runtime directory is effect-ipc-<euid> (effect-ipc-0 was
+        # refused as not its own) and the same-user check takes its own clients (it refused them)
+        name = "py-euid-%d" % os.getpid()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_end)
+                os.environ.pop("XDG_RUNTIME_DIR", None)
+                os.setegid(65534)
+                os.seteuid(65534)
+                said = {}
+                try:
+                    listener = listen("pipe://" + name)
+                    client = connect("pipe://" + name)
+                    server = listener.accept(5)
+                    client.send(b"as nobody")
+                    said["got"] = server.receive(5).decode()
+                    said["dir"] = address.runtime_dir()
+                    said["owner"] = os.lstat(said["dir"]).st_uid
+                    said["peer"] = [server.peer.uid, client.peer.uid]
+                    client.close()
+                    server.close()
+                    listener.close()
+                except Exception as error:  # reported to the parent, which fails the test with it
+                    said["error"] = repr(error)
+                os.write(write_end, json.dumps(said).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        chunks = []
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        said = json.loads(b"".join(chunks).decode())
+        self.assertNotIn("error", said, said.get("error"))
+        self.assertEqual(said["got"], "as nobody")
+        self.assertEqual(said["dir"], "/tmp/effect-ipc-65534")
+        self.assertEqual(said["owner"], 65534)
+        self.assertEqual(said["peer"], [65534, 65534])
 
     def test_refused_credentials(self):
         where = self.address()

@@ -102,6 +102,37 @@ it.live(
   60_000
 )
 
+// --out raw decoded the bytes as UTF-8 and printed them as lines with their source (ff 00 came out as ef bf bd 00)
+it.live(
+  "file tail --out raw writes each message's bytes unchanged, nothing between them",
+  () =>
+    Effect.gen(function*() {
+      const dir = fresh()
+      const backend = yield* FileChannel.backend(dir)
+      yield* backend.send(new Uint8Array([0xff, 0x00, 0x0a]))
+      yield* backend.send(new Uint8Array([0x80, 0x41]))
+      yield* backend.close
+      const ran = ChildProcess.spawnSync(node, [
+        ...flags,
+        bin,
+        "file",
+        "tail",
+        dir,
+        "--from-start",
+        "-n",
+        "2",
+        "--out",
+        "raw"
+      ], {
+        cwd: root,
+        timeout: 30_000
+      })
+      assert.strictEqual(ran.status, 0, ran.stderr.toString())
+      assert.deepStrictEqual([...ran.stdout], [0xff, 0x00, 0x0a, 0x80, 0x41])
+    }).pipe(Effect.scoped),
+  60_000
+)
+
 it.live("file tail follows a listener's connections, and ipckit files (--from-start)", () =>
   Effect.gen(function*() {
     const dir = fresh()

@@ -27,6 +27,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "./IpcError.ts"
+import * as RuntimeDir from "./RuntimeDir.ts"
 
 // node:fs is looked up when first used, not imported: core also bundles and loads in a browser page
 const Fs = {
@@ -149,7 +150,7 @@ let myClock: { readonly pid: number; readonly ns: string | undefined | "unreadab
  * its effective uid). False when it is gone. (A process of ours made non-dumpable shows as root's.)
  */
 const otherUser = (pid: number): boolean => {
-  const euid = process.geteuid?.()
+  const euid = RuntimeDir.userId()
   if (euid === undefined || euid === 0) return false
   try {
     return Fs.ownerOf(`/proc/${pid}`) !== euid

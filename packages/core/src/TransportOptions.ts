@@ -413,7 +413,9 @@ export const read = (
 
 /**
  * Builds a transport from its declaration with the options configuration
- * sets, or with `fallback` (the descriptor's `make`) when none are set.
+ * sets, or with `fallback` (the descriptor's `make`) when none are set. An
+ * option the transport itself refuses (its values together, or a value the
+ * schema lets through) is `InvalidOption` naming the transport too.
  */
 export const make = (
   transport: string,
@@ -422,5 +424,12 @@ export const make = (
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.flatMap(
     read(transport, declaration),
-    (options) => options === undefined || declaration === undefined ? fallback : declaration.make(options)
+    (options) =>
+      options === undefined || declaration === undefined ? fallback : Effect.mapError(
+        declaration.make(options),
+        (error) =>
+          error.reason._tag === "InvalidOption" && !error.detail.startsWith(`transport "`)
+            ? invalid(transport, error.detail)
+            : error
+      )
   )

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import type * as Registry from "@effect-ipc/core/Registry"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -61,6 +62,6 @@ export const descriptor: Registry.TransportDescriptor = {
   make: FileTransport.build(),
   options,
   defaultAddress: (service) =>
-    `file://${Path.join(Os.tmpdir(), `effect-ipc-${process.getuid?.() ?? "user"}`, service)}`,
+    `file://${Path.join(Os.tmpdir(), `effect-ipc-${RuntimeDir.userId() ?? "user"}`, service)}`,
   lacks: { file: { "raw-stream": "a log of checksummed records, not a byte stream" } }
 }

@@ -3,7 +3,7 @@
  * `IPC_OPTIONS_<NAME>`): they reach every channel the transport opens, and a
  * bad one fails the layer's build with reason `InvalidOption`.
  */
-import { Registry, Transport } from "@effect-ipc/core"
+import { Registry, RuntimeDir, Transport } from "@effect-ipc/core"
 import * as File from "@effect-ipc/transport-file"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -81,7 +81,34 @@ describe("file options from configuration", () => {
         assert.strictEqual(wide._tag, "IpcError")
         if (wide._tag !== "IpcError") return
         assert.strictEqual(wide.reason._tag, "InvalidOption", wide.message)
-        assert.include(wide.detail, `${shown} lets other users write`)
+        assert.include(wide.detail, `transport "file": ${shown} lets other users write`)
       }
+    }).pipe(Effect.scoped))
+
+  // a dirMode of 0750 made the shared <tmp>/effect-ipc-<uid> on the way to the default address 0750 too, and
+  // pipe://, nng's default addresses and ws:// token files then refused that directory as not private
+  it.live("IPC_OPTIONS_DIR_MODE=0750 with the default address: the service's directory is 0750, the runtime one 0700", () =>
+    Effect.gen(function*() {
+      const tmp = Fs.mkdtempSync(Path.join(dir, "tmp-"))
+      const saved = process.env["TMPDIR"]
+      process.env["TMPDIR"] = tmp
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (saved === undefined) delete process.env["TMPDIR"]
+          else process.env["TMPDIR"] = saved
+        })
+      )
+      const address = File.descriptor.defaultAddress("svc")
+      const runtime = Path.join(tmp, `effect-ipc-${process.geteuid!()}`)
+      assert.strictEqual(address, `file://${runtime}/svc`)
+      const transport = yield* Layer.build(configured({ IPC_OPTIONS_DIR_MODE: "0750" }))
+      const listener = yield* Transport.Transport.pipe(
+        Effect.provide(transport),
+        Effect.flatMap((t) => t.listen(address))
+      )
+      assert.isDefined(listener)
+      assert.strictEqual(Fs.statSync(Path.join(runtime, "svc")).mode & 0o777, 0o750)
+      assert.strictEqual(Fs.statSync(runtime).mode & 0o777, 0o700)
+      assert.strictEqual(yield* RuntimeDir.ensurePrivate(runtime), runtime)
     }).pipe(Effect.scoped))
 })

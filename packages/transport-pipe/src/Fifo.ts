@@ -39,6 +39,7 @@ import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Policy from "@effect-ipc/core/Policy"
 import * as Process from "@effect-ipc/core/Process"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Duration from "effect/Duration"
@@ -239,7 +240,7 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
   })
 
 /** The owner of the files this process creates. */
-const owner = (): number | undefined => process.geteuid?.()
+const owner = (): number | undefined => RuntimeDir.userId()
 
 /** `AddressInUse`: what is at `path` is no longer the FIFO this listener made (`stat`: what is there now). */
 const notOurs = (path: string, raw: string, stat: Fs.Stats | undefined) =>

@@ -16,46 +16,21 @@ import * as Address from "@effect-ipc/core/Address"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Effect from "effect/Effect"
-import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
-/** What the path rules depend on: the platform, the environment, the user id and the temp directory. */
-export interface Host {
-  /** `process.platform` of the machine the rules are for (`linux`, `darwin`, `win32`, ...). */
-  readonly platform: string
-  /** Its environment (only `XDG_RUNTIME_DIR` is read). */
-  readonly env: Readonly<Record<string, string | undefined>>
-  /** The user id (`process.getuid()`), undefined where there is none. */
-  readonly uid: number | undefined
-  /** Its temp directory, as `os.tmpdir()` gives it. */
-  readonly tmpdir: string
-  /**
-   * Whether `dir`, the value of `XDG_RUNTIME_DIR`, may hold this user's
-   * runtime directory (see `runtimeDirOn`). `currentHost`'s looks at the file
-   * system (`privateBase`); a host described rather than looked at may leave
-   * it out, and its `XDG_RUNTIME_DIR` is then taken as fit.
-   */
-  readonly runtimeBaseFits?: ((dir: string) => boolean) | undefined
-}
+/** What the path rules depend on: the platform, the environment, the user id and the temp directory (core's `RuntimeDir.Host`). */
+export type Host = RuntimeDir.Host
 
 /**
  * True when `dir` is an absolute path to a directory (not a link) of this
- * process's effective user that no other user can write (no group or other
- * write bit, sticky or not): then no one else can rename or replace what is in
- * it. Looks at the file system; false when `dir` cannot be looked at (core's
- * `RuntimeDir.privateBase`, which transport-ws's token files use too).
+ * process's effective user that no other user can write (core's
+ * `RuntimeDir.privateBase`, the test for `XDG_RUNTIME_DIR`).
  */
 export const privateBase: (dir: string) => boolean = RuntimeDir.privateBase
 
-/** This process's host: its platform, environment, user id and temp directory, and `privateBase` for `XDG_RUNTIME_DIR`. */
-export const currentHost = (): Host => ({
-  platform: process.platform,
-  env: process.env,
-  uid: process.getuid?.(),
-  tmpdir: Os.tmpdir(),
-  runtimeBaseFits: privateBase
-})
+/** This process's host: its platform, environment, effective user id and temp directory (core's `RuntimeDir.currentHost`). */
+export const currentHost: () => Host = RuntimeDir.currentHost
 
 /**
  * Longest socket path a platform accepts, in bytes without the final NUL:
@@ -94,52 +69,21 @@ const checkLength = (path: string, raw: string, platform: string) => {
 }
 
 /**
- * Where a host's `pipe://` sockets live: `$XDG_RUNTIME_DIR/effect-ipc` when
- * that is set and the host's `runtimeBaseFits` takes it (for `currentHost`: a
- * directory of this user that no other user can write, see `privateBase`; so
- * not, say, the `XDG_RUNTIME_DIR` of another user that `su` without `-` kept);
- * else, as when it is unset, `/tmp/effect-ipc-<uid>` on macOS (its `$TMPDIR`,
- * `/var/folders/.../T`, would leave little of the 104 bytes for names) and
- * `<tmpdir>/effect-ipc-<uid>` elsewhere. Creates nothing; touches the file
- * system only through `runtimeBaseFits` (a described host without it: not at all).
+ * Where a host's `pipe://` sockets live: its runtime directory (core's
+ * `RuntimeDir.directoryOn`): `$XDG_RUNTIME_DIR/effect-ipc` when that is set
+ * and the host's `runtimeBaseFits` takes it (for `currentHost`: a directory of
+ * this user that no other user can write, so not, say, the `XDG_RUNTIME_DIR`
+ * of another user that `su` without `-` kept); else `/tmp/effect-ipc-<uid>`
+ * on macOS and `<tmpdir>/effect-ipc-<uid>` elsewhere. Creates nothing.
  */
-export const runtimeDirOn = (host: Host): string => {
-  const base = host.env["XDG_RUNTIME_DIR"]
-  if (base !== undefined && base.length > 0 && (host.runtimeBaseFits?.(base) ?? true)) {
-    return Path.posix.join(base, "effect-ipc")
-  }
-  const tmp = host.platform === "darwin" ? "/tmp" : host.tmpdir
-  return Path.posix.join(tmp, `effect-ipc-${host.uid ?? "user"}`)
-}
-
-/** Creates `dir` with mode 0700 if missing and refuses it unless it is a directory of `uid` that others cannot enter. */
-const ensurePrivateDir = (dir: string, uid: number | undefined, raw?: string, recursive = true) =>
-  Effect.try({
-    try: () => {
-      try {
-        Fs.mkdirSync(dir, { recursive, mode: 0o700 })
-      } catch (cause) {
-        if (recursive || (cause as { code?: unknown }).code !== "EEXIST") throw cause
-      }
-      const stat = Fs.lstatSync(dir)
-      if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
-        throw Object.assign(new Error(`${dir} is not a private directory of this user`), { code: "EACCES" })
-      }
-      return dir
-    },
-    catch: (cause) => IpcError.fromSystemError(cause, "PermissionDenied", "no private runtime directory", raw)
-  })
+export const runtimeDirOn: (host: Host) => string = RuntimeDir.directoryOn
 
 /**
  * This user's private directory for `pipe://` sockets (see `runtimeDirOn`),
  * created with mode 0700. An existing directory that another user owns, or
  * that others can enter, is refused.
  */
-export const runtimeDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> =>
-  Effect.suspend(() => {
-    const host = currentHost()
-    return ensurePrivateDir(runtimeDirOn(host), host.uid, raw)
-  })
+export const runtimeDir: (raw?: string) => Effect.Effect<string, IpcError.IpcError> = RuntimeDir.directory
 
 /**
  * Where this user's path locks live (`fifo://` pairs, replacing a stale
@@ -156,7 +100,7 @@ export const lockDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> 
       if (home === undefined || !ownedDirectory(home, false)) return Effect.fail(error)
       // not recursive: the home directory is there already
       return Effect.mapError(
-        ensurePrivateDir(Path.join(home, ".effect-ipc-locks"), process.getuid?.(), raw, false),
+        RuntimeDir.ensurePrivate(Path.join(home, ".effect-ipc-locks"), raw, false),
         (second) => IpcError.make("PermissionDenied", `${error.detail}; and ${second.detail}`, raw)
       )
     }))
@@ -176,18 +120,9 @@ export const homeDirectory = (): string | undefined => {
 /**
  * True when `dir` is an absolute path to a directory (not a link) of this
  * user that no other user can write (with `privateOnly`, nor enter): a base
- * for directories of this user's own.
+ * for directories of this user's own (core's `RuntimeDir.ownedDirectory`).
  */
-export const ownedDirectory = (dir: string | undefined, privateOnly: boolean): boolean => {
-  if (dir === undefined || dir.length === 0 || !Path.isAbsolute(dir)) return false
-  try {
-    const stat = Fs.lstatSync(dir)
-    return stat.isDirectory() && stat.uid === process.getuid?.() &&
-      (stat.mode & (privateOnly ? 0o077 : 0o022)) === 0
-  } catch {
-    return false
-  }
-}
+export const ownedDirectory: (dir: string | undefined, privateOnly: boolean) => boolean = RuntimeDir.ownedDirectory
 
 const locate = (address: Address.Address, raw: string, host: Host): Effect.Effect<SocketPath, IpcError.IpcError> =>
   Effect.gen(function*() {
@@ -228,7 +163,7 @@ export const resolve = (raw: string): Effect.Effect<SocketPath, IpcError.IpcErro
     const host = currentHost()
     const endpoint = yield* locate(address, raw, host)
     if (address.scheme === "pipe" && endpoint.kind === "file") {
-      yield* ensurePrivateDir(runtimeDirOn(host), host.uid, raw)
+      yield* RuntimeDir.ensurePrivate(runtimeDirOn(host), raw)
     }
     return endpoint
   })

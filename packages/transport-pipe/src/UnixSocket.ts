@@ -24,6 +24,7 @@ import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Observability from "@effect-ipc/core/Observability"
 import * as Policy from "@effect-ipc/core/Policy"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Effect from "effect/Effect"
@@ -56,7 +57,7 @@ export const maxPathBytes: number = SocketPath.maxPathBytes
 
 /** The default `authorize`: a peer running as this process's user, or as root. */
 export const sameUserOrRoot = (peer: IpcChannel.PeerInfo): boolean =>
-  peer.uid !== undefined && (peer.uid === process.getuid?.() || peer.uid === 0)
+  peer.uid !== undefined && (peer.uid === RuntimeDir.userId() || peer.uid === 0)
 
 const fdOf = (socket: Net.Socket): number | undefined => {
   const handle: unknown = Reflect.get(socket, "_handle")
@@ -128,7 +129,7 @@ const inspect = (path: string, raw: string): Effect.Effect<Occupant, IpcError.Ip
   Effect.gen(function*() {
     const stat = yield* trySync(() => Files.lstatIfAny(path), "Open", `cannot look at ${path}`, raw)
     if (stat === undefined) return { _tag: "Absent" } as const
-    if (!stat.isSocket() || stat.uid !== process.getuid?.()) return yield* inUse(path, Files.describe(stat), raw)
+    if (!stat.isSocket() || stat.uid !== RuntimeDir.userId()) return yield* inUse(path, Files.describe(stat), raw)
     const probe = yield* Effect.result(connect(path, raw))
     if (probe._tag === "Success") {
       probe.success.destroy()

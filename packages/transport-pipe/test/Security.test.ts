@@ -451,3 +451,24 @@ describe.runIf(isRoot)("child pipes, against another user (uid 65534)", () => {
       assert.deepStrictEqual([...(yield* child.channel.receive)], [8])
     }).pipe(Effect.scoped))
 })
+
+describe.runIf(isRoot)("a process that gave up its privileges with seteuid (real uid 0, effective uid 65534)", () => {
+  // what it creates is its effective user's, and a peer's credentials carry that user too: the runtime
+  // directory was named for the real uid (effect-ipc-0, then refused as not its own) and the same-user
+  // check compared peers with the real uid (refusing the process's own clients)
+  it.live("uses its effective user's runtime directory and admits its own clients", () =>
+    Effect.gen(function*() {
+      const name = unique("euid")
+      const ran = yield* run(node, nodeFixture("euid.ts").concat(name))
+      assert.strictEqual(ran.status, 0, ran.stderr)
+      const said = JSON.parse(ran.stdout.toString().trim())
+      assert.deepStrictEqual(said, {
+        uid: 0,
+        dir: `/tmp/effect-ipc-${nobody}`,
+        owner: nobody,
+        peerUid: nobody,
+        echoed: [7]
+      })
+      assert.isFalse(Fs.existsSync(`/tmp/effect-ipc-${nobody}/${name}.sock`), "the socket is removed")
+    }), 60_000)
+})

@@ -34,6 +34,7 @@
 import * as Address from "@effect-ipc/core/Address"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Duration from "effect/Duration"
@@ -103,7 +104,7 @@ export const nameOf = (raw: string): Effect.Effect<string, IpcError.IpcError> =>
       : Effect.fail(IpcError.make("InvalidAddress", "an shm:// name is 1-80 of A-Z a-z 0-9 . _ -", raw))
   })
 
-const uid = (): number | undefined => process.getuid?.()
+const uid = (): number | undefined => RuntimeDir.userId()
 
 /**
  * The default rendezvous directory: `~/.effect-ipc-shm` when the home

@@ -17,7 +17,7 @@ import * as Path from "node:path"
 import * as Header from "../src/internal/header.ts"
 import * as Ring from "../src/internal/ring.ts"
 import * as Segments from "../src/internal/segments.ts"
-import { type Child, leftovers, spawnChild } from "./helpers.ts"
+import { type Child, leftovers, spawnChild, spawnChildWith } from "./helpers.ts"
 
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
@@ -259,6 +259,42 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
         assert.include(refusal, `belongs to uid ${NOBODY}`)
       }).pipe(Effect.scoped),
     30_000
+  )
+})
+
+describe.skipIf(!isRoot)("shm:// with a process that gave up root's privileges (seteuid to uid 65534)", () => {
+  // such a process is not dumpable: the kernel lets no other process open its /proc/<pid>/fd entries, so a
+  // client of its new user cannot map its ring; the error says why and what to do (it said only EACCES)
+  it.live(
+    "a client of that user fails PermissionDenied naming the cause; the same client reaches a dumpable server",
+    () =>
+      Effect.gen(function*() {
+        const asNobody = {
+          wrap: [
+            "setpriv",
+            `--reuid=${NOBODY}`,
+            `--regid=${NOBODY}`,
+            "--clear-groups",
+            "env",
+            "-u",
+            "TMPDIR",
+            "-u",
+            "XDG_RUNTIME_DIR"
+          ]
+        }
+        const dropped = `shm://${fresh()}`
+        yield* spawnChild("euid-echo", dropped, "0 millis")
+        const refused = yield* spawnChildWith(asNobody, "dial-once", dropped)
+        assert.match(
+          refused.said,
+          /^PermissionDenied: cannot open the peer's segment fd:\d+:\d+: that process is not dumpable/
+        )
+        assert.include(refused.said, "prctl(PR_SET_DUMPABLE, 1)")
+        const plain = `shm://${fresh()}`
+        yield* spawnChildWith(asNobody, "echo", plain, "0 millis")
+        assert.strictEqual((yield* spawnChildWith(asNobody, "dial-once", plain)).said, "ok 7")
+      }).pipe(Effect.scoped),
+    60_000
   )
 })
 

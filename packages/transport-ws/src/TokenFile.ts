@@ -3,7 +3,7 @@
  * one file per address, mode 0600, in this user's private runtime directory
  * (`$XDG_RUNTIME_DIR/effect-ipc` when `$XDG_RUNTIME_DIR` is a directory of this
  * user that no other user can write, else `<tmp>/effect-ipc-<uid>`, mode 0700:
- * the rule of `@effect-ipc/transport-pipe`'s `SocketPath`).
+ * core's `RuntimeDir`, the rule `pipe://` sockets follow too).
  * When that directory is not this user's private one (another user created
  * `<tmp>/effect-ipc-<uid>` first), it is refused and the file goes to
  * `~/.cache/effect-ipc` (mode 0700) instead, with a warning naming the
@@ -26,53 +26,26 @@ import type * as WsAddress from "./WsAddress.ts"
 /** A fresh token: 32 random bytes, base64url (43 characters). */
 export const generate = (): string => Crypto.randomBytes(32).toString("base64url")
 
-const uid = (): number | undefined => process.getuid?.()
-
-/**
- * The runtime directory: `$XDG_RUNTIME_DIR/effect-ipc` when `$XDG_RUNTIME_DIR`
- * is set and a `RuntimeDir.privateBase` (so not, say, another user's that `su` without
- * `-` kept, nor one others may write); else, as when it is unset,
- * `<tmp>/effect-ipc-<uid>`. Creates nothing.
- */
-const runtimeDirectory = (): string => {
-  const base = process.env["XDG_RUNTIME_DIR"]
-  return base !== undefined && base.length > 0 && RuntimeDir.privateBase(base)
-    ? Path.join(base, "effect-ipc")
-    : Path.join(Os.tmpdir(), `effect-ipc-${uid() ?? "user"}`)
-}
-
 /** The fallback under this user's home: `~/.cache/effect-ipc`. */
 const homeDirectory = (): string => Path.join(Os.homedir(), ".cache", "effect-ipc")
 
-/** True when `stat` is a directory of this user that no one else may enter. */
-const isPrivateDirectory = (stat: Fs.Stats): boolean => {
-  const me = uid()
-  return stat.isDirectory() && (me === undefined || stat.uid === me) && (stat.mode & 0o077) === 0
-}
-
-/** Creates `dir` (mode 0700) if missing; throws EACCES unless it is private to this user. */
-const ensurePrivate = (dir: string): string => {
-  Fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-  if (!isPrivateDirectory(Fs.lstatSync(dir))) {
-    throw Object.assign(new Error(`${dir} is not a private directory of this user`), { code: "EACCES" })
-  }
-  return dir
-}
-
 /** This user's private directory, and the directory refused on the way to it (if any). */
-const privateDirectory = (): { readonly dir: string; readonly refused: string | undefined } => {
-  const first = runtimeDirectory()
-  try {
-    return { dir: ensurePrivate(first), refused: undefined }
-  } catch (cause) {
-    // another user may have created it first (<tmp> is shared by all): fall back to the home directory
-    try {
-      return { dir: ensurePrivate(homeDirectory()), refused: first }
-    } catch {
-      throw cause
-    }
-  }
-}
+const privateDirectory = (): Effect.Effect<
+  { readonly dir: string; readonly refused: string | undefined },
+  IpcError.IpcError
+> =>
+  Effect.suspend(() => {
+    const first = RuntimeDir.directoryOn(RuntimeDir.currentHost())
+    return Effect.catch(
+      Effect.map(RuntimeDir.ensurePrivate(first), (dir) => ({ dir, refused: undefined })),
+      // another user may have created it first (<tmp> is shared by all): fall back to the home directory
+      (error) =>
+        RuntimeDir.ensurePrivate(homeDirectory()).pipe(
+          Effect.map((dir) => ({ dir, refused: first })),
+          Effect.mapError(() => error)
+        )
+    )
+  })
 
 /**
  * This user's private directory for token files: `$XDG_RUNTIME_DIR/effect-ipc`
@@ -83,10 +56,7 @@ const privateDirectory = (): { readonly dir: string; readonly refused: string | 
  * directory; `PermissionDenied` when neither is private.
  */
 export const directory = (): Effect.Effect<string, IpcError.IpcError> =>
-  Effect.try({
-    try: privateDirectory,
-    catch: (cause) => IpcError.fromSystemError(cause, "PermissionDenied", "no private runtime directory")
-  }).pipe(
+  privateDirectory().pipe(
     Effect.tap(({ refused }) =>
       refused === undefined
         ? Effect.void
@@ -146,7 +116,7 @@ export const readIfPrivate = (file: string): string | undefined => {
     const fd = Fs.openSync(file, Fs.constants.O_RDONLY | Fs.constants.O_NOFOLLOW)
     try {
       const stat = Fs.fstatSync(fd)
-      const me = uid()
+      const me = RuntimeDir.userId()
       if (!stat.isFile() || (me !== undefined && stat.uid !== me) || (stat.mode & 0o077) !== 0) return undefined
       const [token = "", pid] = Fs.readFileSync(fd, "utf8").split("\n").map((line) => line.trim())
       if (pid !== undefined && /^\d+$/.test(pid) && !isRunning(Number(pid))) return undefined
@@ -165,14 +135,8 @@ export const readIfPrivate = (file: string): string | undefined => {
  * default `tokenLookup`).
  */
 export const lookup = (address: WsAddress.WsAddress): string | undefined => {
-  for (const dir of [runtimeDirectory(), homeDirectory()]) {
-    let stat: Fs.Stats
-    try {
-      stat = Fs.lstatSync(dir)
-    } catch {
-      continue
-    }
-    if (!isPrivateDirectory(stat)) continue
+  for (const dir of [RuntimeDir.directoryOn(RuntimeDir.currentHost()), homeDirectory()]) {
+    if (!RuntimeDir.ownedDirectory(dir, true)) continue
     const token = readIfPrivate(pathIn(dir, address))
     if (token !== undefined) return token
   }

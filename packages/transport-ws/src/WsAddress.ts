@@ -40,6 +40,19 @@ const tokenPattern = /^[A-Za-z0-9._~-]{1,512}$/
 /** True when `token` can travel in a `Sec-WebSocket-Protocol` header. */
 export const isValidToken = (token: string): boolean => tokenPattern.test(token)
 
+/**
+ * The error for a token that is not 1-512 of A-Z a-z 0-9 . _ ~ - (it travels
+ * in a subprotocol name): `InvalidOption` when it was the `token` option,
+ * `InvalidAddress` when it came with the address (or a lookup).
+ */
+export const invalidToken = (fromOption: boolean, shown: string): IpcError.IpcError =>
+  IpcError.make(
+    fromOption ? "InvalidOption" : "InvalidAddress",
+    `${fromOption ? "the token option" : "a token"} is 1-512 of A-Z a-z 0-9 . _ ~ - ` +
+      "(it travels in a WebSocket subprotocol): join a phrase's words with - or _, or use base64url, not base64",
+    shown
+  )
+
 /** True for `localhost`, an IPv4 address in 127.0.0.0/8 and `::1` (brackets allowed). */
 export const isLoopbackHost = (host: string): boolean => {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1")
@@ -84,9 +97,7 @@ export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> 
       return yield* IpcError.make("InvalidAddress", "a ws:// address carries one token, not several", shown)
     }
     const token = url.searchParams.get("token") ?? undefined
-    if (token !== undefined && !isValidToken(token)) {
-      return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
-    }
+    if (token !== undefined && !isValidToken(token)) return yield* invalidToken(false, shown)
     const others = [...url.searchParams.keys()].filter((key) => key !== "token")
     if (others.length > 0) {
       return yield* IpcError.make("InvalidAddress", `unknown query parameter ${others[0]} (only token)`, shown)

@@ -194,7 +194,7 @@ export const dial = (
     const parsed = yield* WsAddress.parse(address)
     const token = options.token ?? parsed.token ?? options.tokenLookup?.(parsed)
     if (token !== undefined && !WsAddress.isValidToken(token)) {
-      return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", parsed.redacted)
+      return yield* WsAddress.invalidToken(options.token !== undefined, parsed.redacted)
     }
     if (options.connect === undefined && typeof WebSocket === "undefined") {
       return yield* IpcError.make("UnsupportedPlatform", "there is no global WebSocket here (Node 22+ has one)")

@@ -201,7 +201,7 @@ export const listen = (
     const userToken = options.token ?? parsed.token
     const token = userToken ?? TokenFile.generate()
     if (!WsAddress.isValidToken(token)) {
-      return yield* IpcError.make("InvalidAddress", "a token is 1-512 of A-Z a-z 0-9 . _ ~ -", shown)
+      return yield* WsAddress.invalidToken(options.token !== undefined, shown)
     }
     const weakness = userToken === undefined || options.allowWeakToken === true
       ? undefined

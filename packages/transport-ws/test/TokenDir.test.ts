@@ -178,3 +178,22 @@ describe("an XDG_RUNTIME_DIR that is not this user's, or that others may write",
       }
     }))
 })
+
+// a daemon started as root that gives up its privileges with seteuid keeps real uid 0, and what it creates is
+// its effective user's: the token directory was named for the real uid (effect-ipc-0), refused as not its own,
+// and the fallback under root's home could not be made (PermissionDenied)
+describe.runIf(process.getuid?.() === 0)("a process that gave up its privileges with seteuid", () => {
+  it("keeps its token in its effective user's runtime directory, where its clients find it", () => {
+    const ran = ChildProcess.spawnSync(
+      "bash",
+      ["scripts/node.sh", "packages/transport-ws/test/fixtures/euid.ts", freshAddress("euid")],
+      { cwd: Path.resolve(import.meta.dirname, "../../.."), encoding: "utf8", timeout: 60_000 }
+    )
+    assert.strictEqual(ran.status, 0, ran.stderr)
+    assert.deepStrictEqual(JSON.parse(ran.stdout.trim().split("\n").at(-1)!), {
+      dir: "/tmp/effect-ipc-65534",
+      owner: 65534,
+      echoed: [7]
+    })
+  }, 60_000)
+})

@@ -103,6 +103,32 @@ describe("a token the user gives", () => {
       }
     }))
 
+  // a phrase with spaces, or standard base64, failed as InvalidAddress with the characters allowed unsaid in the README
+  it.effect("characters a subprotocol cannot carry: InvalidOption in the options, InvalidAddress in the address", () =>
+    Effect.gen(function*() {
+      const phrase = "correct horse battery staple orbit gravel"
+      const base64 = `${Crypto.randomBytes(30).toString("base64")}+/=`
+      for (const token of [phrase, base64]) {
+        const option = yield* Effect.flip(Ws.WsServer.listen(freshAddress("chars"), { tokenFile: false, token }))
+        assert.strictEqual(option.reason._tag, "InvalidOption", option.message)
+        assert.include(option.detail, "the token option is 1-512 of A-Z a-z 0-9 . _ ~ -")
+        assert.notInclude(option.message, token)
+        const dialled = yield* Effect.flip(Ws.WsClient.dial(freshAddress("chars"), { token }))
+        assert.strictEqual(dialled.reason._tag, "InvalidOption", dialled.message)
+      }
+      const inAddress = yield* Effect.flip(
+        Ws.WsServer.listen(`${freshAddress("chars")}?token=a%20b`, { tokenFile: false })
+      )
+      assert.strictEqual(inAddress.reason._tag, "InvalidAddress", inAddress.message)
+      assert.include(inAddress.detail, "a token is 1-512 of A-Z a-z 0-9 . _ ~ -")
+      // the same phrase with its words joined by - passes (the README's "a long phrase of words")
+      const joined = yield* Ws.WsServer.listen(freshAddress("chars"), {
+        tokenFile: false,
+        token: phrase.replaceAll(" ", "-")
+      })
+      assert.strictEqual(joined.token, phrase.replaceAll(" ", "-"))
+    }).pipe(Effect.scoped))
+
   it("a random token of 16 bytes or more is strong in hex and base64url (fast-check, fixed seed)", () => {
     // uniform draws (no bias to small values: a token is random bytes), as many as a user would make
     fc.assert(

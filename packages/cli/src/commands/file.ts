@@ -7,7 +7,8 @@
  * and exits non-zero on damage, showing its progress on stderr when that is a
  * terminal or with `--progress`; `--json` prints the report as one JSON
  * event). `tail -n N` counts messages only: a writer's close record is shown
- * but not counted. Neither moves a cursor or holds
+ * but not counted. With `--out raw` each message's bytes are written
+ * unchanged, with nothing between them (no source, no close records). Neither moves a cursor or holds
  * space back, and both trust what a channel trusts: a directory or file another user controls, a
  * planted link or a FIFO where a file is expected is refused (`PermissionDenied`, exit status 1).
  *
@@ -87,7 +88,14 @@ const tail = Command.make(
           )
         })
         return (Option.isSome(count) ? messagesUpTo(count.value)(seen) : seen).pipe(
-          Stream.runForEach((r) => s.json ? jsonEvent(s.output, r) : Effect.flatMap(line(s.output, r), Console.log))
+          Stream.runForEach((r) =>
+            s.json
+              ? jsonEvent(s.output, r)
+              : s.output === "raw"
+              // the bytes unchanged, nothing between messages (a close record is not a message: nothing)
+              ? r.kind === "data" ? Output.message(s, r.payload) : Effect.void
+              : Effect.flatMap(line(s.output, r), Console.log)
+          )
         )
       })
     )

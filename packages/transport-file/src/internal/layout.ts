@@ -7,7 +7,9 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Sys from "./sys.ts"
 
@@ -183,13 +185,29 @@ const checkComponent = (path: string, stat: Fs.Stats, last: boolean): void => {
 }
 
 /**
+ * This user's runtime directories (core's `RuntimeDir`: the one `pipe://`
+ * uses, and `<tmp>/effect-ipc-<uid>`, where the default address goes), which
+ * other transports require to be 0700: made so on the way to a channel
+ * directory whatever `dirMode` says (a 0750 one would refuse `pipe://` later).
+ */
+const runtimeDirs = (): ReadonlySet<string> => {
+  const host = RuntimeDir.currentHost()
+  return new Set([
+    RuntimeDir.directoryOn(host),
+    Path.join(Os.tmpdir(), `effect-ipc-${RuntimeDir.userId() ?? "user"}`)
+  ])
+}
+
+/**
  * Creates the missing components of the absolute path `dir` one at a time
- * with `mode`, never following a link: each component (made here, or found
- * there because someone was quicker) is checked before the next is made in
- * it. True when the last component was made here.
+ * with `mode` (a runtime directory on the way: 0700, see `runtimeDirs`), never
+ * following a link: each component (made here, or found there because someone
+ * was quicker) is checked before the next is made in it. True when the last
+ * component was made here.
  */
 const makePath = (dir: string, mode: number): boolean => {
   const parts = dir.split(Path.sep).filter((p) => p.length > 0)
+  const runtime = runtimeDirs()
   let created = false
   for (let i = 0; i <= parts.length; i++) {
     const path = Path.join(Path.sep, ...parts.slice(0, i))
@@ -201,7 +219,7 @@ const makePath = (dir: string, mode: number): boolean => {
       }
       created = false
       try {
-        Sys.makeDir(path, mode)
+        Sys.makeDir(path, i < parts.length && runtime.has(path) ? 0o700 : mode)
         created = true
       } catch (cause) {
         if (IpcError.errnoOf(cause) !== "EEXIST") throw cause

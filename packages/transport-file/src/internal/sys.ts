@@ -9,6 +9,7 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -34,7 +35,7 @@ export const attempt = <A>(
 export const failed = (u: unknown): u is IpcError.IpcError => u instanceof IpcError.IpcError
 
 /** The effective uid of this process (what owns the files it creates). */
-const euid = (): number | undefined => process.geteuid?.()
+const euid = (): number | undefined => RuntimeDir.userId()
 
 /** True when `uid` may own what a channel uses: this process's user, or root. */
 export const trustedOwner = (uid: number): boolean => {

@@ -23,6 +23,7 @@
  * @internal
  */
 import * as Process from "@effect-ipc/core/Process"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -80,7 +81,7 @@ const refusal = (message: string, code: string) => Object.assign(new Error(messa
  * alone).
  */
 export const make = (lobbyPath: string, mode: number): Directory => {
-  const uid = process.geteuid?.()
+  const uid = RuntimeDir.userId()
   const parent = parentOf(lobbyPath)
   if (uid !== undefined && !entriesStay(parent, uid)) {
     throw refusal(
@@ -175,7 +176,7 @@ const entriesStay = (dir: string, uid: number): boolean => {
  * listens. Never throws.
  */
 export const sweep = (lobbyPath: string): ReadonlyArray<string> => {
-  const uid = process.getuid?.()
+  const uid = RuntimeDir.userId()
   if (uid === undefined) return []
   const key = keyOf(lobbyPath)
   const removed: Array<string> = []

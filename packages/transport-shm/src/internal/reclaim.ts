@@ -11,6 +11,7 @@
  *
  * @internal
  */
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Header from "./header.ts"
 import * as Libc from "./libc.ts"
 import * as Processes from "./processes.ts"
@@ -71,7 +72,7 @@ export const judge = (h: Header.HeaderView, now: number): Verdict => {
  */
 export const blankVerdict = (entry: Segments.Listed, now: number): Verdict => {
   const match = Segments.channelNamePattern.exec(entry.name)
-  if (match === null || entry.uid !== process.getuid?.() || now - entry.mtimeMs < 1000) return undefined
+  if (match === null || entry.uid !== RuntimeDir.userId() || now - entry.mtimeMs < 1000) return undefined
   const pid = Number.parseInt(match[1]!, 36)
   const dead = Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead"
   return dead ? `its creator (pid ${pid}) died before writing its header` : undefined

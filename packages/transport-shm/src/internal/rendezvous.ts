@@ -8,6 +8,7 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Effect from "effect/Effect"
@@ -16,7 +17,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
-const uid = (): number | undefined => process.getuid?.()
+const uid = (): number | undefined => RuntimeDir.userId()
 
 /**
  * The default rendezvous directory: `~/.effect-ipc-shm` when the home

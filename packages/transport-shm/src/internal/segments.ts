@@ -6,6 +6,7 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -42,7 +43,7 @@ export const freshName = (tag: "r" | "m"): string =>
   }`
 
 /** This process's uid (undefined where the OS has none). */
-const myUid = (): number | undefined => process.getuid?.()
+const myUid = (): number | undefined => RuntimeDir.userId()
 
 /** `PermissionDenied` for a segment that another user owns (it could have been planted under our name). */
 const foreignOwner = (name: string, uid: number, address?: string) =>
@@ -291,6 +292,24 @@ export const consumed = (token: string): void => {
  * user. Elsewhere: a named segment owned by this user. A segment smaller than
  * `minSize` is `Protocol` ("truncated").
  */
+/**
+ * Whether the process `pid` is not dumpable: then the kernel makes its
+ * `/proc/<pid>` entries root's and lets no other user's process open its
+ * descriptors, even one of its own effective user. A process that changed its
+ * user ids (`setuid`, `seteuid`) or runs a set-user-id program is not.
+ */
+const notDumpable = (pid: number): boolean => {
+  try {
+    return Fs.statSync(`/proc/${pid}/fd`).uid === 0 && myUid() !== 0
+  } catch {
+    return false
+  }
+}
+
+const NOT_DUMPABLE = ": that process is not dumpable (it changed its user ids, with setuid or seteuid, or runs a " +
+  "set-user-id program), so the kernel lets no other process open its descriptors; it can call " +
+  "prctl(PR_SET_DUMPABLE, 1) after changing them, or use pipe://"
+
 export const openIncoming = (
   token: string,
   peerPid: number | undefined,
@@ -310,7 +329,13 @@ export const openIncoming = (
     Effect.try({
       // non-blocking: a descriptor that names a FIFO must not freeze the event loop
       try: () => Fs.openSync(path, Fs.constants.O_RDWR | Fs.constants.O_NONBLOCK | Fs.constants.O_NOCTTY),
-      catch: (cause) => IpcError.fromSystemError(cause, "NotFound", `cannot open the peer's segment ${token}`, address)
+      catch: (cause) =>
+        IpcError.fromSystemError(
+          cause,
+          "NotFound",
+          `cannot open the peer's segment ${token}${notDumpable(peerPid) ? NOT_DUMPABLE : ""}`,
+          address
+        )
     }),
     (fd) =>
       Effect.try({

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 
@@ -47,7 +48,7 @@ export const listenerUids = (port: number): ReadonlyArray<number> | undefined =>
  */
 export const checkOwn = (port: number, shown: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
-    const me = process.getuid?.()
+    const me = RuntimeDir.userId()
     const uids = listenerUids(port)
     if (me === undefined || uids === undefined) return Effect.void
     const other = uids.find((uid) => uid !== me)
