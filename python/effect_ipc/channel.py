@@ -50,8 +50,18 @@ class PeerInfo(object):
 
 
 def same_user_or_root(peer):
-    """The default ``authorize``: the peer runs as this user, or as root."""
+    """The default ``authorize``: the peer runs as this (effective) user, or as root. ``listen`` and
+    ``connect`` take the user as of their call: a process that changes its effective user later keeps
+    admitting the one it listened or connected as."""
     return peer.uid is not None and (peer.uid == os.geteuid() or peer.uid == 0)
+
+
+def _authorizer(authorize):
+    """``authorize``, with the default fixed to this process's effective user as of now."""
+    if authorize is not same_user_or_root:
+        return authorize
+    uid = os.geteuid()
+    return lambda peer: peer.uid is not None and (peer.uid == uid or peer.uid == 0)
 
 
 def peer_credentials(sock):
@@ -405,7 +415,7 @@ class Listener(object):
         self._sock = sock
         self._path = path
         self._identity = identity
-        self._authorize = authorize
+        self._authorize = _authorizer(authorize)
         self._options = options
         self._closed = False
 

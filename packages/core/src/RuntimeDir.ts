@@ -81,16 +81,19 @@ export const currentHost = (): Host => ({
 
 /**
  * A host's runtime directory: `$XDG_RUNTIME_DIR/effect-ipc` when that is set
- * and the host's `runtimeBaseFits` takes it; else `/tmp/effect-ipc-<uid>` on
- * macOS and `<tmpdir>/effect-ipc-<uid>` elsewhere. Creates nothing; touches
- * the file system only through `runtimeBaseFits`.
+ * and the host's `runtimeBaseFits` takes it; else `<tmpdir>/effect-ipc-<uid>`,
+ * and on macOS, for sockets (`sockets`, the default), `/tmp/effect-ipc-<uid>`
+ * (its `$TMPDIR`, `/var/folders/.../T`, would leave little of a socket path's
+ * 104 bytes for names). Creates nothing; touches the file system only through
+ * `runtimeBaseFits`.
  */
-export const directoryOn = (host: Host): string => {
+export const directoryOn = (host: Host, options: { readonly sockets?: boolean | undefined } = {}): string => {
   const base = host.env["XDG_RUNTIME_DIR"]
   if (base !== undefined && base.length > 0 && (host.runtimeBaseFits?.(base) ?? true)) {
     return join(base, "effect-ipc")
   }
-  return join(host.platform === "darwin" ? "/tmp" : host.tmpdir, `effect-ipc-${host.uid ?? "user"}`)
+  const tmp = host.platform === "darwin" && options.sockets !== false ? "/tmp" : host.tmpdir
+  return join(tmp, `effect-ipc-${host.uid ?? "user"}`)
 }
 
 /** Whether anything is at `dir` itself (a link is not followed). */

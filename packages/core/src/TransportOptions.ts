@@ -429,7 +429,13 @@ export const make = (
         declaration.make(options),
         (error) =>
           error.reason._tag === "InvalidOption" && !error.detail.startsWith(`transport "`)
-            ? invalid(transport, error.detail)
+            ? new IpcError.IpcError({
+              reason: error.reason,
+              detail: `transport "${transport}": ${error.detail}`,
+              address: error.address,
+              errno: error.errno,
+              cause: error.cause
+            })
             : error
       )
   )

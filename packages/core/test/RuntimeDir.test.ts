@@ -43,11 +43,28 @@ describe("RuntimeDir.directoryOn", () => {
       "/tmp/effect-ipc-1000"
     )
     assert.strictEqual(RuntimeDir.directoryOn(host({ uid: undefined })), "/tmp/effect-ipc-user")
+    // what is not a socket (ws:// token files) keeps macOS's own temp directory
+    assert.strictEqual(
+      RuntimeDir.directoryOn(host({ platform: "darwin", tmpdir: "/var/folders/xy/T" }), { sockets: false }),
+      "/var/folders/xy/T/effect-ipc-1000"
+    )
   })
 
-  it("this process's host is its effective user's", () => {
-    assert.strictEqual(RuntimeDir.currentHost().uid, process.geteuid?.())
-    assert.strictEqual(RuntimeDir.userId(), process.geteuid?.())
+  it("this process's host is its effective user's, not its real one's", () => {
+    // real and effective ids differ only in a process that changed them (the seteuid tests of
+    // transport-pipe, transport-ws, transport-shm and Python do, as root); here geteuid says another
+    const real = process.geteuid!
+    process.geteuid = () => 4242
+    try {
+      assert.strictEqual(RuntimeDir.userId(), 4242)
+      assert.strictEqual(RuntimeDir.currentHost().uid, 4242)
+      assert.strictEqual(
+        RuntimeDir.directoryOn({ ...RuntimeDir.currentHost(), env: {} }),
+        Path.join(Os.tmpdir(), "effect-ipc-4242")
+      )
+    } finally {
+      process.geteuid = real
+    }
   })
 })
 

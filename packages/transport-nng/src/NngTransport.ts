@@ -127,7 +127,8 @@ const isHello = (body: Uint8Array): boolean =>
 
 /**
  * The default `authorize` (consulted over ipc and abstract only): a peer of
- * this user or root; a peer whose credentials could not be read is refused.
+ * this user (as of `listen` or `dial`) or root; a peer whose credentials
+ * could not be read is refused.
  */
 export const sameUserOrRoot: (peer: IpcChannel.PeerInfo) => boolean = UnixSocket.sameUserOrRoot
 
@@ -298,7 +299,6 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   const closeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.closeTimeout ?? "2 seconds"))
   const handshakeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout ?? "5 seconds"))
   const maxPending = Math.max(1, options.maxPendingHandshakes ?? 64)
-  const authorize = options.authorize ?? sameUserOrRoot
   const sendBuffer = options.sendBuffer ?? 16
   const pairOptions: Socket.SocketOptions = {
     // what nng may receive: the largest message or batch (internal/channel.ts batches up to 256 KiB of
@@ -326,6 +326,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 
   const listen = (raw: string) =>
     Effect.gen(function*() {
+      const authorize = UnixSocket.authorizerOf(options.authorize)
       const lobbyAddress = yield* NngAddress.parse(raw)
       const lobby = yield* Socket.make("rep-raw", {
         maxMessageSize: 4096,
@@ -447,7 +448,12 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     })
 
   /** One try at a conversation: the rendezvous, then the conversation's handshake. */
-  const attempt = (raw: string, deadline: number, askAgain: number) =>
+  const attempt = (
+    raw: string,
+    deadline: number,
+    askAgain: number,
+    authorize: (peer: IpcChannel.PeerInfo) => boolean
+  ) =>
     Effect.gen(function*() {
       const lobbyAddress = yield* NngAddress.parse(raw)
       const timedOut = (what: string) => () =>
@@ -540,9 +546,10 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 
   const dial = (raw: string) =>
     Effect.gen(function*() {
+      const authorize = UnixSocket.authorizerOf(options.authorize)
       const deadline = Date.now() + connectTimeout
       let askAgain = ASK_AGAIN_MS / 2
-      const channel = yield* Effect.suspend(() => attempt(raw, deadline, askAgain *= 2)).pipe(
+      const channel = yield* Effect.suspend(() => attempt(raw, deadline, askAgain *= 2, authorize)).pipe(
         Effect.retry({
           while: (error) => error instanceof Vanished && Date.now() < deadline,
           schedule: Schedule.min([Schedule.exponential("50 millis"), Schedule.spaced("1 second")]).pipe(

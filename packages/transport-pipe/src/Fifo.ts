@@ -53,7 +53,7 @@ import * as Net from "node:net"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
 import * as PathLock from "./internal/pathLock.ts"
-import { sameUserOrRoot } from "./UnixSocket.ts"
+import { authorizerOf } from "./UnixSocket.ts"
 
 /** Options of the FIFO transport. */
 export interface FifoOptions extends StreamChannel.StreamChannelOptions {
@@ -409,7 +409,6 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
   const mode = options.mode ?? 0o600
   const pipeSize = options.pipeSize ?? 1024 * 1024
   const helloTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.helloTimeout ?? "2 seconds"))
-  const authorize = options.authorize ?? sameUserOrRoot
   // a 64 KiB default pipe makes a 1 MiB message cost 16 wake-ups each way
   const sized = (fd: number) => Effect.as(Libc.setPipeSize(fd, pipeSize), fd)
   return {
@@ -587,6 +586,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
       }),
     dial: (raw) =>
       Effect.gen(function*() {
+        const authorize = authorizerOf(options.authorize)
         const files = yield* paths(raw)
         if (!Fs.existsSync(files.toServer)) return yield* IpcError.make("NotFound", "no FIFO pair at this address", raw)
         // the ready token and the FIFOs must be made by a user authorize admits

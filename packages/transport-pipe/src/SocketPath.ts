@@ -76,7 +76,7 @@ const checkLength = (path: string, raw: string, platform: string) => {
  * of another user that `su` without `-` kept); else `/tmp/effect-ipc-<uid>`
  * on macOS and `<tmpdir>/effect-ipc-<uid>` elsewhere. Creates nothing.
  */
-export const runtimeDirOn: (host: Host) => string = RuntimeDir.directoryOn
+export const runtimeDirOn = (host: Host): string => RuntimeDir.directoryOn(host)
 
 /**
  * This user's private directory for `pipe://` sockets (see `runtimeDirOn`),

@@ -55,9 +55,22 @@ export interface UnixSocketOptions extends StreamChannel.StreamChannelOptions {
 /** Longest socket path the platform accepts, in bytes (without the final NUL). */
 export const maxPathBytes: number = SocketPath.maxPathBytes
 
-/** The default `authorize`: a peer running as this process's user, or as root. */
-export const sameUserOrRoot = (peer: IpcChannel.PeerInfo): boolean =>
-  peer.uid !== undefined && (peer.uid === RuntimeDir.userId() || peer.uid === 0)
+/** A peer running as `uid` or as root (`uid` undefined: as root only); one whose credentials are unknown is refused. */
+export const sameUserOrRootAs = (uid: number | undefined) => (peer: IpcChannel.PeerInfo): boolean =>
+  peer.uid !== undefined && (peer.uid === uid || peer.uid === 0)
+
+/**
+ * A peer running as this process's (effective) user, or as root. The
+ * transports' default `authorize` is this as of `listen` or `dial`: a process
+ * that changes its effective user later keeps admitting the user it
+ * listened or dialled as.
+ */
+export const sameUserOrRoot = (peer: IpcChannel.PeerInfo): boolean => sameUserOrRootAs(RuntimeDir.userId())(peer)
+
+/** `options.authorize`, else `sameUserOrRoot` as of now (see there): what a `listen` or `dial` checks peers with. */
+export const authorizerOf = (
+  authorize: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
+): (peer: IpcChannel.PeerInfo) => boolean => authorize ?? sameUserOrRootAs(RuntimeDir.userId())
 
 const fdOf = (socket: Net.Socket): number | undefined => {
   const handle: unknown = Reflect.get(socket, "_handle")
@@ -247,11 +260,11 @@ export const withFreePath = <A, E, R>(
 /** Makes the Unix socket transport (`unix://`, `pipe://`). */
 export const make = (options: UnixSocketOptions = {}): Transport.TransportShape => {
   const mode = options.mode ?? 0o600
-  const authorize = options.authorize ?? sameUserOrRoot
   return {
     schemes: ["unix", "pipe"],
     listen: (raw) =>
       Effect.gen(function*() {
+        const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
         const server = Net.createServer({ pauseOnConnect: true })
@@ -300,6 +313,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
       }),
     dial: (raw) =>
       Effect.gen(function*() {
+        const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.dial(path, raw, options)
         // the socket is destroyed on any failure or interruption until the channel owns it

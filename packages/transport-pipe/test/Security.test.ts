@@ -471,4 +471,22 @@ describe.runIf(isRoot)("a process that gave up its privileges with seteuid (real
       })
       assert.isFalse(Fs.existsSync(`/tmp/effect-ipc-${nobody}/${name}.sock`), "the socket is removed")
     }), 60_000)
+
+  // the default authorize compared peers with the effective uid of the moment: a listener made as root
+  // admitted uid 65534 once its process had changed its effective uid, on a socket only root could use
+  it.live(
+    "a listener made before the change admits the user it listened as, not the new one",
+    () =>
+      Effect.gen(function*() {
+        const name = unique("euid-later")
+        const server = yield* start(node, nodeFixture("euid-later.ts").concat(name))
+        yield* server.line(/^ready$/)
+        const refused = yield* run(python, [pythonPeer, `@${name}`, "hi"], { uid: nobody })
+        assert.notStrictEqual(refused.status, 0, "nobody was refused")
+        assert.notInclude(refused.stdout.toString(), "hi")
+        const admitted = yield* run(python, [pythonPeer, `@${name}`, "hi"])
+        assert.strictEqual(admitted.stdout.toString(), "hi\nclosed\n", admitted.stderr)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

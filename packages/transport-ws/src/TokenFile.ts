@@ -35,7 +35,7 @@ const privateDirectory = (): Effect.Effect<
   IpcError.IpcError
 > =>
   Effect.suspend(() => {
-    const first = RuntimeDir.directoryOn(RuntimeDir.currentHost())
+    const first = RuntimeDir.directoryOn(RuntimeDir.currentHost(), { sockets: false })
     return Effect.catch(
       Effect.map(RuntimeDir.ensurePrivate(first), (dir) => ({ dir, refused: undefined })),
       // another user may have created it first (<tmp> is shared by all): fall back to the home directory
@@ -135,7 +135,7 @@ export const readIfPrivate = (file: string): string | undefined => {
  * default `tokenLookup`).
  */
 export const lookup = (address: WsAddress.WsAddress): string | undefined => {
-  for (const dir of [RuntimeDir.directoryOn(RuntimeDir.currentHost()), homeDirectory()]) {
+  for (const dir of [RuntimeDir.directoryOn(RuntimeDir.currentHost(), { sockets: false }), homeDirectory()]) {
     if (!RuntimeDir.ownedDirectory(dir, true)) continue
     const token = readIfPrivate(pathIn(dir, address))
     if (token !== undefined) return token

@@ -286,13 +286,6 @@ export const consumed = (token: string): void => {
 }
 
 /**
- * Opens and maps the channel segment `token` that the peer (process `peerPid`)
- * made. Linux: the descriptor must be a sealed memory file (it can never
- * shrink under our mapping), with the inode the token names, owned by this
- * user. Elsewhere: a named segment owned by this user. A segment smaller than
- * `minSize` is `Protocol` ("truncated").
- */
-/**
  * Whether the process `pid` is not dumpable: then the kernel makes its
  * `/proc/<pid>` entries root's and lets no other user's process open its
  * descriptors, even one of its own effective user. A process that changed its
@@ -300,7 +293,9 @@ export const consumed = (token: string): void => {
  */
 const notDumpable = (pid: number): boolean => {
   try {
-    return Fs.statSync(`/proc/${pid}/fd`).uid === 0 && myUid() !== 0
+    // Uid: real, effective, saved, file system
+    const effective = /^Uid:\s+\d+\s+(\d+)/m.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+    return effective !== undefined && effective !== "0" && Fs.statSync(`/proc/${pid}/fd`).uid === 0
   } catch {
     return false
   }
@@ -310,6 +305,13 @@ const NOT_DUMPABLE = ": that process is not dumpable (it changed its user ids, w
   "set-user-id program), so the kernel lets no other process open its descriptors; it can call " +
   "prctl(PR_SET_DUMPABLE, 1) after changing them, or use pipe://"
 
+/**
+ * Opens and maps the channel segment `token` that the peer (process `peerPid`)
+ * made. Linux: the descriptor must be a sealed memory file (it can never
+ * shrink under our mapping), with the inode the token names, owned by this
+ * user. Elsewhere: a named segment owned by this user. A segment smaller than
+ * `minSize` is `Protocol` ("truncated").
+ */
 export const openIncoming = (
   token: string,
   peerPid: number | undefined,
