@@ -325,6 +325,40 @@ class Channels(TempDirCase):
         self.assertEqual(said["owner"], 65534)
         self.assertEqual(said["peer"], [65534, 65534])
 
+    @unittest.skipUnless(os.getuid() == 0, "needs root to change its effective ids")
+    def test_a_listener_admits_the_user_it_listened_as_after_its_process_changes_user(self):
+        # the default authorize read the effective uid at each accept: a listener made as root admitted
+        # uid 65534 once its process had changed its effective uid, on an abstract socket only root used
+        name = "unix:@py-euid-later-%d" % os.getpid()
+        go_read, go_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the other user, waiting for the listener to change its effective uid
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                os.read(go_read, 1)
+                try:
+                    connect(name).receive(2)
+                except Exception:
+                    pass
+            finally:
+                os._exit(0)
+        listener = listen(name)
+        self.addCleanup(listener.close)
+        os.setegid(65534)
+        os.seteuid(65534)
+        try:
+            os.write(go_write, b"x")
+            with self.assertRaises(IpcError) as caught:
+                listener.accept(2)
+            self.assertEqual(caught.exception.reason, "Timeout")  # the client was refused, not admitted
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+            os.waitpid(pid, 0)
+            os.close(go_read)
+            os.close(go_write)
+
     def test_refused_credentials(self):
         where = self.address()
         listener = listen(where)
