@@ -6,6 +6,7 @@ from .channel import Channel, Heartbeat, Listener, PeerInfo, connect, listen, sa
 from .child import from_parent
 from .errors import Closed, IpcError
 from .rpc import RpcClient, RpcDefect, RpcError, RpcFailure, RpcInterrupted, RpcServer, Stream
+from . import ipckit, log  # noqa: F401  (effect_ipc.ipckit and effect_ipc.log, as the README uses them)
 
 __version__ = "0.1.0"
 

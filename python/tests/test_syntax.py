@@ -32,3 +32,14 @@ class Python37(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Imports(unittest.TestCase):
+    def test_import_effect_ipc_reaches_every_module_the_readme_names(self):
+        # a fresh interpreter: `import effect_ipc` alone, then effect_ipc.ipckit and effect_ipc.log as the
+        # README writes them (they were not imported by the package, so an AttributeError)
+        import subprocess
+        code = "import effect_ipc; effect_ipc.ipckit.IpckitChannel; effect_ipc.log; effect_ipc.rpc.RpcClient; print('ok')"
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(ROOT))
+        out = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(out.stdout.decode().strip(), "ok", out.stderr.decode())

@@ -167,7 +167,8 @@ const why = (errno: string, address: string | undefined): string => {
  * `syscall ECODE path` wording with its `[ECODE]` tag.
  */
 const internals = [
-  /\s*\bat [^\s(]+ \([^)]*\)/g,
+  // a stack frame (`at fn (file:1:2)`, `at async Promise.all (index 0)`), not "at unix:///x.sock (pid 7)"
+  /\s*\bat [^\s(]+ \((?:[^)]*:\d+:\d+|index \d+|native|<anonymous>)\)/g,
   /:? ?E[A-Z]+: [^,]+, \w+ '[^']*'/g,
   /:? ?\b(?:connect|bind|listen|open|mkdtemp|rename|unlink|mkdir|stat|lstat) E[A-Z]+\b(?: \S+)?/g,
   /'[^']*\.eipc-[^']*'/g,

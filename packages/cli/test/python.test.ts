@@ -440,7 +440,8 @@ describe("python/effect_ipc", () => {
           refused.stderr,
           `effect-ipc: Protocol: Add: this RPC server speaks json serialization, not "packed": give --serialization to match (${only.address})\n`
         )
-        yield* only.server.ready(`refused an RPC client`)
+        // the warning names the client: the address and its pid (the CLI's scrubbing of stack frames cut them)
+        yield* only.server.ready(`refused an RPC client at ${only.address} (pid `)
       }).pipe(Effect.scoped),
     120_000
   )
