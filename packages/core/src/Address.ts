@@ -141,7 +141,7 @@ const queryKey = (item: string): string => {
 /**
  * The address as it may be shown (in spans, metrics, logs and errors): every
  * `token` query parameter removed (however its name is escaped, however often
- * it appears) and the password of a `scheme://user:password@host` removed.
+ * it appears, and one written after `#` by mistake) and the password of a `scheme://user:password@host` removed.
  * An address without a secret is returned as it is.
  */
 export const redact = (raw: string): string => {
@@ -155,6 +155,16 @@ export const redact = (raw: string): string => {
     if (kept.length !== items.length) {
       const query = kept.filter((item) => item.length > 0).join("&")
       shown = `${shown.slice(0, question)}${query.length > 0 ? `?${query}` : ""}${shown.slice(end)}`
+    }
+  }
+  // a token put after # by mistake (`ws://host:1/x#token=...`) is a secret too
+  const hash = shown.indexOf("#")
+  if (hash >= 0) {
+    const items = shown.slice(hash + 1).split("&")
+    const kept = items.filter((item) => !secretKeys.has(queryKey(item)))
+    if (kept.length !== items.length) {
+      const fragment = kept.filter((item) => item.length > 0).join("&")
+      shown = `${shown.slice(0, hash)}${fragment.length > 0 ? `#${fragment}` : ""}`
     }
   }
   // scheme://user:password@host...: the authority ends at the first / ? or #

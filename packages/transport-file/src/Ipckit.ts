@@ -374,10 +374,19 @@ const readCursor = (path: string): Position | undefined => {
   }
 }
 
-const keyOf = (value: unknown): string =>
-  typeof value === "object" && value !== null && "id" in value && typeof value.id === "string"
-    ? value.id
-    : `raw:${JSON.stringify(value)}`
+/**
+ * What tells one element of a message file from another: a message's `id`;
+ * for an element without one, its compact JSON, or, nested too deep for
+ * `JSON.stringify` (which recurses), its text in the file.
+ */
+const keyOf = (value: unknown, text: string | undefined): string => {
+  if (typeof value === "object" && value !== null && "id" in value && typeof value.id === "string") return value.id
+  try {
+    return `raw:${JSON.stringify(value)}`
+  } catch {
+    return `raw:${text ?? ""}`
+  }
+}
 
 /**
  * Opens the `role` end of the ipckit channel in `dir` (preparing the
@@ -451,22 +460,27 @@ export const open = (
         return [notArray(inboxPath, why, dir)]
       }
       lastBadText = undefined
-      let fresh: Array<unknown>
+      const texts = JsonArray.elements(text)
+      const elements = values.map((value: unknown, i) => ({
+        value,
+        key: keyOf(value, Array.isArray(texts) ? texts[i] : undefined)
+      }))
+      let fresh: Array<{ readonly value: unknown; readonly key: string }>
       if (last === undefined) {
-        fresh = values
+        fresh = elements
       } else {
-        const at = values.findLastIndex((v) => keyOf(v) === last!.id)
+        const at = elements.findLastIndex((e) => e.key === last!.id)
         if (at >= 0) {
-          fresh = values.slice(at + 1)
+          fresh = elements.slice(at + 1)
         } else {
           // our position was trimmed away (or the file cleared): what is newer than it
           const position = last
-          fresh = values.filter((v) => {
+          fresh = elements.filter(({ key, value: v }) => {
             const ts = typeof v === "object" && v !== null && "timestamp" in v ? v.timestamp : undefined
             return typeof ts !== "number" || ts > position.timestamp ||
-              (ts === position.timestamp && keyOf(v) !== position.id)
+              (ts === position.timestamp && key !== position.id)
           })
-          if (values.length >= keep && fresh.length === values.length) {
+          if (elements.length >= keep && fresh.length === elements.length) {
             yield* Effect.logWarning(
               `${
                 Path.basename(inboxPath)
@@ -476,8 +490,7 @@ export const open = (
         }
       }
       const out: Array<Messages.Message | IpcError.IpcError> = []
-      for (const value of fresh) {
-        const key = keyOf(value)
+      for (const { key, value } of fresh) {
         if (delivered.has(key)) continue
         delivered.add(key)
         const message = Messages.fromJson(value, dir)
@@ -486,7 +499,7 @@ export const open = (
       }
       // remember only what the file still holds
       if (delivered.size > 4 * keep) {
-        const present = new Set(values.map(keyOf))
+        const present = new Set(elements.map((e) => e.key))
         for (const key of delivered) if (!present.has(key)) delivered.delete(key)
       }
       return out

@@ -3,8 +3,8 @@
  * (`fixtures/flood.py`, nng's wire protocol by hand): junk connections,
  * stalled nng handshakes, thousands of requests that are not the hello, and
  * thousands of valid hellos on 48 connections whose conversations are never used. The
- * listener (`fixtures/peer.ts channels`, at most 32 pending handshakes of
- * 5 s, the default, so that a loaded machine still fills all 32) must keep its
+ * listener (`fixtures/peer.ts channels`, at most 32 pending handshakes (the
+ * default is 64), each of 5 s (the default) or, for the hog, 1 s) must keep its
  * descriptors and memory bounded during the flood and come back to its
  * baseline after, while a well-behaved client keeps being served: round trips
  * on a channel opened before, and new channels dialled during it.
