@@ -336,9 +336,37 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       Effect.flatMap(() => afterWait)
     )
 
-  const sendNow = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
+  /**
+   * What a caller handed `send` (JavaScript, or a cast, can pass anything) as
+   * the bytes it holds: another view (a `DataView`, a `Uint16Array`) as a
+   * `Uint8Array` over its bytes (copied element by element, a `Uint16Array`
+   * once sent half its bytes and then memory never written); a view whose
+   * memory was transferred away, or what is not a view at all, is `Encode`.
+   */
+  const asBytes = (given: unknown, where: string): Uint8Array | IpcError.IpcError => {
+    if (ArrayBuffer.isView(given)) {
+      try {
+        if (Reflect.get(given.buffer, "detached") !== true) {
+          return new Uint8Array(given.buffer, given.byteOffset, given.byteLength)
+        }
+      } catch {
+        // a view of a detached buffer, where there is no `detached` to ask (Node 20)
+      }
+      return IpcError.make("Encode", "the message's memory was transferred away (its ArrayBuffer is detached)", where)
+    }
+    const what = given === null
+      ? "null"
+      : typeof given === "object"
+      ? "an object that is not a byte view"
+      : `a ${typeof given}`
+    return IpcError.make("Encode", `send takes a Uint8Array (got ${what})`, where)
+  }
+
+  const sendNow = (given: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
     const error = sendError()
     if (error !== undefined) return Effect.fail(error)
+    const message = given instanceof Uint8Array && given.byteLength > 0 ? given : asBytes(given, address)
+    if (IpcError.isIpcError(message)) return Effect.fail(message)
     if (message.byteLength > maxMessageSize) {
       return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
     }
@@ -367,7 +395,13 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
         writeOut()
         return Effect.andThen(Effect.yieldNow, Effect.suspend(() => sendAllFrom(messages, i)))
       }
-      const message = messages[i]!
+      const given = messages[i]!
+      const bytes = given instanceof Uint8Array && given.byteLength > 0 ? given : asBytes(given, address)
+      if (IpcError.isIpcError(bytes)) {
+        writeOut()
+        return Effect.fail(sendError() ?? bytes)
+      }
+      const message = bytes
       const error = sendError() ??
         (message.byteLength > maxMessageSize
           ? IpcError.frameTooLarge(message.byteLength, maxMessageSize, address)

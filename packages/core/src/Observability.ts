@@ -256,7 +256,8 @@ export const instrumentChannel = (
   let sends = 0
   const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
     messagesOut++
-    bytesOut += message.byteLength
+    // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
+    bytesOut += ArrayBuffer.isView(message) ? message.byteLength : 0
     schedule()
     if (sends++ % SEND_WAIT_SAMPLE !== 0) return channel.send(message)
     return Effect.suspend(() => {
@@ -276,7 +277,10 @@ export const instrumentChannel = (
   const sendAll = inner === undefined ? undefined : IpcChannel.pairSendAll(send, (messages) =>
     Effect.suspend(() => {
       messagesOut += messages.length
-      for (let i = 0; i < messages.length; i++) bytesOut += messages[i]!.byteLength
+      for (let i = 0; i < messages.length; i++) {
+        const message = messages[i]
+        bytesOut += ArrayBuffer.isView(message) ? message.byteLength : 0
+      }
       schedule()
       return Effect.tapError(inner(messages), observeError)
     }))

@@ -616,6 +616,48 @@ export const suite = (given: Subject): void => {
         }
       }).pipe(Effect.scoped), 120_000)
 
+    // a Uint16Array or DataView (JavaScript, or a cast) was copied element by element into a frame of its
+    // byte length: half its bytes, then memory never written (earlier messages) went to the peer
+    it.live(
+      "any byte view is sent as its bytes; what is not bytes, or was transferred away, is Encode",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const client = yield* echoClient(transport, subject.address())
+          const backing = new Uint8Array(40).map((_, i) => 200 - i)
+          const views: ReadonlyArray<ArrayBufferView> = [
+            new Uint16Array(backing.buffer, 8, 8),
+            new DataView(backing.buffer, 2, 16),
+            new Float64Array(backing.buffer, 16, 2)
+          ]
+          for (const view of views) {
+            yield* client.send(view as Uint8Array)
+            const got = yield* client.receive
+            const want = new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+            assert.isTrue(sameBytes(got, want), `${view.constructor.name}: ${[...got]}`)
+          }
+          const detached = new Uint8Array(8)
+          structuredClone(detached.buffer, { transfer: [detached.buffer] })
+          const bads = [["a string", "hi"], ["a number", 42], ["null", null], ["an object", {}], [
+            "a detached view",
+            detached
+          ]] as const
+          for (const [what, bad] of bads) {
+            const error = yield* Effect.flip(client.send(bad as unknown as Uint8Array))
+            assert.strictEqual(error.reason._tag, "Encode", `${what}: ${error.message}`)
+            const batch = yield* Effect.flip(
+              IpcChannel.sendAll(client, [new Uint8Array([1]), bad as unknown as Uint8Array])
+            )
+            assert.strictEqual(batch.reason._tag, "Encode", `${what} in a batch: ${batch.message}`)
+            assert.deepStrictEqual([...(yield* client.receive)], [1], "the message before it in the batch went")
+          }
+          // and the channel goes on
+          yield* client.send(new Uint8Array([7]))
+          assert.deepStrictEqual([...(yield* client.receive)], [7])
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
     it.live(
       "a message is the sender's bytes at send time: the sender reuses its buffer once send returns, the receiver owns what it gets",
       () =>
