@@ -152,6 +152,32 @@ const unref = (timer: unknown): void => {
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
 /**
+ * What a caller handed `send` (JavaScript, or a cast, can pass anything) as
+ * the bytes it holds: another view (a `DataView`, a `Uint16Array`) as a
+ * `Uint8Array` over its bytes (copied element by element, a `Uint16Array`
+ * once sent half its bytes and then memory never written); a view whose
+ * memory was transferred away, or what is not a view at all, is `Encode`.
+ */
+const asBytes = (given: unknown, where: string): Uint8Array | IpcError.IpcError => {
+  if (ArrayBuffer.isView(given)) {
+    try {
+      if (Reflect.get(given.buffer, "detached") !== true) {
+        return new Uint8Array(given.buffer, given.byteOffset, given.byteLength)
+      }
+    } catch {
+      // a view of a detached buffer, where there is no `detached` to ask (Node 20)
+    }
+    return IpcError.make("Encode", "the message's memory was transferred away (its ArrayBuffer is detached)", where)
+  }
+  const what = given === null
+    ? "null"
+    : typeof given === "object"
+    ? "an object that is not a byte view"
+    : `a ${typeof given}`
+  return IpcError.make("Encode", `send takes a Uint8Array (got ${what})`, where)
+}
+
+/**
  * Runs a channel over the link that `open` starts. `open` gets the sink at
  * once and may deliver to it before it returns. Not scoped: the caller
  * closes the channel.
@@ -335,32 +361,6 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       }),
       Effect.flatMap(() => afterWait)
     )
-
-  /**
-   * What a caller handed `send` (JavaScript, or a cast, can pass anything) as
-   * the bytes it holds: another view (a `DataView`, a `Uint16Array`) as a
-   * `Uint8Array` over its bytes (copied element by element, a `Uint16Array`
-   * once sent half its bytes and then memory never written); a view whose
-   * memory was transferred away, or what is not a view at all, is `Encode`.
-   */
-  const asBytes = (given: unknown, where: string): Uint8Array | IpcError.IpcError => {
-    if (ArrayBuffer.isView(given)) {
-      try {
-        if (Reflect.get(given.buffer, "detached") !== true) {
-          return new Uint8Array(given.buffer, given.byteOffset, given.byteLength)
-        }
-      } catch {
-        // a view of a detached buffer, where there is no `detached` to ask (Node 20)
-      }
-      return IpcError.make("Encode", "the message's memory was transferred away (its ArrayBuffer is detached)", where)
-    }
-    const what = given === null
-      ? "null"
-      : typeof given === "object"
-      ? "an object that is not a byte view"
-      : `a ${typeof given}`
-    return IpcError.make("Encode", `send takes a Uint8Array (got ${what})`, where)
-  }
 
   const sendNow = (given: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
     const error = sendError()
