@@ -107,6 +107,22 @@ export const Mode: Schema.Codec<number, unknown> = kind(
   }
 )
 
+/**
+ * `InvalidOption` for a `mode` given in code that is not permission bits (an
+ * integer from 0 to 0o777): a decimal `600` would be 0o1130, sticky and group
+ * writable, where 0o600 was meant. Undefined for one that is.
+ */
+export const invalidMode = (mode: unknown, address?: string): IpcError.IpcError | undefined =>
+  typeof mode === "number" && Number.isInteger(mode) && mode >= 0 && mode <= 0o777
+    ? undefined
+    : IpcError.make(
+      "InvalidOption",
+      `mode ${
+        typeof mode === "number" && Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode)
+      } is not permission bits (an integer from 0 to 0o777; a decimal 600 is 0o1130: write 0o600)`,
+      address
+    )
+
 /** A yes or no: `true` / `false`, as JSON or as a string. */
 export const Flag: Schema.Codec<boolean, unknown> = kind("true or false", (input) => {
   if (typeof input === "boolean") return input

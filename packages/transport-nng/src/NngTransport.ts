@@ -42,6 +42,7 @@ import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Data from "effect/Data"
@@ -327,6 +328,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   const listen = (raw: string) =>
     Effect.gen(function*() {
       const authorize = UnixSocket.authorizerOf(options.authorize)
+      const badMode = TransportOptions.invalidMode(options.mode ?? 0o600, raw)
+      if (badMode !== undefined) return yield* badMode
       const lobbyAddress = yield* NngAddress.parse(raw)
       const lobby = yield* Socket.make("rep-raw", {
         maxMessageSize: 4096,

@@ -75,3 +75,23 @@ describe.skipIf(!canSwitch)("a peer running as another user (nng+ipc://)", () =>
       assert.include(refused.detail, `refused a peer running as uid ${NOBODY}`)
     }).pipe(Effect.scoped))
 })
+
+// a decimal 600 in code was taken as 0o1130 (sticky, group may write: connect) and NaN as 0
+describe("mode given in code", () => {
+  it.live("that is not permission bits is InvalidOption, and nothing is made", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-mode-"))
+      try {
+        for (const mode of [600, Number.NaN, -1, 0o7777, 1.5]) {
+          const error = yield* Effect.flip(
+            Effect.scoped(NngTransport.make({ mode }).listen(`nng+ipc://${dir}/m.ipc`))
+          )
+          assert.strictEqual(error.reason._tag, "InvalidOption", `${mode}: ${error.message}`)
+          assert.include(error.detail, "is not permission bits")
+        }
+        assert.deepStrictEqual(Fs.readdirSync(dir), [])
+      } finally {
+        Fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+})

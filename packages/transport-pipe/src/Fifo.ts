@@ -42,6 +42,7 @@ import * as Process from "@effect-ipc/core/Process"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -415,6 +416,8 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
     schemes: ["fifo"],
     listen: (raw) =>
       Effect.gen(function*() {
+        const badMode = TransportOptions.invalidMode(mode, raw)
+        if (badMode !== undefined) return yield* badMode
         const files = yield* paths(raw)
         const held = yield* takeLock(files.lock, raw, "a live server owns this FIFO pair")
         // look at everything before touching anything

@@ -27,6 +27,7 @@ import * as Policy from "@effect-ipc/core/Policy"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
@@ -307,8 +308,11 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
             open.delete(channel)
           })
         server.on("connection", (socket) => void runConnection(accept(socket)))
-        if (kind === "file") ours = yield* bindFile(server, path, mode, raw)
-        else yield* listenAt(server, path, raw)
+        if (kind === "file") {
+          const badMode = TransportOptions.invalidMode(mode, raw)
+          if (badMode !== undefined) return yield* badMode
+          ours = yield* bindFile(server, path, mode, raw)
+        } else yield* listenAt(server, path, raw)
         return acceptor.listener
       }),
     dial: (raw) =>

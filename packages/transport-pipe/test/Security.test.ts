@@ -111,6 +111,23 @@ describe("Unix socket security: same user", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith(".eipc-")), [])
     }).pipe(Effect.scoped))
 
+  // a decimal 600 in code was taken as 0o1130 (sticky, and the group may write: connect, or write a FIFO)
+  it.live("a mode that is not permission bits (a decimal 600, NaN) is InvalidOption; nothing is made", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sec-")
+      for (const mode of [600, Number.NaN, -1, 0o7777, 1.5]) {
+        const errors = [
+          yield* Effect.flip(Effect.scoped(UnixSocket.make({ mode }).listen(`unix://${dir}/m.sock`))),
+          yield* Effect.flip(Effect.scoped(Fifo.make({ mode }).listen(`fifo://${dir}/pair`)))
+        ]
+        for (const error of errors) {
+          assert.strictEqual(error.reason._tag, "InvalidOption", `${mode}: ${error.message}`)
+          assert.include(error.detail, "is not permission bits")
+        }
+      }
+      assert.deepStrictEqual(Fs.readdirSync(dir), [])
+    }).pipe(Effect.scoped))
+
   it.live("puts each side's pid, uid and gid on the channel", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("effect-ipc-sec-")
