@@ -123,6 +123,80 @@ export const invalidMode = (mode: unknown, address?: string): IpcError.IpcError 
       address
     )
 
+/** The duration options of effect-ipc's transports, as `checkDurations` knows them (`heartbeat.*`: inside `heartbeat`). */
+const DURATION_OPTIONS = [
+  "connectTimeout",
+  "closeTimeout",
+  "handshakeTimeout",
+  "helloTimeout",
+  "frameTimeout",
+  "lingerTimeout",
+  "writeTimeout",
+  "fullTimeout",
+  "lockTimeout",
+  "livenessInterval",
+  "pollInterval",
+  "staleAge",
+  "exitTimeout",
+  "spin",
+  "poll",
+  "heartbeat.interval",
+  "heartbeat.timeout"
+] as const
+
+/**
+ * `InvalidOption` naming the first duration option given in code (see
+ * `DURATION_OPTIONS`: `lingerTimeout`, `heartbeat.interval`, ...) that is not
+ * one: what `Duration.fromInput` refuses (`"x"`, `{}`), or a negative or NaN
+ * one. Undefined when each given is. `listen` and `dial` check their options
+ * with it first: such a value was a defect, or, read in an event handler,
+ * an exception that ended the process.
+ */
+export const checkDurations = (options: object, address?: string): IpcError.IpcError | undefined => {
+  for (const name of DURATION_OPTIONS) {
+    const [outer, inner] = name.split(".") as [string, string | undefined]
+    const holder: unknown = inner === undefined ? options : Reflect.get(options, outer)
+    if (typeof holder !== "object" || holder === null) continue
+    const value: unknown = Reflect.get(holder, inner ?? outer)
+    if (value === undefined) continue
+    if (millisOf(value) === undefined) {
+      return IpcError.make(
+        "InvalidOption",
+        `${name} ${
+          typeof value === "string" ? JSON.stringify(value) : String(value)
+        } is not a duration (milliseconds, "250 millis", "5 seconds", or a Duration)`,
+        address
+      )
+    }
+  }
+  return undefined
+}
+
+/** Fails with `checkDurations`'s `InvalidOption` when `options` hold a duration that is not one; else nothing. */
+export const durationsOk = (options: object, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const invalid = checkDurations(options, address)
+    return invalid === undefined ? Effect.void : Effect.fail(invalid)
+  })
+
+/** `value` as milliseconds when it is a duration (not negative, not NaN; infinite allowed), else undefined; never throws. */
+export const millisOf = (value: unknown): number | undefined => {
+  // what fromInput takes for 0 (an empty object, NaN): not a duration
+  if (typeof value === "number" && Number.isNaN(value)) return undefined
+  if (typeof value === "object" && value !== null && !Array.isArray(value) && !Duration_.isDuration(value)) {
+    return undefined
+  }
+  let parsed: ReturnType<typeof Duration_.fromInput>
+  try {
+    parsed = Duration_.fromInput(value as Duration_.Input)
+  } catch {
+    return undefined
+  }
+  if (parsed._tag === "None") return undefined
+  const millis = Duration_.toMillis(parsed.value)
+  return Number.isNaN(millis) || millis < 0 ? undefined : millis
+}
+
 /** A yes or no: `true` / `false`, as JSON or as a string. */
 export const Flag: Schema.Codec<boolean, unknown> = kind("true or false", (input) => {
   if (typeof input === "boolean") return input

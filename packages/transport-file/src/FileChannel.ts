@@ -29,6 +29,7 @@
  */
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as ChannelDir from "./internal/channelDir.ts"
@@ -99,7 +100,10 @@ export const open = (
   options: FileChannelOptions = {},
   address = `file://${dir}?role=${role}`
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
-  Effect.map(openEndpoint(dir, role, options, address), (endpoint) => endpoint.channel)
+  Effect.andThen(
+    TransportOptions.durationsOk(options, address),
+    Effect.map(openEndpoint(dir, role, options, address), (endpoint) => endpoint.channel)
+  )
 
 /** Opens the backend end of the channel in `dir` (see `open`). */
 export const backend = (

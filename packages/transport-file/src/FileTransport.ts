@@ -25,6 +25,7 @@ import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
@@ -466,12 +467,12 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
     schemes: ["file"],
     listen: (raw) =>
       Effect.flatMap(
-        parse(raw),
+        Effect.andThen(TransportOptions.durationsOk(options ?? {}, raw), parse(raw)),
         ({ dir, role }) => role === undefined ? listenDir(raw, dir) : listenRole(raw, dir, role)
       ),
     dial: (raw) =>
       Effect.flatMap(
-        parse(raw),
+        Effect.andThen(TransportOptions.durationsOk(options ?? {}, raw), parse(raw)),
         ({ dir, role }) => role === undefined ? dialDir(raw, dir) : FileChannel.open(dir, role, options, raw)
       )
   }

@@ -37,6 +37,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -398,6 +399,7 @@ export const open = (
   options: IpckitOptions = {}
 ): Effect.Effect<Messages.MessageChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* TransportOptions.durationsOk(options, dir)
     yield* initialize(dir, options)
     const p = paths(dir)
     const inboxPath = p.messages(other(role))

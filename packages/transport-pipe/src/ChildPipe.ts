@@ -21,6 +21,7 @@ import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -77,6 +78,7 @@ export const spawn = (
   Effect.gen(function*() {
     const via = options.via ?? "fd"
     const address = `child:${JSON.stringify([command, ...(options.args ?? [])])}`
+    yield* TransportOptions.durationsOk(options, address)
     const exited = Deferred.makeUnsafe<ExitStatus>()
     const child = yield* Effect.acquireRelease(
       Effect.callback<NodeChild.ChildProcess, IpcError.IpcError>((resume) => {

@@ -265,6 +265,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
     schemes: ["unix", "pipe"],
     listen: (raw) =>
       Effect.gen(function*() {
+        yield* TransportOptions.durationsOk(options, raw)
         const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
@@ -317,6 +318,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
       }),
     dial: (raw) =>
       Effect.gen(function*() {
+        yield* TransportOptions.durationsOk(options, raw)
         const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.dial(path, raw, options)

@@ -36,6 +36,7 @@ import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -257,7 +258,8 @@ const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined 
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
   const authorize = options.authorize ?? sameUser
   const capacity = Ring.capacityFor(options.ringSize ?? ShmChannel.DEFAULT_RING_SIZE)
-  const timeout = Duration.fromInputUnsafe(options.handshakeTimeout ?? "5 seconds")
+  // a bad one is refused by listen and dial (`durationsOk`) before this is used
+  const timeout = Duration.millis(TransportOptions.millisOf(options.handshakeTimeout ?? "5 seconds") ?? 5000)
   // no heartbeats: a local socket reports a dead peer at once
   const sockets = UnixSocket.make({ authorize })
 
@@ -332,6 +334,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
     schemes: ["shm"],
     listen: (address) =>
       Effect.gen(function*() {
+        yield* TransportOptions.durationsOk(options, address)
         const name = yield* nameOf(address)
         yield* Libc.available
         const listenerScope = yield* Effect.scope
@@ -366,6 +369,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
       }),
     dial: (address) =>
       Effect.gen(function*() {
+        yield* TransportOptions.durationsOk(options, address)
         const name = yield* nameOf(address)
         yield* Libc.available
         const control = yield* sockets.dial(yield* controlAddress(name, options.directory, address)).pipe(

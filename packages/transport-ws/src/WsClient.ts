@@ -16,6 +16,7 @@
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -191,6 +192,7 @@ export const dial = (
   options: WsClientOptions = {}
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* TransportOptions.durationsOk(options, WsAddress.redact(address))
     const parsed = yield* WsAddress.parse(address)
     const token = options.token ?? parsed.token ?? options.tokenLookup?.(parsed)
     if (token !== undefined && !WsAddress.isValidToken(token)) {
