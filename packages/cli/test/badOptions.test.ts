@@ -1,9 +1,10 @@
 /**
  * Duration options given in code that are not durations (`"x"`, `{}`, NaN,
- * a negative number), on every transport's `listen` and `dial`: each is
- * `InvalidOption` naming the option, before anything is made. They were
- * defects, and `ws://`'s `lingerTimeout`, read in the socket's `open`
- * handler, threw there and ended the process.
+ * a negative number), and sizes or counts that are not whole numbers, on
+ * every transport's `listen` and `dial`: each is `InvalidOption` naming the
+ * option, before anything is made. They were defects (`ws://`'s
+ * `lingerTimeout`, read in the socket's `open` handler, threw there and ended
+ * the process), hangs, or a `NaN` limit that was no limit at all.
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import type * as Transport from "@effect-ipc/core/Transport"
@@ -37,7 +38,7 @@ describe("TransportOptions.millisOf", () => {
   })
 })
 
-describe("duration options that are not durations", () => {
+describe("duration, size and count options that are not ones", () => {
   it.live(
     "are InvalidOption on every transport's listen and dial, naming the option; nothing is made",
     () =>
@@ -58,7 +59,14 @@ describe("duration options that are not durations", () => {
             ["spin", ShmTransport.make({ spin: "abc" as Duration.Input }), `shm://bad-options-${n}`],
             ["livenessInterval", FileTransport.make({ livenessInterval: "x" as Duration.Input }), `file://${dir}/f`],
             ["connectTimeout", NngTransport.make({ connectTimeout: "x" as Duration.Input }), `nng+ipc://${dir}/n.ipc`],
-            ["lingerTimeout", WsTransport.make({ lingerTimeout: "x" as Duration.Input }), "ws://127.0.0.1:0/bad"]
+            ["lingerTimeout", WsTransport.make({ lingerTimeout: "x" as Duration.Input }), "ws://127.0.0.1:0/bad"],
+            // sizes and counts: a NaN limit was none, a negative one refused every message, a NaN mark hung
+            ["maxFrameSize", UnixSocket.make({ maxFrameSize: Number.NaN }), `unix://${dir}/u.sock`],
+            ["highWaterMark", Fifo.make({ highWaterMark: -1 }), `fifo://${dir}/pair`],
+            ["maxBufferedMessages", ShmTransport.make({ maxBufferedMessages: 0 }), `shm://bad-options-${n}`],
+            ["maxBytes", FileTransport.make({ maxBytes: Number.NaN }), `file://${dir}/f`],
+            ["sendBuffer", NngTransport.make({ sendBuffer: "x" as unknown as number }), `nng+ipc://${dir}/n.ipc`],
+            ["maxBufferedBytes", WsTransport.make({ maxBufferedBytes: 1.5 }), "ws://127.0.0.1:0/bad"]
           ]
           for (const [option, transport, address] of cases) {
             for (
@@ -72,7 +80,7 @@ describe("duration options that are not durations", () => {
               )
               assert.strictEqual(error.reason._tag, "InvalidOption", `${address} ${what}: ${error.message}`)
               assert.include(error.detail, `${option} `, `${address} ${what}`)
-              assert.include(error.detail, "is not a duration")
+              assert.match(error.detail, /is not a duration|is not a whole number/)
             }
           }
           assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing made")

@@ -172,10 +172,54 @@ export const checkDurations = (options: object, address?: string): IpcError.IpcE
   return undefined
 }
 
-/** Fails with `checkDurations`'s `InvalidOption` when `options` hold a duration that is not one; else nothing. */
-export const durationsOk = (options: object, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+/** The size and count options of effect-ipc's transports, as `checkSizes` knows them, with the least each may be. */
+const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
+  ["maxMessageSize", 0],
+  ["maxFrameSize", 0],
+  ["highWaterMark", 0],
+  ["maxBufferedMessages", 1],
+  ["maxBufferedBytes", 1],
+  ["maxPendingHandshakes", 1],
+  ["sendBuffer", 0],
+  ["recvBuffer", 0],
+  ["ringSize", 1],
+  ["maxBytes", 1],
+  ["segmentBytes", 1],
+  ["pipeSize", 1],
+  ["keep", 1]
+]
+
+/**
+ * `InvalidOption` naming the first size or count option given in code (see
+ * `SIZE_OPTIONS`: `maxMessageSize`, `highWaterMark`, ...) that is not a whole
+ * number of at least its least (0 or 1), or `Infinity` (no limit, asked for):
+ * a `NaN` limit was no limit at all, a negative one refused every message, a
+ * `NaN` mark hung the sender.
+ */
+export const checkSizes = (options: object, address?: string): IpcError.IpcError | undefined => {
+  for (const [name, least] of SIZE_OPTIONS) {
+    const value: unknown = Reflect.get(options, name)
+    if (value === undefined) continue
+    if (typeof value === "number" && value >= least && (Number.isSafeInteger(value) || value === Infinity)) continue
+    return IpcError.make(
+      "InvalidOption",
+      `${name} ${
+        typeof value === "string" ? JSON.stringify(value) : String(value)
+      } is not a whole number of at least ${least} (or Infinity: no limit)`,
+      address
+    )
+  }
+  return undefined
+}
+
+/**
+ * Fails with `InvalidOption` when `options` hold a duration that is not one
+ * (`checkDurations`) or a size or count that is not one (`checkSizes`); else
+ * nothing. Every transport's `listen` and `dial` start with it.
+ */
+export const optionsOk = (options: object, address?: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
-    const invalid = checkDurations(options, address)
+    const invalid = checkDurations(options, address) ?? checkSizes(options, address)
     return invalid === undefined ? Effect.void : Effect.fail(invalid)
   })
 

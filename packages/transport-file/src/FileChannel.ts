@@ -101,7 +101,7 @@ export const open = (
   address = `file://${dir}?role=${role}`
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.andThen(
-    TransportOptions.durationsOk(options, address),
+    TransportOptions.optionsOk(options, address),
     Effect.map(openEndpoint(dir, role, options, address), (endpoint) => endpoint.channel)
   )
 

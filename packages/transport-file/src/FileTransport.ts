@@ -467,12 +467,12 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
     schemes: ["file"],
     listen: (raw) =>
       Effect.flatMap(
-        Effect.andThen(TransportOptions.durationsOk(options ?? {}, raw), parse(raw)),
+        Effect.andThen(TransportOptions.optionsOk(options ?? {}, raw), parse(raw)),
         ({ dir, role }) => role === undefined ? listenDir(raw, dir) : listenRole(raw, dir, role)
       ),
     dial: (raw) =>
       Effect.flatMap(
-        Effect.andThen(TransportOptions.durationsOk(options ?? {}, raw), parse(raw)),
+        Effect.andThen(TransportOptions.optionsOk(options ?? {}, raw), parse(raw)),
         ({ dir, role }) => role === undefined ? dialDir(raw, dir) : FileChannel.open(dir, role, options, raw)
       )
   }

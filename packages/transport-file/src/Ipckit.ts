@@ -399,7 +399,7 @@ export const open = (
   options: IpckitOptions = {}
 ): Effect.Effect<Messages.MessageChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* TransportOptions.durationsOk(options, dir)
+    yield* TransportOptions.optionsOk(options, dir)
     yield* initialize(dir, options)
     const p = paths(dir)
     const inboxPath = p.messages(other(role))

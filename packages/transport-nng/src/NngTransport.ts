@@ -296,7 +296,7 @@ const PAIR1_HEADER = 4
 /** Makes the nng transport, bare: libnng is loaded on first use (see `makeScoped`). */
 export const make = (options: NngTransportOptions = {}): Transport.TransportShape => {
   const maxMessageSize = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
-  // a bad one is refused by listen and dial (`durationsOk`) before these are used
+  // a bad one is refused by listen and dial (`optionsOk`) before these are used
   const connectTimeout = TransportOptions.millisOf(options.connectTimeout ?? "10 seconds") ?? 10_000
   const closeTimeout = TransportOptions.millisOf(options.closeTimeout ?? "2 seconds") ?? 2000
   const handshakeTimeout = TransportOptions.millisOf(options.handshakeTimeout ?? "5 seconds") ?? 5000
@@ -328,7 +328,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 
   const listen = (raw: string) =>
     Effect.gen(function*() {
-      yield* TransportOptions.durationsOk(options, raw)
+      yield* TransportOptions.optionsOk(options, raw)
       const authorize = UnixSocket.authorizerOf(options.authorize)
       const badMode = TransportOptions.invalidMode(options.mode ?? 0o600, raw)
       if (badMode !== undefined) return yield* badMode
@@ -551,7 +551,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 
   const dial = (raw: string) =>
     Effect.gen(function*() {
-      yield* TransportOptions.durationsOk(options, raw)
+      yield* TransportOptions.optionsOk(options, raw)
       const authorize = UnixSocket.authorizerOf(options.authorize)
       const deadline = Date.now() + connectTimeout
       let askAgain = ASK_AGAIN_MS / 2

@@ -78,7 +78,7 @@ export const spawn = (
   Effect.gen(function*() {
     const via = options.via ?? "fd"
     const address = `child:${JSON.stringify([command, ...(options.args ?? [])])}`
-    yield* TransportOptions.durationsOk(options, address)
+    yield* TransportOptions.optionsOk(options, address)
     const exited = Deferred.makeUnsafe<ExitStatus>()
     const child = yield* Effect.acquireRelease(
       Effect.callback<NodeChild.ChildProcess, IpcError.IpcError>((resume) => {

@@ -409,7 +409,7 @@ const firstBytes = (socket: Net.Socket): Effect.Effect<boolean> =>
 export const make = (options: FifoOptions = {}): Transport.TransportShape => {
   const mode = options.mode ?? 0o600
   const pipeSize = options.pipeSize ?? 1024 * 1024
-  // a bad one is refused by listen and dial (`durationsOk`) before this is used
+  // a bad one is refused by listen and dial (`optionsOk`) before this is used
   const helloTimeout = TransportOptions.millisOf(options.helloTimeout ?? "2 seconds") ?? 2000
   // a 64 KiB default pipe makes a 1 MiB message cost 16 wake-ups each way
   const sized = (fd: number) => Effect.as(Libc.setPipeSize(fd, pipeSize), fd)
@@ -417,7 +417,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
     schemes: ["fifo"],
     listen: (raw) =>
       Effect.gen(function*() {
-        yield* TransportOptions.durationsOk(options, raw)
+        yield* TransportOptions.optionsOk(options, raw)
         const badMode = TransportOptions.invalidMode(mode, raw)
         if (badMode !== undefined) return yield* badMode
         const files = yield* paths(raw)
@@ -591,7 +591,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
       }),
     dial: (raw) =>
       Effect.gen(function*() {
-        yield* TransportOptions.durationsOk(options, raw)
+        yield* TransportOptions.optionsOk(options, raw)
         const authorize = authorizerOf(options.authorize)
         const files = yield* paths(raw)
         if (!Fs.existsSync(files.toServer)) return yield* IpcError.make("NotFound", "no FIFO pair at this address", raw)

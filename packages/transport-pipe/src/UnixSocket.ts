@@ -265,7 +265,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
     schemes: ["unix", "pipe"],
     listen: (raw) =>
       Effect.gen(function*() {
-        yield* TransportOptions.durationsOk(options, raw)
+        yield* TransportOptions.optionsOk(options, raw)
         const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
@@ -318,7 +318,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
       }),
     dial: (raw) =>
       Effect.gen(function*() {
-        yield* TransportOptions.durationsOk(options, raw)
+        yield* TransportOptions.optionsOk(options, raw)
         const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.dial(path, raw, options)

@@ -258,7 +258,7 @@ const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined 
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
   const authorize = options.authorize ?? sameUser
   const capacity = Ring.capacityFor(options.ringSize ?? ShmChannel.DEFAULT_RING_SIZE)
-  // a bad one is refused by listen and dial (`durationsOk`) before this is used
+  // a bad one is refused by listen and dial (`optionsOk`) before this is used
   const timeout = Duration.millis(TransportOptions.millisOf(options.handshakeTimeout ?? "5 seconds") ?? 5000)
   // no heartbeats: a local socket reports a dead peer at once
   const sockets = UnixSocket.make({ authorize })
@@ -334,7 +334,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
     schemes: ["shm"],
     listen: (address) =>
       Effect.gen(function*() {
-        yield* TransportOptions.durationsOk(options, address)
+        yield* TransportOptions.optionsOk(options, address)
         const name = yield* nameOf(address)
         yield* Libc.available
         const listenerScope = yield* Effect.scope
@@ -369,7 +369,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
       }),
     dial: (address) =>
       Effect.gen(function*() {
-        yield* TransportOptions.durationsOk(options, address)
+        yield* TransportOptions.optionsOk(options, address)
         const name = yield* nameOf(address)
         yield* Libc.available
         const control = yield* sockets.dial(yield* controlAddress(name, options.directory, address)).pipe(

@@ -192,7 +192,7 @@ export const dial = (
   options: WsClientOptions = {}
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* TransportOptions.durationsOk(options, WsAddress.redact(address))
+    yield* TransportOptions.optionsOk(options, WsAddress.redact(address))
     const parsed = yield* WsAddress.parse(address)
     const token = options.token ?? parsed.token ?? options.tokenLookup?.(parsed)
     if (token !== undefined && !WsAddress.isValidToken(token)) {

@@ -181,7 +181,7 @@ export const listen = (
   options: WsServerOptions = {}
 ): Effect.Effect<WsListener, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* TransportOptions.durationsOk(options, WsAddress.redact(address))
+    yield* TransportOptions.optionsOk(options, WsAddress.redact(address))
     const asked = yield* WsAddress.parse(address)
     // the address shown: with the port actually bound, once bound (`ws://127.0.0.1:0/x` picks a free port)
     let parsed = asked
