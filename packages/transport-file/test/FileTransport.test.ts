@@ -5,6 +5,7 @@
  * `IPC_TRANSPORT=file`.
  */
 import { Registry } from "@effect-ipc/core"
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
 import * as File from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
@@ -137,6 +138,29 @@ describe("file:// transport", () => {
       }),
     30_000
   )
+})
+
+// made one directory at a time, a path the kernel refuses part of the way down left 2 000 of them behind
+describe("file:// at a path too long for the kernel", () => {
+  it.live("is NameTooLong before anything is made (a path past 4095 bytes, a name past 255)", () =>
+    Effect.gen(function*() {
+      const base = fresh(root, "long")
+      Fs.mkdirSync(base, { mode: 0o700 })
+      for (const tail of ["L/".repeat(2100), `${"n".repeat(300)}/x`]) {
+        for (
+          const attempt of [
+            File.FileTransport.make().listen(`file://${base}/${tail}`),
+            File.FileTransport.make().dial(`file://${base}/${tail}?role=backend`)
+          ]
+        ) {
+          const error = yield* Effect.flip(
+            Effect.scoped(attempt as Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>)
+          )
+          assert.strictEqual(error.reason._tag, "NameTooLong", error.message.slice(0, 200))
+        }
+      }
+      assert.deepStrictEqual(Fs.readdirSync(base), [], "nothing made")
+    }))
 })
 
 describe("file:// listen on a directory it did not make (review item 1)", () => {

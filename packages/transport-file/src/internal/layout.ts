@@ -185,6 +185,25 @@ const checkComponent = (path: string, stat: Fs.Stats, last: boolean): void => {
 }
 
 /**
+ * Throws ENAMETOOLONG, before anything is made, for a path the kernel would
+ * refuse part of the way down (a name past 255 bytes, or the whole past 4095):
+ * making its directories one by one first left thousands of them behind.
+ */
+const tooLong = (abs: string): void => {
+  const name = abs.split(Path.sep).find((part) => Buffer.byteLength(part) > 255)
+  if (Buffer.byteLength(abs) > 4095 || name !== undefined) {
+    throw Object.assign(
+      new Error(
+        name === undefined
+          ? `the path is ${Buffer.byteLength(abs)} bytes, more than the 4095 a path may have`
+          : `a name in the path is ${Buffer.byteLength(name)} bytes, more than the 255 a name may have`
+      ),
+      { code: "ENAMETOOLONG" }
+    )
+  }
+}
+
+/**
  * This user's runtime directories (core's `RuntimeDir`: the one `pipe://`
  * uses, and `<tmp>/effect-ipc-<uid>`, where the default address goes), which
  * other transports require to be 0700: made so on the way to a channel
@@ -272,6 +291,7 @@ export const ensureDir = (dir: string, mode: number, address?: string): boolean 
   Sys.attempt(
     () => {
       const abs = Path.resolve(dir)
+      tooLong(abs)
       let created = false
       if (checkTrusted(abs) === "missing") {
         created = makePath(abs, mode)
