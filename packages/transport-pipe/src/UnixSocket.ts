@@ -68,10 +68,23 @@ export const sameUserOrRootAs = (uid: number | undefined) => (peer: IpcChannel.P
  */
 export const sameUserOrRoot = (peer: IpcChannel.PeerInfo): boolean => sameUserOrRootAs(RuntimeDir.userId())(peer)
 
-/** `options.authorize`, else `sameUserOrRoot` as of now (see there): what a `listen` or `dial` checks peers with. */
+/**
+ * `options.authorize`, else `sameUserOrRoot` as of now (see there): what a
+ * `listen` or `dial` checks peers with. An `authorize` that throws refuses
+ * the peer (it left a listener's `accept` waiting for ever).
+ */
 export const authorizerOf = (
   authorize: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
-): (peer: IpcChannel.PeerInfo) => boolean => authorize ?? sameUserOrRootAs(RuntimeDir.userId())
+): (peer: IpcChannel.PeerInfo) => boolean => {
+  if (authorize === undefined) return sameUserOrRootAs(RuntimeDir.userId())
+  return (peer) => {
+    try {
+      return authorize(peer) === true
+    } catch {
+      return false
+    }
+  }
+}
 
 const fdOf = (socket: Net.Socket): number | undefined => {
   const handle: unknown = Reflect.get(socket, "_handle")

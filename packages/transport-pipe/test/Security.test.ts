@@ -216,6 +216,26 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
       assert.deepStrictEqual([...(yield* client.receive)], [1])
     }).pipe(Effect.scoped))
 
+  // a throwing authorize left the listener's accept waiting for ever, and the client's dial succeeded
+  it.live("an authorize that throws refuses the peer, and the listener goes on", () =>
+    Effect.gen(function*() {
+      const name = unique("throws")
+      let calls = 0
+      const transport = UnixSocket.make({
+        authorize: (peer) => {
+          if (calls++ === 0) throw new Error("a bug in the user's authorize")
+          return peer.uid === process.geteuid!()
+        }
+      })
+      const listener = yield* transport.listen(`unix:@${name}`)
+      const refused = yield* run(python, [pythonPeer, `@${name}`, "hi"])
+      assert.notStrictEqual(refused.status, 0, "the first peer was refused")
+      const client = yield* UnixSocket.make().dial(`unix:@${name}`)
+      const server = yield* listener.accept.pipe(Effect.timeout("10 seconds"), Effect.orDie)
+      yield* client.send(new Uint8Array([5]))
+      assert.deepStrictEqual([...(yield* server.receive)], [5])
+    }).pipe(Effect.scoped))
+
   it.live("is served when authorize says so", () =>
     Effect.gen(function*() {
       const name = unique("auth")
