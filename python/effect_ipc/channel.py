@@ -53,7 +53,11 @@ def same_user_or_root(peer):
     """The default ``authorize``: the peer runs as this (effective) user, or as root. ``listen`` and
     ``connect`` take the user as of their call: a process that changes its effective user later keeps
     admitting the one it listened or connected as."""
-    return peer.uid is not None and (peer.uid == os.geteuid() or peer.uid == 0)
+    return _same_user_or_root_as(os.geteuid(), peer)
+
+
+def _same_user_or_root_as(uid, peer):
+    return peer.uid is not None and (peer.uid == uid or peer.uid == 0)
 
 
 def _authorizer(authorize):
@@ -61,7 +65,7 @@ def _authorizer(authorize):
     if authorize is not same_user_or_root:
         return authorize
     uid = os.geteuid()
-    return lambda peer: peer.uid is not None and (peer.uid == uid or peer.uid == 0)
+    return lambda peer: _same_user_or_root_as(uid, peer)
 
 
 def peer_credentials(sock):

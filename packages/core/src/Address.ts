@@ -138,6 +138,13 @@ const queryKey = (item: string): string => {
   }).trim().toLowerCase()
 }
 
+/** `a=1&token=x` without its secret items (`a=1`); undefined when it has none. */
+const withoutSecrets = (part: string): string | undefined => {
+  const items = part.split("&")
+  const kept = items.filter((item) => !secretKeys.has(queryKey(item)))
+  return kept.length === items.length ? undefined : kept.filter((item) => item.length > 0).join("&")
+}
+
 /**
  * The address as it may be shown (in spans, metrics, logs and errors): every
  * `token` query parameter removed (however its name is escaped, however often
@@ -150,22 +157,16 @@ export const redact = (raw: string): string => {
   if (question >= 0) {
     const hash = shown.indexOf("#", question)
     const end = hash < 0 ? shown.length : hash
-    const items = shown.slice(question + 1, end).split("&")
-    const kept = items.filter((item) => !secretKeys.has(queryKey(item)))
-    if (kept.length !== items.length) {
-      const query = kept.filter((item) => item.length > 0).join("&")
+    const query = withoutSecrets(shown.slice(question + 1, end))
+    if (query !== undefined) {
       shown = `${shown.slice(0, question)}${query.length > 0 ? `?${query}` : ""}${shown.slice(end)}`
     }
   }
   // a token put after # by mistake (`ws://host:1/x#token=...`) is a secret too
   const hash = shown.indexOf("#")
   if (hash >= 0) {
-    const items = shown.slice(hash + 1).split("&")
-    const kept = items.filter((item) => !secretKeys.has(queryKey(item)))
-    if (kept.length !== items.length) {
-      const fragment = kept.filter((item) => item.length > 0).join("&")
-      shown = `${shown.slice(0, hash)}${fragment.length > 0 ? `#${fragment}` : ""}`
-    }
+    const fragment = withoutSecrets(shown.slice(hash + 1))
+    if (fragment !== undefined) shown = `${shown.slice(0, hash)}${fragment.length > 0 ? `#${fragment}` : ""}`
   }
   // scheme://user:password@host...: the authority ends at the first / ? or #
   const authority = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)/i.exec(shown)

@@ -159,6 +159,8 @@ const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fro
  * memory was transferred away, or what is not a view at all, is `Encode`.
  */
 const asBytes = (given: unknown, where: string): Uint8Array | IpcError.IpcError => {
+  // the usual case, at the cost of one check (an empty one may be a detached view: looked at below)
+  if (given instanceof Uint8Array && given.byteLength > 0) return given
   if (ArrayBuffer.isView(given)) {
     try {
       if (Reflect.get(given.buffer, "detached") !== true) {
@@ -365,7 +367,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   const sendNow = (given: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
     const error = sendError()
     if (error !== undefined) return Effect.fail(error)
-    const message = given instanceof Uint8Array && given.byteLength > 0 ? given : asBytes(given, address)
+    const message = asBytes(given, address)
     if (IpcError.isIpcError(message)) return Effect.fail(message)
     if (message.byteLength > maxMessageSize) {
       return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
@@ -396,7 +398,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
         return Effect.andThen(Effect.yieldNow, Effect.suspend(() => sendAllFrom(messages, i)))
       }
       const given = messages[i]!
-      const bytes = given instanceof Uint8Array && given.byteLength > 0 ? given : asBytes(given, address)
+      const bytes = asBytes(given, address)
       if (IpcError.isIpcError(bytes)) {
         writeOut()
         return Effect.fail(sendError() ?? bytes)

@@ -7,7 +7,6 @@
 import type * as Registry from "@effect-ipc/core/Registry"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import * as FileTransport from "./FileTransport.ts"
 
@@ -62,6 +61,8 @@ export const descriptor: Registry.TransportDescriptor = {
   make: FileTransport.build(),
   options,
   defaultAddress: (service) =>
-    `file://${Path.join(Os.tmpdir(), `effect-ipc-${RuntimeDir.userId() ?? "user"}`, service)}`,
+    `file://${
+      Path.join(RuntimeDir.directoryOn({ ...RuntimeDir.currentHost(), env: {} }, { sockets: false }), service)
+    }`,
   lacks: { file: { "raw-stream": "a log of checksummed records, not a byte stream" } }
 }

@@ -9,7 +9,6 @@
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Fs from "node:fs"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Sys from "./sys.ts"
 
@@ -213,7 +212,7 @@ const runtimeDirs = (): ReadonlySet<string> => {
   const host = RuntimeDir.currentHost()
   return new Set([
     RuntimeDir.directoryOn(host),
-    Path.join(Os.tmpdir(), `effect-ipc-${RuntimeDir.userId() ?? "user"}`)
+    RuntimeDir.directoryOn({ ...host, env: {} }, { sockets: false })
   ])
 }
 
