@@ -4,14 +4,17 @@
  * every transport's `listen` and `dial`: each is `InvalidOption` naming the
  * option, before anything is made. They were defects (`ws://`'s
  * `lingerTimeout`, read in the socket's `open` handler, threw there and ended
- * the process), hangs, or a `NaN` limit that was no limit at all.
+ * the process), hangs, or a `NaN` limit that was no limit at all. So are
+ * options of the wrong shape (an `authorize` that is not a function, a word
+ * that is not one of its option's), zero timeouts, nng buffers over libnng's
+ * limit, and addresses that are not strings (`InvalidAddress`).
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import type * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import { FileTransport } from "@effect-ipc/transport-file"
 import { NngTransport } from "@effect-ipc/transport-nng"
-import { Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
+import { ChildPipe, Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
 import { ShmTransport } from "@effect-ipc/transport-shm"
 import { WsTransport } from "@effect-ipc/transport-ws"
 import { assert, describe, it } from "@effect/vitest"
@@ -90,4 +93,119 @@ describe("duration, size and count options that are not ones", () => {
       }),
     60_000
   )
+})
+
+/** What `attempt` fails with (it must fail). */
+const failureOf = (attempt: Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>) =>
+  Effect.flip(Effect.scoped(attempt))
+
+describe("addresses that are not strings, and options of the wrong shape or out of range", () => {
+  it.live(
+    "are InvalidAddress or InvalidOption on every transport's listen and dial, saying what is wrong",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-bad-shapes-"))
+        try {
+          const n = process.pid
+          const transports: ReadonlyArray<readonly [Transport.TransportShape, string]> = [
+            [UnixSocket.make(), `unix://${dir}/u.sock`],
+            [Fifo.make(), `fifo://${dir}/pair`],
+            [ShmTransport.make(), `shm://bad-shapes-${n}`],
+            [FileTransport.make(), `file://${dir}/f`],
+            [NngTransport.make(), `nng+ipc://${dir}/n.ipc`],
+            [WsTransport.make(), "ws://127.0.0.1:0/bad"]
+          ]
+          // a number, or nothing, where the address goes: defects before
+          for (const [transport] of transports) {
+            // a URL object is not shown (its token would be)
+            const url = new URL("ws://127.0.0.1:9/app?token=SECRET-TOKEN")
+            for (const address of [42, undefined, { path: "/tmp/x" }, url, Object.create(null)]) {
+              for (const attempt of [transport.listen, transport.dial]) {
+                const error = yield* failureOf(attempt(address as unknown as string))
+                assert.strictEqual(error.reason._tag, "InvalidAddress", error.message)
+                assert.include(error.detail, "an address is a string")
+                assert.notInclude(error.message, "SECRET")
+              }
+            }
+          }
+          const cases: ReadonlyArray<readonly [Transport.TransportShape, string, RegExp]> = [
+            // an authorize that is not a function refused every peer without a word
+            [UnixSocket.make({ authorize: 42 as never }), `unix://${dir}/u.sock`, /^authorize 42 is not a function/],
+            [Fifo.make({ authorize: "me" as never }), `fifo://${dir}/pair`, /^authorize "me" is not a function/],
+            [NngTransport.make({ authorize: true as never }), `nng+ipc://${dir}/n.ipc`, /^authorize true/],
+            [ShmTransport.make({ authorize: {} as never }), `shm://bad-shapes-${n}`, /^authorize \[object Object\]/],
+            [
+              UnixSocket.make({ authorize: Object.create(null) }),
+              `unix://${dir}/u.sock`,
+              /^authorize \[object Object\]/
+            ],
+            // a string of origins was a defect at listen
+            [
+              WsTransport.make({ allowedOrigins: "http://localhost" as never }),
+              "ws://127.0.0.1:0/bad",
+              /^allowedOrigins "http:\/\/localhost" is not a list/
+            ],
+            [
+              WsTransport.make({ allowedHosts: "localhost" as never }),
+              "ws://127.0.0.1:0/bad",
+              /^allowedHosts "localhost"/
+            ],
+            // zero where time must pass: every handshake timed out, and the listener served nobody, unseen
+            [
+              NngTransport.make({ handshakeTimeout: 0 }),
+              `nng+ipc://${dir}/n.ipc`,
+              /^handshakeTimeout 0 is not above zero/
+            ],
+            [
+              ShmTransport.make({ handshakeTimeout: "0 millis" }),
+              `shm://bad-shapes-${n}`,
+              /^handshakeTimeout "0 millis"/
+            ],
+            [FileTransport.make({ livenessInterval: 0 }), `file://${dir}/f`, /^livenessInterval 0 is not above zero/],
+            [UnixSocket.make({ frameTimeout: 0 }), `unix://${dir}/u.sock`, /^frameTimeout 0 is not above zero/],
+            // a misspelt word was the default, without a word: os durability for "fsnyc"
+            [
+              FileTransport.make({ durability: "fsnyc" as never }),
+              `file://${dir}/f`,
+              /^durability "fsnyc" is not one of os, fsync$/
+            ],
+            [FileTransport.make({ whenFull: "block" as never }), `file://${dir}/f`, /^whenFull "block" is not one of/],
+            // more than libnng queues: the listener took it, then every connection failed unseen
+            [
+              NngTransport.make({ recvBuffer: 100_000_000 }),
+              `nng+ipc://${dir}/n.ipc`,
+              /^recvBuffer 100000000 is over 8192/
+            ],
+            [NngTransport.make({ sendBuffer: 8193 }), `nng+ipc://${dir}/n.ipc`, /^sendBuffer 8193 is over 8192/]
+          ]
+          for (const [transport, address, detail] of cases) {
+            for (const [what, attempt] of [["listen", transport.listen], ["dial", transport.dial]] as const) {
+              const error = yield* failureOf(attempt(address))
+              assert.strictEqual(error.reason._tag, "InvalidOption", `${address} ${what}: ${error.message}`)
+              assert.match(error.detail, detail, `${address} ${what}`)
+            }
+          }
+          const spawned = yield* failureOf(ChildPipe.spawn("true", { via: "pipes" as never }))
+          assert.strictEqual(spawned.reason._tag, "InvalidOption")
+          assert.match(spawned.detail, /^via "pipes" is not one of fd, stdio$/)
+          assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing made")
+        } finally {
+          Fs.rmSync(dir, { recursive: true, force: true })
+        }
+      }),
+    60_000
+  )
+
+  it.live("nng's buffers at libnng's limit work end to end", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-limit-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+      const transport = NngTransport.make({ sendBuffer: 8192, recvBuffer: 8192 })
+      const address = `nng+ipc://${dir}/n.ipc`
+      const listener = yield* transport.listen(address)
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array([5]))
+      assert.deepStrictEqual([...(yield* server.receive)], [5])
+    }).pipe(Effect.scoped))
 })

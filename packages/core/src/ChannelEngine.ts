@@ -71,6 +71,12 @@ export interface Sink {
   readonly peerClosed: () => void
   /** The link is broken (`error` says why): the channel fails after delivering what had arrived. */
   readonly lost: (error: IpcError.IpcError) => void
+  /**
+   * The link can no longer send (the peer stopped reading) but may still
+   * deliver what the peer sent: sends fail with `error` (after the peer's
+   * goodbye, with `Closed`), receiving goes on until the link ends.
+   */
+  readonly writesLost: (error: IpcError.IpcError) => void
   /** The link is down after the goodbyes (nothing more will come): the channel finishes. */
   readonly closed: () => void
   /** Fails once sends must stop (the channel failed or closed): for a link whose `write` is an Effect. */
@@ -223,8 +229,11 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     }
   })
 
+  // the link can no longer send, though it may still deliver (`Sink.writesLost`)
+  let sendLoss: IpcError.IpcError | undefined
+
   const sendError = (): IpcError.IpcError | undefined =>
-    failure ?? (peerFirst ? peerClosedErr : closing ? closedErr : undefined)
+    failure ?? (peerFirst ? peerClosedErr : sendLoss ?? (closing ? closedErr : undefined))
 
   // ---- lifecycle ----------------------------------------------------------
   const finish = (): void => {
@@ -364,6 +373,11 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       Effect.flatMap(() => afterWait)
     )
 
+  // a write that fails because the channel failed meanwhile (its medium let go as the peer was lost) fails
+  // with what the channel failed with, not with what the medium said as it was let go of
+  const reported = (written: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
+    Effect.mapError(written, (error) => failure ?? error)
+
   const sendNow = (given: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
     const error = sendError()
     if (error !== undefined) return Effect.fail(error)
@@ -373,11 +387,11 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
     }
     const written = link!.write(message)
-    if (written !== undefined) return written
+    if (written !== undefined) return reported(written)
     sent(true)
+    // a link that failed as it wrote (or found the peer gone) has ended sending: this message is not on its way
+    if (finished || sendLoss !== undefined || peerFirst) return afterWait
     if (link!.pending() <= highWaterMark) return Effect.void
-    // a link that failed as it wrote has ended the channel: nothing would open the latch again
-    if (finished) return afterWait
     Latch.closeUnsafe(writableLatch)
     return waitWritable
   }
@@ -415,7 +429,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       const written = link!.write(message)
       if (written !== undefined) {
         writeOut()
-        return Effect.andThen(written, Effect.suspend(() => sendAllFrom(messages, i + 1)))
+        return Effect.andThen(reported(written), Effect.suspend(() => sendAllFrom(messages, i + 1)))
       }
       if (!flushScheduled && link!.flush !== undefined) starts = true
       sent(false)
@@ -427,7 +441,8 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       }
     }
     writeOut()
-    return Effect.void
+    // a link that failed as it wrote the batch out has ended sending: the batch is not on its way
+    return finished || sendLoss !== undefined || peerFirst ? afterWait : Effect.void
   }
   const sendAll = (messages: ReadonlyArray<Uint8Array>): Effect.Effect<void, IpcError.IpcError> =>
     Effect.suspend(() => sendAllFrom(messages, 0))
@@ -454,6 +469,11 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       else abortSenders()
     },
     lost: fail,
+    writesLost: (error) => {
+      if (finished || sendLoss !== undefined) return
+      sendLoss = error
+      abortSenders()
+    },
     closed: () => {
       if (finished) return
       if (!closing && !peerClosed && failure === undefined) {

@@ -69,6 +69,15 @@ const SPARE_LIMIT = 4 * 1024 * 1024
 const NetSocket = (globalThis as { process?: NodeJS.Process }).process?.getBuiltinModule?.("node:net")?.Socket
 const copiesOut = (writable: Writable): boolean => NetSocket !== undefined && writable instanceof NetSocket
 
+// a pipe's reading end closed by the peer
+const readerGone = Object.assign(new Error("the peer closed its reading end"), { code: "EPIPE" })
+
+// why a stream that failed or went cannot be written: its error, if it has one
+const lostBy = (cause: Error | null | undefined, address: string): IpcError.IpcError =>
+  cause == null
+    ? IpcError.make("ConnectionLost", "the connection was closed before the channel could write", address)
+    : IpcError.fromSystemError(cause, "ConnectionLost", "the connection failed", address)
+
 // the link of a channel over `streams` (see `ChannelEngine`): frames written into 64 KiB batches,
 // one write (corked) per flush; incoming chunks decoded in place; a close frame as the goodbye
 const link = (
@@ -135,9 +144,46 @@ const link = (
     queued += total
   }
 
+  /** Drops what is queued: it will never leave. */
+  const drop = (): void => {
+    out = []
+    owners = []
+    queued = 0
+    batchStart = batchFill
+  }
+
+  // separate streams (pipes): the peer stopped reading (EPIPE) but what it wrote before it went is still
+  // in our input, its goodbye perhaps among it: sends fail from now on, reading goes on to the input's end
+  let writesLost = false
+  const loseWrites = (cause: Error | null | undefined): void => {
+    if (writesLost) return
+    writesLost = true
+    drop()
+    if (!ending) sink.writesLost(lostBy(cause, address))
+  }
+
+  // a stream that has failed or gone takes writes without a word (Node reports it on a later tick, or, for
+  // one that went before the channel had it, never): found at a flush, it fails the channel (a socket) or
+  // its sends (separate streams: see `loseWrites`)
+  const broken = (): boolean => {
+    if (writesLost) {
+      drop()
+      return true
+    }
+    if (!writable.destroyed && writable.errored == null && !(writable.writableEnded && !ending)) return false
+    if (!duplex) {
+      loseWrites(writable.errored)
+      return true
+    }
+    drop()
+    if (peerSaidClose && !decoder.inFrame) sink.peerClosed()
+    else sink.lost(lostBy(writable.errored, address))
+    return true
+  }
+
   const flush = (): void => {
     seal()
-    if (out.length === 0 || destroyed) return
+    if (out.length === 0 || destroyed || broken()) return
     const chunks = out
     const chunkOwners = owners
     out = []
@@ -157,6 +203,11 @@ const link = (
       }
     } catch (cause) {
       return sink.lost(IpcError.fromSystemError(cause, "Write", "write failed", address))
+    }
+    // a write that failed at once (EPIPE) marked the stream errored, and its send is not on its way
+    if (writable.errored != null) {
+      broken()
+      return
     }
     // a socket that took everything at once (the kernel copied it): the batch is written into again from
     // its start, so that small messages go on landing in memory already mapped (a fresh 64 KiB batch per
@@ -253,25 +304,29 @@ const link = (
     sink.closed()
   })
   if (!duplex) {
-    writable.on("error", onError)
+    writable.on("error", loseWrites)
     writable.on("close", () => {
-      if (!ending) {
-        sink.lost(
-          new IpcError.IpcError({
-            reason: "ConnectionLost",
-            detail: "the connection failed: the peer closed its reading end",
-            address,
-            errno: "EPIPE"
-          })
-        )
-      }
+      if (!ending) loseWrites(writable.errored ?? readerGone)
     })
+  }
+
+  // streams that ended or failed before the channel took them send no more events: the channel fails now
+  // (the input; a lost output only fails the sends, see `loseWrites`)
+  if (readable.destroyed || readable.readableEnded) {
+    sink.lost(
+      readable.errored == null
+        ? IpcError.make("ConnectionLost", "the peer had gone before the channel was made", address)
+        : IpcError.fromSystemError(readable.errored, "ConnectionLost", "the connection failed", address)
+    )
+  } else if (writable.destroyed || writable.writableEnded) {
+    if (duplex) sink.lost(lostBy(writable.errored, address))
+    else loseWrites(writable.errored)
   }
 
   return {
     write: (message) => enqueue(Framing.Kind.data, message),
     flush,
-    pending: () => queued + writable.writableLength,
+    pending: () => writesLost ? 0 : queued + writable.writableLength,
     resume: () => {
       if (destroyed) return
       paused = false
@@ -281,6 +336,12 @@ const link = (
     ping: () => enqueue(Framing.Kind.ping, EMPTY),
     goodbye: (sent) => {
       ending = true
+      if (writesLost) {
+        // nobody reads our goodbye: said; the channel ends with the input
+        sent()
+        if (readable.readableEnded) sink.closed()
+        return
+      }
       enqueue(Framing.Kind.close, EMPTY)
       flush()
       writable.end(() => {

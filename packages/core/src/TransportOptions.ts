@@ -123,6 +123,17 @@ export const invalidMode = (mode: unknown, address?: string): IpcError.IpcError 
       address
     )
 
+/** The duration options that are nonsense at zero: a handshake or a frame timed out at once, a busy poll. */
+const ABOVE_ZERO: ReadonlySet<string> = new Set([
+  "handshakeTimeout",
+  "helloTimeout",
+  "frameTimeout",
+  "livenessInterval",
+  "pollInterval",
+  "heartbeat.interval",
+  "heartbeat.timeout"
+])
+
 /** The duration options of effect-ipc's transports, as `checkDurations` knows them (`heartbeat.*`: inside `heartbeat`). */
 const DURATION_OPTIONS = [
   "connectTimeout",
@@ -144,11 +155,22 @@ const DURATION_OPTIONS = [
   "heartbeat.timeout"
 ] as const
 
+/** `value` as an option's detail shows it: strings quoted, the rest as `String` gives them. */
+const shown = (value: unknown): string => {
+  if (typeof value === "string") return JSON.stringify(value)
+  try {
+    return String(value)
+  } catch {
+    return Object.prototype.toString.call(value) // an object without a prototype
+  }
+}
+
 /**
  * `InvalidOption` naming the first duration option given in code (see
  * `DURATION_OPTIONS`: `lingerTimeout`, `heartbeat.interval`, ...) that is not
- * one: what `Duration.fromInput` refuses (`"x"`, `{}`), or a negative or NaN
- * one. Undefined when each given is. `listen` and `dial` check their options
+ * one: what `Duration.fromInput` refuses (`"x"`, `{}`), a negative or NaN
+ * one, or zero for a timeout or interval that must pass (`ABOVE_ZERO`:
+ * `handshakeTimeout`, `livenessInterval`, ...). Undefined when each given is. `listen` and `dial` check their options
  * with it first: such a value was a defect, or, read in an event handler,
  * an exception that ended the process.
  */
@@ -159,12 +181,18 @@ export const checkDurations = (options: object, address?: string): IpcError.IpcE
     if (typeof holder !== "object" || holder === null) continue
     const value: unknown = Reflect.get(holder, inner ?? outer)
     if (value === undefined) continue
-    if (millisOf(value) === undefined) {
+    const millis = millisOf(value)
+    if (millis === 0 && ABOVE_ZERO.has(name)) {
       return IpcError.make(
         "InvalidOption",
-        `${name} ${
-          typeof value === "string" ? JSON.stringify(value) : String(value)
-        } is not a duration (milliseconds, "250 millis", "5 seconds", or a Duration)`,
+        `${name} ${shown(value)} is not above zero (it would time out, or poll, at once)`,
+        address
+      )
+    }
+    if (millis === undefined) {
+      return IpcError.make(
+        "InvalidOption",
+        `${name} ${shown(value)} is not a duration (milliseconds, "250 millis", "5 seconds", or a Duration)`,
         address
       )
     }
@@ -203,23 +231,75 @@ export const checkSizes = (options: object, address?: string): IpcError.IpcError
     if (typeof value === "number" && value >= least && (Number.isSafeInteger(value) || value === Infinity)) continue
     return IpcError.make(
       "InvalidOption",
-      `${name} ${
-        typeof value === "string" ? JSON.stringify(value) : String(value)
-      } is not a whole number of at least ${least} (or Infinity: no limit)`,
+      `${name} ${shown(value)} is not a whole number of at least ${least} (or Infinity: no limit)`,
       address
     )
   }
   return undefined
 }
 
+const isTextList = (value: unknown): boolean => Array.isArray(value) && value.every((item) => typeof item === "string")
+
+/** The options that are one of a few words, as `checkShapes` knows them, with their words. */
+const CHOICE_OPTIONS: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
+  ["durability", ["os", "fsync"]],
+  ["onCorrupt", ["fail", "skip"]],
+  ["peerLoss", ["fail", "wait"]],
+  ["whenFull", ["wait", "fail"]],
+  ["watch", ["auto", "poll"]],
+  ["via", ["fd", "stdio"]]
+]
+
 /**
- * Fails with `InvalidOption` when `options` hold a duration that is not one
- * (`checkDurations`) or a size or count that is not one (`checkSizes`); else
- * nothing. Every transport's `listen` and `dial` start with it.
+ * `InvalidOption` naming the first option given in code whose value has the
+ * wrong shape: an `authorize` that is not a function, an `allowedOrigins`
+ * that is neither a list of strings nor a function, an `allowedHosts` that is
+ * not a list of strings, a word that is not one of its option's
+ * (`durability: "fsnyc"` was the default, `os`, without a word). They were
+ * defects at `listen`, a listener that refused everyone without saying why,
+ * or a setting other than the one asked for.
  */
-export const optionsOk = (options: object, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+export const checkShapes = (options: object, address?: string): IpcError.IpcError | undefined => {
+  for (const [name, words] of CHOICE_OPTIONS) {
+    const value: unknown = Reflect.get(options, name)
+    if (value !== undefined && !words.includes(value as string)) {
+      return IpcError.make("InvalidOption", `${name} ${shown(value)} is not one of ${words.join(", ")}`, address)
+    }
+  }
+  const authorize: unknown = Reflect.get(options, "authorize")
+  if (authorize !== undefined && typeof authorize !== "function") {
+    return IpcError.make("InvalidOption", `authorize ${shown(authorize)} is not a function (peer) => boolean`, address)
+  }
+  const origins: unknown = Reflect.get(options, "allowedOrigins")
+  if (origins !== undefined && typeof origins !== "function" && !isTextList(origins)) {
+    return IpcError.make(
+      "InvalidOption",
+      `allowedOrigins ${shown(origins)} is not a list of origins (strings) nor a function (origin) => boolean`,
+      address
+    )
+  }
+  const hosts: unknown = Reflect.get(options, "allowedHosts")
+  if (hosts !== undefined && !isTextList(hosts)) {
+    return IpcError.make("InvalidOption", `allowedHosts ${shown(hosts)} is not a list of host names (strings)`, address)
+  }
+  return undefined
+}
+
+/**
+ * Fails with `InvalidAddress` when `address` is not a string, and with
+ * `InvalidOption` when `options` hold a duration that is not one
+ * (`checkDurations`), a size or count that is not one (`checkSizes`), or a
+ * value of the wrong shape (`checkShapes`); else nothing. Every transport's
+ * `listen` and `dial` start with it.
+ */
+export const optionsOk = (options: object, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
-    const invalid = checkDurations(options, address) ?? checkSizes(options, address)
+    if (typeof address !== "string") {
+      // only what cannot hold a secret is shown (a URL object would show its token)
+      const what = typeof address === "object" && address !== null ? `an ${typeof address}` : shown(address)
+      return Effect.fail(IpcError.make("InvalidAddress", `an address is a string, not ${what}`))
+    }
+    const invalid = checkDurations(options, address) ?? checkSizes(options, address) ?? checkShapes(options, address)
     return invalid === undefined ? Effect.void : Effect.fail(invalid)
   })
 

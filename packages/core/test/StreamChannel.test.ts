@@ -1,5 +1,5 @@
 import * as Framing from "@effect-ipc/core/Framing"
-import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -182,5 +182,106 @@ describe("StreamChannel over a socket", () => {
       const a = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://a")
       const b = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://b")
       yield* reuseAfterSend(a, b)
+    }).pipe(Effect.scoped))
+})
+
+describe("StreamChannel over streams that went before the channel had them", () => {
+  // a socket whose peer went while the caller was busy (reading credentials) has ended and closed before
+  // the channel listens: Node sends no more events, and every write vanished without a word (sends
+  // succeeded for ever, 2 million in 3 s, while nobody was there)
+  it.live("a socket whose peer had gone: the first send fails with ConnectionLost", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      client.on("error", () => {})
+      accepted.destroy()
+      yield* Effect.promise(() => new Promise((resolve) => client.once("close", resolve)))
+      const channel = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://gone")
+      const sent = yield* Effect.flip(channel.send(new Uint8Array(100)))
+      assert.strictEqual(sent.reason._tag, "ConnectionLost")
+      const error = yield* Effect.flip(channel.receive)
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
+  it.live("destroyed streams (a pipe pair): sends and receives fail with ConnectionLost", () =>
+    Effect.gen(function*() {
+      const readable = new Stream.PassThrough()
+      const writable = new Stream.PassThrough()
+      writable.destroy()
+      const channel = yield* StreamChannel.makeScoped({ readable, writable }, "test://destroyed")
+      const error = yield* Effect.flip(channel.send(new Uint8Array(1 << 20)))
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
+  // a socket destroyed under the channel tells it a tick later; the send that finds it so fails at once
+  it.live("a socket destroyed under the channel: the send that finds it fails with ConnectionLost", () =>
+    Effect.gen(function*() {
+      const { client } = yield* socketPair
+      client.on("error", () => {})
+      const channel = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://destroyed")
+      client.destroy()
+      const error = yield* Effect.flip(channel.send(new Uint8Array(100)))
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
+  it.live("a socket destroyed under the channel: a sendAll that finds it fails with ConnectionLost", () =>
+    Effect.gen(function*() {
+      const { client } = yield* socketPair
+      client.on("error", () => {})
+      const channel = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://destroyed")
+      client.destroy()
+      const error = yield* Effect.flip(IpcChannel.sendAll(channel, [new Uint8Array(100), new Uint8Array(200)]))
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
+  // an input that had ended before the channel took it sends no more events: a receiver waited for ever
+  it.live("an input that had ended, beside a healthy output: receive fails with ConnectionLost", () =>
+    Effect.gen(function*() {
+      const readable = new Stream.PassThrough()
+      readable.end()
+      readable.resume()
+      yield* Effect.promise(() => new Promise((resolve) => readable.once("end", resolve)))
+      const writable = new Stream.PassThrough()
+      const channel = yield* StreamChannel.makeScoped({ readable, writable }, "test://ended")
+      const error = yield* Effect.flip(channel.receive).pipe(Effect.timeout("2 seconds"))
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
+  // a socket found gone after the peer's goodbye had arrived: sends fail as after any goodbye (Closed),
+  // nothing is reported sent, and close does not wait for bytes that will never leave
+  it.live("a socket found gone after the peer's goodbye: sends fail with Closed and close is prompt", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      client.on("error", () => {})
+      const channel = yield* StreamChannel.make({ readable: client, writable: client }, "test://after-goodbye")
+      accepted.write(
+        Buffer.concat([Framing.encode(Framing.Kind.data, new Uint8Array([1])), Framing.encode(Framing.Kind.close)])
+      )
+      assert.deepStrictEqual([...(yield* channel.receive)], [1])
+      client.destroy()
+      const error = yield* Effect.flip(channel.send(new Uint8Array([9])))
+      assert.strictEqual(error.reason._tag, "Closed")
+      const started = Date.now()
+      yield* channel.close
+      assert.isBelow(Date.now() - started, 1000, "close waited for bytes that will never leave")
+    }).pipe(Effect.scoped))
+
+  // separate streams (a FIFO pair, a child's stdio): the peer stopped reading, but what it sent before is
+  // still to be read, its goodbye among it; a lost output failed the channel and dropped that input
+  it.live("separate streams whose output is lost: sends fail, every message already sent to us arrives, then Closed", () =>
+    Effect.gen(function*() {
+      const readable = new Stream.PassThrough()
+      const writable = new Stream.Writable({
+        write: (_chunk, _encoding, callback) => callback(Object.assign(new Error("gone"), { code: "EPIPE" }))
+      })
+      const channel = yield* StreamChannel.makeScoped({ readable, writable }, "test://output-lost")
+      const lost = yield* Effect.flip(
+        Effect.andThen(channel.send(new Uint8Array([1])), channel.send(new Uint8Array([2])))
+      )
+      assert.strictEqual(lost.reason._tag, "ConnectionLost")
+      for (let i = 0; i < 3; i++) readable.write(Framing.encode(Framing.Kind.data, new Uint8Array([i])))
+      readable.end(Framing.encode(Framing.Kind.close))
+      for (let i = 0; i < 3; i++) assert.deepStrictEqual([...(yield* channel.receive)], [i])
+      const end = yield* Effect.flip(channel.receive)
+      assert.strictEqual(end.reason._tag, "Closed")
     }).pipe(Effect.scoped))
 })

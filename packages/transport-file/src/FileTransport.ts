@@ -128,8 +128,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const invalid = Sys.invalidModes(options, raw)
       if (invalid !== undefined) return yield* invalid
       const paths = Layout.listenerPaths(dir)
-      const created = Layout.ensureDir(dir, dirMode, raw)
-      if (Sys.failed(created)) return yield* created
+      const made = Layout.ensureDir(dir, dirMode, raw)
+      if (Sys.failed(made)) return yield* made
+      const created = made.at(-1) === Path.resolve(dir)
+      // the parents this listener made, innermost first: they go too, once empty
+      const madeParents = (created ? made.slice(0, -1) : made).toReversed()
       // a directory this package did not mark is the user's: used only while empty, and marked before anything
       // else (then `marker` is undefined)
       const marker = Layout.claim(dir, "listener", fileMode, raw, created)
@@ -343,7 +346,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             Sys.attempt(() => empty && Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
             Lock.release(lock, true)
             // fails, harmlessly, if a new listener has taken the directory meanwhile
-            Sys.attempt(() => empty && ownsDirectory && Fs.rmdirSync(dir), "Write", "")
+            const gone = empty && ownsDirectory && !Sys.failed(Sys.attempt(() => Fs.rmdirSync(dir), "Write", ""))
+            // the directories made on the way go too, while empty (anything put in one keeps it)
+            for (const parent of gone ? madeParents : []) {
+              if (Sys.failed(Sys.attempt(() => Fs.rmdirSync(parent), "Write", ""))) break
+            }
           })
         })
       )

@@ -110,6 +110,49 @@ describe("file:// transport", () => {
     30_000
   )
 
+  // the directories made on the way to a listener's stayed behind after close
+  it.live("a listener whose parents were missing: close removes what it made, and a parent that holds something else stays", () =>
+    Effect.gen(function*() {
+      const top = fresh(root, "parents")
+      const transport = File.make()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* transport.listen(`file://${top}/a/b/listener`)
+        const client = yield* transport.dial(`file://${top}/a/b/listener`)
+        yield* client.send(bytes("x"))
+        yield* (yield* listener.accept).receive
+      }))
+      assert.isFalse(Fs.existsSync(top), "the directories made on the way stay")
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* transport.listen(`file://${top}/a/b/listener`)
+        Fs.writeFileSync(`${top}/a/keep`, "someone else's")
+      }))
+      assert.deepStrictEqual(Fs.readdirSync(top, { recursive: true }).toSorted(), ["a", "a/keep"])
+    }))
+
+  // a large message is written after its send began; the listener's death found meanwhile let go of the
+  // stream, and that send failed with Closed ("the writer was closed during the write"), as if closed on purpose
+  it.live(
+    "a listener killed while a dialer sends large messages: the send fails with ConnectionLost",
+    () =>
+      Effect.gen(function*() {
+        const address = `file://${fresh(root)}`
+        const peer = yield* node(["listen-echo", address])
+        yield* peer.waitFor((l) => l === "listening")
+        const channel = yield* File.make().dial(address)
+        const message = new Uint8Array(1024 * 1024)
+        let sent = 0
+        const sender = yield* Effect.forkChild(
+          Effect.forever(Effect.map(channel.send(message), () => void sent++)).pipe(Effect.flip)
+        )
+        while (sent < 3) yield* Effect.sleep("10 millis")
+        yield* peer.signal("SIGKILL")
+        yield* peer.exit
+        const error = yield* Fiber.join(sender).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(error.reason._tag, "ConnectionLost", error.detail)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.effect("IPC_TRANSPORT=file picks it; a service's default address is a directory in this user's temp area", () =>
     Effect.gen(function*() {
       const selection = yield* Registry.resolve([File.descriptor, Registry.memory], {

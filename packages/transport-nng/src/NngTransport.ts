@@ -292,6 +292,8 @@ const ASK_AGAIN_MS = 5000
 
 /** The header nng's pair v1 protocol puts before each message (a hop count), counted by `recv-size-max`. */
 const PAIR1_HEADER = 4
+// the most messages libnng queues in a socket's send or receive buffer
+const MAX_QUEUE = 8192
 
 /** Makes the nng transport, bare: libnng is loaded on first use (see `makeScoped`). */
 export const make = (options: NngTransportOptions = {}): Transport.TransportShape => {
@@ -326,9 +328,24 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     closeTimeout
   })
 
+  // what libnng refuses on each connection's socket (a listener took it, then every connection failed unseen)
+  const nngOk = (raw: string): Effect.Effect<void, IpcError.IpcError> =>
+    Effect.suspend(() => {
+      for (const name of ["sendBuffer", "recvBuffer"] as const) {
+        const value = options[name]
+        if (value !== undefined && value > MAX_QUEUE) {
+          return Effect.fail(
+            IpcError.make("InvalidOption", `${name} ${value} is over ${MAX_QUEUE} messages, libnng's limit`, raw)
+          )
+        }
+      }
+      return Effect.void
+    })
+
   const listen = (raw: string) =>
     Effect.gen(function*() {
       yield* TransportOptions.optionsOk(options, raw)
+      yield* nngOk(raw)
       const authorize = UnixSocket.authorizerOf(options.authorize)
       const badMode = TransportOptions.invalidMode(options.mode ?? 0o600, raw)
       if (badMode !== undefined) return yield* badMode
@@ -552,6 +569,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   const dial = (raw: string) =>
     Effect.gen(function*() {
       yield* TransportOptions.optionsOk(options, raw)
+      yield* nngOk(raw)
       const authorize = UnixSocket.authorizerOf(options.authorize)
       const deadline = Date.now() + connectTimeout
       let askAgain = ASK_AGAIN_MS / 2

@@ -51,6 +51,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import { Writable } from "node:stream"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
 import * as PathLock from "./internal/pathLock.ts"
@@ -109,6 +110,18 @@ const openFd = (path: string, flags: number, raw: string) =>
   })
 
 const pipeSocket = (fd: number, readable: boolean) => new Net.Socket({ fd, readable, writable: !readable })
+
+/**
+ * The reply end of a client that sent, closed and left before the listener
+ * opened it: every write fails as a pipe without a reader's does (EPIPE), so
+ * the channel's sends fail while its input is still read to the client's
+ * goodbye (`Closed`; `ConnectionLost` without one).
+ */
+const gone = (): Writable =>
+  new Writable({
+    write: (_chunk, _encoding, callback) =>
+      callback(Object.assign(new Error("the client has gone: nobody reads its reply end"), { code: "EPIPE" }))
+  })
 
 const lockFormat = /^([^:]+):[a-z0-9]+$/
 
@@ -380,19 +393,26 @@ const claimReady = (files: FifoPaths, admits: (stat: Fs.Stats) => boolean): bool
   return false
 }
 
-/** Waits for the first bytes on a freshly opened reading end, and puts them back. */
-const firstBytes = (socket: Net.Socket): Effect.Effect<boolean> =>
-  Effect.callback<boolean>((resume) => {
+/** Waits for the first bytes on a freshly opened reading end, and puts them back; undefined at its end. */
+// the client's hello, which every conversation starts with (a ping frame)
+const HELLO = Framing.encode(Framing.Kind.ping)
+
+/** Whether `chunk` starts with the client's hello. */
+const saysHello = (chunk: Uint8Array): boolean =>
+  chunk.byteLength >= HELLO.byteLength && HELLO.every((byte, i) => chunk[i] === byte)
+
+const firstBytes = (socket: Net.Socket): Effect.Effect<Buffer | undefined> =>
+  Effect.callback<Buffer | undefined>((resume) => {
     const onReadable = () => {
       const chunk: Buffer | null = socket.read()
       if (chunk === null) return
       cleanup()
       socket.unshift(chunk)
-      resume(Effect.succeed(true))
+      resume(Effect.succeed(chunk))
     }
     const onEnd = () => {
       cleanup()
-      resume(Effect.succeed(false))
+      resume(Effect.succeed(undefined))
     }
     const cleanup = () => {
       socket.off("readable", onReadable)
@@ -471,6 +491,9 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         let current: IpcChannel.IpcChannel | undefined
         // why the listener stopped by itself, if it did: what accept and connections fail with then
         let stopped: IpcError.IpcError | undefined
+        // the reading end waiting for a client goes last, once the conversation's channel has said goodbye
+        let input: Net.Socket | undefined
+        yield* Effect.addFinalizer(() => Effect.sync(() => input?.destroy()))
         yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(acceptor.end), current?.close ?? Effect.void))
         // one conversation at a time: wait for a client's first frame, serve it, open afresh
         // publishes the ready token: exclusive create (never through a link, never over a planted
@@ -530,17 +553,29 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             }
           }
         })
-        const conversation = (input: Net.Socket) =>
+        const conversation = (reader: Net.Socket) =>
           Effect.gen(function*() {
-            if (!(yield* Effect.raceFirst(firstBytes(input), claimedButSilent))) {
-              return input.destroy()
-            }
+            const first = yield* Effect.raceFirst(firstBytes(reader), claimedButSilent)
+            if (first === undefined || typeof first === "boolean") return reader.destroy()
+            // nobody reads name.out (ENXIO): a client that sent, closed and left before we looked, whose
+            // frames wait in name.in and are delivered (when they start with a client's hello, and name.out
+            // is still the FIFO we made)
+            const clientGone = (error: IpcError.IpcError) =>
+              Effect.suspend(() => {
+                if (error.errno !== "ENXIO" || !saysHello(first)) return Effect.fail(error)
+                const now = Files.lstatIfAnyQuiet(files.toClient)
+                return now !== undefined && Files.sameFile(now, toClient)
+                  ? Effect.succeed(gone())
+                  : Effect.fail(notOurs(files.toClient, raw, now))
+              })
             const output = yield* openOurs(files.toClient, O_WRONLY, toClient, raw).pipe(
               Effect.flatMap(({ fd }) => sized(fd)),
-              Effect.tapError(() => Effect.sync(() => input.destroy()))
+              Effect.map((fd): Writable => pipeSocket(fd, false)),
+              Effect.catch(clientGone),
+              Effect.tapError(() => Effect.sync(() => reader.destroy()))
             )
             const channel = yield* StreamChannel.make(
-              { readable: input, writable: pipeSocket(output, false) },
+              { readable: reader, writable: output },
               raw,
               { description: raw },
               options
@@ -559,11 +594,12 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             )
           )
         // the first reader is open before listen returns, so a client may dial at once
-        let input = yield* openReader
+        const opened = yield* openReader
+        input = opened
         yield* Effect.forkScoped(
           Effect.forever(Effect.suspend(() =>
             Effect.andThen(
-              conversation(input),
+              conversation(input ?? opened),
               Effect.map(openReader, (next) => void (input = next))
             )
           )).pipe(

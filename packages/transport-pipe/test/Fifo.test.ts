@@ -7,7 +7,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { hangGuard, waitFor } from "./helpers.ts"
+import { hangGuard, node, nodeFixture, waitFor } from "./helpers.ts"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
@@ -75,8 +75,67 @@ describe("Fifo", () => {
       assert.deepStrictEqual([...(yield* server.receive)], [7])
     }).pipe(Effect.scoped))
 
-  // a client took any file at name.ready for the listener's token: a second client joined the conversation,
-  // its frames mixed into the first one's and it read the replies meant for the first
+  // a client that sends, closes and exits before the listener has looked: its reply end is gone by then
+  // (opening name.out for writing fails, ENXIO), and the listener dropped the conversation with everything
+  // the client had been told was sent
+  it.live(
+    "a client that sent, closed and exited before the listener looked: every message is delivered",
+    () =>
+      Effect.gen(function*() {
+        const address = `fifo://${dir}/quick`
+        const listener = yield* Fifo.make().listen(address)
+        // the listener's event loop waits while the client runs to its end
+        const client = ChildProcess.spawnSync(node, [...nodeFixture("send-close.ts"), address, "5"], {
+          encoding: "utf8"
+        })
+        assert.strictEqual(client.stdout.trim(), "sent 5", client.stderr)
+        const server = yield* listener.accept
+        const got: Array<string> = []
+        for (let i = 0; i < 5; i++) got.push(new TextDecoder().decode(yield* server.receive))
+        assert.deepStrictEqual(got, ["m0", "m1", "m2", "m3", "m4"])
+        const end = yield* Effect.flip(server.receive)
+        assert.strictEqual(end.reason._tag, "Closed", end.detail)
+        // a reply after the client's goodbye is not reported sent
+        const reply = yield* Effect.flip(server.send(new Uint8Array([1])))
+        assert.strictEqual(reply.reason._tag, "Closed")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  // the same while the listener answers: its replies to a client that has closed its reply end fail (EPIPE),
+  // and that failure dropped what the client had sent and the listener had not yet read
+  it.live(
+    "a client that sends, closes and exits while the listener answers: every message is delivered",
+    () =>
+      Effect.gen(function*() {
+        const address = `fifo://${dir}/answers`
+        const listener = yield* Fifo.make().listen(address)
+        for (let round = 0; round < 4; round++) {
+          const client = ChildProcess.spawn(node, [...nodeFixture("send-close.ts"), address, "40", "65536"], {
+            stdio: ["ignore", "pipe", "inherit"]
+          })
+          let said = ""
+          client.stdout.on("data", (chunk: Buffer) => (said += chunk.toString()))
+          const exited = Effect.callback<void>((resume) => {
+            if (client.exitCode !== null) return resume(Effect.void)
+            client.once("exit", () => resume(Effect.void))
+          })
+          const server = yield* listener.accept
+          const got: Array<string> = []
+          const end = yield* Effect.flip(Effect.forever(Effect.gen(function*() {
+            const message = yield* server.receive
+            got.push(new TextDecoder().decode(message.subarray(0, 4)).replace(/\0+$/, ""))
+            yield* Effect.ignore(server.send(message.subarray(0, 16)))
+          })))
+          yield* exited
+          assert.strictEqual(said.trim(), "sent 40")
+          assert.deepStrictEqual(got, Array.from({ length: 40 }, (_, i) => `m${i}`), `round ${round}`)
+          assert.strictEqual(end.reason._tag, "Closed", `round ${round}: ${end.detail}`)
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   // a client took any file at name.ready for the listener's token: a second client joined the conversation,
   // its frames mixed into the first one's and it read the replies meant for the first; and as the file
   // took the inode number of the claimed token (ext4 reuses it at once), the listener took it for its own

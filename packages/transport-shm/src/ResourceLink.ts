@@ -124,23 +124,22 @@ export const create = (
   options: CreateOptions = {}
 ): Effect.Effect<ResourceLink, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* Segment.validateName(name)
+    yield* Segment.validateNewName(name)
     if (!Number.isSafeInteger(payloadLength) || payloadLength < 0) {
       return yield* IpcError.make("InvalidAddress", `a payload length is a non-negative integer (got ${payloadLength})`)
     }
     const ttlMillis = options.ttl === undefined ? 0 : Duration.toMillis(Duration.fromInputUnsafe(options.ttl))
+    // the link takes its name once its header is published: a creator killed half-way leaves nothing under it
     const held = yield* Effect.acquireRelease(
-      Effect.flatMap(
-        Segments.createMapped(name, Header.HEADER_SIZE + payloadLength, { mode: options.mode }),
-        (mapped) =>
-          Effect.sync((): Held => {
-            // one synchronous critical section: the header lock is held from the first field to `ready`
-            const header = Header.view(mapped.mapping.buffer)
-            Header.initialise(header, { kind: Header.Kind.link, ttlMillis, payloadLength, createdAt: Date.now() })
-            Header.addHolder(header)
-            Header.publish(header)
-            return { mapped, header }
-          })
+      Effect.map(
+        Segments.createReady(name, Header.HEADER_SIZE + payloadLength, { mode: options.mode }, (mapped) => {
+          // one synchronous critical section: the header lock is held from the first field to `ready`
+          const header = Header.view(mapped.mapping.buffer)
+          Header.initialise(header, { kind: Header.Kind.link, ttlMillis, payloadLength, createdAt: Date.now() })
+          Header.addHolder(header)
+          Header.publish(header)
+        }),
+        (mapped): Held => ({ mapped, header: Header.view(mapped.mapping.buffer) })
       ),
       release
     )

@@ -51,6 +51,22 @@ export const validateName = (name: string, address?: string): Effect.Effect<stri
   return Effect.succeed(name)
 }
 
+/** `validateName`, for a name to create: the transport's own forms (`eipc-r-…`, `eipc-m-…`, `eipc-l-…`) are refused. */
+export const validateNewName = (name: string, address?: string): Effect.Effect<string, IpcError.IpcError> =>
+  Effect.flatMap(
+    validateName(name, address),
+    (valid) =>
+      Segments.channelNamePattern.test(valid) || Segments.stagingNamePattern.test(valid)
+        ? Effect.fail(
+          IpcError.make(
+            "InvalidAddress",
+            `"${valid}" has the form of the shm transport's own names (eipc-r-, eipc-m-, eipc-l-), which its collector removes`,
+            address
+          )
+        )
+        : Effect.succeed(valid)
+  )
+
 /** A mapped segment. */
 export interface Segment {
   /** The name, without the leading slash. */
@@ -91,7 +107,7 @@ export const create = (
   options: CreateOptions = {}
 ): Effect.Effect<Segment, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* validateName(name)
+    yield* validateNewName(name)
     if (!Number.isSafeInteger(size) || size <= 0) {
       return yield* IpcError.make("InvalidAddress", `a segment's size is a positive integer (got ${size})`)
     }

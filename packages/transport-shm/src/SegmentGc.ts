@@ -75,10 +75,15 @@ export interface ScopeOptions {
   readonly prefix?: string | undefined
 }
 
-const entriesIn = (options: ScopeOptions) =>
+const entriesIn = (options: ScopeOptions, staging = false) =>
   Effect.map(
     Segments.list,
-    (entries) => options.prefix === undefined ? entries : entries.filter((e) => e.name.startsWith(options.prefix!))
+    (entries) =>
+      options.prefix === undefined
+        ? entries
+        : entries.filter((e) =>
+          e.name.startsWith(options.prefix!) || (staging && Segments.stagingNamePattern.test(e.name))
+        )
   )
 
 /** `list`, limited to the names that start with `prefix`. */
@@ -110,7 +115,9 @@ export const listMatching = (options: ScopeOptions = {}): Effect.Effect<Listing,
         createdAt: s.createdAt,
         ageMillis: Math.max(0, now - s.createdAt),
         ttlMillis: s.ttlMillis,
-        orphan: Reclaim.verdict(s, now)
+        orphan: Segments.stagingNamePattern.test(entry.name)
+          ? Reclaim.stagingVerdict(entry, now, s.creator)
+          : Reclaim.verdict(s, now)
       })
     }
     return { segments, others }
@@ -142,18 +149,30 @@ export interface CollectOptions extends ScopeOptions {
 }
 
 /**
- * Sweeps `/dev/shm` once (the names that start with `prefix`, if given) and
- * removes the orphans (see the module comment for the rules). Segments of
+ * Sweeps `/dev/shm` once (the names that start with `prefix`, if given, and
+ * the staging names of resource links, whatever the prefix) and removes the
+ * orphans (see the module comment for the rules). Segments of
  * other users are never touched, even by root.
  */
 export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const entries = yield* entriesIn(options)
+    const entries = yield* entriesIn(options, true)
     const removed: Array<Removed> = []
     let kept = 0
     let others = 0
     for (const entry of entries) {
       const opened = yield* openHeader(entry)
+      // a link's staging name: only the name goes (the link may have taken its own name too)
+      if (Segments.stagingNamePattern.test(entry.name)) {
+        const creator = opened._tag === "Some" ? Header.snapshot(opened.value.header).creator : undefined
+        if (opened._tag === "Some") opened.value.mapped.mapping.release()
+        const staged = Reclaim.stagingVerdict(entry, Date.now(), creator)
+        if (staged === undefined) kept++
+        else if (options.dryRun === true || Reclaim.removeUnlocked(entry.name, entry.ino)) {
+          removed.push({ name: entry.name, kind: "link", reason: staged })
+        }
+        continue
+      }
       if (opened._tag === "None") {
         const blank = Reclaim.blankVerdict(entry, Date.now())
         if (blank !== undefined && (options.dryRun === true || Reclaim.removeUnlocked(entry.name, entry.ino))) {

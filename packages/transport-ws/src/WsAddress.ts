@@ -9,6 +9,7 @@
  */
 import * as Address from "@effect-ipc/core/Address"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 
 /** The schemes of this transport. */
@@ -66,6 +67,10 @@ export const isLoopbackHost = (host: string): boolean => {
  * `raw`, so the address can be shown (core's `Address.redact`).
  */
 export const redact = (raw: string): string => Address.redact(raw)
+
+/** `TransportOptions.optionsOk` for `options` and `address`, whose errors show the address without its token. */
+export const optionsOk = (options: object, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
+  TransportOptions.optionsOk(options, typeof address === "string" ? redact(address) : address)
 
 /** Parses a `ws://host:port/path[?token=...]` address. */
 export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> =>

@@ -16,7 +16,6 @@
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
-import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -192,7 +191,7 @@ export const dial = (
   options: WsClientOptions = {}
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* TransportOptions.optionsOk(options, WsAddress.redact(address))
+    yield* WsAddress.optionsOk(options, address)
     const parsed = yield* WsAddress.parse(address)
     const token = options.token ?? parsed.token ?? options.tokenLookup?.(parsed)
     if (token !== undefined && !WsAddress.isValidToken(token)) {

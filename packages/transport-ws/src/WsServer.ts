@@ -40,7 +40,6 @@ import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Observability from "@effect-ipc/core/Observability"
 import * as Transport from "@effect-ipc/core/Transport"
-import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
@@ -181,7 +180,7 @@ export const listen = (
   options: WsServerOptions = {}
 ): Effect.Effect<WsListener, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* TransportOptions.optionsOk(options, WsAddress.redact(address))
+    yield* WsAddress.optionsOk(options, address)
     const asked = yield* WsAddress.parse(address)
     // the address shown: with the port actually bound, once bound (`ws://127.0.0.1:0/x` picks a free port)
     let parsed = asked

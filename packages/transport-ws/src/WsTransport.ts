@@ -49,6 +49,7 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
   }
   const dial = (address: string) =>
     Effect.gen(function*() {
+      yield* WsAddress.optionsOk(options, address)
       const parsed = yield* WsAddress.parse(address)
       // a token given, or a lookup of the user's own: used as it is
       if (options.token !== undefined || parsed.token !== undefined || options.tokenLookup !== undefined) {

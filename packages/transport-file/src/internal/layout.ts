@@ -220,13 +220,18 @@ const runtimeDirs = (): ReadonlySet<string> => {
  * Creates the missing components of the absolute path `dir` one at a time
  * with `mode` (a runtime directory on the way: 0700, see `runtimeDirs`), never
  * following a link: each component (made here, or found there because someone
- * was quicker) is checked before the next is made in it. True when the last
- * component was made here.
+ * was quicker) is checked before the next is made in it. Returns the
+ * components made here, outermost first, but for runtime directories (shared
+ * with other transports, they stay).
  */
-const makePath = (dir: string, mode: number): boolean => {
+const makePath = (dir: string, mode: number): Array<string> => {
   const parts = dir.split(Path.sep).filter((p) => p.length > 0)
   const runtime = runtimeDirs()
+  const made: Array<string> = []
   let created = false
+  // a parent found there may be removed before the next component is made in it (a listener that made
+  // it closing, say): the walk starts again from the top, a few times
+  let restarts = 0
   for (let i = 0; i <= parts.length; i++) {
     const path = Path.join(Path.sep, ...parts.slice(0, i))
     let stat: Fs.Stats | undefined
@@ -240,6 +245,7 @@ const makePath = (dir: string, mode: number): boolean => {
         Sys.makeDir(path, i < parts.length && runtime.has(path) ? 0o700 : mode)
         created = true
       } catch (cause) {
+        if (IpcError.errnoOf(cause) === "ENOENT" && i > 0 && restarts++ < 100) break
         if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
       }
       try {
@@ -248,9 +254,14 @@ const makePath = (dir: string, mode: number): boolean => {
         if (!isMissing(cause)) throw cause
       }
     }
+    if (stat === undefined) {
+      i = -1 // a parent vanished: from the top again
+      continue
+    }
     checkComponent(path, stat, i === parts.length)
+    if (created && !runtime.has(path) && !made.includes(path)) made.push(path)
   }
-  return created
+  return made
 }
 
 /** Checks `dir` (absolute) as written and as it resolves (through links); throws a refusal. */
@@ -284,14 +295,15 @@ const checkTrusted = (dir: string): "missing" | undefined => {
  * checked: `Sys.invalidModes`), or checks the one there: only a directory
  * that this user (or root) owns and that no other user can write, under
  * directories no other user can tamper with, is used (`PermissionDenied`,
- * with a hint, otherwise). True when this call created it.
+ * with a hint, otherwise). Returns the directories this call made, outermost
+ * first (`dir` last, when it made it; runtime directories are not listed).
  */
-export const ensureDir = (dir: string, mode: number, address?: string): boolean | IpcError.IpcError =>
+export const ensureDir = (dir: string, mode: number, address?: string): ReadonlyArray<string> | IpcError.IpcError =>
   Sys.attempt(
     () => {
       const abs = Path.resolve(dir)
       tooLong(abs)
-      let created = false
+      let created: ReadonlyArray<string> = []
       if (checkTrusted(abs) === "missing") {
         created = makePath(abs, mode)
         // the whole path again, through the links allowed on the way

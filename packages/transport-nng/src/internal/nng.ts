@@ -548,8 +548,6 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
       message: b.strerror(code),
       errnoName: Native.errnoName
     })
-  const check = (rv: number, detail: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
-    rv === 0 ? Effect.void : Effect.fail(error(rv, detail, address))
   const msgOut: Array<Ptr | null> = [null]
   let warm: Promise<void> | undefined
 
@@ -673,7 +671,15 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
           : "size" in value
           ? b.socketSetSize(s, name, value.size)
           : b.socketSetBytes(s, name, value.bytes, value.bytes.byteLength)
-        return check(rv, `cannot set the socket option ${name}`)
+        // a value libnng refuses (EINVAL) is the option's fault, not the address's
+        return rv === 0 ? Effect.void : Effect.fail(
+          error(
+            rv,
+            `cannot set the socket option ${name}`,
+            undefined,
+            rv === NngError.Code.EINVAL ? "InvalidOption" : undefined
+          )
+        )
       }),
     getSocketInt: (s, name) =>
       Effect.suspend(() => {

@@ -78,6 +78,27 @@ export const blankVerdict = (entry: Segments.Listed, now: number): Verdict => {
   return dead ? `its creator (pid ${pid}) died before writing its header` : undefined
 }
 
+/**
+ * A resource link's staging name (`eipc-l-<pid>-…`, see `Segments.createReady`)
+ * whose creator is dead and that is over a second old: the creator died before
+ * the link took its name (the segment goes with this name), or just after (the
+ * link keeps its own name: only this one goes). The creator is the header's
+ * (`creator`: pid, start time and pid namespace) once written, else the pid in
+ * the name.
+ */
+export const stagingVerdict = (
+  entry: Segments.Listed,
+  now: number,
+  creator?: Processes.ProcessId
+): Verdict => {
+  const match = Segments.stagingNamePattern.exec(entry.name)
+  if (match === null || entry.uid !== RuntimeDir.userId() || now - entry.mtimeMs < 1000) return undefined
+  const who = creator ?? { pid: Number.parseInt(match[1]!, 36), start: 0, ns: Processes.current().ns }
+  return Processes.liveness(who) === "dead"
+    ? `its creator (pid ${who.pid}) died while making a resource link`
+    : undefined
+}
+
 /** Removes `name` if it still names the segment listed as `ino` (a segment without a header has no lock). */
 export const removeUnlocked = (name: string, ino: number): boolean =>
   Libc.identityNow(name) === ino && Libc.shmUnlinkNow(name) === undefined

@@ -32,12 +32,15 @@ export const SHM_DIR = "/dev/shm"
 export const channelNamePattern = /^eipc-[rm]-([a-z0-9]{1,8})-[a-z0-9-]{1,30}$/
 
 let counter = 0
+/** Names under which a resource link is made before it takes its own (`eipc-l-…`); the number is the creator's pid. */
+export const stagingNamePattern = /^eipc-l-([a-z0-9]{1,8})-[a-z0-9-]{1,30}$/
+
 /**
  * A fresh channel segment name for this process: `eipc-<tag>-<pid>-<n>-<random>`
  * (short enough for macOS; the random part cannot be predicted, so nobody can
  * create the name first).
  */
-export const freshName = (tag: "r" | "m"): string =>
+export const freshName = (tag: "r" | "m" | "l"): string =>
   `eipc-${tag}-${process.pid.toString(36)}-${(counter++).toString(36)}-${
     Crypto.randomBytes(5).readUIntBE(0, 5).toString(36)
   }`
@@ -98,6 +101,48 @@ export const createMappedNow = (name: string, size: number, options: CreateOptio
   if (mapped instanceof IpcError.IpcError) Libc.shmUnlinkNow(name)
   return mapped
 }
+
+/**
+ * Creates `/name` as `createMapped` does, and calls `ready` on it before the
+ * name shows: on Linux the segment is made under a fresh name of this process
+ * (`eipc-l-<pid>-…`), made ready, then linked to `name` (exclusively) and the
+ * fresh name removed. A creator killed half-way leaves no segment under
+ * `name`, only one under a name whose pid tells `SegmentGc` it is an orphan.
+ * Elsewhere (no `/dev/shm` to link in) it is made under `name` at once.
+ */
+export const createReady = (
+  name: string,
+  size: number,
+  options: CreateOptions,
+  ready: (mapped: Mapped) => void
+): Effect.Effect<Mapped, IpcError.IpcError> =>
+  Libc.fromNow((): Libc.Now<Mapped> => {
+    if (process.platform !== "linux") {
+      const mapped = createMappedNow(name, size, options)
+      if (!(mapped instanceof IpcError.IpcError)) ready(mapped)
+      return mapped
+    }
+    const staging = freshName("l")
+    const mapped = createMappedNow(staging, size, options)
+    if (mapped instanceof IpcError.IpcError) return mapped
+    ready(mapped)
+    let linked: IpcError.IpcError | undefined
+    try {
+      Fs.linkSync(`${SHM_DIR}/${staging}`, `${SHM_DIR}/${name}`)
+    } catch (cause) {
+      const error = IpcError.fromSystemError(cause, "Open", `cannot create shared memory /${name}`, options.address)
+      const owner = error.reason._tag === "AlreadyExists" ? ownerOf(name) : undefined
+      linked = owner === undefined || owner === myUid()
+        ? error
+        : new IpcError.IpcError({ ...error, detail: `${error.detail} (it belongs to uid ${owner})` })
+    }
+    Libc.shmUnlinkNow(staging)
+    if (linked !== undefined) {
+      mapped.mapping.release()
+      return linked
+    }
+    return { ...mapped, name }
+  })
 
 /** The owner of `/dev/shm/name` (Linux), if it exists. */
 const ownerOf = (name: string): number | undefined => {
