@@ -57,6 +57,8 @@ export interface StreamPair {
 }
 
 const BATCH_SIZE = 64 * 1024
+// the longest delay a Node timer takes (a longer one fires at once)
+const MAX_TIMER = 2 ** 31 - 1
 const COPY_LIMIT = 8 * 1024
 const EMPTY = new Uint8Array(0)
 
@@ -84,7 +86,8 @@ const link = (
   streams: StreamPair,
   address: string,
   frameTimeoutMillis: number,
-  maxFrameSize: number
+  maxFrameSize: number,
+  quietMillis: number
 ) =>
 (sink: ChannelEngine.Sink): ChannelEngine.Link => {
   const { readable, writable } = streams
@@ -159,7 +162,40 @@ const link = (
     if (writesLost) return
     writesLost = true
     drop()
-    if (!ending) sink.writesLost(lostBy(cause, address))
+    if (ending) return goodbyeSaid()
+    sink.writesLost(lostBy(cause, address))
+    watchQuiet(lostBy(cause, address))
+  }
+  // what the peer wrote before it stopped reading is in the pipe already: an input that then stays quiet
+  // (not paused by our own reader) for the linger is not going to end by itself (a FIFO that never had a
+  // writer, a child's stdout held open by a process it started), and the channel ends then
+  let quietTimer: ReturnType<typeof setInterval> | undefined
+  let chunksSeen = 0
+  const watchQuiet = (error: IpcError.IpcError): void => {
+    let seen = chunksSeen
+    quietTimer = setInterval(() => {
+      if (destroyed || chunksSeen !== seen || paused) {
+        seen = chunksSeen
+        return
+      }
+      clearInterval(quietTimer)
+      quietTimer = undefined
+      if (peerSaidClose && !decoder.inFrame) {
+        sink.peerClosed()
+        sink.closed()
+      } else {
+        sink.lost(error)
+      }
+    }, quietMillis)
+  }
+  // our goodbye: said once it was written, or once nothing can be (the output went as it was written)
+  let saidGoodbye: (() => void) | undefined
+  const goodbyeSaid = (): void => {
+    const said = saidGoodbye
+    saidGoodbye = undefined
+    if (said === undefined) return
+    said()
+    if (!duplex || readable.readableEnded) sink.closed()
   }
 
   // a stream that has failed or gone takes writes without a word (Node reports it on a later tick, or, for
@@ -280,7 +316,10 @@ const link = (
   }
   // the receiver resumes as the chunk's last frame is decoded, inside this callback (a microtask later cost
   // 0.7 µs of a 36 µs round trip)
-  const onData = (chunk: Buffer) => sink.deliver(() => decode(chunk))
+  const onData = (chunk: Buffer) => {
+    chunksSeen++
+    sink.deliver(() => decode(chunk))
+  }
   const onEnd = () => {
     endSeen = true
     if (decoder.inFrame) {
@@ -342,18 +381,17 @@ const link = (
         if (readable.readableEnded) sink.closed()
         return
       }
+      saidGoodbye = sent
       enqueue(Framing.Kind.close, EMPTY)
       flush()
-      writable.end(() => {
-        sent()
-        // a socket waits (briefly: the engine's linger) for the peer's end, so nothing it still sends is reset
-        if (!duplex || readable.readableEnded) sink.closed()
-      })
+      // a socket waits (briefly: the engine's linger) for the peer's end, so nothing it still sends is reset
+      writable.end(goodbyeSaid)
     },
     destroy: () => {
       destroyed = true
       readable.off("data", onData)
       if (frameTimer !== undefined) clearTimeout(frameTimer)
+      if (quietTimer !== undefined) clearInterval(quietTimer)
       readable.destroy()
       if (!duplex) writable.destroy()
     }
@@ -373,6 +411,8 @@ export const make = (
   Effect.sync(() => {
     const maxFrameSize = options.maxFrameSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
     const frameTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.frameTimeout ?? "30 seconds"))
+    // how long an input may stay quiet once our output is lost (separate streams): the linger
+    const quiet = Duration.toMillis(Duration.fromInputUnsafe(options.lingerTimeout ?? "2 seconds"))
     return ChannelEngine.make({
       address,
       peer,
@@ -383,7 +423,7 @@ export const make = (
       maxBufferedBytes: options.maxBufferedBytes,
       heartbeat: options.heartbeat,
       lingerTimeout: options.lingerTimeout
-    }, link(streams, address, frameTimeout, maxFrameSize)).channel
+    }, link(streams, address, frameTimeout, maxFrameSize, Math.min(Math.max(50, quiet), MAX_TIMER))).channel
   })
 
 /** Like `make`, and closes the channel when the scope closes. */

@@ -284,4 +284,41 @@ describe("StreamChannel over streams that went before the channel had them", () 
       const end = yield* Effect.flip(channel.receive)
       assert.strictEqual(end.reason._tag, "Closed")
     }).pipe(Effect.scoped))
+
+  // an input that never ends once the output is lost (a FIFO that never had a writer, a child's stdout held
+  // by a process it started): what the peer sent is already there, and a quiet input ends the channel
+  it.live("separate streams whose output is lost and whose input stays quiet: receive fails after the linger", () =>
+    Effect.gen(function*() {
+      const readable = new Stream.PassThrough()
+      const writable = new Stream.Writable({
+        write: (_chunk, _encoding, callback) => callback(Object.assign(new Error("gone"), { code: "EPIPE" }))
+      })
+      const channel = yield* StreamChannel.makeScoped({ readable, writable }, "test://quiet", {}, {
+        lingerTimeout: "200 millis"
+      })
+      readable.write(Framing.encode(Framing.Kind.data, new Uint8Array([7])))
+      yield* Effect.flip(channel.send(new Uint8Array([1])))
+      assert.deepStrictEqual([...(yield* channel.receive)], [7])
+      const error = yield* Effect.flip(channel.receive).pipe(Effect.timeout("3 seconds"))
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
+  // the output lost while our goodbye waits to be written (a full pipe): close waited the whole linger for a
+  // write that could never end
+  it.live("separate streams whose output is lost during close: close is prompt", () =>
+    Effect.gen(function*() {
+      const readable = new Stream.PassThrough()
+      const writable = new Stream.PassThrough({ highWaterMark: 16 }) // nobody reads it: it fills
+      const channel = yield* StreamChannel.makeScoped({ readable, writable }, "test://lost-in-close", {}, {
+        highWaterMark: 1 << 20,
+        lingerTimeout: "5 seconds"
+      })
+      yield* channel.send(new Uint8Array(100_000))
+      const started = Date.now()
+      const closing = yield* Effect.forkChild(channel.close)
+      yield* Effect.sleep("50 millis")
+      writable.destroy(Object.assign(new Error("gone"), { code: "EPIPE" }))
+      yield* Fiber.join(closing).pipe(Effect.timeout("8 seconds"))
+      assert.isBelow(Date.now() - started, 2000, "close waited the linger")
+    }).pipe(Effect.scoped))
 })

@@ -2,6 +2,8 @@ import { ChildPipe } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { pythonPeer } from "./helpers.ts"
 
@@ -39,6 +41,33 @@ describe("ChildPipe", () => {
       const error = yield* Effect.flip(child.channel.receive)
       assert.strictEqual(error.reason._tag, "ConnectionLost")
       assert.deepStrictEqual(yield* child.exit, { code: 3, signal: null })
+    }).pipe(Effect.scoped))
+
+  // over stdio, a child that exits while a process it started holds its stdout: the channel's input never
+  // ends, and its output is gone (sends fail); receive failed only once that process exited, and with
+  // sends to a lost output no longer failing the channel, it waited as long
+  it.live("a child that exits while a process it started keeps its stdout: ConnectionLost once the input is quiet", () =>
+    Effect.gen(function*() {
+      const pidFile = Path.join(Os.tmpdir(), `effect-ipc-grandchild-${process.pid}`)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          const pid = Number(Fs.readFileSync(pidFile, "utf8"))
+          if (pid > 0) process.kill(pid, "SIGKILL")
+          Fs.rmSync(pidFile, { force: true })
+        })
+      )
+      const child = yield* ChildPipe.spawn("sh", {
+        args: ["-c", `sleep 60 </dev/null & echo $! > ${pidFile}; exit 0`],
+        via: "stdio",
+        lingerTimeout: "300 millis"
+      })
+      yield* child.exit
+      const sent = yield* Effect.flip(
+        Effect.andThen(Effect.sleep("50 millis"), child.channel.send(new Uint8Array([1])))
+      )
+      assert.strictEqual(sent.reason._tag, "ConnectionLost")
+      const error = yield* Effect.flip(child.channel.receive).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
     }).pipe(Effect.scoped))
 
   it.live("lets a child that exits on its channel's close do so, without a signal", () =>
