@@ -163,8 +163,9 @@ const link = (
     writesLost = true
     drop()
     if (ending) return goodbyeSaid()
-    sink.writesLost(lostBy(cause, address))
-    watchQuiet(lostBy(cause, address))
+    const error = lostBy(cause, address)
+    sink.writesLost(error)
+    watchQuiet(error)
   }
   // what the peer wrote before it stopped reading is in the pipe already: an input that then stays quiet
   // (not paused by our own reader) for the linger is not going to end by itself (a FIFO that never had a

@@ -65,17 +65,32 @@ export const judge = (h: Header.HeaderView, now: number): Verdict => {
 }
 
 /**
+ * The dead creator of `entry`, a name of `pattern` (whose first group is the
+ * creator's pid in base 36) of this user and over a second old: `creator` (a
+ * header's: pid, start time and pid namespace) if given, else the pid in the
+ * name, in this pid namespace. Undefined when alive, young, or not such a name.
+ */
+const deadCreator = (
+  pattern: RegExp,
+  entry: Segments.Listed,
+  now: number,
+  creator?: Processes.ProcessId
+): Processes.ProcessId | undefined => {
+  const match = pattern.exec(entry.name)
+  if (match === null || entry.uid !== RuntimeDir.userId() || now - entry.mtimeMs < 1000) return undefined
+  const who = creator ?? { pid: Number.parseInt(match[1]!, 36), start: 0, ns: Processes.current().ns }
+  return Processes.liveness(who) === "dead" ? who : undefined
+}
+
+/**
  * A channel segment without a valid header: its creator (the pid in its
  * name) died between creating it and writing the header. Only when that pid
  * is dead, the segment is this user's, and it is over a second old (a live
  * creator writes its header within microseconds of creating it).
  */
 export const blankVerdict = (entry: Segments.Listed, now: number): Verdict => {
-  const match = Segments.channelNamePattern.exec(entry.name)
-  if (match === null || entry.uid !== RuntimeDir.userId() || now - entry.mtimeMs < 1000) return undefined
-  const pid = Number.parseInt(match[1]!, 36)
-  const dead = Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead"
-  return dead ? `its creator (pid ${pid}) died before writing its header` : undefined
+  const dead = deadCreator(Segments.channelNamePattern, entry, now)
+  return dead === undefined ? undefined : `its creator (pid ${dead.pid}) died before writing its header`
 }
 
 /**
@@ -91,12 +106,8 @@ export const stagingVerdict = (
   now: number,
   creator?: Processes.ProcessId
 ): Verdict => {
-  const match = Segments.stagingNamePattern.exec(entry.name)
-  if (match === null || entry.uid !== RuntimeDir.userId() || now - entry.mtimeMs < 1000) return undefined
-  const who = creator ?? { pid: Number.parseInt(match[1]!, 36), start: 0, ns: Processes.current().ns }
-  return Processes.liveness(who) === "dead"
-    ? `its creator (pid ${who.pid}) died while making a resource link`
-    : undefined
+  const dead = deadCreator(Segments.stagingNamePattern, entry, now, creator)
+  return dead === undefined ? undefined : `its creator (pid ${dead.pid}) died while making a resource link`
 }
 
 /** Removes `name` if it still names the segment listed as `ino` (a segment without a header has no lock). */
