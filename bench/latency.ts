@@ -21,35 +21,21 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { messagesOf } from "./raw-fiber.ts"
-import { rttStats } from "./report.ts"
 import { argValue, rawFrame } from "./shared.ts"
+import {
+  clearStamps,
+  firstAfter,
+  peerStamps,
+  Segments,
+  stamp,
+  stamps,
+  stampSockets,
+  writeStampsOnTerm
+} from "./stamps.ts"
 
 const WARMUP = 3000
-
-// ---- stamps ---------------------------------------------------------------------------------
-
-type Stamps = Record<string, Array<number>>
-const stamps: Stamps = {}
-const stamp = (name: string): void => {
-  ;(stamps[name] ??= []).push(Number(process.hrtime.bigint()))
-}
-const clearStamps = (): void => {
-  for (const name in stamps) stamps[name] = []
-}
-
-// every socket of this process stamps its writes and its `data` events
-const write = Net.Socket.prototype.write
-Net.Socket.prototype.write = function(this: Net.Socket, ...args: Parameters<typeof write>) {
-  stamp("write")
-  const result = write.apply(this, args)
-  stamp("written")
-  return result
-} as typeof write
-const emit = Net.Socket.prototype.emit as (this: Net.Socket, event: string | symbol, ...args: Array<unknown>) => boolean
-Net.Socket.prototype.emit = function(this: Net.Socket, event: string | symbol, ...args: Array<unknown>) {
-  if (event === "data") stamp("data")
-  return emit.call(this, event, ...args)
-} as typeof Net.Socket.prototype.emit
+// as the tables in README.md were taken: the `data` events mark arrivals
+stampSockets(false)
 
 // ---- the echo process -----------------------------------------------------------------------
 
@@ -58,10 +44,7 @@ const ready = (): void => {
 }
 
 const serveEcho = (kind: "channel" | "fibers", path: string, out: string): void => {
-  process.on("SIGTERM", () => {
-    Fs.writeFileSync(out, JSON.stringify(stamps))
-    process.exit(0)
-  })
+  writeStampsOnTerm(out)
   if (kind === "channel") {
     void Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const listener = yield* Pipe.make().listen(`unix://${path}`)
@@ -92,18 +75,6 @@ const serveEcho = (kind: "channel" | "fibers", path: string, out: string): void 
 }
 
 // ---- the driver -----------------------------------------------------------------------------
-
-/** The first stamp in `sorted` after `t`. */
-const firstAfter = (sorted: Array<number>, t: number): number => {
-  let lo = 0
-  let hi = sorted.length
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1
-    if (sorted[mid]! <= t) lo = mid + 1
-    else hi = mid
-  }
-  return sorted[lo] ?? Number.NaN
-}
 
 /** One measurement: `rounds` round trips of 64 B, the echo in a child process; medians per segment. */
 const measure = async (kind: "channel" | "fibers", rounds: number): Promise<Record<string, number>> => {
@@ -142,12 +113,9 @@ const measure = async (kind: "channel" | "fibers", rounds: number): Promise<Reco
     }
     const driver = { ...stamps }
     clearStamps()
-    echo.kill("SIGTERM")
-    await new Promise((resolve) => echo.once("exit", resolve))
-    const peer = JSON.parse(Fs.readFileSync(out, "utf8")) as Stamps
-    const segments: Record<string, Array<number>> = {}
-    // in ms, as `rttStats` takes them
-    const add = (name: string, from: number, to: number) => (segments[name] ??= []).push((to - from) / 1e6)
+    const peer = await peerStamps(echo, out)
+    const segments = new Segments()
+    const add = (name: string, from: number, to: number) => segments.add(name, from, to)
     for (let i = 0; i < driver.start!.length; i++) {
       const start = driver.start![i]!
       const end = driver.end![i]!
@@ -169,9 +137,7 @@ const measure = async (kind: "channel" | "fibers", rounds: number): Promise<Reco
       add("driver: data event to its fiber", back, end)
       add("round trip", start, end)
     }
-    return Object.fromEntries(
-      Object.entries(segments).map(([name, values]) => [name, rttStats(Float64Array.from(values)).p50])
-    )
+    return segments.medians()
   } finally {
     Fs.rmSync(dir, { recursive: true, force: true })
   }

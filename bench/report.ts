@@ -639,6 +639,8 @@ export interface RunInfo {
   readonly loadBefore: ReadonlyArray<number>
   readonly loadAfter: ReadonlyArray<number>
   readonly elapsedSeconds: number
+  /** The CPUs of the driver and of every peer (`pin.ts`), or undefined when the scheduler placed them. */
+  readonly placement: { readonly driver: number; readonly peers: number } | undefined
 }
 
 const load = (l: ReadonlyArray<number>) => l.map((x) => x.toFixed(2)).join(" ")
@@ -656,7 +658,11 @@ export const render = (
     "",
     `Node ${process.version}, ${process.platform}/${process.arch}, ${cpus.length} x ${cpus[0]?.model ?? "?"}; ` +
     `${date}; load average ${load(info.loadBefore)} before, ${load(info.loadAfter)} after; ` +
-    `${info.elapsedSeconds.toFixed(0)} s.`,
+    `${info.elapsedSeconds.toFixed(0)} s; ${
+      info.placement === undefined
+        ? "processes placed by the scheduler"
+        : `the driver on CPU ${info.placement.driver}, every peer on CPU ${info.placement.peers}`
+    }.`,
     "",
     `RTT: ping-pong, one message in flight, the echo peer in a child process (memory:// in-process). ` +
     `msgs/s: one-way, ${
@@ -682,6 +688,7 @@ export const render = (
       cpus: { count: cpus.length, model: cpus[0]?.model },
       loadAverage: { before: info.loadBefore, after: info.loadAfter },
       elapsedSeconds: info.elapsedSeconds,
+      placement: info.placement ?? null,
       config: info.config,
       windows: info.windows,
       units: { rtt: "µs", msgsPerSec: "messages (RPC: calls) per second", mbPerSec: "payload bytes / 1e6 per second" },

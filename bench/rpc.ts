@@ -49,7 +49,8 @@ export const stackLabel = (stack: RpcStack): string => {
 export const stackAddress = (stack: RpcStack, path: string): string =>
   stack.startsWith("ipc-") ? `unix://${path}` : path
 
-const serialization = (stack: RpcStack): Layer.Layer<RpcSerialization.RpcSerialization> => {
+/** The serialization a stack uses. */
+export const stackSerialization = (stack: RpcStack): Layer.Layer<RpcSerialization.RpcSerialization> => {
   switch (stack) {
     case "ipc-packed":
       return IpcRpc.layerSerialization
@@ -82,15 +83,30 @@ const clientProtocol = (
       Layer.provide(NodeSocket.layerNet({ path: address }))
     )
 
+/** What a measurement may change in a stack: its serialization (wrapped), and the server's handlers. */
+export interface StackOptions {
+  readonly serialization: (
+    layer: Layer.Layer<RpcSerialization.RpcSerialization>
+  ) => Layer.Layer<RpcSerialization.RpcSerialization>
+  readonly handlers: typeof DemoHandlers
+}
+
+const asIs: StackOptions = { serialization: (layer) => layer, handlers: DemoHandlers }
+
 /** Serves the DemoApi with `stack` at `address`, calling `ready` once listening; settles only if serving fails. */
-export const serveStack = (stack: RpcStack, address: string, ready: () => void): Promise<void> =>
+export const serveStack = (
+  stack: RpcStack,
+  address: string,
+  ready: () => void,
+  options: StackOptions = asIs
+): Promise<void> =>
   Effect.runPromise(
     Effect.gen(function*() {
       yield* Layer.build(
         RpcServer.layer(DemoApi).pipe(
-          Layer.provide(DemoHandlers),
+          Layer.provide(options.handlers),
           Layer.provide(serverProtocol(stack, address)),
-          Layer.provide(serialization(stack))
+          Layer.provide(options.serialization(stackSerialization(stack)))
         )
       )
       ready()
@@ -106,10 +122,11 @@ export type DemoClient = Effect.Success<typeof makeClient>
 /** Connects a DemoApi client with `stack` to the peer at `address`; `close` disconnects it. */
 export const connectStack = async (
   stack: RpcStack,
-  address: string
+  address: string,
+  options: StackOptions = asIs
 ): Promise<{ readonly client: DemoClient; readonly close: () => Promise<void> }> => {
   const scope = Scope.makeUnsafe()
-  const layer = clientProtocol(stack, address).pipe(Layer.provide(serialization(stack)))
+  const layer = clientProtocol(stack, address).pipe(Layer.provide(options.serialization(stackSerialization(stack))))
   const client = await Effect.runPromise(
     Scope.provide(scope)(Effect.flatMap(Layer.build(layer), (context) => Effect.provideContext(makeClient, context)))
   ).catch(async (error: unknown) => {

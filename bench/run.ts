@@ -28,7 +28,8 @@
  * `--only=raw,unix,memory,fifo,child,shm,file,nng,zmq,rpc`,
  * `--stacks=ipc-packed,ipc-binary,ipc-json,effect-binary,effect-ndjson` (the RPC stacks),
  * `--shm=shm,shm-spin,shm-view` (the shm modes), `--nng=nng,nng-c,nng-node`, `--sizes=64,4096,1048576`,
- * `--phases=rtt,oneway`, `--batch=N` (channels send one-way traffic N messages per `sendAll`). Node flags such as
+ * `--phases=rtt,oneway`, `--batch=N` (channels send one-way traffic N messages per `sendAll`), `--pin` (the
+ * driver on CPU 0, every peer on CPU 1: `pin.ts`). Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them (see README.md).
  */
 import * as ChildProcess from "node:child_process"
@@ -49,6 +50,7 @@ import {
 import { openFile } from "./file.ts"
 import { openNngNode } from "./nng-node.ts"
 import { openNng, openNngC } from "./nng.ts"
+import { pinDriver, pinPeers, type Placement } from "./pin.ts"
 import { Progress } from "./progress.ts"
 import { openRawFiber } from "./raw-fiber.ts"
 import {
@@ -394,6 +396,9 @@ const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n)
 /** Steps of one contender at one size: a warm-up, the round-trip rounds and the one-way rounds. */
 const stepsPerContender = (): number => 1 + (phases.has("rtt") ? rttRounds : 0) + (phases.has("oneway") ? rounds : 0)
 
+/** Where the processes run (`pin.ts`), once `main` has pinned the driver. */
+let placement: Placement | undefined
+
 const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<void> => {
   const plan = plans[size]!
   const label = sizeLabel(size)
@@ -424,6 +429,8 @@ const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<vo
     }
   }
 
+  // the peers each contender started (child pipes) have started now
+  pinPeers(placement)
   for (const e of entries) {
     const text = `${label} · warm-up · ${e.contender.row.transport}`
     display.begin(text, text)
@@ -491,6 +498,10 @@ const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<vo
 
 const main = async (): Promise<number> => {
   const started = performance.now()
+  placement = pinDriver(false)
+  if (placement !== undefined) {
+    progress(`pinned: this driver to CPU ${placement.driver}, every peer to CPU ${placement.peers}`)
+  }
   const loadBefore = Os.loadavg()
   const rpcModes = sections.has("rpc")
     ? [...new Set(sizes.flatMap((size) => rpcRows(size).map((r) => rpcPeerMode(r.stack))))]
@@ -554,7 +565,8 @@ const main = async (): Promise<number> => {
     windows,
     loadBefore,
     loadAfter: Os.loadavg(),
-    elapsedSeconds: (performance.now() - started) / 1000
+    elapsedSeconds: (performance.now() - started) / 1000,
+    placement
   })
   console.log(markdown)
   const dir = Path.join(import.meta.dirname, "results")

@@ -36,6 +36,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Latch from "effect/Latch"
 import * as Inbox from "./Inbox.ts"
+import * as Eager from "./internal/eager.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 
@@ -395,7 +396,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     Latch.closeUnsafe(writableLatch)
     return waitWritable
   }
-  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => Effect.suspend(() => sendNow(message))
+  const send = Eager.register((message) => Effect.suspend(() => sendNow(message)), sendNow)
 
   // as `send` one by one, without an effect per message: the link takes each message at once while it
   // has room; a write that completes later, or a full link, is waited for before the rest. A batch that

@@ -46,6 +46,7 @@ import * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Address from "./Address.ts"
 import * as Bytes from "./internal/bytes.ts"
+import * as Eager from "./internal/eager.ts"
 import * as Packed from "./internal/packed.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import type * as IpcError from "./IpcError.ts"
@@ -71,6 +72,10 @@ const readError = (address: string, error: IpcError.IpcError): Socket.SocketErro
  */
 const withMessage = <E extends Socket.SocketOpenError | Socket.SocketReadError>(error: E, message: string): E =>
   Object.defineProperty(error, "message", { value: message, enumerable: false, configurable: true })
+
+/** A send's failure as a socket's write error. */
+const writeError = (cause: IpcError.IpcError): Socket.SocketError =>
+  new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
 
 /** The server could not be reached yet: the client keeps trying, and calls keep waiting. */
 const unreachable = (address: string, cause: IpcError.IpcError) =>
@@ -124,8 +129,21 @@ export interface SocketOptions {
 export const toSocket = (
   open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
   options: SocketOptions = {}
+): Socket.Socket => socketOver(open, options, undefined)
+
+/** How an RPC server reads a connection after its hello: `first` (if kept) first, once; later hellos dropped (see `serverPull`). */
+interface ServerRead {
+  first: Uint8Array | undefined
+}
+
+const socketOver = (
+  open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
+  options: SocketOptions,
+  server: ServerRead | undefined
 ): Socket.Socket => {
   let current: IpcChannel.IpcChannel | undefined
+  // the eager form of the current channel's `send` (see `internal/eager.ts`), if it has one
+  let currentEager: Eager.EagerSend | undefined
   const connected = Latch.makeUnsafe(false)
   // an address may carry a secret (`?token=...`): only its redacted form is shown
   const dialled = options.address
@@ -165,25 +183,29 @@ export const toSocket = (
     )
   )
 
+  // a read's failure, as the socket reports it
+  const readFailed = (error: IpcError.IpcError): Socket.SocketError =>
+    readError(address, Address.redactError(error, dialled))
+
   const reader: Socket.Socket["reader"] = Effect.gen(function*() {
     const channel = yield* opened
     current = channel
+    currentEager = Eager.of(channel)
     Latch.openUnsafe(connected)
     yield* Effect.addFinalizer(() =>
       Effect.andThen(
         Effect.sync(() => {
           if (current === channel) {
             current = undefined
+            currentEager = undefined
             Latch.closeUnsafe(connected)
           }
         }),
         channel.close
       )
     )
-    const pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError> = Effect.mapError(
-      channel.receiveAll,
-      (error) => readError(address, Address.redactError(error, dialled))
-    )
+    const read = Effect.mapError(channel.receiveAll, readFailed)
+    const pull = server === undefined ? read : serverPull(read, server)
     return { pull, upgrade: Socket.SocketUpgradeError.unsupported }
   })
 
@@ -193,13 +215,18 @@ export const toSocket = (
       if (channel === undefined) return Effect.andThen(connected.await, write(chunk))
       if (Socket.isCloseEvent(chunk)) return channel.close
       const bytes = encodedBytes(chunk)
-      const sent = Effect.mapError(
-        channel.send(bytes),
-        (cause) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
-      )
+      // sent as this effect runs, where the channel can (no second effect, no error to map when it went at once)
+      const eager = currentEager
+      const left = eager === undefined ? channel.send(bytes) : eager(bytes)
+      const large = bytes.byteLength >= Bytes.LARGE
+      if (left === Effect.void) {
+        if (large) Packed.release(bytes)
+        return Effect.void
+      }
+      const sent = Effect.mapError(left, writeError)
       // the channel is done with a message once its `send` succeeded (an interrupted one may still be
       // waiting to go): a large packed one's memory is used again
-      return bytes.byteLength < Bytes.LARGE ? sent : Effect.tap(sent, () => Effect.sync(() => Packed.release(bytes)))
+      return large ? Effect.tap(sent, () => Effect.sync(() => Packed.release(bytes))) : sent
     })
 
   return Socket.make({
@@ -553,22 +580,25 @@ const isHello = (message: Uint8Array): boolean => {
  * durable `file://` roles) a restarted client says hello again mid-stream; a
  * hello is never a message of any serialization (packed ones start with the
  * byte 0xe1 or 0xe2, schema-binary ones are not UTF-8 text, JSON ones not
- * `effect-rpc:...`), so dropping it is safe.
+ * `effect-rpc:...`), so dropping it is safe. `read` is the socket's read of
+ * the channel; `first` is handed out once per connection.
  */
-const rpcView = (channel: IpcChannel.IpcChannel, first: Uint8Array | undefined): IpcChannel.IpcChannel => {
-  let pending: Uint8Array | undefined = first
-  const receiveAll: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError> = Effect.suspend(() => {
-    if (pending !== undefined) {
-      const message = pending
-      pending = undefined
-      return Effect.succeed([message] as const)
-    }
-    return Effect.flatMap(channel.receiveAll, (batch) => {
-      const kept = batch.some(isHello) ? batch.filter((message) => !isHello(message)) : batch
-      return kept.length === 0 ? receiveAll : Effect.succeed(kept as unknown as NonEmptyReadonlyArray<Uint8Array>)
-    })
+const serverPull = (
+  read: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>,
+  server: ServerRead
+): Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError> => {
+  const pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError> = Effect.flatMap(read, (batch) => {
+    if (!batch.some(isHello)) return Effect.succeed(batch)
+    const kept = batch.filter((message) => !isHello(message))
+    return kept.length === 0 ? pull : Effect.succeed(kept as unknown as NonEmptyReadonlyArray<Uint8Array>)
   })
-  return { ...channel, receiveAll }
+  if (server.first === undefined) return pull
+  return Effect.suspend(() => {
+    const first = server.first
+    if (first === undefined) return pull
+    server.first = undefined
+    return Effect.succeed([first] as const)
+  })
 }
 
 /** A `Defect` message in serialization `name` (packed, binary or JSON), for a client this server cannot serve. */
@@ -605,9 +635,7 @@ const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChan
     const route = routes.find((candidate) => candidate.name === asked.name)
     if (route === undefined) return yield* refuse(channel, asked, routes)
     const handler = yield* Deferred.await(route.handler)
-    const socket = toSocket(Effect.succeed(rpcView(channel, asked.first)), {
-      address: channel.address
-    })
+    const socket = socketOver(Effect.succeed(channel), { address: channel.address }, { first: asked.first })
     return yield* handler(socket)
   })
 

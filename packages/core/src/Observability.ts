@@ -24,6 +24,7 @@ import * as Metric from "effect/Metric"
 import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
+import * as Eager from "./internal/eager.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 
@@ -254,21 +255,34 @@ export const instrumentChannel = (
   // counted when `send` is called, with no effect of its own around it; one send in
   // SEND_WAIT_SAMPLE is run inside a timer, which also sees (and counts) its failure
   let sends = 0
-  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
+  /** Counts a send; false for the one in SEND_WAIT_SAMPLE that is timed. */
+  const counted = (message: Uint8Array): boolean => {
     messagesOut++
     // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
     bytesOut += ArrayBuffer.isView(message) ? message.byteLength : 0
     schedule()
-    if (sends++ % SEND_WAIT_SAMPLE !== 0) return channel.send(message)
-    return Effect.suspend(() => {
+    return sends++ % SEND_WAIT_SAMPLE !== 0
+  }
+  // the wait of `sent` (what is left of a send that started at `start`), recorded as it ends
+  const timed = (start: number, sent: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
+    Effect.matchEffect(sent, {
+      onFailure: failed,
+      onSuccess: () => {
+        metrics.sendWait.updateUnsafe(performance.now() - start, context)
+        return Effect.void
+      }
+    })
+  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+    counted(message)
+      ? channel.send(message)
+      : Effect.suspend(() => timed(performance.now(), channel.send(message)))
+  // the channel's eager send (see `internal/eager.ts`), counted and timed the same way
+  const innerEager = Eager.of(channel)
+  if (innerEager !== undefined) {
+    Eager.register(send, (message) => {
+      if (counted(message)) return innerEager(message)
       const start = performance.now()
-      return Effect.matchEffect(channel.send(message), {
-        onFailure: failed,
-        onSuccess: () => {
-          metrics.sendWait.updateUnsafe(performance.now() - start, context)
-          return Effect.void
-        }
-      })
+      return timed(start, innerEager(message))
     })
   }
 

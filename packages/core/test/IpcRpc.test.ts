@@ -1,4 +1,4 @@
-import { IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
+import { ChannelEngine, IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
 import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -16,6 +16,8 @@ import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
+import * as Eager from "../src/internal/eager.ts"
+import * as Packed from "../src/internal/packed.ts"
 
 let n = 0
 
@@ -321,6 +323,75 @@ describe("serialization negotiation (the hello)", () => {
         "2",
         2
       ]])
+    }).pipe(Effect.scoped))
+
+  it.live("a socket's writes go through its channel's send, also where a wrapper replaced it", () =>
+    Effect.gen(function*() {
+      const transport = Memory.make()
+      const address = `memory://rpc-socket-writes-${process.pid}`
+      const listener = yield* transport.listen(address)
+      const channel = yield* transport.dial(address)
+      const peer = yield* listener.accept
+      // a wrapper that refuses every send: its refusal is what a write gets, and nothing leaves
+      const refusal = IpcError.make("PermissionDenied", "refused by the wrapper", address)
+      const wrapped = { ...channel, send: () => Effect.fail(refusal) }
+      assert.isDefined(Eager.of(channel))
+      assert.isUndefined(Eager.of(wrapped))
+      const refused = IpcRpc.toSocket(Effect.succeed(wrapped))
+      yield* refused.reader
+      const failure = yield* Effect.flip((yield* refused.writer).write(new Uint8Array([1])))
+      assert.strictEqual(failure.reason._tag, "SocketWriteError")
+      assert.strictEqual(failure.reason._tag === "SocketWriteError" ? failure.reason.cause : undefined, refusal)
+      // the channel itself: a write reaches the peer; once the channel is closed, writes fail with its reason
+      const socket = IpcRpc.toSocket(Effect.succeed(channel))
+      yield* socket.reader
+      const writer = yield* socket.writer
+      yield* writer.write(new Uint8Array([2]))
+      assert.deepStrictEqual([...(yield* peer.receive)], [2])
+      yield* channel.close
+      const closed = yield* Effect.flip(writer.write(new Uint8Array([3])))
+      assert.strictEqual(closed.reason._tag, "SocketWriteError")
+      const cause = closed.reason._tag === "SocketWriteError" ? closed.reason.cause : undefined
+      assert.isTrue(IpcError.isIpcError(cause) && cause.reason._tag === "Closed")
+    }).pipe(Effect.scoped))
+
+  it.live("a large packed message's memory is used again only once its send has completed", () =>
+    Effect.gen(function*() {
+      // a link that keeps each message it is given (no copy) until it is drained, over its high-water mark
+      const held: Array<Uint8Array> = []
+      let drained: (() => void) | undefined
+      const engine = ChannelEngine.make({ address: "test://held", highWaterMark: 1024 }, (sink) => {
+        drained = () => {
+          held.length = 0
+          sink.writable()
+        }
+        return {
+          write: (message) => void held.push(message),
+          pending: () => held.reduce((total, m) => total + m.byteLength, 0),
+          resume: () => undefined,
+          goodbye: (sent) => sent(),
+          destroy: () => undefined
+        }
+      })
+      const socket = IpcRpc.toSocket(Effect.succeed(engine.channel))
+      yield* socket.reader
+      const writer = yield* socket.writer
+      const first = Packed.encode(new Uint8Array(64 * 1024).fill(1))
+      const sending = yield* Effect.forkChild(writer.write(first))
+      yield* Effect.sleep("10 millis")
+      assert.isUndefined(sending.pollUnsafe(), "the send waits for room")
+      assert.strictEqual(held[0], first)
+      const before = first.slice()
+      // while it waits, its memory is the link's: a new message gets other memory, and it stays as sent
+      const second = Packed.encode(new Uint8Array(64 * 1024).fill(2))
+      assert.notStrictEqual(second.buffer, first.buffer)
+      assert.deepStrictEqual(held[0], before)
+      drained!()
+      yield* Fiber.join(sending)
+      // done: the next message is written into it
+      const third = Packed.encode(new Uint8Array(64 * 1024).fill(3))
+      assert.strictEqual(third.buffer, first.buffer)
+      yield* engine.channel.close
     }).pipe(Effect.scoped))
 
   it.live("a binary client without a hello (effect-ipc 0.1) is served as binary", () =>

@@ -11,6 +11,7 @@ import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
+import * as Eager from "../src/internal/eager.ts"
 
 let counterOfNames = 0
 
@@ -119,6 +120,31 @@ describe("Observability", () => {
         assert.strictEqual(yield* counter(Observability.MetricNames.messagesOut, memory), 5)
         assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 40)
         assert.strictEqual(yield* counter(Observability.MetricNames.messagesIn, memory), 5)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("counts every write of an RPC socket over an instrumented channel, the timed ones too", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const address = fresh("socket")
+        const listener = yield* transport.listen(address)
+        const client = yield* transport.dial(address)
+        const server = yield* listener.accept
+        // the socket sends through the channel's eager send: counted and sampled as `send` is
+        assert.isDefined(Eager.of(client))
+        const socket = IpcRpc.toSocket(Effect.succeed(client))
+        yield* socket.reader
+        const writer = yield* socket.writer
+        const count = 2 * Observability.SEND_WAIT_SAMPLE + 2
+        for (let i = 0; i < count; i++) yield* writer.write(bytes(3, i))
+        const got: Array<number> = []
+        while (got.length < count) for (const m of yield* server.receiveAll) got.push(m[0]!)
+        assert.deepStrictEqual(got, Array.from({ length: count }, (_, i) => i & 0xff))
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesOut, memory), count)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 3 * count)
+        // sends 1, 65 and 129 are timed
+        assert.strictEqual(yield* histogramCount(Observability.MetricNames.sendWait, memory), 3)
       }).pipe(Effect.scoped)
     ))
 
