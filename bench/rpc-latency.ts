@@ -1,16 +1,17 @@
 /**
- * Where one 64 B RPC round trip's time goes, across both processes: `Echo`
- * through effect-ipc's IpcRpc over `unix://` against effect's own RPC over a
- * Node socket, with the same serialization (SchemaBinary by default), the
- * server in a child process. Both processes stamp (see `stamps.ts`) as a
- * socket write starts and returns, as a socket reads a chunk, as the
- * serialization decodes and encodes, and as the handler runs; the report
- * gives, per segment, the median over the runs of each run's median, in µs,
- * and ours over effect's. Runs alternate between the stacks, because this VM's
- * speed drifts by 1.5x over minutes; the client runs on one CPU and the
- * server on another, as in `run.ts` (`pin.ts`).
+ * Where one RPC round trip's time goes, across both processes: `Echo` of 64 B
+ * (or `--size` bytes) through effect-ipc's IpcRpc over `unix://` against
+ * effect's own RPC over a Node socket, with the same serialization
+ * (SchemaBinary by default), the server in a child process. Both processes
+ * stamp (see `stamps.ts`) as a socket write starts and returns, as a socket
+ * reads a chunk, as the serialization decodes and encodes, and as the handler
+ * runs; the report gives, per segment, the median over the runs of each run's
+ * median, in µs, and ours over effect's. Runs alternate between the stacks,
+ * because this VM's speed drifts by 1.5x over minutes; the client runs on one
+ * CPU and the server on another (`pin.ts`, unless `--pin=off`). A segment
+ * from a socket's read starts at the message's first chunk.
  *
- *   node bench/rpc-latency.ts [--rounds=6000] [--runs=8] [--stacks=ipc-binary,effect-binary] [--pin=off]
+ *   node bench/rpc-latency.ts [--rounds=6000] [--runs=8] [--stacks=ipc-binary,effect-binary] [--size=64]
  *
  * The server runs as `rpc-latency.ts serve STACK PATH OUT`.
  */
@@ -38,7 +39,9 @@ import {
   writeStampsOnTerm
 } from "./stamps.ts"
 
-const WARMUP = 3000
+/** The payload's size, and the calls before the measured ones (fewer for large payloads). */
+const size = Number(argValue("size") ?? "64")
+const WARMUP = size >= 64 * 1024 ? 50 : 3000
 stampSockets()
 
 /** The stack's serialization, stamping each decode and encode (`decode`/`decoded`, `encode`/`encoded`). */
@@ -93,7 +96,7 @@ const stampedHandlers = DemoApi.toLayer(Effect.sync(() => {
 
 const stamped: StackOptions = { serialization: stampedSerialization, handlers: stampedHandlers }
 
-/** One measurement: `rounds` Echo calls of 64 B, the server in a child process; the median of each segment. */
+/** One measurement: `rounds` Echo calls of `size` bytes, the server in a child process; the median of each segment. */
 const measure = async (stack: RpcStack, rounds: number): Promise<Record<string, number>> => {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-rpc-latency-"))
   const path = Path.join(dir, "rpc.sock")
@@ -103,7 +106,7 @@ const measure = async (stack: RpcStack, rounds: number): Promise<Record<string, 
     await new Promise((resolve) => server.once("message", resolve))
     pinPeers(placement)
     const { client, close } = await connectStack(stack, stackAddress(stack, path), stamped)
-    const data = new Uint8Array(64).fill(7)
+    const data = new Uint8Array(size).fill(7)
     await Effect.runPromise(Effect.gen(function*() {
       for (let i = 0; i < WARMUP + rounds; i++) {
         if (i === WARMUP) clearStamps()
@@ -178,7 +181,7 @@ const main = async (): Promise<void> => {
   const names = Object.keys(results.get(stacks[0]!)![0]!)
   const medians = (stack: RpcStack, name: string) => median(results.get(stack)!.map((r) => r[name] ?? Number.NaN))
   const ratio = stacks.length === 2 ? " | first / second" : ""
-  console.log(`| median of ${runs} runs' medians, µs, Echo 64 B | ${stacks.join(" | ")}${ratio} |`)
+  console.log(`| median of ${runs} runs' medians, µs, Echo ${size} B | ${stacks.join(" | ")}${ratio} |`)
   console.log(`| --- | ${stacks.map(() => "---:").join(" | ")}${stacks.length === 2 ? " | ---: |" : " |"}`)
   for (const name of names) {
     const values = stacks.map((stack) => medians(stack, name))
