@@ -1,31 +1,35 @@
 /**
- * Where the benchmark's processes run: the driver on one CPU, every process
- * it started (peers and their threads) on another, the same for every
- * contender. Left to the scheduler, a peer and the driver sometimes share a
- * CPU and sometimes not (a Unix socket's wake-up asks the kernel to run the
- * reader where the writer ran), and on the 2-vCPU VMs measured here one vCPU
- * ran the same loop 1.5x to 1.8x slower than the other (2 December), so a
- * ratio moved with the placement its two rows happened to get. Only the main
- * thread of each process is pinned (threads it starts later inherit its CPU):
- * V8's garbage-collector helpers, started with the process, run anywhere, as
- * in an application. `--pin` pins, `--pin=off` does not; without either, the
- * caller's default. Linux only, through `taskset` (util-linux); elsewhere, or
- * with one CPU, nothing is pinned.
+ * Where the benchmark's processes run: the driver's main thread on one CPU,
+ * the main thread of every process it has started (peers) on another, the
+ * same for every contender. Left to the scheduler, a peer and the driver
+ * sometimes share a CPU and sometimes not (a Unix socket's wake-up asks the
+ * kernel to run the reader where the writer ran), and on the 2-vCPU VMs
+ * measured here one vCPU ran the same loop 1.5x to 1.8x slower than the other
+ * (2 December), so a ratio moved with the placement its two rows happened to
+ * get. Only main threads are pinned: a peer's other threads (V8's
+ * garbage-collector helpers, libnng's and libzmq's I/O threads) may run on
+ * any CPU, as in an application. Threads the driver starts after pinning, and
+ * processes started after `pinPeers` (the nng C client of each measurement),
+ * inherit the driver's CPU. `--pin` pins, `--pin=off` does not; without
+ * either, the caller's default. Linux only, through `taskset` (util-linux);
+ * elsewhere, or with one CPU, nothing is pinned and `pinDriver` says why.
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import { argValue } from "./shared.ts"
 
-/** The CPUs of the driver and of its peers, when pinning. */
+/** The CPUs of the driver's and of its peers' main threads, and the CPUs every other thread may use. */
 export interface Placement {
   readonly driver: number
   readonly peers: number
+  /** The CPUs this process was allowed before pinning (`taskset -c` form, from `/proc/self/status`). */
+  readonly all: string
 }
 
-const taskset = (cpu: number, pid: number): boolean => {
+const taskset = (args: ReadonlyArray<string>): boolean => {
   try {
-    ChildProcess.execFileSync("taskset", ["-p", "-c", String(cpu), String(pid)], { stdio: "ignore" })
+    ChildProcess.execFileSync("taskset", args, { stdio: "ignore" })
     return true
   } catch {
     return false
@@ -59,16 +63,51 @@ const descendants = (pid: number): Array<number> => {
   return found
 }
 
-/** Pins this process (the driver) to the first CPU when asked (`--pin`, else `byDefault`); `undefined` when not pinning. */
-export const pinDriver = (byDefault: boolean): Placement | undefined => {
-  const asked = process.argv.includes("--pin") || (byDefault && argValue("pin") !== "off")
-  if (!asked || process.platform !== "linux" || Os.availableParallelism() < 2) return undefined
-  const placement = { driver: 0, peers: 1 }
-  return taskset(placement.driver, process.pid) ? placement : undefined
+/** Whether to pin: `--pin` (or `--pin=` anything but `off`) pins, `--pin=off` does not, else `byDefault`. */
+const asked = (byDefault: boolean): boolean => {
+  const value = argValue("pin")
+  if (value !== undefined) return value !== "off"
+  return process.argv.slice(2).includes("--pin") || byDefault
 }
 
-/** Moves every process the driver started (and theirs) to the peers' CPU. */
-export const pinPeers = (placement: Placement | undefined): void => {
-  if (placement === undefined) return
-  for (const pid of descendants(process.pid)) taskset(placement.peers, pid)
+/**
+ * Pins this process's main thread (the driver) to CPU 0 when asked; `undefined`
+ * when not pinning, with `why` called when pinning was asked for and cannot be done.
+ */
+export const pinDriver = (byDefault: boolean, why: (reason: string) => void): Placement | undefined => {
+  if (!asked(byDefault)) return undefined
+  if (process.platform !== "linux" || Os.availableParallelism() < 2) {
+    why("not pinned: that takes Linux and two CPUs")
+    return undefined
+  }
+  let all: string | undefined
+  try {
+    all = /^Cpus_allowed_list:\s*(\S+)/m.exec(Fs.readFileSync("/proc/self/status", "utf8"))?.[1]
+  } catch {
+    all = undefined
+  }
+  if (all === undefined || !taskset(["-p", "-c", "0", String(process.pid)])) {
+    why("not pinned: `taskset -p -c 0` failed (is util-linux installed? is CPU 0 allowed?)")
+    return undefined
+  }
+  return { driver: 0, peers: 1, all }
+}
+
+/**
+ * Puts the main thread of every process the driver started (and theirs) on the
+ * peers' CPU, their other threads on any CPU; answers how many were placed and
+ * how many could not be.
+ */
+export const pinPeers = (placement: Placement | undefined): { readonly pinned: number; readonly failed: number } => {
+  let pinned = 0
+  let failed = 0
+  if (placement === undefined) return { pinned, failed }
+  for (const pid of descendants(process.pid)) {
+    // a peer started after the driver was pinned inherited its CPU in every thread: all CPUs first, then the main one
+    const placed = taskset(["-a", "-p", "-c", placement.all, String(pid)]) &&
+      taskset(["-p", "-c", String(placement.peers), String(pid)])
+    if (placed) pinned++
+    else failed++
+  }
+  return { pinned, failed }
 }

@@ -640,7 +640,7 @@ export interface RunInfo {
   readonly loadAfter: ReadonlyArray<number>
   readonly elapsedSeconds: number
   /** The CPUs of the driver and of every peer (`pin.ts`), or undefined when the scheduler placed them. */
-  readonly placement: { readonly driver: number; readonly peers: number } | undefined
+  readonly placement: { readonly driver: number; readonly peers: number; readonly all: string } | undefined
 }
 
 const load = (l: ReadonlyArray<number>) => l.map((x) => x.toFixed(2)).join(" ")
@@ -661,7 +661,7 @@ export const render = (
     `${info.elapsedSeconds.toFixed(0)} s; ${
       info.placement === undefined
         ? "processes placed by the scheduler"
-        : `the driver on CPU ${info.placement.driver}, every peer on CPU ${info.placement.peers}`
+        : `the driver's main thread on CPU ${info.placement.driver}, each peer's on CPU ${info.placement.peers}`
     }.`,
     "",
     `RTT: ping-pong, one message in flight, the echo peer in a child process (memory:// in-process). ` +

@@ -11,7 +11,11 @@
  * CPU and the server on another (`pin.ts`, unless `--pin=off`). A segment
  * from a socket's read starts at the message's first chunk.
  *
- *   node bench/rpc-latency.ts [--rounds=6000] [--runs=8] [--stacks=ipc-binary,effect-binary] [--size=64]
+ *   node bench/rpc-latency.ts [--rounds=6000] [--runs=8] [--stacks=ipc-binary,effect-binary] [--size=64] [--pin=off]
+ *
+ * (`--rounds` is 300 from 64 KiB on.) effect's schema-binary parser is handed
+ * each chunk as it arrives: a decode segment is its last call before the
+ * handler (the server) or the call's end (the client).
  *
  * The server runs as `rpc-latency.ts serve STACK PATH OUT`.
  */
@@ -30,6 +34,7 @@ import { argValue, type RpcStack, rpcStacks } from "./shared.ts"
 import {
   clearStamps,
   firstAfter,
+  lastBefore,
   median,
   peerStamps,
   Segments,
@@ -103,7 +108,10 @@ const measure = async (stack: RpcStack, rounds: number): Promise<Record<string, 
   const out = Path.join(dir, "server.json")
   try {
     const server = ChildProcess.fork(import.meta.filename, ["serve", stack, path, out], { execArgv: process.execArgv })
-    await new Promise((resolve) => server.once("message", resolve))
+    await new Promise((resolve, reject) => {
+      server.once("message", resolve)
+      server.once("exit", (code) => reject(new Error(`the ${stack} server exited (${code}) before it served`)))
+    })
     pinPeers(placement)
     const { client, close } = await connectStack(stack, stackAddress(stack, path), stamped)
     const data = new Uint8Array(size).fill(7)
@@ -129,17 +137,17 @@ const measure = async (stack: RpcStack, rounds: number): Promise<Record<string, 
       const sent = firstAfter(driver.write, encoded)
       const sentBack = firstAfter(driver.written, sent)
       const arrived = firstAfter(peer.push, sent)
-      const decode = firstAfter(peer.decode, arrived)
+      const handled = firstAfter(peer.handler, arrived)
+      const decode = lastBefore(peer.decode, handled)
       const decoded = firstAfter(peer.decoded, decode)
-      const handled = firstAfter(peer.handler, decoded)
       const replyEncode = firstAfter(peer.encode, handled)
       const replyEncoded = firstAfter(peer.encoded, replyEncode)
       const answered = firstAfter(peer.write, replyEncoded)
       const answeredBack = firstAfter(peer.written, answered)
       const back = firstAfter(driver.push, answered)
-      const replyDecode = firstAfter(driver.decode, back)
+      const replyDecode = lastBefore(driver.decode, end)
       const replyDecoded = firstAfter(driver.decoded, replyDecode)
-      if (!(replyDecoded <= end)) continue
+      if (!(arrived <= decode && decoded <= handled && back <= replyDecode && replyDecoded <= end)) continue
       add("client: call to encode", start, encode)
       add("client: encode", encode, encoded)
       add("client: encoded to socket write", encoded, sent)
@@ -168,12 +176,15 @@ const measure = async (stack: RpcStack, rounds: number): Promise<Record<string, 
 let placement: Placement | undefined
 
 const main = async (): Promise<void> => {
-  placement = pinDriver(true)
-  const rounds = Number(argValue("rounds") ?? "6000")
+  placement = pinDriver(true, (reason) => console.error(reason))
+  if (!Number.isSafeInteger(size) || size < 1) throw new Error(`--size must be a positive integer, not ${size}`)
+  const rounds = Number(argValue("rounds") ?? (size >= 64 * 1024 ? "300" : "6000"))
   const runs = Number(argValue("runs") ?? "8")
-  const stacks = (argValue("stacks") ?? "ipc-binary,effect-binary").split(",").filter((s): s is RpcStack =>
-    rpcStacks.some((known) => known === s)
-  )
+  const asked = (argValue("stacks") ?? "ipc-binary,effect-binary").split(",")
+  const stacks = asked.filter((s): s is RpcStack => rpcStacks.some((known) => known === s))
+  if (stacks.length === 0 || stacks.length !== asked.length) {
+    throw new Error(`--stacks takes some of ${rpcStacks.join(", ")}`)
+  }
   const results = new Map<RpcStack, Array<Record<string, number>>>(stacks.map((s) => [s, []]))
   for (let run = 0; run < runs; run++) {
     for (const stack of stacks) results.get(stack)!.push(await measure(stack, rounds))

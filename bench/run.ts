@@ -430,7 +430,8 @@ const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<vo
   }
 
   // the peers each contender started (child pipes) have started now
-  pinPeers(placement)
+  const placed = pinPeers(placement)
+  if (placed.failed > 0) progress(`${placed.failed} peer processes could not be pinned (see bench/pin.ts)`)
   for (const e of entries) {
     const text = `${label} · warm-up · ${e.contender.row.transport}`
     display.begin(text, text)
@@ -498,9 +499,9 @@ const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<vo
 
 const main = async (): Promise<number> => {
   const started = performance.now()
-  placement = pinDriver(false)
+  placement = pinDriver(false, progress)
   if (placement !== undefined) {
-    progress(`pinned: this driver to CPU ${placement.driver}, every peer to CPU ${placement.peers}`)
+    progress(`pinned: the driver's main thread to CPU ${placement.driver}, each peer's to CPU ${placement.peers}`)
   }
   const loadBefore = Os.loadavg()
   const rpcModes = sections.has("rpc")

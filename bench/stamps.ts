@@ -56,9 +56,9 @@ export const stampSockets = (reads = true): void => {
   } as typeof Net.Socket.prototype.emit
 }
 
-/** The first stamp in `sorted` after `t` (NaN if none). */
+/** The first stamp in `sorted` after `t` (NaN if none, or if `t` is NaN). */
 export const firstAfter = (sorted: ReadonlyArray<number> | undefined, t: number): number => {
-  if (sorted === undefined) return Number.NaN
+  if (sorted === undefined || Number.isNaN(t)) return Number.NaN
   let lo = 0
   let hi = sorted.length
   while (lo < hi) {
@@ -69,9 +69,22 @@ export const firstAfter = (sorted: ReadonlyArray<number> | undefined, t: number)
   return sorted[lo] ?? Number.NaN
 }
 
-/** The median of `values`. */
+/** The last stamp in `sorted` before `t` (NaN if none, or if `t` is NaN). */
+export const lastBefore = (sorted: ReadonlyArray<number> | undefined, t: number): number => {
+  if (sorted === undefined || Number.isNaN(t)) return Number.NaN
+  let lo = 0
+  let hi = sorted.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (sorted[mid]! < t) lo = mid + 1
+    else hi = mid
+  }
+  return lo === 0 ? Number.NaN : sorted[lo - 1]!
+}
+
+/** The median of `values` (NaN ones left out). */
 export const median = (values: ReadonlyArray<number>): number => {
-  const sorted = values.toSorted((a, b) => a - b)
+  const sorted = values.filter((v) => !Number.isNaN(v)).toSorted((a, b) => a - b)
   return sorted[sorted.length >> 1] ?? Number.NaN
 }
 
