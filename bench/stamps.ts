@@ -56,31 +56,25 @@ export const stampSockets = (reads = true): void => {
   } as typeof Net.Socket.prototype.emit
 }
 
-/** The first stamp in `sorted` after `t` (NaN if none, or if `t` is NaN). */
-export const firstAfter = (sorted: ReadonlyArray<number> | undefined, t: number): number => {
-  if (sorted === undefined || Number.isNaN(t)) return Number.NaN
+/** How many stamps of `sorted` come before `t` (`atOrBefore`: at or before it). */
+const countBefore = (sorted: ReadonlyArray<number>, t: number, atOrBefore: boolean): number => {
   let lo = 0
   let hi = sorted.length
   while (lo < hi) {
     const mid = (lo + hi) >> 1
-    if (sorted[mid]! <= t) lo = mid + 1
+    if (sorted[mid]! < t || (atOrBefore && sorted[mid] === t)) lo = mid + 1
     else hi = mid
   }
-  return sorted[lo] ?? Number.NaN
+  return lo
 }
 
+/** The first stamp in `sorted` after `t` (NaN if none, or if `t` is NaN). */
+export const firstAfter = (sorted: ReadonlyArray<number> | undefined, t: number): number =>
+  sorted === undefined || Number.isNaN(t) ? Number.NaN : sorted[countBefore(sorted, t, true)] ?? Number.NaN
+
 /** The last stamp in `sorted` before `t` (NaN if none, or if `t` is NaN). */
-export const lastBefore = (sorted: ReadonlyArray<number> | undefined, t: number): number => {
-  if (sorted === undefined || Number.isNaN(t)) return Number.NaN
-  let lo = 0
-  let hi = sorted.length
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1
-    if (sorted[mid]! < t) lo = mid + 1
-    else hi = mid
-  }
-  return lo === 0 ? Number.NaN : sorted[lo - 1]!
-}
+export const lastBefore = (sorted: ReadonlyArray<number> | undefined, t: number): number =>
+  sorted === undefined || Number.isNaN(t) ? Number.NaN : sorted[countBefore(sorted, t, false) - 1] ?? Number.NaN
 
 /** The median of `values` (NaN ones left out). */
 export const median = (values: ReadonlyArray<number>): number => {
