@@ -7,12 +7,18 @@
  *
  *   nng-bench echo URL                  answer every message with itself
  *   nng-bench sink URL                  count messages; an empty one is answered with "messages bytes"
- *   nng-bench pingpong URL SIZE N WARM  N timed round trips (after WARM untimed), one per line, in ns
- *   nng-bench oneway URL SIZE SECONDS   send for SECONDS, then print "sent received bytes seconds"
+ *   nng-bench client ECHO_URL SINK_URL  dial both, then run the commands read from stdin, one per line:
+ *     pingpong SIZE N WARM              N timed round trips (after WARM untimed), one per line, in ns
+ *     oneway SIZE SECONDS               send for SECONDS, then print "sent received bytes seconds"
+ *   each answer ends with a line "done".
  *
- * Servers print "ready" once they listen, and end with the process that
- * started them (on Linux: PR_SET_PDEATHSIG), so that a driver killed in the
- * middle of a run leaves none behind.
+ * The client is started once, before any measurement: a process started in
+ * the middle of a run would fork the driver, whose every page is then copied
+ * or write-faulted on its next write, which the next contender's round paid
+ * for (bench/README.md, "RPC Echo at 1 MiB"). Every mode prints "ready" once
+ * it listens or has dialled, and ends with the process that started it (on
+ * Linux: PR_SET_PDEATHSIG), so that a driver killed in the middle of a run
+ * leaves none behind; the client also ends when its stdin does.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -60,10 +66,14 @@ static nng_socket open_socket(void) {
 	return s;
 }
 
-static nng_socket serve(const char *url) {
+static void end_with_parent(void) {
 #ifdef __linux__
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 #endif
+}
+
+static nng_socket serve(const char *url) {
+	end_with_parent();
 	nng_socket s = open_socket();
 	check(nng_listen(s, url, NULL, 0), "listen");
 	printf("ready\n");
@@ -77,9 +87,58 @@ static nng_socket connect_to(const char *url) {
 	return s;
 }
 
+/* N timed round trips on `s` after WARM untimed ones; prints each, in ns, one per line. */
+static void pingpong(nng_socket s, size_t size, long n, long warmup) {
+	char *payload = calloc(size > 0 ? size : 1, 1);
+	uint64_t *samples = calloc((size_t) (n > 0 ? n : 1), sizeof(uint64_t));
+	if (payload == NULL || samples == NULL) {
+		fprintf(stderr, "nng-bench: out of memory\n");
+		exit(1);
+	}
+	for (long i = -warmup; i < n; i++) {
+		uint64_t t0 = now_ns();
+		check(nng_send(s, payload, size, 0), "send");
+		void *buf;
+		size_t len;
+		check(nng_recv(s, &buf, &len, NNG_FLAG_ALLOC), "recv");
+		uint64_t t1 = now_ns();
+		nng_free(buf, len);
+		if (i >= 0) samples[i] = t1 - t0;
+	}
+	for (long i = 0; i < n; i++) printf("%llu\n", (unsigned long long) samples[i]);
+	free(samples);
+	free(payload);
+}
+
+/* Sends to the sink on `s` for SECONDS, then asks it what arrived; prints "sent received bytes seconds". */
+static void oneway(nng_socket s, size_t size, double seconds) {
+	char *payload = calloc(size > 0 ? size : 1, 1);
+	if (payload == NULL) {
+		fprintf(stderr, "nng-bench: out of memory\n");
+		exit(1);
+	}
+	uint64_t start = now_ns(), deadline = start + (uint64_t) (seconds * 1e9), sent = 0;
+	while (sent % 64 != 0 || now_ns() < deadline) {
+		check(nng_send(s, payload, size, 0), "send");
+		sent++;
+	}
+	check(nng_send(s, payload, 0, 0), "send");
+	char *reply;
+	size_t len;
+	check(nng_recv(s, &reply, &len, NNG_FLAG_ALLOC), "recv");
+	double elapsed = (double) (now_ns() - start) / 1e9;
+	unsigned long long received = 0, bytes = 0;
+	char text[64] = { 0 };
+	memcpy(text, reply, len < 63 ? len : 63);
+	nng_free(reply, len);
+	sscanf(text, "%llu %llu", &received, &bytes);
+	printf("%llu %llu %llu %.6f\n", (unsigned long long) sent, received, bytes, elapsed);
+	free(payload);
+}
+
 int main(int argc, char **argv) {
 	if (argc < 3) {
-		fprintf(stderr, "usage: nng-bench echo|sink|pingpong|oneway URL ...\n");
+		fprintf(stderr, "usage: nng-bench echo|sink|client URL ...\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -114,45 +173,27 @@ int main(int argc, char **argv) {
 			}
 		}
 	}
-	if (strcmp(mode, "pingpong") == 0 && argc == 6) {
-		size_t size = (size_t) atol(argv[3]);
-		long n = atol(argv[4]), warmup = atol(argv[5]);
-		nng_socket s = connect_to(url);
-		char *payload = calloc(size > 0 ? size : 1, 1);
-		uint64_t *samples = calloc((size_t) (n > 0 ? n : 1), sizeof(uint64_t));
-		for (long i = -warmup; i < n; i++) {
-			uint64_t t0 = now_ns();
-			check(nng_send(s, payload, size, 0), "send");
-			void *buf;
-			size_t len;
-			check(nng_recv(s, &buf, &len, NNG_FLAG_ALLOC), "recv");
-			uint64_t t1 = now_ns();
-			nng_free(buf, len);
-			if (i >= 0) samples[i] = t1 - t0;
+	if (strcmp(mode, "client") == 0 && argc == 4) {
+		end_with_parent();
+		nng_socket echo = connect_to(url), sink = connect_to(argv[3]);
+		printf("ready\n");
+		fflush(stdout);
+		char line[128];
+		while (fgets(line, sizeof line, stdin) != NULL) {
+			unsigned long long size;
+			long n, warmup;
+			double seconds;
+			if (sscanf(line, "pingpong %llu %ld %ld", &size, &n, &warmup) == 3 && n >= 0 && warmup >= 0) {
+				pingpong(echo, (size_t) size, n, warmup);
+			} else if (sscanf(line, "oneway %llu %lf", &size, &seconds) == 2) {
+				oneway(sink, (size_t) size, seconds);
+			} else {
+				fprintf(stderr, "nng-bench: bad command: %s", line);
+				return 2;
+			}
+			printf("done\n");
+			fflush(stdout);
 		}
-		for (long i = 0; i < n; i++) printf("%llu\n", (unsigned long long) samples[i]);
-		return 0;
-	}
-	if (strcmp(mode, "oneway") == 0 && argc == 5) {
-		size_t size = (size_t) atol(argv[3]);
-		double seconds = atof(argv[4]);
-		nng_socket s = connect_to(url);
-		char *payload = calloc(size > 0 ? size : 1, 1);
-		uint64_t start = now_ns(), deadline = start + (uint64_t) (seconds * 1e9), sent = 0;
-		while (sent % 64 != 0 || now_ns() < deadline) {
-			check(nng_send(s, payload, size, 0), "send");
-			sent++;
-		}
-		check(nng_send(s, payload, 0, 0), "send");
-		char *reply;
-		size_t len;
-		check(nng_recv(s, &reply, &len, NNG_FLAG_ALLOC), "recv");
-		double elapsed = (double) (now_ns() - start) / 1e9;
-		unsigned long long received = 0, bytes = 0;
-		char text[64] = { 0 };
-		memcpy(text, reply, len < 63 ? len : 63);
-		sscanf(text, "%llu %llu", &received, &bytes);
-		printf("%llu %llu %llu %.6f\n", (unsigned long long) sent, received, bytes, elapsed);
 		return 0;
 	}
 	fprintf(stderr, "nng-bench: bad arguments\n");

@@ -45,20 +45,24 @@ const socketDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => removeTempDir(dir))
 )
 
-/** Starts a server process and waits until it says `ready`; it ends (stdin closed, then SIGKILL) with the scope. */
-const startServer = (
+/** Starts a process and waits until it says `ready`; it ends (stdin closed, then SIGKILL) with the scope. */
+const startProcess = (
   command: string,
   args: ReadonlyArray<string>,
   what: string
-): Effect.Effect<void, Error, Scope.Scope> =>
+): Effect.Effect<Peer, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.callback<Peer, Error>((resume) => {
       const child: Peer = ChildProcess.spawn(command, args, { stdio: ["pipe", "pipe", "inherit"] })
       let out = ""
-      child.stdout.setEncoding("utf8").on("data", (text: string) => {
+      const onReady = (text: string) => {
         out += text
-        if (out.includes(`${READY}\n`)) resume(Effect.succeed(child))
-      })
+        if (!out.includes(`${READY}\n`)) return
+        // whatever it prints later is for its owner (the C client's answers)
+        child.stdout.off("data", onReady)
+        resume(Effect.succeed(child))
+      }
+      child.stdout.setEncoding("utf8").on("data", onReady)
       child.once("error", (error) => resume(Effect.fail(new Error(`${what}: ${error.message}`))))
       child.once("exit", (code) => resume(Effect.fail(new Error(`${what} exited (${code})`))))
       return Effect.sync(() => child.kill("SIGKILL"))
@@ -73,7 +77,14 @@ const startServer = (
         })
         child.stdin.end()
       })
-  ).pipe(Effect.asVoid)
+  )
+
+/** Starts a server process (`startProcess`). */
+const startServer = (
+  command: string,
+  args: ReadonlyArray<string>,
+  what: string
+): Effect.Effect<void, Error, Scope.Scope> => Effect.asVoid(startProcess(command, args, what))
 
 // ---- the effect-ipc channel over nng ----------------------------------------------------
 
@@ -122,21 +133,64 @@ const compile = (dir: string): Effect.Effect<string, Error> =>
     )
   })
 
-/** The C clients running now: a contender that closes (a step given up on) kills its own. */
-const running = new Set<ChildProcess.ChildProcess>()
+/** The persistent C client: asks one command at a time and reads its answer, the lines before "done". */
+interface CClient {
+  readonly ask: (command: string) => Promise<ReadonlyArray<string>>
+  /** Ends a client still answering (a step the driver gave up on would wait for ever on a closed server). */
+  readonly kill: () => void
+}
 
-/** Runs the C program to completion and returns what it printed. */
-const runC = (binary: string, args: ReadonlyArray<string>): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const child = ChildProcess.execFile(binary, args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      running.delete(child)
-      if (error === null) resolve(stdout)
-      else reject(new Error(`nng-bench ${args[0]}: ${stderr || error.message}`))
-    })
-    running.add(child)
-  })
+/**
+ * Starts `nng-bench client` once, dialled to both servers, before any
+ * measurement: the driver forks no process while contenders take turns (a
+ * fork write-protects every page of the driver, and the next round paid for
+ * it). It ends (stdin closed, then SIGKILL) with the scope.
+ */
+const startClient = (binary: string, echoUrl: string, sinkUrl: string): Effect.Effect<CClient, Error, Scope.Scope> =>
+  Effect.map(
+    startProcess(binary, ["client", echoUrl, sinkUrl], "C client"),
+    (child): CClient => {
+      let partial = ""
+      let answer: Array<string> = []
+      let waiting:
+        | { readonly resolve: (lines: ReadonlyArray<string>) => void; readonly reject: (e: Error) => void }
+        | undefined
+      let gone: Error | undefined
+      child.stdout.on("data", (chunk: string) => {
+        const lines = (partial + chunk).split("\n")
+        partial = lines.pop()!
+        for (const line of lines) {
+          if (line !== "done") {
+            answer.push(line)
+            continue
+          }
+          const answered = answer
+          answer = []
+          const asked = waiting
+          waiting = undefined
+          asked?.resolve(answered)
+        }
+      })
+      child.once("exit", (code, signal) => {
+        gone = new Error(`the C client exited (${signal ?? code})`)
+        waiting?.reject(gone)
+        waiting = undefined
+      })
+      return {
+        ask: (command) =>
+          new Promise((resolve, reject) => {
+            if (gone !== undefined) return reject(gone)
+            waiting = { resolve, reject }
+            child.stdin.write(`${command}\n`)
+          }),
+        kill: () => {
+          if (waiting !== undefined) child.kill("SIGKILL")
+        }
+      }
+    }
+  )
 
-/** The C contender: the echo and sink as C servers, each measurement a C client. */
+/** The C contender: the echo and sink as C servers, and one C client that runs every measurement. */
 export const openNngC = async (row: Row): Promise<Contender> => {
   const scope = Scope.makeUnsafe()
   const setup = Effect.gen(function*() {
@@ -149,9 +203,9 @@ export const openNngC = async (row: Row): Promise<Contender> => {
       startServer(binary, ["echo", echoUrl], "C echo"),
       startServer(binary, ["sink", sinkUrl], "C sink")
     ], { concurrency: 2 })
-    return { binary, echoUrl, sinkUrl }
+    return yield* startClient(binary, echoUrl, sinkUrl)
   })
-  const { binary, echoUrl, sinkUrl } = await Effect.runPromise(Scope.provide(scope)(setup)).catch(
+  const client = await Effect.runPromise(Scope.provide(scope)(setup)).catch(
     async (error: unknown) => {
       await Effect.runPromise(Scope.close(scope, Exit.void))
       throw error
@@ -161,20 +215,17 @@ export const openNngC = async (row: Row): Promise<Contender> => {
     row,
     countBytes: true,
     pingPong: async (n, warmup) => {
-      const out = await runC(binary, ["pingpong", echoUrl, String(row.size), String(n), String(warmup)])
-      const lines = out.trim().split("\n")
-      const samples = new Float64Array(n)
-      for (let i = 0; i < n; i++) samples[i] = Number(lines[i]) / 1e6
-      return samples
+      const lines = await client.ask(`pingpong ${row.size} ${n} ${warmup}`)
+      if (lines.length !== n) throw new Error(`the C client answered ${lines.length} round trips, not ${n}`)
+      return Float64Array.from(lines, (line) => Number(line) / 1e6)
     },
     oneWay: async (seconds): Promise<OneWayRun> => {
-      const out = await runC(binary, ["oneway", sinkUrl, String(row.size), String(seconds)])
-      const [sent, received, bytes, elapsed] = out.trim().split(" ").map(Number)
+      const [line] = await client.ask(`oneway ${row.size} ${seconds}`)
+      const [sent, received, bytes, elapsed] = (line ?? "").trim().split(" ").map(Number)
       return { sent: sent!, received: received!, bytes: bytes!, seconds: elapsed! }
     },
     close: () => {
-      // a client still running belongs to a step the driver gave up on: it would wait for ever on a closed server
-      for (const child of running) child.kill("SIGKILL")
+      client.kill()
       return Effect.runPromise(Scope.close(scope, Exit.void))
     }
   }
