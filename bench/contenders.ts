@@ -36,6 +36,8 @@ export interface Contender {
   readonly pingPong?: ((n: number, warmup: number) => Promise<Float64Array>) | undefined
   /** Sends (or calls) for `seconds`, then reports what the receiver counted. */
   readonly oneWay: (seconds: number) => Promise<OneWayRun>
+  /** Processes it started that measure from the driver's side (the nng C client): `--pin` places them as the driver. */
+  readonly driverSide?: ReadonlyArray<number> | undefined
   readonly close: () => Promise<void>
 }
 

@@ -20,6 +20,7 @@
  * Linux: PR_SET_PDEATHSIG), so that a driver killed in the middle of a run
  * leaves none behind; the client also ends when its stdin does.
  */
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -185,7 +186,7 @@ int main(int argc, char **argv) {
 			double seconds;
 			if (sscanf(line, "pingpong %llu %ld %ld", &size, &n, &warmup) == 3 && n >= 0 && warmup >= 0) {
 				pingpong(echo, (size_t) size, n, warmup);
-			} else if (sscanf(line, "oneway %llu %lf", &size, &seconds) == 2) {
+			} else if (sscanf(line, "oneway %llu %lf", &size, &seconds) == 2 && isfinite(seconds) && seconds >= 0) {
 				oneway(sink, (size_t) size, seconds);
 			} else {
 				fprintf(stderr, "nng-bench: bad command: %s", line);

@@ -8,9 +8,10 @@
  * - `nng-c`: the same ping-pong and one-way runs written in C against the same
  *   libnng (`bench/nng.c`: pair1 over ipc, blocking `nng_send` / `nng_recv`),
  *   compiled here with gcc (no nng headers needed: it declares the few
- *   prototypes and links against libnng.so.1). Its round trips and one-way
- *   runs are C programs of their own, started for each measurement; the
- *   echo and sink are C servers started once.
+ *   prototypes and links against libnng.so.1). Its echo and sink are C
+ *   servers, and one C client (`nng-bench client`) runs every measurement,
+ *   each a command on its stdin; all three are started with the contender,
+ *   so that the driver starts no process while contenders take turns.
  *
  * The report holds the channel's p50 round trip against C's, its msgs/s at
  * 64 B and GB/s at 1 MiB against the targets, and every row against the raw
@@ -45,11 +46,16 @@ const socketDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => removeTempDir(dir))
 )
 
-/** Starts a process and waits until it says `ready`; it ends (stdin closed, then SIGKILL) with the scope. */
+/**
+ * Starts a process and waits until it says `ready`; it ends with the scope: its
+ * stdin closed (or, with `terminate`, for a C server that never reads it, SIGTERM),
+ * then SIGKILL after 2 s.
+ */
 const startProcess = (
   command: string,
   args: ReadonlyArray<string>,
-  what: string
+  what: string,
+  terminate = false
 ): Effect.Effect<Peer, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.callback<Peer, Error>((resume) => {
@@ -76,6 +82,7 @@ const startProcess = (
           resume(Effect.void)
         })
         child.stdin.end()
+        if (terminate) child.kill("SIGTERM")
       })
   )
 
@@ -83,8 +90,9 @@ const startProcess = (
 const startServer = (
   command: string,
   args: ReadonlyArray<string>,
-  what: string
-): Effect.Effect<void, Error, Scope.Scope> => Effect.asVoid(startProcess(command, args, what))
+  what: string,
+  terminate = false
+): Effect.Effect<void, Error, Scope.Scope> => Effect.asVoid(startProcess(command, args, what, terminate))
 
 // ---- the effect-ipc channel over nng ----------------------------------------------------
 
@@ -135,6 +143,8 @@ const compile = (dir: string): Effect.Effect<string, Error> =>
 
 /** The persistent C client: asks one command at a time and reads its answer, the lines before "done". */
 interface CClient {
+  readonly pid: number | undefined
+  /** Runs `command`; refused while an earlier one is unanswered, or once the client has gone. */
   readonly ask: (command: string) => Promise<ReadonlyArray<string>>
   /** Ends a client still answering (a step the driver gave up on would wait for ever on a closed server). */
   readonly kill: () => void
@@ -171,15 +181,20 @@ const startClient = (binary: string, echoUrl: string, sinkUrl: string): Effect.E
           asked?.resolve(answered)
         }
       })
-      child.once("exit", (code, signal) => {
-        gone = new Error(`the C client exited (${signal ?? code})`)
+      const end = (error: Error): void => {
+        gone ??= error
         waiting?.reject(gone)
         waiting = undefined
-      })
+      }
+      child.once("exit", (code, signal) => end(new Error(`the C client exited (${signal ?? code})`)))
+      // a client that died while idle: the next command's write fails (EPIPE) before its exit is seen
+      child.stdin.on("error", (error) => end(new Error(`the C client's stdin: ${error.message}`)))
       return {
+        pid: child.pid,
         ask: (command) =>
           new Promise((resolve, reject) => {
             if (gone !== undefined) return reject(gone)
+            if (waiting !== undefined) return reject(new Error(`the C client is still running a command: ${command}`))
             waiting = { resolve, reject }
             child.stdin.write(`${command}\n`)
           }),
@@ -200,8 +215,8 @@ export const openNngC = async (row: Row): Promise<Contender> => {
     const echoUrl = url("echo")
     const sinkUrl = url("sink")
     yield* Effect.all([
-      startServer(binary, ["echo", echoUrl], "C echo"),
-      startServer(binary, ["sink", sinkUrl], "C sink")
+      startServer(binary, ["echo", echoUrl], "C echo", true),
+      startServer(binary, ["sink", sinkUrl], "C sink", true)
     ], { concurrency: 2 })
     return yield* startClient(binary, echoUrl, sinkUrl)
   })
@@ -220,10 +235,15 @@ export const openNngC = async (row: Row): Promise<Contender> => {
       return Float64Array.from(lines, (line) => Number(line) / 1e6)
     },
     oneWay: async (seconds): Promise<OneWayRun> => {
-      const [line] = await client.ask(`oneway ${row.size} ${seconds}`)
-      const [sent, received, bytes, elapsed] = (line ?? "").trim().split(" ").map(Number)
+      const lines = await client.ask(`oneway ${row.size} ${seconds}`)
+      const figures = lines.length === 1 ? lines[0]!.trim().split(" ").map(Number) : []
+      if (figures.length !== 4 || !figures.every(Number.isFinite)) {
+        throw new Error(`the C client answered a one-way run with ${JSON.stringify(lines)}`)
+      }
+      const [sent, received, bytes, elapsed] = figures
       return { sent: sent!, received: received!, bytes: bytes!, seconds: elapsed! }
     },
+    driverSide: client.pid === undefined ? [] : [client.pid],
     close: () => {
       client.kill()
       return Effect.runPromise(Scope.close(scope, Exit.void))

@@ -8,9 +8,9 @@
  * (2 December), so a ratio moved with the placement its two rows happened to
  * get. Only main threads are pinned: a peer's other threads (V8's
  * garbage-collector helpers, libnng's and libzmq's I/O threads) may run on
- * any CPU, as in an application. Threads the driver starts after pinning, and
- * processes started after `pinPeers` (the nng C client of each measurement),
- * inherit the driver's CPU. `--pin` pins, `--pin=off` does not; without
+ * any CPU, as in an application. Threads the driver starts after pinning
+ * inherit the driver's CPU; a process that measures from the driver's side
+ * (the nng C client) gets the driver's placement. `--pin` pins, `--pin=off` does not; without
  * either, the caller's default. Linux only, through `taskset` (util-linux);
  * elsewhere, or with one CPU, nothing is pinned and `pinDriver` says why.
  */
@@ -95,17 +95,21 @@ export const pinDriver = (byDefault: boolean, why: (reason: string) => void): Pl
 
 /**
  * Puts the main thread of every process the driver started (and theirs) on the
- * peers' CPU, their other threads on any CPU; answers how many were placed and
- * how many could not be.
+ * peers' CPU, except those in `driverSide`, which go on the driver's; their
+ * other threads on any CPU. Answers how many were placed and how many could not be.
  */
-export const pinPeers = (placement: Placement | undefined): { readonly pinned: number; readonly failed: number } => {
+export const pinPeers = (
+  placement: Placement | undefined,
+  driverSide: ReadonlySet<number> = new Set()
+): { readonly pinned: number; readonly failed: number } => {
   let pinned = 0
   let failed = 0
   if (placement === undefined) return { pinned, failed }
   for (const pid of descendants(process.pid)) {
+    const cpu = driverSide.has(pid) ? placement.driver : placement.peers
     // a peer started after the driver was pinned inherited its CPU in every thread: all CPUs first, then the main one
     const placed = taskset(["-a", "-p", "-c", placement.all, String(pid)]) &&
-      taskset(["-p", "-c", String(placement.peers), String(pid)])
+      taskset(["-p", "-c", String(cpu), String(pid)])
     if (placed) pinned++
     else failed++
   }

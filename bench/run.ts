@@ -430,7 +430,7 @@ const measureSize = async (size: number, specs: ReadonlyArray<Spec>): Promise<vo
   }
 
   // the peers each contender started (child pipes) have started now
-  const placed = pinPeers(placement)
+  const placed = pinPeers(placement, new Set(entries.flatMap((e) => e.contender.driverSide ?? [])))
   if (placed.failed > 0) progress(`${placed.failed} peer processes could not be pinned (see bench/pin.ts)`)
   for (const e of entries) {
     const text = `${label} · warm-up · ${e.contender.row.transport}`
