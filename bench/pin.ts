@@ -9,8 +9,9 @@
  * get. Only main threads are pinned: a peer's other threads (V8's
  * garbage-collector helpers, libnng's and libzmq's I/O threads) may run on
  * any CPU, as in an application. Threads the driver starts after pinning
- * inherit the driver's CPU; a process that measures from the driver's side
- * (the nng C client) gets the driver's placement. `--pin` pins, `--pin=off` does not; without
+ * inherit the driver's CPU; so does every thread of a process that measures
+ * from the driver's side (the nng C client, whose libnng threads then share a
+ * CPU as those of the driver's own nng Channel do). `--pin` pins, `--pin=off` does not; without
  * either, the caller's default. Linux only, through `taskset` (util-linux);
  * elsewhere, or with one CPU, nothing is pinned and `pinDriver` says why.
  */
@@ -106,10 +107,13 @@ export const pinPeers = (
   let failed = 0
   if (placement === undefined) return { pinned, failed }
   for (const pid of descendants(process.pid)) {
-    const cpu = driverSide.has(pid) ? placement.driver : placement.peers
-    // a peer started after the driver was pinned inherited its CPU in every thread: all CPUs first, then the main one
-    const placed = taskset(["-a", "-p", "-c", placement.all, String(pid)]) &&
-      taskset(["-p", "-c", String(cpu), String(pid)])
+    // a process on the driver's side goes where the driver's threads started after pinning are: all on its CPU
+    // (libnng's threads in the driver's nng Channel among them)
+    const placed = driverSide.has(pid)
+      ? taskset(["-a", "-p", "-c", String(placement.driver), String(pid)])
+      // a peer started after the driver was pinned inherited its CPU in every thread: all CPUs first, then the main one
+      : taskset(["-a", "-p", "-c", placement.all, String(pid)]) &&
+        taskset(["-p", "-c", String(placement.peers), String(pid)])
     if (placed) pinned++
     else failed++
   }
