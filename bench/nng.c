@@ -88,14 +88,20 @@ static nng_socket connect_to(const char *url) {
 	return s;
 }
 
-/* N timed round trips on `s` after WARM untimed ones; prints each, in ns, one per line. */
-static void pingpong(nng_socket s, size_t size, long n, long warmup) {
-	char *payload = calloc(size > 0 ? size : 1, 1);
-	uint64_t *samples = calloc((size_t) (n > 0 ? n : 1), sizeof(uint64_t));
-	if (payload == NULL || samples == NULL) {
+/* `count` zeroed items of `size` bytes (at least one), or the end of the program. */
+static void *zeroed(size_t count, size_t size) {
+	void *memory = calloc(count > 0 ? count : 1, size);
+	if (memory == NULL) {
 		fprintf(stderr, "nng-bench: out of memory\n");
 		exit(1);
 	}
+	return memory;
+}
+
+/* N timed round trips on `s` after WARM untimed ones; prints each, in ns, one per line. */
+static void pingpong(nng_socket s, size_t size, long n, long warmup) {
+	char *payload = zeroed(size, 1);
+	uint64_t *samples = zeroed((size_t) n, sizeof(uint64_t));
 	for (long i = -warmup; i < n; i++) {
 		uint64_t t0 = now_ns();
 		check(nng_send(s, payload, size, 0), "send");
@@ -113,11 +119,7 @@ static void pingpong(nng_socket s, size_t size, long n, long warmup) {
 
 /* Sends to the sink on `s` for SECONDS, then asks it what arrived; prints "sent received bytes seconds". */
 static void oneway(nng_socket s, size_t size, double seconds) {
-	char *payload = calloc(size > 0 ? size : 1, 1);
-	if (payload == NULL) {
-		fprintf(stderr, "nng-bench: out of memory\n");
-		exit(1);
-	}
+	char *payload = zeroed(size, 1);
 	uint64_t start = now_ns(), deadline = start + (uint64_t) (seconds * 1e9), sent = 0;
 	while (sent % 64 != 0 || now_ns() < deadline) {
 		check(nng_send(s, payload, size, 0), "send");
