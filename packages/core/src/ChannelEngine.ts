@@ -36,6 +36,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Latch from "effect/Latch"
 import * as Inbox from "./Inbox.ts"
+import * as Bytes from "./internal/bytes.ts"
 import * as Eager from "./internal/eager.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
@@ -99,6 +100,12 @@ export interface Link {
    * is written; `send` waits for it, and it should fail with `Sink.aborted`.
    */
   readonly write: (message: Uint8Array) => void | Effect.Effect<void, IpcError.IpcError>
+  /**
+   * Queues the UTF-8 bytes of `text` as one message, encoded straight into
+   * the queue, and returns their length; more than `max` bytes are not
+   * queued. Optional: without it, text is sent as `write` of its bytes.
+   */
+  readonly writeText?: ((text: string, max: number) => number) | undefined
   /** Writes out everything queued since the last flush (one syscall where the medium allows). */
   readonly flush?: (() => void) | undefined
   /** Bytes written to the link that the medium has not taken yet (compared with `highWaterMark`). */
@@ -389,6 +396,10 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     }
     const written = link!.write(message)
     if (written !== undefined) return reported(written)
+    return queued()
+  }
+  // what is left of a send whose message the link has queued
+  const queued = (): Effect.Effect<void, IpcError.IpcError> => {
     sent(true)
     // a link that failed as it wrote (or found the peer gone) has ended sending: this message is not on its way
     if (finished || sendLoss !== undefined || peerFirst) return afterWait
@@ -396,7 +407,17 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     Latch.closeUnsafe(writableLatch)
     return waitWritable
   }
-  const send = Eager.register((message) => Effect.suspend(() => sendNow(message)), sendNow)
+  // text (an RPC serialization's JSON) encoded by the link where it queues, not into a buffer of its own first
+  const sendTextNow = (text: string): Effect.Effect<void, IpcError.IpcError> => {
+    const writeText = link!.writeText
+    if (writeText === undefined) return sendNow(Bytes.utf8(text))
+    const error = sendError()
+    if (error !== undefined) return Effect.fail(error)
+    const length = writeText(text, maxMessageSize)
+    if (length > maxMessageSize) return Effect.fail(IpcError.frameTooLarge(length, maxMessageSize, address))
+    return queued()
+  }
+  const send = Eager.register((message) => Effect.suspend(() => sendNow(message)), sendNow, sendTextNow)
 
   // as `send` one by one, without an effect per message: the link takes each message at once while it
   // has room; a write that completes later, or a full link, is waited for before the rest. A batch that

@@ -144,6 +144,7 @@ const socketOver = (
   let current: IpcChannel.IpcChannel | undefined
   // the eager form of the current channel's `send` (see `internal/eager.ts`), if it has one
   let currentEager: Eager.EagerSend | undefined
+  let currentEagerText: Eager.EagerSendText | undefined
   const connected = Latch.makeUnsafe(false)
   // an address may carry a secret (`?token=...`): only its redacted form is shown
   const dialled = options.address
@@ -191,6 +192,7 @@ const socketOver = (
     const channel = yield* opened
     current = channel
     currentEager = Eager.of(channel)
+    currentEagerText = Eager.textOf(channel)
     Latch.openUnsafe(connected)
     yield* Effect.addFinalizer(() =>
       Effect.andThen(
@@ -198,6 +200,7 @@ const socketOver = (
           if (current === channel) {
             current = undefined
             currentEager = undefined
+            currentEagerText = undefined
             Latch.closeUnsafe(connected)
           }
         }),
@@ -214,6 +217,12 @@ const socketOver = (
       const channel = current
       if (channel === undefined) return Effect.andThen(connected.await, write(chunk))
       if (Socket.isCloseEvent(chunk)) return channel.close
+      // text (JSON) where the channel encodes it as it queues it
+      const eagerText = currentEagerText
+      if (typeof chunk === "string" && eagerText !== undefined) {
+        const textLeft = eagerText(chunk)
+        return textLeft === Effect.void ? Effect.void : Effect.mapError(textLeft, writeError)
+      }
       const bytes = encodedBytes(chunk)
       // sent as this effect runs, where the channel can (no second effect, no error to map when it went at once)
       const eager = currentEager

@@ -24,6 +24,7 @@ import * as Metric from "effect/Metric"
 import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
+import * as Bytes from "./internal/bytes.ts"
 import * as Eager from "./internal/eager.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
@@ -255,14 +256,15 @@ export const instrumentChannel = (
   // counted when `send` is called, with no effect of its own around it; one send in
   // SEND_WAIT_SAMPLE is run inside a timer, which also sees (and counts) its failure
   let sends = 0
-  /** Counts a send; false for the one in SEND_WAIT_SAMPLE that is timed. */
-  const counted = (message: Uint8Array): boolean => {
+  /** Counts a send of `bytes`; false for the one in SEND_WAIT_SAMPLE that is timed. */
+  const countedBytes = (bytes: number): boolean => {
     messagesOut++
-    // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
-    bytesOut += ArrayBuffer.isView(message) ? message.byteLength : 0
+    bytesOut += bytes
     schedule()
     return sends++ % SEND_WAIT_SAMPLE !== 0
   }
+  // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
+  const counted = (message: Uint8Array): boolean => countedBytes(ArrayBuffer.isView(message) ? message.byteLength : 0)
   // the wait of `sent` (what is left of a send that started at `start`), recorded as it ends
   const timed = (start: number, sent: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
     Effect.matchEffect(sent, {
@@ -278,12 +280,21 @@ export const instrumentChannel = (
       : Effect.suspend(() => timed(performance.now(), channel.send(message)))
   // the channel's eager send (see `internal/eager.ts`), counted and timed the same way
   const innerEager = Eager.of(channel)
+  const innerText = Eager.textOf(channel)
   if (innerEager !== undefined) {
-    Eager.register(send, (message) => {
-      if (counted(message)) return innerEager(message)
-      const start = performance.now()
-      return timed(start, innerEager(message))
-    })
+    Eager.register(
+      send,
+      (message) => {
+        if (counted(message)) return innerEager(message)
+        const start = performance.now()
+        return timed(start, innerEager(message))
+      },
+      innerText === undefined ? undefined : (text) => {
+        if (countedBytes(Bytes.utf8Length(text))) return innerText(text)
+        const start = performance.now()
+        return timed(start, innerText(text))
+      }
+    )
   }
 
   // a batch is counted as it runs, like `send`'s messages; its failure is counted too

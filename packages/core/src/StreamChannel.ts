@@ -7,7 +7,8 @@
  *   rest of the burst in one more syscall (small messages are copied into a
  *   64 KiB batch, written into again once a socket has taken it all, large
  *   ones into buffers reused once written: the caller may reuse its buffer
- *   once `send` returns);
+ *   once `send` returns; text an RPC serialization gives, such as JSON, is
+ *   encoded straight into the batch);
  * - `send` waits while more than `highWaterMark` bytes are queued, and can
  *   drop the peer after `writeTimeout`;
  * - reading pauses when the inbox is full, so a slow consumer slows the sender;
@@ -123,16 +124,21 @@ const link = (
     }
   }
 
+  // room for `total` more bytes in the batch (a fresh one when it is full)
+  const room = (total: number): void => {
+    if (batchFill + total > batch.byteLength) {
+      seal()
+      batch = Buffer.allocUnsafe(BATCH_SIZE)
+      batchStart = 0
+      batchFill = 0
+    }
+  }
+
   const enqueue = (kind: Framing.Kind, payload: Uint8Array): void => {
     const length = payload.byteLength
     const total = Framing.HEADER_SIZE + length
     if (length <= COPY_LIMIT) {
-      if (batchFill + total > batch.byteLength) {
-        seal()
-        batch = Buffer.allocUnsafe(BATCH_SIZE)
-        batchStart = 0
-        batchFill = 0
-      }
+      room(total)
       Framing.writeHeader(batch, batchFill, kind, length)
       batch.set(payload, batchFill + Framing.HEADER_SIZE)
       batchFill += total
@@ -145,6 +151,25 @@ const link = (
       owners.push(reuse ? spare : undefined)
     }
     queued += total
+  }
+
+  // a data frame of `text`'s UTF-8 bytes: short text is encoded straight into the batch (at most 3 bytes
+  // per UTF-16 unit), without a buffer of its own to copy from; its length is what was written
+  const enqueueText = (text: string, max: number): number => {
+    // every UTF-16 unit is at least one byte: text this long is too large without encoding it
+    if (text.length > max) return Bytes.utf8Length(text)
+    if (text.length * 3 > COPY_LIMIT) {
+      const bytes = Bytes.utf8(text)
+      if (bytes.byteLength <= max) enqueue(Framing.Kind.data, bytes)
+      return bytes.byteLength
+    }
+    room(Framing.HEADER_SIZE + text.length * 3)
+    const length = batch.write(text, batchFill + Framing.HEADER_SIZE)
+    if (length > max) return length
+    Framing.writeHeader(batch, batchFill, Framing.Kind.data, length)
+    batchFill += Framing.HEADER_SIZE + length
+    queued += Framing.HEADER_SIZE + length
+    return length
   }
 
   /** Drops what is queued: it will never leave. */
@@ -219,8 +244,21 @@ const link = (
   }
 
   const flush = (): void => {
+    if (out.length === 0) {
+      // the usual case, small messages only: the batch's new part is written as it is
+      if (batchFill === batchStart || destroyed || broken()) return
+      const chunk = batch.subarray(batchStart, batchFill)
+      batchStart = batchFill
+      queued = 0
+      try {
+        writable.write(chunk)
+      } catch (cause) {
+        return sink.lost(IpcError.fromSystemError(cause, "Write", "write failed", address))
+      }
+      return written()
+    }
     seal()
-    if (out.length === 0 || destroyed || broken()) return
+    if (destroyed || broken()) return
     const chunks = out
     const chunkOwners = owners
     out = []
@@ -241,6 +279,10 @@ const link = (
     } catch (cause) {
       return sink.lost(IpcError.fromSystemError(cause, "Write", "write failed", address))
     }
+    written()
+  }
+  // after a flush's writes
+  const written = (): void => {
     // a write that failed at once (EPIPE) marked the stream errored, and its send is not on its way
     if (writable.errored != null) {
       broken()
@@ -365,6 +407,7 @@ const link = (
 
   return {
     write: (message) => enqueue(Framing.Kind.data, message),
+    writeText: enqueueText,
     flush,
     pending: () => writesLost ? 0 : queued + writable.writableLength,
     resume: () => {

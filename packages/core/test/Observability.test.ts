@@ -148,6 +148,32 @@ describe("Observability", () => {
       }).pipe(Effect.scoped)
     ))
 
+  it.effect("counts an RPC socket's text writes by their UTF-8 bytes, the timed ones too", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const address = fresh("socket-text")
+        const listener = yield* transport.listen(address)
+        const client = yield* transport.dial(address)
+        const server = yield* listener.accept
+        // text goes through the channel's eager text send, counted and sampled as `send` is
+        assert.isDefined(Eager.textOf(client))
+        const socket = IpcRpc.toSocket(Effect.succeed(client))
+        yield* socket.reader
+        const writer = yield* socket.writer
+        const count = Observability.SEND_WAIT_SAMPLE + 2
+        // 4 UTF-16 units, 6 UTF-8 bytes
+        for (let i = 0; i < count; i++) yield* writer.write(`é${String.fromCharCode(65 + (i % 26))}€`)
+        const got: Array<string> = []
+        while (got.length < count) for (const m of yield* server.receiveAll) got.push(Buffer.from(m).toString("utf8"))
+        assert.deepStrictEqual(got, Array.from({ length: count }, (_, i) => `é${String.fromCharCode(65 + (i % 26))}€`))
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesOut, memory), count)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 6 * count)
+        // sends 1 and 65 are timed
+        assert.strictEqual(yield* histogramCount(Observability.MetricNames.sendWait, memory), 2)
+      }).pipe(Effect.scoped)
+    ))
+
   it.effect("counts errors by reason, once each, and a refusal", () =>
     observed(() =>
       Effect.gen(function*() {

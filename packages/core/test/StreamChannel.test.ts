@@ -1,14 +1,17 @@
 import * as Framing from "@effect-ipc/core/Framing"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import fc from "fast-check"
 import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Stream from "node:stream"
+import * as Eager from "../src/internal/eager.ts"
 
 /** Sends 16, 4 KiB, 64 KiB and 1 MiB messages from a buffer rewritten after each `send`; checks what arrives. */
 const reuseAfterSend = (client: IpcChannel.IpcChannel, server: IpcChannel.IpcChannel) =>
@@ -320,5 +323,94 @@ describe("StreamChannel over streams that went before the channel had them", () 
       writable.destroy(Object.assign(new Error("gone"), { code: "EPIPE" }))
       yield* Fiber.join(closing).pipe(Effect.timeout("8 seconds"))
       assert.isBelow(Date.now() - started, 2000, "close waited the linger")
+    }).pipe(Effect.scoped))
+})
+
+describe("StreamChannel: text sent as it is encoded (RPC's JSON)", () => {
+  // text, short (encoded straight into the batch) or long, of any UTF-16 (lone surrogates too): what
+  // arrives is exactly Buffer.from's UTF-8 of it, in order with byte messages around it
+  it.live(
+    "arrives as its UTF-8 bytes, for any text, in order with byte messages (fast-check, fixed seed)",
+    () =>
+      Effect.gen(function*() {
+        const { accepted, client } = yield* socketPair
+        const sender = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://text-sender")
+        const receiver = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://text-rcv")
+        const sendText = Eager.textOf(sender)
+        assert.isDefined(sendText, "a stream channel has an eager text send")
+        const text = fc.oneof(
+          fc.string({ unit: "binary", maxLength: 40 }),
+          fc.string({ unit: "binary", minLength: 2700, maxLength: 2760 }), // around the batch's limit (8 KiB / 3)
+          fc.string({ unit: "grapheme", minLength: 3000, maxLength: 5000 }) // over it, multi-byte
+        )
+        const texts = fc.sample(fc.array(text, { minLength: 1, maxLength: 12 }), { seed: 20261202, numRuns: 150 })
+        let sentTexts = 0
+        for (const batch of texts) {
+          // one turn: the burst is queued together, the marker after it is a byte message
+          yield* Effect.suspend(() => {
+            for (const one of batch) {
+              const left = sendText!(one)
+              assert.strictEqual(left, Effect.void, "a short queue takes text at once")
+            }
+            return sender.send(new Uint8Array([0xff, batch.length]))
+          })
+          for (const one of batch) {
+            const got = yield* receiver.receive
+            assert.deepStrictEqual(Buffer.from(got), Buffer.from(one, "utf8"), `text ${sentTexts++}`)
+          }
+          assert.deepStrictEqual([...(yield* receiver.receive)], [0xff, batch.length])
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live("text over the frame limit fails with FrameTooLarge and queues nothing; the channel goes on", () =>
+    Effect.gen(function*() {
+      // [frame limit, [text, its UTF-8 length]]: over the limit in UTF-16 units already (not encoded), in bytes
+      // only (encoded into the batch: 34 units), and in bytes only, encoded apart (3400 units)
+      const cases = [[100, [["x".repeat(9000), 9000], ["€".repeat(34), 102]]], [10_000, [[
+        "€".repeat(3400),
+        10_200
+      ]]]] as const
+      for (const [maxFrameSize, texts] of cases) {
+        const { accepted, client } = yield* socketPair
+        const sender = yield* StreamChannel.makeScoped(
+          { readable: client, writable: client },
+          "test://text-limit",
+          {},
+          {
+            maxFrameSize
+          }
+        )
+        const receiver = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://text-r")
+        const sendText = Eager.textOf(sender)!
+        for (const [tooLong, bytes] of texts) {
+          const error = yield* Effect.flip(Effect.suspend(() => sendText(tooLong)))
+          assert.strictEqual(error.reason._tag, "FrameTooLarge")
+          assert.include(error.message, String(bytes))
+        }
+        // exactly the limit goes, and is the first thing the peer gets
+        const fits = "x".repeat(maxFrameSize - 2) + "ü" // 2 bytes
+        yield* Effect.suspend(() => sendText(fits))
+        assert.strictEqual(Buffer.from(yield* receiver.receive).toString("utf8"), fits)
+      }
+    }).pipe(Effect.scoped))
+
+  it.live("an RPC socket's text writes reach the peer as their UTF-8, and fail once the channel is closed", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const channel = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://rpc-text")
+      const peer = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://rpc-peer")
+      const socket = IpcRpc.toSocket(Effect.succeed(channel))
+      yield* socket.reader
+      const writer = yield* socket.writer
+      yield* writer.write("{\"é\":\"\ud83d\ude00\",\"lone\":\"\ud800\"}")
+      assert.deepStrictEqual(
+        Buffer.from(yield* peer.receive),
+        Buffer.from("{\"é\":\"\ud83d\ude00\",\"lone\":\"\ud800\"}", "utf8")
+      )
+      yield* channel.close
+      const closed = yield* Effect.flip(writer.write("after close"))
+      assert.strictEqual(closed.reason._tag, "SocketWriteError")
     }).pipe(Effect.scoped))
 })

@@ -26,6 +26,10 @@ export const utf8 = (text: string): Uint8Array => {
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
+/** The length of `text` in UTF-8, without encoding it where Node can tell. */
+export const utf8Length = (text: string): number =>
+  NodeBuffer === undefined ? textEncoder.encode(text).byteLength : NodeBuffer.byteLength(text, "utf8")
+
 /** From this size on, fresh buffers come from `allocUnsafeSlow` (below, from Node's pool or `new Uint8Array`). */
 export const LARGE = 4096
 

@@ -22,13 +22,28 @@ import type * as IpcError from "../IpcError.ts"
  */
 export type EagerSend = (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
 
-const eagerSends = new WeakMap<IpcChannel.IpcChannel["send"], EagerSend>()
+/** As `EagerSend`, for a message given as text: its UTF-8 bytes are sent, written straight where they queue. */
+export type EagerSendText = (text: string) => Effect.Effect<void, IpcError.IpcError>
 
-/** Registers `eager` as doing what `send` does, as it is called; returns `send`. */
-export const register = (send: IpcChannel.IpcChannel["send"], eager: EagerSend): IpcChannel.IpcChannel["send"] => {
-  eagerSends.set(send, eager)
+interface Registered {
+  readonly send: EagerSend
+  readonly text: EagerSendText | undefined
+}
+
+const eagerSends = new WeakMap<IpcChannel.IpcChannel["send"], Registered>()
+
+/** Registers `eager` (and `text`, if given) as doing what `send` does, as it is called; returns `send`. */
+export const register = (
+  send: IpcChannel.IpcChannel["send"],
+  eager: EagerSend,
+  text?: EagerSendText
+): IpcChannel.IpcChannel["send"] => {
+  eagerSends.set(send, { send: eager, text })
   return send
 }
 
 /** The eager form of `channel`'s `send`, where it has one. */
-export const of = (channel: IpcChannel.IpcChannel): EagerSend | undefined => eagerSends.get(channel.send)
+export const of = (channel: IpcChannel.IpcChannel): EagerSend | undefined => eagerSends.get(channel.send)?.send
+
+/** The eager form of `channel`'s `send` for text, where it has one. */
+export const textOf = (channel: IpcChannel.IpcChannel): EagerSendText | undefined => eagerSends.get(channel.send)?.text
