@@ -19,13 +19,23 @@ import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
-import type { Readable, Writable } from "node:stream"
 import { echo, sink } from "./handlers.ts"
 import type { OneWayRun, Row } from "./report.ts"
 import type { DemoClient } from "./rpc.ts"
-import { clockEvery, decodeCounts, END, makePayload, oneWayBatch, rawFrame, RawReader, READY } from "./shared.ts"
+import {
+  clockEvery,
+  decodeCounts,
+  END,
+  makePayload,
+  nodeScript,
+  oneWayBatch,
+  rawFrame,
+  RawReader,
+  type ReadyProcess,
+  spawnReady,
+  type StopOptions
+} from "./shared.ts"
 
 /** One transport at one payload size, ready to measure. */
 export interface Contender {
@@ -375,7 +385,27 @@ export const rpcContender = (
   }
 }
 
-type PeerProcess = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
+/**
+ * `spawnReady` as a scoped resource: a process given up on before it was
+ * ready is killed; the scope's end stops it (`ReadyProcess.stop`).
+ */
+export const readyProcess = (
+  command: string,
+  args: ReadonlyArray<string>,
+  what: string,
+  options?: StopOptions
+): Effect.Effect<ReadyProcess, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<ReadyProcess, Error>((resume) => {
+      const { child, ready } = spawnReady(command, args, what, options)
+      void ready.then(
+        (started) => resume(Effect.succeed(started)),
+        (error: unknown) => resume(Effect.fail(error instanceof Error ? error : new Error(String(error))))
+      )
+      return Effect.sync(() => child.kill("SIGKILL"))
+    }),
+    (started) => Effect.promise(started.stop)
+  )
 
 /**
  * Starts `node <script> peer ...args` (with our node flags) and waits for its
@@ -386,27 +416,4 @@ export const startScriptPeer = (
   args: ReadonlyArray<string>,
   label: string
 ): Effect.Effect<void, Error, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.callback<PeerProcess, Error>((resume) => {
-      const child: PeerProcess = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", ...args], {
-        stdio: ["pipe", "pipe", "inherit"]
-      })
-      let out = ""
-      child.stdout.setEncoding("utf8").on("data", (text: string) => {
-        out += text
-        if (out.includes(`${READY}\n`)) resume(Effect.succeed(child))
-      })
-      child.once("exit", (code) => resume(Effect.fail(new Error(`${label} exited (${code})`))))
-      return Effect.sync(() => child.kill("SIGKILL"))
-    }),
-    (child) =>
-      Effect.callback<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
-        child.once("exit", () => {
-          clearTimeout(timer)
-          resume(Effect.void)
-        })
-        child.stdin.end()
-      })
-  ).pipe(Effect.asVoid)
+  Effect.asVoid(readyProcess(...nodeScript(script, ["peer", ...args]), label, { graceMs: 5000 }))

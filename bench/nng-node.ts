@@ -10,13 +10,23 @@
  *   node bench/nng-node.ts peer echo|sink URL   (the servers, each in a process of its own)
  */
 import koffi from "koffi"
-import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
-import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import type { Contender } from "./contenders.ts"
 import type { OneWayRun, Row } from "./report.ts"
-import { clockEvery, decodeCounts, END, makePayload, makeTempDir, READY, removeTempDir, SinkCounter } from "./shared.ts"
+import {
+  clockEvery,
+  decodeCounts,
+  END,
+  makePayload,
+  makeTempDir,
+  nodeScript,
+  READY,
+  type ReadyProcess,
+  removeTempDir,
+  SinkCounter,
+  spawnReady
+} from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 
@@ -145,40 +155,23 @@ const openSocket = (
 }
 
 /** Starts `nng-node.ts peer ROLE URL` and resolves with it once it listens. */
-const startPeer = (
-  role: "echo" | "sink",
-  url: string
-): Promise<ChildProcess.ChildProcessByStdio<Writable, Readable, null>> =>
-  new Promise((resolve, reject) => {
-    const child = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", role, url], {
-      stdio: ["pipe", "pipe", "inherit"]
-    })
-    let text = ""
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      text += chunk
-      if (text.includes(`${READY}\n`)) resolve(child)
-    })
-    child.once("exit", (code) => reject(new Error(`nng-node ${role} exited (${code})`)))
-  })
-
-/** Ends a peer: stdin closed, then SIGKILL if it lingers. */
-const stopPeer = (child: ChildProcess.ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    const timer = setTimeout(() => child.kill("SIGKILL"), 2000)
-    child.once("exit", () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    child.stdin?.end()
-  })
+const startPeer = (role: "echo" | "sink", url: string): Promise<ReadyProcess> =>
+  spawnReady(...nodeScript(script, ["peer", role, url]), `nng-node ${role}`).ready
 
 /** The Node floor contender: echo and sink servers in child processes, measured from this one. */
 export const openNngNode = async (row: Row): Promise<Contender> => {
   const b = bind()
   const dir = makeTempDir("effect-ipc-bench-nng-node-")
   const url = (role: string) => `ipc://${Path.join(dir, `${role}.ipc`)}`
-  const [echoPeer, sinkPeer] = await Promise.all([startPeer("echo", url("echo")), startPeer("sink", url("sink"))])
+  const started = await Promise.allSettled([startPeer("echo", url("echo")), startPeer("sink", url("sink"))])
+  const [echoPeer, sinkPeer] = started
+  if (echoPeer.status === "rejected" || sinkPeer.status === "rejected") {
+    // the one that started is stopped, as the directory is removed
+    await Promise.all(started.map((peer) => peer.status === "fulfilled" ? peer.value.stop() : undefined))
+    removeTempDir(dir)
+    const failure = started.find((peer): peer is PromiseRejectedResult => peer.status === "rejected")
+    throw failure?.reason instanceof Error ? failure.reason : new Error(String(failure?.reason))
+  }
   let onEcho: (message: Uint8Array) => void = ignore
   let onReport: (message: Uint8Array) => void = ignore
   const socket = openSocket(b, url("echo"), "dial", (message) => onEcho(message))
@@ -232,7 +225,7 @@ export const openNngNode = async (row: Row): Promise<Contender> => {
     close: async () => {
       socket.close()
       sink.close()
-      await Promise.all([stopPeer(echoPeer), stopPeer(sinkPeer)])
+      await Promise.all([echoPeer.value.stop(), sinkPeer.value.stop()])
       removeTempDir(dir)
     }
   }

@@ -27,18 +27,17 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
-import { type Contender, openChannels } from "./contenders.ts"
+import { type Contender, openChannels, readyProcess } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { OneWayRun, Row } from "./report.ts"
-import { makeTempDir, READY, removeTempDir } from "./shared.ts"
+import { makeTempDir, nodeScript, type PeerProcess, READY, removeTempDir, spawnReady } from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 const cSource = Path.join(import.meta.dirname, "nng.c")
 let contenders = 0
 
-type Peer = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
+type Peer = PeerProcess
 
 /** A fresh directory for one contender's ipc sockets, removed when the scope closes. */
 const socketDir = Effect.acquireRelease(
@@ -57,34 +56,7 @@ const startProcess = (
   what: string,
   terminate = false
 ): Effect.Effect<Peer, Error, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.callback<Peer, Error>((resume) => {
-      const child: Peer = ChildProcess.spawn(command, args, { stdio: ["pipe", "pipe", "inherit"] })
-      let out = ""
-      const onReady = (text: string) => {
-        out += text
-        if (!out.includes(`${READY}\n`)) return
-        // whatever it prints later is for its owner (the C client's answers)
-        child.stdout.off("data", onReady)
-        resume(Effect.succeed(child))
-      }
-      child.stdout.setEncoding("utf8").on("data", onReady)
-      child.once("error", (error) => resume(Effect.fail(new Error(`${what}: ${error.message}`))))
-      child.once("exit", (code) => resume(Effect.fail(new Error(`${what} exited (${code})`))))
-      return Effect.sync(() => child.kill("SIGKILL"))
-    }),
-    (child) =>
-      Effect.callback<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        const timer = setTimeout(() => child.kill("SIGKILL"), 2000)
-        child.once("exit", () => {
-          clearTimeout(timer)
-          resume(Effect.void)
-        })
-        child.stdin.end()
-        if (terminate) child.kill("SIGTERM")
-      })
-  )
+  Effect.map(readyProcess(command, args, what, { terminate }), (started) => started.child)
 
 /** Starts a server process (`startProcess`). */
 const startServer = (
@@ -267,19 +239,12 @@ const runPeer = (role: string, address: string) =>
 // ---- how soon a killed peer is noticed ------------------------------------------------------
 
 /** Starts an echo peer at `address`; resolves with it and the address it bound once it is ready. */
-const spawnPeer = (address: string): Promise<{ readonly child: Peer; readonly address: string }> =>
-  new Promise((resolve, reject) => {
-    const child: Peer = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", "echo", address], {
-      stdio: ["pipe", "pipe", "inherit"]
-    })
-    let out = ""
-    child.stdout.setEncoding("utf8").on("data", (text: string) => {
-      out += text
-      const bound = /^at (.*)$/m.exec(out)
-      if (out.includes(`${READY}\n`) && bound !== null) resolve({ child, address: bound[1]! })
-    })
-    child.once("exit", (code) => reject(new Error(`nng echo peer exited (${code})`)))
-  })
+const spawnPeer = async (address: string): Promise<{ readonly child: Peer; readonly address: string }> => {
+  const started = await spawnReady(...nodeScript(script, ["peer", "echo", address]), "nng echo peer").ready
+  const bound = /^at (.*)$/m.exec(started.printed)
+  if (bound === null) throw new Error("the nng echo peer did not say where it listens")
+  return { child: started.child, address: bound[1]! }
+}
 
 /**
  * The README's figure, measured: a channel to a peer process, the peer

@@ -32,7 +32,6 @@
  * driver on CPU 0, every peer on CPU 1: `pin.ts`). Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them (see README.md).
  */
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -71,12 +70,13 @@ import {
   argValue,
   type ChildPeerMode,
   makeTempDir,
+  nodeScript,
   type PeerMode,
-  READY,
   removeTempDir,
   rpcPeerMode,
   type RpcStack,
   rpcStacks,
+  spawnReady,
   stackOfPeerMode
 } from "./shared.ts"
 import { openShm, shmModes } from "./shm.ts"
@@ -227,42 +227,17 @@ const peerAddress = (mode: ServerPeerMode): string => {
   return Path.join(socketDir, `${mode}.sock`)
 }
 
-const startPeer = (mode: ServerPeerMode): Promise<Peer> => {
+const startPeer = async (mode: ServerPeerMode): Promise<Peer> => {
   const address = peerAddress(mode)
-  const child = ChildProcess.spawn(process.execPath, [...peerExecArgv(), peerScript, mode, address], {
-    stdio: ["pipe", "pipe", "inherit"]
+  const { child, ready } = spawnReady(...nodeScript(peerScript, [mode, address], peerExecArgv()), `peer ${mode}`, {
+    graceMs: 5_000
   })
-  let exited = false
-  child.once("exit", () => {
-    exited = true
+  // a peer given up on is not left running
+  const started = await withTimeout(ready, `peer ${mode}`).catch((error: unknown): never => {
+    child.kill("SIGKILL")
+    throw error
   })
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (exited) return resolve()
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000)
-      child.once("exit", () => {
-        clearTimeout(timer)
-        resolve()
-      })
-      child.stdin.end()
-    })
-  return withTimeout(
-    new Promise<Peer>((resolve, reject) => {
-      let out = ""
-      const onExit = (code: number | null) => reject(new Error(`peer ${mode} exited (${code}) before it was ready`))
-      child.once("exit", onExit)
-      child.once("error", reject)
-      child.stdout.setEncoding("utf8")
-      child.stdout.on("data", (text: string) => {
-        out += text
-        if (out.includes(`${READY}\n`)) {
-          child.off("exit", onExit)
-          resolve({ address, stop })
-        }
-      })
-    }),
-    `peer ${mode}`
-  )
+  return { address, stop: started.stop }
 }
 
 // ---- measuring -------------------------------------------------------------------------

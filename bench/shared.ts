@@ -6,9 +6,11 @@
  * load effect.
  */
 
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import type { Readable, Writable } from "node:stream"
 
 /** The value of the command-line option `--name=value`, if given. */
 export const argValue = (name: string): string | undefined => {
@@ -95,6 +97,73 @@ export const isPeerMode = (s: string | undefined): s is PeerMode => peerModes.so
 
 /** The line a peer prints on stdout once it is listening. */
 export const READY = "ready"
+
+// ---- peer processes -----------------------------------------------------------------
+
+/** A child process with its stdin and stdout piped (stderr goes to ours). */
+export type PeerProcess = ChildProcess.ChildProcessByStdio<Writable, Readable, null>
+
+/** A process that said it is ready. */
+export interface ReadyProcess {
+  readonly child: PeerProcess
+  /** What it printed up to its READY line (what it prints later is for its owner to read). */
+  readonly printed: string
+  /** Ends it: its stdin closed (and SIGTERM, with `terminate`), SIGKILL after the grace; settles once it exited. */
+  readonly stop: () => Promise<void>
+}
+
+/** How `spawnReady` ends a process. */
+export interface StopOptions {
+  /** How long a process may take to exit once asked, before SIGKILL (default 2 s). */
+  readonly graceMs?: number | undefined
+  /** Also send SIGTERM (a process that never reads its stdin, such as the C servers). */
+  readonly terminate?: boolean | undefined
+}
+
+/**
+ * Starts `command` and waits for its READY line: `ready` settles with it, or
+ * fails if it exits or cannot start first. `child` is there at once, to kill
+ * a process given up on before it was ready.
+ */
+export const spawnReady = (
+  command: string,
+  args: ReadonlyArray<string>,
+  what: string,
+  options: StopOptions = {}
+): { readonly child: PeerProcess; readonly ready: Promise<ReadyProcess> } => {
+  const child: PeerProcess = ChildProcess.spawn(command, args, { stdio: ["pipe", "pipe", "inherit"] })
+  const stop = (): Promise<void> =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve()
+      const timer = setTimeout(() => child.kill("SIGKILL"), options.graceMs ?? 2000)
+      child.once("exit", () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      child.stdin.end()
+      if (options.terminate === true) child.kill("SIGTERM")
+    })
+  const ready = new Promise<ReadyProcess>((resolve, reject) => {
+    let printed = ""
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
+      reject(new Error(`${what} exited (${code ?? signal}) before it was ready`))
+    const onData = (text: string) => {
+      printed += text
+      if (!printed.includes(`${READY}\n`)) return
+      child.stdout.off("data", onData)
+      child.off("exit", onExit)
+      resolve({ child, printed, stop })
+    }
+    child.stdout.setEncoding("utf8").on("data", onData)
+    child.once("exit", onExit)
+    child.once("error", (error) => reject(new Error(`${what}: ${error.message}`)))
+  })
+  return { child, ready }
+}
+
+/** `node` with this process's flags (`--cpu-prof` and the like), running `script` with `args`: for `spawnReady`. */
+export const nodeScript = (script: string, args: ReadonlyArray<string>, execArgv = process.execArgv) =>
+  [process.execPath, [...execArgv, script, ...args]] as const
 
 /** A deterministic payload of `size` bytes. */
 export const makePayload = (size: number): Uint8Array => {

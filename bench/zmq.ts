@@ -9,50 +9,31 @@
  * Measured by the same harness and in the same run as every Channel, so the
  * report can hold each Channel's round trip and one-way rate against it.
  */
-import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
-import type { Readable, Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import * as Zmq from "zeromq"
 import type { Contender } from "./contenders.ts"
 import type { OneWayRun, Row } from "./report.ts"
-import { clockEvery, decodeCounts, END, makePayload, makeTempDir, READY, removeTempDir, SinkCounter } from "./shared.ts"
+import {
+  clockEvery,
+  decodeCounts,
+  END,
+  makePayload,
+  makeTempDir,
+  nodeScript,
+  READY,
+  type ReadyProcess,
+  removeTempDir,
+  SinkCounter,
+  spawnReady
+} from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 let contenders = 0
 
-interface Server {
-  readonly child: ChildProcess.ChildProcessByStdio<Writable, Readable, null>
-  readonly stop: () => Promise<void>
-}
-
 /** Starts `zmq.ts peer ROLE URL` and waits until it listens. */
-const startServer = (role: "echo" | "sink", url: string): Promise<Server> =>
-  new Promise((resolve, reject) => {
-    const child = ChildProcess.spawn(process.execPath, [...process.execArgv, script, "peer", role, url], {
-      stdio: ["pipe", "pipe", "inherit"]
-    })
-    const stop = () =>
-      new Promise<void>((done) => {
-        if (child.exitCode !== null || child.signalCode !== null) return done()
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5_000)
-        child.once("exit", () => {
-          clearTimeout(timer)
-          done()
-        })
-        child.stdin.end()
-      })
-    let out = ""
-    const onExit = (code: number | null) => reject(new Error(`zmq ${role} peer exited (${code})`))
-    child.once("exit", onExit)
-    child.stdout.setEncoding("utf8").on("data", (text: string) => {
-      out += text
-      if (out.includes(`${READY}\n`)) {
-        child.off("exit", onExit)
-        resolve({ child, stop })
-      }
-    })
-  })
+const startServer = (role: "echo" | "sink", url: string): Promise<ReadyProcess> =>
+  spawnReady(...nodeScript(script, ["peer", role, url]), `zmq ${role} peer`, { graceMs: 5_000 }).ready
 
 const connect = (url: string): Zmq.Pair => {
   const socket = new Zmq.Pair({ linger: 0 })
