@@ -9,7 +9,7 @@
  *   nng-bench sink URL                  count messages; an empty one is answered with "messages bytes"
  *   nng-bench client ECHO_URL SINK_URL  dial both, then run the commands read from stdin, one per line:
  *     pingpong SIZE N WARM              N timed round trips (after WARM untimed), one per line, in ns
- *     oneway SIZE SECONDS               send for SECONDS, then print "sent received bytes seconds"
+ *     oneway SIZE SECONDS               send for SECONDS (0 to 86400), then print "sent received bytes seconds"
  *   each answer ends with a line "done".
  *
  * The client is started once, before any measurement: a process started in
@@ -188,7 +188,8 @@ int main(int argc, char **argv) {
 			double seconds;
 			if (sscanf(line, "pingpong %llu %ld %ld", &size, &n, &warmup) == 3 && n >= 0 && warmup >= 0) {
 				pingpong(echo, (size_t) size, n, warmup);
-			} else if (sscanf(line, "oneway %llu %lf", &size, &seconds) == 2 && isfinite(seconds) && seconds >= 0) {
+			} else if (sscanf(line, "oneway %llu %lf", &size, &seconds) == 2 && isfinite(seconds) && seconds >= 0 &&
+			           seconds <= 86400) {
 				oneway(sink, (size_t) size, seconds);
 			} else {
 				fprintf(stderr, "nng-bench: bad command: %s", line);
