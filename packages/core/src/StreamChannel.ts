@@ -7,8 +7,8 @@
  *   rest of the burst in one more syscall (small messages are copied into a
  *   64 KiB batch, written into again once a socket has taken it all, large
  *   ones into buffers reused once written: the caller may reuse its buffer
- *   once `send` returns; text an RPC serialization gives, such as JSON, is
- *   encoded straight into the batch);
+ *   once `send` returns; short text an RPC serialization gives, such as
+ *   JSON, is encoded straight into the batch);
  * - `send` waits while more than `highWaterMark` bytes are queued, and can
  *   drop the peer after `writeTimeout`;
  * - reading pauses when the inbox is full, so a slow consumer slows the sender;

@@ -326,9 +326,15 @@ describe("StreamChannel over streams that went before the channel had them", () 
     }).pipe(Effect.scoped))
 })
 
+/** The `i`th text of the high-water mark test: 8 KiB (2730 units, 3 bytes each; a lone surrogate is 3 bytes too). */
+const nthText = (i: number) => `${"€".repeat(2729)}${i % 2 === 0 ? "\ud800" : "€"}`
+
 describe("StreamChannel: text sent as it is encoded (RPC's JSON)", () => {
-  // text, short (encoded straight into the batch) or long, of any UTF-16 (lone surrogates too): what
-  // arrives is exactly Buffer.from's UTF-8 of it, in order with byte messages around it
+  // text of any UTF-16 (lone surrogates too), short, up to the longest encoded into the batch (2730 units), or
+  // longer (encoded apart), sent in bursts that fill several 64 KiB batches in one turn while the reader is
+  // paused behind 1 MiB that the socket cannot take at once (so that a batch is not written into again from
+  // its start): what arrives is exactly Buffer.from's UTF-8 of each text, in order with byte messages
+  // around them
   it.live(
     "arrives as its UTF-8 bytes, for any text, in order with byte messages (fast-check, fixed seed)",
     () =>
@@ -338,31 +344,84 @@ describe("StreamChannel: text sent as it is encoded (RPC's JSON)", () => {
         const receiver = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://text-rcv")
         const sendText = Eager.textOf(sender)
         assert.isDefined(sendText, "a stream channel has an eager text send")
+        const utf16 = fc.nat(0xffff).map((unit) => String.fromCharCode(unit))
         const text = fc.oneof(
-          fc.string({ unit: "binary", maxLength: 40 }),
-          fc.string({ unit: "binary", minLength: 2700, maxLength: 2760 }), // around the batch's limit (8 KiB / 3)
-          fc.string({ unit: "grapheme", minLength: 3000, maxLength: 5000 }) // over it, multi-byte
+          fc.string({ unit: utf16, maxLength: 40 }),
+          fc.string({ unit: utf16, minLength: 2700, maxLength: 2760 }), // around the batch's limit (8 KiB / 3)
+          fc.string({ unit: "grapheme-ascii", minLength: 2700, maxLength: 2730 }), // 1 byte of 3 reserved
+          fc.string({ unit: "grapheme", minLength: 3000, maxLength: 5000 }) // encoded apart, multi-byte
         )
-        const texts = fc.sample(fc.array(text, { minLength: 1, maxLength: 12 }), { seed: 20261202, numRuns: 150 })
-        let sentTexts = 0
-        for (const batch of texts) {
-          // one turn: the burst is queued together, the marker after it is a byte message
-          yield* Effect.suspend(() => {
-            for (const one of batch) {
-              const left = sendText!(one)
-              assert.strictEqual(left, Effect.void, "a short queue takes text at once")
-            }
-            return sender.send(new Uint8Array([0xff, batch.length]))
-          })
-          for (const one of batch) {
-            const got = yield* receiver.receive
-            assert.deepStrictEqual(Buffer.from(got), Buffer.from(one, "utf8"), `text ${sentTexts++}`)
+        const runs = fc.sample(
+          fc.array(fc.array(text, { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 6 }),
+          {
+            seed: 20261202,
+            numRuns: 40
           }
-          assert.deepStrictEqual([...(yield* receiver.receive)], [0xff, batch.length])
+        )
+        let batches = 0
+        let sentTexts = 0
+        const filler = new Uint8Array(64 * 1024).fill(0xee)
+        for (const bursts of runs) {
+          accepted.pause()
+          for (let i = 0; i < 16; i++) yield* sender.send(filler)
+          yield* Effect.yieldNow // the burst's flush
+          assert.isAbove(client.writableLength, 0, "the socket took the filler at once")
+          for (const burst of bursts) {
+            // one turn: the burst is queued together, the marker after it is a byte message
+            yield* Effect.suspend(() => {
+              for (const one of burst) {
+                const left = sendText!(one)
+                assert.strictEqual(left, Effect.void, "a queue under its high-water mark takes text at once")
+              }
+              return sender.send(new Uint8Array([0xff, burst.length]))
+            })
+            batches += Math.ceil(burst.reduce((n, one) => n + one.length * 3, 0) / (64 * 1024))
+            yield* Effect.yieldNow
+          }
+          accepted.resume()
+          for (let i = 0; i < 16; i++) assert.strictEqual((yield* receiver.receive).byteLength, filler.byteLength)
+          for (const burst of bursts) {
+            for (const one of burst) {
+              const got = yield* receiver.receive
+              assert.deepStrictEqual(Buffer.from(got), Buffer.from(one, "utf8"), `text ${sentTexts++}`)
+            }
+            assert.deepStrictEqual([...(yield* receiver.receive)], [0xff, burst.length])
+          }
         }
+        // the bursts did fill batches (reserved bytes: a lower bound is enough to know they did)
+        assert.isAbove(batches, 100)
       }).pipe(Effect.scoped),
-    60_000
+    120_000
   )
+
+  // a turn's text counts against the high-water mark as bytes do: past it, the send waits for the reader
+  it.live("text waits for room past the high-water mark, and all of it arrives once the reader reads", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const sender = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://text-hwm", {}, {
+        highWaterMark: 64 * 1024
+      })
+      accepted.pause()
+      const sendText = Eager.textOf(sender)!
+      // one turn: sends until one has to wait (at most 80 MiB of text)
+      const [waited, left] = yield* Effect.sync(() => {
+        for (let i = 0; i < 10_000; i++) {
+          const rest = sendText(nthText(i))
+          if (rest !== Effect.void) return [i, rest] as const
+        }
+        return [-1, Effect.void] as const
+      })
+      // the first text is written at once; the next 8 fill the 64 KiB: the 9th or 10th waits, before a long
+      // burst's first flush (every 200 µs, looked at from its 16th send) could have given the socket any
+      assert.isAtLeast(waited, 8, "a text send waited under the high-water mark")
+      assert.isAtMost(waited, 10, "text sends went on past the high-water mark")
+      const receiver = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://text-hwm-r")
+      accepted.resume()
+      yield* left
+      for (let i = 0; i <= waited; i++) {
+        assert.deepStrictEqual(Buffer.from(yield* receiver.receive), Buffer.from(nthText(i), "utf8"), `text ${i}`)
+      }
+    }).pipe(Effect.scoped))
 
   it.live("text over the frame limit fails with FrameTooLarge and queues nothing; the channel goes on", () =>
     Effect.gen(function*() {

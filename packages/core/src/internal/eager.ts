@@ -22,7 +22,7 @@ import type * as IpcError from "../IpcError.ts"
  */
 export type EagerSend = (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
 
-/** As `EagerSend`, for a message given as text: its UTF-8 bytes are sent, written straight where they queue. */
+/** As `EagerSend`, for a message given as text: its UTF-8 bytes are sent (encoded where they queue, where the link can). */
 export type EagerSendText = (text: string) => Effect.Effect<void, IpcError.IpcError>
 
 interface Registered {
