@@ -404,7 +404,9 @@ export const readyProcess = (
       )
       return Effect.sync(() => child.kill("SIGKILL"))
     }),
-    (started) => Effect.promise(started.stop)
+    (started) => Effect.promise(started.stop),
+    // the wait for its ready line can be given up on (the child is killed then); once ready, it is stopped
+    { interruptible: true }
   )
 
 /**

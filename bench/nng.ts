@@ -37,8 +37,6 @@ const script = fileURLToPath(import.meta.url)
 const cSource = Path.join(import.meta.dirname, "nng.c")
 let contenders = 0
 
-type Peer = PeerProcess
-
 /** A fresh directory for one contender's ipc sockets, removed when the scope closes. */
 const socketDir = Effect.acquireRelease(
   Effect.sync(() => makeTempDir("effect-ipc-bench-nng-")),
@@ -55,7 +53,7 @@ const startProcess = (
   args: ReadonlyArray<string>,
   what: string,
   terminate = false
-): Effect.Effect<Peer, Error, Scope.Scope> =>
+): Effect.Effect<PeerProcess, Error, Scope.Scope> =>
   Effect.map(readyProcess(command, args, what, { terminate }), (started) => started.child)
 
 /** Starts a server process (`startProcess`). */
@@ -239,10 +237,13 @@ const runPeer = (role: string, address: string) =>
 // ---- how soon a killed peer is noticed ------------------------------------------------------
 
 /** Starts an echo peer at `address`; resolves with it and the address it bound once it is ready. */
-const spawnPeer = async (address: string): Promise<{ readonly child: Peer; readonly address: string }> => {
+const spawnPeer = async (address: string): Promise<{ readonly child: PeerProcess; readonly address: string }> => {
   const started = await spawnReady(...nodeScript(script, ["peer", "echo", address]), "nng echo peer").ready
   const bound = /^at (.*)$/m.exec(started.printed)
-  if (bound === null) throw new Error("the nng echo peer did not say where it listens")
+  if (bound === null) {
+    await started.stop()
+    throw new Error("the nng echo peer did not say where it listens")
+  }
   return { child: started.child, address: bound[1]! }
 }
 

@@ -106,7 +106,10 @@ export type PeerProcess = ChildProcess.ChildProcessByStdio<Writable, Readable, n
 /** A process that said it is ready. */
 export interface ReadyProcess {
   readonly child: PeerProcess
-  /** What it printed up to its READY line (what it prints later is for its owner to read). */
+  /**
+   * What it printed up to its READY line. Later output goes to whoever listens on `child.stdout`
+   * (the stream flows on: what comes before a listener is dropped, the rest of READY's chunk too).
+   */
   readonly printed: string
   /** Ends it: its stdin closed (and SIGTERM, with `terminate`), SIGKILL after the grace; settles once it exited. */
   readonly stop: () => Promise<void>
@@ -162,8 +165,11 @@ export const spawnReady = (
 }
 
 /** `node` with this process's flags (`--cpu-prof` and the like), running `script` with `args`: for `spawnReady`. */
-export const nodeScript = (script: string, args: ReadonlyArray<string>, execArgv = process.execArgv) =>
-  [process.execPath, [...execArgv, script, ...args]] as const
+export const nodeScript = (
+  script: string,
+  args: ReadonlyArray<string>,
+  execArgv: ReadonlyArray<string> = process.execArgv
+): readonly [string, ReadonlyArray<string>] => [process.execPath, [...execArgv, script, ...args]]
 
 /** A deterministic payload of `size` bytes. */
 export const makePayload = (size: number): Uint8Array => {
