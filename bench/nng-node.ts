@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url"
 import type { Contender } from "./contenders.ts"
 import type { OneWayRun, Row } from "./report.ts"
 import {
+  allReady,
   clockEvery,
   decodeCounts,
   END,
@@ -163,15 +164,12 @@ export const openNngNode = async (row: Row): Promise<Contender> => {
   const b = bind()
   const dir = makeTempDir("effect-ipc-bench-nng-node-")
   const url = (role: string) => `ipc://${Path.join(dir, `${role}.ipc`)}`
-  const started = await Promise.allSettled([startPeer("echo", url("echo")), startPeer("sink", url("sink"))])
-  const [echoPeer, sinkPeer] = started
-  if (echoPeer.status === "rejected" || sinkPeer.status === "rejected") {
-    // the one that started is stopped, as the directory is removed
-    await Promise.all(started.map((peer) => peer.status === "fulfilled" ? peer.value.stop() : undefined))
-    removeTempDir(dir)
-    const failure = started.find((peer): peer is PromiseRejectedResult => peer.status === "rejected")
-    throw failure?.reason instanceof Error ? failure.reason : new Error(String(failure?.reason))
-  }
+  const peers = await allReady([startPeer("echo", url("echo")), startPeer("sink", url("sink"))]).catch(
+    (error: unknown): never => {
+      removeTempDir(dir)
+      throw error
+    }
+  )
   let onEcho: (message: Uint8Array) => void = ignore
   let onReport: (message: Uint8Array) => void = ignore
   const socket = openSocket(b, url("echo"), "dial", (message) => onEcho(message))
@@ -225,7 +223,7 @@ export const openNngNode = async (row: Row): Promise<Contender> => {
     close: async () => {
       socket.close()
       sink.close()
-      await Promise.all([echoPeer.value.stop(), sinkPeer.value.stop()])
+      await Promise.all(peers.map((peer) => peer.stop()))
       removeTempDir(dir)
     }
   }

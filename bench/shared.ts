@@ -164,6 +164,20 @@ export const spawnReady = (
   return { child, ready }
 }
 
+/**
+ * Waits for every process of `starting`; if one did not start, stops those
+ * that did and fails with the first error.
+ */
+export const allReady = async (
+  starting: ReadonlyArray<Promise<ReadyProcess>>
+): Promise<ReadonlyArray<ReadyProcess>> => {
+  const settled = await Promise.allSettled(starting)
+  const failure = settled.find((one): one is PromiseRejectedResult => one.status === "rejected")
+  if (failure === undefined) return settled.map((one) => (one as PromiseFulfilledResult<ReadyProcess>).value)
+  await Promise.all(settled.map((one) => one.status === "fulfilled" ? one.value.stop() : undefined))
+  throw failure.reason instanceof Error ? failure.reason : new Error(String(failure.reason))
+}
+
 /** `node` with this process's flags (`--cpu-prof` and the like), running `script` with `args`: for `spawnReady`. */
 export const nodeScript = (
   script: string,

@@ -15,6 +15,7 @@ import * as Zmq from "zeromq"
 import type { Contender } from "./contenders.ts"
 import type { OneWayRun, Row } from "./report.ts"
 import {
+  allReady,
   clockEvery,
   decodeCounts,
   END,
@@ -47,15 +48,15 @@ export const openZmq = async (row: Row): Promise<Contender> => {
   const id = contenders++
   const echoUrl = `ipc://${Path.join(dir, `echo-${id}.ipc`)}`
   const sinkUrl = `ipc://${Path.join(dir, `sink-${id}.ipc`)}`
-  const servers = await Promise.allSettled([startServer("echo", echoUrl), startServer("sink", sinkUrl)])
+  const servers = await allReady([startServer("echo", echoUrl), startServer("sink", sinkUrl)]).catch(
+    (error: unknown): never => {
+      removeTempDir(dir)
+      throw error
+    }
+  )
   const stopAll = async () => {
-    await Promise.all(servers.map((s) => s.status === "fulfilled" ? s.value.stop() : undefined))
+    await Promise.all(servers.map((server) => server.stop()))
     removeTempDir(dir)
-  }
-  const failed = servers.find((s) => s.status === "rejected")
-  if (failed !== undefined) {
-    await stopAll()
-    throw failed.reason
   }
   const echo = connect(echoUrl)
   const sink = connect(sinkUrl)
