@@ -29,6 +29,8 @@ export type RowKey =
   | "shm"
   | "shm-spin"
   | "shm-view"
+  | "shm-ring-js"
+  | "shm-ring-fiber"
   | "nng"
   | "nng-c"
   | "nng-node"
@@ -583,6 +585,28 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
       `raw node:net driven by effect fibers, the floor under the stream Channels: p50 RTT ${
         fiberFloor.toFixed(2)
       }x raw's${overFiber.length > 0 ? `; the Channels' p50 RTT against it: ${overFiber.join(", ")}` : ""}.`
+    )
+  }
+  const spinP50 = (key: RowKey) => findRow(rows, size, key)?.rtt?.p50
+  const ringFloor = [
+    ["plain JavaScript", "shm-ring-js"],
+    ["effect fibers", "shm-ring-fiber"],
+    ["the shm:// spin Channel", "shm-spin"]
+  ] as const
+  const ringParts = ringFloor.flatMap(([what, key]) => {
+    const p50 = spinP50(key)
+    return p50 === undefined ? [] : [`${what} ${p50.toFixed(2)} µs`]
+  })
+  const ringRates = (["shm-ring-js", "shm-ring-fiber", "shm"] as const).flatMap((key) => {
+    const ratio = rateRatio(rows, size, key, "unix")
+    return ratio === undefined ? [] : [`${key} ${ratio.toFixed(2)}x`]
+  })
+  if (spinP50("shm-ring-js") !== undefined || spinP50("shm-ring-fiber") !== undefined) {
+    lines.push(
+      "",
+      `shm:// rings without a channel, spinning, the floors under shm:// spin: p50 RTT ${ringParts.join(", ")}${
+        ringRates.length > 0 ? `; one-way msgs/s against the unix:// Channel's: ${ringRates.join(", ")}` : ""
+      }.`
     )
   }
   const nodeFloor = [

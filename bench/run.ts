@@ -27,7 +27,7 @@
  * rounds, default 10), `--scale=F` (multiplies round-trip counts),
  * `--only=raw,unix,memory,fifo,child,shm,file,nng,zmq,rpc`,
  * `--stacks=ipc-packed,ipc-binary,ipc-json,effect-binary,effect-ndjson` (the RPC stacks),
- * `--shm=shm,shm-spin,shm-view` (the shm modes), `--nng=nng,nng-c,nng-node`, `--sizes=64,4096,1048576`,
+ * `--shm=shm,shm-spin,shm-view,shm-ring-js,shm-ring-fiber` (the shm modes and the rings' floors), `--nng=nng,nng-c,nng-node`, `--sizes=64,4096,1048576`,
  * `--phases=rtt,oneway`, `--batch=N` (channels send one-way traffic N messages per `sendAll`), `--pin` (the
  * driver on CPU 0, every peer on CPU 1: `pin.ts`). Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them (see README.md).
@@ -79,6 +79,7 @@ import {
   spawnReady,
   stackOfPeerMode
 } from "./shared.ts"
+import { openShmFloor } from "./shm-floor.ts"
 import { openShm, shmModes } from "./shm.ts"
 import { openZmq } from "./zmq.ts"
 
@@ -128,7 +129,7 @@ const sizes = (argValue("sizes")?.split(",").map(Number) ?? [64, 4 * KiB, MiB]).
 const stacks = (argValue("stacks")?.split(",") ?? rpcStacks).filter((s): s is RpcStack =>
   rpcStacks.some((k) => k === s)
 )
-const shmKeys = new Set(argValue("shm")?.split(",") ?? shmModes.map((m) => m.key))
+const shmKeys = new Set(argValue("shm")?.split(",") ?? [...shmModes.map((m) => m.key), "shm-ring-js", "shm-ring-fiber"])
 const nngKeys = new Set(argValue("nng")?.split(",") ?? ["nng", "nng-c", "nng-node"])
 const phases = new Set<Phase>(
   (argValue("phases")?.split(",") ?? ["rtt", "oneway"]).filter((p): p is Phase => p === "rtt" || p === "oneway")
@@ -332,6 +333,23 @@ const specsAt = (
   if (sections.has("shm")) {
     for (const mode of shmModes.filter((m) => shmKeys.has(m.key) && (m.key !== "shm-view" || size === MiB))) {
       add(mode.key, mode.label, (row) => openShm(row, mode))
+    }
+    // the rings alone, spinning, from plain JavaScript and from effect fibers: the floors under shm:// spin
+    if (size < MiB) {
+      if (shmKeys.has("shm-ring-js")) {
+        add(
+          "shm-ring-js",
+          "shm:// rings, spinning, plain JavaScript (no effect, no channel)",
+          (row) => openShmFloor(row, "js")
+        )
+      }
+      if (shmKeys.has("shm-ring-fiber")) {
+        add(
+          "shm-ring-fiber",
+          "shm:// rings, spinning, driven by effect fibers (no channel)",
+          (row) => openShmFloor(row, "fiber")
+        )
+      }
     }
     if (size === MiB) {
       add("memcpy", "memcpy in this process (Uint8Array.set, 1 MiB)", openMemcpy)
