@@ -10,7 +10,8 @@
  * limit, and addresses that are not strings (`InvalidAddress`).
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
-import type * as Transport from "@effect-ipc/core/Transport"
+import * as Memory from "@effect-ipc/core/Memory"
+import * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import { FileTransport } from "@effect-ipc/transport-file"
 import { NngTransport } from "@effect-ipc/transport-nng"
@@ -69,7 +70,11 @@ describe("duration, size and count options that are not ones", () => {
             ["maxBufferedMessages", ShmTransport.make({ maxBufferedMessages: 0 }), `shm://bad-options-${n}`],
             ["maxBytes", FileTransport.make({ maxBytes: Number.NaN }), `file://${dir}/f`],
             ["sendBuffer", NngTransport.make({ sendBuffer: "x" as unknown as number }), `nng+ipc://${dir}/n.ipc`],
-            ["maxBufferedBytes", WsTransport.make({ maxBufferedBytes: 1.5 }), "ws://127.0.0.1:0/bad"]
+            ["maxBufferedBytes", WsTransport.make({ maxBufferedBytes: 1.5 }), "ws://127.0.0.1:0/bad"],
+            // memory:// took them unchecked: a NaN limit was none
+            ["maxMessageSize", Memory.make({ maxMessageSize: Number.NaN }), `memory://bad-options-${n}`],
+            ["maxBufferedMessages", Memory.make({ maxBufferedMessages: 1.5 }), `memory://bad-options-${n}`],
+            ["maxMessageSize", Memory.make({ maxMessageSize: -1 }), `memory://bad-options-${n}`]
           ]
           for (const [option, transport, address] of cases) {
             for (
@@ -113,9 +118,15 @@ describe("addresses that are not strings, and options of the wrong shape or out 
             [ShmTransport.make(), `shm://bad-shapes-${n}`],
             [FileTransport.make(), `file://${dir}/f`],
             [NngTransport.make(), `nng+ipc://${dir}/n.ipc`],
-            [WsTransport.make(), "ws://127.0.0.1:0/bad"]
+            [WsTransport.make(), "ws://127.0.0.1:0/bad"],
+            [Memory.make(), `memory://bad-shapes-${n}`],
+            // as users get them: instrumented (by the layers and `Registry.layerConfig`), and routed by scheme
+            [Transport.instrument(Memory.make()), `memory://bad-shapes-${n}`],
+            [Transport.instrument(UnixSocket.make()), `unix://${dir}/u.sock`],
+            [Transport.route([UnixSocket.make(), Memory.make()]), `memory://bad-shapes-${n}`]
           ]
-          // a number, or nothing, where the address goes: defects before
+          // a number, or nothing, where the address goes: defects before (on memory://, and on every
+          // instrumented transport, whose spans showed the address before the transport could refuse it)
           for (const [transport] of transports) {
             // a URL object is not shown (its token would be)
             const url = new URL("ws://127.0.0.1:9/app?token=SECRET-TOKEN")

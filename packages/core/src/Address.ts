@@ -59,6 +59,7 @@ export const decode = (text: string, raw: string = text): Effect.Effect<string, 
  */
 export const parse = (raw: string): Effect.Effect<Address, IpcError.IpcError> =>
   Effect.suspend(() => {
+    if (typeof raw !== "string") return Effect.fail(notAString(raw))
     const match = schemePattern.exec(raw)
     if (match === null) {
       return Effect.fail(
@@ -152,6 +153,8 @@ const withoutSecrets = (part: string): string | undefined => {
  * An address without a secret is returned as it is.
  */
 export const redact = (raw: string): string => {
+  // JavaScript callers may pass anything: what is not a string is never shown (it may hold a secret)
+  if (typeof raw !== "string") return "(not a string)"
   let shown = raw
   const question = shown.indexOf("?")
   if (question >= 0) {
@@ -183,13 +186,30 @@ export const redact = (raw: string): string => {
 }
 
 /**
+ * The error for an address that is not a string (JavaScript callers may pass
+ * anything): `InvalidAddress`, showing only what cannot hold a secret.
+ */
+export const notAString = (value: unknown): IpcError.IpcError => {
+  const what = typeof value === "object" && value !== null
+    ? "an object"
+    : typeof value === "function"
+    ? "a function"
+    : typeof value === "symbol"
+    ? "a symbol"
+    : String(value)
+  return IpcError.make("InvalidAddress", `an address is a string, not ${what}`)
+}
+
+/**
  * `error` as it may be shown: its `address` redacted, and `address` (the one
  * dialled or listened at) replaced by its redacted form in its detail.
  */
 export const redactError = (error: IpcError.IpcError, address?: string): IpcError.IpcError => {
   const own = error.address === undefined ? undefined : redact(error.address)
-  const given = address === undefined ? undefined : redact(address)
-  const detail = address === undefined || given === address ? error.detail : error.detail.split(address).join(given)
+  const given = typeof address !== "string" ? undefined : redact(address)
+  const detail = typeof address !== "string" || given === address
+    ? error.detail
+    : error.detail.split(address).join(given)
   if (own === error.address && detail === error.detail) return error
   return new IpcError.IpcError({
     reason: error.reason,

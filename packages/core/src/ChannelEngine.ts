@@ -67,6 +67,11 @@ export interface Sink {
   readonly heard: () => void
   /** The link holds less now (the medium drained): waiting senders may go on. */
   readonly writable: () => void
+  /**
+   * `wait` (a write's wait for the peer to take its message, which a link returns from `write`)
+   * under the channel's `writeTimeout`, as a wait for room is: past it the channel fails with `Timeout`.
+   */
+  readonly peerTakes: (wait: Effect.Effect<void, IpcError.IpcError>) => Effect.Effect<void, IpcError.IpcError>
   /** The link queued something itself (a pong) and wants a `flush` at the end of this burst. */
   readonly flushSoon: () => void
   /** The peer's goodbye arrived after all its messages: input ends gracefully, and the engine answers. */
@@ -362,24 +367,25 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     const error = sendError()
     return error === undefined ? Effect.void : Effect.fail(error)
   })
-  const waitWritable: Effect.Effect<void, IpcError.IpcError> = writeTimeout === undefined
-    ? Effect.flatMap(writableLatch.await, () => afterWait)
-    : writableLatch.await.pipe(
-      Effect.timeoutOrElse({
-        duration: writeTimeout,
-        orElse: () =>
-          Effect.suspend(() => {
-            const error = IpcError.make(
-              "Timeout",
-              `the peer did not read for ${Duration.format(Duration.fromInputUnsafe(writeTimeout))}: dropped`,
-              address
-            )
-            fail(error)
-            return Effect.fail(error)
-          })
-      }),
-      Effect.flatMap(() => afterWait)
-    )
+  // a wait for the peer (for room, or for it to take a message) past `writeTimeout` fails the channel
+  const withinWriteTimeout = <E>(wait: Effect.Effect<void, E>): Effect.Effect<void, E | IpcError.IpcError> =>
+    writeTimeout === undefined ? wait : Effect.timeoutOrElse(wait, {
+      duration: writeTimeout,
+      orElse: () =>
+        Effect.suspend(() => {
+          const error = IpcError.make(
+            "Timeout",
+            `the peer did not read for ${Duration.format(Duration.fromInputUnsafe(writeTimeout))}: dropped`,
+            address
+          )
+          fail(error)
+          return Effect.fail(error)
+        })
+    })
+  const waitWritable: Effect.Effect<void, IpcError.IpcError> = Effect.flatMap(
+    withinWriteTimeout(writableLatch.await),
+    () => afterWait
+  )
 
   // a write that fails because the channel failed meanwhile (its medium let go as the peer was lost) fails
   // with what the channel failed with, not with what the medium said as it was let go of
@@ -476,6 +482,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     heard: () => {
       heard++
     },
+    peerTakes: withinWriteTimeout,
     writable: () => {
       if (link !== undefined && link.pending() <= highWaterMark) Latch.openUnsafe(writableLatch)
     },

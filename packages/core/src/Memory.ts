@@ -14,6 +14,7 @@ import { copyOf } from "./internal/bytes.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 import * as Transport from "./Transport.ts"
+import * as TransportOptions from "./TransportOptions.ts"
 
 /** Options of the memory transport. */
 export interface MemoryOptions {
@@ -77,6 +78,7 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
     schemes: ["memory"],
     listen: (address) =>
       Effect.gen(function*() {
+        yield* TransportOptions.optionsOk(options, address)
         const parsed = yield* Address.parseFor(address, ["memory"])
         if (listeners.has(parsed.rest)) {
           return yield* IpcError.make("AddressInUse", "a listener already serves this name", address)
@@ -101,6 +103,7 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
       }),
     dial: (address) =>
       Effect.gen(function*() {
+        yield* TransportOptions.optionsOk(options, address)
         const parsed = yield* Address.parseFor(address, ["memory"])
         const accept = listeners.get(parsed.rest)
         if (accept === undefined) {

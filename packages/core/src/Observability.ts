@@ -82,6 +82,7 @@ const byScheme = new Map<string, SchemeMetrics>()
  * parsing the rest; `unknown` when it has none or is not a plain scheme name.
  */
 export const schemeOf = (address: string): string => {
+  if (typeof address !== "string") return "unknown"
   const colon = address.indexOf(":")
   const scheme = colon > 0 ? address.slice(0, colon) : ""
   return /^[a-z][a-z0-9+.-]{0,31}$/.test(scheme) ? scheme : "unknown"

@@ -27,6 +27,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
 import type * as Scope from "effect/Scope"
+import * as Address from "./Address.ts"
 import * as IpcError from "./IpcError.ts"
 import type * as Transport from "./Transport.ts"
 
@@ -103,7 +104,7 @@ export const Mode: Schema.Codec<number, unknown> = kind(
       : typeof input === "string" && /^\s*(0o?)?[0-7]{1,4}\s*$/i.test(input)
       ? Number.parseInt(input.trim().replace(/^0o/i, ""), 8)
       : undefined
-    return value !== undefined && Number.isInteger(value) && value >= 0 && value <= 0o7777 ? value : undefined
+    return value !== undefined && Number.isInteger(value) && value >= 0 && value <= 0o777 ? value : undefined
   }
 )
 
@@ -294,11 +295,8 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
  */
 export const optionsOk = (options: object, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
-    if (typeof address !== "string") {
-      // only what cannot hold a secret is shown (a URL object would show its token)
-      const what = typeof address === "object" && address !== null ? `an ${typeof address}` : shown(address)
-      return Effect.fail(IpcError.make("InvalidAddress", `an address is a string, not ${what}`))
-    }
+    // only what cannot hold a secret is shown (a URL object would show its token)
+    if (typeof address !== "string") return Effect.fail(Address.notAString(address))
     const invalid = checkDurations(options, address) ?? checkSizes(options, address) ?? checkShapes(options, address)
     return invalid === undefined ? Effect.void : Effect.fail(invalid)
   })

@@ -226,6 +226,9 @@ describe("transport options from configuration", () => {
       // a JSON number is decimal: 600 would be 0o1130 (group-writable, sticky), so a number over 0o777 is refused
       const decimal = (yield* Effect.flip(read({ IPC_OPTIONS: `{"mode": 600}` }))).detail
       assert.include(decimal, `option mode (IPC_OPTIONS.mode): ${mode}, got 600`)
+      // four octal digits are more than permission bits (setuid, sticky): refused as the layer is built
+      const special = (yield* Effect.flip(read({ IPC_OPTIONS_MODE: "4755" }))).detail
+      assert.include(special, `option mode (IPC_OPTIONS_MODE): ${mode}, got "4755"`)
       assert.include(problems, `option how (IPC_OPTIONS_HOW): expected one of "os", "fsync", got "sometimes"`)
       const nested = (yield* Effect.flip(read({ IPC_OPTIONS: `{"heartbeat": {"interval": 100, "timeot": 5}}` })))
         .detail

@@ -279,6 +279,9 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
     listen: (raw) =>
       Effect.gen(function*() {
         yield* TransportOptions.optionsOk(options, raw)
+        // before anything is made (`pipe://` makes its runtime directory as it resolves)
+        const badMode = TransportOptions.invalidMode(mode, raw)
+        if (badMode !== undefined) return yield* badMode
         const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
@@ -322,11 +325,8 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
             open.delete(channel)
           })
         server.on("connection", (socket) => void runConnection(accept(socket)))
-        if (kind === "file") {
-          const badMode = TransportOptions.invalidMode(mode, raw)
-          if (badMode !== undefined) return yield* badMode
-          ours = yield* bindFile(server, path, mode, raw)
-        } else yield* listenAt(server, path, raw)
+        if (kind === "file") ours = yield* bindFile(server, path, mode, raw)
+        else yield* listenAt(server, path, raw)
         return acceptor.listener
       }),
     dial: (raw) =>

@@ -115,9 +115,12 @@ describe("Unix socket security: same user", () => {
   it.live("a mode that is not permission bits (a decimal 600, NaN) is InvalidOption; nothing is made", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("effect-ipc-sec-")
+      // pipe:// made its runtime directory before the mode was checked
+      const xdg = yield* privateRuntime
       for (const mode of [600, Number.NaN, -1, 0o7777, 1.5]) {
         const errors = [
           yield* Effect.flip(Effect.scoped(UnixSocket.make({ mode }).listen(`unix://${dir}/m.sock`))),
+          yield* Effect.flip(Effect.scoped(UnixSocket.make({ mode }).listen(`pipe://${unique("mode")}`))),
           yield* Effect.flip(Effect.scoped(Fifo.make({ mode }).listen(`fifo://${dir}/pair`)))
         ]
         for (const error of errors) {
@@ -126,6 +129,7 @@ describe("Unix socket security: same user", () => {
         }
       }
       assert.deepStrictEqual(Fs.readdirSync(dir), [])
+      assert.deepStrictEqual(Fs.readdirSync(xdg), [])
     }).pipe(Effect.scoped))
 
   it.live("puts each side's pid, uid and gid on the channel", () =>

@@ -146,6 +146,8 @@ export interface Report {
 export interface CollectOptions extends ScopeOptions {
   /** Report what would be removed without removing it (nor clearing dead holders). */
   readonly dryRun?: boolean | undefined
+  /** The rendezvous directory whose dead listeners' socket files are removed (default: the default one). */
+  readonly directory?: string | undefined
 }
 
 /**
@@ -197,7 +199,7 @@ export const collect = (options: CollectOptions = {}): Effect.Effect<Report, Ipc
       else removed.push({ name: entry.name, kind, reason })
     }
     // the socket files of `shm://` listeners that died without closing (kill -9)
-    for (const stale of yield* Rendezvous.staleSockets(options.prefix)) {
+    for (const stale of yield* Rendezvous.staleSockets(options.prefix, options.directory)) {
       if (options.dryRun === true || (yield* Rendezvous.removeStale(stale))) {
         removed.push({ name: stale.file, kind: "socket", reason: "its shm:// listener is gone" })
       }
@@ -207,6 +209,8 @@ export const collect = (options: CollectOptions = {}): Effect.Effect<Report, Ipc
 
 /** Options of the scheduled collector. */
 export interface RunOptions extends ScopeOptions {
+  /** The rendezvous directory whose dead listeners' socket files are removed (default: the default one). */
+  readonly directory?: string | undefined
   /** When to sweep after the first sweep (default: every 60 s). */
   readonly schedule?: Schedule.Schedule<unknown> | undefined
   /** How long to wait before the first sweep (default: none, sweep at once). */
@@ -222,7 +226,7 @@ export const defaultSchedule: Schedule.Schedule<unknown> = Schedule.spaced("60 s
  * and end nothing; each removal is logged at info level.
  */
 export const run = (options: RunOptions = {}): Effect.Effect<void, never, Scope.Scope> =>
-  collect({ prefix: options.prefix }).pipe(
+  collect({ prefix: options.prefix, directory: options.directory }).pipe(
     Effect.tap((report) =>
       Effect.forEach(
         report.removed,

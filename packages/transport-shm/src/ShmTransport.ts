@@ -406,6 +406,8 @@ export const makeScoped = (
     if (collector !== false) {
       yield* SegmentGc.run({
         prefix: collector?.prefix,
+        // the sockets of this transport's listeners are in its rendezvous directory
+        directory: options.directory,
         delay: collector?.delay ?? defaultCollector.delay,
         schedule: collector?.schedule ?? defaultCollector.schedule
       })

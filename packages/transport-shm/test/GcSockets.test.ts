@@ -9,6 +9,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import * as Rendezvous from "../src/internal/rendezvous.ts"
 
 const prefix = `gcsock-test-${process.pid}`
@@ -42,6 +44,41 @@ describe("SegmentGc and listeners' socket files", () => {
       assert.deepStrictEqual(report.removed.map((r) => [r.kind, r.name]), [["socket", `${name}.sock`]])
       assert.isFalse(Fs.existsSync(path))
     }).pipe(Effect.scoped), 30_000)
+
+  it.live(
+    "removes it from a rendezvous directory given as `directory` too (collect, and the CLI's shm gc --dir)",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-gc-dir-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        for (const sweep of ["collect", "cli"] as const) {
+          const name = fresh()
+          // a listener of that directory, killed: its socket file stays
+          const path = Shm.ShmTransport.controlPath(name, dir)
+          staleSocket(path)
+          // the default directory's sweep does not see it
+          assert.deepStrictEqual((yield* Shm.SegmentGc.collect({ prefix: name })).removed, [])
+          if (sweep === "collect") {
+            const report = yield* Shm.SegmentGc.collect({ prefix: name, directory: dir })
+            assert.deepStrictEqual(report.removed.map((r) => [r.kind, r.name]), [["socket", `${name}.sock`]])
+          } else {
+            const cli = ChildProcess.spawnSync(process.execPath, [
+              ...process.execArgv,
+              Path.join(import.meta.dirname, "../../cli/src/bin.ts"),
+              "shm",
+              "gc",
+              "--prefix",
+              name,
+              "--dir",
+              dir
+            ], { encoding: "utf8" })
+            assert.include(cli.stdout, `removed socket ${name}.sock`, `${cli.stdout}${cli.stderr}`)
+          }
+          assert.isFalse(Fs.existsSync(path))
+        }
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
   it.live(
     "a socket judged stale whose path a live listener took since (same inode) is kept",

@@ -78,13 +78,26 @@ const gc = Command.make(
     dryRun: Flag.Boolean("dry-run").pipe(
       Flag.withDescription("Say what would be removed, remove nothing"),
       Flag.withDefault(false)
+    ),
+    dir: Flag.String("dir").pipe(
+      Flag.withDescription("The rendezvous directory of the listeners' sockets (the transport's `directory` option)"),
+      Flag.optional
     )
   },
-  ({ dryRun, prefix }) => Output.guard((s) => collect(s.json, dryRun, prefix))
+  ({ dir, dryRun, prefix }) => Output.guard((s) => collect(s.json, dryRun, prefix, dir))
 ).pipe(Command.withDescription("Remove orphaned segments (dead holders, TTL passed, dead channel creators)"))
 
-const collect = Effect.fn(function*(json: boolean, dryRun: boolean, prefix: Option.Option<string>) {
-  const report = yield* SegmentGc.collect({ dryRun, prefix: Option.getOrUndefined(prefix) })
+const collect = Effect.fn(function*(
+  json: boolean,
+  dryRun: boolean,
+  prefix: Option.Option<string>,
+  dir: Option.Option<string>
+) {
+  const report = yield* SegmentGc.collect({
+    dryRun,
+    prefix: Option.getOrUndefined(prefix),
+    directory: Option.getOrUndefined(dir)
+  })
   if (json) return yield* Output.event({ event: "gc", dryRun, ...report })
   const verb = dryRun ? "would remove" : "removed"
   for (const r of report.removed) yield* Console.log(`${verb} ${r.kind} ${r.name}: ${r.reason}`)

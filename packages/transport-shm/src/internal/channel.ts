@@ -57,6 +57,8 @@ interface Waiting {
   payload: Uint8Array
   /** A large message's segment, whose record this is (once made). */
   segment: SentSegment | undefined
+  /** A large message's send, completed once the reader has taken its segment. */
+  readonly delivery: Delivery | undefined
   /**
    * The bytes it adds to `waitingBytes`, as counted when it was queued (or its segment made): taken
    * off exactly, as a queued caller's buffer may be detached or shrunk meanwhile.
@@ -92,6 +94,8 @@ interface Lease {
  */
 interface SentSegment {
   readonly segment: Segments.Outgoing
+  /** Its message's send, completed once the reader has taken the segment (or failed if it never will). */
+  readonly delivery: Delivery
   /** Its record's payload: the segment's token, for the reader. */
   readonly token: Uint8Array
   /** Its record is in the ring. */
@@ -99,6 +103,42 @@ interface SentSegment {
   /** Bytes of the message it holds. */
   readonly bytes: number
 }
+
+/**
+ * The send of a large message. Until the reader has taken (opened) its segment, the message's only
+ * copy is the sender's (on Linux a memory file reached through the sender's `/proc/<pid>/fd`), which
+ * dies with the sender: so the send completes only once the reader has it, and a completed send
+ * survives the sender's death as a message in the ring does.
+ */
+interface Delivery {
+  /** How the send ended, once it has. */
+  result: Effect.Effect<void, IpcError.IpcError> | undefined
+  /** The waiting sender, if any. */
+  resume: ((result: Effect.Effect<void, IpcError.IpcError>) => void) | undefined
+}
+
+const newDelivery = (): Delivery => ({ result: undefined, resume: undefined })
+
+/** Ends a large message's send (once). */
+const endDelivery = (delivery: Delivery, result: Effect.Effect<void, IpcError.IpcError>): void => {
+  if (delivery.result !== undefined) return
+  delivery.result = result
+  const resume = delivery.resume
+  delivery.resume = undefined
+  // a resumed fiber runs on the caller's stack, and may send again at once: never inside the bookkeeping
+  // that settles it (the queue and the counts would change under it), so in a microtask
+  if (resume !== undefined) queueMicrotask(() => resume(result))
+}
+
+/** Waits for a large message's send to end; an interrupted sender stops waiting (the message still goes). */
+const delivered = (delivery: Delivery): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.callback((resume) => {
+    if (delivery.result !== undefined) return resume(delivery.result)
+    delivery.resume = resume
+    return Effect.sync(() => {
+      delivery.resume = undefined
+    })
+  })
 
 /**
  * At most this many large-message segments that the reader has not taken (see `segmentRoom`), which
@@ -488,6 +528,7 @@ export const make = (
       // a polling reader arms once its window is over
       if (inbox.size() === 0 && !inbox.isDone() && !polling) arm()
       if (waiting.length > 0) flushWaiting()
+      if (sentSegments.length > 0) watchTaken()
     }
 
     // ---- writing ------------------------------------------------------------------------
@@ -506,15 +547,46 @@ export const make = (
      * the peer's mistake, and only costs it its messages).
      */
     const forgetTaken = (): void => {
-      if (sentSegments.length === 0) return
-      let taken = (outbound.segmentsTaken() - segmentsForgotten) >>> 0
-      while (taken > 0 && sentSegments.length > 0 && sentSegments[0]!.written) {
+      while (
+        sentSegments.length > 0 && sentSegments[0]!.written &&
+        ((outbound.segmentsTaken() - segmentsForgotten) >>> 0) > 0
+      ) {
         const first = sentSegments.shift()!
         segmentsForgotten = (segmentsForgotten + 1) >>> 0
         first.segment.handedOver()
-        taken--
+        endDelivery(first.delivery, Effect.void)
       }
     }
+
+    /**
+     * While a large message's record is written and its segment not taken, the writer flag stays
+     * armed: the reader rings once it has opened it, and its send completes then (see `Delivery`).
+     */
+    const watchTaken = (): void => {
+      forgetTaken()
+      if (destroyed || sentSegments.length === 0 || !sentSegments[0]!.written) return
+      outbound.armWriter()
+      // a take between our look and the flag rang no one: look again
+      forgetTaken()
+    }
+
+    /**
+     * The peer closed its ring: it reads no more (its inbox was shut), so the large messages it has not
+     * taken it never will. Their sends fail with `error` now, queued ones too, not after the linger.
+     */
+    const failUntaken = (error: IpcError.IpcError): void => {
+      forgetTaken()
+      for (const sent of sentSegments) endDelivery(sent.delivery, Effect.fail(error))
+      for (const left of waiting) if (left.delivery !== undefined) endDelivery(left.delivery, Effect.fail(error))
+    }
+
+    /** Why a large message's send fails when its segment was never taken. */
+    const notTaken = () =>
+      IpcError.make(
+        "ConnectionLost",
+        "the peer did not take a large message before the channel ended: it was not delivered",
+        address
+      )
 
     /**
      * Back-pressure for large messages, whose records are small: a segment of `bytes` may be made now
@@ -532,7 +604,15 @@ export const make = (
 
     /** Lets go of every segment not taken yet (the channel closes: the reader picks up no more). */
     const handOverAll = (): void => {
-      for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
+      for (const sent of sentSegments.splice(0)) {
+        sent.segment.handedOver()
+        endDelivery(sent.delivery, Effect.fail(notTaken()))
+      }
+      for (const left of waiting) {
+        if (left.delivery !== undefined && left.segment === undefined) {
+          endDelivery(left.delivery, Effect.fail(notTaken()))
+        }
+      }
     }
 
     /**
@@ -540,7 +620,7 @@ export const make = (
      * whose it is); it is on `sentSegments` from its creation, so that closing the channel lets go of it
      * if the peer never picks it up.
      */
-    const makeSegment = (message: Uint8Array): SentSegment | IpcError.IpcError => {
+    const makeSegment = (message: Uint8Array, delivery: Delivery): SentSegment | IpcError.IpcError => {
       const made = Segments.createOutgoingNow("m", Header.HEADER_SIZE + message.byteLength, address)
       if (made instanceof IpcError.IpcError) return made
       const header = Header.view(made.mapping.buffer)
@@ -555,6 +635,7 @@ export const make = (
       made.mapping.release()
       const entry: SentSegment = {
         segment: made,
+        delivery,
         token: textEncoder.encode(made.token),
         written: false,
         bytes: message.byteLength
@@ -570,13 +651,24 @@ export const make = (
     const stillWaits = (ready: (bytes: number) => boolean, bytes: number): boolean => {
       outbound.armWriter()
       if (!ready(bytes)) return true
-      outbound.disarmWriter()
+      // a written large message not taken yet needs the flag still (see `watchTaken`)
+      if (sentSegments.length === 0 || !sentSegments[0]!.written) outbound.disarmWriter()
       return false
     }
     const fits = (bytes: number): boolean => outbound.fits(bytes)
 
     const afterWrite = (): void => {
       if (outbound.takeReaderWaiting()) ring()
+    }
+
+    /**
+     * A large message's record is in the ring: the reader is rung whether it waits or not (it opens
+     * the segment as the doorbell comes, so the send completes without waiting for a `receive`), and
+     * the writer watches for the take.
+     */
+    const segmentWritten = (): void => {
+      ring()
+      watchTaken()
     }
 
     /** Sets our ring's "closed" flag after its last record (and rings): the worker says goodbye from there. */
@@ -610,6 +702,7 @@ export const make = (
     const flushWaiting = (): void => {
       if (destroyed || broken !== undefined) return
       let wrote = false
+      let wroteSegment = false
       while (waiting.length > 0) {
         const next = waiting[0]!
         if (unmade(next) && next.payload.byteLength <= inlineMax) {
@@ -618,8 +711,9 @@ export const make = (
         }
         if (unmade(next)) {
           // the reader has not opened the large messages before it: wait until it counts them taken
-          if (!segmentRoom(next.payload.byteLength) && stillWaits(segmentRoom, next.payload.byteLength)) break
-          const made = makeSegment(next.payload)
+          const bytes = next.payload.byteLength
+          if (!segmentRoom(bytes) && stillWaits(segmentRoom, bytes)) break
+          const made = makeSegment(next.payload, next.delivery!)
           if (made instanceof IpcError.IpcError) {
             // its sender waits on the engine with the others: the channel fails (not inside this call,
             // which may be a send's), and they with it
@@ -639,7 +733,10 @@ export const make = (
         waiting.shift()
         waitingBytes -= next.counted
         wrote = true
-        if (next.segment !== undefined) next.segment.written = true
+        if (next.segment !== undefined) {
+          next.segment.written = true
+          wroteSegment = true
+        }
       }
       // the goodbye, after everything that waited: the worker takes it from here
       if (waiting.length === 0 && farewellDue !== undefined) closeRing()
@@ -647,6 +744,8 @@ export const make = (
         afterWrite()
         sink.writable()
       }
+      if (wroteSegment) ring()
+      if (sentSegments.length > 0) watchTaken()
     }
 
     /** Busy-waits for room in the outbound ring up to `spin`, as `spinRead` waits for input. */
@@ -692,25 +791,30 @@ export const make = (
      * A send interrupted meanwhile leaves the message queued: its segment is made in its turn, from
      * the caller's buffer (copied when it began to wait only if under `COPY_BELOW`).
      */
-    const writeLarge = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> | undefined => {
+    const writeLarge = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
+      const delivery = newDelivery()
       if (waiting.length === 0 && segmentRoom(message.byteLength)) {
-        const made = makeSegment(message)
+        const made = makeSegment(message, delivery)
         if (made instanceof IpcError.IpcError) return Effect.fail(made)
         if (writeNow(Ring.RecordKind.segment, made.token)) {
           made.written = true
-          return
+          segmentWritten()
+        } else {
+          wait({ kind: Ring.RecordKind.segment, payload: made.token, segment: made, delivery })
         }
-        wait({ kind: Ring.RecordKind.segment, payload: made.token, segment: made })
-        return
+      } else {
+        wait({ kind: Ring.RecordKind.segment, payload: held(message), segment: undefined, delivery })
       }
-      wait({ kind: Ring.RecordKind.segment, payload: held(message), segment: undefined })
+      // like a wait for room in the ring, under `writeTimeout`
+      return sink.peerTakes(delivered(delivery))
     }
 
     // ---- goodbye ----------------------------------------------------------------------------
     /** Lets go of the large messages in flight, waiting up to `linger` for the peer to pick them up. */
     const removeSentSegments = Effect.gen(function*() {
       const deadline = Date.now() + linger
-      while (!peerGone && !destroyed && Date.now() < deadline) {
+      // a peer that closed its ring takes nothing more
+      while (!peerGone && !destroyed && !inbound.isClosed() && Date.now() < deadline) {
         forgetTaken()
         if (sentSegments.length === 0 || !sentSegments[0]!.written) break
         yield* Effect.sleep("5 millis")
@@ -734,14 +838,18 @@ export const make = (
      * shut): the records still waiting are dropped and our goodbye goes now.
      */
     const dropWaiting = (): void => {
-      if (waiting.length === 0 || !inbound.isClosed()) return
+      if (!inbound.isClosed()) return
+      failUntaken(peerClosedError)
+      if (waiting.length === 0) return
       waiting.length = 0
       waitingBytes = 0
       outbound.disarmWriter()
     }
 
     const onControlEnd = (error: IpcError.IpcError): void => {
-      if (destroyed) return
+      if (destroyed) {
+        return
+      }
       if (farewellDue !== undefined && waiting.length > 0) {
         dropWaiting()
         if (waiting.length === 0) flushWaiting()
@@ -749,8 +857,10 @@ export const make = (
       }
       if (farewellDue !== undefined || sink.isEnding()) return
       if (error.reason._tag === "Closed" && inbound.isClosed()) {
-        // the peer closed: what it wrote is read on demand, and its end ends our input
+        // the peer closed: what it wrote is read on demand, and its end ends our input; the large
+        // messages it had not taken it never will
         peerGone = true
+        failUntaken(peerClosedError)
         return pump()
       }
       lostDue = IpcError.make("ConnectionLost", `the peer is gone: ${error.detail}`, address)
@@ -767,7 +877,7 @@ export const make = (
             if (peerGone) return Effect.fail(peerClosedError)
             if (message.byteLength > inlineMax) return writeLarge(message)
             if (writeNow(Ring.RecordKind.data, message, deferPublish)) return
-            wait({ kind: Ring.RecordKind.data, payload: held(message), segment: undefined })
+            wait({ kind: Ring.RecordKind.data, payload: held(message), segment: undefined, delivery: undefined })
           },
           pending: () => waitingBytes,
           ...(deferPublish ? { flush: publish } : {}),

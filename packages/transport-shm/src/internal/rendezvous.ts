@@ -91,14 +91,14 @@ const probe = (path: string): Effect.Effect<"live" | "dead" | "unknown"> =>
   }).pipe(Effect.timeoutOrElse({ duration: "1 second", orElse: () => Effect.succeed("unknown" as const) }))
 
 /**
- * The socket files in the default rendezvous directory (those for names that
- * start with `prefix`, if given) that belong to this user and whose listener
+ * The socket files in the rendezvous directory `inDirectory` (default: the
+ * default one), for names that start with `prefix` if given, that belong to this user and whose listener
  * is gone (connecting is refused): a listener killed with `kill -9` leaves
  * its file behind. Nothing when the directory is missing or not private.
  */
-export const staleSockets = (prefix?: string): Effect.Effect<ReadonlyArray<Stale>> =>
+export const staleSockets = (prefix?: string, inDirectory?: string): Effect.Effect<ReadonlyArray<Stale>> =>
   Effect.gen(function*() {
-    const dir = defaultDirectory()
+    const dir = inDirectory ?? defaultDirectory()
     let files: Array<string>
     try {
       const stat = Fs.lstatSync(dir)
