@@ -343,10 +343,11 @@ export const make = (
           return
         }
         settle(record.end)
+        // one we could not open is not taken: its sender's send fails with the channel, not as delivered
+        if (message._tag === "Failure") return sink.lost(lostDue ?? message.failure)
         // the writer counts the segments we took, not our head: a pinned record before this one holds the head
         inbound.tookSegment()
         if (inbound.takeWriterWaiting()) ring()
-        if (message._tag === "Failure") return sink.lost(lostDue ?? message.failure)
         sink.message(message.success)
         if (lostDue !== undefined) drain()
         else wake()
@@ -529,6 +530,8 @@ export const make = (
       if (inbox.size() === 0 && !inbox.isDone() && !polling) arm()
       if (waiting.length > 0) flushWaiting()
       if (sentSegments.length > 0) watchTaken()
+      // the peer closed its ring: it takes nothing more (even while our own inbox is too full to read its end)
+      if (!destroyed && inbound.isClosed()) failUntaken(peerClosedError)
     }
 
     // ---- writing ------------------------------------------------------------------------
@@ -547,6 +550,8 @@ export const make = (
      * the peer's mistake, and only costs it its messages).
      */
     const forgetTaken = (): void => {
+      // the rings are let go of once the link is destroyed (which handed every segment over)
+      if (destroyed) return
       while (
         sentSegments.length > 0 && sentSegments[0]!.written &&
         ((outbound.segmentsTaken() - segmentsForgotten) >>> 0) > 0
@@ -604,6 +609,8 @@ export const make = (
 
     /** Lets go of every segment not taken yet (the channel closes: the reader picks up no more). */
     const handOverAll = (): void => {
+      // a take the reader counted that no doorbell has told us of yet is a delivery all the same
+      forgetTaken()
       for (const sent of sentSegments.splice(0)) {
         sent.segment.handedOver()
         endDelivery(sent.delivery, Effect.fail(notTaken()))
@@ -674,7 +681,10 @@ export const make = (
     /** Sets our ring's "closed" flag after its last record (and rings): the worker says goodbye from there. */
     const closeRing = (): void => {
       outbound.close()
-      afterWrite()
+      // rung whether or not the reader waits: one whose inbox is full learns at once that it will read no
+      // more, and fails its large sends that we will never take (see `wake`)
+      outbound.takeReaderWaiting()
+      ring()
       kick()
     }
 
@@ -736,6 +746,9 @@ export const make = (
         if (next.segment !== undefined) {
           next.segment.written = true
           wroteSegment = true
+        } else if (next.delivery !== undefined) {
+          // a large message whose buffer shrank (or was detached) while it waited went as a record: in the ring
+          endDelivery(next.delivery, Effect.void)
         }
       }
       // the goodbye, after everything that waited: the worker takes it from here
@@ -891,6 +904,8 @@ export const make = (
             if (waiting.length === 0) closeRing()
           },
           destroy: () => {
+            // a take the reader counted that no doorbell has told us of yet is a delivery (read while mapped)
+            forgetTaken()
             destroyed = true
             handOverAll()
             link.outbound.release()
@@ -959,6 +974,8 @@ export const make = (
     })
     // the scope's end closes the channel (first), then lets go of the rings still mapped
     yield* Scope.addFinalizer(scope, releaseMappings)
+    // the socket goes with the scope, also when the engine's linger ended the worker in the middle of its farewell
+    yield* Scope.addFinalizer(scope, control.close)
     yield* Scope.addFinalizer(scope, engine.channel.close)
     const close = engine.channel.close.pipe(
       Effect.andThen(releaseMappings),
