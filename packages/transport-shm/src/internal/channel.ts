@@ -609,17 +609,9 @@ export const make = (
 
     /** Lets go of every segment not taken yet (the channel closes: the reader picks up no more). */
     const handOverAll = (): void => {
-      // a take the reader counted that no doorbell has told us of yet is a delivery all the same
-      forgetTaken()
-      for (const sent of sentSegments.splice(0)) {
-        sent.segment.handedOver()
-        endDelivery(sent.delivery, Effect.fail(notTaken()))
-      }
-      for (const left of waiting) {
-        if (left.delivery !== undefined && left.segment === undefined) {
-          endDelivery(left.delivery, Effect.fail(notTaken()))
-        }
-      }
+      // (a take the reader counted that no doorbell has told us of yet is a delivery all the same: see `failUntaken`)
+      failUntaken(notTaken())
+      for (const sent of sentSegments.splice(0)) sent.segment.handedOver()
     }
 
     /**
@@ -860,9 +852,7 @@ export const make = (
     }
 
     const onControlEnd = (error: IpcError.IpcError): void => {
-      if (destroyed) {
-        return
-      }
+      if (destroyed) return
       if (farewellDue !== undefined && waiting.length > 0) {
         dropWaiting()
         if (waiting.length === 0) flushWaiting()
