@@ -154,10 +154,14 @@ export interface CollectOptions extends ScopeOptions {
  * Sweeps `/dev/shm` once (the names that start with `prefix`, if given, and
  * the staging names of resource links, whatever the prefix) and removes the
  * orphans (see the module comment for the rules). Segments of
- * other users are never touched, even by root.
+ * other users are never touched, even by root. A `directory` given that is
+ * missing fails with `NotFound`, one that is not this user's private
+ * directory with `PermissionDenied`, before anything is removed.
  */
 export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.gen(function*() {
+    // the rendezvous directory first: one given that cannot be swept fails the collection before it removes anything
+    const staleSockets = yield* Rendezvous.staleSockets(options.prefix, options.directory)
     const entries = yield* entriesIn(options, true)
     const removed: Array<Removed> = []
     let kept = 0
@@ -199,7 +203,7 @@ export const collect = (options: CollectOptions = {}): Effect.Effect<Report, Ipc
       else removed.push({ name: entry.name, kind, reason })
     }
     // the socket files of `shm://` listeners that died without closing (kill -9)
-    for (const stale of yield* Rendezvous.staleSockets(options.prefix, options.directory)) {
+    for (const stale of staleSockets) {
       if (options.dryRun === true || (yield* Rendezvous.removeStale(stale))) {
         removed.push({ name: stale.file, kind: "socket", reason: "its shm:// listener is gone" })
       }

@@ -81,6 +81,85 @@ describe("SegmentGc and listeners' socket files", () => {
   )
 
   it.live(
+    "a `directory` given that is missing or not this user's private directory fails the collection, which removes nothing",
+    () =>
+      Effect.gen(function*() {
+        const base = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-gc-bad-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(base, { recursive: true, force: true })))
+        // an orphan the sweep would remove: a link nobody holds, past its TTL
+        const name = fresh()
+        yield* Effect.scoped(Shm.ResourceLink.create(name, 100, { ttl: "1 millis" }))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(`/dev/shm/${name}`, { force: true })))
+        yield* Effect.sleep("20 millis")
+        assert.isTrue(Fs.existsSync(`/dev/shm/${name}`))
+        const open = Path.join(base, "open")
+        Fs.mkdirSync(open, { mode: 0o755 })
+        Fs.chmodSync(open, 0o755)
+        const private_ = Path.join(base, "private")
+        Fs.mkdirSync(private_, { mode: 0o700 })
+        const link = Path.join(base, "link")
+        Fs.symlinkSync(private_, link)
+        const file = Path.join(base, "file")
+        Fs.writeFileSync(file, "")
+        const cases: ReadonlyArray<[string, string, string]> = [
+          [Path.join(base, "missing"), "NotFound", "no such file or directory"],
+          [open, "PermissionDenied", "is open to other users (mode 755, expected 700)"],
+          [link, "PermissionDenied", "is not a directory"],
+          [file, "PermissionDenied", "is not a directory"]
+        ]
+        for (const [directory, reason, says] of cases) {
+          const error = yield* Effect.flip(Shm.SegmentGc.collect({ prefix: name, directory }))
+          assert.strictEqual(error.reason._tag, reason, directory)
+          assert.include(error.message, directory)
+          assert.include(error.message, says)
+          assert.isTrue(Fs.existsSync(`/dev/shm/${name}`), "the failed collection removed nothing")
+        }
+        // the CLI says so and exits 1
+        const cli = ChildProcess.spawnSync(process.execPath, [
+          ...process.execArgv,
+          Path.join(import.meta.dirname, "../../cli/src/bin.ts"),
+          "shm",
+          "gc",
+          "--prefix",
+          name,
+          "--dir",
+          Path.join(base, "missing")
+        ], { encoding: "utf8" })
+        assert.strictEqual(cli.status, 1, `${cli.stdout}${cli.stderr}`)
+        assert.include(cli.stderr, "NotFound")
+        // a private directory of this user is swept, and the orphan goes
+        const report = yield* Shm.SegmentGc.collect({ prefix: name, directory: private_ })
+        assert.deepStrictEqual(report.removed.map((r) => r.name), [name])
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a hashed socket file (a name too long for a socket path) is swept by a collection without a prefix",
+    () =>
+      Effect.gen(function*() {
+        // a name long enough that its socket path is too long: its file is named for its hash
+        const base = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-gc-hash-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(base, { recursive: true, force: true })))
+        const dir = Path.join(base, "d".repeat(Math.max(1, 50 - base.length)))
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        const name = `${fresh()}-${"n".repeat(75 - prefix.length)}`
+        const path = Shm.ShmTransport.controlPath(name, dir)
+        assert.match(Path.basename(path), /^~[0-9a-f]{40}\.sock$/)
+        staleSocket(path)
+        assert.deepStrictEqual((yield* Shm.SegmentGc.collect({ prefix: name, directory: dir })).removed, [])
+        assert.isTrue(Fs.existsSync(path))
+        // what a collection without a prefix sweeps (one here would judge every segment of this user's, the
+        // other test files' among them: the directory's part of it is asked alone)
+        const judged = yield* Rendezvous.staleSockets(undefined, dir)
+        assert.deepStrictEqual(judged.map((stale) => stale.file), [Path.basename(path)])
+        assert.isTrue(yield* Rendezvous.removeStale(judged[0]!))
+        assert.isFalse(Fs.existsSync(path))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "a socket judged stale whose path a live listener took since (same inode) is kept",
     () =>
       Effect.gen(function*() {

@@ -90,23 +90,48 @@ const probe = (path: string): Effect.Effect<"live" | "dead" | "unknown"> =>
     return Effect.sync(() => socket.destroy())
   }).pipe(Effect.timeoutOrElse({ duration: "1 second", orElse: () => Effect.succeed("unknown" as const) }))
 
+/** The entries of `dir` when it is this user's private directory; else why not (or what reading it threw). */
+const listPrivate = (dir: string): ReadonlyArray<string> | string | Error => {
+  try {
+    const stat = Fs.lstatSync(dir)
+    if (!stat.isDirectory()) return "is not a directory (a symbolic link or a file is there)"
+    if (stat.uid !== uid()) return `belongs to uid ${stat.uid}, not to this user (uid ${uid()})`
+    if ((stat.mode & 0o077) !== 0) {
+      return `is open to other users (mode ${(stat.mode & 0o777).toString(8)}, expected 700)`
+    }
+    return Fs.readdirSync(dir)
+  } catch (cause) {
+    return cause instanceof Error ? cause : new Error(String(cause))
+  }
+}
+
 /**
  * The socket files in the rendezvous directory `inDirectory` (default: the
- * default one), for names that start with `prefix` if given, that belong to this user and whose listener
- * is gone (connecting is refused): a listener killed with `kill -9` leaves
- * its file behind. Nothing when the directory is missing or not private.
+ * default one), for names that start with `prefix` if given (a name too long
+ * for a socket path has a hashed file, `~<hash>.sock`, that no prefix
+ * matches), that belong to this user and whose listener is gone (connecting
+ * is refused): a listener killed with `kill -9` leaves its file behind.
+ * Nothing when the default directory is missing or not private; a directory
+ * given that is missing is `NotFound`, one that is not this user's private
+ * directory `PermissionDenied`.
  */
-export const staleSockets = (prefix?: string, inDirectory?: string): Effect.Effect<ReadonlyArray<Stale>> =>
+export const staleSockets = (
+  prefix?: string,
+  inDirectory?: string
+): Effect.Effect<ReadonlyArray<Stale>, IpcError.IpcError> =>
   Effect.gen(function*() {
     const dir = inDirectory ?? defaultDirectory()
-    let files: Array<string>
-    try {
-      const stat = Fs.lstatSync(dir)
-      if (!stat.isDirectory() || stat.uid !== uid() || (stat.mode & 0o077) !== 0) return []
-      files = Fs.readdirSync(dir)
-    } catch {
-      return []
+    const listed = listPrivate(dir)
+    if (typeof listed === "string" || listed instanceof Error) {
+      // the default directory may not exist yet, or be another's: nothing of ours is there
+      if (inDirectory === undefined) return []
+      return yield* Effect.fail(
+        typeof listed === "string"
+          ? IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${dir} ${listed}`)
+          : IpcError.fromSystemError(listed, "NotFound", `cannot read the shm:// rendezvous directory ${dir}`)
+      )
     }
+    const files = listed
     const stale: Array<Stale> = []
     for (const file of files) {
       if (!file.endsWith(".sock") || (prefix !== undefined && !file.startsWith(prefix))) continue
