@@ -27,6 +27,19 @@ const staleSocket = (path: string) => {
   assert.isTrue(Fs.lstatSync(path).isSocket(), "the dead listener left its socket file")
 }
 
+/** Runs the CLI's `shm gc --prefix PREFIX --dir DIR`. */
+const shmGc = (prefix: string, dir: string) =>
+  ChildProcess.spawnSync(process.execPath, [
+    ...process.execArgv,
+    Path.join(import.meta.dirname, "../../cli/src/bin.ts"),
+    "shm",
+    "gc",
+    "--prefix",
+    prefix,
+    "--dir",
+    dir
+  ], { encoding: "utf8" })
+
 /** The rendezvous socket of `name`, removed when the scope closes if still there. */
 const socketOf = (name: string) =>
   Effect.acquireRelease(
@@ -62,16 +75,7 @@ describe("SegmentGc and listeners' socket files", () => {
             const report = yield* Shm.SegmentGc.collect({ prefix: name, directory: dir })
             assert.deepStrictEqual(report.removed.map((r) => [r.kind, r.name]), [["socket", `${name}.sock`]])
           } else {
-            const cli = ChildProcess.spawnSync(process.execPath, [
-              ...process.execArgv,
-              Path.join(import.meta.dirname, "../../cli/src/bin.ts"),
-              "shm",
-              "gc",
-              "--prefix",
-              name,
-              "--dir",
-              dir
-            ], { encoding: "utf8" })
+            const cli = shmGc(name, dir)
             assert.include(cli.stdout, `removed socket ${name}.sock`, `${cli.stdout}${cli.stderr}`)
           }
           assert.isFalse(Fs.existsSync(path))
@@ -115,16 +119,7 @@ describe("SegmentGc and listeners' socket files", () => {
           assert.isTrue(Fs.existsSync(`/dev/shm/${name}`), "the failed collection removed nothing")
         }
         // the CLI says so and exits 1
-        const cli = ChildProcess.spawnSync(process.execPath, [
-          ...process.execArgv,
-          Path.join(import.meta.dirname, "../../cli/src/bin.ts"),
-          "shm",
-          "gc",
-          "--prefix",
-          name,
-          "--dir",
-          Path.join(base, "missing")
-        ], { encoding: "utf8" })
+        const cli = shmGc(name, Path.join(base, "missing"))
         assert.strictEqual(cli.status, 1, `${cli.stdout}${cli.stderr}`)
         assert.include(cli.stderr, "NotFound")
         // a private directory of this user is swept, and the orphan goes
