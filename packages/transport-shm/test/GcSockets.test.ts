@@ -27,15 +27,15 @@ const staleSocket = (path: string) => {
   assert.isTrue(Fs.lstatSync(path).isSocket(), "the dead listener left its socket file")
 }
 
-/** Runs the CLI's `shm gc --prefix PREFIX --dir DIR`. */
-const shmGc = (prefix: string, dir: string) =>
+/** Runs the CLI's `shm gc --prefix NAME --dir DIR`. */
+const shmGc = (name: string, dir: string) =>
   ChildProcess.spawnSync(process.execPath, [
     ...process.execArgv,
     Path.join(import.meta.dirname, "../../cli/src/bin.ts"),
     "shm",
     "gc",
     "--prefix",
-    prefix,
+    name,
     "--dir",
     dir
   ], { encoding: "utf8" })
