@@ -174,6 +174,40 @@ describe("addresses that are not strings, and options of the wrong shape or out 
             ],
             [FileTransport.make({ livenessInterval: 0 }), `file://${dir}/f`, /^livenessInterval 0 is not above zero/],
             [UnixSocket.make({ frameTimeout: 0 }), `unix://${dir}/u.sock`, /^frameTimeout 0 is not above zero/],
+            // a koffi TypeError (a defect) at listen and dial
+            [
+              NngTransport.make({ tls: { authMode: "maybe" as never } }),
+              `nng+ipc://${dir}/n.ipc`,
+              /^tls.authMode "maybe" is not one of none, optional, required$/
+            ],
+            // every dial failed at once
+            [
+              NngTransport.make({ connectTimeout: 0 }),
+              `nng+ipc://${dir}/n.ipc`,
+              /^connectTimeout 0 is not above zero/
+            ],
+            // past what a timer can wait, Node fires it after 1 ms: close gave up at once (data lost), every
+            // handshake timed out; Infinity is "no limit" only where the option has one (a linger, a write)
+            [
+              WsTransport.make({ lingerTimeout: "30 days" }),
+              "ws://127.0.0.1:0/bad",
+              /^lingerTimeout "30 days" is longer than a timer can wait .*; Infinity waits without limit$/
+            ],
+            [
+              WsTransport.make({ handshakeTimeout: Infinity }),
+              "ws://127.0.0.1:0/bad",
+              /^handshakeTimeout Infinity is not a finite duration$/
+            ],
+            [
+              UnixSocket.make({ heartbeat: { interval: 2 ** 31, timeout: 1000 } }),
+              `unix://${dir}/u.sock`,
+              /^heartbeat.interval 2147483648 is longer than a timer can wait \(2\^31 - 1 ms, about 24.8 days\)$/
+            ],
+            [
+              FileTransport.make({ pollInterval: Infinity }),
+              `file://${dir}/f`,
+              /^pollInterval Infinity is not a finite/
+            ],
             // a misspelt word was the default, without a word: os durability for "fsnyc"
             [
               FileTransport.make({ durability: "fsnyc" as never }),

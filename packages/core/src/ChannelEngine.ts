@@ -38,6 +38,7 @@ import * as Latch from "effect/Latch"
 import * as Inbox from "./Inbox.ts"
 import * as Bytes from "./internal/bytes.ts"
 import * as Eager from "./internal/eager.ts"
+import { MAX_TIMER_MILLIS } from "./internal/timer.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 
@@ -208,7 +209,9 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
   const highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024
   const writeTimeout = options.writeTimeout
-  const linger = millis(options.lingerTimeout ?? "2 seconds")
+  // a linger longer than a timer can wait is no limit (a timer of it would fire at once)
+  const lingerMillis = millis(options.lingerTimeout ?? "2 seconds")
+  const linger = lingerMillis > MAX_TIMER_MILLIS ? Infinity : lingerMillis
   const maxBurstDelay = millis(options.maxBurstDelay ?? "200 micros")
   const closedErr = IpcError.make("Closed", "the channel is closed", address)
   const peerClosedErr = IpcError.make("Closed", "the channel was closed by its peer", address)
@@ -281,16 +284,20 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     if (closing || finished) return
     closing = true
     abortSenders()
-    lingerTimer = setTimeout(() => {
-      // the goodbye never left: what is still queued is dropped with the link, and the peer sees ConnectionLost
-      if (!finished && failure === undefined) abandoned = link?.pending() ?? 0
-      finish()
-    }, linger)
+    // an infinite linger waits for the peer as long as it takes (no timer: Node fires one of Infinity at once)
+    if (linger !== Infinity) {
+      lingerTimer = setTimeout(() => {
+        // the goodbye never left: what is still queued is dropped with the link, and the peer sees ConnectionLost
+        if (!finished && failure === undefined) abandoned = link?.pending() ?? 0
+        finish()
+      }, linger)
+    }
     link!.goodbye(() => {
       Deferred.doneUnsafe(said, Effect.void)
       if (finished) return
       // the goodbye left: now wait (briefly, without holding the process) for the peer's end
       clearTimeout(lingerTimer)
+      if (linger === Infinity) return
       lingerTimer = setTimeout(finish, linger)
       unref(lingerTimer)
     })
@@ -526,7 +533,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
 
   if (options.heartbeat !== undefined && opened.ping !== undefined && !finished) {
     const ping = opened.ping
-    const interval = millis(options.heartbeat.interval)
+    const interval = Math.min(millis(options.heartbeat.interval), MAX_TIMER_MILLIS)
     const timeout = millis(options.heartbeat.timeout)
     let heardBefore = heard
     let flushesBefore = flushes

@@ -25,6 +25,7 @@ import type { Readable, Writable } from "node:stream"
 import * as ChannelEngine from "./ChannelEngine.ts"
 import * as Framing from "./Framing.ts"
 import * as Bytes from "./internal/bytes.ts"
+import { MAX_TIMER_MILLIS } from "./internal/timer.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 
@@ -58,8 +59,6 @@ export interface StreamPair {
 }
 
 const BATCH_SIZE = 64 * 1024
-// the longest delay a Node timer takes (a longer one fires at once)
-const MAX_TIMER = 2 ** 31 - 1
 const COPY_LIMIT = 8 * 1024
 const EMPTY = new Uint8Array(0)
 
@@ -454,7 +453,11 @@ export const make = (
 ): Effect.Effect<IpcChannel.IpcChannel> =>
   Effect.sync(() => {
     const maxFrameSize = options.maxFrameSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
-    const frameTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.frameTimeout ?? "30 seconds"))
+    // a longer timer would fire at once
+    const frameTimeout = Math.min(
+      Duration.toMillis(Duration.fromInputUnsafe(options.frameTimeout ?? "30 seconds")),
+      MAX_TIMER_MILLIS
+    )
     // how long an input may stay quiet once our output is lost (separate streams): the linger
     const quiet = Duration.toMillis(Duration.fromInputUnsafe(options.lingerTimeout ?? "2 seconds"))
     return ChannelEngine.make({
@@ -467,7 +470,7 @@ export const make = (
       maxBufferedBytes: options.maxBufferedBytes,
       heartbeat: options.heartbeat,
       lingerTimeout: options.lingerTimeout
-    }, link(streams, address, frameTimeout, maxFrameSize, Math.min(Math.max(50, quiet), MAX_TIMER))).channel
+    }, link(streams, address, frameTimeout, maxFrameSize, Math.min(Math.max(50, quiet), MAX_TIMER_MILLIS))).channel
   })
 
 /** Like `make`, and closes the channel when the scope closes. */

@@ -28,6 +28,7 @@ import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
 import type * as Scope from "effect/Scope"
 import * as Address from "./Address.ts"
+import * as Timer from "./internal/timer.ts"
 import * as IpcError from "./IpcError.ts"
 import type * as Transport from "./Transport.ts"
 
@@ -124,8 +125,9 @@ export const invalidMode = (mode: unknown, address?: string): IpcError.IpcError 
       address
     )
 
-/** The duration options that are nonsense at zero: a handshake or a frame timed out at once, a busy poll. */
+/** The duration options that are nonsense at zero: a handshake or a frame timed out at once, a busy poll, a dial that always fails. */
 const ABOVE_ZERO: ReadonlySet<string> = new Set([
+  "connectTimeout",
   "handshakeTimeout",
   "helloTimeout",
   "frameTimeout",
@@ -134,6 +136,12 @@ const ABOVE_ZERO: ReadonlySet<string> = new Set([
   "heartbeat.interval",
   "heartbeat.timeout"
 ])
+
+/** The longest a timer can wait (2^31 - 1 ms, about 24.8 days): Node fires a longer one after 1 ms. */
+export const MAX_TIMER_MILLIS = Timer.MAX_TIMER_MILLIS
+
+/** The duration options for which `Infinity` means no limit (the others take a finite duration). */
+const NO_LIMIT: ReadonlySet<string> = new Set(["lingerTimeout", "writeTimeout", "fullTimeout", "lockTimeout"])
 
 /** The duration options of effect-ipc's transports, as `checkDurations` knows them (`heartbeat.*`: inside `heartbeat`). */
 const DURATION_OPTIONS = [
@@ -159,6 +167,7 @@ const DURATION_OPTIONS = [
 /** `value` as an option's detail shows it: strings quoted, the rest as `String` gives them. */
 const shown = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value)
+  if (Duration_.isDuration(value)) return Duration_.format(value)
   try {
     return String(value)
   } catch {
@@ -170,17 +179,17 @@ const shown = (value: unknown): string => {
  * `InvalidOption` naming the first duration option given in code (see
  * `DURATION_OPTIONS`: `lingerTimeout`, `heartbeat.interval`, ...) that is not
  * one: what `Duration.fromInput` refuses (`"x"`, `{}`), a negative or NaN
- * one, or zero for a timeout or interval that must pass (`ABOVE_ZERO`:
- * `handshakeTimeout`, `livenessInterval`, ...). Undefined when each given is. `listen` and `dial` check their options
+ * one, zero for a timeout or interval that must pass (`ABOVE_ZERO`:
+ * `handshakeTimeout`, `connectTimeout`, `livenessInterval`, ...), a finite
+ * one longer than a timer can wait (`MAX_TIMER_MILLIS`: Node fires it after
+ * 1 ms), or `Infinity` where it is not "no limit" (only `lingerTimeout`,
+ * `writeTimeout`, `fullTimeout` and `lockTimeout` take it). Undefined when each given is. `listen` and `dial` check their options
  * with it first: such a value was a defect, or, read in an event handler,
  * an exception that ended the process.
  */
 export const checkDurations = (options: object, address?: string): IpcError.IpcError | undefined => {
   for (const name of DURATION_OPTIONS) {
-    const [outer, inner] = name.split(".") as [string, string | undefined]
-    const holder: unknown = inner === undefined ? options : Reflect.get(options, outer)
-    if (typeof holder !== "object" || holder === null) continue
-    const value: unknown = Reflect.get(holder, inner ?? outer)
+    const value = valueAt(options, name)
     if (value === undefined) continue
     const millis = millisOf(value)
     if (millis === 0 && ABOVE_ZERO.has(name)) {
@@ -194,6 +203,18 @@ export const checkDurations = (options: object, address?: string): IpcError.IpcE
       return IpcError.make(
         "InvalidOption",
         `${name} ${shown(value)} is not a duration (milliseconds, "250 millis", "5 seconds", or a Duration)`,
+        address
+      )
+    }
+    if (millis === Infinity && !NO_LIMIT.has(name)) {
+      return IpcError.make("InvalidOption", `${name} ${shown(value)} is not a finite duration`, address)
+    }
+    if (millis > MAX_TIMER_MILLIS && millis !== Infinity) {
+      return IpcError.make(
+        "InvalidOption",
+        `${name} ${shown(value)} is longer than a timer can wait (2^31 - 1 ms, about 24.8 days)${
+          NO_LIMIT.has(name) ? "; Infinity waits without limit" : ""
+        }`,
         address
       )
     }
@@ -248,8 +269,17 @@ const CHOICE_OPTIONS: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = 
   ["peerLoss", ["fail", "wait"]],
   ["whenFull", ["wait", "fail"]],
   ["watch", ["auto", "poll"]],
-  ["via", ["fd", "stdio"]]
+  ["via", ["fd", "stdio"]],
+  ["tls.authMode", ["none", "optional", "required"]]
 ]
+
+/** The value of option `name` in `options` (`tls.authMode`: `authMode` inside `tls`), if given. */
+const valueAt = (options: object, name: string): unknown => {
+  const [outer, inner] = name.split(".") as [string, string | undefined]
+  const holder: unknown = inner === undefined ? options : Reflect.get(options, outer)
+  if (typeof holder !== "object" || holder === null) return undefined
+  return Reflect.get(holder, inner ?? outer)
+}
 
 /**
  * `InvalidOption` naming the first option given in code whose value has the
@@ -262,7 +292,7 @@ const CHOICE_OPTIONS: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = 
  */
 export const checkShapes = (options: object, address?: string): IpcError.IpcError | undefined => {
   for (const [name, words] of CHOICE_OPTIONS) {
-    const value: unknown = Reflect.get(options, name)
+    const value = valueAt(options, name)
     if (value !== undefined && !words.includes(value as string)) {
       return IpcError.make("InvalidOption", `${name} ${shown(value)} is not one of ${words.join(", ")}`, address)
     }
@@ -620,6 +650,14 @@ export const read = (
       problems.push(`option ${path} (${set ?? found.source.get(key) ?? OPTIONS}): ${message.split("\n")[0]}`)
     }
     if (problems.length > 0) return yield* invalid(transport, problems.join("; "))
+    // values of the right kind that no listen or dial would take (zero for a timeout that must pass, a
+    // duration past what a timer can wait): refused here, before anything listens or dials
+    const refused = checkDurations(decoded) ?? checkSizes(decoded) ?? checkShapes(decoded)
+    if (refused !== undefined) {
+      const name = refused.detail.split(" ")[0]!
+      const set = found.source.get(name) ?? found.source.get(name.split(".")[0]!) ?? OPTIONS
+      return yield* invalid(transport, `option ${name} (${set}): ${refused.detail.slice(name.length + 1)}`)
+    }
     return decoded
   })
 

@@ -101,6 +101,37 @@ describe("transport options from configuration", () => {
       )
     }))
 
+  it.effect("a value of the right kind that no listen or dial would take fails the build, naming where it was set", () =>
+    Effect.gen(function*() {
+      // a transport with duration options (memory:// underneath)
+      const timed: Registry.TransportDescriptor = {
+        ...Registry.memory,
+        options: TransportOptions.declare<
+          { readonly lingerTimeout?: Duration.Input; readonly handshakeTimeout?: Duration.Input }
+        >()(
+          { lingerTimeout: TransportOptions.Duration, handshakeTimeout: TransportOptions.Duration },
+          () => Effect.sync(() => Memory.make())
+        )
+      }
+      const build = (vars: Record<string, string>) => buildError(withProvider(env(vars), [timed]))
+      // a timer of 30 days fired after 1 ms: close gave up at once, and what it had not sent was lost
+      assert.strictEqual(
+        yield* build({ IPC_OPTIONS_LINGER_TIMEOUT: "30 days" }),
+        `transport "memory": option lingerTimeout (IPC_OPTIONS_LINGER_TIMEOUT): 30d is longer than a timer can wait (2^31 - 1 ms, about 24.8 days); Infinity waits without limit`
+      )
+      assert.strictEqual(
+        yield* build({ IPC_OPTIONS: `{"handshakeTimeout": "Infinity"}` }),
+        `transport "memory": option handshakeTimeout (IPC_OPTIONS.handshakeTimeout): Infinity is not a finite duration`
+      )
+      assert.strictEqual(
+        yield* build({ IPC_OPTIONS_HANDSHAKE_TIMEOUT: "0" }),
+        `transport "memory": option handshakeTimeout (IPC_OPTIONS_HANDSHAKE_TIMEOUT): 0 is not above zero (it would time out, or poll, at once)`
+      )
+      // Infinity where it means no limit builds
+      const layer = withProvider(env({ IPC_OPTIONS_LINGER_TIMEOUT: "Infinity" }), [timed])
+      assert.strictEqual(yield* Effect.provide(sendOf(16), layer), "ok")
+    }))
+
   it.effect("IPC_OPTIONS that is not a JSON object fails the build", () =>
     Effect.gen(function*() {
       const notJson = yield* buildError(withProvider(env({ IPC_OPTIONS: "maxMessageSize=10" })))

@@ -292,9 +292,6 @@ const ASK_AGAIN_MS = 5000
 
 /** The header nng's pair v1 protocol puts before each message (a hop count), counted by `recv-size-max`. */
 const PAIR1_HEADER = 4
-// the most messages libnng queues in a socket's send or receive buffer
-const MAX_QUEUE = 8192
-
 /** Makes the nng transport, bare: libnng is loaded on first use (see `makeScoped`). */
 export const make = (options: NngTransportOptions = {}): Transport.TransportShape => {
   const maxMessageSize = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
@@ -328,19 +325,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     closeTimeout
   })
 
-  // what libnng refuses on each connection's socket (a listener took it, then every connection failed unseen)
-  const nngOk = (raw: string): Effect.Effect<void, IpcError.IpcError> =>
-    Effect.suspend(() => {
-      for (const name of ["sendBuffer", "recvBuffer"] as const) {
-        const value = options[name]
-        if (value !== undefined && value > MAX_QUEUE) {
-          return Effect.fail(
-            IpcError.make("InvalidOption", `${name} ${value} is over ${MAX_QUEUE} messages, libnng's limit`, raw)
-          )
-        }
-      }
-      return Effect.void
-    })
+  const nngOk = (raw: string) => Socket.queuesOk(options, raw)
 
   const listen = (raw: string) =>
     Effect.gen(function*() {
@@ -599,7 +584,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 export const makeScoped = (
   options: NngTransportOptions = {}
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
-  Effect.map(Nng.warmUp, () => Transport.instrument(make(options)))
+  // options libnng would refuse on every connection fail here, before anything listens or dials
+  Effect.andThen(Socket.queuesOk(options), Effect.map(Nng.warmUp, () => Transport.instrument(make(options))))
 
 /** The nng transport as the `Transport` service (`makeScoped`: libnng loaded and warmed up). */
 export const layer = (options?: NngTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>

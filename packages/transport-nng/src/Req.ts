@@ -108,11 +108,34 @@ const awaitReply = (socket: Socket.Socket): Effect.Effect<Uint8Array, IpcError.I
     )
   })
 
+// a request that may take for ever may (Infinity), one that must be answered at once may not
+const timeoutRules = { positive: true, unlimited: true } as const
+
+const isCount = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 1
+
+/** `InvalidOption` unless the pool's `min` and `max` are whole numbers of at least 1, `min` at most `max`. */
+const poolError = (pool: RequesterOptions["pool"]): IpcError.IpcError | undefined => {
+  if (pool === undefined) return undefined
+  for (const name of ["min", "max"] as const) {
+    const value: unknown = pool[name]
+    if (value !== undefined && !isCount(value)) {
+      return IpcError.make("InvalidOption", `pool.${name} ${String(value)} is not a whole number of at least 1`)
+    }
+  }
+  if (pool.min !== undefined && pool.max !== undefined && pool.min > pool.max) {
+    return IpcError.make("InvalidOption", `pool.min ${pool.min} is more than pool.max ${pool.max}`)
+  }
+  return undefined
+}
+
 /** Makes a requester; its sockets close with the scope. */
 export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    const min = Math.max(1, options.pool?.min ?? 1)
-    const max = Math.max(min, options.pool?.max ?? 8)
+    const refused = poolError(options.pool) ?? Opening.durationError("timeout", options.timeout, timeoutRules)
+    if (refused !== undefined) return yield* refused
+    const min = options.pool?.min ?? 1
+    const max = options.pool?.max ?? Math.max(min, 8)
     const timeout = Duration.fromInputUnsafe(options.timeout ?? "30 seconds")
     const retry = options.retry ?? Policy.retry(5)
     const scope = yield* Effect.scope
@@ -202,6 +225,8 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
       )
 
     const request = (body: Uint8Array, requestOptions: RequestOptions = {}) => {
+      const refusedTimeout = Opening.durationError("timeout", requestOptions.timeout, timeoutRules)
+      if (refusedTimeout !== undefined) return Effect.fail(refusedTimeout)
       const limit = requestOptions.timeout === undefined ? timeout : Duration.fromInputUnsafe(requestOptions.timeout)
       const once = attempt(body, limit)
       return requestOptions.idempotent === true

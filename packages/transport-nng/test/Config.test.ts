@@ -112,5 +112,28 @@ describe("nng options from configuration", () => {
       )
       const unknown = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS: `{"reconnect": true}` })))
       assert.include(unknown.message, `InvalidOption: transport "nng": "reconnect" (in IPC_OPTIONS) is not an option`)
+      // values of the right kind that no listen or dial would take fail the build too, not the first dial
+      const refused = [
+        [{ IPC_OPTIONS_SEND_BUFFER: "9000" }, `transport "nng": sendBuffer 9000 is over 8192 messages, libnng's limit`],
+        [
+          { IPC_OPTIONS_HANDSHAKE_TIMEOUT: "0" },
+          `transport "nng": option handshakeTimeout (IPC_OPTIONS_HANDSHAKE_TIMEOUT): 0 is not above zero (it would time out, or poll, at once)`
+        ],
+        [
+          { IPC_OPTIONS_CONNECT_TIMEOUT: "0" },
+          `transport "nng": option connectTimeout (IPC_OPTIONS_CONNECT_TIMEOUT): 0 is not above zero (it would time out, or poll, at once)`
+        ],
+        [
+          { IPC_OPTIONS_TLS_AUTH_MODE: "maybe" },
+          `transport "nng": option tls.authMode (IPC_OPTIONS_TLS_AUTH_MODE): expected one of "none", "optional", "required", got "maybe"`
+        ]
+      ] as const
+      for (const [vars, detail] of refused) {
+        const error = yield* Effect.flip(Layer.build(configured(vars)))
+        assert.strictEqual(error._tag, "IpcError")
+        if (error._tag !== "IpcError") return
+        assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+        assert.strictEqual(error.detail, detail)
+      }
     }).pipe(Effect.scoped))
 })

@@ -175,6 +175,12 @@ describe.skipIf(!Certs.hasOpenssl)("nng over TLS", () => {
         NngTransport.make({ tls: { certFile: Path.join(certs.dir, "absent.pem") } }).listen("nng+tls+tcp://127.0.0.1:0")
       )
       assert.strictEqual(missing.reason._tag, "NotFound")
+      // a directory where a file was meant
+      const directory = yield* Effect.flip(
+        NngTransport.make({ tls: { certFile: certs.dir } }).listen("nng+tls+tcp://127.0.0.1:0")
+      )
+      assert.strictEqual(directory.reason._tag, "InvalidOption", String(directory))
+      assert.include(directory.detail, "is a directory")
       // a file that is not a certificate
       const garbage = yield* Effect.flip(
         NngTransport.make({

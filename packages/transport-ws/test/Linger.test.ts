@@ -104,13 +104,14 @@ const readAll = (channel: IpcChannel.IpcChannel) =>
 const inOrder = (firsts: ReadonlyArray<number>): boolean => firsts.every((first, i) => first === (i & 0xff))
 
 describe("ws:// close and linger", () => {
-  it.live(
-    "a client process sends 62.5 MiB, closes and exits at once; the reader starts 3 s later: every message, then Closed",
-    () =>
+  // an infinite linger waits as long as the reader takes (a timer of Infinity, or of 2^31 ms or more, fired at once)
+  it.live.each(["20 seconds", "Infinity"])(
+    "a client process sends 62.5 MiB, closes and exits at once; the reader starts 3 s later: every message, then Closed (lingerTimeout %s)",
+    (lingerTimeout) =>
       Effect.gen(function*() {
         const token = "linger-token-0123456789abcdef"
         const listener = yield* Ws.WsServer.listen(freshAddress("linger"), { tokenFile: false, token })
-        const peer = yield* sender(listener.url, "exit", { lingerTimeout: "20 seconds" })
+        const peer = yield* sender(listener.url, "exit", { lingerTimeout })
         const channel = yield* listener.accept
         yield* Effect.sleep("3 seconds")
         const reading = Date.now()

@@ -70,6 +70,8 @@ class ReaderImpl implements Reader {
   closed = false
   reading = false
   stateFd: number | undefined = undefined
+  // a named reader's cursor before the oldest segment: the records up to it are gone (`Corrupt` until skipped)
+  gap: IpcError.IpcError | undefined = undefined
   readonly dir: string
   readonly name: string | undefined
 
@@ -96,6 +98,18 @@ class ReaderImpl implements Reader {
     }
     if (opened !== undefined) return opened
     this.pos = at
+    // segments are reclaimed only once every registered reader is past them (and a reader registers at a
+    // segment still there): a named reader's records in a segment before the oldest were lost, not read
+    if (this.name !== undefined && offset < base) {
+      this.gap = IpcError.make(
+        "Corrupt",
+        `corrupt record at offset ${offset} (the segment that holds it is missing: the records from offset ${offset} ` +
+          `to ${at} of reader ${this.name} are gone) before segment ${LogFormat.segmentName(base)} of ${
+            Path.basename(this.dir)
+          }; the records before it were delivered`,
+        this.dir
+      )
+    }
     return undefined
   }
 
@@ -124,6 +138,7 @@ class ReaderImpl implements Reader {
 
   poll(maxBytes: number): Poll | IpcError.IpcError {
     const entries: Array<Entry> = []
+    if (this.gap !== undefined) return { _tag: "Corrupt", entries, error: this.gap }
     let budget = maxBytes
     while (!this.closed) {
       const size = Sys.attempt(() => Fs.fstatSync(this.segFd).size, "Read", "cannot stat a segment", this.dir)
@@ -291,6 +306,11 @@ class ReaderImpl implements Reader {
   }
 
   skipCorrupt(): number | IpcError.IpcError {
+    if (this.gap !== undefined) {
+      // the reader is at the oldest record held already: skipping the gap is going on from there
+      this.gap = undefined
+      return this.pos - this.committedOffset
+    }
     const size = Sys.attempt(() => Fs.fstatSync(this.segFd).size, "Read", "cannot stat a segment", this.dir)
     if (Sys.failed(size)) return size
     const from = this.pos - this.segBase

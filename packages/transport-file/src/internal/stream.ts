@@ -183,12 +183,52 @@ export const register = (
   if (Sys.exists(paths(dir).cursor(name))) return undefined
   const offset = from === "start" ? startOffset(dir) : endOffset(dir)
   if (Sys.failed(offset)) return offset
-  return Sys.attempt(
+  const created = Sys.attempt(
     () => createCursor(dir, name, offset, fileModeOf(options)),
     "Open",
     `cannot register reader ${name}`,
     dir
   ) as IpcError.IpcError | undefined
+  if (created !== undefined) return created
+  // a writer that reclaimed segments before the cursor was there may have removed the one it starts in: it
+  // starts at the oldest record held then (from now on the cursor holds its segment back)
+  for (let tries = 0; tries < 8; tries++) {
+    const start = startOffset(dir)
+    if (Sys.failed(start)) return start
+    const cursor = readCursor(dir, name)
+    if (cursor === undefined || cursor.seq !== 0 || cursor.offset >= start - LogFormat.SEGMENT_HEADER) return undefined
+    const moved = Sys.attempt(
+      () => replaceCursor(dir, name, start, fileModeOf(options)),
+      "Write",
+      `cannot register reader ${name}`,
+      dir
+    ) as IpcError.IpcError | undefined
+    if (moved !== undefined) return moved
+  }
+  return undefined
+}
+
+/** The cursor of reader `name` as its file holds it now (`undefined` when missing or unreadable). */
+const readCursor = (dir: string, name: string): { readonly offset: number; readonly seq: number } | undefined => {
+  try {
+    return LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name)))
+  } catch {
+    return undefined
+  }
+}
+
+/** Replaces the cursor file of a reader that has not read yet with one at `offset` (atomically: renamed over it). */
+const replaceCursor = (dir: string, name: string, offset: number, mode: number): void => {
+  const p = paths(dir)
+  const tmp = Sys.tmpOf(p.cursor(name))
+  const bytes = new Uint8Array(LogFormat.CURSOR_SIZE)
+  bytes.set(LogFormat.encodeCursorSlot(offset, 0), 0)
+  try {
+    Sys.createFile(tmp, bytes, mode)
+    Fs.renameSync(tmp, p.cursor(name))
+  } finally {
+    Fs.rmSync(tmp, { force: true })
+  }
 }
 
 /** Removes reader `name`: its cursor no longer holds space back. */

@@ -25,7 +25,9 @@ export interface Verified {
 
 /**
  * Reads every record still held and checks it (header, length, checksum,
- * segment chain) against the committed end the writer state records. Fails
+ * segment chain) against the committed end the writer state records, and
+ * that no registered reader's cursor is before the oldest segment (the
+ * records it had not read would be gone). Fails
  * with reason `Corrupt`, naming the segment and the offset, at the first
  * damaged record or where committed records are missing; every record
  * before it is whole. An unfinished record past the committed end is not
@@ -38,6 +40,23 @@ export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> 
     if (Sys.failed(state)) return Effect.fail(state)
     const bases = segments(dir)
     if (Sys.failed(bases)) return Effect.fail(bases)
+    // segments are reclaimed only once every registered reader is past them: a cursor before the oldest
+    // segment is a reader whose records were lost, not read
+    const oldest = bases[0]
+    if (oldest !== undefined) {
+      for (const cursor of cursors(dir)) {
+        if (cursor.offset < oldest) {
+          return Effect.fail(corruptAt(
+            dir,
+            oldest,
+            cursor.offset,
+            `the segment that holds it is missing: the records from offset ${cursor.offset} to ${
+              oldest + LogFormat.SEGMENT_HEADER
+            } of reader ${cursor.name} are gone`
+          ))
+        }
+      }
+    }
     let records = 0
     let end = 0
     let torn = 0

@@ -8,6 +8,7 @@
 import * as Framing from "@effect-ipc/core/Framing"
 import * as Inbox from "@effect-ipc/core/Inbox"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -23,6 +24,57 @@ const list = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<
 const millis = (value: Duration.Input | undefined, fallback: number) =>
   value === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(value))
 
+/** `value` as the detail of an error shows it. */
+const shown = (value: unknown): string => typeof value === "string" ? JSON.stringify(value) : String(value)
+
+/**
+ * `InvalidOption` unless `value` (option `name`) is absent or a duration
+ * (`TransportOptions.millisOf`) above zero when `positive`, finite unless
+ * `unlimited`, and no longer than a timer can wait.
+ */
+export const durationError = (
+  name: string,
+  value: unknown,
+  how: { readonly positive?: boolean; readonly unlimited?: boolean } = {}
+): IpcError.IpcError | undefined => {
+  if (value === undefined) return undefined
+  const ms = TransportOptions.millisOf(value)
+  const why = ms === undefined
+    ? `is not a duration (milliseconds, "250 millis", "5 seconds", or a Duration)`
+    : ms === 0 && how.positive === true
+    ? "is not above zero"
+    : ms === Infinity && how.unlimited !== true
+    ? "is not a finite duration"
+    : ms !== Infinity && ms > TransportOptions.MAX_TIMER_MILLIS
+    ? "is longer than a timer can wait (2^31 - 1 ms, about 24.8 days)"
+    : undefined
+  return why === undefined ? undefined : IpcError.make("InvalidOption", `${name} ${shown(value)} ${why}`)
+}
+
+const isAddresses = (value: unknown): boolean =>
+  value === undefined || typeof value === "string" ||
+  (Array.isArray(value) && value.every((item) => typeof item === "string"))
+
+/** The first of `options` that no socket would take, before anything is opened: sizes, mode, durations, shapes. */
+const optionsError = (options: Endpoints.EndpointsOptions): IpcError.IpcError | undefined => {
+  for (const name of ["listen", "dial"] as const) {
+    const value: unknown = options[name]
+    if (!isAddresses(value)) {
+      return IpcError.make("InvalidAddress", `${name} ${shown(value)} is not an address nor a list of addresses`)
+    }
+  }
+  const reconnect: unknown = options.reconnect
+  if (reconnect !== undefined && (typeof reconnect !== "object" || reconnect === null)) {
+    return IpcError.make("InvalidOption", `reconnect ${shown(reconnect)} is not { min, max }`)
+  }
+  return TransportOptions.checkSizes(options) ??
+    (options.mode === undefined ? undefined : TransportOptions.invalidMode(options.mode)) ??
+    durationError("linger", options.linger) ??
+    durationError("reconnect.min", options.reconnect?.min) ??
+    durationError("reconnect.max", options.reconnect?.max) ??
+    TransportOptions.checkShapes(options)
+}
+
 /** A socket with its endpoints. */
 export interface Opened {
   readonly socket: Socket.Socket
@@ -36,6 +88,9 @@ export const open = (
   extra: { readonly kinded?: boolean } = {}
 ): Effect.Effect<Opened, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    const refused = optionsError(options)
+    if (refused !== undefined) return yield* refused
+    yield* Socket.queuesOk(options)
     const listen = list(options.listen)
     const dial = list(options.dial)
     if (listen.length + dial.length === 0) {

@@ -9,7 +9,7 @@
  *
  * @internal
  */
-import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -21,6 +21,26 @@ import type * as NngTls from "../NngTls.ts"
 import * as Nng from "./nng.ts"
 import * as Ticker from "./ticker.ts"
 import * as Tls from "./tls.ts"
+
+// the most messages libnng queues in a socket's send or receive buffer
+const MAX_QUEUE = 8192
+
+/** `InvalidOption` for a `sendBuffer` or `recvBuffer` over libnng's limit (it refuses it on every socket), as an Effect. */
+export const queuesOk = (
+  options: { readonly sendBuffer?: number | undefined; readonly recvBuffer?: number | undefined },
+  address?: string
+): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    for (const name of ["sendBuffer", "recvBuffer"] as const) {
+      const value = options[name]
+      if (value !== undefined && value > MAX_QUEUE) {
+        return Effect.fail(
+          IpcError.make("InvalidOption", `${name} ${value} is over ${MAX_QUEUE} messages, libnng's limit`, address)
+        )
+      }
+    }
+    return Effect.void
+  })
 
 /** Options common to every socket. */
 export interface SocketOptions {

@@ -16,7 +16,11 @@ const authModes = { none: 0, optional: 1, required: 2 } as const
 const readPem = (file: string | undefined, what: string, address: string) =>
   file === undefined ? Effect.succeed(undefined) : Effect.try({
     try: () => Fs.readFileSync(file, "utf8"),
-    catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address)
+    catch: (cause) =>
+      // a directory named for a file is a bad option, as a file nng cannot use is
+      IpcError.errnoOf(cause) === "EISDIR"
+        ? IpcError.make("InvalidOption", `the TLS ${what} ${file} is a directory, not a PEM file`, address)
+        : IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address)
   })
 
 /**

@@ -1,0 +1,160 @@
+/**
+ * The messaging-pattern sockets check their options before anything is
+ * opened, as the transport does: a duration that is not one was a defect
+ * (`Invalid Input`), a decimal `mode` opened the socket file to the group
+ * (`600` is 0o1130), a bad `tls.authMode` was a koffi `TypeError`, a pool
+ * whose `min` is over its `max` opened more sockets than `max`, and `dial: 42`
+ * died as not iterable. Each is now a typed error naming the option, and no
+ * socket file is made. `maxMessageSize` is nng's on `ipc://` (a larger
+ * message drops the connection) and not on `inproc://`, as the README says.
+ */
+import type * as IpcError from "@effect-ipc/core/IpcError"
+import { Pair, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
+import { assert, describe, it } from "@effect/vitest"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-pattern-options-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** The error `open` fails with (a success fails the test). */
+const refusal = <A>(open: Effect.Effect<A, IpcError.IpcError, Scope.Scope>) => Effect.flip(Effect.scoped(open))
+
+describe("messaging-pattern sockets' options", () => {
+  it.effect("what no socket would take is a typed error naming it, and nothing is made", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const url = `ipc://${dir}/p.ipc`
+      const cases: ReadonlyArray<
+        readonly [string, Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>, string, RegExp]
+      > = [
+        ["Rep mode 600", Rep.make({ listen: url, mode: 600 }), "InvalidOption", /^mode 0o1130 is not permission bits/],
+        [
+          "PubSub mode 0o7777",
+          PubSub.publisher({ listen: url, mode: 0o7777 }),
+          "InvalidOption",
+          /^mode 0o7777 is not permission bits/
+        ],
+        ["Pair mode 1.5", Pair.make({ listen: url, mode: 1.5 }), "InvalidOption", /^mode 1.5 is not permission bits/],
+        [
+          "Req timeout x",
+          Req.make({ listen: url, timeout: "x" as Duration.Input }),
+          "InvalidOption",
+          /^timeout "x" is not a duration/
+        ],
+        [
+          "Req timeout 0",
+          Req.make({ listen: url, timeout: 0 }),
+          "InvalidOption",
+          /^timeout 0 is not above zero/
+        ],
+        [
+          "reconnect.min x",
+          Req.make({ dial: url, reconnect: { min: "x" as Duration.Input } }),
+          "InvalidOption",
+          /^reconnect.min "x" is not a duration/
+        ],
+        [
+          "reconnect.min -5",
+          Pipeline.pusher({ dial: url, reconnect: { min: -5 } }),
+          "InvalidOption",
+          /^reconnect.min -5 is not a duration/
+        ],
+        [
+          "linger x",
+          Pipeline.puller({ listen: url, linger: "x" as Duration.Input }),
+          "InvalidOption",
+          /^linger "x" is not a duration/
+        ],
+        [
+          "linger Infinity",
+          Pipeline.puller({ listen: url, linger: Infinity }),
+          "InvalidOption",
+          /^linger Infinity is not a finite duration/
+        ],
+        [
+          "dial 42",
+          Req.make({ dial: 42 as never }),
+          "InvalidAddress",
+          /^dial 42 is not an address nor a list of addresses/
+        ],
+        [
+          "pool min over max",
+          Req.make({ dial: url, pool: { min: 5, max: 2 } }),
+          "InvalidOption",
+          /^pool.min 5 is more than pool.max 2/
+        ],
+        [
+          "pool max 0",
+          Req.make({ dial: url, pool: { max: 0 } }),
+          "InvalidOption",
+          /^pool.max 0 is not a whole number/
+        ],
+        [
+          "pool min NaN",
+          Req.make({ dial: url, pool: { min: Number.NaN } }),
+          "InvalidOption",
+          /^pool.min NaN is not a whole number/
+        ],
+        [
+          "tls.authMode maybe",
+          Req.make({ dial: "tls+tcp://127.0.0.1:1", tls: { authMode: "maybe" as never } }),
+          "InvalidOption",
+          /^tls.authMode "maybe" is not one of none, optional, required/
+        ],
+        [
+          "sendBuffer over libnng's limit",
+          Pair.make({ listen: url, sendBuffer: 9000 }),
+          "InvalidOption",
+          /^sendBuffer 9000 is over 8192/
+        ],
+        [
+          "maxMessageSize -1",
+          Rep.make({ listen: url, maxMessageSize: -1 }),
+          "InvalidOption",
+          /^maxMessageSize -1 is not a whole number/
+        ]
+      ]
+      for (const [what, open, reason, detail] of cases) {
+        const error = yield* refusal(open)
+        assert.strictEqual(error.reason._tag, reason, `${what}: ${error.message}`)
+        assert.match(error.detail, detail, what)
+        assert.isFalse(Fs.existsSync(`${dir}/p.ipc`), `${what}: nothing is made`)
+      }
+      // a request's own timeout too
+      const requester = yield* Req.make({ dial: url })
+      const bad = yield* Effect.flip(requester.request(new Uint8Array(1), { timeout: "soon" as Duration.Input }))
+      assert.strictEqual(bad.reason._tag, "InvalidOption")
+      assert.match(bad.detail, /^timeout "soon" is not a duration/)
+    }).pipe(Effect.scoped))
+
+  it.live(
+    "maxMessageSize drops a larger message over ipc://, not over inproc:// (nng's inproc has no limit)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const pushed = new Uint8Array(100).fill(7)
+        const small = new Uint8Array(5).fill(1)
+        const urls = [[`ipc://${dir}/m.ipc`, true], [`inproc://pattern-options-${process.pid}`, false]] as const
+        for (const [url, limited] of urls) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const puller = yield* Pipeline.puller({ listen: url, maxMessageSize: 10 })
+            const pusher = yield* Pipeline.pusher({ dial: url })
+            yield* pusher.push(pushed)
+            // then small ones until one arrives (over ipc the large one dropped the connection, and what was
+            // pushed meanwhile went with it; the pusher redials)
+            yield* Effect.forkScoped(Effect.forever(Effect.andThen(pusher.push(small), Effect.sleep("50 millis"))))
+            const first = yield* puller.pull.pipe(Effect.timeout("10 seconds"))
+            assert.strictEqual(first.byteLength, limited ? 5 : 100, url)
+          }))
+        }
+      }).pipe(Effect.scoped),
+    30_000
+  )
+})
