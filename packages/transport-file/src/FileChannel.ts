@@ -100,10 +100,7 @@ export const open = (
   options: FileChannelOptions = {},
   address = `file://${dir}?role=${role}`
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
-  Effect.andThen(
-    TransportOptions.optionsOk(options, address),
-    Effect.map(openEndpoint(dir, role, options, address), (endpoint) => endpoint.channel)
-  )
+  Effect.map(openEndpoint(dir, role, options, address), (endpoint) => endpoint.channel)
 
 /** Opens the backend end of the channel in `dir` (see `open`). */
 export const backend = (
@@ -119,7 +116,8 @@ export const frontend = (
 
 /**
  * Opens the `role` end for use by hand: its deliveries carry their log
- * offsets and are committed with `commit` (used by `Messages`).
+ * offsets and are committed with `commit` (used by `Messages`). Its options
+ * are checked first, as `open`'s are: nothing is made for a bad one.
  */
 export const openEndpoint = (
   dir: string,
@@ -128,12 +126,14 @@ export const openEndpoint = (
   address = `file://${dir}?role=${role}`
 ): Effect.Effect<Endpoint.Endpoint, IpcError.IpcError, Scope.Scope> =>
   Effect.andThen(
-    create(dir, options),
+    Effect.andThen(TransportOptions.optionsOk(options, address), Endpoint.optionsFit(options, address)),
+    create(dir, options)
+  ).pipe(Effect.andThen(
     Effect.acquireRelease(
       Endpoint.open({ address, dir, role, peerStatus: rolePeer(dir, role), durable: true }, options),
       (endpoint) => endpoint.channel.close
     )
-  )
+  ))
 
 /**
  * Deletes the channel directory `dir` with the channel's own entries in it,

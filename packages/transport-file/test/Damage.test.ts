@@ -236,6 +236,69 @@ describe("damage to committed records (issue 9)", () => {
     30_000
   )
 
+  it.live(
+    "the oldest segment deleted under unread messages: Corrupt (not the later messages), for the channel and verify; skip goes on",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "oldest")
+        const options = { segmentBytes: 200 }
+        yield* Effect.scoped(Effect.gen(function*() {
+          const backend = yield* FileChannel.backend(dir, options)
+          for (let i = 1; i <= 30; i++) yield* backend.send(bytes(`m${i}`))
+        }))
+        const stream = Path.join(dir, "backend_to_frontend")
+        const segments = Fs.readdirSync(stream).filter((file) => file.endsWith(".seg")).toSorted()
+        assert.isAbove(segments.length, 2)
+        Fs.rmSync(Path.join(stream, segments[0]!))
+        // the frontend's cursor is in the deleted segment: the records it held are gone, and the reader says so
+        // rather than going on with the later ones (a gap no one would see)
+        const error = yield* Effect.scoped(Effect.flatMap(
+          FileChannel.frontend(dir, options),
+          (frontend) => Effect.flip(frontend.receive).pipe(Effect.timeout("10 seconds"))
+        ))
+        assert.strictEqual(error.reason._tag, "Corrupt", error.message)
+        assert.include(error.detail, "the segment that holds it is missing")
+        assert.include(error.detail, "reader frontend")
+        const verified = yield* Effect.flip(Log.verify(stream))
+        assert.strictEqual(verified.reason._tag, "Corrupt")
+        assert.include(verified.detail, "reader frontend")
+        // an explicit choice of a gap goes on with the oldest record held
+        const skipping = yield* Effect.scoped(Effect.flatMap(
+          FileChannel.frontend(dir, { ...options, onCorrupt: "skip" }),
+          (frontend) => frontend.receive.pipe(Effect.timeout("10 seconds"))
+        ))
+        const firstHeld = recordsOf(Path.join(stream, segments[1]!))[0]!
+        const held = Fs.readFileSync(Path.join(stream, segments[1]!)).subarray(
+          firstHeld.at + LogFormat.RECORD_HEADER,
+          firstHeld.end
+        )
+        assert.strictEqual(text.decode(skipping), text.decode(held))
+        assert.notStrictEqual(text.decode(skipping), "m1")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.effect("a named reader that has read past reclaimed segments opens without a gap; a new one starts at the oldest held", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
+        for (let i = 1; i <= 30; i++) yield* writer.append(bytes(`m${i}`))
+      }))
+      // r reads everything, then the segments it is past are reclaimed (as a writer short of room does)
+      const read = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
+      assert.deepStrictEqual(read.got, range(1, 30))
+      assert.isAbove(Log.reclaim(dir), 0)
+      const again = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
+      assert.deepStrictEqual(again, { got: [], stop: "idle" })
+      // a reader registered now starts at the oldest record still held, with no gap reported
+      const late = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "late", from: "start" }), drain))
+      assert.strictEqual(late.stop, "idle")
+      assert.isAbove(late.got.length, 0)
+      assert.strictEqual(late.got.at(-1), "m30")
+      assert.deepStrictEqual(yield* Effect.map(Log.verify(dir), (v) => v.torn), 0)
+    }).pipe(Effect.scoped))
+
   it.effect("recovery cuts a dead writer's torn tail (dirty state, a record reaching past the end of the file)", () =>
     Effect.gen(function*() {
       const dir = yield* newStream()

@@ -185,4 +185,30 @@ describe("bad input and faults", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  it.live(
+    "a cap under one segment (maxBytes 1 MiB, segments of 4 MiB by default) still rotates: a reader that keeps up keeps room, and read segments go",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        // the segment never filled, so none was ever reclaimed: the 256th message of 4 KiB was Full for good
+        const options = { maxBytes: 1024 * 1024, whenFull: "fail" } as const
+        const backend = yield* FileChannel.backend(dir, options)
+        const frontend = yield* FileChannel.frontend(dir, options)
+        const stream = Path.join(dir, "backend_to_frontend")
+        let most = 0
+        for (let i = 0; i < 1000; i++) {
+          yield* backend.send(bytes(`${i} ${"z".repeat(4000)}`))
+          const got = text.decode(yield* frontend.receive)
+          assert.strictEqual(got.slice(0, got.indexOf(" ")), String(i))
+          most = Math.max(most, Fs.readdirSync(stream).filter((file) => file.endsWith(".seg")).length)
+        }
+        // 4 MB went through a 1 MiB stream, and what was read did not stay on disk
+        assert.isAtMost(most, 6)
+        const onDisk = Fs.readdirSync(stream).filter((file) => file.endsWith(".seg"))
+          .reduce((sum, file) => sum + Fs.statSync(Path.join(stream, file)).size, 0)
+        assert.isAtMost(onDisk, 1024 * 1024)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

@@ -4,15 +4,58 @@
  * waiting for a response without dropping anything, invalid records, and
  * resuming after a restart.
  */
-import { FileChannel, Messages } from "@effect-ipc/transport-file"
+import type * as IpcError from "@effect-ipc/core/IpcError"
+import { FileChannel, Log, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Scheduler from "effect/Scheduler"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import { fresh, node, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("messages")
 
 describe("Messages", () => {
+  it.effect("bad options are InvalidOption naming them on every entry point, and nothing is made", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [FileChannel.FileChannelOptions, RegExp]> = [
+        [{ durability: "always" as never }, /^durability "always" is not one of os, fsync/],
+        [{ whenFull: "drop" as never }, /^whenFull "drop" is not one of wait, fail/],
+        [{ maxBytes: -1 }, /^maxBytes -1 is not a whole number/],
+        [{ maxMessageSize: -5 }, /^maxMessageSize -5 is not a whole number/],
+        [{ livenessInterval: "soon" as Duration.Input }, /^livenessInterval "soon" is not a duration/],
+        [{ fullTimeout: "x" as Duration.Input }, /^fullTimeout "x" is not a duration/],
+        // more than the stream can hold: it was InvalidAddress, after the directory was made
+        [
+          { maxBytes: 1024 * 1024, maxMessageSize: 2 * 1024 * 1024 },
+          /^maxMessageSize 2097152 must leave room in maxBytes 1048576/
+        ]
+      ]
+      type Opener = (
+        dir: string,
+        options: FileChannel.FileChannelOptions
+      ) => Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>
+      const openers: ReadonlyArray<readonly [string, Opener]> = [
+        ["Messages.open", (dir, options) => Messages.open(dir, "frontend", options)],
+        ["FileChannel.open", (dir, options) => FileChannel.open(dir, "frontend", options)]
+      ]
+      for (const [options, detail] of cases) {
+        for (const [what, opening] of openers) {
+          const dir = fresh(root)
+          const error = yield* Effect.flip(Effect.scoped(opening(dir, options)))
+          assert.strictEqual(error.reason._tag, "InvalidOption", `${what}: ${error.message}`)
+          assert.match(error.detail, detail, what)
+          assert.isFalse(Fs.existsSync(dir), `${what}: nothing is made`)
+        }
+      }
+      const stream = Path.join(fresh(root), "s")
+      const writer = yield* Effect.flip(Effect.scoped(Log.openWriter(stream, { whenFull: "drop" as never })))
+      assert.strictEqual(writer.reason._tag, "InvalidOption")
+      assert.isFalse(Fs.existsSync(stream))
+    }))
+
   it.live(
     "requests get responses (or error responses) from another process; events arrive",
     () =>

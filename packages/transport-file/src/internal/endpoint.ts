@@ -152,6 +152,24 @@ const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.Held
   })
 }
 
+/** The largest record payload a stream capped at `options.maxBytes` can take (two records and segment headers aside). */
+const roomIn = (options: EndpointOptions): number =>
+  (options.maxBytes ?? Log.defaults.maxBytes) - 2 * LogFormat.RECORD_HEADER - 2 * LogFormat.SEGMENT_HEADER
+
+/** `InvalidOption` when `maxMessageSize` is more than a stream capped at `maxBytes` can hold. */
+export const optionsFit = (options: EndpointOptions, address: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const room = roomIn(options)
+    if (options.maxMessageSize === undefined || options.maxMessageSize <= room) return Effect.void
+    return Effect.fail(IpcError.make(
+      "InvalidOption",
+      `maxMessageSize ${options.maxMessageSize} must leave room in maxBytes ${
+        options.maxBytes ?? Log.defaults.maxBytes
+      } (at most ${room})`,
+      address
+    ))
+  })
+
 /** Opens an endpoint of the channel directory in `spec` (its streams must exist). Not scoped: close it. */
 export const open = (
   spec: EndpointSpec,
@@ -159,16 +177,8 @@ export const open = (
 ): Effect.Effect<Endpoint, IpcError.IpcError> =>
   Effect.gen(function*() {
     const address = spec.address
-    const maxBytes = options.maxBytes ?? Log.defaults.maxBytes
-    const room = maxBytes - 2 * LogFormat.RECORD_HEADER - 2 * LogFormat.SEGMENT_HEADER
-    const maxMessageSize = options.maxMessageSize ?? Math.min(DEFAULT_MAX_MESSAGE_SIZE, room)
-    if (maxMessageSize > room) {
-      return yield* IpcError.make(
-        "InvalidAddress",
-        `maxMessageSize (${maxMessageSize}) must leave room in maxBytes (${maxBytes})`,
-        address
-      )
-    }
+    yield* optionsFit(options, address)
+    const maxMessageSize = options.maxMessageSize ?? Math.min(DEFAULT_MAX_MESSAGE_SIZE, roomIn(options))
     const livenessMs = Duration.toMillis(Duration.fromInputUnsafe(options.livenessInterval ?? "250 millis"))
     const paths = channelPaths(spec.dir)
     const role = spec.role

@@ -20,7 +20,7 @@ import type * as Wake from "./wake.ts"
 export interface LogOptions extends Wake.WatchOptions {
   /** Most bytes the stream may hold on disk (default 64 MiB). */
   readonly maxBytes?: number | undefined
-  /** Size after which the writer starts a new segment (default 4 MiB). */
+  /** Size after which the writer starts a new segment (default 4 MiB; at most a quarter of `maxBytes`). */
   readonly segmentBytes?: number | undefined
   /** What an append does when the stream is full: wait for readers (default) or fail with `Full`. */
   readonly whenFull?: "wait" | "fail" | undefined

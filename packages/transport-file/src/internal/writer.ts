@@ -6,6 +6,7 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"
@@ -82,7 +83,9 @@ class WriterImpl {
     this.options = options
     this.p = paths(dir)
     this.maxBytes = options.maxBytes ?? defaults.maxBytes
-    this.segmentBytes = options.segmentBytes ?? defaults.segmentBytes
+    // at most a quarter of the cap: a segment is reclaimed only once a later one exists, so a stream whose
+    // cap is under one segment never started a second, and stayed full for good
+    this.segmentBytes = Math.min(options.segmentBytes ?? defaults.segmentBytes, Math.floor(this.maxBytes / 4))
     this.fileMode = fileModeOf(options)
   }
 
@@ -318,6 +321,10 @@ class WriterImpl {
     }
     this.openSegment(next)
     this.end = next + LogFormat.SEGMENT_HEADER
+    // the segments every registered reader is past go now, not only once the stream is short of room
+    reclaim(this.dir)
+    const bases = segments(this.dir)
+    if (!Sys.failed(bases) && bases[0] !== undefined) this.oldest = bases[0]
   }
 
   /** One try at an append, all synchronous except a large record's write. */
@@ -470,6 +477,7 @@ export const openWriter = (
   Effect.gen(function*() {
     const unavailable = Libc.available()
     if (unavailable !== undefined) return yield* unavailable
+    yield* TransportOptions.optionsOk(options, dir)
     const invalid = Sys.invalidModes({ fileMode: options.fileMode }, dir)
     if (invalid !== undefined) return yield* invalid
     const impl = new WriterImpl(dir, options)
