@@ -39,7 +39,7 @@ export interface WsAddress {
 const tokenPattern = /^[A-Za-z0-9._~-]{1,512}$/
 
 /** True when `token` can travel in a `Sec-WebSocket-Protocol` header. */
-export const isValidToken = (token: string): boolean => tokenPattern.test(token)
+export const isValidToken = (token: unknown): token is string => typeof token === "string" && tokenPattern.test(token)
 
 /**
  * The error for a token that is not 1-512 of A-Z a-z 0-9 . _ ~ - (it travels
@@ -89,7 +89,10 @@ export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> 
     } catch {
       return yield* IpcError.make("InvalidAddress", "a WebSocket address is ws://host:port/path", shown)
     }
-    if (url.port === "") {
+    // URL drops a port that is the scheme's default: an explicit :80 is a port all the same
+    const authority = parsed.rest.split(/[/?#]/, 1)[0] ?? ""
+    const port = url.port !== "" ? Number(url.port) : /:0*80$/.test(authority) ? 80 : undefined
+    if (port === undefined) {
       return yield* IpcError.make("InvalidAddress", "a ws:// address needs a port, e.g. ws://127.0.0.1:8765/app", shown)
     }
     if (url.username !== "" || url.password !== "") {
@@ -113,14 +116,14 @@ export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> 
     const bare = host.replace(/^\[(.*)\]$/, "$1")
     return {
       // the shown form is built from what was parsed: nothing the parser read as the token can stay in it
-      redacted: format({ host, port: Number(url.port), path }),
+      redacted: format({ host, port, path }),
       host,
       bindHost: bare === "localhost" ? "127.0.0.1" : bare,
-      port: Number(url.port),
+      port,
       path,
       token,
       loopback: isLoopbackHost(host),
-      url: `ws://${host}:${url.port}${path}`
+      url: `ws://${host}:${port}${path}`
     }
   })
 

@@ -55,7 +55,10 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
       if (options.token !== undefined || parsed.token !== undefined || options.tokenLookup !== undefined) {
         return yield* WsClient.dial(address, clientOptions)
       }
-      const token = TokenFile.lookup(parsed)
+      // where this transport's own listeners write it (a `tokenFile` of its own), else the default file
+      const token = typeof options.tokenFile === "string"
+        ? TokenFile.readIfPrivate(options.tokenFile)
+        : TokenFile.lookup(parsed)
       if (token !== undefined && parsed.loopback) yield* ListenerOwner.checkOwn(parsed.port, parsed.redacted)
       return yield* WsClient.dial(address, { ...clientOptions, token })
     })

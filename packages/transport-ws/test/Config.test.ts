@@ -10,6 +10,9 @@ import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { freshAddress, sweepTokenFiles } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
@@ -53,6 +56,30 @@ describe("ws options from configuration", () => {
     60_000
   )
 
+  it.live(
+    "IPC_OPTIONS_TOKEN_FILE: the listener writes its token there, and the same configured transport's dial reads it",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-ws-token-file-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        const tokenFile = Path.join(dir, "x.token")
+        const address = freshAddress("token-file")
+        yield* Effect.gen(function*() {
+          const listener = yield* Transport.listen(address)
+          yield* Effect.forkScoped(Transport.serve(listener, (c) => Effect.forever(Effect.flatMap(c.receive, c.send))))
+          assert.isTrue(Fs.existsSync(tokenFile))
+          // it was refused (PeerRejected: no token), looking in the default file only
+          const client = yield* Transport.dial(address)
+          yield* client.send(new Uint8Array([7]))
+          assert.deepStrictEqual([...(yield* client.receive)], [7])
+        }).pipe(
+          Effect.scoped,
+          Effect.provide(configured({ IPC_ADDRESS: address, IPC_OPTIONS_TOKEN_FILE: tokenFile }))
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live("IPC_TRANSPORT=ws uses the default address of the service", () =>
     Effect.gen(function*() {
       const address = yield* Registry.IpcAddress.pipe(Effect.provide(configured({ IPC_TRANSPORT: "ws" })))
@@ -69,4 +96,25 @@ describe("ws options from configuration", () => {
       const unknown = yield* Effect.flip(Layer.build(configured({ IPC_TRANSPORT: "ws", IPC_OPTIONS_MODE: "0600" })))
       assert.include(unknown.message, "InvalidOption")
     }).pipe(Effect.scoped))
+})
+
+describe("ws:// addresses", () => {
+  it.effect("an explicit port 80 is a port (URL drops the scheme's default); none is InvalidAddress", () =>
+    Effect.gen(function*() {
+      for (
+        const [address, port] of [["ws://127.0.0.1:80/app", 80], ["ws://[::1]:80/x", 80], [
+          "ws://127.0.0.1:8080/a",
+          8080
+        ]] as const
+      ) {
+        const parsed = yield* Ws.WsAddress.parse(address)
+        assert.strictEqual(parsed.port, port, address)
+        assert.strictEqual(parsed.url, address)
+      }
+      for (const address of ["ws://127.0.0.1/app", "ws://127.0.0.1:/app"]) {
+        const error = yield* Effect.flip(Ws.WsAddress.parse(address))
+        assert.strictEqual(error.reason._tag, "InvalidAddress", address)
+        assert.include(error.detail, "needs a port")
+      }
+    }))
 })

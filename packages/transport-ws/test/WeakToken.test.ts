@@ -103,6 +103,16 @@ describe("a token the user gives", () => {
       }
     }))
 
+  // a number (JavaScript, or configuration read by hand) was a TypeError defect: "is not iterable"
+  it.effect("a token that is not a string: InvalidOption on listen and dial", () =>
+    Effect.gen(function*() {
+      const token = 1234567890123456 as unknown as string
+      const listened = yield* Effect.flip(Ws.WsServer.listen(freshAddress("number"), { tokenFile: false, token }))
+      assert.strictEqual(listened.reason._tag, "InvalidOption", listened.message)
+      const dialled = yield* Effect.flip(Ws.WsClient.dial(freshAddress("number"), { token }))
+      assert.strictEqual(dialled.reason._tag, "InvalidOption", dialled.message)
+    }).pipe(Effect.scoped))
+
   // a phrase with spaces, or standard base64, failed as InvalidAddress with the characters allowed unsaid in the README
   it.effect("characters a subprotocol cannot carry: InvalidOption in the options, InvalidAddress in the address", () =>
     Effect.gen(function*() {
