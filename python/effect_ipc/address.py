@@ -153,6 +153,8 @@ def _check_length(path, raw, platform=sys.platform):
 def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
     """Resolves a ``unix:`` or ``pipe:`` address as it would be on that host
     (``base_fits``: see ``runtime_dir_for``), checking its length limit; creates nothing."""
+    if not isinstance(raw, str):
+        raise IpcError("InvalidAddress", "an address is a string, e.g. unix:///tmp/app.sock (got %s)" % type(raw).__name__, repr(raw)[:80])
     match = _SCHEME.match(raw)
     if match is None or not match.group(3):
         raise IpcError("InvalidAddress", "an address is scheme://location, e.g. unix:///tmp/app.sock", raw)
@@ -174,6 +176,8 @@ def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
     if not rest.startswith("/"):
         raise IpcError("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", raw)
     path = unquote(rest)
+    if "\0" in path:
+        raise IpcError("InvalidAddress", "a socket path has no NUL byte", raw)
     _check_length(path, raw, platform)
     return SocketPath(path, "file")
 

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover
 
 from . import address as addresses
 from . import framing
-from .errors import Closed, IpcError
+from .errors import Closed, IpcError, fresh
 
 log = logging.getLogger("effect_ipc")
 
@@ -182,7 +182,7 @@ class Channel(object):
     def send(self, message):
         """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost."""
         if self._failure is not None:
-            raise self._failure
+            raise fresh(self._failure)
         if self._closing:
             raise Closed("the channel is closed", self.address)
         if len(message) > self._max_frame_size:
@@ -227,7 +227,7 @@ class Channel(object):
             self._inbox.put(item)  # every later receive ends the same way
             if item is _END:
                 raise Closed("the channel was closed by its peer", self.address)
-            raise item
+            raise fresh(item)
         if self._unread_limit is not None:
             self._wake_reader()
         return item
@@ -619,7 +619,13 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     except Exception:
         sock.close()
         raise
-    private = tempfile.mkdtemp(prefix=".e", dir=directory)
+    try:
+        private = tempfile.mkdtemp(prefix=".e", dir=directory)
+    except OSError as error:
+        sock.close()
+        code = getattr(error, "errno", None)
+        reason = "PermissionDenied" if code in (errno.EACCES, errno.EPERM, errno.EROFS) else "Open"
+        raise IpcError(reason, "cannot bind in %s: %s" % (directory, os.strerror(code).lower() if code else error), address)
     temporary = os.path.join(private, "s")
     try:
         if len(temporary.encode("utf-8")) > addresses.MAX_PATH_BYTES:

@@ -16,6 +16,14 @@ class IpcError(Exception):
         Exception.__init__(self, text)
 
 
+def fresh(error):
+    """A new error like ``error`` (same class, reason, detail and address): a
+    stored failure raised again each time would keep every raise's traceback."""
+    if isinstance(error, Closed):
+        return Closed(error.detail, error.address)
+    return IpcError(error.reason, error.detail, error.address)
+
+
 class Closed(IpcError):
     """The channel was closed: by this side, or gracefully by the peer (a close frame)."""
 

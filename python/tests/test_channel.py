@@ -6,6 +6,7 @@ import hashlib
 import json
 import stat
 import threading
+import traceback
 import time
 import unittest
 
@@ -119,6 +120,76 @@ class Channels(TempDirCase):
         with self.assertRaises(IpcError) as caught:
             channel.receive(1)
         self.assertEqual(caught.exception.reason, "ConnectionLost")
+
+    def test_a_stored_failure_is_raised_fresh_each_time(self):
+        # the same exception raised again kept every raise's traceback: a server logging a lost
+        # client's failed sends logged hundreds of frames, growing with each send
+        stop = threading.Event()
+
+        def read(n):
+            stop.wait(10)
+            return b""
+
+        def write(data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        channel = Channel(read, write, lambda: None, lambda: None, "test://broken", linger=0.5)
+        self.addCleanup(stop.set)
+        depths = []
+        for _ in range(50):
+            try:
+                channel.send(b"x")
+            except IpcError as error:
+                self.assertEqual(error.reason, "ConnectionLost")
+                depths.append(len(traceback.extract_tb(error.__traceback__)))
+        self.assertEqual(len(depths), 50)
+        self.assertLessEqual(max(depths[1:]), 3, depths)
+        self.assertEqual(len(set(depths[1:])), 1, depths)
+        for _ in range(3):
+            with self.assertRaises(IpcError) as caught:
+                channel.receive(1)
+            self.assertEqual(caught.exception.reason, "ConnectionLost")
+            self.assertLessEqual(len(traceback.extract_tb(caught.exception.__traceback__)), 3)
+
+    def test_an_unread_limit_stops_reading_so_the_peer_waits(self):
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        sent = []
+        client_box = []
+
+        def flood():
+            client = connect(where)
+            client_box.append(client)
+            try:
+                for i in range(400):
+                    client.send(bytes([i % 256]) * 65536)
+                    sent.append(i)
+            except IpcError:
+                pass
+
+        thread = threading.Thread(target=flood)
+        thread.daemon = True
+        thread.start()
+        server = listener.accept(10)
+        self.addCleanup(server.close)
+        server.set_unread_limit(4)
+        time.sleep(1.0)
+        # the reader stopped at the limit: the rest waits in the sockets (a few MiB), not in memory here
+        self.assertLess(len(sent), 400, "every send went through: nothing held the writer back")
+        self.assertLessEqual(server._inbox.qsize(), 6)
+        got = [server.receive(10)[0] for _ in range(400)]
+        self.assertEqual(got, [i % 256 for i in range(400)])
+        thread.join(10)
+        self.assertEqual(len(sent), 400)
+        client_box[0].close()
+
+    def test_bad_addresses_are_typed_errors(self):
+        for bad in (42, None, b"unix:///tmp/x.sock", "unix://" + self.dir + "/nul\x00.sock"):
+            for call in (listen, connect):
+                with self.assertRaises(IpcError) as caught:
+                    call(bad)
+                self.assertEqual(caught.exception.reason, "InvalidAddress", repr(bad))
 
     def test_peer_close_is_a_graceful_end_and_a_lost_peer_is_connection_lost(self):
         where = self.address()
