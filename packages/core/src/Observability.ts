@@ -11,16 +11,14 @@
  * `effect-ipc.accept`, `effect-ipc.close` with the attributes `address`,
  * `scheme` and, where the transport knows them, `peer.pid` / `peer.uid`.
  *
- * Counting a message adds to a plain total, with no fiber and no metric
- * update: messages and bytes are series read from those totals when the
- * metrics are read (`Metric.registerUnsafe`), exact at once. The metrics of a
+ * Counting a message costs a counter update and no fiber: the metrics of a
  * channel are looked up once, when it is dialled or accepted, with the
  * services of the fiber that dialled or accepted it.
  *
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import * as Context from "effect/Context"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Predicate from "effect/Predicate"
@@ -73,59 +71,6 @@ interface SchemeMetrics {
   readonly bytesOut: Metric.Counter<number>
   readonly sendWait: Metric.Histogram<number>
   readonly errors: Map<string, Metric.Counter<number>>
-}
-
-/** Messages and bytes of one scheme counted into one metric registry: its series read them when the metrics are read. */
-interface Traffic {
-  messagesIn: number
-  bytesIn: number
-  messagesOut: number
-  bytesOut: number
-}
-
-// per metric registry, per set of contextual metric attributes (both part of a series' identity), per scheme
-const trafficByRegistry = new WeakMap<
-  Metric.MetricRegistry,
-  WeakMap<Readonly<Record<string, string>>, Map<SchemeMetrics, Traffic>>
->()
-
-const ignored = (): void => {}
-
-/**
- * The totals that the message and byte series of `metrics` in the registry of
- * `context` read: registered there (with the context's metric attributes) the
- * first time a channel of that scheme counts into it.
- */
-const trafficOf = (metrics: SchemeMetrics, context: Context.Context<never>): Traffic => {
-  const registry = Context.get(context, Metric.MetricRegistry)
-  const attributes = Context.get(context, Metric.CurrentMetricAttributes)
-  let byAttributes = trafficByRegistry.get(registry)
-  if (byAttributes === undefined) {
-    byAttributes = new WeakMap()
-    trafficByRegistry.set(registry, byAttributes)
-  }
-  let byScheme = byAttributes.get(attributes)
-  if (byScheme === undefined) {
-    byScheme = new Map()
-    byAttributes.set(attributes, byScheme)
-  }
-  let traffic = byScheme.get(metrics)
-  if (traffic === undefined) {
-    const totals: Traffic = { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 }
-    const series = (metric: Metric.Counter<number>, count: () => number) =>
-      Metric.registerUnsafe(metric, context, {
-        get: () => ({ count: count(), incremental: true }),
-        update: ignored,
-        modify: ignored
-      })
-    series(metrics.messagesIn, () => totals.messagesIn)
-    series(metrics.bytesIn, () => totals.bytesIn)
-    series(metrics.messagesOut, () => totals.messagesOut)
-    series(metrics.bytesOut, () => totals.bytesOut)
-    byScheme.set(metrics, totals)
-    traffic = totals
-  }
-  return traffic
 }
 
 const sendWaitBoundaries = Metric.exponentialBoundaries({ start: 0.01, factor: 4, count: 12 })
@@ -242,8 +187,8 @@ export const SEND_WAIT_SAMPLE = 64
  * updates go to the `MetricRegistry` of `context` (the dialling or accepting
  * fiber's). `origin` says whether it was dialled or accepted, and is counted.
  *
- * Cheap on the hot path: a message adds to plain totals (per registry and
- * scheme), which the message and byte series read when the metrics are read;
+ * Cheap on the hot path: a message adds to plain per-channel totals, which
+ * are added to the metrics once per burst (in a microtask), not per message;
  * one send in `SEND_WAIT_SAMPLE` is timed.
  */
 export const instrumentChannel = (
@@ -255,7 +200,33 @@ export const instrumentChannel = (
   const metrics = metricsOf(schemeOf(channel.address))
   metrics[origin].updateUnsafe(1, context)
 
-  const traffic = trafficOf(metrics, context)
+  // totals not yet added to the metrics, added at the end of the burst
+  let messagesOut = 0
+  let bytesOut = 0
+  let messagesIn = 0
+  let bytesIn = 0
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    if (messagesOut > 0) {
+      metrics.messagesOut.updateUnsafe(messagesOut, context)
+      metrics.bytesOut.updateUnsafe(bytesOut, context)
+      messagesOut = 0
+      bytesOut = 0
+    }
+    if (messagesIn > 0) {
+      metrics.messagesIn.updateUnsafe(messagesIn, context)
+      metrics.bytesIn.updateUnsafe(bytesIn, context)
+      messagesIn = 0
+      bytesIn = 0
+    }
+  }
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true
+      queueMicrotask(flush)
+    }
+  }
 
   // one error is counted once, however often the channel reports it again
   let lastError: unknown
@@ -271,15 +242,15 @@ export const instrumentChannel = (
     return Effect.fail(error)
   }
   const received = (message: Uint8Array) => {
-    traffic.messagesIn++
-    traffic.bytesIn += message.byteLength
+    messagesIn++
+    bytesIn += message.byteLength
+    schedule()
     return message
   }
   const receivedAll = (messages: NonEmptyReadonlyArray<Uint8Array>) => {
-    let bytes = 0
-    for (let i = 0; i < messages.length; i++) bytes += messages[i]!.byteLength
-    traffic.messagesIn += messages.length
-    traffic.bytesIn += bytes
+    for (let i = 0; i < messages.length; i++) bytesIn += messages[i]!.byteLength
+    messagesIn += messages.length
+    schedule()
     return messages
   }
 
@@ -288,8 +259,9 @@ export const instrumentChannel = (
   let sends = 0
   /** Counts a send of `bytes`; false for the one in SEND_WAIT_SAMPLE that is timed. */
   const countedBytes = (bytes: number): boolean => {
-    traffic.messagesOut++
-    traffic.bytesOut += bytes
+    messagesOut++
+    bytesOut += bytes
+    schedule()
     return sends++ % SEND_WAIT_SAMPLE !== 0
   }
   // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
@@ -330,13 +302,12 @@ export const instrumentChannel = (
   const inner = channel.sendAll
   const sendAll = inner === undefined ? undefined : IpcChannel.pairSendAll(send, (messages) =>
     Effect.suspend(() => {
-      let bytes = 0
+      messagesOut += messages.length
       for (let i = 0; i < messages.length; i++) {
         const message = messages[i]
-        bytes += ArrayBuffer.isView(message) ? message.byteLength : 0
+        bytesOut += ArrayBuffer.isView(message) ? message.byteLength : 0
       }
-      traffic.messagesOut += messages.length
-      traffic.bytesOut += bytes
+      schedule()
       return Effect.tapError(inner(messages), observeError)
     }))
 
