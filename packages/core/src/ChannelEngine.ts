@@ -297,8 +297,8 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       if (finished) return
       // the goodbye left: now wait (briefly, without holding the process) for the peer's end
       clearTimeout(lingerTimer)
-      if (linger === Infinity) return
-      lingerTimer = setTimeout(finish, linger)
+      // an infinite linger still lets go of a peer that never ends its side (the longest a timer waits)
+      lingerTimer = setTimeout(finish, Math.min(linger, MAX_TIMER_MILLIS))
       unref(lingerTimer)
     })
   }

@@ -13,6 +13,7 @@
 import { FileChannel, Ipckit, Log } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fresh, node, run, tempRoot } from "./helpers.ts"
@@ -208,6 +209,21 @@ describe("bad input and faults", () => {
         const onDisk = Fs.readdirSync(stream).filter((file) => file.endsWith(".seg"))
           .reduce((sum, file) => sum + Fs.statSync(Path.join(stream, file)).size, 0)
         assert.isAtMost(onDisk, 1024 * 1024)
+        // messages over half the cap: each waited for a segment that never filled, for good (a message
+        // counts as read once the reader asks for the next: it reads on in a fiber of its own)
+        const bigDir = fresh(root)
+        const bigOptions = { maxBytes: 1024 * 1024, whenFull: "wait", fullTimeout: "10 seconds" } as const
+        const bigBackend = yield* FileChannel.backend(bigDir, bigOptions)
+        const bigFrontend = yield* FileChannel.frontend(bigDir, bigOptions)
+        const reading = yield* Effect.forkChild(Effect.forEach(
+          Array.from({ length: 6 }, (_, i) => i),
+          () => Effect.map(bigFrontend.receive, (got) => [got.byteLength, got[0], got[599_999]])
+        ))
+        for (let i = 0; i < 6; i++) yield* bigBackend.send(new Uint8Array(600_000).fill(i))
+        assert.deepStrictEqual(
+          yield* Fiber.join(reading),
+          Array.from({ length: 6 }, (_, i) => [600_000, i, i])
+        )
       }).pipe(Effect.scoped),
     60_000
   )

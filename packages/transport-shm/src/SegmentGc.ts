@@ -158,10 +158,19 @@ export interface CollectOptions extends ScopeOptions {
  * missing fails with `NotFound`, one that is not this user's private
  * directory with `PermissionDenied`, before anything is removed.
  */
-export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> =>
+export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> => sweep(options, true)
+
+/**
+ * One sweep; `strict`: a `directory` given that cannot be swept fails it (an
+ * explicit collection), else it has no sockets to sweep (the scheduled one,
+ * whose transport makes the directory only when it first listens or dials).
+ */
+const sweep = (options: CollectOptions, strict: boolean): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.gen(function*() {
     // the rendezvous directory first: one given that cannot be swept fails the collection before it removes anything
-    const staleSockets = yield* Rendezvous.staleSockets(options.prefix, options.directory)
+    const staleSockets = yield* Rendezvous.staleSockets(options.prefix, options.directory).pipe(
+      Effect.catch((error) => strict ? Effect.fail(error) : Effect.succeed([]))
+    )
     const entries = yield* entriesIn(options, true)
     const removed: Array<Removed> = []
     let kept = 0
@@ -227,10 +236,12 @@ export const defaultSchedule: Schedule.Schedule<unknown> = Schedule.spaced("60 s
 /**
  * Sweeps now and then on `schedule`, in a fiber that lives as long as the
  * scope. Failures (such as `UnsupportedPlatform`) are logged at debug level
- * and end nothing; each removal is logged at info level.
+ * and end nothing; each removal is logged at info level. A `directory` that
+ * is missing (or not private) has no sockets to sweep: the segments are swept
+ * all the same.
  */
 export const run = (options: RunOptions = {}): Effect.Effect<void, never, Scope.Scope> =>
-  collect({ prefix: options.prefix, directory: options.directory }).pipe(
+  sweep({ prefix: options.prefix, directory: options.directory }, false).pipe(
     Effect.tap((report) =>
       Effect.forEach(
         report.removed,

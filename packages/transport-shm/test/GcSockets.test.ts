@@ -122,9 +122,16 @@ describe("SegmentGc and listeners' socket files", () => {
         const cli = shmGc(name, Path.join(base, "missing"))
         assert.strictEqual(cli.status, 1, `${cli.stdout}${cli.stderr}`)
         assert.include(cli.stderr, "NotFound")
+        // the scheduled collector (a transport's, whose directory appears at its first listen or dial) sweeps
+        // the segments all the same
+        yield* Effect.scoped(Effect.andThen(
+          Shm.SegmentGc.run({ prefix: name, directory: Path.join(base, "missing") }),
+          Effect.sleep("500 millis")
+        ))
+        assert.isFalse(Fs.existsSync(`/dev/shm/${name}`), "the scheduled sweep removed the orphan segment")
         // a private directory of this user is swept, and the orphan goes
         const report = yield* Shm.SegmentGc.collect({ prefix: name, directory: private_ })
-        assert.deepStrictEqual(report.removed.map((r) => r.name), [name])
+        assert.deepStrictEqual(report.removed, [])
       }).pipe(Effect.scoped),
     30_000
   )

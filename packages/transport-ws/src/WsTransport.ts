@@ -55,9 +55,10 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
       if (options.token !== undefined || parsed.token !== undefined || options.tokenLookup !== undefined) {
         return yield* WsClient.dial(address, clientOptions)
       }
-      // where this transport's own listeners write it (a `tokenFile` of its own), else the default file
+      // where this transport's own listeners write it (a `tokenFile` of its own: only to a loopback port, whose
+      // listener is checked to be this user's below; never to another host), else the address's default file
       const token = typeof options.tokenFile === "string"
-        ? TokenFile.readIfPrivate(options.tokenFile)
+        ? parsed.loopback ? TokenFile.readIfPrivate(options.tokenFile) : undefined
         : TokenFile.lookup(parsed)
       if (token !== undefined && parsed.loopback) yield* ListenerOwner.checkOwn(parsed.port, parsed.redacted)
       return yield* WsClient.dial(address, { ...clientOptions, token })

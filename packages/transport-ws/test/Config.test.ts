@@ -80,6 +80,28 @@ describe("ws options from configuration", () => {
     60_000
   )
 
+  it.live("a tokenFile's token goes to loopback addresses only, never to another host", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-ws-token-leak-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+      const tokenFile = Path.join(dir, "x.token")
+      // a listener of ours writes its token to the file
+      yield* Ws.WsServer.listen(freshAddress("leak"), { tokenFile })
+      assert.isTrue(Fs.existsSync(tokenFile))
+      // what a dial to another host would present: the connection is captured, not made
+      const offered: Array<ReadonlyArray<string>> = []
+      const capturing = Ws.WsTransport.make({
+        tokenFile,
+        connect: (_url, protocols) => {
+          offered.push(protocols)
+          throw new Error("captured")
+        }
+      })
+      yield* Effect.exit(Effect.scoped(capturing.dial("ws://example.com:8765/theirs")))
+      assert.strictEqual(offered.length, 1)
+      assert.isFalse(offered[0]!.some((protocol) => protocol.startsWith("effect-ipc.token.")), String(offered[0]))
+    }).pipe(Effect.scoped), 30_000)
+
   it.live("IPC_TRANSPORT=ws uses the default address of the service", () =>
     Effect.gen(function*() {
       const address = yield* Registry.IpcAddress.pipe(Effect.provide(configured({ IPC_TRANSPORT: "ws" })))

@@ -100,7 +100,8 @@ class ReaderImpl implements Reader {
     this.pos = at
     // segments are reclaimed only once every registered reader is past them (and a reader registers at a
     // segment still there): a named reader's records in a segment before the oldest were lost, not read
-    if (this.name !== undefined && offset < base) {
+    // (a cursor at the end-of-segment record of the segment before has read it all: that one may be gone)
+    if (this.name !== undefined && offset < base - LogFormat.RECORD_HEADER) {
       this.gap = IpcError.make(
         "Corrupt",
         `corrupt record at offset ${offset} (the segment that holds it is missing: the records from offset ${offset} ` +

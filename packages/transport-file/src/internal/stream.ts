@@ -283,7 +283,8 @@ export const reclaim = (dir: string): number => {
   const min = Math.min(...offsets)
   let freed = 0
   for (let i = 0; i + 1 < bases.length; i++) {
-    if (bases[i + 1]! > min) break
+    // a reader at a segment's end-of-segment record (a header, nothing else) has read all of it
+    if (bases[i + 1]! - LogFormat.RECORD_HEADER > min) break
     try {
       Fs.rmSync(paths(dir).segment(bases[i]!), { force: true })
       freed += bases[i + 1]! - bases[i]!

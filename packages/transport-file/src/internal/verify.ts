@@ -45,7 +45,8 @@ export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> 
     const oldest = bases[0]
     if (oldest !== undefined) {
       for (const cursor of cursors(dir)) {
-        if (cursor.offset < oldest) {
+        // (one at the end-of-segment record of the segment before has read it all)
+        if (cursor.offset < oldest - LogFormat.RECORD_HEADER) {
           return Effect.fail(corruptAt(
             dir,
             oldest,

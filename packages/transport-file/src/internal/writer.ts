@@ -16,6 +16,7 @@ import * as Libc from "./libc.ts"
 import { corruptAt, recordInside, scanRecord } from "./scan.ts"
 import {
   attemptTyped,
+  cursors,
   defaults,
   fileModeOf,
   type LogOptions,
@@ -298,13 +299,31 @@ class WriterImpl {
   }
 
   /** True when `size` more bytes fit under `maxBytes`, after reclaiming what readers are past. */
-  fits(size: number): boolean {
+  fits(size: number): boolean | IpcError.IpcError {
     const room = () => this.end + size + ROTATION_ROOM - this.oldest <= this.maxBytes
     if (room()) return true
+    this.reclaimNow()
+    if (room()) return true
+    // the current segment goes only once a later one exists: when every registered reader has read it all,
+    // the next one starts now, and what they are past is reclaimed (a message over half the cap waited for
+    // a segment that never filled, for good)
+    const readers = cursors(this.dir)
+    if (
+      this.end > this.segBase + LogFormat.SEGMENT_HEADER && readers.length > 0 &&
+      readers.every((reader) => reader.offset >= this.end)
+    ) {
+      const rotated = Sys.attempt(() => this.rotate(), "Write", "cannot start a new segment", this.dir)
+      if (Sys.failed(rotated)) return rotated
+      this.reclaimNow()
+    }
+    return room()
+  }
+
+  /** Deletes the segments every registered reader is past, and notes the oldest left. */
+  reclaimNow(): void {
     reclaim(this.dir)
     const bases = segments(this.dir)
     if (!Sys.failed(bases) && bases[0] !== undefined) this.oldest = bases[0]
-    return room()
   }
 
   /** Starts the next segment: its file first, then the end-of-segment record that links it (a reader never waits for it). */
@@ -321,10 +340,6 @@ class WriterImpl {
     }
     this.openSegment(next)
     this.end = next + LogFormat.SEGMENT_HEADER
-    // the segments every registered reader is past go now, not only once the stream is short of room
-    reclaim(this.dir)
-    const bases = segments(this.dir)
-    if (!Sys.failed(bases) && bases[0] !== undefined) this.oldest = bases[0]
   }
 
   /** One try at an append, all synchronous except a large record's write. */
@@ -335,7 +350,8 @@ class WriterImpl {
     if (acquired !== "ok") return acquired
     const size = LogFormat.RECORD_HEADER + payload.byteLength
     // a close record is tiny and always allowed: a full stream can still be closed
-    if (kind !== LogFormat.Kind.close && !this.fits(size)) return "full"
+    const fits = kind === LogFormat.Kind.close || this.fits(size)
+    if (fits !== true) return fits === false ? "full" : fits
     const header = Buffer.allocUnsafe(LogFormat.RECORD_HEADER)
     LogFormat.writeRecordHeader(header, kind, payload)
     const start = this.end
