@@ -154,7 +154,8 @@ def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
     """Resolves a ``unix:`` or ``pipe:`` address as it would be on that host
     (``base_fits``: see ``runtime_dir_for``), checking its length limit; creates nothing."""
     if not isinstance(raw, str):
-        raise IpcError("InvalidAddress", "an address is a string, e.g. unix:///tmp/app.sock (got %s)" % type(raw).__name__, repr(raw)[:80])
+        # not shown: what is not an address may hold anything (a secret among it)
+        raise IpcError("InvalidAddress", "an address is a string, e.g. unix:///tmp/app.sock (got %s)" % type(raw).__name__)
     match = _SCHEME.match(raw)
     if match is None or not match.group(3):
         raise IpcError("InvalidAddress", "an address is scheme://location, e.g. unix:///tmp/app.sock", raw)

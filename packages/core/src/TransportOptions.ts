@@ -158,6 +158,7 @@ const DURATION_OPTIONS = [
   "pollInterval",
   "staleAge",
   "exitTimeout",
+  "killTimeout",
   "spin",
   "poll",
   "heartbeat.interval",

@@ -82,7 +82,7 @@ describe("messaging-pattern sockets' options", () => {
           "dial 42",
           Req.make({ dial: 42 as never }),
           "InvalidAddress",
-          /^dial 42 is not an address nor a list of addresses/
+          /^dial is not an address nor a list of addresses \(got number\)/
         ],
         [
           "pool min over max",

@@ -79,14 +79,31 @@ export const spawn = (
     const via = options.via ?? "fd"
     const address = `child:${JSON.stringify([command, ...(options.args ?? [])])}`
     yield* TransportOptions.optionsOk(options, address)
+    // what Node's spawn throws at (a TypeError): refused here with a typed error
+    if (command === "" || [command, ...(options.args ?? [])].some((part) => part.includes("\0"))) {
+      return yield* IpcError.make(
+        "InvalidAddress",
+        "a command is a non-empty string, it and its arguments without NUL",
+        address
+      )
+    }
+    if (options.cwd !== undefined && options.cwd.includes("\0")) {
+      return yield* IpcError.make("InvalidOption", "cwd holds a NUL byte", address)
+    }
     const exited = Deferred.makeUnsafe<ExitStatus>()
     const child = yield* Effect.acquireRelease(
       Effect.callback<NodeChild.ChildProcess, IpcError.IpcError>((resume) => {
-        const spawned = NodeChild.spawn(command, [...(options.args ?? [])], {
-          cwd: options.cwd,
-          env: { ...process.env, ...options.env, [ENV]: via === "fd" ? "3" : "stdio" },
-          stdio: via === "fd" ? ["inherit", "inherit", "inherit", "pipe"] : ["pipe", "pipe", "inherit"]
-        })
+        let spawned: NodeChild.ChildProcess
+        try {
+          spawned = NodeChild.spawn(command, [...(options.args ?? [])], {
+            cwd: options.cwd,
+            env: { ...process.env, ...options.env, [ENV]: via === "fd" ? "3" : "stdio" },
+            stdio: via === "fd" ? ["inherit", "inherit", "inherit", "pipe"] : ["pipe", "pipe", "inherit"]
+          })
+        } catch (cause) {
+          // an environment Node refuses (a NUL byte in a variable), ...
+          return resume(Effect.fail(IpcError.fromSystemError(cause, "InvalidOption", "cannot start", address)))
+        }
         spawned.once("exit", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ code, signal })))
         spawned.once("error", (cause) =>
           resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot start", address))))

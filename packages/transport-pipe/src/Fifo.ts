@@ -557,6 +557,12 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           Effect.gen(function*() {
             const first = yield* Effect.raceFirst(firstBytes(reader), claimedButSilent)
             if (first === undefined || typeof first === "boolean") return reader.destroy()
+            // every conversation starts with its client's hello: anything else is what an earlier client
+            // (closed on, or killed, while it wrote) left in name.in, never the start of this one
+            if (!saysHello(first)) {
+              yield* Effect.logDebug("FIFO: bytes that are not a client's hello dropped (an earlier client's)")
+              return reader.destroy()
+            }
             // nobody reads name.out (ENXIO): a client that sent, closed and left before we looked, whose
             // frames wait in name.in and are delivered (when they start with a client's hello, and name.out
             // is still the FIFO we made)

@@ -123,4 +123,22 @@ describe("ChildPipe", () => {
       if (saved !== undefined) process.env[ChildPipe.ENV] = saved
       assert.strictEqual(orphan.reason._tag, "NotFound")
     }))
+
+  // each was a TypeError from Node's spawn (a defect), or, for killTimeout, a defect at close that left
+  // the child running
+  it.live("fails with typed errors before starting anything: an empty command, a NUL byte, a bad killTimeout", () =>
+    Effect.gen(function*() {
+      const cases = [
+        [ChildPipe.spawn(""), "InvalidAddress"],
+        [ChildPipe.spawn("ls", { args: ["a\0b"] }), "InvalidAddress"],
+        [ChildPipe.spawn("ls", { cwd: "/\0" }), "InvalidOption"],
+        [ChildPipe.spawn("ls", { env: { X: "a\0b" } }), "InvalidOption"],
+        [ChildPipe.spawn("ls", { killTimeout: "x" as never }), "InvalidOption"],
+        [ChildPipe.spawn("ls", { killTimeout: -1 }), "InvalidOption"]
+      ] as const
+      for (const [spawning, reason] of cases) {
+        const error = yield* Effect.flip(Effect.scoped(spawning))
+        assert.strictEqual(error.reason._tag, reason, error.message)
+      }
+    }))
 })

@@ -265,4 +265,40 @@ describe("Fifo", () => {
         Fs.rmSync(`${dir}/elsewhen.lock`)
       }).pipe(Effect.scoped)
   )
+
+  // a client the server closed on while it wrote, then killed: what it left in name.in was read as the start of
+  // the next client's conversation (a Protocol error, or the earlier client's messages delivered as the next's)
+  it.live("bytes an earlier client left in name.in never reach the next conversation", () =>
+    Effect.gen(function*() {
+      const base = `${dir}/leftover`
+      const transport = Fifo.make()
+      const listener = yield* transport.listen(`fifo://${base}`)
+      // client A, written from the README's protocol: claim the pair, open both ends, hello, then 8 KiB frames
+      const flood = [
+        "import os, struct, sys, time",
+        "base = sys.argv[1]",
+        "claimed = base + '.ready.' + str(os.getpid())",
+        "os.rename(base + '.ready', claimed); os.unlink(claimed)",
+        "w = os.open(base + '.in', os.O_WRONLY)",
+        "r = os.open(base + '.out', os.O_RDONLY | os.O_NONBLOCK)",
+        "frame = lambda kind, p=b'': struct.pack('>BBI', 1, kind, len(p)) + p",
+        "os.write(w, frame(2))",
+        "n = 0",
+        "while True:",
+        "    os.write(w, frame(0, (b'A%06d' % n).ljust(8186, b'.'))); n += 1"
+      ].join("\n")
+      const a = ChildProcess.spawn("python3", ["-c", flood, base], { stdio: "ignore" })
+      yield* Effect.addFinalizer(() => Effect.sync(() => a.kill("SIGKILL")))
+      const serverA = yield* listener.accept
+      assert.strictEqual(new TextDecoder().decode((yield* serverA.receive).subarray(0, 7)), "A000000")
+      // the server is done with A while A goes on writing; then A dies
+      yield* serverA.close
+      yield* Effect.sleep("300 millis")
+      a.kill("SIGKILL")
+      yield* Effect.sleep("200 millis")
+      const b = yield* transport.dial(`fifo://${base}`)
+      yield* b.send(new Uint8Array([42]))
+      const serverB = yield* listener.accept
+      assert.deepStrictEqual([...(yield* serverB.receive.pipe(Effect.timeout("10 seconds")))], [42])
+    }).pipe(Effect.scoped), 30_000)
 })

@@ -85,6 +85,8 @@ const rawFifo = (address: string) =>
     Fs.rmSync(`${files.ready}.raw`)
     const toServer = yield* openPipe(files.toServer, false)
     yield* openPipe(files.toClient, true)
+    // a client's hello first, as every conversation starts (bytes before one are an earlier client's, dropped)
+    toServer.write(Framing.encode(Framing.Kind.ping))
     return {
       write: (bytes) => Effect.sync(() => void toServer.write(bytes)),
       dropped: Effect.orDie(until(() => Fs.existsSync(files.ready), "the pair is offered again"))

@@ -8,6 +8,7 @@
  *
  * @internal
  */
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -27,7 +28,11 @@ export interface WatchOptions {
 
 /** The polling period of `options`, in milliseconds. */
 export const pollMillis = (options: WatchOptions): number =>
-  Math.max(1, Duration.toMillis(Duration.fromInputUnsafe(options.pollInterval ?? "10 millis")))
+  // a longer timer (Infinity too) would fire every millisecond
+  Math.min(
+    Math.max(1, Duration.toMillis(Duration.fromInputUnsafe(options.pollInterval ?? "10 millis"))),
+    TransportOptions.MAX_TIMER_MILLIS
+  )
 
 /**
  * Calls `onChange` whenever something in the directory `path` changes (or at

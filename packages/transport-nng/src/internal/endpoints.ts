@@ -60,7 +60,11 @@ const optionsError = (options: Endpoints.EndpointsOptions): IpcError.IpcError | 
   for (const name of ["listen", "dial"] as const) {
     const value: unknown = options[name]
     if (!isAddresses(value)) {
-      return IpcError.make("InvalidAddress", `${name} ${shown(value)} is not an address nor a list of addresses`)
+      // not shown: what is not an address may hold anything (a secret among it)
+      return IpcError.make(
+        "InvalidAddress",
+        `${name} is not an address nor a list of addresses (got ${Array.isArray(value) ? "a list" : typeof value})`
+      )
     }
   }
   const reconnect: unknown = options.reconnect
