@@ -17,11 +17,13 @@ class IpcError(Exception):
 
 
 def fresh(error):
-    """A new error like ``error`` (same class, reason, detail and address): a
+    """A new error like ``error`` (same class and fields, its cause kept): a
     stored failure raised again each time would keep every raise's traceback."""
-    if isinstance(error, Closed):
-        return Closed(error.detail, error.address)
-    return IpcError(error.reason, error.detail, error.address)
+    copy = error.__class__.__new__(error.__class__)
+    copy.__dict__.update(error.__dict__)
+    copy.args = error.args
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 class Closed(IpcError):

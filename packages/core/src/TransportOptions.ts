@@ -127,6 +127,7 @@ export const invalidMode = (mode: unknown, address?: string): IpcError.IpcError 
 
 /** The duration options that are nonsense at zero: a handshake or a frame timed out at once, a busy poll, a dial that always fails. */
 const ABOVE_ZERO: ReadonlySet<string> = new Set([
+  "timeout",
   "connectTimeout",
   "handshakeTimeout",
   "helloTimeout",
@@ -141,7 +142,13 @@ const ABOVE_ZERO: ReadonlySet<string> = new Set([
 export const MAX_TIMER_MILLIS = Timer.MAX_TIMER_MILLIS
 
 /** The duration options for which `Infinity` means no limit (the others take a finite duration). */
-const NO_LIMIT: ReadonlySet<string> = new Set(["lingerTimeout", "writeTimeout", "fullTimeout", "lockTimeout"])
+const NO_LIMIT: ReadonlySet<string> = new Set([
+  "lingerTimeout",
+  "writeTimeout",
+  "fullTimeout",
+  "lockTimeout",
+  "timeout"
+])
 
 /** The duration options of effect-ipc's transports, as `checkDurations` knows them (`heartbeat.*`: inside `heartbeat`). */
 const DURATION_OPTIONS = [
@@ -159,6 +166,10 @@ const DURATION_OPTIONS = [
   "staleAge",
   "exitTimeout",
   "killTimeout",
+  "timeout",
+  "linger",
+  "reconnect.min",
+  "reconnect.max",
   "spin",
   "poll",
   "heartbeat.interval",
@@ -184,7 +195,8 @@ const shown = (value: unknown): string => {
  * `handshakeTimeout`, `connectTimeout`, `livenessInterval`, ...), a finite
  * one longer than a timer can wait (`MAX_TIMER_MILLIS`: Node fires it after
  * 1 ms), or `Infinity` where it is not "no limit" (only `lingerTimeout`,
- * `writeTimeout`, `fullTimeout` and `lockTimeout` take it). Undefined when each given is. `listen` and `dial` check their options
+ * `writeTimeout`, `fullTimeout`, `lockTimeout` and nng's `Req` `timeout`
+ * take it). Undefined when each given is. `listen` and `dial` check their options
  * with it first: such a value was a defect, or, read in an event handler,
  * an exception that ended the process.
  */
@@ -237,7 +249,9 @@ const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
   ["maxBytes", 1],
   ["segmentBytes", 1],
   ["pipeSize", 1],
-  ["keep", 1]
+  ["keep", 1],
+  ["pool.min", 1],
+  ["pool.max", 1]
 ]
 
 /**
@@ -249,7 +263,7 @@ const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
  */
 export const checkSizes = (options: object, address?: string): IpcError.IpcError | undefined => {
   for (const [name, least] of SIZE_OPTIONS) {
-    const value: unknown = Reflect.get(options, name)
+    const value = valueAt(options, name)
     if (value === undefined) continue
     if (typeof value === "number" && value >= least && (Number.isSafeInteger(value) || value === Infinity)) continue
     return IpcError.make(

@@ -21,6 +21,7 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Policy from "@effect-ipc/core/Policy"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -108,31 +109,18 @@ const awaitReply = (socket: Socket.Socket): Effect.Effect<Uint8Array, IpcError.I
     )
   })
 
-// a request that may take for ever may (Infinity), one that must be answered at once may not
-const timeoutRules = { positive: true, unlimited: true } as const
-
-const isCount = (value: unknown): value is number =>
-  typeof value === "number" && Number.isSafeInteger(value) && value >= 1
-
-/** `InvalidOption` unless the pool's `min` and `max` are whole numbers of at least 1, `min` at most `max`. */
-const poolError = (pool: RequesterOptions["pool"]): IpcError.IpcError | undefined => {
-  if (pool === undefined) return undefined
-  for (const name of ["min", "max"] as const) {
-    const value: unknown = pool[name]
-    if (value !== undefined && !isCount(value)) {
-      return IpcError.make("InvalidOption", `pool.${name} ${String(value)} is not a whole number of at least 1`)
-    }
-  }
-  if (pool.min !== undefined && pool.max !== undefined && pool.min > pool.max) {
-    return IpcError.make("InvalidOption", `pool.min ${pool.min} is more than pool.max ${pool.max}`)
-  }
-  return undefined
-}
+/** `InvalidOption` for a pool whose `min` is over its `max` (core's `checkSizes` checks each is a whole number of at least 1). */
+const poolError = (pool: RequesterOptions["pool"]): IpcError.IpcError | undefined =>
+  pool?.min !== undefined && pool.max !== undefined && pool.min > pool.max
+    ? IpcError.make("InvalidOption", `pool.min ${pool.min} is more than pool.max ${pool.max}`)
+    : undefined
 
 /** Makes a requester; its sockets close with the scope. */
 export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    const refused = poolError(options.pool) ?? Opening.durationError("timeout", options.timeout, timeoutRules)
+    // the pool's and the timeout's checks (the sockets' own come as each is opened)
+    const refused = TransportOptions.checkSizes({ pool: options.pool }) ?? poolError(options.pool) ??
+      TransportOptions.checkDurations({ timeout: options.timeout })
     if (refused !== undefined) return yield* refused
     const min = options.pool?.min ?? 1
     const max = options.pool?.max ?? Math.max(min, 8)
@@ -225,7 +213,7 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
       )
 
     const request = (body: Uint8Array, requestOptions: RequestOptions = {}) => {
-      const refusedTimeout = Opening.durationError("timeout", requestOptions.timeout, timeoutRules)
+      const refusedTimeout = TransportOptions.checkDurations({ timeout: requestOptions.timeout })
       if (refusedTimeout !== undefined) return Effect.fail(refusedTimeout)
       const limit = requestOptions.timeout === undefined ? timeout : Duration.fromInputUnsafe(requestOptions.timeout)
       const once = attempt(body, limit)

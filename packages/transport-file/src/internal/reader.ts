@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as LogFormat from "../LogFormat.ts"
 import * as Libc from "./libc.ts"
-import { committedEndOf, corruptAt, plausiblePrefix, READ_CHUNK, scanRecord } from "./scan.ts"
+import { committedEndOf, corruptAt, gapError, isGap, plausiblePrefix, READ_CHUNK, scanRecord } from "./scan.ts"
 import { endOffset, type LogOptions, paths, register, segments, startOffset } from "./stream.ts"
 import * as Sys from "./sys.ts"
 
@@ -98,19 +98,7 @@ class ReaderImpl implements Reader {
     }
     if (opened !== undefined) return opened
     this.pos = at
-    // segments are reclaimed only once every registered reader is past them (and a reader registers at a
-    // segment still there): a named reader's records in a segment before the oldest were lost, not read
-    // (a cursor at the end-of-segment record of the segment before has read it all: that one may be gone)
-    if (this.name !== undefined && offset < base - LogFormat.RECORD_HEADER) {
-      this.gap = IpcError.make(
-        "Corrupt",
-        `corrupt record at offset ${offset} (the segment that holds it is missing: the records from offset ${offset} ` +
-          `to ${at} of reader ${this.name} are gone) before segment ${LogFormat.segmentName(base)} of ${
-            Path.basename(this.dir)
-          }; the records before it were delivered`,
-        this.dir
-      )
-    }
+    if (this.name !== undefined && isGap(offset, base)) this.gap = gapError(this.dir, base, offset, this.name)
     return undefined
   }
 

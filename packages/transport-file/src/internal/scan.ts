@@ -65,6 +65,26 @@ export const corruptAt = (dir: string, base: number, offset: number, why: string
   )
 
 /**
+ * Whether a registered reader's cursor at `offset` lies in a segment before
+ * the oldest, at `oldest`, that is gone: segments are reclaimed only once
+ * every registered reader is past them, so the records it had not read were
+ * lost. A cursor at the end-of-segment record of the segment before (a record
+ * header, nothing else) has read it all.
+ */
+export const isGap = (offset: number, oldest: number): boolean => offset < oldest - LogFormat.RECORD_HEADER
+
+/** The `Corrupt` error of a gap (`isGap`): reader `reader`'s records from `offset` to the oldest held are gone. */
+export const gapError = (dir: string, oldest: number, offset: number, reader: string): IpcError.IpcError =>
+  corruptAt(
+    dir,
+    oldest,
+    offset,
+    `the segment that holds it is missing: the records from offset ${offset} to ${
+      oldest + LogFormat.SEGMENT_HEADER
+    } of reader ${reader} are gone`
+  )
+
+/**
  * The committed end of the segment at `base` according to the writer state
  * `state`: every record before it was appended whole by a writer (and
  * acknowledged), so a record there that is not whole is damage, never a torn

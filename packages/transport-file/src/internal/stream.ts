@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as LogFormat from "../LogFormat.ts"
+import * as Scan from "./scan.ts"
 import * as Sys from "./sys.ts"
 import type * as Wake from "./wake.ts"
 
@@ -80,13 +81,18 @@ export const segments = (dir: string): ReadonlyArray<number> | IpcError.IpcError
 }
 
 /** Creates a cursor for `name` at `offset` unless one exists (never overwrites). */
-const createCursor = (dir: string, name: string, offset: number, mode: number): void => {
+/**
+ * Creates the cursor of reader `name` at `offset`, built aside and linked into place (one that exists is
+ * kept), or, with `replace`, renamed over the one there (a reader that has not read yet).
+ */
+const createCursor = (dir: string, name: string, offset: number, mode: number, replace = false): void => {
   const p = paths(dir)
   const tmp = Sys.tmpOf(p.cursor(name))
   const bytes = new Uint8Array(LogFormat.CURSOR_SIZE)
   bytes.set(LogFormat.encodeCursorSlot(offset, 0), 0)
   try {
     Sys.createFile(tmp, bytes, mode)
+    if (replace) return Fs.renameSync(tmp, p.cursor(name))
     try {
       Fs.linkSync(tmp, p.cursor(name))
     } catch (cause) {
@@ -196,9 +202,11 @@ export const register = (
     const start = startOffset(dir)
     if (Sys.failed(start)) return start
     const cursor = readCursor(dir, name)
-    if (cursor === undefined || cursor.seq !== 0 || cursor.offset >= start - LogFormat.SEGMENT_HEADER) return undefined
+    if (cursor === undefined || cursor.seq !== 0 || !Scan.isGap(cursor.offset, start - LogFormat.SEGMENT_HEADER)) {
+      return undefined
+    }
     const moved = Sys.attempt(
-      () => replaceCursor(dir, name, start, fileModeOf(options)),
+      () => createCursor(dir, name, start, fileModeOf(options), true),
       "Write",
       `cannot register reader ${name}`,
       dir
@@ -214,20 +222,6 @@ const readCursor = (dir: string, name: string): { readonly offset: number; reado
     return LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name)))
   } catch {
     return undefined
-  }
-}
-
-/** Replaces the cursor file of a reader that has not read yet with one at `offset` (atomically: renamed over it). */
-const replaceCursor = (dir: string, name: string, offset: number, mode: number): void => {
-  const p = paths(dir)
-  const tmp = Sys.tmpOf(p.cursor(name))
-  const bytes = new Uint8Array(LogFormat.CURSOR_SIZE)
-  bytes.set(LogFormat.encodeCursorSlot(offset, 0), 0)
-  try {
-    Sys.createFile(tmp, bytes, mode)
-    Fs.renameSync(tmp, p.cursor(name))
-  } finally {
-    Fs.rmSync(tmp, { force: true })
   }
 }
 

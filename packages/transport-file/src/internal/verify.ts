@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as LogFormat from "../LogFormat.ts"
 import * as Lock from "./lock.ts"
-import { committedEndOf, corruptAt, scanRecord } from "./scan.ts"
+import { committedEndOf, corruptAt, gapError, isGap, scanRecord } from "./scan.ts"
 import { attemptTyped, cursors, paths, readWriterState, segments } from "./stream.ts"
 import * as Sys from "./sys.ts"
 
@@ -40,22 +40,11 @@ export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> 
     if (Sys.failed(state)) return Effect.fail(state)
     const bases = segments(dir)
     if (Sys.failed(bases)) return Effect.fail(bases)
-    // segments are reclaimed only once every registered reader is past them: a cursor before the oldest
-    // segment is a reader whose records were lost, not read
+    // a registered reader whose records were lost, not read (see `isGap`)
     const oldest = bases[0]
     if (oldest !== undefined) {
       for (const cursor of cursors(dir)) {
-        // (one at the end-of-segment record of the segment before has read it all)
-        if (cursor.offset < oldest - LogFormat.RECORD_HEADER) {
-          return Effect.fail(corruptAt(
-            dir,
-            oldest,
-            cursor.offset,
-            `the segment that holds it is missing: the records from offset ${cursor.offset} to ${
-              oldest + LogFormat.SEGMENT_HEADER
-            } of reader ${cursor.name} are gone`
-          ))
-        }
+        if (isGap(cursor.offset, oldest)) return Effect.fail(gapError(dir, oldest, cursor.offset, cursor.name))
       }
     }
     let records = 0

@@ -24,38 +24,11 @@ const list = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<
 const millis = (value: Duration.Input | undefined, fallback: number) =>
   value === undefined ? fallback : Duration.toMillis(Duration.fromInputUnsafe(value))
 
-/** `value` as the detail of an error shows it. */
-const shown = (value: unknown): string => typeof value === "string" ? JSON.stringify(value) : String(value)
-
-/**
- * `InvalidOption` unless `value` (option `name`) is absent or a duration
- * (`TransportOptions.millisOf`) above zero when `positive`, finite unless
- * `unlimited`, and no longer than a timer can wait.
- */
-export const durationError = (
-  name: string,
-  value: unknown,
-  how: { readonly positive?: boolean; readonly unlimited?: boolean } = {}
-): IpcError.IpcError | undefined => {
-  if (value === undefined) return undefined
-  const ms = TransportOptions.millisOf(value)
-  const why = ms === undefined
-    ? `is not a duration (milliseconds, "250 millis", "5 seconds", or a Duration)`
-    : ms === 0 && how.positive === true
-    ? "is not above zero"
-    : ms === Infinity && how.unlimited !== true
-    ? "is not a finite duration"
-    : ms !== Infinity && ms > TransportOptions.MAX_TIMER_MILLIS
-    ? "is longer than a timer can wait (2^31 - 1 ms, about 24.8 days)"
-    : undefined
-  return why === undefined ? undefined : IpcError.make("InvalidOption", `${name} ${shown(value)} ${why}`)
-}
-
 const isAddresses = (value: unknown): boolean =>
   value === undefined || typeof value === "string" ||
   (Array.isArray(value) && value.every((item) => typeof item === "string"))
 
-/** The first of `options` that no socket would take, before anything is opened: sizes, mode, durations, shapes. */
+/** The first of `options` that no socket would take, before anything is opened (core's checks: sizes, mode, durations, shapes). */
 const optionsError = (options: Endpoints.EndpointsOptions): IpcError.IpcError | undefined => {
   for (const name of ["listen", "dial"] as const) {
     const value: unknown = options[name]
@@ -69,13 +42,11 @@ const optionsError = (options: Endpoints.EndpointsOptions): IpcError.IpcError | 
   }
   const reconnect: unknown = options.reconnect
   if (reconnect !== undefined && (typeof reconnect !== "object" || reconnect === null)) {
-    return IpcError.make("InvalidOption", `reconnect ${shown(reconnect)} is not { min, max }`)
+    return IpcError.make("InvalidOption", "reconnect is not { min, max }")
   }
   return TransportOptions.checkSizes(options) ??
     (options.mode === undefined ? undefined : TransportOptions.invalidMode(options.mode)) ??
-    durationError("linger", options.linger) ??
-    durationError("reconnect.min", options.reconnect?.min) ??
-    durationError("reconnect.max", options.reconnect?.max) ??
+    TransportOptions.checkDurations(options) ??
     TransportOptions.checkShapes(options)
 }
 

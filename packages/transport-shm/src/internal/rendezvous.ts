@@ -35,6 +35,16 @@ export const defaultDirectory = (): string => {
   return Path.join(Os.tmpdir(), `effect-ipc-shm-${uid() ?? "user"}`)
 }
 
+/** Why what `stat` describes is not this user's private directory (mode 0700), or `undefined` when it is. */
+const notPrivate = (stat: Fs.Stats): string | undefined =>
+  !stat.isDirectory()
+    ? "is not a directory (a symbolic link or a file is there)"
+    : stat.uid !== uid()
+    ? `belongs to uid ${stat.uid}, not to this user (uid ${uid()})`
+    : (stat.mode & 0o077) !== 0
+    ? `is open to other users (mode ${(stat.mode & 0o777).toString(8)}, expected 700)`
+    : undefined
+
 /**
  * The rendezvous directory (`directory`, or `defaultDirectory()`), created
  * with mode 0700 when missing. Anything else there — a symbolic link, a
@@ -61,12 +71,8 @@ export const directory = (override?: string, address?: string): Effect.Effect<st
     } catch (cause) {
       return Effect.fail(IpcError.fromSystemError(cause, "PermissionDenied", `cannot inspect ${dir}`, address))
     }
-    if (!stat.isDirectory()) return refuse("is not a directory (a symbolic link or a file is there)")
-    if (stat.uid !== uid()) return refuse(`belongs to uid ${stat.uid}, not to this user (uid ${uid()})`)
-    if ((stat.mode & 0o077) !== 0) {
-      return refuse(`is open to other users (mode ${(stat.mode & 0o777).toString(8)}, expected 700)`)
-    }
-    return Effect.succeed(dir)
+    const problem = notPrivate(stat)
+    return problem === undefined ? Effect.succeed(dir) : refuse(problem)
   })
 
 /** A socket file in the rendezvous directory whose listener is gone. */
@@ -93,13 +99,7 @@ const probe = (path: string): Effect.Effect<"live" | "dead" | "unknown"> =>
 /** The entries of `dir` when it is this user's private directory; else why not (or what reading it threw). */
 const listPrivate = (dir: string): ReadonlyArray<string> | string | Error => {
   try {
-    const stat = Fs.lstatSync(dir)
-    if (!stat.isDirectory()) return "is not a directory (a symbolic link or a file is there)"
-    if (stat.uid !== uid()) return `belongs to uid ${stat.uid}, not to this user (uid ${uid()})`
-    if ((stat.mode & 0o077) !== 0) {
-      return `is open to other users (mode ${(stat.mode & 0o777).toString(8)}, expected 700)`
-    }
-    return Fs.readdirSync(dir)
+    return notPrivate(Fs.lstatSync(dir)) ?? Fs.readdirSync(dir)
   } catch (cause) {
     return cause instanceof Error ? cause : new Error(String(cause))
   }
