@@ -443,6 +443,10 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         return yield* renamed
       }
       let backendSeen = false
+      const listenerAlive = (): boolean => {
+        const listening = Lock.probe(paths.lock)
+        return listening === "held" && Lock.owner(paths.lock)?.token === listener.token
+      }
       const opened = yield* Effect.acquireRelease(
         Endpoint.open({
           address: raw,
@@ -458,10 +462,15 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             }
             if (backendSeen) return "absent"
             // not accepted yet: fine while the same listener is alive
-            const listening = Lock.probe(paths.lock)
-            return listening === "held" && Lock.owner(paths.lock)?.token === listener.token ? "pending" : "absent"
+            return listenerAlive() ? "pending" : "absent"
           },
-          onReleased: () => Endpoint.removeIfAbandoned(connDir)
+          // a connection the listener has not taken yet is left to it while it lives: it reads what was sent
+          // (a sender that sent, closed and exited before the listener's scan lost its messages), then
+          // removes the connection as it lets go; a dead listener's successor discards it
+          onReleased: () => {
+            const taken = backendSeen || Sys.exists(Endpoint.channelPaths(connDir).lock("backend"))
+            if (taken || !listenerAlive()) Endpoint.removeIfAbandoned(connDir)
+          }
         }, options).pipe(
           Effect.tapError(() => Effect.sync(() => Fs.rmSync(connDir, { recursive: true, force: true })))
         ),

@@ -153,6 +153,39 @@ describe("file:// transport", () => {
     30_000
   )
 
+  // a dialer that sent, closed and exited before the listener's scan took its connection removed it (nobody held
+  // it yet), and what it had sent with it; seen from the CLI as a first message lost now and then
+  it.live(
+    "a dialer that sends and closes before the listener takes its connection: the listener still gets every message",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const address = `file://${dir}`
+        const peer = yield* node(["listen-print", address])
+        yield* peer.waitFor((l) => l === "listening")
+        // the listener is alive, but cannot take anything until it runs again
+        yield* peer.signal("SIGSTOP")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const channel = yield* File.make().dial(address)
+          yield* channel.send(new TextEncoder().encode("one"))
+          yield* channel.send(new TextEncoder().encode("two"))
+        }))
+        assert.lengthOf(
+          Fs.readdirSync(Path.join(dir, "connections")).filter((name) => !name.startsWith(".")),
+          1,
+          "the connection is left for the listener"
+        )
+        yield* peer.signal("SIGCONT")
+        yield* peer.waitFor((l) => l === "got one")
+        yield* peer.waitFor((l) => l === "got two")
+        // and the listener removes it once it has read it to its close
+        const connections = () => Fs.readdirSync(Path.join(dir, "connections")).length
+        for (let i = 0; i < 200 && connections() > 0; i++) yield* Effect.sleep("50 millis")
+        assert.strictEqual(connections(), 0, "the listener removes the connection it read")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.effect("IPC_TRANSPORT=file picks it; a service's default address is a directory in this user's temp area", () =>
     Effect.gen(function*() {
       const selection = yield* Registry.resolve([File.descriptor, Registry.memory], {
