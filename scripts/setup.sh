@@ -3,7 +3,7 @@
 #  - OS packages: libnng1 (transport-nng), cmake, make, patch and libmbedtls-dev (to build
 #    libnng 1.12.0 from vendor/ with our fix: scripts/libnng.sh), nng-utils (nngcat, for interop tests),
 #    iproute2 (`ip netns`, for the two-namespace test of transport-nng), gcc and
-#    libc6-dev (the C contender of the nng benchmark),
+#    libc6-dev (the C contender of the nng benchmark), openssl (test certificates for nng's TLS),
 #    socat, python3, python3-pip and python3-venv (wire-format interop tests,
 #    the Python package and its `pip install` test), strace (the file
 #    transport's fsync and mid-write kill tests), rustc, cargo and the serde /
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libnng1 cmake make patch libmbedtls-dev nng-utils iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium wine wine64; do
+for pkg in libnng1 cmake make patch libmbedtls-dev nng-utils openssl iproute2 gcc libc6-dev socat python3 python3-pip python3-venv strace rustc cargo librust-serde-dev librust-serde-json-dev chromium wine wine64; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

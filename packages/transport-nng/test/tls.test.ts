@@ -50,7 +50,7 @@ const configured = (vars: Record<string, string>) =>
     Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { IPC_TRANSPORT: "nng", ...vars } })))
   )
 
-describe.skipIf(!Certs.hasOpenssl)("nng over TLS", () => {
+describe("nng over TLS", () => {
   for (const scheme of ["nng+tls+tcp://127.0.0.1:0", "nng+wss://127.0.0.1:0/app"]) {
     it.live(
       `${scheme.split(":")[0]}: a server certificate alone; the client verifies it against its CA`,
