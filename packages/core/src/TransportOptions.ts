@@ -251,7 +251,8 @@ const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
   ["pipeSize", 1],
   ["keep", 1],
   ["pool.min", 1],
-  ["pool.max", 1]
+  ["pool.max", 1],
+  ["inPlaceThreshold", 0]
 ]
 
 /**
@@ -300,7 +301,7 @@ const valueAt = (options: object, name: string): unknown => {
  * `InvalidOption` naming the first option given in code whose value has the
  * wrong shape: an `authorize` that is not a function, an `allowedOrigins`
  * that is neither a list of strings nor a function, an `allowedHosts` that is
- * not a list of strings, a word that is not one of its option's
+ * not a list of strings, a `directory` that is not a path, a word that is not one of its option's
  * (`durability: "fsnyc"` was the default, `os`, without a word). They were
  * defects at `listen`, a listener that refused everyone without saying why,
  * or a setting other than the one asked for.
@@ -323,6 +324,10 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
       `allowedOrigins ${shown(origins)} is not a list of origins (strings) nor a function (origin) => boolean`,
       address
     )
+  }
+  const directory: unknown = Reflect.get(options, "directory")
+  if (directory !== undefined && (typeof directory !== "string" || directory === "" || directory.includes("\0"))) {
+    return IpcError.make("InvalidOption", `directory ${shown(directory)} is not a path (a non-empty string)`, address)
   }
   const hosts: unknown = Reflect.get(options, "allowedHosts")
   if (hosts !== undefined && !isTextList(hosts)) {

@@ -19,6 +19,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -35,7 +36,7 @@ export interface CreateOptions {
    * (default: none, removed with its last reference). Counted from creation.
    */
   readonly ttl?: Duration.Input | undefined
-  /** Permission bits (default 0o600: this user only). */
+  /** Permission bits (default 0o600: this user only); group and others may read at most (see `Segment.invalidMode`). */
   readonly mode?: number | undefined
 }
 
@@ -95,11 +96,11 @@ interface Held {
   readonly header: Header.HeaderView
 }
 
-/** Drops this process's reference; removes the link when it was the last and there is no TTL. */
+/** Drops this process's reference; removes the link when it was the last and there is no TTL (or a damaged one). */
 const release = ({ header, mapped }: Held): Effect.Effect<void> =>
   Header.withLock(header, mapped.name, () => {
     const left = Header.removeHolder(header)
-    if (left === 0 && Header.state(header) === Header.State.ready && Header.snapshot(header).ttlMillis <= 0) {
+    if (left === 0 && Header.state(header) === Header.State.ready && !(Header.snapshot(header).ttlMillis > 0)) {
       Reclaim.removeLocked(header, mapped.name, mapped.ino)
     }
   }).pipe(
@@ -128,7 +129,15 @@ export const create = (
     if (!Number.isSafeInteger(payloadLength) || payloadLength < 0) {
       return yield* IpcError.make("InvalidAddress", `a payload length is a non-negative integer (got ${payloadLength})`)
     }
-    const ttlMillis = options.ttl === undefined ? 0 : Duration.toMillis(Duration.fromInputUnsafe(options.ttl))
+    const ttlMillis = options.ttl === undefined ? 0 : TransportOptions.millisOf(options.ttl)
+    if (ttlMillis === undefined || ttlMillis === Infinity) {
+      return yield* IpcError.make(
+        "InvalidOption",
+        `ttl ${String(options.ttl)} is not a finite duration (milliseconds, "10 minutes", or a Duration)`
+      )
+    }
+    const badMode = Segment.invalidMode(options.mode)
+    if (badMode !== undefined) return yield* badMode
     // the link takes its name once its header is published: a creator killed half-way leaves nothing under it
     const held = yield* Effect.acquireRelease(
       Effect.map(

@@ -18,6 +18,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Libc from "./internal/libc.ts"
@@ -31,6 +32,15 @@ const namePattern = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/
 
 /** Checks a segment name: no slash, only `[A-Za-z0-9._-]`, not starting with a dot, within `maxNameLength`. */
 export const validateName = (name: string, address?: string): Effect.Effect<string, IpcError.IpcError> => {
+  if (typeof name !== "string") {
+    return Effect.fail(
+      IpcError.make(
+        "InvalidAddress",
+        `a segment name is a string (got ${name === null ? "null" : typeof name})`,
+        address
+      )
+    )
+  }
   if (name.includes("/")) {
     return Effect.fail(IpcError.make("InvalidAddress", `segment names have no slashes: "${name}"`, address))
   }
@@ -67,6 +77,23 @@ export const validateNewName = (name: string, address?: string): Effect.Effect<s
         : Effect.succeed(valid)
   )
 
+/**
+ * `InvalidOption` for a `mode` that is not permission bits, or that lets
+ * another user write: a named segment cannot be sealed, and one that another
+ * user shrinks makes its mappers' next access to the cut-off pages a `SIGBUS`.
+ */
+export const invalidMode = (mode: unknown): IpcError.IpcError | undefined => {
+  if (mode === undefined) return undefined
+  const bad = TransportOptions.invalidMode(mode)
+  if (bad !== undefined || ((mode as number) & 0o022) === 0) return bad
+  return IpcError.make(
+    "InvalidOption",
+    `mode 0o${
+      (mode as number).toString(8)
+    } lets another user write: one who shrinks the segment kills its mappers (SIGBUS); group and others may read at most`
+  )
+}
+
 /** A mapped segment. */
 export interface Segment {
   /** The name, without the leading slash. */
@@ -91,7 +118,7 @@ const toSegment = (mapped: Segments.Mapped, owner: boolean): Segment => ({
 
 /** Options of `create`. */
 export interface CreateOptions {
-  /** Permission bits (default 0o600: this user only). */
+  /** Permission bits (default 0o600: this user only); group and others may read at most (see `invalidMode`). */
   readonly mode?: number | undefined
 }
 
@@ -111,6 +138,8 @@ export const create = (
     if (!Number.isSafeInteger(size) || size <= 0) {
       return yield* IpcError.make("InvalidAddress", `a segment's size is a positive integer (got ${size})`)
     }
+    const badMode = invalidMode(options.mode)
+    if (badMode !== undefined) return yield* badMode
     const mapped = yield* Effect.acquireRelease(
       Segments.createMapped(name, size, { mode: options.mode }),
       (created) =>
@@ -136,7 +165,7 @@ export const open = (name: string): Effect.Effect<Segment, IpcError.IpcError, Sc
 
 /** Removes the name `name` (`NotFound` when there is none); processes that mapped it keep their memory. */
 export const unlink = (name: string): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.andThen(validateName(name), Libc.shmUnlink(name))
+  Effect.andThen(validateName(name), () => Libc.shmUnlink(name))
 
 /** Every segment visible in `/dev/shm` (Linux), with size, owner uid and modification time. */
 export const list: Effect.Effect<ReadonlyArray<Segments.Listed>, IpcError.IpcError> = Segments.list

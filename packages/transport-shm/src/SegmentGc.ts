@@ -19,7 +19,8 @@
  *
  * @since 0.1.0
  */
-import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -233,14 +234,46 @@ export interface RunOptions extends ScopeOptions {
 /** The default schedule of `run`: every 60 s. */
 export const defaultSchedule: Schedule.Schedule<unknown> = Schedule.spaced("60 seconds")
 
+const bad = (detail: string) => IpcError.make("InvalidOption", `collector: ${detail}`)
+
+/**
+ * `InvalidOption` for `run` options that are not what they say: a `delay`
+ * that is not a finite duration, a `schedule` that is not a `Schedule`, a
+ * `prefix` or `directory` that is not a string (the collector would fail out
+ * of sight, or never run).
+ */
+export const invalidRunOptions = (options: unknown): IpcError.IpcError | undefined => {
+  if (typeof options !== "object" || options === null) return bad(`${String(options)} is not collector options`)
+  const { delay, directory, prefix, schedule } = options as Record<string, unknown>
+  if (delay !== undefined) {
+    const millis = TransportOptions.millisOf(delay)
+    if (millis === undefined || millis === Infinity) return bad(`delay ${String(delay)} is not a finite duration`)
+  }
+  if (schedule !== undefined && !Schedule.isSchedule(schedule)) {
+    return bad(`schedule ${String(schedule)} is not a Schedule`)
+  }
+  if (prefix !== undefined && typeof prefix !== "string") return bad(`prefix ${String(prefix)} is not a string`)
+  if (directory !== undefined && (typeof directory !== "string" || directory === "")) {
+    return bad(`directory ${String(directory)} is not a path`)
+  }
+  return undefined
+}
+
 /**
  * Sweeps now and then on `schedule`, in a fiber that lives as long as the
  * scope. Failures (such as `UnsupportedPlatform`) are logged at debug level
  * and end nothing; each removal is logged at info level. A `directory` that
  * is missing (or not private) has no sockets to sweep: the segments are swept
- * all the same.
+ * all the same. Options that are not what they say fail with `InvalidOption`
+ * (`invalidRunOptions`), before anything runs.
  */
-export const run = (options: RunOptions = {}): Effect.Effect<void, never, Scope.Scope> =>
+export const run = (options: RunOptions = {}): Effect.Effect<void, IpcError.IpcError, Scope.Scope> =>
+  Effect.suspend(() => {
+    const invalid = invalidRunOptions(options)
+    return invalid === undefined ? schedule(options) : Effect.fail(invalid)
+  })
+
+const schedule = (options: RunOptions): Effect.Effect<void, never, Scope.Scope> =>
   sweep({ prefix: options.prefix, directory: options.directory }, false).pipe(
     Effect.tap((report) =>
       Effect.forEach(
@@ -257,4 +290,4 @@ export const run = (options: RunOptions = {}): Effect.Effect<void, never, Scope.
   )
 
 /** A layer that runs the collector while it is alive. */
-export const layer = (options?: RunOptions): Layer.Layer<never> => Layer.effectDiscard(run(options))
+export const layer = (options?: RunOptions): Layer.Layer<never, IpcError.IpcError> => Layer.effectDiscard(run(options))

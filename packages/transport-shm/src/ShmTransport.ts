@@ -400,9 +400,13 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
  */
 export const makeScoped = (
   options: ShmTransportOptions = {}
-): Effect.Effect<Transport.TransportShape, never, Scope.Scope> =>
+): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     const collector = options.collector
+    if (collector !== undefined && collector !== false) {
+      const invalid = SegmentGc.invalidRunOptions(collector)
+      if (invalid !== undefined) return yield* invalid
+    }
     if (collector !== false) {
       yield* SegmentGc.run({
         prefix: collector?.prefix,
@@ -416,5 +420,5 @@ export const makeScoped = (
   })
 
 /** The shared-memory transport as the `Transport` service (`makeScoped`: with the orphan collector). */
-export const layer = (options?: ShmTransportOptions): Layer.Layer<Transport.Transport> =>
+export const layer = (options?: ShmTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
   Layer.effect(Transport.Transport, makeScoped(options))

@@ -12,6 +12,13 @@ import * as Layer from "effect/Layer"
 
 const configured = ConfigEnv.layerFrom([Shm.descriptor], { IPC_TRANSPORT: "shm" })
 
+/** The reasons `listen` and `dial` with `options` fail with. */
+const reasons = (options: Shm.ShmTransport.ShmTransportOptions) =>
+  Effect.all([
+    Effect.flip(Shm.ShmTransport.make(options).listen(`shm://config-test-${process.pid}`)),
+    Effect.flip(Shm.ShmTransport.make(options).dial(`shm://config-test-${process.pid}`))
+  ]).pipe(Effect.map((errors) => errors.map((error) => error.reason._tag)), Effect.scoped)
+
 describe("shm options from configuration", () => {
   it.live("IPC_OPTIONS_MAX_MESSAGE_SIZE limits messages", () =>
     Effect.gen(function*() {
@@ -60,6 +67,23 @@ describe("shm options from configuration", () => {
       ),
     60_000
   )
+
+  it.live("options in code that are not what they say: InvalidOption at listen and dial, or when the layer is built", () =>
+    Effect.gen(function*() {
+      for (const inPlaceThreshold of [-1, Number.NaN, 1.5, "abc", {}, null] as Array<never>) {
+        assert.deepStrictEqual(yield* reasons({ inPlaceThreshold }), ["InvalidOption", "InvalidOption"])
+      }
+      for (const directory of [42, {}, "", "a\0b"] as Array<never>) {
+        assert.deepStrictEqual(yield* reasons({ directory }), ["InvalidOption", "InvalidOption"])
+      }
+      for (
+        const collector of [42, "x", { delay: -1 }, { delay: "abc" }, { schedule: 5 }, { prefix: 7 }] as Array<never>
+      ) {
+        const error = yield* Effect.flip(Layer.build(Shm.ShmTransport.layer({ collector })).pipe(Effect.scoped))
+        assert.strictEqual(error.reason._tag, "InvalidOption", JSON.stringify(collector))
+        assert.include(error.detail, "collector")
+      }
+    }))
 
   it.effect("a bad option fails the build with InvalidOption naming it and the transport", () =>
     Effect.gen(function*() {

@@ -7,6 +7,7 @@
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
 import { leftovers, pidMarker, smallShm, spawnChildWith, untilSaid } from "./helpers.ts"
 
 const isRoot = process.getuid?.() === 0
@@ -51,6 +52,20 @@ describe.skipIf(!isRoot)("a full /dev/shm", () => {
     "one larger than a reservation chunk fails with NoSpace partway and gives back the chunks it had",
     // 100 MiB of /dev/shm: 200 MiB fails in its second 64 MiB chunk; 64 MiB fits after it only if the first was freed
     () => reserve(100 * 1024, false, [[200 * 1024 * 1024, "NoSpace"], [64 * 1024 * 1024, "ok"]]),
+    30_000
+  )
+
+  it.live(
+    "a /dev/shm larger than the memory behind it: a link or segment larger than the memory left fails with NoSpace at once",
+    // a tmpfs may be sized past memory (24 GB over 23 GB of RAM here): a link of 2^45 bytes filled memory and the
+    // kernel killed its creator, where NoSpace is promised. Now a large one takes its pages only while memory is left
+    // for the rest of them, and this one is refused before its first chunk
+    () => {
+      const meminfo = Fs.readFileSync("/proc/meminfo", "latin1")
+      const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(meminfo)![1])
+      const more = (kib("MemAvailable") + kib("SwapFree")) * 1024 + 1024 * 1024 * 1024
+      return reserve(Math.ceil((2 * more) / 1024), false, [[more, "NoSpace"], [64 * 1024, "ok"]])
+    },
     30_000
   )
 

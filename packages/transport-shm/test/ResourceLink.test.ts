@@ -4,12 +4,14 @@
  * holders, across pid namespaces), and the orphan collector (killed
  * producers and consumers, two collectors at once).
  */
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Header from "../src/internal/header.ts"
@@ -73,6 +75,10 @@ const expectProtocol = (name: string, detail: string) =>
     assert.strictEqual(error.reason._tag, "Protocol", error.message)
     assert.include(error.detail, detail)
   })
+
+/** The reason a scoped effect fails with. */
+const bad = <A>(effect: Effect.Effect<A, IpcError.IpcError, Scope.Scope>) =>
+  Effect.map(Effect.flip(Effect.scoped(effect)), (error) => error.reason._tag)
 
 describe("ResourceLink", () => {
   it.live("counts references across acquire and release, and removes the link with the last one", () =>
@@ -369,6 +375,52 @@ describe("ResourceLink", () => {
         yield* Shm.ResourceLink.create(name, 1)
         assert.strictEqual((yield* Effect.flip(Shm.ResourceLink.create(name, 1))).reason._tag, "AlreadyExists")
       }))
+    }))
+
+  it.live("a name that is not a string, a mode that lets another user write or is not permission bits, a ttl that is not a finite duration: typed errors, nothing made", () =>
+    Effect.gen(function*() {
+      for (const name of [42, null, undefined, {}] as Array<never>) {
+        assert.strictEqual(yield* bad(Shm.ResourceLink.create(name, 1)), "InvalidAddress", String(name))
+        assert.strictEqual(yield* bad(Shm.ResourceLink.acquire(name)), "InvalidAddress", String(name))
+        assert.strictEqual(yield* bad(Shm.Segment.create(name, 4096)), "InvalidAddress", String(name))
+        // not a synchronous throw where the effect is made
+        assert.strictEqual((yield* Effect.flip(Shm.Segment.unlink(name))).reason._tag, "InvalidAddress")
+      }
+      // group or others who may write could shrink the link under its mappers (SIGBUS); 600 is decimal, 0o1130
+      for (const mode of [0o666, 0o620, 0o602, -1, 600, Number.NaN, "0600"] as Array<never>) {
+        const name = fresh()
+        assert.strictEqual(yield* bad(Shm.ResourceLink.create(name, 1, { mode })), "InvalidOption", String(mode))
+        assert.strictEqual(yield* bad(Shm.Segment.create(name, 4096, { mode })), "InvalidOption", String(mode))
+        assert.isFalse(exists(name), "nothing made")
+      }
+      for (const ttl of [-1, Number.NaN, Infinity, {}, "abc", "-5 seconds", null] as Array<never>) {
+        const name = fresh()
+        assert.strictEqual(yield* bad(Shm.ResourceLink.create(name, 1, { ttl })), "InvalidOption", String(ttl))
+        assert.isFalse(exists(name), "nothing made")
+      }
+      // group and others may read
+      yield* Effect.scoped(Effect.gen(function*() {
+        const link = yield* Shm.ResourceLink.create(fresh(), 1, { mode: 0o640 })
+        assert.strictEqual(Fs.statSync(`/dev/shm/${link.name}`).mode & 0o777, 0o640)
+      }))
+    }))
+
+  it.live("an unheld link whose TTL or creation time is damaged (not a number) is collected, not kept for good", () =>
+    Effect.gen(function*() {
+      for (const offset of [40, 32]) {
+        const name = fresh()
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* Shm.ResourceLink.create(name, 10, { ttl: "1 hour" })
+        }))
+        assert.isTrue(exists(name), "kept for its TTL")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const segment = yield* Shm.Segment.open(name)
+          new DataView(segment.bytes.buffer).setFloat64(offset, Number.NaN, true)
+        }))
+        const report = yield* collectOnly(name)
+        assert.deepStrictEqual(report.removed.map((r) => r.name), [name], `NaN at byte ${offset}`)
+        assert.isFalse(exists(name))
+      }
     }))
 
   it.live("lists links with their refcount, holders, age and TTL", () =>

@@ -167,6 +167,15 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
       Fs.symlinkSync(planted, link)
       const symlink = yield* Effect.flip(Shm.ShmTransport.make({ directory: link }).dial(`shm://${fresh()}`))
       assert.include(symlink.detail, "not a directory")
+      // a link to a private directory of ours is a link all the same, however the path ends (lstat of "link/"
+      // follows it)
+      const mine = Path.join(open, "mine")
+      Fs.symlinkSync(yield* tempDir(process.getuid!(), 0o700), mine)
+      for (const directory of [mine, `${mine}/`, `${mine}//`, `${mine}/.`]) {
+        const through = yield* Effect.flip(Shm.ShmTransport.make({ directory }).listen(`shm://${fresh()}`))
+        assert.strictEqual(through.reason._tag, "PermissionDenied", directory)
+        assert.include(through.detail, "not a directory", directory)
+      }
     }).pipe(Effect.scoped))
 
   it.live(

@@ -53,10 +53,12 @@ const notPrivate = (stat: Fs.Stats): string | undefined =>
  */
 export const directory = (override?: string, address?: string): Effect.Effect<string, IpcError.IpcError> =>
   Effect.suspend(() => {
-    const dir = override ?? defaultDirectory()
+    const given = override ?? defaultDirectory()
     const refuse = (why: string) =>
-      Effect.fail(IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${dir} ${why}`, address))
-    if (!Path.isAbsolute(dir)) return refuse("is not an absolute path")
+      Effect.fail(IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${given} ${why}`, address))
+    if (!Path.isAbsolute(given)) return refuse("is not an absolute path")
+    // without a trailing slash: lstat of "link/" follows the link, and the check below would pass a symbolic link
+    const dir = Path.resolve(given)
     try {
       Fs.mkdirSync(dir, { mode: 0o700 })
     } catch (cause) {
