@@ -351,11 +351,35 @@ export const optionsOk = (options: object, address: unknown): Effect.Effect<void
     return invalid === undefined ? Effect.void : Effect.fail(invalid)
   })
 
+/** The units of a duration given as an object (`{ minutes: 10 }`). */
+const DURATION_UNITS: ReadonlySet<string> = new Set([
+  "weeks",
+  "days",
+  "hours",
+  "minutes",
+  "seconds",
+  "milliseconds",
+  "microseconds",
+  "nanoseconds"
+])
+
+/** A duration as an object: one or more of `DURATION_UNITS`, each a finite number of at least zero, and nothing else. */
+const isDurationObject = (value: object): boolean => {
+  const entries = Object.entries(value)
+  return entries.length > 0 &&
+    entries.every(([unit, amount]) =>
+      DURATION_UNITS.has(unit) && typeof amount === "number" && Number.isFinite(amount) && amount >= 0
+    )
+}
+
 /** `value` as milliseconds when it is a duration (not negative, not NaN; infinite allowed), else undefined; never throws. */
 export const millisOf = (value: unknown): number | undefined => {
   // what fromInput takes for 0 (an empty object, NaN): not a duration
   if (typeof value === "number" && Number.isNaN(value)) return undefined
-  if (typeof value === "object" && value !== null && !Array.isArray(value) && !Duration_.isDuration(value)) {
+  if (
+    typeof value === "object" && value !== null && !Array.isArray(value) && !Duration_.isDuration(value) &&
+    !isDurationObject(value)
+  ) {
     return undefined
   }
   let parsed: ReturnType<typeof Duration_.fromInput>

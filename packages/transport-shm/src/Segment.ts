@@ -78,20 +78,28 @@ export const validateNewName = (name: string, address?: string): Effect.Effect<s
   )
 
 /**
- * `InvalidOption` for a `mode` that is not permission bits, or that lets
- * another user write: a named segment cannot be sealed, and one that another
- * user shrinks makes its mappers' next access to the cut-off pages a `SIGBUS`.
+ * `InvalidOption` for a `mode` that is not permission bits, that lets another
+ * user write (a named segment cannot be sealed, and one that another user
+ * shrinks makes its mappers' next access to the cut-off pages a `SIGBUS`), or
+ * that denies its owner reading or writing (nobody could open, remove or
+ * collect it as a link).
  */
 export const invalidMode = (mode: unknown): IpcError.IpcError | undefined => {
   if (mode === undefined) return undefined
   const bad = TransportOptions.invalidMode(mode)
-  if (bad !== undefined || ((mode as number) & 0o022) === 0) return bad
-  return IpcError.make(
-    "InvalidOption",
-    `mode 0o${
-      (mode as number).toString(8)
-    } lets another user write: one who shrinks the segment kills its mappers (SIGBUS); group and others may read at most`
-  )
+  if (bad !== undefined) return bad
+  const bits = mode as number
+  const octal = `0o${bits.toString(8)}`
+  if ((bits & 0o022) !== 0) {
+    return IpcError.make(
+      "InvalidOption",
+      `mode ${octal} lets another user write: one who shrinks the segment kills its mappers (SIGBUS); group and others may read at most`
+    )
+  }
+  if ((bits & 0o600) !== 0o600) {
+    return IpcError.make("InvalidOption", `mode ${octal} denies its owner reading or writing (0o600 at least)`)
+  }
+  return undefined
 }
 
 /** A mapped segment. */
@@ -118,7 +126,7 @@ const toSegment = (mapped: Segments.Mapped, owner: boolean): Segment => ({
 
 /** Options of `create`. */
 export interface CreateOptions {
-  /** Permission bits (default 0o600: this user only); group and others may read at most (see `invalidMode`). */
+  /** Permission bits (default 0o600: this user only); the owner reads and writes, group and others may read at most (see `invalidMode`). */
   readonly mode?: number | undefined
 }
 

@@ -402,6 +402,9 @@ export const makeScoped = (
   options: ShmTransportOptions = {}
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    // the transport's own options first (a bad `directory` is the transport's, not the collector's)
+    const shapes = TransportOptions.checkShapes(options)
+    if (shapes !== undefined) return yield* shapes
     const collector = options.collector
     if (collector !== undefined && collector !== false) {
       const invalid = SegmentGc.invalidRunOptions(collector)
@@ -410,8 +413,8 @@ export const makeScoped = (
     if (collector !== false) {
       yield* SegmentGc.run({
         prefix: collector?.prefix,
-        // the sockets of this transport's listeners are in its rendezvous directory
-        directory: options.directory,
+        // the sockets of this transport's listeners are in its rendezvous directory (unless the collector is told)
+        directory: collector?.directory ?? options.directory,
         delay: collector?.delay ?? defaultCollector.delay,
         schedule: collector?.schedule ?? defaultCollector.schedule
       })

@@ -76,6 +76,10 @@ describe("shm options from configuration", () => {
       for (const directory of [42, {}, "", "a\0b"] as Array<never>) {
         assert.deepStrictEqual(yield* reasons({ directory }), ["InvalidOption", "InvalidOption"])
       }
+      // the transport's own directory is named as such, not as the collector's
+      const directory = yield* Effect.flip(Layer.build(Shm.ShmTransport.layer({ directory: "" })).pipe(Effect.scoped))
+      assert.strictEqual(directory.reason._tag, "InvalidOption")
+      assert.match(directory.detail, /^directory /)
       for (
         const collector of [42, "x", { delay: -1 }, { delay: "abc" }, { schedule: 5 }, { prefix: 7 }] as Array<never>
       ) {

@@ -15,6 +15,35 @@ const isRoot = process.getuid?.() === 0
 let n = 0
 const address = () => `shm://nospace-test-${process.pid}-${n++}`
 
+const MiB = 1024 * 1024
+
+/**
+ * A memory cgroup limited to `bytes` (v2 where it is mounted, else v1's memory hierarchy), removed when the scope
+ * closes (after the processes in it: close it after them): the wrapper that runs a command in it.
+ */
+const memoryCgroup = (bytes: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const v2 = Fs.existsSync("/sys/fs/cgroup/cgroup.controllers")
+      if (v2) Fs.writeFileSync("/sys/fs/cgroup/cgroup.subtree_control", "+memory")
+      const dir = `${v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory"}/effect-ipc-nospace-${process.pid}-${n++}`
+      Fs.mkdirSync(dir)
+      Fs.writeFileSync(`${dir}/${v2 ? "memory.max" : "memory.limit_in_bytes"}`, String(bytes))
+      return dir
+    }),
+    (dir) =>
+      Effect.promise(async () => {
+        // a killed child's cgroup empties a moment after it is reaped
+        for (let tries = 0; tries < 100; tries++) {
+          try {
+            return Fs.rmdirSync(dir)
+          } catch {
+            await new Promise((resolve) => setTimeout(resolve, 50))
+          }
+        }
+      })
+  ).pipe(Effect.map((dir) => ["sh", "-c", `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`]))
+
 /** The number a `large` or `no-descriptors` child wrote at the start of a message. */
 const numberOf = (message: Uint8Array) => new DataView(message.buffer, message.byteOffset).getUint32(0)
 
@@ -23,10 +52,15 @@ const numberOf = (message: Uint8Array) => new DataView(message.buffer, message.b
  * segment of each size in `expected`, and checks what came of them: `NoSpace` when made, or every byte written;
  * nothing left in `/dev/shm` either way.
  */
-const reserve = (kib: number, full: boolean, expected: ReadonlyArray<readonly [number, "NoSpace" | "ok"]>) =>
+const reserve = (
+  kib: number,
+  full: boolean,
+  expected: ReadonlyArray<readonly [number, "NoSpace" | "ok"]>,
+  outer: ReadonlyArray<string> = []
+) =>
   Effect.gen(function*() {
     const child = yield* spawnChildWith(
-      { wrap: smallShm(kib, { full }) },
+      { wrap: [...outer, ...smallShm(kib, { full })] },
       "reserve",
       ...expected.map(([size]) => String(size))
     )
@@ -56,16 +90,16 @@ describe.skipIf(!isRoot)("a full /dev/shm", () => {
   )
 
   it.live(
-    "a /dev/shm larger than the memory behind it: a link or segment larger than the memory left fails with NoSpace at once",
-    // a tmpfs may be sized past memory (24 GB over 23 GB of RAM here): a link of 2^45 bytes filled memory and the
-    // kernel killed its creator, where NoSpace is promised. Now a large one takes its pages only while memory is left
-    // for the rest of them, and this one is refused before its first chunk
-    () => {
-      const meminfo = Fs.readFileSync("/proc/meminfo", "latin1")
-      const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(meminfo)![1])
-      const more = (kib("MemAvailable") + kib("SwapFree")) * 1024 + 1024 * 1024 * 1024
-      return reserve(Math.ceil((2 * more) / 1024), false, [[more, "NoSpace"], [64 * 1024, "ok"]])
-    },
+    "a /dev/shm larger than the memory left to its process (a memory cgroup's limit): a link or segment larger than that fails with NoSpace at once",
+    // a tmpfs may be sized past the memory behind it (24 GB over 23 GB of RAM here; a container's /dev/shm past its
+    // memory limit): a link of 2^45 bytes filled memory and the kernel killed its creator, where NoSpace is promised.
+    // Here the creator runs in a memory cgroup of 256 MiB over a /dev/shm of 4 GiB: 32 MiB fits, 1 GiB is refused
+    // before its first page (unguarded, the cgroup's OOM killer ends the child, and only it)
+    () =>
+      Effect.gen(function*() {
+        const cgroup = yield* memoryCgroup(256 * MiB)
+        yield* reserve(4 * 1024 * 1024, false, [[32 * MiB, "ok"], [1024 * MiB, "NoSpace"]], cgroup)
+      }).pipe(Effect.scoped),
     30_000
   )
 

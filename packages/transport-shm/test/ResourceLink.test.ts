@@ -7,6 +7,7 @@
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -398,14 +399,24 @@ describe("ResourceLink", () => {
         assert.strictEqual(yield* bad(Shm.ResourceLink.create(name, 1, { ttl })), "InvalidOption", String(ttl))
         assert.isFalse(exists(name), "nothing made")
       }
-      // group and others may read
+      // a mode without the owner's read and write makes a link nobody can acquire, remove or collect
+      for (const mode of [0o400, 0o200, 0o000] as Array<never>) {
+        assert.strictEqual(yield* bad(Shm.ResourceLink.create(fresh(), 1, { mode })), "InvalidOption", String(mode))
+      }
+      // group and others may read; a duration as an object is a duration
+      const kept = fresh()
       yield* Effect.scoped(Effect.gen(function*() {
-        const link = yield* Shm.ResourceLink.create(fresh(), 1, { mode: 0o640 })
+        const link = yield* Shm.ResourceLink.create(kept, 1, { mode: 0o640, ttl: { minutes: 10 } })
         assert.strictEqual(Fs.statSync(`/dev/shm/${link.name}`).mode & 0o777, 0o640)
+        const ttl = (yield* link.info).ttl
+        assert.strictEqual(ttl === undefined ? undefined : Duration.toMillis(ttl), 600_000)
+        yield* Shm.SegmentGc.run({ delay: { seconds: 5 }, prefix: link.name })
       }))
+      // kept for its TTL after its last holder: removed by name
+      yield* Shm.Segment.unlink(kept)
     }))
 
-  it.live("an unheld link whose TTL or creation time is damaged (not a number) is collected, not kept for good", () =>
+  it.live("an unheld link whose TTL or creation time is damaged (not a number) is collected, not kept for good; an infinite TTL is kept", () =>
     Effect.gen(function*() {
       for (const offset of [40, 32]) {
         const name = fresh()
@@ -421,6 +432,16 @@ describe("ResourceLink", () => {
         assert.deepStrictEqual(report.removed.map((r) => r.name), [name], `NaN at byte ${offset}`)
         assert.isFalse(exists(name))
       }
+      // an infinite TTL (an earlier version took ttl: Infinity) is not damage: the link waits, as it was promised
+      const forever = fresh()
+      yield* Effect.scoped(Shm.ResourceLink.create(forever, 10, { ttl: "1 hour" }))
+      yield* Effect.scoped(Effect.gen(function*() {
+        const segment = yield* Shm.Segment.open(forever)
+        new DataView(segment.bytes.buffer).setFloat64(40, Infinity, true)
+      }))
+      assert.deepStrictEqual((yield* collectOnly(forever)).removed, [])
+      assert.isTrue(exists(forever))
+      yield* Shm.Segment.unlink(forever)
     }))
 
   it.live("lists links with their refcount, holders, age and TTL", () =>

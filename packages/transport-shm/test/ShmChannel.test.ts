@@ -306,7 +306,7 @@ describe("shm:// channels", () => {
             while (true) {
               const result = yield* Effect.result(channel.receive)
               if (result._tag === "Failure") {
-                assert.strictEqual(result.failure.reason._tag, "ConnectionLost")
+                assert.strictEqual(result.failure.reason._tag, "ConnectionLost", result.failure.message)
                 break
               }
               const message = result.success

@@ -175,6 +175,9 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
         const through = yield* Effect.flip(Shm.ShmTransport.make({ directory }).listen(`shm://${fresh()}`))
         assert.strictEqual(through.reason._tag, "PermissionDenied", directory)
         assert.include(through.detail, "not a directory", directory)
+        // and the collector, which sweeps the listeners' sockets there
+        const swept = yield* Effect.flip(Shm.SegmentGc.collect({ directory, prefix: fresh() }))
+        assert.strictEqual(swept.reason._tag, "PermissionDenied", directory)
       }
     }).pipe(Effect.scoped))
 

@@ -14,6 +14,7 @@ import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Path from "node:path"
 import * as Format from "../Format.ts"
 import * as Output from "../Output.ts"
 
@@ -96,7 +97,8 @@ const collect = Effect.fn(function*(
   const report = yield* SegmentGc.collect({
     dryRun,
     prefix: Option.getOrUndefined(prefix),
-    directory: Option.getOrUndefined(dir)
+    // a path typed on the command line is the working directory's (the library takes absolute ones only)
+    directory: Option.getOrUndefined(Option.map(dir, (given) => Path.resolve(given)))
   })
   if (json) return yield* Output.event({ event: "gc", dryRun, ...report })
   const verb = dryRun ? "would remove" : "removed"

@@ -26,6 +26,9 @@ import * as Segments from "./segments.ts"
 /** The doorbell: "I wrote into your ring, or freed space in mine". */
 export const WAKE: Uint8Array = new Uint8Array([1])
 
+/** How long a large message that cannot be opened waits for its sender to be seen gone (then: `Protocol`). */
+const SENDER_GONE_MILLIS = 1000
+
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
 
@@ -304,11 +307,15 @@ export const make = (
         }
         const opened = yield* Effect.exit(Segments.openIncoming(name, link.peer.pid, Header.HEADER_SIZE, address))
         if (Exit.isFailure(opened)) {
-          // a dead sender's segments may be collected before we get to them: the message died with it
+          // a dead sender's segments may be collected before we get to them: the message died with it. A sender
+          // killed as we open has closed its descriptors before the kernel, or our control socket, tells it is gone:
+          // it is given a moment to be seen gone before its message is called a protocol error
           const pid = link.peer.pid
-          const senderDead = peerGone || lostDue !== undefined ||
+          const senderGone = () =>
+            peerGone || lostDue !== undefined ||
             (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
-          return yield* senderDead
+          for (let waited = 0; !senderGone() && waited < SENDER_GONE_MILLIS; waited += 20) yield* Effect.sleep(20)
+          return yield* senderGone()
             ? IpcError.make("ConnectionLost", `the peer died with a large message in flight (${name})`, address)
             : IpcError.make(
               "Protocol",

@@ -29,6 +29,7 @@ import * as Effect from "effect/Effect"
 import type KoffiModule from "koffi"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
+import * as Memory from "./memory.ts"
 
 type Koffi = typeof KoffiModule
 
@@ -307,44 +308,24 @@ export const fdSizeNow = (fd: number, size: number, reserve: boolean, address?: 
   const fallocate = b.fallocate
   if (fallocate === undefined) return
   // a tmpfs may be larger than the memory behind it: a large segment takes its pages only while memory is left
-  // for the rest of them (checked before each chunk: others take memory too)
-  const guarded = size >= MEMORY_CHECKED_BYTES
+  // for the rest of them (checked before each chunk too: others take memory meanwhile)
+  if (size < Memory.CHECKED_BYTES) return reserveNow((offset, length) => fallocate(fd, offset, length), size, address)
+  const left = Memory.left()
+  if (size > left) {
+    return IpcError.make(
+      "NoSpace",
+      `cannot allocate ${size} bytes for the segment: the memory left for it (machine, memory cgroup) is ${left} bytes`,
+      address
+    )
+  }
   return reserveNow(
-    (offset, length) => guarded && !memoryFor(size - offset) ? ENOMEM : fallocate(fd, offset, length),
+    (offset, length) => size - offset > Memory.left() ? ENOMEM : fallocate(fd, offset, length),
     size,
     address
   )
 }
 
-/** Segments from this size on take their pages only while memory is left for them (see `memoryFor`). */
-export const MEMORY_CHECKED_BYTES = 16 * 1024 * 1024
-
-/** Memory kept free when a large segment takes its pages: a tmpfs page is memory, and none left is the OOM killer. */
-export const MEMORY_MARGIN_BYTES = 256 * 1024 * 1024
-
 const ENOMEM = Os.constants.errno.ENOMEM
-
-/**
- * Whether `bytes` more of tmpfs pages leave `MEMORY_MARGIN_BYTES` of memory
- * (available memory and free swap, from /proc/meminfo): a `/dev/shm` sized
- * beyond them filled memory, and the kernel killed a process, where `NoSpace`
- * was promised. True where /proc/meminfo cannot be read.
- */
-const memoryFor = (bytes: number): boolean => {
-  let text: string
-  try {
-    text = Fs.readFileSync("/proc/meminfo", "latin1")
-  } catch {
-    return true
-  }
-  const kib = (field: string): number | undefined => {
-    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)
-    return match === null ? undefined : Number(match[1]) * 1024
-  }
-  const free = kib("MemAvailable")
-  if (free === undefined) return true
-  return bytes + MEMORY_MARGIN_BYTES <= free + (kib("SwapFree") ?? 0)
-}
 
 /** The most `reserveNow` asks for in one call (64 MiB, some milliseconds of a tmpfs's time). */
 export const RESERVE_CHUNK = 64 * 1024 * 1024

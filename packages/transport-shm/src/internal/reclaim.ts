@@ -48,10 +48,12 @@ export const verdict = (s: Header.Snapshot, now: number): Verdict => {
   if (s.holders.length > 0) {
     return s.holders.every((h) => Processes.liveness(h) === "dead") ? "every holder is dead" : undefined
   }
-  // a damaged clock (not a number, or not finite) would keep an unheld link for good: it counts as past
-  if (!Number.isFinite(s.ttlMillis) || !Number.isFinite(s.createdAt)) {
+  // a damaged clock (not a number) would keep an unheld link for good: it counts as past. An infinite TTL (made by an
+  // earlier version, which took `Infinity`) keeps it, as it promised
+  if (Number.isNaN(s.ttlMillis) || !Number.isFinite(s.createdAt)) {
     return "nobody holds it and its TTL or creation time is damaged"
   }
+  if (s.ttlMillis === Infinity) return undefined
   if (s.ttlMillis <= 0) return "nobody holds it and it has no TTL"
   if (now - s.createdAt > s.ttlMillis) return "nobody holds it and its TTL has passed"
   return undefined

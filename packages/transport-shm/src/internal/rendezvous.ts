@@ -122,7 +122,12 @@ export const staleSockets = (
   inDirectory?: string
 ): Effect.Effect<ReadonlyArray<Stale>, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const dir = inDirectory ?? defaultDirectory()
+    const given = inDirectory ?? defaultDirectory()
+    if (!Path.isAbsolute(given) || given.includes("\0")) {
+      return yield* IpcError.make("InvalidOption", `the shm:// rendezvous directory ${given} is not an absolute path`)
+    }
+    // without a trailing slash: lstat of "link/" follows the link (see `directory`)
+    const dir = Path.resolve(given)
     const listed = listPrivate(dir)
     if (typeof listed === "string" || listed instanceof Error) {
       // the default directory may not exist yet, or be another's: nothing of ours is there
