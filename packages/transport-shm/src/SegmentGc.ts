@@ -253,10 +253,8 @@ export const invalidRunOptions = (options: unknown): IpcError.IpcError | undefin
     return bad(`schedule ${String(schedule)} is not a Schedule`)
   }
   if (prefix !== undefined && typeof prefix !== "string") return bad(`prefix ${String(prefix)} is not a string`)
-  if (directory !== undefined && (typeof directory !== "string" || directory === "")) {
-    return bad(`directory ${String(directory)} is not a path`)
-  }
-  return undefined
+  const shape = TransportOptions.checkShapes({ directory })
+  return shape === undefined ? undefined : bad(shape.detail)
 }
 
 /**

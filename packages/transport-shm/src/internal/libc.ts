@@ -308,7 +308,7 @@ export const fdSizeNow = (fd: number, size: number, reserve: boolean, address?: 
   const fallocate = b.fallocate
   if (fallocate === undefined) return
   // a tmpfs may be larger than the memory behind it: a large segment takes its pages only while memory is left
-  // for the rest of them (checked before each chunk too: others take memory meanwhile)
+  // for the rest of them (checked here, then before each later chunk: others take memory meanwhile)
   if (size < Memory.CHECKED_BYTES) return reserveNow((offset, length) => fallocate(fd, offset, length), size, address)
   const left = Memory.left()
   if (size > left) {
@@ -319,7 +319,7 @@ export const fdSizeNow = (fd: number, size: number, reserve: boolean, address?: 
     )
   }
   return reserveNow(
-    (offset, length) => size - offset > Memory.left() ? ENOMEM : fallocate(fd, offset, length),
+    (offset, length) => offset > 0 && size - offset > Memory.left() ? ENOMEM : fallocate(fd, offset, length),
     size,
     address
   )

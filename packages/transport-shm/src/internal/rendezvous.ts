@@ -46,6 +46,14 @@ const notPrivate = (stat: Fs.Stats): string | undefined =>
     : undefined
 
 /**
+ * An absolute path without a trailing slash (`lstat` of "link/" follows the
+ * link, and a check of it would pass a symbolic link), or undefined for a
+ * relative path or one holding a NUL.
+ */
+const resolved = (given: string): string | undefined =>
+  Path.isAbsolute(given) && !given.includes("\0") ? Path.resolve(given) : undefined
+
+/**
  * The rendezvous directory (`directory`, or `defaultDirectory()`), created
  * with mode 0700 when missing. Anything else there — a symbolic link, a
  * file, a directory of another user or one that others can enter — is
@@ -56,9 +64,8 @@ export const directory = (override?: string, address?: string): Effect.Effect<st
     const given = override ?? defaultDirectory()
     const refuse = (why: string) =>
       Effect.fail(IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${given} ${why}`, address))
-    if (!Path.isAbsolute(given)) return refuse("is not an absolute path")
-    // without a trailing slash: lstat of "link/" follows the link, and the check below would pass a symbolic link
-    const dir = Path.resolve(given)
+    const dir = resolved(given)
+    if (dir === undefined) return refuse("is not an absolute path")
     try {
       Fs.mkdirSync(dir, { mode: 0o700 })
     } catch (cause) {
@@ -123,11 +130,10 @@ export const staleSockets = (
 ): Effect.Effect<ReadonlyArray<Stale>, IpcError.IpcError> =>
   Effect.gen(function*() {
     const given = inDirectory ?? defaultDirectory()
-    if (!Path.isAbsolute(given) || given.includes("\0")) {
+    const dir = resolved(given)
+    if (dir === undefined) {
       return yield* IpcError.make("InvalidOption", `the shm:// rendezvous directory ${given} is not an absolute path`)
     }
-    // without a trailing slash: lstat of "link/" follows the link (see `directory`)
-    const dir = Path.resolve(given)
     const listed = listPrivate(dir)
     if (typeof listed === "string" || listed instanceof Error) {
       // the default directory may not exist yet, or be another's: nothing of ours is there
