@@ -5,6 +5,7 @@
  * magic, wrong owner, wrong creator, not sealed), and a peer that tries to
  * shrink the memory we map.
  */
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
@@ -246,6 +247,46 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
         const report = yield* Shm.SegmentGc.collect({ prefix: name })
         assert.deepStrictEqual([report.removed, report.kept, report.others], [[], 0, 1])
         assert.isTrue(Fs.existsSync(`/dev/shm/${name}`))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a link of ours that others may write (an old version's mode, or a chmod) is not mapped: another user's shrink cannot kill us",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(`/dev/shm/${name}`, { force: true })))
+        const size = 1 << 20
+        yield* Effect.scoped(Shm.ResourceLink.create(name, size, { ttl: "1 minute" }))
+        Fs.chmodSync(`/dev/shm/${name}`, 0o666)
+        for (
+          const open of [
+            Shm.ResourceLink.acquire(name),
+            Shm.ResourceLink.info(name),
+            Shm.Segment.open(name)
+          ] as ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>>
+        ) {
+          const refused = yield* Effect.flip(Effect.scoped(open))
+          assert.strictEqual(refused.reason._tag, "PermissionDenied")
+          assert.include(refused.detail, "lets other users write (mode 0o666)")
+        }
+        // the collector neither maps nor removes it (it is not sure what it is)
+        const report = yield* Shm.SegmentGc.collect({ prefix: name })
+        assert.deepStrictEqual([report.removed, report.others], [[], 1])
+        // what the refusal saves us from: uid 65534 can shrink it
+        const shrunk = ChildProcess.spawnSync("setpriv", [
+          `--reuid=${NOBODY}`,
+          `--regid=${NOBODY}`,
+          "--clear-groups",
+          "truncate",
+          "--no-create",
+          "-s",
+          "0",
+          `/dev/shm/${name}`
+        ])
+        assert.strictEqual(shrunk.status, 0, String(shrunk.stderr))
+        assert.strictEqual(Fs.statSync(`/dev/shm/${name}`).size, 0)
       }).pipe(Effect.scoped),
     30_000
   )

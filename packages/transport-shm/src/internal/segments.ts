@@ -56,6 +56,15 @@ const foreignOwner = (name: string, uid: number, address?: string) =>
     address
   )
 
+/** Refuses a segment that group or others may write: another user who shrinks it kills whoever maps it. */
+const othersWrite = (name: string, mode: number, address?: string) =>
+  IpcError.make(
+    "PermissionDenied",
+    `segment ${name} lets other users write (mode 0o${mode.toString(8)}): refused, one who shrinks it would kill ` +
+      "its mappers (SIGBUS); chmod it to 0o600 (or 0o644) to use it",
+    address
+  )
+
 /** Options of `createMapped`. */
 export interface CreateOptions {
   readonly mode?: number | undefined
@@ -156,8 +165,10 @@ const ownerOf = (name: string): number | undefined => {
 /**
  * Opens `/name` and maps it (all of it, or its first `mapLength` bytes);
  * `minSize`: a smaller segment fails with `Protocol`, "truncated", before
- * anything is mapped. A segment another user owns is `PermissionDenied`
- * (checked on the open descriptor, so a name swapped meanwhile changes nothing).
+ * anything is mapped. A segment another user owns, or one that group or
+ * others may write (made so by hand, or by a version that allowed it), is
+ * `PermissionDenied` (checked on the open descriptor, so a name swapped
+ * meanwhile changes nothing).
  */
 export const openMapped = (
   name: string,
@@ -172,6 +183,7 @@ export const openMapped = (
       Effect.flatMap((stat) => {
         const uid = myUid()
         if (uid !== undefined && stat.uid !== uid) return Effect.fail(foreignOwner(name, stat.uid, options.address))
+        if ((stat.mode & 0o022) !== 0) return Effect.fail(othersWrite(name, stat.mode, options.address))
         const minSize = Math.max(1, options.minSize ?? 1)
         if (stat.size < minSize) {
           return Effect.fail(
