@@ -363,9 +363,13 @@ const DURATION_UNITS: ReadonlySet<string> = new Set([
   "nanoseconds"
 ])
 
-/** A duration as an object: one or more of `DURATION_UNITS`, each a finite number of at least zero, and nothing else. */
+/**
+ * A duration as an object: one or more of `DURATION_UNITS`, each a finite
+ * number of at least zero (a unit given as `undefined` is left out, as
+ * `Duration.DurationObject` allows), and nothing else.
+ */
 const isDurationObject = (value: object): boolean => {
-  const entries = Object.entries(value)
+  const entries = Object.entries(value).filter(([, amount]) => amount !== undefined)
   return entries.length > 0 &&
     entries.every(([unit, amount]) =>
       DURATION_UNITS.has(unit) && typeof amount === "number" && Number.isFinite(amount) && amount >= 0
@@ -376,14 +380,15 @@ const isDurationObject = (value: object): boolean => {
 export const millisOf = (value: unknown): number | undefined => {
   // what fromInput takes for 0 (an empty object, NaN): not a duration
   if (typeof value === "number" && Number.isNaN(value)) return undefined
-  if (
-    typeof value === "object" && value !== null && !Array.isArray(value) && !Duration_.isDuration(value) &&
-    !isDurationObject(value)
-  ) {
-    return undefined
-  }
   let parsed: ReturnType<typeof Duration_.fromInput>
   try {
+    // (inside: an object whose getter throws is not a duration either)
+    if (
+      typeof value === "object" && value !== null && !Array.isArray(value) && !Duration_.isDuration(value) &&
+      !isDurationObject(value)
+    ) {
+      return undefined
+    }
     parsed = Duration_.fromInput(value as Duration_.Input)
   } catch {
     return undefined

@@ -280,3 +280,23 @@ describe("transport options from configuration", () => {
       )
     }))
 })
+
+describe("millisOf: what a duration option in code may be", () => {
+  it("durations as objects, with units left out as undefined; anything else is undefined, never a throw", () => {
+    assert.strictEqual(TransportOptions.millisOf({ minutes: 10 }), 600_000)
+    assert.strictEqual(TransportOptions.millisOf({ minutes: 10, seconds: undefined }), 600_000)
+    assert.strictEqual(TransportOptions.millisOf({ hours: 1, milliseconds: 5 }), 3_600_005)
+    assert.strictEqual(TransportOptions.millisOf(Duration.seconds(2)), 2000)
+    assert.strictEqual(TransportOptions.millisOf("5 seconds"), 5000)
+    const throwing = Object.defineProperty({}, "minutes", {
+      enumerable: true,
+      get: () => {
+        throw new Error("a getter that throws")
+      }
+    })
+    for (const value of [{}, { seconds: undefined }, { minutes: 1, bogus: 2 }, { minutes: -1 }, { minutes: "1" }]) {
+      assert.isUndefined(TransportOptions.millisOf(value), JSON.stringify(value))
+    }
+    assert.isUndefined(TransportOptions.millisOf(throwing))
+  })
+})

@@ -26,6 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Path from "node:path"
 import * as Header from "./internal/header.ts"
 import * as Processes from "./internal/processes.ts"
 import * as Reclaim from "./internal/reclaim.ts"
@@ -239,8 +240,8 @@ const bad = (detail: string) => IpcError.make("InvalidOption", `collector: ${det
 /**
  * `InvalidOption` for `run` options that are not what they say: a `delay`
  * that is not a finite duration, a `schedule` that is not a `Schedule`, a
- * `prefix` or `directory` that is not a string (the collector would fail out
- * of sight, or never run).
+ * `prefix` that is not a string, a `directory` that is not an absolute path
+ * (the collector would fail out of sight, or never run).
  */
 export const invalidRunOptions = (options: unknown): IpcError.IpcError | undefined => {
   if (typeof options !== "object" || options === null) return bad(`${String(options)} is not collector options`)
@@ -254,7 +255,12 @@ export const invalidRunOptions = (options: unknown): IpcError.IpcError | undefin
   }
   if (prefix !== undefined && typeof prefix !== "string") return bad(`prefix ${String(prefix)} is not a string`)
   const shape = TransportOptions.checkShapes({ directory })
-  return shape === undefined ? undefined : bad(shape.detail)
+  if (shape !== undefined) return bad(shape.detail)
+  // relative, it would fail at every sweep, out of sight
+  if (typeof directory === "string" && !Path.isAbsolute(directory)) {
+    return bad(`directory ${directory} is not an absolute path`)
+  }
+  return undefined
 }
 
 /**

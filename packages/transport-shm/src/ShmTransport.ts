@@ -405,6 +405,9 @@ export const makeScoped = (
     // the transport's own options first (a bad `directory` is the transport's, not the collector's)
     const shapes = TransportOptions.checkShapes(options)
     if (shapes !== undefined) return yield* shapes
+    if (options.directory !== undefined && !Path.isAbsolute(options.directory)) {
+      return yield* IpcError.make("InvalidOption", `directory ${options.directory} is not an absolute path`)
+    }
     const collector = options.collector
     if (collector !== undefined && collector !== false) {
       const invalid = SegmentGc.invalidRunOptions(collector)

@@ -73,15 +73,31 @@ describe("shm options from configuration", () => {
       for (const inPlaceThreshold of [-1, Number.NaN, 1.5, "abc", {}, null] as Array<never>) {
         assert.deepStrictEqual(yield* reasons({ inPlaceThreshold }), ["InvalidOption", "InvalidOption"])
       }
-      for (const directory of [42, {}, "", "a\0b"] as Array<never>) {
+      for (const directory of [42, {}, "", "a\0b", "relative/dir"] as Array<never>) {
         assert.deepStrictEqual(yield* reasons({ directory }), ["InvalidOption", "InvalidOption"])
       }
       // the transport's own directory is named as such, not as the collector's
       const directory = yield* Effect.flip(Layer.build(Shm.ShmTransport.layer({ directory: "" })).pipe(Effect.scoped))
       assert.strictEqual(directory.reason._tag, "InvalidOption")
       assert.match(directory.detail, /^directory /)
+      const relative = yield* Effect.flip(
+        Layer.build(Shm.ShmTransport.layer({ directory: "relative/dir" })).pipe(Effect.scoped)
+      )
+      assert.strictEqual(relative.detail, "directory relative/dir is not an absolute path")
+      // a relative collector directory would fail at every sweep, out of sight
+      const sweeps = yield* Effect.flip(Effect.scoped(Shm.SegmentGc.run({ directory: "relative/dir" })))
+      assert.strictEqual(sweeps.reason._tag, "InvalidOption")
       for (
-        const collector of [42, "x", { delay: -1 }, { delay: "abc" }, { schedule: 5 }, { prefix: 7 }] as Array<never>
+        const collector of [
+          42,
+          "x",
+          { delay: -1 },
+          { delay: "abc" },
+          { schedule: 5 },
+          { prefix: 7 },
+          { directory: "relative/dir" },
+          { directory: "/tmp/a\0b" }
+        ] as Array<never>
       ) {
         const error = yield* Effect.flip(Layer.build(Shm.ShmTransport.layer({ collector })).pipe(Effect.scoped))
         assert.strictEqual(error.reason._tag, "InvalidOption", JSON.stringify(collector))

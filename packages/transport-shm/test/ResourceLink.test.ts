@@ -416,7 +416,7 @@ describe("ResourceLink", () => {
       yield* Shm.Segment.unlink(kept)
     }))
 
-  it.live("an unheld link whose TTL or creation time is damaged (not a number) is collected, not kept for good; an infinite TTL is kept", () =>
+  it.live("an unheld link whose TTL or creation time is damaged (not a number, or further ahead than its TTL) is collected, not kept for good; an infinite TTL is kept", () =>
     Effect.gen(function*() {
       for (const offset of [40, 32]) {
         const name = fresh()
@@ -431,6 +431,20 @@ describe("ResourceLink", () => {
         const report = yield* collectOnly(name)
         assert.deepStrictEqual(report.removed.map((r) => r.name), [name], `NaN at byte ${offset}`)
         assert.isFalse(exists(name))
+      }
+      // a creation time ahead of now by more than the TTL (damaged, or the clock set back) is collected too; one a
+      // minute ahead (a clock set back a little) is not
+      for (const [ahead, collected] of [[1e300, true], [365 * 86_400_000, true], [60_000, false]] as const) {
+        const name = fresh()
+        yield* Effect.scoped(Shm.ResourceLink.create(name, 10, { ttl: "1 hour" }))
+        yield* Effect.scoped(Effect.gen(function*() {
+          const segment = yield* Shm.Segment.open(name)
+          new DataView(segment.bytes.buffer).setFloat64(32, Date.now() + ahead, true)
+        }))
+        const report = yield* collectOnly(name)
+        assert.deepStrictEqual(report.removed.map((r) => r.name), collected ? [name] : [], `created ${ahead} ms ahead`)
+        assert.strictEqual(exists(name), !collected)
+        if (!collected) yield* Shm.Segment.unlink(name)
       }
       // an infinite TTL (an earlier version took ttl: Infinity) is not damage: the link waits, as it was promised
       const forever = fresh()

@@ -56,6 +56,8 @@ export const verdict = (s: Header.Snapshot, now: number): Verdict => {
   if (s.ttlMillis === Infinity) return undefined
   if (s.ttlMillis <= 0) return "nobody holds it and it has no TTL"
   if (now - s.createdAt > s.ttlMillis) return "nobody holds it and its TTL has passed"
+  // a creation time further ahead than the TTL (damaged, or a clock set back by more) would keep it as long
+  if (s.createdAt - now > s.ttlMillis) return "nobody holds it and its creation time lies past its TTL ahead"
   return undefined
 }
 

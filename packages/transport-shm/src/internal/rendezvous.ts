@@ -65,7 +65,11 @@ export const directory = (override?: string, address?: string): Effect.Effect<st
     const refuse = (why: string) =>
       Effect.fail(IpcError.make("PermissionDenied", `the shm:// rendezvous directory ${given} ${why}`, address))
     const dir = resolved(given)
-    if (dir === undefined) return refuse("is not an absolute path")
+    if (dir === undefined) {
+      return Effect.fail(
+        IpcError.make("InvalidOption", `the shm:// rendezvous directory ${given} is not an absolute path`, address)
+      )
+    }
     try {
       Fs.mkdirSync(dir, { mode: 0o700 })
     } catch (cause) {
