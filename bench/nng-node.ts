@@ -45,10 +45,23 @@ const bind = () => {
   try {
     koffi.struct(S, { id: "uint32_t" })
     koffi.opaque("bench_nng_msg")
+    koffi.opaque("bench_nng_aio")
+    koffi.proto("void bench_nng_aio_cb(void *arg)")
   } catch {
     // declared already
   }
   return {
+    aioCallback: koffi.pointer(koffi.resolve("bench_nng_aio_cb")),
+    aioAlloc: lib.func("int nng_aio_alloc(_Out_ bench_nng_aio **a, bench_nng_aio_cb *cb, void *arg)") as (
+      out: Array<Ptr | null>,
+      cb: unknown,
+      arg: null
+    ) => number,
+    aioFree: lib.func("void nng_aio_free(bench_nng_aio *a)") as (a: Ptr) => void,
+    aioCancel: lib.func("void nng_aio_cancel(bench_nng_aio *a)") as (a: Ptr) => void,
+    aioResult: lib.func("int nng_aio_result(bench_nng_aio *a)") as (a: Ptr) => number,
+    aioGetMsg: lib.func("bench_nng_msg *nng_aio_get_msg(bench_nng_aio *a)") as (a: Ptr) => Ptr,
+    recvAio: lib.func(`void nng_recv_aio(${S} s, bench_nng_aio *a)`) as (s: Socket, a: Ptr) => void,
     open: lib.func(`int nng_pair1_open(_Out_ ${S} *s)`) as (out: { id: number }) => number,
     listen: lib.func(`int nng_listen(${S} s, const char *url, void *l, int flags)`) as (
       s: Socket,
@@ -101,34 +114,89 @@ const check = (rv: number, what: string) => {
   if (rv !== 0) throw new Error(`nng-node: ${what} failed (nng error ${rv})`)
 }
 
-/** A pair1 socket at `url`, its receive descriptor watched: `onMessage` gets each message, copied. */
+/**
+ * How a socket learns that a message is there: nng's `recv-fd` on a libuv
+ * poll handle, then `nng_recvmsg` until nothing is left (as transport-nng
+ * does), or an `nng_recv_aio` whose completion koffi brings to the JS thread
+ * (the nng thread that completes it waits there until the callback returns).
+ */
+export type Wake = "poll" | "aio"
+
+/** `m`'s body copied into a fresh buffer; `m` freed. */
+const copyOut = (b: Bindings, m: Ptr): Uint8Array => {
+  const length = b.msgLen(m)
+  const copy = Buffer.allocUnsafe(length)
+  if (length > 0) b.memcpy(copy, b.msgBody(m), length)
+  b.msgFree(m)
+  return copy
+}
+
+/**
+ * Receives on `s` through an aio: `onMessage` gets each message, copied.
+ * `stop` cancels the receive and resolves once its callback has run (an aio
+ * stopped or freed while its callback waits for the JS thread deadlocks).
+ */
+const receiveByAio = (b: Bindings, s: Socket, onMessage: (message: Uint8Array) => void, onWake: () => void) => {
+  const out: Array<Ptr | null> = [null]
+  let aio: Ptr = 0n
+  let stopped: (() => void) | undefined
+  const callback = koffi.register(() => {
+    const rv = b.aioResult(aio)
+    if (rv !== 0 || stopped !== undefined) {
+      if (rv === 0) b.msgFree(b.aioGetMsg(aio))
+      return stopped?.()
+    }
+    const message = copyOut(b, b.aioGetMsg(aio))
+    b.recvAio(s, aio)
+    onWake()
+    onMessage(message)
+  }, b.aioCallback)
+  check(b.aioAlloc(out, callback, null), "aio_alloc")
+  aio = out[0]!
+  b.recvAio(s, aio)
+  return {
+    stop: () =>
+      new Promise<void>((resolve) => {
+        stopped = () => {
+          // freed on the next turn: the nng thread that ran the callback finishes with the aio first
+          setImmediate(() => {
+            b.aioFree(aio)
+            koffi.unregister(callback)
+            resolve()
+          })
+        }
+        b.aioCancel(aio)
+      })
+  }
+}
+
+/** A pair1 socket at `url`, its receives woken by `wake`: `onMessage` gets each message, copied. */
 const openSocket = (
   b: Bindings,
   url: string,
   how: "listen" | "dial",
   onMessage: (message: Uint8Array) => void,
-  onWake: () => void = () => {}
+  onWake: () => void = () => {},
+  wake: Wake = "poll"
 ) => {
   const out = { id: 0 }
   check(b.open(out), "open")
   const s: Socket = { id: out.id }
   check(how === "listen" ? b.listen(s, url, null, 0) : b.dial(s, url, null, 0), how)
-  const fd = [0]
-  check(b.getInt(s, "recv-fd", fd), "recv-fd")
   const sendFd = [0]
   check(b.getInt(s, "send-fd", sendFd), "send-fd")
-  const msg: Array<Ptr | null> = [null]
-  const poll = koffi.node.poll(fd[0]!, { readable: true }, () => {
-    onWake()
-    while (b.recvmsg(s, msg, NONBLOCK) === 0) {
-      const m = msg[0]!
-      const length = b.msgLen(m)
-      const copy = Buffer.allocUnsafe(length)
-      if (length > 0) b.memcpy(copy, b.msgBody(m), length)
-      b.msgFree(m)
-      onMessage(copy)
-    }
-  })
+  let poll: KoffiPoll | undefined
+  let byAio: ReturnType<typeof receiveByAio> | undefined
+  if (wake === "aio") byAio = receiveByAio(b, s, onMessage, onWake)
+  else {
+    const fd = [0]
+    check(b.getInt(s, "recv-fd", fd), "recv-fd")
+    const msg: Array<Ptr | null> = [null]
+    poll = koffi.node.poll(fd[0]!, { readable: true }, () => {
+      onWake()
+      while (b.recvmsg(s, msg, NONBLOCK) === 0) onMessage(copyOut(b, msg[0]!))
+    })
+  }
   let writable: KoffiPoll | undefined
   return {
     /** Sends `message` if nng can take it now: false when it is full (see `whenWritable`). */
@@ -147,24 +215,25 @@ const openSocket = (
       if (writable === undefined) writable = koffi.node.poll(sendFd[0]!, { readable: true }, ready)
       else writable.start({ readable: true }, ready)
     },
-    close: () => {
-      poll.close()
+    close: async () => {
+      poll?.close()
+      await byAio?.stop()
       writable?.close()
       b.close(s)
     }
   }
 }
 
-/** Starts `nng-node.ts peer ROLE URL` and resolves with it once it listens. */
-const startPeer = (role: "echo" | "sink", url: string): Promise<ReadyProcess> =>
-  spawnReady(...nodeScript(script, ["peer", role, url]), `nng-node ${role}`).ready
+/** Starts `nng-node.ts peer ROLE URL WAKE` and resolves with it once it listens. */
+const startPeer = (role: "echo" | "sink", url: string, wake: Wake): Promise<ReadyProcess> =>
+  spawnReady(...nodeScript(script, ["peer", role, url, wake]), `nng-node ${role}`).ready
 
-/** The Node floor contender: echo and sink servers in child processes, measured from this one. */
-export const openNngNode = async (row: Row): Promise<Contender> => {
+/** The Node floor contender: echo and sink servers in child processes, measured from this one, each woken by `wake`. */
+export const openNngNode = async (row: Row, wake: Wake = "poll"): Promise<Contender> => {
   const b = bind()
   const dir = makeTempDir("effect-ipc-bench-nng-node-")
   const url = (role: string) => `ipc://${Path.join(dir, `${role}.ipc`)}`
-  const peers = await allReady([startPeer("echo", url("echo")), startPeer("sink", url("sink"))]).catch(
+  const peers = await allReady([startPeer("echo", url("echo"), wake), startPeer("sink", url("sink"), wake)]).catch(
     (error: unknown): never => {
       removeTempDir(dir)
       throw error
@@ -172,8 +241,8 @@ export const openNngNode = async (row: Row): Promise<Contender> => {
   )
   let onEcho: (message: Uint8Array) => void = ignore
   let onReport: (message: Uint8Array) => void = ignore
-  const socket = openSocket(b, url("echo"), "dial", (message) => onEcho(message))
-  const sink = openSocket(b, url("sink"), "dial", (message) => onReport(message))
+  const socket = openSocket(b, url("echo"), "dial", (message) => onEcho(message), undefined, wake)
+  const sink = openSocket(b, url("sink"), "dial", (message) => onReport(message), undefined, wake)
   const payload = makePayload(row.size)
   return {
     row,
@@ -221,8 +290,7 @@ export const openNngNode = async (row: Row): Promise<Contender> => {
         pump()
       }),
     close: async () => {
-      socket.close()
-      sink.close()
+      await Promise.all([socket.close(), sink.close()])
       await Promise.all(peers.map((peer) => peer.stop()))
       removeTempDir(dir)
     }
@@ -230,21 +298,27 @@ export const openNngNode = async (row: Row): Promise<Contender> => {
 }
 
 if (process.argv[1] === script && process.argv[2] === "peer") {
-  const [role, url] = process.argv.slice(3)
+  const [role, url, wake] = process.argv.slice(3)
   const b = bind()
   const counter = new SinkCounter()
   const answer = (message: Uint8Array) => {
     if (!socket.trySend(message)) socket.whenWritable(() => answer(message))
   }
-  const socket = openSocket(b, url!, "listen", (message) => {
-    if (role === "echo") return answer(message)
-    const report = counter.count(message.byteLength)
-    if (report !== undefined) answer(report)
-  }, () => counter.batch())
+  const socket = openSocket(
+    b,
+    url!,
+    "listen",
+    (message) => {
+      if (role === "echo") return answer(message)
+      const report = counter.count(message.byteLength)
+      if (report !== undefined) answer(report)
+    },
+    () => counter.batch(),
+    wake === "aio" ? "aio" : "poll"
+  )
   process.stdout.write(`${READY}\n`)
   process.stdin.on("end", () => {
-    socket.close()
-    process.exit(0)
+    void socket.close().then(() => process.exit(0))
   })
   process.stdin.resume()
 }

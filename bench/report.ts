@@ -34,6 +34,7 @@ export type RowKey =
   | "nng"
   | "nng-c"
   | "nng-node"
+  | "nng-node-aio"
   | "raw-fiber"
   | "zmq"
   | "memcpy"
@@ -620,6 +621,18 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
   )
   if (floorParts.length > 0) {
     lines.push("", `nng from Node without effect-ipc, the floor under the nng Channel: ${floorParts.join("; ")}.`)
+  }
+  const aioParts = (["p50 RTT", "msgs/s"] as const).flatMap((what) => {
+    const ratio = (a: RowKey, b: RowKey) =>
+      what === "p50 RTT" ? p50Ratio(rows, size, a, b) : rateRatio(rows, size, a, b)
+    const poll = ratio("nng-node-aio", "nng-node")
+    const c = ratio("nng-node-aio", "nng-c")
+    return poll === undefined || c === undefined
+      ? []
+      : [`${what}: ${poll.toFixed(2)}x Node's woken by recv-fd, ${c.toFixed(2)}x C's`]
+  })
+  if (aioParts.length > 0) {
+    lines.push("", `nng from Node woken by an aio callback instead of recv-fd: ${aioParts.join("; ")}.`)
   }
   if (notes.length > 0) lines.push("", ...notes)
   return lines.join("\n")

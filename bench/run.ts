@@ -27,7 +27,7 @@
  * rounds, default 10), `--scale=F` (multiplies round-trip counts),
  * `--only=raw,unix,memory,fifo,child,shm,file,nng,zmq,rpc`,
  * `--stacks=ipc-packed,ipc-binary,ipc-json,effect-binary,effect-ndjson` (the RPC stacks),
- * `--shm=shm,shm-spin,shm-view,shm-ring-js,shm-ring-fiber` (the shm modes and the rings' floors), `--nng=nng,nng-c,nng-node`, `--sizes=64,4096,1048576`,
+ * `--shm=shm,shm-spin,shm-view,shm-ring-js,shm-ring-fiber` (the shm modes and the rings' floors), `--nng=nng,nng-c,nng-node,nng-node-aio`, `--sizes=64,4096,1048576`,
  * `--phases=rtt,oneway`, `--batch=N` (channels send one-way traffic N messages per `sendAll`), `--pin` (the
  * driver on CPU 0, every peer on CPU 1: `pin.ts`). Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them (see README.md).
@@ -130,7 +130,7 @@ const stacks = (argValue("stacks")?.split(",") ?? rpcStacks).filter((s): s is Rp
   rpcStacks.some((k) => k === s)
 )
 const shmKeys = new Set(argValue("shm")?.split(",") ?? [...shmModes.map((m) => m.key), "shm-ring-js", "shm-ring-fiber"])
-const nngKeys = new Set(argValue("nng")?.split(",") ?? ["nng", "nng-c", "nng-node"])
+const nngKeys = new Set(argValue("nng")?.split(",") ?? ["nng", "nng-c", "nng-node", "nng-node-aio"])
 const phases = new Set<Phase>(
   (argValue("phases")?.split(",") ?? ["rtt", "oneway"]).filter((p): p is Phase => p === "rtt" || p === "oneway")
 )
@@ -362,6 +362,9 @@ const specsAt = (
     if (nngKeys.has("nng-c")) add("nng-c", "the same in C on the same libnng (pair1, ipc://)", openNngC)
     if (nngKeys.has("nng-node")) {
       add("nng-node", "the same from Node without effect-ipc (koffi, pair1, ipc://)", openNngNode)
+    }
+    if (nngKeys.has("nng-node-aio")) {
+      add("nng-node-aio", "the same, woken by an aio callback, not recv-fd", (row) => openNngNode(row, "aio"))
     }
   }
   if (sections.has("zmq")) add("zmq", "zeromq 6 Pair over ipc:// (npm zeromq)", openZmq)
