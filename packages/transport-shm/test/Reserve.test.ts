@@ -49,6 +49,36 @@ const coversAll = (calls: ReadonlyArray<readonly [number, number]>, size: number
 const allocatedBytes = (fd: number) => Fs.fstatSync(fd).blocks * 512
 
 describe("reserving a segment's pages", () => {
+  it("takes a large segment's chunks only while the memory left covers the rest: NoSpace when others take it meanwhile", () => {
+    const size = 512 * MiB
+    // enough at first and for the second chunk; then others take memory, and 384 MiB are still to come
+    const answers = [1024 * MiB, 1024 * MiB, 100 * MiB]
+    let asked = 0
+    const left = () => answers[Math.min(asked++, answers.length - 1)]!
+    const shrinking = recording()
+    const failed = Libc.reserveWithin(shrinking.allocate, size, left, "shm://guard")
+    assert.instanceOf(failed, IpcError.IpcError)
+    assert.strictEqual((failed as IpcError.IpcError).reason._tag, "NoSpace")
+    assert.deepStrictEqual(shrinking.calls, [[0, Libc.RESERVE_CHUNK], [Libc.RESERVE_CHUNK, Libc.RESERVE_CHUNK]])
+    assert.strictEqual(asked, 3, "checked once up front, then before each later chunk (not again for the first)")
+    // with the memory there throughout, every chunk is taken
+    const steady = recording()
+    assert.isUndefined(Libc.reserveWithin(steady.allocate, size, () => 1024 * MiB))
+    coversAll(steady.calls, size)
+    // too little up front: nothing is taken, and the error says how much was left
+    const none = recording()
+    const refused = Libc.reserveWithin(none.allocate, size, () => 300 * MiB)
+    assert.instanceOf(refused, IpcError.IpcError)
+    assert.include((refused as IpcError.IpcError).detail, `is ${300 * MiB} bytes`)
+    assert.deepStrictEqual(none.calls, [])
+    // segments under the checked size are left to the tmpfs's own limit: the memory left is not read
+    const small = recording()
+    assert.isUndefined(Libc.reserveWithin(small.allocate, 8 * MiB, () => {
+      throw new Error("read for a small segment")
+    }))
+    coversAll(small.calls, 8 * MiB)
+  })
+
   it("asks for at most one chunk at a time, each from where the last ended", () => {
     const { allocate, calls } = recording()
     const size = 200 * MiB + 4096

@@ -307,25 +307,39 @@ export const fdSizeNow = (fd: number, size: number, reserve: boolean, address?: 
   if (b instanceof IpcError.IpcError) return b
   const fallocate = b.fallocate
   if (fallocate === undefined) return
-  // a tmpfs may be larger than the memory behind it: a large segment takes its pages only while memory is left
-  // for the rest of them (checked here, then before each later chunk: others take memory meanwhile)
-  if (size < Memory.CHECKED_BYTES) return reserveNow((offset, length) => fallocate(fd, offset, length), size, address)
-  const left = Memory.left()
-  if (size > left) {
+  return reserveWithin((offset, length) => fallocate(fd, offset, length), size, Memory.left, address)
+}
+
+const ENOMEM = Os.constants.errno.ENOMEM
+
+/**
+ * `reserveNow`, for a segment of `Memory.CHECKED_BYTES` or more only while
+ * `left()` (the memory left: `Memory.left`) covers what is still to allocate,
+ * checked first and before each later chunk (others take memory meanwhile): a
+ * tmpfs may be larger than the memory behind it, and filling it past that
+ * ends with the OOM killer. `NoSpace` when it does not.
+ */
+export const reserveWithin = (
+  allocate: (offset: number, length: number) => number,
+  size: number,
+  left: () => number,
+  address?: string
+): Now<void> => {
+  if (size < Memory.CHECKED_BYTES) return reserveNow(allocate, size, address)
+  const first = left()
+  if (size > first) {
     return IpcError.make(
       "NoSpace",
-      `cannot allocate ${size} bytes for the segment: the memory left for it (machine, memory cgroup) is ${left} bytes`,
+      `cannot allocate ${size} bytes for the segment: the memory left for it (machine, memory cgroup) is ${first} bytes`,
       address
     )
   }
   return reserveNow(
-    (offset, length) => offset > 0 && size - offset > Memory.left() ? ENOMEM : fallocate(fd, offset, length),
+    (offset, length) => offset > 0 && size - offset > left() ? ENOMEM : allocate(offset, length),
     size,
     address
   )
 }
-
-const ENOMEM = Os.constants.errno.ENOMEM
 
 /** The most `reserveNow` asks for in one call (64 MiB, some milliseconds of a tmpfs's time). */
 export const RESERVE_CHUNK = 64 * 1024 * 1024
