@@ -21,6 +21,8 @@ import * as Segments from "../src/internal/segments.ts"
 import { type Child, leftovers, spawnChild, spawnChildWith } from "./helpers.ts"
 
 const NOBODY = 65534
+/** The command prefix that runs the rest as uid 65534, without our groups. */
+const AS_NOBODY = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] as const
 const isRoot = process.getuid?.() === 0
 const attackerScript = Path.join(import.meta.dirname, "fixtures/attacker.py")
 const prefix = `sec-test-${process.pid}`
@@ -40,8 +42,8 @@ const attacker = (...args: ReadonlyArray<string>): Effect.Effect<Attacker, Error
   Effect.acquireRelease(
     Effect.callback<{ child: ChildProcess.ChildProcess; peer: Attacker }, Error>((resume) => {
       const child = ChildProcess.spawn(
-        "setpriv",
-        [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "/usr/bin/python3", attackerScript, ...args],
+        AS_NOBODY[0],
+        [...AS_NOBODY.slice(1), "/usr/bin/python3", attackerScript, ...args],
         { stdio: ["ignore", "pipe", "pipe"] }
       )
       let out = ""
@@ -275,10 +277,8 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
         const report = yield* Shm.SegmentGc.collect({ prefix: name })
         assert.deepStrictEqual([report.removed, report.others], [[], 1])
         // what the refusal saves us from: uid 65534 can shrink it
-        const shrunk = ChildProcess.spawnSync("setpriv", [
-          `--reuid=${NOBODY}`,
-          `--regid=${NOBODY}`,
-          "--clear-groups",
+        const shrunk = ChildProcess.spawnSync(AS_NOBODY[0], [
+          ...AS_NOBODY.slice(1),
           "truncate",
           "--no-create",
           "-s",
@@ -324,10 +324,7 @@ describe.skipIf(!isRoot)("shm:// with a process that gave up root's privileges (
       Effect.gen(function*() {
         const asNobody = {
           wrap: [
-            "setpriv",
-            `--reuid=${NOBODY}`,
-            `--regid=${NOBODY}`,
-            "--clear-groups",
+            ...AS_NOBODY,
             "env",
             "-u",
             "TMPDIR",
