@@ -33,10 +33,16 @@ const run = (command: string, args: ReadonlyArray<string>, options: ChildProcess
   }
 }
 
-/** The newest published version matching `range`. */
+/** Orders `x.y.z` versions by their numbers (the ranges asked for here hold no pre-releases). */
+const byVersion = (a: string, b: string): number => {
+  const [x, y] = [a, b].map((version) => version.split(/[.-]/).slice(0, 3).map(Number))
+  return x![0]! - y![0]! || x![1]! - y![1]! || x![2]! - y![2]!
+}
+
+/** The newest published version matching `range` (npm lists them in the order they were published). */
 const newest = (name: string, range: string): string => {
   const versions = JSON.parse(run("npm", ["view", `${name}@${range}`, "version", "--json"])) as string | Array<string>
-  return Array.isArray(versions) ? versions.at(-1)! : versions
+  return Array.isArray(versions) ? versions.toSorted(byVersion).at(-1)! : versions
 }
 
 /** The machine's own Node 20 (the one the README says a fresh machine has), if it is there. */
@@ -86,7 +92,9 @@ describe("the packed tarballs", () => {
 
       beforeAll(() => {
         effectVersion = which === "lowest" ? LOWEST : newest("effect", "^4.0.0")
-        const platform = which === "lowest" ? LOWEST : newest("@effect/platform-node", `^${effectVersion}`)
+        // effect and its platform packages are published one by one: the newest effect (4.1.5) may have no
+        // platform-node of its own number yet, and takes the newest there is (4.1.0, whose peer is effect ^4.1.0)
+        const platform = which === "lowest" ? LOWEST : newest("@effect/platform-node", "^4.0.0")
         Fs.mkdirSync(Path.join(app, "src"), { recursive: true })
         Fs.writeFileSync(Path.join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }))
         run("npm", [
