@@ -26,7 +26,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as Path from "node:path"
 import * as Header from "./internal/header.ts"
 import * as Processes from "./internal/processes.ts"
 import * as Reclaim from "./internal/reclaim.ts"
@@ -257,7 +256,7 @@ export const invalidRunOptions = (options: unknown): IpcError.IpcError | undefin
   const shape = TransportOptions.checkShapes({ directory })
   if (shape !== undefined) return bad(shape.detail)
   // relative, it would fail at every sweep, out of sight
-  if (typeof directory === "string" && !Path.isAbsolute(directory)) {
+  if (typeof directory === "string" && Rendezvous.resolved(directory) === undefined) {
     return bad(`directory ${directory} is not an absolute path`)
   }
   return undefined

@@ -405,7 +405,7 @@ export const makeScoped = (
     // the transport's own options first (a bad `directory` is the transport's, not the collector's)
     const shapes = TransportOptions.checkShapes(options)
     if (shapes !== undefined) return yield* shapes
-    if (options.directory !== undefined && !Path.isAbsolute(options.directory)) {
+    if (options.directory !== undefined && Rendezvous.resolved(options.directory) === undefined) {
       return yield* IpcError.make("InvalidOption", `directory ${options.directory} is not an absolute path`)
     }
     const collector = options.collector

@@ -18,7 +18,7 @@ import * as Fs from "node:fs"
 import * as Header from "../src/internal/header.ts"
 import * as Processes from "../src/internal/processes.ts"
 import * as Segments from "../src/internal/segments.ts"
-import { leftovers, pidMarker, spawnChild, spawnChildWith } from "./helpers.ts"
+import { AS_NOBODY, leftovers, pidMarker, spawnChild, spawnChildWith } from "./helpers.ts"
 
 const prefix = `link-test-${process.pid}`
 let n = 0
@@ -632,7 +632,7 @@ describe("ResourceLink", () => {
         // `remove`: unlink the name
         yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(`/dev/shm/${name}`, { force: true })))
         const child = yield* spawnChildWith(
-          { wrap: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] },
+          { wrap: AS_NOBODY },
           "recycled-by",
           name,
           String(process.pid)

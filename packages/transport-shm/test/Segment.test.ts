@@ -14,7 +14,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Libc from "../src/internal/libc.ts"
-import { fdTruncate, leftovers } from "./helpers.ts"
+import { fdTruncate, leftovers, NOBODY } from "./helpers.ts"
 
 const prefix = `seg-test-${process.pid}`
 let n = 0
@@ -176,7 +176,7 @@ describe("Segment", () => {
             "-e",
             script
           ],
-          { uid: 65534, gid: 65534, encoding: "utf8", cwd: import.meta.dirname }
+          { uid: NOBODY, gid: NOBODY, encoding: "utf8", cwd: import.meta.dirname }
         )
         assert.include(result.stdout, `"PermissionDenied"`, result.stderr)
       }))

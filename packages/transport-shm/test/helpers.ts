@@ -10,6 +10,11 @@ import * as Libc from "../src/internal/libc.ts"
 
 const childScript = Path.join(import.meta.dirname, "fixtures/child.ts")
 
+/** The uid the tests run other users' processes as. */
+export const NOBODY = 65534
+/** The command prefix that runs the rest as uid 65534, without our groups. */
+export const AS_NOBODY = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] as const
+
 /** A running child and the words after `ready` on its first line. */
 export interface Child {
   readonly process: ChildProcess.ChildProcess

@@ -18,11 +18,8 @@ import * as Path from "node:path"
 import * as Header from "../src/internal/header.ts"
 import * as Ring from "../src/internal/ring.ts"
 import * as Segments from "../src/internal/segments.ts"
-import { type Child, leftovers, spawnChild, spawnChildWith } from "./helpers.ts"
+import { AS_NOBODY, type Child, leftovers, NOBODY, spawnChild, spawnChildWith } from "./helpers.ts"
 
-const NOBODY = 65534
-/** The command prefix that runs the rest as uid 65534, without our groups. */
-const AS_NOBODY = ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"] as const
 const isRoot = process.getuid?.() === 0
 const attackerScript = Path.join(import.meta.dirname, "fixtures/attacker.py")
 const prefix = `sec-test-${process.pid}`

@@ -48,9 +48,10 @@ const notPrivate = (stat: Fs.Stats): string | undefined =>
 /**
  * An absolute path without a trailing slash (`lstat` of "link/" follows the
  * link, and a check of it would pass a symbolic link), or undefined for a
- * relative path or one holding a NUL.
+ * relative path or one holding a NUL: the one check of a `directory` option
+ * (the transport's and the collector's).
  */
-const resolved = (given: string): string | undefined =>
+export const resolved = (given: string): string | undefined =>
   Path.isAbsolute(given) && !given.includes("\0") ? Path.resolve(given) : undefined
 
 /**
