@@ -80,14 +80,22 @@ const lostBy = (cause: Error | null | undefined, address: string): IpcError.IpcE
     ? IpcError.make("ConnectionLost", "the connection was closed before the channel could write", address)
     : IpcError.fromSystemError(cause, "ConnectionLost", "the connection failed", address)
 
+/** What a stream channel's link is given besides its streams. */
+interface LinkSettings {
+  readonly address: string
+  readonly frameTimeoutMillis: number
+  readonly maxFrameSize: number
+  /** How long an input may stay quiet once our output is lost. */
+  readonly quietMillis: number
+  /** Output (pongs included) past which reading stops while the output holds pongs (see `answerPings`). */
+  readonly highWaterMark: number
+}
+
 // the link of a channel over `streams` (see `ChannelEngine`): frames written into 64 KiB batches,
 // one write (corked) per flush; incoming chunks decoded in place; a close frame as the goodbye
 const link = (
   streams: StreamPair,
-  address: string,
-  frameTimeoutMillis: number,
-  maxFrameSize: number,
-  quietMillis: number
+  { address, frameTimeoutMillis, highWaterMark, maxFrameSize, quietMillis }: LinkSettings
 ) =>
 (sink: ChannelEngine.Sink): ChannelEngine.Link => {
   const { readable, writable } = streams
@@ -186,6 +194,8 @@ const link = (
     if (writesLost) return
     writesLost = true
     drop()
+    // no pong will leave now: reading goes on (it stopped for them)
+    if (backedUp) readOn()
     if (ending) return goodbyeSaid()
     const error = lostBy(cause, address)
     sink.writesLost(error)
@@ -199,7 +209,7 @@ const link = (
   const watchQuiet = (error: IpcError.IpcError): void => {
     let seen = chunksSeen
     quietTimer = setInterval(() => {
-      if (destroyed || chunksSeen !== seen || paused) {
+      if (destroyed || chunksSeen !== seen || paused || backedUp) {
         seen = chunksSeen
         return
       }
@@ -294,6 +304,35 @@ const link = (
       batchStart = 0
       batchFill = 0
     }
+    if (pongsQueued) {
+      pongsQueued = false
+      if (writable.writableLength > highWaterMark) stopForPongs()
+    }
+  }
+
+  // pongs answer what the peer sends, so a peer that sends pings and reads none of the answers would
+  // pile them up here without limit (256 MiB of pings, 300 MiB more of this process's memory). Once a
+  // flush with pongs in it leaves more than the high-water mark unwritten, reading stops until the
+  // peer has read it all (the stream drains: more than the mark is more than the stream's own, so its
+  // write said wait), as a socket's window stops a sender: every ping is still answered, in turn
+  let pongsQueued = false // a pong is queued for the next flush
+  let backedUp = false // reading stopped: the peer reads none of our pongs
+  const stopForPongs = (): void => {
+    if (backedUp || destroyed) return
+    backedUp = true
+    readable.pause()
+    if (frameTimer !== undefined) clearTimeout(frameTimer)
+    frameTimer = undefined
+  }
+  const readOn = (): void => {
+    backedUp = false
+    if (paused || destroyed) return
+    readable.resume()
+    armFrameTimer()
+  }
+  const onDrain = (): void => {
+    if (backedUp) readOn()
+    sink.writable()
   }
 
   // ---- reading ------------------------------------------------------
@@ -319,8 +358,9 @@ const link = (
         peerSaidClose = true
         break
       case Framing.Kind.ping:
-        if (!ending) {
+        if (!ending && !writesLost) {
           enqueue(Framing.Kind.pong, new Uint8Array(payload))
+          pongsQueued = true
           sink.flushSoon()
         }
         break
@@ -335,7 +375,7 @@ const link = (
   let framesSeen = 0
   let paused = false
   const armFrameTimer = () => {
-    if (paused || destroyed || !decoder.inFrame || frameTimer !== undefined) return
+    if (paused || backedUp || destroyed || !decoder.inFrame || frameTimer !== undefined) return
     frameTimer = setTimeout(onFrameTimeout(framesSeen), frameTimeoutMillis)
     frameTimer.unref()
   }
@@ -376,7 +416,7 @@ const link = (
     sink.lost(IpcError.fromSystemError(cause, "ConnectionLost", "the connection failed", address))
   }
 
-  writable.on("drain", sink.writable)
+  writable.on("drain", onDrain)
   readable.on("data", onData)
   readable.on("end", onEnd)
   readable.on("error", onError)
@@ -412,12 +452,14 @@ const link = (
     resume: () => {
       if (destroyed) return
       paused = false
-      readable.resume()
-      armFrameTimer()
+      // still waiting for the peer to read our pongs: reading goes on once it has
+      if (!backedUp) readOn()
     },
     ping: () => enqueue(Framing.Kind.ping, EMPTY),
     goodbye: (sent) => {
       ending = true
+      // no more pongs from here on: read on, to the peer's goodbye
+      if (backedUp) readOn()
       if (writesLost) {
         // nobody reads our goodbye: said; the channel ends with the input
         sent()
@@ -460,17 +502,28 @@ export const make = (
     )
     // how long an input may stay quiet once our output is lost (separate streams): the linger
     const quiet = Duration.toMillis(Duration.fromInputUnsafe(options.lingerTimeout ?? "2 seconds"))
-    return ChannelEngine.make({
-      address,
-      peer,
-      maxMessageSize: maxFrameSize,
-      highWaterMark: Math.max(options.highWaterMark ?? 4 * 1024 * 1024, streams.writable.writableHighWaterMark),
-      writeTimeout: options.writeTimeout,
-      maxBufferedMessages: options.maxBufferedMessages,
-      maxBufferedBytes: options.maxBufferedBytes,
-      heartbeat: options.heartbeat,
-      lingerTimeout: options.lingerTimeout
-    }, link(streams, address, frameTimeout, maxFrameSize, Math.min(Math.max(50, quiet), MAX_TIMER_MILLIS))).channel
+    // at least the stream's own: a write past it says wait, and its drain follows
+    const highWaterMark = Math.max(options.highWaterMark ?? 4 * 1024 * 1024, streams.writable.writableHighWaterMark)
+    return ChannelEngine.make(
+      {
+        address,
+        peer,
+        maxMessageSize: maxFrameSize,
+        highWaterMark,
+        writeTimeout: options.writeTimeout,
+        maxBufferedMessages: options.maxBufferedMessages,
+        maxBufferedBytes: options.maxBufferedBytes,
+        heartbeat: options.heartbeat,
+        lingerTimeout: options.lingerTimeout
+      },
+      link(streams, {
+        address,
+        frameTimeoutMillis: frameTimeout,
+        maxFrameSize,
+        quietMillis: Math.min(Math.max(50, quiet), MAX_TIMER_MILLIS),
+        highWaterMark
+      })
+    ).channel
   })
 
 /** Like `make`, and closes the channel when the scope closes. */

@@ -15,6 +15,7 @@ import * as Vm from "node:vm"
 import { openFds, python, rss, start, tempDir, waitFor } from "./helpers.ts"
 
 const flood = Path.join(import.meta.dirname, "fixtures/flood.py")
+const pinger = Path.join(import.meta.dirname, "fixtures/pinger.py")
 
 V8.setFlagsFromString("--expose-gc")
 const gc = Vm.runInNewContext("gc") as () => void
@@ -103,6 +104,39 @@ describe("floods", () => {
         assert.isTrue(yield* waitFor(() => openFds() <= baseline.fds, 15_000), `fds ${openFds()} > ${baseline.fds}`)
         gc()
         assert.isBelow(rss() - baseline.rss, RSS_BOUND)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "unix://: a peer that sends pings and reads none of the pongs is stopped at the high-water mark; it gets every pong once it reads",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-flood-")
+        const path = Path.join(dir, "pings.sock")
+        const highWaterMark = 1024 * 1024
+        const transport = UnixSocket.make({ highWaterMark })
+        const listener = yield* transport.listen(`unix://${path}`)
+        gc()
+        const before = rss()
+        // 256 MiB of 64 KiB pings: without a limit every pong piles up here
+        const peer = yield* start(python, [pinger, path, String(64 * 1024), String(256 * 1024 * 1024)])
+        const channel = yield* listener.accept
+        const stuck = yield* peer.line(/^(stuck|sent) \d+$/)
+        const sent = Number(stuck.split(" ")[1])
+        assert.match(stuck, /^stuck/, "the listener stopped reading pings whose pongs nobody read")
+        // what the peer could send: the mark, one chunk read past it, and the two sockets' buffers
+        assert.isBelow(sent, highWaterMark + 16 * 1024 * 1024, `${sent} bytes of pings taken`)
+        gc()
+        assert.isBelow(rss() - before, 64 * 1024 * 1024, "the pongs were held within the mark")
+
+        // once the peer reads, reading goes on: every ping is answered, and what follows arrives
+        yield* peer.say("read")
+        const pongs = yield* peer.line(/^pongs \d+ of \d+$/)
+        const [, got, of] = /^pongs (\d+) of (\d+)$/.exec(pongs)!
+        assert.strictEqual(got, of, pongs)
+        assert.strictEqual(new TextDecoder().decode(yield* channel.receive), "after")
+        yield* peer.finish
       }).pipe(Effect.scoped),
     60_000
   )
