@@ -95,7 +95,7 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
         yield* Effect.addFinalizer(() =>
           Effect.gen(function*() {
             listeners.delete(parsed.rest)
-            acceptor.end()
+            yield* acceptor.shutdown
             for (const channel of accepted) yield* channel.close
           })
         )

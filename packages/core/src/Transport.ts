@@ -208,16 +208,36 @@ export const serve = <E, R>(
 export interface Acceptor {
   /** The listener handed to users. */
   readonly listener: Listener
-  /** Offers an accepted channel to the listener's users. */
+  /** Offers an accepted channel to the listener's users (after `end`, it is kept for `shutdown` to close). */
   readonly offer: (channel: IpcChannel.IpcChannel) => void
-  /** Ends the listener; pending and later accepts fail with reason `Closed`. */
+  /**
+   * Ends the listener: pending and later accepts fail with reason `Closed`;
+   * the channels offered and never accepted wait for `shutdown`.
+   */
   readonly end: () => void
+  /**
+   * Ends the listener (as `end`) and closes the channels offered and never
+   * accepted (nobody else will): run it as the listener's scope closes.
+   */
+  readonly shutdown: Effect.Effect<void>
 }
 
 /** Makes the accept side of a listener (for transport authors). */
 export const makeAcceptor = (address: string): Effect.Effect<Acceptor> =>
   Effect.map(Queue.unbounded<IpcChannel.IpcChannel, Cause.Done>(), (queue) => {
     const closedError = IpcError.make("Closed", "the listener is closed", address)
+    // offered and never accepted, once the listener ended: what holds them (a file channel's reader, a
+    // socket) is let go only by their `close`
+    let unaccepted: Array<IpcChannel.IpcChannel> | undefined
+    const end = (): void => {
+      if (unaccepted !== undefined) return
+      unaccepted = []
+      for (let taken = Queue.takeUnsafe(queue); taken !== undefined && taken._tag === "Success";) {
+        unaccepted.push(taken.value)
+        taken = Queue.takeUnsafe(queue)
+      }
+      Queue.endUnsafe(queue)
+    }
     return {
       listener: {
         address,
@@ -225,10 +245,14 @@ export const makeAcceptor = (address: string): Effect.Effect<Acceptor> =>
         connections: Stream.fromQueue(queue)
       },
       offer: (channel) => {
-        Queue.offerUnsafe(queue, channel)
+        if (unaccepted === undefined) Queue.offerUnsafe(queue, channel)
+        else unaccepted.push(channel)
       },
-      end: () => {
-        Queue.endUnsafe(queue)
-      }
+      end,
+      shutdown: Effect.suspend(() => {
+        end()
+        const left = unaccepted!.splice(0)
+        return Effect.forEach(left, (channel) => channel.close, { concurrency: "unbounded", discard: true })
+      })
     }
   })

@@ -321,7 +321,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           stopped = true
-          acceptor.end()
+          // those never accepted too: a connection whose dialer left is finished, yet its reader holds descriptors
+          yield* acceptor.shutdown
           for (const channel of Array.from(accepted)) yield* channel.close
           // what is left: connections whose dialers are gone (or still open, in other processes)
           let names: Array<string> = []
@@ -369,7 +370,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
   const listenRole = (raw: string, dir: string, role: FileChannel.Role) =>
     Effect.gen(function*() {
       const acceptor = yield* Transport.makeAcceptor(raw)
-      yield* Effect.addFinalizer(() => Effect.sync(acceptor.end))
+      yield* Effect.addFinalizer(() => acceptor.shutdown)
       const scope = yield* Effect.scope
       // one session at a time: the next opens once its user has closed the previous one
       const session = Effect.gen(function*() {

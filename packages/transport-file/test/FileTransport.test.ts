@@ -22,6 +22,7 @@ import { childScript, fresh, node, run, spawn, tempRoot } from "./helpers.ts"
 const root = tempRoot("transport")
 const bytes = (s: string) => new TextEncoder().encode(s)
 const text = new TextDecoder()
+const openFds = () => Fs.readdirSync("/proc/self/fd").length
 
 const modes = (dir: string): Array<[string, number]> => {
   const out: Array<[string, number]> = []
@@ -108,6 +109,30 @@ describe("file:// transport", () => {
         assert.strictEqual(again.reason._tag, "AddressInUse")
       }).pipe(Effect.scoped),
     30_000
+  )
+
+  it.live(
+    "connections dialled by another process and never accepted: closing the listener gives back their descriptors",
+    () =>
+      Effect.gen(function*() {
+        const address = `file://${fresh(root)}`
+        const before = openFds()
+        const scope = yield* Scope.make()
+        const listener = yield* File.make().listen(address).pipe(Scope.provide(scope))
+        const count = 40
+        yield* run(node(["dial-many", address, String(count)]), { within: "60 seconds" })
+        // each connection opened by the listener: its dialer came, sent and left, and nobody accepted it
+        const deadline = Date.now() + 20_000
+        while (openFds() < before + count && Date.now() < deadline) yield* Effect.sleep("50 millis")
+        assert.isAtLeast(openFds(), before + count, "the listener opened the connections")
+        // one accepted, and closed by its user; the others never handed out
+        const one = yield* listener.accept
+        assert.strictEqual(text.decode(yield* one.receive), "hello")
+        yield* one.close
+        yield* Scope.close(scope, Exit.void)
+        assert.isAtMost(openFds(), before + 2, "descriptors of the connections never accepted were kept")
+      }),
+    60_000
   )
 
   // the directories made on the way to a listener's stayed behind after close

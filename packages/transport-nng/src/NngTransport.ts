@@ -362,7 +362,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const waiting = new Set<number>()
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
-          acceptor.end()
+          yield* acceptor.shutdown
           yield* FiberSet.clear(handshakes)
           yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
         })

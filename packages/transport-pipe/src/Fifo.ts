@@ -494,7 +494,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         // the reading end waiting for a client goes last, once the conversation's channel has said goodbye
         let input: Net.Socket | undefined
         yield* Effect.addFinalizer(() => Effect.sync(() => input?.destroy()))
-        yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(acceptor.end), current?.close ?? Effect.void))
+        yield* Effect.addFinalizer(() => Effect.andThen(acceptor.shutdown, current?.close ?? Effect.void))
         // one conversation at a time: wait for a client's first frame, serve it, open afresh
         // publishes the ready token: exclusive create (never through a link, never over a planted
         // file), readable by whoever may open the FIFOs (a client checks it); a token of ours still

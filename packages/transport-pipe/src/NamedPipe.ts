@@ -326,7 +326,7 @@ export const listen = (
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         closed = true
-        acceptor.end()
+        yield* acceptor.shutdown
         yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
         yield* Effect.forEach(streams, handleClosed, { concurrency: "unbounded", discard: true })
         yield* Effect.callback<void>((resume) => {

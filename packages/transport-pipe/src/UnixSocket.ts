@@ -292,7 +292,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         yield* Effect.addFinalizer(() =>
           Effect.gen(function*() {
             server.close()
-            acceptor.end()
+            yield* acceptor.shutdown
             yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
             // remove our socket file, and only ours (a successor may have replaced it)
             if (ours !== undefined) unlinkOurs(path, ours)

@@ -345,7 +345,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
         const open = new Set<ShmChannel.ShmChannel>()
         yield* Effect.addFinalizer(() =>
           Effect.gen(function*() {
-            acceptor.end()
+            yield* acceptor.shutdown
             yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
           })
         )

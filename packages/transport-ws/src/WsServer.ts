@@ -295,7 +295,7 @@ export const listen = (
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        acceptor.end()
+        yield* acceptor.shutdown
         const closed = Effect.callback<void>((resume) => {
           server.close(() => resume(Effect.void))
           server.closeAllConnections()
