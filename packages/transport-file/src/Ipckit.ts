@@ -167,7 +167,7 @@ const look = (path: string): LockSeen | undefined | IpcError.IpcError => {
 /**
  * Removes a lock file judged stale, if it is still the one judged: breakers
  * among effect-ipc processes take turns (a kernel lock on a side file, made
- * with `mode` like every file of ours, and removed again), so two of them can
+ * with `mode` less group and other bits like every file we lock, and removed again), so two of them can
  * never both remove a lock and then both take one.
  */
 const breakStale = (lockPath: string, breaker: string, seen: LockSeen, mode: number): boolean => {

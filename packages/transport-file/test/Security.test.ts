@@ -24,7 +24,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Layout from "../src/internal/layout.ts"
-import { fresh, tempRoot } from "./helpers.ts"
+import { fresh, isLocked, tempRoot } from "./helpers.ts"
 
 const NOBODY = 65534
 const root = tempRoot("security")
@@ -240,6 +240,96 @@ describe("file:// against another user", () => {
         yield* backend.send(new TextEncoder().encode("fine"))
         assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "fine")
         assert.strictEqual(Fs.statSync(ok).mode & 0o777, 0o700)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+/**
+ * As uid 65534: every file under `dir` it can open, and of the files the channel locks (`isLocked`), those it
+ * could flock too (shared or exclusive: a lock the channel would then wait for). Any other file it may lock: we never do.
+ */
+const tried = (dir: string) =>
+  JSON.parse(asAttacker(
+    `python3 -c '
+import fcntl, json, os, sys
+opened, locked = [], []
+for top, dirs, files in os.walk(sys.argv[1]):
+    for f in files:
+        p = os.path.relpath(os.path.join(top, f), sys.argv[1])
+        try:
+            fd = os.open(os.path.join(top, f), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        opened.append(p)
+        for op in (fcntl.LOCK_SH, fcntl.LOCK_EX):
+            try:
+                fcntl.flock(fd, op | fcntl.LOCK_NB)
+                locked.append(p)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                break
+            except OSError:
+                pass
+        os.close(fd)
+print(json.dumps({"opened": sorted(opened), "locked": sorted(locked)}))
+' ${dir}`
+  )) as { readonly opened: ReadonlyArray<string>; readonly locked: ReadonlyArray<string> }
+const lockable = (dir: string) => {
+  const { locked, opened } = tried(dir)
+  return { opened, locked: locked.filter(isLocked) }
+}
+
+describe("file:// shared for reading with another user (fileMode 0o644, dirMode 0o755)", () => {
+  it.live(
+    "the other user reads the messages but can lock nothing: no writer stopped, no role or listener held in our name",
+    () =>
+      Effect.gen(function*() {
+        const modes = { fileMode: 0o644, dirMode: 0o755 } as const
+        const dir = fresh(root, "shared-read")
+        const backend = yield* FileChannel.backend(dir, modes)
+        const frontend = yield* FileChannel.frontend(dir, modes)
+        yield* backend.send(new TextEncoder().encode("readable"))
+        assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "readable")
+        const listening = fresh(root, "shared-listener")
+        const listener = yield* FileTransport.make(modes).listen(`file://${listening}`)
+        const client = yield* FileTransport.make(modes).dial(`file://${listening}`)
+        yield* client.send(new TextEncoder().encode("to the listener"))
+        yield* listener.accept
+        for (const made of [dir, listening]) {
+          const { locked, opened } = lockable(made)
+          assert.isTrue(opened.some((file) => file.endsWith(".seg")), `the messages are readable: ${opened}`)
+          // role locks, the listener's, writer.lock and the cursors are this user's only
+          assert.deepStrictEqual(locked, [], `uid ${NOBODY} could hold these locks`)
+        }
+        // what it could do before: hold writer.lock, and every send waited for it
+        yield* backend.send(new TextEncoder().encode("still sent"))
+        assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "still sent")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "lock files an earlier version made with fileMode 0o644 are made this user's only as they are opened",
+    () =>
+      Effect.gen(function*() {
+        const modes = { fileMode: 0o644, dirMode: 0o755 } as const
+        const dir = fresh(root, "shared-legacy")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const backend = yield* FileChannel.backend(dir, modes)
+          const frontend = yield* FileChannel.frontend(dir, modes)
+          yield* backend.send(new TextEncoder().encode("before"))
+          yield* frontend.receive
+        }))
+        const locks = Fs.readdirSync(dir, { recursive: true, encoding: "utf8" })
+          .filter((file) => /\.lock$|\.cursor$/.test(file))
+        assert.isAtLeast(locks.length, 5, String(locks))
+        for (const file of locks) Fs.chmodSync(Path.join(dir, file), 0o644)
+        assert.isNotEmpty(lockable(dir).locked, "the test's premise: the other user can lock them")
+        const backend = yield* FileChannel.backend(dir, modes)
+        const frontend = yield* FileChannel.frontend(dir, modes)
+        yield* backend.send(new TextEncoder().encode("after"))
+        assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "after")
+        assert.deepStrictEqual(lockable(dir).locked, [])
       }).pipe(Effect.scoped),
     60_000
   )

@@ -61,6 +61,13 @@ export const readAll = (reader: Log.Reader) =>
     }
   })
 
+/** The files of a channel that are `flock`ed: role and listener locks, `writer.lock`, readers' cursors. */
+export const isLocked = (path: string): boolean =>
+  /(^|\/)(backend|frontend|listener|writer)\.lock$|(^|\/)readers\/[^/]+\.cursor$/.test(path)
+
+/** The mode a file of a channel gets for `fileMode`: a locked one (`isLocked`) only ever its owner's. */
+export const modeFor = (path: string, fileMode: number): number => isLocked(path) ? fileMode & 0o600 : fileMode
+
 /** The Node fixture script (`fixtures/child.ts`). */
 export const childScript = Path.join(import.meta.dirname, "fixtures", "child.ts")
 /** The Python port of ipckit's FileChannel. */

@@ -22,22 +22,25 @@ export interface HeldLock {
 }
 
 /**
- * Opens the lock file at `path`, creating it with exactly `mode` if it is
- * missing (an existing one keeps its own mode); `"vanished"` when it was
- * removed between the two tries.
+ * Opens the lock file at `path`, creating it with exactly `Sys.lockedMode(mode)`
+ * (its owner only) if it is missing (an existing one is narrowed to that);
+ * `"vanished"` when it was removed between the two tries.
  */
 const openOrCreate = (path: string, mode: number): number | "vanished" => {
   try {
-    return Sys.openFile(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_EXCL, mode)
+    return Sys.openFile(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_EXCL, Sys.lockedMode(mode))
   } catch (cause) {
     if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
   }
+  let fd: number
   try {
-    return Sys.openFile(path, Fs.constants.O_RDWR)
+    fd = Sys.openFile(path, Fs.constants.O_RDWR)
   } catch (cause) {
     if (IpcError.errnoOf(cause) === "ENOENT") return "vanished"
     throw cause
   }
+  Sys.narrowLocked(fd)
+  return fd
 }
 
 /** Takes the lock at `path` (creating the file with exactly `mode`) if nobody holds it; `"busy"` otherwise. */

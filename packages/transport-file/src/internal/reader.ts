@@ -392,6 +392,7 @@ export const openReader = (
           dir
         )
         if (Sys.failed(fd)) return fail(fd)
+        Sys.narrowLocked(fd)
         reader.cursorFd = fd
         const taken = Libc.tryLock(fd, "exclusive")
         if (taken !== true) {

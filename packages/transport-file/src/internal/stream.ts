@@ -91,7 +91,7 @@ const createCursor = (dir: string, name: string, offset: number, mode: number, r
   const bytes = new Uint8Array(LogFormat.CURSOR_SIZE)
   bytes.set(LogFormat.encodeCursorSlot(offset, 0), 0)
   try {
-    Sys.createFile(tmp, bytes, mode)
+    Sys.createFile(tmp, bytes, Sys.lockedMode(mode))
     if (replace) return Fs.renameSync(tmp, p.cursor(name))
     try {
       Fs.linkSync(tmp, p.cursor(name))
@@ -134,7 +134,7 @@ export const create = (
         Sys.createFile(
           building.writerLock,
           LogFormat.encodeWriterState({ clean: true, segment: 0, end: first, pid: process.pid }),
-          fileMode
+          Sys.lockedMode(fileMode)
         )
         for (const name of readers) createCursor(tmp, name, first, fileMode)
         try {

@@ -183,6 +183,30 @@ export const createFile = (path: string, data: Uint8Array | string, mode: number
   }
 }
 
+/**
+ * The mode of a file that is `flock`ed (lock files, `writer.lock`, cursors):
+ * `fileMode` without group and other bits. Whoever can open a file can hold
+ * its lock, so another user let read a channel could otherwise stop its
+ * writers, hold a role as if its process were the peer, or stand in for a
+ * dead listener.
+ */
+export const lockedMode = (fileMode: number): number => fileMode & 0o600
+
+/**
+ * Takes group and other bits off the file open at `fd` (a lock file an earlier
+ * version made with `fileMode`), where the file system allows; a file of
+ * another owner is left as it is.
+ */
+export const narrowLocked = (fd: number): void => {
+  try {
+    const stat = Fs.fstatSync(fd)
+    const mode = stat.mode & 0o777
+    if ((mode & 0o077) !== 0 && stat.uid === process.geteuid?.()) Fs.fchmodSync(fd, mode & 0o600)
+  } catch {
+    // a file system that does not let modes be set: as it is
+  }
+}
+
 /** The name `path` is written under before it is renamed into place: `<path>.<16 hex digits>.tmp`. */
 export const tmpOf = (path: string): string => `${path}.${randomId()}.tmp`
 

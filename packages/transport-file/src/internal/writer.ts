@@ -98,6 +98,7 @@ class WriterImpl {
       this.dir
     )
     if (Sys.failed(fd)) return fd
+    Sys.narrowLocked(fd)
     this.lockFd = fd
     const bases = segments(this.dir)
     if (Sys.failed(bases)) return bases
