@@ -18,6 +18,22 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fresh, newStream as streamIn, node, tempRoot } from "./helpers.ts"
 
+/** `effect-ipc file inspect DIR --verify`, run to its end. */
+const inspectVerify = (dir: string) =>
+  ChildProcess.spawnSync(
+    process.execPath,
+    [
+      "--conditions=@effect-ipc/source",
+      "--disable-warning=ExperimentalWarning",
+      Path.join(import.meta.dirname, "..", "..", "cli", "src", "bin.ts"),
+      "file",
+      "inspect",
+      dir,
+      "--verify"
+    ],
+    { encoding: "utf8", timeout: 30_000 }
+  )
+
 const root = tempRoot("damage")
 const text = new TextDecoder()
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -278,6 +294,36 @@ describe("damage to committed records (issue 9)", () => {
     30_000
   )
 
+  it.live(
+    "every segment deleted: Corrupt for the reader, verify and file inspect --verify (verify called such a stream sound)",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "nosegments")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const backend = yield* FileChannel.backend(dir)
+          for (let i = 1; i <= 30; i++) yield* backend.send(bytes(`m${i}`))
+        }))
+        const stream = Path.join(dir, "backend_to_frontend")
+        for (const file of Fs.readdirSync(stream).filter((name) => name.endsWith(".seg"))) {
+          Fs.rmSync(Path.join(stream, file))
+        }
+        const verified = yield* Effect.flip(Log.verify(stream))
+        assert.strictEqual(verified.reason._tag, "Corrupt", verified.message)
+        assert.include(verified.detail, "no segments left")
+        // the reader says the same, as it opens (it said NotFound, as if there had never been a stream)
+        const received = yield* Effect.flip(Effect.scoped(Effect.flatMap(
+          FileChannel.frontend(dir),
+          (frontend) => frontend.receive.pipe(Effect.timeout("10 seconds"), Effect.orDie)
+        )))
+        assert.strictEqual(received.reason._tag, "Corrupt", received.message)
+        const inspected = inspectVerify(dir)
+        assert.notStrictEqual(inspected.status, 0, inspected.stdout)
+        assert.match(inspected.stdout, /BAD backend_to_frontend: /)
+        assert.include(inspected.stdout + inspected.stderr, "no segments left")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.effect("a named reader that has read past reclaimed segments opens without a gap; a new one starts at the oldest held", () =>
     Effect.gen(function*() {
       const dir = yield* newStream()
@@ -356,21 +402,7 @@ describe("damage to committed records (issue 9)", () => {
           const backend = yield* FileChannel.backend(dir)
           for (let i = 1; i <= 10; i++) yield* backend.send(bytes(`m${i}`))
         }))
-        const cli = Path.join(import.meta.dirname, "..", "..", "cli", "src", "bin.ts")
-        const verify = () =>
-          ChildProcess.spawnSync(
-            process.execPath,
-            [
-              "--conditions=@effect-ipc/source",
-              "--disable-warning=ExperimentalWarning",
-              cli,
-              "file",
-              "inspect",
-              dir,
-              "--verify"
-            ],
-            { encoding: "utf8", timeout: 30_000 }
-          )
+        const verify = () => inspectVerify(dir)
         const sound = verify()
         assert.strictEqual(sound.status, 0, sound.stderr)
         const segment = Path.join(dir, "backend_to_frontend", LogFormat.segmentName(0))

@@ -13,7 +13,7 @@ import * as Path from "node:path"
 import * as LogFormat from "../LogFormat.ts"
 import * as Libc from "./libc.ts"
 import { committedEndOf, corruptAt, gapError, isGap, plausiblePrefix, READ_CHUNK, scanRecord } from "./scan.ts"
-import { endOffset, type LogOptions, paths, register, segments, startOffset } from "./stream.ts"
+import { endOffset, type LogOptions, noSegments, paths, register, segments, startOffset } from "./stream.ts"
 import * as Sys from "./sys.ts"
 
 /** One record read from a stream. */
@@ -88,7 +88,7 @@ class ReaderImpl implements Reader {
   seek(offset: number): IpcError.IpcError | undefined {
     const bases = segments(this.dir)
     if (Sys.failed(bases)) return bases
-    if (bases.length === 0) return IpcError.make("NotFound", "the stream has no segments", this.dir)
+    if (bases.length === 0) return noSegments(this.dir)
     let base = bases[0]!
     for (const b of bases) if (b <= offset) base = b
     const at = Math.max(offset, base + LogFormat.SEGMENT_HEADER)

@@ -159,13 +159,20 @@ export const create = (
   return undefined
 }
 
+/**
+ * A stream with no segment left: damage, not an empty stream (it is made with its first segment,
+ * and a writer never removes the one it writes), so whatever it held is gone.
+ */
+export const noSegments = (dir: string): IpcError.IpcError =>
+  IpcError.make("Corrupt", "the stream has no segments left (damaged: what it held is gone)", dir)
+
 /** The offset of the first record still held (where a reader registered at the `start` begins). */
 export const startOffset = (dir: string): number | IpcError.IpcError => {
   const bases = segments(dir)
   if (Sys.failed(bases)) return bases
   const oldest = bases[0]
   return oldest === undefined
-    ? IpcError.make("NotFound", "the stream has no segments", dir)
+    ? noSegments(dir)
     : oldest + LogFormat.SEGMENT_HEADER
 }
 

@@ -10,7 +10,7 @@ import * as Fs from "node:fs"
 import * as LogFormat from "../LogFormat.ts"
 import * as Lock from "./lock.ts"
 import { committedEndOf, corruptAt, gapError, isGap, scanRecord } from "./scan.ts"
-import { attemptTyped, cursors, paths, readWriterState, segments } from "./stream.ts"
+import { attemptTyped, cursors, noSegments, paths, readWriterState, segments } from "./stream.ts"
 import * as Sys from "./sys.ts"
 
 /** What `verify` found in a sound stream. */
@@ -29,8 +29,8 @@ export interface Verified {
  * that no registered reader's cursor is before the oldest segment (the
  * records it had not read would be gone). Fails
  * with reason `Corrupt`, naming the segment and the offset, at the first
- * damaged record or where committed records are missing; every record
- * before it is whole. An unfinished record past the committed end is not
+ * damaged record or where committed records are missing (a stream with no
+ * segment left at all); every record before it is whole. An unfinished record past the committed end is not
  * damage: it is counted in `torn`.
  */
 export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> =>
@@ -40,12 +40,11 @@ export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> 
     if (Sys.failed(state)) return Effect.fail(state)
     const bases = segments(dir)
     if (Sys.failed(bases)) return Effect.fail(bases)
-    // a registered reader whose records were lost, not read (see `isGap`)
     const oldest = bases[0]
-    if (oldest !== undefined) {
-      for (const cursor of cursors(dir)) {
-        if (isGap(cursor.offset, oldest)) return Effect.fail(gapError(dir, oldest, cursor.offset, cursor.name))
-      }
+    if (oldest === undefined) return Effect.fail(noSegments(dir))
+    // a registered reader whose records were lost, not read (see `isGap`)
+    for (const cursor of cursors(dir)) {
+      if (isGap(cursor.offset, oldest)) return Effect.fail(gapError(dir, oldest, cursor.offset, cursor.name))
     }
     let records = 0
     let end = 0
