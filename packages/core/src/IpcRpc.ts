@@ -55,10 +55,19 @@ import * as Registry from "./Registry.ts"
 import * as Transport from "./Transport.ts"
 import * as TransportOptions from "./TransportOptions.ts"
 
-/** A read's failure: the peer's close, or the connection to the server at `address` lost (named in the message). */
-const readError = (address: string, error: IpcError.IpcError): Socket.SocketError =>
+/**
+ * A read's failure: the peer's close (`closedBy` names the peer: the server
+ * at its address, or the client), or the connection to the server at
+ * `address` lost (named in the message).
+ */
+const readError = (address: string, closedBy: string, error: IpcError.IpcError): Socket.SocketError =>
   error.reason._tag === "Closed"
-    ? new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000, closeReason: error.detail }) })
+    ? new Socket.SocketError({
+      reason: new Socket.SocketCloseError({
+        code: 1000,
+        closeReason: `${closedBy} closed the connection (${error.detail})`
+      })
+    })
     : new Socket.SocketError({
       reason: withMessage(
         new Socket.SocketReadError({ cause: error }),
@@ -185,8 +194,9 @@ const socketOver = (
   )
 
   // a read's failure, as the socket reports it
+  const closedBy = dialled === undefined ? "the client" : `the server at ${address}`
   const readFailed = (error: IpcError.IpcError): Socket.SocketError =>
-    readError(address, Address.redactError(error, dialled))
+    readError(address, closedBy, Address.redactError(error, dialled))
 
   const reader: Socket.Socket["reader"] = Effect.gen(function*() {
     const channel = yield* opened

@@ -6,6 +6,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -14,6 +15,7 @@ import { RpcClientDefect, RpcClientError } from "effect/rpc/RpcClientError"
 import type * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import * as Eager from "../src/internal/eager.ts"
@@ -186,6 +188,39 @@ describe("a client whose server is not there", () => {
       const error = yield* Fiber.join(call)
       assert.instanceOf(error, RpcClientError)
       assert.match(error.message, new RegExp(`lost the connection to ${address}: ConnectionLost`), error.message)
+    }).pipe(Effect.scoped))
+
+  it.live("a server that closed: a call until it is back fails at once naming the address; the client is served again once it is back", () =>
+    Effect.gen(function*() {
+      const address = `memory://closed-${n++}`
+      const memory = Memory.make()
+      const serve = Layer.build(
+        RpcServer.layer(ConformanceApi).pipe(
+          Layer.provide(ConformanceHandlers),
+          Layer.provide(IpcRpc.layerServerProtocol(address)),
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provide(Layer.succeed(Transport.Transport, memory))
+        )
+      )
+      const first = yield* Scope.make()
+      yield* serve.pipe(Scope.provide(first))
+      const client = yield* clientOf(memory, address, { connectTimeout: "20 seconds" })
+      assert.strictEqual(yield* client.Echo({ n: 1 }), 1)
+      const inFlight = yield* Effect.forkScoped(client.Sleep({ millis: 60_000 }))
+      yield* Effect.sleep("50 millis")
+      yield* Scope.close(first, Exit.void)
+      // the server interrupts what it was running as it closes, and says so: the call ends at once
+      const ended = yield* Fiber.await(inFlight).pipe(Effect.timeout("5 seconds"))
+      assert.isTrue(Exit.isFailure(ended))
+      const closed = new RegExp(`the server at ${address} closed the connection`)
+      const after = yield* Effect.flip(client.Echo({ n: 2 }))
+      assert.match(after.message, closed, after.message)
+      // back: the client reconnects (about once a second) and is served again
+      yield* serve
+      const again = yield* client.Echo({ n: 3 }).pipe(
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" })))
+      )
+      assert.strictEqual(again, 3)
     }).pipe(Effect.scoped))
 
   it.live("fails at once when waiting cannot help (an address no transport serves)", () =>
