@@ -183,6 +183,23 @@ const linkExclusive = (from: string, to: string, raw: string) =>
  * `PathLock`), so that of many listeners racing to replace it exactly one wins. Returns the
  * identity of the socket file (to remove only our own file later).
  */
+/**
+ * Listens at `dir/s`, where a socket is made before it is linked into place.
+ * That name is 15 bytes longer than the directory it is made in, so for a
+ * path that fits the limit with a long directory it may not: on Linux it is
+ * then bound through `/proc/self/fd/N/s`, N a descriptor of `dir` (the kernel
+ * makes the socket in `dir` all the same).
+ */
+const bindStaging = (server: Net.Server, dir: string, raw: string): Effect.Effect<void, IpcError.IpcError> => {
+  const staging = Path.join(dir, "s")
+  if (Buffer.byteLength(staging) <= maxPathBytes || process.platform !== "linux") return listenAt(server, staging, raw)
+  return Effect.acquireUseRelease(
+    trySync(() => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY), "Open", "cannot bind", raw),
+    (fd) => listenAt(server, `/proc/self/fd/${fd}/s`, raw),
+    (fd) => Effect.sync(() => Fs.closeSync(fd))
+  )
+}
+
 const bindFile = (
   server: Net.Server,
   path: string,
@@ -205,7 +222,7 @@ const bindFile = (
       raw
     )
     return yield* Effect.gen(function*() {
-      yield* listenAt(server, staging, raw)
+      yield* bindStaging(server, dir, raw)
       yield* trySync(() => Fs.chmodSync(staging, mode), "Open", "cannot set the socket's mode", raw)
       for (let attempt = 0; attempt < 3; attempt++) {
         if (yield* linkExclusive(staging, path, raw)) return yield* bound
