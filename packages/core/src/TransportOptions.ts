@@ -98,7 +98,7 @@ export const Duration: Schema.Codec<Duration_.Duration, unknown> = kind(
  * (`384`, up to `0o777`: a JSON `600` is decimal, 0o1130, and is refused).
  */
 export const Mode: Schema.Codec<number, unknown> = kind(
-  `permission bits ("0600", "0o660"; a number is decimal and at most 511: 384 is 0o600)`,
+  `permission bits: octal digits in a string ("0600", "0o660"), or a JSON number, which is decimal (0o600 is 384) and at most 511`,
   (input) => {
     const value = typeof input === "number"
       ? input <= 0o777 ? input : undefined

@@ -252,12 +252,16 @@ describe("transport options from configuration", () => {
       const empty = (yield* Effect.flip(read({ IPC_OPTIONS: `{"dir": "", "count": 1.5}` }))).detail
       assert.include(empty, `option dir (IPC_OPTIONS.dir): expected a non-empty string, got ""`)
       assert.include(empty, `option count (IPC_OPTIONS.count): expected a whole number of at least 1, got 1.5`)
-      const mode = `expected permission bits ("0600", "0o660"; a number is decimal and at most 511: 384 is 0o600)`
+      const mode =
+        `expected permission bits: octal digits in a string ("0600", "0o660"), or a JSON number, which is decimal (0o600 is 384) and at most 511`
       assert.include(problems, `option mode (IPC_OPTIONS_MODE): ${mode}, got "0999"`)
       // a JSON number is decimal: 600 would be 0o1130 (group-writable, sticky), so a number over 0o777 is refused
       const decimal = (yield* Effect.flip(read({ IPC_OPTIONS: `{"mode": 600}` }))).detail
       assert.include(decimal, `option mode (IPC_OPTIONS.mode): ${mode}, got 600`)
       // four octal digits are more than permission bits (setuid, sticky): refused as the layer is built
+      // from the environment, a value is a string, read as octal: 384 is not octal digits (it said "384 is 0o600")
+      const fromEnv = (yield* Effect.flip(read({ IPC_OPTIONS_MODE: "384" }))).detail
+      assert.include(fromEnv, `option mode (IPC_OPTIONS_MODE): ${mode}, got "384"`)
       const special = (yield* Effect.flip(read({ IPC_OPTIONS_MODE: "4755" }))).detail
       assert.include(special, `option mode (IPC_OPTIONS_MODE): ${mode}, got "4755"`)
       assert.include(problems, `option how (IPC_OPTIONS_HOW): expected one of "os", "fsync", got "sometimes"`)
