@@ -199,6 +199,35 @@ describe("FileChannel (fixed roles)", () => {
     }).pipe(Effect.scoped), 60_000)
 })
 
+describe("a message counts as read once its reader asks for the next (audit: a lock-step sender stalled)", () => {
+  it.live("messages over half of maxBytes: a reader in its own fiber takes every one; one fiber sending and receiving in turn is Full, saying why", () =>
+    Effect.gen(function*() {
+      const options = { maxBytes: 1024 * 1024, fullTimeout: "500 millis" } as const
+      const size = 600_000
+      const looping = fresh(root, "looping")
+      const backend = yield* FileChannel.backend(looping, options)
+      const frontend = yield* FileChannel.frontend(looping, options)
+      const reader = yield* Effect.forkScoped(Effect.replicateEffect(frontend.receive, 4))
+      for (let i = 0; i < 4; i++) yield* backend.send(new Uint8Array(size).fill(i))
+      assert.deepStrictEqual((yield* Fiber.join(reader)).map((message) => [message.byteLength, message[0]]), [
+        [size, 0],
+        [size, 1],
+        [size, 2],
+        [size, 3]
+      ])
+
+      const inTurn = fresh(root, "in-turn")
+      const sender = yield* FileChannel.backend(inTurn, options)
+      const receiver = yield* FileChannel.frontend(inTurn, options)
+      yield* sender.send(new Uint8Array(size))
+      assert.strictEqual((yield* receiver.receive).byteLength, size)
+      // the first is not read until the receiver asks for the next, which this fiber would do after this send
+      const full = yield* Effect.flip(sender.send(new Uint8Array(size)))
+      assert.strictEqual(full.reason._tag, "Full", full.message)
+      assert.include(full.detail, "once it asks for the next")
+    }).pipe(Effect.scoped))
+})
+
 describe("FileChannel.remove (review item 12)", () => {
   it.effect("refuses, typed and touching nothing, a directory that is not a channel or fails the directory checks", () =>
     Effect.gen(function*() {

@@ -28,6 +28,10 @@ import {
 import * as Sys from "./sys.ts"
 import * as Wake from "./wake.ts"
 
+/** What "behind" includes, in a `Full` error: a channel's reader counts a message as read once it asks for the next. */
+const BEHIND =
+  " (a channel's reader has read a message once it asks for the next: a process that sends and then receives on one stream, in turn, holds two messages there)"
+
 /** Records up to this size are written and read synchronously. */
 const SYNC_LIMIT = 256 * 1024
 /** How long a writer keeps the lock through a burst when another writer is waiting. */
@@ -582,7 +586,7 @@ export const openWriter = (
                 "Full",
                 `the stream holds ${
                   impl.end - impl.oldest
-                } bytes and may not pass ${impl.maxBytes}: readers are behind`,
+                } bytes and may not pass ${impl.maxBytes}: readers are behind${BEHIND}`,
                 dir
               )
             )
@@ -592,7 +596,7 @@ export const openWriter = (
           const left = fullTimeout - (now - fullWaitStart)
           if (left <= 0) {
             return Effect.fail(
-              IpcError.make("Full", `no room in the stream for ${fullTimeout} ms: readers are behind`, dir)
+              IpcError.make("Full", `no room in the stream for ${fullTimeout} ms: readers are behind${BEHIND}`, dir)
             )
           }
           const wait = Effect.andThen(
