@@ -117,6 +117,17 @@ export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Eff
       const p = paths(dir)
       const made = Layout.ensureDir(dir, options.dirMode ?? Log.defaults.dirMode, dir)
       if (Sys.failed(made)) throw made
+      // an effect-ipc channel's or listener's directory is not an ipckit one: ipckit's files there would
+      // keep `FileChannel.remove` (or the listener's clean-up) from it, as the roles refuse ipckit's
+      const marker = Layout.loadMarker(dir)
+      if (Sys.failed(marker)) throw marker
+      if (marker !== undefined) {
+        throw IpcError.make(
+          "AddressInUse",
+          `${dir} is an effect-ipc ${marker.kind} directory, not an ipckit channel directory: nothing in it was touched`,
+          dir
+        )
+      }
       const mode = options.fileMode ?? Log.defaults.fileMode
       const create = (path: string, text: string) => {
         try {

@@ -7,7 +7,7 @@
  * `Faults.test.ts`.)
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
-import { Ipckit, Messages } from "@effect-ipc/transport-file"
+import { FileChannel, FileTransport, Ipckit, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
@@ -40,6 +40,26 @@ const serdePretty = (path: string): string =>
 const elementsOf = (path: string): Array<Messages.Message> => JSON.parse(Fs.readFileSync(path, "utf8"))
 
 describe("ipckit compatibility", () => {
+  it.live("an effect-ipc channel's or listener's directory is refused (AddressInUse), nothing in it touched; remove still works", () =>
+    Effect.gen(function*() {
+      const channel = fresh(root, "effect-channel")
+      yield* Effect.scoped(FileChannel.backend(channel))
+      const listening = fresh(root, "effect-listener")
+      const listener = yield* FileTransport.make().listen(`file://${listening}`)
+      for (const dir of [channel, listening]) {
+        const before = Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).toSorted()
+        for (const open of [Ipckit.backend(dir), Ipckit.frontend(dir)]) {
+          const error = yield* Effect.flip(Effect.scoped(open))
+          assert.strictEqual(error.reason._tag, "AddressInUse", error.message)
+          assert.include(error.detail, "not an ipckit channel directory")
+        }
+        assert.deepStrictEqual(Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).toSorted(), before)
+      }
+      yield* FileChannel.remove(channel)
+      assert.isFalse(Fs.existsSync(channel), "the channel could still be removed")
+      assert.isDefined(listener)
+    }).pipe(Effect.scoped))
+
   it.effect("writes the files exactly as ipckit does: pretty JSON in FileMessage's field order, .channel_info", () =>
     Effect.gen(function*() {
       const dir = fresh(root)
