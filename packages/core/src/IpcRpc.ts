@@ -138,7 +138,7 @@ export interface SocketOptions {
 export const toSocket = (
   open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
   options: SocketOptions = {}
-): Socket.Socket => socketOver(open, options, undefined)
+): Socket.Socket => socketOver(open, options, undefined, "client")
 
 /** How an RPC server reads a connection after its hello: `first` (if kept) first, once; later hellos dropped (see `serverPull`). */
 interface ServerRead {
@@ -148,7 +148,8 @@ interface ServerRead {
 const socketOver = (
   open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
   options: SocketOptions,
-  server: ServerRead | undefined
+  server: ServerRead | undefined,
+  side: "client" | "server"
 ): Socket.Socket => {
   let current: IpcChannel.IpcChannel | undefined
   // the eager form of the current channel's `send` (see `internal/eager.ts`), if it has one
@@ -194,7 +195,7 @@ const socketOver = (
   )
 
   // a read's failure, as the socket reports it
-  const closedBy = dialled === undefined ? "the client" : `the server at ${address}`
+  const closedBy = side === "server" ? "the client" : dialled === undefined ? "the server" : `the server at ${address}`
   const readFailed = (error: IpcError.IpcError): Socket.SocketError =>
     readError(address, closedBy, Address.redactError(error, dialled))
 
@@ -261,7 +262,7 @@ const socketOver = (
 export const toSocketServer = (listener: Transport.Listener): SocketServer.SocketServer["Service"] => ({
   address: NetAddress.unixPathAddress(listener.address),
   run: (handler) =>
-    Transport.serve(listener, (channel) => handler(toSocket(Effect.succeed(channel)))).pipe(
+    Transport.serve(listener, (channel) => handler(socketOver(Effect.succeed(channel), {}, undefined, "server"))).pipe(
       Effect.scoped,
       Effect.mapError((cause) =>
         new SocketServer.SocketServerError({ reason: new SocketServer.SocketServerUnknownError({ cause }) })
@@ -654,7 +655,7 @@ const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChan
     const route = routes.find((candidate) => candidate.name === asked.name)
     if (route === undefined) return yield* refuse(channel, asked, routes)
     const handler = yield* Deferred.await(route.handler)
-    const socket = socketOver(Effect.succeed(channel), { address: channel.address }, { first: asked.first })
+    const socket = socketOver(Effect.succeed(channel), { address: channel.address }, { first: asked.first }, "server")
     return yield* handler(socket)
   })
 

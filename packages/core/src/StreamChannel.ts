@@ -300,25 +300,29 @@ const link = (
     // a socket that took everything at once (the kernel copied it): the batch is written into again from
     // its start, so that small messages go on landing in memory already mapped (a fresh 64 KiB batch per
     // 64 KiB sent cost a page fault per 4 KiB message on a VM: 4 µs of a 40 µs round trip)
-    if (reuse && writable.writableLength === 0) {
-      batchStart = 0
-      batchFill = 0
-    }
-    if (pongsQueued) {
-      pongsQueued = false
-      if (writable.writableLength > highWaterMark) stopForPongs()
+    if (writable.writableLength === 0) {
+      pongBytes = 0
+      if (reuse) {
+        batchStart = 0
+        batchFill = 0
+      }
+    } else if (pongBytes > highWaterMark && writable.writableLength > highWaterMark) {
+      stopForPongs()
     }
   }
 
   // pongs answer what the peer sends, so a peer that sends pings and reads none of the answers would
-  // pile them up here without limit (256 MiB of pings, 300 MiB more of this process's memory). Once a
-  // flush with pongs in it leaves more than the high-water mark unwritten, reading stops until the
-  // peer has read it all (the stream drains: more than the mark is more than the stream's own, so its
-  // write said wait), as a socket's window stops a sender: every ping is still answered, in turn
-  let pongsQueued = false // a pong is queued for the next flush
+  // pile them up here without limit (256 MiB of pings, 300 MiB more of this process's memory). Once
+  // the pongs queued since the output was last empty pass the high-water mark, and the output too,
+  // reading stops until the peer has read it all (the stream drains: more than the mark is more than
+  // the stream's own, so its write said wait), as a socket's window stops a sender: every ping is
+  // still answered, in turn. Only pongs count: a heartbeat's ping answered while our own messages
+  // wait for a slow reader stops nothing (two peers that did so would wait for each other for good)
+  let pongBytes = 0 // bytes of pongs queued since the output was last empty
   let backedUp = false // reading stopped: the peer reads none of our pongs
   const stopForPongs = (): void => {
-    if (backedUp || destroyed) return
+    // after our goodbye the stream ends, and an ending stream sends no more drains: read on to the peer's end
+    if (backedUp || destroyed || ending || writesLost) return
     backedUp = true
     readable.pause()
     if (frameTimer !== undefined) clearTimeout(frameTimer)
@@ -331,6 +335,7 @@ const link = (
     armFrameTimer()
   }
   const onDrain = (): void => {
+    pongBytes = 0
     if (backedUp) readOn()
     sink.writable()
   }
@@ -360,7 +365,7 @@ const link = (
       case Framing.Kind.ping:
         if (!ending && !writesLost) {
           enqueue(Framing.Kind.pong, new Uint8Array(payload))
-          pongsQueued = true
+          pongBytes += Framing.HEADER_SIZE + payload.byteLength
           sink.flushSoon()
         }
         break

@@ -208,8 +208,12 @@ export const serve = <E, R>(
 export interface Acceptor {
   /** The listener handed to users. */
   readonly listener: Listener
-  /** Offers an accepted channel to the listener's users (after `end`, it is kept for `shutdown` to close). */
-  readonly offer: (channel: IpcChannel.IpcChannel) => void
+  /**
+   * Offers an accepted channel to the listener's users (after `end`, it is
+   * kept for `shutdown` to close); `false` once `shutdown` has run: the caller
+   * closes it.
+   */
+  readonly offer: (channel: IpcChannel.IpcChannel) => boolean
   /**
    * Ends the listener: pending and later accepts fail with reason `Closed`;
    * the channels offered and never accepted wait for `shutdown`.
@@ -229,6 +233,7 @@ export const makeAcceptor = (address: string): Effect.Effect<Acceptor> =>
     // offered and never accepted, once the listener ended: what holds them (a file channel's reader, a
     // socket) is let go only by their `close`
     let unaccepted: Array<IpcChannel.IpcChannel> | undefined
+    let shut = false
     const end = (): void => {
       if (unaccepted !== undefined) return
       unaccepted = []
@@ -245,12 +250,15 @@ export const makeAcceptor = (address: string): Effect.Effect<Acceptor> =>
         connections: Stream.fromQueue(queue)
       },
       offer: (channel) => {
+        if (shut) return false
         if (unaccepted === undefined) Queue.offerUnsafe(queue, channel)
         else unaccepted.push(channel)
+        return true
       },
       end,
       shutdown: Effect.suspend(() => {
         end()
+        shut = true
         const left = unaccepted!.splice(0)
         return Effect.forEach(left, (channel) => channel.close, { concurrency: "unbounded", discard: true })
       })

@@ -23,6 +23,8 @@ describe("Transport.makeAcceptor", () => {
       const error = yield* Effect.flip(acceptor.listener.accept)
       assert.strictEqual(error.reason._tag, "Closed")
       yield* acceptor.shutdown
+      // after shutdown nothing is kept: the offer says so, and its caller closes the channel
+      assert.isFalse(acceptor.offer(taken))
       // the two never accepted were closed (their peers hear the goodbye); the one handed out is its user's
       for (const peer of [peers[0], peers[1]]) {
         const ended = yield* Effect.flip(peer.receive)

@@ -120,6 +120,10 @@ const clientOf = (transport: Transport.TransportShape, address: string, options:
 const withEnv = <A, E, R>(layer: Layer.Layer<A, E, R>, env: Record<string, string>) =>
   Layer.build(layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))))
 
+/** How reading `socket` ends: its error. */
+const closeOf = (socket: Socket.Socket) =>
+  Effect.flip(Effect.scoped(Effect.flatMap(socket.reader, (reader) => Effect.forever(reader.pull))))
+
 describe("a client whose server is not there", () => {
   it.live("says so at once, names the address and the reason, and fails calls after connectTimeout", () =>
     Effect.gen(function*() {
@@ -221,6 +225,32 @@ describe("a client whose server is not there", () => {
         Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" })))
       )
       assert.strictEqual(again, 3)
+    }).pipe(Effect.scoped))
+
+  it.live("a socket says which side closed: the server (named when dialled by address) or the client", () =>
+    Effect.gen(function*() {
+      const memory = Memory.make()
+      const listener = yield* memory.listen("memory://which-side")
+      // a client socket without an address, whose server closes
+      const client = IpcRpc.toSocket(memory.dial("memory://which-side"))
+      const serverSide = yield* Effect.forkScoped(Effect.flatMap(listener.accept, (channel) => channel.close))
+      const byServer = yield* closeOf(client)
+      yield* Fiber.join(serverSide)
+      assert.strictEqual(
+        byServer.message,
+        "1000: the server closed the connection (the channel was closed by its peer)"
+      )
+      // a server's socket (toSocketServer), whose client closes
+      const served = Deferred.makeUnsafe<Socket.SocketError>()
+      yield* Effect.forkScoped(
+        IpcRpc.toSocketServer(listener).run((socket) =>
+          Effect.flatMap(closeOf(socket), (error) => Deferred.succeed(served, error))
+        )
+      )
+      const dialled = yield* memory.dial("memory://which-side")
+      yield* dialled.close
+      const byClient = yield* Deferred.await(served)
+      assert.match(byClient.message, /^1000: the client closed the connection/, byClient.message)
     }).pipe(Effect.scoped))
 
   it.live("fails at once when waiting cannot help (an address no transport serves)", () =>

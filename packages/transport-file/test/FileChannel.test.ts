@@ -202,11 +202,13 @@ describe("FileChannel (fixed roles)", () => {
 describe("a message counts as read once its reader asks for the next (audit: a lock-step sender stalled)", () => {
   it.live("messages over half of maxBytes: a reader in its own fiber takes every one; one fiber sending and receiving in turn is Full, saying why", () =>
     Effect.gen(function*() {
-      const options = { maxBytes: 1024 * 1024, fullTimeout: "500 millis" } as const
       const size = 600_000
+      // a generous wait where the reader keeps up (a loaded machine may be slow to read), a short one where it cannot
+      const keepsUp = { maxBytes: 1024 * 1024, fullTimeout: "30 seconds" } as const
+      const options = { maxBytes: 1024 * 1024, fullTimeout: "500 millis" } as const
       const looping = fresh(root, "looping")
-      const backend = yield* FileChannel.backend(looping, options)
-      const frontend = yield* FileChannel.frontend(looping, options)
+      const backend = yield* FileChannel.backend(looping, keepsUp)
+      const frontend = yield* FileChannel.frontend(looping, keepsUp)
       const reader = yield* Effect.forkScoped(Effect.replicateEffect(frontend.receive, 4))
       for (let i = 0; i < 4; i++) yield* backend.send(new Uint8Array(size).fill(i))
       assert.deepStrictEqual((yield* Fiber.join(reader)).map((message) => [message.byteLength, message[0]]), [

@@ -132,7 +132,8 @@ const listenAt = (server: Net.Server, path: string, raw: string): Effect.Effect<
   Effect.callback<void, IpcError.IpcError>((resume) => {
     const onError = (cause: Error) => resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot listen", raw)))
     server.once("error", onError)
-    server.listen({ path, backlog: 4096 }, () => {
+    // exclusive: in a cluster worker the socket is bound here, not by the primary (a `/proc/self/fd` path is ours)
+    server.listen({ path, backlog: 4096, exclusive: true }, () => {
       server.off("error", onError)
       resume(Effect.void)
     })

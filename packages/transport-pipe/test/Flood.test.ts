@@ -140,4 +140,28 @@ describe("floods", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  it.live(
+    "unix://: two peers with heartbeats, each sending messages over the high-water mark while the other reads: both finish (a heartbeat's pong stops no reading)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-flood-")
+        const address = `unix://${Path.join(dir, "both.sock")}`
+        // a ping every 10 ms, answered while each side's own messages wait for the other to read them
+        const transport = UnixSocket.make({ heartbeat: { interval: "10 millis", timeout: "5 seconds" } })
+        const listener = yield* transport.listen(address)
+        const dialled = yield* transport.dial(address)
+        const accepted = yield* listener.accept
+        const payload = new Uint8Array(8 * 1024 * 1024)
+        const count = 16
+        const side = (channel: typeof dialled) =>
+          Effect.all([
+            Effect.repeat(channel.send(payload), { times: count - 1 }),
+            Effect.replicateEffect(channel.receive, count)
+          ], { concurrency: 2 })
+        const [[, gotA], [, gotB]] = yield* Effect.all([side(dialled), side(accepted)], { concurrency: 2 })
+        assert.deepStrictEqual([gotA.length, gotB.length], [count, count])
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })
