@@ -26,6 +26,7 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
@@ -145,6 +146,28 @@ const messagesOf = (
     return yield* Effect.forEach(parts, (part) => Format.encodeBytes(s.input, part))
   })
 
+/**
+ * Closes `channel` after what was sent, failing (`ConnectionLost`) when its close gave up because the
+ * listener did not read: core then drops what never left and says so in a warning (the "close gave up"
+ * of `ChannelEngine`), which a command that sends must not report as sent.
+ */
+const closeDelivered = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    let gaveUp: string | undefined
+    const watch = Logger.make<unknown, void>(({ message }) => {
+      const text = (Array.isArray(message) ? message : [message]).join(" ")
+      if (text.startsWith("close gave up")) gaveUp = text
+    })
+    return channel.close.pipe(
+      Effect.provide(Logger.layer([watch])),
+      Effect.andThen(Effect.suspend(() =>
+        gaveUp === undefined ? Effect.void : Effect.fail(
+          IpcError.make("ConnectionLost", `the listener did not take what was sent: ${gaveUp}`, channel.address)
+        )
+      ))
+    )
+  })
+
 const send = Command.make(
   "send",
   {
@@ -182,7 +205,7 @@ const send = Command.make(
             for (let i = 0; i < replies; i++) {
               yield* Output.message(s, yield* channel.receive, { address })
             }
-            yield* channel.close
+            yield* closeDelivered(channel)
           }).pipe(Effect.scoped)
         )
       })
@@ -498,8 +521,21 @@ const presenter = CliOutput.layerPresenter({
       : CliOutput.defaultPresenter.present(event)
 })
 
-// every command prints its own failures (Output.guard): what reaches here is a usage error, presented above
+/**
+ * Completes once stdout's reader has gone (`effect-ipc listen ... | head -n 1`): the write that finds
+ * it gone fails on a later tick, as an `error` event that, unheard, crashed the process with a stack
+ * trace and left a listener's socket behind.
+ */
+const stdoutGone = Effect.callback<void>((resume) => {
+  const gone = () => resume(Effect.void)
+  process.stdout.on("error", gone)
+  return Effect.sync(() => void process.stdout.off("error", gone))
+})
+
+// every command prints its own failures (Output.guard): what reaches here is a usage error, presented above.
+// A command whose output nobody reads any more ends as one interrupted: what it made is let go of
 Command.run(cli, { version: "0.1.0" }).pipe(
+  Effect.raceFirst(stdoutGone),
   Effect.provide(presenter),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain

@@ -9,8 +9,10 @@
 import { FileChannel } from "@effect-ipc/transport-file"
 import { assert, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import { bin, cli, fixtures, flags, node, root, runCli, socketDir, start } from "./helpers.ts"
 
@@ -406,5 +408,72 @@ it.live(
         stderr: ""
       })
     }),
+  60_000
+)
+
+it.live(
+  "listen | head -n 1: once its output is closed the command ends quietly (no stack trace, exit 0) and its socket is gone",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.spawn(node, [...flags, bin, "listen", address], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+        ),
+        (c) => Effect.sync(() => void (c.exitCode === null && c.signalCode === null && c.kill("SIGKILL")))
+      )
+      let stderr = ""
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+      const exited = Effect.callback<number | null>((resume) => {
+        if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
+        child.once("close", (code) => resume(Effect.succeed(code)))
+      })
+      while (!stderr.includes("listening on")) yield* Effect.sleep("20 millis")
+      // like `head -n 1`: the first line read, then the pipe's reading end closed
+      const first = Effect.callback<string>((resume) => {
+        child.stdout.once("data", (chunk: Buffer) => {
+          child.stdout.destroy()
+          resume(Effect.succeed(chunk.toString("utf8")))
+        })
+      })
+      const firstLine = yield* Effect.forkChild(first)
+      assert.strictEqual((yield* runCli(["send", address, "one"])).code, 0)
+      assert.strictEqual((yield* Fiber.join(firstLine)).trim(), "one")
+      // the next message finds stdout gone: the listener ends (the one after it finds nobody listening)
+      yield* runCli(["send", address, "two"])
+      yield* runCli(["send", address, "three"])
+      const code = yield* exited.pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(code, 0, stderr)
+      assert.notMatch(stderr, /\n\s+at |Unhandled 'error'/, stderr)
+      assert.isFalse(Fs.existsSync(new URL(address.replace("unix://", "file://")).pathname), "the socket was removed")
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+it.live(
+  "send to a listener that does not read: what never left is a failure (exit 1, one line saying so), not a success",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const path = new URL(address.replace("unix://", "file://")).pathname
+      // a server that accepts and never reads (a stopped or stuck listener)
+      const held: Array<Net.Socket> = []
+      const server = yield* Effect.acquireRelease(
+        Effect.callback<Net.Server>((resume) => {
+          const s = Net.createServer({ pauseOnConnect: true }, (connection) => void held.push(connection))
+          s.listen(path, () => resume(Effect.succeed(s)))
+        }),
+        (s) =>
+          Effect.sync(() => {
+            for (const connection of held) connection.destroy()
+            s.close()
+          })
+      )
+      assert.isTrue(server.listening)
+      const ran = yield* runCli(["send", address, "--file", "-", "--raw"], new Uint8Array(1024 * 1024))
+      assert.strictEqual(ran.code, 1, ran.stderr)
+      assert.match(ran.stderr, /ConnectionLost: .*the listener did not take what was sent/, ran.stderr)
+      assert.strictEqual(ran.stderr.trim().split("\n").length, 1, ran.stderr)
+    }).pipe(Effect.scoped),
   60_000
 )
