@@ -60,20 +60,43 @@ const parseJson = (
 export const readJson = (text: string, what: string): Effect.Effect<unknown, IpcError.IpcError> =>
   parseJson(text, what, "Encode")
 
-/** Turns the DATA argument into the bytes of one message (`json` is validated and sent compact). */
+/**
+ * Valid JSON `text` without the white space between its tokens: its numbers and keys exactly as
+ * written (a parse and a stringify would round 12345678901234567890 and drop a repeated key).
+ */
+const compact = (text: string): string => {
+  let out = ""
+  let from = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // an escape: the next unit is part of it
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) {
+      out += text.slice(from, i)
+      from = i + 1
+    }
+  }
+  return out + text.slice(from)
+}
+
+/** Turns the DATA argument into the bytes of one message (`json` is validated and sent compact, as written). */
 export const encode = (format: Format, data: string): Effect.Effect<Uint8Array, IpcError.IpcError> => {
   switch (format) {
     case "text":
     case "raw":
       return Effect.succeed(textEncoder.encode(data))
     case "json":
-      return Effect.map(readJson(data, "DATA"), (value) => textEncoder.encode(JSON.stringify(value)))
+      return Effect.map(readJson(data, "DATA"), () => textEncoder.encode(compact(data)))
     case "hex":
       return fromHex(data)
   }
 }
 
-/** Renders one received message as one line (`json` must be UTF-8 JSON; it is printed compact). */
+/** Renders one received message as one line (`json` must be UTF-8 JSON; it is printed compact, as written). */
 export const decode = (format: Format, bytes: Uint8Array): Effect.Effect<string, IpcError.IpcError> => {
   switch (format) {
     case "text":
@@ -86,8 +109,7 @@ export const decode = (format: Format, bytes: Uint8Array): Effect.Effect<string,
         try: () => strictDecoder.decode(bytes),
         catch: (cause) => new IpcError.IpcError({ reason: "Decode", detail: "message is not UTF-8 text", cause })
       }).pipe(
-        Effect.flatMap((text) => parseJson(text, "message", "Decode")),
-        Effect.map((value) => JSON.stringify(value))
+        Effect.flatMap((text) => Effect.as(parseJson(text, "message", "Decode"), compact(text)))
       )
   }
 }

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Cause from "effect/Cause"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Console from "effect/Console"
@@ -255,10 +256,15 @@ export const logger = (s: Settings) =>
   Logger.make<unknown, void>((options) => {
     const { logLevel } = options
     const parts: ReadonlyArray<unknown> = Array.isArray(options.message) ? options.message : [options.message]
+    // the failure a line is about (`Effect.logWarning("...", cause)`), as its reason: an IpcError described, else its first line
+    const failure = options.cause.reasons.length === 0 ? undefined : Cause.squash(options.cause)
+    const reason = failure === undefined
+      ? ""
+      : `: ${IpcError.isIpcError(failure) ? describe(failure) : String(failure).split("\n")[0]!}`
     const text = scrub(
       parts.map((part: unknown) =>
         IpcError.isIpcError(part) ? describe(part) : typeof part === "string" ? part : Util.inspect(part)
-      ).join(" ")
+      ).join(" ") + reason
     )
     if (s.json) {
       process.stdout.write(`${JSON.stringify({ event: "log", level: logLevel.toLowerCase(), message: text })}\n`)

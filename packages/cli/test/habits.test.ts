@@ -38,6 +38,16 @@ it.live(
       // {"a":[1,2]} sent compact, printed as hex; the hex input sent as its four bytes
       assert.strictEqual(listener.stdout(), "7b2261223a5b312c325d7d\ndeadbeef\n")
 
+      // json is sent and printed compact as written: a number past 2^53 keeps its digits, a repeated key stays
+      const exactAddress = socket()
+      const exact = yield* cli("--out", "json", "listen", exactAddress, "--count", "2")
+      yield* exact.ready("listening on")
+      const written = `{ "id": 12345678901234567890,\n "a": 1, "a": 2, "s": "x \\" y  z" }`
+      assert.strictEqual((yield* runCli(["--in", "json", "send", exactAddress, written])).code, 0)
+      assert.strictEqual((yield* runCli(["send", exactAddress, " [ 1e400 , -0.0 ] "])).code, 0)
+      assert.strictEqual(yield* exact.exit, 0, exact.stderr())
+      assert.strictEqual(exact.stdout(), `{"id":12345678901234567890,"a":1,"a":2,"s":"x \\" y  z"}\n[1e400,-0.0]\n`)
+
       const rawAddress = socket()
       const raw = yield* cli("listen", rawAddress, "--count", "2", "--out", "raw")
       yield* raw.ready("listening on")

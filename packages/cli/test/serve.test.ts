@@ -6,8 +6,9 @@
  */
 import { assert, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
-import { cli, fixtures, root, runCli, socketDir } from "./helpers.ts"
+import { bin, cli, fixtures, flags, node, root, runCli, socketDir } from "./helpers.ts"
 
 const { socket } = socketDir("serve")
 
@@ -163,4 +164,34 @@ it.live(
       )
     }).pipe(Effect.scoped),
   240_000
+)
+
+it.live(
+  "a client killed mid-call is routine for serve: no warning (it said 'connection handler failed' with no reason)",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const server = yield* cli("serve", address)
+      yield* server.ready(`serving DemoApi on ${address}`)
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.spawn(node, [...flags, bin, "call", address, "Countdown", `{"from":100000000}`], {
+            cwd: root,
+            stdio: ["ignore", "pipe", "ignore"]
+          })
+        ),
+        (c) => Effect.sync(() => void (c.exitCode === null && c.signalCode === null && c.kill("SIGKILL")))
+      )
+      // killed as its results stream in: the connection is lost, without a goodbye
+      yield* Effect.callback<void>((resume) => {
+        client.stdout.once("data", () => resume(Effect.void))
+      })
+      client.kill("SIGKILL")
+      yield* Effect.sleep("1 second")
+      const ok = yield* runCli(["call", address, "Add", `{"a":1,"b":2}`])
+      assert.deepStrictEqual(ok, { code: 0, stdout: "3\n", stderr: "" })
+      yield* server.stop
+      assert.strictEqual(server.stderr(), `effect-ipc: serving DemoApi on ${address}\n`)
+    }).pipe(Effect.scoped),
+  60_000
 )

@@ -26,6 +26,7 @@
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -49,7 +50,7 @@ import * as Bytes from "./internal/bytes.ts"
 import * as Eager from "./internal/eager.ts"
 import * as Packed from "./internal/packed.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
-import type * as IpcError from "./IpcError.ts"
+import * as IpcError from "./IpcError.ts"
 import * as Policy from "./Policy.ts"
 import * as Registry from "./Registry.ts"
 import * as Transport from "./Transport.ts"
@@ -656,8 +657,24 @@ const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChan
     if (route === undefined) return yield* refuse(channel, asked, routes)
     const handler = yield* Deferred.await(route.handler)
     const socket = socketOver(Effect.succeed(channel), { address: channel.address }, { first: asked.first }, "server")
-    return yield* handler(socket)
+    return yield* handler(socket).pipe(Effect.catchCause(connectionEnd))
   })
+
+/**
+ * How a served connection ended, for `Transport.serve`: a client that closed is done; one that was lost
+ * fails with the channel's `IpcError` (routine for a server: logged at debug level, not as a handler
+ * that failed); anything else as it is.
+ */
+const connectionEnd = (cause: Cause.Cause<unknown>): Effect.Effect<void, unknown> => {
+  // effect's socket server ends a connection's run with its socket's error as a defect
+  const error = Cause.hasInterruptsOnly(cause) ? undefined : Cause.squash(cause)
+  if (Socket.isSocketError(error)) {
+    const reason = error.reason
+    if (reason._tag === "SocketCloseError") return Effect.void
+    if ("cause" in reason && IpcError.isIpcError(reason.cause)) return Effect.fail(reason.cause)
+  }
+  return Effect.failCause(cause)
+}
 
 /**
  * Retries a call that is safe to repeat when the link dropped under it
