@@ -459,6 +459,12 @@ class Listener(object):
                     handler(ch)
                 except Closed:
                     pass
+                except IpcError as error:
+                    # a client lost (gone without closing) is routine for a server, as on the Node side
+                    if error.reason == "ConnectionLost":
+                        log.debug("connection ended: %s", error)
+                    else:
+                        log.warning("connection handler failed: %s", error, exc_info=True)
                 except Exception:  # noqa: BLE001 - one connection's failure ends only that connection
                     log.warning("connection handler failed", exc_info=True)
                 finally:

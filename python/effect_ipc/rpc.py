@@ -293,6 +293,7 @@ class RpcClient(object):
         self._pending = {}
         self._pongs = queue.Queue()
         self._failure = None
+        self._closing = False  # our own close: what the calls waiting are told
         channel.send(HELLO_JSON)
         self._reader = threading.Thread(target=self._read_loop, name="effect-ipc rpc client")
         self._reader.daemon = True
@@ -382,7 +383,11 @@ class RpcClient(object):
                     log.warning("undecodable message from %s: %r", self.address, data[:100])
                     continue
                 self._dispatch(message)
-            error = Closed("the server closed the connection", self.address)
+            error = (
+                Closed("the client was closed", self.address)
+                if self._closing
+                else Closed("the server closed the connection", self.address)
+            )
         except IpcError as lost:
             error = lost
         self._failure = error
@@ -416,6 +421,7 @@ class RpcClient(object):
 
     def close(self):
         """Closes the connection; calls still waiting raise ``Closed``."""
+        self._closing = True
         self.channel.close()
         self._reader.join(5)
 

@@ -4,6 +4,7 @@ import socket
 import fcntl
 import hashlib
 import json
+import logging
 import stat
 import threading
 import traceback
@@ -220,6 +221,39 @@ class Channels(TempDirCase):
         with self.assertRaises(IpcError) as caught:
             server.receive(5)
         self.assertEqual(caught.exception.reason, "ConnectionLost")
+
+    def test_serve_takes_a_client_gone_without_closing_as_routine(self):
+        # it logged a warning with a traceback for each one (the Node side logs it at debug level)
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        ended = threading.Event()
+
+        def handler(channel):
+            try:
+                while True:
+                    channel.receive(5)
+            finally:
+                ended.set()
+
+        warnings = []
+
+        class Recorder(logging.Handler):
+            def emit(self, record):
+                warnings.append(record.getMessage())
+
+        recorder = Recorder(logging.WARNING)
+        logger = logging.getLogger("effect_ipc")
+        logger.addHandler(recorder)
+        self.addCleanup(logger.removeHandler, recorder)
+        threading.Thread(target=listener.serve, args=(handler,), daemon=True).start()
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(where[len("unix://"):])
+        raw.sendall(framing.encode(framing.DATA, b"then gone"))
+        raw.close()  # no close frame
+        self.assertTrue(ended.wait(10))
+        time.sleep(0.2)
+        self.assertEqual(warnings, [])
 
     def test_pings_are_answered_and_a_silent_peer_times_out(self):
         where = self.address()

@@ -9,7 +9,7 @@ import unittest
 from helpers import TempDirCase
 
 from effect_ipc import framing
-from effect_ipc import IpcError, RpcClient, RpcDefect, RpcFailure, RpcInterrupted, RpcServer, Stream, listen, rpc
+from effect_ipc import Closed, IpcError, RpcClient, RpcDefect, RpcFailure, RpcInterrupted, RpcServer, Stream, listen, rpc
 
 
 class Rpc(TempDirCase):
@@ -174,6 +174,14 @@ class Rpc(TempDirCase):
             self.client.call("Slow", None, timeout=2)
         self.assertEqual(caught.exception.reason, "Timeout")
         self.assertTrue(self.stopped.wait(5))
+
+    def test_a_client_closed_while_a_call_waits_says_so_not_that_the_server_closed(self):
+        call = self.client.start("Slow")
+        self.client.close()
+        with self.assertRaises(Closed) as caught:
+            call.result(5)
+        self.assertIn("the client was closed", str(caught.exception))
+        self.assertNotIn("server", str(caught.exception))
 
     def test_a_lost_server_fails_calls_in_flight(self):
         call = self.client.start("Slow")
