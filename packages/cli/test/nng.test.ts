@@ -9,7 +9,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { cli, type Proc, start } from "./helpers.ts"
+import { cli, type Proc, runCli, start } from "./helpers.ts"
 
 const freePort = (): number =>
   Number(ChildProcess.execFileSync(process.execPath, [
@@ -168,4 +168,22 @@ describe("effect-ipc nng", () => {
       assert.strictEqual(call.stdout(), "42\n")
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "nothing left in the directory")
     }).pipe(Effect.scoped))
+})
+
+describe("nng without an address", () => {
+  it.live(
+    "names the socket the user asked for (rep, which answers through a raw socket, said rep-raw)",
+    () =>
+      Effect.gen(function*() {
+        for (const pattern of ["rep", "pull"]) {
+          const ran = yield* runCli(["nng", pattern])
+          assert.strictEqual(ran.code, 1, ran.stderr)
+          assert.strictEqual(
+            ran.stderr,
+            `effect-ipc: InvalidAddress: a ${pattern} socket needs an address to listen at or dial\n`
+          )
+        }
+      }),
+    60_000
+  )
 })

@@ -69,7 +69,9 @@ export const open = (
     const listen = list(options.listen)
     const dial = list(options.dial)
     if (listen.length + dial.length === 0) {
-      return yield* IpcError.make("InvalidAddress", `a ${protocol} socket needs an address to listen at or dial`)
+      // a raw socket (Rep answers through one) is named as the pattern users asked for
+      const named = protocol.replace(/-raw$/, "")
+      return yield* IpcError.make("InvalidAddress", `a ${named} socket needs an address to listen at or dial`)
     }
     const name = [...listen, ...dial].join(", ")
     const socket = yield* Socket.make(protocol, {
