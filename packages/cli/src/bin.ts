@@ -509,7 +509,10 @@ const jsonAsked = (() => {
   return (end === -1 ? args : args.slice(0, end)).includes("--json")
 })()
 
-/** With `--json`, a usage error is an `error` event per problem on stdout (reason `Usage`), not help text. */
+/**
+ * With `--json`, a usage error is an `error` event per problem on stdout (reason `Usage`), not help
+ * text, and `--version` a `version` event.
+ */
 const presenter = CliOutput.layerPresenter({
   present: (event) =>
     jsonAsked && event._tag === "InvalidInvocation"
@@ -518,6 +521,8 @@ const presenter = CliOutput.layerPresenter({
         (error) => Output.event({ event: "error", reason: "Usage", detail: error.message.replace(/\s*\n\s*/g, " ") }),
         { discard: true }
       )
+      : jsonAsked && event._tag === "Version"
+      ? Output.event({ event: "version", name: event.name, version: event.version })
       : CliOutput.defaultPresenter.present(event)
 })
 

@@ -402,7 +402,7 @@ it.live("nng push --file (stdin, or a file read as --in hex) to nng pull --json"
   }).pipe(Effect.scoped), 60_000)
 
 it.live(
-  "--json: a usage error is an error event on stdout (reason Usage), not help text",
+  "--json: a usage error is an error event on stdout (reason Usage), not help text; --version a version event",
   () =>
     Effect.gen(function*() {
       const missing = yield* runCli(["--json", "send"])
@@ -415,6 +415,13 @@ it.live(
       assert.deepStrictEqual(unknown, {
         code: 1,
         stdout: `{"event":"error","reason":"Usage","detail":"Unrecognized flag: --bogus in command effect-ipc send"}\n`,
+        stderr: ""
+      })
+      // and --version a version event (it was plain text)
+      const version = yield* runCli(["--json", "--version"])
+      assert.deepStrictEqual(version, {
+        code: 0,
+        stdout: `{"event":"version","name":"effect-ipc","version":"0.1.0"}\n`,
         stderr: ""
       })
     }),
