@@ -87,7 +87,7 @@ interface LinkSettings {
   readonly maxFrameSize: number
   /** How long an input may stay quiet once our output is lost. */
   readonly quietMillis: number
-  /** Output (pongs included) past which reading stops while the output holds pongs (see `answerPings`). */
+  /** Pongs queued, and output, past which reading stops until the output drains (see `stopForPongs`). */
   readonly highWaterMark: number
 }
 

@@ -185,18 +185,18 @@ const linkExclusive = (from: string, to: string, raw: string) =>
  * identity of the socket file (to remove only our own file later).
  */
 /**
- * Listens at `dir/s`, where a socket is made before it is linked into place.
- * That name is 15 bytes longer than the directory it is made in, so for a
- * path that fits the limit with a long directory it may not: on Linux it is
- * then bound through `/proc/self/fd/N/s`, N a descriptor of `dir` (the kernel
- * makes the socket in `dir` all the same).
+ * Listens at `staging` (`dir/s`), where a socket is made before it is linked
+ * into place. That name is 15 bytes longer than the directory it is made in,
+ * so for a path that fits the limit with a long directory it may not: on Linux
+ * it is then bound through `/proc/self/fd/N/s`, N a descriptor of its
+ * directory (the kernel makes the socket there all the same).
  */
-const bindStaging = (server: Net.Server, dir: string, raw: string): Effect.Effect<void, IpcError.IpcError> => {
-  const staging = Path.join(dir, "s")
+const bindStaging = (server: Net.Server, staging: string, raw: string): Effect.Effect<void, IpcError.IpcError> => {
   if (Buffer.byteLength(staging) <= maxPathBytes || process.platform !== "linux") return listenAt(server, staging, raw)
+  const dir = Path.dirname(staging)
   return Effect.acquireUseRelease(
     trySync(() => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY), "Open", "cannot bind", raw),
-    (fd) => listenAt(server, `/proc/self/fd/${fd}/s`, raw),
+    (fd) => listenAt(server, `/proc/self/fd/${fd}/${Path.basename(staging)}`, raw),
     (fd) => Effect.sync(() => Fs.closeSync(fd))
   )
 }
@@ -223,7 +223,7 @@ const bindFile = (
       raw
     )
     return yield* Effect.gen(function*() {
-      yield* bindStaging(server, dir, raw)
+      yield* bindStaging(server, staging, raw)
       yield* trySync(() => Fs.chmodSync(staging, mode), "Open", "cannot set the socket's mode", raw)
       for (let attempt = 0; attempt < 3; attempt++) {
         if (yield* linkExclusive(staging, path, raw)) return yield* bound
