@@ -37,6 +37,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
+import * as ListenerDirs from "./ListenerDirs.ts"
 import * as PathLock from "./internal/pathLock.ts"
 import * as NamedPipe from "./NamedPipe.ts"
 import * as SocketPath from "./SocketPath.ts"
@@ -211,7 +212,7 @@ const bindFile = (
     // refuse before creating anything next to what is there
     yield* inspect(path, raw)
     const parent = Path.dirname(path)
-    const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, ".eipc-")), "Open", "cannot bind", raw)
+    const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, stagingPrefix(path))), "Open", "cannot bind", raw)
     const staging = Path.join(dir, "s")
     const bound = trySync(
       (): Files.FileIdentity => {
@@ -235,8 +236,30 @@ const bindFile = (
         if (replaced) return yield* bound
       }
       return yield* IpcError.make("AddressInUse", `another server keeps taking ${path}`, raw)
-    }).pipe(Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))))
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))),
+      // what listeners at this path killed while they bound left (their staging directories)
+      Effect.tap(() => {
+        const removed = ListenerDirs.sweep(path, [parent])
+        return removed.length === 0
+          ? Effect.void
+          : Effect.logDebug(`removed the staging directories of dead listeners: ${removed.join(", ")}`)
+      })
+    )
   })
+
+/**
+ * The name of this listener's staging directory beside `path`, without
+ * `mkdtemp`'s suffix: `ListenerDirs`' (the next listener removes it if this
+ * one is killed while it binds), or plain `.eipc-` where that would make the
+ * staging socket's path too long and it cannot be bound through
+ * `/proc/self/fd` (not Linux).
+ */
+const stagingPrefix = (path: string): string => {
+  const prefix = ListenerDirs.prefixOf(path)
+  const staging = Buffer.byteLength(Path.dirname(path)) + 1 + Buffer.byteLength(prefix) + 6 + 2
+  return staging <= maxPathBytes || process.platform === "linux" ? prefix : ".eipc-"
+}
 
 /**
  * Removes the socket at `path` if it is proven stale now (inspected again,

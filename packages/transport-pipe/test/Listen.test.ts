@@ -398,3 +398,44 @@ describe("a socket path near the limit, in a long directory", () => {
       }).pipe(Effect.scoped)
   )
 })
+
+describe("a listener killed while it binds", () => {
+  // it left its staging directory (`.eipc-...`, with its bound socket) beside the socket path for good
+  it.live(
+    "leaves its staging directory; the next listener at the path removes it, and nothing else",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-killed-")
+        const path = Path.join(dir, "app.sock")
+        staleSocket(path)
+        // hold the path's lock (as a listener replacing the stale socket would), so that the next one waits for it
+        // with its socket bound in its staging directory
+        const key = Crypto.createHash("sha256").update(path).digest("hex").slice(0, 32)
+        const lockFile = Path.join(yield* SocketPath.lockDir(), `.lock-${key}`)
+        Fs.writeFileSync(lockFile, "", { mode: 0o600 })
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(lockFile, { force: true })))
+        const holder = yield* start(python, ["-c", holdLock, lockFile])
+        yield* holder.line(/^locked$/)
+        const listener = yield* start(node, [...nodeFixture("listen.ts"), `unix://${path}`])
+        yield* listener.line(/^armed$/)
+        yield* listener.say("go")
+        const staging = () => Fs.readdirSync(dir).filter((name) => name.startsWith(".eipc-"))
+        for (let i = 0; i < 400 && staging().length === 0; i++) yield* Effect.sleep("5 millis")
+        assert.lengthOf(staging(), 1, "the listener made its staging directory")
+        const [left] = staging()
+        assert.isTrue(Fs.lstatSync(Path.join(dir, left!, "s")).isSocket(), "its socket is bound there")
+        process.kill(listener.pid, "SIGKILL")
+        yield* listener.finish
+        yield* holder.finish
+        // a directory of the same name and process but with something else in it is not the listener's to remove
+        const other = `${left!.slice(0, -6)}ZZZZZZ`
+        Fs.mkdirSync(Path.join(dir, other), { mode: 0o700 })
+        Fs.writeFileSync(Path.join(dir, other, "keep"), "keep")
+        assert.includeMembers(staging(), [left!, other], "left behind by the killed listener")
+        yield* transport.listen(`unix://${path}`)
+        assert.deepStrictEqual(staging(), [other], "the dead listener's staging directory is removed, only it")
+        assert.strictEqual(Fs.readFileSync(Path.join(dir, other, "keep"), "utf8"), "keep")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

@@ -34,12 +34,21 @@ const weak: ReadonlyArray<readonly [string, string, string]> = [
     "8 random bytes in hex, repeated and cut short",
     "repeats"
   ],
+  // long enough for 128 bits by length and alphabet, but a run, a sequence, a keyboard row or a repeat padded
+  // with a few characters (each passed the estimate that counted only a repeated prefix)
+  ["0000000000000000000000000000000000000000_ABCDEFG", "a run of zeros and a few capitals", "runs in sequence"],
+  ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.abcdefgh", "a run and the alphabet's start", "runs in sequence"],
+  ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-12345678", "a run and digits counting up", "runs in sequence"],
+  ["password-12345678-PASSWORD-87654321", "a word, digits up, the word again, digits down", "runs in sequence"],
+  ["Abcdefgh-12345678-Abcdefgh-12345678", "two sequences, repeated", "runs in sequence"],
+  ["ABCDEFGHabcdefgh01234567ABCDEFGHabcdefgh01234567", "three sequences, repeated", "runs in sequence"],
+  ["qwertyuiop-asdfghjkl-zxcvbnm-1234567890", "the keyboard's rows", "runs in sequence"],
   // long enough for 128 bits by length and alphabet, but a word or a number, whatever its length
   ["antidisestablishmentarianism", "a long word", "only lowercase letters"],
   ["pneumonoultramicroscopicsilicovolcanoconiosis", "a longer word", "only lowercase letters"],
   ["Supercalifragilisticexpialidocious", "a capitalised word", "only a capitalised word"],
   ["ANTIDISESTABLISHMENTARIANISM", "a word in capitals", "only capital letters"],
-  ["8473920183746502918374650192837465019283", "40 random digits", "only digits"],
+  ["5106151354992647169346871586451714484592", "40 random digits", "only digits"],
   ["3141592653589793238462643383279502884197", "40 digits of pi", "only digits"],
   ["Antidisestablishmentarianism1984", "a word and a number", "only a capitalised word then digits"],
   ["1984antidisestablishmentarianism", "a number and a word", "only digits then lowercase letters"]

@@ -1,14 +1,18 @@
 /**
  * How strong a token the user gave is. It is weak when it uses fewer than 8
- * distinct characters; when its bits, estimated as its length (of its first
- * characters only, if it repeats them) times the bits of the smallest usual
- * alphabet that holds all its characters (digits, hex, one case of letters,
- * letters and digits, base64url, every token character), fall short of 128;
+ * distinct characters; when its bits fall short of 128, estimated from left to
+ * right: a character costs the bits of the smallest usual alphabet that holds
+ * all the token's characters (digits, hex, one case of letters, letters and
+ * digits, base64url, every token character), and a stretch of 6 or more that
+ * repeats an earlier one (case aside) or walks along the alphabet, the digits
+ * or a keyboard row, either way, costs only where it starts and its length;
  * or, whatever its length, when it is only one or two runs of one kind each
  * (digits, lowercase letters, capital letters, a capitalised word, other
  * characters): a number, a word, a word and a number. A random token of 16
- * bytes or more passes in hex or base64url; a short one, a word, a pattern or
- * digits alone do not. An estimate only: a long phrase of mixed words can pass.
+ * bytes or more passes in hex or base64url (16 in hex fail about 1 time in
+ * 14 000: they happen to hold such a stretch); a short one, a word, a pattern
+ * padded with a few characters, or digits alone do not. An estimate only: a
+ * long phrase of mixed words can pass.
  */
 
 /** The bits a token must carry, as 16 random bytes do. */
@@ -39,19 +43,87 @@ export const weakness = (token: string): string | undefined => {
     return `it uses ${distinct} distinct character${distinct === 1 ? "" : "s"} (at least ${MIN_DISTINCT} are needed)`
   }
   const [name, , size] = alphabets.find(([, pattern]) => pattern.test(token)) ?? alphabets[alphabets.length - 1]!
-  // a token that repeats its first characters carries only theirs
-  const period = periodOf(token)
-  const bits = Math.floor(period * Math.log2(size))
-  const carried = `${period} characters of ${name} carry at most ${bits} bits (at least ${REQUIRED_BITS} are needed)`
+  const { bits, patterned } = estimate(token, Math.log2(size))
   if (bits < REQUIRED_BITS) {
-    return period < token.length
-      ? `it repeats its first ${period} characters: ${carried}`
-      : carried
+    const carried = `${token.length} characters of ${name} carry about ${Math.floor(bits)} bits` +
+      `${patterned ? " counted so" : ""} (at least ${REQUIRED_BITS} are needed)`
+    return patterned
+      ? `it repeats itself or runs in sequence (as aaaaaa, abcdef, 654321, qwerty or a part of it again): ${carried}`
+      : `${carried}`
   }
   const runs = runsOf(token)
   return runs.length <= 2
     ? `it is only ${runs.join(" then ")} (a word or a number is guessed whatever its length)`
     : undefined
+}
+
+/**
+ * A pattern counts from this many characters on: a random token of 16 bytes in hex holds one this
+ * long about 1 time in 14 000 (a shorter one, much more often), and any pattern makes it fall short.
+ */
+const MIN_PATTERN = 6
+
+/** Rows a guesser walks along, either way: the alphabet, the digits, the keyboard's rows (letters of any case). */
+const ROWS: ReadonlyArray<string> = [
+  "abcdefghijklmnopqrstuvwxyz",
+  "0123456789",
+  "1234567890",
+  "qwertyuiop",
+  "asdfghjkl",
+  "zxcvbnm"
+]
+
+/** How many characters from `at` walk along one of `ROWS`, one step at a time in one direction. */
+const sequenceAt = (lower: string, at: number): number => {
+  let longest = 1
+  for (const row of ROWS) {
+    const first = row.indexOf(lower[at]!)
+    if (first < 0) continue
+    for (const step of [1, -1]) {
+      let length = 1
+      while (at + length < lower.length && row[first + length * step] === lower[at + length]) length++
+      if (length > longest) longest = length
+    }
+  }
+  return longest
+}
+
+/** How many characters from `at` repeat ones that began earlier (case aside; the copy may run into itself: `aaaaaa`). */
+const repeatAt = (lower: string, at: number): number => {
+  let longest = 0
+  for (let from = 0; from < at; from++) {
+    let length = 0
+    while (at + length < lower.length && lower[from + length] === lower[at + length]) length++
+    if (length > longest) longest = length
+  }
+  return longest
+}
+
+/**
+ * The bits `token` carries, read from left to right: a character costs the bits of the alphabet
+ * (`charBits`); a stretch of `MIN_PATTERN` or more that repeats an earlier one, or walks along a row
+ * (`ROWS`), costs only what says where it starts and how long it is. `patterned` when one was found.
+ */
+const estimate = (token: string, charBits: number): { readonly bits: number; readonly patterned: boolean } => {
+  const lower = token.toLowerCase()
+  let bits = 0
+  let patterned = false
+  let at = 0
+  while (at < lower.length) {
+    const repeat = repeatAt(lower, at)
+    const sequence = sequenceAt(lower, at)
+    const length = Math.max(repeat, sequence)
+    if (length < MIN_PATTERN) {
+      bits += charBits
+      at++
+      continue
+    }
+    patterned = true
+    // a repeat: where its copy starts, its length, its case; a walk: its first character, length, direction
+    bits += (repeat >= sequence ? Math.log2(at) : charBits) + Math.log2(length) + 1
+    at += length
+  }
+  return { bits, patterned }
 }
 
 /** One run of characters of one kind: a capital letter followed by lowercase ones is one capitalised word. */
@@ -69,17 +141,3 @@ const runsOf = (token: string): ReadonlyArray<string> =>
       : /^[A-Z]/.test(run)
       ? "capital letters"
       : "other characters")
-
-/**
- * The length of the shortest prefix that `token` repeats at least twice (the last repetition may be
- * cut short), or its length: a token that only ends as it begins (a random one of 32 hex
- * characters does 1 time in 16) repeats nothing.
- */
-const periodOf = (token: string): number => {
-  for (let period = 1; period * 2 <= token.length; period++) {
-    let repeats = true
-    for (let i = period; i < token.length && repeats; i++) repeats = token[i] === token[i - period]
-    if (repeats) return period
-  }
-  return token.length
-}
