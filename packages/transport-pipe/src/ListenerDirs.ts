@@ -28,8 +28,7 @@ const keyOf = (socketPath: string): string =>
   Crypto.createHash("sha256").update(Path.resolve(socketPath)).digest("hex").slice(0, 8)
 
 /** What `mkdtemp` is given (without the directory): the name of this process's directory for `socketPath`, without the random suffix. */
-export const prefixOf = (socketPath: string): string =>
-  `.eipc-${keyOf(socketPath)}-${Process.encode(Process.self())}-`
+export const prefixOf = (socketPath: string): string => `.eipc-${keyOf(socketPath)}-${Process.encode(Process.self())}-`
 
 /** The longest prefix any process makes: ".eipc-", the key, "-", the longest identity a name holds, "-". */
 export const LONGEST_PREFIX = 6 + 8 + 1 + (10 + 1 + 10 + 1 + 10) + 1
