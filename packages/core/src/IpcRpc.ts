@@ -157,6 +157,10 @@ const socketOver = (
   let currentEager: Eager.EagerSend | undefined
   let currentEagerText: Eager.EagerSendText | undefined
   const connected = Latch.makeUnsafe(false)
+  // a served connection's channel is its only one: once it is gone, what is written goes nowhere (as on a
+  // closed socket) rather than waiting for a channel that never comes (effect's server writes a reply in its
+  // request's exit, uninterruptibly: a wait there held the reply's memory and the server's shutdown for good)
+  let ended = false
   // an address may carry a secret (`?token=...`): only its redacted form is shown
   const dialled = options.address
   const address = dialled === undefined ? "the server" : Address.redact(dialled)
@@ -214,12 +218,19 @@ const socketOver = (
             currentEager = undefined
             currentEagerText = undefined
             Latch.closeUnsafe(connected)
+            if (side === "server") ended = true
           }
         }),
         channel.close
       )
     )
-    const read = Effect.mapError(channel.receiveAll, readFailed)
+    const received = Effect.mapError(channel.receiveAll, readFailed)
+    // a server reads no more requests while its replies wait to be written past the channel's mark: a client
+    // that sends calls and reads no replies is held back by the channel's back-pressure, not by our memory
+    const backlog = side === "server" ? Eager.backlogOf(channel) : undefined
+    const read = backlog === undefined
+      ? received
+      : Effect.suspend(() => backlog.over() ? Effect.andThen(backlog.drained, received) : received)
     const pull = server === undefined ? read : serverPull(read, server)
     return { pull, upgrade: Socket.SocketUpgradeError.unsupported }
   })
@@ -227,7 +238,7 @@ const socketOver = (
   const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
     Effect.suspend(() => {
       const channel = current
-      if (channel === undefined) return Effect.andThen(connected.await, write(chunk))
+      if (channel === undefined) return ended ? Effect.void : Effect.andThen(connected.await, write(chunk))
       if (Socket.isCloseEvent(chunk)) return channel.close
       // text (JSON) where the channel encodes it as it queues it
       const eagerText = currentEagerText

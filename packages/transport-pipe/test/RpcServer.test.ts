@@ -1,0 +1,97 @@
+/**
+ * An RPC server (`IpcRpc.layerServerGroup` over `unix://`) and clients in another process that do not
+ * read its replies: one that calls without end, one that asks for a reply larger than the channel's
+ * mark and goes away. The server's memory and its shutdown are not theirs to hold.
+ */
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
+import { UnixSocket } from "@effect-ipc/transport-pipe"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Rpc from "effect/rpc/Rpc"
+import * as RpcClient from "effect/rpc/RpcClient"
+import * as RpcGroup from "effect/rpc/RpcGroup"
+import * as Schema from "effect/Schema"
+import * as Path from "node:path"
+import { python, start, tempDir } from "./helpers.ts"
+
+class Api extends RpcGroup.make(
+  Rpc.make("Add", { payload: { a: Schema.Number, b: Schema.Number }, success: Schema.Number }),
+  Rpc.make("Echo", { payload: { data: Schema.String }, success: Schema.String })
+) {}
+
+const handlers = Api.toLayer({
+  Add: ({ a, b }) => Effect.succeed(a + b),
+  Echo: ({ data }) => Effect.succeed(data)
+})
+
+const fixture = Path.join(import.meta.dirname, "fixtures", "rpc_unread.py")
+
+/** A server of `Api` at `address` over unix:// with a 64 KiB mark, for as long as the scope. */
+const serve = (address: string) =>
+  Layer.build(
+    IpcRpc.layerServerGroup(Api, address).pipe(
+      Layer.provide(handlers),
+      Layer.provide(UnixSocket.layer({ highWaterMark: 64 * 1024 }))
+    )
+  )
+
+/** One `Add` by a well-behaved client of its own. */
+const add = (address: string, a: number) =>
+  Effect.gen(function*() {
+    const client = yield* RpcClient.make(Api)
+    return yield* client.Add({ a, b: 1 })
+  }).pipe(
+    Effect.provide(
+      IpcRpc.layerClientProtocol(address).pipe(
+        Layer.provide(IpcRpc.layerSerializationJson),
+        Layer.provide(UnixSocket.layer())
+      )
+    ),
+    Effect.scoped,
+    Effect.timeout("10 seconds")
+  )
+
+describe("an RPC server and clients that read no replies (another process)", () => {
+  // the server read every call and kept every reply: 1.6 GB after 12 s of a raw client's Adds
+  it.live(
+    "a client that calls without end is held back once its replies back up; others are served",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-rpc-")
+        const address = `unix://${Path.join(dir, "calc.sock")}`
+        yield* serve(address)
+        const flooder = yield* start(python, [fixture, Path.join(dir, "calc.sock"), "flood", "200000"])
+        const verdict = yield* flooder.line(/^(stuck|sent) /)
+        const calls = Number(verdict.split(" ")[1])
+        assert.match(verdict, /^stuck /, "the server stopped reading the client that reads nothing")
+        assert.isBelow(calls, 100_000, "held back within the replies' mark, the inbox and the kernel's buffers")
+        assert.strictEqual(yield* add(address, 41), 42, "another client is served meanwhile")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // the reply waited for a channel that would never come, uninterruptibly: its memory was kept and closing
+  // the server hung for good
+  it.live(
+    "a client gone with a reply larger than the mark unsent: the server serves on and closes at once",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-rpc-")
+        const address = `unix://${Path.join(dir, "calc.sock")}`
+        const server = yield* Effect.forkScoped(Effect.scoped(Effect.andThen(serve(address), Effect.never)))
+        yield* Effect.sleep("200 millis")
+        for (let i = 0; i < 3; i++) {
+          const client = yield* start(python, [fixture, Path.join(dir, "calc.sock"), "large", String(4 * 1024 * 1024)])
+          yield* client.line(/^asked$/)
+          yield* Effect.sleep("300 millis") // the reply is made and waits for room
+          yield* client.finish
+        }
+        assert.strictEqual(yield* add(address, 1), 2, "served on")
+        const closed = yield* Fiber.interrupt(server).pipe(Effect.timeout("5 seconds"), Effect.result)
+        assert.strictEqual(closed._tag, "Success", "the server closed within 5 s")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
