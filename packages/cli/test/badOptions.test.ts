@@ -173,6 +173,31 @@ describe("addresses that are not strings, and options of the wrong shape or out 
               /^handshakeTimeout "0 millis"/
             ],
             [FileTransport.make({ livenessInterval: 0 }), `file://${dir}/f`, /^livenessInterval 0 is not above zero/],
+            // a zero writeTimeout dropped the peer at the first send that waited for room
+            [UnixSocket.make({ writeTimeout: 0 }), `unix://${dir}/u.sock`, /^writeTimeout 0 is not above zero/],
+            // a heartbeat of another shape was a defect at dial ("Invalid Input: undefined"); a timeout no longer
+            // than the interval dropped idle, healthy peers
+            [
+              UnixSocket.make({ heartbeat: {} as never }),
+              `unix://${dir}/u.sock`,
+              /^heartbeat \{\} is not \{ interval, timeout \}/
+            ],
+            [
+              Fifo.make({ heartbeat: { interval: 1000 } as never }),
+              `fifo://${dir}/pair`,
+              /^heartbeat \{"interval":1000\} is not/
+            ],
+            [UnixSocket.make({ heartbeat: null as never }), `unix://${dir}/u.sock`, /^heartbeat null is not/],
+            [
+              UnixSocket.make({ heartbeat: { interval: "1 second", timeout: "1 second" } }),
+              `unix://${dir}/u.sock`,
+              /^heartbeat.timeout "1 second" is not longer than heartbeat.interval "1 second"/
+            ],
+            [
+              Fifo.make({ heartbeat: { interval: 500, timeout: 400 } }),
+              `fifo://${dir}/pair`,
+              /^heartbeat.timeout 400 is not longer than heartbeat.interval 500/
+            ],
             [UnixSocket.make({ frameTimeout: 0 }), `unix://${dir}/u.sock`, /^frameTimeout 0 is not above zero/],
             // a koffi TypeError (a defect) at listen and dial
             [

@@ -134,6 +134,7 @@ const ABOVE_ZERO: ReadonlySet<string> = new Set([
   "frameTimeout",
   "livenessInterval",
   "pollInterval",
+  "writeTimeout",
   "heartbeat.interval",
   "heartbeat.timeout"
 ])
@@ -332,6 +333,51 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
   const hosts: unknown = Reflect.get(options, "allowedHosts")
   if (hosts !== undefined && !isTextList(hosts)) {
     return IpcError.make("InvalidOption", `allowedHosts ${shown(hosts)} is not a list of host names (strings)`, address)
+  }
+  return checkHeartbeat(Reflect.get(options, "heartbeat"), address)
+}
+
+/**
+ * `heartbeat`, if given, is `{ interval, timeout }` with both durations (each
+ * checked by `checkDurations`) and the timeout longer than the interval: an
+ * idle peer's answer to a ping comes an interval after the last, so a timeout
+ * no longer than the interval drops a healthy peer.
+ */
+/** An option's value as `shown`, but a plain object as JSON where it can be (`{}`, `{"interval":1000}`). */
+const shownObject = (value: unknown): string => {
+  if (typeof value !== "object" || value === null || Duration_.isDuration(value)) return shown(value)
+  try {
+    return JSON.stringify(value) ?? shown(value)
+  } catch {
+    return shown(value)
+  }
+}
+
+const checkHeartbeat = (heartbeat: unknown, address?: string): IpcError.IpcError | undefined => {
+  if (heartbeat === undefined) return undefined
+  const interval = typeof heartbeat === "object" && heartbeat !== null
+    ? millisOf(Reflect.get(heartbeat, "interval"))
+    : undefined
+  const timeout = typeof heartbeat === "object" && heartbeat !== null
+    ? millisOf(Reflect.get(heartbeat, "timeout"))
+    : undefined
+  if (interval === undefined || timeout === undefined) {
+    return IpcError.make(
+      "InvalidOption",
+      `heartbeat ${
+        shownObject(heartbeat)
+      } is not { interval, timeout } with both durations (such as { interval: "5 seconds", timeout: "15 seconds" })`,
+      address
+    )
+  }
+  if (timeout <= interval) {
+    return IpcError.make(
+      "InvalidOption",
+      `heartbeat.timeout ${shown(Reflect.get(heartbeat as object, "timeout"))} is not longer than heartbeat.interval ${
+        shown(Reflect.get(heartbeat as object, "interval"))
+      }: an idle peer answers a ping an interval after the last, so it would be dropped (give it two or three intervals)`,
+      address
+    )
   }
   return undefined
 }

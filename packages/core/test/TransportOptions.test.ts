@@ -127,6 +127,21 @@ describe("transport options from configuration", () => {
         yield* build({ IPC_OPTIONS_HANDSHAKE_TIMEOUT: "0" }),
         `transport "memory": option handshakeTimeout (IPC_OPTIONS_HANDSHAKE_TIMEOUT): 0 is not above zero (it would time out, or poll, at once)`
       )
+      // heartbeats whose timeout is no longer than their interval dropped idle, healthy peers
+      const beating: Registry.TransportDescriptor = {
+        ...Registry.memory,
+        options: TransportOptions.declare<{ readonly heartbeat?: typeof TransportOptions.Heartbeat.Type }>()(
+          { heartbeat: TransportOptions.Heartbeat },
+          () => Effect.sync(() => Memory.make())
+        )
+      }
+      assert.strictEqual(
+        yield* buildError(withProvider(
+          env({ IPC_OPTIONS_HEARTBEAT_INTERVAL: "10 seconds", IPC_OPTIONS_HEARTBEAT_TIMEOUT: "1 second" }),
+          [beating]
+        )),
+        `transport "memory": option heartbeat.timeout (IPC_OPTIONS_HEARTBEAT_TIMEOUT): 1s is not longer than heartbeat.interval 10s: an idle peer answers a ping an interval after the last, so it would be dropped (give it two or three intervals)`
+      )
       // Infinity where it means no limit builds
       const layer = withProvider(env({ IPC_OPTIONS_LINGER_TIMEOUT: "Infinity" }), [timed])
       assert.strictEqual(yield* Effect.provide(sendOf(16), layer), "ok")
