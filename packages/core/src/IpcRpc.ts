@@ -36,6 +36,7 @@ import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
 import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
+import { RpcClientError as RpcClientErrorClass } from "effect/rpc/RpcClientError"
 import type { RpcClientError } from "effect/rpc/RpcClientError"
 import type * as RpcGroup from "effect/rpc/RpcGroup"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
@@ -313,14 +314,59 @@ export const layerClientProtocol = (
         address,
         connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
       })
-      return yield* RpcClient.makeProtocolSocket({
+      const protocol = yield* RpcClient.makeProtocolSocket({
         retryTransientErrors: true,
         retryPolicy: options.reconnect ?? Policy.reconnect,
         ...(options.pingInterval === undefined ? {} : { pingInterval: options.pingInterval }),
-        ...(options.pingTimeout === undefined ? {} : { pingTimeout: options.pingTimeout })
+        ...(options.pingTimeout === undefined ? {} : { pingTimeout: options.pingTimeout }),
+        onPingTimeout: Effect.logWarning(silentServer(Address.redact(address), options))
       }).pipe(Effect.provideService(Socket.Socket, socket))
+      return namingSilence(protocol, Address.redact(address), options)
     })
   )
+
+/** What a client says of a server that answered none of its pings in time. */
+const silentServer = (address: string, options: ClientOptions): string => {
+  const waited = Duration.fromInputUnsafe(options.pingTimeout ?? options.pingInterval ?? DEFAULT_PING_INTERVAL)
+  return `the server at ${address} answered no ping for ${
+    Duration.format(waited)
+  } (stopped, or too busy): the connection is dropped, and calls in flight fail`
+}
+
+/** effect's ping interval (and so its ping timeout) when none is given. */
+const DEFAULT_PING_INTERVAL = Duration.seconds(5)
+
+/** True for the error effect's client fails calls with when its pings went unanswered (a fixed "ping timeout" cause). */
+const isPingTimeout = (error: RpcClientError): boolean =>
+  error.reason._tag === "SocketReadError" && error.reason.cause instanceof Error &&
+  error.reason.cause.message === "ping timeout"
+
+/**
+ * `protocol` with effect's error for a silent server ("An error occurred
+ * during Read", no address, no reason) replaced by one whose message names
+ * the address and what happened.
+ */
+const namingSilence = (
+  protocol: RpcClient.Protocol["Service"],
+  address: string,
+  options: ClientOptions
+): RpcClient.Protocol["Service"] => {
+  const named = (error: RpcClientError): RpcClientError =>
+    isPingTimeout(error)
+      ? new RpcClientErrorClass({
+        reason: withMessage(new Socket.SocketReadError({ cause: error.reason.cause }), silentServer(address, options))
+      })
+      : error
+  return {
+    ...protocol,
+    run: (clientId, f) =>
+      protocol.run(
+        clientId,
+        (data) => data._tag === "ClientProtocolError" ? f({ ...data, error: named(data.error) }) : f(data)
+      ),
+    send: (clientId, request, transferables) => Effect.mapError(protocol.send(clientId, request, transferables), named)
+  }
+}
 
 /**
  * The RPC server protocol over the current `Transport`, listening at

@@ -1,7 +1,8 @@
 /**
  * An RPC server (`IpcRpc.layerServerGroup` over `unix://`) and clients in another process that do not
  * read its replies: one that calls without end, one that asks for a reply larger than the channel's
- * mark and goes away. The server's memory and its shutdown are not theirs to hold.
+ * mark and goes away. The server's memory and its shutdown are not theirs to hold. And a client whose
+ * server (another process) stops answering is told so, with the address.
  */
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import { UnixSocket } from "@effect-ipc/transport-pipe"
@@ -94,4 +95,38 @@ describe("an RPC server and clients that read no replies (another process)", () 
       }).pipe(Effect.scoped),
     60_000
   )
+})
+
+/** Python: listens at argv[1], accepts connections and reads them, answering nothing (a server that hangs). */
+const silent = "import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.bind(sys.argv[1])\n" +
+  "s.listen(8)\nprint('listening', flush=True)\nheld = []\nwhile True:\n  c, _ = s.accept()\n  held.append(c)"
+
+describe("a client whose server stops answering (another process)", () => {
+  // it failed its calls with "SocketReadError: An error occurred during Read", naming neither the address nor why
+  it.live("fails its calls naming the address and that no ping was answered", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-rpc-")
+      const path = Path.join(dir, "hung.sock")
+      const server = yield* start(python, ["-c", silent, path])
+      yield* server.line(/^listening$/)
+      const error = yield* Effect.gen(function*() {
+        const client = yield* RpcClient.make(Api)
+        return yield* Effect.flip(client.Add({ a: 1, b: 1 }))
+      }).pipe(
+        Effect.provide(
+          IpcRpc.layerClientProtocol(`unix://${path}`, { pingInterval: "100 millis", pingTimeout: "300 millis" }).pipe(
+            Layer.provide(IpcRpc.layerSerializationJson),
+            Layer.provide(UnixSocket.layer())
+          )
+        ),
+        Effect.scoped,
+        Effect.timeout("10 seconds")
+      )
+      assert.strictEqual(error._tag, "RpcClientError")
+      assert.include(
+        error.message,
+        `the server at unix://${path} answered no ping for 300ms (stopped, or too busy)`,
+        error.message
+      )
+    }).pipe(Effect.scoped), 30_000)
 })
