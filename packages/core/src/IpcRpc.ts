@@ -28,6 +28,7 @@
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -304,9 +305,19 @@ export interface ClientOptions {
 export const layerClientProtocol = (
   address: string,
   options: ClientOptions = {}
-): Layer.Layer<RpcClient.Protocol, never, Transport.Transport | RpcSerialization.RpcSerialization> =>
+): Layer.Layer<RpcClient.Protocol, IpcError.IpcError, Transport.Transport | RpcSerialization.RpcSerialization> =>
   Layer.effect(RpcClient.Protocol)(
     Effect.gen(function*() {
+      // a duration that is not one ("x" was a defect, -1 or NaN none at all)
+      const invalid = TransportOptions.checkDurations(
+        {
+          connectTimeout: options.connectTimeout,
+          pingInterval: options.pingInterval,
+          pingTimeout: options.pingTimeout
+        },
+        Address.redact(address)
+      )
+      if (invalid !== undefined) return yield* invalid
       const transport = yield* Transport.Transport
       const greeting = hello(serializationName(yield* RpcSerialization.RpcSerialization))
       // every connection (and every reconnection) opens with the hello naming this client's serialization
@@ -447,6 +458,17 @@ export const connectTimeoutConfig: Config.Config<Duration.Duration> = Config.Str
     Effect.mapError(
       Schema.decodeUnknownEffect(TransportOptions.Duration)(text),
       (error) => new Config.ConfigError(error)
+    ).pipe(
+      // zero failed every call at once, server or not
+      Effect.filterOrFail(
+        (duration) => Duration.toMillis(duration) > 0,
+        () =>
+          new Config.ConfigError(
+            new ConfigProvider.SourceError({
+              message: `IPC_CONNECT_TIMEOUT ${JSON.stringify(text)} is not above zero (calls would fail at once)`
+            })
+          )
+      )
     )
   ),
   Config.withDefault(DEFAULT_CONNECT_TIMEOUT)
@@ -470,7 +492,7 @@ export const layerClient = (
   options: ClientOptions = {}
 ): Layer.Layer<
   RpcClient.Protocol,
-  Config.ConfigError,
+  Config.ConfigError | IpcError.IpcError,
   Transport.Transport | Registry.IpcAddress | RpcSerialization.RpcSerialization
 > =>
   Layer.unwrap(Effect.gen(function*() {

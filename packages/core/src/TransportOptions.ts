@@ -136,7 +136,9 @@ const ABOVE_ZERO: ReadonlySet<string> = new Set([
   "pollInterval",
   "writeTimeout",
   "heartbeat.interval",
-  "heartbeat.timeout"
+  "heartbeat.timeout",
+  "pingInterval",
+  "pingTimeout"
 ])
 
 /** The longest a timer can wait (2^31 - 1 ms, about 24.8 days): Node fires a longer one after 1 ms. */
@@ -174,7 +176,9 @@ const DURATION_OPTIONS = [
   "spin",
   "poll",
   "heartbeat.interval",
-  "heartbeat.timeout"
+  "heartbeat.timeout",
+  "pingInterval",
+  "pingTimeout"
 ] as const
 
 /** `value` as an option's detail shows it: strings quoted, the rest as `String` gives them. */

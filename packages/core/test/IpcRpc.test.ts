@@ -311,7 +311,34 @@ describe("layerServer / layerClient", () => {
       assert.strictEqual(Duration.toMillis(yield* readConnectTimeout({})), 10_000)
       const error = yield* Effect.flip(readConnectTimeout({ IPC_CONNECT_TIMEOUT: "soon" }))
       assert.include(String(error), `expected a duration (milliseconds, or "250 millis", "5 seconds"), got "soon"`)
+      // zero failed every call at once, server or not
+      const zero = yield* Effect.flip(readConnectTimeout({ IPC_CONNECT_TIMEOUT: "0" }))
+      assert.include(String(zero), `IPC_CONNECT_TIMEOUT "0" is not above zero`)
     }))
+
+  // "x" was a defect as the layer was built ("Invalid Input"); -1, NaN and {} were taken as 0: every call failed at once
+  it.effect("a client's durations given in code that are not ones are InvalidOption as the layer is built", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [IpcRpc.ClientOptions, RegExp]> = [
+        [{ connectTimeout: "x" as Duration.Input }, /^connectTimeout "x" is not a duration/],
+        [{ connectTimeout: -1 }, /^connectTimeout -1 is not a duration/],
+        [{ connectTimeout: Number.NaN }, /^connectTimeout NaN is not a duration/],
+        [{ connectTimeout: {} as Duration.Input }, /^connectTimeout \[object Object\] is not a duration/],
+        [{ connectTimeout: 0 }, /^connectTimeout 0 is not above zero/],
+        [{ pingInterval: 0 }, /^pingInterval 0 is not above zero/],
+        [{ pingTimeout: "soon" as Duration.Input }, /^pingTimeout "soon" is not a duration/]
+      ]
+      for (const [options, detail] of cases) {
+        const error = yield* Effect.flip(Layer.build(
+          IpcRpc.layerClientProtocol("memory://never", options).pipe(
+            Layer.provide(IpcRpc.layerSerialization),
+            Layer.provide(Layer.succeed(Transport.Transport, Memory.make()))
+          )
+        ))
+        assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+        assert.match(error.detail, detail)
+      }
+    }).pipe(Effect.scoped))
 })
 
 const encoder = new TextEncoder()
