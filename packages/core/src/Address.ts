@@ -55,11 +55,15 @@ export const decode = (text: string, raw: string = text): Effect.Effect<string, 
 
 /**
  * Parses `scheme://rest`; fails with `InvalidAddress` when there is no scheme,
- * nothing after it, or a `%` that is not a `%XX` escape of UTF-8.
+ * nothing after it, a NUL character, or a `%` that is not a `%XX` escape of UTF-8.
  */
 export const parse = (raw: string): Effect.Effect<Address, IpcError.IpcError> =>
   Effect.suspend(() => {
     if (typeof raw !== "string") return Effect.fail(notAString(raw))
+    // no file, socket or host name holds one: a system call would refuse it later, as something else
+    if (raw.includes("\0")) {
+      return Effect.fail(IpcError.make("InvalidAddress", "an address holds no NUL character", redact(raw)))
+    }
     const match = schemePattern.exec(raw)
     if (match === null) {
       return Effect.fail(
@@ -93,10 +97,14 @@ export const parseFor = (
         )
       ))
 
-/** The file-system path of a `scheme:///abs/path` address; fails unless it is absolute. */
+/** The file-system path of a `scheme:///abs/path` address; fails unless it is absolute and free of NUL (`%00`). */
 export const path = (address: Address): Effect.Effect<string, IpcError.IpcError> =>
   address.rest.startsWith("/")
-    ? decode(address.rest, address.raw)
+    ? Effect.filterOrFail(
+      decode(address.rest, address.raw),
+      (decoded) => !decoded.includes("\0"),
+      () => IpcError.make("InvalidAddress", "a path holds no NUL character (%00)", redact(address.raw))
+    )
     : Effect.fail(
       IpcError.make("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", redact(address.raw))
     )

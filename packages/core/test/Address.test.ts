@@ -40,6 +40,11 @@ describe("Address", () => {
       assert.strictEqual(other.reason._tag, "UnsupportedScheme")
       const relative = yield* Effect.flip(Effect.flatMap(Address.parse("unix://relative/x"), Address.path))
       assert.strictEqual(relative.reason._tag, "InvalidAddress")
+      // a NUL passed the address and failed later as Open (the system call's refusal)
+      const nul = yield* Effect.flip(Address.parse("unix:///tmp/a\0b.sock"))
+      assert.strictEqual(nul.detail, "an address holds no NUL character")
+      const escaped = yield* Effect.flip(Effect.flatMap(Address.parse("unix:///tmp/a%00b.sock"), Address.path))
+      assert.strictEqual(escaped.detail, "a path holds no NUL character (%00)")
     }))
 })
 
