@@ -430,12 +430,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     if (length > maxMessageSize) return Effect.fail(IpcError.frameTooLarge(length, maxMessageSize, address))
     return queued()
   }
-  // more than the mark waits to be written: a sender waits on the latch (opened as it drains, or as the channel ends)
-  const backlog: Eager.Backlog = {
-    over: () => !finished && link !== undefined && link.pending() > highWaterMark,
-    drained: writableLatch.await
-  }
-  const send = Eager.register((message) => Effect.suspend(() => sendNow(message)), sendNow, sendTextNow, backlog)
+  const send = Eager.register((message) => Effect.suspend(() => sendNow(message)), sendNow, sendTextNow)
 
   // as `send` one by one, without an effect per message: the link takes each message at once while it
   // has room; a write that completes later, or a full link, is waited for before the rest. A batch that

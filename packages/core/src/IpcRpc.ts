@@ -226,13 +226,7 @@ const socketOver = (
         channel.close
       )
     )
-    const received = Effect.mapError(channel.receiveAll, readFailed)
-    // a server reads no more requests while its replies wait to be written past the channel's mark: a client
-    // that sends calls and reads no replies is held back by the channel's back-pressure, not by our memory
-    const backlog = side === "server" ? Eager.backlogOf(channel) : undefined
-    const read = backlog === undefined
-      ? received
-      : Effect.suspend(() => backlog.over() ? Effect.andThen(backlog.drained, received) : received)
+    const read = Effect.mapError(channel.receiveAll, readFailed)
     const pull = server === undefined ? read : serverPull(read, server)
     return { pull, upgrade: Socket.SocketUpgradeError.unsupported }
   })
@@ -308,10 +302,12 @@ export const layerClientProtocol = (
 ): Layer.Layer<RpcClient.Protocol, IpcError.IpcError, Transport.Transport | RpcSerialization.RpcSerialization> =>
   Layer.effect(RpcClient.Protocol)(
     Effect.gen(function*() {
-      // a duration that is not one ("x" was a defect, -1 or NaN none at all)
+      // a duration that is not one ("x" was a defect, -1 or NaN none at all); a connectTimeout is no timer (the
+      // time waited is compared with it), so any above zero is one, Infinity too (wait for ever)
+      const waits = TransportOptions.millisOf(options.connectTimeout)
       const invalid = TransportOptions.checkDurations(
         {
-          connectTimeout: options.connectTimeout,
+          connectTimeout: waits !== undefined && waits > 0 ? undefined : options.connectTimeout,
           pingInterval: options.pingInterval,
           pingTimeout: options.pingTimeout
         },

@@ -294,8 +294,7 @@ export const instrumentChannel = (
         if (countedBytes(Bytes.utf8Length(text))) return innerText(text)
         const start = performance.now()
         return timed(start, innerText(text))
-      },
-      Eager.backlogOf(channel)
+      }
     )
   }
 

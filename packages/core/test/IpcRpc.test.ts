@@ -328,6 +328,15 @@ describe("layerServer / layerClient", () => {
         [{ pingInterval: 0 }, /^pingInterval 0 is not above zero/],
         [{ pingTimeout: "soon" as Duration.Input }, /^pingTimeout "soon" is not a duration/]
       ]
+      // a connectTimeout is compared with the time waited, never a timer: Infinity waits for ever, 30 days is one
+      for (const connectTimeout of [Infinity, Duration.infinity, "30 days"] as const) {
+        yield* Layer.build(
+          IpcRpc.layerClientProtocol("memory://never", { connectTimeout }).pipe(
+            Layer.provide(IpcRpc.layerSerialization),
+            Layer.provide(Layer.succeed(Transport.Transport, Memory.make()))
+          )
+        )
+      }
       for (const [options, detail] of cases) {
         const error = yield* Effect.flip(Layer.build(
           IpcRpc.layerClientProtocol("memory://never", options).pipe(

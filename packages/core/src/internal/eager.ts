@@ -25,33 +25,20 @@ export type EagerSend = (message: Uint8Array) => Effect.Effect<void, IpcError.Ip
 /** As `EagerSend`, for a message given as text: its UTF-8 bytes are sent (encoded where they queue, where the link can). */
 export type EagerSendText = (text: string) => Effect.Effect<void, IpcError.IpcError>
 
-/**
- * A channel's output backlog: `over()` is true while more than its high-water
- * mark waits to be written; `drained` waits until it is no longer so (or the
- * channel has ended). A server that stops reading requests while its replies
- * back up (`IpcRpc`) uses it.
- */
-export interface Backlog {
-  readonly over: () => boolean
-  readonly drained: Effect.Effect<void>
-}
-
 interface Registered {
   readonly send: EagerSend
   readonly text: EagerSendText | undefined
-  readonly backlog: Backlog | undefined
 }
 
 const eagerSends = new WeakMap<IpcChannel.IpcChannel["send"], Registered>()
 
-/** Registers `eager` (and `text` and the channel's `backlog`, if given) as doing what `send` does, as it is called; returns `send`. */
+/** Registers `eager` (and `text`, if given) as doing what `send` does, as it is called; returns `send`. */
 export const register = (
   send: IpcChannel.IpcChannel["send"],
   eager: EagerSend,
-  text?: EagerSendText,
-  backlog?: Backlog
+  text?: EagerSendText
 ): IpcChannel.IpcChannel["send"] => {
-  eagerSends.set(send, { send: eager, text, backlog })
+  eagerSends.set(send, { send: eager, text })
   return send
 }
 
@@ -60,6 +47,3 @@ export const of = (channel: IpcChannel.IpcChannel): EagerSend | undefined => eag
 
 /** The eager form of `channel`'s `send` for text, where it has one. */
 export const textOf = (channel: IpcChannel.IpcChannel): EagerSendText | undefined => eagerSends.get(channel.send)?.text
-
-/** The output backlog of the channel whose `send` is `channel`'s, where it has one. */
-export const backlogOf = (channel: IpcChannel.IpcChannel): Backlog | undefined => eagerSends.get(channel.send)?.backlog
