@@ -109,7 +109,7 @@ describe("ws:// close and linger", () => {
     "a client process sends 62.5 MiB, closes and exits at once; the reader starts 3 s later: every message, then Closed (lingerTimeout %s)",
     (lingerTimeout) =>
       Effect.gen(function*() {
-        const token = "linger-token-0123456789abcdef"
+        const token = "linger-token-7f3a91c24be05d68"
         const listener = yield* Ws.WsServer.listen(freshAddress("linger"), { tokenFile: false, token })
         const peer = yield* sender(listener.url, "exit", { lingerTimeout })
         const channel = yield* listener.accept
@@ -131,7 +131,7 @@ describe("ws:// close and linger", () => {
     "a client whose server never reads: close gives up after lingerTimeout, warns of the bytes that never left, and the process exits",
     () =>
       Effect.gen(function*() {
-        const token = "linger-token-0123456789abcdef"
+        const token = "linger-token-7f3a91c24be05d68"
         const listener = yield* Ws.WsServer.listen(freshAddress("linger"), { tokenFile: false, token })
         const peer = yield* sender(listener.url, "end", { lingerTimeout: "1 second" })
         const channel = yield* listener.accept
@@ -155,7 +155,7 @@ describe("ws:// close and linger", () => {
     "a listener's channel: close waits for the client to read (every message, then Closed), or gives up after lingerTimeout with a warning",
     () =>
       Effect.gen(function*() {
-        const token = "linger-token-0123456789abcdef"
+        const token = "linger-token-7f3a91c24be05d68"
         const lines: Array<string> = []
         const logger = Logger.layer([Logger.make(({ message }) => {
           lines.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
@@ -217,7 +217,7 @@ describe("ws:// close and linger", () => {
     "a page's WsClient sends 25 MiB and closes; the page is closed as soon as close returns: every message, then Closed",
     () =>
       Effect.gen(function*() {
-        const token = "linger-token-0123456789abcdef"
+        const token = "linger-token-7f3a91c24be05d68"
         // a page of about:blank (origin "null")
         const listener = yield* Ws.WsServer.listen(freshAddress("linger"), {
           tokenFile: false,

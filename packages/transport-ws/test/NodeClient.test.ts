@@ -51,7 +51,7 @@ describe("ws:// Node client", () => {
         // the client's inbox holds 4 MiB; the server's socket queues up to 1 MiB before send waits
         const transport = Ws.WsTransport.make({
           tokenFile: false,
-          token: "pressure-token-0123456789",
+          token: "pressure-token-7f3a91c24b",
           maxBufferedBytes: 4 * MiB,
           highWaterMark: MiB
         })
@@ -83,7 +83,7 @@ describe("ws:// Node client", () => {
       `a ${sender}'s large messages are the bytes at send time: it reuses its buffer once send returns while the other side does not read`,
       () =>
         Effect.gen(function*() {
-          const transport = Ws.WsTransport.make({ tokenFile: false, token: "reuse-token-0123456789abcdef" })
+          const transport = Ws.WsTransport.make({ tokenFile: false, token: "reuse-token-7f3a91c24be05d68" })
           const listener = yield* transport.listen(freshAddress(`reuse-${sender}`))
           const client = yield* transport.dial(listener.address)
           const server = yield* listener.accept
@@ -115,7 +115,7 @@ describe("ws:// Node client", () => {
 
   it.live("a message over the client's limit: FrameTooLarge on both sides (close 1009)", () =>
     Effect.gen(function*() {
-      const token = "limit-token-0123456789abcdef"
+      const token = "limit-token-7f3a91c24be05d68"
       const listener = yield* Ws.WsTransport.make({ tokenFile: false, token }).listen(freshAddress("limit"))
       const client = yield* Ws.WsTransport.make({ token, maxMessageSize: 1024 }).dial(listener.address)
       const server = yield* listener.accept
@@ -145,7 +145,7 @@ describe("ws:// Node client", () => {
           () => Effect.sync(() => silent.close())
         )
         const address = `ws://127.0.0.1:${(silent.address() as Net.AddressInfo).port}/silent`
-        const token = "silent-token-0123456789abcdef"
+        const token = "silent-token-7f3a91c24be05d68"
         const dials = [
           (timeout: Duration.Input) => Ws.WsTransport.make({ token, handshakeTimeout: timeout }).dial(address),
           (timeout: Duration.Input) => Ws.WsClient.dial(address, { token, handshakeTimeout: timeout })
