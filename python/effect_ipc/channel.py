@@ -443,7 +443,12 @@ class Listener(object):
                 conn.close()
                 continue
             peer.description = self.address
-            return Channel.over_socket(conn, self.address, peer, **self._options)
+            try:
+                return Channel.over_socket(conn, self.address, peer, **self._options)
+            except RuntimeError as error:
+                # no thread for its reader (the process's thread limit): this client is dropped, not the listener
+                log.warning("dropped a client at %s: %s", self.address, error)
+                conn.close()
 
     def serve(self, handler):
         """Serves every client in a thread of its own: ``handler(channel)``;
@@ -472,7 +477,12 @@ class Listener(object):
 
             thread = threading.Thread(target=run, name="effect-ipc connection")
             thread.daemon = True
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as error:
+                # no thread for it (the process's thread limit): this client is dropped, the others served on
+                log.warning("dropped a client at %s: %s", self.address, error)
+                channel.close()
 
     def close(self):
         """Stops listening and removes the socket file if it is still this listener's."""
@@ -515,6 +525,8 @@ def _occupant(path, address):
         return None
     if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # a live server that accepts nothing (stopped, its backlog full) would hold a blocking connect for good
+        probe.settimeout(1.0)
         try:
             probe.connect(path)
         except OSError as error:

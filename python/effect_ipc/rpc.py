@@ -692,6 +692,18 @@ class _Connection(object):
             writer.join(2.0)
 
     def read_loop(self):
+        try:
+            self.read_messages()
+        finally:
+            # however the connection ended (a close, or a client killed: ConnectionLost), its calls are
+            # interrupted: `cancelled` is set and a stream's generator is closed
+            with self.lock:
+                calls, self.calls = list(self.calls.values()), {}
+            for context in calls:
+                context.cancelled.set()
+                self.resume(context)
+
+    def read_messages(self):
         for data in self.channel:
             if self.first:
                 self.first = False
@@ -704,16 +716,14 @@ class _Connection(object):
             try:
                 message = json.loads(data.decode("utf-8"))
             except ValueError as error:
-                log.warning("refused an RPC client at %s: not JSON (%s)", self.channel.address, error)
+                # as the Node server: a Defect, and the connection goes on
                 self.send({"_tag": "Defect", "defect": "this RPC server speaks json serialization: %s" % error})
-                return
-            self.wait_for_room(_cost(message) if isinstance(message, dict) else 1)
+                continue
+            if not isinstance(message, dict):
+                self.send({"_tag": "Defect", "defect": "Unknown request tag: undefined"})
+                continue
+            self.wait_for_room(_cost(message))
             self.dispatch(message)
-        with self.lock:
-            calls, self.calls = list(self.calls.values()), {}
-        for context in calls:
-            context.cancelled.set()
-            self.resume(context)
 
     def refuse(self, name, shown):
         """Turns away a client of another serialization as the Node server does: a
@@ -729,6 +739,10 @@ class _Connection(object):
     def dispatch(self, message):
         tag = message.get("_tag")
         if tag == "Request":
+            request_id = message.get("id")
+            if isinstance(request_id, bool) or not isinstance(request_id, (str, int, float)):
+                self.send({"_tag": "Defect", "defect": "Invalid request id: %s" % json.dumps(request_id)})
+                return
             self.start(message)
         elif tag == "Ack":
             with self.lock:
@@ -744,6 +758,8 @@ class _Connection(object):
                 self.finish(context, {"_tag": "Failure", "cause": [{"_tag": "Interrupt", "fiberId": None}]})
         elif tag == "Ping":
             self.send({"_tag": "Pong"})
+        else:
+            self.send({"_tag": "Defect", "defect": "Unknown request tag: %s" % tag})
 
     def finish(self, context, exit):
         if context.finished:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import stat
+import sys
 import threading
 import traceback
 import time
@@ -254,6 +255,80 @@ class Channels(TempDirCase):
         self.assertTrue(ended.wait(10))
         time.sleep(0.2)
         self.assertEqual(warnings, [])
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to run the server as another user under a thread limit")
+    def test_a_client_the_server_has_no_thread_for_is_dropped_and_the_others_served(self):
+        # "can't start new thread" escaped from serve: the server's process ended, every client with it
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chown(shared, 65534, 65534)
+        os.chmod(self.dir, 0o755)
+        where = "unix://%s/capped.sock" % shared
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        server_code = (
+            "import sys\nsys.path.insert(0, %r)\nfrom effect_ipc import listen\n"
+            "l = listen(%r, authorize=lambda peer: True, mode=0o666)\nprint('ready', flush=True)\n"
+            "def echo(ch):\n    for m in ch:\n        ch.send(m)\nl.serve(echo)\n" % (package, where))
+        import subprocess
+        server = subprocess.Popen(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "prlimit", "--nproc=40", "--",
+             "/usr/bin/python3", "-c", server_code],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.kill)
+        self.assertEqual(server.stdout.readline().strip(), "ready")
+        held = []
+        self.addCleanup(lambda: [c.close() for c in held])
+        for _ in range(60):  # more than 40 threads' worth of clients
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(where[len("unix://"):])
+            held.append(c)
+        time.sleep(1)
+        self.assertIsNone(server.poll(), "the server is still running")
+        for c in held[:50]:
+            c.close()
+        time.sleep(1)
+        with connect(where, authorize=lambda peer: True) as client:
+            client.send(b"still served")
+            self.assertEqual(client.receive(10), b"still served")
+        self.assertIsNone(server.poll())
+        server.kill()
+        server.wait()
+        self.assertIn("dropped a client", server.stderr.read())
+
+    def test_listen_at_a_live_server_that_accepts_nothing_is_address_in_use_not_a_hang(self):
+        # its check whether the server there is live connected without a timeout: a stopped server whose
+        # backlog was full held listen for good
+        where = self.address("stuck")
+        path = where[len("unix://"):]
+        stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(stuck.close)
+        stuck.bind(path)
+        stuck.listen(1)
+        pending = []
+        self.addCleanup(lambda: [p.close() for p in pending])
+        for _ in range(64):
+            p = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            p.setblocking(False)
+            try:
+                p.connect(path)
+            except BlockingIOError:
+                p.close()
+                break
+            pending.append(p)
+        outcome = []
+
+        def attempt():
+            try:
+                listen(where).close()
+                outcome.append("listening")
+            except IpcError as error:
+                outcome.append(error.reason)
+
+        thread = threading.Thread(target=attempt, daemon=True)
+        thread.start()
+        thread.join(10)
+        self.assertEqual(outcome, ["AddressInUse"])
 
     def test_pings_are_answered_and_a_silent_peer_times_out(self):
         where = self.address()

@@ -168,6 +168,27 @@ class Rpc(TempDirCase):
         self.assertEqual(self.client.call("Notes", timeout=5), ["a", "b"])
         self.client.ping(5)
 
+    def test_a_client_killed_mid_call_interrupts_its_calls_and_streams(self):
+        # a killed client (no close frame: ConnectionLost) left `cancelled` unset and a stream's generator open
+        import subprocess
+        import sys
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for tag in ("Slow", "Forever"):
+            self.began.clear()
+            self.stopped.clear()
+            code = ("import sys\nsys.path.insert(0, %r)\nfrom effect_ipc import RpcClient\n"
+                    "c = RpcClient.connect(%r)\nc.start(%r, {})\nprint('called', flush=True)\nsys.stdin.read()\n"
+                    % (package, self.address(), tag))
+            client = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      universal_newlines=True)
+            self.assertEqual(client.stdout.readline().strip(), "called")
+            time.sleep(0.3)  # the call runs (a stream waits for its acknowledgement)
+            client.kill()
+            client.wait()
+            client.stdin.close()
+            client.stdout.close()
+            self.assertTrue(self.stopped.wait(5), "%s: interrupted once its client was killed" % tag)
+
     def test_a_timeout_cancels_the_call(self):
         with self.assertRaises(IpcError) as caught:
             # long enough for the handler to start on a loaded machine (else it never runs, and nothing stops)
@@ -377,27 +398,36 @@ class BoundedQueues(TempDirCase):
         self.assertLessEqual(max(most for _, most in server.backlogs()), bound)
         raw.sendall(framing.encode(framing.CLOSE))
 
-    def test_a_refusal_is_sent_before_the_connection_closes(self):
+    def test_messages_that_are_not_requests_get_a_defect_and_the_connection_goes_on(self):
+        # as the Node server (docs/wire.md): text that is not JSON, JSON that is not an object, an unknown
+        # `_tag` and an id that is neither a string nor a number each get a Defect, and later requests are
+        # served (the connection was closed, or, for `42` or an id of [1], dropped with a traceback; an unknown
+        # `_tag` was passed over without a word)
         listener = listen(self.address())
         self.addCleanup(listener.close)
-        thread = threading.Thread(target=RpcServer({}).serve, args=(listener,))
+        thread = threading.Thread(target=RpcServer({"Add": lambda p: p["a"] + p["b"]}).serve, args=(listener,))
         thread.daemon = True
         thread.start()
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.addCleanup(raw.close)
         raw.connect(os.path.join(self.dir, "s.sock"))
         raw.settimeout(30)
-        raw.sendall(framing.encode(framing.DATA, rpc.HELLO_JSON) + framing.encode(framing.DATA, b"not json"))
-        decoder, frames = framing.Decoder(), []
-        while True:
+        bad = [b"not json", b"42", b'{"_tag": "Bogus"}',
+               b'{"_tag": "Request", "id": [1], "tag": "Add", "payload": {"a": 1, "b": 2}, "headers": []}']
+        good = b'{"_tag": "Request", "id": "7", "tag": "Add", "payload": {"a": 1, "b": 2}, "headers": []}'
+        raw.sendall(framing.encode(framing.DATA, rpc.HELLO_JSON) +
+                    b"".join(framing.encode(framing.DATA, m) for m in bad) + framing.encode(framing.DATA, good))
+        decoder, messages = framing.Decoder(), []
+        while len(messages) < len(bad) + 1:
             chunk = raw.recv(65536)
-            if not chunk:
-                break
-            frames.extend(decoder.feed(chunk))
-        messages = [json.loads(payload.decode("utf-8")) for kind, payload in frames if kind == framing.DATA]
-        self.assertEqual([m["_tag"] for m in messages], ["Defect"])
+            self.assertTrue(chunk, "the connection stays open")
+            messages.extend(json.loads(p.decode("utf-8")) for kind, p in decoder.feed(chunk) if kind == framing.DATA)
+        self.assertEqual([m["_tag"] for m in messages], ["Defect"] * len(bad) + ["Exit"])
         self.assertIn("speaks json serialization", messages[0]["defect"])
-        self.assertEqual(frames[-1][0], framing.CLOSE)
+        self.assertEqual(messages[2]["defect"], "Unknown request tag: Bogus")
+        self.assertEqual(messages[3]["defect"], "Invalid request id: [1]")
+        self.assertEqual(messages[-1], {"_tag": "Exit", "requestId": "7", "exit": {"_tag": "Success", "value": 3}})
+        raw.sendall(framing.encode(framing.CLOSE))
 
     def test_max_queued_must_be_a_whole_number_of_at_least_2(self):
         for bad in (0, 1, 1.5, "64", True):
