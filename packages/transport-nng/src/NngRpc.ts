@@ -20,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as Deferred from "effect/Deferred"
@@ -111,7 +112,12 @@ export const makeServerProtocol = (
     const encodeDefect = Schema.encodeSync(serialization.codecFor(Schema.Defect()))
     const replier = yield* Rep.make(options)
     const disconnects = yield* Queue.make<number>()
-    const exchanges = new Map<number, { readonly responses: Array<unknown>; readonly ended: Deferred.Deferred<void> }>()
+    // a reply is one nng message: the responses collected for it stop at the socket's message limit
+    const limit = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
+    const exchanges = new Map<
+      number,
+      { responses: Array<unknown>; bytes: number; readonly ended: Deferred.Deferred<void> }
+    >()
     const running = yield* FiberSet.make<void, never>()
     let nextId = 0
 
@@ -120,7 +126,7 @@ export const makeServerProtocol = (
         /** One request: hand its messages to the server, collect the responses, reply with all of them. */
         const exchange = (request: Rep.Request) => {
           const id = nextId++
-          const state = { responses: [] as Array<unknown>, ended: Deferred.makeUnsafe<void>() }
+          const state = { responses: [] as Array<unknown>, bytes: 0, ended: Deferred.makeUnsafe<void>() }
           exchanges.set(id, state)
           return Effect.gen(function*() {
             const parser = serialization.makeUnsafe()
@@ -158,7 +164,24 @@ export const makeServerProtocol = (
             Effect.sync(() => {
               // notifications cannot ride on a reply
               if (response._tag === "Request") return
-              exchanges.get(clientId)?.responses.push(response)
+              const state = exchanges.get(clientId)
+              if (state === undefined) return
+              if (response._tag === "Chunk") {
+                // a stream is collected until it ends: one that never does (or outgrows the reply) is cut, its
+                // handler interrupted, and the caller gets a defect saying so
+                state.bytes += toBytes(serialization.makeUnsafe().encode([response])).byteLength
+                if (state.bytes > limit) {
+                  state.responses = [RpcMessage.ResponseDefectEncoded(encodeDefect(
+                    `the streamed reply passed ${limit} bytes (maxMessageSize): over nng a stream is sent as one ` +
+                      "reply once it has ended, so a longer or endless one is cut"
+                  ))]
+                  exchanges.delete(clientId)
+                  Queue.offerUnsafe(disconnects, clientId)
+                  Deferred.doneUnsafe(state.ended, Exit.void)
+                  return
+                }
+              }
+              state.responses.push(response)
             }),
           end: (clientId) =>
             Effect.sync(() => {

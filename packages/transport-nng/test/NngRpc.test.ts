@@ -3,7 +3,9 @@ import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import { ConformanceApi, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { NngRpc } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
@@ -95,6 +97,34 @@ describe("NngRpc: effect/rpc over req/rep", () => {
         yield* Fiber.join(call)
         assert.deepStrictEqual(started(first, "Sleep"), ["call Sleep"])
         assert.deepStrictEqual(started(second, "Sleep"), ["call Sleep"])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // an endless stream was collected until the server's memory ran out (926 MB in 4.5 s), its caller long gone
+  it.live(
+    "a stream longer than the reply's limit is cut: the caller gets a defect saying so, the server serves on",
+    () =>
+      Effect.gen(function*() {
+        const address = `inproc://rpc-endless-${Math.random()}`
+        const { ConformanceHandlers } = yield* Effect.promise(() => import("@effect-ipc/testing/ConformanceApi"))
+        const { RpcServer } = yield* Effect.promise(() => import("effect/rpc"))
+        yield* Layer.build(
+          RpcServer.layer(ConformanceApi).pipe(
+            Layer.provide(ConformanceHandlers),
+            Layer.provide(NngRpc.layerServerProtocol({ listen: address, maxMessageSize: 64 * 1024 })),
+            Layer.provide(IpcRpc.layerSerialization)
+          )
+        )
+        const rpc = yield* client({ dial: address, timeout: "20 seconds" })
+        const cut = yield* Effect.exit(Stream.runCollect(rpc.Range({ n: 2 ** 31 - 1 })))
+        assert.strictEqual(cut._tag, "Failure")
+        assert.include(
+          Cause.pretty((cut as Exit.Failure<unknown, unknown>).cause),
+          "the streamed reply passed 65536 bytes"
+        )
+        assert.deepStrictEqual(yield* Stream.runCollect(rpc.Range({ n: 3 })), [1, 2, 3])
+        assert.strictEqual(yield* rpc.Echo({ n: 7 }), 7)
       }).pipe(Effect.scoped),
     60_000
   )
