@@ -341,12 +341,6 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
   return checkHeartbeat(Reflect.get(options, "heartbeat"), address)
 }
 
-/**
- * `heartbeat`, if given, is `{ interval, timeout }` with both durations (each
- * checked by `checkDurations`) and the timeout longer than the interval: an
- * idle peer's answer to a ping comes an interval after the last, so a timeout
- * no longer than the interval drops a healthy peer.
- */
 /** An option's value as `shown`, but a plain object as JSON where it can be (`{}`, `{"interval":1000}`). */
 const shownObject = (value: unknown): string => {
   if (typeof value !== "object" || value === null || Duration_.isDuration(value)) return shown(value)
@@ -357,14 +351,17 @@ const shownObject = (value: unknown): string => {
   }
 }
 
+/**
+ * `heartbeat`, if given, is `{ interval, timeout }` with both durations (each
+ * checked by `checkDurations`) and the timeout longer than the interval: an
+ * idle peer's answer to a ping comes an interval after the last, so a timeout
+ * no longer than the interval drops a healthy peer.
+ */
 const checkHeartbeat = (heartbeat: unknown, address?: string): IpcError.IpcError | undefined => {
   if (heartbeat === undefined) return undefined
-  const interval = typeof heartbeat === "object" && heartbeat !== null
-    ? millisOf(Reflect.get(heartbeat, "interval"))
-    : undefined
-  const timeout = typeof heartbeat === "object" && heartbeat !== null
-    ? millisOf(Reflect.get(heartbeat, "timeout"))
-    : undefined
+  const given = typeof heartbeat === "object" && heartbeat !== null ? heartbeat : {}
+  const interval = millisOf(Reflect.get(given, "interval"))
+  const timeout = millisOf(Reflect.get(given, "timeout"))
   if (interval === undefined || timeout === undefined) {
     return IpcError.make(
       "InvalidOption",
@@ -377,8 +374,8 @@ const checkHeartbeat = (heartbeat: unknown, address?: string): IpcError.IpcError
   if (timeout <= interval) {
     return IpcError.make(
       "InvalidOption",
-      `heartbeat.timeout ${shown(Reflect.get(heartbeat as object, "timeout"))} is not longer than heartbeat.interval ${
-        shown(Reflect.get(heartbeat as object, "interval"))
+      `heartbeat.timeout ${shown(Reflect.get(given, "timeout"))} is not longer than heartbeat.interval ${
+        shown(Reflect.get(given, "interval"))
       }: an idle peer answers a ping an interval after the last, so it would be dropped (give it two or three intervals)`,
       address
     )

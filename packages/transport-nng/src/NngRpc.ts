@@ -114,6 +114,8 @@ export const makeServerProtocol = (
     const disconnects = yield* Queue.make<number>()
     // a reply is one nng message: the responses collected for it stop at the socket's message limit
     const limit = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
+    // measures a chunk as its reply will carry it (one parser for every exchange: made once, not per chunk)
+    const sizer = serialization.makeUnsafe()
     const exchanges = new Map<
       number,
       { responses: Array<unknown>; bytes: number; readonly ended: Deferred.Deferred<void> }
@@ -169,7 +171,7 @@ export const makeServerProtocol = (
               if (response._tag === "Chunk") {
                 // a stream is collected until it ends: one that never does (or outgrows the reply) is cut, its
                 // handler interrupted, and the caller gets a defect saying so
-                state.bytes += toBytes(serialization.makeUnsafe().encode([response])).byteLength
+                state.bytes += toBytes(sizer.encode([response])).byteLength
                 if (state.bytes > limit) {
                   state.responses = [RpcMessage.ResponseDefectEncoded(encodeDefect(
                     `the streamed reply passed ${limit} bytes (maxMessageSize): over nng a stream is sent as one ` +
