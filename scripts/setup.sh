@@ -38,4 +38,7 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
 fi
 
 bash scripts/libnng.sh || echo "setup: could not build libnng 1.12.0 from vendor/ (see above); the system's libnng is used, and its nng_close can hang (vendor/README.md)" >&2
-bash scripts/wine-setup.sh || echo "setup: FAILED to set up Node for Windows under Wine (see above): the Windows cases of the tests will fail" >&2
+# its output is also kept in .cache/wine-setup.log, which the Windows tests quote when it failed
+mkdir -p .cache
+bash scripts/wine-setup.sh 2>&1 | tee .cache/wine-setup.log \
+  || echo "setup: FAILED to set up Node for Windows under Wine (see above): the Windows cases of the tests will fail" >&2

@@ -15,6 +15,12 @@ step() {
   fi
 }
 ulimit -n 20000 2>/dev/null || true
+# a second try at Node for Windows under Wine when the set-up's failed (a download the registry refused)
+if [ "${EFFECT_IPC_WINE:-1}" != 0 ] && [ ! -f "$(source scripts/wine-env.sh && echo "$WIN_NODE")" ]; then
+  echo "== Node for Windows is missing: scripts/wine-setup.sh again"
+  mkdir -p .cache
+  bash scripts/wine-setup.sh 2>&1 | tee .cache/wine-setup.log
+fi
 step "build (tsc -b)" tsc -b
 step "type-check sources and tests" tsc -p tsconfig.check.json
 step "lint (oxlint)" oxlint --deny-warnings packages bench examples scripts

@@ -6,7 +6,8 @@
 #  - koffi's Windows build (@koromix/koffi-win32-x64, the version and sha512 of package-lock.json)
 #    into node_modules, where koffi looks for it;
 #  - a 64-bit Wine prefix in .cache/wine, set to Windows 10, made once with `wineboot -i`.
-# Exits non-zero, saying what failed, when any of it cannot be done.
+# A download the registry refuses is tried 4 times over a minute. Exits non-zero, saying what
+# failed, when any of it cannot be done.
 set -euo pipefail
 source "$(dirname "$0")/wine-env.sh"
 cd "$wine_root"
@@ -30,10 +31,16 @@ sha512() { openssl dgst -sha512 -binary "$1" | base64 -w0; }
 fetch() {
   local name=$1 version=$2 expected=$3
   local file="$cache/$(echo "${name#@}" | tr / -)-$version.tgz"
-  if [ ! -f "$file" ] || [ "$(sha512 "$file")" != "$expected" ]; then
+  local attempt
+  for attempt in 1 2 3 4; do
+    [ -f "$file" ] && [ "$(sha512 "$file")" = "$expected" ] && break
     rm -f "$file"
-    (cd "$cache" && npm pack --silent "$name@$version" >/dev/null) || fail "cannot download $name@$version from the npm registry"
-  fi
+    (cd "$cache" && npm pack --silent "$name@$version" >/dev/null 2>pack.err) && continue
+    echo "wine-setup: npm pack $name@$version failed (attempt $attempt of 4): $(tail -n 3 "$cache/pack.err")" >&2
+    if [ "$attempt" -lt 4 ]; then sleep $((attempt * 10)); fi
+  done
+  rm -f "$cache/pack.err"
+  [ -f "$file" ] || fail "cannot download $name@$version from the npm registry (4 attempts)"
   [ "$(sha512 "$file")" = "$expected" ] || fail "$file does not have the expected sha512 ($expected)"
   echo "$file"
 }

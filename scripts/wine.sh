@@ -11,6 +11,7 @@ limit=$1
 shift
 [ -f "$WIN_NODE" ] || {
   echo "wine.sh: $WIN_NODE is missing: run scripts/setup.sh" >&2
+  [ -f "$wine_root/.cache/wine-setup.log" ] && echo "what scripts/wine-setup.sh printed: $(tail -n 20 "$wine_root/.cache/wine-setup.log")" >&2
   exit 127
 }
 hooks="file:///Z:${wine_root}/packages/transport-pipe/test/windows/hooks.mjs"
