@@ -109,6 +109,10 @@ const errnoReasons: Record<string, IpcErrorReason> = {
   ENOSPC: "NoSpace",
   EDQUOT: "NoSpace",
   EFBIG: "NoSpace",
+  // out of descriptors (this process's, or the system's) or of kernel memory: a resource, as a full disk is
+  EMFILE: "NoSpace",
+  ENFILE: "NoSpace",
+  ENOMEM: "NoSpace",
   ECONNRESET: "ConnectionLost",
   EPIPE: "ConnectionLost",
   ETIMEDOUT: "Timeout",

@@ -11,6 +11,17 @@ import * as Schema from "effect/Schema"
 const notFound = IpcError.make("NotFound", "no listener", "unix:///tmp/x.sock")
 
 describe("IpcError reasons", () => {
+  it("a system error's errno picks the reason: out of descriptors or memory is NoSpace, as a full disk is", () => {
+    for (const errno of ["ENOSPC", "EDQUOT", "EMFILE", "ENFILE", "ENOMEM"]) {
+      const cause = Object.assign(new Error(`${errno}: no room`), { code: errno })
+      const error = IpcError.fromSystemError(cause, "Open", "cannot open", "unix:///tmp/x.sock")
+      assert.strictEqual(error.reason._tag, "NoSpace", errno)
+      assert.strictEqual(error.errno, errno)
+    }
+    const other = IpcError.fromSystemError(Object.assign(new Error("EIO"), { code: "EIO" }), "Open", "cannot open")
+    assert.strictEqual(other.reason._tag, "Open")
+  })
+
   it.effect("catchReason catches one reason and hands over the reason and the error", () =>
     Effect.gen(function*() {
       const caught = yield* Effect.fail(notFound).pipe(

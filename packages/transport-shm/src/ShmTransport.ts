@@ -157,7 +157,9 @@ const Hello = Schema.fromJsonString(Schema.Struct({
 const Welcome = Schema.fromJsonString(Schema.Struct({
   effectIpcShm: Schema.Literal(1),
   ring: Schema.optional(Schema.String),
-  error: Schema.optional(Schema.String)
+  error: Schema.optional(Schema.String),
+  // why, as an IpcError reason (earlier listeners sent only `error`)
+  reason: Schema.optional(Schema.String)
 }))
 const Ready = Schema.fromJsonString(Schema.Struct({ effectIpcShm: Schema.Literal(1), ready: Schema.Literal(true) }))
 const Accepted = Schema.fromJsonString(
@@ -284,7 +286,9 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
           yield* sendMessage(control, Hello, { effectIpcShm: 1, ring: outbound.token, pid: process.pid }, address)
           const welcome = yield* receiveMessage(control, Welcome, address)
           if (welcome.ring === undefined) {
-            return yield* IpcError.make("Protocol", `the listener refused: ${welcome.error ?? "no reason"}`, address)
+            // a listener out of memory or descriptors says so; whatever else refused us is the handshake's failure
+            const reason = welcome.reason === "NoSpace" ? "NoSpace" : "Protocol"
+            return yield* IpcError.make(reason, `the listener refused: ${welcome.error ?? "no reason"}`, address)
           }
           inbound = yield* openRing(welcome.ring, control.peer, address)
           outbound.handedOver()
@@ -321,7 +325,14 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
         ),
         Effect.tapError((error) =>
           role === "server"
-            ? Effect.ignore(sendMessage(control, Welcome, { effectIpcShm: 1, error: error.message }, address))
+            ? Effect.ignore(
+              sendMessage(
+                control,
+                Welcome,
+                { effectIpcShm: 1, error: error.message, reason: error.reason._tag },
+                address
+              )
+            )
             : Effect.void
         ),
         Effect.onExit((exit) =>

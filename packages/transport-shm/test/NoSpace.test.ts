@@ -4,9 +4,12 @@
  * never a SIGBUS later when its pages are first written; nothing is left behind, and the reader gets the
  * messages in order up to the failure.
  */
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import { leftovers, pidMarker, smallShm, spawnChildWith, untilSaid } from "./helpers.ts"
 
@@ -175,6 +178,68 @@ describe("no descriptor left for a large message's segment", () => {
         assert.deepStrictEqual(leftovers(pidMarker(sender.pid)), [])
       }).pipe(Effect.scoped),
     30_000
+  )
+
+  it.live(
+    "a reader with no descriptor left for a large message's segment fails NoSpace (EMFILE), not Protocol; its sender ConnectionLost",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make({ ringSize: 64 * 1024 }).listen(where)
+        const reader = yield* spawnChildWith(
+          { wrap: ["prlimit", "--nofile=1024:1024"] },
+          "no-descriptors-reader",
+          where
+        )
+        const channel = yield* listener.accept
+        // over half the ring: a segment of its own, which the reader cannot open (tried again for a second)
+        const sent = yield* Effect.flip(channel.send(new Uint8Array(100_000).fill(7))).pipe(
+          Effect.timeout("20 seconds")
+        )
+        assert.strictEqual(sent.reason._tag, "ConnectionLost", sent.detail)
+        assert.isTrue(yield* untilSaid(reader.output, /^failed /m), reader.output())
+        assert.match(reader.output(), /^failed NoSpace: cannot open the peer's segment .*EMFILE/m)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a listener with no descriptor left refuses a dialer with NoSpace (EMFILE), not Protocol, and serves again once it has some",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        // a listener that can hold few connections (each takes descriptors: its socket, its rings)
+        const echo = yield* spawnChildWith({ wrap: ["prlimit", "--nofile=64:64"] }, "echo-all", where)
+        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024 })
+        const held: Array<Effect.Effect<void>> = []
+        let refused: IpcError.IpcError | undefined
+        for (let i = 0; i < 200 && refused === undefined; i++) {
+          const scope = yield* Scope.make()
+          const dialled = yield* Effect.result(Scope.provide(scope)(transport.dial(where)))
+          if (dialled._tag === "Failure") {
+            refused = dialled.failure
+            yield* Scope.close(scope, Exit.void)
+          } else {
+            held.push(Scope.close(scope, Exit.void))
+          }
+        }
+        assert.isDefined(refused, "the listener took 200 connections under 64 descriptors")
+        assert.strictEqual(refused!.reason._tag, "NoSpace", refused!.detail)
+        assert.match(refused!.detail, /^the listener refused: .*EMFILE/)
+        // the connections closed, it serves again
+        for (const close of held) yield* close
+        const again = yield* Effect.eventually(
+          Effect.scoped(Effect.flatMap(
+            transport.dial(where),
+            (channel) => Effect.andThen(channel.send(new Uint8Array([1])), channel.receive)
+          )).pipe(Effect.timeout("2 seconds"))
+        ).pipe(Effect.timeout("20 seconds"), Effect.result)
+        assert.strictEqual(again._tag, "Success")
+        // stopped, not killed: it removes its socket file
+        echo.process.kill("SIGTERM")
+        yield* echo.exited
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live("leaves no listener behind", () =>

@@ -251,6 +251,37 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
   )
 
   it.live(
+    "a symbolic link or a directory another user planted under a link's name is PermissionDenied naming what and whose, never followed",
+    () =>
+      Effect.gen(function*() {
+        const target = Path.join(yield* tempDir(process.getuid!(), 0o755), "target")
+        Fs.writeFileSync(target, "not to be touched")
+        for (const [what, command] of [["symbolic link", ["ln", "-s", target]], ["directory", ["mkdir"]]] as const) {
+          const name = fresh()
+          const planted = ChildProcess.spawnSync(AS_NOBODY[0], [...AS_NOBODY.slice(1), ...command, `/dev/shm/${name}`])
+          assert.strictEqual(planted.status, 0, String(planted.stderr))
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => Fs.rmSync(`/dev/shm/${name}`, { recursive: true, force: true }))
+          )
+          const attempts: ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>> = [
+            Shm.ResourceLink.acquire(name),
+            Shm.ResourceLink.info(name)
+          ]
+          for (const attempt of attempts) {
+            const refused = yield* Effect.flip(Effect.scoped(attempt))
+            assert.strictEqual(refused.reason._tag, "PermissionDenied", `${what}: ${refused.detail}`)
+            assert.include(refused.detail, `is a ${what}`)
+            assert.include(refused.detail, `owned by uid ${NOBODY}`)
+          }
+          const created = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.create(name, 100)))
+          assert.strictEqual(created.reason._tag, "AlreadyExists", `${what}: ${created.detail}`)
+        }
+        assert.strictEqual(Fs.readFileSync(target, "utf8"), "not to be touched")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "a link of ours that others may write (an old version's mode, or a chmod) is not mapped: another user's shrink cannot kill us",
     () =>
       Effect.gen(function*() {
@@ -329,7 +360,17 @@ describe.skipIf(!isRoot)("shm:// with a process that gave up root's privileges (
             "XDG_RUNTIME_DIR"
           ]
         }
-        const dropped = `shm://${fresh()}`
+        const droppedName = fresh()
+        const plainName = fresh()
+        // the killed listeners' socket files in that user's rendezvous directory (TMPDIR unset: /tmp) are not left behind
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const name of [droppedName, plainName]) {
+              Fs.rmSync(`/tmp/effect-ipc-shm-${NOBODY}/${name}.sock`, { force: true })
+            }
+          })
+        )
+        const dropped = `shm://${droppedName}`
         yield* spawnChild("euid-echo", dropped, "0 millis")
         const refused = yield* spawnChildWith(asNobody, "dial-once", dropped)
         assert.match(
@@ -337,7 +378,7 @@ describe.skipIf(!isRoot)("shm:// with a process that gave up root's privileges (
           /^PermissionDenied: cannot open the peer's segment fd:\d+:\d+: that process is not dumpable/
         )
         assert.include(refused.said, "prctl(PR_SET_DUMPABLE, 1)")
-        const plain = `shm://${fresh()}`
+        const plain = `shm://${plainName}`
         yield* spawnChildWith(asNobody, "echo", plain, "0 millis")
         assert.strictEqual((yield* spawnChildWith(asNobody, "dial-once", plain)).said, "ok 7")
       }).pipe(Effect.scoped),

@@ -15,6 +15,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as ShmChannel from "../ShmChannel.ts"
 import * as Header from "./header.ts"
@@ -28,6 +29,22 @@ export const WAKE: Uint8Array = new Uint8Array([1])
 
 /** How long a large message that cannot be opened waits for its sender to be seen gone (then: `Protocol`). */
 const SENDER_GONE_MILLIS = 1000
+
+/**
+ * Large messages a channel keeps in their own mappings (in its inbox, or
+ * handed out in place); past this, or past `MAX_HELD_SEGMENTS_IN_PROCESS`
+ * in the whole process, a large message is copied out and its mapping let go
+ * at once. A peer that sends many messages just over half a small ring would
+ * otherwise make the reader hold one mapping each, up to its inbox's bounds
+ * (4096), and a few such peers would pass the kernel's limit of mappings per
+ * process (`vm.max_map_count`, 65 530), which aborts V8.
+ */
+const MAX_HELD_SEGMENTS = 64
+const MAX_HELD_SEGMENTS_IN_PROCESS = 8192
+let heldInProcess = 0
+
+/** How long, and how often, a segment that cannot be opened for want of descriptors or memory is tried again. */
+const noSpaceRetry = Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "1 second" }))
 
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder()
@@ -246,6 +263,8 @@ export const make = (
     // ---- reading ----------------------------------------------------------------------
     const pins: Array<Pin> = []
     const leases = new WeakMap<Uint8Array, Lease>()
+    // large messages' segments still mapped (in the inbox, or handed out by `receiveView`): released at close
+    const heldSegments = new Set<Lease>()
     let freed = false
 
     /** Frees ring space up to `end` now, or once the pinned records before it are released. */
@@ -305,8 +324,17 @@ export const make = (
         if (!Segments.tokenPattern.test(name)) {
           return yield* IpcError.make("Protocol", "bad message segment name", address)
         }
-        const opened = yield* Effect.exit(Segments.openIncoming(name, link.peer.pid, Header.HEADER_SIZE, address))
+        const opened = yield* Effect.exit(
+          Segments.openIncoming(name, link.peer.pid, Header.HEADER_SIZE, address).pipe(
+            // out of descriptors or memory (ours, not the peer's doing): tried again for a while, then NoSpace
+            Effect.retry({ schedule: noSpaceRetry, while: (error) => error.reason._tag === "NoSpace" })
+          )
+        )
         if (Exit.isFailure(opened)) {
+          const failure = opened.cause.reasons.find((r) => r._tag === "Fail")
+          if (failure !== undefined && failure._tag === "Fail" && failure.error.reason._tag === "NoSpace") {
+            return yield* Effect.fail(failure.error)
+          }
           // a dead sender's segments may be collected before we get to them: the message died with it. A sender
           // killed as we open has closed its descriptors before the kernel, or our control socket, tells it is gone:
           // it is given a moment to be seen gone before its message is called a protocol error
@@ -337,7 +365,24 @@ export const make = (
           )
         }
         const view = new Uint8Array(mapping.buffer, Header.HEADER_SIZE, checked.value.payloadLength)
-        leases.set(view, { inPlace: () => view, release: () => mapping.release() })
+        if (heldSegments.size >= MAX_HELD_SEGMENTS || heldInProcess >= MAX_HELD_SEGMENTS_IN_PROCESS) {
+          // enough mappings held (a kernel limits a process's: 65 530 by default): this one is copied and let go
+          const copy = Buffer.allocUnsafe(view.byteLength)
+          copy.set(view)
+          mapping.release()
+          return copy
+        }
+        const lease: Lease = {
+          inPlace: () => view,
+          release: () => {
+            if (!heldSegments.delete(lease)) return
+            heldInProcess--
+            mapping.release()
+          }
+        }
+        heldSegments.add(lease)
+        heldInProcess++
+        leases.set(view, lease)
         return view
       })
 
@@ -968,6 +1013,8 @@ export const make = (
     const releaseMappings = Effect.sync(() => {
       link.outbound.release()
       link.inbound.release()
+      // views of large messages read as empty once the channel is closed, as views of the ring do
+      for (const lease of heldSegments) lease.release()
     })
     // the scope's end closes the channel (first), then lets go of the rings still mapped
     yield* Scope.addFinalizer(scope, releaseMappings)

@@ -19,7 +19,11 @@
  *   at once while the address range stays valid for native code that may
  *   still hold a pointer (a pending socket write of a view, say);
  * - the address range itself is unmapped by a `FinalizationRegistry` once the
- *   last `ArrayBuffer` over it has been garbage-collected.
+ *   last `ArrayBuffer` over it has been garbage-collected;
+ * - a process holds at most half the kernel's limit of mappings per process
+ *   (`vm.max_map_count`), and keeps at most three quarters mapped with those
+ *   released and not collected yet; past that a new mapping is `NoSpace`,
+ *   not an abort.
  *
  * @internal
  */
@@ -171,9 +175,33 @@ export const shmOpenNow = (name: string, how: OpenMode, mode: number, address?: 
   const fd = b.shmOpen(`/${name}`, flags, mode)
   if (fd >= 0) return fd
   const errno = b.errno()
+  const code = Native.errnoName(errno)
+  // a symbolic link (not followed: ELOOP) or a directory (glibc answers EINVAL for it) where the segment goes
+  if (code === "ELOOP" || code === "EINVAL") {
+    const planted = notASegment(name)
+    if (planted !== undefined) {
+      return IpcError.make("PermissionDenied", `cannot ${how} the segment ${name}: ${planted}`, address)
+    }
+  }
   // glibc answers EINVAL for a name it will not take (a slash inside, or far too long)
-  const fallback = Native.errnoName(errno) === "EINVAL" ? "InvalidAddress" : "Open"
+  const fallback = code === "EINVAL" ? "InvalidAddress" : "Open"
   return systemError(errno, fallback, `cannot ${how} the segment ${name}`, address)
+}
+
+/** What is at `/dev/shm/name` when it is not a file (a symbolic link or a directory), naming its owner; else undefined. */
+const notASegment = (name: string): string | undefined => {
+  try {
+    const stat = Fs.lstatSync(`/dev/shm/${name}`)
+    if (stat.isFile()) return undefined
+    const what = stat.isSymbolicLink()
+      ? "a symbolic link (not followed)"
+      : stat.isDirectory()
+      ? "a directory"
+      : "not a file"
+    return `/dev/shm/${name} is ${what}, owned by uid ${stat.uid}`
+  } catch {
+    return undefined
+  }
 }
 
 /** Removes the name `/name` (the memory lives on while it is mapped). */
@@ -455,9 +483,46 @@ interface Range {
 const keeperKey = Symbol.for("@effect-ipc/transport-shm/mapping")
 
 const unmapper = new FinalizationRegistry<Range>((range) => {
+  mappedRanges--
   const b = load()
   if (!(b instanceof IpcError.IpcError)) b.munmap(range.addr, range.length)
 })
+
+/** Ranges mapped and not unmapped yet (a released one waits for the collector). */
+let mappedRanges = 0
+/** Ranges mapped and not released yet. */
+let liveRanges = 0
+let kernelLimit: number | undefined
+/** The kernel's limit of mappings per process (`vm.max_map_count`, 65 530 by default). */
+const mappingLimit = (): number => {
+  if (kernelLimit === undefined) {
+    kernelLimit = 65530
+    try {
+      const read = Number(Fs.readFileSync("/proc/sys/vm/max_map_count", "utf8").trim())
+      if (Number.isSafeInteger(read) && read > 0) kernelLimit = read
+    } catch {
+      // no /proc (macOS): the Linux default
+    }
+  }
+  return kernelLimit
+}
+/**
+ * Why this process may map no more ranges, if it may not: at most half the
+ * kernel's limit held, and at most three quarters mapped with the released
+ * ones the collector has not unmapped yet; the rest is the runtime's, whose
+ * own allocations abort the process when the kernel refuses them.
+ */
+const tooManyMappings = (): string | undefined => {
+  const limit = mappingLimit()
+  if (liveRanges >= Math.floor(limit / 2)) {
+    return `this process holds ${liveRanges} shared mappings, half the kernel's limit (vm.max_map_count ${limit})`
+  }
+  if (mappedRanges >= Math.floor(limit * 3 / 4)) {
+    return `this process has ${mappedRanges} shared mappings (${mappedRanges - liveRanges} released, unmapped once ` +
+      `collected), three quarters of the kernel's limit (vm.max_map_count ${limit})`
+  }
+  return undefined
+}
 
 /** Ties `buffer` to `keeper`: the range stays mapped while any buffer over it is reachable. */
 const keep = (buffer: ArrayBuffer, keeper: object): ArrayBuffer => {
@@ -498,10 +563,14 @@ export const mapSharedNow = (
 ): Now<Mapping> => {
   const b = load()
   if (b instanceof IpcError.IpcError) return b
+  const tooMany = tooManyMappings()
+  if (tooMany !== undefined) return IpcError.make("NoSpace", `cannot map ${size} bytes: ${tooMany}`, options.address)
   const addr = b.mmap(null, size, PROT_READ | PROT_WRITE, b.flags.MAP_SHARED, fd, 0)
   if (addr === MAP_FAILED) {
     return systemError(b.errno(), "NoSpace", `cannot map ${size} bytes`, options.address)
   }
+  mappedRanges++
+  liveRanges++
   const keeper: Range = { addr, length: size }
   const buffer = keep(b.koffi.view(addr, size), keeper)
   unmapper.register(keeper, { addr, length: size })
@@ -528,6 +597,7 @@ export const mapSharedNow = (
     release: () => {
       if (released) return
       released = true
+      liveRanges--
       detach(buffer)
       for (const sub of subViews) detach(sub)
       subViews.clear()

@@ -1,0 +1,92 @@
+/**
+ * Mappings are a bounded resource: the kernel lets a process have `vm.max_map_count` (65 530) of them, and V8
+ * aborts the process when one of its own is refused. A reader keeps at most 64 large messages per channel in their
+ * own mappings (the rest are copied), a process holds at most half the kernel's limit (then `NoSpace`), and the
+ * mappings of large messages handed out in place are let go when the channel closes.
+ */
+import * as Shm from "@effect-ipc/transport-shm"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import { leftovers, pidMarker, spawnChild, untilSaid } from "./helpers.ts"
+
+let n = 0
+const address = () => `shm://mappings-test-${process.pid}-${n++}`
+
+/** Large messages' segments this process has mapped (`memfd:eipc-m...` in /proc/self/maps). */
+const messageMappings = () =>
+  Fs.readFileSync("/proc/self/maps", "utf8").split("\n").filter((line) => line.includes("memfd:eipc-m")).length
+
+describe("shm:// mappings", () => {
+  it.live(
+    "a reader that reads nothing holds at most 64 large messages mapped per channel; the rest are copied, every byte intact",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make().listen(where)
+        // a ring of 4 KiB: 2100 bytes is over half of it, a segment of its own per message
+        const client = yield* Shm.ShmTransport.make({ ringSize: 4096 }).dial(where)
+        const server = yield* listener.accept
+        const count = 300
+        const before = messageMappings()
+        // each send completes once the reader has opened its segment: the reader read all of them ahead
+        for (let i = 0; i < count; i++) yield* client.send(new Uint8Array(2100).fill(i & 0xff))
+        const held = messageMappings() - before
+        assert.isAtMost(held, 64 + 2, `${held} large messages' mappings held by an unread channel`)
+        for (let i = 0; i < count; i++) {
+          const message = yield* server.receive
+          assert.strictEqual(message.byteLength, 2100)
+          assert.isTrue(message.every((byte) => byte === (i & 0xff)), `message ${i}`)
+        }
+        assert.isAtMost(messageMappings() - before, 2)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a large message read in place (receiveView) reads as empty once the channel closes, before the view's scope does",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make({ ringSize: 64 * 1024 }).listen(where)
+        const client = yield* Shm.ShmTransport.make({ ringSize: 64 * 1024 }).dial(where)
+        const server = (yield* listener.accept) as Shm.ShmChannel.ShmChannel
+        yield* client.send(new Uint8Array(100_000).fill(9))
+        const viewScope = yield* Scope.make()
+        const view = yield* Scope.provide(viewScope)(server.receiveView)
+        assert.strictEqual(view.byteLength, 100_000)
+        assert.strictEqual(view[99_999], 9)
+        const mapped = messageMappings()
+        yield* server.close
+        assert.strictEqual(view.byteLength, 0)
+        assert.isUndefined(view[10])
+        assert.isBelow(messageMappings(), mapped, "the segment's mapping is let go with the channel")
+        yield* Scope.close(viewScope, Exit.void)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a process that holds half the kernel's limit of mappings gets NoSpace, not an abort; once released it maps again",
+    () =>
+      Effect.gen(function*() {
+        const name = `mappings-test-${process.pid}-${n++}`
+        yield* Shm.ResourceLink.create(name, 100)
+        // another process acquires the link until it may map no more (one mapping per reference)
+        const child = yield* spawnChild("links", name)
+        assert.isTrue(yield* untilSaid(child.output, /^again /m), child.output())
+        const limit = Number(Fs.readFileSync("/proc/sys/vm/max_map_count", "utf8"))
+        const said = /^ready (\d+) (\w+): (.*)$/m.exec(child.output())
+        assert.isNotNull(said, child.output())
+        assert.strictEqual(said![2], "NoSpace", said![3])
+        assert.include(said![3], "half the kernel's limit (vm.max_map_count")
+        assert.isAtLeast(Number(said![1]), Math.floor(limit / 2) - 100)
+        assert.match(child.output(), /^again ok$/m)
+        yield* child.kill
+        assert.deepStrictEqual(leftovers(pidMarker(child.pid)), [])
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
