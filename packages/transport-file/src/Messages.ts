@@ -9,7 +9,8 @@
  *   (ipckit's `wait_response` discards them): they stay queued, in order;
  * - a message is committed (the cursor moves past it) only once it has been
  *   handed out, and only in log order, so a restarted side gets exactly the
- *   messages it had not been given;
+ *   messages it had not been given (and a response `waitResponse` took ahead
+ *   of them again, as the cursor marks one position);
  * - a record that is not a valid message is reported as a `Decode` error by
  *   the `receive` that reaches it, and the messages after it still arrive.
  *
@@ -168,11 +169,13 @@ export interface Source {
   /** Sends one message. */
   readonly send: (message: Message) => Effect.Effect<void, IpcError.IpcError>
   /**
-   * The next received items, in order, each with a commit token (increasing);
-   * fails with `Cause.Done` when the peer has closed.
+   * The next received items, in order, each with a commit token (increasing)
+   * and its size in bytes where known; fails with `Cause.Done` when the peer has closed.
    */
   readonly pull: Effect.Effect<
-    NonEmptyReadonlyArray<{ readonly item: Message | IpcError.IpcError; readonly token: number }>,
+    NonEmptyReadonlyArray<
+      { readonly item: Message | IpcError.IpcError; readonly token: number; readonly bytes?: number | undefined }
+    >,
     IpcError.IpcError | Cause.Done
   >
   /** Marks everything up to `token` as handed out (called in token order). */
@@ -182,15 +185,31 @@ export interface Source {
 interface Queued {
   readonly item: Message | IpcError.IpcError
   readonly token: number
+  /** Its size as received, counted against `maxBufferedBytes` (0 if not given). */
+  readonly bytes?: number | undefined
+}
+
+/** How far `make` reads ahead of `receive`. */
+export interface ReadAhead {
+  /** Messages queued for `receive` above which the source is not read (default 4096). */
+  readonly maxBufferedMessages?: number | undefined
+  /** Bytes queued for `receive` above which the source is not read (default 8 MiB). */
+  readonly maxBufferedBytes?: number | undefined
 }
 
 /**
  * Makes a message channel over `source`. A background fiber (in the scope)
- * reads the source and routes responses to their waiters.
+ * reads the source and routes responses to their waiters. It reads ahead of
+ * `receive` only up to `readAhead`'s bounds, but on while a `waitResponse`
+ * waits (its response may come after what is queued; what it can then queue
+ * is bounded by what the source holds unread).
  */
-export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope.Scope> =>
+export const make = (source: Source, readAhead?: ReadAhead): Effect.Effect<MessageChannel, never, Scope.Scope> =>
   Effect.gen(function*() {
+    const maxMessages = readAhead?.maxBufferedMessages ?? 4096
+    const maxBytes = readAhead?.maxBufferedBytes ?? 8 * 1024 * 1024
     const queue: Array<Queued> = []
+    let queuedBytes = 0
     const takers: Array<() => void> = []
     const waiters = new Map<string, (message: Message) => void>()
     // tokens handed out or still pending, in order: commit the prefix that is done
@@ -215,6 +234,27 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
       for (const wake of takers.splice(0)) wake()
     }
 
+    // the reader reads on while there is room, or while a response is awaited
+    const hasRoom = () => waiters.size > 0 || (queue.length < maxMessages && queuedBytes < maxBytes)
+    const roomWaiters: Array<() => void> = []
+    const roomMade = () => {
+      if (roomWaiters.length > 0 && hasRoom()) { for (const wake of roomWaiters.splice(0)) wake() }
+    }
+    const waitRoom = Effect.callback<void>((resume) => {
+      if (hasRoom()) return resume(Effect.void)
+      const wake = () => resume(Effect.void)
+      roomWaiters.push(wake)
+      return Effect.sync(() => {
+        const i = roomWaiters.indexOf(wake)
+        if (i >= 0) roomWaiters.splice(i, 1)
+      })
+    })
+    const dequeued = (entry: Queued): Queued => {
+      queuedBytes -= entry.bytes ?? 0
+      roomMade()
+      return entry
+    }
+
     const route = (batch: NonEmptyReadonlyArray<Queued>) =>
       Effect.sync(() => {
         for (const entry of batch) {
@@ -230,12 +270,13 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
             }
           }
           queue.push(entry)
+          queuedBytes += entry.bytes ?? 0
         }
         wakeTakers()
       })
 
     yield* Effect.forkScoped(
-      Effect.forever(Effect.flatMap(source.pull, route)).pipe(
+      Effect.forever(waitRoom.pipe(Effect.andThen(source.pull), Effect.flatMap(route))).pipe(
         Effect.catchCause((cause) =>
           Effect.sync(() => {
             const error = Cause.squash(cause)
@@ -273,14 +314,15 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
         !IpcError.isIpcError(q.item) && q.item.type === "response" && q.item.reply_to === requestId
       )
       if (i < 0) return undefined
-      const [entry] = queue.splice(i, 1)
-      handed.push(entry!.token)
-      return entry!.item as Message
+      const entry = dequeued(queue.splice(i, 1)[0]!)
+      handed.push(entry.token)
+      return entry.item as Message
     }
 
     const receiveNext: Effect.Effect<Message, IpcError.IpcError> = Effect.suspend(() => {
       const entry = queue.shift()
       if (entry !== undefined) {
+        dequeued(entry)
         handed.push(entry.token)
         return IpcError.isIpcError(entry.item) ? Effect.fail(entry.item) : Effect.succeed(entry.item)
       }
@@ -304,6 +346,8 @@ export const make = (source: Source): Effect.Effect<MessageChannel, never, Scope
           if (arrived !== undefined) return resume(Effect.succeed(arrived))
           if (end !== undefined) return resume(Effect.fail(closedError()))
           waiters.set(requestId, (message) => resume(Effect.succeed(message)))
+          // a reader stopped by a full queue reads on: the response may be behind what is queued
+          roomMade()
           const onEnd = () => {
             if (end !== undefined && waiters.has(requestId)) {
               waiters.delete(requestId)
@@ -403,8 +447,9 @@ export const open = (
       pull: Effect.map(endpoint.pullDeliveries, (batch) =>
         batch.map((delivery) => ({
           item: decode(delivery.payload, address),
-          token: delivery.end
+          token: delivery.end,
+          bytes: delivery.payload.byteLength
         })) as unknown as NonEmptyReadonlyArray<Queued>),
       commit: endpoint.commit
-    })
+    }, options)
   })

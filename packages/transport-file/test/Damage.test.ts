@@ -104,6 +104,40 @@ const assertCorrupt = (stop: Drained["stop"], segment: number, offset: number) =
 }
 
 describe("damage to committed records (issue 9)", () => {
+  it.effect(
+    "a segment before the last cut inside a record, with the writer's state emptied, damaged or gone: Corrupt, not an endless wait",
+    () =>
+      Effect.gen(function*() {
+        for (const state of ["emptied", "damaged", "removed"] as const) {
+          const dir = yield* newStream()
+          yield* Effect.scoped(Effect.gen(function*() {
+            const writer = yield* Log.openWriter(dir, { segmentBytes: 1024, maxBytes: 1 << 20 })
+            for (let i = 1; i <= 40; i++) yield* writer.append(bytes(`m${i}:${"x".repeat(100)}`))
+          }))
+          const bases = Fs.readdirSync(dir).filter((f) => f.endsWith(".seg")).toSorted()
+          assert.isAtLeast(bases.length, 3)
+          const second = Path.join(dir, bases[1]!)
+          const base = LogFormat.parseSegmentName(bases[1]!)!
+          const records = recordsOf(second)
+          // the segment's last data record (the one before its end-of-segment record) cut short
+          const last = records.at(-2)!
+          Fs.truncateSync(second, last.end - 50)
+          const lock = Log.paths(dir).writerLock
+          if (state === "emptied") Fs.truncateSync(lock, 0)
+          else if (state === "damaged") {
+            Fs.writeFileSync(
+              lock,
+              Fs.readFileSync(lock).map((b, i) => i < 8 ? b ^ 0xff : b)
+            )
+          } else Fs.rmSync(lock)
+          const read = yield* readFresh(dir)
+          assert.isAbove(read.got.length, 0, state)
+          assertCorrupt(read.stop, base, base + last.at)
+          if (read.stop !== "idle") assert.include(read.stop.detail, "follows with records", state)
+        }
+      }).pipe(Effect.scoped)
+  )
+
   it.effect("a segment cut inside a committed record while the writer lives: 1..149, then Corrupt; never 301..", () =>
     Effect.gen(function*() {
       const dir = yield* newStream()

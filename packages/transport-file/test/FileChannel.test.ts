@@ -15,6 +15,7 @@ import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcServer from "effect/rpc/RpcServer"
 import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { childScript, fresh, modeFor, node, run, spawn, tempRoot } from "./helpers.ts"
@@ -263,6 +264,25 @@ describe("FileChannel.remove (review item 12)", () => {
       // a missing directory
       const missing = yield* Effect.flip(FileChannel.remove(fresh(root, "missing")))
       assert.strictEqual(missing.reason._tag, "NotFound")
+      // a user's file, and a FIFO, where the directory would be: not a channel, left as they are
+      const file = Path.join(fresh(root, "file"), "notes.txt")
+      Fs.mkdirSync(Path.dirname(file), { mode: 0o700 })
+      Fs.writeFileSync(file, "keep me")
+      const fifo = Path.join(Path.dirname(file), "fifo")
+      ChildProcess.execFileSync("mkfifo", [fifo])
+      for (const [path, what] of [[file, "a file"], [fifo, "not a directory"]] as const) {
+        const notDir = yield* Effect.flip(FileChannel.remove(path))
+        assert.strictEqual(notDir.reason._tag, "NotFound", notDir.detail)
+        assert.include(notDir.detail, `is not a channel directory (${what})`)
+        // and a role opened there is refused with a hint, never following or blocking
+        const opened = yield* Effect.flip(Effect.scoped(FileChannel.open(path, "frontend")))
+        assert.strictEqual(opened.reason._tag, "PermissionDenied", opened.detail)
+        assert.include(opened.detail, "where a directory is expected; hint: ")
+        const below = yield* Effect.flip(Effect.scoped(FileChannel.open(Path.join(path, "ch"), "frontend")))
+        assert.strictEqual(below.reason._tag, "PermissionDenied", below.detail)
+      }
+      assert.strictEqual(Fs.readFileSync(file, "utf8"), "keep me")
+      assert.isTrue(Fs.lstatSync(fifo).isFIFO())
       // a closed channel goes
       yield* FileChannel.remove(open)
       assert.isFalse(Fs.existsSync(open))

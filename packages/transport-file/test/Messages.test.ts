@@ -153,6 +153,29 @@ describe("Messages", () => {
       const again = yield* Messages.open(dir, "frontend")
       for (let i = 3; i < 6; i++) assert.strictEqual((yield* again.receive).payload, i)
     }).pipe(Effect.scoped), 30_000)
+
+  it.live(
+    "a response waitResponse took ahead of messages not yet received is given again after a restart, behind them (the cursor is one position)",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const backend = yield* Messages.open(dir, "backend")
+          for (let i = 0; i < 3; i++) yield* backend.sendEvent("n", i)
+          yield* backend.sendResponse("req-1", "the answer")
+          yield* backend.sendEvent("n", 3)
+        }))
+        yield* Effect.scoped(Effect.gen(function*() {
+          const frontend = yield* Messages.open(dir, "frontend")
+          assert.strictEqual((yield* frontend.waitResponse("req-1", "5 seconds")).payload, "the answer")
+        }))
+        const again = yield* Messages.open(dir, "frontend")
+        const next = Effect.map(again.receive, (m) => `${m.type} ${JSON.stringify(m.payload)}`)
+        const got = [yield* next, yield* next, yield* next, yield* next, yield* next]
+        assert.deepStrictEqual(got, ["event 0", "event 1", "event 2", "response \"the answer\"", "event 3"])
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })
 
 describe("Messages under effect's yields", () => {
@@ -185,4 +208,46 @@ describe("Messages under effect's yields", () => {
         )
       }
     }), 120_000)
+})
+
+/** A source of `count` events (then a response to `req-1`), one per pull, counting what was pulled. */
+const counted = (count: number) => {
+  let pulled = 0
+  const source: Messages.Source = {
+    send: () => Effect.void,
+    pull: Effect.suspend(() => {
+      pulled++
+      const item: Messages.Message = pulled <= count
+        ? { id: `e${pulled}`, timestamp: 0, type: "event", method: "tick", payload: pulled }
+        : { id: `r${pulled}`, timestamp: 0, type: "response", reply_to: "req-1", payload: "the answer" }
+      return Effect.succeed([{ item, token: pulled, bytes: 100 }] as const)
+    }).pipe(Effect.flatMap((batch) => pulled > count + 1 ? Effect.never : Effect.succeed(batch))),
+    commit: () => {}
+  }
+  return { source, pulled: () => pulled }
+}
+
+describe("Messages' read-ahead", () => {
+  it.live(
+    "reads ahead of receive only up to maxBufferedMessages / maxBufferedBytes, and on while a response is awaited",
+    () =>
+      Effect.gen(function*() {
+        const byCount = counted(100_000)
+        const channel = yield* Messages.make(byCount.source, { maxBufferedMessages: 50 })
+        yield* Effect.sleep("200 millis")
+        // the queue holds 50; one more pull waits for room
+        assert.isAtMost(byCount.pulled(), 51, `${byCount.pulled()} messages read ahead`)
+        // a waited response behind everything queued is reached: the reader reads on for it
+        const answer = yield* channel.waitResponse("req-1", "20 seconds")
+        assert.strictEqual(answer.payload, "the answer")
+        // and every event is still there, in order
+        for (let i = 1; i <= 3; i++) assert.strictEqual((yield* channel.receive).payload, i)
+
+        const byBytes = counted(100_000)
+        yield* Messages.make(byBytes.source, { maxBufferedBytes: 1000 })
+        yield* Effect.sleep("200 millis")
+        assert.isAtMost(byBytes.pulled(), 11, `${byBytes.pulled()} messages of 100 bytes read ahead`)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

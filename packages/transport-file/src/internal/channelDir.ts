@@ -303,6 +303,13 @@ export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
         dir
       )
     }
+    if (stat !== undefined && !stat.isDirectory()) {
+      return yield* IpcError.make(
+        "NotFound",
+        `${dir} is not a channel directory (${stat.isFile() ? "a file" : "not a directory"}): nothing removed`,
+        dir
+      )
+    }
     // the directory checks of every component, `dir` itself included once it exists
     const path = Layout.checkPathTo(abs, dir)
     if (Sys.failed(path)) return yield* path

@@ -168,6 +168,15 @@ const checkPath = (dir: string): "missing" | undefined => {
   return undefined
 }
 
+/** The refusal of something that is not a directory (a file, a FIFO, ...) where one is expected: left as it is. */
+const notADirectory = (path: string, stat: Fs.Stats): Error =>
+  Sys.refusal(
+    `${path} is ${
+      stat.isFile() ? "a file" : stat.isFIFO() ? "a FIFO" : "not a directory"
+    }, where a directory is expected`,
+    "use another path: what is there is left as it is"
+  )
+
 /** Checks one component of a path (see `checkPath`); throws a refusal. */
 const checkComponent = (path: string, stat: Fs.Stats, last: boolean): void => {
   if (stat.isSymbolicLink()) {
@@ -176,9 +185,7 @@ const checkComponent = (path: string, stat: Fs.Stats, last: boolean): void => {
     }
     return // where it leads is checked on the real path
   }
-  if (!stat.isDirectory()) {
-    throw Object.assign(new Error(`${path} is not a directory`), { code: "ENOTDIR" })
-  }
+  if (!stat.isDirectory()) throw notADirectory(path, stat)
   const wrong = distrust(path, stat, last)
   if (wrong !== undefined) throw wrong
 }
@@ -360,7 +367,7 @@ export const checkSubdir = (path: string, address?: string): IpcError.IpcError |
       if (stat.isSymbolicLink()) {
         throw Sys.refusal(`${path} is a symbolic link`, "remove it: a channel never follows links inside itself")
       }
-      if (!stat.isDirectory()) throw Object.assign(new Error(`${path} is not a directory`), { code: "ENOTDIR" })
+      if (!stat.isDirectory()) throw notADirectory(path, stat)
       const wrong = distrust(path, stat, true)
       if (wrong !== undefined) throw wrong
     },

@@ -212,7 +212,8 @@ class ReaderImpl implements Reader {
    * is read, not reported).
    */
   stuck(entries: Array<Entry>, size: number, why: string): Poll {
-    const committed = committedEndOf(this.writerState(), this.segBase)
+    const state = this.writerState()
+    const committed = committedEndOf(state, this.segBase)
     let now: number
     try {
       now = Fs.fstatSync(this.segFd).size
@@ -228,7 +229,35 @@ class ReaderImpl implements Reader {
         : why
       return { _tag: "Corrupt", entries, error: this.corrupt(detail) }
     }
+    // the writer's state does not place it in this segment (damaged, missing, or older): a later segment
+    // with records says the writer finished this one (it links the next before writing there), so what is
+    // cut here is damage, not a write in progress
+    if (state === undefined || state.segment < this.segBase) {
+      const later = this.finishedBy()
+      if (later !== undefined) {
+        return {
+          _tag: "Corrupt",
+          entries,
+          error: this.corrupt(`${why}, though segment ${LogFormat.segmentName(later)} follows with records`)
+        }
+      }
+    }
     return { _tag: "Idle", entries }
+  }
+
+  /** A segment after this one that holds records (so the writer went past this one), if any. */
+  finishedBy(): number | undefined {
+    const bases = segments(this.dir)
+    if (Sys.failed(bases)) return undefined
+    for (const base of bases) {
+      if (base <= this.segBase) continue
+      try {
+        if (Fs.statSync(this.p.segment(base)).size > LogFormat.SEGMENT_HEADER) return base
+      } catch {
+        // removed meanwhile: look at the next
+      }
+    }
+    return undefined
   }
 
   /** Moves to the segment that starts at `next` (after an end-of-segment record). */
