@@ -325,7 +325,20 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     closeTimeout
   })
 
-  const nngOk = (raw: string) => Socket.queuesOk(options, raw)
+  // libnng takes a receive limit under 4 GiB: a larger one failed only as the listener's conversations opened
+  const nngOk = (raw: string) =>
+    Effect.andThen(
+      Socket.queuesOk(options, raw),
+      Number.isFinite(pairOptions.maxMessageSize) && pairOptions.maxMessageSize > 0xffff_ffff
+        ? Effect.fail(
+          IpcError.make(
+            "InvalidOption",
+            `maxMessageSize ${maxMessageSize} is over libnng's limit (${0xffff_ffff - 1 - PAIR1_HEADER} bytes)`,
+            raw
+          )
+        )
+        : Effect.void
+    )
 
   const listen = (raw: string) =>
     Effect.gen(function*() {
@@ -393,7 +406,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             // close only its connection and keep waiting, within `handshakeTimeout`
             const hello = yield* Effect.repeat(socket.receive, {
               until: (message) => {
-                const right = message.kind === Channel.Kind.hello && decoder.decode(message.body) === token
+                // the length first: a stranger's large message is not decoded
+                const right = message.kind === Channel.Kind.hello && message.body.byteLength === token.length &&
+                  decoder.decode(message.body) === token
                 if (!right) socket.nng.closePipe(message.pipe)
                 return right
               }

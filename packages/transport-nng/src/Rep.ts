@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
@@ -55,6 +55,18 @@ export interface ServeOptions extends Endpoints.EndpointsOptions {
   readonly concurrency?: number | undefined
 }
 
+/** `concurrency` (default 64), or `InvalidOption`: none, a fraction or NaN would never answer a request. */
+const concurrencyOf = (
+  options: { readonly concurrency?: number | undefined }
+): Effect.Effect<number, IpcError.IpcError> => {
+  const concurrency = options.concurrency ?? 64
+  return Number.isSafeInteger(concurrency) && concurrency >= 1
+    ? Effect.succeed(concurrency)
+    : Effect.fail(
+      IpcError.make("InvalidOption", `concurrency ${String(concurrency)} is not a whole number of requests, at least 1`)
+    )
+}
+
 /**
  * Answers `replier`'s requests with `handler` until interrupted: each
  * request's reply is what the handler returns. A failing handler is logged
@@ -66,7 +78,7 @@ export const run = <E, R>(
   options: { readonly concurrency?: number | undefined } = {}
 ): Effect.Effect<never, IpcError.IpcError, R> =>
   Effect.scoped(Effect.gen(function*() {
-    const permits = Semaphore.makeUnsafe(options.concurrency ?? 64)
+    const permits = Semaphore.makeUnsafe(yield* concurrencyOf(options))
     const running = yield* FiberSet.make<void, never>()
     return yield* Effect.forever(
       Effect.gen(function*() {
@@ -95,6 +107,7 @@ export const serve = <E, R>(
   handler: (request: Uint8Array) => Effect.Effect<Uint8Array, E, R>
 ): Effect.Effect<Endpoints.Bound, IpcError.IpcError, R | Scope.Scope> =>
   Effect.gen(function*() {
+    yield* concurrencyOf(options)
     const replier = yield* make(options)
     yield* Effect.forkScoped(
       run(replier, handler, options).pipe(

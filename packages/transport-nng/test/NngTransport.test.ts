@@ -1,9 +1,11 @@
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -40,6 +42,32 @@ describe("NngTransport", () => {
       )
       assert.deepStrictEqual(replies, Array.from({ length: 50 }, (_, i) => `${address}: client ${i}`))
     }).pipe(Effect.scoped))
+
+  it.live(
+    "a maxMessageSize over libnng's limit (4 GiB) is InvalidOption at listen and dial, not a listener that never serves",
+    () =>
+      Effect.gen(function*() {
+        for (const size of [2 ** 32, 2 ** 40]) {
+          const transport = NngTransport.make({ maxMessageSize: size })
+          const openings: ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>> = [
+            transport.listen("nng+tcp://127.0.0.1:0"),
+            transport.dial("nng+tcp://127.0.0.1:1")
+          ]
+          for (const opening of openings) {
+            const refused = yield* Effect.flip(Effect.scoped(opening))
+            assert.strictEqual(refused.reason._tag, "InvalidOption", refused.message)
+            assert.match(refused.detail, /^maxMessageSize \d+ is over libnng's limit/)
+          }
+        }
+        // under it: served
+        const listener = yield* NngTransport.make({ maxMessageSize: 2 ** 31 }).listen("nng+tcp://127.0.0.1:0")
+        const client = yield* NngTransport.make().dial(listener.address)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array([1]))
+        assert.deepStrictEqual([...(yield* server.receive)], [1])
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
   it.live("listening on port 0 reports the port it bound, and clients reach it there", () =>
     Effect.gen(function*() {

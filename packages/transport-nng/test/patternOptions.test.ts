@@ -127,6 +127,13 @@ describe("messaging-pattern sockets' options", () => {
         assert.match(error.detail, detail, what)
         assert.isFalse(Fs.existsSync(`${dir}/p.ipc`), `${what}: nothing is made`)
       }
+      // Rep.serve's concurrency: none, a negative number, NaN or a fraction never answered a request
+      for (const concurrency of [0, -1, Number.NaN, 1.5]) {
+        const error = yield* refusal(Rep.serve({ listen: url, concurrency }, (request) => Effect.succeed(request)))
+        assert.strictEqual(error.reason._tag, "InvalidOption", `concurrency ${concurrency}: ${error.message}`)
+        assert.match(error.detail, /^concurrency .* is not a whole number of requests, at least 1/)
+        assert.isFalse(Fs.existsSync(`${dir}/p.ipc`), `concurrency ${concurrency}: nothing is made`)
+      }
       // a request's own timeout too
       const requester = yield* Req.make({ dial: url })
       const bad = yield* Effect.flip(requester.request(new Uint8Array(1), { timeout: "soon" as Duration.Input }))

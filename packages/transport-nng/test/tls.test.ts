@@ -12,6 +12,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Certs from "./fixtures/certs.ts"
@@ -181,6 +182,18 @@ describe("nng over TLS", () => {
       )
       assert.strictEqual(directory.reason._tag, "InvalidOption", String(directory))
       assert.include(directory.detail, "is a directory")
+      // a device, a FIFO nobody writes and a file far too large for a PEM: refused at once, nothing read
+      const fifo = Path.join(certs.dir, "fifo.pem")
+      ChildProcess.execFileSync("mkfifo", [fifo])
+      const large = Path.join(certs.dir, "large.pem")
+      Fs.writeFileSync(large, Buffer.alloc(2 * 1024 * 1024, 0x41))
+      for (const [file, said] of [["/dev/zero", "not a regular file"], [fifo, "a FIFO"], [large, "over the 1 MiB"]]) {
+        const refused = yield* Effect.flip(
+          NngTransport.make({ tls: { caFile: file } }).dial("nng+tls+tcp://127.0.0.1:1")
+        ).pipe(Effect.timeout("5 seconds"))
+        assert.strictEqual(refused.reason._tag, "InvalidOption", String(refused))
+        assert.include(refused.detail, said)
+      }
       // a file that is not a certificate
       const garbage = yield* Effect.flip(
         NngTransport.make({

@@ -13,14 +13,42 @@ import type * as Nng from "./nng.ts"
 
 const authModes = { none: 0, optional: 1, required: 2 } as const
 
+/** The most a PEM file may hold (a chain of CA certificates is some KiB). */
+const MAX_PEM_BYTES = 1024 * 1024
+
 const readPem = (file: string | undefined, what: string, address: string) =>
-  file === undefined ? Effect.succeed(undefined) : Effect.try({
-    try: () => Fs.readFileSync(file, "utf8"),
-    catch: (cause) =>
-      // a directory named for a file is a bad option, as a file nng cannot use is
-      IpcError.errnoOf(cause) === "EISDIR"
-        ? IpcError.make("InvalidOption", `the TLS ${what} ${file} is a directory, not a PEM file`, address)
-        : IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address)
+  file === undefined ? Effect.succeed(undefined) : Effect.suspend(() => {
+    // opened without blocking (a FIFO nobody writes), and read only if it is a regular file of a sane size
+    let fd: number
+    try {
+      fd = Fs.openSync(file, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK)
+    } catch (cause) {
+      return Effect.fail(IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address))
+    }
+    try {
+      const stat = Fs.fstatSync(fd)
+      // a directory, a FIFO or a device named for a file is a bad option, as a file nng cannot use is
+      if (!stat.isFile()) {
+        const kind = stat.isDirectory() ? "a directory" : stat.isFIFO() ? "a FIFO" : "not a regular file"
+        return Effect.fail(
+          IpcError.make("InvalidOption", `the TLS ${what} ${file} is ${kind}, not a PEM file`, address)
+        )
+      }
+      if (stat.size > MAX_PEM_BYTES) {
+        return Effect.fail(
+          IpcError.make(
+            "InvalidOption",
+            `the TLS ${what} ${file} is ${stat.size} bytes, over the 1 MiB a PEM file may have`,
+            address
+          )
+        )
+      }
+      return Effect.succeed(Fs.readFileSync(fd, "utf8"))
+    } catch (cause) {
+      return Effect.fail(IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address))
+    } finally {
+      Fs.closeSync(fd)
+    }
   })
 
 /**
