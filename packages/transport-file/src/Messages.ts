@@ -198,6 +198,22 @@ export interface ReadAhead {
 }
 
 /**
+ * Waits until `ready()`: looked at as the wait registers (effect may yield to
+ * the event loop before it), then woken through `wakers` (its waker removed
+ * if it is interrupted).
+ */
+const waitUntil = (ready: () => boolean, wakers: Array<() => void>): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    if (ready()) return resume(Effect.void)
+    const wake = () => resume(Effect.void)
+    wakers.push(wake)
+    return Effect.sync(() => {
+      const i = wakers.indexOf(wake)
+      if (i >= 0) wakers.splice(i, 1)
+    })
+  })
+
+/**
  * Makes a message channel over `source`. A background fiber (in the scope)
  * reads the source and routes responses to their waiters. It reads ahead of
  * `receive` only up to `readAhead`'s bounds, but on while a `waitResponse`
@@ -240,15 +256,7 @@ export const make = (source: Source, readAhead?: ReadAhead): Effect.Effect<Messa
     const roomMade = () => {
       if (roomWaiters.length > 0 && hasRoom()) { for (const wake of roomWaiters.splice(0)) wake() }
     }
-    const waitRoom = Effect.callback<void>((resume) => {
-      if (hasRoom()) return resume(Effect.void)
-      const wake = () => resume(Effect.void)
-      roomWaiters.push(wake)
-      return Effect.sync(() => {
-        const i = roomWaiters.indexOf(wake)
-        if (i >= 0) roomWaiters.splice(i, 1)
-      })
-    })
+    const waitRoom = waitUntil(hasRoom, roomWaiters)
     const dequeued = (entry: Queued): Queued => {
       queuedBytes -= entry.bytes ?? 0
       roomMade()
@@ -298,15 +306,7 @@ export const make = (source: Source, readAhead?: ReadAhead): Effect.Effect<Messa
 
     // effect may yield to the event loop between a look at the queue and this wait: what the reader
     // routed meanwhile found no taker, so the wait looks again as it registers
-    const waitChange = Effect.callback<void>((resume) => {
-      if (queue.length > 0 || end !== undefined) return resume(Effect.void)
-      const wake = () => resume(Effect.void)
-      takers.push(wake)
-      return Effect.sync(() => {
-        const i = takers.indexOf(wake)
-        if (i >= 0) takers.splice(i, 1)
-      })
-    })
+    const waitChange = waitUntil(() => queue.length > 0 || end !== undefined, takers)
 
     // a response that arrived before anyone waited for it sits in the queue: take it from there
     const takeQueuedResponse = (requestId: string): Message | undefined => {

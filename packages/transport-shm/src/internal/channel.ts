@@ -331,10 +331,8 @@ export const make = (
           )
         )
         if (Exit.isFailure(opened)) {
-          const failure = opened.cause.reasons.find((r) => r._tag === "Fail")
-          if (failure !== undefined && failure._tag === "Fail" && failure.error.reason._tag === "NoSpace") {
-            return yield* Effect.fail(failure.error)
-          }
+          const failure = failureOf(opened)
+          if (failure?.reason._tag === "NoSpace") return yield* Effect.fail(failure)
           // a dead sender's segments may be collected before we get to them: the message died with it. A sender
           // killed as we open has closed its descriptors before the kernel, or our control socket, tells it is gone:
           // it is given a moment to be seen gone before its message is called a protocol error
@@ -1066,7 +1064,10 @@ export const make = (
 
 const fields = (error: IpcError.IpcError) => ({ reason: error.reason._tag, detail: error.detail })
 
-const reasonOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): string => {
+/** The error an exit failed with, if it failed with one (not a defect or an interruption). */
+const failureOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): IpcError.IpcError | undefined => {
   const found = exit.cause.reasons.find((r) => r._tag === "Fail")
-  return found !== undefined && found._tag === "Fail" ? found.error.detail : "unknown"
+  return found !== undefined && found._tag === "Fail" ? found.error : undefined
 }
+
+const reasonOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): string => failureOf(exit)?.detail ?? "unknown"
