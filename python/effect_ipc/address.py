@@ -15,11 +15,6 @@ import re
 import stat
 import sys
 
-try:  # Python 3
-    from urllib.parse import unquote
-except ImportError:  # pragma: no cover
-    from urllib import unquote
-
 from .errors import IpcError
 
 
@@ -32,6 +27,31 @@ def max_path_bytes_for(platform):
 MAX_PATH_BYTES = max_path_bytes_for(sys.platform)
 _PIPE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(//)?(.*)$", re.S)
+_BAD_PERCENT = re.compile(r"%(?![0-9a-fA-F]{2})")
+_ESCAPES = re.compile(r"(?:%[0-9a-fA-F]{2})+")
+
+
+def _escaped_bytes(run):
+    return bytes(bytearray(int(run[i + 1:i + 3], 16) for i in range(0, len(run), 3)))
+
+
+def _malformed_escape(text):
+    """Where ``text`` has a ``%`` that does not start a ``%XX`` escape of UTF-8, described; None when it is
+    well formed (as Node's ``Address.parse``)."""
+    bad = _BAD_PERCENT.search(text)
+    if bad is not None:
+        return '"%s" at %d is not a %%XX escape' % (text[bad.start():bad.start() + 3], bad.start())
+    for run in _ESCAPES.finditer(text):
+        try:
+            _escaped_bytes(run.group(0)).decode("utf-8")
+        except UnicodeDecodeError:
+            return '"%s" at %d is not UTF-8' % (run.group(0), run.start())
+    return None
+
+
+def _decode_escapes(text):
+    """``text`` with its (well-formed) ``%XX`` escapes decoded, as ``decodeURIComponent``."""
+    return _ESCAPES.sub(lambda run: _escaped_bytes(run.group(0)).decode("utf-8"), text)
 
 
 class SocketPath(object):
@@ -156,10 +176,20 @@ def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
     if not isinstance(raw, str):
         # not shown: what is not an address may hold anything (a secret among it)
         raise IpcError("InvalidAddress", "an address is a string, e.g. unix:///tmp/app.sock (got %s)" % type(raw).__name__)
+    # no file, socket or host name holds a NUL (the Node side refuses one first too)
+    if "\0" in raw:
+        raise IpcError("InvalidAddress", "an address holds no NUL character", raw)
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise IpcError("InvalidAddress", "the address is not valid Unicode (a lone surrogate)", raw)
     match = _SCHEME.match(raw)
     if match is None or not match.group(3):
         raise IpcError("InvalidAddress", "an address is scheme://location, e.g. unix:///tmp/app.sock", raw)
     scheme, rest = match.group(1).lower(), match.group(3)
+    malformed = _malformed_escape(rest)
+    if malformed is not None:
+        raise IpcError("InvalidAddress", "malformed percent-escape: %s" % malformed, raw)
     if scheme == "pipe":
         if not _PIPE_NAME.match(rest):
             raise IpcError("InvalidAddress", "a pipe name is 1-200 of A-Z a-z 0-9 . _ -", raw)
@@ -176,9 +206,9 @@ def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
         return SocketPath(path, "abstract")
     if not rest.startswith("/"):
         raise IpcError("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", raw)
-    path = unquote(rest)
+    path = _decode_escapes(rest)
     if "\0" in path:
-        raise IpcError("InvalidAddress", "a socket path has no NUL byte", raw)
+        raise IpcError("InvalidAddress", "a path holds no NUL character (%00)", raw)
     _check_length(path, raw, platform)
     return SocketPath(path, "file")
 

@@ -34,6 +34,8 @@ log = logging.getLogger("effect_ipc")
 
 _END = object()
 _READ_SIZE = 64 * 1024
+# how long a failed or closing channel waits for a write under way before it lets its stream go
+_TEARDOWN_WAIT = 0.5
 
 
 class PeerInfo(object):
@@ -107,8 +109,11 @@ class Channel(object):
     Use ``Channel.over_socket`` for a connected socket."""
 
     def __init__(self, read, write, end_write, release, address, peer=None,
-                 max_frame_size=framing.DEFAULT_MAX_FRAME_SIZE, heartbeat=None, linger=2.0):
+                 max_frame_size=framing.DEFAULT_MAX_FRAME_SIZE, heartbeat=None, linger=2.0, abort=None):
         self.address = address
+        # ``abort()`` makes a write blocked on the stream fail (a socket's shutdown): a channel that fails
+        # or closes while a send waits on a peer that reads nothing does not wait for it
+        self._abort = abort
         self.peer = peer or PeerInfo()
         self._read = read
         self._write = write
@@ -152,32 +157,44 @@ class Channel(object):
             except OSError:
                 pass
 
-        def release():
+        def abort():
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+        def release():
+            abort()
             sock.close()
 
-        return cls(read, sock.sendall, end_write, release, address, peer, **options)
+        return cls(read, sock.sendall, end_write, release, address, peer, abort=abort, **options)
 
     # ---- sending -----------------------------------------------------------
-    def _send_frame(self, kind, payload=b""):
+    def _send_frame(self, kind, payload=b"", wait=-1):
+        """Writes one frame; with ``wait`` (seconds) it waits at most that long for
+        another write to finish, returning False (nothing written) after it."""
         data = framing.encode(kind, payload)
         failure = None
-        with self._write_lock:
+        if not self._write_lock.acquire(timeout=wait):
+            return False
+        try:
             if self._write_ended:
                 raise Closed("the channel is closed", self.address)
             try:
                 self._write(data)
             except (OSError, ValueError) as error:
-                failure = IpcError("ConnectionLost", "write failed: %s" % error, self.address)
+                # the channel failed meanwhile (a heartbeat's timeout aborted this write): that is the error
+                failure = (fresh(self._failure) if self._failure is not None
+                           else IpcError("ConnectionLost", "write failed: %s" % error, self.address))
             else:
                 self._last_sent = time.time()
+        finally:
+            self._write_lock.release()
         if failure is not None:
             # failing tears down, which takes the write lock: only once it is released here
             self._fail(failure)
             raise failure
+        return True
 
     def send(self, message):
         """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost."""
@@ -270,7 +287,9 @@ class Channel(object):
                     elif kind == framing.PING:
                         if not self._closing:
                             try:
-                                self._send_frame(framing.PONG, payload)
+                                # not while a send is under way (it may be blocked on a peer that reads
+                                # nothing): the peer hears from us by that send's bytes
+                                self._send_frame(framing.PONG, payload, wait=0)
                             except IpcError:
                                 pass
         finally:
@@ -306,25 +325,42 @@ class Channel(object):
                 return
             self._finished = True
         self._wake_reader()
-        with self._write_lock:
-            self._write_ended = True
+        if self._abort is not None:
+            # a send under way, perhaps blocked on a peer that reads nothing, fails now
+            try:
+                self._abort()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        # the descriptors are let go once no write uses them (a write that cannot be stopped: not for long)
+        locked = self._write_lock.acquire(timeout=_TEARDOWN_WAIT)
+        self._write_ended = True
+        if locked:
+            self._write_lock.release()
         try:
             self._release()
         except Exception:  # noqa: BLE001 - already gone
             pass
         self._done.set()
 
-    def _end_writing(self):
+    def _end_writing(self, wait=-1):
+        """Sends the close frame and ends the writing side; with ``wait`` (seconds),
+        not if a send under way holds the stream longer than that (False then)."""
         try:
-            self._send_frame(framing.CLOSE)
+            if not self._send_frame(framing.CLOSE, wait=wait):
+                return False
         except IpcError:
             pass
-        with self._write_lock:
+        if not self._write_lock.acquire(timeout=wait):
+            return False
+        try:
             self._write_ended = True
             try:
                 self._end_write()
             except Exception:  # noqa: BLE001 - the peer is gone already
                 pass
+        finally:
+            self._write_lock.release()
+        return True
 
     # ---- closing -----------------------------------------------------------
     def close(self):
@@ -340,8 +376,9 @@ class Channel(object):
         if already:
             self._done.wait(self._linger)
             return
-        self._end_writing()
-        if not self._done.wait(self._linger):
+        deadline = time.time() + self._linger
+        # a send blocked on a peer that reads nothing holds the stream: close waits at most its linger
+        if not self._end_writing(self._linger) or not self._done.wait(max(0.0, deadline - time.time())):
             self._teardown()
         # receive after our close: Closed
         self._inbox.put(Closed("the channel is closed", self.address))
@@ -372,7 +409,9 @@ class Channel(object):
                 return
             if now - self._last_sent >= interval and not self._closing:
                 try:
-                    self._send_frame(framing.PING)
+                    # never waits for a send under way (it may be blocked on a peer that reads nothing):
+                    # the timeout above must still fire
+                    self._send_frame(framing.PING, wait=0)
                 except IpcError:
                     return
 

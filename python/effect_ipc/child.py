@@ -23,12 +23,15 @@ def from_parent(**options):
         fd = int(where)
         try:
             sock = socket.socket(fileno=fd)
-        except OSError as error:
+        except (OSError, OverflowError, ValueError) as error:
             raise IpcError("NotFound", "no channel to a parent on fd %d: %s" % (fd, error), address)
         return Channel.over_socket(sock, address, peer, **options)
     if where == "stdio":
         for fd in (0, 1):
-            mode = os.fstat(fd).st_mode
+            try:
+                mode = os.fstat(fd).st_mode
+            except OSError as error:
+                raise IpcError("NotFound", "no channel to a parent on fd %d: %s" % (fd, error), address)
             if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
                 raise IpcError("NotFound", "no channel to a parent: stdin and stdout are not pipes", address)
         read_fd, write_fd = os.dup(0), os.dup(1)

@@ -12,14 +12,42 @@ delivered once, by id, in order; waiting for a response keeps the other
 messages queued. ipckit's limits remain: a reader more than ``keep``
 messages behind loses messages, and the read position is kept in memory."""
 import errno
+import fcntl
 import json
 import os
+import re
 import time
 import uuid
 
 from .errors import IpcError
 
 KEEP = 100
+# the deepest nesting serde_json reads back (the Node side's JsonArray.MAX_DEPTH): its recursion limit
+# of 128 counts the file's array and the message object (depth 2), so a payload nests at most 125 levels
+MAX_DEPTH = 127
+
+
+def _unwritable(msg):
+    """Why ipckit (serde_json) could not read ``msg`` back, as the Node side judges it, or None."""
+    stack = [(msg, 2)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return "the string %s holds a lone surrogate (not Unicode text)" % json.dumps(value[:40])
+        elif isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            return "%s is not a JSON number" % value
+        elif isinstance(value, (list, tuple, dict)):
+            if depth > MAX_DEPTH:
+                return "nested deeper than %d levels (serde_json's limit)" % MAX_DEPTH
+            items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            for key, item in items:
+                if key is not None:
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+    return None
 
 
 def _os_error(error, what, directory):
@@ -47,6 +75,13 @@ def message(msg_type, method=None, payload=None, reply_to=None, error=None):
     if error is not None:
         out["error"] = error
     return out
+
+
+def _pid_of(text):
+    """The pid a lock's text names (ipckit writes the pid and a newline), or None (the Node side's ``pidOf``)."""
+    found = re.match(r"^\s*([0-9]{1,10})\s*$", text)
+    pid = int(found.group(1)) if found else 0
+    return pid if 1 <= pid <= 0x7FFFFFFF else None
 
 
 def _alive(pid):
@@ -96,12 +131,17 @@ class IpckitChannel(object):
 
     def _read(self, path):
         try:
-            with open(path, encoding="utf-8") as f:
-                content = f.read()
+            with open(path, "rb") as f:
+                data = f.read()
         except IOError as error:
             if error.errno == errno.ENOENT:
                 return []
             raise
+        try:
+            content = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            # serde_json (ipckit) reads UTF-8 text only: such a file is refused, never overwritten
+            raise IpcError("Decode", "%s is not UTF-8 text: %s" % (os.path.basename(path), error), self.directory)
         if content.strip() == "":
             return []
         try:
@@ -130,38 +170,94 @@ class IpckitChannel(object):
                     os.unlink(path)  # ours: never left without its pid
                     raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
                 return
-            self._maybe_break(path)
+            text = self._maybe_break(path)
             if time.time() > deadline:
+                if text and _pid_of(text) is None:
+                    raise IpcError("Timeout", "%s holds %s, not a pid, for over %s s: such a lock is never broken "
+                                   "(its holder cannot be judged); remove it if nothing uses it"
+                                   % (os.path.basename(path), json.dumps(text[:40]), self.lock_timeout),
+                                   self.directory)
                 raise IpcError("Timeout", "the lock %s stayed held" % os.path.basename(path), self.directory)
             time.sleep(0.01)
 
+    @staticmethod
+    def _look(path):
+        """The lock file at ``path`` as it is now: ``(text, inode, age)``, or None when there is none."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            return os.read(fd, 4096).decode("utf-8", "replace"), st.st_ino, time.time() - st.st_mtime
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
     def _maybe_break(self, path):
-        """Removes a lock whose holder is dead (or an empty one older than ``stale_age``); never a live one."""
+        """Removes a lock whose holder is dead (or an empty one older than
+        ``stale_age``); never a live one's, nor one holding other text (its
+        holder cannot be judged), as the Node side rules. Returns the lock's text."""
+        seen = self._look(path)
+        if seen is None:
+            return None
+        text, ino, age = seen
+        pid = _pid_of(text)
+        stale = (not _alive(pid)) if pid is not None else (text == "" and age > self.stale_age)
+        if stale:
+            self._break(path, text, ino)
+        return text
+
+    def _break(self, path, text, ino):
+        """Removes the lock judged stale if it is still the one judged (same inode and
+        text): breakers take turns on the kernel lock (``flock``) of a side file, the
+        one the Node side's breakers take, so two of them never both remove a lock
+        (the second one removing the fresh lock the first then took)."""
+        breaker = os.path.join(self.directory, ".effect-ipc-breaker.lock")
         try:
-            with open(path) as f:
-                text = f.read().strip()
-            age = time.time() - os.stat(path).st_mtime
-        except (IOError, OSError):
-            return
-        stale = (not _alive(int(text))) if text.isdigit() else age > self.stale_age
-        if not stale:
-            return
-        aside = "%s.%s.stale" % (path, uuid.uuid4().hex[:8])
-        try:
-            os.rename(path, aside)
+            fd = os.open(breaker, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError:
             return
-        with open(aside) as f:
-            again = f.read().strip()
-        if again == text:
-            os.unlink(aside)
-        elif not os.path.exists(path):
-            os.rename(aside, path)  # another holder's fresh lock was moved: put it back
-        else:
-            os.unlink(aside)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                st = os.stat(breaker)
+            except OSError:
+                return  # another breaker is at work (or the file was removed meanwhile): look again later
+            if (st.st_dev, st.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+                return
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, ("%d breaker\n" % os.getpid()).encode())
+            except OSError:
+                pass
+            again = self._look(path)
+            if again is not None and again[0] == text and again[1] == ino:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            try:
+                os.unlink(breaker)
+            except OSError:
+                pass
+        finally:
+            os.close(fd)
 
     def send(self, msg):
-        """Appends a message (see ``message``) to this side's file under ipckit's lock."""
+        """Appends a message (see ``message``) to this side's file under ipckit's lock.
+        A message ipckit could not read back (nested deeper than serde_json
+        reads, a lone surrogate, NaN, a value JSON has no text for) raises
+        ``IpcError`` reason ``Encode``, as on the Node side, and nothing is written."""
+        why = _unwritable(msg)
+        if why is None:
+            try:
+                _pretty(msg)
+            except (TypeError, ValueError) as error:
+                why = str(error)
+        if why is not None:
+            raise IpcError("Encode", "ipckit could not read this message back: %s" % why, self.directory)
         lock = os.path.splitext(self.outbox)[0] + ".lock"
         self._lock(lock)
         try:

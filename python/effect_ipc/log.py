@@ -313,13 +313,14 @@ class LogWriter(object):
     ``Corrupt`` instead), writes one record and releases the lock with a
     clean state. ``durability="fsync"`` also waits for the disk. An append
     that would pass ``max_bytes`` (after reclaiming what readers are past)
-    raises ``IpcError`` reason ``Full``: nothing is dropped. On a full disk
-    an append (also one that starts a new segment) raises ``IpcError`` reason
-    ``NoSpace``, leaves nothing torn for readers, and the next append, once
-    there is space, goes on. A failed append (also a failed ``fdatasync``:
-    ``Write``, or ``NoSpace``) leaves no part of itself in the stream (a
-    reader reading meanwhile may have had its records: they are readable
-    once written)."""
+    raises ``IpcError`` reason ``Full`` (a batch that would: before writing
+    any of it): nothing is dropped. On a full disk an append (also one that
+    starts a new segment) raises ``IpcError`` reason ``NoSpace``, leaves
+    nothing torn for readers, and the next append, once there is space, goes
+    on. An append that fails writing (also a failed ``fdatasync``: ``Write``,
+    or ``NoSpace``) cuts only its torn tail: the records it wrote whole stay
+    in the stream (a reader may already have read them; offsets are never
+    reused), so it may have been delivered, and a retry may deliver twice."""
 
     def __init__(self, directory, segment_bytes=DEFAULT_SEGMENT_BYTES, max_bytes=DEFAULT_MAX_BYTES,
                  durability="os", lock_timeout=10.0, file_mode=0o600):
@@ -473,8 +474,9 @@ class LogWriter(object):
         self.append_many([payload], kind)
 
     def append_many(self, payloads, kind=DATA):
-        """Appends several records under one lock, in order: all or none (an
-        append that fails cuts what it wrote, segments it started included)."""
+        """Appends several records under one lock, in order. ``Full`` is
+        raised before any is written; a write or ``fdatasync`` that fails keeps
+        the records written whole before it (see the class)."""
         if self._closed:
             raise Closed("the writer is closed", self.directory)
         self._lock()
@@ -484,8 +486,13 @@ class LogWriter(object):
                 self._take_over()
             except OSError as error:
                 raise _write_error(error, "cannot take over the stream", self.directory)
-            start_base, start_end = self._seg_base, self._end
             try:
+                total = sum(RECORD_HEADER + len(p) for p in payloads)
+                # room for the rotations the batch may make too (_fits counts one): no record is
+                # refused half-way, after others were written
+                if kind != CLOSE and not self._fits(total + _ROTATION_ROOM * (total // self.segment_bytes)):
+                    raise IpcError("Full", "the stream holds %d bytes, its limit: readers are behind"
+                                   % self.max_bytes, self.directory)
                 self._append_records(payloads, kind)
                 if self.durability == "fsync":
                     try:
@@ -494,7 +501,7 @@ class LogWriter(object):
                         raise _write_error(error, "cannot flush the stream to disk (fdatasync)", self.directory)
             except BaseException:
                 try:
-                    self._cut_back(start_base, start_end)
+                    self._cut_torn()
                 except (OSError, IpcError):
                     pass  # the state stays dirty: the next writer takes over (cutting only a torn tail)
                 else:
@@ -527,16 +534,17 @@ class LogWriter(object):
                 raise _write_error(error, "cannot append to the stream", self.directory)
             self._end = at + len(record)
 
-    def _cut_back(self, base, end):
-        """Undoes a failed append: removes the segments it started and cuts its
-        records, so the stream ends where it did (a reader finds no part of it)."""
-        if self._seg_base != base:
-            for other in segments(self.directory):
-                if other > base:
-                    os.unlink(os.path.join(self.directory, segment_name(other)))
-            self._open_segment(base)
-        os.ftruncate(self._seg_fd, end - base)
-        self._end = end
+    def _cut_torn(self):
+        """After a failed write or ``fdatasync``: cuts only the torn tail (the
+        part of a record the failed write left), as a writer taking over from
+        one that died does. The records this append wrote whole stay: a reader
+        may already have read them, and an offset a reader has read is never
+        written again (the next record there would be skipped, or misread as
+        damage). The Node writer does the same (``undo`` cuts the partial
+        record; a failed ``fdatasync`` keeps the record)."""
+        at = self._end - self._seg_base
+        if os.fstat(self._seg_fd).st_size > at:
+            os.ftruncate(self._seg_fd, at)
 
     def close(self, goodbye=False):
         """Closes the writer; with ``goodbye`` it first appends a close record (the writer said goodbye)."""
@@ -594,6 +602,7 @@ class LogReader(object):
         os.pwrite(self._cursor_fd, struct.pack(">I", os.getpid()), 32)
         self._committed, self._seq = cursor
         self._pending = None
+        self._state = None  # the writer state last read
         self._seg_fd = -1
         self._seg_base = -1
         self._pos = 0
@@ -622,6 +631,7 @@ class LogReader(object):
                 state = WriterState.decode(f.read(WRITER_STATE_SIZE))
         except OSError:
             state = None
+        self._state = state
         if state is None or state.segment < self._seg_base:
             return self._seg_base + SEGMENT_HEADER
         return float("inf") if state.segment > self._seg_base else state.end
@@ -636,9 +646,18 @@ class LogReader(object):
             if scan[0] == "invalid":
                 raise _corrupt(self.directory, self._seg_base, offset, scan[1])
             if scan[0] in ("end", "incomplete"):
+                why = "a record cut short" if scan[0] == "incomplete" else "committed records are missing"
                 if offset < committed:
-                    why = "a record cut short" if scan[0] == "incomplete" else "committed records are missing"
                     raise _corrupt(self.directory, self._seg_base, offset, why)
+                # the writer's state does not place it in this segment (damaged, missing, or older): a later
+                # segment with records says the writer finished this one (it links the next before writing
+                # there), so what is cut here is damage, not a write in progress (the Node reader's rule)
+                state = self._state
+                if state is None or state.segment < self._seg_base:
+                    later = self._finished_by()
+                    if later is not None and os.fstat(self._seg_fd).st_size == size:
+                        raise _corrupt(self.directory, self._seg_base, offset, "%s, though segment %s follows with "
+                                       "records" % (why, segment_name(later)))
                 return None
             kind, length, payload = scan[1], scan[2], scan[3]
             self._pos += RECORD_HEADER + length
@@ -653,6 +672,18 @@ class LogReader(object):
                     raise
                 continue
             return Entry(kind, payload, self._seg_base + self._pos)
+
+    def _finished_by(self):
+        """A segment after this one that holds records (the writer went past this one), or None."""
+        for base in segments(self.directory):
+            if base <= self._seg_base:
+                continue
+            try:
+                if os.stat(os.path.join(self.directory, segment_name(base))).st_size > SEGMENT_HEADER:
+                    return base
+            except OSError:
+                pass  # removed meanwhile: look at the next
+        return None
 
     def commit(self, offset):
         """Records that everything before ``offset`` is handled (alternating cursor slots)."""

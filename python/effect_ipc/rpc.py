@@ -49,6 +49,15 @@ def _encode(message):
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+def _no_constant(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def _decode(data):
+    """A message's JSON (``ValueError`` when it is not UTF-8 JSON text; NaN and Infinity are not JSON, as for Node)."""
+    return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+
+
 def _varint(n):
     """``n`` as an unsigned LEB128 varint."""
     out = bytearray()
@@ -162,6 +171,16 @@ class RpcInterrupted(RpcError):
         RpcError.__init__(self, detail)
 
 
+def _valid_exit(exit):
+    """True for an encoded ``Exit``: a Success, or a Failure whose cause is an array of objects."""
+    if not isinstance(exit, dict):
+        return False
+    if exit.get("_tag") == "Success":
+        return True
+    cause = exit.get("cause")
+    return exit.get("_tag") == "Failure" and isinstance(cause, list) and all(isinstance(r, dict) for r in cause)
+
+
 def exit_result(exit):
     """The value of an encoded ``Exit``, or the ``RpcError`` it stands for raised."""
     if exit.get("_tag") == "Success":
@@ -250,6 +269,7 @@ class StreamCall(object):
                 try:
                     kind, value = self._pending.items.get(timeout=self._timeout)
                 except queue.Empty:
+                    self.cancel()  # as call(timeout=): the call is interrupted on the server
                     raise IpcError("Timeout", "no element within %s s" % self._timeout, self._client.address)
                 if kind == "chunk":
                     for item in value:
@@ -378,11 +398,15 @@ class RpcClient(object):
         try:
             for data in self.channel:
                 try:
-                    message = json.loads(data.decode("utf-8"))
+                    message = _decode(data)
                 except ValueError:
-                    log.warning("undecodable message from %s: %r", self.address, data[:100])
+                    self._malformed(None, "a message that is not JSON: %r" % data[:100])
                     continue
-                self._dispatch(message)
+                try:
+                    self._dispatch(message)
+                except Exception as error:  # noqa: BLE001 - the reader outlives one bad message
+                    self._malformed(None, "a message it could not handle (%s): %s"
+                                    % (error, json.dumps(message)[:100]))
             error = (
                 Closed("the client was closed", self.address)
                 if self._closing
@@ -396,18 +420,46 @@ class RpcClient(object):
         for entry in pending:
             entry.items.put(("error", error))
 
+    def _malformed(self, request_id, what):
+        """A message from the server that breaks the protocol: the call it names
+        (every call waiting when it names none) fails with ``IpcError``
+        ``Protocol``; the connection goes on."""
+        error = IpcError("Protocol", "the server sent %s" % what, self.address)
+        log.warning("%s", error)
+        with self._lock:
+            if request_id is not None:
+                entry = self._pending.pop(request_id, None)
+                pending = [] if entry is None else [entry]
+            else:
+                pending, self._pending = list(self._pending.values()), {}
+        for entry in pending:
+            entry.items.put(("error", error))
+
     def _dispatch(self, message):
+        if not isinstance(message, dict):
+            return self._malformed(None, "a message that is not an object: %s" % json.dumps(message)[:100])
         tag = message.get("_tag")
-        if tag == "Chunk":
+        if tag in ("Chunk", "Exit"):
+            request_id = message.get("requestId")
+            if not isinstance(request_id, str):
+                return self._malformed(None, "a %s whose requestId is not a string: %s"
+                                       % (tag, json.dumps(request_id)[:100]))
+            if tag == "Chunk":
+                values = message.get("values")
+                if not isinstance(values, list):
+                    return self._malformed(request_id, "a Chunk whose values are not an array")
+                with self._lock:
+                    pending = self._pending.get(request_id)
+                if pending is not None:
+                    pending.items.put(("chunk", values))
+                return None
+            exit = message.get("exit")
+            if not _valid_exit(exit):
+                return self._malformed(request_id, "an Exit that is not an encoded Exit: %s" % json.dumps(exit)[:100])
             with self._lock:
-                pending = self._pending.get(message.get("requestId"))
+                pending = self._pending.pop(request_id, None)
             if pending is not None:
-                pending.items.put(("chunk", message.get("values") or []))
-        elif tag == "Exit":
-            with self._lock:
-                pending = self._pending.pop(message.get("requestId"), None)
-            if pending is not None:
-                pending.items.put(("exit", message.get("exit") or {}))
+                pending.items.put(("exit", exit))
         elif tag == "Defect":
             defect = RpcDefect(message.get("defect"))
             with self._lock:
@@ -469,6 +521,32 @@ def current():
 
 def _defect_of(error):
     return {"name": type(error).__name__, "message": str(error)}
+
+
+def _key(request_id):
+    """A request id to look a call up by (None for one no call can have: not a string or number)."""
+    if isinstance(request_id, bool) or not isinstance(request_id, (str, int, float)):
+        return None
+    return request_id
+
+
+def _js_string(value, nested=False):
+    """``value`` as JavaScript's ``String(value)`` writes it (what the Node server's messages show)."""
+    if value is None:
+        return "" if nested else "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return "%d" % value
+    if isinstance(value, list):
+        return ",".join(_js_string(item, True) for item in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    return "%s" % (value,)
+
+
+def _unencodable(error):
+    return {"name": type(error).__name__, "message": "the handler's result cannot be encoded as JSON: %s" % error}
 
 
 DEFAULT_MAX_WORKERS = 32
@@ -714,7 +792,7 @@ class _Connection(object):
                 if is_hello:
                     continue
             try:
-                message = json.loads(data.decode("utf-8"))
+                message = _decode(data)
             except ValueError as error:
                 # as the Node server: a Defect, and the connection goes on
                 self.send({"_tag": "Defect", "defect": "this RPC server speaks json serialization: %s" % error})
@@ -723,7 +801,11 @@ class _Connection(object):
                 self.send({"_tag": "Defect", "defect": "Unknown request tag: undefined"})
                 continue
             self.wait_for_room(_cost(message))
-            self.dispatch(message)
+            try:
+                self.dispatch(message)
+            except Exception as error:  # noqa: BLE001 - one odd message never ends the connection
+                log.warning("an RPC message could not be handled", exc_info=True)
+                self.send({"_tag": "Defect", "defect": "cannot handle the message: %s" % error})
 
     def refuse(self, name, shown):
         """Turns away a client of another serialization as the Node server does: a
@@ -746,12 +828,12 @@ class _Connection(object):
             self.start(message)
         elif tag == "Ack":
             with self.lock:
-                context = self.calls.get(message.get("requestId"))
+                context = self.calls.get(_key(message.get("requestId")))
             if context is not None:
                 self.resume(context)
         elif tag == "Interrupt":
             with self.lock:
-                context = self.calls.pop(message.get("requestId"), None)
+                context = self.calls.pop(_key(message.get("requestId")), None)
             if context is not None:
                 context.cancelled.set()
                 self.resume(context)
@@ -765,16 +847,23 @@ class _Connection(object):
         if context.finished:
             return
         context.finished = True
-        self.send({"_tag": "Exit", "requestId": context.request_id, "exit": exit})
+        try:
+            data = _encode({"_tag": "Exit", "requestId": context.request_id, "exit": exit})
+        except (TypeError, ValueError, RecursionError) as error:
+            # a value JSON cannot encode (bytes, a date, a set, NaN): the call is answered with a defect
+            log.warning("the exit of %s cannot be encoded as JSON", context.tag, exc_info=True)
+            data = _encode({"_tag": "Exit", "requestId": context.request_id,
+                            "exit": {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": _unencodable(error)}]}})
+        self.send_bytes(data)
 
     def start(self, request):
         request_id, tag = request.get("id"), request.get("tag")
         context = _Context(request_id, tag, request.get("headers") or [])
         discard = request.get("discard") is True
-        handler = self.server.handlers.get(tag)
+        handler = self.server.handlers.get(tag) if isinstance(tag, str) else None
         if handler is None:
             self.finish(context, {"_tag": "Failure", "cause": [{"_tag": "Die",
-                                                               "defect": "Unknown request tag: %s" % tag}]})
+                                                               "defect": "Unknown request tag: %s" % _js_string(tag)}]})
             return
         if discard:
             # acknowledged as the handler starts; nothing more is sent for it
@@ -834,13 +923,18 @@ class _Connection(object):
                     break
         if not values:
             return {"_tag": "Success", "value": None}
+        try:
+            chunk = _encode({"_tag": "Chunk", "requestId": context.request_id, "values": values})
+        except (TypeError, ValueError, RecursionError) as error:
+            log.warning("a chunk of %s cannot be encoded as JSON", context.tag, exc_info=True)
+            return {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": _unencodable(error)}]}
         with self.lock:
             # checked under the lock: an interrupt sets cancelled, then resumes what awaits
             if context.cancelled.is_set():
                 return {"_tag": "Success", "value": None}
             context.awaiting = True
         # the client acknowledges each chunk: until then no worker is held (nor after an interrupt)
-        self.send({"_tag": "Chunk", "requestId": context.request_id, "values": values})
+        self.send_bytes(chunk)
         return None
 
     def resume(self, context):

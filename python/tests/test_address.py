@@ -65,6 +65,20 @@ def _listing(directory):
     return sorted(found)
 
 
+class PercentEscapes(unittest.TestCase):
+    def test_escapes_nul_and_lone_surrogates_as_nodes_address_parse(self):
+        # a bad escape was kept as text, %ff became U+FFFD, a NUL went into an abstract name, and a lone
+        # surrogate raised UnicodeEncodeError; Node's Address.parse refuses them with InvalidAddress
+        self.assertEqual(address.resolve_on("unix:///tmp/%c3%a9%20x.sock", *LINUX).path, "/tmp/\u00e9 x.sock")
+        self.assertEqual(address.resolve_on("unix:@na%41me", *LINUX).path, "\0na%41me")  # an abstract name: as written
+        for raw in ("unix:///tmp/a%zz.sock", "unix:///tmp/a%.sock", "unix:///tmp/%ff.sock", "unix:@na%zzme",
+                    "unix:@a\0b", "unix:///tmp/a%00b.sock", "unix:///tmp/\ud800.sock", "pipe://a%zz",
+                    "unix:///tmp/%ed%a0%80.sock"):
+            with self.assertRaises(IpcError) as caught:
+                address.resolve_on(raw, *LINUX)
+            self.assertEqual(caught.exception.reason, "InvalidAddress", raw)
+
+
 class AnXdgRuntimeDirNotThisUsers(TempDirCase):
     """As Node's SocketPath.test.ts ("an XDG_RUNTIME_DIR that is not this user's, or that others
     may write"): $XDG_RUNTIME_DIR is used only when it is an absolute path to a directory (not a

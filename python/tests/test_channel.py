@@ -348,6 +348,68 @@ class Channels(TempDirCase):
         self.assertEqual(caught.exception.reason, "Timeout")
         raw.close()
 
+    def test_a_send_blocked_on_a_peer_that_reads_nothing_does_not_stop_the_heartbeat_or_close(self):
+        # the blocked send held the write lock, the heartbeat's ping waited on it: its timeout never
+        # fired, and close() waited past its linger for good
+        where = self.address()
+        listener = listen(where, heartbeat=Heartbeat(0.1, 1.0), linger=1.0)
+        self.addCleanup(listener.close)
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # reads nothing, says nothing
+        self.addCleanup(raw.close)
+        raw.connect(where[len("unix://"):])
+        server = listener.accept(10)
+        outcome = []
+
+        def flood():
+            try:
+                while True:
+                    server.send(b"x" * (1 << 20))
+            except IpcError as error:
+                outcome.append(error.reason)
+        sender = threading.Thread(target=flood)
+        sender.daemon = True
+        sender.start()
+        started = time.time()
+        with self.assertRaises(IpcError) as caught:
+            server.receive(10)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertLess(time.time() - started, 5)
+        sender.join(5)
+        self.assertEqual(outcome, ["Timeout"])  # the blocked send failed with the channel's error
+        started = time.time()
+        server.close()
+        self.assertLess(time.time() - started, 1.0)
+
+    def test_close_returns_within_its_linger_while_a_send_is_blocked(self):
+        where = self.address()
+        listener = listen(where, linger=1.0)
+        self.addCleanup(listener.close)
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(raw.close)
+        raw.connect(where[len("unix://"):])
+        server = listener.accept(10)
+        outcome = []
+
+        def flood():
+            try:
+                while True:
+                    server.send(b"x" * (1 << 20))
+            except IpcError as error:
+                outcome.append(type(error).__name__)
+        sender = threading.Thread(target=flood)
+        sender.daemon = True
+        sender.start()
+        time.sleep(0.5)  # the send is blocked now
+        started = time.time()
+        closer = threading.Thread(target=server.close)
+        closer.daemon = True
+        closer.start()
+        closer.join(5)
+        self.assertFalse(closer.is_alive())
+        self.assertLess(time.time() - started, 1.0 + 0.7)
+        sender.join(5)
+        self.assertEqual(len(outcome), 1)
+
     def test_a_bad_frame_drops_the_connection(self):
         where = self.address()
         listener = listen(where)

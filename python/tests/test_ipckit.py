@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 from helpers import TempDirCase
@@ -70,6 +71,103 @@ class Ipckit(TempDirCase):
         got = [frontend.receive(2)["payload"] for _ in range(80)]
         for k in range(4):
             self.assertEqual([p["i"] for p in got if p["w"] == k], list(range(20)))
+
+
+class Unwritable(TempDirCase):
+    def test_a_message_ipckit_could_not_read_back_is_refused_with_encode_as_on_the_node_side(self):
+        # a payload nested deeper than serde_json reads made the whole file unreadable for ipckit
+        channel = IpckitChannel(self.dir, "backend")
+
+        def nested(levels):
+            value = 1
+            for _ in range(levels):
+                value = [value]
+            return value
+        channel.send_event("deepest", nested(125))  # serde_json's limit: 128 with the file's array and the message
+        for payload in (nested(126), {"a": nested(200)}, "lone \ud800", {"\udc00": 1}, float("nan"), b"bytes"):
+            with self.assertRaises(IpcError) as caught:
+                channel.send_event("bad", payload)
+            self.assertEqual(caught.exception.reason, "Encode")
+        frontend = IpckitChannel(self.dir, "frontend")
+        self.assertEqual(frontend.receive(2)["method"], "deepest")
+        with self.assertRaises(IpcError) as caught:
+            frontend.receive(0.1)  # nothing of the refused ones was written
+        self.assertEqual(caught.exception.reason, "Timeout")
+
+
+class Damage(TempDirCase):
+    def test_a_file_that_is_not_utf8_is_decode_and_never_overwritten(self):
+        backend = IpckitChannel(self.dir, "backend")
+        backend.send_event("tick", {"text": "h\u00e9llo"})
+        path = os.path.join(self.dir, "backend_to_frontend.json")
+        with open(path, "rb") as f:
+            data = f.read().replace("\u00e9".encode("utf-8"), b"\xa2")
+        with open(path, "wb") as f:
+            f.write(data)
+        for action in (lambda: IpckitChannel(self.dir, "frontend").receive(0), lambda: backend.send_event("more")):
+            with self.assertRaises(IpcError) as caught:
+                action()
+            self.assertEqual(caught.exception.reason, "Decode")
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_a_lock_holding_no_pid_is_never_broken_and_an_empty_old_one_is(self):
+        # a huge number raised OverflowError, a non-UTF-8 byte UnicodeDecodeError, and other text older
+        # than stale_age was broken; the Node side breaks only a dead pid's lock or an empty old one
+        channel = IpckitChannel(self.dir, "backend", lock_timeout=0.3, stale_age=0.1)
+        lock = os.path.join(self.dir, "backend_to_frontend.lock")
+        old = time.time() - 60
+        for text in (b"99999999999999999999\n", b"\xff\n", b"held by a tool that writes its name\n", b"  \n"):
+            with open(lock, "wb") as f:
+                f.write(text)
+            os.utime(lock, (old, old))
+            with self.assertRaises(IpcError) as caught:
+                channel.send_event("x")
+            self.assertEqual(caught.exception.reason, "Timeout", text)
+            with open(lock, "rb") as f:
+                self.assertEqual(f.read(), text)
+        with open(lock, "wb") as f:
+            pass
+        os.utime(lock, (old, old))
+        channel.send_event("y")  # an empty lock older than stale_age: its writer died before writing its pid
+        self.assertFalse(os.path.exists(lock))
+
+
+class LockRace(TempDirCase):
+    def test_a_breaker_never_removes_a_live_lock_taken_while_it_judged_a_dead_one(self):
+        # B reads a dead holder's lock and is preempted; meanwhile C breaks it and takes its own. B then
+        # moved C's live lock aside, D took a fresh one, and B deleted C's: C and D wrote at once and a
+        # message was lost (forced interleaving: C acts inside B's liveness check, D inside B's rename)
+        from effect_ipc import ipckit
+        channel = IpckitChannel(self.dir, "backend")
+        lock = os.path.join(self.dir, "backend_to_frontend.lock")
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        with open(lock, "w") as f:
+            f.write("%d\n" % dead.pid)
+        c_text, d_text = "%d\n" % os.getpid(), "%d\n" % os.getppid()
+        real_alive, real_rename = ipckit._alive, os.rename
+
+        def alive(pid):
+            if pid == dead.pid:
+                os.unlink(lock)  # C broke the dead lock and took its own
+                with open(lock, "w") as f:
+                    f.write(c_text)
+            return real_alive(pid)
+
+        def rename(source, target):
+            real_rename(source, target)
+            if source == lock:
+                with open(lock, "w") as f:  # D takes the lock B just moved aside
+                    f.write(d_text)
+        ipckit._alive, os.rename = alive, rename
+        try:
+            channel._maybe_break(lock)
+        finally:
+            ipckit._alive, os.rename = real_alive, real_rename
+        with open(lock) as f:
+            self.assertEqual(f.read(), c_text, "C's live lock was removed")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, ".effect-ipc-breaker.lock")))
 
 
 class FullDisk(TempDirCase):

@@ -84,6 +84,39 @@ class Log(TempDirCase):
         self.assertEqual(caught.exception.reason, "Corrupt")
         self.assertEqual(os.path.getsize(segment), second + 5)  # nothing was cut
 
+    def test_a_record_cut_short_before_a_segment_with_records_is_corrupt_without_a_writer_state(self):
+        # as the Node reader: with writer.lock emptied, damaged or gone, such a cut waited for good
+        for how in ("emptied", "damaged", "removed"):
+            path = os.path.join(self.dir, how)
+            log.create(path)
+            with log.LogWriter(path, segment_bytes=1024, max_bytes=1 << 20) as writer:
+                for i in range(40):
+                    writer.append(b"m%d:" % i + b"x" * 100)
+            bases = log.segments(path)
+            self.assertGreater(len(bases), 2)
+            second = os.path.join(path, log.segment_name(bases[1]))
+            with open(second, "rb") as f:
+                data = f.read()
+            at, ends = log.SEGMENT_HEADER, []
+            while at < len(data):
+                at += log.RECORD_HEADER + struct.unpack(">I", data[at + 4:at + 8])[0]
+                ends.append(at)
+            os.truncate(second, ends[-2] - 50)  # inside its last data record
+            lock = os.path.join(path, "writer.lock")
+            if how == "emptied":
+                os.truncate(lock, 0)
+            elif how == "damaged":
+                with open(lock, "r+b") as f:
+                    f.write(b"\0" * 8)
+            else:
+                os.unlink(lock)
+            with log.LogReader(path, "r") as reader:
+                with self.assertRaises(IpcError) as caught:
+                    while True:
+                        reader.receive(2)
+                self.assertEqual(caught.exception.reason, "Corrupt", how)
+                self.assertIn("a record cut short, though segment", caught.exception.detail)
+
     def test_a_full_stream_refuses_an_append_and_drops_nothing(self):
         path = self.stream()
         writer = log.LogWriter(path, segment_bytes=64, max_bytes=200)
@@ -140,14 +173,19 @@ class FullDisk(TempDirCase):
                 writer.append_many([b"%03d-%d " % (batches, i) + b"." * 1500 for i in range(3)])
         self.assertEqual(caught.exception.reason, "NoSpace")
         self.assertGreater(batches, 0)
-        # a reader gets every record of the batches that succeeded, then nothing: no part of the failed one
+        # a reader gets every record of the batches that succeeded, then the failed one's records written
+        # whole (a reader may have read them meanwhile: they stay), nothing torn
         reader = log.LogReader(path, "r")
         self.addCleanup(reader.close)
         got = [reader.receive(1)[:6] for _ in range(3 * batches)]
         self.assertEqual(got, [b"%03d-%d " % (b, i) for b in range(batches) for i in range(3)])
+        kept = []
         with self.assertRaises(IpcError) as caught:
-            reader.receive(0.2)
+            while True:
+                kept.append(reader.receive(0.2)[:6])
         self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertEqual(kept, [b"%03d-%d " % (batches, i) for i in range(len(kept))])
+        self.assertLess(len(kept), 3)
         # another stream cannot be made there either: NoSpace, and nothing is left behind
         with self.assertRaises(IpcError) as caught:
             log.create(os.path.join(mount, "other"), readers=("r",))
@@ -158,33 +196,39 @@ class FullDisk(TempDirCase):
         writer.append(b"after")
         self.assertEqual(reader.receive(1), b"after")
 
-    def test_a_failing_fdatasync_is_a_typed_error_and_its_records_are_cut(self):
+    def failing_sync(self, code, before=None):
+        """Makes fdatasync (and fsync) fail with ``code`` until the cleanup; ``before`` runs first.
+        A mock only for this: no real filesystem fails fdatasync on demand (an I/O error, a full disk
+        found at writeback)."""
+        real = os.fdatasync, os.fsync
+
+        def fail(fd):
+            if before is not None:
+                before()
+            raise OSError(code, os.strerror(code))
+        os.fdatasync = os.fsync = fail
+
+        def restore():
+            os.fdatasync, os.fsync = real
+        self.addCleanup(restore)
+        return restore
+
+    def test_a_failing_fdatasync_is_a_typed_error_and_keeps_what_it_wrote_whole(self):
         path = os.path.join(self.dir, "stream")
         log.create(path, readers=("r",))
         writer = log.LogWriter(path, durability="fsync", segment_bytes=64)
         self.addCleanup(writer.close)
         writer.append(b"one")
-        real = os.fdatasync, os.fsync
-
-        def failing(code):
-            def fail(fd):
-                raise OSError(code, os.strerror(code))
-            return fail
-
-        # a mock only for this: no real filesystem fails fdatasync on demand (an I/O error, a full disk
-        # found at writeback)
         for code, reason in ((errno.EIO, "Write"), (errno.ENOSPC, "NoSpace")):
-            os.fdatasync = os.fsync = failing(code)
-            try:
-                with self.assertRaises(IpcError) as caught:
-                    writer.append_many([b"lost %d" % i for i in range(5)])  # across segments too
-            finally:
-                os.fdatasync, os.fsync = real
+            restore = self.failing_sync(code)
+            with self.assertRaises(IpcError) as caught:
+                writer.append_many([b"%s %d" % (reason.encode(), i) for i in range(3)])  # across segments too
+            restore()
             self.assertEqual(caught.exception.reason, reason)
-        self.assertEqual(len(log.segments(path)), 1)
         reader = log.LogReader(path, "r")
         self.addCleanup(reader.close)
-        self.assertEqual(reader.receive(1), b"one")
+        kept = [b"one"] + [b"%s %d" % (r, i) for r in (b"Write", b"NoSpace") for i in range(3)]
+        self.assertEqual([reader.receive(1) for _ in kept], kept)
         with self.assertRaises(IpcError) as caught:
             reader.receive(0.2)
         self.assertEqual(caught.exception.reason, "Timeout")
@@ -195,6 +239,49 @@ class FullDisk(TempDirCase):
         other.close()
         self.assertEqual(other.repairs, [])
         self.assertEqual(reader.receive(1), b"three")
+
+    def test_a_failed_append_never_reuses_offsets_a_reader_has_read(self):
+        # a reader reads the failed append's record while its fdatasync runs; the next appends (one the
+        # same length, one another length) must reach it: no skip, no false Corrupt, after a restart too
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=("r",))
+        writer = log.LogWriter(path, durability="fsync")
+        self.addCleanup(writer.close)
+        reader = log.LogReader(path, "r")
+        writer.append(b"job 1")
+        self.assertEqual(reader.receive(1), b"job 1")
+        seen = []
+        restore = self.failing_sync(errno.EIO, lambda: seen.append(reader.receive(1)))
+        with self.assertRaises(IpcError) as caught:
+            writer.append(b"job 2 (failed)")
+        restore()
+        self.assertEqual((caught.exception.reason, seen), ("Write", [b"job 2 (failed)"]))
+        writer.append(b"job 2 (retry!)")  # the same length
+        writer.append(b"job 3, another length")
+        self.assertEqual([reader.receive(1), reader.receive(1)], [b"job 2 (retry!)", b"job 3, another length"])
+        reader.close()
+        for name in ("r", "fresh"):
+            with log.LogReader(path, name) as again:
+                got = []
+                with self.assertRaises(IpcError) as caught:
+                    while True:
+                        got.append(again.receive(0.2))
+                self.assertEqual(caught.exception.reason, "Timeout")
+            everything = [b"job 1", b"job 2 (failed)", b"job 2 (retry!)", b"job 3, another length"]
+            self.assertEqual(got, everything if name == "fresh" else [])  # r had it all: nothing again
+
+    def test_a_batch_over_max_bytes_is_full_before_any_of_it_is_written(self):
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=("r",))
+        writer = log.LogWriter(path, max_bytes=4096, segment_bytes=1024)
+        self.addCleanup(writer.close)
+        with self.assertRaises(IpcError) as caught:
+            writer.append_many([b"x" * 1000 for _ in range(5)])
+        self.assertEqual(caught.exception.reason, "Full")
+        with log.LogReader(path, "r") as reader:
+            with self.assertRaises(IpcError) as caught:
+                reader.receive(0.1)
+            self.assertEqual(caught.exception.reason, "Timeout")
 
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

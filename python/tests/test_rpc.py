@@ -143,6 +143,16 @@ class Rpc(TempDirCase):
         self.assertEqual(self.running_calls(), [])
         self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
 
+    def test_a_stream_whose_timeout_passes_is_interrupted_on_the_server(self):
+        with self.assertRaises(IpcError) as caught:
+            for _ in self.client.stream("Slow", None, timeout=0.5):
+                pass
+        self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertTrue(self.stopped.wait(5))  # the handler saw `cancelled`
+        self.client.ping(5)
+        self.assertEqual(self.running_calls(), [])
+        self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
+
     def test_stream_on_a_procedure_that_is_not_streamed_yields_its_value(self):
         self.assertEqual(list(self.client.stream("Add", {"a": 1, "b": 2}, timeout=5)), [3])
         self.assertEqual(list(self.client.stream("Notes", None, timeout=5)), [[]])
@@ -550,6 +560,110 @@ class Refusals(TempDirCase):
         self.assertEqual(ran.returncode, 1, ran.stderr)
         self.assertIn(("effect-ipc: Protocol: Add: %s: give --serialization to match" % PACKED_REFUSAL).encode("utf-8"),
                       ran.stderr)
+
+
+class Unencodable(TempDirCase):
+    def test_a_result_json_cannot_encode_is_answered_with_a_defect(self):
+        # bytes, a date, a set, NaN returned (or streamed, or in a typed error) left the call unanswered
+        import datetime
+        import logging
+        logging.getLogger("effect_ipc.rpc").disabled = True
+        self.addCleanup(setattr, logging.getLogger("effect_ipc.rpc"), "disabled", False)
+
+        def stream_bytes(p):
+            yield 1
+            yield b"raw"
+
+        def fail_with_bytes(p):
+            raise RpcFailure({"_tag": "Bad", "data": b"raw"})
+
+        server = RpcServer({
+            "Bytes": lambda p: b"raw bytes", "Date": lambda p: datetime.date(2024, 1, 1),
+            "Set": lambda p: {1, 2}, "NaN": lambda p: float("nan"), "Streamed": stream_bytes,
+            "Failed": fail_with_bytes, "Ok": lambda p: 1,
+        })
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=server.serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        for tag in ("Bytes", "Date", "Set", "NaN", "Failed"):
+            with self.assertRaises(RpcDefect) as caught:
+                client.call(tag, timeout=5)
+            self.assertIn("JSON", caught.exception.defect["message"])
+        with self.assertRaises(RpcDefect):
+            list(client.stream("Streamed", timeout=5))
+        self.assertEqual(client.call("Ok", timeout=5), 1)
+
+
+class MalformedAnswers(TempDirCase):
+    def test_a_malformed_message_from_the_server_fails_the_call_with_protocol_and_the_client_goes_on(self):
+        # one of these killed the client's reader thread: the call, and every later one, waited for good
+        import logging
+        logging.getLogger("effect_ipc.rpc").disabled = True
+        self.addCleanup(setattr, logging.getLogger("effect_ipc.rpc"), "disabled", False)
+        replies = [b'"hello"', b"[]", b"NaN", b'{"_tag":"Exit","requestId":["%s"],"exit":{"_tag":"Success","value":1}}',
+                   b'{"_tag":"Exit","requestId":"%s","exit":[1]}',
+                   b'{"_tag":"Exit","requestId":"%s","exit":{"_tag":"Failure","cause":["x"]}}',
+                   b'{"_tag":"Exit","requestId":"%s","exit":{"_tag":"Failure","cause":{}}}',
+                   b'{"_tag":"Chunk","requestId":"%s","values":5}',
+                   b'{"_tag":"Exit","requestId":"%s","exit":{"_tag":"Success","value":42}}']
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+
+        def fake_server():
+            channel = listener.accept()
+            channel.receive()  # the hello
+            for reply in replies:
+                request = json.loads(channel.receive(10).decode("utf-8"))
+                channel.send(reply.replace(b"%s", request["id"].encode()) if b"%s" in reply else reply)
+            channel.receive(10)
+        thread = threading.Thread(target=fake_server)
+        thread.daemon = True
+        thread.start()
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        for reply in replies[:-1]:
+            with self.assertRaises(IpcError) as caught:
+                client.call("Add", {"a": 1, "b": 2}, timeout=5)
+            self.assertEqual(caught.exception.reason, "Protocol", reply)
+        self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=5), 42)
+
+
+class OddFields(TempDirCase):
+    def test_a_tag_or_request_id_of_another_json_type_is_answered_as_the_node_server_does(self):
+        # an array or object as a Request's tag, or as an Ack's or Interrupt's requestId, dropped the
+        # whole connection (unhashable); the Node server answers the Request with a Die and goes on
+        import logging
+        logging.getLogger("effect_ipc.rpc").disabled = True
+        self.addCleanup(setattr, logging.getLogger("effect_ipc.rpc"), "disabled", False)
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=RpcServer({"Add": lambda p: p["a"] + p["b"]}).serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(raw.close)
+        raw.connect(os.path.join(self.dir, "s.sock"))
+        raw.settimeout(30)
+        bad = [b'{"_tag": "Request", "id": "1", "tag": ["Add"], "payload": {"a": 1, "b": 2}, "headers": []}',
+               b'{"_tag": "Ack", "requestId": ["1"]}', b'{"_tag": "Interrupt", "requestId": {"x": 1}}',
+               b'{"_tag": "Request", "id": "2", "tag": {"t": 1}, "payload": null, "headers": []}']
+        good = b'{"_tag": "Request", "id": "7", "tag": "Add", "payload": {"a": 1, "b": 2}, "headers": []}'
+        raw.sendall(framing.encode(framing.DATA, rpc.HELLO_JSON) +
+                    b"".join(framing.encode(framing.DATA, m) for m in bad) + framing.encode(framing.DATA, good))
+        decoder, messages = framing.Decoder(), []
+        while len(messages) < 3:
+            chunk = raw.recv(65536)
+            self.assertTrue(chunk, "the connection stays open")
+            messages.extend(json.loads(p.decode("utf-8")) for kind, p in decoder.feed(chunk) if kind == framing.DATA)
+        die = lambda id, text: {"_tag": "Exit", "requestId": id, "exit": {  # noqa: E731
+            "_tag": "Failure", "cause": [{"_tag": "Die", "defect": "Unknown request tag: " + text}]}}
+        self.assertEqual(messages, [die("1", "Add"), die("2", "[object Object]"),
+                                    {"_tag": "Exit", "requestId": "7", "exit": {"_tag": "Success", "value": 3}}])
+        raw.sendall(framing.encode(framing.CLOSE))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ export interface StreamChannelOptions {
 export interface StreamPair {
   readonly readable: Readable
   readonly writable: Writable
+  /**
+   * Calls its argument once the process at the other end has exited (a child
+   * process): sends fail from then on, and the input, read on, ends once it
+   * stays quiet for the linger even if a process the child started holds the
+   * streams open (`ConnectionLost`).
+   */
+  readonly peerExited?: ((then: () => void) => void) | undefined
 }
 
 const BATCH_SIZE = 64 * 1024
@@ -73,6 +80,9 @@ const copiesOut = (writable: Writable): boolean => NetSocket !== undefined && wr
 
 // a pipe's reading end closed by the peer
 const readerGone = Object.assign(new Error("the peer closed its reading end"), { code: "EPIPE" })
+
+// the process at the other end exited (its streams may live on in a process it started)
+const peerGone = new Error("the process at the other end exited")
 
 // why a stream that failed or went cannot be written: its error, if it has one
 const lostBy = (cause: Error | null | undefined, address: string): IpcError.IpcError =>
@@ -448,6 +458,9 @@ const link = (
     if (duplex) sink.lost(lostBy(writable.errored, address))
     else loseWrites(writable.errored)
   }
+  streams.peerExited?.(() => {
+    if (!destroyed && !endSeen) loseWrites(peerGone)
+  })
 
   return {
     write: (message) => enqueue(Framing.Kind.data, message),
@@ -499,7 +512,9 @@ export const make = (
   options: StreamChannelOptions = {}
 ): Effect.Effect<IpcChannel.IpcChannel> =>
   Effect.sync(() => {
-    const maxFrameSize = options.maxFrameSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
+    // a frame's length is 32 bits: a larger limit (Infinity: none asked for) is the most a frame can say, where a
+    // message past it was framed with its length modulo 2^32 and its tail read as frames of the sender's choice
+    const maxFrameSize = Math.min(options.maxFrameSize ?? Framing.DEFAULT_MAX_FRAME_SIZE, Framing.MAX_FRAME_SIZE)
     // a longer timer would fire at once
     const frameTimeout = Math.min(
       Duration.toMillis(Duration.fromInputUnsafe(options.frameTimeout ?? "30 seconds")),

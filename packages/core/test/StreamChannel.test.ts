@@ -76,6 +76,26 @@ const socketPair = Effect.acquireRelease(
 const nthMessage = (i: number) => new Uint8Array(100 + (i % 50)).fill(i % 251)
 
 describe("StreamChannel over a socket", () => {
+  // a frame's length is 32 bits: with no limit asked for (or one past it), a message of 4 GiB and more was
+  // framed with its length modulo 2^32, the send succeeded, and the receiver read its tail as frames
+  it.live("a message past 4 GiB - 1 is FrameTooLarge even with maxFrameSize Infinity or 8 GiB; nothing is written", () =>
+    Effect.gen(function*() {
+      for (const maxFrameSize of [Infinity, 8 * 1024 ** 3]) {
+        const { accepted, client } = yield* socketPair
+        const sender = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://big", {}, {
+          maxFrameSize
+        })
+        const receiver = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://r", {}, {
+          maxFrameSize
+        })
+        const error = yield* Effect.flip(sender.send(Buffer.allocUnsafe(2 ** 32 + 5)))
+        assert.strictEqual(error.reason._tag, "FrameTooLarge", error.message)
+        assert.include(error.detail, String(Framing.MAX_FRAME_SIZE))
+        yield* sender.send(new Uint8Array([7]))
+        assert.deepStrictEqual([...(yield* receiver.receive)], [7], "the channel goes on; nothing went before")
+      }
+    }).pipe(Effect.scoped))
+
   // small messages are copied into a batch that is written into again once the kernel took it all; while
   // the socket cannot take more (the reader does not read), what is queued must stay as it was sent
   it.live(

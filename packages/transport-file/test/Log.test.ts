@@ -4,6 +4,7 @@
  * disk (a corrupted checksum, a truncated last record, a torn write left by
  * a dead writer, a torn cursor), each a typed error with nothing valid lost.
  */
+import * as IpcError from "@effect-ipc/core/IpcError"
 import { Log, LogFormat } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -253,6 +254,29 @@ describe("Log", () => {
         reader.readLarge((r) => resume(r instanceof Error ? Effect.fail(r) : Effect.succeed(r)))
       )
       assert.strictEqual(large?.payload.byteLength, 300 * 1024)
+    }).pipe(Effect.scoped))
+
+  // a record past the read chunk (256 KiB) is read apart, asynchronously: its checksum is checked there too
+  it.live("a large record with a flipped payload byte: Corrupt, never delivered", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir)
+      yield* appendAll(writer, ["before"])
+      yield* writer.append(new Uint8Array(300 * 1024).fill(7))
+      const segment = Log.paths(dir).segment(0)
+      const file = Fs.readFileSync(segment)
+      file[file.length - 1000] = 8
+      Fs.writeFileSync(segment, file)
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      assert.deepStrictEqual(yield* drain(reader), ["before"])
+      const large = yield* Effect.callback<Log.Entry | undefined | Error>((resume) =>
+        reader.readLarge((r) => resume(Effect.succeed(r)))
+      )
+      assert.instanceOf(large, IpcError.IpcError, "the damaged record was delivered")
+      if (large instanceof IpcError.IpcError) {
+        assert.strictEqual(large.reason._tag, "Corrupt")
+        assert.match(large.detail, /checksum/)
+      }
     }).pipe(Effect.scoped))
 
   it.effect("a torn cursor write falls back to the other slot", () =>

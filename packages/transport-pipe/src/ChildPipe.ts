@@ -70,6 +70,28 @@ export interface Child {
 const exitedOf = (child: NodeChild.ChildProcess): ExitStatus | undefined =>
   child.exitCode !== null || child.signalCode !== null ? { code: child.exitCode, signal: child.signalCode } : undefined
 
+const isText = (value: unknown): value is string => typeof value === "string"
+
+/** What is wrong with the kinds of `spawn`'s arguments, if anything: the reason and what to say. */
+const shapeOf = (
+  command: unknown,
+  options: SpawnOptions
+): readonly [IpcError.IpcErrorReason, string] | undefined => {
+  const { args, cwd, env } = options as { readonly args?: unknown; readonly cwd?: unknown; readonly env?: unknown }
+  if (!isText(command)) return ["InvalidAddress", `a command is a string, not ${typeof command}`]
+  if (args !== undefined && !(Array.isArray(args) && args.every(isText))) {
+    return ["InvalidOption", "args is a list of strings"]
+  }
+  if (cwd !== undefined && !isText(cwd)) return ["InvalidOption", "cwd is a string"]
+  if (
+    env !== undefined &&
+    (typeof env !== "object" || env === null || Array.isArray(env) || !Object.values(env).every(isText))
+  ) {
+    return ["InvalidOption", "env maps names to strings"]
+  }
+  return undefined
+}
+
 /** Spawns `command` with a channel to it; the child ends with the scope. */
 export const spawn = (
   command: string,
@@ -77,6 +99,10 @@ export const spawn = (
 ): Effect.Effect<Child, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     const via = options.via ?? "fd"
+    // what JavaScript callers (or JSON) may give past the types: a defect inside Node's spawn, or silently
+    // spread (args "x") or coerced (env numbers)
+    const shape = shapeOf(command, options)
+    if (shape !== undefined) return yield* IpcError.make(shape[0], shape[1], "child:")
     const address = `child:${JSON.stringify([command, ...(options.args ?? [])])}`
     yield* TransportOptions.optionsOk(options, address)
     // what Node's spawn throws at (a TypeError): refused here with a typed error
@@ -128,9 +154,11 @@ export const spawn = (
           )
         })
     )
+    // the child's exit ends the channel, though a process it started holds the descriptor (`sleep &` in a shell)
+    const peerExited = (then: () => void) => exitedOf(child) === undefined ? void child.once("exit", then) : then()
     const streams: StreamChannel.StreamPair = via === "fd"
-      ? { readable: child.stdio[3] as Net.Socket, writable: child.stdio[3] as Net.Socket }
-      : { readable: child.stdout!, writable: child.stdin! }
+      ? { readable: child.stdio[3] as Net.Socket, writable: child.stdio[3] as Net.Socket, peerExited }
+      : { readable: child.stdout!, writable: child.stdin!, peerExited }
     const channel = yield* StreamChannel.makeScoped(streams, address, { pid: child.pid, description: address }, options)
     return { channel, pid: child.pid!, exit: Deferred.await(exited) }
   })

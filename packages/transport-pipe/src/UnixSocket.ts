@@ -32,6 +32,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -184,60 +185,55 @@ const linkExclusive = (from: string, to: string, raw: string) =>
  * A stale socket of ours is replaced under this user's lock for the path (see
  * `PathLock`), so that of many listeners racing to replace it exactly one wins. Returns the
  * identity of the socket file (to remove only our own file later).
+ *
+ * On Linux the socket is bound, given its mode and linked through a
+ * descriptor of the staging directory (`/proc/self/fd/N/s`), checked to be
+ * the 0700 directory of this user that was made: a user who may rename
+ * entries beside `path` cannot put a directory or a link of theirs under the
+ * bind, the chmod or the link (with a path, root's chmod followed their link
+ * to any file). The descriptor stays open while the server listens: libuv
+ * unlinks the bound path when the server closes, and that path must still
+ * name our own directory then.
  */
-/**
- * Listens at `staging` (`dir/s`), where a socket is made before it is linked
- * into place. That name is 15 bytes longer than the directory it is made in,
- * so for a path that fits the limit with a long directory it may not: on Linux
- * it is then bound through `/proc/self/fd/N/s`, N a descriptor of its
- * directory (the kernel makes the socket there all the same).
- */
-const bindStaging = (server: Net.Server, staging: string, raw: string): Effect.Effect<void, IpcError.IpcError> => {
-  if (Buffer.byteLength(staging) <= maxPathBytes || process.platform !== "linux") return listenAt(server, staging, raw)
-  const dir = Path.dirname(staging)
-  return Effect.acquireUseRelease(
-    trySync(() => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY), "Open", "cannot bind", raw),
-    (fd) => listenAt(server, `/proc/self/fd/${fd}/${Path.basename(staging)}`, raw),
-    (fd) => Effect.sync(() => Fs.closeSync(fd))
-  )
-}
-
 const bindFile = (
   server: Net.Server,
   path: string,
   mode: number,
   raw: string
-): Effect.Effect<Files.FileIdentity, IpcError.IpcError> =>
+): Effect.Effect<Files.FileIdentity, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     // refuse before creating anything next to what is there
     yield* inspect(path, raw)
     const parent = Path.dirname(path)
     const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, stagingPrefix(path))), "Open", "cannot bind", raw)
-    const staging = Path.join(dir, "s")
-    const bound = trySync(
-      (): Files.FileIdentity => {
-        const stat = Fs.lstatSync(path)
-        return { dev: stat.dev, ino: stat.ino }
-      },
-      "Open",
-      `cannot look at ${path}`,
-      raw
-    )
     return yield* Effect.gen(function*() {
-      yield* bindStaging(server, staging, raw)
+      const staging = yield* stagingSocket(server, dir, raw)
+      yield* listenAt(server, staging, raw)
       yield* trySync(() => Fs.chmodSync(staging, mode), "Open", "cannot set the socket's mode", raw)
-      for (let attempt = 0; attempt < 3; attempt++) {
-        if (yield* linkExclusive(staging, path, raw)) return yield* bound
-        const replaced = yield* PathLock.withPathLock(
-          path,
-          raw,
-          Effect.andThen(removeStaleLocked(path, raw), linkExclusive(staging, path, raw))
-        )
-        if (replaced) return yield* bound
-      }
-      return yield* IpcError.make("AddressInUse", `another server keeps taking ${path}`, raw)
+      const bound = yield* trySync(
+        (): Files.FileIdentity => {
+          const stat = Fs.lstatSync(staging)
+          return { dev: stat.dev, ino: stat.ino }
+        },
+        "Open",
+        "cannot look at the socket",
+        raw
+      )
+      return yield* Effect.gen(function*() {
+        for (let attempt = 0; attempt < 3; attempt++) {
+          if (yield* linkExclusive(staging, path, raw)) return bound
+          const replaced = yield* PathLock.withPathLock(
+            path,
+            raw,
+            Effect.andThen(removeStaleLocked(path, raw), linkExclusive(staging, path, raw))
+          )
+          if (replaced) return bound
+        }
+        return yield* IpcError.make("AddressInUse", `another server keeps taking ${path}`, raw)
+      }).pipe(Effect.ensuring(Effect.sync(() => removeQuietly(() => Fs.unlinkSync(staging)))))
     }).pipe(
-      Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))),
+      // only an empty directory goes: one another user put in its place is theirs
+      Effect.ensuring(Effect.sync(() => removeQuietly(() => Fs.rmdirSync(dir)))),
       // what listeners at this path killed while they bound left (their staging directories)
       Effect.tap(() => {
         const removed = ListenerDirs.sweep(path, [parent])
@@ -247,6 +243,54 @@ const bindFile = (
       })
     )
   })
+
+const removeQuietly = (remove: () => void): void => {
+  try {
+    remove()
+  } catch {
+    // gone already, or not ours to remove
+  }
+}
+
+/**
+ * The path to bind the staging socket at, `dir/s`: on Linux through a
+ * descriptor of `dir` (see `bindFile`), open until the scope closes, after
+ * the server; `PermissionDenied` when what is at `dir` is no longer this
+ * user's private directory (another user renamed it and put theirs there).
+ */
+const stagingSocket = (
+  server: Net.Server,
+  dir: string,
+  raw: string
+): Effect.Effect<string, IpcError.IpcError, Scope.Scope> => {
+  if (process.platform !== "linux") return Effect.succeed(Path.join(dir, "s"))
+  return Effect.acquireRelease(
+    trySync(
+      () => Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY | Fs.constants.O_NOFOLLOW),
+      "Open",
+      "cannot open the staging directory",
+      raw
+    ),
+    // libuv unlinks the bound path as the server closes: the descriptor must still be ours then
+    (fd) =>
+      Effect.sync(() => {
+        server.close()
+        Fs.closeSync(fd)
+      })
+  ).pipe(
+    Effect.flatMap((fd) => {
+      const stat = Fs.fstatSync(fd)
+      return stat.uid === RuntimeDir.userId() && (stat.mode & 0o077) === 0
+        ? Effect.succeed(`/proc/self/fd/${fd}/s`)
+        : IpcError.make(
+          "PermissionDenied",
+          `${dir} was replaced as the socket was to be bound in it (now a directory owned by uid ${stat.uid}, ` +
+            `mode ${(stat.mode & 0o777).toString(8)}): another user may rename entries in ${Path.dirname(dir)}`,
+          raw
+        )
+    })
+  )
+}
 
 /**
  * The name of this listener's staging directory beside `path`, without

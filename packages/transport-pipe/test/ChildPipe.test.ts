@@ -70,6 +70,51 @@ describe("ChildPipe", () => {
       assert.strictEqual(error.reason._tag, "ConnectionLost")
     }).pipe(Effect.scoped))
 
+  // on fd 3 (the default) too: the shell's background job inherited fd 3, the parent's receive waited as long
+  // as it lived, and sends to the exited child were reported sent
+  it.live("a child that exits while a process it started holds fd 3: sends fail, and receive is ConnectionLost", () =>
+    Effect.gen(function*() {
+      const pidFile = Path.join(Os.tmpdir(), `effect-ipc-grandchild-fd-${process.pid}`)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          const pid = Number(Fs.readFileSync(pidFile, "utf8"))
+          if (pid > 0) process.kill(pid, "SIGKILL")
+          Fs.rmSync(pidFile, { force: true })
+        })
+      )
+      const child = yield* ChildPipe.spawn("sh", {
+        args: ["-c", `sleep 60 & echo $! > ${pidFile}; exit 0`],
+        lingerTimeout: "300 millis"
+      })
+      yield* child.exit
+      const grandchild = Number(Fs.readFileSync(pidFile, "utf8"))
+      assert.isTrue(
+        Fs.readdirSync(`/proc/${grandchild}/fd`).some((fd) => fd === "3"),
+        "the background job holds the channel's descriptor"
+      )
+      const sent = yield* Effect.flip(
+        Effect.andThen(Effect.sleep("50 millis"), child.channel.send(new Uint8Array([1])))
+      )
+      assert.strictEqual(sent.reason._tag, "ConnectionLost")
+      const error = yield* Effect.flip(child.channel.receive).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
+  // what a child wrote just before it exited is still read: the exit ends the channel only once the input is quiet
+  it.live("a child's last messages before it exits are received, then ConnectionLost", () =>
+    Effect.gen(function*() {
+      const child = yield* ChildPipe.spawn(process.execPath, {
+        args: [
+          "-e",
+          "const fs = require('node:fs'); for (let i = 0; i < 50; i++) fs.writeSync(3, Buffer.from([1, 0, 0, 0, 0, 1, i])); process.exit(0)"
+        ]
+      })
+      yield* child.exit
+      for (let i = 0; i < 50; i++) assert.deepStrictEqual([...(yield* child.channel.receive)], [i])
+      const error = yield* Effect.flip(child.channel.receive)
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+    }).pipe(Effect.scoped))
+
   it.live("lets a child that exits on its channel's close do so, without a signal", () =>
     Effect.gen(function*() {
       // a generous exit timeout: only a hang guard, so a slow machine does not turn this into a SIGTERM
@@ -134,7 +179,14 @@ describe("ChildPipe", () => {
         [ChildPipe.spawn("ls", { cwd: "/\0" }), "InvalidOption"],
         [ChildPipe.spawn("ls", { env: { X: "a\0b" } }), "InvalidOption"],
         [ChildPipe.spawn("ls", { killTimeout: "x" as never }), "InvalidOption"],
-        [ChildPipe.spawn("ls", { killTimeout: -1 }), "InvalidOption"]
+        [ChildPipe.spawn("ls", { killTimeout: -1 }), "InvalidOption"],
+        // past the types (JavaScript, JSON): a TypeError inside spawn, or spread ("x"), or coerced (env 1)
+        [ChildPipe.spawn(5 as never), "InvalidAddress"],
+        [ChildPipe.spawn("ls", { args: [1] as never }), "InvalidOption"],
+        [ChildPipe.spawn("ls", { args: "x" as never }), "InvalidOption"],
+        [ChildPipe.spawn("ls", { cwd: 5 as never }), "InvalidOption"],
+        [ChildPipe.spawn("ls", { env: { X: 1 } as never }), "InvalidOption"],
+        [ChildPipe.spawn("ls", { env: "X=1" as never }), "InvalidOption"]
       ] as const
       for (const [spawning, reason] of cases) {
         const error = yield* Effect.flip(Effect.scoped(spawning))

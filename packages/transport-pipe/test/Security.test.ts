@@ -365,6 +365,61 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
       const dialled = yield* UnixSocket.make().dial(`unix://${stale}`)
       assert.strictEqual(dialled.address, `unix://${stale}`)
     }).pipe(Effect.scoped))
+
+  // a user who may rename entries in the socket's directory (shared, not sticky) swaps the listener's staging
+  // directory for one of theirs, before or after the socket is bound in it, and puts a link to a file of root's
+  // where the socket is: with paths, root's chmod followed the link (the file took the socket's mode) and the
+  // link was linked into place. strace holds the listener's mkdir and bind a second each: the attacker's moments
+  for (const when of ["before", "after"] as const) {
+    it.live(
+      `unix://: the staging directory swapped ${when} the socket is bound in it: no chmod or link of theirs`,
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir("effect-ipc-sec-", 0o777)
+          const target = Path.join(yield* tempDir("effect-ipc-target-"), "precious")
+          Fs.writeFileSync(target, "root's", { mode: 0o644 })
+          const path = Path.join(dir, "srv.sock")
+          const attacker = yield* start(python, [squatter, `stage-${when}`, `${dir}:${target}`], { uid: nobody })
+          const strace = ["-f", "-qq", "-o", "/dev/null", "-e", "trace=mkdir,mkdirat,bind"]
+          const delays = ["-e", "inject=mkdir,mkdirat,bind:delay_exit=1000000"]
+          const listener = yield* start("strace", [
+            ...strace,
+            ...delays,
+            node,
+            ...nodeFixture("listen.ts"),
+            `unix://${path}`
+          ])
+          yield* listener.line(/^armed$/)
+          yield* listener.say("go")
+          if (when === "after") {
+            // the attacker cannot look inside the listener's directory: it is told once the socket is bound there
+            yield* attacker.line(/^seen$/)
+            const bound = () =>
+              Fs.readdirSync(dir).some((name) => name.startsWith(".eipc-") && Fs.existsSync(Path.join(dir, name, "s")))
+            while (!bound()) yield* Effect.sleep("2 millis")
+            yield* attacker.say("swap")
+          }
+          const outcome = yield* listener.line(/^(won|lost .*)$/)
+          yield* attacker.line(/^moved$/)
+          assert.strictEqual((Fs.statSync(target).mode & 0o777).toString(8), "644", "root's file keeps its mode")
+          if (outcome === "won") {
+            const stat = Fs.lstatSync(path)
+            assert.isTrue(stat.isSocket(), "the listener's own socket is linked into place, not their link")
+            assert.deepStrictEqual([stat.uid, stat.mode & 0o777], [0, 0o600])
+            const client = yield* UnixSocket.make().dial(`unix://${path}`)
+            yield* client.send(new Uint8Array([1, 2]))
+            assert.deepStrictEqual([...(yield* client.receive)], [1, 2])
+          } else {
+            assert.match(outcome, /^lost PermissionDenied: .* was replaced as the socket was to be bound in it/)
+            assert.isFalse(Fs.existsSync(path), "nothing is linked into place")
+          }
+          // swapped before the bind, the listener is refused; after it, it is served
+          assert.strictEqual(outcome.split(" ")[0], when === "before" ? "lost" : "won")
+          yield* listener.finish
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  }
 })
 
 /** Dials `address` (served by the squatter `squat`); asserts PeerRejected and that it got 0 bytes. */

@@ -46,7 +46,7 @@ import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Http from "node:http"
-import type * as Net from "node:net"
+import * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import { WebSocketServer } from "ws"
 import type { RawData, WebSocket as NodeWebSocket } from "ws"
@@ -170,6 +170,27 @@ const listenAt = (server: Http.Server, host: string, port: number, shown: string
       resume(Effect.void)
     })
   })
+
+/**
+ * Listens at `[::1]:port` beside a `localhost` listener's `127.0.0.1:port`,
+ * handing what it accepts to `server`; nothing where this machine has no IPv6
+ * loopback (nobody can listen there then); `AddressInUse` when another
+ * process holds it.
+ */
+const holdLoopback6 = (server: Http.Server, port: number, shown: string) =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Server | undefined, IpcError.IpcError>((resume) => {
+      const v6 = Net.createServer((socket) => server.emit("connection", socket))
+      v6.once("error", (cause: NodeJS.ErrnoException) =>
+        cause.code === "EADDRNOTAVAIL" || cause.code === "EAFNOSUPPORT"
+          ? resume(Effect.succeed(undefined))
+          : resume(Effect.fail(
+            IpcError.fromSystemError(cause, "Open", `cannot listen at [::1]:${port}, which localhost names too`, shown)
+          )))
+      v6.listen({ host: "::1", port, ipv6Only: true, backlog: 1024 }, () => resume(Effect.succeed(v6)))
+    }),
+    (v6) => Effect.sync(() => v6?.close())
+  )
 
 /**
  * Listens at `address` (`ws://host:port/path`); the listener, its token
@@ -396,6 +417,9 @@ export const listen = (
           upgraded.add(socket)
           return wss.handleUpgrade(req, socket, head, (refused) => {
             refused.on("error", () => {})
+            // nothing more is read from it: what it sends now waits in the kernel, where `ws` buffered a message
+            // of up to maxMessageSize per refused client for the 2 s below (64 of them held 1.4 GB)
+            refused.pause()
             refused.close(refusal.code, refusal.text)
             setTimeout(() => refused.terminate(), 2000).unref()
           })
@@ -441,6 +465,9 @@ export const listen = (
       shown = WsAddress.format(parsed)
       parsed = { ...parsed, redacted: shown }
     }
+    // `localhost` names ::1 too (first, in Debian's /etc/hosts): held as well, or another user could listen at
+    // [::1] on this port and be given the token by every client (a page, a WsClient) that dials the name
+    if (asked.host === "localhost") yield* holdLoopback6(server, parsed.port, shown)
     if (options.tokenFile !== false) {
       const file = options.tokenFile ?? (yield* TokenFile.pathOf(parsed))
       yield* TokenFile.write(file, token)

@@ -77,6 +77,7 @@ const fields: TransportOptions.Fields<WsConfigOptions> = {
   maxBufferedMessages: TransportOptions.Count,
   maxBufferedBytes: TransportOptions.Bytes,
   lingerTimeout: TransportOptions.Duration,
+  writeTimeout: TransportOptions.Duration,
   handshakeTimeout: TransportOptions.Duration,
   maxPendingHandshakes: TransportOptions.Count,
   allowRemote: TransportOptions.Flag,

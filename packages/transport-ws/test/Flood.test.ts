@@ -148,3 +148,31 @@ describe("ws:// under hostile input", () => {
     90_000
   )
 })
+
+describe("ws:// writeTimeout", () => {
+  // a client that calls and reads no replies grows the server's memory; the root README's remedy,
+  // writeTimeout, was not an option of this transport (InvalidOption from configuration, ignored in code)
+  it.live(
+    "a peer that reads nothing is dropped once a send has waited writeTimeout: Timeout",
+    () =>
+      Effect.gen(function*() {
+        const port = freshPort()
+        const listener = yield* Ws.WsServer.listen(`ws://127.0.0.1:${port}/flood`, {
+          tokenFile: false,
+          highWaterMark: 64 * 1024,
+          writeTimeout: "300 millis"
+        })
+        const socket = yield* upgraded(port, listener.token)
+        socket.pause()
+        const channel = yield* listener.accept
+        const big = new Uint8Array(256 * 1024)
+        const started = Date.now()
+        const error = yield* Effect.flip(Effect.forever(channel.send(big)))
+        assert.strictEqual(error.reason._tag, "Timeout", error.message)
+        assert.isBelow(Date.now() - started, 20_000)
+        // the channel ended with it: the connection was dropped, not left to grow
+        yield* channel.closed.pipe(Effect.timeout("5 seconds"))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+})

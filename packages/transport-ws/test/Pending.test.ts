@@ -162,3 +162,69 @@ describe("ws:// pending handshakes", () => {
       )
     }).pipe(Effect.scoped))
 })
+
+/** The most memory process `pid` has held (VmHWM), in MiB. */
+const peakMiB = (pid: number): number =>
+  Number(/VmHWM:\s+(\d+) kB/.exec(Fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024
+
+describe("ws:// refused clients", () => {
+  // a client with no token that offers effect-ipc.refused is upgraded to be told 4401, and cut off 2 s later:
+  // `ws` read on meanwhile and buffered its message up to maxMessageSize (64 MiB), so 64 of them held 1.4 GB
+  it.live(
+    "32 refused clients each sending all but the last MiB of a 48 MiB message: the listener's memory grows by less than 64 MiB; each is told 4401",
+    () =>
+      Effect.gen(function*() {
+        const port = freshPort()
+        const server = yield* serverProcess(`ws://127.0.0.1:${port}/refused`, 1024)
+        const before = peakMiB(server.pid)
+        const size = 48 * 1024 * 1024
+        // a masked binary frame of `size` bytes (mask 0)
+        const header = Buffer.alloc(14)
+        header[0] = 0x82
+        header[1] = 0x80 | 127
+        header.writeBigUInt64BE(BigInt(size), 2)
+        const chunk = Buffer.alloc(1024 * 1024, 0x41)
+        const codes = yield* Effect.forEach(Array.from({ length: 32 }, (_, i) => i), () =>
+          Effect.scoped(Effect.gen(function*() {
+            const socket = yield* rawConnect(port)
+            let answer = Buffer.alloc(0)
+            socket.on("data", (data: Buffer) => (answer = Buffer.concat([answer, data])))
+            socket.write(
+              [
+                "GET /refused HTTP/1.1",
+                `Host: 127.0.0.1:${port}`,
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Protocol: effect-ipc.v1, effect-ipc.refused",
+                "",
+                ""
+              ].join("\r\n")
+            )
+            yield* until(() =>
+              answer.includes("\r\n\r\n"), () => "the handshake's answer")
+            // all of the message but its last MiB, as fast as the listener takes it, until it cuts the connection
+            socket.write(header)
+            yield* Effect.callback<void>((resume) => {
+              let sent = 0
+              const pump = () => {
+                while (sent < size - chunk.byteLength) {
+                  sent += chunk.byteLength
+                  if (!socket.write(chunk)) return void socket.once("drain", pump)
+                }
+              }
+              socket.once("close", () => resume(Effect.void))
+              pump()
+            })
+            // the close frame: 0x88, its length, the code
+            const at = answer.indexOf("\r\n\r\n") + 4
+            return answer.length >= at + 4 && answer[at] === 0x88 ? answer.readUInt16BE(at + 2) : -1
+          })), { concurrency: "unbounded" })
+        assert.deepStrictEqual(new Set(codes), new Set([4401]))
+        const grown = peakMiB(server.pid) - before
+        assert.isBelow(grown, 64, `the listener grew by ${grown.toFixed(0)} MiB`)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

@@ -2,12 +2,14 @@
  * A stale token file (its server was killed) and another user now listening
  * on that port: the Node client does not send this user's token there.
  */
+import * as Transport from "@effect-ipc/core/Transport"
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import { freshAddress, sweepTokenFiles, tokenFileOf } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
@@ -69,3 +71,50 @@ describe("a token file its server left behind", () => {
       assert.isUndefined(Ws.TokenFile.lookup(parsed))
     }).pipe(Effect.scoped))
 })
+
+/** Listens at `[::1]:port` in this process; the error code when that fails. */
+const bind6 = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Server | string>((resume) => {
+      const server = Net.createServer()
+      server.once("error", (cause: NodeJS.ErrnoException) => resume(Effect.succeed(cause.code ?? "error")))
+      server.listen({ host: "::1", port, ipv6Only: true }, () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.sync(() => typeof server === "string" ? undefined : void server.close())
+  )
+
+// a `localhost` listener bound 127.0.0.1 alone; `localhost` resolves to ::1 first where /etc/hosts says so
+// (Debian's), so another user listening at [::1] on the port was given the token by clients dialling the name
+describe.runIf(Fs.existsSync("/proc/net/if_inet6") && Fs.readFileSync("/proc/net/if_inet6", "utf8").includes(" lo"))(
+  "ws://localhost",
+  () => {
+    it.live("holds [::1] on its port too: nobody else listens there, and a client there is served", () =>
+      Effect.gen(function*() {
+        const listener = yield* Ws.WsServer.listen("ws://localhost:0/six", { tokenFile: false })
+        const port = Number(new URL(listener.address).port)
+        const taken = yield* bind6(port)
+        assert.strictEqual(taken, "EADDRINUSE", "[::1] on the listener's port is the listener's")
+        yield* Effect.forkScoped(
+          Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+        )
+        const client = yield* Ws.WsClient.dial(`ws://[::1]:${port}/six`, { token: listener.token })
+        yield* client.send(new Uint8Array([6]))
+        assert.deepStrictEqual([...(yield* client.receive)], [6])
+      }).pipe(Effect.scoped))
+
+    it.live("with [::1] on the port taken by another process: AddressInUse, and 127.0.0.1 is let go", () =>
+      Effect.gen(function*() {
+        const probe = yield* Ws.WsServer.listen("ws://127.0.0.1:0/probe", { tokenFile: false }).pipe(Effect.scoped)
+        const port = Number(new URL(probe.address).port)
+        const squat = yield* bind6(port)
+        assert.notStrictEqual(typeof squat, "string", `[::1]:${port} could not be taken for the test`)
+        const error = yield* Effect.flip(
+          Effect.scoped(Ws.WsServer.listen(`ws://localhost:${port}/six`, { tokenFile: false }))
+        )
+        assert.strictEqual(error.reason._tag, "AddressInUse", error.message)
+        assert.include(error.detail, "[::1]")
+        // 127.0.0.1 was let go with the failed listen
+        yield* Effect.scoped(Ws.WsServer.listen(`ws://127.0.0.1:${port}/again`, { tokenFile: false }))
+      }).pipe(Effect.scoped))
+  }
+)

@@ -234,6 +234,9 @@ class ReaderImpl implements Reader {
     // cut here is damage, not a write in progress
     if (state === undefined || state.segment < this.segBase) {
       const later = this.finishedBy()
+      // looked at again after the later segment: a writer that finished this record, linked the next segment
+      // and wrote there since the look above has made this segment longer (not damage)
+      if (later !== undefined && this.sizeNow() !== size) return { _tag: "More", entries }
       if (later !== undefined) {
         return {
           _tag: "Corrupt",
@@ -243,6 +246,15 @@ class ReaderImpl implements Reader {
       }
     }
     return { _tag: "Idle", entries }
+  }
+
+  /** The size of the segment being read now (undefined if it cannot be read). */
+  sizeNow(): number | undefined {
+    try {
+      return Fs.fstatSync(this.segFd).size
+    } catch {
+      return undefined
+    }
   }
 
   /** A segment after this one that holds records (so the writer went past this one), if any. */

@@ -44,6 +44,8 @@ export interface LinkOptions {
   readonly maxBufferedBytes?: number | undefined
   /** How long `close` waits for the peer's close frame before dropping the connection (default 2 s). */
   readonly lingerTimeout?: Duration.Input | undefined
+  /** How long a `send` may wait for the peer to read before the peer is dropped (`Timeout`; default: no limit). */
+  readonly writeTimeout?: Duration.Input | undefined
 }
 
 /** The typed error of a `ws` library socket's error (a message over `maxPayload`, a bad frame, a socket error). */
@@ -117,7 +119,8 @@ export const make = (
     highWaterMark: options.highWaterMark,
     maxBufferedMessages: options.maxBufferedMessages,
     maxBufferedBytes: options.maxBufferedBytes,
-    lingerTimeout: options.lingerTimeout
+    lingerTimeout: options.lingerTimeout,
+    writeTimeout: options.writeTimeout
   }, (given) => {
     sink = given
     return {

@@ -1,0 +1,35 @@
+"""from_parent() in a process that ChildPipe.spawn did not start: IpcError NotFound, never a raw error."""
+import os
+import subprocess
+import sys
+import unittest
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE = """
+from effect_ipc import from_parent, IpcError
+try:
+    from_parent()
+    print("a channel")
+except IpcError as error:
+    print("IpcError", error.reason)
+except Exception as error:
+    print("raw", type(error).__name__)
+"""
+
+
+class FromParent(unittest.TestCase):
+    def probe(self, where, **options):
+        env = dict(os.environ, PYTHONPATH=PACKAGE, EFFECT_IPC_FD=where)
+        ran = subprocess.run([sys.executable, "-c", PROBE], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=30, **options)
+        return ran.stdout.decode().strip()
+
+    def test_no_parent_channel_is_not_found(self):
+        # stdin closed (raw OSError) and a number past a C long (raw OverflowError) were not IpcError
+        self.assertEqual(self.probe("99999999999999999999"), "IpcError NotFound")
+        self.assertEqual(self.probe("stdio", preexec_fn=lambda: os.close(0)), "IpcError NotFound")
+        self.assertEqual(self.probe("3"), "IpcError NotFound")  # fd 3 not open
+
+
+if __name__ == "__main__":
+    unittest.main()
