@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import * as Address from "@effect-ipc/core/Address"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Cause from "effect/Cause"
 import * as Command from "effect/cli/Command"
@@ -222,7 +223,9 @@ export const describe = (error: IpcError.IpcError): string => `${error.reason._t
  * Prints a failure that the command carries on after: an `error` event with
  * `--json`, else one line on stderr. `context` says what it concerns.
  */
-export const problem = (s: Settings, error: IpcError.IpcError, context?: string): Effect.Effect<void> => {
+export const problem = (s: Settings, given: IpcError.IpcError, context?: string): Effect.Effect<void> => {
+  // an address's secret (`ws://...?token=`) is never printed, whoever made the error
+  const error = Address.redactError(given, given.address)
   const line = describe(error)
   return s.json
     ? event({

@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import * as Address from "@effect-ipc/core/Address"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
@@ -85,8 +86,8 @@ const withTransport = <A, E, R>(
 /** Says where a command is ready (stderr; with `--json` also a `ready` event on stdout). */
 const ready = (s: Output.Settings, what: string, address: string): Effect.Effect<void> =>
   Effect.andThen(
-    Output.status(`${what} on ${address}`),
-    s.json ? Output.event({ event: "ready", command: what, address }) : Effect.void
+    Output.status(`${what} on ${Address.redact(address)}`),
+    s.json ? Output.event({ event: "ready", command: what, address: Address.redact(address) }) : Effect.void
   )
 
 // --- listen ------------------------------------------------------------------------
@@ -200,7 +201,9 @@ const send = Command.make(
             const channel = yield* Transport.dial(address)
             for (const message of messages) {
               yield* channel.send(message)
-              if (s.json) yield* Output.event({ event: "sent", address, bytes: message.length })
+              if (s.json) {
+                yield* Output.event({ event: "sent", address: Address.redact(address), bytes: message.length })
+              }
             }
             for (let i = 0; i < replies; i++) {
               yield* Output.message(s, yield* channel.receive, { address })
@@ -451,10 +454,28 @@ const call = Command.make(
             RpcClient.Protocol | Scope.Scope
           >)
           const result = client(rpc._tag, input)
+          // --timeout is the time without a result: a stream may run as long as its results keep coming
+          const noAnswer = IpcError.make(
+            "Timeout",
+            `no answer to ${method} within ${timeout} s`,
+            Address.redact(address)
+          )
           if (Stream.isStream(result)) {
-            yield* Stream.runForEach(result as Stream.Stream<unknown, unknown>, print)
+            yield* Stream.runForEach(
+              Stream.timeoutOrElse(result as Stream.Stream<unknown, unknown>, {
+                duration: Duration.seconds(timeout),
+                orElse: () => Stream.fail(noAnswer)
+              }),
+              print
+            )
           } else {
-            yield* Effect.flatMap(result as Effect.Effect<unknown, unknown>, print)
+            yield* Effect.flatMap(
+              Effect.timeoutOrElse(result as Effect.Effect<unknown, unknown>, {
+                duration: Duration.seconds(timeout),
+                orElse: () => Effect.fail(noAnswer)
+              }),
+              print
+            )
           }
         }).pipe(
           Effect.catch(callFailed(s, method, address)),
@@ -462,12 +483,10 @@ const call = Command.make(
           Effect.catchDefect((defect) => {
             const text = defect instanceof Error ? defect.message : String(defect)
             return /RPC server speaks/.test(text)
-              ? Effect.fail(IpcError.make("Protocol", `${method}: ${text}: give --serialization to match`, address))
+              ? Effect.fail(
+                IpcError.make("Protocol", `${method}: ${text}: give --serialization to match`, Address.redact(address))
+              )
               : Effect.die(defect)
-          }),
-          Effect.timeoutOrElse({
-            duration: Duration.seconds(timeout),
-            orElse: () => Effect.fail(IpcError.make("Timeout", `no answer to ${method} within ${timeout} s`, address))
           }),
           Effect.scoped
         )
@@ -513,6 +532,30 @@ const jsonAsked = (() => {
  * With `--json`, a usage error is an `error` event per problem on stdout (reason `Usage`), not help
  * text, and `--version` a `version` event.
  */
+/**
+ * Help with `--json`, where stdout carries JSON only: asked for (`--help`), a
+ * `help` event with the text; given instead of a command (`effect-ipc --json
+ * shm`), a `Usage` error naming the commands there are, exit code 1.
+ */
+const jsonHelp = (event: CliOutput.Presenter.Help): Effect.Effect<void> => {
+  const command = ["effect-ipc", ...event.commandPath.slice(1)].join(" ")
+  if (event.reason === "Requested") {
+    const text = CliOutput.defaultFormatter({ colors: false }).formatHelpDoc(event.helpDoc)
+    return Output.event({ event: "help", command, text })
+  }
+  const commands = (event.helpDoc.subcommands ?? []).flatMap((group) => group.commands.map((sub) => sub.name))
+  return Effect.andThen(
+    Output.event({
+      event: "error",
+      reason: "Usage",
+      detail: commands.length === 0
+        ? `${command}: what to do is missing`
+        : `${command} needs a command: ${commands.join(", ")}`
+    }),
+    Effect.sync(() => void (process.exitCode = 1))
+  )
+}
+
 const presenter = CliOutput.layerPresenter({
   present: (event) =>
     jsonAsked && event._tag === "InvalidInvocation"
@@ -523,6 +566,8 @@ const presenter = CliOutput.layerPresenter({
       )
       : jsonAsked && event._tag === "Version"
       ? Output.event({ event: "version", name: event.name, version: event.version })
+      : jsonAsked && event._tag === "Help"
+      ? jsonHelp(event)
       : CliOutput.defaultPresenter.present(event)
 })
 
@@ -536,6 +581,11 @@ const stdoutGone = Effect.callback<void>((resume) => {
   process.stdout.on("error", gone)
   return Effect.sync(() => void process.stdout.off("error", gone))
 })
+
+// `npm run cli -- ...` runs in the repository's root: the paths the user gave (--module, --file, file inspect)
+// are relative to the directory it was typed in, which npm gives as INIT_CWD
+const typedIn = process.env["npm_lifecycle_event"] === "cli" ? process.env["INIT_CWD"] : undefined
+if (typedIn !== undefined && typedIn !== "" && typedIn !== process.cwd()) process.chdir(typedIn)
 
 // every command prints its own failures (Output.guard): what reaches here is a usage error, presented above.
 // A command whose output nobody reads any more ends as one interrupted: what it made is let go of

@@ -100,11 +100,13 @@ const callAll = Effect.gen(function*() {
   )
 })
 
+/** An environment variable; set to the empty string counts as unset, as for `Registry.layerConfig`. */
+const setOrUndefined = (name: string): string | undefined => process.env[name] === "" ? undefined : process.env[name]
+
 const main = Effect.gen(function*() {
-  const transport = process.env["IPC_TRANSPORT"]
   const selection = yield* Registry.resolve(Transports.descriptors, {
-    transport,
-    address: process.env["IPC_ADDRESS"],
+    transport: setOrUndefined("IPC_TRANSPORT"),
+    address: setOrUndefined("IPC_ADDRESS"),
     service: `demo-${process.pid}`
   })
   const { address, descriptor } = selection

@@ -5,6 +5,7 @@ import { assert, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -147,4 +148,58 @@ it.live("a malformed percent-escape is one InvalidAddress line and exit code 1, 
       assert.notMatch(result.stderr, /URIError|\n\s+at /, result.stderr)
       assert.isFalse(Fs.existsSync(dir), "nothing was created")
     }
+  }))
+
+// `npm run cli` runs in the repository's root: a path the user typed (send --file msgs.txt, as the README
+// shows it) was looked up there, not in the directory they typed it in
+it.live("npm run cli from another directory: --file is relative to that directory", () =>
+  Effect.gen(function*() {
+    const address = yield* socketAddress
+    const here = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cwd-"))
+    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(here, { recursive: true, force: true })))
+    Fs.writeFileSync(Path.join(here, "msgs.txt"), "typed here")
+    const listener = yield* cli("listen", address, "--count", "1")
+    yield* listener.ready("listening on")
+    const root = Path.resolve(import.meta.dirname, "../../..")
+    const sent = yield* Effect.callback<{ code: number | null; stderr: string }>((resume) => {
+      const child = ChildProcess.spawn("npm", [
+        "--prefix",
+        root,
+        "run",
+        "--silent",
+        "cli",
+        "--",
+        "send",
+        address,
+        "--file",
+        "msgs.txt"
+      ], {
+        cwd: here,
+        stdio: ["ignore", "ignore", "pipe"]
+      })
+      let stderr = ""
+      child.stderr.setEncoding("utf8").on("data", (t: string) => void (stderr += t))
+      child.on("close", (code) => resume(Effect.succeed({ code, stderr })))
+    })
+    assert.strictEqual(sent.code, 0, sent.stderr)
+    assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+    assert.strictEqual(listener.stdout(), "typed here\n")
+  }).pipe(Effect.scoped), 60_000)
+
+// with --json, stdout carries JSON only: a command group without its command printed its help text there,
+// with exit code 0, and so did --help
+it.live("--json: a group without its command is a Usage event (exit 1); --help a help event", () =>
+  Effect.gen(function*() {
+    for (const group of ["shm", "file", "nng"]) {
+      const ran = yield* run("--json", group)
+      assert.strictEqual(ran.code, 1, ran.stdout)
+      const lines = ran.stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>)
+      assert.deepStrictEqual(lines.map((l) => [l["event"], l["reason"]]), [["error", "Usage"]])
+      assert.include(String(lines[0]!["detail"]), `effect-ipc ${group} needs a command: `)
+    }
+    const help = yield* run("--json", "--help")
+    assert.strictEqual(help.code, 0)
+    const event = JSON.parse(help.stdout) as Record<string, unknown>
+    assert.strictEqual(event["event"], "help")
+    assert.include(String(event["text"]), "USAGE")
   }))

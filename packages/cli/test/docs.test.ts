@@ -81,9 +81,17 @@ describe("documentation", () => {
 
 describe("demo", () => {
   for (
-    const env of [{}, { IPC_TRANSPORT: "pipe" }, { IPC_TRANSPORT: "memory" }, { IPC_TRANSPORT: "shm" }, {
-      IPC_TRANSPORT: "file"
-    }, { IPC_TRANSPORT: "nng" }]
+    const env of [
+      {},
+      { IPC_TRANSPORT: "pipe" },
+      { IPC_TRANSPORT: "memory" },
+      { IPC_TRANSPORT: "shm" },
+      {
+        IPC_TRANSPORT: "file"
+      },
+      { IPC_TRANSPORT: "nng" },
+      { IPC_TRANSPORT: "", IPC_ADDRESS: "" }
+    ]
   ) {
     it(`runs every kind of call with ${JSON.stringify(env)}`, () => {
       const result = run(["packages/cli/src/demo.ts"], env)

@@ -195,3 +195,64 @@ it.live(
     }).pipe(Effect.scoped),
   60_000
 )
+
+// --timeout ("give up after this many seconds without a result") covered the whole call: a stream of one
+// result a second was cut after 10 s, or after two results with --timeout 3, as "no answer"
+it.live(
+  "call --timeout is the time without a result: a stream slower in all than the timeout runs to its end",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const clock = Path.relative(root, Path.join(fixtures, "clock-service.ts"))
+      const server = yield* cli("serve", address, "--module", clock)
+      yield* server.ready("serving Clock")
+      const ticks = yield* runCli([
+        "call",
+        address,
+        "Ticks",
+        `{"n":5,"ms":600}`,
+        "--module",
+        clock,
+        "--timeout",
+        "2"
+      ])
+      assert.deepStrictEqual(ticks, { code: 0, stdout: "0\n1\n2\n3\n4\n", stderr: "" })
+      // a result that does not come within it is still a Timeout
+      const slow = yield* runCli(["call", address, "Ticks", `{"n":2,"ms":3000}`, "--module", clock, "--timeout", "1"])
+      assert.strictEqual(slow.code, 1)
+      assert.match(slow.stderr, /Timeout: no answer to Ticks within 1 s/)
+      yield* server.stop
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+// the token of a ws:// address was printed by the CLI's own lines: serve's ready line and event, send's
+// `sent` event, call's Timeout and Protocol errors (the transports' own errors had it removed)
+it.live("a ws:// address's token is never printed: serve, send --json, call's errors", () =>
+  Effect.gen(function*() {
+    const token = "q7Zp2LmX9vR4tY8wK3nB6cD1fG5hJ0sA"
+    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    const served = `ws://127.0.0.1:${port}/app?token=${token}`
+    const server = yield* cli("--json", "serve", served, "--serialization", "json")
+    yield* server.ready("serving DemoApi")
+    const listened = `ws://127.0.0.1:${port + 1}/app?token=${token}`
+    const listener = yield* cli("listen", listened)
+    yield* listener.ready("listening on")
+    const outputs = [
+      yield* runCli(["send", listened, "hi", "--json"]),
+      yield* runCli(["call", listened, "Add", `{"a":1,"b":2}`, "--timeout", "1"]),
+      yield* runCli(["call", listened, "Add", `{"a":1,"b":2}`, "--timeout", "1", "--json"]),
+      yield* runCli(["call", served, "Add", `{"a":1,"b":2}`])
+    ]
+    assert.deepStrictEqual(outputs.map((o) => o.code), [0, 1, 1, 1], JSON.stringify(outputs))
+    yield* server.stop
+    yield* listener.stop
+    const printed = [
+      server.stdout(),
+      server.stderr(),
+      listener.stderr(),
+      ...outputs.flatMap((o) => [o.stdout, o.stderr])
+    ]
+    assert.isTrue(printed.some((text) => text.includes(`ws://127.0.0.1:${port}/app`)), printed.join("\n"))
+    for (const text of printed) assert.notInclude(text, token)
+  }).pipe(Effect.scoped), 60_000)

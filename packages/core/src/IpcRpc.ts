@@ -85,9 +85,18 @@ const readError = (address: string, closedBy: string, error: IpcError.IpcError):
 const withMessage = <E extends Socket.SocketOpenError | Socket.SocketReadError>(error: E, message: string): E =>
   Object.defineProperty(error, "message", { value: message, enumerable: false, configurable: true })
 
-/** A send's failure as a socket's write error. */
-const writeError = (cause: IpcError.IpcError): Socket.SocketError =>
-  new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
+/**
+ * A send's failure as a socket's write error; none for a channel that ended
+ * (closed, or lost): its reader ends the calls in flight with the typed reason,
+ * where effect's RPC client made a write error a defect (a stream's
+ * acknowledgement written as its server closed died "An error occurred during
+ * Write", naming nothing).
+ */
+const writeFailed = (left: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, Socket.SocketError> =>
+  Effect.catch(left, (cause) =>
+    cause.reason._tag === "Closed" || cause.reason._tag === "ConnectionLost"
+      ? Effect.void
+      : Effect.fail(new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })))
 
 /** The server could not be reached yet: the client keeps trying, and calls keep waiting. */
 const unreachable = (address: string, cause: IpcError.IpcError) =>
@@ -240,7 +249,7 @@ const socketOver = (
       const eagerText = currentEagerText
       if (typeof chunk === "string" && eagerText !== undefined) {
         const textLeft = eagerText(chunk)
-        return textLeft === Effect.void ? Effect.void : Effect.mapError(textLeft, writeError)
+        return textLeft === Effect.void ? Effect.void : writeFailed(textLeft)
       }
       const bytes = encodedBytes(chunk)
       // sent as this effect runs, where the channel can (no second effect, no error to map when it went at once)
@@ -251,7 +260,7 @@ const socketOver = (
         if (large) Packed.release(bytes)
         return Effect.void
       }
-      const sent = Effect.mapError(left, writeError)
+      const sent = writeFailed(left)
       // the channel is done with a message once its `send` succeeded (an interrupted one may still be
       // waiting to go): a large packed one's memory is used again
       return large ? Effect.tap(sent, () => Effect.sync(() => Packed.release(bytes))) : sent

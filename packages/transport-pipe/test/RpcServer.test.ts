@@ -24,7 +24,8 @@ class Api extends RpcGroup.make(
   Rpc.make("Echo", { payload: { data: Schema.String }, success: Schema.String }),
   Rpc.make("Big", { success: Schema.String }),
   Rpc.make("Upload", { payload: { data: Schema.String }, success: Schema.Number }),
-  Rpc.make("Chunks", { payload: { n: Schema.Number }, success: Schema.String, stream: true })
+  Rpc.make("Chunks", { payload: { n: Schema.Number }, success: Schema.String, stream: true }),
+  Rpc.make("Count", { payload: { n: Schema.Number }, success: Schema.Number, stream: true })
 ) {}
 
 const big = "y".repeat(1 << 20)
@@ -34,7 +35,8 @@ const handlers = Api.toLayer({
   Echo: ({ data }) => Effect.succeed(data),
   Big: () => Effect.succeed(big),
   Upload: ({ data }) => Effect.succeed(data.length),
-  Chunks: ({ n }) => Stream.range(1, n).pipe(Stream.map(() => "z".repeat(100_000)))
+  Chunks: ({ n }) => Stream.range(1, n).pipe(Stream.map(() => "z".repeat(100_000))),
+  Count: ({ n }) => Stream.range(1, n)
 })
 
 const fixture = Path.join(import.meta.dirname, "fixtures", "rpc_unread.py")
@@ -140,6 +142,49 @@ describe("an RPC server and clients that read no replies, or are slow to", () =>
         assert.strictEqual(closed._tag, "Success", "the server closed within 5 s")
       }).pipe(Effect.scoped),
     60_000
+  )
+})
+
+describe("a client taking a stream whose server closes", () => {
+  // the client writes an acknowledgement per chunk; one written as the server's close arrived failed the
+  // write, which effect's RPC client makes a defect: about half the streams died with "An error occurred
+  // during Write" (no address, no reason) where the others failed typed, naming the server's close
+  it.live(
+    "fails typed (RpcClientError naming the close), never a defect, however the close falls",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-rpc-")
+        const address = `unix://${Path.join(dir, "calc.sock")}`
+        for (let round = 0; round < 12; round++) {
+          const server = yield* Effect.forkScoped(Effect.scoped(Effect.andThen(serve(address), Effect.never)))
+          const exit = yield* Effect.gen(function*() {
+            const client = yield* RpcClient.make(Api)
+            let seen = 0
+            return yield* Effect.exit(Stream.runForEach(client.Count({ n: 100_000_000 }), () =>
+              Effect.gen(function*() {
+                // the server closes, gracefully, once the stream runs
+                if (++seen === 1000 + round * 777) yield* Effect.forkDetach(Fiber.interrupt(server))
+              })))
+          }).pipe(
+            Effect.provide(
+              IpcRpc.layerClientProtocol(address).pipe(
+                Layer.provide(IpcRpc.layerSerializationJson),
+                Layer.provide(UnixSocket.layer())
+              )
+            ),
+            Effect.scoped,
+            Effect.timeout("20 seconds")
+          )
+          assert.strictEqual(exit._tag, "Failure", `round ${round}: the stream ended`)
+          if (exit._tag === "Failure") {
+            const reasons = exit.cause.reasons
+            assert.isTrue(reasons.every((r) => r._tag === "Fail"), `round ${round}: ${String(exit.cause)}`)
+            assert.include(String(exit.cause), "closed the connection", `round ${round}`)
+          }
+          yield* Fiber.await(server)
+        }
+      }).pipe(Effect.scoped),
+    120_000
   )
 })
 
