@@ -180,6 +180,15 @@ const socketOver = (
     : Duration.toMillis(Duration.fromInputUnsafe(options.connectTimeout))
   /** When the current run of failed opens began. */
   let failingSince: number | undefined
+  // completed when an open gives up (connectTimeout passed, or a failure that lasts), as the calls waiting
+  // fail: a write waiting for a connection then leaves nothing (a fire-and-forget call waited for its send,
+  // past connectTimeout, and was sent to a server that came later, its caller told it had failed)
+  let gaveUp = Deferred.makeUnsafe<void>()
+  const giveUp = (error: Socket.SocketError): Socket.SocketError => {
+    Deferred.doneUnsafe(gaveUp, Effect.void)
+    gaveUp = Deferred.makeUnsafe<void>()
+    return error
+  }
 
   const opened = open.pipe(
     Effect.catch((raw) =>
@@ -194,10 +203,10 @@ const socketOver = (
         }
         const waited = now - failingSince
         if (permanent.has(error.reason._tag)) {
-          return yield* new Socket.SocketError({ reason: gone(address, error, undefined) })
+          return yield* giveUp(new Socket.SocketError({ reason: gone(address, error, undefined) }))
         }
         if (waited >= connectTimeout) {
-          return yield* new Socket.SocketError({ reason: gone(address, error, waited) })
+          return yield* giveUp(new Socket.SocketError({ reason: gone(address, error, waited) }))
         }
         return yield* new Socket.SocketError({ reason: unreachable(address, error) })
       })
@@ -243,7 +252,11 @@ const socketOver = (
   const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
     Effect.suspend(() => {
       const channel = current
-      if (channel === undefined) return ended ? Effect.void : Effect.andThen(connected.await, write(chunk))
+      if (channel === undefined) {
+        return ended
+          ? Effect.void
+          : Effect.raceFirst(Effect.andThen(connected.await, write(chunk)), Deferred.await(gaveUp))
+      }
       if (Socket.isCloseEvent(chunk)) return channel.close
       // text (JSON) where the channel encodes it as it queues it
       const eagerText = currentEagerText

@@ -8,7 +8,7 @@
 import * as Duration from "effect/Duration"
 import * as Schedule from "effect/Schedule"
 
-/** Reconnect backoff: 20 ms doubling, never more than 1 s apart, with jitter; forever. */
+/** Reconnect backoff: 20 ms doubling up to 1 s, jittered (0.8 to 1.2 times each delay, so up to 1.2 s apart); forever. */
 export const reconnect: Schedule.Schedule<unknown> = Schedule.min([
   Schedule.exponential("20 millis", 2),
   Schedule.spaced("1 second")

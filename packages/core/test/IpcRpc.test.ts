@@ -10,11 +10,14 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
 import { RpcClientDefect, RpcClientError } from "effect/rpc/RpcClientError"
+import * as RpcGroup from "effect/rpc/RpcGroup"
 import type * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
@@ -125,6 +128,43 @@ const closeOf = (socket: Socket.Socket) =>
   Effect.flip(Effect.scoped(Effect.flatMap(socket.reader, (reader) => Effect.forever(reader.pull))))
 
 describe("a client whose server is not there", () => {
+  // effect's client ends a fire-and-forget call once its request is written, and the write waited for a
+  // connection without limit: the call outlived connectTimeout, and went to a server that came later (its
+  // handler ran), after its caller had been told it failed
+  it.live("a fire-and-forget call fails with the others at connectTimeout, and a server that comes later never runs it", () =>
+    Effect.gen(function*() {
+      class Recorder extends RpcGroup.make(Rpc.make("Record", { payload: { note: Schema.String } })) {}
+      const address = `memory://discard-${n++}`
+      const transport = Layer.succeed(Transport.Transport, Memory.make())
+      const received: Array<string> = []
+      const protocol = yield* Layer.build(
+        IpcRpc.layerClientProtocol(address, { connectTimeout: "500 millis" }).pipe(
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provide(transport)
+        )
+      )
+      const client = yield* RpcClient.make(Recorder).pipe(Effect.provide(protocol))
+      const exit = yield* Effect.exit(client.Record({ note: "told it failed" }, { discard: true })).pipe(
+        Effect.timeout("5 seconds")
+      )
+      assert.isTrue(Exit.isFailure(exit), "the call failed")
+      if (Exit.isFailure(exit)) assert.match(String(exit.cause), /RpcClientError.*no server at/)
+      yield* Layer.build(
+        RpcServer.layer(Recorder).pipe(
+          Layer.provide(Recorder.toLayer({ Record: ({ note }) => Effect.sync(() => void received.push(note)) })),
+          Layer.provide(IpcRpc.layerServerProtocol(address)),
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provide(transport)
+        )
+      )
+      // the client reconnects on its own schedule: calls made before it has fail at once
+      yield* client.Record({ note: "later" }).pipe(
+        Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" })))
+      )
+      yield* Effect.sleep("200 millis")
+      assert.deepStrictEqual(received, ["later"], "the call its caller was told failed never ran")
+    }).pipe(Effect.scoped))
+
   it.live("says so at once, names the address and the reason, and fails calls after connectTimeout", () =>
     Effect.gen(function*() {
       const log = collectorOf
