@@ -138,13 +138,15 @@ const queryKey = (item: string): string => {
   const equals = item.indexOf("=")
   const key = (equals < 0 ? item : item.slice(0, equals)).replace(/\+/g, " ")
   // URLSearchParams leaves a malformed escape as it is: decode what decodes, keep the rest
-  return key.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+  const decoded = key.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
     try {
       return decodeURIComponent(run)
     } catch {
       return run
     }
-  }).trim().toLowerCase()
+  })
+  // `token%3Dsecret` is a key holding the secret: judged by what comes before its own `=`
+  return decoded.split("=")[0]!.trim().toLowerCase()
 }
 
 /** `a=1&token=x` without its secret items (`a=1`); undefined when it has none. */

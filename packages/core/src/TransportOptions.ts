@@ -338,6 +338,29 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
   if (hosts !== undefined && !isTextList(hosts)) {
     return IpcError.make("InvalidOption", `allowedHosts ${shown(hosts)} is not a list of host names (strings)`, address)
   }
+  // ws://'s hooks and token: a defect at dial, a wrong reason (`connect: 42` was InvalidAddress), or a file
+  // named `true` (`tokenFile: true` was Open)
+  for (const name of ["tokenLookup", "connect"]) {
+    const hook: unknown = Reflect.get(options, name)
+    if (hook !== undefined && typeof hook !== "function") {
+      return IpcError.make("InvalidOption", `${name} ${shown(hook)} is not a function`, address)
+    }
+  }
+  const tokenFile: unknown = Reflect.get(options, "tokenFile")
+  if (
+    tokenFile !== undefined && tokenFile !== false &&
+    (typeof tokenFile !== "string" || tokenFile === "" || tokenFile.includes("\0"))
+  ) {
+    return IpcError.make(
+      "InvalidOption",
+      `tokenFile ${shown(tokenFile)} is not a path (a non-empty string) nor false`,
+      address
+    )
+  }
+  const token: unknown = Reflect.get(options, "token")
+  if (token !== undefined && typeof token !== "string") {
+    return IpcError.make("InvalidOption", `token ${shown(token)} is not a string`, address)
+  }
   return checkHeartbeat(Reflect.get(options, "heartbeat"), address)
 }
 

@@ -34,6 +34,9 @@ describe("Address.redact", () => {
     assert.strictEqual(Address.redact(`memory://name?token=${SECRET}`), "memory://name")
     // written after # by mistake: shown in the "no #fragment" error before
     assert.strictEqual(Address.redact(`ws://h:1/app#token=${SECRET}`), "ws://h:1/app")
+    // an escaped `=`: a key that holds the secret (`token=...` once decoded) was kept whole
+    assert.strictEqual(Address.redact(`ws://h:1/app?token%3D${SECRET}`), "ws://h:1/app")
+    assert.strictEqual(Address.redact(`ws://h:1/app?x=1&%74oken%3d${SECRET}`), "ws://h:1/app?x=1")
     assert.strictEqual(Address.redact(`ws://h:1/app#top&token=${SECRET}`), "ws://h:1/app#top")
     // nothing to hide: the address as written
     for (const plain of ["unix:///tmp/a.sock", "unix:@abstract", "ws://127.0.0.1:8/x?y=1", "pipe://name"]) {

@@ -306,7 +306,8 @@ export const listen = (
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
-      maxPayload: options.maxMessageSize ?? Link.DEFAULT_MAX_MESSAGE_SIZE,
+      // `ws` takes 0 for no limit: a limit of 0 (empty messages only) is kept as 1 byte, never none
+      maxPayload: Math.max(1, options.maxMessageSize ?? Link.DEFAULT_MAX_MESSAGE_SIZE),
       handleProtocols: (_protocols, req) => chosen.get(req) ?? false
     })
     const acceptor = yield* Transport.makeAcceptor(shown)

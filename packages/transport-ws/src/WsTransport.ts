@@ -36,7 +36,8 @@ export type WsServerOptions = WsServer.WsServerOptions
 const connectNode = (maxMessageSize: number): WsClient.Connect => (url, protocols, headers) =>
   new NodeWebSocket(url, protocols, {
     headers: headers === undefined ? undefined : { ...headers },
-    maxPayload: maxMessageSize,
+    // `ws` takes 0 for no limit (see WsServer)
+    maxPayload: Math.max(1, maxMessageSize),
     perMessageDeflate: false
   })
 

@@ -120,6 +120,36 @@ describe("ws options from configuration", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("ws:// options of the wrong kind, given in code past the types", () => {
+  // `tokenLookup: "x"` was a TypeError defect at dial, `connect: 42` InvalidAddress, `tokenFile: true` Open
+  // (a file named "true" looked for)
+  it.live("are InvalidOption naming the option, at listen and at dial; maxMessageSize 0 refuses a message", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("kinds")
+      const wrong: ReadonlyArray<readonly [string, object]> = [
+        ["tokenFile", { tokenFile: true }],
+        ["tokenFile", { tokenFile: 123 }],
+        ["token", { token: 7 }]
+      ]
+      for (const [name, options] of wrong) {
+        const error = yield* Effect.flip(Effect.scoped(Ws.WsServer.listen(address, options as never)))
+        assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+        assert.include(error.detail, name)
+      }
+      for (const [name, options] of [["tokenLookup", { tokenLookup: "x" }], ["connect", { connect: 42 }]] as const) {
+        const error = yield* Effect.flip(Effect.scoped(Ws.WsClient.dial(address, options as never)))
+        assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+        assert.include(error.detail, name)
+      }
+      const listener = yield* Ws.WsServer.listen(address, { tokenFile: false, maxMessageSize: 0 })
+      const client = yield* Ws.WsClient.dial(address, { token: listener.token })
+      const served = yield* listener.accept
+      yield* client.send(new Uint8Array(1024))
+      const refused = yield* Effect.flip(served.receive)
+      assert.strictEqual(refused.reason._tag, "FrameTooLarge", refused.message)
+    }).pipe(Effect.scoped))
+})
+
 describe("ws:// addresses", () => {
   it.effect("an explicit port 80 is a port (URL drops the scheme's default); none is InvalidAddress", () =>
     Effect.gen(function*() {
