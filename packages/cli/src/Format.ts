@@ -165,6 +165,8 @@ export const show = (format: Format, value: unknown): string => {
     return format === "json" ? JSON.stringify(value) : format === "hex" ? toHex(textEncoder.encode(value)) : value
   }
   if (value === undefined) return ""
+  // JSON has no Infinity or NaN (JSON.stringify writes null): a number is shown as it is
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value)
   return JSON.stringify(value, (_key, v: unknown) => v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v) ??
     String(value)
 }

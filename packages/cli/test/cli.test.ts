@@ -89,6 +89,9 @@ it.live("serve + call: results, streams and typed errors", () =>
     const add = yield* run("call", address, "Add", `{"a":1,"b":2}`)
     assert.strictEqual(add.code, 0, add.stderr)
     assert.strictEqual(add.stdout, "3\n")
+    // a result JSON cannot hold was printed as null
+    const infinite = yield* run("call", address, "Add", `{"a":1e308,"b":1e308}`)
+    assert.strictEqual(infinite.stdout, "Infinity\n", infinite.stderr)
 
     const countdown = yield* run("call", address, "Countdown", `{"from":2}`)
     assert.strictEqual(countdown.code, 0, countdown.stderr)
