@@ -190,6 +190,23 @@ describe("packed (IpcRpc's default serialization)", () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), (garbage) => void decodes(garbage)), { numRuns: 2000 })
   })
 
+  // the limit was tested with arrays only: with it gone from objects, 1001 levels decoded and 100 000 threw a
+  // RangeError (the stack), not the documented TypeError
+  it("nesting past 1000 levels is refused in objects and through values of tag 12 too, not only in arrays", () => {
+    // an object with one entry (key "") whose value is the next, n deep, ending in null
+    const objects = (n: number) => new Uint8Array([0xe1, ...Array.from({ length: n }, () => [8, 1, 0]).flat(), 1])
+    Packed.decode(objects(1000))
+    for (const n of [1001, 100_000]) {
+      assert.throws(() => Packed.decode(objects(n)), TypeError, /nest deeper than 1000 levels/)
+    }
+    // arrays of one, n deep, around a value of tag 12 (an empty object; null, which nests no further)
+    const foreign = (n: number, inner: ReadonlyArray<number>) =>
+      new Uint8Array([0xe1, ...Array.from({ length: n }, () => [7, 1]).flat(), 12, ...inner])
+    Packed.decode(foreign(998, [8, 0]))
+    assert.throws(() => Packed.decode(foreign(1000, [8, 0])), TypeError, /nest deeper than 1000 levels/)
+    assert.throws(() => Packed.decode(foreign(1000, [1])), TypeError, /nest deeper than 1000 levels/)
+  })
+
   it("lengths and counts past the bytes left, and nesting past 1000 levels, are refused before anything is made", () => {
     // an array claiming 2^32 - 1 elements in a 7-byte message
     assert.throws(() => Packed.decode(new Uint8Array([0xe1, 7, 0xff, 0xff, 0xff, 0xff, 0x0f])), TypeError, /length/)
