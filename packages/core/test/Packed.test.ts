@@ -46,6 +46,13 @@ const { value } = fc.letrec((tie) => ({
   )
 }))
 
+/** A packed message: an object with one entry (key "") whose value is the next, `n` deep, ending in null. */
+const nestedObjects = (n: number) => new Uint8Array([0xe1, ...Array.from({ length: n }, () => [8, 1, 0]).flat(), 1])
+
+/** A packed message: arrays of one, `n` deep, around a value of tag 12 whose encoded value is `inner`. */
+const nestedForeign = (n: number, inner: ReadonlyArray<number>) =>
+  new Uint8Array([0xe1, ...Array.from({ length: n }, () => [7, 1]).flat(), 12, ...inner])
+
 describe("packed (IpcRpc's default serialization)", () => {
   it("writes the documented layout: a marker byte, then tag-length-value", () => {
     assert.deepStrictEqual([...Packed.encode({ _tag: "Ping" })], [
@@ -193,18 +200,14 @@ describe("packed (IpcRpc's default serialization)", () => {
   // the limit was tested with arrays only: with it gone from objects, 1001 levels decoded and 100 000 threw a
   // RangeError (the stack), not the documented TypeError
   it("nesting past 1000 levels is refused in objects and through values of tag 12 too, not only in arrays", () => {
-    // an object with one entry (key "") whose value is the next, n deep, ending in null
-    const objects = (n: number) => new Uint8Array([0xe1, ...Array.from({ length: n }, () => [8, 1, 0]).flat(), 1])
-    Packed.decode(objects(1000))
+    Packed.decode(nestedObjects(1000))
     for (const n of [1001, 100_000]) {
-      assert.throws(() => Packed.decode(objects(n)), TypeError, /nest deeper than 1000 levels/)
+      assert.throws(() => Packed.decode(nestedObjects(n)), TypeError, /nest deeper than 1000 levels/)
     }
-    // arrays of one, n deep, around a value of tag 12 (an empty object; null, which nests no further)
-    const foreign = (n: number, inner: ReadonlyArray<number>) =>
-      new Uint8Array([0xe1, ...Array.from({ length: n }, () => [7, 1]).flat(), 12, ...inner])
-    Packed.decode(foreign(998, [8, 0]))
-    assert.throws(() => Packed.decode(foreign(1000, [8, 0])), TypeError, /nest deeper than 1000 levels/)
-    assert.throws(() => Packed.decode(foreign(1000, [1])), TypeError, /nest deeper than 1000 levels/)
+    // around a value of tag 12: an empty object, and null (which nests no further)
+    Packed.decode(nestedForeign(998, [8, 0]))
+    assert.throws(() => Packed.decode(nestedForeign(1000, [8, 0])), TypeError, /nest deeper than 1000 levels/)
+    assert.throws(() => Packed.decode(nestedForeign(1000, [1])), TypeError, /nest deeper than 1000 levels/)
   })
 
   it("lengths and counts past the bytes left, and nesting past 1000 levels, are refused before anything is made", () => {
