@@ -27,7 +27,14 @@ import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Scope from "effect/Scope"
+import { EventEmitter } from "node:events"
 import type { RpcStack } from "./shared.ts"
+
+// effect's NodeSocket adds a `drain`, an `error` and a `close` listener to its socket for each write that
+// waits for room: with 64 callers Node warned (MaxListenersExceededWarning, a stack trace written to stderr)
+// for every socket, in the processes being measured. The warning is not about a leak here; it is turned off
+// in every process that loads this module (the driver, and peers serving RPC), for both stacks alike
+EventEmitter.defaultMaxListeners = 0
 
 /** How a stack is named in the report. */
 export const stackLabel = (stack: RpcStack): string => {

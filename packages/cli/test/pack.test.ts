@@ -101,7 +101,9 @@ describe("the packed tarballs", () => {
           "install",
           "--no-audit",
           "--no-fund",
-          "--prefer-offline",
+          // the newest versions come from the registry (`npm view`): a packument npm cached before they were
+          // published would not know them (ETARGET), so that install asks the registry again
+          which === "newest" ? "--prefer-online" : "--prefer-offline",
           "--loglevel=error",
           ...Fs.readdirSync(tarballs).map((file) => Path.join(tarballs, file)),
           `effect@${effectVersion}`,

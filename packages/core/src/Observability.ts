@@ -18,7 +18,7 @@
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Predicate from "effect/Predicate"
@@ -173,6 +173,74 @@ export const channelAttributes = (channel: IpcChannel.IpcChannel): Record<string
   return attributes
 }
 
+/** Messages and bytes in and out of the channels that count into one series of each traffic metric. */
+interface Traffic {
+  messagesIn: number
+  bytesIn: number
+  messagesOut: number
+  bytesOut: number
+}
+
+// per registry, per series (its merged attributes, as effect identifies a series): the totals its four
+// traffic metrics report. Kept as long as the registry is.
+const trafficByRegistry = new WeakMap<Metric.MetricRegistry, Map<string, Traffic>>()
+
+// the totals whose series answered the last read (how `trafficOf` sees that its series are still in place)
+let answered: Traffic | undefined
+
+const counterOf = (traffic: Traffic, count: (traffic: Traffic) => number) => ({
+  get: (): Metric.CounterState<number> => {
+    answered = traffic
+    return { count: count(traffic), incremental: true }
+  },
+  update: () => {},
+  modify: () => {}
+})
+
+const trafficCounters: ReadonlyArray<readonly [keyof Traffic, (metrics: SchemeMetrics) => Metric.Counter<number>]> = [
+  ["messagesIn", (metrics) => metrics.messagesIn],
+  ["bytesIn", (metrics) => metrics.bytesIn],
+  ["messagesOut", (metrics) => metrics.messagesOut],
+  ["bytesOut", (metrics) => metrics.bytesOut]
+]
+
+/**
+ * The totals a channel opened with `context` counts its traffic into. The
+ * four traffic counters of that series are registered with hooks that read
+ * them (`Metric.registerUnsafe`): a message costs two additions, where an
+ * update looked its series up in the registry. Looked up once per channel;
+ * a series removed from the registry (or replaced) since is registered
+ * again, from zero, as an updated counter would start again, and the
+ * channels open count on into it.
+ */
+const trafficOf = (metrics: SchemeMetrics, context: Context.Context<never>): Traffic => {
+  const registry = Context.get(context, Metric.MetricRegistry)
+  const attributes: Record<string, string> = {
+    transport: metrics.scheme,
+    ...Context.get(context, Metric.CurrentMetricAttributes)
+  }
+  const key = JSON.stringify(Object.entries(attributes).toSorted(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+  let series = trafficByRegistry.get(registry)
+  if (series === undefined) {
+    series = new Map()
+    trafficByRegistry.set(registry, series)
+  }
+  const known = series.get(key)
+  const traffic = known ?? { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 }
+  if (known === undefined) series.set(key, traffic)
+  for (const [field, metric] of trafficCounters) {
+    if (known !== undefined) {
+      answered = undefined
+      metric(metrics).valueUnsafe(context)
+      if (answered === known) continue
+      // its series gone: the channels counting into it go on counting, into the series registered now
+      traffic[field] = 0
+    }
+    Metric.registerUnsafe(metric(metrics), context, counterOf(traffic, (totals) => totals[field]))
+  }
+  return traffic
+}
+
 const INSTRUMENTED = "~@effect-ipc/core/Observability/instrumented"
 
 /** True for a channel made by `instrumentChannel`. */
@@ -187,9 +255,9 @@ export const SEND_WAIT_SAMPLE = 64
  * updates go to the `MetricRegistry` of `context` (the dialling or accepting
  * fiber's). `origin` says whether it was dialled or accepted, and is counted.
  *
- * Cheap on the hot path: a message adds to plain per-channel totals, which
- * are added to the metrics once per burst (in a microtask), not per message;
- * one send in `SEND_WAIT_SAMPLE` is timed.
+ * Cheap on the hot path: a message adds to plain totals that the metrics
+ * read when they are read (see `trafficOf`), with no update, lookup or
+ * microtask of its own; one send in `SEND_WAIT_SAMPLE` is timed.
  */
 export const instrumentChannel = (
   channel: IpcChannel.IpcChannel,
@@ -200,33 +268,7 @@ export const instrumentChannel = (
   const metrics = metricsOf(schemeOf(channel.address))
   metrics[origin].updateUnsafe(1, context)
 
-  // totals not yet added to the metrics, added at the end of the burst
-  let messagesOut = 0
-  let bytesOut = 0
-  let messagesIn = 0
-  let bytesIn = 0
-  let scheduled = false
-  const flush = () => {
-    scheduled = false
-    if (messagesOut > 0) {
-      metrics.messagesOut.updateUnsafe(messagesOut, context)
-      metrics.bytesOut.updateUnsafe(bytesOut, context)
-      messagesOut = 0
-      bytesOut = 0
-    }
-    if (messagesIn > 0) {
-      metrics.messagesIn.updateUnsafe(messagesIn, context)
-      metrics.bytesIn.updateUnsafe(bytesIn, context)
-      messagesIn = 0
-      bytesIn = 0
-    }
-  }
-  const schedule = () => {
-    if (!scheduled) {
-      scheduled = true
-      queueMicrotask(flush)
-    }
-  }
+  const traffic = trafficOf(metrics, context)
 
   // one error is counted once, however often the channel reports it again
   let lastError: unknown
@@ -242,15 +284,15 @@ export const instrumentChannel = (
     return Effect.fail(error)
   }
   const received = (message: Uint8Array) => {
-    messagesIn++
-    bytesIn += message.byteLength
-    schedule()
+    traffic.messagesIn++
+    traffic.bytesIn += message.byteLength
     return message
   }
   const receivedAll = (messages: NonEmptyReadonlyArray<Uint8Array>) => {
-    for (let i = 0; i < messages.length; i++) bytesIn += messages[i]!.byteLength
-    messagesIn += messages.length
-    schedule()
+    let bytes = 0
+    for (let i = 0; i < messages.length; i++) bytes += messages[i]!.byteLength
+    traffic.messagesIn += messages.length
+    traffic.bytesIn += bytes
     return messages
   }
 
@@ -259,9 +301,8 @@ export const instrumentChannel = (
   let sends = 0
   /** Counts a send of `bytes`; false for the one in SEND_WAIT_SAMPLE that is timed. */
   const countedBytes = (bytes: number): boolean => {
-    messagesOut++
-    bytesOut += bytes
-    schedule()
+    traffic.messagesOut++
+    traffic.bytesOut += bytes
     return sends++ % SEND_WAIT_SAMPLE !== 0
   }
   // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
@@ -302,12 +343,13 @@ export const instrumentChannel = (
   const inner = channel.sendAll
   const sendAll = inner === undefined ? undefined : IpcChannel.pairSendAll(send, (messages) =>
     Effect.suspend(() => {
-      messagesOut += messages.length
+      let bytes = 0
       for (let i = 0; i < messages.length; i++) {
         const message = messages[i]
-        bytesOut += ArrayBuffer.isView(message) ? message.byteLength : 0
+        bytes += ArrayBuffer.isView(message) ? message.byteLength : 0
       }
-      schedule()
+      traffic.messagesOut += messages.length
+      traffic.bytesOut += bytes
       return Effect.tapError(inner(messages), observeError)
     }))
 

@@ -54,8 +54,8 @@ const observed = <A, E, R>(
   return f(spans).pipe(Effect.withTracer(tracer), Effect.provideService(Metric.MetricRegistry, new Map()))
 }
 
-/** The metrics once the counts of the current burst are published (they are, in a microtask). */
-const settled = Effect.andThen(Effect.promise(() => Promise.resolve()), Metric.snapshot)
+/** The metrics as they are now (a channel's counts are current as its operation returns, with no turn to wait). */
+const settled = Metric.snapshot
 
 /** The value of counter `name` with `attributes` in the current registry (0 when never updated). */
 const counter = (name: string, attributes: Record<string, string>) =>
@@ -81,6 +81,13 @@ const histogramCount = (name: string, attributes: Record<string, string>) =>
   })
 
 const bytes = (size: number, fill: number) => new Uint8Array(size).fill(fill)
+
+/** The `bytes_out` series as [tenant attribute or "-", count], sorted. */
+const byTenant = (snapshots: ReadonlyArray<Metric.Metric.Snapshot>) =>
+  snapshots.filter((s) => s.id === Observability.MetricNames.bytesOut).map((s) => [
+    (s.attributes as Record<string, string>)["tenant"] ?? "-",
+    Number((s.state as Metric.CounterState<number>).count)
+  ]).toSorted()
 const memory = { transport: "memory" }
 const named = (spans: ReadonlyArray<Tracer.NativeSpan>, name: string) => spans.filter((s) => s.name === name)
 
@@ -306,6 +313,46 @@ describe("Observability", () => {
         assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 10)
         assert.strictEqual(named(spans, Observability.SpanNames.dial).length, 2)
         assert.strictEqual(named(spans, Observability.SpanNames.listen).length, 1)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("counts channels into the series of their attributes, and on into series removed and made again", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const address = fresh("series")
+        const listener = yield* transport.listen(address)
+        const plain = yield* transport.dial(address)
+        yield* listener.accept
+        const tagged = { transport: "memory", tenant: "a" }
+        const withTenant = Effect.provideService(Metric.CurrentMetricAttributes, { tenant: "a" })
+        const a1 = yield* withTenant(transport.dial(address))
+        yield* listener.accept
+        const a2 = yield* withTenant(transport.dial(address))
+        yield* listener.accept
+        yield* plain.send(bytes(1, 0))
+        yield* a1.send(bytes(2, 0))
+        yield* a2.send(bytes(4, 0))
+        // the dialled ones with the attribute count into one series; the plain one into its own
+        assert.deepStrictEqual(byTenant(yield* Metric.snapshot), [["-", 1], ["a", 6]])
+        assert.strictEqual(
+          yield* counter(Observability.MetricNames.messagesOut, tagged).pipe(withTenant),
+          2
+        )
+        // the series removed (as a user may): the channels already open count into the one made again, from zero
+        yield* Metric.remove(Metric.counter(Observability.MetricNames.bytesOut, {
+          description: "payload bytes sent",
+          attributes: { transport: "memory" },
+          incremental: true
+        })).pipe(withTenant)
+        assert.deepStrictEqual(byTenant(yield* Metric.snapshot), [["-", 1]])
+        const a3 = yield* withTenant(transport.dial(address))
+        yield* listener.accept
+        yield* a1.send(bytes(8, 0))
+        yield* a3.send(bytes(16, 0))
+        assert.deepStrictEqual(byTenant(yield* Metric.snapshot), [["-", 1], ["a", 24]])
+        // the other series of that channel kept counting where they were
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesOut, tagged), 4)
       }).pipe(Effect.scoped)
     ))
 
