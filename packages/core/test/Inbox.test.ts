@@ -5,6 +5,7 @@ import * as Fiber from "effect/Fiber"
 import * as Scheduler from "effect/Scheduler"
 
 const m = (n: number) => new Uint8Array([n])
+const sized = (n: number) => new Uint8Array(n)
 
 describe("Inbox", () => {
   it.effect("asks its source to pause at the limit and to resume when drained to half", () =>
@@ -23,6 +24,29 @@ describe("Inbox", () => {
       yield* inbox.take
       assert.strictEqual(resumed, 1)
       assert.isFalse(inbox.isPaused())
+    }))
+
+  it.effect("pauses its source at the byte limit, whatever the count, and resumes at half the bytes", () =>
+    Effect.gen(function*() {
+      let resumed = 0
+      const inbox = Inbox.make({ maxMessages: 1000, maxBytes: 100, onResume: () => resumed++ })
+      assert.isTrue(inbox.push(sized(40)))
+      assert.isTrue(inbox.push(sized(59)))
+      assert.isFalse(inbox.isPaused())
+      // 100 bytes in 3 messages: paused, far under the message limit
+      assert.isFalse(inbox.push(sized(1)))
+      assert.isTrue(inbox.isPaused())
+      // 60 bytes left, over half: still paused
+      yield* inbox.take
+      assert.isTrue(inbox.isPaused())
+      assert.strictEqual(resumed, 0)
+      // 1 byte left: resumed, once
+      yield* inbox.take
+      assert.isFalse(inbox.isPaused())
+      assert.strictEqual(resumed, 1)
+      // one message larger than the limit pauses at once
+      assert.isFalse(inbox.push(sized(500)))
+      assert.isTrue(inbox.isPaused())
     }))
 
   it.effect("delivers buffered messages before a graceful end or an error", () =>
