@@ -56,6 +56,30 @@ const node20 = ["/usr/bin/node", "/usr/local/bin/node", "/bin/node"].find((candi
 
 const tarballs = Path.join(work, "tarballs")
 
+/** A program that counts 3 messages of 5 bytes each way over memory:// and prints what the metrics say. */
+const metricsProgram = `import { Memory, Observability, Transport } from "@effect-ipc/core"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+
+const count = (snapshots: ReadonlyArray<Metric.Metric.Snapshot>, name: string): number =>
+  snapshots.filter((s) => s.id === name).reduce((sum, s) => sum + Number((s.state as Metric.CounterState<number>).count), 0)
+
+const program = Effect.gen(function*() {
+  const transport = Transport.instrument(Memory.make())
+  const listener = yield* transport.listen("memory://metrics")
+  const client = yield* transport.dial("memory://metrics")
+  const server = yield* listener.accept
+  for (let i = 0; i < 3; i++) yield* client.send(new Uint8Array(5))
+  for (let i = 0; i < 3; i++) yield* server.receive
+  yield* Effect.sleep("10 millis")
+  const snapshots = yield* Metric.snapshot
+  const names = Observability.MetricNames
+  console.log([names.messagesOut, names.bytesOut, names.messagesIn, names.bytesIn].map((name) => count(snapshots, name)).join(" "))
+})
+
+Effect.runPromise(Effect.scoped(program))
+`
+
 beforeAll(() => {
   Fs.mkdirSync(tarballs)
   for (const name of packages) {
@@ -121,6 +145,9 @@ describe("the packed tarballs", () => {
         // transport-shm's README example (a view read in place, detached when its scope closes)
         const shmReadme = Fs.readFileSync(Path.join(root, "packages", "transport-shm", "README.md"), "utf8")
         Fs.writeFileSync(Path.join(app, "src", "shm-readme.ts"), /```ts\n([\s\S]*?)```/.exec(shmReadme)![1]!)
+        // metrics counted and read as a user reads them (the counters are read through hooks where effect has
+        // `Metric.registerUnsafe`, 4.0.6 on, and updated once per burst before that)
+        Fs.writeFileSync(Path.join(app, "src", "metrics.ts"), metricsProgram)
         for (const file of Fs.readdirSync(Path.join(root, "examples", "rpc"))) {
           Fs.copyFileSync(Path.join(root, "examples", "rpc", file), Path.join(app, "src", file))
         }
@@ -168,6 +195,12 @@ describe("the packed tarballs", () => {
           assert.isDefined(nodePath, "no Node 20 on this machine (the README's fresh machine has one)")
           const output = run(nodePath!, ["out/readme.js"], { cwd: app, timeout: 60_000 })
           assert.strictEqual(output, "42\n")
+        }, 90_000)
+
+        it(`counts messages and bytes in the metrics on ${label}`, () => {
+          assert.isDefined(nodePath, "no Node 20 on this machine (the README's fresh machine has one)")
+          const output = run(nodePath!, ["out/metrics.js"], { cwd: app, timeout: 60_000 })
+          assert.strictEqual(output, "3 15 3 15\n")
         }, 90_000)
 
         it(`runs transport-shm's README example on ${label}`, () => {

@@ -241,6 +241,36 @@ const trafficOf = (metrics: SchemeMetrics, context: Context.Context<never>): Tra
   return traffic
 }
 
+/** effect 4.0.0 to 4.0.5 have no `Metric.registerUnsafe`: there a channel's totals are added to the counters. */
+const hooksAvailable: boolean = typeof (Metric as Partial<typeof Metric>).registerUnsafe === "function"
+
+/**
+ * Without `Metric.registerUnsafe`: a channel's own totals, added to its
+ * counters once per burst (in a microtask, `published` schedules it) and
+ * zeroed.
+ */
+const publishedPerBurst = (
+  metrics: SchemeMetrics,
+  context: Context.Context<never>
+): { readonly traffic: Traffic; readonly published: () => void } => {
+  const traffic: Traffic = { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 }
+  let scheduled = false
+  const publish = () => {
+    scheduled = false
+    for (const [field, metric] of trafficCounters) {
+      if (traffic[field] > 0) metric(metrics).updateUnsafe(traffic[field], context)
+      traffic[field] = 0
+    }
+  }
+  const published = () => {
+    if (!scheduled) {
+      scheduled = true
+      queueMicrotask(publish)
+    }
+  }
+  return { traffic, published }
+}
+
 const INSTRUMENTED = "~@effect-ipc/core/Observability/instrumented"
 
 /** True for a channel made by `instrumentChannel`. */
@@ -257,7 +287,8 @@ export const SEND_WAIT_SAMPLE = 64
  *
  * Cheap on the hot path: a message adds to plain totals that the metrics
  * read when they are read (see `trafficOf`), with no update, lookup or
- * microtask of its own; one send in `SEND_WAIT_SAMPLE` is timed.
+ * microtask of its own (with effect before 4.0.6, added to the counters once
+ * per burst); one send in `SEND_WAIT_SAMPLE` is timed.
  */
 export const instrumentChannel = (
   channel: IpcChannel.IpcChannel,
@@ -268,7 +299,9 @@ export const instrumentChannel = (
   const metrics = metricsOf(schemeOf(channel.address))
   metrics[origin].updateUnsafe(1, context)
 
-  const traffic = trafficOf(metrics, context)
+  const { published, traffic } = hooksAvailable
+    ? { traffic: trafficOf(metrics, context), published: undefined }
+    : publishedPerBurst(metrics, context)
 
   // one error is counted once, however often the channel reports it again
   let lastError: unknown
@@ -286,6 +319,7 @@ export const instrumentChannel = (
   const received = (message: Uint8Array) => {
     traffic.messagesIn++
     traffic.bytesIn += message.byteLength
+    published?.()
     return message
   }
   const receivedAll = (messages: NonEmptyReadonlyArray<Uint8Array>) => {
@@ -293,6 +327,7 @@ export const instrumentChannel = (
     for (let i = 0; i < messages.length; i++) bytes += messages[i]!.byteLength
     traffic.messagesIn += messages.length
     traffic.bytesIn += bytes
+    published?.()
     return messages
   }
 
@@ -303,6 +338,7 @@ export const instrumentChannel = (
   const countedBytes = (bytes: number): boolean => {
     traffic.messagesOut++
     traffic.bytesOut += bytes
+    published?.()
     return sends++ % SEND_WAIT_SAMPLE !== 0
   }
   // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
@@ -350,6 +386,7 @@ export const instrumentChannel = (
       }
       traffic.messagesOut += messages.length
       traffic.bytesOut += bytes
+      published?.()
       return Effect.tapError(inner(messages), observeError)
     }))
 
