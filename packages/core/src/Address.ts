@@ -159,13 +159,18 @@ const withoutSecrets = (part: string): string | undefined => {
 /**
  * The address as it may be shown (in spans, metrics, logs and errors): every
  * `token` query parameter removed (however its name is escaped, however often
- * it appears, and one written after `#` by mistake) and the password of a `scheme://user:password@host` removed.
+ * it appears, with tabs and newlines in it as a URL parser drops them, and
+ * one written after `#` by mistake) and the password of a
+ * `scheme://user:password@host` removed (also where a URL parser finds one
+ * without the slashes). Tabs and newlines are not shown.
  * An address without a secret is returned as it is.
  */
 export const redact = (raw: string): string => {
   // JavaScript callers may pass anything: what is not a string is never shown (it may hold a secret)
   if (typeof raw !== "string") return "(not a string)"
-  let shown = raw
+  // a URL parser (transport-ws reads addresses with one) drops tabs and newlines wherever they are, and so
+  // reads `to<TAB>ken` as `token`: the shown form drops them too (a newline in a log line is no good either)
+  let shown = raw.replace(/[\t\n\r]/g, "")
   const question = shown.indexOf("?")
   if (question >= 0) {
     const hash = shown.indexOf("#", question)
@@ -181,14 +186,18 @@ export const redact = (raw: string): string => {
     const fragment = withoutSecrets(shown.slice(hash + 1))
     if (fragment !== undefined) shown = `${shown.slice(0, hash)}${fragment.length > 0 ? `#${fragment}` : ""}`
   }
-  // scheme://user:password@host...: the authority ends at the first / ? or #
-  const authority = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)/i.exec(shown)
+  // scheme://user:password@host...: the authority ends at the first / \ ? or #. A URL parser also reads one
+  // after leading spaces and controls, and for ws:, http: and their like after `scheme:`, `scheme:/` or
+  // `scheme:\\` (a backslash is a slash there), so those are looked at too
+  let lead = 0
+  while (lead < shown.length && shown.charCodeAt(lead) <= 0x20) lead++
+  const authority = /^([a-z][a-z0-9+.-]*:[/\\]*)([^/\\?#]*)/i.exec(shown.slice(lead))
   if (authority !== null) {
     const at = authority[2]!.lastIndexOf("@")
     const colon = at < 0 ? -1 : authority[2]!.indexOf(":")
     if (colon >= 0 && colon < at) {
-      shown = `${authority[1]}${authority[2]!.slice(0, colon)}${authority[2]!.slice(at)}${
-        shown.slice(authority[0].length)
+      shown = `${shown.slice(0, lead)}${authority[1]}${authority[2]!.slice(0, colon)}${authority[2]!.slice(at)}${
+        shown.slice(lead + authority[0].length)
       }`
     }
   }

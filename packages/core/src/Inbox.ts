@@ -24,8 +24,11 @@ export interface InboxOptions {
   readonly onResume?: (() => void) | undefined
 }
 
+/** What a taker takes: one message (`take`), every buffered one (`pull`), or one as a batch of one (`next`). */
+type Taking = "one" | "all" | "next"
+
 interface Waiter {
-  readonly one: boolean
+  readonly taking: Taking
   readonly resume: (result: Effect.Effect<never, IpcError.IpcError | Cause.Done> | Effect.Effect<unknown>) => void
 }
 
@@ -54,6 +57,13 @@ export interface Inbox {
   readonly pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>
   /** Takes one message; a graceful end fails with reason `Closed`. */
   readonly take: Effect.Effect<Uint8Array, IpcError.IpcError>
+  /**
+   * Takes one message, as a batch of one, or fails with `Cause.Done` at a
+   * graceful end: the pull of a channel's `messages` stream, so that a
+   * consumer that stops early (`Stream.take`, `runHead`) leaves the rest
+   * buffered for the next reader.
+   */
+  readonly next: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>
 }
 
 const closedError = IpcError.make("Closed", "the channel was closed by its peer")
@@ -109,17 +119,17 @@ export const make = (options: InboxOptions = {}): Inbox => {
 
   /** What a taker (of one message, or of all) gets now; `undefined` while it must wait. */
   const ready = (
-    one: boolean
+    taking: Taking
   ): Effect.Effect<never, IpcError.IpcError | Cause.Done> | Effect.Effect<unknown> | undefined =>
     available() > 0
-      ? Effect.succeed(one ? takeOne() : takeBuffered())
+      ? Effect.succeed(taking === "one" ? takeOne() : taking === "all" ? takeBuffered() : [takeOne()])
       : done
-      ? one ? Effect.fail(error ?? closedError) : terminal()
+      ? taking === "one" ? Effect.fail(error ?? closedError) : terminal()
       : undefined
 
   const wake = () => {
     while (waiters.length > 0) {
-      const now = ready(waiters[0]!.one)
+      const now = ready(waiters[0]!.taking)
       if (now === undefined) return
       waiters.shift()!.resume(now)
       resumeIfBelow()
@@ -138,14 +148,14 @@ export const make = (options: InboxOptions = {}): Inbox => {
   // The fiber may yield to the event loop between a take's look at the buffer and its wait (effect
   // yields every so many steps): a message pushed meanwhile found no waiter to wake. So a waiter
   // looks again as it registers, where nothing can come between (unless others wait before it).
-  const wait = <A, E>(one: boolean) =>
+  const wait = <A, E>(taking: Taking) =>
     Effect.callback<A, E>((resume) => {
-      const now = waiters.length === 0 ? ready(one) : undefined
+      const now = waiters.length === 0 ? ready(taking) : undefined
       if (now !== undefined) {
         ;(resume as Waiter["resume"])(now)
         return resumeIfBelow()
       }
-      const waiter: Waiter = { one, resume: resume as Waiter["resume"] }
+      const waiter: Waiter = { taking, resume: resume as Waiter["resume"] }
       waiters.push(waiter)
       return Effect.sync(() => {
         const i = waiters.indexOf(waiter)
@@ -153,7 +163,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
       })
     })
 
-  const pullWaiting = wait<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>(false)
+  const pullWaiting = wait<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>("all")
   const pull: Inbox["pull"] = Effect.suspend(() => {
     if (available() > 0) {
       const batch = takeBuffered()
@@ -164,7 +174,18 @@ export const make = (options: InboxOptions = {}): Inbox => {
     return pullWaiting
   })
 
-  const takeWaiting = wait<Uint8Array, IpcError.IpcError>(true)
+  const nextWaiting = wait<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>("next")
+  const next: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done> = Effect.suspend(() => {
+    if (available() > 0) {
+      const message = takeOne()
+      resumeIfBelow()
+      return Effect.succeed([message])
+    }
+    if (done) return terminal()
+    return nextWaiting
+  })
+
+  const takeWaiting = wait<Uint8Array, IpcError.IpcError>("one")
   const take: Inbox["take"] = Effect.suspend(() => {
     if (available() > 0) {
       const message = takeOne()
@@ -227,6 +248,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
     isPaused: () => paused,
     size: available,
     pull,
-    take
+    take,
+    next
   }
 }

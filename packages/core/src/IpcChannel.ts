@@ -111,7 +111,8 @@ export const make = (options: {
     "Done",
     () => Effect.fail(IpcError.make("Closed", "the channel was closed by its peer", options.address))
   ),
-  messages: Stream.fromPull(Effect.succeed(options.inbox.pull)),
+  // one message per pull: a consumer that stops early leaves the rest for the next reader
+  messages: Stream.fromPull(Effect.succeed(options.inbox.next)),
   close: options.close,
   closed: options.closed
 })

@@ -84,7 +84,8 @@ const byScheme = new Map<string, SchemeMetrics>()
 export const schemeOf = (address: string): string => {
   if (typeof address !== "string") return "unknown"
   const colon = address.indexOf(":")
-  const scheme = colon > 0 ? address.slice(0, colon) : ""
+  // a scheme is read without regard to case (`MEMORY://x` is memory://)
+  const scheme = colon > 0 ? address.slice(0, colon).toLowerCase() : ""
   return /^[a-z][a-z0-9+.-]{0,31}$/.test(scheme) ? scheme : "unknown"
 }
 
@@ -172,6 +173,9 @@ export const channelAttributes = (channel: IpcChannel.IpcChannel): Record<string
   if (channel.peer.uid !== undefined) attributes["peer.uid"] = channel.peer.uid
   return attributes
 }
+
+/** A message's size; what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here. */
+const sizeOf = (message: Uint8Array): number => ArrayBuffer.isView(message) ? message.byteLength : 0
 
 /** Messages and bytes in and out of the channels that count into one series of each traffic metric. */
 interface Traffic {
@@ -304,12 +308,17 @@ export const instrumentChannel = (
     : publishedPerBurst(metrics, context)
 
   // one error is counted once, however often the channel reports it again
+  // and the channel's end (Closed, ConnectionLost) once, whichever operations report it, in whatever words
   let lastError: unknown
+  let endCounted = false
   const onError = (error: unknown) => {
-    if (error !== lastError) {
-      lastError = error
-      countError(metrics, error, context)
+    if (error === lastError) return
+    lastError = error
+    if (IpcError.isIpcError(error) && (error.reason._tag === "Closed" || error.reason._tag === "ConnectionLost")) {
+      if (endCounted) return
+      endCounted = true
     }
+    countError(metrics, error, context)
   }
   const observeError = (error: unknown) => Effect.sync(() => onError(error))
   const failed = (error: IpcError.IpcError) => {
@@ -331,63 +340,79 @@ export const instrumentChannel = (
     return messages
   }
 
-  // counted when `send` is called, with no effect of its own around it; one send in
-  // SEND_WAIT_SAMPLE is run inside a timer, which also sees (and counts) its failure
+  // a message is counted once the channel has taken it (a send refused or failed is not), as the send
+  // runs: through the channel's eager send where it has one, inside this one effect (no second one); one
+  // send in SEND_WAIT_SAMPLE is run inside a timer, which also sees (and counts) its failure
   let sends = 0
-  /** Counts a send of `bytes`; false for the one in SEND_WAIT_SAMPLE that is timed. */
-  const countedBytes = (bytes: number): boolean => {
+  const countOut = (bytes: number): void => {
     traffic.messagesOut++
     traffic.bytesOut += bytes
     published?.()
-    return sends++ % SEND_WAIT_SAMPLE !== 0
   }
-  // what is not bytes (JavaScript may pass anything) is refused by the channel, not thrown here
-  const counted = (message: Uint8Array): boolean => countedBytes(ArrayBuffer.isView(message) ? message.byteLength : 0)
   // the wait of `sent` (what is left of a send that started at `start`), recorded as it ends
-  const timed = (start: number, sent: Effect.Effect<void, IpcError.IpcError>): Effect.Effect<void, IpcError.IpcError> =>
+  const timed = (
+    start: number,
+    sent: Effect.Effect<void, IpcError.IpcError>,
+    bytes: number
+  ): Effect.Effect<void, IpcError.IpcError> =>
     Effect.matchEffect(sent, {
       onFailure: failed,
       onSuccess: () => {
+        countOut(bytes)
         metrics.sendWait.updateUnsafe(performance.now() - start, context)
         return Effect.void
       }
     })
-  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
-    counted(message)
-      ? channel.send(message)
-      : Effect.suspend(() => timed(performance.now(), channel.send(message)))
-  // the channel's eager send (see `internal/eager.ts`), counted and timed the same way
+  /** Counts `left` (what is left of a send of `bytes`) once it has succeeded; timed from `start` if one. */
+  const counted = (
+    start: number | undefined,
+    left: Effect.Effect<void, IpcError.IpcError>,
+    bytes: number
+  ): Effect.Effect<void, IpcError.IpcError> => {
+    if (start !== undefined) return timed(start, left, bytes)
+    if (left === Effect.void) {
+      countOut(bytes)
+      return left
+    }
+    return Effect.tap(left, () => Effect.sync(() => countOut(bytes)))
+  }
+  /** When this send started, if it is the one in SEND_WAIT_SAMPLE that is timed. */
+  const startOf = (): number | undefined => sends++ % SEND_WAIT_SAMPLE === 0 ? performance.now() : undefined
   const innerEager = Eager.of(channel)
   const innerText = Eager.textOf(channel)
+  const sendNow = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
+    const start = startOf()
+    return counted(start, innerEager === undefined ? channel.send(message) : innerEager(message), sizeOf(message))
+  }
+  const send = (message: Uint8Array): Effect.Effect<void, IpcError.IpcError> => Effect.suspend(() => sendNow(message))
+  // the channel's eager send (see `internal/eager.ts`), counted and timed the same way
   if (innerEager !== undefined) {
     Eager.register(
       send,
-      (message) => {
-        if (counted(message)) return innerEager(message)
-        const start = performance.now()
-        return timed(start, innerEager(message))
-      },
+      sendNow,
       innerText === undefined ? undefined : (text) => {
-        if (countedBytes(Bytes.utf8Length(text))) return innerText(text)
-        const start = performance.now()
-        return timed(start, innerText(text))
+        const start = startOf()
+        return counted(start, innerText(text), Bytes.utf8Length(text))
       }
     )
   }
 
-  // a batch is counted as it runs, like `send`'s messages; its failure is counted too
+  // a batch is counted once it has all been taken (one that fails is not counted, though its first
+  // messages may have left); its failure is counted
   const inner = channel.sendAll
   const sendAll = inner === undefined ? undefined : IpcChannel.pairSendAll(send, (messages) =>
     Effect.suspend(() => {
       let bytes = 0
-      for (let i = 0; i < messages.length; i++) {
-        const message = messages[i]
-        bytes += ArrayBuffer.isView(message) ? message.byteLength : 0
-      }
-      traffic.messagesOut += messages.length
-      traffic.bytesOut += bytes
-      published?.()
-      return Effect.tapError(inner(messages), observeError)
+      for (let i = 0; i < messages.length; i++) bytes += sizeOf(messages[i]!)
+      return Effect.matchEffect(inner(messages), {
+        onFailure: failed,
+        onSuccess: () => {
+          traffic.messagesOut += messages.length
+          traffic.bytesOut += bytes
+          published?.()
+          return Effect.void
+        }
+      })
     }))
 
   let closeTraced = false

@@ -105,7 +105,7 @@ export const resolve = (
         return yield* IpcError.make(
           "UnsupportedScheme",
           `no transport serves ${parsed.scheme}:// (have ${names})`,
-          options.address
+          Address.redact(options.address)
         )
       }
     } else {

@@ -466,6 +466,22 @@ describe("serialization negotiation (the hello)", () => {
       ]])
     }).pipe(Effect.scoped))
 
+  it.live("docs/wire.md: an Eof ends the session with nothing sent; a request after it is served on the same connection", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("json"))
+      yield* channel.send(jsonRequest("1", "Echo", { n: 1 }))
+      yield* channel.send(encoder.encode(JSON.stringify({ _tag: "Eof" })))
+      yield* channel.send(jsonRequest("2", "Echo", { n: 2 }))
+      const replies = [yield* channel.receive, yield* channel.receive].map((r) => JSON.parse(decoder.decode(r)))
+      assert.deepStrictEqual(replies.map((r) => [r._tag, r.requestId, r.exit?.value]), [["Exit", "1", 1], [
+        "Exit",
+        "2",
+        2
+      ]])
+    }).pipe(Effect.scoped))
+
   it.live("a socket's writes go through its channel's send, also where a wrapper replaced it", () =>
     Effect.gen(function*() {
       const transport = Memory.make()

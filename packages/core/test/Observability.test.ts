@@ -257,6 +257,51 @@ describe("Observability", () => {
       }).pipe(Effect.scoped)
     ))
 
+  it.effect("counts what the channel took, as the send runs; the channel's end once; a scheme by its lower case", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make({ maxMessageSize: 10 }))
+        const address = fresh("took")
+        const listener = yield* transport.listen(address)
+        const client = yield* transport.dial(address)
+        const server = yield* listener.accept
+        // one send effect run three times: three messages; one built and never run: none
+        const once = client.send(bytes(2, 1))
+        yield* once
+        yield* once
+        yield* once
+        const never = client.send(bytes(9, 1))
+        assert.isDefined(never)
+        // refused, past the timed first send: not counted (the first of the channel is timed, and refused too)
+        for (let i = 0; i < 3; i++) {
+          const refused = yield* Effect.flip(client.send(bytes(11, 1)))
+          assert.strictEqual(refused.reason._tag, "FrameTooLarge")
+        }
+        // a batch that fails on its second message: not counted; one that goes: counted
+        yield* Effect.flip(IpcChannel.sendAll(client, [bytes(1, 0), bytes(11, 0)]))
+        yield* IpcChannel.sendAll(client, [bytes(3, 0), bytes(4, 0)])
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesOut, memory), 5)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesOut, memory), 3 * 2 + 3 + 4)
+        for (let i = 0; i < 6; i++) yield* server.receive
+        // the peer's end, reported by receive and send alike, again and again: one Closed
+        yield* server.close
+        for (let i = 0; i < 3; i++) {
+          yield* Effect.flip(client.receive)
+          yield* Effect.flip(client.send(bytes(1, 0)))
+        }
+        assert.strictEqual(
+          yield* counter(Observability.MetricNames.errors, { transport: "memory", reason: "Closed" }),
+          1
+        )
+        // an address whose scheme is written in capitals counts as its scheme
+        const caps = `MEMORY${fresh("caps").slice("memory".length)}`
+        yield* transport.listen(caps)
+        yield* transport.dial(caps)
+        assert.strictEqual(yield* counter(Observability.MetricNames.dialled, memory), 2)
+        assert.strictEqual(yield* counter(Observability.MetricNames.dialled, { transport: "unknown" }), 0)
+      }).pipe(Effect.scoped)
+    ))
+
   it.effect("traces listen, dial, accept and close with address and scheme", () =>
     observed((spans) =>
       Effect.gen(function*() {

@@ -3,7 +3,7 @@
  * core: not in spans, log lines, an RpcClientError's message, nor the
  * address of the IpcError core hands back.
  */
-import { Address, IpcError, IpcRpc, Memory, Transport } from "@effect-ipc/core"
+import { Address, IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
 import { ConformanceApi } from "@effect-ipc/testing/ConformanceApi"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
@@ -38,6 +38,21 @@ describe("Address.redact", () => {
     assert.strictEqual(Address.redact(`ws://h:1/app?token%3D${SECRET}`), "ws://h:1/app")
     assert.strictEqual(Address.redact(`ws://h:1/app?x=1&%74oken%3d${SECRET}`), "ws://h:1/app?x=1")
     assert.strictEqual(Address.redact(`ws://h:1/app#top&token=${SECRET}`), "ws://h:1/app#top")
+    // tabs and newlines, which a URL parser (transport-ws reads addresses with one) drops wherever they are
+    assert.strictEqual(Address.redact(`ws://h:1/app?to\tken=${SECRET}`), "ws://h:1/app")
+    assert.strictEqual(Address.redact(`ws://h:1/app?x=1&tok\r\nen=${SECRET}`), "ws://h:1/app?x=1")
+    assert.strictEqual(Address.redact(`ws:\t//user:${SECRET}@h:1/app`), "ws://user@h:1/app")
+    // a password where a URL parser finds one without the slashes, or after a backslash
+    assert.strictEqual(Address.redact(`ws:user:${SECRET}@h:1/app`), "ws:user@h:1/app")
+    assert.strictEqual(Address.redact(`ws:/user:${SECRET}@h:1/app`), "ws:/user@h:1/app")
+    assert.strictEqual(Address.redact(`ws:\\\\user:${SECRET}@h:1/app`), "ws:\\\\user@h:1/app")
+    assert.strictEqual(Address.redact(` ws://user:${SECRET}@h:1/app`), " ws://user@h:1/app")
+    for (const raw of [`ws://h:1/app?to\tken=${SECRET}`, `ws:user:${SECRET}@h:1/app`, `ws:\\\\u:${SECRET}@h:1/`]) {
+      const url = new URL(raw)
+      // what the URL parser reads as the secret is what is removed
+      assert.isTrue(url.searchParams.get("token") === SECRET || url.password === SECRET, raw)
+      assert.notInclude(Address.redact(raw), SECRET, raw)
+    }
     // nothing to hide: the address as written
     for (const plain of ["unix:///tmp/a.sock", "unix:@abstract", "ws://127.0.0.1:8/x?y=1", "pipe://name"]) {
       assert.strictEqual(Address.redact(plain), plain)
@@ -46,6 +61,17 @@ describe("Address.redact", () => {
 })
 
 describe("core never shows an address's secret", () => {
+  it.effect("Registry: an address no listed transport serves (IPC_ADDRESS with a token or a password)", () =>
+    Effect.gen(function*() {
+      for (const address of [`ws://127.0.0.1:1/x?token=${SECRET}`, `ws://user:${SECRET}@127.0.0.1:1/x`]) {
+        const error = yield* Effect.flip(Registry.resolve([Registry.memory], { address, service: "app" }))
+        assert.strictEqual(error.reason._tag, "UnsupportedScheme")
+        assert.notInclude(error.message, SECRET)
+        assert.notInclude(String(error.address), SECRET)
+        assert.include(error.message, "127.0.0.1:1")
+      }
+    }))
+
   for (const address of [`memory://nobody?token=${SECRET}`, `ws://127.0.0.1:1/app?token=${SECRET}`]) {
     it.live(`spans, logs and the RpcClientError of a client of ${address.split("?")[0]}`, () => {
       const shown: Array<string> = []

@@ -15,6 +15,7 @@ import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcServer from "effect/rpc/RpcServer"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -93,6 +94,32 @@ describe("FileChannel (fixed roles)", () => {
             assert.deepStrictEqual(got(next.lines), ["still open"])
           }
         }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "messages taken through the messages stream count as delivered: a reopened side goes on after them",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* FileChannel.backend(dir)
+        for (let i = 0; i < 6; i++) yield* backend.send(bytes(`m${i}`))
+        const firstTwo = yield* Effect.scoped(Effect.gen(function*() {
+          const frontend = yield* FileChannel.frontend(dir)
+          yield* Effect.sleep("300 millis")
+          return yield* Stream.runCollect(Stream.take(frontend.messages, 2))
+        }))
+        assert.deepStrictEqual(firstTwo.map((m) => text.decode(m)), ["m0", "m1"])
+        const rest = yield* Effect.scoped(Effect.gen(function*() {
+          const frontend = yield* FileChannel.frontend(dir)
+          const taken: Array<string> = []
+          for (let i = 0; i < 4; i++) {
+            taken.push(text.decode(yield* frontend.receive.pipe(Effect.timeout("10 seconds"))))
+          }
+          return taken
+        }))
+        assert.deepStrictEqual(rest, ["m2", "m3", "m4", "m5"])
       }).pipe(Effect.scoped),
     60_000
   )

@@ -36,6 +36,6 @@ export const make = (options: Endpoints.EndpointsOptions): Effect.Effect<PairSoc
       bound,
       send: (message) => socket.send(message),
       receive: inbox.take,
-      messages: Stream.fromPull(Effect.succeed(inbox.pull))
+      messages: Stream.fromPull(Effect.succeed(inbox.next))
     }
   })

@@ -41,5 +41,5 @@ export const puller = (options: Endpoints.EndpointsOptions): Effect.Effect<Pulle
   Effect.gen(function*() {
     const { bound, socket } = yield* Opening.open("pull", options)
     const inbox = yield* Opening.inbox(socket, options)
-    return { bound, pull: inbox.take, messages: Stream.fromPull(Effect.succeed(inbox.pull)) }
+    return { bound, pull: inbox.take, messages: Stream.fromPull(Effect.succeed(inbox.next)) }
   })

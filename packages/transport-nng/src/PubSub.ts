@@ -87,7 +87,7 @@ export const subscriber = (
     return {
       bound,
       receive: inbox.take,
-      messages: Stream.fromPull(Effect.succeed(inbox.pull)),
+      messages: Stream.fromPull(Effect.succeed(inbox.next)),
       subscribe,
       unsubscribe
     }

@@ -52,7 +52,8 @@ export const MAX_FOREIGN = 64
 export const MAX_BIGINT_DIGITS = 10_000
 
 const textEncoder = new TextEncoder()
-const textDecoder = new TextDecoder("utf-8", { fatal: true })
+// a string is data: a leading U+FEFF is one of its characters, not a byte order mark to drop
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 const isInt32 = (n: number): boolean => (n | 0) === n && !Object.is(n, -0)
 

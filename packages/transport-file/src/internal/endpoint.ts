@@ -479,6 +479,10 @@ export const open = (
       pull: Effect.suspend(() => {
         commitHanded()
         return Effect.tap(inbox.pull, (batch) => Effect.sync(() => hand(batch.length)))
+      }),
+      next: Effect.suspend(() => {
+        commitHanded()
+        return Effect.tap(inbox.next, () => Effect.sync(() => hand(1)))
       })
     }
     const pullDeliveries: Endpoint["pullDeliveries"] = Effect.map(inbox.pull, (batch) => {

@@ -1038,6 +1038,9 @@ export const make = (
     const pull: Inbox.Inbox["pull"] = receiving(
       Effect.map(inbox.pull, (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>)
     )
+    const next: Inbox.Inbox["next"] = receiving(
+      Effect.map(inbox.next, (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>)
+    )
     const receiveView: ShmChannel.ShmChannel["receiveView"] = receiving(Effect.flatMap(inbox.take, (message) => {
       const lease = leases.get(message)
       if (lease === undefined) return Effect.succeed(message)
@@ -1048,7 +1051,7 @@ export const make = (
     const channel = IpcChannel.make({
       address,
       peer: link.peer,
-      inbox: { ...inbox, take, pull },
+      inbox: { ...inbox, take, pull, next },
       send: engine.channel.send,
       sendAll: engine.channel.sendAll,
       close,
