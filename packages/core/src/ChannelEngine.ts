@@ -191,8 +191,8 @@ const asBytes = (given: unknown, where: string): Uint8Array | IpcError.IpcError 
     }
     return IpcError.make("Encode", "the message's memory was transferred away (its ArrayBuffer is detached)", where)
   }
-  const what = given === null
-    ? "null"
+  const what = given === null || given === undefined
+    ? String(given)
     : typeof given === "object"
     ? "an object that is not a byte view"
     : `a ${typeof given}`
@@ -238,6 +238,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   let link: Link | undefined
 
   const inbox = Inbox.make({
+    address,
     maxMessages: options.maxBufferedMessages,
     maxBytes: options.maxBufferedBytes,
     onResume: () => {

@@ -22,6 +22,8 @@ export interface InboxOptions {
   readonly maxBytes?: number | undefined
   /** Called when a paused source may read again. */
   readonly onResume?: (() => void) | undefined
+  /** The channel's address, named by the `Closed` a taker gets at a graceful end. */
+  readonly address?: string | undefined
 }
 
 /** What a taker takes: one message (`take`), every buffered one (`pull`), or one as a batch of one (`next`). */
@@ -66,12 +68,11 @@ export interface Inbox {
   readonly next: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>
 }
 
-const closedError = IpcError.make("Closed", "the channel was closed by its peer")
-
 /** Makes an inbox. */
 export const make = (options: InboxOptions = {}): Inbox => {
   const maxMessages = options.maxMessages ?? 4096
   const maxBytes = options.maxBytes ?? 8 * 1024 * 1024
+  const closedError = IpcError.make("Closed", "the channel was closed by its peer", options.address)
   let items: Array<Uint8Array> = []
   let head = 0
   let bytes = 0

@@ -36,6 +36,8 @@ import type * as Transport from "./Transport.ts"
 export const OPTIONS = "IPC_OPTIONS"
 
 const show = (u: unknown): string => {
+  // JSON has no text for what is not finite (1e400 in IPC_OPTIONS reads as Infinity): shown as it is, not as null
+  if (typeof u === "number" && !Number.isFinite(u)) return String(u)
   try {
     return JSON.stringify(u) ?? String(u)
   } catch {

@@ -51,11 +51,14 @@ describe("Inbox", () => {
 
   it.effect("delivers buffered messages before a graceful end or an error", () =>
     Effect.gen(function*() {
-      const ended = Inbox.make()
+      const ended = Inbox.make({ address: "memory://inbox" })
       ended.push(m(1))
       ended.end()
       assert.deepStrictEqual([...(yield* ended.take)], [1])
-      assert.strictEqual((yield* Effect.flip(ended.take)).reason._tag, "Closed")
+      const closed = yield* Effect.flip(ended.take)
+      assert.strictEqual(closed.reason._tag, "Closed")
+      // it names the channel, as a send's Closed does
+      assert.strictEqual(closed.address, "memory://inbox")
 
       const failed = Inbox.make()
       failed.push(m(1))

@@ -94,6 +94,9 @@ describe("transport options from configuration", () => {
         variable,
         `transport "memory": option maxMessageSize (IPC_OPTIONS_MAX_MESSAGE_SIZE): expected a size in bytes (65536, "64 KiB", "4 MiB"), got "big"`
       )
+      // a number JSON cannot write (1e400 reads as Infinity) is shown as it is, not as null
+      const huge = yield* buildError(withProvider(env({ IPC_OPTIONS: `{"maxMessageSize": 1e400}` })))
+      assert.match(huge, /got Infinity$/)
       const json = yield* buildError(withProvider(env({ IPC_OPTIONS: `{"maxBufferedMessages": 0}` })))
       assert.strictEqual(
         json,

@@ -667,7 +667,10 @@ export const suite = (given: Subject): void => {
           }
           const detached = new Uint8Array(8)
           structuredClone(detached.buffer, { transfer: [detached.buffer] })
-          const bads = [["a string", "hi"], ["a number", 42], ["null", null], ["an object", {}], [
+          const bads = [["a string", "hi"], ["a number", 42], ["null", null], ["undefined", undefined], [
+            "an object",
+            {}
+          ], [
             "a detached view",
             detached
           ]] as const
