@@ -1,4 +1,4 @@
-import { ChannelEngine, IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
+import { ChannelEngine, IpcChannel, IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
 import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -395,6 +395,17 @@ const decoder = new TextDecoder()
 const jsonRequest = (id: string, tag: string, payload: unknown) =>
   encoder.encode(JSON.stringify({ _tag: "Request", id, tag, payload, headers: [] }))
 
+/** Receives the JSON replies to `Echo` calls 1 and 2 (of n: 1 and n: 2) on `channel`, and checks them. */
+const twoEchoes = (channel: IpcChannel.IpcChannel) =>
+  Effect.gen(function*() {
+    const replies = [yield* channel.receive, yield* channel.receive].map((r) => JSON.parse(decoder.decode(r)))
+    assert.deepStrictEqual(replies.map((r) => [r._tag, r.requestId, r.exit?.value]), [["Exit", "1", 1], [
+      "Exit",
+      "2",
+      2
+    ]])
+  })
+
 /** Serves ConformanceApi at a fresh memory address with `server`; returns the transport and the address. */
 const serving = (server: (address: string) => Layer.Layer<never, IpcError.IpcError, Transport.Transport>) =>
   Effect.gen(function*() {
@@ -458,12 +469,7 @@ describe("serialization negotiation (the hello)", () => {
       yield* channel.send(jsonRequest("1", "Echo", { n: 1 }))
       yield* channel.send(IpcRpc.hello("json"))
       yield* channel.send(jsonRequest("2", "Echo", { n: 2 }))
-      const replies = [yield* channel.receive, yield* channel.receive].map((r) => JSON.parse(decoder.decode(r)))
-      assert.deepStrictEqual(replies.map((r) => [r._tag, r.requestId, r.exit?.value]), [["Exit", "1", 1], [
-        "Exit",
-        "2",
-        2
-      ]])
+      yield* twoEchoes(channel)
     }).pipe(Effect.scoped))
 
   it.live("docs/wire.md: an Eof ends the session with nothing sent; a request after it is served on the same connection", () =>
@@ -474,12 +480,7 @@ describe("serialization negotiation (the hello)", () => {
       yield* channel.send(jsonRequest("1", "Echo", { n: 1 }))
       yield* channel.send(encoder.encode(JSON.stringify({ _tag: "Eof" })))
       yield* channel.send(jsonRequest("2", "Echo", { n: 2 }))
-      const replies = [yield* channel.receive, yield* channel.receive].map((r) => JSON.parse(decoder.decode(r)))
-      assert.deepStrictEqual(replies.map((r) => [r._tag, r.requestId, r.exit?.value]), [["Exit", "1", 1], [
-        "Exit",
-        "2",
-        2
-      ]])
+      yield* twoEchoes(channel)
     }).pipe(Effect.scoped))
 
   it.live("a socket's writes go through its channel's send, also where a wrapper replaced it", () =>
