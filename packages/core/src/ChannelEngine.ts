@@ -345,20 +345,21 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       queueMicrotask(flush)
     }
   }
-  // the first send of a turn writes at once (a reply leaves before the rest of the sender's work runs) and
-  // schedules the burst's flush: whatever else that turn sends goes out together, in the microtask. A long
-  // burst (a client answering 64 replies with 64 calls) is written out every `maxBurstDelay` as well, so
-  // that the peer works on its start while the rest is made; that costs at most one more write per
-  // `maxBurstDelay`. The clock is read every 8th send of a burst, from the 8th on (a short burst reads none)
+  // the first send of a turn writes at once (a reply leaves before the rest of the sender's work runs), and
+  // then schedules the burst's flush (after the write, so that it runs while the peer is at work on the
+  // message): whatever else that turn sends goes out together, in the microtask. A long burst (a client
+  // answering 64 replies with 64 calls) is written out every `maxBurstDelay` as well, so that the peer
+  // works on its start while the rest is made; that costs at most one more write per `maxBurstDelay`.
+  // The clock is read every 8th send of a burst, from the 8th on (a short burst reads none)
   let burstSends = 0
   let burstClock = 0
   const sent = (atOnce: boolean): void => {
     if (link!.flush === undefined) return
     if (!flushScheduled) {
-      flushSoon()
       burstSends = 0
       burstClock = 0
       if (atOnce) flushNow()
+      flushSoon()
       return
     }
     if ((++burstSends & 7) !== 0) return

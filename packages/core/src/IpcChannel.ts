@@ -19,6 +19,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type * as Inbox from "./Inbox.ts"
 import * as Bytes from "./internal/bytes.ts"
+import * as Taken from "./internal/taken.ts"
 import * as IpcError from "./IpcError.ts"
 
 /** Runtime marker of an `IpcChannel`. */
@@ -99,23 +100,28 @@ export const make = (options: {
   readonly sendAll?: ((messages: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IpcError.IpcError>) | undefined
   readonly close: Effect.Effect<void>
   readonly closed: Effect.Effect<void>
-}): IpcChannel => ({
-  [TypeId]: TypeId,
-  address: options.address,
-  peer: options.peer ?? {},
-  send: options.send,
-  sendAll: options.sendAll === undefined ? undefined : pairSendAll(options.send, options.sendAll),
-  receive: options.inbox.take,
-  receiveAll: Effect.catchTag(
-    options.inbox.pull,
-    "Done",
-    () => Effect.fail(IpcError.make("Closed", "the channel was closed by its peer", options.address))
-  ),
-  // one message per pull: a consumer that stops early leaves the rest for the next reader
-  messages: Stream.fromPull(Effect.succeed(options.inbox.next)),
-  close: options.close,
-  closed: options.closed
-})
+}): IpcChannel => {
+  const channel: IpcChannel = {
+    [TypeId]: TypeId,
+    address: options.address,
+    peer: options.peer ?? {},
+    send: options.send,
+    sendAll: options.sendAll === undefined ? undefined : pairSendAll(options.send, options.sendAll),
+    receive: options.inbox.take,
+    receiveAll: Effect.catchTag(
+      options.inbox.pull,
+      "Done",
+      () => Effect.fail(IpcError.make("Closed", "the channel was closed by its peer", options.address))
+    ),
+    // one message per pull: a consumer that stops early leaves the rest for the next reader
+    messages: Stream.fromPull(Effect.succeed(options.inbox.next)),
+    close: options.close,
+    closed: options.closed
+  }
+  // its receives are the inbox's own: the metrics count them there (see `internal/taken.ts`)
+  Taken.registerChannel(channel, options.inbox)
+  return channel
+}
 
 /**
  * Sends every message of `messages` in order, as one `send` each would: one

@@ -26,6 +26,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
 import * as Bytes from "./internal/bytes.ts"
 import * as Eager from "./internal/eager.ts"
+import * as Taken from "./internal/taken.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 
@@ -340,6 +341,18 @@ export const instrumentChannel = (
     return messages
   }
 
+  // a channel whose receives are its inbox's own is counted by the inbox as it hands messages over (no
+  // effect around each receive); any other around its receives
+  const observe = Taken.of(channel)
+  const inInbox = observe !== undefined && observe({
+    taken: (messages, bytes) => {
+      traffic.messagesIn += messages
+      traffic.bytesIn += bytes
+      published?.()
+    },
+    failed: onError
+  })
+
   // a message is counted once the channel has taken it (a send refused or failed is not), as the send
   // runs: through the channel's eager send where it has one, inside this one effect (no second one); one
   // send in SEND_WAIT_SAMPLE is run inside a timer, which also sees (and counts) its failure
@@ -430,9 +443,11 @@ export const instrumentChannel = (
     peer: channel.peer,
     send,
     sendAll,
-    receive: Effect.map(Effect.tapError(channel.receive, observeError), received),
-    receiveAll: Effect.map(Effect.tapError(channel.receiveAll, observeError), receivedAll),
-    messages: Stream.transformPull(
+    receive: inInbox ? channel.receive : Effect.map(Effect.tapError(channel.receive, observeError), received),
+    receiveAll: inInbox
+      ? channel.receiveAll
+      : Effect.map(Effect.tapError(channel.receiveAll, observeError), receivedAll),
+    messages: inInbox ? channel.messages : Stream.transformPull(
       channel.messages,
       (pull) => Effect.succeed(Effect.map(Effect.tapError(pull, observeError), receivedAll))
     ),

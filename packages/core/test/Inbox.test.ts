@@ -3,6 +3,8 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Scheduler from "effect/Scheduler"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
 
 const m = (n: number) => new Uint8Array([n])
 const sized = (n: number) => new Uint8Array(n)
@@ -221,5 +223,63 @@ describe("Inbox waiters", () => {
       }
     }
     assert.deepStrictEqual(stuck, [])
+  })
+})
+
+/** Runs a full collection (V8's `gc`, exposed for the call). */
+const collectGarbage = (): void => {
+  V8.setFlagsFromString("--expose-gc")
+  ;(Vm.runInNewContext("gc") as () => void)()
+}
+
+describe("Inbox: takers interrupted while they wait", () => {
+  it("a message that comes after its taker was interrupted goes to the next taker, or stays buffered", async () => {
+    for (const kind of ["take", "pull", "next"] as const) {
+      const inbox = Inbox.make()
+      const taking = (): Effect.Effect<unknown, unknown> =>
+        kind === "take" ? inbox.take : kind === "pull" ? inbox.pull : inbox.next
+      const gone = Effect.runFork(taking())
+      await turn()
+      const live = Effect.runFork(taking())
+      await turn()
+      await Effect.runPromise(Fiber.interrupt(gone))
+      inbox.deliver(() => inbox.push(m(1)))
+      const got = await Effect.runPromise(Fiber.join(live))
+      assert.deepStrictEqual(
+        got instanceof Uint8Array ? [...got] : (got as Array<Uint8Array>).map((x) => [...x]),
+        kind === "take" ? [1] : [[1]],
+        kind
+      )
+      // interrupted, with nobody else waiting: the message stays for the next take
+      const alone = Effect.runFork(taking())
+      await turn()
+      await Effect.runPromise(Fiber.interrupt(alone))
+      inbox.push(m(2))
+      await turn()
+      assert.strictEqual(inbox.size(), 1, kind)
+      assert.deepStrictEqual([...(await Effect.runPromise(inbox.take))], [2])
+    }
+  })
+
+  it("takers interrupted while nothing comes are let go of, and one still waiting gets the next message", async () => {
+    const inbox = Inbox.make()
+    const live = Effect.runFork(inbox.pull)
+    await turn()
+    const refs: Array<WeakRef<object>> = []
+    // receives under a timeout, in a loop, on a quiet channel
+    for (let i = 0; i < 2000; i++) {
+      const fiber = Effect.runFork(inbox.take)
+      refs.push(new WeakRef(fiber))
+      await Effect.runPromise(Fiber.interrupt(fiber))
+    }
+    await turn()
+    collectGarbage()
+    await turn()
+    collectGarbage()
+    const held = refs.filter((ref) => ref.deref() !== undefined).length
+    assert.isBelow(held, 40, `${held} of 2000 interrupted takers still held`)
+    inbox.deliver(() => inbox.push(m(3)))
+    const batch = await Effect.runPromise(Fiber.join(live))
+    assert.deepStrictEqual(batch.map((x) => x[0]), [3])
   })
 })

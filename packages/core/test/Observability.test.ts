@@ -24,6 +24,7 @@ import * as Fs from "node:fs/promises"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { PassThrough } from "node:stream"
 import * as Eager from "../src/internal/eager.ts"
 
 let counterOfNames = 0
@@ -299,6 +300,50 @@ describe("Observability", () => {
         yield* transport.dial(caps)
         assert.strictEqual(yield* counter(Observability.MetricNames.dialled, memory), 2)
         assert.strictEqual(yield* counter(Observability.MetricNames.dialled, { transport: "unknown" }), 0)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.effect("counts the end that receiveAll and the messages stream meet: a close, a lost peer", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const context = yield* Effect.context<never>()
+        const errors = (reason: string) => counter(Observability.MetricNames.errors, { transport: "test", reason })
+        // a peer that closed: receiveAll fails with Closed, counted; the messages stream just ends
+        for (const reading of ["receiveAll", "messages"] as const) {
+          const [a, b] = yield* Effect.sync(() => {
+            const one = new PassThrough()
+            const two = new PassThrough()
+            return [{ readable: one, writable: two }, { readable: two, writable: one }] as const
+          })
+          const ours = yield* StreamChannel.makeScoped(a, `test://closed-${reading}`)
+          const theirs = yield* StreamChannel.makeScoped(b, "other://peer")
+          const client = Observability.instrumentChannel(ours, "dialled", context)
+          yield* theirs.send(bytes(3, 1))
+          yield* theirs.close
+          if (reading === "receiveAll") {
+            assert.strictEqual((yield* client.receiveAll).length, 1)
+            const closed = yield* Effect.flip(client.receiveAll)
+            assert.strictEqual(closed.reason._tag, "Closed")
+            assert.strictEqual(yield* errors("Closed"), 1)
+          } else {
+            assert.strictEqual((yield* Stream.runCollect(client.messages)).length, 1)
+            assert.strictEqual(yield* errors("Closed"), 1, "a stream's end is no error")
+          }
+        }
+        // a peer lost: each way of reading fails with ConnectionLost, counted once per channel
+        for (const reading of ["receiveAll", "messages"] as const) {
+          const one = new PassThrough()
+          const ours = yield* StreamChannel.makeScoped({ readable: one, writable: new PassThrough() }, `test://lost`)
+          const client = Observability.instrumentChannel(ours, "dialled", context)
+          one.write(Buffer.from([1, 0, 0, 0, 0, 1, 7]))
+          one.destroy(new Error("gone"))
+          const lost = reading === "receiveAll"
+            ? yield* Effect.flip(Effect.andThen(client.receiveAll, client.receiveAll))
+            : yield* Effect.flip(Stream.runDrain(client.messages))
+          assert.strictEqual(lost.reason._tag, "ConnectionLost")
+        }
+        assert.strictEqual(yield* errors("ConnectionLost"), 2)
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesIn, { transport: "test" }), 4)
       }).pipe(Effect.scoped)
     ))
 
