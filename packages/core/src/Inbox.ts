@@ -115,9 +115,11 @@ export const make = (options: InboxOptions = {}): Inbox => {
   }
 
   // Called once a taker holds what it took, never between the take and the hand-over: a source may
-  // push, and end the input, from `onResume` (shm's reads its ring there), which wakes takers itself
+  // push, and end the input, from `onResume` (shm's reads its ring there), which wakes takers itself.
+  // While `wake` hands a waiter its take it does nothing: `wake` calls it once the taker holds it
+  let handing = 0
   const resumeIfBelow = () => {
-    if (paused && available() <= maxMessages >> 1 && bytes <= maxBytes >> 1) {
+    if (handing === 0 && paused && available() <= maxMessages >> 1 && bytes <= maxBytes >> 1) {
       paused = false
       options.onResume?.()
     }
@@ -157,10 +159,20 @@ export const make = (options: InboxOptions = {}): Inbox => {
   // Waiting so, with no finalizer to remove the waiter when it is interrupted, spares each receive that
   // waits the finalizer effect installs and runs (90 of a receive's 430 ns, in one process).
   const wake = () => {
-    while (waiters.length > 0 && (done || available() > 0)) {
-      const waiter = waiters.shift()!
+    while (waiters.length > 0 && (done || available() > 0)) handOver(waiters.shift()!)
+  }
+  // The taker's take runs inside `resume`, and the fiber goes on with what it took before `resume`
+  // returns: the source is asked to resume (see `resumeIfBelow`) after that, not from inside the take,
+  // where a source that ends or delivers from `onResume` woke the next taker first (with
+  // `Effect.race(receive, receive)` the second won and the first one's message was dropped)
+  const handOver = (waiter: Waiter): void => {
+    handing++
+    try {
       waiter.resume(waiter.again)
+    } finally {
+      handing--
     }
+    resumeIfBelow()
   }
 
   let wakeScheduled = false
@@ -181,7 +193,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
   const sweep = () => {
     sweepScheduled = false
     const swept = waiters.splice(0)
-    for (const waiter of swept) waiter.resume(waiter.again)
+    for (const waiter of swept) handOver(waiter)
     sweepAt = Math.max(16, waiters.length * 2)
   }
 

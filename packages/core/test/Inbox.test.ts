@@ -1,4 +1,4 @@
-import { Inbox, IpcError } from "@effect-ipc/core"
+import { Inbox, IpcError, Memory } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -281,5 +281,60 @@ describe("Inbox: takers interrupted while they wait", () => {
     inbox.deliver(() => inbox.push(m(3)))
     const batch = await Effect.runPromise(Fiber.join(live))
     assert.deepStrictEqual(batch.map((x) => x[0]), [3])
+  })
+})
+
+describe("Inbox: a source that ends or delivers from onResume", () => {
+  // a woken taker's take asks the source to resume; a source that ends or delivers right there woke the
+  // next taker before the first held its message, so the second won a race of the two and the first's
+  // message was dropped
+  it("while a woken taker takes: the first taker wins a race of two, nothing lost", async () => {
+    for (const how of ["end", "deliver"] as const) {
+      let resumed = 0
+      const inbox: Inbox.Inbox = Inbox.make({
+        maxMessages: 2,
+        onResume: () => {
+          if (resumed++ > 0) return
+          if (how === "end") inbox.end()
+          else inbox.deliver(() => inbox.push(m(3)))
+        }
+      })
+      const race = Effect.runFork(Effect.race(inbox.take, inbox.take))
+      await turn()
+      inbox.deliver(() => {
+        inbox.push(m(1))
+        inbox.push(m(2))
+      })
+      const won = await Effect.runPromise(Fiber.join(race))
+      const left: Array<number> = []
+      while (inbox.size() > 0) left.push((await Effect.runPromise(inbox.take))[0]!)
+      assert.deepStrictEqual([won[0], ...left], how === "end" ? [1, 2] : [1, 2, 3], how)
+    }
+  })
+
+  it("over memory://: a producer held by back-pressure that sends its last message and closes", async () => {
+    const got = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const transport = Memory.make({ maxBufferedMessages: 2 })
+      const address = `memory://inbox-race-${process.pid}`
+      const listener = yield* transport.listen(address)
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      const race = yield* Effect.forkChild(Effect.race(client.receive, client.receive))
+      yield* Effect.yieldNow
+      const producer = yield* Effect.forkChild(Effect.gen(function*() {
+        yield* server.send(m(1))
+        yield* server.send(m(2))
+        yield* server.close
+      }))
+      const won = yield* Fiber.join(race)
+      yield* Fiber.join(producer)
+      const all = [won[0]!]
+      while (true) {
+        const next = yield* Effect.result(client.receive)
+        if (next._tag === "Failure") return all
+        all.push(next.success[0]!)
+      }
+    })))
+    assert.deepStrictEqual(got, [1, 2])
   })
 })
