@@ -293,7 +293,12 @@ export const SEND_WAIT_SAMPLE = 64
  * Cheap on the hot path: a message adds to plain totals that the metrics
  * read when they are read (see `trafficOf`), with no update, lookup or
  * microtask of its own (with effect before 4.0.6, added to the counters once
- * per burst); one send in `SEND_WAIT_SAMPLE` is timed.
+ * per burst); one send in `SEND_WAIT_SAMPLE` is timed. A channel whose
+ * receives are its inbox's own (made by `IpcChannel.make` over `Inbox.make`)
+ * is counted inside the inbox, with no effect around each receive: every
+ * message taken from it counts, through the channel returned or the one it
+ * wraps (only the first instrumentation of a channel counts so; a second
+ * counts around its own receives).
  */
 export const instrumentChannel = (
   channel: IpcChannel.IpcChannel,
