@@ -125,6 +125,21 @@ export const make = (options: InboxOptions = {}): Inbox => {
     }
   }
 
+  // A take that did not wait asks the source to resume once its fiber has gone on with the message, in a
+  // microtask: from inside the take, a source that delivers or ends from `onResume` woke a waiting taker
+  // first, and where that taker was the first one's partner in `Effect.race` it won and the message the
+  // first one held was dropped
+  let resumeScheduled = false
+  const resumeLater = () => {
+    resumeScheduled = false
+    resumeIfBelow()
+  }
+  const resumeSoon = () => {
+    if (resumeScheduled || !paused) return
+    resumeScheduled = true
+    queueMicrotask(resumeLater)
+  }
+
   /** What a taker of one message gets once input has ended and nothing is left: `Closed`, or the error. */
   const endedOne = (): Effect.Effect<never, IpcError.IpcError> => {
     const failure = error ?? closedError
@@ -218,7 +233,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
   const pull: Inbox["pull"] = Effect.suspend(() => {
     if (available() > 0) {
       const batch = takeBuffered()
-      resumeIfBelow()
+      resumeSoon()
       return Effect.succeed(batch)
     }
     if (done) return ended("all")
@@ -229,7 +244,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
   const next: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done> = Effect.suspend(() => {
     if (available() > 0) {
       const message = takeOne()
-      resumeIfBelow()
+      resumeSoon()
       return Effect.succeed([message])
     }
     if (done) return ended("next")
@@ -240,7 +255,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
   const take: Inbox["take"] = Effect.suspend(() => {
     if (available() > 0) {
       const message = takeOne()
-      resumeIfBelow()
+      resumeSoon()
       return Effect.succeed(message)
     }
     if (done) return endedOne()
@@ -303,7 +318,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
     next
   }
   Taken.registerInbox(inbox, (taking) => {
-    if (observer !== undefined) return false
+    if (observer !== undefined) return observer.into === taking.into
     observer = taking
     return true
   })

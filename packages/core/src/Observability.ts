@@ -219,6 +219,28 @@ const trafficCounters: ReadonlyArray<readonly [keyof Traffic, (metrics: SchemeMe
  * channels open count on into it.
  */
 const trafficOf = (metrics: SchemeMetrics, context: Context.Context<never>): Traffic => {
+  const { known, traffic } = seriesOf(metrics, context)
+  for (const [field, metric] of trafficCounters) {
+    if (known !== undefined) {
+      answered = undefined
+      metric(metrics).valueUnsafe(context)
+      if (answered === known) continue
+      // its series gone: the channels counting into it go on counting, into the series registered now
+      traffic[field] = 0
+    }
+    Metric.registerUnsafe(metric(metrics), context, counterOf(traffic, (totals) => totals[field]))
+  }
+  return traffic
+}
+
+/**
+ * The totals of the series `context` counts `metrics` into (its registry and
+ * attributes): the one already there (`known`), or a new one.
+ */
+const seriesOf = (
+  metrics: SchemeMetrics,
+  context: Context.Context<never>
+): { readonly known: Traffic | undefined; readonly traffic: Traffic } => {
   const registry = Context.get(context, Metric.MetricRegistry)
   const attributes: Record<string, string> = {
     transport: metrics.scheme,
@@ -233,17 +255,7 @@ const trafficOf = (metrics: SchemeMetrics, context: Context.Context<never>): Tra
   const known = series.get(key)
   const traffic = known ?? { messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 }
   if (known === undefined) series.set(key, traffic)
-  for (const [field, metric] of trafficCounters) {
-    if (known !== undefined) {
-      answered = undefined
-      metric(metrics).valueUnsafe(context)
-      if (answered === known) continue
-      // its series gone: the channels counting into it go on counting, into the series registered now
-      traffic[field] = 0
-    }
-    Metric.registerUnsafe(metric(metrics), context, counterOf(traffic, (totals) => totals[field]))
-  }
-  return traffic
+  return { known, traffic }
 }
 
 /** effect 4.0.0 to 4.0.5 have no `Metric.registerUnsafe`: there a channel's totals are added to the counters. */
@@ -297,8 +309,9 @@ export const SEND_WAIT_SAMPLE = 64
  * receives are its inbox's own (made by `IpcChannel.make` over `Inbox.make`)
  * is counted inside the inbox, with no effect around each receive: every
  * message taken from it counts, through the channel returned or the one it
- * wraps (only the first instrumentation of a channel counts so; a second
- * counts around its own receives).
+ * wraps (a second instrumentation of the channel into the same series
+ * counts nothing more; one into another series counts around its own
+ * receives).
  */
 export const instrumentChannel = (
   channel: IpcChannel.IpcChannel,
@@ -347,9 +360,12 @@ export const instrumentChannel = (
   }
 
   // a channel whose receives are its inbox's own is counted by the inbox as it hands messages over (no
-  // effect around each receive); any other around its receives
+  // effect around each receive); any other around its receives. The same channel instrumented again into
+  // the same totals is counted by the inbox alone (around its receives as well, each was counted twice)
   const observe = Taken.of(channel)
   const inInbox = observe !== undefined && observe({
+    // the series: with effect before 4.0.6 each channel has totals of its own, added to the series
+    into: hooksAvailable ? traffic : seriesOf(metrics, context).traffic,
     taken: (messages, bytes) => {
       traffic.messagesIn += messages
       traffic.bytesIn += bytes

@@ -1,5 +1,6 @@
 import { Inbox, IpcError, Memory } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Scheduler from "effect/Scheduler"
@@ -24,6 +25,9 @@ describe("Inbox", () => {
       assert.strictEqual(inbox.size(), 3)
       assert.strictEqual(resumed, 0)
       yield* inbox.take
+      // asked once the taker has gone on with its message (a microtask later: see the race below)
+      assert.strictEqual(resumed, 0)
+      yield* Effect.yieldNow
       assert.strictEqual(resumed, 1)
       assert.isFalse(inbox.isPaused())
     }))
@@ -44,6 +48,7 @@ describe("Inbox", () => {
       assert.strictEqual(resumed, 0)
       // 1 byte left: resumed, once
       yield* inbox.take
+      yield* Effect.yieldNow
       assert.isFalse(inbox.isPaused())
       assert.strictEqual(resumed, 1)
       // one message larger than the limit pauses at once
@@ -309,6 +314,36 @@ describe("Inbox: a source that ends or delivers from onResume", () => {
       const left: Array<number> = []
       while (inbox.size() > 0) left.push((await Effect.runPromise(inbox.take))[0]!)
       assert.deepStrictEqual([won[0], ...left], how === "end" ? [1, 2] : [1, 2, 3], how)
+    }
+  })
+
+  it("a take that finds a message there: its race partner, woken by what the source sends as it resumes, does not win", async () => {
+    for (const how of ["end", "deliver", "push"] as const) {
+      let resumed = 0
+      const inbox: Inbox.Inbox = Inbox.make({
+        maxMessages: 2,
+        onResume: () => {
+          if (resumed++ > 0) return
+          // a source that reads on, or ends, as it is told to resume (shm's reads its ring there)
+          if (how === "end") inbox.end()
+          else if (how === "deliver") inbox.deliver(() => inbox.push(m(3)))
+          else inbox.push(m(3))
+        }
+      })
+      const go = Deferred.makeUnsafe<void>()
+      // the first racer takes once let go; the second waits at once
+      const race = Effect.runFork(Effect.race(Effect.andThen(Deferred.await(go), inbox.take), inbox.take))
+      await turn()
+      // two messages (the source paused at 2), their wake due in a microtask: the first racer takes before it,
+      // without waiting, which drains the inbox to half and resumes the source
+      inbox.push(m(1))
+      inbox.push(m(2))
+      Deferred.doneUnsafe(go, Effect.void)
+      const won = await Effect.runPromise(Fiber.join(race))
+      await turn()
+      const left: Array<number> = []
+      while (inbox.size() > 0) left.push((await Effect.runPromise(inbox.take))[0]!)
+      assert.deepStrictEqual([won[0]!, ...left].toSorted((a, b) => a - b), how === "end" ? [1, 2] : [1, 2, 3], how)
     }
   })
 

@@ -59,6 +59,12 @@ describe("IpcRpc", () => {
         const error = yield* Effect.flip(client.Fail({ why: "no" }))
         assert.instanceOf(error, Refused)
         assert.deepStrictEqual(yield* Stream.runCollect(client.Range({ n: 3 })), [1, 2, 3])
+        // many calls at once: requests and replies written and read in bursts, each reply to its own call
+        const many = Array.from({ length: 300 }, (_, i) => i)
+        assert.deepStrictEqual(
+          yield* Effect.forEach(many, (i) => client.Echo({ n: i }), { concurrency: "unbounded" }),
+          many
+        )
       }).pipe(Effect.scoped))
   }
 
@@ -459,6 +465,31 @@ describe("serialization negotiation (the hello)", () => {
         requestId: "1",
         exit: { _tag: "Success", value: 41 }
       })
+    }).pipe(Effect.scoped))
+
+  it.live("a message that does not parse in a burst of requests gets its Defect; the requests around it are served", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("json"))
+      // one burst, read by the server at once: the bad message loses none of the requests after it, and its
+      // Defect is its own reply (docs/wire.md)
+      yield* IpcChannel.sendAll(channel, [
+        jsonRequest("1", "Echo", { n: 1 }),
+        encoder.encode("{ not json"),
+        jsonRequest("2", "Echo", { n: 2 }),
+        jsonRequest("3", "Echo", { n: 3 })
+      ])
+      const replies = yield* Effect.forEach(
+        [1, 2, 3, 4],
+        () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
+        { concurrency: 1 }
+      ).pipe(Effect.timeout("5 seconds"))
+      const exits = replies.filter((r) => r._tag === "Exit").map((r) => [r.requestId, r.exit?.value])
+      assert.sameDeepMembers(exits, [["1", 1], ["2", 2], ["3", 3]])
+      const defects = replies.filter((r) => r._tag === "Defect")
+      assert.strictEqual(defects.length, 1, JSON.stringify(replies))
+      assert.match(JSON.stringify(defects[0].defect), /JSON/)
     }).pipe(Effect.scoped))
 
   it.live("a hello again mid-stream (a client restarted over a channel that outlived it) is passed over", () =>

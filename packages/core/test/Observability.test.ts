@@ -406,6 +406,28 @@ describe("Observability", () => {
       }).pipe(Effect.scoped)
     ))
 
+  it.effect("a channel instrumented twice into one series counts each message it receives once, through either", () =>
+    observed(() =>
+      Effect.gen(function*() {
+        const transport = Memory.make()
+        const address = fresh("twice")
+        const listener = yield* transport.listen(address)
+        const base = yield* transport.dial(address)
+        const server = yield* listener.accept
+        const context = yield* Effect.context<never>()
+        const first = Observability.instrumentChannel(base, "dialled", context)
+        const second = Observability.instrumentChannel(base, "dialled", context)
+        yield* server.send(bytes(10, 1))
+        yield* second.receive
+        yield* server.send(bytes(10, 2))
+        yield* first.receive
+        yield* server.send(bytes(10, 3))
+        yield* second.receiveAll
+        assert.strictEqual(yield* counter(Observability.MetricNames.messagesIn, memory), 3)
+        assert.strictEqual(yield* counter(Observability.MetricNames.bytesIn, memory), 30)
+      }).pipe(Effect.scoped)
+    ))
+
   it.effect("counts channels into the series of their attributes, and on into series removed and made again", () =>
     observed(() =>
       Effect.gen(function*() {

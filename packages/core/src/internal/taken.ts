@@ -13,11 +13,17 @@ import type * as IpcError from "../IpcError.ts"
 
 /** Told of what takers got: messages with their bytes, or the failure a take ended with. */
 export interface Observer {
+  /** What it counts into (a channel's traffic totals): one instrumenting the channel again into the same counts is it. */
+  readonly into: object
   readonly taken: (messages: number, bytes: number) => void
   readonly failed: (error: IpcError.IpcError) => void
 }
 
-/** Sets the inbox's observer; `false` if it has one already. */
+/**
+ * Sets the inbox's observer; `true` too where it has one already counting
+ * into the same place (the caller's takes are counted), else `false` (the
+ * caller counts around its own receives).
+ */
 export type Observe = (observer: Observer) => boolean
 
 interface Registered {
