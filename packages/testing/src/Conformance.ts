@@ -32,6 +32,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
@@ -546,6 +547,31 @@ export const suite = (given: Subject): void => {
           const rest: Array<number> = []
           for (let i = 4; i < 10; i++) rest.push(numberOf(yield* client.receive.pipe(Effect.timeout("10 seconds"))))
           assert.deepStrictEqual(rest, [4, 5, 6, 7, 8, 9])
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    it.live(
+      "receives that timed out or were interrupted while they waited take nothing: the next receives get every message",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const client = yield* echoClient(transport, subject.address())
+          // nothing has come: each of these waits, and is given up
+          assert.isTrue(Option.isNone(yield* Effect.timeoutOption(client.receive, "50 millis")))
+          assert.isTrue(Option.isNone(yield* Effect.timeoutOption(client.receiveAll, "50 millis")))
+          assert.isTrue(Option.isNone(yield* Effect.timeoutOption(Stream.runHead(client.messages), "50 millis")))
+          const waiting = yield* Effect.forkScoped(client.receive)
+          yield* Effect.sleep("20 millis")
+          yield* Fiber.interrupt(waiting)
+          for (let i = 0; i < 3; i++) yield* client.send(numbered(i))
+          const got: Array<number> = []
+          while (got.length < 3) {
+            for (const message of yield* client.receiveAll.pipe(Effect.timeout("10 seconds"))) {
+              got.push(numberOf(message))
+            }
+          }
+          assert.deepStrictEqual(got, [0, 1, 2])
         }).pipe(Effect.scoped),
       60_000
     )

@@ -145,8 +145,8 @@ describe("@effect-ipc/testing from its tarball", () => {
       [],
       vitestOutput
     )
-    // mine: 17 run, 7 skipped (peer-process 5, raw-stream 2); child-process pipes: 23 run, 1 skipped (shared-address)
-    assert.strictEqual(report.numPassedTests, 40, vitestOutput)
+    // mine: 18 run, 7 skipped (peer-process 5, raw-stream 2); child-process pipes: 24 run, 1 skipped (shared-address)
+    assert.strictEqual(report.numPassedTests, 42, vitestOutput)
     assert.strictEqual(report.numPendingTests, 8, vitestOutput)
     assert.strictEqual(report.numFailedTests, 0, vitestOutput)
     const skipped = casesOf("mine").filter((c) => c.status !== "passed").map((c) => c.title)
