@@ -289,21 +289,38 @@ describe("Inbox: takers interrupted while they wait", () => {
   })
 })
 
+/**
+ * An inbox of two messages whose source, the first time it is told to resume, ends it, or reads on (a
+ * message 3 pushed inside `deliver`, or pushed alone): shm's reads its ring there
+ */
+const resumingSource = (how: "end" | "deliver" | "push"): Inbox.Inbox => {
+  let resumed = 0
+  const inbox: Inbox.Inbox = Inbox.make({
+    maxMessages: 2,
+    onResume: () => {
+      if (resumed++ > 0) return
+      if (how === "end") inbox.end()
+      else if (how === "deliver") inbox.deliver(() => inbox.push(m(3)))
+      else inbox.push(m(3))
+    }
+  })
+  return inbox
+}
+
+/** Every message left in `inbox`, as numbers. */
+const leftIn = async (inbox: Inbox.Inbox): Promise<Array<number>> => {
+  const left: Array<number> = []
+  while (inbox.size() > 0) left.push((await Effect.runPromise(inbox.take))[0]!)
+  return left
+}
+
 describe("Inbox: a source that ends or delivers from onResume", () => {
   // a woken taker's take asks the source to resume; a source that ends or delivers right there woke the
   // next taker before the first held its message, so the second won a race of the two and the first's
   // message was dropped
   it("while a woken taker takes: the first taker wins a race of two, nothing lost", async () => {
     for (const how of ["end", "deliver"] as const) {
-      let resumed = 0
-      const inbox: Inbox.Inbox = Inbox.make({
-        maxMessages: 2,
-        onResume: () => {
-          if (resumed++ > 0) return
-          if (how === "end") inbox.end()
-          else inbox.deliver(() => inbox.push(m(3)))
-        }
-      })
+      const inbox = resumingSource(how)
       const race = Effect.runFork(Effect.race(inbox.take, inbox.take))
       await turn()
       inbox.deliver(() => {
@@ -311,25 +328,13 @@ describe("Inbox: a source that ends or delivers from onResume", () => {
         inbox.push(m(2))
       })
       const won = await Effect.runPromise(Fiber.join(race))
-      const left: Array<number> = []
-      while (inbox.size() > 0) left.push((await Effect.runPromise(inbox.take))[0]!)
-      assert.deepStrictEqual([won[0], ...left], how === "end" ? [1, 2] : [1, 2, 3], how)
+      assert.deepStrictEqual([won[0], ...await leftIn(inbox)], how === "end" ? [1, 2] : [1, 2, 3], how)
     }
   })
 
   it("a take that finds a message there: its race partner, woken by what the source sends as it resumes, does not win", async () => {
     for (const how of ["end", "deliver", "push"] as const) {
-      let resumed = 0
-      const inbox: Inbox.Inbox = Inbox.make({
-        maxMessages: 2,
-        onResume: () => {
-          if (resumed++ > 0) return
-          // a source that reads on, or ends, as it is told to resume (shm's reads its ring there)
-          if (how === "end") inbox.end()
-          else if (how === "deliver") inbox.deliver(() => inbox.push(m(3)))
-          else inbox.push(m(3))
-        }
-      })
+      const inbox = resumingSource(how)
       const go = Deferred.makeUnsafe<void>()
       // the first racer takes once let go; the second waits at once
       const race = Effect.runFork(Effect.race(Effect.andThen(Deferred.await(go), inbox.take), inbox.take))
@@ -341,9 +346,8 @@ describe("Inbox: a source that ends or delivers from onResume", () => {
       Deferred.doneUnsafe(go, Effect.void)
       const won = await Effect.runPromise(Fiber.join(race))
       await turn()
-      const left: Array<number> = []
-      while (inbox.size() > 0) left.push((await Effect.runPromise(inbox.take))[0]!)
-      assert.deepStrictEqual([won[0]!, ...left].toSorted((a, b) => a - b), how === "end" ? [1, 2] : [1, 2, 3], how)
+      const all = [won[0]!, ...await leftIn(inbox)].toSorted((a, b) => a - b)
+      assert.deepStrictEqual(all, how === "end" ? [1, 2] : [1, 2, 3], how)
     }
   })
 
