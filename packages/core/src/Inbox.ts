@@ -21,7 +21,7 @@ export interface InboxOptions {
   readonly maxMessages?: number | undefined
   /** Buffered bytes above which the source is paused (default 8 MiB). */
   readonly maxBytes?: number | undefined
-  /** Called when a paused source may read again. */
+  /** Called when a paused source may read again: once the taker that drained the inbox to half holds its take (it may push, or end, from here). */
   readonly onResume?: (() => void) | undefined
   /** The channel's address, named by the `Closed` a taker gets at a graceful end. */
   readonly address?: string | undefined
