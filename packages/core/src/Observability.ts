@@ -210,16 +210,19 @@ const trafficCounters: ReadonlyArray<readonly [keyof Traffic, (metrics: SchemeMe
 ]
 
 /**
- * The totals a channel opened with `context` counts its traffic into. The
- * four traffic counters of that series are registered with hooks that read
+ * The totals of `series` (`seriesOf`), which a channel opened with `context`
+ * counts its traffic into. The four traffic counters of that series are registered with hooks that read
  * them (`Metric.registerUnsafe`): a message costs two additions, where an
  * update looked its series up in the registry. Looked up once per channel;
  * a series removed from the registry (or replaced) since is registered
  * again, from zero, as an updated counter would start again, and the
  * channels open count on into it.
  */
-const trafficOf = (metrics: SchemeMetrics, context: Context.Context<never>): Traffic => {
-  const { known, traffic } = seriesOf(metrics, context)
+const trafficOf = (
+  metrics: SchemeMetrics,
+  context: Context.Context<never>,
+  { known, traffic }: Series
+): Traffic => {
   for (const [field, metric] of trafficCounters) {
     if (known !== undefined) {
       answered = undefined
@@ -233,14 +236,17 @@ const trafficOf = (metrics: SchemeMetrics, context: Context.Context<never>): Tra
   return traffic
 }
 
+/** A series' totals, and whether they were there already. */
+interface Series {
+  readonly known: Traffic | undefined
+  readonly traffic: Traffic
+}
+
 /**
  * The totals of the series `context` counts `metrics` into (its registry and
  * attributes): the one already there (`known`), or a new one.
  */
-const seriesOf = (
-  metrics: SchemeMetrics,
-  context: Context.Context<never>
-): { readonly known: Traffic | undefined; readonly traffic: Traffic } => {
+const seriesOf = (metrics: SchemeMetrics, context: Context.Context<never>): Series => {
   const registry = Context.get(context, Metric.MetricRegistry)
   const attributes: Record<string, string> = {
     transport: metrics.scheme,
@@ -322,8 +328,9 @@ export const instrumentChannel = (
   const metrics = metricsOf(schemeOf(channel.address))
   metrics[origin].updateUnsafe(1, context)
 
+  const series = seriesOf(metrics, context)
   const { published, traffic } = hooksAvailable
-    ? { traffic: trafficOf(metrics, context), published: undefined }
+    ? { traffic: trafficOf(metrics, context, series), published: undefined }
     : publishedPerBurst(metrics, context)
 
   // one error is counted once, however often the channel reports it again
@@ -364,8 +371,8 @@ export const instrumentChannel = (
   // the same totals is counted by the inbox alone (around its receives as well, each was counted twice)
   const observe = Taken.of(channel)
   const inInbox = observe !== undefined && observe({
-    // the series: with effect before 4.0.6 each channel has totals of its own, added to the series
-    into: hooksAvailable ? traffic : seriesOf(metrics, context).traffic,
+    // the series (with effect before 4.0.6 a channel counts into totals of its own, added to it)
+    into: series.traffic,
     taken: (messages, bytes) => {
       traffic.messagesIn += messages
       traffic.bytesIn += bytes
