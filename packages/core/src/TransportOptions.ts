@@ -706,17 +706,23 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
       }
     }
 
-    // an IPC_OPTIONS_<NAME> variable that names no option is a mistake, not something to skip
+    // an IPC_OPTIONS_<NAME> variable that names no option is a mistake, not something to skip: an
+    // environment-style provider holds it split on `_` (under IPC, OPTIONS), a structured one (`fromUnknown`)
+    // as a key of its own at the top (a provider that cannot list its top keys has none to check there)
     const [first, second] = OPTIONS.split("_") as [string, string]
+    const found: Array<string> = []
     const tree = yield* provider.load([first, second])
-    if (tree !== undefined) {
-      const found: Array<string> = []
-      yield* variables(provider, [first, second], tree, found)
-      const allowed = new Set(known.map((n) => n.variable))
-      for (const variable of found) {
-        if (variable !== OPTIONS && !allowed.has(variable)) {
-          return yield* invalid(transport, `${variable} is not an option of this transport (${have()})`)
-        }
+    if (tree !== undefined) yield* variables(provider, [first, second], tree, found)
+    const top = yield* Effect.orElseSucceed(provider.load([]), () => undefined)
+    if (top?._tag === "Record") {
+      for (const key of top.keys) {
+        if (key.startsWith(`${OPTIONS}_`) && (yield* provider.load([key])) !== undefined) found.push(key)
+      }
+    }
+    const allowed = new Set(known.map((n) => n.variable))
+    for (const variable of found) {
+      if (variable !== OPTIONS && !allowed.has(variable)) {
+        return yield* invalid(transport, `${variable} is not an option of this transport (${have()})`)
       }
     }
     return { value, source }

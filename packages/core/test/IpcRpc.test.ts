@@ -467,6 +467,31 @@ describe("serialization negotiation (the hello)", () => {
       })
     }).pipe(Effect.scoped))
 
+  it.live("docs/wire.md: headers as an object, or left out, are served; headers that are neither pairs nor an object end the connection", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const request = (headers: unknown) =>
+        Effect.gen(function*() {
+          const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+          yield* channel.send(IpcRpc.hello("json"))
+          const message: Record<string, unknown> = { _tag: "Request", id: "1", tag: "Echo", payload: { n: 7 } }
+          if (headers !== undefined) message.headers = headers
+          yield* channel.send(encoder.encode(JSON.stringify(message)))
+          return yield* channel.receive.pipe(
+            Effect.map((reply) => JSON.parse(decoder.decode(reply)) as unknown),
+            Effect.catch((error) => Effect.succeed(error.reason._tag)),
+            Effect.timeout("5 seconds")
+          )
+        }).pipe(Effect.scoped)
+      const served = { _tag: "Exit", requestId: "1", exit: { _tag: "Success", value: 7 } }
+      for (const headers of [[["x-a", "b"]], {}, { "x-a": "b" }, undefined]) {
+        assert.deepStrictEqual(yield* request(headers), served, JSON.stringify(headers))
+      }
+      for (const headers of ["x", 5, null, [1]]) {
+        assert.strictEqual(yield* request(headers), "Closed", JSON.stringify(headers))
+      }
+    }).pipe(Effect.scoped))
+
   it.live("a message that does not parse in a burst of requests gets its Defect; the requests around it are served", () =>
     Effect.gen(function*() {
       const { address, transport } = yield* serving(group)

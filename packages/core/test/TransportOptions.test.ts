@@ -85,6 +85,17 @@ describe("transport options from configuration", () => {
         withProvider(ConfigProvider.fromUnknown({ IPC_OPTIONS: { maxMessageSize: 8, nope: 1 } }))
       )
       assert.include(structured, `"nope" (in IPC_OPTIONS) is not an option`)
+
+      // a structured provider holds a variable as a key of its own: a misspelt one is refused there too
+      const structuredVariable = yield* buildError(
+        withProvider(ConfigProvider.fromUnknown({ IPC_ADDRESS: fresh(), IPC_OPTIONS_MAX_MESAGE_SIZE: 10 }))
+      )
+      assert.include(structuredVariable, "IPC_OPTIONS_MAX_MESAGE_SIZE is not an option")
+      // ... and a well-spelt one applies, an empty one counting as unset (as in the environment)
+      const spelt = withProvider(
+        ConfigProvider.fromUnknown({ IPC_ADDRESS: fresh(), IPC_OPTIONS_MAX_MESSAGE_SIZE: 8, IPC_OPTIONS_BOGUS: "" })
+      )
+      assert.strictEqual(yield* Effect.provide(sendOf(9), spelt), "FrameTooLarge")
     }))
 
   it.effect("a value of the wrong kind fails the build, naming the option, where it was set and what was expected", () =>

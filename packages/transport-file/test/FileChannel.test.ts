@@ -5,6 +5,7 @@
  * polling fallback.
  */
 import { IpcRpc, Transport } from "@effect-ipc/core"
+import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { FileChannel, FileTransport, Ipckit, Log, Messages } from "@effect-ipc/transport-file"
@@ -92,6 +93,39 @@ describe("FileChannel (fixed roles)", () => {
             yield* backend.send(bytes("still open"))
             const next = yield* run(node(["read", dir, "frontend", "1"]))
             assert.deepStrictEqual(got(next.lines), ["still open"])
+          }
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a side that sends and dies before any liveness check saw it (or before this side opened) is ConnectionLost after its messages",
+    () =>
+      Effect.gen(function*() {
+        for (const when of ["while open", "before open"] as const) {
+          const dir = fresh(root)
+          const receiveAll = (backend: IpcChannel.IpcChannel) =>
+            Effect.gen(function*() {
+              const taken: Array<string> = []
+              for (let i = 0; i < 3; i++) {
+                taken.push(text.decode(yield* backend.receive.pipe(Effect.timeout("10 seconds"))))
+              }
+              assert.deepStrictEqual(taken, ["x0", "x1", "x2"], when)
+              // it never closed: a loss, reported (such a side was waited for, for good)
+              const error = yield* Effect.flip(backend.receive).pipe(Effect.timeout("5 seconds"))
+              assert.strictEqual(error.reason._tag, "ConnectionLost", when)
+            })
+          if (when === "while open") {
+            const backend = yield* FileChannel.backend(dir)
+            // sends three and kills itself at once, well within one 250 ms liveness check
+            const code = (yield* run(node(["send", dir, "frontend", "3", "x", "die"]))).code
+            assert.strictEqual(code, 128 + 9)
+            yield* receiveAll(backend)
+          } else {
+            const code = (yield* run(node(["send", dir, "frontend", "3", "x", "die"]))).code
+            assert.strictEqual(code, 128 + 9)
+            yield* receiveAll(yield* FileChannel.backend(dir))
           }
         }
       }).pipe(Effect.scoped),

@@ -45,7 +45,8 @@ const connectNode = (maxMessageSize: number): WsClient.Connect => (url, protocol
 export const make = (options: WsTransportOptions = {}): Transport.TransportShape => {
   const clientOptions: WsClient.WsClientOptions = {
     ...options,
-    tokenLookup: options.tokenLookup ?? TokenFile.lookup,
+    // no lookup of the token file behind `dial`'s back: `dial` reads it itself, where it may (see there)
+    tokenLookup: options.tokenLookup,
     connect: options.connect ?? connectNode(options.maxMessageSize ?? Link.DEFAULT_MAX_MESSAGE_SIZE)
   }
   const dial = (address: string) =>
@@ -56,12 +57,16 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
       if (options.token !== undefined || parsed.token !== undefined || options.tokenLookup !== undefined) {
         return yield* WsClient.dial(address, clientOptions)
       }
-      // where this transport's own listeners write it (a `tokenFile` of its own: only to a loopback port, whose
-      // listener is checked to be this user's below; never to another host), else the address's default file
-      const token = typeof options.tokenFile === "string"
-        ? parsed.loopback ? TokenFile.readIfPrivate(options.tokenFile) : undefined
+      // where this transport's own listeners write it (a `tokenFile` of its own), else the address's default
+      // file: only to a loopback port, whose listener is checked to be this user's below. Never to another host,
+      // whose listener no one here can check (a token file left by a listener of ours that died at an address
+      // that is now another machine's went there)
+      const token = !parsed.loopback
+        ? undefined
+        : typeof options.tokenFile === "string"
+        ? TokenFile.readIfPrivate(options.tokenFile)
         : TokenFile.lookup(parsed)
-      if (token !== undefined && parsed.loopback) yield* ListenerOwner.checkOwn(parsed.port, parsed.redacted)
+      if (token !== undefined) yield* ListenerOwner.checkOwn(parsed.port, parsed.redacted)
       return yield* WsClient.dial(address, { ...clientOptions, token })
     })
   return {

@@ -248,6 +248,27 @@ describe("ws:// security", () => {
       assert.isFalse(Fs.existsSync(file), "the token file is removed with the listener")
     }).pipe(Effect.scoped))
 
+  it.live("a dial to a host that is not loopback sends no token from a file, though the address's file exists", () =>
+    Effect.gen(function*() {
+      // a listener of ours at 0.0.0.0 (not loopback: what the dial reaches there is not checked to be this
+      // user's) wrote its token file, at the default path of the address; 0.0.0.0 reaches it here
+      const port = freshPort()
+      const address = `ws://0.0.0.0:${port}/x`
+      const listener = yield* echoServer(address, { allowRemote: true, allowedHosts: ["0.0.0.0"] })
+      assert.strictEqual(Fs.readFileSync(listener.tokenFile!, "utf8").split("\n")[0], listener.token)
+      const echoOver = (transport: Transport.Transport["Service"]) =>
+        Effect.scoped(Effect.gen(function*() {
+          const channel = yield* transport.dial(address)
+          yield* channel.send(numbered(9))
+          return (yield* channel.receive)[0]
+        }))
+      const refused = yield* Effect.flip(echoOver(Ws.WsTransport.make()))
+      assert.strictEqual(refused.reason._tag, "PeerRejected", refused.message)
+      assert.include(refused.message, "close 4401")
+      // given, the token goes, and the same listener serves
+      assert.strictEqual(yield* echoOver(Ws.WsTransport.make({ token: listener.token })), 9)
+    }).pipe(Effect.scoped))
+
   it.live("the descriptor's transport dials with the token file: IPC_TRANSPORT=ws works between processes", () =>
     Effect.gen(function*() {
       // (the conformance suite runs peers in child processes through the descriptor; here, in one process)

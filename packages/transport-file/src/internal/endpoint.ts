@@ -262,6 +262,9 @@ export const open = (
           sink.peerClosed()
           return
         }
+        // a message since the peer's last close record: a session of its own, even one that came and died
+        // between two liveness checks (or before this end opened), whose loss is then reported, not waited out
+        if (spec.durable) peerSeen = true
         ends.push(entry.end)
         if (!sink.message(entry.payload)) paused = true
       }
