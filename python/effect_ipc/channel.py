@@ -684,10 +684,17 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
         reason = "PermissionDenied" if code in (errno.EACCES, errno.EPERM, errno.EROFS) else "Open"
         raise IpcError(reason, "cannot bind in %s: %s" % (directory, os.strerror(code).lower() if code else error), address)
     temporary = os.path.join(private, "s")
+    private_fd = None
     try:
+        bind_at = temporary
         if len(temporary.encode("utf-8")) > addresses.MAX_PATH_BYTES:
-            raise IpcError("NameTooLong", "no room for a private directory beside the socket", address)
-        sock.bind(temporary)
+            # a socket path with no room for the private directory's name in it (as the Node side does): bound
+            # through the directory's descriptor, a short path to the same place
+            if not os.path.isdir("/proc/self/fd"):
+                raise IpcError("NameTooLong", "no room for a private directory beside the socket", address)
+            private_fd = os.open(private, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            bind_at = "/proc/self/fd/%d/s" % private_fd
+        sock.bind(bind_at)
         os.chmod(temporary, mode)
         sock.listen(backlog)
         _link_replacing_stale(temporary, path, address)
@@ -695,6 +702,8 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
         sock.close()
         raise
     finally:
+        if private_fd is not None:
+            os.close(private_fd)
         try:
             os.unlink(temporary)
         except OSError:

@@ -1,6 +1,7 @@
 """The child side of a Node ``ChildPipe.spawn``: the parent sets
 ``EFFECT_IPC_FD`` to ``3`` (a connected socket on fd 3, the default) or
 ``stdio`` (frames on stdin and stdout); ``from_parent()`` gives the channel."""
+import json
 import os
 import socket
 import stat
@@ -19,7 +20,8 @@ def from_parent(**options):
     where = os.environ.get(ENV)
     address = "child:parent"
     peer = PeerInfo(pid=os.getppid(), description="parent process")
-    if where is not None and where.isdigit():
+    # ASCII digits only: str.isdigit() takes "²", which int() refuses (a ValueError, not NotFound)
+    if where is not None and where != "" and all("0" <= c <= "9" for c in where):
         fd = int(where)
         try:
             sock = socket.socket(fileno=fd)
@@ -61,4 +63,7 @@ def from_parent(**options):
             close_fd(write_fd)
 
         return Channel(lambda n: os.read(read_fd, n), write, end_write, release, address, peer, **options)
+    if where:
+        raise IpcError("NotFound", "%s is %s, neither a descriptor's number nor stdio: this process was not "
+                       "started by ChildPipe.spawn" % (ENV, json.dumps(where)), address)
     raise IpcError("NotFound", "%s is not set: this process was not started by ChildPipe.spawn" % ENV, address)

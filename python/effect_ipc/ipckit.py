@@ -150,6 +150,12 @@ class IpckitChannel(object):
             raise IpcError("Decode", "%s is not JSON: %s" % (os.path.basename(path), error), self.directory)
         if not isinstance(value, list):
             raise IpcError("Decode", "%s is not a JSON array" % os.path.basename(path), self.directory)
+        # what serde_json (ipckit) and the Node side refuse, Python's json reads: NaN, Infinity, a lone surrogate
+        for item in value:
+            why = _unwritable(item)
+            if why is not None:
+                raise IpcError("Decode", "%s is not a JSON array of messages: %s" % (os.path.basename(path), why),
+                               self.directory)
         return value
 
     def _lock(self, path):

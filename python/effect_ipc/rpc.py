@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
     import Queue as queue
 
 from . import channel as channels
-from .errors import Closed, IpcError
+from .errors import Closed, IpcError, fresh
 
 log = logging.getLogger("effect_ipc.rpc")
 
@@ -332,7 +332,7 @@ class RpcClient(object):
 
     def _request(self, tag, payload, stream, discard=False, headers=()):
         if self._failure is not None:
-            raise self._failure
+            raise fresh(self._failure)  # a new one each time: re-raising one object stacks its tracebacks
         request_id = str(next(self._ids))
         pending = _Pending(request_id, stream)
         # a procedure without payload takes null
@@ -599,7 +599,7 @@ class _Workers(object):
                     del self.queues[client]
             try:
                 work()
-            except Exception:  # noqa: BLE001 - a worker outlives what it runs
+            except BaseException:  # noqa: BLE001 - a worker outlives what it runs (a SystemExit too)
                 log.warning("an RPC worker's call failed", exc_info=True)
 
 
@@ -900,7 +900,9 @@ class _Connection(object):
                 context.iterable.close()  # an ended or interrupted stream's generator (its finally runs)
         except RpcFailure as failure:
             exit = {"_tag": "Failure", "cause": [{"_tag": "Fail", "error": failure.error}]}
-        except Exception as error:  # noqa: BLE001 - a defect goes to the client, as effect's servers do
+        except BaseException as error:  # noqa: BLE001 - a defect goes to the client, as effect's servers do
+            # SystemExit and KeyboardInterrupt raised by a handler too: they left the call unanswered for good
+            # and took the worker with them (the server's other calls waited behind it)
             log.warning("handler of %s failed", context.tag, exc_info=True)
             exit = {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": _defect_of(error)}]}
         finally:

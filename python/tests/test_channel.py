@@ -609,6 +609,28 @@ class Channels(TempDirCase):
             connect(where, authorize=lambda peer: False)
         self.assertEqual(caught.exception.reason, "PeerRejected")
 
+    def test_a_path_with_no_room_for_the_private_directory_in_it_is_served_up_to_107_bytes(self):
+        # the private directory beside the socket (`.eXXXXXXXX/s`) made any directory over 94 bytes
+        # NameTooLong, where the Node side binds through the directory's descriptor and listens
+        deep = self.dir
+        while len(deep) < 96:
+            deep = os.path.join(deep, "d" * min(20, 96 - len(deep)))
+        os.makedirs(deep, exist_ok=True)
+        path = os.path.join(deep, "s" * (107 - len(deep) - 1))
+        self.assertEqual(len(path.encode("utf-8")), 107)
+        listener, thread = self.serve_one("unix://" + path, lambda ch: ch.send(ch.receive(5)))
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        client = connect("unix://" + path)
+        client.send(b"deep")
+        self.assertEqual(client.receive(5), b"deep")
+        client.close()
+        self.assertEqual(sorted(os.listdir(deep)), [os.path.basename(path)])  # no private directory left
+        listener.close()
+        self.assertFalse(os.path.exists(path))
+        with self.assertRaises(IpcError) as caught:
+            listen("unix://" + path + "x")
+        self.assertEqual(caught.exception.reason, "NameTooLong")
+
     def test_pipe_addresses_live_in_the_private_runtime_directory(self):
         old = os.environ.get("XDG_RUNTIME_DIR")
         os.environ["XDG_RUNTIME_DIR"] = self.dir

@@ -29,6 +29,9 @@ class FromParent(unittest.TestCase):
         self.assertEqual(self.probe("99999999999999999999"), "IpcError NotFound")
         self.assertEqual(self.probe("stdio", preexec_fn=lambda: os.close(0)), "IpcError NotFound")
         self.assertEqual(self.probe("3"), "IpcError NotFound")  # fd 3 not open
+        # digits that are not ASCII ("²" passed str.isdigit(), then int() raised ValueError), and other text
+        self.assertEqual(self.probe("\u00b2"), "IpcError NotFound")
+        self.assertEqual(self.probe("fd3"), "IpcError NotFound")
 
 
 if __name__ == "__main__":

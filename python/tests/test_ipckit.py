@@ -111,6 +111,23 @@ class Damage(TempDirCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(), data)
 
+    def test_a_file_ipckit_cannot_read_is_decode_and_never_overwritten(self):
+        # Python's json reads NaN, Infinity, 1e400 and an escaped lone surrogate; serde_json (ipckit) and the
+        # Node side refuse such a file: send_event raised ValueError, receive handed the message over
+        backend = IpckitChannel(self.dir, "backend")
+        path = os.path.join(self.dir, "backend_to_frontend.json")
+        for payload in ("NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '{"\\udc00": 1}'):
+            text = '[{"id": "a", "timestamp": 1, "type": "event", "method": "m", "payload": %s}]' % payload
+            with open(path, "w") as f:
+                f.write(text)
+            for action in (lambda: IpckitChannel(self.dir, "frontend").receive(0),
+                           lambda: backend.send_event("more")):
+                with self.assertRaises(IpcError) as caught:
+                    action()
+                self.assertEqual(caught.exception.reason, "Decode", payload)
+            with open(path) as f:
+                self.assertEqual(f.read(), text)
+
     def test_a_lock_holding_no_pid_is_never_broken_and_an_empty_old_one_is(self):
         # a huge number raised OverflowError, a non-UTF-8 byte UnicodeDecodeError, and other text older
         # than stale_age was broken; the Node side breaks only a dead pid's lock or an empty old one

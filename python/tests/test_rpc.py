@@ -219,6 +219,15 @@ class Rpc(TempDirCase):
         self.client.channel.close()
         with self.assertRaises(IpcError):
             call.result(5)
+        # later calls fail at once, each with an error of its own (one object raised again kept every
+        # raise's traceback, growing with each call)
+        raised = []
+        for _ in range(3):
+            with self.assertRaises(IpcError) as caught:
+                self.client.call("Add", {"a": 1, "b": 2}, timeout=5)
+            raised.append(caught.exception)
+        self.assertEqual(len(set(map(id, raised))), 3)
+        self.assertEqual({(e.reason, e.detail) for e in raised}, {(raised[0].reason, raised[0].detail)})
 
 
 class BoundedWorkers(TempDirCase):
@@ -233,6 +242,17 @@ class BoundedWorkers(TempDirCase):
         client = RpcClient.connect(self.address())
         self.addCleanup(client.close)
         return client
+
+    def test_a_handler_that_raises_systemexit_or_keyboardinterrupt_gets_a_defect_and_frees_its_worker(self):
+        # only Exception was caught: the call was never answered and its worker was gone for good
+        def leave(p):
+            raise SystemExit(3) if p["how"] == "exit" else KeyboardInterrupt()
+
+        client = self.serve(RpcServer({"Leave": leave, "Add": lambda p: p["a"] + p["b"]}, max_workers=1))
+        for how in ("exit", "interrupt", "exit"):
+            with self.assertRaises(RpcDefect):
+                client.call("Leave", {"how": how}, timeout=10)
+            self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=10), 3)
 
     def test_a_flood_of_slow_requests_keeps_the_threads_bounded_and_all_complete(self):
         lock = threading.Lock()
