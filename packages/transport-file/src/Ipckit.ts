@@ -291,6 +291,9 @@ const releaseLock = (dir: string, from: Role) =>
 
 // ---- writing --------------------------------------------------------------------------------
 
+/** UTF-8 only, as serde_json reads (a byte that is not UTF-8 read as U+FFFD was written back so, for good). */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
 const readText = (path: string, address: string) =>
   Effect.tryPromise({
     try: () => Sys.readFileAsync(path),
@@ -298,9 +301,16 @@ const readText = (path: string, address: string) =>
   }).pipe(
     Effect.catch((cause) =>
       IpcError.errnoOf(cause) === "ENOENT"
-        ? Effect.succeed("")
+        ? Effect.succeed(Buffer.alloc(0))
         : Effect.fail(systemError(cause, `cannot read ${Path.basename(path)}`, address))
-    )
+    ),
+    Effect.flatMap((bytes) => {
+      try {
+        return Effect.succeed(utf8.decode(bytes))
+      } catch {
+        return Effect.fail(notArray(path, "it is not UTF-8 text", address))
+      }
+    })
   )
 
 const notArray = (path: string, why: string, address: string) =>

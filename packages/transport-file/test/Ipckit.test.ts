@@ -548,6 +548,29 @@ describe("ipckit's JSON files, fuzzed (fast-check, fixed seed)", () => {
     120_000
   )
 
+  it.live("a file holding bytes that are not UTF-8: Decode for the reader and the sender, and never rewritten", () =>
+    Effect.gen(function*() {
+      // read as U+FFFD, the message went to the reader changed, and the next send wrote the file back so: the
+      // other writer's bytes gone for good (ipckit's serde_json, and the Python port, refuse such a file)
+      const dir = fresh(root, "latin1")
+      Fs.mkdirSync(dir, { mode: 0o700 })
+      const file = Ipckit.paths(dir).messages("backend")
+      const bytes = Buffer.concat([
+        Buffer.from(`[{"id":"f1","timestamp":5,"type":"event","method":"m","payload":"caf`),
+        Buffer.from([0xe9]),
+        Buffer.from(`"}]`)
+      ])
+      Fs.writeFileSync(file, bytes)
+      const frontend = yield* Ipckit.frontend(dir, { durableCursor: false })
+      const read = yield* Effect.flip(frontend.receive).pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(read.reason._tag, "Decode", read.message)
+      assert.include(read.detail, "not UTF-8")
+      const backend = yield* Ipckit.backend(dir)
+      const sent = yield* Effect.flip(backend.sendEvent("after", { n: 1 }))
+      assert.strictEqual(sent.reason._tag, "Decode", sent.message)
+      assert.isTrue(Fs.readFileSync(file).equals(bytes), "the file is left byte for byte")
+    }).pipe(Effect.scoped))
+
   // fast-check's JSON nests a few levels: an element without an id nested 20 000 deep overflowed the stack
   // of the reader's JSON.stringify, and the reader stopped for good (Unknown, the messages around it lost)
   it.live(

@@ -226,6 +226,16 @@ export const writeNewFile = (path: string, data: Uint8Array | string, mode: numb
   }
 }
 
+/** Syncs the directory `path` to disk: the names created in it since survive a power loss. */
+export const syncDirectory = (path: string): void => {
+  const fd = Fs.openSync(path, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
+  try {
+    Fs.fsyncSync(fd)
+  } finally {
+    Fs.closeSync(fd)
+  }
+}
+
 /**
  * Creates the directory `path` (it must not exist) with exactly the
  * permission bits `mode` whatever the umask: made with `mode` (so narrower
@@ -260,8 +270,8 @@ export const readFile = (path: string): Buffer => {
   }
 }
 
-/** Reads a whole file of a channel as text without blocking the event loop, opened as `openFile` does. */
-export const readFileAsync = async (path: string): Promise<string> => {
+/** Reads a whole file of a channel without blocking the event loop, opened as `openFile` does. */
+export const readFileAsync = async (path: string): Promise<Buffer> => {
   let handle: Fs.promises.FileHandle
   try {
     handle = await Fs.promises.open(path, Fs.constants.O_RDONLY | NO_FOLLOW)
@@ -270,7 +280,7 @@ export const readFileAsync = async (path: string): Promise<string> => {
   }
   try {
     checkOpened(handle.fd, path)
-    return await handle.readFile("utf8")
+    return await handle.readFile()
   } finally {
     await handle.close()
   }

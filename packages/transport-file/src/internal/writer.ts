@@ -54,6 +54,17 @@ export interface Writer {
   readonly takeRepairs: () => ReadonlyArray<string>
 }
 
+/** A segment's descriptor as the syncs of the records written there hold it. */
+interface Segment {
+  fd: number
+  /** Syncs in flight on `fd`: it is closed once they are done. */
+  syncs: number
+  /** Let go of by the writer (rotated away from, or closed). */
+  retired: boolean
+  /** How the sync as it was let go of failed, for the syncs that come after. */
+  failure: IpcError.IpcError | undefined
+}
+
 type Attempt =
   | "ok"
   | "busy"
@@ -82,6 +93,8 @@ class WriterImpl {
   closed = false
   readonly dir: string
   readonly options: LogOptions
+  /** The segment being written, as its syncs see it (see `sync`). */
+  current: Segment | undefined = undefined
 
   constructor(dir: string, options: LogOptions) {
     this.dir = dir
@@ -219,9 +232,54 @@ class WriterImpl {
       if (IpcError.errnoOf(cause) !== "ENOENT") throw cause
       throw corruptAt(this.dir, base, base, "the segment the writer state names is missing")
     }
-    Sys.closeQuietly(this.segFd >= 0 ? this.segFd : undefined)
+    this.retire()
     this.segFd = fd
     this.segBase = base
+    this.current = { fd, syncs: 0, retired: false, failure: undefined }
+  }
+
+  /**
+   * Syncs `segment` (where a send's record went) to disk. A rotation or a
+   * close lets go of a segment while the syncs of other sends may be queued:
+   * its descriptor stays open until they are done, and one closed before a
+   * sync started was synced as it was let go of (a closed descriptor made
+   * those sends fail with EBADF though their records were written, and a
+   * number used again by then would have synced another file).
+   */
+  sync(segment: Segment): Effect.Effect<void, IpcError.IpcError> {
+    return Effect.callback<void, IpcError.IpcError>((resume) => {
+      if (segment.fd < 0) {
+        return resume(segment.failure === undefined ? Effect.void : Effect.fail(segment.failure))
+      }
+      segment.syncs++
+      Fs.fdatasync(segment.fd, (error) => {
+        if (--segment.syncs === 0 && segment.retired) this.closeSegment(segment)
+        resume(
+          error === null
+            ? Effect.void
+            : Effect.fail(IpcError.fromSystemError(error, "Write", "fdatasync failed", this.dir))
+        )
+      })
+    })
+  }
+
+  /** Lets go of the current segment: closed now, or once the syncs in flight on it are done. */
+  retire(): void {
+    const segment = this.current
+    this.current = undefined
+    if (segment === undefined) return
+    segment.retired = true
+    if (this.options.durability === "fsync") {
+      // a send whose sync has not started yet finds it closed: what it wrote is on disk by then
+      const synced = Sys.attempt(() => Fs.fdatasyncSync(segment.fd), "Write", "fdatasync failed", this.dir)
+      if (Sys.failed(synced)) segment.failure = synced
+    }
+    if (segment.syncs === 0) this.closeSegment(segment)
+  }
+
+  closeSegment(segment: Segment): void {
+    Sys.closeQuietly(segment.fd)
+    segment.fd = -1
   }
 
   /**
@@ -331,7 +389,13 @@ class WriterImpl {
     if (!Sys.failed(bases) && bases[0] !== undefined) this.oldest = bases[0]
   }
 
-  /** Starts the next segment: its file first, then the end-of-segment record that links it (a reader never waits for it). */
+  /**
+   * Starts the next segment: its file first, then the end-of-segment record
+   * that links it (a reader never waits for it). With `durability: "fsync"`,
+   * the new file's name and the link are on disk before any record goes
+   * there: a record synced in a segment that a power loss left unlinked
+   * would be acknowledged and never read (once a segment, so done here).
+   */
   rotate(): void {
     const eos = LogFormat.encodeRecord(LogFormat.Kind.endOfSegment)
     const next = this.end + eos.byteLength
@@ -343,8 +407,13 @@ class WriterImpl {
       Fs.rmSync(this.p.segment(next), { force: true })
       throw cause
     }
+    // the segment let go of is synced as it is (`retire`), its link with it
     this.openSegment(next)
     this.end = next + LogFormat.SEGMENT_HEADER
+    if (this.options.durability === "fsync") {
+      Fs.fdatasyncSync(this.segFd)
+      Sys.syncDirectory(this.dir)
+    }
   }
 
   /** One try at an append, all synchronous except a large record's write. */
@@ -448,7 +517,7 @@ class WriterImpl {
 
   finishClose(): void {
     this.releaseNow()
-    Sys.closeQuietly(this.segFd >= 0 ? this.segFd : undefined)
+    this.retire()
     Sys.closeQuietly(this.lockFd >= 0 ? this.lockFd : undefined)
     this.segFd = -1
     this.lockFd = -1
@@ -524,16 +593,6 @@ export const openWriter = (
     })
     const pollSpace = Math.max(Wake.pollMillis(options), 250)
 
-    const fsync = (fd: number) =>
-      Effect.callback<void, IpcError.IpcError>((resume) => {
-        Fs.fdatasync(fd, (error) =>
-          resume(
-            error === null
-              ? Effect.void
-              : Effect.fail(IpcError.fromSystemError(error, "Write", "fdatasync failed", dir))
-          ))
-      })
-
     const append: Writer["append"] = (payload, appendOptions = {}) => {
       const kind = appendOptions.kind ?? LogFormat.Kind.data
       const abort = appendOptions.abort
@@ -543,7 +602,7 @@ export const openWriter = (
       const loop: Effect.Effect<void, IpcError.IpcError> = Effect.suspend(() => {
         const result = impl.attempt(payload, kind)
         if (result === "ok") {
-          return durable ? fsync(impl.segFd) : Effect.void
+          return durable ? impl.sync(impl.current!) : Effect.void
         }
         if (Sys.failed(result)) return Effect.fail(result)
         if (result === "inflight") {
@@ -609,7 +668,8 @@ export const openWriter = (
           )
           return Effect.andThen(abort === undefined ? wait : Effect.raceFirst(wait, abort), loop)
         }
-        return result.write().pipe(Effect.andThen(durable ? fsync(impl.segFd) : Effect.void))
+        const segment = impl.current!
+        return result.write().pipe(Effect.andThen(durable ? impl.sync(segment) : Effect.void))
       })
       return loop
     }
