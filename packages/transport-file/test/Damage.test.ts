@@ -103,6 +103,21 @@ const assertCorrupt = (stop: Drained["stop"], segment: number, offset: number) =
   assert.include(stop.detail, `offset ${offset}`)
 }
 
+/** A channel in a fresh directory whose backend sent m1..m30 and closed, in segments of 200 bytes (more than two). */
+const thirtySent = (name: string) =>
+  Effect.gen(function*() {
+    const dir = fresh(root, name)
+    const options = { segmentBytes: 200 }
+    yield* Effect.scoped(Effect.gen(function*() {
+      const backend = yield* FileChannel.backend(dir, options)
+      for (let i = 1; i <= 30; i++) yield* backend.send(bytes(`m${i}`))
+    }))
+    const stream = Path.join(dir, "backend_to_frontend")
+    const segments = Fs.readdirSync(stream).filter((file) => file.endsWith(".seg")).toSorted()
+    assert.isAbove(segments.length, 2)
+    return { dir, options, stream, segments }
+  })
+
 describe("damage to committed records (issue 9)", () => {
   it.effect(
     "a segment before the last cut inside a record, with the writer's state emptied, damaged or gone: Corrupt, not an endless wait",
@@ -330,15 +345,7 @@ describe("damage to committed records (issue 9)", () => {
     "the oldest segment deleted under unread messages: Corrupt (not the later messages), for the channel and verify; skip goes on",
     () =>
       Effect.gen(function*() {
-        const dir = fresh(root, "oldest")
-        const options = { segmentBytes: 200 }
-        yield* Effect.scoped(Effect.gen(function*() {
-          const backend = yield* FileChannel.backend(dir, options)
-          for (let i = 1; i <= 30; i++) yield* backend.send(bytes(`m${i}`))
-        }))
-        const stream = Path.join(dir, "backend_to_frontend")
-        const segments = Fs.readdirSync(stream).filter((file) => file.endsWith(".seg")).toSorted()
-        assert.isAbove(segments.length, 2)
+        const { dir, options, stream, segments } = yield* thirtySent("oldest")
         Fs.rmSync(Path.join(stream, segments[0]!))
         // the frontend's cursor is in the deleted segment: the records it held are gone, and the reader says so
         // rather than going on with the later ones (a gap no one would see)
@@ -372,15 +379,7 @@ describe("damage to committed records (issue 9)", () => {
     "the last segment deleted with writer.lock emptied: the records before, then Corrupt (it waited for good)",
     () =>
       Effect.gen(function*() {
-        const dir = fresh(root, "lastmissing")
-        const options = { segmentBytes: 200 }
-        yield* Effect.scoped(Effect.gen(function*() {
-          const backend = yield* FileChannel.backend(dir, options)
-          for (let i = 1; i <= 30; i++) yield* backend.send(bytes(`m${i}`))
-        }))
-        const stream = Path.join(dir, "backend_to_frontend")
-        const segments = Fs.readdirSync(stream).filter((file) => file.endsWith(".seg")).toSorted()
-        assert.isAbove(segments.length, 2)
+        const { dir, options, stream, segments } = yield* thirtySent("lastmissing")
         // the segment before still links to it; with no readable writer state no writer can ever go on (each
         // refuses the stream), so the link is damage, not a segment on its way
         Fs.rmSync(Path.join(stream, segments.at(-1)!))
