@@ -232,7 +232,19 @@ const unreachable = (address: NngAddress.NngAddress, error: IpcError.IpcError): 
     Fs.accessSync(address.path, Fs.constants.W_OK)
     return error
   } catch (cause) {
-    return (cause as NodeJS.ErrnoException).code === "EACCES"
+    const code = (cause as NodeJS.ErrnoException).code
+    if (code === "ENOENT") {
+      // nng says "Connection refused": say what is missing, in the terms of the path given
+      const directory = Path.dirname(address.path)
+      return IpcError.make(
+        "NotFound",
+        Fs.existsSync(directory)
+          ? `cannot connect: nothing listens at ${address.path}: there is no socket file`
+          : `cannot connect: directory ${directory} does not exist`,
+        address.raw
+      )
+    }
+    return code === "EACCES"
       ? new IpcError.IpcError({
         reason: "PermissionDenied",
         detail: `this user may not connect to the socket file ${address.path} (its mode or owner forbids it)`,

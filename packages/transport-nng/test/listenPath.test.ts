@@ -33,6 +33,22 @@ const refusedAt = (path: string, kind: string) =>
   })
 
 describe("nng+ipc:// listen leaves what is at its path alone", () => {
+  it.live("a directory that does not exist, or no socket file: NotFound naming what is missing (nng said Entry not found)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const inMissing = `nng+ipc://${dir}/no-such-dir/a.ipc`
+      const listen = yield* Effect.flip(NngTransport.make().listen(inMissing))
+      assert.strictEqual(listen.reason._tag, "NotFound")
+      assert.strictEqual(listen.detail, `cannot listen: directory ${dir}/no-such-dir does not exist`)
+      assert.isFalse(Fs.existsSync(Path.join(dir, "no-such-dir")))
+      const dial = yield* Effect.flip(Effect.scoped(NngTransport.make().dial(inMissing)))
+      assert.strictEqual(dial.reason._tag, "NotFound")
+      assert.strictEqual(dial.detail, `cannot connect: directory ${dir}/no-such-dir does not exist`)
+      const absent = yield* Effect.flip(Effect.scoped(NngTransport.make().dial(`nng+ipc://${dir}/absent.ipc`)))
+      assert.strictEqual(absent.reason._tag, "NotFound")
+      assert.strictEqual(absent.detail, `cannot connect: nothing listens at ${dir}/absent.ipc: there is no socket file`)
+    }).pipe(Effect.scoped))
+
   it.live("a regular file: AddressInUse naming it, content unchanged", () =>
     Effect.gen(function*() {
       const path = Path.join(yield* tempDir, "notes.txt")

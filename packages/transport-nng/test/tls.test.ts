@@ -176,6 +176,11 @@ describe("nng over TLS", () => {
         NngTransport.make({ tls: { certFile: Path.join(certs.dir, "absent.pem") } }).listen("nng+tls+tcp://127.0.0.1:0")
       )
       assert.strictEqual(missing.reason._tag, "NotFound")
+      // the file and why, as the command line prints them before the address (it put the address between)
+      assert.strictEqual(
+        missing.detail,
+        `cannot read the TLS certificate ${Path.join(certs.dir, "absent.pem")}: no such file or directory`
+      )
       // a directory where a file was meant
       const directory = yield* Effect.flip(
         NngTransport.make({ tls: { certFile: certs.dir } }).listen("nng+tls+tcp://127.0.0.1:0")

@@ -15,6 +15,8 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as NngAddress from "../NngAddress.ts"
 import * as NngError from "../NngError.ts"
 import type * as NngTls from "../NngTls.ts"
@@ -362,9 +364,14 @@ export const listenFree = (
   address: NngAddress.NngAddress,
   afterListen: Effect.Effect<void> = Effect.void
 ): Effect.Effect<Nng.Listening, IpcError.IpcError> =>
-  address.transport === "ipc"
+  address.transport !== "ipc"
+    ? socket.listen(address)
+    : Fs.existsSync(Path.dirname(address.path))
     ? UnixSocket.withFreePath(address.path, address.raw, Effect.tap(socket.listen(address), () => afterListen))
-    : socket.listen(address)
+    // nng says "Entry not found": say what is missing, in the terms of the path given
+    : Effect.fail(
+      IpcError.make("NotFound", `cannot listen: directory ${Path.dirname(address.path)} does not exist`, address.raw)
+    )
 
 /**
  * Waits until a socket's dialer is connected (the socket turns writable),

@@ -16,6 +16,24 @@ const authModes = { none: 0, optional: 1, required: 2 } as const
 /** The most a PEM file may hold (a chain of CA certificates is some KiB). */
 const MAX_PEM_BYTES = 1024 * 1024
 
+/**
+ * A PEM file that could not be opened or read: the reason and errno as the
+ * system gave them, the detail naming the file and why in words (the file,
+ * not the address, is what the system's message was about: a command line
+ * that put the address before the system's words named the wrong thing).
+ */
+const unreadable = (cause: unknown, what: string, file: string, address: string): IpcError.IpcError => {
+  const error = IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address)
+  const words = cause instanceof Error ? cause.message.replace(/^E[A-Z]+: /, "").replace(/, \w+ '.*'$/, "") : ""
+  return new IpcError.IpcError({
+    reason: error.reason,
+    detail: `cannot read the TLS ${what} ${file}: ${words || String(cause)}`,
+    address,
+    ...(error.errno === undefined ? {} : { errno: error.errno }),
+    cause
+  })
+}
+
 const readPem = (file: string | undefined, what: string, address: string) =>
   file === undefined ? Effect.succeed(undefined) : Effect.suspend(() => {
     // opened without blocking (a FIFO nobody writes), and read only if it is a regular file of a sane size
@@ -23,7 +41,7 @@ const readPem = (file: string | undefined, what: string, address: string) =>
     try {
       fd = Fs.openSync(file, Fs.constants.O_RDONLY | Fs.constants.O_NONBLOCK)
     } catch (cause) {
-      return Effect.fail(IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address))
+      return Effect.fail(unreadable(cause, what, file, address))
     }
     try {
       const stat = Fs.fstatSync(fd)
@@ -45,7 +63,7 @@ const readPem = (file: string | undefined, what: string, address: string) =>
       }
       return Effect.succeed(Fs.readFileSync(fd, "utf8"))
     } catch (cause) {
-      return Effect.fail(IpcError.fromSystemError(cause, "Open", `cannot read the TLS ${what} ${file}`, address))
+      return Effect.fail(unreadable(cause, what, file, address))
     } finally {
       Fs.closeSync(fd)
     }
