@@ -294,7 +294,8 @@ const releaseLock = (dir: string, from: Role) =>
 /** UTF-8 only, as serde_json reads (a byte that is not UTF-8 read as U+FFFD was written back so, for good). */
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
-const readText = (path: string, address: string) =>
+/** A message file's bytes (none when it is missing). */
+const readBytes = (path: string, address: string) =>
   Effect.tryPromise({
     try: () => Sys.readFileAsync(path),
     catch: (cause) => cause
@@ -303,15 +304,26 @@ const readText = (path: string, address: string) =>
       IpcError.errnoOf(cause) === "ENOENT"
         ? Effect.succeed(Buffer.alloc(0))
         : Effect.fail(systemError(cause, `cannot read ${Path.basename(path)}`, address))
-    ),
-    Effect.flatMap((bytes) => {
-      try {
-        return Effect.succeed(utf8.decode(bytes))
-      } catch {
-        return Effect.fail(notArray(path, "it is not UTF-8 text", address))
-      }
-    })
+    )
   )
+
+/** `bytes` as text, or `undefined` when they are not UTF-8. */
+const textOf = (bytes: Uint8Array): string | undefined => {
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+
+const NOT_UTF8 = "it is not UTF-8 text"
+
+/** A message file's text; `Decode` when it is not UTF-8 (a sender never rewrites such a file). */
+const readText = (path: string, address: string) =>
+  Effect.flatMap(readBytes(path, address), (bytes) => {
+    const text = textOf(bytes)
+    return text === undefined ? Effect.fail(notArray(path, NOT_UTF8, address)) : Effect.succeed(text)
+  })
 
 const notArray = (path: string, why: string, address: string) =>
   IpcError.make("Decode", `${Path.basename(path)} is not a JSON array of messages: ${why}`, address)
@@ -465,19 +477,27 @@ export const open = (
       })
 
     const read = Effect.gen(function*() {
-      const text = yield* readText(inboxPath, dir)
-      if (text.trim().length === 0) return []
+      const bytes = yield* readBytes(inboxPath, dir)
+      // not UTF-8: reported as a file that is not an array is (one `Decode`, then the next message), not as
+      // the end of the channel
+      const decoded = textOf(bytes)
+      const text = decoded ?? bytes.toString("latin1")
+      if (decoded !== undefined && decoded.trim().length === 0) return []
       let values: unknown
-      try {
-        values = JSON.parse(text)
-      } catch (cause) {
-        values = cause instanceof Error ? cause : new Error(String(cause))
+      if (decoded === undefined) {
+        values = new Error(NOT_UTF8)
+      } else {
+        try {
+          values = JSON.parse(decoded)
+        } catch (cause) {
+          values = cause instanceof Error ? cause : new Error(String(cause))
+        }
       }
       if (!Array.isArray(values)) {
         if (text === lastBadText) return []
         // a writer that does not rename may be half-way: look again shortly before reporting
         yield* Effect.sleep("50 millis")
-        if ((yield* readText(inboxPath, dir)) !== text) return []
+        if (!(yield* readBytes(inboxPath, dir)).equals(bytes)) return []
         lastBadText = text
         const why = values instanceof Error ? values.message : `it holds a JSON ${typeof values}`
         return [notArray(inboxPath, why, dir)]

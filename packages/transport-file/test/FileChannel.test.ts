@@ -133,6 +133,32 @@ describe("FileChannel (fixed roles)", () => {
   )
 
   it.live(
+    "a backlog of a side that closed cleanly, read in slices while the event loop is held up: all of it, then a wait (no loss)",
+    () =>
+      Effect.gen(function*() {
+        // the liveness check judged the side gone while the slice holding its close record was still to be read
+        const dir = fresh(root)
+        const count = 2000
+        yield* Effect.scoped(Effect.gen(function*() {
+          const frontend = yield* FileChannel.frontend(dir)
+          for (let i = 0; i < count; i++) yield* frontend.send(new Uint8Array(8 * 1024).fill(i & 255))
+        }))
+        const backend = yield* FileChannel.backend(dir, { maxBufferedBytes: 64 << 20, maxBufferedMessages: 100_000 })
+        for (let i = 0; i < count; i++) {
+          assert.strictEqual((yield* backend.receive.pipe(Effect.timeout("10 seconds")))[0], i & 255)
+          if (i === 0) {
+            // a handler that holds the event loop past a liveness check, mid-backlog
+            const until = Date.now() + 400
+            while (Date.now() < until) { /* busy */ }
+          }
+        }
+        const after = yield* Effect.flip(backend.receive.pipe(Effect.timeout("1500 millis")))
+        assert.strictEqual(after._tag, "TimeoutError", String(after))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "messages taken through the messages stream count as delivered: a reopened side goes on after them",
     () =>
       Effect.gen(function*() {

@@ -569,6 +569,10 @@ describe("ipckit's JSON files, fuzzed (fast-check, fixed seed)", () => {
       const sent = yield* Effect.flip(backend.sendEvent("after", { n: 1 }))
       assert.strictEqual(sent.reason._tag, "Decode", sent.message)
       assert.isTrue(Fs.readFileSync(file).equals(bytes), "the file is left byte for byte")
+      // that one receive failed, not the channel: once the file is mended, the next message arrives
+      Fs.writeFileSync(file, `[{"id":"f2","timestamp":6,"type":"event","method":"mended","payload":"café"}]`)
+      const next = yield* frontend.receive.pipe(Effect.timeout("10 seconds"))
+      assert.strictEqual(next.method, "mended")
     }).pipe(Effect.scoped))
 
   // fast-check's JSON nests a few levels: an element without an id nested 20 000 deep overflowed the stack

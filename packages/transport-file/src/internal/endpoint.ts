@@ -341,10 +341,11 @@ export const open = (
         return
       }
       if (status === "pending") return
-      // gone: deliver every whole record it wrote before saying so
-      if (paused || largePending) return
+      // gone: deliver every whole record it wrote before saying so (a backlog read in slices included: its
+      // close record may be in a slice still to come)
+      if (paused || largePending || pumpScheduled) return
       pump()
-      if (paused || largePending || stopped()) return
+      if (paused || largePending || pumpScheduled || stopped()) return
       // its close record was among them: it left cleanly (a durable channel waits for it)
       if (spec.durable && !peerSeen) return
       if (spec.durable && options.peerLoss === "wait") {

@@ -248,17 +248,17 @@ class WriterImpl {
    */
   sync(segment: Segment): Effect.Effect<void, IpcError.IpcError> {
     return Effect.callback<void, IpcError.IpcError>((resume) => {
-      if (segment.fd < 0) {
-        return resume(segment.failure === undefined ? Effect.void : Effect.fail(segment.failure))
-      }
+      // a sync of this segment that failed: the kernel reports a failed writeback once, so the syncs after it
+      // may say nothing of pages it lost; each of them fails as it did
+      if (segment.failure !== undefined) return resume(Effect.fail(segment.failure))
+      if (segment.fd < 0) return resume(Effect.void)
       segment.syncs++
       Fs.fdatasync(segment.fd, (error) => {
         if (--segment.syncs === 0 && segment.retired) this.closeSegment(segment)
-        resume(
-          error === null
-            ? Effect.void
-            : Effect.fail(IpcError.fromSystemError(error, "Write", "fdatasync failed", this.dir))
-        )
+        if (error !== null && segment.failure === undefined) {
+          segment.failure = IpcError.fromSystemError(error, "Write", "fdatasync failed", this.dir)
+        }
+        resume(segment.failure === undefined ? Effect.void : Effect.fail(segment.failure))
       })
     })
   }
@@ -411,8 +411,17 @@ class WriterImpl {
     this.openSegment(next)
     this.end = next + LogFormat.SEGMENT_HEADER
     if (this.options.durability === "fsync") {
-      Fs.fdatasyncSync(this.segFd)
-      Sys.syncDirectory(this.dir)
+      const synced = Sys.attempt(
+        () => {
+          Fs.fdatasyncSync(this.segFd)
+          Sys.syncDirectory(this.dir)
+        },
+        "Write",
+        "cannot sync the new segment",
+        this.dir
+      )
+      // what goes to a segment whose name or header may not be on disk is not acknowledged as synced
+      if (Sys.failed(synced)) this.current!.failure = synced
     }
   }
 

@@ -366,12 +366,23 @@ export const listenFree = (
 ): Effect.Effect<Nng.Listening, IpcError.IpcError> =>
   address.transport !== "ipc"
     ? socket.listen(address)
-    : Fs.existsSync(Path.dirname(address.path))
-    ? UnixSocket.withFreePath(address.path, address.raw, Effect.tap(socket.listen(address), () => afterListen))
+    : missingDirectory(address.path)
     // nng says "Entry not found": say what is missing, in the terms of the path given
-    : Effect.fail(
+    ? Effect.fail(
       IpcError.make("NotFound", `cannot listen: directory ${Path.dirname(address.path)} does not exist`, address.raw)
     )
+    : UnixSocket.withFreePath(address.path, address.raw, Effect.tap(socket.listen(address), () => afterListen))
+
+/** True when the directory of `path` is not there (not when it cannot be looked at: that stays nng's to say). */
+const missingDirectory = (path: string): boolean => {
+  try {
+    Fs.statSync(Path.dirname(path))
+    return false
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code
+    return code === "ENOENT" || code === "ENOTDIR"
+  }
+}
 
 /**
  * Waits until a socket's dialer is connected (the socket turns writable),
