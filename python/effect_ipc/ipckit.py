@@ -146,7 +146,7 @@ class IpckitChannel(object):
             return []
         try:
             value = json.loads(content)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # nested too deep for Python's parser: not a file ipckit reads
             raise IpcError("Decode", "%s is not JSON: %s" % (os.path.basename(path), error), self.directory)
         if not isinstance(value, list):
             raise IpcError("Decode", "%s is not a JSON array" % os.path.basename(path), self.directory)

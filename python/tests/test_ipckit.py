@@ -116,7 +116,8 @@ class Damage(TempDirCase):
         # Node side refuse such a file: send_event raised ValueError, receive handed the message over
         backend = IpckitChannel(self.dir, "backend")
         path = os.path.join(self.dir, "backend_to_frontend.json")
-        for payload in ("NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '{"\\udc00": 1}'):
+        for payload in ("NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '{"\\udc00": 1}',
+                        "[" * 100000 + "]" * 100000):  # RecursionError, not IpcError
             text = '[{"id": "a", "timestamp": 1, "type": "event", "method": "m", "payload": %s}]' % payload
             with open(path, "w") as f:
                 f.write(text)
