@@ -302,6 +302,15 @@ const LOBBY_SEND_BUFFER = 1024
 /** How long a client first waits for the listener's answer before it asks again (then twice as long, ...). */
 const ASK_AGAIN_MS = 5000
 
+/** How often a client says its hello again while its conversation has not answered (see `attempt`). */
+const HELLO_AGAIN_MS = 100
+
+/** A conversation's reconnect delay once it is on: in effect never (ms). */
+const NEVER_RECONNECT = 3_600_000
+
+/** A client's reconnect delays while its conversation's handshake is under way (ms). */
+const HANDSHAKE_RECONNECT = { min: 10, max: 100 }
+
 /** The header nng's pair v1 protocol puts before each message (a hop count), counted by `recv-size-max`. */
 const PAIR1_HEADER = 4
 /** Makes the nng transport, bare: libnng is loaded on first use (see `makeScoped`). */
@@ -321,7 +330,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     ipcPermissions: options.mode ?? 0o600,
     kinded: true,
     // a conversation never reconnects: a new pipe would hide lost messages
-    reconnect: { min: 3_600_000, max: 3_600_000 },
+    reconnect: { min: NEVER_RECONNECT, max: NEVER_RECONNECT },
     tls: options.tls
   }
   // no send buffer until the handshake is done: until then "writable" means "a peer is connected"
@@ -547,14 +556,28 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           raw
         )
       }
-      const socket = yield* Socket.open("pair", pairOptions, raw)
+      // until the handshake is done, a connection the listener turned away (another process had connected to
+      // the conversation first: a pair socket keeps one peer) is made again at once; no message can be lost yet
+      const socket = yield* Socket.open("pair", { ...pairOptions, reconnect: HANDSHAKE_RECONNECT }, raw)
       return yield* Effect.gen(function*() {
         const dialer = yield* socket.dial(
           yield* NngAddress.parse(clientUrl(lobbyAddress, conversation), { plain: true })
         )
         yield* Socket.connected(socket, dialer, remainingUntil(deadline), raw)
-        yield* socket.send(encoder.encode(welcome.token), Channel.prefix.hello)
-        const ready = yield* socket.receive.pipe(
+        // the hello is sent again until the listener answers: one that went out on a connection the listener
+        // turned away was lost with it. Each send is bounded too (one waiting for a connection that never came
+        // waited for ever, past connectTimeout)
+        const hello = encoder.encode(welcome.token)
+        const sayHello = Effect.forever(
+          Effect.andThen(
+            Effect.timeoutOrElse(socket.send(hello, Channel.prefix.hello), {
+              duration: HELLO_AGAIN_MS,
+              orElse: () => Effect.void
+            }),
+            Effect.sleep(HELLO_AGAIN_MS)
+          )
+        )
+        const ready = yield* Effect.raceFirst(socket.receive, sayHello).pipe(
           Effect.timeoutOrElse({
             duration: remainingUntil(deadline),
             orElse: timedOut("no handshake from the listener")
@@ -563,6 +586,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         if (ready.kind !== Channel.Kind.ready) {
           return yield* IpcError.make("Protocol", "the listener did not complete the handshake", raw)
         }
+        // the conversation is on: it never reconnects from now on (a new pipe would hide lost messages)
+        const settled = socket.nng.setDialerReconnect(dialer, NEVER_RECONNECT, NEVER_RECONNECT)
+        if (settled !== 0) return yield* socket.nng.error(settled, "cannot settle the conversation", raw)
         const server = peerOf(socket, ready.pipe, raw)
         if (hasCredentials(lobbyAddress) && !authorize(server)) return yield* refuse(server, raw)
         yield* afterHandshake(socket)

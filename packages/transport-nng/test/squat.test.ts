@@ -65,6 +65,37 @@ describe.skipIf(!canSwitch)("a squatter of conversations (another user, nng+ipc:
 
 describe("a wrong token on a conversation (nng+abstract://)", () => {
   it.live(
+    "another process that reaches each conversation first with a wrong token: every dial of ours still gets its channel",
+    () =>
+      Effect.gen(function*() {
+        // the listener turned the client's connection away while the squatter held the pair slot, and the
+        // client neither connected again (a conversation never reconnects) nor said its hello again: its dial
+        // failed after connectTimeout, or waited for ever
+        const name = `effect-ipc-squat-${process.pid}-${Date.now()}`
+        const address = `nng+abstract://${name}`
+        const transport = NngTransport.make({ connectTimeout: "4 seconds", handshakeTimeout: "2 seconds" })
+        const listener = yield* transport.listen(address)
+        const squatter = yield* Child.spawn("python3", [
+          Path.join(import.meta.dirname, "fixtures", "abstract_squat.py"),
+          name
+        ])
+        yield* squatter.waitFor((l) => l === "watching")
+        for (let i = 0; i < 8; i++) {
+          const client = yield* transport.dial(address)
+          const server = yield* listener.accept
+          yield* client.send(encoder.encode(`hello ${i}`))
+          assert.strictEqual(decoder.decode(yield* server.receive), `hello ${i}`)
+          yield* client.close
+        }
+        squatter.process.stdin?.end()
+        const squatted = yield* squatter.waitFor((l) => l.startsWith("squatted "))
+        // it did reach conversations first (else this test shows nothing)
+        assert.isAbove(Number(squatted.split(" ")[1]), 0, squatted)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "closes only that connection: the client with the token still gets its channel",
     () =>
       Effect.gen(function*() {

@@ -412,6 +412,8 @@ export interface Nng {
    * while it has had none, or when the library keeps no statistics.
    */
   readonly dialerFailure: (d: Handle) => number | undefined
+  /** Sets a started dialer's reconnect delays (ms): its next reconnect waits `min`, doubling up to `max`. */
+  readonly setDialerReconnect: (d: Handle, min: number, max: number) => number
   /**
    * Sends one message without blocking: `prefix` (a kind byte) then `body` as
    * its body, `header` as its header (raw sockets). Returns 0 or an nng code
@@ -738,6 +740,10 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
         const started = b.dialerStart(d, NONBLOCK)
         return started === 0 ? Effect.succeed(d) : Effect.fail(error(started, "cannot dial", address))
       }),
+    setDialerReconnect: (d, min, max) => {
+      const rv = b.dialerSetMs(d, "reconnect-time-max", max)
+      return rv !== 0 ? rv : b.dialerSetMs(d, "reconnect-time-min", min)
+    },
     dialerFailure: (d) => {
       const out: Array<Ptr | null> = [null]
       if (b.statsGet(out) !== 0 || out[0] === null) return undefined
