@@ -19,9 +19,11 @@
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as Predicate from "effect/Predicate"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
 import * as Bytes from "./internal/bytes.ts"
@@ -163,6 +165,56 @@ export const recordError = (address: string, error: IpcError.IpcError): Effect.E
  */
 export const refused = (address: string, error: IpcError.IpcError): Effect.Effect<void> =>
   Effect.andThen(recordError(address, error), Effect.logWarning("refused a connection", error))
+
+/** How many refusals a minute `refusals` logs one by one. */
+export const LOGGED_REFUSALS_PER_MINUTE = 10
+
+/**
+ * For transport authors: `refused` for a listener's refusals, its logging
+ * bounded. Every refusal is counted; the first 10 of each minute are logged
+ * one by one as warnings, and the rest summed up in one warning a minute
+ * (and as the scope closes), so that a flood of refused peers writes a few
+ * lines a minute, not one per connection.
+ */
+export const refusals = (
+  address: string
+): Effect.Effect<(error: IpcError.IpcError) => Effect.Effect<void>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const shown = Address.redact(address)
+    let loggedThisMinute = 0
+    let unlogged = 0
+    const logUnlogged = Effect.suspend(() => {
+      const count = unlogged
+      unlogged = 0
+      return count === 0
+        ? Effect.void
+        : Effect.logWarning(`${count} more refused in the last minute at ${shown} (not logged one by one)`)
+    })
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.andThen(
+          Effect.sleep(Duration.minutes(1)),
+          Effect.suspend(() => {
+            loggedThisMinute = 0
+            return logUnlogged
+          })
+        )
+      )
+    )
+    yield* Effect.addFinalizer(() => logUnlogged)
+    return (error) =>
+      Effect.andThen(
+        recordError(address, error),
+        Effect.suspend(() => {
+          if (loggedThisMinute < LOGGED_REFUSALS_PER_MINUTE) {
+            loggedThisMinute++
+            return Effect.logWarning("refused a connection", error)
+          }
+          unlogged++
+          return Effect.void
+        })
+      )
+  })
 
 /** The span attributes of a channel: address, scheme, and the peer's pid / uid where known. */
 export const channelAttributes = (channel: IpcChannel.IpcChannel): Record<string, unknown> => {

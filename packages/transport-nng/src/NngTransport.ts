@@ -41,6 +41,7 @@
 import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
@@ -388,6 +389,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         ? yield* conversationDir(lobbyAddress, options.mode ?? 0o600, raw)
         : undefined
       const acceptor = yield* Transport.makeAcceptor(address)
+      // counted, and logged a few a minute (a flood of refused hellos wrote a warning each)
+      const noteRefusal = yield* Observability.refusals(address)
       const open = new Set<IpcChannel.IpcChannel>()
       const handshakes = yield* FiberSet.make<void, never>()
       /** Conversations waiting for their clients. */
@@ -475,7 +478,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           if (hasCredentials(lobbyAddress) && !authorize(peer)) {
             const refusal = refuse(peer, address)
             answer(request, { refused: refusal.detail })
-            return yield* Effect.logWarning(refusal)
+            return yield* noteRefusal(refusal)
           }
           // at most `maxPending` conversations wait for their clients: the others are asked to come back
           if (pending >= maxPending) return void answer(request, { busy: true })

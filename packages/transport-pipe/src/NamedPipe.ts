@@ -261,6 +261,8 @@ export const listen = (
     }
     const slot = Win32.makeSlot(0)
     const acceptor = yield* Transport.makeAcceptor(raw)
+    // counted, and logged a few a minute (a flood of refused peers wrote a warning each)
+    const noteRefusal = yield* Observability.refusals(raw)
     const open = new Set<IpcChannel.IpcChannel>()
     // the pipe is gone (its name free again) only once every handle is closed: the finalizer waits for them
     const streams = new Set<PipeStream>()
@@ -281,7 +283,7 @@ export const listen = (
           )
         if (refusal !== undefined || peer._tag === "Failure") {
           // counted and logged before the peer can see the refusal
-          yield* Observability.refused(raw, refusal ?? IpcError.make("PeerRejected", "refused", raw))
+          yield* noteRefusal(refusal ?? IpcError.make("PeerRejected", "refused", raw))
           return Win32.closeHandle(handle)
         }
         const stream = yield* streamOf(handle)

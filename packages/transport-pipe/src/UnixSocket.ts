@@ -372,6 +372,8 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
         const server = Net.createServer({ pauseOnConnect: true })
         const acceptor = yield* Transport.makeAcceptor(raw)
+        // counted, and logged a few a minute (a flood of refused peers wrote a warning each)
+        const noteRefusal = yield* Observability.refusals(raw)
         const open = new Set<IpcChannel.IpcChannel>()
         let ours: Files.FileIdentity | undefined
         yield* Effect.addFinalizer(() =>
@@ -396,8 +398,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
             )
             if (!authorize(peer)) {
               // counted and logged (with the caller's services) before the peer can see the refusal
-              yield* Observability.refused(
-                raw,
+              yield* noteRefusal(
                 IpcError.make("PeerRejected", `refused a peer running as uid ${peer.uid} (pid ${peer.pid})`, raw)
               )
               return socket.destroy()

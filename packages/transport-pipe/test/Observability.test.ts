@@ -8,6 +8,7 @@ import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as Observability from "@effect-ipc/core/Observability"
 import * as Registry from "@effect-ipc/core/Registry"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as Observed from "@effect-ipc/testing/Observed"
 import * as Pipe from "@effect-ipc/transport-pipe"
 import { UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
@@ -157,6 +158,28 @@ describe("Observability over transport-pipe", () => {
       assert.strictEqual(yield* counter(client, Observability.MetricNames.accepted, unix), 0)
       assert.strictEqual(yield* counter(server, Observability.MetricNames.accepted, unix), 1)
       assert.strictEqual(yield* counter(server, Observability.MetricNames.dialled, unix), 0)
+    }).pipe(Effect.scoped))
+
+  it.live("a flood of refused peers: each counted, 10 warned one by one, then one line for the rest", () =>
+    Effect.gen(function*() {
+      // a warning per refused connection let a flood write the log without bound
+      const { lines, refusals, services } = Observed.make()
+      const path = Path.join(yield* tempDir("effect-ipc-obs-refusals-"), "refusing.sock")
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* UnixSocket.make({ authorize: () => false }).listen(`unix://${path}`).pipe(Effect.provide(services))
+        for (let i = 0; i < 25; i++) {
+          yield* Effect.callback<void>((resume) => {
+            const socket = Net.connect(path)
+            socket.on("error", () => {})
+            socket.on("close", () => resume(Effect.void))
+            socket.resume()
+          })
+        }
+        assert.strictEqual(yield* refusals, 25)
+        assert.strictEqual(lines.filter((line) => line.startsWith("refused a connection")).length, 10, lines.join("\n"))
+      }))
+      // closing the listener says how many more there were
+      assert.isTrue(lines.some((line) => line.startsWith("15 more refused in the last minute")), lines.join("\n"))
     }).pipe(Effect.scoped))
 
   it.live.runIf(isRoot)("counts and logs a peer the listener's default policy refuses (another uid)", () => {

@@ -125,9 +125,6 @@ const hostNameOf = (host: string): string | undefined => {
 /** Connections waiting to complete their handshake at once, by default. */
 const DEFAULT_MAX_PENDING_HANDSHAKES = 64
 
-/** How many refusals a minute are logged one by one; further ones are summed up in one line a minute. */
-const LOGGED_REFUSALS_PER_MINUTE = 10
-
 const normalOrigin = (origin: string): string => origin.trim().toLowerCase().replace(/\/+$/, "")
 
 interface Refusal {
@@ -336,39 +333,7 @@ export const listen = (
 
     // refusals are all counted, but only the first of each minute are logged one by one (a flood
     // would otherwise write a warning per connection): the rest are summed up once a minute
-    let loggedThisMinute = 0
-    let unlogged = 0
-    const logUnlogged = Effect.suspend(() => {
-      const count = unlogged
-      unlogged = 0
-      return count === 0
-        ? Effect.void
-        : Effect.logWarning(`${count} more refused in the last minute at ${shown} (not logged one by one)`)
-    })
-    yield* Effect.forkScoped(
-      Effect.forever(
-        Effect.andThen(
-          Effect.sleep(Duration.minutes(1)),
-          Effect.suspend(() => {
-            loggedThisMinute = 0
-            return logUnlogged
-          })
-        )
-      )
-    )
-    yield* Effect.addFinalizer(() => logUnlogged)
-    const noteRefusal = (error: IpcError.IpcError) =>
-      Effect.andThen(
-        Observability.recordError(shown, error),
-        Effect.suspend(() => {
-          if (loggedThisMinute < LOGGED_REFUSALS_PER_MINUTE) {
-            loggedThisMinute++
-            return Effect.logWarning("refused a connection", error)
-          }
-          unlogged++
-          return Effect.void
-        })
-      )
+    const noteRefusal = yield* Observability.refusals(shown)
 
     // each connection is served in a fiber of this listener's scope, with the caller's services
     const connections = yield* FiberSet.make<void, never>()

@@ -3,12 +3,10 @@
  * the first 10 refusals of a minute are warned one by one, the rest summed
  * up in one line (a minute later, or when the listener closes).
  */
+import * as Observed from "@effect-ipc/testing/Observed"
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as Metric from "effect/Metric"
 import { freshAddress, sweepTokenFiles } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
@@ -16,12 +14,7 @@ afterAll(sweepTokenFiles)
 describe("ws:// refusal warnings", () => {
   it.live("25 refused clients: 25 counted, 10 warned one by one, then one line for the 15 more", () =>
     Effect.gen(function*() {
-      const lines: Array<string> = []
-      const logger = Logger.make(({ message }) => {
-        lines.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
-      })
-      const registry = new Map() as Metric.MetricRegistry
-      const services = Layer.mergeAll(Logger.layer([logger]), Layer.succeed(Metric.MetricRegistry, registry))
+      const { lines, refusals, services } = Observed.make()
       const address = freshAddress("refusal-log")
       yield* Effect.scoped(Effect.gen(function*() {
         yield* Ws.WsServer.listen(address, { tokenFile: false }).pipe(Effect.provide(services))
@@ -29,14 +22,7 @@ describe("ws:// refusal warnings", () => {
           const refused = yield* Effect.flip(Effect.scoped(Ws.WsClient.dial(address, { token: "wrong-token" })))
           assert.strictEqual(refused.reason._tag, "PeerRejected")
         }
-        const refusals = yield* Metric.snapshot.pipe(
-          Effect.provideService(Metric.MetricRegistry, registry),
-          Effect.map((snapshots) =>
-            snapshots.filter((s) => s.id === "effect_ipc_connections_refused" && s.type === "Counter")
-              .reduce((total, s) => total + Number((s.state as { count: number }).count), 0)
-          )
-        )
-        assert.strictEqual(refusals, 25)
+        assert.strictEqual(yield* refusals, 25)
         assert.strictEqual(lines.filter((line) => line.startsWith("refused a connection")).length, 10, lines.join("\n"))
       }))
       // closing the listener says how many more there were
