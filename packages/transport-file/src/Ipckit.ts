@@ -448,7 +448,7 @@ export const open = (
     const delivered = new Set<string>()
     const positions = new Map<number, Position>()
     let token = 0
-    let lastBadText: string | undefined
+    let lastBad: Buffer | undefined
 
     const wakers: Array<() => void> = []
     // counts notifications: one that came while the directory was read (or the fiber yielded) is not missed
@@ -480,29 +480,26 @@ export const open = (
       const bytes = yield* readBytes(inboxPath, dir)
       // not UTF-8: reported as a file that is not an array is (one `Decode`, then the next message), not as
       // the end of the channel
-      const decoded = textOf(bytes)
-      const text = decoded ?? bytes.toString("latin1")
-      if (decoded !== undefined && decoded.trim().length === 0) return []
-      let values: unknown
-      if (decoded === undefined) {
-        values = new Error(NOT_UTF8)
-      } else {
+      const text = textOf(bytes)
+      if (text !== undefined && text.trim().length === 0) return []
+      let values: unknown = new Error(NOT_UTF8)
+      if (text !== undefined) {
         try {
-          values = JSON.parse(decoded)
+          values = JSON.parse(text)
         } catch (cause) {
           values = cause instanceof Error ? cause : new Error(String(cause))
         }
       }
-      if (!Array.isArray(values)) {
-        if (text === lastBadText) return []
+      if (!Array.isArray(values) || text === undefined) {
+        if (lastBad?.equals(bytes) === true) return []
         // a writer that does not rename may be half-way: look again shortly before reporting
         yield* Effect.sleep("50 millis")
         if (!(yield* readBytes(inboxPath, dir)).equals(bytes)) return []
-        lastBadText = text
+        lastBad = bytes
         const why = values instanceof Error ? values.message : `it holds a JSON ${typeof values}`
         return [notArray(inboxPath, why, dir)]
       }
-      lastBadText = undefined
+      lastBad = undefined
       const texts = JsonArray.elements(text)
       const elements = values.map((value: unknown, i) => ({
         value,

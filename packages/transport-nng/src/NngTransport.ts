@@ -236,12 +236,11 @@ const unreachable = (address: NngAddress.NngAddress, error: IpcError.IpcError): 
     const code = (cause as NodeJS.ErrnoException).code
     if (code === "ENOENT") {
       // nng says "Connection refused": say what is missing, in the terms of the path given
-      const directory = Path.dirname(address.path)
       return IpcError.make(
         "NotFound",
-        Fs.existsSync(directory)
-          ? `cannot connect: nothing listens at ${address.path}: there is no socket file`
-          : `cannot connect: directory ${directory} does not exist`,
+        Socket.missingDirectory(address.path)
+          ? `cannot connect: directory ${Path.dirname(address.path)} does not exist`
+          : `cannot connect: nothing listens at ${address.path}: there is no socket file`,
         address.raw
       )
     }

@@ -5,6 +5,7 @@
  * each new conversation and holds nng's pair slot; every real dial still gets
  * its channel. Needs root (to switch users), setpriv and python3.
  */
+import type * as Transport from "@effect-ipc/core/Transport"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -29,6 +30,19 @@ const sharedDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
 )
 
+/** Eight dials of `address`, one after the other: each is accepted and carries a message, then closes. */
+const eightServed = (transport: Transport.TransportShape, listener: Transport.Listener, address: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 8; i++) {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* transport.dial(address)
+        const server = yield* listener.accept
+        yield* client.send(encoder.encode(`hello ${i}`))
+        assert.strictEqual(decoder.decode(yield* server.receive), `hello ${i}`)
+      }))
+    }
+  })
+
 describe.skipIf(!canSwitch)("a squatter of conversations (another user, nng+ipc://)", () => {
   it.live(
     "connecting first to each conversation does not keep the real client from its channel",
@@ -48,12 +62,7 @@ describe.skipIf(!canSwitch)("a squatter of conversations (another user, nng+ipc:
           dir
         ])
         yield* squatter.waitFor((l) => l === "watching")
-        for (let i = 0; i < 8; i++) {
-          const client = yield* transport.dial(address)
-          const server = yield* listener.accept
-          yield* client.send(encoder.encode(`hello ${i}`))
-          assert.strictEqual(decoder.decode(yield* server.receive), `hello ${i}`)
-        }
+        yield* eightServed(transport, listener, address)
         // the squatter did see conversations and try them (it cannot have held one)
         const tried = yield* squatter.waitFor((l) => l.startsWith("tried "))
         assert.match(tried, / EACCES$/)
@@ -80,13 +89,7 @@ describe("a wrong token on a conversation (nng+abstract://)", () => {
           name
         ])
         yield* squatter.waitFor((l) => l === "watching")
-        for (let i = 0; i < 8; i++) {
-          const client = yield* transport.dial(address)
-          const server = yield* listener.accept
-          yield* client.send(encoder.encode(`hello ${i}`))
-          assert.strictEqual(decoder.decode(yield* server.receive), `hello ${i}`)
-          yield* client.close
-        }
+        yield* eightServed(transport, listener, address)
         squatter.process.stdin?.end()
         const squatted = yield* squatter.waitFor((l) => l.startsWith("squatted "))
         // it did reach conversations first (else this test shows nothing)

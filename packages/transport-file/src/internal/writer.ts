@@ -79,7 +79,6 @@ class WriterImpl {
   readonly segmentBytes: number
   readonly fileMode: number
   lockFd = -1
-  segFd = -1
   segBase = -1
   end = 0
   oldest = 0
@@ -95,6 +94,10 @@ class WriterImpl {
   readonly options: LogOptions
   /** The segment being written, as its syncs see it (see `sync`). */
   current: Segment | undefined = undefined
+  /** The descriptor of the segment being written (-1 when none is open). */
+  get segFd(): number {
+    return this.current?.fd ?? -1
+  }
 
   constructor(dir: string, options: LogOptions) {
     this.dir = dir
@@ -233,7 +236,6 @@ class WriterImpl {
       throw corruptAt(this.dir, base, base, "the segment the writer state names is missing")
     }
     this.retire()
-    this.segFd = fd
     this.segBase = base
     this.current = { fd, syncs: 0, retired: false, failure: undefined }
   }
@@ -528,7 +530,6 @@ class WriterImpl {
     this.releaseNow()
     this.retire()
     Sys.closeQuietly(this.lockFd >= 0 ? this.lockFd : undefined)
-    this.segFd = -1
     this.lockFd = -1
     for (const wake of this.idleWaiters.splice(0)) wake()
   }

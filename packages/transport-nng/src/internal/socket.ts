@@ -374,7 +374,7 @@ export const listenFree = (
     : UnixSocket.withFreePath(address.path, address.raw, Effect.tap(socket.listen(address), () => afterListen))
 
 /** True when the directory of `path` is not there (not when it cannot be looked at: that stays nng's to say). */
-const missingDirectory = (path: string): boolean => {
+export const missingDirectory = (path: string): boolean => {
   try {
     Fs.statSync(Path.dirname(path))
     return false
