@@ -183,9 +183,11 @@ describe("durability, proven", () => {
   }
 
   for (
-    const [what, mountSize, segmentBytes, recordSize] of [
-      ["small records, segments rotating", "256k", 16 * 1024, 3000],
-      ["large records (threadpool writes)", "1m", 4 * 1024 * 1024, 300 * 1024]
+    const [what, mountSize, segmentBytes, recordSize, durability] of [
+      ["small records, segments rotating", "256k", 16 * 1024, 3000, "os"],
+      ["large records (threadpool writes)", "1m", 4 * 1024 * 1024, 300 * 1024, "os"],
+      // the rotations sync the segment let go of, the new one and the directory
+      ["small records, segments rotating, durability: fsync", "256k", 16 * 1024, 3000, "fsync"]
     ] as const
   ) {
     it.live(
@@ -205,7 +207,7 @@ describe("durability, proven", () => {
           Fs.writeFileSync(filler, new Uint8Array(recordSize + 64 * 1024))
           const dir = Path.join(mount, "s")
           yield* Log.create(dir, { readers: ["r"] })
-          const writer = yield* Log.openWriter(dir, { segmentBytes, whenFull: "fail" })
+          const writer = yield* Log.openWriter(dir, { segmentBytes, whenFull: "fail", durability })
           const reader = yield* Log.openReader(dir, { name: "r" })
           const delivered: Array<string> = []
           // an observer polling every event-loop turn, also while large writes run in the threadpool
