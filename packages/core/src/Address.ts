@@ -156,6 +156,18 @@ const withoutSecrets = (part: string): string | undefined => {
   return kept.length === items.length ? undefined : kept.filter((item) => item.length > 0).join("&")
 }
 
+/** Fails with `InvalidAddress` for port 0, which asks `listen` for a free port and names nothing to dial. */
+export const dialablePort = (port: number | undefined, shown: string): Effect.Effect<void, IpcError.IpcError> =>
+  port === 0
+    ? Effect.fail(
+      IpcError.make(
+        "InvalidAddress",
+        "port 0 asks listen for a free port: dial the port the listener's address names",
+        shown
+      )
+    )
+    : Effect.void
+
 /**
  * The address as it may be shown (in spans, metrics, logs and errors): every
  * `token` query parameter removed (however its name is escaped, however often

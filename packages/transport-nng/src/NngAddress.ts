@@ -125,6 +125,10 @@ export const parse = (raw: string, options: { readonly plain?: boolean } = {}): 
     }
   })
 
+/** Fails with `InvalidAddress` for port 0, which asks `listen` for a free port and names nothing to dial. */
+export const dialable = (address: NngAddress): Effect.Effect<NngAddress, IpcError.IpcError> =>
+  Effect.as(Address.dialablePort(address.port, address.raw), address)
+
 /** The same address with another port (tcp, ws, tls+tcp, wss), written in the scheme of `address.raw`. */
 export const withPort = (address: NngAddress, port: number): string =>
   address.raw.replace(/^([^:]+:\/\/(?:\[[^\]]*\]|[^:/]*)):\d+/, `$1:${port}`)

@@ -138,5 +138,9 @@ describe("Req / Rep", () => {
       const inUse = yield* Effect.flip(Rep.make({ listen: busy }))
       assert.strictEqual(inUse.reason._tag, "AddressInUse")
       assert.strictEqual(inUse.errno, "NNG_EADDRINUSE")
+      // port 0 is listen's free port: a dial of it reached nothing and said "Connection refused"
+      const zero = yield* Effect.flip(Req.make({ dial: "tcp://127.0.0.1:0" }))
+      assert.strictEqual(zero.reason._tag, "InvalidAddress")
+      assert.include(zero.detail, "port 0")
     }).pipe(Effect.scoped))
 })

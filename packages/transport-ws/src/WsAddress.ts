@@ -127,6 +127,10 @@ export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> 
     }
   })
 
+/** Fails with `InvalidAddress` for port 0, which asks `listen` for a free port and names nothing to dial. */
+export const dialable = (address: WsAddress): Effect.Effect<WsAddress, IpcError.IpcError> =>
+  Effect.as(Address.dialablePort(address.port, address.redacted), address)
+
 /** Writes an address back: `ws://host:port/path`, with `?token=...` when `token` is given. */
 export const format = (
   address: { readonly host: string; readonly port: number; readonly path: string },

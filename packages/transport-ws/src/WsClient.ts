@@ -192,7 +192,7 @@ export const dial = (
 ): Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     yield* WsAddress.optionsOk(options, address)
-    const parsed = yield* WsAddress.parse(address)
+    const parsed = yield* Effect.flatMap(WsAddress.parse(address), WsAddress.dialable)
     const token = options.token ?? parsed.token ?? options.tokenLookup?.(parsed)
     if (token !== undefined && !WsAddress.isValidToken(token)) {
       return yield* WsAddress.invalidToken(options.token !== undefined, parsed.redacted)

@@ -52,7 +52,7 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
   const dial = (address: string) =>
     Effect.gen(function*() {
       yield* WsAddress.optionsOk(options, address)
-      const parsed = yield* WsAddress.parse(address)
+      const parsed = yield* Effect.flatMap(WsAddress.parse(address), WsAddress.dialable)
       // a token given, or a lookup of the user's own: used as it is
       if (options.token !== undefined || parsed.token !== undefined || options.tokenLookup !== undefined) {
         return yield* WsClient.dial(address, clientOptions)

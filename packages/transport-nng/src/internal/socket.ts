@@ -319,7 +319,7 @@ const makeSocket = (
           target.raw
         )),
     dial: (target) =>
-      Effect.flatMap(tlsOf("dial", target), (tls) =>
+      Effect.flatMap(Effect.andThen(NngAddress.dialable(target), tlsOf("dial", target)), (tls) =>
         nng.dial(
           handle,
           target.url,
