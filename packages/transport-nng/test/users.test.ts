@@ -65,7 +65,7 @@ describe.skipIf(!canSwitch)("a peer running as another user (nng+ipc://)", () =>
       assert.match(line, /^error PermissionDenied /)
     }).pipe(Effect.scoped))
 
-  it.live("our dial refuses its listener: PeerRejected before anything is sent", () =>
+  it.live("our dial refuses its listener: PeerRejected before anything is sent, no conversation opened", () =>
     Effect.gen(function*() {
       const dir = yield* sharedDir(NOBODY)
       const server = yield* asNobody(["channels", `nng+ipc://${Path.join(dir, "theirs.ipc")}`])
@@ -73,6 +73,10 @@ describe.skipIf(!canSwitch)("a peer running as another user (nng+ipc://)", () =>
       const refused = yield* Effect.flip(NngTransport.make().dial(address))
       assert.strictEqual(refused.reason._tag, "PeerRejected")
       assert.include(refused.detail, `refused a peer running as uid ${NOBODY}`)
+      // refused at the rendezvous, from the lobby's credentials: it never reached a conversation (where the
+      // token would have gone, and the other user's listener would have had a channel)
+      yield* Effect.sleep("500 millis")
+      assert.notInclude(server.lines, "accepted")
     }).pipe(Effect.scoped))
 })
 

@@ -7,6 +7,8 @@ import type * as IpcError from "@effect-ipc/core/IpcError"
 import { Fifo, SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -122,6 +124,26 @@ describe("listen leaves what is at its path alone", () => {
       const server = yield* listener.accept
       yield* client.send(new Uint8Array([1]))
       assert.deepStrictEqual([...(yield* server.receive)], [1])
+    }).pipe(Effect.scoped))
+
+  // a listener removes its own socket file on close, and only its own: one whose file was removed and whose
+  // path a successor bound since leaves the successor's socket in place
+  it.live("a listener closing after a successor took its path leaves the successor's socket", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-listen-")
+      const path = Path.join(dir, "taken.sock")
+      const address = `unix://${path}`
+      const first = yield* Scope.make()
+      yield* Scope.provide(transport.listen(address), first)
+      Fs.unlinkSync(path)
+      const successor = yield* transport.listen(address)
+      const ino = Fs.lstatSync(path).ino
+      yield* Scope.close(first, Exit.void)
+      assert.strictEqual(Fs.lstatSync(path).ino, ino, "the successor's socket file is still there")
+      const client = yield* transport.dial(address)
+      const server = yield* successor.accept
+      yield* client.send(new Uint8Array([7]))
+      assert.deepStrictEqual([...(yield* server.receive)], [7])
     }).pipe(Effect.scoped))
 
   it.live("a user's regular file in the pipe:// runtime directory", () =>

@@ -476,6 +476,19 @@ describe.runIf(isRoot)("dial, against a server of another user (uid 65534)", () 
       yield* refusedAndSilent(`fifo://${base}`, squat, Fifo.make().dial)
     }).pipe(Effect.scoped))
 
+  // the client checks the FIFOs it opened, not only the ready token: another user's FIFOs behind a token
+  // this user could have written (here root's, in the listener's format) are refused before the hello
+  it.live("FIFOs of another user behind a ready token of this user (fifo://): PeerRejected, nothing written", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-sticky-", 0o1777)
+      const base = Path.join(dir, "pair")
+      const squat = yield* start(python, [squatter, "fifo", base], { uid: nobody })
+      yield* squat.line(/^ready$/)
+      Fs.rmSync(`${base}.ready`)
+      Fs.writeFileSync(`${base}.ready`, `${process.pid}:x`, { mode: 0o600 })
+      yield* refusedAndSilent(`fifo://${base}`, squat, Fifo.make().dial)
+    }).pipe(Effect.scoped))
+
   // a client took any file at name.ready for the listener's token: while one peer was connected, a token
   // planted by another user let a second client join the conversation, inject frames and read its replies
   it.live("a ready token another user plants in a shared sticky directory (fifo://): PeerRejected, no second client joins", () =>

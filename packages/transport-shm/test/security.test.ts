@@ -435,7 +435,7 @@ describe("shm:// against hostile peers of this user", () => {
   )
 
   it.live(
-    "a large message's side segment is checked before it is read: not sealed or truncated is Protocol",
+    "a large message's side segment is checked before it is read: not sealed, truncated or tiny is Protocol",
     () =>
       Effect.gen(function*() {
         const where = `shm://${fresh()}`
@@ -446,7 +446,13 @@ describe("shm:// against hostile peers of this user", () => {
         const message = yield* channel.receive
         assert.deepStrictEqual([message.byteLength, message[0], message[999]], [1000, 0x42, 0x42])
         yield* valid.kill
-        for (const [how, detail] of [["unsealed", "is not sealed against resizing"], ["truncated", "truncated"]]) {
+        for (
+          const [how, detail] of [
+            ["unsealed", "is not sealed against resizing"],
+            ["truncated", "truncated"],
+            ["tiny", "truncated"] // smaller than a header: a typed Protocol, not a RangeError reading it
+          ]
+        ) {
           const peer = yield* spawnChild("side", where, how!)
           const hostile = yield* listener.accept
           const error = yield* Effect.flip(hostile.receive)

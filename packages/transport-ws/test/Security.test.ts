@@ -288,6 +288,20 @@ describe("ws:// security", () => {
 
 // switching to another uid (setpriv) needs root, as CI runs
 describe.runIf(process.getuid?.() === 0)("ws:// security, against another user", () => {
+  // root can read every user's 0600 files: a token file is trusted only when it is this user's
+  it.live("a token file of another user (0600, its listener alive) is not trusted: no token sent from it", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("their-file")
+      const listener = yield* echoServer(address)
+      const file = listener.tokenFile!
+      assert.strictEqual(Ws.TokenFile.readIfPrivate(file), listener.token, "ours: trusted")
+      Fs.chownSync(file, 65534, 65534)
+      assert.isUndefined(Ws.TokenFile.readIfPrivate(file))
+      const error = yield* Effect.flip(Ws.WsTransport.make().dial(address))
+      assert.strictEqual(error.reason._tag, "PeerRejected", error.message)
+      Fs.chownSync(file, 0, 0)
+    }).pipe(Effect.scoped))
+
   it.live("another user (uid 65534) cannot read the token file", () =>
     Effect.gen(function*() {
       const listener = yield* echoServer(freshAddress("other-user"))
