@@ -56,6 +56,41 @@ describe("Inbox", () => {
       assert.isTrue(inbox.isPaused())
     }))
 
+  // the resume runs a microtask after a take: the source must stay paused past it until half is drained
+  it.effect("stays paused above half, once the taker has gone on too, by count and by bytes", () =>
+    Effect.gen(function*() {
+      let resumed = 0
+      const counted = Inbox.make({ maxMessages: 4, onResume: () => resumed++ })
+      for (let i = 1; i <= 4; i++) counted.push(m(i))
+      assert.isTrue(counted.isPaused())
+      // 3 of 4 left: under the limit, over half
+      yield* counted.take
+      yield* Effect.yieldNow
+      assert.isTrue(counted.isPaused())
+      assert.strictEqual(resumed, 0)
+      // 2 of 4 left: half, resumed
+      yield* counted.take
+      yield* Effect.yieldNow
+      assert.isFalse(counted.isPaused())
+      assert.strictEqual(resumed, 1)
+
+      const sizedInbox = Inbox.make({ maxMessages: 1000, maxBytes: 100, onResume: () => resumed++ })
+      sizedInbox.push(sized(40))
+      sizedInbox.push(sized(59))
+      sizedInbox.push(sized(1))
+      assert.isTrue(sizedInbox.isPaused())
+      // 60 of 100 bytes left: under the limit, over half
+      yield* sizedInbox.take
+      yield* Effect.yieldNow
+      assert.isTrue(sizedInbox.isPaused())
+      assert.strictEqual(resumed, 1)
+      // 1 byte left: resumed
+      yield* sizedInbox.take
+      yield* Effect.yieldNow
+      assert.isFalse(sizedInbox.isPaused())
+      assert.strictEqual(resumed, 2)
+    }))
+
   it.effect("delivers buffered messages before a graceful end or an error", () =>
     Effect.gen(function*() {
       const ended = Inbox.make({ address: "memory://inbox" })

@@ -1,6 +1,7 @@
-import { ChannelEngine, IpcChannel, IpcError, IpcRpc, Memory, Registry, Transport } from "@effect-ipc/core"
+import { ChannelEngine, IpcChannel, IpcError, IpcRpc, Memory, Policy, Registry, Transport } from "@effect-ipc/core"
 import { ConformanceApi, ConformanceHandlers, Refused } from "@effect-ipc/testing/ConformanceApi"
 import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -21,6 +22,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/testing/TestClock"
 import * as Eager from "../src/internal/eager.ts"
 import * as Packed from "../src/internal/packed.ts"
 
@@ -305,6 +307,74 @@ describe("a client whose server is not there", () => {
       const error = yield* Effect.flip(client.Echo({ n: 1 }))
       assert.match(error.message, /cannot reach a server at carrier-pigeon:\/\/loft: UnsupportedScheme/, error.message)
     }).pipe(Effect.scoped))
+
+  // a bad address, a missing permission or a refused peer stays so: the calls fail at once, not at connectTimeout
+  for (const reason of ["InvalidAddress", "PermissionDenied", "PeerRejected"] as const) {
+    it.live(`fails at once when the dial fails with ${reason}`, () =>
+      Effect.gen(function*() {
+        const address = `memory://refusing-${n++}`
+        const transport: Transport.TransportShape = {
+          ...Memory.make(),
+          dial: (at) => Effect.fail(IpcError.make(reason, "refused by the test", at))
+        }
+        const client = yield* clientOf(transport, address, { connectTimeout: "30 seconds" })
+        const error = yield* Effect.flip(client.Echo({ n: 1 })).pipe(
+          Effect.timeoutOrElse({ duration: "2 seconds", orElse: () => Effect.die(`still waiting after 2 s`) })
+        )
+        assert.instanceOf(error, RpcClientError)
+        assert.match(error.message, new RegExp(`cannot reach a server at ${address}: ${reason}`), error.message)
+      }).pipe(Effect.scoped))
+  }
+})
+
+describe("Policy", () => {
+  const lost = new RpcClientError({ reason: new RpcClientDefect({ message: "link lost", cause: null }) })
+  // the attempts an always failing operation gets, and whether it has ended, after a minute of backoff
+  const attemptsOf = (
+    retried: (failing: Effect.Effect<never, RpcClientError>) => Effect.Effect<unknown, unknown>
+  ) =>
+    Effect.gen(function*() {
+      let attempts = 0
+      const fiber = yield* Effect.forkChild(
+        Effect.exit(retried(Effect.suspend(() => (attempts++, Effect.fail(lost)))))
+      )
+      yield* TestClock.adjust("1 minute")
+      const exit = fiber.pollUnsafe()
+      assert.isDefined(exit, `still retrying after ${attempts} attempts`)
+      assert.isTrue(exit !== undefined && Exit.isSuccess(exit) && Exit.isFailure(exit.value), "it failed")
+      return attempts
+    })
+
+  it.effect("retry(times) and retryIdempotent retry at most times times (5 by default), then fail", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* attemptsOf((failing) => IpcRpc.retryIdempotent(failing)), 6)
+      assert.strictEqual(yield* attemptsOf((failing) => Effect.retry(failing, Policy.retry(2))), 3)
+      assert.strictEqual(yield* attemptsOf((failing) => Effect.retry(failing, Policy.retry())), 6)
+    }))
+
+  it.effect("reconnect waits 20 ms doubling up to 1 s, jittered (0.8 to 1.2 times), and never stops", () =>
+    Effect.gen(function*() {
+      const at: Array<number> = []
+      yield* Effect.forkChild(
+        Effect.repeat(
+          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => at.push(now))),
+          Policy.reconnect
+        )
+      )
+      yield* TestClock.adjust("30 seconds")
+      const delays = at.slice(1).map((t, i) => t - at[i])
+      // 20 + 40 + ... + 640 then 1 s each: more than 20 attempts in 30 s, and it goes on
+      assert.isAbove(delays.length, 20, JSON.stringify(delays))
+      assert.isAtLeast(delays[0], 16, JSON.stringify(delays))
+      assert.isAtMost(delays[0], 24, JSON.stringify(delays))
+      for (const [i, delay] of delays.entries()) {
+        assert.isAtMost(delay, 1200, `delay ${i + 1} of ${JSON.stringify(delays)}`)
+        if (i >= 6) assert.isAtLeast(delay, 800, `delay ${i + 1} of ${JSON.stringify(delays)}`)
+      }
+      const before = at.length
+      yield* TestClock.adjust("10 seconds")
+      assert.isAbove(at.length, before + 7)
+    }))
 })
 
 const readConnectTimeout = (env: Record<string, string>) =>

@@ -16,6 +16,7 @@ import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Zlib from "node:zlib"
 import { fresh, newStream as streamIn, node, tempRoot } from "./helpers.ts"
 
 /** `effect-ipc file inspect DIR --verify`, run to its end. */
@@ -149,8 +150,17 @@ describe("damage to committed records (issue 9)", () => {
           assert.isAbove(read.got.length, 0, state)
           assertCorrupt(read.stop, base, base + last.at)
           if (read.stop !== "idle") assert.include(read.stop.detail, "follows with records", state)
+          if (state !== "removed") {
+            // verify and `file inspect --verify` say so too (with the state gone, verify fails earlier)
+            const verified = yield* Effect.flip(Log.verify(dir))
+            assert.strictEqual(verified.reason._tag, "Corrupt", `${state}: ${verified.message}`)
+            assert.include(verified.detail, "follows a segment with no end-of-segment record", state)
+            const inspected = inspectVerify(dir)
+            assert.notStrictEqual(inspected.status, 0, `${state}: ${inspected.stdout}`)
+          }
         }
-      }).pipe(Effect.scoped)
+      }).pipe(Effect.scoped),
+    30_000
   )
 
   it.effect(
@@ -451,6 +461,34 @@ describe("damage to committed records (issue 9)", () => {
       assert.deepStrictEqual(yield* Effect.map(Log.verify(dir), (v) => v.torn), 0)
     }).pipe(Effect.scoped))
 
+  it.effect("a named reader whose cursor is at a reclaimed segment's end-of-segment record has read it all: no gap", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
+        for (let i = 1; i <= 30; i++) yield* writer.append(bytes(`m${i}`))
+      }))
+      const bases = Fs.readdirSync(dir).filter((f) => f.endsWith(".seg")).toSorted()
+      assert.isAtLeast(bases.length, 3)
+      const eos = LogFormat.parseSegmentName(bases[1]!)! - LogFormat.RECORD_HEADER
+      // r commits every data record of segment 0, up to its end-of-segment record, and no further
+      const kept = recordsOf(Log.paths(dir).segment(0)).length - 1
+      yield* Effect.scoped(Effect.gen(function*() {
+        const reader = yield* Log.openReader(dir, { name: "r" })
+        const poll = reader.poll(1 << 20)
+        assert.isFalse(IpcError.isIpcError(poll))
+        if (IpcError.isIpcError(poll)) return
+        for (const entry of poll.entries) if (entry.end <= eos) reader.commit(entry.end)
+      }))
+      assert.strictEqual(Log.cursors(dir).find((c) => c.name === "r")?.offset, eos)
+      assert.isAbove(Log.reclaim(dir), 0)
+      assert.isFalse(Fs.existsSync(Log.paths(dir).segment(0)))
+      const again = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
+      assert.strictEqual(again.stop, "idle", again.stop === "idle" ? "" : again.stop.message)
+      assert.deepStrictEqual(again.got, range(kept + 1, 30))
+      yield* Log.verify(dir)
+    }).pipe(Effect.scoped))
+
   it.effect("recovery cuts a dead writer's torn tail (dirty state, a record reaching past the end of the file)", () =>
     Effect.gen(function*() {
       const dir = yield* newStream()
@@ -497,6 +535,118 @@ describe("damage to committed records (issue 9)", () => {
       const writer = yield* Log.openWriter(dir)
       assert.strictEqual((yield* Effect.flip(writer.append(bytes("m8")))).reason._tag, "Corrupt")
       assert.strictEqual(Fs.statSync(p.segment(0)).size, size, "nothing was cut")
+    }).pipe(Effect.scoped))
+
+  it.effect("recovery refuses a dead writer's record whose length runs over a whole record (not a torn tail)", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* Log.openWriter(dir)
+        for (let i = 1; i <= 5; i++) yield* writer.append(bytes(`m${i}`))
+      }))
+      const p = Log.paths(dir)
+      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
+      Fs.writeFileSync(p.writerLock, LogFormat.encodeWriterState({ ...state, clean: false, pid: 999_999 }))
+      // m6 with a damaged length reaching just past the end of the file, a whole m7 inside what it claims
+      const m6 = LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m6"))
+      const m7 = LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m7"))
+      new DataView(m6.buffer, m6.byteOffset).setUint32(4, m6.byteLength + m7.byteLength + 1 - LogFormat.RECORD_HEADER)
+      Fs.appendFileSync(p.segment(0), m6)
+      Fs.appendFileSync(p.segment(0), m7)
+      const size = Fs.statSync(p.segment(0)).size
+      const writer = yield* Log.openWriter(dir)
+      const error = yield* Effect.flip(writer.append(bytes("m8")))
+      assert.strictEqual(error.reason._tag, "Corrupt", error.message)
+      assert.include(error.detail, "runs over a whole record")
+      assert.strictEqual(Fs.statSync(p.segment(0)).size, size, "nothing was cut")
+    }).pipe(Effect.scoped))
+
+  it.effect("recovery refuses later segments a dead writer's chain does not link to, and deletes none", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
+        for (let i = 1; i <= 30; i++) yield* writer.append(bytes(`m${i}`))
+      }))
+      const p = Log.paths(dir)
+      const bases = Fs.readdirSync(dir).filter((f) => f.endsWith(".seg")).toSorted()
+      assert.isAtLeast(bases.length, 3)
+      // segment 0 cut just before its end-of-segment record; a dirty state ending there
+      const eos = recordsOf(p.segment(0)).at(-1)!
+      Fs.truncateSync(p.segment(0), eos.at)
+      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
+      Fs.writeFileSync(
+        p.writerLock,
+        LogFormat.encodeWriterState({ ...state, clean: false, segment: 0, end: eos.at, pid: 999_999 })
+      )
+      const sizes = bases.map((f) => Fs.statSync(Path.join(dir, f)).size)
+      const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
+      const error = yield* Effect.flip(writer.append(bytes("mX")))
+      assert.strictEqual(error.reason._tag, "Corrupt", error.message)
+      assert.include(error.detail, "follows a segment that has no end-of-segment record")
+      assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.endsWith(".seg")).toSorted(), bases)
+      assert.deepStrictEqual(bases.map((f) => Fs.statSync(Path.join(dir, f)).size), sizes, "nothing was cut")
+    }).pipe(Effect.scoped))
+
+  for (
+    const [what, damage, why] of [
+      ["a bad marker byte", (record: Uint8Array) => record[0] = 0x00, "bad marker byte 0x00"],
+      ["an unknown record kind", (record: Uint8Array) => record[2] = 3, "unknown record kind 3"]
+    ] as const
+  ) {
+    it.effect(`a committed record with ${what} (checksum intact): m1..m3, then Corrupt; never a skip to m4`, () =>
+      Effect.gen(function*() {
+        const dir = yield* newStream()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const writer = yield* Log.openWriter(dir)
+          for (let i = 1; i <= 3; i++) yield* writer.append(bytes(`m${i}`))
+        }))
+        const p = Log.paths(dir)
+        const at = Fs.statSync(p.segment(0)).size
+        // the header damaged, its checksum made to match: only the header checks can catch it
+        const bad = LogFormat.encodeRecord(LogFormat.Kind.data, bytes("bad"))
+        damage(bad)
+        const view = new DataView(bad.buffer, bad.byteOffset)
+        view.setUint32(
+          8,
+          Zlib.crc32(bad.subarray(LogFormat.RECORD_HEADER), Zlib.crc32(bad.subarray(0, 8)))
+        )
+        Fs.appendFileSync(p.segment(0), bad)
+        Fs.appendFileSync(p.segment(0), LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m4")))
+        // acknowledged: a clean writer state whose end covers both
+        const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
+        Fs.writeFileSync(
+          p.writerLock,
+          LogFormat.encodeWriterState({ ...state, clean: true, end: Fs.statSync(p.segment(0)).size })
+        )
+        const read = yield* readFresh(dir)
+        assert.deepStrictEqual(read.got, range(1, 3))
+        assertCorrupt(read.stop, 0, at)
+        if (read.stop !== "idle") assert.include(read.stop.detail, why)
+        const verified = yield* Effect.flip(Log.verify(dir))
+        assert.strictEqual(verified.reason._tag, "Corrupt", verified.message)
+        assert.include(verified.detail, why)
+      }).pipe(Effect.scoped))
+  }
+
+  it.effect("with no registered reader nothing is reclaimed: a full stream fails with Full and keeps m1", () =>
+    Effect.gen(function*() {
+      const dir = yield* streamIn(root, [])
+      const writer = yield* Log.openWriter(dir, { segmentBytes: 1024, maxBytes: 8192, whenFull: "fail" })
+      let sent = 0
+      let full: IpcError.IpcError | undefined
+      while (full === undefined && sent < 1000) {
+        const exit = yield* Effect.exit(writer.append(bytes(`m${sent + 1}:${"x".repeat(100)}`)))
+        if (exit._tag === "Success") sent++
+        else full = yield* Effect.flip(Effect.failCause(exit.cause))
+      }
+      assert.isDefined(full, "the stream filled up")
+      assert.strictEqual(full!.reason._tag, "Full", full!.message)
+      assert.isTrue(Fs.existsSync(Log.paths(dir).segment(0)), "the oldest segment is kept")
+      assert.strictEqual(Log.reclaim(dir), 0)
+      yield* nextTurn
+      const late = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "late", from: "start" }), drain))
+      assert.deepStrictEqual(late.got.map((m) => m.slice(0, m.indexOf(":"))), range(1, sent))
     }).pipe(Effect.scoped))
 
   it.live(

@@ -179,6 +179,32 @@ describe("ipckit compatibility", () => {
   )
 
   it.live(
+    "a young empty lock (a writer between creating it and writing its pid) is not broken before staleAge: Timeout",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "500 millis" })
+        const lock = Ipckit.paths(dir).lock("backend")
+        const messages = Ipckit.paths(dir).messages("backend")
+        yield* backend.sendEvent("before", {})
+        const before = Fs.readFileSync(messages, "utf8")
+        // just made: its writer may be about to write its pid, and ipckit waits 5 s before it breaks one
+        Fs.writeFileSync(lock, "")
+        const busy = yield* Effect.flip(backend.sendEvent("blocked", {}))
+        assert.strictEqual(busy.reason._tag, "Timeout")
+        assert.isTrue(Fs.existsSync(lock), "the young empty lock is left in place")
+        assert.strictEqual(Fs.readFileSync(lock, "utf8"), "")
+        assert.strictEqual(Fs.readFileSync(messages, "utf8"), before, "nothing written past the lock")
+        // the same lock older than staleAge: its writer died, it is taken over
+        const hourAgo = new Date(Date.now() - 3600_000)
+        Fs.utimesSync(lock, hourAgo, hourAgo)
+        yield* backend.sendEvent("after", {})
+        assert.deepStrictEqual(elementsOf(messages).map((m) => m.method), ["before", "after"])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "a lock holding anything but a pid (not ipckit's) is never broken, however old: Timeout saying what it holds",
     () =>
       Effect.gen(function*() {

@@ -155,6 +155,27 @@ describe("Messages", () => {
     }).pipe(Effect.scoped), 30_000)
 
   it.live(
+    "a process killed while handling a message gets that message again (at-least-once: handled once the next is asked for)",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Messages.open(dir, "backend")
+        for (let i = 0; i < 10; i++) yield* backend.sendEvent("n", i)
+        // a frontend in another process that says what it handles, and hangs handling 3
+        const handler = yield* node(["messages-handler", dir, "3"])
+        yield* handler.waitFor((l) => l === "handled 3")
+        yield* handler.signal("SIGKILL")
+        yield* handler.exit
+        assert.deepStrictEqual(handler.lines(), ["handled 0", "handled 1", "handled 2", "handled 3"])
+        // 0..2 were handled (their next was asked for); 3 was not: it comes again, then the rest
+        const again = yield* Messages.open(dir, "frontend")
+        assert.strictEqual((yield* again.receive).payload, 3, "the message being handled is given again")
+        for (let i = 4; i < 10; i++) assert.strictEqual((yield* again.receive).payload, i)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "a response waitResponse took ahead of messages not yet received is given again after a restart, behind them (the cursor is one position)",
     () =>
       Effect.gen(function*() {

@@ -325,11 +325,18 @@ describe("file:// shared for reading with another user (fileMode 0o644, dirMode 
         assert.isAtLeast(locks.length, 5, String(locks))
         for (const file of locks) Fs.chmodSync(Path.join(dir, file), 0o644)
         assert.isNotEmpty(lockable(dir).locked, "the test's premise: the other user can lock them")
-        const backend = yield* FileChannel.backend(dir, modes)
-        const frontend = yield* FileChannel.frontend(dir, modes)
-        yield* backend.send(new TextEncoder().encode("after"))
-        assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "after")
-        assert.deepStrictEqual(lockable(dir).locked, [])
+        yield* Effect.scoped(Effect.gen(function*() {
+          const backend = yield* FileChannel.backend(dir, modes)
+          const frontend = yield* FileChannel.frontend(dir, modes)
+          yield* backend.send(new TextEncoder().encode("after"))
+          assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "after")
+          assert.deepStrictEqual(lockable(dir).locked, [])
+        }))
+        // narrowed for good, not only kept from the other user while we hold them: with both ends closed
+        // (their locks released), the other user still can lock none of them
+        const modesNow = locks.map((file) => `${file} ${(Fs.statSync(Path.join(dir, file)).mode & 0o777).toString(8)}`)
+        assert.deepStrictEqual(modesNow, locks.map((file) => `${file} 600`))
+        assert.deepStrictEqual(lockable(dir).locked, [], `uid ${NOBODY} could hold these locks`)
       }).pipe(Effect.scoped),
     60_000
   )
