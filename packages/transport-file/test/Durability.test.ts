@@ -113,6 +113,71 @@ describe("durability, proven", () => {
     120_000
   )
 
+  it.live(
+    "durability: fsync at a rotation: the full segment, the new one's header and the directory are synced before a record goes to the new one (under strace)",
+    () =>
+      Effect.gen(function*() {
+        // 12 records of 1 MiB: three 4 MiB segments, two rotations
+        const dir = yield* newStream()
+        const log = Path.join(root, `strace-${Path.basename(dir)}.log`)
+        const child = yield* run(spawn(strace, [
+          "-f",
+          "-qq",
+          "-y",
+          "-o",
+          log,
+          "-e",
+          "trace=openat,write,writev,pwrite64,pwritev,fsync,fdatasync",
+          process.execPath,
+          ...nodeArgs,
+          "write",
+          dir,
+          "12",
+          String(1024 * 1024),
+          "t",
+          "fsync"
+        ]))
+        assert.strictEqual(child.code, 0, child.stderr)
+        const lines = Fs.readFileSync(log, "utf8").split("\n").map((line) => {
+          const space = line.indexOf(" ")
+          return { pid: line.slice(0, space), text: line.slice(space + 1) }
+        })
+        Fs.rmSync(log)
+        const on = (path: string) => `<${path}>`
+        const isWrite = (text: string, path: string) =>
+          /^(write|writev|pwrite64|pwritev)\(\d+</.test(text) && text.includes(on(path))
+        // where each successful sync of `path` was done: its own line, or the line its call resumed on
+        const syncsDone = (path: string): Array<{ readonly from: number; readonly done: number }> =>
+          lines.flatMap(({ pid, text }, from) => {
+            if (!/^f(data)?sync\(\d+</.test(text) || !text.includes(`${on(path)})`)) return []
+            if (/\)\s+=\s+0$/.test(text)) return [{ from, done: from }]
+            if (!text.endsWith("<unfinished ...>")) return []
+            const done = lines.findIndex((l, i) => i > from && l.pid === pid && /sync resumed>/.test(l.text))
+            return done > 0 && /=\s+0$/.test(lines[done]!.text) ? [{ from, done }] : []
+          })
+        const segments = (yield* Log.segments(dir)).map((base) => Log.paths(dir).segment(base))
+        assert.strictEqual(segments.length, 3)
+        for (const [i, segment] of segments.entries()) {
+          if (i === 0) continue
+          const previous = segments[i - 1]!
+          const firstRecord = lines.findIndex(({ text }) => isWrite(text, segment))
+          assert.isAbove(firstRecord, 0, `a record written to ${segment}`)
+          const endRecord = lines.findLastIndex(({ text }, at) => at < firstRecord && isWrite(text, previous))
+          const before = (path: string) =>
+            syncsDone(path).some(({ from, done }) => from > endRecord && done < firstRecord)
+          assert.isTrue(
+            before(previous),
+            `the full segment ${previous} synced after its end record, before ${segment} is used`
+          )
+          assert.isTrue(before(segment), `the header of ${segment} synced before its first record`)
+          assert.isTrue(before(dir), `the directory synced before ${segment} is used`)
+        }
+        const reader = yield* Log.openReader(dir, { name: "r" })
+        assert.deepStrictEqual(names(yield* readAll(reader)), seq("t", 12))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   for (
     const [whole, partial] of [
       [0, 5], // inside the first record's header
