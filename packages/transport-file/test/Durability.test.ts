@@ -77,6 +77,10 @@ const syncs = (records: number, size: number, durability: ReadonlyArray<string>)
     return n
   }).pipe(Effect.scoped)
 
+/** Whether an strace line (`-y`) is a write to the file at `path`. */
+const isWriteTo = (call: string, path: string) =>
+  /^(write|writev|pwrite64|pwritev)\(\d+</.test(call) && call.includes(`<${path}>`)
+
 describe("durability, proven", () => {
   it.live(
     "durability: fsync makes an fdatasync per append (counted under strace); the default makes none",
@@ -140,29 +144,26 @@ describe("durability, proven", () => {
         assert.strictEqual(child.code, 0, child.stderr)
         const lines = Fs.readFileSync(log, "utf8").split("\n").map((line) => {
           const space = line.indexOf(" ")
-          return { pid: line.slice(0, space), text: line.slice(space + 1) }
+          return { pid: line.slice(0, space), call: line.slice(space + 1) }
         })
         Fs.rmSync(log)
-        const on = (path: string) => `<${path}>`
-        const isWrite = (text: string, path: string) =>
-          /^(write|writev|pwrite64|pwritev)\(\d+</.test(text) && text.includes(on(path))
         // where each successful sync of `path` was done: its own line, or the line its call resumed on
         const syncsDone = (path: string): Array<{ readonly from: number; readonly done: number }> =>
-          lines.flatMap(({ pid, text }, from) => {
-            if (!/^f(data)?sync\(\d+</.test(text) || !text.includes(`${on(path)})`)) return []
-            if (/\)\s+=\s+0$/.test(text)) return [{ from, done: from }]
-            if (!text.endsWith("<unfinished ...>")) return []
-            const done = lines.findIndex((l, i) => i > from && l.pid === pid && /sync resumed>/.test(l.text))
-            return done > 0 && /=\s+0$/.test(lines[done]!.text) ? [{ from, done }] : []
+          lines.flatMap(({ call, pid }, from) => {
+            if (!/^f(data)?sync\(\d+</.test(call) || !call.includes(`<${path}>)`)) return []
+            if (/\)\s+=\s+0$/.test(call)) return [{ from, done: from }]
+            if (!call.endsWith("<unfinished ...>")) return []
+            const done = lines.findIndex((l, i) => i > from && l.pid === pid && /sync resumed>/.test(l.call))
+            return done > 0 && /=\s+0$/.test(lines[done]!.call) ? [{ from, done }] : []
           })
         const segments = (yield* Log.segments(dir)).map((base) => Log.paths(dir).segment(base))
         assert.strictEqual(segments.length, 3)
         for (const [i, segment] of segments.entries()) {
           if (i === 0) continue
           const previous = segments[i - 1]!
-          const firstRecord = lines.findIndex(({ text }) => isWrite(text, segment))
+          const firstRecord = lines.findIndex(({ call }) => isWriteTo(call, segment))
           assert.isAbove(firstRecord, 0, `a record written to ${segment}`)
-          const endRecord = lines.findLastIndex(({ text }, at) => at < firstRecord && isWrite(text, previous))
+          const endRecord = lines.findLastIndex(({ call }, at) => at < firstRecord && isWriteTo(call, previous))
           const before = (path: string) =>
             syncsDone(path).some(({ from, done }) => from > endRecord && done < firstRecord)
           assert.isTrue(
