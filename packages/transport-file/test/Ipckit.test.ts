@@ -366,6 +366,53 @@ describe("ipckit compatibility", () => {
     60_000
   )
 
+  // ipckit breaks a lock older than 5 s: a sender that held its lock that long finds it another process's
+  // when it is done, and leaves it (removing it would let a third writer in beside the one that took it)
+  it.live(
+    "a sender whose lock was broken and taken by another process while it wrote leaves that lock alone",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* Ipckit.initialize(dir)
+        const lock = Ipckit.paths(dir).lock("backend")
+        // the sender's rename of its message file into place is held up 1.5 s (strace), its lock held meanwhile
+        const sender = yield* spawn("/usr/bin/strace", [
+          "-f",
+          "-qq",
+          "-o",
+          "/dev/null",
+          "-e",
+          "trace=rename,renameat,renameat2",
+          "-e",
+          "inject=rename,renameat,renameat2:delay_enter=1500000",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "ipckit-send",
+          dir
+        ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
+        const held = (): boolean => {
+          try {
+            return /^\d+\n?$/.test(Fs.readFileSync(lock, "utf8"))
+          } catch {
+            return false
+          }
+        }
+        yield* Effect.suspend(() => held() ? Effect.void : Effect.fail("not yet")).pipe(
+          Effect.retry(Schedule.spaced("5 millis").pipe(Schedule.upTo({ duration: "20 seconds" })))
+        )
+        assert.notStrictEqual(Fs.readFileSync(lock, "utf8").trim(), String(process.pid))
+        // as ipckit breaks it: removed, and made again with the breaker's pid
+        Fs.rmSync(lock)
+        Fs.writeFileSync(lock, `${process.pid}\n`)
+        assert.strictEqual(yield* sender.exit, 0, sender.stderr())
+        assert.strictEqual(sender.lines().at(-1), `{"ok":true}`, sender.stderr())
+        assert.strictEqual(Fs.readFileSync(lock, "utf8"), `${process.pid}\n`, "the breaker's lock is still there")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "files are made with fileMode exactly, the breakers' side lock (flock'ed) its owner's only (seen under strace); an ipckit peer's file others may write is rewritten without group and other write bits",
     () =>
