@@ -142,9 +142,10 @@ describe("durability, proven", () => {
           "fsync"
         ]))
         assert.strictEqual(child.code, 0, child.stderr)
+        // each line is the pid, padded to 5 characters, and the call
         const lines = Fs.readFileSync(log, "utf8").split("\n").map((line) => {
-          const space = line.indexOf(" ")
-          return { pid: line.slice(0, space), call: line.slice(space + 1) }
+          const [, pid = "", call = ""] = /^(\d+)\s+(.*)$/.exec(line) ?? []
+          return { pid, call }
         })
         Fs.rmSync(log)
         // where each successful sync of `path` was done: its own line, or the line its call resumed on
