@@ -185,5 +185,32 @@ class AnXdgRuntimeDirNotThisUsers(TempDirCase):
             self.assertTrue(address.private_base(xdg))
 
 
+class ARuntimeDirectoryOthersCanEnter(TempDirCase):
+    def set_env(self, name, value):
+        before = os.environ.get(name)
+        self.addCleanup(lambda: os.environ.__setitem__(name, before) if before is not None
+                        else os.environ.pop(name, None))
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+    def test_an_existing_runtime_directory_of_ours_that_others_can_enter_is_refused(self):
+        # P13: _private_dir checked only the owner, not `mode & 0o077`: a 0755 effect-ipc-<uid> was used
+        tmp = os.path.join(self.dir, "tmp")
+        os.mkdir(tmp, 0o700)
+        self.set_env("XDG_RUNTIME_DIR", None)
+        self.set_env("TMPDIR", tmp)
+        runtime = address.runtime_dir_for(*address._this_host())
+        self.assertEqual(os.path.dirname(runtime), tmp)
+        os.mkdir(runtime)
+        os.chmod(runtime, 0o755)
+        for attempt in (address.runtime_dir, lambda: listen("pipe://py-open-runtime")):
+            with self.assertRaises(IpcError) as caught:
+                attempt()
+            self.assertEqual(caught.exception.reason, "PermissionDenied")
+        self.assertEqual(os.listdir(runtime), [])
+
+
 if __name__ == "__main__":
     unittest.main()

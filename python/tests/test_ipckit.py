@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -229,6 +230,41 @@ class FullDisk(TempDirCase):
         os.ftruncate(ballast, 0)
         frontend.send_event("after")
         self.assertEqual(backend.receive(1)["method"], "after")
+
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROBE = """
+import os, sys
+sys.path.insert(0, %r)
+from effect_ipc import IpcError
+from effect_ipc.ipckit import IpckitChannel
+channel = IpckitChannel(%r, "backend", lock_timeout=0.5)
+lock = os.path.join(%r, "backend_to_frontend.lock")
+with open(lock, "w") as f:
+    f.write("%%d\\n" %% %d)  # a live process of another user (root): kill(pid, 0) is EPERM
+try:
+    channel.send_event("x")
+    print("sent")
+except IpcError as error:
+    print(error.reason)
+print(open(lock).read().strip() if os.path.exists(lock) else "lock gone")
+"""
+
+
+class LockOfAnotherUser(TempDirCase):
+    @unittest.skipUnless(os.getuid() == 0 and shutil.which("setpriv"), "needs root and setpriv to act as another user")
+    def test_a_lock_held_by_a_live_process_of_another_user_is_never_broken(self):
+        # P17: _alive took EPERM (alive, not ours) for dead, and broke the live holder's lock
+        os.chmod(self.dir, 0o711)
+        shared = os.path.join(self.dir, "channel")
+        os.mkdir(shared, 0o700)
+        os.chown(shared, 65534, 65534)
+        code = PROBE % (os.path.abspath(PACKAGE), shared, shared, os.getpid())
+        ran = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                              sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=60)
+        self.assertEqual(ran.stdout.split("\n"), ["Timeout", str(os.getpid()), ""], ran.stderr)
 
 
 if __name__ == "__main__":

@@ -302,5 +302,68 @@ class Readme(TempDirCase):
         self.assertEqual((ran.returncode, ran.stdout), (0, b"b'job 1'\n"), ran.stderr.decode("utf-8", "replace"))
 
 
+class LogKillers(TempDirCase):
+    def stream(self, readers=("r",)):
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=readers)
+        return path
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give a file to another user")
+    def test_a_segment_or_writer_state_of_another_user_is_permission_denied(self):
+        # P29: _open_file checked only that it is a regular file, not its owner
+        path = self.stream()
+        with log.LogWriter(path) as writer:
+            writer.append(b"one")
+        segment = os.path.join(path, log.segment_name(0))
+        os.chown(segment, 65534, 65534)
+        with self.assertRaises(IpcError) as caught:
+            log.LogReader(path, "r")
+        self.assertEqual(caught.exception.reason, "PermissionDenied")
+        os.chown(segment, 0, 0)
+        os.chown(os.path.join(path, "writer.lock"), 65534, 65534)
+        with self.assertRaises(IpcError) as caught:
+            log.LogWriter(path)
+        self.assertEqual(caught.exception.reason, "PermissionDenied")
+
+    def test_reclaim_keeps_every_segment_the_slowest_reader_has_not_read(self):
+        # P30: reclaim went by the fastest reader's cursor (max): the slow reader's records were deleted
+        path = self.stream(readers=("fast", "slow"))
+        with log.LogWriter(path, segment_bytes=100) as writer:
+            writer.append_many([b"m%d" % i for i in range(30)])
+        self.assertGreater(len(log.segments(path)), 3)
+        with log.LogReader(path, "fast") as fast:
+            self.assertEqual([fast.receive(1) for _ in range(30)], [b"m%d" % i for i in range(30)])
+        self.assertEqual(log.reclaim(path), 0)  # "slow" is still at the start
+        with log.LogWriter(path, segment_bytes=100, max_bytes=400) as writer:
+            with self.assertRaises(IpcError) as caught:
+                writer.append(b"no room while slow is behind")
+            self.assertEqual(caught.exception.reason, "Full")
+        with log.LogReader(path, "slow") as slow:
+            self.assertEqual([slow.receive(1) for _ in range(30)], [b"m%d" % i for i in range(30)])
+
+    def test_a_taken_over_stream_never_drops_a_later_segment_that_holds_records(self):
+        # P31: a writer taking over a dirty state removed a later segment as "empty, not linked yet"
+        # without checking it was empty: records in it were deleted and never delivered
+        path = self.stream()
+        with log.LogWriter(path, segment_bytes=100) as writer:
+            writer.append_many([b"r%d:" % i + b"x" * 27 for i in range(4)])
+        bases = log.segments(path)
+        self.assertEqual(len(bases), 2)
+        first = os.path.join(path, log.segment_name(bases[0]))
+        size = os.path.getsize(first) - log.RECORD_HEADER
+        os.truncate(first, size)  # its end-of-segment record is lost (damage)
+        with open(os.path.join(path, "writer.lock"), "r+b") as f:
+            f.write(log.WriterState(False, bases[0], bases[0] + size, 999999).encode())
+        second = os.path.join(path, log.segment_name(bases[1]))
+        held = os.path.getsize(second)
+        self.assertGreater(held, log.SEGMENT_HEADER)
+        writer = log.LogWriter(path)
+        self.addCleanup(writer.close)
+        with self.assertRaises(IpcError) as caught:
+            writer.append(b"after")
+        self.assertEqual(caught.exception.reason, "Corrupt")
+        self.assertEqual(os.path.getsize(second), held)  # its records are still there
+
+
 if __name__ == "__main__":
     unittest.main()

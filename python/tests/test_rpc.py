@@ -484,19 +484,43 @@ class Refusals(TempDirCase):
         thread.daemon = True
         thread.start()
 
-    def exchange(self, first):
-        """Sends ``first`` as the first frame; returns the frames the server sends until it closes."""
+    def exchange(self, first, until_close=True):
+        """Sends ``first`` as the first frame; returns the frames the server sends until it closes (or,
+        with ``until_close`` False, its first frame)."""
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.addCleanup(raw.close)
         raw.connect(os.path.join(self.dir, "s.sock"))
         raw.settimeout(30)
         raw.sendall(framing.encode(framing.DATA, first))
         decoder, frames = framing.Decoder(), []
-        while True:
+        while until_close or not frames:
             chunk = raw.recv(65536)
             if not chunk:
                 return frames
             frames.extend(decoder.feed(chunk))
+        return frames
+
+    def request_of_size(self, size):
+        head = b'{"_tag":"Request","id":"1","tag":"Add","payload":{"a":1,"b":2,"pad":"'
+        tail = b'"},"headers":[]}'
+        return head + b"x" * (size - len(head) - len(tail)) + tail
+
+    def test_a_first_json_message_without_hello_is_json_up_to_64_kib_and_binary_past_it(self):
+        # P35: without the size bound a first JSON message of any size was served as JSON (docs/wire.md:
+        # "JSON when it is UTF-8 JSON text starting with { or [ and at most 64 KiB long, binary otherwise")
+        served = self.exchange(self.request_of_size(rpc.MAX_SNIFFED), until_close=False)
+        self.assertEqual(json.loads(served[0][1].decode("utf-8"))["exit"], {"_tag": "Success", "value": 3})
+        with self.assertLogs("effect_ipc.rpc", "WARNING"):
+            refused = self.exchange(self.request_of_size(rpc.MAX_SNIFFED + 1), until_close=False)
+            self.assertEqual(refused[0], (framing.DATA, rpc.binary_defect(BINARY_REFUSAL)))
+
+    def test_a_hello_of_exactly_64_bytes_is_a_hello(self):
+        # P36: `len(data) > MAX_HELLO` -> `>=` took a 64-byte hello for a bad one
+        first = b"effect-rpc:" + b"j" * (rpc.MAX_HELLO - len(b"effect-rpc:"))
+        self.assertEqual(len(first), 64)
+        with self.assertLogs("effect_ipc.rpc", "WARNING") as logged:
+            self.assertEqual(self.exchange(first), [(framing.CLOSE, b"")])
+        self.assertIn('speaks json serialization, not "%s" (cut from 53 characters)' % ("j" * 32), logged.output[0])
 
     def test_the_binary_defect_is_what_effects_encoder_writes(self):
         # written by effect 4.1's RpcSerialization.layerSchemaBinary for {_tag: "Defect", defect}
@@ -684,6 +708,21 @@ class OddFields(TempDirCase):
         self.assertEqual(messages, [die("1", "Add"), die("2", "[object Object]"),
                                     {"_tag": "Exit", "requestId": "7", "exit": {"_tag": "Success", "value": 3}}])
         raw.sendall(framing.encode(framing.CLOSE))
+
+
+
+
+class CauseOrder(unittest.TestCase):
+    def test_a_cause_with_a_fail_and_a_die_is_the_typed_error_whatever_their_order(self):
+        # P33: exit_result read Die before Fail (docs/wire.md: "read a Fail first, then a Die")
+        fail = {"_tag": "Fail", "error": {"_tag": "DivisionByZero", "dividend": 1}}
+        die = {"_tag": "Die", "defect": "finalizer failed"}
+        for cause in ([die, fail], [fail, die]):
+            with self.assertRaises(RpcFailure) as caught:
+                rpc.exit_result({"_tag": "Failure", "cause": cause})
+            self.assertEqual(caught.exception.error, fail["error"])
+        with self.assertRaises(RpcDefect):
+            rpc.exit_result({"_tag": "Failure", "cause": [{"_tag": "Interrupt", "fiberId": 1}, die]})
 
 
 if __name__ == "__main__":
