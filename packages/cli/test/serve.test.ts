@@ -256,3 +256,26 @@ it.live("a ws:// address's token is never printed: serve, send --json, call's er
     assert.isTrue(printed.some((text) => text.includes(`ws://127.0.0.1:${port}/app`)), printed.join("\n"))
     for (const text of printed) assert.notInclude(text, token)
   }).pipe(Effect.scoped), 60_000)
+
+// (Output.problem printed errors unredacted): call's own ConnectionLost (callFailed) names the address as
+// given, so only problem's redaction keeps the token out. A server that answers frames with what cannot be
+// decoded (here an echo) gives that error.
+it.live(
+  "a ws:// address's token is never printed by call's failure to decode what a server sent",
+  () =>
+    Effect.gen(function*() {
+      const token = "q7Zp2LmX9vR4tY8wK3nB6cD1fG5hJ0sA"
+      const port = 20_000 + Math.floor(Math.random() * 20_000)
+      const address = `ws://127.0.0.1:${port}/app?token=${token}`
+      const echo = yield* cli("echo", address)
+      yield* echo.ready("echoing on")
+      const args = ["call", address, "Add", `{"a":1,"b":2}`, "--serialization", "json", "--timeout", "3"]
+      const plain = yield* runCli(args)
+      const json = yield* runCli([...args, "--json"])
+      assert.deepStrictEqual([plain.code, json.code], [1, 1], JSON.stringify([plain, json]))
+      assert.match(plain.stderr, /ConnectionLost: Add: .*decod/i)
+      assert.include(plain.stderr, `ws://127.0.0.1:${port}/app`)
+      for (const text of [plain.stdout, plain.stderr, json.stdout, json.stderr]) assert.notInclude(text, token)
+    }).pipe(Effect.scoped),
+  60_000
+)

@@ -94,3 +94,18 @@ it.live("send and listen work over shm://", () =>
     assert.strictEqual(code, 0)
     assert.strictEqual(stdout, "over shared memory\n")
   }), 60_000)
+
+// (shm gc --dry-run removed the orphans it said it would remove)
+it.live("shm gc --dry-run names an orphan and removes nothing; gc then removes it", () =>
+  Effect.gen(function*() {
+    const name = `cli-dry-${process.pid}`
+    const child = yield* producer(name)
+    yield* killed(child)
+    const dry = run("shm", "gc", "--dry-run", "--prefix", name)
+    assert.strictEqual(dry.status, 0, dry.stderr)
+    assert.strictEqual(dry.stdout, `would remove link ${name}: every holder is dead\nwould remove 1, kept 0\n`)
+    assert.isTrue(Fs.existsSync(`/dev/shm/${name}`), "a dry run removed the segment")
+    const gc = run("shm", "gc", "--prefix", name)
+    assert.strictEqual(gc.stdout, `removed link ${name}: every holder is dead\nremoved 1, kept 0\n`)
+    assert.isFalse(Fs.existsSync(`/dev/shm/${name}`))
+  }), 60_000)
