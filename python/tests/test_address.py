@@ -196,7 +196,7 @@ class ARuntimeDirectoryOthersCanEnter(TempDirCase):
             os.environ[name] = value
 
     def test_an_existing_runtime_directory_of_ours_that_others_can_enter_is_refused(self):
-        # P13: _private_dir checked only the owner, not `mode & 0o077`: a 0755 effect-ipc-<uid> was used
+        # _private_dir checked only the owner, not `mode & 0o077`: a 0755 effect-ipc-<uid> was used
         tmp = os.path.join(self.dir, "tmp")
         os.mkdir(tmp, 0o700)
         self.set_env("XDG_RUNTIME_DIR", None)

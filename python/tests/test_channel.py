@@ -658,12 +658,12 @@ class Channels(TempDirCase):
 
 class FramingKillers(unittest.TestCase):
     def test_a_frame_of_exactly_the_limit_is_taken(self):
-        # P02: `length > max_frame_size` -> `>=` refused a frame of exactly the limit
+        # `length > max_frame_size` -> `>=` refused a frame of exactly the limit
         decoder = framing.Decoder(max_frame_size=10)
         self.assertEqual(decoder.feed(framing.encode(framing.DATA, b"x" * 10)), [(framing.DATA, b"x" * 10)])
 
     def test_every_kind_past_pong_is_a_protocol_error(self):
-        # P03: `kind > PONG` -> `kind > PONG + 1` took kind 4 (the test only tried kind 9)
+        # `kind > PONG` -> `kind > PONG + 1` took kind 4 (the test only tried kind 9)
         for kind in (4, 5, 0xFF):
             with self.assertRaises(IpcError) as caught:
                 framing.Decoder().feed(bytes([framing.VERSION, kind]))
@@ -672,7 +672,7 @@ class FramingKillers(unittest.TestCase):
 
 class ChannelKillers(TempDirCase):
     def test_a_message_over_the_senders_limit_is_frame_too_large_and_nothing_is_sent(self):
-        # P05: without the send-side check the 11-byte message went out (the peer's limit is larger)
+        # without the send-side check the 11-byte message went out (the peer's limit is larger)
         where = self.address()
         listener = listen(where)
         self.addCleanup(listener.close)
@@ -687,7 +687,7 @@ class ChannelKillers(TempDirCase):
         self.assertEqual(server.receive(5), b"x" * 10)
 
     def test_close_removes_only_its_own_socket_file(self):
-        # P08: close unlinked whatever was at the path, here another listener's fresh socket
+        # close unlinked whatever was at the path, here another listener's fresh socket
         where = self.address()
         path = where[len("unix://"):]
         first = listen(where)
@@ -700,7 +700,7 @@ class ChannelKillers(TempDirCase):
 
     @unittest.skipUnless(os.getuid() == 0, "needs root to give a socket file to another user")
     def test_a_dead_socket_of_another_user_is_never_replaced(self):
-        # P09: without the owner check a dead socket of uid 65534 was taken as ours and removed
+        # without the owner check a dead socket of uid 65534 was taken as ours and removed
         stale = os.path.join(self.dir, "theirs.sock")
         dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dead.bind(stale)
@@ -714,7 +714,7 @@ class ChannelKillers(TempDirCase):
         self.assertEqual(os.lstat(stale).st_ino, before)
 
     def test_a_stream_that_ends_in_the_middle_of_a_frame_is_connection_lost(self):
-        # P10: an end inside a frame was taken as a graceful close (Closed)
+        # an end inside a frame was taken as a graceful close (Closed)
         where = self.address()
         listener = listen(where)
         self.addCleanup(listener.close)

@@ -253,16 +253,18 @@ print(open(lock).read().strip() if os.path.exists(lock) else "lock gone")
 
 
 class LockOfAnotherUser(TempDirCase):
-    @unittest.skipUnless(os.getuid() == 0 and shutil.which("setpriv"), "needs root and setpriv to act as another user")
+    # the other user runs the system's Python: one under /root (pyenv's) is not theirs to load
+    @unittest.skipUnless(os.getuid() == 0 and shutil.which("setpriv") and os.path.exists("/usr/bin/python3"),
+                         "needs root, setpriv and /usr/bin/python3 to act as another user")
     def test_a_lock_held_by_a_live_process_of_another_user_is_never_broken(self):
-        # P17: _alive took EPERM (alive, not ours) for dead, and broke the live holder's lock
+        # _alive took EPERM (alive, not ours) for dead, and broke the live holder's lock
         os.chmod(self.dir, 0o711)
         shared = os.path.join(self.dir, "channel")
         os.mkdir(shared, 0o700)
         os.chown(shared, 65534, 65534)
         code = PROBE % (os.path.abspath(PACKAGE), shared, shared, os.getpid())
         ran = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                              sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              "/usr/bin/python3", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True, timeout=60)
         self.assertEqual(ran.stdout.split("\n"), ["Timeout", str(os.getpid()), ""], ran.stderr)
 

@@ -310,7 +310,7 @@ class LogKillers(TempDirCase):
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to give a file to another user")
     def test_a_segment_or_writer_state_of_another_user_is_permission_denied(self):
-        # P29: _open_file checked only that it is a regular file, not its owner
+        # _open_file checked only that it is a regular file, not its owner
         path = self.stream()
         with log.LogWriter(path) as writer:
             writer.append(b"one")
@@ -326,7 +326,7 @@ class LogKillers(TempDirCase):
         self.assertEqual(caught.exception.reason, "PermissionDenied")
 
     def test_reclaim_keeps_every_segment_the_slowest_reader_has_not_read(self):
-        # P30: reclaim went by the fastest reader's cursor (max): the slow reader's records were deleted
+        # reclaim went by the fastest reader's cursor (max): the slow reader's records were deleted
         path = self.stream(readers=("fast", "slow"))
         with log.LogWriter(path, segment_bytes=100) as writer:
             writer.append_many([b"m%d" % i for i in range(30)])
@@ -342,7 +342,7 @@ class LogKillers(TempDirCase):
             self.assertEqual([slow.receive(1) for _ in range(30)], [b"m%d" % i for i in range(30)])
 
     def test_a_taken_over_stream_never_drops_a_later_segment_that_holds_records(self):
-        # P31: a writer taking over a dirty state removed a later segment as "empty, not linked yet"
+        # a writer taking over a dirty state removed a later segment as "empty, not linked yet"
         # without checking it was empty: records in it were deleted and never delivered
         path = self.stream()
         with log.LogWriter(path, segment_bytes=100) as writer:

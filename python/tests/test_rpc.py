@@ -506,7 +506,7 @@ class Refusals(TempDirCase):
         return head + b"x" * (size - len(head) - len(tail)) + tail
 
     def test_a_first_json_message_without_hello_is_json_up_to_64_kib_and_binary_past_it(self):
-        # P35: without the size bound a first JSON message of any size was served as JSON (docs/wire.md:
+        # without the size bound a first JSON message of any size was served as JSON (docs/wire.md:
         # "JSON when it is UTF-8 JSON text starting with { or [ and at most 64 KiB long, binary otherwise")
         served = self.exchange(self.request_of_size(rpc.MAX_SNIFFED), until_close=False)
         self.assertEqual(json.loads(served[0][1].decode("utf-8"))["exit"], {"_tag": "Success", "value": 3})
@@ -515,7 +515,7 @@ class Refusals(TempDirCase):
             self.assertEqual(refused[0], (framing.DATA, rpc.binary_defect(BINARY_REFUSAL)))
 
     def test_a_hello_of_exactly_64_bytes_is_a_hello(self):
-        # P36: `len(data) > MAX_HELLO` -> `>=` took a 64-byte hello for a bad one
+        # `len(data) > MAX_HELLO` -> `>=` took a 64-byte hello for a bad one
         first = b"effect-rpc:" + b"j" * (rpc.MAX_HELLO - len(b"effect-rpc:"))
         self.assertEqual(len(first), 64)
         with self.assertLogs("effect_ipc.rpc", "WARNING") as logged:
@@ -714,7 +714,7 @@ class OddFields(TempDirCase):
 
 class CauseOrder(unittest.TestCase):
     def test_a_cause_with_a_fail_and_a_die_is_the_typed_error_whatever_their_order(self):
-        # P33: exit_result read Die before Fail (docs/wire.md: "read a Fail first, then a Die")
+        # exit_result read Die before Fail (docs/wire.md: "read a Fail first, then a Die")
         fail = {"_tag": "Fail", "error": {"_tag": "DivisionByZero", "dividend": 1}}
         die = {"_tag": "Die", "defect": "finalizer failed"}
         for cause in ([die, fail], [fail, die]):

@@ -42,9 +42,14 @@ const names = (payloads: ReadonlyArray<Uint8Array>) =>
 
 const seq = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag}:${i}`)
 
-/** The fsync / fdatasync calls on segment files in an strace log (`-y` prints each descriptor's path). */
+/**
+ * The fsync / fdatasync calls on segment files in an strace log (`-y` prints each descriptor's path), those
+ * another thread's call interrupted ("<unfinished ...>", their result on a line of its own) included.
+ */
 const segmentSyncs = (log: string) =>
-  Fs.readFileSync(log, "utf8").split("\n").filter((l) => /\b(fsync|fdatasync)\(\d+<[^>]*\.seg>\)\s+=\s+0/.test(l))
+  Fs.readFileSync(log, "utf8").split("\n").filter((l) =>
+    /\b(fsync|fdatasync)\(\d+<[^>]*\.seg>(\)\s+=\s+0| <unfinished)/.test(l)
+  )
     .length
 
 /** Runs a writer process under strace appending `records` of `size` bytes; the syncs it made on segments. */
