@@ -11,7 +11,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
-import { fresh, newStream as streamIn, tempRoot } from "./helpers.ts"
+import * as Path from "node:path"
+import * as Libc from "../src/internal/libc.ts"
+import { childScript, fresh, newStream as streamIn, spawn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("log")
 const text = new TextDecoder()
@@ -301,4 +303,39 @@ describe("Log", () => {
       }
       assert.deepStrictEqual(Fs.readdirSync(Log.paths(dir).readers).toSorted(), ["x.cursor", "y.cursor"])
     }))
+})
+
+// a lock file its holder removes as it lets go (`release` with `remove`) may be opened by one taker and made
+// again by another before the first one's flock: the first then holds a file no path names, beside the second
+describe("a lock file removed and made again between a taker's open and its flock", () => {
+  it.live("the taker looks again and finds it held: busy, never a second holder", () =>
+    Effect.gen(function*() {
+      const path = Path.join(fresh(root), "role.lock")
+      Fs.mkdirSync(Path.dirname(path))
+      // the child's flock is held up 1.5 s (strace), after it made and opened the file
+      const child = yield* spawn("/usr/bin/strace", [
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=flock",
+        "-e",
+        "inject=flock:delay_enter=1500000",
+        process.execPath,
+        "--conditions=@effect-ipc/source",
+        "--disable-warning=ExperimentalWarning",
+        childScript,
+        "take-lock",
+        path
+      ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
+      while (!Fs.existsSync(path)) yield* Effect.sleep("5 millis")
+      // meanwhile another taker: the file removed, made again and locked
+      Fs.rmSync(path)
+      const fd = Fs.openSync(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_EXCL, 0o600)
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.closeSync(fd)))
+      assert.strictEqual(Libc.tryLock(fd, "exclusive"), true)
+      assert.strictEqual(yield* child.waitFor((line) => line === "busy" || line === "held"), "busy")
+      assert.strictEqual(Fs.readFileSync(path, "utf8"), "", "the child wrote nothing in the lock it does not hold")
+    }).pipe(Effect.scoped), 30_000)
 })
