@@ -74,10 +74,13 @@ const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
 /** A status line for a human, on stderr: `effect-ipc: ...`. */
 export const status = (message: string): Effect.Effect<void> => Console.error(`effect-ipc: ${oneLine(message)}`)
 
-/** One JSON event on stdout (binary values as base64). */
+/** One JSON event on stdout (binary values as base64; an `address` without its secret, whoever passed it). */
 export const event = (fields: Record<string, unknown>): Effect.Effect<void> =>
   Console.log(
-    JSON.stringify(fields, (_key, v: unknown) => v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v)
+    JSON.stringify(
+      typeof fields["address"] === "string" ? { ...fields, address: Address.redact(fields["address"]) } : fields,
+      (_key, v: unknown) => v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v
+    )
   )
 
 /** Writes `bytes` to stdout unchanged. */

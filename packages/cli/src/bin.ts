@@ -206,7 +206,7 @@ const send = Command.make(
               }
             }
             for (let i = 0; i < replies; i++) {
-              yield* Output.message(s, yield* channel.receive, { address })
+              yield* Output.message(s, yield* channel.receive, { address: Address.redact(address) })
             }
             yield* closeDelivered(channel)
           }).pipe(Effect.scoped)

@@ -279,3 +279,20 @@ it.live(
     }).pipe(Effect.scoped),
   60_000
 )
+
+// each reply's message event named the address as given, its token with it
+it.live("a ws:// address's token is never printed by send --replies --json", () =>
+  Effect.gen(function*() {
+    const token = "q7Zp2LmX9vR4tY8wK3nB6cD1fG5hJ0sA"
+    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    const address = `ws://127.0.0.1:${port}/app?token=${token}`
+    const echo = yield* cli("echo", address, "--count", "1")
+    yield* echo.ready("echoing on")
+    const sent = yield* runCli(["send", address, "hi", "--replies", "1", "--json"])
+    assert.strictEqual(sent.code, 0, sent.stderr)
+    assert.deepStrictEqual(sent.stdout.trim().split("\n").map((l) => (JSON.parse(l) as { event: string }).event), [
+      "sent",
+      "message"
+    ])
+    assert.notInclude(sent.stdout, token)
+  }).pipe(Effect.scoped), 60_000)
