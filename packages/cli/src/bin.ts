@@ -206,7 +206,7 @@ const send = Command.make(
               }
             }
             for (let i = 0; i < replies; i++) {
-              yield* Output.message(s, yield* channel.receive, { address: Address.redact(address) })
+              yield* Output.message(s, yield* channel.receive, { address })
             }
             yield* closeDelivered(channel)
           }).pipe(Effect.scoped)

@@ -41,6 +41,21 @@ const bytes = (s: string) => new TextEncoder().encode(s)
 
 const newStream = () => streamIn(root)
 
+/** A fresh stream whose writer appended m1..m`n` (with `options`) and closed. */
+const written = (n: number, options?: Parameters<typeof Log.openWriter>[1]) =>
+  Effect.tap(newStream(), (dir) =>
+    Effect.scoped(Effect.gen(function*() {
+      const writer = yield* Log.openWriter(dir, options)
+      for (let i = 1; i <= n; i++) yield* writer.append(bytes(`m${i}`))
+    })))
+
+/** Makes the writer state of `dir` a dead writer's (dirty, a pid that is not running), with `changes`. */
+const markDead = (dir: string, changes: Partial<LogFormat.WriterState> = {}) => {
+  const lock = Log.paths(dir).writerLock
+  const state = LogFormat.decodeWriterState(Fs.readFileSync(lock))!
+  Fs.writeFileSync(lock, LogFormat.encodeWriterState({ ...state, clean: false, pid: 999_999, ...changes }))
+}
+
 /** Lets the writer release its lock (it keeps it for the rest of the event-loop turn). */
 const nextTurn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
 
@@ -265,11 +280,7 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("a segment cut at a record boundary (committed records lost): Corrupt, and the writer refuses", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir)
-        for (let i = 1; i <= 20; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(20)
       const segment = Log.paths(dir).segment(0)
       const records = recordsOf(segment)
       Fs.truncateSync(segment, records[10]!.at)
@@ -283,11 +294,7 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("a file cut below a reader's committed cursor: Corrupt, not an endless wait", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir)
-        for (let i = 1; i <= 20; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(20)
       yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
       const segment = Log.paths(dir).segment(0)
       const records = recordsOf(segment)
@@ -308,11 +315,7 @@ describe("damage to committed records (issue 9)", () => {
   ) {
     it.effect(`${what}: the records before it, then Corrupt with segment and offset; no stall`, () =>
       Effect.gen(function*() {
-        const dir = yield* newStream()
-        yield* Effect.scoped(Effect.gen(function*() {
-          const writer = yield* Log.openWriter(dir)
-          for (let i = 1; i <= 50; i++) yield* writer.append(bytes(`m${i}`))
-        }))
+        const dir = yield* written(50)
         const segment = Log.paths(dir).segment(0)
         const records = recordsOf(segment)
         const file = Fs.readFileSync(segment)
@@ -442,11 +445,7 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("a named reader that has read past reclaimed segments opens without a gap; a new one starts at the oldest held", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
-        for (let i = 1; i <= 30; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(30, { segmentBytes: 200 })
       // r reads everything, then the segments it is past are reclaimed (as a writer short of room does)
       const read = yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "r" }), drain))
       assert.deepStrictEqual(read.got, range(1, 30))
@@ -463,11 +462,7 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("a named reader whose cursor is at a reclaimed segment's end-of-segment record has read it all: no gap", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
-        for (let i = 1; i <= 30; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(30, { segmentBytes: 200 })
       const bases = Fs.readdirSync(dir).filter((f) => f.endsWith(".seg")).toSorted()
       assert.isAtLeast(bases.length, 3)
       const eos = LogFormat.parseSegmentName(bases[1]!)! - LogFormat.RECORD_HEADER
@@ -491,15 +486,10 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("recovery cuts a dead writer's torn tail (dirty state, a record reaching past the end of the file)", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir)
-        for (let i = 1; i <= 5; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(5)
       // what a kill in the middle of a write leaves: a dirty state, whole records after its end, half a record
       const p = Log.paths(dir)
-      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
-      Fs.writeFileSync(p.writerLock, LogFormat.encodeWriterState({ ...state, clean: false, pid: 999_999 }))
+      markDead(dir)
       Fs.appendFileSync(p.segment(0), LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m6")))
       Fs.appendFileSync(
         p.segment(0),
@@ -519,14 +509,9 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("recovery refuses damage past a dead writer's end that is not a torn tail (a complete bad record)", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir)
-        for (let i = 1; i <= 5; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(5)
       const p = Log.paths(dir)
-      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
-      Fs.writeFileSync(p.writerLock, LogFormat.encodeWriterState({ ...state, clean: false, pid: 999_999 }))
+      markDead(dir)
       const bad = LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m6"))
       bad[bad.byteLength - 1] ^= 0xff
       Fs.appendFileSync(p.segment(0), bad)
@@ -539,14 +524,9 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("recovery refuses a dead writer's record whose length runs over a whole record (not a torn tail)", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir)
-        for (let i = 1; i <= 5; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(5)
       const p = Log.paths(dir)
-      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
-      Fs.writeFileSync(p.writerLock, LogFormat.encodeWriterState({ ...state, clean: false, pid: 999_999 }))
+      markDead(dir)
       // m6 with a damaged length reaching just past the end of the file, a whole m7 inside what it claims
       const m6 = LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m6"))
       const m7 = LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m7"))
@@ -563,22 +543,14 @@ describe("damage to committed records (issue 9)", () => {
 
   it.effect("recovery refuses later segments a dead writer's chain does not link to, and deletes none", () =>
     Effect.gen(function*() {
-      const dir = yield* newStream()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
-        for (let i = 1; i <= 30; i++) yield* writer.append(bytes(`m${i}`))
-      }))
+      const dir = yield* written(30, { segmentBytes: 200 })
       const p = Log.paths(dir)
       const bases = Fs.readdirSync(dir).filter((f) => f.endsWith(".seg")).toSorted()
       assert.isAtLeast(bases.length, 3)
       // segment 0 cut just before its end-of-segment record; a dirty state ending there
       const eos = recordsOf(p.segment(0)).at(-1)!
       Fs.truncateSync(p.segment(0), eos.at)
-      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
-      Fs.writeFileSync(
-        p.writerLock,
-        LogFormat.encodeWriterState({ ...state, clean: false, segment: 0, end: eos.at, pid: 999_999 })
-      )
+      markDead(dir, { segment: 0, end: eos.at })
       const sizes = bases.map((f) => Fs.statSync(Path.join(dir, f)).size)
       const writer = yield* Log.openWriter(dir, { segmentBytes: 200 })
       const error = yield* Effect.flip(writer.append(bytes("mX")))
@@ -596,11 +568,7 @@ describe("damage to committed records (issue 9)", () => {
   ) {
     it.effect(`a committed record with ${what} (checksum intact): m1..m3, then Corrupt; never a skip to m4`, () =>
       Effect.gen(function*() {
-        const dir = yield* newStream()
-        yield* Effect.scoped(Effect.gen(function*() {
-          const writer = yield* Log.openWriter(dir)
-          for (let i = 1; i <= 3; i++) yield* writer.append(bytes(`m${i}`))
-        }))
+        const dir = yield* written(3)
         const p = Log.paths(dir)
         const at = Fs.statSync(p.segment(0)).size
         // the header damaged, its checksum made to match: only the header checks can catch it
@@ -798,9 +766,7 @@ const runCase = (input: Case) =>
       const from = candidates.length === 0 ? undefined : candidates[input.diedAfter % candidates.length]!
       const end = from === undefined ? last + LogFormat.SEGMENT_HEADER : from.base + from.at
       committedCount = from?.index ?? payloads.length
-      const p = Log.paths(dir)
-      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
-      Fs.writeFileSync(p.writerLock, LogFormat.encodeWriterState({ ...state, end, clean: false, pid: 999_999 }))
+      markDead(dir, { end })
     }
     records = layout(dir)
     const touched = applyDamage(dir, records, input.damage)
