@@ -226,16 +226,20 @@ it.live(
   60_000
 )
 
+/** The secret of the ws:// addresses below, which nothing may print. */
+const TOKEN = "q7Zp2LmX9vR4tY8wK3nB6cD1fG5hJ0sA"
+/** A port for a ws:// listener (and the next one), picked at random. */
+const wsPort = () => 20_000 + Math.floor(Math.random() * 20_000)
+
 // the token of a ws:// address was printed by the CLI's own lines: serve's ready line and event, send's
 // `sent` event, call's Timeout and Protocol errors (the transports' own errors had it removed)
 it.live("a ws:// address's token is never printed: serve, send --json, call's errors", () =>
   Effect.gen(function*() {
-    const token = "q7Zp2LmX9vR4tY8wK3nB6cD1fG5hJ0sA"
-    const port = 20_000 + Math.floor(Math.random() * 20_000)
-    const served = `ws://127.0.0.1:${port}/app?token=${token}`
+    const port = wsPort()
+    const served = `ws://127.0.0.1:${port}/app?token=${TOKEN}`
     const server = yield* cli("--json", "serve", served, "--serialization", "json")
     yield* server.ready("serving DemoApi")
-    const listened = `ws://127.0.0.1:${port + 1}/app?token=${token}`
+    const listened = `ws://127.0.0.1:${port + 1}/app?token=${TOKEN}`
     const listener = yield* cli("listen", listened)
     yield* listener.ready("listening on")
     const outputs = [
@@ -254,7 +258,7 @@ it.live("a ws:// address's token is never printed: serve, send --json, call's er
       ...outputs.flatMap((o) => [o.stdout, o.stderr])
     ]
     assert.isTrue(printed.some((text) => text.includes(`ws://127.0.0.1:${port}/app`)), printed.join("\n"))
-    for (const text of printed) assert.notInclude(text, token)
+    for (const text of printed) assert.notInclude(text, TOKEN)
   }).pipe(Effect.scoped), 60_000)
 
 // (Output.problem printed errors unredacted): call's own ConnectionLost (callFailed) names the address as
@@ -264,9 +268,8 @@ it.live(
   "a ws:// address's token is never printed by call's failure to decode what a server sent",
   () =>
     Effect.gen(function*() {
-      const token = "q7Zp2LmX9vR4tY8wK3nB6cD1fG5hJ0sA"
-      const port = 20_000 + Math.floor(Math.random() * 20_000)
-      const address = `ws://127.0.0.1:${port}/app?token=${token}`
+      const port = wsPort()
+      const address = `ws://127.0.0.1:${port}/app?token=${TOKEN}`
       const echo = yield* cli("echo", address)
       yield* echo.ready("echoing on")
       const args = ["call", address, "Add", `{"a":1,"b":2}`, "--serialization", "json", "--timeout", "3"]
@@ -275,7 +278,7 @@ it.live(
       assert.deepStrictEqual([plain.code, json.code], [1, 1], JSON.stringify([plain, json]))
       assert.match(plain.stderr, /ConnectionLost: Add: .*decod/i)
       assert.include(plain.stderr, `ws://127.0.0.1:${port}/app`)
-      for (const text of [plain.stdout, plain.stderr, json.stdout, json.stderr]) assert.notInclude(text, token)
+      for (const text of [plain.stdout, plain.stderr, json.stdout, json.stderr]) assert.notInclude(text, TOKEN)
     }).pipe(Effect.scoped),
   60_000
 )
@@ -283,9 +286,8 @@ it.live(
 // each reply's message event named the address as given, its token with it
 it.live("a ws:// address's token is never printed by send --replies --json", () =>
   Effect.gen(function*() {
-    const token = "q7Zp2LmX9vR4tY8wK3nB6cD1fG5hJ0sA"
-    const port = 20_000 + Math.floor(Math.random() * 20_000)
-    const address = `ws://127.0.0.1:${port}/app?token=${token}`
+    const port = wsPort()
+    const address = `ws://127.0.0.1:${port}/app?token=${TOKEN}`
     const echo = yield* cli("echo", address, "--count", "1")
     yield* echo.ready("echoing on")
     const sent = yield* runCli(["send", address, "hi", "--replies", "1", "--json"])
@@ -294,5 +296,5 @@ it.live("a ws:// address's token is never printed by send --replies --json", () 
       "sent",
       "message"
     ])
-    assert.notInclude(sent.stdout, token)
+    assert.notInclude(sent.stdout, TOKEN)
   }).pipe(Effect.scoped), 60_000)

@@ -56,6 +56,17 @@ const markDead = (dir: string, changes: Partial<LogFormat.WriterState> = {}) => 
   Fs.writeFileSync(lock, LogFormat.encodeWriterState({ ...state, clean: false, pid: 999_999, ...changes }))
 }
 
+/** The error a writer opened on `dir` fails its first append with, having cut nothing from segment 0. */
+const refusedUncut = (dir: string) =>
+  Effect.gen(function*() {
+    const segment = Log.paths(dir).segment(0)
+    const size = Fs.statSync(segment).size
+    const writer = yield* Log.openWriter(dir)
+    const error = yield* Effect.flip(writer.append(bytes("m8")))
+    assert.strictEqual(Fs.statSync(segment).size, size, "nothing was cut")
+    return error
+  })
+
 /** Lets the writer release its lock (it keeps it for the rest of the event-loop turn). */
 const nextTurn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
 
@@ -516,10 +527,8 @@ describe("damage to committed records (issue 9)", () => {
       bad[bad.byteLength - 1] ^= 0xff
       Fs.appendFileSync(p.segment(0), bad)
       Fs.appendFileSync(p.segment(0), LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m7")))
-      const size = Fs.statSync(p.segment(0)).size
-      const writer = yield* Log.openWriter(dir)
-      assert.strictEqual((yield* Effect.flip(writer.append(bytes("m8")))).reason._tag, "Corrupt")
-      assert.strictEqual(Fs.statSync(p.segment(0)).size, size, "nothing was cut")
+      const error = yield* refusedUncut(dir)
+      assert.strictEqual(error.reason._tag, "Corrupt")
     }).pipe(Effect.scoped))
 
   it.effect("recovery refuses a dead writer's record whose length runs over a whole record (not a torn tail)", () =>
@@ -533,12 +542,9 @@ describe("damage to committed records (issue 9)", () => {
       new DataView(m6.buffer, m6.byteOffset).setUint32(4, m6.byteLength + m7.byteLength + 1 - LogFormat.RECORD_HEADER)
       Fs.appendFileSync(p.segment(0), m6)
       Fs.appendFileSync(p.segment(0), m7)
-      const size = Fs.statSync(p.segment(0)).size
-      const writer = yield* Log.openWriter(dir)
-      const error = yield* Effect.flip(writer.append(bytes("m8")))
+      const error = yield* refusedUncut(dir)
       assert.strictEqual(error.reason._tag, "Corrupt", error.message)
       assert.include(error.detail, "runs over a whole record")
-      assert.strictEqual(Fs.statSync(p.segment(0)).size, size, "nothing was cut")
     }).pipe(Effect.scoped))
 
   it.effect("recovery refuses later segments a dead writer's chain does not link to, and deletes none", () =>

@@ -16,10 +16,19 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import * as Child from "./fixtures/process.ts"
 
 const PROCESSES = 3
 const SECONDS = 15
+
+/** A directory for one process's socket file, removed with the scope (a process that crashed cannot). */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-push-drops-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
 
 describe("push: connections dropped while sending", () => {
   it.live(
@@ -29,9 +38,10 @@ describe("push: connections dropped while sending", () => {
         const runs = yield* Effect.all(
           Array.from({ length: PROCESSES }, () =>
             Effect.gen(function*() {
+              const dir = yield* tempDir
               const child = yield* Child.spawn(
                 process.execPath,
-                Child.nodeArgs("pushDrops.ts", [String(SECONDS), "1"])
+                Child.nodeArgs("pushDrops.ts", [dir, String(SECONDS), "1"])
               )
               const code = yield* child.exited
               return { code, signal: child.process.signalCode, lines: child.lines }
