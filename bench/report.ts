@@ -147,6 +147,22 @@ interface Target {
   readonly atMost: boolean
   readonly measure: (rows: ReadonlyArray<Row>) => number | undefined
   readonly format: (n: number) => string
+  /** The same measure taken on the rows beneath the measured one (no channel), lowest first. */
+  readonly floors?: ReadonlyArray<Floor> | undefined
+}
+
+/** A floor under a target: its measure taken on a row with less of the stack (no channel, no engine). */
+interface Floor {
+  /** What the row is, for the report. */
+  readonly what: string
+  readonly measure: (rows: ReadonlyArray<Row>) => number | undefined
+}
+
+/** A floor's value in a run, and whether the floor itself meets the target. */
+export interface FloorResult {
+  readonly what: string
+  readonly measured: number | undefined
+  readonly met: boolean | undefined
 }
 
 /** The outcome of one target. */
@@ -156,6 +172,8 @@ export interface TargetResult {
   readonly limit: number
   readonly measured: number | undefined
   readonly met: boolean | undefined
+  /** The target's floors measured in the same run (none where the bench has no row beneath it). */
+  readonly floors: ReadonlyArray<FloorResult>
 }
 
 const findRow = (rows: ReadonlyArray<Row>, size: number, key: RowKey): Row | undefined =>
@@ -195,6 +213,22 @@ const rpcPairs = [
   { ours: "ipc-json", theirs: "effect-ndjson", name: "IpcRpc JSON vs effect RPC NDJSON" }
 ] as const
 
+/** Raw node:net sockets driven by effect fibers (`raw-fiber.ts`): the floor under the stream Channels' round trips. */
+const fibersOnRaw = (against: RowKey): Floor => ({
+  what: "raw node:net driven by effect fibers",
+  measure: (rows) => p50Ratio(rows, 64, "raw-fiber", against)
+})
+
+/** Node on the same libnng without effect-ipc, woken by its pollable and by an aio callback. */
+const nodeOnNng = (
+  ratio: (rows: ReadonlyArray<Row>, size: number, key: RowKey, against: RowKey) => number | undefined,
+  size: number,
+  against: RowKey
+): ReadonlyArray<Floor> => [
+  { what: "Node on libnng without effect-ipc", measure: (rows) => ratio(rows, size, "nng-node", against) },
+  { what: "the same woken by an aio callback", measure: (rows) => ratio(rows, size, "nng-node-aio", against) }
+]
+
 /** The targets of issue 12 (performance), in its order; all ratios measured in one run. */
 const issue12: ReadonlyArray<Omit<Target, "group">> = [
   {
@@ -204,7 +238,8 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     limit: 1.1,
     atMost: true,
     measure: (rows) => p50Ratio(rows, 64, "unix", "raw"),
-    format: timesExact
+    format: timesExact,
+    floors: [fibersOnRaw("raw")]
   },
   ...pipeTransports.map(([key, name]) => ({
     label: `${name} p50 RTT at 64 B ≤ 1.10x raw node:net`,
@@ -213,7 +248,8 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     limit: 1.1,
     atMost: true,
     measure: (rows: ReadonlyArray<Row>) => p50Ratio(rows, 64, key, "raw"),
-    format: timesExact
+    format: timesExact,
+    floors: [fibersOnRaw("raw")]
   })),
   {
     label: "shm:// blocking p50 RTT at 64 B ≤ 0.5x raw node:net",
@@ -231,7 +267,14 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     limit: 2,
     atMost: true,
     measure: (rows) => findRow(rows, 64, "shm-spin")?.rtt?.p50,
-    format: (n) => `${n.toFixed(2)} µs`
+    format: (n) => `${n.toFixed(2)} µs`,
+    floors: [
+      {
+        what: "the rings spinning from plain JavaScript",
+        measure: (rows) => findRow(rows, 64, "shm-ring-js")?.rtt?.p50
+      },
+      { what: "the rings driven by effect fibers", measure: (rows) => findRow(rows, 64, "shm-ring-fiber")?.rtt?.p50 }
+    ]
   },
   {
     label: "shm:// one-way msgs/s at 64 B ≥ 2x unix:// Channel",
@@ -240,7 +283,14 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     limit: 2,
     atMost: false,
     measure: (rows) => rateRatio(rows, 64, "shm", "unix"),
-    format: timesExact
+    format: timesExact,
+    floors: [
+      {
+        what: "the rings spinning from plain JavaScript",
+        measure: (rows) => rateRatio(rows, 64, "shm-ring-js", "unix")
+      },
+      { what: "the rings driven by effect fibers", measure: (rows) => rateRatio(rows, 64, "shm-ring-fiber", "unix") }
+    ]
   },
   {
     label: "shm:// receive (a copy) at 1 MiB ≥ 0.25x memcpy of 1 MiB (same run)",
@@ -249,7 +299,8 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     limit: 0.25,
     atMost: false,
     measure: (rows) => rateRatio(rows, MiB, "shm", "memcpy"),
-    format: timesExact
+    format: timesExact,
+    floors: [{ what: "a copy into fresh memory", measure: (rows) => rateRatio(rows, MiB, "fresh-copy", "memcpy") }]
   },
   {
     label: "nng Channel p50 RTT at 64 B ≤ 1.3x C on the same libnng",
@@ -258,7 +309,8 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     limit: 1.3,
     atMost: true,
     measure: (rows) => p50Ratio(rows, 64, "nng", "nng-c"),
-    format: timesExact
+    format: timesExact,
+    floors: nodeOnNng(p50Ratio, 64, "nng-c")
   },
   {
     label: "nng Channel one-way at 1 MiB ≥ 0.8x C on the same libnng",
@@ -267,7 +319,8 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     limit: 0.8,
     atMost: false,
     measure: (rows) => rateRatio(rows, MiB, "nng", "nng-c"),
-    format: timesExact
+    format: timesExact,
+    floors: nodeOnNng(rateRatio, MiB, "nng-c")
   },
   {
     label: "RPC Echo p50 RTT at 1 MiB ≤ 2x unix:// Channel",
@@ -312,7 +365,15 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
       limit: 1,
       atMost: true,
       measure: (rows: ReadonlyArray<Row>) => p50Ratio(rows, 64, key, "zmq"),
-      format: timesExact
+      format: timesExact,
+      floors: key === "nng"
+        ? [
+          { what: "C on the same libnng", measure: (rows: ReadonlyArray<Row>) => p50Ratio(rows, 64, "nng-c", "zmq") },
+          ...nodeOnNng(p50Ratio, 64, "zmq")
+        ]
+        : key === "shm"
+        ? []
+        : [fibersOnRaw("zmq")]
     },
     {
       label: `${name} Channel one-way msgs/s at 64 B ≥ 1.0x zeromq (ipc://)`,
@@ -444,17 +505,43 @@ const targets: ReadonlyArray<Target> = [
   ...earlier.map((t): Target => ({ ...t, group: "earlier" }))
 ]
 
-const evaluate = (rows: ReadonlyArray<Row>, target: Target): TargetResult => {
-  const measured = target.measure(rows)
-  const met = measured === undefined || Number.isNaN(measured)
+/** Whether `measured` meets `target` (undefined when not measured). */
+const meets = (target: Target, measured: number | undefined): boolean | undefined =>
+  measured === undefined || Number.isNaN(measured)
     ? undefined
     : target.atMost
     ? measured <= target.limit
     : measured >= target.limit
-  return { group: target.group, label: target.label, limit: target.limit, measured, met }
+
+const evaluate = (rows: ReadonlyArray<Row>, target: Target): TargetResult => {
+  const measured = target.measure(rows)
+  const floors = (target.floors ?? []).flatMap((floor): ReadonlyArray<FloorResult> => {
+    const value = floor.measure(rows)
+    return value === undefined ? [] : [{ what: floor.what, measured: value, met: meets(target, value) }]
+  })
+  return {
+    group: target.group,
+    label: target.label,
+    limit: target.limit,
+    measured,
+    met: meets(target, measured),
+    floors
+  }
 }
 
 const mark = (met: boolean | undefined): string => met === undefined ? "n/a" : met ? "✓ met" : "✗ missed"
+
+/** A missed target's place against its floors: under every floor measured, under some, or above them all. */
+export type Standing = "met" | "not measured" | "every floor misses" | "a floor misses" | "above its floors"
+
+/** Where a target stands against its floors in the run. */
+export const standing = (result: TargetResult): Standing => {
+  if (result.met === undefined) return "not measured"
+  if (result.met) return "met"
+  const missed = result.floors.filter((f) => f.met === false).length
+  if (missed > 0 && missed === result.floors.length) return "every floor misses"
+  return missed > 0 ? "a floor misses" : "above its floors"
+}
 
 // ---- tables ---------------------------------------------------------------------
 
@@ -642,18 +729,36 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
 const targetTable = (title: string, results: ReadonlyArray<TargetResult>): string => {
   const met = results.filter((r) => r.met === true).length
   const known = results.filter((r) => r.met !== undefined).length
+  const count = (s: Standing) => results.filter((r) => standing(r) === s).length
+  const missed = known - met
+  const withFloors = results.some((r) => r.floors.length > 0)
   return [
     title,
     "",
     `${met} of ${known} measured targets met${
       known < results.length ? ` (${results.length - known} not measured in this run)` : ""
-    }.`,
+    }.${
+      withFloors && missed > 0
+        ? ` Of the ${missed} missed, ${count("every floor misses")} are missed by every floor measured beside them ` +
+          `(rows with less of the stack: no channel), ${count("a floor misses")} by one of their floors, ` +
+          `and ${count("above its floors")} sit above floors that meet them or have no floor in the bench.`
+        : ""
+    }`,
     "",
-    "| target | measured | |",
-    "| --- | ---: | --- |",
+    ...(withFloors
+      ? ["| target | measured | | the floor, measured the same way in this run |", "| --- | ---: | --- | --- |"]
+      : ["| target | measured | |", "| --- | ---: | --- |"]),
     ...results.map((r) => {
       const t = targets.find((x) => x.label === r.label)!
-      return `| ${r.label} | ${r.measured === undefined ? "n/a" : t.format(r.measured)} | ${mark(r.met)} |`
+      const floors = r.floors.map((f) =>
+        `${f.what} ${f.measured === undefined ? "n/a" : t.format(f.measured)} ${
+          f.met === true ? "✓" : f.met === false ? "✗" : ""
+        }`
+          .trimEnd()
+      )
+      return `| ${r.label} | ${r.measured === undefined ? "n/a" : t.format(r.measured)} | ${mark(r.met)} |${
+        withFloors ? ` ${floors.length === 0 ? "–" : floors.join("; ")} |` : ""
+      }`
     })
   ].join("\n")
 }
