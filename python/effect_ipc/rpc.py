@@ -54,8 +54,21 @@ def _no_constant(name):
 
 
 def _decode(data):
-    """A message's JSON (``ValueError`` when it is not UTF-8 JSON text; NaN and Infinity are not JSON, as for Node)."""
-    return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    """A message's JSON (``ValueError`` when it is not UTF-8 JSON text, or nests deeper than Python's
+    parser goes; NaN and Infinity are not JSON, as for Node)."""
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested deeper than Python's parser goes (its recursion limit)")
+
+
+def _shown(value, limit=None):
+    """``value`` as JSON text for a message (cut at ``limit`` characters), or a word on why it cannot be."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError) as error:
+        text = "<%s>" % ("nested too deep to show" if isinstance(error, RecursionError) else "not JSON")
+    return text if limit is None else text[:limit]
 
 
 def _varint(n):
@@ -111,6 +124,8 @@ def _is_json_message(data):
         return False
     try:
         json.loads(data.decode("utf-8"))
+    except RecursionError:
+        return True  # JSON nested deeper than Python parses: a JSON client, whose message gets a Defect
     except ValueError:
         return False
     return True
@@ -151,7 +166,7 @@ class RpcFailure(RpcError):
     def __init__(self, error):
         self.error = error
         self.tag = error.get("_tag") if isinstance(error, dict) else None
-        RpcError.__init__(self, "%s %s" % (self.tag, json.dumps(error)) if self.tag else json.dumps(error))
+        RpcError.__init__(self, "%s %s" % (self.tag, _shown(error)) if self.tag else _shown(error))
 
 
 class RpcDefect(RpcError):
@@ -399,14 +414,14 @@ class RpcClient(object):
             for data in self.channel:
                 try:
                     message = _decode(data)
-                except ValueError:
-                    self._malformed(None, "a message that is not JSON: %r" % data[:100])
+                except ValueError as error:
+                    self._malformed(None, "a message it cannot read as JSON (%s): %r" % (error, data[:100]))
                     continue
                 try:
                     self._dispatch(message)
                 except Exception as error:  # noqa: BLE001 - the reader outlives one bad message
                     self._malformed(None, "a message it could not handle (%s): %s"
-                                    % (error, json.dumps(message)[:100]))
+                                    % (error, _shown(message, 100)))
             error = (
                 Closed("the client was closed", self.address)
                 if self._closing
@@ -437,13 +452,13 @@ class RpcClient(object):
 
     def _dispatch(self, message):
         if not isinstance(message, dict):
-            return self._malformed(None, "a message that is not an object: %s" % json.dumps(message)[:100])
+            return self._malformed(None, "a message that is not an object: %s" % _shown(message, 100))
         tag = message.get("_tag")
         if tag in ("Chunk", "Exit"):
             request_id = message.get("requestId")
             if not isinstance(request_id, str):
                 return self._malformed(None, "a %s whose requestId is not a string: %s"
-                                       % (tag, json.dumps(request_id)[:100]))
+                                       % (tag, _shown(request_id, 100)))
             if tag == "Chunk":
                 values = message.get("values")
                 if not isinstance(values, list):
@@ -455,7 +470,7 @@ class RpcClient(object):
                 return None
             exit = message.get("exit")
             if not _valid_exit(exit):
-                return self._malformed(request_id, "an Exit that is not an encoded Exit: %s" % json.dumps(exit)[:100])
+                return self._malformed(request_id, "an Exit that is not an encoded Exit: %s" % _shown(exit, 100))
             with self._lock:
                 pending = self._pending.pop(request_id, None)
             if pending is not None:
@@ -823,7 +838,7 @@ class _Connection(object):
         if tag == "Request":
             request_id = message.get("id")
             if isinstance(request_id, bool) or not isinstance(request_id, (str, int, float)):
-                self.send({"_tag": "Defect", "defect": "Invalid request id: %s" % json.dumps(request_id)})
+                self.send({"_tag": "Defect", "defect": "Invalid request id: %s" % _shown(request_id)})
                 return
             self.start(message)
         elif tag == "Ack":

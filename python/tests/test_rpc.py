@@ -653,6 +653,8 @@ class MalformedAnswers(TempDirCase):
                    b'{"_tag":"Exit","requestId":"%s","exit":{"_tag":"Failure","cause":["x"]}}',
                    b'{"_tag":"Exit","requestId":"%s","exit":{"_tag":"Failure","cause":{}}}',
                    b'{"_tag":"Chunk","requestId":"%s","values":5}',
+                   # JSON nested deeper than Python parses (RecursionError, not a ValueError: the reader died)
+                   b"[" * 100000 + b"]" * 100000,
                    b'{"_tag":"Exit","requestId":"%s","exit":{"_tag":"Success","value":42}}']
         listener = listen(self.address())
         self.addCleanup(listener.close)
@@ -674,6 +676,63 @@ class MalformedAnswers(TempDirCase):
                 client.call("Add", {"a": 1, "b": 2}, timeout=5)
             self.assertEqual(caught.exception.reason, "Protocol", reply)
         self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=5), 42)
+
+
+class DeepNesting(TempDirCase):
+    """JSON nested deeper than Python's parser goes raises RecursionError, not ValueError: it ended the
+    connection with a traceback where other JSON the server cannot take gets a ``Defect``."""
+
+    def setUp(self):
+        TempDirCase.setUp(self)
+        import logging
+        logging.getLogger("effect_ipc.rpc").disabled = True
+        self.addCleanup(setattr, logging.getLogger("effect_ipc.rpc"), "disabled", False)
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=RpcServer({"Add": lambda p: p["a"] + p["b"]}).serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+
+    def answers(self, frames, count):
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(raw.close)
+        raw.connect(os.path.join(self.dir, "s.sock"))
+        raw.settimeout(30)
+        raw.sendall(b"".join(framing.encode(framing.DATA, f) for f in frames))
+        decoder, messages = framing.Decoder(), []
+        while len(messages) < count:
+            chunk = raw.recv(65536)
+            self.assertTrue(chunk, "the connection stays open")
+            messages.extend(json.loads(p.decode("utf-8")) for kind, p in decoder.feed(chunk) if kind == framing.DATA)
+        raw.sendall(framing.encode(framing.CLOSE))
+        return messages
+
+    good = b'{"_tag": "Request", "id": "7", "tag": "Add", "payload": {"a": 1, "b": 2}, "headers": []}'
+    served = {"_tag": "Exit", "requestId": "7", "exit": {"_tag": "Success", "value": 3}}
+
+    def test_a_message_nested_too_deep_gets_a_defect_and_the_connection_goes_on(self):
+        deep = b"[" * 100000 + b"]" * 100000
+        request = b'{"_tag": "Request", "id": "1", "tag": "Add", "payload": ' + deep + b', "headers": []}'
+        messages = self.answers([rpc.HELLO_JSON, deep, request, self.good], 3)
+        self.assertEqual([m["_tag"] for m in messages], ["Defect", "Defect", "Exit"])
+        self.assertIn("nested deeper than Python's parser goes", messages[0]["defect"])
+        self.assertEqual(messages[2], self.served)
+
+    def test_a_first_message_nested_too_deep_is_json_without_a_hello(self):
+        # under 64 KiB and opening with "[": sniffed as a JSON client, as the Node server reads it
+        deep = b"[" * 20000 + b"]" * 20000
+        messages = self.answers([deep, self.good], 2)
+        self.assertEqual([m["_tag"] for m in messages], ["Defect", "Exit"])
+        self.assertIn("nested deeper than Python's parser goes", messages[0]["defect"])
+        self.assertEqual(messages[1], self.served)
+
+    def test_a_failure_nested_too_deep_to_show_still_makes_an_error(self):
+        error = [0]
+        for _ in range(100000):
+            error = [error]
+        failure = RpcFailure({"_tag": "Deep", "error": error})
+        self.assertEqual(failure.tag, "Deep")
+        self.assertIn("nested too deep to show", str(failure))
 
 
 class OddFields(TempDirCase):

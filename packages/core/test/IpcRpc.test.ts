@@ -587,6 +587,29 @@ describe("serialization negotiation (the hello)", () => {
       assert.match(JSON.stringify(defects[0].defect), /JSON/)
     }).pipe(Effect.scoped))
 
+  it.live("a message nested 100 000 deep is answered (a Defect, a failed call); the requests around it are served", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("json"))
+      const deep = "[".repeat(100_000) + "]".repeat(100_000)
+      yield* IpcChannel.sendAll(channel, [
+        jsonRequest("1", "Echo", { n: 1 }),
+        encoder.encode(deep),
+        encoder.encode(`{"_tag":"Request","id":"9","tag":"Echo","payload":${deep},"headers":[]}`),
+        jsonRequest("2", "Echo", { n: 2 })
+      ])
+      const replies = yield* Effect.forEach(
+        [1, 2, 3, 4],
+        () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
+        { concurrency: 1 }
+      ).pipe(Effect.timeout("10 seconds"))
+      // the array is not a message (its Defect); the request's payload is not Echo's (its call dies)
+      assert.deepStrictEqual(replies.filter((r) => r._tag === "Defect").length, 1, JSON.stringify(replies))
+      const exits = replies.filter((r) => r._tag === "Exit").map((r) => [r.requestId, r.exit._tag, r.exit.value])
+      assert.sameDeepMembers(exits, [["1", "Success", 1], ["9", "Failure", undefined], ["2", "Success", 2]])
+    }).pipe(Effect.scoped))
+
   it.live("a hello again mid-stream (a client restarted over a channel that outlived it) is passed over", () =>
     Effect.gen(function*() {
       const { address, transport } = yield* serving(group)
