@@ -25,7 +25,7 @@ def max_path_bytes_for(platform):
 
 
 MAX_PATH_BYTES = max_path_bytes_for(sys.platform)
-_PIPE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_PIPE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\Z")  # \Z: "$" matches before a final newline
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(//)?(.*)$", re.S)
 _BAD_PERCENT = re.compile(r"%(?![0-9a-fA-F]{2})")
 _ESCAPES = re.compile(r"(?:%[0-9a-fA-F]{2})+")

@@ -257,43 +257,54 @@ class Channel(object):
             except Closed:
                 return
 
+    @property
+    def max_frame_size(self):
+        """The largest message this channel sends or receives, in bytes."""
+        return self._max_frame_size
+
     def _read_loop(self):
         decoder = framing.Decoder(self._max_frame_size)
         try:
-            while True:
-                try:
-                    chunk = self._read(_READ_SIZE)
-                except (OSError, ValueError) as error:
-                    if self._closing:
-                        self._end_inbox()
-                    else:
-                        self._fail(IpcError("ConnectionLost", "the connection failed: %s" % error, self.address))
-                    return
-                if not chunk:
-                    self._on_end(decoder)
-                    return
-                self._last_received = time.time()
-                try:
-                    frames = decoder.feed(chunk)
-                except IpcError as error:
-                    self._fail(IpcError(error.reason, error.detail, self.address))
-                    return
-                for kind, payload in frames:
-                    if kind == framing.DATA:
-                        self._wait_for_room()
-                        self._inbox.put(payload)
-                    elif kind == framing.CLOSE:
-                        self._peer_said_close = True
-                    elif kind == framing.PING:
-                        if not self._closing:
-                            try:
-                                # not while a send is under way (it may be blocked on a peer that reads
-                                # nothing): the peer hears from us by that send's bytes
-                                self._send_frame(framing.PONG, payload, wait=0)
-                            except IpcError:
-                                pass
+            self._read_frames(decoder)
+        except Exception as error:  # noqa: BLE001 - a reader that dies must fail the channel, not leave it hanging
+            # (a MemoryError on a large frame left the channel closed with receive waiting for ever)
+            self._fail(IpcError("ConnectionLost", "the channel's reader failed: %r" % (error,), self.address))
         finally:
             self._teardown()
+
+    def _read_frames(self, decoder):
+        while True:
+            try:
+                chunk = self._read(_READ_SIZE)
+            except (OSError, ValueError) as error:
+                if self._closing:
+                    self._end_inbox()
+                else:
+                    self._fail(IpcError("ConnectionLost", "the connection failed: %s" % error, self.address))
+                return
+            if not chunk:
+                self._on_end(decoder)
+                return
+            self._last_received = time.time()
+            try:
+                frames = decoder.feed(chunk)
+            except IpcError as error:
+                self._fail(IpcError(error.reason, error.detail, self.address))
+                return
+            for kind, payload in frames:
+                if kind == framing.DATA:
+                    self._wait_for_room()
+                    self._inbox.put(payload)
+                elif kind == framing.CLOSE:
+                    self._peer_said_close = True
+                elif kind == framing.PING:
+                    if not self._closing:
+                        try:
+                            # not while a send is under way (it may be blocked on a peer that reads
+                            # nothing): the peer hears from us by that send's bytes
+                            self._send_frame(framing.PONG, payload, wait=0)
+                        except IpcError:
+                            pass
 
     def _on_end(self, decoder):
         if decoder.in_frame:
@@ -448,6 +459,11 @@ def _connect_error(error, address):
     return IpcError("Open", "cannot connect: %s" % error, address)
 
 
+# how long serve waits after a failed accept before trying again (doubling up to the most)
+_ACCEPT_PAUSE = 0.01
+_ACCEPT_PAUSE_MOST = 1.0
+
+
 class Listener(object):
     """A listening socket at a ``unix://`` or ``pipe://`` address, bound the
     safe way (see ``listen``). ``accept`` yields channels; ``close`` removes
@@ -491,12 +507,23 @@ class Listener(object):
 
     def serve(self, handler):
         """Serves every client in a thread of its own: ``handler(channel)``;
-        the channel is closed when the handler returns. Runs until ``close``."""
+        the channel is closed when the handler returns. Runs until ``close``;
+        a failed accept (out of descriptors in a flood of clients) is logged
+        and retried after a pause, the clients being served go on."""
+        pause = _ACCEPT_PAUSE
         while True:
             try:
                 channel = self.accept()
             except Closed:
                 return
+            except IpcError as error:
+                # EMFILE / ENFILE / ENOMEM while a flood holds the descriptors: serve ended, and the socket file
+                # it left answered no one; now the listener waits for descriptors to come back
+                log.warning("accept failed at %s, retrying in %.2f s: %s", self.address, pause, error.detail)
+                time.sleep(pause)
+                pause = min(pause * 2, _ACCEPT_PAUSE_MOST)
+                continue
+            pause = _ACCEPT_PAUSE
 
             def run(ch=channel):
                 try:

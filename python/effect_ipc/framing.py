@@ -26,6 +26,22 @@ def header(kind, length):
     return _HEADER.pack(VERSION, kind, length)
 
 
+def _copy(buf, start, length):
+    """``buf[start:start + length]`` as bytes: a large frame copied once (a slice of the bytearray, then
+    bytes of it, held it three times over at once: a frame of 200 MiB raised MemoryError where two fit)."""
+    if length < 65536:
+        return bytes(buf[start:start + length])
+    view = memoryview(buf)
+    try:
+        part = view[start:start + length]
+        try:
+            return bytes(part)
+        finally:
+            part.release()
+    finally:
+        view.release()
+
+
 class Decoder(object):
     """Incremental decoder: ``feed`` bytes in any pieces, get whole frames
     ``(kind, payload)`` back. A bad version byte, an unknown kind or a length
@@ -72,7 +88,7 @@ class Decoder(object):
             if len(buf) - offset - HEADER_SIZE < length:
                 break
             start = offset + HEADER_SIZE
-            frames.append((kind, bytes(buf[start:start + length])))
+            frames.append((kind, _copy(buf, start, length)))
             offset = start + length
         if offset:
             del buf[:offset]

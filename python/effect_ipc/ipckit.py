@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import time
 import uuid
 
@@ -54,6 +55,17 @@ def _os_error(error, what, directory):
     """An ``OSError`` as ``IpcError``: ``NoSpace`` for a full disk (or quota), as on the Node side, else ``Write``."""
     full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
     return IpcError("NoSpace" if error.errno in full else "Write", "%s: %s" % (what, error), directory)
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_error(error, path, directory):
+    """An ``OSError`` of opening or reading a channel file as ``IpcError``: ``PermissionDenied`` for what the
+    Node side refuses (a link, not a regular file, no access), else ``Open`` (its fallback)."""
+    refused = (errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO, errno.EISDIR)
+    return IpcError("PermissionDenied" if error.errno in refused else "Open",
+                    "cannot read %s: %s" % (os.path.basename(path), error), directory)
 
 
 def _now_ms():
@@ -130,13 +142,31 @@ class IpckitChannel(object):
             f.write(text)
 
     def _read(self, path):
+        """The messages in ``path`` (none when it is missing). Opened as the Node side opens a channel's
+        files: never through a symbolic link, never blocking on a FIFO, and only a regular file of this user
+        or root (else ``IpcError`` ``PermissionDenied``)."""
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except IOError as error:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
+        except OSError as error:
             if error.errno == errno.ENOENT:
                 return []
-            raise
+            raise _open_error(error, path, self.directory)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.geteuid(), 0):
+                raise IpcError("PermissionDenied", "%s is not a regular file of this user: remove it (only the "
+                               "channel's sides create files there)" % os.path.basename(path), self.directory)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        except OSError as error:
+            raise _open_error(error, path, self.directory)
+        finally:
+            os.close(fd)
         try:
             content = data.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -159,6 +189,7 @@ class IpckitChannel(object):
         return value
 
     def _lock(self, path):
+        """Takes ipckit's lock ``path``; returns the identity of the lock file made, for ``_unlock``."""
         deadline = time.time() + self.lock_timeout
         while True:
             try:
@@ -169,13 +200,14 @@ class IpckitChannel(object):
             else:
                 try:
                     try:
+                        st = os.fstat(fd)
                         os.write(fd, ("%d\n" % os.getpid()).encode())
                     finally:
                         os.close(fd)
                 except OSError as error:
                     os.unlink(path)  # ours: never left without its pid
                     raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
-                return
+                return (st.st_dev, st.st_ino)
             text = self._maybe_break(path)
             if time.time() > deadline:
                 if text and _pid_of(text) is None:
@@ -185,6 +217,26 @@ class IpckitChannel(object):
                                    self.directory)
                 raise IpcError("Timeout", "the lock %s stayed held" % os.path.basename(path), self.directory)
             time.sleep(0.01)
+
+    def _unlock(self, path, ours):
+        """Removes the lock ``path`` if it is still the one ``_lock`` made (same file, our pid): one broken
+        meanwhile (ipckit breaks a lock older than 5 s) is gone, or is another writer's now, and stays."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
+        except OSError:
+            return  # removed meanwhile (or something we never made): nothing of ours to remove
+        try:
+            st = os.fstat(fd)
+            text = os.read(fd, 4096).decode("utf-8", "replace")
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        if (st.st_dev, st.st_ino) == ours and _pid_of(text) == os.getpid():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     @staticmethod
     def _look(path):
@@ -265,26 +317,54 @@ class IpckitChannel(object):
         if why is not None:
             raise IpcError("Encode", "ipckit could not read this message back: %s" % why, self.directory)
         lock = os.path.splitext(self.outbox)[0] + ".lock"
-        self._lock(lock)
+        ours = self._lock(lock)
         try:
             messages = self._read(self.outbox)
             messages.append(msg)
             if len(messages) > self.keep:
                 messages = messages[len(messages) - self.keep:]
-            tmp = os.path.splitext(self.outbox)[0] + ".tmp"
+            self._replace(self.outbox, _pretty(messages).encode("utf-8"))
+        finally:
+            self._unlock(lock, ours)
+        return msg
+
+    def _replace(self, path, data):
+        """Writes ``data`` to ipckit's ``<name>.tmp`` and renames it over ``path``, as the Node side does: a
+        ``.tmp`` left there (only a lock holder writes it: a dead writer's, or a link or FIFO someone put
+        there) is removed first, never followed nor written through; the new one is created exclusively,
+        without following links, with the mode of the file it replaces (never group or other write bits)."""
+        tmp = os.path.splitext(path)[0] + ".tmp"
+        try:
+            mode = os.lstat(path).st_mode & 0o755
+        except OSError:
+            mode = 0o600
+        created = False
+        try:
             try:
                 try:
-                    with open(tmp, "w", encoding="utf-8") as f:
-                        f.write(_pretty(messages))
-                    os.rename(tmp, self.outbox)
+                    os.unlink(tmp)
+                except OSError as error:
+                    if error.errno != errno.ENOENT:
+                        raise
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode)
+                created = True
+                try:
+                    try:
+                        os.fchmod(fd, mode)  # exactly the mode (the umask only narrows it)
+                    except OSError:
+                        pass  # a file system without modes keeps what it made
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
                 finally:
-                    if os.path.lexists(tmp):
-                        os.unlink(tmp)  # a failed write: the file it would replace stays whole
-            except OSError as error:
-                raise _os_error(error, "cannot write %s" % os.path.basename(self.outbox), self.directory)
-        finally:
-            os.unlink(lock)
-        return msg
+                    os.close(fd)
+                os.rename(tmp, path)
+                created = False
+            finally:
+                if created:
+                    os.unlink(tmp)  # a failed write: the file it would replace stays whole
+        except OSError as error:
+            raise _os_error(error, "cannot write %s" % os.path.basename(path), self.directory)
 
     def send_request(self, method, payload=None):
         """Sends a request; returns its id."""

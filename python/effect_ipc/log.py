@@ -29,8 +29,9 @@ DATA, CLOSE, END_OF_SEGMENT = 0, 1, 2
 DEFAULT_SEGMENT_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 _ROTATION_ROOM = RECORD_HEADER + SEGMENT_HEADER
-_READER_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
-_SEGMENT_NAME = re.compile(r"^[0-9a-f]{16}\.seg$")
+# \Z, not $: "$" also matches before a final newline ("0000000000000000.seg\n" is not a segment)
+_READER_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}\Z")
+_SEGMENT_NAME = re.compile(r"^[0-9a-f]{16}\.seg\Z")
 
 
 def crc32(data, value=0):
@@ -134,8 +135,13 @@ def _write_at(fd, data, offset):
 
 
 def segments(directory):
-    """The base offsets of a stream's segments, oldest first."""
-    return sorted(int(name[:16], 16) for name in os.listdir(directory) if _SEGMENT_NAME.match(name))
+    """The base offsets of a stream's segments, oldest first; ``IpcError`` (``NotFound`` for a
+    missing stream directory) when the directory cannot be listed."""
+    try:
+        names = os.listdir(directory)
+    except OSError as error:
+        raise IpcError(_ERRNO_REASONS.get(error.errno, "Read"), "cannot list the stream: %s" % error, directory)
+    return sorted(int(name[:16], 16) for name in names if _SEGMENT_NAME.match(name))
 
 
 _ERRNO_REASONS = {
@@ -149,6 +155,17 @@ def _write_error(error, what, directory):
     """An ``OSError`` of a write as ``IpcError``, its errno picking the reason as
     on the Node side (``NoSpace`` for a full disk or quota, ...), else ``Write``."""
     return IpcError(_ERRNO_REASONS.get(error.errno, "Write"), "%s: %s" % (what, error), directory)
+
+
+def _read_file(path, size, directory):
+    """The first ``size`` bytes of a file of the stream, opened as ``_open_file`` does (``IpcError`` if refused)."""
+    fd = _open_file(path, os.O_RDONLY, directory)
+    try:
+        return _read_at(fd, size, 0)
+    except OSError as error:
+        raise IpcError("Read", "cannot read %s: %s" % (os.path.basename(path), error), directory)
+    finally:
+        os.close(fd)
 
 
 def _sync(fd):
@@ -245,15 +262,15 @@ def register(directory, name, start="start", file_mode=0o600):
     if not _READER_NAME.match(name):
         raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
     path = os.path.join(directory, "readers", name + ".cursor")
-    if os.path.exists(path):
+    if os.path.lexists(path):  # whatever it is (a link, a FIFO): opening it as the cursor refuses it
         return
     bases = segments(directory)
     if not bases:
         raise IpcError("NotFound", "the stream has no segments", directory)
     offset = bases[0] + SEGMENT_HEADER
     if start == "end":
-        with open(os.path.join(directory, "writer.lock"), "rb") as f:
-            state = WriterState.decode(f.read(WRITER_STATE_SIZE))
+        # never through a link, never blocking on a FIFO: refused with IpcError, as the Node side's endOffset
+        state = WriterState.decode(_read_file(os.path.join(directory, "writer.lock"), WRITER_STATE_SIZE, directory))
         if state is not None:
             offset = state.end
     data = encode_cursor_slot(offset, 0) + b"\0" * (CURSOR_SIZE - 16)
@@ -277,14 +294,20 @@ def register(directory, name, start="start", file_mode=0o600):
 
 
 def _cursor_offsets(directory):
+    """The committed offsets of the readers' cursors. A ``*.cursor`` that cannot be read as one (removed
+    meanwhile, a link, a FIFO, another user's file) is passed over, as the Node side's ``cursors`` does:
+    it is never followed nor waited on (the writer reclaims holding the stream's lock)."""
     out = []
     folder = os.path.join(directory, "readers")
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return out
+    for name in names:
         if name.endswith(".cursor"):
             try:
-                with open(os.path.join(folder, name), "rb") as f:
-                    cursor = decode_cursor(f.read(CURSOR_SIZE))
-            except OSError:
+                cursor = decode_cursor(_read_file(os.path.join(folder, name), CURSOR_SIZE, directory))
+            except (IpcError, OSError):
                 continue
             if cursor is not None:
                 out.append(cursor[0])
@@ -585,29 +608,39 @@ class LogReader(object):
         self.directory = directory
         self.name = name
         self.poll_interval = poll_interval
+        self._cursor_fd = -1
+        self._seg_fd = -1
+        self._closed = True  # until it is open: close() then releases what a failed open took
         register(directory, name, start, file_mode)
         path = os.path.join(directory, "readers", name + ".cursor")
         self._cursor_fd = _open_file(path, os.O_RDWR, directory)
         try:
-            fcntl.flock(self._cursor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            owner = struct.unpack(">I", _read_at(self._cursor_fd, CURSOR_SIZE, 0)[32:36] or b"\0\0\0\0")[0]
-            os.close(self._cursor_fd)
-            raise IpcError("AddressInUse", "reader %s is in use by another process%s"
-                           % (name, " (pid %d)" % owner if owner else ""), directory)
-        cursor = decode_cursor(_read_at(self._cursor_fd, CURSOR_SIZE, 0))
-        if cursor is None:
-            os.close(self._cursor_fd)
-            raise IpcError("Decode", "the cursor of reader %s is unreadable" % name, directory)
-        os.pwrite(self._cursor_fd, struct.pack(">I", os.getpid()), 32)
-        self._committed, self._seq = cursor
-        self._pending = None
-        self._state = None  # the writer state last read
-        self._seg_fd = -1
-        self._seg_base = -1
-        self._pos = 0
+            try:
+                fcntl.flock(self._cursor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    raise
+                data = _read_at(self._cursor_fd, CURSOR_SIZE, 0)
+                # the pid is informational: a cursor cut short (damage) names none (the Node side's cursorOwner)
+                owner = struct.unpack(">I", data[32:36])[0] if len(data) >= CURSOR_SIZE else 0
+                raise IpcError("AddressInUse", "reader %s is in use by another process%s"
+                               % (name, " (pid %d)" % owner if owner else ""), directory)
+            cursor = decode_cursor(_read_at(self._cursor_fd, CURSOR_SIZE, 0))
+            if cursor is None:
+                raise IpcError("Decode", "the cursor of reader %s is unreadable" % name, directory)
+            os.pwrite(self._cursor_fd, struct.pack(">I", os.getpid()), 32)
+            self._committed, self._seq = cursor
+            self._pending = None
+            self._state = None  # the writer state last read
+            self._seg_base = -1
+            self._pos = 0
+            self._seek(self._committed)
+        except BaseException as error:
+            self._release()  # the cursor's descriptor, and with it the reader name, is never kept by a failed open
+            if isinstance(error, OSError):
+                raise IpcError("Open", "cannot open reader %s: %s" % (name, error), directory)
+            raise
         self._closed = False
-        self._seek(self._committed)
 
     def _seek(self, offset):
         bases = [b for b in segments(self.directory) if b <= offset]
@@ -627,9 +660,10 @@ class LogReader(object):
 
     def _committed_end(self):
         try:
-            with open(os.path.join(self.directory, "writer.lock"), "rb") as f:
-                state = WriterState.decode(f.read(WRITER_STATE_SIZE))
-        except OSError:
+            # never through a link nor blocking on a FIFO; what cannot be read is no state (the Node reader's rule)
+            state = WriterState.decode(_read_file(os.path.join(self.directory, "writer.lock"), WRITER_STATE_SIZE,
+                                                  self.directory))
+        except (IpcError, OSError):
             state = None
         self._state = state
         if state is None or state.segment < self._seg_base:
@@ -723,11 +757,17 @@ class LogReader(object):
         if self._closed:
             return
         self._closed = True
-        if self._pending is not None:
-            self.commit(self._pending)
+        try:
+            if self._pending is not None:
+                self.commit(self._pending)
+        finally:
+            self._release()
+
+    def _release(self):
         for fd in (self._seg_fd, self._cursor_fd):
             if fd >= 0:
                 os.close(fd)
+        self._seg_fd = self._cursor_fd = -1
 
     def __enter__(self):
         return self

@@ -53,11 +53,20 @@ def _no_constant(name):
     raise ValueError("%s is not JSON" % name)
 
 
+def _number(text):
+    """A JSON integer: an ``int``, or as JavaScript reads it (a float, ``inf`` past its range) when it has
+    more digits than Python converts (3.11's limit, also in 3.7 to 3.10 security releases)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _decode(data):
     """A message's JSON (``ValueError`` when it is not UTF-8 JSON text, or nests deeper than Python's
     parser goes; NaN and Infinity are not JSON, as for Node)."""
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constant, parse_int=_number)
     except RecursionError:
         raise ValueError("JSON nested deeper than Python's parser goes (its recursion limit)")
 
@@ -123,7 +132,7 @@ def _is_json_message(data):
     if len(data) > MAX_SNIFFED or not data.lstrip(b" \t\r\n")[:1] in (b"{", b"["):
         return False
     try:
-        json.loads(data.decode("utf-8"))
+        json.loads(data.decode("utf-8"), parse_int=_number)
     except RecursionError:
         return True  # JSON nested deeper than Python parses: a JSON client, whose message gets a Defect
     except ValueError:
@@ -166,7 +175,8 @@ class RpcFailure(RpcError):
     def __init__(self, error):
         self.error = error
         self.tag = error.get("_tag") if isinstance(error, dict) else None
-        RpcError.__init__(self, "%s %s" % (self.tag, _shown(error)) if self.tag else _shown(error))
+        tag = self.tag if isinstance(self.tag, str) else _shown(self.tag)
+        RpcError.__init__(self, "%s %s" % (tag, _shown(error)) if self.tag else _shown(error))
 
 
 class RpcDefect(RpcError):
@@ -176,7 +186,7 @@ class RpcDefect(RpcError):
     def __init__(self, defect):
         self.defect = defect
         text = defect.get("message", defect) if isinstance(defect, dict) else defect
-        RpcError.__init__(self, "defect: %s" % (text,))
+        RpcError.__init__(self, "defect: %s" % (text if isinstance(text, str) else _shown(text),))
 
 
 class RpcInterrupted(RpcError):
@@ -355,10 +365,16 @@ class RpcClient(object):
                    "headers": [list(h) for h in headers]}
         if discard:
             message["discard"] = True
-        else:
+        data = _encode(message)  # a payload JSON cannot encode fails here, before anything is registered
+        if not discard:
             with self._lock:
                 self._pending[request_id] = pending
-        self.channel.send(_encode(message))
+        try:
+            self.channel.send(data)
+        except BaseException:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            raise
         return pending
 
     def start(self, tag, payload=None, headers=()):
@@ -560,6 +576,15 @@ def _js_string(value, nested=False):
     return "%s" % (value,)
 
 
+def _encodable(value):
+    """True when ``value`` can be sent as JSON (see ``_encode``)."""
+    try:
+        _encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def _unencodable(error):
     return {"name": type(error).__name__, "message": "the handler's result cannot be encoded as JSON: %s" % error}
 
@@ -597,7 +622,14 @@ class _Workers(object):
             self.threads += 1
         thread = threading.Thread(target=self.loop, name="effect-ipc rpc worker")
         thread.daemon = True
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as error:
+            # no thread for it (the process's thread limit, or memory): the work waits for a worker there is,
+            # or for the next submit to start one (counted, a worker never started took the pool's place for good)
+            with self.lock:
+                self.threads -= 1
+            log.warning("could not start an RPC worker (%d running): %s", self.threads, error)
 
     def loop(self):
         while True:
@@ -697,6 +729,8 @@ class _Connection(object):
         self.most = 0
         self.outbox = collections.deque()
         self.stopped = False
+        # calls whose id a later request took while they ran (see start)
+        self.shadowed = []
 
     def backlog_counts(self):
         with self.room:
@@ -791,7 +825,8 @@ class _Connection(object):
             # however the connection ended (a close, or a client killed: ConnectionLost), its calls are
             # interrupted: `cancelled` is set and a stream's generator is closed
             with self.lock:
-                calls, self.calls = list(self.calls.values()), {}
+                calls, self.calls = list(self.calls.values()) + self.shadowed, {}
+                self.shadowed = []
             for context in calls:
                 context.cancelled.set()
                 self.resume(context)
@@ -809,10 +844,13 @@ class _Connection(object):
             try:
                 message = _decode(data)
             except ValueError as error:
-                # as the Node server: a Defect, and the connection goes on
+                # as the Node server: a Defect, and the connection goes on (within the backlog's bound, as
+                # any answer: a client sending junk and reading nothing grew the queue of Defects without end)
+                self.wait_for_room(1)
                 self.send({"_tag": "Defect", "defect": "this RPC server speaks json serialization: %s" % error})
                 continue
             if not isinstance(message, dict):
+                self.wait_for_room(1)
                 self.send({"_tag": "Defect", "defect": "Unknown request tag: undefined"})
                 continue
             self.wait_for_room(_cost(message))
@@ -837,7 +875,9 @@ class _Connection(object):
         tag = message.get("_tag")
         if tag == "Request":
             request_id = message.get("id")
-            if isinstance(request_id, bool) or not isinstance(request_id, (str, int, float)):
+            if isinstance(request_id, bool) or not isinstance(request_id, (str, int, float)) or \
+                    not _encodable(request_id):
+                # an id its answer could not carry (1e400 read as inf, a lone surrogate) is no id either
                 self.send({"_tag": "Defect", "defect": "Invalid request id: %s" % _shown(request_id)})
                 return
             self.start(message)
@@ -869,7 +909,16 @@ class _Connection(object):
             log.warning("the exit of %s cannot be encoded as JSON", context.tag, exc_info=True)
             data = _encode({"_tag": "Exit", "requestId": context.request_id,
                             "exit": {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": _unencodable(error)}]}})
+        if len(data) > self.channel.max_frame_size:
+            # the channel would refuse it (FrameTooLarge) and the call wait for ever: a defect that says so
+            log.warning("the exit of %s is over the frame limit", context.tag)
+            data = _encode({"_tag": "Exit", "requestId": context.request_id,
+                            "exit": {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": self._too_large(len(data))}]}})
         self.send_bytes(data)
+
+    def _too_large(self, size):
+        return {"name": "FrameTooLarge", "message": "the answer of %d bytes is over this connection's frame limit "
+                "of %d bytes" % (size, self.channel.max_frame_size)}
 
     def start(self, request):
         request_id, tag = request.get("id"), request.get("tag")
@@ -885,6 +934,11 @@ class _Connection(object):
             self.finish(context, {"_tag": "Success", "value": None})
         else:
             with self.lock:
+                earlier = self.calls.get(request_id)
+                if earlier is not None:
+                    # an id reused while its call runs: the newer call answers to it, the earlier one is
+                    # still interrupted when the connection ends (its stream's generator closed)
+                    self.shadowed.append(earlier)
                 self.calls[request_id] = context
         payload = request.get("payload")
         self.submit(lambda: self.run_call(context, handler, payload))
@@ -925,7 +979,10 @@ class _Connection(object):
         if exit is None:
             return
         with self.lock:
-            self.calls.pop(context.request_id, None)
+            if self.calls.get(context.request_id) is context:
+                del self.calls[context.request_id]
+            elif context in self.shadowed:
+                self.shadowed.remove(context)
         if not context.cancelled.is_set():
             self.finish(context, exit)
 
@@ -945,6 +1002,9 @@ class _Connection(object):
         except (TypeError, ValueError, RecursionError) as error:
             log.warning("a chunk of %s cannot be encoded as JSON", context.tag, exc_info=True)
             return {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": _unencodable(error)}]}
+        if len(chunk) > self.channel.max_frame_size:
+            log.warning("a chunk of %s is over the frame limit", context.tag)
+            return {"_tag": "Failure", "cause": [{"_tag": "Die", "defect": self._too_large(len(chunk))}]}
         with self.lock:
             # checked under the lock: an interrupt sets cancelled, then resumes what awaits
             if context.cancelled.is_set():

@@ -78,6 +78,14 @@ class PercentEscapes(unittest.TestCase):
                 address.resolve_on(raw, *LINUX)
             self.assertEqual(caught.exception.reason, "InvalidAddress", raw)
 
+    def test_a_pipe_name_ending_in_a_newline_is_invalid(self):
+        # _PIPE_NAME ended in "$", which matches before a final newline: "pipe://app\n" resolved to the
+        # socket "app\n.sock"; Node's pipeName (a JavaScript "$") refuses it
+        for raw in ("pipe://app\n", "pipe://a.b-c_d\n"):
+            with self.assertRaises(IpcError) as caught:
+                address.resolve_on(raw, *LINUX)
+            self.assertEqual(caught.exception.reason, "InvalidAddress", repr(raw))
+
 
 class AnXdgRuntimeDirNotThisUsers(TempDirCase):
     """As Node's SocketPath.test.ts ("an XDG_RUNTIME_DIR that is not this user's, or that others

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import unittest
@@ -267,6 +268,128 @@ class LockOfAnotherUser(TempDirCase):
                               "/usr/bin/python3", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True, timeout=60)
         self.assertEqual(ran.stdout.split("\n"), ["Timeout", str(os.getpid()), ""], ran.stderr)
+
+
+
+def probe(case, code, timeout=15):
+    """Runs ``code`` in a child Python that imports this package (``IpcError``, ``IpckitChannel``, ``os``,
+    ``time``) and returns the lines it prints; one that does not end within ``timeout`` seconds (it hangs)
+    fails the test, the child killed."""
+    script = ("import os, sys, time\nsys.path.insert(0, %r)\nfrom effect_ipc import IpcError\n"
+              "from effect_ipc.ipckit import IpckitChannel\n%s" % (os.path.abspath(PACKAGE), textwrap.dedent(code)))
+    try:
+        ran = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        case.fail("still blocked after %s s (killed)" % timeout)
+    case.assertEqual(ran.returncode, 0, ran.stderr)
+    return ran.stdout.splitlines()
+
+
+class OddFiles(TempDirCase):
+    """The message files were opened with open() (a FIFO blocked for good, a link was followed) and the
+    temporary file was written through whatever was at ``<name>.tmp``."""
+
+    def test_a_fifo_or_a_link_in_place_of_a_message_file_is_refused_without_blocking(self):
+        # receive(timeout=1) blocked for good opening a FIFO inbox (and send on a FIFO outbox); the Node side
+        # refuses a FIFO or a link there (PermissionDenied)
+        elsewhere = os.path.join(self.dir, "elsewhere.json")
+        with open(elsewhere, "w") as f:
+            f.write("[]")
+        fifo_dir, link_dir = os.path.join(self.dir, "fifo"), os.path.join(self.dir, "link")
+        for folder in (fifo_dir, link_dir):
+            os.mkdir(folder, 0o700)
+        for name in ("frontend_to_backend.json", "backend_to_frontend.json"):
+            os.mkfifo(os.path.join(fifo_dir, name), 0o600)
+            os.symlink(elsewhere, os.path.join(link_dir, name))
+        lines = probe(self, """
+            for folder in (%r, %r):
+                channel = IpckitChannel(folder, "backend")
+                for what, call in (("receive", lambda: channel.receive(timeout=1)),
+                                   ("send", lambda: channel.send_event("x"))):
+                    began = time.time()
+                    try:
+                        call()
+                        print(what, "returned")
+                    except IpcError as error:
+                        print(what, error.reason, round(time.time() - began, 1))
+            """ % (fifo_dir, link_dir))
+        self.assertEqual([line.split()[:2] for line in lines], [["receive", "PermissionDenied"],
+                                                                ["send", "PermissionDenied"]] * 2)
+        self.assertTrue(all(float(line.split()[2]) < 1 for line in lines), lines)
+        with open(elsewhere) as f:
+            self.assertEqual(f.read(), "[]")  # never written through the link
+        self.assertTrue(os.path.islink(os.path.join(link_dir, "backend_to_frontend.json")))
+
+    def test_a_link_at_the_temporary_file_is_never_written_through(self):
+        # send wrote <outbox>.tmp with open(tmp, "w"): through a link there, overwriting the file it names
+        victim = os.path.join(self.dir, "precious.txt")
+        with open(victim, "w") as f:
+            f.write("precious data\n")
+        folder = os.path.join(self.dir, "channel")
+        os.mkdir(folder, 0o700)
+        tmp = os.path.join(folder, "backend_to_frontend.tmp")
+        os.symlink(victim, tmp)
+        backend = IpckitChannel(folder, "backend")
+        backend.send_event("hello", {"x": 1})
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious data\n")
+        outbox = os.path.join(folder, "backend_to_frontend.json")
+        self.assertFalse(os.path.islink(outbox))
+        self.assertFalse(os.path.lexists(tmp))
+        self.assertEqual(IpckitChannel(folder, "frontend").receive(1)["payload"], {"x": 1})
+        # a FIFO there (a reader would wait on it) is replaced too, without blocking
+        os.mkfifo(tmp, 0o600)
+        backend.send_event("again")
+        self.assertFalse(os.path.lexists(tmp))
+        with open(outbox) as f:
+            self.assertEqual([m["method"] for m in json.load(f)], ["hello", "again"])
+
+
+class LockBrokenWhileSending(TempDirCase):
+    """ipckit breaks a lock older than 5 s: the lock send took may be gone when it is done writing, or be
+    another writer's by then. send removed it with os.unlink, unchecked."""
+
+    def sending_while(self, channel, meanwhile):
+        """``channel`` with ``meanwhile()`` run while a send holds the lock (right before it reads its file)."""
+        read = channel._read
+
+        def reading(path):
+            if path == channel.outbox:
+                meanwhile()
+            return read(path)
+        channel._read = reading
+        return channel
+
+    def test_a_lock_removed_while_sending_is_no_error_and_the_message_is_sent_once(self):
+        # a raw FileNotFoundError came out of send though the message was written: a retry sent it twice
+        lock = os.path.join(self.dir, "backend_to_frontend.lock")
+        backend = self.sending_while(IpckitChannel(self.dir, "backend"), lambda: os.unlink(lock))
+        backend.send_event("once")
+        self.assertFalse(os.path.lexists(lock))
+        frontend = IpckitChannel(self.dir, "frontend")
+        self.assertEqual(frontend.receive(1)["method"], "once")
+        with self.assertRaises(IpcError) as caught:
+            frontend.receive(0.2)
+        self.assertEqual(caught.exception.reason, "Timeout")
+
+    def test_a_lock_another_writer_took_meanwhile_is_left_to_it(self):
+        # send removed whatever lock was there when it was done: another live writer's
+        other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        self.addCleanup(other.wait, 30)
+        self.addCleanup(other.stdin.close)
+        lock = os.path.join(self.dir, "backend_to_frontend.lock")
+
+        def broken_and_retaken():
+            os.unlink(lock)
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, b"%d\n" % other.pid)
+            os.close(fd)
+        backend = self.sending_while(IpckitChannel(self.dir, "backend"), broken_and_retaken)
+        backend.send_event("mine")
+        with open(lock) as f:
+            self.assertEqual(f.read(), "%d\n" % other.pid)
+        self.assertEqual(IpckitChannel(self.dir, "frontend").receive(1)["method"], "mine")
 
 
 if __name__ == "__main__":

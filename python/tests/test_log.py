@@ -5,6 +5,8 @@ import re
 import struct
 import subprocess
 import sys
+import textwrap
+import time
 import unittest
 
 from helpers import TempDirCase
@@ -363,6 +365,187 @@ class LogKillers(TempDirCase):
             writer.append(b"after")
         self.assertEqual(caught.exception.reason, "Corrupt")
         self.assertEqual(os.path.getsize(second), held)  # its records are still there
+
+
+
+def probe(case, code, timeout=15):
+    """Runs ``code`` in a child Python that imports this package (``IpcError``, ``log``, ``os``, ``time``) and
+    returns the words it prints; one that does not end within ``timeout`` seconds (it hangs) fails the test,
+    the child killed."""
+    script = "import os, sys, time\nsys.path.insert(0, %r)\nfrom effect_ipc import IpcError, log\n%s" % (
+        PACKAGE, textwrap.dedent(code))
+    try:
+        ran = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        case.fail("still blocked after %s s (killed)" % timeout)
+    case.assertEqual(ran.returncode, 0, ran.stderr)
+    return ran.stdout.split()
+
+
+class OddFilesInTheStream(TempDirCase):
+    """The files the reader and the writer's reclaim opened with open(): a FIFO blocked them for good, a
+    link was followed. They are opened as _open_file does now (never following a link, never waiting on a
+    FIFO); what is refused is what the Node side makes of it."""
+
+    def stream(self, readers=("r",)):
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=readers)
+        return path
+
+    def test_a_fifo_at_writer_lock_never_blocks_a_reader(self):
+        # LogReader.read(timeout=1) blocked for good opening writer.lock (_committed_end); an unreadable writer
+        # state is none (the Node reader's rule): the records there are read, then Timeout
+        path = self.stream()
+        words = probe(self, """
+            writer = log.LogWriter(%r)
+            writer.append(b"one")
+            reader = log.LogReader(%r, "r")
+            os.unlink(os.path.join(%r, "writer.lock"))
+            os.mkfifo(os.path.join(%r, "writer.lock"), 0o600)
+            print(reader.read(timeout=1).payload.decode())
+            began = time.time()
+            try:
+                reader.read(timeout=1)
+            except IpcError as error:
+                print(error.reason, round(time.time() - began, 1))
+            """ % (path, path, path, path))
+        self.assertEqual(words[:2], ["one", "Timeout"])
+        self.assertLess(float(words[2]), 4)
+
+    def test_registering_at_the_end_through_a_fifo_at_writer_lock_is_permission_denied(self):
+        # register(start="end") blocked for good opening writer.lock; the Node side's endOffset refuses it
+        path = self.stream()
+        os.unlink(os.path.join(path, "writer.lock"))
+        os.mkfifo(os.path.join(path, "writer.lock"), 0o600)
+        words = probe(self, """
+            try:
+                log.LogReader(%r, "late", start="end")
+            except IpcError as error:
+                print(error.reason)
+            """ % path)
+        self.assertEqual(words, ["PermissionDenied"])
+        self.assertFalse(os.path.lexists(os.path.join(path, "readers", "late.cursor")))
+
+    def test_a_fifo_or_a_link_named_cursor_is_passed_over_by_reclaim(self):
+        # an append that reclaimed blocked for good on a FIFO readers/junk.cursor, holding the stream's lock;
+        # a link was followed (its cursor held space back); the Node side's cursors() passes both over
+        path = self.stream()
+        with log.LogWriter(path, segment_bytes=4096, max_bytes=16384) as writer:
+            writer.append_many([b"x" * 1000] * 10)
+        with log.LogReader(path, "r") as reader:
+            self.assertEqual([len(reader.receive(1)) for _ in range(10)], [1000] * 10)
+        readers = os.path.join(path, "readers")
+        os.mkfifo(os.path.join(readers, "junk.cursor"), 0o600)
+        elsewhere = os.path.join(self.dir, "elsewhere.cursor")
+        with open(elsewhere, "wb") as f:  # a cursor at the very start: it would hold every segment back
+            f.write(log.encode_cursor_slot(log.SEGMENT_HEADER, 0) + b"\0" * 20)
+        os.symlink(elsewhere, os.path.join(readers, "link.cursor"))
+        words = probe(self, """
+            writer = log.LogWriter(%r, segment_bytes=4096, max_bytes=16384)
+            began = time.time()
+            for _ in range(10):
+                writer.append(b"y" * 1000)
+            print(round(time.time() - began, 1))
+            """ % path)
+        self.assertLess(float(words[0]), 4)
+        self.assertNotIn(0, log.segments(path))  # reclaimed: "r" is past it, the junk was passed over
+        with log.LogReader(path, "r") as reader:
+            self.assertEqual([reader.receive(1) for _ in range(10)], [b"y" * 1000] * 10)
+
+
+class NamesEndingInANewline(TempDirCase):
+    def test_a_stray_file_named_like_a_segment_and_a_newline_is_no_segment(self):
+        # _SEGMENT_NAME ended in "$", which matches before a final newline: "0000000000000000.seg\n" counted as
+        # segment 0, and the writer's reclaim deleted the real segment 0 with records "slow" had not read
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=["slow"])
+        with log.LogWriter(path, segment_bytes=1 << 20, max_bytes=4096) as writer:
+            writer.append_many([b"record %d" % i + b"." * 1000 for i in range(3)])
+            with log.LogReader(path, "slow") as reader:
+                self.assertEqual(reader.receive(1)[:8], b"record 0")
+            stray = os.path.join(path, log.segment_name(0) + "\n")
+            open(stray, "wb").close()
+            self.assertEqual(log.segments(path), [0])
+            with self.assertRaises(IpcError) as caught:
+                writer.append(b"record 3" + b"." * 1000)  # near max_bytes: the writer reclaims, and "slow" is behind
+            self.assertEqual(caught.exception.reason, "Full")
+        self.assertTrue(os.path.exists(os.path.join(path, log.segment_name(0))))
+        with log.LogReader(path, "slow") as reader:
+            self.assertEqual([reader.receive(1)[:8] for _ in range(2)], [b"record 1", b"record 2"])
+
+    def test_a_reader_name_ending_in_a_newline_is_invalid(self):
+        path = os.path.join(self.dir, "stream")
+        log.create(path)
+        for call in (lambda: log.create(path, readers=["r\n"]), lambda: log.register(path, "r\n"),
+                     lambda: log.LogReader(path, "r\n")):
+            with self.assertRaises(IpcError) as caught:
+                call()
+            self.assertEqual(caught.exception.reason, "InvalidAddress")
+        self.assertEqual(os.listdir(os.path.join(path, "readers")), [])
+
+
+HOLD = """
+import sys
+sys.path.insert(0, %r)
+from effect_ipc import log
+reader = log.LogReader(%r, "r")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+class TypedErrors(TempDirCase):
+    def test_a_reader_of_a_missing_stream_is_not_found_as_a_writer(self):
+        # LogReader raised a raw FileNotFoundError (listing the directory); LogWriter: IpcError NotFound
+        missing = os.path.join(self.dir, "missing")
+        for call in (lambda: log.LogReader(missing, "r"), lambda: log.LogWriter(missing),
+                     lambda: log.segments(missing)):
+            with self.assertRaises(IpcError) as caught:
+                call()
+            self.assertEqual(caught.exception.reason, "NotFound")
+
+    @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "counts descriptors in /proc/self/fd")
+    def test_a_cursor_cut_short_while_another_process_holds_it_is_address_in_use_and_keeps_no_descriptor(self):
+        # the pid of bytes 32..36 was unpacked from what was there: struct.error, and the descriptor leaked
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=["r"])
+        holder = subprocess.Popen([sys.executable, "-c", HOLD % (PACKAGE, path)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(holder.stderr.close)
+        self.addCleanup(holder.stdout.close)
+        self.addCleanup(holder.stdin.close)
+        self.addCleanup(holder.wait, 30)
+        self.addCleanup(holder.kill)
+        self.assertEqual(holder.stdout.readline(), b"ready\n", holder.stderr.read(2000) if holder.poll() else "")
+        os.truncate(os.path.join(path, "readers", "r.cursor"), 34)  # damage, while the other process reads
+        before = descriptors()
+        with self.assertRaises(IpcError) as caught:
+            log.LogReader(path, "r")
+        self.assertEqual(caught.exception.reason, "AddressInUse")
+        self.assertEqual(descriptors(), before)
+        holder.stdin.close()
+        self.assertEqual(holder.wait(30), 0)
+        with log.LogReader(path, "r") as reader:  # free again: slot 0 is whole
+            self.assertEqual(reader.name, "r")
+
+    @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "counts descriptors in /proc/self/fd")
+    def test_a_reader_that_fails_to_open_keeps_neither_a_descriptor_nor_its_name(self):
+        # a damaged stream (Corrupt when seeking the cursor) left the cursor's descriptor open, and with it
+        # the reader name locked: the next open in this process was AddressInUse
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=["r"])
+        os.unlink(os.path.join(path, log.segment_name(0)))
+        before = descriptors()
+        for _ in range(2):
+            with self.assertRaises(IpcError) as caught:
+                log.LogReader(path, "r")
+            self.assertEqual(caught.exception.reason, "Corrupt")
+        self.assertEqual(descriptors(), before)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 
 /** The names of the formats, for `--format`, `--in` and `--out`. */
 export const formats = ["text", "json", "hex", "raw"] as const
@@ -119,10 +120,62 @@ export const encodeBytes = (format: Format, input: Uint8Array): Effect.Effect<Ui
   format === "raw" || format === "text" ? Effect.succeed(input) : encode(format, textDecoder.decode(input))
 
 /**
+ * How deep a peer's JSON may nest to be printed as JSON (arrays and objects, one level each): as deep
+ * as core's packed serialization lets values nest, and far from what `JSON.stringify` can write
+ * before it runs out of stack (about 100 000 levels kill it, with the command).
+ */
+export const maxDepth = 1000
+
+/**
+ * Whether JSON `text` nests arrays and objects deeper than `max`: its brackets counted outside
+ * strings, in one pass without recursion (it need not be valid JSON).
+ */
+export const nestsDeeper = (text: string, max: number = maxDepth): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // an escape: the next unit is part of it
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return false
+}
+
+const binaryAsBase64 = (_key: string, v: unknown): unknown =>
+  v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v
+
+/**
+ * `value` as JSON text, binary values as base64 (`undefined` where `JSON.stringify` gives none: a
+ * function, a symbol), or, when it cannot be written, a `Decode` failure naming `what`: a value
+ * nested too deeply for the stack (a peer's), a bigint, a cycle. It never throws.
+ */
+export const stringify = (value: unknown, what: string): Result.Result<string | undefined, IpcError.IpcError> => {
+  try {
+    return Result.succeed(JSON.stringify(value, binaryAsBase64) as string | undefined)
+  } catch (cause) {
+    const why = cause instanceof RangeError
+      ? "nested too deeply"
+      : cause instanceof Error
+      ? cause.message
+      : "it is not JSON"
+    return Result.fail(new IpcError.IpcError({ reason: "Decode", detail: `${what} cannot be printed as JSON: ${why}` }))
+  }
+}
+
+/**
  * A received message as the fields of a JSON event: `data` and its
  * `encoding`. `text` gives `utf8` (or `base64` when the bytes are not UTF-8),
  * `hex` gives `hex`, `json` gives the parsed value (`json`, or `base64` when
- * it is not JSON) and `raw` gives `base64`.
+ * it is not JSON or nests deeper than `maxDepth`, which an event could not
+ * print) and `raw` gives `base64`.
  */
 export const toJsonData = (
   format: Format,
@@ -143,6 +196,7 @@ export const toJsonData = (
         return base64
       }
       if (format === "text") return { data: text, encoding: "utf8" }
+      if (nestsDeeper(text)) return base64
       try {
         return { data: JSON.parse(text) as unknown, encoding: "json" }
       } catch {
@@ -152,23 +206,30 @@ export const toJsonData = (
   }
 }
 
-/** Renders a decoded value (an RPC result) as one line: text as is, bytes by the format, the rest as JSON. */
-export const show = (format: Format, value: unknown): string => {
+/**
+ * Renders a decoded value (an RPC result) as one line: text as is, bytes by the format, the rest as
+ * JSON, or a `Decode` failure naming `what` when that cannot be written (see `stringify`).
+ */
+export const show = (format: Format, value: unknown, what: string): Effect.Effect<string, IpcError.IpcError> => {
   if (value instanceof Uint8Array) {
-    return format === "hex"
-      ? toHex(value)
-      : format === "json" || format === "raw"
-      ? JSON.stringify(Buffer.from(value).toString("base64"))
-      : textDecoder.decode(value)
+    return Effect.succeed(
+      format === "hex"
+        ? toHex(value)
+        : format === "json" || format === "raw"
+        ? JSON.stringify(Buffer.from(value).toString("base64"))
+        : textDecoder.decode(value)
+    )
   }
   if (typeof value === "string") {
-    return format === "json" ? JSON.stringify(value) : format === "hex" ? toHex(textEncoder.encode(value)) : value
+    return Effect.succeed(
+      format === "json" ? JSON.stringify(value) : format === "hex" ? toHex(textEncoder.encode(value)) : value
+    )
   }
-  if (value === undefined) return ""
+  if (value === undefined) return Effect.succeed("")
   // JSON has no Infinity or NaN (JSON.stringify writes null): a number is shown as it is
-  if (typeof value === "number" && !Number.isFinite(value)) return String(value)
-  return JSON.stringify(value, (_key, v: unknown) => v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v) ??
-    String(value)
+  if (typeof value === "number" && !Number.isFinite(value)) return Effect.succeed(String(value))
+  const json = stringify(value, what)
+  return Result.isFailure(json) ? Effect.fail(json.failure) : Effect.succeed(json.success ?? String(value))
 }
 
 /** A byte count for people: `512 B`, `1.5 KiB`, `12.0 MiB`, `2.1 GiB`. */

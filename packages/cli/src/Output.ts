@@ -17,6 +17,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as Runtime from "effect/Runtime"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -74,12 +75,46 @@ const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
 /** A status line for a human, on stderr: `effect-ipc: ...`. */
 export const status = (message: string): Effect.Effect<void> => Console.error(`effect-ipc: ${oneLine(message)}`)
 
-/** One JSON event on stdout (binary values as base64; an `address` without its secret, whoever passed it). */
-export const event = (fields: Record<string, unknown>): Effect.Effect<void> =>
-  Console.log(
-    JSON.stringify(
+/**
+ * One JSON event on stdout (binary values as base64; an `address` without its secret, whoever
+ * passed it), or, when its fields cannot be written as JSON (a peer's value nested too deeply for
+ * the stack), a `Decode` failure naming `what` (by default the event) and nothing printed.
+ */
+export const tryEvent = (
+  fields: Record<string, unknown>,
+  what = `the ${String(fields["event"])} event`
+): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const line = Format.stringify(
       typeof fields["address"] === "string" ? { ...fields, address: Address.redact(fields["address"]) } : fields,
-      (_key, v: unknown) => v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v
+      what
+    )
+    return Result.isFailure(line) ? Effect.fail(line.failure) : Console.log(line.success ?? "null")
+  })
+
+/**
+ * One JSON event on stdout, as `tryEvent`; one that cannot be written is an `error` event saying
+ * so (reason `Decode`), and the command carries on.
+ */
+export const event = (fields: Record<string, unknown>): Effect.Effect<void> =>
+  tryEvent(fields).pipe(
+    Effect.catch((error) =>
+      Console.log(JSON.stringify({ event: "error", reason: error.reason._tag, detail: oneLine(error.detail) }))
+    )
+  )
+
+/**
+ * A received message as a `message` event with `fields` (such as where it came from) and its data
+ * by `format` (`Format.toJsonData`); should that not print, its bytes as base64.
+ */
+export const messageEvent = (
+  format: Format.Format,
+  bytes: Uint8Array,
+  fields: Record<string, unknown> = {}
+): Effect.Effect<void> =>
+  tryEvent({ event: "message", ...fields, ...Format.toJsonData(format, bytes) }).pipe(
+    Effect.catch(() =>
+      event({ event: "message", ...fields, data: Buffer.from(bytes).toString("base64"), encoding: "base64" })
     )
   )
 
@@ -98,7 +133,7 @@ export const message = (
   bytes: Uint8Array,
   fields: Record<string, unknown> = {}
 ): Effect.Effect<void> => {
-  if (s.json) return event({ event: "message", ...fields, ...Format.toJsonData(s.output, bytes) })
+  if (s.json) return messageEvent(s.output, bytes, fields)
   if (s.output === "raw") return writeRaw(bytes)
   return Format.decode(s.output, bytes).pipe(
     Effect.flatMap(Console.log),
@@ -244,13 +279,27 @@ export const problem = (s: Settings, given: IpcError.IpcError, context?: string)
 export const fail = (s: Settings, error: IpcError.IpcError): Effect.Effect<never, Reported> =>
   Effect.andThen(problem(s, error), Effect.fail(new Reported()))
 
+/**
+ * `String(value)`, which never throws: a value that `String` cannot write (an array from a peer
+ * nested too deeply for the stack, an object without a way to be a string) is named by its kind.
+ */
+export const textOf = (value: unknown): string => {
+  try {
+    return String(value)
+  } catch {
+    return Array.isArray(value)
+      ? "an array nested too deeply to show"
+      : `a value that cannot be shown (${typeof value})`
+  }
+}
+
 /** A defect (a bug or an exception from below) as an `Unknown` failure with its first line only. */
 export const fromDefect = (defect: unknown): IpcError.IpcError =>
   IpcError.make(
     "Unknown",
     IpcError.isIpcError(defect)
       ? describe(defect)
-      : (defect instanceof Error ? `${defect.name}: ${defect.message}` : String(defect)).split("\n")[0]!
+      : (defect instanceof Error ? `${defect.name}: ${defect.message}` : textOf(defect)).split("\n")[0]!
   )
 
 /**
@@ -266,7 +315,7 @@ export const logger = (s: Settings) =>
     const failure = options.cause.reasons.length === 0 ? undefined : Cause.squash(options.cause)
     const reason = failure === undefined
       ? ""
-      : `: ${IpcError.isIpcError(failure) ? describe(failure) : String(failure).split("\n")[0]!}`
+      : `: ${IpcError.isIpcError(failure) ? describe(failure) : textOf(failure).split("\n")[0]!}`
     const text = scrub(
       parts.map((part: unknown) =>
         IpcError.isIpcError(part) ? describe(part) : typeof part === "string" ? part : Util.inspect(part)

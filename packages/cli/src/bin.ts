@@ -29,6 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as Schema from "effect/Schema"
@@ -348,9 +349,11 @@ const findIpcError = (error: unknown): IpcError.IpcError | undefined => {
 const showError = (error: unknown): string => {
   if (typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string") {
     const fields = Object.fromEntries(Object.entries(error).filter(([key]) => key !== "_tag"))
-    return Object.keys(fields).length === 0 ? error._tag : `${error._tag} ${JSON.stringify(fields)}`
+    if (Object.keys(fields).length === 0) return error._tag
+    const json = Format.stringify(fields, "its fields")
+    return Result.isFailure(json) ? `${error._tag} (${json.failure.detail})` : `${error._tag} ${json.success}`
   }
-  return error instanceof Error ? error.message : String(error)
+  return error instanceof Error ? error.message : Output.textOf(error)
 }
 
 /** Why a call failed: a lost link (`RpcClientError`) becomes its `IpcError`; a typed error is printed as itself. */
@@ -361,7 +364,7 @@ const callFailed = (s: Output.Settings, method: string, target: string) =>
   if (IpcError.isIpcError(error)) return Effect.fail(error)
   if (typeof error === "object" && error !== null && "_tag" in error && error._tag === "RpcClientError") {
     const cause = findIpcError(error)
-    const text = error instanceof Error ? error.message : String(error)
+    const text = error instanceof Error ? error.message : Output.textOf(error)
     // a server on the other serialization sends what this side cannot decode
     const hint = /decod/i.test(text) ? "; does the server use another --serialization (packed, binary or json)?" : ""
     return Effect.fail(cause ?? IpcError.make("ConnectionLost", `${method}: ${text}${hint}`, target))
@@ -369,9 +372,13 @@ const callFailed = (s: Output.Settings, method: string, target: string) =>
   const tag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"
     ? error._tag
     : "Failed"
+  const detail = `${method} failed: ${showError(error)}`
   const printed = s.json
-    ? Output.event({ event: "error", reason: tag, detail: `${method} failed: ${showError(error)}`, error })
-    : Output.status(`${method} failed: ${showError(error)}`)
+    // an error whose fields cannot be written as JSON is printed without them
+    ? Output.tryEvent({ event: "error", reason: tag, detail, error }).pipe(
+      Effect.catch(() => Output.event({ event: "error", reason: tag, detail }))
+    )
+    : Output.status(detail)
   return Effect.andThen(printed, Effect.fail(new Output.Reported()))
 }
 
@@ -431,11 +438,13 @@ const call = Command.make(
         const toJson = Schema.encodeUnknownEffect(Schema.toCodecJson(rpc.successSchema)) as (
           value: unknown
         ) => Effect.Effect<unknown, Schema.SchemaError>
-        const print = (value: unknown): Effect.Effect<void> =>
+        // a result that cannot be printed (a peer's value nested too deeply for JSON.stringify) is a Decode failure
+        const what = `the result of ${method}`
+        const print = (value: unknown): Effect.Effect<void, IpcError.IpcError> =>
           s.json
             ? toJson(value).pipe(
               Effect.orElseSucceed(() => value),
-              Effect.flatMap((encoded) => Output.event({ event: "result", method, value: encoded ?? null }))
+              Effect.flatMap((encoded) => Output.tryEvent({ event: "result", method, value: encoded ?? null }, what))
             )
             : value === undefined
             ? Effect.void
@@ -443,9 +452,10 @@ const call = Command.make(
             // a structure as its schema's JSON (its fields in the schema's order, whatever the serialization)
             ? toJson(value).pipe(
               Effect.orElseSucceed(() => value),
-              Effect.flatMap((encoded) => Console.log(Format.show(s.output, encoded)))
+              Effect.flatMap((encoded) => Format.show(s.output, encoded, what)),
+              Effect.flatMap(Console.log)
             )
-            : Console.log(Format.show(s.output, value))
+            : Effect.flatMap(Format.show(s.output, value, what), Console.log)
         const program = Effect.gen(function*() {
           // a group loaded at run time declares no client middleware the type system can see
           const client = yield* (RpcClient.make(api, { flatten: true }) as unknown as Effect.Effect<
@@ -481,7 +491,7 @@ const call = Command.make(
           Effect.catch(callFailed(s, method, address)),
           // a server that does not speak this serialization answers the hello with a defect naming the ones it does
           Effect.catchDefect((defect) => {
-            const text = defect instanceof Error ? defect.message : String(defect)
+            const text = defect instanceof Error ? defect.message : Output.textOf(defect)
             return /RPC server speaks/.test(text)
               ? Effect.fail(
                 IpcError.make("Protocol", `${method}: ${text}: give --serialization to match`, Address.redact(address))

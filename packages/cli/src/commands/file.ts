@@ -39,8 +39,15 @@ const line = (format: Format.Format, seen: Inspect.Seen): Effect.Effect<string> 
   if (seen.kind === "close") return Effect.succeed(`${where} (closed by its writer)`)
   const ipckit = seen.source.endsWith(".json")
   const payload = ipckit && format !== "hex"
-    // an ipckit element is pretty JSON over several lines: print it on one
-    ? Effect.sync(() => JSON.stringify(JSON.parse(textDecoder.decode(seen.payload))))
+    // an ipckit element is pretty JSON over several lines: print it on one (one that JSON.stringify
+    // cannot write, nested too deeply for the stack, or that is not JSON: compact, or unreadable)
+    ? Effect.suspend(() => {
+      try {
+        return Effect.succeed(JSON.stringify(JSON.parse(textDecoder.decode(seen.payload))))
+      } catch {
+        return Format.decode("json", seen.payload)
+      }
+    })
     : Format.decode(format, seen.payload)
   return payload.pipe(
     Effect.catch((error: IpcError.IpcError) => Effect.succeed(`(unreadable as ${format}: ${error.detail})`)),
@@ -52,7 +59,7 @@ const line = (format: Format.Format, seen: Inspect.Seen): Effect.Effect<string> 
 const jsonEvent = (format: Format.Format, seen: Inspect.Seen): Effect.Effect<void> => {
   const where = { source: seen.source, offset: seen.offset }
   if (seen.kind === "close") return Output.event({ event: "close", ...where })
-  return Output.event({ event: "message", ...where, ...Format.toJsonData(format, seen.payload) })
+  return Output.messageEvent(format, seen.payload, where)
 }
 
 /** Ends `stream` after its `n`th data record (close records pass, uncounted). */
