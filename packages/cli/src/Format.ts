@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 
@@ -119,36 +120,6 @@ export const decode = (format: Format, bytes: Uint8Array): Effect.Effect<string,
 export const encodeBytes = (format: Format, input: Uint8Array): Effect.Effect<Uint8Array, IpcError.IpcError> =>
   format === "raw" || format === "text" ? Effect.succeed(input) : encode(format, textDecoder.decode(input))
 
-/**
- * How deep a peer's JSON may nest to be printed as JSON (arrays and objects, one level each): as deep
- * as core's packed serialization lets values nest, and far from what `JSON.stringify` can write
- * before it runs out of stack (about 100 000 levels kill it, with the command).
- */
-export const maxDepth = 1000
-
-/**
- * Whether JSON `text` nests arrays and objects deeper than `max`: its brackets counted outside
- * strings, in one pass without recursion (it need not be valid JSON).
- */
-export const nestsDeeper = (text: string, max: number = maxDepth): boolean => {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 0x5c) i++ // an escape: the next unit is part of it
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) {
-      inString = true
-    } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) return true
-    } else if (c === 0x5d || c === 0x7d) {
-      depth--
-    }
-  }
-  return false
-}
-
 const binaryAsBase64 = (_key: string, v: unknown): unknown =>
   v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v
 
@@ -174,7 +145,7 @@ export const stringify = (value: unknown, what: string): Result.Result<string | 
  * A received message as the fields of a JSON event: `data` and its
  * `encoding`. `text` gives `utf8` (or `base64` when the bytes are not UTF-8),
  * `hex` gives `hex`, `json` gives the parsed value (`json`, or `base64` when
- * it is not JSON or nests deeper than `maxDepth`, which an event could not
+ * it is not JSON or nests deeper than `IpcRpc.MAX_JSON_DEPTH`, which an event could not
  * print) and `raw` gives `base64`.
  */
 export const toJsonData = (
@@ -196,7 +167,7 @@ export const toJsonData = (
         return base64
       }
       if (format === "text") return { data: text, encoding: "utf8" }
-      if (nestsDeeper(text)) return base64
+      if (IpcRpc.jsonNestsDeeper(text)) return base64
       try {
         return { data: JSON.parse(text) as unknown, encoding: "json" }
       } catch {

@@ -547,12 +547,114 @@ export const layerSerialization: Layer.Layer<RpcSerialization.RpcSerialization> 
   packed
 )
 
+/**
+ * `serialization` with each channel message decoded on its own: its frames
+ * must fill it exactly (a frame announced longer than its message is refused,
+ * not buffered across messages), each frame is fed alone (a bad one fails
+ * by itself), and a parser a bad frame spent is replaced.
+ */
+const wholeMessages = (
+  serialization: RpcSerialization.RpcSerialization["Service"]
+): RpcSerialization.RpcSerialization["Service"] =>
+  RpcSerialization.RpcSerialization.of({
+    ...serialization,
+    makeUnsafe: () => {
+      let parser = serialization.makeUnsafe()
+      return {
+        decode: (data) => {
+          const bytes = typeof data === "string" ? Bytes.utf8(data) : data
+          const frames = Bytes.uvarintFrames(bytes)
+          if (typeof frames === "string") throw new Error(`schema-binary message refused: ${frames}`)
+          try {
+            if (frames.length === 1) return parser.decode(bytes)
+            return frames.flatMap(([start, end]) => parser.decode(bytes.subarray(start, end)))
+          } catch (error) {
+            parser = serialization.makeUnsafe()
+            throw error
+          }
+        },
+        encode: (message) => parser.encode(message)
+      }
+    }
+  })
+
 /** effect's own schema-driven binary format (`binary`, `RpcSerialization.layerSchemaBinary`), one RPC message per channel message. */
-export const layerSerializationSchemaBinary: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization
-  .layerSchemaBinary({ maxFrameSize: "unbounded" })
+export const layerSerializationSchemaBinary: Layer.Layer<RpcSerialization.RpcSerialization> = Layer.effect(
+  RpcSerialization.RpcSerialization
+)(Effect.map(Effect.service(RpcSerialization.RpcSerialization), wholeMessages)).pipe(
+  Layer.provide(RpcSerialization.layerSchemaBinary({ maxFrameSize: "unbounded" }))
+)
+
+/** How deep JSON messages may nest arrays and objects (as packed values may). */
+export const MAX_JSON_DEPTH = Packed.MAX_DEPTH
+
+/**
+ * Whether JSON `text` (a string, or its UTF-8 bytes) nests arrays and
+ * objects deeper than `max`: brackets counted outside strings, in one pass
+ * without recursion (the text need not be valid JSON).
+ */
+export const jsonNestsDeeper = (text: string | Uint8Array, max: number = MAX_JSON_DEPTH): boolean => {
+  // fewer than 2 * (max + 1) characters cannot open more than max brackets and close them
+  if (text.length <= max) return false
+  const at = typeof text === "string" ? (i: number) => text.charCodeAt(i) : (i: number) => text[i]!
+  return nestsDeeper(text, at, max)
+}
+
+/** The end of the JSON string whose opening quote is at `open` (the index of its closing quote, or -1). */
+const stringEnd = (text: string | Uint8Array, open: number, at: (i: number) => number): number => {
+  let from = open + 1
+  for (;;) {
+    // indexOf runs natively over the string's body (a long base64 field costs one call)
+    const quote = typeof text === "string" ? text.indexOf("\"", from) : text.indexOf(0x22, from)
+    if (quote < 0) return -1
+    let escapes = 0
+    while (at(quote - 1 - escapes) === 0x5c) escapes++
+    if (escapes % 2 === 0) return quote
+    from = quote + 1
+  }
+}
+
+const nestsDeeper = (text: string | Uint8Array, at: (i: number) => number, max: number): boolean => {
+  let depth = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = at(i)
+    if (c === 0x22) {
+      i = stringEnd(text, i, at)
+      if (i < 0) return false
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return false
+}
+
+/**
+ * effect's JSON serialization, refusing a message nested deeper than
+ * `MAX_JSON_DEPTH` before it is parsed (effect's server wrote such an id into
+ * its error text, recursing until the stack ran out, and dropped the
+ * connection).
+ */
+const json: RpcSerialization.RpcSerialization["Service"] = RpcSerialization.RpcSerialization.of({
+  ...RpcSerialization.json,
+  makeUnsafe: () => {
+    const parser = RpcSerialization.json.makeUnsafe()
+    return {
+      decode: (data) => {
+        if (jsonNestsDeeper(data)) throw new SyntaxError(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`)
+        return parser.decode(data)
+      },
+      encode: parser.encode
+    }
+  }
+})
 
 /** JSON serialization, one RPC message per channel message: slower, but readable by any peer. */
-export const layerSerializationJson: Layer.Layer<RpcSerialization.RpcSerialization> = RpcSerialization.layerJson
+export const layerSerializationJson: Layer.Layer<RpcSerialization.RpcSerialization> = Layer.succeed(
+  RpcSerialization.RpcSerialization,
+  json
+)
 
 // ---- serialization negotiation ------------------------------------------------
 
@@ -573,7 +675,7 @@ const BINARY_CONTENT_TYPE = "application/vnd.effect.rpc+schema-binary"
 
 /** The name a hello gives `serialization`: `packed`, `binary`, `json`, or its content type for any other. */
 export const serializationName = (serialization: RpcSerialization.RpcSerialization["Service"]): string =>
-  serialization === RpcSerialization.json
+  serialization === json || serialization === RpcSerialization.json
     ? "json"
     : serialization.contentType === PACKED_CONTENT_TYPE
     ? "packed"

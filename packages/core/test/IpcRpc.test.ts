@@ -15,7 +15,7 @@ import * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
 import { RpcClientDefect, RpcClientError } from "effect/rpc/RpcClientError"
 import * as RpcGroup from "effect/rpc/RpcGroup"
-import type * as RpcSerialization from "effect/rpc/RpcSerialization"
+import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -491,6 +491,25 @@ const serving = (server: (address: string) => Layer.Layer<never, IpcError.IpcErr
     return { address, transport }
   })
 
+/** The bytes a real client of `serialization` sends for `Echo({ n: 1 })`, recorded by a listener that answers nothing. */
+const recordedRequest = (serialization: Layer.Layer<RpcSerialization.RpcSerialization>) =>
+  Effect.gen(function*() {
+    const transport = Memory.make()
+    const address = `memory://recorder-${n++}`
+    const listener = yield* transport.listen(address)
+    const protocol = yield* Layer.build(
+      IpcRpc.layerClientProtocol(address).pipe(
+        Layer.provide(serialization),
+        Layer.provide(Layer.succeed(Transport.Transport, transport))
+      )
+    )
+    const client = yield* RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))
+    yield* Effect.forkScoped(client.Echo({ n: 1 }))
+    const peer = yield* listener.accept
+    yield* peer.receive // the hello
+    return yield* peer.receive
+  })
+
 const group = (address: string) =>
   IpcRpc.layerServerGroup(ConformanceApi, address).pipe(Layer.provide(ConformanceHandlers))
 const packedOnly = (address: string) =>
@@ -604,10 +623,68 @@ describe("serialization negotiation (the hello)", () => {
         () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
         { concurrency: 1 }
       ).pipe(Effect.timeout("10 seconds"))
-      // the array is not a message (its Defect); the request's payload is not Echo's (its call dies)
-      assert.deepStrictEqual(replies.filter((r) => r._tag === "Defect").length, 1, JSON.stringify(replies))
+      // both are refused before they are parsed (deeper than 1000 levels): a Defect each
+      assert.deepStrictEqual(replies.filter((r) => r._tag === "Defect").length, 2, JSON.stringify(replies))
       const exits = replies.filter((r) => r._tag === "Exit").map((r) => [r.requestId, r.exit._tag, r.exit.value])
-      assert.sameDeepMembers(exits, [["1", "Success", 1], ["9", "Failure", undefined], ["2", "Success", 2]])
+      assert.sameDeepMembers(exits, [["1", "Success", 1], ["2", "Success", 2]])
+    }).pipe(Effect.scoped))
+
+  it.live("an id, _tag or tag nested 5000 deep gets its Defect and the connection goes on", () =>
+    Effect.gen(function*() {
+      // effect's server wrote such an id into its "Invalid request id" text, recursing through the arrays:
+      // the RangeError ended the connection, and the requests after it got no answer
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("json"))
+      const deep = "[".repeat(5000) + "]".repeat(5000)
+      yield* IpcChannel.sendAll(channel, [
+        encoder.encode(`{"_tag":"Request","id":${deep},"tag":"Echo","payload":{"n":0},"headers":[]}`),
+        encoder.encode(`{"_tag":${deep}}`),
+        encoder.encode(`{"_tag":"Request","id":"8","tag":${deep},"payload":{"n":0},"headers":[]}`),
+        jsonRequest("2", "Echo", { n: 2 })
+      ])
+      const replies = yield* Effect.forEach(
+        [1, 2, 3, 4],
+        () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
+        { concurrency: 1 }
+      ).pipe(Effect.timeout("10 seconds"))
+      assert.deepStrictEqual(replies.map((r) => r._tag), ["Defect", "Defect", "Defect", "Exit"])
+      assert.match(JSON.stringify(replies[0].defect), /deeper than 1000/)
+      assert.deepStrictEqual(replies[3], { _tag: "Exit", requestId: "2", exit: { _tag: "Success", value: 2 } })
+    }).pipe(Effect.scoped))
+
+  it.live("schema-binary: a malformed frame or a frame longer than its message gets its Defect, and the next request is served", () =>
+    Effect.gen(function*() {
+      // effect's parser is kept per connection: a malformed frame spent it (every later request "parser is
+      // spent"), and a frame announced longer than its message was buffered across messages without end
+      const request = yield* recordedRequest(IpcRpc.layerSerializationSchemaBinary)
+      const binary = Context.get(
+        yield* Layer.build(IpcRpc.layerSerializationSchemaBinary),
+        RpcSerialization.RpcSerialization
+      )
+        .makeUnsafe()
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("binary"))
+      // the reply to the recorded request on a connection nothing has damaged yet: Echo's value, encoded
+      yield* channel.send(request)
+      const [served] = binary.decode(yield* channel.receive) as ReadonlyArray<{ readonly _tag: string }>
+      assert.strictEqual(served?._tag, "Exit")
+      // a frame of 3 bytes that are no message; a frame header announcing 2^40 bytes, then 1 MiB of it
+      for (const bad of [new Uint8Array([3, 0xff, 0xff, 0xff]), new Uint8Array([0x80, 0x80, 0x80, 0x80, 0x80, 0x20])]) {
+        yield* channel.send(bad)
+        if (bad.length === 6) yield* channel.send(new Uint8Array(1 << 20))
+        yield* channel.send(request)
+        const replies = yield* Effect.forEach(
+          bad.length === 6 ? [1, 2, 3] : [1, 2],
+          () => channel.receive,
+          { concurrency: 1 }
+        ).pipe(Effect.timeout("10 seconds"))
+        // the Defects come first; the request's reply is the last, and it is the Echo's value
+        const messages = replies.flatMap((reply) => binary.decode(reply) as ReadonlyArray<{ readonly _tag: string }>)
+        assert.deepStrictEqual(messages.map((m) => m._tag), [...replies.slice(1).map(() => "Defect"), "Exit"])
+        assert.deepStrictEqual(messages[messages.length - 1], served)
+      }
     }).pipe(Effect.scoped))
 
   it.live("a hello again mid-stream (a client restarted over a channel that outlived it) is passed over", () =>

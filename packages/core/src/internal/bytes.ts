@@ -88,3 +88,36 @@ export class Spares {
     }
   }
 }
+
+/**
+ * The frames of a message of uvarint-length-prefixed frames (effect's schema
+ * binary), each as `[start, end)` with its header; or why the frames do not
+ * fill the message exactly (an empty frame, a length past the message's end,
+ * a header cut short).
+ */
+export const uvarintFrames = (bytes: Uint8Array): ReadonlyArray<readonly [number, number]> | string => {
+  const frames: Array<readonly [number, number]> = []
+  let pos = 0
+  while (pos < bytes.length) {
+    let length = 0
+    let scale = 1
+    let header = 0
+    for (;;) {
+      if (pos + header >= bytes.length) return `a frame header cut short at byte ${pos}`
+      const b = bytes[pos + header]!
+      length += (b & 0x7f) * scale
+      header++
+      if ((b & 0x80) === 0) break
+      if (header === 8) return `a frame length past 2^56 at byte ${pos}`
+      scale *= 128
+    }
+    if (length === 0) return `an empty frame at byte ${pos}`
+    const end = pos + header + length
+    if (end > bytes.length) {
+      return `a frame of ${length} bytes at byte ${pos}, past the end of its message (${bytes.length} bytes)`
+    }
+    frames.push([pos, end])
+    pos = end
+  }
+  return frames.length === 0 ? "an empty message" : frames
+}
