@@ -5,6 +5,7 @@ appends under the stream's ``flock`` and takes over from a writer that died
 (cutting only its torn tail); ``LogReader`` delivers whole, valid records
 only, from its cursor, and reports damage as ``IpcError`` reason ``Corrupt``,
 never as a gap. Unix only (``fcntl``)."""
+import array
 import binascii
 import errno
 import fcntl
@@ -207,6 +208,115 @@ def _scan(fd, at, size):
     if crc32(payload, crc32(head[:8])) != crc:
         return ("invalid", "checksum mismatch")
     return ("record", head[2], length, payload)
+
+
+def _record_inside(data):
+    """The first offset ``i >= 1`` of ``data`` (a torn record's header and
+    the rest of its file) where a whole, valid record starts, or None: what
+    ``_scan`` at every marker byte would find, in time linear in ``data``.
+
+    A record's checksum is not computed over its payload from the start
+    (that made a damaged tail of a few MiB take minutes: quadratic): the
+    CRC-32 register is linear over GF(2), so the register after a payload
+    follows from the registers after every ``_CRC_STRIDE`` bytes of ``data``
+    (computed once), the zero-byte shift of those strides (tables) and at
+    most ``2 * _CRC_STRIDE`` bytes at the payload's ends."""
+    size, view, find, stride = len(data), memoryview(data), data.find, _CRC_STRIDE
+    crc, fields = binascii.crc32, _LENGTH_CRC.unpack_from  # unsigned in Python 3
+    states = levels = None
+    i = find(b"\xef\x01", 1)  # marker, version
+    while 0 <= i <= size - RECORD_HEADER:
+        if data[i + 2] <= END_OF_SEGMENT:  # a kind (the reserved byte is not checked)
+            length, expected = fields(data, i + 4)
+            start = i + RECORD_HEADER
+            end = start + length
+            if end <= size:
+                if length < 2 * stride:
+                    value = crc(view[start:end], crc(view[i:i + 8]))
+                else:
+                    if states is None:
+                        states = _stride_states(view)
+                        levels = _shift_levels(size // stride)
+                    first = -(-start // stride)  # the whole strides first..last lie inside the payload
+                    last = end // stride
+                    register = crc(view[start:first * stride], crc(view[i:i + 8])) ^ _MASK
+                    register = _shift(register ^ states[first], last - first, levels) ^ states[last]
+                    value = crc(view[last * stride:end], register ^ _MASK)
+                if value == expected:
+                    return i
+        i = find(b"\xef\x01", i + 1)
+    return None
+
+
+# The CRC-32 register (zlib's, without its inversions before and after) is linear over GF(2) in the register
+# and the bytes: the register after bytes m from register s is shift(s, len(m)) ^ register(0, m), where
+# shift(s, n) is s after n zero bytes, a linear map (32 x 32 bits) that _shift applies from tables.
+_MASK = 0xFFFFFFFF
+_CRC_STRIDE = 256
+_LENGTH_CRC = struct.Struct(">II")
+_SHIFT_LEVELS = []  # level p, value v: the tables of the shift by v * 16**p strides (see _shift)
+
+
+def _stride_states(view):
+    """The registers (from 0) after the first k * _CRC_STRIDE bytes of ``view``, for every k."""
+    states = array.array("L", [0])
+    register = 0
+    for at in range(_CRC_STRIDE, len(view) + 1, _CRC_STRIDE):
+        register = crc32(view[at - _CRC_STRIDE:at], register ^ _MASK) ^ _MASK
+        states.append(register)
+    return states
+
+
+def _linear_map(images):
+    """The tables of the linear map of 32-bit values sending bit j to ``images[j]``: one per byte of the value."""
+    tables = []
+    for byte in range(4):
+        table = [0] * 256
+        for x in range(1, 256):
+            low = x & -x
+            table[x] = table[x ^ low] ^ images[8 * byte + low.bit_length() - 1]
+        tables.append(table)
+    return tables
+
+
+def _map(tables, value):
+    t0, t1, t2, t3 = tables
+    return t0[value & 255] ^ t1[(value >> 8) & 255] ^ t2[(value >> 16) & 255] ^ t3[value >> 24]
+
+
+def _shift_levels(strides):
+    """The shift tables (_SHIFT_LEVELS) for any number of strides up to ``strides``, built once."""
+    global _SHIFT_LEVELS
+    levels = _SHIFT_LEVELS
+    count = (max(strides, 1).bit_length() + 3) // 4
+    if len(levels) >= count:
+        return levels
+    levels = list(levels)
+    if levels:
+        one = levels[-1][1]
+        images = [_map(one, _map(levels[-1][15], 1 << bit)) for bit in range(32)]
+    else:
+        images = [crc32(b"\0" * _CRC_STRIDE, (1 << bit) ^ _MASK) ^ _MASK for bit in range(32)]
+    while len(levels) < count:
+        level = [None, _linear_map(images)]
+        for _ in range(2, 16):
+            images = [_map(level[1], image) for image in images]
+            level.append(_linear_map(images))
+        images = [_map(level[1], image) for image in images]  # 16 * 16**p strides: the next level's one
+        levels.append(level)
+    _SHIFT_LEVELS = levels  # whole, at once (other threads use the list they read)
+    return levels
+
+
+def _shift(register, strides, levels):
+    """The CRC-32 register ``register`` after ``strides * _CRC_STRIDE`` zero bytes."""
+    level = 0
+    while strides:
+        if strides & 15:
+            register = _map(levels[level][strides & 15], register)
+        strides >>= 4
+        level += 1
+    return register
 
 
 def _implausible(head):
@@ -459,11 +569,8 @@ class LogWriter(object):
         self._end = base + at
 
     def _record_inside(self, at, size):
-        data = _read_at(self._seg_fd, size - at, at)
-        for i in range(1, len(data) - RECORD_HEADER + 1):
-            if data[i] == MARKER and _scan(self._seg_fd, at + i, size)[0] == "record":
-                return at + i
-        return None
+        inside = _record_inside(_read_at(self._seg_fd, size - at, at))
+        return None if inside is None else at + inside
 
     def _rotate(self):
         eos = encode_record(END_OF_SEGMENT)
