@@ -65,8 +65,16 @@ def _number(text):
 def _decode(data):
     """A message's JSON (``ValueError`` when it is not UTF-8 JSON text, or nests deeper than Python's
     parser goes; NaN and Infinity are not JSON, as for Node)."""
+    text = data.decode("utf-8")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constant, parse_int=_number)
+        try:
+            return json.loads(text, parse_constant=_no_constant)
+        except ValueError as error:
+            if "digits" not in str(error):
+                raise
+            # an integer over int()'s digit limit: read again, such integers as JavaScript reads them (a
+            # hook called for every integer costs 2.5x on messages of many: only for these)
+            return json.loads(text, parse_constant=_no_constant, parse_int=_number)
     except RecursionError:
         raise ValueError("JSON nested deeper than Python's parser goes (its recursion limit)")
 
@@ -132,11 +140,10 @@ def _is_json_message(data):
     if len(data) > MAX_SNIFFED or not data.lstrip(b" \t\r\n")[:1] in (b"{", b"["):
         return False
     try:
-        json.loads(data.decode("utf-8"), parse_int=_number)
-    except RecursionError:
-        return True  # JSON nested deeper than Python parses: a JSON client, whose message gets a Defect
-    except ValueError:
-        return False
+        _decode(data)
+    except ValueError as error:
+        # JSON nested deeper than Python parses is still a JSON client's, whose message gets a Defect
+        return "nested deeper" in str(error)
     return True
 
 
@@ -561,8 +568,16 @@ def _key(request_id):
     return request_id
 
 
-def _js_string(value, nested=False):
-    """``value`` as JavaScript's ``String(value)`` writes it (what the Node server's messages show)."""
+def _js_string(value):
+    """``value`` as JavaScript's ``String(value)`` writes it (what the Node server's messages show); a
+    value nested too deep for that as ``_shown`` writes it."""
+    try:
+        return _js_text(value)
+    except RecursionError:
+        return _shown(value, 100)
+
+
+def _js_text(value, nested=False):
     if value is None:
         return "" if nested else "null"
     if isinstance(value, bool):
@@ -570,7 +585,7 @@ def _js_string(value, nested=False):
     if isinstance(value, float) and value.is_integer():
         return "%d" % value
     if isinstance(value, list):
-        return ",".join(_js_string(item, True) for item in value)
+        return ",".join(_js_text(item, True) for item in value)
     if isinstance(value, dict):
         return "[object Object]"
     return "%s" % (value,)
@@ -625,11 +640,29 @@ class _Workers(object):
         try:
             thread.start()
         except RuntimeError as error:
-            # no thread for it (the process's thread limit, or memory): the work waits for a worker there is,
-            # or for the next submit to start one (counted, a worker never started took the pool's place for good)
+            # no thread for it (the process's thread limit, or memory): the work waits for a worker there is
+            # (counted, a worker never started took the pool's place for good); with none, it runs here
             with self.lock:
                 self.threads -= 1
+                alone = self.threads == 0
             log.warning("could not start an RPC worker (%d running): %s", self.threads, error)
+            if alone:
+                self.run_queued()
+
+    def run_queued(self):
+        """Runs the queued work on this thread while no worker runs (none could be started)."""
+        while True:
+            with self.lock:
+                if self.threads > 0 or not self.queues:
+                    return
+                client, queue = next(iter(self.queues.items()))
+                work = queue.popleft()
+                if not queue:
+                    del self.queues[client]
+            try:
+                work()
+            except BaseException:  # noqa: BLE001 - as a worker: one call's failure is that call's
+                log.warning("an RPC call failed", exc_info=True)
 
     def loop(self):
         while True:
@@ -896,7 +929,8 @@ class _Connection(object):
         elif tag == "Ping":
             self.send({"_tag": "Pong"})
         else:
-            self.send({"_tag": "Defect", "defect": "Unknown request tag: %s" % tag})
+            shown = _js_string(tag) if "_tag" in message else "undefined"
+            self.send({"_tag": "Defect", "defect": "Unknown request tag: %s" % shown})
 
     def finish(self, context, exit):
         if context.finished:

@@ -10,6 +10,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Path from "node:path"
 import * as Zlib from "node:zlib"
 import * as LogFormat from "../LogFormat.ts"
+import * as Crc from "./crc.ts"
 import * as Sys from "./sys.ts"
 
 /** Bytes read from a segment per system call. */
@@ -101,15 +102,102 @@ export const committedEndOf = (state: LogFormat.WriterState | undefined, base: n
 /**
  * A torn tail is a prefix of one record reaching the end of the file. When a
  * complete, valid record starts inside what the header at `at` claims (its
- * length was damaged, not torn), returns where.
+ * length was damaged, not torn), returns where: the first position past `at`
+ * where `scanRecord` finds a record, in time linear in the tail (`Tail`).
  */
 export const recordInside = (fd: number, at: number, size: number): number | undefined => {
+  const tail = new Tail(fd, at, size)
   for (let from = at + 1; from + LogFormat.RECORD_HEADER <= size; from += READ_CHUNK) {
-    const chunk = Sys.readAt(fd, Math.min(READ_CHUNK + LogFormat.RECORD_HEADER, size - from), from)
-    for (let i = 0; i < Math.min(READ_CHUNK, chunk.byteLength); i++) {
-      if (chunk[i] !== LogFormat.MARKER) continue
-      if (scanRecord(fd, from + i, size)._tag === "Record") return from + i
+    // a short record's payload, and the bytes before a long one's first stride, are in the chunk too
+    const chunk = Sys.readAt(fd, Math.min(READ_CHUNK + LogFormat.RECORD_HEADER + 2 * Crc.STRIDE, size - from), from)
+    const last = Math.min(READ_CHUNK, chunk.byteLength - LogFormat.RECORD_HEADER + 1)
+    for (let i = chunk.indexOf(LogFormat.MARKER); i >= 0 && i < last; i = chunk.indexOf(LogFormat.MARKER, i + 1)) {
+      const header = LogFormat.readRecordHeader(chunk, i)
+      if (header._tag === "Invalid" || from + i + LogFormat.RECORD_HEADER + header.length > size) continue
+      if (tail.checksumHolds(chunk, i, from + i, header.length, header.crc)) return from + i
     }
   }
   return undefined
+}
+
+/**
+ * The tail of a file from `at`, for checksumming the records a damaged one
+ * may hold without reading each payload from its start (that is quadratic
+ * in the tail): the registers after every stride of the tail are computed
+ * once (`Crc`), and a long payload costs at most two strides of bytes.
+ */
+class Tail {
+  /** `strides[k]`: the CRC-32 register (from 0) after the first `k` strides of the tail; once needed. */
+  private strides: Uint32Array | undefined
+  /** The bytes at the ends of long payloads. */
+  private readonly ends: Window
+  private readonly fd: number
+  private readonly at: number
+  private readonly size: number
+
+  constructor(fd: number, at: number, size: number) {
+    this.fd = fd
+    this.at = at
+    this.size = size
+    this.ends = new Window(fd, size)
+  }
+
+  /**
+   * Whether the checksum `crc` holds for the record of payload `length` at
+   * file position `position`, whose header is at `i` of `chunk` (with the
+   * next `2 * Crc.STRIDE` bytes after it, where the file has them).
+   */
+  checksumHolds(chunk: Uint8Array, i: number, position: number, length: number, crc: number): boolean {
+    if (length < 2 * Crc.STRIDE) return LogFormat.checksumHolds(chunk, i, length, crc)
+    const strides = this.strideRegisters()
+    const start = position + LogFormat.RECORD_HEADER - this.at
+    const end = start + length
+    const first = Math.ceil(start / Crc.STRIDE) // the whole strides first..last lie inside the payload
+    const last = Math.floor(end / Crc.STRIDE)
+    const payload = i + LogFormat.RECORD_HEADER
+    let register = Crc.advance(Crc.MASK, chunk.subarray(i, i + 8))
+    register = Crc.advance(register, chunk.subarray(payload, payload + first * Crc.STRIDE - start))
+    register = (Crc.shift(register ^ strides[first]!, last - first) ^ strides[last]!) >>> 0
+    register = Crc.advance(register, this.ends.bytes(this.at + last * Crc.STRIDE, end - last * Crc.STRIDE))
+    return ((register ^ Crc.MASK) >>> 0) === crc
+  }
+
+  /** The registers after every whole stride of the tail (`strides`), read and computed the first time. */
+  private strideRegisters(): Uint32Array {
+    if (this.strides !== undefined) return this.strides
+    const strides = new Uint32Array(Math.floor((this.size - this.at) / Crc.STRIDE) + 1)
+    let register = 0
+    for (let k = 1; k < strides.length; k += READ_CHUNK / Crc.STRIDE) {
+      const count = Math.min(READ_CHUNK / Crc.STRIDE, strides.length - k)
+      const chunk = Sys.readAt(this.fd, count * Crc.STRIDE, this.at + (k - 1) * Crc.STRIDE)
+      for (let j = 0; j < count; j++) {
+        register = Crc.advance(register, chunk.subarray(j * Crc.STRIDE, (j + 1) * Crc.STRIDE))
+        strides[k + j] = register
+      }
+    }
+    this.strides = strides
+    return strides
+  }
+}
+
+/** A span of a file kept from the last read, read again (`READ_CHUNK` bytes from where asked) on a miss. */
+class Window {
+  private buffer: Uint8Array = new Uint8Array(0)
+  private position = 0
+  private readonly fd: number
+  private readonly size: number
+
+  constructor(fd: number, size: number) {
+    this.fd = fd
+    this.size = size
+  }
+
+  /** The `length` bytes at file position `position` (fewer only when the file is shorter). */
+  bytes(position: number, length: number): Uint8Array {
+    const offset = position - this.position
+    if (offset >= 0 && offset + length <= this.buffer.byteLength) return this.buffer.subarray(offset, offset + length)
+    this.buffer = Sys.readAt(this.fd, Math.max(length, Math.min(READ_CHUNK, this.size - position)), position)
+    this.position = position
+    return this.buffer.subarray(0, length)
+  }
 }
