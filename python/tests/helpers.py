@@ -1,8 +1,10 @@
 """Shared helpers of the unittest suite: temporary directories and addresses."""
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import textwrap
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,3 +19,20 @@ class TempDirCase(unittest.TestCase):
 
     def address(self, name="s"):
         return "unix://%s/%s.sock" % (self.dir, name)
+
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(case, code, imports="", timeout=15):
+    """Runs ``code`` in a child Python that has this package on its path (``os``, ``sys``, ``time`` and
+    ``imports`` imported) and returns what it printed; a child that does not end within ``timeout``
+    seconds (it hangs) fails the test, killed, and so does one that exits with an error."""
+    script = "import os, sys, time\nsys.path.insert(0, %r)\n%s\n%s" % (PACKAGE, imports, textwrap.dedent(code))
+    try:
+        ran = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        case.fail("still blocked after %s s (killed)" % timeout)
+    case.assertEqual(ran.returncode, 0, ran.stdout + ran.stderr[-2000:])
+    return ran.stdout

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from helpers import TempDirCase
+from helpers import TempDirCase, run_python
 
 from effect_ipc import IpcError
 from effect_ipc.ipckit import IpckitChannel
@@ -272,18 +272,10 @@ class LockOfAnotherUser(TempDirCase):
 
 
 def probe(case, code, timeout=15):
-    """Runs ``code`` in a child Python that imports this package (``IpcError``, ``IpckitChannel``, ``os``,
-    ``time``) and returns the lines it prints; one that does not end within ``timeout`` seconds (it hangs)
-    fails the test, the child killed."""
-    script = ("import os, sys, time\nsys.path.insert(0, %r)\nfrom effect_ipc import IpcError\n"
-              "from effect_ipc.ipckit import IpckitChannel\n%s" % (os.path.abspath(PACKAGE), textwrap.dedent(code)))
-    try:
-        ran = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        case.fail("still blocked after %s s (killed)" % timeout)
-    case.assertEqual(ran.returncode, 0, ran.stderr)
-    return ran.stdout.splitlines()
+    """``code``'s printed lines, run in a child Python with ``IpcError`` and ``IpckitChannel`` imported (see
+    ``helpers.run_python``)."""
+    imports = "from effect_ipc import IpcError\nfrom effect_ipc.ipckit import IpckitChannel"
+    return run_python(case, code, imports, timeout).splitlines()
 
 
 class OddFiles(TempDirCase):

@@ -5,22 +5,16 @@ import json
 import logging
 import os
 import socket
-import struct
-import subprocess
-import sys
 import threading
 import time
 
-from helpers import TempDirCase
+from helpers import TempDirCase, run_python
 
-from effect_ipc import IpcError, RpcClient, RpcDefect, RpcServer, Stream, framing, listen, rpc
+from effect_ipc import RpcClient, RpcDefect, RpcServer, Stream, framing, listen, rpc
 
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# the preamble of the child scripts: the package, a raw client, a frame
+# what the child scripts share: a frame, the process's virtual size
 PREAMBLE = """
-import json, os, resource, socket, struct, sys, threading, time, logging
-sys.path.insert(0, %r)
+import json, resource, socket, struct, threading, logging
 logging.basicConfig(level=logging.CRITICAL)
 from effect_ipc import IpcError, RpcClient, RpcServer, listen
 
@@ -31,16 +25,12 @@ def vm_kb():
     for line in open("/proc/self/status"):
         if line.startswith("VmSize"):
             return int(line.split()[1])
-""" % PACKAGE
+"""
 
 
 def run_child(test, script, seconds=60):
-    """Runs ``script`` (after PREAMBLE) in a child Python; returns its stdout lines."""
-    done = subprocess.run([sys.executable, "-c", PREAMBLE + script], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=seconds)
-    output = done.stdout.decode("utf-8", "replace")
-    test.assertEqual(done.returncode, 0, output + done.stderr.decode("utf-8", "replace")[-2000:])
-    return output.splitlines()
+    """Runs ``script`` in a child Python (see ``helpers.run_python``, PREAMBLE); returns its printed lines."""
+    return run_python(test, script, PREAMBLE, seconds).splitlines()
 
 
 def quiet(test):

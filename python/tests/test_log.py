@@ -9,7 +9,7 @@ import textwrap
 import time
 import unittest
 
-from helpers import TempDirCase
+from helpers import TempDirCase, run_python
 
 from effect_ipc import IpcError, log
 
@@ -369,18 +369,9 @@ class LogKillers(TempDirCase):
 
 
 def probe(case, code, timeout=15):
-    """Runs ``code`` in a child Python that imports this package (``IpcError``, ``log``, ``os``, ``time``) and
-    returns the words it prints; one that does not end within ``timeout`` seconds (it hangs) fails the test,
-    the child killed."""
-    script = "import os, sys, time\nsys.path.insert(0, %r)\nfrom effect_ipc import IpcError, log\n%s" % (
-        PACKAGE, textwrap.dedent(code))
-    try:
-        ran = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        case.fail("still blocked after %s s (killed)" % timeout)
-    case.assertEqual(ran.returncode, 0, ran.stderr)
-    return ran.stdout.split()
+    """``code``'s printed words, run in a child Python with ``IpcError`` and ``log`` imported (see
+    ``helpers.run_python``)."""
+    return run_python(case, code, "from effect_ipc import IpcError, log", timeout).split()
 
 
 class OddFilesInTheStream(TempDirCase):
