@@ -483,6 +483,14 @@ const twoEchoes = (channel: IpcChannel.IpcChannel) =>
   })
 
 /** Serves ConformanceApi at a fresh memory address with `server`; returns the transport and the address. */
+/** The next `count` messages of `channel`, parsed as JSON (within 10 s). */
+const jsonReplies = (channel: IpcChannel.IpcChannel, count: number) =>
+  Effect.forEach(
+    Array.from({ length: count }),
+    () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
+    { concurrency: 1 }
+  ).pipe(Effect.timeout("10 seconds"))
+
 const serving = (server: (address: string) => Layer.Layer<never, IpcError.IpcError, Transport.Transport>) =>
   Effect.gen(function*() {
     const address = `memory://negotiate-${n++}`
@@ -594,11 +602,7 @@ describe("serialization negotiation (the hello)", () => {
         jsonRequest("2", "Echo", { n: 2 }),
         jsonRequest("3", "Echo", { n: 3 })
       ])
-      const replies = yield* Effect.forEach(
-        [1, 2, 3, 4],
-        () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
-        { concurrency: 1 }
-      ).pipe(Effect.timeout("5 seconds"))
+      const replies = yield* jsonReplies(channel, 4)
       const exits = replies.filter((r) => r._tag === "Exit").map((r) => [r.requestId, r.exit?.value])
       assert.sameDeepMembers(exits, [["1", 1], ["2", 2], ["3", 3]])
       const defects = replies.filter((r) => r._tag === "Defect")
@@ -618,11 +622,7 @@ describe("serialization negotiation (the hello)", () => {
         encoder.encode(`{"_tag":"Request","id":"9","tag":"Echo","payload":${deep},"headers":[]}`),
         jsonRequest("2", "Echo", { n: 2 })
       ])
-      const replies = yield* Effect.forEach(
-        [1, 2, 3, 4],
-        () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
-        { concurrency: 1 }
-      ).pipe(Effect.timeout("10 seconds"))
+      const replies = yield* jsonReplies(channel, 4)
       // both are refused before they are parsed (deeper than 1000 levels): a Defect each
       assert.deepStrictEqual(replies.filter((r) => r._tag === "Defect").length, 2, JSON.stringify(replies))
       const exits = replies.filter((r) => r._tag === "Exit").map((r) => [r.requestId, r.exit._tag, r.exit.value])
@@ -643,11 +643,7 @@ describe("serialization negotiation (the hello)", () => {
         encoder.encode(`{"_tag":"Request","id":"8","tag":${deep},"payload":{"n":0},"headers":[]}`),
         jsonRequest("2", "Echo", { n: 2 })
       ])
-      const replies = yield* Effect.forEach(
-        [1, 2, 3, 4],
-        () => Effect.map(channel.receive, (r) => JSON.parse(decoder.decode(r))),
-        { concurrency: 1 }
-      ).pipe(Effect.timeout("10 seconds"))
+      const replies = yield* jsonReplies(channel, 4)
       assert.deepStrictEqual(replies.map((r) => r._tag), ["Defect", "Defect", "Defect", "Exit"])
       assert.match(JSON.stringify(replies[0].defect), /deeper than 1000/)
       assert.deepStrictEqual(replies[3], { _tag: "Exit", requestId: "2", exit: { _tag: "Success", value: 2 } })
