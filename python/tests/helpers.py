@@ -36,3 +36,39 @@ def run_python(case, code, imports="", timeout=15):
         case.fail("still blocked after %s s (killed)" % timeout)
     case.assertEqual(ran.returncode, 0, ran.stdout + ran.stderr[-2000:])
     return ran.stdout
+
+
+class RawRpcCase(TempDirCase):
+    """A test case that serves an ``RpcServer`` at its address and talks to it over raw sockets."""
+
+    def serve(self, handlers, **listen_options):
+        """Serves ``handlers`` at ``self.address()`` (listened with ``listen_options``) until the test ends."""
+        import threading
+        from effect_ipc import RpcServer, listen
+        listener = listen(self.address(), **listen_options)
+        self.addCleanup(listener.close)
+        server = RpcServer(handlers)
+        thread = threading.Thread(target=server.serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        return server
+
+    def raw(self):
+        """A raw socket connected to the server, closed when the test ends."""
+        import socket
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.connect(os.path.join(self.dir, "s.sock"))
+        sock.settimeout(30)
+        return sock
+
+    def answers(self, sock, count):
+        """The next ``count`` JSON messages on ``sock`` (the connection must stay open meanwhile)."""
+        import json
+        from effect_ipc import framing
+        decoder, messages = framing.Decoder(), []
+        while len(messages) < count:
+            chunk = sock.recv(65536)
+            self.assertTrue(chunk, "the connection stays open")
+            messages.extend(json.loads(p.decode("utf-8")) for kind, p in decoder.feed(chunk) if kind == framing.DATA)
+        return messages

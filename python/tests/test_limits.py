@@ -1,14 +1,12 @@
 """What a server or client does at the edge of its resources, and with peers that push them: out of
 descriptors, threads or memory, answers over the frame limit, junk sent without reading, ids an
 answer cannot carry. Scripts that lower a process's limits run in a child process of their own."""
-import json
 import logging
 import os
-import socket
 import threading
 import time
 
-from helpers import TempDirCase, run_python
+from helpers import RawRpcCase, TempDirCase, run_python
 
 from effect_ipc import RpcClient, RpcDefect, RpcServer, Stream, framing, listen, rpc
 
@@ -148,31 +146,7 @@ except IpcError as error:
         self.assertIn("failed ConnectionLost True True", lines)
 
 
-class Peers(TempDirCase):
-    def serve(self, handlers, **listen_options):
-        listener = listen(self.address(), **listen_options)
-        self.addCleanup(listener.close)
-        server = RpcServer(handlers)
-        thread = threading.Thread(target=server.serve, args=(listener,))
-        thread.daemon = True
-        thread.start()
-        return server
-
-    def raw(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.addCleanup(sock.close)
-        sock.connect(os.path.join(self.dir, "s.sock"))
-        sock.settimeout(30)
-        return sock
-
-    def answers(self, sock, count):
-        decoder, messages = framing.Decoder(), []
-        while len(messages) < count:
-            chunk = sock.recv(65536)
-            self.assertTrue(chunk, "the connection stays open")
-            messages.extend(json.loads(p.decode("utf-8")) for kind, p in decoder.feed(chunk) if kind == framing.DATA)
-        return messages
-
+class Peers(RawRpcCase):
     def test_junk_sent_without_reading_is_answered_within_max_queued(self):
         # the Defects for messages that are not JSON objects were queued without bound (299 722 of 256)
         quiet(self)

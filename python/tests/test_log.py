@@ -5,8 +5,6 @@ import re
 import struct
 import subprocess
 import sys
-import textwrap
-import time
 import unittest
 
 from helpers import TempDirCase, run_python
@@ -14,11 +12,16 @@ from helpers import TempDirCase, run_python
 from effect_ipc import IpcError, log
 
 
+def new_stream(directory, readers=("r",)):
+    """A new stream ``stream`` in ``directory`` with ``readers``; its path."""
+    path = os.path.join(directory, "stream")
+    log.create(path, readers=readers)
+    return path
+
+
 class Log(TempDirCase):
     def stream(self, readers=("r",)):
-        path = os.path.join(self.dir, "stream")
-        log.create(path, readers=readers)
-        return path
+        return new_stream(self.dir, readers)
 
     def test_records_across_segments_and_cursors_across_restarts(self):
         path = self.stream()
@@ -306,9 +309,7 @@ class Readme(TempDirCase):
 
 class LogKillers(TempDirCase):
     def stream(self, readers=("r",)):
-        path = os.path.join(self.dir, "stream")
-        log.create(path, readers=readers)
-        return path
+        return new_stream(self.dir, readers)
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to give a file to another user")
     def test_a_segment_or_writer_state_of_another_user_is_permission_denied(self):
@@ -380,9 +381,7 @@ class OddFilesInTheStream(TempDirCase):
     FIFO); what is refused is what the Node side makes of it."""
 
     def stream(self, readers=("r",)):
-        path = os.path.join(self.dir, "stream")
-        log.create(path, readers=readers)
-        return path
+        return new_stream(self.dir, readers)
 
     def test_a_fifo_at_writer_lock_never_blocks_a_reader(self):
         # LogReader.read(timeout=1) blocked for good opening writer.lock (_committed_end); an unreadable writer

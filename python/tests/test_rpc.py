@@ -6,7 +6,7 @@ import threading
 import time
 import unittest
 
-from helpers import TempDirCase
+from helpers import RawRpcCase, TempDirCase
 
 from effect_ipc import framing
 from effect_ipc import Closed, IpcError, RpcClient, RpcDefect, RpcFailure, RpcInterrupted, RpcServer, Stream, listen, rpc
@@ -678,32 +678,21 @@ class MalformedAnswers(TempDirCase):
         self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=5), 42)
 
 
-class DeepNesting(TempDirCase):
+class DeepNesting(RawRpcCase):
     """JSON nested deeper than Python's parser goes raises RecursionError, not ValueError: it ended the
     connection with a traceback where other JSON the server cannot take gets a ``Defect``."""
 
     def setUp(self):
-        TempDirCase.setUp(self)
+        RawRpcCase.setUp(self)
         import logging
         logging.getLogger("effect_ipc.rpc").disabled = True
         self.addCleanup(setattr, logging.getLogger("effect_ipc.rpc"), "disabled", False)
-        listener = listen(self.address())
-        self.addCleanup(listener.close)
-        thread = threading.Thread(target=RpcServer({"Add": lambda p: p["a"] + p["b"]}).serve, args=(listener,))
-        thread.daemon = True
-        thread.start()
+        self.serve({"Add": lambda p: p["a"] + p["b"]})
 
-    def answers(self, frames, count):
-        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.addCleanup(raw.close)
-        raw.connect(os.path.join(self.dir, "s.sock"))
-        raw.settimeout(30)
+    def exchange(self, frames, count):
+        raw = self.raw()
         raw.sendall(b"".join(framing.encode(framing.DATA, f) for f in frames))
-        decoder, messages = framing.Decoder(), []
-        while len(messages) < count:
-            chunk = raw.recv(65536)
-            self.assertTrue(chunk, "the connection stays open")
-            messages.extend(json.loads(p.decode("utf-8")) for kind, p in decoder.feed(chunk) if kind == framing.DATA)
+        messages = self.answers(raw, count)
         raw.sendall(framing.encode(framing.CLOSE))
         return messages
 
@@ -713,7 +702,7 @@ class DeepNesting(TempDirCase):
     def test_a_message_nested_too_deep_gets_a_defect_and_the_connection_goes_on(self):
         deep = b"[" * 100000 + b"]" * 100000
         request = b'{"_tag": "Request", "id": "1", "tag": "Add", "payload": ' + deep + b', "headers": []}'
-        messages = self.answers([rpc.HELLO_JSON, deep, request, self.good], 3)
+        messages = self.exchange([rpc.HELLO_JSON, deep, request, self.good], 3)
         self.assertEqual([m["_tag"] for m in messages], ["Defect", "Defect", "Exit"])
         self.assertIn("nested deeper than Python's parser goes", messages[0]["defect"])
         self.assertEqual(messages[2], self.served)
@@ -721,7 +710,7 @@ class DeepNesting(TempDirCase):
     def test_a_first_message_nested_too_deep_is_json_without_a_hello(self):
         # under 64 KiB and opening with "[": sniffed as a JSON client, as the Node server reads it
         deep = b"[" * 20000 + b"]" * 20000
-        messages = self.answers([deep, self.good], 2)
+        messages = self.exchange([deep, self.good], 2)
         self.assertEqual([m["_tag"] for m in messages], ["Defect", "Exit"])
         self.assertIn("nested deeper than Python's parser goes", messages[0]["defect"])
         self.assertEqual(messages[1], self.served)
