@@ -365,8 +365,17 @@ const callFailed = (s: Output.Settings, method: string, target: string) =>
   if (typeof error === "object" && error !== null && "_tag" in error && error._tag === "RpcClientError") {
     const cause = findIpcError(error)
     const text = error instanceof Error ? error.message : Output.textOf(error)
-    // a server on the other serialization sends what this side cannot decode
-    const hint = /decod/i.test(text) ? "; does the server use another --serialization (packed, binary or json)?" : ""
+    const why = "reason" in error && typeof error.reason === "object" && error.reason !== null &&
+        "cause" in error.reason && error.reason.cause instanceof Error
+      ? error.reason.cause.message
+      : ""
+    // a reply nested too deep was refused before it was parsed (IpcRpc); otherwise a server on the other
+    // serialization sends what this side cannot decode
+    const hint = why.startsWith("JSON nested deeper than")
+      ? ` (the reply: ${why})`
+      : /decod/i.test(text)
+      ? "; does the server use another --serialization (packed, binary or json)?"
+      : ""
     return Effect.fail(cause ?? IpcError.make("ConnectionLost", `${method}: ${text}${hint}`, target))
   }
   const tag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"

@@ -108,13 +108,19 @@ it.live(
         const plain = yield* call(mode)
         assert.strictEqual(plain.code, 1, mode)
         assert.strictEqual(plain.stdout, "", mode)
-        assert.match(plain.stderr, /^effect-ipc: ConnectionLost: Get: [^\n]*Error decoding message[^\n]*\n$/, mode)
+        assert.notMatch(plain.stderr, /--serialization/, mode)
+        assert.match(
+          plain.stderr,
+          /^effect-ipc: ConnectionLost: Get: RpcClientDefect: Error decoding message \(the reply: JSON nested deeper than 1000 levels\) \(unix:[^\n]*\)\n$/,
+          mode
+        )
         const json = yield* call(mode, "--json")
         assert.strictEqual(json.code, 1, mode)
         assert.strictEqual(json.stderr, "", mode)
         const lines = json.stdout.split("\n").filter((line) => line !== "")
         assert.strictEqual(lines.length, 1, json.stdout)
         assert.deepInclude(JSON.parse(lines[0]!), { event: "error", reason: "ConnectionLost" })
+        assert.notMatch(lines[0]!, /--serialization/, mode)
       }
     }).pipe(Effect.scoped),
   120_000
