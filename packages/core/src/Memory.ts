@@ -26,14 +26,22 @@ export interface MemoryOptions {
 
 const listeners = new Map<string, (client: MemoryEnd) => MemoryEnd>()
 
-/** One end of a memory channel: its sink, once its engine has started, and whether its inbox is full. */
+/**
+ * One end of a memory channel: its sink, once its engine has started, whether its inbox is full, and
+ * whether it wrote into the peer's inbox while that was full (and waits for room).
+ */
 interface MemoryEnd {
   sink: ChannelEngine.Sink | undefined
   full: boolean
+  waiting: boolean
 }
 
+const newEnd = (): MemoryEnd => ({ sink: undefined, full: false, waiting: false })
+
 // the link of one end: a send is a push into the peer's inbox (a copy: the caller may reuse its
-// buffer); the sender waits while the peer's inbox is full; the goodbye reaches the peer at once
+// buffer). As over a socket, the message that fills the peer's inbox is taken (a message larger than
+// the inbox's limit included, so one fiber can send it and then receive it); a send made while the
+// inbox is full waits until the peer has read. The goodbye reaches the peer at once
 const connectEnds = (
   address: string,
   self: MemoryEnd,
@@ -51,12 +59,14 @@ const connectEnds = (
     self.sink = sink
     return {
       write: (message) => {
+        if (peer.full) self.waiting = true
         if (!peer.sink!.message(copyOf(message))) peer.full = true
       },
-      pending: () => peer.full ? 1 : 0,
+      pending: () => self.waiting ? 1 : 0,
       // our inbox has room: the peer's waiting senders go on
       resume: () => {
         self.full = false
+        peer.waiting = false
         peer.sink?.writable()
       },
       goodbye: (sent) => {
@@ -66,6 +76,7 @@ const connectEnds = (
       },
       destroy: () => {
         self.full = false
+        peer.waiting = false
         peer.sink?.writable()
       }
     }
@@ -86,7 +97,7 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
         const acceptor = yield* Transport.makeAcceptor(address)
         const accepted = new Set<IpcChannel.IpcChannel>()
         listeners.set(parsed.rest, (client) => {
-          const server: MemoryEnd = { sink: undefined, full: false }
+          const server = newEnd()
           const channel = connectEnds(address, server, client, "memory client", options)
           accepted.add(channel)
           acceptor.offer(channel)
@@ -113,7 +124,7 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
             address
           )
         }
-        const client: MemoryEnd = { sink: undefined, full: false }
+        const client = newEnd()
         const channel = connectEnds(address, client, accept(client), "memory server", options)
         yield* Effect.addFinalizer(() => channel.close)
         return channel

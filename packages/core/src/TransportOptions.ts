@@ -10,7 +10,7 @@
  * - `IPC_OPTIONS_<NAME>`: one option, its name in CONSTANT_CASE
  *   (`IPC_OPTIONS_MAX_MESSAGE_SIZE=65536`, `IPC_OPTIONS_HEARTBEAT_INTERVAL=1 second`
  *   with `IPC_OPTIONS_HEARTBEAT_TIMEOUT`: a nested option needs all its fields);
- *   it wins over the same option in `IPC_OPTIONS`. An empty variable counts as unset.
+ *   it wins over the same option in `IPC_OPTIONS` (still checked). An empty variable counts as unset.
  *
  * Nothing is ignored: an option the transport does not have, a value of the
  * wrong kind or `IPC_OPTIONS` that is not a JSON object fails the layer's
@@ -576,6 +576,8 @@ interface Found {
   readonly value: Record<string, unknown>
   /** Where each option (by dotted path) was set: `IPC_OPTIONS` or its own variable. */
   readonly source: Map<string, string>
+  /** Values of `IPC_OPTIONS` that a variable won over, by dotted path: checked all the same. */
+  readonly shadowed: Map<string, unknown>
 }
 
 const invalid = (transport: string, detail: string): IpcError.IpcError =>
@@ -638,6 +640,7 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
     const provider = yield* ConfigProvider.ConfigProvider
     const value: Record<string, unknown> = {}
     const source = new Map<string, string>()
+    const shadowed = new Map<string, unknown>()
     const known = declaration?.names ?? []
     const have = () =>
       known.length === 0
@@ -695,10 +698,12 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
       if (node === undefined || node._tag !== "Value") continue
       const [key, inner] = name.path as [string, string | undefined]
       if (inner === undefined) {
+        if (key in value) shadowed.set(key, value[key])
         value[key] = node.value
         source.set(key, name.variable)
       } else {
         const nested = isRecord(value[key]) ? { ...value[key] } : {}
+        if (inner in nested) shadowed.set(`${key}.${inner}`, nested[inner])
         nested[inner] = node.value
         value[key] = nested
         source.set(`${key}.${inner}`, name.variable)
@@ -725,7 +730,7 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
         return yield* invalid(transport, `${variable} is not an option of this transport (${have()})`)
       }
     }
-    return { value, source }
+    return { value, source, shadowed }
   }).pipe(Effect.catchTag("SourceError", (error) => Effect.fail(sourceError(transport)(error))))
 
 /** The option paths of a schema issue's message (`at ["heartbeat"]["interval"]` -> `heartbeat.interval`). */
@@ -775,6 +780,20 @@ export const read = (
         continue
       }
       problems.push(`option ${path} (${set ?? found.source.get(key) ?? OPTIONS}): ${message.split("\n")[0]}`)
+    }
+    // a value in IPC_OPTIONS that a variable won over is a mistake all the same: decoded in the variable's place
+    for (const [path, given] of found.shadowed) {
+      const [key, inner] = path.split(".") as [string, string | undefined]
+      const tried = inner === undefined ? given : { ...(found.value[key] as Record<string, unknown>), [inner]: given }
+      const exit = Schema.decodeUnknownExit(declaration.schema)({ [key]: tried })
+      if (Exit.isSuccess(exit)) continue
+      const error = exit.cause.reasons.find((r) => r._tag === "Fail")
+      const message = error !== undefined && Schema.isSchemaError(error.error)
+        ? error.error.message
+        : String(exit.cause)
+      problems.push(
+        `option ${path} (${OPTIONS}.${path}, which ${found.source.get(path)} wins over): ${message.split("\n")[0]}`
+      )
     }
     if (problems.length > 0) return yield* invalid(transport, problems.join("; "))
     // values of the right kind that no listen or dial would take (zero for a timeout that must pass, a

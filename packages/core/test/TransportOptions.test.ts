@@ -311,6 +311,20 @@ describe("transport options from configuration", () => {
         halfJson,
         "option heartbeat.interval is missing: heartbeat needs it too (heartbeat is set in IPC_OPTIONS.heartbeat;"
       )
+      // a value in IPC_OPTIONS that a variable wins over is checked all the same (it was ignored: nothing is)
+      const shadowed = (yield* Effect.flip(read({ IPC_OPTIONS: `{"size": "x"}`, IPC_OPTIONS_SIZE: "65536" }))).detail
+      assert.include(shadowed, `option size (IPC_OPTIONS.size, which IPC_OPTIONS_SIZE wins over): expected a size`)
+      const shadowedInner = (yield* Effect.flip(read({
+        IPC_OPTIONS: `{"heartbeat": {"interval": "soon", "timeout": "3 seconds"}}`,
+        IPC_OPTIONS_HEARTBEAT_INTERVAL: "1 second"
+      }))).detail
+      assert.include(
+        shadowedInner,
+        `option heartbeat.interval (IPC_OPTIONS.heartbeat.interval, which IPC_OPTIONS_HEARTBEAT_INTERVAL wins over): expected a duration`
+      )
+      // a good value there is won over, as before
+      const won = yield* read({ IPC_OPTIONS: `{"size": 8}`, IPC_OPTIONS_SIZE: "100" })
+      assert.deepInclude(won, { size: 100 })
     }))
 })
 

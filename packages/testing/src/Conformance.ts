@@ -671,6 +671,32 @@ export const suite = (given: Subject): void => {
         }
       }).pipe(Effect.scoped), 120_000)
 
+    // memory:// held the send of a message that filled the receiver's inbox (8 MiB) until the receiver read:
+    // a program that sends, then receives, in one fiber stopped there (and exited, nothing else running)
+    needs("in-process")(
+      "a message larger than the receiver's buffers is taken before anyone receives: one fiber sends it, then receives it",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const { client, server } = yield* connected(transport, subject.address())
+          const size = Math.min(12 * 1024 * 1024 + 5, subject.maxFrameSize)
+          const sent = pattern(size, 3)
+          yield* client.send(sent).pipe(
+            Effect.timeoutOrElse({
+              duration: "20 seconds",
+              orElse: () => Effect.die(new Error(`the send of ${size} B waited for a receive`))
+            })
+          )
+          const got = yield* server.receive
+          assert.strictEqual(got.byteLength, size)
+          assert.isTrue(sameBytes(got, sent), "its content")
+          // and back the other way, the same fiber again
+          yield* server.send(sent)
+          assert.isTrue(sameBytes(yield* client.receive, sent), "its content, sent back")
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
     // a Uint16Array or DataView (JavaScript, or a cast) was copied element by element into a frame of its
     // byte length: half its bytes, then memory never written (earlier messages) went to the peer
     it.live(

@@ -140,7 +140,16 @@ const locate = (address: Address.Address, raw: string, host: Host): Effect.Effec
         return yield* IpcError.make("UnsupportedPlatform", "abstract sockets (unix:@name) exist only on Linux", raw)
       }
       const path = `\0${address.rest.slice(1)}`
-      yield* checkLength(path, raw, host.platform)
+      // an abstract name fills sun_path after its leading NUL, with no final one: 107 bytes on Linux
+      const bytes = Buffer.byteLength(path) - 1
+      const max = maxPathBytesOn(host.platform)
+      if (bytes > max) {
+        return yield* IpcError.make(
+          "NameTooLong",
+          `abstract socket name is ${bytes} bytes; ${host.platform} allows at most ${max}`,
+          raw
+        )
+      }
       return { path, kind: "abstract" as const }
     }
     const path = yield* Address.path(address)

@@ -12,6 +12,16 @@ import { hangGuard, node, nodeFixture, waitFor } from "./helpers.ts"
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
 
+/** A FIFO's kernel buffer, as another process reads it (F_GETPIPE_SZ). */
+const sizeOf = (file: string) =>
+  Number(
+    ChildProcess.execFileSync("python3", [
+      "-c",
+      "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_NONBLOCK); print(fcntl.fcntl(fd, 1032))",
+      file
+    ], { encoding: "utf8" }).trim()
+  )
+
 describe("Fifo", () => {
   it.live("creates the FIFOs with mode 0600 and removes every file on close", () =>
     Effect.gen(function*() {
@@ -43,6 +53,40 @@ describe("Fifo", () => {
         }))
       }
     }).pipe(Effect.scoped))
+
+  // a pipeSize over /proc/sys/fs/pipe-max-size that the kernel refused left the pipe at 64 KiB, not at that cap
+  it.live("pipeSize sets both FIFOs' kernel buffer (1 MiB by default); one the kernel refuses is capped at pipe-max-size", () =>
+    Effect.gen(function*() {
+      // what this machine lets a process set: 4 MiB, or pipe-max-size (no CAP_SYS_RESOURCE)
+      const probe = String.raw`
+import fcntl, os, sys
+r, w = os.pipe()
+try:
+    print(fcntl.fcntl(r, 1031, 4 << 20))
+except OSError:
+    print(open("/proc/sys/fs/pipe-max-size").read().strip())
+`
+      const allowed = Number(ChildProcess.execFileSync("python3", ["-c", probe], { encoding: "utf8" }).trim())
+      const cases: ReadonlyArray<[number | undefined, number]> = [
+        [undefined, 1024 * 1024],
+        [256 * 1024, 256 * 1024],
+        [4 * 1024 * 1024, allowed]
+      ]
+      for (const [pipeSize, expected] of cases) {
+        const base = `${dir}/size-${pipeSize ?? "default"}`
+        yield* Effect.scoped(Effect.gen(function*() {
+          const transport = Fifo.make(pipeSize === undefined ? {} : { pipeSize })
+          const listener = yield* transport.listen(`fifo://${base}`)
+          const client = yield* transport.dial(`fifo://${base}`)
+          const server = yield* listener.accept
+          yield* client.send(new Uint8Array([1]))
+          assert.deepStrictEqual([...(yield* server.receive)], [1])
+          for (const suffix of [".in", ".out"]) {
+            assert.strictEqual(sizeOf(`${base}${suffix}`), expected, `${pipeSize} ${suffix}`)
+          }
+        }))
+      }
+    }))
 
   it.live("serves one peer at a time: a second client gets AddressInUse until the first leaves", () =>
     Effect.gen(function*() {

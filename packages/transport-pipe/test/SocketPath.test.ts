@@ -98,7 +98,26 @@ describe("SocketPath on Linux and Windows (unchanged)", () => {
       assert.strictEqual(error.reason._tag, "NameTooLong")
       assert.include(error.detail, "linux allows at most 107 (108 with the final NUL)")
       assert.strictEqual(yield* pathOn("unix:@app", linux), "\0app")
+      // an abstract name has no final NUL: it fills sun_path after the leading one (it was refused at 107)
+      assert.strictEqual(yield* pathOn(`unix:@${"a".repeat(107)}`, linux), `\0${"a".repeat(107)}`)
+      const abstract = yield* failureOn(`unix:@${"a".repeat(108)}`, linux)
+      assert.strictEqual(abstract.reason._tag, "NameTooLong")
+      assert.include(abstract.detail, "abstract socket name is 108 bytes; linux allows at most 107")
     }))
+
+  it.live.skipIf(process.platform !== "linux")(
+    "serves an abstract socket of the longest name Linux takes (107 bytes)",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const name = `sp-${process.pid}-`.padEnd(107, "a")
+        const transport = UnixSocket.make()
+        const listener = yield* transport.listen(`unix:@${name}`)
+        const client = yield* transport.dial(`unix:@${name}`)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array([7]))
+        assert.deepStrictEqual([...(yield* server.receive)], [7])
+      }))
+  )
 
   it.effect("maps pipe:// to a named pipe on Windows", () =>
     Effect.gen(function*() {

@@ -117,17 +117,34 @@ export const mkfifo = (path: string, mode: number, address?: string): Effect.Eff
       : Effect.fail(Native.errnoError(errno, "Open", `cannot create the FIFO ${path}`, address))
   })
 
+/** /proc/sys/fs/pipe-max-size: the largest pipe an unprivileged process may ask for (Linux), read once. */
+let pipeMaxSize: number | undefined
+const pipeMax = (): number => {
+  if (pipeMaxSize === undefined) {
+    try {
+      pipeMaxSize = Number.parseInt(Fs.readFileSync("/proc/sys/fs/pipe-max-size", "utf8"), 10) || 0
+    } catch {
+      pipeMaxSize = 0
+    }
+  }
+  return pipeMaxSize
+}
+
 /**
  * Enlarges a pipe's kernel buffer to `size` bytes (Linux; capped by
- * /proc/sys/fs/pipe-max-size). A large pipe lets a big message cross with
- * few wake-ups. Returns the size obtained; failure is not an error (the
- * default size still works), so it answers 0 then.
+ * /proc/sys/fs/pipe-max-size: a larger size the kernel refuses is asked for
+ * as that). A large pipe lets a big message cross with few wake-ups. Returns
+ * the size obtained; failure is not an error (the default size still works),
+ * so it answers 0 then.
  */
 export const setPipeSize = (fd: number, size: number): Effect.Effect<number> =>
   Effect.sync(() => {
     const b = load()
     if (b instanceof IpcError.IpcError) return 0
-    return Math.max(0, b.setPipeSize(fd, size))
+    const got = b.setPipeSize(fd, size)
+    if (got >= 0) return got
+    const max = pipeMax()
+    return max > 0 && max < size ? Math.max(0, b.setPipeSize(fd, max)) : 0
   })
 
 /**
