@@ -16,10 +16,25 @@
  * `PeerRejected` for the dialer (nng's `NNG_EPEERAUTH` or `NNG_ECRYPTO` in
  * `errno`); the listener drops that connection and serves the others.
  *
+ * With `authMode` "optional" a listener admits clients without a certificate:
+ * nng then completes every handshake, whatever the check of a client's
+ * certificate found, and the socket checks each connection itself before
+ * anything it sent is used. A client whose certificate does not verify has its
+ * connection closed, what it sent dropped, and is counted and logged as a
+ * refused connection; a certificate without a common name cannot be told from
+ * none. A libnng that cannot tell whether a client presented a certificate
+ * (Debian's 1.5.2) admits only verified clients. A socket that only sends
+ * (a publisher, a pusher) cannot check its clients: listening over TLS with
+ * "optional" is `InvalidOption` there.
+ *
  * @since 0.1.0
  */
 
-/** How a peer's certificate is checked: not at all, when one is presented, or always. */
+/**
+ * How a peer's certificate is checked: not at all, when one is presented, or
+ * always. A dialer always gets a certificate from the server, so "optional"
+ * checks it always there, as "required" does.
+ */
 export type AuthMode = "none" | "optional" | "required"
 
 /** TLS options of an nng endpoint. */
@@ -33,7 +48,10 @@ export interface TlsOptions {
   /**
    * How the peer's certificate is checked (default: "required" for dialers,
    * and for listeners given a `caFile`; "none" for listeners without one).
-   * "none" on a dialer accepts any server: encrypted, but not authenticated.
+   * "optional": a listener serves clients without a certificate and refuses
+   * those presenting one that does not verify against `caFile`; on a dialer it
+   * is "required". "none" on a dialer accepts any server: encrypted, but not
+   * authenticated.
    */
   readonly authMode?: AuthMode | undefined
   /** The name the server's certificate must carry (default: the host dialled). Dialers only. */

@@ -369,13 +369,17 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const badMode = TransportOptions.invalidMode(options.mode ?? 0o600, raw)
       if (badMode !== undefined) return yield* badMode
       const lobbyAddress = yield* NngAddress.parse(raw)
+      // with tls.authMode "optional", the clients of the rendezvous and of every conversation are checked as
+      // they are read (internal/socket.ts); those refused are noted below, once the address is known
+      const refusedTls = yield* Socket.refusalQueue
       const lobby = yield* Socket.make("rep-raw", {
         maxMessageSize: 4096,
         // answers wait here for nng's thread to hand them to their connections: without room, an answer
         // sent while it is busy (under load, often) would be dropped and its client would wait to ask again
         sendBuffer: LOBBY_SEND_BUFFER,
         ipcPermissions: options.mode ?? 0o600,
-        tls: options.tls
+        tls: options.tls,
+        refused: refusedTls.sink
       }, raw)
       yield* ensureRuntimeDir(lobbyAddress, raw)
       // over ipc only an absent path or a stale socket of ours is taken (libnng alone would unlink a file);
@@ -390,6 +394,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const acceptor = yield* Transport.makeAcceptor(address)
       // counted, and logged a few a minute (a flood of refused hellos wrote a warning each)
       const noteRefusal = yield* Observability.refusals(address)
+      yield* Effect.forkScoped(
+        refusedTls.noteWith((refusal) => noteRefusal(IpcError.make("PeerRejected", refusal.detail, address)))
+      )
       const open = new Set<IpcChannel.IpcChannel>()
       const handshakes = yield* FiberSet.make<void, never>()
       /** Conversations waiting for their clients. */
@@ -416,7 +423,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), privateDir?.path),
             { plain: true }
           )
-          const socket = yield* Socket.open("pair", pairOptions, address)
+          const socket = yield* Socket.open("pair", { ...pairOptions, refused: refusedTls.sink }, address)
           return yield* Effect.gen(function*() {
             const listening = yield* socket.listen(conversation)
             const url = listening.port === undefined

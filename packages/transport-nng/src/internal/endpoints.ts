@@ -8,6 +8,7 @@
 import * as Framing from "@effect-ipc/core/Framing"
 import * as Inbox from "@effect-ipc/core/Inbox"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -74,6 +75,21 @@ export const open = (
       return yield* IpcError.make("InvalidAddress", `a ${named} socket needs an address to listen at or dial`)
     }
     const name = [...listen, ...dial].join(", ")
+    const listenAt = yield* Effect.forEach(listen, (raw) => NngAddress.parse(raw, { plain: true }))
+    // a TLS listener with authMode "optional" admits every client: what each sent is checked before it is used
+    let refusals: Socket.RefusalQueue | undefined
+    if (Socket.checksClients(options.tls, listenAt)) {
+      if (!Socket.canReceive(protocol)) {
+        return yield* IpcError.make(
+          "InvalidOption",
+          `a ${protocol} socket never reads what its peers send, so it cannot check the certificates of the ` +
+            `clients its TLS listener admits with tls.authMode "optional": use "required" (with a caFile)`,
+          name
+        )
+      }
+      refusals = yield* Socket.refusalQueue
+      yield* Effect.forkScoped(refusals.noteWith(yield* Observability.refusals(listen.join(", "))))
+    }
     const socket = yield* Socket.make(protocol, {
       maxMessageSize: options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE,
       sendBuffer: options.sendBuffer,
@@ -81,14 +97,15 @@ export const open = (
       ipcPermissions: options.mode ?? 0o600,
       reconnect: { min: millis(options.reconnect?.min, 20), max: millis(options.reconnect?.max, 1000) },
       kinded: extra.kinded,
-      tls: options.tls
+      tls: options.tls,
+      refused: refusals?.sink
     }, name)
     const linger = millis(options.linger, 0)
     // runs before the socket closes (finalizers run in reverse order)
     if (linger > 0) yield* Effect.addFinalizer(() => Effect.sleep(linger))
     const listening: Array<string> = []
-    for (const raw of listen) {
-      const address = yield* NngAddress.parse(raw, { plain: true })
+    for (const [i, raw] of listen.entries()) {
+      const address = listenAt[i]!
       // over ipc only an absent path or a stale socket of ours is taken (libnng alone would unlink a file)
       const bound = yield* Socket.listenFree(socket, address)
       listening.push(bound.port !== undefined && address.port === 0 ? NngAddress.withPort(address, bound.port) : raw)

@@ -110,6 +110,11 @@ interface Bindings {
   readonly pipeSocket: (p: Handle) => Handle
   readonly pipeClose: (p: Handle) => number
   readonly pipeGetUint64: (p: Handle, name: string, out: Array<bigint>) => number
+  readonly pipeGetBool: (p: Handle, name: string, out: Array<boolean>) => number
+  /** `nng_pipe_get_string`, the string's address kept (to be freed with `strfree`). */
+  readonly pipeGetString: (p: Handle, name: string, out: Array<Ptr | null>) => number
+  readonly pipeListener: (p: Handle) => Handle
+  readonly strfree: (s: Ptr) => void
   readonly statsGet: (out: Array<Ptr | null>) => number
   readonly statsFree: (st: Ptr) => void
   readonly statChild: (st: Ptr) => Ptr | null
@@ -279,6 +284,10 @@ const declare = (koffi: Koffi, libc: LibraryHandle, lib: LibraryHandle, version:
     pipeSocket: lib.func(`${S} nng_pipe_socket(${P} p)`),
     pipeClose: lib.func(`int nng_pipe_close(${P} p)`),
     pipeGetUint64: lib.func(`int nng_pipe_get_uint64(${P} p, const char *name, _Out_ uint64_t *value)`),
+    pipeGetBool: lib.func(`int nng_pipe_get_bool(${P} p, const char *name, _Out_ bool *value)`),
+    pipeGetString: lib.func(`int nng_pipe_get_string(${P} p, const char *name, _Out_ void **value)`),
+    pipeListener: lib.func(`${L} nng_pipe_listener(${P} p)`),
+    strfree: lib.func("void nng_strfree(void *s)"),
     statsGet: lib.func("int nng_stats_get(_Out_ void **stats)"),
     statsFree: lib.func("void nng_stats_free(void *stats)"),
     statChild: lib.func("void *nng_stat_child(void *stat)"),
@@ -389,12 +398,14 @@ export interface Nng {
   /**
    * Creates and starts a listener; the start runs on the threadpool when the
    * address has a host name to resolve (which may take long), at once otherwise.
+   * `onCreated` gets the listener before it starts (before any of its pipes exist).
    */
   readonly listen: (
     s: Handle,
     url: string,
     options: EndpointOptions,
-    address: string
+    address: string,
+    onCreated?: (listener: Handle) => void
   ) => Effect.Effect<Listening, IpcError.IpcError>
   /**
    * Creates a dialer and starts it without waiting (`NNG_FLAG_NONBLOCK`):
@@ -457,6 +468,24 @@ export interface Nng {
   readonly closePipe: (pipe: number) => void
   /** What an ipc pipe tells of its peer process; empty for other transports. */
   readonly pipePeer: (pipe: number) => { pid?: number; uid?: number; gid?: number }
+  /** The id of the listener a pipe came through; 0 for a pipe one of the socket's dialers made. */
+  readonly pipeListener: (pipe: number) => number
+  /**
+   * `tls-verified` of a TLS pipe: its peer's certificate was checked and is
+   * good; `undefined` when the pipe does not say. With
+   * `NNG_TLS_AUTH_MODE_OPTIONAL` nng completes the handshake whatever the
+   * check found, and this is the only record of it.
+   */
+  readonly pipeVerified: (pipe: number) => boolean | undefined
+  /**
+   * Whether the peer of a TLS pipe presented a certificate, one carrying a
+   * common name (`tls-peer-cn`); `undefined` when this libnng cannot tell
+   * (1.5.2 has no such option). A certificate without a common name cannot be
+   * told from none: nng's `tls-peer-alt-names` is not read, as libnng 1.12
+   * loops for ever, on the thread that asks, on a certificate with an empty
+   * alternative name (seen: a peer could freeze the process).
+   */
+  readonly pipePresented: (pipe: number) => boolean | undefined
   /**
    * Watches one of nng's pollable descriptors (`recv-fd`, `send-fd`) with a
    * libuv poll handle: `onReady` runs on the JS thread while the descriptor is
@@ -689,7 +718,7 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
         const rv = b.socketGetInt(s, name, out)
         return rv === 0 ? Effect.succeed(out[0]!) : Effect.fail(error(rv, `cannot read the socket option ${name}`))
       }),
-    listen: (s, url, options, address) =>
+    listen: (s, url, options, address, onCreated) =>
       Effect.suspend(() => {
         const l = { id: 0 }
         const created = b.listenerCreate(l, s, url)
@@ -706,6 +735,7 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
           const { rv, what } = configureTls(options.tls, "server", (t, cfg) => t.listenerSetPtr(l, "tls-config", cfg))
           if (rv !== 0) return Effect.fail(tlsError(rv, what, address))
         }
+        onCreated?.(l)
         const started = (rv: number): Effect.Effect<Listening, IpcError.IpcError> => {
           if (rv !== 0) return Effect.fail(error(rv, "cannot listen", address))
           const port = [0]
@@ -859,6 +889,20 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
         ...(uid === undefined ? {} : { uid }),
         ...(gid === undefined ? {} : { gid })
       }
+    },
+    pipeListener: (pipe) => b.pipeListener({ id: pipe }).id,
+    pipeVerified: (pipe) => {
+      const flag = [false]
+      return b.pipeGetBool({ id: pipe }, "tls-verified", flag) === 0 ? flag[0] === true : undefined
+    },
+    pipePresented: (pipe) => {
+      const out: Array<Ptr | null> = [null]
+      if (b.pipeGetString({ id: pipe }, "tls-peer-cn", out) !== 0) return undefined
+      const name = out[0]
+      if (name === null || name === 0n) return false
+      // nng's copy (malloc'd), ours to free
+      b.strfree(name)
+      return true
     }
   }
 }

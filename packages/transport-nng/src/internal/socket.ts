@@ -14,6 +14,7 @@ import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -60,7 +61,37 @@ export interface SocketOptions {
   readonly kinded?: boolean | undefined
   /** TLS of the `tls+tcp` and `wss` endpoints this socket listens and dials at. */
   readonly tls?: NngTls.TlsOptions | undefined
+  /**
+   * Told of each client a TLS listener of this socket refused (see `admitted`
+   * in `makeSocket`), to be counted and logged (`refusalQueue`).
+   */
+  readonly refused?: ((error: IpcError.IpcError) => void) | undefined
 }
+
+/** Where the refusals of a socket's TLS check go: the `refused` sink, and a loop noting each with `note`. */
+export interface RefusalQueue {
+  readonly sink: (error: IpcError.IpcError) => void
+  readonly noteWith: (note: (error: IpcError.IpcError) => Effect.Effect<void>) => Effect.Effect<never>
+}
+
+/**
+ * A queue for `SocketOptions.refused`: the socket reports refusals as it
+ * reads, outside any fiber; a fiber of the owner's (`noteWith`, forked in its
+ * scope) counts and logs them with the owner's services.
+ */
+export const refusalQueue: Effect.Effect<RefusalQueue> = Effect.map(
+  Queue.unbounded<IpcError.IpcError>(),
+  (queue) => ({
+    sink: (error) => void Queue.offerUnsafe(queue, error),
+    noteWith: (note) => Effect.forever(Effect.flatMap(Queue.take(queue), note))
+  })
+)
+
+/** True when a socket with `tls` that listens at `addresses` checks its TLS clients itself (authMode "optional"). */
+export const checksClients = (
+  tls: NngTls.TlsOptions | undefined,
+  addresses: ReadonlyArray<NngAddress.NngAddress>
+): boolean => tls?.authMode === "optional" && addresses.some((address) => NngAddress.isTls(address.transport))
 
 /** An open nng socket. */
 export interface Socket {
@@ -101,7 +132,8 @@ export interface Socket {
   readonly close: Effect.Effect<void>
 }
 
-const canReceive = (p: Nng.Protocol) => p !== "pub" && p !== "push"
+/** True when a socket of protocol `p` reads what its peers send (pub and push only send). */
+export const canReceive = (p: Nng.Protocol) => p !== "pub" && p !== "push"
 const canSend = (p: Nng.Protocol) => p !== "sub" && p !== "pull"
 
 /** A readiness watch shared by any number of listeners. */
@@ -137,6 +169,9 @@ interface PendingSend {
   built: Nng.Built | undefined
   readonly resume: (result: Effect.Effect<void, IpcError.IpcError>) => void
 }
+
+/** How many pipes' verdicts a socket keeps before it forgets those of pipes that are gone (then twice as many). */
+const VERDICTS_KEPT = 1024
 
 /** From this size on, a message that must wait for nng waits built, so that each try does not copy it again. */
 const BUILD_FROM = 64 * 1024
@@ -258,10 +293,55 @@ const makeSocket = (
       })
     })
 
+  // ---- the check of the clients a TLS listener admitted with authMode "optional" ----
+  // nng completes their handshake whatever the check of a client's certificate found: each pipe from
+  // such a listener is checked once, before anything it sent is used (its verdict kept while it lives)
+  const checkedListeners = new Set<number>()
+  const verdicts = new Map<number, boolean>()
+  let keep = VERDICTS_KEPT
+  const refuse = (pipe: number, detail: string) => {
+    nng.closePipe(pipe)
+    options.refused?.(IpcError.make("PeerRejected", detail, address))
+    return false
+  }
+  const check = (pipe: number): boolean => {
+    if (!checkedListeners.has(nng.pipeListener(pipe))) return true
+    if (nng.pipeVerified(pipe) === true) return true
+    // not verified: a client without a certificate (which optional admits), or with a bad one
+    const presented = nng.pipePresented(pipe)
+    if (presented === false) return true
+    return refuse(
+      pipe,
+      presented === true
+        ? "closed a TLS connection whose client certificate does not verify against the listener's caFile " +
+          "(authMode \"optional\" checks a certificate when one is presented)"
+        : `closed a TLS connection whose client is not verified: libnng ${nng.version} cannot tell whether ` +
+          "it presented a certificate, so with authMode \"optional\" only verified clients are admitted"
+    )
+  }
+  /** True when what `pipe` sent may be used; a pipe refused is closed (and its messages dropped). */
+  const admitted = (pipe: number): boolean => {
+    const known = verdicts.get(pipe)
+    if (known !== undefined) return known
+    if (verdicts.size >= keep) {
+      for (const id of verdicts.keys()) if (!nng.pipeAlive(id)) verdicts.delete(id)
+      keep = Math.max(VERDICTS_KEPT, verdicts.size * 2)
+    }
+    const verdict = check(pipe)
+    verdicts.set(pipe, verdict)
+    return verdict
+  }
+
   // ---- receiving ----
   const kinded = options.kinded === true
   const withHeader = protocol === "rep-raw"
-  const tryReceive = () => (closed ? NngError.Code.ECLOSED : nng.tryReceive(handle, kinded, withHeader))
+  const tryReceive = (): Nng.Received | number => {
+    for (;;) {
+      if (closed) return NngError.Code.ECLOSED
+      const received = nng.tryReceive(handle, kinded, withHeader)
+      if (typeof received === "number" || checkedListeners.size === 0 || admitted(received.pipe)) return received
+    }
+  }
   const waitReadable = Effect.callback<void, IpcError.IpcError>((resume) => {
     if (closed) return resume(Effect.fail(closedError()))
     const remove = readable.add(() => {
@@ -316,7 +396,11 @@ const makeSocket = (
               : {}),
             tls
           },
-          target.raw
+          target.raw,
+          // its pipes are checked from the first (a socket that only sends refuses this mode: `checksClients`)
+          (listener) => {
+            if (tls?.authMode === Tls.OPTIONAL) checkedListeners.add(listener.id)
+          }
         )),
     dial: (target) =>
       Effect.flatMap(Effect.andThen(NngAddress.dialable(target), tlsOf("dial", target)), (tls) =>

@@ -13,6 +13,14 @@ import type * as Nng from "./nng.ts"
 
 const authModes = { none: 0, optional: 1, required: 2 } as const
 
+/**
+ * `NNG_TLS_AUTH_MODE_OPTIONAL`, which only a listener is configured with:
+ * nng then completes every handshake, whatever the check of the client's
+ * certificate found, and the socket checks each such pipe itself
+ * (`internal/socket.ts`).
+ */
+export const OPTIONAL = authModes.optional
+
 /** The most a PEM file may hold (a chain of CA certificates is some KiB). */
 const MAX_PEM_BYTES = 1024 * 1024
 
@@ -94,5 +102,8 @@ export const settings = (
     const mode = tls.authMode ?? (side === "dial" || ca !== undefined ? "required" : "none")
     const host = target.host?.replace(/^\[|\]$/g, "")
     const serverName = side === "listen" ? undefined : tls.serverName ?? (host === "" ? undefined : host)
-    return { cert, key, ca, authMode: authModes[mode], serverName }
+    // a server always presents a certificate: for a dialer "checked when presented" is "always checked"
+    // (nng's optional mode would complete the handshake whatever the check found)
+    const authMode = side === "dial" && mode === "optional" ? authModes.required : authModes[mode]
+    return { cert, key, ca, authMode, serverName }
   })

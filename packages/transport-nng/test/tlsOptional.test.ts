@@ -1,0 +1,235 @@
+/**
+ * `tls.authMode: "optional"` (certificates from `fixtures/certs.ts`): nng's
+ * optional mode completes every handshake whatever the check of the peer's
+ * certificate found, so the package checks it itself. A listener admits
+ * clients without a certificate and clients whose certificate its CA signed,
+ * and refuses (closes, drops what it sent, counts and logs) a client that
+ * presents another; a dialer checks the server's certificate always. A socket
+ * that only sends cannot check its clients: it refuses the mode. With
+ * Debian's libnng 1.5.2, which cannot tell whether a client presented a
+ * certificate, every unverified client is refused.
+ */
+import * as Observed from "@effect-ipc/testing/Observed"
+import { libraryVersion, NngTransport, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
+import type * as Nng from "@effect-ipc/transport-nng"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
+import * as Certs from "./fixtures/certs.ts"
+import * as Child from "./fixtures/process.ts"
+
+const encoder = new TextEncoder()
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/** Debian's libnng 1.5.2, when installed. */
+const debianLibnng = "/usr/lib/x86_64-linux-gnu/libnng.so.1.5.2"
+
+/** The library this process loaded cannot tell a client without a certificate from one with a bad one. */
+const failsClosed = Effect.map(libraryVersion, (version) => version === "1.5.2")
+
+/** Dials `address` with `tls`, sends `said`; the channel's outcome (the error when it gets none). */
+const dialAndSay = (address: string, tls: Nng.NngTls.TlsOptions, said: string) =>
+  Effect.result(Effect.gen(function*() {
+    const channel = yield* NngTransport.make({ tls, connectTimeout: "3 seconds" }).dial(address)
+    yield* channel.send(encoder.encode(said))
+    return channel
+  }))
+
+describe("nng over TLS with authMode optional", () => {
+  for (const scheme of ["nng+tls+tcp://127.0.0.1:0", "nng+wss://127.0.0.1:0/optional"]) {
+    const name = scheme.split(":")[0]
+
+    it.live(
+      `${name}: a listener refuses a client certificate of another CA, admits a good one (and none on 1.12)`,
+      () =>
+        Effect.gen(function*() {
+          const certs = yield* Certs.make
+          const closedFails = yield* failsClosed
+          const observed = Observed.make()
+          const listener = yield* NngTransport.make({
+            tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" }
+          }).listen(scheme).pipe(Effect.provide(observed.services))
+
+          // another CA's certificate: no channel, its hello dropped and its connection closed, counted and logged
+          const rogue = yield* dialAndSay(
+            listener.address,
+            { ...certs.rogue.client, caFile: certs.good.caFile },
+            "rogue"
+          )
+          assert.isTrue(rogue._tag === "Failure", "a client with another CA's certificate got a channel")
+          assert.isAtLeast(yield* observed.refusals, 1)
+          assert.isTrue(
+            observed.lines.some((line) => line.startsWith("refused a connection")),
+            observed.lines.join("\n")
+          )
+
+          // the listener serves the next clients: a certificate of its CA, and (libnng 1.12) none at all
+          const good = yield* dialAndSay(listener.address, { ...certs.good.client, caFile: certs.good.caFile }, "good")
+          assert.strictEqual(good._tag, "Success", String(good))
+          const bare = yield* dialAndSay(listener.address, { caFile: certs.good.caFile }, "bare")
+          assert.strictEqual(bare._tag === "Success", !closedFails, String(bare))
+          // what arrives is theirs, nothing of the refused client's
+          const heard = [text(yield* (yield* listener.accept).receive)]
+          if (!closedFails) heard.push(text(yield* (yield* listener.accept).receive))
+          assert.deepStrictEqual(heard.toSorted(), closedFails ? ["good"] : ["bare", "good"])
+        }).pipe(Effect.scoped),
+      120_000
+    )
+
+    it.live(
+      `${name}: a dialer with authMode optional checks the server's certificate always`,
+      () =>
+        Effect.gen(function*() {
+          const certs = yield* Certs.make
+          const listener = yield* NngTransport.make({ tls: certs.good.server }).listen(scheme)
+          // a CA that did not sign the server's certificate: refused, as with "required"
+          const error = yield* Effect.flip(
+            NngTransport.make({
+              tls: { caFile: certs.rogue.caFile, authMode: "optional" },
+              connectTimeout: "20 seconds"
+            })
+              .dial(listener.address)
+          )
+          assert.strictEqual(error.reason._tag, "PeerRejected", String(error))
+          assert.oneOf(error.errno, ["NNG_EPEERAUTH", "NNG_ECRYPTO"])
+          // the right CA: connected
+          const channel = yield* NngTransport.make({ tls: { caFile: certs.good.caFile, authMode: "optional" } })
+            .dial(listener.address)
+          const accepted = yield* listener.accept
+          yield* channel.send(encoder.encode("checked"))
+          assert.strictEqual(text(yield* accepted.receive), "checked")
+        }).pipe(Effect.scoped),
+      120_000
+    )
+  }
+
+  it.live(
+    "Rep listening with optional: a requester with another CA's certificate is never answered",
+    () =>
+      Effect.gen(function*() {
+        const certs = yield* Certs.make
+        const closedFails = yield* failsClosed
+        const observed = Observed.make()
+        const heard: Array<string> = []
+        const bound = yield* Rep.serve(
+          {
+            listen: "tls+tcp://127.0.0.1:0",
+            tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" }
+          },
+          (body) =>
+            Effect.sync(() => {
+              heard.push(text(body))
+              return encoder.encode(text(body).toUpperCase())
+            })
+        ).pipe(Effect.provide(observed.services))
+        const request = (tls: Nng.NngTls.TlsOptions, said: string) =>
+          Effect.flatMap(
+            Req.make({ dial: bound.listening[0]!, tls: { ...tls, authMode: "none" }, timeout: "2 seconds" }),
+            (requester) => Effect.result(requester.request(encoder.encode(said)))
+          )
+        // its connection is closed under its request (ConnectionLost), or the request waits in vain (Timeout)
+        const rogue = yield* request(certs.rogue.client, "rogue")
+        assert.isTrue(rogue._tag === "Failure", String(rogue))
+        if (rogue._tag === "Failure") assert.oneOf(rogue.failure.reason._tag, ["ConnectionLost", "Timeout"])
+        assert.isAtLeast(yield* observed.refusals, 1)
+        const good = yield* request(certs.good.client, "good")
+        assert.isTrue(good._tag === "Success" && text(good.success) === "GOOD", String(good))
+        const bare = yield* request({}, "bare")
+        assert.strictEqual(bare._tag === "Success", !closedFails, String(bare))
+        assert.deepStrictEqual(heard, closedFails ? ["good"] : ["good", "bare"])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "Pull listening with optional over wss: a pusher with another CA's certificate is not heard",
+    () =>
+      Effect.gen(function*() {
+        const certs = yield* Certs.make
+        const puller = yield* Pipeline.puller({
+          listen: "wss://127.0.0.1:0/pull",
+          tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" }
+        })
+        const push = (tls: Nng.NngTls.TlsOptions, said: string) =>
+          Effect.flatMap(
+            Pipeline.pusher({ dial: puller.bound.listening[0]!, tls: { ...tls, caFile: certs.good.caFile } }),
+            (pusher) => pusher.push(encoder.encode(said))
+          )
+        yield* push(certs.rogue.client, "rogue")
+        // its message had time to arrive (before the check it did, within milliseconds)
+        yield* Effect.sleep("1 second")
+        yield* push(certs.good.client, "good")
+        assert.strictEqual(text(yield* puller.pull), "good")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a socket that only sends refuses to listen with optional (it could not check its clients)",
+    () =>
+      Effect.gen(function*() {
+        const certs = yield* Certs.make
+        const tls = { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" as const }
+        for (
+          const opening of [
+            Effect.asVoid(PubSub.publisher({ listen: "tls+tcp://127.0.0.1:0", tls })),
+            Effect.asVoid(PubSub.publisher({ listen: ["tcp://127.0.0.1:0", "wss://127.0.0.1:0/pub"], tls })),
+            Effect.asVoid(Pipeline.pusher({ listen: "tls+tcp://127.0.0.1:0", tls }))
+          ]
+        ) {
+          const error = yield* Effect.flip(opening)
+          assert.strictEqual(error.reason._tag, "InvalidOption", String(error))
+          assert.include(error.detail, "cannot check the certificates")
+          assert.include(error.detail, "\"required\"")
+        }
+        // "required", and "optional" on a publisher that dials (which checks the server always), are fine
+        yield* PubSub.publisher({ listen: "tls+tcp://127.0.0.1:0", tls: { ...tls, authMode: "required" } })
+        yield* PubSub.publisher({
+          dial: "tls+tcp://127.0.0.1:1",
+          tls: { caFile: certs.good.caFile, authMode: "optional" }
+        })
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live.skipIf(!Fs.existsSync(debianLibnng))(
+    "with Debian's libnng 1.5.2 the listener fails closed: only verified clients are admitted",
+    () =>
+      Effect.gen(function*() {
+        const certs = yield* Certs.make
+        // a server on 1.5.2 (another process: a process loads one libnng), configured from the environment
+        const server = yield* Child.node("tls.ts", ["serve"], {
+          env: {
+            ...process.env,
+            EFFECT_IPC_LIBNNG: debianLibnng,
+            IPC_TRANSPORT: "nng",
+            IPC_ADDRESS: "nng+tls+tcp://127.0.0.1:0",
+            IPC_OPTIONS_TLS_CERT_FILE: certs.good.server.certFile,
+            IPC_OPTIONS_TLS_KEY_FILE: certs.good.server.keyFile,
+            IPC_OPTIONS_TLS_CA_FILE: certs.good.caFile,
+            IPC_OPTIONS_TLS_AUTH_MODE: "optional"
+          }
+        })
+        const address = (yield* server.waitFor((line) => line.startsWith("ready "))).slice("ready ".length)
+        const echo = (tls: Nng.NngTls.TlsOptions) =>
+          Effect.result(
+            Effect.gen(function*() {
+              const channel = yield* NngTransport.make({ tls, connectTimeout: "3 seconds" }).dial(address)
+              yield* channel.send(encoder.encode("ping"))
+              return text(yield* channel.receive)
+            }).pipe(Effect.scoped)
+          )
+        const good = yield* echo({ ...certs.good.client, caFile: certs.good.caFile })
+        assert.isTrue(good._tag === "Success" && good.success === "ping", String(good))
+        // no certificate, and another CA's: both refused (1.5.2 cannot tell them apart)
+        for (const tls of [{ caFile: certs.good.caFile }, { ...certs.rogue.client, caFile: certs.good.caFile }]) {
+          const refused = yield* echo(tls)
+          assert.strictEqual(refused._tag, "Failure", String(refused))
+        }
+        // and it still serves
+        const again = yield* echo({ ...certs.good.client, caFile: certs.good.caFile })
+        assert.isTrue(again._tag === "Success" && again.success === "ping", String(again))
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
