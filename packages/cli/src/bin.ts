@@ -170,6 +170,32 @@ const closeDelivered = (channel: IpcChannel.IpcChannel): Effect.Effect<void, Ipc
     )
   })
 
+/** How long a send may wait for the listener to take what was sent: the channel's linger (2 s). */
+const TAKEN_WITHIN = Duration.seconds(2)
+
+/**
+ * Sends `message`, failing (`ConnectionLost`) when the listener does not take it within `TAKEN_WITHIN`:
+ * a message larger than the buffers waits for a stopped or stuck listener for ever otherwise. The channel
+ * is closed then (so what never left is said as `closeDelivered` says it).
+ */
+const sendTaken = (channel: IpcChannel.IpcChannel, message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+  channel.send(message).pipe(
+    Effect.timeoutOrElse({
+      duration: TAKEN_WITHIN,
+      orElse: () =>
+        Effect.andThen(
+          closeDelivered(channel),
+          Effect.fail(
+            IpcError.make(
+              "ConnectionLost",
+              `the listener did not take what was sent within ${Duration.format(TAKEN_WITHIN)}`,
+              channel.address
+            )
+          )
+        )
+    })
+  )
+
 const send = Command.make(
   "send",
   {
@@ -201,7 +227,7 @@ const send = Command.make(
           Effect.gen(function*() {
             const channel = yield* Transport.dial(address)
             for (const message of messages) {
-              yield* channel.send(message)
+              yield* sendTaken(channel, message)
               if (s.json) {
                 yield* Output.event({ event: "sent", address: Address.redact(address), bytes: message.length })
               }
@@ -309,17 +335,20 @@ const serve = Command.make(
     Output.guard((s) =>
       Effect.gen(function*() {
         const served = yield* servedOf(module, group, handlers)
+        // the address listened at: at port 0, the port bound
+        let bound = address
         // a group loaded at run time: its handlers' types are known only at run time (checked by loadServed)
         const server = IpcRpc.layerServerGroup(served.group, address, {
           serializations: serialization === "all" || serialization === "both"
             ? ["packed", "binary", "json"]
-            : [serialization]
+            : [serialization],
+          onListen: (listening) => Effect.sync(() => void (bound = listening))
         }).pipe(
           Layer.provide(served.handlers as Layer.Layer<Rpc.ToHandler<Rpc.AnyWithProps>>),
           Layer.provide(Transports.layerAt(address))
         )
         yield* Layer.build(server)
-        yield* ready(s, `serving ${served.name}`, address)
+        yield* ready(s, `serving ${served.name}`, bound)
         return yield* Effect.never
       }).pipe(Effect.scoped)
     )

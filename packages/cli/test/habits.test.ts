@@ -469,7 +469,7 @@ it.live(
 )
 
 it.live(
-  "send to a listener that does not read: what never left is a failure (exit 1, one line saying so), not a success",
+  "send to a listener that does not read: what never left is a failure (exit 1, one line saying so), not a success, at 1 MiB and past every buffer (16 MiB)",
   () =>
     Effect.gen(function*() {
       const address = socket()
@@ -488,10 +488,24 @@ it.live(
           })
       )
       assert.isTrue(server.listening)
-      const ran = yield* runCli(["send", address, "--file", "-", "--raw"], new Uint8Array(1024 * 1024))
-      assert.strictEqual(ran.code, 1, ran.stderr)
-      assert.match(ran.stderr, /ConnectionLost: .*the listener did not take what was sent/, ran.stderr)
-      assert.strictEqual(ran.stderr.trim().split("\n").length, 1, ran.stderr)
+      // 16 MiB is past every buffer: the send itself waited for the listener for ever (it never exited)
+      for (const size of [1024 * 1024, 16 * 1024 * 1024]) {
+        const ran = yield* runCli(["send", address, "--file", "-", "--raw"], new Uint8Array(size)).pipe(
+          Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.die(new Error(`${size}: no exit`)) })
+        )
+        assert.strictEqual(ran.code, 1, ran.stderr)
+        assert.match(ran.stderr, /ConnectionLost: .*the listener did not take what was sent/, ran.stderr)
+        assert.strictEqual(ran.stderr.trim().split("\n").length, 1, ran.stderr)
+        const json = yield* runCli(["--json", "send", address, "--file", "-", "--raw"], new Uint8Array(size))
+        assert.strictEqual(json.code, 1, json.stdout)
+        // past every buffer the channel never took it: no sent event (at 1 MiB it took it, and the close says
+        // the listener did not)
+        if (size > 1024 * 1024) assert.notInclude(json.stdout, `"event":"sent"`)
+        assert.deepInclude(JSON.parse(json.stdout.trim().split("\n").at(-1)!), {
+          event: "error",
+          reason: "ConnectionLost"
+        })
+      }
     }).pipe(Effect.scoped),
   60_000
 )

@@ -298,3 +298,28 @@ it.live("a ws:// address's token is never printed by send --replies --json", () 
     ])
     assert.notInclude(sent.stdout, TOKEN)
   }).pipe(Effect.scoped), 60_000)
+
+// serve at port 0 said "serving DemoApi on ws://127.0.0.1:0/app", the address asked for: nothing it printed
+// named the port it bound
+it.live(
+  "serve at port 0 names the port it bound, where a client reaches it (ws:// and nng+tcp://)",
+  () =>
+    Effect.gen(function*() {
+      for (const asked of ["ws://127.0.0.1:0/app", "nng+tcp://127.0.0.1:0"]) {
+        const server = yield* cli("serve", asked, "--json")
+        yield* server.ready("serving DemoApi on ")
+        const line = server.stderr().split("\n")[0]!
+        const bound = /^effect-ipc: serving DemoApi on (\S+)$/.exec(line)?.[1]
+        assert.isDefined(bound, line)
+        const port = Number(new URL(bound!).port)
+        assert.isAbove(port, 0, bound)
+        assert.strictEqual(bound, asked.replace(":0", `:${port}`))
+        // the JSON event names it too
+        assert.include(server.stdout(), `"address":"${bound}"`)
+        const sum = yield* runCli(["call", bound!, "Add", `{"a":1,"b":2}`])
+        assert.deepStrictEqual(sum, { code: 0, stdout: "3\n", stderr: "" }, asked)
+        yield* server.stop
+      }
+    }).pipe(Effect.scoped),
+  60_000
+)

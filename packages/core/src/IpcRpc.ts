@@ -427,6 +427,8 @@ export interface GroupServerOptions {
   readonly serializations?: ReadonlyArray<SerializationName> | undefined
   /** How many requests of one client run at once (effect's default: unbounded). */
   readonly concurrency?: number | "unbounded" | undefined
+  /** Told the listener's address once it listens (at port 0, the port bound). */
+  readonly onListen?: ((address: string) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -447,6 +449,7 @@ export const layerServerGroup = <Rpcs extends Rpc.Any>(
 > =>
   Layer.effectDiscard(Effect.gen(function*() {
     const listener = yield* Transport.listen(address)
+    if (options.onListen !== undefined) yield* options.onListen(listener.address)
     const routes: Array<Route> = []
     for (const name of options.serializations ?? ["packed", "binary", "json"]) {
       const route = makeRoute(name)

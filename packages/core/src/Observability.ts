@@ -174,13 +174,16 @@ export const LOGGED_REFUSALS_PER_MINUTE = 10
  * bounded. Every refusal is counted; the first 10 of each minute are logged
  * one by one as warnings, and the rest summed up in one warning a minute
  * (and as the scope closes), so that a flood of refused peers writes a few
- * lines a minute, not one per connection.
+ * lines a minute, not one per connection. The summary names the address of
+ * the latest refusal (so a listener of port 0, made before it was bound, its
+ * port).
  */
 export const refusals = (
   address: string
 ): Effect.Effect<(error: IpcError.IpcError) => Effect.Effect<void>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const shown = Address.redact(address)
+    // the address the refusals name (a listener of port 0 is made before its port is known)
+    let shown = Address.redact(address)
     let loggedThisMinute = 0
     let unlogged = 0
     const logUnlogged = Effect.suspend(() => {
@@ -206,6 +209,7 @@ export const refusals = (
       Effect.andThen(
         recordError(address, error),
         Effect.suspend(() => {
+          if (error.address !== undefined) shown = Address.redact(error.address)
           if (loggedThisMinute < LOGGED_REFUSALS_PER_MINUTE) {
             loggedThisMinute++
             return Effect.logWarning("refused a connection", error)

@@ -48,13 +48,14 @@ const show = (u: unknown): string => {
 /** A schema decoding configuration values (JSON values, or the strings of an environment) with `parse`. */
 const kind = <A>(
   expected: string,
-  parse: (input: unknown) => A | undefined
+  parse: (input: unknown) => A | undefined,
+  shown: (input: unknown) => string = show
 ): Schema.Codec<A, unknown> =>
   Schema.Unknown.pipe(Schema.decodeTo(Schema.Any as Schema.Codec<A>, {
     decode: SchemaGetter.transformEffect((input: unknown) => {
       const value = parse(input)
       return value === undefined
-        ? Effect.fail(new SchemaIssue.InvalidValue({ message: `expected ${expected}, got ${show(input)}` }, input))
+        ? Effect.fail(new SchemaIssue.InvalidValue({ message: `expected ${expected}, got ${shown(input)}` }, input))
         : Effect.succeed(value)
     }),
     encode: SchemaGetter.transform((value: A): unknown => value)
@@ -489,6 +490,13 @@ export const Choice = <const L extends ReadonlyArray<string>>(choices: L): Schem
 export const Text: Schema.Codec<string, unknown> = kind(
   "a non-empty string",
   (input) => typeof input === "string" && input.length > 0 ? input : undefined
+)
+
+/** A secret (a token): a non-empty string, never shown in an error (what was given is named by its kind only). */
+export const Secret: Schema.Codec<string, unknown> = kind(
+  "a non-empty string",
+  (input) => typeof input === "string" && input.length > 0 ? input : undefined,
+  (input) => Array.isArray(input) ? "an array" : input === null ? "null" : `a value of type ${typeof input}`
 )
 
 /** The heartbeat of a stream channel: `{"interval": "1 second", "timeout": "3 seconds"}`. */

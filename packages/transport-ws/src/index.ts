@@ -83,7 +83,7 @@ const fields: TransportOptions.Fields<WsConfigOptions> = {
   allowRemote: TransportOptions.Flag,
   allowedOrigins: List,
   allowedHosts: List,
-  token: TransportOptions.Text,
+  token: TransportOptions.Secret,
   allowWeakToken: TransportOptions.Flag,
   tokenFile: TransportOptions.Text
 }

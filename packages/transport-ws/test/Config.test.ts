@@ -117,6 +117,18 @@ describe("ws options from configuration", () => {
       assert.include(wrong.message, "IPC_OPTIONS_ALLOW_REMOTE")
       const unknown = yield* Effect.flip(Layer.build(configured({ IPC_TRANSPORT: "ws", IPC_OPTIONS_MODE: "0600" })))
       assert.include(unknown.message, "InvalidOption")
+      // a token of the wrong kind is named by its kind, never shown (it said: got ["<the token>"])
+      const secret = "Kx81-not-to-be-shown-5f2a9c7e3b"
+      const token = yield* Effect.flip(
+        Layer.build(configured({ IPC_TRANSPORT: "ws", IPC_OPTIONS: JSON.stringify({ token: [secret] }) }))
+      )
+      assert.include(token.message, "option token (IPC_OPTIONS.token): expected a non-empty string, got an array")
+      assert.notInclude(token.message, secret)
+      const number = yield* Effect.flip(
+        Layer.build(configured({ IPC_TRANSPORT: "ws", IPC_OPTIONS: JSON.stringify({ token: 8675309 }) }))
+      )
+      assert.include(number.message, "got a value of type number")
+      assert.notInclude(number.message, "8675309")
     }).pipe(Effect.scoped))
 })
 
