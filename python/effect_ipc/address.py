@@ -202,7 +202,13 @@ def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
         if not platform.startswith("linux"):
             raise IpcError("UnsupportedPlatform", "abstract sockets (unix:@name) exist only on Linux", raw)
         path = "\0" + rest[1:]
-        _check_length(path, raw, platform)
+        # an abstract name fills sun_path after its leading NUL, with no final one: 107 bytes on Linux
+        size = len(rest[1:].encode("utf-8"))
+        limit = max_path_bytes_for(platform)
+        if size > limit:
+            raise IpcError(
+                "NameTooLong", "abstract socket name is %d bytes; %s allows at most %d" % (size, platform, limit), raw
+            )
         return SocketPath(path, "abstract")
     if not rest.startswith("/"):
         raise IpcError("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", raw)

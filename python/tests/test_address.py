@@ -47,6 +47,35 @@ class LinuxPaths(unittest.TestCase):
         self.assertEqual(address.runtime_dir_for("linux", {"XDG_RUNTIME_DIR": ""}, 1000, "/var/tmp/x"),
                          "/var/tmp/x/effect-ipc-1000")
         self.assertEqual(address.resolve_on("unix:@app", *LINUX).path, "\0app")
+        # as the Node side: an abstract name has no final NUL, so 107 bytes fit (it was refused at 107)
+        self.assertEqual(address.resolve_on("unix:@" + "a" * 107, *LINUX).path, "\0" + "a" * 107)
+        with self.assertRaises(IpcError) as caught:
+            address.resolve_on("unix:@" + "a" * 108, *LINUX)
+        self.assertEqual(caught.exception.reason, "NameTooLong")
+        self.assertIn("abstract socket name is 108 bytes; linux allows at most 107", str(caught.exception))
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "abstract sockets are Linux's")
+    def test_serves_an_abstract_socket_of_the_longest_name_linux_takes(self):
+        name = "unix:@" + ("py-%d-" % os.getpid()).ljust(107, "a")
+        listener = listen(name)
+        self.addCleanup(listener.close)
+        got = []
+
+        def serve():
+            channel = listener.accept(10)
+            try:
+                got.append(channel.receive(10))
+            finally:
+                channel.close()
+
+        server = threading.Thread(target=serve)
+        server.daemon = True
+        server.start()
+        client = connect(name)
+        client.send(b"\x07")
+        server.join(10)
+        client.close()
+        self.assertEqual(got, [b"\x07"])
 
     def test_a_described_host_takes_its_xdg_runtime_dir_as_it_is(self):
         xdg = ("linux", {"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000, "/tmp")

@@ -17,6 +17,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as Policy from "@effect-ipc/core/Policy"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Argument from "effect/cli/Argument"
@@ -170,25 +171,42 @@ const closeDelivered = (channel: IpcChannel.IpcChannel): Effect.Effect<void, Ipc
     )
   })
 
-/** How long a send may wait for the listener to take what was sent: the channel's linger (2 s). */
-const TAKEN_WITHIN = Duration.seconds(2)
+/**
+ * How long a send may wait for the listener to take what was sent: the channel's linger, as configured
+ * for the transport at `address` (`IPC_OPTIONS_LINGER_TIMEOUT`), else 2 s.
+ */
+const lingerAt = (address: string): Effect.Effect<Duration.Duration> =>
+  Effect.gen(function*() {
+    const scheme = /^([a-z0-9+.-]+):/i.exec(address)?.[1]?.toLowerCase()
+    const descriptor = Transports.descriptors.find((d) => scheme !== undefined && d.schemes.includes(scheme))
+    // options the transport does not take fail its layer (with their own error) before this matters
+    const options = descriptor === undefined
+      ? undefined
+      : yield* Effect.orElseSucceed(TransportOptions.read(descriptor.name, descriptor.options), () => undefined)
+    const millis = TransportOptions.millisOf(options?.["lingerTimeout"])
+    return millis === undefined ? Duration.seconds(2) : Duration.millis(millis)
+  })
 
 /**
- * Sends `message`, failing (`ConnectionLost`) when the listener does not take it within `TAKEN_WITHIN`:
- * a message larger than the buffers waits for a stopped or stuck listener for ever otherwise. The channel
+ * Sends `message`, failing (`ConnectionLost`) when the listener does not take it within `linger`: a
+ * message larger than the buffers waits for a stopped or stuck listener for ever otherwise. The channel
  * is closed then (so what never left is said as `closeDelivered` says it).
  */
-const sendTaken = (channel: IpcChannel.IpcChannel, message: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+const sendTaken = (
+  channel: IpcChannel.IpcChannel,
+  message: Uint8Array,
+  linger: Duration.Duration
+): Effect.Effect<void, IpcError.IpcError> =>
   channel.send(message).pipe(
     Effect.timeoutOrElse({
-      duration: TAKEN_WITHIN,
+      duration: linger,
       orElse: () =>
         Effect.andThen(
           closeDelivered(channel),
           Effect.fail(
             IpcError.make(
               "ConnectionLost",
-              `the listener did not take what was sent within ${Duration.format(TAKEN_WITHIN)}`,
+              `the listener did not take what was sent within ${Duration.format(linger)}`,
               channel.address
             )
           )
@@ -226,8 +244,9 @@ const send = Command.make(
           address,
           Effect.gen(function*() {
             const channel = yield* Transport.dial(address)
+            const linger = yield* lingerAt(address)
             for (const message of messages) {
-              yield* sendTaken(channel, message)
+              yield* sendTaken(channel, message, linger)
               if (s.json) {
                 yield* Output.event({ event: "sent", address: Address.redact(address), bytes: message.length })
               }
@@ -400,7 +419,7 @@ const callFailed = (s: Output.Settings, method: string, target: string) =>
       : ""
     // a reply nested too deep was refused before it was parsed (IpcRpc); otherwise a server on the other
     // serialization sends what this side cannot decode
-    const hint = why.startsWith("JSON nested deeper than")
+    const hint = why === IpcRpc.JSON_TOO_DEEP
       ? ` (the reply: ${why})`
       : /decod/i.test(text)
       ? "; does the server use another --serialization (packed, binary or json)?"

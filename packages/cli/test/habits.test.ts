@@ -510,6 +510,36 @@ it.live(
   60_000
 )
 
+// the wait for the listener is the channel's linger, as configured: a listener stopped for 3 s takes a
+// 16 MiB message with IPC_OPTIONS_LINGER_TIMEOUT="20 seconds" (and not with the default 2 s)
+it.live(
+  "send waits for a listener as long as the configured linger (IPC_OPTIONS_LINGER_TIMEOUT), 2 s by default",
+  () =>
+    Effect.gen(function*() {
+      for (const [linger, code] of [["20 seconds", 0], [undefined, 1]] as const) {
+        const address = socket()
+        const listener = yield* cli("listen", address, "--out", "hex")
+        yield* listener.ready("listening on")
+        const pid = listener.pid!
+        process.kill(pid, "SIGSTOP")
+        const sending = yield* Effect.forkChild(
+          runCli(
+            ["send", address, "--file", "-", "--raw"],
+            new Uint8Array(16 * 1024 * 1024),
+            linger === undefined ? {} : { IPC_OPTIONS_LINGER_TIMEOUT: linger }
+          )
+        )
+        yield* Effect.sleep("3 seconds")
+        process.kill(pid, "SIGCONT")
+        const ran = yield* Fiber.join(sending)
+        assert.strictEqual(ran.code, code, `${linger}: ${ran.stderr}`)
+        if (code === 1) assert.match(ran.stderr, /ConnectionLost: .*the listener did not take what was sent/)
+        yield* listener.stop
+      }
+    }).pipe(Effect.scoped),
+  90_000
+)
+
 // (no "not hexadecimal" check: "zz" was sent as a 00 byte), (--in json sent text that is not JSON),
 // (send DATA --file F: DATA won silently)
 it.live(

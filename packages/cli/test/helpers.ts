@@ -34,6 +34,8 @@ export const flags = ["--conditions=@effect-ipc/source", "--disable-warning=Expe
 
 /** A running child process and what it has written. */
 export interface Proc {
+  /** Its process id. */
+  readonly pid: number | undefined
   /** Everything written to stdout so far. */
   readonly stdout: () => string
   /** Everything written to stderr so far. */
@@ -84,7 +86,7 @@ export const start = (command: string, args: ReadonlyArray<string>): Effect.Effe
           })
         )
       const stop = Effect.andThen(Effect.sync(() => child.kill("SIGTERM")), exit)
-      return { child, handle: { stdout: () => stdout, stderr: () => stderr, exit, ready, stop } }
+      return { child, handle: { pid: child.pid, stdout: () => stdout, stderr: () => stderr, exit, ready, stop } }
     }),
     ({ child, handle }) =>
       Effect.gen(function*() {

@@ -314,7 +314,8 @@ it.live(
         const port = Number(new URL(bound!).port)
         assert.isAbove(port, 0, bound)
         assert.strictEqual(bound, asked.replace(":0", `:${port}`))
-        // the JSON event names it too
+        // the JSON event names it too (stdout may come a moment after stderr)
+        for (let i = 0; i < 250 && !server.stdout().includes(`"event":"ready"`); i++) yield* Effect.sleep("20 millis")
         assert.include(server.stdout(), `"address":"${bound}"`)
         const sum = yield* runCli(["call", bound!, "Add", `{"a":1,"b":2}`])
         assert.deepStrictEqual(sum, { code: 0, stdout: "3\n", stderr: "" }, asked)

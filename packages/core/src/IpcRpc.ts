@@ -591,6 +591,9 @@ export const layerSerializationSchemaBinary: Layer.Layer<RpcSerialization.RpcSer
 /** How deep JSON messages may nest arrays and objects (as packed values may). */
 export const MAX_JSON_DEPTH = Packed.MAX_DEPTH
 
+/** The message of the error a JSON message nested deeper than `MAX_JSON_DEPTH` is refused with (the cause of the call's `RpcClientError`). */
+export const JSON_TOO_DEEP = `JSON nested deeper than ${MAX_JSON_DEPTH} levels`
+
 /**
  * Whether JSON `text` (a string, or its UTF-8 bytes) nests arrays and
  * objects deeper than `max`: brackets counted outside strings, in one pass
@@ -645,7 +648,7 @@ const json: RpcSerialization.RpcSerialization["Service"] = RpcSerialization.RpcS
     const parser = RpcSerialization.json.makeUnsafe()
     return {
       decode: (data) => {
-        if (jsonNestsDeeper(data)) throw new SyntaxError(`JSON nested deeper than ${MAX_JSON_DEPTH} levels`)
+        if (jsonNestsDeeper(data)) throw new SyntaxError(JSON_TOO_DEEP)
         return parser.decode(data)
       },
       encode: parser.encode

@@ -663,10 +663,15 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
         try {
           parsed = JSON.parse(raw)
         } catch (cause) {
+          // where the parser stopped, never the text around it: V8 quotes it, and it may hold a token
+          const at = cause instanceof Error ? /at position (\d+)/.exec(cause.message)?.[1] : undefined
+          const unexpected = cause instanceof Error && cause.message.startsWith("Unexpected token")
+            ? "an unexpected character"
+            : "malformed"
           return yield* invalid(
             transport,
             `${OPTIONS} is not JSON (${
-              cause instanceof Error ? cause.message : String(cause)
+              at === undefined ? unexpected : `at character ${at}`
             }): write a JSON object, e.g. {"maxMessageSize": "1 MiB"}`
           )
         }

@@ -164,7 +164,12 @@ describe("transport options from configuration", () => {
   it.effect("IPC_OPTIONS that is not a JSON object fails the build", () =>
     Effect.gen(function*() {
       const notJson = yield* buildError(withProvider(env({ IPC_OPTIONS: "maxMessageSize=10" })))
-      assert.include(notJson, "IPC_OPTIONS is not JSON")
+      assert.include(notJson, "IPC_OPTIONS is not JSON (an unexpected character)")
+      // where the parser stopped, never the text around it (V8 quotes it: a token in it was shown)
+      const cut = yield* buildError(withProvider(env({ IPC_OPTIONS: `{"maxMessageSize": "1 MiB"` })))
+      assert.include(cut, "IPC_OPTIONS is not JSON (at character 26)")
+      const quoted = yield* buildError(withProvider(env({ IPC_OPTIONS: `{"maxMessageSize": Kx81-secret-part}` })))
+      assert.notInclude(quoted, "Kx81")
       const array = yield* buildError(withProvider(env({ IPC_OPTIONS: "[1]" })))
       assert.include(array, "IPC_OPTIONS must be a JSON object")
     }))

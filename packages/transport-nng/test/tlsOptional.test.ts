@@ -10,10 +10,11 @@
  * certificate, every unverified client is refused.
  */
 import * as Observed from "@effect-ipc/testing/Observed"
-import { libraryVersion, NngTransport, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
+import { libraryVersion, NngTransport, Pair, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
 import type * as Nng from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Certs from "./fixtures/certs.ts"
 import * as Child from "./fixtures/process.ts"
@@ -141,6 +142,52 @@ describe("nng over TLS with authMode optional", () => {
     60_000
   )
 
+  // rep keeps a request in its socket's queue after its connection closed, and nng then forgets the
+  // connection: a rogue requester that sent and left while the server was busy had its request handled
+  it.live(
+    "Rep listening with optional, busy: a rogue requester that sends and leaves at once is never handled",
+    () =>
+      Effect.gen(function*() {
+        const certs = yield* Certs.make
+        const observed = Observed.make()
+        const handled: Array<string> = []
+        const bound = yield* Rep.serve(
+          {
+            listen: "tls+tcp://127.0.0.1:0",
+            tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" },
+            concurrency: 1
+          },
+          (body) =>
+            Effect.gen(function*() {
+              handled.push(text(body))
+              yield* Effect.sleep("1500 millis")
+              return body
+            })
+        ).pipe(Effect.provide(observed.services))
+        const good = yield* Req.make({
+          dial: bound.listening[0]!,
+          tls: { ...certs.good.client, caFile: certs.good.caFile },
+          timeout: "10 seconds"
+        })
+        const slow = yield* Effect.forkChild(good.request(encoder.encode("good")))
+        yield* Effect.sleep("300 millis")
+        // sends while the server is busy, and is gone before the server reads
+        yield* Effect.result(Effect.scoped(Effect.flatMap(
+          Req.make({
+            dial: bound.listening[0]!,
+            tls: { ...certs.rogue.client, caFile: certs.good.caFile, authMode: "none" },
+            timeout: "300 millis"
+          }),
+          (rogue) => rogue.request(encoder.encode("rogue"))
+        )))
+        assert.strictEqual(text(yield* Fiber.join(slow)), "good")
+        yield* Effect.sleep("2500 millis")
+        assert.deepStrictEqual(handled, ["good"])
+        assert.isAtLeast(yield* observed.refusals, 1)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "Pull listening with optional over wss: a pusher with another CA's certificate is not heard",
     () =>
@@ -165,7 +212,7 @@ describe("nng over TLS with authMode optional", () => {
   )
 
   it.live(
-    "a socket that only sends refuses to listen with optional (it could not check its clients)",
+    "a socket that sends to clients it has not heard from refuses to listen with optional (it could not check them first)",
     () =>
       Effect.gen(function*() {
         const certs = yield* Certs.make
@@ -174,7 +221,10 @@ describe("nng over TLS with authMode optional", () => {
           const opening of [
             Effect.asVoid(PubSub.publisher({ listen: "tls+tcp://127.0.0.1:0", tls })),
             Effect.asVoid(PubSub.publisher({ listen: ["tcp://127.0.0.1:0", "wss://127.0.0.1:0/pub"], tls })),
-            Effect.asVoid(Pipeline.pusher({ listen: "tls+tcp://127.0.0.1:0", tls }))
+            Effect.asVoid(Pipeline.pusher({ listen: "tls+tcp://127.0.0.1:0", tls })),
+            // a requester and a pair send to whoever connected before hearing from it: they cannot check either
+            Effect.asVoid(Req.make({ listen: "tls+tcp://127.0.0.1:0", tls })),
+            Effect.asVoid(Pair.make({ listen: "wss://127.0.0.1:0/pair", tls }))
           ]
         ) {
           const error = yield* Effect.flip(opening)

@@ -129,6 +129,12 @@ describe("ws options from configuration", () => {
       )
       assert.include(number.message, "got a value of type number")
       assert.notInclude(number.message, "8675309")
+      // nor in IPC_OPTIONS that is not JSON (the parser's message quoted the text around where it stopped)
+      const unquoted = yield* Effect.flip(
+        Layer.build(configured({ IPC_TRANSPORT: "ws", IPC_OPTIONS: `{"token": ${secret}}` }))
+      )
+      assert.include(unquoted.message, "IPC_OPTIONS is not JSON")
+      assert.notInclude(unquoted.message, secret.slice(0, 8))
     }).pipe(Effect.scoped))
 })
 

@@ -79,11 +79,12 @@ export const open = (
     // a TLS listener with authMode "optional" admits every client: what each sent is checked before it is used
     let refusals: Socket.RefusalQueue | undefined
     if (Socket.checksClients(options.tls, listenAt)) {
-      if (!Socket.canReceive(protocol)) {
+      if (Socket.sendsUnheard(protocol)) {
         return yield* IpcError.make(
           "InvalidOption",
-          `a ${protocol} socket never reads what its peers send, so it cannot check the certificates of the ` +
-            `clients its TLS listener admits with tls.authMode "optional": use "required" (with a caFile)`,
+          `a ${protocol} socket sends to clients it has not heard from, so it cannot check the certificates of ` +
+            `the clients its TLS listener admits with tls.authMode "optional" before they get what it sends: ` +
+            `use "required" (with a caFile)`,
           name
         )
       }

@@ -899,7 +899,7 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
       const out: Array<Ptr | null> = [null]
       if (b.pipeGetString({ id: pipe }, "tls-peer-cn", out) !== 0) return undefined
       const name = out[0]
-      if (name === null || name === 0n) return false
+      if (name === null) return false
       // nng's copy (malloc'd), ours to free
       b.strfree(name)
       return true

@@ -133,7 +133,14 @@ export interface Socket {
 }
 
 /** True when a socket of protocol `p` reads what its peers send (pub and push only send). */
-export const canReceive = (p: Nng.Protocol) => p !== "pub" && p !== "push"
+const canReceive = (p: Nng.Protocol) => p !== "pub" && p !== "push"
+
+/**
+ * True when a socket of protocol `p` sends to a peer it may not have heard from yet (pub and push only
+ * send; req sends requests and pair its messages to whoever connected): such a socket cannot check its
+ * TLS clients before they get what it sends.
+ */
+export const sendsUnheard = (p: Nng.Protocol) => p === "pub" || p === "push" || p === "req" || p === "pair"
 const canSend = (p: Nng.Protocol) => p !== "sub" && p !== "pull"
 
 /** A readiness watch shared by any number of listeners. */
@@ -304,12 +311,23 @@ const makeSocket = (
     options.refused?.(IpcError.make("PeerRejected", detail, address))
     return false
   }
+  // a message outlives its pipe in the queues of rep, pair and sub: a client that sent and left before
+  // its pipe was checked cannot be checked any more (nng forgets the pipe: its listener reads as none)
+  const gone = (pipe: number) =>
+    refuse(
+      pipe,
+      "dropped what a TLS client sent: it closed its connection before it could be checked " +
+        "(authMode \"optional\" checks each client before using what it sent)"
+    )
   const check = (pipe: number): boolean => {
-    if (!checkedListeners.has(nng.pipeListener(pipe))) return true
+    const listener = nng.pipeListener(pipe)
+    if (listener === 0 && !nng.pipeAlive(pipe)) return gone(pipe)
+    if (!checkedListeners.has(listener)) return true
     if (nng.pipeVerified(pipe) === true) return true
     // not verified: a client without a certificate (which optional admits), or with a bad one
     const presented = nng.pipePresented(pipe)
     if (presented === false) return true
+    if (presented === undefined && !nng.pipeAlive(pipe)) return gone(pipe)
     return refuse(
       pipe,
       presented === true
