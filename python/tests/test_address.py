@@ -15,6 +15,29 @@ MAC = ("darwin", {"TMPDIR": MAC_TMPDIR + "/", "HOME": "/Users/someone"}, 501, MA
 LINUX = ("linux", {}, 1000, "/tmp")
 
 
+def _one_message(test, name, message):
+    """Listens at ``name``, connects to it and sends ``message``: what the server end received."""
+    listener = listen(name)
+    test.addCleanup(listener.close)
+    got = []
+
+    def serve():
+        channel = listener.accept(10)
+        try:
+            got.append(channel.receive(10))
+        finally:
+            channel.close()
+
+    server = threading.Thread(target=serve)
+    server.daemon = True
+    server.start()
+    client = connect(name)
+    client.send(message)
+    server.join(10)
+    client.close()
+    return got
+
+
 class MacOSPaths(unittest.TestCase):
     def test_pipe_sockets_live_in_tmp_not_under_the_long_tmpdir(self):
         self.assertEqual(address.runtime_dir_for(*MAC), "/tmp/effect-ipc-501")
@@ -57,25 +80,7 @@ class LinuxPaths(unittest.TestCase):
     @unittest.skipUnless(sys.platform.startswith("linux"), "abstract sockets are Linux's")
     def test_serves_an_abstract_socket_of_the_longest_name_linux_takes(self):
         name = "unix:@" + ("py-%d-" % os.getpid()).ljust(107, "a")
-        listener = listen(name)
-        self.addCleanup(listener.close)
-        got = []
-
-        def serve():
-            channel = listener.accept(10)
-            try:
-                got.append(channel.receive(10))
-            finally:
-                channel.close()
-
-        server = threading.Thread(target=serve)
-        server.daemon = True
-        server.start()
-        client = connect(name)
-        client.send(b"\x07")
-        server.join(10)
-        client.close()
-        self.assertEqual(got, [b"\x07"])
+        self.assertEqual(_one_message(self, name, b"\x07"), [b"\x07"])
 
     def test_a_described_host_takes_its_xdg_runtime_dir_as_it_is(self):
         xdg = ("linux", {"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000, "/tmp")
@@ -168,25 +173,7 @@ class AnXdgRuntimeDirNotThisUsers(TempDirCase):
         self.count += 1
         name = "py-xdg-%d-%d" % (os.getpid(), self.count)
         self.assertEqual(address.resolve("pipe://" + name).path, os.path.join(self.fallback, name + ".sock"))
-        listener = listen("pipe://" + name)
-        self.addCleanup(listener.close)
-        got = []
-
-        def serve():
-            channel = listener.accept(10)
-            try:
-                got.append(channel.receive(10))
-            finally:
-                channel.close()
-
-        server = threading.Thread(target=serve)
-        server.daemon = True
-        server.start()
-        client = connect("pipe://" + name)
-        client.send(b"\x09")
-        server.join(10)
-        client.close()
-        self.assertEqual(got, [b"\x09"])
+        self.assertEqual(_one_message(self, "pipe://" + name, b"\x09"), [b"\x09"])
         self.assertEqual(_listing(inside), before, "nothing was made in %s" % inside)
 
     @unittest.skipUnless(os.getuid() == 0, "needs root to give a directory to another user")
