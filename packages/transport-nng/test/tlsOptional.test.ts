@@ -28,6 +28,13 @@ const debianLibnng = "/usr/lib/x86_64-linux-gnu/libnng.so.1.5.2"
 /** The library this process loaded cannot tell a client without a certificate from one with a bad one. */
 const failsClosed = Effect.map(libraryVersion, (version) => version === "1.5.2")
 
+/** A listener's TLS with authMode optional: the good server certificate, clients checked against the good CA. */
+const listenerOptional = (certs: Certs.Certs): Nng.NngTls.TlsOptions => ({
+  ...certs.good.server,
+  caFile: certs.good.caFile,
+  authMode: "optional"
+})
+
 /** Dials `address` with `tls`, sends `said`; the channel's outcome (the error when it gets none). */
 const dialAndSay = (address: string, tls: Nng.NngTls.TlsOptions, said: string) =>
   Effect.result(Effect.gen(function*() {
@@ -48,7 +55,7 @@ describe("nng over TLS with authMode optional", () => {
           const closedFails = yield* failsClosed
           const observed = Observed.make()
           const listener = yield* NngTransport.make({
-            tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" }
+            tls: listenerOptional(certs)
           }).listen(scheme).pipe(Effect.provide(observed.services))
 
           // another CA's certificate: no channel, its hello dropped and its connection closed, counted and logged
@@ -115,7 +122,7 @@ describe("nng over TLS with authMode optional", () => {
         const bound = yield* Rep.serve(
           {
             listen: "tls+tcp://127.0.0.1:0",
-            tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" }
+            tls: listenerOptional(certs)
           },
           (body) =>
             Effect.sync(() => {
@@ -154,7 +161,7 @@ describe("nng over TLS with authMode optional", () => {
         const bound = yield* Rep.serve(
           {
             listen: "tls+tcp://127.0.0.1:0",
-            tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" },
+            tls: listenerOptional(certs),
             concurrency: 1
           },
           (body) =>
@@ -195,7 +202,7 @@ describe("nng over TLS with authMode optional", () => {
         const certs = yield* Certs.make
         const puller = yield* Pipeline.puller({
           listen: "wss://127.0.0.1:0/pull",
-          tls: { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" }
+          tls: listenerOptional(certs)
         })
         const push = (tls: Nng.NngTls.TlsOptions, said: string) =>
           Effect.flatMap(
@@ -216,7 +223,7 @@ describe("nng over TLS with authMode optional", () => {
     () =>
       Effect.gen(function*() {
         const certs = yield* Certs.make
-        const tls = { ...certs.good.server, caFile: certs.good.caFile, authMode: "optional" as const }
+        const tls = listenerOptional(certs)
         for (
           const opening of [
             Effect.asVoid(PubSub.publisher({ listen: "tls+tcp://127.0.0.1:0", tls })),
