@@ -9,6 +9,7 @@
  * Debian's libnng 1.5.2, which cannot tell whether a client presented a
  * certificate, every unverified client is refused.
  */
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Observed from "@effect-ipc/testing/Observed"
 import { libraryVersion, NngTransport, Pair, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
 import type * as Nng from "@effect-ipc/transport-nng"
@@ -16,6 +17,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
+import * as Socket from "../src/internal/socket.ts"
 import * as Certs from "./fixtures/certs.ts"
 import * as Child from "./fixtures/process.ts"
 
@@ -140,6 +142,15 @@ describe("nng over TLS with authMode optional", () => {
         assert.isTrue(rogue._tag === "Failure", String(rogue))
         if (rogue._tag === "Failure") assert.oneOf(rogue.failure.reason._tag, ["ConnectionLost", "Timeout"])
         assert.isAtLeast(yield* observed.refusals, 1)
+        // the warning names the port bound, not the port 0 asked for
+        const warned = observed.lines.filter((line) => line.startsWith("refused a connection"))
+        const port = bound.listening[0]!.replace(/^.*:/, "")
+        assert.notStrictEqual(port, "0")
+        assert.isTrue(
+          warned.length > 0 &&
+            warned.every((line) => line.includes(`127.0.0.1:${port}`) && !line.includes("127.0.0.1:0)")),
+          observed.lines.join("\n")
+        )
         const good = yield* request(certs.good.client, "good")
         assert.isTrue(good._tag === "Success" && text(good.success) === "GOOD", String(good))
         const bare = yield* request({}, "bare")
@@ -289,4 +300,25 @@ describe("nng over TLS with authMode optional", () => {
       }).pipe(Effect.scoped),
     120_000
   )
+})
+
+describe("the queue of refusals a TLS check reports", () => {
+  it.live("a flood past the queue's room is still counted one by one", () =>
+    Effect.gen(function*() {
+      const refusals = yield* Socket.refusalQueue
+      // reported as the socket reads, before the loop that notes them runs: past the queue's 256
+      for (let i = 0; i < 1000; i++) refusals.sink(IpcError.make("PeerRejected", `client ${i}`, "tls+tcp://x:1"))
+      const noted: Array<string> = []
+      yield* Effect.forkScoped(refusals.noteWith((error) => Effect.sync(() => noted.push(error.detail))))
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(noted.length, 1000)
+      // those queued as they came, then the rest as the latest
+      assert.deepStrictEqual(noted.slice(0, 256), Array.from({ length: 256 }, (_, i) => `client ${i}`))
+      assert.deepStrictEqual(new Set(noted.slice(256)), new Set(["client 999"]))
+      // and the queue takes more after it drained
+      refusals.sink(IpcError.make("PeerRejected", "later", "tls+tcp://x:1"))
+      yield* Effect.sleep("20 millis")
+      assert.strictEqual(noted.length, 1001)
+      assert.strictEqual(noted[1000], "later")
+    }).pipe(Effect.scoped))
 })

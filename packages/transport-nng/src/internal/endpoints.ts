@@ -89,8 +89,9 @@ export const open = (
         )
       }
       refusals = yield* Socket.refusalQueue
-      yield* Effect.forkScoped(refusals.noteWith(yield* Observability.refusals(listen.join(", "))))
     }
+    // refusals name where the socket listens, ports of port 0 included once bound
+    let listeningName = listen.join(", ")
     const socket = yield* Socket.make(protocol, {
       maxMessageSize: options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE,
       sendBuffer: options.sendBuffer,
@@ -99,7 +100,9 @@ export const open = (
       reconnect: { min: millis(options.reconnect?.min, 20), max: millis(options.reconnect?.max, 1000) },
       kinded: extra.kinded,
       tls: options.tls,
-      refused: refusals?.sink
+      refused: refusals === undefined
+        ? undefined
+        : (error) => refusals.sink(IpcError.make(error.reason, error.detail, listeningName))
     }, name)
     const linger = millis(options.linger, 0)
     // runs before the socket closes (finalizers run in reverse order)
@@ -110,6 +113,10 @@ export const open = (
       // over ipc only an absent path or a stale socket of ours is taken (libnng alone would unlink a file)
       const bound = yield* Socket.listenFree(socket, address)
       listening.push(bound.port !== undefined && address.port === 0 ? NngAddress.withPort(address, bound.port) : raw)
+    }
+    listeningName = listening.join(", ")
+    if (refusals !== undefined) {
+      yield* Effect.forkScoped(refusals.noteWith(yield* Observability.refusals(listeningName)))
     }
     for (const raw of dial) yield* socket.dial(yield* NngAddress.parse(raw, { plain: true }))
     return { socket, bound: { listening, dialing: dial } }

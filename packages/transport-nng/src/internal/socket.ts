@@ -74,17 +74,46 @@ export interface RefusalQueue {
   readonly noteWith: (note: (error: IpcError.IpcError) => Effect.Effect<void>) => Effect.Effect<never>
 }
 
+/** How many refusals wait to be noted at most; more are counted and noted in one go as the loop catches up. */
+const REFUSALS_QUEUED = 256
+
 /**
  * A queue for `SocketOptions.refused`: the socket reports refusals as it
  * reads, outside any fiber; a fiber of the owner's (`noteWith`, forked in its
- * scope) counts and logs them with the owner's services.
+ * scope) counts and logs them with the owner's services. A flood of refused
+ * clients holds at most `REFUSALS_QUEUED` errors: those past it are noted as
+ * copies of the latest (each still counted).
  */
 export const refusalQueue: Effect.Effect<RefusalQueue> = Effect.map(
-  Queue.unbounded<IpcError.IpcError>(),
-  (queue) => ({
-    sink: (error) => void Queue.offerUnsafe(queue, error),
-    noteWith: (note) => Effect.forever(Effect.flatMap(Queue.take(queue), note))
-  })
+  Queue.dropping<IpcError.IpcError>(REFUSALS_QUEUED),
+  (queue) => {
+    let overflow = 0
+    let latest: IpcError.IpcError | undefined
+    return {
+      sink: (error) => {
+        if (Queue.offerUnsafe(queue, error)) return
+        // the queue is full: a take follows, which notes these
+        overflow++
+        latest = error
+      },
+      noteWith: (note) => {
+        const noteTimes = (times: number, error: IpcError.IpcError): Effect.Effect<void> =>
+          times === 0 ? Effect.void : Effect.andThen(note(error), Effect.suspend(() => noteTimes(times - 1, error)))
+        // those queued in order, then those past the queue's room
+        return Effect.forever(Effect.flatMap(Queue.takeAll(queue), (errors) =>
+          Effect.andThen(
+            Effect.forEach(errors, note, { discard: true }),
+            Effect.suspend(() => {
+              const more = overflow
+              const last = latest
+              overflow = 0
+              latest = undefined
+              return last === undefined ? Effect.void : noteTimes(more, last)
+            })
+          )))
+      }
+    }
+  }
 )
 
 /** True when a socket with `tls` that listens at `addresses` checks its TLS clients itself (authMode "optional"). */
