@@ -928,6 +928,9 @@ class _Connection(object):
                 self.finish(context, {"_tag": "Failure", "cause": [{"_tag": "Interrupt", "fiberId": None}]})
         elif tag == "Ping":
             self.send({"_tag": "Pong"})
+        elif tag == "Eof":
+            # effect's client's "no more requests": nothing is owed for it, and what follows is served
+            pass
         else:
             shown = _js_string(tag) if "_tag" in message else "undefined"
             self.send({"_tag": "Defect", "defect": "Unknown request tag: %s" % shown})

@@ -240,6 +240,18 @@ class Peers(RawRpcCase):
         self.assertEqual(messages[2], {"_tag": "Exit", "requestId": "2", "exit": {"_tag": "Success", "value": 3}})
         sock.sendall(framing.encode(framing.CLOSE))
 
+    def test_an_eof_gets_no_answer_and_what_follows_is_served(self):
+        # effect's client says "no more requests" with an Eof: it was answered with an unknown-tag Defect
+        self.serve({"Add": lambda p: p["a"] + p["b"], "Slow": lambda p: time.sleep(0.3) or p})
+        sock = self.raw()
+        request = b'{"_tag":"Request","id":"%s","tag":"%s","payload":%s,"headers":[]}'
+        sock.sendall(b"".join(framing.encode(framing.DATA, m) for m in [
+            rpc.HELLO_JSON, request % (b"1", b"Slow", b"7"), b'{"_tag":"Eof"}', request % (b"2", b"Add", b'{"a":1,"b":2}')]))
+        messages = self.answers(sock, 2)
+        self.assertEqual(messages, [{"_tag": "Exit", "requestId": "2", "exit": {"_tag": "Success", "value": 3}},
+                                    {"_tag": "Exit", "requestId": "1", "exit": {"_tag": "Success", "value": 7}}])
+        sock.sendall(framing.encode(framing.CLOSE))
+
     def test_a_first_message_with_a_huge_integer_is_json_without_a_hello(self):
         # over 4300 digits int() refuses (3.11, and 3.7 to 3.10 security releases): the message was taken for
         # a binary client's and the client cut off; now it is read as JavaScript reads it

@@ -482,7 +482,6 @@ const twoEchoes = (channel: IpcChannel.IpcChannel) =>
     ]])
   })
 
-/** Serves ConformanceApi at a fresh memory address with `server`; returns the transport and the address. */
 /** The next `count` messages of `channel`, parsed as JSON (within 10 s). */
 const jsonReplies = (channel: IpcChannel.IpcChannel, count: number) =>
   Effect.forEach(
@@ -491,6 +490,7 @@ const jsonReplies = (channel: IpcChannel.IpcChannel, count: number) =>
     { concurrency: 1 }
   ).pipe(Effect.timeout("10 seconds"))
 
+/** Serves ConformanceApi at a fresh memory address with `server`; returns the transport and the address. */
 const serving = (server: (address: string) => Layer.Layer<never, IpcError.IpcError, Transport.Transport>) =>
   Effect.gen(function*() {
     const address = `memory://negotiate-${n++}`
@@ -703,6 +703,18 @@ describe("serialization negotiation (the hello)", () => {
       yield* channel.send(encoder.encode(JSON.stringify({ _tag: "Eof" })))
       yield* channel.send(jsonRequest("2", "Echo", { n: 2 }))
       yield* twoEchoes(channel)
+    }).pipe(Effect.scoped))
+
+  it.live("docs/wire.md: a request after an Eof while a call is in flight ends the connection, neither call answered", () =>
+    Effect.gen(function*() {
+      const { address, transport } = yield* serving(group)
+      const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+      yield* channel.send(IpcRpc.hello("json"))
+      yield* channel.send(jsonRequest("1", "Sleep", { millis: 300 }))
+      yield* channel.send(encoder.encode(JSON.stringify({ _tag: "Eof" })))
+      yield* channel.send(jsonRequest("2", "Echo", { n: 2 }))
+      const ended = yield* Effect.flip(channel.receive).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(ended.reason._tag, "Closed", String(ended))
     }).pipe(Effect.scoped))
 
   it.live("a socket's writes go through its channel's send, also where a wrapper replaced it", () =>
