@@ -522,13 +522,18 @@ it.live(
         yield* listener.ready("listening on")
         const pid = listener.pid!
         process.kill(pid, "SIGSTOP")
+        // the message comes through a FIFO: once it is written the sender has read it and sends at once, so the
+        // 3 s count from its send, not from its start (which takes seconds on a loaded machine)
+        const input = Path.join(tmp, `input-${pid}`)
+        ChildProcess.execFileSync("mkfifo", [input])
         const sending = yield* Effect.forkChild(
           runCli(
-            ["send", address, "--file", "-", "--raw"],
-            new Uint8Array(16 * 1024 * 1024),
+            ["send", address, "--file", input, "--raw"],
+            undefined,
             linger === undefined ? {} : { IPC_OPTIONS_LINGER_TIMEOUT: linger }
           )
         )
+        yield* Effect.promise(() => Fs.promises.writeFile(input, new Uint8Array(16 * 1024 * 1024)))
         yield* Effect.sleep("3 seconds")
         process.kill(pid, "SIGCONT")
         const ran = yield* Fiber.join(sending)
