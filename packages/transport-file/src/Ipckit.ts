@@ -257,13 +257,10 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
     }
     return Effect.fail(new Held(seen))
   })
-  return attempt.pipe(
-    // ipckit retries every 10 ms
-    Effect.retry({ schedule: Schedule.spaced("10 millis"), while: (error) => error instanceof Held }),
-    Effect.catchIf((error): error is Held => error instanceof Held, () => Effect.never),
-    Effect.timeoutOrElse({
-      duration: timeout,
-      orElse: () =>
+  const lastLook: Effect.Effect<void, IpcError.IpcError> = attempt.pipe(
+    Effect.retry({ times: 1, while: (error) => error instanceof Held }),
+    Effect.catchIf((error): error is Held => error instanceof Held, () =>
+      Effect.suspend(() =>
         Effect.fail(
           IpcError.make(
             "Timeout",
@@ -277,6 +274,17 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
             dir
           )
         )
+      ))
+  )
+  return attempt.pipe(
+    // ipckit retries every 10 ms
+    Effect.retry({ schedule: Schedule.spaced("10 millis"), while: (error) => error instanceof Held }),
+    Effect.catchIf((error): error is Held => error instanceof Held, () => Effect.never),
+    Effect.timeoutOrElse({
+      duration: timeout,
+      // the deadline may be when the lock turned stale (an empty lock's default `staleAge` is the default
+      // timeout): one last look, which breaks such a lock, and one more, which takes it
+      orElse: () => lastLook
     })
   )
 }

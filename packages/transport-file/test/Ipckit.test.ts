@@ -205,6 +205,27 @@ describe("ipckit compatibility", () => {
   )
 
   it.live(
+    "an empty lock made just before a send, with the default timeouts (5 s both): the send breaks it as it turns stale, and goes",
+    () =>
+      Effect.gen(function*() {
+        // the send gave up with Timeout at the very moment the lock became breakable
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir)
+        const lock = Ipckit.paths(dir).lock("backend")
+        Fs.writeFileSync(lock, "")
+        const started = Date.now()
+        yield* backend.sendEvent("after a young empty lock", {})
+        assert.isAtLeast(Date.now() - started, 4900)
+        assert.isFalse(Fs.existsSync(lock))
+        assert.deepStrictEqual(
+          elementsOf(Ipckit.paths(dir).messages("backend")).map((m) => m.method),
+          ["after a young empty lock"]
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "a lock holding anything but a pid (not ipckit's) is never broken, however old: Timeout saying what it holds",
     () =>
       Effect.gen(function*() {
