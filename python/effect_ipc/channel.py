@@ -595,6 +595,10 @@ def _occupant(path, address):
         probe.settimeout(1.0)
         try:
             probe.connect(path)
+            # a live server of this user: said goodbye to as a client that closes (its listener sees a client
+            # come and go, not a connection lost)
+            probe.sendall(framing.encode(framing.CLOSE))
+            probe.shutdown(socket.SHUT_WR)
         except OSError as error:
             if error.errno == errno.ECONNREFUSED:
                 return st

@@ -446,6 +446,12 @@ class Channels(TempDirCase):
         with self.assertRaises(IpcError) as caught:
             listen("unix://" + stale)
         self.assertEqual(caught.exception.reason, "AddressInUse")
+        # its look (a connection) said goodbye: the live listener sees a client that closed, not one lost
+        looked = live.accept()
+        self.addCleanup(looked.close)
+        with self.assertRaises(IpcError) as caught:
+            looked.receive()
+        self.assertEqual(caught.exception.reason, "Closed")
 
     def test_replacing_a_dead_socket_waits_for_the_paths_lock_shared_with_node(self):
         # the lock Node's listeners take for a path (transport-pipe's pathLock: ".lock-" + the first 32

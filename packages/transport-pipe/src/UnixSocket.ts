@@ -20,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import * as Framing from "@effect-ipc/core/Framing"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Observability from "@effect-ipc/core/Observability"
@@ -150,19 +151,33 @@ type Occupant = { readonly _tag: "Absent" } | { readonly _tag: "Stale"; readonly
 const inUse = (path: string, what: string, raw: string) =>
   IpcError.make("AddressInUse", `${path} is ${what}: left untouched`, raw)
 
+/** What a look at a live effect-ipc server says as it leaves: goodbye, as a client that closes. */
+const CHANNEL_GOODBYE = Framing.encode(Framing.Kind.close)
+
 /**
  * Looks at `path` without touching it. Only a socket owned by this user whose
  * connections are refused is `Stale`; anything else present is `AddressInUse`
- * naming its kind and owner.
+ * naming its kind and owner. The look at a live server (a connection) ends
+ * with `goodbye` when given (for effect-ipc's listeners: they see a client
+ * come and go, not a connection lost), else with nothing said.
  */
-const inspect = (path: string, raw: string): Effect.Effect<Occupant, IpcError.IpcError> =>
+const inspect = (path: string, raw: string, goodbye?: Uint8Array): Effect.Effect<Occupant, IpcError.IpcError> =>
   Effect.gen(function*() {
     const stat = yield* trySync(() => Files.lstatIfAny(path), "Open", `cannot look at ${path}`, raw)
     if (stat === undefined) return { _tag: "Absent" } as const
     if (!stat.isSocket() || stat.uid !== RuntimeDir.userId()) return yield* inUse(path, Files.describe(stat), raw)
     const probe = yield* Effect.result(connect(path, raw))
     if (probe._tag === "Success") {
-      probe.success.destroy()
+      const socket = probe.success
+      if (goodbye === undefined) {
+        socket.destroy()
+      } else {
+        socket.on("error", () => socket.destroy())
+        socket.resume()
+        socket.end(goodbye)
+        // a server that never answers is let go of after a second
+        setTimeout(() => socket.destroy(), 1000).unref()
+      }
       return yield* inUse(path, `a live server's socket, owned by uid ${stat.uid}`, raw)
     }
     if (probe.failure.errno === "ENOENT") return { _tag: "Absent" } as const
@@ -203,7 +218,7 @@ const bindFile = (
 ): Effect.Effect<Files.FileIdentity, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     // refuse before creating anything next to what is there
-    yield* inspect(path, raw)
+    yield* inspect(path, raw, CHANNEL_GOODBYE)
     const parent = Path.dirname(path)
     const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, stagingPrefix(path))), "Open", "cannot bind", raw)
     return yield* Effect.gen(function*() {
@@ -225,7 +240,7 @@ const bindFile = (
           const replaced = yield* PathLock.withPathLock(
             path,
             raw,
-            Effect.andThen(removeStaleLocked(path, raw), linkExclusive(staging, path, raw))
+            Effect.andThen(removeStaleLocked(path, raw, CHANNEL_GOODBYE), linkExclusive(staging, path, raw))
           )
           if (replaced) return bound
         }
@@ -310,9 +325,13 @@ const stagingPrefix = (path: string): string => {
  * the very file unlinked); true when removed. Anything else there but a
  * stale socket fails as `inspect` does. Call only holding the path's lock.
  */
-const removeStaleLocked = (path: string, raw: string): Effect.Effect<boolean, IpcError.IpcError> =>
+const removeStaleLocked = (
+  path: string,
+  raw: string,
+  goodbye?: Uint8Array
+): Effect.Effect<boolean, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const occupant = yield* inspect(path, raw)
+    const occupant = yield* inspect(path, raw, goodbye)
     if (occupant._tag !== "Stale") return false
     // unlink only the very file found stale
     const now = yield* trySync(() => Files.lstatIfAny(path), "Open", `cannot look at ${path}`, raw)
@@ -328,7 +347,7 @@ const removeStaleLocked = (path: string, raw: string): Effect.Effect<boolean, Ip
  * untouched; nothing there is false.
  */
 export const removeStale = (path: string, raw: string = `unix://${path}`): Effect.Effect<boolean, IpcError.IpcError> =>
-  PathLock.withPathLock(path, raw, removeStaleLocked(path, raw))
+  PathLock.withPathLock(path, raw, removeStaleLocked(path, raw, CHANNEL_GOODBYE))
 
 /** Removes the socket file at `path` if it is still the one we bound. */
 const unlinkOurs = (path: string, ours: Files.FileIdentity) => {

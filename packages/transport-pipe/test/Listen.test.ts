@@ -107,9 +107,14 @@ describe("listen leaves what is at its path alone", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir("effect-ipc-listen-")
       const address = `unix://${Path.join(dir, "live.sock")}`
-      yield* transport.listen(address)
+      const listener = yield* transport.listen(address)
       const error = yield* Effect.flip(Effect.scoped(transport.listen(address)))
       assertInUse(error, "live", me)
+      // the second listener's look (a connection) says goodbye: the first sees a client come and go, not a
+      // connection lost (a CLI listener printed "connection dropped: ConnectionLost")
+      const looked = yield* listener.accept
+      const ended = yield* Effect.flip(looked.receive).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(ended.reason._tag, "Closed", String(ended))
       const client = yield* transport.dial(address) // the first server still serves
       yield* client.close
     }).pipe(Effect.scoped))
