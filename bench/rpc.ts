@@ -62,9 +62,12 @@ export const stackSerialization = (stack: RpcStack): Layer.Layer<RpcSerializatio
     case "ipc-packed":
       return IpcRpc.layerSerialization
     case "ipc-binary":
-    case "effect-binary":
-      // the same layer: SchemaBinary, no frame limit
+      // effect's SchemaBinary, no frame limit, one message per channel message
       return IpcRpc.layerSerializationSchemaBinary
+    case "effect-binary":
+      // the same format and limit over a byte stream: effect's own parser, which joins frames split across reads
+      // (IpcRpc's refuses a frame longer than its message: there is no such thing as a message on a stream)
+      return RpcSerialization.layerSchemaBinary({ maxFrameSize: "unbounded" })
     case "ipc-json":
       return IpcRpc.layerSerializationJson
     case "effect-ndjson":
