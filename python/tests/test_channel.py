@@ -296,6 +296,43 @@ class Channels(TempDirCase):
         server.wait()
         self.assertIn("dropped a client", server.stderr.read())
 
+    @unittest.skipUnless(os.getuid() == 0, "needs root to run a peer as another user")
+    def test_the_default_authorize_refuses_another_users_server_and_client(self):
+        # connect's and listen's default is same_user_or_root: a server of uid 65534 is refused by a root
+        # client, and a client of uid 65534 by a root server, each before a byte of the channel
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chown(shared, 65534, 65534)
+        os.chmod(self.dir, 0o755)
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        import subprocess
+        where = "unix://%s/theirs.sock" % shared
+        server = subprocess.Popen(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c",
+             "import sys, time\nsys.path.insert(0, %r)\nfrom effect_ipc import listen\n"
+             "l = listen(%r, authorize=lambda peer: True, mode=0o666)\nprint('ready', flush=True)\n"
+             "time.sleep(60)" % (package, where)],
+            stdout=subprocess.PIPE, universal_newlines=True)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.kill)
+        self.assertEqual(server.stdout.readline().strip(), "ready")
+        with self.assertRaises(IpcError) as caught:
+            connect(where)
+        self.assertEqual(caught.exception.reason, "PeerRejected")
+        mine = "unix://%s/mine.sock" % shared
+        listener = listen(mine, mode=0o666)
+        self.addCleanup(listener.close)
+        client = subprocess.run(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c",
+             "import sys\nsys.path.insert(0, %r)\nfrom effect_ipc import connect\n"
+             "c = connect(%r, authorize=lambda peer: True)\nc.send(b'let me in')\nc.close()" % (package, mine)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        accepted = []
+        thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+        thread.start()
+        thread.join(1.0)
+        self.assertEqual(accepted, [], "no channel from the other user's client: %s" % client.stderr)
+
     def test_listen_at_a_live_server_that_accepts_nothing_is_address_in_use_not_a_hang(self):
         # its check whether the server there is live connected without a timeout: a stopped server whose
         # backlog was full held listen for good

@@ -53,6 +53,12 @@ const me = process.getuid!()
 const holdLock = "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n" +
   "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()"
 
+/** Python: listens at argv[1] with the smallest backlog, fills it with connections it never accepts, prints "full". */
+const fullBacklog = "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(0)\n" +
+  "held = []\nwhile True:\n    c = socket.socket(socket.AF_UNIX)\n    c.setblocking(False)\n    try:\n" +
+  "        c.connect(sys.argv[1])\n    except BlockingIOError:\n        break\n    held.append(c)\n" +
+  "print('full', flush=True)\ntime.sleep(60)"
+
 /** The pid of a process that has exited (for a dead listener's lock). */
 const deadPid = (): number => {
   const result = ChildProcess.spawnSync(process.execPath, ["-e", "console.log(process.pid)"])
@@ -117,6 +123,19 @@ describe("listen leaves what is at its path alone", () => {
       assert.strictEqual(ended.reason._tag, "Closed", String(ended))
       const client = yield* transport.dial(address) // the first server still serves
       yield* client.close
+    }).pipe(Effect.scoped))
+
+  it.live("a live socket of ours whose server accepts nothing (its backlog full): not stale, left untouched", () =>
+    Effect.gen(function*() {
+      // connecting is refused with EAGAIN, not ECONNREFUSED: the server is alive, only busy
+      const dir = yield* tempDir("effect-ipc-listen-")
+      const path = Path.join(dir, "busy.sock")
+      const busy = yield* start(python, ["-c", fullBacklog, path])
+      yield* busy.line(/^full$/)
+      const before = snapshot(path)
+      const error = yield* Effect.flip(Effect.scoped(transport.listen(`unix://${path}`)))
+      assertInUse(error, "answers EAGAIN", me)
+      assert.deepStrictEqual(snapshot(path), before)
     }).pipe(Effect.scoped))
 
   it.live("replaces a stale socket of ours", () =>

@@ -163,9 +163,15 @@ describe("ws:// security", () => {
       // "null" (a file:// page, a sandboxed frame) is foreign too unless listed
       const nullOrigin = yield* Effect.flip(roundTrip(address, { token, headers: { origin: "null" } }))
       assert.strictEqual(nullOrigin.reason._tag, "PeerRejected")
+      // an origin is matched whole: one that begins like a listed one is another (another port, another host)
+      for (const near of ["http://127.0.0.1:51730", "http://127.0.0.1:5173.evil.example", "http://127.0.0.1:517"]) {
+        const refused = yield* Effect.flip(roundTrip(address, { token, headers: { origin: near } }))
+        assert.strictEqual(refused.reason._tag, "PeerRejected", `${near}: ${refused.message}`)
+        assert.include(refused.message, "origin not allowed")
+      }
       assert.strictEqual(yield* roundTrip(address, { token, headers: { origin: "http://127.0.0.1:5173" } }), 42)
       assert.strictEqual(yield* roundTrip(address, { token }), 42)
-      assert.strictEqual(yield* refusals, 2)
+      assert.strictEqual(yield* refusals, 5)
       // "null" passes only when listed
       const withNull = freshAddress("null-origin")
       const listed = yield* echoServer(withNull, { tokenFile: false, allowedOrigins: ["null"] })
