@@ -178,6 +178,31 @@ describe("StreamChannel over a socket", () => {
     }).pipe(Effect.scoped))
 
   // the clock starts again when reading resumes: a peer that then stops in the middle of a frame is dropped
+  it.live("a frame one byte over the configured maxFrameSize: the frames before it, then FrameTooLarge, and the peer dropped", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const receiver = yield* StreamChannel.makeScoped(
+        { readable: accepted, writable: accepted },
+        "test://receiver",
+        {},
+        { maxFrameSize: 100 }
+      )
+      let peerEnded = false
+      client.on("close", () => (peerEnded = true))
+      client.on("error", () => {})
+      client.write(Buffer.concat([
+        Framing.encode(Framing.Kind.data, new Uint8Array(100).fill(1)),
+        Framing.encode(Framing.Kind.data, new Uint8Array(101).fill(2))
+      ]))
+      const fits = yield* receiver.receive
+      assert.strictEqual(fits.byteLength, 100)
+      const error = yield* Effect.flip(receiver.receive)
+      assert.strictEqual(error.reason._tag, "FrameTooLarge", error.message)
+      assert.include(error.detail, "101")
+      for (let i = 0; i < 100 && !peerEnded; i++) yield* Effect.sleep("20 millis")
+      assert.isTrue(peerEnded, "the connection is dropped")
+    }).pipe(Effect.scoped))
+
   it.live("a peer that stops inside a frame after reading resumed is still dropped (Timeout)", () =>
     Effect.gen(function*() {
       const { accepted, client } = yield* socketPair
