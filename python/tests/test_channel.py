@@ -256,26 +256,36 @@ class Channels(TempDirCase):
         time.sleep(0.2)
         self.assertEqual(warnings, [])
 
-    @unittest.skipUnless(os.getuid() == 0, "needs root to run the server as another user under a thread limit")
-    def test_a_client_the_server_has_no_thread_for_is_dropped_and_the_others_served(self):
-        # "can't start new thread" escaped from serve: the server's process ended, every client with it
+    def shared_with_nobody(self):
+        """A directory in this test's one that uid 65534 owns (and can reach)."""
         shared = os.path.join(self.dir, "shared")
         os.mkdir(shared)
         os.chown(shared, 65534, 65534)
         os.chmod(self.dir, 0o755)
-        where = "unix://%s/capped.sock" % shared
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        server_code = (
-            "import sys\nsys.path.insert(0, %r)\nfrom effect_ipc import listen\n"
-            "l = listen(%r, authorize=lambda peer: True, mode=0o666)\nprint('ready', flush=True)\n"
-            "def echo(ch):\n    for m in ch:\n        ch.send(m)\nl.serve(echo)\n" % (package, where))
+        return shared
+
+    def as_nobody(self, code, prefix=()):
+        """Runs ``code`` (after ``from effect_ipc import connect, listen``) as uid 65534 with the system's
+        Python, after ``prefix`` (a command such as prlimit); killed at the end of the test."""
         import subprocess
-        server = subprocess.Popen(
-            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "prlimit", "--nproc=40", "--",
-             "/usr/bin/python3", "-c", server_code],
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        process = subprocess.Popen(
+            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] + list(prefix) +
+            ["/usr/bin/python3", "-c",
+             "import sys\nsys.path.insert(0, %r)\nfrom effect_ipc import connect, listen\n%s" % (package, code)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-        self.addCleanup(server.wait)
-        self.addCleanup(server.kill)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        return process
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to run the server as another user under a thread limit")
+    def test_a_client_the_server_has_no_thread_for_is_dropped_and_the_others_served(self):
+        # "can't start new thread" escaped from serve: the server's process ended, every client with it
+        where = "unix://%s/capped.sock" % self.shared_with_nobody()
+        server = self.as_nobody(
+            "l = listen(%r, authorize=lambda peer: True, mode=0o666)\nprint('ready', flush=True)\n"
+            "def echo(ch):\n    for m in ch:\n        ch.send(m)\nl.serve(echo)\n" % where,
+            prefix=["prlimit", "--nproc=40", "--"])
         self.assertEqual(server.stdout.readline().strip(), "ready")
         held = []
         self.addCleanup(lambda: [c.close() for c in held])
@@ -300,21 +310,11 @@ class Channels(TempDirCase):
     def test_the_default_authorize_refuses_another_users_server_and_client(self):
         # connect's and listen's default is same_user_or_root: a server of uid 65534 is refused by a root
         # client, and a client of uid 65534 by a root server, each before a byte of the channel
-        shared = os.path.join(self.dir, "shared")
-        os.mkdir(shared)
-        os.chown(shared, 65534, 65534)
-        os.chmod(self.dir, 0o755)
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        import subprocess
+        shared = self.shared_with_nobody()
         where = "unix://%s/theirs.sock" % shared
-        server = subprocess.Popen(
-            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c",
-             "import sys, time\nsys.path.insert(0, %r)\nfrom effect_ipc import listen\n"
-             "l = listen(%r, authorize=lambda peer: True, mode=0o666)\nprint('ready', flush=True)\n"
-             "time.sleep(60)" % (package, where)],
-            stdout=subprocess.PIPE, universal_newlines=True)
-        self.addCleanup(server.wait)
-        self.addCleanup(server.kill)
+        server = self.as_nobody(
+            "import time\nl = listen(%r, authorize=lambda peer: True, mode=0o666)\nprint('ready', flush=True)\n"
+            "time.sleep(60)" % where)
         self.assertEqual(server.stdout.readline().strip(), "ready")
         with self.assertRaises(IpcError) as caught:
             connect(where)
@@ -322,16 +322,14 @@ class Channels(TempDirCase):
         mine = "unix://%s/mine.sock" % shared
         listener = listen(mine, mode=0o666)
         self.addCleanup(listener.close)
-        client = subprocess.run(
-            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3", "-c",
-             "import sys\nsys.path.insert(0, %r)\nfrom effect_ipc import connect\n"
-             "c = connect(%r, authorize=lambda peer: True)\nc.send(b'let me in')\nc.close()" % (package, mine)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        client = self.as_nobody(
+            "c = connect(%r, authorize=lambda peer: True)\nc.send(b'let me in')\nc.close()" % mine)
+        client.wait(30)
         accepted = []
         thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
         thread.start()
         thread.join(1.0)
-        self.assertEqual(accepted, [], "no channel from the other user's client: %s" % client.stderr)
+        self.assertEqual(accepted, [], "no channel from the other user's client: %s" % client.stderr.read())
 
     def test_listen_at_a_live_server_that_accepts_nothing_is_address_in_use_not_a_hang(self):
         # its check whether the server there is live connected without a timeout: a stopped server whose
