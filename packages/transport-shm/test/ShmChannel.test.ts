@@ -8,7 +8,9 @@ import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -30,6 +32,9 @@ const openSockets = () =>
   Fs.readFileSync("/proc/net/unix", "utf8").split("\n").filter((line) => line.includes(`channel-test-${process.pid}`))
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0
+
+/** Sizes of a mixed stream: every 40th message 1 KiB to 2.8 KiB, the others 300 to 900 bytes. */
+const mixedSize = (i: number) => i % 40 === 0 ? 1024 + (i % 3) * 900 : 300 + (i * 37) % 600
 
 /** How many `sent N` lines a `large` child has printed. */
 const sentCount = (output: string) => output.split("\n").filter((line) => line.startsWith("sent ")).length
@@ -595,6 +600,49 @@ describe("shm:// channels", () => {
         yield* Fiber.joinAll(senders).pipe(Effect.timeout("5 seconds"))
       }).pipe(Effect.scoped),
     30_000
+  )
+
+  it.live(
+    "ring space comes back to the writer, and never under a view still held: small messages and views read in place mixed",
+    () =>
+      Effect.gen(function*() {
+        // 16 KiB a direction, records of up to 1 KiB between views (25 KiB of them): 3000 messages (about
+        // 2 MiB) pass only if the reader gives back the space of every record it read, the small ones copied
+        // out as well as those read in place. A view read in place is held while the next 6 messages are read
+        // (the writer, which keeps the ring full, getting a turn after each), and its bytes checked as it is
+        // let go of: a reader that gave its space back early would have let the writer write over it by then
+        const transport = Shm.ShmTransport.make({ ringSize: 16 * 1024, inPlaceThreshold: 1024 })
+        const where = address()
+        const listener = yield* transport.listen(where)
+        const client = yield* transport.dial(where)
+        const server = (yield* listener.accept) as Shm.ShmChannel.ShmChannel
+        const count = 3000
+        const sender = yield* Effect.forkChild(
+          Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => client.send(pattern(mixedSize(i), i)), {
+            discard: true
+          }),
+          { startImmediately: true }
+        )
+        let held: { readonly view: Uint8Array; readonly i: number; readonly scope: Scope.Closeable } | undefined
+        for (let i = 0; i < count; i++) {
+          const scope = yield* Scope.make()
+          const view = yield* Scope.provide(scope)(server.receiveView).pipe(
+            Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error(`stalled at ${i}`)) })
+          )
+          assert.isTrue(same(view, pattern(mixedSize(i), i)), `message ${i}`)
+          if (held !== undefined && i - held.i === 6) {
+            assert.isTrue(same(held.view, pattern(mixedSize(held.i), held.i)), `the view of ${held.i}, held since`)
+            yield* Scope.close(held.scope, Exit.void)
+            held = undefined
+          }
+          if (view.byteLength >= 1024 && held === undefined) held = { view, i, scope }
+          else yield* Scope.close(scope, Exit.void)
+          if (held !== undefined) yield* Effect.sleep("1 millis")
+        }
+        if (held !== undefined) yield* Scope.close(held.scope, Exit.void)
+        yield* Fiber.join(sender).pipe(Effect.timeout("5 seconds"))
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live("never loses a wake-up: a reader keeps up with slow, preempted writers", () =>

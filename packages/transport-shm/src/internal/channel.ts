@@ -54,6 +54,8 @@ const POLL_TURN = 0.003
 
 /** Messages below this size are copied when they must wait for room (the caller may reuse its buffer). */
 const COPY_BELOW = 64 * 1024
+/** Small records a pump copies out before it releases their ring space (it releases the rest as it ends). */
+const RELEASE_EVERY = 32
 
 /** What the transport hands over once the two ends have met. */
 export interface Link {
@@ -412,6 +414,10 @@ export const make = (
       freed = false
       // read before looking for records: a producer closes its ring after its last write
       let closed = inbound.isClosed()
+      // small records copied out are released together, every RELEASE_EVERY of them and as the pump ends: a
+      // release is a store the writer's core then has to fetch, and one per message cost the reader its rate
+      let due: number | undefined
+      let unreleased = 0
       while (true) {
         const record = inbound.next()
         if (record === undefined) break
@@ -426,13 +432,29 @@ export const make = (
         } else {
           message = Buffer.allocUnsafe(record.length)
           message.set(inbound.payload(record))
-          settle(record.end)
+          if (pins.length > 0) {
+            settle(record.end)
+          } else if (++unreleased === RELEASE_EVERY) {
+            unreleased = 0
+            due = undefined
+            settle(record.end)
+          } else {
+            due = record.end
+          }
         }
         if (!sink.message(message)) {
           // the inbox is full: read on once it resumes us
           closed = false
           break
         }
+        if (destroyed) break
+      }
+      // a receiver resumed by `sink.message` may have ended the channel, its rings let go of: nothing to do
+      if (destroyed) return
+      // `due` was read while nothing was pinned, so it comes before every pin since: released at once
+      if (due !== undefined) {
+        inbound.release(due)
+        freed = true
       }
       if (freed && inbound.takeWriterWaiting()) ring()
       if (segmentDue !== undefined) return kick()
