@@ -34,6 +34,10 @@ log = logging.getLogger("effect_ipc")
 
 _END = object()
 _READ_SIZE = 64 * 1024
+#: Messages a channel reads ahead of its receiver by default, as a Node channel does (``set_unread_limit``).
+DEFAULT_UNREAD_MESSAGES = 4096
+#: Bytes of messages a channel reads ahead of its receiver by default, as a Node channel does.
+DEFAULT_UNREAD_BYTES = 8 * 1024 * 1024
 # how long a failed or closing channel waits for a write under way before it lets its stream go
 _TEARDOWN_WAIT = 0.5
 
@@ -132,8 +136,10 @@ class Channel(object):
         self._last_received = time.time()
         self._last_sent = time.time()
         self._done = threading.Event()
-        # back-pressure (set_unread_limit): the reader waits while this many messages are unread
-        self._unread_limit = None
+        # back-pressure (set_unread_limit): the reader waits while this many messages, or bytes, are unread
+        self._unread_limit = DEFAULT_UNREAD_MESSAGES
+        self._unread_max_bytes = DEFAULT_UNREAD_BYTES
+        self._unread_bytes = 0
         self._room = threading.Condition()
         self._held = False
         self._reader = threading.Thread(target=self._read_loop, name="effect-ipc reader %s" % address)
@@ -208,20 +214,28 @@ class Channel(object):
         self._send_frame(framing.DATA, message)
 
     # ---- receiving ---------------------------------------------------------
-    def set_unread_limit(self, limit):
-        """Stops reading from the stream while ``limit`` received messages wait
-        unread (back-pressure: the peer's writes wait in the socket); None, the
-        default: no limit. Heartbeat silence is not counted meanwhile."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError("the unread limit must be a positive whole number or None, got %r" % (limit,))
+    def set_unread_limit(self, limit, max_bytes=None):
+        """Stops reading from the stream while ``limit`` received messages, or
+        ``max_bytes`` bytes of them, wait unread (back-pressure: the peer's
+        writes wait in the socket; a message larger than ``max_bytes`` is still
+        read once nothing else waits); None: no limit of that kind. The default
+        is 4096 messages or 8 MiB, as a Node channel's; ``set_unread_limit(None)``
+        reads ahead without limit. Heartbeat silence is not counted meanwhile."""
+        for what, value in (("unread limit", limit), ("max_bytes", max_bytes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError("the %s must be a positive whole number or None, got %r" % (what, value))
         with self._room:
             self._unread_limit = limit
+            self._unread_max_bytes = max_bytes
             self._room.notify_all()
+
+    def _no_room(self):
+        return ((self._unread_limit is not None and self._inbox.qsize() >= self._unread_limit)
+                or (self._unread_max_bytes is not None and self._unread_bytes >= self._unread_max_bytes))
 
     def _wait_for_room(self):
         with self._room:
-            while (self._unread_limit is not None and self._inbox.qsize() >= self._unread_limit
-                   and not self._closing and not self._finished):
+            while self._no_room() and not self._closing and not self._finished:
                 self._held = True
                 self._room.wait(0.25)  # woken by receive and close; the timeout only guards a missed wake
             if self._held:
@@ -245,8 +259,10 @@ class Channel(object):
             if item is _END:
                 raise Closed("the channel was closed by its peer", self.address)
             raise fresh(item)
-        if self._unread_limit is not None:
-            self._wake_reader()
+        with self._room:
+            self._unread_bytes -= len(item)
+            if self._held:
+                self._room.notify_all()
         return item
 
     def __iter__(self):
@@ -294,6 +310,8 @@ class Channel(object):
             for kind, payload in frames:
                 if kind == framing.DATA:
                     self._wait_for_room()
+                    with self._room:
+                        self._unread_bytes += len(payload)
                     self._inbox.put(payload)
                 elif kind == framing.CLOSE:
                     self._peer_said_close = True

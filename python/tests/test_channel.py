@@ -186,6 +186,93 @@ class Channels(TempDirCase):
         self.assertEqual(len(sent), 400)
         client_box[0].close()
 
+    def _flood(self, where, count, size):
+        """A client in a thread sending ``count`` messages of ``size`` bytes (byte i % 256 each); returns
+        the list of indexes sent so far and the list that receives the client."""
+        sent = []
+        client_box = []
+
+        def flood():
+            client = connect(where)
+            client_box.append(client)
+            try:
+                for i in range(count):
+                    client.send(bytes([i % 256]) * size)
+                    sent.append(i)
+            except IpcError:
+                pass
+
+        thread = threading.Thread(target=flood)
+        thread.daemon = True
+        thread.start()
+        self.addCleanup(lambda: client_box and client_box[0].close())
+        return sent, thread
+
+    def test_by_default_a_channel_reads_ahead_8_mib_or_4096_messages_as_a_node_channel_does(self):
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        # 24 MiB in 64 KiB messages: the reader stops at 8 MiB unread, the rest waits in the sockets
+        sent, thread = self._flood(where, 384, 65536)
+        server = listener.accept(10)
+        self.addCleanup(server.close)
+        time.sleep(1.5)
+        self.assertLess(len(sent), 384, "every send went through: nothing held the writer back")
+        self.assertLessEqual(server._unread_bytes, 8 * 1024 * 1024 + 65536)
+        self.assertGreaterEqual(server._unread_bytes, 8 * 1024 * 1024 - 65536)
+        got = [server.receive(10) for _ in range(384)]
+        self.assertEqual([m[0] for m in got], [i % 256 for i in range(384)])
+        self.assertTrue(all(len(m) == 65536 for m in got))
+        thread.join(10)
+        self.assertEqual(len(sent), 384)
+        self.assertEqual(server._unread_bytes, 0)
+        # 60 000 one-byte messages: the reader stops at 4096 unread (the sockets hold the rest)
+        where = self.address("many")
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        sent, thread = self._flood(where, 60000, 1)
+        server = listener.accept(10)
+        self.addCleanup(server.close)
+        deadline = time.time() + 20
+        while server._inbox.qsize() < 4096 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        self.assertEqual(server._inbox.qsize(), 4096)
+        self.assertLess(len(sent), 60000)
+        got = [server.receive(10)[0] for _ in range(60000)]
+        self.assertEqual(got, [i % 256 for i in range(60000)])
+        thread.join(10)
+
+    def test_an_unread_limit_of_none_reads_ahead_without_limit_and_a_large_message_still_passes(self):
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        sent, thread = self._flood(where, 200, 65536)
+        server = listener.accept(10)
+        self.addCleanup(server.close)
+        server.set_unread_limit(None)
+        thread.join(20)
+        self.assertEqual(len(sent), 200, "the writer was held back")
+        deadline = time.time() + 10
+        while server._inbox.qsize() < 200 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(server._inbox.qsize(), 200)
+        self.assertEqual([server.receive(10)[0] for _ in range(200)], [i % 256 for i in range(200)])
+        # a byte limit under one message: each is still read once nothing else waits
+        where = self.address("large")
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        sent, thread = self._flood(where, 3, 5000)
+        server = listener.accept(10)
+        self.addCleanup(server.close)
+        server.set_unread_limit(None, max_bytes=1000)
+        self.assertEqual([len(server.receive(10)) for _ in range(3)], [5000] * 3)
+        for bad in (0, -1, 1.5, True, "8"):
+            with self.assertRaises(ValueError):
+                server.set_unread_limit(None, max_bytes=bad)
+            with self.assertRaises(ValueError):
+                server.set_unread_limit(bad)
+
     def test_bad_addresses_are_typed_errors(self):
         for bad in (42, None, b"unix:///tmp/x.sock", "unix://" + self.dir + "/nul\x00.sock"):
             for call in (listen, connect):
