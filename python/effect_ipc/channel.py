@@ -33,6 +33,7 @@ from .errors import Closed, IpcError, fresh
 log = logging.getLogger("effect_ipc")
 
 _END = object()
+_KEEP = object()  # set_unread_limit: leave this bound as it is
 _READ_SIZE = 64 * 1024
 #: Messages a channel reads ahead of its receiver by default, as a Node channel does (``set_unread_limit``).
 DEFAULT_UNREAD_MESSAGES = 4096
@@ -214,19 +215,23 @@ class Channel(object):
         self._send_frame(framing.DATA, message)
 
     # ---- receiving ---------------------------------------------------------
-    def set_unread_limit(self, limit, max_bytes=None):
+    def set_unread_limit(self, limit, max_bytes=_KEEP):
         """Stops reading from the stream while ``limit`` received messages, or
         ``max_bytes`` bytes of them, wait unread (back-pressure: the peer's
-        writes wait in the socket; a message larger than ``max_bytes`` is still
-        read once nothing else waits); None: no limit of that kind. The default
-        is 4096 messages or 8 MiB, as a Node channel's; ``set_unread_limit(None)``
-        reads ahead without limit. Heartbeat silence is not counted meanwhile."""
+        writes wait in the socket); None: no bound of that kind; ``max_bytes``
+        left out keeps the byte bound as it is. The default is 4096 messages or
+        8 MiB, as a Node channel's; ``set_unread_limit(None, None)`` reads ahead
+        without limit. A message is read while fewer than ``max_bytes`` wait, so
+        one message may take the unread bytes past it. Heartbeat silence is not
+        counted meanwhile."""
         for what, value in (("unread limit", limit), ("max_bytes", max_bytes)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and value is not _KEEP and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError("the %s must be a positive whole number or None, got %r" % (what, value))
         with self._room:
             self._unread_limit = limit
-            self._unread_max_bytes = max_bytes
+            if max_bytes is not _KEEP:
+                self._unread_max_bytes = max_bytes
             self._room.notify_all()
 
     def _no_room(self):
@@ -239,8 +244,8 @@ class Channel(object):
                 self._held = True
                 self._room.wait(0.25)  # woken by receive and close; the timeout only guards a missed wake
             if self._held:
-                self._held = False
                 self._last_received = time.time()  # the silence was ours: we were not reading
+                self._held = False
 
     def _wake_reader(self):
         with self._room:
@@ -310,6 +315,9 @@ class Channel(object):
             for kind, payload in frames:
                 if kind == framing.DATA:
                     self._wait_for_room()
+                    if self._finished:
+                        # the channel failed (or ended) while the reader waited: nothing goes after its end
+                        return
                     with self._room:
                         self._unread_bytes += len(payload)
                     self._inbox.put(payload)

@@ -243,14 +243,14 @@ class Channels(TempDirCase):
         self.assertEqual(got, [i % 256 for i in range(60000)])
         thread.join(10)
 
-    def test_an_unread_limit_of_none_reads_ahead_without_limit_and_a_large_message_still_passes(self):
+    def test_unread_limits_of_none_read_ahead_without_limit_and_a_large_message_still_passes(self):
         where = self.address()
         listener = listen(where)
         self.addCleanup(listener.close)
         sent, thread = self._flood(where, 200, 65536)
         server = listener.accept(10)
         self.addCleanup(server.close)
-        server.set_unread_limit(None)
+        server.set_unread_limit(None, None)
         thread.join(20)
         self.assertEqual(len(sent), 200, "the writer was held back")
         deadline = time.time() + 10
@@ -272,6 +272,54 @@ class Channels(TempDirCase):
                 server.set_unread_limit(None, max_bytes=bad)
             with self.assertRaises(ValueError):
                 server.set_unread_limit(bad)
+
+    def test_set_unread_limit_with_a_count_keeps_the_byte_bound(self):
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        sent, thread = self._flood(where, 256, 65536)
+        server = listener.accept(10)
+        self.addCleanup(server.close)
+        server.set_unread_limit(1000)  # more messages; the 8 MiB stay
+        time.sleep(1.5)
+        self.assertLess(len(sent), 256, "every send went through: nothing held the writer back")
+        self.assertLessEqual(server._unread_bytes, 8 * 1024 * 1024 + 65536)
+        self.assertEqual([server.receive(10)[0] for _ in range(256)], [i % 256 for i in range(256)])
+        thread.join(10)
+
+    def test_a_channel_that_fails_while_its_reader_waits_for_room_delivers_nothing_after_the_failure(self):
+        # ten messages in one read; the reader holds at two unread, with eight decoded and waiting
+        go = threading.Event()
+        chunks = [b"".join(framing.encode(framing.DATA, bytes([i])) for i in range(10))]
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def read(n):
+            go.wait(10)
+            if chunks:
+                return chunks.pop()
+            stop.wait(10)
+            return b""
+
+        def write(data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        channel = Channel(read, write, lambda: None, lambda: None, "test://held", linger=0.5)
+        channel.set_unread_limit(2)
+        go.set()
+        deadline = time.time() + 10
+        while not channel._held and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(channel._held, "the reader did not stop at the limit")
+        with self.assertRaises(IpcError):
+            channel.send(b"x")  # the write fails: so does the channel
+        time.sleep(0.3)
+        # what came before the failure, then the failure, every time after
+        self.assertEqual([channel.receive(1), channel.receive(1)], [b"\x00", b"\x01"])
+        for _ in range(4):
+            with self.assertRaises(IpcError) as caught:
+                channel.receive(1)
+            self.assertEqual(caught.exception.reason, "ConnectionLost")
 
     def test_bad_addresses_are_typed_errors(self):
         for bad in (42, None, b"unix:///tmp/x.sock", "unix://" + self.dir + "/nul\x00.sock"):
