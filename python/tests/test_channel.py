@@ -273,6 +273,34 @@ class Channels(TempDirCase):
             with self.assertRaises(ValueError):
                 server.set_unread_limit(bad)
 
+    def test_a_held_channel_keeps_a_heartbeating_peer_only_with_heartbeats_of_its_own(self):
+        # the server never receives: it stops reading at 8 MiB, the client's sends block, and the client's
+        # heartbeat (1 s) hears from the server only if the server has heartbeats of its own
+        outcomes = []
+        for name, beats in (("silent", None), ("beating", Heartbeat(0.2, 1.0))):
+            where = self.address(name)
+            listener = listen(where) if beats is None else listen(where, heartbeat=beats)
+            self.addCleanup(listener.close)
+            client = connect(where, heartbeat=Heartbeat(0.2, 1.0))
+            self.addCleanup(client.close)
+            server = listener.accept(10)
+            self.addCleanup(server.close)
+            failure = []
+
+            def flood(client=client, failure=failure):
+                try:
+                    for _ in range(1000):
+                        client.send(b"x" * 65536)
+                except IpcError as error:
+                    failure.append(error.reason)
+
+            thread = threading.Thread(target=flood)
+            thread.daemon = True
+            thread.start()
+            thread.join(4.0)
+            outcomes.append((name, failure[:1], thread.is_alive()))
+        self.assertEqual(outcomes, [("silent", ["Timeout"], False), ("beating", [], True)])
+
     def test_set_unread_limit_with_a_count_keeps_the_byte_bound(self):
         where = self.address()
         listener = listen(where)
