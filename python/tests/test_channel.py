@@ -154,27 +154,7 @@ class Channels(TempDirCase):
             self.assertLessEqual(len(traceback.extract_tb(caught.exception.__traceback__)), 3)
 
     def test_an_unread_limit_stops_reading_so_the_peer_waits(self):
-        where = self.address()
-        listener = listen(where)
-        self.addCleanup(listener.close)
-        sent = []
-        client_box = []
-
-        def flood():
-            client = connect(where)
-            client_box.append(client)
-            try:
-                for i in range(400):
-                    client.send(bytes([i % 256]) * 65536)
-                    sent.append(i)
-            except IpcError:
-                pass
-
-        thread = threading.Thread(target=flood)
-        thread.daemon = True
-        thread.start()
-        server = listener.accept(10)
-        self.addCleanup(server.close)
+        server, sent, thread = self._flooded("s", 400, 65536)
         server.set_unread_limit(4)
         time.sleep(1.0)
         # the reader stopped at the limit: the rest waits in the sockets (a few MiB), not in memory here
@@ -184,7 +164,16 @@ class Channels(TempDirCase):
         self.assertEqual(got, [i % 256 for i in range(400)])
         thread.join(10)
         self.assertEqual(len(sent), 400)
-        client_box[0].close()
+
+    def _flooded(self, name, count, size):
+        """A server channel at address ``name`` and the ``_flood`` of its client."""
+        where = self.address(name)
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        sent, thread = self._flood(where, count, size)
+        server = listener.accept(10)
+        self.addCleanup(server.close)
+        return server, sent, thread
 
     def _flood(self, where, count, size):
         """A client in a thread sending ``count`` messages of ``size`` bytes (byte i % 256 each); returns
@@ -227,12 +216,7 @@ class Channels(TempDirCase):
         self.assertEqual(len(sent), 384)
         self.assertEqual(server._unread_bytes, 0)
         # 60 000 one-byte messages: the reader stops at 4096 unread (the sockets hold the rest)
-        where = self.address("many")
-        listener = listen(where)
-        self.addCleanup(listener.close)
-        sent, thread = self._flood(where, 60000, 1)
-        server = listener.accept(10)
-        self.addCleanup(server.close)
+        server, sent, thread = self._flooded("many", 60000, 1)
         deadline = time.time() + 20
         while server._inbox.qsize() < 4096 and time.time() < deadline:
             time.sleep(0.05)
@@ -244,12 +228,7 @@ class Channels(TempDirCase):
         thread.join(10)
 
     def test_unread_limits_of_none_read_ahead_without_limit_and_a_large_message_still_passes(self):
-        where = self.address()
-        listener = listen(where)
-        self.addCleanup(listener.close)
-        sent, thread = self._flood(where, 200, 65536)
-        server = listener.accept(10)
-        self.addCleanup(server.close)
+        server, sent, thread = self._flooded("s", 200, 65536)
         server.set_unread_limit(None, None)
         thread.join(20)
         self.assertEqual(len(sent), 200, "the writer was held back")
@@ -259,12 +238,7 @@ class Channels(TempDirCase):
         self.assertEqual(server._inbox.qsize(), 200)
         self.assertEqual([server.receive(10)[0] for _ in range(200)], [i % 256 for i in range(200)])
         # a byte limit under one message: each is still read once nothing else waits
-        where = self.address("large")
-        listener = listen(where)
-        self.addCleanup(listener.close)
-        sent, thread = self._flood(where, 3, 5000)
-        server = listener.accept(10)
-        self.addCleanup(server.close)
+        server, sent, thread = self._flooded("large", 3, 5000)
         server.set_unread_limit(None, max_bytes=1000)
         self.assertEqual([len(server.receive(10)) for _ in range(3)], [5000] * 3)
         for bad in (0, -1, 1.5, True, "8"):
@@ -302,12 +276,7 @@ class Channels(TempDirCase):
         self.assertEqual(outcomes, [("silent", ["Timeout"], False), ("beating", [], True)])
 
     def test_set_unread_limit_with_a_count_keeps_the_byte_bound(self):
-        where = self.address()
-        listener = listen(where)
-        self.addCleanup(listener.close)
-        sent, thread = self._flood(where, 256, 65536)
-        server = listener.accept(10)
-        self.addCleanup(server.close)
+        server, sent, thread = self._flooded("s", 256, 65536)
         server.set_unread_limit(1000)  # more messages; the 8 MiB stay
         time.sleep(1.5)
         self.assertLess(len(sent), 256, "every send went through: nothing held the writer back")
