@@ -14,6 +14,7 @@ import * as Observed from "@effect-ipc/testing/Observed"
 import { libraryVersion, NngTransport, Pair, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
 import type * as Nng from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
@@ -279,10 +280,12 @@ describe("nng over TLS with authMode optional", () => {
           }
         })
         const address = (yield* server.waitFor((line) => line.startsWith("ready "))).slice("ready ".length)
-        const echo = (tls: Nng.NngTls.TlsOptions) =>
+        // a refused client waits 3 s; a verified one up to 20 s (a loaded machine may take a while to get
+        // the server process round to it after the refusals: it failed a CI run at 3 s)
+        const echo = (tls: Nng.NngTls.TlsOptions, connectTimeout: Duration.Input = "20 seconds") =>
           Effect.result(
             Effect.gen(function*() {
-              const channel = yield* NngTransport.make({ tls, connectTimeout: "3 seconds" }).dial(address)
+              const channel = yield* NngTransport.make({ tls, connectTimeout }).dial(address)
               yield* channel.send(encoder.encode("ping"))
               return text(yield* channel.receive)
             }).pipe(Effect.scoped)
@@ -291,7 +294,7 @@ describe("nng over TLS with authMode optional", () => {
         assert.isTrue(good._tag === "Success" && good.success === "ping", String(good))
         // no certificate, and another CA's: both refused (1.5.2 cannot tell them apart)
         for (const tls of [{ caFile: certs.good.caFile }, { ...certs.rogue.client, caFile: certs.good.caFile }]) {
-          const refused = yield* echo(tls)
+          const refused = yield* echo(tls, "3 seconds")
           assert.strictEqual(refused._tag, "Failure", String(refused))
         }
         // and it still serves
