@@ -238,7 +238,9 @@ class Channel(object):
         return ((self._unread_limit is not None and self._inbox.qsize() >= self._unread_limit)
                 or (self._unread_max_bytes is not None and self._unread_bytes >= self._unread_max_bytes))
 
-    def _wait_for_room(self):
+    def _take_room(self, size):
+        """Waits until a message of ``size`` bytes may be queued unread, and counts it; False when the
+        channel ended meanwhile (the message is not queued: nothing goes after the channel's end)."""
         with self._room:
             while self._no_room() and not self._closing and not self._finished:
                 self._held = True
@@ -246,6 +248,10 @@ class Channel(object):
             if self._held:
                 self._last_received = time.time()  # the silence was ours: we were not reading
                 self._held = False
+            if self._finished:
+                return False
+            self._unread_bytes += size
+            return True
 
     def _wake_reader(self):
         with self._room:
@@ -314,12 +320,8 @@ class Channel(object):
                 return
             for kind, payload in frames:
                 if kind == framing.DATA:
-                    self._wait_for_room()
-                    if self._finished:
-                        # the channel failed (or ended) while the reader waited: nothing goes after its end
+                    if not self._take_room(len(payload)):
                         return
-                    with self._room:
-                        self._unread_bytes += len(payload)
                     self._inbox.put(payload)
                 elif kind == framing.CLOSE:
                     self._peer_said_close = True

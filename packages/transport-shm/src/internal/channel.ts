@@ -447,10 +447,7 @@ export const make = (
           closed = false
           break
         }
-        if (destroyed) break
       }
-      // a receiver resumed by `sink.message` may have ended the channel, its rings let go of: nothing to do
-      if (destroyed) return
       // `due` was read while nothing was pinned, so it comes before every pin since: released at once
       if (due !== undefined) {
         inbound.release(due)
