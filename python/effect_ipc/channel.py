@@ -134,6 +134,8 @@ class Channel(object):
         self._finished = False
         self._write_ended = False
         self._peer_said_close = False
+        # how the channel ended after our close frame, if not well (close_checked)
+        self._ended_badly = None
         self._last_received = time.time()
         self._last_sent = time.time()
         self._done = threading.Event()
@@ -305,6 +307,10 @@ class Channel(object):
                 chunk = self._read(_READ_SIZE)
             except (OSError, ValueError) as error:
                 if self._closing:
+                    if not self._peer_said_close and self._ended_badly is None:
+                        # reset after our close frame, unanswered (close_checked)
+                        self._ended_badly = IpcError("ConnectionLost", "the connection failed: %s" % error,
+                                                     self.address)
                     self._end_inbox()
                 else:
                     self._fail(IpcError("ConnectionLost", "the connection failed: %s" % error, self.address))
@@ -338,6 +344,10 @@ class Channel(object):
         if decoder.in_frame:
             self._fail(IpcError("ConnectionLost", "the stream ended in the middle of a frame", self.address))
         elif self._peer_said_close or self._closing:
+            if not self._peer_said_close and self._ended_badly is None:
+                # our close frame went unanswered: the peer dropped the connection instead (or close gave up)
+                self._ended_badly = IpcError("ConnectionLost", "the peer ended the stream without answering our close",
+                                             self.address)
             self._end_inbox()
             if not self._closing:
                 # the peer is done: answer its close frame with ours
@@ -417,10 +427,27 @@ class Channel(object):
             return
         deadline = time.time() + self._linger
         # a send blocked on a peer that reads nothing holds the stream: close waits at most its linger
-        if not self._end_writing(self._linger) or not self._done.wait(max(0.0, deadline - time.time())):
+        if not self._end_writing(self._linger):
+            self._ended_badly = IpcError(
+                "ConnectionLost", "close gave up after %gs: a send held the stream (the peer did not read)"
+                % self._linger, self.address)
+            self._teardown()
+        elif not self._done.wait(max(0.0, deadline - time.time())):
             self._teardown()
         # receive after our close: Closed
         self._inbox.put(Closed("the channel is closed", self.address))
+
+    def close_checked(self):
+        """Closes as ``close()`` does, then raises ``IpcError`` (reason ``ConnectionLost``) when the
+        channel did not end well: the close frame could not leave within the linger (the peer did not
+        read), the peer dropped the connection instead of answering it (a listener that refused a
+        message over its size limit), or the channel had failed before (that failure is raised).
+        Returns once the peer answered, and where it cannot tell: a peer that closed first (it may
+        have dropped what it had not read), or one still silent when the linger ran out."""
+        self.close()
+        error = self._failure if self._failure is not None else self._ended_badly
+        if error is not None:
+            raise fresh(error)
 
     @property
     def closed(self):

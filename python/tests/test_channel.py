@@ -577,6 +577,56 @@ class Channels(TempDirCase):
         sender.join(5)
         self.assertEqual(len(outcome), 1)
 
+    def test_close_checked_says_when_the_peer_did_not_take_what_was_sent(self):
+        # (close returned alike whether the listener answered or dropped the connection over a message past
+        # its size limit)
+        where = self.address()
+
+        def echo(channel):
+            for message in channel:
+                channel.send(message)
+
+        self.serve_one(where, echo)
+        answered = connect(where)
+        answered.send(b"hello")
+        self.assertEqual(answered.receive(10), b"hello")
+        answered.close_checked()
+        answered.close_checked()  # again: the same
+
+        strict = self.address("strict")
+        listener = listen(strict, max_frame_size=4)
+        self.addCleanup(listener.close)
+        refused = connect(strict)
+        server = listener.accept(10)
+        refused.send(b"hello")
+        with self.assertRaises(IpcError) as caught:
+            server.receive(5)
+        self.assertEqual(caught.exception.reason, "FrameTooLarge")
+        with self.assertRaises(IpcError) as lost:
+            refused.close_checked()
+        self.assertEqual(lost.exception.reason, "ConnectionLost")
+        with self.assertRaises(IpcError):
+            refused.close_checked()  # it stays said
+
+        # a peer that reads nothing while a send holds the stream: the close gave up
+        held = self.address("held")
+        quiet = listen(held)
+        self.addCleanup(quiet.close)
+        flooder = connect(held, linger=0.5)
+        reader = quiet.accept(10)
+        self.addCleanup(reader.close)
+        reader.set_unread_limit(1, 1)
+        sender = threading.Thread(target=lambda: self.assertRaises(IpcError, lambda: [
+            flooder.send(b"x" * (1 << 20)) for _ in range(64)]))
+        sender.daemon = True
+        sender.start()
+        time.sleep(0.5)  # the send is blocked now
+        with self.assertRaises(IpcError) as gave_up:
+            flooder.close_checked()
+        self.assertEqual(gave_up.exception.reason, "ConnectionLost")
+        self.assertIn("close gave up", gave_up.exception.detail)
+        sender.join(5)
+
     def test_a_bad_frame_drops_the_connection(self):
         where = self.address()
         listener = listen(where)

@@ -28,7 +28,6 @@ import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import type * as Rpc from "effect/rpc/Rpc"
@@ -150,26 +149,16 @@ const messagesOf = (
   })
 
 /**
- * Closes `channel` after what was sent, failing (`ConnectionLost`) when its close gave up because the
- * listener did not read: core then drops what never left and says so in a warning (the "close gave up"
- * of `ChannelEngine`), which a command that sends must not report as sent.
+ * Closes `channel` after what was sent, failing (`ConnectionLost`) when the listener did not take it:
+ * the close gave up on what never left, or the listener dropped the connection instead of answering
+ * the goodbye (a message over its `maxMessageSize`); a command that sends must not report it sent.
  */
 const closeDelivered = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.suspend(() => {
-    let gaveUp: string | undefined
-    const watch = Logger.make<unknown, void>(({ message }) => {
-      const text = (Array.isArray(message) ? message : [message]).join(" ")
-      if (text.startsWith("close gave up")) gaveUp = text
-    })
-    return channel.close.pipe(
-      Effect.provide(Logger.layer([watch])),
-      Effect.andThen(Effect.suspend(() =>
-        gaveUp === undefined ? Effect.void : Effect.fail(
-          IpcError.make("ConnectionLost", `the listener did not take what was sent: ${gaveUp}`, channel.address)
-        )
-      ))
+  IpcChannel.closeChecked(channel).pipe(
+    Effect.mapError((error) =>
+      IpcError.make("ConnectionLost", `the listener did not take what was sent: ${error.detail}`, channel.address)
     )
-  })
+  )
 
 /**
  * How long a send may wait for the listener to take what was sent: the channel's linger, as configured

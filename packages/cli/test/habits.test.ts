@@ -15,7 +15,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Output from "../src/Output.ts"
-import { bin, cli, fixtures, flags, node, root, runCli, socketDir, start } from "./helpers.ts"
+import { bin, cli, cliWith, fixtures, flags, node, root, runCli, socketDir, start } from "./helpers.ts"
 
 const { dir: tmp, socket } = socketDir("habits")
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -506,6 +506,41 @@ it.live(
           reason: "ConnectionLost"
         })
       }
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+// (the listener dropped the connection over a message past its maxMessageSize, and send said it was sent, exit 0)
+it.live(
+  "send fails when the listener drops the connection instead of taking the message",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const listener = yield* cliWith(
+        { IPC_OPTIONS_MAX_MESSAGE_SIZE: "4" },
+        "listen",
+        address,
+        "--count",
+        "1",
+        "--out",
+        "hex"
+      )
+      yield* listener.ready("listening on")
+      const refused = yield* runCli(["send", address, "hello"])
+      assert.strictEqual(refused.code, 1, refused.stderr)
+      assert.match(refused.stderr, /^effect-ipc: ConnectionLost: the listener did not take what was sent: [^\n]+\n$/)
+      const json = yield* runCli(["--json", "send", address, "hello"])
+      assert.strictEqual(json.code, 1, json.stdout)
+      assert.deepInclude(JSON.parse(json.stdout.trim().split("\n").at(-1)!), {
+        event: "error",
+        reason: "ConnectionLost"
+      })
+      // what the listener takes is sent, exit 0
+      const taken = yield* runCli(["send", address, "ok"])
+      assert.strictEqual(taken.code, 0, taken.stderr)
+      assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+      assert.strictEqual(listener.stdout(), "6f6b\n", "only what it took")
+      assert.include(listener.stderr(), "FrameTooLarge")
     }).pipe(Effect.scoped),
   60_000
 )

@@ -49,10 +49,18 @@ export interface Proc {
 }
 
 /** Starts `command`; the process is killed (SIGTERM, then SIGKILL) when the scope closes. */
-export const start = (command: string, args: ReadonlyArray<string>): Effect.Effect<Proc, never, Scope.Scope> =>
+export const start = (
+  command: string,
+  args: ReadonlyArray<string>,
+  env: Readonly<Record<string, string>> = {}
+): Effect.Effect<Proc, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = ChildProcess.spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+      const child = ChildProcess.spawn(command, args, {
+        cwd: root,
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
       let stdout = ""
       let stderr = ""
       let code: number | undefined
@@ -104,6 +112,12 @@ export const start = (command: string, args: ReadonlyArray<string>): Effect.Effe
 /** Starts `effect-ipc ...args`. */
 export const cli = (...args: ReadonlyArray<string>): Effect.Effect<Proc, never, Scope.Scope> =>
   start(node, [...flags, bin, ...args])
+
+/** `cli`, with `env` added to this process's environment. */
+export const cliWith = (
+  env: Readonly<Record<string, string>>,
+  ...args: ReadonlyArray<string>
+): Effect.Effect<Proc, never, Scope.Scope> => start(node, [...flags, bin, ...args], env)
 
 /** What a finished run of the CLI printed, and its exit code. */
 export interface Ran {

@@ -146,6 +146,12 @@ export interface EngineOptions {
   readonly heartbeat?: Heartbeat | undefined
   /** How long `close` waits for the goodbye to leave, and then for the peer's (default 2 s). */
   readonly lingerTimeout?: Duration.Input | undefined
+  /**
+   * The medium drops what the peer has not read as the channel closes (nng's queues): a peer that has not
+   * answered the goodbye when the linger runs out lost it (`IpcChannel.closeChecked` fails), where over a
+   * socket it may still read what the OS holds.
+   */
+  readonly unansweredIsLost?: boolean | undefined
   /** How long the messages of a long burst of sends wait before they are written out (default 200 µs). */
   readonly maxBurstDelay?: Duration.Input | undefined
 }
@@ -228,6 +234,15 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   let lingerTimer: ReturnType<typeof setTimeout> | undefined
   // bytes still queued when `close` gave up on its goodbye (cleared once reported, as a warning)
   let abandoned: number | undefined
+  // how the channel ended after our goodbye, if not well (kept for `IpcChannel.closeChecked`; sends and receives
+  // already end as closed then)
+  let endedBadly: IpcError.IpcError | undefined
+  const unanswered = (): IpcError.IpcError =>
+    IpcError.make(
+      "ConnectionLost",
+      `the peer did not answer the goodbye within ${linger} ms: what it had not read is dropped as the channel closes`,
+      address
+    )
   const closed = Deferred.makeUnsafe<void>()
   // completes once our goodbye has left (or could not): what `close` waits for
   const said = Deferred.makeUnsafe<void>()
@@ -271,7 +286,8 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
 
   const fail = (error: IpcError.IpcError): void => {
     if (failure !== undefined || finished) return
-    failure = error
+    if (closing) endedBadly ??= error
+    else failure = error
     finish()
   }
 
@@ -289,7 +305,18 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     if (linger !== Infinity) {
       lingerTimer = setTimeout(() => {
         // the goodbye never left: what is still queued is dropped with the link, and the peer sees ConnectionLost
-        if (!finished && failure === undefined) abandoned = link?.pending() ?? 0
+        if (!finished && failure === undefined) {
+          abandoned = link?.pending() ?? 0
+          endedBadly ??= abandoned > 0
+            ? IpcError.make(
+              "ConnectionLost",
+              `close gave up after ${linger} ms: ${abandoned} bytes sent before it never left (the peer did not read)`,
+              address
+            )
+            : options.unansweredIsLost === true
+            ? unanswered()
+            : undefined
+        }
         finish()
       }, linger)
     }
@@ -299,7 +326,10 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       // the goodbye left: now wait (briefly, without holding the process) for the peer's end
       clearTimeout(lingerTimer)
       // an infinite linger still lets go of a peer that never ends its side (the longest a timer waits)
-      lingerTimer = setTimeout(finish, Math.min(linger, MAX_TIMER_MILLIS))
+      lingerTimer = setTimeout(() => {
+        if (!finished && !peerClosed && options.unansweredIsLost === true) endedBadly ??= unanswered()
+        finish()
+      }, Math.min(linger, MAX_TIMER_MILLIS))
       unref(lingerTimer)
     })
   }
@@ -316,7 +346,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     ).pipe(Effect.annotateLogs({ address }))
   })
 
-  const close: Effect.Effect<void> = Effect.suspend(() => {
+  const startClose = (): void => {
     if (!closing && !finished) {
       // wakes waiting receivers at once: one that closes on its way out has said goodbye by the time this returns
       inbox.shutdown(closedErr)
@@ -324,8 +354,30 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     } else if (!inbox.isDone()) {
       inbox.shutdown(closedErr)
     }
+  }
+
+  const close: Effect.Effect<void> = Effect.suspend(() => {
+    startClose()
     return Effect.andThen(Deferred.await(said), reportAbandoned)
   })
+
+  // for `IpcChannel.closeChecked`: `close` without the warning, and the channel's end, failing as the warning would
+  // say, or with the channel's failure
+  const checkedClose: IpcChannel.CheckedClose = {
+    quiet: Effect.suspend(() => {
+      startClose()
+      return Deferred.await(said)
+    }),
+    outcome: Effect.andThen(
+      Deferred.await(closed),
+      Effect.suspend(() => {
+        // the error says it: no warning from a later `close`
+        abandoned = undefined
+        const error = failure ?? endedBadly
+        return error === undefined ? Effect.void : Effect.fail(error)
+      })
+    )
+  }
 
   // ---- sending ------------------------------------------------------------
   /** Writes out what the link holds now. */
@@ -565,6 +617,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       send,
       sendAll,
       close,
+      checkedClose,
       closed: Deferred.await(closed)
     }),
     inbox,

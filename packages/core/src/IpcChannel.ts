@@ -99,6 +99,8 @@ export const make = (options: {
   readonly send: (message: Uint8Array) => Effect.Effect<void, IpcError.IpcError>
   readonly sendAll?: ((messages: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IpcError.IpcError>) | undefined
   readonly close: Effect.Effect<void>
+  /** How `IpcChannel.closeChecked` closes it (optional: without it, as `close`). */
+  readonly checkedClose?: CheckedClose | undefined
   readonly closed: Effect.Effect<void>
 }): IpcChannel => {
   const channel: IpcChannel = {
@@ -120,7 +122,56 @@ export const make = (options: {
   }
   // its receives are the inbox's own: the metrics count them there (see `internal/taken.ts`)
   Taken.registerChannel(channel, options.inbox)
+  if (options.checkedClose !== undefined) checkedCloses.set(options.close, options.checkedClose)
   return channel
+}
+
+/**
+ * A close as `IpcChannel.closeChecked` runs it: `quiet` closes as `close` does
+ * but without the warning of a close that gave up (`outcome` says it), and
+ * `outcome` waits for the channel's end and fails when it did not end well.
+ */
+export interface CheckedClose {
+  readonly quiet: Effect.Effect<void>
+  readonly outcome: Effect.Effect<void, IpcError.IpcError>
+}
+
+/** The checked form of each `close` that has one, by the `close` Effect (kept by wrappers that keep `close`). */
+const checkedCloses = new WeakMap<Effect.Effect<void>, CheckedClose>()
+
+/**
+ * Returns `more(close)`, the `close` of a channel that adds to its inner
+ * channel's `close` (releases, spans), keeping `IpcChannel.closeChecked`
+ * working for it: `more` runs around the inner close there too. For
+ * transport authors and channel wrappers.
+ */
+export const extendClose = (
+  close: Effect.Effect<void>,
+  more: (close: Effect.Effect<void>) => Effect.Effect<void>
+): Effect.Effect<void> => {
+  const extended = more(close)
+  const checked = checkedCloses.get(close)
+  if (checked !== undefined) checkedCloses.set(extended, { quiet: more(checked.quiet), outcome: checked.outcome })
+  return extended
+}
+
+/**
+ * Closes `channel` as `close` does, then waits for its end (up to the linger
+ * once the goodbye left) and fails when it did not end well: `ConnectionLost`
+ * when what was sent never left within the linger (no warning is logged, by
+ * this or a later `close`; the error says it), when the peer dropped the
+ * connection instead of answering the goodbye (a listener that refused a
+ * message over its `maxMessageSize`), or, over nng, when it did not answer
+ * within the linger; the channel's own failure when it had failed before. It
+ * succeeds once the peer answered, and where the channel cannot tell: a peer
+ * that closed first, a peer still silent over a socket when the linger ran
+ * out (what was sent waits in the OS's buffers), separate pipes (FIFOs, a
+ * child's stdio: once the goodbye left), pipes on Windows, or a channel whose
+ * wrapper replaced `close` without `extendClose`.
+ */
+export const closeChecked = (channel: IpcChannel): Effect.Effect<void, IpcError.IpcError> => {
+  const checked = checkedCloses.get(channel.close)
+  return checked === undefined ? channel.close : Effect.andThen(checked.quiet, checked.outcome)
 }
 
 /**

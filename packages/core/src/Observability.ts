@@ -513,11 +513,12 @@ export const instrumentChannel = (
     }))
 
   let closeTraced = false
-  const close = Effect.suspend(() => {
-    if (closeTraced) return channel.close
-    closeTraced = true
-    return Effect.withSpan(channel.close, SpanNames.close, { attributes: channelAttributes(channel) })
-  })
+  const close = IpcChannel.extendClose(channel.close, (own) =>
+    Effect.suspend(() => {
+      if (closeTraced) return own
+      closeTraced = true
+      return Effect.withSpan(own, SpanNames.close, { attributes: channelAttributes(channel) })
+    }))
   // the transport's own fields stay (shm's `receiveView` reads a large message in place: not counted)
   const instrumented: IpcChannel.IpcChannel & { readonly [INSTRUMENTED]: true } = {
     ...channel,

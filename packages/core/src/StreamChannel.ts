@@ -63,6 +63,12 @@ export interface StreamPair {
    * streams open (`ConnectionLost`).
    */
   readonly peerExited?: ((then: () => void) => void) | undefined
+  /**
+   * `false` where one stream's medium has no half-close (a pipe on Windows): the peer sees our goodbye's
+   * end only as the stream closes, too late to answer it, so an end without its answer is no loss there
+   * (`IpcChannel.closeChecked` cannot tell). Default `true`.
+   */
+  readonly halfClose?: boolean | undefined
 }
 
 const BATCH_SIZE = 64 * 1024
@@ -425,6 +431,9 @@ const link = (
       sink.peerClosed()
     } else if (!ending) {
       sink.lost(IpcError.make("ConnectionLost", "the peer ended the stream without closing the channel", address))
+    } else if (duplex && streams.halfClose !== false) {
+      // our goodbye went unanswered: the peer dropped the connection instead (what we sent may not have been read)
+      sink.lost(IpcError.make("ConnectionLost", "the peer ended the stream without answering our goodbye", address))
     }
   }
   const onError = (cause: Error) => {

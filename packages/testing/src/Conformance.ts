@@ -1261,6 +1261,31 @@ export const suite = (given: Subject): void => {
       60_000
     )
 
+    // (the CLI's send reported a message sent, exit 0, that the listener had dropped with the connection)
+    needs("peer-process")(
+      "closeChecked succeeds once the peer answered the goodbye, and fails ConnectionLost after the peer was lost",
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const answered = yield* crossPeer(subject, transport, "echo-server")
+          yield* answered.channel.send(numbered(1))
+          assert.strictEqual(numberOf(yield* answered.channel.receive), 1)
+          yield* IpcChannel.closeChecked(answered.channel).pipe(Effect.timeout("15 seconds"))
+
+          const lost = yield* crossPeer(subject, transport, "echo-server")
+          yield* lost.channel.send(numbered(2))
+          assert.strictEqual(numberOf(yield* lost.channel.receive), 2)
+          yield* lost.kill
+          const seen = yield* Effect.flip(lost.channel.receive).pipe(Effect.timeout("15 seconds"))
+          assert.strictEqual(seen.reason._tag, "ConnectionLost")
+          // the channel's own close (and a close through a wrapper of the transport's) has nothing to say
+          // of it; the checked one does, through whatever the transport wrapped its close in
+          const error = yield* Effect.flip(IpcChannel.closeChecked(lost.channel)).pipe(Effect.timeout("15 seconds"))
+          assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
     needs("peer-process")(
       "reconnects RPC after a server restart; an in-flight call fails typed and is not replayed",
       () =>

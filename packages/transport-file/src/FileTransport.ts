@@ -21,7 +21,7 @@
  * @since 0.1.0
  */
 import * as Address from "@effect-ipc/core/Address"
-import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
 import * as Transport from "@effect-ipc/core/Transport"
@@ -378,7 +378,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         const done = Deferred.makeUnsafe<void>()
         acceptor.offer({
           ...endpoint.channel,
-          close: Effect.ensuring(endpoint.channel.close, Deferred.succeed(done, undefined))
+          close: IpcChannel.extendClose(endpoint.channel.close, (inner) =>
+            Effect.ensuring(inner, Deferred.succeed(done, undefined)))
         })
         return Deferred.await(done)
       })
@@ -386,7 +387,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const first = yield* session
       yield* Effect.forkScoped(
         Effect.andThen(first, Effect.forever(Effect.flatten(session))).pipe(
-          Effect.catch((error) => Effect.logWarning(`${raw}: cannot open the next session`, error))
+          Effect.catch((error) =>
+            Effect.logWarning(`${raw}: cannot open the next session`, error)
+          )
         )
       )
       return acceptor.listener

@@ -7,6 +7,7 @@
  * else would), whether it ends by closing or because its peer process was
  * killed. The pattern sockets (push here) do the same for a send that waits.
  */
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import { NngTransport, Pipeline } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -92,6 +93,25 @@ describe("nng large messages held back by a full nng", () => {
         assert.isBelow(grown, 120, `RSS grew by ${grown.toFixed(0)} MiB over 8 rounds`)
       }).pipe(Effect.scoped),
     120_000
+  )
+
+  // (closing the socket dropped what nng still held for a stopped peer, and closeChecked, like close, said nothing:
+  // the CLI's send exited 0)
+  it.live(
+    "closeChecked to a stopped peer that never took the message fails ConnectionLost once the linger runs out",
+    () =>
+      Effect.gen(function*() {
+        const child = yield* Child.node("peer.ts", ["channels", "nng+tcp://127.0.0.1:0"])
+        const address = (yield* child.waitFor((line) => line.startsWith("ready "))).slice("ready ".length)
+        const client = yield* NngTransport.make({ closeTimeout: "500 millis" }).dial(address)
+        process.kill(child.process.pid!, "SIGSTOP")
+        yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(child.process.pid!, "SIGCONT")))
+        yield* client.send(stamp(new Uint8Array(16 * MiB), 3))
+        const error = yield* Effect.flip(IpcChannel.closeChecked(client)).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(error.reason._tag, "ConnectionLost")
+        assert.match(error.detail, /^the peer did not answer the goodbye within 500 ms/)
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live(

@@ -72,6 +72,9 @@ const exitedOf = (child: NodeChild.ChildProcess): ExitStatus | undefined =>
 
 const isText = (value: unknown): value is string => typeof value === "string"
 
+// a pipe on Windows has no half-close: the peer cannot answer our goodbye (see `StreamPair.halfClose`)
+const halfClose = process.platform !== "win32"
+
 /** What is wrong with the kinds of `spawn`'s arguments, if anything: the reason and what to say. */
 const shapeOf = (
   command: unknown,
@@ -157,7 +160,7 @@ export const spawn = (
     // the child's exit ends the channel, though a process it started holds the descriptor (`sleep &` in a shell)
     const peerExited = (then: () => void) => exitedOf(child) === undefined ? void child.once("exit", then) : then()
     const streams: StreamChannel.StreamPair = via === "fd"
-      ? { readable: child.stdio[3] as Net.Socket, writable: child.stdio[3] as Net.Socket, peerExited }
+      ? { readable: child.stdio[3] as Net.Socket, writable: child.stdio[3] as Net.Socket, peerExited, halfClose }
       : { readable: child.stdout!, writable: child.stdin!, peerExited }
     const channel = yield* StreamChannel.makeScoped(streams, address, { pid: child.pid, description: address }, options)
     return { channel, pid: child.pid!, exit: Deferred.await(exited) }
@@ -175,7 +178,7 @@ export const fromParent = (
       try: (): StreamChannel.StreamPair => {
         if (where === "3") {
           const socket = new Net.Socket({ fd: 3, readable: true, writable: true })
-          return { readable: socket, writable: socket }
+          return { readable: socket, writable: socket, halfClose }
         }
         if (where === "stdio") {
           if (!isPipe(0) || !isPipe(1)) throw new Error("stdin and stdout are not pipes")

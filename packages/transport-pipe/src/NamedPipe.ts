@@ -289,7 +289,12 @@ export const listen = (
         const stream = yield* streamOf(handle)
         streams.add(stream)
         stream.once("close", () => streams.delete(stream))
-        const channel = yield* StreamChannel.make({ readable: stream, writable: stream }, raw, peer.success, options)
+        const channel = yield* StreamChannel.make(
+          { readable: stream, writable: stream, halfClose: false },
+          raw,
+          peer.success,
+          options
+        )
         open.add(channel)
         acceptor.offer(channel)
         yield* channel.closed
@@ -399,7 +404,7 @@ export const dial = (
               // released in reverse: the channel closes, then its handle is waited for
               Effect.andThen(
                 Effect.addFinalizer(() => handleClosed(stream)),
-                StreamChannel.makeScoped({ readable: stream, writable: stream }, raw, peer, options)
+                StreamChannel.makeScoped({ readable: stream, writable: stream, halfClose: false }, raw, peer, options)
               ))
           )
         ))

@@ -1,10 +1,15 @@
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as Observability from "@effect-ipc/core/Observability"
 import { SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
+import * as Result from "effect/Result"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
@@ -56,6 +61,78 @@ describe("UnixSocket", () => {
       const server = yield* listener.accept
       yield* server.send(new Uint8Array([9, 9]))
       assert.deepStrictEqual([...(yield* client.receive)], [9, 9])
+    }).pipe(Effect.scoped))
+
+  // (a listener that dropped the connection over a message past its maxMessageSize: close said nothing, and the
+  // CLI's send exited 0)
+  it.live("closeChecked fails ConnectionLost when the peer drops the connection instead of answering the goodbye", () =>
+    Effect.gen(function*() {
+      // a peer that reads some bytes and then lets go of the socket: with bytes unread (1 MiB sent: a reset), and
+      // with everything read (an end of stream without a close frame)
+      for (const [how, size] of [["reset", 1024 * 1024], ["end", 4096]] as const) {
+        const readAll = size === 4096
+        const path = Path.join(dir, `drop-${how}.sock`)
+        const server = Net.createServer((socket) => {
+          let got = 0
+          socket.on("data", (chunk) => {
+            got += chunk.length
+            // the 4 KiB message's frame and our close frame (6 bytes each)
+            if (!readAll || got >= size + 12) socket.destroy()
+          })
+        })
+        yield* Effect.acquireRelease(
+          Effect.callback<void>((resume) => void server.listen(path, () => resume(Effect.void))),
+          () => Effect.sync(() => server.close())
+        )
+        for (const wrapped of [false, true]) {
+          const dialled = yield* transport.dial(`unix://${path}`)
+          const client = wrapped ? Observability.instrumentChannel(dialled, "dialled", Context.empty()) : dialled
+          yield* client.send(new Uint8Array(size))
+          if (readAll) yield* Effect.sleep("100 millis")
+          const ended = yield* Effect.result(IpcChannel.closeChecked(client)).pipe(Effect.timeout("10 seconds"))
+          assert.isTrue(Result.isFailure(ended), `${how}, wrapped ${wrapped}: closeChecked succeeded`)
+          if (Result.isFailure(ended)) {
+            assert.strictEqual(ended.failure.reason._tag, "ConnectionLost", ended.failure.message)
+          }
+        }
+      }
+    }).pipe(Effect.scoped))
+
+  it.live("closeChecked succeeds once the peer answered; a close that gave up is its error, with no warning", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => {
+        lines.push(Array.isArray(message) ? message.map(String).join(" ") : String(message))
+      })
+      const listener = yield* transport.listen(`unix:${Path.join(dir, "checked.sock")}`)
+      const client = yield* transport.dial(listener.address)
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array([1]))
+      assert.deepStrictEqual([...(yield* server.receive)], [1])
+      yield* IpcChannel.closeChecked(client).pipe(Effect.provide(Logger.layer([logger])))
+
+      const slow = UnixSocket.make({ lingerTimeout: "200 millis", maxBufferedBytes: 1024 * 1024 })
+      const slowListener = yield* slow.listen(`unix:${Path.join(dir, "checked-linger.sock")}`)
+      const slowClient = yield* slow.dial(slowListener.address)
+      yield* slowListener.accept
+      // 32 MiB to a reader that does not read
+      const sender = yield* Effect.forkScoped(
+        Effect.forEach(Array.from({ length: 32 }), () => slowClient.send(new Uint8Array(1024 * 1024)), {
+          discard: true
+        })
+      )
+      yield* Effect.sleep("500 millis")
+      const error = yield* Effect.flip(IpcChannel.closeChecked(slowClient)).pipe(
+        Effect.provide(Logger.layer([logger]))
+      )
+      yield* Fiber.await(sender)
+      assert.strictEqual(error.reason._tag, "ConnectionLost")
+      assert.match(error.detail, /^close gave up after 200 ms: [1-9][0-9]* bytes sent before it never left/)
+      // asked again it says the same, and a later close (a scope's) logs nothing: the error said it
+      const again = yield* Effect.flip(IpcChannel.closeChecked(slowClient))
+      assert.strictEqual(again.detail, error.detail)
+      yield* slowClient.close.pipe(Effect.provide(Logger.layer([logger])))
+      assert.deepStrictEqual(lines, [], "nothing logged: the error says it")
     }).pipe(Effect.scoped))
 
   it.live("a close that gives up on a peer that does not read: a warning at the sender, ConnectionLost at the peer", () =>

@@ -10,7 +10,7 @@
  * same link serves the listener's channels and `WsClient` in a page (on the
  * browser's `WebSocket`), tested here too.
  */
-import type { IpcChannel } from "@effect-ipc/core"
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -19,8 +19,10 @@ import * as Logger from "effect/Logger"
 import * as Result from "effect/Result"
 import * as Esbuild from "esbuild"
 import * as ChildProcess from "node:child_process"
+import type { AddressInfo } from "node:net"
 import * as Path from "node:path"
 import { chromium } from "playwright-core"
+import { WebSocketServer } from "ws"
 import { freshAddress, sweepTokenFiles } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
@@ -288,4 +290,31 @@ describe("ws:// close and linger", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  // (a listener that read nothing and then dropped the connection after our goodbye, with no close frame, was
+  // taken as a graceful answer: closeChecked succeeded though the peer got no message)
+  it.live("closeChecked fails ConnectionLost when the peer drops the connection instead of answering", () =>
+    Effect.gen(function*() {
+      let got = 0
+      const server = new WebSocketServer({ host: "127.0.0.1", port: 0, handleProtocols: () => "effect-ipc.v1" })
+      yield* Effect.acquireRelease(
+        Effect.callback<void>((resume) => void server.on("listening", () => resume(Effect.void))),
+        () => Effect.sync(() => server.close())
+      )
+      server.on("connection", (ws, request) => {
+        ws.on("message", () => got++)
+        // reads nothing, then goes (killed) without a close frame, while the client waits for the answer
+        request.socket.pause()
+        setTimeout(() => request.socket.destroy(), 300)
+      })
+      const port = (server.address() as AddressInfo).port
+      const client = yield* Ws.WsTransport.make().dial(`ws://127.0.0.1:${port}/x`)
+      yield* client.send(new Uint8Array(100))
+      const ended = yield* Effect.result(IpcChannel.closeChecked(client)).pipe(Effect.timeout("10 seconds"))
+      assert.isTrue(Result.isFailure(ended), "closeChecked succeeded")
+      if (Result.isFailure(ended)) {
+        assert.strictEqual(ended.failure.reason._tag, "ConnectionLost", ended.failure.message)
+      }
+      assert.strictEqual(got, 0)
+    }).pipe(Effect.scoped))
 })

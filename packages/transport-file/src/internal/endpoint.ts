@@ -428,15 +428,16 @@ export const open = (
     })
 
     const closedErr = IpcError.make("Closed", "the channel is closed", address)
-    const close: Effect.Effect<void> = Effect.suspend(() => {
-      commitHanded()
-      // what nobody took is dropped (and not committed), even after the peer's close or a failure
-      engine.inbox.shutdown(closedErr)
-      return engine.channel.close.pipe(
-        Effect.andThen(Deferred.await(released)),
-        Effect.ensuring(Effect.andThen(Scope.close(readerScope, Exit.void), Scope.close(tasks, Exit.void)))
-      )
-    })
+    const close = IpcChannel.extendClose(engine.channel.close, (inner) =>
+      Effect.suspend(() => {
+        commitHanded()
+        // what nobody took is dropped (and not committed), even after the peer's close or a failure
+        engine.inbox.shutdown(closedErr)
+        return inner.pipe(
+          Effect.andThen(Deferred.await(released)),
+          Effect.ensuring(Effect.andThen(Scope.close(readerScope, Exit.void), Scope.close(tasks, Exit.void)))
+        )
+      }))
 
     // ---- commits ------------------------------------------------------------------------------
     const consumed = (n: number): Array<number> => {

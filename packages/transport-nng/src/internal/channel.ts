@@ -26,7 +26,7 @@
  * @internal
  */
 import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
-import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 import * as Nng from "./nng.ts"
@@ -141,10 +141,15 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
     highWaterMark: options.highWaterMark,
     maxBufferedMessages: options.maxBufferedMessages,
     maxBufferedBytes: options.maxBufferedBytes,
-    lingerTimeout: options.closeTimeout
+    lingerTimeout: options.closeTimeout,
+    // closing the socket drops what nng still holds for the peer
+    unansweredIsLost: true
   }, (sink) => link(socket, pipe, address, options.maxMessageSize, sink))
   // closing also waits until nng has let the socket go
-  return { ...engine.channel, close: Effect.andThen(engine.channel.close, socket.close) }
+  return {
+    ...engine.channel,
+    close: IpcChannel.extendClose(engine.channel.close, (inner) => Effect.andThen(inner, socket.close))
+  }
 }
 
 const link = (

@@ -1038,9 +1038,9 @@ export const make = (
     // the socket goes with the scope, also when the engine's linger ended the worker in the middle of its farewell
     yield* Scope.addFinalizer(scope, control.close)
     yield* Scope.addFinalizer(scope, engine.channel.close)
-    const close = engine.channel.close.pipe(
-      Effect.andThen(releaseMappings),
-      Effect.andThen(Scope.close(scope, Exit.void))
+    const close = IpcChannel.extendClose(
+      engine.channel.close,
+      (inner) => inner.pipe(Effect.andThen(releaseMappings), Effect.andThen(Scope.close(scope, Exit.void)))
     )
 
     /** A message as `receive` returns it: a large one still in shared memory is copied and released. */

@@ -182,9 +182,13 @@ export const make = (
     closed: (code, reason) => {
       if (sink === undefined) return
       const why = WsProtocol.reasonOfClose(code)
-      if (why === undefined || (saidGoodbye && code === WsProtocol.CloseCode.abnormal)) {
+      if (why === undefined) {
         // a graceful end: the reader gets every message sent before it
         sink.peerClosed()
+      } else if (saidGoodbye && code === WsProtocol.CloseCode.abnormal) {
+        // the connection dropped after our goodbye, unanswered: what we sent may not have been read
+        // (`IpcChannel.closeChecked` says so; sends and receives end as closed already)
+        lost(IpcError.make("ConnectionLost", "the peer dropped the connection without answering our goodbye", address))
       } else {
         lost(IpcError.make(why, closeDetail(code, reason), address))
       }
