@@ -9,6 +9,7 @@ import errno
 import hashlib
 import logging
 import os
+import select
 import socket
 import stat
 import struct
@@ -114,11 +115,15 @@ class Channel(object):
     Use ``Channel.over_socket`` for a connected socket."""
 
     def __init__(self, read, write, end_write, release, address, peer=None,
-                 max_frame_size=framing.DEFAULT_MAX_FRAME_SIZE, heartbeat=None, linger=2.0, abort=None):
+                 max_frame_size=framing.DEFAULT_MAX_FRAME_SIZE, heartbeat=None, linger=2.0, abort=None,
+                 writable=None):
         self.address = address
         # ``abort()`` makes a write blocked on the stream fail (a socket's shutdown): a channel that fails
         # or closes while a send waits on a peer that reads nothing does not wait for it
         self._abort = abort
+        # ``writable(timeout)``: True once a small write would not block (a socket's poll), False after
+        # ``timeout`` seconds: the close frame waits at most the linger for a peer that reads nothing
+        self._writable = writable
         self.peer = peer or PeerInfo()
         self._read = read
         self._write = write
@@ -176,12 +181,23 @@ class Channel(object):
             abort()
             sock.close()
 
-        return cls(read, sock.sendall, end_write, release, address, peer, abort=abort, **options)
+        def writable(timeout):
+            try:
+                if hasattr(select, "poll"):  # any descriptor number (select stops at 1024)
+                    poller = select.poll()
+                    poller.register(sock, select.POLLOUT)
+                    return bool(poller.poll(timeout * 1000))
+                return bool(select.select([], [sock], [], timeout)[1])
+            except (OSError, ValueError):
+                return True  # gone: the write says so
+
+        return cls(read, sock.sendall, end_write, release, address, peer, abort=abort, writable=writable, **options)
 
     # ---- sending -----------------------------------------------------------
-    def _send_frame(self, kind, payload=b"", wait=-1):
+    def _send_frame(self, kind, payload=b"", wait=-1, deadline=None):
         """Writes one frame; with ``wait`` (seconds) it waits at most that long for
-        another write to finish, returning False (nothing written) after it."""
+        another write to finish, returning False (nothing written) after it; with
+        ``deadline`` (a time), also False when the stream cannot take it by then."""
         data = framing.encode(kind, payload)
         failure = None
         if not self._write_lock.acquire(timeout=wait):
@@ -189,6 +205,9 @@ class Channel(object):
         try:
             if self._write_ended:
                 raise Closed("the channel is closed", self.address)
+            if deadline is not None and self._writable is not None and \
+                    not self._writable(max(0.0, deadline - time.time())):
+                return False
             try:
                 self._write(data)
             except (OSError, ValueError) as error:
@@ -307,10 +326,9 @@ class Channel(object):
                 chunk = self._read(_READ_SIZE)
             except (OSError, ValueError) as error:
                 if self._closing:
-                    if not self._peer_said_close and self._ended_badly is None:
+                    if not self._peer_said_close:
                         # reset after our close frame, unanswered (close_checked)
-                        self._ended_badly = IpcError("ConnectionLost", "the connection failed: %s" % error,
-                                                     self.address)
+                        self._end_badly(IpcError("ConnectionLost", "the connection failed: %s" % error, self.address))
                     self._end_inbox()
                 else:
                     self._fail(IpcError("ConnectionLost", "the connection failed: %s" % error, self.address))
@@ -344,10 +362,10 @@ class Channel(object):
         if decoder.in_frame:
             self._fail(IpcError("ConnectionLost", "the stream ended in the middle of a frame", self.address))
         elif self._peer_said_close or self._closing:
-            if not self._peer_said_close and self._ended_badly is None:
-                # our close frame went unanswered: the peer dropped the connection instead (or close gave up)
-                self._ended_badly = IpcError("ConnectionLost", "the peer ended the stream without answering our close",
-                                             self.address)
+            if not self._peer_said_close:
+                # our close frame went unanswered: the peer dropped the connection instead
+                self._end_badly(IpcError("ConnectionLost", "the peer ended the stream without answering our close",
+                                         self.address))
             self._end_inbox()
             if not self._closing:
                 # the peer is done: answer its close frame with ours
@@ -359,6 +377,13 @@ class Channel(object):
 
     def _end_inbox(self):
         self._inbox.put(_END)
+
+    def _end_badly(self, error):
+        """Records how the channel ended after our close frame, if nothing did before: not once torn
+        down (our own teardown ends the stream too)."""
+        with self._state_lock:
+            if self._ended_badly is None and not self._finished:
+                self._ended_badly = error
 
     def _fail(self, error):
         with self._state_lock:
@@ -393,9 +418,11 @@ class Channel(object):
 
     def _end_writing(self, wait=-1):
         """Sends the close frame and ends the writing side; with ``wait`` (seconds),
-        not if a send under way holds the stream longer than that (False then)."""
+        not if a send under way holds the stream longer than that, or the stream
+        cannot take the frame by then (False then)."""
         try:
-            if not self._send_frame(framing.CLOSE, wait=wait):
+            deadline = time.time() + wait if wait >= 0 else None
+            if not self._send_frame(framing.CLOSE, wait=wait, deadline=deadline):
                 return False
         except IpcError:
             pass
@@ -426,16 +453,20 @@ class Channel(object):
             self._done.wait(self._linger)
             return
         deadline = time.time() + self._linger
-        # a send blocked on a peer that reads nothing holds the stream: close waits at most its linger
+        # a send blocked on a peer that reads nothing holds the stream, and a full stream our close frame:
+        # close waits at most its linger for the frame to leave
         if not self._end_writing(self._linger):
-            self._ended_badly = IpcError(
-                "ConnectionLost", "close gave up after %gs: a send held the stream (the peer did not read)"
-                % self._linger, self.address)
-            self._teardown()
+            self._give_up()
         elif not self._done.wait(max(0.0, deadline - time.time())):
             self._teardown()
         # receive after our close: Closed
         self._inbox.put(Closed("the channel is closed", self.address))
+
+    def _give_up(self):
+        """The close frame did not leave within the linger (the peer did not read): the channel ends now."""
+        self._end_badly(IpcError("ConnectionLost", "close gave up after %gs: the close frame never left (the peer did "
+                                 "not read)" % self._linger, self.address))
+        self._teardown()
 
     def close_checked(self):
         """Closes as ``close()`` does, then raises ``IpcError`` (reason ``ConnectionLost``) when the

@@ -627,6 +627,36 @@ class Channels(TempDirCase):
         self.assertIn("close gave up", gave_up.exception.detail)
         sender.join(5)
 
+    def test_close_checked_returns_for_a_silent_peer_and_keeps_its_linger_when_the_close_frame_cannot_leave(self):
+        # (our own teardown at the linger ended the stream, and was taken as the peer's drop: 12 of 20 raised),
+        # (a close frame blocked on a full socket held close past its linger, for ever)
+        where = self.address()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(server.close)
+        server.bind(where[len("unix://"):])
+        server.listen(32)
+        for _ in range(10):
+            client = connect(where, linger=0.1)
+            silent, _ = server.accept()
+            self.addCleanup(silent.close)
+            client.send(b"hi")
+            client.close_checked()  # it cannot tell: it returns
+
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(b.close)
+        full = Channel.over_socket(a, "unix://pair", linger=0.5)
+        # nothing reads b: fill the buffers beneath the channel, so that its close frame's write blocks
+        while True:
+            try:
+                a.send(b"x" * 1000, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+        started = time.time()
+        with self.assertRaises(IpcError) as gave_up:
+            full.close_checked()
+        self.assertLess(time.time() - started, 0.5 + 1.0)
+        self.assertIn("close gave up", gave_up.exception.detail)
+
     def test_a_bad_frame_drops_the_connection(self):
         where = self.address()
         listener = listen(where)

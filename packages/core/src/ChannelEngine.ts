@@ -313,7 +313,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
               `close gave up after ${linger} ms: ${abandoned} bytes sent before it never left (the peer did not read)`,
               address
             )
-            : options.unansweredIsLost === true
+            : options.unansweredIsLost === true && !peerClosed
             ? unanswered()
             : undefined
         }
