@@ -243,6 +243,9 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       `the peer did not answer the goodbye within ${linger} ms: what it had not read is dropped as the channel closes`,
       address
     )
+  /** What a close that gave up on its goodbye says (the warning and `closeChecked`'s error alike). */
+  const gaveUp = (bytes: number): string =>
+    `close gave up after ${linger} ms: ${bytes} bytes sent before it never left (the peer did not read)`
   const closed = Deferred.makeUnsafe<void>()
   // completes once our goodbye has left (or could not): what `close` waits for
   const said = Deferred.makeUnsafe<void>()
@@ -308,11 +311,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
         if (!finished && failure === undefined) {
           abandoned = link?.pending() ?? 0
           endedBadly ??= abandoned > 0
-            ? IpcError.make(
-              "ConnectionLost",
-              `close gave up after ${linger} ms: ${abandoned} bytes sent before it never left (the peer did not read)`,
-              address
-            )
+            ? IpcError.make("ConnectionLost", gaveUp(abandoned), address)
             : options.unansweredIsLost === true && !peerClosed
             ? unanswered()
             : undefined
@@ -341,8 +340,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     // nothing left queued: the goodbye is with the medium (it may yet arrive), or was never owed
     if (bytes === undefined || bytes === 0) return Effect.void
     return Effect.logWarning(
-      `close gave up after ${linger} ms: ${bytes} bytes sent before it never left (the peer did not read); ` +
-        `they are dropped, and the peer sees ConnectionLost, not a close`
+      `${gaveUp(bytes)}; they are dropped, and the peer sees ConnectionLost, not a close`
     ).pipe(Effect.annotateLogs({ address }))
   })
 
@@ -355,11 +353,6 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       inbox.shutdown(closedErr)
     }
   }
-
-  const close: Effect.Effect<void> = Effect.suspend(() => {
-    startClose()
-    return Effect.andThen(Deferred.await(said), reportAbandoned)
-  })
 
   // for `IpcChannel.closeChecked`: `close` without the warning, and the channel's end, failing as the warning would
   // say, or with the channel's failure
@@ -378,6 +371,8 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       })
     )
   }
+  // `close`: the quiet close, then the warning when it gave up
+  const close: Effect.Effect<void> = Effect.andThen(checkedClose.quiet, reportAbandoned)
 
   // ---- sending ------------------------------------------------------------
   /** Writes out what the link holds now. */

@@ -1115,6 +1115,35 @@ export const suite = (given: Subject): void => {
         if (subject.residue !== undefined) assert.deepStrictEqual(subject.residue(address), [])
       }).pipe(Effect.scoped), 60_000)
 
+    needs("in-process")(
+      `a channel ended by its peer's close holds no descriptors, though its user never closes it${fdsNotCounted}`,
+      () =>
+        Effect.gen(function*() {
+          const transport = yield* transportOf(subject)
+          const address = subject.address()
+          const listener = yield* transport.listen(address)
+          // a peer that sends one message and closes; the listener's side is read to its end and never closed
+          const session = (i: number) =>
+            Effect.gen(function*() {
+              yield* Effect.scoped(Effect.flatMap(transport.dial(address), (client) => client.send(numbered(i))))
+              const server = yield* listener.accept
+              assert.strictEqual(numberOf(yield* server.receive), i)
+              const end = yield* Effect.flip(server.receive)
+              assert.strictEqual(end.reason._tag, "Closed", end.message)
+            })
+          // what a transport opens once and keeps while it listens is in the baseline
+          yield* session(0)
+          const settled = yield* stalls(openFds, "descriptors to settle")
+          for (let i = 1; i <= 20; i++) yield* session(i)
+          yield* eventually(
+            () => openFds() <= settled,
+            "20 seconds",
+            `file descriptors back to ${settled} with 20 ended channels not closed (the listener still open)`
+          )
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
     needs("raw-stream")(
       "drops a connection that sends garbage or an oversized frame, and keeps serving others",
       () =>

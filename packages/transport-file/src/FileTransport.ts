@@ -278,9 +278,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           }, options)
           if (stopped) return yield* endpoint.channel.close
           accepted.add(endpoint.channel)
+          // forgotten once it holds nothing: one that ended with messages its user has not taken keeps its reader
+          // until then, or until the listener closes it
           background(
             Effect.andThen(
-              endpoint.channel.closed,
+              endpoint.letGo,
               Effect.sync(() => {
                 accepted.delete(endpoint.channel)
                 if (!Sys.exists(connDir)) seen.delete(id)

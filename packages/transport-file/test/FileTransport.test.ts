@@ -4,7 +4,7 @@
  * yet accepted), a new listener taking the directory over, and selection by
  * `IPC_TRANSPORT=file`.
  */
-import { Registry } from "@effect-ipc/core"
+import { IpcChannel, Registry } from "@effect-ipc/core"
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
 import * as File from "@effect-ipc/transport-file"
@@ -40,6 +40,53 @@ const snapshot = (dir: string): Array<[string, string]> =>
   Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).toSorted().map((name) => {
     const path = Path.join(dir, name)
     return [name, Fs.lstatSync(path).isDirectory() ? "dir" : Fs.readFileSync(path, "utf8")]
+  })
+
+/** Fills the tmpfs at `mount` under a connection, then closes it checked (see the test). */
+const fullAtClose = (mount: string) =>
+  Effect.gen(function*() {
+    const address = `file://${mount}/l`
+    const transport = File.make()
+    const listener = yield* transport.listen(address)
+    // a connection that closes with room left: the checked close succeeds here
+    const roomy = yield* transport.dial(address)
+    const roomyServer = yield* listener.accept
+    yield* roomy.send(bytes("fits"))
+    yield* IpcChannel.closeChecked(roomy)
+    assert.strictEqual(text.decode(yield* roomyServer.receive), "fits")
+    const client = yield* transport.dial(address)
+    const server = yield* listener.accept
+    let sent = 0
+    while (true) {
+      const result = yield* Effect.result(client.send(new Uint8Array(3000).fill(sent % 256)))
+      if (result._tag === "Failure") {
+        assert.strictEqual(result.failure.reason._tag, "NoSpace", result.failure.message)
+        break
+      }
+      sent++
+    }
+    // the segment ends on a page boundary, and the disk is filled: the close record needs a page it cannot get
+    const segment = Fs.readdirSync(Path.join(mount, "l"), { recursive: true, encoding: "utf8" })
+      .map((name) => Path.join(mount, "l", name))
+      .filter((path) => path.endsWith(".seg") && Fs.statSync(path).size > 4096)
+    assert.strictEqual(segment.length, 1)
+    const room = 4096 - (Fs.statSync(segment[0]!).size % 4096)
+    if (room >= 13 && room < 4096) {
+      yield* client.send(new Uint8Array(room - 12).fill(sent % 256))
+      sent++
+    }
+    assert.throws(() => Fs.writeFileSync(Path.join(mount, "filler"), new Uint8Array(1 << 20)), /ENOSPC/)
+    const error = yield* Effect.flip(IpcChannel.closeChecked(client))
+    assert.strictEqual(error.reason._tag, "ConnectionLost")
+    assert.match(error.message, /the close record could not be written \(.*ENOSPC.*\): the peer sees the channel lost/)
+    // nothing sent was lost: every message, whole, then the loss (not a close)
+    for (let i = 0; i < sent; i++) {
+      const message = yield* server.receive
+      assert.strictEqual(message[0], i % 256)
+    }
+    const lost = yield* Effect.flip(server.receive)
+    assert.strictEqual(lost.reason._tag, "ConnectionLost", lost.message)
+    Fs.rmSync(Path.join(mount, "filler"))
   })
 
 describe("file:// transport", () => {
@@ -336,6 +383,24 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
         }
         assert.isFalse(Fs.existsSync(Path.join(dir, "connections", "junk")), "the junk is removed")
         yield* client.close
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a full disk at close (a 256 KiB tmpfs): closeChecked fails ConnectionLost naming the close record; the listener's side gets every message, then ConnectionLost",
+    () =>
+      Effect.gen(function*() {
+        const mount = fresh(root, "tmpfs")
+        Fs.mkdirSync(mount, { mode: 0o700 })
+        yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", mount])
+          ),
+          () => Effect.sync(() => ChildProcess.execFileSync("umount", [mount]))
+        )
+        // everything on the mount is let go before it is unmounted
+        yield* Effect.scoped(fullAtClose(mount))
       }).pipe(Effect.scoped),
     30_000
   )

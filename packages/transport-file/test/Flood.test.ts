@@ -10,6 +10,7 @@
  * garbage, and end with its file descriptors and memory back near where
  * they started; closing it leaves nothing behind.
  */
+import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import { FileTransport } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
@@ -150,5 +151,56 @@ describe("file:// listener under a flood", () => {
         assert.strictEqual(Fs.readFileSync("/etc/passwd", "utf8").length > 0, true)
       }),
     180_000
+  )
+
+  it.live(
+    "connections that end by their peer's close hold no descriptors, though their user never closes them; those with messages nobody took are closed with the listener",
+    () =>
+      Effect.gen(function*() {
+        const dir = Path.join(root, "unclosed")
+        const address = `file://${dir}`
+        const transport = FileTransport.make()
+        const bytes = new TextEncoder()
+        // a client that sends one message and closes
+        const once = (tag: string) =>
+          Effect.scoped(Effect.flatMap(transport.dial(address), (client) => client.send(bytes.encode(tag))))
+        const settle = (target: number) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < 100 && openFds() > target; i++) yield* Effect.sleep("50 millis")
+          })
+        // one listener's life first: what the process opens once and keeps (inotify) is in the baseline
+        yield* Effect.scoped(Effect.andThen(transport.listen(address), once("first")))
+        const before = openFds()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* transport.listen(address)
+          let taken = 0
+          // a server that reads each connection to its end and never calls `close`
+          const drain = (channel: IpcChannel.IpcChannel) =>
+            Effect.forever(Effect.andThen(channel.receive, Effect.sync(() => void taken++))).pipe(Effect.ignore)
+          const serving = yield* Effect.forkChild(
+            Effect.forever(Effect.flatMap(listener.accept, (channel) => Effect.forkChild(drain(channel))))
+          )
+          for (let i = 0; i < 5; i++) yield* once(`warm${i}`)
+          for (let i = 0; i < 100 && taken < 5; i++) yield* Effect.sleep("50 millis")
+          yield* settle(0)
+          const baseline = openFds()
+          for (let i = 0; i < 60; i++) yield* once(`m${i}`)
+          for (let i = 0; i < 200 && taken < 65; i++) yield* Effect.sleep("50 millis")
+          assert.strictEqual(taken, 65)
+          yield* settle(baseline + 2)
+          assert.isAtMost(openFds(), baseline + 2, "an ended connection held descriptors")
+          yield* Fiber.interrupt(serving)
+          // connections accepted and never read: each keeps its reader for its messages until the listener closes
+          const held: Array<IpcChannel.IpcChannel> = []
+          yield* Effect.forkChild(Effect.forever(Effect.map(listener.accept, (channel) => void held.push(channel))))
+          for (let i = 0; i < 10; i++) yield* once(`kept${i}`)
+          for (let i = 0; i < 200 && held.length < 10; i++) yield* Effect.sleep("50 millis")
+          assert.strictEqual(held.length, 10)
+        }))
+        yield* settle(before)
+        assert.isAtMost(openFds(), before, "the listener's close let go of every connection")
+        assert.isFalse(Fs.existsSync(dir), "the listener's directory is removed")
+      }),
+    60_000
   )
 })

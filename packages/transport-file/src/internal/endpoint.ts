@@ -126,6 +126,8 @@ export interface Endpoint {
   readonly pullDeliveries: Effect.Effect<NonEmptyReadonlyArray<Delivery>, IpcError.IpcError | Cause.Done>
   /** Commits the cursor up to `end` (monotonic). */
   readonly commit: (end: number) => void
+  /** Completes once the endpoint holds nothing (its reader too): what a listener waits for before forgetting it. */
+  readonly letGo: Effect.Effect<void>
 }
 
 /** Takes the role's lock; a prober (a peer checking our liveness) holds it for microseconds, so retry briefly. */
@@ -214,6 +216,8 @@ export const open = (
     let sink!: ChannelEngine.Sink
     // completes once the endpoint has let go of its lock, writer and watcher
     const released = Deferred.makeUnsafe<void>()
+    // completes once the reader went too
+    const readerGone = Deferred.makeUnsafe<void>()
     let releasing = false
     let closing = false // our close record is on its way (or the endpoint let go)
     let goodbyeFiber: Fiber.Fiber<void> | undefined
@@ -383,6 +387,7 @@ export const open = (
             spec.onReleased?.()
             Deferred.doneUnsafe(released, Effect.void)
             sink.closed()
+            letReaderGo()
           }))
         )
       )
@@ -404,7 +409,18 @@ export const open = (
         closing = true
         goodbyeFiber = background(
           writer.append(EMPTY, { kind: LogFormat.Kind.close }).pipe(
-            Effect.catch((error) => Effect.logDebug("could not write the close record", error)),
+            // (a full disk): the peer will see us gone, not closed; `closeChecked` says so
+            Effect.catch((error) =>
+              Effect.sync(() =>
+                sink.lost(
+                  IpcError.make(
+                    "ConnectionLost",
+                    `the close record could not be written (${error.message}): the peer sees the channel lost, not closed`,
+                    address
+                  )
+                )
+              )
+            ),
             Effect.andThen(Effect.sync(() => {
               goodbyeFiber = undefined
               sent()
@@ -435,7 +451,7 @@ export const open = (
         engine.inbox.shutdown(closedErr)
         return inner.pipe(
           Effect.andThen(Deferred.await(released)),
-          Effect.ensuring(Effect.andThen(Scope.close(readerScope, Exit.void), Scope.close(tasks, Exit.void)))
+          Effect.ensuring(Effect.andThen(closeReader, Scope.close(tasks, Exit.void)))
         )
       }))
 
@@ -468,6 +484,15 @@ export const open = (
       const end = handed
       handed = undefined
       commit(end)
+      letReaderGo()
+    }
+    const closeReader = Effect.andThen(Scope.close(readerScope, Exit.void), Deferred.succeed(readerGone, undefined))
+    // a connection (not durable) that ended without its user's `close` keeps no descriptors: its reader goes once
+    // the endpoint let go and every message it delivered is committed (a durable channel's user commits by hand
+    // too, and closes it)
+    function letReaderGo(): void {
+      if (spec.durable || !Deferred.isDoneUnsafe(released) || handed !== undefined || endsHead < ends.length) return
+      background(closeReader)
     }
     const hand = (n: number) => {
       const taken = consumed(n)
@@ -519,7 +544,7 @@ export const open = (
       // the engine has finished, and the endpoint has let go of everything
       closed: Effect.andThen(engine.channel.closed, Deferred.await(released))
     })
-    return { channel, pullDeliveries, commit }
+    return { channel, pullDeliveries, commit, letGo: Deferred.await(readerGone) }
   })
 
 /** Removes a channel directory whose two ends are both gone. */
