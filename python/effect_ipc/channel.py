@@ -136,6 +136,8 @@ class Channel(object):
         self._state_lock = threading.Lock()
         self._failure = None
         self._closing = False
+        # this side called close first: receive raises Closed, and what arrives is dropped (as a Node channel does)
+        self._closed_here = False
         self._finished = False
         self._write_ended = False
         self._peer_said_close = False
@@ -282,6 +284,8 @@ class Channel(object):
         """The next message (bytes). Raises ``Closed`` once the peer has closed
         (or this side did), ``IpcError`` when the link was lost, and
         ``IpcError`` with reason ``Timeout`` after ``timeout`` seconds."""
+        if self._closed_here:
+            raise Closed("the channel is closed", self.address)
         try:
             item = self._inbox.get(timeout=timeout)
         except queue.Empty:
@@ -291,6 +295,10 @@ class Channel(object):
             if item is _END:
                 raise Closed("the channel was closed by its peer", self.address)
             raise fresh(item)
+        if self._closed_here:
+            # queued as this side closed: dropped
+            self._inbox.put(Closed("the channel is closed", self.address))
+            raise Closed("the channel is closed", self.address)
         with self._room:
             self._unread_bytes -= len(item)
             if self._held:
@@ -344,6 +352,8 @@ class Channel(object):
                 return
             for kind, payload in frames:
                 if kind == framing.DATA:
+                    if self._closed_here:
+                        continue  # nobody will take it: read on, to the peer's answer
                     if not self._take_room(len(payload)):
                         return
                     self._inbox.put(payload)
@@ -448,7 +458,10 @@ class Channel(object):
             else:
                 already = False
                 self._closing = True
+                self._closed_here = True
         self._wake_reader()
+        if not already:
+            self._drop_unread()
         if already:
             self._done.wait(self._linger)
             return
@@ -459,7 +472,16 @@ class Channel(object):
             self._give_up()
         elif not self._done.wait(max(0.0, deadline - time.time())):
             self._teardown()
-        # receive after our close: Closed
+
+    def _drop_unread(self):
+        """Our close: what nobody took is dropped, and a waiting receive raises Closed at once."""
+        while True:
+            try:
+                self._inbox.get_nowait()
+            except queue.Empty:
+                break
+        with self._room:
+            self._unread_bytes = 0
         self._inbox.put(Closed("the channel is closed", self.address))
 
     def _give_up(self):

@@ -657,6 +657,44 @@ class Channels(TempDirCase):
         self.assertLess(time.time() - started, 0.5 + 1.0)
         self.assertIn("close gave up", gave_up.exception.detail)
 
+    def test_our_close_drops_what_nobody_took_and_reads_on_to_the_peers_answer(self):
+        # (a receive after our own close returned the messages queued before it, where a Node channel drops
+        # them: Closed), and a peer that sent more than we hold unread is answered, not left to give up
+        where = self.address()
+        listener = listen(where)
+        self.addCleanup(listener.close)
+        client = connect(where)
+        server = listener.accept(10)
+        outcome = []
+
+        def flood():
+            try:
+                while True:
+                    server.send(b"y" * (256 * 1024))
+            except IpcError as error:
+                outcome.append(error)
+
+        sender = threading.Thread(target=flood)
+        sender.daemon = True
+        sender.start()
+        self.assertEqual(len(client.receive(10)), 256 * 1024)
+        time.sleep(0.5)  # our unread limit is reached: the server's send waits
+        waiting = []
+        receiver = threading.Thread(target=lambda: waiting.append(self.assertRaises(Closed, client.receive, 10)))
+        receiver.daemon = True
+        started = time.time()
+        client.close_checked()
+        receiver.start()
+        receiver.join(5)
+        self.assertEqual(len(waiting), 1)
+        with self.assertRaises(Closed):
+            client.receive(1)  # what was queued is dropped
+        sender.join(5)
+        self.assertEqual(len(outcome), 1)
+        self.assertIsInstance(outcome[0], Closed)  # the server's send ends as closed by its peer
+        server.close_checked()  # its answer left: we read on past what we dropped
+        self.assertLess(time.time() - started, client._linger)
+
     def test_a_bad_frame_drops_the_connection(self):
         where = self.address()
         listener = listen(where)

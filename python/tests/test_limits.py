@@ -12,7 +12,13 @@ from effect_ipc import RpcClient, RpcDefect, RpcServer, Stream, framing, listen,
 
 # what the child scripts share: a frame, the process's virtual size
 PREAMBLE = """
-import json, resource, socket, struct, threading, logging
+import ctypes, json, resource, socket, struct, threading, logging
+# glibc loads libgcc_s at a thread's first exit: with every descriptor taken, that load aborts the process
+# ("libgcc_s.so.1 must be installed for pthread_exit to work"); loaded now, while descriptors are free
+try:
+    ctypes.CDLL("libgcc_s.so.1")
+except OSError:
+    pass
 logging.basicConfig(level=logging.CRITICAL)
 from effect_ipc import IpcError, RpcClient, RpcServer, listen
 

@@ -512,35 +512,36 @@ it.live(
 
 // (the listener dropped the connection over a message past its maxMessageSize, and send said it was sent, exit 0)
 it.live(
-  "send fails when the listener drops the connection instead of taking the message",
+  "send fails when the listener drops the connection instead of taking the message (unix://, fifo://)",
   () =>
     Effect.gen(function*() {
-      const address = socket()
-      const listener = yield* cliWith(
-        { IPC_OPTIONS_MAX_MESSAGE_SIZE: "4" },
-        "listen",
-        address,
-        "--count",
-        "1",
-        "--out",
-        "hex"
-      )
-      yield* listener.ready("listening on")
-      const refused = yield* runCli(["send", address, "hello"])
-      assert.strictEqual(refused.code, 1, refused.stderr)
-      assert.match(refused.stderr, /^effect-ipc: ConnectionLost: the listener did not take what was sent: [^\n]+\n$/)
-      const json = yield* runCli(["--json", "send", address, "hello"])
-      assert.strictEqual(json.code, 1, json.stdout)
-      assert.deepInclude(JSON.parse(json.stdout.trim().split("\n").at(-1)!), {
-        event: "error",
-        reason: "ConnectionLost"
-      })
-      // what the listener takes is sent, exit 0
-      const taken = yield* runCli(["send", address, "ok"])
-      assert.strictEqual(taken.code, 0, taken.stderr)
-      assert.strictEqual(yield* listener.exit, 0, listener.stderr())
-      assert.strictEqual(listener.stdout(), "6f6b\n", "only what it took")
-      assert.include(listener.stderr(), "FrameTooLarge")
+      for (const address of [socket(), `fifo://${tmp}/refusing`]) {
+        const listener = yield* cliWith(
+          { IPC_OPTIONS_MAX_MESSAGE_SIZE: "4" },
+          "listen",
+          address,
+          "--count",
+          "1",
+          "--out",
+          "hex"
+        )
+        yield* listener.ready("listening on")
+        const refused = yield* runCli(["send", address, "hello"])
+        assert.strictEqual(refused.code, 1, `${address}: ${refused.stderr}`)
+        assert.match(refused.stderr, /^effect-ipc: ConnectionLost: the listener did not take what was sent: [^\n]+\n$/)
+        const json = yield* runCli(["--json", "send", address, "hello"])
+        assert.strictEqual(json.code, 1, json.stdout)
+        assert.deepInclude(JSON.parse(json.stdout.trim().split("\n").at(-1)!), {
+          event: "error",
+          reason: "ConnectionLost"
+        })
+        // what the listener takes is sent, exit 0
+        const taken = yield* runCli(["send", address, "ok"])
+        assert.strictEqual(taken.code, 0, taken.stderr)
+        assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+        assert.strictEqual(listener.stdout(), "6f6b\n", "only what it took")
+        assert.include(listener.stderr(), "FrameTooLarge")
+      }
     }).pipe(Effect.scoped),
   60_000
 )

@@ -40,7 +40,12 @@ interface Waiter {
 
 /** A bounded, back-pressuring buffer of received messages. */
 export interface Inbox {
-  /** Adds a message; `false` means the source should pause until `onResume`. */
+  /**
+   * Adds a message; `false` means the source should pause until `onResume`.
+   * After `shutdown` it drops the message and returns `true`: the source reads
+   * on, so what the peer sends after (its goodbye) still arrives; past eight
+   * times `maxBytes` dropped (a peer that floods), `false` for good.
+   */
   readonly push: (message: Uint8Array) => boolean
   /**
    * Runs `deliver`, which pushes messages, and wakes a waiting taker once, as
@@ -51,7 +56,7 @@ export interface Inbox {
   readonly end: () => void
   /** Ends input with an error after the buffered messages. */
   readonly fail: (error: IpcError.IpcError) => void
-  /** Ends input now, dropping buffered messages; takers fail with `error`. */
+  /** Ends input now, dropping buffered messages (and later ones); takers fail with `error`; a paused source resumes. */
   readonly shutdown: (error: IpcError.IpcError) => void
   /** True once `end`, `fail` or `shutdown` was called. */
   readonly isDone: () => boolean
@@ -72,6 +77,9 @@ export interface Inbox {
   readonly next: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>
 }
 
+// after `shutdown`, at most this many inboxes' worth of bytes is read and dropped
+const DROP_BUDGET_BUFFERS = 8
+
 /** Makes an inbox. */
 export const make = (options: InboxOptions = {}): Inbox => {
   const maxMessages = options.maxMessages ?? 4096
@@ -82,6 +90,10 @@ export const make = (options: InboxOptions = {}): Inbox => {
   let bytes = 0
   let paused = false
   let done = false
+  // shut down: what arrives is dropped as it comes, up to a budget (what a peer had on its way as we closed,
+  // not a flood without end: past it the source pauses for good)
+  let dropping = false
+  let dropBudget = DROP_BUDGET_BUFFERS * maxBytes
   let error: IpcError.IpcError | undefined
   const waiters: Array<Waiter> = []
   // told of every take (see `internal/taken.ts`): the channel's metrics
@@ -264,7 +276,11 @@ export const make = (options: InboxOptions = {}): Inbox => {
 
   const inbox: Inbox = {
     push(message) {
-      if (done) return false
+      if (done) {
+        if (!dropping || dropBudget <= 0) return false
+        dropBudget -= message.byteLength
+        return true
+      }
       items.push(message)
       bytes += message.byteLength
       // wake once per burst: a chunk that decodes into many messages resumes its reader once
@@ -308,7 +324,13 @@ export const make = (options: InboxOptions = {}): Inbox => {
       bytes = 0
       if (!done || error === undefined) error = e
       done = true
+      dropping = true
       wake()
+      // nobody will take what is still to come: let it in (and drop it), so that the peer's goodbye behind it arrives
+      if (paused) {
+        paused = false
+        options.onResume?.()
+      }
     },
     isDone: () => done,
     isPaused: () => paused,

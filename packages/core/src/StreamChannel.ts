@@ -69,6 +69,13 @@ export interface StreamPair {
    * (`IpcChannel.closeChecked` cannot tell). Default `true`.
    */
   readonly halfClose?: boolean | undefined
+  /**
+   * `false`: the channel ends as soon as its goodbye left, without reading on to the peer's answer
+   * (separate streams whose end must not wait on a peer that may never answer: a FIFO listener's
+   * conversation, which holds the address until it ends). The peer's later writes then fail (EPIPE).
+   * Default `true`.
+   */
+  readonly awaitsAnswer?: boolean | undefined
 }
 
 const BATCH_SIZE = 64 * 1024
@@ -207,7 +214,9 @@ const link = (
   // in our input, its goodbye perhaps among it: sends fail from now on, reading goes on to the input's end
   let writesLost = false
   const loseWrites = (cause: Error | null | undefined): void => {
-    if (writesLost) return
+    // (after `destroy`: the output's own close event, when the channel let go of it; a timer started then ran
+    // for ever and held the process open)
+    if (writesLost || destroyed) return
     writesLost = true
     drop()
     // no pong will leave now: reading goes on (it stopped for them)
@@ -225,7 +234,12 @@ const link = (
   const watchQuiet = (error: IpcError.IpcError): void => {
     let seen = chunksSeen
     quietTimer = setInterval(() => {
-      if (destroyed || chunksSeen !== seen || paused || backedUp) {
+      if (destroyed) {
+        clearInterval(quietTimer)
+        quietTimer = undefined
+        return
+      }
+      if (chunksSeen !== seen || paused || backedUp) {
         seen = chunksSeen
         return
       }
@@ -246,7 +260,9 @@ const link = (
     saidGoodbye = undefined
     if (said === undefined) return
     said()
-    if (!duplex || readable.readableEnded) sink.closed()
+    // separate streams too read on to the peer's answer (its goodbye, then its output's end), as a socket does:
+    // what it still sends is dropped, not refused (EPIPE), and `closeChecked` hears the answer
+    if (streams.awaitsAnswer === false || readable.readableEnded) sink.closed()
   }
 
   // a stream that has failed or gone takes writes without a word (Node reports it on a later tick, or, for
@@ -431,7 +447,7 @@ const link = (
       sink.peerClosed()
     } else if (!ending) {
       sink.lost(IpcError.make("ConnectionLost", "the peer ended the stream without closing the channel", address))
-    } else if (duplex && streams.halfClose !== false) {
+    } else if (streams.halfClose !== false) {
       // our goodbye went unanswered: the peer dropped the connection instead (what we sent may not have been read)
       sink.lost(IpcError.make("ConnectionLost", "the peer ended the stream without answering our goodbye", address))
     }

@@ -122,13 +122,27 @@ describe("Inbox", () => {
       assert.deepStrictEqual([...(yield* Fiber.join(b))], [2])
     }))
 
-  it.effect("shutdown drops what is buffered and fails takers", () =>
+  it.effect("shutdown drops what is buffered and what comes later, fails takers, and resumes a paused source", () =>
     Effect.gen(function*() {
-      const inbox = Inbox.make()
+      let resumed = 0
+      const inbox = Inbox.make({ maxMessages: 2, onResume: () => void resumed++ })
       inbox.push(m(1))
+      assert.isFalse(inbox.push(m(2)), "full: the source pauses")
       inbox.shutdown(IpcError.make("Closed", "closed here"))
+      assert.strictEqual(resumed, 1, "the paused source was resumed")
       assert.strictEqual((yield* Effect.flip(inbox.take)).detail, "closed here")
-      assert.isFalse(inbox.push(m(2)))
+      // dropped, and the source reads on (the peer's goodbye comes after what it sent)
+      for (let i = 0; i < 10; i++) assert.isTrue(inbox.push(m(3)))
+      assert.strictEqual(inbox.size(), 0)
+      assert.strictEqual((yield* Effect.flip(inbox.take)).detail, "closed here")
+      assert.strictEqual(resumed, 1)
+      // a flood is not read for ever: past eight inboxes' worth dropped, the source pauses for good
+      const small = Inbox.make({ maxBytes: 1000 })
+      small.shutdown(IpcError.make("Closed", "closed here"))
+      let taken = 0
+      while (small.push(new Uint8Array(100)) && taken < 1000) taken++
+      assert.strictEqual(taken, 80)
+      assert.isFalse(small.push(new Uint8Array(1)))
     }))
 })
 

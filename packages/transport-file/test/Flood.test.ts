@@ -154,13 +154,14 @@ describe("file:// listener under a flood", () => {
   )
 
   it.live(
-    "connections that end by their peer's close hold no descriptors, though their user never closes them; those with messages nobody took are closed with the listener",
+    "connections that end by their peer's close hold no descriptors, though their user never closes them: read to the end, read once, or not read (what they delivered is still there to take)",
     () =>
       Effect.gen(function*() {
         const dir = Path.join(root, "unclosed")
         const address = `file://${dir}`
         const transport = FileTransport.make()
         const bytes = new TextEncoder()
+        const text = new TextDecoder()
         // a client that sends one message and closes
         const once = (tag: string) =>
           Effect.scoped(Effect.flatMap(transport.dial(address), (client) => client.send(bytes.encode(tag))))
@@ -190,12 +191,28 @@ describe("file:// listener under a flood", () => {
           yield* settle(baseline + 2)
           assert.isAtMost(openFds(), baseline + 2, "an ended connection held descriptors")
           yield* Fiber.interrupt(serving)
-          // connections accepted and never read: each keeps its reader for its messages until the listener closes
+          // a server that takes the one message it expects, and neither receives again nor closes
+          const answered: Array<string> = []
+          const single = yield* Effect.forkChild(Effect.forever(Effect.flatMap(
+            listener.accept,
+            (channel) => Effect.map(channel.receive, (message) => void answered.push(text.decode(message)))
+          )))
+          for (let i = 0; i < 20; i++) yield* once(`one${i}`)
+          for (let i = 0; i < 200 && answered.length < 20; i++) yield* Effect.sleep("50 millis")
+          assert.strictEqual(answered.length, 20)
+          yield* settle(baseline + 2)
+          assert.isAtMost(openFds(), baseline + 2, "a connection read once held descriptors")
+          yield* Fiber.interrupt(single)
+          // connections accepted and never read: they let go too, and what they delivered is still there to take
           const held: Array<IpcChannel.IpcChannel> = []
           yield* Effect.forkChild(Effect.forever(Effect.map(listener.accept, (channel) => void held.push(channel))))
           for (let i = 0; i < 10; i++) yield* once(`kept${i}`)
           for (let i = 0; i < 200 && held.length < 10; i++) yield* Effect.sleep("50 millis")
           assert.strictEqual(held.length, 10)
+          yield* settle(baseline + 2)
+          assert.isAtMost(openFds(), baseline + 2, "a connection nobody read held descriptors")
+          const kept = yield* Effect.forEach(held, (channel) => Effect.map(channel.receive, (m) => text.decode(m)))
+          assert.deepStrictEqual(kept.toSorted(), Array.from({ length: 10 }, (_, i) => `kept${i}`).toSorted())
         }))
         yield* settle(before)
         assert.isAtMost(openFds(), before, "the listener's close let go of every connection")

@@ -580,8 +580,10 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
               Effect.catch(clientGone),
               Effect.tapError(() => Effect.sync(() => reader.destroy()))
             )
+            // our close ends the conversation at once: the next peer does not wait (up to the linger) for the
+            // answer of a client that may never give it
             const channel = yield* StreamChannel.make(
-              { readable: reader, writable: output },
+              { readable: reader, writable: output, awaitsAnswer: false },
               raw,
               { description: raw },
               options

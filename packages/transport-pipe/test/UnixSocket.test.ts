@@ -135,6 +135,55 @@ describe("UnixSocket", () => {
       assert.deepStrictEqual(lines, [], "nothing logged: the error says it")
     }).pipe(Effect.scoped))
 
+  it.live(
+    "closeChecked against a peer process that floods and never reads: ConnectionLost within two lingers, memory bounded",
+    () =>
+      Effect.gen(function*() {
+        const path = Path.join(dir, "flooder.sock")
+        // a peer process that writes 64 KiB data frames as fast as we take them, reads nothing and never says goodbye
+        const flooder = ChildProcess.spawn(process.execPath, [
+          "-e",
+          `const net = require("net")
+         const frame = Buffer.alloc(6 + 65536); frame[0] = 1; frame.writeUInt32BE(65536, 2)
+         let frames = 0
+         net.createServer((socket) => {
+           socket.pause()
+           socket.on("error", () => {})
+           const flood = () => { while (socket.writable && socket.write(frame)) frames++ }
+           socket.on("drain", flood)
+           flood()
+         }).listen(${JSON.stringify(path)}, () => console.log("listening"))
+         setInterval(() => console.log("frames " + frames), 100)`
+        ], { stdio: ["ignore", "pipe", "inherit"] })
+        const lines: Array<string> = []
+        flooder.stdout.setEncoding("utf8").on("data", (chunk: string) => lines.push(...chunk.trim().split("\n")))
+        yield* Effect.addFinalizer(() => Effect.sync(() => flooder.kill("SIGKILL")))
+        for (let i = 0; i < 200 && !lines.includes("listening"); i++) yield* Effect.sleep("25 millis")
+        const framesSent = () => Number(lines.findLast((line) => line.startsWith("frames "))?.slice(7) ?? 0)
+        const linger = 300
+        const flooded = UnixSocket.make({ lingerTimeout: `${linger} millis` })
+        const client = yield* flooded.dial(`unix://${path}`)
+        // 8 MiB the peer never reads, and its flood coming in
+        yield* Effect.forkScoped(
+          Effect.forEach(Array.from({ length: 8 }), () => client.send(new Uint8Array(1024 * 1024)), { discard: true })
+        )
+        yield* Effect.sleep("300 millis")
+        const rss = process.memoryUsage().rss
+        const before = framesSent()
+        const started = Date.now()
+        const error = yield* Effect.flip(IpcChannel.closeChecked(client)).pipe(Effect.timeout("10 seconds"))
+        const took = Date.now() - started
+        assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+        assert.match(error.detail, /^close gave up after 300 ms/)
+        assert.isAtMost(took, 2 * linger + 1000, "closeChecked waited past two lingers")
+        // the flood filled what we buffer before the close; after it, what arrives is dropped (eight inboxes' worth at
+        // most): it cannot go on into our memory
+        assert.isAbove(before, 16, "the peer flooded")
+        assert.isBelow((process.memoryUsage().rss - rss) / (1024 * 1024), 64, "the flood filled our memory")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.live("a close that gives up on a peer that does not read: a warning at the sender, ConnectionLost at the peer", () =>
     Effect.gen(function*() {
       const lines: Array<string> = []

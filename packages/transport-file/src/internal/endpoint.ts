@@ -289,7 +289,9 @@ export const open = (
     }
 
     // true once nothing more is read: the input ended, or the endpoint let go
-    const stopped = () => releasing || closeEnd !== undefined || sink.isEnding()
+    // (`userClosed`: our close runs: nothing more is read, though the engine hears of it only after the inbox)
+    let userClosed = false
+    const stopped = () => releasing || userClosed || closeEnd !== undefined || sink.isEnding()
 
     function pump(): void {
       if (stopped() || largePending || paused) return
@@ -448,6 +450,7 @@ export const open = (
       Effect.suspend(() => {
         commitHanded()
         // what nobody took is dropped (and not committed), even after the peer's close or a failure
+        userClosed = true
         engine.inbox.shutdown(closedErr)
         return inner.pipe(
           Effect.andThen(Deferred.await(released)),
@@ -484,14 +487,15 @@ export const open = (
       const end = handed
       handed = undefined
       commit(end)
-      letReaderGo()
     }
     const closeReader = Effect.andThen(Scope.close(readerScope, Exit.void), Deferred.succeed(readerGone, undefined))
-    // a connection (not durable) that ended without its user's `close` keeps no descriptors: its reader goes once
-    // the endpoint let go and every message it delivered is committed (a durable channel's user commits by hand
-    // too, and closes it)
+    // a connection (not durable) that ended without its user's `close` keeps no descriptors: its reader goes as the
+    // endpoint lets go. Nobody opens a connection's streams again, so its cursor has nothing left to keep: what
+    // it delivered stays for its user in memory (a durable channel's cursor is its next session's: its user
+    // commits as it takes, and closes it)
     function letReaderGo(): void {
-      if (spec.durable || !Deferred.isDoneUnsafe(released) || handed !== undefined || endsHead < ends.length) return
+      if (spec.durable) return
+      commitHanded()
       background(closeReader)
     }
     const hand = (n: number) => {
