@@ -19,11 +19,10 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { record } from "./fixtures/records.ts"
-import { childScript, fresh, newStream as streamIn, readAll, run, spawn, tempRoot } from "./helpers.ts"
+import { childScript, newStream as streamIn, readAll, run, spawn, tempRoot, tmpfs } from "./helpers.ts"
 
 const root = tempRoot("durability")
 const text = new TextDecoder()
@@ -254,14 +253,7 @@ describe("durability, proven", () => {
       `a real full disk (${mountSize} tmpfs, ${what}): NoSpace with ENOSPC, nothing lost, goes on once freed`,
       () =>
         Effect.gen(function*() {
-          const mount = fresh(root, "tmpfs")
-          Fs.mkdirSync(mount, { mode: 0o700 })
-          yield* Effect.acquireRelease(
-            Effect.sync(() =>
-              ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", `size=${mountSize},mode=0700`, "tmpfs", mount])
-            ),
-            () => Effect.sync(() => ChildProcess.execFileSync("umount", [mount]))
-          )
+          const mount = yield* tmpfs(root, mountSize)
           // room to free later
           const filler = Path.join(mount, "filler")
           Fs.writeFileSync(filler, new Uint8Array(recordSize + 64 * 1024))

@@ -17,7 +17,7 @@ import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { childScript, fresh, node, run, spawn, tempRoot } from "./helpers.ts"
+import { childScript, fresh, node, run, spawn, tempRoot, tmpfs } from "./helpers.ts"
 
 const root = tempRoot("transport")
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -395,14 +395,7 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
     "a full disk at close (a 256 KiB tmpfs): closeChecked fails ConnectionLost naming the close record; the listener's side gets every message, then ConnectionLost",
     () =>
       Effect.gen(function*() {
-        const mount = fresh(root, "tmpfs")
-        Fs.mkdirSync(mount, { mode: 0o700 })
-        yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", mount])
-          ),
-          () => Effect.sync(() => ChildProcess.execFileSync("umount", [mount]))
-        )
+        const mount = yield* tmpfs(root, "256k")
         // everything on the mount is let go before it is unmounted
         yield* Effect.scoped(fullAtClose(mount))
       }).pipe(Effect.scoped),

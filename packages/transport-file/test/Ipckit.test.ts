@@ -16,7 +16,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as JsonArray from "../src/internal/jsonArray.ts"
-import { childScript, fresh, python, run, spawn, tempRoot } from "./helpers.ts"
+import { childScript, fresh, python, run, spawn, tempRoot, tmpfs } from "./helpers.ts"
 
 const root = tempRoot("ipckit")
 
@@ -349,19 +349,7 @@ describe("ipckit compatibility", () => {
     "a full disk while taking the lock (a 256 KiB tmpfs): NoSpace, and the empty lock it created is removed, so nobody waits on it",
     () =>
       Effect.gen(function*() {
-        const mount = fresh(root, "tmpfs")
-        Fs.mkdirSync(mount, { mode: 0o700 })
-        yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", mount])
-          ),
-          // a read in flight when the channel closed keeps a file open a moment longer
-          () =>
-            Effect.try(() => ChildProcess.execFileSync("umount", [mount], { stdio: "ignore" })).pipe(
-              Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "5 seconds" }))),
-              Effect.orDie
-            )
-        )
+        const mount = yield* tmpfs(root, "256k")
         const dir = Path.join(mount, "ipckit")
         const backend = yield* Ipckit.backend(dir, { lockTimeout: "1 second" })
         const lock = Ipckit.paths(dir).lock("backend")

@@ -7,6 +7,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import { afterAll, assert } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -27,6 +28,29 @@ export const tempRoot = (prefix: string): string => {
 let counter = 0
 /** A path under `root` that does not exist yet. */
 export const fresh = (root: string, name = "d"): string => Path.join(root, `${name}${counter++}`)
+
+/**
+ * A tmpfs of `size` (`"256k"`) mounted for the scope at a fresh directory under `root` (needs root), whose
+ * path it gives; unmounted as the scope closes (retried briefly: a read in flight keeps a file open a moment).
+ */
+export const tmpfs = (root: string, size: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    const mount = fresh(root, "tmpfs")
+    Fs.mkdirSync(mount, { mode: 0o700 })
+    return Effect.as(
+      Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", mount])
+        ),
+        () =>
+          Effect.try(() => ChildProcess.execFileSync("umount", [mount], { stdio: "ignore" })).pipe(
+            Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "5 seconds" }))),
+            Effect.orDie
+          )
+      ),
+      mount
+    )
+  })
 
 /** A fresh log stream under `root` with the given readers (default: one named "r"). */
 export const newStream = (root: string, readers: ReadonlyArray<string> = ["r"]) =>
