@@ -222,6 +222,10 @@ export const open = (
     let closing = false // our close record is on its way (or the endpoint let go)
     let goodbyeFiber: Fiber.Fiber<void> | undefined
     let peerSeen = false
+    // the lock word (pid and token) of the peer's session whose close record we read last: a liveness check may
+    // find that session's lock still held a moment after its close record, which is no new session
+    let closedSession: string | undefined
+    const peerSession = (): string | undefined => Lock.owner(paths.lock(peerRole))?.token
     let peerPid: number | undefined
     let paused = false
     let largePending = false
@@ -256,6 +260,7 @@ export const open = (
           // the peer left cleanly: not a loss; wait for its next session
           peerSeen = false
           peerPid = undefined
+          closedSession = peerSession()
           if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
           continue
         }
@@ -268,7 +273,10 @@ export const open = (
         }
         // a message since the peer's last close record: a session of its own, even one that came and died
         // between two liveness checks (or before this end opened), whose loss is then reported, not waited out
-        if (spec.durable) peerSeen = true
+        if (spec.durable) {
+          peerSeen = true
+          closedSession = undefined
+        }
         ends.push(entry.end)
         if (!sink.message(entry.payload)) paused = true
       }
@@ -342,6 +350,9 @@ export const open = (
       const status = spec.peerStatus(peerSeen)
       if (Sys.failed(status)) return
       if (status === "present") {
+        // the session that closed, still letting go of its lock: not seen again
+        if (closedSession !== undefined && peerSession() === closedSession) return
+        closedSession = undefined
         peerSeen = true
         readPeerPid()
         return
