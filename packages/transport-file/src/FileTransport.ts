@@ -278,8 +278,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           }, options)
           if (stopped) return yield* endpoint.channel.close
           accepted.add(endpoint.channel)
-          // forgotten once it holds nothing: one that ended with messages its user has not taken keeps its reader
-          // until then, or until the listener closes it
+          // forgotten once it holds nothing (it lets go as it ends, its reader too): until then the listener's
+          // close closes it
           background(
             Effect.andThen(
               endpoint.letGo,
