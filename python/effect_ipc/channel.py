@@ -206,7 +206,7 @@ class Channel(object):
             return False
         try:
             if self._write_ended:
-                raise Closed("the channel is closed", self.address)
+                raise self._closed_error()
             if deadline is not None and self._writable is not None and \
                     not self._writable(max(0.0, deadline - time.time())):
                 return False
@@ -226,12 +226,16 @@ class Channel(object):
             raise failure
         return True
 
+    def _closed_error(self):
+        """The error of a channel closed on this side (a new one each time: a raise adds its traceback)."""
+        return Closed("the channel is closed", self.address)
+
     def send(self, message):
         """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost."""
         if self._failure is not None:
             raise fresh(self._failure)
         if self._closing:
-            raise Closed("the channel is closed", self.address)
+            raise self._closed_error()
         if len(message) > self._max_frame_size:
             raise IpcError("FrameTooLarge", "a message of %d bytes is over the limit of %d"
                            % (len(message), self._max_frame_size), self.address)
@@ -285,7 +289,7 @@ class Channel(object):
         (or this side did), ``IpcError`` when the link was lost, and
         ``IpcError`` with reason ``Timeout`` after ``timeout`` seconds."""
         if self._closed_here:
-            raise Closed("the channel is closed", self.address)
+            raise self._closed_error()
         try:
             item = self._inbox.get(timeout=timeout)
         except queue.Empty:
@@ -297,8 +301,8 @@ class Channel(object):
             raise fresh(item)
         if self._closed_here:
             # queued as this side closed: dropped
-            self._inbox.put(Closed("the channel is closed", self.address))
-            raise Closed("the channel is closed", self.address)
+            self._inbox.put(self._closed_error())
+            raise self._closed_error()
         with self._room:
             self._unread_bytes -= len(item)
             if self._held:
@@ -482,7 +486,7 @@ class Channel(object):
                 break
         with self._room:
             self._unread_bytes = 0
-        self._inbox.put(Closed("the channel is closed", self.address))
+        self._inbox.put(self._closed_error())
 
     def _give_up(self):
         """The close frame did not leave within the linger (the peer did not read): the channel ends now."""

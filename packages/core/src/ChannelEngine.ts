@@ -224,6 +224,8 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
 
   let failure: IpcError.IpcError | undefined
   let closing = false // our goodbye is queued (we closed, or answered the peer's)
+  // our `close` has begun: what the link hands over from here (the peer's goodbye too) meets a close of ours
+  let closeBegun = false
   let peerClosed = false
   let peerFirst = false // the peer said goodbye before we did (sends fail as closed by the peer)
   let finished = false
@@ -268,7 +270,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   let sendLoss: IpcError.IpcError | undefined
 
   const sendError = (): IpcError.IpcError | undefined =>
-    failure ?? (peerFirst ? peerClosedErr : sendLoss ?? (closing ? closedErr : undefined))
+    failure ?? (peerFirst ? peerClosedErr : sendLoss ?? (closing || closeBegun ? closedErr : undefined))
 
   // ---- lifecycle ----------------------------------------------------------
   const finish = (): void => {
@@ -346,8 +348,13 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
 
   const startClose = (): void => {
     if (!closing && !finished) {
+      // begun first: shutting the inbox down resumes a paused link, which may hand over the peer's goodbye inside
+      // it (in-memory: a sender of the peer's that waited on our inbox goes on, and closes): that meets our close,
+      // it does not start one (sends say the channel is closed, not closed by its peer)
+      closeBegun = true
       // wakes waiting receivers at once: one that closes on its way out has said goodbye by the time this returns
       inbox.shutdown(closedErr)
+      // queued inside the shutdown already, or the link ended there
       sayGoodbye()
     } else if (!inbox.isDone()) {
       inbox.shutdown(closedErr)
@@ -548,7 +555,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
       peerClosed = true
       // sends fail from here on: ending the input wakes the receiver at once, and what it sends in answer would
       // be accepted and then dropped by a peer that reads no more
-      if (!closing) peerFirst = true
+      if (!closing && !closeBegun) peerFirst = true
       inbox.end()
       if (!closing) sayGoodbye() // the answer, after anything still queued
       else abortSenders()
@@ -569,11 +576,13 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
     get aborted() {
       if (abort === undefined) {
         abort = Deferred.makeUnsafe<never, IpcError.IpcError>()
-        if (finished || closing || peerClosed) Deferred.doneUnsafe(abort, Effect.fail(sendError() ?? closedErr))
+        if (finished || closing || closeBegun || peerClosed) {
+          Deferred.doneUnsafe(abort, Effect.fail(sendError() ?? closedErr))
+        }
       }
       return Deferred.await(abort)
     },
-    isEnding: () => closing || finished || failure !== undefined
+    isEnding: () => closing || closeBegun || finished || failure !== undefined
   }
 
   const opened = open(sink)

@@ -1,4 +1,4 @@
-import { ChannelEngine, IpcChannel, IpcError } from "@effect-ipc/core"
+import { ChannelEngine, IpcChannel, IpcError, Memory } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -9,7 +9,14 @@ import * as Stream from "effect/Stream"
 const m = (n: number) => new Uint8Array([n])
 
 /** A link over nothing: it records what the engine asks of it, and the test plays the medium. */
-const testLink = (options: { readonly answerGoodbye?: boolean; readonly ping?: boolean } = {}) => {
+const testLink = (
+  options: {
+    readonly answerGoodbye?: boolean
+    readonly ping?: boolean
+    /** What the medium does, synchronously, when the engine resumes it (a ring read at once). */
+    readonly onResume?: (sink: ChannelEngine.Sink) => void
+  } = {}
+) => {
   const state = {
     written: [] as Array<number>,
     flushes: [] as Array<number>,
@@ -33,6 +40,7 @@ const testLink = (options: { readonly answerGoodbye?: boolean; readonly ping?: b
       pending: () => state.pending,
       resume: () => {
         state.resumes++
+        options.onResume?.(sink)
       },
       ...(options.ping === true ? { ping: () => void state.pings++ } : {}),
       goodbye: (sent) => {
@@ -320,6 +328,67 @@ describe("ChannelEngine", () => {
       assert.match(error.message, /by its peer/)
       assert.deepStrictEqual(state.written, [], "nothing was queued after the peer's goodbye")
       assert.strictEqual(state.goodbyes, 1)
+    }))
+
+  // a full inbox pauses the medium; our close resumes it (to drop what is left), and a medium may hand over the
+  // peer's goodbye inside that (in-memory: the peer's sender that waited on our inbox goes on, and closes): it meets
+  // our close, it does not start one
+  it.live("a close that resumes a paused medium, which hands over the peer's goodbye at once, is still our close", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink({
+        answerGoodbye: false,
+        onResume: (sink) => {
+          sink.message(m(3))
+          sink.peerClosed()
+        }
+      })
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBufferedMessages: 2 }, open)
+      state.sink.message(m(1))
+      assert.isFalse(state.sink.message(m(2)), "the inbox is full: the medium pauses")
+      const closing = yield* Effect.forkChild(channel.close, { startImmediately: true })
+      assert.strictEqual(state.resumes, 1, "the close resumed the medium")
+      const error = yield* Effect.flip(channel.send(m(9)))
+      assert.strictEqual(error.reason._tag, "Closed")
+      // not "closed by its peer": the user closed it
+      assert.match(error.message, /the channel is closed/)
+      assert.strictEqual(state.goodbyes, 1)
+      state.sink.closed()
+      yield* Fiber.join(closing)
+      assert.match((yield* Effect.flip(channel.receive)).message, /the channel is closed/)
+    }))
+
+  // the same over the in-memory transport, where it happens
+  it.live("over memory://: the peer's sender, freed by our close, closes inside it: sends say the channel is closed", () =>
+    Effect.gen(function*() {
+      const transport = Memory.make({ maxBufferedMessages: 2 })
+      const address = `memory://engine-close-${process.pid}`
+      const listener = yield* transport.listen(address)
+      const client = yield* transport.dial(address)
+      const server = yield* listener.accept
+      const producer = yield* Effect.forkChild(
+        Effect.andThen(Effect.forEach([1, 2, 3], (n) => server.send(m(n))), server.close),
+        { startImmediately: true }
+      )
+      // the third send waits on the client's full inbox
+      yield* Effect.sleep("20 millis")
+      assert.isUndefined(producer.pollUnsafe(), "the server's third send waits")
+      const closing = yield* Effect.forkChild(IpcChannel.closeChecked(client), { startImmediately: true })
+      const error = yield* Effect.flip(client.send(m(9)))
+      assert.strictEqual(error.reason._tag, "Closed")
+      assert.match(error.message, /the channel is closed/)
+      yield* Fiber.join(closing)
+      yield* Fiber.join(producer)
+    }).pipe(Effect.scoped))
+
+  // a link that ends with no goodbye either way while our close resumes it is lost, as at any other time
+  it.live("a link that ends without a goodbye inside our close's resume: closeChecked fails ConnectionLost", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink({ answerGoodbye: false, onResume: (sink) => sink.closed() })
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBufferedMessages: 1 }, open)
+      assert.isFalse(state.sink.message(m(1)))
+      const error = yield* Effect.flip(IpcChannel.closeChecked(channel))
+      assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+      assert.strictEqual(state.goodbyes, 0, "nothing to say it on")
     }))
 
   it.live("a lost link: what arrived is delivered, then the error; sends fail with it", () =>

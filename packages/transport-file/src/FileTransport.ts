@@ -99,6 +99,14 @@ const readInfo = (path: string): ConnectionInfo | undefined => {
 const BUILD_BOUND_MS = 30_000
 
 /**
+ * How long a connection that could not be accepted for a passing reason is tried again, on each scan, before it
+ * is left alone: its lock held by a prober (`AddressInUse`), no descriptor free (`NoSpace`), its files removed
+ * as it was opened (`NotFound`: its dialer gave it up; the next scan discards what is left).
+ */
+const ACCEPT_RETRY_MS = 10_000
+const RETRIED: ReadonlySet<string> = new Set(["AddressInUse", "NoSpace", "NotFound"])
+
+/**
  * The hidden name a dialer builds connection `id` under: it names the
  * builder (`Process.encode`: pid, start time, pid namespace) and its host
  * (`Sys.hostId`), since a pid means something only on its own host.
@@ -178,6 +186,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const acceptor = yield* Transport.makeAcceptor(raw)
       const accepted = new Set<IpcChannel.IpcChannel>()
       const seen = new Set<string>()
+      // when each connection that could not be accepted first failed: it is tried again on later scans (a
+      // prober held its lock a moment too long, the process was out of descriptors) for `ACCEPT_RETRY_MS`
+      const failedSince = new Map<string, number>()
       let stopped = false
       /** Builds whose builder cannot be judged: how each looked when first seen so, and when (this clock). */
       const sightings = new Map<string, { readonly looks: string; readonly since: number }>()
@@ -289,9 +300,22 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
               })
             )
           )
+          failedSince.delete(id)
           acceptor.offer(endpoint.channel)
         }).pipe(
-          Effect.catch((error) => Effect.logDebug(`could not accept connection ${id}`, error)),
+          Effect.catch((error) =>
+            Effect.suspend(() => {
+              const now = performance.now()
+              const since = failedSince.get(id) ?? now
+              if (!stopped && RETRIED.has(error.reason._tag) && now - since < ACCEPT_RETRY_MS) {
+                failedSince.set(id, since)
+                seen.delete(id)
+                return Effect.logDebug(`could not accept connection ${id}; trying again on the next scan`, error)
+              }
+              failedSince.delete(id)
+              return Effect.logWarning(`could not accept connection ${id}; it is left until the listener closes`, error)
+            })
+          ),
           // an endpoint half open when the listener closes would keep its lock: let it finish, then close it
           Effect.uninterruptible
         )
@@ -313,10 +337,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           seen.add(id)
           background(accept(id))
         }
-        // published or given up: forget how they looked
-        if (sightings.size > 0) {
+        // published or given up: forget how they looked; gone: forget that they failed
+        if (sightings.size > 0 || failedSince.size > 0) {
           const present = new Set(names)
           for (const name of sightings.keys()) if (!present.has(name)) sightings.delete(name)
+          for (const id of failedSince.keys()) if (!present.has(id)) failedSince.delete(id)
         }
       }
 

@@ -24,6 +24,26 @@ const bytes = (s: string) => new TextEncoder().encode(s)
 const text = new TextDecoder()
 const openFds = () => Fs.readdirSync("/proc/self/fd").length
 
+/** A listener in another process (fixture `listen-print`) at a fresh directory, stopped (SIGSTOP) once it listens. */
+const stoppedListener = Effect.gen(function*() {
+  const dir = fresh(root)
+  const address = `file://${dir}`
+  const peer = yield* node(["listen-print", address])
+  yield* peer.waitFor((l) => l === "listening")
+  yield* peer.signal("SIGSTOP")
+  return { dir, address, peer }
+})
+/** The connections under the listener directory `dir` (hidden builds aside). */
+const connectionsOf = (dir: string) =>
+  Fs.readdirSync(Path.join(dir, "connections")).filter((name) => !name.startsWith("."))
+/** Waits up to 10 s for the listener at `dir` to remove every connection. */
+const connectionsRemoved = (dir: string, what: string) =>
+  Effect.gen(function*() {
+    const entries = () => Fs.readdirSync(Path.join(dir, "connections")).length
+    for (let i = 0; i < 200 && entries() > 0; i++) yield* Effect.sleep("50 millis")
+    assert.strictEqual(entries(), 0, what)
+  })
+
 const modes = (dir: string): Array<[string, number]> => {
   const out: Array<[string, number]> = []
   const walk = (p: string) => {
@@ -233,29 +253,45 @@ describe("file:// transport", () => {
     "a dialer that sends and closes before the listener takes its connection: the listener still gets every message",
     () =>
       Effect.gen(function*() {
-        const dir = fresh(root)
-        const address = `file://${dir}`
-        const peer = yield* node(["listen-print", address])
-        yield* peer.waitFor((l) => l === "listening")
         // the listener is alive, but cannot take anything until it runs again
-        yield* peer.signal("SIGSTOP")
+        const { address, dir, peer } = yield* stoppedListener
         yield* Effect.scoped(Effect.gen(function*() {
           const channel = yield* File.make().dial(address)
           yield* channel.send(new TextEncoder().encode("one"))
           yield* channel.send(new TextEncoder().encode("two"))
         }))
-        assert.lengthOf(
-          Fs.readdirSync(Path.join(dir, "connections")).filter((name) => !name.startsWith(".")),
-          1,
-          "the connection is left for the listener"
-        )
+        assert.lengthOf(connectionsOf(dir), 1, "the connection is left for the listener")
         yield* peer.signal("SIGCONT")
         yield* peer.waitFor((l) => l === "got one")
         yield* peer.waitFor((l) => l === "got two")
-        // and the listener removes it once it has read it to its close
-        const connections = () => Fs.readdirSync(Path.join(dir, "connections")).length
-        for (let i = 0; i < 200 && connections() > 0; i++) yield* Effect.sleep("50 millis")
-        assert.strictEqual(connections(), 0, "the listener removes the connection it read")
+        yield* connectionsRemoved(dir, "the listener removes the connection it read")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  // a prober (the dialer checking that the listener is there) holds the connection's lock for microseconds, and the
+  // listener retries 200 ms; a prober held up longer (a loaded machine) failed the accept, which was never tried
+  // again: the dialer's messages sat unread and its directory stayed until the listener closed
+  it.live(
+    "a connection whose lock a prober holds past the listener's retry is accepted on a later scan, and removed after",
+    () =>
+      Effect.gen(function*() {
+        const { address, dir, peer } = yield* stoppedListener
+        yield* Effect.scoped(Effect.gen(function*() {
+          const channel = yield* File.make().dial(address)
+          yield* channel.send(new TextEncoder().encode("one"))
+          const [id] = connectionsOf(dir)
+          // another process holds the lock the listener takes for the connection (as a probe does: shared), 1.5 s
+          const lock = Path.join(dir, "connections", id!, "backend.lock")
+          const prober = yield* spawn("flock", ["--shared", lock, "-c", "echo held; sleep 1.5"])
+          yield* prober.waitFor((l) => l === "held")
+          yield* peer.signal("SIGCONT")
+          assert.strictEqual(yield* prober.exit, 0)
+          yield* peer.waitFor((l) => l === "got one", "the message, once the prober let go")
+          yield* channel.send(new TextEncoder().encode("two"))
+          yield* peer.waitFor((l) => l === "got two")
+        }))
+        yield* connectionsRemoved(dir, "the listener removes the connection once both ends let go")
       }).pipe(Effect.scoped),
     30_000
   )

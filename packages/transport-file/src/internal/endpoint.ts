@@ -296,10 +296,8 @@ export const open = (
       return false
     }
 
-    // true once nothing more is read: the input ended, or the endpoint let go
-    // (`userClosed`: our close runs: nothing more is read, though the engine hears of it only after the inbox)
-    let userClosed = false
-    const stopped = () => releasing || userClosed || closeEnd !== undefined || sink.isEnding()
+    // true once nothing more is read: the input ended, the endpoint let go, or the channel is closing
+    const stopped = () => releasing || closeEnd !== undefined || sink.isEnding()
 
     function pump(): void {
       if (stopped() || largePending || paused) return
@@ -460,9 +458,9 @@ export const open = (
     const close = IpcChannel.extendClose(engine.channel.close, (inner) =>
       Effect.suspend(() => {
         commitHanded()
-        // what nobody took is dropped (and not committed), even after the peer's close or a failure
-        userClosed = true
-        engine.inbox.shutdown(closedErr)
+        // what nobody took is dropped (and not committed), even after the peer's close or a failure; an inbox
+        // still open the engine's close shuts down itself, once it knows it closes (nothing is read after)
+        if (engine.inbox.isDone()) engine.inbox.shutdown(closedErr)
         return inner.pipe(
           Effect.andThen(Deferred.await(released)),
           Effect.ensuring(Effect.andThen(closeReader, Scope.close(tasks, Exit.void)))
