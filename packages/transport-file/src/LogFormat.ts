@@ -24,7 +24,8 @@
  * offset  size  field
  * 0       1     marker   0xEF
  * 1       1     version  0x01
- * 2       1     kind     0 = data, 1 = close (the writer said goodbye), 2 = end of segment
+ * 2       1     kind     0 = data, 1 = close (the writer said goodbye; its payload may name the
+ *                        session that closed: a channel's lock token), 2 = end of segment
  * 3       1     reserved 0
  * 4       4     length   payload bytes (u32)
  * 8       4     crc32    of bytes 0..8 followed by the payload

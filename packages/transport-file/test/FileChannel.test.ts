@@ -95,6 +95,32 @@ describe("FileChannel (fixed roles)", () => {
     60_000
   )
 
+  // (the close record was matched to whoever held the lock as it was read: a session that opened after it, before
+  // this side read it, was taken for the closed one, and its death was never reported)
+  it.live(
+    "a session that opens after a closed one, before this side reads its close record, is a new one: killed, it is lost",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* run(node(["send", dir, "frontend", "1", "m"]))
+        const silent = yield* node(["send", dir, "frontend", "0", "b", "stay"])
+        yield* silent.waitFor((l) => l === "sent 0")
+        const backend = yield* FileChannel.backend(dir)
+        assert.strictEqual(text.decode(yield* backend.receive), "m0")
+        // liveness checks while the new session lives
+        yield* Effect.sleep("600 millis")
+        yield* silent.signal("SIGKILL")
+        const error = yield* Effect.flip(backend.receive).pipe(
+          Effect.timeoutOrElse({
+            duration: "5 seconds",
+            orElse: () => Effect.die(new Error("the loss was never reported"))
+          })
+        )
+        assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "a side killed without closing is ConnectionLost (the liveness check; bounded generously) or waited for (peerLoss: wait)",
     () =>

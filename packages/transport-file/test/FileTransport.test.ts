@@ -36,12 +36,13 @@ const stoppedListener = Effect.gen(function*() {
 /** The connections under the listener directory `dir` (hidden builds aside). */
 const connectionsOf = (dir: string) =>
   Fs.readdirSync(Path.join(dir, "connections")).filter((name) => !name.startsWith("."))
+/** Everything under the listener directory `dir`'s `connections/`, hidden builds too. */
+const entriesOf = (dir: string) => Fs.readdirSync(Path.join(dir, "connections")).length
 /** Waits up to 10 s for the listener at `dir` to remove every connection. */
 const connectionsRemoved = (dir: string, what: string) =>
   Effect.gen(function*() {
-    const entries = () => Fs.readdirSync(Path.join(dir, "connections")).length
-    for (let i = 0; i < 200 && entries() > 0; i++) yield* Effect.sleep("50 millis")
-    assert.strictEqual(entries(), 0, what)
+    for (let i = 0; i < 200 && entriesOf(dir) > 0; i++) yield* Effect.sleep("50 millis")
+    assert.strictEqual(entriesOf(dir), 0, what)
   })
 
 const modes = (dir: string): Array<[string, number]> => {

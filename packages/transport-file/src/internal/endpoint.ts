@@ -81,7 +81,10 @@ export interface EndpointOptions extends Log.LogOptions {
   readonly peerLoss?: "fail" | "wait" | undefined
 }
 
-const EMPTY = new Uint8Array(0)
+const utf8 = new TextDecoder()
+/** The session a close record names (its payload: a lock word's token, short), if it names one. */
+const sessionOf = (payload: Uint8Array): string | undefined =>
+  payload.byteLength > 0 && payload.byteLength <= 64 ? utf8.decode(payload) : undefined
 
 /** Default largest message. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024
@@ -197,7 +200,7 @@ export const open = (
       const reader = yield* Log.openReader(paths.stream(peerRole), { name: role, from: "start", ...options }).pipe(
         Scope.provide(readerScope)
       )
-      return { writer, reader }
+      return { writer, reader, session: Lock.tokenOf(roleLock.owner) }
     })
     const opened = yield* Effect.exit(openAll)
     if (Exit.isFailure(opened)) {
@@ -205,7 +208,9 @@ export const open = (
       yield* Scope.close(scope, opened)
       return yield* Effect.failCause(opened.cause)
     }
-    const { writer, reader } = opened.value
+    const { writer, reader, session } = opened.value
+    // our close record names this session (its lock word's token): see `closedSession`
+    const closeRecord = new TextEncoder().encode(session)
     // work started by the event loop (watcher, timers) runs here, with the services of whoever
     // opened the endpoint (their logger, tracer); `close` interrupts what is left
     const tasks = yield* Scope.make()
@@ -222,8 +227,9 @@ export const open = (
     let closing = false // our close record is on its way (or the endpoint let go)
     let goodbyeFiber: Fiber.Fiber<void> | undefined
     let peerSeen = false
-    // the lock word (pid and token) of the peer's session whose close record we read last: a liveness check may
-    // find that session's lock still held a moment after its close record, which is no new session
+    // the token of the peer's session whose close record we read last, as the record names it: a liveness check
+    // may find that session's lock still held a moment after its close record, which is no new session (a record
+    // that names none, from an older writer: any session holding the lock then is a new one)
     let closedSession: string | undefined
     const peerSession = (): string | undefined => Lock.owner(paths.lock(peerRole))?.token
     let peerPid: number | undefined
@@ -260,7 +266,7 @@ export const open = (
           // the peer left cleanly: not a loss; wait for its next session
           peerSeen = false
           peerPid = undefined
-          closedSession = peerSession()
+          closedSession = sessionOf(entry.payload)
           if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
           continue
         }
@@ -419,7 +425,7 @@ export const open = (
         if (closing) return
         closing = true
         goodbyeFiber = background(
-          writer.append(EMPTY, { kind: LogFormat.Kind.close }).pipe(
+          writer.append(closeRecord, { kind: LogFormat.Kind.close }).pipe(
             // (a full disk): the peer will see us gone, not closed; `closeChecked` says so
             Effect.catch((error) =>
               Effect.sync(() =>

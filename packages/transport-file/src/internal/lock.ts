@@ -19,6 +19,8 @@ import * as Sys from "./sys.ts"
 export interface HeldLock {
   readonly path: string
   readonly fd: number
+  /** The owner text written in it (`pid token`). */
+  readonly owner: string
 }
 
 /**
@@ -82,7 +84,7 @@ export const tryTake = (
       Sys.closeQuietly(fd)
       return written
     }
-    return { path, fd }
+    return { path, fd, owner }
   }
   return "busy"
 }
@@ -118,10 +120,23 @@ export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcE
   }
 }
 
+/** The token of an owner text (`pid token`): what tells one session holding a lock from the next. */
+export const tokenOf = (owner: string): string => owner.trim().split(/\s+/)[1] ?? ""
+
+// an owner text is a pid and a short token: more is not ours, and is not read (a lock file is read on every check)
+const OWNER_MAX_BYTES = 256
+
 /** The owner text a lock file holds (`pid token`), if readable. */
 export const owner = (path: string): { readonly pid: number; readonly token: string } | undefined => {
   try {
-    const [pid, token] = Sys.readFile(path).toString("utf8").trim().split(/\s+/)
+    const fd = Sys.openFile(path, Fs.constants.O_RDONLY)
+    let text: string
+    try {
+      text = Sys.readAt(fd, OWNER_MAX_BYTES, 0).toString("utf8")
+    } finally {
+      Sys.closeQuietly(fd)
+    }
+    const [pid, token] = text.trim().split(/\s+/)
     const n = Number(pid)
     return Number.isInteger(n) && n > 0 ? { pid: n, token: token ?? "" } : undefined
   } catch {
