@@ -19,6 +19,8 @@ import uuid
 from .errors import Closed, IpcError
 
 RECORD_HEADER = 12
+# the most a close record carries (a session's token)
+CLOSE_PAYLOAD_MAX = 64
 SEGMENT_HEADER = 16
 MARKER = 0xEF
 VERSION = 0x01
@@ -609,6 +611,10 @@ class LogWriter(object):
         the records written whole before it (see the class)."""
         if self._closed:
             raise Closed("the writer is closed", self.directory)
+        if kind == CLOSE and any(len(payload) > CLOSE_PAYLOAD_MAX for payload in payloads):
+            # written past a full stream's cap: it stays small
+            raise IpcError("FrameTooLarge", "a close record carries at most %d bytes" % CLOSE_PAYLOAD_MAX,
+                           self.directory)
         self._lock()
         clean = succeeded = False
         try:

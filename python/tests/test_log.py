@@ -140,6 +140,27 @@ class Log(TempDirCase):
         with log.LogReader(path, "r") as again:
             self.assertEqual(again.receive(1), b"after room was made")
 
+    def test_a_full_stream_takes_a_close_record_of_up_to_64_bytes_and_refuses_a_larger_one(self):
+        path = self.stream()
+        writer = log.LogWriter(path, segment_bytes=64, max_bytes=200)
+        with self.assertRaises(IpcError):
+            for i in range(100):
+                writer.append(b"record %02d" % i)
+        with self.assertRaises(IpcError) as caught:
+            writer.append(b"x" * 65, log.CLOSE)
+        self.assertEqual(caught.exception.reason, "FrameTooLarge")
+        writer.append(b"t" * 64, log.CLOSE)
+        writer.close()
+        with log.LogReader(path, "r") as reader:
+            entries = []
+            while True:
+                try:
+                    entries.append(reader.read(0.2))
+                except IpcError:
+                    break
+        closes = [entry.payload for entry in entries if entry.kind == log.CLOSE]
+        self.assertEqual(closes, [b"t" * 64])
+
     def test_cursor_slots(self):
         data = log.encode_cursor_slot(100, 1) + log.encode_cursor_slot(200, 2)
         self.assertEqual(log.decode_cursor(data), (200, 2))

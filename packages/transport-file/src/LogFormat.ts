@@ -63,6 +63,8 @@ import * as Zlib from "node:zlib"
 
 /** Size of a record header. */
 export const RECORD_HEADER = 12
+/** The most a close record carries (a session's token): it is written past a full stream's cap, so it stays small. */
+export const CLOSE_PAYLOAD_MAX = 64
 /** Size of a segment header. */
 export const SEGMENT_HEADER = 16
 /** First byte of every record. */

@@ -121,6 +121,93 @@ describe("FileChannel (fixed roles)", () => {
     60_000
   )
 
+  // (a close record read late, behind a full inbox, was taken for the close of the session seen since: that one's
+  // death was then never reported; and the open's own look at the peer's lock did not note which session it saw)
+  it.live(
+    "a close record read late, behind a full inbox, is an earlier session's: the session seen since is still watched",
+    () =>
+      Effect.gen(function*() {
+        for (const seen of ["by liveness checks", "at the open"] as const) {
+          const dir = fresh(root)
+          const open = FileChannel.backend(dir, { maxBufferedMessages: 1 })
+          const early = seen === "by liveness checks" ? yield* open : undefined
+          // records of 700 KB are read one at a time: the inbox fills at the first, and the close record waits
+          yield* run(node(["send-large", dir, "frontend", "4", "700000"]))
+          const silent = yield* node(["send", dir, "frontend", "0", "b", "stay"])
+          yield* silent.waitFor((l) => l === "sent 0")
+          const backend = early ?? (yield* open)
+          // seen by liveness checks while the old session's close record is unread; or, at the open, killed at once
+          if (early !== undefined) yield* Effect.sleep("600 millis")
+          yield* silent.signal("SIGKILL")
+          yield* Effect.sleep("600 millis")
+          for (let i = 0; i < 4; i++) assert.strictEqual((yield* backend.receive)[0], i)
+          const error = yield* Effect.flip(backend.receive).pipe(
+            Effect.timeoutOrElse({
+              duration: "5 seconds",
+              orElse: () => Effect.die(new Error(`seen ${seen}: the loss was never reported`))
+            })
+          )
+          assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // (a liveness check keeps the session it saw, to tell an earlier session's close record read late from that one's;
+  // kept past that session's own close record, it made a later session's close record look like an earlier one's)
+  it.live(
+    "a session too short for any liveness check, after one that was seen, sends and closes: no loss is reported",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* FileChannel.backend(dir)
+        // a session the liveness checks see, closed once it has read one message
+        const seen = yield* node(["read", dir, "frontend", "1"])
+        yield* seen.waitFor((l) => l === "open")
+        yield* Effect.sleep("600 millis")
+        yield* backend.send(bytes("go"))
+        assert.strictEqual(yield* seen.exit, 0)
+        // the next opens, sends and closes while this process is blocked: no liveness check sees it
+        ChildProcess.execFileSync(process.execPath, [
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "send",
+          dir,
+          "frontend",
+          "1",
+          "b"
+        ], { stdio: "ignore" })
+        assert.strictEqual(text.decode(yield* backend.receive), "b0")
+        const next = yield* Effect.flip(backend.receive.pipe(Effect.timeoutOrElse({
+          duration: "1500 millis",
+          orElse: () => Effect.fail(IpcError.make("Timeout", "waited for the next session"))
+        })))
+        assert.strictEqual(next.reason._tag, "Timeout", next.message)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // (`FileChannel.remove` in another process takes a free role's lock for a moment, to find the channel in use: a
+  // liveness check inside that moment took it for a session, and its release for a loss)
+  it.live(
+    "a remover holding the absent side's lock for a moment is no session: no loss is reported",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* FileChannel.backend(dir)
+        const remover = yield* node(["take-lock", Path.join(dir, "frontend.lock"), "removing"])
+        yield* remover.waitFor((l) => l === "held")
+        assert.strictEqual(yield* remover.exit, 0)
+        const next = yield* Effect.flip(backend.receive.pipe(Effect.timeoutOrElse({
+          duration: "1500 millis",
+          orElse: () => Effect.fail(IpcError.make("Timeout", "waited for a session"))
+        })))
+        assert.strictEqual(next.reason._tag, "Timeout", next.message)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "a side killed without closing is ConnectionLost (the liveness check; bounded generously) or waited for (peerLoss: wait)",
     () =>

@@ -133,6 +133,23 @@ describe("Log", () => {
       assert.deepStrictEqual(yield* drain(reader), ["room again"])
     }).pipe(Effect.scoped))
 
+  // a close record goes past a full stream's cap (a full stream can still be closed): it stays small
+  it.effect("a full stream still takes a close record of up to 64 bytes; a larger one is refused, and nothing written", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream()
+      const writer = yield* Log.openWriter(dir, { maxBytes: 64 * 1024, segmentBytes: 8 * 1024, whenFull: "fail" })
+      while (Exit.isSuccess(yield* Effect.exit(writer.append(bytes("x".repeat(1000)))))) {
+        // fill it
+      }
+      const size = () => Fs.readdirSync(dir).reduce((n, name) => n + Fs.statSync(Path.join(dir, name)).size, 0)
+      const before = size()
+      const refused = yield* Effect.flip(writer.append(new Uint8Array(65), { kind: LogFormat.Kind.close }))
+      assert.strictEqual(refused.reason._tag, "FrameTooLarge")
+      assert.strictEqual(size(), before, "nothing was written")
+      yield* writer.append(new Uint8Array(64).fill(7), { kind: LogFormat.Kind.close })
+      assert.strictEqual(size(), before + LogFormat.RECORD_HEADER + 64)
+    }).pipe(Effect.scoped))
+
   it.live("a full stream makes an append wait (whenFull: wait) until a reader reads; fullTimeout ends with Full", () =>
     Effect.gen(function*() {
       const dir = yield* newStream()

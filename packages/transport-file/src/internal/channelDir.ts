@@ -242,7 +242,7 @@ const takeRoles = (abs: string, address: string): Effect.Effect<ReadonlyArray<Ro
     for (const role of Endpoint.ROLES) {
       const path = paths.lock(role)
       const made = !Sys.exists(path)
-      const taken = Lock.tryTake(path, Stream.defaults.fileMode, `${process.pid} removing`, address)
+      const taken = Lock.tryTake(path, Stream.defaults.fileMode, `${process.pid} ${Lock.REMOVER}`, address)
       if (Sys.failed(taken)) {
         giveBack()
         return Effect.fail(taken)

@@ -84,7 +84,7 @@ export interface EndpointOptions extends Log.LogOptions {
 const utf8 = new TextDecoder()
 /** The session a close record names (its payload: a lock word's token, short), if it names one. */
 const sessionOf = (payload: Uint8Array): string | undefined =>
-  payload.byteLength > 0 && payload.byteLength <= 64 ? utf8.decode(payload) : undefined
+  payload.byteLength > 0 && payload.byteLength <= LogFormat.CLOSE_PAYLOAD_MAX ? utf8.decode(payload) : undefined
 
 /** Default largest message. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024
@@ -231,6 +231,10 @@ export const open = (
     // may find that session's lock still held a moment after its close record, which is no new session (a record
     // that names none, from an older writer: any session holding the lock then is a new one)
     let closedSession: string | undefined
+    // the token of the peer's session a liveness check last found holding its lock (durable channels): a close
+    // record that names another session is an earlier one's, read late (behind a paused inbox), and the one seen
+    // is still watched
+    let seenSession: string | undefined
     const peerSession = (): string | undefined => Lock.owner(paths.lock(peerRole))?.token
     let peerPid: number | undefined
     let paused = false
@@ -240,6 +244,8 @@ export const open = (
     let ends: Array<number> = []
     let endsHead = 0
     let closeEnd: number | undefined
+    // where that close record starts (the end of the last message before it)
+    let closeStart: number | undefined
     // the end of the last message handed out and not committed yet (see `hand`)
     let handed: number | undefined
 
@@ -263,15 +269,20 @@ export const open = (
     const deliver = (entries: ReadonlyArray<Log.Entry>): void => {
       for (const entry of entries) {
         if (entry.kind === LogFormat.Kind.close && spec.durable) {
-          // the peer left cleanly: not a loss; wait for its next session
-          peerSeen = false
-          peerPid = undefined
-          closedSession = sessionOf(entry.payload)
+          // the peer left cleanly: not a loss; wait for its next session (unless a later one was seen already)
+          const named = sessionOf(entry.payload)
+          if (named === undefined || seenSession === undefined || named === seenSession) {
+            peerSeen = false
+            peerPid = undefined
+            seenSession = undefined
+          }
+          closedSession = named
           if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
           continue
         }
         if (entry.kind === LogFormat.Kind.close) {
           closeEnd = entry.end
+          closeStart = entry.end - LogFormat.RECORD_HEADER - entry.payload.byteLength
           if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
           // the peer is done: the engine ends the input (keeping what it sent for the reader) and answers
           sink.peerClosed()
@@ -348,19 +359,24 @@ export const open = (
     }
 
     // ---- liveness ---------------------------------------------------------------------------
+    /** The peer's lock is held (at open, or on a check): a session of the peer's, seen, unless it is not one. */
+    const present = (): void => {
+      const holder = spec.durable ? peerSession() : undefined
+      // a remover trying the lock for a moment (`FileChannel.remove` in another process) is no session
+      if (holder === Lock.REMOVER) return
+      // the session that closed, still letting go of its lock: not seen again
+      if (closedSession !== undefined && holder === closedSession) return
+      closedSession = undefined
+      seenSession = holder
+      peerSeen = true
+      readPeerPid()
+    }
     const tick = () => {
       pump()
       if (stopped()) return
       const status = spec.peerStatus(peerSeen)
       if (Sys.failed(status)) return
-      if (status === "present") {
-        // the session that closed, still letting go of its lock: not seen again
-        if (closedSession !== undefined && peerSession() === closedSession) return
-        closedSession = undefined
-        peerSeen = true
-        readPeerPid()
-        return
-      }
+      if (status === "present") return present()
       if (status === "pending") return
       // gone: deliver every whole record it wrote before saying so (a backlog read in slices included: its
       // close record may be in a slice still to come)
@@ -493,7 +509,7 @@ export const open = (
       const error = reader.commit(end)
       if (error !== undefined) background(Effect.logWarning("cannot commit the cursor", error))
       // past the close record once everything before it is handled
-      if (closeEnd !== undefined && endsHead === ends.length && end >= closeEnd - LogFormat.RECORD_HEADER) {
+      if (closeEnd !== undefined && closeStart !== undefined && endsHead === ends.length && end >= closeStart) {
         reader.commit(closeEnd)
       }
     }
@@ -540,10 +556,7 @@ export const open = (
     })
 
     // ---- start ------------------------------------------------------------------------------
-    if (spec.peerStatus(false) === "present") {
-      peerSeen = true
-      readPeerPid()
-    }
+    if (spec.peerStatus(false) === "present") present()
     yield* Wake.watch(paths.stream(peerRole), pump, options).pipe(
       Scope.provide(scope),
       Effect.tapError((error) => Effect.andThen(Effect.sync(() => engine.fail(error)), close))

@@ -120,6 +120,9 @@ export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcE
   }
 }
 
+/** The token a channel's remover writes in the role locks it takes for a moment (no session of the channel). */
+export const REMOVER = "removing"
+
 /** The token of an owner text (`pid token`): what tells one session holding a lock from the next. */
 export const tokenOf = (owner: string): string => owner.trim().split(/\s+/)[1] ?? ""
 

@@ -430,6 +430,13 @@ class WriterImpl {
   /** One try at an append, all synchronous except a large record's write. */
   attempt(payload: Uint8Array, kind: LogFormat.Kind): Attempt | IpcError.IpcError {
     if (this.closed) return IpcError.make("Closed", "the writer is closed", this.dir)
+    if (kind === LogFormat.Kind.close && payload.byteLength > LogFormat.CLOSE_PAYLOAD_MAX) {
+      return IpcError.make(
+        "FrameTooLarge",
+        `a close record carries at most ${LogFormat.CLOSE_PAYLOAD_MAX} bytes, not ${payload.byteLength}`,
+        this.dir
+      )
+    }
     if (this.inflight) return "inflight"
     const acquired = this.acquire()
     if (acquired !== "ok") return acquired
