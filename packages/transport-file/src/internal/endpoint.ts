@@ -235,7 +235,6 @@ export const open = (
     // record that names another session is an earlier one's, read late (behind a paused inbox), and the one seen
     // is still watched
     let seenSession: string | undefined
-    const peerSession = (): string | undefined => Lock.owner(paths.lock(peerRole))?.token
     let peerPid: number | undefined
     let paused = false
     let largePending = false
@@ -361,7 +360,8 @@ export const open = (
     // ---- liveness ---------------------------------------------------------------------------
     /** The peer's lock is held (at open, or on a check): a session of the peer's, seen, unless it is not one. */
     const present = (): void => {
-      const holder = spec.durable ? peerSession() : undefined
+      const owner = spec.durable ? Lock.owner(paths.lock(peerRole)) : undefined
+      const holder = owner?.token
       // a remover trying the lock for a moment (`FileChannel.remove` in another process) is no session
       if (holder === Lock.REMOVER) return
       // the session that closed, still letting go of its lock: not seen again
@@ -369,6 +369,7 @@ export const open = (
       closedSession = undefined
       seenSession = holder
       peerSeen = true
+      peerPid ??= owner?.pid
       readPeerPid()
     }
     const tick = () => {
