@@ -192,24 +192,17 @@ class IpckitChannel(object):
         """Takes ipckit's lock ``path``; returns the identity of the lock file made, for ``_unlock``."""
         deadline = time.time() + self.lock_timeout
         while True:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            except OSError as error:
-                if error.errno != errno.EEXIST:
-                    raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
-            else:
-                try:
-                    try:
-                        st = os.fstat(fd)
-                        os.write(fd, ("%d\n" % os.getpid()).encode())
-                    finally:
-                        os.close(fd)
-                except OSError as error:
-                    os.unlink(path)  # ours: never left without its pid
-                    raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
-                return (st.st_dev, st.st_ino)
+            ours = self._take(path)
+            if ours is not None:
+                return ours
+            late = time.time() > deadline
+            # a look after the deadline: a lock that turned stale as it came (an empty lock made just before,
+            # with ``lock_timeout`` equal to ``stale_age``) is broken here, and taken below
             text = self._maybe_break(path)
-            if time.time() > deadline:
+            if late:
+                ours = self._take(path)
+                if ours is not None:
+                    return ours
                 if text and _pid_of(text) is None:
                     raise IpcError("Timeout", "%s holds %s, not a pid, for over %s s: such a lock is never broken "
                                    "(its holder cannot be judged); remove it if nothing uses it"
@@ -217,6 +210,25 @@ class IpckitChannel(object):
                                    self.directory)
                 raise IpcError("Timeout", "the lock %s stayed held" % os.path.basename(path), self.directory)
             time.sleep(0.01)
+
+    def _take(self, path):
+        """Creates the lock ``path`` with our pid; its identity, or None if it exists."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as error:
+            if error.errno != errno.EEXIST:
+                raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
+            return None
+        try:
+            try:
+                st = os.fstat(fd)
+                os.write(fd, ("%d\n" % os.getpid()).encode())
+            finally:
+                os.close(fd)
+        except OSError as error:
+            os.unlink(path)  # ours: never left without its pid
+            raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
+        return (st.st_dev, st.st_ino)
 
     def _unlock(self, path, ours):
         """Removes the lock ``path`` if it is still the one ``_lock`` made (same file, our pid): one broken

@@ -153,6 +153,18 @@ class Damage(TempDirCase):
         self.assertFalse(os.path.exists(lock))
 
 
+    def test_an_empty_lock_made_just_before_a_send_whose_timeout_is_stale_age_is_broken_as_it_turns_stale(self):
+        # the last look came before the deadline, with the lock a moment short of stale_age: Timeout
+        channel = IpckitChannel(self.dir, "backend", lock_timeout=0.05, stale_age=0.05)
+        lock = os.path.join(self.dir, "backend_to_frontend.lock")
+        for i in range(40):
+            with open(lock, "wb"):
+                pass
+            channel.send_event("m%d" % i)
+        self.assertFalse(os.path.exists(lock))
+        frontend = IpckitChannel(self.dir, "frontend")
+        self.assertEqual([frontend.receive(0)["method"] for _ in range(40)], ["m%d" % i for i in range(40)])
+
 class LockRace(TempDirCase):
     def test_a_breaker_never_removes_a_live_lock_taken_while_it_judged_a_dead_one(self):
         # B reads a dead holder's lock and is preempted; meanwhile C breaks it and takes its own. B then

@@ -276,17 +276,23 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
         )
       ))
   )
-  return attempt.pipe(
-    // ipckit retries every 10 ms
-    Effect.retry({ schedule: Schedule.spaced("10 millis"), while: (error) => error instanceof Held }),
-    Effect.catchIf((error): error is Held => error instanceof Held, () => Effect.never),
-    Effect.timeoutOrElse({
-      duration: timeout,
-      // the deadline may be when the lock turned stale (an empty lock's default `staleAge` is the default
-      // timeout): one last look, which breaks such a lock, and one more, which takes it
-      orElse: () => lastLook
-    })
-  )
+  const timeoutMs = Duration.toMillis(timeout)
+  return Effect.suspend(() => {
+    // the deadline is kept by the wall clock a lock's age is measured by: a timer can fire early against it
+    // (Node starts one from the event loop's cached time), and a lock made just before the send would then be
+    // judged a few milliseconds short of stale at the very look meant to break it
+    const started = Date.now()
+    return attempt.pipe(
+      // ipckit retries every 10 ms
+      Effect.retry({
+        schedule: Schedule.spaced("10 millis"),
+        while: (error) => error instanceof Held && Date.now() - started <= timeoutMs
+      }),
+      // past the deadline, which may be when the lock turned stale (an empty lock's default `staleAge` is the
+      // default timeout): one last look, which breaks such a lock, and one more, which takes it
+      Effect.catchIf((error): error is Held => error instanceof Held, () => lastLook)
+    )
+  })
 }
 
 const releaseLock = (dir: string, from: Role) =>

@@ -10,6 +10,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import { FileChannel, FileTransport, Ipckit, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
@@ -221,6 +222,26 @@ describe("ipckit compatibility", () => {
           elementsOf(Ipckit.paths(dir).messages("backend")).map((m) => m.method),
           ["after a young empty lock"]
         )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "an empty lock made just before a send, where the send's timeout equals staleAge (100 ms), 40 times: each send goes",
+    () =>
+      Effect.gen(function*() {
+        // the deadline and the lock's turning stale fall in the same millisecond: a deadline kept by a timer
+        // (monotonic, whole milliseconds) came up to a millisecond or two before the lock's age (the wall clock
+        // against its mtime) passed staleAge, and the send failed with Timeout
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "100 millis", staleAge: "100 millis" })
+        const lock = Ipckit.paths(dir).lock("backend")
+        for (let i = 0; i < 40; i++) {
+          Fs.writeFileSync(lock, "")
+          const sent = yield* Effect.result(backend.sendEvent(`m${i}`, {}))
+          assert.isTrue(Result.isSuccess(sent), `send ${i}: ${Result.isFailure(sent) ? sent.failure.detail : ""}`)
+        }
+        assert.strictEqual(elementsOf(Ipckit.paths(dir).messages("backend")).length, 40)
       }).pipe(Effect.scoped),
     60_000
   )
