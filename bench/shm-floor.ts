@@ -8,6 +8,8 @@
  *   the memory, the ring and a copy of each message cost;
  * - `shm-ring-fiber`: the same steps in effect fibers, one Effect per send and
  *   one per receive (as a Channel's user yields them): what effect's run loop adds.
+ *   Each send is an Effect made for its message (an `Effect.sync` of the ring's
+ *   write), as any `send(message)` must make one: the least such an API costs.
  *
  * Round trips publish each message as it is written (as the spin Channel does);
  * one-way senders publish every 256 messages (as the blocking Channel's engine
@@ -171,14 +173,15 @@ const jsPingPong = (ends: Ends, payload: Uint8Array, n: number, warmup: number):
 const fiberPingPong = (ends: Ends, payload: Uint8Array, n: number, warmup: number) =>
   Effect.gen(function*() {
     const samples = new Float64Array(n)
-    const send = Effect.sync(() => ends.put(payload))
+    // made per message, as a `send(message)` makes one
+    const send = (message: Uint8Array) => Effect.sync(() => ends.put(message))
     const receive = Effect.suspend(() => {
       const reply = ends.take(GIVE_UP_MS)
       return reply === undefined ? Effect.die(new Error("no echo")) : Effect.succeed(reply)
     })
     for (let i = -warmup; i < n; i++) {
       const t0 = performance.now()
-      yield* send
+      yield* send(payload)
       const reply = yield* receive
       if (reply.byteLength !== payload.byteLength) return yield* Effect.die(new Error("a bad echo"))
       if (i >= 0) samples[i] = performance.now() - t0
@@ -208,12 +211,13 @@ const jsOneWay = (ends: Ends, payload: Uint8Array, seconds: number): Promise<One
 const fiberOneWay = (ends: Ends, payload: Uint8Array, seconds: number) =>
   Effect.gen(function*() {
     const every = clockEvery(payload.byteLength)
-    const send = Effect.sync(() => ends.put(payload, false))
+    // made per message, as a `send(message)` makes one
+    const send = (message: Uint8Array) => Effect.sync(() => ends.put(message, false))
     const start = performance.now()
     const deadline = start + seconds * 1000
     let sent = 0
     while (sent % every !== 0 || performance.now() < deadline) {
-      yield* send
+      yield* send(payload)
       if (++sent % every === 0) ends.producer.publish()
     }
     return yield* Effect.promise(() => counted(ends, sent, start))
