@@ -170,18 +170,19 @@ const jsPingPong = (ends: Ends, payload: Uint8Array, n: number, warmup: number):
   return samples
 }
 
+/** One send in a fiber: an Effect made for its message, as any `send(message)` makes one. */
+const sendOn = (ends: Ends, message: Uint8Array, publish: boolean) => Effect.sync(() => ends.put(message, publish))
+
 const fiberPingPong = (ends: Ends, payload: Uint8Array, n: number, warmup: number) =>
   Effect.gen(function*() {
     const samples = new Float64Array(n)
-    // made per message, as a `send(message)` makes one
-    const send = (message: Uint8Array) => Effect.sync(() => ends.put(message))
     const receive = Effect.suspend(() => {
       const reply = ends.take(GIVE_UP_MS)
       return reply === undefined ? Effect.die(new Error("no echo")) : Effect.succeed(reply)
     })
     for (let i = -warmup; i < n; i++) {
       const t0 = performance.now()
-      yield* send(payload)
+      yield* sendOn(ends, payload, true)
       const reply = yield* receive
       if (reply.byteLength !== payload.byteLength) return yield* Effect.die(new Error("a bad echo"))
       if (i >= 0) samples[i] = performance.now() - t0
@@ -211,13 +212,11 @@ const jsOneWay = (ends: Ends, payload: Uint8Array, seconds: number): Promise<One
 const fiberOneWay = (ends: Ends, payload: Uint8Array, seconds: number) =>
   Effect.gen(function*() {
     const every = clockEvery(payload.byteLength)
-    // made per message, as a `send(message)` makes one
-    const send = (message: Uint8Array) => Effect.sync(() => ends.put(message, false))
     const start = performance.now()
     const deadline = start + seconds * 1000
     let sent = 0
     while (sent % every !== 0 || performance.now() < deadline) {
-      yield* send(payload)
+      yield* sendOn(ends, payload, false)
       if (++sent % every === 0) ends.producer.publish()
     }
     return yield* Effect.promise(() => counted(ends, sent, start))
