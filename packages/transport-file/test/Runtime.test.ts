@@ -61,6 +61,35 @@ describe("background work runs in the user's runtime", () => {
   )
 
   it.live(
+    "a peer lock that cannot be looked at is said once per spell, not passed over in silence",
+    () =>
+      Effect.gen(function*() {
+        // liveness checks that failed were dropped without a word: a durable channel whose peer's lock was
+        // replaced (here by a symlink, which the checks never follow) could never report its loss
+        const dir = fresh(root)
+        const log = collector()
+        yield* Effect.gen(function*() {
+          yield* FileChannel.backend(dir)
+          const lock = Path.join(dir, "frontend.lock")
+          const warning = /^Warn cannot tell whether the frontend is alive \(.*\): its loss is not reported/
+          const warnings = () => log.lines.filter((line) => warning.test(line)).length
+          Fs.symlinkSync("/dev/null", lock)
+          yield* log.waitFor(warning)
+          yield* Effect.sleep("700 millis") // about three more checks
+          assert.strictEqual(warnings(), 1, JSON.stringify(log.lines))
+          // looked at again (missing: a peer still to come), then replaced again: a new spell, said again
+          Fs.rmSync(lock)
+          yield* Effect.sleep("500 millis")
+          assert.strictEqual(warnings(), 1, JSON.stringify(log.lines))
+          Fs.symlinkSync("/dev/null", lock)
+          yield* Effect.sleep("700 millis")
+          assert.strictEqual(warnings(), 2, JSON.stringify(log.lines))
+        }).pipe(Effect.scoped, Effect.provide(Logger.layer([log.logger])))
+      }),
+    30_000
+  )
+
+  it.live(
     "a connection the listener cannot accept is logged by the listener's logger",
     () =>
       Effect.gen(function*() {

@@ -236,6 +236,8 @@ export const open = (
     // is still watched
     let seenSession: string | undefined
     let peerPid: number | undefined
+    // the last liveness check could not look at the peer's lock (warned once until one can)
+    let probeFailing = false
     let paused = false
     let largePending = false
     let pumpScheduled = false
@@ -376,7 +378,18 @@ export const open = (
       pump()
       if (stopped()) return
       const status = spec.peerStatus(peerSeen)
-      if (Sys.failed(status)) return
+      if (Sys.failed(status)) {
+        // the peer's lock cannot be looked at (replaced by a symlink, made unreadable):
+        // its loss cannot be told, which is said once for each spell of it
+        if (!probeFailing) {
+          probeFailing = true
+          background(Effect.logWarning(
+            `cannot tell whether the ${peerRole} is alive (${status.detail}): its loss is not reported while this lasts`
+          ))
+        }
+        return
+      }
+      probeFailing = false
       if (status === "present") return present()
       if (status === "pending") return
       // gone: deliver every whole record it wrote before saying so (a backlog read in slices included: its
