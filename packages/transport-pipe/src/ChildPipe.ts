@@ -80,8 +80,11 @@ const shapeOf = (
   command: unknown,
   options: SpawnOptions
 ): readonly [IpcError.IpcErrorReason, string] | undefined => {
-  const { args, cwd, env } = options as { readonly args?: unknown; readonly cwd?: unknown; readonly env?: unknown }
   if (!isText(command)) return ["InvalidAddress", `a command is a string, not ${typeof command}`]
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    return ["InvalidOption", `the options are an object, not ${options === null ? "null" : typeof options}`]
+  }
+  const { args, cwd, env } = options as { readonly args?: unknown; readonly cwd?: unknown; readonly env?: unknown }
   if (args !== undefined && !(Array.isArray(args) && args.every(isText))) {
     return ["InvalidOption", "args is a list of strings"]
   }
@@ -95,18 +98,25 @@ const shapeOf = (
   return undefined
 }
 
+/**
+ * The `child:` address that spawns `command` with `args` when dialled: its JSON array, with `%` escaped
+ * (`%25`), since an address's location is percent-decoded as it is read (`date +%s` arrives as written).
+ */
+export const addressOf = (command: string, args: ReadonlyArray<string> = []): string =>
+  `child:${JSON.stringify([command, ...args]).replaceAll("%", "%25")}`
+
 /** Spawns `command` with a channel to it; the child ends with the scope. */
 export const spawn = (
   command: string,
   options: SpawnOptions = {}
 ): Effect.Effect<Child, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
-    const via = options.via ?? "fd"
     // what JavaScript callers (or JSON) may give past the types: a defect inside Node's spawn, or silently
     // spread (args "x") or coerced (env numbers)
     const shape = shapeOf(command, options)
     if (shape !== undefined) return yield* IpcError.make(shape[0], shape[1], "child:")
-    const address = `child:${JSON.stringify([command, ...(options.args ?? [])])}`
+    const via = options.via ?? "fd"
+    const address = addressOf(command, options.args)
     yield* TransportOptions.optionsOk(options, address)
     // what Node's spawn throws at (a TypeError): refused here with a typed error
     if (command === "" || [command, ...(options.args ?? [])].some((part) => part.includes("\0"))) {

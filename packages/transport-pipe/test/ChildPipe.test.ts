@@ -2,6 +2,7 @@ import { ChildPipe } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Schedule from "effect/Schedule"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -169,6 +170,27 @@ describe("ChildPipe", () => {
       assert.strictEqual(orphan.reason._tag, "NotFound")
     }))
 
+  // an address's location is percent-decoded as it is read: `%` in an argument written as it is was refused
+  // (`+%s`) or changed (`%25` arrived as `%`); `addressOf` escapes it, and the arguments arrive as written
+  it.live("a child: address from addressOf brings arguments holding % to the child as written", () =>
+    Effect.gen(function*() {
+      const out = Path.join(Os.tmpdir(), `effect-ipc-argv-${process.pid}`)
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(out, { force: true })))
+      const args = ["50% off", "date +%s", "a%2Fb%20c", "100%25"]
+      const script = "require('fs').writeFileSync(process.argv[1], JSON.stringify(process.argv.slice(2)));" +
+        "setTimeout(() => {}, 20000)"
+      const address = ChildPipe.addressOf(process.execPath, ["-e", script, out, ...args])
+      yield* ChildPipe.make().dial(address)
+      yield* Effect.sync(() => Fs.existsSync(out) ? Effect.void : Effect.fail("not yet")).pipe(
+        Effect.flatten,
+        Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 250 })
+      )
+      assert.deepStrictEqual(JSON.parse(Fs.readFileSync(out, "utf8")), args)
+      // written by hand, as the README shows it: a % that starts no escape is refused, not passed on changed
+      const refused = yield* Effect.flip(ChildPipe.make().dial(`child:["sh","-c","date +%s"]`))
+      assert.strictEqual(refused.reason._tag, "InvalidAddress")
+    }).pipe(Effect.scoped))
+
   // each was a TypeError from Node's spawn (a defect), or, for killTimeout, a defect at close that left
   // the child running
   it.live("fails with typed errors before starting anything: an empty command, a NUL byte, a bad killTimeout", () =>
@@ -186,7 +208,10 @@ describe("ChildPipe", () => {
         [ChildPipe.spawn("ls", { args: "x" as never }), "InvalidOption"],
         [ChildPipe.spawn("ls", { cwd: 5 as never }), "InvalidOption"],
         [ChildPipe.spawn("ls", { env: { X: 1 } as never }), "InvalidOption"],
-        [ChildPipe.spawn("ls", { env: "X=1" as never }), "InvalidOption"]
+        [ChildPipe.spawn("ls", { env: "X=1" as never }), "InvalidOption"],
+        // (a defect: options.via read from null)
+        [ChildPipe.spawn("ls", null as never), "InvalidOption"],
+        [ChildPipe.spawn("ls", "fd" as never), "InvalidOption"]
       ] as const
       for (const [spawning, reason] of cases) {
         const error = yield* Effect.flip(Effect.scoped(spawning))
