@@ -85,7 +85,18 @@ describe("ring", () => {
   })
 
   it("reports records a broken peer wrote as Protocol errors", () => {
-    for (const [length, kind] of [[-5, 1], [1 << 20, 1], [16, 9], [4000, 1]] as const) {
+    // 0x7ffffff9 to 0x7fffffff rounded up in 32 bits came out negative and passed: a view of 2 GiB over a
+    // 4 KiB ring (read through, a fault), or the rest of the ring as a message
+    const lengths: ReadonlyArray<readonly [number, number]> = [
+      [-5, 1],
+      [1 << 20, 1],
+      [16, 9],
+      [4000, 1],
+      [0x7ffffff8, 1],
+      [0x7ffffff9, 1],
+      [0x7fffffff, 1]
+    ]
+    for (const [length, kind] of lengths) {
       const { buffer, consumer, producer } = makeRing(4096)
       assert.isTrue(producer.write(Ring.RecordKind.data, message(16, 0)))
       // rewrite the published record's header

@@ -584,6 +584,10 @@ export const mapSharedNow = (
       if (released) {
         return { buffer: new ArrayBuffer(0), release: () => {} }
       }
+      // a view past the mapping would read (or fault on) whatever lies beyond it: never made
+      if (!(offset >= 0 && length >= 0 && offset + length <= size)) {
+        throw new RangeError(`a view of ${length} bytes at ${offset} is past a mapping of ${size}`)
+      }
       const sub = keep(b.koffi.view(addr + BigInt(offset), length), keeper)
       subViews.add(sub)
       return {

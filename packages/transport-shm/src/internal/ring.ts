@@ -64,7 +64,7 @@ export const capacityFor = (bytes: number): number => {
 }
 
 /** Bytes a record with a payload of `length` takes. */
-export const recordSize = (length: number): number => RECORD_HEADER + ((length + 7) & ~7)
+export const recordSize = (length: number): number => RECORD_HEADER + length + ((8 - (length & 7)) & 7)
 
 /** Writes the ring fields of a fresh segment (under its creator's header lock). */
 export const initialise = (words: Int32Array, capacity: number): void => {
@@ -259,8 +259,10 @@ export class Consumer extends RingSide {
       const available = (this.tail - this.read) >>> 0
       const length = this.data[offset >> 2]!
       const kind = this.data[(offset >> 2) + 1]!
-      const total = recordSize(length)
-      if (length < 0 || total > this.capacity - offset || total > available) {
+      // the length is checked before it is rounded: a peer's 0x7ffffff9 rounded in 32 bits came out negative,
+      // passed the checks, and made a view past the mapping (a fault) or a 2 GiB copy
+      const total = length < 0 || length > this.capacity - RECORD_HEADER ? -1 : recordSize(length)
+      if (total < 0 || total > this.capacity - offset || total > available) {
         return IpcError.make("Protocol", `bad ring record (length ${length} at offset ${offset})`)
       }
       this.read = (this.read + total) >>> 0
