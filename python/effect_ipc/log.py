@@ -337,6 +337,7 @@ def create(directory, readers=(), file_mode=0o600, dir_mode=0o700):
     for name in readers:
         if not _READER_NAME.match(name):
             raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
+    _check_modes(directory, file_mode, dir_mode)
     if not os.path.exists(directory):
         try:
             _create_aside(directory, file_mode, dir_mode)
@@ -344,6 +345,48 @@ def create(directory, readers=(), file_mode=0o600, dir_mode=0o700):
             raise _write_error(error, "cannot create the stream", directory)
     for name in readers:
         register(directory, name, "start", file_mode)
+
+
+# a prober (``file inspect``, ``Log.stats``) shares a lock for microseconds: a take that meets one tries again
+PROBE_RETRY = 0.2
+
+
+def _lock_retrying_probes(fd):
+    """Takes ``fd``'s lock exclusively; False when it stays held for ``PROBE_RETRY`` (its holder is real)."""
+    deadline = time.time() + PROBE_RETRY
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise
+        if time.time() > deadline:
+            return False
+        time.sleep(0.005)
+
+
+def _check_modes(directory, file_mode=None, dir_mode=None):
+    """``InvalidOption`` for a mode that is not permission bits, lets others write, or keeps this user out."""
+    for option, mode, own in (("file_mode", file_mode, 0o600), ("dir_mode", dir_mode, 0o700)):
+        if mode is None:
+            continue
+        if not isinstance(mode, int) or isinstance(mode, bool) or mode < 0 or mode > 0o777:
+            why = "is not permission bits (an integer from 0 to 0o777)"
+        elif mode & 0o022:
+            why = "lets other users write what the stream makes (group or other write bits are refused)"
+        elif mode & own != own:
+            why = "does not give this user %s access" % ("read and write" if own == 0o600 else "read, write and search")
+        else:
+            continue
+        raise IpcError("InvalidOption", "%s %s %s" % (option, oct(mode) if isinstance(mode, int) else repr(mode), why),
+                       directory)
+
+
+def _locked_mode(file_mode):
+    """A locked file (``writer.lock``, a cursor) is its owner's only, whatever ``file_mode`` says: a process that
+    can open it can hold its lock, and hold every writer or reader out."""
+    return file_mode & 0o600
 
 
 def _create_aside(directory, file_mode, dir_mode):
@@ -356,8 +399,8 @@ def _create_aside(directory, file_mode, dir_mode):
             f.write(encode_segment_header(0))
         with open(os.path.join(tmp, "writer.lock"), "xb") as f:
             f.write(WriterState(True, 0, SEGMENT_HEADER, os.getpid()).encode())
-        for path in (os.path.join(tmp, segment_name(0)), os.path.join(tmp, "writer.lock")):
-            os.chmod(path, file_mode)
+        os.chmod(os.path.join(tmp, segment_name(0)), file_mode)
+        os.chmod(os.path.join(tmp, "writer.lock"), _locked_mode(file_mode))
         try:
             os.rename(tmp, directory)
         except OSError as error:
@@ -373,34 +416,105 @@ def register(directory, name, start="start", file_mode=0o600):
     """Registers reader ``name`` at the ``start`` (oldest record held) or ``end`` of the stream, unless it exists."""
     if not _READER_NAME.match(name):
         raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
+    _check_modes(directory, file_mode)
     path = os.path.join(directory, "readers", name + ".cursor")
     if os.path.lexists(path):  # whatever it is (a link, a FIFO): opening it as the cursor refuses it
         return
-    bases = segments(directory)
-    if not bases:
-        raise IpcError("NotFound", "the stream has no segments", directory)
-    offset = bases[0] + SEGMENT_HEADER
+    _with_registry(directory, True, file_mode, lambda: _register_now(directory, name, start, file_mode))
+
+
+# a registration waits this long for a reclaim in progress (it holds the registry for microseconds)
+_REGISTRY_WAIT = 0.1
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _with_registry(directory, exclusive, file_mode, f):
+    """Runs ``f`` holding the stream's registry lock (``readers/registry.lock``, the Node side's): exclusive for
+    a registration (waiting up to ``_REGISTRY_WAIT`` for a reclaim to end), shared for a reclaim, which finding
+    a registration under way does nothing (returns ``_BUSY``). A reclaim reads the cursors and then deletes
+    segments: a cursor linked between the two was not counted, and the segment it starts in could go. Where
+    the lock cannot be had (another user's file, a reclaim held up past the wait), ``f`` runs without it."""
+    path = os.path.join(directory, "readers", "registry.lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, _locked_mode(file_mode))
+    except OSError:
+        return f()
+    try:
+        deadline = time.time() + (_REGISTRY_WAIT if exclusive else 0)
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                return f()
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                    return f()
+            if not exclusive:
+                return _BUSY
+            if time.time() >= deadline:
+                return f()
+            time.sleep(0.001)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+_BUSY = object()
+
+
+def _register_now(directory, name, start, file_mode):
+    path = os.path.join(directory, "readers", name + ".cursor")
+    offset = _oldest(directory)
     if start == "end":
         # never through a link, never blocking on a FIFO: refused with IpcError, as the Node side's endOffset
         state = WriterState.decode(_read_file(os.path.join(directory, "writer.lock"), WRITER_STATE_SIZE, directory))
         if state is not None:
             offset = state.end
+    _write_cursor(directory, name, offset, file_mode, replace=False)
+    # a writer that reclaimed segments before the cursor was there may have removed the one it starts in: it
+    # starts at the oldest record held then (from now on the cursor holds its segment back), as the Node side's
+    for _ in range(8):
+        oldest = _oldest(directory)
+        try:
+            cursor = decode_cursor(_read_file(path, CURSOR_SIZE, directory))
+        except IpcError:
+            return
+        if cursor is None or cursor[1] != 0 or not cursor[0] < oldest - SEGMENT_HEADER - RECORD_HEADER:
+            return
+        _write_cursor(directory, name, oldest, file_mode, replace=True)
+
+
+def _oldest(directory):
+    """The offset of the oldest record the stream holds (its oldest segment's first)."""
+    bases = segments(directory)
+    if not bases:
+        raise IpcError("NotFound", "the stream has no segments", directory)
+    return bases[0] + SEGMENT_HEADER
+
+
+def _write_cursor(directory, name, offset, file_mode, replace):
+    """Makes reader ``name``'s cursor at ``offset`` (its owner's only): linked in place, never over one another
+    process made meanwhile, or, with ``replace``, renamed over the one there."""
+    path = os.path.join(directory, "readers", name + ".cursor")
     data = encode_cursor_slot(offset, 0) + b"\0" * (CURSOR_SIZE - 16)
     tmp = "%s.%s.tmp" % (path, uuid.uuid4().hex[:12])
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, file_mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _locked_mode(file_mode))
         try:
             try:
+                os.fchmod(fd, _locked_mode(file_mode))  # the umask narrows, never widens: exactly this
                 _write_at(fd, data, 0)
             finally:
                 os.close(fd)
+            if replace:
+                os.rename(tmp, path)
+                return
             try:
                 os.link(tmp, path)  # never overwrites a cursor another process made meanwhile
             except OSError as error:
                 if error.errno != errno.EEXIST:
                     raise
         finally:
-            os.unlink(tmp)
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
     except OSError as error:
         raise _write_error(error, "cannot register reader %s" % name, directory)
 
@@ -428,6 +542,12 @@ def _cursor_offsets(directory):
 
 def reclaim(directory):
     """Deletes the segments every registered reader is past (never the last one); returns the bytes freed."""
+    # a registration under way: its cursor may not be readable yet, so nothing is deleted this time
+    freed = _with_registry(directory, False, 0o600, lambda: _reclaim_now(directory))
+    return 0 if freed is _BUSY else freed
+
+
+def _reclaim_now(directory):
     bases = segments(directory)
     offsets = _cursor_offsets(directory)
     if len(bases) < 2 or not offsets:
@@ -459,6 +579,7 @@ class LogWriter(object):
 
     def __init__(self, directory, segment_bytes=DEFAULT_SEGMENT_BYTES, max_bytes=DEFAULT_MAX_BYTES,
                  durability="os", lock_timeout=10.0, file_mode=0o600):
+        _check_modes(directory, file_mode)
         self.directory = directory
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
@@ -724,15 +845,12 @@ class LogReader(object):
         self._cursor_fd = -1
         self._seg_fd = -1
         self._closed = True  # until it is open: close() then releases what a failed open took
-        register(directory, name, start, file_mode)
         path = os.path.join(directory, "readers", name + ".cursor")
+        registered_here = not os.path.lexists(path)
+        register(directory, name, start, file_mode)
         self._cursor_fd = _open_file(path, os.O_RDWR, directory)
         try:
-            try:
-                fcntl.flock(self._cursor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                    raise
+            if not _lock_retrying_probes(self._cursor_fd):
                 data = _read_at(self._cursor_fd, CURSOR_SIZE, 0)
                 # the pid is informational: a cursor cut short (damage) names none (the Node side's cursorOwner)
                 owner = struct.unpack(">I", data[32:36])[0] if len(data) >= CURSOR_SIZE else 0
@@ -747,7 +865,23 @@ class LogReader(object):
             self._state = None  # the writer state last read
             self._seg_base = -1
             self._pos = 0
-            self._seek(self._committed)
+            for attempt in range(8):
+                try:
+                    self._seek(self._committed)
+                    break
+                except IpcError as error:
+                    # registered by this open, never read: a writer's reclaim that began before the cursor was
+                    # there removed the segment it starts in; it starts at the oldest record held now, as
+                    # registering at the start means (a cursor that was there before is damage: Corrupt)
+                    if not (registered_here and self._seq == 0 and error.reason in ("Corrupt", "NotFound")
+                            and attempt < 7):
+                        raise
+                    bases = segments(directory)
+                    oldest = bases[0] + SEGMENT_HEADER if bases else None
+                    if oldest is None or self._committed >= oldest:
+                        raise
+                    self._committed = oldest
+                    os.pwrite(self._cursor_fd, encode_cursor_slot(oldest, 0), 0)
         except BaseException as error:
             self._release()  # the cursor's descriptor, and with it the reader name, is never kept by a failed open
             if isinstance(error, OSError):
@@ -789,6 +923,12 @@ class LogReader(object):
             committed = self._committed_end()  # read before the file's size: what it says is in the file
             size = os.fstat(self._seg_fd).st_size
             offset = self._seg_base + self._pos
+            # only a torn write is ever cut, and no reader gets past one: a file shorter than what was read is
+            # damage (this reader waited for ever there, where the Node side's says Corrupt)
+            if size < self._pos:
+                raise _corrupt(self.directory, self._seg_base, offset,
+                               "records this reader had already read are missing: the segment ends at %d"
+                               % (self._seg_base + size))
             scan = _scan(self._seg_fd, self._pos, size)
             if scan[0] == "invalid":
                 raise _corrupt(self.directory, self._seg_base, offset, scan[1])

@@ -171,6 +171,120 @@ class Log(TempDirCase):
         self.assertEqual(struct.unpack(">Q", log.WriterState(True, 0, 16, 1).encode()[12:20])[0], 0)
 
 
+class HelperReview1206(TempDirCase):
+    """Found by an attacker's read of the README (6 December)."""
+
+    def test_a_reader_registered_as_a_reclaim_ends_starts_at_the_oldest_record_held_not_corrupt(self):
+        # a writer's reclaim that read the cursors before the new one was there removed the segment it starts
+        # in after its registration looked: the new reader's open raised Corrupt on an undamaged stream
+        path = new_stream(self.dir, readers=("a",))
+        with log.LogWriter(path, segment_bytes=100) as writer:
+            writer.append_many([b"m%d" % i for i in range(30)])
+        ahead = log.LogReader(path, "a")
+        self.assertEqual([ahead.receive(1) for _ in range(20)], [b"m%d" % i for i in range(20)])
+        ahead.close()
+        real = log.register
+
+        def racing(directory, name, start="start", file_mode=0o600):
+            real(directory, name, start, file_mode)
+            # the reclaim in flight finishes: it removes the oldest segment, as reader "a" is past it
+            os.unlink(os.path.join(directory, log.segment_name(log.segments(directory)[0])))
+
+        log.register = racing
+        try:
+            late = log.LogReader(path, "late")
+        finally:
+            log.register = real
+        first = late.receive(1)
+        rest = [late.receive(1) for _ in range(29 - int(first[1:]))]
+        self.assertEqual([first] + rest, [b"m%d" % i for i in range(int(first[1:]), 30)])
+        late.close()
+        # a cursor that was there before its open, below the oldest segment, is damage: Corrupt
+        log.register(path, "old")
+        os.unlink(os.path.join(path, log.segment_name(log.segments(path)[0])))
+        with self.assertRaises(IpcError) as caught:
+            log.LogReader(path, "old").receive(1)
+        self.assertEqual(caught.exception.reason, "Corrupt")
+
+    def test_a_reader_opened_while_a_prober_shares_its_cursor_lock_opens_once_it_lets_go(self):
+        path = self.stream_with(("w",), [b"one"])
+        cursor = os.path.join(path, "readers", "w.cursor")
+        prober = subprocess.Popen(["flock", "--shared", cursor, "-c", "echo held; sleep 0.05"],
+                                  stdout=subprocess.PIPE)
+        self.assertEqual(prober.stdout.readline(), b"held\n")
+        reader = log.LogReader(path, "w")
+        self.assertEqual(reader.receive(1), b"one")
+        reader.close()
+        self.assertEqual(prober.wait(), 0)
+        prober.stdout.close()
+        holder = subprocess.Popen(["flock", "--exclusive", cursor, "-c", "echo held; sleep 2"], stdout=subprocess.PIPE)
+        try:
+            self.assertEqual(holder.stdout.readline(), b"held\n")
+            with self.assertRaises(IpcError) as caught:
+                log.LogReader(path, "w")
+            self.assertEqual(caught.exception.reason, "AddressInUse")
+        finally:
+            holder.kill()
+            holder.wait()
+            holder.stdout.close()
+
+    def test_a_segment_cut_short_behind_a_reader_is_corrupt_not_a_wait(self):
+        path = self.stream_with(("r",), [b"job 0", b"job 1", b"job 2"])
+        reader = log.LogReader(path, "r")
+        self.assertEqual([reader.receive(1) for _ in range(3)], [b"job 0", b"job 1", b"job 2"])
+        segment = os.path.join(path, log.segment_name(0))
+        os.truncate(segment, os.path.getsize(segment) - 5)
+        with self.assertRaises(IpcError) as caught:
+            reader.receive(1)
+        self.assertEqual(caught.exception.reason, "Corrupt")
+        self.assertIn("records this reader had already read are missing", str(caught.exception))
+        reader.close()
+
+    def test_locked_files_are_their_owners_only_and_modes_others_may_write_are_refused(self):
+        path = os.path.join(self.dir, "wide")
+        log.create(path, readers=("w",), file_mode=0o644, dir_mode=0o755)
+        mode = lambda p: os.stat(p).st_mode & 0o777
+        self.assertEqual(mode(os.path.join(path, "writer.lock")), 0o600)
+        self.assertEqual(mode(os.path.join(path, "readers", "w.cursor")), 0o600)
+        self.assertEqual(mode(os.path.join(path, log.segment_name(0))), 0o644)
+        for options in ({"file_mode": 0o666}, {"file_mode": 0o620}, {"dir_mode": 0o777}, {"file_mode": 0o400},
+                        {"file_mode": 0o1777}, {"file_mode": "600"}):
+            with self.assertRaises(IpcError) as caught:
+                log.create(os.path.join(self.dir, "refused"), **options)
+            self.assertEqual(caught.exception.reason, "InvalidOption", options)
+            self.assertFalse(os.path.exists(os.path.join(self.dir, "refused")))
+        with self.assertRaises(IpcError) as caught:
+            log.LogWriter(path, file_mode=0o666)
+        self.assertEqual(caught.exception.reason, "InvalidOption")
+
+    def test_a_reclaim_while_a_registration_holds_the_registry_deletes_nothing(self):
+        # a reclaim reads the cursors, then deletes: a reader registered between the two lost its first segment
+        path = new_stream(self.dir, readers=("a",))
+        with log.LogWriter(path, segment_bytes=100) as writer:
+            writer.append_many([b"m%d" % i for i in range(30)])
+        reader = log.LogReader(path, "a")
+        for _ in range(30):
+            reader.receive(1)
+        reader.close()
+        before = log.segments(path)
+        holder = subprocess.Popen(["flock", "--exclusive", os.path.join(path, "readers", "registry.lock"), "-c",
+                                   "echo held; sleep 1"], stdout=subprocess.PIPE)
+        try:
+            self.assertEqual(holder.stdout.readline(), b"held\n")
+            self.assertEqual(log.reclaim(path), 0)
+            self.assertEqual(log.segments(path), before)
+        finally:
+            self.assertEqual(holder.wait(), 0)
+            holder.stdout.close()
+        self.assertGreater(log.reclaim(path), 0)
+
+    def stream_with(self, readers, records):
+        path = new_stream(self.dir, readers)
+        with log.LogWriter(path) as writer:
+            writer.append_many(records)
+        return path
+
+
 class FullDisk(TempDirCase):
     """Appends on a real full filesystem (a small tmpfs) and a failing fdatasync: a typed error, and no
     record of the failed append left for readers."""

@@ -147,16 +147,19 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       if (Sys.failed(marker)) return yield* marker
       const ownsDirectory = created || marker?.ownsDirectory === true
       const incarnation = Sys.randomId()
-      const lock = Lock.tryTake(paths.lock, fileMode, `${process.pid} ${incarnation}`, raw)
-      if (Sys.failed(lock)) return yield* lock
-      if (lock === "busy") {
+      // dialers probe the listener's lock (shared, for microseconds): a restarting listener that meets one
+      // tries again, where it refused as if another listener served the directory
+      const lock = yield* Lock.retryWhileProbed(Effect.suspend(() => {
+        const taken = Lock.tryTake(paths.lock, fileMode, `${process.pid} ${incarnation}`, raw)
+        if (Sys.failed(taken)) return Effect.fail(taken)
+        if (taken !== "busy") return Effect.succeed(taken)
         const owner = Lock.owner(paths.lock)
-        return yield* IpcError.make(
+        return Effect.fail(IpcError.make(
           "AddressInUse",
           `a listener${owner === undefined ? "" : ` (pid ${owner.pid})`} already serves this directory`,
           raw
-        )
-      }
+        ))
+      }))
       const setup = Sys.attempt(
         () => {
           try {

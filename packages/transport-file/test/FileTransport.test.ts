@@ -297,6 +297,31 @@ describe("file:// transport", () => {
     30_000
   )
 
+  // dialers probe the listener's lock (shared, for microseconds): a listener restarting while clients dialled
+  // failed AddressInUse, "a listener already serves this directory", with none there
+  it.live(
+    "a listener that starts while a dialer probes its lock listens once the probe lets go",
+    () =>
+      Effect.gen(function*() {
+        // the listener before was killed: its directory and lock file stay, and the new one restarts there
+        const { address, dir, peer } = yield* stoppedListener
+        yield* peer.signal("SIGKILL")
+        yield* peer.exit
+        const lock = Path.join(dir, "listener.lock")
+        const prober = yield* spawn("flock", ["--shared", lock, "-c", "echo held; sleep 0.05"])
+        yield* prober.waitFor((l) => l === "held")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* File.make().listen(address)
+          const channel = yield* File.make().dial(address)
+          const served = yield* listener.accept
+          yield* channel.send(new TextEncoder().encode("after the probe"))
+          assert.strictEqual(new TextDecoder().decode(yield* served.receive), "after the probe")
+        }))
+        assert.strictEqual(yield* prober.exit, 0)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.effect("IPC_TRANSPORT=file picks it; a service's default address is a directory in this user's temp area", () =>
     Effect.gen(function*() {
       const selection = yield* Registry.resolve([File.descriptor, Registry.memory], {

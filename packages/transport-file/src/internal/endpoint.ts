@@ -30,7 +30,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -133,7 +132,7 @@ export interface Endpoint {
   readonly letGo: Effect.Effect<void>
 }
 
-/** Takes the role's lock; a prober (a peer checking our liveness) holds it for microseconds, so retry briefly. */
+/** Takes the role's lock; a prober (a peer checking our liveness) holds it for microseconds, so retried briefly. */
 const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.HeldLock, IpcError.IpcError> => {
   const path = channelPaths(spec.dir).lock(spec.role)
   const attempt = Effect.suspend(() => {
@@ -151,10 +150,7 @@ const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.Held
       )
     )
   })
-  return Effect.retry(attempt, {
-    schedule: Schedule.spaced("5 millis").pipe(Schedule.upTo({ duration: spec.lockRetry ?? "200 millis" })),
-    while: (error) => error.reason._tag === "AddressInUse"
-  })
+  return Lock.retryWhileProbed(attempt, spec.lockRetry)
 }
 
 /** The largest record payload a stream capped at `options.maxBytes` can take (two records and segment headers aside). */

@@ -11,9 +11,40 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Libc from "./libc.ts"
 import * as Sys from "./sys.ts"
+
+/**
+ * Retries `take` while it fails with `AddressInUse`, for up to `within` (200 ms by default): a prober (a
+ * peer's liveness check, a dialer looking for its listener, `file inspect`) shares a lock for microseconds,
+ * and a take that met one would otherwise refuse as if the lock's real holder were there.
+ */
+export const retryWhileProbed = <A>(
+  take: Effect.Effect<A, IpcError.IpcError>,
+  within: Duration.Input = "200 millis"
+): Effect.Effect<A, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    // timed by the process's own clock and timers, as the writer's waits are: a user's `TestClock` (tests of
+    // their own that meet a lock held in earnest) must not hold a take that is refused for ever
+    const deadline = performance.now() + Duration.toMillis(Duration.fromInputUnsafe(within))
+    const attempt = (): Effect.Effect<A, IpcError.IpcError> =>
+      Effect.catchIf(
+        take,
+        (error) => error.reason._tag === "AddressInUse" && performance.now() < deadline,
+        () => Effect.andThen(pause(5), Effect.suspend(attempt))
+      )
+    return attempt()
+  })
+
+/** Waits `ms` on a timer of the process's own. */
+const pause = (ms: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), ms)
+    return Effect.sync(() => clearTimeout(timer))
+  })
 
 /** A lock this process holds. */
 export interface HeldLock {
@@ -28,7 +59,7 @@ export interface HeldLock {
  * (its owner only) if it is missing (an existing one is narrowed to that);
  * `"vanished"` when it was removed between the two tries.
  */
-const openOrCreate = (path: string, mode: number): number | "vanished" => {
+export const openOrCreate = (path: string, mode: number): number | "vanished" => {
   try {
     return Sys.openFile(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_EXCL, Sys.lockedMode(mode))
   } catch (cause) {

@@ -12,6 +12,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as LogFormat from "../LogFormat.ts"
 import * as Libc from "./libc.ts"
+import * as Lock from "./lock.ts"
 import { committedEndOf, corruptAt, gapError, isGap, plausiblePrefix, READ_CHUNK, scanRecord } from "./scan.ts"
 import { endOffset, type LogOptions, noSegments, paths, register, segments, startOffset } from "./stream.ts"
 import * as Sys from "./sys.ts"
@@ -415,60 +416,83 @@ export const openReader = (
   } & Pick<LogOptions, "fileMode"> = {}
 ): Effect.Effect<Reader, IpcError.IpcError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.suspend((): Effect.Effect<ReaderImpl, IpcError.IpcError> => {
-      const unavailable = Libc.available()
-      if (unavailable !== undefined) return Effect.fail(unavailable)
-      const reader = new ReaderImpl(dir, options.name)
-      const fail = (error: IpcError.IpcError) => {
-        reader.close()
-        return Effect.fail(error)
-      }
-      let offset: number
-      if (options.name !== undefined) {
-        const registered = register(dir, options.name, options.from ?? "start", options)
-        if (registered !== undefined) return fail(registered)
-        const path = paths(dir).cursor(options.name)
-        const fd = Sys.attempt(
-          () => Sys.openFile(path, Fs.constants.O_RDWR),
-          "Open",
-          `cannot open the cursor of ${options.name}`,
-          dir
-        )
-        if (Sys.failed(fd)) return fail(fd)
-        Sys.narrowLocked(fd)
-        reader.cursorFd = fd
-        const taken = Libc.tryLock(fd, "exclusive")
-        if (taken !== true) {
-          if (taken !== false) return fail(taken)
-          const owner = LogFormat.cursorOwner(Sys.readAt(fd, LogFormat.CURSOR_SIZE, 0))
-          return fail(
-            IpcError.make(
-              "AddressInUse",
-              `reader ${options.name} is in use by another process${owner > 0 ? ` (pid ${owner})` : ""}`,
-              dir
-            )
+    Effect.suspend(() => {
+      // a cursor this open registers, until it has read anything, starts at the oldest record held (below)
+      const registeredHere = options.name !== undefined && !Sys.exists(paths(dir).cursor(options.name))
+      // `file inspect` probes a cursor's lock (shared, for microseconds): a reader that meets it tries again
+      return Lock.retryWhileProbed(Effect.suspend((): Effect.Effect<ReaderImpl, IpcError.IpcError> => {
+        const unavailable = Libc.available()
+        if (unavailable !== undefined) return Effect.fail(unavailable)
+        const reader = new ReaderImpl(dir, options.name)
+        const fail = (error: IpcError.IpcError) => {
+          reader.close()
+          return Effect.fail(error)
+        }
+        let offset: number
+        if (options.name !== undefined) {
+          const path = paths(dir).cursor(options.name)
+          const registered = register(dir, options.name, options.from ?? "start", options)
+          if (registered !== undefined) return fail(registered)
+          const fd = Sys.attempt(
+            () => Sys.openFile(path, Fs.constants.O_RDWR),
+            "Open",
+            `cannot open the cursor of ${options.name}`,
+            dir
           )
+          if (Sys.failed(fd)) return fail(fd)
+          Sys.narrowLocked(fd)
+          reader.cursorFd = fd
+          const taken = Libc.tryLock(fd, "exclusive")
+          if (taken !== true) {
+            if (taken !== false) return fail(taken)
+            const owner = LogFormat.cursorOwner(Sys.readAt(fd, LogFormat.CURSOR_SIZE, 0))
+            return fail(
+              IpcError.make(
+                "AddressInUse",
+                `reader ${options.name} is in use by another process${owner > 0 ? ` (pid ${owner})` : ""}`,
+                dir
+              )
+            )
+          }
+          const bytes = Sys.attempt(() => Sys.readAt(fd, LogFormat.CURSOR_SIZE, 0), "Read", "cannot read a cursor", dir)
+          if (Sys.failed(bytes)) return fail(bytes)
+          const cursor = LogFormat.decodeCursor(bytes)
+          if (cursor === undefined) {
+            return fail(IpcError.make("Decode", `the cursor of reader ${options.name} is unreadable`, dir))
+          }
+          const pid = new Uint8Array(4)
+          new DataView(pid.buffer).setUint32(0, process.pid)
+          Sys.attempt(() => Fs.writeSync(fd, pid, 0, 4, 32), "Write", "", dir)
+          reader.seq = cursor.seq
+          offset = cursor.offset
+        } else {
+          const start = (options.from ?? "end") === "start" ? startOffset(dir) : endOffset(dir)
+          if (Sys.failed(start)) return fail(start)
+          offset = start
         }
-        const bytes = Sys.attempt(() => Sys.readAt(fd, LogFormat.CURSOR_SIZE, 0), "Read", "cannot read a cursor", dir)
-        if (Sys.failed(bytes)) return fail(bytes)
-        const cursor = LogFormat.decodeCursor(bytes)
-        if (cursor === undefined) {
-          return fail(IpcError.make("Decode", `the cursor of reader ${options.name} is unreadable`, dir))
+        reader.committedOffset = offset
+        const sought = reader.seek(offset)
+        if (sought !== undefined) return fail(sought)
+        if (reader.gap !== undefined && registeredHere && reader.seq === 0) {
+          // a writer's reclaim that began before the cursor was there removed the segment it starts in (its
+          // registration's own check came too early to see it): it starts at the oldest record held now, as
+          // registering at the start means. A cursor that was there before this open is damage: `Corrupt`
+          const start = startOffset(dir)
+          if (Sys.failed(start)) return fail(start)
+          const moved = Sys.attempt(
+            () => void Fs.writeSync(reader.cursorFd!, LogFormat.encodeCursorSlot(start, 0), 0, 16, 0),
+            "Write",
+            `cannot move the cursor of ${options.name}`,
+            dir
+          )
+          if (Sys.failed(moved)) return fail(moved)
+          reader.gap = undefined
+          reader.committedOffset = start
+          const again = reader.seek(start)
+          if (again !== undefined) return fail(again)
         }
-        const pid = new Uint8Array(4)
-        new DataView(pid.buffer).setUint32(0, process.pid)
-        Sys.attempt(() => Fs.writeSync(fd, pid, 0, 4, 32), "Write", "", dir)
-        reader.seq = cursor.seq
-        offset = cursor.offset
-      } else {
-        const start = (options.from ?? "end") === "start" ? startOffset(dir) : endOffset(dir)
-        if (Sys.failed(start)) return fail(start)
-        offset = start
-      }
-      reader.committedOffset = offset
-      const sought = reader.seek(offset)
-      if (sought !== undefined) return fail(sought)
-      return Effect.succeed(reader)
+        return Effect.succeed(reader)
+      }))
     }),
     (reader) => Effect.sync(() => reader.close())
   )

@@ -13,6 +13,8 @@ import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as LogFormat from "../LogFormat.ts"
+import * as Libc from "./libc.ts"
+import * as Lock from "./lock.ts"
 import * as Scan from "./scan.ts"
 import * as Sys from "./sys.ts"
 import type * as Wake from "./wake.ts"
@@ -65,6 +67,8 @@ export const paths = (dir: string) => ({
   writerLock: Path.join(dir, WRITER_LOCK),
   readers: Path.join(dir, READERS),
   cursor: (name: string) => Path.join(dir, READERS, `${name}.cursor`),
+  /** Keeps a registration and a reclaim apart (no cursor is named so). */
+  registry: Path.join(dir, READERS, "registry.lock"),
   segment: (base: number) => Path.join(dir, LogFormat.segmentName(base))
 })
 
@@ -183,6 +187,41 @@ export const endOffset = (dir: string): number | IpcError.IpcError => {
   return state?.end ?? startOffset(dir)
 }
 
+// a registration waits this long for a reclaim in progress (it holds the registry for microseconds)
+const REGISTRY_WAIT_MS = 100
+const pause = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * Runs `f` holding `dir`'s registry lock: `exclusive` for a registration (waiting up to `REGISTRY_WAIT_MS` for
+ * a reclaim to end), shared for a reclaim (which, finding a registration under way, does nothing: `"busy"`). A
+ * reclaim reads the cursors and then deletes segments: a cursor linked between the two was not counted, and
+ * the segment it starts in could go. Where the lock cannot be had (a file of another user's, or a reclaim
+ * held up past the wait), `f` runs without it, as before there was one.
+ */
+const withRegistry = <A>(dir: string, exclusive: boolean, fileMode: number, f: () => A): A | "busy" => {
+  let fd: number | "vanished"
+  try {
+    fd = Lock.openOrCreate(paths(dir).registry, fileMode)
+  } catch {
+    return f()
+  }
+  if (fd === "vanished") return f()
+  try {
+    const deadline = exclusive ? performance.now() + REGISTRY_WAIT_MS : 0
+    for (;;) {
+      const taken = Libc.tryLock(fd, exclusive ? "exclusive" : "shared")
+      if (taken === true) return f()
+      if (taken !== false) return f()
+      if (!exclusive) return "busy"
+      if (performance.now() >= deadline) return f()
+      Atomics.wait(pause, 0, 0, 1)
+    }
+  } finally {
+    // closing the descriptor releases the lock
+    Sys.closeQuietly(fd)
+  }
+}
+
 /** Registers reader `name` at the `start` (oldest record held) or the `end` of `dir`, unless it exists. */
 export const register = (
   dir: string,
@@ -194,6 +233,16 @@ export const register = (
   const invalid = Sys.invalidModes({ fileMode: options.fileMode }, dir)
   if (invalid !== undefined) return invalid
   if (Sys.exists(paths(dir).cursor(name))) return undefined
+  const registered = withRegistry(dir, true, fileModeOf(options), () => registerNow(dir, name, from, options))
+  return registered === "busy" ? undefined : registered
+}
+
+const registerNow = (
+  dir: string,
+  name: string,
+  from: "start" | "end",
+  options: Pick<LogOptions, "fileMode">
+): IpcError.IpcError | undefined => {
   const offset = from === "start" ? startOffset(dir) : endOffset(dir)
   if (Sys.failed(offset)) return offset
   const created = Sys.attempt(
@@ -277,6 +326,12 @@ export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; rea
  * With no registered reader nothing is deleted. Returns the bytes freed.
  */
 export const reclaim = (dir: string): number => {
+  // a registration under way: its cursor may not be readable yet, so nothing is deleted this time
+  const freed = withRegistry(dir, false, defaults.fileMode, () => reclaimNow(dir))
+  return freed === "busy" ? 0 : freed
+}
+
+const reclaimNow = (dir: string): number => {
   const bases = segments(dir)
   if (Sys.failed(bases) || bases.length < 2) return 0
   const offsets = cursors(dir).map((c) => c.offset)
