@@ -11,6 +11,7 @@
  *   0000000000400010.seg
  *   writer.lock               flock'ed by the writer while it appends; holds the writer state
  *   readers/<name>.cursor     one durable cursor per registered reader
+ *   readers/registry.lock     flock'ed while a reader is registered (exclusive) or segments reclaimed (shared)
  * ```
  *
  * Offsets are logical byte positions over the whole stream: a byte at

@@ -457,6 +457,20 @@ describe("a message counts as read once its reader asks for the next (audit: a l
 })
 
 describe("FileChannel.remove (review item 12)", () => {
+  it.effect("removes a channel whose streams were reclaimed (their readers/registry.lock included)", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root, "reclaimed")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const backend = yield* FileChannel.backend(dir)
+        yield* backend.send(new TextEncoder().encode("one"))
+      }))
+      // a reclaim takes the registry lock (its file is made then), as a writer short of room does
+      Log.reclaim(Path.join(dir, FileChannel.streamOf("backend")))
+      assert.isTrue(Fs.existsSync(Path.join(dir, FileChannel.streamOf("backend"), "readers", "registry.lock")))
+      yield* FileChannel.remove(dir)
+      assert.isFalse(Fs.existsSync(dir))
+    }))
+
   it.effect("refuses, typed and touching nothing, a directory that is not a channel or fails the directory checks", () =>
     Effect.gen(function*() {
       // a user's directory (no marker)

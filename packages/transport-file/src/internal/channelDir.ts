@@ -29,6 +29,7 @@ const written = (name: string): string => Sys.tmpFor(name) ?? name
 
 const readers: Shape = {
   entries: (name) => {
+    if (name === Stream.REGISTRY) return "file"
     const reader = Stream.readerOf(written(name))
     return reader !== undefined && LogFormat.isReaderName(reader) ? "file" : undefined
   }

@@ -56,6 +56,8 @@ export const dirModeOf = (options: LogOptions) => options.dirMode ?? defaults.di
 export const WRITER_LOCK = "writer.lock"
 /** The name of a stream's directory of reader cursors. */
 export const READERS = "readers"
+/** The lock in `readers/` that keeps a registration and a reclaim apart (no cursor is named so). */
+export const REGISTRY = "registry.lock"
 
 /** The reader a cursor's file name (`readers/<name>.cursor`) is of; `undefined` for any other name. */
 export const readerOf = (fileName: string): string | undefined =>
@@ -67,8 +69,7 @@ export const paths = (dir: string) => ({
   writerLock: Path.join(dir, WRITER_LOCK),
   readers: Path.join(dir, READERS),
   cursor: (name: string) => Path.join(dir, READERS, `${name}.cursor`),
-  /** Keeps a registration and a reclaim apart (no cursor is named so). */
-  registry: Path.join(dir, READERS, "registry.lock"),
+  registry: Path.join(dir, READERS, REGISTRY),
   segment: (base: number) => Path.join(dir, LogFormat.segmentName(base))
 })
 
