@@ -220,6 +220,16 @@ const peerOf = (socket: Socket.Socket, pipe: number, address: string): IpcChanne
 const refuse = (peer: IpcChannel.PeerInfo, address: string) =>
   IpcError.make("PeerRejected", `refused a peer running as uid ${peer.uid} (pid ${peer.pid ?? "unknown"})`, address)
 
+/** The owner of the socket file at `path`, if there is one. */
+const socketOwner = (path: string): number | undefined => {
+  try {
+    const stat = Fs.lstatSync(path)
+    return stat.isSocket() ? stat.uid : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** The listener was busy, or the conversation it offered was gone when the client came to it: ask again. */
 class Vanished extends Data.TaggedError("Vanished")<{ readonly error: IpcError.IpcError }> {}
 
@@ -510,6 +520,19 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const lobbyAddress = yield* NngAddress.parse(raw)
       const timedOut = (what: string) => () =>
         Effect.fail(IpcError.make("Timeout", `${what} within ${connectTimeout} ms`, raw))
+
+      // a socket file is made by its listener: with the default `authorize`, one of another user's is refused
+      // before anything is sent to it (a custom `authorize` is asked as the listener answers, with its pid too)
+      if (lobbyAddress.transport === "ipc" && options.authorize === undefined) {
+        const owner = socketOwner(lobbyAddress.path)
+        if (owner !== undefined && !authorize({ uid: owner, description: raw })) {
+          return yield* IpcError.make(
+            "PeerRejected",
+            `refused a peer running as uid ${owner} (the owner of its socket file), before anything was sent to it`,
+            raw
+          )
+        }
+      }
 
       // 1. the rendezvous: ask for a conversation
       const welcome = yield* Effect.scoped(Effect.gen(function*() {

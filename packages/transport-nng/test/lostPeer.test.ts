@@ -75,3 +75,38 @@ describe.each([
     90_000
   )
 })
+
+// when the connection ended while messages waited in nng (the reader's inbox full), they were delivered as the
+// link went without the limit every message read on a live link is held to: a message over maxMessageSize
+// arrived, then ConnectionLost, or Closed with no error at all
+describe("a message over maxMessageSize that waits in nng as its peer goes", () => {
+  it.live(
+    "is FrameTooLarge after the messages before it, whether the peer was killed or closed",
+    () =>
+      Effect.gen(function*() {
+        for (const how of ["killed", "close"] as const) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const transport = NngTransport.make({ maxMessageSize: 1000, maxBufferedMessages: 1 })
+            const listener = yield* transport.listen("nng+tcp://127.0.0.1:0")
+            const peer = yield* Child.spawn(
+              process.execPath,
+              Child.nodeArgs("peer.ts", ["oversize", listener.address, ...(how === "close" ? ["close"] : [])])
+            )
+            const channel = yield* listener.accept
+            yield* peer.waitFor((line) => line === "sent", 30_000)
+            if (how === "killed") yield* peer.kill
+            // the link finds its peer gone while the messages still wait
+            yield* Effect.sleep("1500 millis")
+            const sizes: Array<number> = []
+            const end = yield* within(
+              Effect.flip(Effect.forever(Effect.map(channel.receive, (m) => void sizes.push(m.byteLength)))),
+              how
+            )
+            assert.deepStrictEqual(sizes, [100, 100, 100], how)
+            assert.strictEqual(end.reason._tag, "FrameTooLarge", `${how}: ${end.message}`)
+          }))
+        }
+      }),
+    60_000
+  )
+})

@@ -142,13 +142,13 @@ describe("messaging-pattern sockets' options", () => {
     }).pipe(Effect.scoped))
 
   it.live(
-    "maxMessageSize drops a larger message over ipc://, not over inproc:// (nng's inproc has no limit)",
+    "maxMessageSize drops a larger message over ipc:// and inproc:// (which nng itself does not limit)",
     () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
         const pushed = new Uint8Array(100).fill(7)
         const small = new Uint8Array(5).fill(1)
-        const urls = [[`ipc://${dir}/m.ipc`, true], [`inproc://pattern-options-${process.pid}`, false]] as const
+        const urls = [[`ipc://${dir}/m.ipc`, true], [`inproc://pattern-options-${process.pid}`, true]] as const
         for (const [url, limited] of urls) {
           yield* Effect.scoped(Effect.gen(function*() {
             const puller = yield* Pipeline.puller({ listen: url, maxMessageSize: 10 })
@@ -163,5 +163,52 @@ describe("messaging-pattern sockets' options", () => {
         }
       }).pipe(Effect.scoped),
     30_000
+  )
+
+  // nng counts pair's hop count and req/rep's request id (4 bytes) against recv-size-max: a pair message of the
+  // last 4 bytes up to maxMessageSize was dropped without a word, and such a request or reply lost its connection
+  it.live(
+    "a message of exactly maxMessageSize arrives on pair, rep and req; one byte more does not",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const limit = 1000
+        let n = 0
+        const outcome = (run: (url: string) => Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>) =>
+          Effect.scoped(run(`ipc://${dir}/exact-${n++}.ipc`)).pipe(
+            Effect.timeout("2 seconds"),
+            Effect.match({ onFailure: () => "lost", onSuccess: () => "arrived" })
+          )
+        for (const [size, expected] of [[limit, "arrived"], [limit - 3, "arrived"], [limit + 1, "lost"]] as const) {
+          const pair = yield* outcome((url) =>
+            Effect.gen(function*() {
+              const receiver = yield* Pair.make({ listen: url, maxMessageSize: limit })
+              const sender = yield* Pair.make({ dial: url })
+              yield* sender.send(new Uint8Array(size))
+              return yield* receiver.receive
+            })
+          )
+          const request = yield* outcome((url) =>
+            Effect.gen(function*() {
+              yield* Rep.serve({ listen: url, maxMessageSize: limit }, () => Effect.succeed(new Uint8Array(1)))
+              const requester = yield* Req.make({ dial: url, timeout: "1 second" })
+              return yield* requester.request(new Uint8Array(size))
+            })
+          )
+          const reply = yield* outcome((url) =>
+            Effect.gen(function*() {
+              yield* Rep.serve({ listen: url }, () => Effect.succeed(new Uint8Array(size)))
+              const requester = yield* Req.make({ dial: url, timeout: "1 second", maxMessageSize: limit })
+              return yield* requester.request(new Uint8Array(1))
+            })
+          )
+          assert.deepStrictEqual(
+            { pair, request, reply },
+            { pair: expected, request: expected, reply: expected },
+            `${size} bytes`
+          )
+        }
+      }).pipe(Effect.scoped),
+    60_000
   )
 })

@@ -113,3 +113,43 @@ describe("a wrong token on a conversation (nng+abstract://)", () => {
     60_000
   )
 })
+
+describe.skipIf(!canSwitch)("a listener of another user (nng+ipc://)", () => {
+  // a client sent its hello to a listener of another user's and checked that user only on the answer: one that
+  // never answered had the hello and left the client waiting 10 s for a Timeout, not PeerRejected
+  it.live(
+    "a client refuses an nng+ipc:// socket file of another user before it sends anything: PeerRejected at once",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* sharedDir
+        // their directory, where their listener makes its socket
+        Fs.chownSync(dir, NOBODY, NOBODY)
+        const path = Path.join(dir, "theirs.ipc")
+        const squatter = yield* Child.spawn("setpriv", [
+          `--reuid=${NOBODY}`,
+          `--regid=${NOBODY}`,
+          "--clear-groups",
+          "/usr/bin/python3",
+          Path.join(import.meta.dirname, "fixtures", "silent_rep.py"),
+          path
+        ])
+        yield* squatter.waitFor((l) => l === "ready")
+        const refused = yield* Effect.flip(
+          Effect.scoped(NngTransport.make({ connectTimeout: "4 seconds" }).dial(`nng+ipc://${path}`))
+        )
+        assert.strictEqual(refused.reason._tag, "PeerRejected", refused.message)
+        assert.include(refused.detail, `uid ${NOBODY}`)
+        // nothing reached it, not even a connection
+        yield* Effect.sleep("300 millis")
+        assert.deepStrictEqual(squatter.lines, ["ready"])
+        // a client that admits that user (its own authorize) is answered... by silence: checked on the answer
+        const admitted = yield* Effect.flip(
+          Effect.scoped(
+            NngTransport.make({ connectTimeout: "1 second", authorize: () => true }).dial(`nng+ipc://${path}`)
+          )
+        )
+        assert.strictEqual(admitted.reason._tag, "Timeout", admitted.message)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

@@ -247,6 +247,17 @@ const link = (
     while (unpacking !== undefined) sink.message(nextOfBatch(unpacking))
   }
 
+  /**
+   * Delivers the batch being unpacked up to its first message over our limit, past the inbox's bound (the link
+   * ends there), nothing from it on.
+   */
+  const unpackWithinLimit = () => {
+    while (unpacking !== undefined && unpacking.view.getUint32(unpacking.offset) <= maxMessageSize) {
+      sink.message(nextOfBatch(unpacking))
+    }
+    unpacking = undefined
+  }
+
   /** Delivers the rest of the batch being unpacked while the inbox has room; `false` once it is full. */
   const unpack = (): boolean => {
     while (unpacking !== undefined) {
@@ -269,9 +280,19 @@ const link = (
       unpackAll()
       for (let message = socket.tryReceive(); typeof message !== "number"; message = socket.tryReceive()) {
         if (message.pipe !== pipe) break
-        if (message.kind === Kind.data) sink.message(message.body)
-        else if (message.kind === Kind.batch && checkBatch(message.body) >= 0) {
+        // held to our limit and checked as `onMessage` does them (a message over it was delivered here, the
+        // connection being over)
+        if (message.kind === Kind.data) {
+          if (message.body.byteLength > maxMessageSize) return void tooLarge(message.body.byteLength)
+          sink.message(message.body)
+        } else if (message.kind === Kind.batch) {
+          const largest = checkBatch(message.body)
+          if (largest < 0) return sink.lost(IpcError.make("Protocol", "a malformed batch arrived", address))
           startBatch(message.body)
+          if (largest > maxMessageSize) {
+            unpackWithinLimit()
+            return void tooLarge(largest)
+          }
           unpackAll()
         } else if (message.kind === Kind.close && pipeGone) {
           peerClosed = true
@@ -310,13 +331,8 @@ const link = (
           return false
         }
         if (largest > maxMessageSize) {
-          // the messages before the first one over our limit are delivered (past the inbox's bound: the
-          // link ends here), nothing from it on
           startBatch(message.body)
-          while (unpacking !== undefined && unpacking.view.getUint32(unpacking.offset) <= maxMessageSize) {
-            sink.message(nextOfBatch(unpacking))
-          }
-          unpacking = undefined
+          unpackWithinLimit()
           return tooLarge(largest)
         }
         // unpacked as far as the inbox has room: the rest waits for `resume`

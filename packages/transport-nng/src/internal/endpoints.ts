@@ -93,7 +93,9 @@ export const open = (
     // refusals name where the socket listens, ports of port 0 included once bound
     let listeningName = listen.join(", ")
     const socket = yield* Socket.make(protocol, {
+      // nng counts a protocol's header (4 bytes for pair, req and rep) against its limit: the body is held to it
       maxMessageSize: options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE,
+      maxBody: options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE,
       sendBuffer: options.sendBuffer,
       recvBuffer: options.recvBuffer,
       ipcPermissions: options.mode ?? 0o600,

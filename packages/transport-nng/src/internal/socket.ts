@@ -45,10 +45,22 @@ export const queuesOk = (
     return Effect.void
   })
 
+/**
+ * Bytes a protocol's own header adds to a message on the wire (pair1's hop count, req/rep's request id), which
+ * nng counts against `recv-size-max`.
+ */
+export const wireHeader = (protocol: Nng.Protocol): number =>
+  protocol === "pair" || protocol === "req" || protocol === "rep" || protocol === "rep-raw" ? 4 : 0
+
 /** Options common to every socket. */
 export interface SocketOptions {
   /** Largest message accepted from a peer, in bytes (`recv-size-max`; 0: no limit). */
   readonly maxMessageSize: number
+  /**
+   * Largest body accepted from a peer: a larger one is dropped and its connection closed, as nng does with what
+   * passes `recv-size-max` (which then takes this plus the protocol's header, `wireHeader`).
+   */
+  readonly maxBody?: number | undefined
   /** Messages nng queues for sending before `send` waits (`send-buffer`). */
   readonly sendBuffer?: number | undefined
   /** Messages nng queues on receipt before it stops reading from peers (`recv-buffer`). */
@@ -222,7 +234,10 @@ export const open = (
     const nng = yield* Nng.library
     const handle = yield* nng.open(protocol)
     const setup = Effect.gen(function*() {
-      yield* nng.setSocketOption(handle, "recv-size-max", { size: options.maxMessageSize })
+      const sizeMax = options.maxBody === undefined || options.maxBody === 0
+        ? options.maxMessageSize
+        : options.maxBody + wireHeader(protocol)
+      yield* nng.setSocketOption(handle, "recv-size-max", { size: sizeMax })
       if (options.sendBuffer !== undefined && canSend(protocol)) {
         yield* nng.setSocketOption(handle, "send-buffer", { int: options.sendBuffer })
       }
@@ -382,10 +397,15 @@ const makeSocket = (
   // ---- receiving ----
   const kinded = options.kinded === true
   const withHeader = protocol === "rep-raw"
+  const maxBody = options.maxBody
   const tryReceive = (): Nng.Received | number => {
     for (;;) {
       if (closed) return NngError.Code.ECLOSED
       const received = nng.tryReceive(handle, kinded, withHeader)
+      if (typeof received !== "number" && maxBody !== undefined && maxBody > 0 && received.body.byteLength > maxBody) {
+        nng.closePipe(received.pipe)
+        continue
+      }
       if (typeof received === "number" || checkedListeners.size === 0 || admitted(received.pipe)) return received
     }
   }
