@@ -190,12 +190,16 @@ class IpckitChannel(object):
 
     def _lock(self, path):
         """Takes ipckit's lock ``path``; returns the identity of the lock file made, for ``_unlock``."""
-        deadline = time.time() + self.lock_timeout
+        # the deadline is the monotonic clock's, held up to 50 ms longer while the wall clock a lock's age is
+        # measured by has not passed it (the wall clock alone would stretch the wait by however far it steps back)
+        started, started_wall = time.monotonic(), time.time()
         while True:
             ours = self._take(path)
             if ours is not None:
                 return ours
-            late = time.time() > deadline
+            own = time.monotonic() - started
+            late = own > self.lock_timeout and (time.time() - started_wall > self.lock_timeout
+                                                or own > self.lock_timeout + 0.05)
             # a look after the deadline: a lock that turned stale as it came (an empty lock made just before,
             # with ``lock_timeout`` equal to ``stale_age``) is broken here, and taken below
             text = self._maybe_break(path)

@@ -353,7 +353,7 @@ PROBE_RETRY = 0.2
 
 def _lock_retrying_probes(fd):
     """Takes ``fd``'s lock exclusively; False when it stays held for ``PROBE_RETRY`` (its holder is real)."""
-    deadline = time.time() + PROBE_RETRY
+    deadline = time.monotonic() + PROBE_RETRY
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -361,7 +361,7 @@ def _lock_retrying_probes(fd):
         except OSError as error:
             if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
                 raise
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
             return False
         time.sleep(0.005)
 
@@ -423,41 +423,39 @@ def register(directory, name, start="start", file_mode=0o600):
     _with_registry(directory, True, file_mode, lambda: _register_now(directory, name, start, file_mode))
 
 
-# a registration waits this long for a reclaim in progress (it holds the registry for microseconds)
-_REGISTRY_WAIT = 0.1
+# how long a registration waits for a reclaim in progress, and a reclaim for a registration, before going on
+# without the registry: each holds it for microseconds, so only a holder stopped mid-way is waited out
+_REGISTRATION_WAIT = 0.02
+_RECLAIM_WAIT = 0.005
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _with_registry(directory, exclusive, file_mode, f):
     """Runs ``f`` holding the stream's registry lock (``readers/registry.lock``, the Node side's): exclusive for
-    a registration (waiting up to ``_REGISTRY_WAIT`` for a reclaim to end), shared for a reclaim, which finding
-    a registration under way does nothing (returns ``_BUSY``). A reclaim reads the cursors and then deletes
-    segments: a cursor linked between the two was not counted, and the segment it starts in could go. Where
-    the lock cannot be had (another user's file, a reclaim held up past the wait), ``f`` runs without it."""
+    a registration, shared for a reclaim. A reclaim reads the cursors and then deletes segments: a cursor linked
+    between the two was not counted, and the segment it starts in could go. Each waits a moment for the other,
+    and then, or where the lock cannot be had at all (another user's file), ``f`` runs without it: never a
+    hang, never a reclaim held back."""
     path = os.path.join(directory, "readers", "registry.lock")
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC, _locked_mode(file_mode))
     except OSError:
         return f()
     try:
-        deadline = time.time() + (_REGISTRY_WAIT if exclusive else 0)
+        deadline = time.monotonic() + (_REGISTRATION_WAIT if exclusive else _RECLAIM_WAIT)
         while True:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-                return f()
+                break
             except OSError as error:
                 if error.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                    return f()
-            if not exclusive:
-                return _BUSY
-            if time.time() >= deadline:
-                return f()
-            time.sleep(0.001)
+                    break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.0005)
+        return f()
     finally:
         os.close(fd)  # releases the lock
-
-
-_BUSY = object()
 
 
 def _register_now(directory, name, start, file_mode):
@@ -542,9 +540,8 @@ def _cursor_offsets(directory):
 
 def reclaim(directory):
     """Deletes the segments every registered reader is past (never the last one); returns the bytes freed."""
-    # a registration under way: its cursor may not be readable yet, so nothing is deleted this time
-    freed = _with_registry(directory, False, 0o600, lambda: _reclaim_now(directory))
-    return 0 if freed is _BUSY else freed
+    # after any registration under way, whose cursor may not be readable yet
+    return _with_registry(directory, False, 0o600, lambda: _reclaim_now(directory))
 
 
 def _reclaim_now(directory):

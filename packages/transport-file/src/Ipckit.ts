@@ -204,6 +204,9 @@ class Held {
   }
 }
 
+/** How far past a send's deadline it waits for the wall clock (a lock's age) to reach it too. */
+const WALL_SLACK_MS = 50
+
 /** Takes ipckit's lock on `from`'s file: create it exclusively and write our pid, as ipckit does. */
 const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effect<void, IpcError.IpcError> => {
   const p = paths(dir)
@@ -278,15 +281,21 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
   )
   const timeoutMs = Duration.toMillis(timeout)
   return Effect.suspend(() => {
-    // the deadline is kept by the wall clock a lock's age is measured by: a timer can fire early against it
-    // (Node starts one from the event loop's cached time), and a lock made just before the send would then be
-    // judged a few milliseconds short of stale at the very look meant to break it
-    const started = Date.now()
+    // the deadline is the process's own clock, held a little longer (`WALL_SLACK_MS`) while the wall clock a
+    // lock's age is measured by has not passed it yet: a timer alone could end a millisecond before, and a lock
+    // made just before the send was then judged a hair short of stale at the very look meant to break it. The
+    // wall clock alone would stretch the wait by however far it is stepped back
+    const startedWall = Date.now()
+    const startedOwn = performance.now()
+    const waiting = () => {
+      const own = performance.now() - startedOwn
+      return own <= timeoutMs || (Date.now() - startedWall <= timeoutMs && own <= timeoutMs + WALL_SLACK_MS)
+    }
     return attempt.pipe(
       // ipckit retries every 10 ms
       Effect.retry({
         schedule: Schedule.spaced("10 millis"),
-        while: (error) => error instanceof Held && Date.now() - started <= timeoutMs
+        while: (error) => error instanceof Held && waiting()
       }),
       // past the deadline, which may be when the lock turned stale (an empty lock's default `staleAge` is the
       // default timeout): one last look, which breaks such a lock, and one more, which takes it

@@ -247,6 +247,34 @@ describe("ipckit compatibility", () => {
   )
 
   it.live(
+    "a live holder's lock, with the wall clock stepped back 5 s during the wait: Timeout after lockTimeout, not 5 s later",
+    () =>
+      Effect.gen(function*() {
+        // a deadline kept by the wall clock alone (to match the lock's age) waited out every step back of it
+        const dir = fresh(root)
+        const holder = yield* spawn("sh", ["-c", "echo up; sleep 30"])
+        yield* holder.waitFor((l) => l === "up")
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "300 millis" })
+        Fs.writeFileSync(Ipckit.paths(dir).lock("backend"), `${holder.pid}\n`)
+        const wall = Date.now
+        const stepped = setTimeout(() => {
+          Date.now = () => wall.call(Date) - 5000
+        }, 100)
+        const started = performance.now()
+        const busy = yield* Effect.flip(backend.sendEvent("blocked", {})).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            clearTimeout(stepped)
+            Date.now = wall
+          }))
+        )
+        assert.strictEqual(busy.reason._tag, "Timeout")
+        assert.isBelow(performance.now() - started, 3000, "the wait ended within its own clock's deadline")
+        yield* holder.signal("SIGKILL")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "a lock holding anything but a pid (not ipckit's) is never broken, however old: Timeout saying what it holds",
     () =>
       Effect.gen(function*() {

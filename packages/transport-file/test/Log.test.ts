@@ -322,14 +322,14 @@ describe("Log", () => {
     }))
 })
 
-// a lock file its holder removes as it lets go (`release` with `remove`) may be opened by one taker and made
-// again by another before the first one's flock: the first then holds a file no path names, beside the second
 // a reclaim reads the cursors and then deletes segments: a reader registered between the two was not counted, and
 // the segment it starts in could go (a new reader "at the start" got Corrupt, "segment ... is missing", on an
 // undamaged stream: 1555 of 27997 opens in 15 s beside a writer reclaiming 4 KiB segments)
 describe("registering a reader while the writer reclaims", () => {
+  // a reclaim that found the registry held deleted nothing: a writer whose readers kept up said Full (or, by
+  // default, waited) for as long as a stopped process held it
   it.live(
-    "a reclaim while a registration holds the registry deletes nothing; once it ends, it does",
+    "a registry held by a stopped process never holds a reclaim or a registration back",
     () =>
       Effect.gen(function*() {
         const dir = yield* newStream(["a"])
@@ -337,18 +337,17 @@ describe("registering a reader while the writer reclaims", () => {
         yield* appendAll(writer, range(100))
         const a = yield* Log.openReader(dir, { name: "a" })
         yield* drain(a)
-        const before = yield* Log.segments(dir)
-        const registering = yield* spawn("flock", [
+        const holder = yield* spawn("flock", [
           "--exclusive",
           Path.join(dir, "readers", "registry.lock"),
           "-c",
           "echo held; sleep 1"
         ])
-        yield* registering.waitFor((l) => l === "held")
-        assert.strictEqual(Log.reclaim(dir), 0)
-        assert.deepStrictEqual(yield* Log.segments(dir), before)
-        assert.strictEqual(yield* registering.exit, 0)
+        yield* holder.waitFor((l) => l === "held")
         assert.isAbove(Log.reclaim(dir), 0)
+        yield* Log.register(dir, "late", "start")
+        assert.include(Log.cursors(dir).map((c) => c.name), "late")
+        assert.strictEqual(yield* holder.exit, 0)
       }).pipe(Effect.scoped),
     30_000
   )
@@ -405,6 +404,8 @@ describe("a reader opened while a prober shares its cursor's lock", () => {
   )
 })
 
+// a lock file its holder removes as it lets go (`release` with `remove`) may be opened by one taker and made
+// again by another before the first one's flock: the first then holds a file no path names, beside the second
 describe("a lock file removed and made again between a taker's open and its flock", () => {
   it.live("the taker looks again and finds it held: busy, never a second holder", () =>
     Effect.gen(function*() {

@@ -188,18 +188,19 @@ export const endOffset = (dir: string): number | IpcError.IpcError => {
   return state?.end ?? startOffset(dir)
 }
 
-// a registration waits this long for a reclaim in progress (it holds the registry for microseconds)
-const REGISTRY_WAIT_MS = 100
-const pause = new Int32Array(new SharedArrayBuffer(4))
+// how long a registration waits for a reclaim in progress, and a reclaim for a registration, before going on
+// without the registry: each holds it for microseconds, so only a holder stopped mid-way is waited out
+const REGISTRATION_WAIT_MS = 20
+const RECLAIM_WAIT_MS = 5
 
 /**
- * Runs `f` holding `dir`'s registry lock: `exclusive` for a registration (waiting up to `REGISTRY_WAIT_MS` for
- * a reclaim to end), shared for a reclaim (which, finding a registration under way, does nothing: `"busy"`). A
- * reclaim reads the cursors and then deletes segments: a cursor linked between the two was not counted, and
- * the segment it starts in could go. Where the lock cannot be had (a file of another user's, or a reclaim
- * held up past the wait), `f` runs without it, as before there was one.
+ * Runs `f` holding `dir`'s registry lock: exclusive for a registration, shared for a reclaim. A reclaim reads
+ * the cursors and then deletes segments: a cursor linked between the two was not counted, and the segment it
+ * starts in could go. Each waits a moment for the other (spinning: the holder is another process, done within
+ * microseconds), and then, or where the lock cannot be had at all (a file of another user's), `f` runs
+ * without it, as before there was one: never a hang, never a reclaim held back (a writer would say `Full`).
  */
-const withRegistry = <A>(dir: string, exclusive: boolean, fileMode: number, f: () => A): A | "busy" => {
+const withRegistry = <A>(dir: string, exclusive: boolean, fileMode: number, f: () => A): A => {
   let fd: number | "vanished"
   try {
     fd = Lock.openOrCreate(paths(dir).registry, fileMode)
@@ -208,15 +209,11 @@ const withRegistry = <A>(dir: string, exclusive: boolean, fileMode: number, f: (
   }
   if (fd === "vanished") return f()
   try {
-    const deadline = exclusive ? performance.now() + REGISTRY_WAIT_MS : 0
-    for (;;) {
-      const taken = Libc.tryLock(fd, exclusive ? "exclusive" : "shared")
-      if (taken === true) return f()
-      if (taken !== false) return f()
-      if (!exclusive) return "busy"
-      if (performance.now() >= deadline) return f()
-      Atomics.wait(pause, 0, 0, 1)
+    const deadline = performance.now() + (exclusive ? REGISTRATION_WAIT_MS : RECLAIM_WAIT_MS)
+    while (Libc.tryLock(fd, exclusive ? "exclusive" : "shared") === false && performance.now() < deadline) {
+      // the other side's holder is at work in another process
     }
+    return f()
   } finally {
     // closing the descriptor releases the lock
     Sys.closeQuietly(fd)
@@ -234,8 +231,7 @@ export const register = (
   const invalid = Sys.invalidModes({ fileMode: options.fileMode }, dir)
   if (invalid !== undefined) return invalid
   if (Sys.exists(paths(dir).cursor(name))) return undefined
-  const registered = withRegistry(dir, true, fileModeOf(options), () => registerNow(dir, name, from, options))
-  return registered === "busy" ? undefined : registered
+  return withRegistry(dir, true, fileModeOf(options), () => registerNow(dir, name, from, options))
 }
 
 const registerNow = (
@@ -327,9 +323,8 @@ export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; rea
  * With no registered reader nothing is deleted. Returns the bytes freed.
  */
 export const reclaim = (dir: string): number => {
-  // a registration under way: its cursor may not be readable yet, so nothing is deleted this time
-  const freed = withRegistry(dir, false, defaults.fileMode, () => reclaimNow(dir))
-  return freed === "busy" ? 0 : freed
+  // after any registration under way, whose cursor may not be readable yet
+  return withRegistry(dir, false, defaults.fileMode, () => reclaimNow(dir))
 }
 
 const reclaimNow = (dir: string): number => {

@@ -236,7 +236,7 @@ export const open = (
     const setup = Effect.gen(function*() {
       const sizeMax = options.maxBody === undefined || options.maxBody === 0
         ? options.maxMessageSize
-        : options.maxBody + wireHeader(protocol)
+        : Math.min(options.maxBody + wireHeader(protocol), 0xffff_ffff) // libnng's largest; the body check holds the rest
       yield* nng.setSocketOption(handle, "recv-size-max", { size: sizeMax })
       if (options.sendBuffer !== undefined && canSend(protocol)) {
         yield* nng.setSocketOption(handle, "send-buffer", { int: options.sendBuffer })
