@@ -15,7 +15,9 @@
  * 3. on that first frame the listener opens `name.out` for writing.
  *
  * Frames are the effect-ipc frame format. When the conversation ends the
- * listener opens `name.in` afresh for the next client.
+ * listener opens `name.in` afresh for the next client, and replaces
+ * `name.out` with a fresh FIFO if the last client still has it open (its
+ * replies would be read there).
  *
  * The listener never removes what it did not make: FIFOs of this user, a
  * lock naming a dead process (by pid, start time and pid namespace, so that a
@@ -486,7 +488,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             Effect.tap(makeFifo(path, mode, raw), (id) => Effect.sync(() => void ours.set(path, id)))
           )
         const toServer = yield* fifoAt(files.toServer)
-        const toClient = yield* fifoAt(files.toClient)
+        let toClient = yield* fifoAt(files.toClient)
         const acceptor = yield* Transport.makeAcceptor(raw)
         let current: IpcChannel.IpcChannel | undefined
         // why the listener stopped by itself, if it did: what accept and connections fail with then
@@ -601,6 +603,31 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
                 : Effect.logDebug("FIFO conversation failed", error)
             )
           )
+        // the last client may still hold its reading end of name.out: its close returns once its goodbye has left,
+        // and it lets go of the pipe when it sees our end. Whoever opened name.out next would share that pipe with
+        // it, and a reply read there is lost (the next client waits for it for ever). So a name.out with a reader
+        // still on it is replaced before the pair is offered again: a fresh FIFO made at a name of its own and
+        // renamed over it (the old one goes once its last reader does)
+        const freeReplyEnd = Effect.gen(function*() {
+          const attached = yield* openOurs(files.toClient, O_WRONLY, toClient, raw).pipe(
+            Effect.map(({ fd }) => (Fs.closeSync(fd), true)),
+            Effect.catch((error) => error.errno === "ENXIO" ? Effect.succeed(false) : Effect.fail(error))
+          )
+          if (!attached) return
+          const fresh = `${files.toClient}.${process.pid}.${Math.random().toString(36).slice(2)}`
+          toClient = yield* Effect.uninterruptible(Effect.flatMap(makeFifo(fresh, mode, raw), (id) =>
+            Effect.try({
+              try: () => {
+                Fs.renameSync(fresh, files.toClient)
+                ours.set(files.toClient, id)
+                return id
+              },
+              catch: (cause) => {
+                removeOurs(fresh, id)
+                return IpcError.fromSystemError(cause, "Open", `cannot replace ${files.toClient}`, raw)
+              }
+            })))
+        })
         // the first reader is open before listen returns, so a client may dial at once
         const opened = yield* openReader
         input = opened
@@ -608,7 +635,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           Effect.forever(Effect.suspend(() =>
             Effect.andThen(
               conversation(input ?? opened),
-              Effect.map(openReader, (next) => void (input = next))
+              Effect.andThen(freeReplyEnd, Effect.map(openReader, (next) => void (input = next)))
             )
           )).pipe(
             // the pair cannot be offered again: end the listener rather than leave accept hanging

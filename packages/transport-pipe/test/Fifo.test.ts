@@ -1,13 +1,15 @@
 import * as Process from "@effect-ipc/core/Process"
+import * as Transport from "@effect-ipc/core/Transport"
 import { Fifo } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { hangGuard, node, nodeFixture, waitFor } from "./helpers.ts"
+import { hangGuard, node, nodeFixture, python, start, waitFor } from "./helpers.ts"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
@@ -312,6 +314,34 @@ except OSError:
 
   // a client the server closed on while it wrote, then killed: what it left in name.in was read as the start of
   // the next client's conversation (a Protocol error, or the earlier client's messages delivered as the next's)
+  it.live(
+    "a client that still reads name.out after its conversation takes none of the next client's replies",
+    () =>
+      Effect.gen(function*() {
+        const base = `${dir}/lingering`
+        const transport = Fifo.make()
+        const listener = yield* transport.listen(`fifo://${base}`)
+        yield* Effect.forkScoped(
+          Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+        )
+        // A's conversation is over, and A goes on reading its end of name.out
+        const a = yield* start(python, [Path.join(import.meta.dirname, "fixtures/lingering.py"), base])
+        yield* a.line(/^conversed$/)
+        const b = yield* Effect.retry(transport.dial(`fifo://${base}`), {
+          schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 100 })),
+          while: (error) => error.reason._tag === "AddressInUse"
+        })
+        for (let i = 0; i < 50; i++) {
+          const message = new TextEncoder().encode(`B ${i}`)
+          yield* b.send(message)
+          assert.deepStrictEqual(yield* b.receive.pipe(Effect.timeout("5 seconds")), message)
+        }
+        yield* a.finish
+        assert.include(a.lines, "stole 0")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live("bytes an earlier client left in name.in never reach the next conversation", () =>
     Effect.gen(function*() {
       const base = `${dir}/leftover`

@@ -83,7 +83,13 @@ describe("floods", () => {
           Effect.scoped(Effect.gen(function*() {
             const channel = yield* transport.dial(address)
             yield* channel.send(message(i))
-            assert.deepStrictEqual(yield* channel.receive, message(i))
+            // a reply lost on its way would otherwise wait here until the test's own timeout
+            assert.deepStrictEqual(
+              yield* channel.receive.pipe(
+                Effect.timeoutOrElse({ duration: "10 seconds", orElse: () => Effect.die(`reply ${i} never came`) })
+              ),
+              message(i)
+            )
             yield* channel.close
           })).pipe(
             Effect.retry({
