@@ -15,9 +15,9 @@
  * 3. on that first frame the listener opens `name.out` for writing.
  *
  * Frames are the effect-ipc frame format. When the conversation ends the
- * listener opens `name.in` afresh for the next client, and replaces
- * `name.out` with a fresh FIFO if the last client still has it open (its
- * replies would be read there).
+ * listener replaces both FIFOs with fresh ones (made at names of their own
+ * and renamed over them), which the last client, if it still holds the old
+ * ones, can neither read nor write, and opens `name.in` for the next client.
  *
  * The listener never removes what it did not make: FIFOs of this user, a
  * lock naming a dead process (by pid, start time and pid namespace, so that a
@@ -53,6 +53,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Path from "node:path"
 import { Writable } from "node:stream"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
@@ -254,6 +255,32 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
     catch: (cause) =>
       IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
   })
+
+/**
+ * Removes the fresh FIFOs (`name.in.PID.RANDOM`, `name.out.PID.RANDOM`) a
+ * listener of this pair was killed between making and renaming: only the
+ * lock's holder makes them, and the caller holds it now.
+ */
+const clearFresh = (files: FifoPaths): void => {
+  const dir = Path.dirname(files.toServer)
+  const name = Path.basename(files.toServer).slice(0, -".in".length)
+  const fresh = (entry: string) =>
+    [`${name}.in.`, `${name}.out.`].some((prefix) =>
+      entry.startsWith(prefix) && /^\d+\.[a-z0-9]+$/.test(entry.slice(prefix.length))
+    )
+  let entries: Array<string>
+  try {
+    entries = Fs.readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const entry of entries) {
+    if (!fresh(entry)) continue
+    const path = Path.join(dir, entry)
+    const stat = Files.lstatIfAnyQuiet(path)
+    if (stat?.isFIFO() && stat.uid === owner()) removeOurs(path, stat)
+  }
+}
 
 /** The owner of the files this process creates. */
 const owner = (): number | undefined => RuntimeDir.userId()
@@ -460,6 +487,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           })
         }
         yield* clearLeftover(files.ready, "ready token", raw, held.tookOver)
+        yield* Effect.sync(() => clearFresh(files))
         // what we made, to check every later open against and to remove on close: the FIFOs and
         // the current ready token. An inode number is reused once its file is gone (ext4 at once),
         // so a file is ours only with the owner and kind (FIFOs) or the text (token) we gave it too
@@ -487,7 +515,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             clearLeftover(path, "FIFO", raw),
             Effect.tap(makeFifo(path, mode, raw), (id) => Effect.sync(() => void ours.set(path, id)))
           )
-        const toServer = yield* fifoAt(files.toServer)
+        let toServer = yield* fifoAt(files.toServer)
         let toClient = yield* fifoAt(files.toClient)
         const acceptor = yield* Transport.makeAcceptor(raw)
         let current: IpcChannel.IpcChannel | undefined
@@ -522,7 +550,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             Fs.closeSync(fd)
           }
         }
-        const openReader = openOurs(files.toServer, O_RDONLY, toServer, raw).pipe(
+        const openReader = Effect.suspend(() => openOurs(files.toServer, O_RDONLY, toServer, raw)).pipe(
           Effect.flatMap(({ fd }) => sized(fd)),
           Effect.flatMap((fd) =>
             Effect.try({
@@ -603,30 +631,36 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
                 : Effect.logDebug("FIFO conversation failed", error)
             )
           )
-        // the last client may still hold its reading end of name.out: its close returns once its goodbye has left,
-        // and it lets go of the pipe when it sees our end. Whoever opened name.out next would share that pipe with
-        // it, and a reply read there is lost (the next client waits for it for ever). So a name.out with a reader
-        // still on it is replaced before the pair is offered again: a fresh FIFO made at a name of its own and
-        // renamed over it (the old one goes once its last reader does)
-        const freeReplyEnd = Effect.gen(function*() {
-          const attached = yield* openOurs(files.toClient, O_WRONLY, toClient, raw).pipe(
-            Effect.map(({ fd }) => (Fs.closeSync(fd), true)),
-            Effect.catch((error) => error.errno === "ENXIO" ? Effect.succeed(false) : Effect.fail(error))
-          )
-          if (!attached) return
-          const fresh = `${files.toClient}.${process.pid}.${Math.random().toString(36).slice(2)}`
-          toClient = yield* Effect.uninterruptible(Effect.flatMap(makeFifo(fresh, mode, raw), (id) =>
-            Effect.try({
-              try: () => {
-                Fs.renameSync(fresh, files.toClient)
-                ours.set(files.toClient, id)
-                return id
-              },
-              catch: (cause) => {
-                removeOurs(fresh, id)
-                return IpcError.fromSystemError(cause, "Open", `cannot replace ${files.toClient}`, raw)
-              }
-            })))
+        // each conversation gets FIFOs nobody else holds. The last client may still have name.out open for
+        // reading (its close returns once its goodbye has left; it lets go of the pipe when it sees our end,
+        // which may be much later), and a reply read there is lost: the next client waits for it for ever. It
+        // may still be writing to name.in (it has not yet seen our goodbye), and what it writes once name.in
+        // has a reader again would be read as the next client's. So both are replaced before the pair is
+        // offered again: a fresh FIFO made at a name of its own and renamed over each (the old ones go once
+        // their last holder lets go; the last client's writes find no reader, EPIPE)
+        const renew = (path: string, made: Files.FileIdentity) =>
+          Effect.suspend(() => {
+            const now = Files.lstatIfAnyQuiet(path)
+            if (now === undefined || !now.isFIFO() || now.uid !== owner() || !Files.sameFile(now, made)) {
+              return Effect.fail(notOurs(path, raw, now))
+            }
+            const fresh = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`
+            return Effect.uninterruptible(Effect.flatMap(makeFifo(fresh, mode, raw), (id) =>
+              Effect.try({
+                try: () => {
+                  Fs.renameSync(fresh, path)
+                  ours.set(path, id)
+                  return id
+                },
+                catch: (cause) => {
+                  removeOurs(fresh, id)
+                  return IpcError.fromSystemError(cause, "Open", `cannot replace ${path}`, raw)
+                }
+              })))
+          })
+        const renewPair = Effect.gen(function*() {
+          toClient = yield* renew(files.toClient, toClient)
+          toServer = yield* renew(files.toServer, toServer)
         })
         // the first reader is open before listen returns, so a client may dial at once
         const opened = yield* openReader
@@ -635,7 +669,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           Effect.forever(Effect.suspend(() =>
             Effect.andThen(
               conversation(input ?? opened),
-              Effect.andThen(freeReplyEnd, Effect.map(openReader, (next) => void (input = next)))
+              Effect.andThen(renewPair, Effect.map(openReader, (next) => void (input = next)))
             )
           )).pipe(
             // the pair cannot be offered again: end the listener rather than leave accept hanging

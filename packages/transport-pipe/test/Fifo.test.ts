@@ -39,6 +39,20 @@ describe("Fifo", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("modes")), [])
     }))
 
+  it.live("the fresh FIFOs a listener killed between making and renaming them left are removed by the next listen; nothing else", () =>
+    Effect.gen(function*() {
+      const base = `${dir}/fresh`
+      const left = [`${base}.in.4242.k3x9`, `${base}.out.4242.a0`]
+      const kept = [`${base}.in.backup`, `${base}.out.4242.a0.old`, `${dir}/freshen.in.4242.a0`]
+      for (const path of [...left, ...kept]) ChildProcess.execFileSync("mkfifo", [path])
+      Fs.writeFileSync(`${base}.in.4243.b1`, "a user's file of that name")
+      kept.push(`${base}.in.4243.b1`)
+      yield* Effect.scoped(Fifo.make().listen(`fifo://${base}`))
+      for (const path of left) assert.isFalse(Fs.existsSync(path), path)
+      for (const path of kept) assert.isTrue(Fs.existsSync(path), path)
+      for (const path of kept) Fs.rmSync(path)
+    }))
+
   // mkfifo's mode is narrowed by the umask (022 here gave 0640 for 0660): the FIFOs get the mode asked for
   it.live("option mode is the FIFOs' exact mode, whatever the umask (0660 and 0666 under umask 022)", () =>
     Effect.gen(function*() {
@@ -340,6 +354,52 @@ except OSError:
         assert.include(a.lines, "stole 0")
       }).pipe(Effect.scoped),
     60_000
+  )
+
+  it.live(
+    "a client that goes on writing after the listener ended its conversation: none of it reaches the next one",
+    () =>
+      Effect.gen(function*() {
+        const base = `${dir}/writing`
+        const transport = Fifo.make()
+        const listener = yield* transport.listen(`fifo://${base}`)
+        // client A, from the README's protocol: claims the pair, says hello, then writes frames for ever,
+        // through a full pipe (EAGAIN) and one without a reader (EPIPE) alike, on the descriptor it opened
+        const writer = [
+          "import os, struct, sys, time",
+          "base = sys.argv[1]",
+          "claimed = base + '.ready.' + str(os.getpid())",
+          "os.rename(base + '.ready', claimed); os.unlink(claimed)",
+          "w = os.open(base + '.in', os.O_WRONLY | os.O_NONBLOCK)",
+          "r = os.open(base + '.out', os.O_RDONLY | os.O_NONBLOCK)",
+          "frame = lambda kind, p=b'': struct.pack('>BBI', 1, kind, len(p)) + p",
+          "os.write(w, frame(2))",
+          "n = 0",
+          "while True:",
+          "    try:",
+          "        os.write(w, frame(0, b'A%06d' % n)); n += 1",
+          "    except (BlockingIOError, BrokenPipeError):",
+          "        time.sleep(0.001)"
+        ].join("\n")
+        const a = ChildProcess.spawn("python3", ["-c", writer, base], { stdio: "ignore" })
+        yield* Effect.addFinalizer(() => Effect.sync(() => a.kill("SIGKILL")))
+        const serverA = yield* listener.accept
+        assert.strictEqual(new TextDecoder().decode(yield* serverA.receive), "A000000")
+        yield* serverA.close
+        // A writes on; B comes next
+        const b = yield* Effect.retry(transport.dial(`fifo://${base}`), {
+          schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 100 })),
+          while: (error) => error.reason._tag === "AddressInUse"
+        })
+        const serverB = yield* hangGuard(listener.accept, "accept of B")
+        const got: Array<string> = []
+        for (let i = 0; i < 20; i++) {
+          yield* b.send(new TextEncoder().encode(`B ${i}`))
+          got.push(new TextDecoder().decode(yield* serverB.receive.pipe(Effect.timeout("5 seconds"))))
+        }
+        assert.deepStrictEqual(got, Array.from({ length: 20 }, (_, i) => `B ${i}`))
+      }).pipe(Effect.scoped),
+    30_000
   )
 
   it.live("bytes an earlier client left in name.in never reach the next conversation", () =>
