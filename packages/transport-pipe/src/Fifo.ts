@@ -257,7 +257,7 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
   })
 
 /**
- * Removes the fresh FIFOs (`name.in.PID.RANDOM`, `name.out.PID.RANDOM`) a
+ * Removes the fresh FIFOs (`name.in.fresh-PID-RANDOM`, `name.out.fresh-PID-RANDOM`) a
  * listener of this pair was killed between making and renaming: only the
  * lock's holder makes them, and the caller holds it now.
  */
@@ -266,7 +266,7 @@ const clearFresh = (files: FifoPaths): void => {
   const name = Path.basename(files.toServer).slice(0, -".in".length)
   const fresh = (entry: string) =>
     [`${name}.in.`, `${name}.out.`].some((prefix) =>
-      entry.startsWith(prefix) && /^\d+\.[a-z0-9]+$/.test(entry.slice(prefix.length))
+      entry.startsWith(prefix) && /^fresh-\d+-[a-z0-9]+$/.test(entry.slice(prefix.length))
     )
   let entries: Array<string>
   try {
@@ -644,7 +644,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             if (now === undefined || !now.isFIFO() || now.uid !== owner() || !Files.sameFile(now, made)) {
               return Effect.fail(notOurs(path, raw, now))
             }
-            const fresh = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`
+            const fresh = `${path}.fresh-${process.pid}-${Math.random().toString(36).slice(2)}`
             return Effect.uninterruptible(Effect.flatMap(makeFifo(fresh, mode, raw), (id) =>
               Effect.try({
                 try: () => {

@@ -42,11 +42,11 @@ describe("Fifo", () => {
   it.live("the fresh FIFOs a listener killed between making and renaming them left are removed by the next listen; nothing else", () =>
     Effect.gen(function*() {
       const base = `${dir}/fresh`
-      const left = [`${base}.in.4242.k3x9`, `${base}.out.4242.a0`]
-      const kept = [`${base}.in.backup`, `${base}.out.4242.a0.old`, `${dir}/freshen.in.4242.a0`]
+      const left = [`${base}.in.fresh-4242-k3x9`, `${base}.out.fresh-4242-a0`]
+      const kept = [`${base}.in.2024.bak`, `${base}.out.fresh-4242-a0.old`, `${dir}/freshen.in.fresh-4242-a0`]
       for (const path of [...left, ...kept]) ChildProcess.execFileSync("mkfifo", [path])
-      Fs.writeFileSync(`${base}.in.4243.b1`, "a user's file of that name")
-      kept.push(`${base}.in.4243.b1`)
+      Fs.writeFileSync(`${base}.in.fresh-4243-b1`, "a user's file of that name")
+      kept.push(`${base}.in.fresh-4243-b1`)
       yield* Effect.scoped(Fifo.make().listen(`fifo://${base}`))
       for (const path of left) assert.isFalse(Fs.existsSync(path), path)
       for (const path of kept) assert.isTrue(Fs.existsSync(path), path)
@@ -398,6 +398,8 @@ except OSError:
           got.push(new TextDecoder().decode(yield* serverB.receive.pipe(Effect.timeout("5 seconds"))))
         }
         assert.deepStrictEqual(got, Array.from({ length: 20 }, (_, i) => `B ${i}`))
+        // the fresh FIFOs took the pair's names: none is left beside them
+        assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("writing.") && f.includes("fresh")), [])
       }).pipe(Effect.scoped),
     30_000
   )
