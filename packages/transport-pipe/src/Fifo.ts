@@ -16,7 +16,7 @@
  *
  * Frames are the effect-ipc frame format. When the conversation ends the
  * listener replaces both FIFOs with fresh ones (made at names of their own
- * and renamed over them), which the last client, if it still holds the old
+ * and swapped in, one step each), which the last client, if it still holds the old
  * ones, can neither read nor write, and opens `name.in` for the next client.
  *
  * The listener never removes what it did not make: FIFOs of this user, a
@@ -51,6 +51,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -256,8 +257,17 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
       IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
   })
 
+/** Where a fresh FIFO for `path` is made before it takes `path`'s place: the name, a dash, 10 random hex digits. */
+const freshName = (path: string): string => `${path}.fresh-${Crypto.randomBytes(5).toString("hex")}`
+
+/** What a fresh FIFO's name adds to the FIFO's. */
+const FRESH_SUFFIX = ".fresh-".length + 10
+
+/** The longest file name (NAME_MAX on Linux and macOS file systems). */
+const NAME_MAX = 255
+
 /**
- * Removes the fresh FIFOs (`name.in.fresh-PID-RANDOM`, `name.out.fresh-PID-RANDOM`) a
+ * Removes the fresh FIFOs (`name.in.fresh-HEX`, `name.out.fresh-HEX`) a
  * listener of this pair was killed between making and renaming: only the
  * lock's holder makes them, and the caller holds it now.
  */
@@ -266,7 +276,7 @@ const clearFresh = (files: FifoPaths): void => {
   const name = Path.basename(files.toServer).slice(0, -".in".length)
   const fresh = (entry: string) =>
     [`${name}.in.`, `${name}.out.`].some((prefix) =>
-      entry.startsWith(prefix) && /^fresh-\d+-[a-z0-9]+$/.test(entry.slice(prefix.length))
+      entry.startsWith(prefix) && /^fresh-[0-9a-f]{10}$/.test(entry.slice(prefix.length))
     )
   let entries: Array<string>
   try {
@@ -398,7 +408,8 @@ const isReadyToken = (
  */
 const claimReady = (files: FifoPaths, admits: (stat: Fs.Stats) => boolean): boolean => {
   if (!isReadyToken(readQuiet(files.ready), admits)) return false
-  const claimed = `${files.ready}.${process.pid}.${Math.random().toString(36).slice(2)}`
+  // no longer than a fresh name.out (what listen leaves room for)
+  const claimed = `${files.ready}.${Crypto.randomBytes(5).toString("hex")}`
   try {
     Fs.renameSync(files.ready, claimed)
   } catch {
@@ -470,6 +481,16 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         const badMode = TransportOptions.invalidMode(mode, raw)
         if (badMode !== undefined) return yield* badMode
         const files = yield* paths(raw)
+        // a name that leaves no room for the fresh FIFOs would serve one conversation and stop
+        if (Buffer.byteLength(Path.basename(files.toClient)) + FRESH_SUFFIX > NAME_MAX) {
+          return yield* IpcError.make(
+            "NameTooLong",
+            `the FIFO pair's name is too long: ${
+              Path.basename(files.toClient)
+            } and the fresh FIFOs made beside it each conversation need at most ${NAME_MAX} bytes`,
+            raw
+          )
+        }
         const held = yield* takeLock(files.lock, raw, "a live server owns this FIFO pair")
         // look at everything before touching anything
         for (const path of [files.toServer, files.toClient]) {
@@ -644,19 +665,49 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             if (now === undefined || !now.isFIFO() || now.uid !== owner() || !Files.sameFile(now, made)) {
               return Effect.fail(notOurs(path, raw, now))
             }
-            const fresh = `${path}.fresh-${process.pid}-${Math.random().toString(36).slice(2)}`
-            return Effect.uninterruptible(Effect.flatMap(makeFifo(fresh, mode, raw), (id) =>
+            const fresh = freshName(path)
+            const ourFifo = (stat: Fs.Stats | undefined): stat is Fs.Stats =>
+              stat !== undefined && stat.isFIFO() && stat.uid === owner() && Files.sameFile(stat, made)
+            // a system without an exchange: renamed over, what was looked at just before
+            const renamed = (id: Files.FileIdentity) =>
               Effect.try({
                 try: () => {
                   Fs.renameSync(fresh, path)
-                  ours.set(path, id)
                   return id
                 },
                 catch: (cause) => {
                   removeOurs(fresh, id)
                   return IpcError.fromSystemError(cause, "Open", `cannot replace ${path}`, raw)
                 }
-              })))
+              })
+            // swapped in one step: what comes back is the FIFO we made, and is removed; anything else (swapped
+            // in since the look) is swapped back, untouched, and the listener stops
+            const exchanged = (id: Files.FileIdentity) =>
+              Effect.suspend(() => {
+                const back = Files.lstatIfAnyQuiet(fresh)
+                if (ourFifo(back)) {
+                  removeOurs(fresh, back)
+                  return Effect.succeed(id)
+                }
+                return Libc.exchange(fresh, path, raw).pipe(
+                  Effect.andThen(Effect.sync(() => removeOurs(fresh, id))),
+                  Effect.ignore,
+                  Effect.andThen(Effect.fail(notOurs(path, raw, back)))
+                )
+              })
+            return Effect.uninterruptible(
+              Effect.flatMap(makeFifo(fresh, mode, raw), (id) =>
+                Libc.exchange(fresh, path, raw).pipe(
+                  Effect.matchEffect({
+                    onFailure: (error) =>
+                      error.errno === "ENOSYS" || error.errno === "EINVAL" || error.errno === "ENOTSUP"
+                        ? renamed(id)
+                        : Effect.andThen(Effect.sync(() => removeOurs(fresh, id)), Effect.fail(error)),
+                    onSuccess: () => exchanged(id)
+                  }),
+                  Effect.tap(() => Effect.sync(() => void ours.set(path, id)))
+                ))
+            )
           })
         const renewPair = Effect.gen(function*() {
           toClient = yield* renew(files.toClient, toClient)

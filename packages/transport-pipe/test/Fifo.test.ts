@@ -42,16 +42,40 @@ describe("Fifo", () => {
   it.live("the fresh FIFOs a listener killed between making and renaming them left are removed by the next listen; nothing else", () =>
     Effect.gen(function*() {
       const base = `${dir}/fresh`
-      const left = [`${base}.in.fresh-4242-k3x9`, `${base}.out.fresh-4242-a0`]
-      const kept = [`${base}.in.2024.bak`, `${base}.out.fresh-4242-a0.old`, `${dir}/freshen.in.fresh-4242-a0`]
+      const left = [`${base}.in.fresh-0123456789`, `${base}.out.fresh-abcdef0123`]
+      const kept = [`${base}.in.2024.bak`, `${base}.out.fresh-abcdef0123.old`, `${dir}/freshen.in.fresh-0123456789`]
       for (const path of [...left, ...kept]) ChildProcess.execFileSync("mkfifo", [path])
-      Fs.writeFileSync(`${base}.in.fresh-4243-b1`, "a user's file of that name")
-      kept.push(`${base}.in.fresh-4243-b1`)
+      Fs.writeFileSync(`${base}.in.fresh-00000000ff`, "a user's file of that name")
+      kept.push(`${base}.in.fresh-00000000ff`)
       yield* Effect.scoped(Fifo.make().listen(`fifo://${base}`))
       for (const path of left) assert.isFalse(Fs.existsSync(path), path)
       for (const path of kept) assert.isTrue(Fs.existsSync(path), path)
       for (const path of kept) Fs.rmSync(path)
     }))
+
+  it.live("a name with room for the fresh FIFOs serves conversation after conversation; one without is NameTooLong at listen", () =>
+    Effect.gen(function*() {
+      const transport = Fifo.make()
+      // name.out and a fresh one's 17 characters fill the 255 bytes a file name may have
+      const fits = `${dir}/${"f".repeat(234)}`
+      const listener = yield* transport.listen(`fifo://${fits}`)
+      yield* Effect.forkScoped(
+        Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+      )
+      for (let i = 0; i < 3; i++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const client = yield* Effect.retry(transport.dial(`fifo://${fits}`), {
+            schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 100 })),
+            while: (error) => error.reason._tag === "AddressInUse"
+          })
+          yield* client.send(new Uint8Array([i]))
+          assert.deepStrictEqual([...(yield* hangGuard(client.receive, "echo"))], [i])
+        }))
+      }
+      const error = yield* Effect.flip(Effect.scoped(transport.listen(`fifo://${dir}/${"g".repeat(235)}`)))
+      assert.strictEqual(error.reason._tag, "NameTooLong", error.message)
+      assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("ggg")), [])
+    }).pipe(Effect.scoped))
 
   // mkfifo's mode is narrowed by the umask (022 here gave 0640 for 0660): the FIFOs get the mode asked for
   it.live("option mode is the FIFOs' exact mode, whatever the umask (0660 and 0666 under umask 022)", () =>

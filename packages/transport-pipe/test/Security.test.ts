@@ -24,6 +24,8 @@ import {
   tempDir
 } from "./helpers.ts"
 
+const swapFresh = Path.join(import.meta.dirname, "fixtures/swap_fresh.py")
+
 /** An echo server at `address`; returns how many channels it was handed. */
 const echo = (transport: Transport.TransportShape, address: string) =>
   Effect.gen(function*() {
@@ -286,6 +288,53 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
         assert.strictEqual(Fs.lstatSync(`${base}${suffix}`).uid, nobody, `their ${suffix} is left, the listener closed`)
       }
     }).pipe(Effect.scoped))
+
+  // between conversations the listener renames fresh FIFOs over the pair: it looked before, and a file swapped
+  // in after the look was unlinked by the rename, while the listener served on
+  it.live.runIf(isRoot)(
+    "fifo://: another user swapping its file in while the listener renews the pair: the file stays where it was put, and the listener stops",
+    () =>
+      Effect.gen(function*() {
+        for (const which of ["out", "in"]) {
+          const dir = yield* tempDir("effect-ipc-sec-", 0o777)
+          const base = Path.join(dir, "pair")
+          const address = `fifo://${base}`
+          // each mkfifo of the listener's takes 300 ms more (strace), as on a loaded machine: the swap's window
+          const listener = yield* start("/usr/bin/strace", [
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=mknodat",
+            "-e",
+            "inject=mknodat:delay_exit=300000",
+            node,
+            ...nodeFixture("listen.ts"),
+            address
+          ])
+          yield* listener.line(/^armed$/)
+          yield* listener.say("go")
+          yield* listener.line(/^won$/)
+          const swapper = yield* start(python, [swapFresh, base, which], { uid: nobody })
+          yield* swapper.line(/^watching$/)
+          // a conversation, whose end has the listener renew the pair
+          yield* Effect.scoped(Effect.gen(function*() {
+            const client = yield* Fifo.make().dial(address)
+            yield* client.send(new Uint8Array([1]))
+            assert.deepStrictEqual([...(yield* hangGuard(client.receive, "echo"))], [1])
+          }))
+          assert.strictEqual(yield* swapper.line(/^swap/), "swapped", which)
+          const error = yield* Effect.flip(hangGuard(Fifo.make().dial(address), "dial after the swap"))
+          assert.strictEqual(error.reason._tag, "AddressInUse", `${which}: ${error.message}`)
+          const there = Fs.lstatSync(`${base}.${which}`)
+          assert.isTrue(there.isFile() && there.uid === nobody, `${which}: their file is where they put it`)
+          assert.strictEqual(Fs.readFileSync(`${base}.${which}`, "utf8"), "their file")
+          assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.includes("fresh")), [], "no fresh FIFO left")
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   // mkfifo, then a look at the path: the FIFO found there (another user's, swapped in between) was taken for ours
   it.live(

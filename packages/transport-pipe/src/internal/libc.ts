@@ -27,12 +27,17 @@ interface Bindings {
   readonly setPipeSize: (fd: number, size: number) => number
   /** flock(2); returns 0 or the errno. */
   readonly flock: (fd: number, operation: number) => number
+  /** Swaps two paths' files in one step (renameat2 RENAME_EXCHANGE, renamex_np RENAME_SWAP); returns 0 or the errno. */
+  readonly exchange: (a: string, b: string) => number
 }
 
 const F_SETPIPE_SZ = 1031
 const LOCK_EX = 2
 const LOCK_NB = 4
 
+const AT_FDCWD = -100
+const RENAME_EXCHANGE = 2
+const RENAME_SWAP = 2
 const SOL_SOCKET = 1
 const SO_PEERCRED = 17
 const SOL_LOCAL = 0
@@ -52,6 +57,9 @@ const load = Native.loader<typeof KoffiModule>(import.meta.url).bindings(
       const mkfifo = libc.func("int mkfifo(const char *path, uint32_t mode)")
       const fcntl = libc.func("int fcntl(int fd, int cmd, ...)")
       const flock = libc.func("int flock(int fd, int operation)")
+      const renameat2 = libc.func(
+        "int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)"
+      )
       void Ucred
       return {
         peerCredentials: (fd) => {
@@ -62,6 +70,7 @@ const load = Native.loader<typeof KoffiModule>(import.meta.url).bindings(
         },
         flock: (fd, operation) => (flock(fd, operation) as number) === 0 ? 0 : koffi.errno(),
         mkfifo: (path, mode) => (mkfifo(path, mode) as number) === 0 ? 0 : koffi.errno(),
+        exchange: (a, b) => (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) as number) === 0 ? 0 : koffi.errno(),
         setPipeSize: (fd, size) => {
           const rc = fcntl(fd, F_SETPIPE_SZ, "int", size) as number
           return rc >= 0 ? rc : -koffi.errno()
@@ -76,8 +85,10 @@ const load = Native.loader<typeof KoffiModule>(import.meta.url).bindings(
       )
       const mkfifo = libc.func("int mkfifo(const char *path, uint16_t mode)")
       const flock = libc.func("int flock(int fd, int operation)")
+      const renamexNp = libc.func("int renamex_np(const char *from, const char *to, unsigned int flags)")
       return {
         flock: (fd, operation) => (flock(fd, operation) as number) === 0 ? 0 : koffi.errno(),
+        exchange: (a, b) => (renamexNp(a, b, RENAME_SWAP) as number) === 0 ? 0 : koffi.errno(),
         peerCredentials: (fd) => {
           const uid = [0]
           const gid = [0]
@@ -115,6 +126,22 @@ export const mkfifo = (path: string, mode: number, address?: string): Effect.Eff
     return errno === 0
       ? Effect.void
       : Effect.fail(Native.errnoError(errno, "Open", `cannot create the FIFO ${path}`, address))
+  })
+
+/**
+ * Swaps the files at `a` and `b` in one step: each path names the other's
+ * file after it, and nothing can come between (renameat2 RENAME_EXCHANGE on
+ * Linux, renamex_np RENAME_SWAP on macOS). Where the system or the file
+ * system cannot, the error's errno is ENOSYS, EINVAL or ENOTSUP.
+ */
+export const exchange = (a: string, b: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const bindings = load()
+    if (bindings instanceof IpcError.IpcError) return Effect.fail(bindings)
+    const errno = bindings.exchange(a, b)
+    return errno === 0
+      ? Effect.void
+      : Effect.fail(Native.errnoError(errno, "Open", `cannot swap ${a} and ${b}`, address))
   })
 
 /** /proc/sys/fs/pipe-max-size: the largest pipe an unprivileged process may ask for (Linux), read once. */
