@@ -260,15 +260,18 @@ const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: stri
 /** Where a fresh FIFO for `path` is made before it takes `path`'s place: the name, a dash, 10 random hex digits. */
 const freshName = (path: string): string => `${path}.fresh-${Crypto.randomBytes(5).toString("hex")}`
 
-/** What a fresh FIFO's name adds to the FIFO's. */
+/** What a fresh FIFO's name adds to the FIFO's (`freshName`). */
 const FRESH_SUFFIX = ".fresh-".length + 10
+
+/** The part `freshName` adds after the FIFO's name and its dot. */
+const FRESH_TAIL = /^fresh-[0-9a-f]{10}$/
 
 /** The longest file name (NAME_MAX on Linux and macOS file systems). */
 const NAME_MAX = 255
 
 /**
  * Removes the fresh FIFOs (`name.in.fresh-HEX`, `name.out.fresh-HEX`) a
- * listener of this pair was killed between making and renaming: only the
+ * listener of this pair was killed between making and swapping in: only the
  * lock's holder makes them, and the caller holds it now.
  */
 const clearFresh = (files: FifoPaths): void => {
@@ -276,7 +279,7 @@ const clearFresh = (files: FifoPaths): void => {
   const name = Path.basename(files.toServer).slice(0, -".in".length)
   const fresh = (entry: string) =>
     [`${name}.in.`, `${name}.out.`].some((prefix) =>
-      entry.startsWith(prefix) && /^fresh-[0-9a-f]{10}$/.test(entry.slice(prefix.length))
+      entry.startsWith(prefix) && FRESH_TAIL.test(entry.slice(prefix.length))
     )
   let entries: Array<string>
   try {
@@ -291,6 +294,10 @@ const clearFresh = (files: FifoPaths): void => {
     if (stat?.isFIFO() && stat.uid === owner()) removeOurs(path, stat)
   }
 }
+
+/** Whether `stat` is the FIFO this listener made (`made`): owner, kind, device and inode. */
+const isOurFifo = (stat: Fs.Stats | undefined, made: Files.FileIdentity): stat is Fs.Stats =>
+  stat !== undefined && stat.isFIFO() && stat.uid === owner() && Files.sameFile(stat, made)
 
 /** The owner of the files this process creates. */
 const owner = (): number | undefined => RuntimeDir.userId()
@@ -657,17 +664,13 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         // which may be much later), and a reply read there is lost: the next client waits for it for ever. It
         // may still be writing to name.in (it has not yet seen our goodbye), and what it writes once name.in
         // has a reader again would be read as the next client's. So both are replaced before the pair is
-        // offered again: a fresh FIFO made at a name of its own and renamed over each (the old ones go once
+        // offered again: a fresh FIFO made at a name of its own and swapped in for each (the old ones go once
         // their last holder lets go; the last client's writes find no reader, EPIPE)
         const renew = (path: string, made: Files.FileIdentity) =>
           Effect.suspend(() => {
             const now = Files.lstatIfAnyQuiet(path)
-            if (now === undefined || !now.isFIFO() || now.uid !== owner() || !Files.sameFile(now, made)) {
-              return Effect.fail(notOurs(path, raw, now))
-            }
+            if (!isOurFifo(now, made)) return Effect.fail(notOurs(path, raw, now))
             const fresh = freshName(path)
-            const ourFifo = (stat: Fs.Stats | undefined): stat is Fs.Stats =>
-              stat !== undefined && stat.isFIFO() && stat.uid === owner() && Files.sameFile(stat, made)
             // a system without an exchange: renamed over, what was looked at just before
             const renamed = (id: Files.FileIdentity) =>
               Effect.try({
@@ -685,7 +688,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             const exchanged = (id: Files.FileIdentity) =>
               Effect.suspend(() => {
                 const back = Files.lstatIfAnyQuiet(fresh)
-                if (ourFifo(back)) {
+                if (isOurFifo(back, made)) {
                   removeOurs(fresh, back)
                   return Effect.succeed(id)
                 }
