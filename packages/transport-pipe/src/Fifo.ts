@@ -716,16 +716,23 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           toClient = yield* renew(files.toClient, toClient)
           toServer = yield* renew(files.toServer, toServer)
         })
+        // the pair offered again: fresh FIFOs, the reading end, the ready token. With no room for them (a full
+        // disk, no inode or descriptor left: NoSpace), nothing is offered (a dialer hears "busy") and it is
+        // tried again, up to a second apart, until there is: another user filling a shared /tmp for a moment
+        // does not end the listener
+        const reopen = Effect.andThen(renewPair, Effect.map(openReader, (next) => void (input = next))).pipe(
+          Effect.tapError((error) =>
+            error.reason._tag === "NoSpace"
+              ? Effect.logWarning("FIFO listener: no room to offer the pair again; trying again", error)
+              : Effect.void
+          ),
+          Effect.retry({ schedule: Policy.reconnect, while: (error) => error.reason._tag === "NoSpace" })
+        )
         // the first reader is open before listen returns, so a client may dial at once
         const opened = yield* openReader
         input = opened
         yield* Effect.forkScoped(
-          Effect.forever(Effect.suspend(() =>
-            Effect.andThen(
-              conversation(input ?? opened),
-              Effect.andThen(renewPair, Effect.map(openReader, (next) => void (input = next)))
-            )
-          )).pipe(
+          Effect.forever(Effect.suspend(() => Effect.andThen(conversation(input ?? opened), reopen))).pipe(
             // the pair cannot be offered again: end the listener rather than leave accept hanging
             Effect.catch((error) =>
               Effect.andThen(

@@ -1,5 +1,6 @@
 import * as Process from "@effect-ipc/core/Process"
 import * as Transport from "@effect-ipc/core/Transport"
+import * as Tmpfs from "@effect-ipc/testing/Tmpfs"
 import { Fifo } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -76,6 +77,37 @@ describe("Fifo", () => {
       assert.strictEqual(error.reason._tag, "NameTooLong", error.message)
       assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("ggg")), [])
     }).pipe(Effect.scoped))
+
+  // a listener that could not make the next conversation's fresh FIFOs (ENOSPC: another user filled a shared /tmp
+  // for a moment) stopped for good; it now offers nothing while there is no room, and serves again once there is.
+  // On a tmpfs of few inodes in a mount namespace of the child's own (root, as CI runs)
+  it.runIf(process.getuid?.() === 0)(
+    "a directory that runs out of room between conversations: busy meanwhile, served again once there is room, nothing left",
+    () => {
+      const full = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-full-"))
+      try {
+        const [command, ...args] = [
+          ...Tmpfs.at(full, { inodes: 64, mode: "0700" }),
+          node,
+          ...nodeFixture("full-fifo.ts"),
+          full
+        ]
+        const ran = ChildProcess.spawnSync(command!, args, { encoding: "utf8", timeout: 60_000 })
+        assert.strictEqual(ran.status, 0, ran.stderr)
+        const said = JSON.parse(ran.stdout.trim().split("\n").at(-1)!) as Record<string, unknown>
+        assert.strictEqual(said.first, "ok")
+        assert.isAbove(said.filled as number, 0)
+        assert.strictEqual(said.whileFull, "AddressInUse")
+        assert.strictEqual(said.afterwards, "ok", ran.stderr)
+        assert.deepStrictEqual(said.left, [])
+        // the listener said why it offered nothing
+        assert.include(ran.stdout + ran.stderr, "no room to offer the pair again")
+      } finally {
+        Fs.rmSync(full, { recursive: true, force: true })
+      }
+    },
+    90_000
+  )
 
   // mkfifo's mode is narrowed by the umask (022 here gave 0640 for 0660): the FIFOs get the mode asked for
   it.live("option mode is the FIFOs' exact mode, whatever the umask (0660 and 0666 under umask 022)", () =>
