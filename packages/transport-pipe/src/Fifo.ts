@@ -719,14 +719,22 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         // the pair offered again: fresh FIFOs, the reading end, the ready token. With no room for them (a full
         // disk, no inode or descriptor left: NoSpace), nothing is offered (a dialer hears "busy") and it is
         // tried again, up to a second apart, until there is: another user filling a shared /tmp for a moment
-        // does not end the listener
+        // does not end the listener. One warning per shortage, not one per try
+        let short = false
         const reopen = Effect.andThen(renewPair, Effect.map(openReader, (next) => void (input = next))).pipe(
-          Effect.tapError((error) =>
-            error.reason._tag === "NoSpace"
-              ? Effect.logWarning("FIFO listener: no room to offer the pair again; trying again", error)
-              : Effect.void
-          ),
-          Effect.retry({ schedule: Policy.reconnect, while: (error) => error.reason._tag === "NoSpace" })
+          Effect.tapError((error) => {
+            if (error.reason._tag !== "NoSpace" || short) return Effect.void
+            short = true
+            return Effect.logWarning("FIFO listener: no room to offer the pair again; trying again", error)
+          }),
+          Effect.retry({ schedule: Policy.reconnect, while: (error) => error.reason._tag === "NoSpace" }),
+          Effect.tap(() =>
+            Effect.suspend(() => {
+              if (!short) return Effect.void
+              short = false
+              return Effect.logInfo("FIFO listener: room again; the pair is offered")
+            })
+          )
         )
         // the first reader is open before listen returns, so a client may dial at once
         const opened = yield* openReader
