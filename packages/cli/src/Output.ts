@@ -210,7 +210,7 @@ const internals = [
   // a stack frame (`at fn (file:1:2)`, `at async Promise.all (index 0)`), not "at unix:///x.sock (pid 7)"
   /\s*\bat [^\s(]+ \((?:[^)]*:\d+:\d+|index \d+|native|<anonymous>)\)/g,
   /:? ?E[A-Z]+: [^,]+, \w+ '[^']*'/g,
-  /:? ?\b(?:connect|bind|listen|open|mkdtemp|rename|unlink|mkdir|stat|lstat) E[A-Z]+\b(?: \S+)?/g,
+  /:? ?\b(?:connect|bind|listen|open|mkdtemp|rename|unlink|mkdir|stat|lstat|read|write|writev|shutdown) E[A-Z]+\b(?: \S+)?/g,
   /'[^']*\.eipc-[^']*'/g,
   /\S*\/\.eipc-\S*/g,
   / \[E[A-Z]+\]/g

@@ -156,7 +156,14 @@ const messagesOf = (
 const closeDelivered = (channel: IpcChannel.IpcChannel): Effect.Effect<void, IpcError.IpcError> =>
   IpcChannel.closeChecked(channel).pipe(
     Effect.mapError((error) =>
-      IpcError.make("ConnectionLost", `the listener did not take what was sent: ${error.detail}`, channel.address)
+      // the errno and the system's error kept: the failure's line gives the system's words for it, not its call
+      new IpcError.IpcError({
+        reason: "ConnectionLost",
+        detail: `the listener did not take what was sent: ${error.detail}`,
+        address: channel.address,
+        ...(error.errno === undefined ? {} : { errno: error.errno }),
+        cause: error.cause
+      })
     )
   )
 

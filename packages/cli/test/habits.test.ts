@@ -535,6 +535,13 @@ it.live(
           event: "error",
           reason: "ConnectionLost"
         })
+        // the line names no system call (the README: "never ... a system call's wording"): the listener's drop
+        // reached the sender as "write EPIPE" or "read ECONNRESET", printed as is
+        for (const args of [["--json", "send"], ["send"], ["--json", "send"]]) {
+          const again = yield* runCli([...args, address, "a".repeat(200)])
+          assert.strictEqual(again.code, 1, again.stdout + again.stderr)
+          assert.notMatch(again.stdout + again.stderr, /\b(?:read|write|writev) E[A-Z]+|\bE(?:PIPE|CONNRESET)\b/)
+        }
         // what the listener takes is sent, exit 0
         const taken = yield* runCli(["send", address, "ok"])
         assert.strictEqual(taken.code, 0, taken.stderr)
