@@ -100,8 +100,9 @@ const BUILD_BOUND_MS = 30_000
 
 /**
  * How long a connection that could not be accepted for a passing reason is tried again, on each scan, before it
- * is left alone: its lock held by a prober (`AddressInUse`), no descriptor free (`NoSpace`), its files removed
- * as it was opened (`NotFound`: its dialer gave it up; the next scan discards what is left).
+ * is left alone: its lock held by a prober (`AddressInUse`), its files removed as it was opened (`NotFound`: its
+ * dialer gave it up; the next scan discards what is left). One that failed for want of room (`NoSpace`: no
+ * descriptor or inode free) is tried again for as long as the shortage lasts: its dialer waits for it.
  */
 const ACCEPT_RETRY_MS = 10_000
 const RETRIED: ReadonlySet<string> = new Set(["AddressInUse", "NoSpace", "NotFound"])
@@ -310,7 +311,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             Effect.suspend(() => {
               const now = performance.now()
               const since = failedSince.get(id) ?? now
-              if (!stopped && RETRIED.has(error.reason._tag) && now - since < ACCEPT_RETRY_MS) {
+              const passing = error.reason._tag === "NoSpace" || now - since < ACCEPT_RETRY_MS
+              if (!stopped && RETRIED.has(error.reason._tag) && passing) {
                 failedSince.set(id, since)
                 seen.delete(id)
                 return Effect.logDebug(`could not accept connection ${id}; trying again on the next scan`, error)

@@ -16,7 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fresh, node, run, tempRoot } from "./helpers.ts"
+import { fresh, newStream, node, run, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("faults")
 const text = new TextDecoder()
@@ -113,6 +113,26 @@ describe("bad input and faults", () => {
         yield* backend.sendEvent("second", {})
         assert.strictEqual((yield* frontend.receive).method, "second")
       }).pipe(Effect.scoped),
+    30_000
+  )
+
+  // the writer lock's descriptor was opened, then listing the segments failed (EMFILE in a listener short of
+  // descriptors, here a directory its owner may search but not list): the failed open kept the descriptor
+  it.live(
+    "a writer whose open fails after its lock is open (the directory cannot be listed) keeps no descriptor",
+    () =>
+      Effect.gen(function*() {
+        Fs.chmodSync(root, 0o755)
+        const dir = yield* newStream(root)
+        for (const entry of [dir, ...Fs.readdirSync(dir).map((name) => Path.join(dir, name))]) {
+          Fs.chownSync(entry, 65534, 65534)
+        }
+        // search and write, not read: writer.lock opens, the listing of segments fails
+        Fs.chmodSync(dir, 0o300)
+        const said = (yield* asNobody(["open-writer", dir])) as { reason?: string; held: Array<string> }
+        assert.strictEqual(said.reason, "PermissionDenied")
+        assert.deepStrictEqual(said.held, [])
+      }),
     30_000
   )
 

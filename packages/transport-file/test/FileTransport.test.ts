@@ -353,6 +353,49 @@ describe("file:// transport", () => {
 })
 
 // made one directory at a time, a path the kernel refuses part of the way down left 2 000 of them behind
+// a connection the listener could not accept for want of room (no inode for its lock files: another user filled
+// the disk) was tried again for 10 s, then left until the listener closed: its dialer, told nothing, waited for
+// ever once the room came back. Now it is tried again while the shortage lasts (root: a tmpfs of 100 inodes)
+describe.runIf(process.getuid?.() === 0)("file:// listener out of room while a client dials", () => {
+  it.live(
+    "a client that dialled while the disk was full for 12 s is served once there is room",
+    () =>
+      Effect.gen(function*() {
+        const mount = yield* tmpfs(root, "1m", 100)
+        const address = `file://${mount}/l`
+        const transport = File.make()
+        const peer = yield* node(["listen-echo", address])
+        yield* peer.waitFor((l) => l === "listening")
+        const first = yield* transport.dial(address)
+        yield* first.send(bytes("first"))
+        assert.strictEqual(text.decode(yield* first.receive), "first")
+        // the listener sees the next connection only once the disk is full
+        yield* peer.signal("SIGSTOP")
+        const pending = yield* transport.dial(address)
+        yield* pending.send(bytes("waited"))
+        const fillers: Array<string> = []
+        for (;;) {
+          const path = Path.join(mount, `filler-${fillers.length}`)
+          try {
+            Fs.writeFileSync(path, "")
+          } catch {
+            break
+          }
+          fillers.push(path)
+        }
+        assert.isAbove(fillers.length, 0)
+        yield* peer.signal("SIGCONT")
+        yield* Effect.sleep("12 seconds")
+        for (const path of fillers) Fs.rmSync(path)
+        const answer = yield* pending.receive.pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(text.decode(answer), "waited")
+        yield* first.close
+        yield* pending.close
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
 describe("file:// at a path too long for the kernel", () => {
   it.live("is NameTooLong before anything is made (a path past 4095 bytes, a name past 255)", () =>
     Effect.gen(function*() {

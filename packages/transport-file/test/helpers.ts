@@ -30,17 +30,25 @@ let counter = 0
 export const fresh = (root: string, name = "d"): string => Path.join(root, `${name}${counter++}`)
 
 /**
- * A tmpfs of `size` (`"256k"`) mounted for the scope at a fresh directory under `root` (needs root), whose
- * path it gives; unmounted as the scope closes (retried briefly: a read in flight keeps a file open a moment).
+ * A tmpfs of `size` (`"256k"`) and, if given, `inodes` files (its root included) mounted for the scope at a fresh
+ * directory under `root` (needs root), whose path it gives; unmounted as the scope closes (retried briefly: a read
+ * in flight keeps a file open a moment).
  */
-export const tmpfs = (root: string, size: string): Effect.Effect<string, never, Scope.Scope> =>
+export const tmpfs = (root: string, size: string, inodes?: number): Effect.Effect<string, never, Scope.Scope> =>
   Effect.suspend(() => {
     const mount = fresh(root, "tmpfs")
     Fs.mkdirSync(mount, { mode: 0o700 })
     return Effect.as(
       Effect.acquireRelease(
         Effect.sync(() =>
-          ChildProcess.execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", mount])
+          ChildProcess.execFileSync("mount", [
+            "-t",
+            "tmpfs",
+            "-o",
+            `size=${size},mode=0700${inodes === undefined ? "" : `,nr_inodes=${inodes}`}`,
+            "tmpfs",
+            mount
+          ])
         ),
         () =>
           Effect.try(() => ChildProcess.execFileSync("umount", [mount], { stdio: "ignore" })).pipe(

@@ -119,9 +119,13 @@ class WriterImpl {
     )
     if (Sys.failed(fd)) return fd
     Sys.narrowLocked(fd)
-    this.lockFd = fd
     const bases = segments(this.dir)
-    if (Sys.failed(bases)) return bases
+    if (Sys.failed(bases)) {
+      // a failed open is not closed by its caller (nothing was acquired): the lock's descriptor goes here
+      Sys.closeQuietly(fd)
+      return bases
+    }
+    this.lockFd = fd
     this.oldest = bases[0] ?? 0
     return undefined
   }
