@@ -7,6 +7,8 @@
  *
  * @since 0.1.0
  */
+import * as Fs from "node:fs"
+import * as Path from "node:path"
 
 /** The tmpfs: its size (`"4k"`), its number of inodes (the root takes one), its mode, and whether it starts full. */
 export interface TmpfsOptions {
@@ -43,4 +45,22 @@ export const at = (dir: string, options: TmpfsOptions): ReadonlyArray<string> =>
       settings.length === 0 ? "" : ` -o ${settings.join(",")}`
     } tmpfs ${where} && { ${fill} exec "$0" "$@"; }`
   ]
+}
+
+/**
+ * Takes every inode left in `dir`'s file system with empty files named
+ * `filler-N` (a tmpfs of few inodes fills at once); their paths, to remove
+ * when the room should come back.
+ */
+export const fillInodes = (dir: string): Array<string> => {
+  const fillers: Array<string> = []
+  for (;;) {
+    const path = Path.join(dir, `filler-${fillers.length}`)
+    try {
+      Fs.writeFileSync(path, "")
+    } catch {
+      return fillers
+    }
+    fillers.push(path)
+  }
 }

@@ -7,6 +7,7 @@
 import { IpcChannel, Registry } from "@effect-ipc/core"
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
+import * as Tmpfs from "@effect-ipc/testing/Tmpfs"
 import * as File from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -373,16 +374,7 @@ describe.runIf(process.getuid?.() === 0)("file:// listener out of room while a c
         yield* peer.signal("SIGSTOP")
         const pending = yield* transport.dial(address)
         yield* pending.send(bytes("waited"))
-        const fillers: Array<string> = []
-        for (;;) {
-          const path = Path.join(mount, `filler-${fillers.length}`)
-          try {
-            Fs.writeFileSync(path, "")
-          } catch {
-            break
-          }
-          fillers.push(path)
-        }
+        const fillers = Tmpfs.fillInodes(mount)
         assert.isAbove(fillers.length, 0)
         yield* peer.signal("SIGCONT")
         yield* Effect.sleep("12 seconds")
