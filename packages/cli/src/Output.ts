@@ -204,22 +204,34 @@ const why = (errno: string, address: string | undefined): string => {
 /**
  * What a system's message adds that a user did not give: stack frames, the
  * names of temporary files the transports make (`.eipc-XXXXXX`), and Node's
- * `syscall ECODE path` wording with its `[ECODE]` tag.
+ * `syscall ECODE path` wording with its `[ECODE]` tag. The wordings with a code
+ * are taken out only when the code is an errno (`write EPIPE`, not a user's
+ * "write EVENTS.log").
  */
-const internals = [
+const internals: ReadonlyArray<readonly [RegExp, string?]> = [
   // a stack frame (`at fn (file:1:2)`, `at async Promise.all (index 0)`), not "at unix:///x.sock (pid 7)"
-  /\s*\bat [^\s(]+ \((?:[^)]*:\d+:\d+|index \d+|native|<anonymous>)\)/g,
-  /:? ?E[A-Z]+: [^,]+, \w+ '[^']*'/g,
-  /:? ?\b(?:connect|bind|listen|open|mkdtemp|rename|unlink|mkdir|stat|lstat|read|write|writev|shutdown) E[A-Z]+\b(?: \S+)?/g,
-  /'[^']*\.eipc-[^']*'/g,
-  /\S*\/\.eipc-\S*/g,
-  / \[E[A-Z]+\]/g
+  [/\s*\bat [^\s(]+ \((?:[^)]*:\d+:\d+|index \d+|native|<anonymous>)\)/g],
+  [/:? ?(E[A-Z]+): [^,]+, \w+ '[^']*'/g, "errno"],
+  [
+    /:? ?\b(?:connect|bind|listen|open|mkdtemp|rename|unlink|mkdir|stat|lstat|read|write|writev|shutdown) (E[A-Z]+)\b(?: \S+)?/g,
+    "errno"
+  ],
+  [/'[^']*\.eipc-[^']*'/g],
+  [/\S*\/\.eipc-\S*/g],
+  [/ \[(E[A-Z]+)\]/g, "errno"]
 ]
+
+const isErrno = (code: string): boolean =>
+  (Os.constants.errno as Record<string, number | undefined>)[code] !== undefined
 
 /** `text` without internals (see `internals`), on one line. */
 export const scrub = (text: string): string => {
   let out = text
-  for (const pattern of internals) out = out.replace(pattern, "")
+  for (const [pattern, kind] of internals) {
+    out = kind === undefined
+      ? out.replace(pattern, "")
+      : out.replace(pattern, (found: string, code: string) => isErrno(code) ? "" : found)
+  }
   return oneLine(out)
 }
 

@@ -741,3 +741,19 @@ it("Output.scrub leaves out the transports' temporary names, quoted or not", () 
     assert.notInclude(Output.scrub(text), ".eipc-", text)
   }
 })
+
+// (the system call wordings taken out whatever their code): a user's own log line, "could not write EVENTS.log
+// to /var/data; will read ENV defaults instead", printed as "could not.log to /var/data; will instead"
+it("Output.scrub takes out a system call's wording only with an errno, and leaves a user's words", () => {
+  for (
+    const text of [
+      "could not write EVENTS.log to /var/data; will read ENV defaults instead",
+      "could not open EXPORT.csv: EXCEL is not installed, rename EXPORT.csv [EXPORT]"
+    ]
+  ) {
+    assert.strictEqual(Output.scrub(text), text)
+  }
+  assert.strictEqual(Output.scrub("the connection failed: write EPIPE"), "the connection failed")
+  assert.strictEqual(Output.scrub("cannot listen: listen EADDRINUSE /tmp/s.sock [EADDRINUSE]"), "cannot listen")
+  assert.strictEqual(Output.scrub("cannot open: ENOENT: no such file or directory, open '/x/y'"), "cannot open")
+})
