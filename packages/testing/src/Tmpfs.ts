@@ -64,3 +64,31 @@ export const fillInodes = (dir: string): Array<string> => {
     fillers.push(path)
   }
 }
+
+/**
+ * Takes every byte left in `dir`'s file system with one file named
+ * `filler-bytes` (its inodes stay free: files can be made, not written); its
+ * path, to remove when the room should come back.
+ */
+export const fillBytes = (dir: string): string => {
+  const path = Path.join(dir, "filler-bytes")
+  const fd = Fs.openSync(path, "w")
+  const block = new Uint8Array(64 * 1024)
+  try {
+    for (;;) Fs.writeSync(fd, block)
+  } catch {
+    // full
+  } finally {
+    Fs.closeSync(fd)
+  }
+  // what a block too large for the rest left: byte by byte
+  const tail = Fs.openSync(path, "a")
+  try {
+    for (;;) Fs.writeSync(tail, block, 0, 1)
+  } catch {
+    // full
+  } finally {
+    Fs.closeSync(tail)
+  }
+  return path
+}

@@ -176,7 +176,7 @@ const takeLock = (
     const token = `${Process.encode(Process.self())}:${Math.random().toString(36).slice(2)}`
     const attempt = (): "taken" | "exists" => {
       try {
-        Fs.writeFileSync(path, token, { flag: "wx", mode: 0o600 })
+        createHolding(path, token, 0o600)
         return "taken"
       } catch (cause) {
         if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
@@ -387,6 +387,32 @@ const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
   }
 }
 
+/**
+ * Creates `path` holding `text`, with `mode` whatever the umask: never over
+ * anything, never through a link (`EEXIST`). A file it made but could not fill
+ * (a full disk: `ENOSPC`) is removed before the error is thrown, so that no
+ * empty lock or token is left to block the address. What it made.
+ */
+const createHolding = (path: string, text: string, mode: number): Files.FileIdentity => {
+  const fd = Fs.openSync(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK, 0o600)
+  try {
+    const made = Fs.fstatSync(fd)
+    try {
+      Fs.fchmodSync(fd, mode)
+      const bytes = Buffer.from(text)
+      if (Fs.writeSync(fd, bytes) !== bytes.byteLength) {
+        throw Object.assign(new Error(`ENOSPC: no space left on device, write '${path}'`), { code: "ENOSPC" })
+      }
+    } catch (cause) {
+      removeOurs(path, made)
+      throw cause
+    }
+    return { dev: made.dev, ino: made.ino }
+  } finally {
+    Fs.closeSync(fd)
+  }
+}
+
 /** `Files.readSmall`, undefined on any failure. */
 const readQuiet = (path: string): ReturnType<typeof Files.readSmall> => {
   try {
@@ -561,21 +587,12 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         const isOffered = () => ourToken() !== undefined
         const publishReady = () => {
           if (isOffered()) return
-          let fd: number
           try {
-            fd = Fs.openSync(files.ready, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK, 0o600)
+            // the lock's token: a successor can tell our leftover token from a user's file
+            token = createHolding(files.ready, held.token, tokenMode)
           } catch (cause) {
             const stat = IpcError.errnoOf(cause) === "EEXIST" ? Files.lstatIfAny(files.ready) : undefined
             throw stat === undefined ? cause : inUse(files.ready, Files.describe(stat), raw)
-          }
-          try {
-            const made = Fs.fstatSync(fd)
-            token = { dev: made.dev, ino: made.ino }
-            Fs.fchmodSync(fd, tokenMode)
-            // the lock's token: a successor can tell our leftover token from a user's file
-            Fs.writeSync(fd, held.token)
-          } finally {
-            Fs.closeSync(fd)
           }
         }
         const openReader = Effect.suspend(() => openOurs(files.toServer, O_RDONLY, toServer, raw)).pipe(

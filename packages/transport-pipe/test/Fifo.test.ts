@@ -25,6 +25,32 @@ const sizeOf = (file: string) =>
     ], { encoding: "utf8" }).trim()
   )
 
+// a listener that could not make the next conversation's fresh FIFOs (ENOSPC: another user filled a shared /tmp
+// for a moment) stopped for good; it now offers nothing while there is no room, and serves again once there is.
+// With no byte left (inodes free) the ready token was made but not written, and the empty file left behind
+// stopped this listener and refused every later one. On a tmpfs in a mount namespace of the child's own (root,
+// as CI runs)
+const inFullTmpfs = (options: Tmpfs.TmpfsOptions, mode: "inodes" | "bytes" | "listen") => {
+  const full = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-full-"))
+  try {
+    const [command, ...args] = [
+      ...Tmpfs.at(full, { ...options, mode: "0700" }),
+      node,
+      ...nodeFixture("full-fifo.ts"),
+      full,
+      mode
+    ]
+    const ran = ChildProcess.spawnSync(command!, args, { encoding: "utf8", timeout: 60_000 })
+    assert.strictEqual(ran.status, 0, ran.stderr)
+    return {
+      said: JSON.parse(ran.stdout.trim().split("\n").at(-1)!) as Record<string, unknown>,
+      output: ran.stdout + ran.stderr
+    }
+  } finally {
+    Fs.rmSync(full, { recursive: true, force: true })
+  }
+}
+
 describe("Fifo", () => {
   it.live("creates the FIFOs with mode 0600 and removes every file on close", () =>
     Effect.gen(function*() {
@@ -78,35 +104,29 @@ describe("Fifo", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("ggg")), [])
     }).pipe(Effect.scoped))
 
-  // a listener that could not make the next conversation's fresh FIFOs (ENOSPC: another user filled a shared /tmp
-  // for a moment) stopped for good; it now offers nothing while there is no room, and serves again once there is.
-  // On a tmpfs of few inodes in a mount namespace of the child's own (root, as CI runs)
-  it.runIf(process.getuid?.() === 0)(
-    "a directory that runs out of room between conversations: busy meanwhile, served again once there is room, nothing left",
-    () => {
-      const full = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-full-"))
-      try {
-        const [command, ...args] = [
-          ...Tmpfs.at(full, { inodes: 64, mode: "0700" }),
-          node,
-          ...nodeFixture("full-fifo.ts"),
-          full
-        ]
-        const ran = ChildProcess.spawnSync(command!, args, { encoding: "utf8", timeout: 60_000 })
-        assert.strictEqual(ran.status, 0, ran.stderr)
-        const said = JSON.parse(ran.stdout.trim().split("\n").at(-1)!) as Record<string, unknown>
+  for (const [mode, options] of [["inodes", { inodes: 64 }], ["bytes", { size: "64k" }]] as const) {
+    it.runIf(process.getuid?.() === 0)(
+      `a directory that runs out of room (${mode}) between conversations: busy meanwhile, served again once there is room, nothing left`,
+      () => {
+        const { said, output } = inFullTmpfs(options, mode)
         assert.strictEqual(said.first, "ok")
         assert.isAbove(said.filled as number, 0)
         assert.strictEqual(said.whileFull, "AddressInUse")
-        assert.strictEqual(said.afterwards, "ok", ran.stderr)
+        assert.strictEqual(said.afterwards, "ok", output)
         assert.deepStrictEqual(said.left, [])
         // the listener said why it offered nothing, once for the whole shortage, and when it was over
-        const output = ran.stdout + ran.stderr
         assert.strictEqual(output.split("no room to offer the pair again").length - 1, 1, output)
         assert.include(output, "room again; the pair is offered")
-      } finally {
-        Fs.rmSync(full, { recursive: true, force: true })
-      }
+      },
+      90_000
+    )
+  }
+
+  it.runIf(process.getuid?.() === 0)(
+    "listen where no byte is left: NoSpace, and no empty lock left to refuse the next listen",
+    () => {
+      const { said } = inFullTmpfs({ size: "64k" }, "listen")
+      assert.deepStrictEqual(said, { listen: "NoSpace", left: [] })
     },
     90_000
   )
