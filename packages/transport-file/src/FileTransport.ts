@@ -41,6 +41,7 @@ import * as Lock from "./internal/lock.ts"
 import * as Sys from "./internal/sys.ts"
 import * as Wake from "./internal/wake.ts"
 import * as Log from "./Log.ts"
+import * as LogFormat from "./LogFormat.ts"
 
 /** Options of the file transport: those of every channel it opens. */
 export interface FileTransportOptions extends FileChannel.FileChannelOptions {}
@@ -193,6 +194,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       // when each connection that could not be accepted first failed: it is tried again on later scans (a
       // prober held its lock a moment too long, the process was out of descriptors) for `ACCEPT_RETRY_MS`
       const failedSince = new Map<string, number>()
+      // when each of them is tried next: a try that fails takes and lets go of files in connections/, which wakes
+      // the watcher, which would try again at once (a listener short of descriptors spun on it)
+      const retryAt = new Map<string, number>()
       let stopped = false
       /** Builds whose builder cannot be judged: how each looked when first seen so, and when (this clock). */
       const sightings = new Map<string, { readonly looks: string; readonly since: number }>()
@@ -305,6 +309,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             )
           )
           failedSince.delete(id)
+          retryAt.delete(id)
           acceptor.offer(endpoint.channel)
         }).pipe(
           Effect.catch((error) =>
@@ -314,10 +319,13 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
               const passing = error.reason._tag === "NoSpace" || now - since < ACCEPT_RETRY_MS
               if (!stopped && RETRIED.has(error.reason._tag) && passing) {
                 failedSince.set(id, since)
+                // 50 ms after the first failure, doubling to 2 s between tries
+                retryAt.set(id, now + Math.min(2000, Math.max(50, (now - since) / 2)))
                 seen.delete(id)
                 return Effect.logDebug(`could not accept connection ${id}; trying again on the next scan`, error)
               }
               failedSince.delete(id)
+              retryAt.delete(id)
               return Effect.logWarning(`could not accept connection ${id}; it is left until the listener closes`, error)
             })
           ),
@@ -339,6 +347,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             continue
           }
           if (seen.has(id)) continue
+          const due = retryAt.get(id)
+          if (due !== undefined && performance.now() < due) continue
           seen.add(id)
           background(accept(id))
         }
@@ -346,7 +356,12 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         if (sightings.size > 0 || failedSince.size > 0) {
           const present = new Set(names)
           for (const name of sightings.keys()) if (!present.has(name)) sightings.delete(name)
-          for (const id of failedSince.keys()) if (!present.has(id)) failedSince.delete(id)
+          for (const id of failedSince.keys()) {
+            if (!present.has(id)) {
+              failedSince.delete(id)
+              retryAt.delete(id)
+            }
+          }
         }
       }
 
@@ -479,6 +494,15 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         return yield* renamed
       }
       let backendSeen = false
+      /** Whether the backend has written anything (its first segment holds more than its header, or is gone). */
+      const spoke = (): boolean => {
+        try {
+          return Fs.statSync(Log.paths(Endpoint.channelPaths(connDir).stream("backend")).segment(0)).size >
+            LogFormat.SEGMENT_HEADER
+        } catch {
+          return true
+        }
+      }
       const listenerAlive = (): boolean => {
         const listening = Lock.probe(paths.lock)
         return listening === "held" && Lock.owner(paths.lock)?.token === listener.token
@@ -496,7 +520,10 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
               backendSeen = true
               return "present"
             }
-            if (backendSeen) return "absent"
+            // a backend that let go having written nothing, while the same listener lives, is an accept that failed
+            // after it took the lock (no descriptor left): it is tried again, and the connection is still pending
+            if (backendSeen && (spoke() || !listenerAlive())) return "absent"
+            backendSeen = false
             // not accepted yet: fine while the same listener is alive
             return listenerAlive() ? "pending" : "absent"
           },
