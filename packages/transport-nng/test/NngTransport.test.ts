@@ -154,6 +154,30 @@ describe("NngTransport", () => {
       assert.include(refused.detail, `refused a peer running as uid ${process.getuid!()} (pid ${process.pid})`)
     }).pipe(Effect.scoped))
 
+  // (either side's check of the conversation's peer removed): `authorize` was asked about the rendezvous only,
+  // every test's answer was the same for both, and nothing noticed. An authorize that admits only its first
+  // question (the rendezvous) must see the conversation refused
+  it.live("the conversation's peer is put to `authorize` again, on both sides", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const address = `nng+ipc://${Path.join(dir, "twice.ipc")}`
+      const firstOnly = () => {
+        let asked = 0
+        return NngTransport.make({ authorize: () => ++asked === 1, connectTimeout: "1 second" })
+      }
+      const open = NngTransport.make({ connectTimeout: "1 second" })
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* open.listen(address)
+        const refused = yield* Effect.flip(firstOnly().dial(address))
+        assert.strictEqual(refused.reason._tag, "PeerRejected")
+      }))
+      const listener = yield* firstOnly().listen(address)
+      const dialed = yield* Effect.result(open.dial(address))
+      assert.strictEqual(dialed._tag, "Failure")
+      const accepted = yield* listener.accept.pipe(Effect.timeout("1 second"), Effect.result)
+      assert.strictEqual(accepted._tag, "Failure", "no channel for a refused conversation")
+    }).pipe(Effect.scoped))
+
   it.live("a dial with nothing behind the address is NotFound at once; an unreachable one times out, typed", () =>
     Effect.gen(function*() {
       // refused at once, not after the connect timeout (a generous bound: it only tells the two apart)

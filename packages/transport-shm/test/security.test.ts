@@ -387,6 +387,29 @@ describe.skipIf(!isRoot)("shm:// with a process that gave up root's privileges (
 })
 
 describe("shm:// against hostile peers of this user", () => {
+  // (the inode check removed): a hello naming one descriptor with another file's inode was taken at its word
+  it.live(
+    "a ring named by a descriptor whose file is not the inode the hello names is refused",
+    () =>
+      Effect.gen(function*() {
+        const name = fresh()
+        yield* Shm.ShmTransport.make().listen(`shm://${name}`)
+        const capacity = 64 * 1024
+        const ring = yield* Effect.acquireRelease(
+          Segments.createOutgoing("r", Header.HEADER_SIZE + capacity),
+          (r) => Effect.sync(() => (r.handedOver(), r.mapping.release()))
+        )
+        const header = Ring.initialiseSegment(ring.mapping.buffer, capacity)
+        header.words[4] = process.pid
+        const [scheme, fd, ino] = ring.token.split(":")
+        const refusal = yield* forgeHello(name, `${scheme}:${fd}:${Number(ino) + 1}`)
+        assert.include(refusal, "is not the segment it named")
+        // named truly, the same ring is accepted
+        assert.strictEqual(yield* forgeHello(name, ring.token), "accepted")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.live(
     "a ring whose creator is not the peer is refused by the creator check (magic, owner and seals are right)",
     () =>

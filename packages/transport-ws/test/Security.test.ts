@@ -9,13 +9,16 @@ import * as Transport from "@effect-ipc/core/Transport"
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as References from "effect/References"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { closedBy, collect, freshAddress, freshPort, handshake, rawConnect, sweepTokenFiles } from "./helpers.ts"
 
@@ -252,6 +255,23 @@ describe("ws:// security", () => {
         Fs.chmodSync(file, 0o600)
       }))
       assert.isFalse(Fs.existsSync(file), "the token file is removed with the listener")
+    }).pipe(Effect.scoped))
+
+  // (the check that the file still holds our token removed): a listener that closed removed the token file of the
+  // listener that wrote it after, leaving that one's clients without its token
+  it.live("a listener closing leaves a token file another listener wrote since in place", () =>
+    Effect.gen(function*() {
+      const file = Path.join(Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-ws-successor-")), "token")
+      Fs.chmodSync(Path.dirname(file), 0o700)
+      const first = yield* Scope.make()
+      yield* echoServer(freshAddress("first"), { tokenFile: file }).pipe(Scope.provide(first))
+      const second = yield* echoServer(freshAddress("second"), { tokenFile: file })
+      yield* Scope.close(first, Exit.void)
+      assert.isTrue(Fs.existsSync(file), "the second listener's token file is left")
+      assert.strictEqual(Fs.readFileSync(file, "utf8").split("\n")[0], second.token)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => Fs.rmSync(Path.dirname(file), { recursive: true, force: true }))
+      )
     }).pipe(Effect.scoped))
 
   it.live("a dial to a host that is not loopback sends no token from a file, though the address's file exists", () =>
