@@ -20,6 +20,12 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
 )
 
+/** A transport whose `authorize` admits the first peer it is asked about, and no other. */
+const firstOnly = () => {
+  let asked = 0
+  return NngTransport.make({ authorize: () => ++asked === 1, connectTimeout: "1 second" })
+}
+
 describe("NngTransport", () => {
   it.live("serves many clients at one address, each in its own conversation", () =>
     Effect.gen(function*() {
@@ -161,10 +167,6 @@ describe("NngTransport", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const address = `nng+ipc://${Path.join(dir, "twice.ipc")}`
-      const firstOnly = () => {
-        let asked = 0
-        return NngTransport.make({ authorize: () => ++asked === 1, connectTimeout: "1 second" })
-      }
       const open = NngTransport.make({ connectTimeout: "1 second" })
       yield* Effect.scoped(Effect.gen(function*() {
         yield* open.listen(address)
