@@ -386,20 +386,25 @@ describe.skipIf(!isRoot)("shm:// with a process that gave up root's privileges (
   )
 })
 
+/** A listener at a fresh shm:// name, and a sealed ring of 64 KiB made here (its header to set) to offer it. */
+const listenerAndRing = Effect.gen(function*() {
+  const name = fresh()
+  yield* Shm.ShmTransport.make().listen(`shm://${name}`)
+  const capacity = 64 * 1024
+  const ring = yield* Effect.acquireRelease(
+    Segments.createOutgoing("r", Header.HEADER_SIZE + capacity),
+    (r) => Effect.sync(() => (r.handedOver(), r.mapping.release()))
+  )
+  return { header: Ring.initialiseSegment(ring.mapping.buffer, capacity), name, ring }
+})
+
 describe("shm:// against hostile peers of this user", () => {
   // (the inode check removed): a hello naming one descriptor with another file's inode was taken at its word
   it.live(
     "a ring named by a descriptor whose file is not the inode the hello names is refused",
     () =>
       Effect.gen(function*() {
-        const name = fresh()
-        yield* Shm.ShmTransport.make().listen(`shm://${name}`)
-        const capacity = 64 * 1024
-        const ring = yield* Effect.acquireRelease(
-          Segments.createOutgoing("r", Header.HEADER_SIZE + capacity),
-          (r) => Effect.sync(() => (r.handedOver(), r.mapping.release()))
-        )
-        const header = Ring.initialiseSegment(ring.mapping.buffer, capacity)
+        const { header, name, ring } = yield* listenerAndRing
         header.words[4] = process.pid
         const [scheme, fd, ino] = ring.token.split(":")
         const refusal = yield* forgeHello(name, `${scheme}:${fd}:${Number(ino) + 1}`)
@@ -414,14 +419,7 @@ describe("shm:// against hostile peers of this user", () => {
     "a ring whose creator is not the peer is refused by the creator check (magic, owner and seals are right)",
     () =>
       Effect.gen(function*() {
-        const name = fresh()
-        yield* Shm.ShmTransport.make().listen(`shm://${name}`)
-        const capacity = 64 * 1024
-        const ring = yield* Effect.acquireRelease(
-          Segments.createOutgoing("r", Header.HEADER_SIZE + capacity),
-          (r) => Effect.sync(() => (r.handedOver(), r.mapping.release()))
-        )
-        const header = Ring.initialiseSegment(ring.mapping.buffer, capacity)
+        const { header, name, ring } = yield* listenerAndRing
         header.words[4] = process.ppid // the creator's pid: another process
         const refusal = yield* forgeHello(name, ring.token)
         assert.include(refusal, `was made by pid ${process.ppid}, not by the peer (pid ${process.pid})`)
