@@ -41,7 +41,6 @@ import * as Lock from "./internal/lock.ts"
 import * as Sys from "./internal/sys.ts"
 import * as Wake from "./internal/wake.ts"
 import * as Log from "./Log.ts"
-import * as LogFormat from "./LogFormat.ts"
 
 /** Options of the file transport: those of every channel it opens. */
 export interface FileTransportOptions extends FileChannel.FileChannelOptions {}
@@ -81,9 +80,15 @@ interface ConnectionInfo {
   readonly created: number
 }
 
-const readInfo = (path: string): ConnectionInfo | undefined => {
+/**
+ * A connection's `connection.json`: `undefined` when it is missing or is not one (garbage), `NoSpace` when the
+ * process could not read it for want of room (no descriptor free): the connection is then looked at again.
+ */
+const readInfo = (path: string, address: string): ConnectionInfo | undefined | IpcError.IpcError => {
+  const content = Sys.attempt(() => Sys.readFile(path), "Open", `cannot read ${path}`, address)
+  if (Sys.failed(content)) return content.reason._tag === "NoSpace" ? content : undefined
   try {
-    const value = JSON.parse(Sys.readFile(path).toString("utf8")) as Partial<ConnectionInfo>
+    const value = JSON.parse(content.toString("utf8")) as Partial<ConnectionInfo>
     return typeof value.listener === "string" ? value as ConnectionInfo : undefined
   } catch {
     return undefined
@@ -244,14 +249,19 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         }
       }
 
-      /** Removes what is not a connection (nothing but dialers of this user can write here), forgetting it once gone. */
+      /**
+       * Removes what is not a connection (nothing but dialers of this user can write here), forgetting it once gone,
+       * or when its locks could not be looked at for want of room (looked at again on a later scan).
+       */
       const discard = (id: string) => {
         const connDir = paths.connection(id)
+        let undecided = false
         try {
           if (Fs.lstatSync(connDir).isDirectory()) {
             // abandoned unless a live end holds a lock (a lock file we refuse to open is nobody's)
             const held = Endpoint.ROLES.some((role) => {
               const state = Lock.probe(Endpoint.channelPaths(connDir).lock(role))
+              if (Sys.failed(state) && state.reason._tag === "NoSpace") undecided = true
               return state === "held" || (Sys.failed(state) && state.reason._tag !== "PermissionDenied")
             })
             if (!held) {
@@ -263,7 +273,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         } catch {
           // gone already
         }
-        if (!Sys.exists(connDir)) seen.delete(id)
+        if (undecided || !Sys.exists(connDir)) seen.delete(id)
       }
 
       /** A hidden entry: a connection still being built is left alone; anything else (a dead dialer's build) goes. */
@@ -279,7 +289,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           const streams = Endpoint.channelPaths(connDir)
           const unsafe = Layout.checkSubdir(connDir, raw) ?? Layout.checkStream(streams.stream("backend"), raw) ??
             Layout.checkStream(streams.stream("frontend"), raw)
-          const info = unsafe === undefined ? readInfo(paths.info(id)) : undefined
+          const info = unsafe === undefined ? readInfo(paths.info(id), raw) : undefined
+          if (Sys.failed(info)) return yield* info
           if (info === undefined || info.listener !== incarnation) {
             // garbage, or a connection to an earlier listener: its dialer has been told, or is dead
             discard(id)
@@ -289,6 +300,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             address: raw,
             dir: connDir,
             role: "backend",
+            lockLast: true,
             peerStatus: () => {
               const state = Lock.probe(Endpoint.channelPaths(connDir).lock("frontend"))
               return Sys.failed(state) ? state : state === "held" ? "present" : "absent"
@@ -494,15 +506,6 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         return yield* renamed
       }
       let backendSeen = false
-      /** Whether the backend has written anything (its first segment holds more than its header, or is gone). */
-      const spoke = (): boolean => {
-        try {
-          return Fs.statSync(Log.paths(Endpoint.channelPaths(connDir).stream("backend")).segment(0)).size >
-            LogFormat.SEGMENT_HEADER
-        } catch {
-          return true
-        }
-      }
       const listenerAlive = (): boolean => {
         const listening = Lock.probe(paths.lock)
         return listening === "held" && Lock.owner(paths.lock)?.token === listener.token
@@ -514,16 +517,17 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           role: "frontend",
           heldLock: held,
           peerStatus: () => {
-            const backend = Lock.probe(Endpoint.channelPaths(connDir).lock("backend"))
+            const backendLock = Endpoint.channelPaths(connDir).lock("backend")
+            const backend = Lock.probe(backendLock)
             if (Sys.failed(backend)) return backend
             if (backend === "held") {
               backendSeen = true
               return "present"
             }
-            // a backend that let go having written nothing, while the same listener lives, is an accept that failed
-            // after it took the lock (no descriptor left): it is tried again, and the connection is still pending
-            if (backendSeen && (spoke() || !listenerAlive())) return "absent"
-            backendSeen = false
+            // the listener takes the backend's lock, naming itself in it, once its accept can no longer fail: a
+            // lock seen held, or naming a holder, and let go is a backend gone (even one that came and went
+            // between two of these checks)
+            if (backendSeen || (backend === "free" && Lock.owner(backendLock) !== undefined)) return "absent"
             // not accepted yet: fine while the same listener is alive
             return listenerAlive() ? "pending" : "absent"
           },

@@ -16,7 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fresh, newStream, node, run, tempRoot } from "./helpers.ts"
+import { childScript, fresh, newStream, node, run, spawn, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("faults")
 const text = new TextDecoder()
@@ -133,6 +133,40 @@ describe("bad input and faults", () => {
         assert.strictEqual(said.reason, "PermissionDenied")
         assert.deepStrictEqual(said.held, [])
       }),
+    30_000
+  )
+
+  it.live(
+    "a reader with no descriptor left to open the next segment waits, warns once, and loses nothing",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const go = Path.join(root, `${Path.basename(dir)}.go`)
+        const backend = yield* FileChannel.backend(dir, { segmentBytes: 256 })
+        const reader = yield* spawn("prlimit", [
+          "--nofile=64",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "read-starved",
+          dir,
+          "frontend",
+          "40",
+          go
+        ])
+        yield* reader.waitFor((l) => l.startsWith("starved"))
+        const sent = Array.from({ length: 40 }, (_, i) => `message ${i} of forty`)
+        for (const m of sent) yield* backend.send(bytes(m))
+        const stream = Path.join(dir, FileChannel.streamOf("backend"))
+        assert.isAbove(Fs.readdirSync(stream).filter((name) => name.endsWith(".seg")).length, 3, "several segments")
+        Fs.writeFileSync(go, "")
+        yield* reader.waitFor((l) => l.startsWith("got "), "every message")
+        assert.strictEqual(reader.lines().find((l) => l.startsWith("got ")), `got ${sent.join(",")}`)
+        const warned = `${reader.lines().join("\n")}${reader.stderr()}`.split("for want of room").length - 1
+        assert.strictEqual(warned, 1, "one warning for the spell")
+        assert.strictEqual(yield* reader.exit, 0)
+      }).pipe(Effect.scoped),
     30_000
   )
 

@@ -105,6 +105,11 @@ export interface EndpointSpec {
   /** The role's lock, when the caller took it already (a dialer takes it before publishing the connection). */
   readonly heldLock?: Lock.HeldLock | undefined
   /**
+   * Take the role's lock once the streams are open, not before (a listener's accept: its dialer, watching that
+   * lock, never sees an accept that failed for want of descriptors). Only for a role nobody else opens.
+   */
+  readonly lockLast?: boolean | undefined
+  /**
    * A durable channel (the fixed roles) outlives its peer's sessions: the
    * peer's close record says it left cleanly, and the channel waits for its
    * next session instead of ending. Otherwise (connections) the peer's close
@@ -190,12 +195,16 @@ export const open = (
     const scope = yield* Scope.make()
     const readerScope = yield* Scope.make()
     const openAll = Effect.gen(function*() {
-      const roleLock = spec.heldLock ?? (yield* takeRoleLock(spec, options.fileMode ?? Log.defaults.fileMode))
-      yield* Scope.addFinalizer(scope, Effect.sync(() => Lock.release(roleLock)))
+      const takeLock = takeRoleLock(spec, options.fileMode ?? Log.defaults.fileMode)
+      // let go of last, whenever it is taken
+      let roleLock = spec.heldLock
+      yield* Scope.addFinalizer(scope, Effect.sync(() => roleLock !== undefined && Lock.release(roleLock)))
+      if (spec.lockLast !== true) roleLock ??= yield* takeLock
       const writer = yield* Log.openWriter(paths.stream(role), options).pipe(Scope.provide(scope))
       const reader = yield* Log.openReader(paths.stream(peerRole), { name: role, from: "start", ...options }).pipe(
         Scope.provide(readerScope)
       )
+      roleLock ??= yield* takeLock
       return { writer, reader, session: Lock.tokenOf(roleLock.owner) }
     })
     const opened = yield* Effect.exit(openAll)
@@ -234,6 +243,9 @@ export const open = (
     let peerPid: number | undefined
     // the last liveness check could not look at the peer's lock (warned once until one can)
     let probeFailing = false
+    // the last read found no descriptor free (a segment to open): read again on the next wake-up or check, the
+    // peer's loss not judged meanwhile (warned once until a read goes through)
+    let starved = false
     let paused = false
     let largePending = false
     let pumpScheduled = false
@@ -296,7 +308,20 @@ export const open = (
       }
     }
 
+    /** A read that failed: for want of room, tried again later (nothing is lost); otherwise the channel fails. */
+    const unread = (error: IpcError.IpcError): void => {
+      if (error.reason._tag !== "NoSpace") return fail(error)
+      if (starved) return
+      starved = true
+      background(Effect.logWarning("cannot read the peer's messages for want of room; trying again", error.detail))
+    }
+
     const corrupt = (error: IpcError.IpcError): boolean => {
+      // not damage: the next segment could not be opened for want of room
+      if (error.reason._tag === "NoSpace") {
+        unread(error)
+        return false
+      }
       if (options.onCorrupt === "skip") {
         const skipped = reader.skipCorrupt()
         if (Sys.failed(skipped)) {
@@ -318,7 +343,8 @@ export const open = (
       let budget = 4 * 1024 * 1024
       while (true) {
         const result = reader.poll(Math.min(budget, 1024 * 1024))
-        if (Sys.failed(result)) return fail(result)
+        if (Sys.failed(result)) return unread(result)
+        if (result._tag !== "Corrupt") starved = false
         deliver(result.entries)
         if (stopped()) return
         for (const e of result.entries) budget -= e.payload.byteLength + LogFormat.RECORD_HEADER
@@ -333,7 +359,7 @@ export const open = (
             return reader.readLarge((entry) => {
               largePending = false
               if (releasing) return
-              if (Sys.failed(entry)) return fail(entry)
+              if (Sys.failed(entry)) return unread(entry)
               if (entry !== undefined) deliver([entry])
               pump()
             })
@@ -392,7 +418,7 @@ export const open = (
       // close record may be in a slice still to come)
       if (paused || largePending || pumpScheduled) return
       pump()
-      if (paused || largePending || pumpScheduled || stopped()) return
+      if (paused || largePending || pumpScheduled || starved || stopped()) return
       // its close record was among them: it left cleanly (a durable channel waits for it)
       if (spec.durable && !peerSeen) return
       if (spec.durable && options.peerLoss === "wait") {

@@ -132,7 +132,8 @@ class ReaderImpl implements Reader {
     let budget = maxBytes
     while (!this.closed) {
       const size = Sys.attempt(() => Fs.fstatSync(this.segFd).size, "Read", "cannot stat a segment", this.dir)
-      if (Sys.failed(size)) return size
+      // what was read before a failure is handed out first (the position is past it): the failure comes again
+      if (Sys.failed(size)) return entries.length > 0 ? { _tag: "More", entries } : size
       const available = this.segBase + size - this.pos
       // only a torn write is ever cut, and no reader gets past one: a file shorter than what was read is damage
       if (available < 0) {
@@ -157,7 +158,7 @@ class ReaderImpl implements Reader {
         "cannot read",
         this.dir
       )
-      if (Sys.failed(chunk)) return chunk
+      if (Sys.failed(chunk)) return entries.length > 0 ? { _tag: "More", entries } : chunk
       let at = 0
       while (at + LogFormat.RECORD_HEADER <= chunk.byteLength) {
         const header = LogFormat.readRecordHeader(chunk, at)

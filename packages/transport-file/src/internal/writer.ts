@@ -127,6 +127,18 @@ class WriterImpl {
     }
     this.lockFd = fd
     this.oldest = bases[0] ?? 0
+    // the segment being written is opened now, not at the first append (which looks again, under the lock): a
+    // writer that opened holds what it writes with, and one short of descriptors fails here, where its opener
+    // can wait and try again (an accepted connection whose first reply failed was lost)
+    const state = Sys.attempt(() => Sys.readAt(fd, LogFormat.WRITER_STATE_SIZE, 0), "Open", "", this.dir)
+    const named = Sys.failed(state) ? undefined : LogFormat.decodeWriterState(state)
+    const opened = named === undefined
+      ? undefined
+      : Sys.attempt(() => this.openSegment(named.segment), "Open", "cannot open the stream's segment", this.dir)
+    if (Sys.failed(opened) && opened.reason._tag === "NoSpace") {
+      this.close()
+      return opened
+    }
     return undefined
   }
 
