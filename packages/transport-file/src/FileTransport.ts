@@ -196,12 +196,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const acceptor = yield* Transport.makeAcceptor(raw)
       const accepted = new Set<IpcChannel.IpcChannel>()
       const seen = new Set<string>()
-      // when each connection that could not be accepted first failed: it is tried again on later scans (a
-      // prober held its lock a moment too long, the process was out of descriptors) for `ACCEPT_RETRY_MS`
-      const failedSince = new Map<string, number>()
-      // when each of them is tried next: a try that fails takes and lets go of files in connections/, which wakes
-      // the watcher, which would try again at once (a listener short of descriptors spun on it)
-      const retryAt = new Map<string, number>()
+      // the connections that could not be accepted: when each first failed, and when it is tried next (on a later
+      // scan: a prober held its lock a moment too long, the process was out of descriptors). Not at once: a try that
+      // fails takes and lets go of files in connections/, which wakes the watcher (a listener short of descriptors
+      // spun on it)
+      const failing = new Map<string, { readonly since: number; readonly next: number }>()
       let stopped = false
       /** Builds whose builder cannot be judged: how each looked when first seen so, and when (this clock). */
       const sightings = new Map<string, { readonly looks: string; readonly since: number }>()
@@ -320,24 +319,21 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
               })
             )
           )
-          failedSince.delete(id)
-          retryAt.delete(id)
+          failing.delete(id)
           acceptor.offer(endpoint.channel)
         }).pipe(
           Effect.catch((error) =>
             Effect.suspend(() => {
               const now = performance.now()
-              const since = failedSince.get(id) ?? now
+              const since = failing.get(id)?.since ?? now
               const passing = error.reason._tag === "NoSpace" || now - since < ACCEPT_RETRY_MS
               if (!stopped && RETRIED.has(error.reason._tag) && passing) {
-                failedSince.set(id, since)
                 // 50 ms after the first failure, doubling to 2 s between tries
-                retryAt.set(id, now + Math.min(2000, Math.max(50, (now - since) / 2)))
+                failing.set(id, { since, next: now + Math.min(2000, Math.max(50, (now - since) / 2)) })
                 seen.delete(id)
                 return Effect.logDebug(`could not accept connection ${id}; trying again on the next scan`, error)
               }
-              failedSince.delete(id)
-              retryAt.delete(id)
+              failing.delete(id)
               return Effect.logWarning(`could not accept connection ${id}; it is left until the listener closes`, error)
             })
           ),
@@ -359,21 +355,16 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             continue
           }
           if (seen.has(id)) continue
-          const due = retryAt.get(id)
+          const due = failing.get(id)?.next
           if (due !== undefined && performance.now() < due) continue
           seen.add(id)
           background(accept(id))
         }
         // published or given up: forget how they looked; gone: forget that they failed
-        if (sightings.size > 0 || failedSince.size > 0) {
+        if (sightings.size > 0 || failing.size > 0) {
           const present = new Set(names)
           for (const name of sightings.keys()) if (!present.has(name)) sightings.delete(name)
-          for (const id of failedSince.keys()) {
-            if (!present.has(id)) {
-              failedSince.delete(id)
-              retryAt.delete(id)
-            }
-          }
+          for (const id of failing.keys()) if (!present.has(id)) failing.delete(id)
         }
       }
 
