@@ -425,6 +425,13 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const answer = (request: Nng.Received, body: object) =>
         lobby.trySend(encoder.encode(JSON.stringify({ v: 1, ...body })), undefined, request.header) === 0
 
+      /**
+       * No room for a conversation (no descriptor left): its client is told to come back, and lets go of its
+       * rendezvous connection meanwhile (kept waiting for an answer, a flood of them held every descriptor).
+       */
+      const busyWhenShort = (request: Nng.Received) => (error: IpcError.IpcError) =>
+        Effect.sync(() => error.reason._tag === "NoSpace" && answer(request, { busy: true }))
+
       /** The handshake of one conversation: open its pair socket, answer the client, wait for its hello. */
       const handshake = (request: Nng.Received) =>
         Effect.gen(function*() {
@@ -433,9 +440,11 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), privateDir?.path),
             { plain: true }
           )
-          const socket = yield* Socket.open("pair", { ...pairOptions, refused: refusedTls.sink }, address)
+          const socket = yield* Socket.open("pair", { ...pairOptions, refused: refusedTls.sink }, address).pipe(
+            Effect.tapError(busyWhenShort(request))
+          )
           return yield* Effect.gen(function*() {
-            const listening = yield* socket.listen(conversation)
+            const listening = yield* Effect.tapError(socket.listen(conversation), busyWhenShort(request))
             const url = listening.port === undefined
               ? conversation.url
               : NngAddress.withPort(conversation, listening.port)
@@ -491,6 +500,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           // not the hello, or a hello from a connection whose conversation already waits for it
           if (!isHello(request.body) || waiting.has(request.pipe)) return
           const peer = peerOf(lobby, request.pipe, address)
+          // a client gone before its request was read (its credentials with it): nobody to answer or refuse
+          if (peer.uid === undefined && !lobby.nng.pipeAlive(request.pipe)) return
           if (hasCredentials(lobbyAddress) && !authorize(peer)) {
             const refusal = refuse(peer, address)
             answer(request, { refused: refusal.detail })

@@ -14,6 +14,8 @@ import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Child from "./fixtures/process.ts"
 
@@ -151,6 +153,49 @@ describe("nng+tcp:// listener under a flood", () => {
         assert.isAtMost(Number(welcomes), 24, `the hog was offered ${welcomes} conversations (${busy} busy)`)
         hog.process.stdin!.end()
         yield* hog.exited
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.live(
+    "nng+ipc:// short of descriptors (60), 100 clients at once: some served, the rest told Full or Timeout; served at once after",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "nng-fdflood-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        // its log (stderr) among its lines
+        const server = yield* Child.spawn("sh", [
+          "-c",
+          "exec prlimit --nofile=60 \"$0\" \"$@\" 2>&1",
+          process.execPath,
+          ...Child.nodeArgs("peer.ts", ["channels", `nng+ipc://${dir}/lobby.sock`, "5000"])
+        ])
+        const address = (yield* server.waitFor((line) => line.startsWith("ready "))).slice("ready ".length)
+        const transport = NngTransport.make({ connectTimeout: "15 seconds" })
+        // each served client makes a round trip and holds its conversation a second
+        const outcomes = yield* Effect.forEach(
+          Array.from({ length: 100 }, (_, i) => i),
+          (i) =>
+            Effect.scoped(Effect.gen(function*() {
+              const channel = yield* transport.dial(address)
+              assert.strictEqual(yield* roundTrip(channel, `client ${i}`), `client ${i}`)
+              yield* Effect.sleep("1 second")
+              return "served"
+            })).pipe(Effect.catch((error) => Effect.succeed(error.reason._tag))),
+          { concurrency: "unbounded" }
+        )
+        const tally: Record<string, number> = {}
+        for (const outcome of outcomes) tally[outcome] = (tally[outcome] ?? 0) + 1
+        const report = JSON.stringify(tally)
+        // the listener's rendezvous connections took every descriptor, and no conversation could open: none
+        // was served (all Timeout) until the listener answered "busy" when it had no room
+        assert.isAtLeast(tally.served ?? 0, 5, report)
+        assert.deepStrictEqual(Object.keys(tally).filter((k) => !["served", "Full", "Timeout"].includes(k)), [], report)
+        const after = yield* Effect.scoped(Effect.flatMap(transport.dial(address), (c) => roundTrip(c, "after")))
+        assert.strictEqual(after, "after")
+        // a client that gave up before its request was read is gone, not a stranger refused
+        assert.deepStrictEqual(server.lines.filter((line) => line.includes("uid undefined")), [])
+        console.log(`fd flood: ${report}`)
       }).pipe(Effect.scoped),
     90_000
   )
