@@ -517,8 +517,10 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             }
             // the listener takes the backend's lock, naming itself in it, once its accept can no longer fail: a
             // lock seen held, or naming a holder, and let go is a backend gone (even one that came and went
-            // between two of these checks)
-            if (backendSeen || (backend === "free" && Lock.owner(backendLock) !== undefined)) return "absent"
+            // between two of these checks). Looked at again after the name is read: a lock taken between the
+            // two looks (made free, then locked and named) is held
+            const named = () => Lock.owner(backendLock) !== undefined && Lock.probe(backendLock) === "free"
+            if (backendSeen || (backend === "free" && named())) return "absent"
             // not accepted yet: fine while the same listener is alive
             return listenerAlive() ? "pending" : "absent"
           },

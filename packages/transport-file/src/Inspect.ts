@@ -353,6 +353,9 @@ export interface Seen {
 
 const textEncoder = new TextEncoder()
 
+/** A read that found no descriptor free: tried again, not damage. */
+const short = (error: IpcError.IpcError) => error.reason._tag === "NoSpace"
+
 /**
  * Follows every stream in `dir` (a channel, a listener and each connection
  * as it appears, a bare stream, or ipckit's files) and emits each record
@@ -383,11 +386,22 @@ export const tail = (
           if (unsafe !== undefined) return yield* unsafe
           const reader = yield* Log.openReader(streamDir, { from: start })
           let largePending = false
+          // a read that found no descriptor free (a segment to open) is tried again a moment later: not damage
+          let retry: ReturnType<typeof setTimeout> | undefined
+          yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(retry)))
+          const later = (): void => {
+            retry ??= setTimeout(() => {
+              retry = undefined
+              pump()
+            }, 250)
+          }
           const pump = (): void => {
             if (largePending) return
             while (true) {
               const result = reader.poll(1024 * 1024)
-              if (Sys.failed(result)) return void Queue.failCauseUnsafe(queue, Cause.fail(result))
+              if (Sys.failed(result)) {
+                return short(result) ? later() : void Queue.failCauseUnsafe(queue, Cause.fail(result))
+              }
               for (const e of result.entries) {
                 Queue.offerUnsafe(queue, {
                   source,
@@ -397,6 +411,7 @@ export const tail = (
                 })
               }
               if (result._tag === "Idle") return
+              if (result._tag === "Corrupt" && short(result.error)) return later()
               if (result._tag === "Corrupt") {
                 Queue.offerUnsafe(queue, {
                   source,
@@ -411,6 +426,7 @@ export const tail = (
                 largePending = true
                 return reader.readLarge((entry) => {
                   largePending = false
+                  if (Sys.failed(entry) && short(entry)) return later()
                   if (entry !== undefined && !Sys.failed(entry)) {
                     Queue.offerUnsafe(queue, {
                       source,

@@ -171,6 +171,38 @@ describe("bad input and faults", () => {
   )
 
   it.live(
+    "Inspect.tail with no descriptor left to open the next segment waits and shows every record after",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const go = Path.join(root, `${Path.basename(dir)}.go`)
+        yield* Log.create(dir)
+        const writer = yield* Log.openWriter(dir, { segmentBytes: 256 })
+        yield* writer.append(bytes("first"))
+        const tail = yield* spawn("prlimit", [
+          "--nofile=64",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "tail-starved",
+          dir,
+          "41",
+          go
+        ])
+        yield* tail.waitFor((l) => l.startsWith("starved"))
+        const sent = Array.from({ length: 40 }, (_, i) => `message ${i} of forty`)
+        for (const m of sent) yield* writer.append(bytes(m))
+        assert.isAbove(Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).length, 3, "several segments")
+        Fs.writeFileSync(go, "")
+        // the old tail skipped the end of the segment as damage, and spun there
+        yield* tail.waitFor((l) => l.startsWith("got "), "every record")
+        assert.strictEqual(tail.lines().find((l) => l.startsWith("got ")), `got ${["first", ...sent].join(",")}`)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "a directory that is not writable (for user 65534): PermissionDenied, and what is there stays whole",
     () =>
       Effect.gen(function*() {
