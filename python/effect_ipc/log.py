@@ -9,6 +9,7 @@ import array
 import binascii
 import errno
 import fcntl
+import logging
 import os
 import re
 import stat
@@ -17,6 +18,11 @@ import time
 import uuid
 
 from .errors import Closed, IpcError
+
+log = logging.getLogger("effect_ipc.log")
+
+# no descriptor left (this process's or the system's): room, as on the Node side, waited out by a reader
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
 
 RECORD_HEADER = 12
 # the most a close record carries (a session's token)
@@ -112,6 +118,8 @@ def _open_file(path, flags, directory):
             raise IpcError("NotFound", "%s does not exist" % os.path.basename(path), directory)
         if error.errno in (errno.ELOOP, errno.EACCES, errno.EPERM):
             raise IpcError("PermissionDenied", "cannot open %s: %s" % (os.path.basename(path), error), directory)
+        if error.errno in _NO_DESCRIPTOR:
+            raise IpcError("NoSpace", "cannot open %s: %s" % (os.path.basename(path), error), directory)
         raise IpcError("Open", "cannot open %s: %s" % (os.path.basename(path), error), directory)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.geteuid(), 0):
@@ -151,6 +159,7 @@ _ERRNO_REASONS = {
     errno.ENOSPC: "NoSpace", getattr(errno, "EDQUOT", errno.ENOSPC): "NoSpace", errno.EFBIG: "NoSpace",
     errno.ENOENT: "NotFound", errno.EACCES: "PermissionDenied", errno.EPERM: "PermissionDenied",
     errno.EEXIST: "AlreadyExists", errno.ENAMETOOLONG: "NameTooLong",
+    errno.EMFILE: "NoSpace", errno.ENFILE: "NoSpace",
 }
 
 
@@ -859,6 +868,7 @@ class LogReader(object):
             os.pwrite(self._cursor_fd, struct.pack(">I", os.getpid()), 32)
             self._committed, self._seq = cursor
             self._pending = None
+            self._starved = False  # the last read found no descriptor free (warned once until one is)
             self._state = None  # the writer state last read
             self._seg_base = -1
             self._pos = 0
@@ -944,9 +954,11 @@ class LogReader(object):
                                        "records" % (why, segment_name(later)))
                 return None
             kind, length, payload = scan[1], scan[2], scan[3]
-            self._pos += RECORD_HEADER + length
             if kind == END_OF_SEGMENT:
-                following = self._seg_base + self._pos
+                # the next segment is opened before this reader moves past the end record: one that cannot be
+                # opened yet (no descriptor free) is tried again from here, where the reader stood past the end
+                # of this segment and took its end for damage
+                following = self._seg_base + self._pos + RECORD_HEADER + length
                 try:
                     self._open_segment(following)
                 except IpcError as error:
@@ -955,6 +967,7 @@ class LogReader(object):
                                        "segment %s is missing" % segment_name(following))
                     raise
                 continue
+            self._pos += RECORD_HEADER + length
             return Entry(kind, payload, self._seg_base + self._pos)
 
     def _finished_by(self):
@@ -987,7 +1000,17 @@ class LogReader(object):
             self._pending = None
         deadline = None if timeout is None else time.time() + timeout
         while True:
-            entry = self._next()
+            try:
+                entry = self._next()
+                self._starved = False
+            except IpcError as error:
+                # no descriptor free to open the next segment: waited out (one warning), nothing skipped
+                if error.reason != "NoSpace":
+                    raise
+                if not self._starved:
+                    log.warning("cannot read %s for want of room; trying again: %s", self.directory, error.detail)
+                self._starved = True
+                entry = None
             if entry is not None:
                 self._pending = entry.offset
                 return entry

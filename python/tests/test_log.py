@@ -2,6 +2,7 @@
 import errno
 import os
 import re
+import resource
 import struct
 import subprocess
 import sys
@@ -22,6 +23,40 @@ def new_stream(directory, readers=("r",)):
 class Log(TempDirCase):
     def stream(self, readers=("r",)):
         return new_stream(self.dir, readers)
+
+    def test_a_reader_with_no_descriptor_left_waits_warns_once_and_loses_nothing(self):
+        path = self.stream()
+        reader = log.LogReader(path, "r")
+        with log.LogWriter(path, segment_bytes=100) as writer:
+            writer.append_many([b"m%d" % i for i in range(30)])
+        self.assertGreater(len(log.segments(path)), 3)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        got = []
+        with self.assertLogs("effect_ipc.log", "WARNING") as logged:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 20, hard))
+            fillers = []
+            try:
+                while True:
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                pass
+            try:
+                # what the open segment holds, then a wait for a descriptor to open the next one: Timeout, never
+                # the end of the segment taken for damage (the old reader stood past it and said Corrupt after)
+                with self.assertRaises(IpcError) as caught:
+                    while True:
+                        got.append(reader.receive(0.3))
+            finally:
+                for fd in fillers:
+                    os.close(fd)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertEqual(len(logged.records), 1, logged.output)
+        self.assertIn("for want of room", logged.output[0])
+        while len(got) < 30:
+            got.append(reader.receive(1))
+        self.assertEqual(got, [b"m%d" % i for i in range(30)])
+        reader.close()
 
     def test_records_across_segments_and_cursors_across_restarts(self):
         path = self.stream()
