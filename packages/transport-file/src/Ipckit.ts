@@ -568,10 +568,28 @@ export const open = (
       return out
     })
 
+    // a read that found no descriptor free is tried again on the next change or safety-net tick, one warning a
+    // spell (it ended the reader, and the channel with it, for good)
+    let starved = false
+    const readOrWait = read.pipe(
+      Effect.tap(() => Effect.sync(() => void (starved = false))),
+      Effect.catchIf(
+        (error) => error.reason._tag === "NoSpace",
+        (error) => {
+          if (starved) return Effect.succeed([])
+          starved = true
+          return Effect.as(
+            Effect.logWarning("cannot read the peer's messages for want of room; trying again", error.detail),
+            []
+          )
+        }
+      )
+    )
+
     const pull: Messages.Source["pull"] = Effect.gen(function*() {
       while (true) {
         const seen = changes
-        const items = yield* read
+        const items = yield* readOrWait
         if (items.length > 0) {
           return items.map((item) => {
             const t = ++token

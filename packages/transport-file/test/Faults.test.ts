@@ -171,6 +171,38 @@ describe("bad input and faults", () => {
   )
 
   it.live(
+    "an ipckit reader with no descriptor left to read its file waits, and takes every event after",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const go = Path.join(root, `${Path.basename(dir)}.go`)
+        const backend = yield* Ipckit.backend(dir)
+        const reader = yield* spawn("prlimit", [
+          "--nofile=64",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "ipckit-starved",
+          dir,
+          "20",
+          go
+        ])
+        yield* reader.waitFor((l) => l.startsWith("starved"))
+        const sent = Array.from({ length: 20 }, (_, i) => `event${i}`)
+        for (const name of sent) yield* backend.sendEvent(name, {})
+        Fs.writeFileSync(go, "")
+        // the old reader stopped at its first failed read (its 250 ms safety net was enough), and the channel
+        // with it: every receive failed NoSpace
+        yield* reader.waitFor((l) => l.startsWith("got "), "every event")
+        assert.strictEqual(reader.lines().find((l) => l.startsWith("got ")), `got ${sent.join(",")}`)
+        const warned = `${reader.lines().join("\n")}${reader.stderr()}`.split("for want of room").length - 1
+        assert.strictEqual(warned, 1, "one warning for the spell")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "Inspect.tail with no descriptor left to open the next segment waits and shows every record after",
     () =>
       Effect.gen(function*() {
