@@ -497,8 +497,13 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         return yield* renamed
       }
       let backendSeen = false
-      const listenerAlive = (): boolean => {
+      /**
+       * Whether the listener this connection was made for still holds its lock; unknown (`NoSpace`) when this
+       * process has no descriptor free to look (a lock that cannot be looked at for any other reason is not its).
+       */
+      const listenerAlive = (): boolean | IpcError.IpcError => {
         const listening = Lock.probe(paths.lock)
+        if (Sys.failed(listening)) return listening.reason._tag === "NoSpace" ? listening : false
         return listening === "held" && Lock.owner(paths.lock)?.token === listener.token
       }
       const opened = yield* Effect.acquireRelease(
@@ -521,15 +526,16 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             // two looks (made free, then locked and named) is held
             const named = () => Lock.owner(backendLock) !== undefined && Lock.probe(backendLock) === "free"
             if (backendSeen || (backend === "free" && named())) return "absent"
-            // not accepted yet: fine while the same listener is alive
-            return listenerAlive() ? "pending" : "absent"
+            // not accepted yet: fine while the same listener is alive (a look that could not be made judges nothing)
+            const alive = listenerAlive()
+            return Sys.failed(alive) ? alive : alive ? "pending" : "absent"
           },
           // a connection the listener has not taken yet is left to it while it lives: it reads what was sent
           // (a sender that sent, closed and exited before the listener's scan lost its messages), then
           // removes the connection as it lets go; a dead listener's successor discards it
           onReleased: () => {
             const taken = backendSeen || Sys.exists(Endpoint.channelPaths(connDir).lock("backend"))
-            if (taken || !listenerAlive()) Endpoint.removeIfAbandoned(connDir)
+            if (taken || listenerAlive() === false) Endpoint.removeIfAbandoned(connDir)
           }
         }, options).pipe(
           Effect.tapError(() => Effect.sync(() => Fs.rmSync(connDir, { recursive: true, force: true })))

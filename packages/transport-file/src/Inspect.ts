@@ -384,7 +384,10 @@ export const tail = (
           const source = Path.relative(dir, streamDir) || Path.basename(streamDir)
           const unsafe = checkStream(streamDir)
           if (unsafe !== undefined) return yield* unsafe
-          const reader = yield* Log.openReader(streamDir, { from: start })
+          // followed again by a later scan if its reader cannot be opened now (no descriptor free)
+          const reader = yield* Log.openReader(streamDir, { from: start }).pipe(
+            Effect.tapError(() => Effect.sync(() => void followed.delete(streamDir)))
+          )
           let largePending = false
           // a read that found no descriptor free (a segment to open) is tried again a moment later: not damage
           let retry: ReturnType<typeof setTimeout> | undefined
@@ -475,11 +478,22 @@ export const tail = (
                 yield* followChannel(paths.connection(id), start)
               }
             })
-          yield* scan(from)
           // connections made later are followed from their start: each change asks for a scan
           const changes = yield* Queue.unbounded<void>()
+          // a scan that found no descriptor free (to list connections/ or open a reader) asks for another a
+          // moment later: not the end of the tail
+          let rescan: ReturnType<typeof setTimeout> | undefined
+          yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(rescan)))
+          const scanOrLater = Effect.catchIf(scan("start"), short, () =>
+            Effect.sync(() => {
+              rescan ??= setTimeout(() => {
+                rescan = undefined
+                Queue.offerUnsafe(changes, undefined)
+              }, 250)
+            }))
+          yield* scan(from)
           yield* Effect.forkIn(
-            Effect.forever(Effect.andThen(Queue.take(changes), scan("start"))).pipe(
+            Effect.forever(Effect.andThen(Queue.take(changes), scanOrLater)).pipe(
               Effect.catchCause((cause) => Effect.sync(() => void Queue.failCauseUnsafe(queue, cause)))
             ),
             scope

@@ -10,7 +10,7 @@
  * nobody). A read-only bind mount would need mount privileges that a test
  * machine may not grant; a second user is what a real deployment has.
  */
-import { FileChannel, Ipckit, Log } from "@effect-ipc/transport-file"
+import { FileChannel, FileTransport, Ipckit, Log } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -198,6 +198,36 @@ describe("bad input and faults", () => {
         assert.strictEqual(reader.lines().find((l) => l.startsWith("got ")), `got ${sent.join(",")}`)
         const warned = `${reader.lines().join("\n")}${reader.stderr()}`.split("for want of room").length - 1
         assert.strictEqual(warned, 1, "one warning for the spell")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "Inspect.tail of a listener with no descriptor left when a connection comes follows it once there is one",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const go = Path.join(root, `${Path.basename(dir)}.go`)
+        const transport = FileTransport.make()
+        yield* transport.listen(`file://${dir}`)
+        const tail = yield* spawn("prlimit", [
+          "--nofile=64",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "tail-starved",
+          dir,
+          "1",
+          go
+        ])
+        yield* tail.waitFor((l) => l.startsWith("starved"))
+        const client = yield* transport.dial(`file://${dir}`)
+        yield* client.send(bytes("hello while starved"))
+        Fs.writeFileSync(go, "")
+        // the old tail ended with NoSpace (listing connections/) as the connection came
+        yield* tail.waitFor((l) => l.startsWith("got "), "the new connection's record")
+        assert.strictEqual(tail.lines().find((l) => l.startsWith("got ")), "got hello while starved")
       }).pipe(Effect.scoped),
     30_000
   )

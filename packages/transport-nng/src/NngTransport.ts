@@ -425,12 +425,20 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const answer = (request: Nng.Received, body: object) =>
         lobby.trySend(encoder.encode(JSON.stringify({ v: 1, ...body })), undefined, request.header) === 0
 
+      // a spell without room for conversations is logged once, as it starts (each failed one is only a debug line)
+      let short = false
       /**
        * No room for a conversation (no descriptor left): its client is told to come back, and lets go of its
        * rendezvous connection meanwhile (kept waiting for an answer, a flood of them held every descriptor).
        */
       const busyWhenShort = (request: Nng.Received) => (error: IpcError.IpcError) =>
-        Effect.sync(() => error.reason._tag === "NoSpace" && answer(request, { busy: true }))
+        Effect.suspend(() => {
+          if (error.reason._tag !== "NoSpace") return Effect.void
+          answer(request, { busy: true })
+          if (short) return Effect.void
+          short = true
+          return Effect.logWarning("no room for a conversation: clients are told to come back", error)
+        })
 
       /** The handshake of one conversation: open its pair socket, answer the client, wait for its hello. */
       const handshake = (request: Nng.Received) =>
@@ -445,6 +453,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           )
           return yield* Effect.gen(function*() {
             const listening = yield* Effect.tapError(socket.listen(conversation), busyWhenShort(request))
+            short = false
             const url = listening.port === undefined
               ? conversation.url
               : NngAddress.withPort(conversation, listening.port)
@@ -501,7 +510,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           if (!isHello(request.body) || waiting.has(request.pipe)) return
           const peer = peerOf(lobby, request.pipe, address)
           // a client gone before its request was read (its credentials with it): nobody to answer or refuse
-          if (peer.uid === undefined && !lobby.nng.pipeAlive(request.pipe)) return
+          if (peer.uid === undefined && !lobby.nng.pipeAlive(request.pipe)) {
+            return yield* Effect.logDebug("a client left before its request was read")
+          }
           if (hasCredentials(lobbyAddress) && !authorize(peer)) {
             const refusal = refuse(peer, address)
             answer(request, { refused: refusal.detail })
@@ -583,7 +594,11 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         if ("refused" in answer) return yield* IpcError.make("PeerRejected", `the listener ${answer.refused}`, raw)
         if ("busy" in answer) {
           return yield* new Vanished({
-            error: IpcError.make("Full", "the listener has too many handshakes under way", raw)
+            error: IpcError.make(
+              "Full",
+              "the listener is busy (too many handshakes under way, or no room for one)",
+              raw
+            )
           })
         }
         return answer

@@ -195,6 +195,8 @@ describe("nng+tcp:// listener under a flood", () => {
         assert.strictEqual(after, "after")
         // a client that gave up before its request was read is gone, not a stranger refused
         assert.deepStrictEqual(server.lines.filter((line) => line.includes("uid undefined")), [])
+        // the shortage is said (once a spell), not only in debug lines
+        assert.isAbove(server.lines.filter((line) => line.includes("no room for a conversation")).length, 0)
         console.log(`fd flood: ${report}`)
       }).pipe(Effect.scoped),
     90_000
