@@ -553,14 +553,27 @@ def reclaim(directory):
     return _with_registry(directory, False, 0o600, lambda: _reclaim_now(directory))
 
 
+def _readers_now(directory):
+    """What ``readers/`` holds now (None when it cannot be listed)."""
+    try:
+        return sorted(os.listdir(os.path.join(directory, "readers")))
+    except OSError:
+        return None
+
+
 def _reclaim_now(directory):
     bases = segments(directory)
+    readers = _readers_now(directory)
     offsets = _cursor_offsets(directory)
     if len(bases) < 2 or not offsets:
         return 0
     low, freed = min(offsets), 0
     for i in range(len(bases) - 1):
         if bases[i + 1] > low:
+            break
+        # a reader registered since the cursors were read (its registration went on without the registry)
+        # holds back what it starts in: this reclaim stops, the next one counts it (the Node side's rule)
+        if _readers_now(directory) != readers:
             break
         os.unlink(os.path.join(directory, segment_name(bases[i])))
         freed += bases[i + 1] - bases[i]

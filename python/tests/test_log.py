@@ -6,9 +6,10 @@ import resource
 import struct
 import subprocess
 import sys
+import time
 import unittest
 
-from helpers import TempDirCase, run_python
+from helpers import PACKAGE, TempDirCase, run_python
 
 from effect_ipc import IpcError, log
 
@@ -23,6 +24,44 @@ def new_stream(directory, readers=("r",)):
 class Log(TempDirCase):
     def stream(self, readers=("r",)):
         return new_stream(self.dir, readers)
+
+    def test_a_reclaim_held_up_after_reading_the_cursors_stops_once_a_reader_registers(self):
+        path = self.stream(readers=("a",))
+        with log.LogWriter(path, segment_bytes=100) as writer:
+            writer.append_many([b"m%d" % i for i in range(100)])
+        reader = log.LogReader(path, "a")
+        while True:
+            try:
+                reader.receive(0.1)
+            except IpcError:
+                break
+        reader.close()  # everything read: every segment but the last may go
+        segments = len(log.segments(path))
+        self.assertGreater(segments, 6)
+        # another process reclaims, each removal held up 300 ms (as a process descheduled under load is)
+        code = ("import sys; sys.path.insert(0, %r); from effect_ipc import log; print('reclaiming', flush=True); "
+                "print('freed', log.reclaim(sys.argv[1]), flush=True)" % PACKAGE)
+        child = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-e",
+                                  "inject=unlink,unlinkat:delay_enter=300000", sys.executable, "-c", code, path],
+                                 stdout=subprocess.PIPE, universal_newlines=True)
+        try:
+            self.assertEqual(child.stdout.readline().strip(), "reclaiming")
+            time.sleep(0.15)
+            # registered at the start meanwhile (the registry is waited for a moment, then not)
+            late = log.LogReader(path, "late", start="start")
+            time.sleep(1.2)  # the old reclaim went on removing a segment every 300 ms
+            got = []
+            while True:
+                try:
+                    got.append(late.receive(0.2))
+                except IpcError as error:
+                    self.assertEqual(error.reason, "Timeout", str(error))
+                    break
+            self.assertEqual(got[-1], b"m99")
+            late.close()
+        finally:
+            child.wait(30)
+        self.assertGreater(len(log.segments(path)), segments - 3)
 
     def test_a_reader_with_no_descriptor_left_waits_warns_once_and_loses_nothing(self):
         path = self.stream()

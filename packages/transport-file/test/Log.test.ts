@@ -353,6 +353,47 @@ describe("registering a reader while the writer reclaims", () => {
   )
 
   it.live(
+    "a reclaim held up after reading the cursors stops once a reader registers: that reader never finds its next segment gone",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* newStream(["a"])
+        yield* Effect.scoped(
+          Effect.flatMap(Log.openWriter(dir, { segmentBytes: 256 }), (w) => appendAll(w, range(200)))
+        )
+        // reader a has read everything: every segment but the last may go
+        yield* Effect.scoped(Effect.flatMap(Log.openReader(dir, { name: "a" }), (a) => drain(a)))
+        const segments = Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).length
+        assert.isAbove(segments, 6)
+        // another process reclaims, each removal held up 300 ms (as a process descheduled under load is)
+        const reclaimer = yield* spawn("/usr/bin/strace", [
+          "-f",
+          "-qq",
+          "-o",
+          "/dev/null",
+          "-e",
+          "inject=unlink,unlinkat:delay_enter=300000",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "reclaim",
+          dir
+        ])
+        yield* reclaimer.waitFor((l) => l === "reclaiming")
+        yield* Effect.sleep("150 millis")
+        // registered at the start meanwhile: the registry waits 20 ms for the reclaim, then goes on without it
+        const late = yield* Log.openReader(dir, { name: "late", from: "start" })
+        // the old reclaim went on removing a segment every 300 ms, the one after this reader's among them
+        yield* Effect.sleep("1200 millis")
+        const got = yield* drain(late)
+        assert.strictEqual(got.at(-1), "m199")
+        yield* reclaimer.waitFor((l) => l.startsWith("freed"))
+        assert.isAbove(Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).length, segments - 3)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "readers registered at the start beside a writer that reclaims all the time read from the oldest record, never Corrupt",
     () =>
       Effect.gen(function*() {

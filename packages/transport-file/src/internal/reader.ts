@@ -472,12 +472,14 @@ export const openReader = (
           offset = start
         }
         reader.committedOffset = offset
-        const sought = reader.seek(offset)
-        if (sought !== undefined) return fail(sought)
-        if (reader.gap !== undefined && registeredHere && reader.seq === 0) {
-          // a writer's reclaim that began before the cursor was there removed the segment it starts in (its
-          // registration's own check came too early to see it): it starts at the oldest record held now, as
-          // registering at the start means. A cursor that was there before this open is damage: `Corrupt`
+        let sought = reader.seek(offset)
+        // a writer's reclaim that began before the cursor was there removed the segment it starts in (its
+        // registration's own check came too early to see it; or the segment went between the listing and the
+        // open here): it starts at the oldest record held now, as registering at the start means. A cursor that
+        // was there before this open is damage: `Corrupt`
+        const fresh = registeredHere && reader.seq === 0
+        for (let tries = 0; fresh && tries < 8; tries++) {
+          if (reader.gap === undefined && sought?.reason._tag !== "NotFound") break
           const start = startOffset(dir)
           if (Sys.failed(start)) return fail(start)
           const moved = Sys.attempt(
@@ -489,9 +491,9 @@ export const openReader = (
           if (Sys.failed(moved)) return fail(moved)
           reader.gap = undefined
           reader.committedOffset = start
-          const again = reader.seek(start)
-          if (again !== undefined) return fail(again)
+          sought = reader.seek(start)
         }
+        if (sought !== undefined) return fail(sought)
         return Effect.succeed(reader)
       }))
     }),

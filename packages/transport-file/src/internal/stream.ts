@@ -327,9 +327,19 @@ export const reclaim = (dir: string): number => {
   return withRegistry(dir, false, defaults.fileMode, () => reclaimNow(dir))
 }
 
+/** What `readers/` holds now, as one string (`undefined` when it cannot be listed). */
+const readersNow = (dir: string): string | undefined => {
+  try {
+    return Fs.readdirSync(paths(dir).readers).sort().join("/")
+  } catch {
+    return undefined
+  }
+}
+
 const reclaimNow = (dir: string): number => {
   const bases = segments(dir)
   if (Sys.failed(bases) || bases.length < 2) return 0
+  const readers = readersNow(dir)
   const offsets = cursors(dir).map((c) => c.offset)
   if (offsets.length === 0) return 0
   const min = Math.min(...offsets)
@@ -337,6 +347,10 @@ const reclaimNow = (dir: string): number => {
   for (let i = 0; i + 1 < bases.length; i++) {
     // a reader at a segment's end-of-segment record (a header, nothing else) has read all of it
     if (bases[i + 1]! - LogFormat.RECORD_HEADER > min) break
+    // a reader registered since the cursors were read (its registration went on without the registry: this
+    // process was held up past the wait) holds back what it starts in: this reclaim stops, the next counts it.
+    // At most the segment removed since that look can be the one it starts in, and its open finds that out
+    if (readersNow(dir) !== readers) break
     try {
       Fs.rmSync(paths(dir).segment(bases[i]!), { force: true })
       freed += bases[i + 1]! - bases[i]!
