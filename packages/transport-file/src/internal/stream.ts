@@ -330,7 +330,7 @@ export const reclaim = (dir: string): number => {
 /** What `readers/` holds now, as one string (`undefined` when it cannot be listed). */
 const readersNow = (dir: string): string | undefined => {
   try {
-    return Fs.readdirSync(paths(dir).readers).sort().join("/")
+    return Fs.readdirSync(paths(dir).readers).toSorted().join("/")
   } catch {
     return undefined
   }
