@@ -31,6 +31,17 @@ const asNobody = (args: ReadonlyArray<string>) =>
     return JSON.parse(r.lines[0]!) as { reason?: string }
   })
 
+/** The fixture with `args` in a process limited to 64 descriptors (its `*-starved` modes take all that are left). */
+const starved = (args: ReadonlyArray<string>) =>
+  spawn("prlimit", [
+    "--nofile=64",
+    process.execPath,
+    "--conditions=@effect-ipc/source",
+    "--disable-warning=ExperimentalWarning",
+    childScript,
+    ...args
+  ])
+
 /** Sends `messages` as the backend of `dir` in a session of its own. */
 const sendAll = (dir: string, messages: ReadonlyArray<string>, options?: FileChannel.FileChannelOptions) =>
   Effect.scoped(Effect.gen(function*() {
@@ -143,18 +154,7 @@ describe("bad input and faults", () => {
         const dir = fresh(root)
         const go = Path.join(root, `${Path.basename(dir)}.go`)
         const backend = yield* FileChannel.backend(dir, { segmentBytes: 256 })
-        const reader = yield* spawn("prlimit", [
-          "--nofile=64",
-          process.execPath,
-          "--conditions=@effect-ipc/source",
-          "--disable-warning=ExperimentalWarning",
-          childScript,
-          "read-starved",
-          dir,
-          "frontend",
-          "40",
-          go
-        ])
+        const reader = yield* starved(["read-starved", dir, "frontend", "40", go])
         yield* reader.waitFor((l) => l.startsWith("starved"))
         const sent = Array.from({ length: 40 }, (_, i) => `message ${i} of forty`)
         for (const m of sent) yield* backend.send(bytes(m))
@@ -177,17 +177,7 @@ describe("bad input and faults", () => {
         const dir = fresh(root)
         const go = Path.join(root, `${Path.basename(dir)}.go`)
         const backend = yield* Ipckit.backend(dir)
-        const reader = yield* spawn("prlimit", [
-          "--nofile=64",
-          process.execPath,
-          "--conditions=@effect-ipc/source",
-          "--disable-warning=ExperimentalWarning",
-          childScript,
-          "ipckit-starved",
-          dir,
-          "20",
-          go
-        ])
+        const reader = yield* starved(["ipckit-starved", dir, "20", go])
         yield* reader.waitFor((l) => l.startsWith("starved"))
         const sent = Array.from({ length: 20 }, (_, i) => `event${i}`)
         for (const name of sent) yield* backend.sendEvent(name, {})
@@ -210,17 +200,7 @@ describe("bad input and faults", () => {
         const go = Path.join(root, `${Path.basename(dir)}.go`)
         const transport = FileTransport.make()
         yield* transport.listen(`file://${dir}`)
-        const tail = yield* spawn("prlimit", [
-          "--nofile=64",
-          process.execPath,
-          "--conditions=@effect-ipc/source",
-          "--disable-warning=ExperimentalWarning",
-          childScript,
-          "tail-starved",
-          dir,
-          "1",
-          go
-        ])
+        const tail = yield* starved(["tail-starved", dir, "1", go])
         yield* tail.waitFor((l) => l.startsWith("starved"))
         const client = yield* transport.dial(`file://${dir}`)
         yield* client.send(bytes("hello while starved"))
@@ -241,17 +221,7 @@ describe("bad input and faults", () => {
         yield* Log.create(dir)
         const writer = yield* Log.openWriter(dir, { segmentBytes: 256 })
         yield* writer.append(bytes("first"))
-        const tail = yield* spawn("prlimit", [
-          "--nofile=64",
-          process.execPath,
-          "--conditions=@effect-ipc/source",
-          "--disable-warning=ExperimentalWarning",
-          childScript,
-          "tail-starved",
-          dir,
-          "41",
-          go
-        ])
+        const tail = yield* starved(["tail-starved", dir, "41", go])
         yield* tail.waitFor((l) => l.startsWith("starved"))
         const sent = Array.from({ length: 40 }, (_, i) => `message ${i} of forty`)
         for (const m of sent) yield* writer.append(bytes(m))
