@@ -476,11 +476,11 @@ export const openReader = (
         // a writer's reclaim that began before the cursor was there removed the segment it starts in (its
         // registration's own check came too early to see it; or the segment went between the listing and the
         // open here): it starts at the oldest record held now, as registering at the start means. A cursor that
-        // was there before this open is damage: `Corrupt`
+        // was there before this open is damage: `Corrupt`. (One registered at the end goes to the end now.)
         const fresh = registeredHere && reader.seq === 0
         for (let tries = 0; fresh && tries < 8; tries++) {
           if (reader.gap === undefined && sought?.reason._tag !== "NotFound") break
-          const start = startOffset(dir)
+          const start = (options.from ?? "end") === "start" ? startOffset(dir) : endOffset(dir)
           if (Sys.failed(start)) return fail(start)
           const moved = Sys.attempt(
             () => void Fs.writeSync(reader.cursorFd!, LogFormat.encodeCursorSlot(start, 0), 0, 16, 0),
