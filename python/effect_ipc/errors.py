@@ -3,6 +3,22 @@ reasons as the Node side's ``IpcError``: ``Closed``, ``ConnectionLost``,
 ``Protocol``, ``FrameTooLarge``, ``Timeout``, ``NotFound``, ...)."""
 
 
+import errno as _errno
+
+_REASONS = {
+    _errno.ENOSPC: "NoSpace", getattr(_errno, "EDQUOT", _errno.ENOSPC): "NoSpace", _errno.EFBIG: "NoSpace",
+    _errno.EMFILE: "NoSpace", _errno.ENFILE: "NoSpace",
+    _errno.ENOENT: "NotFound", _errno.EACCES: "PermissionDenied", _errno.EPERM: "PermissionDenied",
+    _errno.EEXIST: "AlreadyExists", _errno.ENAMETOOLONG: "NameTooLong",
+}
+
+
+def reason_of(error, fallback):
+    """The reason an ``OSError`` gives, named as the Node side names it (``NoSpace`` for a full disk, a quota or
+    no descriptor left; ``PermissionDenied``, ``NotFound``, ...); ``fallback`` for any other errno."""
+    return _REASONS.get(error.errno, fallback)
+
+
 class IpcError(Exception):
     """A failure of a channel, an address or a log; ``reason`` says which kind."""
 

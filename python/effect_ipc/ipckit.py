@@ -20,7 +20,7 @@ import stat
 import time
 import uuid
 
-from .errors import IpcError
+from .errors import IpcError, reason_of
 
 KEEP = 100
 # the deepest nesting serde_json reads back (the Node side's JsonArray.MAX_DEPTH): its recursion limit
@@ -52,9 +52,9 @@ def _unwritable(msg):
 
 
 def _os_error(error, what, directory):
-    """An ``OSError`` as ``IpcError``: ``NoSpace`` for a full disk (or quota), as on the Node side, else ``Write``."""
-    full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
-    return IpcError("NoSpace" if error.errno in full else "Write", "%s: %s" % (what, error), directory)
+    """An ``OSError`` as ``IpcError``, its reason as on the Node side (``NoSpace`` for a full disk, a quota or no
+    descriptor left, ...), else ``Write``."""
+    return IpcError(reason_of(error, "Write"), "%s: %s" % (what, error), directory)
 
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -62,9 +62,10 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 def _open_error(error, path, directory):
     """An ``OSError`` of opening or reading a channel file as ``IpcError``: ``PermissionDenied`` for what the
-    Node side refuses (a link, not a regular file, no access), else ``Open`` (its fallback)."""
+    Node side refuses (a link, not a regular file, no access), ``NoSpace`` for no descriptor left, else ``Open``
+    (its fallback)."""
     refused = (errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO, errno.EISDIR)
-    return IpcError("PermissionDenied" if error.errno in refused else "Open",
+    return IpcError("PermissionDenied" if error.errno in refused else reason_of(error, "Open"),
                     "cannot read %s: %s" % (os.path.basename(path), error), directory)
 
 

@@ -17,13 +17,11 @@ import struct
 import time
 import uuid
 
-from .errors import Closed, IpcError
+from .errors import Closed, IpcError, reason_of
 
 log = logging.getLogger("effect_ipc.log")
 
 # no descriptor left (this process's or the system's): room, as on the Node side, waited out by a reader
-_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
-
 RECORD_HEADER = 12
 # the most a close record carries (a session's token)
 CLOSE_PAYLOAD_MAX = 64
@@ -116,11 +114,9 @@ def _open_file(path, flags, directory):
     except OSError as error:
         if error.errno == errno.ENOENT:
             raise IpcError("NotFound", "%s does not exist" % os.path.basename(path), directory)
-        if error.errno in (errno.ELOOP, errno.EACCES, errno.EPERM):
-            raise IpcError("PermissionDenied", "cannot open %s: %s" % (os.path.basename(path), error), directory)
-        if error.errno in _NO_DESCRIPTOR:
-            raise IpcError("NoSpace", "cannot open %s: %s" % (os.path.basename(path), error), directory)
-        raise IpcError("Open", "cannot open %s: %s" % (os.path.basename(path), error), directory)
+        # a link where the file should be is refused like a file of another user's
+        reason = "PermissionDenied" if error.errno == errno.ELOOP else reason_of(error, "Open")
+        raise IpcError(reason, "cannot open %s: %s" % (os.path.basename(path), error), directory)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_uid not in (os.geteuid(), 0):
         os.close(fd)
@@ -151,22 +147,14 @@ def segments(directory):
     try:
         names = os.listdir(directory)
     except OSError as error:
-        raise IpcError(_ERRNO_REASONS.get(error.errno, "Read"), "cannot list the stream: %s" % error, directory)
+        raise IpcError(reason_of(error, "Read"), "cannot list the stream: %s" % error, directory)
     return sorted(int(name[:16], 16) for name in names if _SEGMENT_NAME.match(name))
-
-
-_ERRNO_REASONS = {
-    errno.ENOSPC: "NoSpace", getattr(errno, "EDQUOT", errno.ENOSPC): "NoSpace", errno.EFBIG: "NoSpace",
-    errno.ENOENT: "NotFound", errno.EACCES: "PermissionDenied", errno.EPERM: "PermissionDenied",
-    errno.EEXIST: "AlreadyExists", errno.ENAMETOOLONG: "NameTooLong",
-    errno.EMFILE: "NoSpace", errno.ENFILE: "NoSpace",
-}
 
 
 def _write_error(error, what, directory):
     """An ``OSError`` of a write as ``IpcError``, its errno picking the reason as
     on the Node side (``NoSpace`` for a full disk or quota, ...), else ``Write``."""
-    return IpcError(_ERRNO_REASONS.get(error.errno, "Write"), "%s: %s" % (what, error), directory)
+    return IpcError(reason_of(error, "Write"), "%s: %s" % (what, error), directory)
 
 
 def _read_file(path, size, directory):

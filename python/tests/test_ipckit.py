@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,32 @@ class Ipckit(TempDirCase):
             text = f.read()
         self.assertTrue(text.startswith('[\n  {\n    "id": '))  # serde's pretty format
         self.assertEqual(list(json.loads(text)[0].keys()), ["id", "timestamp", "type", "method", "payload"])
+
+    def test_no_descriptor_left_is_no_space_as_on_the_node_side_and_nothing_is_lost(self):
+        backend = IpckitChannel(self.dir, "backend")
+        frontend = IpckitChannel(self.dir, "frontend")
+        frontend.send_event("before", {})
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 20, hard))
+        fillers = []
+        try:
+            try:
+                while True:
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                pass
+            with self.assertRaises(IpcError) as receiving:
+                backend.receive(0.2)
+            with self.assertRaises(IpcError) as sending:
+                frontend.send_event("during", {})
+        finally:
+            for fd in fillers:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        # the old channel said Open and Write
+        self.assertEqual((receiving.exception.reason, sending.exception.reason), ("NoSpace", "NoSpace"))
+        frontend.send_event("after", {})
+        self.assertEqual([backend.receive(2)["method"] for _ in range(2)], ["before", "after"])
 
     def test_a_live_lock_is_never_broken_and_a_dead_ones_is(self):
         channel = IpckitChannel(self.dir, "backend")

@@ -397,7 +397,7 @@ describe("python/effect_ipc", () => {
             seen.push(entry.kind === 1 ? "(close)" : new TextDecoder().decode(entry.payload))
             reader.commit(entry.end)
           }
-          if (poll._tag === "Corrupt") return yield* poll.error
+          if (poll._tag === "Corrupt" || poll._tag === "Short") return yield* poll.error
           if (poll._tag !== "More") break
         }
         assert.deepStrictEqual(seen, [

@@ -220,6 +220,39 @@ export const refusals = (
       )
   })
 
+/** A condition that lasts a while, logged once as each spell of it begins (see `spell`). */
+export interface Spell {
+  /** The warning as a spell begins; `Effect.void` while one is under way. */
+  readonly begin: (message: string, cause?: unknown) => Effect.Effect<void>
+  /** Ends the spell (the next `begin` warns again); whether one was under way. */
+  readonly end: () => boolean
+  /** Whether a spell is under way. */
+  readonly active: () => boolean
+}
+
+/**
+ * For transport authors: one warning per spell of a condition tried again
+ * and again (no room to read, a lock that cannot be looked at), not one per
+ * try. `begin` decides at once, so calls made before its warning runs are
+ * not logged twice.
+ */
+export const spell = (): Spell => {
+  let under = false
+  return {
+    begin: (message, cause) => {
+      if (under) return Effect.void
+      under = true
+      return cause === undefined ? Effect.logWarning(message) : Effect.logWarning(message, cause)
+    },
+    end: () => {
+      const was = under
+      under = false
+      return was
+    },
+    active: () => under
+  }
+}
+
 /** The span attributes of a channel: address, scheme, and the peer's pid / uid where known. */
 export const channelAttributes = (channel: IpcChannel.IpcChannel): Record<string, unknown> => {
   const attributes: Record<string, unknown> = {

@@ -12,6 +12,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
@@ -497,4 +498,24 @@ describe("Observability", () => {
         )
       }).pipe(Effect.scoped)
     ))
+
+  it.effect("spell: one warning as each spell begins, none while it lasts", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        lines.push(`${logLevel} ${Array.isArray(message) ? message.map(String).join(" ") : String(message)}`)
+      })
+      const short = Observability.spell()
+      assert.isFalse(short.end())
+      // decided as begin is called: two asked for before either runs log once
+      const first = short.begin("no room", "EMFILE")
+      const second = short.begin("no room", "EMFILE")
+      assert.isTrue(short.active())
+      yield* Effect.andThen(first, second).pipe(Effect.provide(Logger.layer([logger])))
+      assert.deepStrictEqual(lines, ["Warn no room EMFILE"])
+      assert.isTrue(short.end())
+      assert.isFalse(short.active())
+      yield* short.begin("no room again").pipe(Effect.provide(Logger.layer([logger])))
+      assert.deepStrictEqual(lines, ["Warn no room EMFILE", "Warn no room again"])
+    }))
 })

@@ -108,11 +108,14 @@ const checkStream = (stream: string): IpcError.IpcError | undefined => {
   return checkFiles(stream, names.filter((name) => name !== "readers")) ?? checkFiles(readers, cursors)
 }
 
+/** A read that found no descriptor free: tried again, not damage. */
+const short = (error: IpcError.IpcError) => error.reason._tag === "NoSpace"
+
 /** Reads a small file of a channel (`Sys.readFile`); `undefined` when it is missing or unreadable, an error when refused. */
 const readSmall = (path: string): string | undefined | IpcError.IpcError => {
   const read = Sys.attempt(() => Sys.readFile(path).toString("utf8"), "Read", `cannot read ${path}`)
   if (!Sys.failed(read)) return read
-  return read.reason._tag === "PermissionDenied" ? read : undefined
+  return read.reason._tag === "PermissionDenied" || short(read) ? read : undefined
 }
 
 /** When a file was last written (ms since the epoch), `undefined` when it cannot be read. */
@@ -353,8 +356,18 @@ export interface Seen {
 
 const textEncoder = new TextEncoder()
 
-/** A read that found no descriptor free: tried again, not damage. */
-const short = (error: IpcError.IpcError) => error.reason._tag === "NoSpace"
+/** A call of `f` 250 ms from now, asked for by the function it returns (asked again meanwhile: one call); none after the scope closes. */
+const soon = (f: () => void) =>
+  Effect.gen(function*() {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(timer)))
+    return (): void => {
+      timer ??= setTimeout(() => {
+        timer = undefined
+        f()
+      }, 250)
+    }
+  })
 
 /**
  * Follows every stream in `dir` (a channel, a listener and each connection
@@ -390,14 +403,7 @@ export const tail = (
           )
           let largePending = false
           // a read that found no descriptor free (a segment to open) is tried again a moment later: not damage
-          let retry: ReturnType<typeof setTimeout> | undefined
-          yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(retry)))
-          const later = (): void => {
-            retry ??= setTimeout(() => {
-              retry = undefined
-              pump()
-            }, 250)
-          }
+          const later = yield* soon(() => pump())
           const pump = (): void => {
             if (largePending) return
             while (true) {
@@ -414,7 +420,7 @@ export const tail = (
                 })
               }
               if (result._tag === "Idle") return
-              if (result._tag === "Corrupt" && short(result.error)) return later()
+              if (result._tag === "Short") return later()
               if (result._tag === "Corrupt") {
                 Queue.offerUnsafe(queue, {
                   source,
@@ -482,15 +488,8 @@ export const tail = (
           const changes = yield* Queue.unbounded<void>()
           // a scan that found no descriptor free (to list connections/ or open a reader) asks for another a
           // moment later: not the end of the tail
-          let rescan: ReturnType<typeof setTimeout> | undefined
-          yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(rescan)))
-          const scanOrLater = Effect.catchIf(scan("start"), short, () =>
-            Effect.sync(() => {
-              rescan ??= setTimeout(() => {
-                rescan = undefined
-                Queue.offerUnsafe(changes, undefined)
-              }, 250)
-            }))
+          const rescan = yield* soon(() => void Queue.offerUnsafe(changes, undefined))
+          const scanOrLater = Effect.catchIf(scan("start"), short, () => Effect.sync(rescan))
           yield* scan(from)
           yield* Effect.forkIn(
             Effect.forever(Effect.andThen(Queue.take(changes), scanOrLater)).pipe(
@@ -539,10 +538,15 @@ export const tail = (
           }
           const refused = look(from === "end")
           if (refused !== undefined) return yield* refused
-          yield* Wake.watch(dir, () => {
+          // a look that found no descriptor free is taken again a moment later (the change it was for may be the
+          // last one for a while)
+          const again = yield* soon(() => changed())
+          const changed = (): void => {
             const error = look(false)
+            if (error !== undefined && short(error)) return again()
             if (error !== undefined) Queue.failCauseUnsafe(queue, Cause.fail(error))
-          }, options)
+          }
+          yield* Wake.watch(dir, changed, options)
           break
         }
       }

@@ -37,6 +37,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Duration from "effect/Duration"
@@ -570,19 +571,13 @@ export const open = (
 
     // a read that found no descriptor free is tried again on the next change or safety-net tick, one warning a
     // spell (it ended the reader, and the channel with it, for good)
-    let starved = false
+    const starved = Observability.spell()
     const readOrWait = read.pipe(
-      Effect.tap(() => Effect.sync(() => void (starved = false))),
+      Effect.tap(() => Effect.sync(starved.end)),
       Effect.catchIf(
         (error) => error.reason._tag === "NoSpace",
-        (error) => {
-          if (starved) return Effect.succeed([])
-          starved = true
-          return Effect.as(
-            Effect.logWarning("cannot read the peer's messages for want of room; trying again", error.detail),
-            []
-          )
-        }
+        (error) =>
+          Effect.as(starved.begin("cannot read the peer's messages for want of room; trying again", error.detail), [])
       )
     )
 

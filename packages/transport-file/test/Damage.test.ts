@@ -87,7 +87,7 @@ const drain = (reader: Log.Reader) =>
         if (entry.kind === LogFormat.Kind.data) got.push(text.decode(entry.payload))
         reader.commit(entry.end)
       }
-      if (poll._tag === "Corrupt") return { got, stop: poll.error } satisfies Drained
+      if (poll._tag === "Corrupt" || poll._tag === "Short") return { got, stop: poll.error } satisfies Drained
       if (poll._tag === "Idle") return { got, stop: "idle" } satisfies Drained
       if (poll._tag === "Large") {
         const entry = yield* Effect.callback<Log.Entry | undefined | IpcError.IpcError>((resume) =>
@@ -469,6 +469,31 @@ describe("damage to committed records (issue 9)", () => {
       assert.isAbove(late.got.length, 0)
       assert.strictEqual(late.got.at(-1), "m30")
       assert.deepStrictEqual(yield* Effect.map(Log.verify(dir), (v) => v.torn), 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("a next segment that cannot be opened (a link in its place) fails the read as it is: not damage to skip", () =>
+    Effect.gen(function*() {
+      const dir = yield* written(30, { segmentBytes: 200 })
+      const segments = Fs.readdirSync(dir).filter((f) => f.endsWith(".seg")).toSorted()
+      assert.isAtLeast(segments.length, 3)
+      // segment 1 replaced by a link to its own contents: segments are opened without following links
+      const second = Path.join(dir, segments[1]!)
+      Fs.renameSync(second, `${second}.moved`)
+      Fs.symlinkSync(`${second}.moved`, second)
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      const got: Array<string> = []
+      while (true) {
+        const poll = reader.poll(1 << 20)
+        if (IpcError.isIpcError(poll)) {
+          assert.strictEqual(poll.reason._tag, "PermissionDenied", poll.message)
+          break
+        }
+        for (const entry of poll.entries) got.push(text.decode(entry.payload))
+        assert.notStrictEqual(poll._tag, "Corrupt", poll._tag === "Corrupt" ? poll.error.message : "")
+        assert.strictEqual(poll._tag, "More", `after ${got.length} records`)
+      }
+      // every record of the first segment, and nothing from a later one
+      assert.deepStrictEqual(got, range(1, recordsOf(Log.paths(dir).segment(0)).length - 1))
     }).pipe(Effect.scoped))
 
   it.effect("a named reader whose cursor is at a reclaimed segment's end-of-segment record has read it all: no gap", () =>

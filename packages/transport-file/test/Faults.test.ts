@@ -235,6 +235,28 @@ describe("bad input and faults", () => {
   )
 
   it.live(
+    "Inspect.tail of ipckit's files, with no descriptor free as an event is written, shows it once it has them",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const go = Path.join(root, `${Path.basename(dir)}.go`)
+        const backend = yield* Ipckit.backend(dir)
+        yield* backend.sendEvent("first", {})
+        const tail = yield* starved(["tail-starved", dir, "2", go])
+        yield* tail.waitFor((l) => l.startsWith("starved"))
+        yield* backend.sendEvent("while starved", {})
+        Fs.writeFileSync(go, "")
+        // the old tail took the file it could not read for an empty one, and waited for a later write
+        yield* tail.waitFor((l) => l.startsWith("got "), "two events")
+        // the events as ipckit writes them: pretty JSON, over several lines
+        yield* tail.waitFor((l) => l.includes(`"method": "while starved"`), "the event written while it was starved")
+        const shown = tail.lines().join("\n")
+        assert.include(shown.slice(shown.indexOf("got ")), `"method": "first"`)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
     "a directory that is not writable (for user 65534): PermissionDenied, and what is there stays whole",
     () =>
       Effect.gen(function*() {

@@ -30,7 +30,7 @@ const drain = (reader: Log.Reader, options: { readonly commit?: boolean } = {}) 
         out.push(text.decode(entry.payload))
         if (options.commit !== false) reader.commit(entry.end)
       }
-      if (poll._tag === "Corrupt") return yield* poll.error
+      if (poll._tag === "Corrupt" || poll._tag === "Short") return yield* poll.error
       // a large record is read asynchronously (readLarge): stop before it
       if (poll._tag === "Idle" || poll._tag === "Large") return out
     }
@@ -42,6 +42,49 @@ const appendAll = (writer: Log.Writer, messages: ReadonlyArray<string>) =>
   Effect.forEach(messages, (m) => writer.append(bytes(m)), { discard: true })
 
 const range = (n: number, prefix = "m") => Array.from({ length: n }, (_, i) => `${prefix}${i}`)
+
+// registered at FROM by a process whose every lock is held up 500 ms, so that it registers and only then looks
+// for its segment; meanwhile records are written and the segment its cursor is in (and those before) removed, as
+// a reclaim that read the cursors before it registered does: it starts at the oldest record held then
+const registeredAsItsSegmentGoes = (from: "start" | "end" | undefined) =>
+  Effect.gen(function*() {
+    const dir = yield* newStream([])
+    const segmentBytes = 256
+    yield* Effect.scoped(Effect.flatMap(Log.openWriter(dir, { segmentBytes }), (w) => appendAll(w, range(100))))
+    const segments = () => Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).toSorted()
+    assert.isAbove(segments().length, 3)
+    const reader = yield* spawn("/usr/bin/strace", [
+      "-f",
+      "-qq",
+      "-o",
+      "/dev/null",
+      "-e",
+      "inject=flock:delay_enter=500000",
+      process.execPath,
+      "--conditions=@effect-ipc/source",
+      "--disable-warning=ExperimentalWarning",
+      childScript,
+      "first",
+      dir,
+      "late",
+      ...(from === undefined ? [] : [from])
+    ])
+    const cursorPath = Path.join(dir, "readers", "late.cursor")
+    for (let waited = 0; !Fs.existsSync(cursorPath); waited += 10) {
+      if (waited > 20_000) assert.fail("the reader never registered")
+      yield* Effect.sleep("10 millis")
+    }
+    const cursor = LogFormat.decodeCursor(new Uint8Array(Fs.readFileSync(cursorPath)))!.offset
+    yield* Effect.scoped(Effect.flatMap(Log.openWriter(dir, { segmentBytes }), (w) => appendAll(w, range(20, "n"))))
+    for (const name of segments()) {
+      if (Number.parseInt(name.slice(0, 16), 16) <= cursor) Fs.unlinkSync(Path.join(dir, name))
+    }
+    const oldest = yield* Effect.scoped(Effect.map(Log.openReader(dir, { from: "start" }), (r) => r.poll(1 << 20)))
+    if (IpcError.isIpcError(oldest)) return assert.fail(oldest.message)
+    const first = text.decode(oldest.entries[0]!.payload)
+    assert.strictEqual(yield* reader.waitFor((l) => l.startsWith("first ")), `first ${first}`)
+    return first
+  }).pipe(Effect.scoped)
 
 describe("Log", () => {
   it.effect("keeps records in order across segments and reclaims each once every reader is past it", () =>
@@ -390,6 +433,23 @@ describe("registering a reader while the writer reclaims", () => {
         yield* reclaimer.waitFor((l) => l.startsWith("freed"))
         assert.isAbove(Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).length, segments - 3)
       }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a reader registered at the start (the default) whose segment is reclaimed as it opens starts at the oldest record held",
+    () =>
+      Effect.gen(function*() {
+        for (const from of [undefined, "start"] as const) {
+          assert.match(yield* registeredAsItsSegmentGoes(from), /^m/)
+        }
+      }),
+    60_000
+  )
+
+  it.live(
+    "a reader registered at the end whose segment is reclaimed as it opens reads what was written after it registered",
+    () => Effect.map(registeredAsItsSegmentGoes("end"), (first) => assert.match(first, /^n/)),
     30_000
   )
 

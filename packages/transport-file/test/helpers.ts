@@ -78,7 +78,7 @@ export const readAll = (reader: Log.Reader) =>
         out.push(entry.payload)
         reader.commit(entry.end)
       }
-      if (poll._tag === "Corrupt") return yield* poll.error
+      if (poll._tag === "Corrupt" || poll._tag === "Short") return yield* poll.error
       if (poll._tag === "Idle") return out
       if (poll._tag === "Large") {
         const entry = yield* Effect.callback<Log.Entry | undefined, IpcError.IpcError>((resume) =>

@@ -426,7 +426,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         lobby.trySend(encoder.encode(JSON.stringify({ v: 1, ...body })), undefined, request.header) === 0
 
       // a spell without room for conversations is logged once, as it starts (each failed one is only a debug line)
-      let short = false
+      const short = Observability.spell()
       /**
        * No room for a conversation (no descriptor left): its client is told to come back, and lets go of its
        * rendezvous connection meanwhile (kept waiting for an answer, a flood of them held every descriptor).
@@ -435,9 +435,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         Effect.suspend(() => {
           if (error.reason._tag !== "NoSpace") return Effect.void
           answer(request, { busy: true })
-          if (short) return Effect.void
-          short = true
-          return Effect.logWarning("no room for a conversation: clients are told to come back", error)
+          return short.begin("no room for a conversation: clients are told to come back", error)
         })
 
       /** The handshake of one conversation: open its pair socket, answer the client, wait for its hello. */
@@ -453,7 +451,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           )
           return yield* Effect.gen(function*() {
             const listening = yield* Effect.tapError(socket.listen(conversation), busyWhenShort(request))
-            short = false
+            short.end()
             const url = listening.port === undefined
               ? conversation.url
               : NngAddress.withPort(conversation, listening.port)

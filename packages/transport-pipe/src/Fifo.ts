@@ -39,6 +39,7 @@ import * as Address from "@effect-ipc/core/Address"
 import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
 import * as Policy from "@effect-ipc/core/Policy"
 import * as Process from "@effect-ipc/core/Process"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
@@ -737,20 +738,18 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         // disk, no inode or descriptor left: NoSpace), nothing is offered (a dialer hears "busy") and it is
         // tried again, up to a second apart, until there is: another user filling a shared /tmp for a moment
         // does not end the listener. One warning per shortage, not one per try
-        let short = false
+        const short = Observability.spell()
         const reopen = Effect.andThen(renewPair, Effect.map(openReader, (next) => void (input = next))).pipe(
-          Effect.tapError((error) => {
-            if (error.reason._tag !== "NoSpace" || short) return Effect.void
-            short = true
-            return Effect.logWarning("FIFO listener: no room to offer the pair again; trying again", error)
-          }),
+          Effect.tapError((error) =>
+            error.reason._tag === "NoSpace"
+              ? short.begin("FIFO listener: no room to offer the pair again; trying again", error)
+              : Effect.void
+          ),
           Effect.retry({ schedule: Policy.reconnect, while: (error) => error.reason._tag === "NoSpace" }),
           Effect.tap(() =>
-            Effect.suspend(() => {
-              if (!short) return Effect.void
-              short = false
-              return Effect.logInfo("FIFO listener: room again; the pair is offered")
-            })
+            Effect.suspend(() =>
+              short.end() ? Effect.logInfo("FIFO listener: room again; the pair is offered") : Effect.void
+            )
           )
         )
         // the first reader is open before listen returns, so a client may dial at once

@@ -22,6 +22,7 @@ import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
 import type * as Inbox from "@effect-ipc/core/Inbox"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
@@ -242,10 +243,10 @@ export const open = (
     let seenSession: string | undefined
     let peerPid: number | undefined
     // the last liveness check could not look at the peer's lock (warned once until one can)
-    let probeFailing = false
+    const probeFailing = Observability.spell()
     // the last read found no descriptor free (a segment to open): read again on the next wake-up or check, the
     // peer's loss not judged meanwhile (warned once until a read goes through)
-    let starved = false
+    const starved = Observability.spell()
     let paused = false
     let largePending = false
     let pumpScheduled = false
@@ -311,17 +312,10 @@ export const open = (
     /** A read that failed: for want of room, tried again later (nothing is lost); otherwise the channel fails. */
     const unread = (error: IpcError.IpcError): void => {
       if (error.reason._tag !== "NoSpace") return fail(error)
-      if (starved) return
-      starved = true
-      background(Effect.logWarning("cannot read the peer's messages for want of room; trying again", error.detail))
+      background(starved.begin("cannot read the peer's messages for want of room; trying again", error.detail))
     }
 
     const corrupt = (error: IpcError.IpcError): boolean => {
-      // not damage: the next segment could not be opened for want of room
-      if (error.reason._tag === "NoSpace") {
-        unread(error)
-        return false
-      }
       if (options.onCorrupt === "skip") {
         const skipped = reader.skipCorrupt()
         if (Sys.failed(skipped)) {
@@ -344,7 +338,7 @@ export const open = (
       while (true) {
         const result = reader.poll(Math.min(budget, 1024 * 1024))
         if (Sys.failed(result)) return unread(result)
-        if (result._tag !== "Corrupt") starved = false
+        if (result._tag !== "Short") starved.end()
         deliver(result.entries)
         if (stopped()) return
         for (const e of result.entries) budget -= e.payload.byteLength + LogFormat.RECORD_HEADER
@@ -354,6 +348,8 @@ export const open = (
           case "Corrupt":
             if (!corrupt(result.error)) return
             break
+          case "Short":
+            return unread(result.error)
           case "Large":
             largePending = true
             return reader.readLarge((entry) => {
@@ -403,22 +399,19 @@ export const open = (
       if (Sys.failed(status)) {
         // the peer's lock cannot be looked at (replaced by a symlink, made unreadable):
         // its loss cannot be told, which is said once for each spell of it
-        if (!probeFailing) {
-          probeFailing = true
-          background(Effect.logWarning(
-            `cannot tell whether the ${peerRole} is alive (${status.detail}): its loss is not reported while this lasts`
-          ))
-        }
+        background(probeFailing.begin(
+          `cannot tell whether the ${peerRole} is alive (${status.detail}): its loss is not reported while this lasts`
+        ))
         return
       }
-      probeFailing = false
+      probeFailing.end()
       if (status === "present") return present()
       if (status === "pending") return
       // gone: deliver every whole record it wrote before saying so (a backlog read in slices included: its
       // close record may be in a slice still to come)
       if (paused || largePending || pumpScheduled) return
       pump()
-      if (paused || largePending || pumpScheduled || starved || stopped()) return
+      if (paused || largePending || pumpScheduled || starved.active() || stopped()) return
       // its close record was among them: it left cleanly (a durable channel waits for it)
       if (spec.durable && !peerSeen) return
       if (spec.durable && options.peerLoss === "wait") {

@@ -35,6 +35,8 @@ export type Poll =
   | { readonly _tag: "Large"; readonly entries: ReadonlyArray<Entry> }
   /** The next record is corrupt (a complete record whose checksum or header is wrong). */
   | { readonly _tag: "Corrupt"; readonly entries: ReadonlyArray<Entry>; readonly error: IpcError.IpcError }
+  /** The next segment cannot be opened for want of room (`NoSpace`, no descriptor free): poll again later. */
+  | { readonly _tag: "Short"; readonly entries: ReadonlyArray<Entry>; readonly error: IpcError.IpcError }
 
 /** The reading end of a stream. */
 export interface Reader {
@@ -58,6 +60,21 @@ export interface Reader {
   readonly commit: (offset: number) => IpcError.IpcError | undefined
   /** Closes the reader's files. */
   readonly close: () => void
+}
+
+/**
+ * The poll whose move to the next segment failed: damage is `Corrupt`, a want of room `Short`; any other
+ * failure (a segment made unreadable) fails the poll, once the records read before it are handed out.
+ */
+const unfollowed = (entries: ReadonlyArray<Entry>, error: IpcError.IpcError): Poll | IpcError.IpcError => {
+  switch (error.reason._tag) {
+    case "Corrupt":
+      return { _tag: "Corrupt", entries, error }
+    case "NoSpace":
+      return { _tag: "Short", entries, error }
+    default:
+      return entries.length > 0 ? { _tag: "More", entries } : error
+  }
 }
 
 class ReaderImpl implements Reader {
@@ -177,7 +194,7 @@ class ReaderImpl implements Reader {
         if (header.kind === LogFormat.Kind.endOfSegment) {
           const moved = this.follow(end)
           if (moved === "wait") return { _tag: "Idle", entries }
-          if (moved !== undefined) return { _tag: "Corrupt", entries, error: moved }
+          if (moved !== undefined) return unfollowed(entries, moved)
           break
         }
         entries.push({
@@ -405,9 +422,10 @@ class ReaderImpl implements Reader {
 
 /**
  * Opens reader `name` of the stream `dir` at its committed cursor
- * (registering it at `from` if it is new). One process at a time may use a
- * reader name: a second gets `AddressInUse`. Without a name, opens an
- * observer, which keeps no cursor, holds no space back and starts at `from`.
+ * (registering it at `from`, by default the start, if it is new). One process
+ * at a time may use a reader name: a second gets `AddressInUse`. Without a
+ * name, opens an observer, which keeps no cursor, holds no space back and
+ * starts at `from` (by default the end).
  */
 export const openReader = (
   dir: string,
@@ -418,6 +436,7 @@ export const openReader = (
 ): Effect.Effect<Reader, IpcError.IpcError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.suspend(() => {
+      const from = options.from ?? (options.name === undefined ? "end" : "start")
       // a cursor this open registers, until it has read anything, starts at the oldest record held (below)
       const registeredHere = options.name !== undefined && !Sys.exists(paths(dir).cursor(options.name))
       // `file inspect` probes a cursor's lock (shared, for microseconds): a reader that meets it tries again
@@ -432,7 +451,7 @@ export const openReader = (
         let offset: number
         if (options.name !== undefined) {
           const path = paths(dir).cursor(options.name)
-          const registered = register(dir, options.name, options.from ?? "start", options)
+          const registered = register(dir, options.name, from, options)
           if (registered !== undefined) return fail(registered)
           const fd = Sys.attempt(
             () => Sys.openFile(path, Fs.constants.O_RDWR),
@@ -467,7 +486,7 @@ export const openReader = (
           reader.seq = cursor.seq
           offset = cursor.offset
         } else {
-          const start = (options.from ?? "end") === "start" ? startOffset(dir) : endOffset(dir)
+          const start = from === "start" ? startOffset(dir) : endOffset(dir)
           if (Sys.failed(start)) return fail(start)
           offset = start
         }
@@ -475,12 +494,14 @@ export const openReader = (
         let sought = reader.seek(offset)
         // a writer's reclaim that began before the cursor was there removed the segment it starts in (its
         // registration's own check came too early to see it; or the segment went between the listing and the
-        // open here): it starts at the oldest record held now, as registering at the start means. A cursor that
-        // was there before this open is damage: `Corrupt`. (One registered at the end goes to the end now.)
+        // open here): it starts at the oldest record held now. Registered at the start, that is where it
+        // belongs; registered at the end, every record held now was written after it registered (reclaims
+        // remove the oldest segments first), so the end held now would skip them. A cursor that was there
+        // before this open is damage: `Corrupt`
         const fresh = registeredHere && reader.seq === 0
         for (let tries = 0; fresh && tries < 8; tries++) {
           if (reader.gap === undefined && sought?.reason._tag !== "NotFound") break
-          const start = (options.from ?? "end") === "start" ? startOffset(dir) : endOffset(dir)
+          const start = startOffset(dir)
           if (Sys.failed(start)) return fail(start)
           const moved = Sys.attempt(
             () => void Fs.writeSync(reader.cursorFd!, LogFormat.encodeCursorSlot(start, 0), 0, 16, 0),
