@@ -819,7 +819,11 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           }
           return yield* lockOwner(files.lock) === undefined
             ? IpcError.make("NotFound", "no live server at this FIFO pair", raw)
-            : IpcError.make("AddressInUse", "the FIFO pair is busy with another peer", raw)
+            : IpcError.make(
+              "AddressInUse",
+              "the FIFO pair is busy: another peer holds it, or its listener has no room to offer it again",
+              raw
+            )
         }
         // who made the FIFOs? checked on what was opened (no link followed) before the hello
         const checked = (fd: number, path: string) =>
