@@ -190,7 +190,7 @@ class IpckitChannel(object):
         return value
 
     def _lock(self, path):
-        """Takes ipckit's lock ``path``; returns the identity of the lock file made, for ``_unlock``."""
+        """Takes ipckit's lock ``path``; returns the lock file's descriptor, kept open for ``_unlock``."""
         # the deadline is the monotonic clock's, held up to 50 ms longer while the wall clock a lock's age is
         # measured by has not passed it (the wall clock alone would stretch the wait by however far it steps back)
         started, started_wall = time.monotonic(), time.time()
@@ -217,43 +217,34 @@ class IpckitChannel(object):
             time.sleep(0.01)
 
     def _take(self, path):
-        """Creates the lock ``path`` with our pid; its identity, or None if it exists."""
+        """Creates the lock ``path`` with our pid; its descriptor (kept open), or None if it exists."""
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, 0o600)
         except OSError as error:
             if error.errno != errno.EEXIST:
                 raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
             return None
         try:
-            try:
-                st = os.fstat(fd)
-                os.write(fd, ("%d\n" % os.getpid()).encode())
-            finally:
-                os.close(fd)
+            os.write(fd, ("%d\n" % os.getpid()).encode())
         except OSError as error:
             os.unlink(path)  # ours: never left without its pid
+            os.close(fd)
             raise _os_error(error, "cannot take the lock %s" % os.path.basename(path), self.directory)
-        return (st.st_dev, st.st_ino)
+        return fd
 
-    def _unlock(self, path, ours):
-        """Removes the lock ``path`` if it is still the one ``_lock`` made (same file, our pid): one broken
-        meanwhile (ipckit breaks a lock older than 5 s) is gone, or is another writer's now, and stays."""
+    def _unlock(self, path, fd):
+        """Removes the lock ``path`` if it is still the file ``_take`` made (``fd``, open since: its inode is not
+        reused meanwhile): one broken meanwhile (ipckit breaks a lock older than 5 s) is gone, or is another
+        writer's now, and stays. Opens nothing: with no descriptor left it still lets go (a lock left naming our
+        live pid would keep every later send out for good)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
+            mine, there = os.fstat(fd), os.lstat(path)
+            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                os.unlink(path)
         except OSError:
-            return  # removed meanwhile (or something we never made): nothing of ours to remove
-        try:
-            st = os.fstat(fd)
-            text = os.read(fd, 4096).decode("utf-8", "replace")
-        except OSError:
-            return
+            pass  # removed meanwhile: nothing of ours to remove
         finally:
             os.close(fd)
-        if (st.st_dev, st.st_ino) == ours and _pid_of(text) == os.getpid():
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
 
     @staticmethod
     def _look(path):

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from helpers import TempDirCase, run_python
+from helpers import PACKAGE, TempDirCase, run_python
 
 from effect_ipc import IpcError
 from effect_ipc.ipckit import IpckitChannel
@@ -60,6 +60,21 @@ class Ipckit(TempDirCase):
         self.assertEqual((receiving.exception.reason, sending.exception.reason), ("NoSpace", "NoSpace"))
         frontend.send_event("after", {})
         self.assertEqual([backend.receive(2)["method"] for _ in range(2)], ["before", "after"])
+
+    def test_a_sender_with_no_descriptor_left_after_taking_its_lock_lets_go_of_it(self):
+        IpckitChannel(self.dir, "frontend")  # makes the files
+        lock = os.path.join(self.dir, "backend_to_frontend.lock")
+        code = ("import os, sys; sys.path.insert(0, %r); from effect_ipc.ipckit import IpckitChannel; "
+                "IpckitChannel(sys.argv[1], 'backend').send_event('x', {}); "
+                "print('lock left' if os.path.exists(sys.argv[2]) else 'lock gone')" % PACKAGE)
+        # every open of the lock after the first (its creation) fails EMFILE, as in a shortage that starts while
+        # the sender holds it: the old sender had to open it to see it was its own, and left it holding its pid
+        ran = subprocess.run(["strace", "-f", "-qq", "-o", "/dev/null", "-P", lock, "-e",
+                              "inject=open,openat:error=EMFILE:when=2+", sys.executable, "-c", code, self.dir, lock],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        self.assertEqual((ran.returncode, ran.stdout.strip()), (0, "lock gone"), ran.stderr)
+        frontend = IpckitChannel(self.dir, "frontend")
+        self.assertEqual(frontend.receive(2)["method"], "x")
 
     def test_a_live_lock_is_never_broken_and_a_dead_ones_is(self):
         channel = IpckitChannel(self.dir, "backend")

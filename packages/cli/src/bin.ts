@@ -592,10 +592,6 @@ const jsonAsked = (() => {
 })()
 
 /**
- * With `--json`, a usage error is an `error` event per problem on stdout (reason `Usage`), not help
- * text, and `--version` a `version` event.
- */
-/**
  * Help with `--json`, where stdout carries JSON only: asked for (`--help`), a
  * `help` event with the text; given instead of a command (`effect-ipc --json
  * shm`), a `Usage` error naming the commands there are, exit code 1.
@@ -619,9 +615,16 @@ const jsonHelp = (event: CliOutput.Presenter.Help): Effect.Effect<void> => {
   )
 }
 
+/**
+ * With `--json`, a usage error is an `error` event per problem on stdout (reason `Usage`), not help
+ * text, and `--version` a `version` event. Help given instead of a command is a usage error in either
+ * mode: exit code 1.
+ */
 const presenter = CliOutput.layerPresenter({
   present: (event) =>
-    jsonAsked && event._tag === "InvalidInvocation"
+    !jsonAsked && event._tag === "Help" && event.reason !== "Requested"
+      ? Effect.andThen(CliOutput.defaultPresenter.present(event), Effect.sync(() => void (process.exitCode = 1)))
+      : jsonAsked && event._tag === "InvalidInvocation"
       ? Effect.forEach(
         event.errors,
         (error) => Output.event({ event: "error", reason: "Usage", detail: error.message.replace(/\s*\n\s*/g, " ") }),

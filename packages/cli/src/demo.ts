@@ -14,6 +14,8 @@
  *
  * @since 0.1.0
  */
+import * as Address from "@effect-ipc/core/Address"
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as Registry from "@effect-ipc/core/Registry"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -25,6 +27,7 @@ import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { DemoApi, DemoHandlers } from "./DemoApi.ts"
+import * as Output from "./Output.ts"
 import * as Transports from "./Transports.ts"
 
 /** The `--serialization` given on the command line (`packed`, `binary` or `json`), if any. */
@@ -140,7 +143,13 @@ NodeRuntime.runMain(
   program.pipe(
     Effect.catch((error) =>
       Effect.andThen(
-        Console.error(`demo failed: ${error instanceof Error ? error.message : String(error)}`),
+        Console.error(`demo failed: ${
+          // as the commands say it: no temporary name, no system call's wording, no secret of the address
+          IpcError.isIpcError(error)
+            ? Output.describe(Address.redactError(error, error.address))
+            : error instanceof Error
+            ? error.message
+            : String(error)}`),
         Effect.sync(() => void (process.exitCode = 1))
       )
     )

@@ -205,4 +205,11 @@ it.live("--json: a group without its command is a Usage event (exit 1); --help a
     const event = JSON.parse(help.stdout) as Record<string, unknown>
     assert.strictEqual(event["event"], "help")
     assert.include(String(event["text"]), "USAGE")
+    // without --json too: the help, given instead of a command, with exit code 1 (it was 0); asked for, 0
+    for (const args of [["shm"], ["file"], ["nng"], []]) {
+      const plain = yield* run(...args)
+      assert.strictEqual(plain.code, 1, args.join(" "))
+      assert.include(plain.stdout, "USAGE")
+    }
+    assert.strictEqual((yield* run("shm", "--help")).code, 0)
   }))

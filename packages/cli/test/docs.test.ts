@@ -18,9 +18,12 @@ const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}, cwd:
     timeout: 60_000
   })
 
-const firstTsBlock = (readme: string) => {
+/** The first TypeScript example of `readme` (after the heading `section`, when given). */
+const firstTsBlock = (readme: string, section?: string) => {
   const text = Fs.readFileSync(Path.join(root, readme), "utf8")
-  const match = /```ts\n([\s\S]*?)```/.exec(text)
+  const from = section === undefined ? 0 : text.indexOf(`\n${section}\n`)
+  assert.isAtLeast(from, 0, `${readme} has a section ${section}`)
+  const match = /```ts\n([\s\S]*?)```/.exec(text.slice(from))
   assert.isNotNull(match, `${readme} has a ts example`)
   return match![1]!
 }
@@ -34,6 +37,7 @@ let run_ = 0
  */
 const examples: ReadonlyArray<{
   readonly readme: string
+  readonly section?: string
   readonly expected: string
   readonly rename?: (dir: string, unique: string) => ReadonlyArray<readonly [string, string]>
   readonly env?: (dir: string) => Record<string, string>
@@ -51,18 +55,27 @@ const examples: ReadonlyArray<{
     expected: "1048576 bytes in place",
     rename: (_, unique) => [["shm://example", `shm://${unique}`], [`"example-frame"`, `"${unique}-frame"`]]
   },
+  {
+    readme: "packages/transport-pipe/README.md",
+    section: "## Child processes",
+    expected: "job",
+    rename: () => {
+      const peer = "packages/transport-pipe/test/fixtures/peer.py"
+      return [[peer, Path.join(root, peer)]]
+    }
+  },
   { readme: "packages/transport-file/README.md", expected: "hello, later" },
   { readme: "packages/transport-nng/README.md", expected: "weather.oslo 3C" }
 ]
 
 describe("documentation", () => {
-  for (const { env, expected, readme, rename } of examples) {
-    it(`the example in ${readme} runs and prints ${expected}`, () => {
+  for (const { env, expected, readme, rename, section } of examples) {
+    it(`the example in ${readme}${section === undefined ? "" : ` (${section})`} runs and prints ${expected}`, () => {
       const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-example-"))
       const unique = `example-${process.pid}-${++run_}`
       try {
         Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(dir, "node_modules"))
-        let source = firstTsBlock(readme)
+        let source = firstTsBlock(readme, section)
         for (const [from, to] of rename?.(dir, unique) ?? []) {
           assert.include(source, from, `${readme}'s example still uses ${from}`)
           source = source.replaceAll(from, to)
@@ -110,6 +123,17 @@ describe("demo", () => {
       }
     })
   }
+
+  it("says why it failed as the commands do: no temporary name, no system call's wording", () => {
+    const result = run(["packages/cli/src/demo.ts"], { IPC_ADDRESS: "unix:///no-such-dir-of-the-demo/d.sock" })
+    assert.strictEqual(result.status, 1)
+    // the old demo printed the library's message: mkdtemp '/no-such-dir-of-the-demo/.eipc-...-XXXXXX'
+    assert.include(
+      result.stderr,
+      "demo failed: NotFound: cannot bind unix:///no-such-dir-of-the-demo/d.sock: directory /no-such-dir-of-the-demo does not exist\n"
+    )
+    assert.notMatch(result.stderr, /\.eipc-|mkdtemp|ENOENT/)
+  })
 
   it("fails with one clear line for an unknown transport", () => {
     const result = run(["packages/cli/src/demo.ts"], { IPC_TRANSPORT: "carrier-pigeon" })

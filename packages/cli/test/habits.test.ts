@@ -141,6 +141,40 @@ const inventoryServer = (address: string, serialization: "packed" | "json") =>
   })
 
 it.live(
+  "the README's my-api.ts and my-service.ts, as written: serve --module serves them, call --module calls them",
+  () =>
+    Effect.gen(function*() {
+      const readme = Fs.readFileSync(Path.join(root, "packages", "cli", "README.md"), "utf8")
+      // inside the repository, so that their imports of effect resolve
+      const dir = Fs.mkdtempSync(Path.join(root, "packages", "cli", "test", ".readme-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+      for (const name of ["my-api.ts", "my-service.ts"]) {
+        const block = new RegExp("```ts\n// " + name.replace(".", "\\.") + "\n([\\s\\S]*?)```").exec(readme)
+        assert.isNotNull(block, `the README shows ${name}`)
+        Fs.writeFileSync(Path.join(dir, name), block![1]!)
+      }
+      const address = socket()
+      const server = yield* start(node, [...flags, bin, "serve", address, "--module", Path.join(dir, "my-service.ts")])
+      yield* server.ready(`serving Inventory on ${address}`)
+      const readmeApi = Path.join(dir, "my-api.ts")
+      assert.deepStrictEqual(yield* runCli(["call", address, "Lookup", `{"item":"apples"}`, "--module", readmeApi]), {
+        code: 0,
+        stdout: `{"item":"apples","count":3}\n`,
+        stderr: ""
+      })
+      assert.deepStrictEqual(
+        yield* runCli(["call", address, "Take", `{"item":"apples","count":5}`, "--module", readmeApi]),
+        {
+          code: 1,
+          stdout: "",
+          stderr: `effect-ipc: Take failed: OutOfStock {"item":"apples","left":3}\n`
+        }
+      )
+    }).pipe(Effect.scoped),
+  120_000
+)
+
+it.live(
   "call --module calls a user's own RpcGroup served by another process (packed and --serialization json)",
   () =>
     Effect.gen(function*() {
@@ -237,6 +271,15 @@ it.live(
         stdout:
           `{"event":"error","reason":"NotFound","detail":"cannot bind ${address}: directory ${tmp}/no-such-dir does not exist","address":"${address}"}\n`,
         stderr: ""
+      })
+      // a file where the directory should be: named as given, with the system's own words for it
+      const file = Path.join(tmp, `regular-${process.pid}.txt`)
+      Fs.writeFileSync(file, "")
+      const underFile = `unix://${file}/a.sock`
+      assert.deepStrictEqual(yield* runCli(["listen", underFile]), {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: NotFound: cannot bind ${underFile}: not a directory\n`
       })
       const absent = socket()
       const send = yield* runCli(["send", absent, "hi"])

@@ -106,7 +106,11 @@ export const path = (address: Address): Effect.Effect<string, IpcError.IpcError>
       () => IpcError.make("InvalidAddress", "a path holds no NUL character (%00)", redact(address.raw))
     )
     : Effect.fail(
-      IpcError.make("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", redact(address.raw))
+      IpcError.make(
+        "InvalidAddress",
+        `expected an absolute path, e.g. ${address.scheme}:///tmp/app`,
+        redact(address.raw)
+      )
     )
 
 /** Writes an address back as text: `scheme://rest`, or `scheme:rest` when it is not hierarchical. */

@@ -129,6 +129,15 @@ describe("Address: properties (fast-check, fixed seed)", () => {
     )
   })
 
+  it.effect("a relative path is refused with an example of the address's own scheme", () =>
+    Effect.gen(function*() {
+      for (const scheme of ["unix", "file", "fifo"]) {
+        const error = yield* Effect.flip(Effect.flatMap(Address.parse(`${scheme}://relative/name`), Address.path))
+        assert.strictEqual(error.reason._tag, "InvalidAddress")
+        assert.strictEqual(error.detail, `expected an absolute path, e.g. ${scheme}:///tmp/app`)
+      }
+    }))
+
   it("fromPath and path round-trip for every absolute path", () => {
     const paths = fc.array(fc.string({ unit: "grapheme", maxLength: 12 }), { minLength: 1, maxLength: 5 })
       .map((parts) => `/${parts.join("/")}`)

@@ -393,15 +393,19 @@ export const tail = (
       const follow = (streamDir: string, start: "start" | "end") =>
         Effect.gen(function*() {
           if (followed.has(streamDir)) return
-          followed.add(streamDir)
-          const source = Path.relative(dir, streamDir) || Path.basename(streamDir)
+          // checked before it counts as followed: a check that found no descriptor free is made again by the
+          // next scan
           const unsafe = checkStream(streamDir)
           if (unsafe !== undefined) return yield* unsafe
+          followed.add(streamDir)
+          const source = Path.relative(dir, streamDir) || Path.basename(streamDir)
           // followed again by a later scan if its reader cannot be opened now (no descriptor free)
           const reader = yield* Log.openReader(streamDir, { from: start }).pipe(
             Effect.tapError(() => Effect.sync(() => void followed.delete(streamDir)))
           )
           let largePending = false
+          // where the last corrupt record shown was
+          let shownCorrupt = -1
           // a read that found no descriptor free (a segment to open) is tried again a moment later: not damage
           const later = yield* soon(() => pump())
           const pump = (): void => {
@@ -422,14 +426,22 @@ export const tail = (
               if (result._tag === "Idle") return
               if (result._tag === "Short") return later()
               if (result._tag === "Corrupt") {
-                Queue.offerUnsafe(queue, {
-                  source,
-                  offset: reader.position(),
-                  kind: "data",
-                  payload: textEncoder.encode(`(corrupt record: ${result.error.detail})`)
-                })
+                // shown once for each place (a reader that waits there meets it again on each change)
+                if (reader.position() !== shownCorrupt) {
+                  shownCorrupt = reader.position()
+                  Queue.offerUnsafe(queue, {
+                    source,
+                    offset: shownCorrupt,
+                    kind: "data",
+                    payload: textEncoder.encode(`(corrupt record: ${result.error.detail})`)
+                  })
+                }
                 const skipped = reader.skipCorrupt()
-                if (Sys.failed(skipped)) return
+                if (Sys.failed(skipped)) {
+                  return short(skipped) ? later() : void Queue.failCauseUnsafe(queue, Cause.fail(skipped))
+                }
+                // nothing valid after it yet: read again on the next change
+                if (skipped === 0) return
               }
               if (result._tag === "Large") {
                 largePending = true

@@ -208,15 +208,18 @@ class Held {
 /** How far past a send's deadline it waits for the wall clock (a lock's age) to reach it too. */
 const WALL_SLACK_MS = 50
 
-/** Takes ipckit's lock on `from`'s file: create it exclusively and write our pid, as ipckit does. */
-const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effect<void, IpcError.IpcError> => {
+/**
+ * Takes ipckit's lock on `from`'s file: create it exclusively and write our pid, as ipckit does. Its descriptor
+ * is kept until `releaseLock`, which tells our lock from another's by it without opening anything.
+ */
+const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effect<number, IpcError.IpcError> => {
   const p = paths(dir)
   const path = p.lock(from)
   const timeout = Duration.fromInputUnsafe(options.lockTimeout ?? "5 seconds")
   const staleAge = Duration.toMillis(Duration.fromInputUnsafe(options.staleAge ?? "5 seconds"))
   let last: LockSeen | undefined
   const mode = options.fileMode ?? Log.defaults.fileMode
-  const attempt = Effect.suspend((): Effect.Effect<void, IpcError.IpcError | Held> => {
+  const attempt = Effect.suspend((): Effect.Effect<number, IpcError.IpcError | Held> => {
     let fd: number | undefined
     try {
       fd = Fs.openSync(path, "wx", mode)
@@ -233,10 +236,7 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
         return Effect.fail(systemError(cause, "cannot take the lock", dir))
       }
     }
-    if (fd !== undefined) {
-      Sys.closeQuietly(fd)
-      return Effect.void
-    }
+    if (fd !== undefined) return Effect.succeed(fd)
     const seen = look(path)
     if (Sys.failed(seen)) return Effect.fail(seen)
     last = seen ?? last
@@ -261,7 +261,7 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
     }
     return Effect.fail(new Held(seen))
   })
-  const lastLook: Effect.Effect<void, IpcError.IpcError> = attempt.pipe(
+  const lastLook: Effect.Effect<number, IpcError.IpcError> = attempt.pipe(
     Effect.retry({ times: 1, while: (error) => error instanceof Held }),
     Effect.catchIf((error): error is Held => error instanceof Held, () =>
       Effect.suspend(() =>
@@ -305,12 +305,15 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
   })
 }
 
-const releaseLock = (dir: string, from: Role) =>
+/**
+ * Removes the lock `takeLock` made (`fd`), only while the path still names it: if someone broke it (ipckit does
+ * after 5 s) the lock there is theirs now. Needs no new descriptor: with none left it still lets go (a lock left
+ * naming our live pid would keep every later send out for good).
+ */
+const releaseLock = (dir: string, from: Role, fd: number) =>
   Effect.sync(() => {
-    const path = paths(dir).lock(from)
-    // only our own: if someone broke it (ipckit does after 5 s), the lock is theirs now
-    const seen = look(path)
-    if (!Sys.failed(seen) && seen?.pid === process.pid) Fs.rmSync(path, { force: true })
+    Sys.unlinkIfStill(paths(dir).lock(from), fd)
+    Sys.closeQuietly(fd)
   })
 
 // ---- writing --------------------------------------------------------------------------------
@@ -378,40 +381,40 @@ const append = (dir: string, from: Role, message: Messages.Message, options: Ipc
     const p = paths(dir)
     const file = p.messages(from)
     const keep = Math.max(1, options.keep ?? KEEP)
-    yield* takeLock(dir, from, options)
-    yield* Effect.gen(function*() {
-      const text = yield* readText(file, dir)
-      const items = parseFile(text, file, dir)
-      // a file we cannot read is never overwritten: its messages would be lost
-      if (IpcError.isIpcError(items)) return yield* items
-      const all = [...items, element]
-      const kept = all.length > keep ? all.slice(all.length - keep) : all
-      let mode = options.fileMode ?? Log.defaults.fileMode
-      try {
-        // an ipckit peer's file keeps its mode, but never lets other users write it (ipckit makes files 0666 & ~umask)
-        mode = Fs.lstatSync(file).mode & 0o755
-      } catch {
-        // a new file
-      }
-      yield* Effect.tryPromise({
-        try: async () => {
-          await Fs.promises.rm(p.tmp(from), { force: true })
-          const handle = await Fs.promises.open(p.tmp(from), "wx", mode)
-          try {
-            // exactly `mode` (the umask only narrows what `open` makes)
-            Sys.exactMode(handle.fd, mode)
-            await handle.writeFile(JsonArray.render(kept))
-          } finally {
-            await handle.close()
-          }
-          await Fs.promises.rename(p.tmp(from), file)
-        },
-        catch: (cause) =>
-          IpcError.isIpcError(cause)
-            ? cause
-            : IpcError.fromSystemError(cause, "Write", `cannot write ${Path.basename(file)}`, dir)
-      })
-    }).pipe(Effect.ensuring(releaseLock(dir, from)))
+    yield* Effect.acquireUseRelease(takeLock(dir, from, options), () =>
+      Effect.gen(function*() {
+        const text = yield* readText(file, dir)
+        const items = parseFile(text, file, dir)
+        // a file we cannot read is never overwritten: its messages would be lost
+        if (IpcError.isIpcError(items)) return yield* items
+        const all = [...items, element]
+        const kept = all.length > keep ? all.slice(all.length - keep) : all
+        let mode = options.fileMode ?? Log.defaults.fileMode
+        try {
+          // an ipckit peer's file keeps its mode, but never lets other users write it (ipckit makes files 0666 & ~umask)
+          mode = Fs.lstatSync(file).mode & 0o755
+        } catch {
+          // a new file
+        }
+        yield* Effect.tryPromise({
+          try: async () => {
+            await Fs.promises.rm(p.tmp(from), { force: true })
+            const handle = await Fs.promises.open(p.tmp(from), "wx", mode)
+            try {
+              // exactly `mode` (the umask only narrows what `open` makes)
+              Sys.exactMode(handle.fd, mode)
+              await handle.writeFile(JsonArray.render(kept))
+            } finally {
+              await handle.close()
+            }
+            await Fs.promises.rename(p.tmp(from), file)
+          },
+          catch: (cause) =>
+            IpcError.isIpcError(cause)
+              ? cause
+              : IpcError.fromSystemError(cause, "Write", `cannot write ${Path.basename(file)}`, dir)
+        })
+      }), (fd) => releaseLock(dir, from, fd))
   })
 
 // ---- reading --------------------------------------------------------------------------------

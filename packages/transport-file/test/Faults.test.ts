@@ -10,10 +10,11 @@
  * nobody). A read-only bind mount would need mount privileges that a test
  * machine may not grant; a second user is what a real deployment has.
  */
-import { FileChannel, FileTransport, Ipckit, Log } from "@effect-ipc/transport-file"
+import { FileChannel, FileTransport, Inspect, Ipckit, Log } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { childScript, fresh, newStream, node, run, spawn, tempRoot } from "./helpers.ts"
@@ -95,6 +96,49 @@ describe("bad input and faults", () => {
         }))
         const frontend = yield* FileChannel.frontend(dir, { onCorrupt: "skip" })
         assert.strictEqual(text.decode(yield* frontend.receive), "charlie")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  it.live(
+    "a damaged segment header after the first: Corrupt where it starts; onCorrupt: skip and tail go on from the next segment, never spinning",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const sent = Array.from({ length: 40 }, (_, i) => `message ${i} of forty`)
+        yield* sendAll(dir, sent, { segmentBytes: 256 })
+        const stream = Path.join(dir, FileChannel.streamOf("backend"))
+        const segments = Fs.readdirSync(stream).filter((name) => name.endsWith(".seg")).toSorted()
+        assert.isAtLeast(segments.length, 4)
+        const lost = Path.join(stream, segments[1]!)
+        const inLost = Fs.readFileSync(lost, "latin1").match(/message \d+ of forty/g)!
+        // the second segment's header overwritten: it cannot be linked to
+        const fd = Fs.openSync(lost, "r+")
+        Fs.writeSync(fd, Buffer.alloc(8, 0xee), 0, 8, 0)
+        Fs.closeSync(fd)
+        const kept = sent.filter((m) => !inLost.includes(m))
+        const before = kept.slice(0, sent.indexOf(inLost[0]!))
+        yield* Effect.scoped(Effect.gen(function*() {
+          const frontend = yield* FileChannel.frontend(dir)
+          for (const m of before) assert.strictEqual(text.decode(yield* frontend.receive), m)
+          const error = yield* Effect.flip(frontend.receive)
+          assert.strictEqual(error.reason._tag, "Corrupt")
+        }))
+        // the old reader skipped the end-of-segment record, then 0 bytes again and again, synchronously
+        const frontend = yield* FileChannel.frontend(dir, { onCorrupt: "skip" })
+        const got: Array<string> = []
+        for (const _ of kept.slice(before.length)) {
+          got.push(text.decode(yield* Effect.timeout(frontend.receive, "10 seconds")))
+        }
+        assert.deepStrictEqual(got, kept.slice(before.length))
+        const tail = yield* Effect.timeout(
+          Stream.runCollect(Stream.take(Inspect.tail(stream, { from: "start" }), kept.length + 2)),
+          "10 seconds"
+        )
+        const shown = Array.from(tail, (seen) => text.decode(seen.payload))
+        // every record held but the damaged segment's, one line for the damage, and the close record after
+        assert.deepStrictEqual(shown.filter((line) => !line.startsWith("(corrupt record")).slice(0, -1), kept)
+        assert.strictEqual(shown.filter((line) => line.startsWith("(corrupt record")).length, 1, shown.join("\n"))
       }).pipe(Effect.scoped),
     30_000
   )

@@ -427,6 +427,41 @@ describe("ipckit compatibility", () => {
   // ipckit breaks a lock older than 5 s: a sender that held its lock that long finds it another process's
   // when it is done, and leaves it (removing it would let a third writer in beside the one that took it)
   it.live(
+    "a sender with no descriptor left after taking its lock lets go of it: the next send goes through",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* Ipckit.initialize(dir)
+        const p = Ipckit.paths(dir)
+        // every open of the lock after the first (its creation) fails EMFILE, as in a shortage that starts
+        // while the sender holds it
+        const sender = yield* spawn("/usr/bin/strace", [
+          "-f",
+          "-qq",
+          "-o",
+          "/dev/null",
+          "-P",
+          p.lock("backend"),
+          "-e",
+          "inject=open,openat:error=EMFILE:when=2+",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "ipckit-send-check",
+          dir
+        ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
+        assert.strictEqual(yield* sender.exit, 0, sender.stderr())
+        assert.strictEqual(sender.lines()[0], `{"ok":true}`)
+        // the old sender had to open the lock to see it was its own, could not, and left it holding its live pid
+        assert.strictEqual(sender.lines()[1], "lock gone")
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "1 second" })
+        yield* backend.sendEvent("after", {})
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "a sender whose lock was broken and taken by another process while it wrote leaves that lock alone",
     () =>
       Effect.gen(function*() {

@@ -217,9 +217,12 @@ const bindFile = (
   raw: string
 ): Effect.Effect<Files.FileIdentity, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    const parent = Path.dirname(path)
+    // the directory looked at first: a missing one (or a file) is named as the user gave it, not by the staging
+    // directory `mkdtemp` would have made in it
+    yield* trySync(() => void Fs.statSync(`${parent}/.`), "NotFound", "cannot bind", raw)
     // refuse before creating anything next to what is there
     yield* inspect(path, raw, CHANNEL_GOODBYE)
-    const parent = Path.dirname(path)
     const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, stagingPrefix(path))), "Open", "cannot bind", raw)
     return yield* Effect.gen(function*() {
       const staging = yield* stagingSocket(server, dir, raw)

@@ -247,6 +247,8 @@ export const open = (
     // the last read found no descriptor free (a segment to open): read again on the next wake-up or check, the
     // peer's loss not judged meanwhile (warned once until a read goes through)
     const starved = Observability.spell()
+    // with `onCorrupt: "skip"`, the reader stands after a corrupt record with nothing valid after it yet
+    const damaged = Observability.spell()
     let paused = false
     let largePending = false
     let pumpScheduled = false
@@ -319,9 +321,15 @@ export const open = (
       if (options.onCorrupt === "skip") {
         const skipped = reader.skipCorrupt()
         if (Sys.failed(skipped)) {
-          fail(skipped)
+          unread(skipped)
           return false
         }
+        // nothing valid after it yet: read again on the next wake-up or check (warned once), never at once
+        if (skipped === 0) {
+          background(damaged.begin("a corrupt record with nothing valid after it yet; waiting for more", error.detail))
+          return false
+        }
+        damaged.end()
         background(Effect.logWarning(`skipped ${skipped} bytes of a corrupt record`, error.detail))
         return true
       }

@@ -52,7 +52,10 @@ export interface Reader {
   readonly poll: (maxBytes: number) => Poll | IpcError.IpcError
   /** Reads the next record when `poll` said `Large`; the callback gets it (or `undefined` if it is not whole yet). */
   readonly readLarge: (done: (result: Entry | undefined | IpcError.IpcError) => void) => void
-  /** Skips a corrupt record: moves to the next valid record after it; returns the bytes skipped. */
+  /**
+   * Skips a corrupt record: moves to the next valid record after it (in a later segment when its own has none);
+   * returns the bytes skipped, 0 when there is nothing valid after it yet (wait for more).
+   */
   readonly skipCorrupt: () => number | IpcError.IpcError
   /** Bytes past the position that do not (yet) form a whole record (a torn tail, when the writer is dead). */
   readonly pendingBytes: () => number
@@ -374,7 +377,20 @@ class ReaderImpl implements Reader {
         return at - from
       }
     }
-    // nothing valid after it yet: wait at the end of what is there
+    // nothing valid after it in this segment: a later segment that opens soundly is where the records go on
+    // (the damage was this segment's end, its link to the next, or the next segment's header)
+    const bases = segments(this.dir)
+    for (const base of Sys.failed(bases) ? [] : bases) {
+      if (base <= this.segBase) continue
+      const at = this.pos
+      const opened = this.openSegment(base)
+      if (opened === undefined) {
+        this.pos = base + LogFormat.SEGMENT_HEADER
+        return this.pos - at
+      }
+      if (opened !== "missing" && opened.reason._tag !== "Corrupt") return opened
+    }
+    // nothing valid after it yet: wait at the end of what is there (0 when the reader is there already)
     this.pos = this.segBase + size
     return size - from
   }
