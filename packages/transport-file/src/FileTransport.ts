@@ -572,7 +572,9 @@ export const build = (options?: FileTransportOptions): Effect.Effect<Transport.T
     const invalid = options === undefined ? undefined : Sys.invalidModes(options)
     if (invalid !== undefined) return Effect.fail(invalid)
     const unavailable = Libc.available()
-    return unavailable === undefined ? Effect.succeed(Transport.instrument(make(options))) : Effect.fail(unavailable)
+    if (unavailable !== undefined) return Effect.fail(unavailable)
+    // sizes no channel could be opened with fail here, before anything listens or dials
+    return Effect.as(Endpoint.optionsFit(options ?? {}), Transport.instrument(make(options)))
   })
 
 /** The file transport as the `Transport` service (see `build`). */

@@ -210,16 +210,22 @@ const WALL_SLACK_MS = 50
 
 /**
  * Takes ipckit's lock on `from`'s file: create it exclusively and write our pid, as ipckit does. Its descriptor
- * is kept until `releaseLock`, which tells our lock from another's by it without opening anything.
+ * goes to `taken` as it is made (in the same step: an interruption cannot come between), kept until
+ * `releaseLock`, which tells our lock from another's by it without opening anything. The wait is interruptible.
  */
-const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effect<number, IpcError.IpcError> => {
+const takeLock = (
+  dir: string,
+  from: Role,
+  options: IpckitOptions,
+  taken: (fd: number) => void
+): Effect.Effect<void, IpcError.IpcError> => {
   const p = paths(dir)
   const path = p.lock(from)
   const timeout = Duration.fromInputUnsafe(options.lockTimeout ?? "5 seconds")
   const staleAge = Duration.toMillis(Duration.fromInputUnsafe(options.staleAge ?? "5 seconds"))
   let last: LockSeen | undefined
   const mode = options.fileMode ?? Log.defaults.fileMode
-  const attempt = Effect.suspend((): Effect.Effect<number, IpcError.IpcError | Held> => {
+  const attempt = Effect.suspend((): Effect.Effect<void, IpcError.IpcError | Held> => {
     let fd: number | undefined
     try {
       fd = Fs.openSync(path, "wx", mode)
@@ -236,7 +242,10 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
         return Effect.fail(systemError(cause, "cannot take the lock", dir))
       }
     }
-    if (fd !== undefined) return Effect.succeed(fd)
+    if (fd !== undefined) {
+      taken(fd)
+      return Effect.void
+    }
     const seen = look(path)
     if (Sys.failed(seen)) return Effect.fail(seen)
     last = seen ?? last
@@ -261,7 +270,7 @@ const takeLock = (dir: string, from: Role, options: IpckitOptions): Effect.Effec
     }
     return Effect.fail(new Held(seen))
   })
-  const lastLook: Effect.Effect<number, IpcError.IpcError> = attempt.pipe(
+  const lastLook: Effect.Effect<void, IpcError.IpcError> = attempt.pipe(
     Effect.retry({ times: 1, while: (error) => error instanceof Held }),
     Effect.catchIf((error): error is Held => error instanceof Held, () =>
       Effect.suspend(() =>
@@ -381,8 +390,13 @@ const append = (dir: string, from: Role, message: Messages.Message, options: Ipc
     const p = paths(dir)
     const file = p.messages(from)
     const keep = Math.max(1, options.keep ?? KEEP)
-    yield* Effect.acquireUseRelease(takeLock(dir, from, options), () =>
-      Effect.gen(function*() {
+    // the lock's descriptor once taken: let go of on every way out, interruptions included
+    let held: number | undefined
+    yield* Effect.andThen(
+      takeLock(dir, from, options, (fd) => void (held = fd)),
+      // once held, the send runs to its end (its writes are promises that an interruption would not stop: they
+      // would go on after the lock was let go)
+      Effect.uninterruptible(Effect.gen(function*() {
         const text = yield* readText(file, dir)
         const items = parseFile(text, file, dir)
         // a file we cannot read is never overwritten: its messages would be lost
@@ -396,25 +410,33 @@ const append = (dir: string, from: Role, message: Messages.Message, options: Ipc
         } catch {
           // a new file
         }
+        const tmp = p.tmp(from)
         yield* Effect.tryPromise({
           try: async () => {
-            await Fs.promises.rm(p.tmp(from), { force: true })
-            const handle = await Fs.promises.open(p.tmp(from), "wx", mode)
+            await Fs.promises.rm(tmp, { force: true })
+            const handle = await Fs.promises.open(tmp, "wx", mode)
             try {
-              // exactly `mode` (the umask only narrows what `open` makes)
-              Sys.exactMode(handle.fd, mode)
-              await handle.writeFile(JsonArray.render(kept))
-            } finally {
-              await handle.close()
+              try {
+                // exactly `mode` (the umask only narrows what `open` makes)
+                Sys.exactMode(handle.fd, mode)
+                await handle.writeFile(JsonArray.render(kept))
+              } finally {
+                await handle.close()
+              }
+              await Fs.promises.rename(tmp, file)
+            } catch (cause) {
+              // a write that failed (a full disk) leaves no part-written file holding the space
+              await Fs.promises.rm(tmp, { force: true }).catch(() => undefined)
+              throw cause
             }
-            await Fs.promises.rename(p.tmp(from), file)
           },
           catch: (cause) =>
             IpcError.isIpcError(cause)
               ? cause
               : IpcError.fromSystemError(cause, "Write", `cannot write ${Path.basename(file)}`, dir)
         })
-      }), (fd) => releaseLock(dir, from, fd))
+      }))
+    ).pipe(Effect.ensuring(Effect.suspend(() => held === undefined ? Effect.void : releaseLock(dir, from, held))))
   })
 
 // ---- reading --------------------------------------------------------------------------------

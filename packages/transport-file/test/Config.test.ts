@@ -85,6 +85,27 @@ describe("file options from configuration", () => {
         assert.strictEqual(wide.reason._tag, "InvalidOption", wide.message)
         assert.include(wide.detail, `transport "file": ${shown} lets other users write`)
       }
+      // sizes no channel could be opened with: refused as the layer is built (a maxBytes of 1 made every send
+      // fail "exceeds the limit of -55")
+      for (
+        const [vars, detail] of [
+          [
+            { IPC_OPTIONS_MAX_BYTES: "1" },
+            `maxBytes 1 leaves no room for a message (a stream's headers take 56 bytes)`
+          ],
+          [
+            { IPC_OPTIONS_MAX_BYTES: "1 MiB", IPC_OPTIONS_MAX_MESSAGE_SIZE: "2 MiB" },
+            `maxMessageSize 2097152 must leave room in maxBytes 1048576 (at most 1048520)`
+          ]
+        ] as const
+      ) {
+        const unfit = yield* Effect.flip(Layer.build(configured({ IPC_ADDRESS: `file://${dir}/unfit`, ...vars })))
+        assert.strictEqual(unfit._tag, "IpcError")
+        if (unfit._tag !== "IpcError") return
+        assert.strictEqual(unfit.reason._tag, "InvalidOption", unfit.message)
+        assert.strictEqual(unfit.detail, `transport "file": ${detail}`)
+        assert.isFalse(Fs.existsSync(Path.join(dir, "unfit")))
+      }
     }).pipe(Effect.scoped))
 
   // a dirMode of 0750 made the shared <tmp>/effect-ipc-<uid> on the way to the default address 0750 too, and

@@ -17,7 +17,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Zlib from "node:zlib"
-import { fresh, newStream as streamIn, node, tempRoot } from "./helpers.ts"
+import { fresh, newStream as streamIn, node, readAll, tempRoot } from "./helpers.ts"
 
 /** `effect-ipc file inspect DIR --verify`, run to its end. */
 const inspectVerify = (dir: string) =>
@@ -494,6 +494,25 @@ describe("damage to committed records (issue 9)", () => {
       }
       // every record of the first segment, and nothing from a later one
       assert.deepStrictEqual(got, range(1, recordsOf(Log.paths(dir).segment(0)).length - 1))
+    }).pipe(Effect.scoped))
+
+  it.effect("a skip past the last record of a segment never linked on waits there: a stray next segment is no place to go", () =>
+    Effect.gen(function*() {
+      const dir = yield* written(5)
+      const first = Log.paths(dir).segment(0)
+      const file = Fs.readFileSync(first)
+      file[file.lastIndexOf("m5") + 1] ^= 0xff
+      Fs.writeFileSync(first, file)
+      // a segment made for a rotation whose writer died before linking it: a header, nothing else
+      Fs.writeFileSync(Log.paths(dir).segment(file.byteLength), LogFormat.encodeSegmentHeader(file.byteLength))
+      const reader = yield* Log.openReader(dir, { name: "r" })
+      const before = yield* Effect.flip(readAll(reader))
+      assert.strictEqual(before.reason._tag, "Corrupt")
+      assert.isAbove(reader.skipCorrupt() as number, 0)
+      // the next writer goes on in the first segment
+      yield* Effect.scoped(Effect.flatMap(Log.openWriter(dir), (w) => w.append(bytes("after"))))
+      // the old reader had moved into the stray segment, and never saw "after"
+      assert.deepStrictEqual((yield* readAll(reader)).map((p) => text.decode(p)), ["after"])
     }).pipe(Effect.scoped))
 
   it.effect("a named reader whose cursor is at a reclaimed segment's end-of-segment record has read it all: no gap", () =>

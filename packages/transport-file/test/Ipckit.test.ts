@@ -40,6 +40,20 @@ const serdePretty = (path: string): string =>
 
 const elementsOf = (path: string): Array<Messages.Message> => JSON.parse(Fs.readFileSync(path, "utf8"))
 
+/** Fills the file system at `mount` to its last page (a file `filler`, returned); fails unless it ends ENOSPC. */
+const fill = (mount: string): string => {
+  const filler = Path.join(mount, "filler")
+  const fd = Fs.openSync(filler, "w")
+  try {
+    while (true) Fs.writeSync(fd, new Uint8Array(4096))
+  } catch (cause) {
+    assert.strictEqual(IpcError.errnoOf(cause), "ENOSPC")
+  } finally {
+    Fs.closeSync(fd)
+  }
+  return filler
+}
+
 describe("ipckit compatibility", () => {
   it.live("an effect-ipc channel's or listener's directory is refused (AddressInUse), nothing in it touched; remove still works", () =>
     Effect.gen(function*() {
@@ -402,16 +416,7 @@ describe("ipckit compatibility", () => {
         const dir = Path.join(mount, "ipckit")
         const backend = yield* Ipckit.backend(dir, { lockTimeout: "1 second" })
         const lock = Ipckit.paths(dir).lock("backend")
-        // fill the disk to the last page
-        const filler = Path.join(mount, "filler")
-        const fd = Fs.openSync(filler, "w")
-        try {
-          while (true) Fs.writeSync(fd, new Uint8Array(4096))
-        } catch (cause) {
-          assert.strictEqual(IpcError.errnoOf(cause), "ENOSPC")
-        } finally {
-          Fs.closeSync(fd)
-        }
+        const filler = fill(mount)
         const full = yield* Effect.flip(backend.sendEvent("on a full disk", {}))
         assert.strictEqual(full.reason._tag, "NoSpace", full.detail)
         assert.isFalse(Fs.existsSync(lock), "the lock it could not write its pid into is gone")
@@ -420,6 +425,45 @@ describe("ipckit compatibility", () => {
         yield* backend.sendEvent("after", {})
         assert.deepStrictEqual(elementsOf(Ipckit.paths(dir).messages("backend")).map((m) => m.method), ["after"])
         assert.isFalse(Fs.existsSync(lock))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a full disk while writing the file (a 64 KiB tmpfs): NoSpace, and neither the lock nor a part-written .tmp is left",
+    () =>
+      Effect.gen(function*() {
+        const mount = yield* tmpfs(root, "64k")
+        const dir = Path.join(mount, "ipckit")
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "1 second" })
+        // room for the lock, not for a file of this message
+        const filler = fill(mount)
+        Fs.truncateSync(filler, Fs.statSync(filler).size - 8192)
+        const full = yield* Effect.flip(backend.sendEvent("big", { text: "x".repeat(24 * 1024) }))
+        assert.strictEqual(full.reason._tag, "NoSpace", full.detail)
+        // the old sender left a .tmp holding what it could write, until its next send
+        assert.deepStrictEqual(
+          Fs.readdirSync(dir).filter((name) => name.endsWith(".tmp") || name.endsWith(".lock")),
+          []
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a send waiting for a live holder's lock stops when it is interrupted, not at its lockTimeout",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* Ipckit.backend(dir, { lockTimeout: "20 seconds" })
+        const lock = Ipckit.paths(dir).lock("backend")
+        Fs.writeFileSync(lock, `${process.pid}\n`)
+        const started = Date.now()
+        const waited = yield* Effect.timeout(backend.sendEvent("x", {}), "200 millis").pipe(Effect.flip)
+        assert.strictEqual(waited._tag, "TimeoutError")
+        // the old send took its lock in a step that could not be interrupted: it ended at lockTimeout
+        assert.isBelow(Date.now() - started, 10_000)
+        assert.strictEqual(Fs.readFileSync(lock, "utf8"), `${process.pid}\n`, "the holder's lock is untouched")
       }).pipe(Effect.scoped),
     60_000
   )

@@ -323,6 +323,30 @@ const HANDSHAKE_RECONNECT = { min: 10, max: 100 }
 
 /** The header nng's pair v1 protocol puts before each message (a hop count), counted by `recv-size-max`. */
 const PAIR1_HEADER = 4
+/** What nng may receive: the largest message or batch (`Channel.BATCH_BYTES`), the kind's byte, pair v1's header. */
+const receiveLimit = (maxMessageSize: number) => Math.max(maxMessageSize, Channel.BATCH_BYTES) + 1 + PAIR1_HEADER
+
+/**
+ * `InvalidOption` for options libnng refuses on every connection: queues over its limit, and a receive limit
+ * under 4 GiB (a larger one failed only as the listener's conversations opened).
+ */
+const limitsOk = (options: NngTransportOptions, raw?: string): Effect.Effect<void, IpcError.IpcError> => {
+  const maxMessageSize = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
+  const limit = receiveLimit(maxMessageSize)
+  return Effect.andThen(
+    Socket.queuesOk(options, raw),
+    Number.isFinite(limit) && limit > 0xffff_ffff
+      ? Effect.fail(
+        IpcError.make(
+          "InvalidOption",
+          `maxMessageSize ${maxMessageSize} is over libnng's limit (${0xffff_ffff - 1 - PAIR1_HEADER} bytes)`,
+          raw
+        )
+      )
+      : Effect.void
+  )
+}
+
 /** Makes the nng transport, bare: libnng is loaded on first use (see `makeScoped`). */
 export const make = (options: NngTransportOptions = {}): Transport.TransportShape => {
   const maxMessageSize = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
@@ -333,9 +357,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   const maxPending = Math.max(1, options.maxPendingHandshakes ?? 64)
   const sendBuffer = options.sendBuffer ?? 16
   const pairOptions: Socket.SocketOptions = {
-    // what nng may receive: the largest message or batch (internal/channel.ts batches up to 256 KiB of
-    // small messages), one byte more for the kind, and the 4-byte header of nng's pair v1 protocol
-    maxMessageSize: Math.max(maxMessageSize, Channel.BATCH_BYTES) + 1 + PAIR1_HEADER,
+    maxMessageSize: receiveLimit(maxMessageSize),
     recvBuffer: options.recvBuffer ?? 16,
     ipcPermissions: options.mode ?? 0o600,
     kinded: true,
@@ -356,25 +378,10 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     closeTimeout
   })
 
-  // libnng takes a receive limit under 4 GiB: a larger one failed only as the listener's conversations opened
-  const nngOk = (raw: string) =>
-    Effect.andThen(
-      Socket.queuesOk(options, raw),
-      Number.isFinite(pairOptions.maxMessageSize) && pairOptions.maxMessageSize > 0xffff_ffff
-        ? Effect.fail(
-          IpcError.make(
-            "InvalidOption",
-            `maxMessageSize ${maxMessageSize} is over libnng's limit (${0xffff_ffff - 1 - PAIR1_HEADER} bytes)`,
-            raw
-          )
-        )
-        : Effect.void
-    )
-
   const listen = (raw: string) =>
     Effect.gen(function*() {
       yield* TransportOptions.optionsOk(options, raw)
-      yield* nngOk(raw)
+      yield* limitsOk(options, raw)
       const authorize = UnixSocket.authorizerOf(options.authorize)
       const badMode = TransportOptions.invalidMode(options.mode ?? 0o600, raw)
       if (badMode !== undefined) return yield* badMode
@@ -663,7 +670,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
   const dial = (raw: string) =>
     Effect.gen(function*() {
       yield* TransportOptions.optionsOk(options, raw)
-      yield* nngOk(raw)
+      yield* limitsOk(options, raw)
       const authorize = UnixSocket.authorizerOf(options.authorize)
       const deadline = Date.now() + connectTimeout
       let askAgain = ASK_AGAIN_MS / 2
@@ -694,7 +701,7 @@ export const makeScoped = (
   options: NngTransportOptions = {}
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   // options libnng would refuse on every connection fail here, before anything listens or dials
-  Effect.andThen(Socket.queuesOk(options), Effect.map(Nng.warmUp, () => Transport.instrument(make(options))))
+  Effect.andThen(limitsOk(options), Effect.map(Nng.warmUp, () => Transport.instrument(make(options))))
 
 /** The nng transport as the `Transport` service (`makeScoped`: libnng loaded and warmed up). */
 export const layer = (options?: NngTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>

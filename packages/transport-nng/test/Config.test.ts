@@ -116,6 +116,10 @@ describe("nng options from configuration", () => {
       const refused = [
         [{ IPC_OPTIONS_SEND_BUFFER: "9000" }, `transport "nng": sendBuffer 9000 is over 8192 messages, libnng's limit`],
         [
+          { IPC_OPTIONS_MAX_MESSAGE_SIZE: "4 GiB" },
+          `transport "nng": maxMessageSize 4294967296 is over libnng's limit (4294967290 bytes)`
+        ],
+        [
           { IPC_OPTIONS_HANDSHAKE_TIMEOUT: "0" },
           `transport "nng": option handshakeTimeout (IPC_OPTIONS_HANDSHAKE_TIMEOUT): 0 is not above zero (it would time out, or poll, at once)`
         ],

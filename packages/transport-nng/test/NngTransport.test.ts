@@ -125,6 +125,14 @@ describe("NngTransport", () => {
         assert.strictEqual(Fs.readdirSync(conversations).length, 1)
       }))
       assert.deepStrictEqual(Fs.readdirSync(dir), [], "the listener removed its socket file")
+      // a mode that lets the group or others connect lets them search the conversations' directory, no more
+      for (const [mode, expected] of [[0o660, 0o710], [0o606, 0o701], [0o666, 0o711]] as const) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* NngTransport.make({ mode }).listen(`nng+ipc://${path}`)
+          const conversations = Fs.readdirSync(dir).find((name) => name !== "creds.ipc")!
+          assert.strictEqual(Fs.lstatSync(Path.join(dir, conversations)).mode & 0o777, expected, mode.toString(8))
+        }))
+      }
     }).pipe(Effect.scoped))
 
   it.live("a socket path near the length limit still serves conversations", () =>

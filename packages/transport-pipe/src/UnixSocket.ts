@@ -220,7 +220,12 @@ const bindFile = (
     const parent = Path.dirname(path)
     // the directory looked at first: a missing one (or a file) is named as the user gave it, not by the staging
     // directory `mkdtemp` would have made in it
-    yield* trySync(() => void Fs.statSync(`${parent}/.`), "NotFound", "cannot bind", raw)
+    yield* Effect.try({
+      try: () => void Fs.statSync(`${parent}/.`),
+      // a file where the directory should be is a missing directory (ENOTDIR names no reason of its own)
+      catch: (cause) =>
+        IpcError.fromSystemError(cause, IpcError.errnoOf(cause) === "ENOTDIR" ? "NotFound" : "Open", "cannot bind", raw)
+    })
     // refuse before creating anything next to what is there
     yield* inspect(path, raw, CHANNEL_GOODBYE)
     const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, stagingPrefix(path))), "Open", "cannot bind", raw)

@@ -163,10 +163,21 @@ const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.Held
 const roomIn = (options: EndpointOptions): number =>
   (options.maxBytes ?? Log.defaults.maxBytes) - 2 * LogFormat.RECORD_HEADER - 2 * LogFormat.SEGMENT_HEADER
 
-/** `InvalidOption` when `maxMessageSize` is more than a stream capped at `maxBytes` can hold. */
-export const optionsFit = (options: EndpointOptions, address: string): Effect.Effect<void, IpcError.IpcError> =>
+/**
+ * `InvalidOption` when a stream capped at `maxBytes` can hold no message (its headers take it all), or less than
+ * `maxMessageSize`.
+ */
+export const optionsFit = (options: EndpointOptions, address?: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     const room = roomIn(options)
+    const maxBytes = options.maxBytes ?? Log.defaults.maxBytes
+    if (room < 1) {
+      return Effect.fail(IpcError.make(
+        "InvalidOption",
+        `maxBytes ${maxBytes} leaves no room for a message (a stream's headers take ${maxBytes - room} bytes)`,
+        address
+      ))
+    }
     if (options.maxMessageSize === undefined || options.maxMessageSize <= room) return Effect.void
     return Effect.fail(IpcError.make(
       "InvalidOption",

@@ -377,9 +377,14 @@ class ReaderImpl implements Reader {
         return at - from
       }
     }
-    // nothing valid after it in this segment: a later segment that opens soundly is where the records go on
-    // (the damage was this segment's end, its link to the next, or the next segment's header)
-    const bases = segments(this.dir)
+    // nothing valid after it in this segment: once the segment is finished (the writer state places the writer
+    // in a later one, or a later one holds records), a later segment that opens soundly is where the records go
+    // on (the damage was this segment's end, its link to the next, or the next segment's header). Not before: a
+    // segment made for a rotation that never linked it (its writer died) is no place to wait, the records go on
+    // here
+    const state = this.writerState()
+    const finished = (state !== undefined && state.segment > this.segBase) || this.finishedBy() !== undefined
+    const bases = finished ? segments(this.dir) : []
     for (const base of Sys.failed(bases) ? [] : bases) {
       if (base <= this.segBase) continue
       const at = this.pos
