@@ -468,8 +468,6 @@ describe("ipckit compatibility", () => {
     60_000
   )
 
-  // ipckit breaks a lock older than 5 s: a sender that held its lock that long finds it another process's
-  // when it is done, and leaves it (removing it would let a third writer in beside the one that took it)
   it.live(
     "a sender with no descriptor left after taking its lock lets go of it: the next send goes through",
     () =>
@@ -505,6 +503,8 @@ describe("ipckit compatibility", () => {
     60_000
   )
 
+  // ipckit breaks a lock older than 5 s: a sender that held its lock that long finds it another process's
+  // when it is done, and leaves it (removing it would let a third writer in beside the one that took it)
   it.live(
     "a sender whose lock was broken and taken by another process while it wrote leaves that lock alone",
     () =>
