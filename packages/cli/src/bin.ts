@@ -229,6 +229,7 @@ const send = Command.make(
     replies: Flag.Int("replies").pipe(
       Flag.withAlias("r"),
       Flag.withDescription("After sending, print this many replies"),
+      Flag.filter((n) => n >= 0, (n) => `--replies must be 0 or more (got ${n})`),
       Flag.withDefault(0)
     )
   },

@@ -771,6 +771,17 @@ it.live("listen --count 0 is a usage error (exit 1), an error event with --json"
     })
   }), 60_000)
 
+// (send --replies -3 was taken: it sent, waited for nothing and exited 0)
+it.live("send --replies below 0 is a usage error (exit 1), nothing sent", () =>
+  Effect.gen(function*() {
+    const address = `unix://${socket()}`
+    const plain = yield* runCli(["send", address, "x", "--replies", "-3"])
+    assert.strictEqual(plain.code, 1, plain.stderr)
+    assert.include(plain.stderr, "--replies must be 0 or more (got -3)")
+    // refused before it dials: no listener is there, and the usage is what it says
+    assert.notInclude(plain.stderr, "NotFound")
+  }), 60_000)
+
 // (the .eipc- patterns of Output.scrub removed): the layer that keeps a transport's temporary names out of
 // every printed line (README: "never a temporary name"); no transport error reaches it unsliced today, so it is
 // checked where it lives
