@@ -220,7 +220,7 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   const linger = lingerMillis > MAX_TIMER_MILLIS ? Infinity : lingerMillis
   const maxBurstDelay = millis(options.maxBurstDelay ?? "200 micros")
   const closedErr = IpcError.make("Closed", "the channel is closed", address)
-  const peerClosedErr = IpcError.make("Closed", "the channel was closed by its peer", address)
+  const peerClosedErr = IpcError.closedByPeer(address)
 
   let failure: IpcError.IpcError | undefined
   let closing = false // our goodbye is queued (we closed, or answered the peer's)

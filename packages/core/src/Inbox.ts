@@ -64,6 +64,10 @@ export interface Inbox {
   readonly isPaused: () => boolean
   /** Messages buffered now (a transport that reads on demand looks here before waiting). */
   readonly size: () => number
+  /** Takes one buffered message now, if there is one (for a transport's own receive, which looks before it waits). */
+  readonly poll: () => Uint8Array | undefined
+  /** Takes every buffered message now, if there is one. */
+  readonly pollAll: () => NonEmptyReadonlyArray<Uint8Array> | undefined
   /** Takes every buffered message (at least one), or fails with `Cause.Done` at a graceful end. */
   readonly pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>
   /** Takes one message; a graceful end fails with reason `Closed`. */
@@ -84,7 +88,7 @@ const DROP_BUDGET_BUFFERS = 8
 export const make = (options: InboxOptions = {}): Inbox => {
   const maxMessages = options.maxMessages ?? 4096
   const maxBytes = options.maxBytes ?? 8 * 1024 * 1024
-  const closedError = IpcError.make("Closed", "the channel was closed by its peer", options.address)
+  const closedError = IpcError.closedByPeer(options.address)
   let items: Array<Uint8Array> = []
   let head = 0
   let bytes = 0
@@ -241,35 +245,39 @@ export const make = (options: InboxOptions = {}): Inbox => {
       }
     })
 
+  const poll = (): Uint8Array | undefined => {
+    if (available() === 0) return undefined
+    const message = takeOne()
+    resumeSoon()
+    return message
+  }
+  const pollAll = (): NonEmptyReadonlyArray<Uint8Array> | undefined => {
+    if (available() === 0) return undefined
+    const batch = takeBuffered()
+    resumeSoon()
+    return batch
+  }
+
   const pullWaiting = wait<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>("all", () => pull)
   const pull: Inbox["pull"] = Effect.suspend(() => {
-    if (available() > 0) {
-      const batch = takeBuffered()
-      resumeSoon()
-      return Effect.succeed(batch)
-    }
+    const batch = pollAll()
+    if (batch !== undefined) return Effect.succeed(batch)
     if (done) return ended("all")
     return pullWaiting
   })
 
   const nextWaiting = wait<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done>("next", () => next)
   const next: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, IpcError.IpcError | Cause.Done> = Effect.suspend(() => {
-    if (available() > 0) {
-      const message = takeOne()
-      resumeSoon()
-      return Effect.succeed([message])
-    }
+    const message = poll()
+    if (message !== undefined) return Effect.succeed([message])
     if (done) return ended("next")
     return nextWaiting
   })
 
   const takeWaiting = wait<Uint8Array, IpcError.IpcError>("one", () => take)
   const take: Inbox["take"] = Effect.suspend(() => {
-    if (available() > 0) {
-      const message = takeOne()
-      resumeSoon()
-      return Effect.succeed(message)
-    }
+    const message = poll()
+    if (message !== undefined) return Effect.succeed(message)
     if (done) return endedOne()
     return takeWaiting
   })
@@ -335,6 +343,8 @@ export const make = (options: InboxOptions = {}): Inbox => {
     isDone: () => done,
     isPaused: () => paused,
     size: available,
+    poll,
+    pollAll,
     pull,
     take,
     next

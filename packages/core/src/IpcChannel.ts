@@ -113,7 +113,7 @@ export const make = (options: {
     receiveAll: Effect.catchTag(
       options.inbox.pull,
       "Done",
-      () => Effect.fail(IpcError.make("Closed", "the channel was closed by its peer", options.address))
+      () => Effect.fail(IpcError.closedByPeer(options.address))
     ),
     // one message per pull: a consumer that stops early leaves the rest for the next reader
     messages: Stream.fromPull(Effect.succeed(options.inbox.next)),

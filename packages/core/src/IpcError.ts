@@ -176,6 +176,10 @@ export const fromErrno = (
 export const make = (reason: IpcErrorReason | Reason, detail: string, address?: string): IpcError =>
   new IpcError({ reason, detail, ...(address === undefined ? {} : { address }) })
 
+/** The `Closed` error of a channel whose peer closed it. */
+export const closedByPeer = (address?: string): IpcError =>
+  make("Closed", "the channel was closed by its peer", address)
+
 /** The `FrameTooLarge` error for a message of `size` bytes over `limit`. */
 export const frameTooLarge = (size: number, limit: number, address?: string): IpcError =>
   make("FrameTooLarge", `message of ${size} bytes exceeds the limit of ${limit}`, address)

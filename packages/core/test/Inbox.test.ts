@@ -32,6 +32,31 @@ describe("Inbox", () => {
       assert.isFalse(inbox.isPaused())
     }))
 
+  it.effect("poll and pollAll take what is buffered now, in order, and resume a paused source as take does", () =>
+    Effect.gen(function*() {
+      let resumed = 0
+      const inbox = Inbox.make({ maxMessages: 4, onResume: () => resumed++ })
+      assert.isUndefined(inbox.poll())
+      assert.isUndefined(inbox.pollAll())
+      for (let i = 1; i <= 4; i++) inbox.push(m(i))
+      assert.isTrue(inbox.isPaused())
+      assert.deepStrictEqual(inbox.poll(), m(1))
+      assert.deepStrictEqual(inbox.poll(), m(2))
+      // half drained: the source resumes once the taker has gone on (a microtask later), as after a take
+      assert.strictEqual(resumed, 0)
+      yield* Effect.yieldNow
+      assert.strictEqual(resumed, 1)
+      inbox.push(m(5))
+      assert.deepStrictEqual(inbox.pollAll(), [m(3), m(4), m(5)])
+      assert.strictEqual(inbox.size(), 0)
+      assert.isUndefined(inbox.pollAll())
+      // the end is for the takes to report: poll finds nothing
+      inbox.end()
+      assert.isUndefined(inbox.poll())
+      const ended = yield* Effect.flip(inbox.take)
+      assert.strictEqual(ended.reason._tag, "Closed")
+    }))
+
   it.effect("pauses its source at the byte limit, whatever the count, and resumes at half the bytes", () =>
     Effect.gen(function*() {
       let resumed = 0

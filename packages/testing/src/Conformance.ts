@@ -917,6 +917,8 @@ export const suite = (given: Subject): void => {
           assert.deepStrictEqual(all.map(numberOf), Array.from({ length: 10 }, (_, i) => i))
           const error = yield* Effect.flip(reader.receive)
           assert.strictEqual(error.reason._tag, "Closed")
+          const errorAll = yield* Effect.flip(reader.receiveAll)
+          assert.strictEqual(errorAll.reason._tag, "Closed")
           yield* sender.close
           const sendAfterClose = yield* Effect.flip(sender.send(numbered(0)))
           assert.strictEqual(sendAfterClose.reason._tag, "Closed")

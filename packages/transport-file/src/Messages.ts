@@ -301,7 +301,7 @@ export const make = (source: Source, readAhead?: ReadAhead): Effect.Effect<Messa
 
     const closedError = () =>
       end === undefined || !IpcError.isIpcError(end)
-        ? IpcError.make("Closed", "the channel was closed by its peer")
+        ? IpcError.closedByPeer()
         : end
 
     // effect may yield to the event loop between a look at the queue and this wait: what the reader

@@ -585,6 +585,18 @@ export const open = (
     const inbox = engine.inbox
     const tracked: Inbox.Inbox = {
       ...inbox,
+      poll: () => {
+        commitHanded()
+        const message = inbox.poll()
+        if (message !== undefined) hand(1)
+        return message
+      },
+      pollAll: () => {
+        commitHanded()
+        const batch = inbox.pollAll()
+        if (batch !== undefined) hand(batch.length)
+        return batch
+      },
       take: Effect.suspend(() => {
         commitHanded()
         return Effect.tap(inbox.take, () => Effect.sync(() => hand(1)))

@@ -246,25 +246,28 @@ export const make = (
       }
     }
     /**
-     * Runs `effect` (a take from the inbox) after `prepare`, once any doorbell we rang has gone out
-     * (a spinner must not hold it back): one wrapper per receive, not one per step.
+     * A receive: `prepare`, then `take` (a look at the inbox, and what to run: the message, or a wait),
+     * once any doorbell we rang has gone out (a spinner must not hold it back). One step of effect's run
+     * loop wraps it where a message is there (a receive found on the ring adds none of its own).
      */
-    const receiving = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+    const receiving = <A, E, R>(take: () => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
       const prepared = Effect.suspend(() => {
         prepare()
-        return effect
+        return take()
       })
       const afterYield = Effect.andThen(Effect.yieldNow, prepared)
       return spinMillis === 0 ? prepared : Effect.suspend(() => {
         if (unflushed) return afterYield
         prepare()
-        return effect
+        return take()
       })
     }
 
     // ---- reading ----------------------------------------------------------------------
     const pins: Array<Pin> = []
     const leases = new WeakMap<Uint8Array, Lease>()
+    // entries set in `leases` and not deleted: none, and a receive need not look there (most messages are copies)
+    let leased = 0
     // large messages' segments still mapped (in the inbox, or handed out by `receiveView`): released at close
     const heldSegments = new Set<Lease>()
     let freed = false
@@ -300,6 +303,7 @@ export const make = (
       // full collection came every 51 messages instead of every 70, and `receive` ran 1.35x slower.)
       const message = inbound.payload(record)
       let sub: Libc.SubView | undefined
+      leased++
       leases.set(message, {
         inPlace: () => {
           sub ??= link.inbound.subView(record.offset, record.length)
@@ -382,6 +386,7 @@ export const make = (
         }
         heldSegments.add(lease)
         heldInProcess++
+        leased++
         leases.set(view, lease)
         return view
       })
@@ -1045,32 +1050,57 @@ export const make = (
 
     /** A message as `receive` returns it: a large one still in shared memory is copied and released. */
     const materialize = (message: Uint8Array): Uint8Array => {
+      if (leased === 0) return message
       const lease = leases.get(message)
       if (lease === undefined) return message
+      leased--
       leases.delete(message)
       const copy = Buffer.allocUnsafe(message.byteLength)
       copy.set(message)
       lease.release()
       return copy
     }
-    const take: Inbox.Inbox["take"] = receiving(Effect.map(inbox.take, materialize))
-    const pull: Inbox.Inbox["pull"] = receiving(
-      Effect.map(inbox.pull, (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>)
-    )
-    const next: Inbox.Inbox["next"] = receiving(
-      Effect.map(inbox.next, (batch) => batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>)
-    )
-    const receiveView: ShmChannel.ShmChannel["receiveView"] = receiving(Effect.flatMap(inbox.take, (message) => {
+    const materializeAll = (batch: NonEmptyReadonlyArray<Uint8Array>) =>
+      batch.map(materialize) as unknown as NonEmptyReadonlyArray<Uint8Array>
+    const poll = (): Uint8Array | undefined => {
+      const message = inbox.poll()
+      return message === undefined ? undefined : materialize(message)
+    }
+    const pollAll = (): NonEmptyReadonlyArray<Uint8Array> | undefined => {
+      const batch = inbox.pollAll()
+      return batch === undefined ? undefined : materializeAll(batch)
+    }
+    const takeWaiting = Effect.map(inbox.take, materialize)
+    const pullWaiting = Effect.map(inbox.pull, materializeAll)
+    const take: Inbox.Inbox["take"] = receiving(() => {
+      const message = poll()
+      return message === undefined ? takeWaiting : Effect.succeed(message)
+    })
+    const pull: Inbox.Inbox["pull"] = receiving(() => {
+      const batch = pollAll()
+      return batch === undefined ? pullWaiting : Effect.succeed(batch)
+    })
+    const nextWaiting = Effect.map(inbox.next, materializeAll)
+    const next: Inbox.Inbox["next"] = receiving(() => nextWaiting)
+    const viewWaiting = Effect.flatMap(inbox.take, (message) => {
       const lease = leases.get(message)
       if (lease === undefined) return Effect.succeed(message)
+      leased--
       leases.delete(message)
       return Effect.as(Effect.addFinalizer(() => Effect.sync(lease.release)), lease.inPlace())
-    }))
+    })
+    const receiveView: ShmChannel.ShmChannel["receiveView"] = receiving(() => viewWaiting)
+    // as the channel's own (`pull` with the end as `Closed`), without its wrapper around a receive that finds messages
+    const receiveAllWaiting = Effect.catchTag(pullWaiting, "Done", () => Effect.fail(IpcError.closedByPeer(address)))
+    const receiveAll: ShmChannel.ShmChannel["receiveAll"] = receiving(() => {
+      const batch = pollAll()
+      return batch === undefined ? receiveAllWaiting : Effect.succeed(batch)
+    })
 
     const channel = IpcChannel.make({
       address,
       peer: link.peer,
-      inbox: { ...inbox, take, pull, next },
+      inbox: { ...inbox, poll, pollAll, take, pull, next },
       send: engine.channel.send,
       sendAll: engine.channel.sendAll,
       close,
@@ -1079,6 +1109,7 @@ export const make = (
     return {
       ...channel,
       [ShmChannel.TypeId]: ShmChannel.TypeId,
+      receiveAll,
       receiveView,
       stats: Effect.sync(() => ({ ...stats }))
     }
