@@ -231,7 +231,7 @@ const openRing = (
 ): Effect.Effect<Libc.Mapping, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     const mapped = yield* Effect.acquireRelease(
-      Segments.openIncoming(token, peer.pid, Header.HEADER_SIZE, address),
+      Segments.openIncoming(token, peer.pid, Segments.ringSizes(token, Ring.MAX_CAPACITY, address), address),
       (opened) => Effect.sync(() => opened.mapping.release())
     )
     const header = Header.view(mapped.mapping.buffer)
@@ -253,6 +253,9 @@ const openRing = (
 
 // ---- the transport -------------------------------------------------------------------------
 
+/** The largest message on a control socket (the handshake's, a segment's name, a doorbell). */
+const CONTROL_FRAME_LIMIT = 64 * 1024
+
 /** The default policy: the peer's uid is known and it is this user's. */
 const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined && peer.uid === uid()
 
@@ -262,8 +265,9 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
   const capacity = Ring.capacityFor(options.ringSize ?? ShmChannel.DEFAULT_RING_SIZE)
   // a bad one is refused by listen and dial (`optionsOk`) before this is used
   const timeout = Duration.millis(TransportOptions.millisOf(options.handshakeTimeout ?? "5 seconds") ?? 5000)
-  // no heartbeats: a local socket reports a dead peer at once
-  const sockets = UnixSocket.make({ authorize })
+  // no heartbeats: a local socket reports a dead peer at once. Its messages are the handshake's JSON and
+  // one-byte doorbells: a peer's larger frame is refused as its header comes, not buffered (up to 256 MiB)
+  const sockets = UnixSocket.make({ authorize, maxFrameSize: CONTROL_FRAME_LIMIT })
 
   /**
    * One side of the handshake over a fresh control connection. The

@@ -30,6 +30,14 @@ const validHeader = (kind: Header.Kind, payloadLength: number, capacity?: number
   return buffer
 }
 
+/** An empty ring of `capacity` bytes in plain memory, with both its ends. */
+const freshRing = (capacity: number) => {
+  const buffer = new ArrayBuffer(Header.HEADER_SIZE + capacity)
+  const words = new Int32Array(buffer, 0, Header.HEADER_SIZE / 4)
+  Ring.initialise(words, capacity)
+  return { buffer, words, producer: new Ring.Producer(buffer, capacity), consumer: new Ring.Consumer(buffer, capacity) }
+}
+
 describe("fuzz", () => {
   it("a damaged segment header is a Protocol error or a consistent header, never an exception", () => {
     fc.assert(
@@ -84,11 +92,7 @@ describe("fuzz", () => {
           { nil: undefined }
         ),
         (sizes, hits, tail, hold, length) => {
-          const buffer = new ArrayBuffer(Header.HEADER_SIZE + capacity)
-          const words = new Int32Array(buffer, 0, Header.HEADER_SIZE / 4)
-          Ring.initialise(words, capacity)
-          const producer = new Ring.Producer(buffer, capacity)
-          const consumer = new Ring.Consumer(buffer, capacity)
+          const { buffer, consumer, producer, words } = freshRing(capacity)
           // some records written and read, so that later ones wrap
           for (const size of sizes) {
             if (!producer.write(Ring.RecordKind.data, new Uint8Array(size).fill(size & 0xff))) break
@@ -120,6 +124,58 @@ describe("fuzz", () => {
             assert.include([Ring.RecordKind.data, Ring.RecordKind.segment], record.kind)
             // held records (views handed out) are released later: reads run ahead of releases
             if (hold === 0 || steps % hold !== 0) consumer.release(record.end)
+          }
+        }
+      ),
+      { seed: SEED, numRuns: RUNS }
+    )
+  })
+
+  // (a head out of place left the writer waiting for room for ever, silently)
+  it("a damaged head: the writer goes on where a reader could have put it, else reports Protocol and writes nothing", () => {
+    const capacity = 4096
+    const headWord = (Header.KIND_AREA + 128) / 4
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 900 }), { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 0, max: 12 }),
+        // anywhere, near the tail, or near the head
+        fc.oneof(
+          fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+          fc.integer({ min: -64, max: 64 }).map((d) => ({ fromTail: d })),
+          fc.integer({ min: -64, max: 64 }).map((d) => ({ fromHead: d }))
+        ),
+        (sizes, read, where) => {
+          const { consumer, producer, words } = freshRing(capacity)
+          for (const size of sizes) {
+            if (!producer.write(Ring.RecordKind.data, new Uint8Array(size))) break
+          }
+          // the reader releases some, and the writer sees it
+          for (let i = 0, r = consumer.next(); i < read && r !== undefined && !(r instanceof Error); i++) {
+            consumer.release(r.end)
+            r = consumer.next()
+          }
+          producer.fits(capacity)
+          const head = Atomics.load(words, headWord) >>> 0
+          const tail = producer.position
+          const bad = typeof where === "number"
+            ? where >>> 0
+            : "fromTail" in where
+            ? (tail + where.fromTail) >>> 0
+            : (head + where.fromHead) >>> 0
+          Atomics.store(words, headWord, bad | 0)
+          const possible = ((bad - head) >>> 0) <= ((tail - head) >>> 0)
+          // a look for more room than the ring has always reads the head again
+          assert.isFalse(producer.fits(capacity))
+          const wrote = producer.write(Ring.RecordKind.data, new Uint8Array(Ring.RECORD_HEADER))
+          if (possible) {
+            assert.isUndefined(producer.damage)
+            assert.strictEqual(wrote, producer.position !== tail)
+          } else {
+            assert.strictEqual(producer.damage?.reason._tag, "Protocol")
+            assert.isFalse(wrote)
+            assert.strictEqual(producer.position, tail, "nothing written")
+            assert.isFalse(producer.fits(0), "full for good")
           }
         }
       ),

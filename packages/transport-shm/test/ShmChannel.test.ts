@@ -3,6 +3,7 @@
  * reads, spinning, back-pressure on large messages, bad addresses and
  * handshakes, and a producer killed in the middle of its writes.
  */
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Memory from "@effect-ipc/core/Memory"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Shm from "@effect-ipc/transport-shm"
@@ -12,6 +13,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { leftovers, pidMarker, spawnChild, untilSaid } from "./helpers.ts"
@@ -102,6 +104,16 @@ const queuedThenChanged = (
     yield* client.send(pattern(100, 3)).pipe(Effect.timeout("5 seconds"))
     assert.isTrue(same(yield* server.receive.pipe(Effect.timeout("10 seconds")), pattern(100, 3)))
   }).pipe(Effect.scoped)
+
+/** A client and the server's end of it, over fresh rings of 64 KiB, in the caller's scope. */
+const smallRings = () =>
+  Effect.gen(function*() {
+    const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024 })
+    const where = address()
+    const listener = yield* transport.listen(where)
+    const client = yield* transport.dial(where)
+    return { client, server: yield* listener.accept }
+  })
 
 describe("shm:// channels", () => {
   it.live("serves many clients at once, each over its own rings", () =>
@@ -363,11 +375,7 @@ describe("shm:// channels", () => {
     "both ends send large messages before either receives: every send completes, nothing waits on the other",
     () =>
       Effect.gen(function*() {
-        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024 })
-        const where = address()
-        const listener = yield* transport.listen(where)
-        const client = yield* transport.dial(where)
-        const server = yield* listener.accept
+        const { client, server } = yield* smallRings()
         const messages = [pattern(40 * 1024, 1), pattern(50 * 1024, 2)]
         yield* Effect.all(
           [client, server].map((end) => Effect.forEach(messages, (message) => end.send(message), { discard: true })),
@@ -389,11 +397,7 @@ describe("shm:// channels", () => {
         // message or reported one sent that never went (two in flight: sizes up to half the ring)
         for (const size of [32 * 1024 - 2, 40_000]) {
           yield* Effect.scoped(Effect.gen(function*() {
-            const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024 })
-            const where = address()
-            const listener = yield* transport.listen(where)
-            const client = yield* transport.dial(where)
-            const server = yield* listener.accept
+            const { client, server } = yield* smallRings()
             const sends = [
               Effect.andThen(client.send(pattern(size, 1)), client.send(pattern(10, 9))),
               client.send(pattern(size, 2)),
@@ -671,6 +675,37 @@ describe("shm:// channels", () => {
       }
     }), 60_000)
 
+  // (a head out of place, as a broken or hostile reader could leave it, left the sender waiting for room for ever)
+  it.live(
+    "a ring head no reader could have put there fails the sender with Protocol, not a wait for ever",
+    () =>
+      Effect.gen(function*() {
+        const { client, server } = yield* smallRings()
+        // most of the ring written and read: the next send must look at where the reader's head is
+        for (let i = 0; i < 3; i++) {
+          yield* client.send(pattern(16 * 1024, i))
+          assert.strictEqual((yield* server.receive).byteLength, 16 * 1024)
+        }
+        // every ring this process maps (both ends' are here): the head put past the tail
+        const rings = Fs.readFileSync("/proc/self/maps", "utf8").split("\n").filter((line) =>
+          line.includes("memfd:eipc-r")
+        )
+        assert.isNotEmpty(rings)
+        for (const line of rings) {
+          const fd = Fs.openSync(`/proc/self/map_files/${line.split(" ")[0]}`, "r+")
+          const word = Buffer.alloc(4)
+          Fs.readSync(fd, word, 0, 4, 2112)
+          word.writeUInt32LE((word.readUInt32LE(0) + 0x1000_0000) >>> 0)
+          Fs.writeSync(fd, word, 0, 4, 2176)
+          Fs.closeSync(fd)
+        }
+        const error = yield* Effect.flip(client.send(pattern(16 * 1024, 9)).pipe(Effect.timeout("5 seconds")))
+        assert.isTrue(IpcError.isIpcError(error) && error.reason._tag === "Protocol", String(error))
+        assert.include(error.message, "bad ring head")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.live("refuses bad addresses with typed errors", () =>
     Effect.gen(function*() {
       const transport = Shm.ShmTransport.make()
@@ -720,6 +755,35 @@ describe("shm:// channels", () => {
       assert.deepStrictEqual([...(yield* server.receive)], [1, 2, 3])
       assert.deepStrictEqual(leftovers(mine), [])
     }).pipe(Effect.scoped), 30_000)
+
+  // (a control connection's frame could be 256 MiB, the stream default: a few peers' "hellos" held a GiB)
+  it.live(
+    "a control connection's frame larger than a handshake's is refused as its header comes, not buffered",
+    () =>
+      Effect.gen(function*() {
+        // a handshake timeout longer than the test: only the frame's size can end the connection
+        const transport = Shm.ShmTransport.make({ handshakeTimeout: "60 seconds" })
+        const where = address()
+        yield* transport.listen(where)
+        const control = yield* Shm.ShmTransport.controlAddress(where.slice("shm://".length))
+        const path = control.slice("unix://".length)
+        const ended = yield* Effect.callback<string>((resume) => {
+          const socket = Net.connect(path, () => {
+            // a data frame's header claiming 200 MiB, and the first MiB of it
+            const header = Buffer.from([1, 0, 0, 0, 0, 0])
+            header.writeUInt32BE(200 * 1024 * 1024, 2)
+            socket.write(header)
+            socket.write(new Uint8Array(1024 * 1024))
+          })
+          socket.on("error", () => {})
+          socket.on("close", () => resume(Effect.succeed("closed")))
+          socket.resume()
+          return Effect.sync(() => socket.destroy())
+        }).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(ended, "closed")
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
   it.live("closing a channel detaches the views it handed out", () =>
     Effect.gen(function*() {

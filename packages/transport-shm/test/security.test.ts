@@ -398,6 +398,10 @@ const listenerAndRing = Effect.gen(function*() {
   return { header: Ring.initialiseSegment(ring.mapping.buffer, capacity), name, ring }
 })
 
+/** This process's virtual memory size in bytes (`VmSize`). */
+const virtualSize = (): number =>
+  Number(/VmSize:\s+(\d+) kB/.exec(Fs.readFileSync("/proc/self/status", "utf8"))![1]) * 1024
+
 describe("shm:// against hostile peers of this user", () => {
   // (the inode check removed): a hello naming one descriptor with another file's inode was taken at its word
   it.live(
@@ -445,6 +449,12 @@ describe("shm:// against hostile peers of this user", () => {
         const unsealed = yield* spawnChild("shrink", where, "named")
         assert.match(unsealed.said, /^refused: .*is not sealed against resizing/)
         yield* unsealed.kill
+        // (a ring in a sparse file of a terabyte was mapped whole: a few such peers took the address space)
+        const before = virtualSize()
+        const huge = yield* spawnChild("shrink", where, "huge")
+        assert.match(huge.said, /^refused: .*holds 1099511627776 bytes, more than any ring/)
+        assert.isBelow(virtualSize() - before, 2 ** 36, "never mapped")
+        yield* huge.kill
         yield* sealed.kill
         // we are alive, and the listener still serves
         const client = yield* Shm.ShmTransport.make().dial(where)
@@ -471,13 +481,15 @@ describe("shm:// against hostile peers of this user", () => {
           const [how, detail] of [
             ["unsealed", "is not sealed against resizing"],
             ["truncated", "truncated"],
-            ["tiny", "truncated"] // smaller than a header: a typed Protocol, not a RangeError reading it
+            ["tiny", "truncated"], // smaller than a header: a typed Protocol, not a RangeError reading it
+            // (mapped whole, however large, and over the receiver's maxMessageSize: handed to `receive`)
+            ["huge", "exceeds the limit of 268435456"]
           ]
         ) {
           const peer = yield* spawnChild("side", where, how!)
           const hostile = yield* listener.accept
           const error = yield* Effect.flip(hostile.receive)
-          assert.strictEqual(error.reason._tag, "Protocol", error.message)
+          assert.strictEqual(error.reason._tag, how === "huge" ? "FrameTooLarge" : "Protocol", error.message)
           assert.include(error.detail, detail!)
           // and the link is dropped (by the channel's own fiber, in this scope), though the channel is not closed
           // (the doorbell that came with the record may have had the link dropped already)

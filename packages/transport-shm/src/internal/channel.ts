@@ -319,6 +319,13 @@ export const make = (
       return message
     }
 
+    // a large message over our `maxMessageSize` is refused before it is mapped, as a stream refuses such a frame
+    const messageSizes: Segments.Sizes = {
+      min: Header.HEADER_SIZE,
+      max: Header.HEADER_SIZE + maxMessageSize,
+      tooLarge: (size) => IpcError.frameTooLarge(size - Header.HEADER_SIZE, maxMessageSize, address)
+    }
+
     /**
      * Maps a large message's own segment (checked like a ring: sealed, this
      * user's, a valid header); its name, where it has one, is removed at once
@@ -331,14 +338,16 @@ export const make = (
           return yield* IpcError.make("Protocol", "bad message segment name", address)
         }
         const opened = yield* Effect.exit(
-          Segments.openIncoming(name, link.peer.pid, Header.HEADER_SIZE, address).pipe(
+          Segments.openIncoming(name, link.peer.pid, messageSizes, address).pipe(
             // out of descriptors or memory (ours, not the peer's doing): tried again for a while, then NoSpace
             Effect.retry({ schedule: noSpaceRetry, while: (error) => error.reason._tag === "NoSpace" })
           )
         )
         if (Exit.isFailure(opened)) {
           const failure = failureOf(opened)
-          if (failure?.reason._tag === "NoSpace") return yield* Effect.fail(failure)
+          if (failure?.reason._tag === "NoSpace" || failure?.reason._tag === "FrameTooLarge") {
+            return yield* Effect.fail(failure)
+          }
           // a dead sender's segments may be collected before we get to them: the message died with it. A sender
           // killed as we open has closed its descriptors before the kernel, or our control socket, tells it is gone:
           // it is given a moment to be seen gone before its message is called a protocol error
@@ -803,6 +812,13 @@ export const make = (
           next.segment = made
         }
         if (!outbound.write(next.kind, next.payload)) {
+          if (outbound.damage !== undefined) {
+            // the reader's head is where no reader puts it: the ring will never have room again
+            const damage = new IpcError.IpcError({ ...fields(outbound.damage), address })
+            broken = damage
+            queueMicrotask(() => sink.lost(damage))
+            break
+          }
           if (stillWaits(fits, next.payload.byteLength)) break
           continue
         }

@@ -113,6 +113,11 @@ abstract class RingSide {
 export class Producer extends RingSide {
   private tail: number
   private head: number
+  /**
+   * Set once the reader's head was found where no reader puts it (behind the head seen before it, or
+   * past what was written): `Protocol`. The ring is then full for good; the caller fails the channel.
+   */
+  damage: IpcError.IpcError | undefined
 
   constructor(buffer: ArrayBuffer, capacity: number) {
     super(buffer, capacity)
@@ -132,18 +137,35 @@ export class Producer extends RingSide {
 
   /** True when a record of `length` payload bytes fits now (reads the reader's head if needed). */
   fits(length: number): boolean {
+    if (this.damage !== undefined) return false
     const total = recordSize(length)
     const toEnd = this.capacity - (this.tail & this.mask)
     const need = total <= toEnd ? total : toEnd + total
     if (need <= this.capacity - this.used()) return true
-    this.head = Atomics.load(this.words, W_HEAD) >>> 0
-    return need <= this.capacity - this.used()
+    return this.lookAtHead() && need <= this.capacity - this.used()
   }
 
   /** True when the reader has released every record written (its head caught up with the tail). */
   drained(): boolean {
-    this.head = Atomics.load(this.words, W_HEAD) >>> 0
-    return this.head === this.tail
+    return this.lookAtHead() && this.head === this.tail
+  }
+
+  /**
+   * Reads the reader's head; `false` (and `damage` set) where the reader cannot have put it: a reader
+   * releases forward from where it was, never past what was written.
+   */
+  private lookAtHead(): boolean {
+    if (this.damage !== undefined) return false
+    const head = Atomics.load(this.words, W_HEAD) >>> 0
+    if (((head - this.head) >>> 0) > ((this.tail - this.head) >>> 0)) {
+      this.damage = IpcError.make(
+        "Protocol",
+        `bad ring head ${head} (head before ${this.head}, tail ${this.tail}, capacity ${this.capacity})`
+      )
+      return false
+    }
+    this.head = head
+    return true
   }
 
   /**

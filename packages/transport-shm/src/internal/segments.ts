@@ -174,6 +174,8 @@ export const openMapped = (
   name: string,
   options: {
     readonly minSize?: number | undefined
+    /** A segment larger than this is refused unmapped (with its error). */
+    readonly maxSize?: Sizes | undefined
     readonly mapLength?: number | undefined
     readonly address?: string | undefined
   } = {}
@@ -193,6 +195,9 @@ export const openMapped = (
               options.address
             )
           )
+        }
+        if (options.maxSize !== undefined && stat.size > options.maxSize.max) {
+          return Effect.fail(options.maxSize.tooLarge(stat.size))
         }
         const length = Math.min(stat.size, options.mapLength ?? stat.size)
         return Effect.map(
@@ -362,24 +367,41 @@ const NOT_DUMPABLE = ": that process is not dumpable (it changed its user ids, w
   "set-user-id program), so the kernel lets no other process open its descriptors; it can call " +
   "prctl(PR_SET_DUMPABLE, 1) after changing them, or use pipe://"
 
+/** The sizes a peer's segment may have: at least `min` bytes, at most `max`, else `tooLarge` of its size. */
+export interface Sizes {
+  readonly min: number
+  readonly max: number
+  readonly tooLarge: (size: number) => IpcError.IpcError
+}
+
+/** The sizes of a peer's ring segment `token`: a header, and at most the largest ring. */
+export const ringSizes = (token: string, largest: number, address?: string): Sizes => ({
+  min: Header.HEADER_SIZE,
+  max: Header.HEADER_SIZE + largest,
+  tooLarge: (bytes) =>
+    IpcError.make("Protocol", `ring segment ${token} holds ${bytes} bytes, more than any ring`, address)
+})
+
 /**
  * Opens and maps the channel segment `token` that the peer (process `peerPid`)
  * made. Linux: the descriptor must be a sealed memory file (it can never
  * shrink under our mapping), with the inode the token names, owned by this
  * user. Elsewhere: a named segment owned by this user. A segment smaller than
- * `minSize` is `Protocol` ("truncated").
+ * `size.min` is `Protocol` ("truncated"); one larger than `size.max` is
+ * `size.tooLarge` of its size, and is not mapped (a peer's sparse file of a
+ * terabyte would take that much of our address space).
  */
 export const openIncoming = (
   token: string,
   peerPid: number | undefined,
-  minSize: number,
+  size: Sizes,
   address?: string
 ): Effect.Effect<Mapped, IpcError.IpcError> => {
   const match = tokenPattern.exec(token)
   if (match === null) {
     return Effect.fail(IpcError.make("Protocol", `the peer named an invalid segment "${token}"`, address))
   }
-  if (!Libc.sealedSegments) return openMapped(token, { minSize, address })
+  if (!Libc.sealedSegments) return openMapped(token, { minSize: size.min, maxSize: size, address })
   if (peerPid === undefined || peerPid <= 0) {
     return Effect.fail(IpcError.make("Protocol", "the peer's pid is unknown: cannot open its segments", address))
   }
@@ -413,15 +435,16 @@ export const openIncoming = (
               IpcError.make("Protocol", `the peer's segment ${token} is not sealed against resizing`, address)
             )
           }
-          if (stat.size < minSize) {
+          if (stat.size < size.min) {
             return Effect.fail(
               IpcError.make(
                 "Protocol",
-                `segment ${token}: truncated: ${stat.size} bytes, expected at least ${minSize}`,
+                `segment ${token}: truncated: ${stat.size} bytes, expected at least ${size.min}`,
                 address
               )
             )
           }
+          if (stat.size > size.max) return Effect.fail(size.tooLarge(stat.size))
           return Effect.map(
             Libc.mapShared(fd, stat.size, { address }),
             (mapping): Mapped => ({ name: token, mapping, uid: stat.uid, size: stat.size, ino: stat.ino })
