@@ -30,11 +30,13 @@ const validHeader = (kind: Header.Kind, payloadLength: number, capacity?: number
   return buffer
 }
 
-/** An empty ring of `capacity` bytes in plain memory, with both its ends. */
-const freshRing = (capacity: number) => {
+/** An empty ring of `capacity` bytes in plain memory, its positions at `start` (bytes ever written), with both its ends. */
+const freshRing = (capacity: number, start = 0) => {
   const buffer = new ArrayBuffer(Header.HEADER_SIZE + capacity)
   const words = new Int32Array(buffer, 0, Header.HEADER_SIZE / 4)
   Ring.initialise(words, capacity)
+  words[(Header.KIND_AREA + 64) / 4] = start | 0
+  words[(Header.KIND_AREA + 128) / 4] = start | 0
   return { buffer, words, producer: new Ring.Producer(buffer, capacity), consumer: new Ring.Consumer(buffer, capacity) }
 }
 
@@ -145,8 +147,10 @@ describe("fuzz", () => {
           fc.integer({ min: -64, max: 64 }).map((d) => ({ fromTail: d })),
           fc.integer({ min: -64, max: 64 }).map((d) => ({ fromHead: d }))
         ),
-        (sizes, read, where) => {
-          const { consumer, producer, words } = freshRing(capacity)
+        // from the start, or with the positions about to wrap past 2^32 (after 4 GiB through the ring)
+        fc.constantFrom(0, 2 ** 32 - 2048),
+        (sizes, read, where, start) => {
+          const { consumer, producer, words } = freshRing(capacity, start)
           for (const size of sizes) {
             if (!producer.write(Ring.RecordKind.data, new Uint8Array(size))) break
           }
