@@ -756,6 +756,31 @@ describe("shm:// channels", () => {
       assert.deepStrictEqual(leftovers(mine), [])
     }).pipe(Effect.scoped), 30_000)
 
+  // (a message over the receiver's maxMessageSize failed the channel when it came in a segment of its own, and was
+  // delivered when it came through the ring)
+  it.live(
+    "a message over the receiver's maxMessageSize fails its channel with FrameTooLarge, inline or not",
+    () =>
+      Effect.gen(function*() {
+        for (const [ringSize, size] of [[4 * 1024 * 1024, 20_000], [64 * 1024, 100_000]] as const) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const where = address()
+            const listener = yield* Shm.ShmTransport.make({ ringSize, maxMessageSize: 16 * 1024 }).listen(where)
+            const client = yield* Shm.ShmTransport.make({ ringSize }).dial(where)
+            const server = yield* listener.accept
+            yield* client.send(new Uint8Array([1]))
+            yield* Effect.ignore(client.send(new Uint8Array(size)))
+            yield* Effect.ignore(client.send(new Uint8Array([2])))
+            assert.deepStrictEqual([...(yield* server.receive)], [1])
+            const error = yield* Effect.flip(server.receive)
+            assert.strictEqual(error.reason._tag, "FrameTooLarge", `${size} in a ring of ${ringSize}: ${error.message}`)
+            assert.include(error.detail, `message of ${size} bytes exceeds the limit of 16384`)
+          }))
+        }
+      }),
+    30_000
+  )
+
   // (a control connection's frame could be 256 MiB, the stream default: a few peers' "hellos" held a GiB)
   it.live(
     "a control connection's frame larger than a handshake's is refused as its header comes, not buffered",

@@ -440,6 +440,10 @@ export const make = (
           segmentDue = record
           break
         }
+        // over our limit, as a large message's segment over it is (a peer whose own limit is higher)
+        if (record.length > maxMessageSize) {
+          return sink.lost(IpcError.frameTooLarge(record.length, maxMessageSize, address))
+        }
         let message: Uint8Array
         if (record.length >= inPlaceThreshold) {
           message = pinned(record)
@@ -482,7 +486,7 @@ export const make = (
       while (true) {
         const record = inbound.next()
         if (record === undefined) break
-        if (record instanceof IpcError.IpcError) break
+        if (record instanceof IpcError.IpcError || record.length > maxMessageSize) break
         if (record.kind === Ring.RecordKind.segment) {
           segmentDue = record
           return kick()
