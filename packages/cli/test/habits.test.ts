@@ -782,6 +782,14 @@ it.live("send --replies below 0 is a usage error (exit 1), nothing sent", () =>
     assert.notInclude(plain.stderr, "NotFound")
   }), 60_000)
 
+// (a child that exited before reading was "broken pipe", its exit status unnamed)
+it.live("send to a child that exits at once names how it ended", () =>
+  Effect.gen(function*() {
+    const result = yield* runCli(["send", `child:["sh","-c","exit 3"]`, "hi"])
+    assert.strictEqual(result.code, 1, result.stderr)
+    assert.include(result.stderr, "the process at the other end exited with code 3")
+  }), 60_000)
+
 // (the .eipc- patterns of Output.scrub removed): the layer that keeps a transport's temporary names out of
 // every printed line (README: "never a temporary name"); no transport error reaches it unsliced today, so it is
 // checked where it lives

@@ -71,6 +71,25 @@ const statFields = (pid: number): ReadonlyArray<string> | undefined => {
   }
 }
 
+/**
+ * How `pid` ended, while it is a zombie (it has exited and its parent has not yet collected it): its
+ * exit code, or the signal that killed it (field 52 of `/proc/<pid>/stat`, Linux 3.5 on); `undefined`
+ * while it runs, once it is collected, or without procfs.
+ */
+export const exitStatus = (
+  pid: number
+): { readonly code: number | null; readonly signal: string | null } | undefined => {
+  const fields = statFields(pid)
+  if (fields === undefined || fields[0] !== "Z" || fields.length < 50) return undefined
+  const status = Number(fields[49])
+  if (!Number.isInteger(status)) return undefined
+  const signal = status & 0x7f
+  if (signal === 0) return { code: (status >> 8) & 0xff, signal: null }
+  const signals: Record<string, number> = process.getBuiltinModule("node:os").constants.signals
+  const name = Object.entries(signals).find(([, n]) => n === signal)?.[0]
+  return { code: null, signal: name ?? `signal ${signal}` }
+}
+
 /** Field 22 of `/proc/<pid>/stat`: when `pid` started, in clock ticks since boot. */
 const startTicks = (pid: number): number | undefined => {
   const ticks = Number(statFields(pid)?.[19])

@@ -64,6 +64,11 @@ export interface StreamPair {
    */
   readonly peerExited?: ((then: () => void) => void) | undefined
   /**
+   * How the process at the other end ended, if it has (`exited with code 3`, `was killed by SIGKILL`):
+   * a write that finds the other end gone (`EPIPE`) or the exit itself then fails naming it.
+   */
+  readonly peerExit?: (() => string | undefined) | undefined
+  /**
    * `false` where one stream's medium has no half-close (a pipe on Windows): the peer sees our goodbye's
    * end only as the stream closes, too late to answer it, so an end without its answer is no loss there
    * (`IpcChannel.closeChecked` cannot tell). Default `true`.
@@ -94,6 +99,13 @@ const copiesOut = (writable: Writable): boolean => NetSocket !== undefined && wr
 // a pipe's reading end closed by the peer
 const readerGone = Object.assign(new Error("the peer closed its reading end"), { code: "EPIPE" })
 
+// an input that ended without the peer's goodbye: why, and how the process there ended where that is known
+const endedBadly = (what: string, how: string | undefined, address: string): IpcError.IpcError =>
+  IpcError.make("ConnectionLost", how === undefined ? what : `${what}: the process at the other end ${how}`, address)
+
+// how long an input that ended waits for the process at the other end to be seen exited, to say how it ended
+const EXIT_WAIT_MILLIS = 200
+
 // the process at the other end exited (its streams may live on in a process it started)
 const peerGone = new Error("the process at the other end exited")
 
@@ -123,6 +135,14 @@ const link = (
 (sink: ChannelEngine.Sink): ChannelEngine.Link => {
   const { readable, writable } = streams
   const duplex = writable === (readable as unknown)
+  // a write that found the other end gone, or its exit: how the process there ended, where that is known
+  const ended = (cause: Error): Error => {
+    if (streams.peerExit === undefined || (cause !== peerGone && IpcError.errnoOf(cause) !== "EPIPE")) return cause
+    const how = streams.peerExit()
+    return how === undefined ? cause : new Error(`the process at the other end ${how}`)
+  }
+  const lost = (cause: Error | null | undefined): IpcError.IpcError =>
+    lostBy(cause == null ? cause : ended(cause), address)
   const reuse = copiesOut(writable)
   let ending = false // our close frame is queued
   let destroyed = false
@@ -222,7 +242,7 @@ const link = (
     // no pong will leave now: reading goes on (it stopped for them)
     if (backedUp) readOn()
     if (ending) return goodbyeSaid()
-    const error = lostBy(cause, address)
+    const error = lost(cause)
     sink.writesLost(error)
     watchQuiet(error)
   }
@@ -280,7 +300,7 @@ const link = (
     }
     drop()
     if (peerSaidClose && !decoder.inFrame) sink.peerClosed()
-    else sink.lost(lostBy(writable.errored, address))
+    else sink.lost(lost(writable.errored))
     return true
   }
 
@@ -439,21 +459,40 @@ const link = (
     chunksSeen++
     sink.deliver(() => decode(chunk))
   }
+  const lostAtEnd = (what: string): void => {
+    const how = streams.peerExit?.()
+    const peerExited = streams.peerExited
+    if (how !== undefined || streams.peerExit === undefined || peerExited === undefined) {
+      return sink.lost(endedBadly(what, how, address))
+    }
+    // the process there is perhaps exiting (its output closes a moment before the kernel says how it ended): no
+    // send is taken from now on, and the channel fails once it has exited, or after `EXIT_WAIT_MILLIS` without
+    sink.writesLost(endedBadly(what, undefined, address))
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const report = (): void => {
+      if (timer === undefined) return
+      clearTimeout(timer)
+      timer = undefined
+      sink.lost(endedBadly(what, streams.peerExit?.(), address))
+    }
+    timer = setTimeout(report, EXIT_WAIT_MILLIS)
+    peerExited(report)
+  }
   const onEnd = () => {
     endSeen = true
     if (decoder.inFrame) {
-      sink.lost(IpcError.make("ConnectionLost", "the stream ended in the middle of a frame", address))
+      lostAtEnd("the stream ended in the middle of a frame")
     } else if (peerSaidClose) {
       sink.peerClosed()
     } else if (!ending) {
-      sink.lost(IpcError.make("ConnectionLost", "the peer ended the stream without closing the channel", address))
+      lostAtEnd("the peer ended the stream without closing the channel")
     } else if (streams.halfClose !== false) {
       // our goodbye went unanswered: the peer dropped the connection instead (what we sent may not have been read)
-      sink.lost(IpcError.make("ConnectionLost", "the peer ended the stream without answering our goodbye", address))
+      lostAtEnd("the peer ended the stream without answering our goodbye")
     }
   }
   const onError = (cause: Error) => {
-    sink.lost(IpcError.fromSystemError(cause, "ConnectionLost", "the connection failed", address))
+    sink.lost(IpcError.fromSystemError(ended(cause), "ConnectionLost", "the connection failed", address))
   }
 
   writable.on("drain", onDrain)
@@ -480,7 +519,7 @@ const link = (
         : IpcError.fromSystemError(readable.errored, "ConnectionLost", "the connection failed", address)
     )
   } else if (writable.destroyed || writable.writableEnded) {
-    if (duplex) sink.lost(lostBy(writable.errored, address))
+    if (duplex) sink.lost(lost(writable.errored))
     else loseWrites(writable.errored)
   }
   streams.peerExited?.(() => {

@@ -7,6 +7,7 @@ import * as Process from "@effect-ipc/core/Process"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 
 const sleeper = ChildProcess.spawn("sleep", ["300"], { stdio: "ignore" })
 afterAll(() => void sleeper.kill("SIGKILL"))
@@ -18,7 +19,48 @@ const deadPid = (): number => {
   return child.pid
 }
 
+/** Pids of zombies: children of a Python process that exited (by `code`, or killed by `signal`) and are not collected. */
+const zombies = (): {
+  readonly exited: number
+  readonly killed: number
+  readonly parent: ChildProcess.ChildProcess
+} => {
+  const file = `${Os.tmpdir()}/effect-ipc-zombies-${process.pid}`
+  Fs.rmSync(file, { force: true })
+  const parent = ChildProcess.spawn("python3", [
+    "-c",
+    "import os, signal, sys, time\n" +
+    "a = os.fork()\n" +
+    "if a == 0: os._exit(3)\n" +
+    "b = os.fork()\n" +
+    "if b == 0: os.kill(os.getpid(), signal.SIGKILL)\n" +
+    "time.sleep(0.2)\n" +
+    "open(sys.argv[1] + '.tmp', 'w').write('%d %d' % (a, b))\n" +
+    "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n" +
+    "time.sleep(60)\n",
+    file
+  ], { stdio: "ignore" })
+  const nap = new Int32Array(new SharedArrayBuffer(4))
+  for (let waited = 0; !Fs.existsSync(file) && waited < 10_000; waited += 20) Atomics.wait(nap, 0, 0, 20)
+  const [exited, killed] = Fs.readFileSync(file, "utf8").split(" ").map(Number)
+  Fs.rmSync(file, { force: true })
+  return { exited: exited!, killed: killed!, parent }
+}
+
 describe.runIf(process.platform === "linux")("Process", () => {
+  it("exitStatus: how a zombie ended (its exit code, or the signal), nothing for a running or collected process", () => {
+    const { exited, killed, parent } = zombies()
+    try {
+      assert.deepStrictEqual(Process.exitStatus(exited), { code: 3, signal: null })
+      assert.deepStrictEqual(Process.exitStatus(killed), { code: null, signal: "SIGKILL" })
+      assert.isUndefined(Process.exitStatus(pid))
+      assert.isUndefined(Process.exitStatus(process.pid))
+      assert.isUndefined(Process.exitStatus(deadPid()))
+    } finally {
+      parent.kill("SIGKILL")
+    }
+  })
+
   it("identifies a live process by pid, start time and pid namespace", () => {
     const found = Process.identify(pid)
     assert.isDefined(found)

@@ -19,6 +19,7 @@
 import * as Address from "@effect-ipc/core/Address"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Process from "@effect-ipc/core/Process"
 import * as StreamChannel from "@effect-ipc/core/StreamChannel"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
@@ -169,9 +170,24 @@ export const spawn = (
     )
     // the child's exit ends the channel, though a process it started holds the descriptor (`sleep &` in a shell)
     const peerExited = (then: () => void) => exitedOf(child) === undefined ? void child.once("exit", then) : then()
+    // known from the exit event, or, before it comes, from the kernel (a child exited and not yet collected)
+    const peerExit = (): string | undefined => {
+      const status = exitedOf(child) ?? Process.exitStatus(child.pid!)
+      return status === undefined
+        ? undefined
+        : status.signal !== null
+        ? `was killed by ${status.signal}`
+        : `exited with code ${status.code}`
+    }
     const streams: StreamChannel.StreamPair = via === "fd"
-      ? { readable: child.stdio[3] as Net.Socket, writable: child.stdio[3] as Net.Socket, peerExited, halfClose }
-      : { readable: child.stdout!, writable: child.stdin!, peerExited }
+      ? {
+        readable: child.stdio[3] as Net.Socket,
+        writable: child.stdio[3] as Net.Socket,
+        peerExited,
+        peerExit,
+        halfClose
+      }
+      : { readable: child.stdout!, writable: child.stdin!, peerExited, peerExit }
     const channel = yield* StreamChannel.makeScoped(streams, address, { pid: child.pid, description: address }, options)
     return { channel, pid: child.pid!, exit: Deferred.await(exited) }
   })

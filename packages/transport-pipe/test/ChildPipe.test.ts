@@ -36,13 +36,33 @@ describe("ChildPipe", () => {
       assert.strictEqual(new TextDecoder().decode(yield* child.channel.receive), "over stdio")
     }).pipe(Effect.scoped))
 
-  it.live("reports a child that exits as ConnectionLost, and its exit code", () =>
+  // (the error said "the peer ended the stream without closing the channel", or "broken pipe" for a send, and not how
+  // the child ended, though the library knew)
+  it.live("reports a child that exits as ConnectionLost naming how it ended, and its exit code", () =>
     Effect.gen(function*() {
-      const child = yield* ChildPipe.spawn(process.execPath, { args: ["-e", "setTimeout(() => process.exit(3), 100)"] })
-      const error = yield* Effect.flip(child.channel.receive)
-      assert.strictEqual(error.reason._tag, "ConnectionLost")
-      assert.deepStrictEqual(yield* child.exit, { code: 3, signal: null })
-    }).pipe(Effect.scoped))
+      for (const via of ["fd", "stdio"] as const) {
+        for (
+          const [code, status, said] of [
+            ["process.exit(3)", { code: 3, signal: null }, "exited with code 3"],
+            ["process.kill(process.pid, 'SIGKILL')", { code: null, signal: "SIGKILL" }, "was killed by SIGKILL"]
+          ] as const
+        ) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const child = yield* ChildPipe.spawn(process.execPath, {
+              args: ["-e", `setTimeout(() => ${code}, 100)`],
+              via
+            })
+            const error = yield* Effect.flip(child.channel.receive)
+            assert.strictEqual(error.reason._tag, "ConnectionLost")
+            assert.include(error.detail, `the process at the other end ${said}`, `${via}: ${error.message}`)
+            assert.deepStrictEqual(yield* child.exit, status)
+            // a send to it, too
+            const sent = yield* Effect.flip(child.channel.send(new Uint8Array([1])))
+            assert.include(sent.detail, `the process at the other end ${said}`, `${via}: ${sent.message}`)
+          }))
+        }
+      }
+    }))
 
   // over stdio, a child that exits while a process it started holds its stdout: the channel's input never
   // ends, and its output is gone (sends fail); receive failed only once that process exited, and with
