@@ -99,15 +99,18 @@ const copiesOut = (writable: Writable): boolean => NetSocket !== undefined && wr
 // a pipe's reading end closed by the peer
 const readerGone = Object.assign(new Error("the peer closed its reading end"), { code: "EPIPE" })
 
+// how the process at the other end ended (`exited with code 3`), said as the channel's errors say it
+const atOtherEnd = (how: string): string => `the process at the other end ${how}`
+
 // an input that ended without the peer's goodbye: why, and how the process there ended where that is known
 const endedBadly = (what: string, how: string | undefined, address: string): IpcError.IpcError =>
-  IpcError.make("ConnectionLost", how === undefined ? what : `${what}: the process at the other end ${how}`, address)
+  IpcError.make("ConnectionLost", how === undefined ? what : `${what}: ${atOtherEnd(how)}`, address)
 
 // how long an input that ended waits for the process at the other end to be seen exited, to say how it ended
 const EXIT_WAIT_MILLIS = 200
 
 // the process at the other end exited (its streams may live on in a process it started)
-const peerGone = new Error("the process at the other end exited")
+const peerGone = new Error(atOtherEnd("exited"))
 
 // why a stream that failed or went cannot be written: its error, if it has one
 const lostBy = (cause: Error | null | undefined, address: string): IpcError.IpcError =>
@@ -139,7 +142,7 @@ const link = (
   const ended = (cause: Error): Error => {
     if (streams.peerExit === undefined || (cause !== peerGone && IpcError.errnoOf(cause) !== "EPIPE")) return cause
     const how = streams.peerExit()
-    return how === undefined ? cause : new Error(`the process at the other end ${how}`)
+    return how === undefined ? cause : new Error(atOtherEnd(how))
   }
   const lost = (cause: Error | null | undefined): IpcError.IpcError =>
     lostBy(cause == null ? cause : ended(cause), address)

@@ -231,7 +231,7 @@ const openRing = (
 ): Effect.Effect<Libc.Mapping, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     const mapped = yield* Effect.acquireRelease(
-      Segments.openIncoming(token, peer.pid, Segments.ringSizes(token, Ring.MAX_CAPACITY, address), address),
+      Segments.openIncoming(token, peer.pid, Segments.ringSizes(token, address), address),
       (opened) => Effect.sync(() => opened.mapping.release())
     )
     const header = Header.view(mapped.mapping.buffer)

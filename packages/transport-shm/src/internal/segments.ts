@@ -12,6 +12,7 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Header from "./header.ts"
 import * as Libc from "./libc.ts"
+import * as Ring from "./ring.ts"
 
 /** A mapped segment. */
 export interface Mapped {
@@ -375,9 +376,9 @@ export interface Sizes {
 }
 
 /** The sizes of a peer's ring segment `token`: a header, and at most the largest ring. */
-export const ringSizes = (token: string, largest: number, address?: string): Sizes => ({
+export const ringSizes = (token: string, address?: string): Sizes => ({
   min: Header.HEADER_SIZE,
-  max: Header.HEADER_SIZE + largest,
+  max: Header.HEADER_SIZE + Ring.MAX_CAPACITY,
   tooLarge: (bytes) =>
     IpcError.make("Protocol", `ring segment ${token} holds ${bytes} bytes, more than any ring`, address)
 })
