@@ -24,7 +24,7 @@ export interface MemoryOptions {
   readonly maxBufferedMessages?: number | undefined
 }
 
-const listeners = new Map<string, (client: MemoryEnd) => MemoryEnd>()
+const listeners = new Map<string, (client: MemoryEnd) => MemoryEnd | undefined>()
 
 /**
  * One end of a memory channel: its sink, once its engine has started, whether its inbox is full, and
@@ -97,6 +97,7 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
         const acceptor = yield* Transport.makeAcceptor(address)
         const accepted = new Set<IpcChannel.IpcChannel>()
         listeners.set(parsed.rest, (client) => {
+          if (acceptor.full()) return undefined
           const server = newEnd()
           const channel = connectEnds(address, server, client, "memory client", options)
           accepted.add(channel)
@@ -125,7 +126,15 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
           )
         }
         const client = newEnd()
-        const channel = connectEnds(address, client, accept(client), "memory server", options)
+        const server = accept(client)
+        if (server === undefined) {
+          return yield* IpcError.make(
+            "Full",
+            `${Transport.MAX_UNACCEPTED} channels wait to be accepted by this listener: try again once it accepts`,
+            address
+          )
+        }
+        const channel = connectEnds(address, client, server, "memory server", options)
         yield* Effect.addFinalizer(() => channel.close)
         return channel
       })

@@ -204,16 +204,32 @@ export const serve = <E, R>(
     }
   })
 
+/**
+ * Channels a listener holds that nobody has accepted yet, at most: past it a
+ * new connection is closed as it comes (a listen backlog's overflow), so a
+ * program that accepts slowly, or not at all, is not taken over by a flood.
+ */
+export const MAX_UNACCEPTED = 1024
+
 /** Tools for transport authors: the accept queue of a listener. */
 export interface Acceptor {
   /** The listener handed to users. */
   readonly listener: Listener
   /**
    * Offers an accepted channel to the listener's users (after `end`, it is
-   * kept for `shutdown` to close); `false` once `shutdown` has run: the caller
-   * closes it.
+   * kept for `shutdown` to close); `false` once `shutdown` has run, or while
+   * `maxUnaccepted` channels wait to be accepted: the caller closes it (or
+   * use `admit`, which does).
    */
   readonly offer: (channel: IpcChannel.IpcChannel) => boolean
+  /**
+   * `offer`, and for a channel the listener cannot take, its close: one
+   * refused because `maxUnaccepted` wait is reported (reason `Full`) to the
+   * acceptor's `refused`. Succeeds with whether the listener took it.
+   */
+  readonly admit: (channel: IpcChannel.IpcChannel) => Effect.Effect<boolean>
+  /** Whether `maxUnaccepted` channels wait to be accepted (an offer now is refused). */
+  readonly full: () => boolean
   /**
    * Ends the listener: pending and later accepts fail with reason `Closed`;
    * the channels offered and never accepted wait for `shutdown`.
@@ -226,10 +242,29 @@ export interface Acceptor {
   readonly shutdown: Effect.Effect<void>
 }
 
-/** Makes the accept side of a listener (for transport authors). */
-export const makeAcceptor = (address: string): Effect.Effect<Acceptor> =>
-  Effect.map(Queue.unbounded<IpcChannel.IpcChannel, Cause.Done>(), (queue) => {
+/** How a listener's accept queue is bounded, and where its refusals go. */
+export interface AcceptorOptions {
+  /** Channels waiting to be accepted, at most (default `MAX_UNACCEPTED`). */
+  readonly maxUnaccepted?: number | undefined
+  /** Reports a channel refused for want of room (default: `Observability.refusals` of the address). */
+  readonly refused?: ((error: IpcError.IpcError) => Effect.Effect<void>) | undefined
+}
+
+/** Makes the accept side of a listener (for transport authors); its refusals are logged until the scope closes. */
+export const makeAcceptor = (
+  address: string,
+  options: AcceptorOptions = {}
+): Effect.Effect<Acceptor, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const maxUnaccepted = options.maxUnaccepted ?? MAX_UNACCEPTED
+    const queue = yield* Queue.dropping<IpcChannel.IpcChannel, Cause.Done>(maxUnaccepted)
+    const refused = options.refused ?? (yield* Observability.refusals(address))
     const closedError = IpcError.make("Closed", "the listener is closed", address)
+    const fullError = IpcError.make(
+      "Full",
+      `${maxUnaccepted} connections wait to be accepted: this one was closed (is the program accepting?)`,
+      address
+    )
     // offered and never accepted, once the listener ended: what holds them (a file channel's reader, a
     // socket) is let go only by their `close`
     let unaccepted: Array<IpcChannel.IpcChannel> | undefined
@@ -243,18 +278,28 @@ export const makeAcceptor = (address: string): Effect.Effect<Acceptor> =>
       }
       Queue.endUnsafe(queue)
     }
+    const full = (): boolean => unaccepted === undefined && Queue.sizeUnsafe(queue) >= maxUnaccepted
+    const offer = (channel: IpcChannel.IpcChannel): boolean => {
+      if (shut) return false
+      if (unaccepted === undefined) return Queue.offerUnsafe(queue, channel)
+      unaccepted.push(channel)
+      return true
+    }
     return {
       listener: {
         address,
         accept: Effect.catchTag(Queue.take(queue), "Done", () => Effect.fail(closedError)),
         connections: Stream.fromQueue(queue)
       },
-      offer: (channel) => {
-        if (shut) return false
-        if (unaccepted === undefined) Queue.offerUnsafe(queue, channel)
-        else unaccepted.push(channel)
-        return true
-      },
+      offer,
+      admit: (channel) =>
+        Effect.suspend(() => {
+          const wasFull = full()
+          if (offer(channel)) return Effect.succeed(true)
+          const closed = Effect.as(channel.close, false)
+          return wasFull ? Effect.andThen(refused(fullError), closed) : closed
+        }),
+      full,
       end,
       shutdown: Effect.suspend(() => {
         end()

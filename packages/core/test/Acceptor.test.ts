@@ -1,4 +1,4 @@
-import { Memory, Transport } from "@effect-ipc/core"
+import { type IpcError, Memory, Transport } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 
@@ -32,5 +32,50 @@ describe("Transport.makeAcceptor", () => {
       }
       yield* taken.send(new Uint8Array([1]))
       assert.deepStrictEqual(yield* peers[2].receive, new Uint8Array([1]))
+    }).pipe(Effect.scoped))
+
+  it.effect("past maxUnaccepted a channel is refused: closed, reported Full; room again once one is accepted", () =>
+    Effect.gen(function*() {
+      const memory = Memory.make()
+      const listener = yield* memory.listen("memory://acceptor-full")
+      const dialled = yield* Effect.all([1, 2, 3, 4].map(() => memory.dial("memory://acceptor-full")))
+      const peers = yield* Effect.all([1, 2, 3, 4].map(() => listener.accept))
+      const refusals: Array<IpcError.IpcError> = []
+      const acceptor = yield* Transport.makeAcceptor("test://full", {
+        maxUnaccepted: 2,
+        refused: (error) => Effect.sync(() => refusals.push(error))
+      })
+      assert.isTrue(yield* acceptor.admit(dialled[0]!))
+      assert.isFalse(acceptor.full())
+      assert.isTrue(yield* acceptor.admit(dialled[1]!))
+      assert.isTrue(acceptor.full())
+      assert.isFalse(acceptor.offer(dialled[2]!), "offer says the listener did not take it")
+      assert.isFalse(yield* acceptor.admit(dialled[2]!))
+      assert.deepStrictEqual(refusals.map((error) => error.reason._tag), ["Full"])
+      assert.match(refusals[0]!.detail, /2 connections wait to be accepted/)
+      // the refused channel was closed: its peer hears the goodbye
+      assert.strictEqual((yield* Effect.flip(peers[2]!.receive)).reason._tag, "Closed")
+      assert.strictEqual(yield* acceptor.listener.accept, dialled[0])
+      assert.isFalse(acceptor.full())
+      assert.isTrue(yield* acceptor.admit(dialled[3]!))
+      assert.strictEqual(yield* acceptor.listener.accept, dialled[1])
+      assert.strictEqual(yield* acceptor.listener.accept, dialled[3])
+      yield* acceptor.shutdown
+    }).pipe(Effect.scoped))
+
+  it.effect("memory://: a dial past MAX_UNACCEPTED channels nobody accepted fails Full; one accept makes room", () =>
+    Effect.gen(function*() {
+      const memory = Memory.make()
+      const listener = yield* memory.listen("memory://acceptor-flood")
+      for (let i = 0; i < Transport.MAX_UNACCEPTED; i++) yield* memory.dial("memory://acceptor-flood")
+      const refused = yield* Effect.flip(memory.dial("memory://acceptor-flood"))
+      assert.strictEqual(refused.reason._tag, "Full")
+      assert.match(refused.detail, /1024 channels wait to be accepted/)
+      yield* listener.accept
+      const client = yield* memory.dial("memory://acceptor-flood")
+      for (let i = 0; i < Transport.MAX_UNACCEPTED - 1; i++) yield* listener.accept
+      const server = yield* listener.accept
+      yield* client.send(new Uint8Array([7]))
+      assert.deepStrictEqual(yield* server.receive, new Uint8Array([7]))
     }).pipe(Effect.scoped))
 })

@@ -320,7 +320,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             )
           )
           failing.delete(id)
-          acceptor.offer(endpoint.channel)
+          yield* acceptor.admit(endpoint.channel)
         }).pipe(
           Effect.catch((error) =>
             Effect.suspend(() => {
@@ -355,6 +355,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             continue
           }
           if (seen.has(id)) continue
+          // while the program has not accepted `maxUnaccepted`, dialers wait (a later scan opens theirs)
+          if (acceptor.full()) break
           const due = failing.get(id)?.next
           if (due !== undefined && performance.now() < due) continue
           seen.add(id)

@@ -408,9 +408,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const privateDir = lobbyAddress.transport === "ipc"
         ? yield* conversationDir(lobbyAddress, options.mode ?? 0o600, raw)
         : undefined
-      const acceptor = yield* Transport.makeAcceptor(address)
       // counted, and logged a few a minute (a flood of refused hellos wrote a warning each)
       const noteRefusal = yield* Observability.refusals(address)
+      const acceptor = yield* Transport.makeAcceptor(address, { refused: noteRefusal })
       yield* Effect.forkScoped(
         refusedTls.noteWith((refusal) => noteRefusal(IpcError.make("PeerRejected", refusal.detail, address)))
       )
@@ -503,7 +503,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             }))
           )
           open.add(accepted)
-          acceptor.offer(accepted)
+          yield* acceptor.admit(accepted)
           yield* accepted.closed
           open.delete(accepted)
         }).pipe(Effect.catch((error) => Effect.logDebug("a conversation did not start", error)))

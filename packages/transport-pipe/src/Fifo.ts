@@ -665,7 +665,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
               options
             )
             current = channel
-            acceptor.offer(channel)
+            yield* acceptor.admit(channel)
             yield* channel.closed
             current = undefined
           }).pipe(

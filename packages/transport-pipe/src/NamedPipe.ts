@@ -260,9 +260,9 @@ export const listen = (
         : IpcError.make("Open", `cannot create ${name}: ${Win32.errorName(first.code)}`, raw)
     }
     const slot = Win32.makeSlot(0)
-    const acceptor = yield* Transport.makeAcceptor(raw)
     // counted, and logged a few a minute (a flood of refused peers wrote a warning each)
     const noteRefusal = yield* Observability.refusals(raw)
+    const acceptor = yield* Transport.makeAcceptor(raw, { refused: noteRefusal })
     const open = new Set<IpcChannel.IpcChannel>()
     // the pipe is gone (its name free again) only once every handle is closed: the finalizer waits for them
     const streams = new Set<PipeStream>()
@@ -296,7 +296,7 @@ export const listen = (
           options
         )
         open.add(channel)
-        acceptor.offer(channel)
+        yield* acceptor.admit(channel)
         yield* channel.closed
         open.delete(channel)
       }).pipe(Effect.catch((error) => Effect.logWarning("cannot serve a connection", error)))

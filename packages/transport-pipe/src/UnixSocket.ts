@@ -398,9 +398,9 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
         const server = Net.createServer({ pauseOnConnect: true })
-        const acceptor = yield* Transport.makeAcceptor(raw)
         // counted, and logged a few a minute (a flood of refused peers wrote a warning each)
         const noteRefusal = yield* Observability.refusals(raw)
+        const acceptor = yield* Transport.makeAcceptor(raw, { refused: noteRefusal })
         const open = new Set<IpcChannel.IpcChannel>()
         let ours: Files.FileIdentity | undefined
         yield* Effect.addFinalizer(() =>
@@ -433,7 +433,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
             const channel = yield* StreamChannel.make({ readable: socket, writable: socket }, raw, peer, options)
             socket.resume()
             open.add(channel)
-            acceptor.offer(channel)
+            yield* acceptor.admit(channel)
             yield* channel.closed
             open.delete(channel)
           })

@@ -70,6 +70,45 @@ describe("floods", () => {
   )
 
   it.live(
+    "unix://: a program that never accepts holds at most MAX_UNACCEPTED connections; the rest are closed as they come",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-flood-")
+        const path = Path.join(dir, "unaccepted.sock")
+        const transport = UnixSocket.make()
+        const listener = yield* transport.listen(`unix://${path}`)
+        gc()
+        const baseline = openFds()
+        // 1200 connections from another process, none of them accepted here
+        const attacker = yield* start(python, [flood, "silent", path, "1200"])
+        yield* attacker.line(/^flooding$/)
+        assert.isTrue(
+          yield* waitFor(() => openFds() - baseline >= Transport.MAX_UNACCEPTED, 20_000),
+          `the flood reached the listener: ${openFds() - baseline} descriptors`
+        )
+        // the refused are closed (after their linger: they do not answer the goodbye); the rest stay
+        const bound = Transport.MAX_UNACCEPTED + 16
+        yield* Effect.sleep("3 seconds")
+        assert.isTrue(
+          yield* waitFor(() => openFds() - baseline <= bound, 20_000),
+          `the listener holds ${openFds() - baseline} descriptors for 1200 unaccepted connections (bound ${bound})`
+        )
+        // those kept are served: accepted in order, and a new client after them
+        const first = yield* listener.accept
+        assert.strictEqual(first.peer.pid, attacker.pid)
+        for (let i = 1; i < Transport.MAX_UNACCEPTED; i++) yield* listener.accept
+        const good = yield* transport.dial(`unix://${path}`)
+        const served = yield* listener.accept
+        yield* good.send(message(1))
+        assert.deepStrictEqual(yield* served.receive, message(1))
+        // the flooder saw the refused closed, and only those
+        const said = yield* attacker.finish
+        assert.strictEqual(said.at(-1), `closed ${1200 - Transport.MAX_UNACCEPTED}`)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "fifo://: claims, garbage, half headers and silent claims; a good client still gets its turns",
     () =>
       Effect.gen(function*() {

@@ -370,7 +370,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
             if (Exit.isFailure(exit)) return yield* Effect.logDebug("an shm:// handshake failed", exit.cause)
             const channel = exit.value
             open.add(channel)
-            acceptor.offer(channel)
+            yield* acceptor.admit(channel)
             yield* channel.closed
             open.delete(channel)
           })

@@ -307,7 +307,11 @@ export const listen = (
       maxPayload: Math.max(1, options.maxMessageSize ?? Link.DEFAULT_MAX_MESSAGE_SIZE),
       handleProtocols: (_protocols, req) => chosen.get(req) ?? false
     })
-    const acceptor = yield* Transport.makeAcceptor(shown)
+    // refusals are all counted, but only the first of each minute are logged one by one (a flood
+    // would otherwise write a warning per connection): the rest are summed up once a minute
+    const noteRefusal = yield* Observability.refusals(shown)
+    const acceptor = yield* Transport.makeAcceptor(shown, { refused: noteRefusal })
+
     const sockets = new Set<Duplex>()
     const open = new Set<IpcChannel.IpcChannel>()
     let tokenFile: string | undefined
@@ -330,10 +334,6 @@ export const listen = (
         if (tokenFile !== undefined) TokenFile.removeIfOurs(tokenFile, token)
       })
     )
-
-    // refusals are all counted, but only the first of each minute are logged one by one (a flood
-    // would otherwise write a warning per connection): the rest are summed up once a minute
-    const noteRefusal = yield* Observability.refusals(shown)
 
     // each connection is served in a fiber of this listener's scope, with the caller's services
     const connections = yield* FiberSet.make<void, never>()
@@ -413,7 +413,7 @@ export const listen = (
         ws.on("error", (error) => link.error(Link.socketError(error, shown)))
         ws.on("close", (code, reason) => link.closed(code, reason.toString()))
         open.add(link.channel)
-        acceptor.offer(link.channel)
+        yield* acceptor.admit(link.channel)
         yield* link.channel.closed
         open.delete(link.channel)
       })
