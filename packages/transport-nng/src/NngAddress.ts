@@ -57,6 +57,11 @@ export interface NngAddress {
 const isTransport = (name: string): name is NngTransport => transports.some((t) => t === name)
 
 const hostPort = /^(\[[^\]]*\]|[^:/]*)(?::(\d+))?(\/.*)?$/
+/**
+ * A ws or wss path nng can both listen and dial at: `/` and RFC 3986's path characters, unescaped. nng
+ * listened at a path with `?`, `#`, a `%` escape or a space, which no dial could then reach.
+ */
+const webPath = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/
 
 /**
  * Parses `nng+tcp://host:port` (or, with `plain`, nng's own `tcp://host:port`),
@@ -99,8 +104,16 @@ export const parse = (raw: string, options: { readonly plain?: boolean } = {}): 
     const url = `${name}://${address.rest}`
     switch (name) {
       case "ipc":
+        // a path is percent-decoded (a literal `%` is `%25`), as every path scheme's; nng takes it as it is
         return address.rest.startsWith("/")
-          ? Effect.succeed({ raw, transport: name, url, host: undefined, port: undefined, path: address.rest })
+          ? Effect.map(Address.path(address), (path) => ({
+            raw,
+            transport: name,
+            url: `ipc://${path}`,
+            host: undefined,
+            port: undefined,
+            path
+          }))
           : Effect.fail(IpcError.make("InvalidAddress", "expected an absolute path, e.g. nng+ipc:///tmp/app.ipc", raw))
       case "inproc":
       case "abstract":
@@ -120,10 +133,23 @@ export const parse = (raw: string, options: { readonly plain?: boolean } = {}): 
             )
           )
         }
+        if (match[3] !== undefined && !webPath.test(match[3])) {
+          return Effect.fail(
+            IpcError.make(
+              "InvalidAddress",
+              `a ${name} path is / and letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @ / ` +
+                "(no ?, #, % escape or space)",
+              raw
+            )
+          )
+        }
         return Effect.succeed({ raw, transport: name, url, host: match[1]!, port, path: match[3] ?? "" })
       }
     }
   })
+
+/** A file-system path as an ipc address writes it: `%` escaped (`parse` decodes it back). */
+export const escapePath = (path: string): string => path.replaceAll("%", "%25")
 
 /** Fails with `InvalidAddress` for port 0, which asks `listen` for a free port and names nothing to dial. */
 export const dialable = (address: NngAddress): Effect.Effect<NngAddress, IpcError.IpcError> =>

@@ -24,7 +24,10 @@
  * "busy" (the client asks again with backoff, within its `connectTimeout`):
  * a flood cannot take its descriptors. One rendezvous connection holds at
  * most one of those conversations: hellos it sends while its conversation
- * waits are dropped, so a few connections cannot take every place.
+ * waits are dropped, so a few connections cannot take every place. The
+ * listener looks over its rendezvous connections in nng's statistics (no JS
+ * callback runs on nng's threads) and closes those of refused peers and those
+ * that have not said the hello within `handshakeTimeout`.
  *
  * Over ipc, `listen` takes its path only when nothing is there or a stale
  * socket of this user is (transport-pipe's rule): anything else is
@@ -149,7 +152,7 @@ const conversationUrl = (
 ): string => {
   switch (lobby.transport) {
     case "ipc":
-      return `ipc://${Path.join(privateDir ?? Path.dirname(lobby.path), name)}`
+      return `ipc://${NngAddress.escapePath(Path.join(privateDir ?? Path.dirname(lobby.path), name))}`
     case "abstract":
       return `abstract://${lobby.path}.${name}`
     case "inproc":
@@ -210,7 +213,7 @@ const clientUrl = (
 ): string =>
   NngAddress.isNetwork(welcome.transport)
     ? `${welcome.transport}://${lobby.host}:${welcome.port}${welcome.path}`
-    : welcome.url
+    : welcome.raw
 
 const peerOf = (socket: Socket.Socket, pipe: number, address: string): IpcChannel.PeerInfo => ({
   ...socket.nng.pipePeer(pipe),
@@ -311,6 +314,18 @@ const LOBBY_SEND_BUFFER = 1024
 
 /** How long a client first waits for the listener's answer before it asks again (then twice as long, ...). */
 const ASK_AGAIN_MS = 5000
+
+/**
+ * How often a listener looks over its rendezvous connections (nng's statistics list them): those of
+ * refused peers and those that have not said the hello within `handshakeTimeout` are closed.
+ */
+const SWEEP_MS = 200
+
+/**
+ * A sweep waits at least this many times as long as it took before the next: reading nng's statistics
+ * costs about 35 ms with 1,000 channels open in the process, so a busy process sweeps less often.
+ */
+const SWEEP_WAIT_FACTOR = 20
 
 /** How often a client says its hello again while its conversation has not answered (see `attempt`). */
 const HELLO_AGAIN_MS = 100
@@ -420,6 +435,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       let pending = 0
       /** The rendezvous connections (nng pipes) whose conversation waits for them. */
       const waiting = new Set<number>()
+      /** The rendezvous connections that said the hello (and were not refused). */
+      const greeted = new Set<number>()
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           yield* acceptor.shutdown
@@ -459,8 +476,9 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           return yield* Effect.gen(function*() {
             const listening = yield* Effect.tapError(socket.listen(conversation), busyWhenShort(request))
             short.end()
+            // as written (an ipc path escaped), for the client to parse
             const url = listening.port === undefined
-              ? conversation.url
+              ? conversation.raw
               : NngAddress.withPort(conversation, listening.port)
             if (!answer(request, { url, token })) {
               return yield* IpcError.make("Timeout", "the client does not read its answers", address)
@@ -519,14 +537,61 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             return yield* Effect.logDebug("a client left before its request was read")
           }
           if (hasCredentials(lobbyAddress) && !authorize(peer)) {
+            // answered, then closed by the next sweep (`sweep`)
             const refusal = refuse(peer, address)
             answer(request, { refused: refusal.detail })
             return yield* noteRefusal(refusal)
           }
+          greeted.add(request.pipe)
           // at most `maxPending` conversations wait for their clients: the others are asked to come back
           if (pending >= maxPending) return void answer(request, { busy: true })
           yield* FiberSet.run(handshakes, converse(request))
         })
+
+      /** When the sweep first saw each rendezvous connection, and whether its peer is refused. */
+      const seen = new Map<number, { readonly since: number; readonly refused: boolean }>()
+      /**
+       * Closes the rendezvous connections of refused peers (over ipc and abstract: at first sight, or, when
+       * it has sent something, on the next sweep, once its hello had its answer) and those that have not said
+       * the hello within `handshakeTimeout`: a connection that sends nng's header and nothing else held a
+       * descriptor for ever, and a flood of them took every descriptor of the listener's process.
+       */
+      const sweep = Effect.suspend(() => {
+        const pipes = lobby.nng.socketPipes(lobby.handle)
+        // a libnng without statistics: nothing to look over (and `greeted` is not needed)
+        if (pipes === undefined) return Effect.sync(() => greeted.clear())
+        const now = Date.now()
+        const present = new Set<number>()
+        const refusals: Array<IpcError.IpcError> = []
+        for (const { pipe, received } of pipes) {
+          present.add(pipe)
+          const known = seen.get(pipe)
+          if (known === undefined) {
+            const peer = peerOf(lobby, pipe, address)
+            // gone meanwhile (its credentials with it): nothing to refuse
+            if (peer.uid === undefined && !lobby.nng.pipeAlive(pipe)) continue
+            const refused = hasCredentials(lobbyAddress) && !authorize(peer)
+            seen.set(pipe, { since: now, refused })
+            if (refused && received === 0) {
+              lobby.nng.closePipe(pipe)
+              refusals.push(refuse(peer, address))
+            }
+          } else if (known.refused || (!greeted.has(pipe) && now - known.since >= handshakeTimeout)) {
+            lobby.nng.closePipe(pipe)
+          }
+        }
+        for (const pipe of seen.keys()) if (!present.has(pipe)) seen.delete(pipe)
+        for (const pipe of greeted) if (!present.has(pipe)) greeted.delete(pipe)
+        return Effect.forEach(refusals, noteRefusal, { discard: true })
+      })
+      const sweepThenWait = Effect.suspend(() => {
+        const started = performance.now()
+        return Effect.andThen(
+          sweep,
+          Effect.suspend(() => Effect.sleep(Math.max(SWEEP_MS, (performance.now() - started) * SWEEP_WAIT_FACTOR)))
+        )
+      })
+      yield* Effect.forkScoped(Effect.andThen(Effect.sleep(SWEEP_MS), Effect.forever(sweepThenWait)))
 
       yield* Effect.forkScoped(
         Effect.forever(Effect.flatMap(lobby.receive, onRequest)).pipe(

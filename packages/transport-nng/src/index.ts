@@ -118,7 +118,7 @@ const defaultPath = (service: string): string => {
  * bad name.
  */
 const defaultAddress = (service: string): string =>
-  isServiceName(service) ? `nng+ipc://${defaultPath(service)}` : `nng+ipc:${service}`
+  isServiceName(service) ? `nng+ipc://${NngAddressModule.escapePath(defaultPath(service))}` : `nng+ipc:${service}`
 
 /**
  * The `nng` transport for `IPC_TRANSPORT=nng`, as `NngTransport.layer()` builds

@@ -165,6 +165,59 @@ describe("messaging-pattern sockets' options", () => {
     30_000
   )
 
+  // nng's recv-size-max 0 is no limit: maxMessageSize 0 let every message through, where the transport's 0 is 0 bytes
+  it.live(
+    "maxMessageSize 0 takes only empty messages, on pull, pair, rep and req",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        let n = 0
+        const outcome = (run: (url: string) => Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>) =>
+          Effect.scoped(run(`ipc://${dir}/zero-${n++}.ipc`)).pipe(
+            Effect.timeout("2 seconds"),
+            Effect.match({ onFailure: () => "lost", onSuccess: () => "arrived" })
+          )
+        for (const [size, expected] of [[0, "arrived"], [1, "lost"], [1 << 20, "lost"]] as const) {
+          const pull = yield* outcome((url) =>
+            Effect.gen(function*() {
+              const puller = yield* Pipeline.puller({ listen: url, maxMessageSize: 0 })
+              const pusher = yield* Pipeline.pusher({ dial: url })
+              yield* pusher.push(new Uint8Array(size))
+              return yield* puller.pull
+            })
+          )
+          const pair = yield* outcome((url) =>
+            Effect.gen(function*() {
+              const receiver = yield* Pair.make({ listen: url, maxMessageSize: 0 })
+              const sender = yield* Pair.make({ dial: url })
+              yield* sender.send(new Uint8Array(size))
+              return yield* receiver.receive
+            })
+          )
+          const request = yield* outcome((url) =>
+            Effect.gen(function*() {
+              yield* Rep.serve({ listen: url, maxMessageSize: 0 }, () => Effect.succeed(new Uint8Array(0)))
+              const requester = yield* Req.make({ dial: url, timeout: "1 second" })
+              return yield* requester.request(new Uint8Array(size))
+            })
+          )
+          const reply = yield* outcome((url) =>
+            Effect.gen(function*() {
+              yield* Rep.serve({ listen: url }, () => Effect.succeed(new Uint8Array(size)))
+              const requester = yield* Req.make({ dial: url, timeout: "1 second", maxMessageSize: 0 })
+              return yield* requester.request(new Uint8Array(0))
+            })
+          )
+          assert.deepStrictEqual(
+            { pull, pair, request, reply },
+            { pull: expected, pair: expected, request: expected, reply: expected },
+            `${size} bytes`
+          )
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   // nng counts pair's hop count and req/rep's request id (4 bytes) against recv-size-max: a pair message of the
   // last 4 bytes up to maxMessageSize was dropped without a word, and such a request or reply lost its connection
   it.live(

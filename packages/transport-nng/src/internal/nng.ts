@@ -462,6 +462,12 @@ export interface Nng {
    * which cost more than the copy itself (see bench/README.md).
    */
   readonly fresh: (length: number) => Uint8Array
+  /**
+   * The pipes of socket `s` and how many messages each has received, read
+   * from nng's statistics (a pipe is listed once it is added to the socket);
+   * `undefined` when the library keeps no statistics.
+   */
+  readonly socketPipes: (s: Handle) => ReadonlyArray<PipeStat> | undefined
   /** True while nng still knows the pipe (it goes once its connection is closed and reaped). */
   readonly pipeAlive: (pipe: number) => boolean
   /** Closes one pipe (one peer's connection), leaving its socket open. */
@@ -551,6 +557,12 @@ const TLS_MODE = { client: 0, server: 1 } as const
 export interface Listening {
   readonly listener: Handle
   readonly port: number | undefined
+}
+
+/** A pipe as nng's statistics list it: its id and the messages received through it. */
+export interface PipeStat {
+  readonly pipe: number
+  readonly received: number
 }
 
 /** `NNG_STAT_SCOPE`. */
@@ -872,6 +884,28 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
           handle?.close()
           handle = undefined
         }
+      }
+    },
+    socketPipes: (s) => {
+      const out: Array<Ptr | null> = [null]
+      if (b.statsGet(out) !== 0 || out[0] === null) return undefined
+      const snapshot = out[0]
+      try {
+        const pipes: Array<PipeStat> = []
+        // every pipe's scope is a child of the root (as every socket's, listener's and dialer's)
+        for (let stat = b.statChild(snapshot); stat !== null; stat = b.statNext(stat)) {
+          if (b.statName(stat) !== "pipe") continue
+          const socket = b.statFind(stat, "socket")
+          if (socket === null || Number(BigInt(b.statValue(socket)) & 0xffff_ffffn) !== s.id) continue
+          const received = b.statFind(stat, "rx_msgs")
+          pipes.push({
+            pipe: Number(BigInt(b.statValue(stat)) & 0xffff_ffffn),
+            received: received === null ? 0 : Number(b.statValue(received))
+          })
+        }
+        return pipes
+      } finally {
+        b.statsFree(snapshot)
       }
     },
     pipeAlive: (pipe) => b.pipeSocket({ id: pipe }).id !== 0,

@@ -57,8 +57,8 @@ export interface SocketOptions {
   /** Largest message accepted from a peer, in bytes (`recv-size-max`; 0: no limit). */
   readonly maxMessageSize: number
   /**
-   * Largest body accepted from a peer: a larger one is dropped and its connection closed, as nng does with what
-   * passes `recv-size-max` (which then takes this plus the protocol's header, `wireHeader`).
+   * Largest body accepted from a peer (0: only empty ones): a larger one is dropped and its connection closed, as
+   * nng does with what passes `recv-size-max` (which then takes this plus the protocol's header, `wireHeader`).
    */
   readonly maxBody?: number | undefined
   /** Messages nng queues for sending before `send` waits (`send-buffer`). */
@@ -234,9 +234,10 @@ export const open = (
     const nng = yield* Nng.library
     const handle = yield* nng.open(protocol)
     const setup = Effect.gen(function*() {
-      const sizeMax = options.maxBody === undefined || options.maxBody === 0
+      // libnng's largest, the body check holding the rest; never 0, which is no limit to nng (`maxBody` 0 is 0 bytes)
+      const sizeMax = options.maxBody === undefined
         ? options.maxMessageSize
-        : Math.min(options.maxBody + wireHeader(protocol), 0xffff_ffff) // libnng's largest; the body check holds the rest
+        : Math.max(1, Math.min(options.maxBody + wireHeader(protocol), 0xffff_ffff))
       yield* nng.setSocketOption(handle, "recv-size-max", { size: sizeMax })
       if (options.sendBuffer !== undefined && canSend(protocol)) {
         yield* nng.setSocketOption(handle, "send-buffer", { int: options.sendBuffer })
@@ -402,7 +403,7 @@ const makeSocket = (
     for (;;) {
       if (closed) return NngError.Code.ECLOSED
       const received = nng.tryReceive(handle, kinded, withHeader)
-      if (typeof received !== "number" && maxBody !== undefined && maxBody > 0 && received.body.byteLength > maxBody) {
+      if (typeof received !== "number" && maxBody !== undefined && received.body.byteLength > maxBody) {
         nng.closePipe(received.pipe)
         continue
       }
