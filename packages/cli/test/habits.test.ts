@@ -782,6 +782,21 @@ it.live("send --replies below 0 is a usage error (exit 1), nothing sent", () =>
     assert.notInclude(plain.stderr, "NotFound")
   }), 60_000)
 
+// (file inspect "" inspected the current directory: an unset variable in a script named it)
+it.live(
+  "file inspect and file tail of an empty directory argument are usage errors (exit 1)",
+  () =>
+    Effect.gen(function*() {
+      for (const command of [["file", "inspect", "", "--verify"], ["file", "tail", ""]]) {
+        const run = yield* runCli(command)
+        assert.strictEqual(run.code, 1, run.stderr)
+        assert.include(run.stderr, "the directory is empty: give a path")
+        assert.notInclude(run.stderr, "NotFound")
+      }
+    }),
+  60_000
+)
+
 // (a child that exited before reading was "broken pipe", its exit status unnamed)
 it.live("send to a child that exits at once names how it ended", () =>
   Effect.gen(function*() {

@@ -28,7 +28,9 @@ import * as Format from "../Format.ts"
 import * as Output from "../Output.ts"
 
 const dirArg = Argument.String("dir").pipe(
-  Argument.withDescription("A channel directory, a listener's directory (file:///dir), or an ipckit channel directory")
+  Argument.withDescription("A channel directory, a listener's directory (file:///dir), or an ipckit channel directory"),
+  // an empty argument (an unset variable in a script) is no directory, not the current one
+  Argument.filter((dir) => dir.length > 0, () => "the directory is empty: give a path")
 )
 
 const textDecoder = new TextDecoder()
