@@ -58,6 +58,11 @@ def _os_error(error, what, directory):
 
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# an effect-ipc channel's or listener's directory holds this marker (the Node side's Layout.MARKER)
+_MARKER = ".effect-ipc"
+_HINT_OWNER = ("use a directory that you own and that no other user can write (e.g. mkdir -m 700), not one another "
+               "user controls")
+_MESSAGE_TYPES = ("request", "response", "event")
 
 
 def _open_error(error, path, directory):
@@ -67,6 +72,86 @@ def _open_error(error, path, directory):
     refused = (errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO, errno.EISDIR)
     return IpcError("PermissionDenied" if error.errno in refused else reason_of(error, "Open"),
                     "cannot read %s: %s" % (os.path.basename(path), error), directory)
+
+
+def _distrust(path, st, last, directory):
+    """``PermissionDenied`` when the directory ``path`` (the channel's when ``last``, else one above it) is
+    another user's, or others may write it (above the channel's: unless it has the sticky bit, like /tmp)."""
+    if st.st_uid not in (os.geteuid(), 0):
+        raise IpcError("PermissionDenied", "%s is owned by uid %d, not by this user or root; hint: %s"
+                       % (path, st.st_uid, _HINT_OWNER), directory)
+    if st.st_mode & 0o022 and (last or not st.st_mode & stat.S_ISVTX):
+        raise IpcError("PermissionDenied", "%s is writable by %s%s: not a safe place for a channel; hint: chmod "
+                       "go-w %s, or use a directory only you can write"
+                       % (path, "every user" if st.st_mode & 0o002 else "its group",
+                          "" if last else " without the sticky bit", path), directory)
+
+
+def _check_component(path, st, last, directory):
+    """One component of the channel directory's path: a link of this user or root (where it leads is checked
+    on the real path), else a trusted directory (``_distrust``)."""
+    if stat.S_ISLNK(st.st_mode):
+        if st.st_uid not in (os.geteuid(), 0):
+            raise IpcError("PermissionDenied", "%s is a symbolic link owned by uid %d; hint: %s"
+                           % (path, st.st_uid, _HINT_OWNER), directory)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise IpcError("PermissionDenied", "%s is not a directory, where a directory is expected" % path, directory)
+    _distrust(path, st, last, directory)
+
+
+def _components(path):
+    parts = [part for part in path.split(os.sep) if part]
+    return [os.sep + os.sep.join(parts[:i]) for i in range(len(parts) + 1)]
+
+
+def _check_trusted(path, directory):
+    """Checks the absolute ``path`` as written and as it resolves, as the Node side's ``checkTrusted``;
+    True when a component of it is missing."""
+    missing = False
+    components = _components(path)
+    for i, component in enumerate(components):
+        try:
+            st = os.lstat(component)
+        except OSError as error:
+            if error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise
+            missing = True
+            break
+        _check_component(component, st, i == len(components) - 1, directory)
+    existing = path
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    real = os.path.realpath(existing)
+    if real != existing:
+        through = _components(real)
+        for i, component in enumerate(through):
+            _distrust(component, os.lstat(component), not missing and i == len(through) - 1, directory)
+    return missing
+
+
+def _ensure_dir(directory):
+    """Creates the channel directory (and missing parents, 0o700 each, never through another user's link) or
+    checks the one there, as the Node side's ``ensureDir``: only a directory of this user or root that no
+    other user can write, under directories no other user can tamper with, is used (``PermissionDenied``)."""
+    path = os.path.abspath(directory)
+    try:
+        if _check_trusted(path, directory):
+            components = _components(path)
+            for i, component in enumerate(components):
+                try:
+                    os.mkdir(component, 0o700)
+                except OSError as error:
+                    if error.errno != errno.EEXIST:
+                        raise
+                _check_component(component, os.lstat(component), i == len(components) - 1, directory)
+            if _check_trusted(path, directory):
+                raise IpcError("NotFound", "%s vanished while being created" % path, directory)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise IpcError("PermissionDenied", "%s is not writable by this user; hint: use a directory that you own"
+                           % path, directory)
+    except OSError as error:
+        raise IpcError(reason_of(error, "Open"), "cannot use the directory %s: %s" % (directory, error), directory)
 
 
 def _now_ms():
@@ -105,20 +190,53 @@ def _alive(pid):
     return True
 
 
+def _key_of(value):
+    """What an element of a message file is delivered once by: its id, or its JSON text (the Node side's ``keyOf``)."""
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    return "raw:" + json.dumps(value, ensure_ascii=False)
+
+
+def _not_a_message(value):
+    """Why ``value`` is not a message as the Node side decodes one (``Messages.Message``), or None."""
+    if not isinstance(value, dict):
+        return "%s is not an object" % json.dumps(value, ensure_ascii=False)[:40]
+    stamp = value.get("timestamp")
+    if not isinstance(value.get("id"), str):
+        return "its id is not a string"
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or stamp < 0 or stamp != int(stamp):
+        return "its timestamp is not a whole number of at least 0"
+    if value.get("type") not in _MESSAGE_TYPES:
+        return "its type is not one of %s" % ", ".join(_MESSAGE_TYPES)
+    if "payload" not in value:
+        return "it has no payload"
+    for key in ("reply_to", "method", "error"):
+        if value.get(key) is not None and not isinstance(value[key], str):
+            return "its %s is not a string" % key
+    return None
+
+
 class IpckitChannel(object):
     """One end (``role`` ``backend`` or ``frontend``) of an ipckit file channel in ``directory``."""
 
     def __init__(self, directory, role, keep=KEEP, stale_age=5.0, lock_timeout=10.0, poll_interval=0.02):
         if role not in ("backend", "frontend"):
             raise IpcError("InvalidAddress", "the role is backend or frontend", directory)
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise IpcError("InvalidOption", "keep %r is not a whole number of at least 1" % (keep,), directory)
         self.directory = directory
         self.role = role
         self.keep = keep
         self.stale_age = stale_age
         self.lock_timeout = lock_timeout
         self.poll_interval = poll_interval
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700)
+        _ensure_dir(directory)
+        # an effect-ipc channel's or listener's directory is not an ipckit one: ipckit's files there would keep
+        # the Node side's FileChannel.remove (or its listener's clean-up) from it
+        kind = self._marker_kind()
+        if kind is not None:
+            raise IpcError("AddressInUse", "%s is an effect-ipc %s directory, not an ipckit channel directory: "
+                           "nothing in it was touched" % (directory, kind), directory)
         b2f = os.path.join(directory, "backend_to_frontend.json")
         f2b = os.path.join(directory, "frontend_to_backend.json")
         self.outbox, self.inbox = (b2f, f2b) if role == "backend" else (f2b, b2f)
@@ -142,15 +260,33 @@ class IpckitChannel(object):
         with os.fdopen(fd, "w") as f:
             f.write(text)
 
+    def _marker_kind(self):
+        """The kind (``channel`` or ``listener``) the directory's effect-ipc marker names, or None (no marker,
+        or not a valid one)."""
+        data = self._read_bytes(os.path.join(self.directory, _MARKER))
+        try:
+            value = json.loads(data.decode("utf-8")) if data is not None else None
+        except ValueError:
+            return None
+        if isinstance(value, dict) and value.get("format") == "effect-ipc-file" and \
+                value.get("kind") in ("channel", "listener"):
+            return value["kind"]
+        return None
+
     def _read(self, path):
-        """The messages in ``path`` (none when it is missing). Opened as the Node side opens a channel's
+        """The messages in ``path`` (none when it is missing), read by ``_read_bytes``."""
+        data = self._read_bytes(path)
+        return [] if data is None else self._parse(path, data)
+
+    def _read_bytes(self, path):
+        """The bytes of the file ``path`` (None when it is missing). Opened as the Node side opens a channel's
         files: never through a symbolic link, never blocking on a FIFO, and only a regular file of this user
         or root (else ``IpcError`` ``PermissionDenied``)."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC)
         except OSError as error:
             if error.errno == errno.ENOENT:
-                return []
+                return None
             raise _open_error(error, path, self.directory)
         try:
             st = os.fstat(fd)
@@ -163,11 +299,14 @@ class IpckitChannel(object):
                 if not chunk:
                     break
                 chunks.append(chunk)
-            data = b"".join(chunks)
+            return b"".join(chunks)
         except OSError as error:
             raise _open_error(error, path, self.directory)
         finally:
             os.close(fd)
+
+    def _parse(self, path, data):
+        """The JSON array of ``data`` (the file ``path``); ``Decode`` when ipckit could not read it."""
         try:
             content = data.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -391,22 +530,33 @@ class IpckitChannel(object):
         self.send(message("event", method=method, payload=payload))
 
     def _poll(self):
-        values = [v for v in self._read(self.inbox) if isinstance(v, dict) and isinstance(v.get("id"), str)]
-        ids = set(v["id"] for v in values)
-        for value in values:
-            if value["id"] not in self._delivered:
-                self._delivered.add(value["id"])
-                self._queue.append(value)
-        self._delivered &= ids | set(m["id"] for m in self._queue)
+        """Queues what the inbox holds that was not delivered yet: each message, and for each element that is not
+        one an ``IpcError`` ``Decode`` (the Node side's ``Messages.fromJson``), each once (by id, or by its text)."""
+        keys = []
+        for value in self._read(self.inbox):
+            key = _key_of(value)
+            keys.append(key)
+            if key not in self._delivered:
+                self._delivered.add(key)
+                why = _not_a_message(value)
+                self._queue.append((key, value if why is None else IpcError(
+                    "Decode", "%s holds an element that is not a message: %s"
+                    % (os.path.basename(self.inbox), why), self.directory)))
+        self._delivered &= set(keys) | set(key for key, _ in self._queue)
 
     def receive(self, timeout=None):
-        """The next message from the other side, each once, in order; ``Timeout`` after ``timeout`` seconds."""
+        """The next message from the other side, each once, in order; ``Timeout`` after ``timeout`` seconds.
+        An element of the file that is not a message raises ``IpcError`` ``Decode`` in its turn (once); the
+        next ``receive`` goes on with the messages after it, as the Node side's channel yields them."""
         deadline = None if timeout is None else time.time() + timeout
         while True:
             if not self._queue:
                 self._poll()
             if self._queue:
-                return self._queue.pop(0)
+                item = self._queue.pop(0)[1]
+                if isinstance(item, IpcError):
+                    raise item
+                return item
             if deadline is not None and time.time() >= deadline:
                 raise IpcError("Timeout", "no message within %s s" % timeout, self.directory)
             time.sleep(self.poll_interval)
@@ -416,9 +566,9 @@ class IpckitChannel(object):
         deadline = time.time() + timeout
         while True:
             self._poll()
-            for i, msg in enumerate(self._queue):
-                if msg.get("type") == "response" and msg.get("reply_to") == request_id:
-                    return self._queue.pop(i)
+            for i, (_, msg) in enumerate(self._queue):
+                if isinstance(msg, dict) and msg.get("type") == "response" and msg.get("reply_to") == request_id:
+                    return self._queue.pop(i)[1]
             if time.time() >= deadline:
                 raise IpcError("Timeout", "no response within %s s" % timeout, self.directory)
             time.sleep(self.poll_interval)

@@ -71,16 +71,27 @@ class WriterState(object):
         self.clean, self.segment, self.end, self.pid = clean, segment, end, pid
 
     def encode(self):
-        """The 32 bytes of this state."""
-        return WRITER_MAGIC + struct.pack(">B3xQQI", 0 if self.clean else 1, self.segment, self.end, self.pid)
+        """The 32 bytes of this state, with its check in bytes 9..11 (see ``_state_check``)."""
+        head = WRITER_MAGIC + struct.pack(">B", 0 if self.clean else 1)
+        tail = struct.pack(">QQI", self.segment, self.end, self.pid)
+        return head + struct.pack(">I", _state_check(head + tail))[1:] + tail
 
     @staticmethod
     def decode(data):
-        """The state in ``data``, or None when it holds none."""
+        """The state in ``data``, or None when it holds none or a damaged one (its check differs; a check of 0
+        is a state written before there was one, taken as it is)."""
         if len(data) < WRITER_STATE_SIZE or data[:8] != WRITER_MAGIC:
+            return None
+        stored = struct.unpack(">I", b"\0" + bytes(data[9:12]))[0]
+        if stored != 0 and stored != _state_check(bytes(data[0:9]) + bytes(data[12:32])):
             return None
         dirty, segment, end, pid = struct.unpack(">B3xQQI", data[8:32])
         return WriterState(dirty == 0, segment, end, pid)
+
+
+def _state_check(covered):
+    """The 24-bit check of a writer state: CRC-32 of its bytes 0..8 and 12..31 (``covered``), low 24 bits."""
+    return crc32(covered) & 0xFFFFFF
 
 
 def encode_cursor_slot(offset, seq):
@@ -380,6 +391,20 @@ def _check_modes(directory, file_mode=None, dir_mode=None):
                        directory)
 
 
+def _check_size(directory, option, value):
+    """``InvalidOption`` for a size that is not a whole number of at least 1 (or ``math.inf``: no limit), as the
+    Node side's ``checkSizes``."""
+    if isinstance(value, bool) or not (isinstance(value, int) and value >= 1 or value == float("inf")):
+        raise IpcError("InvalidOption", "%s %r is not a whole number of at least 1 (or math.inf: no limit)"
+                       % (option, value), directory)
+
+
+def _check_start(directory, start):
+    """``InvalidOption`` for a reader's ``start`` that is neither ``"start"`` nor ``"end"``."""
+    if not isinstance(start, str) or start not in ("start", "end"):
+        raise IpcError("InvalidOption", "start %r is not one of start, end" % (start,), directory)
+
+
 def _locked_mode(file_mode):
     """A locked file (``writer.lock``, a cursor) is its owner's only, whatever ``file_mode`` says: a process that
     can open it can hold its lock, and hold every writer or reader out."""
@@ -414,9 +439,12 @@ def register(directory, name, start="start", file_mode=0o600):
     if not _READER_NAME.match(name):
         raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
     _check_modes(directory, file_mode)
+    _check_start(directory, start)
     path = os.path.join(directory, "readers", name + ".cursor")
     if os.path.lexists(path):  # whatever it is (a link, a FIFO): opening it as the cursor refuses it
         return
+    # a folder that is not a stream (no segment: NotFound) is refused before the registry lock is made in it
+    _oldest(directory)
     _with_registry(directory, True, file_mode, lambda: _register_now(directory, name, start, file_mode))
 
 
@@ -587,8 +615,15 @@ class LogWriter(object):
     def __init__(self, directory, segment_bytes=DEFAULT_SEGMENT_BYTES, max_bytes=DEFAULT_MAX_BYTES,
                  durability="os", lock_timeout=10.0, file_mode=0o600):
         _check_modes(directory, file_mode)
+        _check_size(directory, "segment_bytes", segment_bytes)
+        _check_size(directory, "max_bytes", max_bytes)
+        if durability not in ("os", "fsync"):
+            raise IpcError("InvalidOption", "durability %r is not one of os, fsync" % (durability,), directory)
         self.directory = directory
-        self.segment_bytes = segment_bytes
+        # at most a quarter of the cap, as on the Node side: a segment is reclaimed only once a later one exists,
+        # so a cap under one segment never let a second start, and the stream stayed full for good (at least 1:
+        # the batch check in append_many divides by it)
+        self.segment_bytes = max(1, min(segment_bytes, max_bytes // 4))
         self.max_bytes = max_bytes
         self.durability = durability
         self.lock_timeout = lock_timeout
@@ -635,8 +670,8 @@ class LogWriter(object):
     def _take_over(self):
         state = WriterState.decode(_read_at(self._lock_fd, WRITER_STATE_SIZE, 0))
         if state is None:
-            raise IpcError("Corrupt", "the writer state (writer.lock) is unreadable: the committed end is unknown",
-                           self.directory)
+            raise IpcError("Corrupt", "the writer state (writer.lock) is unreadable or damaged: the committed end "
+                           "is unknown", self.directory)
         if state.segment != self._seg_base:
             self._open_segment(state.segment)
         size = os.fstat(self._seg_fd).st_size
@@ -720,14 +755,22 @@ class LogWriter(object):
         self._end = following + SEGMENT_HEADER
 
     def _fits(self, size):
-        bases = segments(self.directory)
-        oldest = bases[0] if bases else 0
-        if self._end + size + _ROTATION_ROOM - oldest <= self.max_bytes:
+        def room():
+            bases = segments(self.directory)
+            return self._end + size + _ROTATION_ROOM - (bases[0] if bases else 0) <= self.max_bytes
+
+        if room():
             return True
         reclaim(self.directory)
-        bases = segments(self.directory)
-        oldest = bases[0] if bases else 0
-        return self._end + size + _ROTATION_ROOM - oldest <= self.max_bytes
+        if room():
+            return True
+        # the current segment goes only once a later one exists: when every registered reader has read it all,
+        # the next one starts now and what they are past is reclaimed (the Node writer's rule in ``fits``)
+        readers = _cursor_offsets(self.directory)
+        if self._end > self._seg_base + SEGMENT_HEADER and readers and all(o >= self._end for o in readers):
+            self._rotate()
+            reclaim(self.directory)
+        return room()
 
     def append(self, payload, kind=DATA):
         """Appends one record (bytes); returns once it is in the file (on disk with ``fsync``)."""
@@ -739,6 +782,9 @@ class LogWriter(object):
         the records written whole before it (see the class)."""
         if self._closed:
             raise Closed("the writer is closed", self.directory)
+        # an end-of-segment record (or an unknown kind) would stop every reader there: only data and close
+        if not isinstance(kind, int) or isinstance(kind, bool) or kind not in (DATA, CLOSE):
+            raise IpcError("InvalidOption", "kind %r is not DATA (0) or CLOSE (1)" % (kind,), self.directory)
         if kind == CLOSE and any(len(payload) > CLOSE_PAYLOAD_MAX for payload in payloads):
             # written past a full stream's cap: it stays small
             raise IpcError("FrameTooLarge", "a close record carries at most %d bytes" % CLOSE_PAYLOAD_MAX,

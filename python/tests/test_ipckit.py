@@ -440,3 +440,74 @@ class LockBrokenWhileSending(TempDirCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NotIpckitDirectories(TempDirCase):
+    def test_an_effect_ipc_channel_directory_is_address_in_use_and_left_untouched(self):
+        for kind in ("channel", "listener"):
+            path = os.path.join(self.dir, kind)
+            os.mkdir(path, 0o700)
+            with open(os.path.join(path, ".effect-ipc"), "w") as f:
+                f.write(json.dumps({"format": "effect-ipc-file", "version": 1, "kind": kind}) + "\n")
+            with self.assertRaises(IpcError) as caught:
+                IpckitChannel(path, "frontend")
+            self.assertEqual(caught.exception.reason, "AddressInUse")
+            self.assertEqual(os.listdir(path), [".effect-ipc"])
+
+    def test_a_new_directory_is_private_and_one_others_may_write_or_another_users_is_refused(self):
+        path = os.path.join(self.dir, "a", "b")
+        IpckitChannel(path, "backend")
+        for made in (os.path.dirname(path), path):
+            self.assertEqual(os.stat(made).st_mode & 0o777, 0o700)
+        shared = os.path.join(self.dir, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o770)
+        below = os.path.join(self.dir, "open")
+        os.mkdir(below)
+        os.chmod(below, 0o777)  # without the sticky bit: others could replace the channel directory in it
+        cases = [shared, os.path.join(below, "chan")]
+        if os.geteuid() == 0:
+            theirs = os.path.join(self.dir, "theirs")
+            os.mkdir(theirs, 0o700)
+            os.chown(theirs, 12345, 12345)
+            link = os.path.join(self.dir, "link")
+            os.symlink(path, link)
+            os.lchown(link, 12345, 12345)
+            cases += [theirs, link]
+        for refused in cases:
+            with self.assertRaises(IpcError, msg=refused) as caught:
+                IpckitChannel(refused, "backend")
+            self.assertEqual(caught.exception.reason, "PermissionDenied", refused)
+        self.assertEqual(os.listdir(shared), [])
+        self.assertEqual(os.listdir(below), [])
+        os.symlink(path, os.path.join(self.dir, "mine"))  # this user's link to a private directory: used
+        IpckitChannel(os.path.join(self.dir, "mine"), "frontend")
+
+    def test_keep_below_one_is_invalid_option(self):
+        for keep in (0, -1, 1.5, "100", True):
+            with self.assertRaises(IpcError) as caught:
+                IpckitChannel(self.dir, "backend", keep=keep)
+            self.assertEqual(caught.exception.reason, "InvalidOption")
+        self.assertEqual(os.listdir(self.dir), [])
+
+
+class NotMessages(TempDirCase):
+    def test_each_element_that_is_not_a_message_is_decode_once_in_its_turn(self):
+        # they were dropped without a word; the Node side yields a Decode error for each, in order
+        def msg(i):
+            return {"id": "id-%d" % i, "timestamp": 1, "type": "event", "method": "m", "payload": i}
+        with open(os.path.join(self.dir, "backend_to_frontend.json"), "w") as f:
+            json.dump([msg(1), 42, {"id": 5, "type": "event"}, "text", {"id": "x", "type": "event"}, msg(2)], f)
+        frontend = IpckitChannel(self.dir, "frontend")
+        got = []
+        for _ in range(6):
+            try:
+                got.append(frontend.receive(1)["id"])
+            except IpcError as error:
+                got.append(error.reason)
+        self.assertEqual(got, ["id-1", "Decode", "Decode", "Decode", "Decode", "id-2"])
+        with self.assertRaises(IpcError) as caught:
+            frontend.receive(0.05)
+        self.assertEqual(caught.exception.reason, "Timeout")  # each reported once
+        IpckitChannel(self.dir, "backend").send_event("after")
+        self.assertEqual(frontend.receive(1)["method"], "after")

@@ -3,11 +3,13 @@ import errno
 import os
 import re
 import resource
+import shutil
 import struct
 import subprocess
 import sys
 import time
 import unittest
+import zlib
 
 from helpers import PACKAGE, TempDirCase, run_python
 
@@ -662,9 +664,10 @@ class NamesEndingInANewline(TempDirCase):
             writer.append_many([b"record %d" % i + b"." * 1000 for i in range(3)])
             with log.LogReader(path, "slow") as reader:
                 self.assertEqual(reader.receive(1)[:8], b"record 0")
+            held = log.segments(path)  # one record a segment: a segment is at most a quarter of max_bytes
             stray = os.path.join(path, log.segment_name(0) + "\n")
             open(stray, "wb").close()
-            self.assertEqual(log.segments(path), [0])
+            self.assertEqual(log.segments(path), held)
             with self.assertRaises(IpcError) as caught:
                 writer.append(b"record 3" + b"." * 1000)  # near max_bytes: the writer reclaims, and "slow" is behind
             self.assertEqual(caught.exception.reason, "Full")
@@ -856,3 +859,137 @@ class ADeadWritersDamagedTail(TempDirCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CapsAndKinds(TempDirCase):
+    def test_a_cap_under_the_segment_size_never_stays_full_for_a_reader_that_keeps_up(self):
+        # max_bytes 1 MiB with the default 4 MiB segments: one segment for ever, nothing to reclaim, Full for good
+        path = new_stream(self.dir)
+        for segment_bytes, payload in ((log.DEFAULT_SEGMENT_BYTES, b"x" * 1000), (1 << 18, b"y" * 400000)):
+            with log.LogWriter(path, segment_bytes=segment_bytes, max_bytes=1 << 20) as writer, \
+                    log.LogReader(path, "r") as reader:
+                for _ in range(2500 if len(payload) == 1000 else 12):  # past max_bytes twice over at least
+                    writer.append(payload)
+                    entry = reader.read(1)
+                    self.assertEqual(entry.payload, payload)
+                    reader.commit(entry.offset)  # the reader is at the end: the writer rotates, then reclaims
+                self.assertEqual(writer.segment_bytes, 1 << 18)  # a quarter of the cap, as on the Node side
+
+    def test_only_data_and_close_records_may_be_appended(self):
+        # kind 2 (end of segment) or 7 was written, and every reader stopped there, the records after it acknowledged
+        path = new_stream(self.dir)
+        with log.LogWriter(path) as writer:
+            writer.append(b"before")
+            size = os.path.getsize(os.path.join(path, log.segment_name(0)))
+            for kind in (log.END_OF_SEGMENT, 7, -1, True, 1.0, "0", None):
+                for call in (lambda: writer.append(b"bad kind", kind), lambda: writer.append_many([b"a"], kind)):
+                    with self.assertRaises(IpcError) as caught:
+                        call()
+                    self.assertEqual(caught.exception.reason, "InvalidOption")
+            self.assertEqual(os.path.getsize(os.path.join(path, log.segment_name(0))), size)
+            writer.append(b"after")
+            writer.append(b"bye", log.CLOSE)
+        with log.LogReader(path, "r") as reader:
+            self.assertEqual([(e.kind, e.payload) for e in (reader.read(1) for _ in range(3))],
+                             [(log.DATA, b"before"), (log.DATA, b"after"), (log.CLOSE, b"bye")])
+
+
+class WriterStateCheck(TempDirCase):
+    # payloads whose tails a writer that trusts a damaged end cuts as "torn": a last byte that is a marker, and
+    # bytes that read as a record header running past the file
+    PAYLOADS = [b"one", b"binary payload \xef",
+                b"acknowledged, 21 byte" + struct.pack(">BBBBI", 0xEF, 1, 0, 0, 0x100000) + b"\0\0\0\0pad!"]
+
+    def template(self):
+        """A stream holding ``PAYLOADS``, its reader "r" registered and nothing read."""
+        path = new_stream(self.dir)
+        with log.LogWriter(path) as writer:
+            for payload in self.PAYLOADS:
+                writer.append(payload)
+        return path
+
+    def read_all(self, path):
+        """What reader "r" delivers until it has nothing more (or Corrupt), and the reason it stopped."""
+        got = []
+        with log.LogReader(path, "r") as reader:
+            while True:
+                try:
+                    got.append(reader.receive(0))
+                except IpcError as error:
+                    return got, error.reason
+
+    def test_the_check_is_crc32_of_the_other_bytes_as_the_spec_says(self):
+        data = log.WriterState(False, 1 << 40, (1 << 40) + 99, 4242).encode()
+        self.assertEqual(len(data), 32)
+        self.assertEqual(data[9:12], struct.pack(">I", zlib.crc32(data[0:9] + data[12:32]) & 0xFFFFFF)[1:])
+        state = log.WriterState.decode(data)
+        self.assertEqual((state.clean, state.segment, state.end, state.pid), (False, 1 << 40, (1 << 40) + 99, 4242))
+
+    def test_a_flipped_bit_in_the_writer_state_never_cuts_nor_loses_a_committed_record(self):
+        template = self.template()
+        with open(os.path.join(template, "writer.lock"), "rb") as f:
+            state = f.read(log.WRITER_STATE_SIZE)
+        for bit in range(8 * log.WRITER_STATE_SIZE):
+            path = os.path.join(self.dir, "flip-%d" % bit)
+            shutil.copytree(template, path)
+            damaged = bytearray(state)
+            damaged[bit // 8] ^= 1 << (bit % 8)
+            with open(os.path.join(path, "writer.lock"), "r+b") as f:
+                f.write(damaged)
+            expected = list(self.PAYLOADS)
+            try:
+                with log.LogWriter(path) as writer:
+                    writer.append(b"new")
+                expected.append(b"new")
+            except IpcError as error:
+                self.assertEqual(error.reason, "Corrupt", "bit %d" % bit)
+            got, why = self.read_all(path)
+            self.assertEqual(got, expected[:len(got)], "bit %d" % bit)
+            self.assertEqual(why, "Timeout" if got == expected else "Corrupt", "bit %d" % bit)
+            shutil.rmtree(path)
+
+    def test_a_writer_state_without_a_check_is_taken_as_before(self):
+        # written by an older version: bytes 9..11 zero
+        path = self.template()
+        with open(os.path.join(path, "writer.lock"), "r+b") as f:
+            f.seek(9)
+            f.write(b"\0\0\0")
+        with log.LogWriter(path) as writer:
+            writer.append(b"new")
+        self.assertEqual(self.read_all(path), (self.PAYLOADS + [b"new"], "Timeout"))
+        with open(os.path.join(path, "writer.lock"), "rb") as f:
+            self.assertNotEqual(f.read(32)[9:12], b"\0\0\0")  # written again with its check
+
+
+class BadOptions(TempDirCase):
+    def test_bad_options_are_invalid_option_and_register_nothing(self):
+        path = new_stream(self.dir, readers=())
+        calls = {
+            'durability="fsnyc"': lambda: log.LogWriter(path, durability="fsnyc"),
+            "segment_bytes=-5": lambda: log.LogWriter(path, segment_bytes=-5),
+            "segment_bytes=0": lambda: log.LogWriter(path, segment_bytes=0),
+            'max_bytes="64MiB"': lambda: log.LogWriter(path, max_bytes="64MiB"),
+            'start="End"': lambda: log.LogReader(path, "x1", start="End"),
+            'start="latest"': lambda: log.LogReader(path, "x2", start="latest"),
+            "register start=42": lambda: log.register(path, "x3", start=42),
+            'create then start="latest"': lambda: log.register(path, "x4", "latest"),
+        }
+        for label, call in calls.items():
+            with self.assertRaises(IpcError, msg=label) as caught:
+                call()
+            self.assertEqual(caught.exception.reason, "InvalidOption", label)
+        self.assertEqual(os.listdir(os.path.join(path, "readers")), [])
+        log.LogWriter(path, max_bytes=float("inf"), durability="fsync").close()  # no limit, asked for
+
+    def test_a_users_folder_with_a_readers_folder_is_not_a_stream_and_is_left_as_it_was(self):
+        folder = os.path.join(self.dir, "mine")
+        os.makedirs(os.path.join(folder, "readers"))
+        with open(os.path.join(folder, "readers", "alice.txt"), "w") as f:
+            f.write("user data")
+        for call in (lambda: log.create(folder, readers=["a"]), lambda: log.LogReader(folder, "b"),
+                     lambda: log.register(folder, "c")):
+            with self.assertRaises(IpcError) as caught:
+                call()
+            self.assertEqual(caught.exception.reason, "NotFound")
+        self.assertEqual(sorted(os.listdir(folder)), ["readers"])
+        self.assertEqual(os.listdir(os.path.join(folder, "readers")), ["alice.txt"])

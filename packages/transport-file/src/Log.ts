@@ -93,6 +93,9 @@ export { corruptAt } from "./internal/scan.ts"
 /** The writing end of a stream. */
 export type Writer = LogWriter.Writer
 
+/** The kinds of record `Writer.append` takes: data, or close (anything else is `InvalidOption`). */
+export type AppendKind = LogWriter.AppendKind
+
 /**
  * Opens the writing end of the stream `dir` (which must exist: see
  * `create`). It holds no lock between appends; it is closed with the scope.

@@ -41,9 +41,13 @@
  *
  * The writer state (`writer.lock`, 32 bytes) is rewritten by each writer
  * when it takes and releases the lock: `"EIPCWLK1"`, state (u8: 0 clean,
- * 1 dirty = a writer is appending or died appending), 3 reserved bytes, the
+ * 1 dirty = a writer is appending or died appending), a check (u24: the low
+ * 24 bits of the crc32 of the other 29 bytes, bytes 0..9 then 12..32), the
  * current segment's base (u64), the end offset (u64), the holder's pid
- * (u32). The end offset is the committed end: every record before it was
+ * (u32). A state whose check does not hold is damaged, and is no state: a
+ * writer refuses the stream (`Corrupt`) rather than trust its end. A check
+ * of 0 is none (states written before it existed, or a crc whose low bits
+ * are 0). The end offset is the committed end: every record before it was
  * written whole (and acknowledged) before the state was written. A dirty
  * state found by the next holder means its predecessor died: it keeps the
  * whole records past the end, and cuts only a torn tail, a prefix of one
@@ -178,6 +182,10 @@ export interface WriterState {
   readonly pid: number
 }
 
+/** The check of a writer state's bytes: the low 24 bits of the crc32 of bytes 0..9 and 12..32. */
+const writerStateCheck = (bytes: Uint8Array): number =>
+  Zlib.crc32(bytes.subarray(12, WRITER_STATE_SIZE), Zlib.crc32(bytes.subarray(0, 9))) & 0xff_ffff
+
 /** Encodes a writer state (32 bytes). */
 export const encodeWriterState = (state: WriterState): Uint8Array => {
   const out = new Uint8Array(WRITER_STATE_SIZE)
@@ -186,14 +194,23 @@ export const encodeWriterState = (state: WriterState): Uint8Array => {
   writeU64(out, 12, state.segment)
   writeU64(out, 20, state.end)
   new DataView(out.buffer).setUint32(28, state.pid)
+  const check = writerStateCheck(out)
+  out[9] = check >>> 16
+  out[10] = (check >>> 8) & 0xff
+  out[11] = check & 0xff
   return out
 }
 
-/** Decodes a writer state; `undefined` for a file that has none yet (a new stream). */
+/**
+ * Decodes a writer state; `undefined` for a file that has none (a new
+ * stream) or a damaged one (its check does not hold).
+ */
 export const decodeWriterState = (bytes: Uint8Array): WriterState | undefined => {
   if (bytes.byteLength < WRITER_STATE_SIZE || new TextDecoder().decode(bytes.subarray(0, 8)) !== WRITER_MAGIC) {
     return undefined
   }
+  const stored = (bytes[9]! << 16) | (bytes[10]! << 8) | bytes[11]!
+  if (stored !== 0 && stored !== writerStateCheck(bytes)) return undefined
   return {
     clean: bytes[8] === 0,
     segment: readU64(bytes, 12),

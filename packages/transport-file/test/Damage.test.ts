@@ -11,6 +11,7 @@
 import * as IpcError from "@effect-ipc/core/IpcError"
 import { FileChannel, Log, LogFormat } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
@@ -907,4 +908,121 @@ describe("property: damaged logs end with exact data or Corrupt (fast-check, fix
         }
       }
     }), 120_000)
+})
+
+describe("a damaged writer state is never trusted", () => {
+  // the last record's payload ends in bytes shaped like a record's start (a marker, the version, a kind), 8 and 1
+  // bytes before the end: an end moved back onto them by damage (bit 3 or bit 0 of the end) looked like a torn
+  // record, and the writer cut it
+  const shaped = new Uint8Array([
+    ...bytes("m5:"),
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    LogFormat.MARKER,
+    LogFormat.VERSION,
+    0,
+    0,
+    0,
+    0,
+    0,
+    LogFormat.MARKER
+  ])
+
+  it.live(
+    "every bit of writer.lock flipped: the next writer refuses the stream (Corrupt) and cuts nothing",
+    () =>
+      Effect.gen(function*() {
+        for (let byte = 0; byte < LogFormat.WRITER_STATE_SIZE; byte++) {
+          for (let bit = 0; bit < 8; bit++) {
+            const dir = yield* written(4)
+            yield* Effect.scoped(Effect.flatMap(Log.openWriter(dir), (writer) => writer.append(shaped)))
+            const lock = Log.paths(dir).writerLock
+            const state = Fs.readFileSync(lock)
+            state[byte] ^= 1 << bit
+            Fs.writeFileSync(lock, state)
+            const segment = Log.paths(dir).segment(0)
+            const size = Fs.statSync(segment).size
+            const appended = yield* Effect.exit(
+              Effect.scoped(Effect.flatMap(Log.openWriter(dir), (writer) => writer.append(bytes("after"))))
+            )
+            const where = `bit ${bit} of byte ${byte}`
+            assert.strictEqual(appended._tag, "Failure", `${where}: a writer went on from a damaged state`)
+            if (appended._tag === "Failure") {
+              const error = Cause.squash(appended.cause) as IpcError.IpcError
+              assert.strictEqual(error.reason._tag, "Corrupt", `${where}: ${error.message}`)
+            }
+            assert.strictEqual(Fs.statSync(segment).size, size, `${where}: nothing was cut`)
+            const read = yield* readFresh(dir)
+            assert.deepStrictEqual(read.got, [...range(1, 4), text.decode(shaped)], where)
+          }
+        }
+      }),
+    120_000
+  )
+
+  it.effect("a state written before the check existed (its check bytes 0) is taken as it was", () =>
+    Effect.gen(function*() {
+      const dir = yield* written(3)
+      const lock = Log.paths(dir).writerLock
+      const state = Fs.readFileSync(lock)
+      assert.notStrictEqual(state.readUIntBE(9, 3), 0, "a writer writes the check")
+      state.fill(0, 9, 12)
+      Fs.writeFileSync(lock, state)
+      const writer = yield* Log.openWriter(dir)
+      yield* writer.append(bytes("m4"))
+      yield* nextTurn
+      assert.deepStrictEqual(writer.takeRepairs(), [])
+      assert.deepStrictEqual((yield* readFresh(dir)).got, range(1, 4))
+    }).pipe(Effect.scoped))
+})
+
+describe("kinds a user may append", () => {
+  for (const kind of [LogFormat.Kind.endOfSegment, 7]) {
+    it.effect(`kind ${kind} is refused (InvalidOption) and nothing is written`, () =>
+      Effect.gen(function*() {
+        const dir = yield* written(2)
+        const size = Fs.statSync(Log.paths(dir).segment(0)).size
+        const writer = yield* Log.openWriter(dir)
+        const error = yield* Effect.flip(writer.append(bytes("x"), { kind: kind as Log.AppendKind }))
+        assert.strictEqual(error.reason._tag, "InvalidOption")
+        assert.match(error.detail, new RegExp(`not kind ${kind}`))
+        yield* writer.append(bytes("m3"))
+        yield* nextTurn
+        assert.strictEqual(Fs.statSync(Log.paths(dir).segment(0)).size, size + LogFormat.RECORD_HEADER + 2)
+        assert.deepStrictEqual((yield* readFresh(dir)).got, range(1, 3))
+      }).pipe(Effect.scoped))
+  }
+})
+
+describe("an end-of-segment record the writer went past", () => {
+  it.effect("links a segment that is missing while the writer went on in this one: m1, m2, then Corrupt; no wait", () =>
+    Effect.gen(function*() {
+      const dir = yield* written(2)
+      const p = Log.paths(dir)
+      // what a foreign writer (or damage) leaves: an end-of-segment record in the middle, records after it
+      Fs.appendFileSync(p.segment(0), LogFormat.encodeRecord(LogFormat.Kind.endOfSegment))
+      Fs.appendFileSync(p.segment(0), LogFormat.encodeRecord(LogFormat.Kind.data, bytes("m3")))
+      const state = LogFormat.decodeWriterState(Fs.readFileSync(p.writerLock))!
+      Fs.writeFileSync(
+        p.writerLock,
+        LogFormat.encodeWriterState({ ...state, end: Fs.statSync(p.segment(0)).size })
+      )
+      const read = yield* readFresh(dir)
+      assert.deepStrictEqual(read.got, range(1, 2))
+      assert.notStrictEqual(read.stop, "idle", "the reader waited for a segment nothing will create")
+      if (read.stop !== "idle") {
+        assert.strictEqual(read.stop.reason._tag, "Corrupt")
+        assert.match(read.stop.detail, /which is missing, though the writer went on in this segment/)
+      }
+    }))
 })

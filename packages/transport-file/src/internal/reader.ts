@@ -304,6 +304,18 @@ class ReaderImpl implements Reader {
     if (moved !== "missing") return moved
     const bases = segments(this.dir)
     const later = Sys.failed(bases) ? undefined : bases.find((b) => b > next)
+    // a writer that links the next segment appends no more to this one: one committed past the link means
+    // the link is not a writer's (damage, or a foreign writer's record), and nothing will create its segment
+    const written = this.writerState()
+    if (written !== undefined && written.segment === this.segBase && written.end > next) {
+      return corruptAt(
+        this.dir,
+        this.segBase,
+        next,
+        `an end-of-segment record links segment ${LogFormat.segmentName(next)}, which is missing, though the ` +
+          `writer went on in this segment to offset ${written.end}`
+      )
+    }
     if (this.name === undefined) {
       // an observer holds no space back: what it had not read may be reclaimed; go on with what is held
       if (later === undefined) return "wait"

@@ -41,6 +41,9 @@ const NOT_WAITING = new Uint8Array([0])
 /** Room kept for a rotation (end-of-segment record and the next segment's header). */
 const ROTATION_ROOM = LogFormat.RECORD_HEADER + LogFormat.SEGMENT_HEADER
 
+/** The kinds of record a user appends: data, or close (end-of-segment records are the writer's own). */
+export type AppendKind = typeof LogFormat.Kind.data | typeof LogFormat.Kind.close
+
 /** The writing end of a stream. */
 export interface Writer {
   /** The stream directory. */
@@ -48,7 +51,7 @@ export interface Writer {
   /** Appends one record; succeeds once it is in the file (or on disk, with `durability: "fsync"`). */
   readonly append: (
     payload: Uint8Array,
-    options?: { readonly kind?: LogFormat.Kind; readonly abort?: Effect.Effect<never, IpcError.IpcError> }
+    options?: { readonly kind?: AppendKind; readonly abort?: Effect.Effect<never, IpcError.IpcError> }
   ) => Effect.Effect<void, IpcError.IpcError>
   /** Repairs made when this writer took over from one that died (for logging). */
   readonly takeRepairs: () => ReadonlyArray<string>
@@ -165,7 +168,7 @@ class WriterImpl {
         if (state === undefined) {
           throw IpcError.make(
             "Corrupt",
-            "the writer state (writer.lock) is unreadable: the committed end is unknown",
+            "the writer state (writer.lock) is unreadable or damaged: the committed end is unknown",
             this.dir
           )
         }
@@ -628,6 +631,12 @@ export const openWriter = (
 
     const append: Writer["append"] = (payload, appendOptions = {}) => {
       const kind = appendOptions.kind ?? LogFormat.Kind.data
+      if (kind !== LogFormat.Kind.data && kind !== LogFormat.Kind.close) {
+        // an end-of-segment record (or an unknown kind) would make what follows it unreadable
+        return Effect.fail(
+          IpcError.make("InvalidOption", `a record appended is data (0) or close (1), not kind ${String(kind)}`, dir)
+        )
+      }
       const abort = appendOptions.abort
       let lockWaitStart = 0
       let fullWaitStart = 0
