@@ -74,7 +74,7 @@ class WriterState(object):
         """The 32 bytes of this state, with its check in bytes 9..11 (see ``_state_check``)."""
         head = WRITER_MAGIC + struct.pack(">B", 0 if self.clean else 1)
         tail = struct.pack(">QQI", self.segment, self.end, self.pid)
-        return head + struct.pack(">I", _state_check(head + tail))[1:] + tail
+        return head + struct.pack(">I", _state_check(head + tail[:16]))[1:] + tail
 
     @staticmethod
     def decode(data):
@@ -83,14 +83,16 @@ class WriterState(object):
         if len(data) < WRITER_STATE_SIZE or data[:8] != WRITER_MAGIC:
             return None
         stored = struct.unpack(">I", b"\0" + bytes(data[9:12]))[0]
-        if stored != 0 and stored != _state_check(bytes(data[0:9]) + bytes(data[12:32])):
+        if stored != 0 and stored != _state_check(bytes(data[0:9]) + bytes(data[12:28])):
             return None
         dirty, segment, end, pid = struct.unpack(">B3xQQI", data[8:32])
         return WriterState(dirty == 0, segment, end, pid)
 
 
 def _state_check(covered):
-    """The 24-bit check of a writer state: CRC-32 of its bytes 0..8 and 12..31 (``covered``), low 24 bits."""
+    """The 24-bit check of a writer state: CRC-32 of its bytes 0..8 and 12..27 (``covered``: not the pid, which
+    only informs, so that a write of the state cut short where nothing but the pid changed is no damage), low 24
+    bits."""
     return crc32(covered) & 0xFFFFFF
 
 

@@ -921,7 +921,7 @@ class WriterStateCheck(TempDirCase):
     def test_the_check_is_crc32_of_the_other_bytes_as_the_spec_says(self):
         data = log.WriterState(False, 1 << 40, (1 << 40) + 99, 4242).encode()
         self.assertEqual(len(data), 32)
-        self.assertEqual(data[9:12], struct.pack(">I", zlib.crc32(data[0:9] + data[12:32]) & 0xFFFFFF)[1:])
+        self.assertEqual(data[9:12], struct.pack(">I", zlib.crc32(data[0:9] + data[12:28]) & 0xFFFFFF)[1:])
         state = log.WriterState.decode(data)
         self.assertEqual((state.clean, state.segment, state.end, state.pid), (False, 1 << 40, (1 << 40) + 99, 4242))
 

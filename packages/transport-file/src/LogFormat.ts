@@ -42,9 +42,9 @@
  * The writer state (`writer.lock`, 32 bytes) is rewritten by each writer
  * when it takes and releases the lock: `"EIPCWLK1"`, state (u8: 0 clean,
  * 1 dirty = a writer is appending or died appending), a check (u24: the low
- * 24 bits of the crc32 of the other 29 bytes, bytes 0..9 then 12..32), the
- * current segment's base (u64), the end offset (u64), the holder's pid
- * (u32). A state whose check does not hold is damaged, and is no state: a
+ * 24 bits of the crc32 of bytes 0..9 then 12..28: all but itself and the
+ * pid), the current segment's base (u64), the end offset (u64), the holder's
+ * pid (u32, informational). A state whose check does not hold is damaged, and is no state: a
  * writer refuses the stream (`Corrupt`) rather than trust its end. A check
  * of 0 is none (states written before it existed, or a crc whose low bits
  * are 0). The end offset is the committed end: every record before it was
@@ -182,9 +182,12 @@ export interface WriterState {
   readonly pid: number
 }
 
-/** The check of a writer state's bytes: the low 24 bits of the crc32 of bytes 0..9 and 12..32. */
+/**
+ * The check of a writer state's bytes: the low 24 bits of the crc32 of bytes 0..9 and 12..28 (not the pid,
+ * which only informs: a write of the state cut short where only the pid changed is no damage).
+ */
 const writerStateCheck = (bytes: Uint8Array): number =>
-  Zlib.crc32(bytes.subarray(12, WRITER_STATE_SIZE), Zlib.crc32(bytes.subarray(0, 9))) & 0xff_ffff
+  Zlib.crc32(bytes.subarray(12, 28), Zlib.crc32(bytes.subarray(0, 9))) & 0xff_ffff
 
 /** Encodes a writer state (32 bytes). */
 export const encodeWriterState = (state: WriterState): Uint8Array => {
