@@ -7,6 +7,7 @@
 import { IpcChannel, Registry } from "@effect-ipc/core"
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
+import * as Transport from "@effect-ipc/core/Transport"
 import * as Tmpfs from "@effect-ipc/testing/Tmpfs"
 import * as File from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
@@ -23,6 +24,12 @@ import { childScript, fresh, node, run, spawn, tempRoot, tmpfs } from "./helpers
 const root = tempRoot("transport")
 const bytes = (s: string) => new TextEncoder().encode(s)
 const text = new TextDecoder()
+
+/** Waits (at most 20 s: a hang guard) until `check` holds. */
+const settle = (check: () => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 400 && !check(); i++) yield* Effect.sleep("50 millis")
+  })
 const openFds = () => Fs.readdirSync("/proc/self/fd").length
 
 /** A listener in another process (fixture `listen-print`) at a fresh directory, stopped (SIGSTOP) once it listens. */
@@ -178,6 +185,35 @@ describe("file:// transport", () => {
         assert.strictEqual(again.reason._tag, "AddressInUse")
       }).pipe(Effect.scoped),
     30_000
+  )
+
+  it.live(
+    "a listener whose program accepts none opens at most MAX_UNACCEPTED connections; the next waits, and is opened once one is accepted",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const address = `file://${dir}`
+        const listener = yield* File.make().listen(address)
+        const count = Transport.MAX_UNACCEPTED + 1
+        yield* run(node(["dial-many", address, String(count)]), { within: "120 seconds" })
+        // a connection the listener opened is read and its directory removed once its dialer has left; the one
+        // it could not open yet stays
+        const connections = Path.join(dir, "connections")
+        const waiting = () => Fs.readdirSync(connections).filter((id) => !id.startsWith(".")).length
+        yield* settle(() => waiting() <= 1)
+        // given time for a few more scans, the last is still not opened
+        yield* Effect.sleep("1 second")
+        assert.strictEqual(waiting(), 1, "one connection waits for room")
+        const first = yield* listener.accept
+        assert.strictEqual(text.decode(yield* first.receive), "hello")
+        yield* settle(() => waiting() === 0)
+        assert.strictEqual(waiting(), 0, "room made: the waiting connection is opened")
+        for (let i = 1; i < count; i++) {
+          const channel = yield* listener.accept
+          assert.strictEqual(text.decode(yield* channel.receive), "hello")
+        }
+      }).pipe(Effect.scoped),
+    180_000
   )
 
   it.live(
