@@ -117,22 +117,21 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
       Effect.gen(function*() {
         yield* TransportOptions.optionsOk(options, address)
         const parsed = yield* Address.parseFor(address, ["memory"])
-        const accept = listeners.get(parsed.rest)
-        if (accept === undefined) {
-          return yield* IpcError.make(
-            "NotFound",
-            "no listener serves this name in this process (memory:// does not reach other processes)",
-            address
-          )
-        }
         const client = newEnd()
-        const server = accept(client)
-        if (server === undefined) {
-          return yield* IpcError.make(
-            "Full",
-            `${Transport.MAX_UNACCEPTED} channels wait to be accepted by this listener: try again once it accepts`,
-            address
-          )
+        let server: MemoryEnd | undefined
+        while (server === undefined) {
+          const accept = listeners.get(parsed.rest)
+          if (accept === undefined) {
+            return yield* IpcError.make(
+              "NotFound",
+              "no listener serves this name in this process (memory:// does not reach other processes)",
+              address
+            )
+          }
+          server = accept(client)
+          // the listener holds MAX_UNACCEPTED channels nobody accepted: wait for room, as a connect waits on a
+          // full backlog (a burst of dials in one turn comes before the program's accepts can run)
+          if (server === undefined) yield* Effect.sleep(1)
         }
         const channel = connectEnds(address, client, server, "memory server", options)
         yield* Effect.addFinalizer(() => channel.close)

@@ -465,7 +465,9 @@ export interface Nng {
   /**
    * The pipes of socket `s` and how many messages each has received, read
    * from nng's statistics (a pipe is listed once it is added to the socket);
-   * `undefined` when the library keeps no statistics.
+   * `undefined` when the library keeps no statistics. One snapshot serves
+   * every socket for at least 200 ms (and 20 times what reading it took), so
+   * a pipe may show up that late, and one closed meanwhile still be listed.
    */
   readonly socketPipes: (s: Handle) => ReadonlyArray<PipeStat> | undefined
   /** True while nng still knows the pipe (it goes once its connection is closed and reaped). */
@@ -559,6 +561,11 @@ export interface Listening {
   readonly port: number | undefined
 }
 
+/** How long one snapshot of nng's pipes serves `socketPipes`: at least this many milliseconds... */
+const PIPES_SNAPSHOT_MS = 200
+/** ... and this many times as long as reading it took (about 35 ms with 1,000 channels in the process). */
+const PIPES_SNAPSHOT_FACTOR = 20
+
 /** A pipe as nng's statistics list it: its id and the messages received through it. */
 export interface PipeStat {
   readonly pipe: number
@@ -584,6 +591,35 @@ const findScope = (b: Bindings, stat: Ptr, name: string, id: number): Ptr | unde
 }
 
 const make = (koffi: Koffi, b: Bindings): Nng => {
+  /** Every socket's pipes, read from one snapshot of nng's statistics; `undefined` without statistics. */
+  const readPipes = (): Map<number, Array<PipeStat>> | undefined => {
+    const out: Array<Ptr | null> = [null]
+    if (b.statsGet(out) !== 0 || out[0] === null) return undefined
+    const snapshot = out[0]
+    try {
+      const bySocket = new Map<number, Array<PipeStat>>()
+      // every pipe's scope is a child of the root (as every socket's, listener's and dialer's)
+      for (let stat = b.statChild(snapshot); stat !== null; stat = b.statNext(stat)) {
+        if (b.statName(stat) !== "pipe") continue
+        const socket = b.statFind(stat, "socket")
+        if (socket === null) continue
+        const id = Number(BigInt(b.statValue(socket)) & 0xffff_ffffn)
+        const received = b.statFind(stat, "rx_msgs")
+        const listed = bySocket.get(id) ?? []
+        listed.push({
+          pipe: Number(BigInt(b.statValue(stat)) & 0xffff_ffffn),
+          received: received === null ? 0 : Number(b.statValue(received))
+        })
+        bySocket.set(id, listed)
+      }
+      return bySocket
+    } finally {
+      b.statsFree(snapshot)
+    }
+  }
+  // the last snapshot, shared by every socket that asks until `until`: a process with many listeners reads
+  // nng's statistics (every socket and pipe of the process) once, not once per listener
+  let pipes: { readonly until: number; readonly bySocket: Map<number, Array<PipeStat>> } | undefined
   const error: Nng["error"] = (code, detail, address, reason) =>
     NngError.make(code, detail, {
       address,
@@ -887,26 +923,16 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
       }
     },
     socketPipes: (s) => {
-      const out: Array<Ptr | null> = [null]
-      if (b.statsGet(out) !== 0 || out[0] === null) return undefined
-      const snapshot = out[0]
-      try {
-        const pipes: Array<PipeStat> = []
-        // every pipe's scope is a child of the root (as every socket's, listener's and dialer's)
-        for (let stat = b.statChild(snapshot); stat !== null; stat = b.statNext(stat)) {
-          if (b.statName(stat) !== "pipe") continue
-          const socket = b.statFind(stat, "socket")
-          if (socket === null || Number(BigInt(b.statValue(socket)) & 0xffff_ffffn) !== s.id) continue
-          const received = b.statFind(stat, "rx_msgs")
-          pipes.push({
-            pipe: Number(BigInt(b.statValue(stat)) & 0xffff_ffffn),
-            received: received === null ? 0 : Number(b.statValue(received))
-          })
+      const now = performance.now()
+      if (pipes === undefined || now >= pipes.until) {
+        const bySocket = readPipes()
+        if (bySocket === undefined) return undefined
+        pipes = {
+          until: now + Math.max(PIPES_SNAPSHOT_MS, (performance.now() - now) * PIPES_SNAPSHOT_FACTOR),
+          bySocket
         }
-        return pipes
-      } finally {
-        b.statsFree(snapshot)
       }
+      return pipes.bySocket.get(s.id) ?? []
     },
     pipeAlive: (pipe) => b.pipeSocket({ id: pipe }).id !== 0,
     closePipe: (pipe) => void b.pipeClose({ id: pipe }),
