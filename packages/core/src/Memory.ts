@@ -7,7 +7,9 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as Address from "./Address.ts"
 import * as ChannelEngine from "./ChannelEngine.ts"
 import { copyOf } from "./internal/bytes.ts"
@@ -24,7 +26,16 @@ export interface MemoryOptions {
   readonly maxBufferedMessages?: number | undefined
 }
 
-const listeners = new Map<string, (client: MemoryEnd) => MemoryEnd | undefined>()
+/**
+ * A listener by name: `connect` makes the server's end of a connection (`undefined` while the listener holds
+ * `Transport.MAX_UNACCEPTED` channels nobody accepted), and `room` opens as the program accepts one.
+ */
+interface MemoryListener {
+  readonly connect: (client: MemoryEnd) => MemoryEnd | undefined
+  readonly room: Latch.Latch
+}
+
+const listeners = new Map<string, MemoryListener>()
 
 /**
  * One end of a memory channel: its sink, once its engine has started, whether its inbox is full, and
@@ -47,7 +58,8 @@ const connectEnds = (
   self: MemoryEnd,
   peer: MemoryEnd,
   description: string,
-  options: MemoryOptions
+  options: MemoryOptions,
+  ended?: () => void
 ): IpcChannel.IpcChannel => {
   return ChannelEngine.make({
     address,
@@ -78,6 +90,7 @@ const connectEnds = (
         self.full = false
         peer.waiting = false
         peer.sink?.writable()
+        ended?.()
       }
     }
   }).channel
@@ -95,23 +108,46 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
           return yield* IpcError.make("AddressInUse", "a listener already serves this name", address)
         }
         const acceptor = yield* Transport.makeAcceptor(address)
+        // the channels made and not yet ended (the listener's close closes them)
         const accepted = new Set<IpcChannel.IpcChannel>()
-        listeners.set(parsed.rest, (client) => {
-          if (acceptor.full()) return undefined
-          const server = newEnd()
-          const channel = connectEnds(address, server, client, "memory client", options)
-          accepted.add(channel)
-          acceptor.offer(channel)
-          return server
+        const room = Latch.makeUnsafe(true)
+        listeners.set(parsed.rest, {
+          connect: (client) => {
+            if (acceptor.full()) {
+              Latch.closeUnsafe(room)
+              return undefined
+            }
+            const server = newEnd()
+            const channel: IpcChannel.IpcChannel = connectEnds(
+              address,
+              server,
+              client,
+              "memory client",
+              options,
+              () => accepted.delete(channel)
+            )
+            accepted.add(channel)
+            acceptor.offer(channel)
+            return server
+          },
+          room
         })
         yield* Effect.addFinalizer(() =>
           Effect.gen(function*() {
             listeners.delete(parsed.rest)
+            // dials waiting for room find the listener gone
+            Latch.openUnsafe(room)
             yield* acceptor.shutdown
             for (const channel of accepted) yield* channel.close
           })
         )
-        return acceptor.listener
+        // each accept makes room for a dial that waits
+        const madeRoom = Effect.sync(() => void Latch.openUnsafe(room))
+        return {
+          ...acceptor.listener,
+          accept: Effect.tap(acceptor.listener.accept, () => madeRoom),
+          connections: Stream.tap(acceptor.listener.connections, () => madeRoom)
+        }
       }),
     dial: (address) =>
       Effect.gen(function*() {
@@ -120,18 +156,18 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
         const client = newEnd()
         let server: MemoryEnd | undefined
         while (server === undefined) {
-          const accept = listeners.get(parsed.rest)
-          if (accept === undefined) {
+          const listener = listeners.get(parsed.rest)
+          if (listener === undefined) {
             return yield* IpcError.make(
               "NotFound",
               "no listener serves this name in this process (memory:// does not reach other processes)",
               address
             )
           }
-          server = accept(client)
-          // the listener holds MAX_UNACCEPTED channels nobody accepted: wait for room, as a connect waits on a
-          // full backlog (a burst of dials in one turn comes before the program's accepts can run)
-          if (server === undefined) yield* Effect.sleep(1)
+          server = listener.connect(client)
+          // the listener holds MAX_UNACCEPTED channels nobody accepted: wait until the program accepts one, as
+          // a connect waits on a full backlog (a burst of dials in one turn comes before its accepts can run)
+          if (server === undefined) yield* listener.room.await
         }
         const channel = connectEnds(address, client, server, "memory server", options)
         yield* Effect.addFinalizer(() => channel.close)

@@ -581,7 +581,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           }
         }
         for (const pipe of seen.keys()) if (!present.has(pipe)) seen.delete(pipe)
-        for (const pipe of greeted) if (!present.has(pipe)) greeted.delete(pipe)
+        // a snapshot may be older than a hello just heard (one snapshot serves every listener): forget only the gone
+        for (const pipe of greeted) if (!present.has(pipe) && !lobby.nng.pipeAlive(pipe)) greeted.delete(pipe)
         return Effect.forEach(refusals, noteRefusal, { discard: true })
       })
       const sweepThenWait = Effect.suspend(() => {
