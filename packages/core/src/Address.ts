@@ -117,6 +117,9 @@ export const path = (address: Address): Effect.Effect<string, IpcError.IpcError>
 export const format = (address: Omit<Address, "raw">): string =>
   `${address.scheme}:${address.hierarchical ? "//" : ""}${address.rest}`
 
+/** An absolute file-system path as an address writes it: each segment percent-encoded (`path` decodes it back). */
+export const encodePath = (absolutePath: string): string => absolutePath.split("/").map(encodeURIComponent).join("/")
+
 /**
  * The `scheme:///abs/path` address of an absolute file-system path, with `%`,
  * `?`, `#` and other non-path characters escaped, so `path` gives it back exactly.
@@ -131,7 +134,7 @@ export const fromPath = (scheme: string, absolutePath: string): Effect.Effect<st
         IpcError.make("InvalidAddress", "the path is not valid Unicode (a lone surrogate)", absolutePath)
       )
     }
-    return Effect.succeed(`${scheme}://${absolutePath.split("/").map(encodeURIComponent).join("/")}`)
+    return Effect.succeed(`${scheme}://${encodePath(absolutePath)}`)
   })
 
 /** The query parameter names that carry a secret (compared after decoding, in lower case). */

@@ -148,9 +148,6 @@ export const parse = (raw: string, options: { readonly plain?: boolean } = {}): 
     }
   })
 
-/** A file-system path as an ipc address writes it: `%` escaped (`parse` decodes it back). */
-export const escapePath = (path: string): string => path.replaceAll("%", "%25")
-
 /** Fails with `InvalidAddress` for port 0, which asks `listen` for a free port and names nothing to dial. */
 export const dialable = (address: NngAddress): Effect.Effect<NngAddress, IpcError.IpcError> =>
   Effect.as(Address.dialablePort(address.port, address.raw), address)

@@ -41,6 +41,7 @@
  *
  * @since 0.1.0
  */
+import * as Address from "@effect-ipc/core/Address"
 import * as Framing from "@effect-ipc/core/Framing"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
@@ -152,7 +153,7 @@ const conversationUrl = (
 ): string => {
   switch (lobby.transport) {
     case "ipc":
-      return `ipc://${NngAddress.escapePath(Path.join(privateDir ?? Path.dirname(lobby.path), name))}`
+      return `ipc://${Address.encodePath(Path.join(privateDir ?? Path.dirname(lobby.path), name))}`
     case "abstract":
       return `abstract://${lobby.path}.${name}`
     case "inproc":

@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import * as Address from "@effect-ipc/core/Address"
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import type * as Registry from "@effect-ipc/core/Registry"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
@@ -118,7 +119,7 @@ const defaultPath = (service: string): string => {
  * bad name.
  */
 const defaultAddress = (service: string): string =>
-  isServiceName(service) ? `nng+ipc://${NngAddressModule.escapePath(defaultPath(service))}` : `nng+ipc:${service}`
+  isServiceName(service) ? `nng+ipc://${Address.encodePath(defaultPath(service))}` : `nng+ipc:${service}`
 
 /**
  * The `nng` transport for `IPC_TRANSPORT=nng`, as `NngTransport.layer()` builds

@@ -4,6 +4,7 @@
  * pattern sockets' `ipc://`, and the default address, whose directory is
  * escaped (a runtime or temporary directory with a `%` in its name).
  */
+import * as Address from "@effect-ipc/core/Address"
 import * as Nng from "@effect-ipc/transport-nng"
 import { NngAddress, NngTransport, Rep, Req } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
@@ -25,7 +26,7 @@ describe("percent-escapes in nng+ipc:// paths", () => {
   it.live("the transport listens and dials at the decoded path; %41 names A (a file there is left alone)", () =>
     Effect.gen(function*() {
       const dir = yield* percentDir
-      const address = `nng+ipc://${NngAddress.escapePath(dir)}/a%25b.ipc`
+      const address = `nng+ipc://${Address.encodePath(dir)}/a%25b.ipc`
       const transport = NngTransport.make({ connectTimeout: "5 seconds" })
       const listener = yield* transport.listen(address)
       assert.deepStrictEqual(
@@ -40,7 +41,7 @@ describe("percent-escapes in nng+ipc:// paths", () => {
       assert.strictEqual(decoder.decode(yield* server.receive), "percent")
 
       Fs.writeFileSync(Path.join(dir, "A.ipc"), "precious")
-      const taken = yield* Effect.flip(transport.listen(`nng+ipc://${NngAddress.escapePath(dir)}/%41.ipc`))
+      const taken = yield* Effect.flip(transport.listen(`nng+ipc://${Address.encodePath(dir)}/%41.ipc`))
       assert.strictEqual(taken.reason._tag, "AddressInUse", taken.message)
       assert.strictEqual(Fs.readFileSync(Path.join(dir, "A.ipc"), "utf8"), "precious")
       assert.isFalse(Fs.existsSync(Path.join(dir, "%41.ipc")))
@@ -49,7 +50,7 @@ describe("percent-escapes in nng+ipc:// paths", () => {
   it.live("a pattern socket's ipc:// path is decoded too", () =>
     Effect.gen(function*() {
       const dir = yield* percentDir
-      const url = `ipc://${NngAddress.escapePath(dir)}/r%25.ipc`
+      const url = `ipc://${Address.encodePath(dir)}/r%25.ipc`
       yield* Rep.serve({ listen: url }, (body) => Effect.succeed(body))
       assert.isTrue(Fs.lstatSync(Path.join(dir, "r%.ipc")).isSocket())
       assert.isFalse(Fs.existsSync(Path.join(dir, "r%25.ipc")))

@@ -328,7 +328,7 @@ class ReaderImpl implements Reader {
     // a writer creates a segment before it links it, and a named reader's next segment is never reclaimed.
     // With the writer state unreadable (looked at twice, in case a write of it was read half done) no writer
     // can go on (each refuses the stream with `Corrupt`), so nothing will ever create it: damage, not a wait
-    const state = this.writerState() ?? this.writerState()
+    const state = written ?? this.writerState()
     if (later !== undefined || state === undefined || state.segment >= next) {
       return corruptAt(this.dir, this.segBase, next, `segment ${LogFormat.segmentName(next)} is missing`)
     }
