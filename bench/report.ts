@@ -31,6 +31,7 @@ export type RowKey =
   | "shm-view"
   | "shm-ring-js"
   | "shm-ring-fiber"
+  | "shm-ring-fallible"
   | "nng"
   | "nng-c"
   | "nng-node"
@@ -273,7 +274,11 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
         what: "the rings spinning from plain JavaScript",
         measure: (rows) => findRow(rows, 64, "shm-ring-js")?.rtt?.p50
       },
-      { what: "the rings driven by effect fibers", measure: (rows) => findRow(rows, 64, "shm-ring-fiber")?.rtt?.p50 }
+      { what: "the rings driven by effect fibers", measure: (rows) => findRow(rows, 64, "shm-ring-fiber")?.rtt?.p50 },
+      {
+        what: "the same, each send able to fail (as a Channel's)",
+        measure: (rows) => findRow(rows, 64, "shm-ring-fallible")?.rtt?.p50
+      }
     ]
   },
   {
@@ -289,7 +294,11 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
         what: "the rings spinning from plain JavaScript",
         measure: (rows) => rateRatio(rows, 64, "shm-ring-js", "unix")
       },
-      { what: "the rings driven by effect fibers", measure: (rows) => rateRatio(rows, 64, "shm-ring-fiber", "unix") }
+      { what: "the rings driven by effect fibers", measure: (rows) => rateRatio(rows, 64, "shm-ring-fiber", "unix") },
+      {
+        what: "the same, each send able to fail (as a Channel's)",
+        measure: (rows) => rateRatio(rows, 64, "shm-ring-fallible", "unix")
+      }
     ]
   },
   {
@@ -679,13 +688,14 @@ const table = (rows: ReadonlyArray<Row>, size: number): string => {
   const ringFloor = [
     ["plain JavaScript", "shm-ring-js"],
     ["effect fibers", "shm-ring-fiber"],
+    ["effect fibers with sends that can fail", "shm-ring-fallible"],
     ["the shm:// spin Channel", "shm-spin"]
   ] as const
   const ringParts = ringFloor.flatMap(([what, key]) => {
     const p50 = spinP50(key)
     return p50 === undefined ? [] : [`${what} ${p50.toFixed(2)} µs`]
   })
-  const ringRates = (["shm-ring-js", "shm-ring-fiber", "shm"] as const).flatMap((key) => {
+  const ringRates = (["shm-ring-js", "shm-ring-fiber", "shm-ring-fallible", "shm"] as const).flatMap((key) => {
     const ratio = rateRatio(rows, size, key, "unix")
     return ratio === undefined ? [] : [`${key} ${ratio.toFixed(2)}x`]
   })

@@ -27,7 +27,7 @@
  * rounds, default 10), `--scale=F` (multiplies round-trip counts),
  * `--only=raw,unix,memory,fifo,child,shm,file,nng,zmq,rpc`,
  * `--stacks=ipc-packed,ipc-binary,ipc-json,effect-binary,effect-ndjson` (the RPC stacks),
- * `--shm=shm,shm-spin,shm-view,shm-ring-js,shm-ring-fiber` (the shm modes and the rings' floors), `--nng=nng,nng-c,nng-node,nng-node-aio`, `--sizes=64,4096,1048576`,
+ * `--shm=shm,shm-spin,shm-view,shm-ring-js,shm-ring-fiber,shm-ring-fallible` (the shm modes and the rings' floors), `--nng=nng,nng-c,nng-node,nng-node-aio`, `--sizes=64,4096,1048576`,
  * `--phases=rtt,oneway`, `--batch=N` (channels send one-way traffic N messages per `sendAll`), `--pin` (the
  * driver on CPU 0, every peer on CPU 1: `pin.ts`). Node flags such as
  * `--cpu-prof` go before the script; the peers inherit them (see README.md).
@@ -130,7 +130,9 @@ const sizes = (argValue("sizes")?.split(",").map(Number) ?? [64, 4 * KiB, MiB]).
 const stacks = (argValue("stacks")?.split(",") ?? rpcStacks).filter((s): s is RpcStack =>
   rpcStacks.some((k) => k === s)
 )
-const shmKeys = new Set(argValue("shm")?.split(",") ?? [...shmModes.map((m) => m.key), "shm-ring-js", "shm-ring-fiber"])
+const shmKeys = new Set(
+  argValue("shm")?.split(",") ?? [...shmModes.map((m) => m.key), "shm-ring-js", "shm-ring-fiber", "shm-ring-fallible"]
+)
 const nngKeys = new Set(argValue("nng")?.split(",") ?? ["nng", "nng-c", "nng-node", "nng-node-aio"])
 const phases = new Set<Phase>(
   (argValue("phases")?.split(",") ?? ["rtt", "oneway"]).filter((p): p is Phase => p === "rtt" || p === "oneway")
@@ -349,6 +351,13 @@ const specsAt = (
           "shm-ring-fiber",
           "shm:// rings, spinning, driven by effect fibers (no channel)",
           (row) => openShmFloor(row, "fiber")
+        )
+      }
+      if (shmKeys.has("shm-ring-fallible")) {
+        add(
+          "shm-ring-fallible",
+          "shm:// rings, spinning, effect fibers, each send able to fail (no channel)",
+          (row) => openShmFloor(row, "fallible")
         )
       }
     }

@@ -10,6 +10,11 @@
  *   one per receive (as a Channel's user yields them): what effect's run loop adds.
  *   Each send is an Effect made for its message (an `Effect.sync` of the ring's
  *   write), as any `send(message)` must make one: the least such an API costs.
+ * - `shm-ring-fallible`: the same, each send an Effect that can fail with a
+ *   typed error (a size check, as a Channel's send makes before it writes):
+ *   an `Effect.suspend` that returns the outcome, two steps of effect's run
+ *   loop where `Effect.sync` takes one. No lazier form of a send that can fail
+ *   is offered by effect: this is the least a Channel's `send` can cost.
  *
  * Round trips publish each message as it is written (as the spin Channel does);
  * one-way senders publish every 256 messages (as the blocking Channel's engine
@@ -28,6 +33,7 @@
  * The peers run as `shm-floor.ts peer <js|fiber> <echo|sink> IN OUT` (the
  * names of the segments they read and write); closing their stdin ends them.
  */
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import { fileURLToPath } from "node:url"
 import { type Contender } from "./contenders.ts"
@@ -50,7 +56,7 @@ import * as Libc from "../packages/transport-shm/src/internal/libc.ts"
 import * as Ring from "../packages/transport-shm/src/internal/ring.ts"
 
 /** How the rings are driven. */
-export type Drive = "js" | "fiber"
+export type Drive = "js" | "fiber" | "fallible"
 
 const script = fileURLToPath(import.meta.url)
 /** Ring capacity: the Channel's default ring size. */
@@ -170,10 +176,27 @@ const jsPingPong = (ends: Ends, payload: Uint8Array, n: number, warmup: number):
   return samples
 }
 
-/** One send in a fiber: an Effect made for its message, as any `send(message)` makes one. */
-const sendOn = (ends: Ends, message: Uint8Array, publish: boolean) => Effect.sync(() => ends.put(message, publish))
+/** A message too large for the ring (what the fallible send checks). */
+class TooLarge extends Data.TaggedError("TooLarge")<{ readonly size: number }> {}
 
-const fiberPingPong = (ends: Ends, payload: Uint8Array, n: number, warmup: number) =>
+/** The largest message the fallible send lets through: half the ring, as the Channel writes inline. */
+const INLINE_MAX = CAPACITY / 2
+
+/** One send in a fiber: an Effect made for its message, as any `send(message)` makes one. */
+type SendOn = (ends: Ends, message: Uint8Array, publish: boolean) => Effect.Effect<void, TooLarge>
+
+/** A send that cannot fail: one `Effect.sync` of the ring's write. */
+const sendSync: SendOn = (ends, message, publish) => Effect.sync(() => ends.put(message, publish))
+
+/** A send that can fail with a typed error: checks the size, then writes, or fails. */
+const sendFallible: SendOn = (ends, message, publish) =>
+  Effect.suspend(() => {
+    if (message.byteLength > INLINE_MAX) return Effect.fail(new TooLarge({ size: message.byteLength }))
+    ends.put(message, publish)
+    return Effect.void
+  })
+
+const fiberPingPong = (sendOn: SendOn, ends: Ends, payload: Uint8Array, n: number, warmup: number) =>
   Effect.gen(function*() {
     const samples = new Float64Array(n)
     const receive = Effect.suspend(() => {
@@ -209,7 +232,7 @@ const jsOneWay = (ends: Ends, payload: Uint8Array, seconds: number): Promise<One
   return counted(ends, sent, start)
 }
 
-const fiberOneWay = (ends: Ends, payload: Uint8Array, seconds: number) =>
+const fiberOneWay = (sendOn: SendOn, ends: Ends, payload: Uint8Array, seconds: number) =>
   Effect.gen(function*() {
     const every = clockEvery(payload.byteLength)
     const start = performance.now()
@@ -248,15 +271,18 @@ export const openShmFloor = async (row: Row, drive: Drive): Promise<Contender> =
   const echo = new Ends(mapped[1]!, mapped[0]!)
   const sink = new Ends(mapped[3]!, mapped[2]!)
   const payload = makePayload(row.size)
+  const sendOn = drive === "fallible" ? sendFallible : sendSync
   return {
     row,
     countBytes: true,
     pingPong: (n, warmup) =>
       drive === "js"
         ? Promise.resolve(jsPingPong(echo, payload, n, warmup))
-        : Effect.runPromise(fiberPingPong(echo, payload, n, warmup)),
+        : Effect.runPromise(fiberPingPong(sendOn, echo, payload, n, warmup)),
     oneWay: (seconds) =>
-      drive === "js" ? jsOneWay(sink, payload, seconds) : Effect.runPromise(fiberOneWay(sink, payload, seconds)),
+      drive === "js"
+        ? jsOneWay(sink, payload, seconds)
+        : Effect.runPromise(fiberOneWay(sendOn, sink, payload, seconds)),
     close: async () => {
       echo.producer.close()
       sink.producer.close()

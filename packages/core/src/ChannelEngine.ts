@@ -458,8 +458,9 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   const sendNow = (given: Uint8Array): Effect.Effect<void, IpcError.IpcError> => {
     const error = sendError()
     if (error !== undefined) return Effect.fail(error)
-    const message = asBytes(given, address)
-    if (IpcError.isIpcError(message)) return Effect.fail(message)
+    // the usual case at the cost of one check; anything else is looked at by `asBytes`
+    const message = given instanceof Uint8Array && given.byteLength > 0 ? given : asBytes(given, address)
+    if (!(message instanceof Uint8Array)) return Effect.fail(message)
     if (message.byteLength > maxMessageSize) {
       return Effect.fail(IpcError.frameTooLarge(message.byteLength, maxMessageSize, address))
     }

@@ -240,6 +240,15 @@ export const checkDurations = (options: object, address?: string): IpcError.IpcE
       )
     }
   }
+  const min = valueAt(options, "reconnect.min")
+  const max = valueAt(options, "reconnect.max")
+  if (min !== undefined && max !== undefined && millisOf(min)! > millisOf(max)!) {
+    return IpcError.make(
+      "InvalidOption",
+      `reconnect.min ${shown(min)} is longer than reconnect.max ${shown(max)} (the backoff goes from min up to max)`,
+      address
+    )
+  }
   return undefined
 }
 

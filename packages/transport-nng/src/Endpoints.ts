@@ -30,7 +30,7 @@ export interface EndpointsOptions {
   readonly dial?: string | ReadonlyArray<string> | undefined
   /** Largest message accepted from a peer, in bytes (default 256 MiB). */
   readonly maxMessageSize?: number | undefined
-  /** Backoff of the dialers' reconnects: from `min`, doubling, at most `max` (default 20 ms and 1 s). */
+  /** Backoff of the dialers' reconnects: from `min`, doubling, at most `max` (default 20 ms and 1 s, or `min` if longer; `min` over `max` is `InvalidOption`). */
   readonly reconnect?: {
     readonly min?: Duration.Input | undefined
     readonly max?: Duration.Input | undefined

@@ -67,6 +67,12 @@ describe("messaging-pattern sockets' options", () => {
           /^reconnect.min -5 is not a duration/
         ],
         [
+          "reconnect.min over reconnect.max",
+          Req.make({ dial: url, reconnect: { min: "5 seconds", max: "1 second" } }),
+          "InvalidOption",
+          /^reconnect.min "5 seconds" is longer than reconnect.max "1 second"/
+        ],
+        [
           "linger x",
           Pipeline.puller({ listen: url, linger: "x" as Duration.Input }),
           "InvalidOption",

@@ -99,7 +99,11 @@ export const open = (
       sendBuffer: options.sendBuffer,
       recvBuffer: options.recvBuffer,
       ipcPermissions: options.mode ?? 0o600,
-      reconnect: { min: millis(options.reconnect?.min, 20), max: millis(options.reconnect?.max, 1000) },
+      // a min alone longer than the default max raises the max to it (nng would shorten later waits to the max)
+      reconnect: {
+        min: millis(options.reconnect?.min, 20),
+        max: millis(options.reconnect?.max, Math.max(1000, millis(options.reconnect?.min, 20)))
+      },
       kinded: extra.kinded,
       tls: options.tls,
       refused: refusals === undefined
