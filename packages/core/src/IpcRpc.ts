@@ -82,8 +82,10 @@ const readError = (address: string, closedBy: string, error: IpcError.IpcError):
  * Gives a socket error the message a user should see (effect types it as a
  * fixed text); the `IpcError` stays its `cause`.
  */
-const withMessage = <E extends Socket.SocketOpenError | Socket.SocketReadError>(error: E, message: string): E =>
-  Object.defineProperty(error, "message", { value: message, enumerable: false, configurable: true })
+const withMessage = <E extends Socket.SocketOpenError | Socket.SocketReadError | Socket.SocketWriteError>(
+  error: E,
+  message: string
+): E => Object.defineProperty(error, "message", { value: message, enumerable: false, configurable: true })
 
 /**
  * A send's failure as a socket's write error; none for a channel that ended
@@ -150,7 +152,7 @@ export interface SocketOptions {
 export const toSocket = (
   open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
   options: SocketOptions = {}
-): Socket.Socket => socketOver(open, options, undefined, "client")
+): Socket.Socket => socketOver(open, options, undefined, "client", undefined)
 
 /** How an RPC server reads a connection after its hello: `first` (if kept) first, once; later hellos dropped (see `serverPull`). */
 interface ServerRead {
@@ -161,9 +163,12 @@ const socketOver = (
   open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
   options: SocketOptions,
   server: ServerRead | undefined,
-  side: "client" | "server"
+  side: "client" | "server",
+  isPing: ((chunk: Uint8Array | string) => boolean) | undefined
 ): Socket.Socket => {
   let current: IpcChannel.IpcChannel | undefined
+  // writes to the current channel still waiting for room (the peer reads nothing, or slowly)
+  let waiting = 0
   // the eager form of the current channel's `send` (see `internal/eager.ts`), if it has one
   let currentEager: Eager.EagerSend | undefined
   let currentEagerText: Eager.EagerSendText | undefined
@@ -227,6 +232,7 @@ const socketOver = (
   const reader: Socket.Socket["reader"] = Effect.gen(function*() {
     const channel = yield* opened
     current = channel
+    waiting = 0
     currentEager = Eager.of(channel)
     currentEagerText = Eager.textOf(channel)
     Latch.openUnsafe(connected)
@@ -258,11 +264,15 @@ const socketOver = (
           : Effect.raceFirst(Effect.andThen(connected.await, write(chunk)), Deferred.await(gaveUp))
       }
       if (Socket.isCloseEvent(chunk)) return channel.close
+      // a ping behind writes that wait for the peer to read would wait with them, and effect's client judges
+      // the server's silence only once its ping is written: a stopped server held every call for ever. Not
+      // sent, the server is judged by its frames alone (none for pingTimeout: the connection is dropped)
+      if (waiting > 0 && isPing !== undefined && isPing(chunk)) return Effect.void
       // text (JSON) where the channel encodes it as it queues it
       const eagerText = currentEagerText
       if (typeof chunk === "string" && eagerText !== undefined) {
         const textLeft = eagerText(chunk)
-        return textLeft === Effect.void ? Effect.void : writeFailed(textLeft)
+        return textLeft === Effect.void ? Effect.void : waitedFor(channel, writeFailed(textLeft))
       }
       const bytes = encodedBytes(chunk)
       // sent as this effect runs, where the channel can (no second effect, no error to map when it went at once)
@@ -273,10 +283,22 @@ const socketOver = (
         if (large) Packed.release(bytes)
         return Effect.void
       }
-      const sent = writeFailed(left)
+      const sent = waitedFor(channel, writeFailed(left))
       // the channel is done with a message once its `send` succeeded (an interrupted one may still be
       // waiting to go): a large packed one's memory is used again
       return large ? Effect.tap(sent, () => Effect.sync(() => Packed.release(bytes))) : sent
+    })
+
+  /** `sent`, a write to `channel` that waits, counted in `waiting` while it does. */
+  const waitedFor = (channel: IpcChannel.IpcChannel, sent: Effect.Effect<void, Socket.SocketError>) =>
+    Effect.suspend(() => {
+      waiting++
+      return Effect.ensuring(
+        sent,
+        Effect.sync(() => {
+          if (current === channel && waiting > 0) waiting--
+        })
+      )
     })
 
   return Socket.make({
@@ -292,7 +314,10 @@ const socketOver = (
 export const toSocketServer = (listener: Transport.Listener): SocketServer.SocketServer["Service"] => ({
   address: NetAddress.unixPathAddress(listener.address),
   run: (handler) =>
-    Transport.serve(listener, (channel) => handler(socketOver(Effect.succeed(channel), {}, undefined, "server"))).pipe(
+    Transport.serve(
+      listener,
+      (channel) => handler(socketOver(Effect.succeed(channel), {}, undefined, "server", undefined))
+    ).pipe(
       Effect.scoped,
       Effect.mapError((cause) =>
         new SocketServer.SocketServerError({ reason: new SocketServer.SocketServerUnknownError({ cause }) })
@@ -337,12 +362,16 @@ export const layerClientProtocol = (
       )
       if (invalid !== undefined) return yield* invalid
       const transport = yield* Transport.Transport
-      const greeting = hello(serializationName(yield* RpcSerialization.RpcSerialization))
+      const serialization = yield* RpcSerialization.RpcSerialization
+      const greeting = hello(serializationName(serialization))
       // every connection (and every reconnection) opens with the hello naming this client's serialization
-      const socket = toSocket(Effect.tap(transport.dial(address), (channel) => channel.send(greeting)), {
-        address,
-        connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
-      })
+      const socket = socketOver(
+        Effect.tap(transport.dial(address), (channel) => channel.send(greeting)),
+        { address, connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT },
+        undefined,
+        "client",
+        pingOf(serialization)
+      )
       const protocol = yield* RpcClient.makeProtocolSocket({
         retryTransientErrors: true,
         retryPolicy: options.reconnect ?? Policy.reconnect,
@@ -350,9 +379,21 @@ export const layerClientProtocol = (
         ...(options.pingTimeout === undefined ? {} : { pingTimeout: options.pingTimeout }),
         onPingTimeout: Effect.logWarning(silentServer(Address.redact(address), options))
       }).pipe(Effect.provideService(Socket.Socket, socket))
-      return namingSilence(protocol, Address.redact(address), options)
+      return namingSilence(protocol, address, options)
     })
   )
+
+/** Whether a chunk effect's client writes is its ping, as `serialization` encodes it (the same bytes every time). */
+const pingOf = (
+  serialization: RpcSerialization.RpcSerialization["Service"]
+): ((chunk: Uint8Array | string) => boolean) | undefined => {
+  const encoded = serialization.makeUnsafe().encode({ _tag: "Ping" })
+  if (encoded === undefined) return undefined
+  if (typeof encoded === "string") return (chunk) => chunk === encoded
+  return (chunk) =>
+    typeof chunk !== "string" && chunk.byteLength === encoded.byteLength &&
+    chunk.every((byte, i) => byte === encoded[i])
+}
 
 /** What a client says of a server that answered none of its pings in time. */
 const silentServer = (address: string, options: ClientOptions): string => {
@@ -373,13 +414,15 @@ const isPingTimeout = (error: RpcClientError): boolean =>
 /**
  * `protocol` with effect's error for a silent server ("An error occurred
  * during Read", no address, no reason) replaced by one whose message names
- * the address and what happened.
+ * the address and what happened, and a call the channel refused to send (a
+ * defect in effect's client) failed as an `RpcClientError` naming both.
  */
 const namingSilence = (
   protocol: RpcClient.Protocol["Service"],
-  address: string,
+  dialled: string,
   options: ClientOptions
 ): RpcClient.Protocol["Service"] => {
+  const address = Address.redact(dialled)
   const named = (error: RpcClientError): RpcClientError =>
     isPingTimeout(error)
       ? new RpcClientErrorClass({
@@ -393,7 +436,29 @@ const namingSilence = (
         clientId,
         (data) => data._tag === "ClientProtocolError" ? f({ ...data, error: named(data.error) }) : f(data)
       ),
-    send: (clientId, request, transferables) => Effect.mapError(protocol.send(clientId, request, transferables), named)
+    send: (clientId, request, transferables) =>
+      protocol.send(clientId, request, transferables).pipe(
+        Effect.mapError(named),
+        // effect's client makes a write's failure a defect ("An error occurred during Write", naming nothing): a
+        // call the channel refused (over its frame limit: FrameTooLarge; a peer that read nothing for
+        // writeTimeout: Timeout) fails typed instead, naming the address and the reason
+        Effect.catchDefect((defect) => {
+          const refused = Socket.isSocketError(defect) && defect.reason._tag === "SocketWriteError"
+            ? defect.reason.cause
+            : undefined
+          const cause = IpcError.isIpcError(refused) ? Address.redactError(refused, dialled) : undefined
+          return cause !== undefined
+            ? Effect.fail(
+              new RpcClientErrorClass({
+                reason: withMessage(
+                  new Socket.SocketWriteError({ cause }),
+                  `could not send to ${address}: ${cause.message}`
+                )
+              })
+            )
+            : Effect.die(defect)
+        })
+      )
   }
 }
 
@@ -861,7 +926,13 @@ const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChan
     const route = routes.find((candidate) => candidate.name === asked.name)
     if (route === undefined) return yield* refuse(channel, asked, routes)
     const handler = yield* Deferred.await(route.handler)
-    const socket = socketOver(Effect.succeed(channel), { address: channel.address }, { first: asked.first }, "server")
+    const socket = socketOver(
+      Effect.succeed(channel),
+      { address: channel.address },
+      { first: asked.first },
+      "server",
+      undefined
+    )
     return yield* handler(socket).pipe(Effect.catchCause(connectionEnd))
   })
 

@@ -192,6 +192,42 @@ describe("a client taking a stream whose server closes", () => {
 const silent = "import socket, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.bind(sys.argv[1])\n" +
   "s.listen(8)\nprint('listening', flush=True)\nheld = []\nwhile True:\n  c, _ = s.accept()\n  held.append(c)"
 
+describe("a call the client's channel refuses to send", () => {
+  // effect's client made the write's failure a defect: the call died "An error occurred during Write", naming
+  // neither the address nor the reason
+  it.live(
+    "fails typed (RpcClientError naming the address and FrameTooLarge); the next call is served",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-rpc-")
+        const address = `unix://${Path.join(dir, "calc.sock")}`
+        yield* serve(address)
+        const [refused, next] = yield* Effect.gen(function*() {
+          const client = yield* RpcClient.make(Api)
+          const tooLarge = yield* Effect.flip(client.Echo({ data: "e".repeat(10_000) }))
+          return [tooLarge, yield* client.Echo({ data: "small" })] as const
+        }).pipe(
+          Effect.provide(
+            IpcRpc.layerClientProtocol(address).pipe(
+              Layer.provide(IpcRpc.layerSerialization),
+              Layer.provide(UnixSocket.layer({ maxFrameSize: 1024 }))
+            )
+          ),
+          Effect.scoped,
+          Effect.timeout("10 seconds")
+        )
+        assert.strictEqual(refused._tag, "RpcClientError")
+        assert.match(
+          refused.message,
+          /^SocketWriteError: could not send to unix:\/\/.*calc\.sock: FrameTooLarge: /,
+          refused.message
+        )
+        assert.strictEqual(next, "small")
+      }).pipe(Effect.scoped),
+    30_000
+  )
+})
+
 describe("a client whose server stops answering (another process)", () => {
   // it failed its calls with "SocketReadError: An error occurred during Read", naming neither the address nor why
   it.live("fails its calls naming the address and that no ping was answered", () =>
@@ -220,4 +256,39 @@ describe("a client whose server stops answering (another process)", () => {
         error.message
       )
     }).pipe(Effect.scoped), 30_000)
+
+  // effect's client writes its ping before it judges the server's silence: a ping behind a call larger than the
+  // socket's buffers waited with it, and a client whose server had stopped reading hung for good, every call too
+  it.live(
+    "fails its calls too when a call larger than the buffers waits for the server to read",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-rpc-")
+        const path = Path.join(dir, "hung.sock")
+        const server = yield* start(python, ["-c", silent, path])
+        yield* server.line(/^listening$/)
+        const [upload, later] = yield* Effect.gen(function*() {
+          const client = yield* RpcClient.make(Api)
+          const uploading = yield* Effect.forkChild(Effect.flip(client.Upload({ data: "u".repeat(16 << 20) })))
+          yield* Effect.sleep("200 millis")
+          const added = yield* Effect.flip(client.Add({ a: 1, b: 1 }))
+          return [yield* Fiber.join(uploading), added] as const
+        }).pipe(
+          Effect.provide(
+            IpcRpc.layerClientProtocol(`unix://${path}`, { pingInterval: "100 millis", pingTimeout: "300 millis" })
+              .pipe(
+                Layer.provide(IpcRpc.layerSerialization),
+                Layer.provide(UnixSocket.layer())
+              )
+          ),
+          Effect.scoped,
+          Effect.timeout("15 seconds")
+        )
+        for (const error of [upload, later]) {
+          assert.strictEqual(error._tag, "RpcClientError")
+          assert.include(error.message, `the server at unix://${path} answered no ping for 300ms`, error.message)
+        }
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })
