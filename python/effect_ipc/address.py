@@ -210,6 +210,10 @@ def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
                 "NameTooLong", "abstract socket name is %d bytes; %s allows at most %d" % (size, platform, limit), raw
             )
         return SocketPath(path, "abstract")
+    if "?" in rest or "#" in rest:
+        raise IpcError(
+            "InvalidAddress", 'unix:// takes no query or fragment: a path\'s own "?" and "#" are written %3F and %23', raw
+        )
     if not rest.startswith("/"):
         raise IpcError("InvalidAddress", "expected an absolute path, e.g. unix:///tmp/app.sock", raw)
     path = _decode_escapes(rest)

@@ -112,6 +112,15 @@ class PercentEscapes(unittest.TestCase):
                 address.resolve_on(raw, *LINUX)
             self.assertEqual(caught.exception.reason, "InvalidAddress", raw)
 
+    def test_a_bare_question_mark_or_hash_is_invalid_and_escaped_ones_are_the_path(self):
+        # "unix:///tmp/x.sock?x=1" listened at the file "x.sock?x=1" (where "%20" was decoded): a query or a
+        # fragment is refused as by Node's Address.path; a path's own are %3F and %23
+        for raw in ("unix:///tmp/x.sock?x=1", "unix:///tmp/x.sock#frag", "unix:///tmp/a?"):
+            with self.assertRaises(IpcError) as caught:
+                address.resolve_on(raw, *LINUX)
+            self.assertEqual(caught.exception.reason, "InvalidAddress", raw)
+        self.assertEqual(address.resolve_on("unix:///tmp/a%3Fb%23c.sock", *LINUX).path, "/tmp/a?b#c.sock")
+
     def test_a_pipe_name_ending_in_a_newline_is_invalid(self):
         # _PIPE_NAME ended in "$", which matches before a final newline: "pipe://app\n" resolved to the
         # socket "app\n.sock"; Node's pipeName (a JavaScript "$") refuses it

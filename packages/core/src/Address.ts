@@ -97,9 +97,22 @@ export const parseFor = (
         )
       ))
 
-/** The file-system path of a `scheme:///abs/path` address; fails unless it is absolute and free of NUL (`%00`). */
+/**
+ * The file-system path of a `scheme:///abs/path` address; fails unless it is
+ * absolute, free of NUL (`%00`), and free of a bare `?` or `#` (which would
+ * start a query or a fragment: a path's own are written `%3F` and `%23`, as
+ * `fromPath` writes them).
+ */
 export const path = (address: Address): Effect.Effect<string, IpcError.IpcError> =>
-  address.rest.startsWith("/")
+  /[?#]/.test(address.rest)
+    ? Effect.fail(
+      IpcError.make(
+        "InvalidAddress",
+        `${address.scheme}:// takes no query or fragment: a path's own "?" and "#" are written %3F and %23`,
+        redact(address.raw)
+      )
+    )
+    : address.rest.startsWith("/")
     ? Effect.filterOrFail(
       decode(address.rest, address.raw),
       (decoded) => !decoded.includes("\0"),

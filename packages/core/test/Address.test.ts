@@ -45,6 +45,15 @@ describe("Address", () => {
       assert.strictEqual(nul.detail, "an address holds no NUL character")
       const escaped = yield* Effect.flip(Effect.flatMap(Address.parse("unix:///tmp/a%00b.sock"), Address.path))
       assert.strictEqual(escaped.detail, "a path holds no NUL character (%00)")
+      // "unix:///tmp/x.sock?x=1" was the file "x.sock?x=1" (where "%20" was decoded): a bare ? or # is refused,
+      // a path's own are %3F and %23 (as fromPath writes them)
+      for (const bare of ["unix:///tmp/x.sock?x=1", "unix:///tmp/x.sock#frag", "fifo:///tmp/a?", "nng+ipc:///t/a#b"]) {
+        const error = yield* Effect.flip(Effect.flatMap(Address.parse(bare), Address.path))
+        assert.strictEqual(error.reason._tag, "InvalidAddress", bare)
+        assert.match(error.detail, /takes no query or fragment/, bare)
+      }
+      const own = yield* Effect.flatMap(Address.fromPath("unix", "/tmp/a?b#c.sock"), Address.parse)
+      assert.strictEqual(yield* Address.path(own), "/tmp/a?b#c.sock")
     }))
 })
 
