@@ -64,7 +64,7 @@ export interface ShmChannelOptions {
   readonly maxBufferedMessages?: number | undefined
   /** Incoming bytes buffered before the ring is left to fill (default 8 MiB). */
   readonly maxBufferedBytes?: number | undefined
-  /** How long `close` waits for the peer to pick up large messages in flight (default 2 s). */
+  /** How long `close` waits for the peer to pick up large messages in flight, then to answer its goodbye (default 2 s). */
   readonly lingerTimeout?: Duration.Input | undefined
   /**
    * How long a `send` may wait for the peer to read (room in the ring, or its

@@ -8,6 +8,7 @@ import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import { leftovers, pidMarker, spawnChild, untilSaid } from "./helpers.ts"
@@ -88,5 +89,28 @@ describe("shm:// mappings", () => {
         assert.deepStrictEqual(leftovers(pidMarker(child.pid)), [])
       }).pipe(Effect.scoped),
     120_000
+  )
+
+  // (`view.buffer.transfer()` moved the mapped memory into a buffer that nothing kept mapped: once the view's buffer
+  // was collected the range was unmapped under it, and reading it killed the process with SIGSEGV; on a link's
+  // payload it also detached the header, so the release died on it and left the link's name behind)
+  it.live(
+    "the buffers of views of shared memory cannot be transferred: no read of unmapped memory, no link left behind",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make().listen(where)
+        const name = `mappings-test-${process.pid}-transfer`
+        const sent = yield* Effect.forkChild(Effect.gen(function*() {
+          const server = yield* listener.accept
+          yield* server.send(new Uint8Array(1 << 20).fill(7))
+          return server
+        }))
+        const child = yield* spawnChild("transfer", where, name)
+        assert.strictEqual(child.said, "refused refused gone", child.output())
+        yield* Fiber.join(sent)
+        assert.deepStrictEqual(leftovers(name), [])
+      }).pipe(Effect.scoped),
+    60_000
   )
 })

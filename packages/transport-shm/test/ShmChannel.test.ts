@@ -3,6 +3,7 @@
  * reads, spinning, back-pressure on large messages, bad addresses and
  * handshakes, and a producer killed in the middle of its writes.
  */
+import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Memory from "@effect-ipc/core/Memory"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
@@ -11,6 +12,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -810,6 +812,37 @@ describe("shm:// channels", () => {
     30_000
   )
 
+  // (our goodbye was taken for the end: closeChecked succeeded at once, though the listener refused the message
+  // before it and dropped the connection, and the CLI's `send` exited 0)
+  it.live(
+    "closeChecked fails ConnectionLost when the peer drops the connection instead of answering, succeeds once it answers",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const refuser = yield* spawnChild("refuse", where, "50")
+        const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024 })
+        // within its limit: the listener reads it, sees our goodbye and answers
+        const taken = yield* transport.dial(where)
+        yield* taken.send(pattern(50, 1))
+        yield* IpcChannel.closeChecked(taken).pipe(Effect.timeout("10 seconds"))
+        // over its limit, inline and in a segment of its own: it drops the connection
+        for (const size of [100, 40_000]) {
+          const refused = yield* transport.dial(where)
+          // a large message's send completes once the listener has opened its segment (it refuses it unopened)
+          yield* Effect.ignore(refused.send(pattern(size, 2)))
+          const ended = yield* Effect.result(IpcChannel.closeChecked(refused)).pipe(Effect.timeout("10 seconds"))
+          assert.isTrue(Result.isFailure(ended), `${size} bytes: closeChecked succeeded`)
+          if (Result.isFailure(ended)) {
+            assert.strictEqual(ended.failure.reason._tag, "ConnectionLost", ended.failure.message)
+          }
+        }
+        assert.isTrue(
+          yield* untilSaid(refuser.output, /ended Closed\n(.*\n)*ended FrameTooLarge\n(.*\n)*ended FrameTooLarge/)
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live("closing a channel detaches the views it handed out", () =>
     Effect.gen(function*() {
       const transport = Shm.ShmTransport.make()
@@ -856,11 +889,11 @@ describe("shm:// channels", () => {
       while (openSockets().length > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
       assert.deepStrictEqual(openSockets(), [])
       // closed listeners removed their socket files from the rendezvous directory; the echo children
-      // were killed (kill -9 leaves a listener's file behind, unless the child was still starting or
+      // (and the refusing listener) were killed (kill -9 leaves a listener's file behind, unless the child was still starting or
       // had already closed its listener): the collector removes those, and only sockets
       const swept = yield* Shm.SegmentGc.collect({ prefix: `channel-test-${process.pid}-` })
       const kinds = swept.removed.map((r) => r.kind)
-      assert.isAtMost(kinds.length, 4, JSON.stringify(kinds)) // the four echo children
+      assert.isAtMost(kinds.length, 5, JSON.stringify(kinds)) // the four echo children and the refusing one
       assert.isTrue(kinds.every((kind) => kind === "socket"), JSON.stringify(kinds))
       const files = Fs.readdirSync(Shm.ShmTransport.defaultDirectory())
       assert.deepStrictEqual(files.filter((f) => f.includes(`channel-test-${process.pid}-`)), [])

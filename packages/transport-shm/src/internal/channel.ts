@@ -201,6 +201,10 @@ export const make = (
     let destroyed = false // the engine let go of the link: the rings are not touched again
     let peerGone = false // the peer closed its ring and its socket: we read on, sends fail
     let lostDue: IpcError.IpcError | undefined // the socket broke: the ring is drained, then the link is lost
+    /** Our goodbye left: the link is down once the peer answers (closes its ring) or drops the socket. */
+    let awaitingAnswer = false
+    /** Why the socket ended, once it did. */
+    let controlEnded: IpcError.IpcError | undefined
 
     // ---- the worker ---------------------------------------------------------------------
     // What the synchronous link below asks for and only an Effect can do (ring the doorbell, open
@@ -611,6 +615,8 @@ export const make = (
      */
     function wake(): void {
       if (destroyed || lostDue !== undefined) return
+      // the peer's answer to our goodbye rings too
+      if (awaitingAnswer) return answerOrLoss()
       if (armedAfterPoll && (inbound.hasNext() || inbound.isClosed())) doorbellAnswered()
       pump()
       // a polling reader arms once its window is over
@@ -921,14 +927,40 @@ export const make = (
       handOverAll()
     })
 
-    /** Our ring is closed (and the doorbell rung): let go of the segments and the socket, then the link is down. */
+    /**
+     * After our goodbye: the peer answered (closed its ring: it read everything before our goodbye), and
+     * the link is down; or it dropped the socket without answering (it refused a message over its
+     * `maxMessageSize`, or died), and `IpcChannel.closeChecked` fails. A peer that does neither is let go
+     * of when the engine's linger runs out.
+     */
+    const answerOrLoss = (): void => {
+      // (the scope let go of the rings without waiting for the answer: the engine's linger ends the link)
+      if (!awaitingAnswer || destroyed || link.inbound.isReleased()) return
+      if (inbound.isClosed()) {
+        awaitingAnswer = false
+        return sink.closed()
+      }
+      if (controlEnded === undefined) return
+      awaitingAnswer = false
+      sink.lost(
+        IpcError.make(
+          "ConnectionLost",
+          `the peer dropped the connection without answering our goodbye: ${controlEnded.detail}`,
+          address
+        )
+      )
+    }
+
+    /**
+     * Our ring is closed (and the doorbell rung): let go of the segments, say that our goodbye left,
+     * then wait for the peer's answer (the engine destroys the link once it comes, or its linger ends).
+     */
     const farewell = (sent: () => void): Effect.Effect<void> =>
       removeSentSegments.pipe(
-        Effect.andThen(control.close),
         Effect.andThen(Effect.sync(() => {
-          // the engine finishes (and destroys the link) before `close` hears that our goodbye left
-          sink.closed()
           sent()
+          awaitingAnswer = true
+          answerOrLoss()
         }))
       )
 
@@ -947,6 +979,8 @@ export const make = (
 
     const onControlEnd = (error: IpcError.IpcError): void => {
       if (destroyed) return
+      controlEnded ??= error
+      if (awaitingAnswer) return answerOrLoss()
       if (farewellDue !== undefined && waiting.length > 0) {
         dropWaiting()
         if (waiting.length === 0) flushWaiting()
@@ -1063,9 +1097,15 @@ export const make = (
     // the socket goes with the scope, also when the engine's linger ended the worker in the middle of its farewell
     yield* Scope.addFinalizer(scope, control.close)
     yield* Scope.addFinalizer(scope, engine.channel.close)
+    // the link stays up until the peer answers our goodbye (or the linger ends): its rings and socket go then
     const close = IpcChannel.extendClose(
       engine.channel.close,
-      (inner) => inner.pipe(Effect.andThen(releaseMappings), Effect.andThen(Scope.close(scope, Exit.void)))
+      (inner) =>
+        inner.pipe(
+          Effect.andThen(engine.channel.closed),
+          Effect.andThen(releaseMappings),
+          Effect.andThen(Scope.close(scope, Exit.void))
+        )
     )
 
     /** A message as `receive` returns it: a large one still in shared memory is copied and released. */

@@ -20,6 +20,10 @@
  *   still hold a pointer (a pending socket write of a view, say);
  * - the address range itself is unmapped by a `FinalizationRegistry` once the
  *   last `ArrayBuffer` over it has been garbage-collected;
+ * - those buffers cannot be transferred (`transfer`, `transferToFixedLength`
+ *   throw a `TypeError`): a transfer would move the memory into a buffer
+ *   that neither `release` detaches nor keeps the range mapped, and reading
+ *   it once the range is unmapped would kill the process (`SIGSEGV`);
  * - a process holds at most half the kernel's limit of mappings per process
  *   (`vm.max_map_count`), and keeps at most three quarters mapped with those
  *   released and not collected yet; past that a new mapping is `NoSpace`,
@@ -524,16 +528,33 @@ const tooManyMappings = (): string | undefined => {
   return undefined
 }
 
-/** Ties `buffer` to `keeper`: the range stays mapped while any buffer over it is reachable. */
-const keep = (buffer: ArrayBuffer, keeper: object): ArrayBuffer => {
-  Object.defineProperty(buffer, keeperKey, { value: keeper })
-  return buffer
-}
-
 /** `ArrayBuffer` methods of ES2024, which Node 22+ has (the project's `lib` is ES2023). */
 interface Transferable {
   readonly detached: boolean
   transfer(newLength?: number): ArrayBuffer
+}
+
+/** `ArrayBuffer.prototype.transfer`, where the runtime has it (Node 22+). */
+const transferOf = (ArrayBuffer.prototype as unknown as Partial<Transferable>).transfer
+
+/**
+ * In place of a mapped buffer's `transfer` and `transferToFixedLength`: a transfer would hand the mapped memory to a
+ * new buffer that `release` does not detach and that does not keep the range mapped (once the old one is collected
+ * the range is unmapped under it: reading it is a `SIGSEGV`), and would detach the header views a link's release
+ * still needs.
+ */
+const untransferable = (): never => {
+  throw new TypeError(
+    "this ArrayBuffer views shared memory (transport-shm) and cannot be transferred: copy it (slice) instead"
+  )
+}
+
+/** Ties `buffer` to `keeper`: the range stays mapped while any buffer over it is reachable (it is never transferred). */
+const keep = (buffer: ArrayBuffer, keeper: object): ArrayBuffer => {
+  Object.defineProperty(buffer, keeperKey, { value: keeper })
+  Object.defineProperty(buffer, "transfer", { value: untransferable })
+  Object.defineProperty(buffer, "transferToFixedLength", { value: untransferable })
+  return buffer
 }
 
 /**
@@ -544,8 +565,8 @@ interface Transferable {
  * the segment.
  */
 const detach = (buffer: ArrayBuffer): void => {
-  const b = buffer as unknown as Transferable
-  if (!b.detached && typeof b.transfer === "function") b.transfer(0)
+  // the prototype's transfer: the buffer's own refuses (see `keep`)
+  if (transferOf !== undefined && !(buffer as unknown as Transferable).detached) transferOf.call(buffer, 0)
 }
 
 /** Maps `size` bytes of `fd` shared and read-write. */
