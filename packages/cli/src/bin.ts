@@ -641,12 +641,32 @@ const presenter = CliOutput.layerPresenter({
 /**
  * Completes once stdout's reader has gone (`effect-ipc listen ... | head -n 1`): the write that finds
  * it gone fails on a later tick, as an `error` event that, unheard, crashed the process with a stack
- * trace and left a listener's socket behind.
+ * trace and left a listener's socket behind. Any other failure to write (a full disk: `> out.txt`, an
+ * I/O error) lost what was to be printed: it ends the command as well, said on stderr, with exit code 1
+ * (it ended quietly with 0, as though every message had been printed).
  */
 const stdoutGone = Effect.callback<void>((resume) => {
-  const gone = () => resume(Effect.void)
+  const gone = (cause: Error) => {
+    if (IpcError.errnoOf(cause) !== "EPIPE") {
+      const error = IpcError.fromSystemError(cause, "Write", "cannot print to stdout: what was to be printed is lost")
+      process.stderr.write(`effect-ipc: ${Output.describe(error)}\n`)
+      process.exitCode = 1
+    }
+    resume(Effect.void)
+  }
   process.stdout.on("error", gone)
   return Effect.sync(() => void process.stdout.off("error", gone))
+})
+
+/**
+ * Ends as the command interrupted when the terminal hangs up (SIGHUP: its window closed, an ssh session
+ * dropped), as SIGINT and SIGTERM do: Node's default for it ended the process at once, leaving what a
+ * listener made (its socket file, a FIFO pair and its lock) behind.
+ */
+const hangUp = Effect.callback<never>((resume) => {
+  const onHangUp = () => resume(Effect.interrupt)
+  process.once("SIGHUP", onHangUp)
+  return Effect.sync(() => void process.off("SIGHUP", onHangUp))
 })
 
 // `npm run cli -- ...` runs in the repository's root: the paths the user gave (--module, --file, file inspect)
@@ -658,6 +678,7 @@ if (typedIn !== undefined && typedIn !== "" && typedIn !== process.cwd()) proces
 // A command whose output nobody reads any more ends as one interrupted: what it made is let go of
 Command.run(cli, { version: "0.1.0" }).pipe(
   Effect.raceFirst(stdoutGone),
+  Effect.raceFirst(hangUp),
   Effect.provide(presenter),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain

@@ -113,6 +113,30 @@ it.live("serve + call: results, streams and typed errors", () =>
     assert.deepStrictEqual(errorLines(server.stderr()), [`effect-ipc: serving DemoApi on ${address}`])
   }))
 
+it.live("a terminal hang-up (SIGHUP) ends listen and serve as Ctrl-C does: nothing is left behind", () =>
+  Effect.gen(function*() {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-cli-hup-"))),
+      (made) => Effect.sync(() => Fs.rmSync(made, { recursive: true, force: true }))
+    )
+    const runs = [
+      ["listen", `unix://${Path.join(dir, "l.sock")}`, "listening on"],
+      ["listen", `fifo://${Path.join(dir, "q")}`, "listening on"],
+      ["serve", `unix://${Path.join(dir, "s.sock")}`, "serving DemoApi on"]
+    ] as const
+    const procs = yield* Effect.forEach(runs, ([command, address]) => cli(command, address))
+    yield* Effect.forEach(procs, (proc, i) => proc.ready(runs[i]![2]))
+    assert.deepStrictEqual(Fs.readdirSync(dir).toSorted(), ["l.sock", "q.in", "q.lock", "q.out", "q.ready", "s.sock"])
+    for (const proc of procs) process.kill(proc.pid!, "SIGHUP")
+    const codes = yield* Effect.forEach(procs, (proc) =>
+      proc.exit.pipe(
+        Effect.timeoutOrElse({ duration: Duration.seconds(10), orElse: () => Effect.die("did not exit on SIGHUP") })
+      ))
+    // interrupted (130, as for Ctrl-C and SIGTERM), its finalizers run: no socket file, FIFO or lock left
+    assert.deepStrictEqual(Fs.readdirSync(dir), [])
+    assert.deepStrictEqual(codes, [130, 130, 130])
+  }))
+
 it.live("a bad address fails with exit code 1 and one clear line", () =>
   Effect.gen(function*() {
     const scheme = yield* run("send", "nope://somewhere", "hi")
@@ -188,6 +212,53 @@ it.live("npm run cli from another directory: --file is relative to that director
     assert.strictEqual(yield* listener.exit, 0, listener.stderr())
     assert.strictEqual(listener.stdout(), "typed here\n")
   }).pipe(Effect.scoped), 60_000)
+
+// `npm run cli` ran the CLI under `sh -c`, which does not pass a SIGTERM on: stopping npm (a supervisor, a test's
+// `child.kill()`) left the listener running, holding its address, with nobody to stop it
+it.live(
+  "npm run cli -- listen stopped with SIGTERM: the listener ends and removes its socket",
+  () =>
+    Effect.gen(function*() {
+      const address = yield* socketAddress
+      const path = address.slice("unix://".length)
+      const root = Path.resolve(import.meta.dirname, "../../..")
+      const npm = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.spawn("npm", ["--prefix", root, "run", "--silent", "cli", "--", "listen", address], {
+            cwd: root,
+            stdio: ["ignore", "ignore", "pipe"]
+          })
+        ),
+        (child) =>
+          Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
+      )
+      let stderr = ""
+      npm.stderr.setEncoding("utf8").on("data", (t: string) => void (stderr += t))
+      const exited = Effect.callback<void>((resume) => {
+        if (npm.exitCode !== null || npm.signalCode !== null) return resume(Effect.void)
+        npm.once("close", () => resume(Effect.void))
+      })
+      yield* Effect.gen(function*() {
+        while (!stderr.includes("listening on")) yield* Effect.sleep("20 millis")
+      }).pipe(Effect.timeoutOrElse({ duration: Duration.seconds(30), orElse: () => Effect.die(stderr) }))
+      assert.isTrue(Fs.existsSync(path))
+      npm.kill("SIGTERM")
+      yield* exited.pipe(Effect.timeoutOrElse({ duration: Duration.seconds(10), orElse: () => Effect.die("npm") }))
+      // the listener itself was stopped: its socket is gone, and nothing answers at the address
+      yield* Effect.gen(function*() {
+        while (Fs.existsSync(path)) yield* Effect.sleep("50 millis")
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: Duration.seconds(5),
+          orElse: () => Effect.die(`the listener outlived npm: ${path} is still there`)
+        })
+      )
+      const after = yield* run("send", address, "anyone?")
+      assert.strictEqual(after.code, 1)
+      assert.match(after.stderr, /NotFound/)
+    }).pipe(Effect.scoped),
+  60_000
+)
 
 // with --json, stdout carries JSON only: a command group without its command printed its help text there,
 // with exit code 0, and so did --help

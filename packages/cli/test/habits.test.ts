@@ -512,6 +512,37 @@ it.live(
 )
 
 it.live(
+  "listen > a full disk (/dev/full): what cannot be printed is an error on stderr and exit code 1, not a quiet 0",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const full = Fs.openSync("/dev/full", "w")
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.spawn(node, [...flags, bin, "listen", address], { cwd: root, stdio: ["ignore", full, "pipe"] })
+        ),
+        (c) => Effect.sync(() => void (c.exitCode === null && c.signalCode === null && c.kill("SIGKILL")))
+      )
+      Fs.closeSync(full)
+      let stderr = ""
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+      const exited = Effect.callback<number | null>((resume) => {
+        if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
+        child.once("close", (code) => resume(Effect.succeed(code)))
+      })
+      while (!stderr.includes("listening on")) yield* Effect.sleep("20 millis")
+      // delivered to the listener, which cannot print it: the message is lost, and the listener must say so
+      assert.strictEqual((yield* runCli(["send", address, "lost"])).code, 0)
+      const code = yield* exited.pipe(Effect.timeout("20 seconds"))
+      assert.match(stderr, /effect-ipc: NoSpace: cannot print to stdout/, stderr)
+      assert.strictEqual(code, 1, stderr)
+      assert.notMatch(stderr, /\n\s+at |Unhandled 'error'/, stderr)
+      assert.isFalse(Fs.existsSync(new URL(address.replace("unix://", "file://")).pathname), "the socket was removed")
+    }).pipe(Effect.scoped),
+  60_000
+)
+
+it.live(
   "send to a listener that does not read: what never left is a failure (exit 1, one line saying so), not a success, at 1 MiB and past every buffer (16 MiB)",
   () =>
     Effect.gen(function*() {
