@@ -525,7 +525,7 @@ it.live(
       )
       Fs.closeSync(full)
       let stderr = ""
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
+      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => void (stderr += chunk))
       const exited = Effect.callback<number | null>((resume) => {
         if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
         child.once("close", (code) => resume(Effect.succeed(code)))
