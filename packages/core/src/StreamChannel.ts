@@ -462,6 +462,8 @@ const link = (
     chunksSeen++
     sink.deliver(() => decode(chunk))
   }
+  // an input that ended badly waits to say how the process there ended: its stream's close says nothing more
+  let awaitingExit = false
   const lostAtEnd = (what: string): void => {
     const how = streams.peerExit?.()
     const peerExited = streams.peerExited
@@ -476,8 +478,10 @@ const link = (
       if (timer === undefined) return
       clearTimeout(timer)
       timer = undefined
+      awaitingExit = false
       sink.lost(endedBadly(what, streams.peerExit?.(), address))
     }
+    awaitingExit = true
     timer = setTimeout(report, EXIT_WAIT_MILLIS)
     peerExited(report)
   }
@@ -504,7 +508,8 @@ const link = (
   readable.on("error", onError)
   readable.on("close", () => {
     if (!endSeen) onEnd()
-    sink.closed()
+    // (it said "the link closed without a goodbye" in its place, when the close came before the exit)
+    if (!awaitingExit) sink.closed()
   })
   if (!duplex) {
     writable.on("error", loseWrites)

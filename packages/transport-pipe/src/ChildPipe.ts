@@ -106,6 +106,14 @@ const shapeOf = (
 export const addressOf = (command: string, args: ReadonlyArray<string> = []): string =>
   `child:${JSON.stringify([command, ...args]).replaceAll("%", "%25")}`
 
+const isDirectory = (path: string): boolean => {
+  try {
+    return Fs.statSync(path).isDirectory()
+  } catch {
+    return false
+  }
+}
+
 /** Spawns `command` with a channel to it; the child ends with the scope. */
 export const spawn = (
   command: string,
@@ -146,9 +154,17 @@ export const spawn = (
         }
         spawned.once("exit", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ code, signal })))
         spawned.once("error", (cause) =>
-          resume(Effect.fail(IpcError.fromSystemError(cause, "Open", "cannot start", address))))
-        spawned.once("spawn", () =>
-          resume(Effect.succeed(spawned)))
+          resume(Effect.fail(
+            // Node names the command when it is the working directory that is missing
+            options.cwd !== undefined && IpcError.errnoOf(cause) === "ENOENT" && !isDirectory(options.cwd)
+              ? IpcError.make(
+                "NotFound",
+                `cannot start: the working directory ${options.cwd} is not a directory`,
+                address
+              )
+              : IpcError.fromSystemError(cause, "Open", "cannot start", address)
+          )))
+        spawned.once("spawn", () => resume(Effect.succeed(spawned)))
       }),
       (started) =>
         Effect.gen(function*() {

@@ -238,4 +238,16 @@ describe("ChildPipe", () => {
         assert.strictEqual(error.reason._tag, reason, error.message)
       }
     }))
+
+  // Node's error named the command ("spawn ls ENOENT") when the working directory was what was missing
+  it.live("a working directory that does not exist is named as the reason, not the command", () =>
+    Effect.gen(function*() {
+      const missing = Path.join(Os.tmpdir(), `effect-ipc-no-such-dir-${process.pid}`)
+      const error = yield* Effect.flip(Effect.scoped(ChildPipe.spawn("ls", { cwd: missing })))
+      assert.strictEqual(error.reason._tag, "NotFound", error.message)
+      assert.include(error.detail, `the working directory ${missing} is not a directory`)
+      const command = yield* Effect.flip(Effect.scoped(ChildPipe.spawn("no-such-command-effect-ipc", { cwd: "/" })))
+      assert.strictEqual(command.reason._tag, "NotFound", command.message)
+      assert.notInclude(command.detail, "working directory")
+    }))
 })
