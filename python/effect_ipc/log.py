@@ -491,8 +491,11 @@ def _register_now(directory, name, start, file_mode):
     if start == "end":
         # never through a link, never blocking on a FIFO: refused with IpcError, as the Node side's endOffset
         state = WriterState.decode(_read_file(os.path.join(directory, "writer.lock"), WRITER_STATE_SIZE, directory))
-        if state is not None:
-            offset = state.end
+        if state is None:
+            # a stream is made with one: from the oldest record, every message held would come as new
+            raise IpcError("Corrupt", "the writer state (writer.lock) is unreadable or damaged: the end is unknown "
+                           "(a reader from the start can read)", directory)
+        offset = state.end
     _write_cursor(directory, name, offset, file_mode, replace=False)
     # a writer that reclaimed segments before the cursor was there may have removed the one it starts in: it
     # starts at the oldest record held then (from now on the cursor holds its segment back), as the Node side's

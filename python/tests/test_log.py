@@ -577,6 +577,24 @@ class LogKillers(TempDirCase):
         self.assertEqual(caught.exception.reason, "Corrupt")
         self.assertEqual(os.path.getsize(second), held)  # its records are still there
 
+    def test_a_damaged_writer_state_refuses_a_reader_registered_at_the_end(self):
+        # it was registered at the oldest record: every message held would have come as new (as Node's endOffset)
+        path = self.stream()
+        with log.LogWriter(path) as writer:
+            writer.append_many([b"m1", b"m2"])
+        lock = os.path.join(path, "writer.lock")
+        with open(lock, "r+b") as f:
+            state = bytearray(f.read())
+            state[21] ^= 0x10
+            f.seek(0)
+            f.write(state)
+        with self.assertRaises(IpcError) as caught:
+            log.register(path, "late", "end")
+        self.assertEqual(caught.exception.reason, "Corrupt")
+        self.assertFalse(os.path.exists(os.path.join(path, "readers", "late.cursor")))
+        log.register(path, "early", "start")
+        self.assertTrue(os.path.exists(os.path.join(path, "readers", "early.cursor")))
+
 
 
 def probe(case, code, timeout=15):

@@ -228,8 +228,11 @@ export interface Acceptor {
    * acceptor's `refused`. Succeeds with whether the listener took it.
    */
   readonly admit: (channel: IpcChannel.IpcChannel) => Effect.Effect<boolean>
-  /** Whether `maxUnaccepted` channels wait to be accepted (an offer now is refused). */
-  readonly full: () => boolean
+  /**
+   * Whether `maxUnaccepted` channels wait to be accepted (an offer now is refused), counting `coming`
+   * more that the caller is opening and will offer (default 0).
+   */
+  readonly full: (coming?: number) => boolean
   /**
    * Ends the listener: pending and later accepts fail with reason `Closed`;
    * the channels offered and never accepted wait for `shutdown`.
@@ -278,7 +281,7 @@ export const makeAcceptor = (
       }
       Queue.endUnsafe(queue)
     }
-    const full = (): boolean => unaccepted === undefined && Queue.sizeUnsafe(queue) >= maxUnaccepted
+    const full = (coming = 0): boolean => unaccepted === undefined && Queue.sizeUnsafe(queue) + coming >= maxUnaccepted
     const offer = (channel: IpcChannel.IpcChannel): boolean => {
       if (shut) return false
       if (unaccepted === undefined) return Queue.offerUnsafe(queue, channel)

@@ -252,6 +252,57 @@ describe("ChannelEngine", () => {
       assert.deepStrictEqual(state.written, [7])
     }))
 
+  it.live("a message of exactly maxMessageSize is sent, alone and in a batch", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxMessageSize: 4 }, open)
+      yield* channel.send(new Uint8Array(4).fill(7))
+      yield* channel.sendAll!([new Uint8Array(4).fill(8), new Uint8Array(4).fill(9)])
+      assert.deepStrictEqual(state.written, [7, 8, 9])
+    }))
+
+  it.live("a send waiting above the high-water mark goes on once the burst's flush has written the link out", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      // a medium that takes everything as it is flushed (a socket the kernel copies into at once): no drain follows
+      const { channel } = ChannelEngine.make({ address: "test://a", highWaterMark: 4 }, (sink) => {
+        const link = open(sink)
+        return {
+          ...link,
+          flush: () => {
+            link.flush!()
+            state.pending = 0
+          }
+        }
+      })
+      // the second send of the turn waits for the burst's flush (in a microtask), which leaves the link empty
+      const sends = yield* Effect.forkChild(
+        Effect.andThen(channel.send(new Uint8Array(8).fill(1)), channel.send(new Uint8Array(8).fill(2))),
+        { startImmediately: true }
+      )
+      yield* Fiber.join(sends).pipe(Effect.timeout("2 seconds"))
+      assert.deepStrictEqual(state.written, [1, 2])
+    }))
+
+  it.live("once the goodbye has left, a peer that never answers is let go of after another lingerTimeout", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink({ answerGoodbye: false })
+      // the goodbye leaves at once, and the peer stays silent: no `closed` from the link
+      const { channel } = ChannelEngine.make({ address: "test://a", lingerTimeout: "100 millis" }, (sink) => {
+        const link = open(sink)
+        return {
+          ...link,
+          goodbye: (sent) => {
+            link.goodbye(sent)
+            sent()
+          }
+        }
+      })
+      yield* channel.close
+      yield* channel.closed.pipe(Effect.timeout("2 seconds"))
+      assert.strictEqual(state.destroys, 1)
+    }))
+
   it.live("close: one goodbye, sends fail Closed, the link is destroyed once, closed completes", () =>
     Effect.gen(function*() {
       const { open, state } = testLink()

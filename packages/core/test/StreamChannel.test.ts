@@ -224,6 +224,68 @@ describe("StreamChannel over a socket", () => {
       assert.strictEqual(error.reason._tag, "Timeout")
     }).pipe(Effect.scoped))
 
+  it.live("answers a ping frame with a pong carrying the same payload", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://receiver")
+      const payload = new Uint8Array([1, 2, 3, 250])
+      const pong = Framing.encode(Framing.Kind.pong, payload)
+      const answer = new Promise<Buffer>((resolve) => {
+        let got = Buffer.alloc(0)
+        client.on("data", (chunk: Buffer) => {
+          got = Buffer.concat([got, chunk])
+          if (got.byteLength >= pong.byteLength) resolve(got)
+        })
+      })
+      client.write(Framing.encode(Framing.Kind.ping, payload))
+      const got = yield* Effect.promise(() => answer).pipe(Effect.timeout("2 seconds"))
+      assert.deepStrictEqual([...got], [...pong])
+    }).pipe(Effect.scoped))
+
+  it.live("heartbeats keep a quiet channel open while its peer answers the pings", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const a = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://a", {}, {
+        heartbeat: { interval: "50 millis", timeout: "250 millis" }
+      })
+      const b = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://b")
+      // nothing is sent for four timeouts: only the pings and their pongs cross
+      yield* Effect.sleep("1 second")
+      yield* a.send(new Uint8Array([7]))
+      assert.deepStrictEqual([...(yield* b.receive)], [7])
+      yield* b.send(new Uint8Array([8]))
+      assert.deepStrictEqual([...(yield* a.receive)], [8])
+    }).pipe(Effect.scoped))
+
+  it.live("a message of exactly maxFrameSize is sent and received, as bytes and as text", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const options = { maxFrameSize: 100 }
+      const a = yield* StreamChannel.makeScoped({ readable: client, writable: client }, "test://a", {}, options)
+      const b = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://b", {}, options)
+      yield* a.send(new Uint8Array(100).fill(5))
+      const got = yield* b.receive
+      assert.strictEqual(got.byteLength, 100)
+      assert.isTrue(got.every((byte) => byte === 5))
+      yield* Eager.textOf(a)!("x".repeat(100))
+      assert.strictEqual((yield* b.receive).byteLength, 100)
+    }).pipe(Effect.scoped))
+
+  it.live("a frame cut off by the end of the stream is ConnectionLost, even after the peer's close frame", () =>
+    Effect.gen(function*() {
+      const { accepted, client } = yield* socketPair
+      const receiver = yield* StreamChannel.makeScoped({ readable: accepted, writable: accepted }, "test://receiver")
+      client.on("error", () => {})
+      client.end(Buffer.concat([
+        Framing.encode(Framing.Kind.data, new Uint8Array([1])),
+        Framing.encode(Framing.Kind.close),
+        Framing.encode(Framing.Kind.data, new Uint8Array(64)).subarray(0, 20)
+      ]))
+      assert.deepStrictEqual([...(yield* receiver.receive)], [1])
+      const error = yield* Effect.flip(receiver.receive)
+      assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+    }).pipe(Effect.scoped))
+
   it.live("over a Unix socket, a sender's buffer rewritten after each send does not change what arrives", () =>
     Effect.gen(function*() {
       const { accepted, client } = yield* socketPair

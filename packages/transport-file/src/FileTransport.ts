@@ -341,6 +341,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           Effect.uninterruptible
         )
 
+      // connections being opened, not offered yet
+      let opening = 0
       const scan = () => {
         if (stopped) return
         let names: Array<string>
@@ -355,12 +357,14 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             continue
           }
           if (seen.has(id)) continue
-          // while the program has not accepted `maxUnaccepted`, dialers wait (a later scan opens theirs)
-          if (acceptor.full()) break
+          // while the program has not accepted `maxUnaccepted`, dialers wait (a later scan opens theirs); those
+          // being opened count (one scan starts them all before any is offered: the last were opened, then closed)
+          if (acceptor.full(opening)) break
           const due = failing.get(id)?.next
           if (due !== undefined && performance.now() < due) continue
           seen.add(id)
-          background(accept(id))
+          opening++
+          background(Effect.ensuring(accept(id), Effect.sync(() => opening--)))
         }
         // published or given up: forget how they looked; gone: forget that they failed
         if (sightings.size > 0 || failing.size > 0) {
@@ -536,7 +540,10 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           // (a sender that sent, closed and exited before the listener's scan lost its messages), then
           // removes the connection as it lets go; a dead listener's successor discards it
           onReleased: () => {
-            const taken = backendSeen || Sys.exists(Endpoint.channelPaths(connDir).lock("backend"))
+            // taken (and perhaps let go): its lock seen held, or naming its holder. A lock file that names
+            // nobody is one the listener is taking (made, not locked yet): removed then, the connection was
+            // lost with what we had sent in it, and the listener's accept failed
+            const taken = backendSeen || Lock.owner(Endpoint.channelPaths(connDir).lock("backend")) !== undefined
             if (taken || listenerAlive() === false) Endpoint.removeIfAbandoned(connDir)
           }
         }, options).pipe(

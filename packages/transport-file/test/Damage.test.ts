@@ -978,6 +978,23 @@ describe("a damaged writer state is never trusted", () => {
     120_000
   )
 
+  // a reader registered at the end (and `file tail`) started at the oldest record: every message held came as new
+  it.effect("a reader from the end is refused (Corrupt); one from the start reads everything", () =>
+    Effect.gen(function*() {
+      const dir = yield* written(3)
+      const lock = Log.paths(dir).writerLock
+      const state = Fs.readFileSync(lock)
+      state[21] ^= 0x10
+      Fs.writeFileSync(lock, state)
+      for (const opened of [Log.openReader(dir, { from: "end" }), Log.openReader(dir, { name: "late", from: "end" })]) {
+        const error = yield* Effect.flip(Effect.scoped(opened))
+        assert.strictEqual(error.reason._tag, "Corrupt", error.message)
+        assert.include(error.detail, "writer.lock")
+      }
+      assert.isFalse(Fs.existsSync(Log.paths(dir).cursor("late")), "no cursor was left")
+      assert.deepStrictEqual((yield* readFresh(dir)).got, range(1, 3))
+    }))
+
   it.effect("a state written before the check existed (its check bytes 0) is taken as it was", () =>
     Effect.gen(function*() {
       const dir = yield* written(3)

@@ -181,11 +181,20 @@ export const startOffset = (dir: string): number | IpcError.IpcError => {
     : oldest + LogFormat.SEGMENT_HEADER
 }
 
-/** The end offset the writer state records (where a reader registered at the `end` begins). */
+/**
+ * The end offset the writer state records (where a reader registered at the `end` begins); `Corrupt` when
+ * the state is damaged, as for a writer (a stream is made with one: a reader that started at the oldest
+ * record instead was handed every message held as new).
+ */
 export const endOffset = (dir: string): number | IpcError.IpcError => {
   const state = readWriterState(dir)
   if (Sys.failed(state)) return state
-  return state?.end ?? startOffset(dir)
+  return state?.end ??
+    IpcError.make(
+      "Corrupt",
+      "the writer state (writer.lock) is unreadable or damaged: the end is unknown (a reader from the start can read)",
+      dir
+    )
 }
 
 // how long a registration waits for a reclaim in progress, and a reclaim for a registration, before going on
