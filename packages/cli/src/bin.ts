@@ -645,10 +645,14 @@ const presenter = CliOutput.layerPresenter({
  * I/O error) lost what was to be printed: it ends the command as well, said on stderr, with exit code 1
  * (it ended quietly with 0, as though every message had been printed).
  */
+const ignoreError = (): void => {}
 const stdoutGone = Effect.callback<void>((resume) => {
   const gone = (cause: Error) => {
     if (IpcError.errnoOf(cause) !== "EPIPE") {
       const error = IpcError.fromSystemError(cause, "Write", "cannot print to stdout: what was to be printed is lost")
+      // stderr may fail as well (`> out.txt 2>&1` on a full disk): its error, unheard, crashed the process before
+      // the command's finalizers ran (a listener's socket file was left behind); the exit code still says it
+      process.stderr.off("error", ignoreError).on("error", ignoreError)
       process.stderr.write(`effect-ipc: ${Output.describe(error)}\n`)
       process.exitCode = 1
     }

@@ -542,6 +542,35 @@ it.live(
   60_000
 )
 
+// with stderr on the full disk too, the line saying so failed as well: its error event, unheard, crashed the
+// listener before its finalizers ran (a stack trace, its socket file left behind); it exited 0 and removed it before
+it.live(
+  "listen > a full disk 2>&1: the listener still ends with exit code 1 and removes its socket, no crash",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const path = new URL(address.replace("unix://", "file://")).pathname
+      const full = Fs.openSync("/dev/full", "w")
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.spawn(node, [...flags, bin, "listen", address], { cwd: root, stdio: ["ignore", full, full] })
+        ),
+        (c) => Effect.sync(() => void (c.exitCode === null && c.signalCode === null && c.kill("SIGKILL")))
+      )
+      Fs.closeSync(full)
+      const exited = Effect.callback<number | null>((resume) => {
+        if (child.exitCode !== null) return resume(Effect.succeed(child.exitCode))
+        child.once("close", (code) => resume(Effect.succeed(code)))
+      })
+      while (!Fs.existsSync(path)) yield* Effect.sleep("20 millis")
+      assert.strictEqual((yield* runCli(["send", address, "lost"])).code, 0)
+      const code = yield* exited.pipe(Effect.timeout("20 seconds"))
+      assert.strictEqual(code, 1)
+      assert.isFalse(Fs.existsSync(path), "the socket was removed")
+    }).pipe(Effect.scoped),
+  60_000
+)
+
 it.live(
   "send to a listener that does not read: what never left is a failure (exit 1, one line saying so), not a success, at 1 MiB and past every buffer (16 MiB)",
   () =>

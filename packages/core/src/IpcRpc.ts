@@ -169,6 +169,8 @@ const socketOver = (
   let current: IpcChannel.IpcChannel | undefined
   // writes to the current channel still waiting for room (the peer reads nothing, or slowly)
   let waiting = 0
+  // a ping not sent while writes waited: it goes once they have (see `waitedFor`)
+  let owedPing: Uint8Array | string | undefined
   // the eager form of the current channel's `send` (see `internal/eager.ts`), if it has one
   let currentEager: Eager.EagerSend | undefined
   let currentEagerText: Eager.EagerSendText | undefined
@@ -233,6 +235,7 @@ const socketOver = (
     const channel = yield* opened
     current = channel
     waiting = 0
+    owedPing = undefined
     currentEager = Eager.of(channel)
     currentEagerText = Eager.textOf(channel)
     Latch.openUnsafe(connected)
@@ -266,8 +269,12 @@ const socketOver = (
       if (Socket.isCloseEvent(chunk)) return channel.close
       // a ping behind writes that wait for the peer to read would wait with them, and effect's client judges
       // the server's silence only once its ping is written: a stopped server held every call for ever. Not
-      // sent, the server is judged by its frames alone (none for pingTimeout: the connection is dropped)
-      if (waiting > 0 && isPing !== undefined && isPing(chunk)) return Effect.void
+      // sent now, the server is judged by its frames (none for pingTimeout: the connection is dropped), and the
+      // ping goes once the writes have: a server that was only slow to read answers it
+      if (waiting > 0 && isPing !== undefined && isPing(chunk)) {
+        owedPing = chunk
+        return Effect.void
+      }
       // text (JSON) where the channel encodes it as it queues it
       const eagerText = currentEagerText
       if (typeof chunk === "string" && eagerText !== undefined) {
@@ -289,7 +296,11 @@ const socketOver = (
       return large ? Effect.tap(sent, () => Effect.sync(() => Packed.release(bytes))) : sent
     })
 
-  /** `sent`, a write to `channel` that waits, counted in `waiting` while it does. */
+  /**
+   * `sent`, a write to `channel` that waits, counted in `waiting` while it does; the last one to finish sends
+   * the ping left out meanwhile (never sent, effect's client would judge the server by an unanswered ping: a
+   * server that paused while a large call waited, then took longer than the interval to reply, was given up).
+   */
   const waitedFor = (channel: IpcChannel.IpcChannel, sent: Effect.Effect<void, Socket.SocketError>) =>
     Effect.suspend(() => {
       waiting++
@@ -298,7 +309,13 @@ const socketOver = (
         Effect.sync(() => {
           if (current === channel && waiting > 0) waiting--
         })
-      )
+      ).pipe(Effect.andThen(Effect.suspend(() => {
+        const ping = owedPing
+        if (ping === undefined || waiting > 0 || current !== channel) return Effect.void
+        owedPing = undefined
+        // a failure to send it shows on the channel's reads
+        return Effect.ignore(write(ping))
+      })))
     })
 
   return Socket.make({

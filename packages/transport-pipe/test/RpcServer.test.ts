@@ -17,7 +17,7 @@ import * as RpcGroup from "effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
-import { python, start, tempDir } from "./helpers.ts"
+import { node, nodeFixture, python, start, tempDir } from "./helpers.ts"
 
 class Api extends RpcGroup.make(
   Rpc.make("Add", { payload: { a: Schema.Number, b: Schema.Number }, success: Schema.Number }),
@@ -29,6 +29,11 @@ class Api extends RpcGroup.make(
 ) {}
 
 const big = "y".repeat(1 << 20)
+
+/** The API of `fixtures/rpc-slow.ts`: an upload answered after a delay. */
+class SlowApi extends RpcGroup.make(
+  Rpc.make("Upload", { payload: { data: Schema.String }, success: Schema.Number })
+) {}
 
 const handlers = Api.toLayer({
   Add: ({ a, b }) => Effect.succeed(a + b),
@@ -288,6 +293,41 @@ describe("a client whose server stops answering (another process)", () => {
           assert.strictEqual(error._tag, "RpcClientError")
           assert.include(error.message, `the server at unix://${path} answered no ping for 300ms`, error.message)
         }
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  // a ping not sent while a call waited for the server to read was never sent at all: a server that paused a
+  // moment (under pingTimeout) and then took longer than the interval to answer was given up, its call failed
+  it.live(
+    "a server paused briefly while a large call waits, then slow to answer, is not given up",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-rpc-")
+        const address = `unix://${Path.join(dir, "slow.sock")}`
+        const server = yield* start(node, [...nodeFixture("rpc-slow.ts"), address, "5000"])
+        yield* server.line(/^listening$/)
+        const uploaded = yield* Effect.gen(function*() {
+          const client = yield* RpcClient.make(SlowApi)
+          // connected; the first ping goes 2 s after that: the server is stopped across it, for 0.6 s
+          yield* Effect.forkChild(client.Upload({ data: "" }))
+          yield* Effect.sleep("1700 millis")
+          process.kill(server.pid, "SIGSTOP")
+          const uploading = yield* Effect.forkChild(client.Upload({ data: "u".repeat(16 << 20) }))
+          yield* Effect.sleep("600 millis")
+          process.kill(server.pid, "SIGCONT")
+          return yield* Fiber.join(uploading)
+        }).pipe(
+          Effect.provide(
+            IpcRpc.layerClientProtocol(address, { pingInterval: "2 seconds" }).pipe(
+              Layer.provide(IpcRpc.layerSerialization),
+              Layer.provide(UnixSocket.layer())
+            )
+          ),
+          Effect.scoped,
+          Effect.timeout("20 seconds")
+        )
+        assert.strictEqual(uploaded, 16 << 20)
       }).pipe(Effect.scoped),
     30_000
   )

@@ -96,7 +96,8 @@ export interface ShmChannel extends IpcChannel.IpcChannel {
    * until the current scope closes (or the channel closes, if sooner). The
    * scope's finalizer then gives the memory back to the sender and detaches
    * the view, which from then on reads as empty. Smaller messages are plain
-   * copies.
+   * copies. Hand code that detaches buffers by itself (a bytes
+   * `ReadableStream`'s `enqueue`) a copy (`slice()`), never the view.
    */
   readonly receiveView: Effect.Effect<Uint8Array, IpcError.IpcError, Scope.Scope>
 }
