@@ -152,7 +152,7 @@ export interface SocketOptions {
 export const toSocket = (
   open: Effect.Effect<IpcChannel.IpcChannel, IpcError.IpcError, Scope.Scope>,
   options: SocketOptions = {}
-): Socket.Socket => socketOver(open, options, undefined, "client", undefined)
+): Socket.Socket => socketOver(open, options, undefined, "client")
 
 /** How an RPC server reads a connection after its hello: `first` (if kept) first, once; later hellos dropped (see `serverPull`). */
 interface ServerRead {
@@ -164,7 +164,8 @@ const socketOver = (
   options: SocketOptions,
   server: ServerRead | undefined,
   side: "client" | "server",
-  isPing: ((chunk: Uint8Array | string) => boolean) | undefined
+  // recognises effect's client's ping (a client given it leaves pings out while writes wait: see `write`)
+  isPing?: (chunk: Uint8Array | string) => boolean
 ): Socket.Socket => {
   let current: IpcChannel.IpcChannel | undefined
   // writes to the current channel still waiting for room (the peer reads nothing, or slowly)
@@ -331,10 +332,7 @@ const socketOver = (
 export const toSocketServer = (listener: Transport.Listener): SocketServer.SocketServer["Service"] => ({
   address: NetAddress.unixPathAddress(listener.address),
   run: (handler) =>
-    Transport.serve(
-      listener,
-      (channel) => handler(socketOver(Effect.succeed(channel), {}, undefined, "server", undefined))
-    ).pipe(
+    Transport.serve(listener, (channel) => handler(socketOver(Effect.succeed(channel), {}, undefined, "server"))).pipe(
       Effect.scoped,
       Effect.mapError((cause) =>
         new SocketServer.SocketServerError({ reason: new SocketServer.SocketServerUnknownError({ cause }) })
@@ -943,13 +941,7 @@ const negotiate = (routes: ReadonlyArray<Route>) => (channel: IpcChannel.IpcChan
     const route = routes.find((candidate) => candidate.name === asked.name)
     if (route === undefined) return yield* refuse(channel, asked, routes)
     const handler = yield* Deferred.await(route.handler)
-    const socket = socketOver(
-      Effect.succeed(channel),
-      { address: channel.address },
-      { first: asked.first },
-      "server",
-      undefined
-    )
+    const socket = socketOver(Effect.succeed(channel), { address: channel.address }, { first: asked.first }, "server")
     return yield* handler(socket).pipe(Effect.catchCause(connectionEnd))
   })
 
