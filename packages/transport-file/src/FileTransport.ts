@@ -74,6 +74,9 @@ export const parse = (raw: string): Effect.Effect<FileAddress, IpcError.IpcError
     return { dir: Path.resolve(dir.length > 1 ? dir.replace(/\/+$/, "") : dir), role }
   })
 
+/** What a `connection.json` may hold (a dialer writes some 100 bytes): a larger one is garbage, and not read whole. */
+const INFO_MAX_BYTES = 4096
+
 interface ConnectionInfo {
   readonly listener: string
   readonly pid: number
@@ -85,7 +88,7 @@ interface ConnectionInfo {
  * process could not read it for want of room (no descriptor free): the connection is then looked at again.
  */
 const readInfo = (path: string, address: string): ConnectionInfo | undefined | IpcError.IpcError => {
-  const content = Sys.attempt(() => Sys.readFile(path), "Open", `cannot read ${path}`, address)
+  const content = Sys.attempt(() => Sys.readFile(path, INFO_MAX_BYTES), "Open", `cannot read ${path}`, address)
   if (Sys.failed(content)) return content.reason._tag === "NoSpace" ? content : undefined
   try {
     const value = JSON.parse(content.toString("utf8")) as Partial<ConnectionInfo>
@@ -148,10 +151,19 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const created = made.at(-1) === Path.resolve(dir)
       // the parents this listener made, innermost first: they go too, once empty
       const madeParents = (created ? made.slice(0, -1) : made).toReversed()
+      // a listen that fails (a full disk: `NoSpace`) takes back the directories it made on the way, while empty
+      const unmake = () => {
+        for (const path of created ? [dir, ...madeParents] : madeParents) {
+          if (Sys.failed(Sys.attempt(() => Fs.rmdirSync(path), "Write", ""))) break
+        }
+      }
       // a directory this package did not mark is the user's: used only while empty, and marked before anything
       // else (then `marker` is undefined)
       const marker = Layout.claim(dir, "listener", fileMode, raw, created)
-      if (Sys.failed(marker)) return yield* marker
+      if (Sys.failed(marker)) {
+        unmake()
+        return yield* marker
+      }
       const ownsDirectory = created || marker?.ownsDirectory === true
       const incarnation = Sys.randomId()
       // dialers probe the listener's lock (shared, for microseconds): a restarting listener that meets one
@@ -190,6 +202,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           Sys.attempt(() => Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
         }
         Lock.release(lock, marker === undefined)
+        unmake()
         return yield* setupError
       }
 
@@ -399,7 +412,9 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             } catch {
               // dialers still connected: their connections outlive us (and the marker with them); the next listener tidies up
             }
-            // once nothing is left, the directory goes back to what it was: gone if we made it, else empty
+            // once nothing is left, the directory goes back to what it was: gone if we made it, else empty (a
+            // marker a listener killed as it wrote it left goes first, while ours tells others not to write one)
+            if (empty) Layout.removeMarkerLeftovers(dir)
             Sys.attempt(() => empty && Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
             Lock.release(lock, true)
             // fails, harmlessly, if a new listener has taken the directory meanwhile

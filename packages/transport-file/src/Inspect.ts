@@ -111,9 +111,12 @@ const checkStream = (stream: string): IpcError.IpcError | undefined => {
 /** A read that found no descriptor free: tried again, not damage. */
 const short = (error: IpcError.IpcError) => error.reason._tag === "NoSpace"
 
-/** Reads a small file of a channel (`Sys.readFile`); `undefined` when it is missing or unreadable, an error when refused. */
-const readSmall = (path: string): string | undefined | IpcError.IpcError => {
-  const read = Sys.attempt(() => Sys.readFile(path).toString("utf8"), "Read", `cannot read ${path}`)
+/**
+ * Reads a small file of a channel (`Sys.readFile`, at most `limit` bytes); `undefined` when it is missing or
+ * unreadable, an error when refused.
+ */
+const readSmall = (path: string, limit?: number): string | undefined | IpcError.IpcError => {
+  const read = Sys.attempt(() => Sys.readFile(path, limit).toString("utf8"), "Read", `cannot read ${path}`)
   if (!Sys.failed(read)) return read
   return read.reason._tag === "PermissionDenied" || short(read) ? read : undefined
 }
@@ -201,7 +204,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
         const report = channelReport(paths.connection(id))
         if (Sys.failed(report) && report.reason._tag === "NotFound") continue
         if (Sys.failed(report)) return Effect.fail(report)
-        const info = readSmall(paths.info(id))
+        const info = readSmall(paths.info(id), 4096)
         if (Sys.failed(info)) return Effect.fail(info)
         connections.push({ ...report, id, dialer: numberField(parseJson(info), "pid") })
       }
@@ -240,7 +243,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
             messages = cause instanceof Error ? cause.message : String(cause)
           }
         }
-        const holder = readSmall(ipckit.lock(from))
+        const holder = readSmall(ipckit.lock(from), 4096)
         if (Sys.failed(holder)) return Effect.fail(holder)
         const text = holder?.trim()
         const pid = text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined

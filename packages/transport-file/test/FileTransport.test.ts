@@ -574,6 +574,77 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
     30_000
   )
 
+  // a listener killed (SIGKILL injected by strace) as it publishes its marker, which it writes aside and renames
+  // into place, left only `.effect-ipc.<16 hex digits>.tmp`; one killed as it closes, between removing its marker
+  // and its lock, left only `listener.lock`: every listener after either was refused (AddressInUse) for good
+  for (
+    const [when, trace, only, leftover] of [
+      // its first rename
+      ["publishes its marker (at the rename)", "rename,renameat,renameat2", [], /^\.effect-ipc\.[0-9a-f]{16}\.tmp$/],
+      // the first unlink of its lock
+      [
+        "closes (at the unlink of its lock, after its marker's)",
+        "unlink,unlinkat",
+        ["listener.lock"],
+        /^listener\.lock$/
+      ]
+    ] as const
+  ) {
+    it.live(
+      `a listener killed as it ${when}: the next one serves there, and its close removes what was left`,
+      () =>
+        Effect.gen(function*() {
+          const dir = fresh(root, "killed")
+          const address = `file://${dir}`
+          const killed = yield* run(spawn("/usr/bin/strace", [
+            "-f",
+            "-qq",
+            ...only.flatMap((name) => ["-P", Path.join(dir, name)]),
+            "-e",
+            `trace=${trace}`,
+            "-e",
+            `inject=${trace}:signal=SIGKILL:when=1`,
+            process.execPath,
+            "--conditions=@effect-ipc/source",
+            "--disable-warning=ExperimentalWarning",
+            childScript,
+            "listen",
+            address
+          ]))
+          assert.strictEqual(killed.code, 128 + 9, killed.stderr)
+          const left = Fs.readdirSync(dir)
+          assert.strictEqual(left.length, 1, `left: ${left.join(", ")}`)
+          assert.match(left[0]!, leftover)
+          yield* Effect.scoped(Effect.gen(function*() {
+            const listener = yield* File.make().listen(address)
+            const client = yield* File.make().dial(address)
+            const server = yield* listener.accept
+            yield* client.send(bytes("served"))
+            assert.strictEqual(text.decode(yield* server.receive), "served")
+          }))
+          // it did not make the directory (the killed one did, and could not say so): left empty
+          assert.deepStrictEqual(Fs.readdirSync(dir), [])
+          Fs.rmdirSync(dir)
+        }),
+      30_000
+    )
+  }
+
+  // a listen that failed for want of room left the directories it had made on the way, empty, behind
+  it.live(
+    "a listen on a full disk (a 256 KiB tmpfs) is NoSpace and leaves nothing behind: the directories it made go",
+    () =>
+      Effect.gen(function*() {
+        const mount = yield* tmpfs(root, "256k")
+        assert.throws(() => Fs.writeFileSync(Path.join(mount, "filler"), new Uint8Array(1 << 20)), /ENOSPC/)
+        const error = yield* Effect.flip(File.make().listen(`file://${Path.join(mount, "a", "b", "listener")}`))
+        assert.strictEqual(error.reason._tag, "NoSpace", error.message)
+        assert.deepStrictEqual(Fs.readdirSync(mount), ["filler"], "what the failed listen made is removed")
+        Fs.rmSync(Path.join(mount, "filler"))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
   it.live(
     "a full disk at close (a 256 KiB tmpfs): closeChecked fails ConnectionLost naming the close record; the listener's side gets every message, then ConnectionLost",
     () =>

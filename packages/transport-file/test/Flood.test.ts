@@ -153,6 +153,62 @@ describe("file:// listener under a flood", () => {
     180_000
   )
 
+  // a connection.json was read whole, synchronously: a sparse one of 512 MiB (no room on disk) stalled the
+  // listener for seconds and left it a gigabyte larger (a few GiB: killed for want of memory)
+  it.live(
+    "a huge connection.json (a sparse file of 512 MiB) is garbage: removed without reading it into memory",
+    () =>
+      Effect.gen(function*() {
+        const dir = Path.join(root, "huge")
+        const address = `file://${dir}`
+        const transport = FileTransport.make()
+        const bytes = new TextEncoder()
+        const text = new TextDecoder()
+        const roundTrip = (tag: string) =>
+          Effect.scoped(Effect.gen(function*() {
+            const client = yield* transport.dial(address)
+            yield* client.send(bytes.encode(tag))
+            const answer = yield* client.receive.pipe(
+              Effect.timeoutOrElse({ duration: "30 seconds", orElse: () => Effect.die(new Error("not served")) })
+            )
+            assert.strictEqual(text.decode(answer), tag)
+          }))
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* transport.listen(address)
+          yield* Effect.forkScoped(
+            Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+          )
+          yield* roundTrip("warm")
+          const rss = rssMiB()
+          const connections = Path.join(dir, "connections")
+          // built aside and renamed into place, as a dialer publishes a connection
+          const aside = Path.join(root, "huge-aside")
+          const planted = yield* runScript([
+            "/usr/bin/python3",
+            "-c",
+            [
+              "import os",
+              `os.mkdir(${JSON.stringify(aside)}, 0o700)`,
+              `f = os.open(${JSON.stringify(Path.join(aside, "connection.json"))}, os.O_WRONLY | os.O_CREAT, 0o600)`,
+              "os.ftruncate(f, 512 << 20)",
+              "os.close(f)",
+              `os.rename(${JSON.stringify(aside)}, ${JSON.stringify(Path.join(connections, "huge-junk"))})`,
+              "print('done', flush=True)"
+            ].join("\n")
+          ])
+          assert.strictEqual(planted, "done")
+          for (let i = 0; i < 1000 && Fs.readdirSync(connections).includes("huge-junk"); i++) {
+            yield* Effect.sleep("20 millis")
+          }
+          assert.notInclude(Fs.readdirSync(connections), "huge-junk", "the huge connection is removed")
+          yield* roundTrip("after")
+          assert.isBelow(rssMiB() - rss, 256, "the listener read the huge file into memory")
+        }))
+        assert.isFalse(Fs.existsSync(dir), "the listener's directory is removed")
+      }),
+    60_000
+  )
+
   it.live(
     "connections that end by their peer's close hold no descriptors, though their user never closes them: read to the end, read once, or not read (what they delivered is still there to take)",
     () =>

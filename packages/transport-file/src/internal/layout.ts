@@ -10,10 +10,14 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Lock from "./lock.ts"
 import * as Sys from "./sys.ts"
 
 /** The marker's file name. */
 export const MARKER = ".effect-ipc"
+
+/** What a marker may hold (one line of JSON, some 80 bytes): a larger one is not one, and is not read whole. */
+const MARKER_MAX_BYTES = 4096
 
 /** Up to five of `names`, sorted, for an error saying what a directory holds. */
 export const listing = (names: ReadonlyArray<string>): string =>
@@ -32,7 +36,7 @@ export interface Marker {
 export const loadMarker = (dir: string): Marker | undefined | IpcError.IpcError => {
   let text: string
   try {
-    text = Sys.readFile(Path.join(dir, MARKER)).toString("utf8")
+    text = Sys.readFile(Path.join(dir, MARKER), MARKER_MAX_BYTES).toString("utf8")
   } catch (cause) {
     return IpcError.errnoOf(cause) === "ENOENT"
       ? undefined
@@ -56,6 +60,44 @@ export const loadMarker = (dir: string): Marker | undefined | IpcError.IpcError 
 export const readMarker = (dir: string): Marker | undefined => {
   const marker = loadMarker(dir)
   return Sys.failed(marker) ? undefined : marker
+}
+
+/**
+ * Removes the markers that processes killed while writing them left in `dir` (`.effect-ipc.<16 hex digits>.tmp`).
+ * Only while `dir` is marked: a process writes one only where it found no marker.
+ */
+export const removeMarkerLeftovers = (dir: string): void => {
+  let names: Array<string>
+  try {
+    names = Fs.readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (Sys.tmpFor(name) !== MARKER) continue
+    try {
+      if (Fs.lstatSync(Path.join(dir, name)).isFile()) Fs.rmSync(Path.join(dir, name), { force: true })
+    } catch {
+      // gone already
+    }
+  }
+}
+
+/** A listener's lock file: `listenerPaths(dir).lock`. */
+const LISTENER_LOCK = "listener.lock"
+
+/**
+ * Whether `dir`'s `listener.lock` is one a listener killed as it closed left behind, after it removed its marker:
+ * nobody holds it, and it holds just what a listener writes in it (`pid token`: a pid and 16 hex digits), so that
+ * a user's file of that name is never taken for one. Without this, every listener after it was refused.
+ */
+const leftoverLock = (dir: string): boolean => {
+  const path = Path.join(dir, LISTENER_LOCK)
+  try {
+    return /^[1-9][0-9]* [0-9a-f]{16}\n$/.test(Sys.readFile(path, 256).toString("utf8")) && Lock.probe(path) === "free"
+  } catch {
+    return false
+  }
 }
 
 /** Writes the marker of `dir` (atomically: written aside, renamed into place). */
@@ -102,8 +144,12 @@ export const claim = (
     if (Sys.failed(again)) return again
     if (again !== undefined) return judge(again)
   }
-  // a marker being written is `.effect-ipc.<16 hex digits>.tmp` (`Sys.tmpOf`)
-  const foreign = shared ? names.filter((name) => Sys.tmpFor(name) !== MARKER) : names
+  // a marker being written is `.effect-ipc.<16 hex digits>.tmp` (`Sys.tmpOf`): by a process creating the same
+  // channel, or left by one killed before it renamed it into place (a listener's too: its successor was refused
+  // for ever)
+  const foreign = names.filter((name) =>
+    Sys.tmpFor(name) !== MARKER && !(kind === "listener" && name === LISTENER_LOCK && leftoverLock(dir))
+  )
   if (foreign.length > 0) {
     return IpcError.make(
       "AddressInUse",
@@ -388,7 +434,7 @@ export const checkStream = (stream: string, address?: string): IpcError.IpcError
 /** The paths of a listener directory. */
 export const listenerPaths = (dir: string) => ({
   dir,
-  lock: Path.join(dir, "listener.lock"),
+  lock: Path.join(dir, LISTENER_LOCK),
   connections: Path.join(dir, "connections"),
   connection: (id: string) => Path.join(dir, "connections", id),
   info: (id: string) => Path.join(dir, "connections", id, "connection.json")

@@ -281,7 +281,7 @@ const registerNow = (
 /** The cursor of reader `name` as its file holds it now (`undefined` when missing or unreadable). */
 const readCursor = (dir: string, name: string): { readonly offset: number; readonly seq: number } | undefined => {
   try {
-    return LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name)))
+    return LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name), LogFormat.CURSOR_SIZE))
   } catch {
     return undefined
   }
@@ -299,7 +299,7 @@ export const unregister = (dir: string, name: string): IpcError.IpcError | undef
 /** The writer state in `writer.lock` (`undefined` when it is not a valid one). */
 export const readWriterState = (dir: string): LogFormat.WriterState | undefined | IpcError.IpcError =>
   Sys.attempt(
-    () => LogFormat.decodeWriterState(Sys.readFile(paths(dir).writerLock)),
+    () => LogFormat.decodeWriterState(Sys.readFile(paths(dir).writerLock, LogFormat.WRITER_STATE_SIZE)),
     "Read",
     "cannot read the writer state",
     dir
@@ -318,7 +318,7 @@ export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; rea
     const name = readerOf(file)
     if (name === undefined) continue
     try {
-      const cursor = LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name)))
+      const cursor = LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name), LogFormat.CURSOR_SIZE))
       if (cursor !== undefined) out.push({ name, offset: cursor.offset })
     } catch {
       // removed meanwhile

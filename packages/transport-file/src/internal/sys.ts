@@ -252,17 +252,22 @@ export const makeDir = (path: string, mode: number): void => {
   }
 }
 
-/** Reads a whole (small) file of a channel, opened as `openFile` does. */
-export const readFile = (path: string): Buffer => {
+/**
+ * Reads a whole (small) file of a channel, opened as `openFile` does; at most `limit` bytes of it, for files of a
+ * known small size (a marker, `connection.json`, a cursor, the writer state): one that another process made
+ * huge (a sparse file of gigabytes costs it nothing) must not be read into memory, synchronously, whole.
+ */
+export const readFile = (path: string, limit = Number.POSITIVE_INFINITY): Buffer => {
   const fd = openFile(path, Fs.constants.O_RDONLY)
   try {
     const chunks: Array<Buffer> = []
     let position = 0
-    while (true) {
-      const chunk = readAt(fd, 64 * 1024, position)
+    while (position < limit) {
+      const want = Math.min(64 * 1024, limit - position)
+      const chunk = readAt(fd, want, position)
       chunks.push(chunk)
       position += chunk.byteLength
-      if (chunk.byteLength < 64 * 1024) break
+      if (chunk.byteLength < want) break
     }
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
   } finally {

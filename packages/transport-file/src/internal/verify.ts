@@ -159,7 +159,7 @@ export const stats = (dir: string): Stats | IpcError.IpcError => {
   const readers = cursors(dir).map((c) => {
     let pid = 0
     try {
-      pid = LogFormat.cursorOwner(Sys.readFile(p.cursor(c.name)))
+      pid = LogFormat.cursorOwner(Sys.readFile(p.cursor(c.name), LogFormat.CURSOR_SIZE))
     } catch {
       pid = 0
     }
