@@ -143,4 +143,63 @@ describe("Req / Rep", () => {
       assert.strictEqual(zero.reason._tag, "InvalidAddress")
       assert.include(zero.detail, "port 0")
     }).pipe(Effect.scoped))
+
+  it.live("without pool options, the pool grows to 8 sockets under load, and no further", () =>
+    Effect.gen(function*() {
+      const address = `inproc://reqpool-default-${Math.random()}`
+      yield* Rep.serve({ listen: address }, (body) => Effect.as(Effect.sleep("100 millis"), body))
+      const requester = yield* Req.make({ dial: address })
+      assert.strictEqual(yield* requester.size, 1)
+      const replies = yield* Effect.forEach(
+        Array.from({ length: 24 }, (_, i) => String(i)),
+        (n) => Effect.map(requester.request(bytes(n)), text),
+        { concurrency: 12 }
+      )
+      assert.deepStrictEqual(replies, Array.from({ length: 24 }, (_, i) => String(i)))
+      assert.strictEqual(yield* requester.size, 8)
+    }).pipe(Effect.scoped))
+
+  it.live("each request goes to the idle socket that has carried the fewest", () =>
+    Effect.gen(function*() {
+      const address = `inproc://reqpool-fewest-${Math.random()}`
+      yield* Rep.serve({ listen: address }, Effect.succeed)
+      const requester = yield* Req.make({ dial: address, pool: { min: 3, max: 3 } })
+      // one at a time, every socket is idle each time: they take turns
+      for (let i = 0; i < 9; i++) yield* requester.request(bytes(String(i)))
+      assert.deepStrictEqual(yield* requester.load, [3, 3, 3])
+    }).pipe(Effect.scoped))
+
+  it.live("an idempotent request is tried again after a timeout; another one is not", () =>
+    Effect.gen(function*() {
+      const address = `inproc://reqpool-timeout-${Math.random()}`
+      // the first request of each body is never answered, the next one is
+      const seen = new Map<string, number>()
+      yield* Rep.serve({ listen: address }, (body) => {
+        const n = (seen.get(text(body)) ?? 0) + 1
+        seen.set(text(body), n)
+        return n === 1 ? Effect.never : Effect.succeed(body)
+      })
+      const requester = yield* Req.make({
+        dial: address,
+        timeout: "300 millis",
+        retry: Schedule.spaced("20 millis").pipe(Schedule.upTo({ times: 3 }))
+      })
+      assert.strictEqual(text(yield* requester.request(bytes("again"), { idempotent: true })), "again")
+      assert.strictEqual(seen.get("again"), 2)
+      const once = yield* Effect.flip(requester.request(bytes("once")))
+      assert.strictEqual(once.reason._tag, "Timeout")
+      assert.strictEqual(seen.get("once"), 1)
+    }).pipe(Effect.scoped))
+
+  it.live("a request whose handler fails gets no reply: its requester times out", () =>
+    Effect.gen(function*() {
+      const address = `inproc://reqpool-failing-${Math.random()}`
+      yield* Rep.serve({ listen: address }, (body) =>
+        text(body) === "fail" ? Effect.fail("refused") : Effect.succeed(body))
+      const requester = yield* Req.make({ dial: address, timeout: "500 millis" })
+      const error = yield* Effect.flip(requester.request(bytes("fail")))
+      assert.strictEqual(error.reason._tag, "Timeout")
+      // the server goes on answering
+      assert.strictEqual(text(yield* requester.request(bytes("fine"))), "fine")
+    }).pipe(Effect.scoped))
 })

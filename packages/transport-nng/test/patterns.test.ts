@@ -103,6 +103,36 @@ describe("push/pull", () => {
       yield* Fiber.join(pushing)
       assert.strictEqual(text(yield* puller.pull), "patient")
     }).pipe(Effect.scoped))
+
+  it.live("a puller stops reading above maxBufferedMessages, so its pushers wait (back-pressure)", () =>
+    Effect.gen(function*() {
+      const address = `inproc://backpressure-${Math.random()}`
+      const puller = yield* Pipeline.puller({ listen: address, recvBuffer: 1, maxBufferedMessages: 4 })
+      const pusher = yield* Pipeline.pusher({ dial: address, sendBuffer: 1 })
+      let pushed = 0
+      const pushing = yield* Effect.forkScoped(Effect.gen(function*() {
+        for (let i = 0; i < 500; i++) {
+          yield* pusher.push(encoder.encode(String(i)))
+          pushed++
+        }
+      }))
+      yield* Effect.sleep("500 millis")
+      // 4 buffered, plus nng's one-message queues on each side: far from all 500
+      assert.isBelow(pushed, 50, `pushed ${pushed} to a puller that reads nothing`)
+      // reading resumes: every message arrives, in order
+      const got: Array<string> = []
+      for (let i = 0; i < 500; i++) got.push(text(yield* puller.pull))
+      yield* Fiber.join(pushing)
+      assert.deepStrictEqual(got, Array.from({ length: 500 }, (_, i) => String(i)))
+    }).pipe(Effect.scoped))
+
+  it.live("linger: closing waits that long first", () =>
+    Effect.gen(function*() {
+      const address = `inproc://linger-${Math.random()}`
+      const started = Date.now()
+      yield* Effect.scoped(Pipeline.pusher({ listen: address, linger: "300 millis" }))
+      assert.isAtLeast(Date.now() - started, 290)
+    }))
 })
 
 describe("pair", () => {
