@@ -159,7 +159,7 @@ class Channels(TempDirCase):
         # the reader may have queued a few before the limit came (the default reads 8 MiB ahead), and
         # one more it had already made room for: none after that
         before = server._inbox.qsize()
-        time.sleep(1.0)
+        self.wait_held(server)
         # the reader stopped at the limit: the rest waits in the sockets (a few MiB), not in memory here
         self.assertLess(len(sent), 400, "every send went through: nothing held the writer back")
         held = server._inbox.qsize()
@@ -170,6 +170,16 @@ class Channels(TempDirCase):
         self.assertEqual(got, [i % 256 for i in range(400)])
         thread.join(10)
         self.assertEqual(len(sent), 400)
+
+    def wait_held(self, channel, timeout=20):
+        """Waits until ``channel``'s reader waits for room (it stopped at its unread limit: what it queued
+        is queued, and it reads nothing more until a receive); fails after ``timeout`` seconds. A condition,
+        not a time: on a loaded machine the reader may take longer than any sleep to get there."""
+        deadline = time.time() + timeout
+        while not channel._held and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(channel._held, "the reader never stopped at an unread limit (%d unread, %d bytes)"
+                        % (channel._inbox.qsize(), channel._unread_bytes))
 
     def _flooded(self, name, count, size):
         """A server channel at address ``name`` and the ``_flood`` of its client."""
@@ -211,7 +221,7 @@ class Channels(TempDirCase):
         sent, thread = self._flood(where, 384, 65536)
         server = listener.accept(10)
         self.addCleanup(server.close)
-        time.sleep(1.5)
+        self.wait_held(server)
         self.assertLess(len(sent), 384, "every send went through: nothing held the writer back")
         self.assertLessEqual(server._unread_bytes, 8 * 1024 * 1024 + 65536)
         self.assertGreaterEqual(server._unread_bytes, 8 * 1024 * 1024 - 65536)
@@ -223,10 +233,7 @@ class Channels(TempDirCase):
         self.assertEqual(server._unread_bytes, 0)
         # 60 000 one-byte messages: the reader stops at 4096 unread (the sockets hold the rest)
         server, sent, thread = self._flooded("many", 60000, 1)
-        deadline = time.time() + 20
-        while server._inbox.qsize() < 4096 and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        self.wait_held(server)
         self.assertEqual(server._inbox.qsize(), 4096)
         self.assertLess(len(sent), 60000)
         got = [server.receive(10)[0] for _ in range(60000)]
@@ -277,14 +284,16 @@ class Channels(TempDirCase):
             thread = threading.Thread(target=flood)
             thread.daemon = True
             thread.start()
-            thread.join(4.0)
+            # the silent one ends once its 1 s passes (waited for up to 20 s: a loaded machine may take a while to
+            # fill the sockets); the beating one is given 4 s, four times its timeout, to fail and does not
+            thread.join(20.0 if beats is None else 4.0)
             outcomes.append((name, failure[:1], thread.is_alive()))
         self.assertEqual(outcomes, [("silent", ["Timeout"], False), ("beating", [], True)])
 
     def test_set_unread_limit_with_a_count_keeps_the_byte_bound(self):
         server, sent, thread = self._flooded("s", 256, 65536)
         server.set_unread_limit(1000)  # more messages; the 8 MiB stay
-        time.sleep(1.5)
+        self.wait_held(server)
         self.assertLess(len(sent), 256, "every send went through: nothing held the writer back")
         self.assertLessEqual(server._unread_bytes, 8 * 1024 * 1024 + 65536)
         self.assertEqual([server.receive(10)[0] for _ in range(256)], [i % 256 for i in range(256)])
@@ -394,21 +403,21 @@ class Channels(TempDirCase):
         time.sleep(0.2)
         self.assertEqual(warnings, [])
 
-    def shared_with_nobody(self):
-        """A directory in this test's one that uid 65534 owns (and can reach)."""
+    def shared_with_nobody(self, uid=65534):
+        """A directory in this test's one that ``uid`` (default 65534) owns (and can reach)."""
         shared = os.path.join(self.dir, "shared")
         os.mkdir(shared)
-        os.chown(shared, 65534, 65534)
+        os.chown(shared, uid, uid)
         os.chmod(self.dir, 0o755)
         return shared
 
-    def as_nobody(self, code, prefix=()):
-        """Runs ``code`` (after ``from effect_ipc import connect, listen``) as uid 65534 with the system's
-        Python, after ``prefix`` (a command such as prlimit); killed at the end of the test."""
+    def as_nobody(self, code, prefix=(), uid=65534):
+        """Runs ``code`` (after ``from effect_ipc import connect, listen``) as ``uid`` (default 65534) with the
+        system's Python, after ``prefix`` (a command such as prlimit); killed at the end of the test."""
         import subprocess
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         process = subprocess.Popen(
-            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] + list(prefix) +
+            ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups"] + list(prefix) +
             ["/usr/bin/python3", "-c",
              "import sys\nsys.path.insert(0, %r)\nfrom effect_ipc import connect, listen\n%s" % (package, code)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
@@ -418,31 +427,59 @@ class Channels(TempDirCase):
 
     @unittest.skipUnless(os.getuid() == 0, "needs root to run the server as another user under a thread limit")
     def test_a_client_the_server_has_no_thread_for_is_dropped_and_the_others_served(self):
-        # "can't start new thread" escaped from serve: the server's process ended, every client with it
-        where = "unix://%s/capped.sock" % self.shared_with_nobody()
+        # "can't start new thread" escaped from serve: the server's process ended, every client with it.
+        # The thread limit (RLIMIT_NPROC) counts every process and thread of the real uid on the machine: the
+        # server runs as a uid of its own, not 65534, whose processes in other tests running meanwhile took
+        # its room (its last client was dropped too). Nothing is timed: it waits for the drop, then for room
+        uid = 61000 + os.getpid() % 1000
+        where = "unix://%s/capped.sock" % self.shared_with_nobody(uid)
         server = self.as_nobody(
             "l = listen(%r, authorize=lambda peer: True, mode=0o666)\nprint('ready', flush=True)\n"
             "def echo(ch):\n    for m in ch:\n        ch.send(m)\nl.serve(echo)\n" % where,
-            prefix=["prlimit", "--nproc=40", "--"])
+            prefix=["prlimit", "--nproc=40", "--"], uid=uid)
         self.assertEqual(server.stdout.readline().strip(), "ready")
+        said = []
+        told = threading.Condition()
+
+        def read_stderr():
+            for line in server.stderr:
+                with told:
+                    said.append(line)
+                    told.notify_all()
+            with told:
+                said.append("")  # the server's stderr ended: it is gone
+                told.notify_all()
+
+        threading.Thread(target=read_stderr, daemon=True).start()
         held = []
         self.addCleanup(lambda: [c.close() for c in held])
-        for _ in range(60):  # more than 40 threads' worth of clients
+        for _ in range(60):  # more than 40 threads' worth of clients, each held open
             c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             c.connect(where[len("unix://"):])
             held.append(c)
-        time.sleep(1)
+        with told:
+            told.wait_for(lambda: any("dropped a client" in line for line in said) or "" in said, 30)
+        self.assertTrue(any("dropped a client" in line for line in said), "".join(said))
         self.assertIsNone(server.poll(), "the server is still running")
         for c in held[:50]:
             c.close()
-        time.sleep(1)
-        with connect(where, authorize=lambda peer: True) as client:
-            client.send(b"still served")
-            self.assertEqual(client.receive(10), b"still served")
+        # once those clients' threads have ended there is room again: a client is served (one that comes
+        # before is dropped, and tries again)
+        deadline = time.time() + 30
+        while True:
+            try:
+                with connect(where, authorize=lambda peer: True) as client:
+                    client.send(b"still served")
+                    self.assertEqual(client.receive(10), b"still served")
+                break
+            except IpcError as error:
+                self.assertIsNone(server.poll(), "the server is still running")
+                if time.time() > deadline:
+                    raise AssertionError("no client served after the others left: %s; %s" % (error, "".join(said)))
+                time.sleep(0.1)
         self.assertIsNone(server.poll())
         server.kill()
         server.wait()
-        self.assertIn("dropped a client", server.stderr.read())
 
     @unittest.skipUnless(os.getuid() == 0, "needs root to run a peer as another user")
     def test_the_default_authorize_refuses_another_users_server_and_client(self):
@@ -626,7 +663,14 @@ class Channels(TempDirCase):
             flooder.send(b"x" * (1 << 20)) for _ in range(64)]))
         sender.daemon = True
         sender.start()
-        time.sleep(0.5)  # the send is blocked now
+        # the send is blocked now: the reader stopped at its limit, and a send (of 1 MiB, more than the socket
+        # holds) is under way. Waited for, not slept: between two sends (the reader stopped) the close frame
+        # went out, and a silent peer is one close_checked cannot judge (it returned)
+        self.wait_held(reader)
+        deadline = time.time() + 20
+        while not flooder._write_lock.locked() and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(flooder._write_lock.locked(), "no send under way")
         with self.assertRaises(IpcError) as gave_up:
             flooder.close_checked()
         self.assertEqual(gave_up.exception.reason, "ConnectionLost")
@@ -684,7 +728,7 @@ class Channels(TempDirCase):
         sender.daemon = True
         sender.start()
         self.assertEqual(len(client.receive(10)), 256 * 1024)
-        time.sleep(0.5)  # our unread limit is reached: the server's send waits
+        self.wait_held(client)  # our unread limit is reached: the server's send waits
         waiting = []
         receiver = threading.Thread(target=lambda: waiting.append(self.assertRaises(Closed, client.receive, 10)))
         receiver.daemon = True

@@ -51,19 +51,20 @@ class Log(TempDirCase):
             time.sleep(0.15)
             # registered at the start meanwhile (the registry is waited for a moment, then not)
             late = log.LogReader(path, "late", start="start")
+            # what is there once it is registered: from now on the reclaim removes at most the one segment whose
+            # removal it had begun (however late this process came, on a loaded machine)
+            registered = len(log.segments(path))
             time.sleep(1.2)  # the old reclaim went on removing a segment every 300 ms
             got = []
-            while True:
-                try:
-                    got.append(late.receive(0.2))
-                except IpcError as error:
-                    self.assertEqual(error.reason, "Timeout", str(error))
-                    break
-            self.assertEqual(got[-1], b"m99")
+            while not got or got[-1] != b"m99":
+                got.append(late.receive(10))  # (0.2 s ran out between two records on a loaded machine)
+            with self.assertRaises(IpcError) as caught:
+                late.receive(0.2)
+            self.assertEqual(caught.exception.reason, "Timeout", str(caught.exception))
             late.close()
         finally:
             child.wait(30)
-        self.assertGreater(len(log.segments(path)), segments - 3)
+        self.assertGreaterEqual(len(log.segments(path)), registered - 1)
 
     def test_a_reader_with_no_descriptor_left_waits_warns_once_and_loses_nothing(self):
         path = self.stream()
@@ -285,14 +286,30 @@ class HelperReview1206(TempDirCase):
     def test_a_reader_opened_while_a_prober_shares_its_cursor_lock_opens_once_it_lets_go(self):
         path = self.stream_with(("w",), [b"one"])
         cursor = os.path.join(path, "readers", "w.cursor")
-        prober = subprocess.Popen(["flock", "--shared", cursor, "-c", "echo held; sleep 0.05"],
-                                  stdout=subprocess.PIPE)
-        self.assertEqual(prober.stdout.readline(), b"held\n")
-        reader = log.LogReader(path, "w")
+        # a prober's shared lock (flock's: per open file), let go the moment the reader has met it. Not a timed
+        # holder (a shell's "sleep 0.05"): on a loaded machine that shell held it past the reader's retries
+        # (PROBE_RETRY, 0.2 s), and the reader said AddressInUse
+        import fcntl
+        from unittest import mock
+        prober = os.open(cursor, os.O_RDONLY)
+        self.addCleanup(os.close, prober)
+        fcntl.flock(prober, fcntl.LOCK_SH)
+        real_flock, met = fcntl.flock, []
+
+        def flock(fd, operation):
+            try:
+                return real_flock(fd, operation)
+            except OSError:
+                if not met and fd != prober and os.fstat(fd).st_ino == os.fstat(prober).st_ino:
+                    met.append(operation)
+                    real_flock(prober, fcntl.LOCK_UN)  # the prober is done: it lets go
+                raise
+
+        with mock.patch.object(log.fcntl, "flock", flock):
+            reader = log.LogReader(path, "w")
+        self.assertEqual(len(met), 1, "the reader never met the prober's lock")
         self.assertEqual(reader.receive(1), b"one")
         reader.close()
-        self.assertEqual(prober.wait(), 0)
-        prober.stdout.close()
         holder = subprocess.Popen(["flock", "--exclusive", cursor, "-c", "echo held; sleep 2"], stdout=subprocess.PIPE)
         try:
             self.assertEqual(holder.stdout.readline(), b"held\n")

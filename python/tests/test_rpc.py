@@ -26,6 +26,7 @@ class Rpc(TempDirCase):
 
         def forever(p):
             i = 0
+            self.began.set()  # as its first element is asked for
             try:
                 while True:
                     i += 1
@@ -109,6 +110,15 @@ class Rpc(TempDirCase):
         self.assertTrue(self.stopped.wait(5))
         self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
 
+    def assert_stopped_if_it_ran(self, what):
+        """After a call was interrupted (its timeout passed): if its handler ran, it was stopped. An interrupt
+        that comes before a worker takes the call means it never runs at all, and nothing is there to stop (a
+        loaded machine may start it later than a short timeout: a wait for ``stopped`` then failed)."""
+        self.client.ping(5)  # answered after the server has read the interrupt (one connection, in order)
+        if self.began.is_set():
+            self.assertTrue(self.stopped.wait(5), what)
+        self.assertEqual(self.running_calls(), [])
+
     def running_calls(self):
         """The calls the server is running now, over every connection."""
         return [tag for connection in self.server._connections for tag in connection.calls]
@@ -129,9 +139,7 @@ class Rpc(TempDirCase):
         with self.assertRaises(IpcError) as caught:
             self.client.call("Forever", None, timeout=0.5)
         self.assertEqual(caught.exception.reason, "Timeout")
-        self.assertTrue(self.stopped.wait(5))  # the generator was closed: nothing runs on the server
-        self.client.ping(5)
-        self.assertEqual(self.running_calls(), [])
+        self.assert_stopped_if_it_ran("the generator was closed: nothing runs on the server")
         # a started one, cancelled while its elements are collected
         call = self.client.start("Forever")
         with self.assertRaises(IpcError):
@@ -148,9 +156,7 @@ class Rpc(TempDirCase):
             for _ in self.client.stream("Slow", None, timeout=0.5):
                 pass
         self.assertEqual(caught.exception.reason, "Timeout")
-        self.assertTrue(self.stopped.wait(5))  # the handler saw `cancelled`
-        self.client.ping(5)
-        self.assertEqual(self.running_calls(), [])
+        self.assert_stopped_if_it_ran("the handler saw `cancelled`")
         self.assertEqual(self.client.call("Add", {"a": 1, "b": 1}, timeout=5), 2)
 
     def test_stream_on_a_procedure_that_is_not_streamed_yields_its_value(self):
@@ -192,7 +198,9 @@ class Rpc(TempDirCase):
             client = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       universal_newlines=True)
             self.assertEqual(client.stdout.readline().strip(), "called")
-            time.sleep(0.3)  # the call runs (a stream waits for its acknowledgement)
+            # the call runs (a stream waits for its acknowledgement). Waited for, not slept: a call whose client
+            # is gone before a worker takes it never runs, and nothing is there to interrupt
+            self.assertTrue(self.began.wait(10), "%s: the call never ran" % tag)
             client.kill()
             client.wait()
             client.stdin.close()
@@ -201,10 +209,10 @@ class Rpc(TempDirCase):
 
     def test_a_timeout_cancels_the_call(self):
         with self.assertRaises(IpcError) as caught:
-            # long enough for the handler to start on a loaded machine (else it never runs, and nothing stops)
+            # long enough for the handler to start, almost always (else it never runs, and nothing stops)
             self.client.call("Slow", None, timeout=2)
         self.assertEqual(caught.exception.reason, "Timeout")
-        self.assertTrue(self.stopped.wait(5))
+        self.assert_stopped_if_it_ran("the handler saw `cancelled`")
 
     def test_a_client_closed_while_a_call_waits_says_so_not_that_the_server_closed(self):
         call = self.client.start("Slow")

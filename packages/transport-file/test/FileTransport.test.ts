@@ -19,6 +19,7 @@ import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Libc from "../src/internal/libc.ts"
 import { childScript, fresh, node, run, spawn, tempRoot, tmpfs } from "./helpers.ts"
 
 const root = tempRoot("transport")
@@ -344,17 +345,22 @@ describe("file:// transport", () => {
         const { address, dir, peer } = yield* stoppedListener
         yield* peer.signal("SIGKILL")
         yield* peer.exit
-        const lock = Path.join(dir, "listener.lock")
-        const prober = yield* spawn("flock", ["--shared", lock, "-c", "echo held; sleep 0.05"])
-        yield* prober.waitFor((l) => l === "held")
+        // a probe's shared lock, let go the moment the listener has met it: the listener's first take runs as it
+        // is forked, meets the probe, and waits 5 ms to try again. Not a timed prober process (a shell's
+        // "sleep 0.05"): on a loaded machine such a holder outlasts the 200 ms of retries (AddressInUse)
+        const probe = Fs.openSync(Path.join(dir, "listener.lock"), "r")
+        assert.strictEqual(Libc.tryLock(probe, "shared"), true)
         yield* Effect.scoped(Effect.gen(function*() {
-          const listener = yield* File.make().listen(address)
+          const listening = yield* Effect.forkChild(File.make().listen(address), { startImmediately: true })
+          assert.isUndefined(listening.pollUnsafe(), "the listener waits while the probe holds its lock")
+          assert.isUndefined(Libc.unlock(probe))
+          Fs.closeSync(probe)
+          const listener = yield* Fiber.join(listening)
           const channel = yield* File.make().dial(address)
           const served = yield* listener.accept
           yield* channel.send(new TextEncoder().encode("after the probe"))
           assert.strictEqual(new TextDecoder().decode(yield* served.receive), "after the probe")
         }))
-        assert.strictEqual(yield* prober.exit, 0)
       }).pipe(Effect.scoped),
     30_000
   )

@@ -426,12 +426,15 @@ describe("registering a reader while the writer reclaims", () => {
         yield* Effect.sleep("150 millis")
         // registered at the start meanwhile: the registry waits 20 ms for the reclaim, then goes on without it
         const late = yield* Log.openReader(dir, { name: "late", from: "start" })
+        // what is there once it is registered: from now on the reclaim removes at most the one segment whose removal
+        // it had begun, however late this process came to register (a fixed count failed on a loaded machine)
+        const registered = Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).length
         // the old reclaim went on removing a segment every 300 ms, the one after this reader's among them
         yield* Effect.sleep("1200 millis")
         const got = yield* drain(late)
         assert.strictEqual(got.at(-1), "m199")
         yield* reclaimer.waitFor((l) => l.startsWith("freed"))
-        assert.isAbove(Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).length, segments - 3)
+        assert.isAtLeast(Fs.readdirSync(dir).filter((name) => name.endsWith(".seg")).length, registered - 1)
       }).pipe(Effect.scoped),
     30_000
   )
@@ -488,13 +491,20 @@ describe("a reader opened while a prober shares its cursor's lock", () => {
         const writer = yield* Log.openWriter(dir)
         yield* appendAll(writer, ["one"])
         const cursor = Log.paths(dir).cursor("w")
-        const prober = yield* spawn("flock", ["--shared", cursor, "-c", "echo held; sleep 0.05"])
-        yield* prober.waitFor((l) => l === "held")
+        // a prober's shared lock, let go the moment the reader has met it: the reader's first take runs as it is
+        // forked, meets the probe, and waits 5 ms to try again. Not a timed prober process (a shell's
+        // "sleep 0.05"): on a loaded machine such a holder outlasts the 200 ms of retries (AddressInUse; the
+        // Python twin of this test failed so)
+        const probe = Fs.openSync(cursor, "r")
+        assert.strictEqual(Libc.tryLock(probe, "shared"), true)
         yield* Effect.scoped(Effect.gen(function*() {
-          const reader = yield* Log.openReader(dir, { name: "w" })
+          const opening = yield* Effect.forkChild(Log.openReader(dir, { name: "w" }), { startImmediately: true })
+          assert.isUndefined(opening.pollUnsafe(), "the reader waits while the probe holds its cursor's lock")
+          assert.isUndefined(Libc.unlock(probe))
+          Fs.closeSync(probe)
+          const reader = yield* Fiber.join(opening)
           assert.deepStrictEqual(yield* drain(reader), ["one"])
         }))
-        assert.strictEqual(yield* prober.exit, 0)
         // held exclusively, as a reader in another process holds it, for longer than the retries
         const holder = yield* spawn("flock", ["--exclusive", cursor, "-c", "echo held; sleep 2"])
         yield* holder.waitFor((l) => l === "held")
