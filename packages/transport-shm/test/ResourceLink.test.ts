@@ -497,6 +497,28 @@ describe("ResourceLink", () => {
       assert.isFalse(exists(name))
     }))
 
+  // what `effect-ipc shm ls` shows: a kill -9'd producer is listed dead, and why its link is an orphan
+  it.live("lists a killed producer as dead, creator and holder, with the reason its link would be collected", () => {
+    const name = fresh()
+    return Effect.gen(function*() {
+      const producer = yield* spawnChild("create", name, "64", "3600000")
+      const entry = () =>
+        Effect.map(
+          Shm.SegmentGc.listMatching({ prefix: name }),
+          (listing) => listing.segments.find((s) => s.name === name)
+        )
+      const live = yield* entry()
+      assert.deepStrictEqual(live!.creator, { pid: producer.pid, alive: true })
+      assert.deepStrictEqual(live!.holders, [{ pid: producer.pid, count: 1, alive: true }])
+      assert.isUndefined(live!.orphan)
+      yield* producer.kill
+      const dead = yield* entry()
+      assert.deepStrictEqual(dead!.creator, { pid: producer.pid, alive: false })
+      assert.deepStrictEqual(dead!.holders, [{ pid: producer.pid, count: 1, alive: false }])
+      assert.strictEqual(dead!.orphan, "every holder is dead")
+    }).pipe(Effect.ensuring(Effect.ignore(Shm.ResourceLink.remove(name))))
+  })
+
   it.live(
     "takes over the lock of a holder that died inside its critical section, and repairs the count",
     () =>

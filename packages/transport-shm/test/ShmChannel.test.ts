@@ -457,6 +457,35 @@ describe("shm:// channels", () => {
     30_000
   )
 
+  // lingerTimeout: "how long close waits for the peer to pick up large messages in flight" (README)
+  it.live(
+    "close waits (up to lingerTimeout) for the peer to take a large message in flight: it arrives whole, its send completes",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1 }).listen(where)
+        // a linger far longer than the test: a loaded machine changes nothing
+        const client = yield* Shm.ShmTransport.make({ ringSize: 64 * 1024, lingerTimeout: "60 seconds" }).dial(where)
+        const server = yield* listener.accept
+        // the server's inbox is full: the large message is not taken until the server receives
+        yield* client.send(pattern(100, 1))
+        const message = pattern(40 * 1024, 2)
+        const sending = yield* Effect.forkChild(client.send(message), { startImmediately: true })
+        yield* Effect.sleep("50 millis")
+        assert.isUndefined(sending.pollUnsafe(), "waits for the take")
+        const closing = yield* Effect.forkChild(client.close, { startImmediately: true })
+        // give the close time to reach its linger (a close that does not wait fails the send meanwhile)
+        for (let i = 0; i < 50 && sending.pollUnsafe() === undefined; i++) yield* Effect.sleep("20 millis")
+        assert.deepStrictEqual([...(yield* server.receive)], [...pattern(100, 1)])
+        assert.isTrue(same(yield* server.receive, message), "the large message sent before the close arrives whole")
+        const sent = yield* Fiber.await(sending)
+        assert.isTrue(Exit.isSuccess(sent), `the send completes: ${String(sent)}`)
+        assert.strictEqual((yield* Effect.flip(server.receive)).reason._tag, "Closed")
+        yield* Fiber.join(closing)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "a large message whose buffer shrinks while its send waits goes as it is then, and the send completes",
     () => {
@@ -777,6 +806,34 @@ describe("shm:// channels", () => {
             const error = yield* Effect.flip(server.receive)
             assert.strictEqual(error.reason._tag, "FrameTooLarge", `${size} in a ring of ${ringSize}: ${error.message}`)
             assert.include(error.detail, `message of ${size} bytes exceeds the limit of 16384`)
+          }))
+        }
+      }),
+    30_000
+  )
+
+  // the limit is exact, in a ring and in a segment of its own: maxMessageSize bytes arrive, one byte more is refused
+  it.live(
+    "a message of exactly maxMessageSize arrives whole, inline or in a segment; one byte more is FrameTooLarge",
+    () =>
+      Effect.gen(function*() {
+        for (const [ringSize, limit] of [[4 * 1024 * 1024, 16 * 1024], [64 * 1024, 100_000]] as const) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const where = address()
+            const listener = yield* Shm.ShmTransport.make({ ringSize, maxMessageSize: limit }).listen(where)
+            const client = yield* Shm.ShmTransport.make({ ringSize }).dial(where)
+            const server = yield* listener.accept
+            const exact = pattern(limit, 7)
+            yield* client.send(exact)
+            assert.isTrue(same(yield* server.receive, exact), `${limit} bytes in a ring of ${ringSize}`)
+            yield* Effect.ignore(client.send(new Uint8Array(limit + 1)))
+            const error = yield* Effect.flip(server.receive)
+            assert.strictEqual(
+              error.reason._tag,
+              "FrameTooLarge",
+              `${limit + 1} in a ring of ${ringSize}: ${error.message}`
+            )
+            assert.include(error.detail, `message of ${limit + 1} bytes exceeds the limit of ${limit}`)
           }))
         }
       }),
