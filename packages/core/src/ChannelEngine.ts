@@ -184,7 +184,7 @@ const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fro
  * once sent half its bytes and then memory never written); a view whose
  * memory was transferred away, or what is not a view at all, is `Encode`.
  */
-const asBytes = (given: unknown, where: string): Uint8Array | IpcError.IpcError => {
+export const asBytes = (given: unknown, where: string): Uint8Array | IpcError.IpcError => {
   // the usual case, at the cost of one check (an empty one may be a detached view: looked at below)
   if (given instanceof Uint8Array && given.byteLength > 0) return given
   if (ArrayBuffer.isView(given)) {

@@ -125,9 +125,14 @@ export const openEndpoint = (
   options: FileChannelOptions = {},
   address = `file://${dir}?role=${role}`
 ): Effect.Effect<Endpoint.Endpoint, IpcError.IpcError, Scope.Scope> =>
-  Effect.andThen(
-    Effect.andThen(TransportOptions.optionsOk(options, address), Endpoint.optionsFit(options, address)),
-    create(dir, options)
+  Effect.suspend(() => {
+    // what the types rule out (JavaScript, or a cast, can pass anything), before anything is made
+    const invalid = Layout.invalidEnd(dir, role)
+    return invalid === undefined ? Effect.void : Effect.fail(invalid)
+  }).pipe(
+    Effect.andThen(TransportOptions.optionsOk(options, address)),
+    Effect.andThen(Endpoint.optionsFit(options, address)),
+    Effect.andThen(create(dir, options))
   ).pipe(Effect.andThen(
     Effect.acquireRelease(
       Endpoint.open({ address, dir, role, peerStatus: rolePeer(dir, role), durable: true }, options),
@@ -151,4 +156,8 @@ export const openEndpoint = (
  * `dir` makes a new one. A removal interrupted after the rename is finished
  * by the next `remove` of `dir`.
  */
-export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> => ChannelDir.remove(dir)
+export const remove = (dir: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const invalid = Layout.invalidDir(dir)
+    return invalid === undefined ? ChannelDir.remove(dir) : Effect.fail(invalid)
+  })

@@ -481,6 +481,8 @@ export const open = (
   options: IpckitOptions = {}
 ): Effect.Effect<Messages.MessageChannel, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    const invalid = Layout.invalidEnd(dir, role)
+    if (invalid !== undefined) return yield* invalid
     yield* TransportOptions.optionsOk(options, dir)
     yield* initialize(dir, options)
     const p = paths(dir)

@@ -12,7 +12,8 @@
  *
  * @since 0.1.0
  */
-import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -24,6 +25,26 @@ export type Topic = string | Uint8Array
 
 const encoder = new TextEncoder()
 const bytesOf = (topic: Topic): Uint8Array => (typeof topic === "string" ? encoder.encode(topic) : topic)
+
+/** What a topic given at run time is (JavaScript, or a cast, can pass anything), or undefined when it is one. */
+const notATopic = (topic: unknown): string | undefined =>
+  typeof topic === "string" || ArrayBuffer.isView(topic)
+    ? undefined
+    : topic === null || topic === undefined
+    ? String(topic)
+    : typeof topic === "object"
+    ? "an object that is not a byte view"
+    : `a ${typeof topic}`
+
+/** A topic's bytes, or `Encode` for what is neither a string nor bytes. */
+const topicBytes = (topic: Topic, where: string): Uint8Array | IpcError.IpcError => {
+  const what = notATopic(topic)
+  if (what !== undefined) return IpcError.make("Encode", `a topic is a string or a Uint8Array (got ${what})`, where)
+  return typeof topic === "string" ? encoder.encode(topic) : ChannelEngine.asBytes(topic, where)
+}
+
+/** Where a pattern socket is, for its errors. */
+const whereOf = (bound: Endpoints.Bound): string => bound.listening[0] ?? bound.dialing[0] ?? "nng"
 
 /** Joins a topic and a payload into one message (the topic's bytes, then the payload's). */
 export const withTopic = (topic: Topic, payload: Uint8Array): Uint8Array => {
@@ -51,7 +72,16 @@ export const publisher = (
   Effect.map(Opening.open("pub", options), ({ bound, socket }) => ({
     bound,
     publish: (message) => socket.send(message),
-    publishTo: (topic, payload) => socket.send(withTopic(topic, payload))
+    // checked when run, never as it is called: a topic or payload that is not one is `Encode`
+    publishTo: (topic, payload) =>
+      Effect.suspend(() => {
+        const where = whereOf(bound)
+        const prefix = topicBytes(topic, where)
+        if (prefix instanceof IpcError.IpcError) return Effect.fail(prefix)
+        const body = ChannelEngine.asBytes(payload, where)
+        if (body instanceof IpcError.IpcError) return Effect.fail(body)
+        return socket.send(withTopic(prefix, body))
+      })
   }))
 
 /** Options of a subscriber. */
@@ -79,9 +109,30 @@ export const subscriber = (
   options: SubscriberOptions
 ): Effect.Effect<Subscriber, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    // checked before anything is opened, as every option is: a string was subscribed to character by character
+    const topics: unknown = options.topics
+    if (topics !== undefined) {
+      const what = Array.isArray(topics)
+        ? topics.map(notATopic).find((w) => w !== undefined)
+        : `${notATopic(topics) ?? (typeof topics === "string" ? "a string" : "a single topic")}, not a list`
+      if (what !== undefined) {
+        return yield* IpcError.make(
+          "InvalidOption",
+          `topics is a list of topics, each a string or a Uint8Array (got ${
+            Array.isArray(topics) ? `a list holding ${what}` : what
+          })`
+        )
+      }
+    }
     const { bound, socket } = yield* Opening.open("sub", options)
-    const subscribe = (topic: Topic) => socket.setOption("sub:subscribe", { bytes: bytesOf(topic) })
-    const unsubscribe = (topic: Topic) => socket.setOption("sub:unsubscribe", { bytes: bytesOf(topic) })
+    const where = whereOf(bound)
+    const setTopic = (name: "sub:subscribe" | "sub:unsubscribe", topic: Topic) =>
+      Effect.suspend(() => {
+        const bytes = topicBytes(topic, where)
+        return bytes instanceof IpcError.IpcError ? Effect.fail(bytes) : socket.setOption(name, { bytes })
+      })
+    const subscribe = (topic: Topic) => setTopic("sub:subscribe", topic)
+    const unsubscribe = (topic: Topic) => setTopic("sub:unsubscribe", topic)
     for (const topic of options.topics ?? []) yield* subscribe(topic)
     const inbox = yield* Opening.inbox(socket, options)
     return {

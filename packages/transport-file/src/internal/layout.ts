@@ -439,3 +439,30 @@ export const listenerPaths = (dir: string) => ({
   connection: (id: string) => Path.join(dir, "connections", id),
   info: (id: string) => Path.join(dir, "connections", id, "connection.json")
 })
+
+/** What a value given at run time is, for an error (JavaScript, or a cast, can pass anything). */
+const kindOf = (value: unknown): string =>
+  value === null || value === undefined
+    ? String(value)
+    : typeof value === "string"
+    ? JSON.stringify(value)
+    : `a ${typeof value}`
+
+/** `InvalidAddress` for a channel directory that is not a path (a string); undefined when it is one. */
+export const invalidDir = (dir: unknown): IpcError.IpcError | undefined =>
+  typeof dir === "string" && dir.length > 0
+    ? undefined
+    : IpcError.make("InvalidAddress", `a channel directory is a path, not ${kindOf(dir)}`)
+
+/**
+ * `invalidDir`, or `InvalidAddress` for a fixed role that is neither
+ * "backend" nor "frontend" (as `?role=` in an address is); undefined when
+ * both are right. A role of another name was taken as a third end: a lock of
+ * its own beside the real one, and a reader of its own stream that nobody
+ * moves, which held that stream's space for good.
+ */
+export const invalidEnd = (dir: unknown, role: unknown): IpcError.IpcError | undefined =>
+  invalidDir(dir) ??
+    (role === "backend" || role === "frontend"
+      ? undefined
+      : IpcError.make("InvalidAddress", `role must be backend or frontend (got ${kindOf(role)})`, String(dir)))

@@ -9,6 +9,7 @@
  *
  * @internal
  */
+import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Deferred from "effect/Deferred"
@@ -307,9 +308,13 @@ const makeSocket = (
     stopWritable?.()
     stopWritable = undefined
   }
-  const send = (body: Uint8Array, prefix?: Uint8Array, header?: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
+  const send = (given: Uint8Array, prefix?: Uint8Array, header?: Uint8Array): Effect.Effect<void, IpcError.IpcError> =>
     Effect.suspend(() => {
       if (closed) return Effect.fail(closedError())
+      // what a caller hands a pattern socket (JavaScript, or a cast, can pass anything) is checked as a
+      // channel's send checks it: a string went out as an empty message, null died
+      const body = ChannelEngine.asBytes(given, address)
+      if (body instanceof IpcError.IpcError) return Effect.fail(body)
       const large = body.byteLength >= BUILD_FROM
       if (pending.length === 0 && !large) {
         const rv = nng.trySend(handle, body, prefix, header)
