@@ -854,4 +854,46 @@ describe("serialization negotiation (the hello)", () => {
         /speaks json serialization, not \\"binary\\"|speaks json serialization, not "binary"/
       )
     }).pipe(Effect.scoped))
+
+  // README: a value the format has no tag for (a Map in a Schema.Unknown field) travels as Schema.Defect()
+  // encodes it with packed (a Map arrives as {}); JSON fails the call's encoding with a SchemaError
+  // ("Expected JSON value") before anything is sent, and the connection serves the next call
+  it.live("a Map in a Schema.Unknown field: {} with packed; with JSON a SchemaError before anything is sent", () =>
+    Effect.gen(function*() {
+      class Loose extends RpcGroup.make(
+        Rpc.make("Keep", { payload: { value: Schema.Unknown }, success: Schema.Unknown })
+      ) {}
+      for (
+        const [name, serialization] of [["packed", IpcRpc.layerSerialization], [
+          "JSON",
+          IpcRpc.layerSerializationJson
+        ]] as const
+      ) {
+        let calls = 0
+        const address = `memory://rpc-test-${n++}`
+        const transport = Layer.succeed(Transport.Transport, Memory.make())
+        yield* Layer.build(
+          RpcServer.layer(Loose).pipe(
+            Layer.provide(Loose.toLayer({ Keep: ({ value }) => Effect.sync(() => (calls++, value)) })),
+            Layer.provide(IpcRpc.layerServerProtocol(address)),
+            Layer.provide(serialization),
+            Layer.provide(transport)
+          )
+        )
+        const protocol = yield* Layer.build(
+          IpcRpc.layerClientProtocol(address).pipe(Layer.provide(serialization), Layer.provide(transport))
+        )
+        const client = yield* RpcClient.make(Loose).pipe(Effect.provide(protocol))
+        const exit = yield* Effect.exit(client.Keep({ value: new Map([[1, 2]]) }))
+        if (name === "packed") {
+          assert.deepStrictEqual(exit, Exit.succeed({}), name)
+          assert.strictEqual(calls, 1, name)
+        } else {
+          assert.isTrue(Exit.isFailure(exit), name)
+          assert.match(String(exit), /SchemaError[\s\S]*Expected JSON value/, name)
+          assert.strictEqual(calls, 0, "nothing reached the server")
+        }
+        assert.strictEqual(yield* client.Keep({ value: 7 }), 7, name)
+      }
+    }).pipe(Effect.scoped))
 })
