@@ -201,6 +201,9 @@ def resolve_on(raw, platform, env, uid, tmpdir, base_fits=None):
     if rest.startswith("@"):
         if not platform.startswith("linux"):
             raise IpcError("UnsupportedPlatform", "abstract sockets (unix:@name) exist only on Linux", raw)
+        if rest == "@":
+            # ``unix:@`` alone named the empty abstract name, where a name was surely meant
+            raise IpcError("InvalidAddress", "an abstract socket needs a name: unix:@name", raw)
         path = "\0" + rest[1:]
         # an abstract name fills sun_path after its leading NUL, with no final one: 107 bytes on Linux
         size = len(rest[1:].encode("utf-8"))

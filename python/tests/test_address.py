@@ -76,6 +76,11 @@ class LinuxPaths(unittest.TestCase):
             address.resolve_on("unix:@" + "a" * 108, *LINUX)
         self.assertEqual(caught.exception.reason, "NameTooLong")
         self.assertIn("abstract socket name is 108 bytes; linux allows at most 107", str(caught.exception))
+        # the empty name: surely a name left out, refused as ``unix:`` is
+        with self.assertRaises(IpcError) as caught:
+            address.resolve_on("unix:@", *LINUX)
+        self.assertEqual(caught.exception.reason, "InvalidAddress")
+        self.assertIn("an abstract socket needs a name", str(caught.exception))
 
     @unittest.skipUnless(sys.platform.startswith("linux"), "abstract sockets are Linux's")
     def test_serves_an_abstract_socket_of_the_longest_name_linux_takes(self):

@@ -139,6 +139,10 @@ const locate = (address: Address.Address, raw: string, host: Host): Effect.Effec
       if (host.platform !== "linux") {
         return yield* IpcError.make("UnsupportedPlatform", "abstract sockets (unix:@name) exist only on Linux", raw)
       }
+      // `unix:@` alone named the empty abstract name, where a name was surely meant (as `unix:` is refused)
+      if (address.rest === "@") {
+        return yield* IpcError.make("InvalidAddress", "an abstract socket needs a name: unix:@name", raw)
+      }
       const path = `\0${address.rest.slice(1)}`
       // an abstract name fills sun_path after its leading NUL, with no final one: 107 bytes on Linux
       const bytes = Buffer.byteLength(path) - 1

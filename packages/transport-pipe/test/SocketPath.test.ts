@@ -98,6 +98,10 @@ describe("SocketPath on Linux and Windows (unchanged)", () => {
       assert.strictEqual(error.reason._tag, "NameTooLong")
       assert.include(error.detail, "linux allows at most 107 (108 with the final NUL)")
       assert.strictEqual(yield* pathOn("unix:@app", linux), "\0app")
+      // the empty name: surely a name left out, refused as `unix:` is
+      const noName = yield* failureOn("unix:@", linux)
+      assert.strictEqual(noName.reason._tag, "InvalidAddress")
+      assert.include(noName.detail, "an abstract socket needs a name")
       // an abstract name has no final NUL: it fills sun_path after the leading one (it was refused at 107)
       assert.strictEqual(yield* pathOn(`unix:@${"a".repeat(107)}`, linux), `\0${"a".repeat(107)}`)
       const abstract = yield* failureOn(`unix:@${"a".repeat(108)}`, linux)
