@@ -178,7 +178,17 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           `a listener${owner === undefined ? "" : ` (pid ${owner.pid})`} already serves this directory`,
           raw
         ))
-      }))
+      })).pipe(Effect.tapError((error) =>
+        Effect.sync(() => {
+          // another listener serves here: the directory is its. Else (no room for the lock file: `NoSpace`) the
+          // marker this listener wrote goes, and the directories it made with it, as when a later step fails
+          if (error.reason._tag === "AddressInUse") return
+          if (marker === undefined) {
+            Sys.attempt(() => Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
+          }
+          unmake()
+        })
+      ))
       const setup = Sys.attempt(
         () => {
           try {

@@ -580,13 +580,60 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
     30_000
   )
 
-  // a listener killed (SIGKILL injected by strace) as it publishes its marker, which it writes aside and renames
+  // a marker was renamed into place, over one published meanwhile: a channel end and a listener creating the same
+  // directory at once (each passing over the other's marker being written) both went on, the listener under the
+  // channel's marker (dialers then refused) or the channel under the listener's
+  it.live(
+    "a channel end and a listener creating one directory at once: the first marker stays, the other is AddressInUse",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "race")
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        // strace holds the channel end 5 s as it publishes its marker (written aside: its name is in the directory)
+        const channel = yield* spawn("/usr/bin/strace", [
+          "-f",
+          "-qq",
+          "-e",
+          "trace=rename,renameat,renameat2,link,linkat",
+          "-e",
+          "inject=rename,renameat,renameat2,link,linkat:delay_enter=5000000:when=1",
+          process.execPath,
+          "--conditions=@effect-ipc/source",
+          "--disable-warning=ExperimentalWarning",
+          childScript,
+          "open",
+          dir,
+          "backend"
+        ])
+        yield* waitUntil(
+          "the channel end writes its marker",
+          () => Fs.readdirSync(dir).some((name) => /^\.effect-ipc\.[0-9a-f]{16}\.tmp$/.test(name)),
+          20_000
+        )
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* File.make().listen(`file://${dir}`)
+          const line = yield* channel.waitFor((l) => l.startsWith("{"), "the channel end's outcome")
+          assert.strictEqual(JSON.parse(line).reason, "AddressInUse", line)
+          assert.strictEqual(JSON.parse(Fs.readFileSync(Path.join(dir, ".effect-ipc"), "utf8")).kind, "listener")
+          const client = yield* File.make().dial(`file://${dir}`)
+          const server = yield* listener.accept
+          yield* client.send(bytes("served"))
+          assert.strictEqual(text.decode(yield* server.receive), "served")
+        }))
+        // the user's directory, given empty, is left empty
+        assert.deepStrictEqual(Fs.readdirSync(dir), [])
+        Fs.rmdirSync(dir)
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  // a listener killed (SIGKILL injected by strace) as it publishes its marker, which it writes aside and links
   // into place, left only `.effect-ipc.<16 hex digits>.tmp`; one killed as it closes, between removing its marker
   // and its lock, left only `listener.lock`: every listener after either was refused (AddressInUse) for good
   for (
     const [when, trace, only, leftover] of [
-      // its first rename
-      ["publishes its marker (at the rename)", "rename,renameat,renameat2", [], /^\.effect-ipc\.[0-9a-f]{16}\.tmp$/],
+      // its first link
+      ["publishes its marker (at the link)", "link,linkat", [], /^\.effect-ipc\.[0-9a-f]{16}\.tmp$/],
       // the first unlink of its lock
       [
         "closes (at the unlink of its lock, after its marker's)",
@@ -647,6 +694,31 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
         assert.strictEqual(error.reason._tag, "NoSpace", error.message)
         assert.deepStrictEqual(Fs.readdirSync(mount), ["filler"], "what the failed listen made is removed")
         Fs.rmSync(Path.join(mount, "filler"))
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  // with no room left for its lock file's text (the marker took the last page), a listen left the directories it
+  // made, its marker and an empty listener.lock behind: a user's empty directory kept them, and was refused after
+  it.live(
+    "a listen with no room for its lock file (a 4 KiB tmpfs) is NoSpace and leaves nothing behind: not its marker, not its lock file, not the directories it made",
+    () =>
+      Effect.gen(function*() {
+        // one page: the marker's
+        const mount = yield* tmpfs(root, "4k")
+        const error = yield* Effect.flip(File.make().listen(`file://${Path.join(mount, "a", "listener")}`))
+        assert.strictEqual(error.reason._tag, "NoSpace", error.message)
+        assert.match(error.message, /listener\.lock/)
+        assert.deepStrictEqual(Fs.readdirSync(mount), [], "what the failed listen made is removed")
+        // a directory of the user's, given empty, is left empty, and served once there is room
+        const given = Path.join(mount, "given")
+        Fs.mkdirSync(given, { mode: 0o700 })
+        const again = yield* Effect.flip(File.make().listen(`file://${given}`))
+        assert.strictEqual(again.reason._tag, "NoSpace", again.message)
+        assert.deepStrictEqual(Fs.readdirSync(given), [], "the user's directory is left empty")
+        ChildProcess.execFileSync("mount", ["-o", "remount,size=256k", mount])
+        yield* Effect.scoped(File.make().listen(`file://${given}`))
+        assert.deepStrictEqual(Fs.readdirSync(given), [])
       }).pipe(Effect.scoped),
     30_000
   )

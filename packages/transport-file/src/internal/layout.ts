@@ -100,15 +100,34 @@ const leftoverLock = (dir: string): boolean => {
   }
 }
 
-/** Writes the marker of `dir` (atomically: written aside, renamed into place). */
-export const writeMarker = (dir: string, marker: Marker, mode: number): IpcError.IpcError | undefined => {
+/**
+ * Writes the marker of `dir` (atomically and exclusively: written aside, linked into place): `"taken"` when
+ * another process published one first, which is then kept (a rename put the last one in place: a channel end and
+ * a listener creating the same directory at once each went on, under the other's marker).
+ */
+export const writeMarker = (dir: string, marker: Marker, mode: number): IpcError.IpcError | "taken" | undefined => {
+  const path = Path.join(dir, MARKER)
   const result = Sys.attempt(
-    () => Sys.writeNewFile(Path.join(dir, MARKER), `${JSON.stringify(marker)}\n`, mode),
+    () => {
+      const tmp = Sys.tmpOf(path)
+      try {
+        Sys.createFile(tmp, `${JSON.stringify(marker)}\n`, mode)
+        try {
+          Fs.linkSync(tmp, path)
+          return undefined
+        } catch (cause) {
+          if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+          return "taken" as const
+        }
+      } finally {
+        Fs.rmSync(tmp, { force: true })
+      }
+    },
     "Write",
     "cannot write the directory marker",
     dir
   )
-  return Sys.failed(result) ? result : undefined
+  return result
 }
 
 /**
@@ -159,7 +178,14 @@ export const claim = (
       address
     )
   }
-  return writeMarker(dir, { format: "effect-ipc-file", version: 1, kind, ownsDirectory }, fileMode)
+  const written = writeMarker(dir, { format: "effect-ipc-file", version: 1, kind, ownsDirectory }, fileMode)
+  if (written !== "taken") return written
+  // published meanwhile by a process creating the same directory (a channel's other end, another listener)
+  const found = loadMarker(dir)
+  if (Sys.failed(found)) return found
+  return found === undefined
+    ? IpcError.make("AddressInUse", `${dir} holds a ${MARKER} that is not a marker: nothing in it was touched`, address)
+    : judge(found)
 }
 
 const STICKY = 0o1000

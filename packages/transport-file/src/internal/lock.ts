@@ -60,8 +60,19 @@ export interface HeldLock {
  * `"vanished"` when it was removed between the two tries.
  */
 export const openOrCreate = (path: string, mode: number): number | "vanished" => {
+  const opened = openOrMake(path, mode)
+  return opened === "vanished" ? opened : opened.fd
+}
+
+/** `openOrCreate`, saying whether this call created the file. */
+const openOrMake = (path: string, mode: number): { readonly fd: number; readonly created: boolean } | "vanished" => {
   try {
-    return Sys.openFile(path, Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_EXCL, Sys.lockedMode(mode))
+    const fd = Sys.openFile(
+      path,
+      Fs.constants.O_RDWR | Fs.constants.O_CREAT | Fs.constants.O_EXCL,
+      Sys.lockedMode(mode)
+    )
+    return { fd, created: true }
   } catch (cause) {
     if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
   }
@@ -73,7 +84,7 @@ export const openOrCreate = (path: string, mode: number): number | "vanished" =>
     throw cause
   }
   Sys.narrowLocked(fd)
-  return fd
+  return { fd, created: false }
 }
 
 /** Takes the lock at `path` (creating the file with exactly `mode`) if nobody holds it; `"busy"` otherwise. */
@@ -84,14 +95,15 @@ export const tryTake = (
   address?: string
 ): HeldLock | "busy" | IpcError.IpcError => {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const fd = Sys.attempt(
-      () => openOrCreate(path, mode),
+    const opened = Sys.attempt(
+      () => openOrMake(path, mode),
       "Open",
       `cannot open the lock file ${path}`,
       address
     )
-    if (Sys.failed(fd)) return fd
-    if (fd === "vanished") continue
+    if (Sys.failed(opened)) return opened
+    if (opened === "vanished") continue
+    const fd = opened.fd
     const taken = Libc.tryLock(fd, "exclusive")
     if (taken !== true) {
       Sys.closeQuietly(fd)
@@ -112,7 +124,10 @@ export const tryTake = (
       address
     )
     if (Sys.failed(written)) {
-      Sys.closeQuietly(fd)
+      // one this call made goes (unlinked while held, as `release` does): an empty lock file, on a full disk, was
+      // left behind, and kept a listener's directory from every later listen
+      if (opened.created) release({ path, fd, owner }, true)
+      else Sys.closeQuietly(fd)
       return written
     }
     return { path, fd, owner }
