@@ -486,6 +486,36 @@ describe("shm:// channels", () => {
     60_000
   )
 
+  // lingerTimeout: "how long close waits for the peer to pick up large messages in flight, then to answer its
+  // goodbye" (README): a peer that never answers (stopped) holds close up to that, not for ever
+  it.live(
+    "close returns after lingerTimeout when the peer process never answers (stopped): the large send fails, its segment goes",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const echo = yield* spawnChild("echo", where, "0 millis")
+        const client = yield* Shm.ShmTransport.make({ ringSize: 64 * 1024, lingerTimeout: "1 second" }).dial(where)
+        yield* client.send(pattern(100, 1))
+        assert.isTrue(same(yield* client.receive, pattern(100, 1)))
+        process.kill(echo.pid, "SIGSTOP")
+        yield* Effect.addFinalizer(() => Effect.sync(() => process.kill(echo.pid, "SIGCONT")))
+        // over half the ring: a segment of its own, which the stopped peer never takes
+        const sending = yield* Effect.forkChild(Effect.flip(client.send(pattern(40 * 1024, 2))), {
+          startImmediately: true
+        })
+        for (let i = 0; i < 100 && memfds(process.pid) === 0; i++) yield* Effect.sleep("10 millis")
+        assert.isAbove(memfds(process.pid), 0, "the large message's segment is made")
+        // a close that waited for the stopped peer would not return within the timeout
+        const closed = yield* client.close.pipe(Effect.timeout("20 seconds"), Effect.result)
+        assert.isTrue(closed._tag === "Success", `close returns: ${String(closed)}`)
+        const error = yield* Fiber.join(sending).pipe(Effect.timeout("5 seconds"))
+        assert.strictEqual(error.reason._tag, "ConnectionLost", error.detail)
+        assert.include(error.detail, "not delivered")
+        assert.strictEqual(memfds(process.pid), 0, "the segment is let go of")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "a large message whose buffer shrinks while its send waits goes as it is then, and the send completes",
     () => {
