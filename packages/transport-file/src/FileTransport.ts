@@ -74,9 +74,6 @@ export const parse = (raw: string): Effect.Effect<FileAddress, IpcError.IpcError
     return { dir: Path.resolve(dir.length > 1 ? dir.replace(/\/+$/, "") : dir), role }
   })
 
-/** What a `connection.json` may hold (a dialer writes some 100 bytes): a larger one is garbage, and not read whole. */
-const INFO_MAX_BYTES = 4096
-
 interface ConnectionInfo {
   readonly listener: string
   readonly pid: number
@@ -88,7 +85,12 @@ interface ConnectionInfo {
  * process could not read it for want of room (no descriptor free): the connection is then looked at again.
  */
 const readInfo = (path: string, address: string): ConnectionInfo | undefined | IpcError.IpcError => {
-  const content = Sys.attempt(() => Sys.readFile(path, INFO_MAX_BYTES), "Open", `cannot read ${path}`, address)
+  const content = Sys.attempt(
+    () => Sys.readFile(path, Layout.SMALL_FILE_MAX_BYTES),
+    "Open",
+    `cannot read ${path}`,
+    address
+  )
   if (Sys.failed(content)) return content.reason._tag === "NoSpace" ? content : undefined
   try {
     const value = JSON.parse(content.toString("utf8")) as Partial<ConnectionInfo>
@@ -151,9 +153,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const created = made.at(-1) === Path.resolve(dir)
       // the parents this listener made, innermost first: they go too, once empty
       const madeParents = (created ? made.slice(0, -1) : made).toReversed()
-      // a listen that fails (a full disk: `NoSpace`) takes back the directories it made on the way, while empty
-      const unmake = () => {
-        for (const path of created ? [dir, ...madeParents] : madeParents) {
+      // the directories this listener made on the way go, while empty (anything put in one keeps it), innermost
+      // first, and `dir` before them when `withDir`: a listen that fails (a full disk: `NoSpace`) takes back those
+      // it made; a close, once nothing is left, those and a directory it owns
+      const unmake = (withDir: boolean) => {
+        for (const path of withDir ? [dir, ...madeParents] : madeParents) {
           if (Sys.failed(Sys.attempt(() => Fs.rmdirSync(path), "Write", ""))) break
         }
       }
@@ -161,8 +165,15 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       // else (then `marker` is undefined)
       const marker = Layout.claim(dir, "listener", fileMode, raw, created)
       if (Sys.failed(marker)) {
-        unmake()
+        unmake(created)
         return yield* marker
+      }
+      // a listen that fails after this takes back what it did: the marker it wrote, then its lock (when it has
+      // one, removed with the marker), then the directories it made
+      const undo = (held?: Lock.HeldLock) => {
+        if (marker === undefined) Layout.removeMarker(dir)
+        if (held !== undefined) Lock.release(held, marker === undefined)
+        unmake(created)
       }
       const ownsDirectory = created || marker?.ownsDirectory === true
       const incarnation = Sys.randomId()
@@ -182,11 +193,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         Effect.sync(() => {
           // another listener serves here: the directory is its. Else (no room for the lock file: `NoSpace`) the
           // marker this listener wrote goes, and the directories it made with it, as when a later step fails
-          if (error.reason._tag === "AddressInUse") return
-          if (marker === undefined) {
-            Sys.attempt(() => Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
-          }
-          unmake()
+          if (error.reason._tag !== "AddressInUse") undo()
         })
       ))
       const setup = Sys.attempt(
@@ -208,11 +215,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
           : setup)
         : Layout.checkSubdir(paths.connections, raw)
       if (setupError !== undefined) {
-        if (marker === undefined) {
-          Sys.attempt(() => Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
-        }
-        Lock.release(lock, marker === undefined)
-        unmake()
+        undo(lock)
         return yield* setupError
       }
 
@@ -424,15 +427,14 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             }
             // once nothing is left, the directory goes back to what it was: gone if we made it, else empty (a
             // marker a listener killed as it wrote it left goes first, while ours tells others not to write one)
-            if (empty) Layout.removeMarkerLeftovers(dir)
-            Sys.attempt(() => empty && Fs.rmSync(Path.join(dir, Layout.MARKER), { force: true }), "Write", "")
-            Lock.release(lock, true)
-            // fails, harmlessly, if a new listener has taken the directory meanwhile
-            const gone = empty && ownsDirectory && !Sys.failed(Sys.attempt(() => Fs.rmdirSync(dir), "Write", ""))
-            // the directories made on the way go too, while empty (anything put in one keeps it)
-            for (const parent of gone ? madeParents : []) {
-              if (Sys.failed(Sys.attempt(() => Fs.rmdirSync(parent), "Write", ""))) break
+            if (empty) {
+              Layout.removeMarkerLeftovers(dir)
+              Layout.removeMarker(dir)
             }
+            Lock.release(lock, true)
+            // the directory fails to go, harmlessly (and the ones made on the way stay), if a new listener has
+            // taken it meanwhile
+            if (empty && ownsDirectory) unmake(true)
           })
         })
       )

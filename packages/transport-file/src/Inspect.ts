@@ -204,7 +204,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
         const report = channelReport(paths.connection(id))
         if (Sys.failed(report) && report.reason._tag === "NotFound") continue
         if (Sys.failed(report)) return Effect.fail(report)
-        const info = readSmall(paths.info(id), 4096)
+        const info = readSmall(paths.info(id), Layout.SMALL_FILE_MAX_BYTES)
         if (Sys.failed(info)) return Effect.fail(info)
         connections.push({ ...report, id, dialer: numberField(parseJson(info), "pid") })
       }
@@ -243,7 +243,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
             messages = cause instanceof Error ? cause.message : String(cause)
           }
         }
-        const holder = readSmall(ipckit.lock(from), 4096)
+        const holder = readSmall(ipckit.lock(from), Layout.SMALL_FILE_MAX_BYTES)
         if (Sys.failed(holder)) return Effect.fail(holder)
         const text = holder?.trim()
         const pid = text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined

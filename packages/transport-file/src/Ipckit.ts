@@ -167,7 +167,7 @@ const look = (path: string): LockSeen | undefined | IpcError.IpcError => {
   try {
     fd = Sys.openFile(path, Fs.constants.O_RDONLY)
     const stat = Fs.fstatSync(fd)
-    const text = Sys.readAt(fd, Math.min(stat.size, 4096), 0).toString("utf8")
+    const text = Sys.readAt(fd, Math.min(stat.size, Layout.SMALL_FILE_MAX_BYTES), 0).toString("utf8")
     return { text, pid: pidOf(text), ino: stat.ino, ageMs: Date.now() - stat.mtimeMs }
   } catch (cause) {
     return IpcError.errnoOf(cause) === "ENOENT" ? undefined : systemError(cause, "cannot read the lock", path)

@@ -20,7 +20,7 @@ import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { childScript, fresh, modeFor, node, run, spawn, tempRoot } from "./helpers.ts"
+import { childScript, fresh, modeFor, node, run, tempRoot, underStrace } from "./helpers.ts"
 
 const root = tempRoot("channel")
 const text = new TextDecoder()
@@ -655,16 +655,7 @@ describe("fileMode and dirMode are exact, whatever the umask", () => {
 
 /** The Node fixture (`fixtures/child.ts`) with `args`, run under strace with `options` (strace's own arguments). */
 const traced = (options: ReadonlyArray<string>, args: ReadonlyArray<string>) =>
-  spawn("/usr/bin/strace", [
-    "-f",
-    "-qq",
-    ...options,
-    process.execPath,
-    "--conditions=@effect-ipc/source",
-    "--disable-warning=ExperimentalWarning",
-    childScript,
-    ...args
-  ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
+  underStrace(options, args, { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
 
 /** The Node fixture with `args`, every `fchmod` it makes failing as strace's `inject` says. */
 const failingChmod = (inject: string, args: ReadonlyArray<string>) =>

@@ -20,7 +20,7 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Libc from "../src/internal/libc.ts"
-import { childScript, fresh, node, run, spawn, tempRoot, tmpfs } from "./helpers.ts"
+import { childScript, fresh, node, run, spawn, tempRoot, tmpfs, underStrace } from "./helpers.ts"
 
 const root = tempRoot("transport")
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -590,21 +590,12 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
         const dir = fresh(root, "race")
         Fs.mkdirSync(dir, { mode: 0o700 })
         // strace holds the channel end 5 s as it publishes its marker (written aside: its name is in the directory)
-        const channel = yield* spawn("/usr/bin/strace", [
-          "-f",
-          "-qq",
+        const channel = yield* underStrace([
           "-e",
           "trace=rename,renameat,renameat2,link,linkat",
           "-e",
-          "inject=rename,renameat,renameat2,link,linkat:delay_enter=5000000:when=1",
-          process.execPath,
-          "--conditions=@effect-ipc/source",
-          "--disable-warning=ExperimentalWarning",
-          childScript,
-          "open",
-          dir,
-          "backend"
-        ])
+          "inject=rename,renameat,renameat2,link,linkat:delay_enter=5000000:when=1"
+        ], ["open", dir, "backend"])
         yield* waitUntil(
           "the channel end writes its marker",
           () => Fs.readdirSync(dir).some((name) => /^\.effect-ipc\.[0-9a-f]{16}\.tmp$/.test(name)),
@@ -649,21 +640,13 @@ describe("file:// listen on a directory it did not make (review item 1)", () => 
         Effect.gen(function*() {
           const dir = fresh(root, "killed")
           const address = `file://${dir}`
-          const killed = yield* run(spawn("/usr/bin/strace", [
-            "-f",
-            "-qq",
+          const killed = yield* run(underStrace([
             ...only.flatMap((name) => ["-P", Path.join(dir, name)]),
             "-e",
             `trace=${trace}`,
             "-e",
-            `inject=${trace}:signal=SIGKILL:when=1`,
-            process.execPath,
-            "--conditions=@effect-ipc/source",
-            "--disable-warning=ExperimentalWarning",
-            childScript,
-            "listen",
-            address
-          ]))
+            `inject=${trace}:signal=SIGKILL:when=1`
+          ], ["listen", address]))
           assert.strictEqual(killed.code, 128 + 9, killed.stderr)
           const left = Fs.readdirSync(dir)
           assert.strictEqual(left.length, 1, `left: ${left.join(", ")}`)
@@ -752,25 +735,22 @@ const hostId = Crypto.createHash("sha256")
 /** A connection id as a dialer makes them. */
 const connectionId = () => `${Date.now().toString(36)}-${Math.random().toString(16).slice(2, 10).padEnd(16, "0")}`
 
-describe("file:// connections being built (hidden names in connections/)", () => {
-  const strace = "/usr/bin/strace"
-  const nodeArgs = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript]
-  /** A dialer process whose third rename (publishing its connection) gets `inject` from strace; its strace log. */
-  const dialer = (address: string, inject: string, log: string) =>
-    spawn(strace, [
-      "-f",
-      "-qq",
+/** A dialer process whose third rename (publishing its connection) gets `inject` from strace; its strace log. */
+const dialer = (address: string, inject: string, log: string) =>
+  underStrace(
+    [
       "-o",
       log,
       "-e",
       "trace=rename,renameat,renameat2",
       "-e",
-      `inject=rename,renameat,renameat2:${inject}:when=3`,
-      process.execPath,
-      ...nodeArgs,
-      "dial",
-      address
-    ], { env: { NODE_DISABLE_COMPILE_CACHE: "1" } })
+      `inject=rename,renameat,renameat2:${inject}:when=3`
+    ],
+    ["dial", address],
+    { env: { NODE_DISABLE_COMPILE_CACHE: "1" } }
+  )
+
+describe("file:// connections being built (hidden names in connections/)", () => {
   it.live(
     "a dialer killed before publishing its connection: the listener removes what it built, and closing removes the directory it created",
     () =>

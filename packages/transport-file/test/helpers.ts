@@ -206,16 +206,21 @@ export const spawn = (
       })
   ).pipe(Effect.map(({ handle }) => handle))
 
+/** The arguments of Node that run the fixture (`fixtures/child.ts`), before the fixture's own. */
+const fixtureArgs = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript]
+
 /** Starts the Node fixture (`fixtures/child.ts`) with `args`. */
 export const node = (
   args: ReadonlyArray<string>,
   options?: { readonly uid?: number; readonly env?: Record<string, string> }
-) =>
-  spawn(
-    process.execPath,
-    ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript, ...args],
-    options
-  )
+) => spawn(process.execPath, [...fixtureArgs, ...args], options)
+
+/** Starts the Node fixture with `args` under strace (`-f -qq`, then `straceArgs`: strace's own arguments). */
+export const underStrace = (
+  straceArgs: ReadonlyArray<string>,
+  args: ReadonlyArray<string>,
+  options?: { readonly env?: Record<string, string> }
+) => spawn("/usr/bin/strace", ["-f", "-qq", ...straceArgs, process.execPath, ...fixtureArgs, ...args], options)
 
 /** Starts the Python ipckit port with `args`. */
 export const python = (args: ReadonlyArray<string>) => spawn("python3", [ipckitScript, ...args])

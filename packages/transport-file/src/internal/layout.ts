@@ -16,8 +16,11 @@ import * as Sys from "./sys.ts"
 /** The marker's file name. */
 export const MARKER = ".effect-ipc"
 
-/** What a marker may hold (one line of JSON, some 80 bytes): a larger one is not one, and is not read whole. */
-const MARKER_MAX_BYTES = 4096
+/**
+ * What a small file this package reads whole may hold (a marker: one line of JSON, some 80 bytes; a connection's
+ * `connection.json`: some 100; an ipckit lock's holder): a larger one is not one, and is not read whole.
+ */
+export const SMALL_FILE_MAX_BYTES = 4096
 
 /** Up to five of `names`, sorted, for an error saying what a directory holds. */
 export const listing = (names: ReadonlyArray<string>): string =>
@@ -36,7 +39,7 @@ export interface Marker {
 export const loadMarker = (dir: string): Marker | undefined | IpcError.IpcError => {
   let text: string
   try {
-    text = Sys.readFile(Path.join(dir, MARKER), MARKER_MAX_BYTES).toString("utf8")
+    text = Sys.readFile(Path.join(dir, MARKER), SMALL_FILE_MAX_BYTES).toString("utf8")
   } catch (cause) {
     return IpcError.errnoOf(cause) === "ENOENT"
       ? undefined
@@ -60,6 +63,11 @@ export const loadMarker = (dir: string): Marker | undefined | IpcError.IpcError 
 export const readMarker = (dir: string): Marker | undefined => {
   const marker = loadMarker(dir)
   return Sys.failed(marker) ? undefined : marker
+}
+
+/** Removes the marker of `dir`, if it has one; one that cannot be removed stays. */
+export const removeMarker = (dir: string): void => {
+  Sys.attempt(() => Fs.rmSync(Path.join(dir, MARKER), { force: true }), "Write", "")
 }
 
 /**
@@ -94,7 +102,7 @@ const LISTENER_LOCK = "listener.lock"
 const leftoverLock = (dir: string): boolean => {
   const path = Path.join(dir, LISTENER_LOCK)
   try {
-    return /^[1-9][0-9]* [0-9a-f]{16}\n$/.test(Sys.readFile(path, 256).toString("utf8")) && Lock.probe(path) === "free"
+    return Lock.isOwnerText(Sys.readFile(path, 256).toString("utf8")) && Lock.probe(path) === "free"
   } catch {
     return false
   }

@@ -169,6 +169,12 @@ export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcE
 /** The token a channel's remover writes in the role locks it takes for a moment (no session of the channel). */
 export const REMOVER = "removing"
 
+/**
+ * Whether `text` is just what `tryTake` writes in a lock file for an owner `pid token` whose token is 16 hex digits
+ * (`Sys.randomId`, as a listener's is), and nothing else.
+ */
+export const isOwnerText = (text: string): boolean => /^[1-9][0-9]* [0-9a-f]{16}\n$/.test(text)
+
 /** The token of an owner text (`pid token`): what tells one session holding a lock from the next. */
 export const tokenOf = (owner: string): string => owner.trim().split(/\s+/)[1] ?? ""
 
