@@ -364,6 +364,8 @@ export const layerClientProtocol = (
 ): Layer.Layer<RpcClient.Protocol, IpcError.IpcError, Transport.Transport | RpcSerialization.RpcSerialization> =>
   Layer.effect(RpcClient.Protocol)(
     Effect.gen(function*() {
+      const notObject = TransportOptions.notAnObject(options, "the client's options")
+      if (notObject !== undefined) return yield* notObject
       // a duration that is not one ("x" was a defect, -1 or NaN none at all); a connectTimeout is no timer (the
       // time waited is compared with it), so any above zero is one, Infinity too (wait for ever)
       const waits = TransportOptions.millisOf(options.connectTimeout)
@@ -597,6 +599,8 @@ export const layerClient = (
   Transport.Transport | Registry.IpcAddress | RpcSerialization.RpcSerialization
 > =>
   Layer.unwrap(Effect.gen(function*() {
+    const notObject = TransportOptions.notAnObject(options, "the client's options")
+    if (notObject !== undefined) return yield* notObject
     const address = yield* Registry.IpcAddress
     const connectTimeout = options.connectTimeout ?? (yield* connectTimeoutConfig)
     return layerClientProtocol(address, { ...options, connectTimeout })
@@ -964,13 +968,26 @@ const connectionEnd = (cause: Cause.Cause<unknown>): Effect.Effect<void, unknown
 /**
  * Retries a call that is safe to repeat when the link dropped under it
  * (`RpcClientError`), with `Policy.retry`. Typed errors of the procedure itself
- * are not retried. Use only for idempotent operations.
+ * are not retried. Use only for idempotent operations. A `schedule` that is
+ * not a `Schedule` (a number of retries: `Policy.retry(3)` is one) fails with
+ * `InvalidOption` before the call runs.
  */
 export const retryIdempotent = <A, E, R>(
   call: Effect.Effect<A, E | RpcClientError, R>,
   schedule: Schedule.Schedule<unknown> = Policy.retry(5)
-): Effect.Effect<A, E | RpcClientError, R> =>
-  Effect.retry(call, {
-    schedule,
-    while: (error) => typeof error === "object" && error !== null && "_tag" in error && error._tag === "RpcClientError"
-  })
+): Effect.Effect<A, E | RpcClientError | IpcError.IpcError, R> =>
+  // anything else died as "not a valid effect", the call's success or failure lost
+  Schedule.isSchedule(schedule)
+    ? Effect.retry(call, {
+      schedule,
+      while: (error) =>
+        typeof error === "object" && error !== null && "_tag" in error && error._tag === "RpcClientError"
+    })
+    : Effect.fail(
+      IpcError.make(
+        "InvalidOption",
+        `schedule ${
+          schedule === null ? "null" : typeof schedule === "number" ? String(schedule) : `a ${typeof schedule}`
+        } is not a Schedule (Policy.retry(times) makes one)`
+      )
+    )

@@ -140,6 +140,8 @@ export const layerConfig = (
 ): Layer.Layer<Transport.Transport | IpcAddress, IpcError.IpcError | Config.ConfigError> =>
   Layer.effectContext(
     Effect.gen(function*() {
+      const notObject = TransportOptions.notAnObject(options, "the options of layerConfig")
+      if (notObject !== undefined) return yield* notObject
       const transport = yield* transportConfig
       const address = yield* addressConfig
       const selection = yield* resolve(descriptors, { transport, address, service: options.service ?? "effect-ipc" })

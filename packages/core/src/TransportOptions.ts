@@ -418,18 +418,55 @@ const checkHeartbeat = (heartbeat: unknown, address?: string): IpcError.IpcError
   return undefined
 }
 
+/** What a value that is not an object of options is, as `notAnObject` names it (never the value: it may hold a secret). */
+const kindOf = (value: unknown): string =>
+  value === null ? "null" : Array.isArray(value) ? "a list" : `a ${typeof value}`
+
+/**
+ * `InvalidOption` for options given in code that are not an object (`null`,
+ * a string, a number, a list, a function), naming `what` they are the
+ * options of: reading them was a `TypeError` defect, or they were dropped
+ * unseen. Undefined for an object, or for none (`undefined`).
+ */
+export const notAnObject = (options: unknown, what = "the options", address?: string): IpcError.IpcError | undefined =>
+  options === undefined || (typeof options === "object" && options !== null && !Array.isArray(options))
+    ? undefined
+    : IpcError.make("InvalidOption", `${what} are not an object (got ${kindOf(options)})`, address)
+
+/**
+ * For a transport's `make` given options that are not an object
+ * (`notAnObject`): a transport of `schemes` whose `listen` and `dial` fail
+ * with that `InvalidOption`, naming the address. Undefined for an object, or none.
+ */
+export const refusedIfNotAnObject = (
+  schemes: ReadonlyArray<string>,
+  options: unknown
+): Transport.TransportShape | undefined => {
+  if (notAnObject(options) === undefined) return undefined
+  const refuse = (address: unknown) =>
+    Effect.suspend(() =>
+      Effect.fail(
+        typeof address === "string" ? notAnObject(options, "the options", address)! : Address.notAString(address)
+      )
+    )
+  return { schemes, listen: refuse, dial: refuse }
+}
+
 /**
  * Fails with `InvalidAddress` when `address` is not a string, and with
- * `InvalidOption` when `options` hold a duration that is not one
- * (`checkDurations`), a size or count that is not one (`checkSizes`), or a
- * value of the wrong shape (`checkShapes`); else nothing. Every transport's
- * `listen` and `dial` start with it.
+ * `InvalidOption` when `options` are not an object (`notAnObject`), or hold a
+ * duration that is not one (`checkDurations`), a size or count that is not
+ * one (`checkSizes`), or a value of the wrong shape (`checkShapes`); else
+ * nothing. Every transport's `listen` and `dial` start with it.
  */
-export const optionsOk = (options: object, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
+export const optionsOk = (options: unknown, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     // only what cannot hold a secret is shown (a URL object would show its token)
     if (typeof address !== "string") return Effect.fail(Address.notAString(address))
-    const invalid = checkDurations(options, address) ?? checkSizes(options, address) ?? checkShapes(options, address)
+    const notObject = notAnObject(options, "the options", address)
+    if (notObject !== undefined) return Effect.fail(notObject)
+    const given: object = typeof options === "object" && options !== null ? options : {}
+    const invalid = checkDurations(given, address) ?? checkSizes(given, address) ?? checkShapes(given, address)
     return invalid === undefined ? Effect.void : Effect.fail(invalid)
   })
 

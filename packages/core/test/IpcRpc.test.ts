@@ -98,6 +98,20 @@ describe("IpcRpc", () => {
       yield* Effect.flip(IpcRpc.retryIdempotent(refusing))
       assert.strictEqual(refusals, 1)
     }))
+
+  it.effect("retryIdempotent given a number of retries, not a Schedule: InvalidOption, and the call is not run", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const call = Effect.sync(() => ++runs)
+      for (const schedule of [3, "5", null]) {
+        const error = yield* Effect.flip(IpcRpc.retryIdempotent(call, schedule as never))
+        assert.isTrue(IpcError.isIpcError(error), String(error))
+        assert.strictEqual((error as IpcError.IpcError).reason._tag, "InvalidOption")
+        assert.match((error as IpcError.IpcError).detail, /^schedule (3|a string|null) is not a Schedule/)
+      }
+      assert.strictEqual(runs, 0)
+      assert.strictEqual(yield* IpcRpc.retryIdempotent(call, Policy.retry(1)), 1)
+    }))
 })
 
 /** A logger that keeps every line (level and message) it is given. */

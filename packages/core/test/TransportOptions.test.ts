@@ -6,7 +6,7 @@
  * with reason `InvalidOption`, naming the transport, the option and where it
  * was set.
  */
-import { IpcError, Memory, Registry, Transport, TransportOptions } from "@effect-ipc/core"
+import { IpcError, IpcRpc, Memory, Registry, Transport, TransportOptions } from "@effect-ipc/core"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -351,4 +351,39 @@ describe("millisOf: what a duration option in code may be", () => {
     }
     assert.isUndefined(TransportOptions.millisOf(throwing))
   })
+})
+
+describe("options given in code that are not an object (a caller without types)", () => {
+  it.effect("null, a string, a number, a list: InvalidOption saying so, never a TypeError defect", () =>
+    Effect.gen(function*() {
+      for (const given of [null, "fast", 42, ["x"]]) {
+        const bad = given as never
+        // a transport's listen and dial, through the `Memory.layer` a program provides
+        const listen = yield* Effect.flip(
+          Effect.scoped(Transport.listen(fresh())).pipe(Effect.provide(Memory.layer(bad)))
+        )
+        const dial = yield* Effect.flip(Effect.scoped(Transport.dial(fresh())).pipe(Effect.provide(Memory.layer(bad))))
+        // the registry's layer, and the RPC client's
+        const registry = yield* Effect.flip(
+          Layer.build(Registry.layerConfig([Registry.memory], bad)).pipe(Effect.scoped)
+        )
+        const client = yield* Effect.flip(
+          Layer.build(IpcRpc.layerClientProtocol(fresh(), bad)).pipe(
+            Effect.provide(Memory.layer()),
+            Effect.provide(IpcRpc.layerSerialization),
+            Effect.scoped
+          )
+        )
+        for (const error of [listen, dial, registry, client]) {
+          assert.isTrue(IpcError.isIpcError(error), `${String(given)}: ${String(error)}`)
+          assert.strictEqual((error as IpcError.IpcError).reason._tag, "InvalidOption")
+          assert.match(
+            (error as IpcError.IpcError).detail,
+            /options( of \w+)? are not an object \(got (null|a string|a number|a list)\)$/
+          )
+        }
+      }
+      assert.isUndefined(TransportOptions.notAnObject(undefined))
+      assert.isUndefined(TransportOptions.notAnObject({}))
+    }))
 })

@@ -140,6 +140,9 @@ const builderOf = (name: string): { readonly builder: Process.Identity; readonly
 
 /** Makes the file transport. */
 export const make = (options: FileTransportOptions = {}): Transport.TransportShape => {
+  // options that are not an object (a caller without types): every listen and dial fails with InvalidOption
+  const refused = TransportOptions.refusedIfNotAnObject(["file"], options)
+  if (refused !== undefined) return refused
   const fileMode = options.fileMode ?? Log.defaults.fileMode
   const dirMode = options.dirMode ?? Log.defaults.dirMode
 

@@ -5,7 +5,7 @@
  * a dead writer, a torn cursor), each a typed error with nothing valid lost.
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
-import { Log, LogFormat } from "@effect-ipc/transport-file"
+import { FileChannel, FileTransport, Ipckit, Log, LogFormat } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -548,4 +548,42 @@ describe("a lock file removed and made again between a taker's open and its floc
       assert.strictEqual(yield* child.waitFor((line) => line === "busy" || line === "held"), "busy")
       assert.strictEqual(Fs.readFileSync(path, "utf8"), "", "the child wrote nothing in the lock it does not hold")
     }).pipe(Effect.scoped), 30_000)
+})
+
+describe("what a caller without types may pass", () => {
+  it.effect("readers as a string (not a list) and a from other than start or end are InvalidOption, nothing made", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root, "s")
+      const readers = yield* Effect.flip(Log.create(dir, { readers: "abc" as never }))
+      assert.strictEqual(readers.reason._tag, "InvalidOption")
+      assert.match(readers.detail, /^readers is a list of reader names, each a string \(got a string\)$/)
+      assert.isFalse(Fs.existsSync(dir))
+      const stream = yield* streamIn(root)
+      for (const from of ["begin", undefined]) {
+        const error = yield* Effect.flip(Log.register(stream, "late", from as never))
+        assert.strictEqual(error.reason._tag, "InvalidOption")
+        assert.match(error.detail, /^from ("begin"|undefined) is not "start" nor "end"$/)
+      }
+      assert.deepStrictEqual(Fs.readdirSync(Path.join(stream, "readers")), ["r.cursor"])
+    }))
+
+  it.effect("options that are not an object: InvalidOption saying so, never a TypeError defect", () =>
+    Effect.gen(function*() {
+      for (const given of [null, "fast", 42]) {
+        const bad = given as never
+        const stream = yield* streamIn(root)
+        const errors = [
+          yield* Effect.flip(Log.create(fresh(root, "s"), bad)),
+          yield* Effect.flip(Log.register(stream, "late", "end", bad)),
+          yield* Effect.flip(FileChannel.create(fresh(root, "c"), bad)),
+          yield* Effect.flip(Ipckit.initialize(fresh(root, "i"), bad)),
+          yield* Effect.flip(FileTransport.build(bad)),
+          yield* Effect.flip(Effect.scoped(FileTransport.make(bad).listen(`file://${fresh(root, "l")}`)))
+        ]
+        for (const error of errors) {
+          assert.strictEqual(error.reason._tag, "InvalidOption", error.detail)
+          assert.match(error.detail, /^the options are not an object \(got (null|a string|a number)\)$/)
+        }
+      }
+    }))
 })

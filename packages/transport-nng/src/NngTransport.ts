@@ -365,6 +365,9 @@ const limitsOk = (options: NngTransportOptions, raw?: string): Effect.Effect<voi
 
 /** Makes the nng transport, bare: libnng is loaded on first use (see `makeScoped`). */
 export const make = (options: NngTransportOptions = {}): Transport.TransportShape => {
+  // options that are not an object (a caller without types): every listen and dial fails with InvalidOption
+  const refusing = TransportOptions.refusedIfNotAnObject(NngAddress.schemes, options)
+  if (refusing !== undefined) return refusing
   const maxMessageSize = options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE
   // a bad one is refused by listen and dial (`optionsOk`) before these are used
   const connectTimeout = TransportOptions.millisOf(options.connectTimeout ?? "10 seconds") ?? 10_000
@@ -767,8 +770,12 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
 export const makeScoped = (
   options: NngTransportOptions = {}
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
-  // options libnng would refuse on every connection fail here, before anything listens or dials
-  Effect.andThen(limitsOk(options), Effect.map(Nng.warmUp, () => Transport.instrument(make(options))))
+  Effect.suspend(() => {
+    const notObject = TransportOptions.notAnObject(options)
+    if (notObject !== undefined) return Effect.fail(notObject)
+    // options libnng would refuse on every connection fail here, before anything listens or dials
+    return Effect.andThen(limitsOk(options), Effect.map(Nng.warmUp, () => Transport.instrument(make(options))))
+  })
 
 /** The nng transport as the `Transport` service (`makeScoped`: libnng loaded and warmed up). */
 export const layer = (options?: NngTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>

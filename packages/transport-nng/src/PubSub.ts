@@ -14,6 +14,7 @@
  */
 import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -109,6 +110,8 @@ export const subscriber = (
   options: SubscriberOptions
 ): Effect.Effect<Subscriber, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    const notObject = TransportOptions.notAnObject(options, "the socket's options")
+    if (notObject !== undefined) return yield* notObject
     // checked before anything is opened, as every option is: a string was subscribed to character by character
     const topics: unknown = options.topics
     if (topics !== undefined) {

@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
@@ -59,6 +60,8 @@ export interface ServeOptions extends Endpoints.EndpointsOptions {
 const concurrencyOf = (
   options: { readonly concurrency?: number | undefined }
 ): Effect.Effect<number, IpcError.IpcError> => {
+  const notObject = TransportOptions.notAnObject(options, "the replier's options")
+  if (notObject !== undefined) return Effect.fail(notObject)
   const concurrency = options.concurrency ?? 64
   return Number.isSafeInteger(concurrency) && concurrency >= 1
     ? Effect.succeed(concurrency)

@@ -119,7 +119,8 @@ const poolError = (pool: RequesterOptions["pool"]): IpcError.IpcError | undefine
 export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     // the pool's and the timeout's checks (the sockets' own come as each is opened)
-    const refused = TransportOptions.checkSizes({ pool: options.pool }) ?? poolError(options.pool) ??
+    const refused = TransportOptions.notAnObject(options, "the socket's options") ??
+      TransportOptions.checkSizes({ pool: options.pool }) ?? poolError(options.pool) ??
       TransportOptions.checkDurations({ timeout: options.timeout })
     if (refused !== undefined) return yield* refused
     const min = options.pool?.min ?? 1

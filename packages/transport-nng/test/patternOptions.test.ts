@@ -9,7 +9,7 @@
  * message drops the connection) and not on `inproc://`, as the README says.
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
-import { Pair, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
+import { NngTransport, Pair, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -276,4 +276,32 @@ describe("messaging-pattern sockets' options", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+})
+
+describe("options given in code that are not an object (a caller without types)", () => {
+  it.effect("every pattern socket and the transport fail with InvalidOption saying so, never a TypeError defect", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      for (const given of [null, "fast", 42]) {
+        const bad = given as never
+        const attempts: ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>> = [
+          Req.make(bad),
+          Rep.make(bad),
+          Rep.serve(bad, Effect.succeed),
+          Pair.make(bad),
+          PubSub.publisher(bad),
+          PubSub.subscriber(bad),
+          Pipeline.pusher(bad),
+          Pipeline.puller(bad),
+          NngTransport.makeScoped(bad),
+          NngTransport.make(bad).listen(`nng+ipc://${dir}/t.ipc`),
+          NngTransport.make(bad).dial(`nng+ipc://${dir}/t.ipc`)
+        ]
+        for (const attempt of attempts) {
+          const error = yield* refusal(attempt)
+          assert.strictEqual(error.reason._tag, "InvalidOption", error.detail)
+          assert.match(error.detail, /options are not an object \(got (null|a string|a number)\)$/)
+        }
+      }
+    }).pipe(Effect.scoped))
 })

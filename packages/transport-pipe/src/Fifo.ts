@@ -501,6 +501,9 @@ const firstBytes = (socket: Net.Socket): Effect.Effect<Buffer | undefined> =>
 
 /** Makes the FIFO transport. */
 export const make = (options: FifoOptions = {}): Transport.TransportShape => {
+  // options that are not an object (a caller without types): every listen and dial fails with InvalidOption
+  const refused = TransportOptions.refusedIfNotAnObject(["fifo"], options)
+  if (refused !== undefined) return refused
   const mode = options.mode ?? 0o600
   const pipeSize = options.pipeSize ?? 1024 * 1024
   // a bad one is refused by listen and dial (`optionsOk`) before this is used

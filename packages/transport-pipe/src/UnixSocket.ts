@@ -385,6 +385,9 @@ export const withFreePath = <A, E, R>(
 
 /** Makes the Unix socket transport (`unix://`, `pipe://`). */
 export const make = (options: UnixSocketOptions = {}): Transport.TransportShape => {
+  // options that are not an object (a caller without types): every listen and dial fails with InvalidOption
+  const refused = TransportOptions.refusedIfNotAnObject(["unix", "pipe"], options)
+  if (refused !== undefined) return refused
   const mode = options.mode ?? 0o600
   return {
     schemes: ["unix", "pipe"],

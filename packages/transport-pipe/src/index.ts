@@ -35,6 +35,10 @@ export interface PipeOptions extends UnixSocket.UnixSocketOptions, Fifo.FifoOpti
 
 /** Every transport of this package, routed by scheme: `unix:`, `pipe:`, `fifo:`, `child:`. */
 export const make = (options: PipeOptions = {}): Transport.TransportShape => {
+  // options that are not an object go to each transport as given: each one's listen and dial refuse them
+  if (TransportOptions.notAnObject(options) !== undefined) {
+    return Transport.route([UnixSocket.make(options), Fifo.make(options), ChildPipe.make(options)])
+  }
   const { maxMessageSize, ...rest } = options
   const all = { ...rest, maxFrameSize: rest.maxFrameSize ?? maxMessageSize }
   return Transport.route([UnixSocket.make(all), Fifo.make(all), ChildPipe.make(all)])

@@ -5,6 +5,7 @@
  */
 import { Registry, Transport } from "@effect-ipc/core"
 import * as Pipe from "@effect-ipc/transport-pipe"
+import { Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -85,4 +86,28 @@ describe("pipe options from configuration", () => {
       const unknown = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS: `{"ringSize": 1024}` })))
       assert.include(unknown.message, `InvalidOption: transport "pipe": "ringSize" (in IPC_OPTIONS) is not an option`)
     }).pipe(Effect.scoped))
+})
+
+describe("options given in code that are not an object (a caller without types)", () => {
+  it.effect("make and layer take them, and each listen and dial fails with InvalidOption saying so", () =>
+    Effect.gen(function*() {
+      let n = 0
+      for (const given of [null, "fast", 42]) {
+        const bad = given as never
+        const cases = [
+          [UnixSocket.layer(bad), `unix://${dir}/bad-${n++}.sock`],
+          [Fifo.layer(bad), `fifo://${dir}/bad-${n++}`],
+          [Layer.succeed(Transport.Transport, Pipe.make(bad)), `pipe://bad-${n++}`]
+        ] as const
+        for (const [layer, address] of cases) {
+          for (
+            const attempt of [Effect.asVoid(Transport.listen(address)), Effect.asVoid(Transport.dial(address))]
+          ) {
+            const error = yield* Effect.flip(Effect.scoped(attempt).pipe(Effect.provide(layer)))
+            assert.strictEqual(error.reason._tag, "InvalidOption", `${address}: ${error.detail}`)
+            assert.match(error.detail, /^the options are not an object \(got (null|a string|a number)\)$/)
+          }
+        }
+      }
+    }))
 })

@@ -126,6 +126,8 @@ export const create = (
 ): Effect.Effect<ResourceLink, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     yield* Segment.validateNewName(name)
+    const notObject = TransportOptions.notAnObject(options, "the options of ResourceLink.create")
+    if (notObject !== undefined) return yield* notObject
     if (!Number.isSafeInteger(payloadLength) || payloadLength < 0) {
       return yield* IpcError.make("InvalidAddress", `a payload length is a non-negative integer (got ${payloadLength})`)
     }

@@ -143,6 +143,8 @@ export const create = (
 ): Effect.Effect<Segment, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     yield* validateNewName(name)
+    const notObject = TransportOptions.notAnObject(options, "the options of Segment.create")
+    if (notObject !== undefined) return yield* notObject
     if (!Number.isSafeInteger(size) || size <= 0) {
       return yield* IpcError.make("InvalidAddress", `a segment's size is a positive integer (got ${size})`)
     }

@@ -90,6 +90,8 @@ const entriesIn = (options: ScopeOptions, staging = false) =>
 /** `list`, limited to the names that start with `prefix`. */
 export const listMatching = (options: ScopeOptions = {}): Effect.Effect<Listing, IpcError.IpcError> =>
   Effect.gen(function*() {
+    const notObject = TransportOptions.notAnObject(options, "the options of SegmentGc.listMatching")
+    if (notObject !== undefined) return yield* notObject
     const entries = yield* entriesIn(options)
     const segments: Array<SegmentInfo> = []
     let others = 0
@@ -159,7 +161,11 @@ export interface CollectOptions extends ScopeOptions {
  * missing fails with `NotFound`, one that is not this user's private
  * directory with `PermissionDenied`, before anything is removed.
  */
-export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> => sweep(options, true)
+export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const notObject = TransportOptions.notAnObject(options, "the options of SegmentGc.collect")
+    return notObject === undefined ? sweep(options, true) : Effect.fail(notObject)
+  })
 
 /**
  * One sweep; `strict`: a `directory` given that cannot be swept fails it (an

@@ -261,6 +261,9 @@ const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined 
 
 /** Makes the shared-memory transport (`shm://name`), bare: nothing runs beside it (see `makeScoped`). */
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
+  // options that are not an object (a caller without types): every listen and dial fails with InvalidOption
+  const refused = TransportOptions.refusedIfNotAnObject(["shm"], options)
+  if (refused !== undefined) return refused
   const authorize = options.authorize ?? sameUser
   const capacity = Ring.capacityFor(options.ringSize ?? ShmChannel.DEFAULT_RING_SIZE)
   // a bad one is refused by listen and dial (`optionsOk`) before this is used
@@ -418,6 +421,8 @@ export const makeScoped = (
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     // the transport's own options first (a bad `directory` is the transport's, not the collector's)
+    const notObject = TransportOptions.notAnObject(options)
+    if (notObject !== undefined) return yield* notObject
     const shapes = TransportOptions.checkShapes(options)
     if (shapes !== undefined) return yield* shapes
     if (options.directory !== undefined && Rendezvous.resolved(options.directory) === undefined) {

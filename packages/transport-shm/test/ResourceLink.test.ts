@@ -797,3 +797,27 @@ describe("ResourceLink", () => {
     assert.deepStrictEqual(leftovers(prefix, pidMarker(process.pid)), [])
   })
 })
+
+describe("options given in code that are not an object (a caller without types)", () => {
+  it.live("ResourceLink.create, Segment.create, SegmentGc and the transport fail with InvalidOption, nothing made", () =>
+    Effect.gen(function*() {
+      for (const given of [null, "fast", 42]) {
+        const untyped = given as never
+        const name = fresh()
+        const errors = [
+          yield* Effect.flip(Effect.scoped(Shm.ResourceLink.create(name, 16, untyped))),
+          yield* Effect.flip(Effect.scoped(Shm.Segment.create(name, 16, untyped))),
+          yield* Effect.flip(Shm.SegmentGc.collect(untyped)),
+          yield* Effect.flip(Shm.SegmentGc.listMatching(untyped)),
+          yield* Effect.flip(Effect.scoped(Shm.ShmTransport.makeScoped(untyped))),
+          yield* Effect.flip(Effect.scoped(Shm.ShmTransport.make(untyped).listen(`shm://${name}`))),
+          yield* Effect.flip(Effect.scoped(Shm.ShmTransport.make(untyped).dial(`shm://${name}`)))
+        ]
+        for (const error of errors) {
+          assert.strictEqual(error.reason._tag, "InvalidOption", error.detail)
+          assert.match(error.detail, /options( of [\w.]+)? are not an object \(got (null|a string|a number)\)$/)
+        }
+        assert.isFalse(exists(name))
+      }
+    }))
+})

@@ -8,6 +8,7 @@
  * @internal
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
@@ -122,7 +123,21 @@ export const create = (
   if (invalid !== undefined) return invalid
   const fileMode = fileModeOf(options)
   const dirMode = dirModeOf(options)
-  const readers = options.readers ?? []
+  const readers: unknown = options.readers ?? []
+  // a string was registered character by character: each a reader that never reads, holding the stream's space
+  if (!Array.isArray(readers) || !readers.every((name) => typeof name === "string")) {
+    return IpcError.make(
+      "InvalidOption",
+      `readers is a list of reader names, each a string (got ${
+        Array.isArray(readers)
+          ? "a list holding something else"
+          : typeof readers === "string"
+          ? "a string"
+          : typeof readers
+      })`,
+      dir
+    )
+  }
   for (const name of readers) {
     if (!LogFormat.isReaderName(name)) return IpcError.make("InvalidAddress", `bad reader name "${name}"`, dir)
   }
@@ -237,7 +252,16 @@ export const register = (
   options: Pick<LogOptions, "fileMode"> = {}
 ): IpcError.IpcError | undefined => {
   if (!LogFormat.isReaderName(name)) return IpcError.make("InvalidAddress", `bad reader name "${name}"`, dir)
-  const invalid = Sys.invalidModes({ fileMode: options.fileMode }, dir)
+  // anything but "start" (a typo, or none) registered the reader at the end: the records held were skipped unseen
+  if (from !== "start" && from !== "end") {
+    return IpcError.make(
+      "InvalidOption",
+      `from ${typeof from === "string" ? JSON.stringify(from) : String(from)} is not "start" nor "end"`,
+      dir
+    )
+  }
+  const invalid = TransportOptions.notAnObject(options, "the options", dir) ??
+    Sys.invalidModes({ fileMode: options.fileMode }, dir)
   if (invalid !== undefined) return invalid
   if (Sys.exists(paths(dir).cursor(name))) return undefined
   return withRegistry(dir, true, fileModeOf(options), () => registerNow(dir, name, from, options))

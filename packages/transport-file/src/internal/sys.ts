@@ -10,6 +10,7 @@
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -108,12 +109,13 @@ export const invalidMode = (
     )
 }
 
-/** Checks the `fileMode` and `dirMode` options where given (see `invalidMode`). */
+/** Checks the options are an object (`TransportOptions.notAnObject`), then `fileMode` and `dirMode` where given (see `invalidMode`). */
 export const invalidModes = (
   options: { readonly fileMode?: number | undefined; readonly dirMode?: number | undefined },
   address?: string
 ): IpcError.IpcError | undefined =>
-  (options.fileMode === undefined ? undefined : invalidMode("fileMode", options.fileMode, address)) ??
+  TransportOptions.notAnObject(options, "the options", address) ??
+    (options.fileMode === undefined ? undefined : invalidMode("fileMode", options.fileMode, address)) ??
     (options.dirMode === undefined ? undefined : invalidMode("dirMode", options.dirMode, address))
 
 /** Throws `InvalidOption` for a mode with group or other write bits, before `openFile` or `makeDir` makes anything. */

@@ -31,6 +31,9 @@ const isAddresses = (value: unknown): boolean =>
 
 /** The first of `options` that no socket would take, before anything is opened (core's checks: sizes, mode, durations, shapes). */
 const optionsError = (options: Endpoints.EndpointsOptions): IpcError.IpcError | undefined => {
+  // null or a string was a TypeError defect as its first option was read
+  const notObject = TransportOptions.notAnObject(options, "the socket's options")
+  if (notObject !== undefined) return notObject
   for (const name of ["listen", "dial"] as const) {
     const value: unknown = options[name]
     if (!isAddresses(value)) {
