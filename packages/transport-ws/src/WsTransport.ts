@@ -10,6 +10,7 @@
  * @since 0.1.0
  */
 import * as Transport from "@effect-ipc/core/Transport"
+import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { WebSocket as NodeWebSocket } from "ws"
@@ -43,6 +44,9 @@ const connectNode = (maxMessageSize: number): WsClient.Connect => (url, protocol
 
 /** Makes the `ws://` transport (listen and dial). */
 export const make = (options: WsTransportOptions = {}): Transport.TransportShape => {
+  // options that are not an object (a caller without types): every listen and dial fails with InvalidOption
+  const refused = TransportOptions.refusedIfNotAnObject(WsAddress.schemes, options)
+  if (refused !== undefined) return refused
   const clientOptions: WsClient.WsClientOptions = {
     ...options,
     // no lookup of the token file behind `dial`'s back: `dial` reads it itself, where it may (see there)

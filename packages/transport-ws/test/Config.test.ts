@@ -201,3 +201,22 @@ describe("ws:// addresses", () => {
       assert.isBelow(Date.now() - started, 1000)
     }).pipe(Effect.scoped))
 })
+
+describe("options given in code that are not an object (a caller without types)", () => {
+  it.effect("WsTransport.make and WsClient.make take them, and each listen and dial fails with InvalidOption", () =>
+    Effect.gen(function*() {
+      for (const given of [null, "fast", 42]) {
+        const bad = given as never
+        const attempts = [
+          Effect.asVoid(Ws.WsTransport.make(bad).listen("ws://127.0.0.1:0/bad")),
+          Effect.asVoid(Ws.WsTransport.make(bad).dial("ws://127.0.0.1:9/bad")),
+          Effect.asVoid(Ws.WsClient.make(bad).dial("ws://127.0.0.1:9/bad"))
+        ]
+        for (const attempt of attempts) {
+          const error = yield* Effect.flip(Effect.scoped(attempt))
+          assert.strictEqual(error.reason._tag, "InvalidOption", error.detail)
+          assert.match(error.detail, /^the options are not an object \(got (null|a string|a number)\)$/)
+        }
+      }
+    }))
+})
