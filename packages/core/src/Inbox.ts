@@ -14,6 +14,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Taken from "./internal/taken.ts"
 import * as IpcError from "./IpcError.ts"
+import * as TransportOptions from "./TransportOptions.ts"
 
 /** Limits of an inbox: it asks its source to pause above either of them. */
 export interface InboxOptions {
@@ -84,8 +85,30 @@ export interface Inbox {
 // after `shutdown`, at most this many inboxes' worth of bytes is read and dropped
 const DROP_BUDGET_BUFFERS = 8
 
-/** Makes an inbox. */
+/**
+ * `InvalidOption` for inbox options given in code that are not (`notAnObject`),
+ * or whose `maxMessages` or `maxBytes` is not a whole number of at least 1
+ * (`checkSizes`), or whose `onResume` is not a function. Undefined when they are.
+ */
+const invalidOptions = (options: unknown): IpcError.IpcError | undefined => {
+  const notObject = TransportOptions.notAnObject(options, "the inbox's options")
+  if (notObject !== undefined || options === undefined) return notObject
+  const given = options as InboxOptions
+  const onResume: unknown = given.onResume
+  return TransportOptions.checkSizes({ maxMessages: given.maxMessages, maxBytes: given.maxBytes }) ??
+    (onResume === undefined || typeof onResume === "function"
+      ? undefined
+      : IpcError.make("InvalidOption", `onResume ${typeof onResume} is not a function`))
+}
+
+/**
+ * Makes an inbox. Options that are not (see `InboxOptions`: `null`, a
+ * `maxMessages` of `"x"`) make one that has failed already: each take fails
+ * with that `InvalidOption`, each push answers `false`.
+ */
 export const make = (options: InboxOptions = {}): Inbox => {
+  const refused = invalidOptions(options)
+  if (refused !== undefined) options = {}
   const maxMessages = options.maxMessages ?? 4096
   const maxBytes = options.maxBytes ?? 8 * 1024 * 1024
   const closedError = IpcError.closedByPeer(options.address)
@@ -93,12 +116,12 @@ export const make = (options: InboxOptions = {}): Inbox => {
   let head = 0
   let bytes = 0
   let paused = false
-  let done = false
+  let done = refused !== undefined
   // shut down: what arrives is dropped as it comes, up to a budget (what a peer had on its way as we closed,
   // not a flood without end: past it the source pauses for good)
   let dropping = false
   let dropBudget = DROP_BUDGET_BUFFERS * maxBytes
-  let error: IpcError.IpcError | undefined
+  let error: IpcError.IpcError | undefined = refused
   const waiters: Array<Waiter> = []
   // told of every take (see `internal/taken.ts`): the channel's metrics
   let observer: Taken.Observer | undefined
@@ -135,7 +158,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
   // While `wake` hands a waiter its take it does nothing: `wake` calls it once the taker holds it
   let handing = 0
   const resumeIfBelow = () => {
-    if (handing === 0 && paused && available() <= maxMessages >> 1 && bytes <= maxBytes >> 1) {
+    if (handing === 0 && paused && available() <= maxMessages / 2 && bytes <= maxBytes / 2) {
       paused = false
       options.onResume?.()
     }

@@ -364,6 +364,8 @@ export const layerClientProtocol = (
 ): Layer.Layer<RpcClient.Protocol, IpcError.IpcError, Transport.Transport | RpcSerialization.RpcSerialization> =>
   Layer.effect(RpcClient.Protocol)(
     Effect.gen(function*() {
+      // dialled only once a call is made: an address that is not a string fails the build, not every call
+      if (typeof address !== "string") return yield* Address.notAString(address)
       const notObject = TransportOptions.notAnObject(options, "the client's options")
       if (notObject !== undefined) return yield* notObject
       // a duration that is not one ("x" was a defect, -1 or NaN none at all); a connectTimeout is no timer (the

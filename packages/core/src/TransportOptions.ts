@@ -258,6 +258,7 @@ const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
   ["maxFrameSize", 0],
   ["highWaterMark", 0],
   ["maxBufferedMessages", 1],
+  ["maxMessages", 1],
   ["maxBufferedBytes", 1],
   ["maxPendingHandshakes", 1],
   ["sendBuffer", 0],
@@ -318,7 +319,7 @@ const valueAt = (options: object, name: string): unknown => {
  * `InvalidOption` naming the first option given in code whose value has the
  * wrong shape: an `authorize` that is not a function, an `allowedOrigins`
  * that is neither a list of strings nor a function, an `allowedHosts` that is
- * not a list of strings, a `directory` that is not a path, a word that is not one of its option's
+ * not a list of strings, a `directory` that is not a path, a `tls` that is not an object of paths, a word that is not one of its option's
  * (`durability: "fsnyc"` was the default, `os`, without a word). They were
  * defects at `listen`, a listener that refused everyone without saying why,
  * or a setting other than the one asked for.
@@ -373,7 +374,38 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
   if (token !== undefined && typeof token !== "string") {
     return IpcError.make("InvalidOption", `token ${shown(token)} is not a string`, address)
   }
-  return checkHeartbeat(Reflect.get(options, "heartbeat"), address)
+  return checkTls(Reflect.get(options, "tls"), address) ?? checkHeartbeat(Reflect.get(options, "heartbeat"), address)
+}
+
+/**
+ * `tls`, if given, is an object whose `certFile`, `keyFile` and `caFile` are
+ * paths and `serverName` a name, where given (`authMode`: `CHOICE_OPTIONS`):
+ * `"x"` or `null` was no TLS options at all, unseen (nng+ipc:// has no TLS to
+ * need them), and a file that is not a path was an `Open` error.
+ */
+const checkTls = (tls: unknown, address?: string): IpcError.IpcError | undefined => {
+  if (tls === undefined) return undefined
+  // never shown: a string or a buffer given here may be a key itself
+  if (typeof tls !== "object" || tls === null || Array.isArray(tls)) {
+    return IpcError.make(
+      "InvalidOption",
+      `tls (${kindOf(tls)}) is not { certFile, keyFile, caFile, authMode, serverName }`,
+      address
+    )
+  }
+  for (const name of ["certFile", "keyFile", "caFile", "serverName"]) {
+    const value: unknown = Reflect.get(tls, name)
+    if (value !== undefined && (typeof value !== "string" || value === "" || value.includes("\0"))) {
+      return IpcError.make(
+        "InvalidOption",
+        `tls.${name} (${typeof value === "string" ? shown(value) : kindOf(value)}) is not ${
+          name === "serverName" ? "a host name" : "a path"
+        } (a non-empty string)`,
+        address
+      )
+    }
+  }
+  return undefined
 }
 
 /** An option's value as `shown`, but a plain object as JSON where it can be (`{}`, `{"interval":1000}`). */
@@ -418,9 +450,15 @@ const checkHeartbeat = (heartbeat: unknown, address?: string): IpcError.IpcError
   return undefined
 }
 
-/** What a value that is not an object of options is, as `notAnObject` names it (never the value: it may hold a secret). */
+/** What a value is, as `notAnObject` and `checkTls` name it (never the value: it may hold a secret). */
 const kindOf = (value: unknown): string =>
-  value === null ? "null" : Array.isArray(value) ? "a list" : `a ${typeof value}`
+  value === null
+    ? "null"
+    : Array.isArray(value)
+    ? "a list"
+    : typeof value === "object"
+    ? "an object"
+    : `a ${typeof value}`
 
 /**
  * `InvalidOption` for options given in code that are not an object (`null`,

@@ -169,6 +169,38 @@ describe("Inbox", () => {
       assert.strictEqual(taken, 80)
       assert.isFalse(small.push(new Uint8Array(1)))
     }))
+
+  it.effect("options that are not (null, a maxMessages of \"x\") make an inbox whose takes fail with InvalidOption", () =>
+    Effect.gen(function*() {
+      const given: ReadonlyArray<[unknown, string]> = [
+        [null, "the inbox's options are not an object (got null)"],
+        [{ maxMessages: "x" }, `maxMessages "x" is not a whole number of at least 1`],
+        [{ maxMessages: Number.NaN }, "maxMessages NaN is not a whole number of at least 1"],
+        [{ maxBytes: -1 }, "maxBytes -1 is not a whole number of at least 1"],
+        [{ onResume: 42 }, "onResume number is not a function"]
+      ]
+      for (const [options, detail] of given) {
+        const inbox = Inbox.make(options as Inbox.InboxOptions)
+        assert.isTrue(inbox.isDone())
+        assert.isFalse(inbox.push(m(1)))
+        const error = yield* Effect.flip(inbox.take)
+        assert.strictEqual(error.reason._tag, "InvalidOption")
+        assert.isTrue(error.detail.startsWith(detail), error.detail)
+      }
+    }))
+
+  it.effect("a paused source resumes under a maxBytes of 2 GiB or more (halving it wrapped to a negative 32-bit number)", () =>
+    Effect.gen(function*() {
+      let resumed = 0
+      const inbox = Inbox.make({ maxMessages: 4, maxBytes: 3 * 2 ** 30, onResume: () => resumed++ })
+      for (let i = 1; i <= 4; i++) inbox.push(m(i))
+      assert.isTrue(inbox.isPaused())
+      yield* inbox.take
+      yield* inbox.take
+      yield* Effect.yieldNow
+      assert.strictEqual(resumed, 1)
+      assert.isFalse(inbox.isPaused())
+    }))
 })
 
 /** Resolves after `n` turns of the event loop's check phase (where effect's yields run). */

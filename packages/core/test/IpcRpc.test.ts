@@ -112,6 +112,34 @@ describe("IpcRpc", () => {
       assert.strictEqual(runs, 0)
       assert.strictEqual(yield* IpcRpc.retryIdempotent(call, Policy.retry(1)), 1)
     }))
+
+  it.effect("Policy.retry of a count that is not one (\"x\", NaN, -1, 2.5) dies naming it, where it meant no retries", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const failing = Effect.suspend(() => (++runs, Effect.fail("nope")))
+      for (const [times, shown] of [["x", `"x"`], [Number.NaN, "NaN"], [-1, "-1"], [2.5, "2.5"]] as const) {
+        const exit = yield* Effect.exit(Effect.retry(failing, Policy.retry(times as number)))
+        assert.isTrue(Exit.hasDies(exit), String(exit))
+        assert.include(String(exit), `Policy.retry: times ${shown} is not a whole number of retries`)
+      }
+      runs = 0
+      yield* Effect.flip(Effect.retry(failing, Policy.retry(0)))
+      assert.strictEqual(runs, 1)
+    }))
+
+  it.effect("layerClientProtocol at an address that is not a string fails its build with InvalidAddress", () =>
+    Effect.gen(function*() {
+      for (const address of [null, 42, { href: "memory://x" }]) {
+        const error = yield* Effect.flip(Layer.build(
+          IpcRpc.layerClientProtocol(address as unknown as string).pipe(
+            Layer.provide(IpcRpc.layerSerialization),
+            Layer.provide(Layer.succeed(Transport.Transport, Memory.make()))
+          )
+        ))
+        assert.strictEqual(error.reason._tag, "InvalidAddress", error.message)
+        assert.match(error.detail, /^an address is a string, not (null|42|an object)$/)
+      }
+    }).pipe(Effect.scoped))
 })
 
 /** A logger that keeps every line (level and message) it is given. */

@@ -57,7 +57,7 @@ export const streamOf = Endpoint.outgoing
  */
 export const create = (dir: string, options: FileChannelOptions = {}): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
-    const invalid = Sys.invalidModes(options, dir)
+    const invalid = Layout.invalidDir(dir) ?? Sys.invalidModes(options, dir)
     if (invalid !== undefined) return Effect.fail(invalid)
     const fileMode = options.fileMode ?? Log.defaults.fileMode
     const dirMode = options.dirMode ?? Log.defaults.dirMode

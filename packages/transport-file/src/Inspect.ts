@@ -187,6 +187,8 @@ const channelReport = (dir: string): ChannelReport | IpcError.IpcError => {
 /** Reports what `dir` holds; `NotFound` when it is none of the known kinds. */
 export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.suspend((): Effect.Effect<Report, IpcError.IpcError> => {
+    const invalid = Layout.invalidDir(dir, "a directory")
+    if (invalid !== undefined) return Effect.fail(invalid)
     if (!Sys.exists(dir)) return Effect.fail(IpcError.make("NotFound", "no such directory", dir))
     const untrusted = Layout.checkDir(dir, dir)
     if (untrusted !== undefined) return Effect.fail(untrusted)

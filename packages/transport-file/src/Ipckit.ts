@@ -113,7 +113,7 @@ const systemError = (cause: unknown, detail: string, address: string) =>
 export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Effect<void, IpcError.IpcError> =>
   Effect.try({
     try: () => {
-      const invalid = Sys.invalidModes(options, dir)
+      const invalid = Layout.invalidDir(dir) ?? Sys.invalidModes(options, dir)
       if (invalid !== undefined) throw invalid
       const p = paths(dir)
       const made = Layout.ensureDir(dir, options.dirMode ?? Log.defaults.dirMode, dir)

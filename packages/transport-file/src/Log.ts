@@ -36,6 +36,7 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
+import * as Layout from "./internal/layout.ts"
 import * as LogReader from "./internal/reader.ts"
 import * as Stream from "./internal/stream.ts"
 import * as Verify from "./internal/verify.ts"
@@ -50,9 +51,22 @@ export const defaults = Stream.defaults
 /** The paths of a stream directory. */
 export const paths = Stream.paths
 
+/**
+ * `run(dir)`, or `InvalidAddress` when `dir` is not a path (JavaScript can
+ * pass `null` or a number: that was an `Open` or `Read` error, or a defect).
+ */
+const atDir = <A, R>(
+  dir: string,
+  run: () => Effect.Effect<A, IpcError.IpcError, R>
+): Effect.Effect<A, IpcError.IpcError, R> =>
+  Effect.suspend(() => {
+    const invalid = Layout.invalidDir(dir, "a stream directory")
+    return invalid === undefined ? run() : Effect.fail(invalid)
+  })
+
 /** The base offsets of a stream's segments, oldest first. */
 export const segments = (dir: string): Effect.Effect<ReadonlyArray<number>, IpcError.IpcError> =>
-  Effect.suspend(() => Stream.lift(Stream.segments(dir)))
+  atDir(dir, () => Stream.lift(Stream.segments(dir)))
 
 /**
  * Creates the stream directory `dir` if it does not exist, atomically (it is
@@ -63,7 +77,7 @@ export const segments = (dir: string): Effect.Effect<ReadonlyArray<number>, IpcE
 export const create = (
   dir: string,
   options: { readonly readers?: ReadonlyArray<string> | undefined } & Pick<LogOptions, "fileMode" | "dirMode"> = {}
-): Effect.Effect<void, IpcError.IpcError> => Effect.suspend(() => Stream.lift(Stream.create(dir, options)))
+): Effect.Effect<void, IpcError.IpcError> => atDir(dir, () => Stream.lift(Stream.create(dir, options)))
 
 /** Registers reader `name` at the `start` (oldest record held) or the `end` of `dir`, unless it exists. */
 export const register = (
@@ -71,12 +85,11 @@ export const register = (
   name: string,
   from: "start" | "end",
   options: Pick<LogOptions, "fileMode"> = {}
-): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.suspend(() => Stream.lift(Stream.register(dir, name, from, options)))
+): Effect.Effect<void, IpcError.IpcError> => atDir(dir, () => Stream.lift(Stream.register(dir, name, from, options)))
 
 /** Removes reader `name`: its cursor no longer holds space back. */
 export const unregister = (dir: string, name: string): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.suspend(() => Stream.lift(Stream.unregister(dir, name)))
+  atDir(dir, () => Stream.lift(Stream.unregister(dir, name)))
 
 /** The registered readers of `dir` and their committed offsets. */
 export const cursors = Stream.cursors
@@ -121,7 +134,8 @@ export type Reader = LogReader.Reader
  * reader name: a second gets `AddressInUse`. Without a name, opens an
  * observer, which keeps no cursor, holds no space back and starts at `from`.
  */
-export const openReader = LogReader.openReader
+export const openReader: typeof LogReader.openReader = (dir, options) =>
+  atDir(dir, () => LogReader.openReader(dir, options))
 
 /** What `verify` found in a sound stream. */
 export type Verified = Verify.Verified
@@ -134,11 +148,11 @@ export type Verified = Verify.Verified
  * before it is whole. An unfinished record past the committed end is not
  * damage: it is counted in `torn`.
  */
-export const verify = Verify.verify
+export const verify = (dir: string): Effect.Effect<Verified, IpcError.IpcError> => atDir(dir, () => Verify.verify(dir))
 
 /** A summary of a stream, for `inspect`. */
 export type Stats = Verify.Stats
 
 /** Reads a stream's segments, writer state and readers (nothing is modified). */
 export const stats = (dir: string): Effect.Effect<Stats, IpcError.IpcError> =>
-  Effect.suspend(() => Stream.lift(Verify.stats(dir)))
+  atDir(dir, () => Stream.lift(Verify.stats(dir)))

@@ -5,7 +5,7 @@
  * a dead writer, a torn cursor), each a typed error with nothing valid lost.
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
-import { FileChannel, FileTransport, Ipckit, Log, LogFormat } from "@effect-ipc/transport-file"
+import { FileChannel, FileTransport, Inspect, Ipckit, Log, LogFormat } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -583,6 +583,29 @@ describe("what a caller without types may pass", () => {
         for (const error of errors) {
           assert.strictEqual(error.reason._tag, "InvalidOption", error.detail)
           assert.match(error.detail, /^the options are not an object \(got (null|a string|a number)\)$/)
+        }
+      }
+    }))
+
+  it.effect("a directory that is not a path (null, a number, \"\"): InvalidAddress, never a defect nor Open or Read", () =>
+    Effect.gen(function*() {
+      for (const given of [null, 42, ""]) {
+        const dir = given as never
+        const errors = [
+          yield* Effect.flip(Log.create(dir)),
+          yield* Effect.flip(Log.stats(dir)),
+          yield* Effect.flip(Log.segments(dir)),
+          yield* Effect.flip(Log.verify(dir)),
+          yield* Effect.flip(Log.register(dir, "r", "start")),
+          yield* Effect.flip(Log.unregister(dir, "r")),
+          yield* Effect.flip(Effect.scoped(Log.openReader(dir, { name: "r" }))),
+          yield* Effect.flip(FileChannel.create(dir)),
+          yield* Effect.flip(Inspect.describe(dir)),
+          yield* Effect.flip(Ipckit.initialize(dir))
+        ]
+        for (const error of errors) {
+          assert.strictEqual(error.reason._tag, "InvalidAddress", error.detail)
+          assert.match(error.detail, /^a (stream |channel )?directory is a path, not (null|a number|"")$/)
         }
       }
     }))

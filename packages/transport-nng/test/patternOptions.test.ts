@@ -305,3 +305,34 @@ describe("options given in code that are not an object (a caller without types)"
       }
     }).pipe(Effect.scoped))
 })
+
+describe("a tls option of the wrong shape (a caller without types)", () => {
+  it.effect("is InvalidOption at every socket and the transport, whatever the scheme (nng+ipc:// too)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const cases: ReadonlyArray<[unknown, string]> = [
+        ["x", "tls (a string) is not { certFile, keyFile, caFile, authMode, serverName }"],
+        [null, "tls (null) is not { certFile, keyFile, caFile, authMode, serverName }"],
+        [[], "tls (a list) is not { certFile, keyFile, caFile, authMode, serverName }"],
+        [{ certFile: 42 }, "tls.certFile (a number) is not a path (a non-empty string)"],
+        [{ caFile: "" }, `tls.caFile ("") is not a path (a non-empty string)`],
+        [{ serverName: Buffer.from("k") }, "tls.serverName (an object) is not a host name (a non-empty string)"]
+      ]
+      for (const [tls, detail] of cases) {
+        const bad = { tls } as never
+        const listenAt = `nng+ipc://${dir}/tls.ipc`
+        const attempts: ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>> = [
+          Rep.make({ ...(bad as object), listen: listenAt }),
+          Pair.make({ ...(bad as object), listen: listenAt }),
+          PubSub.publisher({ ...(bad as object), listen: listenAt }),
+          NngTransport.make(bad).listen(listenAt),
+          NngTransport.make(bad).dial(listenAt)
+        ]
+        for (const attempt of attempts) {
+          const error = yield* refusal(attempt)
+          assert.strictEqual(error.reason._tag, "InvalidOption", error.detail)
+          assert.strictEqual(error.detail, detail)
+        }
+      }
+    }).pipe(Effect.scoped))
+})

@@ -76,6 +76,28 @@ export interface ScopeOptions {
   readonly prefix?: string | undefined
 }
 
+/**
+ * `InvalidOption` for options of `what` that are not an object
+ * (`notAnObject`), or whose `prefix` is not a string, `dryRun` not a boolean
+ * (`"true"` removed for real) or `directory` not a path (`checkShapes`).
+ */
+const invalidOptions = (options: CollectOptions, what: string): IpcError.IpcError | undefined => {
+  const notObject = TransportOptions.notAnObject(options, `the options of ${what}`)
+  if (notObject !== undefined || options === undefined) return notObject
+  const prefix: unknown = options.prefix
+  if (prefix !== undefined && typeof prefix !== "string") {
+    return IpcError.make("InvalidOption", `prefix ${String(prefix)} is not a string`)
+  }
+  const dryRun: unknown = options.dryRun
+  if (dryRun !== undefined && typeof dryRun !== "boolean") {
+    return IpcError.make(
+      "InvalidOption",
+      `dryRun ${typeof dryRun === "string" ? JSON.stringify(dryRun) : String(dryRun)} is not a boolean (true or false)`
+    )
+  }
+  return TransportOptions.checkShapes(options)
+}
+
 const entriesIn = (options: ScopeOptions, staging = false) =>
   Effect.map(
     Segments.list,
@@ -90,8 +112,8 @@ const entriesIn = (options: ScopeOptions, staging = false) =>
 /** `list`, limited to the names that start with `prefix`. */
 export const listMatching = (options: ScopeOptions = {}): Effect.Effect<Listing, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const notObject = TransportOptions.notAnObject(options, "the options of SegmentGc.listMatching")
-    if (notObject !== undefined) return yield* notObject
+    const invalid = invalidOptions(options, "SegmentGc.listMatching")
+    if (invalid !== undefined) return yield* invalid
     const entries = yield* entriesIn(options)
     const segments: Array<SegmentInfo> = []
     let others = 0
@@ -163,8 +185,8 @@ export interface CollectOptions extends ScopeOptions {
  */
 export const collect = (options: CollectOptions = {}): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.suspend(() => {
-    const notObject = TransportOptions.notAnObject(options, "the options of SegmentGc.collect")
-    return notObject === undefined ? sweep(options, true) : Effect.fail(notObject)
+    const invalid = invalidOptions(options, "SegmentGc.collect")
+    return invalid === undefined ? sweep(options, true) : Effect.fail(invalid)
   })
 
 /**

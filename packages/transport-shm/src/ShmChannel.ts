@@ -35,7 +35,7 @@ export const TypeId = "~@effect-ipc/transport-shm/ShmChannel"
 
 /** Tuning of a shared-memory channel. */
 export interface ShmChannelOptions {
-  /** Bytes of each direction's ring (rounded up to a power of two; default 4 MiB). */
+  /** Bytes of each direction's ring (rounded up to a power of two, at most 1 GiB: a larger one is `InvalidOption`; default 4 MiB). */
   readonly ringSize?: number | undefined
   /**
    * How long a receiver (or a sender facing a full ring) busy-waits before it

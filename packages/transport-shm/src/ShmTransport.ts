@@ -259,6 +259,25 @@ const CONTROL_FRAME_LIMIT = 64 * 1024
 /** The default policy: the peer's uid is known and it is this user's. */
 const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined && peer.uid === uid()
 
+/**
+ * `optionsOk`, then `InvalidOption` for a `ringSize` beyond the largest ring
+ * (`Ring.MAX_CAPACITY`, 1 GiB): `1e15` or `Infinity` was a 1 GiB ring, unsaid.
+ */
+const shmOptionsOk = (options: ShmTransportOptions, address: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.flatMap(
+    TransportOptions.optionsOk(options, address),
+    () =>
+      options.ringSize !== undefined && options.ringSize > Ring.MAX_CAPACITY
+        ? Effect.fail(
+          IpcError.make(
+            "InvalidOption",
+            `ringSize ${options.ringSize} is beyond the largest ring (${Ring.MAX_CAPACITY} bytes, 1 GiB)`,
+            address
+          )
+        )
+        : Effect.void
+  )
+
 /** Makes the shared-memory transport (`shm://name`), bare: nothing runs beside it (see `makeScoped`). */
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
   // options that are not an object (a caller without types): every listen and dial fails with InvalidOption
@@ -352,7 +371,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
     schemes: ["shm"],
     listen: (address) =>
       Effect.gen(function*() {
-        yield* TransportOptions.optionsOk(options, address)
+        yield* shmOptionsOk(options, address)
         const name = yield* nameOf(address)
         yield* Libc.available
         const listenerScope = yield* Effect.scope
@@ -387,7 +406,7 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
       }),
     dial: (address) =>
       Effect.gen(function*() {
-        yield* TransportOptions.optionsOk(options, address)
+        yield* shmOptionsOk(options, address)
         const name = yield* nameOf(address)
         yield* Libc.available
         const control = yield* sockets.dial(yield* controlAddress(name, options.directory, address)).pipe(

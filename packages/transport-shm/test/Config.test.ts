@@ -68,6 +68,41 @@ describe("shm options from configuration", () => {
     60_000
   )
 
+  it.live("a ringSize beyond the largest ring (1 GiB): InvalidOption naming it at listen and dial, not a 1 GiB ring", () =>
+    Effect.gen(function*() {
+      for (const ringSize of [1e15, Infinity, 2 ** 30 + 1]) {
+        const transport = Shm.ShmTransport.make({ ringSize })
+        const address = `shm://config-test-ring-${process.pid}`
+        const errors = yield* Effect.all([
+          Effect.flip(transport.listen(address)),
+          Effect.flip(transport.dial(address))
+        ]).pipe(Effect.scoped)
+        for (const error of errors) {
+          assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+          assert.strictEqual(
+            error.detail,
+            `ringSize ${ringSize} is beyond the largest ring (${2 ** 30} bytes, 1 GiB)`
+          )
+        }
+      }
+    }))
+
+  it.effect("SegmentGc.collect and listMatching: a prefix that is not a string, a dryRun not a boolean are InvalidOption", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<[Shm.SegmentGc.CollectOptions, string]> = [
+        [{ prefix: 42 as never }, "prefix 42 is not a string"],
+        [{ dryRun: "true" as never }, `dryRun "true" is not a boolean (true or false)`],
+        [{ directory: 7 as never }, "directory 7 is not a path (a non-empty string)"]
+      ]
+      for (const [options, detail] of cases) {
+        const error = yield* Effect.flip(Shm.SegmentGc.collect(options))
+        assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+        assert.strictEqual(error.detail, detail)
+      }
+      const listed = yield* Effect.flip(Shm.SegmentGc.listMatching({ prefix: 42 as never }))
+      assert.strictEqual(listed.detail, "prefix 42 is not a string")
+    }))
+
   it.live("options in code that are not what they say: InvalidOption at listen and dial, or when the layer is built", () =>
     Effect.gen(function*() {
       for (const inPlaceThreshold of [-1, Number.NaN, 1.5, "abc", {}, null] as Array<never>) {

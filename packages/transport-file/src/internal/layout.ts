@@ -482,11 +482,11 @@ const kindOf = (value: unknown): string =>
     ? JSON.stringify(value)
     : `a ${typeof value}`
 
-/** `InvalidAddress` for a channel directory that is not a path (a string); undefined when it is one. */
-export const invalidDir = (dir: unknown): IpcError.IpcError | undefined =>
+/** `InvalidAddress` for a directory (`what`: a channel directory) that is not a path (a non-empty string); undefined when it is one. */
+export const invalidDir = (dir: unknown, what = "a channel directory"): IpcError.IpcError | undefined =>
   typeof dir === "string" && dir.length > 0
     ? undefined
-    : IpcError.make("InvalidAddress", `a channel directory is a path, not ${kindOf(dir)}`)
+    : IpcError.make("InvalidAddress", `${what} is a path, not ${kindOf(dir)}`)
 
 /**
  * `invalidDir`, or `InvalidAddress` for a fixed role that is neither
