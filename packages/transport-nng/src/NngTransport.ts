@@ -58,7 +58,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -424,9 +424,50 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const address = bound.port !== undefined && lobbyAddress.port === 0
         ? NngAddress.withPort(lobbyAddress, bound.port)
         : raw
-      const privateDir = lobbyAddress.transport === "ipc"
+      let privateDir = lobbyAddress.transport === "ipc"
         ? yield* conversationDir(lobbyAddress, options.mode ?? 0o600, raw)
         : undefined
+      const listenerScope = yield* Effect.scope
+      /**
+       * The conversations' directory again, when `used` is gone (a clean-up of the temporary directory, or a
+       * user, removed it): else no conversation could listen any more, and every client waited for its
+       * `connectTimeout`. A handshake that finds it made again meanwhile by another uses that one.
+       */
+      const renewDir = (used: Conversations.Directory) =>
+        Effect.suspend(() => {
+          if (privateDir !== used || Conversations.isThere(used)) return Effect.succeed(false)
+          return Effect.try({
+            try: () => Conversations.make(lobbyAddress.path, options.mode ?? 0o600),
+            catch: (cause) => IpcError.fromSystemError(cause, "Open", "cannot make the conversations' directory", raw)
+          }).pipe(
+            Effect.tap((made) => {
+              privateDir = made
+              return Scope.addFinalizer(listenerScope, Effect.sync(() => Conversations.remove(made)))
+            }),
+            Effect.tap((made) =>
+              Effect.logWarning(`the conversations' directory ${used.path} was removed: made ${made.path} instead`)
+            ),
+            Effect.as(true)
+          )
+        })
+      /** Listens at a fresh conversation address (over ipc, in the conversations' directory, made again if gone). */
+      const listenConversation = (socket: Socket.Socket) =>
+        Effect.gen(function*() {
+          const used = privateDir
+          const conversation = yield* NngAddress.parse(
+            conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), used?.path),
+            { plain: true }
+          )
+          const listening = yield* Effect.result(socket.listen(conversation))
+          if (listening._tag === "Success") return { conversation, listening: listening.success }
+          if (used === undefined || Conversations.isThere(used)) return yield* listening.failure
+          yield* renewDir(used)
+          const again = yield* NngAddress.parse(
+            conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), privateDir?.path),
+            { plain: true }
+          )
+          return { conversation: again, listening: yield* socket.listen(again) }
+        })
       // counted, and logged a few a minute (a flood of refused hellos wrote a warning each)
       const noteRefusal = yield* Observability.refusals(address)
       const acceptor = yield* Transport.makeAcceptor(address, { refused: noteRefusal })
@@ -470,15 +511,14 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const handshake = (request: Nng.Received) =>
         Effect.gen(function*() {
           const token = Crypto.randomBytes(16).toString("hex")
-          const conversation = yield* NngAddress.parse(
-            conversationUrl(lobbyAddress, bound.port, Conversations.socketName(), privateDir?.path),
-            { plain: true }
-          )
           const socket = yield* Socket.open("pair", { ...pairOptions, refused: refusedTls.sink }, address).pipe(
             Effect.tapError(busyWhenShort(request))
           )
           return yield* Effect.gen(function*() {
-            const listening = yield* Effect.tapError(socket.listen(conversation), busyWhenShort(request))
+            const { conversation, listening } = yield* Effect.tapError(
+              listenConversation(socket),
+              busyWhenShort(request)
+            )
             short.end()
             // as written (an ipc path escaped), for the client to parse
             const url = listening.port === undefined
@@ -643,9 +683,10 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           Effect.mapError((error) => lobbyAddress.transport === "ipc" ? unreachable(lobbyAddress, error) : error),
           Effect.catch(tlsRefusal(lobbyAddress, remainingUntil(deadline)))
         )
-        yield* lobby.send(helloBytes)
-        // a listener drops what it cannot answer at once: after a silence, ask again
-        const reply = yield* lobby.receive.pipe(
+        // a listener drops what it cannot answer at once: after a silence, ask again. The send is bounded
+        // too: a listener gone between the connect and the send leaves no connection to send on, and
+        // nng's dialer reconnects for ever (the dial waited past connectTimeout, for good)
+        const reply = yield* Effect.andThen(lobby.send(helloBytes), lobby.receive).pipe(
           Effect.timeoutOrElse({
             duration: Math.min(remainingUntil(deadline), askAgain),
             orElse: (): Effect.Effect<never, IpcError.IpcError | Vanished> =>

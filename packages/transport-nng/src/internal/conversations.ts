@@ -118,6 +118,16 @@ export const remove = (dir: Directory): void => {
   }
 }
 
+/** True while what is at `dir`'s path is still that directory (not a link, same device and inode). */
+export const isThere = (dir: Directory): boolean => {
+  try {
+    const stat = Fs.lstatSync(dir.path, { bigint: true })
+    return stat.isDirectory() && stat.dev === dir.dev && stat.ino === dir.ino
+  } catch {
+    return false
+  }
+}
+
 const lstatIfAny = (path: string): Fs.Stats | undefined => {
   try {
     return Fs.lstatSync(path)

@@ -128,6 +128,8 @@ interface Bindings {
   readonly copyIn: (dst: Ptr, src: Uint8Array, size: number) => unknown
   /** `madvise`, on Linux only (see `fresh`). */
   readonly madvise: ((addr: Ptr, length: number, advice: number) => number) | undefined
+  /** `dup3`, on Linux only (see `Nng.replaceFd`). */
+  readonly dup3: ((from: number, to: number, flags: number) => number) | undefined
 }
 
 /**
@@ -298,7 +300,8 @@ const declare = (koffi: Koffi, libc: LibraryHandle, lib: LibraryHandle, version:
     statValue: lib.func("uint64_t nng_stat_value(void *stat)"),
     memcpy: libc.func("void *memcpy(void *dst, const void *src, size_t size)"),
     copyIn: libc.func("void *memcpy(void *dst, const void *src, size_t size)"),
-    madvise: process.platform === "linux" ? libc.func("int madvise(void *addr, size_t len, int advice)") : undefined
+    madvise: process.platform === "linux" ? libc.func("int madvise(void *addr, size_t len, int advice)") : undefined,
+    dup3: process.platform === "linux" ? libc.func("int dup3(int oldfd, int newfd, int flags)") : undefined
   }
 }
 
@@ -366,6 +369,8 @@ const allocate = (length: number): Uint8Array =>
 
 /** Linux's `MADV_POPULATE_WRITE` (5.14 and later): maps a range's pages in one call, as if written. */
 const MADV_POPULATE_WRITE = 23
+/** Linux's `O_CLOEXEC` (Node does not export it). */
+const O_CLOEXEC = 0o2000000
 /** From this size on, `fresh` maps a byte array's pages before the copy (below, malloc reuses mapped memory). */
 const POPULATE_BYTES = 64 * 1024
 const PAGE = 4096n
@@ -391,6 +396,11 @@ export interface Nng {
   readonly open: (protocol: Protocol) => Effect.Effect<Handle, IpcError.IpcError>
   /** Closes a socket on the libuv threadpool (nng_close waits for nng's threads); `done` runs once it is closed. */
   readonly close: (s: Handle, done: () => void) => void
+  /**
+   * Makes descriptor `to` a copy of `from` (close-on-exec), atomically, so that
+   * no other file ever takes its number meanwhile: true when done (Linux only).
+   */
+  readonly replaceFd: (from: number, to: number) => boolean
   /** Sets an option of a socket. */
   readonly setSocketOption: (s: Handle, name: string, value: OptionValue) => Effect.Effect<void, IpcError.IpcError>
   /** Reads an integer option of a socket (`recv-fd`, `send-fd`, ...). */
@@ -741,6 +751,7 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
         return rv === 0 ? Effect.succeed(out) : Effect.fail(error(rv, `cannot open a ${protocol} socket`))
       }),
     close: (s, done) => b.close(s, () => done()),
+    replaceFd: (from, to) => b.dup3 !== undefined && b.dup3(from, to, O_CLOEXEC) === to,
     setSocketOption: (s, name, value) =>
       Effect.suspend(() => {
         const rv = "int" in value

@@ -144,6 +144,8 @@ export interface Socket {
   readonly isClosed: () => boolean
   /** Listens at `address`; yields the port bound (tcp, ws). */
   readonly listen: (address: NngAddress.NngAddress) => Effect.Effect<Nng.Listening, IpcError.IpcError>
+  /** Listens at an ipc `address` whose socket file only this socket removes, and only while it is still the one bound (see `listenFree`). */
+  readonly listenFile: (address: NngAddress.NngAddress) => Effect.Effect<Nng.Listening, IpcError.IpcError>
   /** Dials `address` in the background (nng reconnects whenever the link drops). */
   readonly dial: (address: NngAddress.NngAddress) => Effect.Effect<Nng.Handle, IpcError.IpcError>
   /** Sends a message, waiting while the socket is full; messages of concurrent senders go out in call order. */
@@ -443,6 +445,39 @@ const makeSocket = (
   const tlsOf = (side: "listen" | "dial", target: NngAddress.NngAddress) =>
     NngAddress.isTls(target.transport) ? Tls.settings(options.tls, side, target) : Effect.succeed(undefined)
 
+  /**
+   * The socket files this socket listens at through a descriptor of their
+   * directory (`/proc/self/fd/N/name`): nng unlinks the path it bound as it
+   * closes, whatever is there by then (the socket of a listener that took the
+   * path after ours was removed). So the file is removed here, only while it
+   * is still ours, and the descriptor is made /dev/null before nng closes:
+   * its unlink then reaches nothing.
+   */
+  const files: Array<BoundFile> = []
+  let filesReleased = false
+  const letGo = (file: BoundFile) => {
+    if (file.bound !== undefined) unlinkIfSame(file.path, file.bound)
+    // where this fails (no descriptor free for /dev/null), the descriptor stays our directory until nng has
+    // closed (its unlink as before)
+    try {
+      const devNull = Fs.openSync("/dev/null", "r")
+      nng.replaceFd(devNull, file.dir)
+      Fs.closeSync(devNull)
+    } catch {
+      // as above
+    }
+  }
+  /** Keeps `file` until nng has let the socket go (at once when it has: nng unlinks nothing more). */
+  const keepFile = (file: BoundFile) => {
+    if (closed) letGo(file)
+    if (filesReleased) return Fs.closeSync(file.dir)
+    files.push(file)
+  }
+  const releaseFiles = () => {
+    filesReleased = true
+    for (const file of files.splice(0)) Fs.closeSync(file.dir)
+  }
+
   const shutdown = () => {
     if (closed) return
     closed = true
@@ -450,31 +485,56 @@ const makeSocket = (
     readable.close()
     writableFd.close()
     flush()
-    nng.close(handle, () => Deferred.doneUnsafe(released, Exit.void))
+    files.forEach(letGo)
+    nng.close(handle, () => {
+      releaseFiles()
+      Deferred.doneUnsafe(released, Exit.void)
+    })
   }
+
+  const listen = (target: NngAddress.NngAddress) =>
+    Effect.flatMap(tlsOf("listen", target), (tls) =>
+      nng.listen(
+        handle,
+        target.url,
+        {
+          ...(target.transport === "ipc" && options.ipcPermissions !== undefined
+            ? { ipcPermissions: options.ipcPermissions }
+            : {}),
+          tls
+        },
+        target.raw,
+        // its pipes are checked from the first (a socket that only sends refuses this mode: `checksClients`)
+        (listener) => {
+          if (tls?.authMode === Tls.OPTIONAL) checkedListeners.add(listener.id)
+        }
+      ))
 
   return {
     nng,
     handle,
     protocol,
     isClosed: () => closed,
-    listen: (target) =>
-      Effect.flatMap(tlsOf("listen", target), (tls) =>
-        nng.listen(
-          handle,
-          target.url,
-          {
-            ...(target.transport === "ipc" && options.ipcPermissions !== undefined
-              ? { ipcPermissions: options.ipcPermissions }
-              : {}),
-            tls
-          },
-          target.raw,
-          // its pipes are checked from the first (a socket that only sends refuses this mode: `checksClients`)
-          (listener) => {
-            if (tls?.authMode === Tls.OPTIONAL) checkedListeners.add(listener.id)
-          }
-        )),
+    listen,
+    listenFile: (target) =>
+      Effect.suspend(() => {
+        const dir = closed ? undefined : directoryOf(target.path)
+        if (dir === undefined) return listen(target)
+        const through = `/proc/self/fd/${dir}/${Path.basename(target.path)}`
+        if (Buffer.byteLength(through) > MAX_SOCKET_PATH) {
+          Fs.closeSync(dir)
+          return listen(target)
+        }
+        return listen({ ...target, url: `ipc://${through}` }).pipe(
+          Effect.tap(() =>
+            Effect.sync(() => {
+              // undefined: removed already, nothing there is ours (nng's unlink at close is kept from it all the same)
+              keepFile({ dir, path: target.path, bound: Fs.lstatSync(target.path, { throwIfNoEntry: false }) })
+            })
+          ),
+          Effect.onError(() => Effect.sync(() => Fs.closeSync(dir)))
+        )
+      }),
     dial: (target) =>
       Effect.flatMap(Effect.andThen(NngAddress.dialable(target), tlsOf("dial", target)), (tls) =>
         nng.dial(
@@ -508,12 +568,43 @@ const makeSocket = (
   }
 }
 
+/** A socket file an ipc listener bound through a descriptor of its directory, and the file as bound. */
+interface BoundFile {
+  readonly dir: number
+  readonly path: string
+  readonly bound: Fs.Stats | undefined
+}
+
+/** The longest socket path Linux binds (`sun_path` less its NUL). */
+const MAX_SOCKET_PATH = 107
+
+/** A descriptor of the directory of `path` (Linux; close-on-exec), or undefined where none can be had. */
+const directoryOf = (path: string): number | undefined => {
+  if (process.platform !== "linux") return undefined
+  try {
+    return Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
+  } catch {
+    return undefined
+  }
+}
+
+/** Removes the file at `path` if it is still `bound` (same device and inode). */
+const unlinkIfSame = (path: string, bound: Fs.Stats) => {
+  try {
+    const now = Fs.lstatSync(path)
+    if (now.dev === bound.dev && now.ino === bound.ino) Fs.unlinkSync(path)
+  } catch {
+    // gone already
+  }
+}
+
 /**
  * Listens at an address a user gave (a transport's rendezvous, a pattern
  * socket's `listen`). libnng unlinks whatever refuses a connect at an ipc path,
  * a regular file too; so over ipc the path is taken only when it is free by
  * transport-pipe's rule (absent, or a stale socket of this user, removed under
- * its lock), and anything else there is `AddressInUse`, left untouched.
+ * its lock), and anything else there is `AddressInUse`, left untouched; and
+ * on close the socket file is removed only while it is still the one bound.
  * Over ipc, `afterListen` runs once the socket listens, still under the lock.
  */
 export const listenFree = (
@@ -528,7 +619,7 @@ export const listenFree = (
     ? Effect.fail(
       IpcError.make("NotFound", `cannot listen: directory ${Path.dirname(address.path)} does not exist`, address.raw)
     )
-    : UnixSocket.withFreePath(address.path, address.raw, Effect.tap(socket.listen(address), () => afterListen))
+    : UnixSocket.withFreePath(address.path, address.raw, Effect.tap(socket.listenFile(address), () => afterListen))
 
 /** True when the directory of `path` is not there (not when it cannot be looked at: that stays nng's to say). */
 export const missingDirectory = (path: string): boolean => {
