@@ -146,7 +146,11 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
   const fileMode = options.fileMode ?? Log.defaults.fileMode
   const dirMode = options.dirMode ?? Log.defaults.dirMode
 
-  const listenDir = (raw: string, dir: string) =>
+  const listenDir = (
+    raw: string,
+    dir: string,
+    attempt = 0
+  ): Effect.Effect<Transport.Listener, IpcError.IpcError, Scope.Scope> =>
     Effect.gen(function*() {
       const invalid = Sys.invalidModes(options, raw)
       if (invalid !== undefined) return yield* invalid
@@ -166,19 +170,34 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       }
       // a directory this package did not mark is the user's: used only while empty, and marked before anything
       // else (then `marker` is undefined)
-      const marker = Layout.claim(dir, "listener", fileMode, raw, created)
+      // under the directory's lock, which a listener's close holds from removing its marker to removing the
+      // directory: one that claimed it in between served, without knowing, in a directory that listener had made
+      const marker = yield* Lock.guarding(dir, () => Layout.claim(dir, "listener", fileMode, raw, created))
       if (Sys.failed(marker)) {
         unmake(created)
+        // removed meanwhile, as the listener that made it closed: made again
+        if (marker.reason._tag === "NotFound" && attempt < 3 && !Sys.exists(dir)) {
+          return yield* listenDir(raw, dir, attempt + 1)
+        }
         return yield* marker
       }
       // a listen that fails after this takes back what it did: the marker it wrote, then its lock (when it has
       // one, removed with the marker), then the directories it made
       const undo = (held?: Lock.HeldLock) => {
-        if (marker === undefined) Layout.removeMarker(dir)
+        if (marker === undefined) {
+          Layout.removeMarker(dir)
+        }
         if (held !== undefined) Lock.release(held, marker === undefined)
         unmake(created)
       }
-      const ownsDirectory = created || marker?.ownsDirectory === true
+      // a listener racing this one to create the directory published the marker, saying it did not make it: this
+      // one says so there (whichever of the two serves removes the directory), under the directory's lock, which a
+      // listener's close holds as it removes the marker
+      if (created && marker !== undefined && marker.ownsDirectory !== true) {
+        yield* Lock.guarding(dir, () => Layout.markOwned(dir, fileMode))
+      }
+      // the marker it wrote says so too when a listener racing this one made the directory
+      const ownsDirectory = created || (marker ?? Layout.readMarker(dir))?.ownsDirectory === true
       const incarnation = Sys.randomId()
       // dialers probe the listener's lock (shared, for microseconds): a restarting listener that meets one
       // tries again, where it refused as if another listener served the directory
@@ -420,7 +439,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             if (id.startsWith(".")) tidyHidden(id)
             else Endpoint.removeIfAbandoned(paths.connection(id))
           }
-          yield* Effect.sync(() => {
+          yield* Lock.guarding(dir, () => {
             let empty = false
             try {
               Fs.rmdirSync(paths.connections)
@@ -428,6 +447,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             } catch {
               // dialers still connected: their connections outlive us (and the marker with them); the next listener tidies up
             }
+            // the marker may say that a listener racing this one made the directory (`markOwned`)
+            const owned = ownsDirectory || (empty && Layout.readMarker(dir)?.ownsDirectory === true)
             // once nothing is left, the directory goes back to what it was: gone if we made it, else empty (a
             // marker a listener killed as it wrote it left goes first, while ours tells others not to write one)
             if (empty) {
@@ -437,7 +458,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             Lock.release(lock, true)
             // the directory fails to go, harmlessly (and the ones made on the way stay), if a new listener has
             // taken it meanwhile
-            if (empty && ownsDirectory) unmake(true)
+            if (empty && owned) unmake(true)
           })
         })
       )

@@ -121,6 +121,19 @@ const readSmall = (path: string, limit?: number): string | undefined | IpcError.
   return read.reason._tag === "PermissionDenied" || short(read) ? read : undefined
 }
 
+/**
+ * The pid a role or listener lock file names: only from what a holder writes in it (`pid token` and a newline, a
+ * pid from 1 to 2^31 - 1), read as a small file (at most `Layout.SMALL_FILE_MAX_BYTES`); none for anything else
+ * (garbage, a holder's text with more after it, a file too large to be one), nor when it is missing or unreadable.
+ */
+const holderPid = (path: string): number | undefined => {
+  const text = readSmall(path, Layout.SMALL_FILE_MAX_BYTES)
+  if (text === undefined || Sys.failed(text)) return undefined
+  const match = /^([1-9][0-9]{0,9}) [0-9a-z-]{1,64}\n$/.exec(text)
+  const pid = match === null ? undefined : Number(match[1])
+  return pid !== undefined && pid <= 2 ** 31 - 1 ? pid : undefined
+}
+
 /** When a file was last written (ms since the epoch), `undefined` when it cannot be read. */
 const modifiedAt = (path: string): number | undefined => {
   try {
@@ -170,7 +183,7 @@ const channelReport = (dir: string): ChannelReport | IpcError.IpcError => {
   for (const role of ["backend", "frontend"] as const) {
     const state = Lock.probe(paths.lock(role))
     if (Sys.failed(state)) return state
-    ends.push({ role, open: state === "held", pid: Lock.owner(paths.lock(role))?.pid })
+    ends.push({ role, open: state === "held", pid: holderPid(paths.lock(role)) })
   }
   const streams: Array<Log.Stats> = []
   for (const role of ["backend", "frontend"] as const) {
@@ -214,7 +227,7 @@ export const describe = (dir: string): Effect.Effect<Report, IpcError.IpcError> 
         _tag: "Listener",
         dir,
         listening: Lock.probe(paths.lock) === "held",
-        pid: Lock.owner(paths.lock)?.pid,
+        pid: holderPid(paths.lock),
         connections
       })
     }

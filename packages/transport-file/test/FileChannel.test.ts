@@ -885,3 +885,54 @@ describe("FileChannel.remove against processes using the channel (review: remove
       Fs.rmSync(link)
     }))
 })
+
+describe("garbage in a role's lock file (review item 4)", () => {
+  // what a role's lock file may hold that no holder wrote: binary bytes, a pid with text after it, a large file
+  const garbage: ReadonlyArray<readonly [string, Uint8Array]> = [
+    ["binary bytes", Uint8Array.from({ length: 300 }, (_, i) => (i * 37 + 11) & 0xff)],
+    ["a pid with text after it", bytes("4242 is not a holder, just text\n")],
+    ["1 MiB of garbage after a pid", bytes(`1 ${"\u0000".repeat(1 << 20)}`)]
+  ]
+  for (const [what, content] of garbage) {
+    it.live(
+      `${what} in both role locks, closed or held: the channel opens and loses no acknowledged message`,
+      () =>
+        Effect.gen(function*() {
+          const dir = fresh(root, "garbage")
+          yield* Effect.scoped(Effect.gen(function*() {
+            const backend = yield* FileChannel.backend(dir)
+            yield* backend.send(bytes("before"))
+          }))
+          // both ends closed: garbage in both locks
+          Fs.writeFileSync(Path.join(dir, "backend.lock"), content)
+          Fs.writeFileSync(Path.join(dir, "frontend.lock"), content)
+          yield* Effect.scoped(Effect.gen(function*() {
+            const frontend = yield* FileChannel.frontend(dir)
+            const backend = yield* FileChannel.backend(dir)
+            assert.strictEqual(text.decode(yield* frontend.receive), "before")
+            yield* backend.send(bytes("open"))
+            assert.strictEqual(text.decode(yield* frontend.receive), "open")
+            // garbage written over the held locks (in place: each holder keeps its lock)
+            Fs.writeFileSync(Path.join(dir, "backend.lock"), content)
+            Fs.writeFileSync(Path.join(dir, "frontend.lock"), content)
+            yield* backend.send(bytes("held"))
+            yield* frontend.send(bytes("back"))
+            assert.strictEqual(text.decode(yield* frontend.receive), "held")
+            assert.strictEqual(text.decode(yield* backend.receive), "back")
+            // a second process for a role whose lock holds garbage is still refused
+            const second = yield* Effect.flip(Effect.scoped(FileChannel.backend(dir)))
+            assert.strictEqual(second.reason._tag, "AddressInUse", second.message)
+            yield* backend.send(bytes("last"))
+          }))
+          // sent and acknowledged before the close: kept for the next frontend
+          yield* Effect.scoped(Effect.gen(function*() {
+            const frontend = yield* FileChannel.frontend(dir)
+            assert.strictEqual(text.decode(yield* frontend.receive), "last")
+          }))
+          yield* FileChannel.remove(dir)
+          assert.isFalse(Fs.existsSync(dir))
+        }).pipe(Effect.timeout("20 seconds")),
+      30_000
+    )
+  }
+})

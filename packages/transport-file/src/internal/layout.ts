@@ -45,6 +45,11 @@ export const loadMarker = (dir: string): Marker | undefined | IpcError.IpcError 
       ? undefined
       : IpcError.fromSystemError(cause, "Open", "cannot read the directory marker", dir)
   }
+  return parseMarker(text)
+}
+
+/** The marker `text` says, `undefined` when it is not one. */
+const parseMarker = (text: string): Marker | undefined => {
   try {
     const value: unknown = JSON.parse(text)
     if (
@@ -58,6 +63,23 @@ export const loadMarker = (dir: string): Marker | undefined | IpcError.IpcError 
     return undefined
   }
 }
+
+/**
+ * Whether one of the markers being written in `dir` (`names`: `.effect-ipc.<16 hex digits>.tmp`) is a listener's
+ * that made the directory: by a listener racing this one to create it (whose marker this one's may overtake), or
+ * one killed before it linked it into place. The directory is then one a listener made, whichever listener serves
+ * in it: the last to close removes it.
+ */
+const madeByListener = (dir: string, names: ReadonlyArray<string>): boolean =>
+  names.some((name) => {
+    if (Sys.tmpFor(name) !== MARKER) return false
+    try {
+      const marker = parseMarker(Sys.readFile(Path.join(dir, name), SMALL_FILE_MAX_BYTES).toString("utf8"))
+      return marker?.kind === "listener" && marker.ownsDirectory === true
+    } catch {
+      return false // gone already, or not ours to read
+    }
+  })
 
 /** The marker of `dir`, if it has one (and it can be read). */
 export const readMarker = (dir: string): Marker | undefined => {
@@ -109,6 +131,22 @@ const leftoverLock = (dir: string): boolean => {
 }
 
 /**
+ * Says in the listener marker of `dir`, if it has one, that a listener made the directory (`ownsDirectory`),
+ * replacing it whole (written aside, renamed over it): done by a listener that made the directory when another,
+ * racing it, published the marker first. Run under `Lock.guarding(dir)`, as a listener's close is, so that a marker
+ * removed meanwhile is not written again.
+ */
+export const markOwned = (dir: string, mode: number): void => {
+  const marker = readMarker(dir)
+  if (marker?.kind !== "listener" || marker.ownsDirectory === true) return
+  Sys.attempt(
+    () => Sys.writeNewFile(Path.join(dir, MARKER), `${JSON.stringify({ ...marker, ownsDirectory: true })}\n`, mode),
+    "Write",
+    ""
+  )
+}
+
+/**
  * Writes the marker of `dir` (atomically and exclusively: written aside, linked into place): `"taken"` when
  * another process published one first, which is then kept (a rename put the last one in place: a channel end and
  * a listener creating the same directory at once each went on, under the other's marker).
@@ -147,6 +185,8 @@ export const writeMarker = (dir: string, marker: Marker, mode: number): IpcError
  * meanwhile, does not count; a listener's directory is one listener's, and
  * anything in it does. One marked as the other kind, or holding anything
  * else, is `AddressInUse` naming what is there, and nothing in it is touched.
+ * A listener's marker says it owns the directory (`ownsDirectory`) when the
+ * caller made it, or when a listener's marker being written there says so.
  */
 export const claim = (
   dir: string,
@@ -164,9 +204,8 @@ export const claim = (
   if (marker !== undefined) return judge(marker)
   const names = Sys.attempt(() => Fs.readdirSync(dir), "Open", `cannot list ${dir}`, address)
   if (Sys.failed(names)) return names
-  const shared = kind === "channel"
-  if (shared && names.includes(MARKER)) {
-    // marked meanwhile by a process creating the same channel (or a file of that name that is not a marker)
+  if (names.includes(MARKER)) {
+    // marked meanwhile by a process creating the same directory (or a file of that name that is not a marker)
     const again = loadMarker(dir)
     if (Sys.failed(again)) return again
     if (again !== undefined) return judge(again)
@@ -186,7 +225,8 @@ export const claim = (
       address
     )
   }
-  const written = writeMarker(dir, { format: "effect-ipc-file", version: 1, kind, ownsDirectory }, fileMode)
+  const owns = ownsDirectory !== true && kind === "listener" && madeByListener(dir, names) ? true : ownsDirectory
+  const written = writeMarker(dir, { format: "effect-ipc-file", version: 1, kind, ownsDirectory: owns }, fileMode)
   if (written !== "taken") return written
   // published meanwhile by a process creating the same directory (a channel's other end, another listener)
   const found = loadMarker(dir)
@@ -308,45 +348,70 @@ const runtimeDirs = (): ReadonlySet<string> => {
  * with `mode` (a runtime directory on the way: 0700, see `runtimeDirs`), never
  * following a link: each component (made here, or found there because someone
  * was quicker) is checked before the next is made in it. Returns the
- * components made here, outermost first, but for runtime directories (shared
- * with other transports, they stay).
+ * components that were missing as it began (made here, or by a process racing
+ * it: of two listeners creating one directory at once, the one that wins may
+ * not be the one whose `mkdir` made it), outermost first, but for runtime
+ * directories (shared with other transports, they stay).
  */
 const makePath = (dir: string, mode: number): Array<string> => {
   const parts = dir.split(Path.sep).filter((p) => p.length > 0)
   const runtime = runtimeDirs()
   const made: Array<string> = []
+  // the components missing as the walk begins (from the first missing one down): made by this call, or meanwhile
+  // by a process racing it to the same path (a listener, a channel end), theirs as much as ours
+  let absent = parts.length + 1
+  for (let i = 0; i <= parts.length && absent > parts.length; i++) {
+    try {
+      Fs.lstatSync(Path.join(Path.sep, ...parts.slice(0, i)))
+    } catch (cause) {
+      if (!isMissing(cause)) throw cause
+      absent = i
+    }
+  }
   let created = false
+  // the components this call made itself
+  const mine: Array<string> = []
   // a parent found there may be removed before the next component is made in it (a listener that made
   // it closing, say): the walk starts again from the top, a few times
   let restarts = 0
-  for (let i = 0; i <= parts.length; i++) {
-    const path = Path.join(Path.sep, ...parts.slice(0, i))
-    let stat: Fs.Stats | undefined
-    // what was there when mkdir said EEXIST may be gone again: a few tries, then someone is playing with it
-    for (let attempt = 0; stat === undefined; attempt++) {
-      if (attempt === 100) {
-        throw Sys.refusal(`${path} keeps appearing and vanishing`, "use a directory only you can write")
+  try {
+    for (let i = 0; i <= parts.length; i++) {
+      const path = Path.join(Path.sep, ...parts.slice(0, i))
+      let stat: Fs.Stats | undefined
+      // what was there when mkdir said EEXIST may be gone again: a few tries, then someone is playing with it
+      for (let attempt = 0; stat === undefined; attempt++) {
+        if (attempt === 100) {
+          throw Sys.refusal(`${path} keeps appearing and vanishing`, "use a directory only you can write")
+        }
+        created = false
+        try {
+          Sys.makeDir(path, i < parts.length && runtime.has(path) ? 0o700 : mode)
+          created = true
+        } catch (cause) {
+          if (IpcError.errnoOf(cause) === "ENOENT" && i > 0 && restarts++ < 100) break
+          if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+        }
+        try {
+          stat = Fs.lstatSync(path)
+        } catch (cause) {
+          if (!isMissing(cause)) throw cause
+        }
       }
-      created = false
-      try {
-        Sys.makeDir(path, i < parts.length && runtime.has(path) ? 0o700 : mode)
-        created = true
-      } catch (cause) {
-        if (IpcError.errnoOf(cause) === "ENOENT" && i > 0 && restarts++ < 100) break
-        if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+      if (stat === undefined) {
+        i = -1 // a parent vanished: from the top again
+        continue
       }
-      try {
-        stat = Fs.lstatSync(path)
-      } catch (cause) {
-        if (!isMissing(cause)) throw cause
-      }
+      if (created && !runtime.has(path) && !mine.includes(path)) mine.push(path)
+      checkComponent(path, stat, i === parts.length)
+      if ((created || i >= absent) && !runtime.has(path) && !made.includes(path)) made.push(path)
     }
-    if (stat === undefined) {
-      i = -1 // a parent vanished: from the top again
-      continue
+  } catch (cause) {
+    // a walk that fails (no inode left for the next component: ENOSPC) takes back what it made, innermost first,
+    // while empty: a listen out of inodes left the parents it had made behind
+    for (const path of mine.toReversed()) {
+      if (Sys.failed(Sys.attempt(() => Fs.rmdirSync(path), "Write", ""))) break
     }
-    checkComponent(path, stat, i === parts.length)
-    if (created && !runtime.has(path) && !made.includes(path)) made.push(path)
+    throw cause
   }
   return made
 }
@@ -382,8 +447,9 @@ const checkTrusted = (dir: string): "missing" | undefined => {
  * checked: `Sys.invalidModes`), or checks the one there: only a directory
  * that this user (or root) owns and that no other user can write, under
  * directories no other user can tamper with, is used (`PermissionDenied`,
- * with a hint, otherwise). Returns the directories this call made, outermost
- * first (`dir` last, when it made it; runtime directories are not listed).
+ * with a hint, otherwise). Returns the directories that were missing as this
+ * call began (made by it, or meanwhile by a process racing it), outermost
+ * first (`dir` last, when it was missing; runtime directories are not listed).
  */
 export const ensureDir = (dir: string, mode: number, address?: string): ReadonlyArray<string> | IpcError.IpcError =>
   Sys.attempt(

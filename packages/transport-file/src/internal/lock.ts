@@ -46,6 +46,28 @@ const pause = (ms: number): Effect.Effect<void> =>
     return Effect.sync(() => clearTimeout(timer))
   })
 
+/**
+ * Runs `f` holding an exclusive `flock` on the directory `dir` itself (no file is made in it): listeners take turns
+ * there to change a listener directory's marker, so that one never writes a marker another has just removed. Waits
+ * while another holds it (for microseconds), up to `within` ms, then runs `f` anyway, as it does when the directory
+ * cannot be opened or locked.
+ */
+export const guarding = <A>(dir: string, f: () => A, within = 1000): Effect.Effect<A> =>
+  Effect.suspend(() => {
+    let fd: number
+    try {
+      fd = Fs.openSync(dir, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY | Fs.constants.O_NOFOLLOW)
+    } catch {
+      return Effect.sync(f)
+    }
+    const deadline = performance.now() + within
+    const attempt = (): Effect.Effect<A> =>
+      Libc.tryLock(fd, "exclusive") === false && performance.now() < deadline
+        ? Effect.andThen(pause(1), Effect.suspend(attempt))
+        : Effect.sync(f)
+    return Effect.ensuring(Effect.suspend(attempt), Effect.sync(() => Sys.closeQuietly(fd)))
+  })
+
 /** A lock this process holds. */
 export interface HeldLock {
   readonly path: string
