@@ -534,12 +534,20 @@ class Stream(object):
         self.batch = batch
 
 
+class _Cancelled(threading.Event):
+    """An Event set when the call is interrupted, and true once set: ``if current().cancelled:``
+    reads as it says (a plain Event is always true)."""
+
+    def __bool__(self):
+        return self.is_set()
+
+
 class _Context(object):
     def __init__(self, request_id, tag, headers):
         self.request_id = request_id
         self.tag = tag
         self.headers = headers
-        self.cancelled = threading.Event()
+        self.cancelled = _Cancelled()
         self.finished = False
         # a streaming call: what it iterates, its chunk size, and whether a sent chunk awaits its Ack
         self.iterable = None
@@ -553,7 +561,8 @@ _current = threading.local()
 
 def current():
     """In a server handler: the call being served (``tag``, ``headers``,
-    ``request_id``, and ``cancelled``, an Event set when the client interrupts)."""
+    ``request_id``, and ``cancelled``, an Event set when the client interrupts, true once
+    set: ``if current().cancelled:``, or ``current().cancelled.wait(timeout)``)."""
     return getattr(_current, "context", None)
 
 

@@ -184,6 +184,37 @@ class Rpc(TempDirCase):
         self.assertEqual(self.client.call("Notes", timeout=5), ["a", "b"])
         self.client.ping(5)
 
+    def test_cancelled_is_false_until_the_call_is_interrupted_then_true(self):
+        # `if current().cancelled:` (the README's words) was always true: a threading.Event is truthy, set or not
+        seen = []
+        began = threading.Event()
+
+        def polling(p):
+            seen.append(bool(rpc.current().cancelled))
+            began.set()
+            deadline = time.time() + 10
+            while not rpc.current().cancelled and time.time() < deadline:
+                time.sleep(0.01)
+            seen.append(bool(rpc.current().cancelled))
+            self.stopped.set()
+            return "done"
+
+        listener = listen(self.address("polling"))
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=RpcServer({"Polling": polling}).serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        client = RpcClient.connect(self.address("polling"))
+        self.addCleanup(client.close)
+        call = client.start("Polling")
+        self.assertTrue(began.wait(10))
+        self.assertEqual(seen, [False], "not cancelled while it runs")
+        call.cancel()
+        with self.assertRaises(RpcInterrupted):
+            call.result(5)
+        self.assertTrue(self.stopped.wait(15))
+        self.assertEqual(seen, [False, True])
+
     def test_a_client_killed_mid_call_interrupts_its_calls_and_streams(self):
         # a killed client (no close frame: ConnectionLost) left `cancelled` unset and a stream's generator open
         import subprocess

@@ -10,7 +10,8 @@
  *   IPC_TRANSPORT=memory npm run demo      (in-process: memory:// cannot cross processes)
  *
  * `demo.ts --serve` only serves (packed, schema-binary and JSON clients; `--serialization X`
- * serves only X), saying `ready` on stdout once it listens.
+ * serves only X), saying `ready` on stdout once it listens, until its stdin (the demo's pipe)
+ * closes: the demo gone, however it ended.
  *
  * @since 0.1.0
  */
@@ -46,10 +47,34 @@ const serverLayer = (address: string) =>
 const clientProtocol = (address: string) =>
   IpcRpc.layerClientProtocol(address).pipe(Layer.provide(IpcRpc.layerSerializationFor(serializationArg ?? "packed")))
 
-/** Serves the demo at the configured address and says `ready` on stdout. */
+/** Completes once stdin ends: the demo that started this server, holding the other end of the pipe, is gone. */
+const parentGone = Effect.callback<void>((resume) => {
+  const gone = () => resume(Effect.void)
+  process.stdin.on("end", gone).on("close", gone).on("error", gone).resume()
+  return Effect.sync(() => void process.stdin.off("end", gone).off("close", gone).off("error", gone).pause())
+})
+
+/** Serves the demo at the configured address and says `ready` on stdout, until the demo is gone. */
 const serve = Effect.gen(function*() {
   const address = yield* Registry.IpcAddress
   yield* Layer.launch(serverLayer(address).pipe(Layer.tap(() => Effect.sync(() => process.stdout.write("ready\n")))))
+}).pipe(Effect.raceFirst(parentGone))
+
+/**
+ * Completes once stdout's reader has gone (`npm run demo | head -n 1`): the write that finds it gone fails on a
+ * later tick, as an `error` event that, unheard, crashed the demo before its finalizers stopped the server.
+ * Any other failure to write is said on stderr, with exit code 1.
+ */
+const stdoutGone = Effect.callback<void>((resume) => {
+  const gone = (cause: Error) => {
+    if (IpcError.errnoOf(cause) !== "EPIPE") {
+      process.stderr.write(`demo failed: cannot print to stdout: ${cause.message}\n`)
+      process.exitCode = 1
+    }
+    resume(Effect.void)
+  }
+  process.stdout.on("error", gone)
+  return Effect.sync(() => void process.stdout.off("error", gone))
 })
 
 /** Starts `demo.ts --serve` as a child process and waits until it listens. */
@@ -59,7 +84,8 @@ const spawnServer = (env: NodeJS.ProcessEnv) =>
       const child = ChildProcess.spawn(
         process.execPath,
         [...process.execArgv, fileURLToPath(import.meta.url), "--serve"],
-        { env, stdio: ["ignore", "pipe", "inherit"] }
+        // stdin: a pipe this process holds until it exits, however it ends (killed too): the server's cue to stop
+        { env, stdio: ["pipe", "pipe", "inherit"] }
       )
       child.stdout!.once("data", () => resume(Effect.succeed(child)))
       child.once("exit", (code) => resume(Effect.fail(new Error(`the demo server exited with code ${code}`))))
@@ -137,7 +163,7 @@ const program = process.argv.includes("--serialization") && serializationArg ===
   ? Effect.fail(new Error("--serialization takes packed, binary or json"))
   : process.argv.includes("--serve")
   ? serve.pipe(Effect.provide(Transports.layer))
-  : main
+  : main.pipe(Effect.raceFirst(stdoutGone))
 
 NodeRuntime.runMain(
   program.pipe(

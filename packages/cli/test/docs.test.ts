@@ -135,6 +135,48 @@ describe("demo", () => {
     assert.notMatch(result.stderr, /\.eipc-|mkdtemp|ENOENT/)
   })
 
+  // `npm run demo | head -n 1` crashed the demo on EPIPE (its finalizers never ran) and left its server process
+  // running, holding the address (the next run with that IPC_ADDRESS failed AddressInUse); a demo killed outright
+  // left it too
+  for (const how of ["its output closed (| head -n 1)", "killed (SIGKILL)"] as const) {
+    it(`ends its server process when it is ${how}`, async () => {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-demo-"))
+      const child = ChildProcess.spawn(
+        process.execPath,
+        ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", "packages/cli/src/demo.ts"],
+        { cwd: root, env: { ...process.env, IPC_ADDRESS: `unix://${dir}/d.sock` }, stdio: ["ignore", "pipe", "pipe"] }
+      )
+      let stderr = ""
+      child.stderr.setEncoding("utf8").on("data", (text: string) => void (stderr += text))
+      // "exit", not "close": a server left running holds the stderr it inherited open
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      const first = await new Promise<string>((resolve) => child.stdout.setEncoding("utf8").once("data", resolve))
+      const serverPid = Number(/server pid (\d+)/.exec(first)?.[1])
+      assert.isAbove(serverPid, 0, first)
+      if (how === "killed (SIGKILL)") child.kill("SIGKILL")
+      else child.stdout.destroy() // as head does once it has its line: the demo's next write finds no reader
+      const code = await exited
+      const alive = () => {
+        try {
+          process.kill(serverPid, 0)
+          return true
+        } catch {
+          return false
+        }
+      }
+      for (let i = 0; i < 400 && alive(); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+      const left = alive()
+      if (left) process.kill(serverPid, "SIGKILL")
+      Fs.rmSync(dir, { recursive: true, force: true })
+      assert.isFalse(left, `the demo's server (pid ${serverPid}) outlived it`)
+      if (how !== "killed (SIGKILL)") {
+        // as the commands do: a reader that has gone ends the demo quietly, exit code 0
+        assert.strictEqual(code, 0, stderr)
+        assert.notMatch(stderr, /EPIPE|\n\s+at /, stderr)
+      }
+    }, 60_000)
+  }
+
   it("fails with one clear line for an unknown transport", () => {
     const result = run(["packages/cli/src/demo.ts"], { IPC_TRANSPORT: "carrier-pigeon" })
     assert.strictEqual(result.status, 1)

@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
+import * as Schedule from "effect/Schedule"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
@@ -220,6 +221,37 @@ describe("python/effect_ipc", () => {
       assert.strictEqual(ran.code, 0, ran.stderr)
       assert.strictEqual(ran.stdout.replace(/pid \d+/, "pid 12345"), printed)
     }).pipe(Effect.scoped), 120_000)
+
+  // the README's server, as written but for its address: the CLI calls it as the README says (it had no test)
+  it.live(
+    "the README's Python server answers the CLI's call --serialization json (3), a typed error, a stream",
+    () =>
+      Effect.gen(function*() {
+        const readme = Fs.readFileSync(Path.join(packageDir, "README.md"), "utf8")
+        const script = /## Serve a Node client from Python\n\n```python\n([\s\S]*?)```/.exec(readme)![1]!
+        assert.include(script, `listen("unix:///tmp/py.sock")`)
+        const address = socket()
+        const file = Path.join(tmp, "readme_server.py")
+        Fs.writeFileSync(file, script.replace("unix:///tmp/py.sock", address))
+        const server = yield* start(python, [file])
+        const path = address.slice("unix://".length)
+        yield* Effect.suspend(() =>
+          Fs.existsSync(path) ? Effect.void : Effect.fail(`no socket yet: ${server.stderr()}`)
+        ).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "20 seconds" }))))
+        const json = ["--serialization", "json"]
+        const added = yield* runCli(["call", address, "Add", `{"a":1,"b":2}`, ...json])
+        assert.deepStrictEqual(added, { code: 0, stdout: "3\n", stderr: "" })
+        const failed = yield* runCli(["call", address, "Divide", `{"a":1,"b":0}`, ...json])
+        assert.deepStrictEqual(failed, {
+          code: 1,
+          stdout: "",
+          stderr: `effect-ipc: Divide failed: DivisionByZero {"dividend":1}\n`
+        })
+        const streamed = yield* runCli(["call", address, "Countdown", `{"from":3}`, ...json])
+        assert.deepStrictEqual(streamed, { code: 0, stdout: "3\n2\n1\n", stderr: "" })
+      }).pipe(Effect.scoped),
+    120_000
+  )
 
   it.live(
     "a Node IpcRpc client (JSON) calls a Python RpcServer; a binary client is refused with a log line",

@@ -106,6 +106,13 @@ describe("file options from configuration", () => {
         assert.strictEqual(unfit.detail, `transport "file": ${detail}`)
         assert.isFalse(Fs.existsSync(Path.join(dir, "unfit")))
       }
+      // the most that error allows is allowed
+      const fits = yield* Layer.build(configured({
+        IPC_ADDRESS: `file://${dir}/fits`,
+        IPC_OPTIONS_MAX_BYTES: "1 MiB",
+        IPC_OPTIONS_MAX_MESSAGE_SIZE: "1048520"
+      }))
+      assert.isDefined(fits)
     }).pipe(Effect.scoped))
 
   // a dirMode of 0750 made the shared <tmp>/effect-ipc-<uid> on the way to the default address 0750 too, and

@@ -614,7 +614,8 @@ describe("damage to committed records (issue 9)", () => {
   for (
     const [what, damage, why] of [
       ["a bad marker byte", (record: Uint8Array) => record[0] = 0x00, "bad marker byte 0x00"],
-      ["an unknown record kind", (record: Uint8Array) => record[2] = 3, "unknown record kind 3"]
+      ["an unknown record kind", (record: Uint8Array) => record[2] = 3, "unknown record kind 3"],
+      ["an unknown record version", (record: Uint8Array) => record[1] = 2, "unknown record version 2"]
     ] as const
   ) {
     it.effect(`a committed record with ${what} (checksum intact): m1..m3, then Corrupt; never a skip to m4`, () =>

@@ -110,6 +110,36 @@ describe("Log", () => {
       assert.deepStrictEqual(yield* drain(a), ["after"])
     }).pipe(Effect.scoped))
 
+  it.effect("with no registered reader, reclaim deletes nothing: a reader registered later at the start reads it all", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream([])
+      const writer = yield* Log.openWriter(dir, { segmentBytes: 1024 })
+      yield* appendAll(writer, range(200))
+      const segmentsBefore = yield* Log.segments(dir)
+      assert.isAbove(segmentsBefore.length, 2)
+      assert.strictEqual(Log.reclaim(dir), 0)
+      assert.deepStrictEqual(yield* Log.segments(dir), segmentsBefore)
+      yield* Log.register(dir, "late", "start")
+      const late = yield* Log.openReader(dir, { name: "late" })
+      assert.deepStrictEqual(yield* drain(late), range(200))
+    }).pipe(Effect.scoped))
+
+  it.effect("with fileMode 0o644, writer.lock and the cursors are this user's only from creation (others could lock them)", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root, "modes")
+      yield* Log.create(dir, { readers: ["a", "b"], fileMode: 0o644, dirMode: 0o755 })
+      yield* Log.register(dir, "c", "start", { fileMode: 0o644 })
+      const modeOf = (file: string) => (Fs.statSync(Path.join(dir, file)).mode & 0o777).toString(8)
+      const files = Fs.readdirSync(dir, { recursive: true, encoding: "utf8" })
+      const locked = files.filter((file) => /\.lock$|\.cursor$/.test(file)).toSorted()
+      // writer.lock and the cursors of a, b and c
+      assert.isAtLeast(locked.length, 4, String(files))
+      assert.deepStrictEqual(locked.map(modeOf), locked.map(() => "600"), String(locked))
+      // what is meant to be shared is: the segments
+      const segment = files.find((file) => file.endsWith(".seg"))!
+      assert.strictEqual(modeOf(segment), "644")
+    }))
+
   it.effect("a reader resumes from its durable cursor: no gaps, no duplicates", () =>
     Effect.gen(function*() {
       const dir = yield* newStream()

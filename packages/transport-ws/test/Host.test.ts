@@ -12,18 +12,54 @@ afterAll(sweepTokenFiles)
 
 /** The status line a listener at `port` answers a handshake for `/x` with this `Host` (and its token). */
 const statusFor = (port: number, host: string, token: string) =>
+  statusOf(
+    port,
+    handshake("/x", port, { Authorization: `Bearer ${token}` }).replace(`Host: 127.0.0.1:${port}`, `Host: ${host}`)
+  )
+
+/** The status line a listener at `port` answers this raw handshake with. */
+const statusOf = (port: number, request: string) =>
   Effect.scoped(Effect.gen(function*() {
     const socket = yield* rawConnect(port)
     const reply = collect(socket)
-    socket.write(
-      handshake("/x", port, { Authorization: `Bearer ${token}` }).replace(`Host: 127.0.0.1:${port}`, `Host: ${host}`)
-    )
+    socket.write(request)
     // the status line, once it came (a refused handshake is also closed; an accepted one stays open)
     yield* Effect.suspend(() =>
       reply.text().includes("\r\n") || socket.closed ? Effect.void : Effect.fail("no reply yet")
     ).pipe(Effect.retry(Schedule.spaced("10 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))), Effect.ignore)
     return reply.text().split("\r\n")[0]
   }))
+
+// the README's table of refusals: a client that does not offer effect-ipc.refused (no WebSocket subprotocols, as
+// curl or a plain library) is answered with an HTTP status; its "another client" column had no test
+describe("ws:// refusals of a client that does not offer effect-ipc.refused", () => {
+  it.live("token missing or wrong: 401; Origin not allowed: 403; another path on the port: 404", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const listener = yield* Ws.WsServer.listen(`ws://127.0.0.1:${port}/x`, {
+        tokenFile: false,
+        allowedOrigins: ["http://127.0.0.1:5173"]
+      })
+      const bearer = { Authorization: `Bearer ${listener.token}` }
+      const cases: ReadonlyArray<readonly [string, Record<string, string>, string]> = [
+        ["/x", {}, "HTTP/1.1 401 Unauthorized"],
+        ["/x", { Authorization: `Bearer ${listener.token}x` }, "HTTP/1.1 401 Unauthorized"],
+        [`/x?token=${listener.token}`, {}, "HTTP/1.1 401 Unauthorized"],
+        ["/x", { ...bearer, Origin: "http://evil.example" }, "HTTP/1.1 403 Forbidden"],
+        ["/x", { ...bearer, Origin: "null" }, "HTTP/1.1 403 Forbidden"],
+        ["/elsewhere", bearer, "HTTP/1.1 404 Not Found"],
+        ["/x", { ...bearer, Origin: "http://127.0.0.1:5173" }, "HTTP/1.1 101 Switching Protocols"],
+        ["/x", bearer, "HTTP/1.1 101 Switching Protocols"]
+      ]
+      for (const [path, headers, status] of cases) {
+        assert.strictEqual(
+          yield* statusOf(port, handshake(path, port, headers)),
+          status,
+          `${path} ${JSON.stringify(headers)}`
+        )
+      }
+    }).pipe(Effect.scoped))
+})
 
 describe("ws:// Host header", () => {
   it.live("a bracketed host is [address] alone or with :port; anything after it is refused", () =>

@@ -70,6 +70,24 @@ describe("a token file its server left behind", () => {
       Fs.writeFileSync(file, `stale-token\n${dead.stdout}\n`, { mode: 0o600 })
       assert.isUndefined(Ws.TokenFile.lookup(parsed))
     }).pipe(Effect.scoped))
+
+  it.live("a token file its group or others may read or write is ignored; 0600 and 0400 are read", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("modes")
+      const file = tokenFileOf(address)
+      yield* Ws.TokenFile.write(file, "live-token")
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(file, { force: true })))
+      const parsed = yield* Ws.WsAddress.parse(address)
+      const seen = (mode: number) => {
+        Fs.chmodSync(file, mode)
+        return Ws.TokenFile.lookup(parsed)
+      }
+      for (const mode of [0o640, 0o620, 0o610, 0o604, 0o602, 0o660]) {
+        assert.isUndefined(seen(mode), `mode 0${mode.toString(8)}`)
+      }
+      assert.strictEqual(seen(0o600), "live-token")
+      assert.strictEqual(seen(0o400), "live-token")
+    }).pipe(Effect.scoped))
 })
 
 /** Listens at `[::1]:port` in this process; the error code when that fails. */

@@ -166,6 +166,29 @@ describe("an XDG_RUNTIME_DIR that is not this user's, or that others may write",
       yield* Effect.scoped(fallsBack(Path.join(parent, "missing"), parent))
     }))
 
+  it.live("a client reads no token file in a token directory others may write (0777); in a private one it does", () =>
+    Effect.gen(function*() {
+      yield* envFor("TMPDIR", tmp)
+      yield* envFor("XDG_RUNTIME_DIR", undefined)
+      // a home of its own, with no token file in it
+      yield* envFor("HOME", directory(0o700))
+      const dir = yield* Ws.TokenFile.directory()
+      assert.strictEqual(dir, fallback)
+      const address = yield* Ws.WsAddress.parse(freshAddress("open"))
+      const file = Ws.TokenFile.pathIn(dir, address)
+      yield* Ws.TokenFile.write(file, "live-token")
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          Fs.chmodSync(dir, 0o700)
+          Fs.rmSync(file, { force: true })
+        })
+      )
+      assert.strictEqual(Ws.TokenFile.lookup(address), "live-token")
+      // anyone may now swap what is in it: nothing there is trusted
+      Fs.chmodSync(dir, 0o777)
+      assert.isUndefined(Ws.TokenFile.lookup(address))
+    }).pipe(Effect.scoped))
+
   it.live("a private directory of ours (0700, or 0755): used", () =>
     Effect.gen(function*() {
       for (const mode of [0o700, 0o755]) {

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { WebSocketServer } from "ws"
 import { collect, frame, freshPort, handshake, rawConnect, sweepTokenFiles } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
@@ -25,6 +26,31 @@ const until = (check: () => boolean, what: string) =>
   })
 
 describe("ws:// wire", () => {
+  it.live("a WebSocket server that selects another subprotocol than effect-ipc.v1 is not a channel: Protocol, nothing sent", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const heard: Array<string> = []
+      // another program's WebSocket server on the port: it accepts any client, selecting the last subprotocol
+      // offered (the token's; a server that selects none is refused by the WebSocket client itself)
+      const other = yield* Effect.acquireRelease(
+        Effect.callback<WebSocketServer>((resume) => {
+          const server: WebSocketServer = new WebSocketServer(
+            { host: "127.0.0.1", port, handleProtocols: (offered) => [...offered].at(-1) ?? false },
+            () => resume(Effect.succeed(server))
+          )
+          server.on("connection", (socket) => socket.on("message", (data) => heard.push(String(data))))
+        }),
+        (server) => Effect.callback<void>((resume) => server.close(() => resume(Effect.void)))
+      )
+      assert.isDefined(other)
+      const refused = yield* Effect.flip(Effect.scoped(Effect.gen(function*() {
+        const channel = yield* Ws.WsClient.dial(`ws://127.0.0.1:${port}/w`, { token: "t".repeat(43) })
+        yield* channel.send(new TextEncoder().encode("for effect-ipc only"))
+      })))
+      assert.strictEqual(refused.reason._tag, "Protocol", refused.message)
+      assert.deepStrictEqual(heard, [])
+    }).pipe(Effect.scoped))
+
   it.live("a text message arrives as its UTF-8 bytes; close 1001 ends the input gracefully", () =>
     Effect.gen(function*() {
       const port = freshPort()
