@@ -26,6 +26,8 @@ export interface InboxOptions {
   readonly onResume?: (() => void) | undefined
   /** The channel's address, named by the `Closed` a taker gets at a graceful end. */
   readonly address?: string | undefined
+  /** The `Closed` a taker of one message gets at a graceful end (default: closed by its peer, naming `address`). */
+  readonly closedError?: IpcError.IpcError | undefined
 }
 
 /** What a taker takes: one message (`take`), every buffered one (`pull`), or one as a batch of one (`next`). */
@@ -88,17 +90,26 @@ const DROP_BUDGET_BUFFERS = 8
 /**
  * `InvalidOption` for inbox options given in code that are not (`notAnObject`),
  * or whose `maxMessages` or `maxBytes` is not a whole number of at least 1
- * (`checkSizes`), or whose `onResume` is not a function. Undefined when they are.
+ * (`checkSizes`), or whose `onResume` is not a function, or `address` not a
+ * string. Undefined when they are.
  */
 const invalidOptions = (options: unknown): IpcError.IpcError | undefined => {
   const notObject = TransportOptions.notAnObject(options, "the inbox's options")
   if (notObject !== undefined || options === undefined) return notObject
   const given = options as InboxOptions
   const onResume: unknown = given.onResume
+  const address: unknown = given.address
   return TransportOptions.checkSizes({ maxMessages: given.maxMessages, maxBytes: given.maxBytes }) ??
     (onResume === undefined || typeof onResume === "function"
       ? undefined
-      : IpcError.make("InvalidOption", `onResume ${typeof onResume} is not a function`))
+      : IpcError.make("InvalidOption", `onResume ${typeof onResume} is not a function`)) ??
+    // the `Closed` a taker gets names it: one that is not a string threw from `make`
+    (address === undefined || typeof address === "string"
+      ? undefined
+      : IpcError.make(
+        "InvalidOption",
+        `address (${address === null ? "null" : `a ${typeof address}`}) is not a string`
+      ))
 }
 
 /**
@@ -111,7 +122,7 @@ export const make = (options: InboxOptions = {}): Inbox => {
   if (refused !== undefined) options = {}
   const maxMessages = options.maxMessages ?? 4096
   const maxBytes = options.maxBytes ?? 8 * 1024 * 1024
-  const closedError = IpcError.closedByPeer(options.address)
+  const closedError = options.closedError ?? IpcError.closedByPeer(options.address)
   let items: Array<Uint8Array> = []
   let head = 0
   let bytes = 0

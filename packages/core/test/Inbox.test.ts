@@ -177,7 +177,9 @@ describe("Inbox", () => {
         [{ maxMessages: "x" }, `maxMessages "x" is not a whole number of at least 1`],
         [{ maxMessages: Number.NaN }, "maxMessages NaN is not a whole number of at least 1"],
         [{ maxBytes: -1 }, "maxBytes -1 is not a whole number of at least 1"],
-        [{ onResume: 42 }, "onResume number is not a function"]
+        [{ onResume: 42 }, "onResume number is not a function"],
+        [{ address: 5 }, "address (a number) is not a string"],
+        [{ address: null }, "address (null) is not a string"]
       ]
       for (const [options, detail] of given) {
         const inbox = Inbox.make(options as Inbox.InboxOptions)

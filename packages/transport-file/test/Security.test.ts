@@ -24,7 +24,8 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Layout from "../src/internal/layout.ts"
-import { fresh, isLocked, tempRoot } from "./helpers.ts"
+import * as Lock from "../src/internal/lock.ts"
+import { fresh, isLocked, spawn, tempRoot } from "./helpers.ts"
 
 const NOBODY = 65534
 const root = tempRoot("security")
@@ -340,6 +341,23 @@ describe("file:// shared for reading with another user (fileMode 0o644, dirMode 
       }).pipe(Effect.scoped),
     60_000
   )
+
+  it.live("the other user's lock on a listener directory (readable, 0755) holds no listen or close of ours back", () =>
+    Effect.gen(function*() {
+      const dir = fresh(root, "shared-guard")
+      Fs.mkdirSync(dir, { mode: 0o755 })
+      Fs.chmodSync(dir, 0o755)
+      // the other user may open the directory, and so lock it: it holds that lock for good
+      const holder = yield* spawn("python3", [
+        "-c",
+        "import fcntl, os, sys, time; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), fcntl.LOCK_EX); " +
+        "print('held', flush=True); time.sleep(600)",
+        dir
+      ], { uid: NOBODY })
+      yield* holder.waitFor((line) => line === "held", "the other user's lock")
+      // the turn a listen and a close take there (`within`: no end) runs at once, not behind the other user
+      assert.strictEqual(yield* Lock.guarding(dir, () => "ran", 24 * 3600_000), "ran")
+    }).pipe(Effect.scoped))
 })
 
 describe("file:// creating a directory while another user races it (review, layout.ts)", () => {

@@ -224,6 +224,17 @@ const peerOf = (socket: Socket.Socket, pipe: number, address: string): IpcChanne
 const refuse = (peer: IpcChannel.PeerInfo, address: string) =>
   IpcError.make("PeerRejected", `refused a peer running as uid ${peer.uid} (pid ${peer.pid ?? "unknown"})`, address)
 
+/**
+ * True when the peer of `pipe` is gone, its credentials with it (killed after
+ * it spoke): it left, and is not refused as a peer whose credentials cannot be read.
+ */
+const isGone = (socket: Socket.Socket, pipe: number, peer: IpcChannel.PeerInfo) =>
+  peer.uid === undefined && !socket.nng.pipeAlive(pipe)
+
+/** The error of a dial whose listener left as it answered. */
+const listenerGone = (address: string) =>
+  IpcError.make("ConnectionLost", "the listener went away as it answered", address)
+
 /** The owner of the socket file at `path`, if there is one. */
 const socketOwner = (path: string): number | undefined => {
   try {
@@ -577,7 +588,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           if (!isHello(request.body) || waiting.has(request.pipe)) return
           const peer = peerOf(lobby, request.pipe, address)
           // a client gone before its request was read (its credentials with it): nobody to answer or refuse
-          if (peer.uid === undefined && !lobby.nng.pipeAlive(request.pipe)) {
+          if (isGone(lobby, request.pipe, peer)) {
             return yield* Effect.logDebug("a client left before its request was read")
           }
           if (hasCredentials(lobbyAddress) && !authorize(peer)) {
@@ -613,7 +624,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           if (known === undefined) {
             const peer = peerOf(lobby, pipe, address)
             // gone meanwhile (its credentials with it): nothing to refuse
-            if (peer.uid === undefined && !lobby.nng.pipeAlive(pipe)) continue
+            if (isGone(lobby, pipe, peer)) continue
             const refused = hasCredentials(lobbyAddress) && !authorize(peer)
             seen.set(pipe, { since: now, refused })
             if (refused && received === 0) {
@@ -696,6 +707,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           })
         )
         const server = peerOf(lobby, reply.pipe, raw)
+        // a listener gone since it answered (killed): nothing to refuse; asked again, its successor or NotFound
+        if (isGone(lobby, reply.pipe, server)) return yield* new Vanished({ error: listenerGone(raw) })
         if (hasCredentials(lobbyAddress) && !authorize(server)) return yield* refuse(server, raw)
         const answer = yield* decodeWelcome(decoder.decode(reply.body)).pipe(
           Effect.mapError((cause) =>
@@ -764,6 +777,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
         const settled = socket.nng.setDialerReconnect(dialer, NEVER_RECONNECT, NEVER_RECONNECT)
         if (settled !== 0) return yield* socket.nng.error(settled, "cannot settle the conversation", raw)
         const server = peerOf(socket, ready.pipe, raw)
+        // gone since it answered: lost (asked again below), not refused
+        if (isGone(socket, ready.pipe, server)) return yield* listenerGone(raw)
         if (hasCredentials(lobbyAddress) && !authorize(server)) return yield* refuse(server, raw)
         yield* afterHandshake(socket)
         return Channel.make(socket, channelOptions(raw, ready.pipe, server))

@@ -9,6 +9,11 @@
  * requester waiting until its timeout: request/reply has no error channel, so
  * typed errors belong in the reply (as `NngRpc` does).
  *
+ * `run` and `serve` read up to `concurrency` requests ahead of busy handlers
+ * and drop those whose requester left before their turn: nng reads nothing
+ * more from a connection whose request waits in its queue, so a requester
+ * that left held its descriptor there (and got its handler run) until then.
+ *
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
@@ -16,6 +21,7 @@ import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
+import * as Latch from "effect/Latch"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
@@ -40,19 +46,32 @@ export interface Replier {
   readonly requests: Stream.Stream<Request, IpcError.IpcError>
 }
 
+/** Whether the requester of a request `make` received has left (its connection is gone). */
+const requesterLeft = new WeakMap<Request, () => boolean>()
+
+/** True when the requester of `request` has left; false when that cannot be told (a replier not of `make`). */
+const hasLeft = (request: Request): boolean => requesterLeft.get(request)?.() ?? false
+
+/** How often `run` looks over the requests it read ahead, while they fill its read-ahead, for requesters that left. */
+const LOOK_OVER_MS = 50
+
 /** Opens a replier (nng `rep0`, raw); it closes with the scope. */
 export const make = (options: Endpoints.EndpointsOptions): Effect.Effect<Replier, IpcError.IpcError, Scope.Scope> =>
   Effect.map(Opening.open("rep-raw", options), ({ bound, socket }) => {
-    const receive = Effect.map(socket.receive, (request): Request => ({
-      body: request.body,
-      reply: (body) => socket.send(body, undefined, request.header)
-    }))
+    const receive = Effect.map(socket.receive, (received): Request => {
+      const request: Request = {
+        body: received.body,
+        reply: (body) => socket.send(body, undefined, received.header)
+      }
+      requesterLeft.set(request, () => !socket.nng.pipeAlive(received.pipe))
+      return request
+    })
     return { bound, receive, requests: Stream.fromEffectRepeat(receive) }
   })
 
 /** Options of `serve`. */
 export interface ServeOptions extends Endpoints.EndpointsOptions {
-  /** Requests handled at once (default 64); further requests wait in nng's queues. */
+  /** Requests handled at once (default 64); as many more are read ahead, further ones wait in nng's queues. */
   readonly concurrency?: number | undefined
 }
 
@@ -73,7 +92,8 @@ const concurrencyOf = (
 /**
  * Answers `replier`'s requests with `handler` until interrupted: each
  * request's reply is what the handler returns. A failing handler is logged
- * and its request gets no reply.
+ * and its request gets no reply; a request whose requester left before its
+ * turn is dropped unhandled.
  */
 export const run = <E, R>(
   replier: Replier,
@@ -81,12 +101,38 @@ export const run = <E, R>(
   options: { readonly concurrency?: number | undefined } = {}
 ): Effect.Effect<never, IpcError.IpcError, R> =>
   Effect.scoped(Effect.gen(function*() {
-    const permits = Semaphore.makeUnsafe(yield* concurrencyOf(options))
+    const concurrency = yield* concurrencyOf(options)
+    const permits = Semaphore.makeUnsafe(concurrency)
     const running = yield* FiberSet.make<void, never>()
-    return yield* Effect.forever(
+    // requests read ahead of busy handlers (at most `concurrency`), oldest first: taken from nng's queues, their
+    // connections are read again, so a requester that left is seen gone (and its descriptor closed) at once
+    const ahead: Array<Request> = []
+    const filled = Latch.makeUnsafe(false)
+    const dropLeft = () => {
+      const staying = ahead.filter((request) => !hasLeft(request))
+      ahead.splice(0, ahead.length, ...staying)
+    }
+    // while the read-ahead is full, it is looked over for requesters that left, and read on when there is room
+    const readAhead = Effect.forever(Effect.suspend(() => {
+      if (ahead.length >= concurrency) dropLeft()
+      if (ahead.length >= concurrency) return Effect.sleep(LOOK_OVER_MS)
+      return Effect.map(replier.receive, (request) => {
+        ahead.push(request)
+        filled.openUnsafe()
+      })
+    }))
+    // the oldest request read ahead whose requester is still there, waiting for one
+    const next: Effect.Effect<Request> = Effect.suspend(() => {
+      for (let request = ahead.shift(); request !== undefined; request = ahead.shift()) {
+        if (!hasLeft(request)) return Effect.succeed(request)
+      }
+      filled.closeUnsafe()
+      return Effect.andThen(filled.await, next)
+    })
+    const answer = Effect.forever(
       Effect.gen(function*() {
         yield* Semaphore.take(permits, 1)
-        const request = yield* Effect.onError(replier.receive, () => Semaphore.release(permits, 1))
+        const request = yield* next
         yield* FiberSet.run(
           running,
           handler(request.body).pipe(
@@ -99,6 +145,7 @@ export const run = <E, R>(
         )
       })
     )
+    return yield* Effect.raceFirst(readAhead, answer)
   }))
 
 /**

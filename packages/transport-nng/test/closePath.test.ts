@@ -9,6 +9,7 @@
 import { NngTransport, Rep, Req } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -79,5 +80,30 @@ describe("an ipc listener closing in another process", () => {
       assert.isTrue(Fs.existsSync(rep) && Fs.existsSync(channels))
       yield* Effect.forEach(children, stop, { discard: true })
       assert.deepStrictEqual(Fs.readdirSync(dir), [])
+    }).pipe(Effect.scoped))
+})
+
+// a mount namespace whose /proc is an empty tmpfs (a container or chroot without /proc): root and unshare only
+const canHideProc = process.getuid?.() === 0 &&
+  ChildProcess.spawnSync("unshare", ["-m", "sh", "-c", "mount -t tmpfs none /proc"]).status === 0
+
+describe.skipIf(!canHideProc)("an ipc listener in a process without /proc", () => {
+  it.live("listens (bound by its path) and answers", () =>
+    Effect.gen(function*() {
+      const path = Path.join(yield* tempDir, "noproc.ipc")
+      const address = `ipc://${path}`
+      const child = yield* Child.spawn("unshare", [
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /proc && exec \"$0\" \"$@\"",
+        process.execPath,
+        ...Child.nodeArgs("peer.ts", ["rep", address])
+      ])
+      yield* child.waitFor((line) => line.startsWith("ready"))
+      const requester = yield* Req.make({ dial: address, timeout: "10 seconds" })
+      assert.strictEqual(decoder.decode(yield* requester.request(encoder.encode("no proc"))), "no proc")
+      yield* stop(child)
+      assert.isFalse(Fs.existsSync(path), "its socket file went as it closed")
     }).pipe(Effect.scoped))
 })

@@ -3,13 +3,16 @@
  * ends, typed, by its `connectTimeout`. One that found its rendezvous
  * connection gone between the connect and the send of its hello waited for
  * ever (nng's dialer reconnecting to the dead path, the send never taken).
- * The window is narrow: many dials, over a few rounds, meet it.
+ * The window is narrow: many dials, over a few rounds, meet it. None is
+ * `PeerRejected`: a listener killed just after it answered has no credentials
+ * left to read, and was taken for a peer refused for unreadable credentials.
  */
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -24,7 +27,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 describe("a listener killed while clients dial it (nng+ipc://)", () => {
-  it.live("every dial ends, with a typed error or a channel", () =>
+  it.live("every dial ends, with a typed error or a channel, and none is a refusal", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const transport = NngTransport.make({ connectTimeout: "2 seconds" })
@@ -47,6 +50,12 @@ describe("a listener killed while clients dial it (nng+ipc://)", () => {
         yield* Fiber.join(killing)
         const stuck = ends.filter(Option.isNone).length
         assert.strictEqual(stuck, 0, `round ${round}: ${stuck} of ${DIALS} dials never ended`)
+        const refused = ends.flatMap((end) =>
+          Option.isSome(end) && Result.isFailure(end.value) && end.value.failure.reason._tag === "PeerRejected"
+            ? [end.value.failure.detail]
+            : []
+        )
+        assert.deepStrictEqual(refused, [], `round ${round}: a killed listener was taken for a refusal`)
       }
     }).pipe(Effect.scoped), 120_000)
 })

@@ -50,7 +50,8 @@ const pause = (ms: number): Effect.Effect<void> =>
  * Runs `f` holding an exclusive `flock` on the directory `dir` itself (no file is made in it): listeners take turns
  * there to change a listener directory's marker, so that one never writes a marker another has just removed. Waits
  * while another holds it (for microseconds), up to `within` ms, then runs `f` anyway, as it does when the directory
- * cannot be opened or locked.
+ * cannot be opened or locked, and at once when only other users' processes hold it (a directory others may read,
+ * they may lock: each listen and close of this user's waited `within` behind them).
  */
 export const guarding = <A>(dir: string, f: () => A, within = 1000): Effect.Effect<A> =>
   Effect.suspend(() => {
@@ -61,12 +62,45 @@ export const guarding = <A>(dir: string, f: () => A, within = 1000): Effect.Effe
       return Effect.sync(f)
     }
     const deadline = performance.now() + within
-    const attempt = (): Effect.Effect<A> =>
-      Libc.tryLock(fd, "exclusive") === false && performance.now() < deadline
-        ? Effect.andThen(pause(1), Effect.suspend(attempt))
-        : Effect.sync(f)
+    let judged = false
+    const attempt = (): Effect.Effect<A> => {
+      if (Libc.tryLock(fd, "exclusive") !== false || performance.now() >= deadline) return Effect.sync(f)
+      if (!judged) {
+        judged = true
+        if (heldByOthersOnly(fd)) return Effect.sync(f)
+      }
+      return Effect.andThen(pause(1), Effect.suspend(attempt))
+    }
     return Effect.ensuring(Effect.suspend(attempt), Effect.sync(() => Sys.closeQuietly(fd)))
   })
+
+/**
+ * Whether the `flock`s on the file open at `fd` are all held by processes of other users, as `/proc/locks` and
+ * `/proc/<pid>` say; false when it cannot be told (no /proc, a holder in another pid namespace, not Linux).
+ */
+const heldByOthersOnly = (fd: number): boolean => {
+  const uid = process.getuid?.()
+  if (uid === undefined || process.platform !== "linux") return false
+  try {
+    const stat = Fs.fstatSync(fd)
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": the holder's pid, the device (major:minor, hex) and inode
+    const major = (stat.dev >>> 8) & 0xfff
+    const minor = (stat.dev & 0xff) | ((stat.dev >>> 12) & 0xfff00)
+    const file = `${major.toString(16).padStart(2, "0")}:${minor.toString(16).padStart(2, "0")}:${stat.ino}`
+    let holders = 0
+    for (const line of Fs.readFileSync("/proc/locks", "utf8").split("\n")) {
+      // a waiter's line has "->" after the number: not a holder
+      const fields = line.trim().split(/\s+/)
+      if (fields[1] !== "FLOCK" || fields[5] !== file) continue
+      if (!/^[1-9][0-9]*$/.test(fields[4] ?? "")) return false
+      if (Fs.statSync(`/proc/${fields[4]}`).uid === uid) return false
+      holders++
+    }
+    return holders > 0
+  } catch {
+    return false
+  }
+}
 
 /** A lock this process holds. */
 export interface HeldLock {

@@ -133,7 +133,8 @@ export const open = (
 
 /**
  * Reads everything `socket` receives into an inbox, pausing while the inbox
- * is full. The inbox ends when the socket closes.
+ * is full. The inbox ends when the socket closes (here: its peers' leaving
+ * does not close it), and a take then says so.
  */
 export const inbox = (
   socket: Socket.Socket,
@@ -151,7 +152,8 @@ export const inbox = (
     const messages = Inbox.make({
       maxMessages: options.maxBufferedMessages,
       maxBytes: options.maxBufferedBytes,
-      onResume: start
+      onResume: start,
+      closedError: socket.error(NngError.Code.ECLOSED, "the socket was closed here")
     })
     const drain = () => {
       for (let i = 0; i < 256; i++) {

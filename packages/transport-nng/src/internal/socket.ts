@@ -578,14 +578,27 @@ interface BoundFile {
 /** The longest socket path Linux binds (`sun_path` less its NUL). */
 const MAX_SOCKET_PATH = 107
 
-/** A descriptor of the directory of `path` (Linux; close-on-exec), or undefined where none can be had. */
+/**
+ * A descriptor of the directory of `path` (Linux; close-on-exec) that `/proc/self/fd/N` reaches, or undefined
+ * where none can be had: without /proc (a container or chroot without it mounted) every ipc listen failed NotFound.
+ */
 const directoryOf = (path: string): number | undefined => {
   if (process.platform !== "linux") return undefined
+  let fd: number
   try {
-    return Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
+    fd = Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
   } catch {
     return undefined
   }
+  try {
+    const through = Fs.statSync(`/proc/self/fd/${fd}`, { bigint: true })
+    const opened = Fs.fstatSync(fd, { bigint: true })
+    if (through.isDirectory() && through.dev === opened.dev && through.ino === opened.ino) return fd
+  } catch {
+    // no /proc here, or not this process's
+  }
+  Fs.closeSync(fd)
+  return undefined
 }
 
 /** Removes the file at `path` if it is still `bound` (same device and inode). */
