@@ -42,6 +42,7 @@ import * as Shm from "./commands/shm.ts"
 import { DemoApi, DemoHandlers } from "./DemoApi.ts"
 import * as Format from "./Format.ts"
 import * as Output from "./Output.ts"
+import * as SchemaText from "./SchemaText.ts"
 import * as Transports from "./Transports.ts"
 import * as UserModule from "./UserModule.ts"
 
@@ -354,7 +355,7 @@ const serve = Command.make(
         // the address listened at: at port 0, the port bound
         let bound = address
         // a group loaded at run time: its handlers' types are known only at run time (checked by loadServed)
-        const server = IpcRpc.layerServerGroup(served.group, address, {
+        const server = IpcRpc.layerServerGroup(SchemaText.readableRequests(served.group), address, {
           serializations: serialization === "all" || serialization === "both"
             ? ["packed", "binary", "json"]
             : [serialization],
@@ -480,12 +481,14 @@ const call = Command.make(
           ? null
           : {}
         // nor a payload schema that needs services to decode
-        const decode = Schema.decodeUnknownEffect(Schema.toCodecJson(rpc.payloadSchema)) as (
-          value: unknown
-        ) => Effect.Effect<unknown, Schema.SchemaError>
+        // every problem, each with the value given (`Add: a: expected a number, got "x"; b: missing, ...`)
+        const decode = Schema.decodeUnknownEffect(Schema.toCodecJson(rpc.payloadSchema), {
+          errors: "all",
+          reportInput: true
+        }) as (value: unknown) => Effect.Effect<unknown, Schema.SchemaError>
         const input = yield* decode(json).pipe(
           Effect.mapError((cause) =>
-            IpcError.make("Encode", `bad payload for ${method}: ${cause.message.replace(/\s*\n\s*/g, " ").trim()}`)
+            IpcError.make("Encode", `bad payload for ${method}: ${SchemaText.errorText(cause)}`)
           )
         )
         // a success schema of a group loaded at run time needs no services to encode (its type cannot say so)
@@ -545,12 +548,31 @@ const call = Command.make(
           Effect.catch(callFailed(s, method, address)),
           // a server that does not speak this serialization answers the hello with a defect naming the ones it does
           Effect.catchDefect((defect) => {
+            // a reply that does not decode by the procedure's schemas: which field, and what was expected
+            if (Schema.isSchemaError(defect)) {
+              return Effect.fail(
+                IpcError.make(
+                  "Decode",
+                  `${method}: the reply does not fit its schema: ${SchemaText.errorText(defect)}`,
+                  Address.redact(address)
+                )
+              )
+            }
             const text = defect instanceof Error ? defect.message : Output.textOf(defect)
-            return /RPC server speaks/.test(text)
-              ? Effect.fail(
+            if (/RPC server speaks/.test(text)) {
+              return Effect.fail(
                 IpcError.make("Protocol", `${method}: ${text}: give --serialization to match`, Address.redact(address))
               )
-              : Effect.die(defect)
+            }
+            // the server's words for what it would not take (a request it cannot decode), whole on one line:
+            // effect's server names the field on a second line, which was cut off
+            if (typeof defect === "string") {
+              const said = Output.scrub(defect)
+              return Effect.fail(
+                IpcError.make("Unknown", said.startsWith(`${method}: `) ? said : `${method}: ${said}`)
+              )
+            }
+            return Effect.die(defect)
           }),
           Effect.scoped
         )
@@ -623,7 +645,17 @@ const jsonHelp = (event: CliOutput.Presenter.Help): Effect.Effect<void> => {
  */
 const presenter = CliOutput.layerPresenter({
   present: (event) =>
-    !jsonAsked && event._tag === "Help" && event.reason !== "Requested"
+    // a usage error is its line on stderr and where the help is, not the whole help on stdout before it
+    !jsonAsked && event._tag === "InvalidInvocation"
+      ? Effect.forEach(
+        event.errors,
+        (error) =>
+          Output.status(
+            `Usage: ${error.message} (${["effect-ipc", ...event.commandPath.slice(1)].join(" ")} --help for more)`
+          ),
+        { discard: true }
+      )
+      : !jsonAsked && event._tag === "Help" && event.reason !== "Requested"
       ? Effect.andThen(CliOutput.defaultPresenter.present(event), Effect.sync(() => void (process.exitCode = 1)))
       : jsonAsked && event._tag === "InvalidInvocation"
       ? Effect.forEach(

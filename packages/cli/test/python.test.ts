@@ -193,7 +193,7 @@ describe("python/effect_ipc", () => {
           { cancelled_stream: [1000000, 999999, 999998] },
           { cancelled_call: true },
           { notes: ["from python"] },
-          { bad_payload: "Expected" },
+          { bad_payload: "Add: a: expected a number" },
           { still_served: 2 }
         ])
       }).pipe(Effect.scoped),
