@@ -161,10 +161,14 @@ export const recordError = (address: string, error: IpcError.IpcError): Effect.E
 /**
  * For transport authors: a listener refused or dropped a connection by its
  * policy (`error`, usually reason `PeerRejected`). Counts it and logs it as a
- * warning, with the services of the calling fiber.
+ * warning (its address, and `address` in its detail, redacted), with the
+ * services of the calling fiber.
  */
 export const refused = (address: string, error: IpcError.IpcError): Effect.Effect<void> =>
-  Effect.andThen(recordError(address, error), Effect.logWarning("refused a connection", error))
+  Effect.andThen(
+    recordError(address, error),
+    Effect.suspend(() => Effect.logWarning("refused a connection", Address.redactError(error, address)))
+  )
 
 /** How many refusals a minute `refusals` logs one by one. */
 export const LOGGED_REFUSALS_PER_MINUTE = 10
@@ -212,7 +216,7 @@ export const refusals = (
           if (error.address !== undefined) shown = Address.redact(error.address)
           if (loggedThisMinute < LOGGED_REFUSALS_PER_MINUTE) {
             loggedThisMinute++
-            return Effect.logWarning("refused a connection", error)
+            return Effect.logWarning("refused a connection", Address.redactError(error, address))
           }
           unlogged++
           return Effect.void

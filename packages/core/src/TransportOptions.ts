@@ -372,7 +372,8 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
   }
   const token: unknown = Reflect.get(options, "token")
   if (token !== undefined && typeof token !== "string") {
-    return IpcError.make("InvalidOption", `token ${shown(token)} is not a string`, address)
+    // never shown: a number, or a Buffer read from a token file, is the token itself
+    return IpcError.make("InvalidOption", `token (${kindOf(token)}) is not a string`, address)
   }
   return checkTls(Reflect.get(options, "tls"), address) ?? checkHeartbeat(Reflect.get(options, "heartbeat"), address)
 }
@@ -761,7 +762,8 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
         }
       }
       if (!isRecord(parsed)) {
-        return yield* invalid(transport, `${OPTIONS} must be a JSON object of options, not ${show(parsed)}`)
+        // named by its kind, never shown: a string or a list there may hold a token
+        return yield* invalid(transport, `${OPTIONS} must be a JSON object of options, not ${kindOf(parsed)}`)
       }
       for (const [key, option] of Object.entries(parsed)) {
         const entry = known.filter((n) => n.path[0] === key)

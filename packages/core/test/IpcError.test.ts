@@ -20,6 +20,18 @@ describe("IpcError reasons", () => {
     }
     const other = IpcError.fromSystemError(Object.assign(new Error("EIO"), { code: "EIO" }), "Open", "cannot open")
     assert.strictEqual(other.reason._tag, "Open")
+    // nobody listening is NotFound (what a caller retries on); a permission refused is PermissionDenied
+    const reasons = {
+      ECONNREFUSED: "NotFound",
+      ENOENT: "NotFound",
+      EACCES: "PermissionDenied",
+      EPERM: "PermissionDenied"
+    }
+    for (const [errno, reason] of Object.entries(reasons)) {
+      const cause = Object.assign(new Error(errno), { code: errno })
+      assert.strictEqual(IpcError.fromSystemError(cause, "Open", "cannot dial").reason._tag, reason, errno)
+      assert.strictEqual(IpcError.fromErrno(errno, "Open", "cannot dial").reason._tag, reason, errno)
+    }
   })
 
   it.effect("catchReason catches one reason and hands over the reason and the error", () =>

@@ -26,6 +26,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { PassThrough } from "node:stream"
+import * as Util from "node:util"
 import * as Eager from "../src/internal/eager.ts"
 
 let counterOfNames = 0
@@ -33,6 +34,8 @@ let counterOfNames = 0
 /** A one-procedure RPC group for the trace tests. */
 class EchoApi extends RpcGroup.make(Rpc.make("Echo", { payload: { value: Schema.Number }, success: Schema.Number })) {}
 const EchoHandlers = EchoApi.toLayer({ Echo: ({ value }) => Effect.succeed(value) })
+/** What an address's token must never show as. */
+const SECRET = "SECRETxOBSERVED"
 const fresh = (name: string) => `memory://observability-${name}-${process.pid}-${counterOfNames++}`
 
 /** A tracer that keeps every span it makes. */
@@ -377,6 +380,51 @@ describe("Observability", () => {
         assert.strictEqual(accept!.kind, "server")
       })
     ))
+
+  it.effect("spans show an address without its token: listen, the address bound, dial, accept and close", () =>
+    observed((spans) =>
+      Effect.gen(function*() {
+        const transport = Transport.instrument(Memory.make())
+        const where = fresh("secret")
+        const address = `${where}?token=${SECRET}`
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* transport.listen(address)
+          assert.include(listener.address, SECRET) // the transport's own word, which the spans must not repeat
+          yield* transport.dial(address)
+          const server = yield* listener.accept
+          yield* server.close
+        }))
+        const shown = spans.flatMap((span) => [...span.attributes].map(([key, value]) => `${key}=${String(value)}`))
+        assert.deepStrictEqual(
+          [...new Set(spans.map((span) => span.name))].toSorted(),
+          Object.values(Observability.SpanNames).toSorted()
+        )
+        assert.isFalse(shown.some((line) => line.includes(SECRET)), shown.join("\n"))
+        assert.include(shown, `bound=${where}`)
+        assert.include(shown, `address=${where}`)
+      })
+    ))
+
+  it.effect("refusals are logged with the address's token removed, one by one and summed up", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => {
+        lines.push(Util.inspect(message, { depth: 4 }))
+      })
+      const where = "ws://127.0.0.1:1/app"
+      const address = `${where}?token=${SECRET}`
+      const rejected = IpcError.make("PeerRejected", `uid 65534 refused at ${address}`, address)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const refuse = yield* Observability.refusals(address)
+        for (let i = 0; i <= Observability.LOGGED_REFUSALS_PER_MINUTE; i++) yield* refuse(rejected)
+        yield* Observability.refused(address, rejected)
+      })).pipe(Effect.provide(Logger.layer([logger])))
+      // ten one by one, one by `refused`, and the one past ten summed up as the scope closes
+      assert.strictEqual(lines.length, Observability.LOGGED_REFUSALS_PER_MINUTE + 2, lines.join("\n"))
+      assert.isTrue(lines.some((line) => line.includes(`1 more refused in the last minute at ${where}`)))
+      assert.isFalse(lines.some((line) => line.includes(SECRET)), lines.join("\n"))
+      assert.isTrue(lines.some((line) => line.includes(`uid 65534 refused at ${where}`)), lines.join("\n"))
+    }))
 
   it.effect("instruments once: route, instrument and the registry do not count twice", () =>
     observed((spans) =>

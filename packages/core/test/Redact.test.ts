@@ -60,7 +60,32 @@ describe("Address.redact", () => {
   })
 })
 
+describe("Address.redact: a password without a user name", () => {
+  it("`scheme://:password@host`, whose password a URL parser reads, loses it", () => {
+    const raw = `ws://:${SECRET}@h:1/app`
+    assert.strictEqual(new URL(raw).password, SECRET)
+    assert.strictEqual(Address.redact(raw), "ws://@h:1/app")
+    assert.strictEqual(Address.redact(` nng+tcp://:${SECRET}@host:5555`), " nng+tcp://@host:5555")
+  })
+})
+
 describe("core never shows an address's secret", () => {
+  it.effect("a transport's error that names the address in its detail: the detail shows it redacted", () =>
+    Effect.gen(function*() {
+      const wordy: Transport.TransportShape = {
+        schemes: ["ws"],
+        listen: (address) => Effect.fail(IpcError.make("AddressInUse", `cannot listen at ${address}`, address)),
+        dial: (address) => Effect.fail(IpcError.make("NotFound", `nothing answered at ${address}`, address))
+      }
+      const transport = Transport.route([wordy])
+      const address = `ws://127.0.0.1:1/app?token=${SECRET}`
+      const dialled = yield* Effect.flip(Effect.scoped(transport.dial(address)))
+      const listened = yield* Effect.flip(Effect.scoped(transport.listen(address)))
+      assert.strictEqual(dialled.detail, "nothing answered at ws://127.0.0.1:1/app")
+      assert.strictEqual(listened.detail, "cannot listen at ws://127.0.0.1:1/app")
+      for (const error of [dialled, listened]) assert.notInclude(error.message, SECRET)
+    }))
+
   it.effect("Registry: an address no listed transport serves (IPC_ADDRESS with a token or a password)", () =>
     Effect.gen(function*() {
       for (const address of [`ws://127.0.0.1:1/x?token=${SECRET}`, `ws://user:${SECRET}@127.0.0.1:1/x`]) {

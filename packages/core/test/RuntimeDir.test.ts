@@ -108,4 +108,24 @@ describe("RuntimeDir.ensurePrivate and ownedDirectory", () => {
       Fs.rmSync(scratch, { recursive: true, force: true })
     }
   })
+  it("refuses a directory of this user that its group may enter, and a base its group may write", async () => {
+    const scratch = Fs.mkdtempSync(Path.join(Os.tmpdir(), "rtdir-"))
+    try {
+      const enterable = Path.join(scratch, "enterable")
+      Fs.mkdirSync(enterable)
+      Fs.chmodSync(enterable, 0o750)
+      const refused = await Effect.runPromise(Effect.flip(RuntimeDir.ensurePrivate(enterable)))
+      assert.strictEqual(refused.reason._tag, "PermissionDenied")
+      assert.include(refused.detail, "is not a private directory of this user")
+      // an XDG_RUNTIME_DIR its group may write (a careless environment): another user could replace what is made there
+      Fs.chmodSync(enterable, 0o770)
+      assert.isFalse(RuntimeDir.privateBase(enterable))
+      assert.strictEqual(
+        RuntimeDir.directoryOn({ ...RuntimeDir.currentHost(), env: { XDG_RUNTIME_DIR: enterable } }),
+        RuntimeDir.directoryOn({ ...RuntimeDir.currentHost(), env: {} })
+      )
+    } finally {
+      Fs.rmSync(scratch, { recursive: true, force: true })
+    }
+  })
 })

@@ -172,6 +172,11 @@ describe("transport options from configuration", () => {
       assert.notInclude(quoted, "Kx81")
       const array = yield* buildError(withProvider(env({ IPC_OPTIONS: "[1]" })))
       assert.include(array, "IPC_OPTIONS must be a JSON object")
+      // JSON that is not an object is named by its kind, never shown: a token put there by mistake
+      const listed = yield* buildError(withProvider(env({ IPC_OPTIONS: `[{"token": "Kx81-secret-part"}]` })))
+      assert.strictEqual(listed, `transport "memory": IPC_OPTIONS must be a JSON object of options, not a list`)
+      const text = yield* buildError(withProvider(env({ IPC_OPTIONS: `"Kx81-secret-part"` })))
+      assert.strictEqual(text, `transport "memory": IPC_OPTIONS must be a JSON object of options, not a string`)
     }))
 
   it.effect("a transport that declares no options refuses any", () =>

@@ -112,14 +112,24 @@ describe("a token the user gives", () => {
       }
     }))
 
-  // a number (JavaScript, or configuration read by hand) was a TypeError defect: "is not iterable"
-  it.effect("a token that is not a string: InvalidOption on listen and dial", () =>
+  // a number (JavaScript, or configuration read by hand) was a TypeError defect: "is not iterable"; a
+  // Buffer (a token file read without an encoding) was shown in the error, as text
+  it.effect("a token that is not a string: InvalidOption on listen and dial, the token not shown", () =>
     Effect.gen(function*() {
-      const token = 1234567890123456 as unknown as string
-      const listened = yield* Effect.flip(Ws.WsServer.listen(freshAddress("number"), { tokenFile: false, token }))
-      assert.strictEqual(listened.reason._tag, "InvalidOption", listened.message)
-      const dialled = yield* Effect.flip(Ws.WsClient.dial(freshAddress("number"), { token }))
-      assert.strictEqual(dialled.reason._tag, "InvalidOption", dialled.message)
+      const tokens = [
+        [1234567890123456, "1234567890123456"],
+        [Buffer.from("Kx81SecretTokenText"), "Kx81SecretTokenText"]
+      ] as const
+      for (const [given, text] of tokens) {
+        const token = given as unknown as string
+        const listened = yield* Effect.flip(Ws.WsServer.listen(freshAddress("number"), { tokenFile: false, token }))
+        assert.strictEqual(listened.reason._tag, "InvalidOption", listened.message)
+        assert.notInclude(listened.message, text)
+        const dialled = yield* Effect.flip(Ws.WsClient.dial(freshAddress("number"), { token }))
+        assert.strictEqual(dialled.reason._tag, "InvalidOption", dialled.message)
+        assert.notInclude(dialled.message, text)
+        assert.include(dialled.message, "token (")
+      }
     }).pipe(Effect.scoped))
 
   // a phrase with spaces, or standard base64, failed as InvalidAddress with the characters allowed unsaid in the README
