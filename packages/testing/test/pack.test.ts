@@ -145,9 +145,9 @@ describe("@effect-ipc/testing from its tarball", () => {
       [],
       vitestOutput
     )
-    // mine: 21 run, 8 skipped (peer-process 6, raw-stream 2); child-process pipes: 25 run, 4 skipped
+    // mine: 22 run, 8 skipped (peer-process 6, raw-stream 2); child-process pipes: 26 run, 4 skipped
     // (shared-address, in-process 3)
-    assert.strictEqual(report.numPassedTests, 46, vitestOutput)
+    assert.strictEqual(report.numPassedTests, 48, vitestOutput)
     assert.strictEqual(report.numPendingTests, 12, vitestOutput)
     assert.strictEqual(report.numFailedTests, 0, vitestOutput)
     const skipped = casesOf("mine").filter((c) => c.status !== "passed").map((c) => c.title)
