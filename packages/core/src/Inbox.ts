@@ -108,7 +108,7 @@ const invalidOptions = (options: unknown): IpcError.IpcError | undefined => {
       ? undefined
       : IpcError.make(
         "InvalidOption",
-        `address (${address === null ? "null" : `a ${typeof address}`}) is not a string`
+        `address (${TransportOptions.kindOf(address)}) is not a string`
       ))
 }
 

@@ -989,7 +989,7 @@ export const retryIdempotent = <A, E, R>(
       IpcError.make(
         "InvalidOption",
         `schedule ${
-          schedule === null ? "null" : typeof schedule === "number" ? String(schedule) : `a ${typeof schedule}`
+          typeof schedule === "number" ? String(schedule) : TransportOptions.kindOf(schedule)
         } is not a Schedule (Policy.retry(times) makes one)`
       )
     )

@@ -8,6 +8,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import * as TransportOptions from "./TransportOptions.ts"
 
 /** Reconnect backoff: 20 ms doubling up to 1 s, jittered (0.8 to 1.2 times each delay, so up to 1.2 s apart); forever. */
 export const reconnect: Schedule.Schedule<unknown> = Schedule.min([
@@ -30,7 +31,7 @@ export const retry = (times = 5): Schedule.Schedule<unknown> =>
             ? JSON.stringify(times)
             : typeof times === "number"
             ? String(times)
-            : `a ${typeof times}`
+            : TransportOptions.kindOf(times)
         } is not a whole number of retries (at least 0, or Infinity)`
       )
     ))

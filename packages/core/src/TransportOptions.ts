@@ -451,8 +451,8 @@ const checkHeartbeat = (heartbeat: unknown, address?: string): IpcError.IpcError
   return undefined
 }
 
-/** What a value is, as `notAnObject` and `checkTls` name it (never the value: it may hold a secret). */
-const kindOf = (value: unknown): string =>
+/** What a value is, as errors about it name it (never the value: it may hold a secret): `null`, `a list`, `a number`. */
+export const kindOf = (value: unknown): string =>
   value === null
     ? "null"
     : Array.isArray(value)
