@@ -96,7 +96,14 @@ export const resolve = (
     if (options.transport !== undefined) {
       descriptor = descriptors.find((d) => d.name === options.transport)
       if (descriptor === undefined) {
-        return yield* IpcError.make("UnsupportedScheme", `unknown transport "${options.transport}" (have ${names})`)
+        // IPC_TRANSPORT=unix: a scheme where a transport's name belongs, named so that the fix is plain
+        const given = options.transport.toLowerCase().replace(/:(\/\/)?$/, "")
+        const serving = descriptors.find((d) => d.name === given || d.schemes.includes(given))
+        const hint = serving === undefined ? "" : `; ${given}:// is served by "${serving.name}"`
+        return yield* IpcError.make(
+          "UnsupportedScheme",
+          `unknown transport "${options.transport}" (have ${names}${hint})`
+        )
       }
     } else if (options.address !== undefined) {
       const parsed = yield* Address.parse(options.address)

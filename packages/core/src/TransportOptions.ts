@@ -22,6 +22,7 @@
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration_ from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
@@ -671,6 +672,8 @@ interface Found {
   readonly source: Map<string, string>
   /** Values of `IPC_OPTIONS` that a variable won over, by dotted path: checked all the same. */
   readonly shadowed: Map<string, unknown>
+  /** Dotted paths whose value a structured provider gave as text: a number there arrives as its digits. */
+  readonly textual: Set<string>
 }
 
 const invalid = (transport: string, detail: string): IpcError.IpcError =>
@@ -734,6 +737,7 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
     const value: Record<string, unknown> = {}
     const source = new Map<string, string>()
     const shadowed = new Map<string, unknown>()
+    const textual = new Set<string>()
     const known = declaration?.names ?? []
     const have = () =>
       known.length === 0
@@ -788,6 +792,11 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
         }
         source.set(key, `${OPTIONS}.${key}`)
         value[key] = option
+        if (typeof raw !== "string") {
+          // a structured provider's object: its leaves are text, a number among them its digits
+          if (isRecord(option)) { for (const inner of Object.keys(option)) textual.add(`${key}.${inner}`) }
+          else textual.add(key)
+        }
       }
     }
 
@@ -796,6 +805,11 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
       const node = yield* provider.load([name.variable])
       if (node === undefined || node._tag !== "Value") continue
       const [key, inner] = name.path as [string, string | undefined]
+      // an environment-style provider finds a variable split on `_` too; a structured one (`fromUnknown`)
+      // holds it as a key of its own, where a number arrives as its digits
+      const split = yield* Effect.orElseSucceed(provider.load(name.variable.split("_")), () => undefined)
+      if (split === undefined) textual.add(name.path.join("."))
+      else textual.delete(name.path.join("."))
       if (inner === undefined) {
         if (key in value) shadowed.set(key, value[key])
         value[key] = node.value
@@ -829,7 +843,7 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
         return yield* invalid(transport, `${variable} is not an option of this transport (${have()})`)
       }
     }
-    return { value, source, shadowed }
+    return { value, source, shadowed, textual }
   }).pipe(Effect.catchTag("SourceError", (error) => Effect.fail(sourceError(transport)(error))))
 
 /** The option paths of a schema issue's message (`at ["heartbeat"]["interval"]` -> `heartbeat.interval`). */
@@ -837,6 +851,52 @@ const pathOf = (message: string): string | undefined => {
   const at = /\n\s*at ((?:\["[^"]*"\])+)/.exec(message)
   if (at === null) return undefined
   return [...at[1]!.matchAll(/\["([^"]*)"\]/g)].map((m) => m[1]).join(".")
+}
+
+/** The number whose own text `text` is ("416", "0.5"), if it is one: what a structured provider makes of a number. */
+const numberOfText = (text: string): number | undefined => {
+  const number = Number(text)
+  return text !== "" && Number.isFinite(number) && String(number) === text ? number : undefined
+}
+
+/**
+ * The options as configuration meant them: a structured provider gives every
+ * value as text, a number as its digits (`{ mode: 0o640 }` arrives as "416",
+ * which as octal text would be 0o416). A leaf that is a number's text is read
+ * as the number where only the number fits its kind, as text where only text
+ * does; where both fit and mean different things it is a problem.
+ */
+const untext = (
+  declaration: Declaration,
+  found: Found,
+  problems: Array<string>
+): Record<string, unknown> => {
+  const values: Record<string, unknown> = { ...found.value }
+  for (const path of found.textual) {
+    const [key, inner] = path.split(".") as [string, string | undefined]
+    const whole = values[key]
+    const leaf = inner === undefined ? whole : isRecord(whole) ? whole[inner] : undefined
+    const number = typeof leaf === "string" ? numberOfText(leaf) : undefined
+    if (number === undefined) continue
+    const put = (leafValue: unknown) => inner === undefined ? leafValue : { ...(whole as object), [inner]: leafValue }
+    const pick = (decoded: Readonly<Record<string, unknown>>) =>
+      inner === undefined ? decoded[key] : (decoded[key] as Record<string, unknown> | undefined)?.[inner]
+    const asText = Schema.decodeUnknownExit(declaration.schema)({ [key]: put(leaf) })
+    const asNumber = Schema.decodeUnknownExit(declaration.schema)({ [key]: put(number) })
+    if (Exit.isFailure(asNumber)) continue
+    if (Exit.isFailure(asText)) {
+      values[key] = put(number)
+    } else if (!Equal.equals(pick(asText.value), pick(asNumber.value))) {
+      problems.push(
+        `option ${path} (${found.source.get(path) ?? found.source.get(key) ?? OPTIONS}): ${
+          JSON.stringify(leaf)
+        } from a structured provider may be the number ${number} or the text ${
+          JSON.stringify(leaf)
+        }, which mean different things here: write it as text that reads one way (permission bits: octal with its leading 0, "0640")`
+      )
+    }
+  }
+  return values
 }
 
 /**
@@ -856,8 +916,9 @@ export const read = (
     if (declaration === undefined) return yield* invalid(transport, `it declares no options (${keys.join(", ")} set)`)
     const problems: Array<string> = []
     const decoded: Record<string, unknown> = {}
+    const values = untext(declaration, found, problems)
     for (const key of keys) {
-      const exit = Schema.decodeUnknownExit(declaration.schema)({ [key]: found.value[key] })
+      const exit = Schema.decodeUnknownExit(declaration.schema)({ [key]: values[key] })
       if (Exit.isSuccess(exit)) {
         decoded[key] = exit.value[key]
         continue
@@ -883,7 +944,7 @@ export const read = (
     // a value in IPC_OPTIONS that a variable won over is a mistake all the same: decoded in the variable's place
     for (const [path, given] of found.shadowed) {
       const [key, inner] = path.split(".") as [string, string | undefined]
-      const tried = inner === undefined ? given : { ...(found.value[key] as Record<string, unknown>), [inner]: given }
+      const tried = inner === undefined ? given : { ...(values[key] as Record<string, unknown>), [inner]: given }
       const exit = Schema.decodeUnknownExit(declaration.schema)({ [key]: tried })
       if (Exit.isSuccess(exit)) continue
       const error = exit.cause.reasons.find((r) => r._tag === "Fail")

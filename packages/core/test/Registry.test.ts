@@ -33,6 +33,15 @@ describe("Registry", () => {
       const unknown = yield* Effect.flip(Registry.resolve(descriptors, { transport: "carrier-pigeon", service: "s" }))
       assert.strictEqual(unknown.reason._tag, "UnsupportedScheme")
       assert.include(unknown.detail, "memory, other")
+      assert.notInclude(unknown.detail, "served by")
+      // a scheme given where a transport's name belongs is named with the transport that serves it
+      const serving = [Registry.memory, { ...other, name: "sockets", schemes: ["unixish"] }]
+      const scheme = yield* Effect.flip(Registry.resolve(serving, { transport: "Unixish://", service: "s" }))
+      assert.strictEqual(scheme.reason._tag, "UnsupportedScheme")
+      assert.include(
+        scheme.detail,
+        `unknown transport "Unixish://" (have memory, sockets; unixish:// is served by "sockets")`
+      )
       const mismatch = yield* Effect.flip(
         Registry.resolve(descriptors, { transport: "memory", address: "other://x", service: "s" })
       )

@@ -359,6 +359,43 @@ describe("millisOf: what a duration option in code may be", () => {
 })
 
 describe("options given in code that are not an object (a caller without types)", () => {
+  // a structured provider gives every value as text: { mode: 0o640 } arrived as "416" and was read as octal
+  // text, 0o416 (others may read and write); { mode: 384 }, the README's decimal 0o600, was refused
+  it.effect("permission bits from a structured provider: a number is read as a number, digits that read two ways are refused", () =>
+    Effect.gen(function*() {
+      const declaration = TransportOptions.declare<{ readonly mode?: number; readonly wait?: Duration.Input }>()(
+        { mode: TransportOptions.Mode, wait: TransportOptions.Duration },
+        () => Effect.die("not built")
+      )
+      const read = (values: Record<string, unknown>) =>
+        TransportOptions.read("t", declaration).pipe(
+          Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromUnknown(values))
+        )
+      assert.deepStrictEqual(yield* read({ IPC_OPTIONS: { mode: 384, wait: 250 } }), {
+        mode: 0o600,
+        wait: Duration.millis(250)
+      })
+      assert.deepStrictEqual(yield* read({ IPC_OPTIONS: { mode: 0o666 } }), { mode: 0o666 })
+      assert.deepStrictEqual(yield* read({ IPC_OPTIONS: { mode: "0640" } }), { mode: 0o640 })
+      assert.deepStrictEqual(yield* read({ IPC_OPTIONS_MODE: 0o700 }), { mode: 0o700 })
+      for (
+        const [values, where] of [[{ IPC_OPTIONS: { mode: 0o640 } }, "IPC_OPTIONS.mode"], [
+          { IPC_OPTIONS_MODE: 0o640 },
+          "IPC_OPTIONS_MODE"
+        ]] as const
+      ) {
+        const detail = (yield* Effect.flip(read(values))).detail
+        assert.include(detail, `option mode (${where}): "416" from a structured provider may be the number 416`)
+      }
+      // the environment's text is text: a variable is octal digits, IPC_OPTIONS' JSON keeps its numbers
+      const fromEnv = (vars: Record<string, string>) =>
+        TransportOptions.read("t", declaration).pipe(
+          Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: vars }))
+        )
+      assert.deepStrictEqual(yield* fromEnv({ IPC_OPTIONS_MODE: "640" }), { mode: 0o640 })
+      assert.deepStrictEqual(yield* fromEnv({ IPC_OPTIONS: `{"mode": 416}` }), { mode: 0o640 })
+    }))
+
   it.effect("null, a string, a number, a list: InvalidOption saying so, never a TypeError defect", () =>
     Effect.gen(function*() {
       for (const given of [null, "fast", 42, ["x"]]) {

@@ -90,14 +90,29 @@ export interface FifoPaths {
   readonly ready: string
 }
 
-/** The files behind `fifo:///dir/name`: `name.in`, `name.out`, `name.lock`, `name.ready`. */
+/**
+ * The files behind `fifo:///dir/name`: `name.in`, `name.out`, `name.lock`, `name.ready`.
+ * An address with no name after its directory (`fifo:///dir/`, `fifo:///dir/.`) is `InvalidAddress`.
+ */
 export const paths = (raw: string): Effect.Effect<FifoPaths, IpcError.IpcError> =>
-  Effect.map(Effect.flatMap(Address.parseFor(raw, ["fifo"]), Address.path), (base) => ({
-    toServer: `${base}.in`,
-    toClient: `${base}.out`,
-    lock: `${base}.lock`,
-    ready: `${base}.ready`
-  }))
+  Effect.flatMap(Effect.flatMap(Address.parseFor(raw, ["fifo"]), Address.path), (base) => {
+    const name = base.slice(base.lastIndexOf("/") + 1)
+    // "fifo:///tmp/" made /tmp/.in, /tmp/.out, ...: hidden files named by no one
+    return name === "" || name === "." || name === ".."
+      ? Effect.fail(
+        IpcError.make(
+          "InvalidAddress",
+          "a FIFO pair needs a name after its directory: fifo:///dir/name",
+          raw
+        )
+      )
+      : Effect.succeed({
+        toServer: `${base}.in`,
+        toClient: `${base}.out`,
+        lock: `${base}.lock`,
+        ready: `${base}.ready`
+      })
+  })
 
 const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = Fs.constants
 

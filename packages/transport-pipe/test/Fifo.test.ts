@@ -66,6 +66,21 @@ describe("Fifo", () => {
       assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith("modes")), [])
     }))
 
+  // fifo:///dir/ listened and made dir/.in, dir/.out, dir/.lock, dir/.ready: hidden files of no name
+  it.live("an address with no name after its directory is InvalidAddress for listen and dial; nothing is made", () =>
+    Effect.gen(function*() {
+      const empty = Fs.mkdtempSync(Path.join(dir, "noname-"))
+      for (const address of [`fifo://${empty}/`, `fifo://${empty}/.`, `fifo://${empty}/..`]) {
+        for (const attempt of [Effect.asVoid(Fifo.make().listen(address)), Effect.asVoid(Fifo.make().dial(address))]) {
+          const error = yield* Effect.flip(Effect.scoped(attempt))
+          assert.strictEqual(error.reason._tag, "InvalidAddress", `${address}: ${error.message}`)
+          assert.include(error.detail, "fifo:///dir/name")
+        }
+      }
+      assert.deepStrictEqual(Fs.readdirSync(empty), [])
+      assert.deepStrictEqual(Fs.readdirSync(dir).filter((f) => f.startsWith(".")), [])
+    }))
+
   it.live("the fresh FIFOs a listener killed between making and renaming them left are removed by the next listen; nothing else", () =>
     Effect.gen(function*() {
       const base = `${dir}/fresh`
