@@ -259,24 +259,25 @@ const CONTROL_FRAME_LIMIT = 64 * 1024
 /** The default policy: the peer's uid is known and it is this user's. */
 const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined && peer.uid === uid()
 
+/** `InvalidOption` for a `ringSize` beyond the largest ring (`Ring.MAX_CAPACITY`, 1 GiB), else undefined. */
+const ringSizeTooLarge = (options: ShmTransportOptions, address?: string): IpcError.IpcError | undefined =>
+  options.ringSize !== undefined && options.ringSize > Ring.MAX_CAPACITY
+    ? IpcError.make(
+      "InvalidOption",
+      `ringSize ${options.ringSize} is beyond the largest ring (${Ring.MAX_CAPACITY} bytes, 1 GiB)`,
+      address
+    )
+    : undefined
+
 /**
  * `optionsOk`, then `InvalidOption` for a `ringSize` beyond the largest ring
  * (`Ring.MAX_CAPACITY`, 1 GiB): `1e15` or `Infinity` was a 1 GiB ring, unsaid.
  */
 const shmOptionsOk = (options: ShmTransportOptions, address: string): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.flatMap(
-    TransportOptions.optionsOk(options, address),
-    () =>
-      options.ringSize !== undefined && options.ringSize > Ring.MAX_CAPACITY
-        ? Effect.fail(
-          IpcError.make(
-            "InvalidOption",
-            `ringSize ${options.ringSize} is beyond the largest ring (${Ring.MAX_CAPACITY} bytes, 1 GiB)`,
-            address
-          )
-        )
-        : Effect.void
-  )
+  Effect.flatMap(TransportOptions.optionsOk(options, address), () => {
+    const tooLarge = ringSizeTooLarge(options, address)
+    return tooLarge === undefined ? Effect.void : Effect.fail(tooLarge)
+  })
 
 /** Makes the shared-memory transport (`shm://name`), bare: nothing runs beside it (see `makeScoped`). */
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
@@ -444,6 +445,9 @@ export const makeScoped = (
     if (notObject !== undefined) return yield* notObject
     const shapes = TransportOptions.checkShapes(options)
     if (shapes !== undefined) return yield* shapes
+    // a ring no listen or dial would make (`IPC_OPTIONS_RING_SIZE="2 GiB"`) fails the build, not the first listen
+    const tooLarge = ringSizeTooLarge(options)
+    if (tooLarge !== undefined) return yield* tooLarge
     if (options.directory !== undefined && Rendezvous.resolved(options.directory) === undefined) {
       return yield* IpcError.make("InvalidOption", `directory ${options.directory} is not an absolute path`)
     }

@@ -153,4 +153,23 @@ describe("shm options from configuration", () => {
       const unknown = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS_MODE: "0600" })))
       assert.include(unknown.message, `InvalidOption: transport "shm": IPC_OPTIONS_MODE is not an option`)
     }).pipe(Effect.scoped))
+
+  it.effect("IPC_OPTIONS_RING_SIZE beyond the largest ring (1 GiB) fails the build, as ShmTransport.layer does", () =>
+    Effect.gen(function*() {
+      const detail = `ringSize ${2 ** 31} is beyond the largest ring (${2 ** 30} bytes, 1 GiB)`
+      const configuredError = yield* Effect.flip(
+        Layer.build(configured({ IPC_OPTIONS_RING_SIZE: "2 GiB", IPC_OPTIONS_COLLECTOR: "false" }))
+      )
+      assert.strictEqual(configuredError._tag, "IpcError")
+      if (configuredError._tag !== "IpcError") return
+      assert.strictEqual(configuredError.reason._tag, "InvalidOption")
+      assert.include(configuredError.detail, detail)
+      const layerError = yield* Effect.flip(
+        Layer.build(Shm.ShmTransport.layer({ ringSize: 2 ** 31, collector: false }))
+      )
+      assert.strictEqual(layerError.reason._tag, "InvalidOption")
+      assert.strictEqual(layerError.detail, detail)
+      // the largest ring itself is still taken
+      yield* Layer.build(configured({ IPC_OPTIONS_RING_SIZE: "1 GiB", IPC_OPTIONS_COLLECTOR: "false" }))
+    }).pipe(Effect.scoped))
 })
