@@ -338,6 +338,47 @@ describe("transport options from configuration", () => {
     }))
 })
 
+/** How many sends over a fresh configured channel complete (of `limit`) while nobody receives. */
+const sendsTaken = (limit: number) =>
+  Effect.gen(function*() {
+    const address = yield* Registry.IpcAddress
+    const listener = yield* Transport.listen(address)
+    const client = yield* Transport.dial(address)
+    const server = yield* listener.accept
+    let taken = 0
+    // a send that does not complete is waiting for room (back-pressure); it is not taken back, so stop there
+    while (taken < limit) {
+      const done = yield* Effect.timeoutOption(client.send(new Uint8Array([taken])), "300 millis")
+      if (done._tag === "None") break
+      taken++
+    }
+    // the waiting send goes on once the receiver reads: the stop was back-pressure, not a broken channel
+    assert.deepStrictEqual([...(yield* server.receive)], [0])
+    return taken
+  }).pipe(Effect.scoped)
+
+describe("a count option from a structured provider's IPC_OPTIONS_<NAME> variable", () => {
+  it.live(
+    "IPC_OPTIONS_MAX_BUFFERED_MESSAGES (a number, as a structured provider gives it) bounds the receiver's buffer",
+    () =>
+      Effect.gen(function*() {
+        const configured = withProvider(
+          ConfigProvider.fromUnknown({ IPC_ADDRESS: fresh(), IPC_OPTIONS_MAX_BUFFERED_MESSAGES: 2 })
+        )
+        const bounded = yield* Effect.provide(sendsTaken(20), configured)
+        // the message that fills the inbox is taken; the next waits
+        assert.strictEqual(bounded, 2, "sends taken with 2 messages of room")
+        // the default (4096) takes them all
+        const unbounded = yield* Effect.provide(
+          sendsTaken(20),
+          withProvider(ConfigProvider.fromUnknown({ IPC_ADDRESS: fresh() }))
+        )
+        assert.strictEqual(unbounded, 20)
+      }),
+    30_000
+  )
+})
+
 describe("millisOf: what a duration option in code may be", () => {
   it("durations as objects, with units left out as undefined; anything else is undefined, never a throw", () => {
     assert.strictEqual(TransportOptions.millisOf({ minutes: 10 }), 600_000)

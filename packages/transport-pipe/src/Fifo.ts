@@ -451,18 +451,21 @@ const isReadyToken = (
 
 /**
  * Claims the listener's ready token (an atomic rename: one client wins); true
- * when this caller won the next conversation. Only a ready token is claimed
- * (checked before the rename, and what was renamed checked again); anything
- * else at `name.ready` is left there.
+ * when this caller won the next conversation, the errno's name when the
+ * kernel refused this caller the rename (`EPERM` in a sticky directory, where
+ * only the token's owner may rename it), false otherwise. Only a ready token is
+ * claimed (checked before the rename, and what was renamed checked again);
+ * anything else at `name.ready` is left there.
  */
-const claimReady = (files: FifoPaths, admits: (stat: Fs.Stats) => boolean): boolean => {
+const claimReady = (files: FifoPaths, admits: (stat: Fs.Stats) => boolean): boolean | "EPERM" | "EACCES" => {
   if (!isReadyToken(readQuiet(files.ready), admits)) return false
   // no longer than a fresh name.out (what listen leaves room for)
   const claimed = `${files.ready}.${Crypto.randomBytes(5).toString("hex")}`
   try {
     Fs.renameSync(files.ready, claimed)
-  } catch {
-    return false
+  } catch (cause) {
+    const errno = IpcError.errnoOf(cause)
+    return errno === "EPERM" || errno === "EACCES" ? errno : false
   }
   if (isReadyToken(readQuiet(claimed), admits)) {
     try {
@@ -805,9 +808,14 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         if (!Fs.existsSync(files.toServer)) return yield* IpcError.make("NotFound", "no FIFO pair at this address", raw)
         // the ready token and the FIFOs must be made by a user authorize admits
         const admits = (stat: Fs.Stats) => authorize({ uid: stat.uid, gid: stat.gid, description: raw })
+        // the kernel's refusal of the last claim (a sticky directory and another user's token), if it was one
+        let claimRefusal: string | undefined
         // one peer at a time: wait briefly for the listener to be ready for the next one
         const claimed = yield* Effect.sync(() => claimReady(files, admits)).pipe(
-          Effect.flatMap((won) => won ? Effect.void : Effect.fail(false)),
+          Effect.flatMap((won) => {
+            claimRefusal = typeof won === "string" ? won : undefined
+            return won === true ? Effect.void : Effect.fail(false)
+          }),
           Effect.retry(Policy.retry(6)),
           Effect.as(true),
           Effect.catch(() => Effect.succeed(false))
@@ -834,6 +842,17 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             if (!isReadyToken(found, admits)) {
               return yield* inUse(files.ready, `${Files.describe(present)}, not the listener's ready token`, raw)
             }
+          }
+          if (claimRefusal !== undefined) {
+            return yield* IpcError.make(
+              "NotFound",
+              `cannot claim the ready token ${files.ready} (${claimRefusal}): ${
+                claimRefusal === "EPERM"
+                  ? "in a sticky directory only its owner may rename it"
+                  : "this user may not write its directory"
+              }; put the FIFO pair in a directory without the sticky bit that its clients may write`,
+              raw
+            )
           }
           return yield* lockOwner(files.lock) === undefined
             ? IpcError.make("NotFound", "no live server at this FIFO pair", raw)

@@ -251,3 +251,49 @@ describe("ChildPipe", () => {
       assert.notInclude(command.detail, "working directory")
     }))
 })
+
+/**
+ * Python: sends one frame holding its own `EFFECT_IPC_FD` (or "unset") on the channel (fd 3 with argv[1] "fd", its
+ * stdout with "stdio": chosen by the argument, not by the variable under test), then reads to the parent's end.
+ */
+const reportsEnv = "import os, struct, sys\nv = os.environ.get('EFFECT_IPC_FD', 'unset').encode()\n" +
+  "out, inp = (3, 3) if sys.argv[1] == 'fd' else (1, 0)\n" +
+  "os.write(out, bytes([1, 0]) + struct.pack('>I', len(v)) + v)\nwhile os.read(inp, 65536): pass"
+
+/** The `EFFECT_IPC_FD` a child spawned with `via` (and `env`) reports. */
+const seen = (via: "fd" | "stdio", env?: Record<string, string>) =>
+  Effect.gen(function*() {
+    const child = yield* ChildPipe.spawn("python3", { args: ["-c", reportsEnv, via], via, env })
+    return new TextDecoder().decode(yield* child.channel.receive)
+  }).pipe(Effect.scoped)
+
+describe("EFFECT_IPC_FD in the child", () => {
+  it.live(
+    "is 3 over fd 3 and stdio over stdin/stdout, whatever the parent's environment or env option holds",
+    () =>
+      Effect.gen(function*() {
+        assert.strictEqual(yield* seen("fd"), "3")
+        assert.strictEqual(yield* seen("stdio"), "stdio")
+        // a child started by a child: the parent's own EFFECT_IPC_FD is not passed on as is
+        const saved = process.env[ChildPipe.ENV]
+        process.env[ChildPipe.ENV] = "stdio"
+        const inherited = yield* Effect.exit(seen("fd"))
+        process.env[ChildPipe.ENV] = "3"
+        const inheritedStdio = yield* Effect.exit(seen("stdio"))
+        if (saved === undefined) delete process.env[ChildPipe.ENV]
+        else process.env[ChildPipe.ENV] = saved
+        assert.deepStrictEqual(inherited, Exit.succeed("3"))
+        assert.deepStrictEqual(inheritedStdio, Exit.succeed("stdio"))
+        // nor does the env option move the channel
+        assert.strictEqual(yield* seen("fd", { EFFECT_IPC_FD: "stdio" }), "3")
+        assert.strictEqual(yield* seen("stdio", { EFFECT_IPC_FD: "3" }), "stdio")
+      }),
+    30_000
+  )
+
+  it.live("is 3 in a child dialled as a child: address", () =>
+    Effect.gen(function*() {
+      const channel = yield* ChildPipe.make().dial(ChildPipe.addressOf("python3", ["-c", reportsEnv, "fd"]))
+      assert.strictEqual(new TextDecoder().decode(yield* channel.receive), "3")
+    }).pipe(Effect.scoped), 30_000)
+})

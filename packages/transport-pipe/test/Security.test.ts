@@ -7,7 +7,9 @@ import * as Transport from "@effect-ipc/core/Transport"
 import { ChildPipe, Fifo, SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import {
@@ -21,10 +23,19 @@ import {
   run,
   squatter,
   start,
-  tempDir
+  tempDir,
+  waitFor
 } from "./helpers.ts"
 
 const swapFresh = Path.join(import.meta.dirname, "fixtures/swap_fresh.py")
+
+/** Python: takes an exclusive flock on the file argv[1], says "locked", holds it until its stdin ends. */
+const holdLock = "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n" +
+  "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()"
+
+/** Python: renames argv[1] (adding ".mine"); prints "renamed" or the errno's name. */
+const renameIt = "import errno, os, sys\ntry:\n    os.rename(sys.argv[1], sys.argv[1] + '.mine')\n" +
+  "    print('renamed')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])"
 
 /** An echo server at `address`; returns how many channels it was handed. */
 const echo = (transport: Transport.TransportShape, address: string) =>
@@ -645,6 +656,128 @@ describe.runIf(isRoot)("a process that gave up its privileges with seteuid (real
         assert.notInclude(refused.stdout.toString(), "hi")
         const admitted = yield* run(python, [pythonPeer, `@${name}`, "hi"])
         assert.strictEqual(admitted.stdout.toString(), "hi\nclosed\n", admitted.stderr)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+describe.runIf(isRoot)("path locks when another user made the runtime directory first", () => {
+  // the locks go to ~/.effect-ipc-locks: existing tests show fifo:// and stale-socket replacement work then, this
+  // one where their lock is, by holding it there from another process: the replacement waits for it
+  it.live(
+    "a stale socket is replaced under the lock in ~/.effect-ipc-locks (0700), nothing in their directory",
+    () =>
+      Effect.gen(function*() {
+        yield* runtimeDirOfNobody
+        const runtime = SocketPath.runtimeDirOn(SocketPath.currentHost())
+        const locks = Path.join(SocketPath.homeDirectory()!, ".effect-ipc-locks")
+        assert.strictEqual(yield* SocketPath.lockDir(), locks)
+        const made = Fs.lstatSync(locks)
+        assert.isTrue(made.isDirectory() && made.uid === process.getuid!(), "a directory of this user")
+        assert.strictEqual(made.mode & 0o777, 0o700)
+
+        const own = yield* tempDir("effect-ipc-own-", 0o700)
+        const path = Path.join(own, "stale.sock")
+        const bound = yield* run(python, [
+          "-c",
+          `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path)})`
+        ])
+        assert.strictEqual(bound.status, 0, bound.stderr)
+        const key = Crypto.createHash("sha256").update(path).digest("hex").slice(0, 32)
+        const lockFile = Path.join(locks, `.lock-${key}`)
+        Fs.writeFileSync(lockFile, "", { mode: 0o600 })
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(lockFile, { force: true })))
+        const holder = yield* start(python, ["-c", holdLock, lockFile])
+        yield* holder.line(/^locked$/)
+        const listening = yield* Effect.forkScoped(UnixSocket.make().listen(`unix://${path}`))
+        // the listener binds its socket in its staging directory, then waits for the path's lock to replace the stale one
+        const staged = () =>
+          Fs.readdirSync(own).some((name) => name.startsWith(".eipc-") && Fs.existsSync(Path.join(own, name, "s")))
+        yield* waitFor(() => staged() || listening.pollUnsafe() !== undefined, 4_000)
+        assert.isUndefined(listening.pollUnsafe(), "the replacement waits for the lock held in ~/.effect-ipc-locks")
+        assert.isTrue(staged(), "the listener bound its socket in its staging directory")
+        assert.isTrue(Fs.lstatSync(path).isSocket(), "the stale socket is still there")
+        yield* holder.finish
+        yield* Fiber.join(listening)
+        const client = yield* UnixSocket.make().dial(`unix://${path}`)
+        yield* client.send(new Uint8Array([5]))
+        // nothing of ours in the directory the other user made
+        assert.deepStrictEqual(Fs.readdirSync(runtime), [])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})
+
+/** An echo listener of this user at `dir/pair`, its FIFOs open to all (0666); the address. */
+const openPair = (dir: string) =>
+  Effect.gen(function*() {
+    const address = `fifo://${dir}/pair`
+    yield* echo(Fifo.make({ mode: 0o666 }), address)
+    return address
+  })
+
+describe.runIf(isRoot)("a FIFO pair dialled by another user (uid 65534)", () => {
+  it.live(
+    "in a sticky directory (/tmp's mode): NotFound, as only the ready token's owner may rename it",
+    () =>
+      Effect.gen(function*() {
+        const sticky = yield* tempDir("effect-ipc-sticky-", 0o1777)
+        const address = yield* openPair(sticky)
+        const dialled = yield* run(node, [...nodeFixture("dial.ts"), address], { uid: nobody })
+        assert.strictEqual(dialled.status, 0, dialled.stderr)
+        // (it said "no live server at this FIFO pair", with the server up: their client cannot read its lock file)
+        assert.strictEqual(
+          dialled.stdout.toString().trim(),
+          `error NotFound: cannot claim the ready token ${sticky}/pair.ready (EPERM): in a sticky directory only its ` +
+            "owner may rename it; put the FIFO pair in a directory without the sticky bit that its clients may write"
+        )
+        // the reason: the token (readable by them) is left where it was, unclaimed; the kernel refuses them its rename
+        const token = Fs.lstatSync(`${sticky}/pair.ready`)
+        assert.isTrue(token.isFile() && token.uid === process.getuid!())
+        const renamed = yield* run(python, ["-c", renameIt, `${sticky}/pair.ready`], { uid: nobody })
+        assert.strictEqual(renamed.stdout.toString().trim(), "EPERM", renamed.stderr)
+        // and the listener still serves a client of its own user
+        const mine = yield* run(node, [...nodeFixture("dial.ts"), address])
+        assert.strictEqual(mine.stdout.toString().trim(), "ok hi", mine.stderr)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live("in a directory they may write that is not sticky: served", () =>
+    Effect.gen(function*() {
+      const shared = yield* tempDir("effect-ipc-shared-", 0o777)
+      const address = yield* openPair(shared)
+      const dialled = yield* run(node, [...nodeFixture("dial.ts"), address], { uid: nobody })
+      assert.strictEqual(dialled.stdout.toString().trim(), "ok hi", dialled.stderr)
+    }).pipe(Effect.scoped), 60_000)
+})
+
+describe("dial: a server whose credentials cannot be read", () => {
+  // on Linux SO_PEERCRED answers for any connected Unix socket: what fails there is reading them at all (koffi or
+  // libc that will not load: LibraryMissing), as a process started with test/fixtures/no-koffi.mjs meets it
+  it.live(
+    "is PeerRejected before a byte is sent, even by an authorize that admits everyone",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-nocred-")
+        const address = `unix://${Path.join(dir, "server.sock")}`
+        const listener = yield* UnixSocket.make().listen(address)
+        const noKoffi = `--import=${Path.join(import.meta.dirname, "fixtures/no-koffi.mjs")}`
+        const refused = yield* run(node, [noKoffi, ...nodeFixture("dial-any.ts"), address])
+        assert.strictEqual(refused.status, 0, refused.stderr)
+        assert.match(
+          refused.stdout.toString().trim(),
+          /^error PeerRejected: cannot read the server's credentials: cannot load koffi: /
+        )
+        // the server got the connection (its own reading of credentials works), and not a byte on it
+        const server = yield* hangGuard(listener.accept, "accept")
+        const error = yield* hangGuard(Effect.flip(server.receive), "the refused client's end")
+        assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+        // the same client, where it can read them, is served
+        const served = yield* run(node, [...nodeFixture("dial-any.ts"), address])
+        assert.strictEqual(served.stdout.toString().trim(), "sent", served.stderr)
+        const next = yield* hangGuard(listener.accept, "accept")
+        assert.strictEqual(new TextDecoder().decode(yield* hangGuard(next.receive, "receive")), "hi")
       }).pipe(Effect.scoped),
     60_000
   )

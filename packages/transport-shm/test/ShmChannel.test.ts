@@ -986,3 +986,56 @@ describe("shm:// channels", () => {
       assert.deepStrictEqual(files.filter((f) => f.includes(`channel-test-${process.pid}-`)), [])
     }))
 })
+
+/** Waits until `count` is unchanged for 500 ms and returns it (failing after 30 s of steady progress). */
+const stalls = (count: () => number) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + 30_000
+    let last = -1
+    while (count() !== last) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`still moving after 30 s: ${count()}`))
+      last = count()
+      yield* Effect.sleep("500 millis")
+    }
+    return last
+  })
+
+/**
+ * How many of `total` 1 KiB messages a client sends over 64 KiB rings (63 of them fill one) before it is held back,
+ * the server having taken the first one and no more.
+ */
+const heldWith = (total: number, maxBufferedBytes: number) =>
+  Effect.gen(function*() {
+    // the count bound far above what is sent: only the bytes can hold the sender back
+    const transport = Shm.ShmTransport.make({ ringSize: 64 * 1024, maxBufferedMessages: 1_000_000, maxBufferedBytes })
+    const where = address()
+    const listener = yield* transport.listen(where)
+    const client = yield* transport.dial(where)
+    const server = yield* listener.accept
+    let sent = 0
+    const flood = yield* Effect.forkScoped(Effect.gen(function*() {
+      for (let i = 0; i < total; i++) {
+        yield* client.send(pattern(1024, i))
+        sent++
+      }
+    }))
+    assert.isTrue(same(yield* server.receive, pattern(1024, 0)), "message 0")
+    const held = yield* stalls(() => sent)
+    // then the server reads: everything arrives, in order
+    for (let i = 1; i < total; i++) assert.isTrue(same(yield* server.receive, pattern(1024, i)), `message ${i}`)
+    yield* Fiber.join(flood)
+    return held
+  }).pipe(Effect.scoped)
+
+describe("shm:// maxBufferedBytes", () => {
+  // it was observed by no test (only decoded from configuration). The reader reads ahead of a consumer that takes
+  // nothing about one ring's worth (63 here) at most, whatever the bounds: what is observed is the bound below that
+  it.live("bounds how far the reader reads ahead of a consumer that takes nothing", () =>
+    Effect.gen(function*() {
+      const bounded = yield* heldWith(1000, 8 * 1024)
+      const unbounded = yield* heldWith(1000, 256 * 1024 * 1024)
+      // a full ring, the 8 KiB the reader took ahead (and the message over it), the one taken
+      assert.isAtMost(bounded, 63 + 9 + 1 + 1, "sent to a reader that reads ahead 8 KiB")
+      assert.isBelow(bounded, unbounded, "sent to a reader that reads ahead 8 KiB, and 256 MiB")
+    }), 120_000)
+})

@@ -78,6 +78,48 @@ describe("ws:// Node client", () => {
     120_000
   )
 
+  // maxBufferedMessages was observed by no test (only decoded from configuration): the inbox's bound in messages
+  it.live(
+    "maxBufferedMessages bounds what a client that does not read takes in, counted in messages",
+    () =>
+      Effect.gen(function*() {
+        const total = 50_000
+        /** How many 1 KiB messages the server sends before it is held back, the client reading none. */
+        const heldWith = (maxBufferedMessages: number) =>
+          Effect.gen(function*() {
+            // the bytes bound far above what is sent: only the count can hold the server back
+            const transport = Ws.WsTransport.make({
+              tokenFile: false,
+              token: "count-token-5d0c7e2a91b84f36",
+              maxBufferedMessages,
+              maxBufferedBytes: 256 * MiB,
+              highWaterMark: 64 * 1024
+            })
+            const listener = yield* transport.listen(freshAddress(`count-${maxBufferedMessages}`))
+            const client = yield* transport.dial(listener.address)
+            const server = yield* listener.accept
+            let sent = 0
+            const flood = yield* Effect.forkScoped(Effect.gen(function*() {
+              for (let i = 0; i < total; i++) {
+                const message = new Uint8Array(1024)
+                message[0] = i & 0xff
+                yield* server.send(message)
+                sent++
+              }
+            }))
+            const held = yield* stalls(() => sent)
+            // then the client reads: everything arrives, in order
+            for (let i = 0; i < total; i++) assert.strictEqual((yield* client.receive)[0], i & 0xff)
+            yield* Fiber.join(flood)
+            return held
+          }).pipe(Effect.scoped)
+        // the kernel's buffers and the server's queue hold a few MiB at most: a few thousand of them
+        assert.isBelow(yield* heldWith(4), total / 2, "messages sent to a client that takes in 4")
+        assert.strictEqual(yield* heldWith(100_000), total, "messages sent to a client that takes in 100000")
+      }),
+    120_000
+  )
+
   for (const sender of ["server", "client"] as const) {
     it.live(
       `a ${sender}'s large messages are the bytes at send time: it reuses its buffer once send returns while the other side does not read`,
