@@ -26,7 +26,6 @@ import * as IpcRpc from "@effect-ipc/core/IpcRpc"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -38,6 +37,7 @@ import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
+import * as ReadAhead from "./internal/readAhead.ts"
 import * as Rep from "./Rep.ts"
 import * as Req from "./Req.ts"
 
@@ -110,6 +110,7 @@ export const makeServerProtocol = (
   Effect.gen(function*() {
     const serialization = yield* RpcSerialization.RpcSerialization
     const encodeDefect = Schema.encodeSync(serialization.codecFor(Schema.Defect()))
+    const bounds = yield* ReadAhead.boundsOf(options)
     const replier = yield* Rep.make(options)
     const disconnects = yield* Queue.make<number>()
     // a reply is one nng message: the responses collected for it stop at the socket's message limit
@@ -120,7 +121,6 @@ export const makeServerProtocol = (
       number,
       { responses: Array<unknown>; bytes: number; readonly ended: Deferred.Deferred<void> }
     >()
-    const running = yield* FiberSet.make<void, never>()
     let nextId = 0
 
     return yield* RpcServer.Protocol.make((writeRequest) =>
@@ -153,8 +153,9 @@ export const makeServerProtocol = (
             }))
           )
         }
+        // as `Rep.run` takes them: `concurrency` exchanges at once, as many read ahead, `maxHeldBytes` held
         yield* Effect.forkScoped(
-          Effect.forever(Effect.flatMap(replier.receive, (request) => FiberSet.run(running, exchange(request)))).pipe(
+          ReadAhead.answer(replier.receive, ReadAhead.hasLeft, exchange, bounds).pipe(
             Effect.catch((error) =>
               error.reason._tag === "Closed" ? Effect.void : Effect.logWarning("RPC server", error)
             )

@@ -13,20 +13,20 @@
  * and drop those whose requester left before their turn: nng reads nothing
  * more from a connection whose request waits in its queue, so a requester
  * that left held its descriptor there (and got its handler run) until then.
+ * They read no further request while those read and not yet answered hold
+ * `maxHeldBytes` (default 4 × `maxMessageSize`) or more.
  *
  * @since 0.1.0
  */
-import * as IpcError from "@effect-ipc/core/IpcError"
-import * as TransportOptions from "@effect-ipc/core/TransportOptions"
+import * as Framing from "@effect-ipc/core/Framing"
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as FiberSet from "effect/FiberSet"
-import * as Latch from "effect/Latch"
 import type * as Scope from "effect/Scope"
-import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type * as Endpoints from "./Endpoints.ts"
 import * as Opening from "./internal/endpoints.ts"
+import * as ReadAhead from "./internal/readAhead.ts"
 
 /** One request, and the way to answer it. */
 export interface Request {
@@ -46,14 +46,8 @@ export interface Replier {
   readonly requests: Stream.Stream<Request, IpcError.IpcError>
 }
 
-/** Whether the requester of a request `make` received has left (its connection is gone). */
-const requesterLeft = new WeakMap<Request, () => boolean>()
-
-/** True when the requester of `request` has left; false when that cannot be told (a replier not of `make`). */
-const hasLeft = (request: Request): boolean => requesterLeft.get(request)?.() ?? false
-
-/** How often `run` looks over the requests it read ahead, while they fill its read-ahead, for requesters that left. */
-const LOOK_OVER_MS = 50
+/** The `maxMessageSize` of each replier `make` opened. */
+const messageLimits = new WeakMap<Replier, number>()
 
 /** Opens a replier (nng `rep0`, raw); it closes with the scope. */
 export const make = (options: Endpoints.EndpointsOptions): Effect.Effect<Replier, IpcError.IpcError, Scope.Scope> =>
@@ -63,31 +57,27 @@ export const make = (options: Endpoints.EndpointsOptions): Effect.Effect<Replier
         body: received.body,
         reply: (body) => socket.send(body, undefined, received.header)
       }
-      requesterLeft.set(request, () => !socket.nng.pipeAlive(received.pipe))
+      ReadAhead.requesterLeft.set(request, () => !socket.nng.pipeAlive(received.pipe))
       return request
     })
-    return { bound, receive, requests: Stream.fromEffectRepeat(receive) }
+    const replier: Replier = { bound, receive, requests: Stream.fromEffectRepeat(receive) }
+    messageLimits.set(replier, options.maxMessageSize ?? Framing.DEFAULT_MAX_FRAME_SIZE)
+    return replier
   })
 
-/** Options of `serve`. */
-export interface ServeOptions extends Endpoints.EndpointsOptions {
+/** The bounds of `run` and `serve`. */
+export interface Bounds {
   /** Requests handled at once (default 64); as many more are read ahead, further ones wait in nng's queues. */
   readonly concurrency?: number | undefined
+  /**
+   * No further request is read while the bodies of those read and not yet answered (handled or read ahead)
+   * total this many bytes or more (default 4 × `maxMessageSize`); so they stay under it plus one message.
+   */
+  readonly maxHeldBytes?: number | undefined
 }
 
-/** `concurrency` (default 64), or `InvalidOption`: none, a fraction or NaN would never answer a request. */
-const concurrencyOf = (
-  options: { readonly concurrency?: number | undefined }
-): Effect.Effect<number, IpcError.IpcError> => {
-  const notObject = TransportOptions.notAnObject(options, "the replier's options")
-  if (notObject !== undefined) return Effect.fail(notObject)
-  const concurrency = options.concurrency ?? 64
-  return Number.isSafeInteger(concurrency) && concurrency >= 1
-    ? Effect.succeed(concurrency)
-    : Effect.fail(
-      IpcError.make("InvalidOption", `concurrency ${String(concurrency)} is not a whole number of requests, at least 1`)
-    )
-}
+/** Options of `serve`. */
+export interface ServeOptions extends Endpoints.EndpointsOptions, Bounds {}
 
 /**
  * Answers `replier`'s requests with `handler` until interrupted: each
@@ -98,55 +88,19 @@ const concurrencyOf = (
 export const run = <E, R>(
   replier: Replier,
   handler: (request: Uint8Array) => Effect.Effect<Uint8Array, E, R>,
-  options: { readonly concurrency?: number | undefined } = {}
+  options: Bounds = {}
 ): Effect.Effect<never, IpcError.IpcError, R> =>
-  Effect.scoped(Effect.gen(function*() {
-    const concurrency = yield* concurrencyOf(options)
-    const permits = Semaphore.makeUnsafe(concurrency)
-    const running = yield* FiberSet.make<void, never>()
-    // requests read ahead of busy handlers (at most `concurrency`), oldest first: taken from nng's queues, their
-    // connections are read again, so a requester that left is seen gone (and its descriptor closed) at once
-    const ahead: Array<Request> = []
-    const filled = Latch.makeUnsafe(false)
-    const dropLeft = () => {
-      const staying = ahead.filter((request) => !hasLeft(request))
-      ahead.splice(0, ahead.length, ...staying)
-    }
-    // while the read-ahead is full, it is looked over for requesters that left, and read on when there is room
-    const readAhead = Effect.forever(Effect.suspend(() => {
-      if (ahead.length >= concurrency) dropLeft()
-      if (ahead.length >= concurrency) return Effect.sleep(LOOK_OVER_MS)
-      return Effect.map(replier.receive, (request) => {
-        ahead.push(request)
-        filled.openUnsafe()
-      })
-    }))
-    // the oldest request read ahead whose requester is still there, waiting for one
-    const next: Effect.Effect<Request> = Effect.suspend(() => {
-      for (let request = ahead.shift(); request !== undefined; request = ahead.shift()) {
-        if (!hasLeft(request)) return Effect.succeed(request)
-      }
-      filled.closeUnsafe()
-      return Effect.andThen(filled.await, next)
-    })
-    const answer = Effect.forever(
-      Effect.gen(function*() {
-        yield* Semaphore.take(permits, 1)
-        const request = yield* next
-        yield* FiberSet.run(
-          running,
-          handler(request.body).pipe(
-            Effect.flatMap(request.reply),
-            Effect.catchCause((cause) =>
-              Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("a request was not answered", cause)
-            ),
-            Effect.ensuring(Semaphore.release(permits, 1))
+  Effect.flatMap(
+    ReadAhead.boundsOf(options, messageLimits.get(replier)),
+    (bounds) =>
+      ReadAhead.answer(replier.receive, ReadAhead.hasLeft, (request) =>
+        handler(request.body).pipe(
+          Effect.flatMap(request.reply),
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("a request was not answered", cause)
           )
-        )
-      })
-    )
-    return yield* Effect.raceFirst(readAhead, answer)
-  }))
+        ), bounds)
+  )
 
 /**
  * Serves requests with `handler` in the background until the scope closes;
@@ -157,7 +111,7 @@ export const serve = <E, R>(
   handler: (request: Uint8Array) => Effect.Effect<Uint8Array, E, R>
 ): Effect.Effect<Endpoints.Bound, IpcError.IpcError, R | Scope.Scope> =>
   Effect.gen(function*() {
-    yield* concurrencyOf(options)
+    yield* ReadAhead.boundsOf(options)
     const replier = yield* make(options)
     yield* Effect.forkScoped(
       run(replier, handler, options).pipe(
