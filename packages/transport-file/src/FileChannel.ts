@@ -13,7 +13,8 @@
  * - the channel outlives the other side's sessions: a side that closes
  *   cleanly (or was never there) is waited for, and what is sent meanwhile
  *   waits in the log; a side whose process dies without closing is
- *   `ConnectionLost` once it had been seen (open the role again to go on
+ *   `ConnectionLost` once it had been seen, holding its lock, by a message,
+ *   or by the token it left in its lock file (open the role again to go on
  *   from the cursor).
  *
  * ```ts no-run
@@ -35,7 +36,6 @@ import type * as Scope from "effect/Scope"
 import * as ChannelDir from "./internal/channelDir.ts"
 import * as Endpoint from "./internal/endpoint.ts"
 import * as Layout from "./internal/layout.ts"
-import * as Lock from "./internal/lock.ts"
 import * as Sys from "./internal/sys.ts"
 import * as Log from "./Log.ts"
 
@@ -80,13 +80,6 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
       }
     })
   })
-
-/** Where a role's peer stands: present while its lock is held; once seen and gone, absent. */
-const rolePeer = (dir: string, role: Role) => (seenBefore: boolean): Endpoint.PeerStatus | IpcError.IpcError => {
-  const state = Lock.probe(Endpoint.channelPaths(dir).lock(Endpoint.peerOf(role)))
-  if (Sys.failed(state)) return state
-  return state === "held" ? "present" : seenBefore ? "absent" : "pending"
-}
 
 /**
  * Opens the `role` end of the channel in `dir`, creating the directory if
@@ -135,7 +128,7 @@ export const openEndpoint = (
     Effect.andThen(create(dir, options))
   ).pipe(Effect.andThen(
     Effect.acquireRelease(
-      Endpoint.open({ address, dir, role, peerStatus: rolePeer(dir, role), durable: true }, options),
+      Endpoint.open({ address, dir, role, peerStatus: Endpoint.rolePeer(dir, role), durable: true }, options),
       (endpoint) => endpoint.channel.close
     )
   ))

@@ -19,12 +19,24 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Endpoint from "../src/internal/endpoint.ts"
 import { childScript, fresh, modeFor, node, run, tempRoot, underStrace } from "./helpers.ts"
 
 const root = tempRoot("channel")
 const text = new TextDecoder()
 const bytes = (s: string) => new TextEncoder().encode(s)
+/** Runs the fixture with `args` to its end, holding up this process (no liveness check runs meanwhile); its exit code. */
+const blocking = (args: ReadonlyArray<string>): number => {
+  const done = ChildProcess.spawnSync(process.execPath, [
+    "--conditions=@effect-ipc/source",
+    "--disable-warning=ExperimentalWarning",
+    childScript,
+    ...args
+  ], { stdio: "ignore", timeout: 30_000 })
+  return done.status ?? 128 + (done.signal === null ? 0 : Os.constants.signals[done.signal])
+}
 const got = (lines: ReadonlyArray<string>) => lines.filter((l) => l.startsWith("got ")).map((l) => l.slice(4))
 
 /** Every entry under `dir` with a file's content or "dir", sorted. */
@@ -232,6 +244,80 @@ describe("FileChannel (fixed roles)", () => {
             const next = yield* run(node(["read", dir, "frontend", "1"]))
             assert.deepStrictEqual(got(next.lines), ["still open"])
           }
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // (a liveness check judged only a session it had seen, holding its lock or by a message: one that opened and was
+  // killed between two checks, having sent nothing, was waited for as if it had never come)
+  it.live(
+    "a side that opens and is killed before it sends anything, unseen by any liveness check, is ConnectionLost",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* FileChannel.backend(dir)
+        // it opens and kills itself while this process is blocked: no liveness check sees it
+        assert.strictEqual(blocking(["send", dir, "frontend", "0", "x", "die"]), 128 + 9)
+        const error = yield* Effect.flip(backend.receive).pipe(Effect.timeoutOrElse({
+          duration: "10 seconds",
+          orElse: () => Effect.die(new Error("the loss was never reported"))
+        }))
+        assert.strictEqual(error.reason._tag, "ConnectionLost", error.message)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "unseen by any liveness check, a side that never came, one that closed without sending, one whose close record names no session, and one killed under peerLoss: wait are waited for",
+    () =>
+      Effect.gen(function*() {
+        const cases = [
+          { what: "never came", child: undefined, code: 0, peerLoss: "fail" },
+          { what: "closed without sending", child: ["send", "0", "x"], code: 0, peerLoss: "fail" },
+          // an older writer's close, and the Python port's (`LogWriter.close(goodbye=True)`)
+          { what: "close record naming no session", child: ["close-unnamed"], code: 0, peerLoss: "fail" },
+          { what: "killed, peerLoss: wait", child: ["send", "0", "x", "die"], code: 128 + 9, peerLoss: "wait" }
+        ] as const
+        for (const { child, code, peerLoss, what } of cases) {
+          const dir = fresh(root)
+          yield* FileChannel.create(dir)
+          // the fixed roles' endpoint, its liveness checks counted
+          let checks = 0
+          const status = Endpoint.rolePeer(dir, "backend")
+          const backend = yield* Effect.acquireRelease(
+            Endpoint.open({
+              address: `file://${dir}?role=backend`,
+              dir,
+              role: "backend",
+              durable: true,
+              peerStatus: (seen) => {
+                checks++
+                return status(seen)
+              }
+            }, { livenessInterval: "50 millis", peerLoss }),
+            (endpoint) => endpoint.channel.close
+          )
+          // its session falls while this process is blocked: no liveness check sees it
+          if (child !== undefined) {
+            const [mode, ...rest] = child
+            assert.strictEqual(blocking([mode, dir, "frontend", ...rest]), code, what)
+          }
+          // six more checks (a check looks at most twice), or the end of the channel (checks stop)
+          let ended = false
+          yield* Effect.forkScoped(Effect.andThen(backend.channel.closed, Effect.sync(() => ended = true)))
+          const after = checks
+          yield* Effect.sleep("10 millis").pipe(
+            Effect.repeat({ until: () => ended || checks >= after + 6 }),
+            Effect.timeoutOrElse({
+              duration: "20 seconds",
+              orElse: () => Effect.die(new Error(`${what}: no liveness checks`))
+            })
+          )
+          // no loss was reported: the next session's message arrives
+          assert.strictEqual((yield* run(node(["send", dir, "frontend", "1", "later"]))).code, 0, what)
+          const next = yield* Effect.result(backend.channel.receive.pipe(Effect.timeout("10 seconds")))
+          assert.strictEqual(next._tag === "Success" ? text.decode(next.success) : String(next.failure), "later0", what)
         }
       }).pipe(Effect.scoped),
     60_000

@@ -138,6 +138,13 @@ export interface Endpoint {
   readonly letGo: Effect.Effect<void>
 }
 
+/** Where a fixed role's peer stands: present while its lock is held; once seen and gone, absent. */
+export const rolePeer = (dir: string, role: Role) => (seenBefore: boolean): PeerStatus | IpcError.IpcError => {
+  const state = Lock.probe(channelPaths(dir).lock(peerOf(role)))
+  if (Sys.failed(state)) return state
+  return state === "held" ? "present" : seenBefore ? "absent" : "pending"
+}
+
 /** Takes the role's lock; a prober (a peer checking our liveness) holds it for microseconds, so retried briefly. */
 const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.HeldLock, IpcError.IpcError> => {
   const path = channelPaths(spec.dir).lock(spec.role)
@@ -252,6 +259,11 @@ export const open = (
     // record that names another session is an earlier one's, read late (behind a paused inbox), and the one seen
     // is still watched
     let seenSession: string | undefined
+    // the token in the peer's lock file of a session this end knows of: the one there as it opened (which may have
+    // left before, its close record read by an earlier session), one a check saw, one whose close record named none
+    // (an older writer's). A token there that is none of these, nor the closed session's, is a session that opened
+    // and went between two liveness checks (see `unseenSession`)
+    let knownSession: string | undefined
     let peerPid: number | undefined
     // the last liveness check could not look at the peer's lock (warned once until one can)
     const probeFailing = Observability.spell()
@@ -300,6 +312,8 @@ export const open = (
             seenSession = undefined
           }
           closedSession = named
+          // a record that names no session (an older writer's) closes the one whose token the lock file holds now
+          if (named === undefined) knownSession = lockToken()
           if (endsHead === ends.length && handed === undefined) reader.commit(entry.end)
           continue
         }
@@ -397,6 +411,29 @@ export const open = (
     }
 
     // ---- liveness ---------------------------------------------------------------------------
+    const lockToken = (): string | undefined => Lock.owner(paths.lock(peerRole))?.token
+    /**
+     * The peer's lock is free and no session of it was seen: whether its lock file names a session this end does not
+     * know of, which opened and went between two checks (killed before it sent anything, or before it was seen); if
+     * so it counts as seen, and its close record (read before its lock was let go) says whether it left cleanly.
+     */
+    const unseenSession = (): boolean => {
+      const owner = Lock.owner(paths.lock(peerRole))
+      const token = owner?.token
+      // no session ever opened (a reader started before its writer), or a remover's moment
+      if (token === undefined || token === "" || token === Lock.REMOVER) return false
+      if (token === knownSession || token === closedSession) return false
+      // read before a second look at the lock: a session that took it meanwhile is seen there, not taken for gone
+      if (spec.peerStatus(false) === "present") {
+        present()
+        return false
+      }
+      knownSession = token
+      seenSession = token
+      peerSeen = true
+      peerPid = owner?.pid
+      return true
+    }
     /** The peer's lock is held (at open, or on a check): a session of the peer's, seen, unless it is not one. */
     const present = (): void => {
       const owner = spec.durable ? Lock.owner(paths.lock(peerRole)) : undefined
@@ -407,6 +444,7 @@ export const open = (
       if (closedSession !== undefined && holder === closedSession) return
       closedSession = undefined
       seenSession = holder
+      knownSession = holder
       peerSeen = true
       peerPid ??= owner?.pid
       readPeerPid()
@@ -425,7 +463,7 @@ export const open = (
       }
       probeFailing.end()
       if (status === "present") return present()
-      if (status === "pending") return
+      if (status === "pending" && !(spec.durable && unseenSession())) return
       // gone: deliver every whole record it wrote before saying so (a backlog read in slices included: its
       // close record may be in a slice still to come)
       if (paused || largePending || pumpScheduled) return
@@ -616,7 +654,10 @@ export const open = (
     })
 
     // ---- start ------------------------------------------------------------------------------
+    // the token is read first: a session that opens (and goes) after it is one this end did not know of
+    const tokenAtOpen = spec.durable ? lockToken() : undefined
     if (spec.peerStatus(false) === "present") present()
+    else knownSession = tokenAtOpen
     yield* Wake.watch(paths.stream(peerRole), pump, options).pipe(
       Scope.provide(scope),
       Effect.tapError((error) => Effect.andThen(Effect.sync(() => engine.fail(error)), close))
