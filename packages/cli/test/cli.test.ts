@@ -155,7 +155,8 @@ it.live("a bad address fails with exit code 1 and one clear line", () =>
 
     const call = yield* run("call", missing, "Add", `{"a":1,"b":2}`)
     assert.strictEqual(call.code, 1)
-    assert.match(call.stderr, /NotFound/)
+    // the failure's reason is the transport's own, not a ConnectionLost that only quotes it
+    assert.match(call.stderr, /^effect-ipc: NotFound: /m, call.stderr)
   }))
 
 it.live("a malformed percent-escape is one InvalidAddress line and exit code 1, not a stack trace", () =>

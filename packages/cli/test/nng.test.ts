@@ -99,6 +99,94 @@ describe("effect-ipc nng", () => {
       assert.strictEqual(sports.stdout(), "", "the sports subscriber got nothing")
     }).pipe(Effect.scoped))
 
+  it.live("rep answers nngcat --req; req calls nngcat --rep", () =>
+    Effect.gen(function*() {
+      // nngcat's request to our replier
+      const rep = yield* cli("nng", "rep", "--listen", anyPort, "--data", "pong", "--count", "1")
+      const address = yield* boundAt(rep, "replying")
+      const caller = yield* start("stdbuf", ["-oL", "nngcat", "--req", "--dial", address, "--data", "ping", "--quoted"])
+      assert.strictEqual(yield* rep.exit, 0, rep.stderr())
+      assert.strictEqual(rep.stdout(), "ping\n")
+      assert.strictEqual(yield* caller.exit, 0, caller.stderr())
+      assert.strictEqual(caller.stdout(), `"pong"\n`)
+      // our requests to nngcat's replier (it listens: a port picked beforehand)
+      const at = `tcp://127.0.0.1:${freePort()}`
+      const replier = yield* start("stdbuf", [
+        "-oL",
+        "nngcat",
+        "--rep",
+        "--listen",
+        at,
+        "--data",
+        "pong from nngcat",
+        "--quoted",
+        "--count",
+        "2"
+      ])
+      const req = yield* cli("nng", "req", "--dial", at, "--data", "ping from effect-ipc", "--count", "2")
+      assert.strictEqual(yield* req.exit, 0, req.stderr())
+      assert.strictEqual(req.stdout(), "pong from nngcat\npong from nngcat\n")
+      assert.strictEqual(yield* replier.exit, 0, replier.stderr())
+      assert.strictEqual(replier.stdout(), `"ping from effect-ipc"\n"ping from effect-ipc"\n`)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("sub hears nngcat --pub on its topic only; pub dials nngcat --sub", () =>
+    Effect.gen(function*() {
+      const sub = yield* cli("nng", "sub", "--listen", anyPort, "--subscribe", "weather.", "--count", "2")
+      const address = yield* boundAt(sub, "subscribed")
+      // each nngcat publisher waits a second for its connection, then publishes once a second
+      const publishers = [
+        yield* start("nngcat", ["--pub", "--dial", address, "--data", "sports.1-0", "--delay", "1", "--interval", "1"]),
+        yield* start("nngcat", [
+          "--pub",
+          "--dial",
+          address,
+          "--data",
+          "weather.oslo",
+          "--delay",
+          "1",
+          "--interval",
+          "1"
+        ])
+      ]
+      assert.strictEqual(yield* sub.exit, 0, sub.stderr())
+      assert.strictEqual(sub.stdout(), "weather.oslo\nweather.oslo\n")
+      for (const publisher of publishers) yield* publisher.stop
+      // our publisher dials nngcat's subscriber
+      const at = `tcp://127.0.0.1:${freePort()}`
+      const peer = yield* start("stdbuf", [
+        "-oL",
+        "nngcat",
+        "--sub",
+        "--listen",
+        at,
+        "--subscribe",
+        "weather.",
+        "--quoted",
+        "--count",
+        "2"
+      ])
+      const pub = yield* cli(
+        "nng",
+        "pub",
+        "--dial",
+        at,
+        "--topic",
+        "weather.",
+        "--data",
+        "bergen",
+        "--delay",
+        "500",
+        "--count",
+        "600",
+        "--interval",
+        "25"
+      )
+      assert.strictEqual(yield* peer.exit, 0, peer.stderr())
+      assert.strictEqual(peer.stdout(), `"weather.bergen"\n"weather.bergen"\n`)
+      yield* pub.stop
+    }).pipe(Effect.scoped), 60_000)
+
   it.live("push and pull, in hex; a message over --max-message-size is refused by the puller", () =>
     Effect.gen(function*() {
       const pull = yield* cli(

@@ -324,3 +324,41 @@ it.live(
     }).pipe(Effect.scoped),
   60_000
 )
+
+// `both` is the older name of `all`: it served one serialization named "both", which no client's hello names
+it.live("serve --serialization both serves packed and JSON clients, as all does", () =>
+  Effect.gen(function*() {
+    const address = socket()
+    const server = yield* cli("serve", address, "--serialization", "both")
+    yield* server.ready("serving DemoApi")
+    for (const serialization of ["packed", "json"]) {
+      const add = yield* runCli(["call", address, "Add", `{"a":1,"b":2}`, "--serialization", serialization])
+      assert.deepStrictEqual([add.code, add.stdout], [0, "3\n"], add.stderr)
+    }
+    yield* server.stop
+  }).pipe(Effect.scoped), 60_000)
+
+it.live("call --timeout 0 is refused before anything is called", () =>
+  Effect.gen(function*() {
+    const zero = yield* runCli(["call", socket(), "Add", `{"a":1,"b":2}`, "--timeout", "0"])
+    assert.strictEqual(zero.code, 1, zero.stderr)
+    assert.include(zero.stderr, "--timeout must be at least 1 (got 0)")
+  }).pipe(Effect.scoped), 60_000)
+
+it.live(
+  "call of a server that serves another serialization: a Protocol error saying to give --serialization",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const server = yield* cli("serve", address, "--serialization", "json")
+      yield* server.ready("serving DemoApi")
+      const packed = yield* runCli(["call", address, "Add", `{"a":1,"b":2}`])
+      assert.strictEqual(packed.code, 1, packed.stderr)
+      assert.match(
+        packed.stderr,
+        /^effect-ipc: Protocol: Add: .*speaks json serialization.*give --serialization to match/m
+      )
+      yield* server.stop
+    }).pipe(Effect.scoped),
+  60_000
+)

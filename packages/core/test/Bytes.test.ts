@@ -36,3 +36,37 @@ describe("Bytes.utf8", () => {
     NodeAssert.strictEqual(Object.getPrototypeOf(IpcRpc.hello("binary")), Uint8Array.prototype)
   })
 })
+
+describe("Bytes.uvarintFrames (schema-binary messages, one per channel message)", () => {
+  it("gives each frame of a message its frames fill exactly", () => {
+    NodeAssert.deepStrictEqual(Bytes.uvarintFrames(new Uint8Array([3, 1, 2, 3, 1, 9])), [[0, 4], [4, 6]])
+  })
+
+  it("refuses a frame one byte longer than its message, an empty frame and a header cut short", () => {
+    // a frame announced one byte past the end was handed to effect's parser, which kept it for the next message
+    NodeAssert.match(
+      String(Bytes.uvarintFrames(new Uint8Array([3, 1, 2]))),
+      /a frame of 3 bytes at byte 0, past the end/
+    )
+    NodeAssert.match(String(Bytes.uvarintFrames(new Uint8Array([1, 7, 0]))), /an empty frame at byte 2/)
+    NodeAssert.match(String(Bytes.uvarintFrames(new Uint8Array([1, 7, 0x85]))), /a frame header cut short at byte 2/)
+    NodeAssert.strictEqual(Bytes.uvarintFrames(new Uint8Array(0)), "an empty message")
+  })
+})
+
+describe("Bytes.Spares", () => {
+  it("keeps at most its limit of idle bytes, and lends a buffer only for a size from half its length", () => {
+    const spares = new Bytes.Spares(100)
+    const first = new Uint8Array(80)
+    const second = new Uint8Array(80)
+    spares.give(first)
+    spares.give(second) // past the limit: not kept
+    NodeAssert.strictEqual(spares.take(80), first)
+    NodeAssert.notStrictEqual(spares.take(80), second)
+    const large = new Uint8Array(100)
+    spares.give(large)
+    // a buffer more than twice the size asked for stays idle
+    NodeAssert.notStrictEqual(spares.take(40), large)
+    NodeAssert.strictEqual(spares.take(50), large)
+  })
+})

@@ -939,3 +939,87 @@ describe("serialization negotiation (the hello)", () => {
       }
     }).pipe(Effect.scoped))
 })
+
+/** `depth` arrays, each in the next. */
+const nested = (depth: number) => "[".repeat(depth) + "]".repeat(depth)
+
+describe("IpcRpc.jsonNestsDeeper", () => {
+  it("counts brackets up to the limit exactly, as text or bytes", () => {
+    assert.isFalse(IpcRpc.jsonNestsDeeper(nested(IpcRpc.MAX_JSON_DEPTH)))
+    assert.isTrue(IpcRpc.jsonNestsDeeper(nested(IpcRpc.MAX_JSON_DEPTH + 1)))
+    assert.isTrue(IpcRpc.jsonNestsDeeper(new TextEncoder().encode(nested(IpcRpc.MAX_JSON_DEPTH + 1))))
+    // brackets inside strings do not count
+    assert.isFalse(IpcRpc.jsonNestsDeeper(`["${"[".repeat(2000)}"]`))
+  })
+
+  it("a string ending in an escaped backslash ends there: the brackets after it count", () => {
+    // `"\\"` ends at its third quote; read as an escaped quote, the deep nesting after it was passed unseen
+    const deep = `["\\\\",${"[".repeat(IpcRpc.MAX_JSON_DEPTH + 1)}${"]".repeat(IpcRpc.MAX_JSON_DEPTH + 2)}`
+    assert.isTrue(IpcRpc.jsonNestsDeeper(deep))
+    assert.isTrue(IpcRpc.jsonNestsDeeper(new TextEncoder().encode(deep)))
+    // an escaped quote inside a string does not end it
+    assert.isFalse(IpcRpc.jsonNestsDeeper(`["\\"${"[".repeat(2000)}"]`))
+  })
+})
+
+describe("a call interrupted while its request waits for room", () => {
+  it.live("leaves the client's pings going: the server that answers them is not given up", () =>
+    Effect.gen(function*() {
+      const memory = Memory.make()
+      const address = `memory://rpc-interrupted-send-${n++}`
+      yield* Layer.build(
+        IpcRpc.layerServerGroup(ConformanceApi, address).pipe(
+          Layer.provide(ConformanceHandlers),
+          Layer.provide(Layer.succeed(Transport.Transport, memory))
+        )
+      )
+      const ping = Packed.encode({ _tag: "Ping" })
+      const isPing = (message: Uint8Array) =>
+        message.byteLength === ping.byteLength && message.every((byte, i) => byte === ping[i])
+      // the next send waits for room that never comes (a server that reads nothing), until interrupted
+      let holdNext = false
+      const held = yield* Deferred.make<void>()
+      const never = yield* Deferred.make<void>()
+      let dials = 0
+      let pingsOnFirst = 0
+      const holding: Transport.TransportShape = {
+        ...memory,
+        dial: (to) =>
+          Effect.map(memory.dial(to), (channel) => {
+            const dial = ++dials
+            return {
+              ...channel,
+              send: (message: Uint8Array) => {
+                if (dial === 1 && isPing(message)) pingsOnFirst++
+                if (!holdNext) return channel.send(message)
+                holdNext = false
+                return Effect.andThen(Deferred.succeed(held, undefined), Deferred.await(never))
+              }
+            }
+          })
+      }
+      const protocol = yield* Layer.build(
+        IpcRpc.layerClientProtocol(address, { pingInterval: "100 millis" }).pipe(
+          Layer.provide(IpcRpc.layerSerialization),
+          Layer.provide(Layer.succeed(Transport.Transport, holding))
+        )
+      )
+      const client = yield* RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))
+      assert.strictEqual(yield* client.Echo({ n: 1 }), 1)
+      holdNext = true
+      const call = yield* Effect.forkScoped(client.Echo({ n: 2 }))
+      yield* Deferred.await(held)
+      yield* Fiber.interrupt(call)
+      // pings go on the same connection again (a count of waiting sends left at one withheld them all)
+      const before = pingsOnFirst
+      yield* Effect.sync(() => pingsOnFirst).pipe(
+        Effect.repeat({ until: (count) => count >= before + 3, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeoutOrElse({
+          duration: "5 seconds",
+          orElse: () => Effect.die("no ping sent after the interrupted call")
+        })
+      )
+      assert.strictEqual(dials, 1)
+      assert.strictEqual(yield* client.Echo({ n: 3 }), 3)
+    }).pipe(Effect.scoped))
+})

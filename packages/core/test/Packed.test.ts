@@ -230,6 +230,20 @@ describe("packed (IpcRpc's default serialization)", () => {
     const long = new Uint8Array([0xe1, 10, 0x91, 0x4e, ...text])
     assert.throws(() => Packed.decode(long), TypeError, /a bigint that is not 1 to 10000 decimal digits/)
   })
+
+  it("a length one past the bytes left, an integer past 32 bits and a number of six bytes are refused", () => {
+    // bytes of length 2 with 1 byte left
+    assert.throws(() => Packed.decode(new Uint8Array([0xe1, 9, 2, 5])), TypeError, /a length of 2 with 1 bytes left/)
+    // 2^32 as an integer's zigzag: not read as 0
+    assert.isFalse(decodes(new Uint8Array([0xe1, 4, 0x80, 0x80, 0x80, 0x80, 0x10])))
+    assert.throws(() => Packed.decode(new Uint8Array([0xe1, 4, 0x80, 0x80, 0x80, 0x80, 0x10])), /past 32 bits/)
+    // 0 written in six bytes
+    assert.throws(
+      () => Packed.decode(new Uint8Array([0xe1, 4, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00])),
+      TypeError,
+      /a number runs past five bytes/
+    )
+  })
 })
 
 class Rich extends Schema.Class<Rich>("Rich")({

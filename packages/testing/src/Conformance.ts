@@ -48,6 +48,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { ConformanceApi, ConformanceHandlers, Refused } from "./ConformanceApi.ts"
+import * as Progress from "./Progress.ts"
 
 /** A raw byte connection to a listener, for feeding it malformed input. */
 export interface RawConnection {
@@ -428,25 +429,9 @@ const eventually = (check: () => boolean, within: Duration.Input, what: string):
     }
   })
 
-/**
- * Waits until `count` stops moving (unchanged for 300 ms) and returns it,
- * failing after 20 s: a stall can only be seen as the absence of progress.
- */
+/** Waits until `count` stops moving (unchanged for 300 ms) and returns it, failing after 20 s. */
 const stalls = (count: () => number, what: string): Effect.Effect<number, Error> =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 20_000
-    let last = count()
-    let since = Date.now()
-    while (Date.now() - since < 300) {
-      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out waiting: ${what}`))
-      yield* Effect.sleep("50 millis")
-      if (count() !== last) {
-        last = count()
-        since = Date.now()
-      }
-    }
-    return last
-  })
+  Progress.stalls(count, { quiet: 300, limit: 20_000, what })
 
 /**
  * Registers the whole conformance suite for `subject`. Throws (at

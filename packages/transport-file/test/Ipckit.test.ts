@@ -10,6 +10,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import { FileChannel, FileTransport, Ipckit, Messages } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import fc from "fast-check"
@@ -331,6 +332,49 @@ describe("ipckit compatibility", () => {
           assert.deepStrictEqual(ns, Array.from({ length: 40 }, (_, i) => i), method)
         }
       }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a reader that fell more than 100 messages behind an ipckit writer logs that messages may be lost, once",
+    () => {
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        const line = (Array.isArray(message) ? message : [message]).map(String).join(" ")
+        if (logLevel === "Warn" && line.includes("trimmed past this reader")) warnings.push(line)
+      })
+      return Effect.gen(function*() {
+        const dir = fresh(root)
+        const events = (count: number) =>
+          Effect.gen(function*() {
+            const sent = yield* run(python([dir, "backend", "events", String(count)]))
+            assert.strictEqual(sent.code, 0, sent.stderr)
+          })
+        /** Opens our frontend, takes `count` messages, and closes it (its read position kept). */
+        const take = (count: number) =>
+          Effect.scoped(Effect.gen(function*() {
+            const frontend = yield* Ipckit.frontend(dir)
+            const got: Array<Messages.Message> = []
+            for (let i = 0; i < count; i++) got.push(yield* frontend.receive)
+            return got.map((m) => (m.payload as { n: number }).n)
+          }))
+        yield* events(1)
+        assert.deepStrictEqual(yield* take(1), [0])
+        // 99 behind (the last message read is still in the file): nothing lost, nothing said
+        yield* events(99)
+        assert.deepStrictEqual(yield* take(99), Array.from({ length: 99 }, (_, i) => i))
+        assert.deepStrictEqual(warnings, [])
+        // 150 behind: ipckit's writer kept the last 100, so 50 are gone, and the reader says so once
+        yield* events(150)
+        assert.deepStrictEqual(yield* take(100), Array.from({ length: 100 }, (_, i) => i + 50))
+        assert.deepStrictEqual(warnings, [
+          "backend_to_frontend.json was trimmed past this reader: messages may have been lost (ipckit keeps only the last 100)"
+        ])
+        yield* events(99)
+        assert.deepStrictEqual(yield* take(99), Array.from({ length: 99 }, (_, i) => i))
+        assert.strictEqual(warnings.length, 1, warnings.join("\n"))
+      }).pipe(Effect.scoped, Effect.provide(Logger.layer([logger])))
+    },
     60_000
   )
 

@@ -1,6 +1,7 @@
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
+import { stalls } from "@effect-ipc/testing/Progress"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -269,28 +270,18 @@ describe("NngTransport", () => {
     }).pipe(Effect.scoped))
 })
 
-/** Waits until `count` is unchanged for 500 ms and returns it (failing after 30 s of steady progress). */
-const stalls = (count: () => number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 30_000
-    let last = -1
-    while (count() !== last) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`still moving after 30 s: ${count()}`))
-      last = count()
-      yield* Effect.sleep("500 millis")
-    }
-    return last
-  })
-
-/** How many of `total` 1 KiB messages a client sends over ipc before it is held back, the server taking none. */
-const heldWith = (total: number, maxBufferedBytes: number) =>
+/**
+ * How many of `total` 1 KiB messages a client sends over ipc before it is held back, the server taking none
+ * (`highWaterMark`: the client's queue beyond nng's, 64 KiB unless given).
+ */
+const heldWith = (total: number, maxBufferedBytes: number, highWaterMark = 64 * 1024) =>
   Effect.gen(function*() {
     const dir = yield* tempDir
     // nng's own queues one message deep, and the count bound far above what is sent: only the bytes hold it back
     const transport = NngTransport.make({
       sendBuffer: 1,
       recvBuffer: 1,
-      highWaterMark: 64 * 1024,
+      highWaterMark,
       maxBufferedMessages: 1_000_000,
       maxBufferedBytes
     })
@@ -327,4 +318,20 @@ describe("NngTransport maxBufferedBytes", () => {
       assert.isBelow(bounded, total / 2, "sent to a channel that reads in 8 KiB")
       assert.strictEqual(yield* heldWith(total, 256 * 1024 * 1024), total, "sent to a channel that reads in 256 MiB")
     }), 120_000)
+})
+
+describe("NngTransport highWaterMark", () => {
+  // it was only set as a test's setup, where the 4 MiB default would pass the same: send waits above it
+  it.live(
+    "bounds what a sender queues beyond nng's buffers for a reader that takes nothing",
+    () =>
+      Effect.gen(function*() {
+        const total = 4000
+        // the reader takes in 8 KiB: past that, only the sender's queue (the mark) lets sends return
+        const bounded = yield* heldWith(total, 8 * 1024, 64 * 1024)
+        assert.isBelow(bounded, total / 2, "sent with a mark of 64 KiB")
+        assert.strictEqual(yield* heldWith(total, 8 * 1024, 64 * 1024 * 1024), total, "sent with a mark of 64 MiB")
+      }),
+    120_000
+  )
 })

@@ -82,6 +82,36 @@ describe("interop with nngcat", () => {
       for (const line of peer.lines) assert.match(printed(line), /^weather\.\d+$/)
     }).pipe(Effect.scoped), 30_000)
 
+  it.live(
+    "a late subscriber (nngcat, and ours) gets nothing published before it subscribed",
+    () =>
+      Effect.gen(function*() {
+        const publisher = yield* PubSub.publisher({ listen: anyPort })
+        const address = publisher.bound.listening[0]!
+        // published while nobody subscribes: dropped, never kept for whoever comes later
+        for (let i = 0; i < 100; i++) yield* publisher.publishTo("news.", encoder.encode(`before ${i}`))
+        const peer = yield* nngcat("--sub", "--dial", address, "--subscribe", "news.", "--quoted")
+        const ours = yield* PubSub.subscriber({ dial: address, topics: ["news."] })
+        const got: Array<string> = []
+        yield* Effect.forkScoped(Stream.runForEach(ours.messages, (m) => Effect.sync(() => void got.push(text(m)))))
+        // publish until both have heard something (they connect in the background)
+        for (let i = 0; (peer.lines.length < 3 || got.length < 3) && i < 2000; i++) {
+          yield* publisher.publishTo("news.", encoder.encode(`after ${i}`))
+          yield* Effect.sleep("10 millis")
+        }
+        const heard = peer.lines.map(printed)
+        for (const messages of [heard, got]) {
+          assert.isAtLeast(messages.length, 3, JSON.stringify({ heard, got }))
+          for (const message of messages) assert.match(message, /^news\.after \d+$/)
+          // in order, none twice
+          const numbers = messages.map((message) => Number(message.split(" ")[1]))
+          assert.deepStrictEqual(numbers, numbers.toSorted((a, b) => a - b))
+          assert.strictEqual(new Set(numbers).size, numbers.length)
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live("nngcat --push feeds our Pull", () =>
     Effect.gen(function*() {
       const puller = yield* Pipeline.puller({ listen: anyPort })

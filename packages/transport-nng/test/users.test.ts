@@ -4,6 +4,7 @@
  * `PeerRejected`, from the credentials the kernel gives (SO_PEERCRED), before
  * any conversation is opened for it. Needs root (to switch users) and setpriv.
  */
+import * as Observed from "@effect-ipc/testing/Observed"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -54,6 +55,35 @@ describe.skipIf(!canSwitch)("a peer running as another user (nng+ipc://)", () =>
       // nothing was accepted
       assert.isTrue(Option.isNone(yield* Effect.timeoutOption(listener.accept, "300 millis")))
     }).pipe(Effect.scoped))
+
+  it.live(
+    "each refused dial of another user's process counts in effect_ipc_connections_refused; ours does not",
+    () =>
+      Effect.gen(function*() {
+        const observed = Observed.make()
+        const dir = yield* sharedDir(0)
+        const address = `nng+ipc://${Path.join(dir, "counted.ipc")}`
+        const listener = yield* NngTransport.make({ mode: 0o666 }).listen(address).pipe(
+          Effect.provide(observed.services)
+        )
+        assert.strictEqual(yield* observed.refusals, 0)
+        for (let i = 1; i <= 3; i++) {
+          const other = yield* asNobody(["dial", address, "any"])
+          const line = yield* other.waitFor((l) => l.startsWith("error ") || l === "dialed")
+          assert.match(line, /^error PeerRejected /)
+          assert.strictEqual(yield* other.exited, 0)
+          // counted as the listener answers the refusal, before the dialer hears it
+          assert.strictEqual(yield* observed.refusals, i)
+        }
+        // a client of this user is served, and not counted
+        const ours = yield* NngTransport.make().dial(address)
+        const served = yield* listener.accept
+        yield* ours.send(new TextEncoder().encode("hi"))
+        assert.strictEqual(new TextDecoder().decode(yield* served.receive), "hi")
+        assert.strictEqual(yield* observed.refusals, 3)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.live("with the default mode (0600) it cannot even connect, typed", () =>
     Effect.gen(function*() {

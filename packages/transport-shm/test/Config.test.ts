@@ -9,6 +9,7 @@ import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { spawnChild } from "./helpers.ts"
 
 const configured = ConfigEnv.layerFrom([Shm.descriptor], { IPC_TRANSPORT: "shm" })
 
@@ -61,6 +62,36 @@ describe("shm options from configuration", () => {
         Effect.scoped,
         Effect.provide(configured({
           IPC_ADDRESS: `shm://eipc-config-poll-${process.pid}`,
+          IPC_OPTIONS_POLL: "0 millis",
+          IPC_OPTIONS_COLLECTOR: "false"
+        }))
+      ),
+    60_000
+  )
+
+  it.live(
+    "IPC_OPTIONS_SPIN makes the channels spin: replies from another process end the waits while spinning",
+    () =>
+      Effect.gen(function*() {
+        // the echo runs in another process: a peer in this process could not answer while we spin
+        const address = yield* Registry.IpcAddress
+        yield* spawnChild("echo", address, "0 millis")
+        const client = yield* Transport.dial(address)
+        assert.isTrue(Shm.ShmChannel.isShmChannel(client))
+        if (!Shm.ShmChannel.isShmChannel(client)) return
+        for (let i = 0; i < 50; i++) {
+          yield* client.send(new Uint8Array([i]))
+          assert.deepStrictEqual([...(yield* client.receive)], [i])
+        }
+        const stats = yield* client.stats
+        // polling is off: without the spin every wait would sleep on the doorbell (0 spinHits)
+        assert.isAbove(stats.spinHits, 0, JSON.stringify(stats))
+        assert.strictEqual(stats.pollHits, 0, JSON.stringify(stats))
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(configured({
+          IPC_ADDRESS: `shm://eipc-config-spin-${process.pid}`,
+          IPC_OPTIONS_SPIN: "50 millis",
           IPC_OPTIONS_POLL: "0 millis",
           IPC_OPTIONS_COLLECTOR: "false"
         }))

@@ -113,4 +113,31 @@ describe("shm:// mappings", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  // the README: those buffers refuse `postMessage` with a transfer list (`DataCloneError`); only `structuredClone`
+  // was checked. A real Worker, in a child process (a transfer that went through could read unmapped memory)
+  it.live(
+    "a view of shared memory posted to a Worker with its buffer in the transfer list: DataCloneError, the view intact",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make().listen(where)
+        const name = `mappings-test-${process.pid}-post`
+        const sent = yield* Effect.forkChild(Effect.gen(function*() {
+          const server = yield* listener.accept
+          yield* server.send(new Uint8Array(1 << 20).fill(7))
+          return server
+        }))
+        const child = yield* spawnChild("post", where, name)
+        // the message read in place, then the link's payload: refused, each still its full MiB; a copy goes
+        assert.strictEqual(
+          child.said,
+          `DataCloneError:${1 << 20}:7 DataCloneError:${1 << 20}:171 copy:${1 << 20}:7`,
+          child.output()
+        )
+        yield* Fiber.join(sent)
+        assert.deepStrictEqual(leftovers(name), [])
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

@@ -6,6 +6,7 @@
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Memory from "@effect-ipc/core/Memory"
+import { stalls } from "@effect-ipc/testing/Progress"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
@@ -986,19 +987,6 @@ describe("shm:// channels", () => {
       assert.deepStrictEqual(files.filter((f) => f.includes(`channel-test-${process.pid}-`)), [])
     }))
 })
-
-/** Waits until `count` is unchanged for 500 ms and returns it (failing after 30 s of steady progress). */
-const stalls = (count: () => number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 30_000
-    let last = -1
-    while (count() !== last) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`still moving after 30 s: ${count()}`))
-      last = count()
-      yield* Effect.sleep("500 millis")
-    }
-    return last
-  })
 
 /**
  * How many of `total` 1 KiB messages a client sends over 64 KiB rings (63 of them fill one) before it is held back,

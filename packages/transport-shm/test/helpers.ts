@@ -44,14 +44,20 @@ const killChild = (child: ChildProcess.ChildProcess): Effect.Effect<void> =>
 export const spawnChild = (...args: ReadonlyArray<string>): Effect.Effect<Child, Error, Scope.Scope> =>
   spawnChildWith({}, ...args)
 
-/** `spawnChild` run through a command (`wrap`, e.g. `unshare ...`). */
+/** `spawnChild` run through a command (`wrap`, e.g. `unshare ...`), or with Node's own flags (`nodeFlags`). */
 export const spawnChildWith = (
-  options: { readonly wrap?: ReadonlyArray<string> },
+  options: { readonly wrap?: ReadonlyArray<string>; readonly nodeFlags?: ReadonlyArray<string> },
   ...args: ReadonlyArray<string>
 ): Effect.Effect<Child, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.callback<Child, Error>((resume) => {
-      const argv = ["--conditions=@effect-ipc/source", "--disable-warning=ExperimentalWarning", childScript, ...args]
+      const argv = [
+        ...(options.nodeFlags ?? []),
+        "--conditions=@effect-ipc/source",
+        "--disable-warning=ExperimentalWarning",
+        childScript,
+        ...args
+      ]
       const wrap = options.wrap ?? []
       const child = wrap.length > 0
         ? ChildProcess.spawn(wrap[0]!, [...wrap.slice(1), process.execPath, ...argv], {

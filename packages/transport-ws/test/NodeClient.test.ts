@@ -8,6 +8,7 @@
  * exits), is the conformance suite's case of a peer that sends, closes and
  * exits, and `Linger.test.ts`'s.
  */
+import { stalls } from "@effect-ipc/testing/Progress"
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import type * as Duration from "effect/Duration"
@@ -19,19 +20,6 @@ import { freshAddress, sweepTokenFiles } from "./helpers.ts"
 afterAll(sweepTokenFiles)
 
 const MiB = 1024 * 1024
-
-/** Waits until `count` is unchanged for 500 ms and returns it (failing after 30 s of steady progress). */
-const stalls = (count: () => number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 30_000
-    let last = -1
-    while (count() !== last) {
-      if (Date.now() > deadline) return yield* Effect.fail(new Error(`still moving after 30 s: ${count()}`))
-      last = count()
-      yield* Effect.sleep("500 millis")
-    }
-    return last
-  })
 
 /** Polls `check` every 20 ms until it holds (a guard of 20 s against a hang). */
 const until = (check: () => boolean) =>
@@ -116,6 +104,48 @@ describe("ws:// Node client", () => {
         // the kernel's buffers and the server's queue hold a few MiB at most: a few thousand of them
         assert.isBelow(yield* heldWith(4), total / 2, "messages sent to a client that takes in 4")
         assert.strictEqual(yield* heldWith(100_000), total, "messages sent to a client that takes in 100000")
+      }),
+    120_000
+  )
+
+  // maxBufferedBytes was observed by no test (the 4 MiB above would pass at the 8 MiB default): the bound in bytes
+  it.live(
+    "maxBufferedBytes bounds what a client that does not read takes in, counted in bytes",
+    () =>
+      Effect.gen(function*() {
+        const total = 2048
+        /** How many 64 KiB messages (128 MiB in all) the server sends before it is held back, the client reading none. */
+        const heldWith = (maxBufferedBytes: number) =>
+          Effect.gen(function*() {
+            // the count bound far above what is sent: only the bytes can hold the server back
+            const transport = Ws.WsTransport.make({
+              tokenFile: false,
+              token: "bytes-token-3e8b1f6a0c2d9e47",
+              maxBufferedMessages: 1_000_000,
+              maxBufferedBytes,
+              highWaterMark: 64 * 1024
+            })
+            const listener = yield* transport.listen(freshAddress(`bytes-${maxBufferedBytes}`))
+            const client = yield* transport.dial(listener.address)
+            const server = yield* listener.accept
+            let sent = 0
+            const flood = yield* Effect.forkScoped(Effect.gen(function*() {
+              for (let i = 0; i < total; i++) {
+                const message = new Uint8Array(64 * 1024)
+                message[0] = i & 0xff
+                yield* server.send(message)
+                sent++
+              }
+            }))
+            const held = yield* stalls(() => sent)
+            // then the client reads: everything arrives, in order
+            for (let i = 0; i < total; i++) assert.strictEqual((yield* client.receive)[0], i & 0xff)
+            yield* Fiber.join(flood)
+            return held
+          }).pipe(Effect.scoped)
+        // 1 MiB of inbox, the kernel's buffers and the server's queue: a few hundred at most
+        assert.isBelow(yield* heldWith(MiB), total / 2, "64 KiB messages sent to a client that takes in 1 MiB")
+        assert.strictEqual(yield* heldWith(512 * MiB), total, "64 KiB messages sent to a client that takes in 512 MiB")
       }),
     120_000
   )
