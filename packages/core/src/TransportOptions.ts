@@ -674,6 +674,8 @@ interface Found {
   readonly shadowed: Map<string, unknown>
   /** Dotted paths whose value a structured provider gave as text: a number there arrives as its digits. */
   readonly textual: Set<string>
+  /** Dotted paths of `shadowed` whose value a structured provider gave as text. */
+  readonly shadowedTextual: Set<string>
 }
 
 const invalid = (transport: string, detail: string): IpcError.IpcError =>
@@ -738,6 +740,7 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
     const source = new Map<string, string>()
     const shadowed = new Map<string, unknown>()
     const textual = new Set<string>()
+    const shadowedTextual = new Set<string>()
     const known = declaration?.names ?? []
     const have = () =>
       known.length === 0
@@ -808,8 +811,11 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
       // an environment-style provider finds a variable split on `_` too; a structured one (`fromUnknown`)
       // holds it as a key of its own, where a number arrives as its digits
       const split = yield* Effect.orElseSucceed(provider.load(name.variable.split("_")), () => undefined)
-      if (split === undefined) textual.add(name.path.join("."))
-      else textual.delete(name.path.join("."))
+      const path = name.path.join(".")
+      // the IPC_OPTIONS value it wins over keeps its own kind of text (checked all the same)
+      if (textual.has(path)) shadowedTextual.add(path)
+      if (split === undefined) textual.add(path)
+      else textual.delete(path)
       if (inner === undefined) {
         if (key in value) shadowed.set(key, value[key])
         value[key] = node.value
@@ -843,7 +849,7 @@ const find = (transport: string, declaration: Declaration | undefined): Effect.E
         return yield* invalid(transport, `${variable} is not an option of this transport (${have()})`)
       }
     }
-    return { value, source, shadowed, textual }
+    return { value, source, shadowed, textual, shadowedTextual }
   }).pipe(Effect.catchTag("SourceError", (error) => Effect.fail(sourceError(transport)(error))))
 
 /** The option paths of a schema issue's message (`at ["heartbeat"]["interval"]` -> `heartbeat.interval`). */
@@ -860,12 +866,38 @@ const numberOfText = (text: string): number | undefined => {
 }
 
 /**
- * The options as configuration meant them: a structured provider gives every
- * value as text, a number as its digits (`{ mode: 0o640 }` arrives as "416",
- * which as octal text would be 0o416). A leaf that is a number's text is read
- * as the number where only the number fits its kind, as text where only text
- * does; where both fit and mean different things it is a problem.
+ * How a structured provider's leaf reads (option `key`, or `inner` of it in `whole`): a number's text is the
+ * number where only the number fits its kind, text where only text does; `ambiguous` where both fit and mean
+ * different things (`{ mode: 0o640 }` arrives as "416", which as octal text would be 0o416).
  */
+const untextLeaf = (
+  declaration: Declaration,
+  key: string,
+  inner: string | undefined,
+  whole: unknown,
+  leaf: unknown
+): { readonly value: unknown } | { readonly ambiguous: number } => {
+  const number = typeof leaf === "string" ? numberOfText(leaf) : undefined
+  if (number === undefined) return { value: leaf }
+  const put = (leafValue: unknown) => inner === undefined ? leafValue : { ...(whole as object), [inner]: leafValue }
+  const pick = (decoded: Readonly<Record<string, unknown>>) =>
+    inner === undefined ? decoded[key] : (decoded[key] as Record<string, unknown> | undefined)?.[inner]
+  const asText = Schema.decodeUnknownExit(declaration.schema)({ [key]: put(leaf) })
+  const asNumber = Schema.decodeUnknownExit(declaration.schema)({ [key]: put(number) })
+  if (Exit.isFailure(asNumber)) return { value: leaf }
+  if (Exit.isFailure(asText)) return { value: number }
+  return Equal.equals(pick(asText.value), pick(asNumber.value)) ? { value: leaf } : { ambiguous: number }
+}
+
+/** The problem of a leaf that reads two ways (`untextLeaf`), set `where`. */
+const ambiguity = (path: string, where: string, leaf: unknown, number: number): string =>
+  `option ${path} (${where}): ${
+    JSON.stringify(leaf)
+  } from a structured provider may be the number ${number} or the text ${
+    JSON.stringify(leaf)
+  }, which mean different things here: write it as text that reads one way (permission bits: octal with its leading 0, "0640")`
+
+/** The options as configuration meant them: each leaf a structured provider gave as text read as `untextLeaf` says. */
 const untext = (
   declaration: Declaration,
   found: Found,
@@ -876,24 +908,13 @@ const untext = (
     const [key, inner] = path.split(".") as [string, string | undefined]
     const whole = values[key]
     const leaf = inner === undefined ? whole : isRecord(whole) ? whole[inner] : undefined
-    const number = typeof leaf === "string" ? numberOfText(leaf) : undefined
-    if (number === undefined) continue
-    const put = (leafValue: unknown) => inner === undefined ? leafValue : { ...(whole as object), [inner]: leafValue }
-    const pick = (decoded: Readonly<Record<string, unknown>>) =>
-      inner === undefined ? decoded[key] : (decoded[key] as Record<string, unknown> | undefined)?.[inner]
-    const asText = Schema.decodeUnknownExit(declaration.schema)({ [key]: put(leaf) })
-    const asNumber = Schema.decodeUnknownExit(declaration.schema)({ [key]: put(number) })
-    if (Exit.isFailure(asNumber)) continue
-    if (Exit.isFailure(asText)) {
-      values[key] = put(number)
-    } else if (!Equal.equals(pick(asText.value), pick(asNumber.value))) {
+    const reading = untextLeaf(declaration, key, inner, whole, leaf)
+    if ("ambiguous" in reading) {
       problems.push(
-        `option ${path} (${found.source.get(path) ?? found.source.get(key) ?? OPTIONS}): ${
-          JSON.stringify(leaf)
-        } from a structured provider may be the number ${number} or the text ${
-          JSON.stringify(leaf)
-        }, which mean different things here: write it as text that reads one way (permission bits: octal with its leading 0, "0640")`
+        ambiguity(path, found.source.get(path) ?? found.source.get(key) ?? OPTIONS, leaf, reading.ambiguous)
       )
+    } else if (reading.value !== leaf) {
+      values[key] = inner === undefined ? reading.value : { ...(whole as object), [inner]: reading.value }
     }
   }
   return values
@@ -942,8 +963,18 @@ export const read = (
       problems.push(`option ${path} (${set ?? found.source.get(key) ?? OPTIONS}): ${message.split("\n")[0]}`)
     }
     // a value in IPC_OPTIONS that a variable won over is a mistake all the same: decoded in the variable's place
-    for (const [path, given] of found.shadowed) {
+    for (const [path, shadowedValue] of found.shadowed) {
       const [key, inner] = path.split(".") as [string, string | undefined]
+      const where = `${OPTIONS}.${path}, which ${found.source.get(path)} wins over`
+      // as it would read had no variable won over it
+      const reading = found.shadowedTextual.has(path)
+        ? untextLeaf(declaration, key, inner, values[key], shadowedValue)
+        : { value: shadowedValue }
+      if ("ambiguous" in reading) {
+        problems.push(ambiguity(path, where, shadowedValue, reading.ambiguous))
+        continue
+      }
+      const given = reading.value
       const tried = inner === undefined ? given : { ...(values[key] as Record<string, unknown>), [inner]: given }
       const exit = Schema.decodeUnknownExit(declaration.schema)({ [key]: tried })
       if (Exit.isSuccess(exit)) continue
@@ -951,9 +982,7 @@ export const read = (
       const message = error !== undefined && Schema.isSchemaError(error.error)
         ? error.error.message
         : String(exit.cause)
-      problems.push(
-        `option ${path} (${OPTIONS}.${path}, which ${found.source.get(path)} wins over): ${message.split("\n")[0]}`
-      )
+      problems.push(`option ${path} (${where}): ${message.split("\n")[0]}`)
     }
     if (problems.length > 0) return yield* invalid(transport, problems.join("; "))
     // values of the right kind that no listen or dial would take (zero for a timeout that must pass, a

@@ -435,6 +435,14 @@ describe("options given in code that are not an object (a caller without types)"
         )
       assert.deepStrictEqual(yield* fromEnv({ IPC_OPTIONS_MODE: "640" }), { mode: 0o640 })
       assert.deepStrictEqual(yield* fromEnv({ IPC_OPTIONS: `{"mode": 416}` }), { mode: 0o640 })
+      // an IPC_OPTIONS value a variable wins over is checked as it would be read on its own: 384 is 0o600 there
+      // too (it was refused as octal text), and "416" is as ambiguous there as anywhere
+      assert.deepStrictEqual(yield* read({ IPC_OPTIONS: { mode: 384 }, IPC_OPTIONS_MODE: "0600" }), { mode: 0o600 })
+      const shadowed = (yield* Effect.flip(read({ IPC_OPTIONS: { mode: 0o640 }, IPC_OPTIONS_MODE: "0640" }))).detail
+      assert.include(
+        shadowed,
+        `option mode (IPC_OPTIONS.mode, which IPC_OPTIONS_MODE wins over): "416" from a structured provider may be`
+      )
     }))
 
   it.effect("null, a string, a number, a list: InvalidOption saying so, never a TypeError defect", () =>

@@ -323,6 +323,92 @@ describe("FileChannel (fixed roles)", () => {
     60_000
   )
 
+  // (an open that failed after taking its role's lock left its token there: the peer took it for a session that came
+  // and was killed unseen, and reported the channel lost while that process lived on and opened again)
+  it.live(
+    "a side whose open fails (its cursor damaged) is no lost session: the peer waits for its next one",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* FileChannel.create(dir)
+        let checks = 0
+        const status = Endpoint.rolePeer(dir, "backend")
+        const backend = yield* Effect.acquireRelease(
+          Endpoint.open({
+            address: `file://${dir}?role=backend`,
+            dir,
+            role: "backend",
+            durable: true,
+            peerStatus: (seen) => {
+              checks++
+              return status(seen)
+            }
+          }, { livenessInterval: "50 millis" }),
+          (endpoint) => endpoint.channel.close
+        )
+        // the frontend's cursor on the backend's stream is damaged: its open fails once it holds its lock
+        const cursor = Path.join(dir, FileChannel.streamOf("backend"), "readers", "frontend.cursor")
+        Fs.mkdirSync(Path.dirname(cursor), { recursive: true })
+        Fs.writeFileSync(cursor, "x".repeat(64))
+        const refused = yield* Effect.flip(Effect.scoped(FileChannel.frontend(dir)))
+        assert.strictEqual(refused.reason._tag, "Decode", refused.message)
+        // six more liveness checks, or the end of the channel
+        let ended = false
+        yield* Effect.forkScoped(Effect.andThen(backend.channel.closed, Effect.sync(() => ended = true)))
+        const after = checks
+        yield* Effect.sleep("10 millis").pipe(
+          Effect.repeat({ until: () => ended || checks >= after + 6 }),
+          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error("no liveness checks")) })
+        )
+        // repaired, the frontend opens and sends: the backend was waiting, not lost
+        Fs.rmSync(cursor)
+        yield* Effect.scoped(Effect.flatMap(FileChannel.frontend(dir), (frontend) => frontend.send(bytes("later"))))
+        const next = yield* Effect.result(backend.channel.receive.pipe(Effect.timeout("10 seconds")))
+        assert.strictEqual(next._tag === "Success" ? text.decode(next.success) : String(next.failure), "later")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // (the second look at the peer's lock, taken when its lock file names a session never seen, took a look that failed
+  // (no descriptor free, the lock file replaced) for a free lock, and reported a session that may be alive lost)
+  it.live(
+    "a lock file naming an unknown session, when the second look at its lock fails, is no loss: judged later",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* FileChannel.create(dir)
+        let checks = 0
+        const status = Endpoint.rolePeer(dir, "backend")
+        // every look that follows one finding the lock free fails, as a probe with no descriptor free does
+        let last: ReturnType<typeof status> | undefined
+        const backend = yield* Effect.acquireRelease(
+          Endpoint.open({
+            address: `file://${dir}?role=backend`,
+            dir,
+            role: "backend",
+            durable: true,
+            peerStatus: (seen) => {
+              checks++
+              last = last === "pending" ? IpcError.make("Open", "no descriptor free (EMFILE)") : status(seen)
+              return last
+            }
+          }, { livenessInterval: "50 millis" }),
+          (endpoint) => endpoint.channel.close
+        )
+        // a frontend's session this end never saw: its token is in the lock file, its lock free
+        Fs.writeFileSync(Path.join(dir, "frontend.lock"), `${process.pid} 0123456789abcdef\n`)
+        let ended = false
+        yield* Effect.forkScoped(Effect.andThen(backend.channel.closed, Effect.sync(() => ended = true)))
+        const after = checks
+        yield* Effect.sleep("10 millis").pipe(
+          Effect.repeat({ until: () => ended || checks >= after + 6 }),
+          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error("no liveness checks")) })
+        )
+        assert.isFalse(ended, "the channel ended on a look that failed")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it.live(
     "a side that sends and dies before any liveness check saw it (or before this side opened) is ConnectionLost after its messages",
     () =>

@@ -155,7 +155,7 @@ export const makeServerProtocol = (
         }
         // as `Rep.run` takes them: `concurrency` exchanges at once, as many read ahead, `maxHeldBytes` held
         yield* Effect.forkScoped(
-          ReadAhead.answer(replier.receive, ReadAhead.hasLeft, exchange, bounds).pipe(
+          ReadAhead.answer(replier.receive, ReadAhead.hasLeft, exchange, bounds, true).pipe(
             Effect.catch((error) =>
               error.reason._tag === "Closed" ? Effect.void : Effect.logWarning("RPC server", error)
             )

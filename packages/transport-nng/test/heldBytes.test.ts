@@ -138,3 +138,38 @@ describe("a busy NngRpc server and requesters that leave mid-call (ipc://)", () 
       assert.strictEqual(calls, 2, "handlers ran for requesters that had left")
     }).pipe(Effect.scoped), 60_000)
 })
+
+describe("a busy NngRpc server whose handlers never end for callers that left (ipc://)", () => {
+  it.live("interrupts those handlers, so that a staying caller is answered", () =>
+    Effect.gen(function*() {
+      const address = `ipc://${Path.join(yield* tempDir, "rpc-stuck.ipc")}`
+      // two handlers at once
+      const server = yield* Child.node("peer.ts", ["rpc", address, "2"])
+      yield* server.waitFor((line) => line === "ready")
+      const client = Effect.gen(function*() {
+        const protocol = yield* Layer.build(
+          NngRpc.layerClientProtocol({ dial: address, timeout: "10 minutes", pool: { max: 2 } }).pipe(
+            Layer.provide(IpcRpc.layerSerialization)
+          )
+        )
+        return yield* RpcClient.make(ConformanceApi).pipe(Effect.provide(protocol))
+      })
+      // two callers take both handlers with calls that would run for ten minutes, and leave
+      yield* Effect.scoped(Effect.gen(function*() {
+        const leaving = yield* client
+        yield* Effect.forkScoped(
+          Effect.forEach([0, 1], () => leaving.Sleep({ millis: 600_000 }), { concurrency: "unbounded" })
+        )
+        while (server.lines.filter((line) => line === "call Sleep").length < 2) yield* Effect.sleep("20 millis")
+      }))
+      // a caller that stays is answered (it waited for ever while the two handlers ran on)
+      const staying = yield* client
+      const echoed = yield* staying.Echo({ n: 42 }).pipe(
+        Effect.timeoutOrElse({
+          duration: "60 seconds",
+          orElse: () => Effect.die(new Error("the server's handlers stayed busy for callers that had left"))
+        })
+      )
+      assert.strictEqual(echoed, 42)
+    }).pipe(Effect.scoped), 90_000)
+})

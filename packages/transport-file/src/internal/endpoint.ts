@@ -213,8 +213,15 @@ export const open = (
     // reader lives in `readerScope`, closed by `close`, so buffered messages still commit as taken
     const scope = yield* Scope.make()
     const readerScope = yield* Scope.make()
+    // the role's lock if this open took it: an open that fails takes back the token it wrote there, or the peer
+    // would take that token for a session that opened and died unseen (`unseenSession`), and report it lost
+    let tookLock: Lock.HeldLock | undefined
+    const unsayToken = () => tookLock !== undefined && Lock.clearOwner(tookLock)
     const openAll = Effect.gen(function*() {
-      const takeLock = takeRoleLock(spec, options.fileMode ?? Log.defaults.fileMode)
+      const takeLock = Effect.tap(
+        takeRoleLock(spec, options.fileMode ?? Log.defaults.fileMode),
+        (lock) => Effect.sync(() => tookLock = lock)
+      )
       // let go of last, whenever it is taken
       let roleLock = spec.heldLock
       yield* Scope.addFinalizer(scope, Effect.sync(() => roleLock !== undefined && Lock.release(roleLock)))
@@ -228,6 +235,7 @@ export const open = (
     })
     const opened = yield* Effect.exit(openAll)
     if (Exit.isFailure(opened)) {
+      unsayToken()
       yield* Scope.close(readerScope, opened)
       yield* Scope.close(scope, opened)
       return yield* Effect.failCause(opened.cause)
@@ -424,7 +432,10 @@ export const open = (
       if (token === undefined || token === "" || token === Lock.REMOVER) return false
       if (token === knownSession || token === closedSession) return false
       // read before a second look at the lock: a session that took it meanwhile is seen there, not taken for gone
-      if (spec.peerStatus(false) === "present") {
+      const again = spec.peerStatus(false)
+      // a look that failed (no descriptor free, the lock file replaced) tells nothing: judged on a later check
+      if (Sys.failed(again)) return false
+      if (again === "present") {
         present()
         return false
       }
@@ -660,7 +671,15 @@ export const open = (
     else knownSession = tokenAtOpen
     yield* Wake.watch(paths.stream(peerRole), pump, options).pipe(
       Scope.provide(scope),
-      Effect.tapError((error) => Effect.andThen(Effect.sync(() => engine.fail(error)), close))
+      Effect.tapError((error) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            unsayToken()
+            engine.fail(error)
+          }),
+          close
+        )
+      )
     )
     timer = setInterval(tick, livenessMs)
     timer.unref()

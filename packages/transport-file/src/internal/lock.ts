@@ -203,6 +203,15 @@ export const release = (lock: HeldLock, remove = false): void => {
   Sys.closeQuietly(lock.fd)
 }
 
+/** Empties the owner text of a lock still held (best effort): no session of the file's is to be read there. */
+export const clearOwner = (lock: HeldLock): void => {
+  try {
+    Fs.ftruncateSync(lock.fd, 0)
+  } catch {
+    // the text stays: at worst, read as a session that came and went
+  }
+}
+
 /** Whether someone holds the lock at `path`: `"held"`, `"free"` (nobody: its holder is gone) or `"missing"`. */
 export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcError => {
   let fd: number

@@ -12,6 +12,7 @@ import * as Framing from "@effect-ipc/core/Framing"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Latch from "effect/Latch"
 import * as Semaphore from "effect/Semaphore"
@@ -72,18 +73,34 @@ export const boundsOf = (
 /**
  * Takes requests from `receive` and runs `handle` on each until interrupted
  * (or `receive` fails), within `bounds`; a request whose requester left
- * (`left`) before its turn is dropped unhandled.
+ * (`left`) before its turn is dropped unhandled. With `interruptLeft`, while
+ * every handler is busy, those whose requester left are interrupted (looked
+ * over every `LOOK_OVER_MS`), so that handlers that never end for callers
+ * gone cannot hold the server for good.
  */
 export const answer = <A extends Held, R>(
   receive: Effect.Effect<A, IpcError.IpcError>,
   left: (request: A) => boolean,
   handle: (request: A) => Effect.Effect<void, never, R>,
-  bounds: Bounds
+  bounds: Bounds,
+  interruptLeft = false
 ): Effect.Effect<never, IpcError.IpcError, R> =>
   Effect.scoped(Effect.gen(function*() {
     const { concurrency, maxHeldBytes } = bounds
     const permits = Semaphore.makeUnsafe(concurrency)
     const running = yield* FiberSet.make<void, never>()
+    // the requests being handled, and their fibers (set once forked): looked over while all handlers are busy
+    const handling = new Set<{ readonly request: A; fiber?: Fiber.Fiber<void> }>()
+    const saturated = Latch.makeUnsafe(false)
+    const evictLeft: Effect.Effect<never> = Effect.forever(Effect.gen(function*() {
+      yield* saturated.await
+      yield* Effect.sleep(LOOK_OVER_MS)
+      if (handling.size < concurrency) return saturated.closeUnsafe()
+      const gone = [...handling].flatMap((entry) =>
+        entry.fiber !== undefined && left(entry.request) ? [entry.fiber] : []
+      )
+      yield* Effect.forEach(gone, (fiber) => FiberSet.run(running, Fiber.interrupt(fiber)), { discard: true })
+    }))
     // requests read ahead of busy handlers, oldest first: taken from nng's queues, their connections are read
     // again, so a requester that left is seen gone (and its descriptor closed) at once
     const ahead: Array<A> = []
@@ -130,14 +147,20 @@ export const answer = <A extends Held, R>(
       Effect.gen(function*() {
         yield* Semaphore.take(permits, 1)
         const request = yield* next
-        yield* FiberSet.run(
+        const entry: { readonly request: A; fiber?: Fiber.Fiber<void> } = { request }
+        handling.add(entry)
+        if (interruptLeft && handling.size >= concurrency) saturated.openUnsafe()
+        entry.fiber = yield* FiberSet.run(
           running,
           handle(request).pipe(
-            Effect.ensuring(Effect.sync(() => release(request))),
+            Effect.ensuring(Effect.sync(() => {
+              handling.delete(entry)
+              release(request)
+            })),
             Effect.ensuring(Semaphore.release(permits, 1))
           )
         )
       })
     )
-    return yield* Effect.raceFirst(readAhead, answering)
+    return yield* Effect.raceFirst(readAhead, Effect.raceFirst(answering, evictLeft))
   }))
