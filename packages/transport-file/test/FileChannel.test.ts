@@ -38,6 +38,47 @@ const blocking = (args: ReadonlyArray<string>): number => {
   return done.status ?? 128 + (done.signal === null ? 0 : Os.constants.signals[done.signal])
 }
 const got = (lines: ReadonlyArray<string>) => lines.filter((l) => l.startsWith("got ")).map((l) => l.slice(4))
+/** A look at the frontend's lock as the fixed roles' backend takes it (`Endpoint.rolePeer`). */
+type Look = ReturnType<typeof Endpoint.rolePeer>
+/**
+ * The fixed roles' backend endpoint at `dir`, its liveness checks counted (`look` takes each look at the frontend's
+ * lock, given the real one); `moreChecks` waits for six more checks (a check looks at most twice) or the channel's
+ * end (checks stop), dying with `what` after 20 s, and says whether the channel ended.
+ */
+const countedBackend = (
+  dir: string,
+  options: Parameters<typeof Endpoint.open>[1],
+  look: (status: Look, seen: boolean) => ReturnType<Look> = (status, seen) => status(seen)
+) =>
+  Effect.gen(function*() {
+    let checks = 0
+    const status = Endpoint.rolePeer(dir, "backend")
+    const endpoint = yield* Effect.acquireRelease(
+      Endpoint.open({
+        address: `file://${dir}?role=backend`,
+        dir,
+        role: "backend",
+        durable: true,
+        peerStatus: (seen) => {
+          checks++
+          return look(status, seen)
+        }
+      }, options),
+      (opened) => opened.channel.close
+    )
+    let ended = false
+    yield* Effect.forkScoped(Effect.andThen(endpoint.channel.closed, Effect.sync(() => ended = true)))
+    const moreChecks = (what: string) =>
+      Effect.gen(function*() {
+        const after = checks
+        yield* Effect.sleep("10 millis").pipe(
+          Effect.repeat({ until: () => ended || checks >= after + 6 }),
+          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error(what)) })
+        )
+        return ended
+      })
+    return { channel: endpoint.channel, moreChecks }
+  })
 
 /** Every entry under `dir` with a file's content or "dir", sorted. */
 const tree = (dir: string) =>
@@ -283,37 +324,14 @@ describe("FileChannel (fixed roles)", () => {
           const dir = fresh(root)
           yield* FileChannel.create(dir)
           // the fixed roles' endpoint, its liveness checks counted
-          let checks = 0
-          const status = Endpoint.rolePeer(dir, "backend")
-          const backend = yield* Effect.acquireRelease(
-            Endpoint.open({
-              address: `file://${dir}?role=backend`,
-              dir,
-              role: "backend",
-              durable: true,
-              peerStatus: (seen) => {
-                checks++
-                return status(seen)
-              }
-            }, { livenessInterval: "50 millis", peerLoss }),
-            (endpoint) => endpoint.channel.close
-          )
+          const backend = yield* countedBackend(dir, { livenessInterval: "50 millis", peerLoss })
           // its session falls while this process is blocked: no liveness check sees it
           if (child !== undefined) {
             const [mode, ...rest] = child
             assert.strictEqual(blocking([mode, dir, "frontend", ...rest]), code, what)
           }
-          // six more checks (a check looks at most twice), or the end of the channel (checks stop)
-          let ended = false
-          yield* Effect.forkScoped(Effect.andThen(backend.channel.closed, Effect.sync(() => ended = true)))
-          const after = checks
-          yield* Effect.sleep("10 millis").pipe(
-            Effect.repeat({ until: () => ended || checks >= after + 6 }),
-            Effect.timeoutOrElse({
-              duration: "20 seconds",
-              orElse: () => Effect.die(new Error(`${what}: no liveness checks`))
-            })
-          )
+          // six more checks, or the end of the channel
+          yield* backend.moreChecks(`${what}: no liveness checks`)
           // no loss was reported: the next session's message arrives
           assert.strictEqual((yield* run(node(["send", dir, "frontend", "1", "later"]))).code, 0, what)
           const next = yield* Effect.result(backend.channel.receive.pipe(Effect.timeout("10 seconds")))
@@ -331,21 +349,7 @@ describe("FileChannel (fixed roles)", () => {
       Effect.gen(function*() {
         const dir = fresh(root)
         yield* FileChannel.create(dir)
-        let checks = 0
-        const status = Endpoint.rolePeer(dir, "backend")
-        const backend = yield* Effect.acquireRelease(
-          Endpoint.open({
-            address: `file://${dir}?role=backend`,
-            dir,
-            role: "backend",
-            durable: true,
-            peerStatus: (seen) => {
-              checks++
-              return status(seen)
-            }
-          }, { livenessInterval: "50 millis" }),
-          (endpoint) => endpoint.channel.close
-        )
+        const backend = yield* countedBackend(dir, { livenessInterval: "50 millis" })
         // the frontend's cursor on the backend's stream is damaged: its open fails once it holds its lock
         const cursor = Path.join(dir, FileChannel.streamOf("backend"), "readers", "frontend.cursor")
         Fs.mkdirSync(Path.dirname(cursor), { recursive: true })
@@ -353,13 +357,7 @@ describe("FileChannel (fixed roles)", () => {
         const refused = yield* Effect.flip(Effect.scoped(FileChannel.frontend(dir)))
         assert.strictEqual(refused.reason._tag, "Decode", refused.message)
         // six more liveness checks, or the end of the channel
-        let ended = false
-        yield* Effect.forkScoped(Effect.andThen(backend.channel.closed, Effect.sync(() => ended = true)))
-        const after = checks
-        yield* Effect.sleep("10 millis").pipe(
-          Effect.repeat({ until: () => ended || checks >= after + 6 }),
-          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error("no liveness checks")) })
-        )
+        yield* backend.moreChecks("no liveness checks")
         // repaired, the frontend opens and sends: the backend was waiting, not lost
         Fs.rmSync(cursor)
         yield* Effect.scoped(Effect.flatMap(FileChannel.frontend(dir), (frontend) => frontend.send(bytes("later"))))
@@ -377,33 +375,15 @@ describe("FileChannel (fixed roles)", () => {
       Effect.gen(function*() {
         const dir = fresh(root)
         yield* FileChannel.create(dir)
-        let checks = 0
-        const status = Endpoint.rolePeer(dir, "backend")
         // every look that follows one finding the lock free fails, as a probe with no descriptor free does
-        let last: ReturnType<typeof status> | undefined
-        const backend = yield* Effect.acquireRelease(
-          Endpoint.open({
-            address: `file://${dir}?role=backend`,
-            dir,
-            role: "backend",
-            durable: true,
-            peerStatus: (seen) => {
-              checks++
-              last = last === "pending" ? IpcError.make("Open", "no descriptor free (EMFILE)") : status(seen)
-              return last
-            }
-          }, { livenessInterval: "50 millis" }),
-          (endpoint) => endpoint.channel.close
-        )
+        let last: ReturnType<Look> | undefined
+        const backend = yield* countedBackend(dir, { livenessInterval: "50 millis" }, (status, seen) => {
+          last = last === "pending" ? IpcError.make("Open", "no descriptor free (EMFILE)") : status(seen)
+          return last
+        })
         // a frontend's session this end never saw: its token is in the lock file, its lock free
         Fs.writeFileSync(Path.join(dir, "frontend.lock"), `${process.pid} 0123456789abcdef\n`)
-        let ended = false
-        yield* Effect.forkScoped(Effect.andThen(backend.channel.closed, Effect.sync(() => ended = true)))
-        const after = checks
-        yield* Effect.sleep("10 millis").pipe(
-          Effect.repeat({ until: () => ended || checks >= after + 6 }),
-          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error("no liveness checks")) })
-        )
+        const ended = yield* backend.moreChecks("no liveness checks")
         assert.isFalse(ended, "the channel ended on a look that failed")
       }).pipe(Effect.scoped),
     60_000
