@@ -292,12 +292,14 @@ export const fail = (s: Settings, error: IpcError.IpcError): Effect.Effect<never
   Effect.andThen(problem(s, error), Effect.fail(new Reported()))
 
 /**
- * `String(value)`, which never throws: a value that `String` cannot write (an array from a peer
+ * `String(value)` (a plain object as JSON), which never throws: a value that `String` cannot write (an array from a peer
  * nested too deeply for the stack, an object without a way to be a string) is named by its kind.
  */
 export const textOf = (value: unknown): string => {
   try {
-    return String(value)
+    const text = String(value)
+    // a plain object (a peer's defect such as `{"code":7}`) as JSON, not "[object Object]"
+    return text === "[object Object]" ? JSON.stringify(value) ?? text : text
   } catch {
     return Array.isArray(value)
       ? "an array nested too deeply to show"
