@@ -92,6 +92,65 @@ describe("documentation", () => {
   }
 })
 
+/** `text` with each run of white space (line breaks too) made one space. */
+const flat = (text: string): string => text.replace(/\s+/g, " ")
+
+/** Every `.ts` file under `dir`, recursively. */
+const tsFiles = (dir: string): ReadonlyArray<string> =>
+  Fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = Path.join(dir, entry.name)
+    return entry.isDirectory() ? tsFiles(path) : entry.name.endsWith(".ts") ? [path] : []
+  })
+
+/**
+ * Whether `text` begins some instance of a template literal whose literal parts are `chunks`, each `${…}` between
+ * them standing for at most `budget` characters in all (a word such as "before"), `text` ending in a literal part.
+ */
+const beginsInstance = (text: string, chunks: ReadonlyArray<string>, budget = 24): boolean => {
+  const [first = "", ...rest] = chunks
+  if (text.length <= first.length) return text.length > 0 && first.startsWith(text)
+  if (!text.startsWith(first) || rest.length === 0) return false
+  for (let i = first.length + 1; i < text.length && i - first.length <= budget; i++) {
+    if (beginsInstance(text.slice(i), rest, budget - (i - first.length))) return true
+  }
+  return false
+}
+
+/** Whether `text` is part of some instance of a template literal whose literal parts are `chunks` (see `beginsInstance`). */
+const inInstance = (text: string, chunks: ReadonlyArray<string>): boolean =>
+  chunks.some((chunk, k) =>
+    Array.from({ length: chunk.length }, (_, j) => j).some((j) =>
+      beginsInstance(text, [chunk.slice(j), ...chunks.slice(k + 1)])
+    )
+  )
+
+describe("SECURITY.md", () => {
+  // "every statement here is backed by a test named beside it": a renamed or removed test left a name behind
+  it("every test it names exists, as written (\"...\" for words left out)", () => {
+    const doc = flat(Fs.readFileSync(Path.join(root, "SECURITY.md"), "utf8"))
+      .replaceAll(`{"v":1}`, "")
+      .replace(/"[^"\s]{1,11}"|"[A-Za-z]+ [A-Za-z]+"/g, "") // quoted words ("busy", "this user"), not a test's name
+    const names = [...doc.matchAll(/"([^"]{12,})"/g)].map((m) => m[1]!)
+    assert.isAtLeast(names.length, 80)
+    const sources = Fs.readdirSync(Path.join(root, "packages")).flatMap((pkg) => {
+      const dir = Path.join(root, "packages", pkg, "test")
+      return Fs.existsSync(dir) ? tsFiles(dir) : []
+    }).map((file) => {
+      const text = flat(Fs.readFileSync(file, "utf8"))
+      const templates = [...text.matchAll(/`((?:[^`\\]|\\.)*\$\{(?:[^`\\]|\\.)*)`/g)]
+        .map((m) => m[1]!.split(/\$\{[^}]*\}/))
+      return { text, templates }
+    })
+    const missing = names.filter((name) => {
+      const parts = name.split(/\.\.\.|…/).map((part) => part.trim()).filter((part) => part.length > 0)
+      return !sources.some(({ templates, text }) =>
+        parts.every((part) => text.includes(part) || templates.some((chunks) => inInstance(part, chunks)))
+      )
+    })
+    assert.deepStrictEqual(missing, [], "tests SECURITY.md names that no test file has")
+  })
+})
+
 describe("demo", () => {
   for (
     const env of [

@@ -133,6 +133,13 @@ describe("file:// against another user", () => {
           "a channel under the planted link"
         )
         assert.deepStrictEqual(Fs.readdirSync(Path.join(sticky, target)), [], "nothing was created in its target")
+        // their link to a directory of ours: refused on the link's owner alone (where it leads passes every check)
+        const ours = fresh(root, "ours")
+        Fs.mkdirSync(ours, { mode: 0o700 })
+        const toOurs = name("to-ours")
+        asAttacker(`ln -s ${ours} ${toOurs}`)
+        yield* allRefused(Path.join(sticky, toOurs))
+        assert.deepStrictEqual(Fs.readdirSync(ours), [], "nothing was created in our directory through their link")
       }),
     60_000
   )
@@ -212,7 +219,8 @@ describe("file:// against another user", () => {
     "a directory others may write is refused: world- or group-writable, or inside a non-sticky shared one",
     () =>
       Effect.gen(function*() {
-        for (const mode of [0o777, 0o770, 0o730]) {
+        // 1777: sticky (like /tmp) guards a directory above the channel, not the channel directory itself
+        for (const mode of [0o777, 0o770, 0o730, 0o1777]) {
           const dir = fresh(root, `mode${mode.toString(8)}-`)
           Fs.mkdirSync(dir)
           Fs.chmodSync(dir, mode)

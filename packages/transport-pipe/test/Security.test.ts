@@ -208,6 +208,12 @@ describe("Unix socket security: same user", () => {
       assert.isTrue(UnixSocket.sameUserOrRoot({ uid: 0 }))
       assert.isFalse(UnixSocket.sameUserOrRoot({ uid: 4242 }))
       assert.isFalse(UnixSocket.sameUserOrRoot({}), "unknown credentials are refused")
+      // what listen and dial check with when no authorize is given
+      const byDefault = UnixSocket.authorizerOf(undefined)
+      assert.isTrue(byDefault({ uid: process.getuid!() }))
+      assert.isTrue(byDefault({ uid: 0 }))
+      assert.isFalse(byDefault({ uid: 4242 }))
+      assert.isFalse(byDefault({}), "unknown credentials are refused")
     }))
 })
 
