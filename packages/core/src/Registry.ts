@@ -96,13 +96,20 @@ export const resolve = (
     if (options.transport !== undefined) {
       descriptor = descriptors.find((d) => d.name === options.transport)
       if (descriptor === undefined) {
-        // IPC_TRANSPORT=unix: a scheme where a transport's name belongs, named so that the fix is plain
-        const given = options.transport.toLowerCase().replace(/:(\/\/)?$/, "")
-        const serving = descriptors.find((d) => d.name === given || d.schemes.includes(given))
-        const hint = serving === undefined ? "" : `; ${given}:// is served by "${serving.name}"`
+        // IPC_TRANSPORT=unix (a scheme) or unix:///tmp/x.sock (an address) where a transport's name belongs:
+        // named so that the fix is plain, and an address shown redacted (a ws:// one may carry a token)
+        const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(options.transport)?.[1]
+        const key = (scheme ?? options.transport).toLowerCase()
+        const address = /[:/?#@]/.test(options.transport.replace(/^[A-Za-z][A-Za-z0-9+.-]*:(\/\/)?$/, ""))
+        const serving = descriptors.find((d) => d.name === key || d.schemes.includes(key))
+        const hint = `${serving === undefined ? "" : `; ${key}:// is served by "${serving.name}"`}${
+          address ? "; an address goes in IPC_ADDRESS" : ""
+        }`
         return yield* IpcError.make(
           "UnsupportedScheme",
-          `unknown transport "${options.transport}" (have ${names}${hint})`
+          `unknown transport "${
+            address ? Address.redact(options.transport) : options.transport
+          }" (have ${names}${hint})`
         )
       }
     } else if (options.address !== undefined) {

@@ -42,6 +42,13 @@ describe("Registry", () => {
         scheme.detail,
         `unknown transport "Unixish://" (have memory, sockets; unixish:// is served by "sockets")`
       )
+      // an address where a transport's name belongs: named, shown without its secrets, pointed at IPC_ADDRESS
+      const address = yield* Effect.flip(
+        Registry.resolve(serving, { transport: "unixish://127.0.0.1:9/x?token=s3cr3t-value", service: "s" })
+      )
+      assert.strictEqual(address.reason._tag, "UnsupportedScheme")
+      assert.notInclude(address.detail, "s3cr3t-value")
+      assert.include(address.detail, `unixish:// is served by "sockets"; an address goes in IPC_ADDRESS`)
       const mismatch = yield* Effect.flip(
         Registry.resolve(descriptors, { transport: "memory", address: "other://x", service: "s" })
       )
