@@ -66,6 +66,17 @@ const stateNames = ["initialising", "ready", "deleted"]
 
 const alive = (p: Processes.ProcessId): boolean => Processes.liveness(p) !== "dead"
 
+/**
+ * `verdict`, unless a process maps the segment `ino` (past `ours`, this process's own views of it), as `mappedBy`
+ * (`Reclaim.mappings`, one per collection) says: then kept.
+ */
+const unlessMapped = (
+  mappedBy: (ino: number, ours: number) => boolean,
+  verdict: Reclaim.Verdict,
+  ino: number,
+  ours: number
+): Reclaim.Verdict => verdict !== undefined && mappedBy(ino, ours) ? undefined : verdict
+
 /** Opens a listed segment's header, or `undefined` when it is not one of ours (or not readable). */
 const openHeader = (entry: Segments.Listed) =>
   Effect.option(Segments.openWithHeader(entry.name, undefined, undefined, { headerOnly: true, retry: false }))
@@ -112,6 +123,7 @@ const entriesIn = (options: ScopeOptions, staging = false) =>
 /** `list`, limited to the names that start with `prefix`. */
 export const listMatching = (options: ScopeOptions = {}): Effect.Effect<Listing, IpcError.IpcError> =>
   Effect.gen(function*() {
+    const mappedBy = Reclaim.mappings()
     const invalid = invalidOptions(options, "SegmentGc.listMatching")
     if (invalid !== undefined) return yield* invalid
     const entries = yield* entriesIn(options)
@@ -140,9 +152,14 @@ export const listMatching = (options: ScopeOptions = {}): Effect.Effect<Listing,
         createdAt: s.createdAt,
         ageMillis: Math.max(0, now - s.createdAt),
         ttlMillis: s.ttlMillis,
-        orphan: Segments.stagingNamePattern.test(entry.name)
-          ? Reclaim.stagingVerdict(entry, now, s.creator)
-          : Reclaim.verdict(s, now)
+        orphan: unlessMapped(
+          mappedBy,
+          Segments.stagingNamePattern.test(entry.name)
+            ? Reclaim.stagingVerdict(entry, now, s.creator)
+            : Reclaim.verdict(s, now),
+          entry.ino,
+          0
+        )
       })
     }
     return { segments, others }
@@ -196,6 +213,7 @@ export const collect = (options: CollectOptions = {}): Effect.Effect<Report, Ipc
  */
 const sweep = (options: CollectOptions, strict: boolean): Effect.Effect<Report, IpcError.IpcError> =>
   Effect.gen(function*() {
+    const mappedBy = Reclaim.mappings()
     // the rendezvous directory first: one given that cannot be swept fails the collection before it removes anything
     const staleSockets = yield* Rendezvous.staleSockets(options.prefix, options.directory).pipe(
       Effect.catch((error) => strict ? Effect.fail(error) : Effect.succeed([]))
@@ -210,7 +228,7 @@ const sweep = (options: CollectOptions, strict: boolean): Effect.Effect<Report, 
       if (Segments.stagingNamePattern.test(entry.name)) {
         const creator = opened._tag === "Some" ? Header.snapshot(opened.value.header).creator : undefined
         if (opened._tag === "Some") opened.value.mapped.mapping.release()
-        const staged = Reclaim.stagingVerdict(entry, Date.now(), creator)
+        const staged = unlessMapped(mappedBy, Reclaim.stagingVerdict(entry, Date.now(), creator), entry.ino, 0)
         if (staged === undefined) kept++
         else if (options.dryRun === true || Reclaim.removeUnlocked(entry.name, entry.ino)) {
           removed.push({ name: entry.name, kind: "link", reason: staged })
@@ -218,7 +236,7 @@ const sweep = (options: CollectOptions, strict: boolean): Effect.Effect<Report, 
         continue
       }
       if (opened._tag === "None") {
-        const blank = Reclaim.blankVerdict(entry, Date.now())
+        const blank = unlessMapped(mappedBy, Reclaim.blankVerdict(entry, Date.now()), entry.ino, 0)
         if (blank !== undefined && (options.dryRun === true || Reclaim.removeUnlocked(entry.name, entry.ino))) {
           removed.push({ name: entry.name, kind: entry.name.startsWith("eipc-r-") ? "ring" : "message", reason: blank })
         } else {
@@ -229,9 +247,10 @@ const sweep = (options: CollectOptions, strict: boolean): Effect.Effect<Report, 
       const { header, mapped } = opened.value
       const kind = Header.kindName(Header.snapshot(header).kind)
       const reason = yield* (options.dryRun === true
-        ? Effect.sync(() => Reclaim.verdict(Header.snapshot(header), Date.now()))
+        ? Effect.sync(() => unlessMapped(mappedBy, Reclaim.verdict(Header.snapshot(header), Date.now()), mapped.ino, 1))
         : Header.withLock(header, entry.name, () => {
-          const verdict = Reclaim.judge(header, Date.now())
+          // a header's word is not enough: its slots may be damaged while their holders live and map it
+          const verdict = unlessMapped(mappedBy, Reclaim.judge(header, Date.now()), mapped.ino, 1)
           return verdict !== undefined && Reclaim.removeLocked(header, entry.name, mapped.ino) ? verdict : undefined
         })).pipe(
           Effect.catch((error) => Effect.as(Effect.logDebug(`gc: left ${entry.name}`, error), undefined)),

@@ -149,7 +149,7 @@ export const rolePeer = (dir: string, role: Role) => (seenBefore: boolean): Peer
 const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.HeldLock, IpcError.IpcError> => {
   const path = channelPaths(spec.dir).lock(spec.role)
   const attempt = Effect.suspend(() => {
-    const taken = Lock.tryTake(path, mode, `${process.pid} ${Sys.randomId()}`, spec.address)
+    const taken = Lock.tryTake(path, mode, Lock.sessionOwner(process.pid), spec.address)
     if (Sys.failed(taken)) return Effect.fail(taken)
     if (taken !== "busy") return Effect.succeed(taken)
     const owner = Lock.owner(path)
@@ -419,17 +419,21 @@ export const open = (
     }
 
     // ---- liveness ---------------------------------------------------------------------------
-    const lockToken = (): string | undefined => Lock.owner(paths.lock(peerRole))?.token
+    // only a session's own text, whole, is read as one: damage to the lock file names no session
+    const lockToken = (): string | undefined => {
+      const owner = Lock.session(paths.lock(peerRole))
+      return owner?.checked === true ? owner.token : undefined
+    }
     /**
      * The peer's lock is free and no session of it was seen: whether its lock file names a session this end does not
      * know of, which opened and went between two checks (killed before it sent anything, or before it was seen); if
      * so it counts as seen, and its close record (read before its lock was let go) says whether it left cleanly.
      */
     const unseenSession = (): boolean => {
-      const owner = Lock.owner(paths.lock(peerRole))
-      const token = owner?.token
-      // no session ever opened (a reader started before its writer), or a remover's moment
-      if (token === undefined || token === "" || token === Lock.REMOVER) return false
+      const owner = Lock.session(paths.lock(peerRole))
+      const token = owner?.checked === true ? owner.token : undefined
+      // no session ever opened (a reader started before its writer), a remover's moment, or a damaged lock file
+      if (token === undefined) return false
       if (token === knownSession || token === closedSession) return false
       // read before a second look at the lock: a session that took it meanwhile is seen there, not taken for gone
       const again = spec.peerStatus(false)
@@ -447,17 +451,20 @@ export const open = (
     }
     /** The peer's lock is held (at open, or on a check): a session of the peer's, seen, unless it is not one. */
     const present = (): void => {
-      const owner = spec.durable ? Lock.owner(paths.lock(peerRole)) : undefined
+      const owner = spec.durable ? Lock.session(paths.lock(peerRole)) : undefined
       const holder = owner?.token
       // a remover trying the lock for a moment (`FileChannel.remove` in another process) is no session
       if (holder === Lock.REMOVER) return
-      // the session that closed, still letting go of its lock: not seen again
-      if (closedSession !== undefined && holder === closedSession) return
+      // the session that closed, still letting go of its lock: not seen again (nor one whose text is damaged: a new
+      // session writes its own text as it takes the lock)
+      if (closedSession !== undefined && (holder === closedSession || owner?.shaped !== true)) return
       closedSession = undefined
-      seenSession = holder
-      knownSession = holder
+      // a session of unknown token when its text is damaged (or an older writer's): no close record is matched to it
+      const checked = owner?.checked === true ? owner : undefined
+      seenSession = checked?.token
+      knownSession = checked?.token
       peerSeen = true
-      peerPid ??= owner?.pid
+      peerPid ??= checked?.pid
       readPeerPid()
     }
     const tick = () => {

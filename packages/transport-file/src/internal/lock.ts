@@ -14,6 +14,7 @@ import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
+import * as Zlib from "node:zlib"
 import * as Libc from "./libc.ts"
 import * as Sys from "./sys.ts"
 
@@ -262,4 +263,51 @@ export const owner = (path: string): { readonly pid: number; readonly token: str
   } catch {
     return undefined
   }
+}
+
+/** The check digits of a session's owner text: the CRC-32 of `pid random`, 8 hex digits. */
+const sessionCheck = (pid: number, random: string): string =>
+  Zlib.crc32(`${pid} ${random}`).toString(16).padStart(8, "0")
+
+/**
+ * The owner text of a role's session (`pid token`): a token of 8 random hex digits and 8 check digits over the
+ * text, so that a lock file damaged in place (bytes overwritten, cut, grown) is never read as another session's.
+ */
+export const sessionOwner = (pid: number): string => {
+  const random = Sys.randomId().slice(0, 8)
+  return `${pid} ${random}${sessionCheck(pid, random)}`
+}
+
+const SESSION_TEXT = /^([1-9][0-9]{0,9}) ([0-9a-f]{8})([0-9a-f]{8})\n$/
+
+/**
+ * The owner text a role's lock file holds (`pid token`), as `owner` reads it, and whether it is a session's own
+ * (`checked`): the whole file a `sessionOwner` text whose check holds. A damaged text (or an older writer's, whose
+ * token has no check) is not `checked`, and names no session; `shaped` says whether it is still an owner text as
+ * `tryTake` writes them (`isOwnerText`: an older writer's, or damage that kept the shape).
+ */
+export const session = (
+  path: string
+):
+  | { readonly pid: number; readonly token: string; readonly checked: boolean; readonly shaped: boolean }
+  | undefined =>
+{
+  let text: string
+  try {
+    const fd = Sys.openFile(path, Fs.constants.O_RDONLY)
+    try {
+      // one byte more than an owner text may hold: a longer file is not one
+      text = Sys.readAt(fd, OWNER_MAX_BYTES + 1, 0).toString("latin1")
+    } finally {
+      Sys.closeQuietly(fd)
+    }
+  } catch {
+    return undefined
+  }
+  const [pid, token] = text.trim().split(/\s+/)
+  const n = Number(pid)
+  if (!(Number.isInteger(n) && n > 0)) return undefined
+  const match = SESSION_TEXT.exec(text)
+  const checked = match !== null && Number(match[1]) === n && match[3] === sessionCheck(n, match[2]!)
+  return { pid: n, token: token ?? "", checked, shaped: checked || isOwnerText(text) }
 }

@@ -244,14 +244,19 @@ export const validate = (
 
 // ---- the lock -----------------------------------------------------------------
 
-/** Recomputes the refcount from the slots (after taking over a dead process's lock). */
-const repair = (h: HeaderView): void => {
+/** The references the slots hold. */
+const slotTotal = (h: HeaderView): number => {
   let total = 0
   for (let i = 0; i < SLOTS; i++) {
     const slot = slotOf(h, i)
     if (slot.pid !== 0) total += Math.max(0, slot.count)
   }
-  Atomics.store(h.words, W_REFCOUNT, total)
+  return total
+}
+
+/** Recomputes the refcount from the slots (after taking over a dead process's lock). */
+const repair = (h: HeaderView): void => {
+  Atomics.store(h.words, W_REFCOUNT, slotTotal(h))
 }
 
 /**
@@ -362,7 +367,11 @@ export const addHolder = (h: HeaderView): boolean => {
   return true
 }
 
-/** Drops one reference of this process; returns the refcount left. */
+/**
+ * Drops one reference of this process; returns the references left: the count or the slots, whichever says more,
+ * so that damage to one of them (a count too low, a slot wiped) never makes the last release of a link that others
+ * still hold.
+ */
 export const removeHolder = (h: HeaderView): number => {
   const me = Processes.current()
   for (let i = 0; i < SLOTS; i++) {
@@ -377,10 +386,10 @@ export const removeHolder = (h: HeaderView): number => {
       }
       const left = Atomics.sub(h.words, W_REFCOUNT, 1) - 1
       if (left < 0) repair(h)
-      return refcount(h)
+      break
     }
   }
-  return refcount(h)
+  return Math.max(refcount(h), slotTotal(h))
 }
 
 /** Clears the slots of dead processes (their references go with them); returns how many. */

@@ -12,6 +12,7 @@
  * @internal
  */
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
+import * as Fs from "node:fs"
 import * as Header from "./header.ts"
 import * as Libc from "./libc.ts"
 import * as Processes from "./processes.ts"
@@ -121,3 +122,53 @@ export const stagingVerdict = (
 /** Removes `name` if it still names the segment listed as `ino` (a segment without a header has no lock). */
 export const removeUnlocked = (name: string, ino: number): boolean =>
   Libc.identityNow(name) === ino && Libc.shmUnlinkNow(name) === undefined
+
+/** The inodes of `/dev/shm` segments a `/proc/<pid>/maps` text maps, each with how many times. */
+const shmInodes = (maps: string, into: Map<number, number>): Map<number, number> => {
+  if (!maps.includes("/dev/shm/")) return into
+  // "7f..-7f.. rw-s 00000000 00:1a 12345    /dev/shm/name (deleted)": inode, then path
+  for (const line of maps.split("\n")) {
+    if (!line.includes("/dev/shm/")) continue
+    const fields = line.trim().split(/\s+/)
+    const ino = Number(fields[4])
+    if (fields[5]?.startsWith("/dev/shm/") === true && ino > 0) into.set(ino, (into.get(ino) ?? 0) + 1)
+  }
+  return into
+}
+
+const readMaps = (pid: string): string => {
+  try {
+    return Fs.readFileSync(`/proc/${pid}/maps`, "latin1")
+  } catch {
+    return ""
+  }
+}
+
+/**
+ * Whether a process maps a segment, as `/proc/<pid>/maps` says (Linux), for one collection: a verdict read from a
+ * header (whose holder slots, state or TTL damage may have rewritten) is checked against it before a removal, since a
+ * process that maps a segment still uses it. The other processes' maps are read once, at the first question (a
+ * process that maps a segment later adds itself to its header under the lock first); this process's own are read at
+ * each, and count past `ours` (the collector's own views of that segment). False where it cannot be told (no
+ * `/proc`, another user's process).
+ */
+export const mappings = (): (ino: number, ours: number) => boolean => {
+  let others: Map<number, number> | undefined
+  const self = String(process.pid)
+  return (ino, ours) => {
+    if (others === undefined) {
+      others = new Map()
+      let pids: ReadonlyArray<string> = []
+      try {
+        pids = Fs.readdirSync("/proc")
+      } catch {
+        // no /proc: nothing can be told
+      }
+      for (const pid of pids) {
+        if (pid !== self && /^[1-9][0-9]*$/.test(pid)) shmInodes(readMaps(pid), others)
+      }
+    }
+    if ((others.get(ino) ?? 0) > 0) return true
+    return (shmInodes(readMaps("self"), new Map()).get(ino) ?? 0) > ours
+  }
+}
