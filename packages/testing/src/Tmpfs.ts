@@ -32,8 +32,9 @@ export const at = (dir: string, options: TmpfsOptions): ReadonlyArray<string> =>
     options.inodes === undefined ? undefined : `nr_inodes=${options.inodes}`,
     options.mode === undefined ? undefined : `mode=${options.mode}`
   ].filter((setting) => setting !== undefined)
-  const where = JSON.stringify(dir)
-  const fill = options.full === true ? `cat /dev/zero > ${where}/filler 2>/dev/null;` : ""
+  // the directory and the mount options are the script's arguments, never part of its text: a path with `$`, a
+  // backquote or a quote in it is taken as it is (interpolated, `a$HOME` mounted the tmpfs over `a/root`)
+  const fill = options.full === true ? `cat /dev/zero > "$1/filler" 2>/dev/null;` : ""
   return [
     "unshare",
     "--mount",
@@ -41,9 +42,10 @@ export const at = (dir: string, options: TmpfsOptions): ReadonlyArray<string> =>
     "private",
     "sh",
     "-c",
-    `mount -t tmpfs${
-      settings.length === 0 ? "" : ` -o ${settings.join(",")}`
-    } tmpfs ${where} && { ${fill} exec "$0" "$@"; }`
+    `mount -t tmpfs${settings.length === 0 ? "" : ` -o "$2"`} tmpfs "$1" && { ${fill} shift 2; exec "$@"; }`,
+    "tmpfs-at",
+    dir,
+    settings.join(",")
   ]
 }
 

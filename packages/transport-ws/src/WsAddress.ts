@@ -68,9 +68,29 @@ export const isLoopbackHost = (host: string): boolean => {
  */
 export const redact = (raw: string): string => Address.redact(raw)
 
-/** `TransportOptions.optionsOk` for `options` and `address`, whose errors show the address without its token. */
+/** The yes-or-no options: anything but `true` was taken as `false` (`allowRemote: "true"`, then `PermissionDenied`). */
+const FLAG_OPTIONS: ReadonlyArray<string> = ["allowRemote", "allowWeakToken"]
+
+/**
+ * `TransportOptions.optionsOk` for `options` and `address`, whose errors show
+ * the address without its token; a flag that is not a boolean is `InvalidOption` too.
+ */
 export const optionsOk = (options: object, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
-  TransportOptions.optionsOk(options, typeof address === "string" ? redact(address) : address)
+  Effect.andThen(
+    TransportOptions.optionsOk(options, typeof address === "string" ? redact(address) : address),
+    Effect.suspend(() => {
+      const given: object = typeof options === "object" && options !== null ? options : {}
+      const name = FLAG_OPTIONS.find((flag) => {
+        const value: unknown = Reflect.get(given, flag)
+        return value !== undefined && typeof value !== "boolean"
+      })
+      return name === undefined ? Effect.void : Effect.fail(IpcError.make(
+        "InvalidOption",
+        `${name} (${typeof Reflect.get(given, name)}) is not true or false`,
+        typeof address === "string" ? redact(address) : undefined
+      ))
+    })
+  )
 
 /** Parses a `ws://host:port/path[?token=...]` address. */
 export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> =>

@@ -81,7 +81,7 @@ export interface WsServerOptions extends Link.LinkOptions {
   readonly tokenFile?: string | false | undefined
   /** How long a connection may take to complete its WebSocket handshake (default 10 s). */
   readonly handshakeTimeout?: Duration.Input | undefined
-  /** Connections waiting to complete their handshake at once; past it the oldest is dropped (default 64). */
+  /** Connections waiting to complete their handshake at once; past it the oldest is dropped (default 64; `Infinity`: no limit). */
   readonly maxPendingHandshakes?: number | undefined
 }
 
@@ -236,10 +236,11 @@ export const listen = (
     }
     const expected = digest(token)
     const maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES
-    if (!Number.isSafeInteger(maxPending) || maxPending < 1) {
+    // Infinity: no limit, asked for (as `TransportOptions.checkSizes` takes it, and says in its errors)
+    if (maxPending !== Infinity && (!Number.isSafeInteger(maxPending) || maxPending < 1)) {
       return yield* IpcError.make(
         "InvalidOption",
-        `maxPendingHandshakes must be a positive whole number, got ${String(maxPending)}`,
+        `maxPendingHandshakes must be a positive whole number or Infinity, got ${String(maxPending)}`,
         shown
       )
     }

@@ -92,4 +92,31 @@ describe("ws:// Host header", () => {
       )
       assert.strictEqual(yield* statusFor(port, `evil.example:${port}`, listener.token), "HTTP/1.1 403 Forbidden")
     }).pipe(Effect.scoped))
+
+  // from JavaScript without types: anything but `true` was taken as false, so `allowRemote: "true"` failed
+  // PermissionDenied ("unless allowRemote is set", though it was) and `allowWeakToken: "yes"` refused the token
+  it.live("allowRemote and allowWeakToken that are not booleans: InvalidOption naming them, in listen and dial", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      for (
+        const [options, name] of [[{ allowRemote: "true", allowedHosts: ["daemon.lan"] }, "allowRemote"], [{
+          allowWeakToken: "yes",
+          token: "s3cret-token"
+        }, "allowWeakToken"], [{ allowRemote: 1, allowedHosts: ["daemon.lan"] }, "allowRemote"]] as const
+      ) {
+        const given = { ...options, tokenFile: false } as unknown as Ws.WsServer.WsServerOptions
+        const listened = yield* Effect.flip(Ws.WsServer.listen(`ws://0.0.0.0:${port}/x`, given))
+        assert.strictEqual(listened.reason._tag, "InvalidOption", listened.message)
+        assert.include(listened.message, name)
+        const dialled = yield* Effect.flip(Ws.WsTransport.make(given).dial(`ws://127.0.0.1:${port}/x`))
+        assert.strictEqual(dialled.reason._tag, "InvalidOption", dialled.message)
+        assert.include(dialled.message, name)
+      }
+      // booleans as they are
+      const listener = yield* Ws.WsServer.listen(`ws://127.0.0.1:${port}/x`, { allowRemote: false, tokenFile: false })
+      assert.strictEqual(
+        yield* statusFor(port, `127.0.0.1:${port}`, listener.token),
+        "HTTP/1.1 101 Switching Protocols"
+      )
+    }).pipe(Effect.scoped))
 })

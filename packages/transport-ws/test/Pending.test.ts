@@ -16,7 +16,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Path from "node:path"
-import { closedBy, freshPort, rawConnect } from "./helpers.ts"
+import { closedBy, collect, freshPort, handshake, rawConnect } from "./helpers.ts"
 
 const root = Path.resolve(import.meta.dirname, "../../..")
 
@@ -123,6 +123,33 @@ describe("ws:// pending handshakes", () => {
         assert.strictEqual(error.reason._tag, "InvalidOption", String(bad))
         assert.include(error.message, "maxPendingHandshakes")
       }
+    }).pipe(Effect.scoped))
+
+  // TransportOptions.checkSizes takes Infinity (and says so in its errors: "or Infinity: no limit"); listen refused it
+  it.live("maxPendingHandshakes: Infinity is no limit: the first of more than 64 pending connections still completes its handshake", () =>
+    Effect.gen(function*() {
+      const port = freshPort()
+      const listener = yield* Ws.WsServer.listen(`ws://127.0.0.1:${port}/pending`, {
+        tokenFile: false,
+        maxPendingHandshakes: Infinity,
+        handshakeTimeout: "60 seconds"
+      })
+      const first = yield* rawConnect(port)
+      const said = collect(first)
+      yield* Effect.forEach(Array.from({ length: 70 }, () => port), rawConnect, { discard: true })
+      // a client that came after them all is served: the listener has taken in every connection before it
+      const client = yield* Ws.WsClient.dial(listener.url)
+      yield* client.close
+      first.write(
+        handshake("/pending", port, { "Sec-WebSocket-Protocol": `effect-ipc.v1, effect-ipc.token.${listener.token}` })
+      )
+      yield* Effect.callback<void>((resume) => {
+        const check = () => said.text().includes("\r\n\r\n") || first.closed ? resume(Effect.void) : undefined
+        first.on("data", check)
+        first.once("close", check)
+        check()
+      })
+      assert.match(said.text(), /^HTTP\/1\.1 101 /, said.text())
     }).pipe(Effect.scoped))
 
   it.live("the oldest pending connection is the one dropped, counted and warned as a refusal", () =>
