@@ -56,6 +56,10 @@ export const streamOf = Endpoint.outgoing
  * there, and nothing in it is touched.
  */
 export const create = (dir: string, options: FileChannelOptions = {}): Effect.Effect<void, IpcError.IpcError> =>
+  createAt(dir, options, 0)
+
+/** `create`, the `attempt`th time (a directory removed meanwhile by an open that failed is made again, a few times). */
+const createAt = (dir: string, options: FileChannelOptions, attempt: number): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     const invalid = Layout.invalidDir(dir) ?? Sys.invalidModes(options, dir)
     if (invalid !== undefined) return Effect.fail(invalid)
@@ -65,7 +69,15 @@ export const create = (dir: string, options: FileChannelOptions = {}): Effect.Ef
     if (Sys.failed(made)) return Effect.fail(made)
     // marked before anything else is made in it: nothing of ours is ever in an unmarked directory
     const claimed = Layout.claim(dir, "channel", fileMode, dir)
-    if (Sys.failed(claimed)) return Effect.fail(claimed)
+    if (Sys.failed(claimed)) {
+      // not marked (a full disk: `NoSpace`): the directories made on the way go again, while empty
+      Layout.unmakeDirs(made)
+      // removed meanwhile by a process whose open failed so: made again
+      if (claimed.reason._tag === "NotFound" && attempt < 3 && !Sys.exists(dir)) {
+        return createAt(dir, options, attempt + 1)
+      }
+      return Effect.fail(claimed)
+    }
     const paths = Endpoint.channelPaths(dir)
     const check = (role: Role) =>
       Effect.suspend(() => {

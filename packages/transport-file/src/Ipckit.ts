@@ -130,16 +130,27 @@ export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Eff
         )
       }
       const mode = options.fileMode ?? Log.defaults.fileMode
+      // written aside and linked into place: a full disk (`NoSpace`) leaves no empty file behind
       const create = (path: string, text: string) => {
+        const tmp = Sys.tmpOf(path)
         try {
-          Sys.createFile(path, text, mode)
+          Sys.createFile(tmp, text, mode)
+          Fs.linkSync(tmp, path)
         } catch (cause) {
           if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
+        } finally {
+          Fs.rmSync(tmp, { force: true })
         }
       }
-      create(p.info, channelInfo(Date.now()))
-      create(p.messages("backend"), "[]")
-      create(p.messages("frontend"), "[]")
+      try {
+        create(p.info, channelInfo(Date.now()))
+        create(p.messages("backend"), "[]")
+        create(p.messages("frontend"), "[]")
+      } catch (cause) {
+        // the directories it made go again, while empty (nothing of it, or of a peer's, is in them)
+        Layout.unmakeDirs(made)
+        throw cause
+      }
     },
     catch: (cause) =>
       IpcError.isIpcError(cause) ? cause : systemError(cause, "cannot prepare the ipckit channel directory", dir)

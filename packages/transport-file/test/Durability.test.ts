@@ -258,7 +258,8 @@ describe("durability, proven", () => {
           const filler = Path.join(mount, "filler")
           Fs.writeFileSync(filler, new Uint8Array(recordSize + 64 * 1024))
           const dir = Path.join(mount, "s")
-          yield* Log.create(dir, { readers: ["r"] })
+          // "held" reads nothing: it keeps every segment (a writer on a full disk removes what all readers are past)
+          yield* Log.create(dir, { readers: ["r", "held"] })
           const writer = yield* Log.openWriter(dir, { segmentBytes, whenFull: "fail", durability })
           const reader = yield* Log.openReader(dir, { name: "r" })
           const delivered: Array<string> = []
@@ -305,4 +306,39 @@ describe("durability, proven", () => {
       60_000
     )
   }
+})
+
+describe.runIf(process.getuid?.() === 0)("a full disk whose reader has read everything", () => {
+  // a writer on a full disk kept the segments its only reader was past (history held for observers, up to
+  // maxBytes) and failed NoSpace on every append: the disk was full of messages already read, for good
+  it.live(
+    "a 256 KiB tmpfs: NoSpace, then once the reader has read it all the writer removes what was read and goes on",
+    () =>
+      Effect.gen(function*() {
+        const mount = yield* tmpfs(root, "256k")
+        const dir = Path.join(mount, "s")
+        yield* Log.create(dir, { readers: ["r"] })
+        const writer = yield* Log.openWriter(dir, { segmentBytes: 16 * 1024, whenFull: "fail" })
+        const reader = yield* Log.openReader(dir, { name: "r" })
+        let acked = 0
+        let error: IpcError.IpcError | undefined
+        while (error === undefined && acked < 10_000) {
+          const result = yield* Effect.result(writer.append(record("d", acked, 3000)))
+          if (result._tag === "Failure") error = result.failure
+          else acked++
+        }
+        assert.strictEqual(error?.reason._tag, "NoSpace", error?.message)
+        // the reader takes every acknowledged record: nothing it has not read is held any more
+        assert.deepStrictEqual(names(yield* readAll(reader)), seq("d", acked))
+        // the disk is full of records every reader is past: the writer makes room with them, as the cap would
+        for (let i = 0; i < acked; i++) {
+          yield* writer.append(record("e", i, 3000))
+          assert.deepStrictEqual(names(yield* readAll(reader)), [`e:${i}`])
+        }
+        // only the history was removed: the next reader of the stream starts where the reader is
+        const verified = yield* Log.verify(dir)
+        assert.strictEqual(verified.torn, 0)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

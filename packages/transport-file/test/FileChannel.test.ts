@@ -22,7 +22,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Endpoint from "../src/internal/endpoint.ts"
-import { childScript, fresh, modeFor, node, run, tempRoot, underStrace } from "./helpers.ts"
+import { childScript, fresh, modeFor, node, run, tempRoot, tmpfs, underStrace } from "./helpers.ts"
 
 const root = tempRoot("channel")
 const text = new TextDecoder()
@@ -1087,4 +1087,46 @@ describe("garbage in a role's lock file (review item 4)", () => {
       30_000
     )
   }
+})
+
+describe.runIf(process.getuid?.() === 0)("the fixed roles on a full disk", () => {
+  // with no room for the marker, an open left the directories it had made (the channel's and its missing
+  // parents) behind, empty, where a listen takes back what it made
+  it.live(
+    "an open with no room for the marker (a 256 KiB tmpfs) is NoSpace and leaves nothing behind: the directories it made go",
+    () =>
+      Effect.gen(function*() {
+        const mount = yield* tmpfs(root, "256k")
+        assert.throws(() => Fs.writeFileSync(Path.join(mount, "filler"), new Uint8Array(1 << 20)), /ENOSPC/)
+        const dir = Path.join(mount, "a", "b", "channel")
+        const opens = [
+          FileChannel.backend(dir),
+          FileChannel.create(dir),
+          Effect.asVoid(Messages.open(dir, "frontend")),
+          Effect.asVoid(Ipckit.backend(dir)),
+          FileTransport.make().listen(`file://${dir}?role=backend`)
+        ]
+        for (const open of opens) {
+          const error = yield* Effect.flip(Effect.scoped(open))
+          assert.strictEqual(error.reason._tag, "NoSpace", error.message)
+          assert.deepStrictEqual(
+            Fs.readdirSync(mount),
+            ["filler"],
+            `what the failed open made is removed: ${error.message}`
+          )
+        }
+        // a directory of the user's, given empty, is left (empty), and used once there is room
+        const given = Path.join(mount, "given")
+        Fs.mkdirSync(given, { mode: 0o700 })
+        const again = yield* Effect.flip(Effect.scoped(FileChannel.backend(given)))
+        assert.strictEqual(again.reason._tag, "NoSpace", again.message)
+        assert.deepStrictEqual(Fs.readdirSync(given), [], "the user's directory is left empty")
+        Fs.rmSync(Path.join(mount, "filler"))
+        const backend = yield* FileChannel.backend(given)
+        yield* backend.send(new TextEncoder().encode("once there is room"))
+        const frontend = yield* FileChannel.frontend(given)
+        assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "once there is room")
+      }).pipe(Effect.scoped),
+    30_000
+  )
 })

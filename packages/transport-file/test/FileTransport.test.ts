@@ -505,6 +505,71 @@ describe("file:// at a path too long for the kernel", () => {
 })
 
 describe("file:// listen on a directory it did not make (review item 1)", () => {
+  // a link to a file made dial fail with reason Open (ENOTDIR on listener.lock, opened through it), and listen with
+  // "not writable"; a dangling link, "vanished while being created"
+  it.live(
+    "a symbolic link to a file, to a FIFO, or leading nowhere: PermissionDenied saying so for listen, dial and the roles, nothing touched",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root, "links")
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        const file = Path.join(dir, "notes.txt")
+        Fs.writeFileSync(file, "keep me")
+        const fifo = Path.join(dir, "fifo")
+        ChildProcess.execFileSync("mkfifo", ["-m", "600", fifo])
+        const cases = [
+          {
+            link: "to-file",
+            target: file,
+            says: /notes\.txt \(where .*to-file leads\) is a file, where a directory is expected/
+          },
+          {
+            link: "to-fifo",
+            target: fifo,
+            says: /fifo \(where .*to-fifo leads\) is a FIFO, where a directory is expected/
+          },
+          {
+            link: "dangling",
+            target: Path.join(dir, "missing"),
+            says: /dangling is a symbolic link that leads nowhere/
+          }
+        ]
+        for (const c of cases) Fs.symlinkSync(c.target, Path.join(dir, c.link))
+        // what is there, without following a link or opening the FIFO
+        const entries = () =>
+          Fs.readdirSync(dir).toSorted().map((name) => {
+            const path = Path.join(dir, name)
+            const stat = Fs.lstatSync(path)
+            return [
+              name,
+              stat.isSymbolicLink()
+                ? `-> ${Fs.readlinkSync(path)}`
+                : stat.isFIFO()
+                ? "fifo"
+                : Fs.readFileSync(path, "utf8")
+            ]
+          })
+        const before = entries()
+        for (const c of cases) {
+          const at = Path.join(dir, c.link)
+          const attempts: ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>> = [
+            File.make().listen(`file://${at}`),
+            File.make().listen(`file://${at}?role=backend`),
+            File.make().dial(`file://${at}`),
+            File.FileChannel.frontend(at)
+          ]
+          for (const attempt of attempts) {
+            const error = yield* Effect.flip(Effect.scoped(attempt))
+            assert.strictEqual(error.reason._tag, "PermissionDenied", `${c.link}: ${error.message}`)
+            assert.match(error.detail, c.says)
+          }
+        }
+        assert.deepStrictEqual(entries(), before, "every link, and where it leads, is as it was")
+        assert.isFalse(Fs.existsSync(Path.join(dir, "missing")), "nothing was made where the dangling link points")
+      }),
+    30_000
+  )
+
   it.live(
     "a user's directory with a connections/ folder: AddressInUse naming what is there, every file kept",
     () =>

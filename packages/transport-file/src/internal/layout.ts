@@ -428,14 +428,24 @@ const checkTrusted = (dir: string): "missing" | undefined => {
   try {
     real = Fs.realpathSync(existing)
   } catch (cause) {
-    if (isMissing(cause)) return "missing"
-    throw cause
+    if (!isMissing(cause)) throw cause
+    // every component is there, and a link among them leads nowhere: nothing is made where it points
+    if (missing === undefined) {
+      throw Sys.refusal(
+        `${dir} is a symbolic link that leads nowhere`,
+        "use another path: what is there is left as it is"
+      )
+    }
+    return "missing"
   }
   if (real !== existing) {
     const parts = real.split(Path.sep).filter((p) => p.length > 0)
     for (let i = 0; i <= parts.length; i++) {
       const path = Path.join(Path.sep, ...parts.slice(0, i))
-      const wrong = distrust(path, Fs.lstatSync(path), missing === undefined && i === parts.length)
+      const stat = Fs.lstatSync(path)
+      // a link to a file, a FIFO or a socket: refused as they are, never opened through
+      if (!stat.isDirectory()) throw notADirectory(`${path} (where ${existing} leads)`, stat)
+      const wrong = distrust(path, stat, missing === undefined && i === parts.length)
       if (wrong !== undefined) throw wrong
     }
   }
@@ -477,6 +487,13 @@ export const ensureDir = (dir: string, mode: number, address?: string): Readonly
     `cannot use the directory ${dir}`,
     address
   )
+
+/** Removes the directories `ensureDir` returned, innermost first, while they are empty (anything put in one keeps it). */
+export const unmakeDirs = (made: ReadonlyArray<string>): void => {
+  for (const path of made.toReversed()) {
+    if (Sys.failed(Sys.attempt(() => Fs.rmdirSync(path), "Write", ""))) break
+  }
+}
 
 /** Checks an existing channel or listener directory as `ensureDir` does, creating nothing (`NotFound` if missing). */
 export const checkDir = (dir: string, address?: string): IpcError.IpcError | undefined => {

@@ -403,11 +403,12 @@ class WriterImpl {
     return room()
   }
 
-  /** Deletes the segments every registered reader is past, and notes the oldest left. */
-  reclaimNow(): void {
-    reclaim(this.dir)
+  /** Deletes the segments every registered reader is past, and notes the oldest left; the bytes freed. */
+  reclaimNow(): number {
+    const freed = reclaim(this.dir)
     const bases = segments(this.dir)
     if (!Sys.failed(bases) && bases[0] !== undefined) this.oldest = bases[0]
+    return freed
   }
 
   /**
@@ -641,12 +642,16 @@ export const openWriter = (
       let lockWaitStart = 0
       let fullWaitStart = 0
       let spins = 0
+      // a full disk: the segments every reader is past (history kept for observers) make room, and the
+      // append tries again while that frees anything
+      const onNoSpace = (error: IpcError.IpcError): Effect.Effect<void, IpcError.IpcError> =>
+        error.reason._tag === "NoSpace" && impl.reclaimNow() > 0 ? loop : Effect.fail(error)
       const loop: Effect.Effect<void, IpcError.IpcError> = Effect.suspend(() => {
         const result = impl.attempt(payload, kind)
         if (result === "ok") {
           return durable ? impl.sync(impl.current!) : Effect.void
         }
-        if (Sys.failed(result)) return Effect.fail(result)
+        if (Sys.failed(result)) return onNoSpace(result)
         if (result === "inflight") {
           return Effect.andThen(
             waitFor(() => !impl.inflight || impl.closed, (wake) => {
@@ -711,7 +716,12 @@ export const openWriter = (
           return Effect.andThen(abort === undefined ? wait : Effect.raceFirst(wait, abort), loop)
         }
         const segment = impl.current!
-        return result.write().pipe(Effect.andThen(durable ? impl.sync(segment) : Effect.void))
+        return result.write().pipe(
+          Effect.matchEffect({
+            onFailure: onNoSpace,
+            onSuccess: () => durable ? impl.sync(segment) : Effect.void
+          })
+        )
       })
       return loop
     }
