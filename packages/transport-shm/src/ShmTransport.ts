@@ -34,6 +34,7 @@
 import * as Address from "@effect-ipc/core/Address"
 import type * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Observability from "@effect-ipc/core/Observability"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
@@ -41,6 +42,7 @@ import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -61,6 +63,8 @@ export interface ShmTransportOptions extends ShmChannel.ShmChannelOptions {
   readonly authorize?: ((peer: IpcChannel.PeerInfo) => boolean) | undefined
   /** How long the two ends may take to set a connection up (default 5 s). */
   readonly handshakeTimeout?: Duration.Input | undefined
+  /** Connections a listener sets up at once (default 64); past it, the one that has waited longest is dropped. */
+  readonly maxPendingHandshakes?: number | undefined
   /**
    * The rendezvous directory, where listeners' sockets live (default: see
    * `defaultDirectory`). It must be a directory of this user with mode 0700;
@@ -256,6 +260,9 @@ const openRing = (
 /** The largest message on a control socket (the handshake's, a segment's name, a doorbell). */
 const CONTROL_FRAME_LIMIT = 64 * 1024
 
+/** Connections a listener sets up at once unless `maxPendingHandshakes` says otherwise. */
+export const DEFAULT_MAX_PENDING_HANDSHAKES = 64
+
 /** The default policy: the peer's uid is known and it is this user's. */
 const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined && peer.uid === uid()
 
@@ -379,8 +386,12 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
         const controls = yield* sockets.listen(yield* controlAddress(name, options.directory, address)).pipe(
           Effect.mapError((error) => new IpcError.IpcError({ reason: error.reason, detail: error.detail, address }))
         )
-        const acceptor = yield* Transport.makeAcceptor(address)
+        const noteRefusal = yield* Observability.refusals(address)
+        const acceptor = yield* Transport.makeAcceptor(address, { refused: noteRefusal })
         const open = new Set<ShmChannel.ShmChannel>()
+        // connections still setting up, oldest first: a flood of silent ones holds at most maxPending descriptors
+        const maxPending = options.maxPendingHandshakes ?? DEFAULT_MAX_PENDING_HANDSHAKES
+        const pending = new Map<IpcChannel.IpcChannel, Fiber.Fiber<void>>()
         yield* Effect.addFinalizer(() =>
           Effect.gen(function*() {
             yield* acceptor.shutdown
@@ -389,7 +400,9 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
         )
         const serveOne = (control: IpcChannel.IpcChannel) =>
           Effect.gen(function*() {
-            const exit = yield* Effect.exit(handshake(control, address, "server", listenerScope))
+            const exit = yield* Effect.exit(handshake(control, address, "server", listenerScope)).pipe(
+              Effect.ensuring(Effect.sync(() => pending.delete(control)))
+            )
             if (Exit.isFailure(exit)) return yield* Effect.logDebug("an shm:// handshake failed", exit.cause)
             const channel = exit.value
             open.add(channel)
@@ -397,8 +410,27 @@ export const make = (options: ShmTransportOptions = {}): Transport.TransportShap
             yield* channel.closed
             open.delete(channel)
           })
+        // over the cap, the connection that has waited longest goes (its handshake interrupted, its socket closed)
+        const dropOldest = Effect.suspend(() => {
+          const oldest = pending.entries().next().value
+          if (oldest === undefined) return Effect.void
+          const [control, fiber] = oldest
+          pending.delete(control)
+          const detail =
+            `dropped pid ${control.peer.pid}: the oldest of ${maxPending} pending handshakes (maxPendingHandshakes)`
+          return Effect.andThen(
+            Effect.forkIn(Fiber.interrupt(fiber), listenerScope),
+            noteRefusal(IpcError.make("PeerRejected", detail, address))
+          )
+        })
         yield* controls.accept.pipe(
-          Effect.flatMap((control) => Effect.forkIn(serveOne(control), listenerScope)),
+          Effect.flatMap((control) =>
+            Effect.gen(function*() {
+              if (pending.size >= maxPending) yield* dropOldest
+              const fiber = yield* Effect.forkIn(serveOne(control), listenerScope, { startImmediately: false })
+              pending.set(control, fiber)
+            })
+          ),
           Effect.forever,
           Effect.ignore,
           Effect.forkIn(listenerScope)

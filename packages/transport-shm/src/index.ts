@@ -35,6 +35,7 @@ export const options: TransportOptions.Declaration = TransportOptions.declare<Sh
   lingerTimeout: TransportOptions.Duration,
   writeTimeout: TransportOptions.Duration,
   handshakeTimeout: TransportOptions.Duration,
+  maxPendingHandshakes: TransportOptions.Count,
   directory: TransportOptions.Text,
   collector: TransportOptions.Flag
 }, ({ collector, ...rest }) => ShmTransport.makeScoped(collector === false ? { ...rest, collector: false } : rest))
