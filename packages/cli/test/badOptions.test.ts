@@ -11,16 +11,21 @@
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Memory from "@effect-ipc/core/Memory"
+import * as Registry from "@effect-ipc/core/Registry"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import { FileTransport } from "@effect-ipc/transport-file"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { ChildPipe, Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
 import { ShmTransport } from "@effect-ipc/transport-shm"
-import { WsTransport } from "@effect-ipc/transport-ws"
+import { makeDescriptor, WsTransport } from "@effect-ipc/transport-ws"
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -278,4 +283,53 @@ describe("addresses that are not strings, and options of the wrong shape or out 
       yield* client.send(new Uint8Array([5]))
       assert.deepStrictEqual([...(yield* server.receive)], [5])
     }).pipe(Effect.scoped))
+})
+
+describe("options given in code to a transport's layer", () => {
+  it.live(
+    "that no listen or dial would take fail the layer's build with InvalidOption naming the option, as configuration's do",
+    () =>
+      Effect.gen(function*() {
+        const layers: ReadonlyArray<
+          readonly [string, (options: never) => Layer.Layer<Transport.Transport, IpcError.IpcError>]
+        > = [
+          ["memory", Memory.layer],
+          ["unix", UnixSocket.layer],
+          ["fifo", Fifo.layer],
+          ["child", ChildPipe.layer],
+          ["file", FileTransport.layer],
+          ["shm", ShmTransport.layer],
+          ["nng", NngTransport.layer],
+          ["ws", WsTransport.layer]
+        ]
+        const bad: ReadonlyArray<readonly [string, unknown]> = [
+          ["maxMessageSize", { maxMessageSize: -1 }],
+          ["maxBufferedMessages", { maxBufferedMessages: Number.NaN }],
+          ["handshakeTimeout", { handshakeTimeout: 0 }],
+          ["lingerTimeout", { lingerTimeout: "x" }],
+          ["heartbeat.timeout", { heartbeat: { interval: 1000, timeout: 500 } }],
+          ["mode", { mode: 600 }],
+          ["authorize", { authorize: 5 }]
+        ]
+        for (const [name, layer] of layers) {
+          for (const [option, options] of bad) {
+            const built = yield* Effect.exit(Effect.scoped(Layer.build(layer(options as never))))
+            assert.isTrue(Exit.isFailure(built), `${name}.layer(${JSON.stringify(options)}) built`)
+            if (Exit.isSuccess(built)) continue
+            const error = Cause.squash(built.cause) as IpcError.IpcError
+            assert.strictEqual(error.reason._tag, "InvalidOption", `${name}: ${String(error)}`)
+            assert.match(error.detail, new RegExp(`^${option.replace(".", "\\.")} `), `${name}: ${error.detail}`)
+          }
+          // good options still build
+          yield* Effect.scoped(Layer.build(layer({ maxMessageSize: 1024, lingerTimeout: "1 second" } as never)))
+        }
+        // ws://'s descriptor with options in code, chosen by configuration: the same
+        const configured = Registry.layerConfig([makeDescriptor({ maxMessageSize: -1 })]).pipe(
+          Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { IPC_TRANSPORT: "ws" } })))
+        )
+        const refused = yield* Effect.flip(Effect.scoped(Layer.build(configured)))
+        assert.match(String(refused), /InvalidOption: .*maxMessageSize -1 is not a whole number/)
+      }),
+    60_000
+  )
 })

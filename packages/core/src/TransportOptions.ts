@@ -493,20 +493,43 @@ export const refusedIfNotAnObject = (
 }
 
 /**
+ * `InvalidOption` for options given in code that no `listen` or `dial` would
+ * take: not an object (`notAnObject`), a duration, size or count that is not
+ * one (`checkDurations`, `checkSizes`), a value of the wrong shape
+ * (`checkShapes`), or a `mode` that is not permission bits (`invalidMode`).
+ * Undefined when they would. `optionsOk` (each `listen` and `dial`) and
+ * `layerOptionsOk` (each transport's `layer`, as it is built) check with it.
+ */
+export const checkOptions = (options: unknown, address?: string): IpcError.IpcError | undefined => {
+  const notObject = notAnObject(options, "the options", address)
+  if (notObject !== undefined) return notObject
+  const given: object = typeof options === "object" && options !== null ? options : {}
+  const mode: unknown = Reflect.get(given, "mode")
+  return checkDurations(given, address) ?? checkSizes(given, address) ?? checkShapes(given, address) ??
+    (mode === undefined ? undefined : invalidMode(mode, address))
+}
+
+/**
+ * Fails with `checkOptions`' `InvalidOption`, else nothing: a transport's
+ * `layer(options)` checks its options with it as it is built, as
+ * configuration's are (`Registry.layerConfig`), not at the first `listen`.
+ */
+export const layerOptionsOk = (options: unknown): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const invalid = checkOptions(options)
+    return invalid === undefined ? Effect.void : Effect.fail(invalid)
+  })
+
+/**
  * Fails with `InvalidAddress` when `address` is not a string, and with
- * `InvalidOption` when `options` are not an object (`notAnObject`), or hold a
- * duration that is not one (`checkDurations`), a size or count that is not
- * one (`checkSizes`), or a value of the wrong shape (`checkShapes`); else
- * nothing. Every transport's `listen` and `dial` start with it.
+ * `InvalidOption` when `checkOptions` refuses `options`; else nothing.
+ * Every transport's `listen` and `dial` start with it.
  */
 export const optionsOk = (options: unknown, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     // only what cannot hold a secret is shown (a URL object would show its token)
     if (typeof address !== "string") return Effect.fail(Address.notAString(address))
-    const notObject = notAnObject(options, "the options", address)
-    if (notObject !== undefined) return Effect.fail(notObject)
-    const given: object = typeof options === "object" && options !== null ? options : {}
-    const invalid = checkDurations(given, address) ?? checkSizes(given, address) ?? checkShapes(given, address)
+    const invalid = checkOptions(options, address)
     return invalid === undefined ? Effect.void : Effect.fail(invalid)
   })
 
@@ -930,6 +953,19 @@ export const read = (
   transport: string,
   declaration: Declaration | undefined
 ): Effect.Effect<Readonly<Record<string, unknown>> | undefined, IpcError.IpcError> =>
+  Effect.map(readWithSources(transport, declaration), (withSources) => withSources?.options)
+
+/** Options as `read` decodes them, with where each (by dotted path, and by its top key) was set. */
+interface Read {
+  readonly options: Readonly<Record<string, unknown>>
+  readonly source: ReadonlyMap<string, string>
+}
+
+/** `read`, keeping where each option was set (for the transport's own refusals, in `make`). */
+const readWithSources = (
+  transport: string,
+  declaration: Declaration | undefined
+): Effect.Effect<Read | undefined, IpcError.IpcError> =>
   Effect.gen(function*() {
     const found = yield* find(transport, declaration)
     const keys = Object.keys(found.value)
@@ -993,14 +1029,34 @@ export const read = (
       const set = found.source.get(name) ?? found.source.get(name.split(".")[0]!) ?? OPTIONS
       return yield* invalid(transport, `option ${name} (${set}): ${refused.detail.slice(name.length + 1)}`)
     }
-    return decoded
+    return { options: decoded, source: found.source }
   })
+
+/**
+ * A transport's own refusal of configured options (`fileMode 0o0 does not ...`,
+ * `ringSize ... is beyond the largest ring`) as `read`'s are: naming the
+ * transport, and the option its detail starts with and where that was set
+ * (or, when its detail does not start with an option set, where each set
+ * option it names was).
+ */
+const refusal = (transport: string, source: ReadonlyMap<string, string>, detail: string): string => {
+  const name = /^[\w.]+/.exec(detail)?.[0] ?? ""
+  const set = source.get(name)
+  if (set !== undefined) {
+    return `transport "${transport}": option ${name} (${set}): ${detail.slice(name.length).trimStart()}`
+  }
+  const named = [...source.keys()].filter((path) => new RegExp(`\\b${path.replace(".", "\\.")}\\b`).test(detail))
+  return named.length === 0
+    ? `transport "${transport}": ${detail}`
+    : `transport "${transport}": ${detail} (${named.map((path) => `${path} is set in ${source.get(path)}`).join(", ")})`
+}
 
 /**
  * Builds a transport from its declaration with the options configuration
  * sets, or with `fallback` (the descriptor's `make`) when none are set. An
  * option the transport itself refuses (its values together, or a value the
- * schema lets through) is `InvalidOption` naming the transport too.
+ * schema lets through) is `InvalidOption` naming the transport, and the option
+ * and where it was set, too.
  */
 export const make = (
   transport: string,
@@ -1008,15 +1064,15 @@ export const make = (
   fallback: Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope>
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.flatMap(
-    read(transport, declaration),
-    (options) =>
-      options === undefined || declaration === undefined ? fallback : Effect.mapError(
-        declaration.make(options),
+    readWithSources(transport, declaration),
+    (given) =>
+      given === undefined || declaration === undefined ? fallback : Effect.mapError(
+        declaration.make(given.options),
         (error) =>
           error.reason._tag === "InvalidOption" && !error.detail.startsWith(`transport "`)
             ? new IpcError.IpcError({
               reason: error.reason,
-              detail: `transport "${transport}": ${error.detail}`,
+              detail: refusal(transport, given.source, error.detail),
               address: error.address,
               errno: error.errno,
               cause: error.cause

@@ -161,6 +161,37 @@ describe("transport options from configuration", () => {
       assert.strictEqual(yield* Effect.provide(sendOf(16), layer), "ok")
     }))
 
+  it.effect("a value the transport itself refuses as it is built is named with where it was set too", () =>
+    Effect.gen(function*() {
+      // a transport whose make refuses what its schema lets through (file://'s fileMode 0o0, shm://'s 2 GiB ring)
+      const picky: Registry.TransportDescriptor = {
+        ...Registry.memory,
+        options: TransportOptions.declare<{ readonly ringSize?: number; readonly maxBytes?: number }>()(
+          { ringSize: TransportOptions.Bytes, maxBytes: TransportOptions.Bytes },
+          (options) =>
+            (options.ringSize ?? 0) > 1024
+              ? Effect.fail(IpcError.make("InvalidOption", `ringSize ${options.ringSize} is beyond the largest ring`))
+              : (options.maxBytes ?? 1024) < 1024
+              ? Effect.fail(IpcError.make("InvalidOption", `a segment of 1024 bytes is more than maxBytes allows`))
+              : Effect.sync(() => Memory.make())
+        )
+      }
+      const build = (vars: Record<string, string>) => buildError(withProvider(env(vars), [picky]))
+      assert.strictEqual(
+        yield* build({ IPC_OPTIONS_RING_SIZE: "2 KiB" }),
+        `transport "memory": option ringSize (IPC_OPTIONS_RING_SIZE): 2048 is beyond the largest ring`
+      )
+      assert.strictEqual(
+        yield* build({ IPC_OPTIONS: `{"ringSize": 2048}` }),
+        `transport "memory": option ringSize (IPC_OPTIONS.ringSize): 2048 is beyond the largest ring`
+      )
+      // an option the detail names, not first: where it was set is added
+      assert.strictEqual(
+        yield* build({ IPC_OPTIONS_MAX_BYTES: "512" }),
+        `transport "memory": a segment of 1024 bytes is more than maxBytes allows (maxBytes is set in IPC_OPTIONS_MAX_BYTES)`
+      )
+    }))
+
   it.effect("IPC_OPTIONS that is not a JSON object fails the build", () =>
     Effect.gen(function*() {
       const notJson = yield* buildError(withProvider(env({ IPC_OPTIONS: "maxMessageSize=10" })))

@@ -629,7 +629,8 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
  */
 export const build = (options?: FileTransportOptions): Effect.Effect<Transport.TransportShape, IpcError.IpcError> =>
   Effect.suspend(() => {
-    const invalid = options === undefined ? undefined : Sys.invalidModes(options)
+    const invalid = TransportOptions.checkOptions(options) ??
+      (options === undefined ? undefined : Sys.invalidModes(options))
     if (invalid !== undefined) return Effect.fail(invalid)
     const unavailable = Libc.available()
     if (unavailable !== undefined) return Effect.fail(unavailable)

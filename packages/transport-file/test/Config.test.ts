@@ -73,8 +73,8 @@ describe("file options from configuration", () => {
       // permission bits that let other users write what the channels make: refused when the layer is built
       for (
         const [variable, value, shown] of [
-          ["IPC_OPTIONS_FILE_MODE", "0666", "fileMode 0o666"],
-          ["IPC_OPTIONS_DIR_MODE", "0770", "dirMode 0o770"]
+          ["IPC_OPTIONS_FILE_MODE", "0666", "option fileMode (IPC_OPTIONS_FILE_MODE): 0o666"],
+          ["IPC_OPTIONS_DIR_MODE", "0770", "option dirMode (IPC_OPTIONS_DIR_MODE): 0o770"]
         ] as const
       ) {
         const wide = yield* Effect.flip(
@@ -91,11 +91,11 @@ describe("file options from configuration", () => {
         const [vars, detail] of [
           [
             { IPC_OPTIONS_MAX_BYTES: "1" },
-            `maxBytes 1 leaves no room for a message (a stream's headers take 56 bytes)`
+            `option maxBytes (IPC_OPTIONS_MAX_BYTES): 1 leaves no room for a message (a stream's headers take 56 bytes)`
           ],
           [
             { IPC_OPTIONS_MAX_BYTES: "1 MiB", IPC_OPTIONS_MAX_MESSAGE_SIZE: "2 MiB" },
-            `maxMessageSize 2097152 must leave room in maxBytes 1048576 (at most 1048520)`
+            `option maxMessageSize (IPC_OPTIONS_MAX_MESSAGE_SIZE): 2097152 must leave room in maxBytes 1048576 (at most 1048520)`
           ]
         ] as const
       ) {

@@ -827,10 +827,11 @@ export const makeScoped = (
   options: NngTransportOptions = {}
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.suspend(() => {
-    const notObject = TransportOptions.notAnObject(options)
-    if (notObject !== undefined) return Effect.fail(notObject)
-    // options libnng would refuse on every connection fail here, before anything listens or dials
-    return Effect.andThen(limitsOk(options), Effect.map(Nng.warmUp, () => Transport.instrument(make(options))))
+    // options no listen or dial would take, and those libnng would refuse on every connection, fail here
+    return TransportOptions.layerOptionsOk(options).pipe(
+      Effect.andThen(() => limitsOk(options)),
+      Effect.andThen(Effect.map(Nng.warmUp, () => Transport.instrument(make(options))))
+    )
   })
 
 /** The nng transport as the `Transport` service (`makeScoped`: libnng loaded and warmed up). */

@@ -114,10 +114,13 @@ describe("nng options from configuration", () => {
       assert.include(unknown.message, `InvalidOption: transport "nng": "reconnect" (in IPC_OPTIONS) is not an option`)
       // values of the right kind that no listen or dial would take fail the build too, not the first dial
       const refused = [
-        [{ IPC_OPTIONS_SEND_BUFFER: "9000" }, `transport "nng": sendBuffer 9000 is over 8192 messages, libnng's limit`],
+        [
+          { IPC_OPTIONS_SEND_BUFFER: "9000" },
+          `transport "nng": option sendBuffer (IPC_OPTIONS_SEND_BUFFER): 9000 is over 8192 messages, libnng's limit`
+        ],
         [
           { IPC_OPTIONS_MAX_MESSAGE_SIZE: "4 GiB" },
-          `transport "nng": maxMessageSize 4294967296 is over libnng's limit (4294967290 bytes)`
+          `transport "nng": option maxMessageSize (IPC_OPTIONS_MAX_MESSAGE_SIZE): 4294967296 is over libnng's limit (4294967290 bytes)`
         ],
         [
           { IPC_OPTIONS_HANDSHAKE_TIMEOUT: "0" },

@@ -272,6 +272,8 @@ export const make = (options: StreamChannel.StreamChannelOptions = {}): Transpor
     })
 })
 
-/** The `child:` transport as the `Transport` service. */
-export const layer = (options?: StreamChannel.StreamChannelOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, make(options))
+/** The `child:` transport as the `Transport` service, its options checked as it is built (`TransportOptions.layerOptionsOk`). */
+export const layer = (
+  options?: StreamChannel.StreamChannelOptions
+): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
+  Layer.effect(Transport.Transport, Effect.map(TransportOptions.layerOptionsOk(options), () => make(options)))

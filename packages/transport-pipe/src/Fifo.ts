@@ -906,6 +906,6 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
   }
 }
 
-/** The FIFO transport as the `Transport` service. */
-export const layer = (options?: FifoOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, make(options))
+/** The FIFO transport as the `Transport` service, its options checked as it is built (`TransportOptions.layerOptionsOk`). */
+export const layer = (options?: FifoOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
+  Layer.effect(Transport.Transport, Effect.map(TransportOptions.layerOptionsOk(options), () => make(options)))

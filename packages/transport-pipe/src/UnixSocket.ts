@@ -476,6 +476,9 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
   }
 }
 
-/** The Unix socket transport as the `Transport` service (instrumented: see `Transport.instrument`). */
-export const layer = (options?: UnixSocketOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, Transport.instrument(make(options)))
+/** The Unix socket transport as the `Transport` service (instrumented), its options checked as it is built (`TransportOptions.layerOptionsOk`). */
+export const layer = (options?: UnixSocketOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
+  Layer.effect(
+    Transport.Transport,
+    Effect.map(TransportOptions.layerOptionsOk(options), () => Transport.instrument(make(options)))
+  )

@@ -473,10 +473,7 @@ export const makeScoped = (
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
     // the transport's own options first (a bad `directory` is the transport's, not the collector's)
-    const notObject = TransportOptions.notAnObject(options)
-    if (notObject !== undefined) return yield* notObject
-    const shapes = TransportOptions.checkShapes(options)
-    if (shapes !== undefined) return yield* shapes
+    yield* TransportOptions.layerOptionsOk(options)
     // a ring no listen or dial would make (`IPC_OPTIONS_RING_SIZE="2 GiB"`) fails the build, not the first listen
     const tooLarge = ringSizeTooLarge(options)
     if (tooLarge !== undefined) return yield* tooLarge

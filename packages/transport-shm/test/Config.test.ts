@@ -194,7 +194,10 @@ describe("shm options from configuration", () => {
       assert.strictEqual(configuredError._tag, "IpcError")
       if (configuredError._tag !== "IpcError") return
       assert.strictEqual(configuredError.reason._tag, "InvalidOption")
-      assert.include(configuredError.detail, detail)
+      assert.strictEqual(
+        configuredError.detail,
+        `transport "shm": option ringSize (IPC_OPTIONS_RING_SIZE): ${detail.slice("ringSize ".length)}`
+      )
       const layerError = yield* Effect.flip(
         Layer.build(Shm.ShmTransport.layer({ ringSize: 2 ** 31, collector: false }))
       )

@@ -78,19 +78,27 @@ const FLAG_OPTIONS: ReadonlyArray<string> = ["allowRemote", "allowWeakToken"]
 export const optionsOk = (options: object, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
   Effect.andThen(
     TransportOptions.optionsOk(options, typeof address === "string" ? redact(address) : address),
-    Effect.suspend(() => {
-      const given: object = typeof options === "object" && options !== null ? options : {}
-      const name = FLAG_OPTIONS.find((flag) => {
-        const value: unknown = Reflect.get(given, flag)
-        return value !== undefined && typeof value !== "boolean"
-      })
-      return name === undefined ? Effect.void : Effect.fail(IpcError.make(
-        "InvalidOption",
-        `${name} (${typeof Reflect.get(given, name)}) is not true or false`,
-        typeof address === "string" ? redact(address) : undefined
-      ))
-    })
+    flagsOk(options, address)
   )
+
+/** `TransportOptions.layerOptionsOk` and the flags `optionsOk` checks: what `WsTransport.layer` checks as it is built. */
+export const layerOptionsOk = (options: unknown): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.andThen(TransportOptions.layerOptionsOk(options), flagsOk(options ?? {}, undefined))
+
+/** `InvalidOption` for a flag option (`FLAG_OPTIONS`) given as anything but `true` or `false`. */
+const flagsOk = (options: unknown, address: unknown): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const given: object = typeof options === "object" && options !== null ? options : {}
+    const name = FLAG_OPTIONS.find((flag) => {
+      const value: unknown = Reflect.get(given, flag)
+      return value !== undefined && typeof value !== "boolean"
+    })
+    return name === undefined ? Effect.void : Effect.fail(IpcError.make(
+      "InvalidOption",
+      `${name} (${typeof Reflect.get(given, name)}) is not true or false`,
+      typeof address === "string" ? redact(address) : undefined
+    ))
+  })
 
 /** Parses a `ws://host:port/path[?token=...]` address. */
 export const parse = (raw: string): Effect.Effect<WsAddress, IpcError.IpcError> =>

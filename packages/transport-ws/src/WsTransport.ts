@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
@@ -80,6 +81,9 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
   }
 }
 
-/** The `ws://` transport as the `Transport` service (instrumented: see `Transport.instrument`). */
-export const layer = (options?: WsTransportOptions): Layer.Layer<Transport.Transport> =>
-  Layer.succeed(Transport.Transport, Transport.instrument(make(options)))
+/** The `ws://` transport as the `Transport` service (instrumented), its options checked as it is built (`WsAddress.layerOptionsOk`). */
+export const layer = (options?: WsTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
+  Layer.effect(
+    Transport.Transport,
+    Effect.map(WsAddress.layerOptionsOk(options), () => Transport.instrument(make(options)))
+  )

@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as SchemaGetter from "effect/SchemaGetter"
 import * as SchemaIssue from "effect/SchemaIssue"
+import * as WsAddressModule from "./WsAddress.ts"
 import * as WsTransport from "./WsTransport.ts"
 
 /** Where a server keeps its token for local clients (Node). */
@@ -92,7 +93,11 @@ const fields: TransportOptions.Fields<WsConfigOptions> = {
 const declaration = (given: WsTransport.WsTransportOptions): TransportOptions.Declaration =>
   TransportOptions.declare<WsConfigOptions>()(
     fields,
-    (chosen) => Effect.sync(() => WsTransport.make({ ...given, ...chosen }))
+    (chosen) =>
+      Effect.map(
+        WsAddressModule.layerOptionsOk({ ...given, ...chosen }),
+        () => WsTransport.make({ ...given, ...chosen })
+      )
   )
 
 /** The options `IPC_OPTIONS` / `IPC_OPTIONS_<NAME>` may set for `IPC_TRANSPORT=ws` (see `WsConfigOptions`). */
@@ -105,7 +110,8 @@ export const options: TransportOptions.Declaration = declaration({})
 export const makeDescriptor = (given: WsTransport.WsTransportOptions = {}): Registry.TransportDescriptor => ({
   name: "ws",
   schemes: ["ws"],
-  make: Effect.sync(() => WsTransport.make(given)),
+  // what the program set in code is checked as the layer is built, as `WsTransport.layer` checks it
+  make: Effect.map(WsAddressModule.layerOptionsOk(given), () => WsTransport.make(given)),
   options: declaration(given),
   defaultAddress: (service) => `ws://127.0.0.1:${defaultPort(service)}/${encodeURIComponent(service)}`,
   lacks: {

@@ -30,6 +30,14 @@ import * as Output from "../Output.ts"
 
 const positive = (name: string) => (n: number) => n > 0 || `--${name} must be at least 1 (got ${n})`
 
+/** A number of milliseconds to wait: 0 or more (a negative one is a usage error, not taken as 0). */
+const millisFlag = (name: string, description: string) =>
+  Flag.Int(name).pipe(
+    Flag.withDescription(description),
+    Flag.filter((n) => n >= 0, (n) => `--${name} must be 0 or more (got ${n})`),
+    Flag.withDefault(0)
+  )
+
 const transportFlags = {
   listen: Flag.String("listen").pipe(
     Flag.withDescription("Listen at this nng URL (repeatable): tcp://0.0.0.0:5555, ipc:///tmp/x.ipc, ws://..."),
@@ -248,14 +256,8 @@ export const make = <R>(root: Root<R>) => {
       file: fileFlag,
       topic: Flag.String("topic").pipe(Flag.withDescription("Put this topic before the data"), Flag.optional),
       count: countFlag("Publish this many times (default 1)", 1),
-      interval: Flag.Int("interval").pipe(
-        Flag.withDescription("Milliseconds between publications (default 0)"),
-        Flag.withDefault(0)
-      ),
-      delay: Flag.Int("delay").pipe(
-        Flag.withDescription("Milliseconds to wait before the first, for subscribers to connect (default 0)"),
-        Flag.withDefault(0)
-      )
+      interval: millisFlag("interval", "Milliseconds between publications (default 0)"),
+      delay: millisFlag("delay", "Milliseconds to wait before the first, for subscribers to connect (default 0)")
     },
     ({ count, data, delay, file, interval, topic }) =>
       guarded(({ endpoints, s }) =>
