@@ -147,12 +147,13 @@ const reject = (socket: Duplex, status: number, text: string) => {
 const bytesOf = (data: RawData): Uint8Array =>
   Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
 
-const socketOf = (ws: NodeWebSocket): Link.Socket => ({
+const socketOf = (ws: NodeWebSocket, raw: Duplex): Link.Socket => ({
   bufferedAmount: () => ws.bufferedAmount,
   // `ws` keeps what it is given until it is written, and a sender may reuse its buffer once `send` returned: a copy
   send: (data) => ws.send(Buffer.from(data), { binary: true }),
   close: (code, reason) => ws.close(code, reason),
   terminate: () => ws.terminate(),
+  writeError: () => raw.errored,
   pause: () => ws.pause(),
   resume: () => ws.resume()
 })
@@ -409,7 +410,7 @@ export const listen = (
         const peer: IpcChannel.PeerInfo = {
           description: `${remote}${origin === undefined ? "" : ` (origin ${origin})`}`
         }
-        const link = Link.make(socketOf(ws), shown, peer, options)
+        const link = Link.make(socketOf(ws, req.socket), shown, peer, options)
         ws.on("message", (data) => link.message(bytesOf(data)))
         ws.on("error", (error) => link.error(Link.socketError(error, shown)))
         ws.on("close", (code, reason) => link.closed(code, reason.toString()))
