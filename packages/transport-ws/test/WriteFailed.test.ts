@@ -64,7 +64,7 @@ describe("a reader killed while the listener sends without waiting", () => {
             stdio: ["ignore", "pipe", "inherit"]
           })
         ),
-        (child) => Effect.sync(() => child.kill("SIGKILL"))
+        (spawned) => Effect.sync(() => spawned.kill("SIGKILL"))
       )
       yield* Effect.callback<void>((resume) => {
         child.stdout.on("data", (chunk: Buffer) => {
