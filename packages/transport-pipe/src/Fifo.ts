@@ -50,6 +50,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
@@ -128,6 +129,9 @@ const openFd = (path: string, flags: number, raw: string) =>
         raw
       )
   })
+
+/** How often a client looks at its listener's lock until the listener answers its hello. */
+const LISTENER_WATCH = Duration.millis(100)
 
 const pipeSocket = (fd: number, readable: boolean) => new Net.Socket({ fd, readable, writable: !readable })
 
@@ -862,6 +866,8 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
               raw
             )
         }
+        // the listener that offered the pair, as its lock names it (watched below until it answers)
+        const offeredBy = lockOwner(files.lock)
         // who made the FIFOs? checked on what was opened (no link followed) before the hello
         const checked = (fd: number, path: string) =>
           Effect.try({
@@ -893,13 +899,37 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             const input = pipeSocket(inputFd, true)
             // the hello: a ping, which tells the server to open its writing end
             output.write(Framing.encode(Framing.Kind.ping))
-            return yield* restore(
+            // until the listener's first byte (its pong), the input has had no writer: a listener that died before
+            // opening its end leaves it so for good, and the kernel reports no hang-up on a FIFO that never had a
+            // writer (a receive waited for ever). Its lock is watched meanwhile: gone, or another's, the input fails
+            let answered = false
+            input.once("data", () => {
+              answered = true
+            })
+            const listenerGone = (): boolean => {
+              const now = lockOwner(files.lock)
+              return now === undefined || (offeredBy !== undefined && Process.encode(now) !== Process.encode(offeredBy))
+            }
+            const watch = Effect.repeat(
+              Effect.sync(() => {
+                if (answered || input.destroyed) return false
+                if (!listenerGone()) return true
+                input.destroy(
+                  Object.assign(new Error("the listener died before it answered the hello"), { code: "ECONNRESET" })
+                )
+                return false
+              }),
+              { schedule: Schedule.spaced(LISTENER_WATCH), while: (waiting) => waiting }
+            )
+            const channel = yield* restore(
               StreamChannel.makeScoped({ readable: input, writable: output }, raw, { description: raw }, options)
             ).pipe(
               Effect.onExit((exit) =>
                 Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => (input.destroy(), output.destroy()))
               )
             )
+            yield* Effect.forkScoped(watch)
+            return channel
           })
         )
       })

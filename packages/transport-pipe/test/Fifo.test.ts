@@ -214,6 +214,22 @@ except OSError:
       assert.deepStrictEqual([...(yield* server.receive)], [2])
     }).pipe(Effect.scoped))
 
+  it.live("a listener killed after the client's hello and before it answered: the client's receive is ConnectionLost", () =>
+    Effect.gen(function*() {
+      const address = `fifo://${dir}/stopped`
+      const server = yield* start(node, [...nodeFixture("listen.ts"), address])
+      yield* server.line(/^armed$/)
+      yield* server.say("go")
+      yield* server.line(/^won$/)
+      // stopped, it reads no hello and opens no reply end; killed so, it never had one open: the client's input
+      // never had a writer, which the kernel does not report as a hang-up
+      process.kill(server.pid, "SIGSTOP")
+      const client = yield* Fifo.make().dial(address)
+      process.kill(server.pid, "SIGKILL")
+      const lost = yield* hangGuard(Effect.flip(client.receive), "the receive after the listener died")
+      assert.strictEqual(lost.reason._tag, "ConnectionLost", lost.message)
+    }).pipe(Effect.scoped))
+
   it.live("recovers the pair from a client that claimed it and vanished before speaking", () =>
     Effect.gen(function*() {
       const transport = Fifo.make({ helloTimeout: "300 millis" })

@@ -73,6 +73,8 @@ export interface ClientSocket {
   ): void
   /** Drops the connection at once, where the implementation can. */
   readonly terminate?: (() => void) | undefined
+  /** The error that stopped the connection writing, before its error event runs, where the implementation can tell. */
+  readonly writeError?: (() => Error | null | undefined) | undefined
   /** Stops reading, where the implementation can. */
   readonly pause?: (() => void) | undefined
   /** Reads again after `pause`. */
@@ -111,6 +113,7 @@ const socketOf = (ws: ClientSocket): Link.Socket => ({
     ws.close(code === WsProtocol.CloseCode.tooBig ? WsProtocol.CloseCode.clientTooBig : code, reason),
   // a browser's socket can only start the closing handshake (which a peer that does not read never answers)
   terminate: () => ws.terminate === undefined ? ws.close() : ws.terminate(),
+  writeError: ws.writeError,
   pause: ws.pause === undefined ? undefined : () => ws.pause!(),
   resume: ws.resume === undefined ? undefined : () => ws.resume!()
 })

@@ -14,6 +14,7 @@ import * as Transport from "@effect-ipc/core/Transport"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Net from "node:net"
 import { WebSocket as NodeWebSocket } from "ws"
 import * as Link from "./internal/link.ts"
 import * as ListenerOwner from "./internal/owner.ts"
@@ -35,13 +36,20 @@ export type WsServerOptions = WsServer.WsServerOptions
  * process) and pauses reading while the inbox is full. It refuses messages
  * over `maxMessageSize` itself (close 1009), and offers no compression.
  */
-const connectNode = (maxMessageSize: number): WsClient.Connect => (url, protocols, headers) =>
-  new NodeWebSocket(url, protocols, {
+const connectNode = (maxMessageSize: number): WsClient.Connect => (url, protocols, headers) => {
+  const ws = new NodeWebSocket(url, protocols, {
     headers: headers === undefined ? undefined : { ...headers },
     // `ws` takes 0 for no limit (see WsServer)
     maxPayload: Math.max(1, maxMessageSize),
     perMessageDeflate: false
   })
+  // its TCP socket's write error, which a sender that never waits would otherwise not hear of (see the link)
+  const writeError = (): Error | null | undefined => {
+    const raw: unknown = Reflect.get(ws, "_socket")
+    return raw instanceof Net.Socket ? raw.errored : undefined
+  }
+  return Object.assign(ws, { writeError })
+}
 
 /** Makes the `ws://` transport (listen and dial). */
 export const make = (options: WsTransportOptions = {}): Transport.TransportShape => {

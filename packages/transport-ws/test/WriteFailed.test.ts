@@ -97,4 +97,50 @@ describe("a reader killed while the listener sends without waiting", () => {
       assert.isAtMost(sent, 2, `sends that succeeded after the reader was gone: ${sent}`)
       assert.deepStrictEqual([...(yield* channel.receive)], [7])
     }).pipe(Effect.scoped))
+
+  it.live("the same for a client whose listener was killed: the send after the failed write fails ConnectionLost", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("killed-server")
+      const server = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          ChildProcess.spawn(
+            "bash",
+            ["scripts/node.sh", "packages/transport-ws/test/fixtures/echo-server.ts", address],
+            { cwd: root, stdio: ["pipe", "pipe", "inherit"] }
+          )
+        ),
+        (spawned) => Effect.sync(() => spawned.kill("SIGKILL"))
+      )
+      const token = yield* Effect.callback<string>((resume) => {
+        let out = ""
+        server.stdout.on("data", (chunk: Buffer) => {
+          out += chunk.toString()
+          const ready = /^ready (\S+)$/m.exec(out)
+          if (ready !== null) resume(Effect.succeed(ready[1]!))
+        })
+      })
+      const channel = yield* Ws.WsTransport.make().dial(`${address}?token=${token}`)
+      // stopped, the listener reads nothing: what is sent stays unread in its socket
+      process.kill(server.pid!, "SIGSTOP")
+      const message = new Uint8Array(64 * 1024)
+      for (let i = 0; i < 8; i++) yield* channel.send(message)
+      const sent = yield* Effect.sync(() => {
+        server.kill("SIGKILL")
+        while (!gone(server.pid!)) {
+          // the kernel closes its sockets as it exits
+        }
+      }).pipe(Effect.andThen(Effect.gen(function*() {
+        let count = 0
+        for (let i = 0; i < 50; i++) {
+          const result = yield* Effect.result(channel.send(message))
+          if (Result.isFailure(result)) {
+            assert.strictEqual(result.failure.reason._tag, "ConnectionLost", result.failure.message)
+            return count
+          }
+          count++
+        }
+        return count
+      })))
+      assert.isAtMost(sent, 2, `sends that succeeded after the listener was gone: ${sent}`)
+    }).pipe(Effect.scoped))
 })
