@@ -78,6 +78,8 @@ export interface NngTransportOptions {
   readonly sendBuffer?: number | undefined
   /** Bytes queued beyond nng's buffers above which `send` waits (default 4 MiB). */
   readonly highWaterMark?: number | undefined
+  /** A `send` that waits longer than this for the peer to read fails the channel with `Timeout` (default: no limit). */
+  readonly writeTimeout?: Duration.Input | undefined
   /** Messages nng queues on receipt before it stops reading from the peer (default 16). */
   readonly recvBuffer?: number | undefined
   /** Incoming messages buffered by a channel before it stops reading (default 4096). */
@@ -403,6 +405,7 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
     peer,
     maxMessageSize,
     highWaterMark: options.highWaterMark ?? 4 * 1024 * 1024,
+    writeTimeout: options.writeTimeout,
     maxBufferedMessages: options.maxBufferedMessages,
     maxBufferedBytes: options.maxBufferedBytes,
     closeTimeout

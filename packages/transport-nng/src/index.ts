@@ -60,6 +60,7 @@ export const options: TransportOptions.Declaration = TransportOptions.declare<Nn
   maxMessageSize: TransportOptions.Bytes,
   sendBuffer: TransportOptions.Count,
   highWaterMark: TransportOptions.Bytes,
+  writeTimeout: TransportOptions.Duration,
   recvBuffer: TransportOptions.Count,
   maxBufferedMessages: TransportOptions.Count,
   maxBufferedBytes: TransportOptions.Bytes,

@@ -335,3 +335,31 @@ describe("NngTransport highWaterMark", () => {
     120_000
   )
 })
+
+describe("NngTransport writeTimeout", () => {
+  it.live(
+    "a send held back longer by a peer that reads nothing fails the channel with Timeout",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const transport = NngTransport.make({
+          sendBuffer: 1,
+          recvBuffer: 1,
+          highWaterMark: 64 * 1024,
+          maxBufferedBytes: 8 * 1024,
+          writeTimeout: "300 millis"
+        })
+        const address = `nng+ipc://${Path.join(dir, "stalled.ipc")}`
+        const listener = yield* transport.listen(address)
+        const client = yield* transport.dial(address)
+        yield* listener.accept
+        // the server's program takes nothing: once the buffers on the way are full, a send waits, then fails
+        const failed = yield* Effect.flip(Effect.forever(client.send(new Uint8Array(1024))))
+        assert.strictEqual(failed.reason._tag, "Timeout", failed.message)
+        assert.include(failed.detail, "did not read")
+        const after = yield* Effect.flip(client.send(new Uint8Array(1)))
+        assert.strictEqual(after.reason._tag, "Timeout", "the channel has failed")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

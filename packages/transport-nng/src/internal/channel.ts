@@ -28,6 +28,7 @@
 import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
 import * as IpcChannel from "@effect-ipc/core/IpcChannel"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Nng from "./nng.ts"
 import type * as Socket from "./socket.ts"
@@ -75,6 +76,8 @@ export interface ChannelOptions {
   readonly maxMessageSize: number
   /** Bytes queued (beyond what nng holds) above which `send` waits. */
   readonly highWaterMark: number
+  /** How long a `send` may wait for the peer to read before the channel fails (`Timeout`); none by default. */
+  readonly writeTimeout?: Duration.Input | undefined
   readonly maxBufferedMessages?: number | undefined
   readonly maxBufferedBytes?: number | undefined
   /** How long `close` waits for the peer to acknowledge, in ms. */
@@ -139,6 +142,7 @@ export const make = (socket: Socket.Socket, options: ChannelOptions): IpcChannel
     peer: options.peer,
     maxMessageSize: options.maxMessageSize,
     highWaterMark: options.highWaterMark,
+    writeTimeout: options.writeTimeout,
     maxBufferedMessages: options.maxBufferedMessages,
     maxBufferedBytes: options.maxBufferedBytes,
     lingerTimeout: options.closeTimeout,
