@@ -183,7 +183,10 @@ export const acquire = (name: string): Effect.Effect<ResourceLink, IpcError.IpcE
       }),
       release
     )
-    return toLink(held, Header.snapshot(held.header).payloadLength)
+    // read again now that it is held: a header rewritten since it was checked (by a process of this user) is
+    // Protocol, never a view past the mapping (a RangeError)
+    const checked = yield* Header.validate(held.header, held.mapped.size, Header.Kind.link, name)
+    return toLink(held, checked.payloadLength)
   })
 
 /** The header of the link `name`, without holding it. */
