@@ -86,7 +86,7 @@ describe("effect-ipc nng: the transport flags reach nng", () => {
     60_000
   )
 
-  it.live("a negative pub --delay or --interval is a usage error", () =>
+  it.live("a negative pub --delay or --interval, or req --pool 0, is a usage error", () =>
     Effect.gen(function*() {
       const delay = yield* runCli(["nng", "pub", "--listen", anyPort, "--data", "x", "--delay", "-5"])
       assert.deepStrictEqual(delay, {
@@ -101,6 +101,14 @@ describe("effect-ipc nng: the transport flags reach nng", () => {
         event: "error",
         reason: "Usage",
         detail: `Invalid value for flag --interval: "-1". Expected: --interval must be 0 or more (got -1)`
+      })
+      // a request pool of no sockets: a usage error too (it was an InvalidOption from the requester)
+      const pool = yield* runCli(["nng", "req", "--dial", anyPort, "--data", "x", "--pool", "0"])
+      assert.deepStrictEqual(pool, {
+        code: 1,
+        stdout: "",
+        stderr:
+          `effect-ipc: Usage: Invalid value for flag --pool: "0". Expected: --pool must be at least 1 (got 0) (effect-ipc nng req --help for more)\n`
       })
     }), 60_000)
 })

@@ -206,6 +206,7 @@ export const make = <R>(root: Root<R>) => {
       ),
       pool: Flag.Int("pool").pipe(
         Flag.withDescription("Most sockets (connections) in the request pool (default 8)"),
+        Flag.filter((n) => n > 0, (n) => positive("pool")(n) as string),
         Flag.withDefault(8)
       )
     },
