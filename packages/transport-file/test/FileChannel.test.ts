@@ -21,8 +21,18 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as Endpoint from "../src/internal/endpoint.ts"
-import { childScript, fresh, modeFor, node, run, tempRoot, tmpfs, underStrace } from "./helpers.ts"
+import {
+  childScript,
+  countedBackend,
+  fresh,
+  type Look,
+  modeFor,
+  node,
+  run,
+  tempRoot,
+  tmpfs,
+  underStrace
+} from "./helpers.ts"
 
 const root = tempRoot("channel")
 const text = new TextDecoder()
@@ -38,48 +48,6 @@ const blocking = (args: ReadonlyArray<string>): number => {
   return done.status ?? 128 + (done.signal === null ? 0 : Os.constants.signals[done.signal])
 }
 const got = (lines: ReadonlyArray<string>) => lines.filter((l) => l.startsWith("got ")).map((l) => l.slice(4))
-/** A look at the frontend's lock as the fixed roles' backend takes it (`Endpoint.rolePeer`). */
-type Look = ReturnType<typeof Endpoint.rolePeer>
-/**
- * The fixed roles' backend endpoint at `dir`, its liveness checks counted (`look` takes each look at the frontend's
- * lock, given the real one); `moreChecks` waits for six more checks (a check looks at most twice) or the channel's
- * end (checks stop), dying with `what` after 20 s, and says whether the channel ended.
- */
-const countedBackend = (
-  dir: string,
-  options: Parameters<typeof Endpoint.open>[1],
-  look: (status: Look, seen: boolean) => ReturnType<Look> = (status, seen) => status(seen)
-) =>
-  Effect.gen(function*() {
-    let checks = 0
-    const status = Endpoint.rolePeer(dir, "backend")
-    const endpoint = yield* Effect.acquireRelease(
-      Endpoint.open({
-        address: `file://${dir}?role=backend`,
-        dir,
-        role: "backend",
-        durable: true,
-        peerStatus: (seen) => {
-          checks++
-          return look(status, seen)
-        }
-      }, options),
-      (opened) => opened.channel.close
-    )
-    let ended = false
-    yield* Effect.forkScoped(Effect.andThen(endpoint.channel.closed, Effect.sync(() => ended = true)))
-    const moreChecks = (what: string) =>
-      Effect.gen(function*() {
-        const after = checks
-        yield* Effect.sleep("10 millis").pipe(
-          Effect.repeat({ until: () => ended || checks >= after + 6 }),
-          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error(what)) })
-        )
-        return ended
-      })
-    return { channel: endpoint.channel, moreChecks }
-  })
-
 /** Every entry under `dir` with a file's content or "dir", sorted. */
 const tree = (dir: string) =>
   Fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).toSorted().map((name) => {

@@ -15,8 +15,7 @@ import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import * as Endpoint from "../src/internal/endpoint.ts"
-import { fresh, newStream, node, tempRoot } from "./helpers.ts"
+import { countedBackend, fresh, newStream, node, tempRoot } from "./helpers.ts"
 
 const root = tempRoot("lockdamage")
 const text = new TextDecoder()
@@ -73,38 +72,6 @@ const apply = (path: string, damage: Damage): void => {
   }
 }
 
-/** The fixed roles' backend endpoint at `dir`, its liveness checks counted; `moreChecks` waits for six more or its end. */
-const countedBackend = (dir: string) =>
-  Effect.gen(function*() {
-    let checks = 0
-    const status = Endpoint.rolePeer(dir, "backend")
-    const endpoint = yield* Effect.acquireRelease(
-      Endpoint.open({
-        address: `file://${dir}?role=backend`,
-        dir,
-        role: "backend",
-        durable: true,
-        peerStatus: (seen) => {
-          checks++
-          return status(seen)
-        }
-      }, { livenessInterval: "20 millis" }),
-      (opened) => opened.channel.close
-    )
-    let ended = false
-    yield* Effect.forkScoped(Effect.andThen(endpoint.channel.closed, Effect.sync(() => ended = true)))
-    const moreChecks = (what: string) =>
-      Effect.gen(function*() {
-        const after = checks
-        yield* Effect.sleep("5 millis").pipe(
-          Effect.repeat({ until: () => ended || checks >= after + 6 }),
-          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error(what)) })
-        )
-        return ended
-      })
-    return { channel: endpoint.channel, moreChecks }
-  })
-
 type When = "open" | "closed"
 
 /** One run: the frontend open in this process, its lock damaged while open or after it closed; never reported lost. */
@@ -112,7 +79,7 @@ const liveOrClosed = (damage: Damage, when: When) =>
   Effect.scoped(Effect.gen(function*() {
     const dir = fresh(root)
     yield* FileChannel.create(dir)
-    const backend = yield* countedBackend(dir)
+    const backend = yield* countedBackend(dir, { livenessInterval: "20 millis" })
     const lock = Path.join(dir, "frontend.lock")
     const what = `${when}: ${JSON.stringify(damage, (_, v) => v instanceof Uint8Array ? Array.from(v) : v)}`
     yield* Effect.scoped(Effect.gen(function*() {
@@ -141,7 +108,7 @@ const killed = (damage: Damage) =>
   Effect.scoped(Effect.gen(function*() {
     const dir = fresh(root)
     yield* FileChannel.create(dir)
-    const backend = yield* countedBackend(dir)
+    const backend = yield* countedBackend(dir, { livenessInterval: "20 millis" })
     const what = JSON.stringify(damage, (_, v) => v instanceof Uint8Array ? Array.from(v) : v)
     const echo = yield* node(["echo", dir, "frontend"])
     yield* echo.waitFor((l) => l === "open")

@@ -13,6 +13,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Endpoint from "../src/internal/endpoint.ts"
 import * as Log from "../src/Log.ts"
 
 /** A fresh temporary directory for this test file; removed (and checked gone) after its tests. */
@@ -245,3 +246,45 @@ export const run = (
     )
     return { code, lines: c.lines(), stderr: c.stderr() }
   }))
+
+/** A look at the frontend's lock as the fixed roles' backend takes it (`Endpoint.rolePeer`). */
+export type Look = ReturnType<typeof Endpoint.rolePeer>
+/**
+ * The fixed roles' backend endpoint at `dir`, its liveness checks counted (`look` takes each look at the frontend's
+ * lock, given the real one); `moreChecks` waits for six more checks (a check looks at most twice) or the channel's
+ * end (checks stop), dying with `what` after 20 s, and says whether the channel ended.
+ */
+export const countedBackend = (
+  dir: string,
+  options: Parameters<typeof Endpoint.open>[1],
+  look: (status: Look, seen: boolean) => ReturnType<Look> = (status, seen) => status(seen)
+) =>
+  Effect.gen(function*() {
+    let checks = 0
+    const status = Endpoint.rolePeer(dir, "backend")
+    const endpoint = yield* Effect.acquireRelease(
+      Endpoint.open({
+        address: `file://${dir}?role=backend`,
+        dir,
+        role: "backend",
+        durable: true,
+        peerStatus: (seen) => {
+          checks++
+          return look(status, seen)
+        }
+      }, options),
+      (opened) => opened.channel.close
+    )
+    let ended = false
+    yield* Effect.forkScoped(Effect.andThen(endpoint.channel.closed, Effect.sync(() => ended = true)))
+    const moreChecks = (what: string) =>
+      Effect.gen(function*() {
+        const after = checks
+        yield* Effect.sleep("10 millis").pipe(
+          Effect.repeat({ until: () => ended || checks >= after + 6 }),
+          Effect.timeoutOrElse({ duration: "20 seconds", orElse: () => Effect.die(new Error(what)) })
+        )
+        return ended
+      })
+    return { channel: endpoint.channel, moreChecks }
+  })
