@@ -10,7 +10,8 @@
  * refused directory; a client looks in both. A client in Node run by the same
  * user finds the token there; other users cannot read it. The file also
  * records the server's pid: a file whose server no longer runs is ignored.
- * The server removes its file when it closes. Node only.
+ * The server removes its file when it closes, and as it listens, the files
+ * there of servers that no longer run (`sweepDead`). Node only.
  *
  * @since 0.1.0
  */
@@ -141,6 +142,54 @@ export const lookup = (address: WsAddress.WsAddress): string | undefined => {
     if (token !== undefined) return token
   }
   return undefined
+}
+
+/** The pid a token file in `dir` records, if it is one: a regular file of this user named `ws-….token`. */
+const recordedPid = (dir: string, name: string): number | undefined => {
+  if (!name.startsWith("ws-") || !name.endsWith(".token")) return undefined
+  try {
+    // O_NONBLOCK: a FIFO of that name does not hold the listen up
+    const flags = Fs.constants.O_RDONLY | Fs.constants.O_NOFOLLOW | Fs.constants.O_NONBLOCK
+    const fd = Fs.openSync(Path.join(dir, name), flags)
+    try {
+      const stat = Fs.fstatSync(fd)
+      const me = RuntimeDir.userId()
+      if (!stat.isFile() || (me !== undefined && stat.uid !== me) || stat.size > 1024) return undefined
+      const pid = Fs.readFileSync(fd, "utf8").split("\n")[1]?.trim()
+      return pid !== undefined && /^\d+$/.test(pid) ? Number(pid) : undefined
+    } finally {
+      Fs.closeSync(fd)
+    }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Removes from `dir` the token files whose server (the pid they record) no
+ * longer runs: what killed servers left behind, which no listener at the same
+ * address would replace (one at port 0 gets a fresh port each time). Returns
+ * how many it removed; a file it cannot read is left alone.
+ */
+export const sweepDead = (dir: string): number => {
+  let entries: ReadonlyArray<string>
+  try {
+    entries = Fs.readdirSync(dir)
+  } catch {
+    return 0
+  }
+  let removed = 0
+  for (const name of entries) {
+    const pid = recordedPid(dir, name)
+    if (pid === undefined || pid === process.pid || isRunning(pid)) continue
+    try {
+      Fs.rmSync(Path.join(dir, name))
+      removed++
+    } catch {
+      // gone meanwhile, or not ours to remove: left alone
+    }
+  }
+  return removed
 }
 
 /** Removes `file` if it still holds `token` (a successor's file is left alone). */

@@ -47,6 +47,7 @@ import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as Http from "node:http"
 import * as Net from "node:net"
+import * as Path from "node:path"
 import type { Duplex } from "node:stream"
 import { WebSocketServer } from "ws"
 import type { RawData, WebSocket as NodeWebSocket } from "ws"
@@ -440,6 +441,8 @@ export const listen = (
       const file = options.tokenFile ?? (yield* TokenFile.pathOf(parsed))
       yield* TokenFile.write(file, token)
       tokenFile = file
+      // the files of killed servers in this user's token directory (a given file's directory is not ours to sweep)
+      if (options.tokenFile === undefined) yield* Effect.sync(() => TokenFile.sweepDead(Path.dirname(file)))
     }
     yield* Effect.logDebug(
       `ws:// listening at ${shown}${tokenFile === undefined ? "" : `; its token is in ${tokenFile}`}`

@@ -46,7 +46,8 @@ describe("the README", () => {
       })
       assert.strictEqual(run.status, 0, run.stderr)
       assert.strictEqual(run.stdout, "hello\n")
-      assert.deepStrictEqual(tokenFiles(), before)
+      // none added (a listen removes the files of killed servers, so some that were there may be gone)
+      assert.deepStrictEqual(tokenFiles().filter((name) => !before.includes(name)), [])
     } finally {
       Fs.rmSync(file, { force: true })
     }

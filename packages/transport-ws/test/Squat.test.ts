@@ -10,6 +10,7 @@ import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Path from "node:path"
 import { freshAddress, sweepTokenFiles, tokenFileOf } from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
@@ -69,6 +70,28 @@ describe("a token file its server left behind", () => {
       })
       Fs.writeFileSync(file, `stale-token\n${dead.stdout}\n`, { mode: 0o600 })
       assert.isUndefined(Ws.TokenFile.lookup(parsed))
+    }).pipe(Effect.scoped))
+
+  it.live("a listener removes the token files of killed servers (at port 0 each had its own port), not live ones", () =>
+    Effect.gen(function*() {
+      const dir = Effect.runSync(Ws.TokenFile.directory())
+      const name = `swept${process.pid}`
+      const ours = () => Fs.readdirSync(dir).filter((file) => file.includes(`~2f${name}`))
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => ours().forEach((file) => Fs.rmSync(Path.join(dir, file), { force: true })))
+      )
+      // what three servers at ws://127.0.0.1:0/<name>, killed with SIGKILL, left behind; and one that runs
+      const dead = ChildProcess.spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], {
+        encoding: "utf8"
+      }).stdout
+      for (const port of [1, 2, 3]) {
+        Fs.writeFileSync(tokenFileOf(`ws://127.0.0.1:${port}/${name}`), `stale-token\n${dead}\n`, { mode: 0o600 })
+      }
+      const live = tokenFileOf(`ws://127.0.0.1:4/${name}`)
+      Fs.writeFileSync(live, `live-token\n${process.ppid}\n`, { mode: 0o600 })
+      assert.strictEqual(ours().length, 4)
+      const listener = yield* Ws.WsServer.listen(`ws://127.0.0.1:0/${name}`)
+      assert.deepStrictEqual(ours().toSorted(), [Path.basename(live), Path.basename(listener.tokenFile!)].toSorted())
     }).pipe(Effect.scoped))
 
   it.live("a token file its group or others may read or write is ignored; 0600 and 0400 are read", () =>
