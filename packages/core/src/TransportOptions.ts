@@ -114,6 +114,17 @@ export const Mode: Schema.Codec<number, unknown> = kind(
 )
 
 /**
+ * A mode as an error about it shows it: a whole number in octal, another number or a string as it is, anything else
+ * by its kind (`String` throws for an object without a prototype, or whose `toString` throws).
+ */
+export const modeShown = (mode: unknown): string =>
+  typeof mode === "number"
+    ? Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode)
+    : typeof mode === "string"
+    ? mode
+    : `(${kindOf(mode)})`
+
+/**
  * `InvalidOption` for a `mode` given in code that is not permission bits (an
  * integer from 0 to 0o777): a decimal `600` would be 0o1130, sticky and group
  * writable, where 0o600 was meant. Undefined for one that is.
@@ -124,7 +135,7 @@ export const invalidMode = (mode: unknown, address?: string): IpcError.IpcError 
     : IpcError.make(
       "InvalidOption",
       `mode ${
-        typeof mode === "number" && Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode)
+        modeShown(mode)
       } is not permission bits (an integer from 0 to 0o777; a decimal 600 is 0o1130: write 0o600)`,
       address
     )

@@ -508,4 +508,26 @@ describe("options given in code that are not an object (a caller without types)"
       assert.isUndefined(TransportOptions.notAnObject(undefined))
       assert.isUndefined(TransportOptions.notAnObject({}))
     }))
+
+  it.effect("a mode that String cannot write (no prototype, a throwing toString): InvalidOption, never a defect", () =>
+    Effect.gen(function*() {
+      const throwing = {
+        toString: () => {
+          throw new Error("not a string")
+        }
+      }
+      for (const mode of [Object.create(null) as unknown, throwing]) {
+        const options = { mode } as never
+        const listen = yield* Effect.exit(
+          Effect.scoped(Transport.listen(fresh())).pipe(Effect.provide(Memory.layer(options)))
+        )
+        const layer = yield* Effect.exit(Layer.build(Memory.layer(options)).pipe(Effect.scoped))
+        for (const exit of [listen, layer]) {
+          assert.isTrue(exit._tag === "Failure" && exit.cause.reasons[0]?._tag === "Fail", JSON.stringify(exit))
+        }
+        const refused = TransportOptions.checkOptions(options)
+        assert.strictEqual(refused?.reason._tag, "InvalidOption")
+        assert.match(refused!.detail, /^mode \(an object\) is not permission bits/)
+      }
+    }))
 })

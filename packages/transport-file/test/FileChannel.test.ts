@@ -838,6 +838,12 @@ describe("fileMode and dirMode never let other users write (review: fileMode 0o6
           assert.deepStrictEqual(Fs.readdirSync(Path.join(listening, "connections")), [], "no connection was made")
           assert.deepStrictEqual(tree(stream), streamBefore, "the stream is untouched")
         }
+        // a mode that String cannot write is refused as what it is, not a defect
+        for (const fileMode of [Object.create(null) as unknown, { toString: () => [] }]) {
+          const refused = yield* Effect.flip(Effect.scoped(FileTransport.build({ fileMode } as never)))
+          assert.strictEqual(refused.reason._tag, "InvalidOption", refused.detail)
+          assert.include(refused.detail, "fileMode (an object) is not permission bits")
+        }
         // what is allowed: group and other may read (and search), never write
         const allowed = fresh(root, "allowed")
         yield* Effect.scoped(FileChannel.backend(allowed, { fileMode: 0o644, dirMode: 0o755 }))

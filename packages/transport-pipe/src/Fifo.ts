@@ -868,6 +868,10 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         }
         // the listener that offered the pair, as its lock names it (watched below until it answers)
         const offeredBy = lockOwner(files.lock)
+        // a listener of another user (that authorize admits): its lock (0600, theirs) cannot tell this user whether it
+        // lives, and is not watched; none there, or this user's, is
+        const lockStat = Files.lstatIfAnyQuiet(files.lock)
+        const lockWatched = lockStat === undefined || lockStat.uid === owner()
         // who made the FIFOs? checked on what was opened (no link followed) before the hello
         const checked = (fd: number, path: string) =>
           Effect.try({
@@ -928,7 +932,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
                 Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => (input.destroy(), output.destroy()))
               )
             )
-            yield* Effect.forkScoped(watch)
+            if (lockWatched) yield* Effect.forkScoped(watch)
             return channel
           })
         )

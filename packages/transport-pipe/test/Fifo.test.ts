@@ -10,7 +10,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { hangGuard, node, nodeFixture, python, start, waitFor } from "./helpers.ts"
+import { hangGuard, isRoot, nobody, node, nodeFixture, python, run, start, tempDir, waitFor } from "./helpers.ts"
 
 const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-fifo-"))
 afterAll(() => Fs.rmSync(dir, { recursive: true, force: true }))
@@ -229,6 +229,35 @@ except OSError:
       const lost = yield* hangGuard(Effect.flip(client.receive), "the receive after the listener died")
       assert.strictEqual(lost.reason._tag, "ConnectionLost", lost.message)
     }).pipe(Effect.scoped))
+
+  it.live.runIf(isRoot)(
+    "a live listener of another user (uid 65534) that authorize admits is served, not taken for dead",
+    () =>
+      Effect.gen(function*() {
+        // its lock (0600, that user's) names no listener this user can read: the watch until the first byte
+        // cannot tell it is alive, which is no sign that it died
+        const shared = yield* tempDir("effect-ipc-fifo-other-", 0o777)
+        const address = `fifo://${shared}/theirs`
+        const server = yield* start(node, [...nodeFixture("listen.ts"), address], { uid: nobody })
+        yield* server.line(/^armed$/)
+        yield* server.say("go")
+        yield* server.line(/^won$/)
+        const client = yield* Fifo.make({ authorize: (peer) => peer.uid === nobody }).dial(address)
+        yield* client.send(new Uint8Array([7]))
+        const echoed = yield* hangGuard(Effect.result(client.receive), "the echo of another user's listener")
+        assert.strictEqual(echoed._tag, "Success", echoed._tag === "Failure" ? echoed.failure.message : "")
+        if (echoed._tag === "Success") assert.deepStrictEqual([...echoed.success], [7])
+        // and the other way: a client of uid 65534 (whom this root listener's pair admits) dials it
+        const ours = `fifo://${shared}/ours`
+        const listener = yield* Fifo.make({ mode: 0o666 }).listen(ours)
+        yield* Effect.forkScoped(
+          Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+        )
+        const dialed = yield* run(node, [...nodeFixture("dial.ts"), ours], { uid: nobody })
+        assert.strictEqual(dialed.stdout.toString().trim(), "ok hi", dialed.stderr)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.live("recovers the pair from a client that claimed it and vanished before speaking", () =>
     Effect.gen(function*() {

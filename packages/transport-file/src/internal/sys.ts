@@ -91,7 +91,7 @@ export const invalidMode = (
   mode: number,
   address?: string
 ): IpcError.IpcError | undefined => {
-  const shown = Number.isInteger(mode) && mode >= 0 ? `0o${mode.toString(8)}` : String(mode)
+  const shown = TransportOptions.modeShown(mode)
   const own = option === "fileMode" ? 0o600 : 0o700
   const why = !Number.isInteger(mode) || mode < 0 || mode > 0o777
     ? "is not permission bits (an integer from 0 to 0o777)"
