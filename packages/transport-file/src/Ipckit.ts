@@ -130,12 +130,20 @@ export const initialize = (dir: string, options: IpckitOptions = {}): Effect.Eff
         )
       }
       const mode = options.fileMode ?? Log.defaults.fileMode
-      // written aside and linked into place: a full disk (`NoSpace`) leaves no empty file behind
+      // written aside and linked into place: a full disk (`NoSpace`) leaves no empty file behind. A file system
+      // without hard links (vfat, exFAT, some FUSE and SMB mounts, where ipckit's channels work) gets the file
+      // created in place, exclusively, as before
+      const noHardLinks = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV"])
       const create = (path: string, text: string) => {
         const tmp = Sys.tmpOf(path)
         try {
           Sys.createFile(tmp, text, mode)
-          Fs.linkSync(tmp, path)
+          try {
+            Fs.linkSync(tmp, path)
+          } catch (cause) {
+            if (!noHardLinks.has(IpcError.errnoOf(cause) ?? "")) throw cause
+            Sys.createFile(path, text, mode)
+          }
         } catch (cause) {
           if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
         } finally {
