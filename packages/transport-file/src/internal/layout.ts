@@ -416,6 +416,16 @@ const makePath = (dir: string, mode: number): Array<string> => {
   return made
 }
 
+/** True when nothing is at `path` now (not even a link). */
+const vanished = (path: string): boolean => {
+  try {
+    Fs.lstatSync(path)
+    return false
+  } catch (cause) {
+    return isMissing(cause)
+  }
+}
+
 /** Checks `dir` (absolute) as written and as it resolves (through links); throws a refusal. */
 const checkTrusted = (dir: string): "missing" | undefined => {
   const missing = checkPath(dir)
@@ -429,8 +439,9 @@ const checkTrusted = (dir: string): "missing" | undefined => {
     real = Fs.realpathSync(existing)
   } catch (cause) {
     if (!isMissing(cause)) throw cause
-    // every component is there, and a link among them leads nowhere: nothing is made where it points
-    if (missing === undefined) {
+    // every component was there, and a link among them leads nowhere: nothing is made where it points (unless it
+    // is gone meanwhile, removed by another process: then it is missing, and made again)
+    if (missing === undefined && !vanished(dir)) {
       throw Sys.refusal(
         `${dir} is a symbolic link that leads nowhere`,
         "use another path: what is there is left as it is"
