@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcServer from "effect/rpc/RpcServer"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
@@ -331,6 +332,43 @@ describe("FileChannel (fixed roles)", () => {
         yield* Effect.scoped(Effect.flatMap(FileChannel.frontend(dir), (frontend) => frontend.send(bytes("later"))))
         const next = yield* Effect.result(backend.channel.receive.pipe(Effect.timeout("10 seconds")))
         assert.strictEqual(next._tag === "Success" ? text.decode(next.success) : String(next.failure), "later")
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // (a side whose open failed emptied its lock's text and then let go: a check that found the lock held in between
+  // took it for a session seen, and reported the channel lost when it let go)
+  it.live(
+    "a lock held with no text (an open under way, or one that failed and emptied it) and let go is no lost session",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* FileChannel.create(dir)
+        const backend = yield* countedBackend(dir, { livenessInterval: "20 millis" })
+        const lock = Path.join(dir, "frontend.lock")
+        Fs.writeFileSync(lock, "")
+        // held by another process (flock(1): the same lock a side takes) over several checks, then let go
+        const holder = ChildProcess.spawn("flock", ["-x", lock, "-c", "read line"], {
+          stdio: ["pipe", "ignore", "ignore"]
+        })
+        yield* Effect.addFinalizer(() => Effect.sync(() => holder.kill("SIGKILL")))
+        // taken once the lock looks held (a process that cannot take it is told so at once)
+        assert.isTrue(
+          yield* Effect.sync(() => ChildProcess.spawnSync("flock", ["-n", "-x", lock, "true"]).status !== 0).pipe(
+            Effect.repeat({ until: (held) => held, schedule: Schedule.spaced("10 millis") }),
+            Effect.timeout("10 seconds")
+          ),
+          "the lock was taken"
+        )
+        yield* backend.moreChecks("no liveness checks while held")
+        holder.stdin.end("\n")
+        yield* Effect.callback<void>((resume) => {
+          holder.once("exit", () => resume(Effect.void))
+        })
+        assert.isFalse(yield* backend.moreChecks("no liveness checks after"), "the channel ended: reported lost")
+        // a real session after it: its message arrives
+        yield* Effect.scoped(Effect.flatMap(FileChannel.frontend(dir), (frontend) => frontend.send(bytes("later"))))
+        assert.strictEqual(text.decode(yield* backend.channel.receive.pipe(Effect.timeout("10 seconds"))), "later")
       }).pipe(Effect.scoped),
     60_000
   )

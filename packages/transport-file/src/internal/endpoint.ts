@@ -455,6 +455,9 @@ export const open = (
       const holder = owner?.token
       // a remover trying the lock for a moment (`FileChannel.remove` in another process) is no session
       if (holder === Lock.REMOVER) return
+      // an empty lock file: a side between taking the lock and writing its text (seen at the next check), or one
+      // whose open failed and emptied it before letting go (no session: its going is no loss)
+      if (spec.durable && owner === undefined && Lock.isEmpty(paths.lock(peerRole))) return
       // the session that closed, still letting go of its lock: not seen again (nor one whose text is damaged: a new
       // session writes its own text as it takes the lock)
       if (closedSession !== undefined && (holder === closedSession || owner?.shaped !== true)) return

@@ -213,6 +213,16 @@ export const clearOwner = (lock: HeldLock): void => {
   }
 }
 
+/** True when the lock file at `path` is there and empty (its holder has not written its text, or emptied it). */
+export const isEmpty = (path: string): boolean => {
+  try {
+    const stat = Fs.lstatSync(path)
+    return stat.isFile() && stat.size === 0
+  } catch {
+    return false
+  }
+}
+
 /** Whether someone holds the lock at `path`: `"held"`, `"free"` (nobody: its holder is gone) or `"missing"`. */
 export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcError => {
   let fd: number
