@@ -42,6 +42,7 @@ DEFAULT_UNREAD_MESSAGES = 4096
 DEFAULT_UNREAD_BYTES = 8 * 1024 * 1024
 # how long a failed or closing channel waits for a write under way before it lets its stream go
 _TEARDOWN_WAIT = 0.5
+_OPTIONS = ("max_frame_size", "heartbeat", "linger")
 
 
 class PeerInfo(object):
@@ -106,6 +107,33 @@ class Heartbeat(object):
     def __init__(self, interval, timeout):
         self.interval = interval
         self.timeout = timeout
+
+
+def _positive(value, zero=False):
+    """True for a real number above 0 (or at 0 with ``zero``), finite, not a bool."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            and value != float("inf") and (value >= 0 if zero else value > 0))
+
+
+def check_options(options, address=None):
+    """``IpcError`` reason ``InvalidOption`` for a channel option that is not one (``max_frame_size`` a whole
+    number from 1 to 2**32 - 1, ``heartbeat`` None or a ``Heartbeat`` of positive seconds, ``linger`` seconds
+    of at least 0), or an unknown one: checked before a socket is made, never once a client came."""
+    for name in options:
+        if name not in _OPTIONS:
+            raise IpcError("InvalidOption", "unknown channel option %r (one of %s)" % (name, ", ".join(_OPTIONS)),
+                           address)
+    size = options.get("max_frame_size", framing.DEFAULT_MAX_FRAME_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= framing.MAX_FRAME_SIZE:
+        raise IpcError("InvalidOption", "max_frame_size %r is not a whole number from 1 to %d"
+                       % (size, framing.MAX_FRAME_SIZE), address)
+    beat = options.get("heartbeat")
+    if beat is not None and not (isinstance(beat, Heartbeat) and _positive(beat.interval) and _positive(beat.timeout)):
+        raise IpcError("InvalidOption", "heartbeat %r is not None or a Heartbeat of positive, finite seconds"
+                       % (vars(beat) if isinstance(beat, Heartbeat) else beat,), address)
+    if not _positive(options.get("linger", 2.0), zero=True):
+        raise IpcError("InvalidOption", "linger %r is not a number of seconds of at least 0"
+                       % (options.get("linger"),), address)
 
 
 class Channel(object):
@@ -542,7 +570,8 @@ class Channel(object):
 def connect(address, authorize=same_user_or_root, timeout=None, **options):
     """Dials a ``unix://`` or ``pipe://`` address. The server's credentials go
     to ``authorize`` before a byte is sent (``PeerRejected`` if refused or
-    unreadable). Options: ``max_frame_size``, ``heartbeat``, ``linger``."""
+    unreadable). Options: ``max_frame_size``, ``heartbeat``, ``linger`` (``InvalidOption``: see ``check_options``)."""
+    check_options(options, address)
     where = addresses.resolve(address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -798,7 +827,9 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     removed unless it is this user's socket whose connections are refused (a
     dead server's); the socket is bound in a fresh 0700 directory, given
     ``mode`` and only then linked to its public path, so no other user can
-    connect in between. Clients' credentials go to ``authorize``."""
+    connect in between. Clients' credentials go to ``authorize``. The channel options are checked first
+    (``InvalidOption``: see ``check_options``), before anything is bound."""
+    check_options(options, address)
     where = addresses.resolve(address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if where.kind == "abstract":

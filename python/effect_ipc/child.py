@@ -6,7 +6,7 @@ import os
 import socket
 import stat
 
-from .channel import Channel, PeerInfo
+from .channel import Channel, PeerInfo, check_options
 from .errors import IpcError
 
 ENV = "EFFECT_IPC_FD"
@@ -17,8 +17,9 @@ def from_parent(**options):
     ``ChildPipe.spawn``. Raises ``IpcError`` (``NotFound``) when this process
     was not started that way. Options as for ``Channel`` (``heartbeat``, ...).
     With ``stdio``, stdout carries frames: print nothing to it."""
-    where = os.environ.get(ENV)
     address = "child:parent"
+    check_options(options, address)
+    where = os.environ.get(ENV)
     peer = PeerInfo(pid=os.getppid(), description="parent process")
     # ASCII digits only: str.isdigit() takes "²", which int() refuses (a ValueError, not NotFound)
     if where is not None and where != "" and all("0" <= c <= "9" for c in where):

@@ -343,10 +343,15 @@ def _implausible(head):
 
 def create(directory, readers=(), file_mode=0o600, dir_mode=0o700):
     """Creates the stream ``directory`` unless it exists (built aside, then
-    renamed into place) and registers ``readers`` at its start."""
+    renamed into place) and registers ``readers`` (names) at its start."""
+    # a name given alone (a str is iterable: "worker" registered five one-letter readers, each holding the
+    # stream back for good) or a generator (used up by the check: nothing was registered)
+    if isinstance(readers, (str, bytes)):
+        raise IpcError("InvalidOption", "readers %r is not a list of reader names (readers=[%r])"
+                       % (readers, readers), directory)
+    readers = list(readers)
     for name in readers:
-        if not _READER_NAME.match(name):
-            raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
+        _check_name(directory, name)
     _check_modes(directory, file_mode, dir_mode)
     if not os.path.exists(directory):
         try:
@@ -391,6 +396,12 @@ def _check_modes(directory, file_mode=None, dir_mode=None):
             continue
         raise IpcError("InvalidOption", "%s %s %s" % (option, oct(mode) if isinstance(mode, int) else repr(mode), why),
                        directory)
+
+
+def _check_name(directory, name):
+    """``InvalidAddress`` for a reader name that is not one (not a str, or not 1 to 64 of ``A-Za-z0-9._-``)."""
+    if not isinstance(name, str) or not _READER_NAME.match(name):
+        raise IpcError("InvalidAddress", "bad reader name %r" % (name,), directory)
 
 
 def _check_size(directory, option, value):
@@ -438,8 +449,7 @@ def _create_aside(directory, file_mode, dir_mode):
 
 def register(directory, name, start="start", file_mode=0o600):
     """Registers reader ``name`` at the ``start`` (oldest record held) or ``end`` of the stream, unless it exists."""
-    if not _READER_NAME.match(name):
-        raise IpcError("InvalidAddress", 'bad reader name "%s"' % name, directory)
+    _check_name(directory, name)
     _check_modes(directory, file_mode)
     _check_start(directory, start)
     path = os.path.join(directory, "readers", name + ".cursor")
@@ -787,6 +797,8 @@ class LogWriter(object):
         the records written whole before it (see the class)."""
         if self._closed:
             raise Closed("the writer is closed", self.directory)
+        # read once, here: a generator (or any iterator) was used up by the size check, and nothing was written
+        payloads = list(payloads)
         # an end-of-segment record (or an unknown kind) would stop every reader there: only data and close
         if not isinstance(kind, int) or isinstance(kind, bool) or kind not in (DATA, CLOSE):
             raise IpcError("InvalidOption", "kind %r is not DATA (0) or CLOSE (1)" % (kind,), self.directory)
@@ -897,6 +909,7 @@ class LogReader(object):
     while handling a record gets it again). Damage is ``Corrupt``."""
 
     def __init__(self, directory, name, start="start", poll_interval=0.01, file_mode=0o600):
+        _check_name(directory, name)
         self.directory = directory
         self.name = name
         self.poll_interval = poll_interval

@@ -49,6 +49,33 @@ def _restore_env(name, value):
 
 
 class Channels(TempDirCase):
+    def test_a_channel_option_that_is_not_one_is_invalid_option_before_any_socket(self):
+        server = listen(self.address("live"))
+        self.addCleanup(server.close)
+        bad = ({"max_frame_sise": 1024}, {"heartbeet": Heartbeat(1.0, 5.0)}, {"max_frame_size": "1M"},
+               {"max_frame_size": 0}, {"max_frame_size": 2 ** 32}, {"max_frame_size": True},
+               {"heartbeat": Heartbeat(0, 5.0)}, {"heartbeat": Heartbeat(-1, 5.0)},
+               {"heartbeat": Heartbeat(1.0, float("nan"))}, {"heartbeat": 5}, {"linger": -1},
+               {"linger": "2"}, {"linger": float("nan")})
+        descriptors = sorted(os.listdir("/proc/self/fd"))
+        for options in bad:
+            # listen: refused before binding (a listener taking them served nothing: its serve died on the
+            # first client with a TypeError); connect: before connecting (a Heartbeat(0, ...) spun a CPU)
+            for open_ in (lambda: listen(self.address("new"), **options),
+                          lambda: connect(self.address("live"), **options)):
+                with self.assertRaises(IpcError, msg=repr(options)) as caught:
+                    open_()
+                self.assertEqual(caught.exception.reason, "InvalidOption", str(caught.exception))
+            self.assertFalse(os.path.lexists(os.path.join(self.dir, "new.sock")), repr(options))
+        with self.assertRaises(IpcError):
+            server.accept(0.05)  # no client was connected meanwhile
+        self.assertEqual(sorted(os.listdir("/proc/self/fd")), descriptors)
+        with connect(self.address("live"), max_frame_size=10, heartbeat=Heartbeat(0.5, 5.0), linger=0) as ok:
+            accepted = server.accept(5)
+            ok.send(b"fine")
+            self.assertEqual(accepted.receive(5), b"fine")
+            accepted.close()
+
     def serve_one(self, where, handler, **options):
         listener = listen(where, **options)
         self.addCleanup(listener.close)

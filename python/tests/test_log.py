@@ -27,6 +27,47 @@ class Log(TempDirCase):
     def stream(self, readers=("r",)):
         return new_stream(self.dir, readers)
 
+    def test_append_many_takes_any_iterable_of_payloads_and_writes_every_one(self):
+        path = self.stream()
+        with log.LogWriter(path) as writer:
+            # a generator or iterator was used up by the size check: the append returned and wrote nothing
+            writer.append_many(b"m%d" % i for i in range(3))
+            writer.append_many(iter([b"x", b"y"]))
+            writer.append_many(map(bytes, [b"z"]))
+            writer.append_many(iter([b"bye"]), log.CLOSE)
+        got = []
+        with log.LogReader(path, "r") as reader:
+            while not got or got[-1].kind != log.CLOSE:
+                got.append(reader.read(10))
+            with self.assertRaises(IpcError) as caught:
+                reader.read(0.05)
+            self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertEqual([(e.kind, e.payload) for e in got],
+                         [(log.DATA, p) for p in (b"m0", b"m1", b"m2", b"x", b"y", b"z")] + [(log.CLOSE, b"bye")])
+
+    def test_readers_given_as_one_name_or_not_names_are_refused_and_a_generator_registers_all(self):
+        path = os.path.join(self.dir, "stream")
+        # a str is iterable: "worker" registered five one-letter readers that held the stream back for good
+        for readers, reason in (("worker", "InvalidOption"), (b"worker", "InvalidOption"), ([1], "InvalidAddress"),
+                                (["ok", None], "InvalidAddress")):
+            with self.assertRaises(IpcError, msg=repr(readers)) as caught:
+                log.create(path, readers=readers)
+            self.assertEqual(caught.exception.reason, reason, str(caught.exception))
+            self.assertFalse(os.path.lexists(path), repr(readers))
+        log.create(path)
+        for bad in (1, None, b"r"):
+            with self.assertRaises(IpcError) as caught:
+                log.register(path, bad)
+            self.assertEqual(caught.exception.reason, "InvalidAddress", str(caught.exception))
+            with self.assertRaises(IpcError) as caught:
+                log.LogReader(path, bad)
+            self.assertEqual(caught.exception.reason, "InvalidAddress", str(caught.exception))
+        self.assertEqual(os.listdir(os.path.join(path, "readers")), [])
+        # a generator of names is read once: every name in it is registered (the check used it up before)
+        log.create(path, readers=(name for name in ("a", "b")))
+        self.assertEqual(sorted(n for n in os.listdir(os.path.join(path, "readers")) if n.endswith(".cursor")),
+                         ["a.cursor", "b.cursor"])
+
     def test_a_reclaim_held_up_after_reading_the_cursors_stops_once_a_reader_registers(self):
         path = self.stream(readers=("a",))
         with log.LogWriter(path, segment_bytes=100) as writer:
