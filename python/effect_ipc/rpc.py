@@ -228,12 +228,19 @@ def exit_result(exit):
 # ---- client -----------------------------------------------------------------------
 
 
+# chunks a server may send past the client's acknowledgements (it sends the next once the last is acknowledged):
+# more break the protocol, and would be held without bound
+MAX_UNACKED_CHUNKS = 64
+
+
 class _Pending(object):
     def __init__(self, request_id, stream):
         self.id = request_id
         self.stream = stream
         self.items = queue.Queue()
         self.done = False
+        # chunks received and not yet acknowledged
+        self.unacked = 0
 
 
 class Call(object):
@@ -421,6 +428,7 @@ class RpcClient(object):
     def _ack(self, pending):
         """Acknowledges a chunk of ``pending`` (unless the call has ended or was interrupted)."""
         with self._lock:
+            pending.unacked -= 1
             known = self._pending.get(pending.id) is pending
         if known:
             self._send({"_tag": "Ack", "requestId": pending.id})
@@ -488,7 +496,15 @@ class RpcClient(object):
                     return self._malformed(request_id, "a Chunk whose values are not an array")
                 with self._lock:
                     pending = self._pending.get(request_id)
+                    if pending is not None:
+                        pending.unacked += 1
                 if pending is not None:
+                    if pending.unacked > MAX_UNACKED_CHUNKS:
+                        # a server that does not wait for acknowledgements: the call fails, and is interrupted there
+                        self._malformed(request_id, "%d chunks past the acknowledgements (at most %d)"
+                                        % (pending.unacked, MAX_UNACKED_CHUNKS))
+                        self._send({"_tag": "Interrupt", "requestId": request_id})
+                        return None
                     pending.items.put(("chunk", values))
                 return None
             exit = message.get("exit")

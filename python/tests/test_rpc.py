@@ -717,6 +717,49 @@ class MalformedAnswers(TempDirCase):
         self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=5), 42)
 
 
+class UnackedChunks(TempDirCase):
+    def test_a_server_that_sends_chunks_past_the_acknowledgements_fails_the_call_with_protocol(self):
+        # every chunk was kept: a server that ignored the acknowledgements grew the client without bound
+        import logging
+        logging.getLogger("effect_ipc.rpc").disabled = True
+        self.addCleanup(setattr, logging.getLogger("effect_ipc.rpc"), "disabled", False)
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        interrupted = []
+        seen = threading.Event()
+
+        def fake_server():
+            channel = listener.accept()
+            channel.receive()  # the hello
+            request = json.loads(channel.receive(10).decode("utf-8"))
+            chunk = json.dumps({"_tag": "Chunk", "requestId": request["id"], "values": ["x" * 1000]}).encode()
+            for _ in range(rpc.MAX_UNACKED_CHUNKS * 4):
+                channel.send(chunk)
+            while True:
+                message = json.loads(channel.receive(10).decode("utf-8"))
+                if message.get("_tag") == "Interrupt":
+                    interrupted.append(message["requestId"])
+                    seen.set()
+                    channel.send(json.dumps({"_tag": "Exit", "requestId": request["id"],
+                                             "exit": {"_tag": "Success", "value": None}}).encode())
+                    break
+            channel.receive(10)
+        thread = threading.Thread(target=fake_server)
+        thread.daemon = True
+        thread.start()
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        call = client.start("Streamed")
+        seen.wait(20)
+        self.assertEqual(interrupted, [call.id], "the call was interrupted on the server")
+        # what the client holds for it: at most the chunks it allows, then the error
+        self.assertLessEqual(call._pending.items.qsize(), rpc.MAX_UNACKED_CHUNKS + 1)
+        with self.assertRaises(IpcError) as caught:
+            call.result(timeout=5)
+        self.assertEqual(caught.exception.reason, "Protocol")
+        self.assertIn("past the acknowledgements", str(caught.exception))
+
+
 class DeepNesting(RawRpcCase):
     """JSON nested deeper than Python's parser goes raises RecursionError, not ValueError: it ended the
     connection with a traceback where other JSON the server cannot take gets a ``Defect``."""
