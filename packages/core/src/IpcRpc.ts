@@ -170,6 +170,8 @@ const socketOver = (
   let current: IpcChannel.IpcChannel | undefined
   // writes to the current channel still waiting for room (the peer reads nothing, or slowly)
   let waiting = 0
+  // a served connection's next read, waiting while MAX_WAITING_REPLIES writes wait (see `roomForReplies`)
+  let room: Deferred.Deferred<void> | undefined
   // a ping not sent while writes waited: it goes once they have (see `waitedFor`)
   let owedPing: Uint8Array | string | undefined
   // the eager form of the current channel's `send` (see `internal/eager.ts`), if it has one
@@ -255,9 +257,29 @@ const socketOver = (
       )
     )
     const read = Effect.mapError(channel.receiveAll, readFailed)
-    const pull = server === undefined ? read : serverPull(read, server)
+    // a served connection hands effect's server at most MAX_WAITING_REPLIES requests a pull, the rest kept for
+    // the next (a batch of thousands read at once made as many calls before their replies could wait)
+    let held: NonEmptyReadonlyArray<Uint8Array> | undefined
+    const paced = Effect.andThen(
+      roomForReplies,
+      Effect.suspend(() => held !== undefined ? Effect.succeed(held) : read)
+    ).pipe(Effect.map((batch) => {
+      if (batch.length <= MAX_WAITING_REPLIES) {
+        held = undefined
+        return batch
+      }
+      held = batch.slice(MAX_WAITING_REPLIES) as unknown as NonEmptyReadonlyArray<Uint8Array>
+      return batch.slice(0, MAX_WAITING_REPLIES) as unknown as NonEmptyReadonlyArray<Uint8Array>
+    }))
+    const pull = server === undefined ? read : serverPull(paced, server)
     return { pull, upgrade: Socket.SocketUpgradeError.unsupported }
   })
+
+  // a client that sends requests and never reads the replies is not read either once MAX_WAITING_REPLIES of
+  // them wait: each request read made a call whose reply waits, holding its memory (unbounded: gigabytes)
+  const roomForReplies = Effect.suspend(() =>
+    waiting < MAX_WAITING_REPLIES ? Effect.void : Deferred.await(room ??= Deferred.makeUnsafe<void>())
+  )
 
   const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
     Effect.suspend(() => {
@@ -309,6 +331,10 @@ const socketOver = (
         sent,
         Effect.sync(() => {
           if (current === channel && waiting > 0) waiting--
+          if (room !== undefined && waiting < MAX_WAITING_REPLIES) {
+            Deferred.doneUnsafe(room, Effect.void)
+            room = undefined
+          }
         })
       ).pipe(Effect.andThen(Effect.suspend(() => {
         const ping = owedPing
@@ -327,6 +353,9 @@ const socketOver = (
     })
   })
 }
+
+/** How many replies of a served connection may wait for the client to read before its requests are no longer read. */
+const MAX_WAITING_REPLIES = 256
 
 /** An effect `SocketServer` over a listener: each accepted channel is one socket. */
 export const toSocketServer = (listener: Transport.Listener): SocketServer.SocketServer["Service"] => ({

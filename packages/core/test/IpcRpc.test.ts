@@ -1023,3 +1023,47 @@ describe("a call interrupted while its request waits for room", () => {
       assert.strictEqual(yield* client.Echo({ n: 3 }), 3)
     }).pipe(Effect.scoped))
 })
+
+describe("a client that sends requests and never reads the replies", () => {
+  it.live(
+    "is no longer read once replies wait for it (bounded calls), others are served, and its replies all come once it reads",
+    () =>
+      Effect.gen(function*() {
+        const { address, transport } = yield* serving(group)
+        const polite = yield* clientOf(transport, address, {})
+        const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+        yield* channel.send(IpcRpc.hello("json"))
+        const total = 50_000
+        let sent = 0
+        const sender = yield* Effect.forkScoped(
+          Effect.forEach(
+            Array.from({ length: total }, (_, i) => i),
+            (i) => Effect.map(channel.send(jsonRequest(String(i), "Echo", { n: i })), () => void sent++),
+            { discard: true }
+          )
+        )
+        // wait until nothing moves: the sender done or stalled, and the server's count of calls the same
+        let last = ""
+        let still = 0
+        yield* Effect.gen(function*() {
+          const now = `${sent}/${yield* polite.Calls()}`
+          still = now === last ? still + 1 : 0
+          last = now
+          return still
+        }).pipe(Effect.repeat({ until: (count) => count >= 5, schedule: Schedule.spaced("100 millis") }))
+        // the server counts the polite client's calls too (Calls excluded): all Echo calls are the silent client's
+        const ran = yield* polite.Calls()
+        assert.isBelow(ran, total / 4, `the server ran ${ran} of ${total} calls whose replies nobody read`)
+        assert.strictEqual(yield* polite.Echo({ n: -1 }), -1)
+        // reading again, the client gets every reply, in full
+        const answered = new Set<string>()
+        while (answered.size < total) {
+          for (const reply of yield* channel.receiveAll) answered.add(JSON.parse(decoder.decode(reply)).requestId)
+        }
+        assert.strictEqual(answered.size, total)
+        yield* Fiber.join(sender)
+        assert.strictEqual(yield* polite.Calls(), total + 1)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
