@@ -160,3 +160,30 @@ export const runCli = (
       orElse: () => Effect.die(`effect-ipc ${args.join(" ")} did not exit`)
     })
   )
+
+/** The Python the tests run: Debian's, else the one on the PATH. */
+export const python = Fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+
+/** Runs `python ...args` to completion (cwd: `cwd`, default the repository) within `within` (120 s by default). */
+export const runPython = (
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv; readonly within?: Duration.Input } = {}
+): Effect.Effect<Ran> =>
+  Effect.callback<Ran>((resume) => {
+    const child = ChildProcess.spawn(python, [...args], {
+      cwd: options.cwd ?? root,
+      env: options.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))
+    child.stderr.setEncoding("utf8").on("data", (t: string) => void (stderr += t))
+    child.on("close", (code) => resume(Effect.succeed({ code: code ?? 1, stdout, stderr })))
+    return Effect.sync(() => void child.kill("SIGKILL"))
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: options.within ?? "120 seconds",
+      orElse: () => Effect.die(`python ${args.join(" ")} did not exit`)
+    })
+  )

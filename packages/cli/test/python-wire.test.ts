@@ -6,33 +6,18 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { cli, cliWith, fixtures, type Ran, root, runCli, socketDir, start } from "./helpers.ts"
+import { cli, cliWith, fixtures, python, type Ran, root, runCli, runPython, socketDir, start } from "./helpers.ts"
 
-const python = Fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
 const stranger = Path.join(fixtures, "python", "wire_stranger.py")
 const service = Path.join(fixtures, "wire-service.ts")
 const { dir, socket } = socketDir("wire")
 
 /** Runs the stranger's script to completion with `env` added. */
 const runStranger = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) =>
-  Effect.callback<Ran>((resume) => {
-    const child = ChildProcess.spawn(python, [stranger, ...args], {
-      cwd: root,
-      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", ...env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))
-    child.stderr.setEncoding("utf8").on("data", (t: string) => void (stderr += t))
-    child.on("close", (code) => resume(Effect.succeed({ code: code ?? 1, stdout, stderr })))
-    return Effect.sync(() => void child.kill("SIGKILL"))
-  })
+  runPython([stranger, ...args], { env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", ...env } })
 
-/** The checks that failed, from the script's JSON lines; asserts there were at least `least` checks. */
 const failed = (ran: Ran, least: number) => {
   const lines = ran.stdout.trim().split("\n").filter((l) => l !== "").map((l) =>
     JSON.parse(l) as { check: string; ok: boolean; why?: string }

@@ -24,10 +24,9 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { DemoApi, DivisionByZero } from "../src/DemoApi.ts"
 import * as Transports from "../src/Transports.ts"
-import { cli, type Ran, root, runCli, start } from "./helpers.ts"
+import { cli, python, root, runCli, runPython, start } from "./helpers.ts"
 
 /** Debian's Python (setup.sh installs it with pip and venv), else the one on PATH. */
-const python = Fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
 const packageDir = Path.join(root, "python")
 const fixtures = Path.join(import.meta.dirname, "fixtures", "python")
 // the package runs from its source folder; no bytecode is left in it
@@ -41,30 +40,6 @@ beforeAll(() => {
 })
 let n = 0
 const socket = () => `unix://${tmp}/s${n++}.sock`
-
-/** Runs `python ...args` to completion (cwd: `cwd`, default the repository) within `within` (120 s by default). */
-const runPython = (
-  args: ReadonlyArray<string>,
-  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv; readonly within?: Duration.Input } = {}
-) =>
-  Effect.callback<Ran>((resume) => {
-    const child = ChildProcess.spawn(python, [...args], {
-      cwd: options.cwd ?? root,
-      env: options.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (t: string) => void (stdout += t))
-    child.stderr.setEncoding("utf8").on("data", (t: string) => void (stderr += t))
-    child.on("close", (code) => resume(Effect.succeed({ code: code ?? 1, stdout, stderr })))
-    return Effect.sync(() => void child.kill("SIGKILL"))
-  }).pipe(
-    Effect.timeoutOrElse({
-      duration: options.within ?? "120 seconds",
-      orElse: () => Effect.die(`python ${args.join(" ")} did not exit`)
-    })
-  )
 
 /** The lines of `stdout` parsed as JSON. */
 const jsonLines = (stdout: string): Array<unknown> =>
