@@ -19,6 +19,13 @@ import { spawnChild } from "./helpers.ts"
 const SEED = Number(process.env["GC_DAMAGE_SEED"] ?? 0x5eed_06cd)
 const RUNS = Number(process.env["GC_DAMAGE_RUNS"] ?? 150)
 const prefix = `hdamage-test-${process.pid}`
+
+/** Removes this file's segments from /dev/shm (the child that holds them is killed: they are orphans). */
+const removeOurs = Effect.sync(() => {
+  for (const n of Fs.readdirSync("/dev/shm")) {
+    if (n.startsWith(prefix)) Fs.rmSync(`/dev/shm/${n}`, { force: true })
+  }
+})
 /** Word index of the reference count in a header, and of the first holder slot's pid and count (the creator's). */
 const W_REFCOUNT = 3
 const W_FIRST_PID = 16
@@ -89,14 +96,7 @@ describe("resource links with damaged headers (fast-check, fixed seed)", () => {
           { seed: SEED, numRuns: RUNS, endOnFailure: true }
         )
       )
-    }).pipe(
-      Effect.scoped,
-      Effect.ensuring(Effect.sync(() => {
-        for (const n of Fs.readdirSync("/dev/shm")) {
-          if (n.startsWith(prefix)) Fs.rmSync(`/dev/shm/${n}`, { force: true })
-        }
-      }))
-    ), 120_000)
+    }).pipe(Effect.scoped, Effect.ensuring(removeOurs)), 120_000)
 
   it.live(
     "a holder letting go of a link whose reference count or other holder's slot is damaged never removes it from under that live holder",
@@ -134,7 +134,7 @@ describe("resource links with damaged headers (fast-check, fixed seed)", () => {
             { seed: SEED, numRuns: runs, endOnFailure: true }
           )
         )
-      }).pipe(Effect.scoped),
+      }).pipe(Effect.scoped, Effect.ensuring(removeOurs)),
     120_000
   )
 })
