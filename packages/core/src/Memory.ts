@@ -176,9 +176,6 @@ export const make = (options: MemoryOptions = {}): Transport.TransportShape => {
   }
 }
 
-/** The memory transport as the `Transport` service (instrumented), its options checked as it is built (`TransportOptions.layerOptionsOk`). */
+/** The memory transport as the `Transport` service (instrumented), its options checked as it is built (`Transport.layerOf`). */
 export const layer = (options?: MemoryOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
-  Layer.effect(
-    Transport.Transport,
-    Effect.map(TransportOptions.layerOptionsOk(options), () => Transport.instrument(make(options)))
-  )
+  Transport.layerOf(make, options)

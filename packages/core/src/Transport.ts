@@ -19,6 +19,7 @@ import * as Address from "./Address.ts"
 import * as IpcChannel from "./IpcChannel.ts"
 import * as IpcError from "./IpcError.ts"
 import * as Observability from "./Observability.ts"
+import * as TransportOptions from "./TransportOptions.ts"
 
 /** A listening endpoint: the channels that peers open to it. */
 export interface Listener {
@@ -74,6 +75,18 @@ const observeFailure = (address: string) => (error: IpcError.IpcError) => Observ
 
 /** An operation's error with any secret of `address` removed (`Address.redactError`). */
 const redacted = (address: string) => (error: IpcError.IpcError) => Address.redactError(error, address)
+
+/**
+ * A transport's `layer(options)`: `make(options)`, instrumented (`instrument`), as the `Transport` service, built
+ * once `check` takes the options (by default `TransportOptions.layerOptionsOk`), so options no `listen` or `dial`
+ * would take fail the build with `InvalidOption`.
+ */
+export const layerOf = <Options>(
+  make: (options?: Options) => TransportShape,
+  options?: Options,
+  check: (options: unknown) => Effect.Effect<void, IpcError.IpcError> = TransportOptions.layerOptionsOk
+): Layer.Layer<Transport, IpcError.IpcError> =>
+  Layer.effect(Transport, Effect.map(check(options), () => instrument(make(options))))
 
 /**
  * Adds effect-ipc's metrics and spans (see `Observability`) to a transport:

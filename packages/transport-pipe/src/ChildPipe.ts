@@ -272,8 +272,7 @@ export const make = (options: StreamChannel.StreamChannelOptions = {}): Transpor
     })
 })
 
-/** The `child:` transport as the `Transport` service, its options checked as it is built (`TransportOptions.layerOptionsOk`). */
+/** The `child:` transport as the `Transport` service (instrumented), its options checked as it is built (`Transport.layerOf`). */
 export const layer = (
   options?: StreamChannel.StreamChannelOptions
-): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
-  Layer.effect(Transport.Transport, Effect.map(TransportOptions.layerOptionsOk(options), () => make(options)))
+): Layer.Layer<Transport.Transport, IpcError.IpcError> => Transport.layerOf(make, options)

@@ -940,6 +940,6 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
   }
 }
 
-/** The FIFO transport as the `Transport` service, its options checked as it is built (`TransportOptions.layerOptionsOk`). */
+/** The FIFO transport as the `Transport` service (instrumented), its options checked as it is built (`Transport.layerOf`). */
 export const layer = (options?: FifoOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
-  Layer.effect(Transport.Transport, Effect.map(TransportOptions.layerOptionsOk(options), () => make(options)))
+  Transport.layerOf(make, options)

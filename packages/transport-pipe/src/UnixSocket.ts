@@ -476,9 +476,6 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
   }
 }
 
-/** The Unix socket transport as the `Transport` service (instrumented), its options checked as it is built (`TransportOptions.layerOptionsOk`). */
+/** The Unix socket transport as the `Transport` service (instrumented), its options checked as it is built (`Transport.layerOf`). */
 export const layer = (options?: UnixSocketOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
-  Layer.effect(
-    Transport.Transport,
-    Effect.map(TransportOptions.layerOptionsOk(options), () => Transport.instrument(make(options)))
-  )
+  Transport.layerOf(make, options)

@@ -10,7 +10,7 @@ import * as Registry from "@effect-ipc/core/Registry"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Observed from "@effect-ipc/testing/Observed"
 import * as Pipe from "@effect-ipc/transport-pipe"
-import { UnixSocket } from "@effect-ipc/transport-pipe"
+import { ChildPipe, Fifo, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -210,6 +210,35 @@ describe("Observability over transport-pipe", () => {
       Effect.provide(layer),
       Effect.provideService(Metric.MetricRegistry, registry)
     )
+  })
+
+  it.live("Fifo.layer and ChildPipe.layer count what their channels carry, as UnixSocket.layer does", () => {
+    const registry = new Map() as Metric.MetricRegistry
+    return Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-obs-")
+      const fifo = `fifo://${Path.join(dir, "layer")}`
+      yield* Effect.scoped(Effect.gen(function*() {
+        const listener = yield* Transport.listen(fifo)
+        const client = yield* Transport.dial(fifo)
+        const server = yield* listener.accept
+        yield* client.send(new Uint8Array([1, 2, 3]))
+        assert.deepStrictEqual([...(yield* server.receive)], [1, 2, 3])
+      })).pipe(Effect.provide(Fifo.layer()))
+      assert.strictEqual(yield* counter(registry, Observability.MetricNames.dialled, { transport: "fifo" }), 1)
+      assert.strictEqual(yield* counter(registry, Observability.MetricNames.accepted, { transport: "fifo" }), 1)
+      assert.strictEqual(yield* counter(registry, Observability.MetricNames.messagesOut, { transport: "fifo" }), 1)
+      assert.strictEqual(yield* counter(registry, Observability.MetricNames.messagesIn, { transport: "fifo" }), 1)
+      // a child that never reads: the message is sent into its stdin's pipe
+      const child = `child:${
+        encodeURIComponent(JSON.stringify([process.execPath, "-e", "setTimeout(() => {}, 20000)"]))
+      }`
+      yield* Effect.scoped(Effect.gen(function*() {
+        const channel = yield* Transport.dial(child)
+        yield* channel.send(new Uint8Array(5))
+      })).pipe(Effect.provide(ChildPipe.layer()))
+      assert.strictEqual(yield* counter(registry, Observability.MetricNames.dialled, { transport: "child" }), 1)
+      assert.strictEqual(yield* counter(registry, Observability.MetricNames.bytesOut, { transport: "child" }), 5)
+    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, registry))
   })
 
   it.live("counts a server that dial's authorize refuses", () =>

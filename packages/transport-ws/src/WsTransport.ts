@@ -91,7 +91,4 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
 
 /** The `ws://` transport as the `Transport` service (instrumented), its options checked as it is built (`WsAddress.layerOptionsOk`). */
 export const layer = (options?: WsTransportOptions): Layer.Layer<Transport.Transport, IpcError.IpcError> =>
-  Layer.effect(
-    Transport.Transport,
-    Effect.map(WsAddress.layerOptionsOk(options), () => Transport.instrument(make(options)))
-  )
+  Transport.layerOf(make, options, WsAddress.layerOptionsOk)
