@@ -205,7 +205,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
         const taken = Lock.tryTake(paths.lock, fileMode, `${process.pid} ${incarnation}`, raw)
         if (Sys.failed(taken)) return Effect.fail(taken)
         if (taken !== "busy") return Effect.succeed(taken)
-        const owner = Lock.owner(paths.lock)
+        const owner = Lock.session(paths.lock)
         return Effect.fail(IpcError.make(
           "AddressInUse",
           `a listener${owner === undefined ? "" : ` (pid ${owner.pid})`} already serves this directory`,
@@ -513,7 +513,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const state = Lock.probe(paths.lock)
       if (Sys.failed(state)) return yield* state
       if (state !== "held") return yield* IpcError.make("NotFound", "no listener serves this directory", raw)
-      const listener = Lock.owner(paths.lock)
+      const listener = Lock.session(paths.lock)
       if (listener === undefined) return yield* IpcError.make("NotFound", "no listener serves this directory", raw)
       const connections = Layout.checkSubdir(paths.connections, raw)
       if (connections !== undefined) return yield* connections
@@ -561,7 +561,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
       const listenerAlive = (): boolean | IpcError.IpcError => {
         const listening = Lock.probe(paths.lock)
         if (Sys.failed(listening)) return listening.reason._tag === "NoSpace" ? listening : false
-        return listening === "held" && Lock.owner(paths.lock)?.token === listener.token
+        return listening === "held" && Lock.session(paths.lock)?.token === listener.token
       }
       const opened = yield* Effect.acquireRelease(
         Endpoint.open({
@@ -581,7 +581,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             // lock seen held, or naming a holder, and let go is a backend gone (even one that came and went
             // between two of these checks). Looked at again after the name is read: a lock taken between the
             // two looks (made free, then locked and named) is held
-            const named = () => Lock.owner(backendLock) !== undefined && Lock.probe(backendLock) === "free"
+            const named = () => Lock.session(backendLock) !== undefined && Lock.probe(backendLock) === "free"
             if (backendSeen || (backend === "free" && named())) return "absent"
             // not accepted yet: fine while the same listener is alive (a look that could not be made judges nothing)
             const alive = listenerAlive()
@@ -594,7 +594,7 @@ export const make = (options: FileTransportOptions = {}): Transport.TransportSha
             // taken (and perhaps let go): its lock seen held, or naming its holder. A lock file that names
             // nobody is one the listener is taking (made, not locked yet): removed then, the connection was
             // lost with what we had sent in it, and the listener's accept failed
-            const taken = backendSeen || Lock.owner(Endpoint.channelPaths(connDir).lock("backend")) !== undefined
+            const taken = backendSeen || Lock.session(Endpoint.channelPaths(connDir).lock("backend")) !== undefined
             if (taken || listenerAlive() === false) Endpoint.removeIfAbandoned(connDir)
           }
         }, options).pipe(

@@ -152,7 +152,7 @@ const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.Held
     const taken = Lock.tryTake(path, mode, Lock.sessionOwner(process.pid), spec.address)
     if (Sys.failed(taken)) return Effect.fail(taken)
     if (taken !== "busy") return Effect.succeed(taken)
-    const owner = Lock.owner(path)
+    const owner = Lock.session(path)
     return Effect.fail(
       IpcError.make(
         "AddressInUse",
@@ -293,7 +293,7 @@ export const open = (
     let handed: number | undefined
 
     const readPeerPid = () => {
-      if (peerPid === undefined) peerPid = Lock.owner(paths.lock(peerRole))?.pid
+      if (peerPid === undefined) peerPid = Lock.session(paths.lock(peerRole))?.pid
     }
     const peer: IpcChannel.PeerInfo = {
       get pid() {
@@ -451,13 +451,14 @@ export const open = (
     }
     /** The peer's lock is held (at open, or on a check): a session of the peer's, seen, unless it is not one. */
     const present = (): void => {
-      const owner = spec.durable ? Lock.session(paths.lock(peerRole)) : undefined
+      const text = spec.durable ? Lock.ownerText(paths.lock(peerRole)) : undefined
+      // an empty lock file: a side between taking the lock and writing its text (seen at the next check), or one
+      // whose open failed and emptied it before letting go (no session: its going is no loss)
+      if (text === "") return
+      const owner = text === undefined ? undefined : Lock.sessionOf(text)
       const holder = owner?.token
       // a remover trying the lock for a moment (`FileChannel.remove` in another process) is no session
       if (holder === Lock.REMOVER) return
-      // an empty lock file: a side between taking the lock and writing its text (seen at the next check), or one
-      // whose open failed and emptied it before letting go (no session: its going is no loss)
-      if (spec.durable && owner === undefined && Lock.isEmpty(paths.lock(peerRole))) return
       // the session that closed, still letting go of its lock: not seen again (nor one whose text is damaged: a new
       // session writes its own text as it takes the lock)
       if (closedSession !== undefined && (holder === closedSession || owner?.shaped !== true)) return

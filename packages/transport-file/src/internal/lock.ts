@@ -213,16 +213,6 @@ export const clearOwner = (lock: HeldLock): void => {
   }
 }
 
-/** True when the lock file at `path` is there and empty (its holder has not written its text, or emptied it). */
-export const isEmpty = (path: string): boolean => {
-  try {
-    const stat = Fs.lstatSync(path)
-    return stat.isFile() && stat.size === 0
-  } catch {
-    return false
-  }
-}
-
 /** Whether someone holds the lock at `path`: `"held"`, `"free"` (nobody: its holder is gone) or `"missing"`. */
 export const probe = (path: string): "held" | "free" | "missing" | IpcError.IpcError => {
   let fd: number
@@ -257,19 +247,19 @@ export const tokenOf = (owner: string): string => owner.trim().split(/\s+/)[1] ?
 // an owner text is a pid and a short token: more is not ours, and is not read (a lock file is read on every check)
 const OWNER_MAX_BYTES = 256
 
-/** The owner text a lock file holds (`pid token`), if readable. */
-export const owner = (path: string): { readonly pid: number; readonly token: string } | undefined => {
+/**
+ * The text of the lock file at `path` (at most one byte more than an owner text may hold: a longer file is not
+ * one), if it is a regular file that can be read; `""` when it is empty (its holder has not written its text yet,
+ * or emptied it as its open failed).
+ */
+export const ownerText = (path: string): string | undefined => {
   try {
     const fd = Sys.openFile(path, Fs.constants.O_RDONLY)
-    let text: string
     try {
-      text = Sys.readAt(fd, OWNER_MAX_BYTES, 0).toString("utf8")
+      return Sys.readAt(fd, OWNER_MAX_BYTES + 1, 0).toString("latin1")
     } finally {
       Sys.closeQuietly(fd)
     }
-    const [pid, token] = text.trim().split(/\s+/)
-    const n = Number(pid)
-    return Number.isInteger(n) && n > 0 ? { pid: n, token: token ?? "" } : undefined
   } catch {
     return undefined
   }
@@ -290,34 +280,33 @@ export const sessionOwner = (pid: number): string => {
 
 const SESSION_TEXT = /^([1-9][0-9]{0,9}) ([0-9a-f]{8})([0-9a-f]{8})\n$/
 
+/** What a lock file's owner text (`pid token`) names (see `session`). */
+export interface Session {
+  readonly pid: number
+  readonly token: string
+  /** The whole file is a `sessionOwner` text whose check holds. */
+  readonly checked: boolean
+  /** An owner text as `tryTake` writes them (`isOwnerText`), checked or not. */
+  readonly shaped: boolean
+}
+
 /**
- * The owner text a role's lock file holds (`pid token`), as `owner` reads it, and whether it is a session's own
- * (`checked`): the whole file a `sessionOwner` text whose check holds. A damaged text (or an older writer's, whose
- * token has no check) is not `checked`, and names no session; `shaped` says whether it is still an owner text as
- * `tryTake` writes them (`isOwnerText`: an older writer's, or damage that kept the shape).
+ * The owner a lock file's `text` names (`pid token`), and whether it is a session's own (`checked`): the whole text
+ * a `sessionOwner` text whose check holds. A damaged text (or an older writer's, whose token has no check) is not
+ * `checked`, and names no session; `shaped` says whether it is still an owner text as `tryTake` writes them
+ * (`isOwnerText`: an older writer's, or damage that kept the shape). Undefined when the text names no pid.
  */
-export const session = (
-  path: string
-):
-  | { readonly pid: number; readonly token: string; readonly checked: boolean; readonly shaped: boolean }
-  | undefined =>
-{
-  let text: string
-  try {
-    const fd = Sys.openFile(path, Fs.constants.O_RDONLY)
-    try {
-      // one byte more than an owner text may hold: a longer file is not one
-      text = Sys.readAt(fd, OWNER_MAX_BYTES + 1, 0).toString("latin1")
-    } finally {
-      Sys.closeQuietly(fd)
-    }
-  } catch {
-    return undefined
-  }
+export const sessionOf = (text: string): Session | undefined => {
   const [pid, token] = text.trim().split(/\s+/)
   const n = Number(pid)
   if (!(Number.isInteger(n) && n > 0)) return undefined
   const match = SESSION_TEXT.exec(text)
   const checked = match !== null && Number(match[1]) === n && match[3] === sessionCheck(n, match[2]!)
   return { pid: n, token: token ?? "", checked, shaped: checked || isOwnerText(text) }
+}
+
+/** The owner the lock file at `path` names (`sessionOf` its `ownerText`), if it can be read and names one. */
+export const session = (path: string): Session | undefined => {
+  const read = ownerText(path)
+  return read === undefined ? undefined : sessionOf(read)
 }
