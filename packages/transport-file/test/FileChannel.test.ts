@@ -30,6 +30,7 @@ import {
   modeFor,
   node,
   run,
+  spawn,
   tempRoot,
   tmpfs,
   underStrace
@@ -1142,3 +1143,87 @@ describe.runIf(process.getuid?.() === 0)("the fixed roles on a full disk", () =>
     30_000
   )
 })
+
+/** Another process: puts an empty file `theirs` in `<mount>/<name>` as soon as that directory appears (inotify). */
+const putTheirs = `
+const fs = require("node:fs"), path = require("node:path")
+const [mount, name] = process.argv.slice(1)
+const file = path.join(mount, name, "theirs")
+const put = () => {
+  try {
+    fs.writeFileSync(file, "", { flag: "wx" })
+  } catch (cause) {
+    if (cause.code === "ENOENT") return
+    throw cause
+  }
+  const stat = fs.statSync(file)
+  process.stdout.write("wrote " + stat.ino + " " + stat.mtimeMs + "\\n")
+  process.exit(0)
+}
+fs.watch(mount, put)
+process.stdout.write("watching\\n")
+put()
+`
+
+/** The pids of the children of `pid` (its main thread's). */
+const childrenOf = (pid: number): ReadonlyArray<number> => {
+  try {
+    return Fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+/** The state letter of `/proc/<pid>/stat` (`t`: stopped under a tracer). */
+const stateOf = (pid: number): string | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0]
+  } catch {
+    return undefined
+  }
+}
+
+describe.runIf(process.getuid?.() === 0 && Fs.existsSync("/usr/bin/strace"))(
+  "a failed open and another process",
+  () => {
+    // a failed open removes the directories it made while they are empty (`rmdir`): a file another process put in one
+    // between the open making it and taking it back keeps that directory, and the file
+    it.live(
+      "a file another process puts in a directory the failed open made keeps it (and the file): only the empty ones go",
+      () =>
+        Effect.gen(function*() {
+          const mount = yield* tmpfs(root, "256k")
+          assert.throws(() => Fs.writeFileSync(Path.join(mount, "filler"), new Uint8Array(1 << 20)), /ENOSPC/)
+          const dir = Path.join(mount, "a", "b", "channel")
+          const other = yield* spawn(process.execPath, ["-e", putTheirs, mount, "a"])
+          yield* other.waitFor((line) => line === "watching", "the other process watching")
+          // the opener is stopped (SIGSTOP) once it has made the channel's directory, before it marks it (NoSpace)
+          const tracer = yield* underStrace(
+            ["-P", dir, "-e", "trace=mkdir,mkdirat", "-e", "inject=mkdir,mkdirat:signal=SIGSTOP:when=1"],
+            ["open", dir, "backend"]
+          )
+          const wrote = (yield* other.waitFor((line) => line.startsWith("wrote "), "the other process's file")).split(
+            " "
+          )
+          const opener = yield* Effect.suspend(() => {
+            const pid = childrenOf(tracer.pid).find((child) => stateOf(child) === "t")
+            return pid === undefined ? Effect.fail("not stopped yet") : Effect.succeed(pid)
+          }).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "20 seconds" }))))
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => void ChildProcess.spawnSync("kill", ["-KILL", `${opener}`]))
+          )
+          assert.deepStrictEqual(Fs.readdirSync(Path.join(mount, "a")).toSorted(), ["b", "theirs"])
+          process.kill(opener, "SIGCONT")
+          const outcome = JSON.parse(yield* tracer.waitFor((line) => line.startsWith("{"), "the opener's outcome"))
+          assert.strictEqual(outcome.reason, "NoSpace", JSON.stringify(outcome))
+          // b and the channel's directory, empty, went; a, holding the other process's file, stays
+          assert.deepStrictEqual(Fs.readdirSync(mount).toSorted(), ["a", "filler"])
+          assert.deepStrictEqual(Fs.readdirSync(Path.join(mount, "a")), ["theirs"])
+          const theirs = Fs.statSync(Path.join(mount, "a", "theirs"))
+          assert.deepStrictEqual([theirs.ino, theirs.mtimeMs, theirs.size], [Number(wrote[1]), Number(wrote[2]), 0])
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  }
+)

@@ -9,13 +9,17 @@
  * `~/.cache/effect-ipc` (mode 0700) instead, with a warning naming the
  * refused directory; a client looks in both. A client in Node run by the same
  * user finds the token there; other users cannot read it. The file also
- * records the server's pid: a file whose server no longer runs is ignored.
+ * records the server (`Process.Identity`: its pid, start time and pid
+ * namespace): a file whose server no longer runs is ignored, and one written
+ * in another pid namespace (a container sharing the directory) is taken as
+ * live, its pid meaning nothing here.
  * The server removes its file when it closes, and as it listens, the files
  * there of servers that no longer run (`sweepDead`). Node only.
  *
  * @since 0.1.0
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Process from "@effect-ipc/core/Process"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Effect from "effect/Effect"
 import * as Crypto from "node:crypto"
@@ -80,15 +84,16 @@ export const pathOf = (address: WsAddress.WsAddress): Effect.Effect<string, IpcE
   Effect.map(directory(), (dir) => pathIn(dir, address))
 
 /**
- * Writes `token` and this process's pid to `file` (two lines) with mode 0600,
- * atomically (a reader sees the old file or the new one).
+ * Writes `token` and this process's identity (`Process.encode`: pid, start
+ * time and pid namespace) to `file` (two lines) with mode 0600, atomically (a
+ * reader sees the old file or the new one).
  */
 export const write = (file: string, token: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.try({
     try: () => {
       const staging = `${file}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}`
       try {
-        Fs.writeFileSync(staging, `${token}\n${process.pid}\n`, { mode: 0o600, flag: "wx" })
+        Fs.writeFileSync(staging, `${token}\n${Process.encode(Process.self())}\n`, { mode: 0o600, flag: "wx" })
         Fs.renameSync(staging, file)
       } finally {
         Fs.rmSync(staging, { force: true })
@@ -97,37 +102,56 @@ export const write = (file: string, token: string): Effect.Effect<void, IpcError
     catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot write the token file ${file}`)
   })
 
-/** False when `pid` names no running process (a token file its killed server left behind). */
-const isRunning = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (cause) {
-    return IpcError.errnoOf(cause) !== "ESRCH"
-  }
+/** What a token file holds: its token, the server that wrote it (if recorded) and the file's mode and mtime. */
+interface TokenRecord {
+  readonly token: string
+  readonly server: Process.Identity | undefined
+  readonly mode: number
+  readonly writtenAt: number
 }
 
+// a token file is a token and an identity: more is not one, and is not read
+const RECORD_MAX_BYTES = 64 * 1024
+
 /**
- * The token in `file`, if the file is there, is this user's, no one else can
- * read it (mode 0600 or stricter) and the server whose pid it records still
- * runs; `undefined` otherwise.
+ * Reads the token file at `file` if it is a regular file of this user (opened without following a link and without
+ * blocking on a FIFO): its token and the server it records (`Process.decode`: `pid@startTime.pidNamespace`, or an
+ * older file's bare pid).
  */
-export const readIfPrivate = (file: string): string | undefined => {
+const readRecord = (file: string): TokenRecord | undefined => {
   try {
-    const fd = Fs.openSync(file, Fs.constants.O_RDONLY | Fs.constants.O_NOFOLLOW)
+    const flags = Fs.constants.O_RDONLY | Fs.constants.O_NOFOLLOW | Fs.constants.O_NONBLOCK
+    const fd = Fs.openSync(file, flags)
     try {
       const stat = Fs.fstatSync(fd)
       const me = RuntimeDir.userId()
-      if (!stat.isFile() || (me !== undefined && stat.uid !== me) || (stat.mode & 0o077) !== 0) return undefined
-      const [token = "", pid] = Fs.readFileSync(fd, "utf8").split("\n").map((line) => line.trim())
-      if (pid !== undefined && /^\d+$/.test(pid) && !isRunning(Number(pid))) return undefined
-      return token.length > 0 ? token : undefined
+      if (!stat.isFile() || (me !== undefined && stat.uid !== me) || stat.size > RECORD_MAX_BYTES) return undefined
+      const [token = "", server = ""] = Fs.readFileSync(fd, "utf8").split("\n").map((line) => line.trim())
+      return { token, server: Process.decode(server), mode: stat.mode, writtenAt: stat.mtimeMs }
     } finally {
       Fs.closeSync(fd)
     }
   } catch {
     return undefined
   }
+}
+
+/**
+ * False when the record's server is known to be dead (`Process.liveness`: its pid is not running, or runs another
+ * process since); a server of another pid namespace (a container sharing the directory) is taken as alive.
+ */
+const serverRuns = (record: TokenRecord): boolean =>
+  record.server === undefined || Process.isAlive(record.server, record.writtenAt)
+
+/**
+ * The token in `file`, if the file is there, is this user's, no one else can
+ * read it (mode 0600 or stricter) and the server it records still runs;
+ * `undefined` otherwise.
+ */
+export const readIfPrivate = (file: string): string | undefined => {
+  const record = readRecord(file)
+  if (record === undefined || (record.mode & 0o077) !== 0 || !serverRuns(record)) return undefined
+  return record.token.length > 0 ? record.token : undefined
 }
 
 /**
@@ -144,32 +168,12 @@ export const lookup = (address: WsAddress.WsAddress): string | undefined => {
   return undefined
 }
 
-/** The pid a token file in `dir` records, if it is one: a regular file of this user named `ws-….token`. */
-const recordedPid = (dir: string, name: string): number | undefined => {
-  if (!name.startsWith("ws-") || !name.endsWith(".token")) return undefined
-  try {
-    // O_NONBLOCK: a FIFO of that name does not hold the listen up
-    const flags = Fs.constants.O_RDONLY | Fs.constants.O_NOFOLLOW | Fs.constants.O_NONBLOCK
-    const fd = Fs.openSync(Path.join(dir, name), flags)
-    try {
-      const stat = Fs.fstatSync(fd)
-      const me = RuntimeDir.userId()
-      if (!stat.isFile() || (me !== undefined && stat.uid !== me) || stat.size > 1024) return undefined
-      const pid = Fs.readFileSync(fd, "utf8").split("\n")[1]?.trim()
-      return pid !== undefined && /^\d+$/.test(pid) ? Number(pid) : undefined
-    } finally {
-      Fs.closeSync(fd)
-    }
-  } catch {
-    return undefined
-  }
-}
-
 /**
- * Removes from `dir` the token files whose server (the pid they record) no
- * longer runs: what killed servers left behind, which no listener at the same
- * address would replace (one at port 0 gets a fresh port each time). Returns
- * how many it removed; a file it cannot read is left alone.
+ * Removes from `dir` the token files of this user whose server (the process
+ * they record) no longer runs: what killed servers left behind, which no
+ * listener at the same address would replace (one at port 0 gets a fresh port
+ * each time). Returns how many it removed; a file it cannot read, another
+ * user's, and one of a server in another pid namespace are left alone.
  */
 export const sweepDead = (dir: string): number => {
   let entries: ReadonlyArray<string>
@@ -180,8 +184,9 @@ export const sweepDead = (dir: string): number => {
   }
   let removed = 0
   for (const name of entries) {
-    const pid = recordedPid(dir, name)
-    if (pid === undefined || pid === process.pid || isRunning(pid)) continue
+    if (!name.startsWith("ws-") || !name.endsWith(".token")) continue
+    const record = readRecord(Path.join(dir, name))
+    if (record === undefined || serverRuns(record)) continue
     try {
       Fs.rmSync(Path.join(dir, name))
       removed++

@@ -2,6 +2,7 @@
  * A stale token file (its server was killed) and another user now listening
  * on that port: the Node client does not send this user's token there.
  */
+import * as Process from "@effect-ipc/core/Process"
 import * as Transport from "@effect-ipc/core/Transport"
 import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
@@ -55,13 +56,17 @@ describe.runIf(process.getuid?.() === 0 && Fs.existsSync("/proc/net/tcp"))("a po
 })
 
 describe("a token file its server left behind", () => {
-  it.live("records the server's pid; a file whose pid is dead is ignored by the client", () =>
+  it.live("records the server (pid, start time, pid namespace); a file whose server is dead is ignored by the client", () =>
     Effect.gen(function*() {
       const address = freshAddress("stale")
       const file = tokenFileOf(address)
       yield* Ws.TokenFile.write(file, "live-token")
       yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(file, { force: true })))
-      assert.deepStrictEqual(Fs.readFileSync(file, "utf8").split("\n"), ["live-token", String(process.pid), ""])
+      assert.deepStrictEqual(Fs.readFileSync(file, "utf8").split("\n"), [
+        "live-token",
+        Process.encode(Process.self()),
+        ""
+      ])
       const parsed = yield* Ws.WsAddress.parse(address)
       assert.strictEqual(Ws.TokenFile.lookup(parsed), "live-token")
       // the same file, as a server that has since died left it
