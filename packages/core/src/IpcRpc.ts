@@ -32,14 +32,18 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
+import * as Queue from "effect/Queue"
 import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
 import { RpcClientError as RpcClientErrorClass } from "effect/rpc/RpcClientError"
 import type { RpcClientError } from "effect/rpc/RpcClientError"
 import type * as RpcGroup from "effect/rpc/RpcGroup"
+import type * as RpcMessage from "effect/rpc/RpcMessage"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import * as Schedule from "effect/Schedule"
@@ -357,6 +361,143 @@ const socketOver = (
 /** How many replies of a served connection may wait for the client to read before its requests are no longer read. */
 const MAX_WAITING_REPLIES = 256
 
+/**
+ * How many calls of one connection the server runs at once: requests handed
+ * to effect's `RpcServer` and not yet answered with their `Exit`; the
+ * connection's further requests wait for one of them to end.
+ */
+export const MAX_CALLS_IN_FLIGHT = 1024
+
+/**
+ * How many requests of one connection may wait for a call to end; one past
+ * them is refused at once: its `Exit` is a defect naming both limits.
+ */
+export const MAX_WAITING_CALLS = 16_384
+
+/** The defect a request is refused with when `MAX_WAITING_CALLS` of its connection wait already. */
+export const TOO_MANY_CALLS =
+  `too many calls in flight on this connection: ${MAX_CALLS_IN_FLIGHT} running and ${MAX_WAITING_CALLS} waiting (a streamed call ends once its chunks are acknowledged)`
+
+/** A served connection's calls: how many run, and the requests (and an `Eof` behind them) waiting for room. */
+interface Calls {
+  inFlight: number
+  readonly held: Array<RpcMessage.FromClientEncoded>
+  // the drainer, waiting for a call to end
+  wake: Deferred.Deferred<void> | undefined
+  drainer: Fiber.Fiber<void> | undefined
+}
+
+/**
+ * `protocol` running at most `MAX_CALLS_IN_FLIGHT` calls of each connection
+ * at once (a client that keeps streams open without acknowledging them, each
+ * one a call that never ends, held the server's memory without bound: 300 000
+ * took 2.7 GiB). A call ends with the one reply that ends it: its `Exit`, or
+ * the `Defect` of a handler that died (or of a request whose id is no id). A
+ * request beyond the limit waits, in order (an `Eof` behind it too), while
+ * the connection's `Ack`s, `Interrupt`s and `Ping`s go on being read and
+ * served, so a client whose acknowledgements follow its next requests is
+ * never stalled; past `MAX_WAITING_CALLS` waiting, a request is refused
+ * with an `Exit` (`TOO_MANY_CALLS`) and costs nothing kept.
+ */
+const boundCalls = (
+  protocol: RpcServer.Protocol["Service"]
+): Effect.Effect<RpcServer.Protocol["Service"], never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connections = new Map<number, Calls>()
+    const callsOf = (clientId: number): Calls => {
+      let calls = connections.get(clientId)
+      if (calls === undefined) {
+        calls = { inFlight: 0, held: [], wake: undefined, drainer: undefined }
+        connections.set(clientId, calls)
+      }
+      return calls
+    }
+    // a connection's count goes with it, and its drainer, which hands effect's server nothing more
+    const disconnects = yield* Queue.unbounded<number>()
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(protocol.disconnects), (clientId) => {
+      const drainer = connections.get(clientId)?.drainer
+      connections.delete(clientId)
+      return Effect.andThen(
+        drainer === undefined ? Effect.void : Fiber.interrupt(drainer),
+        Queue.offer(disconnects, clientId)
+      )
+    })))
+    const ended = (clientId: number) =>
+      Effect.sync(() => {
+        const calls = connections.get(clientId)
+        if (calls === undefined || calls.inFlight === 0) return
+        calls.inFlight--
+        if (calls.wake !== undefined) {
+          Deferred.doneUnsafe(calls.wake, Effect.void)
+          calls.wake = undefined
+        }
+      })
+    const encodeRefusal = Schema.encodeSync(protocol.codecFor(Schema.Exit(Schema.Never, Schema.Never, Schema.Defect())))
+    const refusal = encodeRefusal(Exit.die(TOO_MANY_CALLS)) as RpcMessage.ResponseExitEncoded["exit"]
+    const canStart = (calls: Calls): boolean => {
+      const next = calls.held[0]
+      return next !== undefined && (next._tag !== "Request" || calls.inFlight < MAX_CALLS_IN_FLIGHT)
+    }
+    return {
+      ...protocol,
+      disconnects,
+      send: (clientId, response, transferables) =>
+        response._tag === "Exit" || response._tag === "Defect"
+          ? Effect.andThen(ended(clientId), protocol.send(clientId, response, transferables))
+          : protocol.send(clientId, response, transferables),
+      run: (f) => {
+        // hands the waiting requests to effect's server as calls end, in order
+        const drain = (clientId: number, calls: Calls): Effect.Effect<void> =>
+          Effect.forever(Effect.suspend(() => {
+            if (!canStart(calls)) return Deferred.await(calls.wake ??= Deferred.makeUnsafe<void>())
+            const next = calls.held.shift()!
+            if (next._tag === "Request") calls.inFlight++
+            return f(clientId, next)
+          }))
+        const hold = (clientId: number, calls: Calls, message: RpcMessage.FromClientEncoded): Effect.Effect<void> => {
+          if (message._tag === "Request" && calls.held.length >= MAX_WAITING_CALLS) {
+            return protocol.send(clientId, { _tag: "Exit", requestId: message.id, exit: refusal })
+          }
+          calls.held.push(message)
+          return calls.drainer === undefined
+            ? Effect.map(Effect.forkChild(drain(clientId, calls)), (fiber) => void (calls.drainer = fiber))
+            : Effect.void
+        }
+        return protocol.run((clientId, message) =>
+          Effect.suspend(() => {
+            const calls = callsOf(clientId)
+            switch (message._tag) {
+              case "Request": {
+                // a notification is never answered: not counted
+                if (message.isNotification === true) return f(clientId, message)
+                const id: unknown = message.id
+                const hasId = typeof id === "string" || typeof id === "number" || typeof id === "bigint"
+                // one whose id is no id is answered with a Defect at once
+                if (hasId && (calls.held.length > 0 || calls.inFlight >= MAX_CALLS_IN_FLIGHT)) {
+                  return hold(clientId, calls, message)
+                }
+                calls.inFlight++
+                return f(clientId, message)
+              }
+              case "Eof":
+                return calls.held.length === 0 ? f(clientId, message) : hold(clientId, calls, message)
+              case "Interrupt": {
+                // a waiting request interrupted: started and interrupted at once, answered as any other
+                const at = calls.held.findIndex((held) => held._tag === "Request" && held.id === message.requestId)
+                if (at < 0) return f(clientId, message)
+                const [request] = calls.held.splice(at, 1)
+                calls.inFlight++
+                return Effect.andThen(f(clientId, request!), f(clientId, message))
+              }
+              default:
+                return f(clientId, message)
+            }
+          })
+        )
+      }
+    }
+  })
+
 /** An effect `SocketServer` over a listener: each accepted channel is one socket. */
 export const toSocketServer = (listener: Transport.Listener): SocketServer.SocketServer["Service"] => ({
   address: NetAddress.unixPathAddress(listener.address),
@@ -530,7 +671,7 @@ export const layerServerProtocol = (
         Effect.provideService(SocketServer.SocketServer, slotServer(listener.address, route.handler))
       )
       yield* Effect.forkScoped(Transport.serve(listener, negotiate([route])))
-      return protocol
+      return yield* boundCalls(protocol)
     })
   )
 
@@ -568,7 +709,8 @@ export const layerServerGroup = <Rpcs extends Rpc.Any>(
       const route = makeRoute(name)
       const protocol = yield* RpcServer.makeProtocolSocketServer.pipe(
         Effect.provideService(SocketServer.SocketServer, slotServer(listener.address, route.handler)),
-        Effect.provide(layerSerializationFor(name))
+        Effect.provide(layerSerializationFor(name)),
+        Effect.flatMap(boundCalls)
       )
       yield* Effect.forkScoped(
         RpcServer.make(group, { concurrency: options.concurrency }).pipe(

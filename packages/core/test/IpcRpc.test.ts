@@ -1024,15 +1024,21 @@ describe("a call interrupted while its request waits for room", () => {
     }).pipe(Effect.scoped))
 })
 
+/** A server of `group`, a well-behaved client of it, and a raw channel to it that has said hello (JSON). */
+const politeAndRaw = Effect.gen(function*() {
+  const { address, transport } = yield* serving(group)
+  const polite = yield* clientOf(transport, address, {})
+  const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+  yield* channel.send(IpcRpc.hello("json"))
+  return { polite, channel }
+})
+
 describe("a client that sends requests and never reads the replies", () => {
   it.live(
     "is no longer read once replies wait for it (bounded calls), others are served, and its replies all come once it reads",
     () =>
       Effect.gen(function*() {
-        const { address, transport } = yield* serving(group)
-        const polite = yield* clientOf(transport, address, {})
-        const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
-        yield* channel.send(IpcRpc.hello("json"))
+        const { polite, channel } = yield* politeAndRaw
         const total = 50_000
         let sent = 0
         const sender = yield* Effect.forkScoped(
@@ -1063,6 +1069,100 @@ describe("a client that sends requests and never reads the replies", () => {
         assert.strictEqual(answered.size, total)
         yield* Fiber.join(sender)
         assert.strictEqual(yield* polite.Calls(), total + 1)
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
+describe("a client that keeps streams open without acknowledging them", () => {
+  it.live(
+    "runs at most MAX_CALLS_IN_FLIGHT of its calls, refuses past MAX_WAITING_CALLS, serves others, and interrupts and acknowledgements end everything",
+    () =>
+      Effect.gen(function*() {
+        const { polite, channel } = yield* politeAndRaw
+        const total = 50_000
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        const waiting = IpcRpc.MAX_WAITING_CALLS
+        const send = (message: unknown) => channel.send(encoder.encode(JSON.stringify(message)))
+        // every reply read; chunks kept unacknowledged until `acking`
+        let acking = false
+        const duplicates: Array<string> = []
+        const chunked = new Set<string>()
+        const unacked: Array<string> = []
+        const exits = new Map<
+          string,
+          {
+            readonly _tag: string
+            readonly value?: unknown
+            readonly cause?: ReadonlyArray<{ readonly _tag: string; readonly defect?: unknown }>
+          }
+        >()
+        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(channel.receiveAll, (batch) =>
+          Effect.forEach(batch, (bytes) => {
+            const reply = JSON.parse(decoder.decode(bytes))
+            if (reply._tag === "Exit") {
+              if (exits.has(reply.requestId)) duplicates.push(reply.requestId)
+              exits.set(reply.requestId, reply.exit)
+              return Effect.void
+            }
+            if (reply._tag !== "Chunk") return Effect.void
+            chunked.add(reply.requestId)
+            if (!acking) return Effect.sync(() => unacked.push(reply.requestId))
+            return send({ _tag: "Ack", requestId: reply.requestId })
+          }, { discard: true }))))
+        let sent = 0
+        yield* Effect.forEach(
+          Array.from({ length: total }, (_, i) =>
+            i),
+          (i) =>
+            Effect.map(
+              send({ _tag: "Request", id: String(i), tag: "Range", payload: { n: 3 }, headers: [] }),
+              () => void sent++
+            ),
+          { discard: true }
+        )
+        /** Waits until `done` holds (checked every 20 ms, for at most 30 s). */
+        const until = (what: string, done: () => boolean) =>
+          Effect.suspend(() =>
+            done() ? Effect.void : Effect.fail(`${what}: ${exits.size} Exits, ${chunked.size} calls started streaming`)
+          ).pipe(
+            Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "30 seconds" })))
+          )
+        // the calls past both limits are refused at once, each with its Exit
+        yield* until("the refusals", () => exits.size === total - running - waiting)
+        for (const [, exit] of exits) {
+          assert.strictEqual(exit.cause?.[0]?.defect, IpcRpc.TOO_MANY_CALLS)
+        }
+        yield* until("the first chunks", () => chunked.size === running)
+        // only the calls in flight started their handlers (Calls excluded); the others wait
+        assert.strictEqual(yield* polite.Calls(), running)
+        assert.strictEqual(yield* polite.Echo({ n: -1 }), -1)
+        for (let i = 0; i < running; i++) assert.isTrue(chunked.has(String(i)), `call ${i} runs`)
+        // an interrupted call frees its slot: the first waiting call starts
+        yield* send({ _tag: "Interrupt", requestId: "0" })
+        yield* until("the interruption", () => exits.get("0")?.cause?.[0]?._tag === "Interrupt")
+        yield* until("a waiting call started", () => chunked.has(String(running)))
+        // a waiting call interrupted is answered as any other
+        const last = String(running + waiting - 1)
+        yield* send({ _tag: "Interrupt", requestId: last })
+        yield* until("the waiting call's interruption", () => exits.get(last)?.cause?.[0]?._tag === "Interrupt")
+        // acknowledged, every call ends: nothing lost
+        acking = true
+        yield* Effect.forEach(unacked.splice(0), (id) => send({ _tag: "Ack", requestId: id }), { discard: true })
+        yield* until("every Exit", () => exits.size === total)
+        assert.strictEqual(sent, total)
+        const successes = [...exits.values()].filter((exit) => exit._tag === "Success").length
+        assert.strictEqual(successes, running + waiting - 2)
+        // an Ack or Interrupt for a call that ended, or for none, is ignored: the next call is served
+        yield* send({ _tag: "Interrupt", requestId: "1" })
+        yield* send({ _tag: "Ack", requestId: "1" })
+        yield* send({ _tag: "Interrupt", requestId: "none" })
+        yield* send({ _tag: "Ack", requestId: "none" })
+        yield* send({ _tag: "Request", id: "after", tag: "Echo", payload: { n: 5 }, headers: [] })
+        yield* until("the call after", () => exits.has("after"))
+        assert.deepStrictEqual(exits.get("after"), { _tag: "Success", value: 5 })
+        assert.deepStrictEqual(duplicates, [])
+        assert.strictEqual(exits.size, total + 1)
       }).pipe(Effect.scoped),
     120_000
   )
