@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover
 
 from . import address as addresses
 from . import framing
-from .errors import Closed, IpcError, fresh
+from .errors import Closed, IpcError, check_seconds, fresh
 
 log = logging.getLogger("effect_ipc")
 
@@ -315,7 +315,9 @@ class Channel(object):
     def receive(self, timeout=None):
         """The next message (bytes). Raises ``Closed`` once the peer has closed
         (or this side did), ``IpcError`` when the link was lost, and
-        ``IpcError`` with reason ``Timeout`` after ``timeout`` seconds."""
+        ``IpcError`` with reason ``Timeout`` after ``timeout`` seconds (``InvalidOption`` for a ``timeout``
+        that is not None or a finite number of seconds of at least 0)."""
+        check_seconds(timeout, "timeout", self.address)
         if self._closed_here:
             raise self._closed_error()
         try:
@@ -675,6 +677,10 @@ class Listener(object):
                     # a client lost (gone without closing) is routine for a server, as on the Node side
                     if error.reason == "ConnectionLost":
                         log.debug("connection ended: %s", error)
+                    elif error.reason in ("FrameTooLarge", "Protocol"):
+                        # what the client sent is at fault, not this process: one line, no traceback
+                        log.warning("dropped a client (pid %s, uid %s) at %s: %s", ch.peer.pid, ch.peer.uid,
+                                    self.address, error.detail)
                     else:
                         log.warning("connection handler failed: %s", error, exc_info=True)
                 except Exception:  # noqa: BLE001 - one connection's failure ends only that connection

@@ -19,6 +19,18 @@ def reason_of(error, fallback):
     return _REASONS.get(error.errno, fallback)
 
 
+def check_seconds(value, name, address=None, positive=False):
+    """``IpcError`` reason ``InvalidOption`` unless ``value`` (the wait ``name``) is a finite number of seconds of
+    at least 0 (above 0 with ``positive``) or, without ``positive``, None (a bool is not a number here)."""
+    if value is None and not positive:
+        return
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
+            or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0)):
+        raise IpcError("InvalidOption", "%s %r is not %s" % (
+            name, value, "a finite number of seconds above 0" if positive
+            else "None or a finite number of seconds of at least 0"), address)
+
+
 class IpcError(Exception):
     """A failure of a channel, an address or a log; ``reason`` says which kind."""
 

@@ -20,7 +20,7 @@ import stat
 import time
 import uuid
 
-from .errors import IpcError, reason_of
+from .errors import IpcError, check_seconds, reason_of
 
 KEEP = 100
 # the deepest nesting serde_json reads back (the Node side's JsonArray.MAX_DEPTH): its recursion limit
@@ -224,6 +224,7 @@ class IpckitChannel(object):
             raise IpcError("InvalidAddress", "the role is backend or frontend", directory)
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise IpcError("InvalidOption", "keep %r is not a whole number of at least 1" % (keep,), directory)
+        check_seconds(poll_interval, "poll_interval", directory, positive=True)
         self.directory = directory
         self.role = role
         self.keep = keep
@@ -548,6 +549,7 @@ class IpckitChannel(object):
         """The next message from the other side, each once, in order; ``Timeout`` after ``timeout`` seconds.
         An element of the file that is not a message raises ``IpcError`` ``Decode`` in its turn (once); the
         next ``receive`` goes on with the messages after it, as the Node side's channel yields them."""
+        check_seconds(timeout, "timeout", self.directory)
         deadline = None if timeout is None else time.time() + timeout
         while True:
             if not self._queue:
@@ -562,17 +564,20 @@ class IpckitChannel(object):
             time.sleep(self.poll_interval)
 
     def wait_response(self, request_id, timeout=10.0):
-        """The response to ``request_id``; other messages stay queued for ``receive``."""
-        deadline = time.time() + timeout
+        """The response to ``request_id``; other messages stay queued for ``receive``. ``Timeout`` after
+        ``timeout`` seconds (None: for ever; ``InvalidOption`` as for ``receive``)."""
+        check_seconds(timeout, "timeout", self.directory)
+        deadline = None if timeout is None else time.time() + timeout
         while True:
             self._poll()
             for i, (_, msg) in enumerate(self._queue):
                 if isinstance(msg, dict) and msg.get("type") == "response" and msg.get("reply_to") == request_id:
                     return self._queue.pop(i)[1]
-            if time.time() >= deadline:
+            if deadline is not None and time.time() >= deadline:
                 raise IpcError("Timeout", "no response within %s s" % timeout, self.directory)
             time.sleep(self.poll_interval)
 
     def request(self, method, payload=None, timeout=10.0):
-        """Sends a request and waits for its response message."""
+        """Sends a request and waits for its response message (a bad ``timeout``: nothing is sent)."""
+        check_seconds(timeout, "timeout", self.directory)
         return self.wait_response(self.send_request(method, payload), timeout)

@@ -17,7 +17,7 @@ import struct
 import time
 import uuid
 
-from .errors import Closed, IpcError, reason_of
+from .errors import Closed, IpcError, check_seconds, reason_of
 
 log = logging.getLogger("effect_ipc.log")
 
@@ -910,6 +910,7 @@ class LogReader(object):
 
     def __init__(self, directory, name, start="start", poll_interval=0.01, file_mode=0o600):
         _check_name(directory, name)
+        check_seconds(poll_interval, "poll_interval", directory, positive=True)
         self.directory = directory
         self.name = name
         self.poll_interval = poll_interval
@@ -1058,6 +1059,7 @@ class LogReader(object):
     def read(self, timeout=None):
         """The next record (an ``Entry``, data or close), waiting up to
         ``timeout`` seconds (None: for ever); ``IpcError`` ``Timeout`` after it."""
+        check_seconds(timeout, "timeout", self.directory)
         if self._closed:
             raise Closed("the reader is closed", self.directory)
         if self._pending is not None:

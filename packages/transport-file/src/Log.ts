@@ -91,14 +91,35 @@ export const register = (
 export const unregister = (dir: string, name: string): Effect.Effect<void, IpcError.IpcError> =>
   atDir(dir, () => Stream.lift(Stream.unregister(dir, name)))
 
-/** The registered readers of `dir` and their committed offsets. */
-export const cursors = Stream.cursors
+/**
+ * `f()` once `dir` could be listed: a missing stream directory is `NotFound`, as for `segments`, never
+ * an empty answer; an exception `f` throws is an `IpcError` with reason `fallback`.
+ */
+const inListedDir = <A>(
+  dir: string,
+  f: () => A,
+  fallback: IpcError.IpcErrorReason,
+  detail: string
+): Effect.Effect<A, IpcError.IpcError> =>
+  atDir(dir, () =>
+    Effect.flatMap(
+      Stream.lift(Stream.segments(dir)),
+      () => Stream.lift(Stream.attemptTyped(f, fallback, detail, dir))
+    ))
+
+/** The registered readers of `dir` and their committed offsets (`NotFound` when `dir` does not exist). */
+export const cursors = (
+  dir: string
+): Effect.Effect<ReadonlyArray<{ readonly name: string; readonly offset: number }>, IpcError.IpcError> =>
+  inListedDir(dir, () => Stream.cursors(dir), "Read", "cannot read the cursors")
 
 /**
  * Deletes the segments every registered reader is past (never the last one).
- * With no registered reader nothing is deleted. Returns the bytes freed.
+ * With no registered reader nothing is deleted. Succeeds with the bytes freed
+ * (`NotFound` when `dir` does not exist).
  */
-export const reclaim = Stream.reclaim
+export const reclaim = (dir: string): Effect.Effect<number, IpcError.IpcError> =>
+  inListedDir(dir, () => Stream.reclaim(dir), "Write", "cannot reclaim")
 
 /** The `Corrupt` error for damage at logical `offset` of segment `base` of the stream `dir`. */
 export { corruptAt } from "./internal/scan.ts"

@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as LogStream from "../src/internal/stream.ts"
 import { record } from "./fixtures/records.ts"
 import { fresh, newStream as streamIn, node, readAll, run, tempRoot } from "./helpers.ts"
 
@@ -57,7 +58,7 @@ const cursorPast = (stream: string, name: string, payload: string) =>
       if (end === undefined && poll._tag !== "More") return yield* Effect.die(new Error(`no record ${payload}`))
     }
     const at = end
-    const committed = () => (Log.cursors(stream).find((c) => c.name === name)?.offset ?? 0) >= at
+    const committed = () => (LogStream.cursors(stream).find((c) => c.name === name)?.offset ?? 0) >= at
     yield* Effect.callback<void>((resume) => {
       const watcher = Fs.watch(Log.paths(stream).readers, () => {
         if (committed()) resume(Effect.void)

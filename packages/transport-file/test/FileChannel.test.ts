@@ -59,6 +59,29 @@ const tree = (dir: string) =>
 
 describe("FileChannel (fixed roles)", () => {
   it.live(
+    "a small message received is a buffer of its own, never a view keeping a whole read chunk alive",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const backend = yield* FileChannel.backend(dir)
+        const frontend = yield* FileChannel.frontend(dir)
+        const count = 2000
+        for (let i = 0; i < count; i++) yield* backend.send(bytes(`small ${String(i).padStart(58, "0")}`))
+        yield* backend.send(new Uint8Array(100_000).fill(7))
+        for (let i = 0; i < count; i++) {
+          const message = yield* frontend.receive
+          assert.strictEqual(text.decode(message), `small ${String(i).padStart(58, "0")}`)
+          // 64 bytes read in chunks of up to 256 KiB (or from Node's 64 KiB buffer pool): copied out
+          assert.isAtMost(message.buffer.byteLength, 1024, `message ${i} keeps ${message.buffer.byteLength} bytes`)
+        }
+        const large = yield* frontend.receive
+        assert.strictEqual(large.byteLength, 100_000)
+        assert.isTrue(large.every((b) => b === 7))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "keeps what the backend sends for a frontend process that starts later, and carries the replies back",
     () =>
       Effect.gen(function*() {
@@ -624,7 +647,7 @@ describe("FileChannel.remove (review item 12)", () => {
         yield* backend.send(new TextEncoder().encode("one"))
       }))
       // a reclaim takes the registry lock (its file is made then), as a writer short of room does
-      Log.reclaim(Path.join(dir, FileChannel.streamOf("backend")))
+      yield* Log.reclaim(Path.join(dir, FileChannel.streamOf("backend")))
       assert.isTrue(Fs.existsSync(Path.join(dir, FileChannel.streamOf("backend"), "readers", "registry.lock")))
       yield* FileChannel.remove(dir)
       assert.isFalse(Fs.existsSync(dir))

@@ -98,12 +98,12 @@ describe("Log", () => {
       const a = yield* Log.openReader(dir, { name: "a" })
       assert.deepStrictEqual(yield* drain(a), range(1000))
       // b has read nothing: every segment is still needed
-      Log.reclaim(dir)
+      yield* Log.reclaim(dir)
       assert.deepStrictEqual(yield* Log.segments(dir), segmentsBefore)
 
       const b = yield* Log.openReader(dir, { name: "b" })
       assert.deepStrictEqual(yield* drain(b), range(1000))
-      Log.reclaim(dir)
+      yield* Log.reclaim(dir)
       assert.deepStrictEqual(yield* Log.segments(dir), [segmentsBefore[segmentsBefore.length - 1]])
       // and the stream goes on
       yield* appendAll(writer, ["after"])
@@ -117,7 +117,7 @@ describe("Log", () => {
       yield* appendAll(writer, range(200))
       const segmentsBefore = yield* Log.segments(dir)
       assert.isAbove(segmentsBefore.length, 2)
-      assert.strictEqual(Log.reclaim(dir), 0)
+      assert.strictEqual(yield* Log.reclaim(dir), 0)
       assert.deepStrictEqual(yield* Log.segments(dir), segmentsBefore)
       yield* Log.register(dir, "late", "start")
       const late = yield* Log.openReader(dir, { name: "late" })
@@ -176,7 +176,7 @@ describe("Log", () => {
       yield* appendAll(writer, range(10, "early"))
       const observer = yield* Log.openReader(dir, { from: "start" })
       assert.deepStrictEqual(yield* drain(observer), range(10, "early"))
-      assert.deepStrictEqual(Log.cursors(dir).map((c) => c.name), ["r"])
+      assert.deepStrictEqual((yield* Log.cursors(dir)).map((c) => c.name), ["r"])
     }).pipe(Effect.scoped))
 
   it.effect("a full stream fails an append with Full (whenFull: fail), loses nothing, and takes more once read", () =>
@@ -241,7 +241,7 @@ describe("Log", () => {
       yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
       const reader = yield* Log.openReader(dir, { name: "r" })
       assert.strictEqual((yield* drain(reader)).length, accepted, "it was not appended while full")
-      Log.reclaim(dir)
+      yield* Log.reclaim(dir)
       // ... and goes on by itself once readers make room (woken by the cursor change; bounded against a hang)
       yield* Fiber.join(waiting).pipe(Effect.timeout("10 seconds"))
       assert.strictEqual((yield* drain(reader)).length, 1)
@@ -417,9 +417,9 @@ describe("registering a reader while the writer reclaims", () => {
           "echo held; sleep 1"
         ])
         yield* holder.waitFor((l) => l === "held")
-        assert.isAbove(Log.reclaim(dir), 0)
+        assert.isAbove(yield* Log.reclaim(dir), 0)
         yield* Log.register(dir, "late", "start")
-        assert.include(Log.cursors(dir).map((c) => c.name), "late")
+        assert.include((yield* Log.cursors(dir)).map((c) => c.name), "late")
         assert.strictEqual(yield* holder.exit, 0)
       }).pipe(Effect.scoped),
     30_000
@@ -617,6 +617,14 @@ describe("what a caller without types may pass", () => {
       }
     }))
 
+  it.effect("cursors and reclaim of a missing stream: NotFound, as segments, never an empty answer", () =>
+    Effect.gen(function*() {
+      const missing = fresh(root, "no-such-stream")
+      for (const error of [yield* Effect.flip(Log.cursors(missing)), yield* Effect.flip(Log.reclaim(missing))]) {
+        assert.strictEqual(error.reason._tag, "NotFound", error.message)
+      }
+    }))
+
   it.effect("a directory that is not a path (null, a number, \"\"): InvalidAddress, never a defect nor Open or Read", () =>
     Effect.gen(function*() {
       for (const given of [null, 42, ""]) {
@@ -628,6 +636,8 @@ describe("what a caller without types may pass", () => {
           yield* Effect.flip(Log.verify(dir)),
           yield* Effect.flip(Log.register(dir, "r", "start")),
           yield* Effect.flip(Log.unregister(dir, "r")),
+          yield* Effect.flip(Log.cursors(dir)),
+          yield* Effect.flip(Log.reclaim(dir)),
           yield* Effect.flip(Effect.scoped(Log.openReader(dir, { name: "r" }))),
           yield* Effect.flip(FileChannel.create(dir)),
           yield* Effect.flip(Inspect.describe(dir)),

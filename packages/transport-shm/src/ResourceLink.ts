@@ -114,10 +114,14 @@ const toLink = ({ header, mapped }: Held, payloadLength: number): ResourceLink =
   info: Effect.sync(() => infoOf(mapped.name, Header.snapshot(header)))
 })
 
+// the largest payload length `create` takes: the header and payload are one segment of a safe-integer size
+const maxPayloadLength: number = Number.MAX_SAFE_INTEGER - Header.HEADER_SIZE
+
 /**
  * Creates the link `name` with a zero-filled payload of `payloadLength`
  * bytes and holds its first reference. Fails with `AlreadyExists` when the
- * name is taken.
+ * name is taken, and with `InvalidOption` for a length that is not a whole
+ * number of bytes (at least 0, its segment's size a safe integer).
  */
 export const create = (
   name: string,
@@ -128,8 +132,12 @@ export const create = (
     yield* Segment.validateNewName(name)
     const notObject = TransportOptions.notAnObject(options, "the options of ResourceLink.create")
     if (notObject !== undefined) return yield* notObject
-    if (!Number.isSafeInteger(payloadLength) || payloadLength < 0) {
-      return yield* IpcError.make("InvalidAddress", `a payload length is a non-negative integer (got ${payloadLength})`)
+    // a bad length is a bad argument, not a bad name; past this the segment's size is no longer a safe integer
+    if (!Number.isSafeInteger(payloadLength) || payloadLength < 0 || payloadLength > maxPayloadLength) {
+      return yield* IpcError.make(
+        "InvalidOption",
+        `a payload length is a whole number of bytes from 0 to ${maxPayloadLength} (got ${String(payloadLength)})`
+      )
     }
     const ttlMillis = options.ttl === undefined ? 0 : TransportOptions.millisOf(options.ttl)
     if (ttlMillis === undefined || ttlMillis === Infinity) {

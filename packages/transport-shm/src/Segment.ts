@@ -132,7 +132,8 @@ export interface CreateOptions {
 
 /**
  * Creates the segment `name` of `size` bytes (zero-filled), failing with
- * `AlreadyExists` when the name is taken. Its name is removed (if it still
+ * `AlreadyExists` when the name is taken (`InvalidOption` for a `size` that is
+ * not a whole number of at least 1). Its name is removed (if it still
  * names this segment) and its memory unmapped when the scope closes (other
  * processes that mapped it keep their mappings).
  */
@@ -146,7 +147,10 @@ export const create = (
     const notObject = TransportOptions.notAnObject(options, "the options of Segment.create")
     if (notObject !== undefined) return yield* notObject
     if (!Number.isSafeInteger(size) || size <= 0) {
-      return yield* IpcError.make("InvalidAddress", `a segment's size is a positive integer (got ${size})`)
+      return yield* IpcError.make(
+        "InvalidOption",
+        `a segment's size is a whole number of bytes of at least 1 (got ${String(size)})`
+      )
     }
     const badMode = invalidMode(options.mode)
     if (badMode !== undefined) return yield* badMode

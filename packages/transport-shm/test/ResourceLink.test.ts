@@ -378,6 +378,24 @@ describe("ResourceLink", () => {
       }))
     }))
 
+  it.effect("a bad length or size is InvalidOption, not InvalidAddress, and makes nothing", () =>
+    Effect.gen(function*() {
+      const name = `bad-size-${process.pid}`
+      for (const length of [-1, NaN, 1.5, Infinity, -Infinity, Number.MAX_SAFE_INTEGER, 2 ** 60]) {
+        const link = yield* Effect.flip(Effect.scoped(Shm.ResourceLink.create(name, length)))
+        assert.strictEqual(link.reason._tag, "InvalidOption", `${length}: ${link.message}`)
+        assert.include(link.detail, "payload length")
+        assert.isFalse(exists(name))
+      }
+      for (const size of [0, -1, NaN, 1.5, Infinity, 2 ** 60]) {
+        const segment = yield* Effect.flip(Effect.scoped(Shm.Segment.create(name, size)))
+        assert.strictEqual(segment.reason._tag, "InvalidOption", `${size}: ${segment.message}`)
+        assert.isFalse(exists(name))
+      }
+      // an empty payload is a link all the same
+      assert.strictEqual(yield* Effect.scoped(Effect.map(Shm.ResourceLink.create(name, 0), (l) => l.payload.length)), 0)
+    }))
+
   it.live("rejects bad names and existing names", () =>
     Effect.gen(function*() {
       assert.strictEqual(

@@ -126,7 +126,7 @@ describe("Segment", () => {
       const dot = yield* Effect.flip(Effect.scoped(Shm.Segment.open("..")))
       assert.strictEqual(dot.reason._tag, "InvalidAddress")
       const empty = yield* Effect.flip(Effect.scoped(Shm.Segment.create(fresh(), 0)))
-      assert.strictEqual(empty.reason._tag, "InvalidAddress")
+      assert.strictEqual(empty.reason._tag, "InvalidOption")
       // the longest allowed name works
       const longest = `${prefix}-${"y".repeat(Shm.Segment.maxNameLength - prefix.length - 1)}`
       assert.strictEqual((yield* Effect.scoped(Shm.Segment.create(longest, 10))).name, longest)

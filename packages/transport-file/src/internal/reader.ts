@@ -17,6 +17,21 @@ import { committedEndOf, corruptAt, gapError, isGap, plausiblePrefix, READ_CHUNK
 import { endOffset, type LogOptions, noSegments, paths, register, segments, startOffset } from "./stream.ts"
 import * as Sys from "./sys.ts"
 
+/**
+ * The payload at `start..end` of a read chunk: a view when it is a good part of the chunk, else a copy of
+ * its own, so that a small message kept by its receiver does not keep the whole chunk (up to `READ_CHUNK`)
+ * alive: a small chunk is a slice of Node's buffer pool (`Buffer.poolSize`, 64 KiB in Node 24), a view of
+ * which keeps all of the pool. The copy is a buffer of its own (`allocUnsafeSlow`: never the pool).
+ */
+const payloadOf = (chunk: Buffer, start: number, end: number): Uint8Array => {
+  const view = chunk.subarray(start, end)
+  // the memory a view keeps is the chunk's whole backing buffer (the pool, or the buffer of a larger read)
+  if (view.byteLength * 4 >= chunk.buffer.byteLength) return view
+  const copy = Buffer.allocUnsafeSlow(view.byteLength)
+  copy.set(view)
+  return copy
+}
+
 /** One record read from a stream. */
 export interface Entry {
   readonly kind: LogFormat.Kind
@@ -200,11 +215,7 @@ class ReaderImpl implements Reader {
           if (moved !== undefined) return unfollowed(entries, moved)
           break
         }
-        entries.push({
-          kind: header.kind,
-          payload: chunk.subarray(at + LogFormat.RECORD_HEADER, at + total),
-          end
-        })
+        entries.push({ kind: header.kind, payload: payloadOf(chunk, at + LogFormat.RECORD_HEADER, at + total), end })
         this.pos = end
         at += total
         budget -= total
