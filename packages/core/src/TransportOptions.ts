@@ -273,6 +273,7 @@ const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
   ["maxMessages", 1],
   ["maxBufferedBytes", 1],
   ["maxPendingHandshakes", 1],
+  ["maxConnections", 1],
   ["sendBuffer", 0],
   ["recvBuffer", 0],
   ["ringSize", 1],

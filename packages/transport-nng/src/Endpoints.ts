@@ -41,6 +41,11 @@ export interface EndpointsOptions {
   readonly recvBuffer?: number | undefined
   /** Permission bits of ipc socket files this socket listens on (default 0o600). */
   readonly mode?: number | undefined
+  /**
+   * Connections its listeners keep at once (default: no limit); past it, the newest are closed (within a
+   * sweep, 200 ms), with what they sent and nng had not handed on.
+   */
+  readonly maxConnections?: number | undefined
   /** Incoming messages buffered before reading pauses (default 4096). */
   readonly maxBufferedMessages?: number | undefined
   /** Incoming bytes buffered before reading pauses (default 8 MiB). */

@@ -73,6 +73,18 @@ describe("messaging-pattern sockets' options", () => {
           /^reconnect.min "5 seconds" is longer than reconnect.max "1 second"/
         ],
         [
+          "maxConnections 0",
+          Pipeline.puller({ listen: url, maxConnections: 0 }),
+          "InvalidOption",
+          /^maxConnections 0 is not a whole number of at least 1/
+        ],
+        [
+          "maxConnections 2.5",
+          Rep.make({ listen: url, maxConnections: 2.5 }),
+          "InvalidOption",
+          /^maxConnections 2.5 is not a whole number of at least 1/
+        ],
+        [
           "linger x",
           Pipeline.puller({ listen: url, linger: "x" as Duration.Input }),
           "InvalidOption",

@@ -54,6 +54,38 @@ const optionsError = (options: Endpoints.EndpointsOptions): IpcError.IpcError | 
     TransportOptions.checkShapes(options)
 }
 
+/** How often a socket with `maxConnections` looks over its listeners' connections (in nng's statistics). */
+const SWEEP_MS = 200
+
+/** A sweep waits at least this many times as long as it took before the next (a busy process sweeps less often). */
+const SWEEP_WAIT_FACTOR = 20
+
+/**
+ * One sweep of `socket`'s listeners' connections, then a wait: those past `max`, the newest first, are
+ * closed. nng reads no further from a connection whose message waits unread (a `Pull` whose inbox is full,
+ * a busy `Rep`), so each peer that sent and left kept a descriptor and its message until then.
+ */
+const keepConnections = (socket: Socket.Socket, max: number) => {
+  const kept = new Set<number>()
+  return Effect.suspend(() => {
+    const started = performance.now()
+    const pipes = socket.nng.socketPipes(socket.handle)
+    if (pipes !== undefined) {
+      const present = new Set<number>()
+      for (const { pipe } of pipes) present.add(pipe)
+      // a snapshot serves every socket for a while: forget only the pipes that are gone
+      for (const pipe of kept) if (!present.has(pipe) && !socket.nng.pipeAlive(pipe)) kept.delete(pipe)
+      // in the order nng numbered them, so that the newest are those closed
+      for (const pipe of [...present].toSorted((a, b) => a - b)) {
+        if (kept.has(pipe) || socket.nng.pipeListener(pipe) === 0 || !socket.nng.pipeAlive(pipe)) continue
+        if (kept.size < max) kept.add(pipe)
+        else socket.nng.closePipe(pipe)
+      }
+    }
+    return Effect.sleep(Math.max(SWEEP_MS, (performance.now() - started) * SWEEP_WAIT_FACTOR))
+  })
+}
+
 /** A socket with its endpoints. */
 export interface Opened {
   readonly socket: Socket.Socket
@@ -126,6 +158,12 @@ export const open = (
     listeningName = listening.join(", ")
     if (refusals !== undefined) {
       yield* Effect.forkScoped(refusals.noteWith(yield* Observability.refusals(listeningName)))
+    }
+    const maxConnections = options.maxConnections ?? Infinity
+    if (listen.length > 0 && maxConnections !== Infinity) {
+      yield* Effect.forkScoped(
+        Effect.andThen(Effect.sleep(SWEEP_MS), Effect.forever(keepConnections(socket, maxConnections)))
+      )
     }
     for (const raw of dial) yield* socket.dial(yield* NngAddress.parse(raw, { plain: true }))
     return { socket, bound: { listening, dialing: dial } }
