@@ -47,7 +47,11 @@ import * as Transports from "./Transports.ts"
 import * as UserModule from "./UserModule.ts"
 
 const addressArg = Argument.String("address").pipe(
-  Argument.withDescription("Where to listen or dial: unix:///tmp/app.sock, unix:@name, memory://name")
+  Argument.withDescription(
+    "Where to listen or dial: unix:///tmp/app.sock, unix:@name, pipe://name, fifo:///tmp/app, shm://name, " +
+      "file:///tmp/dir, nng+ipc:///tmp/app.ipc, nng+tcp://127.0.0.1:5555, ws://127.0.0.1:8080 " +
+      "(memory://name: within this process only)"
+  )
 )
 
 const countFlag = Flag.Int("count").pipe(

@@ -80,6 +80,18 @@ export interface Selection {
   readonly address: string
 }
 
+// effect-ipc's transports by name and scheme: an IPC_TRANSPORT naming one that the program did not register is told
+// which package's `descriptor` to add
+const PACKAGES: Readonly<Record<string, string>> = {
+  pipe: "@effect-ipc/transport-pipe",
+  unix: "@effect-ipc/transport-pipe",
+  fifo: "@effect-ipc/transport-pipe",
+  shm: "@effect-ipc/transport-shm",
+  file: "@effect-ipc/transport-file",
+  nng: "@effect-ipc/transport-nng",
+  ws: "@effect-ipc/transport-ws"
+}
+
 /**
  * Picks a descriptor and address from a transport name and an address, either
  * of which may be absent: the name wins, else the address's scheme, else the
@@ -102,8 +114,15 @@ export const resolve = (
         const key = (scheme ?? options.transport).toLowerCase()
         const address = /[:/?#@]/.test(options.transport.replace(/^[A-Za-z][A-Za-z0-9+.-]*:(\/\/)?$/, ""))
         const serving = descriptors.find((d) => d.name === key || d.schemes.includes(key))
+        const unregistered = serving === undefined && !address && Object.hasOwn(PACKAGES, key)
+          ? PACKAGES[key]
+          : undefined
         const hint = `${serving === undefined ? "" : `; ${key}:// is served by "${serving.name}"`}${
           address ? "; an address goes in IPC_ADDRESS" : ""
+        }${
+          unregistered === undefined
+            ? ""
+            : `; ${unregistered} serves "${key}": add its \`descriptor\` to the list given to Registry.layerConfig`
         }`
         return yield* IpcError.make(
           "UnsupportedScheme",
@@ -125,6 +144,22 @@ export const resolve = (
     } else {
       descriptor = descriptors[0]
       if (descriptor === undefined) return yield* IpcError.make("UnsupportedScheme", "no transports are registered")
+    }
+    if (options.transport !== undefined && options.address !== undefined) {
+      // IPC_TRANSPORT=pipe with IPC_ADDRESS=shm://x: name both settings and the fix, not only the schemes
+      const parsed = yield* Address.parse(options.address)
+      if (!descriptor.schemes.includes(parsed.scheme)) {
+        const serving = descriptors.find((d) => d.schemes.includes(parsed.scheme))
+        return yield* IpcError.make(
+          "UnsupportedScheme",
+          `IPC_TRANSPORT "${descriptor.name}" serves ${
+            descriptor.schemes.map((s) => `${s}://`).join(", ")
+          }, not the ${parsed.scheme}:// of IPC_ADDRESS (${
+            serving === undefined ? "no transport here serves it" : `${parsed.scheme}:// is served by "${serving.name}"`
+          }): change one of them, or unset IPC_TRANSPORT to let the address choose`,
+          Address.redact(options.address)
+        )
+      }
     }
     const address = options.address ?? descriptor.defaultAddress(options.service)
     yield* Address.parseFor(address, descriptor.schemes)

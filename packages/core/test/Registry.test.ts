@@ -34,6 +34,16 @@ describe("Registry", () => {
       assert.strictEqual(unknown.reason._tag, "UnsupportedScheme")
       assert.include(unknown.detail, "memory, other")
       assert.notInclude(unknown.detail, "served by")
+      assert.notInclude(unknown.detail, "descriptor")
+      // one of effect-ipc's transports that the program did not register: the package whose descriptor to add
+      const unregistered = yield* Effect.flip(Registry.resolve(descriptors, { transport: "shm", service: "s" }))
+      assert.strictEqual(
+        unregistered.detail,
+        `unknown transport "shm" (have memory, other; @effect-ipc/transport-shm serves "shm": add its \`descriptor\`` +
+          ` to the list given to Registry.layerConfig)`
+      )
+      const inherited = yield* Effect.flip(Registry.resolve(descriptors, { transport: "constructor", service: "s" }))
+      assert.strictEqual(inherited.detail, `unknown transport "constructor" (have memory, other)`)
       // a scheme given where a transport's name belongs is named with the transport that serves it
       const serving = [Registry.memory, { ...other, name: "sockets", schemes: ["unixish"] }]
       const scheme = yield* Effect.flip(Registry.resolve(serving, { transport: "Unixish://", service: "s" }))
@@ -53,6 +63,18 @@ describe("Registry", () => {
         Registry.resolve(descriptors, { transport: "memory", address: "other://x", service: "s" })
       )
       assert.strictEqual(mismatch.reason._tag, "UnsupportedScheme")
+      // both settings are named, with the transport that serves the address and the fix
+      assert.strictEqual(
+        mismatch.detail,
+        `IPC_TRANSPORT "memory" serves memory://, not the other:// of IPC_ADDRESS (other:// is served by "other"):` +
+          ` change one of them, or unset IPC_TRANSPORT to let the address choose`
+      )
+      assert.strictEqual(mismatch.address, "other://x")
+      const unserved = yield* Effect.flip(
+        Registry.resolve(descriptors, { transport: "memory", address: "nowhere://x?token=s3cr3t-value", service: "s" })
+      )
+      assert.include(unserved.detail, `not the nowhere:// of IPC_ADDRESS (no transport here serves it):`)
+      assert.notInclude(`${unserved.detail} ${unserved.address}`, "s3cr3t-value")
     }))
 
   it.live("layerConfig reads IPC_TRANSPORT / IPC_ADDRESS and provides a working transport", () =>
