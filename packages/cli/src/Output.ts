@@ -258,7 +258,12 @@ export const detailOf = (error: IpcError.IpcError): string => {
   }
   detail = scrub(detail)
   const hint = error.address === undefined ? undefined : nngHint(error.address)
-  const where = error.address === undefined ? "" : reason === undefined ? ` (${error.address})` : ` ${error.address}`
+  // a detail that names the address already (`no peer connected to tcp://...`) is not followed by it again
+  const where = error.address === undefined || (reason === undefined && detail.includes(error.address))
+    ? ""
+    : reason === undefined
+    ? ` (${error.address})`
+    : ` ${error.address}`
   const because = reason === undefined ? "" : `: ${reason}`
   const nng = error.reason._tag === "UnsupportedScheme" && hint !== undefined
     ? `; for nng, write ${hint}`

@@ -1,18 +1,39 @@
 /**
  * Flags the CLI accepts whose effect no other test observes: each check here
  * fails if the flag were dropped on its way to the transport (nng's buffers
- * and reconnect backoff, `pub --delay`, `shm gc --dir`), and a negative
- * `pub --delay` / `--interval` is a usage error, not taken as 0.
+ * reconnect backoff and most connections, `pub --delay`, `shm gc --dir`), and a
+ * negative `pub --delay` / `--interval` (or `--max-connections 0`) is a usage error, not taken as 0.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { cli, runCli } from "./helpers.ts"
 
 const anyPort = "tcp://127.0.0.1:0"
+
+/** nng's SP header of a push0 peer: 0, "SP", version 0, protocol 0x50 (push0), two reserved zeros. */
+const PUSH0_HEADER = Uint8Array.of(0, 0x53, 0x50, 0, 0x00, 0x50, 0, 0)
+
+/** A plain TCP connection to `port` that says it is an nng push0 peer: what it received, and whether it was closed. */
+const pushPeer = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly socket: Net.Socket; received: Buffer; closed: boolean }>((resume) => {
+      const socket = Net.connect(port, "127.0.0.1")
+      const peer = { socket, received: Buffer.alloc(0), closed: false }
+      socket.on("data", (data) => void (peer.received = Buffer.concat([peer.received, data])))
+      socket.on("error", () => {})
+      socket.on("close", () => void (peer.closed = true))
+      socket.once("connect", () => {
+        socket.write(PUSH0_HEADER)
+        resume(Effect.succeed(peer))
+      })
+    }),
+    (peer) => Effect.sync(() => peer.socket.destroy())
+  )
 
 describe("effect-ipc nng: the transport flags reach nng", () => {
   it.live(
@@ -109,6 +130,49 @@ describe("effect-ipc nng: the transport flags reach nng", () => {
         stdout: "",
         stderr:
           `effect-ipc: Usage: Invalid value for flag --pool: "0". Expected: --pool must be at least 1 (got 0) (effect-ipc nng req --help for more)\n`
+      })
+    }), 60_000)
+})
+
+describe("effect-ipc nng --max-connections", () => {
+  it.live(
+    "reaches the listeners: of three connections to a puller with 1, the newer two are closed",
+    () =>
+      Effect.gen(function*() {
+        const pull = yield* cli("nng", "pull", "--listen", anyPort, "--max-connections", "1")
+        yield* pull.ready("pulling on")
+        const port = Number(/pulling on tcp:\/\/127\.0\.0\.1:(\d+)/.exec(pull.stderr())![1])
+        const peers = yield* Effect.forEach([0, 1, 2], () => pushPeer(port))
+        const closed = () => peers.filter((peer) => peer.closed).length
+        // within a sweep or a few (200 ms each); without the limit none would ever be closed
+        const settled = yield* Effect.gen(function*() {
+          while (closed() < 2) yield* Effect.sleep("20 millis")
+        }).pipe(Effect.timeoutOption("20 seconds"))
+        assert.isTrue(settled._tag === "Some", `closed ${closed()} of 3 connections`)
+        assert.strictEqual(closed(), 2)
+        // the one kept is a connection nng took: it answered with a pull0 header
+        const kept = peers.find((peer) => !peer.closed)!
+        assert.deepStrictEqual([...kept.received.subarray(0, 8)], [0, 0x53, 0x50, 0, 0x00, 0x51, 0, 0])
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live("of less than 1 is a usage error", () =>
+    Effect.gen(function*() {
+      const zero = yield* runCli(["nng", "pull", "--listen", anyPort, "--max-connections", "0"])
+      assert.deepStrictEqual(zero, {
+        code: 1,
+        stdout: "",
+        stderr:
+          `effect-ipc: Usage: Invalid value for flag --max-connections: "0". Expected: --max-connections must be at least 1 (got 0) (effect-ipc nng pull --help for more)\n`
+      })
+      const negative = yield* runCli(["--json", "nng", "rep", "--listen", anyPort, "--max-connections", "-3"])
+      assert.strictEqual(negative.code, 1)
+      assert.deepStrictEqual(JSON.parse(negative.stdout), {
+        event: "error",
+        reason: "Usage",
+        detail:
+          `Invalid value for flag --max-connections: "-3". Expected: --max-connections must be at least 1 (got -3)`
       })
     }), 60_000)
 })

@@ -3,6 +3,7 @@
  * commands, as real processes; `nngcat` (nng's own tool) is the other end
  * where it shows that the wire is nng's.
  */
+import { Rep } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ChildProcess from "node:child_process"
@@ -272,6 +273,33 @@ describe("nng without an address", () => {
           )
         }
       }),
+    60_000
+  )
+})
+
+describe("nng req that times out", () => {
+  it.live(
+    "says no peer connected, where and why, when nobody listens; and no reply when the server is silent",
+    () =>
+      Effect.gen(function*() {
+        // nothing listens there: the connection is refused, again and again
+        const refused = `tcp://127.0.0.1:${freePort()}`
+        const alone = yield* runCli(["nng", "req", "--dial", refused, "--data", "x", "--timeout", "1"])
+        assert.deepStrictEqual(alone, {
+          code: 1,
+          stdout: "",
+          stderr: `effect-ipc: Timeout: no peer connected to ${refused} within 1s (connection refused)\n`
+        })
+        // a server that takes requests and never answers
+        const bound = yield* Rep.serve({ listen: "tcp://127.0.0.1:0" }, () => Effect.never)
+        const address = bound.listening[0]!
+        const silent = yield* runCli(["nng", "req", "--dial", address, "--data", "x", "--timeout", "1"])
+        assert.deepStrictEqual(silent, {
+          code: 1,
+          stdout: "",
+          stderr: `effect-ipc: Timeout: no reply within 1s (${address})\n`
+        })
+      }).pipe(Effect.scoped),
     60_000
   )
 })

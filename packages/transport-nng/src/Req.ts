@@ -19,6 +19,7 @@
  *
  * @since 0.1.0
  */
+import * as Address from "@effect-ipc/core/Address"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Policy from "@effect-ipc/core/Policy"
 import * as TransportOptions from "@effect-ipc/core/TransportOptions"
@@ -71,8 +72,31 @@ const list = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<
 
 interface Member {
   readonly socket: Socket.Socket
+  readonly dialers: Opening.Opened["dialers"]
   served: number
   busy: boolean
+}
+
+/** Where one try got to: the socket it holds, and whether its request went out to a peer. */
+interface Progress {
+  member: Member | undefined
+  sent: boolean
+}
+
+/** Why `member`'s dialers have not connected, from nng's statistics: ` (connection refused)`, or "" when they do not say. */
+const dialFailures = (member: Member): string => {
+  const nng = member.socket.nng
+  const failures: Array<{ readonly address: string; readonly why: string }> = []
+  for (const { address, dialer } of member.dialers) {
+    const code = nng.dialerFailure(dialer)
+    if (code === undefined) continue
+    const message = nng.message(code)
+    failures.push({ address: Address.redact(address), why: message.charAt(0).toLowerCase() + message.slice(1) })
+  }
+  if (failures.length === 0) return ""
+  // the address is said only where several were dialled
+  const whys = member.dialers.length === 1 ? [failures[0]!.why] : failures.map((f) => `${f.address}: ${f.why}`)
+  return ` (${whys.join("; ")})`
 }
 
 /** Waits until the reply is there, or the connection it was sent on is gone. */
@@ -133,10 +157,10 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
     let opening = 0
 
     const openMember = Effect.gen(function*() {
-      const { socket } = yield* Opening.open("req", options)
+      const { dialers, socket } = yield* Opening.open("req", options)
       // never resend: a request is replayed only when the caller said it is idempotent
       yield* socket.setOption("req:resend-time", { ms: Nng.INFINITE })
-      const member: Member = { socket, served: 0, busy: false }
+      const member: Member = { socket, dialers, served: 0, busy: false }
       members.push(member)
       return member
     }).pipe(Scope.provide(scope))
@@ -192,26 +216,46 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
     })
 
     const where = [...list(options.dial), ...list(options.listen)].join(", ")
-    const exchange = (member: Member, body: Uint8Array) =>
+    // as a detail is shown: without an address's secret (`ws://...?token=`)
+    const shownWhere = [...list(options.dial), ...list(options.listen)].map(Address.redact).join(", ")
+    const exchange = (member: Member, body: Uint8Array, progress: Progress) =>
       Effect.gen(function*() {
         member.served++
+        // a req socket takes a request only once a peer is connected: until then the send waits
         yield* member.socket.send(body)
+        progress.sent = true
         return yield* awaitReply(member.socket)
       })
 
+    /** The `Timeout` of a try: no reply to a request sent, or no peer to send it to (and why, if nng says). */
+    const timedOut = (progress: Progress, limit: Duration.Duration) =>
+      IpcError.make(
+        "Timeout",
+        progress.member === undefined || progress.sent
+          ? `no reply within ${Duration.format(limit)}`
+          : `no peer connected to ${shownWhere} within ${Duration.format(limit)}${dialFailures(progress.member)}`,
+        where
+      )
+
     /** One try: a socket (waiting for one if need be), the request, its reply, all within `limit`. */
     const attempt = (body: Uint8Array, limit: Duration.Duration) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          restore(acquire),
-          (member) => restore(exchange(member, body)).pipe(Effect.ensuring(release(member)))
+      Effect.suspend(() => {
+        const progress: Progress = { member: undefined, sent: false }
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(
+            restore(acquire),
+            (member) => {
+              progress.member = member
+              return restore(exchange(member, body, progress)).pipe(Effect.ensuring(release(member)))
+            }
+          )
+        ).pipe(
+          Effect.timeoutOrElse({
+            duration: limit,
+            orElse: () => Effect.fail(timedOut(progress, limit))
+          })
         )
-      ).pipe(
-        Effect.timeoutOrElse({
-          duration: limit,
-          orElse: () => Effect.fail(IpcError.make("Timeout", `no reply within ${Duration.format(limit)}`, where))
-        })
-      )
+      })
 
     const request = (body: Uint8Array, requestOptions: RequestOptions = {}) => {
       const refusedTimeout = TransportOptions.checkDurations({ timeout: requestOptions.timeout })

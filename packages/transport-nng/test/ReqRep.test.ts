@@ -202,4 +202,23 @@ describe("Req / Rep", () => {
       // the server goes on answering
       assert.strictEqual(text(yield* requester.request(bytes("fine"))), "fine")
     }).pipe(Effect.scoped))
+
+  it.live("a timeout says whether a peer was ever connected: the address and why not, or no reply", () =>
+    Effect.gen(function*() {
+      // nothing listens there: every connect is refused
+      const refused = `tcp://127.0.0.1:${unusedPort()}`
+      const alone = yield* Req.make({ dial: refused, timeout: "1 second" })
+      const unconnected = yield* Effect.flip(alone.request(bytes("anyone?")))
+      assert.strictEqual(unconnected.reason._tag, "Timeout")
+      assert.strictEqual(unconnected.detail, `no peer connected to ${refused} within 1s (connection refused)`)
+      assert.strictEqual(unconnected.address, refused)
+      // a live server that never answers: the request went out, no reply came
+      const bound = yield* Rep.serve({ listen: "tcp://127.0.0.1:0" }, () => Effect.never)
+      const address = bound.listening[0]!
+      const served = yield* Req.make({ dial: address, timeout: "1 second" })
+      const unanswered = yield* Effect.flip(served.request(bytes("hello?")))
+      assert.strictEqual(unanswered.reason._tag, "Timeout")
+      assert.strictEqual(unanswered.detail, "no reply within 1s")
+      assert.strictEqual(unanswered.address, address)
+    }).pipe(Effect.scoped))
 })

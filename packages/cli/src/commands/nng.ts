@@ -3,10 +3,11 @@
  * in the spirit of `nngcat`, interoperable with any nng peer. Every protocol
  * takes the same transport options: where to listen and dial (`--listen`,
  * `--dial`, repeatable, nng URLs such as `tcp://127.0.0.1:5555` or
- * `ipc:///tmp/x.ipc`), the largest message, nng's reconnect backoff and its
- * buffers. Received messages are printed one per line in the root command's
- * `--out` (or `--format`; `--json`: as JSON events), and `--data` is read as
- * `--in` (or `--format`); `--file PATH` (`-`: stdin) sends a whole file instead.
+ * `ipc:///tmp/x.ipc`), the largest message, nng's reconnect backoff, its
+ * buffers and the most connections its listeners keep. Received messages are
+ * printed one per line in the root command's `--out` (or `--format`; `--json`:
+ * as JSON events), and `--data` is read as `--in` (or `--format`); `--file
+ * PATH` (`-`: stdin) sends a whole file instead.
  *
  *   effect-ipc nng rep --listen tcp://127.0.0.1:5555 --data pong
  *   effect-ipc nng req --dial tcp://127.0.0.1:5555 --data ping --count 3
@@ -66,6 +67,11 @@ const transportFlags = {
   recvBuffer: Flag.Int("recv-buffer").pipe(
     Flag.withDescription("Messages nng queues on receipt before it stops reading"),
     Flag.optional
+  ),
+  maxConnections: Flag.Int("max-connections").pipe(
+    Flag.withDescription("Connections the listeners keep at once (default: no limit); past it the newest are closed"),
+    Flag.filter((n) => n > 0, (n) => positive("max-connections")(n) as string),
+    Flag.optional
   )
 }
 
@@ -77,6 +83,7 @@ type TransportInput = {
   readonly reconnectMax: Option.Option<number>
   readonly sendBuffer: Option.Option<number>
   readonly recvBuffer: Option.Option<number>
+  readonly maxConnections: Option.Option<number>
 }
 
 /** The transport flags as `Endpoints.EndpointsOptions`. */
@@ -89,7 +96,8 @@ export const endpointsOf = (input: TransportInput): Endpoints.EndpointsOptions =
     max: Option.getOrUndefined(input.reconnectMax)
   },
   sendBuffer: Option.getOrUndefined(input.sendBuffer),
-  recvBuffer: Option.getOrUndefined(input.recvBuffer)
+  recvBuffer: Option.getOrUndefined(input.recvBuffer),
+  maxConnections: Option.getOrUndefined(input.maxConnections)
 })
 
 const dataFlag = Flag.String("data").pipe(

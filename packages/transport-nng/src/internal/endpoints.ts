@@ -90,6 +90,8 @@ const keepConnections = (socket: Socket.Socket, max: number) => {
 export interface Opened {
   readonly socket: Socket.Socket
   readonly bound: Endpoints.Bound
+  /** The socket's dialers, each with the address it dials as given. */
+  readonly dialers: ReadonlyArray<{ readonly address: string; readonly dialer: Nng.Handle }>
 }
 
 /** Opens a socket of `protocol`, listens and dials as `options` say; everything closes with the scope. */
@@ -165,8 +167,11 @@ export const open = (
         Effect.andThen(Effect.sleep(SWEEP_MS), Effect.forever(keepConnections(socket, maxConnections)))
       )
     }
-    for (const raw of dial) yield* socket.dial(yield* NngAddress.parse(raw, { plain: true }))
-    return { socket, bound: { listening, dialing: dial } }
+    const dialers: Array<{ readonly address: string; readonly dialer: Nng.Handle }> = []
+    for (const raw of dial) {
+      dialers.push({ address: raw, dialer: yield* socket.dial(yield* NngAddress.parse(raw, { plain: true })) })
+    }
+    return { socket, bound: { listening, dialing: dial }, dialers }
   })
 
 /**

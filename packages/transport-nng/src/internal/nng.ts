@@ -392,6 +392,8 @@ export interface Nng {
     address?: string,
     reason?: IpcError.IpcErrorReason
   ) => IpcError.IpcError
+  /** nng's own message for an error code (`nng_strerror`: "Connection refused"). */
+  readonly message: (code: number) => string
   /** Opens a socket of `protocol`. */
   readonly open: (protocol: Protocol) => Effect.Effect<Handle, IpcError.IpcError>
   /** Closes a socket on the libuv threadpool (nng_close waits for nng's threads); `done` runs once it is closed. */
@@ -744,6 +746,7 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
       return warm
     }),
     error,
+    message: (code) => b.strerror(code),
     open: (protocol) =>
       Effect.suspend(() => {
         const out = { id: 0 }
@@ -846,7 +849,8 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
           return stat === null ? 0n : BigInt(b.statValue(stat))
         }
         if (count("refused") > 0n) return NngError.Code.ECONNREFUSED
-        if (count("timedout") > 0n) return NngError.Code.ETIMEDOUT
+        // libnng 1.12 names the counter "timeout" (src/core/dialer.c)
+        if (count("timeout") > 0n || count("timedout") > 0n) return NngError.Code.ETIMEDOUT
         if (count("proto") > 0n || count("reject") > 0n) return NngError.Code.EPROTO
         if (count("auth") > 0n) return NngError.Code.EPEERAUTH
         if (count("oom") > 0n) return NngError.Code.ENOMEM
