@@ -363,8 +363,9 @@ const MAX_WAITING_REPLIES = 256
 
 /**
  * How many calls of one connection the server runs at once: requests handed
- * to effect's `RpcServer` and not yet answered with their `Exit`; the
- * connection's further requests wait for one of them to end.
+ * to effect's `RpcServer` and not yet answered with their `Exit` (a
+ * fire-and-forget one, `discard` or a notification, until its handler ends);
+ * the connection's further requests wait for one of them to end.
  */
 export const MAX_CALLS_IN_FLIGHT = 1024
 
@@ -372,7 +373,7 @@ export const MAX_CALLS_IN_FLIGHT = 1024
  * How many requests of one connection may wait for a call to end; one past
  * them is refused at once: its `Exit` is a defect naming both limits.
  */
-export const MAX_WAITING_CALLS = 16_384
+export const MAX_WAITING_CALLS = 4096
 
 /** The defect a request is refused with when `MAX_WAITING_CALLS` of its connection wait already. */
 export const TOO_MANY_CALLS =
@@ -382,6 +383,9 @@ export const TOO_MANY_CALLS =
 interface Calls {
   inFlight: number
   readonly held: Array<RpcMessage.FromClientEncoded>
+  // the fire-and-forget calls started and not acknowledged yet: whether their acknowledgement goes to the client
+  // (false for a notification, run as a `discard` call of an id of ours)
+  readonly quiet: Map<string | number, boolean>
   // the drainer, waiting for a call to end
   wake: Deferred.Deferred<void> | undefined
   drainer: Fiber.Fiber<void> | undefined
@@ -392,12 +396,16 @@ interface Calls {
  * at once (a client that keeps streams open without acknowledging them, each
  * one a call that never ends, held the server's memory without bound: 300 000
  * took 2.7 GiB). A call ends with the one reply that ends it: its `Exit`, or
- * the `Defect` of a handler that died (or of a request whose id is no id). A
- * request beyond the limit waits, in order (an `Eof` behind it too), while
- * the connection's `Ack`s, `Interrupt`s and `Ping`s go on being read and
- * served, so a client whose acknowledgements follow its next requests is
- * never stalled; past `MAX_WAITING_CALLS` waiting, a request is refused
- * with an `Exit` (`TOO_MANY_CALLS`) and costs nothing kept.
+ * the `Defect` of a handler that died (or of a request whose id is no id, or
+ * of a message of no known kind, each counted as a call). A fire-and-forget
+ * call (`discard`, or a notification, run as a `discard` call whose
+ * acknowledgement is not sent) ends with the fiber that sent its
+ * acknowledgement: its handler's. A request beyond the limit waits, in order
+ * (an `Eof` behind it too), while the connection's `Ack`s, `Interrupt`s and
+ * `Ping`s go on being read and served, so a client whose acknowledgements
+ * follow its next requests is never stalled; past `MAX_WAITING_CALLS`
+ * waiting, a request is refused with an `Exit` (`TOO_MANY_CALLS`; a
+ * notification is dropped) and costs nothing kept.
  */
 const boundCalls = (
   protocol: RpcServer.Protocol["Service"]
@@ -407,7 +415,7 @@ const boundCalls = (
     const callsOf = (clientId: number): Calls => {
       let calls = connections.get(clientId)
       if (calls === undefined) {
-        calls = { inFlight: 0, held: [], wake: undefined, drainer: undefined }
+        calls = { inFlight: 0, held: [], quiet: new Map(), wake: undefined, drainer: undefined }
         connections.set(clientId, calls)
       }
       return calls
@@ -422,16 +430,18 @@ const boundCalls = (
         Queue.offer(disconnects, clientId)
       )
     })))
-    const ended = (clientId: number) =>
-      Effect.sync(() => {
-        const calls = connections.get(clientId)
-        if (calls === undefined || calls.inFlight === 0) return
-        calls.inFlight--
-        if (calls.wake !== undefined) {
-          Deferred.doneUnsafe(calls.wake, Effect.void)
-          calls.wake = undefined
-        }
-      })
+    const endedUnsafe = (clientId: number): void => {
+      const calls = connections.get(clientId)
+      if (calls === undefined || calls.inFlight === 0) return
+      calls.inFlight--
+      if (calls.wake !== undefined) {
+        Deferred.doneUnsafe(calls.wake, Effect.void)
+        calls.wake = undefined
+      }
+    }
+    const ended = (clientId: number) => Effect.sync(() => endedUnsafe(clientId))
+    // the ids of the notifications run as `discard` calls
+    let notifications = 0
     const encodeRefusal = Schema.encodeSync(protocol.codecFor(Schema.Exit(Schema.Never, Schema.Never, Schema.Defect())))
     const refusal = encodeRefusal(Exit.die(TOO_MANY_CALLS)) as RpcMessage.ResponseExitEncoded["exit"]
     const canStart = (calls: Calls): boolean => {
@@ -441,26 +451,60 @@ const boundCalls = (
     return {
       ...protocol,
       disconnects,
-      send: (clientId, response, transferables) =>
-        response._tag === "Exit" || response._tag === "Defect"
-          ? Effect.andThen(ended(clientId), protocol.send(clientId, response, transferables))
-          : protocol.send(clientId, response, transferables),
+      send: (clientId, response, transferables) => {
+        const sent = protocol.send(clientId, response, transferables)
+        if (response._tag !== "Exit") return response._tag === "Defect" ? Effect.andThen(ended(clientId), sent) : sent
+        const calls = connections.get(clientId)
+        const answered = calls?.quiet.get(response.requestId)
+        if (calls === undefined || answered === undefined) return Effect.andThen(ended(clientId), sent)
+        // a fire-and-forget call's first and only Exit: a failure before its handler started ends it; its
+        // acknowledgement is sent by its handler's fiber as it starts, and the call ends with that fiber
+        calls.quiet.delete(response.requestId)
+        const told = answered ? sent : Effect.void
+        return response.exit._tag === "Success"
+          ? Effect.withFiber((fiber) => {
+            fiber.addObserver(() => endedUnsafe(clientId))
+            return told
+          })
+          : Effect.andThen(ended(clientId), told)
+      },
       run: (f) => {
+        // a call handed to effect's server; a fire-and-forget one (a notification, a `discard` request) as a
+        // `discard` request, whose acknowledgement, sent as its handler starts, says which fiber runs it
+        const start = (clientId: number, calls: Calls, request: RpcMessage.RequestEncoded): Effect.Effect<void> => {
+          calls.inFlight++
+          if (request.isNotification === true) {
+            const { isNotification: _, ...call } = request
+            const id = `@effect-ipc/notification/${notifications++}`
+            calls.quiet.set(id, false)
+            return f(clientId, { ...call, id, discard: true })
+          }
+          if (request.discard === true) calls.quiet.set(request.id, true)
+          return f(clientId, request)
+        }
         // hands the waiting requests to effect's server as calls end, in order
-        const drain = (clientId: number, calls: Calls): Effect.Effect<void> =>
+        const drain = (clientId: number, calls: Calls, reader: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
           Effect.forever(Effect.suspend(() => {
             if (!canStart(calls)) return Deferred.await(calls.wake ??= Deferred.makeUnsafe<void>())
             const next = calls.held.shift()!
-            if (next._tag === "Request") calls.inFlight++
-            return f(clientId, next)
-          }))
+            return next._tag === "Request" ? start(clientId, calls, next) : f(clientId, next)
+          })).pipe(
+            // effect's server interrupts the reading of a connection that sends a request it will not serve (the
+            // id of a call in flight, or one after `Eof` while calls run): the connection ends, as when it is read
+            Effect.onInterrupt(() => Effect.sync(() => reader.interruptUnsafe()))
+          )
         const hold = (clientId: number, calls: Calls, message: RpcMessage.FromClientEncoded): Effect.Effect<void> => {
           if (message._tag === "Request" && calls.held.length >= MAX_WAITING_CALLS) {
-            return protocol.send(clientId, { _tag: "Exit", requestId: message.id, exit: refusal })
+            // a notification has no reply to carry its refusal
+            return message.isNotification === true
+              ? Effect.void
+              : protocol.send(clientId, { _tag: "Exit", requestId: message.id, exit: refusal })
           }
           calls.held.push(message)
           return calls.drainer === undefined
-            ? Effect.map(Effect.forkChild(drain(clientId, calls)), (fiber) => void (calls.drainer = fiber))
+            ? Effect.withFiber((reader) =>
+              Effect.map(Effect.forkChild(drain(clientId, calls, reader)), (fiber) => void (calls.drainer = fiber))
+            )
             : Effect.void
         }
         return protocol.run((clientId, message) =>
@@ -468,28 +512,36 @@ const boundCalls = (
             const calls = callsOf(clientId)
             switch (message._tag) {
               case "Request": {
-                // a notification is never answered: not counted
-                if (message.isNotification === true) return f(clientId, message)
                 const id: unknown = message.id
-                const hasId = typeof id === "string" || typeof id === "number" || typeof id === "bigint"
-                // one whose id is no id is answered with a Defect at once
-                if (hasId && (calls.held.length > 0 || calls.inFlight >= MAX_CALLS_IN_FLIGHT)) {
-                  return hold(clientId, calls, message)
+                // one whose id is no id is answered with a Defect at once: counted as the call it ends
+                if (message.isNotification !== true && typeof id !== "string" && typeof id !== "number") {
+                  calls.inFlight++
+                  return f(clientId, message)
                 }
-                calls.inFlight++
-                return f(clientId, message)
+                return calls.held.length > 0 || calls.inFlight >= MAX_CALLS_IN_FLIGHT
+                  ? hold(clientId, calls, message)
+                  : start(clientId, calls, message)
               }
               case "Eof":
                 return calls.held.length === 0 ? f(clientId, message) : hold(clientId, calls, message)
               case "Interrupt": {
                 // a waiting request interrupted: started and interrupted at once, answered as any other
-                const at = calls.held.findIndex((held) => held._tag === "Request" && held.id === message.requestId)
+                const at = calls.held.findIndex((held) =>
+                  held._tag === "Request" && held.isNotification !== true && held.id === message.requestId
+                )
                 if (at < 0) return f(clientId, message)
                 const [request] = calls.held.splice(at, 1)
-                calls.inFlight++
-                return Effect.andThen(f(clientId, request!), f(clientId, message))
+                return Effect.andThen(
+                  start(clientId, calls, request as RpcMessage.RequestEncoded),
+                  f(clientId, message)
+                )
               }
+              case "Ack":
+              case "Ping":
+                return f(clientId, message)
               default:
+                // a message of no known kind is answered with a Defect at once: counted as the call it ends
+                calls.inFlight++
                 return f(clientId, message)
             }
           })

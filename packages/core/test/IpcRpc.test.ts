@@ -1166,4 +1166,101 @@ describe("a client that keeps streams open without acknowledging them", () => {
       }).pipe(Effect.scoped),
     120_000
   )
+
+  /** `politeAndRaw`, the raw channel's JSON replies read as they come (chunks not acknowledged), and `until`. */
+  const rawReader = Effect.gen(function*() {
+    const { polite, channel } = yield* politeAndRaw
+    const send = (message: unknown) => channel.send(encoder.encode(JSON.stringify(message)))
+    const chunked = new Set<string>()
+    const exits = new Map<string, { readonly _tag: string; readonly value?: unknown }>()
+    let defects = 0
+    let closed = false
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.flatMap(channel.receiveAll, (batch) =>
+        Effect.sync(() => {
+          for (const bytes of batch) {
+            const reply = JSON.parse(decoder.decode(bytes))
+            if (reply._tag === "Exit") exits.set(reply.requestId, reply.exit)
+            if (reply._tag === "Chunk") chunked.add(reply.requestId)
+            if (reply._tag === "Defect") defects++
+          }
+        }))).pipe(Effect.catch(() => Effect.sync(() => void (closed = true))))
+    )
+    /** Waits until `done` holds (checked every 20 ms, for at most 30 s). */
+    const until = (what: string, done: () => boolean) =>
+      Effect.suspend(() =>
+        done()
+          ? Effect.void
+          : Effect.fail(`${what}: ${exits.size} Exits, ${chunked.size} streaming, ${defects} Defects`)
+      ).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "30 seconds" }))))
+    return { polite, send, chunked, exits, defects: () => defects, closed: () => closed, until }
+  })
+
+  it.live("a message of no known kind, answered with a Defect, frees no call's place", () =>
+    Effect.gen(function*() {
+      const { polite, send, chunked, exits, defects, until } = yield* rawReader
+      const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+      for (let i = 0; i < running + 20; i++) {
+        yield* send({ _tag: "Request", id: String(i), tag: "Range", payload: { n: 3 }, headers: [] })
+      }
+      yield* until("the first chunks", () => chunked.size === running)
+      // each answered with a Defect: they ended no call
+      for (let i = 0; i < 10; i++) yield* send({ _tag: "Bogus" })
+      for (let i = 0; i < 10; i++) yield* send(42)
+      yield* until("the Defects", () => defects() === 20)
+      // one call ends: one waiting call starts, the first
+      yield* send({ _tag: "Interrupt", requestId: "0" })
+      yield* until("the interruption", () => exits.has("0"))
+      yield* until("the first waiting call", () => chunked.has(String(running)))
+      assert.strictEqual(yield* polite.Calls(), running + 1)
+      assert.strictEqual(chunked.size, running + 1)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live(
+    "fire-and-forget calls (discard, notifications) keep their place until their handlers end",
+    () =>
+      Effect.gen(function*() {
+        const { polite, send, exits, until } = yield* rawReader
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        const sleep = { tag: "Sleep", payload: { millis: 600_000 }, headers: [] }
+        for (let i = 0; i < running; i++) yield* send({ _tag: "Request", id: String(i), discard: true, ...sleep })
+        for (let i = 0; i < 10; i++) yield* send({ _tag: "Request", id: "", isNotification: true, ...sleep })
+        yield* send({ _tag: "Request", id: "after", tag: "Echo", payload: { n: 5 }, headers: [] })
+        // every discard call acknowledged as its handler starts, and running until it ends: the others wait
+        yield* until("the acknowledgements", () => exits.size >= running)
+        assert.deepStrictEqual(exits.get("0"), { _tag: "Success", value: null })
+        assert.strictEqual(yield* polite.Calls(), running)
+        assert.isFalse(exits.has("after"), "the call behind them waits")
+        // their handlers stopped, the notifications run (no reply), then the call behind them
+        for (let i = 0; i < running; i++) yield* send({ _tag: "Interrupt", requestId: String(i) })
+        yield* until("the call after", () => exits.has("after"))
+        assert.deepStrictEqual(exits.get("after"), { _tag: "Success", value: 5 })
+        assert.strictEqual(exits.size, running + 1)
+        assert.strictEqual(yield* polite.Calls(), running + 10 + 1)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a waiting request effect's server will not serve ends the connection, as one read at once does",
+    () =>
+      Effect.gen(function*() {
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        const range = { tag: "Range", payload: { n: 3 }, headers: [] }
+        const echo = { _tag: "Request", id: "after", tag: "Echo", payload: { n: 5 }, headers: [] }
+        // the id of a call in flight; a request behind an Eof while calls run
+        for (const refused of [{ _tag: "Request", id: "5", ...range }, { _tag: "Eof" }]) {
+          const { send, chunked, exits, closed, until } = yield* rawReader
+          for (let i = 0; i < running; i++) yield* send({ _tag: "Request", id: String(i), ...range })
+          yield* until("the first chunks", () => chunked.size === running)
+          yield* send(refused)
+          yield* send(echo)
+          // a call ends: the waiting requests go to effect's server, which refuses one
+          yield* send({ _tag: "Interrupt", requestId: "0" })
+          yield* until("the connection's end", closed)
+          assert.isFalse(exits.has("after"))
+        }
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })
