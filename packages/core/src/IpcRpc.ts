@@ -401,7 +401,7 @@ interface Calls {
  * call (`discard`, or a notification, run as a `discard` call whose
  * acknowledgement is not sent) ends with the fiber that sent its
  * acknowledgement: its handler's. A request beyond the limit waits, in order
- * (an `Eof` behind it too), while the connection's `Ack`s, `Interrupt`s and
+ * (an `Eof` behind it too; one interrupted is answered so, its handler never run), while the connection's `Ack`s, `Interrupt`s and
  * `Ping`s go on being read and served, so a client whose acknowledgements
  * follow its next requests is never stalled; past `MAX_WAITING_CALLS`
  * waiting, a request is refused with an `Exit` (`TOO_MANY_CALLS`; a
@@ -444,6 +444,7 @@ const boundCalls = (
     let notifications = 0
     const encodeRefusal = Schema.encodeSync(protocol.codecFor(Schema.Exit(Schema.Never, Schema.Never, Schema.Defect())))
     const refusal = encodeRefusal(Exit.die(TOO_MANY_CALLS)) as RpcMessage.ResponseExitEncoded["exit"]
+    const interrupted = encodeRefusal(Exit.interrupt()) as RpcMessage.ResponseExitEncoded["exit"]
     const canStart = (calls: Calls): boolean => {
       const next = calls.held[0]
       return next !== undefined && (next._tag !== "Request" || calls.inFlight < MAX_CALLS_IN_FLIGHT)
@@ -525,16 +526,13 @@ const boundCalls = (
               case "Eof":
                 return calls.held.length === 0 ? f(clientId, message) : hold(clientId, calls, message)
               case "Interrupt": {
-                // a waiting request interrupted: started and interrupted at once, answered as any other
+                // a waiting request interrupted: answered as an interrupted call, its handler never run
                 const at = calls.held.findIndex((held) =>
                   held._tag === "Request" && held.isNotification !== true && held.id === message.requestId
                 )
                 if (at < 0) return f(clientId, message)
-                const [request] = calls.held.splice(at, 1)
-                return Effect.andThen(
-                  start(clientId, calls, request as RpcMessage.RequestEncoded),
-                  f(clientId, message)
-                )
+                calls.held.splice(at, 1)
+                return protocol.send(clientId, { _tag: "Exit", requestId: message.requestId, exit: interrupted })
               }
               case "Ack":
               case "Ping":

@@ -1142,10 +1142,13 @@ describe("a client that keeps streams open without acknowledging them", () => {
         yield* send({ _tag: "Interrupt", requestId: "0" })
         yield* until("the interruption", () => exits.get("0")?.cause?.[0]?._tag === "Interrupt")
         yield* until("a waiting call started", () => chunked.has(String(running)))
-        // a waiting call interrupted is answered as any other
+        // a waiting call interrupted is answered as any other, its handler never run
         const last = String(running + waiting - 1)
         yield* send({ _tag: "Interrupt", requestId: last })
         yield* until("the waiting call's interruption", () => exits.get(last)?.cause?.[0]?._tag === "Interrupt")
+        // the calls started: those that ran at first, the polite Echo, and the one the interrupted call made room for
+        assert.strictEqual(yield* polite.Calls(), running + 2)
+        assert.isFalse(chunked.has(last))
         // acknowledged, every call ends: nothing lost
         acking = true
         yield* Effect.forEach(unacked.splice(0), (id) => send({ _tag: "Ack", requestId: id }), { discard: true })
