@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover
 
 from . import address as addresses
 from . import framing
-from .errors import Closed, IpcError, check_seconds, fresh
+from .errors import Closed, IpcError, check_bytes, check_count, check_seconds, fresh
 
 log = logging.getLogger("effect_ipc")
 
@@ -259,7 +259,9 @@ class Channel(object):
         return Closed("the channel is closed", self.address)
 
     def send(self, message):
-        """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost."""
+        """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost (``Encode`` for a
+        message that is not bytes, a bytearray or a memoryview)."""
+        message = check_bytes(message, "send", self.address)
         if self._failure is not None:
             raise fresh(self._failure)
         if self._closing:
@@ -278,11 +280,10 @@ class Channel(object):
         8 MiB, as a Node channel's; ``set_unread_limit(None, None)`` reads ahead
         without limit. A message is read while fewer than ``max_bytes`` wait, so
         one message may take the unread bytes past it. Heartbeat silence is not
-        counted meanwhile."""
-        for what, value in (("unread limit", limit), ("max_bytes", max_bytes)):
-            if value is not None and value is not _KEEP and (
-                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError("the %s must be a positive whole number or None, got %r" % (what, value))
+        counted meanwhile. ``InvalidOption`` for a bound that is not None or a whole number of at least 1."""
+        check_count(limit, "the unread limit", self.address, optional=True)
+        if max_bytes is not _KEEP:
+            check_count(max_bytes, "max_bytes", self.address, optional=True)
         with self._room:
             self._unread_limit = limit
             if max_bytes is not _KEEP:
@@ -542,7 +543,9 @@ class Channel(object):
         return self._done.is_set()
 
     def wait_closed(self, timeout=None):
-        """Waits until the channel is closed (by either side) or lost; True if it is."""
+        """Waits until the channel is closed (by either side) or lost; True if it is (``InvalidOption`` for a
+        ``timeout`` that is not None or a finite number of seconds of at least 0)."""
+        check_seconds(timeout, "timeout", self.address)
         return self._done.wait(timeout)
 
     def __enter__(self):
@@ -572,7 +575,9 @@ class Channel(object):
 def connect(address, authorize=same_user_or_root, timeout=None, **options):
     """Dials a ``unix://`` or ``pipe://`` address. The server's credentials go
     to ``authorize`` before a byte is sent (``PeerRejected`` if refused or
-    unreadable). Options: ``max_frame_size``, ``heartbeat``, ``linger`` (``InvalidOption``: see ``check_options``)."""
+    unreadable). Options: ``max_frame_size``, ``heartbeat``, ``linger`` (``InvalidOption``: see ``check_options``;
+    so is a ``timeout`` that is not None or a finite number of seconds of at least 0)."""
+    check_seconds(timeout, "timeout", address)
     check_options(options, address)
     where = addresses.resolve(address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -597,7 +602,7 @@ def _connect_error(error, address):
         return IpcError("NotFound", "cannot connect: %s" % os.strerror(code).lower(), address)
     if code in (errno.EACCES, errno.EPERM):
         return IpcError("PermissionDenied", "cannot connect: %s" % os.strerror(code).lower(), address)
-    if isinstance(error, socket.timeout):
+    if isinstance(error, (socket.timeout, BlockingIOError)):  # a timeout of 0: EAGAIN on a full backlog
         return IpcError("Timeout", "cannot connect: timed out", address)
     return IpcError("Open", "cannot connect: %s" % error, address)
 
@@ -623,12 +628,14 @@ class Listener(object):
 
     def accept(self, timeout=None):
         """Waits for the next client admitted by ``authorize`` and returns its
-        channel (a refused client's connection is closed and logged)."""
+        channel (a refused client's connection is closed and logged). ``InvalidOption`` for a ``timeout``
+        that is not None or a finite number of seconds of at least 0."""
+        check_seconds(timeout, "timeout", self.address)
         while True:
             try:
                 self._sock.settimeout(timeout)
                 conn, _ = self._sock.accept()
-            except socket.timeout:
+            except (socket.timeout, BlockingIOError):  # a timeout of 0 makes the socket non-blocking: EAGAIN
                 raise IpcError("Timeout", "no client within %s s" % timeout, self.address)
             except OSError as error:
                 if self._closed:
@@ -834,8 +841,13 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     dead server's); the socket is bound in a fresh 0700 directory, given
     ``mode`` and only then linked to its public path, so no other user can
     connect in between. Clients' credentials go to ``authorize``. The channel options are checked first
-    (``InvalidOption``: see ``check_options``), before anything is bound."""
+    (``InvalidOption``: see ``check_options``; so are a ``mode`` that is not permission bits, 0 to 0o777, and
+    a ``backlog`` that is not a whole number of at least 0), before anything is bound."""
     check_options(options, address)
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise IpcError("InvalidOption", "mode %r is not permission bits (a whole number from 0 to 0o777)" % (mode,),
+                       address)
+    check_count(backlog, "backlog", address, least=0)
     where = addresses.resolve(address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if where.kind == "abstract":

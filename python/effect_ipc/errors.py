@@ -4,6 +4,7 @@ reasons as the Node side's ``IpcError``: ``Closed``, ``ConnectionLost``,
 
 
 import errno as _errno
+import threading as _threading
 
 _REASONS = {
     _errno.ENOSPC: "NoSpace", getattr(_errno, "EDQUOT", _errno.ENOSPC): "NoSpace", _errno.EFBIG: "NoSpace",
@@ -19,16 +20,39 @@ def reason_of(error, fallback):
     return _REASONS.get(error.errno, fallback)
 
 
-def check_seconds(value, name, address=None, positive=False):
+def check_seconds(value, name, address=None, positive=False, optional=None):
     """``IpcError`` reason ``InvalidOption`` unless ``value`` (the wait ``name``) is a finite number of seconds of
-    at least 0 (above 0 with ``positive``) or, without ``positive``, None (a bool is not a number here)."""
-    if value is None and not positive:
+    at least 0 (above 0 with ``positive``) and at most ``threading.TIMEOUT_MAX`` (about 292 years: a longer wait
+    overflows Python's clock) or, when ``optional`` (by default: without ``positive``), None (a bool is not a
+    number here)."""
+    optional = not positive if optional is None else optional
+    if value is None and optional:
         return
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
-            or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0)):
-        raise IpcError("InvalidOption", "%s %r is not %s" % (
-            name, value, "a finite number of seconds above 0" if positive
-            else "None or a finite number of seconds of at least 0"), address)
+            or not 0 <= value <= _threading.TIMEOUT_MAX or (positive and value == 0)):
+        raise IpcError("InvalidOption", "%s %r is not %sa number of seconds %s %d" % (
+            name, value, "None or " if optional else "", "above 0, at most" if positive else "from 0 to",
+            _threading.TIMEOUT_MAX), address)
+
+
+def check_count(value, name, address=None, least=1, optional=False):
+    """``IpcError`` reason ``InvalidOption`` unless ``value`` (the size, count or limit ``name``) is a whole number
+    of at least ``least`` or, with ``optional``, None (a bool is not a number here)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise IpcError("InvalidOption", "%s %r is not %sa whole number of at least %d"
+                       % (name, value, "None or " if optional else "", least), address)
+
+
+def check_bytes(value, what, address=None):
+    """``value`` as bytes-like for a message (a memoryview as its bytes); ``IpcError`` reason ``Encode`` for
+    anything else (a str, a dict, None: as a Node channel refuses what is not a Uint8Array)."""
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    if not isinstance(value, (bytes, bytearray)):
+        raise IpcError("Encode", "%s takes bytes (got %s)" % (what, type(value).__name__), address)
+    return value
 
 
 class IpcError(Exception):

@@ -225,6 +225,8 @@ class IpckitChannel(object):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise IpcError("InvalidOption", "keep %r is not a whole number of at least 1" % (keep,), directory)
         check_seconds(poll_interval, "poll_interval", directory, positive=True)
+        check_seconds(stale_age, "stale_age", directory, optional=False)
+        check_seconds(lock_timeout, "lock_timeout", directory, optional=False)
         self.directory = directory
         self.role = role
         self.keep = keep

@@ -17,7 +17,7 @@ import struct
 import time
 import uuid
 
-from .errors import Closed, IpcError, check_seconds, reason_of
+from .errors import Closed, IpcError, check_bytes, check_seconds, reason_of
 
 log = logging.getLogger("effect_ipc.log")
 
@@ -634,6 +634,7 @@ class LogWriter(object):
         _check_size(directory, "max_bytes", max_bytes)
         if durability not in ("os", "fsync"):
             raise IpcError("InvalidOption", "durability %r is not one of os, fsync" % (durability,), directory)
+        check_seconds(lock_timeout, "lock_timeout", directory, optional=False)
         self.directory = directory
         # at most a quarter of the cap, as on the Node side: a segment is reclaimed only once a later one exists,
         # so a cap under one segment never let a second start, and the stream stayed full for good (at least 1:
@@ -788,17 +789,24 @@ class LogWriter(object):
         return room()
 
     def append(self, payload, kind=DATA):
-        """Appends one record (bytes); returns once it is in the file (on disk with ``fsync``)."""
+        """Appends one record (bytes); returns once it is in the file (on disk with ``fsync``). ``Encode`` for a
+        payload that is not bytes, a bytearray or a memoryview."""
         self.append_many([payload], kind)
 
     def append_many(self, payloads, kind=DATA):
         """Appends several records under one lock, in order. ``Full`` is
         raised before any is written; a write or ``fdatasync`` that fails keeps
-        the records written whole before it (see the class)."""
+        the records written whole before it (see the class). ``Encode`` for a payload that is not bytes, a
+        bytearray or a memoryview (nothing of the batch is written), or ``payloads`` not an iterable."""
         if self._closed:
             raise Closed("the writer is closed", self.directory)
         # read once, here: a generator (or any iterator) was used up by the size check, and nothing was written
-        payloads = list(payloads)
+        try:
+            items = iter(payloads)
+        except TypeError:
+            raise IpcError("Encode", "append_many takes an iterable of bytes (got %s)" % type(payloads).__name__,
+                           self.directory)
+        payloads = [check_bytes(payload, "append", self.directory) for payload in items]
         # an end-of-segment record (or an unknown kind) would stop every reader there: only data and close
         if not isinstance(kind, int) or isinstance(kind, bool) or kind not in (DATA, CLOSE):
             raise IpcError("InvalidOption", "kind %r is not DATA (0) or CLOSE (1)" % (kind,), self.directory)

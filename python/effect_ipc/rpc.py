@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
     import Queue as queue
 
 from . import channel as channels
-from .errors import Closed, IpcError, fresh
+from .errors import Closed, IpcError, check_count, check_seconds, fresh
 
 log = logging.getLogger("effect_ipc.rpc")
 
@@ -47,6 +47,21 @@ MAX_SNIFFED = 64 * 1024
 
 def _encode(message):
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _headers(headers, address):
+    """A request's headers as the wire takes them (``[[name, value], ...]``) from ``(name, value)`` pairs of
+    str or a dict of them; ``IpcError`` reason ``Encode`` for anything else."""
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    try:
+        encoded = [list(pair) for pair in pairs]
+    except TypeError:
+        encoded = None
+    if encoded is None or isinstance(headers, (str, bytes)) or \
+            not all(len(pair) == 2 and all(isinstance(part, str) for part in pair) for pair in encoded):
+        raise IpcError("Encode", "headers are (name, value) pairs of str or a dict of them, got %s"
+                       % ("%r" % (headers,))[:100], address)
+    return encoded
 
 
 def _no_constant(name):
@@ -262,7 +277,9 @@ class Call(object):
         """The call's value; raises ``RpcFailure``, ``RpcDefect``, ``RpcInterrupted``, or ``IpcError`` (link lost, ``Timeout``).
         A streamed procedure's elements are collected (each chunk acknowledged as it
         arrives) and returned as a list once the stream ends, all held in memory
-        until then (use ``stream`` for a long one); ``timeout`` bounds the whole wait."""
+        until then (use ``stream`` for a long one); ``timeout`` bounds the whole wait (``InvalidOption`` when
+        it is not None or a finite number of seconds of at least 0)."""
+        check_seconds(timeout, "timeout", self._client.address)
         if self._outcome is None:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
@@ -372,14 +389,19 @@ class RpcClient(object):
     def _request(self, tag, payload, stream, discard=False, headers=()):
         if self._failure is not None:
             raise fresh(self._failure)  # a new one each time: re-raising one object stacks its tracebacks
+        if not isinstance(tag, str):
+            raise IpcError("Encode", "a procedure's tag is a str (got %s)" % type(tag).__name__, self.address)
         request_id = str(next(self._ids))
         pending = _Pending(request_id, stream)
         # a procedure without payload takes null
         message = {"_tag": "Request", "id": request_id, "tag": tag, "payload": payload,
-                   "headers": [list(h) for h in headers]}
+                   "headers": _headers(headers, self.address)}
         if discard:
             message["discard"] = True
-        data = _encode(message)  # a payload JSON cannot encode fails here, before anything is registered
+        try:
+            data = _encode(message)  # a payload JSON cannot encode fails here, before anything is registered
+        except (TypeError, ValueError, RecursionError) as error:
+            raise IpcError("Encode", "the payload of %s is not JSON: %s" % (tag, error), self.address)
         if not discard:
             with self._lock:
                 self._pending[request_id] = pending
@@ -400,7 +422,9 @@ class RpcClient(object):
         encodes it) and returns its value. A typed error raises
         ``RpcFailure``; after ``timeout`` seconds the call is cancelled and
         ``IpcError`` (``Timeout``) raised. A streamed procedure's elements are
-        returned as a list once its stream ends (``stream`` reads them as they come)."""
+        returned as a list once its stream ends (``stream`` reads them as they come). ``InvalidOption``
+        for a ``timeout`` that is not None or a finite number of seconds of at least 0 (nothing is sent)."""
+        check_seconds(timeout, "timeout", self.address)
         call = self.start(tag, payload, headers)
         try:
             return call.result(timeout)
@@ -410,7 +434,9 @@ class RpcClient(object):
             raise
 
     def stream(self, tag, payload=None, timeout=None, headers=()):
-        """Calls a streaming procedure; returns a ``StreamCall`` to iterate."""
+        """Calls a streaming procedure; returns a ``StreamCall`` to iterate (``InvalidOption`` for a ``timeout``
+        that is not None or a finite number of seconds of at least 0: nothing is sent)."""
+        check_seconds(timeout, "timeout", self.address)
         return StreamCall(self, self._request(tag, payload, True, headers=headers), timeout)
 
     def send(self, tag, payload=None, headers=()):
@@ -418,12 +444,20 @@ class RpcClient(object):
         self._request(tag, payload, False, discard=True, headers=headers)
 
     def ping(self, timeout=5.0):
-        """Sends a ``Ping`` and waits for the ``Pong``; raises ``IpcError`` (``Timeout``) without one."""
+        """Sends a ``Ping`` and waits for the ``Pong``; raises ``IpcError`` (``Timeout``) without one
+        (``InvalidOption`` for a ``timeout`` that is not None or a finite number of seconds of at least 0),
+        and the client's failure (``Closed`` once closed) at once when the connection has ended."""
+        check_seconds(timeout, "timeout", self.address)
+        if self._failure is not None:
+            raise fresh(self._failure)
         self._send({"_tag": "Ping"})
         try:
-            self._pongs.get(timeout=timeout)
+            pong = self._pongs.get(timeout=timeout)
         except queue.Empty:
             raise IpcError("Timeout", "no pong within %s s" % timeout, self.address)
+        if isinstance(pong, IpcError):
+            self._pongs.put(pong)  # every other ping waiting ends the same way
+            raise fresh(pong)
 
     def _ack(self, pending):
         """Acknowledges a chunk of ``pending`` (unless the call has ended or was interrupted)."""
@@ -461,6 +495,7 @@ class RpcClient(object):
         except IpcError as lost:
             error = lost
         self._failure = error
+        self._pongs.put(error)  # a ping waiting for a pong ends now too
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
         for entry in pending:
@@ -542,10 +577,11 @@ class RpcClient(object):
 
 
 class Stream(object):
-    """Marks a handler's result as a streamed response (any iterable); a
-    generator is one already."""
+    """Marks a handler's result as a streamed response (any iterable) sent in chunks of up to ``batch`` values
+    (``InvalidOption`` unless a whole number of at least 1); a generator is one already."""
 
     def __init__(self, iterable, batch=1):
+        check_count(batch, "batch")
         self.iterable = iterable
         self.batch = batch
 
@@ -725,13 +761,12 @@ class RpcServer(object):
     worker. Each client has at most ``max_queued`` (default 256) requests
     waiting for a worker and messages waiting to be sent; past that the
     server stops reading its connection until they drain (back-pressure
-    through the socket: nothing is dropped)."""
+    through the socket: nothing is dropped). A ``max_workers`` below 1 or
+    ``max_queued`` below 2 (or not a whole number) is ``InvalidOption``."""
 
     def __init__(self, handlers, max_workers=DEFAULT_MAX_WORKERS, max_queued=DEFAULT_MAX_QUEUED):
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError("max_workers must be a positive whole number, got %r" % (max_workers,))
-        if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 2:
-            raise ValueError("max_queued must be a whole number of at least 2, got %r" % (max_queued,))
+        check_count(max_workers, "max_workers")
+        check_count(max_queued, "max_queued", least=2)
         self.handlers = dict(handlers)
         self.workers = _Workers(max_workers)
         self.max_queued = max_queued

@@ -282,10 +282,10 @@ class Channels(TempDirCase):
         server.set_unread_limit(None, max_bytes=1000)
         self.assertEqual([len(server.receive(10)) for _ in range(3)], [5000] * 3)
         for bad in (0, -1, 1.5, True, "8"):
-            with self.assertRaises(ValueError):
-                server.set_unread_limit(None, max_bytes=bad)
-            with self.assertRaises(ValueError):
-                server.set_unread_limit(bad)
+            for call in (lambda: server.set_unread_limit(None, max_bytes=bad), lambda: server.set_unread_limit(bad)):
+                with self.assertRaises(IpcError) as caught:
+                    call()
+                self.assertEqual(caught.exception.reason, "InvalidOption")
 
     def test_a_held_channel_keeps_a_heartbeating_peer_only_with_heartbeats_of_its_own(self):
         # the server never receives: it stops reading at 8 MiB, the client's sends block, and the client's

@@ -8,7 +8,7 @@ import time
 
 from helpers import RawRpcCase, TempDirCase, run_python
 
-from effect_ipc import RpcClient, RpcDefect, RpcServer, Stream, framing, listen, rpc
+from effect_ipc import IpcError, RpcClient, RpcDefect, RpcServer, Stream, framing, listen, rpc
 
 # what the child scripts share: a frame, the process's virtual size
 PREAMBLE = """
@@ -279,8 +279,9 @@ class Peers(RawRpcCase):
         client = RpcClient.connect(self.address())
         self.addCleanup(client.close)
         for _ in range(100):
-            with self.assertRaises(TypeError):
+            with self.assertRaises(IpcError) as caught:
                 client.call("Add", {"a": {1, 2}, "b": 2}, timeout=5)  # a set: not JSON
+            self.assertEqual(caught.exception.reason, "Encode")
         self.assertEqual(client._pending, {})
         self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=5), 3)
 

@@ -408,8 +408,9 @@ class BoundedWorkers(TempDirCase):
 
     def test_max_workers_must_be_a_positive_whole_number(self):
         for bad in (0, -1, 1.5, "4", True):
-            with self.assertRaises(ValueError):
+            with self.assertRaises(IpcError) as caught:
                 RpcServer({}, max_workers=bad)
+            self.assertEqual(caught.exception.reason, "InvalidOption")
 
 
 class BoundedQueues(TempDirCase):
@@ -500,8 +501,9 @@ class BoundedQueues(TempDirCase):
 
     def test_max_queued_must_be_a_whole_number_of_at_least_2(self):
         for bad in (0, 1, 1.5, "64", True):
-            with self.assertRaises(ValueError):
+            with self.assertRaises(IpcError) as caught:
                 RpcServer({}, max_queued=bad)
+            self.assertEqual(caught.exception.reason, "InvalidOption")
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,4 +1,5 @@
-"""Bad waits and pauses are ``InvalidOption``, and a client's oversized frame is one line in the log."""
+"""Bad waits, pauses, sizes and counts are ``InvalidOption``, what is not a message is ``Encode``, a closed
+client's ping ends at once, and a client's oversized frame is one line in the log."""
 import logging
 import os
 import socket
@@ -7,12 +8,15 @@ import unittest
 
 from helpers import RawRpcCase, TempDirCase
 
-from effect_ipc import IpcError, RpcServer, framing, listen, log
+from effect_ipc import Closed, IpcError, RpcClient, RpcServer, Stream, connect, framing, listen, log
 from effect_ipc.channel import Channel
 from effect_ipc.ipckit import IpckitChannel
 
 NAN, INF = float("nan"), float("inf")
 BAD_TIMEOUTS = (-1, -0.5, NAN, INF, -INF, "1", True)
+# and 1e10 s, past threading.TIMEOUT_MAX: Python's clock overflows on it in a wait (OverflowError)
+TOO_LONG = BAD_TIMEOUTS + (1e10,)
+BAD_COUNTS = (0, -1, 1.5, NAN, INF, "8", True)
 BAD_PAUSES = (0, 0.0, -1, NAN, INF, "0.01", None, False)
 
 
@@ -27,7 +31,7 @@ class BadWaits(TempDirCase):
         channel = Channel.over_socket(a, "socketpair")
         self.addCleanup(b.close)
         self.addCleanup(channel.close)
-        for timeout in BAD_TIMEOUTS:
+        for timeout in TOO_LONG:
             self.assert_invalid(lambda: channel.receive(timeout=timeout), timeout)
         b.sendall(framing.encode(framing.DATA, b"still here"))
         self.assertEqual(channel.receive(timeout=30), b"still here")  # the channel goes on
@@ -58,6 +62,186 @@ class BadWaits(TempDirCase):
             self.assert_invalid(lambda: channel.request("ping", None, timeout), timeout)
         with open(os.path.join(path, "backend_to_frontend.json")) as f:
             self.assertEqual(f.read().strip(), "[]", "a request with a bad timeout is not sent")
+
+
+class BadWaitsOfRpcAndSockets(TempDirCase):
+    def assert_invalid(self, call, label):
+        with self.assertRaises(IpcError, msg=label) as caught:
+            call()
+        self.assertEqual(caught.exception.reason, "InvalidOption", "%r: %s" % (label, caught.exception))
+
+    def serve(self, handlers):
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=RpcServer(handlers).serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        return client
+
+    def test_an_rpc_client_refuses_a_bad_timeout_and_sends_nothing(self):
+        ran = []
+        client = self.serve({"Echo": lambda p: ran.append(p) or p, "Count": lambda p: Stream([1, 2])})
+        for timeout in TOO_LONG:
+            self.assert_invalid(lambda: client.call("Echo", "call", timeout=timeout), timeout)
+            self.assert_invalid(lambda: client.stream("Count", None, timeout=timeout), timeout)
+            self.assert_invalid(lambda: client.ping(timeout), timeout)
+        call = client.start("Echo", "started")
+        for timeout in TOO_LONG:
+            self.assert_invalid(lambda: call.result(timeout), timeout)
+        self.assertEqual(call.result(30), "started")  # the call goes on
+        self.assertEqual(client.call("Echo", "last", timeout=30), "last")
+        self.assertEqual(ran, ["started", "last"], "a call with a bad timeout is not sent")
+        self.assertEqual(list(client.stream("Count", None, timeout=30)), [1, 2])
+        client.ping(30)
+
+    def test_connect_accept_and_wait_closed_refuse_a_bad_timeout_and_connect_nothing(self):
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        for timeout in TOO_LONG:
+            self.assert_invalid(lambda: connect(self.address(), timeout=timeout), timeout)
+            self.assert_invalid(lambda: listener.accept(timeout), timeout)
+        with self.assertRaises(IpcError) as caught:
+            listener.accept(0)  # nobody is waiting: no bad connect got through
+        self.assertEqual(caught.exception.reason, "Timeout")
+        client = connect(self.address(), timeout=30)
+        self.addCleanup(client.close)
+        server = listener.accept(30)
+        self.addCleanup(server.close)
+        for timeout in TOO_LONG:
+            self.assert_invalid(lambda: client.wait_closed(timeout), timeout)
+        client.close()
+        self.assertTrue(server.wait_closed(30))
+
+    def test_a_timeout_of_0_tries_once_and_is_timeout(self):
+        listener = listen(self.address(), backlog=0)
+        self.addCleanup(listener.close)
+        with self.assertRaises(IpcError) as caught:
+            listener.accept(0)  # nobody is waiting (a non-blocking accept: EAGAIN)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        first = connect(self.address(), timeout=0)  # the backlog's one place
+        self.addCleanup(first.close)
+        with self.assertRaises(IpcError) as caught:
+            connect(self.address(), timeout=0).close()  # the backlog is full (a non-blocking connect: EAGAIN)
+        self.assertEqual(caught.exception.reason, "Timeout")
+        listener.accept(30).close()
+
+    def test_sizes_counts_and_limits_are_invalid_option(self):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        channel = Channel.over_socket(a, "socketpair")
+        self.addCleanup(b.close)
+        self.addCleanup(channel.close)
+        for bad in BAD_COUNTS:
+            self.assert_invalid(lambda: channel.set_unread_limit(bad), bad)
+            self.assert_invalid(lambda: channel.set_unread_limit(None, bad), bad)
+            self.assert_invalid(lambda: RpcServer({}, max_workers=bad), bad)
+            self.assert_invalid(lambda: RpcServer({}, max_queued=bad), bad)
+            self.assert_invalid(lambda: Stream([1], batch=bad), bad)
+        self.assert_invalid(lambda: RpcServer({}, max_queued=1), 1)
+        for bad in (-1, 1.5, "8", True, None):
+            self.assert_invalid(lambda: listen(self.address("backlog"), backlog=bad), bad)
+        for bad in (-1, 0o1000, "0600", 1.5, True, None):
+            self.assert_invalid(lambda: listen(self.address("mode"), mode=bad), bad)
+        self.assertEqual(sorted(os.listdir(self.dir)), [], "nothing was bound")
+        path = os.path.join(self.dir, "stream")
+        log.create(path)
+        for bad in TOO_LONG + (None,):
+            self.assert_invalid(lambda: log.LogWriter(path, lock_timeout=bad), bad)
+            self.assert_invalid(lambda: IpckitChannel(os.path.join(self.dir, "ipckit"), "backend", lock_timeout=bad),
+                                bad)
+            self.assert_invalid(lambda: IpckitChannel(os.path.join(self.dir, "ipckit"), "backend", stale_age=bad), bad)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "ipckit")), "nothing was made")
+
+
+class CarelessCalls(TempDirCase):
+    def assert_encode(self, call, label):
+        with self.assertRaises(IpcError, msg=label) as caught:
+            call()
+        self.assertEqual(caught.exception.reason, "Encode", "%r: %s" % (label, caught.exception))
+
+    def test_a_message_that_is_not_bytes_is_encode_and_the_channel_goes_on(self):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        left, right = Channel.over_socket(a, "left"), Channel.over_socket(b, "right")
+        self.addCleanup(left.close)
+        self.addCleanup(right.close)
+        for bad in ("text", {"a": 1}, None, 5, [1, 2]):
+            self.assert_encode(lambda: left.send(bad), bad)
+        left.send(bytearray(b"one"))
+        left.send(memoryview(b"two"))
+        self.assertEqual([right.receive(30), right.receive(30)], [b"one", b"two"])
+
+    def test_a_log_payload_that_is_not_bytes_is_encode_and_nothing_of_its_batch_is_written(self):
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=["r"])
+        with log.LogWriter(path) as writer:
+            for bad in ("text", {"a": 1}, None, 5):
+                self.assert_encode(lambda: writer.append(bad), bad)
+            self.assert_encode(lambda: writer.append_many([b"first", "second"]), "a batch with a str")
+            self.assert_encode(lambda: writer.append_many(None), "no batch")
+            writer.append(memoryview(b"good"))
+        with log.LogReader(path, "r") as reader:
+            self.assertEqual(reader.receive(30), b"good")
+            with self.assertRaises(IpcError) as caught:
+                reader.read(0)
+            self.assertEqual(caught.exception.reason, "Timeout", "nothing else was written")
+
+    def test_an_rpc_request_json_cannot_carry_is_encode_and_is_not_sent(self):
+        ran = []
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        thread = threading.Thread(target=RpcServer({"Echo": lambda p: ran.append(p) or p}).serve, args=(listener,))
+        thread.daemon = True
+        thread.start()
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        for payload in (b"bytes", {"when": {1, 2}}, NAN, {"raw": b"x"}):
+            self.assert_encode(lambda: client.call("Echo", payload, timeout=30), payload)
+            self.assert_encode(lambda: client.send("Echo", payload), payload)
+            self.assert_encode(lambda: client.stream("Echo", payload), payload)
+        for tag in (None, b"Echo", 5):
+            self.assert_encode(lambda: client.call(tag, 1, timeout=30), tag)
+        for headers in (5, "ab", [(1, 2)], [("a", "b", "c")], {"a": 1}):
+            self.assert_encode(lambda: client.call("Echo", 1, timeout=30, headers=headers), headers)
+        self.assertEqual(client.call("Echo", "ok", timeout=30, headers={"trace": "1"}), "ok")
+        self.assertEqual(client.call("Echo", "pairs", timeout=30, headers=[("trace", "2")]), "pairs")
+        self.assertEqual(ran, ["ok", "pairs"], "nothing bad was sent")
+
+    def test_a_ping_on_a_closed_or_lost_client_ends_at_once(self):
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(server.close)
+        server.bind(os.path.join(self.dir, "s.sock"))
+        server.listen(1)
+        outcome = []
+
+        def ping(client):
+            try:
+                client.ping(None)  # no timeout: only the connection's end stops it
+            except IpcError as error:
+                outcome.append(error)
+
+        # a server that reads the hello and never answers a ping, then goes away
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        conn, _ = server.accept()
+        thread = threading.Thread(target=ping, args=(client,))
+        thread.daemon = True
+        thread.start()
+        conn.recv(4096)
+        conn.close()
+        thread.join(60)
+        self.assertFalse(thread.is_alive(), "a ping waits on a lost connection")
+        self.assertEqual(outcome[0].reason, "ConnectionLost", outcome[0])
+        # a client closed here: its ping raises Closed, not a Timeout after waiting it out
+        closed = RpcClient.connect(self.address())
+        server.accept()[0].close()
+        closed.close()
+        thread = threading.Thread(target=ping, args=(closed,))
+        thread.daemon = True
+        thread.start()
+        thread.join(60)
+        self.assertFalse(thread.is_alive(), "a ping on a closed client waits")
+        self.assertIsInstance(outcome[1], Closed)
 
 
 class OversizedFrame(RawRpcCase):
