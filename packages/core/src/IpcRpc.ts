@@ -383,6 +383,8 @@ export const TOO_MANY_CALLS =
 interface Calls {
   inFlight: number
   readonly held: Array<RpcMessage.FromClientEncoded>
+  // whether an Eof waits among them
+  eofHeld: boolean
   // the fire-and-forget calls started and not acknowledged yet: whether their acknowledgement goes to the client
   // (false for a notification, run as a `discard` call of an id of ours)
   readonly quiet: Map<string | number, boolean>
@@ -395,14 +397,15 @@ interface Calls {
  * `protocol` running at most `MAX_CALLS_IN_FLIGHT` calls of each connection
  * at once (a client that keeps streams open without acknowledging them, each
  * one a call that never ends, held the server's memory without bound: 300 000
- * took 2.7 GiB). A call ends with the one reply that ends it: its `Exit`, or
- * the `Defect` of a handler that died (or of a request whose id is no id, or
- * of a message of no known kind, each counted as a call). A fire-and-forget
- * call (`discard`, or a notification, run as a `discard` call whose
- * acknowledgement is not sent) ends with the fiber that sent its
+ * took 2.7 GiB). A call ends once the one reply that ends it is sent: its
+ * `Exit`, or the `Defect` of a handler that died (or of a request whose id is
+ * no id, or of a message of no known kind, each counted as a call). A
+ * fire-and-forget call (`discard`, or a notification, run as a `discard` call
+ * whose acknowledgement is not sent) ends with the fiber that sent its
  * acknowledgement: its handler's. A request beyond the limit waits, in order
- * (an `Eof` behind it too; one interrupted is answered so, its handler never run), while the connection's `Ack`s, `Interrupt`s and
- * `Ping`s go on being read and served, so a client whose acknowledgements
+ * (an `Eof` behind it too, a second one ending the connection; one
+ * interrupted is answered so, its handler never run), while the connection's
+ * `Ack`s, `Interrupt`s and `Ping`s go on being read and served, so a client whose acknowledgements
  * follow its next requests is never stalled; past `MAX_WAITING_CALLS`
  * waiting, a request is refused with an `Exit` (`TOO_MANY_CALLS`; a
  * notification is dropped) and costs nothing kept.
@@ -415,7 +418,7 @@ const boundCalls = (
     const callsOf = (clientId: number): Calls => {
       let calls = connections.get(clientId)
       if (calls === undefined) {
-        calls = { inFlight: 0, held: [], quiet: new Map(), wake: undefined, drainer: undefined }
+        calls = { inFlight: 0, held: [], eofHeld: false, quiet: new Map(), wake: undefined, drainer: undefined }
         connections.set(clientId, calls)
       }
       return calls
@@ -439,7 +442,10 @@ const boundCalls = (
         calls.wake = undefined
       }
     }
-    const ended = (clientId: number) => Effect.sync(() => endedUnsafe(clientId))
+    // a call ends once the reply that ends it is sent: one that could not be (too large for the transport) is
+    // followed by the Exit of a defect for the same call, which ended it a second time (a place freed for each)
+    const sentThenEnded = (clientId: number, sent: Effect.Effect<void>) =>
+      Effect.tap(sent, () => Effect.sync(() => endedUnsafe(clientId)))
     // the ids of the notifications run as `discard` calls
     let notifications = 0
     const encodeRefusal = Schema.encodeSync(protocol.codecFor(Schema.Exit(Schema.Never, Schema.Never, Schema.Defect())))
@@ -454,10 +460,10 @@ const boundCalls = (
       disconnects,
       send: (clientId, response, transferables) => {
         const sent = protocol.send(clientId, response, transferables)
-        if (response._tag !== "Exit") return response._tag === "Defect" ? Effect.andThen(ended(clientId), sent) : sent
+        if (response._tag !== "Exit") return response._tag === "Defect" ? sentThenEnded(clientId, sent) : sent
         const calls = connections.get(clientId)
         const answered = calls?.quiet.get(response.requestId)
-        if (calls === undefined || answered === undefined) return Effect.andThen(ended(clientId), sent)
+        if (calls === undefined || answered === undefined) return sentThenEnded(clientId, sent)
         // a fire-and-forget call's first and only Exit: a failure before its handler started ends it; its
         // acknowledgement is sent by its handler's fiber as it starts, and the call ends with that fiber
         calls.quiet.delete(response.requestId)
@@ -467,7 +473,7 @@ const boundCalls = (
             fiber.addObserver(() => endedUnsafe(clientId))
             return told
           })
-          : Effect.andThen(ended(clientId), told)
+          : sentThenEnded(clientId, told)
       },
       run: (f) => {
         // a call handed to effect's server; a fire-and-forget one (a notification, a `discard` request) as a
@@ -488,6 +494,7 @@ const boundCalls = (
           Effect.forever(Effect.suspend(() => {
             if (!canStart(calls)) return Deferred.await(calls.wake ??= Deferred.makeUnsafe<void>())
             const next = calls.held.shift()!
+            if (next._tag === "Eof") calls.eofHeld = false
             return next._tag === "Request" ? start(clientId, calls, next) : f(clientId, next)
           })).pipe(
             // effect's server interrupts the reading of a connection that sends a request it will not serve (the
@@ -524,7 +531,12 @@ const boundCalls = (
                   : start(clientId, calls, message)
               }
               case "Eof":
-                return calls.held.length === 0 ? f(clientId, message) : hold(clientId, calls, message)
+                if (calls.held.length === 0) return f(clientId, message)
+                // effect's server ends a connection that sends an Eof after an Eof while calls run (they do while
+                // requests wait): so does this one, which kept every further Eof without bound
+                if (calls.eofHeld) return Effect.interrupt
+                calls.eofHeld = true
+                return hold(clientId, calls, message)
               case "Interrupt": {
                 // a waiting request interrupted: answered as an interrupted call, its handler never run
                 const at = calls.held.findIndex((held) =>
@@ -729,7 +741,7 @@ export const layerServerProtocol = (
 export interface GroupServerOptions {
   /** The serializations served (default all three: `["packed", "binary", "json"]`). */
   readonly serializations?: ReadonlyArray<SerializationName> | undefined
-  /** How many requests of one client run at once (effect's default: unbounded). */
+  /** How many requests run at once, all clients of the server together (effect's default: unbounded). */
   readonly concurrency?: number | "unbounded" | undefined
   /** Told the listener's address once it listens (at port 0, the port bound). */
   readonly onListen?: ((address: string) => Effect.Effect<void>) | undefined

@@ -1245,6 +1245,88 @@ describe("a client that keeps streams open without acknowledging them", () => {
   )
 
   it.live(
+    "an Eof behind a waiting Eof ends the connection, as one read at once does: Eofs are not kept without bound",
+    () =>
+      Effect.gen(function*() {
+        const { polite, send, chunked, exits, closed, until } = yield* rawReader
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        for (let i = 0; i <= running; i++) {
+          yield* send({ _tag: "Request", id: String(i), tag: "Range", payload: { n: 3 }, headers: [] })
+        }
+        yield* until("the first chunks", () => chunked.size === running)
+        // a request waits, an Eof behind it; every further Eof was kept (a million held 91 MB of the server)
+        yield* send({ _tag: "Eof" })
+        for (let i = 0; i < 100; i++) yield* send({ _tag: "Eof" })
+        yield* until("the connection's end", closed)
+        assert.isFalse(exits.has(String(running)), "the waiting request never ran")
+        // the server serves others
+        assert.strictEqual(yield* polite.Echo({ n: 7 }), 7)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a reply too large to send ends its call once: the calls in flight stay bounded",
+    () =>
+      Effect.gen(function*() {
+        class Big extends RpcGroup.make(
+          Rpc.make("Hold", { payload: { n: Schema.Int }, success: Schema.Int, stream: true }),
+          Rpc.make("Big", { payload: { size: Schema.Int }, success: Schema.String })
+        ) {}
+        let started = 0
+        const handlers = Big.toLayer({
+          Hold: () => Stream.unwrap(Effect.sync(() => (started++, Stream.range(1, 3)))),
+          Big: ({ size }) => Effect.succeed("x".repeat(size))
+        })
+        const address = `memory://too-large-${n++}`
+        const transport = Memory.make({ maxMessageSize: 4096 })
+        yield* Layer.build(
+          IpcRpc.layerServerGroup(Big, address).pipe(
+            Layer.provide(handlers),
+            Layer.provide(Layer.succeed(Transport.Transport, transport))
+          )
+        )
+        const channel = yield* Transport.dial(address).pipe(Effect.provideService(Transport.Transport, transport))
+        yield* channel.send(IpcRpc.hello("json"))
+        const send = (message: unknown) => channel.send(encoder.encode(JSON.stringify(message)))
+        const exits = new Map<string, { readonly _tag: string }>()
+        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(channel.receiveAll, (batch) =>
+          Effect.sync(() => {
+            for (const bytes of batch) {
+              const reply = JSON.parse(decoder.decode(bytes))
+              if (reply._tag === "Exit") exits.set(reply.requestId, reply.exit)
+            }
+          }))))
+        const until = (what: string, done: () => boolean) =>
+          Effect.suspend(() => done() ? Effect.void : Effect.fail(`${what}: ${started} started, ${exits.size} Exits`))
+            .pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "30 seconds" }))))
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        const hold = (id: string) => send({ _tag: "Request", id, tag: "Hold", payload: { n: 3 }, headers: [] })
+        for (let i = 0; i < running - 1; i++) yield* hold(String(i))
+        yield* until("the streams", () => started === running - 1)
+        // each reply is refused by the transport: its call ends with the Exit of a defect (it ended twice: 50 of
+        // them let 49 more streams run past the bound)
+        const bigs = 50
+        for (let i = 0; i < bigs; i++) {
+          yield* send({ _tag: "Request", id: `big${i}`, tag: "Big", payload: { size: 10_000 }, headers: [] })
+          yield* until("the defect", () => exits.get(`big${i}`)?._tag === "Failure")
+        }
+        // one place is free: of these, one runs, the others wait
+        for (let i = 0; i < bigs; i++) yield* hold(`more${i}`)
+        yield* until("a stream started", () => started >= running)
+        // a call answered after them all: the waiting streams have had every chance to start
+        yield* send({ _tag: "Interrupt", requestId: "0" })
+        yield* until("the interruption", () => exits.has("0"))
+        yield* until("the stream after it", () => started >= running + 1)
+        yield* send({ _tag: "Interrupt", requestId: "1" })
+        yield* until("the interruption", () => exits.has("1"))
+        yield* until("the stream after it", () => started >= running + 2)
+        assert.strictEqual(started, running + 2)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "a waiting request effect's server will not serve ends the connection, as one read at once does",
     () =>
       Effect.gen(function*() {

@@ -99,6 +99,13 @@ const dialFailures = (member: Member): string => {
   return ` (${whys.join("; ")})`
 }
 
+/** Whether nng's statistics list a live connection of `member`'s socket (false when they do not say). */
+const peerConnected = (member: Member): boolean => {
+  const nng = member.socket.nng
+  const pipes = nng.socketPipes(member.socket.handle)
+  return pipes !== undefined && pipes.some(({ pipe }) => nng.pipeAlive(pipe))
+}
+
 /** Waits until the reply is there, or the connection it was sent on is gone. */
 const awaitReply = (socket: Socket.Socket): Effect.Effect<Uint8Array, IpcError.IpcError> =>
   Effect.suspend(() => {
@@ -227,12 +234,17 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
         return yield* awaitReply(member.socket)
       })
 
-    /** The `Timeout` of a try: no reply to a request sent, or no peer to send it to (and why, if nng says). */
+    /** The `Timeout` of a try: no reply to a request sent, a peer that took none, or no peer (and why, if nng says). */
     const timedOut = (progress: Progress, limit: Duration.Duration) =>
       IpcError.make(
         "Timeout",
         progress.member === undefined || progress.sent
           ? `no reply within ${Duration.format(limit)}`
+          // a connected peer that has not read the requests sent before takes no more: it was told "no peer connected"
+          : peerConnected(progress.member)
+          ? `a peer is connected to ${shownWhere} but took no request within ${
+            Duration.format(limit)
+          } (it has not read those sent before)`
           : `no peer connected to ${shownWhere} within ${Duration.format(limit)}${dialFailures(progress.member)}`,
         where
       )

@@ -221,4 +221,33 @@ describe("Req / Rep", () => {
       assert.strictEqual(unanswered.detail, "no reply within 1s")
       assert.strictEqual(unanswered.address, address)
     }).pipe(Effect.scoped))
+
+  it.live(
+    "a timeout with a peer connected that reads no more requests does not say no peer connected",
+    () =>
+      Effect.gen(function*() {
+        // a server that reads nothing more once one request is held: its connection fills up, then the socket's
+        // next request waits for it to be read
+        const bound = yield* Rep.serve(
+          { listen: "tcp://127.0.0.1:0", concurrency: 1, maxHeldBytes: 1 },
+          () => Effect.never
+        )
+        const address = bound.listening[0]!
+        const requester = yield* Req.make({ dial: address, timeout: "1 second", pool: { min: 1, max: 1 } })
+        const body = new Uint8Array(16 * 1024 * 1024)
+        const details: Array<string> = []
+        // sent at first (no reply), until one is not taken (it said "no peer connected")
+        while (details.length < 16 && (details.length === 0 || details.at(-1) === "no reply within 1s")) {
+          const error = yield* Effect.flip(requester.request(body))
+          assert.strictEqual(error.reason._tag, "Timeout")
+          details.push(error.detail ?? "")
+        }
+        assert.strictEqual(
+          details.at(-1),
+          `a peer is connected to ${address} but took no request within 1s (it has not read those sent before)`,
+          details.join("; ")
+        )
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })
