@@ -61,12 +61,22 @@ class PeerInfo(object):
 def same_user_or_root(peer):
     """The default ``authorize``: the peer runs as this (effective) user, or as root. ``listen`` and
     ``connect`` take the user as of their call: a process that changes its effective user later keeps
-    admitting the one it listened or connected as."""
+    admitting the one it listened or connected as. ``InvalidOption`` for a ``peer`` that is not a ``PeerInfo``."""
+    if not isinstance(peer, PeerInfo):
+        raise IpcError("InvalidOption", "same_user_or_root takes a PeerInfo (got %s)" % type(peer).__name__)
     return _same_user_or_root_as(os.geteuid(), peer)
 
 
 def _same_user_or_root_as(uid, peer):
     return peer.uid is not None and (peer.uid == uid or peer.uid == 0)
+
+
+def check_authorize(authorize, address=None):
+    """``IpcError`` reason ``InvalidOption`` unless ``authorize`` is callable (None too: there is no default by
+    that name; leave ``authorize`` out for ``same_user_or_root``)."""
+    if not callable(authorize):
+        raise IpcError("InvalidOption", "authorize %r is not a function of a PeerInfo (leave it out for "
+                       "same_user_or_root)" % (authorize,), address)
 
 
 def _authorizer(authorize):
@@ -191,7 +201,13 @@ class Channel(object):
 
     @classmethod
     def over_socket(cls, sock, address, peer=None, **options):
-        """A channel over a connected stream socket; the channel owns it."""
+        """A channel over a connected stream socket; the channel owns it. ``InvalidOption`` for a ``sock`` that
+        is not a ``socket.socket`` or a bad option (see ``check_options``)."""
+        if not isinstance(sock, socket.socket):
+            raise IpcError("InvalidOption", "over_socket takes a connected socket.socket (got %s)"
+                           % type(sock).__name__, address)
+        check_options(options, address)
+
         def read(n):
             return sock.recv(n)
 
@@ -576,8 +592,10 @@ def connect(address, authorize=same_user_or_root, timeout=None, **options):
     """Dials a ``unix://`` or ``pipe://`` address. The server's credentials go
     to ``authorize`` before a byte is sent (``PeerRejected`` if refused or
     unreadable). Options: ``max_frame_size``, ``heartbeat``, ``linger`` (``InvalidOption``: see ``check_options``;
-    so is a ``timeout`` that is not None or a finite number of seconds of at least 0)."""
+    so is a ``timeout`` that is not None or a finite number of seconds of at least 0, and an ``authorize`` that
+    is not callable)."""
     check_seconds(timeout, "timeout", address)
+    check_authorize(authorize, address)
     check_options(options, address)
     where = addresses.resolve(address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -589,7 +607,12 @@ def connect(address, authorize=same_user_or_root, timeout=None, **options):
         sock.close()
         raise _connect_error(error, address)
     peer = peer_credentials(sock)
-    if not authorize(peer):
+    try:
+        allowed = authorize(peer)
+    except BaseException:  # a failing authorize refuses the server, its socket is not left open
+        sock.close()
+        raise
+    if not allowed:
         sock.close()
         raise IpcError("PeerRejected", "the server (uid %s) is not allowed by authorize" % peer.uid, address)
     peer.description = address
@@ -643,7 +666,14 @@ class Listener(object):
                 raise IpcError("Accept", "accept failed: %s" % error, self.address)
             conn.settimeout(None)
             peer = peer_credentials(conn)
-            if not self._authorize(peer):
+            try:
+                allowed = self._authorize(peer)
+            except Exception:  # noqa: BLE001 - a failing authorize refuses this client; the listener goes on
+                log.warning("PeerRejected: authorize failed on a client (pid %s, uid %s) at %s", peer.pid, peer.uid,
+                            self.address, exc_info=True)
+                conn.close()
+                continue
+            if not allowed:
                 log.warning("PeerRejected: refused a client (pid %s, uid %s) at %s", peer.pid, peer.uid, self.address)
                 conn.close()
                 continue
@@ -842,7 +872,9 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     ``mode`` and only then linked to its public path, so no other user can
     connect in between. Clients' credentials go to ``authorize``. The channel options are checked first
     (``InvalidOption``: see ``check_options``; so are a ``mode`` that is not permission bits, 0 to 0o777, and
-    a ``backlog`` that is not a whole number of at least 0), before anything is bound."""
+    a ``backlog`` that is not a whole number of at least 0, and an ``authorize`` that is not callable), before
+    anything is bound."""
+    check_authorize(authorize, address)
     check_options(options, address)
     if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
         raise IpcError("InvalidOption", "mode %r is not permission bits (a whole number from 0 to 0o777)" % (mode,),

@@ -4,6 +4,7 @@ reasons as the Node side's ``IpcError``: ``Closed``, ``ConnectionLost``,
 
 
 import errno as _errno
+import os as _os
 import threading as _threading
 
 _REASONS = {
@@ -43,6 +44,20 @@ def check_count(value, name, address=None, least=1, optional=False):
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise IpcError("InvalidOption", "%s %r is not %sa whole number of at least %d"
                        % (name, value, "None or " if optional else "", least), address)
+
+
+def check_path(value, what):
+    """``value`` (the path ``what``) as a str, from a str or an ``os.PathLike`` of one; ``IpcError`` reason
+    ``InvalidAddress`` for anything else (None, a number, bytes: paths are text, as on the Node side), an empty
+    path or one holding a NUL."""
+    try:
+        path = _os.fspath(value) if isinstance(value, _os.PathLike) else value
+    except TypeError:  # a __fspath__ that returns neither str nor bytes
+        path = None
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise IpcError("InvalidAddress", "%s %r is not a path: a non-empty str (or os.PathLike of one) without NUL"
+                       % (what, value))
+    return path
 
 
 def check_bytes(value, what, address=None):

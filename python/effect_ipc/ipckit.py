@@ -20,7 +20,7 @@ import stat
 import time
 import uuid
 
-from .errors import IpcError, check_seconds, reason_of
+from .errors import IpcError, check_path, check_seconds, reason_of
 
 KEEP = 100
 # the deepest nesting serde_json reads back (the Node side's JsonArray.MAX_DEPTH): its recursion limit
@@ -220,6 +220,7 @@ class IpckitChannel(object):
     """One end (``role`` ``backend`` or ``frontend``) of an ipckit file channel in ``directory``."""
 
     def __init__(self, directory, role, keep=KEEP, stale_age=5.0, lock_timeout=10.0, poll_interval=0.02):
+        directory = check_path(directory, "the channel directory")
         if role not in ("backend", "frontend"):
             raise IpcError("InvalidAddress", "the role is backend or frontend", directory)
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:

@@ -17,7 +17,7 @@ import struct
 import time
 import uuid
 
-from .errors import Closed, IpcError, check_bytes, check_seconds, reason_of
+from .errors import Closed, IpcError, check_bytes, check_path, check_seconds, reason_of
 
 log = logging.getLogger("effect_ipc.log")
 
@@ -344,6 +344,7 @@ def _implausible(head):
 def create(directory, readers=(), file_mode=0o600, dir_mode=0o700):
     """Creates the stream ``directory`` unless it exists (built aside, then
     renamed into place) and registers ``readers`` (names) at its start."""
+    directory = check_path(directory, "the stream directory")
     # a name given alone (a str is iterable: "worker" registered five one-letter readers, each holding the
     # stream back for good) or a generator (used up by the check: nothing was registered)
     if isinstance(readers, (str, bytes)):
@@ -449,6 +450,7 @@ def _create_aside(directory, file_mode, dir_mode):
 
 def register(directory, name, start="start", file_mode=0o600):
     """Registers reader ``name`` at the ``start`` (oldest record held) or ``end`` of the stream, unless it exists."""
+    directory = check_path(directory, "the stream directory")
     _check_name(directory, name)
     _check_modes(directory, file_mode)
     _check_start(directory, start)
@@ -580,6 +582,7 @@ def _cursor_offsets(directory):
 
 def reclaim(directory):
     """Deletes the segments every registered reader is past (never the last one); returns the bytes freed."""
+    directory = check_path(directory, "the stream directory")
     # after any registration under way, whose cursor may not be readable yet
     return _with_registry(directory, False, 0o600, lambda: _reclaim_now(directory))
 
@@ -629,6 +632,7 @@ class LogWriter(object):
 
     def __init__(self, directory, segment_bytes=DEFAULT_SEGMENT_BYTES, max_bytes=DEFAULT_MAX_BYTES,
                  durability="os", lock_timeout=10.0, file_mode=0o600):
+        directory = check_path(directory, "the stream directory")
         _check_modes(directory, file_mode)
         _check_size(directory, "segment_bytes", segment_bytes)
         _check_size(directory, "max_bytes", max_bytes)
@@ -917,6 +921,7 @@ class LogReader(object):
     while handling a record gets it again). Damage is ``Corrupt``."""
 
     def __init__(self, directory, name, start="start", poll_interval=0.01, file_mode=0o600):
+        directory = check_path(directory, "the stream directory")
         _check_name(directory, name)
         check_seconds(poll_interval, "poll_interval", directory, positive=True)
         self.directory = directory
@@ -1057,7 +1062,11 @@ class LogReader(object):
         return None
 
     def commit(self, offset):
-        """Records that everything before ``offset`` is handled (alternating cursor slots)."""
+        """Records that everything before ``offset`` is handled (alternating cursor slots); ``InvalidOption`` for
+        an ``offset`` that is not a whole number from 0 to 2**64 - 1 (an ``Entry``'s ``offset`` is one)."""
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 1 << 64:
+            raise IpcError("InvalidOption", "offset %r is not a whole number from 0 to 2**64 - 1" % (offset,),
+                           self.directory)
         if offset <= self._committed:
             return
         self._committed = offset

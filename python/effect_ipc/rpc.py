@@ -19,6 +19,7 @@ Server::
     server.serve(listen("unix:///tmp/py.sock"))
 """
 import collections
+import collections.abc
 import inspect
 import itertools
 import json
@@ -359,9 +360,13 @@ class StreamCall(object):
 
 class RpcClient(object):
     """An RPC client over a channel, speaking JSON (it sends the hello
-    ``effect-rpc:json`` first). Thread-safe: calls may run concurrently."""
+    ``effect-rpc:json`` first). Thread-safe: calls may run concurrently. ``InvalidOption`` for a ``channel``
+    that is not a ``Channel`` (``RpcClient.connect(address)`` dials one)."""
 
     def __init__(self, channel):
+        if not isinstance(channel, channels.Channel):
+            raise IpcError("InvalidOption", "RpcClient takes a Channel (got %s; RpcClient.connect(address) dials one)"
+                           % type(channel).__name__)
         self.channel = channel
         self.address = channel.address
         self._ids = itertools.count(1)
@@ -448,6 +453,9 @@ class RpcClient(object):
         (``InvalidOption`` for a ``timeout`` that is not None or a finite number of seconds of at least 0),
         and the client's failure (``Closed`` once closed) at once when the connection has ended."""
         check_seconds(timeout, "timeout", self.address)
+        if self._closing:
+            # closed here: Closed, whatever ended the connection before (a reset is ConnectionLost)
+            raise Closed("the client was closed", self.address)
         if self._failure is not None:
             raise fresh(self._failure)
         self._send({"_tag": "Ping"})
@@ -744,6 +752,18 @@ class _Workers(object):
                 log.warning("an RPC worker's call failed", exc_info=True)
 
 
+def _check_handlers(handlers):
+    """``handlers`` as a dict of str tags to callables; ``IpcError`` reason ``InvalidOption`` for anything else."""
+    if not isinstance(handlers, collections.abc.Mapping):
+        raise IpcError("InvalidOption", "handlers is a mapping of procedure tags to functions (got %s)"
+                       % type(handlers).__name__)
+    out = dict(handlers)
+    for tag, handler in out.items():
+        if not isinstance(tag, str) or not callable(handler):
+            raise IpcError("InvalidOption", "handlers[%r] = %r is not a str tag mapped to a function" % (tag, handler))
+    return out
+
+
 class RpcServer(object):
     """Serves Python handlers to effect/rpc clients over JSON. ``handlers``
     maps each procedure's tag to ``handler(payload)``, which returns the
@@ -762,12 +782,13 @@ class RpcServer(object):
     waiting for a worker and messages waiting to be sent; past that the
     server stops reading its connection until they drain (back-pressure
     through the socket: nothing is dropped). A ``max_workers`` below 1 or
-    ``max_queued`` below 2 (or not a whole number) is ``InvalidOption``."""
+    ``max_queued`` below 2 (or not a whole number) is ``InvalidOption``, and so are ``handlers`` that are not
+    a mapping of str tags to callables."""
 
     def __init__(self, handlers, max_workers=DEFAULT_MAX_WORKERS, max_queued=DEFAULT_MAX_QUEUED):
         check_count(max_workers, "max_workers")
         check_count(max_queued, "max_queued", least=2)
-        self.handlers = dict(handlers)
+        self.handlers = _check_handlers(handlers)
         self.workers = _Workers(max_workers)
         self.max_queued = max_queued
         self._connections_lock = threading.Lock()

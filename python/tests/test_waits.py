@@ -2,13 +2,15 @@
 client's ping ends at once, and a client's oversized frame is one line in the log."""
 import logging
 import os
+import pathlib
 import socket
 import threading
 import unittest
 
 from helpers import RawRpcCase, TempDirCase
 
-from effect_ipc import Closed, IpcError, RpcClient, RpcServer, Stream, connect, framing, listen, log
+from effect_ipc import (Closed, IpcError, PeerInfo, RpcClient, RpcServer, Stream, connect, framing, listen, log,
+                        same_user_or_root)
 from effect_ipc.channel import Channel
 from effect_ipc.ipckit import IpckitChannel
 
@@ -242,6 +244,100 @@ class CarelessCalls(TempDirCase):
         thread.join(60)
         self.assertFalse(thread.is_alive(), "a ping on a closed client waits")
         self.assertIsInstance(outcome[1], Closed)
+
+
+class CarelessArguments(TempDirCase):
+    """What is not an ``authorize``, a path, a channel, handlers, a peer or an offset is refused with the
+    package's own ``IpcError`` before any socket is connected or bound and before any file is made."""
+
+    def assert_refused(self, call, label, reason="InvalidOption"):
+        with self.assertRaises(IpcError, msg=label) as caught:
+            call()
+        self.assertEqual(caught.exception.reason, reason, "%r: %s" % (label, caught.exception))
+
+    def test_an_authorize_that_is_not_callable_connects_and_binds_nothing(self):
+        listener = listen(self.address())
+        self.addCleanup(listener.close)
+        unbound = os.path.join(self.dir, "never.sock")
+        for bad in (None, True, 1, "same_user_or_root"):
+            self.assert_refused(lambda: connect(self.address(), authorize=bad), bad)
+            self.assert_refused(lambda: listen("unix://" + unbound, authorize=bad), bad)
+            self.assertFalse(os.path.lexists(unbound), "%r: nothing bound" % (bad,))
+        with self.assertRaises(IpcError) as caught:
+            listener.accept(0)
+        self.assertEqual(caught.exception.reason, "Timeout", "no client connected")
+
+    def test_an_authorize_that_raises_refuses_that_client_and_the_listener_goes_on(self):
+        seen = []
+
+        def authorize(peer):
+            seen.append(peer)
+            if len(seen) == 1:
+                raise RuntimeError("authorize failed")
+            return True
+
+        listener = listen(self.address(), authorize=authorize)
+        self.addCleanup(listener.close)
+        first = connect(self.address())
+        self.addCleanup(first.close)
+        second = connect(self.address())
+        self.addCleanup(second.close)
+        second.send(b"second")
+        with self.assertLogs("effect_ipc", logging.WARNING) as logs:
+            channel = listener.accept(30)
+        self.addCleanup(channel.close)
+        self.assertEqual(channel.receive(30), b"second")
+        self.assertIn("authorize failed", "\n".join(logs.output))
+        with self.assertRaises(IpcError) as caught:
+            first.receive(30)
+        self.assertEqual(caught.exception.reason, "ConnectionLost", "the first client was dropped")
+
+    def test_a_path_that_is_not_text_is_invalid_address_and_nothing_is_made(self):
+        stream = os.path.join(self.dir, "stream")
+        for bad in (None, 5, 1.5, os.fsencode(stream), "", "a\0b", ["x"]):
+            self.assert_refused(lambda: log.create(bad, readers=["r"]), bad, "InvalidAddress")
+            self.assert_refused(lambda: log.register(bad, "r"), bad, "InvalidAddress")
+            self.assert_refused(lambda: log.reclaim(bad), bad, "InvalidAddress")
+            self.assert_refused(lambda: log.LogWriter(bad), bad, "InvalidAddress")
+            self.assert_refused(lambda: log.LogReader(bad, "r"), bad, "InvalidAddress")
+            self.assert_refused(lambda: IpckitChannel(bad, "backend"), bad, "InvalidAddress")
+        self.assertEqual(os.listdir(self.dir), [], "nothing was made")
+        # an os.PathLike of a str is a path
+        log.create(pathlib.Path(stream), readers=["r"])
+        with log.LogWriter(pathlib.Path(stream)) as writer:
+            writer.append(b"one")
+        with log.LogReader(pathlib.Path(stream), "r") as reader:
+            self.assertEqual(reader.receive(30), b"one")
+        IpckitChannel(pathlib.Path(self.dir, "ipckit"), "backend").send_event("hello", None)
+
+    def test_a_commit_offset_that_is_not_one_is_invalid_option_and_the_reader_goes_on(self):
+        path = os.path.join(self.dir, "stream")
+        log.create(path, readers=["r"])
+        with log.LogWriter(path) as writer:
+            writer.append(b"one")
+            writer.append(b"two")
+        with log.LogReader(path, "r") as reader:
+            entry = reader.read(30)
+            for bad in (None, "5", -1, 1.5, True, 1 << 64):
+                self.assert_refused(lambda: reader.commit(bad), bad)
+            reader.commit(entry.offset)
+            self.assertEqual(reader.receive(30), b"two")
+
+    def test_what_is_not_a_channel_handlers_or_a_peer_is_invalid_option(self):
+        for bad in (None, "unix:///tmp/x.sock", 5):
+            self.assert_refused(lambda: RpcClient(bad), bad)
+        for bad in (None, [1], [("Add", len)], "Add", {"Add": 1}, {1: len}, {"Add": None}):
+            self.assert_refused(lambda: RpcServer(bad), bad)
+        RpcServer({"Add": len})  # a mapping of tags to callables is handlers
+        for bad in (None, 5, "socket"):
+            self.assert_refused(lambda: Channel.over_socket(bad, "nothing"), bad)
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.assert_refused(lambda: Channel.over_socket(a, "pair", max_frame_sise=5), "a misspelt option")
+        for bad in (None, 1000, {"uid": 1000}):
+            self.assert_refused(lambda: same_user_or_root(bad), bad)
+        self.assertTrue(same_user_or_root(PeerInfo(uid=os.geteuid())))
 
 
 class OversizedFrame(RawRpcCase):
