@@ -110,6 +110,28 @@ describe("Log", () => {
       assert.deepStrictEqual(yield* drain(a), ["after"])
     }).pipe(Effect.scoped))
 
+  it.effect("a registered reader whose cursor is damaged holds every segment back until it is unregistered", () =>
+    Effect.gen(function*() {
+      const dir = yield* newStream(["a", "b"])
+      const writer = yield* Log.openWriter(dir, { segmentBytes: 1024 })
+      yield* appendAll(writer, range(300))
+      const a = yield* Log.openReader(dir, { name: "a" })
+      assert.deepStrictEqual(yield* drain(a), range(300))
+      const segmentsBefore = yield* Log.segments(dir)
+      assert.isAbove(segmentsBefore.length, 2)
+      // b's cursor overwritten: what b has not read is not known
+      Fs.writeFileSync(Path.join(dir, "readers", "b.cursor"), Buffer.alloc(LogFormat.CURSOR_SIZE, 0xab))
+      assert.deepStrictEqual((yield* Log.cursors(dir)).map((c) => c.name), ["a"])
+      assert.strictEqual(yield* Log.reclaim(dir), 0)
+      assert.deepStrictEqual(yield* Log.segments(dir), segmentsBefore)
+      const opened = yield* Effect.flip(Log.openReader(dir, { name: "b" }))
+      assert.strictEqual(opened.reason._tag, "Decode")
+      // unregistered, b holds nothing back
+      yield* Log.unregister(dir, "b")
+      assert.isAbove(yield* Log.reclaim(dir), 0)
+      assert.deepStrictEqual(yield* Log.segments(dir), [segmentsBefore[segmentsBefore.length - 1]])
+    }).pipe(Effect.scoped))
+
   it.effect("with no registered reader, reclaim deletes nothing: a reader registered later at the start reads it all", () =>
     Effect.gen(function*() {
       const dir = yield* newStream([])

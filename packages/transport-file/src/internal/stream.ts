@@ -330,25 +330,41 @@ export const readWriterState = (dir: string): LogFormat.WriterState | undefined 
   )
 
 /** The registered readers of `dir` and their committed offsets. */
-export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; readonly offset: number }> => {
+export const cursors = (dir: string): ReadonlyArray<{ readonly name: string; readonly offset: number }> =>
+  readCursors(dir).cursors
+
+/**
+ * The registered readers of `dir` whose cursors can be read, with their committed offsets, and the names of those
+ * whose cursor is there but cannot be read (damaged, or cut short): what such a reader has not read is not known.
+ */
+const readCursors = (dir: string): {
+  readonly cursors: ReadonlyArray<{ readonly name: string; readonly offset: number }>
+  readonly unreadable: ReadonlyArray<string>
+} => {
   const out: Array<{ name: string; offset: number }> = []
+  const unreadable: Array<string> = []
   let names: Array<string>
   try {
     names = Fs.readdirSync(paths(dir).readers)
   } catch {
-    return out
+    return { cursors: out, unreadable }
   }
   for (const file of names) {
     const name = readerOf(file)
     if (name === undefined) continue
+    let bytes: Uint8Array
     try {
-      const cursor = LogFormat.decodeCursor(Sys.readFile(paths(dir).cursor(name), LogFormat.CURSOR_SIZE))
-      if (cursor !== undefined) out.push({ name, offset: cursor.offset })
-    } catch {
-      // removed meanwhile
+      bytes = Sys.readFile(paths(dir).cursor(name), LogFormat.CURSOR_SIZE)
+    } catch (cause) {
+      // removed meanwhile (unregistered): it holds nothing back; one that cannot be read holds everything back
+      if (IpcError.errnoOf(cause) !== "ENOENT") unreadable.push(name)
+      continue
     }
+    const cursor = LogFormat.decodeCursor(bytes)
+    if (cursor === undefined) unreadable.push(name)
+    else out.push({ name, offset: cursor.offset })
   }
-  return out
+  return { cursors: out, unreadable }
 }
 
 /**
@@ -373,7 +389,11 @@ const reclaimNow = (dir: string): number => {
   const bases = segments(dir)
   if (Sys.failed(bases) || bases.length < 2) return 0
   const readers = readersNow(dir)
-  const offsets = cursors(dir).map((c) => c.offset)
+  const read = readCursors(dir)
+  // a reader whose cursor is damaged fails to open (`Decode`) until it is mended or unregistered: what it has not
+  // read is not known, so nothing is reclaimed meanwhile (a reclaim past it lost its unread records for good)
+  if (read.unreadable.length > 0) return 0
+  const offsets = read.cursors.map((c) => c.offset)
   if (offsets.length === 0) return 0
   const min = Math.min(...offsets)
   let freed = 0
