@@ -1229,15 +1229,29 @@ describe.runIf(process.getuid?.() === 0 && Fs.existsSync("/usr/bin/strace"))(
           const wrote = (yield* other.waitFor((line) => line.startsWith("wrote "), "the other process's file")).split(
             " "
           )
+          // stopped once the channel's directory is there (a tracee is also "t" for a moment at each traced system
+          // call: the injected stop comes after the mkdir returns)
           const opener = yield* Effect.suspend(() => {
-            const pid = childrenOf(tracer.pid).find((child) => stateOf(child) === "t")
+            const pid = Fs.existsSync(dir) ? childrenOf(tracer.pid).find((child) => stateOf(child) === "t") : undefined
             return pid === undefined ? Effect.fail("not stopped yet") : Effect.succeed(pid)
-          }).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "20 seconds" }))))
+          }).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "60 seconds" }))))
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => void ChildProcess.spawnSync("kill", ["-KILL", `${opener}`]))
           )
           assert.deepStrictEqual(Fs.readdirSync(Path.join(mount, "a")).toSorted(), ["b", "theirs"])
-          process.kill(opener, "SIGCONT")
+          // continued until it answers: a stop seen at the mkdir's return, before the injected one, would hold it
+          yield* Effect.forkScoped(Effect.forever(
+            Effect.andThen(
+              Effect.sync(() => {
+                try {
+                  process.kill(opener, "SIGCONT")
+                } catch {
+                  // gone: its outcome is on its way
+                }
+              }),
+              Effect.sleep("50 millis")
+            )
+          ))
           const outcome = JSON.parse(yield* tracer.waitFor((line) => line.startsWith("{"), "the opener's outcome"))
           assert.strictEqual(outcome.reason, "NoSpace", JSON.stringify(outcome))
           // b and the channel's directory, empty, went; a, holding the other process's file, stays
