@@ -1057,7 +1057,7 @@ const refusal = (transport: string, source: ReadonlyMap<string, string>, detail:
   if (set !== undefined) {
     return `transport "${transport}": option ${name} (${set}): ${detail.slice(name.length).trimStart()}`
   }
-  const named = [...source.keys()].filter((path) => new RegExp(`\\b${path.replace(".", "\\.")}\\b`).test(detail))
+  const named = [...source.keys()].filter((path) => new RegExp(`\\b${path.replaceAll(".", "\\.")}\\b`).test(detail))
   return named.length === 0
     ? `transport "${transport}": ${detail}`
     : `transport "${transport}": ${detail} (${named.map((path) => `${path} is set in ${source.get(path)}`).join(", ")})`

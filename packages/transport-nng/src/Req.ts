@@ -222,9 +222,10 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
       )
     })
 
-    const where = [...list(options.dial), ...list(options.listen)].join(", ")
+    const addresses = [...list(options.dial), ...list(options.listen)]
+    const where = addresses.join(", ")
     // as a detail is shown: without an address's secret (`ws://...?token=`)
-    const shownWhere = [...list(options.dial), ...list(options.listen)].map(Address.redact).join(", ")
+    const shownWhere = addresses.map(Address.redact).join(", ")
     const exchange = (member: Member, body: Uint8Array, progress: Progress) =>
       Effect.gen(function*() {
         member.served++
