@@ -36,6 +36,12 @@ const BEHIND =
 const SYNC_LIMIT = 256 * 1024
 /** How long a writer keeps the lock through a burst when another writer is waiting. */
 const HOLD_SLICE_MS = 2
+/**
+ * How long a writer that let go of the lock for a waiting writer keeps letting go (taking it back only to find
+ * that writer has still not had its turn): a waiter polls every few milliseconds, more under load, and a
+ * one-millisecond gap was missed again and again. A waiter that left (its flag stays set) costs this once.
+ */
+const YIELD_MAX_MS = 50
 const WAITING = new Uint8Array([1])
 const NOT_WAITING = new Uint8Array([0])
 /** Room kept for a rotation (end-of-segment record and the next segment's header). */
@@ -87,6 +93,8 @@ class WriterImpl {
   oldest = 0
   held = false
   heldSince = 0
+  /** When this writer last let go of the lock for a waiting writer (0: it has not, since it last took it). */
+  yieldedAt = 0
   releaseTimer: ReturnType<typeof setImmediate> | undefined = undefined
   inflight = false
   readonly idleWaiters: Array<() => void> = []
@@ -153,18 +161,35 @@ class WriterImpl {
       this.heldSince = performance.now()
       if (!this.othersWaiting()) return "ok"
       this.releaseNow()
+      this.yieldedAt = performance.now()
       return "yield"
     }
     const taken = Libc.tryLock(this.lockFd, "exclusive")
     if (taken !== true) {
-      if (taken === false) this.sayWaiting()
+      if (taken === false) {
+        // waiting now: a writer this one let go for is taking its turn
+        this.yieldedAt = 0
+        this.sayWaiting()
+      }
       return taken === false ? "busy" : taken
+    }
+    if (this.yieldedAt !== 0) {
+      // the writer this one let go for has not taken its turn yet (its flag is still set): let go again, for a while
+      if (performance.now() - this.yieldedAt < YIELD_MAX_MS && this.othersWaiting()) {
+        Libc.unlock(this.lockFd)
+        return "yield"
+      }
+      this.yieldedAt = 0
     }
     this.held = true
     this.heldSince = performance.now()
     const result = attemptTyped(
       () => {
-        const state = LogFormat.decodeWriterState(Sys.readAt(this.lockFd, LogFormat.WRITER_STATE_SIZE, 0))
+        // the state, and the waiting flag after it: a writer that takes the lock has had its turn (writers that
+        // still wait set the flag again)
+        const bytes = Sys.readAt(this.lockFd, LogFormat.WRITER_STATE_SIZE + 1, 0)
+        if (bytes[LogFormat.WRITER_STATE_SIZE] === 1) this.clearWaiting()
+        const state = LogFormat.decodeWriterState(bytes.subarray(0, LogFormat.WRITER_STATE_SIZE))
         if (state === undefined) {
           throw IpcError.make(
             "Corrupt",
@@ -200,15 +225,21 @@ class WriterImpl {
     }
   }
 
-  /** True (and the flag cleared) when another writer said it is waiting. */
+  /** True when another writer said it is waiting (the flag stays set until a writer takes the lock). */
   othersWaiting(): boolean {
     try {
-      const flag = Sys.readAt(this.lockFd, 1, LogFormat.WRITER_STATE_SIZE)
-      if (flag[0] !== 1) return false
-      Fs.writeSync(this.lockFd, NOT_WAITING, 0, 1, LogFormat.WRITER_STATE_SIZE)
-      return true
+      return Sys.readAt(this.lockFd, 1, LogFormat.WRITER_STATE_SIZE)[0] === 1
     } catch {
       return false
+    }
+  }
+
+  /** Clears the waiting flag (under the lock). */
+  clearWaiting(): void {
+    try {
+      Fs.writeSync(this.lockFd, NOT_WAITING, 0, 1, LogFormat.WRITER_STATE_SIZE)
+    } catch {
+      // only a hint
     }
   }
 
