@@ -239,7 +239,12 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
     const timedOut = (progress: Progress, limit: Duration.Duration) =>
       IpcError.make(
         "Timeout",
-        progress.member === undefined || progress.sent
+        progress.member === undefined
+          // every socket of the pool was taken by requests still waiting for their replies: this one was not sent
+          ? `every socket of the pool (${members.length}) was busy with a request waiting for its reply for ${
+            Duration.format(limit)
+          }: this one was not sent`
+          : progress.sent
           ? `no reply within ${Duration.format(limit)}`
           // a connected peer that has not read the requests sent before takes no more: it was told "no peer connected"
           : peerConnected(progress.member)

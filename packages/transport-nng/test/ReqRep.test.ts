@@ -222,6 +222,28 @@ describe("Req / Rep", () => {
       assert.strictEqual(unanswered.address, address)
     }).pipe(Effect.scoped))
 
+  it.live("a timeout while every socket of the pool is busy says so, and that the request was not sent", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const bound = yield* Rep.serve(
+        { listen: "tcp://127.0.0.1:0" },
+        (body) => Effect.andThen(Effect.sync(() => seen.push(text(body))), Effect.never)
+      )
+      const address = bound.listening[0]!
+      const requester = yield* Req.make({ dial: address, timeout: "1 second", pool: { min: 1, max: 1 } })
+      // the only socket carries a request the server never answers
+      const first = yield* Effect.forkChild(Effect.flip(requester.request(bytes("first"))))
+      while (seen.length === 0) yield* Effect.sleep("10 millis")
+      const second = yield* Effect.flip(requester.request(bytes("second"), { timeout: "300 millis" }))
+      assert.strictEqual(second.reason._tag, "Timeout")
+      assert.strictEqual(
+        second.detail,
+        "every socket of the pool (1) was busy with a request waiting for its reply for 300ms: this one was not sent"
+      )
+      assert.strictEqual((yield* Fiber.join(first)).detail, "no reply within 1s")
+      assert.deepStrictEqual(seen, ["first"])
+    }).pipe(Effect.scoped))
+
   it.live(
     "a timeout with a peer connected that reads no more requests does not say no peer connected",
     () =>
