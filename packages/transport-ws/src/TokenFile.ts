@@ -12,9 +12,12 @@
  * records the server (`Process.Identity`: its pid, start time and pid
  * namespace): a file whose server no longer runs is ignored, and one written
  * in another pid namespace (a container sharing the directory) is taken as
- * live, its pid meaning nothing here.
+ * live, its pid meaning nothing here; a damaged one (not a token and an
+ * identity) fails a client with `Corrupt` naming it (`read`).
  * The server removes its file when it closes, and as it listens, the files
- * there of servers that no longer run (`sweepDead`). Node only.
+ * there of servers that no longer run and damaged ones a minute old
+ * (`sweepDead`), each judged again once taken away, so a file rewritten
+ * meanwhile is kept. Node only.
  *
  * @since 0.1.0
  */
@@ -26,6 +29,7 @@ import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Record from "./internal/record.ts"
 import type * as WsAddress from "./WsAddress.ts"
 
 /** A fresh token: 32 random bytes, base64url (43 characters). */
@@ -102,102 +106,83 @@ export const write = (file: string, token: string): Effect.Effect<void, IpcError
     catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot write the token file ${file}`)
   })
 
-/** What a token file holds: its token, the server that wrote it (if recorded) and the file's mode and mtime. */
-interface TokenRecord {
-  readonly token: string
-  readonly server: Process.Identity | undefined
-  readonly mode: number
-  readonly writtenAt: number
-}
-
-// a token file is a token and an identity: more is not one, and is not read
-const RECORD_MAX_BYTES = 64 * 1024
-
 /**
- * Reads the token file at `file` if it is a regular file of this user (opened without following a link and without
- * blocking on a FIFO): its token and the server it records (`Process.decode`: `pid@startTime.pidNamespace`, or an
- * older file's bare pid).
+ * The token in `file`: `undefined` when the file is not there, is not this user's, others can read it (its mode
+ * is not 0600 or stricter) or the server it records no longer runs; fails with `Corrupt` naming the file when it
+ * is this user's but not a token and its server's identity (damaged: whether its server runs cannot be told).
  */
-const readRecord = (file: string): TokenRecord | undefined => {
-  try {
-    const flags = Fs.constants.O_RDONLY | Fs.constants.O_NOFOLLOW | Fs.constants.O_NONBLOCK
-    const fd = Fs.openSync(file, flags)
-    try {
-      const stat = Fs.fstatSync(fd)
-      const me = RuntimeDir.userId()
-      if (!stat.isFile() || (me !== undefined && stat.uid !== me) || stat.size > RECORD_MAX_BYTES) return undefined
-      const [token = "", server = ""] = Fs.readFileSync(fd, "utf8").split("\n").map((line) => line.trim())
-      return { token, server: Process.decode(server), mode: stat.mode, writtenAt: stat.mtimeMs }
-    } finally {
-      Fs.closeSync(fd)
-    }
-  } catch {
+export const read = (file: string): Effect.Effect<string | undefined, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const token = readNow(file)
+    return token instanceof Error ? Effect.fail(token) : Effect.succeed(token)
+  })
+
+/** `read`, done now: the token, `undefined`, or the `Corrupt` error. */
+const readNow = (file: string): string | undefined | IpcError.IpcError => {
+  const state = Record.inspect(file)
+  if (state._tag === "Foreign") return undefined
+  if (state._tag === "Record") {
+    const { record } = state
+    const trusted = (record.mode & 0o077) === 0 && Record.serverRuns(record.server, record.writtenAt)
+    return trusted ? record.token : undefined
+  }
+  // one others can read is ignored, damaged or not; one whose identity line still names a dead server is only
+  // a dead server's file
+  if ((state.mode & 0o077) !== 0 || (state.server !== undefined && !Record.serverRuns(state.server, state.writtenAt))) {
     return undefined
   }
+  return IpcError.make(
+    "Corrupt",
+    `the token file ${file} is damaged (${state.why}): remove it, or restart the listener that writes it`
+  )
 }
 
-/**
- * False when the record's server is known to be dead (`Process.liveness`: its pid is not running, or runs another
- * process since); a server of another pid namespace (a container sharing the directory) is taken as alive.
- */
-const serverRuns = (record: TokenRecord): boolean =>
-  record.server === undefined || Process.isAlive(record.server, record.writtenAt)
-
-/**
- * The token in `file`, if the file is there, is this user's, no one else can
- * read it (mode 0600 or stricter) and the server it records still runs;
- * `undefined` otherwise.
- */
-export const readIfPrivate = (file: string): string | undefined => {
-  const record = readRecord(file)
-  if (record === undefined || (record.mode & 0o077) !== 0 || !serverRuns(record)) return undefined
-  return record.token.length > 0 ? record.token : undefined
-}
-
-/**
- * Finds the token of `address` in this user's token directories, the runtime
- * one then `~/.cache/effect-ipc`, reading only private ones (the client's
- * default `tokenLookup`).
- */
-export const lookup = (address: WsAddress.WsAddress): string | undefined => {
+/** The token in `file` of this user's token directories, `find`'s order, done now. */
+const findNow = (address: WsAddress.WsAddress): string | undefined | IpcError.IpcError => {
   for (const dir of [RuntimeDir.directoryOn(RuntimeDir.currentHost(), { sockets: false }), homeDirectory()]) {
     if (!RuntimeDir.ownedDirectory(dir, true)) continue
-    const token = readIfPrivate(pathIn(dir, address))
+    const token = readNow(pathIn(dir, address))
     if (token !== undefined) return token
   }
   return undefined
+}
+
+/** `read`, with a damaged file taken as no token (for a synchronous `tokenLookup`). */
+export const readIfPrivate = (file: string): string | undefined => {
+  const token = readNow(file)
+  return token instanceof Error ? undefined : token
+}
+
+/**
+ * Finds the token of `address` in this user's token directories, the runtime one then `~/.cache/effect-ipc`,
+ * reading only private ones (`read`: a damaged file fails with `Corrupt`).
+ */
+export const find = (address: WsAddress.WsAddress): Effect.Effect<string | undefined, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    const token = findNow(address)
+    return token instanceof Error ? Effect.fail(token) : Effect.succeed(token)
+  })
+
+/** `find`, with a damaged file taken as no token (for a synchronous `tokenLookup`). */
+export const lookup = (address: WsAddress.WsAddress): string | undefined => {
+  const token = findNow(address)
+  return token instanceof Error ? undefined : token
 }
 
 /**
  * Removes from `dir` the token files of this user whose server (the process
  * they record) no longer runs: what killed servers left behind, which no
  * listener at the same address would replace (one at port 0 gets a fresh port
- * each time). Returns how many it removed; a file it cannot read, another
- * user's, and one of a server in another pid namespace are left alone.
+ * each time); and damaged ones (not a token and an identity) a minute old,
+ * or whose identity line names a dead server. Returns how many it removed; a
+ * file it cannot read, another user's, and one of a server in another pid
+ * namespace are left alone, and so is a file a server writes under the same
+ * name meanwhile (each is judged again once taken away).
  */
-export const sweepDead = (dir: string): number => {
-  let entries: ReadonlyArray<string>
-  try {
-    entries = Fs.readdirSync(dir)
-  } catch {
-    return 0
-  }
-  let removed = 0
-  for (const name of entries) {
-    if (!name.startsWith("ws-") || !name.endsWith(".token")) continue
-    const record = readRecord(Path.join(dir, name))
-    if (record === undefined || serverRuns(record)) continue
-    try {
-      Fs.rmSync(Path.join(dir, name))
-      removed++
-    } catch {
-      // gone meanwhile, or not ours to remove: left alone
-    }
-  }
-  return removed
-}
+export const sweepDead = (dir: string): number => Record.sweep(dir).removed
 
-/** Removes `file` if it still holds `token` (a successor's file is left alone). */
+/** Removes `file` if it still holds `token` (a successor's file, even one written meanwhile, is left alone). */
 export const removeIfOurs = (file: string, token: string): void => {
-  if (readIfPrivate(file) === token) Fs.rmSync(file, { force: true })
+  const ours = (state: Record.State) => state._tag === "Record" && state.record.token === token
+  if (ours(Record.inspect(file))) Record.removeIf(file, ours)
 }

@@ -52,6 +52,7 @@ import type { Duplex } from "node:stream"
 import { WebSocketServer } from "ws"
 import type { RawData, WebSocket as NodeWebSocket } from "ws"
 import * as Link from "./internal/link.ts"
+import * as Record from "./internal/record.ts"
 import * as Strength from "./internal/strength.ts"
 import * as TokenFile from "./TokenFile.ts"
 import * as WsAddress from "./WsAddress.ts"
@@ -442,7 +443,14 @@ export const listen = (
       yield* TokenFile.write(file, token)
       tokenFile = file
       // the files of killed servers in this user's token directory (a given file's directory is not ours to sweep)
-      if (options.tokenFile === undefined) yield* Effect.sync(() => TokenFile.sweepDead(Path.dirname(file)))
+      if (options.tokenFile === undefined) {
+        const swept = Record.sweep(Path.dirname(file))
+        if (swept.damaged.length > 0) {
+          yield* Effect.logWarning(
+            `removed damaged token files (no client could use them): ${swept.damaged.join(", ")}`
+          )
+        }
+      }
     }
     yield* Effect.logDebug(
       `ws:// listening at ${shown}${tokenFile === undefined ? "" : `; its token is in ${tokenFile}`}`

@@ -74,11 +74,12 @@ export const make = (options: WsTransportOptions = {}): Transport.TransportShape
       // file: only to a loopback port, whose listener is checked to be this user's below. Never to another host,
       // whose listener no one here can check (a token file left by a listener of ours that died at an address
       // that is now another machine's went there)
+      // (a damaged file fails the dial with `Corrupt`, naming it)
       const token = !parsed.loopback
         ? undefined
         : typeof options.tokenFile === "string"
-        ? TokenFile.readIfPrivate(options.tokenFile)
-        : TokenFile.lookup(parsed)
+        ? yield* TokenFile.read(options.tokenFile)
+        : yield* TokenFile.find(parsed)
       if (token !== undefined) yield* ListenerOwner.checkOwn(parsed.port, parsed.redacted)
       return yield* WsClient.dial(address, { ...clientOptions, token })
     })

@@ -1,16 +1,22 @@
 /**
  * `TokenFile.sweepDead` against token files of other processes, all real:
  * another user's files in a directory both users can write, and servers in
- * another pid namespace (`unshare --pid`) sharing the token directory.
+ * another pid namespace (`unshare --pid`) sharing the token directory;
+ * damaged files (a listener in another process sweeps them, a client fails
+ * with `Corrupt`, and any damage is one or the other); a file rewritten between
+ * the sweep's judgement and its removal.
  */
+import * as Process from "@effect-ipc/core/Process"
 import * as Ws from "@effect-ipc/transport-ws"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import fc from "fast-check"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Record from "../src/internal/record.ts"
 import { freshAddress } from "./helpers.ts"
 
 const root = Path.resolve(import.meta.dirname, "../../..")
@@ -151,5 +157,165 @@ describe.runIf(process.getuid?.() === 0 && process.platform === "linux")("sweepD
       // in a fresh pid namespace the sweeper is pid 1 and no other pid runs: the server's would seem dead
       assert.strictEqual(runPeer(newPidNamespace, ["sweep", Path.dirname(server.file)]), "removed 0")
       assert.isTrue(Fs.existsSync(server.file), "the live server's token file stays")
+    }).pipe(Effect.scoped), 120_000)
+})
+
+/**
+ * The token of a token file's text if it is what `TokenFile.write` leaves (whitespace around a line aside): a
+ * token and its server's identity, nothing else; `undefined` for anything else.
+ */
+const wellFormed = (text: string): string | undefined => {
+  const lines = text.split("\n").map((line) => line.trim())
+  if (lines.at(-1) === "") lines.pop()
+  const [token = "", identity = ""] = lines
+  return lines.length === 2 && /^[A-Za-z0-9._~-]{1,512}$/.test(token) &&
+      /^[1-9][0-9]{0,9}(@[0-9]{1,10}\.[0-9]{1,10})?$/.test(identity)
+    ? token
+    : undefined
+}
+
+/** Writes `text` to `file` as `TokenFile.write` does (a whole file renamed into place), with mode 0600. */
+const writeWhole = (file: string, text: string | Uint8Array): void => {
+  const staging = `${file}.staging`
+  Fs.writeFileSync(staging, text, { mode: 0o600 })
+  Fs.renameSync(staging, file)
+}
+
+/** Sets `file`'s mtime `ms` into the past (a file written that long ago). */
+const age = (file: string, ms: number): void => {
+  const then = new Date(Date.now() - ms)
+  Fs.utimesSync(file, then, then)
+}
+
+describe.runIf(process.platform === "linux")("damaged token files", () => {
+  // (the sweep kept every file whose identity line it could not read, and clients used its token, forever)
+  it.live(
+    "a listener in another process removes damaged files a minute old or of a dead server, not younger ones",
+    () =>
+      Effect.gen(function*() {
+        const xdg = yield* tempDir(0o700)
+        const dir = Path.join(xdg, "effect-ipc")
+        Fs.mkdirSync(dir, { mode: 0o700 })
+        const file = (name: string) => Path.join(dir, `ws-127.0.0.1-1~2f${name}.token`)
+        const damaged = {
+          garbage: "\u0000\u00ff\ufffdnot a token file at all",
+          truncated: "tokentokentoken\n12",
+          bareToken: "tokentokentoken\n",
+          badIdentity: "tokentokentoken\npid@start.ns\n",
+          tooLong: `tokentokentoken\n1@2.3\n${"x".repeat(70_000)}\n`
+        }
+        for (const [name, text] of Object.entries(damaged)) {
+          writeWhole(file(name), text)
+          age(file(name), 120_000)
+        }
+        // damaged but young (its writer may not be done with it), and damaged with a dead server's identity
+        writeWhole(file("young"), "tokentokentoken\n")
+        writeWhole(file("deadIdentity"), `!!!\n${freePid()}\n`)
+        // a live server's file (this process), however old
+        writeWhole(file("live"), `tokentokentoken\n${Process.encode(Process.self())}\n`)
+        age(file("live"), 120_000)
+        // what a process killed mid-write (a staging file) or mid-removal (a file set aside) left, a minute old,
+        // and the same just written (a writer may be at it now)
+        const leftovers = [`${file("staged")}.4242.0badcafe`, `${file("aside")}.4242.0badcafe.removing`]
+        const fresh = [`${file("staging")}.4243.0badcafe`, `${file("setting")}.4243.0badcafe.removing`]
+        for (const name of [...leftovers, ...fresh]) writeWhole(name, "tokentokentoken\n1@2.3\n")
+        for (const name of leftovers) age(name, 120_000)
+        yield* listenInPeer(node, freshAddress("damaged"), { XDG_RUNTIME_DIR: xdg })
+        for (const name of [...Object.keys(damaged), "deadIdentity"]) {
+          assert.isFalse(Fs.existsSync(file(name)), `${name}: removed by the listener's sweep`)
+        }
+        for (const name of leftovers) assert.isFalse(Fs.existsSync(name), `${name}: a leftover a minute old, removed`)
+        for (const name of fresh) assert.isTrue(Fs.existsSync(name), `${name}: a fresh one stays`)
+        assert.isTrue(Fs.existsSync(file("young")), "a damaged file under a minute old stays")
+        assert.isTrue(Fs.existsSync(file("live")), "a live server's file stays")
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live("a client given a damaged token file fails with Corrupt naming the file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir(0o700)
+      const tokenFile = Path.join(dir, "token")
+      for (const text of ["tokentokentoken\ngarbage\n", "tokentokentoken\n", "\u0000\n1@2.3\n", ""]) {
+        writeWhole(tokenFile, text)
+        const error = yield* Effect.flip(Ws.WsTransport.make({ tokenFile }).dial(freshAddress("damaged-client")))
+        assert.strictEqual(error.reason._tag, "Corrupt", `${JSON.stringify(text)}: ${error.message}`)
+        assert.include(error.message, tokenFile)
+      }
+    }).pipe(Effect.scoped))
+
+  it("every damage of a token file is removed by the sweep (a minute on) or read as a live record, never a crash", () => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-damage-"))
+    Fs.chmodSync(dir, 0o700)
+    const file = Path.join(dir, "ws-127.0.0.1-1~2fx.token")
+    const good = Buffer.from(`${Ws.TokenFile.generate()}\n${Process.encode(Process.self())}\n`)
+    const damage = fc.oneof(
+      fc.nat(good.length).map((n) => good.subarray(0, n)),
+      fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 })).map(([at, byte]) => {
+        const copy = Buffer.from(good)
+        copy[at] = byte
+        return copy
+      }),
+      fc.tuple(fc.nat(good.length), fc.uint8Array({ maxLength: 40 })).map(([at, bytes]) =>
+        Buffer.concat([good.subarray(0, at), bytes, good.subarray(at)])
+      ),
+      fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes))
+    )
+    try {
+      fc.assert(
+        fc.property(damage, fc.boolean(), (bytes, old) => {
+          writeWhole(file, bytes)
+          if (old) age(file, 120_000)
+          const read = Effect.runSync(Effect.result(Ws.TokenFile.read(file)))
+          if (read._tag === "Failure") {
+            assert.strictEqual(read.failure.reason._tag, "Corrupt")
+            assert.include(read.failure.message, file)
+          }
+          Ws.TokenFile.sweepDead(dir)
+          if (!Fs.existsSync(file)) return
+          // what stays is a record, whose server runs, or damage still in its first minute
+          const text = Fs.readFileSync(file, "utf8")
+          const token = wellFormed(text)
+          if (old) assert.isDefined(token, `kept: ${JSON.stringify(text)}`)
+          if (token !== undefined) assert.strictEqual(Ws.TokenFile.readIfPrivate(file), token)
+        }),
+        { numRuns: 300 }
+      )
+    } finally {
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe.runIf(process.platform === "linux")("the sweep and a server writing its file meanwhile", () => {
+  // (the sweep read a dead server's file, then removed whatever had the name: the file a server restarted at the
+  // same address had written in between, its clients then without its token)
+  it.live("a live server's file written between the sweep's read and its removal stays", () =>
+    Effect.gen(function*() {
+      const xdg = yield* tempDir(0o700)
+      const address = freshAddress("restarted")
+      const server = yield* listenInPeer(node, address, { XDG_RUNTIME_DIR: xdg })
+      const liveText = Fs.readFileSync(server.file)
+      const token = liveText.toString().split("\n")[0]
+      // the file a dead server (a process that has exited) left at the address before this one
+      runPeer([], ["write", server.file, "token-of-a-dead-server"])
+      assert.isUndefined(Ws.TokenFile.readIfPrivate(server.file), "dead")
+      let interleaved = 0
+      const swept = Record.sweep(Path.dirname(server.file), (file) => {
+        // the live server writes its file again (as it does when it starts), after the sweep judged the dead one
+        if (file === server.file) {
+          writeWhole(file, liveText)
+          interleaved++
+        }
+      })
+      assert.strictEqual(interleaved, 1)
+      assert.strictEqual(swept.removed, 0)
+      assert.isTrue(Fs.existsSync(server.file), "the live server's file stays")
+      assert.strictEqual(Ws.TokenFile.readIfPrivate(server.file), token)
+      assert.deepStrictEqual(
+        Fs.readdirSync(Path.dirname(server.file)),
+        [Path.basename(server.file)],
+        "nothing else left behind"
+      )
     }).pipe(Effect.scoped), 120_000)
 })
