@@ -245,7 +245,7 @@ class Channel(object):
         another write to finish, returning False (nothing written) after it; with
         ``deadline`` (a time), also False when the stream cannot take it by then."""
         data = framing.encode(kind, payload)
-        failure = None
+        failure = interrupted = None
         if not self._write_lock.acquire(timeout=wait):
             return False
         try:
@@ -260,6 +260,12 @@ class Channel(object):
                 # the channel failed meanwhile (a heartbeat's timeout aborted this write): that is the error
                 failure = (fresh(self._failure) if self._failure is not None
                            else IpcError("ConnectionLost", "write failed: %s" % error, self.address))
+            except BaseException as error:
+                # Ctrl-C (or another signal handler's exception) part-way through: the stream may hold a cut
+                # frame, whose rest the peer would read from the next frames; the channel cannot go on
+                interrupted = error
+                failure = IpcError("ConnectionLost", "a send was interrupted part-way (%s): the stream may hold a "
+                                   "cut frame" % type(error).__name__, self.address)
             else:
                 self._last_sent = time.time()
         finally:
@@ -267,7 +273,7 @@ class Channel(object):
         if failure is not None:
             # failing tears down, which takes the write lock: only once it is released here
             self._fail(failure)
-            raise failure
+            raise interrupted if interrupted is not None else failure
         return True
 
     def _closed_error(self):
@@ -276,7 +282,8 @@ class Channel(object):
 
     def send(self, message):
         """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost (``Encode`` for a
-        message that is not bytes, a bytearray or a memoryview)."""
+        message that is not bytes, a bytearray or a memoryview). A send interrupted part-way (Ctrl-C) raises
+        its ``KeyboardInterrupt`` and fails the channel (``ConnectionLost``): the stream may hold a cut frame."""
         message = check_bytes(message, "send", self.address)
         if self._failure is not None:
             raise fresh(self._failure)

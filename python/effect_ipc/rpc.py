@@ -372,7 +372,12 @@ class RpcClient(object):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._pending = {}
-        self._pongs = queue.Queue()
+        # pings sent and pongs received: the server answers each Ping with one Pong, in order, so ping n is
+        # answered by pong n (a pong that comes after its ping timed out answers that ping, not the next one)
+        self._pings_sent = 0
+        self._pongs_received = 0
+        self._pong = threading.Condition()
+        self._ping_lock = threading.Lock()  # numbers and sends one ping at a time, so they leave in order
         self._failure = None
         self._closing = False  # our own close: what the calls waiting are told
         channel.send(HELLO_JSON)
@@ -391,9 +396,17 @@ class RpcClient(object):
         except IpcError:
             pass  # the reader reports the lost link to every call
 
-    def _request(self, tag, payload, stream, discard=False, headers=()):
+    def _check_open(self):
+        """Raises ``Closed`` once this client was closed (whatever ended the connection before: a reset is
+        ``ConnectionLost``), else the connection's failure once it ended (a new error each time: re-raising
+        one object stacks its tracebacks); every public operation starts with it."""
+        if self._closing:
+            raise Closed("the client was closed", self.address)
         if self._failure is not None:
-            raise fresh(self._failure)  # a new one each time: re-raising one object stacks its tracebacks
+            raise fresh(self._failure)
+
+    def _request(self, tag, payload, stream, discard=False, headers=()):
+        self._check_open()
         if not isinstance(tag, str):
             raise IpcError("Encode", "a procedure's tag is a str (got %s)" % type(tag).__name__, self.address)
         request_id = str(next(self._ids))
@@ -409,6 +422,8 @@ class RpcClient(object):
             raise IpcError("Encode", "the payload of %s is not JSON: %s" % (tag, error), self.address)
         if not discard:
             with self._lock:
+                # checked again under the lock: a connection that ended since has no reader left to fail this call
+                self._check_open()
                 self._pending[request_id] = pending
         try:
             self.channel.send(data)
@@ -449,23 +464,25 @@ class RpcClient(object):
         self._request(tag, payload, False, discard=True, headers=headers)
 
     def ping(self, timeout=5.0):
-        """Sends a ``Ping`` and waits for the ``Pong``; raises ``IpcError`` (``Timeout``) without one
+        """Sends a ``Ping`` and waits for its own ``Pong`` (pongs come in the order of the pings: one that
+        comes after its ping timed out answers no later ping); raises ``IpcError`` (``Timeout``) without one
         (``InvalidOption`` for a ``timeout`` that is not None or a finite number of seconds of at least 0),
         and the client's failure (``Closed`` once closed) at once when the connection has ended."""
         check_seconds(timeout, "timeout", self.address)
-        if self._closing:
-            # closed here: Closed, whatever ended the connection before (a reset is ConnectionLost)
-            raise Closed("the client was closed", self.address)
-        if self._failure is not None:
-            raise fresh(self._failure)
-        self._send({"_tag": "Ping"})
-        try:
-            pong = self._pongs.get(timeout=timeout)
-        except queue.Empty:
-            raise IpcError("Timeout", "no pong within %s s" % timeout, self.address)
-        if isinstance(pong, IpcError):
-            self._pongs.put(pong)  # every other ping waiting ends the same way
-            raise fresh(pong)
+        self._check_open()
+        with self._ping_lock:  # not the pong's lock: a send blocked on a peer that reads nothing holds no reader
+            with self._pong:
+                self._pings_sent += 1
+                number = self._pings_sent
+            self._send({"_tag": "Ping"})
+        with self._pong:
+            answered = self._pong.wait_for(
+                lambda: self._pongs_received >= number or self._failure is not None or self._closing, timeout)
+            if self._pongs_received >= number:
+                return
+            if not answered:
+                raise IpcError("Timeout", "no pong within %s s" % timeout, self.address)
+        self._check_open()
 
     def _ack(self, pending):
         """Acknowledges a chunk of ``pending`` (unless the call has ended or was interrupted)."""
@@ -502,8 +519,9 @@ class RpcClient(object):
             )
         except IpcError as lost:
             error = lost
-        self._failure = error
-        self._pongs.put(error)  # a ping waiting for a pong ends now too
+        with self._pong:
+            self._failure = error
+            self._pong.notify_all()  # a ping waiting for a pong ends now too
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
         for entry in pending:
@@ -566,11 +584,15 @@ class RpcClient(object):
             if not pending:
                 log.warning("the server at %s sent a defect: %s", self.address, defect)
         elif tag == "Pong":
-            self._pongs.put(True)
+            with self._pong:
+                self._pongs_received += 1
+                self._pong.notify_all()
 
     def close(self):
-        """Closes the connection; calls still waiting raise ``Closed``."""
-        self._closing = True
+        """Closes the connection; calls still waiting, and every operation after, raise ``Closed``."""
+        with self._pong:
+            self._closing = True
+            self._pong.notify_all()
         self.channel.close()
         self._reader.join(5)
 

@@ -859,3 +859,130 @@ class CauseOrder(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ServerProcess(TempDirCase):
+    """A client of a server in a process of its own, killed at the end of the test."""
+
+    def start_server(self, code):
+        """Runs ``code`` (with ``json``, ``sys`` and effect_ipc's ``RpcServer``, ``listen`` and ``rpc`` imported,
+        ``address`` this test's address) in a child Python, its stdin a pipe, and waits for it to print ``ready``."""
+        import subprocess
+        import sys
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import json, sys\nsys.path.insert(0, %r)\nfrom effect_ipc import RpcServer, "
+             "listen, rpc\naddress = %r\n%s" % (package, self.address(), code)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+        self.addCleanup(process.stdout.close)
+        self.addCleanup(process.stdin.close)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+        self.assertEqual(process.stdout.readline().strip(), "ready")
+        return process
+
+    def assert_every_operation_raises(self, client, kind, reason):
+        operations = {
+            "call": lambda: client.call("Add", {"a": 1, "b": 2}, timeout=30),
+            "start": lambda: client.start("Add", {"a": 1, "b": 2}).result(30),
+            "stream": lambda: list(client.stream("Add", {"a": 1, "b": 2}, timeout=30)),
+            "send": lambda: client.send("Add", {"a": 1, "b": 2}),
+            "ping": lambda: client.ping(30),
+        }
+        for name, operation in sorted(operations.items()):
+            with self.assertRaises(IpcError, msg=name) as caught:
+                operation()
+            self.assertIsInstance(caught.exception, kind, "%s: %r" % (name, caught.exception))
+            self.assertEqual(caught.exception.reason, reason, "%s: %s" % (name, caught.exception))
+
+    def test_every_operation_on_a_closed_client_is_closed_also_after_its_server_went_away(self):
+        # after a reset then a close, call/start/stream/send raised ConnectionLost (only ping said Closed)
+        server = self.start_server(
+            "def slow(p):\n    rpc.current().cancelled.wait(60)\n"
+            "listener = listen(address)\nprint('ready', flush=True)\n"
+            "RpcServer({'Add': lambda p: p['a'] + p['b'], 'Slow': slow}).serve(listener)\n")
+        closed = RpcClient.connect(self.address())
+        self.assertEqual(closed.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
+        closed.close()
+        self.assert_every_operation_raises(closed, Closed, "Closed")
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
+        call = client.start("Slow")
+        server.kill()  # the peer goes away without a close frame
+        with self.assertRaises(IpcError) as caught:
+            call.result(30)
+        self.assertEqual(caught.exception.reason, "ConnectionLost")
+        self.assert_every_operation_raises(client, IpcError, "ConnectionLost")
+        client.close()  # closed here after the reset: Closed, as after a plain close
+        self.assert_every_operation_raises(client, Closed, "Closed")
+
+    def test_a_pong_that_comes_after_its_ping_timed_out_does_not_answer_the_next_ping(self):
+        # pongs were taken in turn from one queue: the late pong answered the next ping at once, before its own.
+        # The server answers its first two pings only when a request comes, then the others at once
+        self.start_server(
+            "from effect_ipc import listen\nlistener = listen(address)\nprint('ready', flush=True)\n"
+            "channel = listener.accept()\nchannel.receive()  # the hello\nheld = pings = 0\n"
+            "for data in channel:\n"
+            "    message = json.loads(data.decode('utf-8'))\n"
+            "    if message['_tag'] == 'Ping':\n"
+            "        pings += 1\n"
+            "        if pings <= 2:\n"
+            "            held += 1  # answered late: once a request comes\n"
+            "        else:\n"
+            "            channel.send(b'{\"_tag\":\"Pong\"}')\n"
+            "    elif message['_tag'] == 'Request':\n"
+            "        for _ in range(held):\n"
+            "            channel.send(b'{\"_tag\":\"Pong\"}')\n"
+            "        held = 0\n"
+            "        channel.send(json.dumps({'_tag': 'Exit', 'requestId': message['id'],\n"
+            "                                 'exit': {'_tag': 'Success', 'value': pings}}).encode())\n")
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        with self.assertRaises(IpcError) as caught:
+            client.ping(0.2)  # the server holds its pong
+        self.assertEqual(caught.exception.reason, "Timeout")
+        # the late pong comes before this call's answer, so the client has read it once the call returns
+        self.assertEqual(client.call("Pings", timeout=30), 1)
+        with self.assertRaises(IpcError) as caught:
+            client.ping(0)  # its own pong is held too: the late one is not it
+        self.assertEqual(caught.exception.reason, "Timeout")
+        self.assertEqual(client.call("Pings", timeout=30), 2)  # the second ping's pong, late too
+        client.ping(30)  # answered at once, by its own pong
+        self.assertEqual(client.call("Pings", timeout=30), 3)
+
+    def test_a_call_interrupted_by_ctrl_c_while_its_request_is_sent_ends_the_connection_and_says_so(self):
+        # Ctrl-C in the middle of a large request left a cut frame on the wire: the server read the next
+        # requests as the rest of it, and every later call waited (for ever without a timeout), nothing said
+        import select
+        import signal
+        server = self.start_server(
+            "import socket\nfrom effect_ipc.channel import Channel\n"
+            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
+            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
+            "sys.stdin.readline()  # reads nothing until told, then serves the connection\n"
+            "RpcServer({'Echo': lambda p: p}).serve_channel(Channel.over_socket(connection, address))\n")
+        # Ctrl-C's KeyboardInterrupt, also where this process was started with SIGINT ignored
+        self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        sock = client.channel._write.__self__  # the channel's socket (its sendall)
+
+        def interrupt_once_the_send_blocks():
+            poller = select.poll()
+            poller.register(sock, select.POLLOUT)
+            while poller.poll(0):  # writable: the request is still going out
+                time.sleep(0.001)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
+        thread = threading.Thread(target=interrupt_once_the_send_blocks)
+        thread.daemon = True
+        thread.start()
+        with self.assertRaises(KeyboardInterrupt):
+            client.call("Echo", "x" * (16 << 20), timeout=30)  # far more than the socket holds
+        thread.join(30)
+        server.stdin.write("serve\n")
+        server.stdin.flush()
+        with self.assertRaises(IpcError) as caught:
+            client.call("Echo", "after", timeout=30)
+        self.assertEqual(caught.exception.reason, "ConnectionLost", caught.exception)
+        self.assertIn("interrupted", str(caught.exception))

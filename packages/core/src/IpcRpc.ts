@@ -52,6 +52,7 @@ import type * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Address from "./Address.ts"
+import * as Bound from "./internal/bound.ts"
 import * as Bytes from "./internal/bytes.ts"
 import * as Eager from "./internal/eager.ts"
 import * as Packed from "./internal/packed.ts"
@@ -383,11 +384,15 @@ export const TOO_MANY_CALLS =
 interface Calls {
   inFlight: number
   readonly held: Array<RpcMessage.FromClientEncoded>
+  // the ids of the requests among them (a notification has none)
+  readonly heldIds: Set<string | number>
   // whether an Eof waits among them
   eofHeld: boolean
   // the fire-and-forget calls started and not acknowledged yet: whether their acknowledgement goes to the client
   // (false for a notification, run as a `discard` call of an id of ours)
   readonly quiet: Map<string | number, boolean>
+  // the fire-and-forget calls acknowledged (or whose acknowledgement could not be sent), ended by their handler's fiber
+  readonly acknowledged: Set<string | number>
   // the drainer, waiting for a call to end
   wake: Deferred.Deferred<void> | undefined
   drainer: Fiber.Fiber<void> | undefined
@@ -403,7 +408,8 @@ interface Calls {
  * fire-and-forget call (`discard`, or a notification, run as a `discard` call
  * whose acknowledgement is not sent) ends with the fiber that sent its
  * acknowledgement: its handler's. A request beyond the limit waits, in order
- * (an `Eof` behind it too, a second one ending the connection; one
+ * (an `Eof` behind it too, a second one ending the connection, as does a
+ * request with the id of a waiting one; one
  * interrupted is answered so, its handler never run), while the connection's
  * `Ack`s, `Interrupt`s and `Ping`s go on being read and served, so a client whose acknowledgements
  * follow its next requests is never stalled; past `MAX_WAITING_CALLS`
@@ -418,16 +424,27 @@ const boundCalls = (
     const callsOf = (clientId: number): Calls => {
       let calls = connections.get(clientId)
       if (calls === undefined) {
-        calls = { inFlight: 0, held: [], eofHeld: false, quiet: new Map(), wake: undefined, drainer: undefined }
+        calls = {
+          inFlight: 0,
+          held: [],
+          heldIds: new Set(),
+          eofHeld: false,
+          quiet: new Map(),
+          acknowledged: new Set(),
+          wake: undefined,
+          drainer: undefined
+        }
         connections.set(clientId, calls)
+        Bound.kept.connections++
       }
       return calls
     }
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (Bound.kept.connections -= connections.size)))
     // a connection's count goes with it, and its drainer, which hands effect's server nothing more
     const disconnects = yield* Queue.unbounded<number>()
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(protocol.disconnects), (clientId) => {
       const drainer = connections.get(clientId)?.drainer
-      connections.delete(clientId)
+      if (connections.delete(clientId)) Bound.kept.connections--
       return Effect.andThen(
         drainer === undefined ? Effect.void : Fiber.interrupt(drainer),
         Queue.offer(disconnects, clientId)
@@ -451,6 +468,8 @@ const boundCalls = (
     const encodeRefusal = Schema.encodeSync(protocol.codecFor(Schema.Exit(Schema.Never, Schema.Never, Schema.Defect())))
     const refusal = encodeRefusal(Exit.die(TOO_MANY_CALLS)) as RpcMessage.ResponseExitEncoded["exit"]
     const interrupted = encodeRefusal(Exit.interrupt()) as RpcMessage.ResponseExitEncoded["exit"]
+    const encodeDefect = Schema.encodeSync(protocol.codecFor(Schema.Defect()))
+    const pong: RpcMessage.FromServerEncoded = { _tag: "Pong" }
     const canStart = (calls: Calls): boolean => {
       const next = calls.held[0]
       return next !== undefined && (next._tag !== "Request" || calls.inFlight < MAX_CALLS_IN_FLIGHT)
@@ -462,15 +481,25 @@ const boundCalls = (
         const sent = protocol.send(clientId, response, transferables)
         if (response._tag !== "Exit") return response._tag === "Defect" ? sentThenEnded(clientId, sent) : sent
         const calls = connections.get(clientId)
-        const answered = calls?.quiet.get(response.requestId)
-        if (calls === undefined || answered === undefined) return sentThenEnded(clientId, sent)
+        if (calls === undefined) return sentThenEnded(clientId, sent)
+        const id = response.requestId
+        const answered = calls.quiet.get(id)
+        if (answered === undefined) {
+          // the Exit of the defect effect's server sends for an acknowledgement it could not send: the call ends
+          // with its handler's fiber, not with this Exit too (a place was freed for each)
+          return calls.acknowledged.size > 0 && calls.acknowledged.has(id) ? sent : sentThenEnded(clientId, sent)
+        }
         // a fire-and-forget call's first and only Exit: a failure before its handler started ends it; its
         // acknowledgement is sent by its handler's fiber as it starts, and the call ends with that fiber
-        calls.quiet.delete(response.requestId)
+        calls.quiet.delete(id)
         const told = answered ? sent : Effect.void
         return response.exit._tag === "Success"
           ? Effect.withFiber((fiber) => {
-            fiber.addObserver(() => endedUnsafe(clientId))
+            calls.acknowledged.add(id)
+            fiber.addObserver(() => {
+              calls.acknowledged.delete(id)
+              endedUnsafe(clientId)
+            })
             return told
           })
           : sentThenEnded(clientId, told)
@@ -495,6 +524,7 @@ const boundCalls = (
             if (!canStart(calls)) return Deferred.await(calls.wake ??= Deferred.makeUnsafe<void>())
             const next = calls.held.shift()!
             if (next._tag === "Eof") calls.eofHeld = false
+            else if (next._tag === "Request" && next.isNotification !== true) calls.heldIds.delete(next.id)
             return next._tag === "Request" ? start(clientId, calls, next) : f(clientId, next)
           })).pipe(
             // effect's server interrupts the reading of a connection that sends a request it will not serve (the
@@ -502,13 +532,19 @@ const boundCalls = (
             Effect.onInterrupt(() => Effect.sync(() => reader.interruptUnsafe()))
           )
         const hold = (clientId: number, calls: Calls, message: RpcMessage.FromClientEncoded): Effect.Effect<void> => {
+          const id = message._tag === "Request" && message.isNotification !== true ? message.id : undefined
+          // the id of a waiting request: effect's server ends a connection that sends the id of a call in flight,
+          // as this one would be (kept, it got an Exit of its own besides the first's: its refusal, or its run
+          // after an Interrupt of the id answered the first)
+          if (id !== undefined && calls.heldIds.has(id)) return Effect.interrupt
           if (message._tag === "Request" && calls.held.length >= MAX_WAITING_CALLS) {
             // a notification has no reply to carry its refusal
-            return message.isNotification === true
+            return id === undefined
               ? Effect.void
-              : protocol.send(clientId, { _tag: "Exit", requestId: message.id, exit: refusal })
+              : protocol.send(clientId, { _tag: "Exit", requestId: id, exit: refusal })
           }
           calls.held.push(message)
+          if (id !== undefined) calls.heldIds.add(id)
           return calls.drainer === undefined
             ? Effect.withFiber((reader) =>
               Effect.map(Effect.forkChild(drain(clientId, calls, reader)), (fiber) => void (calls.drainer = fiber))
@@ -539,6 +575,7 @@ const boundCalls = (
                 return hold(clientId, calls, message)
               case "Interrupt": {
                 // a waiting request interrupted: answered as an interrupted call, its handler never run
+                if (!calls.heldIds.delete(message.requestId)) return f(clientId, message)
                 const at = calls.held.findIndex((held) =>
                   held._tag === "Request" && held.isNotification !== true && held.id === message.requestId
                 )
@@ -546,8 +583,15 @@ const boundCalls = (
                 calls.held.splice(at, 1)
                 return protocol.send(clientId, { _tag: "Exit", requestId: message.requestId, exit: interrupted })
               }
-              case "Ack":
               case "Ping":
+                // answered here as effect's server answers it, but the Defect sent for a Pong that could not be
+                // sent ends no call (it freed a call's place: more than MAX_CALLS_IN_FLIGHT ran)
+                return Effect.catchCause(protocol.send(clientId, pong), (cause) =>
+                  Effect.catchCause(
+                    protocol.send(clientId, { _tag: "Defect", defect: encodeDefect(Cause.squash(cause)) }),
+                    () => Effect.void
+                  ))
+              case "Ack":
                 return f(clientId, message)
               default:
                 // a message of no known kind is answered with a Defect at once: counted as the call it ends

@@ -23,6 +23,7 @@ import * as Scope from "effect/Scope"
 import * as Socket from "effect/socket/Socket"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
+import * as Bound from "../src/internal/bound.ts"
 import * as Eager from "../src/internal/eager.ts"
 import * as Packed from "../src/internal/packed.ts"
 
@@ -1345,6 +1346,212 @@ describe("a client that keeps streams open without acknowledging them", () => {
           yield* until("the connection's end", closed)
           assert.isFalse(exits.has("after"))
         }
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})
+
+/** A JSON `Echo` request of `id`, as a raw client sends it. */
+const echo = (id: string) => ({ _tag: "Request", id, tag: "Echo", payload: { n: 1 }, headers: [] })
+
+describe("the bound on a connection's calls, at its edges", () => {
+  class Held extends RpcGroup.make(
+    Rpc.make("Hold", { payload: { n: Schema.Int } }),
+    Rpc.make("Echo", { payload: { n: Schema.Int }, success: Schema.Int })
+  ) {}
+  type Reply = {
+    readonly _tag: string
+    readonly requestId?: string
+    readonly exit?: { readonly _tag: string }
+  }
+
+  /**
+   * A server of `Held` whose connections fail (`Timeout`) each send of a reply `failing` picks, and `connect`
+   * for a raw JSON channel to it. A `Hold` call is counted as effect's server makes its handler, while the
+   * connection's reader hands it the request: a Pong read after it follows every call its requests started.
+   */
+  const heldServer = Effect.gen(function*() {
+    const counts = { live: 0, started: 0 }
+    const handlers = Held.toLayer({
+      Hold: () => {
+        counts.started++
+        counts.live++
+        return Effect.ensuring(Effect.never, Effect.sync(() => void counts.live--))
+      },
+      Echo: ({ n: value }) => Effect.succeed(value)
+    })
+    const picks: { failing: (reply: Reply) => boolean } = { failing: () => false }
+    const memory = Memory.make()
+    const failingSends: Transport.TransportShape = {
+      ...memory,
+      listen: (at) =>
+        Effect.map(memory.listen(at), (listener) => ({
+          ...listener,
+          accept: Effect.map(listener.accept, (channel) => ({
+            ...channel,
+            send: (message: Uint8Array) => {
+              const text = decoder.decode(message)
+              const reply: Reply = text.startsWith("{") ? JSON.parse(text) : { _tag: "" }
+              return picks.failing(reply)
+                ? Effect.fail(IpcError.make("Timeout", "the peer read nothing"))
+                : channel.send(message)
+            }
+          }))
+        }))
+    }
+    const address = `memory://bound-edges-${n++}`
+    yield* Layer.build(
+      IpcRpc.layerServerGroup(Held, address).pipe(
+        Layer.provide(handlers),
+        Layer.provide(Layer.succeed(Transport.Transport, failingSends))
+      )
+    )
+    /** A raw JSON channel to the server (closed with `scope`), its replies read as they come. */
+    const connect = (scope: Scope.Scope) =>
+      Effect.gen(function*() {
+        const channel = yield* Transport.dial(address).pipe(
+          Effect.provideService(Transport.Transport, memory),
+          Scope.provide(scope)
+        )
+        yield* channel.send(IpcRpc.hello("json"))
+        const send = (message: unknown) => channel.send(encoder.encode(JSON.stringify(message)))
+        const replies = { pongs: 0, defects: 0, closed: false, exits: [] as Array<Reply> }
+        yield* Effect.forkIn(
+          Effect.forever(Effect.flatMap(channel.receiveAll, (batch) =>
+            Effect.sync(() => {
+              for (const bytes of batch) {
+                const reply: Reply = JSON.parse(decoder.decode(bytes))
+                if (reply._tag === "Pong") replies.pongs++
+                if (reply._tag === "Defect") replies.defects++
+                if (reply._tag === "Exit") replies.exits.push(reply)
+              }
+            }))).pipe(Effect.catch(() => Effect.sync(() => void (replies.closed = true)))),
+          scope
+        )
+        const exitsOf = (id: string) => replies.exits.filter((exit) => exit.requestId === id)
+        /** Waits until `done` holds (checked every 20 ms, for at most 30 s). */
+        const until = (what: string, done: () => boolean) =>
+          Effect.suspend(() =>
+            done()
+              ? Effect.void
+              : Effect.fail(`${what}: ${counts.live} live, ${replies.exits.length} Exits, ${replies.defects} Defects`)
+          ).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "30 seconds" }))))
+        /** A Ping answered: every request sent before it has been read, and each call it started has its handler. */
+        const read = Effect.gen(function*() {
+          const pongs = replies.pongs
+          yield* send({ _tag: "Ping" })
+          yield* until("the Pong", () => replies.pongs > pongs)
+        })
+        const hold = (id: string, discard = false) =>
+          send({ _tag: "Request", id, tag: "Hold", payload: { n: 0 }, headers: [], ...(discard ? { discard } : {}) })
+        return { send, hold, read, replies, exitsOf, until }
+      })
+    return { counts, picks, connect }
+  })
+
+  it.live(
+    "a Pong or an acknowledgement that could not be sent frees no call's place: the bound holds after",
+    () =>
+      Effect.gen(function*() {
+        const { counts, picks, connect } = yield* heldServer
+        const { send, hold, read, replies, exitsOf, until } = yield* connect(yield* Effect.scope)
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        for (let i = 0; i < running - 1; i++) yield* hold(String(i))
+        // a discard call whose acknowledgement cannot be sent: effect's server answers it with a defect and stops it
+        picks.failing = (reply) =>
+          reply._tag === "Exit" && reply.requestId === "discarded" && reply.exit?._tag === "Success"
+        yield* send({ _tag: "Request", id: "discarded", discard: true, tag: "Echo", payload: { n: 1 }, headers: [] })
+        yield* until("the discarded call's defect", () => exitsOf("discarded")[0]?.exit?._tag === "Failure")
+        // Pongs that cannot be sent: effect's server sends a Defect for each
+        picks.failing = (reply) => reply._tag === "Pong"
+        for (let i = 0; i < 5; i++) yield* send({ _tag: "Ping" })
+        yield* until("the Defects", () => replies.defects === 5)
+        picks.failing = () => false
+        // one place is free: of these calls, one runs (the discard call's place was freed twice and one was freed
+        // for each Pong: 7 ran)
+        for (let i = 0; i < 10; i++) yield* hold(`more${i}`)
+        yield* until("a call started", () => counts.live >= running)
+        yield* read
+        assert.strictEqual(counts.live, running)
+        assert.strictEqual(counts.started, running)
+        // a call ends: the next one starts, and only it
+        yield* send({ _tag: "Interrupt", requestId: "0" })
+        yield* until("the interruption", () => exitsOf("0").length === 1)
+        yield* until("the next call", () => counts.started > running)
+        yield* read
+        assert.strictEqual(counts.live, running)
+        assert.strictEqual(counts.started, running + 1)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a request with the id of a waiting request ends the connection, as effect's server ends one with the id of a call in flight",
+    () =>
+      Effect.gen(function*() {
+        const { counts, connect } = yield* heldServer
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        const waiting = IpcRpc.MAX_WAITING_CALLS
+        // waiting behind the calls in flight, and with every waiting place taken (its second was refused: an Exit
+        // for the id, and another once the first ran)
+        for (const behind of [0, waiting - 1]) {
+          const scope = yield* Scope.make()
+          const { send, hold, read, replies, exitsOf, until } = yield* connect(scope)
+          for (let i = 0; i < running + behind; i++) yield* hold(String(i))
+          yield* send(echo("twice"))
+          yield* read
+          yield* send(echo("twice"))
+          // the first interrupted while it waits, then a place freed (the second ran: two Exits)
+          yield* send({ _tag: "Interrupt", requestId: "twice" })
+          yield* send({ _tag: "Interrupt", requestId: "0" })
+          yield* until("the connection's end", () => replies.closed || exitsOf("twice").length >= 2)
+          assert.isTrue(replies.closed, `the connection ends (Exits for the id: ${exitsOf("twice").length})`)
+          assert.deepStrictEqual(exitsOf("twice"), [])
+          yield* Scope.close(scope, Exit.void)
+          yield* until("its handlers' end", () => counts.live === 0)
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "clients gone with calls running and waiting leave nothing: a new connection runs MAX_CALLS_IN_FLIGHT calls",
+    () =>
+      Effect.gen(function*() {
+        const { counts, connect } = yield* heldServer
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        const cycles = 20
+        const kept = Bound.kept.connections
+        for (let cycle = 0; cycle < cycles; cycle++) {
+          const scope = yield* Scope.make()
+          const { hold, send, read } = yield* connect(scope)
+          for (let i = 0; i < running + 100; i++) yield* hold(String(i))
+          // a discard call and a notification among the waiting ones
+          yield* hold("discarded", true)
+          yield* send({ _tag: "Request", id: "", isNotification: true, tag: "Hold", payload: { n: 0 }, headers: [] })
+          yield* read
+          assert.strictEqual(counts.live, running)
+          assert.strictEqual(Bound.kept.connections, kept + 1)
+          // gone: its handlers interrupted, its count and waiting requests dropped, and none of them run
+          yield* Scope.close(scope, Exit.void)
+          const left = () => `${counts.live} handlers, ${Bound.kept.connections - kept} connections left`
+          yield* Effect.suspend(() =>
+            counts.live === 0 && Bound.kept.connections === kept ? Effect.void : Effect.fail(left())
+          ).pipe(Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo({ duration: "30 seconds" }))))
+          assert.strictEqual(counts.started, (cycle + 1) * running)
+        }
+        // a new connection: as many calls as on the first, and no more
+        const { hold, read, until, exitsOf, send } = yield* connect(yield* Effect.scope)
+        for (let i = 0; i < running + 1; i++) yield* hold(String(i))
+        yield* read
+        assert.strictEqual(counts.live, running)
+        yield* send({ _tag: "Interrupt", requestId: "0" })
+        yield* until("the interruption", () => exitsOf("0").length === 1)
+        yield* read
+        assert.strictEqual(counts.live, running)
+        assert.strictEqual(counts.started, (cycles + 1) * running + 1)
+        // the ones gone left no handler running once their connections closed
+        assert.strictEqual(counts.started - counts.live, cycles * running + 1)
       }).pipe(Effect.scoped),
     120_000
   )
