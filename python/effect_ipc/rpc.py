@@ -279,28 +279,41 @@ class Call(object):
         A streamed procedure's elements are collected (each chunk acknowledged as it
         arrives) and returned as a list once the stream ends, all held in memory
         until then (use ``stream`` for a long one); ``timeout`` bounds the whole wait (``InvalidOption`` when
-        it is not None or a finite number of seconds of at least 0)."""
+        it is not None or a finite number of seconds of at least 0; its ``Timeout`` leaves the call running).
+        Any other exception while it waits (Ctrl-C's ``KeyboardInterrupt``) cancels the call, then is raised."""
         check_seconds(timeout, "timeout", self._client.address)
         if self._outcome is None:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    kind, value = self._pending.items.get(timeout=wait)
-                except queue.Empty:
-                    raise IpcError("Timeout", "no answer within %s s" % timeout, self._client.address)
-                if kind != "chunk":
-                    self._outcome = (kind, value)
-                    break
-                if self._values is None:
-                    self._values = []
-                self._values.extend(value)
-                self._client._ack(self._pending)
+            try:
+                self._wait(timeout)
+            except BaseException as error:
+                if not (isinstance(error, IpcError) and error.reason == "Timeout"):
+                    # Ctrl-C (or another signal handler's exception) while waiting: the call is interrupted on
+                    # the server and dropped here, as after call()'s timeout (it was left running, and held)
+                    self.cancel()
+                raise
         kind, value = self._outcome
         if kind == "exit":
             result = exit_result(value)
             return result if self._values is None else list(self._values)
         raise value
+
+    def _wait(self, timeout):
+        """Waits for the call's outcome (its elements collected, each chunk acknowledged); ``Timeout`` when
+        ``timeout`` passes first (the call goes on: ``result`` may be asked again)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                kind, value = self._pending.items.get(timeout=wait)
+            except queue.Empty:
+                raise IpcError("Timeout", "no answer within %s s" % timeout, self._client.address)
+            if kind != "chunk":
+                self._outcome = (kind, value)
+                return
+            if self._values is None:
+                self._values = []
+            self._values.extend(value)
+            self._client._ack(self._pending)
 
     def cancel(self):
         """Interrupts the call: the server stops it, ``result`` raises ``RpcInterrupted``."""
@@ -310,7 +323,8 @@ class Call(object):
 class StreamCall(object):
     """A streamed response (``RpcClient.stream``): iterate over its values;
     each batch is acknowledged, so the server sends no further than this
-    client reads. ``cancel`` (or leaving a ``with`` block) interrupts it.
+    client reads. ``cancel`` (or leaving a ``with`` block or the loop, also by Ctrl-C while a batch is
+    awaited) interrupts it.
     Over a procedure that is not streamed, its value is the one element
     (none when it is null: a stream's end looks the same on the wire)."""
 
@@ -341,7 +355,9 @@ class StreamCall(object):
                 else:
                     self._finished = True
                     raise value
-        except GeneratorExit:
+        except BaseException:
+            # the loop left early (GeneratorExit), or Ctrl-C while a batch was awaited: the call is interrupted on
+            # the server and dropped here (after its end, or an error that ended it, nothing is sent)
             self.cancel()
             raise
 
@@ -441,7 +457,8 @@ class RpcClient(object):
         """Calls procedure ``tag`` with ``payload`` (JSON-able, as its schema
         encodes it) and returns its value. A typed error raises
         ``RpcFailure``; after ``timeout`` seconds the call is cancelled and
-        ``IpcError`` (``Timeout``) raised. A streamed procedure's elements are
+        ``IpcError`` (``Timeout``) raised, and so it is on Ctrl-C while it waits (the
+        ``KeyboardInterrupt`` raised). A streamed procedure's elements are
         returned as a list once its stream ends (``stream`` reads them as they come). ``InvalidOption``
         for a ``timeout`` that is not None or a finite number of seconds of at least 0 (nothing is sent)."""
         check_seconds(timeout, "timeout", self.address)
@@ -465,7 +482,8 @@ class RpcClient(object):
 
     def ping(self, timeout=5.0):
         """Sends a ``Ping`` and waits for its own ``Pong`` (pongs come in the order of the pings: one that
-        comes after its ping timed out answers no later ping); raises ``IpcError`` (``Timeout``) without one
+        comes after its ping timed out answers no later ping, and one that no ping waits for is ignored);
+        raises ``IpcError`` (``Timeout``) without one
         (``InvalidOption`` for a ``timeout`` that is not None or a finite number of seconds of at least 0),
         and the client's failure (``Closed`` once closed) at once when the connection has ended."""
         check_seconds(timeout, "timeout", self.address)
@@ -585,6 +603,10 @@ class RpcClient(object):
                 log.warning("the server at %s sent a defect: %s", self.address, defect)
         elif tag == "Pong":
             with self._pong:
+                if self._pongs_received >= self._pings_sent:
+                    # no ping waits for it: counted, it would answer the next ping before that ping's own pong
+                    log.debug("the server at %s sent a pong no ping waits for: ignored", self.address)
+                    return None
                 self._pongs_received += 1
                 self._pong.notify_all()
 

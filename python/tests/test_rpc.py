@@ -1,6 +1,7 @@
 """RPC, Python client to Python server, over a real socket."""
 import json
 import os
+import queue
 import socket
 import threading
 import time
@@ -986,3 +987,140 @@ class ServerProcess(TempDirCase):
             client.call("Echo", "after", timeout=30)
         self.assertEqual(caught.exception.reason, "ConnectionLost", caught.exception)
         self.assertIn("interrupted", str(caught.exception))
+
+    def lines_of(self, process):
+        """A queue of the lines ``process`` prints (read by a thread of its own: a wait for one is bounded)."""
+        lines = queue.Queue()
+
+        def read():
+            try:
+                for line in process.stdout:
+                    lines.put(line.strip())
+            except (OSError, ValueError):
+                pass  # closed by the test's cleanup
+        thread = threading.Thread(target=read)
+        thread.daemon = True
+        thread.start()
+        return lines
+
+    def next_line(self, lines, what):
+        """The next line of ``lines_of``, waited for up to 30 s (a server that prints no more fails the test)."""
+        try:
+            return lines.get(timeout=30)
+        except queue.Empty:
+            self.fail("the server printed nothing more: %s" % what)
+
+    def ctrl_c_once_waiting(self, lines, line):
+        """Sends Ctrl-C to the main thread once the server printed ``line`` and the client waits on the main thread
+        for what the server sends (it is in a queue's ``get``: seen on its stack, nothing timed)."""
+        import signal
+        import sys
+        # Ctrl-C's KeyboardInterrupt, also where this process was started with SIGINT ignored
+        self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
+        main = threading.main_thread().ident
+
+        def waiting():
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                if os.path.basename(frame.f_code.co_filename) == "queue.py" and frame.f_code.co_name == "get":
+                    return True
+                frame = frame.f_back
+            return False
+
+        def interrupt():
+            try:
+                if lines.get(timeout=30) != line:
+                    return  # the main thread's wait times out: the test fails there
+            except queue.Empty:
+                return
+            while not waiting():
+                time.sleep(0.001)
+            signal.pthread_kill(main, signal.SIGINT)
+        thread = threading.Thread(target=interrupt)
+        thread.daemon = True
+        thread.start()
+        self.addCleanup(thread.join, 30)
+
+    def test_ctrl_c_while_a_call_waits_for_its_answer_interrupts_it_on_the_server(self):
+        # the KeyboardInterrupt left the call running on the server and its entry held by the client, for good
+        server = self.start_server(
+            "def hang(p):\n    print('began', flush=True)\n    rpc.current().cancelled.wait()\n"
+            "    print('interrupted', flush=True)\n"
+            "listener = listen(address)\nprint('ready', flush=True)\n"
+            "RpcServer({'Add': lambda p: p['a'] + p['b'], 'Hang': hang}).serve(listener)\n")
+        lines = self.lines_of(server)
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        for how in ("call", "result"):
+            self.ctrl_c_once_waiting(lines, "began")
+            call = None
+            with self.assertRaises(KeyboardInterrupt, msg=how):
+                if how == "call":
+                    client.call("Hang", timeout=30)
+                else:
+                    call = client.start("Hang")
+                    call.result(30)
+            self.assertEqual(client._pending, {}, "%s: the client holds nothing for it" % how)
+            self.assertEqual(self.next_line(lines, how), "interrupted", how)  # the server saw the Interrupt
+            if call is not None:
+                with self.assertRaises(RpcInterrupted):
+                    call.result(30)
+            self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
+
+    def test_ctrl_c_while_a_stream_waits_for_its_next_batch_interrupts_it_on_the_server(self):
+        # only leaving the loop (GeneratorExit) cancelled: a KeyboardInterrupt left the stream open on the server
+        server = self.start_server(
+            "def stalled(p):\n    try:\n        yield 1\n        print('began', flush=True)\n"
+            "        rpc.current().cancelled.wait()  # the next element never comes\n"
+            "    finally:\n        print('interrupted', flush=True)\n"
+            "listener = listen(address)\nprint('ready', flush=True)\n"
+            "RpcServer({'Add': lambda p: p['a'] + p['b'], 'Stalled': stalled}).serve(listener)\n")
+        lines = self.lines_of(server)
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        self.ctrl_c_once_waiting(lines, "began")
+        taken = []
+        with self.assertRaises(KeyboardInterrupt):
+            for value in client.stream("Stalled", timeout=30):
+                taken.append(value)
+        self.assertEqual(taken, [1])
+        self.assertEqual(client._pending, {}, "the client holds nothing for it")
+        self.assertEqual(self.next_line(lines, "the stream"), "interrupted")  # the server saw the Interrupt
+        self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
+
+    def test_a_pong_no_ping_waits_for_is_ignored(self):
+        # it was counted: the next ping was answered at once, before its own pong. The server sends a pong with
+        # its answer to Stray, holds the pongs of pings until Release, and answers pings at once after Answer
+        self.start_server(
+            "from effect_ipc import listen\nlistener = listen(address)\nprint('ready', flush=True)\n"
+            "channel = listener.accept()\nchannel.receive()  # the hello\n"
+            "pong = b'{\"_tag\":\"Pong\"}'\nheld = 0\nanswering = False\n"
+            "for data in channel:\n"
+            "    message = json.loads(data.decode('utf-8'))\n"
+            "    if message['_tag'] == 'Ping':\n"
+            "        if answering:\n"
+            "            channel.send(pong)\n"
+            "        else:\n"
+            "            held += 1\n"
+            "    elif message['_tag'] == 'Request':\n"
+            "        if message['tag'] == 'Stray':\n"
+            "            channel.send(pong)  # no ping asked for it\n"
+            "        elif message['tag'] == 'Release':\n"
+            "            for _ in range(held):\n"
+            "                channel.send(pong)\n"
+            "            held = 0\n"
+            "        else:\n"
+            "            answering = True\n"
+            "        channel.send(json.dumps({'_tag': 'Exit', 'requestId': message['id'],\n"
+            "                                 'exit': {'_tag': 'Success', 'value': None}}).encode())\n")
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        for when in ("before any ping", "after every ping was answered"):
+            # the stray pong comes before this call's answer, so the client has read it once the call returns
+            client.call("Stray", timeout=30)
+            with self.assertRaises(IpcError, msg=when) as caught:
+                client.ping(0)  # its own pong is held: the stray one does not answer it
+            self.assertEqual(caught.exception.reason, "Timeout")
+            client.call("Release", timeout=30)  # that ping's pong, late
+        client.call("Answer", timeout=30)
+        client.ping(30)  # answered by its own pong
