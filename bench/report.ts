@@ -309,7 +309,13 @@ const issue12: ReadonlyArray<Omit<Target, "group">> = [
     atMost: false,
     measure: (rows) => rateRatio(rows, MiB, "shm", "memcpy"),
     format: timesExact,
-    floors: [{ what: "a copy into fresh memory", measure: (rows) => rateRatio(rows, MiB, "fresh-copy", "memcpy") }]
+    floors: [
+      { what: "a copy into fresh memory", measure: (rows) => rateRatio(rows, MiB, "fresh-copy", "memcpy") },
+      {
+        what: "the rings read from plain JavaScript, each message copied out",
+        measure: (rows) => rateRatio(rows, MiB, "shm-ring-js", "memcpy")
+      }
+    ]
   },
   {
     label: "nng Channel p50 RTT at 64 B ≤ 1.3x C on the same libnng",

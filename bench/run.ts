@@ -337,15 +337,16 @@ const specsAt = (
     for (const mode of shmModes.filter((m) => shmKeys.has(m.key) && (m.key !== "shm-view" || size === MiB))) {
       add(mode.key, mode.label, (row) => openShm(row, mode))
     }
-    // the rings alone, spinning, from plain JavaScript and from effect fibers: the floors under shm:// spin
+    // the rings alone, spinning, from plain JavaScript and from effect fibers: the floors under shm:// spin; at
+    // 1 MiB plain JavaScript only, the floor under shm:// `receive` (each message copied out of the ring)
+    if (shmKeys.has("shm-ring-js")) {
+      add(
+        "shm-ring-js",
+        "shm:// rings, spinning, plain JavaScript (no effect, no channel)",
+        (row) => openShmFloor(row, "js")
+      )
+    }
     if (size < MiB) {
-      if (shmKeys.has("shm-ring-js")) {
-        add(
-          "shm-ring-js",
-          "shm:// rings, spinning, plain JavaScript (no effect, no channel)",
-          (row) => openShmFloor(row, "js")
-        )
-      }
       if (shmKeys.has("shm-ring-fiber")) {
         add(
           "shm-ring-fiber",

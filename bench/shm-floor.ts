@@ -24,6 +24,10 @@
  * Channel's reader does, so that the writer does not fetch the ring's head
  * once per message either.
  *
+ * At 1 MiB the plain-JavaScript rings are the floor under shm:// `receive`
+ * (each message copied out of memory the writer has just filled, into fresh
+ * memory): large records are given back one by one as they are copied.
+ *
  * The shm:// spin Channel's round trip against the fiber floor is what
  * effect-ipc adds. Each reader spins tightly for 20 µs and then gives the CPU
  * away between looks (`sched_yield`), as the Channel's spin does; a peer that
@@ -66,6 +70,8 @@ const TIGHT_MS = 0.02
 /** A reader that found nothing for this long naps (the peers), or gives up (the driver, after `GIVE_UP_MS`). */
 const SPIN_MS = 0.2
 const GIVE_UP_MS = 10_000
+/** Records of at least this many bytes are given back one by one, as the Channel's reader gives back large messages. */
+const LARGE = 64 * 1024
 let segments = 0
 
 /** A mapped ring segment. */
@@ -113,8 +119,9 @@ class Ends {
     // copied out as the Channel's reader copies a small message (a slice of Node's buffer pool)
     const message = Buffer.allocUnsafe(record.length)
     message.set(this.consumer.payload(record))
-    // its space given back as the Channel's reader gives it: every 32 records, and once it has read all there is
-    if (++this.unreleased >= 32 || !this.consumer.hasNext()) {
+    // its space given back as the Channel's reader gives it: every 32 records, once it has read all there is, and
+    // each large record (64 KiB or more, the Channel's `inPlaceThreshold`) as soon as it is copied out
+    if (++this.unreleased >= 32 || record.length >= LARGE || !this.consumer.hasNext()) {
       this.unreleased = 0
       this.consumer.release(record.end)
     }
