@@ -38,6 +38,7 @@ import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Queue from "effect/Queue"
+import * as Result from "effect/Result"
 import type * as Rpc from "effect/rpc/Rpc"
 import * as RpcClient from "effect/rpc/RpcClient"
 import { RpcClientError as RpcClientErrorClass } from "effect/rpc/RpcClientError"
@@ -461,8 +462,7 @@ const boundCalls = (
     }
     // a call ends once the reply that ends it is sent: one that could not be (too large for the transport) is
     // followed by the Exit of a defect for the same call, which ended it a second time (a place freed for each)
-    const sentThenEnded = (clientId: number, sent: Effect.Effect<void>) =>
-      Effect.tap(sent, () => Effect.sync(() => endedUnsafe(clientId)))
+    const sentThenEnded = (clientId: number, sent: Effect.Effect<void>) => Effect.map(sent, () => endedUnsafe(clientId))
     // the ids of the notifications run as `discard` calls
     let notifications = 0
     const encodeRefusal = Schema.encodeSync(protocol.codecFor(Schema.Exit(Schema.Never, Schema.Never, Schema.Defect())))
@@ -724,6 +724,22 @@ const namingSilence = (
         reason: withMessage(new Socket.SocketReadError({ cause: error.reason.cause }), silentServer(address, options))
       })
       : error
+  // effect's client makes a write's failure a defect ("An error occurred during Write", naming nothing): a call
+  // the channel refused (over its frame limit: FrameTooLarge; a peer that read nothing for writeTimeout:
+  // Timeout) fails typed instead, naming the address and the reason
+  const refusedOrDefect = (defect: unknown): Effect.Effect<never, RpcClientError> => {
+    const refused = Socket.isSocketError(defect) && defect.reason._tag === "SocketWriteError"
+      ? defect.reason.cause
+      : undefined
+    const cause = IpcError.isIpcError(refused) ? Address.redactError(refused, dialled) : undefined
+    return cause !== undefined
+      ? Effect.fail(
+        new RpcClientErrorClass({
+          reason: withMessage(new Socket.SocketWriteError({ cause }), `could not send to ${address}: ${cause.message}`)
+        })
+      )
+      : Effect.die(defect)
+  }
   return {
     ...protocol,
     run: (clientId, f) =>
@@ -731,29 +747,13 @@ const namingSilence = (
         clientId,
         (data) => data._tag === "ClientProtocolError" ? f({ ...data, error: named(data.error) }) : f(data)
       ),
+    // one handler for both (a call's send passes through it on every call): its errors named, and a defect
+    // made typed where the channel refused the call
     send: (clientId, request, transferables) =>
-      protocol.send(clientId, request, transferables).pipe(
-        Effect.mapError(named),
-        // effect's client makes a write's failure a defect ("An error occurred during Write", naming nothing): a
-        // call the channel refused (over its frame limit: FrameTooLarge; a peer that read nothing for
-        // writeTimeout: Timeout) fails typed instead, naming the address and the reason
-        Effect.catchDefect((defect) => {
-          const refused = Socket.isSocketError(defect) && defect.reason._tag === "SocketWriteError"
-            ? defect.reason.cause
-            : undefined
-          const cause = IpcError.isIpcError(refused) ? Address.redactError(refused, dialled) : undefined
-          return cause !== undefined
-            ? Effect.fail(
-              new RpcClientErrorClass({
-                reason: withMessage(
-                  new Socket.SocketWriteError({ cause }),
-                  `could not send to ${address}: ${cause.message}`
-                )
-              })
-            )
-            : Effect.die(defect)
-        })
-      )
+      Effect.catchCause(protocol.send(clientId, request, transferables), (cause) => {
+        const defect = Cause.findDefect(cause)
+        return Result.isSuccess(defect) ? refusedOrDefect(defect.success) : Effect.failCause(Cause.map(cause, named))
+      })
   }
 }
 
@@ -929,10 +929,11 @@ const wholeMessages = (
       return {
         decode: (data) => {
           const bytes = typeof data === "string" ? Bytes.utf8(data) : data
-          const frames = Bytes.uvarintFrames(bytes)
+          // the usual message, one frame, is checked without a list of its frames
+          const frames = Bytes.isOneUvarintFrame(bytes) ? undefined : Bytes.uvarintFrames(bytes)
           if (typeof frames === "string") throw new Error(`schema-binary message refused: ${frames}`)
           try {
-            if (frames.length === 1) return parser.decode(bytes)
+            if (frames === undefined || frames.length === 1) return parser.decode(bytes)
             return frames.flatMap(([start, end]) => parser.decode(bytes.subarray(start, end)))
           } catch (error) {
             parser = serialization.makeUnsafe()

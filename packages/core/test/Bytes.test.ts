@@ -52,6 +52,21 @@ describe("Bytes.uvarintFrames (schema-binary messages, one per channel message)"
     NodeAssert.match(String(Bytes.uvarintFrames(new Uint8Array([1, 7, 0x85]))), /a frame header cut short at byte 2/)
     NodeAssert.strictEqual(Bytes.uvarintFrames(new Uint8Array(0)), "an empty message")
   })
+
+  it("isOneUvarintFrame is true exactly where uvarintFrames finds one frame", () => {
+    // the decoder's fast path for the usual message: it must accept nothing uvarintFrames refuses
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+        const frames = Bytes.uvarintFrames(bytes)
+        NodeAssert.strictEqual(Bytes.isOneUvarintFrame(bytes), typeof frames !== "string" && frames.length === 1)
+      }),
+      { numRuns: 5000 }
+    )
+    NodeAssert.strictEqual(Bytes.isOneUvarintFrame(new Uint8Array([2, 1, 2])), true)
+    NodeAssert.strictEqual(Bytes.isOneUvarintFrame(new Uint8Array([0x81, 0, ...new Uint8Array(1)])), true)
+    NodeAssert.strictEqual(Bytes.isOneUvarintFrame(new Uint8Array([3, 1, 2, 3, 1, 9])), false)
+    NodeAssert.strictEqual(Bytes.isOneUvarintFrame(new Uint8Array([3, 1, 2])), false)
+  })
 })
 
 describe("Bytes.Spares", () => {

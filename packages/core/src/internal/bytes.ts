@@ -99,25 +99,36 @@ export const uvarintFrames = (bytes: Uint8Array): ReadonlyArray<readonly [number
   const frames: Array<readonly [number, number]> = []
   let pos = 0
   while (pos < bytes.length) {
-    let length = 0
-    let scale = 1
-    let header = 0
-    for (;;) {
-      if (pos + header >= bytes.length) return `a frame header cut short at byte ${pos}`
-      const b = bytes[pos + header]!
-      length += (b & 0x7f) * scale
-      header++
-      if ((b & 0x80) === 0) break
-      if (header === 8) return `a frame length past 2^56 at byte ${pos}`
-      scale *= 128
-    }
-    if (length === 0) return `an empty frame at byte ${pos}`
-    const end = pos + header + length
-    if (end > bytes.length) {
-      return `a frame of ${length} bytes at byte ${pos}, past the end of its message (${bytes.length} bytes)`
-    }
+    const end = uvarintFrameEnd(bytes, pos)
+    if (typeof end === "string") return end
     frames.push([pos, end])
     pos = end
   }
   return frames.length === 0 ? "an empty message" : frames
+}
+
+/** True when `bytes` is exactly one well-formed uvarint-framed frame (as `uvarintFrames` would find, allocating nothing). */
+export const isOneUvarintFrame = (bytes: Uint8Array): boolean =>
+  bytes.length > 0 && uvarintFrameEnd(bytes, 0) === bytes.length
+
+/** Where the uvarint-framed frame starting at `pos` ends, or what is wrong with it. */
+const uvarintFrameEnd = (bytes: Uint8Array, pos: number): number | string => {
+  let length = 0
+  let scale = 1
+  let header = 0
+  for (;;) {
+    if (pos + header >= bytes.length) return `a frame header cut short at byte ${pos}`
+    const b = bytes[pos + header]!
+    length += (b & 0x7f) * scale
+    header++
+    if ((b & 0x80) === 0) break
+    if (header === 8) return `a frame length past 2^56 at byte ${pos}`
+    scale *= 128
+  }
+  if (length === 0) return `an empty frame at byte ${pos}`
+  const end = pos + header + length
+  if (end > bytes.length) {
+    return `a frame of ${length} bytes at byte ${pos}, past the end of its message (${bytes.length} bytes)`
+  }
+  return end
 }
