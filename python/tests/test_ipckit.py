@@ -391,6 +391,22 @@ class OddFiles(TempDirCase):
         with open(outbox) as f:
             self.assertEqual([m["method"] for m in json.load(f)], ["hello", "again"])
 
+    def test_a_send_keeps_the_mode_of_the_file_it_replaces_but_no_group_or_other_write_bit(self):
+        backend = IpckitChannel(self.dir, "backend")
+        outbox = os.path.join(self.dir, "backend_to_frontend.json")
+        old = os.umask(0o077)  # the umask narrows nothing of the mode kept
+        try:
+            backend.send_event("first")
+            self.assertEqual(os.stat(outbox).st_mode & 0o777, 0o600)  # a new file
+            for before, after in ((0o640, 0o640), (0o644, 0o644), (0o666, 0o644), (0o620, 0o600)):
+                os.chmod(outbox, before)
+                backend.send_event("again")
+                self.assertEqual(os.stat(outbox).st_mode & 0o777, after, oct(before))
+        finally:
+            os.umask(old)
+        frontend = IpckitChannel(self.dir, "frontend")
+        self.assertEqual([frontend.receive(1)["method"] for _ in range(5)], ["first"] + ["again"] * 4)
+
 
 class LockBrokenWhileSending(TempDirCase):
     """ipckit breaks a lock older than 5 s: the lock send took may be gone when it is done writing, or be

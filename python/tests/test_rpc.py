@@ -49,7 +49,16 @@ class Rpc(TempDirCase):
             finally:  # a stream that ran to its end is closed too
                 self.ended.set()
 
+        self.gate = threading.Event()
+
+        def gated(p):  # one element, then the rest once the gate opens
+            yield 1
+            self.gate.wait(10)
+            yield 2
+
         server = RpcServer({
+            "Gate": lambda p: self.gate.wait(10) and p,
+            "GatedStream": gated,
             "Three": three,
             "Add": lambda p: p["a"] + p["b"],
             "Divide": divide,
@@ -245,6 +254,16 @@ class Rpc(TempDirCase):
             self.client.call("Slow", None, timeout=2)
         self.assertEqual(caught.exception.reason, "Timeout")
         self.assert_stopped_if_it_ran("the handler saw `cancelled`")
+
+    def test_a_result_whose_timeout_passes_leaves_the_call_running_to_be_asked_again(self):
+        plain, streamed = self.client.start("Gate", "opened"), self.client.start("GatedStream")
+        for call in (plain, streamed):
+            with self.assertRaises(IpcError) as caught:
+                call.result(0.2)
+            self.assertEqual(caught.exception.reason, "Timeout")
+        self.gate.set()
+        self.assertEqual(plain.result(5), "opened")
+        self.assertEqual(streamed.result(5), [1, 2])  # the element taken during the first wait is kept
 
     def test_a_client_closed_while_a_call_waits_says_so_not_that_the_server_closed(self):
         call = self.client.start("Slow")

@@ -20,7 +20,16 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { closedBy, collect, freshAddress, freshPort, handshake, rawConnect, sweepTokenFiles } from "./helpers.ts"
+import {
+  closedBy,
+  collect,
+  freshAddress,
+  freshPort,
+  handshake,
+  rawConnect,
+  sweepTokenFiles,
+  tokenFileOf
+} from "./helpers.ts"
 
 afterAll(sweepTokenFiles)
 
@@ -255,6 +264,19 @@ describe("ws:// security", () => {
         Fs.chmodSync(file, 0o600)
       }))
       assert.isFalse(Fs.existsSync(file), "the token file is removed with the listener")
+    }).pipe(Effect.scoped))
+
+  it.live("tokenFile: false writes the token nowhere: no file, and a client needs the token given", () =>
+    Effect.gen(function*() {
+      const address = freshAddress("nofile")
+      const listener = yield* echoServer(address, { tokenFile: false })
+      assert.isUndefined(listener.tokenFile)
+      assert.isFalse(Fs.existsSync(tokenFileOf(address)), "no token file at the address's default path")
+      assert.notInclude(Fs.readdirSync(Path.dirname(tokenFileOf(address))).join("\n"), listener.token)
+      // the Node transport's client, which reads the token file, finds none
+      const refused = yield* Effect.flip(Effect.scoped(Ws.WsTransport.make().dial(address)))
+      assert.strictEqual(refused.reason._tag, "PeerRejected")
+      assert.strictEqual(yield* roundTrip(address, { token: listener.token }), 42)
     }).pipe(Effect.scoped))
 
   // (the check that the file still holds our token removed): a listener that closed removed the token file of the

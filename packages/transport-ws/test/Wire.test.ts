@@ -69,6 +69,46 @@ describe("ws:// wire", () => {
       assert.strictEqual((yield* Effect.flip(server.receive)).reason._tag, "Closed")
     }).pipe(Effect.scoped))
 
+  it.live("close 1002, 1003 or 1007 from the peer is Protocol, on either side", () =>
+    Effect.gen(function*() {
+      for (const code of [1002, 1003, 1007]) {
+        // the server's side: a client closes with the code
+        const port = freshPort()
+        const listener = yield* Ws.WsServer.listen(`ws://127.0.0.1:${port}/w`, { tokenFile: false })
+        const socket = yield* rawConnect(port)
+        const reply = collect(socket)
+        socket.write(handshake("/w", port, { Authorization: `Bearer ${listener.token}` }))
+        yield* until(() => reply.text().includes("\r\n\r\n"), "the handshake")
+        const server = yield* listener.accept
+        socket.write(frame(8, new Uint8Array([code >> 8, code & 0xff])))
+        const seen = yield* Effect.flip(server.receive).pipe(Effect.timeout("20 seconds"))
+        assert.strictEqual(seen.reason._tag, "Protocol", `server, close ${code}: ${seen.message}`)
+        assert.include(seen.message, String(code))
+        // the clients' side: a WebSocket server accepts effect-ipc.v1, then closes with the code
+        const otherPort = freshPort()
+        yield* Effect.acquireRelease(
+          Effect.callback<WebSocketServer>((resume) => {
+            const other: WebSocketServer = new WebSocketServer(
+              { host: "127.0.0.1", port: otherPort, handleProtocols: () => "effect-ipc.v1" },
+              () => resume(Effect.succeed(other))
+            )
+            other.on("connection", (peer) => peer.close(code))
+          }),
+          (other) => Effect.callback<void>((resume) => other.close(() => resume(Effect.void)))
+        )
+        const address = `ws://127.0.0.1:${otherPort}/w?token=${"t".repeat(43)}`
+        for (
+          const [who, dial] of [["WsClient", Ws.WsClient.dial(address)], [
+            "WsTransport",
+            Ws.WsTransport.make().dial(address)
+          ]] as const
+        ) {
+          const error = yield* Effect.flip(Effect.scoped(Effect.flatMap(dial, (channel) => channel.receive)))
+          assert.strictEqual(error.reason._tag, "Protocol", `${who}, close ${code}: ${error.message}`)
+        }
+      }
+    }).pipe(Effect.scoped))
+
   it.live("a message over the client's limit: FrameTooLarge on both sides (close 4009)", () =>
     Effect.gen(function*() {
       const port = freshPort()
