@@ -688,7 +688,14 @@ class LogWriter(object):
         _write_at(self._lock_fd, WriterState(clean, self._seg_base, self._end, os.getpid()).encode(), 0)
 
     def _take_over(self):
-        state = WriterState.decode(_read_at(self._lock_fd, WRITER_STATE_SIZE, 0))
+        data = _read_at(self._lock_fd, WRITER_STATE_SIZE + 1, 0)
+        if data[WRITER_STATE_SIZE:] == b"\1":
+            # the waiting flag: this writer has had its turn (a Node writer that let go for it lets go until then)
+            try:
+                os.pwrite(self._lock_fd, b"\0", WRITER_STATE_SIZE)
+            except OSError:
+                pass
+        state = WriterState.decode(data[:WRITER_STATE_SIZE])
         if state is None:
             raise IpcError("Corrupt", "the writer state (writer.lock) is unreadable or damaged: the committed end "
                            "is unknown", self.directory)

@@ -489,10 +489,17 @@ class RpcClient(object):
         check_seconds(timeout, "timeout", self.address)
         self._check_open()
         with self._ping_lock:  # not the pong's lock: a send blocked on a peer that reads nothing holds no reader
-            with self._pong:
+            with self._pong:  # counted before it is sent: its pong may come before the send returns
                 self._pings_sent += 1
                 number = self._pings_sent
-            self._send({"_tag": "Ping"})
+            try:
+                self._send({"_tag": "Ping"})
+            except BaseException:
+                # not sent (Ctrl-C while it waited for another write; or cut, which ends the connection): no pong
+                # comes for it, and every later ping would wait for one pong too many
+                with self._pong:
+                    self._pings_sent -= 1
+                raise
         with self._pong:
             answered = self._pong.wait_for(
                 lambda: self._pongs_received >= number or self._failure is not None or self._closing, timeout)

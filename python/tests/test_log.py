@@ -1037,6 +1037,21 @@ class WriterStateCheck(TempDirCase):
             self.assertNotEqual(f.read(32)[9:12], b"\0\0\0")  # written again with its check
 
 
+class WaitingFlag(TempDirCase):
+    def test_a_writer_that_takes_the_lock_clears_the_waiting_flag_it_had_its_turn(self):
+        # the byte after the writer state says a writer waits; a Node writer that let go of the lock for one keeps
+        # letting go (for up to 50 ms) until a writer that takes the lock clears it. This writer did not: each
+        # time a Node writer let go for it, the Node writer stood idle 50 ms while this one appended
+        path = new_stream(self.dir)
+        lock = os.path.join(path, "writer.lock")
+        fd = os.open(lock, os.O_RDWR)
+        self.addCleanup(os.close, fd)
+        os.pwrite(fd, b"\1", log.WRITER_STATE_SIZE)  # a writer waiting for the lock (a Node one, say)
+        with log.LogWriter(path) as writer:
+            writer.append(b"its turn")
+        self.assertEqual(os.pread(fd, 1, log.WRITER_STATE_SIZE), b"\0")
+
+
 class BadOptions(TempDirCase):
     def test_bad_options_are_invalid_option_and_register_nothing(self):
         path = new_stream(self.dir, readers=())

@@ -1143,3 +1143,44 @@ class ServerProcess(TempDirCase):
             client.call("Release", timeout=30)  # that ping's pong, late
         client.call("Answer", timeout=30)
         client.ping(30)  # answered by its own pong
+
+    def test_a_ping_interrupted_by_ctrl_c_before_it_was_sent_leaves_later_pings_answered(self):
+        # Ctrl-C while a ping waited for another thread's write (nothing of it sent) counted it as sent: each
+        # later ping waited for one pong more than the server would send, and timed out, the connection alive
+        import signal
+        import sys
+        server = self.start_server(
+            "import socket\nfrom effect_ipc.channel import Channel\n"
+            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
+            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
+            "sys.stdin.readline()  # reads nothing until told, then serves the connection\n"
+            "RpcServer({'Echo': lambda p: len(p)}).serve_channel(Channel.over_socket(connection, address))\n")
+        self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        large = []  # a call whose request is far more than the socket holds: its write waits, in another thread
+        writer = threading.Thread(target=lambda: large.append(client.call("Echo", "x" * (16 << 20), timeout=60)))
+        writer.daemon = True
+        writer.start()
+        while not client.channel._write_lock.locked():  # the call's request is being written
+            time.sleep(0.001)
+        main = threading.main_thread().ident
+
+        def interrupt_once_the_ping_waits_for_the_write():
+            while True:
+                frame = sys._current_frames().get(main)
+                if frame is not None and frame.f_code.co_name == "_send_frame":
+                    break
+                time.sleep(0.001)
+            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C
+        thread = threading.Thread(target=interrupt_once_the_ping_waits_for_the_write)
+        thread.daemon = True
+        thread.start()
+        with self.assertRaises(KeyboardInterrupt):
+            client.ping(30)
+        thread.join(30)
+        server.stdin.write("serve\n")
+        server.stdin.flush()
+        writer.join(60)
+        self.assertEqual(large, [16 << 20])  # the connection goes on
+        client.ping(30)  # answered by its own pong

@@ -319,3 +319,28 @@ describe.runIf(process.platform === "linux")("the sweep and a server writing its
       )
     }).pipe(Effect.scoped), 120_000)
 })
+
+describe("token files of long names", () => {
+  // the sweep and a closing listener set a file aside under its name and `.<pid>.<hex>.removing`: 9 bytes longer
+  // than the name `write` stages under, so a name of 230 to 238 bytes was written but never removed
+  it.live(
+    "one as long as `write` takes is removed by its closing listener and, its server dead, by the sweep",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir(0o700)
+        for (const length of [200, 229, 230, 235, 238]) {
+          const file = Path.join(dir, `ws-127.0.0.1-8080${"a".repeat(length - 23)}.token`)
+          assert.strictEqual(Path.basename(file).length, length)
+          const token = Ws.TokenFile.generate()
+          yield* Ws.TokenFile.write(file, token)
+          Ws.TokenFile.removeIfOurs(file, token)
+          assert.isFalse(Fs.existsSync(file), `${length} bytes: removed as its listener closes`)
+          // the file a dead server (a process that has exited) left
+          runPeer([], ["write", file, "token-of-a-dead-server"])
+          assert.strictEqual(Ws.TokenFile.sweepDead(dir), 1, `${length} bytes: swept`)
+          assert.deepStrictEqual(Fs.readdirSync(dir), [], `${length} bytes: nothing left behind`)
+        }
+      }).pipe(Effect.scoped),
+    120_000
+  )
+})

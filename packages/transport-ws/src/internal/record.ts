@@ -95,7 +95,12 @@ export const removeIf = (
   taking?: () => void
 ): State | undefined => {
   taking?.()
-  const aside = `${file}.${process.pid}.${Crypto.randomBytes(4).toString("hex")}.removing`
+  // a short name of its own, not the file's name with more after it: a name `write` could still stage (up to 238
+  // bytes) was too long with `.removing` too, and such a file was never removed (ENAMETOOLONG)
+  const aside = Path.join(
+    Path.dirname(file),
+    `ws-.token.${process.pid}.${Crypto.randomBytes(4).toString("hex")}.removing`
+  )
   try {
     Fs.renameSync(file, aside)
   } catch {
