@@ -3,10 +3,12 @@
  * `IPC_OPTIONS_<NAME>`): they reach every channel the transport opens, and a
  * bad one fails the layer's build with reason `InvalidOption`.
  */
-import { IpcChannel, Registry, Transport } from "@effect-ipc/core"
+import { IpcChannel, Registry, Transport, TransportOptions } from "@effect-ipc/core"
 import * as ConfigEnv from "@effect-ipc/testing/ConfigEnv"
 import * as Nng from "@effect-ipc/transport-nng"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Fs from "node:fs"
@@ -143,4 +145,41 @@ describe("nng options from configuration", () => {
         assert.strictEqual(error.detail, detail)
       }
     }).pipe(Effect.scoped))
+
+  // a user configures the transport from this table: each row must be an option the descriptor declares, its
+  // variable the one read, and its kind what that variable takes
+  it.effect("the README's options table is the descriptor's options, each variable taking a value of its kind", () =>
+    Effect.gen(function*() {
+      const readme = Fs.readFileSync(Path.join(import.meta.dirname, "..", "README.md"), "utf8")
+      const start = readme.indexOf("## Options from configuration")
+      assert.isAbove(start, -1)
+      const section = readme.slice(start, readme.indexOf("\n## ", start + 1))
+      const rows = [...section.matchAll(/^\| `([\w.]+)`\s*\| `(\w+)`\s*\| `(IPC_OPTIONS_\w+)`/gm)]
+      assert.deepStrictEqual(
+        rows.map((row) => [row[1]!, row[3]!]).toSorted(),
+        (Nng.descriptor.options?.names ?? []).map((name) => [name.path.join("."), name.variable]).toSorted()
+      )
+      // a value of each kind, and what it decodes to
+      const samples: Record<string, readonly [string, unknown]> = {
+        Bytes: ["64 KiB", 65536],
+        Count: ["3", 3],
+        Duration: ["250 millis", 250],
+        Mode: ["0640", 0o640],
+        Choice: ["optional", "optional"],
+        Text: ["/etc/app/x.pem", "/etc/app/x.pem"]
+      }
+      for (const [, name, kind, variable] of rows) {
+        const sample = samples[kind!]
+        assert.isDefined(sample, `${name}: kind ${kind}`)
+        const options = yield* TransportOptions.read("nng", Nng.descriptor.options).pipe(
+          Effect.provideService(
+            ConfigProvider.ConfigProvider,
+            ConfigProvider.fromEnv({ env: { [variable!]: sample![0] } })
+          )
+        )
+        let value: unknown = options
+        for (const key of name!.split(".")) value = (value as Record<string, unknown> | undefined)?.[key]
+        assert.deepStrictEqual(Duration.isDuration(value) ? Duration.toMillis(value) : value, sample![1], name)
+      }
+    }))
 })

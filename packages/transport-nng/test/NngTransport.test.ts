@@ -6,6 +6,7 @@ import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -255,6 +256,47 @@ describe("NngTransport", () => {
       assert.deepStrictEqual(received, Array.from({ length: 50 }, (_, i) => i))
       assert.strictEqual(end.reason._tag, "Closed")
     }).pipe(Effect.scoped))
+
+  // core's README: a peer that does not read by the linger loses the connection (ConnectionLost, never Closed),
+  // and close logs a warning with the bytes that never left
+  for (const scheme of ["tcp", "ipc"] as const) {
+    it.live(
+      `a close that gives up on a peer that does not read (nng+${scheme}://): a warning here, ConnectionLost there`,
+      () =>
+        Effect.gen(function*() {
+          const lines: Array<string> = []
+          const logger = Logger.make(({ logLevel, message }) => {
+            lines.push(`${logLevel} ${Array.isArray(message) ? message.map(String).join(" ") : String(message)}`)
+          })
+          const transport = NngTransport.make({
+            closeTimeout: "300 millis",
+            maxBufferedMessages: 4,
+            maxBufferedBytes: 64 * 1024
+          })
+          const listener = yield* transport.listen(
+            scheme === "tcp" ? "nng+tcp://127.0.0.1:0" : `nng+ipc://${Path.join(yield* tempDir, "linger.ipc")}`
+          )
+          const client = yield* transport.dial(listener.address)
+          const server = yield* listener.accept
+          // far more than the reader's inbox, nng's queues and the OS's buffers hold: the sends stop
+          let sent = 0
+          const sender = yield* Effect.forkScoped(Effect.forever(
+            Effect.andThen(client.send(new Uint8Array(64 * 1024)), Effect.sync(() => sent++))
+          ))
+          yield* stalls(() => sent, { what: "sends to a reader that does not read" })
+          yield* client.close.pipe(Effect.provide(Logger.layer([logger])))
+          yield* Fiber.interrupt(sender)
+          assert.strictEqual(lines.length, 1, lines.join("\n"))
+          assert.match(lines[0]!, /^Warn close gave up after 300 ms: [1-9][0-9]* bytes sent before it never left/)
+          // the reader gets what had arrived, then the loss: never a graceful end
+          let received = 0
+          const end = yield* Effect.flip(Effect.forever(Effect.andThen(server.receive, Effect.sync(() => received++))))
+          assert.strictEqual(end.reason._tag, "ConnectionLost", end.message)
+          assert.isBelow(received, sent)
+        }).pipe(Effect.scoped),
+      30_000
+    )
+  }
 
   it.live("a typed view works end to end", () =>
     Effect.gen(function*() {

@@ -1,3 +1,4 @@
+import { stalls } from "@effect-ipc/testing/Progress"
 import { Rep, Req } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
@@ -157,6 +158,37 @@ describe("Req / Rep", () => {
       )
       assert.deepStrictEqual(replies, Array.from({ length: 24 }, (_, i) => String(i)))
       assert.strictEqual(yield* requester.size, 8)
+    }).pipe(Effect.scoped))
+
+  it.live("without concurrency, a Rep runs at most 64 handlers at once, and answers the rest after", () =>
+    Effect.gen(function*() {
+      const address = `inproc://rep-default-${Math.random()}`
+      const gate = yield* Deferred.make<void>()
+      let running = 0
+      let most = 0
+      yield* Rep.serve({ listen: address }, (body) =>
+        Effect.gen(function*() {
+          running++
+          most = Math.max(most, running)
+          yield* Deferred.await(gate)
+          running--
+          return body
+        }))
+      const requester = yield* Req.make({ dial: address, pool: { max: 100 }, timeout: "30 seconds" })
+      const requests = yield* Effect.forkScoped(Effect.forEach(
+        Array.from({ length: 100 }, (_, i) => String(i)),
+        (n) => Effect.map(requester.request(bytes(n)), text),
+        { concurrency: "unbounded" }
+      ))
+      // 100 requests in flight: the handlers started reach the limit, and stop growing there
+      yield* Effect.suspend(() => most >= 64 ? Effect.void : Effect.fail(`${most} handlers started`)).pipe(
+        Effect.retry(Schedule.spaced("20 millis")),
+        Effect.timeout("20 seconds")
+      )
+      assert.strictEqual(yield* stalls(() => most, { what: "handlers started" }), 64)
+      assert.strictEqual(running, 64)
+      yield* Deferred.succeed(gate, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(requests), Array.from({ length: 100 }, (_, i) => String(i)))
     }).pipe(Effect.scoped))
 
   it.live("each request goes to the idle socket that has carried the fewest", () =>

@@ -4,8 +4,9 @@
  * own unlinks anything whose connect is refused (a regular file too); the
  * pattern sockets apply the transport's rule (`listenPath.test.ts`): only an
  * absent path or a stale socket of this user is taken; a regular file, a
- * directory, a symbolic link, a FIFO or another listener's live socket is
- * `AddressInUse`, left exactly as it was.
+ * directory, a symbolic link, a FIFO, another user's socket or another
+ * listener's live socket is `AddressInUse`, left exactly as it was. Its socket
+ * file is made with `mode` (0600), and removed as its scope closes.
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import { Pair, Pipeline, PubSub, Rep, Req } from "@effect-ipc/transport-nng"
@@ -21,6 +22,9 @@ import * as Path from "node:path"
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const text = (bytes: Uint8Array) => decoder.decode(bytes)
+
+const NOBODY = 65534
+const canSwitch = process.getuid?.() === 0 && ChildProcess.spawnSync("setpriv", ["--version"]).status === 0
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-nng-pattern-path-"))),
@@ -39,8 +43,8 @@ const publishUntil = (publish: Effect.Effect<void, IpcError.IpcError>, done: () 
 /** One kind of pattern socket that can listen. */
 interface Kind {
   readonly name: string
-  /** Opens this kind of socket listening at `url`. */
-  readonly listen: (url: string) => Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>
+  /** Opens this kind of socket listening at `url` (its socket file made with `mode`, when given). */
+  readonly listen: (url: string, mode?: number) => Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>
   /** Opens it listening at `url` and a peer dialling it; one message goes between them. */
   readonly roundTrip: (url: string) => Effect.Effect<string, IpcError.IpcError, Scope.Scope>
 }
@@ -48,7 +52,7 @@ interface Kind {
 const kinds: ReadonlyArray<Kind> = [
   {
     name: "Req",
-    listen: (url) => Req.make({ listen: url }),
+    listen: (url, mode) => Req.make({ listen: url, mode }),
     roundTrip: (url) =>
       Effect.gen(function*() {
         const requester = yield* Req.make({ listen: url, timeout: "10 seconds" })
@@ -58,7 +62,7 @@ const kinds: ReadonlyArray<Kind> = [
   },
   {
     name: "Rep",
-    listen: (url) => Rep.serve({ listen: url }, (body) => Effect.succeed(body)),
+    listen: (url, mode) => Rep.serve({ listen: url, mode }, (body) => Effect.succeed(body)),
     roundTrip: (url) =>
       Effect.gen(function*() {
         yield* Rep.serve({ listen: url }, (body) => Effect.succeed(body))
@@ -68,7 +72,7 @@ const kinds: ReadonlyArray<Kind> = [
   },
   {
     name: "PubSub.publisher",
-    listen: (url) => PubSub.publisher({ listen: url }),
+    listen: (url, mode) => PubSub.publisher({ listen: url, mode }),
     roundTrip: (url) =>
       Effect.gen(function*() {
         const publisher = yield* PubSub.publisher({ listen: url })
@@ -83,7 +87,7 @@ const kinds: ReadonlyArray<Kind> = [
   },
   {
     name: "PubSub.subscriber",
-    listen: (url) => PubSub.subscriber({ listen: url }),
+    listen: (url, mode) => PubSub.subscriber({ listen: url, mode }),
     roundTrip: (url) =>
       Effect.gen(function*() {
         const subscriber = yield* PubSub.subscriber({ listen: url, topics: [""] })
@@ -98,7 +102,7 @@ const kinds: ReadonlyArray<Kind> = [
   },
   {
     name: "Pipeline.pusher",
-    listen: (url) => Pipeline.pusher({ listen: url }),
+    listen: (url, mode) => Pipeline.pusher({ listen: url, mode }),
     roundTrip: (url) =>
       Effect.gen(function*() {
         const pusher = yield* Pipeline.pusher({ listen: url })
@@ -109,7 +113,7 @@ const kinds: ReadonlyArray<Kind> = [
   },
   {
     name: "Pipeline.puller",
-    listen: (url) => Pipeline.puller({ listen: url }),
+    listen: (url, mode) => Pipeline.puller({ listen: url, mode }),
     roundTrip: (url) =>
       Effect.gen(function*() {
         const puller = yield* Pipeline.puller({ listen: url })
@@ -120,7 +124,7 @@ const kinds: ReadonlyArray<Kind> = [
   },
   {
     name: "Pair",
-    listen: (url) => Pair.make({ listen: url }),
+    listen: (url, mode) => Pair.make({ listen: url, mode }),
     roundTrip: (url) =>
       Effect.gen(function*() {
         const listening = yield* Pair.make({ listen: url })
@@ -212,6 +216,47 @@ for (const kind of kinds) {
         assert.strictEqual(Fs.lstatSync(path).ino, before.ino)
         assert.isTrue(yield* accepts(path))
       }).pipe(Effect.scoped))
+
+    it.live("its socket file is made with mode 0600 (or its mode), and removed as its scope closes", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        for (const mode of [undefined, 0o660, 0o666]) {
+          const path = Path.join(dir, `mode-${mode ?? "default"}.ipc`)
+          const made = yield* Effect.scoped(Effect.andThen(
+            kind.listen(`ipc://${path}`, mode),
+            Effect.sync(() => Fs.lstatSync(path).mode & 0o777)
+          ))
+          assert.strictEqual(made.toString(8), (mode ?? 0o600).toString(8), `mode ${mode}`)
+          assert.isFalse(Fs.existsSync(path), `mode ${mode}: left behind`)
+        }
+      }).pipe(Effect.scoped))
+
+    it.live.skipIf(!canSwitch)(
+      "another user's stale socket: AddressInUse, the socket untouched",
+      () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          Fs.chmodSync(dir, 0o777)
+          const path = Path.join(dir, "theirs.ipc")
+          // a socket file of uid 65534, bound and never listened on: connecting is refused, as for a stale one
+          const made = ChildProcess.spawnSync("setpriv", [
+            `--reuid=${NOBODY}`,
+            `--regid=${NOBODY}`,
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])",
+            path
+          ])
+          assert.strictEqual(made.status, 0, String(made.stderr))
+          const before = Fs.lstatSync(path)
+          assert.strictEqual(before.uid, NOBODY)
+          yield* refusedAt(kind, path, `owned by uid ${NOBODY}`)
+          const after = Fs.lstatSync(path)
+          assert.isTrue(after.isSocket())
+          assert.strictEqual(after.ino, before.ino)
+        }).pipe(Effect.scoped)
+    )
 
     it.live(
       "a stale socket of ours (connect refused) is replaced, and a peer reaches the new listener",

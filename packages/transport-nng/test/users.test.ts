@@ -2,7 +2,8 @@
  * A peer running as another user, in another process (`setpriv` to uid
  * 65534), over `nng+ipc://`: refused on both sides with a typed
  * `PeerRejected`, from the credentials the kernel gives (SO_PEERCRED), before
- * any conversation is opened for it. Needs root (to switch users) and setpriv.
+ * any conversation is opened for it; and the same over `nng+abstract://`,
+ * whose names no file mode guards. Needs root (to switch users) and setpriv.
  */
 import * as Observed from "@effect-ipc/testing/Observed"
 import { NngTransport } from "@effect-ipc/transport-nng"
@@ -107,6 +108,41 @@ describe.skipIf(!canSwitch)("a peer running as another user (nng+ipc://)", () =>
       // token would have gone, and the other user's listener would have had a channel)
       yield* Effect.sleep("500 millis")
       assert.notInclude(server.lines, "accepted")
+    }).pipe(Effect.scoped))
+})
+
+// an abstract name has no file, so no mode keeps another user out: only the credential check on each side does
+describe.skipIf(!canSwitch)("a peer running as another user (nng+abstract://)", () => {
+  it.live("our listener refuses its dial: PeerRejected for it, and the next channel accepted is ours", () =>
+    Effect.gen(function*() {
+      const address = `nng+abstract://effect-ipc-users-${process.pid}-ours`
+      const transport = NngTransport.make()
+      const listener = yield* transport.listen(address)
+      // a client that would talk to anyone: only our listener's check can refuse it
+      const other = yield* asNobody(["dial", address, "any"])
+      const line = yield* other.waitFor((l) => l.startsWith("error ") || l === "dialed")
+      assert.match(line, new RegExp(`^error PeerRejected the listener refused a peer running as uid ${NOBODY} `))
+      assert.strictEqual(yield* other.exited, 0)
+      // had the refused peer got a conversation, it would have been accepted first
+      yield* transport.dial(address)
+      const accepted = yield* listener.accept
+      assert.strictEqual(accepted.peer.uid, process.getuid!())
+      assert.strictEqual(accepted.peer.pid, process.pid)
+    }).pipe(Effect.scoped))
+
+  it.live("our dial refuses its listener: PeerRejected, and it accepts no channel of ours", () =>
+    Effect.gen(function*() {
+      const address = `nng+abstract://effect-ipc-users-${process.pid}-theirs`
+      const server = yield* asNobody(["channels", address])
+      yield* server.waitFor((l) => l.startsWith("ready "))
+      const refused = yield* Effect.flip(NngTransport.make().dial(address))
+      assert.strictEqual(refused.reason._tag, "PeerRejected")
+      assert.include(refused.detail, `refused a peer running as uid ${NOBODY}`)
+      // a client that accepts any server (root is served by it) gets the first channel it accepts
+      const channel = yield* NngTransport.make({ authorize: () => true }).dial(address)
+      assert.strictEqual(channel.peer.uid, NOBODY)
+      yield* server.waitFor((l) => l === "accepted")
+      assert.strictEqual(server.lines.filter((l) => l === "accepted").length, 1)
     }).pipe(Effect.scoped))
 })
 
