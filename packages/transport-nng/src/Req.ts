@@ -240,8 +240,8 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
       IpcError.make(
         "Timeout",
         progress.member === undefined
-          // every socket of the pool was taken by requests still waiting for their replies: this one was not sent
-          ? `every socket of the pool (${members.length}) was busy with a request waiting for its reply for ${
+          // every socket the pool had open was taken by an earlier request (being sent, or waiting for its reply)
+          ? `every socket of the pool (${members.length} open) was busy with an earlier request for ${
             Duration.format(limit)
           }: this one was not sent`
           : progress.sent

@@ -270,7 +270,7 @@ describe("Req / Rep", () => {
       assert.strictEqual(second.reason._tag, "Timeout")
       assert.strictEqual(
         second.detail,
-        "every socket of the pool (1) was busy with a request waiting for its reply for 300ms: this one was not sent"
+        "every socket of the pool (1 open) was busy with an earlier request for 300ms: this one was not sent"
       )
       assert.strictEqual((yield* Fiber.join(first)).detail, "no reply within 1s")
       assert.deepStrictEqual(seen, ["first"])
