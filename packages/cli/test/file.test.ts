@@ -102,6 +102,49 @@ it.live(
   60_000
 )
 
+// transport-file's README, Limits: "A tail observer (`Inspect.tail`) holds no space back: one that falls behind the
+// reclaiming readers skips to the oldest segment still held". A tail stopped (SIGSTOP) while a writer and its reader
+// go through many times `maxBytes`: no send is Full, and the tail, resumed, goes on to the last message
+it.live(
+  "a stopped file tail holds no space back: sends never wait for it, and resumed it skips to what is still held",
+  () =>
+    Effect.gen(function*() {
+      const dir = fresh()
+      // whenFull "fail": a send that would wait for the tail fails with Full instead
+      const options = { maxBytes: 256 * 1024, whenFull: "fail" } as const
+      const backend = yield* FileChannel.backend(dir, options)
+      const frontend = yield* FileChannel.frontend(dir, options)
+      yield* backend.send(bytes("first"))
+      assert.strictEqual(new TextDecoder().decode(yield* frontend.receive), "first")
+      const t = yield* tail(dir, "--from-start")
+      yield* t.printed(/ first\n/)
+      t.child.kill("SIGSTOP")
+      const filler = "x".repeat(8000)
+      // 200 x 8 KB through a stream capped at 256 KiB: its early segments are reclaimed under the stopped tail
+      for (let i = 0; i < 200; i++) {
+        yield* backend.send(bytes(`m${i} ${filler}`))
+        assert.isTrue(new TextDecoder().decode(yield* frontend.receive).startsWith(`m${i} `))
+      }
+      yield* backend.send(bytes("last"))
+      assert.isFalse(
+        Fs.existsSync(Path.join(dir, "backend_to_frontend", "0000000000000000.seg")),
+        "the segment the tail was reading was reclaimed"
+      )
+      t.child.kill("SIGCONT")
+      yield* t.printed(/ last\n/)
+      // what was reclaimed under it is not damage: no "(corrupt record: ...)" line
+      assert.notInclude(t.stdout(), "corrupt", t.stdout().slice(0, 2000))
+      const seen = t.stdout().trim().split("\n").map((line) => line.split(" ")[1]!)
+      // in order, without a repeat, ending with the last message
+      const numbers = seen.filter((word) => word.startsWith("m")).map((word) => Number(word.slice(1)))
+      assert.deepStrictEqual(numbers, numbers.toSorted((a, b) => a - b), t.stdout().slice(0, 2000))
+      assert.strictEqual(new Set(numbers).size, numbers.length)
+      assert.strictEqual(seen.at(-1), "last")
+      assert.isNull(t.child.exitCode, "the tail goes on following")
+    }).pipe(Effect.scoped),
+  60_000
+)
+
 // --out raw decoded the bytes as UTF-8 and printed them as lines with their source (ff 00 came out as ef bf bd 00)
 it.live(
   "file tail --out raw writes each message's bytes unchanged, nothing between them",

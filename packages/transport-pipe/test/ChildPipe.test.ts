@@ -36,6 +36,37 @@ describe("ChildPipe", () => {
       assert.strictEqual(new TextDecoder().decode(yield* child.channel.receive), "over stdio")
     }).pipe(Effect.scoped))
 
+  // README, Child processes: "Over separate streams (stdio, a FIFO pair) a peer that stops reading makes sends fail
+  // with ConnectionLost while what it sent before is still read, to its goodbye (Closed)". A Python child on stdio
+  // that closes its stdin, says so, then sends three messages and its goodbye (a frame of kind 1)
+  it.live("over stdio, a child that stops reading: sends fail ConnectionLost, what it sends is read, to its goodbye", () =>
+    Effect.gen(function*() {
+      const script = [
+        "import os, struct, sys, time",
+        "out = sys.stdout.buffer",
+        "def frame(kind, payload=b''):",
+        "    out.write(struct.pack('>BBI', 1, kind, len(payload)) + payload)",
+        "    out.flush()",
+        "os.close(0)",
+        "frame(0, b'stdin closed')",
+        // the parent's sends fail meanwhile
+        "time.sleep(0.3)",
+        "for i in range(3): frame(0, b'after %d' % i)",
+        "frame(1)",
+        "time.sleep(0.3)"
+      ].join("\n")
+      const child = yield* ChildPipe.spawn("python3", { args: ["-c", script], via: "stdio" })
+      assert.strictEqual(new TextDecoder().decode(yield* child.channel.receive), "stdin closed")
+      const refused = yield* Effect.flip(child.channel.send(text("to a closed stdin")))
+      assert.strictEqual(refused.reason._tag, "ConnectionLost", refused.message)
+      const got: Array<string> = []
+      const end = yield* Effect.flip(
+        Effect.forever(Effect.map(child.channel.receive, (m) => void got.push(new TextDecoder().decode(m))))
+      )
+      assert.deepStrictEqual(got, ["after 0", "after 1", "after 2"])
+      assert.strictEqual(end.reason._tag, "Closed", end.message)
+    }).pipe(Effect.scoped))
+
   // (the error said "the peer ended the stream without closing the channel", or "broken pipe" for a send, and not how
   // the child ended, though the library knew)
   it.live("reports a child that exits as ConnectionLost naming how it ended, and its exit code", () =>

@@ -12,6 +12,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Rendezvous from "../src/internal/rendezvous.ts"
+import { AS_NOBODY, NOBODY } from "./helpers.ts"
 
 const prefix = `gcsock-test-${process.pid}`
 let n = 0
@@ -132,6 +133,37 @@ describe("SegmentGc and listeners' socket files", () => {
         // a private directory of this user is swept, and the orphan goes
         const report = yield* Shm.SegmentGc.collect({ prefix: name, directory: private_ })
         assert.deepStrictEqual(report.removed, [])
+      }).pipe(Effect.scoped),
+    30_000
+  )
+
+  // README: "a missing default directory is nothing to sweep": a user who never listened has no rendezvous
+  // directory, and `shm gc` there succeeds (a `directory` given that is missing is NotFound, above). Uid 65534, whose
+  // home in the password database is not its own, with $XDG_RUNTIME_DIR unset: its default is <TMPDIR>/effect-ipc-shm-<uid>
+  it.live.skipIf(process.getuid?.() !== 0)(
+    "a missing default rendezvous directory is nothing to sweep: shm gc succeeds, and makes nothing",
+    () =>
+      Effect.gen(function*() {
+        const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-gc-default-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(tmp, { recursive: true, force: true })))
+        Fs.chownSync(tmp, NOBODY, NOBODY)
+        const cli = ChildProcess.spawnSync(AS_NOBODY[0], [
+          ...AS_NOBODY.slice(1),
+          "env",
+          "-u",
+          "XDG_RUNTIME_DIR",
+          `TMPDIR=${tmp}`,
+          process.execPath,
+          ...process.execArgv,
+          Path.join(import.meta.dirname, "../../cli/src/bin.ts"),
+          "shm",
+          "gc",
+          "--prefix",
+          fresh()
+        ], { encoding: "utf8" })
+        assert.strictEqual(cli.status, 0, `${cli.stdout}${cli.stderr}`)
+        assert.include(cli.stdout, "removed 0")
+        assert.deepStrictEqual(Fs.readdirSync(tmp), [], "the collection made no rendezvous directory")
       }).pipe(Effect.scoped),
     30_000
   )

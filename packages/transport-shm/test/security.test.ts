@@ -119,6 +119,14 @@ const forgeHello = (name: string, ring: string, directory?: string) =>
     return welcome.error ?? "accepted"
   })
 
+/** What the fixture's `where` said: the default rendezvous directory and its mode; its socket file was there, and went. */
+const rendezvousSaid = (said: string) => {
+  const [directory, mode, socket] = said.split(" ")
+  assert.strictEqual(Path.dirname(socket!), directory, said)
+  assert.isFalse(Fs.existsSync(socket!), `the closed listener's socket file is gone: ${said}`)
+  return { directory, mode }
+}
+
 describe.skipIf(!isRoot)("shm:// against another user", () => {
   it.live(
     "a squatter cannot take an shm:// name: listen and dial still work, and no client ever reaches it",
@@ -150,6 +158,42 @@ describe.skipIf(!isRoot)("shm:// against another user", () => {
         assert.deepStrictEqual(squatter.lines(), ["ready"], "nobody ever connected to the squatter")
       }).pipe(Effect.scoped),
     30_000
+  )
+
+  // README, "Meeting": the rendezvous directory is `~/.effect-ipc-shm` (the home directory from the password
+  // database, when it is this user's and not writable by others), else `$XDG_RUNTIME_DIR/effect-ipc-shm`, else
+  // `<tmp>/effect-ipc-shm-<uid>`, created 0700. Uid 65534's home in the password database is not its own
+  // (`/nonexistent`), so its processes show the two fallbacks, and that `$HOME` is not what is read.
+  it.live(
+    "the default rendezvous directory: the password database's home (not $HOME), else $XDG_RUNTIME_DIR, else <tmp>",
+    () =>
+      Effect.gen(function*() {
+        const home = yield* tempDir(NOBODY, 0o700)
+        const runtime = yield* tempDir(NOBODY, 0o700)
+        const tmp = yield* tempDir(NOBODY, 0o700)
+        const asNobody = (...env: ReadonlyArray<string>) => ({
+          wrap: [...AS_NOBODY, "env", "-u", "XDG_RUNTIME_DIR", `HOME=${home}`, `TMPDIR=${tmp}`, ...env]
+        })
+        const withRuntime = yield* spawnChildWith(asNobody(`XDG_RUNTIME_DIR=${runtime}`), "where", `shm://${fresh()}`)
+        assert.deepStrictEqual(rendezvousSaid(withRuntime.said), {
+          directory: Path.join(runtime, "effect-ipc-shm"),
+          mode: "700"
+        })
+        const withoutRuntime = yield* spawnChildWith(asNobody(), "where", `shm://${fresh()}`)
+        assert.deepStrictEqual(rendezvousSaid(withoutRuntime.said), {
+          directory: Path.join(tmp, `effect-ipc-shm-${NOBODY}`),
+          mode: "700"
+        })
+        assert.deepStrictEqual(Fs.readdirSync(home), [], "nothing is made under $HOME")
+        // this user's home from the password database, whatever $HOME and $XDG_RUNTIME_DIR say
+        const ours = yield* spawnChildWith(
+          { wrap: ["env", `HOME=${home}`, `XDG_RUNTIME_DIR=${runtime}`] },
+          "where",
+          `shm://${fresh()}`
+        )
+        assert.strictEqual(rendezvousSaid(ours.said).directory, Path.join(Os.userInfo().homedir, ".effect-ipc-shm"))
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live("a planted rendezvous directory is refused, naming its owner; nothing is changed", () =>
