@@ -1,6 +1,7 @@
 /** Test helpers: child processes, what the tests leave in `/dev/shm`, and descriptors made by hand. */
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Tmpfs from "@effect-ipc/testing/Tmpfs"
+import * as Shm from "@effect-ipc/transport-shm"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
@@ -84,7 +85,17 @@ export const spawnChildWith = (
       child.once("exit", (code) => resume(Effect.fail(new Error(`child ${args[0]} exited early (${code}): ${err}`))))
       return Effect.sync(() => child.kill("SIGKILL"))
     }).pipe(Effect.timeout("20 seconds")),
-    (child) => child.kill
+    // a child killed with its listener open leaves the listener's socket file in the rendezvous directory (the
+    // user's home): swept once it is gone, as `shm gc` would
+    (child) => Effect.andThen(child.kill, sweepAfter(args))
+  )
+
+/** Removes what dead listeners at the `shm://` addresses among `args` left in the default rendezvous directory. */
+const sweepAfter = (args: ReadonlyArray<string>): Effect.Effect<void> =>
+  Effect.forEach(
+    args.filter((arg) => arg.startsWith("shm://")),
+    (address) => Effect.ignore(Shm.SegmentGc.collect({ prefix: address.slice("shm://".length).split("?")[0]! })),
+    { discard: true }
   )
 
 /** Names in `/dev/shm` that contain any of `markers`. */
