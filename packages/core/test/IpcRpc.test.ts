@@ -815,7 +815,8 @@ describe("serialization negotiation (the hello)", () => {
       const writer = yield* socket.writer
       const first = Packed.encode(new Uint8Array(64 * 1024).fill(1))
       const sending = yield* Effect.forkChild(writer.write(first))
-      yield* Effect.sleep("10 millis")
+      // the link has it (a loaded machine may take a while to get the writer there)
+      for (let i = 0; i < 1000 && held.length === 0; i++) yield* Effect.sleep("10 millis")
       assert.isUndefined(sending.pollUnsafe(), "the send waits for room")
       assert.strictEqual(held[0], first)
       const before = first.slice()
