@@ -240,10 +240,12 @@ class Channel(object):
         return cls(read, sock.sendall, end_write, release, address, peer, abort=abort, writable=writable, **options)
 
     # ---- sending -----------------------------------------------------------
-    def _send_frame(self, kind, payload=b"", wait=-1, deadline=None):
+    def _send_frame(self, kind, payload=b"", wait=-1, deadline=None, written=None):
         """Writes one frame; with ``wait`` (seconds) it waits at most that long for
         another write to finish, returning False (nothing written) after it; with
-        ``deadline`` (a time), also False when the stream cannot take it by then."""
+        ``deadline`` (a time), also False when the stream cannot take it by then.
+        ``written`` (a list) gets True appended once the whole frame is written: what
+        an exception raised after it (Ctrl-C) leaves a caller to know."""
         data = framing.encode(kind, payload)
         failure = interrupted = None
         if not self._write_lock.acquire(timeout=wait):
@@ -256,6 +258,8 @@ class Channel(object):
                 return False
             try:
                 self._write(data)
+                if written is not None:
+                    written.append(True)
             except (OSError, ValueError) as error:
                 # the channel failed meanwhile (a heartbeat's timeout aborted this write): that is the error
                 failure = (fresh(self._failure) if self._failure is not None
@@ -284,6 +288,11 @@ class Channel(object):
         """Sends one message (bytes); raises ``IpcError`` when the channel is closed or lost (``Encode`` for a
         message that is not bytes, a bytearray or a memoryview). A send interrupted part-way (Ctrl-C) raises
         its ``KeyboardInterrupt`` and fails the channel (``ConnectionLost``): the stream may hold a cut frame."""
+        self._send_message(message)
+
+    def _send_message(self, message, written=None):
+        """``send``; ``written`` (a list) gets True appended once the whole message is written, so that a caller
+        interrupted (Ctrl-C) after that can tell a message the peer gets from one it never will."""
         message = check_bytes(message, "send", self.address)
         if self._failure is not None:
             raise fresh(self._failure)
@@ -292,7 +301,7 @@ class Channel(object):
         if len(message) > self._max_frame_size:
             raise IpcError("FrameTooLarge", "a message of %d bytes is over the limit of %d"
                            % (len(message), self._max_frame_size), self.address)
-        self._send_frame(framing.DATA, message)
+        self._send_frame(framing.DATA, message, written=written)
 
     # ---- receiving ---------------------------------------------------------
     def set_unread_limit(self, limit, max_bytes=_KEEP):

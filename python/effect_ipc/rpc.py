@@ -436,18 +436,25 @@ class RpcClient(object):
             data = _encode(message)  # a payload JSON cannot encode fails here, before anything is registered
         except (TypeError, ValueError, RecursionError) as error:
             raise IpcError("Encode", "the payload of %s is not JSON: %s" % (tag, error), self.address)
-        if not discard:
-            with self._lock:
-                # checked again under the lock: a connection that ended since has no reader left to fail this call
-                self._check_open()
-                self._pending[request_id] = pending
+        written = []
         try:
-            self.channel.send(data)
+            if not discard:
+                with self._lock:
+                    # checked again under the lock: a connection that ended since has no reader left to fail it
+                    self._check_open()
+                    self._pending[request_id] = pending
+            self.channel._send_message(data, written)
+            return pending
         except BaseException:
-            with self._lock:
-                self._pending.pop(request_id, None)
+            # not sent, or sent and then Ctrl-C (or another signal handler's exception) before this returned: no
+            # one will wait for the call, so once sent it is interrupted on the server (a channel that failed
+            # meanwhile sends nothing: the server ends its calls itself)
+            if written:
+                self._interrupt(pending)
+            else:
+                with self._lock:
+                    self._pending.pop(request_id, None)
             raise
-        return pending
 
     def start(self, tag, payload=None, headers=()):
         """Sends a request and returns its ``Call`` at once."""

@@ -1029,9 +1029,10 @@ class ServerProcess(TempDirCase):
         except queue.Empty:
             self.fail("the server printed nothing more: %s" % what)
 
-    def ctrl_c_once_waiting(self, lines, line):
+    def ctrl_c_once_waiting(self, lines, line, at=("queue.py", "get")):
         """Sends Ctrl-C to the main thread once the server printed ``line`` and the client waits on the main thread
-        for what the server sends (it is in a queue's ``get``: seen on its stack, nothing timed)."""
+        for what the server sends (it is in a queue's ``get``, or the function ``at`` names as (file, function):
+        seen on its stack, nothing timed)."""
         import signal
         import sys
         # Ctrl-C's KeyboardInterrupt, also where this process was started with SIGINT ignored
@@ -1041,7 +1042,7 @@ class ServerProcess(TempDirCase):
         def waiting():
             frame = sys._current_frames().get(main)
             while frame is not None:
-                if os.path.basename(frame.f_code.co_filename) == "queue.py" and frame.f_code.co_name == "get":
+                if (os.path.basename(frame.f_code.co_filename), frame.f_code.co_name) == at:
                     return True
                 frame = frame.f_back
             return False
@@ -1084,6 +1085,43 @@ class ServerProcess(TempDirCase):
             if call is not None:
                 with self.assertRaises(RpcInterrupted):
                     call.result(30)
+            self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
+
+    def test_ctrl_c_just_after_a_request_was_sent_interrupts_the_call_on_the_server(self):
+        # the entry was dropped without an Interrupt: the call went on running on the server, for good
+        server = self.start_server(
+            "def hang(p):\n    print('began', flush=True)\n    rpc.current().cancelled.wait()\n"
+            "    print('interrupted', flush=True)\n"
+            "listener = listen(address)\nprint('ready', flush=True)\n"
+            "RpcServer({'Add': lambda p: p['a'] + p['b'], 'Hang': hang}).serve(listener)\n")
+        lines = self.lines_of(server)
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        for how in ("call", "start", "stream"):
+            # the request's frame is written whole, then the main thread is held, still inside the send, until
+            # the Ctrl-C: as if it came just after the write
+            write = client.channel._send_frame
+            held = threading.Event()
+
+            def held_once_written():
+                held.wait(60)  # on the stack only once the write returned: the Ctrl-C cannot cut the frame
+
+            def written_then_held(*args, **options):
+                client.channel._send_frame = write  # once: the Interrupt goes out unheld
+                sent = write(*args, **options)
+                held_once_written()
+                return sent
+            client.channel._send_frame = written_then_held
+            self.ctrl_c_once_waiting(lines, "began", at=("test_rpc.py", "held_once_written"))
+            with self.assertRaises(KeyboardInterrupt, msg=how):
+                if how == "call":
+                    client.call("Hang", timeout=30)
+                elif how == "start":
+                    client.start("Hang")
+                else:
+                    client.stream("Hang", timeout=30)
+            self.assertEqual(client._pending, {}, "%s: the client holds nothing for it" % how)
+            self.assertEqual(self.next_line(lines, how), "interrupted", how)  # the server saw the Interrupt
             self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
 
     def test_ctrl_c_while_a_stream_waits_for_its_next_batch_interrupts_it_on_the_server(self):

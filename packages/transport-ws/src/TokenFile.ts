@@ -13,7 +13,8 @@
  * namespace): a file whose server no longer runs is ignored, and one written
  * in another pid namespace (a container sharing the directory) is taken as
  * live, its pid meaning nothing here; a damaged one (not a token and an
- * identity) fails a client with `Corrupt` naming it (`read`).
+ * identity) fails a client with `Corrupt` naming it (`read`), unless the
+ * other directory holds a valid token for the address (`find`).
  * The server removes its file when it closes, and as it listens, the files
  * there of servers that no longer run and damaged ones a minute old
  * (`sweepDead`), each judged again once taken away, so a file rewritten
@@ -137,14 +138,20 @@ const readNow = (file: string): string | undefined | IpcError.IpcError => {
   )
 }
 
-/** The token in `file` of this user's token directories, `find`'s order, done now. */
+/**
+ * The token of `address` in this user's token directories, `find`'s order, done now: the first valid one; else
+ * the `Corrupt` error of the first damaged file (a damaged file is passed over when another directory holds a
+ * valid token); else `undefined`.
+ */
 const findNow = (address: WsAddress.WsAddress): string | undefined | IpcError.IpcError => {
+  let damaged: IpcError.IpcError | undefined
   for (const dir of [RuntimeDir.directoryOn(RuntimeDir.currentHost(), { sockets: false }), homeDirectory()]) {
     if (!RuntimeDir.ownedDirectory(dir, true)) continue
     const token = readNow(pathIn(dir, address))
-    if (token !== undefined) return token
+    if (token instanceof Error) damaged ??= token
+    else if (token !== undefined) return token
   }
-  return undefined
+  return damaged
 }
 
 /** `read`, with a damaged file taken as no token (for a synchronous `tokenLookup`). */
@@ -155,7 +162,8 @@ export const readIfPrivate = (file: string): string | undefined => {
 
 /**
  * Finds the token of `address` in this user's token directories, the runtime one then `~/.cache/effect-ipc`,
- * reading only private ones (`read`: a damaged file fails with `Corrupt`).
+ * reading only private ones (`read`): a valid token in either wins; `Corrupt`, naming the damaged file, only when
+ * neither holds one and a file there is damaged.
  */
 export const find = (address: WsAddress.WsAddress): Effect.Effect<string | undefined, IpcError.IpcError> =>
   Effect.suspend(() => {

@@ -7,6 +7,7 @@
  * the sweep's judgement and its removal.
  */
 import * as Process from "@effect-ipc/core/Process"
+import * as Transport from "@effect-ipc/core/Transport"
 import * as Ws from "@effect-ipc/transport-ws"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -91,6 +92,22 @@ const tempDir = (mode: number) =>
       return dir
     }),
     (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** Sets (undefined: unsets) the environment variable `name` until the scope closes. */
+const envFor = (name: string, value: string | undefined) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const before = process.env[name]
+      if (value === undefined) delete process.env[name]
+      else process.env[name] = value
+      return before
+    }),
+    (before) =>
+      Effect.sync(() => {
+        if (before === undefined) delete process.env[name]
+        else process.env[name] = before
+      })
   )
 
 // switching to another uid (setpriv) and making pid namespaces (unshare) need root, as CI runs
@@ -242,6 +259,39 @@ describe.runIf(process.platform === "linux")("damaged token files", () => {
         assert.strictEqual(error.reason._tag, "Corrupt", `${JSON.stringify(text)}: ${error.message}`)
         assert.include(error.message, tokenFile)
       }
+    }).pipe(Effect.scoped))
+
+  // (a damaged file in the runtime directory failed the dial even with a valid token in ~/.cache/effect-ipc)
+  it.live("a damaged file in one token directory gives way to a valid token in the other; Corrupt when none", () =>
+    Effect.gen(function*() {
+      const xdg = yield* tempDir(0o700)
+      const home = yield* tempDir(0o700)
+      yield* envFor("XDG_RUNTIME_DIR", xdg)
+      yield* envFor("HOME", home)
+      const runtime = Path.join(xdg, "effect-ipc")
+      const cache = Path.join(home, ".cache", "effect-ipc")
+      Fs.mkdirSync(runtime, { mode: 0o700 })
+      Fs.mkdirSync(cache, { recursive: true, mode: 0o700 })
+      const address = freshAddress("damaged-first")
+      const parsed = yield* Ws.WsAddress.parse(address)
+      const damaged = Ws.TokenFile.pathIn(runtime, parsed)
+      writeWhole(damaged, "tokentokentoken\n")
+      // no valid token anywhere: the damaged file is named
+      const none = yield* Effect.flip(Ws.WsTransport.make().dial(address))
+      assert.strictEqual(none.reason._tag, "Corrupt", none.message)
+      assert.include(none.message, damaged)
+      // a listener whose token file is in ~/.cache/effect-ipc: the client finds it there and connects
+      const listener = yield* Ws.WsServer.listen(address, { tokenFile: Ws.TokenFile.pathIn(cache, parsed) })
+      yield* Effect.forkScoped(
+        Transport.serve(listener, (channel) => Effect.forever(Effect.flatMap(channel.receive, channel.send)))
+      )
+      const client = yield* Ws.WsTransport.make().dial(address)
+      yield* client.send(new Uint8Array([7]))
+      assert.strictEqual((yield* client.receive)[0], 7)
+      // the same with the damage in ~/.cache/effect-ipc and the valid token in the runtime directory
+      Fs.renameSync(listener.tokenFile!, damaged)
+      writeWhole(Ws.TokenFile.pathIn(cache, parsed), "\u0000\n1@2.3\n")
+      assert.strictEqual(yield* Ws.TokenFile.find(parsed), listener.token)
     }).pipe(Effect.scoped))
 
   it("every damage of a token file is removed by the sweep (a minute on) or read as a live record, never a crash", () => {
