@@ -504,17 +504,26 @@ describe("FileChannel (fixed roles)", () => {
     60_000
   )
 
-  it.live("one process per role: a second one gets AddressInUse", () =>
-    Effect.gen(function*() {
-      const dir = fresh(root)
-      yield* FileChannel.frontend(dir)
-      const second = yield* run(node(["open", dir, "frontend"]))
-      const refused = JSON.parse(second.lines[0]!) as { reason: string; detail: string }
-      assert.strictEqual(refused.reason, "AddressInUse")
-      assert.include(refused.detail, `pid ${process.pid}`)
-      const other = yield* run(node(["open", dir, "backend"]))
-      assert.deepStrictEqual(JSON.parse(other.lines[0]!), { ok: true })
-    }).pipe(Effect.scoped), 60_000)
+  it.live(
+    "one process per role: a second one gets AddressInUse, saying which process holds the role",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        yield* FileChannel.frontend(dir)
+        const second = yield* run(node(["open", dir, "frontend"]))
+        const refused = JSON.parse(second.lines[0]!) as { reason: string; detail: string }
+        assert.strictEqual(refused.reason, "AddressInUse")
+        assert.include(refused.detail, `open in another process (pid ${process.pid})`)
+        // a second open in the process that holds the role: the same reason, not called another process
+        const again = yield* Effect.flip(Effect.scoped(FileChannel.frontend(dir)))
+        assert.strictEqual(again.reason._tag, "AddressInUse", again.message)
+        assert.include(again.detail, "open already in this process")
+        assert.notInclude(again.detail, "another process")
+        const other = yield* run(node(["open", dir, "backend"]))
+        assert.deepStrictEqual(JSON.parse(other.lines[0]!), { ok: true })
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.live(
     "typed RPC through IpcRpc over ?role= addresses, and the server's next session after a client restart",

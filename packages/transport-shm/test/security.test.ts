@@ -544,6 +544,35 @@ describe("shm:// against hostile peers of this user", () => {
     60_000
   )
 
+  it.live(
+    "a large message's segment that fails to open after the peer's socket went: its own reason, the loss as context",
+    () =>
+      Effect.gen(function*() {
+        const where = `shm://${fresh()}`
+        const listener = yield* Shm.ShmTransport.make().listen(where)
+        for (
+          const [how, reason, detail] of [
+            // its descriptor closed before the listener reads the record: not there to open
+            ["closed", "NotFound", "cannot open the peer's segment"],
+            ["unsealed", "Protocol", "is not sealed against resizing"],
+            ["truncated", "Protocol", "truncated"]
+          ] as const
+        ) {
+          // the peer writes the record and closes its socket (no doorbell): the listener finds it draining the ring
+          const peer = yield* spawnChild("side", where, how, "hangup")
+          const channel = yield* listener.accept
+          // nothing asks for a message until the channel has ended on its own: it saw the socket go first
+          yield* channel.closed
+          const error = yield* Effect.flip(channel.receive)
+          assert.strictEqual(error.reason._tag, reason, error.message)
+          assert.include(error.detail, detail)
+          assert.include(error.detail, "the connection was lost", error.message)
+          yield* peer.kill
+        }
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
   it("leaves nothing in /dev/shm", () => {
     assert.deepStrictEqual(leftovers(prefix), [])
   })

@@ -153,14 +153,13 @@ const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.Held
     if (Sys.failed(taken)) return Effect.fail(taken)
     if (taken !== "busy") return Effect.succeed(taken)
     const owner = Lock.session(path)
+    const where = owner === undefined
+      ? "in another process"
+      : owner.pid === process.pid
+      ? "already in this process"
+      : `in another process (pid ${owner.pid})`
     return Effect.fail(
-      IpcError.make(
-        "AddressInUse",
-        `the ${spec.role} end of this channel is open in another process${
-          owner === undefined ? "" : ` (pid ${owner.pid})`
-        }`,
-        spec.address
-      )
+      IpcError.make("AddressInUse", `the ${spec.role} end of this channel is open ${where}`, spec.address)
     )
   })
   return Lock.retryWhileProbed(attempt, spec.lockRetry)

@@ -354,14 +354,23 @@ export const make = (
           }
           // a dead sender's segments may be collected before we get to them: the message died with it. A sender
           // killed as we open has closed its descriptors before the kernel, or our control socket, tells it is gone:
-          // it is given a moment to be seen gone before its message is called a protocol error
+          // it is given a moment to be seen gone before its message is called a protocol error. A lost socket
+          // alone is no death: a live sender's segment failed for its own reason, which is what is reported
           const pid = link.peer.pid
           const senderGone = () =>
-            peerGone || lostDue !== undefined ||
+            peerGone ||
             (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
           for (let waited = 0; !senderGone() && waited < SENDER_GONE_MILLIS; waited += 20) yield* Effect.sleep(20)
-          return yield* senderGone()
-            ? IpcError.make("ConnectionLost", `the peer died with a large message in flight (${name})`, address)
+          if (senderGone()) {
+            return yield* new IpcError.IpcError({
+              reason: "ConnectionLost",
+              detail: `the peer died with a large message in flight (${name}): ${reasonOf(opened)}`,
+              address,
+              cause: failure
+            })
+          }
+          return yield* lostDue !== undefined && failure !== undefined
+            ? failure
             : IpcError.make(
               "Protocol",
               `a large message's segment ${name} could not be opened: ${reasonOf(opened)}`,
@@ -414,7 +423,9 @@ export const make = (
         }
         settle(record.end)
         // one we could not open is not taken: its sender's send fails with the channel, not as delivered
-        if (message._tag === "Failure") return sink.lost(lostDue ?? message.failure)
+        if (message._tag === "Failure") {
+          return sink.lost(lostDue === undefined ? message.failure : withLoss(message.failure, lostDue))
+        }
         // the writer counts the segments we took, not our head: a pinned record before this one holds the head
         inbound.tookSegment()
         if (inbound.takeWriterWaiting()) ring()
@@ -1182,5 +1193,15 @@ const failureOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): IpcError.Ipc
   const found = exit.cause.reasons.find((r) => r._tag === "Fail")
   return found !== undefined && found._tag === "Fail" ? found.error : undefined
 }
+
+/** A large message's failure once the connection was lost: its reason, errno and cause kept, the loss in its detail. */
+const withLoss = (failure: IpcError.IpcError, lost: IpcError.IpcError): IpcError.IpcError =>
+  new IpcError.IpcError({
+    reason: failure.reason,
+    detail: `${failure.detail} (and the connection was lost: ${lost.detail})`,
+    address: failure.address ?? lost.address,
+    errno: failure.errno,
+    cause: failure.cause ?? lost
+  })
 
 const reasonOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): string => failureOf(exit)?.detail ?? "unknown"
