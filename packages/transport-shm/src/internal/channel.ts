@@ -354,28 +354,29 @@ export const make = (
           }
           // a dead sender's segments may be collected before we get to them: the message died with it. A sender
           // killed as we open has closed its descriptors before the kernel, or our control socket, tells it is gone:
-          // it is given a moment to be seen gone before its message is called a protocol error. A lost socket
-          // alone is no death: a live sender's segment failed for its own reason, which is what is reported
+          // it is given a moment to be seen gone before its message is called a protocol error. The connection
+          // lost (a sender killed, or one that hung up) is `ConnectionLost` at once, as every lost peer is; the
+          // open's own reason goes with it (it was dropped: a segment that failed its checks read as a death)
           const pid = link.peer.pid
           const senderGone = () =>
-            peerGone ||
+            peerGone || lostDue !== undefined ||
             (pid !== undefined && Processes.liveness({ pid, start: 0, ns: Processes.current().ns }) === "dead")
           for (let waited = 0; !senderGone() && waited < SENDER_GONE_MILLIS; waited += 20) yield* Effect.sleep(20)
           if (senderGone()) {
             return yield* new IpcError.IpcError({
               reason: "ConnectionLost",
-              detail: `the peer died with a large message in flight (${name}): ${reasonOf(opened)}`,
+              detail: `${
+                lostDue !== undefined ? "the connection was lost" : "the peer died"
+              } with a large message in flight (${name}), whose segment could not be opened: ${reasonOf(opened)}`,
               address,
               cause: failure
             })
           }
-          return yield* lostDue !== undefined && failure !== undefined
-            ? failure
-            : IpcError.make(
-              "Protocol",
-              `a large message's segment ${name} could not be opened: ${reasonOf(opened)}`,
-              address
-            )
+          return yield* IpcError.make(
+            "Protocol",
+            `a large message's segment ${name} could not be opened: ${reasonOf(opened)}`,
+            address
+          )
         }
         const mapping = opened.value.mapping
         Segments.consumed(name)
@@ -1194,14 +1195,16 @@ const failureOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): IpcError.Ipc
   return found !== undefined && found._tag === "Fail" ? found.error : undefined
 }
 
-/** A large message's failure once the connection was lost: its reason, errno and cause kept, the loss in its detail. */
+/**
+ * A large message's failure once the connection was lost: `ConnectionLost` (every lost peer is), its detail
+ * saying why the message could not be taken too, the failure as its cause (one already a loss as it is).
+ */
 const withLoss = (failure: IpcError.IpcError, lost: IpcError.IpcError): IpcError.IpcError =>
-  new IpcError.IpcError({
-    reason: failure.reason,
-    detail: `${failure.detail} (and the connection was lost: ${lost.detail})`,
-    address: failure.address ?? lost.address,
-    errno: failure.errno,
-    cause: failure.cause ?? lost
+  failure.reason._tag === "ConnectionLost" ? failure : new IpcError.IpcError({
+    reason: "ConnectionLost",
+    detail: `${lost.detail}; a large message in flight could not be taken: ${failure.detail}`,
+    address: lost.address ?? failure.address,
+    cause: failure
   })
 
 const reasonOf = (exit: Exit.Failure<unknown, IpcError.IpcError>): string => failureOf(exit)?.detail ?? "unknown"
