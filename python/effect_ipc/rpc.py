@@ -472,9 +472,10 @@ class RpcClient(object):
         call = self.start(tag, payload, headers)
         try:
             return call.result(timeout)
-        except IpcError as error:
-            if error.reason == "Timeout":
-                call.cancel()
+        except BaseException:
+            # a Timeout, or Ctrl-C before result waited (its own checks): no one will wait for the call, so it is
+            # interrupted on the server (after its outcome, which the reader took, nothing is sent)
+            call.cancel()
             raise
 
     def stream(self, tag, payload=None, timeout=None, headers=()):

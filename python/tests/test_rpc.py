@@ -1124,6 +1124,37 @@ class ServerProcess(TempDirCase):
             self.assertEqual(self.next_line(lines, how), "interrupted", how)  # the server saw the Interrupt
             self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
 
+    def test_ctrl_c_after_call_sent_its_request_and_before_it_waits_interrupts_the_call_on_the_server(self):
+        # call() cancelled only on a Timeout: a Ctrl-C between the send and result's wait (its argument check) left
+        # the call registered here and running on the server, for good
+        server = self.start_server(
+            "def hang(p):\n    print('began', flush=True)\n    rpc.current().cancelled.wait()\n"
+            "    print('interrupted', flush=True)\n"
+            "listener = listen(address)\nprint('ready', flush=True)\n"
+            "RpcServer({'Add': lambda p: p['a'] + p['b'], 'Hang': hang}).serve(listener)\n")
+        lines = self.lines_of(server)
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        check = rpc.check_seconds
+        held = threading.Event()
+
+        def held_before_the_wait():
+            held.wait(60)
+
+        def checked_then_held(*args):
+            check(*args)
+            if client._pending:  # result's own check, the request sent: held there until the Ctrl-C
+                held_before_the_wait()
+        rpc.check_seconds = checked_then_held
+        self.addCleanup(setattr, rpc, "check_seconds", check)
+        self.ctrl_c_once_waiting(lines, "began", at=("test_rpc.py", "held_before_the_wait"))
+        with self.assertRaises(KeyboardInterrupt):
+            client.call("Hang", timeout=30)
+        rpc.check_seconds = check
+        self.assertEqual(client._pending, {}, "the client holds nothing for it")
+        self.assertEqual(self.next_line(lines, "the Interrupt"), "interrupted")  # the server saw the Interrupt
+        self.assertEqual(client.call("Add", {"a": 1, "b": 2}, timeout=30), 3)
+
     def test_ctrl_c_while_a_stream_waits_for_its_next_batch_interrupts_it_on_the_server(self):
         # only leaving the loop (GeneratorExit) cancelled: a KeyboardInterrupt left the stream open on the server
         server = self.start_server(

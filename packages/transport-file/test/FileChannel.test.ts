@@ -22,6 +22,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Lock from "../src/internal/lock.ts"
 import {
   childScript,
   countedBackend,
@@ -521,6 +522,24 @@ describe("FileChannel (fixed roles)", () => {
         assert.notInclude(again.detail, "another process")
         const other = yield* run(node(["open", dir, "backend"]))
         assert.deepStrictEqual(JSON.parse(other.lines[0]!), { ok: true })
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // (a process of another pid namespace sharing the directory, a container's, whose pid is ours was called this one)
+  it.live(
+    "a role held by another process whose pid number is ours: not called open in this process",
+    () =>
+      Effect.gen(function*() {
+        const dir = fresh(root)
+        const holder = yield* node(["read", dir, "frontend", "1"])
+        yield* holder.waitFor((l) => l === "open")
+        // the owner text such a process writes: its pid, the same number as ours, and its own session token
+        Fs.writeFileSync(Path.join(dir, "frontend.lock"), `${Lock.sessionOwner(process.pid)}\n`)
+        const refused = yield* Effect.flip(Effect.scoped(FileChannel.frontend(dir)))
+        assert.strictEqual(refused.reason._tag, "AddressInUse", refused.message)
+        assert.include(refused.detail, "open in another process", refused.message)
+        assert.notInclude(refused.detail, "this process", refused.message)
       }).pipe(Effect.scoped),
     60_000
   )

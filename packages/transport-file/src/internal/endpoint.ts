@@ -155,7 +155,7 @@ const takeRoleLock = (spec: EndpointSpec, mode: number): Effect.Effect<Lock.Held
     const owner = Lock.session(path)
     const where = owner === undefined
       ? "in another process"
-      : owner.pid === process.pid
+      : Lock.isHeldHere(owner)
       ? "already in this process"
       : `in another process (pid ${owner.pid})`
     return Effect.fail(

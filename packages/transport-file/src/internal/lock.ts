@@ -187,13 +187,24 @@ export const tryTake = (
       else Sys.closeQuietly(fd)
       return written
     }
+    heldHere.add(owner)
     return { path, fd, owner }
   }
   return "busy"
 }
 
+/** The owner texts of the locks this process holds (`tryTake`'s, until `release`). */
+const heldHere = new Set<string>()
+
+/**
+ * Whether `session` is a lock this process holds: not only its pid (a process of another pid namespace sharing the
+ * directory, a container's, may have the same one), its token too.
+ */
+export const isHeldHere = (session: Session): boolean => heldHere.has(`${session.pid} ${session.token}`)
+
 /** Releases a held lock; with `remove`, unlinks the file first (only safe where takers re-check, as `tryTake` does). */
 export const release = (lock: HeldLock, remove = false): void => {
+  heldHere.delete(lock.owner)
   if (remove) {
     try {
       Fs.rmSync(lock.path, { force: true })
