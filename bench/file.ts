@@ -10,15 +10,13 @@
  */
 import { Transport } from "@effect-ipc/core"
 import * as File from "@effect-ipc/transport-file"
-import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import { fileURLToPath } from "node:url"
 import { type Contender, openChannels, startScriptPeer } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { Row } from "./report.ts"
-import { makeTempDir, READY, removeTempDir } from "./shared.ts"
+import { makeTempDir, READY, removeTempDir, runPeerUntilStdinEnds } from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 
@@ -55,16 +53,6 @@ const runPeer = (role: string, address: string) =>
 
 if (process.argv[1] === script && process.argv[2] === "peer") {
   const [role, address] = process.argv.slice(3)
-  const peer = Effect.runFork(runPeer(role!, address!))
-  // the contender ends us by closing our stdin: close the listener (its files go with it), then exit
-  process.stdin.on("end", () => {
-    Effect.runPromise(Fiber.interrupt(peer)).finally(() => process.exit(0))
-  })
-  process.stdin.resume()
-  peer.addObserver((exit) => {
-    if (exit._tag === "Failure" && !Cause.hasInterruptsOnly(exit.cause)) {
-      console.error(`file peer ${role} failed:`, exit.cause)
-      process.exit(1)
-    }
-  })
+  // the contender ends us by closing our stdin: the listener is closed (its files go with it), then we exit
+  runPeerUntilStdinEnds(runPeer(role!, address!), `file peer ${role}`)
 }

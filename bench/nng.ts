@@ -31,7 +31,15 @@ import { fileURLToPath } from "node:url"
 import { type Contender, openChannels, readyProcess } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { OneWayRun, Row } from "./report.ts"
-import { makeTempDir, nodeScript, type PeerProcess, READY, removeTempDir, spawnReady } from "./shared.ts"
+import {
+  makeTempDir,
+  nodeScript,
+  type PeerProcess,
+  READY,
+  removeTempDir,
+  runPeerUntilStdinEnds,
+  spawnReady
+} from "./shared.ts"
 
 const script = fileURLToPath(import.meta.url)
 const cSource = Path.join(import.meta.dirname, "nng.c")
@@ -294,11 +302,6 @@ if (process.argv[1] === script && process.argv[2] === "lost-peer") {
 
 if (process.argv[1] === script && process.argv[2] === "peer") {
   const [role, address] = process.argv.slice(3)
-  // the contender ends us by closing our stdin
-  process.stdin.on("end", () => process.exit(0))
-  process.stdin.resume()
-  Effect.runPromise(runPeer(role!, address!)).catch((error: unknown) => {
-    console.error(`nng peer ${role} failed:`, error)
-    process.exit(1)
-  })
+  // the contender ends us by closing our stdin: the sockets are closed (an ipc:// listener's file goes), then we exit
+  runPeerUntilStdinEnds(runPeer(role!, address!), `nng peer ${role}`)
 }

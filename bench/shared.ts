@@ -6,6 +6,9 @@
  * load effect.
  */
 
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
@@ -97,6 +100,24 @@ export const isPeerMode = (s: string | undefined): s is PeerMode => peerModes.so
 
 /** The line a peer prints on stdout once it is listening. */
 export const READY = "ready"
+
+/**
+ * Runs a peer process's `serve` until the contender closes our stdin, then interrupts it, so that its scope
+ * closes what it opened (a listener's socket or files: exiting at once left them behind), and exits.
+ */
+export const runPeerUntilStdinEnds = <E>(serve: Effect.Effect<unknown, E>, label: string): void => {
+  const peer = Effect.runFork(serve)
+  process.stdin.on("end", () => {
+    Effect.runPromise(Fiber.interrupt(peer)).finally(() => process.exit(0))
+  })
+  process.stdin.resume()
+  peer.addObserver((exit) => {
+    if (exit._tag === "Failure" && !Cause.hasInterruptsOnly(exit.cause)) {
+      console.error(`${label} failed:`, Cause.pretty(exit.cause))
+      process.exit(1)
+    }
+  })
+}
 
 // ---- peer processes -----------------------------------------------------------------
 

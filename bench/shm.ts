@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url"
 import { type Contender, openChannels, startScriptPeer } from "./contenders.ts"
 import { echo, sink } from "./handlers.ts"
 import type { Row, RowKey } from "./report.ts"
-import { READY, SinkCounter } from "./shared.ts"
+import { READY, runPeerUntilStdinEnds, SinkCounter } from "./shared.ts"
 
 /** One way of running the shm channel. */
 export interface ShmMode {
@@ -99,11 +99,6 @@ const runPeer = (role: string, address: string, spinMicros: number) =>
 
 if (process.argv[1] === script && process.argv[2] === "peer") {
   const [role, address, spin] = process.argv.slice(3)
-  // the contender ends us by closing our stdin
-  process.stdin.on("end", () => process.exit(0))
-  process.stdin.resume()
-  Effect.runPromise(runPeer(role!, address!, Number(spin))).catch((error: unknown) => {
-    console.error(`shm peer ${role} failed:`, error)
-    process.exit(1)
-  })
+  // the contender ends us by closing our stdin: the listener is closed (its socket file goes with it), then we exit
+  runPeerUntilStdinEnds(runPeer(role!, address!, Number(spin)), `shm peer ${role}`)
 }
