@@ -16,7 +16,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { freshAddress } from "./helpers.ts"
+import { envFor, freshAddress } from "./helpers.ts"
 
 // switching to another uid (setpriv) needs root, as CI runs
 describe.runIf(process.getuid?.() === 0)("a token directory squatted by another user", () => {
@@ -75,22 +75,6 @@ describe.runIf(process.getuid?.() === 0)("a token directory squatted by another 
       assert.strictEqual((yield* client.receive)[0], 5)
     }).pipe(Effect.scoped))
 })
-
-/** Sets (undefined: unsets) the environment variable `name` until the scope closes. */
-const envFor = (name: string, value: string | undefined) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const before = process.env[name]
-      if (value === undefined) delete process.env[name]
-      else process.env[name] = value
-      return before
-    }),
-    (before) =>
-      Effect.sync(() => {
-        if (before === undefined) delete process.env[name]
-        else process.env[name] = before
-      })
-  )
 
 /** What is in `dir` and below, as relative paths (links not followed). */
 const listing = (dir: string) => Fs.readdirSync(dir, { recursive: true }).map(String).toSorted()

@@ -18,7 +18,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Record from "../src/internal/record.ts"
-import { freshAddress } from "./helpers.ts"
+import { envFor, freshAddress } from "./helpers.ts"
 
 const root = Path.resolve(import.meta.dirname, "../../..")
 const fixture = "packages/transport-ws/test/fixtures/token-peer.ts"
@@ -92,22 +92,6 @@ const tempDir = (mode: number) =>
       return dir
     }),
     (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
-  )
-
-/** Sets (undefined: unsets) the environment variable `name` until the scope closes. */
-const envFor = (name: string, value: string | undefined) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const before = process.env[name]
-      if (value === undefined) delete process.env[name]
-      else process.env[name] = value
-      return before
-    }),
-    (before) =>
-      Effect.sync(() => {
-        if (before === undefined) delete process.env[name]
-        else process.env[name] = before
-      })
   )
 
 // switching to another uid (setpriv) and making pid namespaces (unshare) need root, as CI runs

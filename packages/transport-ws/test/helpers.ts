@@ -123,3 +123,19 @@ export const frame = (opcode: number, payload: Uint8Array, fin = true): Uint8Arr
     ]
   return new Uint8Array([...header, 0, 0, 0, 0, ...payload])
 }
+
+/** Sets (undefined: unsets) the environment variable `name` until the scope closes. */
+export const envFor = (name: string, value: string | undefined) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const before = process.env[name]
+      if (value === undefined) delete process.env[name]
+      else process.env[name] = value
+      return before
+    }),
+    (before) =>
+      Effect.sync(() => {
+        if (before === undefined) delete process.env[name]
+        else process.env[name] = before
+      })
+  )
