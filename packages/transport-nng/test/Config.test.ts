@@ -102,6 +102,25 @@ describe("nng options from configuration", () => {
     60_000
   )
 
+  it.live(
+    "IPC_OPTIONS_MODE is the socket file's mode, and lets the group search the conversations' directory",
+    () =>
+      Effect.gen(function*() {
+        const address = yield* Registry.IpcAddress
+        const path = address.slice("nng+ipc://".length)
+        yield* Transport.listen(address)
+        assert.strictEqual((Fs.statSync(path).mode & 0o777).toString(8), "660")
+        // the conversations' directory beside it: 0700, plus search for the group that mode lets connect
+        const conversations = Fs.readdirSync(dir).filter((name) => name.startsWith(".eipc-"))
+        assert.lengthOf(conversations, 1)
+        assert.strictEqual((Fs.statSync(Path.join(dir, conversations[0]!)).mode & 0o777).toString(8), "710")
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(configured({ IPC_ADDRESS: `nng+ipc://${dir}/mode.ipc`, IPC_OPTIONS_MODE: "0660" }))
+      ),
+    60_000
+  )
+
   it.effect("a bad option fails the build with InvalidOption naming it and the transport", () =>
     Effect.gen(function*() {
       const wrong = yield* Effect.flip(Layer.build(configured({ IPC_OPTIONS_CONNECT_TIMEOUT: "soon" })))
@@ -131,6 +150,15 @@ describe("nng options from configuration", () => {
         [
           { IPC_OPTIONS_CONNECT_TIMEOUT: "0" },
           `transport "nng": option connectTimeout (IPC_OPTIONS_CONNECT_TIMEOUT): 0 is not above zero (it would time out, or poll, at once)`
+        ],
+        [
+          // a variable's mode is octal digits: a decimal 384 (0o600) is refused, not read as 0o384
+          { IPC_OPTIONS_MODE: "384" },
+          `transport "nng": option mode (IPC_OPTIONS_MODE): expected permission bits: octal digits in a string ("0600", "0o660"), or a JSON number, which is decimal (0o600 is 384) and at most 511, got "384"`
+        ],
+        [
+          { IPC_OPTIONS: `{"mode": 600}` },
+          `transport "nng": option mode (IPC_OPTIONS.mode): expected permission bits: octal digits in a string ("0600", "0o660"), or a JSON number, which is decimal (0o600 is 384) and at most 511, got 600`
         ],
         [
           { IPC_OPTIONS_TLS_AUTH_MODE: "maybe" },

@@ -89,6 +89,27 @@ describe("NngTransport", () => {
       assert.strictEqual(decoder.decode(yield* server.receive), "found you")
     }).pipe(Effect.scoped))
 
+  // README: "Port 0 is for listening only: a dial of it (here, and by the patterns' dial) is InvalidAddress at once"
+  it.live("a dial of port 0 is InvalidAddress on every network scheme, not a refused connection or a timeout", () =>
+    Effect.gen(function*() {
+      // a connect timeout no test waits out: only the address check can end these dials
+      const transport = NngTransport.make({ connectTimeout: "1 hour" })
+      for (
+        const address of [
+          "nng+tcp://127.0.0.1:0",
+          "nng+tcp://[::1]:0",
+          "nng+ws://127.0.0.1:0/x",
+          "nng+tls+tcp://127.0.0.1:0",
+          "nng+wss://127.0.0.1:0/x"
+        ]
+      ) {
+        const refused = yield* Effect.flip(Effect.scoped(transport.dial(address)))
+        assert.strictEqual(refused.reason._tag, "InvalidAddress", `${address}: ${refused.message}`)
+        assert.include(refused.detail, "port 0 asks listen for a free port", address)
+        assert.strictEqual(refused.address, address)
+      }
+    }))
+
   it.live("carries channels over WebSocket (nng+ws://)", () =>
     Effect.gen(function*() {
       const transport = NngTransport.make()

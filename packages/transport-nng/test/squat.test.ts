@@ -153,3 +153,55 @@ describe.skipIf(!canSwitch)("a listener of another user (nng+ipc://)", () => {
     60_000
   )
 })
+
+/**
+ * The bodies of the req0 messages a rep0 peer received over a Unix socket, after the SP header: each framed as a
+ * type byte (1) and a u64 length, then the request id (u32) and the body.
+ */
+const requestBodies = (received: Uint8Array): ReadonlyArray<string> => {
+  const bodies: Array<string> = []
+  const view = new DataView(received.buffer, received.byteOffset, received.byteLength)
+  for (let at = 8; at + 9 <= received.byteLength;) {
+    assert.strictEqual(view.getUint8(at), 1, `message type at ${at}`)
+    const length = Number(view.getBigUint64(at + 1))
+    bodies.push(new TextDecoder().decode(received.subarray(at + 9 + 4, at + 9 + length)))
+    at += 9 + length
+  }
+  return bodies
+}
+
+describe.skipIf(!canSwitch)("a listener of another user (nng+abstract://)", () => {
+  // README: "Over an abstract name, which has no file, a client checks the listener as it answers: one that never
+  // answers has had the client's hello ({"v":1}, nothing of the user's) and ends in Timeout"
+  it.live(
+    "that never answers gets the client's hello and nothing else, and the dial ends in Timeout",
+    () =>
+      Effect.gen(function*() {
+        const name = `effect-ipc-silent-${process.pid}-${Date.now()}`
+        const squatter = yield* Child.spawn("setpriv", [
+          `--reuid=${NOBODY}`,
+          `--regid=${NOBODY}`,
+          "--clear-groups",
+          "/usr/bin/python3",
+          Path.join(import.meta.dirname, "fixtures", "silent_rep.py"),
+          `@${name}`
+        ])
+        yield* squatter.waitFor((l) => l === "ready")
+        const error = yield* Effect.flip(
+          Effect.scoped(NngTransport.make({ connectTimeout: "1 second" }).dial(`nng+abstract://${name}`))
+        )
+        assert.strictEqual(error.reason._tag, "Timeout", error.message)
+        // what reached it: nng's SP header (req0), then hellos only
+        yield* squatter.waitFor((l) => l.startsWith("got "))
+        const received = Buffer.from(
+          squatter.lines.filter((l) => l.startsWith("got ")).map((l) => l.slice("got ".length)).join(""),
+          "hex"
+        )
+        assert.strictEqual(received.subarray(0, 8).toString("hex"), "0053500000300000")
+        const bodies = requestBodies(received)
+        assert.isAbove(bodies.length, 0)
+        for (const body of bodies) assert.strictEqual(body, `{"v":1}`)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+})

@@ -106,7 +106,13 @@ export const nameOf = (raw: string): Effect.Effect<string, IpcError.IpcError> =>
     }
     return namePattern.test(address.rest)
       ? Effect.succeed(address.rest)
-      : Effect.fail(IpcError.make("InvalidAddress", "an shm:// name is 1-80 of A-Z a-z 0-9 . _ -", raw))
+      : Effect.fail(
+        IpcError.make(
+          "InvalidAddress",
+          "an shm:// name is 1-80 of A-Z a-z 0-9 . _ - and does not start with a dot",
+          raw
+        )
+      )
   })
 
 const uid = (): number | undefined => RuntimeDir.userId()
@@ -266,25 +272,38 @@ export const DEFAULT_MAX_PENDING_HANDSHAKES = 64
 /** The default policy: the peer's uid is known and it is this user's. */
 const sameUser = (peer: IpcChannel.PeerInfo): boolean => peer.uid !== undefined && peer.uid === uid()
 
-/** `InvalidOption` for a `ringSize` beyond the largest ring (`Ring.MAX_CAPACITY`, 1 GiB), else undefined. */
-const ringSizeTooLarge = (options: ShmTransportOptions, address?: string): IpcError.IpcError | undefined =>
-  options.ringSize !== undefined && options.ringSize > Ring.MAX_CAPACITY
-    ? IpcError.make(
+/**
+ * `InvalidOption` for a `ringSize` that no ring can have: beyond the largest
+ * ring (`Ring.MAX_CAPACITY`, 1 GiB; `1e15` or `Infinity` was a 1 GiB ring,
+ * unsaid), or not a whole number of bytes of at least 1 (the generic size check
+ * offered `Infinity`, which is refused); else undefined.
+ */
+const ringSizeInvalid = (options: ShmTransportOptions, address?: string): IpcError.IpcError | undefined => {
+  const ringSize: unknown = typeof options === "object" && options !== null ? options.ringSize : undefined
+  if (ringSize === undefined) return undefined
+  if (typeof ringSize === "number" && ringSize > Ring.MAX_CAPACITY) {
+    return IpcError.make(
       "InvalidOption",
-      `ringSize ${options.ringSize} is beyond the largest ring (${Ring.MAX_CAPACITY} bytes, 1 GiB)`,
+      `ringSize ${ringSize} is beyond the largest ring (${Ring.MAX_CAPACITY} bytes, 1 GiB)`,
       address
     )
-    : undefined
+  }
+  return typeof ringSize === "number" && Number.isSafeInteger(ringSize) && ringSize >= 1
+    ? undefined
+    : IpcError.make(
+      "InvalidOption",
+      `ringSize ${
+        typeof ringSize === "string" ? JSON.stringify(ringSize) : String(ringSize)
+      } is not a whole number of bytes from 1 to ${Ring.MAX_CAPACITY} (1 GiB; rounded up to a power of two from 4 KiB)`,
+      address
+    )
+}
 
-/**
- * `optionsOk`, then `InvalidOption` for a `ringSize` beyond the largest ring
- * (`Ring.MAX_CAPACITY`, 1 GiB): `1e15` or `Infinity` was a 1 GiB ring, unsaid.
- */
-const shmOptionsOk = (options: ShmTransportOptions, address: string): Effect.Effect<void, IpcError.IpcError> =>
-  Effect.flatMap(TransportOptions.optionsOk(options, address), () => {
-    const tooLarge = ringSizeTooLarge(options, address)
-    return tooLarge === undefined ? Effect.void : Effect.fail(tooLarge)
-  })
+/** `InvalidOption` for a `ringSize` no ring can have (`ringSizeInvalid`), then `optionsOk`. */
+const shmOptionsOk = (options: ShmTransportOptions, address: string): Effect.Effect<void, IpcError.IpcError> => {
+  const invalid = ringSizeInvalid(options, address)
+  return invalid === undefined ? TransportOptions.optionsOk(options, address) : Effect.fail(invalid)
+}
 
 /** Makes the shared-memory transport (`shm://name`), bare: nothing runs beside it (see `makeScoped`). */
 export const make = (options: ShmTransportOptions = {}): Transport.TransportShape => {
@@ -472,11 +491,11 @@ export const makeScoped = (
   options: ShmTransportOptions = {}
 ): Effect.Effect<Transport.TransportShape, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    // a ring no listen or dial would make (`IPC_OPTIONS_RING_SIZE="2 GiB"`) fails the build, not the first listen
+    const badRing = ringSizeInvalid(options)
+    if (badRing !== undefined) return yield* badRing
     // the transport's own options first (a bad `directory` is the transport's, not the collector's)
     yield* TransportOptions.layerOptionsOk(options)
-    // a ring no listen or dial would make (`IPC_OPTIONS_RING_SIZE="2 GiB"`) fails the build, not the first listen
-    const tooLarge = ringSizeTooLarge(options)
-    if (tooLarge !== undefined) return yield* tooLarge
     if (options.directory !== undefined && Rendezvous.resolved(options.directory) === undefined) {
       return yield* IpcError.make("InvalidOption", `directory ${options.directory} is not an absolute path`)
     }

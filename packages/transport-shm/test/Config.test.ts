@@ -4,11 +4,13 @@
  * bad one fails the layer's build with reason `InvalidOption`.
  */
 import { Registry, Transport } from "@effect-ipc/core"
+import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as ConfigEnv from "@effect-ipc/testing/ConfigEnv"
 import * as Shm from "@effect-ipc/transport-shm"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { spawnChild } from "./helpers.ts"
 
 const configured = ConfigEnv.layerFrom([Shm.descriptor], { IPC_TRANSPORT: "shm" })
@@ -205,5 +207,31 @@ describe("shm options from configuration", () => {
       assert.strictEqual(layerError.detail, detail)
       // the largest ring itself is still taken
       yield* Layer.build(configured({ IPC_OPTIONS_RING_SIZE: "1 GiB", IPC_OPTIONS_COLLECTOR: "false" }))
+    }).pipe(Effect.scoped))
+
+  // the generic size check said "(or Infinity: no limit)" of a ringSize, and Infinity is refused
+  it.effect("a ringSize that is not a whole number of bytes is InvalidOption naming its range, not offering Infinity", () =>
+    Effect.gen(function*() {
+      const range = `from 1 to ${2 ** 30} (1 GiB; rounded up to a power of two from 4 KiB)`
+      for (
+        const [ringSize, shown] of [[0, "0"], [-1, "-1"], [1.5, "1.5"], [NaN, "NaN"], ["4 MiB", `"4 MiB"`]] as const
+      ) {
+        const transport = Shm.ShmTransport.make({ ringSize: ringSize as number })
+        const openings: ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>> = [
+          transport.listen("shm://ring-size-check"),
+          transport.dial("shm://ring-size-check"),
+          Layer.build(Shm.ShmTransport.layer({ ringSize: ringSize as number, collector: false }))
+        ]
+        for (const opening of openings) {
+          const error = yield* Effect.flip(Effect.scoped(opening))
+          assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+          assert.strictEqual(error.detail, `ringSize ${shown} is not a whole number of bytes ${range}`)
+        }
+      }
+      // Infinity, as any size past the largest ring, says so
+      const infinite = yield* Effect.flip(
+        Effect.scoped(Shm.ShmTransport.make({ ringSize: Infinity }).listen("shm://x"))
+      )
+      assert.strictEqual(infinite.detail, `ringSize Infinity is beyond the largest ring (${2 ** 30} bytes, 1 GiB)`)
     }).pipe(Effect.scoped))
 })

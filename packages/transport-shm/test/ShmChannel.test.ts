@@ -784,6 +784,29 @@ describe("shm:// channels", () => {
       ])
     }))
 
+  // README, Errors: InvalidAddress for "a name that starts with a dot"; NameTooLong for "shm:// names over 80"
+  it.live("a name that starts with a dot is InvalidAddress saying so, at listen and dial; 80 characters listen", () =>
+    Effect.gen(function*() {
+      const transport = Shm.ShmTransport.make()
+      for (const name of [".", "..", ".hidden", "..a"]) {
+        const attempts: ReadonlyArray<Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>> = [
+          transport.listen(`shm://${name}`),
+          transport.dial(`shm://${name}`)
+        ]
+        for (const attempt of attempts) {
+          const refused = yield* Effect.flip(Effect.scoped(attempt))
+          assert.strictEqual(refused.reason._tag, "InvalidAddress", `${name}: ${refused.message}`)
+          assert.include(refused.detail, "does not start with a dot", name)
+        }
+      }
+      // dots inside a name, and the longest name, are names
+      const fresh = address()
+      for (const where of [`${fresh}.v2`, `${fresh}-`.padEnd("shm://".length + 80, "z")]) {
+        const listener = yield* transport.listen(where)
+        assert.strictEqual(listener.address, where)
+      }
+    }).pipe(Effect.scoped))
+
   it.live("drops a client that breaks the handshake, and keeps serving", () =>
     Effect.gen(function*() {
       const transport = Shm.ShmTransport.make({ handshakeTimeout: "300 millis" })
