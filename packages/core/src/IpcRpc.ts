@@ -55,6 +55,7 @@ import * as SocketServer from "effect/socket/SocketServer"
 import * as Address from "./Address.ts"
 import * as Bound from "./internal/bound.ts"
 import * as Bytes from "./internal/bytes.ts"
+import * as Calls from "./internal/calls.ts"
 import * as Eager from "./internal/eager.ts"
 import * as Packed from "./internal/packed.ts"
 import type * as IpcChannel from "./IpcChannel.ts"
@@ -381,23 +382,17 @@ export const MAX_WAITING_CALLS = 4096
 export const TOO_MANY_CALLS =
   `too many calls in flight on this connection: ${MAX_CALLS_IN_FLIGHT} running and ${MAX_WAITING_CALLS} waiting (a streamed call ends once its chunks are acknowledged)`
 
-/** A served connection's calls: how many run, and the requests (and an `Eof` behind them) waiting for room. */
-interface Calls {
-  inFlight: number
-  readonly held: Array<RpcMessage.FromClientEncoded>
-  // the ids of the requests among them (a notification has none)
-  readonly heldIds: Set<string | number>
-  // whether an Eof waits among them
-  eofHeld: boolean
-  // the fire-and-forget calls started and not acknowledged yet: whether their acknowledgement goes to the client
-  // (false for a notification, run as a `discard` call of an id of ours)
-  readonly quiet: Map<string | number, boolean>
-  // the fire-and-forget calls acknowledged (or whose acknowledgement could not be sent), ended by their handler's fiber
-  readonly acknowledged: Set<string | number>
-  // the drainer, waiting for a call to end
-  wake: Deferred.Deferred<void> | undefined
-  drainer: Fiber.Fiber<void> | undefined
-}
+/**
+ * How many bytes the requests waiting on one connection may keep together,
+ * each as estimated from its decoded form (about its size on the wire, more
+ * for many small values); a request that would take them past it is refused
+ * at once: its `Exit` is a defect naming the limit.
+ */
+export const MAX_WAITING_BYTES = 64 * 1024 * 1024
+
+/** The defect a request is refused with when it would take its connection's waiting requests past `MAX_WAITING_BYTES`. */
+export const TOO_MANY_BYTES_WAITING =
+  `too many bytes in the requests waiting on this connection: at most ${MAX_WAITING_BYTES} wait behind the ${MAX_CALLS_IN_FLIGHT} calls running (a streamed call ends once its chunks are acknowledged)`
 
 /**
  * `protocol` running at most `MAX_CALLS_IN_FLIGHT` calls of each connection
@@ -410,31 +405,23 @@ interface Calls {
  * whose acknowledgement is not sent) ends with the fiber that sent its
  * acknowledgement: its handler's. A request beyond the limit waits, in order
  * (an `Eof` behind it too, a second one ending the connection, as does a
- * request with the id of a waiting one; one
+ * request with the id of a waiting or running call; one
  * interrupted is answered so, its handler never run), while the connection's
  * `Ack`s, `Interrupt`s and `Ping`s go on being read and served, so a client whose acknowledgements
  * follow its next requests is never stalled; past `MAX_WAITING_CALLS`
- * waiting, a request is refused with an `Exit` (`TOO_MANY_CALLS`; a
- * notification is dropped) and costs nothing kept.
+ * waiting, or `MAX_WAITING_BYTES` kept by them, a request is refused with an
+ * `Exit` (`TOO_MANY_CALLS`, `TOO_MANY_BYTES_WAITING`; a notification is
+ * dropped) and costs nothing kept.
  */
 const boundCalls = (
   protocol: RpcServer.Protocol["Service"]
 ): Effect.Effect<RpcServer.Protocol["Service"], never, Scope.Scope> =>
   Effect.gen(function*() {
-    const connections = new Map<number, Calls>()
-    const callsOf = (clientId: number): Calls => {
+    const connections = new Map<number, Calls.Calls>()
+    const callsOf = (clientId: number): Calls.Calls => {
       let calls = connections.get(clientId)
       if (calls === undefined) {
-        calls = {
-          inFlight: 0,
-          held: [],
-          heldIds: new Set(),
-          eofHeld: false,
-          quiet: new Map(),
-          acknowledged: new Set(),
-          wake: undefined,
-          drainer: undefined
-        }
+        calls = Calls.make()
         connections.set(clientId, calls)
         Bound.kept.connections++
       }
@@ -451,44 +438,71 @@ const boundCalls = (
         Queue.offer(disconnects, clientId)
       )
     })))
-    const endedUnsafe = (clientId: number): void => {
+    // a call ends once: by its id where the reply names it (a fire-and-forget call's fiber and a failed Exit's
+    // Defect both ended one, freeing its place twice), else (a Defect of a handler that died) one of them
+    const endedUnsafe = (clientId: number, id?: string | number): void => {
       const calls = connections.get(clientId)
       if (calls === undefined || calls.inFlight === 0) return
+      if (id !== undefined && !calls.running.delete(id)) return
       calls.inFlight--
+      // none runs: the ids of those ended by a Defect naming none go too
+      if (calls.inFlight === 0) calls.running.clear()
       if (calls.wake !== undefined) {
         Deferred.doneUnsafe(calls.wake, Effect.void)
         calls.wake = undefined
       }
     }
     // a call ends once the reply that ends it is sent: one that could not be (too large for the transport) is
-    // followed by the Exit of a defect for the same call, which ended it a second time (a place freed for each)
-    const sentThenEnded = (clientId: number, sent: Effect.Effect<void>) => Effect.map(sent, () => endedUnsafe(clientId))
+    // followed by the Exit of a defect for the same call, or by a Defect if that fails too (sent by the same fiber)
+    const sentThenEnded = (clientId: number, sent: Effect.Effect<void>, id?: string | number) =>
+      Effect.map(sent, () => endedUnsafe(clientId, id))
+    // the Exit of a call that is not fire-and-forget; the Exit of the defect effect's server sends for an
+    // acknowledgement it could not send does not end the call: its handler's fiber does. One Effect over the
+    // send, success or failure: this runs once per call
+    const exitSent = (clientId: number, calls: Calls.Calls, sent: Effect.Effect<void>, id: string | number) => {
+      const ends = !calls.acknowledged.has(id)
+      return Effect.matchCauseEffect(sent, {
+        onSuccess: () => {
+          if (ends) endedUnsafe(clientId, id)
+          return Effect.void
+        },
+        // not sent: the Defect this fiber sends next, if the Exit of a defect fails too, is this call's
+        onFailure: (cause) =>
+          Effect.withFiber((fiber) => {
+            calls.unsent.set(fiber, id)
+            return Effect.failCause(cause)
+          })
+      })
+    }
+    const defectSent = (clientId: number, sent: Effect.Effect<void>) =>
+      Effect.withFiber((fiber) => {
+        const calls = connections.get(clientId)
+        const id = calls?.unsent.get(fiber)
+        if (calls === undefined || id === undefined) return sentThenEnded(clientId, sent)
+        calls.unsent.delete(fiber)
+        if (calls.acknowledged.has(id)) return sent
+        // a call that ended since (its defect's Exit was sent) is not this Defect's
+        return sentThenEnded(clientId, sent, calls.running.has(id) ? id : undefined)
+      })
     // the ids of the notifications run as `discard` calls
     let notifications = 0
     const encodeRefusal = Schema.encodeSync(protocol.codecFor(Schema.Exit(Schema.Never, Schema.Never, Schema.Defect())))
     const refusal = encodeRefusal(Exit.die(TOO_MANY_CALLS)) as RpcMessage.ResponseExitEncoded["exit"]
+    const tooLarge = encodeRefusal(Exit.die(TOO_MANY_BYTES_WAITING)) as RpcMessage.ResponseExitEncoded["exit"]
     const interrupted = encodeRefusal(Exit.interrupt()) as RpcMessage.ResponseExitEncoded["exit"]
     const encodeDefect = Schema.encodeSync(protocol.codecFor(Schema.Defect()))
     const pong: RpcMessage.FromServerEncoded = { _tag: "Pong" }
-    const canStart = (calls: Calls): boolean => {
-      const next = calls.held[0]
-      return next !== undefined && (next._tag !== "Request" || calls.inFlight < MAX_CALLS_IN_FLIGHT)
-    }
     return {
       ...protocol,
       disconnects,
       send: (clientId, response, transferables) => {
         const sent = protocol.send(clientId, response, transferables)
-        if (response._tag !== "Exit") return response._tag === "Defect" ? sentThenEnded(clientId, sent) : sent
+        if (response._tag !== "Exit") return response._tag === "Defect" ? defectSent(clientId, sent) : sent
         const calls = connections.get(clientId)
-        if (calls === undefined) return sentThenEnded(clientId, sent)
         const id = response.requestId
+        if (calls === undefined) return sentThenEnded(clientId, sent, id)
         const answered = calls.quiet.get(id)
-        if (answered === undefined) {
-          // the Exit of the defect effect's server sends for an acknowledgement it could not send: the call ends
-          // with its handler's fiber, not with this Exit too (a place was freed for each)
-          return calls.acknowledged.size > 0 && calls.acknowledged.has(id) ? sent : sentThenEnded(clientId, sent)
-        }
+        if (answered === undefined) return exitSent(clientId, calls, sent, id)
         // a fire-and-forget call's first and only Exit: a failure before its handler started ends it; its
         // acknowledgement is sent by its handler's fiber as it starts, and the call ends with that fiber
         calls.quiet.delete(id)
@@ -498,31 +512,44 @@ const boundCalls = (
             calls.acknowledged.add(id)
             fiber.addObserver(() => {
               calls.acknowledged.delete(id)
-              endedUnsafe(clientId)
+              endedUnsafe(clientId, id)
             })
             return told
           })
-          : sentThenEnded(clientId, told)
+          : sentThenEnded(clientId, told, id)
       },
       run: (f) => {
         // a call handed to effect's server; a fire-and-forget one (a notification, a `discard` request) as a
         // `discard` request, whose acknowledgement, sent as its handler starts, says which fiber runs it
-        const start = (clientId: number, calls: Calls, request: RpcMessage.RequestEncoded): Effect.Effect<void> => {
+        const start = (
+          clientId: number,
+          calls: Calls.Calls,
+          request: RpcMessage.RequestEncoded
+        ): Effect.Effect<void> => {
           calls.inFlight++
           if (request.isNotification === true) {
             const { isNotification: _, ...call } = request
             const id = `@effect-ipc/notification/${notifications++}`
+            calls.running.add(id)
             calls.quiet.set(id, false)
             return f(clientId, { ...call, id, discard: true })
           }
+          calls.running.add(request.id)
           if (request.discard === true) calls.quiet.set(request.id, true)
           return f(clientId, request)
         }
         // hands the waiting requests to effect's server as calls end, in order
-        const drain = (clientId: number, calls: Calls, reader: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
+        const drain = (
+          clientId: number,
+          calls: Calls.Calls,
+          reader: Fiber.Fiber<unknown, unknown>
+        ): Effect.Effect<void> =>
           Effect.forever(Effect.suspend(() => {
-            if (!canStart(calls)) return Deferred.await(calls.wake ??= Deferred.makeUnsafe<void>())
-            const next = calls.held.shift()!
+            if (!Calls.canStart(calls, MAX_CALLS_IN_FLIGHT)) {
+              return Deferred.await(calls.wake ??= Deferred.makeUnsafe<void>())
+            }
+            const { message: next, bytes } = calls.held.shift()!
+            calls.heldBytes -= bytes
             if (next._tag === "Eof") calls.eofHeld = false
             else if (next._tag === "Request" && next.isNotification !== true) calls.heldIds.delete(next.id)
             return next._tag === "Request" ? start(clientId, calls, next) : f(clientId, next)
@@ -531,19 +558,26 @@ const boundCalls = (
             // id of a call in flight, or one after `Eof` while calls run): the connection ends, as when it is read
             Effect.onInterrupt(() => Effect.sync(() => reader.interruptUnsafe()))
           )
-        const hold = (clientId: number, calls: Calls, message: RpcMessage.FromClientEncoded): Effect.Effect<void> => {
+        const hold = (
+          clientId: number,
+          calls: Calls.Calls,
+          message: RpcMessage.FromClientEncoded
+        ): Effect.Effect<void> => {
           const id = message._tag === "Request" && message.isNotification !== true ? message.id : undefined
-          // the id of a waiting request: effect's server ends a connection that sends the id of a call in flight,
-          // as this one would be (kept, it got an Exit of its own besides the first's: its refusal, or its run
-          // after an Interrupt of the id answered the first)
-          if (id !== undefined && calls.heldIds.has(id)) return Effect.interrupt
-          if (message._tag === "Request" && calls.held.length >= MAX_WAITING_CALLS) {
+          // the id of a waiting or running request: effect's server ends a connection that sends the id of a call
+          // in flight, as this one would be (kept, it got an Exit of its own besides the first's: its refusal, or
+          // an Interrupt of the id ended it while the first ran on, or its run after the Interrupt answered the first)
+          if (id !== undefined && (calls.heldIds.has(id) || calls.running.has(id))) return Effect.interrupt
+          const room = MAX_WAITING_BYTES - calls.heldBytes
+          const bytes = message._tag === "Request" ? Calls.estimatedBytes(message, room) : 0
+          if (message._tag === "Request" && (calls.held.length >= MAX_WAITING_CALLS || bytes > room)) {
             // a notification has no reply to carry its refusal
             return id === undefined
               ? Effect.void
-              : protocol.send(clientId, { _tag: "Exit", requestId: id, exit: refusal })
+              : protocol.send(clientId, { _tag: "Exit", requestId: id, exit: bytes > room ? tooLarge : refusal })
           }
-          calls.held.push(message)
+          calls.held.push({ message, bytes })
+          calls.heldBytes += bytes
           if (id !== undefined) calls.heldIds.add(id)
           return calls.drainer === undefined
             ? Effect.withFiber((reader) =>
@@ -576,10 +610,11 @@ const boundCalls = (
               case "Interrupt": {
                 // a waiting request interrupted: answered as an interrupted call, its handler never run
                 if (!calls.heldIds.delete(message.requestId)) return f(clientId, message)
-                const at = calls.held.findIndex((held) =>
+                const at = calls.held.findIndex(({ message: held }) =>
                   held._tag === "Request" && held.isNotification !== true && held.id === message.requestId
                 )
                 if (at < 0) return f(clientId, message)
+                calls.heldBytes -= calls.held[at]!.bytes
                 calls.held.splice(at, 1)
                 return protocol.send(clientId, { _tag: "Exit", requestId: message.requestId, exit: interrupted })
               }

@@ -1516,6 +1516,96 @@ describe("the bound on a connection's calls, at its edges", () => {
   )
 
   it.live(
+    "a discard call whose acknowledgement and its defect's Exit could not be sent frees its place once",
+    () =>
+      Effect.gen(function*() {
+        const { counts, picks, connect } = yield* heldServer
+        const { send, hold, read, replies, until } = yield* connect(yield* Effect.scope)
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        for (let i = 0; i < running - 1; i++) yield* hold(String(i))
+        // its acknowledgement refused, then the Exit of the defect effect's server sends for it: the Defect that
+        // follows goes (it freed the call's place, and its handler's end freed it again)
+        picks.failing = (reply) => reply._tag === "Exit" && reply.requestId === "discarded"
+        const defects = replies.defects
+        yield* send({ _tag: "Request", id: "discarded", discard: true, tag: "Echo", payload: { n: 1 }, headers: [] })
+        yield* until("the discarded call's Defect", () => replies.defects > defects)
+        picks.failing = () => false
+        // one place is free: of these calls, one runs
+        for (let i = 0; i < 10; i++) yield* hold(`more${i}`)
+        yield* until("a call started", () => counts.live >= running)
+        yield* read
+        assert.strictEqual(counts.live, running)
+        assert.strictEqual(counts.started, running)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a request with the id of a running call ends the connection, whether it would wait or be refused",
+    () =>
+      Effect.gen(function*() {
+        const { counts, connect } = yield* heldServer
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        const waiting = IpcRpc.MAX_WAITING_CALLS
+        // the first call a request/response one or a discard one; the second waits behind the calls in flight,
+        // or is past every waiting place (an Interrupt of the id ended the waiting one, or the refusal was its
+        // Exit, while the running one went on: two Exits for the id)
+        for (const [discard, behind] of [[false, 0], [true, 0], [false, waiting]] as const) {
+          const scope = yield* Scope.make()
+          const { send, hold, read, replies, exitsOf, until } = yield* connect(scope)
+          for (let i = 0; i < running - 1; i++) yield* hold(String(i))
+          yield* hold("twice", discard)
+          for (let i = 0; i < behind; i++) yield* hold(`w${i}`)
+          yield* read
+          const first = exitsOf("twice").length
+          yield* hold("twice")
+          yield* send({ _tag: "Interrupt", requestId: "twice" })
+          yield* until("the connection's end", () => replies.closed || exitsOf("twice").length > first)
+          assert.isTrue(replies.closed, `the connection ends (Exits for the id: ${exitsOf("twice").length - first})`)
+          assert.strictEqual(exitsOf("twice").length, first)
+          yield* Scope.close(scope, Exit.void)
+          yield* until("its handlers' end", () => counts.live === 0)
+        }
+      }).pipe(Effect.scoped),
+    120_000
+  )
+
+  it.live(
+    "the requests waiting on a connection keep at most MAX_WAITING_BYTES: one past them is refused",
+    () =>
+      Effect.gen(function*() {
+        const { counts, connect } = yield* heldServer
+        const { send, hold, read, replies, exitsOf } = yield* connect(yield* Effect.scope)
+        const running = IpcRpc.MAX_CALLS_IN_FLIGHT
+        for (let i = 0; i < running; i++) yield* hold(String(i))
+        yield* read
+        // far fewer than MAX_WAITING_CALLS, each of 1 MiB: they kept 1 MiB each, without bound but the count's
+        const pad = "x".repeat(1024 * 1024)
+        const large = Math.ceil(IpcRpc.MAX_WAITING_BYTES / pad.length) + 16
+        for (let i = 0; i < large; i++) {
+          yield* send({ _tag: "Request", id: `large${i}`, tag: "Hold", payload: { n: 0, pad }, headers: [] })
+        }
+        yield* read
+        const refused = replies.exits.filter((exit) => exit.exit?._tag === "Failure")
+        assert.isAbove(refused.length, 16)
+        assert.isBelow(refused.length, large)
+        for (const exit of refused) {
+          const cause = (exit.exit as { readonly cause?: ReadonlyArray<{ readonly defect?: unknown }> }).cause
+          assert.strictEqual(cause?.[0]?.defect, IpcRpc.TOO_MANY_BYTES_WAITING)
+        }
+        // the first of them waited: they are the ones refused last
+        assert.strictEqual(exitsOf("large0").length, 0)
+        assert.strictEqual(exitsOf(`large${large - 1}`).length, 1)
+        // a small request still waits, and runs once a call ends
+        yield* send(echo("small"))
+        yield* read
+        assert.strictEqual(exitsOf("small").length, 0)
+        assert.strictEqual(counts.live, running)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
     "clients gone with calls running and waiting leave nothing: a new connection runs MAX_CALLS_IN_FLIGHT calls",
     () =>
       Effect.gen(function*() {
