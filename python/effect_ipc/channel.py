@@ -154,8 +154,12 @@ class Channel(object):
 
     def __init__(self, read, write, end_write, release, address, peer=None,
                  max_frame_size=framing.DEFAULT_MAX_FRAME_SIZE, heartbeat=None, linger=2.0, abort=None,
-                 writable=None):
+                 writable=None, sent=None):
         self.address = address
+        # ``sent``: a list that ``write`` appends the count of each piece it puts out to (emptied here before each
+        # write), which holds it also when the write raised (Ctrl-C): a frame written whole, or not begun, before
+        # the exception is not taken for a cut one (without it, any is)
+        self._sent = sent
         # ``abort()`` makes a write blocked on the stream fail (a socket's shutdown): a channel that fails
         # or closes while a send waits on a peer that reads nothing does not wait for it
         self._abort = abort
@@ -211,6 +215,16 @@ class Channel(object):
         def read(n):
             return sock.recv(n)
 
+        counts = []  # what each send of the write under way put out (the channel's ``sent``)
+
+        def write(data):
+            # sendall, counting: each count is stored by C code (list.extend over map) before CPython runs a
+            # signal handler, which it does as a call returns (sendall, or a count handed back to Python code,
+            # raised Ctrl-C's KeyboardInterrupt after the whole frame went out, and it was taken for a cut one)
+            view = memoryview(data)
+            while sum(counts) < len(view):
+                counts.extend(map(sock.send, (view[sum(counts):],)))
+
         def end_write():
             try:
                 sock.shutdown(socket.SHUT_WR)
@@ -237,7 +251,8 @@ class Channel(object):
             except (OSError, ValueError):
                 return True  # gone: the write says so
 
-        return cls(read, sock.sendall, end_write, release, address, peer, abort=abort, writable=writable, **options)
+        return cls(read, write, end_write, release, address, peer, abort=abort, writable=writable,
+                   sent=counts, **options)
 
     # ---- sending -----------------------------------------------------------
     def _send_frame(self, kind, payload=b"", wait=-1, deadline=None, written=None):
@@ -256,27 +271,38 @@ class Channel(object):
             if deadline is not None and self._writable is not None and \
                     not self._writable(max(0.0, deadline - time.time())):
                 return False
+            if self._sent is not None:
+                del self._sent[:]
             try:
                 self._write(data)
-                if written is not None:
-                    written.append(True)
             except (OSError, ValueError) as error:
                 # the channel failed meanwhile (a heartbeat's timeout aborted this write): that is the error
                 failure = (fresh(self._failure) if self._failure is not None
                            else IpcError("ConnectionLost", "write failed: %s" % error, self.address))
             except BaseException as error:
-                # Ctrl-C (or another signal handler's exception) part-way through: the stream may hold a cut
-                # frame, whose rest the peer would read from the next frames; the channel cannot go on
+                # Ctrl-C (or another signal handler's exception) during the write: raised here also once the
+                # whole frame went out (CPython runs the handler as the write's call returns), or before any of
+                # it did; only part of a frame leaves the stream cut, whose rest the peer would read from the
+                # next frames: the channel cannot go on
                 interrupted = error
-                failure = IpcError("ConnectionLost", "a send was interrupted part-way (%s): the stream may hold a "
-                                   "cut frame" % type(error).__name__, self.address)
+                sent = sum(self._sent) if self._sent is not None else None
+                if sent == len(data):
+                    self._last_sent = time.time()
+                    if written is not None:
+                        written.append(True)
+                elif sent != 0:
+                    failure = IpcError("ConnectionLost", "a send was interrupted part-way (%s): the stream may "
+                                       "hold a cut frame" % type(error).__name__, self.address)
             else:
                 self._last_sent = time.time()
+                if written is not None:
+                    written.append(True)
         finally:
             self._write_lock.release()
         if failure is not None:
             # failing tears down, which takes the write lock: only once it is released here
             self._fail(failure)
+        if interrupted is not None or failure is not None:
             raise interrupted if interrupted is not None else failure
         return True
 
@@ -290,9 +316,11 @@ class Channel(object):
         its ``KeyboardInterrupt`` and fails the channel (``ConnectionLost``): the stream may hold a cut frame."""
         self._send_message(message)
 
-    def _send_message(self, message, written=None):
+    def _send_message(self, message, written=None, wait=-1):
         """``send``; ``written`` (a list) gets True appended once the whole message is written, so that a caller
-        interrupted (Ctrl-C) after that can tell a message the peer gets from one it never will."""
+        interrupted (Ctrl-C) after that can tell a message the peer gets from one it never will. With ``wait``
+        (seconds), False (nothing written) when another write holds the stream, or the stream cannot take the
+        message, for longer than that; True once written."""
         message = check_bytes(message, "send", self.address)
         if self._failure is not None:
             raise fresh(self._failure)
@@ -301,7 +329,8 @@ class Channel(object):
         if len(message) > self._max_frame_size:
             raise IpcError("FrameTooLarge", "a message of %d bytes is over the limit of %d"
                            % (len(message), self._max_frame_size), self.address)
-        self._send_frame(framing.DATA, message, written=written)
+        deadline = time.time() + wait if wait >= 0 else None
+        return self._send_frame(framing.DATA, message, wait=wait, deadline=deadline, written=written)
 
     # ---- receiving ---------------------------------------------------------
     def set_unread_limit(self, limit, max_bytes=_KEEP):

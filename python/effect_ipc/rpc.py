@@ -393,6 +393,9 @@ class RpcClient(object):
         self._pings_sent = 0
         self._pongs_received = 0
         self._pong = threading.Condition()
+        # the pings waiting for their answer, and the Defects that answered some of them (see _dispatch)
+        self._pings_waiting = set()
+        self._ping_defects = {}
         self._ping_lock = threading.Lock()  # numbers and sends one ping at a time, so they leave in order
         self._failure = None
         self._closing = False  # our own close: what the calls waiting are told
@@ -491,7 +494,8 @@ class RpcClient(object):
     def ping(self, timeout=5.0):
         """Sends a ``Ping`` and waits for its own ``Pong`` (pongs come in the order of the pings: one that
         comes after its ping timed out answers no later ping, and one that no ping waits for is ignored);
-        raises ``IpcError`` (``Timeout``) without one
+        raises ``RpcDefect`` when the server answers it with a ``Defect`` (the Node server's answer to a ping
+        whose ``Pong`` it could not send), ``IpcError`` (``Timeout``) without an answer
         (``InvalidOption`` for a ``timeout`` that is not None or a finite number of seconds of at least 0),
         and the client's failure (``Closed`` once closed) at once when the connection has ended."""
         check_seconds(timeout, "timeout", self.address)
@@ -500,6 +504,7 @@ class RpcClient(object):
             with self._pong:  # counted before it is sent: its pong may come before the send returns
                 self._pings_sent += 1
                 number = self._pings_sent
+                self._pings_waiting.add(number)
             try:
                 self._send({"_tag": "Ping"})
             except BaseException:
@@ -507,14 +512,21 @@ class RpcClient(object):
                 # comes for it, and every later ping would wait for one pong too many
                 with self._pong:
                     self._pings_sent -= 1
+                    self._pings_waiting.discard(number)
                 raise
         with self._pong:
-            answered = self._pong.wait_for(
-                lambda: self._pongs_received >= number or self._failure is not None or self._closing, timeout)
-            if self._pongs_received >= number:
-                return
-            if not answered:
-                raise IpcError("Timeout", "no pong within %s s" % timeout, self.address)
+            try:
+                answered = self._pong.wait_for(
+                    lambda: self._pongs_received >= number or self._failure is not None or self._closing, timeout)
+                if self._pongs_received >= number:
+                    defect = self._ping_defects.pop(number, None)
+                    if defect is not None:
+                        raise fresh(defect)
+                    return
+                if not answered:
+                    raise IpcError("Timeout", "no pong within %s s" % timeout, self.address)
+            finally:
+                self._pings_waiting.discard(number)
         self._check_open()
 
     def _ack(self, pending):
@@ -529,8 +541,23 @@ class RpcClient(object):
         with self._lock:
             known = self._pending.pop(pending.id, None)
         if known is not None:
-            self._send({"_tag": "Interrupt", "requestId": pending.id})
+            self._send_interrupt(pending.id)
             pending.items.put(("error", RpcInterrupted("the call was cancelled")))
+
+    def _send_interrupt(self, request_id):
+        """Sends an ``Interrupt``, waiting at most the channel's linger for the connection: another thread's
+        send to a server that reads nothing may hold it for good (and a Ctrl-C waited with it). Given up, the
+        connection is ended (``ConnectionLost`` saying so), which ends its calls on the server too."""
+        wait = self.channel._linger
+        try:
+            if self.channel._send_message(_encode({"_tag": "Interrupt", "requestId": request_id}), wait=wait):
+                return
+        except IpcError:
+            return  # the reader reports the lost link to every call
+        error = IpcError("ConnectionLost", "an Interrupt could not be sent within %g s (another send held the "
+                         "connection: the server reads nothing); the connection was ended" % wait, self.address)
+        log.warning("%s", error)
+        self.channel._fail(error)
 
     def _read_loop(self):
         try:
@@ -597,7 +624,7 @@ class RpcClient(object):
                         # a server that does not wait for acknowledgements: the call fails, and is interrupted there
                         self._malformed(request_id, "%d chunks past the acknowledgements (at most %d)"
                                         % (pending.unacked, MAX_UNACKED_CHUNKS))
-                        self._send({"_tag": "Interrupt", "requestId": request_id})
+                        self._send_interrupt(request_id)
                         return None
                     pending.items.put(("chunk", values))
                 return None
@@ -610,11 +637,21 @@ class RpcClient(object):
                 pending.items.put(("exit", exit))
         elif tag == "Defect":
             defect = RpcDefect(message.get("defect"))
+            with self._pong:
+                # the server answers each ping in turn, with a Pong or, when it could not send that, a Defect: one
+                # while a ping awaits its answer takes that Pong's place (else each later ping took the Pong of
+                # the one before it)
+                for_ping = self._pongs_received < self._pings_sent
+                if for_ping:
+                    self._pongs_received += 1
+                    if self._pongs_received in self._pings_waiting:
+                        self._ping_defects[self._pongs_received] = defect
+                    self._pong.notify_all()
             with self._lock:
                 pending, self._pending = list(self._pending.values()), {}
             for entry in pending:
                 entry.items.put(("error", defect))
-            if not pending:
+            if not pending and not for_ping:
                 log.warning("the server at %s sent a defect: %s", self.address, defect)
         elif tag == "Pong":
             with self._pong:

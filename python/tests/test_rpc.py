@@ -7,7 +7,7 @@ import threading
 import time
 import unittest
 
-from helpers import RawRpcCase, TempDirCase
+from helpers import RawRpcCase, TempDirCase, run_python
 
 from effect_ipc import framing
 from effect_ipc import Closed, IpcError, RpcClient, RpcDefect, RpcFailure, RpcInterrupted, RpcServer, Stream, listen, rpc
@@ -974,7 +974,6 @@ class ServerProcess(TempDirCase):
     def test_a_call_interrupted_by_ctrl_c_while_its_request_is_sent_ends_the_connection_and_says_so(self):
         # Ctrl-C in the middle of a large request left a cut frame on the wire: the server read the next
         # requests as the rest of it, and every later call waited (for ever without a timeout), nothing said
-        import select
         import signal
         server = self.start_server(
             "import socket\nfrom effect_ipc.channel import Channel\n"
@@ -986,12 +985,9 @@ class ServerProcess(TempDirCase):
         self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
         client = RpcClient.connect(self.address())
         self.addCleanup(client.close)
-        sock = client.channel._write.__self__  # the channel's socket (its sendall)
 
         def interrupt_once_the_send_blocks():
-            poller = select.poll()
-            poller.register(sock, select.POLLOUT)
-            while poller.poll(0):  # writable: the request is still going out
+            while client.channel._writable(0):  # the socket's poll: the request is still going out
                 time.sleep(0.001)
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
         thread = threading.Thread(target=interrupt_once_the_send_blocks)
@@ -1253,3 +1249,107 @@ class ServerProcess(TempDirCase):
         writer.join(60)
         self.assertEqual(large, [16 << 20])  # the connection goes on
         client.ping(30)  # answered by its own pong
+
+    def test_a_defect_in_place_of_a_pong_answers_that_ping_and_leaves_later_pings_answered(self):
+        # the Node server answers a ping whose Pong it could not send with a Defect: the ping waited on and timed
+        # out, and each later ping took the previous ping's Pong (one behind for good). This server answers the
+        # first ping so, then every ping with its Pong
+        self.start_server(
+            "from effect_ipc import listen\nlistener = listen(address)\nprint('ready', flush=True)\n"
+            "channel = listener.accept()\nchannel.receive()  # the hello\npings = 0\n"
+            "for data in channel:\n"
+            "    message = json.loads(data.decode('utf-8'))\n"
+            "    if message['_tag'] == 'Ping':\n"
+            "        pings += 1\n"
+            "        channel.send(b'{\"_tag\":\"Defect\",\"defect\":\"the Pong could not be sent\"}' if pings == 1\n"
+            "                     else b'{\"_tag\":\"Pong\"}')\n")
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+        with self.assertRaises(RpcDefect) as caught:
+            client.ping(10)
+        self.assertEqual(caught.exception.defect, "the Pong could not be sent")
+        client.ping(10)  # answered by its own pong, not left waiting for one more
+        client.ping(10)
+
+    def test_ctrl_c_that_comes_as_a_whole_request_goes_out_leaves_the_connection_going_on(self):
+        # CPython runs the handler of a Ctrl-C that came during a write once the write's call returns (sendall
+        # checks for it after its last send): the KeyboardInterrupt came from a frame written whole, which was
+        # taken for a cut one, and the connection was lost for nothing
+        import signal
+        server = self.start_server(
+            "import socket\nfrom effect_ipc.channel import Channel\n"
+            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
+            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
+            "sys.stdin.readline()  # reads nothing until told, then serves the connection\n"
+            "RpcServer({'Echo': lambda p: len(p)}).serve_channel(Channel.over_socket(connection, address))\n")
+        self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
+        client = RpcClient.connect(self.address())
+        self.addCleanup(client.close)
+
+        def ctrl_c_while_the_request_goes_out():
+            while client.channel._writable(0):  # the socket's poll: the request is still going out
+                time.sleep(0.001)
+            # taken by this thread, so the main thread's write is not cut short (no EINTR): it goes on to the end
+            # of the frame once the server reads, and the KeyboardInterrupt is raised there after it
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            server.stdin.write("serve\n")
+            server.stdin.flush()
+        thread = threading.Thread(target=ctrl_c_while_the_request_goes_out)
+        thread.daemon = True
+        thread.start()
+        with self.assertRaises(KeyboardInterrupt):
+            client.call("Echo", "x" * (16 << 20), timeout=30)  # far more than the socket holds
+        thread.join(30)
+        self.assertEqual(client._pending, {}, "the call was interrupted, the client holds nothing for it")
+        self.assertEqual(client.call("Echo", "after", timeout=30), 5)  # the connection goes on
+
+    def test_ctrl_c_while_another_thread_writes_to_a_server_that_reads_nothing_gives_up_the_interrupt(self):
+        # the Interrupt sent for the cancelled call waited without limit for the write of another thread, blocked on
+        # a server that reads nothing: the Ctrl-C hung. Run in a child Python, killed (and the test failed) if so
+        out = run_python(self, """
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(%r)
+            server.listen(1)
+            client = RpcClient.connect("unix://" + %r, linger=0.5)
+            connection, _ = server.accept()  # reads nothing
+            call = client.start("Hang")  # a small request: it fits in the socket's buffer
+            large = []
+
+            def call_large():
+                try:
+                    client.call("Echo", "x" * (16 << 20), timeout=60)  # far more than the socket holds
+                except IpcError as error:
+                    large.append(error.reason)
+            writer = threading.Thread(target=call_large)
+            writer.daemon = True
+            writer.start()
+            main = threading.main_thread().ident
+
+            def result_waits():
+                frame = sys._current_frames().get(main)
+                while frame is not None and frame.f_code.co_name != "_wait":
+                    frame = frame.f_back
+                return frame is not None
+
+            def ctrl_c_once_the_result_waits_and_the_write_blocks():
+                while client.channel._writable(0) or not result_waits():
+                    time.sleep(0.001)
+                signal.pthread_kill(main, signal.SIGINT)
+            thread = threading.Thread(target=ctrl_c_once_the_result_waits_and_the_write_blocks)
+            thread.daemon = True
+            thread.start()
+            try:
+                call.result(60)
+            except KeyboardInterrupt:
+                print("KeyboardInterrupt")
+            writer.join(10)
+            print(large)
+            try:
+                client.call("Echo", "after", timeout=10)
+            except IpcError as error:
+                print(error.reason, error.detail)
+            """ % (os.path.join(self.dir, "s.sock"), os.path.join(self.dir, "s.sock")),
+            "import signal, socket, threading\nfrom effect_ipc import IpcError, RpcClient").splitlines()
+        self.assertEqual(out[:2], ["KeyboardInterrupt", "['ConnectionLost']"], out)
+        self.assertTrue(out[2].startswith("ConnectionLost an Interrupt could not be sent within 0.5 s"), out)
