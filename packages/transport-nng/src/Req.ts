@@ -54,6 +54,13 @@ export interface RequestOptions {
   readonly timeout?: Duration.Input | undefined
 }
 
+/** A request waiting for a socket of the pool. */
+interface Waiter {
+  /** Woken: a socket came free (or may be opened) for it. */
+  woken: boolean
+  wake: () => void
+}
+
 /** A pool of request sockets. */
 export interface RequesterShape {
   /** Sends a request and waits for its reply. */
@@ -160,7 +167,8 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
     const retry = options.retry ?? Policy.retry(5)
     const scope = yield* Effect.scope
     const members: Array<Member> = []
-    const waiters: Array<() => void> = []
+    /** Requests waiting for a socket, in order: each freed socket wakes the first (waking all cost each one a look). */
+    const waiters: Array<Waiter> = []
     let opening = 0
 
     const openMember = Effect.gen(function*() {
@@ -174,53 +182,77 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
 
     for (let i = 0; i < min; i++) yield* openMember
 
+    const mayProceed = () => members.length + opening < max || members.some((member) => !member.busy)
+    // a woken waiter runs at once, within the wake: one whose request fails at once frees its socket and wakes the
+    // next inside it, and so on down the queue (20 000 waiters overflowed the stack); those wakes are taken in turn
+    let waking = false
+    let wakesDue = 0
+    /** Wakes the first waiter, if a socket is free or may be opened: it looks again. */
+    const wakeOne = () => {
+      wakesDue++
+      if (waking) return
+      waking = true
+      try {
+        while (wakesDue > 0) {
+          wakesDue--
+          if (mayProceed()) waiters.shift()?.wake()
+        }
+      } finally {
+        waking = false
+      }
+    }
+
     const release = (member: Member) =>
       Effect.sync(() => {
         member.busy = false
-        wakeWaiters()
+        wakeOne()
       })
 
-    const wakeWaiters = () => {
-      // every waiter looks again: whoever is first takes the socket, the others wait on
-      for (const wake of waiters.splice(0)) wake()
-    }
-    const mayProceed = () => members.length + opening < max || members.some((member) => !member.busy)
-
-    /** An idle socket (the least used), a new one while the pool may grow, or the first to come free. */
-    const acquire: Effect.Effect<Member, IpcError.IpcError> = Effect.suspend(() => {
-      let best: Member | undefined
-      for (const member of members) {
-        if (!member.busy && (best === undefined || member.served < best.served)) best = member
-      }
-      if (best !== undefined) {
-        best.busy = true
-        return Effect.succeed(best)
-      }
-      if (members.length + opening < max) {
-        opening++
-        return openMember.pipe(
-          Effect.tap((member) => Effect.sync(() => void (member.busy = true))),
-          // a socket that could not be opened leaves room for another: the waiters look again
-          Effect.ensuring(Effect.sync(() => {
-            opening--
-            wakeWaiters()
-          }))
-        )
-      }
-      return Effect.andThen(
-        Effect.callback<void>((resume) => {
+    /**
+     * An idle socket (the least used), a new one while the pool may grow, or the first to come free (`front`: a
+     * waiter woken that lost the socket to a newcomer waits first again).
+     */
+    const acquire = (front: boolean): Effect.Effect<Member, IpcError.IpcError> =>
+      Effect.suspend(() => {
+        let best: Member | undefined
+        for (const member of members) {
+          if (!member.busy && (best === undefined || member.served < best.served)) best = member
+        }
+        if (best !== undefined) {
+          best.busy = true
+          return Effect.succeed(best)
+        }
+        if (members.length + opening < max) {
+          opening++
+          return openMember.pipe(
+            Effect.tap((member) => Effect.sync(() => void (member.busy = true))),
+            // a socket that could not be opened leaves room for another: a waiter looks again
+            Effect.ensuring(Effect.sync(() => {
+              opening--
+              wakeOne()
+            }))
+          )
+        }
+        const waiter: Waiter = { woken: false, wake: () => {} }
+        return Effect.callback<void>((resume) => {
           // effect may yield between the look above and this wait: a socket freed meanwhile woke nobody
           if (mayProceed()) return resume(Effect.void)
-          const wake = () => resume(Effect.void)
-          waiters.push(wake)
+          waiter.wake = () => {
+            waiter.woken = true
+            resume(Effect.void)
+          }
+          if (front) waiters.unshift(waiter)
+          else waiters.push(waiter)
           return Effect.sync(() => {
-            const i = waiters.indexOf(wake)
+            const i = waiters.indexOf(waiter)
             if (i >= 0) waiters.splice(i, 1)
           })
-        }),
-        acquire
-      )
-    })
+        }).pipe(
+          Effect.andThen(Effect.suspend(() => acquire(waiter.woken))),
+          // a waiter woken and interrupted before it took the socket hands its turn on
+          Effect.onInterrupt(() => Effect.sync(() => waiter.woken && wakeOne()))
+        )
+      })
 
     const addresses = [...list(options.dial), ...list(options.listen)]
     const where = addresses.join(", ")
@@ -261,7 +293,7 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
         const progress: Progress = { member: undefined, sent: false }
         return Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(
-            restore(acquire),
+            restore(acquire(false)),
             (member) => {
               progress.member = member
               return restore(exchange(member, body, progress)).pipe(Effect.ensuring(release(member)))

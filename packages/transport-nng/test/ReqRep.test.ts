@@ -5,6 +5,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
+import * as Scheduler from "effect/Scheduler"
 import { unusedPort } from "./fixtures/ports.ts"
 import * as Child from "./fixtures/process.ts"
 
@@ -12,6 +13,15 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const text = (bytes: Uint8Array) => decoder.decode(bytes)
 const bytes = (value: string) => encoder.encode(value)
+
+/** effect's default scheduler, counting the operations fibers run under it (each asks whether to yield). */
+class CountingScheduler extends Scheduler.MixedScheduler {
+  ops = 0
+  override shouldYield(fiber: Parameters<Scheduler.Scheduler["shouldYield"]>[0]) {
+    this.ops++
+    return super.shouldYield(fiber)
+  }
+}
 
 describe("Req / Rep", () => {
   it.live("answers requests, concurrently and in any order", () =>
@@ -253,6 +263,58 @@ describe("Req / Rep", () => {
       assert.strictEqual(unanswered.detail, "no reply within 1s")
       assert.strictEqual(unanswered.address, address)
     }).pipe(Effect.scoped))
+
+  it.live(
+    "a freed socket wakes one waiting request, not all: the work per request does not grow with the queue",
+    () =>
+      Effect.gen(function*() {
+        const bound = yield* Rep.serve({ listen: "tcp://127.0.0.1:0" }, Effect.succeed)
+        const requester = yield* Req.make({ dial: bound.listening[0]!, pool: { min: 1, max: 1 } })
+        yield* requester.request(bytes("warm"))
+        // effect's operations run by the requests' fibers, counted by the scheduler they consult before each one
+        const opsPerRequest = (count: number) =>
+          Effect.gen(function*() {
+            const scheduler = new CountingScheduler()
+            const replies = yield* Effect.forEach(
+              Array.from({ length: count }, (_, i) => String(i)),
+              (n) => Effect.map(requester.request(bytes(n)), text),
+              { concurrency: "unbounded" }
+            ).pipe(Effect.provideService(Scheduler.Scheduler, scheduler))
+            assert.deepStrictEqual(replies, Array.from({ length: count }, (_, i) => String(i)))
+            return scheduler.ops / count
+          })
+        const few = yield* opsPerRequest(250)
+        const many = yield* opsPerRequest(2000)
+        // every waiter woken by every freed socket: 8 times the waiters, 8 times the work per request
+        assert.isBelow(many, few * 2, `${few} operations per request of 250 waiting, ${many} of 2000`)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "20 000 requests that fail at once, queued behind a busy socket, each get their error",
+    () =>
+      Effect.gen(function*() {
+        const bound = yield* Rep.serve(
+          { listen: "tcp://127.0.0.1:0" },
+          (body) => Effect.as(Effect.sleep("50 millis"), body)
+        )
+        const requester = yield* Req.make({ dial: bound.listening[0]!, pool: { min: 1, max: 1 } })
+        // each frees the socket and wakes the next as it fails: wakes taken within wakes overflowed the stack
+        const failures = yield* Effect.forEach(
+          Array.from({ length: 20_000 }, (_, i) => i),
+          (i) =>
+            Effect.map(
+              Effect.result(requester.request(i === 0 ? bytes("slow") : "not bytes" as unknown as Uint8Array)),
+              (result) => result._tag === "Success" ? "sent" : result.failure.reason._tag
+            ),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(failures[0], "sent")
+        assert.deepStrictEqual(new Set(failures.slice(1)), new Set(["Encode"]))
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   it.live("a timeout while every socket of the pool is busy says so, and that the request was not sent", () =>
     Effect.gen(function*() {

@@ -107,6 +107,32 @@ export const write = (file: string, token: string): Effect.Effect<void, IpcError
     catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot write the token file ${file}`)
   })
 
+/** Whether something (a link included) is at `file`; false too when that cannot be told. */
+const pathTaken = (file: string): boolean => {
+  try {
+    return Fs.lstatSync(file, { throwIfNoEntry: false }) !== undefined
+  } catch {
+    return false
+  }
+}
+
+/**
+ * `AlreadyExists` when something other than a token file of this user is at `file` (a user's own file, a link, a
+ * directory, a FIFO, a damaged token file): a given `tokenFile` replaces and later removes only a token file.
+ */
+export const refuseOther = (file: string): Effect.Effect<void, IpcError.IpcError> =>
+  Effect.suspend(() => {
+    // nothing there, or nothing this user can see there (the write says why it cannot write)
+    if (!pathTaken(file)) return Effect.void
+    const state = Record.inspect(file)
+    if (state._tag === "Record") return Effect.void
+    const what = state._tag === "Damaged" ? `not a token file: ${state.why}` : "not a regular file of this user"
+    return Effect.fail(IpcError.make(
+      "AlreadyExists",
+      `${file} exists and is ${what}: the token file is not written over it (remove it if it is an old token file)`
+    ))
+  })
+
 /**
  * The token in `file`: `undefined` when the file is not there, is not this user's, others can read it (its mode
  * is not 0600 or stricter) or the server it records no longer runs; fails with `Corrupt` naming the file when it

@@ -79,7 +79,10 @@ export interface WsServerOptions extends Link.LinkOptions {
   readonly token?: string | undefined
   /** Accepts a given `token` (or the address's) that is weak as `token` says (default false). */
   readonly allowWeakToken?: boolean | undefined
-  /** Where to write the token (mode 0600); `false`: nowhere. Default: `TokenFile.pathOf(address)`. */
+  /**
+   * Where to write the token (mode 0600); `false`: nowhere. Default: `TokenFile.pathOf(address)`. A given path
+   * that holds anything but a token file is `AlreadyExists`, left as it is.
+   */
   readonly tokenFile?: string | false | undefined
   /** How long a connection may take to complete its WebSocket handshake (default 10 s). */
   readonly handshakeTimeout?: Duration.Input | undefined
@@ -440,6 +443,8 @@ export const listen = (
     if (asked.host === "localhost") yield* holdLoopback6(server, parsed.port, shown)
     if (options.tokenFile !== false) {
       const file = options.tokenFile ?? (yield* TokenFile.pathOf(parsed))
+      // a given path may name a user's own file (a typo, a reused name): written over, then removed at close
+      if (options.tokenFile !== undefined) yield* TokenFile.refuseOther(file)
       yield* TokenFile.write(file, token)
       tokenFile = file
       // the files of killed servers in this user's token directory (a given file's directory is not ours to sweep)

@@ -10,6 +10,7 @@ import * as Ws from "@effect-ipc/transport-ws"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -79,6 +80,39 @@ describe("ws options from configuration", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  it.live("a given tokenFile holding anything but a token file is AlreadyExists, left as it was", () =>
+    Effect.gen(function*() {
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-ws-token-taken-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+      const notes = Path.join(dir, "notes.txt")
+      Fs.writeFileSync(notes, "a user's notes\n")
+      Fs.symlinkSync(notes, Path.join(dir, "link"))
+      Fs.mkdirSync(Path.join(dir, "dir"))
+      ChildProcess.execFileSync("mkfifo", [Path.join(dir, "fifo")])
+      for (const name of ["notes.txt", "link", "dir", "fifo"]) {
+        const tokenFile = Path.join(dir, name)
+        const error = yield* Effect.flip(Effect.scoped(Ws.WsServer.listen(freshAddress("taken"), { tokenFile })))
+        assert.strictEqual(error.reason._tag, "AlreadyExists", `${name}: ${error.detail}`)
+      }
+      // each is still what it was: the user's file not written over, nor removed as the listener closed
+      assert.strictEqual(Fs.readFileSync(notes, "utf8"), "a user's notes\n")
+      assert.isTrue(Fs.lstatSync(Path.join(dir, "link")).isSymbolicLink())
+      assert.isTrue(Fs.lstatSync(Path.join(dir, "dir")).isDirectory())
+      assert.isTrue(Fs.lstatSync(Path.join(dir, "fifo")).isFIFO())
+      // a token file an earlier listener left there is replaced (a restart at the same path)
+      const tokenFile = Path.join(dir, "x.token")
+      const first = yield* Effect.scoped(
+        Effect.map(Ws.WsServer.listen(freshAddress("first"), { tokenFile }), (listener) => {
+          Fs.copyFileSync(tokenFile, `${tokenFile}.kept`)
+          return listener.token
+        })
+      )
+      Fs.renameSync(`${tokenFile}.kept`, tokenFile)
+      const second = yield* Ws.WsServer.listen(freshAddress("second"), { tokenFile })
+      assert.notStrictEqual(second.token, first)
+      assert.isTrue(Fs.readFileSync(tokenFile, "utf8").startsWith(`${second.token}\n`))
+    }).pipe(Effect.scoped))
 
   it.live("a tokenFile's token goes to loopback addresses only, never to another host", () =>
     Effect.gen(function*() {

@@ -354,6 +354,27 @@ describe.runIf(process.platform === "linux")("the sweep and a server writing its
     }).pipe(Effect.scoped), 120_000)
 })
 
+describe("the sweep and a directory made at a file's name meanwhile", () => {
+  // (the directory was set aside, its link back refused, and its removal threw out of the sweep: out of a listen or
+  // a listener's close, the directory left under the set-aside name)
+  it.live("is put back whole, and the sweep goes on", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir(0o700)
+      const file = Path.join(dir, "ws-127.0.0.1-8080~2fx.token")
+      // the file a dead server (a process that has exited) left
+      runPeer([], ["write", file, "token-of-a-dead-server"])
+      const swept = Record.sweep(dir, (judged) => {
+        if (judged !== file) return
+        Fs.rmSync(judged)
+        Fs.mkdirSync(judged)
+        Fs.writeFileSync(Path.join(judged, "kept"), "kept\n")
+      })
+      assert.strictEqual(swept.removed, 0)
+      assert.strictEqual(Fs.readFileSync(Path.join(file, "kept"), "utf8"), "kept\n")
+      assert.deepStrictEqual(Fs.readdirSync(dir), [Path.basename(file)], "nothing else left behind")
+    }).pipe(Effect.scoped))
+})
+
 describe("token files of long names", () => {
   // the sweep and a closing listener set a file aside under its name and `.<pid>.<hex>.removing`: 9 bytes longer
   // than the name `write` stages under, so a name of 230 to 238 bytes was written but never removed

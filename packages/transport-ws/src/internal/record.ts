@@ -4,6 +4,7 @@
  * its own and judged again there, so a file a server wrote under the name meanwhile (a daemon restarted at
  * a fixed port) is put back, never removed. Node only.
  */
+import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Process from "@effect-ipc/core/Process"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Crypto from "node:crypto"
@@ -107,18 +108,50 @@ export const removeIf = (
     // gone meanwhile, or not ours to move: left alone
     return undefined
   }
+  const state = inspect(aside)
+  if (doomed(state)) {
+    removeQuietly(aside)
+    return state
+  }
   try {
-    const state = inspect(aside)
-    if (doomed(state)) return state
-    try {
-      // written since it was judged: put back without replacing a newer one (which supersedes it anyway)
-      Fs.linkSync(aside, file)
-    } catch {
-      // a newer file has the name
+    // written since it was judged: put back without replacing a newer one (which supersedes it anyway)
+    Fs.linkSync(aside, file)
+  } catch (cause) {
+    // not one a link can name (a directory made there meanwhile; a file system without hard links): moved back
+    // whole while the name is free, else left aside as it is (a directory's removal threw out of the sweep)
+    if (IpcError.errnoOf(cause) !== "EEXIST") {
+      if (!taken(file)) renameQuietly(aside, file)
+      return undefined
     }
-    return undefined
-  } finally {
-    Fs.rmSync(aside, { force: true })
+  }
+  removeQuietly(aside)
+  return undefined
+}
+
+/** Whether something (a link included) is at `path`; true when that cannot be told (nothing is moved there). */
+const taken = (path: string): boolean => {
+  try {
+    return Fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined
+  } catch {
+    return true
+  }
+}
+
+/** Removes the file at `path` (never a directory), if it can. */
+const removeQuietly = (path: string): void => {
+  try {
+    Fs.rmSync(path, { force: true })
+  } catch {
+    // a directory, or gone meanwhile: left
+  }
+}
+
+/** Renames `from` to `to`, if it can. */
+const renameQuietly = (from: string, to: string): void => {
+  try {
+    Fs.renameSync(from, to)
+  } catch {
+    // left where it is
   }
 }
 
