@@ -197,8 +197,25 @@ const why = (errno: string, address: string | undefined): string => {
     const dir = Path.dirname(path)
     if (!Fs.existsSync(dir)) return `directory ${dir} does not exist`
   }
-  if (errno === "ECONNREFUSED") return "nothing is listening there (connection refused)"
+  if (errno === "ECONNREFUSED") {
+    const kind = path === undefined ? undefined : notSocket(path)
+    return kind === undefined ? "nothing is listening there (connection refused)" : `${path} is ${kind}, not a socket`
+  }
   return errnoText(errno)
+}
+
+/** What is at `path` when it is there and is not a socket ("a regular file"), for a refused connect. */
+const notSocket = (path: string): string | undefined => {
+  try {
+    const stat = Fs.statSync(path)
+    if (stat.isSocket()) return undefined
+    if (stat.isFile()) return "a regular file"
+    if (stat.isDirectory()) return "a directory"
+    if (stat.isFIFO()) return "a FIFO"
+    return "a device"
+  } catch {
+    return undefined
+  }
 }
 
 /**

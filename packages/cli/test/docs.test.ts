@@ -183,6 +183,23 @@ describe("demo", () => {
     })
   }
 
+  // the root README: "`IPC_ADDRESS=unix:///tmp/mine.sock npm run demo` picks the address"; what the demo made
+  // there (a socket file, a file:// directory, an nng+ipc:// socket file) is gone once it has finished
+  it("runs at the address IPC_ADDRESS picks, and leaves nothing there once it has finished", () => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ipc-demo-address-"))
+    try {
+      for (const address of [`unix://${dir}/mine.sock`, `file://${dir}/calc`, `nng+ipc://${dir}/calc.ipc`]) {
+        const result = run(["packages/cli/src/demo.ts"], { IPC_TRANSPORT: "", IPC_ADDRESS: address })
+        assert.strictEqual(result.status, 0, result.stderr)
+        assert.include(result.stdout, ` over ${address} (packed serialization)\n`)
+        assert.match(result.stdout, /Add\(\{ a: 2, b: 40 \}\)\s+-> 42/)
+        assert.deepStrictEqual(Fs.readdirSync(dir), [], `the demo over ${address} left files behind`)
+      }
+    } finally {
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("says why it failed as the commands do: no temporary name, no system call's wording", () => {
     const result = run(["packages/cli/src/demo.ts"], { IPC_ADDRESS: "unix:///no-such-dir-of-the-demo/d.sock" })
     assert.strictEqual(result.status, 1)

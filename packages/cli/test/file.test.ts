@@ -176,6 +176,27 @@ it.live(
   60_000
 )
 
+// the CLI README: file tail lost its own --format, "the root's `--format` / `--out` applies, so
+// `file tail DIR --format hex` still works" (given after the subcommand, as it used to be)
+it.live(
+  "file tail DIR --format hex prints each message in hex, as the root's --format",
+  () =>
+    Effect.gen(function*() {
+      const dir = fresh()
+      const backend = yield* FileChannel.backend(dir)
+      yield* backend.send(new Uint8Array([0xde, 0xad, 0xbe, 0xef]))
+      yield* backend.close
+      const ran = ChildProcess.spawnSync(
+        node,
+        [...flags, bin, "file", "tail", dir, "--from-start", "-n", "1", "--format", "hex"],
+        { cwd: root, timeout: 30_000 }
+      )
+      assert.strictEqual(ran.status, 0, ran.stderr.toString())
+      assert.strictEqual(ran.stdout.toString(), "backend_to_frontend@16 deadbeef\n")
+    }).pipe(Effect.scoped),
+  60_000
+)
+
 it.live("file tail follows a listener's connections, and ipckit files (--from-start)", () =>
   Effect.gen(function*() {
     const dir = fresh()

@@ -288,6 +288,13 @@ it.live(
         stdout: "",
         stderr: `effect-ipc: NotFound: cannot connect ${absent}: no such file or directory\n`
       })
+      // a path that is there but is no socket (a file given by mistake): said so, not "nothing is listening"
+      const notSocket = `unix://${file}`
+      assert.deepStrictEqual(yield* runCli(["send", notSocket, "hi"]), {
+        code: 1,
+        stdout: "",
+        stderr: `effect-ipc: NotFound: cannot connect ${notSocket}: ${file} is a regular file, not a socket\n`
+      })
     }),
   60_000
 )

@@ -166,6 +166,25 @@ it.live(
   240_000
 )
 
+// the CLI README: "`IPC_TRANSPORT` and `IPC_ADDRESS` are ignored, the address given wins"
+it.live(
+  "IPC_TRANSPORT and IPC_ADDRESS in the environment are ignored: send reaches the address it is given",
+  () =>
+    Effect.gen(function*() {
+      const address = socket()
+      const listener = yield* cli("listen", address, "--count", "1")
+      yield* listener.ready("listening on")
+      const sent = yield* runCli(["send", address, "hello"], undefined, {
+        IPC_TRANSPORT: "memory",
+        IPC_ADDRESS: "unix:///no-such-dir-of-the-cli/elsewhere.sock"
+      })
+      assert.deepStrictEqual(sent, { code: 0, stdout: "", stderr: "" })
+      assert.strictEqual(yield* listener.exit, 0, listener.stderr())
+      assert.strictEqual(listener.stdout(), "hello\n")
+    }).pipe(Effect.scoped),
+  240_000
+)
+
 it.live(
   "a client killed mid-call is routine for serve: no warning (it said 'connection handler failed' with no reason)",
   () =>
