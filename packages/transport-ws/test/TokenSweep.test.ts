@@ -181,7 +181,7 @@ describe.runIf(process.platform === "linux")("a tokenFile given to listeners of 
             Effect.scoped(Ws.WsServer.listen(freshAddress("shared-second"), { tokenFile }))
           )
           assert.strictEqual(error.reason._tag, "AlreadyExists")
-          assert.include(error.detail, `a listener that runs (pid ${peer.pid})`)
+          assert.include(error.detail, `a listener that runs (pid ${first.pid})`)
           // their clients still read their token there
           assert.strictEqual(Fs.readFileSync(tokenFile, "utf8"), theirs)
           return peer
