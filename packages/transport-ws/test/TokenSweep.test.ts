@@ -174,8 +174,8 @@ describe.runIf(process.platform === "linux")("a tokenFile given to listeners of 
         const dir = yield* tempDir(0o700)
         const tokenFile = Path.join(dir, "shared.token")
         const peer = yield* Effect.scoped(Effect.gen(function*() {
-          const peer = yield* listenInPeer(node, freshAddress("shared-first"), {}, tokenFile)
-          assert.strictEqual(peer.file, tokenFile)
+          const first = yield* listenInPeer(node, freshAddress("shared-first"), {}, tokenFile)
+          assert.strictEqual(first.file, tokenFile)
           const theirs = Fs.readFileSync(tokenFile, "utf8")
           const error = yield* Effect.flip(
             Effect.scoped(Ws.WsServer.listen(freshAddress("shared-second"), { tokenFile }))
@@ -184,7 +184,7 @@ describe.runIf(process.platform === "linux")("a tokenFile given to listeners of 
           assert.include(error.detail, `a listener that runs (pid ${first.pid})`)
           // their clients still read their token there
           assert.strictEqual(Fs.readFileSync(tokenFile, "utf8"), theirs)
-          return peer
+          return first
         }))
         // killed (SIGKILL, as the scope closed): its file stays, and a listener started after it takes the path
         yield* Effect.promise(() => waitUntil(() => !runs(peer.pid)))
