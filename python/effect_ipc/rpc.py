@@ -396,6 +396,9 @@ class RpcClient(object):
         # the pings waiting for their answer, and the Defects that answered some of them (see _dispatch)
         self._pings_waiting = set()
         self._ping_defects = {}
+        # the Interrupts that could not leave within the linger, and the thread that sends them once they can
+        self._interrupts_due = []
+        self._interrupter = None
         self._ping_lock = threading.Lock()  # numbers and sends one ping at a time, so they leave in order
         self._failure = None
         self._closing = False  # our own close: what the calls waiting are told
@@ -546,18 +549,38 @@ class RpcClient(object):
 
     def _send_interrupt(self, request_id):
         """Sends an ``Interrupt``, waiting at most the channel's linger for the connection: another thread's
-        send to a server that reads nothing may hold it for good (and a Ctrl-C waited with it). Given up, the
-        connection is ended (``ConnectionLost`` saying so), which ends its calls on the server too."""
-        wait = self.channel._linger
+        send to a server that reads nothing (or is busy) may hold it long (and a Ctrl-C or a timeout waited with
+        it). Not sent by then, it is left to a thread that sends it once the connection is free: the connection
+        and its other calls go on (ending it lost every other call to a server busy for longer than the linger)."""
+        data = _encode({"_tag": "Interrupt", "requestId": request_id})
         try:
-            if self.channel._send_message(_encode({"_tag": "Interrupt", "requestId": request_id}), wait=wait):
+            if self.channel._send_message(data, wait=self.channel._linger):
                 return
         except IpcError:
             return  # the reader reports the lost link to every call
-        error = IpcError("ConnectionLost", "an Interrupt could not be sent within %g s (another send held the "
-                         "connection: the server reads nothing); the connection was ended" % wait, self.address)
-        log.warning("%s", error)
-        self.channel._fail(error)
+        with self._lock:
+            self._interrupts_due.append(data)
+            if self._interrupter is not None:
+                return
+            self._interrupter = threading.Thread(target=self._send_interrupts_due, name="effect-ipc rpc interrupts")
+            self._interrupter.daemon = True
+            thread = self._interrupter
+        thread.start()
+
+    def _send_interrupts_due(self):
+        """Sends the Interrupts left by ``_send_interrupt``, in order, each waiting for the connection; ends
+        once none is left, or with the connection (the server then ends its calls itself)."""
+        while True:
+            with self._lock:
+                if not self._interrupts_due or self.channel._failure is not None:
+                    del self._interrupts_due[:]
+                    self._interrupter = None
+                    return
+                data = self._interrupts_due.pop(0)
+            try:
+                self.channel._send_message(data)
+            except Exception:  # noqa: BLE001 - the connection ended (the reader says so to every call)
+                pass
 
     def _read_loop(self):
         try:
