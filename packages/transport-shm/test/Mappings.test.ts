@@ -11,7 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
-import { leftovers, pidMarker, spawnChild, untilSaid } from "./helpers.ts"
+import { leftovers, pidMarker, spawnChild, spawnChildWith, untilSaid } from "./helpers.ts"
 
 let n = 0
 const address = () => `shm://mappings-test-${process.pid}-${n++}`
@@ -75,8 +75,9 @@ describe("shm:// mappings", () => {
       Effect.gen(function*() {
         const name = `mappings-test-${process.pid}-${n++}`
         yield* Shm.ResourceLink.create(name, 100)
-        // another process acquires the link until it may map no more (one mapping per reference)
-        const child = yield* spawnChild("links", name)
+        // another process acquires the link until it may map no more (one mapping per reference): some 32 000
+        // mappings before its ready line, which took over 20 s on a loaded machine (the test's own bound holds)
+        const child = yield* spawnChildWith({ readyWithin: "100 seconds" }, "links", name)
         assert.isTrue(yield* untilSaid(child.output, /^again /m), child.output())
         const limit = Number(Fs.readFileSync("/proc/sys/vm/max_map_count", "utf8"))
         const said = /^ready (\d+) (\w+): (.*)$/m.exec(child.output())

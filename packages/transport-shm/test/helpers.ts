@@ -2,6 +2,7 @@
 import type * as IpcError from "@effect-ipc/core/IpcError"
 import * as Tmpfs from "@effect-ipc/testing/Tmpfs"
 import * as Shm from "@effect-ipc/transport-shm"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
@@ -45,9 +46,16 @@ const killChild = (child: ChildProcess.ChildProcess): Effect.Effect<void> =>
 export const spawnChild = (...args: ReadonlyArray<string>): Effect.Effect<Child, Error, Scope.Scope> =>
   spawnChildWith({}, ...args)
 
-/** `spawnChild` run through a command (`wrap`, e.g. `unshare ...`), or with Node's own flags (`nodeFlags`). */
+/**
+ * `spawnChild` run through a command (`wrap`, e.g. `unshare ...`), or with Node's own flags (`nodeFlags`), its
+ * `ready` line waited for up to `readyWithin` (20 s by default; more for a child with much to do before it).
+ */
 export const spawnChildWith = (
-  options: { readonly wrap?: ReadonlyArray<string>; readonly nodeFlags?: ReadonlyArray<string> },
+  options: {
+    readonly wrap?: ReadonlyArray<string>
+    readonly nodeFlags?: ReadonlyArray<string>
+    readonly readyWithin?: Duration.Input
+  },
   ...args: ReadonlyArray<string>
 ): Effect.Effect<Child, Error, Scope.Scope> =>
   Effect.acquireRelease(
@@ -84,7 +92,7 @@ export const spawnChildWith = (
       })
       child.once("exit", (code) => resume(Effect.fail(new Error(`child ${args[0]} exited early (${code}): ${err}`))))
       return Effect.sync(() => child.kill("SIGKILL"))
-    }).pipe(Effect.timeout("20 seconds")),
+    }).pipe(Effect.timeout(options.readyWithin ?? "20 seconds")),
     // a child killed with its listener open leaves the listener's socket file in the rendezvous directory (the
     // user's home): swept once it is gone, as `shm gc` would
     (child) => Effect.andThen(child.kill, sweepAfter(args))
