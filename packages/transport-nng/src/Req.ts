@@ -171,16 +171,19 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
     const waiters: Array<Waiter> = []
     let opening = 0
 
-    const openMember = Effect.gen(function*() {
-      const { dialers, socket } = yield* Opening.open("req", options)
-      // never resend: a request is replayed only when the caller said it is idempotent
-      yield* socket.setOption("req:resend-time", { ms: Nng.INFINITE })
-      const member: Member = { socket, dialers, served: 0, busy: false }
-      members.push(member)
-      return member
-    }).pipe(Scope.provide(scope))
+    // `busy`: opened for a request, and its from the start (marked after it joined the pool, a request that
+    // looked in between could take it too: two requests on one req socket, the first's reply lost)
+    const openMember = (busy: boolean) =>
+      Effect.gen(function*() {
+        const { dialers, socket } = yield* Opening.open("req", options)
+        // never resend: a request is replayed only when the caller said it is idempotent
+        yield* socket.setOption("req:resend-time", { ms: Nng.INFINITE })
+        const member: Member = { socket, dialers, served: 0, busy }
+        members.push(member)
+        return member
+      }).pipe(Scope.provide(scope))
 
-    for (let i = 0; i < min; i++) yield* openMember
+    for (let i = 0; i < min; i++) yield* openMember(false)
 
     const mayProceed = () => members.length + opening < max || members.some((member) => !member.busy)
     // a woken waiter runs at once, within the wake: one whose request fails at once frees its socket and wakes the
@@ -224,8 +227,7 @@ export const make = (options: RequesterOptions): Effect.Effect<RequesterShape, I
         }
         if (members.length + opening < max) {
           opening++
-          return openMember.pipe(
-            Effect.tap((member) => Effect.sync(() => void (member.busy = true))),
+          return openMember(true).pipe(
             // a socket that could not be opened leaves room for another: a waiter looks again
             Effect.ensuring(Effect.sync(() => {
               opening--
