@@ -7,6 +7,12 @@ import * as Logger from "effect/Logger"
 import * as Stream from "effect/Stream"
 
 const m = (n: number) => new Uint8Array([n])
+/** A message of 128 KiB whose first byte is `n`. */
+const large = (n: number) => {
+  const message = new Uint8Array(128 * 1024)
+  message[0] = n
+  return message
+}
 
 /** A link over nothing: it records what the engine asks of it, and the test plays the medium. */
 const testLink = (
@@ -104,6 +110,61 @@ describe("ChannelEngine", () => {
       yield* Effect.promise(() => Promise.resolve())
       assert.deepStrictEqual(state.flushes, [1, 17, 17])
     }))
+
+  it.live("a slow burst is looked at more often: the clock's stride halves while sends take long", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "1 millis" }, open)
+      // every send after the first comes at least 0.6 ms after the one before (more than half of maxBurstDelay)
+      yield* channel.send(m(0))
+      for (let i = 1; i <= 24; i++) {
+        const until = performance.now() + 0.6
+        while (performance.now() < until) {
+          // busy
+        }
+        yield* channel.send(m(i))
+      }
+      // looked at on the 8th send (the clock starts), the 16th (8 sends took over 0.5 ms: every 4th from here),
+      // the 20th (every 2nd), the 22nd (every send): each look past maxBurstDelay writes the burst out
+      assert.deepStrictEqual(state.flushes.slice(0, 4), [1, 17, 21, 23])
+    }))
+
+  it.live("a large message counts as several sends between looks at the clock (one more per 16 KiB)", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "1 millis" }, open)
+      yield* channel.send(large(1))
+      // 128 KiB count as 9 sends: the clock starts at the burst's second message
+      yield* channel.send(large(2))
+      const until = performance.now() + 3
+      while (performance.now() < until) {
+        // busy
+      }
+      yield* channel.send(large(3))
+      assert.deepStrictEqual(state.flushes, [1, 3])
+    }))
+
+  it.live("a fast burst reads the clock every 64 sends, not every 8", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "10 seconds" }, open)
+      const reads = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const counter = { reads: 0 }
+          const now = performance.now
+          performance.now = () => {
+            counter.reads++
+            return now.call(performance)
+          }
+          return { counter, now }
+        }),
+        ({ now }) => Effect.sync(() => void (performance.now = now))
+      )
+      for (let i = 0; i <= 300; i++) yield* channel.send(m(i))
+      // looked at on the 8th send after the first (the clock starts), the 16th, 32nd, 64th, then every 64th
+      assert.strictEqual(reads.counter.reads, 7)
+      assert.deepStrictEqual(state.flushes, [1])
+    }).pipe(Effect.scoped))
 
   it.live("a burst shorter than maxBurstDelay is written once after its first message", () =>
     Effect.gen(function*() {
