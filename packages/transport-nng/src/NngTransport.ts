@@ -336,6 +336,12 @@ const ASK_AGAIN_MS = 5000
 const SWEEP_MS = 200
 
 /**
+ * How long a refused peer's rendezvous connection that has sent nothing is kept for its hello (to hear the
+ * refusal); a flood of silent ones gives its descriptors back after this.
+ */
+const REFUSED_SILENCE_MS = 1000
+
+/**
  * A sweep waits at least this many times as long as it took before the next: reading nng's statistics
  * costs about 35 ms with 1,000 channels open in the process, so a busy process sweeps less often.
  */
@@ -496,6 +502,8 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
       const waiting = new Set<number>()
       /** The rendezvous connections that said the hello (and were not refused). */
       const greeted = new Set<number>()
+      /** The refused rendezvous connections whose refusal was counted, and when: answered, or closed unheard. */
+      const refusedAt = new Map<number, number>()
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           yield* acceptor.shutdown
@@ -595,9 +603,12 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             return yield* Effect.logDebug("a client left before its request was read")
           }
           if (hasCredentials(lobbyAddress) && !authorize(peer)) {
-            // answered, then closed by the next sweep (`sweep`)
+            // counted once per connection: already answered, or closed and counted by the sweep
+            if (refusedAt.has(request.pipe)) return
+            // answered, then closed by a sweep at least SWEEP_MS later (`sweep`)
             const refusal = refuse(peer, address)
             answer(request, { refused: refusal.detail })
+            refusedAt.set(request.pipe, Date.now())
             return yield* noteRefusal(refusal)
           }
           greeted.add(request.pipe)
@@ -606,18 +617,25 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           yield* FiberSet.run(handshakes, converse(request))
         })
 
-      /** When the sweep first saw each rendezvous connection, and whether its peer is refused. */
-      const seen = new Map<number, { readonly since: number; readonly refused: boolean }>()
+      /** When the sweep first saw each rendezvous connection, and its peer when that peer is refused. */
+      const seen = new Map<number, { readonly since: number; readonly refused: IpcChannel.PeerInfo | undefined }>()
       /**
-       * Closes the rendezvous connections of refused peers (over ipc and abstract: at first sight, or, when
-       * it has sent something, on the next sweep, once its hello had its answer) and those that have not said
-       * the hello within `handshakeTimeout`: a connection that sends nng's header and nothing else held a
-       * descriptor for ever, and a flood of them took every descriptor of the listener's process.
+       * Closes the rendezvous connections of refused peers (over ipc and abstract) once their hello has had
+       * its refusal for at least SWEEP_MS, or when they have sent nothing for REFUSED_SILENCE_MS, or after
+       * `handshakeTimeout`; and those of accepted peers that have not said the hello within `handshakeTimeout`:
+       * a connection that sends nng's header and nothing else held a descriptor for ever, and a flood of them
+       * took every descriptor of the listener's process. A refused connection closed before its hello was
+       * answered is counted as it is closed.
        */
       const sweep = Effect.suspend(() => {
         const pipes = lobby.nng.socketPipes(lobby.handle)
-        // a libnng without statistics: nothing to look over (and `greeted` is not needed)
-        if (pipes === undefined) return Effect.sync(() => greeted.clear())
+        // a libnng without statistics: nothing to look over (and `greeted` and `refusedAt` are not needed)
+        if (pipes === undefined) {
+          return Effect.sync(() => {
+            greeted.clear()
+            refusedAt.clear()
+          })
+        }
         const now = Date.now()
         const present = new Set<number>()
         const refusals: Array<IpcError.IpcError> = []
@@ -628,19 +646,30 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             const peer = peerOf(lobby, pipe, address)
             // gone meanwhile (its credentials with it): nothing to refuse
             if (isGone(lobby, pipe, peer)) continue
-            const refused = hasCredentials(lobbyAddress) && !authorize(peer)
-            seen.set(pipe, { since: now, refused })
-            if (refused && received === 0) {
+            // not closed at first sight: a client on a loaded machine may not have said its hello yet
+            seen.set(pipe, { since: now, refused: hasCredentials(lobbyAddress) && !authorize(peer) ? peer : undefined })
+          } else if (known.refused !== undefined) {
+            const answeredAt = refusedAt.get(pipe)
+            const due = answeredAt === undefined
+              ? received === 0 && now - known.since >= REFUSED_SILENCE_MS
+              : now - answeredAt >= SWEEP_MS
+            if (due || now - known.since >= handshakeTimeout) {
               lobby.nng.closePipe(pipe)
-              refusals.push(refuse(peer, address))
+              if (answeredAt === undefined) {
+                refusedAt.set(pipe, now)
+                refusals.push(refuse(known.refused, address))
+              }
             }
-          } else if (known.refused || (!greeted.has(pipe) && now - known.since >= handshakeTimeout)) {
+          } else if (!greeted.has(pipe) && now - known.since >= handshakeTimeout) {
             lobby.nng.closePipe(pipe)
           }
         }
         for (const pipe of seen.keys()) if (!present.has(pipe)) seen.delete(pipe)
         // a snapshot may be older than a hello just heard (one snapshot serves every listener): forget only the gone
         for (const pipe of greeted) if (!present.has(pipe) && !lobby.nng.pipeAlive(pipe)) greeted.delete(pipe)
+        for (const pipe of refusedAt.keys()) {
+          if (!present.has(pipe) && !lobby.nng.pipeAlive(pipe)) refusedAt.delete(pipe)
+        }
         return Effect.forEach(refusals, noteRefusal, { discard: true })
       })
       const sweepThenWait = Effect.suspend(() => {

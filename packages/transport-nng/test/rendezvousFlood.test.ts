@@ -2,7 +2,7 @@
  * Connections to a listener's rendezvous that send nng's header and never the
  * hello were kept for ever: another local user could take every descriptor of
  * an nng+abstract:// (or a shared nng+ipc://) listener's process. A refused
- * peer's connection is closed at once, a silent one of an accepted peer after
+ * peer's silent connection is closed after 1 s, a silent one of an accepted peer after
  * `handshakeTimeout`; the descriptors come back and a client of ours is served.
  * The other user's flood needs root (to switch users), setpriv and python3.
  */
@@ -66,7 +66,7 @@ const served = (transport: Transport.TransportShape, listener: Transport.Listene
 
 describe.skipIf(!canSwitch)("a flood of silent rendezvous connections from another user", () => {
   it.live(
-    "nng+abstract://: each is closed at once; the descriptors come back and our client is served",
+    "nng+abstract://: each is closed within a second; the descriptors come back and our client is served",
     () =>
       Effect.gen(function*() {
         const name = `effect-ipc-hdrflood-${process.pid}-${Date.now()}`
@@ -84,7 +84,7 @@ describe.skipIf(!canSwitch)("a flood of silent rendezvous connections from anoth
   )
 
   it.live(
-    "nng+ipc:// open to others (mode 0666): each is closed at once; the descriptors come back and our client is served",
+    "nng+ipc:// open to others (mode 0666): each is closed within a second; the descriptors come back and our client is served",
     () =>
       Effect.gen(function*() {
         const dir = yield* Effect.acquireRelease(

@@ -165,3 +165,46 @@ describe("mode given in code", () => {
       }
     }))
 })
+
+// a refused client whose hello came after the listener's first sweep (a loaded machine) had its connection
+// closed unanswered: its dial failed NotFound instead of PeerRejected, and its retry was counted again
+describe.skipIf(!canSwitch)("a refused client of another user whose hello comes late", () => {
+  const lateHello = Path.join(import.meta.dirname, "fixtures", "late_hello.py")
+  /** The late client (as uid 65534) against `kind` `where`: its lines, once the listener closed its connection. */
+  const late = (kind: "abstract" | "ipc", where: string) =>
+    Effect.gen(function*() {
+      const client = yield* Child.spawn("setpriv", [
+        `--reuid=${NOBODY}`,
+        `--regid=${NOBODY}`,
+        "--clear-groups",
+        // the system's python (a user-level install may not be reachable by uid 65534)
+        "/usr/bin/python3",
+        lateHello,
+        kind,
+        where,
+        // longer than a sweep (200 ms)
+        "600"
+      ])
+      yield* client.waitFor((l) => l === "closed" || l === "open", 20_000)
+      return client.lines
+    })
+
+  for (const kind of ["ipc", "abstract"] as const) {
+    it.live(`nng+${kind}://: it hears the refusal, counted once`, () =>
+      Effect.gen(function*() {
+        const observed = Observed.make()
+        const dir = yield* sharedDir(0)
+        const where = kind === "ipc"
+          ? Path.join(dir, "late.ipc")
+          : `effect-ipc-users-${process.pid}-late`
+        yield* NngTransport.make({ mode: 0o666 }).listen(`nng+${kind}://${where}`).pipe(
+          Effect.provide(observed.services)
+        )
+        const lines = yield* late(kind, where)
+        assert.strictEqual(lines[0], "connected")
+        assert.match(lines[1] ?? "", new RegExp(`^answer \\{"v":1,"refused":"refused a peer running as uid ${NOBODY} `))
+        assert.strictEqual(lines[2], "closed")
+        assert.strictEqual(yield* observed.refusals, 1)
+      }).pipe(Effect.scoped), 30_000)
+  }
+})
