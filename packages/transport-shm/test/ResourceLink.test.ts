@@ -256,14 +256,19 @@ describe("ResourceLink", () => {
     () =>
       Effect.gen(function*() {
         let cut = 0
-        for (let round = 0; round < 6 && cut < 2; round++) {
+        // the child is killed by a timer of its own, each round later into the making (1 GiB: a tenth of a
+        // second to a second here), so a loaded parent that reads `ready` late does not miss it every round
+        const killAfter = [5, 20, 40, 80, 150, 300, 10, 60]
+        for (let round = 0; round < killAfter.length && cut < 2; round++) {
           const name = fresh()
-          const child = yield* spawnChild("create-slowly", name, String(1 << 30))
+          const child = yield* spawnChild("create-slowly", name, String(1 << 30), String(killAfter[round]))
           const staging = `eipc-l${pidMarker(child.pid)}`
           const clear = Effect.sync(() => {
             for (const left of [name, ...leftovers(staging)]) Fs.rmSync(`/dev/shm/${left}`, { force: true })
           })
           yield* Effect.gen(function*() {
+            // killed by its own timer (or, should that not come, by ours)
+            yield* Effect.timeoutOption(child.exited, "20 seconds")
             yield* child.kill
             const staged = leftovers(staging)
             // killed before or after the making: this round tells nothing
