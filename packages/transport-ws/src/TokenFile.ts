@@ -118,25 +118,14 @@ const pathTaken = (file: string): boolean => {
 
 /**
  * `AlreadyExists` when something other than a token file of this user is at `file` (a user's own file, a link, a
- * directory, a FIFO, a damaged token file), or the token file of a listener that runs: a given `tokenFile`
- * replaces and later removes only a token file its listener left.
+ * directory, a FIFO, a damaged token file): a given `tokenFile` replaces and later removes only a token file.
  */
 export const refuseOther = (file: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     // nothing there, or nothing this user can see there (the write says why it cannot write)
     if (!pathTaken(file)) return Effect.void
     const state = Record.inspect(file)
-    if (state._tag === "Record") {
-      const { server, writtenAt } = state.record
-      // a listener's that runs (its clients read their token there): known to run, not merely not known dead
-      // (one of another pid namespace that is gone would keep the path refused for good)
-      return Process.liveness(server, writtenAt) === "alive"
-        ? Effect.fail(IpcError.make(
-          "AlreadyExists",
-          `${file} is the token file of a listener that runs (pid ${server.pid}): two listeners cannot share one`
-        ))
-        : Effect.void
-    }
+    if (state._tag === "Record") return Effect.void
     const what = state._tag === "Damaged" ? `not a token file: ${state.why}` : "not a regular file of this user"
     return Effect.fail(IpcError.make(
       "AlreadyExists",

@@ -39,15 +39,10 @@ const runPeer = (prefix: ReadonlyArray<string>, args: ReadonlyArray<string>, env
   return ran.stdout.trim()
 }
 
-/** A listener in a process of its own (with its default token file, or `tokenFile`), until the scope closes; its pid and file. */
-const listenInPeer = (
-  command: ReadonlyArray<string>,
-  address: string,
-  env: NodeJS.ProcessEnv,
-  tokenFile?: string
-) =>
+/** A listener in a process of its own (with its default token file), until the scope closes; its pid and file. */
+const listenInPeer = (command: ReadonlyArray<string>, address: string, env: NodeJS.ProcessEnv) =>
   Effect.gen(function*() {
-    const [program, ...rest] = [...command, "listen", address, ...(tokenFile === undefined ? [] : [tokenFile])]
+    const [program, ...rest] = [...command, "listen", address]
     let out = ""
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
@@ -165,41 +160,6 @@ describe.runIf(process.getuid?.() === 0 && process.platform === "linux")("sweepD
       assert.isTrue(Fs.existsSync(server.file), "the live server's token file stays")
     }).pipe(Effect.scoped), 120_000)
 })
-
-describe.runIf(process.platform === "linux")("a tokenFile given to listeners of two processes", () => {
-  it.live(
-    "a listener's that runs is not taken over (AlreadyExists); one a killed listener left is replaced",
-    () =>
-      Effect.gen(function*() {
-        const dir = yield* tempDir(0o700)
-        const tokenFile = Path.join(dir, "shared.token")
-        const peer = yield* Effect.scoped(Effect.gen(function*() {
-          const first = yield* listenInPeer(node, freshAddress("shared-first"), {}, tokenFile)
-          assert.strictEqual(first.file, tokenFile)
-          const theirs = Fs.readFileSync(tokenFile, "utf8")
-          const error = yield* Effect.flip(
-            Effect.scoped(Ws.WsServer.listen(freshAddress("shared-second"), { tokenFile }))
-          )
-          assert.strictEqual(error.reason._tag, "AlreadyExists")
-          assert.include(error.detail, `a listener that runs (pid ${first.pid})`)
-          // their clients still read their token there
-          assert.strictEqual(Fs.readFileSync(tokenFile, "utf8"), theirs)
-          return first
-        }))
-        // killed (SIGKILL, as the scope closed): its file stays, and a listener started after it takes the path
-        yield* Effect.promise(() => waitUntil(() => !runs(peer.pid)))
-        assert.isTrue(Fs.existsSync(tokenFile))
-        const listener = yield* Ws.WsServer.listen(freshAddress("shared-after"), { tokenFile })
-        assert.isTrue(Fs.readFileSync(tokenFile, "utf8").startsWith(`${listener.token}\n`))
-      }).pipe(Effect.scoped),
-    120_000
-  )
-})
-
-/** Resolves once `done()` holds (looked at every 20 ms, up to 30 s). */
-const waitUntil = async (done: () => boolean): Promise<void> => {
-  for (let i = 0; i < 1500 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
-}
 
 /**
  * The token of a token file's text if it is what `TokenFile.write` leaves (whitespace around a line aside): a
