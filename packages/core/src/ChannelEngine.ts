@@ -169,7 +169,7 @@ export interface Engine {
 const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 /** Sends of a burst between two looks at the clock, at first and at most (see `sent`). */
 const CLOCK_STRIDE_START = 8
-const CLOCK_STRIDE_MAX = 64
+const CLOCK_STRIDE_MAX = 16
 /** Messages of a `sendAll` written between two yields to the event loop. */
 const BATCH_STEP = 2048
 /** Lets the process exit while `timer` waits (Node); a browser's timers are plain numbers, with nothing to do. */
@@ -414,9 +414,10 @@ export const make = (options: EngineOptions, open: (sink: Sink) => Link): Engine
   // works on its start while the rest is made; that costs at most one more write per `maxBurstDelay`.
   // The clock is looked at every `stride` sends of a burst, from the 8th on (a short burst reads none), a
   // large message counting as several (one more per 16 KiB). The stride follows the burst's pace: it
-  // doubles (up to 64) while `stride` sends take under a quarter of `maxBurstDelay`, and halves (down to 1)
-  // while they take over half of it, so a long burst is looked at about every `maxBurstDelay` / 2 whatever
-  // its pace, and a fast one reads the clock every 64 sends, not every 8 (a read cost a quarter of a send)
+  // doubles (up to 16) while `stride` sends take under a quarter of `maxBurstDelay`, and halves (down to 1)
+  // while they take over half of it, so a burst of a steady pace is looked at about every `maxBurstDelay` / 2,
+  // and a fast one reads the clock every 16 sends, not every 8 (a read cost a quarter of a send). A fast
+  // burst that turns slow is looked at within 16 sends (64 let the start of a burst wait 64 slow sends)
   let stride = CLOCK_STRIDE_START
   let clockDue = stride
   let burstClock = 0

@@ -144,7 +144,7 @@ describe("ChannelEngine", () => {
       assert.deepStrictEqual(state.flushes, [1, 3])
     }))
 
-  it.live("a fast burst reads the clock every 64 sends, not every 8", () =>
+  it.live("a fast burst reads the clock every 16 sends, not every 8", () =>
     Effect.gen(function*() {
       const { open, state } = testLink()
       const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "10 seconds" }, open)
@@ -161,10 +161,29 @@ describe("ChannelEngine", () => {
         ({ now }) => Effect.sync(() => void (performance.now = now))
       )
       for (let i = 0; i <= 300; i++) yield* channel.send(m(i))
-      // looked at on the 8th send after the first (the clock starts), the 16th, 32nd, 64th, then every 64th
-      assert.strictEqual(reads.counter.reads, 7)
+      // looked at on the 8th send after the first (the clock starts), the 16th, then every 16th (32nd ... 288th)
+      assert.strictEqual(reads.counter.reads, 19)
       assert.deepStrictEqual(state.flushes, [1])
     }).pipe(Effect.scoped))
+
+  it.live("a fast burst that turns slow is written out within 16 of its slow sends", () =>
+    Effect.gen(function*() {
+      const { open, state } = testLink()
+      const { channel } = ChannelEngine.make({ address: "test://a", maxBurstDelay: "1 millis" }, open)
+      // fast: the stride grows to its largest
+      for (let i = 0; i <= 300; i++) yield* channel.send(m(i))
+      const before = state.flushes.length
+      // then every send comes 0.6 ms after the one before: the peer waits for the burst's start no more than 16
+      // of them (a stride of 64 left it up to 64)
+      for (let i = 1; i <= 17; i++) {
+        const until = performance.now() + 0.6
+        while (performance.now() < until) {
+          // busy
+        }
+        yield* channel.send(m(300 + i))
+      }
+      assert.isAbove(state.flushes.length, before, `flushes: ${state.flushes.join(", ")}`)
+    }))
 
   it.live("a burst shorter than maxBurstDelay is written once after its first message", () =>
     Effect.gen(function*() {
