@@ -617,15 +617,22 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
           yield* FiberSet.run(handshakes, converse(request))
         })
 
-      /** When the sweep first saw each rendezvous connection, and its peer when that peer is refused. */
-      const seen = new Map<number, { readonly since: number; readonly refused: IpcChannel.PeerInfo | undefined }>()
+      /**
+       * When the sweep first saw each rendezvous connection, its peer when that peer is refused, and when it
+       * first saw a refused one having sent something.
+       */
+      const seen = new Map<
+        number,
+        { readonly since: number; readonly refused: IpcChannel.PeerInfo | undefined; heard?: number }
+      >()
       /**
        * Closes the rendezvous connections of refused peers (over ipc and abstract) once their hello has had
-       * its refusal for at least SWEEP_MS, or when they have sent nothing for REFUSED_SILENCE_MS, or after
+       * its refusal for at least SWEEP_MS, or when they have sent nothing for REFUSED_SILENCE_MS (or what they
+       * sent has not been answered REFUSED_SILENCE_MS after the sweep saw it: not the hello), or after
        * `handshakeTimeout`; and those of accepted peers that have not said the hello within `handshakeTimeout`:
        * a connection that sends nng's header and nothing else held a descriptor for ever, and a flood of them
        * took every descriptor of the listener's process. A refused connection closed before its hello was
-       * answered is counted as it is closed.
+       * answered is counted as it is closed, or as the sweep finds it gone.
        */
       const sweep = Effect.suspend(() => {
         const pipes = lobby.nng.socketPipes(lobby.handle)
@@ -650,8 +657,11 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             seen.set(pipe, { since: now, refused: hasCredentials(lobbyAddress) && !authorize(peer) ? peer : undefined })
           } else if (known.refused !== undefined) {
             const answeredAt = refusedAt.get(pipe)
+            // what it sent is not the hello when it is still unanswered REFUSED_SILENCE_MS later (one junk
+            // message held its descriptor until `handshakeTimeout`)
+            if (received > 0 && known.heard === undefined) known.heard = now
             const due = answeredAt === undefined
-              ? received === 0 && now - known.since >= REFUSED_SILENCE_MS
+              ? now - (known.heard ?? known.since) >= REFUSED_SILENCE_MS
               : now - answeredAt >= SWEEP_MS
             if (due || now - known.since >= handshakeTimeout) {
               lobby.nng.closePipe(pipe)
@@ -664,7 +674,14 @@ export const make = (options: NngTransportOptions = {}): Transport.TransportShap
             lobby.nng.closePipe(pipe)
           }
         }
-        for (const pipe of seen.keys()) if (!present.has(pipe)) seen.delete(pipe)
+        for (const [pipe, known] of seen) {
+          if (present.has(pipe)) continue
+          // a refused peer that left before its refusal was counted (a reconnect loop went uncounted)
+          if (known.refused !== undefined && !refusedAt.has(pipe) && !lobby.nng.pipeAlive(pipe)) {
+            refusals.push(refuse(known.refused, address))
+          }
+          seen.delete(pipe)
+        }
         // a snapshot may be older than a hello just heard (one snapshot serves every listener): forget only the gone
         for (const pipe of greeted) if (!present.has(pipe) && !lobby.nng.pipeAlive(pipe)) greeted.delete(pipe)
         for (const pipe of refusedAt.keys()) {

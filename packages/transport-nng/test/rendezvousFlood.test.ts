@@ -4,9 +4,12 @@
  * an nng+abstract:// (or a shared nng+ipc://) listener's process. A refused
  * peer's silent connection is closed after 1 s, a silent one of an accepted peer after
  * `handshakeTimeout`; the descriptors come back and a client of ours is served.
+ * A refused peer's connection that sent one message that is not the hello was
+ * kept until `handshakeTimeout`: it is closed a second after it was seen.
  * The other user's flood needs root (to switch users), setpriv and python3.
  */
 import type * as Transport from "@effect-ipc/core/Transport"
+import * as Observed from "@effect-ipc/testing/Observed"
 import { NngTransport } from "@effect-ipc/transport-nng"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -22,6 +25,7 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const FLOOD = 300
 const flood = Path.join(import.meta.dirname, "fixtures", "header_flood.py")
+const refusedFlood = Path.join(import.meta.dirname, "fixtures", "refused_flood.py")
 
 const descriptors = () => Fs.readdirSync("/proc/self/fd").length
 
@@ -35,6 +39,18 @@ const descriptorsDownTo = (most: number, timeout: number) =>
       count = descriptors()
     }
     return count
+  })
+
+/** Waits (up to `timeout` ms) until `refusals` reaches `count`; yields the last total. */
+const refusalsUpTo = (refusals: Effect.Effect<number>, count: number, timeout: number) =>
+  Effect.gen(function*() {
+    const until = Date.now() + timeout
+    let total = yield* refusals
+    while (total < count && Date.now() < until) {
+      yield* Effect.sleep("100 millis")
+      total = yield* refusals
+    }
+    return total
   })
 
 /** The flood (as `user`, when given) against `kind` `where`, held until the scope closes. */
@@ -111,6 +127,45 @@ describe.skipIf(!canSwitch)("a flood of silent rendezvous connections from anoth
       }).pipe(Effect.scoped),
     60_000
   )
+})
+
+describe.skipIf(!canSwitch)("a flood of another user's rendezvous connections, of each kind", () => {
+  // one junk request (not the hello) held a refused connection until `handshakeTimeout` (here a minute);
+  // one that left silent within a second was never counted
+  for (const kind of ["silent", "junk", "hello", "hellos", "leaving"] as const) {
+    it.live(
+      `${kind}: each is closed well before handshakeTimeout and counted once; our client is served`,
+      () =>
+        Effect.gen(function*() {
+          const { refusals, services } = Observed.make()
+          const name = `effect-ipc-refflood-${process.pid}-${Date.now()}`
+          const address = `nng+abstract://${name}`
+          const transport = NngTransport.make({ connectTimeout: "5 seconds", handshakeTimeout: "60 seconds" })
+          const listener = yield* transport.listen(address).pipe(Effect.provide(services))
+          const before = descriptors()
+          const child = yield* Child.spawn("setpriv", [
+            `--reuid=${NOBODY}`,
+            `--regid=${NOBODY}`,
+            "--clear-groups",
+            "/usr/bin/python3",
+            refusedFlood,
+            kind,
+            "abstract",
+            name,
+            String(FLOOD)
+          ])
+          const line = yield* child.waitFor((l) => l.startsWith("holding ") || l.startsWith("failed"))
+          assert.strictEqual(line, `holding ${FLOOD}`)
+          const after = yield* descriptorsDownTo(before + 20, 10_000)
+          assert.isAtMost(after, before + 20, `descriptors before the flood ${before}, with it ${after}`)
+          yield* served(transport, listener, address)
+          // those that left are counted as a sweep finds them gone
+          const counted = yield* refusalsUpTo(refusals, FLOOD, 5000)
+          assert.strictEqual(counted, FLOOD)
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  }
 })
 
 describe("a flood of silent rendezvous connections from this user", () => {
