@@ -901,6 +901,16 @@ class ServerProcess(TempDirCase):
         self.assertEqual(process.stdout.readline().strip(), "ready")
         return process
 
+    def start_held_server(self, code):
+        """``start_server`` of a server that accepts one connection on this test's address and reads nothing of
+        it until a line comes on its stdin; then runs ``code`` with ``channel``, a ``Channel`` over it."""
+        return self.start_server(
+            "import socket\nfrom effect_ipc.channel import Channel\n"
+            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
+            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
+            "sys.stdin.readline()  # reads nothing until told\n"
+            "channel = Channel.over_socket(connection, address)\n" + code)
+
     def assert_every_operation_raises(self, client, kind, reason):
         operations = {
             "call": lambda: client.call("Add", {"a": 1, "b": 2}, timeout=30),
@@ -975,12 +985,7 @@ class ServerProcess(TempDirCase):
         # Ctrl-C in the middle of a large request left a cut frame on the wire: the server read the next
         # requests as the rest of it, and every later call waited (for ever without a timeout), nothing said
         import signal
-        server = self.start_server(
-            "import socket\nfrom effect_ipc.channel import Channel\n"
-            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
-            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
-            "sys.stdin.readline()  # reads nothing until told, then serves the connection\n"
-            "RpcServer({'Echo': lambda p: p}).serve_channel(Channel.over_socket(connection, address))\n")
+        server = self.start_held_server("RpcServer({'Echo': lambda p: p}).serve_channel(channel)\n")
         # Ctrl-C's KeyboardInterrupt, also where this process was started with SIGINT ignored
         self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
         client = RpcClient.connect(self.address())
@@ -1214,12 +1219,7 @@ class ServerProcess(TempDirCase):
         # later ping waited for one pong more than the server would send, and timed out, the connection alive
         import signal
         import sys
-        server = self.start_server(
-            "import socket\nfrom effect_ipc.channel import Channel\n"
-            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
-            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
-            "sys.stdin.readline()  # reads nothing until told, then serves the connection\n"
-            "RpcServer({'Echo': lambda p: len(p)}).serve_channel(Channel.over_socket(connection, address))\n")
+        server = self.start_held_server("RpcServer({'Echo': lambda p: len(p)}).serve_channel(channel)\n")
         self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
         client = RpcClient.connect(self.address())
         self.addCleanup(client.close)
@@ -1276,12 +1276,7 @@ class ServerProcess(TempDirCase):
         # checks for it after its last send): the KeyboardInterrupt came from a frame written whole, which was
         # taken for a cut one, and the connection was lost for nothing
         import signal
-        server = self.start_server(
-            "import socket\nfrom effect_ipc.channel import Channel\n"
-            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
-            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
-            "sys.stdin.readline()  # reads nothing until told, then serves the connection\n"
-            "RpcServer({'Echo': lambda p: len(p)}).serve_channel(Channel.over_socket(connection, address))\n")
+        server = self.start_held_server("RpcServer({'Echo': lambda p: len(p)}).serve_channel(channel)\n")
         self.addCleanup(signal.signal, signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler))
         client = RpcClient.connect(self.address())
         self.addCleanup(client.close)
@@ -1356,12 +1351,8 @@ class ServerProcess(TempDirCase):
     def test_a_call_cancelled_while_a_busy_server_holds_another_threads_write_leaves_the_connection_going_on(self):
         # the Interrupt of a call cancelled (a timeout, cancel) while another thread's large request waited on a
         # server busy for longer than the linger ended the connection: the large call, and every other, was lost
-        server = self.start_server(
-            "import socket\nfrom effect_ipc.channel import Channel\n"
-            "sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\nsock.bind(address[len('unix://'):])\n"
-            "sock.listen(1)\nprint('ready', flush=True)\nconnection, _ = sock.accept()\n"
-            "sys.stdin.readline()  # busy: reads nothing until told\n"
-            "channel = Channel.over_socket(connection, address)\nchannel.receive()  # the hello\n"
+        server = self.start_held_server(
+            "channel.receive()  # the hello\n"
             "for data in channel:\n"
             "    message = json.loads(data.decode('utf-8'))\n"
             "    print(message['_tag'], message.get('tag'), message.get('id', message.get('requestId')),\n"
