@@ -107,15 +107,6 @@ export const write = (file: string, token: string): Effect.Effect<void, IpcError
     catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot write the token file ${file}`)
   })
 
-/** Whether something (a link included) is at `file`; false too when that cannot be told. */
-const pathTaken = (file: string): boolean => {
-  try {
-    return Fs.lstatSync(file, { throwIfNoEntry: false }) !== undefined
-  } catch {
-    return false
-  }
-}
-
 /**
  * `AlreadyExists` when something other than a token file of this user is at `file` (a user's own file, a link, a
  * directory, a FIFO, a damaged token file): a given `tokenFile` replaces and later removes only a token file.
@@ -123,7 +114,7 @@ const pathTaken = (file: string): boolean => {
 export const refuseOther = (file: string): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     // nothing there, or nothing this user can see there (the write says why it cannot write)
-    if (!pathTaken(file)) return Effect.void
+    if (!Record.taken(file, false)) return Effect.void
     const state = Record.inspect(file)
     if (state._tag === "Record") return Effect.void
     const what = state._tag === "Damaged" ? `not a token file: ${state.why}` : "not a regular file of this user"

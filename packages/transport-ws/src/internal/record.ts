@@ -120,7 +120,8 @@ export const removeIf = (
     // not one a link can name (a directory made there meanwhile; a file system without hard links): moved back
     // whole while the name is free, else left aside as it is (a directory's removal threw out of the sweep)
     if (IpcError.errnoOf(cause) !== "EEXIST") {
-      if (!taken(file)) renameQuietly(aside, file)
+      // nothing is moved where it cannot be told that nothing is
+      if (!taken(file, true)) renameQuietly(aside, file)
       return undefined
     }
   }
@@ -128,12 +129,12 @@ export const removeIf = (
   return undefined
 }
 
-/** Whether something (a link included) is at `path`; true when that cannot be told (nothing is moved there). */
-const taken = (path: string): boolean => {
+/** Whether something (a link included) is at `path`; `unknown` when that cannot be told. */
+export const taken = (path: string, unknown: boolean): boolean => {
   try {
     return Fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined
   } catch {
-    return true
+    return unknown
   }
 }
 
