@@ -236,9 +236,14 @@ const send = Command.make(
       Flag.withDescription("After sending, print this many replies"),
       Flag.filter((n) => n >= 0, (n) => `--replies must be 0 or more (got ${n})`),
       Flag.withDefault(0)
+    ),
+    timeout: Flag.Int("timeout").pipe(
+      Flag.withDescription("With --replies: give up after this many seconds without a reply (default: wait)"),
+      Flag.filter((n) => n > 0, (n) => `--timeout must be at least 1 (got ${n})`),
+      Flag.optional
     )
   },
-  ({ address, data, file, raw, replies }) =>
+  ({ address, data, file, raw, replies, timeout }) =>
     Output.guard((s) =>
       Effect.gen(function*() {
         const messages = yield* messagesOf(s, data, file, raw)
@@ -254,7 +259,20 @@ const send = Command.make(
               }
             }
             for (let i = 0; i < replies; i++) {
-              yield* Output.message(s, yield* channel.receive, { address })
+              const reply = Option.isNone(timeout) ? channel.receive : channel.receive.pipe(
+                Effect.timeoutOrElse({
+                  duration: Duration.seconds(timeout.value),
+                  orElse: () =>
+                    Effect.fail(
+                      IpcError.make(
+                        "Timeout",
+                        `${i} of ${replies} replies came, then none within ${timeout.value}s`,
+                        Address.redact(address)
+                      )
+                    )
+                })
+              )
+              yield* Output.message(s, yield* reply, { address })
             }
             yield* closeDelivered(channel)
           }).pipe(Effect.scoped)

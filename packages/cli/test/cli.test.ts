@@ -63,6 +63,23 @@ it.live("echo sends each message back to its sender", () =>
     assert.strictEqual(yield* echo.exit, 0, echo.stderr())
   }))
 
+it.live("send --replies N --timeout S ends Timeout when a reply does not come, after printing those that did", () =>
+  Effect.gen(function*() {
+    const address = yield* socketAddress
+    const echo = yield* cli("echo", address)
+    yield* echo.ready("echoing on")
+    // the echo answers the one message sent; the second reply never comes
+    const sent = yield* run("send", address, "ping?", "--replies", "2", "--timeout", "1")
+    assert.strictEqual(sent.code, 1, sent.stderr)
+    assert.strictEqual(sent.stdout, "ping?\n")
+    assert.deepStrictEqual(errorLines(sent.stderr), [
+      `effect-ipc: Timeout: 1 of 2 replies came, then none within 1s (${address})`
+    ])
+    const zero = yield* run("send", address, "x", "--replies", "1", "--timeout", "0")
+    assert.notStrictEqual(zero.code, 0)
+    assert.match(zero.stderr, /--timeout must be at least 1 \(got 0\)/)
+  }))
+
 it.live("--format hex reads and prints hexadecimal bytes", () =>
   Effect.gen(function*() {
     const address = yield* socketAddress
