@@ -264,8 +264,11 @@ export const checkDurations = (options: object, address?: string): IpcError.IpcE
   return undefined
 }
 
-/** The size and count options of effect-ipc's transports, as `checkSizes` knows them, with the least each may be. */
-const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
+/**
+ * The size and count options of effect-ipc's transports, as `checkSizes` knows them, with the least each may be,
+ * and `false` for one that may not be `Infinity`.
+ */
+const SIZE_OPTIONS: ReadonlyArray<readonly [string, number, boolean?]> = [
   ["maxMessageSize", 0],
   ["maxFrameSize", 0],
   ["highWaterMark", 0],
@@ -281,7 +284,8 @@ const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
   ["segmentBytes", 1],
   ["pipeSize", 1],
   ["keep", 1],
-  ["pool.min", 1],
+  // the sockets a pool opens at once, before any request: Infinity never ended opening them
+  ["pool.min", 1, false],
   ["pool.max", 1],
   ["inPlaceThreshold", 0]
 ]
@@ -289,18 +293,20 @@ const SIZE_OPTIONS: ReadonlyArray<readonly [string, number]> = [
 /**
  * `InvalidOption` naming the first size or count option given in code (see
  * `SIZE_OPTIONS`: `maxMessageSize`, `highWaterMark`, ...) that is not a whole
- * number of at least its least (0 or 1), or `Infinity` (no limit, asked for):
+ * number of at least its least (0 or 1), or `Infinity` (no limit, asked for; not a `pool.min`):
  * a `NaN` limit was no limit at all, a negative one refused every message, a
  * `NaN` mark hung the sender.
  */
 export const checkSizes = (options: object, address?: string): IpcError.IpcError | undefined => {
-  for (const [name, least] of SIZE_OPTIONS) {
+  for (const [name, least, infinite = true] of SIZE_OPTIONS) {
     const value = valueAt(options, name)
     if (value === undefined) continue
-    if (typeof value === "number" && value >= least && (Number.isSafeInteger(value) || value === Infinity)) continue
+    if (
+      typeof value === "number" && value >= least && (Number.isSafeInteger(value) || (infinite && value === Infinity))
+    ) continue
     return IpcError.make(
       "InvalidOption",
-      `${name} ${shown(value)} is not a whole number of at least ${least} (or Infinity: no limit)`,
+      `${name} ${shown(value)} is not a whole number of at least ${least}${infinite ? " (or Infinity: no limit)" : ""}`,
       address
     )
   }

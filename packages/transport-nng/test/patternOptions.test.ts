@@ -121,6 +121,13 @@ describe("messaging-pattern sockets' options", () => {
           /^pool.min NaN is not a whole number/
         ],
         [
+          // the sockets opened at once, before any request: Infinity never ended opening them
+          "pool min Infinity",
+          Req.make({ dial: url, pool: { min: Infinity } }),
+          "InvalidOption",
+          /^pool.min Infinity is not a whole number of at least 1$/
+        ],
+        [
           "tls.authMode maybe",
           Req.make({ dial: "tls+tcp://127.0.0.1:1", tls: { authMode: "maybe" as never } }),
           "InvalidOption",

@@ -177,10 +177,14 @@ except OSError:
     print(open("/proc/sys/fs/pipe-max-size").read().strip())
 `
       const allowed = Number(ChildProcess.execFileSync("python3", ["-c", probe], { encoding: "utf8" }).trim())
+      // one too large for the kernel at all (an int wrapped to 0 or 8 KiB gave a 4 KiB or 8 KiB pipe): pipe-max-size
+      const pipeMaxSize = Number(Fs.readFileSync("/proc/sys/fs/pipe-max-size", "utf8").trim())
       const cases: ReadonlyArray<[number | undefined, number]> = [
         [undefined, 1024 * 1024],
         [256 * 1024, 256 * 1024],
-        [4 * 1024 * 1024, allowed]
+        [4 * 1024 * 1024, allowed],
+        [2 ** 33 + 8192, pipeMaxSize],
+        [Infinity, pipeMaxSize]
       ]
       for (const [pipeSize, expected] of cases) {
         const base = `${dir}/size-${pipeSize ?? "default"}`

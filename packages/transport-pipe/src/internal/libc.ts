@@ -168,10 +168,12 @@ export const setPipeSize = (fd: number, size: number): Effect.Effect<number> =>
   Effect.sync(() => {
     const b = load()
     if (b instanceof IpcError.IpcError) return 0
-    const got = b.setPipeSize(fd, size)
+    // fcntl takes an int: a larger size (Infinity, 2 ** 40) passed as is wrapped to a small one (4 KiB, 8 KiB)
+    const asked = Math.min(size, 0x7fffffff)
+    const got = b.setPipeSize(fd, asked)
     if (got >= 0) return got
     const max = pipeMax()
-    return max > 0 && max < size ? Math.max(0, b.setPipeSize(fd, max)) : 0
+    return max > 0 && max < asked ? Math.max(0, b.setPipeSize(fd, max)) : 0
   })
 
 /**
