@@ -804,6 +804,11 @@ class Listener(object):
         self.close()
 
 
+def _same_file(a, b):
+    """Whether two ``stat`` results are of one file (device and inode)."""
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _describe(st):
     kinds = [(stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
              (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO")]
@@ -915,7 +920,8 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     removed unless it is this user's socket whose connections are refused (a
     dead server's); the socket is bound in a fresh 0700 directory, given
     ``mode`` and only then linked to its public path, so no other user can
-    connect in between. Clients' credentials go to ``authorize``. The channel options are checked first
+    connect in between; on Linux all three go through a descriptor of that directory, so a user who may rename
+    entries beside the path cannot swap theirs in (``PermissionDenied`` before the bind, nothing of theirs after). Clients' credentials go to ``authorize``. The channel options are checked first
     (``InvalidOption``: see ``check_options``; so are a ``mode`` that is not permission bits, 0 to 0o777, and
     a ``backlog`` that is not a whole number of at least 0, and an ``authorize`` that is not callable), before
     anything is bound."""
@@ -956,27 +962,43 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     private_fd = None
     try:
         bind_at = temporary
-        if len(temporary.encode("utf-8")) > addresses.MAX_PATH_BYTES:
-            # a socket path with no room for the private directory's name in it (as the Node side does): bound
-            # through the directory's descriptor, a short path to the same place
-            if not os.path.isdir("/proc/self/fd"):
-                raise IpcError("NameTooLong", "no room for a private directory beside the socket", address)
-            private_fd = os.open(private, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        if os.path.isdir("/proc/self/fd"):
+            # bound, given its mode and linked through a descriptor of the directory made (as the Node side
+            # does): a user who may rename entries beside ``path`` can swap a directory of theirs in for it, with
+            # a link in it that a chmod by path would follow (to a file of root's, made as wide as ``mode``)
+            try:
+                private_fd = os.open(private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except OSError as error:
+                raise IpcError("PermissionDenied", "%s was replaced as the socket was to be bound in it: %s"
+                               % (private, os.strerror(error.errno).lower()), address)
+            held = os.fstat(private_fd)
+            if held.st_uid != os.geteuid() or held.st_mode & 0o077:
+                raise IpcError("PermissionDenied", "%s was replaced as the socket was to be bound in it (now owned by "
+                               "uid %d, mode %o): another user may rename entries in %s"
+                               % (private, held.st_uid, held.st_mode & 0o777, directory), address)
             bind_at = "/proc/self/fd/%d/s" % private_fd
+        elif len(temporary.encode("utf-8")) > addresses.MAX_PATH_BYTES:
+            # a socket path with no room for the private directory's name in it (as the Node side does)
+            raise IpcError("NameTooLong", "no room for a private directory beside the socket", address)
         sock.bind(bind_at)
-        os.chmod(temporary, mode)
+        os.chmod(bind_at, mode)
         sock.listen(backlog)
-        _link_replacing_stale(temporary, path, address)
+        _link_replacing_stale(bind_at, path, address)
     except Exception:
         sock.close()
         raise
     finally:
-        if private_fd is not None:
-            os.close(private_fd)
         try:
-            os.unlink(temporary)
+            os.unlink(bind_at)
         except OSError:
             pass
-        os.rmdir(private)
+        try:
+            # only the directory made, emptied: one another user put in its place is theirs
+            if private_fd is None or _same_file(os.lstat(private), os.fstat(private_fd)):
+                os.rmdir(private)
+        except OSError:
+            pass
+        if private_fd is not None:
+            os.close(private_fd)
     st = os.lstat(path)
     return Listener(sock, address, path, (st.st_dev, st.st_ino), authorize, options)

@@ -11,6 +11,7 @@ import threading
 import traceback
 import time
 import unittest
+from unittest import mock
 
 from helpers import TempDirCase
 
@@ -827,6 +828,47 @@ class Channels(TempDirCase):
         with self.assertRaises(IpcError) as caught:
             looked.receive()
         self.assertEqual(caught.exception.reason, "Closed")
+
+    @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "binds through /proc/self/fd (Linux)")
+    def test_a_staging_directory_swapped_after_the_bind_steers_neither_the_chmod_nor_the_link(self):
+        # as Node's Security.test.ts "unix://: the staging directory swapped ...": someone who may rename
+        # entries beside the socket renames the private directory the socket was bound in and puts one with a
+        # link to a file in its place, between the bind and the chmod; a chmod by path followed the link
+        # (as root, to any file: made as wide as mode) and os.link made the file the listener's path
+        victim = os.path.join(self.dir, "victim")
+        with open(victim, "w") as f:
+            f.write("theirs")
+        os.chmod(victim, 0o600)
+        path = os.path.join(self.dir, "swapped.sock")
+        chmod = os.chmod
+        swapped = []
+
+        def swap_then_chmod(target, mode, *args, **kwargs):
+            for name in os.listdir(self.dir):
+                if name.startswith(".e") and not swapped:
+                    os.rename(os.path.join(self.dir, name), os.path.join(self.dir, "moved" + name))
+                    os.mkdir(os.path.join(self.dir, name))
+                    os.symlink(victim, os.path.join(self.dir, name, "s"))
+                    swapped.append(name)
+            return chmod(target, mode, *args, **kwargs)
+
+        with mock.patch.object(os, "chmod", swap_then_chmod):
+            listener = listen("unix://" + path, mode=0o666)
+        self.addCleanup(listener.close)
+        self.assertEqual(len(swapped), 1, "the staging directory was swapped")
+        self.assertEqual(stat.S_IMODE(os.stat(victim).st_mode), 0o600, "the chmod followed the planted link")
+        self.assertTrue(stat.S_ISSOCK(os.lstat(path).st_mode), "the path is the listener's socket")
+        self.assertEqual(stat.S_IMODE(os.lstat(path).st_mode), 0o666)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "theirs")
+        # what the other user put in place of the staging directory is left as it is
+        self.assertTrue(os.path.islink(os.path.join(self.dir, swapped[0], "s")))
+        client = connect("unix://" + path)
+        self.addCleanup(client.close)
+        served = listener.accept()
+        self.addCleanup(served.close)
+        client.send(b"past the swap")
+        self.assertEqual(served.receive(5), b"past the swap")
 
     def test_replacing_a_dead_socket_waits_for_the_paths_lock_shared_with_node(self):
         # the lock Node's listeners take for a path (transport-pipe's pathLock: ".lock-" + the first 32

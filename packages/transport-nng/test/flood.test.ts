@@ -15,6 +15,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Child from "./fixtures/process.ts"
@@ -122,6 +123,45 @@ describe("nng+tcp:// listener under a flood", () => {
         console.log(`flood: ${report}`)
       }).pipe(Effect.scoped),
     240_000
+  )
+
+  it.live(
+    "a rendezvous request larger than 4 KiB: nng closes its connection on the length, before reading it",
+    () =>
+      Effect.gen(function*() {
+        const listener = yield* NngTransport.make().listen("nng+tcp://127.0.0.1:0")
+        const port = Number(listener.address.slice(listener.address.lastIndexOf(":") + 1))
+        // a req0 request of 64 MiB, far more than the kernel's socket buffers hold: sent whole only if the
+        // listener reads it (it would keep it in memory, then drop it for not being the hello)
+        const body = new Uint8Array(64 * MiB).fill(0x78)
+        const header = new Uint8Array(12)
+        new DataView(header.buffer).setBigUint64(0, BigInt(body.length + 4))
+        new DataView(header.buffer).setUint32(8, 0x80000001)
+        const outcome = yield* Effect.callback<"read whole" | "closed">((resume) => {
+          const socket = Net.connect(port, "127.0.0.1")
+          let answered = 0
+          socket.on("data", (chunk) => {
+            answered += chunk.length
+            // nng's 8-byte header back, then the request
+            if (answered >= 8 && answered - chunk.length < 8) {
+              socket.write(header)
+              socket.write(body, (error) => resume(Effect.succeed(error ? "closed" : "read whole")))
+            }
+          })
+          socket.on("error", () => resume(Effect.succeed("closed")))
+          socket.on("close", () => resume(Effect.succeed("closed")))
+          socket.write(Uint8Array.of(0, 0x53, 0x50, 0, 0, 0x30, 0, 0))
+          return Effect.sync(() => socket.destroy())
+        })
+        assert.strictEqual(outcome, "closed")
+        // the listener goes on serving
+        const channel = yield* NngTransport.make().dial(listener.address)
+        yield* Effect.forkScoped(
+          Effect.flatMap(listener.accept, (served) => Effect.flatMap(served.receive, served.send))
+        )
+        assert.strictEqual(yield* roundTrip(channel, "after"), "after")
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live(

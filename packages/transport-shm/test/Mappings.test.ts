@@ -1,7 +1,7 @@
 /**
  * Mappings are a bounded resource: the kernel lets a process have `vm.max_map_count` (65 530) of them, and V8
- * aborts the process when one of its own is refused. A reader keeps at most 64 large messages per channel in their
- * own mappings (the rest are copied), a process holds at most half the kernel's limit (then `NoSpace`), and the
+ * aborts the process when one of its own is refused. A reader keeps at most 64 large messages per channel (8192 in
+ * the process) in their own mappings (the rest are copied), a process holds at most half the kernel's limit (then `NoSpace`), and the
  * mappings of large messages handed out in place are let go when the channel closes.
  */
 import * as Shm from "@effect-ipc/transport-shm"
@@ -44,6 +44,44 @@ describe("shm:// mappings", () => {
         assert.isAtMost(messageMappings() - before, 2)
       }).pipe(Effect.scoped),
     60_000
+  )
+
+  it.live(
+    "readers that read nothing hold at most 8192 large messages mapped in the whole process; the rest are copied, intact",
+    () =>
+      Effect.gen(function*() {
+        const where = address()
+        const listener = yield* Shm.ShmTransport.make().listen(where)
+        // 160 channels of 64 messages each (each at its own bound), 10 240 in all: past the process's 8192
+        const channels = 160
+        const perChannel = 64
+        const pairs = yield* Effect.forEach(
+          Array.from({ length: channels }, (_, i) => i),
+          () =>
+            Effect.gen(function*() {
+              const client = yield* Shm.ShmTransport.make({ ringSize: 4096 }).dial(where)
+              return { client, server: yield* listener.accept }
+            })
+        )
+        const before = messageMappings()
+        // each send completes once the reader has opened its segment: every reader read all of them ahead
+        yield* Effect.forEach(pairs, ({ client }, c) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < perChannel; i++) yield* client.send(new Uint8Array(2100).fill((c + i) & 0xff))
+          }), { concurrency: 16, discard: true })
+        const held = messageMappings() - before
+        assert.isAtMost(held, 8192 + 2 * channels, `${held} large messages' mappings held by unread channels`)
+        yield* Effect.forEach(pairs, ({ server }, c) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < perChannel; i++) {
+              const message = yield* server.receive
+              assert.strictEqual(message.byteLength, 2100)
+              assert.isTrue(message.every((byte) => byte === ((c + i) & 0xff)), `channel ${c}, message ${i}`)
+            }
+          }), { discard: true })
+        assert.isAtMost(messageMappings() - before, 2 * channels)
+      }).pipe(Effect.scoped),
+    120_000
   )
 
   it.live(
