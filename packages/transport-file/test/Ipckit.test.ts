@@ -297,7 +297,8 @@ describe("ipckit compatibility", () => {
         const backend = yield* Ipckit.backend(dir, { lockTimeout: "500 millis" })
         const lock = Ipckit.paths(dir).lock("backend")
         const hourAgo = new Date(Date.now() - 3600_000)
-        for (const text of ["held by another tool\n", "0\n", "\n", "12 34\n"]) {
+        // a pid is 1 to 2^31 - 1: one past it, or signed, names no process (it is not ipckit's)
+        for (const text of ["held by another tool\n", "0\n", "\n", "12 34\n", "2147483648\n", "+5\n", "-5\n"]) {
           Fs.writeFileSync(lock, text)
           Fs.utimesSync(lock, hourAgo, hourAgo)
           const refused = yield* Effect.flip(backend.sendEvent("blocked", {}))
@@ -307,8 +308,11 @@ describe("ipckit compatibility", () => {
           assert.strictEqual(Fs.readFileSync(lock, "utf8"), text, "the lock is left as it was")
         }
         assert.deepStrictEqual(elementsOf(Ipckit.paths(dir).messages("backend")), [])
+        // the largest pid, with white space around it: a pid, of no process (Linux's pids stop at 2^22), so broken
+        Fs.writeFileSync(lock, " 2147483647 \t\n")
+        yield* backend.sendEvent("after a dead pid with white space", {})
+        assert.isFalse(Fs.existsSync(lock))
         // once whoever put it there removes it, sends go on, and an ipckit peer reads them
-        Fs.rmSync(lock)
         yield* backend.sendEvent("after", {})
         const received = yield* run(python([dir, "frontend", "recv"]))
         assert.include(received.lines.join("\n"), `"method": "after"`)

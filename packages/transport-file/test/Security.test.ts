@@ -15,11 +15,12 @@
  * open that blocks shows as a child that never answers.
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
-import { FileChannel, FileTransport, Ipckit, Log } from "@effect-ipc/transport-file"
+import { FileChannel, FileTransport, Inspect, Ipckit, Log } from "@effect-ipc/transport-file"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -455,6 +456,43 @@ describe.runIf(process.getuid?.() === 0)("file:// files of another user in a cha
           const outcome = outcomes[i]!
           assert.match(typeof outcome === "object" ? outcome.detail ?? "" : "", /owned by uid 65534/, c.what)
         })
+      }),
+    60_000
+  )
+})
+
+describe.runIf(process.getuid?.() === 0)("file:// inspection tools on files of another user", () => {
+  // the README: "effect-ipc's own readers, Log.verify and inspect refuse another user's files: PermissionDenied";
+  // only the channel's ends were tested against such a file, and a reader took another user's writer state for a
+  // state that is not there (the frontend and an observer from the start read on)
+  it.live(
+    "Log.verify, Inspect.describe, Inspect.tail and every reader refuse another user's segment or writer state",
+    () =>
+      Effect.gen(function*() {
+        const files: ReadonlyArray<readonly [string, (dir: string) => string]> = [
+          ["a segment", (dir) => stream(dir).segment(0)],
+          ["the writer state", (dir) => stream(dir).writerLock]
+        ]
+        for (const [what, file] of files) {
+          const dir = fresh(root, "inspected")
+          yield* Effect.scoped(Effect.flatMap(FileChannel.backend(dir), (c) => c.send(new Uint8Array([1]))))
+          Fs.chownSync(file(dir), 65534, 65534)
+          const streamDir = stream(dir).dir
+          const tools: ReadonlyArray<readonly [string, Effect.Effect<unknown, IpcError.IpcError, Scope.Scope>]> = [
+            ["Log.verify", Log.verify(streamDir)],
+            ["Inspect.describe", Inspect.describe(dir)],
+            ["Inspect.tail", Stream.runCollect(Stream.take(Inspect.tail(dir, { from: "start" }), 1))],
+            ["an observer from the end", Log.openReader(streamDir, { from: "end" })],
+            ["an observer from the start", Log.openReader(streamDir, { from: "start" })],
+            ["the frontend", Effect.flatMap(FileChannel.frontend(dir), (c) => c.receive)]
+          ]
+          for (const [tool, effect] of tools) {
+            const result = yield* attempt(effect)
+            assertRefused(result, `${tool}, ${what}`)
+            const failure = result._tag === "Failure" ? result.failure : undefined
+            assert.match(failure?.detail ?? "", /owned by uid 65534/, `${tool}, ${what}`)
+          }
+        }
       }),
     60_000
   )

@@ -196,7 +196,16 @@ export const dial = (
   Effect.gen(function*() {
     yield* WsAddress.optionsOk(options, address)
     const parsed = yield* Effect.flatMap(WsAddress.parse(address), WsAddress.dialable)
-    const token = options.token ?? parsed.token ?? options.tokenLookup?.(parsed)
+    // a lookup is the caller's code: one that throws fails the dial typed (it was a defect)
+    const token = options.token ?? parsed.token ?? (yield* Effect.try({
+      try: () => options.tokenLookup?.(parsed),
+      catch: (cause) =>
+        IpcError.make(
+          "InvalidOption",
+          `tokenLookup threw: ${cause instanceof Error ? cause.message : String(cause)}`,
+          parsed.redacted
+        )
+    }))
     if (token !== undefined && !WsAddress.isValidToken(token)) {
       return yield* WsAddress.invalidToken(options.token !== undefined, parsed.redacted)
     }

@@ -62,7 +62,8 @@ import * as WsProtocol from "./WsProtocol.ts"
 export interface WsServerOptions extends Link.LinkOptions {
   /**
    * The page origins allowed to connect (`"http://127.0.0.1:5173"`), or a
-   * predicate. Default: none (requests without `Origin`, from non-browser
+   * predicate (one that throws, or answers anything but `true`, refuses the
+   * page). Default: none (requests without `Origin`, from non-browser
    * clients, are not affected).
    */
   readonly allowedOrigins?: ReadonlyArray<string> | ((origin: string) => boolean) | undefined
@@ -274,12 +275,25 @@ export const listen = (
         }
       }
       const origin = req.headers.origin
-      if (origin !== undefined && !originAllowed(origin)) {
+      // a predicate that throws allows nothing: refused at once (it left the handshake hanging, unsaid, until
+      // handshakeTimeout), and the log says why
+      let thrown: string | undefined
+      let allowedOrigin = origin === undefined
+      if (origin !== undefined) {
+        try {
+          allowedOrigin = originAllowed(origin) === true
+        } catch (cause) {
+          thrown = cause instanceof Error ? cause.message : String(cause)
+        }
+      }
+      if (!allowedOrigin) {
         return {
           code: WsProtocol.CloseCode.originRefused,
           status: 403,
           text: "origin not allowed",
-          detail: `refused ${peer}: origin ${JSON.stringify(origin)} is not allowed`
+          detail: `refused ${peer}: origin ${JSON.stringify(origin)} is not allowed${
+            thrown === undefined ? "" : ` (the allowedOrigins function threw: ${thrown})`
+          }`
         }
       }
       const given = tokenOf(req, offered)

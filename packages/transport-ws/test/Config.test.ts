@@ -168,6 +168,11 @@ describe("ws options from configuration", () => {
     }).pipe(Effect.scoped))
 })
 
+/** A `tokenLookup` that throws (the caller's code). */
+const tokenLookup = () => {
+  throw new Error("no keyring here")
+}
+
 describe("ws:// options of the wrong kind, given in code past the types", () => {
   // `tokenLookup: "x"` was a TypeError defect at dial, `connect: 42` InvalidAddress, `tokenFile: true` Open
   // (a file named "true" looked for)
@@ -188,6 +193,15 @@ describe("ws:// options of the wrong kind, given in code past the types", () => 
         const error = yield* Effect.flip(Effect.scoped(Ws.WsClient.dial(address, options as never)))
         assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
         assert.include(error.detail, name)
+      }
+      // a lookup that throws (the caller's code) fails the dial typed, on the client and the transport: it was a
+      // defect, the exception thrown across the API
+      for (
+        const dial of [Ws.WsClient.dial(address, { tokenLookup }), Ws.WsTransport.make({ tokenLookup }).dial(address)]
+      ) {
+        const error = yield* Effect.flip(Effect.scoped(dial))
+        assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
+        assert.include(error.detail, "tokenLookup threw: no keyring here")
       }
       const listener = yield* Ws.WsServer.listen(address, { tokenFile: false, maxMessageSize: 0 })
       const client = yield* Ws.WsClient.dial(address, { token: listener.token })

@@ -190,6 +190,36 @@ describe("ws:// security", () => {
       assert.strictEqual(yield* roundTrip(withNull, { token: listed.token, headers: { origin: "null" } }), 42)
     }).pipe(Effect.scoped))
 
+  // a throwing predicate killed the handshake's fiber unsaid: the page waited out handshakeTimeout (Timeout), and
+  // the server neither counted nor logged it; a predicate that answers a promise (an async function) let every page in
+  it.live("an allowedOrigins function that throws or answers no boolean refuses the page at once: 4403, counted, logged", () =>
+    Effect.gen(function*() {
+      const { layer, logs, refusals } = observed()
+      const address = freshAddress("origin-throws")
+      const listener = yield* echoServer(address, {
+        tokenFile: false,
+        handshakeTimeout: "60 seconds",
+        allowedOrigins: (origin) => {
+          if (origin.includes("boom")) throw new Error("origin table unavailable")
+          if (origin.includes("async")) return Promise.resolve(true) as unknown as boolean
+          return origin === "http://127.0.0.1:5173"
+        }
+      }).pipe(Effect.provide(layer))
+      const token = listener.token
+      for (const origin of ["http://boom.example", "http://async.example"]) {
+        const refused = yield* Effect.flip(roundTrip(address, { token, headers: { origin } }))
+        assert.strictEqual(refused.reason._tag, "PeerRejected", `${origin}: ${refused.message}`)
+        assert.include(refused.message, "close 4403")
+      }
+      assert.strictEqual(yield* refusals, 2)
+      assert.isTrue(
+        logs.some((l) => l.includes("the allowedOrigins function threw: origin table unavailable")),
+        logs.join("\n")
+      )
+      // the listener goes on serving the pages it allows
+      assert.strictEqual(yield* roundTrip(address, { token, headers: { origin: "http://127.0.0.1:5173" } }), 42)
+    }).pipe(Effect.scoped))
+
   it.live("with no allowedOrigins, every page is refused", () =>
     Effect.gen(function*() {
       const address = freshAddress("no-origins")

@@ -492,6 +492,17 @@ export const openReader = (
           reader.close()
           return Effect.fail(error)
         }
+        // the writer state, read as the reader goes (an idle end, a record cut short), is refused like every file
+        // of a channel when it is not a regular file of this user (or root) or not readable by it (it was taken
+        // for a state that is not there); missing (no writer yet) or no descriptor free, it is opened later
+        const state = Sys.attempt(
+          () => Sys.openFile(paths(dir).writerLock, Fs.constants.O_RDONLY),
+          "Open",
+          "cannot open the writer state",
+          dir
+        )
+        if (!Sys.failed(state)) reader.stateFd = state
+        else if (state.reason._tag === "PermissionDenied") return fail(state)
         let offset: number
         if (options.name !== undefined) {
           const path = paths(dir).cursor(options.name)
