@@ -338,7 +338,8 @@ const valueAt = (options: object, name: string): unknown => {
  * `InvalidOption` naming the first option given in code whose value has the
  * wrong shape: an `authorize` that is not a function, an `allowedOrigins`
  * that is neither a list of strings nor a function, an `allowedHosts` that is
- * not a list of strings, a `directory` that is not a path, a `tls` that is not an object of paths, a word that is not one of its option's
+ * not a list of strings, a `directory` that is not a path, a `tls` that is not an object of paths, `headers` that
+ * are not an object of strings, a word that is not one of its option's
  * (`durability: "fsnyc"` was the default, `os`, without a word). They were
  * defects at `listen`, a listener that refused everyone without saying why,
  * or a setting other than the one asked for.
@@ -393,6 +394,20 @@ export const checkShapes = (options: object, address?: string): IpcError.IpcErro
   if (token !== undefined && typeof token !== "string") {
     // never shown: a number, or a Buffer read from a token file, is the token itself
     return IpcError.make("InvalidOption", `token (${kindOf(token)}) is not a string`, address)
+  }
+  // ws://'s extra handshake headers: anything but an object of strings was dropped unseen (`headers: 5`)
+  const headers: unknown = Reflect.get(options, "headers")
+  if (
+    headers !== undefined &&
+    (typeof headers !== "object" || headers === null || Array.isArray(headers) ||
+      !Object.values(headers).every((value) => typeof value === "string"))
+  ) {
+    // never shown: a header may carry a credential
+    return IpcError.make(
+      "InvalidOption",
+      `headers (${kindOf(headers)}) is not an object of header names to strings`,
+      address
+    )
   }
   return checkTls(Reflect.get(options, "tls"), address) ?? checkHeartbeat(Reflect.get(options, "heartbeat"), address)
 }

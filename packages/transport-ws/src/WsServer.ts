@@ -131,7 +131,15 @@ const hostNameOf = (host: string): string | undefined => {
 /** Connections waiting to complete their handshake at once, by default. */
 const DEFAULT_MAX_PENDING_HANDSHAKES = 64
 
-const normalOrigin = (origin: string): string => origin.trim().toLowerCase().replace(/\/+$/, "")
+const normalOrigin = (origin: string): string => {
+  const trimmed = origin.trim()
+  // as a browser sends it: the scheme and host lowercased, a default port (:80, :443) left out
+  if (URL.canParse(trimmed)) {
+    const parsed = new URL(trimmed).origin
+    if (parsed !== "null") return parsed
+  }
+  return trimmed.toLowerCase().replace(/\/+$/, "")
+}
 
 interface Refusal {
   readonly code: number

@@ -189,7 +189,15 @@ describe("ws:// options of the wrong kind, given in code past the types", () => 
         assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
         assert.include(error.detail, name)
       }
-      for (const [name, options] of [["tokenLookup", { tokenLookup: "x" }], ["connect", { connect: 42 }]] as const) {
+      // headers that are not an object of strings were dropped unseen; a header's value is never shown
+      const dialWrong = [
+        ["tokenLookup", { tokenLookup: "x" }],
+        ["connect", { connect: 42 }],
+        ["headers", { headers: 5 }],
+        ["headers", { headers: { authorization: 7 } }],
+        ["headers", { headers: ["origin", "x"] }]
+      ] as const
+      for (const [name, options] of dialWrong) {
         const error = yield* Effect.flip(Effect.scoped(Ws.WsClient.dial(address, options as never)))
         assert.strictEqual(error.reason._tag, "InvalidOption", error.message)
         assert.include(error.detail, name)

@@ -184,6 +184,20 @@ describe("ws:// security", () => {
       assert.strictEqual(yield* roundTrip(address, { token, headers: { origin: "http://127.0.0.1:5173" } }), 42)
       assert.strictEqual(yield* roundTrip(address, { token }), 42)
       assert.strictEqual(yield* refusals, 5)
+      // a listed origin is matched as a browser sends it: a default port or a case a browser never sends is no
+      // other origin ("http://Ok.Example:80" never matched "http://ok.example")
+      const written = freshAddress("written-origin")
+      const loose = yield* echoServer(written, {
+        tokenFile: false,
+        allowedOrigins: ["HTTP://Ok.Example:80/", "https://secure.example:443"]
+      })
+      for (const origin of ["http://ok.example", "https://secure.example"]) {
+        assert.strictEqual(yield* roundTrip(written, { token: loose.token, headers: { origin } }), 42, origin)
+      }
+      for (const origin of ["http://ok.example:8080", "https://ok.example", "http://secure.example"]) {
+        const refused = yield* Effect.flip(roundTrip(written, { token: loose.token, headers: { origin } }))
+        assert.strictEqual(refused.reason._tag, "PeerRejected", origin)
+      }
       // "null" passes only when listed
       const withNull = freshAddress("null-origin")
       const listed = yield* echoServer(withNull, { tokenFile: false, allowedOrigins: ["null"] })
