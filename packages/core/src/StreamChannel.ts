@@ -102,9 +102,20 @@ const readerGone = Object.assign(new Error("the peer closed its reading end"), {
 // how the process at the other end ended (`exited with code 3`), said as the channel's errors say it
 const atOtherEnd = (how: string): string => `the process at the other end ${how}`
 
-// an input that ended without the peer's goodbye: why, and how the process there ended where that is known
-const endedBadly = (what: string, how: string | undefined, address: string): IpcError.IpcError =>
-  IpcError.make("ConnectionLost", how === undefined ? what : `${what}: ${atOtherEnd(how)}`, address)
+// an input that ended without the peer's goodbye (or failed: `cause`): why, and how the process there ended where
+// that is known
+const endedBadly = (what: string, how: string | undefined, address: string, cause?: Error): IpcError.IpcError => {
+  const detail = how === undefined ? what : `${what}: ${atOtherEnd(how)}`
+  return cause === undefined
+    ? IpcError.make("ConnectionLost", detail, address)
+    : IpcError.fromSystemError(cause, "ConnectionLost", detail, address)
+}
+
+// the other end of a socket went while we read or wrote (a child that exits with input it never read resets it)
+const isPeerReset = (cause: Error): boolean => {
+  const errno = IpcError.errnoOf(cause)
+  return errno === "ECONNRESET" || errno === "EPIPE"
+}
 
 // how long an input that ended waits for the process at the other end to be seen exited, to say how it ended
 const EXIT_WAIT_MILLIS = 200
@@ -464,22 +475,22 @@ const link = (
   }
   // an input that ended badly waits to say how the process there ended: its stream's close says nothing more
   let awaitingExit = false
-  const lostAtEnd = (what: string): void => {
+  const lostAtEnd = (what: string, cause?: Error): void => {
     const how = streams.peerExit?.()
     const peerExited = streams.peerExited
     if (how !== undefined || streams.peerExit === undefined || peerExited === undefined) {
-      return sink.lost(endedBadly(what, how, address))
+      return sink.lost(endedBadly(what, how, address, cause))
     }
     // the process there is perhaps exiting (its output closes a moment before the kernel says how it ended): no
     // send is taken from now on, and the channel fails once it has exited, or after `EXIT_WAIT_MILLIS` without
-    sink.writesLost(endedBadly(what, undefined, address))
+    sink.writesLost(endedBadly(what, undefined, address, cause))
     let timer: ReturnType<typeof setTimeout> | undefined
     const report = (): void => {
       if (timer === undefined) return
       clearTimeout(timer)
       timer = undefined
       awaitingExit = false
-      sink.lost(endedBadly(what, streams.peerExit?.(), address))
+      sink.lost(endedBadly(what, streams.peerExit?.(), address, cause))
     }
     awaitingExit = true
     timer = setTimeout(report, EXIT_WAIT_MILLIS)
@@ -499,6 +510,12 @@ const link = (
     }
   }
   const onError = (cause: Error) => {
+    // a reset by a process at the other end that is exiting: said as its end is, how it ended named (it said only
+    // "read ECONNRESET" where the process had input it never read)
+    if (streams.peerExit !== undefined && !endSeen && isPeerReset(cause)) {
+      endSeen = true
+      return lostAtEnd("the connection failed", cause)
+    }
     sink.lost(IpcError.fromSystemError(ended(cause), "ConnectionLost", "the connection failed", address))
   }
 

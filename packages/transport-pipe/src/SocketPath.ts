@@ -97,7 +97,19 @@ export const lockDir = (raw?: string): Effect.Effect<string, IpcError.IpcError> 
   Effect.catch(runtimeDir(raw), (error) =>
     Effect.suspend(() => {
       const home = homeDirectory()
-      if (home === undefined || !ownedDirectory(home, false)) return Effect.fail(error)
+      if (home === undefined || !ownedDirectory(home, false)) {
+        // (it named the runtime directory alone: a fifo:// listen in a directory of one's own failed with no hint)
+        return Effect.fail(
+          new IpcError.IpcError({
+            reason: error.reason,
+            address: error.address,
+            errno: error.errno,
+            cause: error.cause,
+            detail: `${error.detail}; nor is the home directory (${home ?? "unknown"}) one of this user that others ` +
+              "cannot write, for ~/.effect-ipc-locks: set XDG_RUNTIME_DIR to a private directory of this user"
+          })
+        )
+      }
       // not recursive: the home directory is there already
       return Effect.mapError(
         RuntimeDir.ensurePrivate(Path.join(home, ".effect-ipc-locks"), raw, false),

@@ -6,7 +6,7 @@ import * as Schedule from "effect/Schedule"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { pythonPeer } from "./helpers.ts"
+import { node, nodeFixture, python, pythonPeer, start } from "./helpers.ts"
 
 const text = (s: string) => new TextEncoder().encode(s)
 const peerTs = Path.resolve(import.meta.dirname, "../../testing/src/peer.ts")
@@ -93,6 +93,48 @@ describe("ChildPipe", () => {
           }))
         }
       }
+    }))
+
+  // a child that exits with input it never read resets its end of fd 3: receive and send said only
+  // "read ECONNRESET", not how the child ended
+  it.live("a child that exits with a message it never read: ConnectionLost naming how it ended", () =>
+    Effect.gen(function*() {
+      for (const via of ["fd", "stdio"] as const) {
+        for (
+          const [end, said] of [
+            ["os._exit(3)", "exited with code 3"],
+            ["os.kill(os.getpid(), signal.SIGKILL)", "was killed by SIGKILL"]
+          ] as const
+        ) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            // waits until our message is there to read, and ends without reading it
+            const fd = via === "fd" ? 3 : 0
+            const child = yield* ChildPipe.spawn("python3", {
+              args: ["-c", `import os, select, signal\nselect.select([${fd}], [], [])\n${end}`],
+              via
+            })
+            yield* child.channel.send(new TextEncoder().encode("job"))
+            const error = yield* Effect.flip(child.channel.receive)
+            assert.strictEqual(error.reason._tag, "ConnectionLost")
+            assert.include(error.detail, `the process at the other end ${said}`, `${via}: ${error.message}`)
+            const sent = yield* Effect.flip(child.channel.send(new Uint8Array([1])))
+            assert.include(sent.detail, `the process at the other end ${said}`, `${via}: ${sent.message}`)
+          }))
+        }
+      }
+    }))
+
+  // the other way round: the child's view of a parent killed while it waits
+  it.live("a child whose parent is killed: receive and send fail ConnectionLost, and it exits", () =>
+    Effect.gen(function*() {
+      // a parent in Python: starts the child with a socket on its fd 3, sends it "job", and waits to be killed
+      const parent = yield* start(python, ["-c", parentOfFd3, node, ...nodeFixture("from-parent.ts")])
+      yield* parent.line(/^got 3$/)
+      process.kill(parent.pid, "SIGKILL")
+      const lost = yield* parent.line(/^lost /)
+      assert.match(lost, /^lost ConnectionLost: /)
+      assert.include(yield* parent.line(/^send /), "send ConnectionLost")
+      yield* parent.finish // the child exited: its stdout, shared with the parent, closed
     }))
 
   // over stdio, a child that exits while a process it started holds its stdout: the channel's input never
@@ -282,6 +324,12 @@ describe("ChildPipe", () => {
       assert.notInclude(command.detail, "working directory")
     }))
 })
+
+/** Python: runs argv[1:] with one end of a socket pair on fd 3 (EFFECT_IPC_FD=3), sends it a frame, sleeps. */
+const parentOfFd3 = "import os, socket, subprocess, sys, time\nours, theirs = socket.socketpair()\n" +
+  "subprocess.Popen(sys.argv[1:], preexec_fn=lambda: os.dup2(theirs.fileno(), 3), close_fds=False,\n" +
+  "    env={**os.environ, 'EFFECT_IPC_FD': '3'})\ntheirs.close()\n" +
+  "ours.sendall(bytes([1, 0, 0, 0, 0, 3]) + b'job')\ntime.sleep(60)"
 
 /**
  * Python: sends one frame holding its own `EFFECT_IPC_FD` (or "unset") on the channel (fd 3 with argv[1] "fd", its

@@ -505,4 +505,43 @@ describe("a listener killed while it binds", () => {
       }).pipe(Effect.scoped),
     60_000
   )
+
+  // the sweep after a listen must not take the staging directory of a listener still binding in another process
+  it.live(
+    "a live listener's staging directory is left to it by the next listener at the path",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("effect-ipc-binding-")
+        const path = Path.join(dir, "app.sock")
+        staleSocket(path)
+        const key = Crypto.createHash("sha256").update(path).digest("hex").slice(0, 32)
+        const lockFile = Path.join(yield* SocketPath.lockDir(), `.lock-${key}`)
+        Fs.writeFileSync(lockFile, "", { mode: 0o600 })
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(lockFile, { force: true })))
+        const holder = yield* start(python, ["-c", holdLock, lockFile])
+        yield* holder.line(/^locked$/)
+        // a listener in another process, alive, held at the path's lock with its socket bound in its staging directory
+        const binding = yield* start(node, [...nodeFixture("listen.ts"), `unix://${path}`])
+        yield* binding.line(/^armed$/)
+        yield* binding.say("go")
+        const staging = () => Fs.readdirSync(dir).filter((name) => name.startsWith(".eipc-"))
+        const bound = () => staging().some((name) => Fs.existsSync(Path.join(dir, name, "s")))
+        for (let i = 0; i < 400 && !bound(); i++) yield* Effect.sleep("5 millis")
+        const [its] = staging()
+        assert.isTrue(its !== undefined && bound(), "the other listener's socket is bound in its staging directory")
+        const inode = Fs.lstatSync(Path.join(dir, its!, "s")).ino
+        // the path is free again: this listener takes it without the lock, then sweeps
+        Fs.unlinkSync(path)
+        yield* transport.listen(`unix://${path}`)
+        assert.deepStrictEqual(staging(), [its], "the live listener's staging directory is still there")
+        assert.strictEqual(Fs.lstatSync(Path.join(dir, its!, "s")).ino, inode, "with its socket")
+        // let it go on: it finds this listener's live socket, and removes its own staging directory
+        yield* holder.finish
+        const outcome = yield* binding.line(/^(won|lost)/)
+        assert.match(outcome, /^lost AddressInUse/)
+        yield* binding.finish
+        assert.deepStrictEqual(staging(), [], "it removed its own")
+      }).pipe(Effect.scoped),
+    60_000
+  )
 })

@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
+import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -432,6 +433,49 @@ describe.runIf(isRoot)("listen, against a client of another user (uid 65534)", (
       const dialled = yield* UnixSocket.make().dial(`unix://${stale}`)
       assert.strictEqual(dialled.address, `unix://${stale}`)
     }).pipe(Effect.scoped))
+
+  // without such a home (a service account's is often /nonexistent, or root's) the error named the runtime directory
+  // alone, for a fifo:// listen in a directory of one's own: the way out is XDG_RUNTIME_DIR
+  it.live.runIf(isRoot)(
+    "another user's runtime directory and no home for locks: PermissionDenied naming both and XDG_RUNTIME_DIR",
+    () =>
+      Effect.gen(function*() {
+        const home = ChildProcess.execFileSync("getent", ["passwd", String(nobody)], { encoding: "utf8" }).split(
+          ":"
+        )[5]!
+        assert.isFalse(Fs.existsSync(home) && Fs.statSync(home).uid === nobody, `nobody's home ${home} is not theirs`)
+        const shared = yield* tempDir("effect-ipc-tmp-", 0o1777)
+        Fs.mkdirSync(Path.join(shared, `effect-ipc-${nobody}`), { mode: 0o700 }) // made by root first
+        const own = yield* tempDir("effect-ipc-own-", 0o700)
+        const xdg = Path.join(own, "xdg")
+        Fs.mkdirSync(xdg, { mode: 0o700 })
+        Fs.chownSync(own, nobody, nobody)
+        Fs.chownSync(xdg, nobody, nobody)
+        const listen = (env: ReadonlyArray<string>) =>
+          run("env", [
+            "-u",
+            "XDG_RUNTIME_DIR",
+            `TMPDIR=${shared}`,
+            ...env,
+            node,
+            ...nodeFixture("listen.ts"),
+            `fifo://${own}/pair`
+          ], {
+            uid: nobody,
+            input: new TextEncoder().encode("go\n")
+          })
+        const refused = (yield* listen([])).stdout.toString()
+        assert.match(refused, /^lost PermissionDenied: /m, refused)
+        assert.include(refused, `effect-ipc-${nobody} is not a private directory of this user`)
+        assert.include(refused, `nor is the home directory (${home})`)
+        assert.include(refused, "set XDG_RUNTIME_DIR to a private directory of this user")
+        assert.deepStrictEqual(Fs.readdirSync(own), ["xdg"], "nothing was made")
+        // the way out it names
+        const served = (yield* listen([`XDG_RUNTIME_DIR=${xdg}`])).stdout.toString()
+        assert.match(served, /^won$/m, served)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
   // a user who may rename entries in the socket's directory (shared, not sticky) swaps the listener's staging
   // directory for one of theirs, before or after the socket is bound in it, and puts a link to a file of root's
