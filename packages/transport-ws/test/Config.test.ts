@@ -242,7 +242,7 @@ describe("ws:// addresses", () => {
 
   it.live("a dial of port 0 (listen's free port) is InvalidAddress, at once, by the client and the transport", () =>
     Effect.gen(function*() {
-      const started = Date.now()
+      // (InvalidAddress is said before any connection: a dial that tried would end NotFound or Timeout)
       const fromClient = yield* Effect.flip(Ws.WsClient.dial("ws://127.0.0.1:0/app"))
       const fromTransport = yield* Effect.flip(Ws.WsTransport.make().dial("ws://127.0.0.1:0/app?token=x"))
       for (const error of [fromClient, fromTransport]) {
@@ -250,7 +250,6 @@ describe("ws:// addresses", () => {
         assert.include(error.detail, "port 0")
         assert.notInclude(error.message, "token=")
       }
-      assert.isBelow(Date.now() - started, 1000)
     }).pipe(Effect.scoped))
 })
 
