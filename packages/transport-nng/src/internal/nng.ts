@@ -102,7 +102,8 @@ interface Bindings {
   readonly msgBody: (m: Ptr) => Ptr
   readonly msgHeaderLen: (m: Ptr) => number
   readonly msgHeader: (m: Ptr) => Ptr
-  readonly msgGetPipe: (m: Ptr) => Handle
+  /** The id of the pipe `m` came through (`nng_msg_get_pipe(m).id`). */
+  readonly msgPipeId: (m: Ptr) => number
   readonly msgFree: (m: Ptr) => void
   readonly sendmsg: (s: Handle, m: Ptr, flags: number) => number
   readonly send: (s: Handle, data: Uint8Array, size: number, flags: number) => number
@@ -219,6 +220,22 @@ const loadLibc = (koffi: Koffi) => {
 
 const typeName = (name: string) => `effect_ipc_${name}`
 
+/**
+ * `nng_msg_get_pipe` as the pipe's id. Where the C ABI returns a struct of
+ * one `uint32_t` in a register as it returns a `uint32_t` (x64, arm64), it is
+ * declared so: koffi then makes no object per call (4 times cheaper, and it
+ * runs once per message received). Elsewhere (32-bit x86 returns structs
+ * through memory) the struct's id is read.
+ */
+const pipeIdOf = (
+  byStruct: () => (m: Ptr) => Handle,
+  byRegister: () => (m: Ptr) => number
+): (m: Ptr) => number => {
+  if (process.arch === "x64" || process.arch === "arm64") return byRegister()
+  const get = byStruct()
+  return (m) => get(m).id
+}
+
 const declare = (koffi: Koffi, libc: LibraryHandle, lib: LibraryHandle, version: string): Bindings => {
   const handle = (name: string) => {
     try {
@@ -278,7 +295,10 @@ const declare = (koffi: Koffi, libc: LibraryHandle, lib: LibraryHandle, version:
     msgBody: lib.func(`void *nng_msg_body(${M} *m)`),
     msgHeaderLen: lib.func(`size_t nng_msg_header_len(${M} *m)`),
     msgHeader: lib.func(`void *nng_msg_header(${M} *m)`),
-    msgGetPipe: lib.func(`${P} nng_msg_get_pipe(${M} *m)`),
+    msgPipeId: pipeIdOf(
+      () => lib.func(`${P} nng_msg_get_pipe(${M} *m)`),
+      () => lib.func(`uint32_t nng_msg_get_pipe(${M} *m)`)
+    ),
     msgFree: lib.func(`void nng_msg_free(${M} *m)`),
     sendmsg: lib.func(`int nng_sendmsg(${S} s, ${M} *m, int flags)`),
     send: lib.func(`int nng_send(${S} s, const void *data, size_t size, int flags)`),
@@ -362,6 +382,48 @@ const EMPTY = new Uint8Array(0)
 /** Messages up to this size are sent with one `nng_send` from a scratch buffer. */
 const SMALL = 4096
 const scratch = new Uint8Array(SMALL)
+
+/** Received messages up to this size are carved out of their socket's slab (see `carve`). */
+const SLAB_PIECE = 4096
+/** The size of each slab. */
+const SLAB_BYTES = 8 * SLAB_PIECE
+
+/**
+ * Where one socket's small received messages are carved from (`makeSlab`):
+ * one socket's only, so that no message's `buffer` shows another socket's
+ * (another peer's) bytes.
+ */
+export interface Slab {
+  buffer: ArrayBuffer
+  used: number
+}
+
+/** An empty slab for one socket's received messages. */
+export const makeSlab = (): Slab => ({ buffer: new ArrayBuffer(0), used: 0 })
+
+/**
+ * A byte array for `length` (at most `SLAB_PIECE`) bytes about to be copied
+ * in, carved from `slab`, which only ever hands each byte out once (so no
+ * message is overwritten later; a slab is collected once its last message
+ * is), as Node's `Buffer.allocUnsafe` does from its pool, and as messages
+ * decoded from one read of a stream share its chunk. A fresh `Uint8Array`
+ * of more than 64 bytes lives outside V8's heap and cost 0.4 to 1 µs to
+ * make, 10 times this (bench/README.md, "The nng Channel's round trip beyond
+ * Node's floor"). The slab is zero-filled once: what a message's `buffer`
+ * shows beyond its own bytes is zeros or other messages of the same socket,
+ * never memory from before. A slab detached (its `buffer` transferred) has
+ * no bytes left: the next message starts a new one.
+ */
+const carve = (slab: Slab, length: number): Uint8Array => {
+  if (slab.used + length > slab.buffer.byteLength) {
+    slab.buffer = new ArrayBuffer(SLAB_BYTES)
+    slab.used = 0
+  }
+  const piece = new Uint8Array(slab.buffer, slab.used, length)
+  // 8-byte aligned, as a fresh array's start is
+  slab.used += (length + 7) & ~7
+  return piece
+}
 
 /** A byte array for `length` bytes about to be copied in: large ones are not zero-filled first. */
 const allocate = (length: number): Uint8Array =>
@@ -464,9 +526,10 @@ export interface Nng {
   /**
    * Receives one message without blocking. With `kinded`, the first body byte
    * is the message's kind and the body is the rest. Returns the message or an
-   * nng code (`EAGAIN`: none is waiting).
+   * nng code (`EAGAIN`: none is waiting). With a `slab` (the socket's own), a
+   * small message is carved from it rather than given memory of its own.
    */
-  readonly tryReceive: (s: Handle, kinded: boolean, withHeader: boolean) => Received | number
+  readonly tryReceive: (s: Handle, kinded: boolean, withHeader: boolean, slab?: Slab) => Received | number
   /**
    * A byte array of `length` bytes about to be filled by a copy: not
    * zero-filled, and from 64 KiB on (Linux) its pages mapped in one call
@@ -863,13 +926,11 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
     trySend: (s, body, prefix, header) => {
       // a small message without a header: one call (nng copies it into a message of its own)
       if (header === undefined && body.byteLength + (prefix?.byteLength ?? 0) <= SMALL) {
-        let data = body
-        if (prefix !== undefined) {
-          data = scratch.subarray(0, prefix.byteLength + body.byteLength)
-          data.set(prefix, 0)
-          data.set(body, prefix.byteLength)
-        }
-        return b.send(s, data, data.byteLength, NONBLOCK)
+        if (prefix === undefined) return b.send(s, body, body.byteLength, NONBLOCK)
+        // the scratch buffer itself, with the length (a view of it would be one more object per send)
+        scratch.set(prefix, 0)
+        scratch.set(body, prefix.byteLength)
+        return b.send(s, scratch, prefix.byteLength + body.byteLength, NONBLOCK)
       }
       const m = buildMessage(body, prefix, header)
       if (typeof m === "number") return m
@@ -893,12 +954,16 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
     },
     trySendBuilt: (s, built) => b.sendmsg(s, built.message, NONBLOCK),
     dropBuilt: (built) => b.msgFree(built.message),
-    tryReceive: (s, kinded, withHeader) => {
+    tryReceive: (s, kinded, withHeader, slab) => {
       const rv = b.recvmsg(s, msgOut, NONBLOCK)
       if (rv !== 0) return rv
       const m = msgOut[0]!
       const length = b.msgLen(m)
-      const full = length === 0 ? EMPTY : fresh(length)
+      const full = length === 0
+        ? EMPTY
+        : slab !== undefined && length <= SLAB_PIECE
+        ? carve(slab, length)
+        : fresh(length)
       if (length > 0) b.memcpy(full, b.msgBody(m), length)
       let header: Uint8Array | undefined
       if (withHeader) {
@@ -906,7 +971,7 @@ const make = (koffi: Koffi, b: Bindings): Nng => {
         header = headerLength === 0 ? EMPTY : allocate(headerLength)
         if (headerLength > 0) b.memcpy(header, b.msgHeader(m), headerLength)
       }
-      const pipe = b.msgGetPipe(m).id
+      const pipe = b.msgPipeId(m)
       b.msgFree(m)
       return kinded
         ? { body: full.subarray(1), kind: length > 0 ? full[0] : undefined, header, pipe }

@@ -191,6 +191,8 @@ const canSend = (p: Nng.Protocol) => p !== "sub" && p !== "pull"
 const readiness = (nng: Nng.Nng, fd: number | undefined) => {
   const listeners = new Set<() => void>()
   const watch = fd === undefined ? undefined : nng.watch(fd, () => {
+    // one listener (a channel's drain) needs no copy of the set to call it
+    if (listeners.size === 1) { for (const listener of listeners) return listener() }
     for (const listener of Array.from(listeners)) listener()
   })
   return {
@@ -406,10 +408,13 @@ const makeSocket = (
   const kinded = options.kinded === true
   const withHeader = protocol === "rep-raw"
   const maxBody = options.maxBody
+  // a channel's socket (kinded: one conversation, one peer) carves its small messages from a slab of its own; the
+  // pattern sockets' messages, of many peers, each get memory of their own
+  const slab = kinded ? Nng.makeSlab() : undefined
   const tryReceive = (): Nng.Received | number => {
     for (;;) {
       if (closed) return NngError.Code.ECLOSED
-      const received = nng.tryReceive(handle, kinded, withHeader)
+      const received = nng.tryReceive(handle, kinded, withHeader, slab)
       if (typeof received !== "number" && maxBody !== undefined && received.body.byteLength > maxBody) {
         nng.closePipe(received.pipe)
         continue
