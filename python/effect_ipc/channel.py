@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover
 
 from . import address as addresses
 from . import framing
-from .errors import Closed, IpcError, check_bytes, check_count, check_seconds, fresh
+from .errors import Closed, IpcError, check_bytes, check_count, check_seconds, fresh, reason_of
 
 log = logging.getLogger("effect_ipc")
 
@@ -678,6 +678,8 @@ def _connect_error(error, address):
 # how long serve waits after a failed accept before trying again (doubling up to the most)
 _ACCEPT_PAUSE = 0.01
 _ACCEPT_PAUSE_MOST = 1.0
+#: How many refused clients a minute a listener logs one by one (the rest summed up in one warning), as the Node side.
+LOGGED_REFUSALS_PER_MINUTE = 10
 
 
 class Listener(object):
@@ -685,14 +687,24 @@ class Listener(object):
     safe way (see ``listen``). ``accept`` yields channels; ``close`` removes
     the socket file (only its own)."""
 
-    def __init__(self, sock, address, path, identity, authorize, options):
+    def __init__(self, sock, address, path, identity, authorize, options, directory_fd=None):
         self.address = address
         self._sock = sock
+        # ``path`` a ``/proc/self/fd`` path through ``directory_fd`` (its directory's, closed with the listener)
         self._path = path
+        self._directory_fd = directory_fd
         self._identity = identity
         self._authorize = _authorizer(authorize)
         self._options = options
         self._closed = False
+        #: How many clients ``authorize`` refused (or failed on) so far.
+        self.refused = 0
+        # a flood of refused clients (another user's, at an abstract name or a wide ``mode``) logged a warning each:
+        # megabytes a second of log; now the first few of each minute, the rest summed up
+        self._refusals = threading.Lock()
+        self._minute = time.monotonic()
+        self._logged = 0
+        self._unlogged = 0
 
     def accept(self, timeout=None):
         """Waits for the next client admitted by ``authorize`` and returns its
@@ -714,13 +726,12 @@ class Listener(object):
             try:
                 allowed = self._authorize(peer)
             except Exception:  # noqa: BLE001 - a failing authorize refuses this client; the listener goes on
-                log.warning("PeerRejected: authorize failed on a client (pid %s, uid %s) at %s", peer.pid, peer.uid,
-                            self.address, exc_info=True)
                 conn.close()
+                self._note_refusal("PeerRejected: authorize failed on a client (pid %s, uid %s) at %s", peer, True)
                 continue
             if not allowed:
-                log.warning("PeerRejected: refused a client (pid %s, uid %s) at %s", peer.pid, peer.uid, self.address)
                 conn.close()
+                self._note_refusal("PeerRejected: refused a client (pid %s, uid %s) at %s", peer, False)
                 continue
             peer.description = self.address
             try:
@@ -729,6 +740,28 @@ class Listener(object):
                 # no thread for its reader (the process's thread limit): this client is dropped, not the listener
                 log.warning("dropped a client at %s: %s", self.address, error)
                 conn.close()
+
+    def _note_refusal(self, message, peer, exc_info):
+        """Counts a refused client and logs it while fewer than ``LOGGED_REFUSALS_PER_MINUTE`` were logged this
+        minute; the rest are summed up in one warning at the first refusal of a later minute, and on ``close``."""
+        with self._refusals:
+            self.refused += 1
+            now = time.monotonic()
+            summary = 0
+            if now - self._minute >= 60:
+                summary, self._unlogged, self._logged, self._minute = self._unlogged, 0, 0, now
+            shown = self._logged < LOGGED_REFUSALS_PER_MINUTE
+            if shown:
+                self._logged += 1
+            else:
+                self._unlogged += 1
+        if summary:
+            self._log_unlogged(summary)
+        if shown:
+            log.warning(message, peer.pid, peer.uid, self.address, exc_info=exc_info)
+
+    def _log_unlogged(self, count):
+        log.warning("PeerRejected: %d more clients refused at %s (not logged one by one)", count, self.address)
 
     def serve(self, handler):
         """Serves every client in a thread of its own: ``handler(channel)``;
@@ -784,6 +817,10 @@ class Listener(object):
         if self._closed:
             return
         self._closed = True
+        with self._refusals:
+            unlogged, self._unlogged = self._unlogged, 0
+        if unlogged:
+            self._log_unlogged(unlogged)
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -796,6 +833,9 @@ class Listener(object):
                     os.unlink(self._path)
             except OSError:
                 pass
+        if self._directory_fd is not None:
+            os.close(self._directory_fd)
+            self._directory_fd = None
 
     def __enter__(self):
         return self
@@ -816,9 +856,10 @@ def _describe(st):
     return "%s owned by uid %d" % (kind, st.st_uid)
 
 
-def _occupant(path, address):
+def _occupant(path, address, dial=None):
     """What is at ``path``: None when nothing, the ``lstat`` of this user's dead
-    server's socket (connecting is refused); anything else is ``AddressInUse``."""
+    server's socket (connecting is refused); anything else is ``AddressInUse``. ``dial``: the path to connect
+    to instead when ``path`` (a ``/proc/self/fd`` one) is too long for a socket address."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -828,7 +869,7 @@ def _occupant(path, address):
         # a live server that accepts nothing (stopped, its backlog full) would hold a blocking connect for good
         probe.settimeout(1.0)
         try:
-            probe.connect(path)
+            probe.connect(path if dial is None or len(path.encode("utf-8")) <= addresses.MAX_PATH_BYTES else dial)
             # a live server of this user: said goodbye to as a client that closes (its listener sees a client
             # come and go, not a connection lost)
             probe.sendall(framing.encode(framing.CLOSE))
@@ -883,29 +924,30 @@ def _unlock_path(held):
     os.close(fd)
 
 
-def _link_replacing_stale(temporary, path, address):
-    """Links ``temporary`` at ``path``; a dead server's socket there is removed
-    first under the path's lock (only that very file); anything else there is
-    ``AddressInUse``."""
+def _link_replacing_stale(temporary, path, address, at=None):
+    """Links ``temporary`` at ``path`` (through ``at``, a ``/proc/self/fd`` path of it in its directory's
+    descriptor, when given); a dead server's socket there is removed first under the path's lock (only that
+    very file); anything else there is ``AddressInUse``."""
+    at = path if at is None else at
     for _ in range(3):
         try:
-            os.link(temporary, path)
+            os.link(temporary, at)
             return
         except OSError as error:
             if error.errno != errno.EEXIST:
                 raise IpcError("Open", "cannot bind: %s" % error, address)
         held = _lock_path(path, address)
         try:
-            stale = _occupant(path, address)
+            stale = _occupant(at, address, path)
             if stale is not None:
                 try:
-                    now = os.lstat(path)
+                    now = os.lstat(at)
                 except OSError:
                     now = None
                 if now is not None and (now.st_dev, now.st_ino) == (stale.st_dev, stale.st_ino):
-                    os.unlink(path)
+                    os.unlink(at)
             try:
-                os.link(temporary, path)
+                os.link(temporary, at)
                 return
             except OSError as error:
                 if error.errno != errno.EEXIST:
@@ -921,7 +963,9 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     dead server's); the socket is bound in a fresh 0700 directory, given
     ``mode`` and only then linked to its public path, so no other user can
     connect in between; on Linux all three go through a descriptor of that directory, so a user who may rename
-    entries beside the path cannot swap theirs in (``PermissionDenied`` before the bind, nothing of theirs after). Clients' credentials go to ``authorize``. The channel options are checked first
+    entries beside the path cannot swap theirs in (``PermissionDenied`` before the bind, nothing of theirs after),
+    and every look at, link to and removal of the path (also ``close``'s) through one of the path's directory.
+    Clients' credentials go to ``authorize``. The channel options are checked first
     (``InvalidOption``: see ``check_options``; so are a ``mode`` that is not permission bits, 0 to 0o777, and
     a ``backlog`` that is not a whole number of at least 0, and an ``authorize`` that is not callable), before
     anything is bound."""
@@ -946,19 +990,41 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
     if not os.path.isdir(directory):
         sock.close()
         raise IpcError("NotFound", "cannot bind: directory %s does not exist" % directory, address)
+    parent_fd = None
     try:
-        _occupant(path, address)  # refuse before creating anything next to what is there
-    except Exception:
+        # on Linux every look at, link to and removal of the path (also the close's) goes through one descriptor of
+        # its directory: a user who may rename a directory on the way can swap a link to another directory in
+        # between a look and a removal, and the unlink by path removed a file of that name there (of root's)
+        if os.path.isdir("/proc/self/fd"):
+            try:
+                parent_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            except OSError as error:
+                raise IpcError(reason_of(error, "Open"), "cannot open the directory %s: %s" % (directory, error),
+                               address)
+        return _listen_in(sock, address, path, directory, parent_fd, authorize, mode, backlog, options)
+    except BaseException:
         sock.close()
+        if parent_fd is not None:
+            os.close(parent_fd)
         raise
+
+
+def _listen_in(sock, address, path, directory, parent_fd, authorize, mode, backlog, options):
+    """``listen`` at a socket file path, through ``parent_fd`` (its directory's descriptor) when not None."""
+    if parent_fd is not None:
+        directory_at = "/proc/self/fd/%d" % parent_fd
+        at = "%s/%s" % (directory_at, os.path.basename(path))
+    else:
+        directory_at, at = directory, path
+    _occupant(at, address, path)  # refuse before creating anything next to what is there
     try:
-        private = tempfile.mkdtemp(prefix=".e", dir=directory)
+        private = tempfile.mkdtemp(prefix=".e", dir=directory_at)
     except OSError as error:
-        sock.close()
         code = getattr(error, "errno", None)
         reason = "PermissionDenied" if code in (errno.EACCES, errno.EPERM, errno.EROFS) else "Open"
         raise IpcError(reason, "cannot bind in %s: %s" % (directory, os.strerror(code).lower() if code else error), address)
     temporary = os.path.join(private, "s")
+    shown = os.path.join(directory, os.path.basename(private))  # what messages name
     private_fd = None
     try:
         bind_at = temporary
@@ -970,12 +1036,12 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
                 private_fd = os.open(private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             except OSError as error:
                 raise IpcError("PermissionDenied", "%s was replaced as the socket was to be bound in it: %s"
-                               % (private, os.strerror(error.errno).lower()), address)
+                               % (shown, os.strerror(error.errno).lower()), address)
             held = os.fstat(private_fd)
             if held.st_uid != os.geteuid() or held.st_mode & 0o077:
                 raise IpcError("PermissionDenied", "%s was replaced as the socket was to be bound in it (now owned by "
                                "uid %d, mode %o): another user may rename entries in %s"
-                               % (private, held.st_uid, held.st_mode & 0o777, directory), address)
+                               % (shown, held.st_uid, held.st_mode & 0o777, directory), address)
             bind_at = "/proc/self/fd/%d/s" % private_fd
         elif len(temporary.encode("utf-8")) > addresses.MAX_PATH_BYTES:
             # a socket path with no room for the private directory's name in it (as the Node side does)
@@ -983,10 +1049,7 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
         sock.bind(bind_at)
         os.chmod(bind_at, mode)
         sock.listen(backlog)
-        _link_replacing_stale(bind_at, path, address)
-    except Exception:
-        sock.close()
-        raise
+        _link_replacing_stale(bind_at, path, address, at)
     finally:
         try:
             os.unlink(bind_at)
@@ -1000,5 +1063,5 @@ def listen(address, authorize=same_user_or_root, mode=0o600, backlog=128, **opti
             pass
         if private_fd is not None:
             os.close(private_fd)
-    st = os.lstat(path)
-    return Listener(sock, address, path, (st.st_dev, st.st_ino), authorize, options)
+    st = os.lstat(at)
+    return Listener(sock, address, at, (st.st_dev, st.st_ino), authorize, options, parent_fd)

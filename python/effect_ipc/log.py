@@ -426,26 +426,49 @@ def _locked_mode(file_mode):
 
 
 def _create_aside(directory, file_mode, dir_mode):
-    """Builds the stream beside ``directory`` and renames it into place; on failure nothing is left."""
+    """Builds the stream beside ``directory`` and renames it into place; on failure nothing is left. What is in it
+    is made through a descriptor of the directory made, each file given its mode through its own descriptor (as
+    the Node side does): a user who may rename entries beside ``directory`` can swap a directory of theirs in, with
+    a link in it that a chmod by path would follow (to a file of root's, made as wide as ``file_mode``)."""
     tmp = "%s.%s.tmp" % (directory, uuid.uuid4().hex[:12])
     os.mkdir(tmp, dir_mode)
+    fd = None
     try:
-        os.mkdir(os.path.join(tmp, "readers"), dir_mode)
-        with open(os.path.join(tmp, segment_name(0)), "xb") as f:
-            f.write(encode_segment_header(0))
-        with open(os.path.join(tmp, "writer.lock"), "xb") as f:
-            f.write(WriterState(True, 0, SEGMENT_HEADER, os.getpid()).encode())
-        os.chmod(os.path.join(tmp, segment_name(0)), file_mode)
-        os.chmod(os.path.join(tmp, "writer.lock"), _locked_mode(file_mode))
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC)
+        held = os.fstat(fd)
+        if held.st_uid != os.geteuid():
+            raise IpcError("PermissionDenied", "%s was replaced as the stream was built in it (now owned by uid %d): "
+                           "another user may rename entries beside it" % (tmp, held.st_uid), directory)
+        os.mkdir("readers", dir_mode, dir_fd=fd)
+        _create_file_at(fd, segment_name(0), encode_segment_header(0), file_mode)
+        _create_file_at(fd, "writer.lock", WriterState(True, 0, SEGMENT_HEADER, os.getpid()).encode(),
+                        _locked_mode(file_mode))
+        now = os.lstat(tmp)
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            raise IpcError("PermissionDenied", "%s was replaced as the stream was built in it: another user may "
+                           "rename entries beside it" % tmp, directory)
         try:
             os.rename(tmp, directory)
         except OSError as error:
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
     finally:
+        if fd is not None:
+            os.close(fd)
         if os.path.exists(tmp):
             import shutil
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _create_file_at(dir_fd, name, data, mode):
+    """Creates ``name`` in the directory open at ``dir_fd`` (never through a link) holding ``data``, with exactly
+    the permission bits ``mode`` (the umask only narrows: set through the file's descriptor, never by path)."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, mode)
+        _write_at(fd, data, 0)
+    finally:
+        os.close(fd)
 
 
 def register(directory, name, start="start", file_mode=0o600):

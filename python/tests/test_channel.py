@@ -1024,6 +1024,61 @@ class Channels(TempDirCase):
             os.close(go_read)
             os.close(go_write)
 
+    def test_a_flood_of_refused_clients_logs_a_few_lines_not_one_each(self):
+        # each refused client logged a warning: another user connecting in a loop to an abstract name (no file
+        # mode keeps them out) wrote 80 000 lines (8 MB) of log in 5 s; now the first few of a minute are logged,
+        # the rest summed up on close, as the Node side's listeners do
+        import subprocess
+        name = "py-refusal-flood-%d" % os.getpid()
+        seen = []
+        listener = listen("unix:@" + name, authorize=lambda peer: seen.append(peer) or len(seen) > 200)
+        self.addCleanup(listener.close)
+        client = subprocess.Popen([sys.executable, "-c", """if True:
+            import socket, sys
+            for i in range(201):
+                s = socket.socket(socket.AF_UNIX)
+                s.connect("\\0" + sys.argv[1])
+                if i < 200:
+                    s.close()
+            s.recv(1)  # the last one is admitted: held until the test closes it
+            """, name])
+        self.addCleanup(client.wait, 10)
+        with self.assertLogs("effect_ipc", "WARNING") as logs:
+            channel = listener.accept(30)  # the 201st, once the 200 before it were refused
+            channel.close()
+            listener.close()
+        self.assertEqual(len(seen), 201)
+        self.assertEqual(len(logs.records), 10 + 1, "%d lines, the last: %s" % (len(logs.records),
+                                                                             logs.records[-1].getMessage()))
+        self.assertIn("190 more clients refused", logs.records[-1].getMessage())
+        self.assertEqual(listener.refused, 200)
+
+    def test_close_removes_its_socket_not_a_file_of_that_name_a_swapped_directory_leads_to(self):
+        # close looked at the socket by path and removed it by path: a user who may rename a directory on the way
+        # swapped it for a link to another directory between the two, and the unlink removed a file of the
+        # socket's name there (root's, for a root listener); now both go through the directory's descriptor
+        sub, moved, elsewhere = (os.path.join(self.dir, name) for name in ("sub", "moved", "elsewhere"))
+        os.mkdir(sub)
+        os.mkdir(elsewhere)
+        victim = os.path.join(elsewhere, "x.sock")
+        with open(victim, "w") as f:
+            f.write("not the socket")
+        listener = listen("unix://" + os.path.join(sub, "x.sock"))
+        real_lstat = os.lstat
+
+        def lstat(name, *args, **kwargs):
+            st = real_lstat(name, *args, **kwargs)
+            if str(name).endswith("x.sock") and not os.path.islink(sub):  # between the look and the unlink
+                os.rename(sub, moved)
+                os.symlink(elsewhere, sub)
+            return st
+
+        with mock.patch.object(os, "lstat", lstat):
+            listener.close()
+        self.assertTrue(os.path.islink(sub))  # the swap was made
+        self.assertTrue(os.path.exists(victim))
+        self.assertEqual(os.listdir(moved), [])  # the listener's own socket is gone
+
     def test_refused_credentials(self):
         where = self.address()
         listener = listen(where)

@@ -418,6 +418,51 @@ class HelperReview1206(TempDirCase):
         return path
 
 
+class SwappedWhileBuilt(TempDirCase):
+    @unittest.skipUnless(hasattr(os, "fchmod") and os.open in os.supports_dir_fd, "needs fchmod and dir_fd")
+    def test_a_directory_swapped_in_while_the_stream_is_built_steers_no_chmod(self):
+        # create gave its files their modes by path: a user who may rename entries beside the stream swapped a
+        # directory of theirs in for the one being built (as root made writer.lock), with the segment's name a link
+        # to a file of root's, and the chmod followed it: that file became as wide as file_mode (0644: readable by
+        # all). Real processes hit it at once (an attacker looping on renameat2); the swap is made here, in order
+        from unittest import mock
+        target = os.path.join(self.dir, "secret")
+        with open(target, "w") as f:
+            f.write("root's")
+        os.chmod(target, 0o600)
+        theirs = os.path.join(self.dir, "theirs")
+        os.mkdir(theirs)
+        os.symlink(target, os.path.join(theirs, log.segment_name(0)))
+        path = os.path.join(self.dir, "stream")
+        swapped = []
+
+        def swap(name):
+            if os.path.basename(name) == "writer.lock" and not swapped:
+                tmp = [n for n in os.listdir(self.dir) if n.startswith("stream.") and n.endswith(".tmp")][0]
+                os.rename(os.path.join(self.dir, tmp), os.path.join(self.dir, "moved"))
+                os.rename(theirs, os.path.join(self.dir, tmp))
+                swapped.append(tmp)
+
+        real_os_open, real_open = os.open, open
+
+        def os_open(name, *args, **kwargs):
+            swap(name)
+            return real_os_open(name, *args, **kwargs)
+
+        def builtin_open(name, *args, **kwargs):
+            swap(name)
+            return real_open(name, *args, **kwargs)
+
+        with mock.patch.object(os, "open", os_open), mock.patch.object(log, "open", builtin_open, create=True):
+            try:
+                log.create(path, file_mode=0o644)
+            except IpcError as error:
+                self.assertEqual(error.reason, "PermissionDenied", error)
+        self.assertEqual(len(swapped), 1)
+        self.assertEqual(os.stat(target).st_mode & 0o777, 0o600)
+        self.assertFalse(os.path.exists(path))  # the directory swapped in is not renamed into place
+
+
 class FullDisk(TempDirCase):
     """Appends on a real full filesystem (a small tmpfs) and a failing fdatasync: a typed error, and no
     record of the failed append left for readers."""

@@ -86,22 +86,26 @@ describe("nng receive path", () => {
     30_000
   )
 
-  it.live("two channels' messages never share memory: a message's buffer shows nothing of another peer's", () =>
-    Effect.gen(function*() {
-      const one = yield* pair
-      const other = yield* pair
-      const received: Array<Uint8Array> = []
-      for (let i = 0; i < 20; i++) {
-        for (const { client, server } of [one, other]) {
-          yield* client.send(new Uint8Array(SIZE).fill(i + 1))
-          received.push(yield* server.receive)
+  it.live(
+    "two channels' messages never share memory: a message's buffer shows nothing of another peer's",
+    () =>
+      Effect.gen(function*() {
+        const one = yield* pair
+        const other = yield* pair
+        const received: Array<Uint8Array> = []
+        for (let i = 0; i < 20; i++) {
+          for (const { client, server } of [one, other]) {
+            yield* client.send(new Uint8Array(SIZE).fill(i + 1))
+            received.push(yield* server.receive)
+          }
         }
-      }
-      const ofOne = new Set(received.filter((_, i) => i % 2 === 0).map((message) => message.buffer))
-      const ofOther = new Set(received.filter((_, i) => i % 2 === 1).map((message) => message.buffer))
-      assert.isAtMost(ofOne.size, 2, "one channel's messages share its slab")
-      for (const buffer of ofOne) assert.isFalse(ofOther.has(buffer), "a slab shared by two channels")
-    }).pipe(Effect.scoped), 30_000)
+        const ofOne = new Set(received.filter((_, i) => i % 2 === 0).map((message) => message.buffer))
+        const ofOther = new Set(received.filter((_, i) => i % 2 === 1).map((message) => message.buffer))
+        assert.isAtMost(ofOne.size, 2, "one channel's messages share its slab")
+        for (const buffer of ofOne) assert.isFalse(ofOther.has(buffer), "a slab shared by two channels")
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
   it.live("a message whose buffer was transferred away leaves the next messages whole", () =>
     Effect.gen(function*() {
