@@ -107,3 +107,24 @@ describe.skipIf(!canHideProc)("an ipc listener in a process without /proc", () =
       assert.isFalse(Fs.existsSync(path), "its socket file went as it closed")
     }).pipe(Effect.scoped))
 })
+
+describe("an ipc listener whose directory on the path was swapped for a link to another", () => {
+  // its file was looked at and removed by path: with a link swapped in for `d` it looked at the other directory's
+  // file (not its own: left), and a swap between the two steps removed that file instead
+  it.live("removes its socket file from the directory it bound in as it closes, nothing from the other", () =>
+    Effect.gen(function*() {
+      const base = yield* tempDir
+      const [d, real, other] = ["d", "real", "other"].map((name) => Path.join(base, name))
+      Fs.mkdirSync(d)
+      Fs.mkdirSync(other)
+      Fs.writeFileSync(Path.join(other, "x.ipc"), "precious")
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Rep.serve({ listen: `ipc://${Path.join(d, "x.ipc")}` }, (body) => Effect.succeed(body))
+        assert.isTrue(Fs.lstatSync(Path.join(d, "x.ipc")).isSocket())
+        Fs.renameSync(d, real)
+        Fs.symlinkSync(other, d)
+      }))
+      assert.deepStrictEqual(Fs.readdirSync(real), [], "its socket file is removed")
+      assert.strictEqual(Fs.readFileSync(Path.join(other, "x.ipc"), "utf8"), "precious")
+    }).pipe(Effect.scoped))
+})

@@ -145,6 +145,83 @@ const listenAt = (server: Net.Server, path: string, raw: string): Effect.Effect<
 const trySync = <A>(f: () => A, reason: IpcError.IpcErrorReason, detail: string, raw: string) =>
   Effect.try({ try: f, catch: (cause) => IpcError.fromSystemError(cause, reason, detail, raw) })
 
+/**
+ * A socket file's path as given, and where this process reaches it: on Linux
+ * through one descriptor of its directory (`/proc/self/fd/N/name`), so that
+ * every look at, link to and removal of it lands in the directory opened, even
+ * when a user who may rename a directory on the path swaps a link to another
+ * in between (an unlink by path removed a file of that name there, of
+ * root's); elsewhere, or where the directory cannot be opened, the path.
+ */
+interface SocketFile {
+  /** The path as given (what messages name). */
+  readonly path: string
+  /** Its directory: `/proc/self/fd/N`, or the path's. */
+  readonly dir: string
+  /** The socket file through `dir`. */
+  readonly at: string
+}
+
+/** A descriptor of the directory of `path` that `/proc/self/fd/N` reaches (Linux), or undefined where none can be had. */
+const openDirectory = (path: string): number | undefined => {
+  if (process.platform !== "linux") return undefined
+  let fd: number
+  try {
+    fd = Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
+  } catch {
+    return undefined
+  }
+  try {
+    const through = Fs.statSync(`/proc/self/fd/${fd}`, { bigint: true })
+    const opened = Fs.fstatSync(fd, { bigint: true })
+    if (through.isDirectory() && through.dev === opened.dev && through.ino === opened.ino) return fd
+  } catch {
+    // no /proc here, or not this process's
+  }
+  Fs.closeSync(fd)
+  return undefined
+}
+
+const socketFileAt = (path: string, fd: number | undefined): SocketFile =>
+  fd === undefined
+    ? { path, dir: Path.dirname(path), at: path }
+    : { path, dir: `/proc/self/fd/${fd}`, at: `/proc/self/fd/${fd}/${Path.basename(path)}` }
+
+const closeDirectory = (fd: number | undefined) =>
+  Effect.sync(() => {
+    if (fd !== undefined) Fs.closeSync(fd)
+  })
+
+/** `path` as a `SocketFile`, its directory's descriptor closed with the scope. */
+const socketFile = (path: string): Effect.Effect<SocketFile, never, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(Effect.sync(() => openDirectory(path)), closeDirectory),
+    (fd) => socketFileAt(path, fd)
+  )
+
+/** Runs `use` with `path` as a `SocketFile`, its directory's descriptor closed after. */
+const withSocketFile = <A, E, R>(path: string, use: (file: SocketFile) => Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(Effect.sync(() => openDirectory(path)), (fd) => use(socketFileAt(path, fd)), closeDirectory)
+
+/** What to connect to for `file`: through its directory while that fits in a socket address, else the path. */
+const dialable = (file: SocketFile): string => Buffer.byteLength(file.at) <= maxPathBytes ? file.at : file.path
+
+/** `trySync` for a call on `file`, its error's message naming the real directory, not `/proc/self/fd/N`. */
+const trySyncAt = <A>(file: SocketFile, f: () => A, reason: IpcError.IpcErrorReason, detail: string, raw: string) =>
+  Effect.try({
+    try: f,
+    catch: (cause) => {
+      const parent = Path.dirname(file.path)
+      if (!(cause instanceof Error) || file.dir === parent) {
+        return IpcError.fromSystemError(cause, reason, detail, raw)
+      }
+      const named = Object.assign(new Error(cause.message.split(`${file.dir}/`).join(`${parent}/`)), {
+        code: IpcError.errnoOf(cause)
+      })
+      return IpcError.fromSystemError(named, reason, detail, raw)
+    }
+  })
+
 /** What is at a socket path: nothing, or a socket proven stale (anything else fails). */
 type Occupant = { readonly _tag: "Absent" } | { readonly _tag: "Stale"; readonly dev: number; readonly ino: number }
 
@@ -161,12 +238,13 @@ const CHANNEL_GOODBYE = Framing.encode(Framing.Kind.close)
  * with `goodbye` when given (for effect-ipc's listeners: they see a client
  * come and go, not a connection lost), else with nothing said.
  */
-const inspect = (path: string, raw: string, goodbye?: Uint8Array): Effect.Effect<Occupant, IpcError.IpcError> =>
+const inspect = (file: SocketFile, raw: string, goodbye?: Uint8Array): Effect.Effect<Occupant, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const stat = yield* trySync(() => Files.lstatIfAny(path), "Open", `cannot look at ${path}`, raw)
+    const path = file.path
+    const stat = yield* trySyncAt(file, () => Files.lstatIfAny(file.at), "Open", `cannot look at ${path}`, raw)
     if (stat === undefined) return { _tag: "Absent" } as const
     if (!stat.isSocket() || stat.uid !== RuntimeDir.userId()) return yield* inUse(path, Files.describe(stat), raw)
-    const probe = yield* Effect.result(connect(path, raw))
+    const probe = yield* Effect.result(connect(dialable(file), raw))
     if (probe._tag === "Success") {
       const socket = probe.success
       if (goodbye === undefined) {
@@ -188,8 +266,8 @@ const inspect = (path: string, raw: string, goodbye?: Uint8Array): Effect.Effect
   })
 
 /** Hard-links `from` to `to`: true when linked, false when something is already at `to`. */
-const linkExclusive = (from: string, to: string, raw: string) =>
-  trySync(() => Fs.linkSync(from, to), "Open", "cannot bind", raw).pipe(
+const linkExclusive = (from: string, to: SocketFile, raw: string) =>
+  trySyncAt(to, () => Fs.linkSync(from, to.at), "Open", "cannot bind", raw).pipe(
     Effect.as(true),
     Effect.catch((error) => error.reason._tag === "AlreadyExists" ? Effect.succeed(false) : Effect.fail(error))
   )
@@ -208,15 +286,17 @@ const linkExclusive = (from: string, to: string, raw: string) =>
  * bind, the chmod or the link (with a path, root's chmod followed their link
  * to any file). The descriptor stays open while the server listens: libuv
  * unlinks the bound path when the server closes, and that path must still
- * name our own directory then.
+ * name our own directory then. The path itself is reached through `file`'s
+ * directory (see `SocketFile`).
  */
 const bindFile = (
   server: Net.Server,
-  path: string,
+  file: SocketFile,
   mode: number,
   raw: string
 ): Effect.Effect<Files.FileIdentity, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    const path = file.path
     const parent = Path.dirname(path)
     // the directory looked at first: a missing one (or a file) is named as the user gave it, not by the staging
     // directory `mkdtemp` would have made in it
@@ -227,10 +307,16 @@ const bindFile = (
         IpcError.fromSystemError(cause, IpcError.errnoOf(cause) === "ENOTDIR" ? "NotFound" : "Open", "cannot bind", raw)
     })
     // refuse before creating anything next to what is there
-    yield* inspect(path, raw, CHANNEL_GOODBYE)
-    const dir = yield* trySync(() => Fs.mkdtempSync(Path.join(parent, stagingPrefix(path))), "Open", "cannot bind", raw)
+    yield* inspect(file, raw, CHANNEL_GOODBYE)
+    const dir = yield* trySyncAt(
+      file,
+      () => Fs.mkdtempSync(`${file.dir}/${stagingPrefix(path)}`),
+      "Open",
+      "cannot bind",
+      raw
+    )
     return yield* Effect.gen(function*() {
-      const staging = yield* stagingSocket(server, dir, raw)
+      const staging = yield* stagingSocket(server, dir, Path.join(parent, Path.basename(dir)), raw)
       yield* listenAt(server, staging, raw)
       yield* trySync(() => Fs.chmodSync(staging, mode), "Open", "cannot set the socket's mode", raw)
       const bound = yield* trySync(
@@ -244,11 +330,11 @@ const bindFile = (
       )
       return yield* Effect.gen(function*() {
         for (let attempt = 0; attempt < 3; attempt++) {
-          if (yield* linkExclusive(staging, path, raw)) return bound
+          if (yield* linkExclusive(staging, file, raw)) return bound
           const replaced = yield* PathLock.withPathLock(
             path,
             raw,
-            Effect.andThen(removeStaleLocked(path, raw, CHANNEL_GOODBYE), linkExclusive(staging, path, raw))
+            Effect.andThen(removeStaleLocked(file, raw, CHANNEL_GOODBYE), linkExclusive(staging, file, raw))
           )
           if (replaced) return bound
         }
@@ -259,7 +345,7 @@ const bindFile = (
       Effect.ensuring(Effect.sync(() => removeQuietly(() => Fs.rmdirSync(dir)))),
       // what listeners at this path killed while they bound left (their staging directories)
       Effect.tap(() => {
-        const removed = ListenerDirs.sweep(path, [parent])
+        const removed = ListenerDirs.sweep(path, [file.dir]).map((left) => Path.join(parent, Path.basename(left)))
         return removed.length === 0
           ? Effect.void
           : Effect.logDebug(`removed the staging directories of dead listeners: ${removed.join(", ")}`)
@@ -280,10 +366,12 @@ const removeQuietly = (remove: () => void): void => {
  * descriptor of `dir` (see `bindFile`), open until the scope closes, after
  * the server; `PermissionDenied` when what is at `dir` is no longer this
  * user's private directory (another user renamed it and put theirs there).
+ * `shown`: `dir` as messages name it.
  */
 const stagingSocket = (
   server: Net.Server,
   dir: string,
+  shown: string,
   raw: string
 ): Effect.Effect<string, IpcError.IpcError, Scope.Scope> => {
   if (process.platform !== "linux") return Effect.succeed(Path.join(dir, "s"))
@@ -307,8 +395,8 @@ const stagingSocket = (
         ? Effect.succeed(`/proc/self/fd/${fd}/s`)
         : IpcError.make(
           "PermissionDenied",
-          `${dir} was replaced as the socket was to be bound in it (now a directory owned by uid ${stat.uid}, ` +
-            `mode ${(stat.mode & 0o777).toString(8)}): another user may rename entries in ${Path.dirname(dir)}`,
+          `${shown} was replaced as the socket was to be bound in it (now a directory owned by uid ${stat.uid}, ` +
+            `mode ${(stat.mode & 0o777).toString(8)}): another user may rename entries in ${Path.dirname(shown)}`,
           raw
         )
     })
@@ -334,17 +422,17 @@ const stagingPrefix = (path: string): string => {
  * stale socket fails as `inspect` does. Call only holding the path's lock.
  */
 const removeStaleLocked = (
-  path: string,
+  file: SocketFile,
   raw: string,
   goodbye?: Uint8Array
 ): Effect.Effect<boolean, IpcError.IpcError> =>
   Effect.gen(function*() {
-    const occupant = yield* inspect(path, raw, goodbye)
+    const occupant = yield* inspect(file, raw, goodbye)
     if (occupant._tag !== "Stale") return false
     // unlink only the very file found stale
-    const now = yield* trySync(() => Files.lstatIfAny(path), "Open", `cannot look at ${path}`, raw)
+    const now = yield* trySyncAt(file, () => Files.lstatIfAny(file.at), "Open", `cannot look at ${file.path}`, raw)
     if (now === undefined || !Files.sameFile(now, occupant)) return false
-    yield* trySync(() => Fs.unlinkSync(path), "Open", "cannot remove the stale socket", raw)
+    yield* trySyncAt(file, () => Fs.unlinkSync(file.at), "Open", "cannot remove the stale socket", raw)
     return true
   })
 
@@ -355,13 +443,13 @@ const removeStaleLocked = (
  * untouched; nothing there is false.
  */
 export const removeStale = (path: string, raw: string = `unix://${path}`): Effect.Effect<boolean, IpcError.IpcError> =>
-  PathLock.withPathLock(path, raw, removeStaleLocked(path, raw, CHANNEL_GOODBYE))
+  withSocketFile(path, (file) => PathLock.withPathLock(path, raw, removeStaleLocked(file, raw, CHANNEL_GOODBYE)))
 
-/** Removes the socket file at `path` if it is still the one we bound. */
-const unlinkOurs = (path: string, ours: Files.FileIdentity) => {
+/** Removes the socket file at `file` if it is still the one we bound. */
+const unlinkOurs = (file: SocketFile, ours: Files.FileIdentity) => {
   try {
-    const stat = Fs.lstatSync(path)
-    if (Files.sameFile(stat, ours)) Fs.unlinkSync(path)
+    const stat = Fs.lstatSync(file.at)
+    if (Files.sameFile(stat, ours)) Fs.unlinkSync(file.at)
   } catch {
     // already gone
   }
@@ -372,16 +460,18 @@ const unlinkOurs = (path: string, ours: Files.FileIdentity) => {
  * is free by this module's rule: absent, or a stale socket of ours that is
  * removed here; anything else fails `AddressInUse` naming its kind and owner.
  * Holds the same lock as `listen` while checking, removing and binding.
+ * The checks and the removal go through one descriptor of the path's directory (see `SocketFile`).
  */
 export const withFreePath = <A, E, R>(
   path: string,
   raw: string,
   bind: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | IpcError.IpcError, R> =>
-  Effect.andThen(
-    inspect(path, raw),
-    PathLock.withPathLock(path, raw, Effect.andThen(removeStaleLocked(path, raw), bind))
-  )
+  withSocketFile(path, (file) =>
+    Effect.andThen(
+      inspect(file, raw),
+      PathLock.withPathLock(path, raw, Effect.andThen(removeStaleLocked(file, raw), bind))
+    ))
 
 /** Makes the Unix socket transport (`unix://`, `pipe://`). */
 export const make = (options: UnixSocketOptions = {}): Transport.TransportShape => {
@@ -400,6 +490,8 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         const authorize = authorizerOf(options.authorize)
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
+        // opened before the finalizer below is added, so closed after it: its removal of the file goes through it
+        const file = kind === "file" ? yield* socketFile(path) : undefined
         const server = Net.createServer({ pauseOnConnect: true })
         // counted, and logged a few a minute (a flood of refused peers wrote a warning each)
         const noteRefusal = yield* Observability.refusals(raw)
@@ -412,7 +504,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
             yield* acceptor.shutdown
             yield* Effect.forEach(open, (channel) => channel.close, { concurrency: "unbounded", discard: true })
             // remove our socket file, and only ours (a successor may have replaced it)
-            if (ours !== undefined) unlinkOurs(path, ours)
+            if (ours !== undefined && file !== undefined) unlinkOurs(file, ours)
           })
         )
         // each connection is served in a fiber of this listener's scope, with the caller's services
@@ -441,7 +533,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
             open.delete(channel)
           })
         server.on("connection", (socket) => void runConnection(accept(socket)))
-        if (kind === "file") ours = yield* bindFile(server, path, mode, raw)
+        if (file !== undefined) ours = yield* bindFile(server, file, mode, raw)
         else yield* listenAt(server, path, raw)
         return acceptor.listener
       }),

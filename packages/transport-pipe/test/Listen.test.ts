@@ -8,12 +8,13 @@ import { Fifo, SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { isRoot, nobody, node, nodeFixture, python, run, squatter, start, tempDir } from "./helpers.ts"
+import { isRoot, nobody, node, nodeFixture, python, run, squatter, start, tempDir, waitFor } from "./helpers.ts"
 
 const transport = UnixSocket.make()
 const fifos = Fifo.make()
@@ -462,6 +463,68 @@ describe("a socket path near the limit, in a long directory", () => {
         const error = yield* Effect.flip(transport.listen(`unix://${tooLong}`))
         assert.strictEqual(error.reason._tag, "NameTooLong", error.message)
       }).pipe(Effect.scoped)
+  )
+})
+
+describe("a directory on the path swapped for a link to another (by a user who may rename entries above it)", () => {
+  // the stale socket was looked at, removed and replaced by path: a link swapped in for `d` while the listener
+  // waited for the path's lock steered the removal (and the link) to a socket of that name in the other directory
+  it.live(
+    "a stale socket is replaced in the directory the listener opened, nothing in the other",
+    () =>
+      Effect.gen(function*() {
+        const base = yield* tempDir("effect-ipc-swapped-")
+        const [d, real, other] = ["d", "real", "other"].map((name) => Path.join(base, name))
+        Fs.mkdirSync(d)
+        Fs.mkdirSync(other)
+        const path = Path.join(d, "x.sock")
+        staleSocket(path)
+        staleSocket(Path.join(other, "x.sock"))
+        const theirs = Fs.lstatSync(Path.join(other, "x.sock")).ino
+        // hold the path's lock: the listener waits for it with its socket bound in its staging directory
+        const key = Crypto.createHash("sha256").update(path).digest("hex").slice(0, 32)
+        const lockFile = Path.join(yield* SocketPath.lockDir(), `.lock-${key}`)
+        Fs.writeFileSync(lockFile, "", { mode: 0o600 })
+        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(lockFile, { force: true })))
+        const holder = yield* start(python, ["-c", holdLock, lockFile])
+        yield* holder.line(/^locked$/)
+        const listening = yield* Effect.forkScoped(transport.listen(`unix://${path}`))
+        const staged = () =>
+          Fs.readdirSync(d).some((name) => name.startsWith(".eipc-") && Fs.existsSync(Path.join(d, name, "s")))
+        yield* waitFor(() => staged() || listening.pollUnsafe() !== undefined, 4_000)
+        assert.isTrue(staged(), "the listener bound its socket in its staging directory")
+        // the swap, between the listener's look at the path and its replacement of the stale socket
+        Fs.renameSync(d, real)
+        Fs.symlinkSync(other, d)
+        yield* holder.finish
+        yield* Fiber.join(listening)
+        assert.strictEqual(Fs.lstatSync(Path.join(other, "x.sock")).ino, theirs, "the other directory's is untouched")
+        const client = yield* transport.dial(`unix://${Path.join(real, "x.sock")}`)
+        yield* client.send(new Uint8Array([1]))
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  // close looked at its socket file by path and removed it by path: with a link swapped in for `d` it looked at
+  // the other directory's file (not its own: left), and a swap between the two steps removed that file instead
+  it.live(
+    "close removes its socket file from the directory the listener opened, nothing from the other",
+    () =>
+      Effect.gen(function*() {
+        const base = yield* tempDir("effect-ipc-swapped-")
+        const [d, real, other] = ["d", "real", "other"].map((name) => Path.join(base, name))
+        Fs.mkdirSync(d)
+        Fs.mkdirSync(other)
+        Fs.writeFileSync(Path.join(other, "x.sock"), "precious")
+        const scope = yield* Scope.make()
+        yield* Scope.provide(transport.listen(`unix://${Path.join(d, "x.sock")}`), scope)
+        Fs.renameSync(d, real)
+        Fs.symlinkSync(other, d)
+        yield* Scope.close(scope, Exit.void)
+        assert.deepStrictEqual(Fs.readdirSync(real), [], "its socket file is removed")
+        assert.strictEqual(Fs.readFileSync(Path.join(other, "x.sock"), "utf8"), "precious")
+      }).pipe(Effect.scoped),
+    60_000
   )
 })
 

@@ -461,7 +461,8 @@ const makeSocket = (
   const files: Array<BoundFile> = []
   let filesReleased = false
   const letGo = (file: BoundFile) => {
-    if (file.bound !== undefined) unlinkIfSame(file.path, file.bound)
+    // through the directory's descriptor: a link swapped in for a directory on the path steered an unlink by path
+    if (file.bound !== undefined) unlinkIfSame(throughDirectory(file), file.bound)
     // where this fails (no descriptor free for /dev/null), the descriptor stays our directory until nng has
     // closed (its unlink as before)
     try {
@@ -534,7 +535,7 @@ const makeSocket = (
           Effect.tap(() =>
             Effect.sync(() => {
               // undefined: removed already, nothing there is ours (nng's unlink at close is kept from it all the same)
-              keepFile({ dir, path: target.path, bound: Fs.lstatSync(target.path, { throwIfNoEntry: false }) })
+              keepFile({ dir, path: target.path, bound: Fs.lstatSync(through, { throwIfNoEntry: false }) })
             })
           ),
           Effect.onError(() => Effect.sync(() => Fs.closeSync(dir)))
@@ -579,6 +580,9 @@ interface BoundFile {
   readonly path: string
   readonly bound: Fs.Stats | undefined
 }
+
+/** The socket file of `file` through its directory's descriptor (`/proc/self/fd/N/name`). */
+const throughDirectory = (file: BoundFile): string => `/proc/self/fd/${file.dir}/${Path.basename(file.path)}`
 
 /** The longest socket path Linux binds (`sun_path` less its NUL). */
 const MAX_SOCKET_PATH = 107
