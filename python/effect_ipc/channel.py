@@ -16,6 +16,7 @@ import struct
 import tempfile
 import threading
 import time
+import weakref
 
 try:
     import fcntl
@@ -692,7 +693,9 @@ class Listener(object):
         self._sock = sock
         # ``path`` a ``/proc/self/fd`` path through ``directory_fd`` (its directory's, closed with the listener)
         self._path = path
-        self._directory_fd = directory_fd
+        # closed by ``close``, or as the listener is collected unclosed (its socket closes itself so; a bare
+        # descriptor stayed open, one per listener dropped), and only ever once (two ``close`` at a time)
+        self._close_directory = None if directory_fd is None else weakref.finalize(self, os.close, directory_fd)
         self._identity = identity
         self._authorize = _authorizer(authorize)
         self._options = options
@@ -833,9 +836,8 @@ class Listener(object):
                     os.unlink(self._path)
             except OSError:
                 pass
-        if self._directory_fd is not None:
-            os.close(self._directory_fd)
-            self._directory_fd = None
+        if self._close_directory is not None:
+            self._close_directory()
 
     def __enter__(self):
         return self
@@ -1026,6 +1028,7 @@ def _listen_in(sock, address, path, directory, parent_fd, authorize, mode, backl
     temporary = os.path.join(private, "s")
     shown = os.path.join(directory, os.path.basename(private))  # what messages name
     private_fd = None
+    bound = False
     try:
         bind_at = temporary
         if os.path.isdir("/proc/self/fd"):
@@ -1047,14 +1050,18 @@ def _listen_in(sock, address, path, directory, parent_fd, authorize, mode, backl
             # a socket path with no room for the private directory's name in it (as the Node side does)
             raise IpcError("NameTooLong", "no room for a private directory beside the socket", address)
         sock.bind(bind_at)
+        bound = True
         os.chmod(bind_at, mode)
         sock.listen(backlog)
         _link_replacing_stale(bind_at, path, address, at)
     finally:
-        try:
-            os.unlink(bind_at)
-        except OSError:
-            pass
+        # only the socket bound, through the descriptor it was bound through: a staging directory refused above is
+        # another user's (or their link to a directory of root's), and an unlink by path removed its ``s``
+        if bound:
+            try:
+                os.unlink(bind_at)
+            except OSError:
+                pass
         try:
             # only the directory made, emptied: one another user put in its place is theirs
             if private_fd is None or _same_file(os.lstat(private), os.fstat(private_fd)):

@@ -433,37 +433,60 @@ def _create_aside(directory, file_mode, dir_mode):
     tmp = "%s.%s.tmp" % (directory, uuid.uuid4().hex[:12])
     os.mkdir(tmp, dir_mode)
     fd = None
+    made = []  # what was made in it, to remove through ``fd`` unless it was renamed into place
     try:
         fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC)
         held = os.fstat(fd)
         if held.st_uid != os.geteuid():
             raise IpcError("PermissionDenied", "%s was replaced as the stream was built in it (now owned by uid %d): "
                            "another user may rename entries beside it" % (tmp, held.st_uid), directory)
+        # the directory just made is empty: one of this user's swapped in (root's, beside it: renaming it there
+        # needs no write permission on it) was filled and renamed into the stream's place
+        if os.listdir(fd):
+            raise IpcError("PermissionDenied", "%s was replaced as the stream was built in it (by a directory that "
+                           "holds files): another user may rename entries beside it" % tmp, directory)
         os.mkdir("readers", dir_mode, dir_fd=fd)
-        _create_file_at(fd, segment_name(0), encode_segment_header(0), file_mode)
+        made.append("readers")
+        _create_file_at(fd, segment_name(0), encode_segment_header(0), file_mode, made)
         _create_file_at(fd, "writer.lock", WriterState(True, 0, SEGMENT_HEADER, os.getpid()).encode(),
-                        _locked_mode(file_mode))
+                        _locked_mode(file_mode), made)
         now = os.lstat(tmp)
         if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
             raise IpcError("PermissionDenied", "%s was replaced as the stream was built in it: another user may "
                            "rename entries beside it" % tmp, directory)
         try:
             os.rename(tmp, directory)
+            made = None
         except OSError as error:
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
     finally:
+        # not renamed into place: what was made goes through the descriptor, then the directory by path if empty
+        # (a tree removal by path removed whatever another user had swapped in under that name since: a
+        # directory of root's beside it, with all it held)
+        if made is not None:
+            for name in reversed(made):
+                try:
+                    if name == "readers":
+                        os.rmdir(name, dir_fd=fd)
+                    else:
+                        os.unlink(name, dir_fd=fd)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(tmp)
+            except OSError:
+                pass
         if fd is not None:
             os.close(fd)
-        if os.path.exists(tmp):
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _create_file_at(dir_fd, name, data, mode):
+def _create_file_at(dir_fd, name, data, mode, made):
     """Creates ``name`` in the directory open at ``dir_fd`` (never through a link) holding ``data``, with exactly
-    the permission bits ``mode`` (the umask only narrows: set through the file's descriptor, never by path)."""
+    the permission bits ``mode`` (the umask only narrows: set through the file's descriptor, never by path); once
+    made, ``name`` is added to ``made``."""
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC, mode, dir_fd=dir_fd)
+    made.append(name)
     try:
         os.fchmod(fd, mode)
         _write_at(fd, data, 0)

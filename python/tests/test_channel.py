@@ -870,6 +870,66 @@ class Channels(TempDirCase):
         client.send(b"past the swap")
         self.assertEqual(served.receive(5), b"past the swap")
 
+    @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "binds through /proc/self/fd (Linux)")
+    def test_a_staging_directory_swapped_before_the_bind_is_refused_and_nothing_is_removed_through_it(self):
+        # someone who may rename entries beside the socket renames the private directory as soon as it is made
+        # and puts a link to another directory in its place: listen refused it (PermissionDenied), then its
+        # clean-up unlinked the staging socket by path, through that link: a file named "s" there (root's, for a
+        # root listener) was removed
+        elsewhere = os.path.join(self.dir, "elsewhere")
+        os.mkdir(elsewhere)
+        victim = os.path.join(elsewhere, "s")
+        with open(victim, "w") as f:
+            f.write("theirs")
+        real_open = os.open
+        swapped = []
+
+        def swap_then_open(name, *args, **kwargs):
+            base = os.path.basename(str(name))
+            if base.startswith(".e") and not swapped:
+                os.rename(os.path.join(self.dir, base), os.path.join(self.dir, "moved" + base))
+                os.symlink(elsewhere, os.path.join(self.dir, base))
+                swapped.append(base)
+            return real_open(name, *args, **kwargs)
+
+        with mock.patch.object(os, "open", swap_then_open):
+            with self.assertRaises(IpcError) as caught:
+                listen("unix://" + os.path.join(self.dir, "refused.sock"))
+        self.assertEqual(len(swapped), 1, "the staging directory was swapped")
+        self.assertEqual(caught.exception.reason, "PermissionDenied")
+        self.assertTrue(os.path.exists(victim), "the file the link leads to was removed")
+        self.assertTrue(os.path.islink(os.path.join(self.dir, swapped[0])), "what they put there is left")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "refused.sock")))
+
+    @unittest.skipUnless(os.path.isdir("/proc/self/fd"), "listens through a descriptor of the directory (Linux)")
+    def test_a_listener_dropped_unclosed_or_closed_twice_at_once_leaves_no_descriptor_open(self):
+        # the descriptor of the socket's directory a listener holds was closed by close alone: one left open for
+        # each listener dropped unclosed (its socket, collected, closes itself)
+        import gc
+        import weakref
+
+        def held():
+            return [fd for fd in os.listdir("/proc/self/fd") if _link_of(fd) == os.path.realpath(self.dir)]
+
+        before = held()
+        for i in range(3):
+            listener = listen("unix://" + os.path.join(self.dir, "dropped%d.sock" % i))
+            self.assertEqual(len(held()), len(before) + 1)
+            gone = weakref.ref(listener)
+            del listener
+            gc.collect()
+            self.assertIsNone(gone())
+        self.assertEqual(held(), before, "descriptors of the directory left open")
+        # closed from two threads at once: the descriptor is closed once (a second close of its number could
+        # close a file another thread opened meanwhile)
+        listener = listen("unix://" + os.path.join(self.dir, "twice.sock"))
+        closers = [threading.Thread(target=listener.close) for _ in range(2)]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join()
+        self.assertEqual(held(), before)
+
     def test_replacing_a_dead_socket_waits_for_the_paths_lock_shared_with_node(self):
         # the lock Node's listeners take for a path (transport-pipe's pathLock: ".lock-" + the first 32
         # hex digits of sha256(absolute path), in the private runtime directory); held by another
@@ -1209,5 +1269,14 @@ class ChannelKillers(TempDirCase):
         self.assertEqual(caught.exception.reason, "ConnectionLost")
 
 
+def _link_of(fd):
+    """What this process's descriptor ``fd`` (a name in /proc/self/fd) is open on; None once it is closed."""
+    try:
+        return os.readlink(os.path.join("/proc/self/fd", fd))
+    except OSError:
+        return None
+
+
 if __name__ == "__main__":
     unittest.main()
+

@@ -463,6 +463,69 @@ class SwappedWhileBuilt(TempDirCase):
         self.assertFalse(os.path.exists(path))  # the directory swapped in is not renamed into place
 
 
+    @unittest.skipUnless(os.open in os.supports_dir_fd, "needs dir_fd")
+    def test_a_directory_swapped_in_while_the_stream_is_built_is_left_whole(self):
+        # create, refusing a directory swapped in for the one it builds, removed what was at that name as a tree,
+        # by path: a user who may rename entries beside the stream renames a directory of root's beside it (no
+        # write permission on it needed, in one parent) to that name, and root's create removed all it held
+        from unittest import mock
+        important = os.path.join(self.dir, "important")
+        os.mkdir(important)
+        with open(os.path.join(important, "data"), "w") as f:
+            f.write("root's")
+        path = os.path.join(self.dir, "stream")
+        swapped = []
+        real_os_open = os.open
+
+        def os_open(name, *args, **kwargs):
+            if os.path.basename(str(name)) == "writer.lock" and not swapped:
+                tmp = [n for n in os.listdir(self.dir) if n.startswith("stream.") and n.endswith(".tmp")][0]
+                os.rename(os.path.join(self.dir, tmp), os.path.join(self.dir, "moved"))
+                os.rename(important, os.path.join(self.dir, tmp))
+                swapped.append(tmp)
+            return real_os_open(name, *args, **kwargs)
+
+        with mock.patch.object(os, "open", os_open):
+            with self.assertRaises(IpcError) as caught:
+                log.create(path)
+        self.assertEqual(caught.exception.reason, "PermissionDenied")
+        self.assertEqual(len(swapped), 1)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, swapped[0], "data")),
+                        "the directory swapped in was removed")
+        self.assertEqual(sorted(os.listdir(os.path.join(self.dir, swapped[0]))), ["data"])
+        # what create had made in its own directory (moved away) is removed all the same
+        self.assertEqual(os.listdir(os.path.join(self.dir, "moved")), [])
+        self.assertFalse(os.path.exists(path))
+
+    @unittest.skipUnless(os.open in os.supports_dir_fd, "needs dir_fd")
+    def test_a_directory_of_this_user_swapped_in_before_the_stream_is_built_in_it_is_refused(self):
+        # the same swap, made before create opened the directory it made: the directory swapped in is root's (the
+        # owner check passes), and create made the stream's files in it and renamed it into the stream's place
+        from unittest import mock
+        important = os.path.join(self.dir, "important")
+        os.mkdir(important)
+        with open(os.path.join(important, "data"), "w") as f:
+            f.write("root's")
+        path = os.path.join(self.dir, "stream")
+        swapped = []
+        real_os_open = os.open
+
+        def os_open(name, *args, **kwargs):
+            tmp = os.path.basename(str(name))
+            if tmp.startswith("stream.") and tmp.endswith(".tmp") and not swapped:
+                os.rename(os.path.join(self.dir, tmp), os.path.join(self.dir, "moved"))
+                os.rename(important, os.path.join(self.dir, tmp))
+                swapped.append(tmp)
+            return real_os_open(name, *args, **kwargs)
+
+        with mock.patch.object(os, "open", os_open):
+            with self.assertRaises(IpcError) as caught:
+                log.create(path)
+        self.assertEqual(caught.exception.reason, "PermissionDenied")
+        self.assertEqual(len(swapped), 1)
+        self.assertFalse(os.path.exists(path), "the directory swapped in was renamed into the stream's place")
+        self.assertEqual(sorted(os.listdir(os.path.join(self.dir, swapped[0]))), ["data"])
+
 class FullDisk(TempDirCase):
     """Appends on a real full filesystem (a small tmpfs) and a failing fdatasync: a typed error, and no
     record of the failed append left for readers."""
