@@ -109,6 +109,114 @@ const createCursor = (dir: string, name: string, offset: number, mode: number, r
   }
 }
 
+/** The refusal of a stream's directory `tmp` found replaced (`why`) as it was built: another user renamed it. */
+const replaced = (tmp: string, why: string): Error =>
+  Sys.refusal(
+    `${tmp} was replaced as the stream was built in it (${why}): another user may rename entries beside it`,
+    Sys.HINT_OWNER
+  )
+
+/** True when `a` and `b` are the same file (device and inode). */
+const sameFile = (a: Fs.Stats, b: Fs.Stats): boolean => a.dev === b.dev && a.ino === b.ino
+
+/**
+ * Builds the stream `dir` in a directory made beside it (`<dir>.<hex>.tmp`) and renames that into place (one
+ * there already is kept). A user who may rename entries beside `dir` can swap the directory made for another
+ * (a directory of root's beside it needs no write permission on it to be renamed): so it is opened without
+ * following links and checked to be ours and empty, everything in it is made through its descriptor
+ * (`/proc/self/fd/N`, Linux), it is checked to still be there before the rename, and on failure only what was
+ * made is removed, then the directory if it is still the one made and empty: never a tree removed by path.
+ */
+const buildAside = (dir: string, readers: ReadonlyArray<string>, fileMode: number, dirMode: number): void => {
+  const tmp = Sys.tmpOf(dir)
+  Fs.mkdirSync(tmp, { mode: dirMode })
+  let fd: number | undefined
+  try {
+    fd = Fs.openSync(tmp, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY | Fs.constants.O_NOFOLLOW)
+  } catch (cause) {
+    const code = IpcError.errnoOf(cause)
+    throw code === "ELOOP" || code === "ENOTDIR" ? replaced(tmp, "by a link") : cause
+  }
+  const held = Fs.fstatSync(fd)
+  // where what is in it is made: through the descriptor where it can be (elsewhere the path, checked as it goes)
+  const through = Sys.throughDescriptor(fd)
+  if (through === undefined) {
+    Sys.closeQuietly(fd)
+    fd = undefined
+  }
+  const at = through ?? tmp
+  const stillAt = (path: string) => {
+    try {
+      return sameFile(Fs.lstatSync(path), held)
+    } catch {
+      return false
+    }
+  }
+  const stillHeld = () => stillAt(tmp)
+  // what was made in it (each named before it is made: no other user can make anything in it), removed unless
+  // it was renamed into place
+  const made: Array<string> = []
+  let placed = false
+  try {
+    const me = process.geteuid?.()
+    if (me !== undefined && held.uid !== me) throw replaced(tmp, `now owned by uid ${held.uid}`)
+    // the directory just made is empty: one of this user's swapped in (root's, beside it) was filled and renamed
+    // into the stream's place, and removed whole when the build failed
+    if (Fs.readdirSync(at).length > 0) throw replaced(tmp, "by a directory that holds files")
+    if (fd !== undefined) Sys.exactMode(fd, dirMode)
+    const building = paths(at)
+    made.push(READERS)
+    Sys.makeDir(building.readers, dirMode)
+    const first = LogFormat.SEGMENT_HEADER
+    made.push(LogFormat.segmentName(0))
+    Sys.createFile(building.segment(0), LogFormat.encodeSegmentHeader(0), fileMode)
+    made.push(WRITER_LOCK)
+    Sys.createFile(
+      building.writerLock,
+      LogFormat.encodeWriterState({ clean: true, segment: 0, end: first, pid: process.pid }),
+      Sys.lockedMode(fileMode)
+    )
+    for (const name of readers) {
+      made.push(Path.join(READERS, `${name}.cursor`))
+      createCursor(at, name, first, fileMode)
+    }
+    if (!stillHeld()) throw replaced(tmp, "by another directory")
+    try {
+      Fs.renameSync(tmp, dir)
+    } catch (cause) {
+      const code = IpcError.errnoOf(cause)
+      // another process created it first: use theirs
+      if (code !== "EEXIST" && code !== "ENOTEMPTY") throw cause
+      return
+    }
+    // swapped between the check and the rename: what was renamed into the stream's place is not the stream
+    placed = stillAt(dir)
+    if (!placed) throw replaced(tmp, "by another directory, now renamed to the stream's place")
+  } catch (cause) {
+    // its message names the directory, not `/proc/self/fd/N`
+    throw cause instanceof Error && !IpcError.isIpcError(cause) && at !== tmp
+      ? Object.assign(new Error(cause.message.split(`${at}/`).join(`${tmp}/`)), { code: IpcError.errnoOf(cause) })
+      : cause
+  } finally {
+    if (!placed && (at !== tmp || stillHeld())) {
+      for (const name of made.toReversed()) {
+        try {
+          if (name === READERS) Fs.rmdirSync(Path.join(at, name))
+          else Fs.unlinkSync(Path.join(at, name))
+        } catch {
+          // not made, or gone
+        }
+      }
+      try {
+        if (stillHeld()) Fs.rmdirSync(tmp)
+      } catch {
+        // not empty (not all of it was removed): left as it is, ours
+      }
+    }
+    Sys.closeQuietly(fd)
+  }
+}
+
 /**
  * Creates the stream directory `dir` if it does not exist, atomically (it is
  * built aside and renamed into place), and registers `readers` (each starts
@@ -143,30 +251,7 @@ export const create = (
   }
   const made = Sys.attempt(
     () => {
-      if (Sys.exists(dir)) return
-      const tmp = Sys.tmpOf(dir)
-      const building = paths(tmp)
-      try {
-        Sys.makeDir(tmp, dirMode)
-        Sys.makeDir(building.readers, dirMode)
-        const first = LogFormat.SEGMENT_HEADER
-        Sys.createFile(building.segment(0), LogFormat.encodeSegmentHeader(0), fileMode)
-        Sys.createFile(
-          building.writerLock,
-          LogFormat.encodeWriterState({ clean: true, segment: 0, end: first, pid: process.pid }),
-          Sys.lockedMode(fileMode)
-        )
-        for (const name of readers) createCursor(tmp, name, first, fileMode)
-        try {
-          Fs.renameSync(tmp, dir)
-        } catch (cause) {
-          const code = IpcError.errnoOf(cause)
-          // another process created it first: use theirs
-          if (code !== "EEXIST" && code !== "ENOTEMPTY") throw cause
-        }
-      } finally {
-        Fs.rmSync(tmp, { recursive: true, force: true })
-      }
+      if (!Sys.exists(dir)) buildAside(dir, readers, fileMode, dirMode)
     },
     "Open",
     `cannot create the stream ${dir}`

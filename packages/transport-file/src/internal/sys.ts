@@ -255,6 +255,23 @@ export const makeDir = (path: string, mode: number): void => {
 }
 
 /**
+ * Where the directory open at `fd` is reached by path through the descriptor (`/proc/self/fd/N`, Linux: what is
+ * made there lands in that directory whatever is renamed in its place since), or undefined where it cannot be.
+ */
+export const throughDescriptor = (fd: number): string | undefined => {
+  if (process.platform !== "linux") return undefined
+  const through = `/proc/self/fd/${fd}`
+  try {
+    const reached = Fs.statSync(through, { bigint: true })
+    const opened = Fs.fstatSync(fd, { bigint: true })
+    if (reached.isDirectory() && reached.dev === opened.dev && reached.ino === opened.ino) return through
+  } catch {
+    // no /proc here, or not this process's
+  }
+  return undefined
+}
+
+/**
  * Reads a whole (small) file of a channel, opened as `openFile` does; at most `limit` bytes of it, for files of a
  * known small size (a marker, `connection.json`, a cursor, the writer state): one that another process made
  * huge (a sparse file of gigabytes costs it nothing) must not be read into memory, synchronously, whole.
