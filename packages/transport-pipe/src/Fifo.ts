@@ -32,6 +32,10 @@
  * hello: a pair made by another user is `PeerRejected`; it claims only a ready
  * token that is a regular file whose owner `authorize` admits holding a
  * listener's lock text, and leaves anything else there alone (`AddressInUse`).
+ * On Linux the listener looks at, makes, swaps in and removes all of its files
+ * through one descriptor of their directory, opened at `listen` and closed
+ * with it: a directory on the path that a user swaps for a link to another
+ * steers none of that there.
  *
  * @since 0.1.0
  */
@@ -58,6 +62,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { Writable } from "node:stream"
+import * as DirFile from "./internal/dirFile.ts"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
 import * as PathLock from "./internal/pathLock.ts"
@@ -117,15 +122,16 @@ export const paths = (raw: string): Effect.Effect<FifoPaths, IpcError.IpcError> 
 
 const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = Fs.constants
 
-const openFd = (path: string, flags: number, raw: string) =>
+const openFd = (file: DirFile.DirFile, flags: number, raw: string) =>
   Effect.try({
-    try: () => Fs.openSync(path, flags | O_NONBLOCK | O_NOFOLLOW),
+    try: () => Fs.openSync(file.at, flags | O_NONBLOCK | O_NOFOLLOW),
     catch: (cause) =>
-      IpcError.fromSystemError(
+      DirFile.errorAt(
+        file,
         cause,
         // a FIFO without a reader refuses a writer with ENXIO: nobody is listening
         IpcError.errnoOf(cause) === "ENXIO" ? "NotFound" : "Open",
-        `cannot open ${path}`,
+        `cannot open ${file.path}`,
         raw
       )
   })
@@ -185,18 +191,20 @@ interface Held {
  * done, under this user's lock for the path (so of many listeners exactly one
  * gets it), and a takeover removes only the very file read (same device,
  * inode and text).
- * It is released when the scope closes.
+ * It is released when the scope closes. The lock is reached through `file`'s
+ * directory (see `DirFile`), as are all the listener's files.
  */
 const takeLock = (
-  path: string,
+  file: DirFile.DirFile,
   raw: string,
   what: string
 ): Effect.Effect<Held, IpcError.IpcError, Scope.Scope> =>
   Effect.gen(function*() {
+    const path = file.path
     const token = `${Process.encode(Process.self())}:${Math.random().toString(36).slice(2)}`
     const attempt = (): "taken" | "exists" => {
       try {
-        createHolding(path, token, 0o600)
+        createHolding(file, token, 0o600)
         return "taken"
       } catch (cause) {
         if (IpcError.errnoOf(cause) !== "EEXIST") throw cause
@@ -204,7 +212,7 @@ const takeLock = (
       }
     }
     const fail = (cause: unknown) =>
-      IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, "Open", "cannot take the lock", raw)
+      IpcError.isIpcError(cause) ? cause : DirFile.errorAt(file, cause, "Open", "cannot take the lock", raw)
     // every attempt, not only a takeover, runs under the path lock: a fresh create in the
     // moment between a takeover's unlink and its create would leave both without the pair
     const tookOver = yield* PathLock.withPathLock(
@@ -213,9 +221,9 @@ const takeLock = (
       Effect.try({
         try: () => {
           if (attempt() === "taken") return undefined
-          const found = Files.readSmall(path)
+          const found = Files.readSmall(file.at)
           if (found === undefined) {
-            const stat = Files.lstatIfAny(path)
+            const stat = Files.lstatIfAny(file.at)
             if (stat !== undefined) throw inUse(path, `${Files.describe(stat)}, not a lock of this user's`, raw)
           } else {
             const holder = lockHolder(found)
@@ -224,11 +232,11 @@ const takeLock = (
             }
             if (Process.isAlive(holder)) throw IpcError.make("AddressInUse", `${what} (pid ${holder.pid})`, raw)
             // a dead listener's lock: remove that very file (same file, same text)
-            const now = Files.readSmall(path)
+            const now = Files.readSmall(file.at)
             if (now === undefined || !Files.sameFile(now.stat, found.stat) || now.text !== found.text) {
               throw IpcError.make("AddressInUse", what, raw)
             }
-            Fs.unlinkSync(path)
+            Fs.unlinkSync(file.at)
           }
           if (attempt() !== "taken") throw IpcError.make("AddressInUse", what, raw)
           return found?.text
@@ -236,45 +244,46 @@ const takeLock = (
         catch: fail
       })
     )
-    return yield* holding(path, token, tookOver)
+    return yield* holding(file, token, tookOver)
   })
 
-/** Releases the lock at `path` when the scope closes, if it still holds our token. */
-const holding = (path: string, token: string, tookOver: string | undefined) =>
+/** Releases the lock at `file` when the scope closes, if it still holds our token. */
+const holding = (file: DirFile.DirFile, token: string, tookOver: string | undefined) =>
   Effect.as(
     Effect.addFinalizer(() =>
       Effect.sync(() => {
-        const found = Files.readSmall(path)
-        if (found?.text === token) removeOurs(path, found.stat)
+        const found = Files.readSmall(file.at)
+        if (found?.text === token) removeOurs(file.at, found.stat)
       })
     ),
     { token, tookOver }
   )
 
 /**
- * Clears `path` for a new file: nothing there, or what a dead listener of this
+ * Clears `file` for a new file: nothing there, or what a dead listener of this
  * user left (`expected` says what: a FIFO, or the ready token holding the text
  * `token` of the dead listener's lock we took over) is removed; anything else
  * is `AddressInUse`. Call only while holding the pair's lock.
  */
-const clearLeftover = (path: string, expected: "FIFO" | "ready token", raw: string, token?: string) =>
+const clearLeftover = (file: DirFile.DirFile, expected: "FIFO" | "ready token", raw: string, token?: string) =>
   Effect.try({
     try: () => {
-      const stat = Files.lstatIfAny(path)
+      const path = file.path
+      const stat = Files.lstatIfAny(file.at)
       if (stat === undefined) return
       if (stat.uid !== owner()) throw inUse(path, Files.describe(stat), raw)
       if (expected === "FIFO") {
         if (!stat.isFIFO()) throw inUse(path, Files.describe(stat), raw)
-        return removeOurs(path, stat)
+        return removeOurs(file.at, stat)
       }
-      const found = Files.readSmall(path)
+      const found = Files.readSmall(file.at)
       if (found === undefined || token === undefined || found.text !== token || !Files.sameFile(found.stat, stat)) {
         throw inUse(path, `${Files.describe(stat)}, not the ready token of the dead listener`, raw)
       }
-      removeOurs(path, found.stat)
+      removeOurs(file.at, found.stat)
     },
     catch: (cause) =>
-      IpcError.isIpcError(cause) ? cause : IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
+      IpcError.isIpcError(cause) ? cause : DirFile.errorAt(file, cause, "Open", "cannot take the FIFO pair", raw)
   })
 
 /** Where a fresh FIFO for `path` is made before it takes `path`'s place: the name, a dash, 10 random hex digits. */
@@ -292,11 +301,12 @@ const NAME_MAX = 255
 /**
  * Removes the fresh FIFOs (`name.in.fresh-HEX`, `name.out.fresh-HEX`) a
  * listener of this pair was killed between making and swapping in: only the
- * lock's holder makes them, and the caller holds it now.
+ * lock's holder makes them, and the caller holds it now. `toServer`: `name.in`,
+ * whose directory is read and cleared through its descriptor (see `DirFile`).
  */
-const clearFresh = (files: FifoPaths): void => {
-  const dir = Path.dirname(files.toServer)
-  const name = Path.basename(files.toServer).slice(0, -".in".length)
+const clearFresh = (toServer: DirFile.DirFile): void => {
+  const dir = toServer.dir
+  const name = Path.basename(toServer.path).slice(0, -".in".length)
   const fresh = (entry: string) =>
     [`${name}.in.`, `${name}.out.`].some((prefix) =>
       entry.startsWith(prefix) && FRESH_TAIL.test(entry.slice(prefix.length))
@@ -309,7 +319,7 @@ const clearFresh = (files: FifoPaths): void => {
   }
   for (const entry of entries) {
     if (!fresh(entry)) continue
-    const path = Path.join(dir, entry)
+    const path = `${dir}/${entry}`
     const stat = Files.lstatIfAnyQuiet(path)
     if (stat?.isFIFO() && stat.uid === owner()) removeOurs(path, stat)
   }
@@ -341,22 +351,22 @@ const notOurs = (path: string, raw: string, stat: Fs.Stats | undefined) =>
  * unwritten: `notOurs`. Returns the descriptor and what it is.
  */
 const openOurs = (
-  path: string,
+  file: DirFile.DirFile,
   flags: number,
   ours: Files.FileIdentity | "new",
   raw: string
 ): Effect.Effect<{ readonly fd: number; readonly stat: Fs.Stats }, IpcError.IpcError> =>
   Effect.flatMap(
-    Effect.catch(openFd(path, flags, raw), (error) =>
+    Effect.catch(openFd(file, flags, raw), (error) =>
       error.errno === "ENOENT" || error.errno === "ELOOP"
-        ? Effect.fail(notOurs(path, raw, Files.lstatIfAnyQuiet(path)))
+        ? Effect.fail(notOurs(file.path, raw, Files.lstatIfAnyQuiet(file.at)))
         : Effect.fail(error)),
     (fd) =>
       Effect.try({
         try: () => {
           const stat = Fs.fstatSync(fd)
           if (!stat.isFIFO() || stat.uid !== owner() || (ours !== "new" && !Files.sameFile(stat, ours))) {
-            throw notOurs(path, raw, stat)
+            throw notOurs(file.path, raw, stat)
           }
           return { fd, stat }
         },
@@ -364,7 +374,7 @@ const openOurs = (
           Fs.closeSync(fd)
           return IpcError.isIpcError(cause)
             ? cause
-            : IpcError.fromSystemError(cause, "Open", `cannot inspect ${path}`, raw)
+            : IpcError.fromSystemError(cause, "Open", `cannot inspect ${file.path}`, raw)
         }
       })
   )
@@ -376,28 +386,32 @@ const openOurs = (
  * umask) through that descriptor. Returns its identity, to check every later
  * open against and to remove it and only it on close.
  */
-const makeFifo = (path: string, mode: number, raw: string): Effect.Effect<Files.FileIdentity, IpcError.IpcError> =>
-  Libc.mkfifo(path, mode, raw).pipe(
+const makeFifo = (
+  file: DirFile.DirFile,
+  mode: number,
+  raw: string
+): Effect.Effect<Files.FileIdentity, IpcError.IpcError> =>
+  Libc.mkfifo(file.at, mode, raw, file.path).pipe(
     // something put there since it was looked at: left alone, like anything found there
     Effect.catch((error) =>
       error.errno === "EEXIST"
-        ? Effect.fail(notOurs(path, raw, Files.lstatIfAnyQuiet(path)))
+        ? Effect.fail(notOurs(file.path, raw, Files.lstatIfAnyQuiet(file.at)))
         : Effect.fail(error)
     ),
     // a FIFO opens for reading at once with O_NONBLOCK
-    Effect.andThen(openOurs(path, O_RDONLY, "new", raw)),
+    Effect.andThen(openOurs(file, O_RDONLY, "new", raw)),
     Effect.flatMap(({ fd, stat }) =>
       Effect.try({
         try: () => {
           Fs.fchmodSync(fd, mode)
           return { dev: stat.dev, ino: stat.ino }
         },
-        catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot set the mode of ${path}`, raw)
+        catch: (cause) => IpcError.fromSystemError(cause, "Open", `cannot set the mode of ${file.path}`, raw)
       }).pipe(Effect.ensuring(Effect.sync(() => Fs.closeSync(fd))))
     )
   )
 
-/** Removes `path` if it is still the file we created. */
+/** Removes `path` (where this process reaches the file: a `DirFile`'s `at`) if it is still the file we created. */
 const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
   try {
     const stat = Files.lstatIfAny(path)
@@ -413,18 +427,18 @@ const removeOurs = (path: string, ours: Files.FileIdentity | undefined) => {
  * (a full disk: `ENOSPC`) is removed before the error is thrown, so that no
  * empty lock or token is left to block the address. What it made.
  */
-const createHolding = (path: string, text: string, mode: number): Files.FileIdentity => {
-  const fd = Fs.openSync(path, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK, 0o600)
+const createHolding = (file: DirFile.DirFile, text: string, mode: number): Files.FileIdentity => {
+  const fd = Fs.openSync(file.at, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_NONBLOCK, 0o600)
   try {
     const made = Fs.fstatSync(fd)
     try {
       Fs.fchmodSync(fd, mode)
       const bytes = Buffer.from(text)
       if (Fs.writeSync(fd, bytes) !== bytes.byteLength) {
-        throw Object.assign(new Error(`ENOSPC: no space left on device, write '${path}'`), { code: "ENOSPC" })
+        throw Object.assign(new Error(`ENOSPC: no space left on device, write '${file.path}'`), { code: "ENOSPC" })
       }
     } catch (cause) {
-      removeOurs(path, made)
+      removeOurs(file.at, made)
       throw cause
     }
     return { dev: made.dev, ino: made.ino }
@@ -550,31 +564,37 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             raw
           )
         }
-        const held = yield* takeLock(files.lock, raw, "a live server owns this FIFO pair")
+        // every file of the pair is looked at, made, renamed and removed through one descriptor of its directory,
+        // opened before anything else (so closed after every finalizer below): a directory on the path that a user
+        // swaps for a link to another steers none of it there (see `DirFile`)
+        const directory = yield* DirFile.directory(files.toServer)
+        const reach = (path: string) => DirFile.fileAt(path, directory)
+        const ready = reach(files.ready)
+        const held = yield* takeLock(reach(files.lock), raw, "a live server owns this FIFO pair")
         // look at everything before touching anything
-        for (const path of [files.toServer, files.toClient]) {
+        for (const file of [reach(files.toServer), reach(files.toClient)]) {
           yield* Effect.try({
             try: () => {
-              const stat = Files.lstatIfAny(path)
+              const stat = Files.lstatIfAny(file.at)
               if (stat !== undefined && (!stat.isFIFO() || stat.uid !== owner())) {
-                throw inUse(path, Files.describe(stat), raw)
+                throw inUse(file.path, Files.describe(stat), raw)
               }
             },
             catch: (cause) =>
               IpcError.isIpcError(cause)
                 ? cause
-                : IpcError.fromSystemError(cause, "Open", "cannot take the FIFO pair", raw)
+                : DirFile.errorAt(file, cause, "Open", "cannot take the FIFO pair", raw)
           })
         }
-        yield* clearLeftover(files.ready, "ready token", raw, held.tookOver)
-        yield* Effect.sync(() => clearFresh(files))
+        yield* clearLeftover(ready, "ready token", raw, held.tookOver)
+        yield* Effect.sync(() => clearFresh(reach(files.toServer)))
         // what we made, to check every later open against and to remove on close: the FIFOs and
         // the current ready token. An inode number is reused once its file is gone (ext4 at once),
         // so a file is ours only with the owner and kind (FIFOs) or the text (token) we gave it too
         const ours = new Map<string, Files.FileIdentity>()
         let token: Files.FileIdentity | undefined
         const ourToken = () => {
-          const found = readQuiet(files.ready)
+          const found = readQuiet(ready.at)
           return found !== undefined && token !== undefined && found.text === held.token &&
               Files.sameFile(found.stat, token)
             ? found.stat
@@ -583,17 +603,18 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
             for (const [path, id] of ours) {
-              const stat = Files.lstatIfAnyQuiet(path)
-              if (stat?.isFIFO() && stat.uid === owner()) removeOurs(path, id)
+              const at = reach(path).at
+              const stat = Files.lstatIfAnyQuiet(at)
+              if (stat?.isFIFO() && stat.uid === owner()) removeOurs(at, id)
             }
             const left = ourToken()
-            if (left !== undefined) removeOurs(files.ready, left)
+            if (left !== undefined) removeOurs(ready.at, left)
           })
         )
         const fifoAt = (path: string) =>
           Effect.andThen(
-            clearLeftover(path, "FIFO", raw),
-            Effect.tap(makeFifo(path, mode, raw), (id) => Effect.sync(() => void ours.set(path, id)))
+            clearLeftover(reach(path), "FIFO", raw),
+            Effect.tap(makeFifo(reach(path), mode, raw), (id) => Effect.sync(() => void ours.set(path, id)))
           )
         let toServer = yield* fifoAt(files.toServer)
         let toClient = yield* fifoAt(files.toClient)
@@ -615,13 +636,13 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           if (isOffered()) return
           try {
             // the lock's token: a successor can tell our leftover token from a user's file
-            token = createHolding(files.ready, held.token, tokenMode)
+            token = createHolding(ready, held.token, tokenMode)
           } catch (cause) {
-            const stat = IpcError.errnoOf(cause) === "EEXIST" ? Files.lstatIfAny(files.ready) : undefined
+            const stat = IpcError.errnoOf(cause) === "EEXIST" ? Files.lstatIfAny(ready.at) : undefined
             throw stat === undefined ? cause : inUse(files.ready, Files.describe(stat), raw)
           }
         }
-        const openReader = Effect.suspend(() => openOurs(files.toServer, O_RDONLY, toServer, raw)).pipe(
+        const openReader = Effect.suspend(() => openOurs(reach(files.toServer), O_RDONLY, toServer, raw)).pipe(
           Effect.flatMap(({ fd }) => sized(fd)),
           Effect.flatMap((fd) =>
             Effect.try({
@@ -633,7 +654,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
                 Fs.closeSync(fd) // not yet owned by a socket
                 return IpcError.isIpcError(cause)
                   ? cause
-                  : IpcError.fromSystemError(cause, "Open", "cannot publish the ready token", raw)
+                  : DirFile.errorAt(ready, cause, "Open", "cannot publish the ready token", raw)
               }
             })
           )
@@ -670,12 +691,12 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             const clientGone = (error: IpcError.IpcError) =>
               Effect.suspend(() => {
                 if (error.errno !== "ENXIO" || !saysHello(first)) return Effect.fail(error)
-                const now = Files.lstatIfAnyQuiet(files.toClient)
+                const now = Files.lstatIfAnyQuiet(reach(files.toClient).at)
                 return now !== undefined && Files.sameFile(now, toClient)
                   ? Effect.succeed(gone())
                   : Effect.fail(notOurs(files.toClient, raw, now))
               })
-            const output = yield* openOurs(files.toClient, O_WRONLY, toClient, raw).pipe(
+            const output = yield* openOurs(reach(files.toClient), O_WRONLY, toClient, raw).pipe(
               Effect.flatMap(({ fd }) => sized(fd)),
               Effect.map((fd): Writable => pipeSocket(fd, false)),
               Effect.catch(clientGone),
@@ -711,44 +732,46 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
         // their last holder lets go; the last client's writes find no reader, EPIPE)
         const renew = (path: string, made: Files.FileIdentity) =>
           Effect.suspend(() => {
-            const now = Files.lstatIfAnyQuiet(path)
+            const file = reach(path)
+            const now = Files.lstatIfAnyQuiet(file.at)
             if (!isOurFifo(now, made)) return Effect.fail(notOurs(path, raw, now))
-            const fresh = freshName(path)
+            const fresh = reach(freshName(path))
+            const swap = Libc.exchange(fresh.at, file.at, raw, [fresh.path, path])
             // a system without an exchange: renamed over, what was looked at just before
             const renamed = (id: Files.FileIdentity) =>
               Effect.try({
                 try: () => {
-                  Fs.renameSync(fresh, path)
+                  Fs.renameSync(fresh.at, file.at)
                   return id
                 },
                 catch: (cause) => {
-                  removeOurs(fresh, id)
-                  return IpcError.fromSystemError(cause, "Open", `cannot replace ${path}`, raw)
+                  removeOurs(fresh.at, id)
+                  return DirFile.errorAt(file, cause, "Open", `cannot replace ${path}`, raw)
                 }
               })
             // swapped in one step: what comes back is the FIFO we made, and is removed; anything else (swapped
             // in since the look) is swapped back, untouched, and the listener stops
             const exchanged = (id: Files.FileIdentity) =>
               Effect.suspend(() => {
-                const back = Files.lstatIfAnyQuiet(fresh)
+                const back = Files.lstatIfAnyQuiet(fresh.at)
                 if (isOurFifo(back, made)) {
-                  removeOurs(fresh, back)
+                  removeOurs(fresh.at, back)
                   return Effect.succeed(id)
                 }
-                return Libc.exchange(fresh, path, raw).pipe(
-                  Effect.andThen(Effect.sync(() => removeOurs(fresh, id))),
+                return swap.pipe(
+                  Effect.andThen(Effect.sync(() => removeOurs(fresh.at, id))),
                   Effect.ignore,
                   Effect.andThen(Effect.fail(notOurs(path, raw, back)))
                 )
               })
             return Effect.uninterruptible(
               Effect.flatMap(makeFifo(fresh, mode, raw), (id) =>
-                Libc.exchange(fresh, path, raw).pipe(
+                swap.pipe(
                   Effect.matchEffect({
                     onFailure: (error) =>
                       error.errno === "ENOSYS" || error.errno === "EINVAL" || error.errno === "ENOTSUP"
                         ? renamed(id)
-                        : Effect.andThen(Effect.sync(() => removeOurs(fresh, id)), Effect.fail(error)),
+                        : Effect.andThen(Effect.sync(() => removeOurs(fresh.at, id)), Effect.fail(error)),
                     onSuccess: () => exchanged(id)
                   }),
                   Effect.tap(() => Effect.sync(() => void ours.set(path, id)))
@@ -891,7 +914,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
             Effect.as(fd)
           )
         const opened = (path: string, flags: number) =>
-          Effect.flatMap(openFd(path, flags, raw), (fd) => checked(fd, path))
+          Effect.flatMap(openFd(DirFile.fileAt(path, undefined), flags, raw), (fd) => checked(fd, path))
         // the opens do not wait; from the first open until the channel owns the
         // descriptors, any failure or interruption closes them
         return yield* Effect.uninterruptibleMask((restore) =>

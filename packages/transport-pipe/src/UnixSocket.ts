@@ -37,6 +37,7 @@ import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as DirFile from "./internal/dirFile.ts"
 import * as Files from "./internal/files.ts"
 import * as Libc from "./internal/libc.ts"
 import * as PathLock from "./internal/pathLock.ts"
@@ -145,82 +146,8 @@ const listenAt = (server: Net.Server, path: string, raw: string): Effect.Effect<
 const trySync = <A>(f: () => A, reason: IpcError.IpcErrorReason, detail: string, raw: string) =>
   Effect.try({ try: f, catch: (cause) => IpcError.fromSystemError(cause, reason, detail, raw) })
 
-/**
- * A socket file's path as given, and where this process reaches it: on Linux
- * through one descriptor of its directory (`/proc/self/fd/N/name`), so that
- * every look at, link to and removal of it lands in the directory opened, even
- * when a user who may rename a directory on the path swaps a link to another
- * in between (an unlink by path removed a file of that name there, of
- * root's); elsewhere, or where the directory cannot be opened, the path.
- */
-interface SocketFile {
-  /** The path as given (what messages name). */
-  readonly path: string
-  /** Its directory: `/proc/self/fd/N`, or the path's. */
-  readonly dir: string
-  /** The socket file through `dir`. */
-  readonly at: string
-}
-
-/** A descriptor of the directory of `path` that `/proc/self/fd/N` reaches (Linux), or undefined where none can be had. */
-const openDirectory = (path: string): number | undefined => {
-  if (process.platform !== "linux") return undefined
-  let fd: number
-  try {
-    fd = Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
-  } catch {
-    return undefined
-  }
-  try {
-    const through = Fs.statSync(`/proc/self/fd/${fd}`, { bigint: true })
-    const opened = Fs.fstatSync(fd, { bigint: true })
-    if (through.isDirectory() && through.dev === opened.dev && through.ino === opened.ino) return fd
-  } catch {
-    // no /proc here, or not this process's
-  }
-  Fs.closeSync(fd)
-  return undefined
-}
-
-const socketFileAt = (path: string, fd: number | undefined): SocketFile =>
-  fd === undefined
-    ? { path, dir: Path.dirname(path), at: path }
-    : { path, dir: `/proc/self/fd/${fd}`, at: `/proc/self/fd/${fd}/${Path.basename(path)}` }
-
-const closeDirectory = (fd: number | undefined) =>
-  Effect.sync(() => {
-    if (fd !== undefined) Fs.closeSync(fd)
-  })
-
-/** `path` as a `SocketFile`, its directory's descriptor closed with the scope. */
-const socketFile = (path: string): Effect.Effect<SocketFile, never, Scope.Scope> =>
-  Effect.map(
-    Effect.acquireRelease(Effect.sync(() => openDirectory(path)), closeDirectory),
-    (fd) => socketFileAt(path, fd)
-  )
-
-/** Runs `use` with `path` as a `SocketFile`, its directory's descriptor closed after. */
-const withSocketFile = <A, E, R>(path: string, use: (file: SocketFile) => Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(Effect.sync(() => openDirectory(path)), (fd) => use(socketFileAt(path, fd)), closeDirectory)
-
 /** What to connect to for `file`: through its directory while that fits in a socket address, else the path. */
-const dialable = (file: SocketFile): string => Buffer.byteLength(file.at) <= maxPathBytes ? file.at : file.path
-
-/** `trySync` for a call on `file`, its error's message naming the real directory, not `/proc/self/fd/N`. */
-const trySyncAt = <A>(file: SocketFile, f: () => A, reason: IpcError.IpcErrorReason, detail: string, raw: string) =>
-  Effect.try({
-    try: f,
-    catch: (cause) => {
-      const parent = Path.dirname(file.path)
-      if (!(cause instanceof Error) || file.dir === parent) {
-        return IpcError.fromSystemError(cause, reason, detail, raw)
-      }
-      const named = Object.assign(new Error(cause.message.split(`${file.dir}/`).join(`${parent}/`)), {
-        code: IpcError.errnoOf(cause)
-      })
-      return IpcError.fromSystemError(named, reason, detail, raw)
-    }
-  })
+const dialable = (file: DirFile.DirFile): string => Buffer.byteLength(file.at) <= maxPathBytes ? file.at : file.path
 
 /** What is at a socket path: nothing, or a socket proven stale (anything else fails). */
 type Occupant = { readonly _tag: "Absent" } | { readonly _tag: "Stale"; readonly dev: number; readonly ino: number }
@@ -238,10 +165,14 @@ const CHANNEL_GOODBYE = Framing.encode(Framing.Kind.close)
  * with `goodbye` when given (for effect-ipc's listeners: they see a client
  * come and go, not a connection lost), else with nothing said.
  */
-const inspect = (file: SocketFile, raw: string, goodbye?: Uint8Array): Effect.Effect<Occupant, IpcError.IpcError> =>
+const inspect = (
+  file: DirFile.DirFile,
+  raw: string,
+  goodbye?: Uint8Array
+): Effect.Effect<Occupant, IpcError.IpcError> =>
   Effect.gen(function*() {
     const path = file.path
-    const stat = yield* trySyncAt(file, () => Files.lstatIfAny(file.at), "Open", `cannot look at ${path}`, raw)
+    const stat = yield* DirFile.trySyncAt(file, () => Files.lstatIfAny(file.at), "Open", `cannot look at ${path}`, raw)
     if (stat === undefined) return { _tag: "Absent" } as const
     if (!stat.isSocket() || stat.uid !== RuntimeDir.userId()) return yield* inUse(path, Files.describe(stat), raw)
     const probe = yield* Effect.result(connect(dialable(file), raw))
@@ -266,8 +197,8 @@ const inspect = (file: SocketFile, raw: string, goodbye?: Uint8Array): Effect.Ef
   })
 
 /** Hard-links `from` to `to`: true when linked, false when something is already at `to`. */
-const linkExclusive = (from: string, to: SocketFile, raw: string) =>
-  trySyncAt(to, () => Fs.linkSync(from, to.at), "Open", "cannot bind", raw).pipe(
+const linkExclusive = (from: string, to: DirFile.DirFile, raw: string) =>
+  DirFile.trySyncAt(to, () => Fs.linkSync(from, to.at), "Open", "cannot bind", raw).pipe(
     Effect.as(true),
     Effect.catch((error) => error.reason._tag === "AlreadyExists" ? Effect.succeed(false) : Effect.fail(error))
   )
@@ -287,11 +218,11 @@ const linkExclusive = (from: string, to: SocketFile, raw: string) =>
  * to any file). The descriptor stays open while the server listens: libuv
  * unlinks the bound path when the server closes, and that path must still
  * name our own directory then. The path itself is reached through `file`'s
- * directory (see `SocketFile`).
+ * directory (see `DirFile`).
  */
 const bindFile = (
   server: Net.Server,
-  file: SocketFile,
+  file: DirFile.DirFile,
   mode: number,
   raw: string
 ): Effect.Effect<Files.FileIdentity, IpcError.IpcError, Scope.Scope> =>
@@ -308,7 +239,7 @@ const bindFile = (
     })
     // refuse before creating anything next to what is there
     yield* inspect(file, raw, CHANNEL_GOODBYE)
-    const dir = yield* trySyncAt(
+    const dir = yield* DirFile.trySyncAt(
       file,
       () => Fs.mkdtempSync(`${file.dir}/${stagingPrefix(path)}`),
       "Open",
@@ -422,7 +353,7 @@ const stagingPrefix = (path: string): string => {
  * stale socket fails as `inspect` does. Call only holding the path's lock.
  */
 const removeStaleLocked = (
-  file: SocketFile,
+  file: DirFile.DirFile,
   raw: string,
   goodbye?: Uint8Array
 ): Effect.Effect<boolean, IpcError.IpcError> =>
@@ -430,9 +361,15 @@ const removeStaleLocked = (
     const occupant = yield* inspect(file, raw, goodbye)
     if (occupant._tag !== "Stale") return false
     // unlink only the very file found stale
-    const now = yield* trySyncAt(file, () => Files.lstatIfAny(file.at), "Open", `cannot look at ${file.path}`, raw)
+    const now = yield* DirFile.trySyncAt(
+      file,
+      () => Files.lstatIfAny(file.at),
+      "Open",
+      `cannot look at ${file.path}`,
+      raw
+    )
     if (now === undefined || !Files.sameFile(now, occupant)) return false
-    yield* trySyncAt(file, () => Fs.unlinkSync(file.at), "Open", "cannot remove the stale socket", raw)
+    yield* DirFile.trySyncAt(file, () => Fs.unlinkSync(file.at), "Open", "cannot remove the stale socket", raw)
     return true
   })
 
@@ -443,10 +380,10 @@ const removeStaleLocked = (
  * untouched; nothing there is false.
  */
 export const removeStale = (path: string, raw: string = `unix://${path}`): Effect.Effect<boolean, IpcError.IpcError> =>
-  withSocketFile(path, (file) => PathLock.withPathLock(path, raw, removeStaleLocked(file, raw, CHANNEL_GOODBYE)))
+  DirFile.withFile(path, (file) => PathLock.withPathLock(path, raw, removeStaleLocked(file, raw, CHANNEL_GOODBYE)))
 
 /** Removes the socket file at `file` if it is still the one we bound. */
-const unlinkOurs = (file: SocketFile, ours: Files.FileIdentity) => {
+const unlinkOurs = (file: DirFile.DirFile, ours: Files.FileIdentity) => {
   try {
     const stat = Fs.lstatSync(file.at)
     if (Files.sameFile(stat, ours)) Fs.unlinkSync(file.at)
@@ -460,14 +397,14 @@ const unlinkOurs = (file: SocketFile, ours: Files.FileIdentity) => {
  * is free by this module's rule: absent, or a stale socket of ours that is
  * removed here; anything else fails `AddressInUse` naming its kind and owner.
  * Holds the same lock as `listen` while checking, removing and binding.
- * The checks and the removal go through one descriptor of the path's directory (see `SocketFile`).
+ * The checks and the removal go through one descriptor of the path's directory (see `DirFile`).
  */
 export const withFreePath = <A, E, R>(
   path: string,
   raw: string,
   bind: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | IpcError.IpcError, R> =>
-  withSocketFile(path, (file) =>
+  DirFile.withFile(path, (file) =>
     Effect.andThen(
       inspect(file, raw),
       PathLock.withPathLock(path, raw, Effect.andThen(removeStaleLocked(file, raw), bind))
@@ -491,7 +428,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         const { path, kind } = yield* SocketPath.resolve(raw)
         if (kind === "windows-pipe") return yield* NamedPipe.listen(path, raw, options)
         // opened before the finalizer below is added, so closed after it: its removal of the file goes through it
-        const file = kind === "file" ? yield* socketFile(path) : undefined
+        const file = kind === "file" ? yield* DirFile.scoped(path) : undefined
         const server = Net.createServer({ pauseOnConnect: true })
         // counted, and logged a few a minute (a flood of refused peers wrote a warning each)
         const noteRefusal = yield* Observability.refusals(raw)

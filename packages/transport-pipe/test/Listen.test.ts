@@ -4,6 +4,8 @@
  * `AddressInUse` naming what is there, and is left exactly as it was.
  */
 import type * as IpcError from "@effect-ipc/core/IpcError"
+import * as Process from "@effect-ipc/core/Process"
+import type * as Transport from "@effect-ipc/core/Transport"
 import { Fifo, SocketPath, UnixSocket } from "@effect-ipc/transport-pipe"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -527,6 +529,132 @@ describe("a directory on the path swapped for a link to another (by a user who m
     60_000
   )
 })
+
+/** The files in `dir`, each with its inode and text (a FIFO's is not read: that would wait): what must stay as it was. */
+const contents = (dir: string) =>
+  Fs.readdirSync(dir).toSorted().map((name) => {
+    const file = Path.join(dir, name)
+    const stat = Fs.lstatSync(file)
+    return [name, stat.ino, stat.isFile() ? Fs.readFileSync(file, "utf8") : "not a regular file"] as const
+  })
+
+/** `d` renamed to `real` and a link to `other` put in its place, as such a user can. */
+const swap = (d: string, real: string, other: string) => {
+  Fs.renameSync(d, real)
+  Fs.symlinkSync(other, d)
+}
+
+/** Sends a byte each way between a client dialled at `address` and the next peer `listener` accepts. */
+const converse = (listener: Transport.Listener, address: string, byte: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const client = yield* fifos.dial(address)
+    const server = yield* listener.accept
+    yield* client.send(new Uint8Array([byte]))
+    assert.deepStrictEqual([...(yield* server.receive)], [byte])
+    yield* server.send(new Uint8Array([byte + 1]))
+    assert.deepStrictEqual([...(yield* client.receive)], [byte + 1])
+    yield* server.close
+  }))
+
+// Linux: elsewhere the files are reached by path (no /proc/self/fd)
+describe.runIf(process.platform === "linux")(
+  "fifo://: a directory on the path swapped for a link to another (by a user who may rename entries above it)",
+  () => {
+    // the lock was read and a dead listener's removed by path, and the pair's files looked at and made by path: a
+    // link swapped in for `d` while the listener waited for the lock's path lock took over (removed) a dead lock of
+    // that name in the other directory, and made the pair there
+    it.live(
+      "a dead listener's lock is taken over in the directory the listener opened; the other's is untouched",
+      () =>
+        Effect.gen(function*() {
+          const base = yield* tempDir("effect-ipc-fifo-swapped-")
+          const [d, real, other] = ["d", "real", "other"].map((name) => Path.join(base, name))
+          Fs.mkdirSync(d)
+          Fs.mkdirSync(other)
+          const dead = `${deadPid()}:dead1`
+          Fs.writeFileSync(Path.join(d, "x.lock"), dead)
+          Fs.writeFileSync(Path.join(d, "x.ready"), dead)
+          // another pair's leftovers of that name, root's: what a takeover by path removed
+          const theirs = `${deadPid()}:dead2`
+          Fs.writeFileSync(Path.join(other, "x.lock"), theirs)
+          Fs.writeFileSync(Path.join(other, "x.ready"), theirs)
+          const before = contents(other)
+          // hold the lock's path lock: the listener waits for it, its directory opened
+          const key = Crypto.createHash("sha256").update(Path.join(d, "x.lock")).digest("hex").slice(0, 32)
+          const lockFile = Path.join(yield* SocketPath.lockDir(), `.lock-${key}`)
+          Fs.writeFileSync(lockFile, "", { mode: 0o600 })
+          yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(lockFile, { force: true })))
+          const holder = yield* start(python, ["-c", holdLock, lockFile])
+          yield* holder.line(/^locked$/)
+          const listening = yield* Effect.forkScoped(fifos.listen(`fifo://${Path.join(d, "x")}`))
+          const opened = () =>
+            Fs.readdirSync("/proc/self/fd").some((fd) => {
+              try {
+                return Fs.readlinkSync(`/proc/self/fd/${fd}`) === d
+              } catch {
+                return false
+              }
+            })
+          yield* waitFor(() => opened() || listening.pollUnsafe() !== undefined, 4_000)
+          // the swap, between the listener's opening of its directory and its look at the lock
+          swap(d, real, other)
+          yield* holder.finish
+          const listener = yield* Fiber.join(listening)
+          assert.deepStrictEqual(contents(other), before, "the other directory's files are untouched")
+          assert.match(
+            Fs.readFileSync(Path.join(real, "x.lock"), "utf8"),
+            new RegExp(`^${Process.encode(Process.self())}:`)
+          )
+          yield* converse(listener, `fifo://${Path.join(real, "x")}`, 1)
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    // each conversation's fresh FIFOs were made, swapped in and removed by path: with a link swapped in for `d`
+    // they went to the other directory (and what was there was looked at as the pair: the listener stopped)
+    it.live(
+      "between conversations, fresh FIFOs are made and swapped in where the listener opened; nothing in the other",
+      () =>
+        Effect.gen(function*() {
+          const base = yield* tempDir("effect-ipc-fifo-swapped-")
+          const [d, real, other] = ["d", "real", "other"].map((name) => Path.join(base, name))
+          Fs.mkdirSync(d)
+          Fs.mkdirSync(other)
+          for (const name of ["x.in", "x.out"]) Fs.writeFileSync(Path.join(other, name), "precious")
+          const before = contents(other)
+          const listener = yield* fifos.listen(`fifo://${Path.join(d, "x")}`)
+          swap(d, real, other)
+          for (const round of [1, 3, 5]) yield* converse(listener, `fifo://${Path.join(real, "x")}`, round)
+          assert.deepStrictEqual(contents(other), before, "the other directory's files are untouched")
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    // close looked at its files by path and removed them by path: with a link swapped in for `d` it looked at the
+    // other directory's files (not its own: left), and a swap between the two steps removed those instead
+    it.live(
+      "close removes its FIFOs, lock and ready token from the directory the listener opened, nothing from the other",
+      () =>
+        Effect.gen(function*() {
+          const base = yield* tempDir("effect-ipc-fifo-swapped-")
+          const [d, real, other] = ["d", "real", "other"].map((name) => Path.join(base, name))
+          Fs.mkdirSync(d)
+          Fs.mkdirSync(other)
+          for (const name of ["x.in", "x.out", "x.lock", "x.ready"]) {
+            Fs.writeFileSync(Path.join(other, name), "precious")
+          }
+          const before = contents(other)
+          const scope = yield* Scope.make()
+          yield* Scope.provide(fifos.listen(`fifo://${Path.join(d, "x")}`), scope)
+          swap(d, real, other)
+          yield* Scope.close(scope, Exit.void)
+          assert.deepStrictEqual(Fs.readdirSync(real), [], "its files are removed")
+          assert.deepStrictEqual(contents(other), before, "the other directory's files are untouched")
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  }
+)
 
 describe("a listener killed while it binds", () => {
   // it left its staging directory (`.eipc-...`, with its bound socket) beside the socket path for good

@@ -117,31 +117,42 @@ export const peerCredentials = (fd: number, address?: string): Effect.Effect<Pee
       : Effect.succeed(result)
   })
 
-/** Creates a FIFO at `path` with `mode` (mkfifo). */
-export const mkfifo = (path: string, mode: number, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+/** Creates a FIFO at `path` with `mode` (mkfifo); `shown`: `path` as messages name it. */
+export const mkfifo = (
+  path: string,
+  mode: number,
+  address?: string,
+  shown: string = path
+): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     const b = load()
     if (b instanceof IpcError.IpcError) return Effect.fail(b)
     const errno = b.mkfifo(path, mode)
     return errno === 0
       ? Effect.void
-      : Effect.fail(Native.errnoError(errno, "Open", `cannot create the FIFO ${path}`, address))
+      : Effect.fail(Native.errnoError(errno, "Open", `cannot create the FIFO ${shown}`, address))
   })
 
 /**
  * Swaps the files at `a` and `b` in one step: each path names the other's
  * file after it, and nothing can come between (renameat2 RENAME_EXCHANGE on
  * Linux, renamex_np RENAME_SWAP on macOS). Where the system or the file
- * system cannot, the error's errno is ENOSYS, EINVAL or ENOTSUP.
+ * system cannot, the error's errno is ENOSYS, EINVAL or ENOTSUP. `shown`:
+ * `a` and `b` as messages name them.
  */
-export const exchange = (a: string, b: string, address?: string): Effect.Effect<void, IpcError.IpcError> =>
+export const exchange = (
+  a: string,
+  b: string,
+  address?: string,
+  shown: readonly [string, string] = [a, b]
+): Effect.Effect<void, IpcError.IpcError> =>
   Effect.suspend(() => {
     const bindings = load()
     if (bindings instanceof IpcError.IpcError) return Effect.fail(bindings)
     const errno = bindings.exchange(a, b)
     return errno === 0
       ? Effect.void
-      : Effect.fail(Native.errnoError(errno, "Open", `cannot swap ${a} and ${b}`, address))
+      : Effect.fail(Native.errnoError(errno, "Open", `cannot swap ${shown[0]} and ${shown[1]}`, address))
   })
 
 /** /proc/sys/fs/pipe-max-size: the largest pipe an unprivileged process may ask for (Linux), read once. */

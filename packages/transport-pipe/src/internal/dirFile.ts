@@ -1,0 +1,95 @@
+/**
+ * A listener's file reached through one descriptor of its directory, opened
+ * at `listen` and closed with the listener: on Linux `/proc/self/fd/N/name`,
+ * so that every look at, creation, link, rename and removal of it lands in the
+ * directory opened, even when a user who may rename a directory on the path
+ * swaps a link to another in between (a removal by path removed a file of
+ * that name there, of root's); elsewhere, or where the directory cannot be
+ * opened, the path. Used by `unix://` and `fifo://` listeners.
+ *
+ * @internal
+ */
+import * as IpcError from "@effect-ipc/core/IpcError"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+
+/** A file's path as given, and where this process reaches it. */
+export interface DirFile {
+  /** The path as given (what messages name). */
+  readonly path: string
+  /** Its directory: `/proc/self/fd/N`, or the path's. */
+  readonly dir: string
+  /** The file through `dir`. */
+  readonly at: string
+}
+
+/** A descriptor of the directory of `path` that `/proc/self/fd/N` reaches (Linux), or undefined where none can be had. */
+export const openDirectory = (path: string): number | undefined => {
+  if (process.platform !== "linux") return undefined
+  let fd: number
+  try {
+    fd = Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
+  } catch {
+    return undefined
+  }
+  try {
+    const through = Fs.statSync(`/proc/self/fd/${fd}`, { bigint: true })
+    const opened = Fs.fstatSync(fd, { bigint: true })
+    if (through.isDirectory() && through.dev === opened.dev && through.ino === opened.ino) return fd
+  } catch {
+    // no /proc here, or not this process's
+  }
+  Fs.closeSync(fd)
+  return undefined
+}
+
+/** `path` (a file in the directory `fd` was opened on, or anywhere when `fd` is undefined) as a `DirFile`. */
+export const fileAt = (path: string, fd: number | undefined): DirFile =>
+  fd === undefined
+    ? { path, dir: Path.dirname(path), at: path }
+    : { path, dir: `/proc/self/fd/${fd}`, at: `/proc/self/fd/${fd}/${Path.basename(path)}` }
+
+const closeDirectory = (fd: number | undefined) =>
+  Effect.sync(() => {
+    if (fd !== undefined) Fs.closeSync(fd)
+  })
+
+/** A descriptor of the directory of `path` (see `openDirectory`), closed with the scope. */
+export const directory = (path: string): Effect.Effect<number | undefined, never, Scope.Scope> =>
+  Effect.acquireRelease(Effect.sync(() => openDirectory(path)), closeDirectory)
+
+/** `path` as a `DirFile`, its directory's descriptor closed with the scope. */
+export const scoped = (path: string): Effect.Effect<DirFile, never, Scope.Scope> =>
+  Effect.map(directory(path), (fd) => fileAt(path, fd))
+
+/** Runs `use` with `path` as a `DirFile`, its directory's descriptor closed after. */
+export const withFile = <A, E, R>(path: string, use: (file: DirFile) => Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(Effect.sync(() => openDirectory(path)), (fd) => use(fileAt(path, fd)), closeDirectory)
+
+/** `IpcError.fromSystemError` for a call on `file`, its message naming the real directory, not `/proc/self/fd/N`. */
+export const errorAt = (
+  file: DirFile,
+  cause: unknown,
+  reason: IpcError.IpcErrorReason,
+  detail: string,
+  raw: string
+): IpcError.IpcError => {
+  const parent = Path.dirname(file.path)
+  if (!(cause instanceof Error) || file.dir === parent) return IpcError.fromSystemError(cause, reason, detail, raw)
+  const named = Object.assign(new Error(cause.message.split(`${file.dir}/`).join(`${parent}/`)), {
+    code: IpcError.errnoOf(cause)
+  })
+  return IpcError.fromSystemError(named, reason, detail, raw)
+}
+
+/** `Effect.try` of a call on `file`, failing with `errorAt`. */
+export const trySyncAt = <A>(
+  file: DirFile,
+  f: () => A,
+  reason: IpcError.IpcErrorReason,
+  detail: string,
+  raw: string
+): Effect.Effect<A, IpcError.IpcError> =>
+  Effect.try({ try: f, catch: (cause) => errorAt(file, cause, reason, detail, raw) })
