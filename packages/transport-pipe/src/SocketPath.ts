@@ -16,6 +16,7 @@ import * as Address from "@effect-ipc/core/Address"
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as RuntimeDir from "@effect-ipc/core/RuntimeDir"
 import * as Effect from "effect/Effect"
+import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 
@@ -192,3 +193,27 @@ export const resolve = (raw: string): Effect.Effect<SocketPath, IpcError.IpcErro
     }
     return endpoint
   })
+
+/**
+ * A descriptor of the directory of `path` (Linux) that `/proc/self/fd/N` reaches, or undefined where none can be
+ * had (no /proc mounted, another OS): a listener reaches its files through it, so that a directory on the path
+ * swapped for a link to another steers nothing there. The caller closes it.
+ */
+export const openDirectory = (path: string): number | undefined => {
+  if (process.platform !== "linux") return undefined
+  let fd: number
+  try {
+    fd = Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
+  } catch {
+    return undefined
+  }
+  try {
+    const through = Fs.statSync(`/proc/self/fd/${fd}`, { bigint: true })
+    const opened = Fs.fstatSync(fd, { bigint: true })
+    if (through.isDirectory() && through.dev === opened.dev && through.ino === opened.ino) return fd
+  } catch {
+    // no /proc here, or not this process's
+  }
+  Fs.closeSync(fd)
+  return undefined
+}

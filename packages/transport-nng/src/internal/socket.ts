@@ -11,6 +11,7 @@
  */
 import * as ChannelEngine from "@effect-ipc/core/ChannelEngine"
 import * as IpcError from "@effect-ipc/core/IpcError"
+import * as SocketPath from "@effect-ipc/transport-pipe/SocketPath"
 import * as UnixSocket from "@effect-ipc/transport-pipe/UnixSocket"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -524,7 +525,7 @@ const makeSocket = (
     listen,
     listenFile: (target) =>
       Effect.suspend(() => {
-        const dir = closed ? undefined : directoryOf(target.path)
+        const dir = closed ? undefined : SocketPath.openDirectory(target.path)
         if (dir === undefined) return listen(target)
         const through = `/proc/self/fd/${dir}/${Path.basename(target.path)}`
         if (Buffer.byteLength(through) > MAX_SOCKET_PATH) {
@@ -586,29 +587,6 @@ const throughDirectory = (file: BoundFile): string => `/proc/self/fd/${file.dir}
 
 /** The longest socket path Linux binds (`sun_path` less its NUL). */
 const MAX_SOCKET_PATH = 107
-
-/**
- * A descriptor of the directory of `path` (Linux; close-on-exec) that `/proc/self/fd/N` reaches, or undefined
- * where none can be had: without /proc (a container or chroot without it mounted) every ipc listen failed NotFound.
- */
-const directoryOf = (path: string): number | undefined => {
-  if (process.platform !== "linux") return undefined
-  let fd: number
-  try {
-    fd = Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
-  } catch {
-    return undefined
-  }
-  try {
-    const through = Fs.statSync(`/proc/self/fd/${fd}`, { bigint: true })
-    const opened = Fs.fstatSync(fd, { bigint: true })
-    if (through.isDirectory() && through.dev === opened.dev && through.ino === opened.ino) return fd
-  } catch {
-    // no /proc here, or not this process's
-  }
-  Fs.closeSync(fd)
-  return undefined
-}
 
 /** Removes the file at `path` if it is still `bound` (same device and inode). */
 const unlinkIfSame = (path: string, bound: Fs.Stats) => {

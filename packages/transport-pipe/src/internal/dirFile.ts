@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as SocketPath from "../SocketPath.ts"
 
 /** A file's path as given, and where this process reaches it. */
 export interface DirFile {
@@ -23,26 +24,6 @@ export interface DirFile {
   readonly dir: string
   /** The file through `dir`. */
   readonly at: string
-}
-
-/** A descriptor of the directory of `path` that `/proc/self/fd/N` reaches (Linux), or undefined where none can be had. */
-export const openDirectory = (path: string): number | undefined => {
-  if (process.platform !== "linux") return undefined
-  let fd: number
-  try {
-    fd = Fs.openSync(Path.dirname(path), Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY)
-  } catch {
-    return undefined
-  }
-  try {
-    const through = Fs.statSync(`/proc/self/fd/${fd}`, { bigint: true })
-    const opened = Fs.fstatSync(fd, { bigint: true })
-    if (through.isDirectory() && through.dev === opened.dev && through.ino === opened.ino) return fd
-  } catch {
-    // no /proc here, or not this process's
-  }
-  Fs.closeSync(fd)
-  return undefined
 }
 
 /** `path` (a file in the directory `fd` was opened on, or anywhere when `fd` is undefined) as a `DirFile`. */
@@ -56,9 +37,9 @@ const closeDirectory = (fd: number | undefined) =>
     if (fd !== undefined) Fs.closeSync(fd)
   })
 
-/** A descriptor of the directory of `path` (see `openDirectory`), closed with the scope. */
+/** A descriptor of the directory of `path` (see `SocketPath.openDirectory`), closed with the scope. */
 export const directory = (path: string): Effect.Effect<number | undefined, never, Scope.Scope> =>
-  Effect.acquireRelease(Effect.sync(() => openDirectory(path)), closeDirectory)
+  Effect.acquireRelease(Effect.sync(() => SocketPath.openDirectory(path)), closeDirectory)
 
 /** `path` as a `DirFile`, its directory's descriptor closed with the scope. */
 export const scoped = (path: string): Effect.Effect<DirFile, never, Scope.Scope> =>
@@ -66,7 +47,11 @@ export const scoped = (path: string): Effect.Effect<DirFile, never, Scope.Scope>
 
 /** Runs `use` with `path` as a `DirFile`, its directory's descriptor closed after. */
 export const withFile = <A, E, R>(path: string, use: (file: DirFile) => Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(Effect.sync(() => openDirectory(path)), (fd) => use(fileAt(path, fd)), closeDirectory)
+  Effect.acquireUseRelease(
+    Effect.sync(() => SocketPath.openDirectory(path)),
+    (fd) => use(fileAt(path, fd)),
+    closeDirectory
+  )
 
 /** `IpcError.fromSystemError` for a call on `file`, its message naming the real directory, not `/proc/self/fd/N`. */
 export const errorAt = (
