@@ -19,7 +19,9 @@ import { fresh, tempRoot } from "./helpers.ts"
 /** What runs right after `mkdirSync` makes a directory, or before `renameSync` renames one (unset: nothing): once, when it returns true. */
 const hooks = vi.hoisted(() => ({
   afterMkdir: undefined as ((made: string) => boolean) | undefined,
-  beforeRename: undefined as ((from: string) => boolean) | undefined
+  beforeRename: undefined as ((from: string) => boolean) | undefined,
+  // `/proc/self/fd/N` is not there (no /proc mounted; macOS has none): its directory is reached by path
+  noProcFd: false
 }))
 
 vi.mock("node:fs", async (importOriginal) => {
@@ -38,7 +40,19 @@ vi.mock("node:fs", async (importOriginal) => {
     if (hook !== undefined && !hook(String(from))) hooks.beforeRename = hook
     return actual.renameSync(from, to)
   }) as typeof actual.renameSync
-  return { ...actual, default: { ...actual, mkdirSync, renameSync }, mkdirSync, renameSync }
+  const statSync = ((path: string, options?: unknown) => {
+    if (hooks.noProcFd && String(path).startsWith("/proc/self/fd/")) {
+      throw Object.assign(new Error(`ENOENT: no such file or directory, stat '${path}'`), { code: "ENOENT" })
+    }
+    return actual.statSync(path, options as never)
+  }) as typeof actual.statSync
+  return {
+    ...actual,
+    default: { ...actual, mkdirSync, renameSync, statSync },
+    mkdirSync,
+    renameSync,
+    statSync
+  }
 })
 
 const root = tempRoot("aside")
@@ -139,5 +153,20 @@ describe("Log.create against a directory swapped in as the stream is built", () 
       yield* Log.create(stream, { readers: ["b"] })
       assert.deepStrictEqual(Fs.readdirSync(folder).toSorted(), ["important", "stream"])
       assert.deepStrictEqual(Fs.readdirSync(Path.join(stream, "readers")), ["b.cursor"])
+    }))
+
+  // with no /proc/self/fd the descriptor of the directory made was closed before its mode was set: the stream's
+  // directory kept the umask's mode (0700 under umask 077, for a dirMode of 0750 that shares it with the group)
+  it.effect("with no /proc/self/fd: the stream's directory has its dirMode exactly, whatever the umask", () =>
+    Effect.gen(function*() {
+      const { folder, stream } = setup()
+      hooks.noProcFd = true
+      const umask = process.umask(0o077)
+      const result = yield* Effect.result(Log.create(stream, { readers: ["b"], dirMode: 0o750, fileMode: 0o640 }))
+      process.umask(umask)
+      hooks.noProcFd = false
+      assert.strictEqual(result._tag, "Success")
+      assert.strictEqual((Fs.statSync(stream).mode & 0o777).toString(8), "750")
+      assert.deepStrictEqual(Fs.readdirSync(folder).toSorted(), ["important", "stream"])
     }))
 })

@@ -548,8 +548,10 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
   const sized = (fd: number) => Effect.as(Libc.setPipeSize(fd, pipeSize), fd)
   return {
     schemes: ["fifo"],
+    // a refused listen lets go of what it opened and made at once (its directory's descriptor), not with the
+    // caller's scope
     listen: (raw) =>
-      Effect.gen(function*() {
+      DirFile.releasedOnFailure(Effect.gen(function*() {
         yield* TransportOptions.optionsOk(options, raw)
         const badMode = TransportOptions.invalidMode(mode, raw)
         if (badMode !== undefined) return yield* badMode
@@ -826,7 +828,7 @@ export const make = (options: FifoOptions = {}): Transport.TransportShape => {
           )
         }
         return listener
-      }),
+      })),
     dial: (raw) =>
       Effect.gen(function*() {
         yield* TransportOptions.optionsOk(options, raw)

@@ -418,8 +418,9 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
   const mode = options.mode ?? 0o600
   return {
     schemes: ["unix", "pipe"],
+    // a refused listen lets go of what it opened at once (its directory's descriptor), not with the caller's scope
     listen: (raw) =>
-      Effect.gen(function*() {
+      DirFile.releasedOnFailure(Effect.gen(function*() {
         yield* TransportOptions.optionsOk(options, raw)
         // before anything is made (`pipe://` makes its runtime directory as it resolves)
         const badMode = TransportOptions.invalidMode(mode, raw)
@@ -473,7 +474,7 @@ export const make = (options: UnixSocketOptions = {}): Transport.TransportShape 
         if (file !== undefined) ours = yield* bindFile(server, file, mode, raw)
         else yield* listenAt(server, path, raw)
         return acceptor.listener
-      }),
+      })),
     dial: (raw) =>
       Effect.gen(function*() {
         yield* TransportOptions.optionsOk(options, raw)

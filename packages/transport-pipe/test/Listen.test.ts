@@ -736,3 +736,36 @@ describe("a listener killed while it binds", () => {
     60_000
   )
 })
+
+/** How many of this process's descriptors are open on the directory `dir`. */
+const descriptorsOn = (dir: string) => {
+  const real = Fs.realpathSync(dir)
+  return Fs.readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return Fs.readlinkSync(`/proc/self/fd/${fd}`) === real
+    } catch {
+      return false // closed since it was listed
+    }
+  }).length
+}
+
+// Linux: elsewhere no descriptor of the directory is opened
+describe.runIf(process.platform === "linux")("a refused listen returns its directory's descriptor at once", () => {
+  // the descriptor was opened in the caller's scope and held until it closed: a listen retried in one scope (as a
+  // server waiting for the address to come free) held one more each attempt
+  it.live("unix:// and fifo:// refused ten times in one scope hold no descriptor of the directory", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("effect-ipc-refused-fds-")
+      const busy = Path.join(dir, "busy.sock")
+      Fs.writeFileSync(busy, "not a socket")
+      yield* fifos.listen(`fifo://${Path.join(dir, "x")}`)
+      const held = descriptorsOn(dir)
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const unix = yield* Effect.flip(transport.listen(`unix://${busy}`))
+        assert.strictEqual(unix.reason._tag, "AddressInUse", unix.message)
+        const fifo = yield* Effect.flip(fifos.listen(`fifo://${Path.join(dir, "x")}`))
+        assert.strictEqual(fifo.reason._tag, "AddressInUse", fifo.message)
+      }
+      assert.strictEqual(descriptorsOn(dir), held)
+    }))
+})

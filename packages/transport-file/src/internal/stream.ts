@@ -130,7 +130,7 @@ const sameFile = (a: Fs.Stats, b: Fs.Stats): boolean => a.dev === b.dev && a.ino
 const buildAside = (dir: string, readers: ReadonlyArray<string>, fileMode: number, dirMode: number): void => {
   const tmp = Sys.tmpOf(dir)
   Fs.mkdirSync(tmp, { mode: dirMode })
-  let fd: number | undefined
+  let fd: number
   try {
     fd = Fs.openSync(tmp, Fs.constants.O_RDONLY | Fs.constants.O_DIRECTORY | Fs.constants.O_NOFOLLOW)
   } catch (cause) {
@@ -138,13 +138,10 @@ const buildAside = (dir: string, readers: ReadonlyArray<string>, fileMode: numbe
     throw code === "ELOOP" || code === "ENOTDIR" ? replaced(tmp, "by a link") : cause
   }
   const held = Fs.fstatSync(fd)
-  // where what is in it is made: through the descriptor where it can be (elsewhere the path, checked as it goes)
-  const through = Sys.throughDescriptor(fd)
-  if (through === undefined) {
-    Sys.closeQuietly(fd)
-    fd = undefined
-  }
-  const at = through ?? tmp
+  // where what is in it is made: through the descriptor where it can be (elsewhere the path, checked as it goes);
+  // the descriptor is kept open either way, to give the directory its exact mode (the umask's mode was kept where
+  // /proc/self/fd could not be had: macOS, no /proc)
+  const at = Sys.throughDescriptor(fd) ?? tmp
   const stillAt = (path: string) => {
     try {
       return sameFile(Fs.lstatSync(path), held)
@@ -163,7 +160,7 @@ const buildAside = (dir: string, readers: ReadonlyArray<string>, fileMode: numbe
     // the directory just made is empty: one of this user's swapped in (root's, beside it) was filled and renamed
     // into the stream's place, and removed whole when the build failed
     if (Fs.readdirSync(at).length > 0) throw replaced(tmp, "by a directory that holds files")
-    if (fd !== undefined) Sys.exactMode(fd, dirMode)
+    Sys.exactMode(fd, dirMode)
     const building = paths(at)
     made.push(READERS)
     Sys.makeDir(building.readers, dirMode)

@@ -11,7 +11,8 @@
  */
 import * as IpcError from "@effect-ipc/core/IpcError"
 import * as Effect from "effect/Effect"
-import type * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as SocketPath from "../SocketPath.ts"
@@ -40,6 +41,22 @@ const closeDirectory = (fd: number | undefined) =>
 /** A descriptor of the directory of `path` (see `SocketPath.openDirectory`), closed with the scope. */
 export const directory = (path: string): Effect.Effect<number | undefined, never, Scope.Scope> =>
   Effect.acquireRelease(Effect.sync(() => SocketPath.openDirectory(path)), closeDirectory)
+
+/**
+ * Runs `listen` in a scope of its own, a child of the caller's: closed as soon as it fails or is interrupted, so a
+ * refused listen returns its directory's descriptor at once (held until the caller's scope closed, a listen retried
+ * in one scope held one more each time), after the finalizers that reach files through it; else closed with the
+ * caller's.
+ */
+export const releasedOnFailure = <A, E, R>(
+  listen: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, Exclude<R, Scope.Scope> | Scope.Scope> =>
+  Effect.flatMap(Effect.scope, (parent) =>
+    Effect.flatMap(Scope.fork(parent), (scope) =>
+      listen.pipe(
+        Scope.provide(scope),
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))
+      )))
 
 /** `path` as a `DirFile`, its directory's descriptor closed with the scope. */
 export const scoped = (path: string): Effect.Effect<DirFile, never, Scope.Scope> =>
